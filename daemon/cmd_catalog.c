@@ -1,0 +1,149 @@
+/* catalog.get, catalog.search */
+#include <stdio.h>
+#include <string.h>
+
+#include "cmd.h"
+#include "store.h"
+
+/* Packs a stored MessagePack value verbatim (attributes were validated when imported). */
+static void pack_raw(msgpack_packer *pk, const void *data, int n)
+{
+    if (!data || n <= 0) {
+        msgpack_pack_map(pk, 0);
+        return;
+    }
+    msgpack_sbuffer_write(pk->data, data, (size_t)n);
+}
+
+static void pack_opt_int(msgpack_packer *pk, const char *key, sqlite3_stmt *s, int col)
+{
+    mp_pack_key(pk, key);
+    if (sqlite3_column_type(s, col) == SQLITE_NULL)
+        msgpack_pack_nil(pk);
+    else
+        msgpack_pack_int64(pk, sqlite3_column_int64(s, col));
+}
+
+int cmd_catalog_get(struct rpc_call *c)
+{
+    struct mp_params p = {.map = c->params};
+    const char *sku;
+    size_t n;
+    int r = mp_param_id(&p, "sku", true, &sku, &n, NULL);
+    if (r)
+        return rpc_fail(c, r, "%s", p.err);
+    struct store *st = c->d->store;
+    sqlite3_stmt *s = store_stmt(st, "SELECT s.code, s.title, p.product_id, p.title, s.mp_sku_id,"
+                                     " s.attributes, s.price_minor, s.currency, s.weight_g,"
+                                     " s.updated_at"
+                                     " FROM skus s JOIN products p ON p.id = s.product"
+                                     " WHERE s.code = ?1");
+    if (!s)
+        return TALLY_E_STORAGE;
+    sqlite3_bind_text(s, 1, sku, (int)n, SQLITE_STATIC);
+    int rc = sqlite3_step(s);
+    if (rc != SQLITE_ROW) {
+        sqlite3_reset(s);
+        if (rc == SQLITE_DONE)
+            return rpc_fail(c, TALLY_E_NOT_FOUND, "no SKU '%.*s' in the catalog", (int)n, sku);
+        return store_error(st, rc, "catalog.get");
+    }
+    msgpack_packer *pk = c->pk;
+    msgpack_pack_map(pk, 10);
+    mp_pack_kv_str(pk, "sku", (const char *)sqlite3_column_text(s, 0));
+    mp_pack_kv_str(pk, "title", (const char *)sqlite3_column_text(s, 1));
+    mp_pack_kv_str(pk, "product_id", (const char *)sqlite3_column_text(s, 2));
+    mp_pack_kv_str(pk, "product_title", (const char *)sqlite3_column_text(s, 3));
+    mp_pack_kv_str(pk, "mp_sku_id", (const char *)sqlite3_column_text(s, 4));
+    mp_pack_key(pk, "attributes");
+    pack_raw(pk, sqlite3_column_blob(s, 5), sqlite3_column_bytes(s, 5));
+    mp_pack_kv_int(pk, "price_minor", sqlite3_column_int64(s, 6));
+    mp_pack_kv_str(pk, "currency", (const char *)sqlite3_column_text(s, 7));
+    pack_opt_int(pk, "weight_g", s, 8);
+    mp_pack_kv_int(pk, "updated_at", sqlite3_column_int64(s, 9));
+    sqlite3_reset(s);
+    return 0;
+}
+
+/* LIKE pattern "%q%" with the wildcards of q escaped by '\'. */
+static void like_pattern(const char *q, size_t n, char *out, size_t cap)
+{
+    size_t o = 0;
+    out[o++] = '%';
+    for (size_t i = 0; i < n && o + 3 < cap; i++) {
+        if (q[i] == '%' || q[i] == '_' || q[i] == '\\')
+            out[o++] = '\\';
+        out[o++] = q[i];
+    }
+    out[o++] = '%';
+    out[o] = 0;
+}
+
+int cmd_catalog_search(struct rpc_call *c)
+{
+    struct mp_params p = {.map = c->params};
+    struct page_req pg;
+    const char *q;
+    size_t qn;
+    int r = cmd_page_params(c, &p, &pg);
+    if (r)
+        return r;
+    if ((r = mp_param_str(&p, "q", true, TALLY_MAX_ID_LEN, &q, &qn, NULL)) != 0)
+        return rpc_fail(c, r, "%s", p.err);
+    char pat[2 * TALLY_MAX_ID_LEN + 4], after[TALLY_MAX_ID_LEN + 1] = "";
+    like_pattern(q, qn, pat, sizeof pat);
+    if (pg.cursor) {
+        if (pg.cursor_len > TALLY_MAX_ID_LEN)
+            return rpc_fail(c, TALLY_E_INVALID_PARAMS, "cursor is not one this method returned");
+        memcpy(after, pg.cursor, pg.cursor_len);
+        after[pg.cursor_len] = 0;
+    }
+    struct store *st = c->d->store;
+    /* A code-prefix match uses the index; a title match scans, bounded by LIMIT. */
+    sqlite3_stmt *s = store_stmt(st, "SELECT s.code, s.title, p.product_id, s.price_minor,"
+                                     " s.currency FROM skus s JOIN products p ON p.id = s.product"
+                                     " WHERE s.code > ?3 AND (substr(s.code, 1, ?4) = ?1"
+                                     "   OR s.title LIKE ?2 ESCAPE '\\'"
+                                     "   OR p.title LIKE ?2 ESCAPE '\\')"
+                                     " ORDER BY s.code LIMIT ?5");
+    if (!s)
+        return TALLY_E_STORAGE;
+    sqlite3_bind_text(s, 1, q, (int)qn, SQLITE_STATIC);
+    sqlite3_bind_text(s, 2, pat, -1, SQLITE_STATIC);
+    sqlite3_bind_text(s, 3, after, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(s, 4, (int64_t)qn);
+    sqlite3_bind_int64(s, 5, pg.limit + 1);
+    msgpack_packer *pk = c->pk;
+    msgpack_pack_map(pk, 2);
+    mp_pack_key(pk, "items");
+    size_t arr = mp_array_begin(pk);
+    uint32_t count = 0;
+    bool more = false;
+    int rc;
+    char last[TALLY_MAX_ID_LEN + 1] = "";
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        if (count == pg.limit) {
+            more = true;
+            break;
+        }
+        const char *code = (const char *)sqlite3_column_text(s, 0);
+        msgpack_pack_map(pk, 5);
+        mp_pack_kv_str(pk, "sku", code);
+        mp_pack_kv_str(pk, "title", (const char *)sqlite3_column_text(s, 1));
+        mp_pack_kv_str(pk, "product_id", (const char *)sqlite3_column_text(s, 2));
+        mp_pack_kv_int(pk, "price_minor", sqlite3_column_int64(s, 3));
+        mp_pack_kv_str(pk, "currency", (const char *)sqlite3_column_text(s, 4));
+        snprintf(last, sizeof last, "%s", code);
+        count++;
+    }
+    sqlite3_reset(s);
+    if (rc != SQLITE_DONE && rc != SQLITE_ROW)
+        return store_error(st, rc, "catalog.search");
+    mp_array_end(pk, arr, count);
+    mp_pack_key(pk, "next_cursor");
+    if (more)
+        mp_pack_strz(pk, last);
+    else
+        msgpack_pack_nil(pk);
+    return 0;
+}

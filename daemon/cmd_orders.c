@@ -1,0 +1,231 @@
+/* orders.list, orders.get */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "catalog.h"
+#include "cmd.h"
+#include "store.h"
+
+static void pack_col_str(msgpack_packer *pk, const char *key, sqlite3_stmt *s, int col)
+{
+    mp_pack_kv_str(pk, key, (const char *)sqlite3_column_text(s, col));
+}
+
+static void pack_col_opt_int(msgpack_packer *pk, const char *key, sqlite3_stmt *s, int col)
+{
+    mp_pack_key(pk, key);
+    if (sqlite3_column_type(s, col) == SQLITE_NULL)
+        msgpack_pack_nil(pk);
+    else
+        msgpack_pack_int64(pk, sqlite3_column_int64(s, col));
+}
+
+/* Columns 0..9 shared by orders.list and orders.get. */
+#define ORDER_COLS                                                                                 \
+    "o.order_id, o.status, o.created_at, o.ship_by, o.country, o.currency, o.total_minor,"         \
+    " (SELECT COUNT(*) FROM order_lines l WHERE l.order_ref = o.id),"                              \
+    " (SELECT COALESCE(SUM(qty), 0) FROM order_lines l WHERE l.order_ref = o.id),"                 \
+    " (SELECT code FROM warehouses w WHERE w.id = o.warehouse)"
+
+static void pack_order_summary(msgpack_packer *pk, sqlite3_stmt *s, bool lines_count)
+{
+    pack_col_str(pk, "order_id", s, 0);
+    pack_col_str(pk, "status", s, 1);
+    mp_pack_kv_int(pk, "created_at", sqlite3_column_int64(s, 2));
+    pack_col_opt_int(pk, "ship_by", s, 3);
+    pack_col_str(pk, "country", s, 4);
+    pack_col_str(pk, "currency", s, 5);
+    mp_pack_kv_int(pk, "total_minor", sqlite3_column_int64(s, 6));
+    if (lines_count)
+        mp_pack_kv_int(pk, "lines", sqlite3_column_int64(s, 7));
+    mp_pack_kv_int(pk, "units", sqlite3_column_int64(s, 8));
+    pack_col_str(pk, "warehouse", s, 9);
+}
+
+/* Cursor of orders.list: "<created_at> <order_id>". */
+static int parse_cursor(const char *cur, size_t n, int64_t *at, char *id, size_t cap)
+{
+    char buf[128];
+    if (n >= sizeof buf)
+        return -1;
+    memcpy(buf, cur, n);
+    buf[n] = 0;
+    char *sp = strchr(buf, ' '), *end;
+    if (!sp || strlen(sp + 1) >= cap || !*(sp + 1))
+        return -1;
+    *sp = 0;
+    long long v = strtoll(buf, &end, 10);
+    if (*end || end == buf)
+        return -1;
+    *at = v;
+    snprintf(id, cap, "%s", sp + 1);
+    return 0;
+}
+
+int cmd_orders_list(struct rpc_call *c)
+{
+    struct mp_params p = {.map = c->params};
+    struct page_req pg;
+    const char *status = NULL, *wh = NULL;
+    size_t sn = 0, whn = 0;
+    bool have_wh = false;
+    int r = cmd_page_params(c, &p, &pg);
+    if (r)
+        return r;
+    if ((r = mp_param_id(&p, "status", false, &status, &sn, NULL)) ||
+        (r = mp_param_id(&p, "warehouse", false, &wh, &whn, &have_wh)))
+        return rpc_fail(c, r, "%s", p.err);
+    struct store *st = c->d->store;
+    int64_t whid = 0, cat = INT64_MIN;
+    char cid[TALLY_MAX_ID_LEN + 1] = "";
+    if (have_wh && (r = catalog_warehouse_id(st, wh, whn, &whid)) != 0)
+        return r == TALLY_E_NOT_FOUND ? rpc_fail(c, r, "no warehouse '%.*s'", (int)whn, wh) : r;
+    if (pg.cursor && parse_cursor(pg.cursor, pg.cursor_len, &cat, cid, sizeof cid) != 0)
+        return rpc_fail(c, TALLY_E_INVALID_PARAMS, "cursor is not one this method returned");
+
+    sqlite3_stmt *s = store_stmt(st, "SELECT " ORDER_COLS " FROM orders o"
+                                     " WHERE (o.created_at, o.order_id) > (?1, ?2)"
+                                     "   AND (?3 IS NULL OR o.status = ?3)"
+                                     "   AND (?4 = 0 OR o.warehouse = ?4)"
+                                     " ORDER BY o.created_at, o.order_id LIMIT ?5");
+    if (!s)
+        return TALLY_E_STORAGE;
+    sqlite3_bind_int64(s, 1, cat);
+    sqlite3_bind_text(s, 2, cid, -1, SQLITE_STATIC);
+    if (status)
+        sqlite3_bind_text(s, 3, status, (int)sn, SQLITE_STATIC);
+    sqlite3_bind_int64(s, 4, whid);
+    sqlite3_bind_int64(s, 5, pg.limit + 1);
+
+    msgpack_packer *pk = c->pk;
+    msgpack_pack_map(pk, 2);
+    mp_pack_key(pk, "items");
+    size_t arr = mp_array_begin(pk);
+    uint32_t count = 0;
+    bool more = false;
+    int rc;
+    char cur[128] = "";
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        if (count == pg.limit) {
+            more = true;
+            break;
+        }
+        msgpack_pack_map(pk, 10);
+        pack_order_summary(pk, s, true);
+        snprintf(cur, sizeof cur, "%lld %s", (long long)sqlite3_column_int64(s, 2),
+                 (const char *)sqlite3_column_text(s, 0));
+        count++;
+    }
+    sqlite3_reset(s);
+    if (rc != SQLITE_DONE && rc != SQLITE_ROW)
+        return store_error(st, rc, "orders.list");
+    mp_array_end(pk, arr, count);
+    mp_pack_key(pk, "next_cursor");
+    if (more)
+        mp_pack_strz(pk, cur);
+    else
+        msgpack_pack_nil(pk);
+    return 0;
+}
+
+static int pack_lines(struct rpc_call *c, int64_t ref)
+{
+    struct store *st = c->d->store;
+    sqlite3_stmt *s = store_stmt(st, "SELECT s.code, s.title, l.qty, l.price_minor"
+                                     " FROM order_lines l JOIN skus s ON s.id = l.sku"
+                                     " WHERE l.order_ref = ?1 ORDER BY s.code");
+    if (!s)
+        return TALLY_E_STORAGE;
+    sqlite3_bind_int64(s, 1, ref);
+    size_t arr = mp_array_begin(c->pk);
+    uint32_t n = 0;
+    int rc;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        msgpack_pack_map(c->pk, 4);
+        pack_col_str(c->pk, "sku", s, 0);
+        pack_col_str(c->pk, "title", s, 1);
+        mp_pack_kv_int(c->pk, "qty", sqlite3_column_int64(s, 2));
+        mp_pack_kv_int(c->pk, "price_minor", sqlite3_column_int64(s, 3));
+        n++;
+    }
+    sqlite3_reset(s);
+    mp_array_end(c->pk, arr, n);
+    return rc == SQLITE_DONE ? 0 : store_error(st, rc, "order lines");
+}
+
+static int pack_shipments(struct rpc_call *c, int64_t ref)
+{
+    struct store *st = c->d->store;
+    sqlite3_stmt *s = store_stmt(st, "SELECT sh.id, w.code, sh.carrier, sh.tracking_no,"
+                                     " sh.created_at FROM shipments sh"
+                                     " LEFT JOIN warehouses w ON w.id = sh.warehouse"
+                                     " WHERE sh.order_ref = ?1 ORDER BY sh.created_at, sh.id");
+    if (!s)
+        return TALLY_E_STORAGE;
+    sqlite3_bind_int64(s, 1, ref);
+    size_t arr = mp_array_begin(c->pk);
+    uint32_t n = 0;
+    int rc;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        msgpack_pack_map(c->pk, 5);
+        pack_col_str(c->pk, "id", s, 0);
+        pack_col_str(c->pk, "warehouse", s, 1);
+        pack_col_str(c->pk, "carrier", s, 2);
+        pack_col_str(c->pk, "tracking_no", s, 3);
+        mp_pack_kv_int(c->pk, "created_at", sqlite3_column_int64(s, 4));
+        n++;
+    }
+    sqlite3_reset(s);
+    mp_array_end(c->pk, arr, n);
+    return rc == SQLITE_DONE ? 0 : store_error(st, rc, "shipments");
+}
+
+int cmd_orders_get(struct rpc_call *c)
+{
+    struct mp_params p = {.map = c->params};
+    const char *oid;
+    size_t n;
+    int r = mp_param_id(&p, "order_id", true, &oid, &n, NULL);
+    if (r)
+        return rpc_fail(c, r, "%s", p.err);
+    struct store *st = c->d->store;
+    sqlite3_stmt *s = store_stmt(st, "SELECT " ORDER_COLS ", o.id, o.updated_at, o.service,"
+                                     " o.buyer_name, o.address, o.city, o.postcode, o.phone"
+                                     " FROM orders o WHERE o.order_id = ?1");
+    if (!s)
+        return TALLY_E_STORAGE;
+    sqlite3_bind_text(s, 1, oid, (int)n, SQLITE_STATIC);
+    int rc = sqlite3_step(s);
+    if (rc != SQLITE_ROW) {
+        sqlite3_reset(s);
+        if (rc == SQLITE_DONE)
+            return rpc_fail(c, TALLY_E_NOT_FOUND, "no order '%.*s'", (int)n, oid);
+        return store_error(st, rc, "orders.get");
+    }
+    msgpack_packer *pk = c->pk;
+    int64_t ref = sqlite3_column_int64(s, 10);
+    msgpack_pack_map(pk, 14);
+    pack_order_summary(pk, s, false);
+    mp_pack_kv_int(pk, "updated_at", sqlite3_column_int64(s, 11));
+    pack_col_str(pk, "service", s, 12);
+    mp_pack_key(pk, "ship_to");
+    /* Buyers' personal data goes to writers only (they pack and ship). */
+    if (c->role == TALLY_ROLE_WRITER) {
+        msgpack_pack_map(pk, 6);
+        pack_col_str(pk, "name", s, 13);
+        pack_col_str(pk, "address", s, 14);
+        pack_col_str(pk, "city", s, 15);
+        pack_col_str(pk, "postcode", s, 16);
+        pack_col_str(pk, "country", s, 4);
+        pack_col_str(pk, "phone", s, 17);
+    } else {
+        msgpack_pack_nil(pk);
+    }
+    sqlite3_reset(s);
+    mp_pack_key(pk, "lines");
+    if ((r = pack_lines(c, ref)) != 0)
+        return r;
+    mp_pack_key(pk, "shipments");
+    return pack_shipments(c, ref);
+}

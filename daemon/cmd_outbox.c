@@ -1,0 +1,89 @@
+/* outbox.list */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cmd.h"
+#include "store.h"
+
+int cmd_outbox_list(struct rpc_call *c)
+{
+    struct mp_params p = {.map = c->params};
+    struct page_req pg;
+    const char *state = NULL;
+    size_t sn = 0;
+    int r = cmd_page_params(c, &p, &pg);
+    if (r)
+        return r;
+    if ((r = mp_param_id(&p, "state", false, &state, &sn, NULL)) != 0)
+        return rpc_fail(c, r, "%s", p.err);
+    if (state && !(sn == 7 && !memcmp(state, "pending", 7)) &&
+        !(sn == 4 && !memcmp(state, "held", 4)) && !(sn == 4 && !memcmp(state, "done", 4)))
+        return rpc_fail(c, TALLY_E_INVALID_PARAMS, "field 'state' must be pending, held or done");
+    int64_t after = 0;
+    if (pg.cursor) {
+        char buf[32], *end;
+        if (pg.cursor_len >= sizeof buf)
+            return rpc_fail(c, TALLY_E_INVALID_PARAMS, "cursor is not one this method returned");
+        memcpy(buf, pg.cursor, pg.cursor_len);
+        buf[pg.cursor_len] = 0;
+        after = strtoll(buf, &end, 10);
+        if (*end || after < 0)
+            return rpc_fail(c, TALLY_E_INVALID_PARAMS, "cursor is not one this method returned");
+    }
+    struct store *st = c->d->store;
+    /* 'pending' covers rows waiting and rows in flight; 'done' covers discarded ones too. */
+    sqlite3_stmt *s = store_stmt(
+        st, "SELECT id, key, target, entity, kind, attempts, next_attempt_at, last_error, state,"
+            " created_at FROM outbox WHERE id > ?1 AND (?2 IS NULL"
+            "  OR (?2 = 'pending' AND state IN ('pending','inflight'))"
+            "  OR (?2 = 'held' AND state = 'held')"
+            "  OR (?2 = 'done' AND state IN ('done','discarded')))"
+            " ORDER BY id LIMIT ?3");
+    if (!s)
+        return TALLY_E_STORAGE;
+    sqlite3_bind_int64(s, 1, after);
+    if (state)
+        sqlite3_bind_text(s, 2, state, (int)sn, SQLITE_STATIC);
+    sqlite3_bind_int64(s, 3, pg.limit + 1);
+    msgpack_packer *pk = c->pk;
+    msgpack_pack_map(pk, 2);
+    mp_pack_key(pk, "items");
+    size_t arr = mp_array_begin(pk);
+    uint32_t count = 0;
+    bool more = false;
+    int64_t last = 0;
+    int rc;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        if (count == pg.limit) {
+            more = true;
+            break;
+        }
+        last = sqlite3_column_int64(s, 0);
+        msgpack_pack_map(pk, 10);
+        mp_pack_kv_int(pk, "id", last);
+        mp_pack_kv_str(pk, "key", (const char *)sqlite3_column_text(s, 1));
+        mp_pack_kv_str(pk, "target", (const char *)sqlite3_column_text(s, 2));
+        mp_pack_kv_str(pk, "entity", (const char *)sqlite3_column_text(s, 3));
+        mp_pack_kv_str(pk, "kind", (const char *)sqlite3_column_text(s, 4));
+        mp_pack_kv_int(pk, "attempts", sqlite3_column_int64(s, 5));
+        mp_pack_kv_int(pk, "next_attempt_at", sqlite3_column_int64(s, 6));
+        mp_pack_kv_str(pk, "last_error", (const char *)sqlite3_column_text(s, 7));
+        mp_pack_kv_str(pk, "state", (const char *)sqlite3_column_text(s, 8));
+        mp_pack_kv_int(pk, "created_at", sqlite3_column_int64(s, 9));
+        count++;
+    }
+    sqlite3_reset(s);
+    if (rc != SQLITE_DONE && rc != SQLITE_ROW)
+        return store_error(st, rc, "outbox.list");
+    mp_array_end(pk, arr, count);
+    mp_pack_key(pk, "next_cursor");
+    if (more) {
+        char cur[32];
+        snprintf(cur, sizeof cur, "%lld", (long long)last);
+        mp_pack_strz(pk, cur);
+    } else {
+        msgpack_pack_nil(pk);
+    }
+    return 0;
+}

@@ -1,0 +1,210 @@
+/*
+ * tallyd: the station daemon. Reads the config, opens (and migrates) the replica, serves the
+ * socket on one libuv loop until SIGTERM/SIGINT. Requests are handled to completion one at a
+ * time on the loop, so a signal is acted on between requests: a transaction in progress always
+ * finishes (and its client is answered) before the daemon stops.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <grp.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "log.h"
+#include "sdnotify.h"
+#include "server.h"
+#include "store.h"
+#include "tallyd.h"
+#include "tally/protocol.h"
+
+struct runtime {
+    struct tallyd d;
+    uv_signal_t sigterm, sigint;
+    uv_timer_t watchdog;
+    int have_watchdog;
+};
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "Usage: tallyd [--config FILE] [--state-dir DIR] [--socket PATH] [--station NAME]\n"
+            "              [--log-level LEVEL]\n"
+            "\n"
+            "The tally station daemon: keeps the local replica in STATE_DIR/replica.db and\n"
+            "answers the tally client on a Unix socket. Runs in the foreground, logs to stderr.\n"
+            "\n"
+            "  -c, --config FILE     read settings from FILE (INI; see README 'Configuration')\n"
+            "  -d, --state-dir DIR   directory of the replica (default /var/lib/tally)\n"
+            "  -s, --socket PATH     socket to serve (default %s)\n"
+            "  -n, --station NAME    this station's name (default: the host name)\n"
+            "  -l, --log-level LVL   error, warning, info (default) or debug\n"
+            "  -h, --help            this text\n"
+            "  -V, --version         print the version\n"
+            "\n"
+            "Options on the command line override the config file.\n",
+            TALLY_DEFAULT_SOCKET);
+}
+
+static void on_walk_close(uv_handle_t *h, void *arg)
+{
+    if (!uv_is_closing(h))
+        uv_close(h, NULL);
+}
+
+static void shutdown_daemon(struct runtime *rt, const char *why)
+{
+    if (rt->d.stopping)
+        return;
+    log_info("%s: stopping", why);
+    sd_notify_send("STOPPING=1");
+    rt->d.stopping = true;
+    server_stop(rt->d.server);
+    rt->d.server = NULL;
+    uv_close((uv_handle_t *)&rt->sigterm, NULL);
+    uv_close((uv_handle_t *)&rt->sigint, NULL);
+    if (rt->have_watchdog)
+        uv_close((uv_handle_t *)&rt->watchdog, NULL);
+}
+
+static void on_signal(uv_signal_t *h, int signum)
+{
+    shutdown_daemon(h->data, signum == SIGTERM ? "SIGTERM" : "SIGINT");
+}
+
+static void on_watchdog(uv_timer_t *t)
+{
+    sd_notify_send("WATCHDOG=1");
+}
+
+static int resolve_writer_group(struct tallyd *d)
+{
+    if (!d->cfg.writer_group[0])
+        return 0;
+    struct group gr, *res = NULL;
+    char buf[16384];
+    if (getgrnam_r(d->cfg.writer_group, &gr, buf, sizeof buf, &res) != 0 || !res) {
+        log_warn("writer group '%s' does not exist: only root and this daemon's user may write",
+                 d->cfg.writer_group);
+        return 0;
+    }
+    d->writer_gid = res->gr_gid;
+    d->have_writer_gid = true;
+    return 0;
+}
+
+static int make_state_dir(const char *dir)
+{
+    if (mkdir(dir, 0700) == 0 || errno == EEXIST)
+        return 0;
+    log_error("cannot create state directory %s: %s", dir, strerror(errno));
+    return -1;
+}
+
+int main(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"config", required_argument, NULL, 'c'},    {"state-dir", required_argument, NULL, 'd'},
+        {"socket", required_argument, NULL, 's'},    {"station", required_argument, NULL, 'n'},
+        {"log-level", required_argument, NULL, 'l'}, {"help", no_argument, NULL, 'h'},
+        {"version", no_argument, NULL, 'V'},         {NULL, 0, NULL, 0},
+    };
+    struct runtime rt;
+    memset(&rt, 0, sizeof rt);
+    struct tallyd *d = &rt.d;
+    config_defaults(&d->cfg);
+
+    const char *config_path = NULL, *state_dir = NULL, *sock = NULL, *station = NULL, *level = NULL;
+    int opt;
+    while ((opt = getopt_long(argc, argv, "c:d:s:n:l:hV", opts, NULL)) != -1) {
+        switch (opt) {
+        case 'c':
+            config_path = optarg;
+            break;
+        case 'd':
+            state_dir = optarg;
+            break;
+        case 's':
+            sock = optarg;
+            break;
+        case 'n':
+            station = optarg;
+            break;
+        case 'l':
+            level = optarg;
+            break;
+        case 'h':
+            usage(stdout);
+            return 0;
+        case 'V':
+            printf("tallyd %s\n", TALLY_VERSION);
+            return 0;
+        default:
+            usage(stderr);
+            return 2;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "tallyd: unexpected argument '%s' (see tallyd --help)\n", argv[optind]);
+        return 2;
+    }
+    char err[512];
+    if (config_path && config_load(&d->cfg, config_path, err, sizeof err) != 0) {
+        fprintf(stderr, "tallyd: %s\n", err);
+        return 2;
+    }
+    if ((state_dir && config_set(&d->cfg, "station", "state_dir", state_dir, err, sizeof err)) ||
+        (sock && config_set(&d->cfg, "station", "socket", sock, err, sizeof err)) ||
+        (station && config_set(&d->cfg, "station", "name", station, err, sizeof err)) ||
+        (level && config_set(&d->cfg, "log", "level", level, err, sizeof err))) {
+        fprintf(stderr, "tallyd: %s\n", err);
+        return 2;
+    }
+    log_init(d->cfg.log_level);
+    signal(SIGPIPE, SIG_IGN);
+
+    if (make_state_dir(d->cfg.state_dir) != 0)
+        return 1;
+    char dbpath[600];
+    snprintf(dbpath, sizeof dbpath, "%s/replica.db", d->cfg.state_dir);
+    if (store_open(dbpath, d->cfg.sync_full, &d->store, err, sizeof err) != 0) {
+        log_error("%s", err);
+        return 1;
+    }
+    resolve_writer_group(d);
+    d->loop = uv_default_loop();
+    d->started_at = store_now();
+    if (server_start(d, &d->server, err, sizeof err) != 0) {
+        log_error("%s", err);
+        uv_run(d->loop, UV_RUN_DEFAULT);
+        store_close(d->store);
+        return 1;
+    }
+    uv_signal_init(d->loop, &rt.sigterm);
+    uv_signal_init(d->loop, &rt.sigint);
+    rt.sigterm.data = rt.sigint.data = &rt;
+    uv_signal_start(&rt.sigterm, on_signal, SIGTERM);
+    uv_signal_start(&rt.sigint, on_signal, SIGINT);
+    uint64_t wd = sd_watchdog_usec();
+    if (wd > 0) {
+        uv_timer_init(d->loop, &rt.watchdog);
+        uv_timer_start(&rt.watchdog, on_watchdog, 0, wd / 2000 ? wd / 2000 : 1);
+        rt.have_watchdog = 1;
+    }
+
+    log_info("station %s serving %s (replica %s, schema %d)", d->cfg.station, d->cfg.socket_path,
+             dbpath, store_schema_version(d->store));
+    sd_notify_send("READY=1\nSTATUS=serving");
+    uv_run(d->loop, UV_RUN_DEFAULT);
+
+    uv_walk(d->loop, on_walk_close, NULL);
+    uv_run(d->loop, UV_RUN_DEFAULT);
+    uv_loop_close(d->loop);
+    store_close(d->store);
+    log_info("stopped");
+    return 0;
+}

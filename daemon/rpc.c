@@ -1,0 +1,148 @@
+#include "rpc.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "codec.h"
+#include "cmd.h"
+#include "log.h"
+#include "tally/protocol.h"
+
+/* The method table is data: adding a method is one line here and one handler in cmd_*.c. */
+static const struct rpc_method methods[] = {
+    {"hello", cmd_hello, false},
+    {"status", cmd_status, false},
+    {"catalog.get", cmd_catalog_get, false},
+    {"catalog.search", cmd_catalog_search, false},
+    {"stock.get", cmd_stock_get, false},
+    {"stock.list", cmd_stock_list, false},
+    {"stock.move", cmd_stock_move, true},
+    {"orders.list", cmd_orders_list, false},
+    {"orders.get", cmd_orders_get, false},
+    {"outbox.list", cmd_outbox_list, false},
+    {"import", cmd_import, true},
+};
+
+const struct rpc_method *rpc_find(const char *name, size_t len)
+{
+    for (size_t i = 0; i < sizeof methods / sizeof methods[0]; i++)
+        if (strlen(methods[i].name) == len && memcmp(methods[i].name, name, len) == 0)
+            return &methods[i];
+    return NULL;
+}
+
+const char *rpc_role_name(int role)
+{
+    return role == TALLY_ROLE_WRITER ? "writer" : "reader";
+}
+
+int rpc_fail(struct rpc_call *c, int code, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(c->err, sizeof c->err, fmt, ap);
+    va_end(ap);
+    return code;
+}
+
+void rpc_pack_error(msgpack_packer *pk, uint32_t msgid, int code, const char *message)
+{
+    msgpack_pack_array(pk, 4);
+    msgpack_pack_int(pk, TALLY_MSG_RESPONSE);
+    msgpack_pack_uint32(pk, msgid);
+    msgpack_pack_map(pk, 2);
+    mp_pack_kv_str(pk, "code", tally_strerror_code(code));
+    mp_pack_kv_str(pk, "message", message && *message ? message : tally_strerror(code));
+    msgpack_pack_nil(pk);
+}
+
+int cmd_page_params(struct rpc_call *c, struct mp_params *p, struct page_req *pg)
+{
+    bool have;
+    pg->limit = TALLY_DEFAULT_PAGE;
+    pg->cursor = NULL;
+    pg->cursor_len = 0;
+    int r = mp_param_int(p, "limit", false, 1, TALLY_MAX_PAGE, &pg->limit, NULL);
+    if (r == 0)
+        r = mp_param_str(p, "cursor", false, 256, &pg->cursor, &pg->cursor_len, &have);
+    if (r)
+        return rpc_fail(c, r, "%s", p->err);
+    return 0;
+}
+
+int rpc_handle(struct tallyd *d, int role, const msgpack_object *msg, msgpack_sbuffer *out)
+{
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, out, msgpack_sbuffer_write);
+
+    if (msg->type != MSGPACK_OBJECT_ARRAY || msg->via.array.size == 0 ||
+        msg->via.array.ptr[0].type != MSGPACK_OBJECT_POSITIVE_INTEGER ||
+        msg->via.array.ptr[0].via.u64 != TALLY_MSG_REQUEST) {
+        rpc_pack_error(&pk, 0, TALLY_E_BAD_REQUEST,
+                       "expected a request [0, msgid, method, [params]]");
+        return TALLY_E_BAD_REQUEST;
+    }
+    const msgpack_object *a = msg->via.array.ptr;
+    uint32_t msgid = 0;
+    if (msg->via.array.size != 4) {
+        rpc_pack_error(&pk, 0, TALLY_E_BAD_REQUEST, "a request is an array of 4 elements");
+        return 0;
+    }
+    if (a[1].type != MSGPACK_OBJECT_POSITIVE_INTEGER || a[1].via.u64 > UINT32_MAX) {
+        rpc_pack_error(&pk, 0, TALLY_E_BAD_REQUEST, "msgid must be an integer 0..4294967295");
+        return 0;
+    }
+    msgid = (uint32_t)a[1].via.u64;
+    if (a[2].type != MSGPACK_OBJECT_STR) {
+        rpc_pack_error(&pk, msgid, TALLY_E_BAD_REQUEST, "method must be a string");
+        return 0;
+    }
+    const msgpack_object *params = NULL;
+    if (a[3].type != MSGPACK_OBJECT_ARRAY || a[3].via.array.size > 1 ||
+        (a[3].via.array.size == 1 && a[3].via.array.ptr[0].type != MSGPACK_OBJECT_MAP &&
+         a[3].via.array.ptr[0].type != MSGPACK_OBJECT_NIL)) {
+        rpc_pack_error(&pk, msgid, TALLY_E_BAD_REQUEST, "params must be an array of one map");
+        return 0;
+    }
+    if (a[3].via.array.size == 1 && a[3].via.array.ptr[0].type == MSGPACK_OBJECT_MAP)
+        params = &a[3].via.array.ptr[0];
+
+    const struct rpc_method *m = rpc_find(a[2].via.str.ptr, a[2].via.str.size);
+    if (!m) {
+        char text[128];
+        int n = a[2].via.str.size > 64 ? 64 : (int)a[2].via.str.size;
+        snprintf(text, sizeof text, "unknown method '%.*s'", n, a[2].via.str.ptr);
+        if (!mp_text_ok(a[2].via.str.ptr, (size_t)n))
+            snprintf(text, sizeof text, "unknown method");
+        rpc_pack_error(&pk, msgid, TALLY_E_UNKNOWN_METHOD, text);
+        return 0;
+    }
+    if (m->write && role != TALLY_ROLE_WRITER) {
+        char text[160];
+        snprintf(text, sizeof text,
+                 "%s changes the replica; only root and members of the writer group may call it",
+                 m->name);
+        rpc_pack_error(&pk, msgid, TALLY_E_FORBIDDEN, text);
+        return 0;
+    }
+    if (d->stopping) {
+        rpc_pack_error(&pk, msgid, TALLY_E_SHUTTING_DOWN, NULL);
+        return 0;
+    }
+
+    size_t mark = out->size;
+    msgpack_pack_array(&pk, 4);
+    msgpack_pack_int(&pk, TALLY_MSG_RESPONSE);
+    msgpack_pack_uint32(&pk, msgid);
+    msgpack_pack_nil(&pk);
+    struct rpc_call call = {.d = d, .params = params, .pk = &pk, .role = role};
+    int r = m->fn(&call);
+    if (r != 0) {
+        out->size = mark; /* drop the partial result */
+        if (r == TALLY_E_INTERNAL || r == TALLY_E_STORAGE)
+            log_error("%s failed: %s", m->name, call.err[0] ? call.err : tally_strerror(r));
+        rpc_pack_error(&pk, msgid, r, call.err);
+    }
+    return 0;
+}

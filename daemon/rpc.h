@@ -1,0 +1,54 @@
+/*
+ * Dispatch: one decoded message in, one response packed out. The transport (server.c) knows
+ * nothing of methods; handlers (cmd_*.c) know nothing of framing.
+ */
+#ifndef TALLY_RPC_H
+#define TALLY_RPC_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <msgpack.h>
+
+#include "tallyd.h"
+
+struct rpc_call {
+    struct tallyd *d;
+    const msgpack_object *params; /* the params map, or NULL when none was given */
+    msgpack_packer *pk;           /* a handler packs exactly one result object here */
+    int role;                     /* TALLY_ROLE_* of the caller, from its credentials */
+    char err[256];                /* the error message when the handler fails */
+};
+
+/*
+ * A handler returns 0 after packing its result, or a negative TALLY_E_* code with c->err set
+ * (via rpc_fail). Whatever it packed before failing is discarded by the dispatcher.
+ */
+typedef int (*rpc_fn)(struct rpc_call *c);
+
+struct rpc_method {
+    const char *name;
+    rpc_fn fn;
+    bool write; /* only writers may call it */
+};
+
+/* The method table; NULL when unknown. */
+const struct rpc_method *rpc_find(const char *name, size_t len);
+
+/* Sets c->err from a format and returns `code`. */
+int rpc_fail(struct rpc_call *c, int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* Packs a whole error response [1, msgid, {code, message}, nil]. */
+void rpc_pack_error(msgpack_packer *pk, uint32_t msgid, int code, const char *message);
+
+/*
+ * Handles one message decoded from a connection and appends the response to `out`.
+ * Returns 0 when the connection stays usable, or a negative code when the message was not a
+ * request at all and the connection must be closed once `out` is sent.
+ */
+int rpc_handle(struct tallyd *d, int role, const msgpack_object *msg, msgpack_sbuffer *out);
+
+/* Role names for hello/status. */
+const char *rpc_role_name(int role);
+
+#endif

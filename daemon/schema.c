@@ -1,0 +1,181 @@
+/*
+ * Schema migrations. Migration N (1-based) takes a replica from user_version N-1 to N. They are
+ * append-only: a released migration is never edited, a change is a new migration. Each runs in
+ * one transaction with its user_version bump, so a crash mid-migration leaves the old version.
+ *
+ * Stock invariant (kept by stock.c in the same transaction as each movement):
+ *   stock.pending = SUM(movements.delta) over the SKU x warehouse's movements not 'settled'.
+ * The local view of a SKU x warehouse is snapshot + pending.
+ */
+#include <stdio.h>
+
+#include "store.h"
+
+static const char *const migrations[] = {
+    /* 1: the whole part-1 replica. */
+    "CREATE TABLE warehouses("
+    "  id INTEGER PRIMARY KEY,"
+    "  code TEXT NOT NULL UNIQUE,"
+    "  name TEXT NOT NULL,"
+    "  country TEXT NOT NULL,"
+    "  serves_marketplace INTEGER NOT NULL DEFAULT 1,"
+    "  created_at INTEGER NOT NULL);"
+
+    "CREATE TABLE products("
+    "  id INTEGER PRIMARY KEY,"
+    "  product_id TEXT NOT NULL UNIQUE," /* the marketplace's product id */
+    "  title TEXT NOT NULL,"
+    "  status TEXT,"
+    "  updated_at INTEGER NOT NULL);"
+
+    "CREATE TABLE skus("
+    "  id INTEGER PRIMARY KEY,"
+    "  code TEXT NOT NULL UNIQUE," /* the seller's SKU code (sku_code on the marketplace) */
+    "  product INTEGER NOT NULL REFERENCES products(id),"
+    "  mp_sku_id TEXT,"
+    "  title TEXT NOT NULL,"
+    "  attributes BLOB," /* a MessagePack map str -> str (variant attributes) */
+    "  price_minor INTEGER NOT NULL,"
+    "  currency TEXT NOT NULL,"
+    "  weight_g INTEGER,"
+    "  updated_at INTEGER NOT NULL);"
+    "CREATE INDEX skus_by_product ON skus(product);"
+
+    "CREATE TABLE stock("
+    "  sku INTEGER NOT NULL REFERENCES skus(id),"
+    "  warehouse INTEGER NOT NULL REFERENCES warehouses(id),"
+    "  snapshot INTEGER NOT NULL DEFAULT 0," /* last figure from the warehouse */
+    "  pending INTEGER NOT NULL DEFAULT 0,"  /* overlay: local movements not yet settled */
+    "  reserved INTEGER NOT NULL DEFAULT 0,"
+    "  safety INTEGER NOT NULL DEFAULT 0,"
+    "  threshold INTEGER NOT NULL DEFAULT 0,"
+    "  upstream_version INTEGER NOT NULL DEFAULT 0,"
+    "  as_of INTEGER,"
+    "  PRIMARY KEY(sku, warehouse)) WITHOUT ROWID;"
+    "CREATE INDEX stock_by_warehouse ON stock(warehouse, sku);"
+
+    "CREATE TABLE movements("
+    "  seq INTEGER PRIMARY KEY,"
+    "  id TEXT NOT NULL,"               /* the movement id: idempotency key locally and upstream */
+    "  leg INTEGER NOT NULL DEFAULT 0," /* a transfer has leg 0 (out) and leg 1 (in) */
+    "  kind TEXT NOT NULL CHECK(kind IN "
+    "    ('receive','pick','adjust','count','transfer','return')),"
+    "  sku INTEGER NOT NULL REFERENCES skus(id),"
+    "  warehouse INTEGER NOT NULL REFERENCES warehouses(id),"
+    "  peer INTEGER REFERENCES warehouses(id)," /* the other side of a transfer */
+    "  qty INTEGER NOT NULL," /* as requested; for a count, the counted quantity */
+    "  delta INTEGER NOT NULL,"
+    "  reason TEXT,"
+    "  ref TEXT,"
+    "  forced INTEGER NOT NULL DEFAULT 0,"
+    "  created_at INTEGER NOT NULL,"
+    "  state TEXT NOT NULL DEFAULT 'pending' CHECK(state IN ('pending','acked','settled')),"
+    "  upstream_version INTEGER,"
+    "  UNIQUE(id, leg));"
+    "CREATE INDEX movements_open ON movements(sku, warehouse) WHERE state <> 'settled';"
+
+    "CREATE TABLE orders("
+    "  id INTEGER PRIMARY KEY,"
+    "  order_id TEXT NOT NULL UNIQUE," /* the marketplace order id */
+    "  status TEXT NOT NULL,"          /* the marketplace status, e.g. WAIT_SELLER_SEND_GOODS */
+    "  created_at INTEGER NOT NULL,"
+    "  updated_at INTEGER NOT NULL,"
+    "  ship_by INTEGER,"
+    "  country TEXT NOT NULL,"
+    "  currency TEXT NOT NULL,"
+    "  total_minor INTEGER NOT NULL DEFAULT 0,"
+    "  service TEXT,"
+    "  warehouse INTEGER REFERENCES warehouses(id),"
+    "  buyer_name TEXT, address TEXT, city TEXT, postcode TEXT, phone TEXT,"
+    "  finished_at INTEGER);"
+    "CREATE INDEX orders_by_created ON orders(created_at, order_id);"
+    "CREATE INDEX orders_by_status ON orders(status, created_at, order_id);"
+
+    "CREATE TABLE order_lines("
+    "  order_ref INTEGER NOT NULL REFERENCES orders(id) ON DELETE CASCADE,"
+    "  sku INTEGER NOT NULL REFERENCES skus(id),"
+    "  qty INTEGER NOT NULL CHECK(qty > 0),"
+    "  price_minor INTEGER NOT NULL,"
+    "  PRIMARY KEY(order_ref, sku)) WITHOUT ROWID;"
+
+    "CREATE TABLE shipments("
+    "  id TEXT PRIMARY KEY,"
+    "  order_ref INTEGER NOT NULL REFERENCES orders(id),"
+    "  warehouse INTEGER REFERENCES warehouses(id),"
+    "  carrier TEXT,"
+    "  tracking_no TEXT,"
+    "  created_at INTEGER NOT NULL,"
+    "  state TEXT NOT NULL DEFAULT 'created');"
+    "CREATE INDEX shipments_by_order ON shipments(order_ref);"
+
+    "CREATE TABLE exceptions("
+    "  id INTEGER PRIMARY KEY,"
+    "  kind TEXT NOT NULL,"
+    "  order_ref INTEGER REFERENCES orders(id),"
+    "  sku INTEGER REFERENCES skus(id),"
+    "  message TEXT NOT NULL,"
+    "  raised_at INTEGER NOT NULL,"
+    "  deadline INTEGER NOT NULL,"
+    "  state TEXT NOT NULL DEFAULT 'open' CHECK(state IN ('open','acknowledged','resolved')),"
+    "  resolved_by TEXT, resolved_at INTEGER, note TEXT);"
+
+    /* One row per local write to send upstream; `key` is the idempotency key. Rows with the
+     * same (target, entity) are sent in id order. */
+    "CREATE TABLE outbox("
+    "  id INTEGER PRIMARY KEY AUTOINCREMENT,"
+    "  key TEXT NOT NULL UNIQUE,"
+    "  target TEXT NOT NULL,"
+    "  entity TEXT NOT NULL,"
+    "  kind TEXT NOT NULL,"
+    "  payload BLOB NOT NULL," /* MessagePack map: what the connector turns into a request */
+    "  attempts INTEGER NOT NULL DEFAULT 0,"
+    "  next_attempt_at INTEGER NOT NULL,"
+    "  last_error TEXT,"
+    "  state TEXT NOT NULL DEFAULT 'pending'"
+    "    CHECK(state IN ('pending','inflight','held','done','discarded')),"
+    "  created_at INTEGER NOT NULL,"
+    "  done_at INTEGER);"
+    "CREATE INDEX outbox_due ON outbox(state, next_attempt_at);"
+    "CREATE INDEX outbox_entity ON outbox(target, entity, id);"
+
+    /* One row per pull stream: 'mp:catalog', 'mp:orders', 'wh:<code>:inventory',
+     * 'wh:<code>:outbound'. A page is applied in the transaction that advances its row. */
+    "CREATE TABLE checkpoints("
+    "  stream TEXT PRIMARY KEY,"
+    "  cursor TEXT,"
+    "  version INTEGER NOT NULL DEFAULT 0,"
+    "  modified_since INTEGER,"
+    "  rows_total INTEGER NOT NULL DEFAULT 0,"
+    "  updated_at INTEGER NOT NULL);"
+    "INSERT INTO checkpoints(stream, updated_at) VALUES"
+    "  ('mp:catalog', strftime('%s','now')), ('mp:orders', strftime('%s','now'));",
+};
+
+int schema_latest(void)
+{
+    return (int)(sizeof migrations / sizeof migrations[0]);
+}
+
+int schema_migrate(sqlite3 *db, int from, char *err, size_t errlen)
+{
+    for (int v = from; v < schema_latest(); v++) {
+        char *msg = NULL;
+        char bump[64];
+        snprintf(bump, sizeof bump, "PRAGMA user_version=%d", v + 1);
+        int rc = sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, &msg);
+        if (rc == SQLITE_OK)
+            rc = sqlite3_exec(db, migrations[v], NULL, NULL, &msg);
+        if (rc == SQLITE_OK)
+            rc = sqlite3_exec(db, bump, NULL, NULL, &msg);
+        if (rc == SQLITE_OK)
+            rc = sqlite3_exec(db, "COMMIT", NULL, NULL, &msg);
+        if (rc != SQLITE_OK) {
+            snprintf(err, errlen, "schema migration %d failed: %s", v + 1,
+                     msg ? msg : sqlite3_errstr(rc));
+            sqlite3_free(msg);
+            sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+            return -1;
+        }
+    }
+    return 0;
+}

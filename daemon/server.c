@@ -1,0 +1,401 @@
+#include "server.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <msgpack.h>
+
+#include "log.h"
+#include "rpc.h"
+#include "tally/protocol.h"
+#include "wire.h"
+
+#define READ_CHUNK (64 * 1024)
+
+struct conn {
+    uv_pipe_t pipe; /* first: the handle's address is the connection's */
+    struct server *srv;
+    msgpack_unpacker unp;
+    msgpack_unpacked msg;
+    msgpack_sbuffer out; /* responses to the current read batch */
+    size_t queued;       /* bytes handed to uv_write and not yet written */
+    int role;
+    pid_t pid;
+    uid_t uid;
+    int closing;
+    struct conn *prev, *next;
+};
+
+struct server {
+    struct tallyd *d;
+    uv_pipe_t listener;
+    struct conn *conns;
+    unsigned nconns;
+    int stopping;
+    int listener_closed;
+    char path[108];
+};
+
+struct write_req {
+    uv_write_t req;
+    struct conn *c;
+    size_t len;
+    char *data;
+};
+
+unsigned server_connections(const struct server *srv)
+{
+    return srv ? srv->nconns : 0;
+}
+
+static void on_conn_closed(uv_handle_t *h)
+{
+    struct conn *c = (struct conn *)h;
+    struct server *srv = c->srv;
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        srv->conns = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    srv->nconns--;
+    msgpack_unpacked_destroy(&c->msg);
+    msgpack_unpacker_destroy(&c->unp);
+    msgpack_sbuffer_destroy(&c->out);
+    free(c);
+    if (srv->listener_closed && srv->nconns == 0)
+        free(srv);
+}
+
+static void conn_close(struct conn *c)
+{
+    if (c->closing == 1)
+        return;
+    c->closing = 1;
+    uv_read_stop((uv_stream_t *)&c->pipe);
+    uv_close((uv_handle_t *)&c->pipe, on_conn_closed);
+}
+
+static void on_shutdown(uv_shutdown_t *req, int status)
+{
+    struct conn *c = req->data;
+    free(req);
+    conn_close(c);
+}
+
+/* Stops reading and closes once what is queued has been written. */
+static void conn_finish(struct conn *c)
+{
+    if (c->closing)
+        return;
+    uv_read_stop((uv_stream_t *)&c->pipe);
+    uv_shutdown_t *req = malloc(sizeof *req);
+    if (!req || uv_shutdown(req, (uv_stream_t *)&c->pipe, on_shutdown) != 0) {
+        free(req);
+        conn_close(c);
+        return;
+    }
+    req->data = c;
+    c->closing = 2; /* no more reads or dispatch; the close follows the shutdown */
+}
+
+static void on_written(uv_write_t *req, int status)
+{
+    struct write_req *w = (struct write_req *)req;
+    w->c->queued -= w->len;
+    if (status < 0 && status != UV_ECANCELED)
+        conn_close(w->c);
+    free(w->data);
+    free(w);
+}
+
+/* Sends c->out: directly when the socket takes it, else queued on libuv (bounded). */
+static void conn_flush(struct conn *c)
+{
+    if (c->out.size == 0 || c->closing == 1)
+        return;
+    size_t off = 0;
+    if (c->queued == 0) {
+        uv_buf_t b = uv_buf_init(c->out.data, (unsigned)c->out.size);
+        int n = uv_try_write((uv_stream_t *)&c->pipe, &b, 1);
+        if (n > 0)
+            off = (size_t)n;
+        else if (n != UV_EAGAIN) {
+            conn_close(c);
+            return;
+        }
+    }
+    if (off == c->out.size) {
+        c->out.size = 0;
+        return;
+    }
+    size_t rest = c->out.size - off;
+    if (c->queued + rest > c->srv->d->cfg.max_output_bytes) {
+        log_warn("client pid %d: unsent output over %zu bytes, disconnecting", (int)c->pid,
+                 c->srv->d->cfg.max_output_bytes);
+        conn_close(c);
+        return;
+    }
+    struct write_req *w = malloc(sizeof *w);
+    char *data = malloc(rest);
+    if (!w || !data) {
+        free(w);
+        free(data);
+        conn_close(c);
+        return;
+    }
+    memcpy(data, c->out.data + off, rest);
+    c->out.size = 0;
+    w->c = c;
+    w->len = rest;
+    w->data = data;
+    uv_buf_t b = uv_buf_init(data, (unsigned)rest);
+    if (uv_write(&w->req, (uv_stream_t *)&c->pipe, &b, 1, on_written) != 0) {
+        free(data);
+        free(w);
+        conn_close(c);
+        return;
+    }
+    c->queued += rest;
+}
+
+/* A framing error: answer it, then close, since the stream can no longer be resynchronised. */
+static void conn_fatal(struct conn *c, int code, const char *message)
+{
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &c->out, msgpack_sbuffer_write);
+    rpc_pack_error(&pk, 0, code, message);
+    log_info("client pid %d: %s, disconnecting", (int)c->pid, message);
+    conn_flush(c);
+    conn_finish(c);
+}
+
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+    struct conn *c = (struct conn *)h;
+    if (!msgpack_unpacker_reserve_buffer(&c->unp, READ_CHUNK)) {
+        *buf = uv_buf_init(NULL, 0); /* read_cb gets UV_ENOBUFS */
+        return;
+    }
+    *buf = uv_buf_init(msgpack_unpacker_buffer(&c->unp),
+                       (unsigned)msgpack_unpacker_buffer_capacity(&c->unp));
+}
+
+/* Decodes and answers every complete message in the unpacker's buffer. */
+static void conn_process(struct conn *c)
+{
+    struct tallyd *d = c->srv->d;
+    size_t max = d->cfg.max_message_bytes;
+    while (!c->closing) {
+        const unsigned char *p = (const unsigned char *)c->unp.buffer + c->unp.off;
+        size_t avail = c->unp.used - c->unp.off;
+        if (avail == 0)
+            break;
+        ssize_t n = wire_frame_scan(p, avail, max, TALLY_MAX_DEPTH);
+        if (n == 0)
+            break;
+        if (n < 0) {
+            conn_fatal(c, (int)n,
+                       n == TALLY_E_TOO_LARGE  ? "message exceeds max_message_bytes"
+                       : n == TALLY_E_TOO_DEEP ? "message nested too deeply"
+                                               : "bytes are not valid MessagePack");
+            return;
+        }
+        msgpack_unpack_return ur = msgpack_unpacker_next(&c->unp, &c->msg);
+        if (ur != MSGPACK_UNPACK_SUCCESS) {
+            conn_fatal(c, ur == MSGPACK_UNPACK_NOMEM_ERROR ? TALLY_E_NOMEM : TALLY_E_MALFORMED,
+                       "bytes are not valid MessagePack");
+            return;
+        }
+        if (rpc_handle(d, c->role, &c->msg.data, &c->out) != 0) {
+            log_info("client pid %d: not a request, disconnecting", (int)c->pid);
+            conn_flush(c);
+            conn_finish(c);
+            return;
+        }
+        /* Keep a pipelining client's batch bounded too. */
+        if (c->out.size >= READ_CHUNK)
+            conn_flush(c);
+    }
+    /* The last message's zone references the read buffer; release it so the unpacker can
+     * reuse the buffer instead of growing a new one. */
+    msgpack_unpacked_destroy(&c->msg);
+    msgpack_unpacked_init(&c->msg);
+    conn_flush(c);
+}
+
+static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+{
+    struct conn *c = (struct conn *)s;
+    if (nread < 0) {
+        if (nread == UV_ENOBUFS)
+            conn_fatal(c, TALLY_E_NOMEM, "out of memory for the read buffer");
+        else
+            conn_close(c);
+        return;
+    }
+    if (nread == 0 || c->closing)
+        return;
+    msgpack_unpacker_buffer_consumed(&c->unp, (size_t)nread);
+    conn_process(c);
+}
+
+/* The caller's role, from the kernel's view of the peer: uid, gid and supplementary groups. */
+static int peer_role(struct server *srv, struct conn *c)
+{
+    uv_os_fd_t fd;
+    struct ucred cr;
+    socklen_t len = sizeof cr;
+    if (uv_fileno((uv_handle_t *)&c->pipe, &fd) != 0 ||
+        getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &len) != 0)
+        return TALLY_ROLE_READER;
+    c->pid = cr.pid;
+    c->uid = cr.uid;
+    if (cr.uid == 0 || cr.uid == geteuid())
+        return TALLY_ROLE_WRITER;
+    if (!srv->d->have_writer_gid)
+        return TALLY_ROLE_READER;
+    if (cr.gid == srv->d->writer_gid)
+        return TALLY_ROLE_WRITER;
+    /* Supplementary groups of the connecting process itself, as the kernel holds them. */
+    char path[64], line[4096];
+    snprintf(path, sizeof path, "/proc/%d/status", (int)cr.pid);
+    FILE *f = fopen(path, "re");
+    int role = TALLY_ROLE_READER;
+    if (!f)
+        return role;
+    while (fgets(line, sizeof line, f)) {
+        if (strncmp(line, "Groups:", 7) != 0)
+            continue;
+        char *p = line + 7, *end;
+        for (;;) {
+            unsigned long g = strtoul(p, &end, 10);
+            if (end == p)
+                break;
+            if ((gid_t)g == srv->d->writer_gid)
+                role = TALLY_ROLE_WRITER;
+            p = end;
+        }
+        break;
+    }
+    fclose(f);
+    return role;
+}
+
+static void on_connection(uv_stream_t *server, int status)
+{
+    struct server *srv = server->data;
+    if (status < 0) {
+        log_warn("accept: %s", uv_strerror(status));
+        return;
+    }
+    struct conn *c = calloc(1, sizeof *c);
+    if (!c)
+        return;
+    c->srv = srv;
+    uv_pipe_init(srv->d->loop, &c->pipe, 0);
+    if (uv_accept(server, (uv_stream_t *)&c->pipe) != 0 ||
+        !msgpack_unpacker_init(&c->unp, READ_CHUNK)) {
+        uv_close((uv_handle_t *)&c->pipe, (uv_close_cb)free);
+        return;
+    }
+    msgpack_unpacked_init(&c->msg);
+    msgpack_sbuffer_init(&c->out);
+    c->next = srv->conns;
+    if (srv->conns)
+        srv->conns->prev = c;
+    srv->conns = c;
+    srv->nconns++;
+    c->role = peer_role(srv, c);
+    if (srv->nconns > srv->d->cfg.max_connections) {
+        conn_fatal(c, TALLY_E_OVERLOADED, "too many connections (max_connections)");
+        return;
+    }
+    uv_read_start((uv_stream_t *)&c->pipe, on_alloc, on_read);
+}
+
+static void on_listener_closed(uv_handle_t *h)
+{
+    struct server *srv = h->data;
+    srv->listener_closed = 1;
+    if (srv->nconns == 0)
+        free(srv);
+}
+
+/* Whether something already answers on the socket path (another tallyd). */
+static int socket_in_use(const char *path)
+{
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    snprintf(sa.sun_path, sizeof sa.sun_path, "%s", path);
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return 0;
+    int r = connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0;
+    close(fd);
+    return r;
+}
+
+int server_start(struct tallyd *d, struct server **out, char *err, size_t errlen)
+{
+    const char *path = d->cfg.socket_path;
+    if (strlen(path) >= sizeof(((struct sockaddr_un *)0)->sun_path)) {
+        snprintf(err, errlen, "socket path is longer than 107 bytes: %s", path);
+        return -1;
+    }
+    struct stat st;
+    if (lstat(path, &st) == 0) {
+        if (!S_ISSOCK(st.st_mode)) {
+            snprintf(err, errlen, "%s exists and is not a socket; refusing to replace it", path);
+            return -1;
+        }
+        if (socket_in_use(path)) {
+            snprintf(err, errlen, "another tallyd is already serving %s", path);
+            return -1;
+        }
+        unlink(path);
+    }
+    struct server *srv = calloc(1, sizeof *srv);
+    if (!srv) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    srv->d = d;
+    snprintf(srv->path, sizeof srv->path, "%s", path);
+    uv_pipe_init(d->loop, &srv->listener, 0);
+    srv->listener.data = srv;
+    /* Create the socket without group/other access, then open it to socket_mode before
+     * listening, so there is no moment when it is wider than configured. */
+    mode_t old = umask(0177);
+    int r = uv_pipe_bind(&srv->listener, path);
+    umask(old);
+    if (r == 0 && chmod(path, d->cfg.socket_mode) != 0)
+        r = uv_translate_sys_error(errno);
+    if (r == 0)
+        r = uv_listen((uv_stream_t *)&srv->listener, 128, on_connection);
+    if (r != 0) {
+        snprintf(err, errlen, "cannot listen on %s: %s", path, uv_strerror(r));
+        srv->stopping = 1;
+        uv_close((uv_handle_t *)&srv->listener, on_listener_closed);
+        *out = NULL;
+        return -1;
+    }
+    *out = srv;
+    return 0;
+}
+
+void server_stop(struct server *srv)
+{
+    if (!srv)
+        return;
+    srv->stopping = 1;
+    unlink(srv->path);
+    for (struct conn *c = srv->conns; c; c = c->next)
+        conn_finish(c);
+    uv_close((uv_handle_t *)&srv->listener, on_listener_closed);
+}

@@ -1,0 +1,27 @@
+/*
+ * The socket server: a Unix stream socket on the daemon's libuv loop. It owns connections,
+ * framing (bytes <-> MessagePack messages) and the limits; rpc.c turns messages into answers.
+ */
+#ifndef TALLY_SERVER_H
+#define TALLY_SERVER_H
+
+#include <stddef.h>
+
+#include "tallyd.h"
+
+struct server;
+
+/*
+ * Binds and listens on d->cfg.socket_path with mode d->cfg.socket_mode. Refuses a path too
+ * long for a Unix socket, and refuses to start when another daemon answers on the path;
+ * removes a stale socket file. Returns 0 or -1 with a message in err.
+ */
+int server_start(struct tallyd *d, struct server **out, char *err, size_t errlen);
+
+/* Stops accepting, closes every connection (pending output is flushed first), unlinks the
+ * socket. The server frees itself once all handles are closed. */
+void server_stop(struct server *srv);
+
+unsigned server_connections(const struct server *srv);
+
+#endif

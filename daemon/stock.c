@@ -1,0 +1,397 @@
+#include "stock.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+
+#include <msgpack.h>
+
+#include "catalog.h"
+#include "codec.h"
+#include "log.h"
+#include "outbox.h"
+
+static const char *const kind_names[] = {"receive", "pick",     "adjust",
+                                         "count",   "transfer", "return"};
+
+int stock_kind_parse(const char *s, size_t n)
+{
+    for (int i = 0; i < (int)(sizeof kind_names / sizeof kind_names[0]); i++)
+        if (strlen(kind_names[i]) == n && memcmp(kind_names[i], s, n) == 0)
+            return i;
+    return -1;
+}
+
+const char *stock_kind_name(int kind)
+{
+    return kind >= 0 && kind <= STOCK_RETURN ? kind_names[kind] : "?";
+}
+
+int stock_figures_get(struct store *st, int64_t sku, int64_t wh, struct stock_figures *f)
+{
+    memset(f, 0, sizeof *f);
+    sqlite3_stmt *s = store_stmt(st, "SELECT snapshot, pending, reserved, safety, threshold"
+                                     " FROM stock WHERE sku = ?1 AND warehouse = ?2");
+    if (!s)
+        return TALLY_E_STORAGE;
+    sqlite3_bind_int64(s, 1, sku);
+    sqlite3_bind_int64(s, 2, wh);
+    int rc = sqlite3_step(s);
+    if (rc == SQLITE_ROW) {
+        f->snapshot = sqlite3_column_int64(s, 0);
+        f->pending = sqlite3_column_int64(s, 1);
+        f->reserved = sqlite3_column_int64(s, 2);
+        f->safety = sqlite3_column_int64(s, 3);
+        f->threshold = sqlite3_column_int64(s, 4);
+    }
+    sqlite3_reset(s);
+    return (rc == SQLITE_ROW || rc == SQLITE_DONE) ? 0 : store_error(st, rc, "stock read");
+}
+
+/* A fresh movement id: time-ordered, with 64 random bits so stations never collide. */
+static void make_id(char *buf, size_t cap)
+{
+    uint64_t r = 0;
+    if (getrandom(&r, sizeof r, 0) != (ssize_t)sizeof r) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        r = (uint64_t)ts.tv_nsec * 0x9E3779B97F4A7C15ull ^ (uint64_t)ts.tv_sec;
+    }
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    uint64_t ms = (uint64_t)now.tv_sec * 1000 + (uint64_t)now.tv_nsec / 1000000;
+    snprintf(buf, cap, "m-%011" PRIx64 "-%016" PRIx64, ms, r);
+}
+
+static int add_pending(struct store *st, int64_t sku, int64_t wh, int64_t delta)
+{
+    sqlite3_stmt *s = store_stmt(st, "INSERT INTO stock(sku, warehouse, pending) VALUES(?1,?2,?3)"
+                                     " ON CONFLICT(sku, warehouse)"
+                                     " DO UPDATE SET pending = pending + excluded.pending");
+    if (!s)
+        return TALLY_E_STORAGE;
+    sqlite3_bind_int64(s, 1, sku);
+    sqlite3_bind_int64(s, 2, wh);
+    sqlite3_bind_int64(s, 3, delta);
+    int rc = sqlite3_step(s);
+    sqlite3_reset(s);
+    return rc == SQLITE_DONE ? 0 : store_error(st, rc, "stock update");
+}
+
+static int insert_leg(struct store *st, const struct stock_move *m, int leg, int64_t sku,
+                      int64_t wh, int64_t peer, int64_t delta, int64_t now)
+{
+    sqlite3_stmt *s = store_stmt(
+        st, "INSERT INTO movements(id, leg, kind, sku, warehouse, peer, qty, delta, reason, ref,"
+            " forced, created_at) VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12)");
+    if (!s)
+        return TALLY_E_STORAGE;
+    sqlite3_bind_text(s, 1, m->id, -1, SQLITE_STATIC);
+    sqlite3_bind_int(s, 2, leg);
+    sqlite3_bind_text(s, 3, stock_kind_name(m->kind), -1, SQLITE_STATIC);
+    sqlite3_bind_int64(s, 4, sku);
+    sqlite3_bind_int64(s, 5, wh);
+    if (peer)
+        sqlite3_bind_int64(s, 6, peer);
+    sqlite3_bind_int64(s, 7, m->qty);
+    sqlite3_bind_int64(s, 8, delta);
+    if (m->reason[0])
+        sqlite3_bind_text(s, 9, m->reason, -1, SQLITE_STATIC);
+    if (m->ref[0])
+        sqlite3_bind_text(s, 10, m->ref, -1, SQLITE_STATIC);
+    sqlite3_bind_int(s, 11, m->force);
+    sqlite3_bind_int64(s, 12, now);
+    int rc = sqlite3_step(s);
+    sqlite3_reset(s);
+    return rc == SQLITE_DONE ? 0 : store_error(st, rc, "movement insert");
+}
+
+/* The outbox payload: what the warehouse connector needs to send this movement. */
+static int append_outbox(struct store *st, const struct stock_move *m, int64_t delta, int64_t now,
+                         int64_t *outbox_id)
+{
+    msgpack_sbuffer sb;
+    msgpack_packer pk;
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    int n = 7 + (m->to[0] != 0) + (m->reason[0] != 0) + (m->ref[0] != 0);
+    msgpack_pack_map(&pk, (size_t)n);
+    mp_pack_kv_str(&pk, "id", m->id);
+    mp_pack_kv_str(&pk, "kind", stock_kind_name(m->kind));
+    mp_pack_kv_str(&pk, "sku", m->sku);
+    mp_pack_kv_str(&pk, "warehouse", m->warehouse);
+    mp_pack_kv_int(&pk, "delta", delta);
+    mp_pack_kv_int(&pk, "qty", m->qty);
+    mp_pack_kv_int(&pk, "at", now);
+    if (m->to[0])
+        mp_pack_kv_str(&pk, "to", m->to);
+    if (m->reason[0])
+        mp_pack_kv_str(&pk, "reason", m->reason);
+    if (m->ref[0])
+        mp_pack_kv_str(&pk, "ref", m->ref);
+    char target[TALLY_MAX_ID_LEN + 4];
+    snprintf(target, sizeof target, "wh:%s", m->warehouse);
+    const char *kind = m->kind == STOCK_TRANSFER ? "transfer" : "movement";
+    int r = outbox_append(st, m->id, target, m->sku, kind, sb.data, sb.size, outbox_id);
+    msgpack_sbuffer_destroy(&sb);
+    return r;
+}
+
+static int validate(const struct stock_move *m, char *err, size_t errlen)
+{
+    bool positive = m->kind == STOCK_RECEIVE || m->kind == STOCK_PICK || m->kind == STOCK_RETURN ||
+                    m->kind == STOCK_TRANSFER;
+    if (m->qty > TALLY_MAX_QTY || m->qty < -TALLY_MAX_QTY) {
+        snprintf(err, errlen, "qty must be within +-%lld", (long long)TALLY_MAX_QTY);
+        return TALLY_E_INVALID_PARAMS;
+    }
+    if (positive && m->qty <= 0) {
+        snprintf(err, errlen, "qty of a %s must be greater than 0", stock_kind_name(m->kind));
+        return TALLY_E_INVALID_PARAMS;
+    }
+    if (m->kind == STOCK_ADJUST && m->qty == 0) {
+        snprintf(err, errlen, "qty of an adjust must not be 0");
+        return TALLY_E_INVALID_PARAMS;
+    }
+    if (m->kind == STOCK_ADJUST && !m->reason[0]) {
+        snprintf(err, errlen, "an adjust needs a reason");
+        return TALLY_E_INVALID_PARAMS;
+    }
+    if (m->kind == STOCK_COUNT && m->qty < 0) {
+        snprintf(err, errlen, "a count's qty is the counted quantity and must be >= 0");
+        return TALLY_E_INVALID_PARAMS;
+    }
+    if (m->kind == STOCK_TRANSFER && !m->to[0]) {
+        snprintf(err, errlen, "a transfer needs 'to' (the receiving warehouse)");
+        return TALLY_E_INVALID_PARAMS;
+    }
+    if (m->kind != STOCK_TRANSFER && m->to[0]) {
+        snprintf(err, errlen, "'to' is only for transfers");
+        return TALLY_E_INVALID_PARAMS;
+    }
+    if (m->kind == STOCK_TRANSFER && strcmp(m->to, m->warehouse) == 0) {
+        snprintf(err, errlen, "a transfer needs two different warehouses");
+        return TALLY_E_INVALID_PARAMS;
+    }
+    if (m->force && !m->reason[0]) {
+        snprintf(err, errlen, "force needs a reason");
+        return TALLY_E_INVALID_PARAMS;
+    }
+    return 0;
+}
+
+/* Fills a leg's current figures. */
+static int fill_leg(struct store *st, struct stock_leg *leg, int64_t sku, int64_t wh)
+{
+    struct stock_figures f;
+    int r = stock_figures_get(st, sku, wh, &f);
+    leg->on_hand = stock_on_hand(&f);
+    leg->available = stock_available(&f);
+    return r;
+}
+
+/*
+ * The id was used before: same content answers the original result (duplicate), different
+ * content is a conflict. Content is what moves stock: kind, SKU, warehouses and qty.
+ */
+static int answer_duplicate(struct store *st, const struct stock_move *m, int64_t sku, int64_t wh,
+                            int64_t peer, struct stock_move_result *res, char *err, size_t errlen)
+{
+    sqlite3_stmt *s = store_stmt(st, "SELECT m.leg, m.kind, m.sku, m.warehouse, m.peer, m.qty,"
+                                     " m.delta, m.created_at, w.code"
+                                     " FROM movements m JOIN warehouses w ON w.id = m.warehouse"
+                                     " WHERE m.id = ?1 ORDER BY m.leg");
+    if (!s)
+        return TALLY_E_STORAGE;
+    sqlite3_bind_text(s, 1, m->id, -1, SQLITE_STATIC);
+    int rc, same = 1;
+    int64_t legwh[2] = {0, 0};
+    res->nlegs = 0;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW && res->nlegs < 2) {
+        int leg = sqlite3_column_int(s, 0);
+        if (leg == 0) {
+            const char *kind = (const char *)sqlite3_column_text(s, 1);
+            same = strcmp(kind, stock_kind_name(m->kind)) == 0 &&
+                   sqlite3_column_int64(s, 2) == sku && sqlite3_column_int64(s, 3) == wh &&
+                   sqlite3_column_int64(s, 4) == peer && sqlite3_column_int64(s, 5) == m->qty;
+            res->created_at = sqlite3_column_int64(s, 7);
+        }
+        struct stock_leg *l = &res->legs[res->nlegs];
+        legwh[res->nlegs] = sqlite3_column_int64(s, 3);
+        l->delta = sqlite3_column_int64(s, 6);
+        snprintf(l->warehouse, sizeof l->warehouse, "%s", (const char *)sqlite3_column_text(s, 8));
+        res->nlegs++;
+    }
+    sqlite3_reset(s);
+    if (rc != SQLITE_DONE && rc != SQLITE_ROW)
+        return store_error(st, rc, "movement lookup");
+    if (!same) {
+        snprintf(err, errlen, "movement id '%s' was already used for a different movement", m->id);
+        return TALLY_E_CONFLICT;
+    }
+    for (int i = 0; i < res->nlegs; i++) {
+        int r = fill_leg(st, &res->legs[i], sku, legwh[i]);
+        if (r)
+            return r;
+    }
+    snprintf(res->id, sizeof res->id, "%s", m->id);
+    res->duplicate = true;
+    return 0;
+}
+
+static int64_t outbox_id_of(struct store *st, const char *key)
+{
+    sqlite3_stmt *s = store_stmt(st, "SELECT id FROM outbox WHERE key = ?1");
+    int64_t id = 0;
+    if (!s)
+        return 0;
+    sqlite3_bind_text(s, 1, key, -1, SQLITE_STATIC);
+    if (sqlite3_step(s) == SQLITE_ROW)
+        id = sqlite3_column_int64(s, 0);
+    sqlite3_reset(s);
+    return id;
+}
+
+static int movement_exists(struct store *st, const char *id, int *exists)
+{
+    sqlite3_stmt *s = store_stmt(st, "SELECT 1 FROM movements WHERE id = ?1 AND leg = 0");
+    if (!s)
+        return TALLY_E_STORAGE;
+    sqlite3_bind_text(s, 1, id, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(s);
+    sqlite3_reset(s);
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+        return store_error(st, rc, "movement lookup");
+    *exists = rc == SQLITE_ROW;
+    return 0;
+}
+
+/* Everything of a movement that runs inside the transaction. */
+static int apply_locked(struct store *st, struct stock_move *m, struct stock_move_result *res,
+                        char *err, size_t errlen)
+{
+    int64_t sku, wh, peer = 0;
+    int r = catalog_sku_id(st, m->sku, strlen(m->sku), &sku);
+    if (r == TALLY_E_NOT_FOUND)
+        snprintf(err, errlen, "no SKU '%s' in the catalog", m->sku);
+    if (r)
+        return r;
+    r = catalog_warehouse_id(st, m->warehouse, strlen(m->warehouse), &wh);
+    if (r == TALLY_E_NOT_FOUND)
+        snprintf(err, errlen, "no warehouse '%s'", m->warehouse);
+    if (r)
+        return r;
+    if (m->kind == STOCK_TRANSFER) {
+        r = catalog_warehouse_id(st, m->to, strlen(m->to), &peer);
+        if (r == TALLY_E_NOT_FOUND)
+            snprintf(err, errlen, "no warehouse '%s'", m->to);
+        if (r)
+            return r;
+    }
+    int exists = 0;
+    if ((r = movement_exists(st, m->id, &exists)) != 0)
+        return r;
+    if (exists)
+        return answer_duplicate(st, m, sku, wh, peer, res, err, errlen);
+
+    struct stock_figures f;
+    if ((r = stock_figures_get(st, sku, wh, &f)) != 0)
+        return r;
+    int64_t on_hand = stock_on_hand(&f), delta;
+    switch (m->kind) {
+    case STOCK_RECEIVE:
+    case STOCK_RETURN:
+        delta = m->qty;
+        break;
+    case STOCK_PICK:
+    case STOCK_TRANSFER:
+        delta = -m->qty;
+        break;
+    case STOCK_COUNT:
+        delta = m->qty - on_hand;
+        break;
+    default:
+        delta = m->qty;
+        break;
+    }
+    int64_t after = on_hand + delta;
+    if (after < 0 && !m->force) {
+        snprintf(err, errlen,
+                 "%s of %lld would leave %lld on hand of %s at %s (on hand %lld); "
+                 "use force with a reason to override",
+                 stock_kind_name(m->kind), (long long)m->qty, (long long)after, m->sku,
+                 m->warehouse, (long long)on_hand);
+        return TALLY_E_INSUFFICIENT;
+    }
+    if (after > TALLY_MAX_QTY || after < -TALLY_MAX_QTY) {
+        snprintf(err, errlen, "on hand would exceed %lld", (long long)TALLY_MAX_QTY);
+        return TALLY_E_INVALID_PARAMS;
+    }
+    if (m->kind == STOCK_TRANSFER) {
+        struct stock_figures g;
+        if ((r = stock_figures_get(st, sku, peer, &g)) != 0)
+            return r;
+        if (stock_on_hand(&g) + m->qty > TALLY_MAX_QTY) {
+            snprintf(err, errlen, "on hand at %s would exceed %lld", m->to,
+                     (long long)TALLY_MAX_QTY);
+            return TALLY_E_INVALID_PARAMS;
+        }
+    }
+
+    int64_t now = store_now();
+    if ((r = insert_leg(st, m, 0, sku, wh, peer, delta, now)) != 0 ||
+        (r = add_pending(st, sku, wh, delta)) != 0)
+        return r;
+    res->nlegs = 1;
+    snprintf(res->legs[0].warehouse, sizeof res->legs[0].warehouse, "%s", m->warehouse);
+    res->legs[0].delta = delta;
+    if (m->kind == STOCK_TRANSFER) {
+        if ((r = insert_leg(st, m, 1, sku, peer, wh, m->qty, now)) != 0 ||
+            (r = add_pending(st, sku, peer, m->qty)) != 0)
+            return r;
+        res->nlegs = 2;
+        snprintf(res->legs[1].warehouse, sizeof res->legs[1].warehouse, "%s", m->to);
+        res->legs[1].delta = m->qty;
+    }
+    if ((r = append_outbox(st, m, delta, now, &res->outbox_id)) != 0)
+        return r;
+    if ((r = fill_leg(st, &res->legs[0], sku, wh)) != 0)
+        return r;
+    if (res->nlegs == 2 && (r = fill_leg(st, &res->legs[1], sku, peer)) != 0)
+        return r;
+    snprintf(res->id, sizeof res->id, "%s", m->id);
+    res->duplicate = false;
+    res->created_at = now;
+    return 0;
+}
+
+int stock_move_apply(struct store *st, const struct stock_move *req, struct stock_move_result *res,
+                     char *err, size_t errlen)
+{
+    struct stock_move m = *req;
+    memset(res, 0, sizeof *res);
+    err[0] = 0;
+    int r = validate(&m, err, errlen);
+    if (r)
+        return r;
+    if (!m.id[0])
+        make_id(m.id, sizeof m.id);
+    if ((r = store_begin(st)) != 0) {
+        snprintf(err, errlen, "cannot start a transaction");
+        return r;
+    }
+    r = apply_locked(st, &m, res, err, errlen);
+    if (r == 0)
+        r = store_commit(st);
+    else
+        store_rollback(st);
+    if (r == TALLY_E_DISK_FULL && !err[0])
+        snprintf(err, errlen, "disk full: the movement was not recorded");
+    else if (r && !err[0])
+        snprintf(err, errlen, "the replica could not record the movement; nothing changed");
+    if (r == 0 && res->duplicate && res->outbox_id == 0)
+        res->outbox_id = outbox_id_of(st, m.id);
+    return r;
+}

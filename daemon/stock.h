@@ -1,0 +1,94 @@
+/*
+ * Stock: the local view of each SKU x warehouse, and the movements that change it.
+ *
+ * local on_hand = snapshot (last upstream figure) + pending (local movements not yet settled)
+ * available     = max(0, on_hand - reserved - safety)
+ *
+ * A movement is one transaction: ledger row(s) + overlay update + one outbox row, committed
+ * (fsynced when synchronous=full) before stock_move_apply() returns. A count becomes the delta
+ * between the counted quantity and the local on_hand at that moment, so a count made offline
+ * does not erase movements made elsewhere.
+ */
+#ifndef TALLY_STOCK_H
+#define TALLY_STOCK_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "store.h"
+#include "tally/protocol.h"
+
+enum stock_kind {
+    STOCK_RECEIVE,
+    STOCK_PICK,
+    STOCK_ADJUST,
+    STOCK_COUNT,
+    STOCK_TRANSFER,
+    STOCK_RETURN,
+};
+
+/* Parses a kind name ("receive"...); -1 when unknown. */
+int stock_kind_parse(const char *s, size_t n);
+const char *stock_kind_name(int kind);
+
+struct stock_figures {
+    int64_t snapshot, pending, reserved, safety, threshold;
+};
+
+static inline int64_t stock_on_hand(const struct stock_figures *f)
+{
+    return f->snapshot + f->pending;
+}
+
+static inline int64_t stock_available(const struct stock_figures *f)
+{
+    int64_t a = stock_on_hand(f) - f->reserved - f->safety;
+    return a > 0 ? a : 0;
+}
+
+static inline bool stock_is_low(const struct stock_figures *f)
+{
+    return f->threshold > 0 && stock_available(f) <= f->threshold;
+}
+
+/* A movement request. Strings are NUL-terminated; empty means absent. */
+struct stock_move {
+    char id[TALLY_MAX_ID_LEN + 1]; /* empty: tallyd makes one */
+    int kind;
+    char sku[TALLY_MAX_ID_LEN + 1];
+    char warehouse[TALLY_MAX_ID_LEN + 1];
+    char to[TALLY_MAX_ID_LEN + 1]; /* transfer only */
+    int64_t qty;
+    char reason[TALLY_MAX_TEXT_LEN + 1];
+    char ref[TALLY_MAX_ID_LEN + 1];
+    bool force;
+};
+
+struct stock_leg {
+    char warehouse[TALLY_MAX_ID_LEN + 1];
+    int64_t delta;
+    int64_t on_hand, available; /* after the movement (now, for a duplicate) */
+};
+
+struct stock_move_result {
+    char id[TALLY_MAX_ID_LEN + 1];
+    bool duplicate;
+    int64_t created_at;
+    int nlegs;
+    struct stock_leg legs[2];
+    int64_t outbox_id;
+};
+
+/*
+ * Validates and applies a movement. Returns 0, or TALLY_E_INVALID_PARAMS / NOT_FOUND /
+ * INSUFFICIENT / CONFLICT / STORAGE / DISK_FULL with a message in err. On any error nothing
+ * was changed.
+ */
+int stock_move_apply(struct store *st, const struct stock_move *m, struct stock_move_result *res,
+                     char *err, size_t errlen);
+
+/* Reads the figures of one SKU x warehouse (zeros and 0 returned when there is no row). */
+int stock_figures_get(struct store *st, int64_t sku, int64_t wh, struct stock_figures *f);
+
+#endif

@@ -1,0 +1,57 @@
+/*
+ * The replica: one SQLite database in WAL mode, opened once by tallyd, migrated at start.
+ *
+ * Statements are prepared once and cached by the address of their SQL text, so SQL stays
+ * next to the code that runs it and is never built from input: every value is bound.
+ * store_stmt() hands out a reset statement with cleared bindings; the caller steps it and
+ * need not reset it (the next store_stmt() of the same SQL does).
+ */
+#ifndef TALLY_STORE_H
+#define TALLY_STORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sqlite3.h>
+
+struct store;
+
+/*
+ * Opens (creating if needed) the replica at `path`, sets WAL mode and the synchronous level
+ * (FULL when sync_full: every commit is fsynced before it returns, which is what makes an
+ * acknowledged write durable), and runs pending schema migrations. Refuses a database whose
+ * schema is newer than this build knows. Returns 0, or -1 with a message in err.
+ */
+int store_open(const char *path, bool sync_full, struct store **out, char *err, size_t errlen);
+void store_close(struct store *st); /* NULL is a no-op */
+
+sqlite3 *store_db(struct store *st);
+const char *store_path(const struct store *st);
+int store_schema_version(struct store *st);
+
+/* Cached prepared statement for `sql` (a string literal), or NULL (logged). */
+sqlite3_stmt *store_stmt(struct store *st, const char *sql);
+
+/* Transactions. begin is BEGIN IMMEDIATE: a writer takes the lock up front, never upgrades. */
+int store_begin(struct store *st);
+int store_commit(struct store *st);
+void store_rollback(struct store *st);
+
+/*
+ * Maps an SQLite result code to a TALLY_E_* code, logging unexpected ones with `what`:
+ * SQLITE_FULL -> TALLY_E_DISK_FULL, SQLITE_NOMEM -> TALLY_E_NOMEM, others -> TALLY_E_STORAGE.
+ */
+int store_error(struct store *st, int rc, const char *what);
+
+/* Small helpers for one-value queries; return the value or `dflt` when no row. */
+int64_t store_count(struct store *st, const char *sql, int64_t dflt);
+
+/* Wall clock in seconds since the epoch (one place, so tests could pin it). */
+int64_t store_now(void);
+
+/* Number of schema migrations this build knows (schema.c). */
+int schema_latest(void);
+/* Runs migrations after `from` up to schema_latest(), each in its own transaction. */
+int schema_migrate(sqlite3 *db, int from, char *err, size_t errlen);
+
+#endif

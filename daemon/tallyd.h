@@ -1,0 +1,29 @@
+/*
+ * The daemon's single context, passed down to every module that needs more than its own state.
+ * Owned by main.c; nothing else in tallyd is global and mutable.
+ */
+#ifndef TALLY_TALLYD_H
+#define TALLY_TALLYD_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <uv.h>
+
+#include "config.h"
+
+struct store;
+struct server;
+
+struct tallyd {
+    uv_loop_t *loop;
+    struct tally_config cfg;
+    struct store *store;
+    struct server *server;
+    int64_t started_at;
+    bool have_writer_gid; /* writer_group resolved to a gid at start */
+    gid_t writer_gid;
+    bool stopping;
+};
+
+#endif

@@ -1,4 +1,5 @@
 /* hello, status */
+#include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
 
@@ -35,8 +36,13 @@ int cmd_status(struct rpc_call *c)
     struct store *st = d->store;
     msgpack_packer *pk = c->pk;
     int64_t now = store_now();
+    /* The replica's size on disk is the database plus its write-ahead log. */
     struct stat sb;
+    char wal[600];
     int64_t size = stat(store_path(st), &sb) == 0 ? (int64_t)sb.st_size : 0;
+    snprintf(wal, sizeof wal, "%s-wal", store_path(st));
+    if (stat(wal, &sb) == 0)
+        size += (int64_t)sb.st_size;
 
     msgpack_pack_map(pk, 9);
     mp_pack_kv_str(pk, "station", d->cfg.station);

@@ -38,7 +38,7 @@ static void pack_order_summary(msgpack_packer *pk, sqlite3_stmt *s, bool lines_c
     pack_col_str(pk, "currency", s, 5);
     mp_pack_kv_int(pk, "total_minor", sqlite3_column_int64(s, 6));
     if (lines_count)
-        mp_pack_kv_int(pk, "lines", sqlite3_column_int64(s, 7));
+        mp_pack_kv_int(pk, "line_count", sqlite3_column_int64(s, 7));
     mp_pack_kv_int(pk, "units", sqlite3_column_int64(s, 8));
     pack_col_str(pk, "warehouse", s, 9);
 }

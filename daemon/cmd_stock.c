@@ -230,7 +230,7 @@ int cmd_stock_move(struct rpc_call *c)
         (r = copy_param(&p, "warehouse", true, true, m.warehouse, sizeof m.warehouse)) ||
         (r = copy_param(&p, "to", true, false, m.to, sizeof m.to)) ||
         (r = copy_param(&p, "reason", false, false, m.reason, sizeof m.reason)) ||
-        (r = copy_param(&p, "ref", true, false, m.ref, sizeof m.ref)) ||
+        (r = copy_param(&p, "ref", false, false, m.ref, sizeof m.ref)) ||
         (r = mp_param_int(&p, "qty", true, -TALLY_MAX_QTY, TALLY_MAX_QTY, &m.qty, NULL)) ||
         (r = mp_param_bool(&p, "force", false, &m.force, NULL)))
         return rpc_fail(c, r, "%s", p.err);

@@ -61,7 +61,7 @@ struct stock_move {
     char to[TALLY_MAX_ID_LEN + 1]; /* transfer only */
     int64_t qty;
     char reason[TALLY_MAX_TEXT_LEN + 1];
-    char ref[TALLY_MAX_ID_LEN + 1];
+    char ref[TALLY_MAX_REF_LEN + 1]; /* free text: an order id, a delivery note */
     bool force;
 };
 

@@ -70,6 +70,7 @@ enum tally_role {
 #define TALLY_MAX_QTY 1000000000000LL /* |quantity| and any stock figure: 10^12 units */
 #define TALLY_MAX_ID_LEN 64           /* SKU codes, warehouse codes, movement and order ids */
 #define TALLY_MAX_TEXT_LEN 1024       /* titles, reasons, notes */
+#define TALLY_MAX_REF_LEN 128         /* a movement's reference (order id, delivery note) */
 #define TALLY_MAX_PAGE 1000           /* rows per page of any list method */
 #define TALLY_DEFAULT_PAGE 100
 

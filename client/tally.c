@@ -1,0 +1,2227 @@
+/*
+ * tally: the station's command-line client.
+ *
+ * A thin client in the tmux sense: each subcommand maps its arguments to the params of one
+ * method (proto/PROTOCOL.md), calls tallyd and renders the result, as an aligned table for
+ * people or as JSON (--json) for scripts. Every rule (what a valid quantity is, who may write,
+ * what "low" means) lives in the daemon, so scripts that speak the protocol directly get the
+ * same behaviour. The client checks only what it needs to build a request: the command line
+ * itself, integers, and the CSV files it reads for `tally import`.
+ *
+ * The command table (`commands`) is data: name, handler, accepted options, help text.
+ */
+#include <ctype.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "codec.h"
+#include "csv.h"
+#include "output.h"
+#include "tally/client.h"
+#include "tally/protocol.h"
+
+#ifndef TALLY_VERSION
+#define TALLY_VERSION "0.1.0"
+#endif
+
+/* Exit status, documented in `tally --help`. */
+enum {
+    EXIT_OK = 0,
+    EXIT_SERVER = 1,      /* a server error not listed below */
+    EXIT_USAGE = 2,       /* bad command line, or an unreadable / malformed input file */
+    EXIT_NOT_RUNNING = 3, /* cannot connect: nothing listens on the socket */
+    EXIT_NOT_FOUND = 4,
+    EXIT_REFUSED = 5,   /* invalid_params, insufficient_stock, conflict */
+    EXIT_FORBIDDEN = 6, /* the caller's role may not do this */
+    EXIT_TRANSPORT = 7, /* connection lost, timeout, malformed answer, protocol mismatch */
+};
+
+/* Import batches: rows per `import` call, and a byte budget well under max_message_bytes. */
+#define IMPORT_BATCH_ROWS 500
+#define IMPORT_BATCH_BYTES (512u * 1024)
+
+/* ------------------------------------------------------------------------------------------ */
+/* Command-line options                                                                       */
+
+enum opt_id {
+    O_WAREHOUSE,
+    O_FROM,
+    O_TO,
+    O_ID,
+    O_REF,
+    O_REASON,
+    O_FORCE,
+    O_LOW,
+    O_STATUS,
+    O_STATE,
+    O_LIMIT,
+    O_ALL,
+    O_CURSOR,
+    O_COUNT
+};
+
+#define OPT(o) (1u << (o))
+#define OPTS_MOVE (OPT(O_ID) | OPT(O_REF) | OPT(O_REASON) | OPT(O_FORCE))
+#define OPTS_PAGE (OPT(O_LIMIT) | OPT(O_ALL) | OPT(O_CURSOR))
+
+struct option_spec {
+    const char *name;
+    const char *arg; /* NULL for a flag */
+    const char *help;
+};
+
+static const struct option_spec option_specs[O_COUNT] = {
+    [O_WAREHOUSE] = {"warehouse", "W", "warehouse code, e.g. ES-MAD"},
+    [O_FROM] = {"from", "W", "warehouse the goods leave"},
+    [O_TO] = {"to", "W2", "warehouse the goods arrive at"},
+    [O_ID] = {"id", "ID", "movement id: give one when you may retry; the same id is applied once"},
+    [O_REF] = {"ref", "REF", "a reference kept with the movement: order id, delivery note..."},
+    [O_REASON] = {"reason", "TEXT", "why (required by adjust, and with --force)"},
+    [O_FORCE] = {"force", NULL, "record it even if on-hand stock goes below zero (needs --reason)"},
+    [O_LOW] = {"low", NULL, "only rows whose available stock is at or below their threshold"},
+    [O_STATUS] = {"status", "S", "marketplace order status, e.g. WAIT_SELLER_SEND_GOODS"},
+    [O_STATE] = {"state", "STATE", "pending, held or done"},
+    [O_LIMIT] = {"limit", "N", "rows per page, 1-1000 (default 100; 1000 with --all)"},
+    [O_ALL] = {"all", NULL, "fetch every page, not just the first"},
+    [O_CURSOR] = {"cursor", "C", "continue after an earlier page (its next_cursor)"},
+};
+
+#define MAX_POS 3
+
+struct args {
+    const char *pos[MAX_POS];
+    int npos;
+    bool set[O_COUNT];
+    const char *val[O_COUNT];
+    int64_t limit; /* valid when set[O_LIMIT] */
+    bool help;
+};
+
+/* What the whole invocation shares: global options and the one connection. */
+struct cli {
+    const char *socket_opt; /* --socket, or NULL */
+    bool json;
+    struct tally_client *client;
+    const struct command *cmd;
+    char err_code[32]; /* the last error reported */
+    char err_message[512];
+};
+
+struct command {
+    const char *name; /* one or two words: "stock", "stock list" */
+    int (*run)(struct cli *cli, const struct args *a);
+    unsigned opts;                /* OPT() bits accepted */
+    unsigned required;            /* OPT() bits that must be given */
+    const char *pos[MAX_POS + 1]; /* positional argument names, NULL-terminated; all required */
+    const char *summary;          /* one line, for `tally help` */
+    const char *text;             /* what it does, for `tally CMD --help` */
+    const char *example;
+};
+
+/* ------------------------------------------------------------------------------------------ */
+/* Errors and exit codes                                                                      */
+
+static int exit_code_for(int err)
+{
+    switch (err) {
+    case TALLY_OK:
+        return EXIT_OK;
+    case TALLY_E_NOT_FOUND:
+        return EXIT_NOT_FOUND;
+    case TALLY_E_INVALID_PARAMS:
+    case TALLY_E_INSUFFICIENT:
+    case TALLY_E_CONFLICT:
+        return EXIT_REFUSED;
+    case TALLY_E_FORBIDDEN:
+        return EXIT_FORBIDDEN;
+    case TALLY_E_NOT_RUNNING:
+        return EXIT_NOT_RUNNING;
+    case TALLY_E_IO:
+    case TALLY_E_TIMEOUT:
+    case TALLY_E_MALFORMED:
+    case TALLY_E_BAD_REQUEST:
+    case TALLY_E_TOO_LARGE:
+    case TALLY_E_TOO_DEEP:
+    case TALLY_E_VERSION:
+        return EXIT_TRANSPORT;
+    default:
+        return EXIT_SERVER;
+    }
+}
+
+static void json_error_doc(const char *code, const char *message, const char *file,
+                           unsigned long line)
+{
+    fputs("{\"error\":{\"code\":", stdout);
+    json_write_str(stdout, code, strlen(code));
+    fputs(",\"message\":", stdout);
+    json_write_str(stdout, message, strlen(message));
+    if (file) {
+        fputs(",\"file\":", stdout);
+        json_write_str(stdout, file, strlen(file));
+    }
+    if (line)
+        printf(",\"line\":%lu", line);
+    fputs("}}\n", stdout);
+}
+
+/*
+ * Reports an error: "tally: MESSAGE (CODE)" on stderr and, with --json, the same as a JSON
+ * document on stdout. Returns the exit code for `err`.
+ */
+static int report(struct cli *cli, int err, const char *code, const char *message)
+{
+    snprintf(cli->err_code, sizeof cli->err_code, "%s", code);
+    snprintf(cli->err_message, sizeof cli->err_message, "%s", message);
+    if (cli->json)
+        json_error_doc(code, message, NULL, 0);
+    fputs("tally: ", stderr);
+    out_text(stderr, message, strlen(message));
+    fprintf(stderr, " (%s)\n", code);
+    return exit_code_for(err);
+}
+
+/* A client-side (transport) failure of the connection. */
+static int report_transport(struct cli *cli, int err)
+{
+    return report(cli, err, tally_strerror_code(err), tally_client_errmsg(cli->client));
+}
+
+static int usage_error(const struct cli *cli, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static int usage_error(const struct cli *cli, const char *fmt, ...)
+{
+    va_list ap;
+    fputs("tally: ", stderr);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    if (cli->cmd)
+        fprintf(stderr, "\nTry 'tally %s --help'.\n", cli->cmd->name);
+    else
+        fputs("\nTry 'tally help' for the list of commands.\n", stderr);
+    return EXIT_USAGE;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Talking to tallyd                                                                          */
+
+enum kv_type { KV_STR, KV_INT, KV_BOOL };
+
+/* One params entry; entries with `on` false are left out of the map. */
+struct kv {
+    const char *key;
+    enum kv_type type;
+    bool on;
+    const char *s;
+    int64_t i;
+};
+
+static struct kv kv_str(const char *key, const char *value)
+{
+    return (struct kv){key, KV_STR, value != NULL, value, 0};
+}
+
+static struct kv kv_int(const char *key, int64_t value, bool present)
+{
+    return (struct kv){key, KV_INT, present, NULL, value};
+}
+
+/* A boolean sent only when true (false is every method's default). */
+static struct kv kv_flag(const char *key, bool set)
+{
+    return (struct kv){key, KV_BOOL, set, NULL, 0};
+}
+
+/* Packs the entries that are `on` as one map into sb (which the caller initialised). */
+static void pack_params(msgpack_sbuffer *sb, const struct kv *kv, size_t n)
+{
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, sb, msgpack_sbuffer_write);
+    size_t count = 0;
+    for (size_t i = 0; i < n; i++)
+        count += kv[i].on;
+    msgpack_pack_map(&pk, count);
+    for (size_t i = 0; i < n; i++) {
+        if (!kv[i].on)
+            continue;
+        if (kv[i].type == KV_STR)
+            mp_pack_kv_str(&pk, kv[i].key, kv[i].s);
+        else if (kv[i].type == KV_INT)
+            mp_pack_kv_int(&pk, kv[i].key, kv[i].i);
+        else
+            mp_pack_kv_bool(&pk, kv[i].key, true);
+    }
+}
+
+/*
+ * Connects (once per invocation) and says hello. hello's result is not needed, but its errors
+ * are: version_mismatch means this client cannot talk to that daemon, and overloaded or
+ * shutting_down arrive here too. unknown_method is tolerated (hello is optional).
+ */
+static int cli_connect(struct cli *cli)
+{
+    if (cli->client)
+        return 0;
+    const char *path = tally_socket_path(cli->socket_opt);
+    char why[512];
+    int err = tally_connect(path, &cli->client, why, sizeof why);
+    if (err) {
+        if (cli->json)
+            json_error_doc(tally_strerror_code(err), why, NULL, 0);
+        fprintf(stderr, "tally: %s\n", why);
+        return err == TALLY_E_INVALID_PARAMS ? EXIT_USAGE : exit_code_for(err);
+    }
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init(&sb);
+    const struct kv hello[] = {kv_int("version", TALLY_PROTOCOL_VERSION, true),
+                               kv_str("client", "tally " TALLY_VERSION)};
+    pack_params(&sb, hello, sizeof hello / sizeof hello[0]);
+    struct tally_reply *r;
+    err = tally_call(cli->client, "hello", sb.data, sb.size, &r);
+    msgpack_sbuffer_destroy(&sb);
+    if (err)
+        return report_transport(cli, err);
+    int rc = EXIT_OK;
+    if (r->err && r->err != TALLY_E_UNKNOWN_METHOD)
+        rc = report(cli, r->err, r->code, r->message);
+    tally_reply_free(r);
+    return rc;
+}
+
+/*
+ * Calls `method`. Returns EXIT_OK with *out set (the reply may carry a server error: check
+ * (*out)->err), or an exit code after reporting a connection or transport failure.
+ */
+static int cli_request(struct cli *cli, const char *method, const msgpack_sbuffer *params,
+                       struct tally_reply **out)
+{
+    *out = NULL;
+    int rc = cli_connect(cli);
+    if (rc)
+        return rc;
+    int err = tally_call(cli->client, method, params ? params->data : NULL,
+                         params ? params->size : 0, out);
+    return err ? report_transport(cli, err) : EXIT_OK;
+}
+
+/* As cli_request, but a server error is reported too: *out is set only on success. */
+static int cli_call(struct cli *cli, const char *method, const struct kv *kv, size_t n,
+                    struct tally_reply **out)
+{
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init(&sb);
+    pack_params(&sb, kv, n);
+    int rc = cli_request(cli, method, &sb, out);
+    msgpack_sbuffer_destroy(&sb);
+    if (rc)
+        return rc;
+    if ((*out)->err) {
+        rc = report(cli, (*out)->err, (*out)->code, (*out)->message);
+        tally_reply_free(*out);
+        *out = NULL;
+    }
+    return rc;
+}
+
+/* The result is not shaped as PROTOCOL.md says: a protocol failure. */
+static int bad_answer(struct cli *cli, const char *what)
+{
+    char msg[256];
+    snprintf(msg, sizeof msg, "unexpected answer from tallyd: %s", what);
+    return report(cli, TALLY_E_MALFORMED, "malformed", msg);
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Reading results                                                                            */
+
+/* Appends to buf (capacity cap, *len bytes used): what does not fit is cut off. */
+static void appendf(char *buf, size_t cap, size_t *len, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static void appendf(char *buf, size_t cap, size_t *len, const char *fmt, ...)
+{
+    if (*len + 1 >= cap)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(buf + *len, cap - *len, fmt, ap);
+    va_end(ap);
+    if (n > 0)
+        *len = *len + (size_t)n < cap ? *len + (size_t)n : cap - 1;
+}
+
+static const msgpack_object *get(const msgpack_object *map, const char *key)
+{
+    const msgpack_object *o = tally_obj_get(map, key);
+    return o && o->type != MSGPACK_OBJECT_NIL ? o : NULL;
+}
+
+/* The string at key as a NUL-terminated copy in buf ("-" when absent or not a string). */
+static const char *get_str(const msgpack_object *map, const char *key, char *buf, size_t cap)
+{
+    const msgpack_object *o = get(map, key);
+    if (!o || o->type != MSGPACK_OBJECT_STR) {
+        snprintf(buf, cap, "-");
+        return NULL;
+    }
+    snprintf(buf, cap, "%.*s", (int)o->via.str.size, o->via.str.ptr);
+    return buf;
+}
+
+static bool obj_int(const msgpack_object *o, int64_t *v)
+{
+    if (o && o->type == MSGPACK_OBJECT_POSITIVE_INTEGER && o->via.u64 <= INT64_MAX) {
+        *v = (int64_t)o->via.u64;
+        return true;
+    }
+    if (o && o->type == MSGPACK_OBJECT_NEGATIVE_INTEGER) {
+        *v = o->via.i64;
+        return true;
+    }
+    return false;
+}
+
+static bool get_int(const msgpack_object *map, const char *key, int64_t *v)
+{
+    return obj_int(get(map, key), v);
+}
+
+static bool get_bool(const msgpack_object *map, const char *key)
+{
+    const msgpack_object *o = get(map, key);
+    return o && o->type == MSGPACK_OBJECT_BOOLEAN && o->via.boolean;
+}
+
+static const msgpack_object *get_array(const msgpack_object *map, const char *key)
+{
+    const msgpack_object *o = get(map, key);
+    return o && o->type == MSGPACK_OBJECT_ARRAY ? o : NULL;
+}
+
+/* Table cell helpers: "-" for an absent value. */
+static void cell_str(struct table *t, const msgpack_object *map, const char *key)
+{
+    char buf[1100];
+    table_cell(t, get_str(map, key, buf, sizeof buf) ? buf : "-");
+}
+
+static void cell_int(struct table *t, const msgpack_object *map, const char *key)
+{
+    int64_t v;
+    if (get_int(map, key, &v))
+        table_cellf(t, "%" PRId64, v);
+    else
+        table_cell(t, "-");
+}
+
+static void cell_time(struct table *t, const msgpack_object *map, const char *key, bool short_form)
+{
+    int64_t v;
+    char buf[64];
+    if (!get_int(map, key, &v)) {
+        table_cell(t, "-");
+        return;
+    }
+    fmt_time(buf, sizeof buf, v, short_form);
+    table_cell(t, buf);
+}
+
+static void money_of(const msgpack_object *map, const char *amount_key, const char *currency,
+                     char *buf, size_t cap)
+{
+    int64_t v;
+    if (!get_int(map, amount_key, &v)) {
+        snprintf(buf, cap, "-");
+        return;
+    }
+    fmt_money(buf, cap, v, currency, currency ? strlen(currency) : 0);
+}
+
+/* "label        value" lines of the one-record views (status, sku, orders show). */
+static void field(const char *label, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void field(const char *label, const char *fmt, ...)
+{
+    char buf[4096];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(buf, sizeof buf, fmt, ap);
+    va_end(ap);
+    if (n < 0)
+        return;
+    printf("%-13s ", label);
+    out_text(stdout, buf, strlen(buf));
+    fputc('\n', stdout);
+}
+
+static void fmt_bytes(char *buf, size_t cap, int64_t n)
+{
+    static const char *const unit[] = {"KiB", "MiB", "GiB", "TiB"};
+    if (n < 1024) {
+        snprintf(buf, cap, "%" PRId64 " bytes", n);
+        return;
+    }
+    double v = (double)n;
+    int u = -1;
+    while (v >= 1024 && u < 3) {
+        v /= 1024;
+        u++;
+    }
+    snprintf(buf, cap, "%.1f %s", v, unit[u]);
+}
+
+/* Prints the whole result as one JSON document (--json). */
+static int print_json(const msgpack_object *o)
+{
+    if (json_write(stdout, o) != 0) {
+        fputs("tally: out of memory\n", stderr);
+        return EXIT_SERVER;
+    }
+    fputc('\n', stdout);
+    return EXIT_OK;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Argument parsing                                                                           */
+
+/* A strict int64: optional sign and decimal digits only ("12abc", " 5", "" and overflow fail). */
+static int parse_int64(const char *s, int64_t *v)
+{
+    if (!s || !*s || isspace((unsigned char)*s))
+        return TALLY_E_INVALID_PARAMS;
+    errno = 0;
+    char *end;
+    long long x = strtoll(s, &end, 10);
+    if (end == s || *end)
+        return TALLY_E_INVALID_PARAMS;
+    if (errno == ERANGE)
+        return TALLY_E_TOO_LARGE;
+    *v = x;
+    return 0;
+}
+
+static int int_arg(const struct cli *cli, const char *name, const char *s, int64_t *v)
+{
+    int r = parse_int64(s, v);
+    if (r == TALLY_E_TOO_LARGE)
+        return usage_error(cli, "%s '%s' is out of range", name, s);
+    if (r)
+        return usage_error(cli, "%s must be an integer, not '%s'", name, s);
+    return 0;
+}
+
+/* "-5" is an argument (a signed quantity), "-x" and "--x" are options. */
+static bool looks_like_option(const char *s)
+{
+    return s[0] == '-' && s[1] != '\0' && !isdigit((unsigned char)s[1]);
+}
+
+static bool is_global_flag(struct cli *cli, const char *s, struct args *a)
+{
+    if (strcmp(s, "--json") == 0) {
+        cli->json = true;
+        return true;
+    }
+    if (strcmp(s, "--help") == 0 || strcmp(s, "-h") == 0) {
+        a->help = true;
+        return true;
+    }
+    return false;
+}
+
+/*
+ * Parses a subcommand's arguments: positionals and its options in any order, "--opt VALUE" or
+ * "--opt=VALUE", "--" ending the options. --json, --help and --socket are accepted anywhere.
+ */
+static int parse_args(struct cli *cli, int argc, char **argv, struct args *a)
+{
+    const struct command *cmd = cli->cmd;
+    bool options_done = false;
+    for (int i = 0; i < argc; i++) {
+        const char *s = argv[i];
+        if (!options_done && strcmp(s, "--") == 0) {
+            options_done = true;
+            continue;
+        }
+        if (options_done || !looks_like_option(s)) {
+            if (a->npos == MAX_POS || !cmd->pos[a->npos])
+                return usage_error(cli, "unexpected argument '%s'", s);
+            a->pos[a->npos++] = s;
+            continue;
+        }
+        if (is_global_flag(cli, s, a))
+            continue;
+        const char *name = s + 2, *eq = strchr(s, '=');
+        size_t nlen = eq ? (size_t)(eq - name) : strlen(name);
+        if (s[1] == '-' && nlen == 6 && strncmp(name, "socket", 6) == 0) {
+            if (!eq && i + 1 == argc)
+                return usage_error(cli, "--socket needs a PATH");
+            cli->socket_opt = eq ? eq + 1 : argv[++i];
+            continue;
+        }
+        int o = O_COUNT;
+        if (s[1] == '-')
+            for (o = 0; o < O_COUNT; o++)
+                if (strlen(option_specs[o].name) == nlen &&
+                    strncmp(option_specs[o].name, name, nlen) == 0)
+                    break;
+        if (o == O_COUNT || !(cmd->opts & OPT(o)))
+            return usage_error(cli, "unknown option '%.*s' for %s",
+                               (int)(eq ? (size_t)(eq - s) : strlen(s)), s, cmd->name);
+        const struct option_spec *spec = &option_specs[o];
+        if (!spec->arg && eq)
+            return usage_error(cli, "--%s takes no value", spec->name);
+        if (spec->arg && !eq && i + 1 == argc)
+            return usage_error(cli, "--%s needs a value (%s)", spec->name, spec->arg);
+        a->set[o] = true;
+        a->val[o] = spec->arg ? (eq ? eq + 1 : argv[++i]) : NULL;
+    }
+    return 0;
+}
+
+/* Checks what parse_args cannot: required arguments and option values. */
+static int check_args(const struct cli *cli, struct args *a)
+{
+    const struct command *cmd = cli->cmd;
+    if (a->npos < MAX_POS && cmd->pos[a->npos])
+        return usage_error(cli, "missing %s", cmd->pos[a->npos]);
+    for (int o = 0; o < O_COUNT; o++)
+        if ((cmd->required & OPT(o)) && !a->set[o])
+            return usage_error(cli, "%s needs --%s %s", cmd->name, option_specs[o].name,
+                               option_specs[o].arg);
+    for (int o = 0; o < O_COUNT; o++)
+        if (a->set[o] && option_specs[o].arg && a->val[o][0] == '\0')
+            return usage_error(cli, "--%s must not be empty", option_specs[o].name);
+    if (a->set[O_LIMIT]) {
+        int r = int_arg(cli, "--limit", a->val[O_LIMIT], &a->limit);
+        if (r)
+            return r;
+        if (a->limit < 1 || a->limit > TALLY_MAX_PAGE)
+            return usage_error(cli, "--limit must be between 1 and %d", TALLY_MAX_PAGE);
+    }
+    /* Mirrors the usage line; tallyd checks it again. */
+    if (a->set[O_FORCE] && !a->set[O_REASON])
+        return usage_error(cli, "--force needs --reason TEXT (say why stock may go negative)");
+    return 0;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Paged lists                                                                                */
+
+struct lister {
+    const char *method;
+    const struct kv *filters;
+    size_t nfilters;
+    const struct table_col *cols;
+    size_t ncols;
+    void (*row)(struct table *t, const msgpack_object *item);
+    const char *none; /* what to say when nothing matched */
+};
+
+/*
+ * With --all --json the pages are streamed as one document. An error after the first page
+ * ends it cleanly: next_cursor is where to resume, and "error" says what happened.
+ */
+static void json_all_end(const char *cursor, const char *code, const char *message)
+{
+    fputs("],\"next_cursor\":", stdout);
+    if (cursor)
+        json_write_str(stdout, cursor, strlen(cursor));
+    else
+        fputs("null", stdout);
+    if (code) {
+        fputs(",\"error\":{\"code\":", stdout);
+        json_write_str(stdout, code, strlen(code));
+        fputs(",\"message\":", stdout);
+        json_write_str(stdout, message, strlen(message));
+        fputc('}', stdout);
+    }
+    fputs("}\n", stdout);
+}
+
+/* Fetches one page: filters + limit + cursor. */
+static int fetch_page(struct cli *cli, const struct lister *l, int64_t limit, bool has_limit,
+                      const char *cursor, struct tally_reply **out)
+{
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init(&sb);
+    struct kv *kv = calloc(l->nfilters + 2, sizeof *kv);
+    if (!kv) {
+        fputs("tally: out of memory\n", stderr);
+        return EXIT_SERVER;
+    }
+    memcpy(kv, l->filters, l->nfilters * sizeof *kv);
+    kv[l->nfilters] = kv_int("limit", limit, has_limit);
+    kv[l->nfilters + 1] = kv_str("cursor", cursor);
+    pack_params(&sb, kv, l->nfilters + 2);
+    free(kv);
+    int rc = cli_request(cli, l->method, &sb, out);
+    msgpack_sbuffer_destroy(&sb);
+    return rc;
+}
+
+static int run_list(struct cli *cli, const struct args *a, const struct lister *l)
+{
+    bool all = a->set[O_ALL];
+    int64_t limit = a->set[O_LIMIT] ? a->limit : TALLY_MAX_PAGE;
+    bool has_limit = a->set[O_LIMIT] || all;
+    char *cursor = a->set[O_CURSOR] ? strdup(a->val[O_CURSOR]) : NULL;
+    struct table *t = cli->json ? NULL : table_new(l->cols, l->ncols);
+    int64_t shown = 0, buffered = 0;
+    bool more = false, started = false;
+    int rc = EXIT_OK;
+
+    if ((a->set[O_CURSOR] && !cursor) || (!cli->json && !t)) {
+        free(cursor);
+        fputs("tally: out of memory\n", stderr);
+        return EXIT_SERVER;
+    }
+    for (;;) {
+        struct tally_reply *r = NULL;
+        bool json = cli->json;
+        cli->json = json && !started; /* errors go inside the open document, not after it */
+        rc = fetch_page(cli, l, limit, has_limit, cursor, &r);
+        if (rc == 0 && r->err)
+            rc = report(cli, r->err, r->code, r->message);
+        const msgpack_object *items = NULL, *next = NULL;
+        if (rc == 0) {
+            items = get_array(&r->result, "items");
+            next = get(&r->result, "next_cursor");
+            if (!items || (next && next->type != MSGPACK_OBJECT_STR))
+                rc = bad_answer(cli, "a page without items or with a bad next_cursor");
+        }
+        cli->json = json;
+        if (rc && started)
+            json_all_end(cursor, cli->err_code, cli->err_message);
+        if (rc) {
+            tally_reply_free(r);
+            break;
+        }
+        if (cli->json && !all) {
+            rc = print_json(&r->result);
+        } else if (cli->json) {
+            fputs(started ? "" : "{\"items\":[", stdout);
+            for (uint32_t i = 0; i < items->via.array.size; i++) {
+                if (shown + i > 0)
+                    fputc(',', stdout);
+                json_write(stdout, &items->via.array.ptr[i]);
+            }
+            started = true;
+        } else {
+            for (uint32_t i = 0; i < items->via.array.size; i++)
+                l->row(t, &items->via.array.ptr[i]);
+            buffered += items->via.array.size;
+            /* Columns are sized by what is buffered: keep up to a page's worth, then print. */
+            if (buffered >= TALLY_MAX_PAGE && table_flush(t, stdout) != 0)
+                fputs("tally: out of memory\n", stderr);
+            if (buffered >= TALLY_MAX_PAGE)
+                buffered = 0;
+        }
+        shown += items->via.array.size;
+        char *prev = cursor;
+        cursor = next ? strndup(next->via.str.ptr, next->via.str.size) : NULL;
+        more = cursor != NULL;
+        tally_reply_free(r);
+        if (next && !cursor) {
+            fputs("tally: out of memory\n", stderr);
+            rc = EXIT_SERVER;
+        } else if (all && more && prev && strcmp(prev, cursor) == 0) {
+            rc = bad_answer(cli, "the same next_cursor twice"); /* would loop forever */
+        }
+        free(prev);
+        if (!all || !more || rc)
+            break;
+    }
+    if (t && buffered && table_flush(t, stdout) != 0)
+        fputs("tally: out of memory\n", stderr);
+    if (rc == EXIT_OK && cli->json && started)
+        json_all_end(NULL, NULL, NULL);
+    if (rc == EXIT_OK && !cli->json) {
+        if (shown == 0)
+            printf("%s\n", l->none);
+        if (more) /* a hint for people, on stderr so the table stays clean for pipes */
+            fprintf(stderr,
+                    "(%" PRId64 " shown; more: add --all, or --cursor '%s' for the next page)\n",
+                    shown, cursor);
+    }
+    free(cursor);
+    table_free(t);
+    return rc;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* status                                                                                     */
+
+static void print_upstreams(const msgpack_object *ups)
+{
+    if (!ups || ups->via.array.size == 0) {
+        field("upstreams", "none configured (offline station)");
+        return;
+    }
+    static const struct table_col cols[] = {{"NAME", TABLE_LEFT},
+                                            {"KIND", TABLE_LEFT},
+                                            {"LINK", TABLE_LEFT},
+                                            {"LAST_SUCCESS", TABLE_LEFT},
+                                            {"LAST_ERROR", TABLE_LEFT}};
+    struct table *t = table_new(cols, sizeof cols / sizeof cols[0]);
+    if (!t)
+        return;
+    for (uint32_t i = 0; i < ups->via.array.size; i++) {
+        const msgpack_object *u = &ups->via.array.ptr[i];
+        cell_str(t, u, "name");
+        cell_str(t, u, "kind");
+        cell_str(t, u, "link");
+        if (get(u, "last_success_at"))
+            cell_time(t, u, "last_success_at", false);
+        else
+            table_cell(t, "never");
+        cell_str(t, u, "last_error");
+    }
+    printf("\n");
+    table_flush(t, stdout);
+    table_free(t);
+}
+
+static int run_status(struct cli *cli, const struct args *a)
+{
+    (void)a;
+    struct tally_reply *r;
+    int rc = cli_call(cli, "status", NULL, 0, &r);
+    if (rc)
+        return rc;
+    const msgpack_object *s = &r->result;
+    if (cli->json) {
+        rc = print_json(s);
+        tally_reply_free(r);
+        return rc;
+    }
+    char b1[512], b2[512], b3[64];
+    int64_t v, w, x, y;
+    field("station", "%s", get_str(s, "station", b1, sizeof b1) ? b1 : "-");
+    field("role", "%s", get_str(s, "role", b1, sizeof b1) ? b1 : "-");
+    get_str(s, "server", b1, sizeof b1);
+    if (get_int(s, "uptime_s", &v) && get_int(s, "started_at", &w)) {
+        fmt_duration(b2, sizeof b2, v);
+        fmt_time(b3, sizeof b3, w, false);
+        field("server", "%s, up %s (since %s)", b1, b2, b3);
+    } else {
+        field("server", "%s", b1);
+    }
+    const msgpack_object *rep = get(s, "replica");
+    get_str(rep, "path", b1, sizeof b1);
+    if (get_int(rep, "size_bytes", &v) && get_int(rep, "schema_version", &w)) {
+        fmt_bytes(b2, sizeof b2, v);
+        field("replica", "%s (%s, schema %" PRId64 ")", b1, b2, w);
+    } else {
+        field("replica", "%s", b1);
+    }
+    if (get_int(rep, "skus", &v) && get_int(rep, "products", &w) && get_int(rep, "warehouses", &x))
+        field("catalog", "%" PRId64 " SKUs of %" PRId64 " products, %" PRId64 " warehouses", v, w,
+              x);
+    if (get_int(rep, "orders_open", &v))
+        field("orders", "%" PRId64 " open", v);
+    if (get_int(rep, "movements_pending", &v))
+        field("movements", "%" PRId64 " not yet confirmed upstream", v);
+    const msgpack_object *ob = get(s, "outbox");
+    if (get_int(ob, "pending", &x) && get_int(ob, "held", &y)) {
+        if (get_int(ob, "oldest_age_s", &v)) {
+            fmt_duration(b3, sizeof b3, v);
+            field("outbox", "%" PRId64 " pending, %" PRId64 " held%s, oldest %s", x, y,
+                  y ? " (see: tally outbox --state held)" : "", b3);
+        } else {
+            field("outbox", "%" PRId64 " pending, %" PRId64 " held", x, y);
+        }
+    }
+    if (get_int(s, "connections", &v))
+        field("connections", "%" PRId64, v);
+    print_upstreams(get_array(s, "upstreams"));
+    tally_reply_free(r);
+    return EXIT_OK;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* catalog: sku, search                                                                       */
+
+static void format_attributes(const msgpack_object *attrs, char *buf, size_t cap)
+{
+    size_t off = 0;
+    buf[0] = '\0';
+    if (!attrs || attrs->type != MSGPACK_OBJECT_MAP || attrs->via.map.size == 0) {
+        snprintf(buf, cap, "-");
+        return;
+    }
+    for (uint32_t i = 0; i < attrs->via.map.size; i++) {
+        const msgpack_object *k = &attrs->via.map.ptr[i].key, *v = &attrs->via.map.ptr[i].val;
+        if (k->type == MSGPACK_OBJECT_STR && v->type == MSGPACK_OBJECT_STR)
+            appendf(buf, cap, &off, "%s%.*s=%.*s", off ? ", " : "", (int)k->via.str.size,
+                    k->via.str.ptr, (int)v->via.str.size, v->via.str.ptr);
+    }
+}
+
+static int run_sku(struct cli *cli, const struct args *a)
+{
+    const struct kv p[] = {kv_str("sku", a->pos[0])};
+    struct tally_reply *r;
+    int rc = cli_call(cli, "catalog.get", p, 1, &r);
+    if (rc)
+        return rc;
+    const msgpack_object *s = &r->result;
+    if (cli->json) {
+        rc = print_json(s);
+        tally_reply_free(r);
+        return rc;
+    }
+    char b1[1100], b2[1100], cur[16];
+    int64_t v;
+    field("sku", "%s", get_str(s, "sku", b1, sizeof b1) ? b1 : "-");
+    field("title", "%s", get_str(s, "title", b1, sizeof b1) ? b1 : "-");
+    get_str(s, "product_id", b1, sizeof b1);
+    if (get_str(s, "product_title", b2, sizeof b2))
+        field("product", "%s  %s", b1, b2);
+    else
+        field("product", "%s", b1);
+    format_attributes(get(s, "attributes"), b1, sizeof b1);
+    field("attributes", "%s", b1);
+    money_of(s, "price_minor", get_str(s, "currency", cur, sizeof cur), b1, sizeof b1);
+    field("price", "%s", b1);
+    if (get_int(s, "weight_g", &v))
+        field("weight", "%" PRId64 " g", v);
+    else
+        field("weight", "-");
+    field("marketplace", "SKU id %s", get_str(s, "mp_sku_id", b1, sizeof b1) ? b1 : "- (none)");
+    if (get_int(s, "updated_at", &v)) {
+        fmt_time(b1, sizeof b1, v, false);
+        field("updated", "%s", b1);
+    }
+    tally_reply_free(r);
+    return EXIT_OK;
+}
+
+static void search_row(struct table *t, const msgpack_object *it)
+{
+    char cur[16], price[64];
+    cell_str(t, it, "sku");
+    cell_str(t, it, "product_id");
+    money_of(it, "price_minor", get_str(it, "currency", cur, sizeof cur), price, sizeof price);
+    table_cell(t, price);
+    cell_str(t, it, "title");
+}
+
+static int run_search(struct cli *cli, const struct args *a)
+{
+    static const struct table_col cols[] = {{"SKU", TABLE_LEFT},
+                                            {"PRODUCT", TABLE_LEFT},
+                                            {"PRICE", TABLE_RIGHT},
+                                            {"TITLE", TABLE_LEFT}};
+    const struct kv f[] = {kv_str("q", a->pos[0])};
+    const struct lister l = {"catalog.search", f, 1, cols, 4, search_row, "no SKU matches"};
+    return run_list(cli, a, &l);
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* stock                                                                                      */
+
+static void cell_signed(struct table *t, const msgpack_object *map, const char *key)
+{
+    int64_t v;
+    if (!get_int(map, key, &v))
+        table_cell(t, "-");
+    else if (v > 0)
+        table_cellf(t, "+%" PRId64, v);
+    else
+        table_cellf(t, "%" PRId64, v);
+}
+
+/* Notes under the stock table: what the marketplace sees, and what safety stock holds back. */
+static void stock_notes(const msgpack_object *s, const msgpack_object *whs)
+{
+    char excluded[512] = "", safety[512] = "";
+    size_t ne = 0, ns = 0;
+    for (uint32_t i = 0; i < whs->via.array.size; i++) {
+        const msgpack_object *w = &whs->via.array.ptr[i];
+        char code[TALLY_MAX_ID_LEN + 1];
+        int64_t v;
+        get_str(w, "warehouse", code, sizeof code);
+        const msgpack_object *serves = get(w, "serves_marketplace");
+        if (serves && serves->type == MSGPACK_OBJECT_BOOLEAN && !serves->via.boolean)
+            appendf(excluded, sizeof excluded, &ne, "%s%s", ne ? ", " : "", code);
+        if (get_int(w, "safety", &v) && v > 0)
+            appendf(safety, sizeof safety, &ns, "%s%s %" PRId64, ns ? ", " : "", code, v);
+    }
+    int64_t mp;
+    const msgpack_object *total = get(s, "total");
+    if (get_int(s, "marketplace_available", &mp) || get_int(total, "marketplace_available", &mp)) {
+        printf("\nmarketplace available: %" PRId64, mp);
+        if (ne) {
+            fputs(" (not counted: ", stdout);
+            out_text(stdout, excluded, strlen(excluded));
+            fputs(", not serving the marketplace)", stdout);
+        }
+        fputc('\n', stdout);
+    }
+    if (ns) {
+        fputs("available excludes safety stock: ", stdout);
+        out_text(stdout, safety, strlen(safety));
+        fputc('\n', stdout);
+    }
+}
+
+static int run_stock(struct cli *cli, const struct args *a)
+{
+    static const struct table_col cols[] = {{"WAREHOUSE", TABLE_LEFT},  {"COUNTRY", TABLE_LEFT},
+                                            {"SNAPSHOT", TABLE_RIGHT},  {"PENDING", TABLE_RIGHT},
+                                            {"ON_HAND", TABLE_RIGHT},   {"RESERVED", TABLE_RIGHT},
+                                            {"AVAILABLE", TABLE_RIGHT}, {"LOW", TABLE_LEFT}};
+    const struct kv p[] = {kv_str("sku", a->pos[0])};
+    struct tally_reply *r;
+    int rc = cli_call(cli, "stock.get", p, 1, &r);
+    if (rc)
+        return rc;
+    const msgpack_object *s = &r->result;
+    if (cli->json) {
+        rc = print_json(s);
+        tally_reply_free(r);
+        return rc;
+    }
+    const msgpack_object *whs = get_array(s, "warehouses");
+    if (!whs) {
+        tally_reply_free(r);
+        return bad_answer(cli, "stock.get without warehouses");
+    }
+    char sku[TALLY_MAX_ID_LEN + 1], title[1100];
+    get_str(s, "sku", sku, sizeof sku);
+    out_text(stdout, sku, strlen(sku));
+    if (get_str(s, "title", title, sizeof title)) {
+        fputs("  ", stdout);
+        out_text(stdout, title, strlen(title));
+    }
+    fputc('\n', stdout);
+    if (whs->via.array.size == 0) {
+        printf("no stock of %s in any warehouse\n", sku);
+        tally_reply_free(r);
+        return EXIT_OK;
+    }
+    struct table *t = table_new(cols, sizeof cols / sizeof cols[0]);
+    if (!t) {
+        tally_reply_free(r);
+        return EXIT_SERVER;
+    }
+    for (uint32_t i = 0; i < whs->via.array.size; i++) {
+        const msgpack_object *w = &whs->via.array.ptr[i];
+        cell_str(t, w, "warehouse");
+        cell_str(t, w, "country");
+        cell_int(t, w, "snapshot");
+        cell_signed(t, w, "pending");
+        cell_int(t, w, "on_hand");
+        cell_int(t, w, "reserved");
+        cell_int(t, w, "available");
+        table_cell(t, get_bool(w, "low") ? "LOW" : "");
+    }
+    const msgpack_object *tot = get(s, "total");
+    table_cell(t, "TOTAL");
+    table_cell(t, "");
+    cell_int(t, tot, "snapshot");
+    cell_signed(t, tot, "pending");
+    cell_int(t, tot, "on_hand");
+    cell_int(t, tot, "reserved");
+    cell_int(t, tot, "available");
+    table_cell(t, "");
+    fputc('\n', stdout);
+    table_flush(t, stdout);
+    table_free(t);
+    stock_notes(s, whs);
+    tally_reply_free(r);
+    return EXIT_OK;
+}
+
+static void stock_row(struct table *t, const msgpack_object *it)
+{
+    cell_str(t, it, "sku");
+    cell_str(t, it, "warehouse");
+    cell_int(t, it, "on_hand");
+    cell_int(t, it, "reserved");
+    cell_int(t, it, "safety");
+    cell_int(t, it, "available");
+    cell_int(t, it, "threshold");
+    table_cell(t, get_bool(it, "low") ? "LOW" : "");
+}
+
+static int run_stock_list(struct cli *cli, const struct args *a)
+{
+    static const struct table_col cols[] = {{"SKU", TABLE_LEFT},        {"WAREHOUSE", TABLE_LEFT},
+                                            {"ON_HAND", TABLE_RIGHT},   {"RESERVED", TABLE_RIGHT},
+                                            {"SAFETY", TABLE_RIGHT},    {"AVAILABLE", TABLE_RIGHT},
+                                            {"THRESHOLD", TABLE_RIGHT}, {"LOW", TABLE_LEFT}};
+    const struct kv f[] = {kv_str("warehouse", a->val[O_WAREHOUSE]), kv_flag("low", a->set[O_LOW])};
+    const struct lister l = {"stock.list",
+                             f,
+                             2,
+                             cols,
+                             8,
+                             stock_row,
+                             a->set[O_LOW] ? "no stock row is low" : "no stock rows"};
+    return run_list(cli, a, &l);
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Movements: receive, pick, return, adjust, count, transfer                                  */
+
+/* "on hand 12, available 10", or for a transfer "ES-MAD on hand 7, ...; PL-WAW on hand ..." */
+static void print_legs(const msgpack_object *stock, bool name_them)
+{
+    for (uint32_t i = 0; stock && i < stock->via.array.size; i++) {
+        const msgpack_object *s = &stock->via.array.ptr[i];
+        char wh[TALLY_MAX_ID_LEN + 1];
+        int64_t oh = 0, av = 0;
+        get_str(s, "warehouse", wh, sizeof wh);
+        get_int(s, "on_hand", &oh);
+        get_int(s, "available", &av);
+        if (i)
+            fputs("; ", stdout);
+        if (name_them)
+            printf("%s ", wh);
+        printf("on hand %" PRId64 ", available %" PRId64, oh, av);
+    }
+}
+
+/* One line: "receive 5 × SKU-1 at ES-MAD (id m-...): on hand 12, available 10". */
+static void print_move(const char *kind, int64_t qty, const struct args *a,
+                       const msgpack_object *res)
+{
+    char id[TALLY_MAX_ID_LEN + 1], idnote[160];
+    get_str(res, "id", id, sizeof id);
+    snprintf(idnote, sizeof idnote, "(id %s%s)", id,
+             get_bool(res, "duplicate") ? ", already recorded: not applied again" : "");
+    const char *sku = a->pos[0];
+    const msgpack_object *stock = get_array(res, "stock");
+    const msgpack_object *legs = get_array(res, "movements");
+    if (strcmp(kind, "transfer") == 0) {
+        printf("transfer %" PRId64 " × %s from %s to %s %s: ", qty, sku, a->val[O_FROM],
+               a->val[O_TO], idnote);
+    } else if (strcmp(kind, "count") == 0) {
+        int64_t delta = 0;
+        if (legs && legs->via.array.size)
+            get_int(&legs->via.array.ptr[0], "delta", &delta);
+        printf("count %s at %s: counted %" PRId64 ", delta %+" PRId64 " %s: ", sku,
+               a->val[O_WAREHOUSE], qty, delta, idnote);
+    } else if (strcmp(kind, "adjust") == 0) {
+        printf("adjust %+" PRId64 " × %s at %s %s: ", qty, sku, a->val[O_WAREHOUSE], idnote);
+    } else {
+        printf("%s %" PRId64 " × %s at %s %s: ", kind, qty, sku, a->val[O_WAREHOUSE], idnote);
+    }
+    print_legs(stock, strcmp(kind, "transfer") == 0);
+    fputc('\n', stdout);
+}
+
+static int run_move(struct cli *cli, const struct args *a)
+{
+    const char *kind = cli->cmd->name;
+    bool transfer = strcmp(kind, "transfer") == 0;
+    int64_t qty;
+    int rc = int_arg(cli, cli->cmd->pos[1], a->pos[1], &qty);
+    if (rc)
+        return rc;
+    const struct kv p[] = {
+        kv_str("kind", kind),
+        kv_str("sku", a->pos[0]),
+        kv_str("warehouse", transfer ? a->val[O_FROM] : a->val[O_WAREHOUSE]),
+        kv_int("qty", qty, true),
+        kv_str("to", a->val[O_TO]),
+        kv_str("id", a->val[O_ID]),
+        kv_str("reason", a->val[O_REASON]),
+        kv_str("ref", a->val[O_REF]),
+        kv_flag("force", a->set[O_FORCE]),
+    };
+    struct tally_reply *r;
+    rc = cli_call(cli, "stock.move", p, sizeof p / sizeof p[0], &r);
+    if (rc)
+        return rc;
+    if (cli->json)
+        rc = print_json(&r->result);
+    else
+        print_move(kind, qty, a, &r->result);
+    tally_reply_free(r);
+    return rc;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* orders, outbox                                                                             */
+
+static void order_row(struct table *t, const msgpack_object *it)
+{
+    cell_str(t, it, "order_id");
+    cell_str(t, it, "status");
+    cell_time(t, it, "ship_by", true);
+    cell_str(t, it, "country");
+    cell_int(t, it, "units");
+    cell_str(t, it, "warehouse");
+}
+
+static int run_orders(struct cli *cli, const struct args *a)
+{
+    static const struct table_col cols[] = {{"ORDER_ID", TABLE_LEFT}, {"STATUS", TABLE_LEFT},
+                                            {"SHIP_BY", TABLE_LEFT},  {"COUNTRY", TABLE_LEFT},
+                                            {"UNITS", TABLE_RIGHT},   {"WAREHOUSE", TABLE_LEFT}};
+    const struct kv f[] = {kv_str("status", a->val[O_STATUS]),
+                           kv_str("warehouse", a->val[O_WAREHOUSE])};
+    const struct lister l = {"orders.list", f, 2, cols, 6, order_row, "no orders"};
+    return run_list(cli, a, &l);
+}
+
+static void print_ship_to(const msgpack_object *st)
+{
+    if (!st || st->type != MSGPACK_OBJECT_MAP) {
+        field("ship to", "(buyer addresses are shown to writers only)");
+        return;
+    }
+    static const char *const keys[] = {"name", "address", "city", "postcode", "country", "phone"};
+    char out[2048] = "", part[1100];
+    size_t off = 0;
+    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
+        if (get_str(st, keys[i], part, sizeof part) && part[0])
+            appendf(out, sizeof out, &off, "%s%s", off ? ", " : "", part);
+    field("ship to", "%s", off ? out : "-");
+}
+
+static void print_order_lines(const msgpack_object *lines, const char *cur)
+{
+    static const struct table_col cols[] = {
+        {"SKU", TABLE_LEFT}, {"QTY", TABLE_RIGHT}, {"PRICE", TABLE_RIGHT}, {"TITLE", TABLE_LEFT}};
+    fputc('\n', stdout);
+    if (!lines || lines->via.array.size == 0) {
+        printf("no lines\n");
+        return;
+    }
+    struct table *t = table_new(cols, 4);
+    if (!t)
+        return;
+    for (uint32_t i = 0; i < lines->via.array.size; i++) {
+        const msgpack_object *l = &lines->via.array.ptr[i];
+        char price[64];
+        cell_str(t, l, "sku");
+        cell_int(t, l, "qty");
+        money_of(l, "price_minor", cur, price, sizeof price);
+        table_cell(t, price);
+        cell_str(t, l, "title");
+    }
+    table_flush(t, stdout);
+    table_free(t);
+}
+
+static void print_shipments(const msgpack_object *sh)
+{
+    static const struct table_col cols[] = {{"SHIPMENT", TABLE_LEFT},
+                                            {"WAREHOUSE", TABLE_LEFT},
+                                            {"CARRIER", TABLE_LEFT},
+                                            {"TRACKING", TABLE_LEFT},
+                                            {"CREATED", TABLE_LEFT}};
+    fputc('\n', stdout);
+    if (!sh || sh->via.array.size == 0) {
+        printf("no shipments yet\n");
+        return;
+    }
+    struct table *t = table_new(cols, 5);
+    if (!t)
+        return;
+    for (uint32_t i = 0; i < sh->via.array.size; i++) {
+        const msgpack_object *s = &sh->via.array.ptr[i];
+        cell_str(t, s, "id");
+        cell_str(t, s, "warehouse");
+        cell_str(t, s, "carrier");
+        cell_str(t, s, "tracking_no");
+        cell_time(t, s, "created_at", false);
+    }
+    table_flush(t, stdout);
+    table_free(t);
+}
+
+static int run_orders_show(struct cli *cli, const struct args *a)
+{
+    const struct kv p[] = {kv_str("order_id", a->pos[0])};
+    struct tally_reply *r;
+    int rc = cli_call(cli, "orders.get", p, 1, &r);
+    if (rc)
+        return rc;
+    const msgpack_object *o = &r->result;
+    if (cli->json) {
+        rc = print_json(o);
+        tally_reply_free(r);
+        return rc;
+    }
+    char b1[1100], b2[64], cur[16];
+    int64_t v, units = 0;
+    const char *currency = get_str(o, "currency", cur, sizeof cur);
+    const msgpack_object *lines = get_array(o, "lines");
+    field("order", "%s", get_str(o, "order_id", b1, sizeof b1) ? b1 : "-");
+    field("status", "%s", get_str(o, "status", b1, sizeof b1) ? b1 : "-");
+    static const char *const times[][2] = {
+        {"created_at", "created"}, {"ship_by", "ship by"}, {"updated_at", "updated"}};
+    for (size_t i = 0; i < 3; i++) {
+        if (!get_int(o, times[i][0], &v))
+            continue;
+        fmt_time(b2, sizeof b2, v, false);
+        field(times[i][1], "%s", b2);
+    }
+    field("country", "%s", get_str(o, "country", b1, sizeof b1) ? b1 : "-");
+    field("warehouse", "%s", get_str(o, "warehouse", b1, sizeof b1) ? b1 : "- (not allocated)");
+    field("service", "%s", get_str(o, "service", b1, sizeof b1) ? b1 : "-");
+    get_int(o, "units", &units);
+    money_of(o, "total_minor", currency, b1, sizeof b1);
+    field("total", "%s (%u lines, %" PRId64 " units)", b1, lines ? lines->via.array.size : 0,
+          units);
+    print_ship_to(get(o, "ship_to"));
+    print_order_lines(lines, currency);
+    print_shipments(get_array(o, "shipments"));
+    tally_reply_free(r);
+    return EXIT_OK;
+}
+
+static void outbox_row(struct table *t, const msgpack_object *it)
+{
+    cell_int(t, it, "id");
+    cell_str(t, it, "state");
+    cell_str(t, it, "target");
+    cell_str(t, it, "kind");
+    cell_str(t, it, "entity");
+    cell_int(t, it, "attempts");
+    cell_str(t, it, "key");
+    cell_str(t, it, "last_error");
+}
+
+static int run_outbox(struct cli *cli, const struct args *a)
+{
+    static const struct table_col cols[] = {{"ID", TABLE_RIGHT},    {"STATE", TABLE_LEFT},
+                                            {"TARGET", TABLE_LEFT}, {"KIND", TABLE_LEFT},
+                                            {"ENTITY", TABLE_LEFT}, {"TRIES", TABLE_RIGHT},
+                                            {"KEY", TABLE_LEFT},    {"LAST_ERROR", TABLE_LEFT}};
+    const struct kv f[] = {kv_str("state", a->val[O_STATE])};
+    const struct lister l = {"outbox.list",
+                             f,
+                             1,
+                             cols,
+                             8,
+                             outbox_row,
+                             a->set[O_STATE] ? "no outbox rows in that state" : "outbox is empty"};
+    return run_list(cli, a, &l);
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* import                                                                                     */
+
+struct import_kind {
+    const char *name;
+    const char *const *columns; /* PROTOCOL.md's import table, NULL-terminated */
+    const char *group_by;       /* rows with the same value never go in two calls */
+};
+
+static const char *const warehouse_columns[] = {"code", "name", "country", "serves_marketplace",
+                                                NULL};
+static const char *const catalog_columns[] = {
+    "sku",      "product_id", "title",     "product_title", "price_minor",
+    "currency", "weight_g",   "mp_sku_id", "attributes",    NULL};
+static const char *const stock_columns[] = {"sku",    "warehouse", "on_hand",
+                                            "safety", "threshold", NULL};
+static const char *const order_columns[] = {
+    "order_id",    "status",  "created_at", "ship_by", "country", "currency", "sku",   "qty",
+    "price_minor", "service", "buyer_name", "address", "city",    "postcode", "phone", NULL};
+
+static const struct import_kind import_kinds[] = {
+    {"warehouses", warehouse_columns, NULL},
+    {"catalog", catalog_columns, NULL},
+    {"stock", stock_columns, NULL},
+    {"orders", order_columns, "order_id"},
+};
+
+/* Rows packed for one `import` call, with the file line of each. */
+struct batch {
+    msgpack_sbuffer rows;
+    size_t nrows;
+    unsigned long *lines;
+    size_t lines_cap;
+};
+
+/* The rows of one order (orders are imported whole). */
+struct group {
+    char *key;
+    struct batch b;
+};
+
+struct importer {
+    struct cli *cli;
+    const struct import_kind *kind;
+    const char *file;
+    struct csv_reader *csv;
+    char **header;
+    size_t ncols;
+    int attributes_col; /* column of catalog attributes, or -1 */
+    int group_col;      /* column that groups rows, or -1 */
+    int64_t rows, inserted, updated;
+    int batches;
+    int progress; /* width of the progress line on stderr, 0 when none */
+    /* orders: groups in order of first appearance, and a hash index over their keys */
+    struct group *groups;
+    size_t ngroups, groups_cap;
+    size_t *index; /* group number + 1, 0 = empty slot */
+    size_t index_cap;
+};
+
+static bool batch_add_line(struct batch *b, unsigned long line)
+{
+    if (b->nrows == b->lines_cap) {
+        size_t ncap = b->lines_cap ? b->lines_cap * 2 : 64;
+        unsigned long *n = realloc(b->lines, ncap * sizeof *n);
+        if (!n)
+            return false;
+        b->lines = n;
+        b->lines_cap = ncap;
+    }
+    b->lines[b->nrows++] = line;
+    return true;
+}
+
+static void batch_reset(struct batch *b)
+{
+    msgpack_sbuffer_clear(&b->rows);
+    b->nrows = 0;
+}
+
+static void batch_destroy(struct batch *b)
+{
+    msgpack_sbuffer_destroy(&b->rows);
+    free(b->lines);
+}
+
+/* Appends another batch's rows (a whole group) to b. */
+static bool batch_append(struct batch *b, const struct batch *g)
+{
+    if (msgpack_sbuffer_write(&b->rows, g->rows.data, g->rows.size) != 0)
+        return false;
+    for (size_t i = 0; i < g->nrows; i++)
+        if (!batch_add_line(b, g->lines[i]))
+            return false;
+    return true;
+}
+
+/* Erases the progress line, if one is shown. */
+static void progress_clear(struct importer *im)
+{
+    if (im->progress)
+        fprintf(stderr, "\r%*s\r", im->progress, "");
+    im->progress = 0;
+}
+
+/* An error in the input file: exit 2, with the file and line. */
+static int import_file_error(struct importer *im, unsigned long line, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static int import_file_error(struct importer *im, unsigned long line, const char *fmt, ...)
+{
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    progress_clear(im);
+    if (im->cli->json)
+        json_error_doc("invalid_input", msg, im->file, line);
+    if (line)
+        fprintf(stderr, "tally: %s:%lu: ", im->file, line);
+    else
+        fprintf(stderr, "tally: %s: ", im->file);
+    out_text(stderr, msg, strlen(msg));
+    fputc('\n', stderr);
+    if (im->rows > 0)
+        fprintf(stderr,
+                "tally: the %" PRId64 " rows before it were imported; importing the file again "
+                "is harmless\n",
+                im->rows);
+    return EXIT_USAGE;
+}
+
+static int import_oom(struct importer *im)
+{
+    progress_clear(im);
+    fputs("tally: out of memory\n", stderr);
+    return EXIT_SERVER;
+}
+
+/* Checks the header row against the kind's columns. */
+static int import_header(struct importer *im)
+{
+    int r = csv_read(im->csv);
+    if (r < 0)
+        return import_file_error(im, csv_reader_error_line(im->csv), "%s",
+                                 csv_reader_error(im->csv));
+    if (r == 0)
+        return import_file_error(im, 0,
+                                 "the file is empty (expected a header row naming the "
+                                 "columns)");
+    im->ncols = csv_nfields(im->csv);
+    im->header = calloc(im->ncols, sizeof *im->header);
+    if (!im->header)
+        return import_oom(im);
+    im->attributes_col = im->group_col = -1;
+    for (size_t i = 0; i < im->ncols; i++) {
+        const char *name = csv_field(im->csv, i, NULL);
+        bool known = false;
+        for (const char *const *c = im->kind->columns; *c && !known; c++)
+            known = strcmp(*c, name) == 0;
+        if (!known) {
+            char list[512];
+            size_t off = 0;
+            for (const char *const *c = im->kind->columns; *c; c++)
+                appendf(list, sizeof list, &off, "%s%s", off ? ", " : "", *c);
+            return import_file_error(im, csv_line(im->csv),
+                                     "unknown column '%s' for %s (columns: %s)", name,
+                                     im->kind->name, list);
+        }
+        for (size_t j = 0; j < i; j++)
+            if (strcmp(im->header[j], name) == 0)
+                return import_file_error(im, csv_line(im->csv), "column '%s' appears twice", name);
+        if (!(im->header[i] = strdup(name)))
+            return import_oom(im);
+        if (strcmp(name, "attributes") == 0)
+            im->attributes_col = (int)i;
+        if (im->kind->group_by && strcmp(name, im->kind->group_by) == 0)
+            im->group_col = (int)i;
+    }
+    return 0;
+}
+
+/*
+ * Catalog attributes are written in one cell as "color=red;size=M": items separated by ';',
+ * name and value by the first '='; spaces around names and values are dropped, and a backslash
+ * makes the next character literal ("a\;b"). Packed as a map str -> str.
+ */
+struct attr {
+    size_t name, name_len, value, value_len; /* offsets into the unescaped text */
+};
+
+#define MAX_ATTRS 64
+
+static void trim(const char *base, size_t *off, size_t *len)
+{
+    while (*len && base[*off] == ' ') {
+        (*off)++;
+        (*len)--;
+    }
+    while (*len && base[*off + *len - 1] == ' ')
+        (*len)--;
+}
+
+static int pack_attributes(struct importer *im, msgpack_packer *pk, const char *cell)
+{
+    size_t n = strlen(cell);
+    char *text = malloc(n + 1);
+    struct attr attrs[MAX_ATTRS];
+    size_t count = 0, len = 0, item = 0, eq = SIZE_MAX;
+    unsigned long line = csv_line(im->csv);
+    int rc = 0;
+    if (!text)
+        return import_oom(im);
+    /* Unescape into text, splitting items on unescaped ';' and names on the first '='. */
+    for (size_t i = 0; i <= n && rc == 0; i++) {
+        bool end = i == n || cell[i] == ';';
+        if (!end && cell[i] == '\\' && i + 1 < n) {
+            text[len++] = cell[++i];
+            continue;
+        }
+        if (!end) {
+            if (cell[i] == '=' && eq == SIZE_MAX)
+                eq = len;
+            text[len++] = cell[i];
+            continue;
+        }
+        struct attr a = {item, (eq == SIZE_MAX ? len : eq) - item, 0, 0};
+        if (eq != SIZE_MAX) {
+            a.value = eq + 1;
+            a.value_len = len - eq - 1;
+        }
+        trim(text, &a.name, &a.name_len);
+        trim(text, &a.value, &a.value_len);
+        bool blank = len == item || (a.name_len == 0 && eq == SIZE_MAX);
+        if (!blank && (eq == SIZE_MAX || a.name_len == 0))
+            rc = import_file_error(im, line, "attributes: '%.*s' is not name=value",
+                                   (int)(len - item), text + item);
+        for (size_t k = 0; !blank && rc == 0 && k < count; k++)
+            if (attrs[k].name_len == a.name_len &&
+                memcmp(text + attrs[k].name, text + a.name, a.name_len) == 0)
+                rc = import_file_error(im, line, "attributes: '%.*s' is given twice",
+                                       (int)a.name_len, text + a.name);
+        if (!blank && rc == 0 && count == MAX_ATTRS)
+            rc = import_file_error(im, line, "attributes: more than %d items", MAX_ATTRS);
+        if (!blank && rc == 0)
+            attrs[count++] = a;
+        item = len;
+        eq = SIZE_MAX;
+    }
+    if (rc == 0) {
+        msgpack_pack_map(pk, count);
+        for (size_t k = 0; k < count; k++) {
+            mp_pack_strn(pk, text + attrs[k].name, attrs[k].name_len);
+            mp_pack_strn(pk, text + attrs[k].value, attrs[k].value_len);
+        }
+    }
+    free(text);
+    return rc;
+}
+
+/* Packs the current CSV record as a row map into b: non-empty cells only, as strings. */
+static int pack_row(struct importer *im, struct batch *b)
+{
+    size_t nf = csv_nfields(im->csv);
+    unsigned long line = csv_line(im->csv);
+    if (nf != im->ncols)
+        return import_file_error(im, line, "%zu fields, but the header has %zu", nf, im->ncols);
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &b->rows, msgpack_sbuffer_write);
+    size_t count = 0;
+    for (size_t i = 0; i < nf; i++)
+        count += csv_field(im->csv, i, NULL)[0] != '\0';
+    msgpack_pack_map(&pk, count);
+    for (size_t i = 0; i < nf; i++) {
+        size_t len;
+        const char *v = csv_field(im->csv, i, &len);
+        if (len == 0)
+            continue;
+        mp_pack_strz(&pk, im->header[i]);
+        if ((int)i == im->attributes_col) {
+            int rc = pack_attributes(im, &pk, v);
+            if (rc)
+                return rc;
+        } else {
+            mp_pack_strn(&pk, v, len);
+        }
+    }
+    return batch_add_line(b, line) ? 0 : import_oom(im);
+}
+
+/*
+ * Maps tallyd's "row K: ..." to the file line of row K of the batch; returns the line (0 when
+ * the message names no row) and the message without its row prefix.
+ */
+static unsigned long error_line(const struct batch *b, const char *msg, const char **rest)
+{
+    *rest = msg;
+    if (strncmp(msg, "row ", 4) != 0 || !isdigit((unsigned char)msg[4]))
+        return 0;
+    char *end;
+    unsigned long k = strtoul(msg + 4, &end, 10);
+    if (end[0] != ':' || k == 0 || k > b->nrows)
+        return 0;
+    *rest = end[1] == ' ' ? end + 2 : end + 1;
+    return b->lines[k - 1];
+}
+
+static void import_progress(struct importer *im)
+{
+    if (im->cli->json || !isatty(STDERR_FILENO))
+        return;
+    int n = fprintf(stderr, "\r%s: %" PRId64 " rows imported...", im->kind->name, im->rows);
+    im->progress = n > 1 ? n - 1 : 0;
+}
+
+static int send_batch(struct importer *im, struct batch *b)
+{
+    if (b->nrows == 0)
+        return 0;
+    msgpack_sbuffer sb;
+    msgpack_packer pk;
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    msgpack_pack_map(&pk, 2);
+    mp_pack_strz(&pk, "kind");
+    mp_pack_strz(&pk, im->kind->name);
+    mp_pack_strz(&pk, "rows");
+    msgpack_pack_array(&pk, b->nrows);
+    msgpack_sbuffer_write(&sb, b->rows.data, b->rows.size);
+    struct tally_reply *r;
+    int rc = cli_request(im->cli, "import", &sb, &r);
+    msgpack_sbuffer_destroy(&sb);
+    if (rc)
+        return rc;
+    if (r->err) {
+        const char *rest;
+        unsigned long line = error_line(b, r->message, &rest);
+        progress_clear(im);
+        if (im->cli->json)
+            json_error_doc(r->code, rest, im->file, line);
+        if (line)
+            fprintf(stderr, "tally: %s:%lu: ", im->file, line);
+        else
+            fprintf(stderr, "tally: %s (lines %lu-%lu): ", im->file, b->lines[0],
+                    b->lines[b->nrows - 1]);
+        out_text(stderr, rest, strlen(rest));
+        fprintf(stderr, " (%s)\n", r->code);
+        if (im->rows > 0)
+            fprintf(stderr,
+                    "tally: the %" PRId64 " rows before that batch were imported; importing the "
+                    "file again is harmless\n",
+                    im->rows);
+        rc = exit_code_for(r->err);
+        tally_reply_free(r);
+        return rc;
+    }
+    int64_t n = 0, ins = 0, upd = 0;
+    get_int(&r->result, "rows", &n);
+    get_int(&r->result, "inserted", &ins);
+    get_int(&r->result, "updated", &upd);
+    im->rows += n;
+    im->inserted += ins;
+    im->updated += upd;
+    im->batches++;
+    tally_reply_free(r);
+    batch_reset(b);
+    import_progress(im);
+    return 0;
+}
+
+/* warehouses, catalog, stock: streamed, IMPORT_BATCH_ROWS rows (or bytes) per call. */
+static int import_stream(struct importer *im)
+{
+    struct batch b = {0};
+    int rc = 0, r;
+    msgpack_sbuffer_init(&b.rows);
+    while (rc == 0 && (r = csv_read(im->csv)) > 0) {
+        rc = pack_row(im, &b);
+        if (rc == 0 && (b.nrows == IMPORT_BATCH_ROWS || b.rows.size >= IMPORT_BATCH_BYTES))
+            rc = send_batch(im, &b);
+    }
+    if (rc == 0 && r < 0)
+        rc = import_file_error(im, csv_reader_error_line(im->csv), "%s", csv_reader_error(im->csv));
+    if (rc == 0)
+        rc = send_batch(im, &b);
+    batch_destroy(&b);
+    return rc;
+}
+
+static size_t hash_str(const char *s)
+{
+    size_t h = 14695981039346656037u;
+    for (; *s; s++)
+        h = (h ^ (unsigned char)*s) * 1099511628211u;
+    return h;
+}
+
+/* The group for `key`, created when new. NULL on OOM. */
+static struct group *group_for(struct importer *im, const char *key)
+{
+    if (im->ngroups && strcmp(im->groups[im->ngroups - 1].key, key) == 0)
+        return &im->groups[im->ngroups - 1]; /* the usual case: rows of an order together */
+    if (im->ngroups * 2 >= im->index_cap) {
+        size_t ncap = im->index_cap ? im->index_cap * 2 : 1024;
+        size_t *idx = calloc(ncap, sizeof *idx);
+        if (!idx)
+            return NULL;
+        for (size_t g = 0; g < im->ngroups; g++) {
+            size_t h = hash_str(im->groups[g].key) & (ncap - 1);
+            while (idx[h])
+                h = (h + 1) & (ncap - 1);
+            idx[h] = g + 1;
+        }
+        free(im->index);
+        im->index = idx;
+        im->index_cap = ncap;
+    }
+    size_t h = hash_str(key) & (im->index_cap - 1);
+    for (; im->index[h]; h = (h + 1) & (im->index_cap - 1))
+        if (strcmp(im->groups[im->index[h] - 1].key, key) == 0)
+            return &im->groups[im->index[h] - 1];
+    if (im->ngroups == im->groups_cap) {
+        size_t ncap = im->groups_cap ? im->groups_cap * 2 : 256;
+        struct group *g = realloc(im->groups, ncap * sizeof *g);
+        if (!g)
+            return NULL;
+        im->groups = g;
+        im->groups_cap = ncap;
+    }
+    struct group *g = &im->groups[im->ngroups];
+    memset(g, 0, sizeof *g);
+    if (!(g->key = strdup(key)))
+        return NULL;
+    msgpack_sbuffer_init(&g->b.rows);
+    im->index[h] = ++im->ngroups;
+    return g;
+}
+
+/*
+ * orders: every row of one order_id goes in the same call, so an order is imported whole even
+ * when its rows are not next to each other in the file. The file is read first, grouped by
+ * order_id in order of first appearance, then sent in calls of whole orders (at most
+ * IMPORT_BATCH_ROWS rows, unless one order alone has more; never more than TALLY_MAX_PAGE).
+ */
+static int import_grouped(struct importer *im)
+{
+    int rc = 0, r;
+    while (rc == 0 && (r = csv_read(im->csv)) > 0) {
+        const char *key = im->group_col >= 0 ? csv_field(im->csv, (size_t)im->group_col, NULL) : "";
+        struct group *g = group_for(im, key);
+        if (!g)
+            return import_oom(im);
+        rc = pack_row(im, &g->b);
+        if (rc == 0 && g->b.nrows > TALLY_MAX_PAGE)
+            return import_file_error(im, g->b.lines[0],
+                                     "order '%s' has more than %d rows; one import call takes "
+                                     "at most %d",
+                                     g->key, TALLY_MAX_PAGE, TALLY_MAX_PAGE);
+    }
+    if (rc)
+        return rc;
+    if (r < 0)
+        return import_file_error(im, csv_reader_error_line(im->csv), "%s",
+                                 csv_reader_error(im->csv));
+    struct batch b = {0};
+    msgpack_sbuffer_init(&b.rows);
+    for (size_t i = 0; i < im->ngroups && rc == 0; i++) {
+        const struct batch *g = &im->groups[i].b;
+        if (b.nrows && (b.nrows + g->nrows > IMPORT_BATCH_ROWS ||
+                        b.rows.size + g->rows.size > IMPORT_BATCH_BYTES))
+            rc = send_batch(im, &b);
+        if (rc == 0 && !batch_append(&b, g))
+            rc = import_oom(im);
+    }
+    if (rc == 0)
+        rc = send_batch(im, &b);
+    batch_destroy(&b);
+    return rc;
+}
+
+static void importer_free(struct importer *im)
+{
+    for (size_t i = 0; im->header && i < im->ncols; i++)
+        free(im->header[i]);
+    free(im->header);
+    for (size_t i = 0; i < im->ngroups; i++) {
+        free(im->groups[i].key);
+        batch_destroy(&im->groups[i].b);
+    }
+    free(im->groups);
+    free(im->index);
+    csv_reader_free(im->csv);
+}
+
+static int import_report(struct importer *im)
+{
+    progress_clear(im);
+    if (im->cli->json) {
+        printf("{\"kind\":\"%s\",\"file\":", im->kind->name);
+        json_write_str(stdout, im->file, strlen(im->file));
+        printf(",\"rows\":%" PRId64 ",\"inserted\":%" PRId64 ",\"updated\":%" PRId64
+               ",\"calls\":%d}\n",
+               im->rows, im->inserted, im->updated, im->batches);
+    } else {
+        printf("%s: imported %" PRId64 " row%s (%" PRId64 " inserted, %" PRId64 " updated)\n",
+               im->kind->name, im->rows, im->rows == 1 ? "" : "s", im->inserted, im->updated);
+    }
+    return EXIT_OK;
+}
+
+static int run_import(struct cli *cli, const struct args *a)
+{
+    struct importer im = {.cli = cli, .file = a->pos[1]};
+    for (size_t i = 0; i < sizeof import_kinds / sizeof import_kinds[0]; i++)
+        if (strcmp(import_kinds[i].name, a->pos[0]) == 0)
+            im.kind = &import_kinds[i];
+    if (!im.kind)
+        return usage_error(cli, "KIND must be warehouses, catalog, stock or orders, not '%s'",
+                           a->pos[0]);
+    bool use_stdin = strcmp(im.file, "-") == 0;
+    FILE *f = use_stdin ? stdin : fopen(im.file, "rb");
+    if (!f) {
+        int e = errno;
+        fprintf(stderr, "tally: cannot open %s: %s\n", im.file, strerror(e));
+        if (cli->json)
+            json_error_doc("invalid_input", strerror(e), im.file, 0);
+        return EXIT_USAGE;
+    }
+    if (use_stdin)
+        im.file = "(stdin)";
+    im.csv = csv_reader_new(f);
+    int rc = im.csv ? import_header(&im) : import_oom(&im);
+    if (rc == 0)
+        rc = cli_connect(cli); /* after the header: a wrong file is reported without tallyd */
+    if (rc == 0)
+        rc = im.group_col >= 0 ? import_grouped(&im) : import_stream(&im);
+    if (rc == 0)
+        rc = import_report(&im);
+    importer_free(&im);
+    if (!use_stdin)
+        fclose(f);
+    return rc;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* The command table and help                                                                 */
+
+static int run_help(struct cli *cli, const struct args *a);
+
+static const struct command commands[] = {
+    {"status",
+     run_status,
+     0,
+     0,
+     {NULL},
+     "daemon, replica and outbox health at a glance",
+     "Shows the station, the daemon's uptime, the replica's size and contents, the outbox\n"
+     "(writes waiting to reach the warehouses and the marketplace) and each upstream link.",
+     "tally status"},
+    {"sku",
+     run_sku,
+     0,
+     0,
+     {"SKU", NULL},
+     "one SKU from the catalog",
+     "Shows a SKU's title, product, attributes (colour, size...), price and weight.",
+     "tally sku TS-RED-M"},
+    {"search",
+     run_search,
+     OPTS_PAGE,
+     0,
+     {"TEXT", NULL},
+     "find SKUs by code prefix or title",
+     "Lists SKUs whose code starts with TEXT or whose title or product title contains it\n"
+     "(ASCII case-insensitive), ordered by SKU code.",
+     "tally search t-shirt --limit 20"},
+    {"stock",
+     run_stock,
+     0,
+     0,
+     {"SKU", NULL},
+     "stock of one SKU in every warehouse",
+     "Shows, per warehouse: the last upstream figure (SNAPSHOT), local movements not yet\n"
+     "confirmed upstream (PENDING), ON_HAND = SNAPSHOT + PENDING, RESERVED for open orders,\n"
+     "AVAILABLE = ON_HAND - RESERVED - safety stock, and LOW when available is at or below the\n"
+     "threshold; then the totals and what may be published to the marketplace.\n"
+     "(A SKU named \"list\" is shown with: tally stock -- list)",
+     "tally stock TS-RED-M"},
+    {"stock list",
+     run_stock_list,
+     OPT(O_WAREHOUSE) | OPT(O_LOW) | OPTS_PAGE,
+     0,
+     {NULL},
+     "stock rows by SKU and warehouse",
+     "Lists stock rows ordered by SKU and warehouse, one page at a time (--all for every\n"
+     "page).",
+     "tally stock list --warehouse ES-MAD --low"},
+    {"receive",
+     run_move,
+     OPT(O_WAREHOUSE) | OPTS_MOVE,
+     OPT(O_WAREHOUSE),
+     {"SKU", "QTY", NULL},
+     "record goods arriving at a warehouse",
+     "Records QTY (> 0) units of SKU received at the warehouse. The movement is stored on this\n"
+     "station first and sent to the warehouse's system later.",
+     "tally receive TS-RED-M 24 --warehouse ES-MAD --ref PO-7731 --id rcv-PO-7731-1"},
+    {"pick",
+     run_move,
+     OPT(O_WAREHOUSE) | OPTS_MOVE,
+     OPT(O_WAREHOUSE),
+     {"SKU", "QTY", NULL},
+     "record goods taken out for an order",
+     "Records QTY (> 0) units of SKU picked at the warehouse. Refused with insufficient_stock\n"
+     "if on-hand stock would go below zero, unless --force --reason is given.",
+     "tally pick TS-RED-M 2 --warehouse ES-MAD --ref 8100012345"},
+    {"return",
+     run_move,
+     OPT(O_WAREHOUSE) | OPTS_MOVE,
+     OPT(O_WAREHOUSE),
+     {"SKU", "QTY", NULL},
+     "record goods returned to sellable stock",
+     "Records QTY (> 0) units of SKU returned to sellable stock at the warehouse.",
+     "tally return TS-RED-M 1 --warehouse ES-MAD --ref RMA-118"},
+    {"adjust",
+     run_move,
+     OPT(O_WAREHOUSE) | OPTS_MOVE,
+     OPT(O_WAREHOUSE) | OPT(O_REASON),
+     {"SKU", "DELTA", NULL},
+     "correct stock by a signed amount",
+     "Records a correction of DELTA units (signed, not 0: -3 takes three away) with a reason.",
+     "tally adjust TS-RED-M -3 --warehouse ES-MAD --reason \"damaged in storage\""},
+    {"count",
+     run_move,
+     OPT(O_WAREHOUSE) | OPTS_MOVE,
+     OPT(O_WAREHOUSE),
+     {"SKU", "COUNTED", NULL},
+     "record a stock count",
+     "Records that COUNTED (>= 0) units were counted. It is stored as the difference from the\n"
+     "local figure at that moment, so a count made offline does not erase picks made\n"
+     "elsewhere.",
+     "tally count TS-RED-M 17 --warehouse ES-MAD --id count-2024-11-24-A3"},
+    {"transfer",
+     run_move,
+     OPT(O_FROM) | OPT(O_TO) | OPTS_MOVE,
+     OPT(O_FROM) | OPT(O_TO),
+     {"SKU", "QTY", NULL},
+     "move goods between warehouses",
+     "Records QTY (> 0) units of SKU leaving one warehouse and arriving at another.",
+     "tally transfer TS-RED-M 5 --from ES-MAD --to PL-WAW"},
+    {"orders",
+     run_orders,
+     OPT(O_STATUS) | OPT(O_WAREHOUSE) | OPTS_PAGE,
+     0,
+     {NULL},
+     "list orders, oldest first",
+     "Lists orders ordered by creation time, optionally only those in one marketplace status\n"
+     "or allocated to one warehouse. SHIP_BY is the promised handling deadline (local time).",
+     "tally orders --status WAIT_SELLER_SEND_GOODS --warehouse ES-MAD"},
+    {"orders show",
+     run_orders_show,
+     0,
+     0,
+     {"ORDER_ID", NULL},
+     "one order with its lines and shipments",
+     "Shows an order: status, dates, totals, lines and shipments; the buyer's address is\n"
+     "shown to writers only.",
+     "tally orders show 8100012345"},
+    {"outbox",
+     run_outbox,
+     OPT(O_STATE) | OPTS_PAGE,
+     0,
+     {NULL},
+     "writes waiting to go upstream",
+     "Lists outbox rows in id order: each is one local write (a movement, a shipment) to be\n"
+     "sent to an upstream exactly once. 'held' rows stopped on a permanent failure; LAST_ERROR\n"
+     "says why.",
+     "tally outbox --state held"},
+    {"import",
+     run_import,
+     0,
+     0,
+     {"KIND", "FILE", NULL},
+     "seed the replica from a CSV file",
+     "KIND is warehouses, catalog, stock or orders (import them in that order). FILE is CSV\n"
+     "(RFC 4180; '-' reads stdin) whose header row names the columns:\n"
+     "  warehouses  code, name, country, serves_marketplace\n"
+     "  catalog     sku, product_id, title, product_title, price_minor, currency, weight_g,\n"
+     "              mp_sku_id, attributes (written color=red;size=M; '\\' escapes ; and =)\n"
+     "  stock       sku, warehouse, on_hand, safety, threshold\n"
+     "  orders      order_id, status, created_at, ship_by, country, currency, sku, qty,\n"
+     "              price_minor, service, buyer_name, address, city, postcode, phone\n"
+     "Empty cells are left out (optional fields stay unset). Rows are sent 500 per call, each\n"
+     "call all-or-nothing; an order's rows always travel together. Rows are upserts, so\n"
+     "importing a file again is harmless. A refused row is reported with its file line.",
+     "tally import catalog catalog.csv"},
+    {"help",
+     run_help,
+     0,
+     0,
+     {NULL},
+     "this text, or one command's: tally help COMMAND",
+     "Prints the list of commands, or the usage of one command.",
+     "tally help stock"},
+};
+
+static const size_t ncommands = sizeof commands / sizeof commands[0];
+
+static void print_usage_line(FILE *f, const struct command *c)
+{
+    fprintf(f, "tally %s", c->name);
+    for (int i = 0; c->pos[i]; i++)
+        fprintf(f, " %s", c->pos[i]);
+    for (int o = 0; o < O_COUNT; o++) {
+        if (!(c->opts & OPT(o)))
+            continue;
+        bool req = c->required & OPT(o);
+        const struct option_spec *s = &option_specs[o];
+        fprintf(f, " %s--%s%s%s%s", req ? "" : "[", s->name, s->arg ? " " : "",
+                s->arg ? s->arg : "", req ? "" : "]");
+    }
+    fputc('\n', f);
+}
+
+static void print_command_help(FILE *f, const struct command *c)
+{
+    fputs("Usage: ", f);
+    print_usage_line(f, c);
+    fprintf(f, "\n%s\n", c->text);
+    fputs("\nOptions:\n", f);
+    for (int o = 0; o < O_COUNT; o++) {
+        if (!(c->opts & OPT(o)))
+            continue;
+        char opt[32];
+        const struct option_spec *s = &option_specs[o];
+        snprintf(opt, sizeof opt, "--%s%s%s", s->name, s->arg ? " " : "", s->arg ? s->arg : "");
+        fprintf(f, "  %-18s %s%s\n", opt, s->help, (c->required & OPT(o)) ? " (required)" : "");
+    }
+    fprintf(f, "  %-18s %s\n", "--json", "print the result as one JSON document");
+    fprintf(f, "  %-18s %s\n", "--help", "this text");
+    fprintf(f, "\nExample:\n  %s\n", c->example);
+    fputs("\nExit status: 0 success, 1 server error, 2 usage, 3 tallyd not running, 4 not found,\n"
+          "5 refused, 6 forbidden, 7 transport failure (details: tally --help).\n",
+          f);
+}
+
+static void print_main_help(FILE *f)
+{
+    fprintf(f, "Usage: tally [--socket PATH] [--json] COMMAND [ARGS...]\n"
+               "\n"
+               "The station's client of tallyd. Queries are answered from the local replica;\n"
+               "stock movements are recorded on this station and reach the warehouse later.\n"
+               "\n"
+               "Commands (tally help COMMAND: its options and an example):\n");
+    for (size_t i = 0; i < ncommands; i++) {
+        const struct command *c = &commands[i];
+        char use[128];
+        size_t off = 0;
+        appendf(use, sizeof use, &off, "%s", c->name);
+        for (int p = 0; c->pos[p]; p++)
+            appendf(use, sizeof use, &off, " %s", c->pos[p]);
+        for (int o = 0; o < O_COUNT; o++)
+            if (c->required & OPT(o))
+                appendf(use, sizeof use, &off, " --%s %s", option_specs[o].name,
+                        option_specs[o].arg);
+        if (off > 30)
+            fprintf(f, "  %s\n  %-30s %s\n", use, "", c->summary);
+        else
+            fprintf(f, "  %-30s %s\n", use, c->summary);
+    }
+    fprintf(f,
+            "\n"
+            "Options (before or after the command):\n"
+            "  --socket PATH   tallyd's socket (default: $TALLY_SOCKET, else %s)\n"
+            "  --json          print the result as one JSON document on stdout; errors too,\n"
+            "                  as {\"error\":{\"code\":...,\"message\":...}}\n"
+            "  --help, -h      usage (of a command: tally COMMAND --help)\n"
+            "  --version, -V   print the version\n"
+            "\n"
+            "Exit status:\n"
+            "  0  success\n"
+            "  1  a server error not listed below (internal, storage, disk_full, overloaded...)\n"
+            "  2  usage error, or an input file that cannot be read or is not valid CSV\n"
+            "  3  tallyd is not running (nothing listens on the socket)\n"
+            "  4  not found (SKU, warehouse, order)\n"
+            "  5  refused: invalid_params, insufficient_stock or conflict\n"
+            "  6  forbidden: this user may not write (or may not open the socket)\n"
+            "  7  transport or protocol failure: connection lost, timeout, malformed answer,\n"
+            "     protocol version mismatch\n"
+            "\n"
+            "Errors go to stderr as \"tally: MESSAGE (CODE)\".\n"
+            "Example: tally stock TS-RED-M --json\n",
+            TALLY_DEFAULT_SOCKET);
+}
+
+/* `tally help [COMMAND [SUB]]`: every command whose name starts with the topic. */
+static int help_topic(struct cli *cli, const char *topic)
+{
+    size_t n = strlen(topic);
+    bool found = false;
+    for (size_t i = 0; i < ncommands; i++) {
+        const char *name = commands[i].name;
+        if (strncmp(name, topic, n) != 0 || (name[n] != '\0' && name[n] != ' '))
+            continue;
+        if (found)
+            fputs("\n", stdout);
+        print_command_help(stdout, &commands[i]);
+        found = true;
+    }
+    if (!found) {
+        cli->cmd = NULL;
+        return usage_error(cli, "no command '%s'", topic);
+    }
+    return EXIT_OK;
+}
+
+static int run_help(struct cli *cli, const struct args *a)
+{
+    (void)cli;
+    (void)a;
+    print_main_help(stdout);
+    return EXIT_OK;
+}
+
+/* Finds the command named by argv[0] (and argv[1] for "stock list", "orders show"). */
+static const struct command *find_command(int argc, char **argv, int *used)
+{
+    for (size_t i = 0; argc >= 2 && i < ncommands; i++) {
+        const char *sp = strchr(commands[i].name, ' ');
+        if (sp && strncmp(commands[i].name, argv[0], (size_t)(sp - commands[i].name)) == 0 &&
+            argv[0][sp - commands[i].name] == '\0' && strcmp(sp + 1, argv[1]) == 0) {
+            *used = 2;
+            return &commands[i];
+        }
+    }
+    for (size_t i = 0; i < ncommands; i++) {
+        if (strcmp(commands[i].name, argv[0]) == 0) {
+            *used = 1;
+            return &commands[i];
+        }
+    }
+    return NULL;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+
+static int run(struct cli *cli, int argc, char **argv)
+{
+    int i = 1;
+    for (; i < argc && looks_like_option(argv[i]); i++) {
+        const char *s = argv[i];
+        if (strcmp(s, "--") == 0) {
+            i++;
+            break;
+        }
+        if (strcmp(s, "--json") == 0) {
+            cli->json = true;
+        } else if (strcmp(s, "--help") == 0 || strcmp(s, "-h") == 0) {
+            print_main_help(stdout);
+            return EXIT_OK;
+        } else if (strcmp(s, "--version") == 0 || strcmp(s, "-V") == 0) {
+            printf("tally %s (protocol %d)\n", TALLY_VERSION, TALLY_PROTOCOL_VERSION);
+            return EXIT_OK;
+        } else if (strcmp(s, "--socket") == 0 && i + 1 < argc) {
+            cli->socket_opt = argv[++i];
+        } else if (strncmp(s, "--socket=", 9) == 0) {
+            cli->socket_opt = s + 9;
+        } else if (strcmp(s, "--socket") == 0) {
+            return usage_error(cli, "--socket needs a PATH");
+        } else {
+            return usage_error(cli, "unknown option '%s'", s);
+        }
+    }
+    if (i == argc) {
+        fputs("Usage: tally [--socket PATH] [--json] COMMAND [ARGS...]\n"
+              "Try 'tally help' for the list of commands.\n",
+              stderr);
+        return EXIT_USAGE;
+    }
+    if (strcmp(argv[i], "help") == 0 && i + 1 < argc) {
+        char topic[64];
+        snprintf(topic, sizeof topic, "%s%s%s", argv[i + 1], i + 2 < argc ? " " : "",
+                 i + 2 < argc ? argv[i + 2] : "");
+        return help_topic(cli, topic);
+    }
+    int used = 0;
+    cli->cmd = find_command(argc - i, argv + i, &used);
+    if (!cli->cmd)
+        return usage_error(cli, "unknown command '%s'", argv[i]);
+    struct args a = {0};
+    int rc = parse_args(cli, argc - i - used, argv + i + used, &a);
+    if (rc)
+        return rc;
+    if (a.help) {
+        print_command_help(stdout, cli->cmd);
+        return EXIT_OK;
+    }
+    rc = check_args(cli, &a);
+    if (rc)
+        return rc;
+    return cli->cmd->run(cli, &a);
+}
+
+int main(int argc, char **argv)
+{
+    struct cli cli = {0};
+    int rc = run(&cli, argc, argv);
+    tally_client_free(cli.client);
+    if (fflush(stdout) != 0 || ferror(stdout)) {
+        fprintf(stderr, "tally: cannot write the output: %s\n", strerror(errno));
+        if (rc == EXIT_OK)
+            rc = EXIT_SERVER;
+    }
+    return rc;
+}

@@ -39,8 +39,26 @@ struct server {
     unsigned nconns;
     int stopping;
     int listener_closed;
+    int timer_open; /* the stop timer exists and is not yet closed */
+    uv_timer_t stop_timer;
     char path[108];
 };
+
+/* How long a stopping server waits for clients to take their last answers. */
+#define STOP_GRACE_MS 2000
+
+static void server_maybe_free(struct server *srv)
+{
+    if (srv->listener_closed && !srv->timer_open && srv->nconns == 0)
+        free(srv);
+}
+
+static void on_stop_timer_closed(uv_handle_t *h)
+{
+    struct server *srv = h->data;
+    srv->timer_open = 0;
+    server_maybe_free(srv);
+}
 
 struct write_req {
     uv_write_t req;
@@ -69,8 +87,10 @@ static void on_conn_closed(uv_handle_t *h)
     msgpack_unpacker_destroy(&c->unp);
     msgpack_sbuffer_destroy(&c->out);
     free(c);
-    if (srv->listener_closed && srv->nconns == 0)
-        free(srv);
+    if (srv->stopping && srv->nconns == 0 && srv->timer_open &&
+        !uv_is_closing((uv_handle_t *)&srv->stop_timer))
+        uv_close((uv_handle_t *)&srv->stop_timer, on_stop_timer_closed);
+    server_maybe_free(srv);
 }
 
 static void conn_close(struct conn *c)
@@ -324,8 +344,7 @@ static void on_listener_closed(uv_handle_t *h)
 {
     struct server *srv = h->data;
     srv->listener_closed = 1;
-    if (srv->nconns == 0)
-        free(srv);
+    server_maybe_free(srv);
 }
 
 /* Whether something already answers on the socket path (another tallyd). */
@@ -389,6 +408,16 @@ int server_start(struct tallyd *d, struct server **out, char *err, size_t errlen
     return 0;
 }
 
+/* Clients that did not take their last answers in time are cut off, so a client that never
+ * reads cannot hold the daemon's stop. */
+static void on_stop_timer(uv_timer_t *t)
+{
+    struct server *srv = t->data;
+    for (struct conn *c = srv->conns; c; c = c->next)
+        conn_close(c);
+    uv_close((uv_handle_t *)t, on_stop_timer_closed);
+}
+
 void server_stop(struct server *srv)
 {
     if (!srv)
@@ -397,5 +426,11 @@ void server_stop(struct server *srv)
     unlink(srv->path);
     for (struct conn *c = srv->conns; c; c = c->next)
         conn_finish(c);
+    if (srv->nconns > 0) {
+        uv_timer_init(srv->d->loop, &srv->stop_timer);
+        srv->stop_timer.data = srv;
+        srv->timer_open = 1;
+        uv_timer_start(&srv->stop_timer, on_stop_timer, STOP_GRACE_MS, 0);
+    }
     uv_close((uv_handle_t *)&srv->listener, on_listener_closed);
 }

@@ -1,5 +1,7 @@
 #include "catalog.h"
 
+#include <string.h>
+
 #include "tally/protocol.h"
 
 static int lookup(struct store *st, const char *sql, const char *code, size_t len, int64_t *id)
@@ -26,4 +28,26 @@ int catalog_sku_id(struct store *st, const char *code, size_t len, int64_t *id)
 int catalog_warehouse_id(struct store *st, const char *code, size_t len, int64_t *id)
 {
     return lookup(st, "SELECT id FROM warehouses WHERE code = ?1", code, len, id);
+}
+
+int catalog_sku_ensure(struct store *st, const char *code, int64_t *id)
+{
+    int r = catalog_sku_id(st, code, strlen(code), id);
+    if (r != TALLY_E_NOT_FOUND)
+        return r;
+    sqlite3_stmt *s = store_stmt(
+        st, "INSERT INTO skus(code, product, title, price_minor, currency, updated_at)"
+            " SELECT ?1, id, ?1, 0, 'XXX', ?2 FROM products WHERE product_id = '~unlisted'"
+            " RETURNING id");
+    if (!s)
+        return TALLY_E_STORAGE;
+    sqlite3_bind_text(s, 1, code, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(s, 2, store_now());
+    int rc = sqlite3_step(s);
+    if (rc == SQLITE_ROW) {
+        *id = sqlite3_column_int64(s, 0);
+        rc = sqlite3_step(s);
+    }
+    sqlite3_reset(s);
+    return rc == SQLITE_DONE ? 0 : store_error(st, rc, "sku placeholder");
 }

@@ -12,4 +12,8 @@
 int catalog_sku_id(struct store *st, const char *code, size_t len, int64_t *id);
 int catalog_warehouse_id(struct store *st, const char *code, size_t len, int64_t *id);
 
+/* Row id of the SKU `code`, creating a placeholder (under the '~unlisted' product) when the
+ * catalog does not know it yet: a warehouse may report a SKU before the marketplace does. */
+int catalog_sku_ensure(struct store *st, const char *code, int64_t *id);
+
 #endif

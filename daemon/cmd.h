@@ -17,6 +17,9 @@ int cmd_orders_list(struct rpc_call *c);
 int cmd_orders_get(struct rpc_call *c);
 int cmd_outbox_list(struct rpc_call *c);
 int cmd_import(struct rpc_call *c);
+int cmd_sync(struct rpc_call *c);
+int cmd_outbox_retry(struct rpc_call *c);
+int cmd_outbox_discard(struct rpc_call *c);
 
 /* Paging shared by list methods: reads `limit` and `cursor` from the params. */
 struct page_req {

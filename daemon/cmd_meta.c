@@ -6,6 +6,7 @@
 #include "cmd.h"
 #include "server.h"
 #include "store.h"
+#include "sync.h"
 
 int cmd_hello(struct rpc_call *c)
 {
@@ -83,7 +84,7 @@ int cmd_status(struct rpc_call *c)
         msgpack_pack_int64(pk, now - oldest);
 
     mp_pack_key(pk, "upstreams");
-    msgpack_pack_array(pk, 0);
+    sync_pack_status(d->sync, pk);
     mp_pack_kv_int(pk, "connections", server_connections(d->server));
     return 0;
 }

@@ -25,6 +25,46 @@ void config_defaults(struct tally_config *cfg)
     cfg->max_output_bytes = TALLY_DEFAULT_MAX_OUTPUT_BYTES;
     cfg->log_level = LOG_LVL_INFO;
     cfg->sync_full = true;
+    cfg->max_parallel = 4;
+    cfg->retry_max_s = 300;
+    cfg->stale_after_s = 3600;
+    cfg->mp.catalog_interval_s = 300;
+    cfg->mp.orders_interval_s = 60;
+    cfg->mp.orders_overlap_s = 300;
+}
+
+/* The [warehouse CODE] entry for `code`, created on first mention. */
+static struct wh_config *warehouse_section(struct tally_config *cfg, const char *code, char *errbuf,
+                                           size_t errlen)
+{
+    for (unsigned i = 0; i < cfg->nwh; i++)
+        if (!strcmp(cfg->wh[i].code, code))
+            return &cfg->wh[i];
+    size_t n = strlen(code);
+    bool ok = n > 0 && n <= TALLY_MAX_ID_LEN;
+    for (size_t i = 0; ok && i < n; i++)
+        ok = (unsigned char)code[i] > 0x20 && (unsigned char)code[i] < 0x7f;
+    if (!ok) {
+        snprintf(errbuf, errlen, "[warehouse %s]: the code must be 1-64 printable characters",
+                 code);
+        return NULL;
+    }
+    if (cfg->nwh == TALLY_MAX_UPSTREAM_WAREHOUSES) {
+        snprintf(errbuf, errlen, "more than %d warehouse sections", TALLY_MAX_UPSTREAM_WAREHOUSES);
+        return NULL;
+    }
+    struct wh_config *w = &cfg->wh[cfg->nwh++];
+    memset(w, 0, sizeof *w);
+    memcpy(w->code, code, n + 1);
+    w->serves_marketplace = true;
+    w->inventory_interval_s = 30;
+    w->outbound_interval_s = 60;
+    return w;
+}
+
+static bool is_url(const char *v)
+{
+    return !strncmp(v, "https://", 8) || !strncmp(v, "http://", 7);
 }
 
 static int set_str(char *dst, size_t cap, const char *v, char *errbuf, size_t errlen,
@@ -130,6 +170,89 @@ int config_set(struct tally_config *cfg, const char *section, const char *key, c
             cfg->sync_full = !strcmp(value, "full");
             return 0;
         }
+        if (!strcmp(key, "ca_file"))
+            return set_str(cfg->ca_file, sizeof cfg->ca_file, value, errbuf, errlen, key);
+        if (!strcmp(key, "max_parallel")) {
+            r = set_num(&n, value, 10, 1, 64, errbuf, errlen, key);
+            cfg->max_parallel = (unsigned)n;
+            return r;
+        }
+        if (!strcmp(key, "retry_max")) {
+            r = set_num(&n, value, 10, 1, 86400, errbuf, errlen, key);
+            cfg->retry_max_s = (unsigned)n;
+            return r;
+        }
+        if (!strcmp(key, "stale_after")) {
+            r = set_num(&n, value, 10, 10, 30 * 86400, errbuf, errlen, key);
+            cfg->stale_after_s = (unsigned)n;
+            return r;
+        }
+        if (!strcmp(key, "stale_policy")) {
+            if (strcmp(value, "keep") && strcmp(value, "zero")) {
+                snprintf(errbuf, errlen, "stale_policy must be keep or zero");
+                return -1;
+            }
+            cfg->stale_zero = !strcmp(value, "zero");
+            return 0;
+        }
+    } else if (!strcmp(section, "marketplace")) {
+        struct mp_config *m = &cfg->mp;
+        if (!strcmp(key, "gateway")) {
+            if (!is_url(value)) {
+                snprintf(errbuf, errlen, "gateway must be an http:// or https:// URL");
+                return -1;
+            }
+            m->enabled = true;
+            return set_str(m->gateway, sizeof m->gateway, value, errbuf, errlen, key);
+        }
+        if (!strcmp(key, "app_key"))
+            return set_str(m->app_key, sizeof m->app_key, value, errbuf, errlen, key);
+        if (!strcmp(key, "app_secret_file"))
+            return set_str(m->app_secret_file, sizeof m->app_secret_file, value, errbuf, errlen,
+                           key);
+        if (!strcmp(key, "access_token_file"))
+            return set_str(m->access_token_file, sizeof m->access_token_file, value, errbuf, errlen,
+                           key);
+        if (!strcmp(key, "sign_method")) {
+            if (strcmp(value, "sha256") && strcmp(value, "md5")) {
+                snprintf(errbuf, errlen, "sign_method must be sha256 or md5");
+                return -1;
+            }
+            m->sign_md5 = !strcmp(value, "md5");
+            return 0;
+        }
+        unsigned *iv = !strcmp(key, "catalog_interval")  ? &m->catalog_interval_s
+                       : !strcmp(key, "orders_interval") ? &m->orders_interval_s
+                       : !strcmp(key, "orders_overlap")  ? &m->orders_overlap_s
+                                                         : NULL;
+        if (iv) {
+            r = set_num(&n, value, 10, 1, 86400, errbuf, errlen, key);
+            *iv = (unsigned)n;
+            return r;
+        }
+    } else if (!strncmp(section, "warehouse ", 10)) {
+        struct wh_config *w = warehouse_section(cfg, section + 10, errbuf, errlen);
+        if (!w)
+            return -1;
+        if (!strcmp(key, "url")) {
+            if (!is_url(value)) {
+                snprintf(errbuf, errlen, "url must be an http:// or https:// URL");
+                return -1;
+            }
+            return set_str(w->url, sizeof w->url, value, errbuf, errlen, key);
+        }
+        if (!strcmp(key, "token_file"))
+            return set_str(w->token_file, sizeof w->token_file, value, errbuf, errlen, key);
+        if (!strcmp(key, "serves_marketplace"))
+            return set_bool(&w->serves_marketplace, value, errbuf, errlen, key);
+        unsigned *iv = !strcmp(key, "inventory_interval")  ? &w->inventory_interval_s
+                       : !strcmp(key, "outbound_interval") ? &w->outbound_interval_s
+                                                           : NULL;
+        if (iv) {
+            r = set_num(&n, value, 10, 1, 86400, errbuf, errlen, key);
+            *iv = (unsigned)n;
+            return r;
+        }
     } else {
         snprintf(errbuf, errlen, "unknown section [%s]", section);
         return -1;
@@ -195,4 +318,21 @@ int config_load(struct tally_config *cfg, const char *path, char *errbuf, size_t
     }
     fclose(f);
     return rc;
+}
+
+int config_check(const struct tally_config *cfg, char *errbuf, size_t errlen)
+{
+    const struct mp_config *m = &cfg->mp;
+    if (m->enabled && (!m->app_key[0] || !m->app_secret_file[0] || !m->access_token_file[0])) {
+        snprintf(errbuf, errlen,
+                 "[marketplace] needs app_key, app_secret_file and access_token_file");
+        return -1;
+    }
+    for (unsigned i = 0; i < cfg->nwh; i++) {
+        if (!cfg->wh[i].url[0] || !cfg->wh[i].token_file[0]) {
+            snprintf(errbuf, errlen, "[warehouse %s] needs url and token_file", cfg->wh[i].code);
+            return -1;
+        }
+    }
+    return 0;
 }

@@ -9,6 +9,31 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#define TALLY_MAX_UPSTREAM_WAREHOUSES 32
+
+/* [warehouse CODE]: one warehouse system speaking the Warehouse API v1. */
+struct wh_config {
+    char code[65];
+    char url[512];        /* base URL, e.g. https://wms.example.com/es (no trailing /v1) */
+    char token_file[512]; /* bearer token; relative names are looked up in $CREDENTIALS_DIRECTORY */
+    bool serves_marketplace;
+    unsigned inventory_interval_s; /* default 30 */
+    unsigned outbound_interval_s;  /* default 60 */
+};
+
+/* [marketplace]: the AliExpress Open Platform gateway. */
+struct mp_config {
+    bool enabled;      /* true once gateway is set */
+    char gateway[512]; /* e.g. https://api-sg.aliexpress.com/sync */
+    char app_key[128];
+    char app_secret_file[512];
+    char access_token_file[512];
+    bool sign_md5;               /* sign_method = md5 (legacy); default sha256 */
+    unsigned catalog_interval_s; /* default 300 */
+    unsigned orders_interval_s;  /* default 60 */
+    unsigned orders_overlap_s;   /* default 300: re-read this much of the last window */
+};
+
 struct tally_config {
     char station[65];         /* [station] name; default: host name */
     bool coordinator;         /* [station] coordinator; default true */
@@ -19,8 +44,16 @@ struct tally_config {
     size_t max_message_bytes; /* [limits] */
     unsigned max_connections;
     size_t max_output_bytes;
-    int log_level;  /* [log] level */
-    bool sync_full; /* [sync] synchronous = full (default) | normal */
+    int log_level;          /* [log] level */
+    bool sync_full;         /* [sync] synchronous = full (default) | normal */
+    char ca_file[512];      /* [sync] ca_file: CA bundle for TLS (default: the system's) */
+    unsigned max_parallel;  /* [sync] requests in flight per upstream (default 4) */
+    unsigned retry_max_s;   /* [sync] retry_max: cap of the retry backoff (default 300) */
+    unsigned stale_after_s; /* [sync] stale_after: a warehouse's data older is stale (3600) */
+    bool stale_zero;        /* [sync] stale_policy = zero | keep (default keep) */
+    struct mp_config mp;
+    struct wh_config wh[TALLY_MAX_UPSTREAM_WAREHOUSES];
+    unsigned nwh;
 };
 
 /* Fills `cfg` with the defaults. */
@@ -35,5 +68,8 @@ int config_load(struct tally_config *cfg, const char *path, char *errbuf, size_t
 /* Sets one key as if read from the file (used for command-line overrides and by tests). */
 int config_set(struct tally_config *cfg, const char *section, const char *key, const char *value,
                char *errbuf, size_t errlen);
+
+/* Checks what only the whole file can tell (e.g. a warehouse without a URL). */
+int config_check(const struct tally_config *cfg, char *errbuf, size_t errlen);
 
 #endif

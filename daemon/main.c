@@ -19,6 +19,7 @@
 #include "sdnotify.h"
 #include "server.h"
 #include "store.h"
+#include "sync.h"
 #include "tallyd.h"
 #include "tally/protocol.h"
 
@@ -65,6 +66,8 @@ static void shutdown_daemon(struct runtime *rt, const char *why)
     rt->d.stopping = true;
     server_stop(rt->d.server);
     rt->d.server = NULL;
+    sync_stop(rt->d.sync);
+    rt->d.sync = NULL;
     uv_close((uv_handle_t *)&rt->sigterm, NULL);
     uv_close((uv_handle_t *)&rt->sigint, NULL);
     if (rt->have_watchdog)
@@ -164,6 +167,10 @@ int main(int argc, char **argv)
         fprintf(stderr, "tallyd: %s\n", err);
         return 2;
     }
+    if (config_check(&d->cfg, err, sizeof err) != 0) {
+        fprintf(stderr, "tallyd: %s\n", err);
+        return 2;
+    }
     log_init(d->cfg.log_level);
     signal(SIGPIPE, SIG_IGN);
 
@@ -180,6 +187,13 @@ int main(int argc, char **argv)
     d->started_at = store_now();
     if (server_start(d, &d->server, err, sizeof err) != 0) {
         log_error("%s", err);
+        uv_run(d->loop, UV_RUN_DEFAULT);
+        store_close(d->store);
+        return 1;
+    }
+    if (sync_start(d, &d->sync, err, sizeof err) != 0) {
+        log_error("%s", err);
+        server_stop(d->server);
         uv_run(d->loop, UV_RUN_DEFAULT);
         store_close(d->store);
         return 1;

@@ -22,6 +22,9 @@ static const struct rpc_method methods[] = {
     {"orders.get", cmd_orders_get, false},
     {"outbox.list", cmd_outbox_list, false},
     {"import", cmd_import, true},
+    {"sync", cmd_sync, true},
+    {"outbox.retry", cmd_outbox_retry, true},
+    {"outbox.discard", cmd_outbox_discard, true},
 };
 
 const struct rpc_method *rpc_find(const char *name, size_t len)

@@ -149,6 +149,32 @@ static const char *const migrations[] = {
     "  updated_at INTEGER NOT NULL);"
     "INSERT INTO checkpoints(stream, updated_at) VALUES"
     "  ('mp:catalog', strftime('%s','now')), ('mp:orders', strftime('%s','now'));",
+
+    /* 2: what sync needs beyond part 1. */
+    /* SKUs a warehouse reports before the catalog names them hang off this product until the
+     * catalog pull fills them in. */
+    "INSERT OR IGNORE INTO products(product_id, title, status, updated_at)"
+    "  VALUES('~unlisted', 'SKUs not (yet) in the marketplace catalog', 'unlisted', 0);"
+    /* Status changes of fulfilment requests, as each warehouse reports them. */
+    "CREATE TABLE outbound_orders("
+    "  warehouse INTEGER NOT NULL REFERENCES warehouses(id),"
+    "  id TEXT NOT NULL," /* the client's reference: the marketplace order id */
+    "  status TEXT NOT NULL,"
+    "  carrier TEXT, tracking_no TEXT, reason TEXT,"
+    "  version INTEGER NOT NULL DEFAULT 0,"
+    "  updated_at INTEGER NOT NULL,"
+    "  PRIMARY KEY(warehouse, id)) WITHOUT ROWID;"
+    /* Marketplace stock publishing: the newest computed value per SKU and what was last
+     * acknowledged by the marketplace. Only the coordinator fills it. */
+    "CREATE TABLE publish("
+    "  sku INTEGER PRIMARY KEY REFERENCES skus(id),"
+    "  value INTEGER NOT NULL,"
+    "  published INTEGER,"
+    "  published_at INTEGER,"
+    "  dirty INTEGER NOT NULL DEFAULT 1);"
+    "CREATE INDEX publish_dirty ON publish(dirty) WHERE dirty = 1;"
+    "CREATE INDEX movements_acked ON movements(sku, warehouse, upstream_version)"
+    "  WHERE state = 'acked';",
 };
 
 int schema_latest(void)

@@ -395,3 +395,133 @@ int stock_move_apply(struct store *st, const struct stock_move *req, struct stoc
         res->outbox_id = outbox_id_of(st, m.id);
     return r;
 }
+
+/* Settles the acknowledged movements of SKU x warehouse that a snapshot at `version` includes. */
+static int settle(struct store *st, int64_t sku, int64_t wh, int64_t version)
+{
+    sqlite3_stmt *s = store_stmt(
+        st, "UPDATE stock SET pending = pending - (SELECT COALESCE(SUM(delta), 0) FROM movements"
+            " WHERE sku = ?1 AND warehouse = ?2 AND state = 'acked' AND upstream_version <= ?3)"
+            " WHERE sku = ?1 AND warehouse = ?2");
+    if (!s)
+        return TALLY_E_STORAGE;
+    sqlite3_bind_int64(s, 1, sku);
+    sqlite3_bind_int64(s, 2, wh);
+    sqlite3_bind_int64(s, 3, version);
+    int rc = sqlite3_step(s);
+    sqlite3_reset(s);
+    if (rc != SQLITE_DONE)
+        return store_error(st, rc, "settle");
+    s = store_stmt(st, "UPDATE movements SET state = 'settled' WHERE sku = ?1 AND warehouse = ?2"
+                       " AND state = 'acked' AND upstream_version <= ?3");
+    if (!s)
+        return TALLY_E_STORAGE;
+    sqlite3_bind_int64(s, 1, sku);
+    sqlite3_bind_int64(s, 2, wh);
+    sqlite3_bind_int64(s, 3, version);
+    rc = sqlite3_step(s);
+    sqlite3_reset(s);
+    return rc == SQLITE_DONE ? 0 : store_error(st, rc, "settle");
+}
+
+int stock_apply_snapshot(struct store *st, int64_t sku, int64_t wh, int64_t on_hand,
+                         int64_t version, int64_t as_of)
+{
+    sqlite3_stmt *s = store_stmt(
+        st, "INSERT INTO stock(sku, warehouse, snapshot, upstream_version, as_of)"
+            " VALUES(?1,?2,?3,?4,?5) ON CONFLICT(sku, warehouse) DO UPDATE SET"
+            " snapshot = excluded.snapshot, upstream_version = excluded.upstream_version,"
+            " as_of = excluded.as_of WHERE excluded.upstream_version >= stock.upstream_version");
+    if (!s)
+        return TALLY_E_STORAGE;
+    sqlite3_bind_int64(s, 1, sku);
+    sqlite3_bind_int64(s, 2, wh);
+    sqlite3_bind_int64(s, 3, on_hand);
+    sqlite3_bind_int64(s, 4, version);
+    sqlite3_bind_int64(s, 5, as_of);
+    int rc = sqlite3_step(s);
+    sqlite3_reset(s);
+    if (rc != SQLITE_DONE)
+        return store_error(st, rc, "snapshot");
+    /* Only rows with acknowledged movements need settling; the partial index makes the check
+     * cheap for the common case of none. */
+    s = store_stmt(st, "SELECT 1 FROM movements WHERE sku = ?1 AND warehouse = ?2"
+                       " AND state = 'acked' AND upstream_version <= ?3 LIMIT 1");
+    if (!s)
+        return TALLY_E_STORAGE;
+    sqlite3_bind_int64(s, 1, sku);
+    sqlite3_bind_int64(s, 2, wh);
+    sqlite3_bind_int64(s, 3, version);
+    rc = sqlite3_step(s);
+    sqlite3_reset(s);
+    if (rc == SQLITE_ROW)
+        return settle(st, sku, wh, version);
+    return rc == SQLITE_DONE ? 0 : store_error(st, rc, "snapshot");
+}
+
+static int ack_leg(struct store *st, const char *id, int leg, int64_t version)
+{
+    sqlite3_stmt *s = store_stmt(st, "UPDATE movements SET state = 'acked', upstream_version = ?3"
+                                     " WHERE id = ?1 AND leg = ?2 AND state = 'pending'"
+                                     " RETURNING sku, warehouse");
+    if (!s)
+        return TALLY_E_STORAGE;
+    sqlite3_bind_text(s, 1, id, -1, SQLITE_STATIC);
+    sqlite3_bind_int(s, 2, leg);
+    sqlite3_bind_int64(s, 3, version);
+    int rc = sqlite3_step(s);
+    int64_t sku = 0, wh = 0;
+    bool hit = rc == SQLITE_ROW;
+    if (hit) {
+        sku = sqlite3_column_int64(s, 0);
+        wh = sqlite3_column_int64(s, 1);
+        rc = sqlite3_step(s);
+    }
+    sqlite3_reset(s);
+    if (rc != SQLITE_DONE)
+        return store_error(st, rc, "ack");
+    if (!hit)
+        return 0;
+    s = store_stmt(st, "SELECT upstream_version FROM stock WHERE sku = ?1 AND warehouse = ?2");
+    if (!s)
+        return TALLY_E_STORAGE;
+    sqlite3_bind_int64(s, 1, sku);
+    sqlite3_bind_int64(s, 2, wh);
+    int64_t held = -1;
+    if (sqlite3_step(s) == SQLITE_ROW)
+        held = sqlite3_column_int64(s, 0);
+    sqlite3_reset(s);
+    return held >= version ? settle(st, sku, wh, held) : 0;
+}
+
+int stock_ack(struct store *st, const char *id, int64_t version, int64_t to_version)
+{
+    /* Without a version the movement cannot be matched to a snapshot; it settles with the
+     * next snapshot row of its SKU (version 1 is below every real one). */
+    int r = ack_leg(st, id, 0, version > 0 ? version : 1);
+    if (r == 0 && to_version > 0)
+        r = ack_leg(st, id, 1, to_version);
+    return r;
+}
+
+int stock_discard(struct store *st, const char *id)
+{
+    sqlite3_stmt *s = store_stmt(st, "UPDATE stock SET pending = pending - m.delta"
+                                     " FROM (SELECT sku, warehouse, delta FROM movements"
+                                     "       WHERE id = ?1 AND state <> 'settled') AS m"
+                                     " WHERE stock.sku = m.sku AND stock.warehouse = m.warehouse");
+    if (!s)
+        return TALLY_E_STORAGE;
+    sqlite3_bind_text(s, 1, id, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(s);
+    sqlite3_reset(s);
+    if (rc != SQLITE_DONE)
+        return store_error(st, rc, "discard");
+    s = store_stmt(st, "UPDATE movements SET state = 'settled' WHERE id = ?1");
+    if (!s)
+        return TALLY_E_STORAGE;
+    sqlite3_bind_text(s, 1, id, -1, SQLITE_STATIC);
+    rc = sqlite3_step(s);
+    sqlite3_reset(s);
+    return rc == SQLITE_DONE ? 0 : store_error(st, rc, "discard");
+}

@@ -88,6 +88,24 @@ struct stock_move_result {
 int stock_move_apply(struct store *st, const struct stock_move *m, struct stock_move_result *res,
                      char *err, size_t errlen);
 
+/*
+ * Sync side (each runs inside the caller's transaction):
+ *
+ * stock_apply_snapshot: a pulled figure for SKU x warehouse at `version`. Older versions than
+ * the one held are ignored (an overlapping page never moves the snapshot back). Movements
+ * acknowledged at or below `version` are in the figure: they leave the overlay ("settle").
+ *
+ * stock_ack: the warehouse applied movement `id` at `version` (and a transfer's receiving side
+ * at `to_version`, 0 when unknown). If the snapshot held already includes it, it settles now.
+ *
+ * stock_discard: the operator gave up on a movement the upstream refused: it leaves the
+ * overlay without ever reaching the warehouse.
+ */
+int stock_apply_snapshot(struct store *st, int64_t sku, int64_t wh, int64_t on_hand,
+                         int64_t version, int64_t as_of);
+int stock_ack(struct store *st, const char *id, int64_t version, int64_t to_version);
+int stock_discard(struct store *st, const char *id);
+
 /* Reads the figures of one SKU x warehouse (zeros and 0 returned when there is no row). */
 int stock_figures_get(struct store *st, int64_t sku, int64_t wh, struct stock_figures *f);
 

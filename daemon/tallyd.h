@@ -14,12 +14,14 @@
 
 struct store;
 struct server;
+struct sync_engine;
 
 struct tallyd {
     uv_loop_t *loop;
     struct tally_config cfg;
     struct store *store;
     struct server *server;
+    struct sync_engine *sync;
     int64_t started_at;
     bool have_writer_gid; /* writer_group resolved to a gid at start */
     gid_t writer_gid;

@@ -1,0 +1,452 @@
+/*
+ * Connector for the tally Warehouse API v1 (../shared/UPSTREAM.md §2): one warehouse system.
+ *
+ * Streams: inventory (GET /v1/inventory, by version, paged by cursor) and outbound (GET
+ * /v1/outbound-orders, status changes of fulfilment requests). Push: movements in batches
+ * (POST /v1/movements, idempotent by id forever) and transfers one by one (POST /v1/transfers).
+ * Classification: no answer, 429 and 5xx are transient; other 4xx are permanent; a 2xx whose
+ * body cannot be read is transient (every request here is idempotent, so sending it again is
+ * safe).
+ */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <msgpack.h>
+
+#include "catalog.h"
+#include "codec.h"
+#include "json.h"
+#include "log.h"
+#include "secret.h"
+#include "stock.h"
+#include "tally/protocol.h"
+#include "upstream.h"
+
+#define INVENTORY_PAGE 5000
+#define MOVEMENTS_PER_CALL 500
+
+struct wms {
+    char token[1024]; /* secret */
+};
+
+/* One request in flight: a page pull or a push. */
+struct wms_call {
+    struct http_req req;
+    struct upstream *u;
+    int stream;
+    struct push_batch *batch;
+    char url[1100];
+    struct jbuf body;
+    struct pull_page page;
+    cJSON *doc;
+    int64_t new_version;
+    char new_cursor[256];
+};
+
+enum { STREAM_INVENTORY, STREAM_OUTBOUND };
+static const char *const wms_streams[] = {"inventory", "outbound"};
+
+static int wms_init(struct upstream *u, char *err, size_t errlen)
+{
+    struct wms *w = calloc(1, sizeof *w);
+    if (!w) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    if (secret_read(u->wh->token_file, w->token, sizeof w->token, err, errlen) != 0) {
+        free(w);
+        return -1;
+    }
+    u->conn = w;
+    return 0;
+}
+
+static void wms_free(struct upstream *u)
+{
+    struct wms *w = u->conn;
+    if (w)
+        memset(w->token, 0, sizeof w->token);
+    free(w);
+    u->conn = NULL;
+}
+
+static struct wms_call *call_new(struct upstream *u)
+{
+    struct wms_call *c = calloc(1, sizeof *c);
+    if (!c)
+        return NULL;
+    c->u = u;
+    c->req.data = c;
+    c->req.auth_bearer = ((struct wms *)u->conn)->token;
+    c->page.retry_after_s = -1;
+    return c;
+}
+
+static void call_free(struct wms_call *c)
+{
+    http_req_reset(&c->req);
+    jb_free(&c->body);
+    cJSON_Delete(c->doc);
+    free(c);
+}
+
+/* Transport-level verdict: SYNC_OK when a 2xx arrived, else transient/permanent + message. */
+static int classify(struct http_req *r, char *err, size_t errlen)
+{
+    if (r->curl_code != 0) {
+        snprintf(err, errlen, "no answer: %.200s", r->error);
+        return SYNC_TRANSIENT;
+    }
+    if (r->status >= 200 && r->status < 300)
+        return SYNC_OK;
+    const char *msg = "";
+    cJSON *doc = r->response ? cJSON_ParseWithLength(r->response, r->response_len) : NULL;
+    const cJSON *e = cJSON_GetObjectItemCaseSensitive(doc, "error");
+    if (e && json_str(e, "message"))
+        msg = json_str(e, "message");
+    snprintf(err, errlen, "HTTP %ld%s%.200s", r->status, msg[0] ? ": " : "", msg);
+    cJSON_Delete(doc);
+    if (r->status == 429 || r->status >= 500 || r->status == 408)
+        return SYNC_TRANSIENT;
+    return SYNC_PERMANENT;
+}
+
+/* ---- pulls ---- */
+
+static int apply_inventory(struct pull_page *pg, struct store *st, struct checkpoint *cp, char *err,
+                           size_t errlen)
+{
+    struct wms_call *c = pg->data;
+    int64_t wh;
+    int r = catalog_warehouse_id(st, c->u->code, strlen(c->u->code), &wh);
+    if (r) {
+        snprintf(err, errlen, "warehouse %s is not in the replica", c->u->code);
+        return r;
+    }
+    const cJSON *items = cJSON_GetObjectItemCaseSensitive(c->doc, "items"), *it;
+    int64_t now = store_now(), skipped = 0, maxv = 0;
+    cJSON_ArrayForEach(it, items)
+    {
+        const char *sku = json_str(it, "sku");
+        int64_t on_hand, version, at = now, sku_id;
+        if (!sku || !mp_id_ok(sku, strlen(sku)) ||
+            json_int(it, "on_hand", -TALLY_MAX_QTY, TALLY_MAX_QTY, &on_hand) != 0 ||
+            json_int(it, "version", 0, INT64_MAX / 2, &version) != 0) {
+            skipped++;
+            continue;
+        }
+        json_int(it, "updated_at", 0, 253402300799LL, &at);
+        if ((r = catalog_sku_ensure(st, sku, &sku_id)) != 0 ||
+            (r = stock_apply_snapshot(st, sku_id, wh, on_hand, version, at)) != 0)
+            return r;
+        if (version > maxv)
+            maxv = version;
+    }
+    if (skipped)
+        log_warn("%s: %" PRId64 " unreadable inventory rows skipped", c->u->name, skipped);
+    snprintf(cp->cursor, sizeof cp->cursor, "%s", c->new_cursor);
+    if (!c->new_cursor[0])
+        cp->version = c->new_version > maxv ? c->new_version : maxv;
+    return 0;
+}
+
+static int apply_outbound(struct pull_page *pg, struct store *st, struct checkpoint *cp, char *err,
+                          size_t errlen)
+{
+    struct wms_call *c = pg->data;
+    int64_t wh;
+    int r = catalog_warehouse_id(st, c->u->code, strlen(c->u->code), &wh);
+    if (r) {
+        snprintf(err, errlen, "warehouse %s is not in the replica", c->u->code);
+        return r;
+    }
+    const cJSON *items = cJSON_GetObjectItemCaseSensitive(c->doc, "items"), *it;
+    int64_t maxv = 0;
+    cJSON_ArrayForEach(it, items)
+    {
+        const char *id = json_str(it, "id"), *status = json_str(it, "status");
+        int64_t version = 0;
+        if (!id || !status || !mp_id_ok(id, strlen(id)) || !mp_id_ok(status, strlen(status)))
+            continue;
+        json_int(it, "version", 0, INT64_MAX / 2, &version);
+        const char *carrier = json_str(it, "carrier"), *tracking = json_str(it, "tracking_no"),
+                   *reason = json_str(it, "reason");
+        if (!tracking)
+            tracking = json_str(it, "tracking_number");
+        sqlite3_stmt *s = store_stmt(
+            st, "INSERT INTO outbound_orders(warehouse, id, status, carrier, tracking_no, reason,"
+                " version, updated_at) VALUES(?1,?2,?3,?4,?5,?6,?7,?8)"
+                " ON CONFLICT(warehouse, id) DO UPDATE SET status = excluded.status,"
+                " carrier = COALESCE(excluded.carrier, carrier),"
+                " tracking_no = COALESCE(excluded.tracking_no, tracking_no),"
+                " reason = excluded.reason, version = excluded.version,"
+                " updated_at = excluded.updated_at WHERE excluded.version >= version");
+        if (!s)
+            return TALLY_E_STORAGE;
+        sqlite3_bind_int64(s, 1, wh);
+        sqlite3_bind_text(s, 2, id, -1, SQLITE_STATIC);
+        sqlite3_bind_text(s, 3, status, -1, SQLITE_STATIC);
+        if (carrier && mp_text_ok(carrier, strlen(carrier)))
+            sqlite3_bind_text(s, 4, carrier, -1, SQLITE_STATIC);
+        if (tracking && mp_text_ok(tracking, strlen(tracking)))
+            sqlite3_bind_text(s, 5, tracking, -1, SQLITE_STATIC);
+        if (reason && mp_text_ok(reason, strlen(reason)))
+            sqlite3_bind_text(s, 6, reason, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(s, 7, version);
+        sqlite3_bind_int64(s, 8, store_now());
+        int rc = sqlite3_step(s);
+        sqlite3_reset(s);
+        if (rc != SQLITE_DONE)
+            return store_error(st, rc, "outbound order");
+        if (version > maxv)
+            maxv = version;
+    }
+    snprintf(cp->cursor, sizeof cp->cursor, "%s", c->new_cursor);
+    if (!c->new_cursor[0])
+        cp->version = c->new_version > maxv ? c->new_version : maxv;
+    return 0;
+}
+
+static void release_nothing(struct pull_page *pg)
+{
+    (void)pg;
+}
+
+static void release_page(struct pull_page *pg)
+{
+    call_free(pg->data);
+}
+
+static void on_pulled(struct http_req *r)
+{
+    struct wms_call *c = r->data;
+    struct pull_page *pg = &c->page;
+    pg->data = c;
+    pg->release = release_page;
+    pg->apply = c->stream == STREAM_INVENTORY ? apply_inventory : apply_outbound;
+    pg->total = -1;
+    pg->retry_after_s = r->retry_after_s;
+    pg->outcome = classify(r, pg->error, sizeof pg->error);
+    if (pg->outcome == SYNC_OK) {
+        c->doc = cJSON_ParseWithLength(r->response ? r->response : "", r->response_len);
+        const cJSON *items = cJSON_GetObjectItemCaseSensitive(c->doc, "items");
+        const cJSON *next = cJSON_GetObjectItemCaseSensitive(c->doc, "next_cursor");
+        if (!cJSON_IsArray(items) ||
+            json_int(c->doc, "version", 0, INT64_MAX / 2, &c->new_version) != 0) {
+            pg->outcome = SYNC_TRANSIENT;
+            snprintf(pg->error, sizeof pg->error, "unreadable answer (%zu bytes)", r->response_len);
+        } else {
+            if (cJSON_IsString(next) && next->valuestring[0])
+                snprintf(c->new_cursor, sizeof c->new_cursor, "%s", next->valuestring);
+            else if (cJSON_IsNumber(next))
+                snprintf(c->new_cursor, sizeof c->new_cursor, "%.0f", next->valuedouble);
+            pg->more = c->new_cursor[0] != 0;
+            pg->rows = cJSON_GetArraySize(items);
+        }
+    }
+    sync_pull_done(c->u, c->stream, pg);
+}
+
+static void wms_pull(struct upstream *u, int stream, const struct checkpoint *cp)
+{
+    struct wms_call *c = call_new(u);
+    if (!c)
+        goto fail;
+    c->stream = stream;
+    struct jbuf q = {0};
+    jb_lit(&q, u->wh->url);
+    jb_lit(&q, stream == STREAM_INVENTORY ? "/v1/inventory?since=" : "/v1/outbound-orders?since=");
+    jb_int(&q, cp->version);
+    if (stream == STREAM_INVENTORY) {
+        jb_lit(&q, "&limit=");
+        jb_int(&q, INVENTORY_PAGE);
+    }
+    if (cp->cursor[0]) {
+        jb_lit(&q, "&cursor=");
+        jb_form(&q, cp->cursor);
+    }
+    if (q.failed || q.len >= sizeof c->url) {
+        jb_free(&q);
+        call_free(c);
+        goto fail;
+    }
+    memcpy(c->url, q.p, q.len + 1);
+    jb_free(&q);
+    c->req.url = c->url;
+    c->req.method = "GET";
+    c->req.done = on_pulled;
+    if (http_start(u->http, &c->req) == 0)
+        return;
+    call_free(c);
+fail:;
+    struct pull_page failed = {
+        .outcome = SYNC_TRANSIENT, .retry_after_s = -1, .release = release_nothing};
+    snprintf(failed.error, sizeof failed.error, "could not start a request");
+    sync_pull_done(u, stream, &failed);
+}
+
+/* ---- pushes ---- */
+
+/* Reads the movement fields of an outbox payload into the JSON body. */
+static int payload_to_json(const struct push_item *it, struct jbuf *b, bool transfer)
+{
+    msgpack_unpacked u;
+    msgpack_unpacked_init(&u);
+    size_t off = 0;
+    int r = -1;
+    if (msgpack_unpack_next(&u, it->payload, it->payload_len, &off) != MSGPACK_UNPACK_SUCCESS ||
+        u.data.type != MSGPACK_OBJECT_MAP)
+        goto out;
+    static const char *const mv_keys[] = {"id", "sku", "delta", "reason", "ref", "at"};
+    static const char *const tr_keys[] = {"id", "sku", "qty", "to"};
+    const char *const *keys = transfer ? tr_keys : mv_keys;
+    int nkeys = transfer ? 4 : 6, first = 1;
+    jb_lit(b, "{");
+    for (int k = 0; k < nkeys; k++) {
+        const msgpack_object *v = mp_map_get(&u.data, keys[k]);
+        if (!v || v->type == MSGPACK_OBJECT_NIL)
+            continue;
+        if (!first)
+            jb_lit(b, ",");
+        first = 0;
+        jb_str(b, keys[k]);
+        jb_lit(b, ":");
+        if (v->type == MSGPACK_OBJECT_STR) {
+            char tmp[TALLY_MAX_TEXT_LEN + 1];
+            size_t n = v->via.str.size < sizeof tmp - 1 ? v->via.str.size : sizeof tmp - 1;
+            memcpy(tmp, v->via.str.ptr, n);
+            tmp[n] = 0;
+            jb_str(b, tmp);
+        } else if (v->type == MSGPACK_OBJECT_POSITIVE_INTEGER) {
+            jb_int(b, (int64_t)v->via.u64);
+        } else if (v->type == MSGPACK_OBJECT_NEGATIVE_INTEGER) {
+            jb_int(b, v->via.i64);
+        } else {
+            jb_lit(b, "null");
+        }
+    }
+    jb_lit(b, "}");
+    r = b->failed ? -1 : 0;
+out:
+    msgpack_unpacked_destroy(&u);
+    return r;
+}
+
+/* Fills one item's outcome from a per-movement result object. */
+static void item_result(struct push_item *it, const cJSON *res)
+{
+    const char *status = json_str(res, "status");
+    json_int(res, "version", 0, INT64_MAX / 2, &it->version);
+    json_int(res, "to_version", 0, INT64_MAX / 2, &it->to_version);
+    if (status && (!strcmp(status, "applied") || !strcmp(status, "duplicate"))) {
+        it->outcome = SYNC_OK;
+    } else if (status && !strcmp(status, "rejected")) {
+        const cJSON *e = cJSON_GetObjectItemCaseSensitive(res, "error");
+        const char *msg = cJSON_IsString(e) ? e->valuestring : json_str(e, "message");
+        it->outcome = SYNC_PERMANENT;
+        snprintf(it->error, sizeof it->error, "rejected by the warehouse: %.200s",
+                 msg ? msg : "no reason given");
+    } else {
+        it->outcome = SYNC_TRANSIENT;
+        snprintf(it->error, sizeof it->error, "answer without a status for %s", it->key);
+    }
+}
+
+static void on_pushed(struct http_req *r)
+{
+    struct wms_call *c = r->data;
+    struct push_batch *b = c->batch;
+    b->retry_after_s = r->retry_after_s;
+    int verdict = classify(r, b->error, sizeof b->error);
+    if (verdict == SYNC_PERMANENT) {
+        for (int i = 0; i < b->n; i++) {
+            b->items[i].outcome = SYNC_PERMANENT;
+            snprintf(b->items[i].error, sizeof b->items[i].error, "%s", b->error);
+        }
+        b->outcome = SYNC_OK;
+    } else if (verdict == SYNC_TRANSIENT) {
+        b->outcome = SYNC_TRANSIENT;
+    } else {
+        cJSON *doc = cJSON_ParseWithLength(r->response ? r->response : "", r->response_len);
+        b->outcome = SYNC_OK;
+        if (!doc) {
+            b->outcome = SYNC_TRANSIENT;
+            snprintf(b->error, sizeof b->error, "unreadable answer (%zu bytes)", r->response_len);
+        } else if (!strcmp(b->items[0].kind, "transfer")) {
+            item_result(&b->items[0], doc);
+        } else {
+            /* Per-movement results, matched by id (in any order). */
+            const cJSON *list = cJSON_IsArray(doc) ? doc : NULL, *res;
+            if (!list)
+                list = cJSON_GetObjectItemCaseSensitive(doc, "results");
+            if (!cJSON_IsArray(list))
+                list = cJSON_GetObjectItemCaseSensitive(doc, "movements");
+            for (int i = 0; i < b->n; i++) {
+                b->items[i].outcome = SYNC_TRANSIENT;
+                snprintf(b->items[i].error, sizeof b->items[i].error,
+                         "no result for this movement in the answer");
+            }
+            cJSON_ArrayForEach(res, list)
+            {
+                const char *id = json_str(res, "id");
+                for (int i = 0; id && i < b->n; i++)
+                    if (!strcmp(b->items[i].key, id))
+                        item_result(&b->items[i], res);
+            }
+        }
+        cJSON_Delete(doc);
+    }
+    call_free(c);
+    sync_push_done(b);
+}
+
+static void wms_push(struct upstream *u, struct push_batch *b)
+{
+    struct wms_call *c = call_new(u);
+    bool transfer = !strcmp(b->items[0].kind, "transfer");
+    if (!c)
+        goto fail;
+    c->batch = b;
+    if (transfer) {
+        if (payload_to_json(&b->items[0], &c->body, true) != 0)
+            goto fail_call;
+    } else {
+        jb_lit(&c->body, "{\"movements\":[");
+        for (int i = 0; i < b->n; i++) {
+            if (i)
+                jb_lit(&c->body, ",");
+            if (payload_to_json(&b->items[i], &c->body, false) != 0)
+                goto fail_call;
+        }
+        jb_lit(&c->body, "]}");
+    }
+    snprintf(c->url, sizeof c->url, "%s%s", u->wh->url,
+             transfer ? "/v1/transfers" : "/v1/movements");
+    c->req.url = c->url;
+    c->req.method = "POST";
+    c->req.content_type = "application/json";
+    c->req.body = c->body.p;
+    c->req.body_len = c->body.len;
+    c->req.done = on_pushed;
+    if (!c->body.failed && http_start(u->http, &c->req) == 0)
+        return;
+fail_call:
+    call_free(c);
+fail:
+    b->outcome = SYNC_TRANSIENT;
+    snprintf(b->error, sizeof b->error, "could not build the request");
+    sync_push_done(b);
+}
+
+const struct connector_ops conn_wms_ops = {
+    .kind = "wms",
+    .nstreams = 2,
+    .streams = wms_streams,
+    .push_limit = MOVEMENTS_PER_CALL,
+    .init = wms_init,
+    .pull = wms_pull,
+    .push = wms_push,
+    .free = wms_free,
+};

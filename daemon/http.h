@@ -1,0 +1,66 @@
+/*
+ * HTTP on the daemon's loop: libcurl's multi interface driven by libuv (uv_poll per socket,
+ * one uv_timer), the canonical multi-uv arrangement. Nothing here blocks: a request is
+ * started, and its completion callback runs on the loop when curl reports it done.
+ *
+ * Connections are reused (the multi handle's cache); each request has a connect timeout, a
+ * total timeout and a stall guard (a transfer slower than 1 byte/s for `stall_s` is aborted).
+ * TLS peer and host verification are always on; `ca_file` may name the CA bundle.
+ */
+#ifndef TALLY_HTTP_H
+#define TALLY_HTTP_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+struct http;
+struct http_req;
+
+typedef void (*http_done_fn)(struct http_req *req);
+
+struct http_req {
+    /* set by the caller before http_start; the strings must live until done */
+    const char *url;
+    const char *method;       /* "GET" or "POST" */
+    const char *content_type; /* for POST bodies; NULL for none */
+    const char *auth_bearer;  /* secret: never logged; NULL for none */
+    const char *body;         /* POST body (copied by curl); NULL for none */
+    size_t body_len;
+    long connect_timeout_ms; /* default 5000 */
+    long timeout_ms;         /* default 30000 */
+    long stall_s;            /* default 10 */
+    size_t max_response;     /* default 64 MiB; larger answers fail */
+    http_done_fn done;
+    void *data; /* the caller's */
+
+    /* results, valid in done() */
+    int curl_code;      /* CURLE_OK when an HTTP answer arrived */
+    long status;        /* HTTP status, 0 when none */
+    long retry_after_s; /* from Retry-After (seconds form), -1 when absent */
+    char error[256];    /* curl's message when curl_code != CURLE_OK */
+    char *response;     /* NUL-terminated body (owned by the request until http_req_reset) */
+    size_t response_len;
+
+    /* private */
+    void *easy;
+    void *headers;
+    struct http *http;
+    size_t cap;
+};
+
+/* Creates the HTTP client on `loop`; max_per_host bounds parallel connections per host. */
+int http_init(uv_loop_t *loop, long max_per_host, const char *ca_file, struct http **out);
+/* Aborts running requests (their done() is not called) and frees once handles are closed. */
+void http_close(struct http *h);
+
+/* Starts a request. Returns 0, or -1 when it could not be started (done() is not called). */
+int http_start(struct http *h, struct http_req *req);
+
+/* Frees the response buffer and private state, so the request can be reused. */
+void http_req_reset(struct http_req *req);
+
+/* Requests running now. */
+int http_running(const struct http *h);
+
+#endif

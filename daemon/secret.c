@@ -1,0 +1,52 @@
+#include "secret.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+int secret_read(const char *name, char *buf, size_t cap, char *err, size_t errlen)
+{
+    char path[1024];
+    const char *dir = getenv("CREDENTIALS_DIRECTORY");
+    if (name[0] != '/' && dir && *dir)
+        snprintf(path, sizeof path, "%s/%s", dir, name);
+    else
+        snprintf(path, sizeof path, "%s", name);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        snprintf(err, errlen, "cannot read secret %s: %s", path, strerror(errno));
+        return -1;
+    }
+    ssize_t n = read(fd, buf, cap - 1);
+    int e = errno;
+    char extra;
+    ssize_t more = n >= 0 && (size_t)n == cap - 1 ? read(fd, &extra, 1) : 0;
+    close(fd);
+    if (n < 0) {
+        snprintf(err, errlen, "cannot read secret %s: %s", path, strerror(e));
+        return -1;
+    }
+    if (more > 0) {
+        memset(buf, 0, cap);
+        snprintf(err, errlen, "secret %s is longer than %zu bytes", path, cap - 1);
+        return -1;
+    }
+    while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r' || buf[n - 1] == ' '))
+        n--;
+    buf[n] = 0;
+    if (n == 0) {
+        snprintf(err, errlen, "secret %s is empty", path);
+        return -1;
+    }
+    for (ssize_t i = 0; i < n; i++) {
+        if ((unsigned char)buf[i] < 0x20 || buf[i] == 0x7f) {
+            memset(buf, 0, cap);
+            snprintf(err, errlen, "secret %s contains control characters", path);
+            return -1;
+        }
+    }
+    return 0;
+}

@@ -1,0 +1,681 @@
+#include "sync.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+
+#include "codec.h"
+#include "log.h"
+#include "stock.h"
+#include "store.h"
+#include "tally/protocol.h"
+#include "upstream.h"
+
+#define TICK_MS 100
+#define BACKOFF_BASE_MS 1000
+
+struct sync_engine {
+    struct tallyd *d;
+    uv_timer_t tick;
+    struct http *http;
+    struct upstream *ups;
+    int nups;
+    uint64_t rng;
+    bool stopping;
+};
+
+static uint64_t rnd(struct sync_engine *e)
+{
+    uint64_t z = (e->rng += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+/* Exponential backoff with full jitter: uniform in [0, min(cap, base * 2^attempt)). */
+static uint64_t backoff_ms(struct sync_engine *e, int attempt)
+{
+    uint64_t cap = (uint64_t)e->d->cfg.retry_max_s * 1000, ceil = BACKOFF_BASE_MS;
+    for (int i = 0; i < attempt && ceil < cap; i++)
+        ceil *= 2;
+    if (ceil > cap)
+        ceil = cap;
+    return rnd(e) % (ceil + 1);
+}
+
+static uint64_t now_ms(struct sync_engine *e)
+{
+    return uv_now(e->d->loop);
+}
+
+/* ---- checkpoints ---- */
+
+static int checkpoint_load(struct store *st, const char *stream, struct checkpoint *cp)
+{
+    memset(cp, 0, sizeof *cp);
+    snprintf(cp->stream, sizeof cp->stream, "%s", stream);
+    sqlite3_stmt *s = store_stmt(st, "SELECT cursor, version, modified_since, rows_total"
+                                     " FROM checkpoints WHERE stream = ?1");
+    if (!s)
+        return TALLY_E_STORAGE;
+    sqlite3_bind_text(s, 1, stream, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(s);
+    if (rc == SQLITE_ROW) {
+        const char *c = (const char *)sqlite3_column_text(s, 0);
+        snprintf(cp->cursor, sizeof cp->cursor, "%s", c ? c : "");
+        cp->version = sqlite3_column_int64(s, 1);
+        cp->modified_since = sqlite3_column_int64(s, 2);
+        cp->rows_total = sqlite3_column_int64(s, 3);
+    }
+    sqlite3_reset(s);
+    return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : store_error(st, rc, "checkpoint");
+}
+
+static int checkpoint_save(struct store *st, const struct checkpoint *cp, int64_t rows)
+{
+    sqlite3_stmt *s = store_stmt(
+        st, "INSERT INTO checkpoints(stream, cursor, version, modified_since, rows_total,"
+            " updated_at) VALUES(?1, NULLIF(?2, ''), ?3, ?4, ?5, ?6)"
+            " ON CONFLICT(stream) DO UPDATE SET cursor = excluded.cursor,"
+            " version = excluded.version, modified_since = excluded.modified_since,"
+            " rows_total = checkpoints.rows_total + ?5, updated_at = excluded.updated_at");
+    if (!s)
+        return TALLY_E_STORAGE;
+    sqlite3_bind_text(s, 1, cp->stream, -1, SQLITE_STATIC);
+    sqlite3_bind_text(s, 2, cp->cursor, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(s, 3, cp->version);
+    sqlite3_bind_int64(s, 4, cp->modified_since);
+    sqlite3_bind_int64(s, 5, rows);
+    sqlite3_bind_int64(s, 6, store_now());
+    int rc = sqlite3_step(s);
+    sqlite3_reset(s);
+    return rc == SQLITE_DONE ? 0 : store_error(st, rc, "checkpoint save");
+}
+
+/* ---- link state ---- */
+
+static void link_ok(struct upstream *u)
+{
+    bool was_down = u->link == LINK_DOWN;
+    u->link = LINK_UP;
+    u->failures = 0;
+    u->resume_ms = 0;
+    u->last_success_at = store_now();
+    if (was_down) {
+        log_info("%s: link is back", u->name);
+        /* Catch up at once: every stream runs a round now. */
+        for (int i = 0; i < u->ops->nstreams; i++)
+            u->streams[i].due_ms = 0;
+    }
+}
+
+static void link_failed(struct upstream *u, const char *error, long retry_after_s)
+{
+    struct sync_engine *e = u->engine;
+    if (u->link != LINK_DOWN)
+        log_warn("%s: %s", u->name, error);
+    u->link = LINK_DOWN;
+    u->failures++;
+    u->last_error_at = store_now();
+    snprintf(u->last_error, sizeof u->last_error, "%s", error);
+    uint64_t wait = backoff_ms(e, u->failures);
+    if (retry_after_s >= 0 && (uint64_t)retry_after_s * 1000 > wait)
+        wait = (uint64_t)retry_after_s * 1000;
+    u->resume_ms = now_ms(e) + wait;
+}
+
+/* ---- pulls ---- */
+
+static void start_pull(struct upstream *u, int i)
+{
+    struct stream_state *ss = &u->streams[i];
+    struct checkpoint cp;
+    if (checkpoint_load(u->store, ss->name, &cp) != 0) {
+        ss->due_ms = now_ms(u->engine) + 10000;
+        return;
+    }
+    if (!ss->in_round) {
+        ss->in_round = true;
+        ss->round_rows = ss->round_pages = 0;
+        ss->round_total = -1;
+        ss->round_started_ms = now_ms(u->engine);
+    }
+    ss->running = true;
+    u->ops->pull(u, i, &cp);
+}
+
+void sync_pull_done(struct upstream *u, int i, struct pull_page *pg)
+{
+    struct sync_engine *e = u->engine;
+    struct stream_state *ss = &u->streams[i];
+    struct store *st = u->store;
+    ss->running = false;
+    if (e->stopping) {
+        pg->release(pg);
+        return;
+    }
+    if (pg->outcome == SYNC_TRANSIENT) {
+        snprintf(ss->last_error, sizeof ss->last_error, "%s", pg->error);
+        link_failed(u, pg->error, pg->retry_after_s);
+        pg->release(pg);
+        return;
+    }
+    link_ok(u);
+    if (pg->outcome == SYNC_PERMANENT) {
+        log_warn("%s: %s", ss->name, pg->error);
+        snprintf(ss->last_error, sizeof ss->last_error, "%s", pg->error);
+        ss->in_round = ss->requested = false;
+        ss->due_ms = now_ms(e) + (uint64_t)ss->interval_s * 1000;
+        pg->release(pg);
+        return;
+    }
+    struct checkpoint cp;
+    char err[200] = "";
+    int r = checkpoint_load(st, ss->name, &cp);
+    if (r == 0)
+        r = store_begin(st);
+    if (r == 0) {
+        r = pg->apply(pg, st, &cp, err, sizeof err);
+        if (r == 0)
+            r = checkpoint_save(st, &cp, pg->rows);
+        if (r == 0)
+            r = store_commit(st);
+        else
+            store_rollback(st);
+    }
+    if (r != 0) {
+        log_error("%s: page not applied: %s", ss->name, err[0] ? err : tally_strerror(r));
+        snprintf(ss->last_error, sizeof ss->last_error, "page not applied: %s",
+                 err[0] ? err : tally_strerror(r));
+        ss->in_round = false;
+        ss->due_ms = now_ms(e) + 5000;
+        pg->release(pg);
+        return;
+    }
+    ss->last_error[0] = 0;
+    ss->round_rows += pg->rows;
+    ss->round_pages++;
+    if (pg->total >= 0)
+        ss->round_total = pg->total;
+    if (pg->more) {
+        ss->due_ms = 0; /* the next page at once */
+    } else {
+        ss->in_round = ss->requested = false;
+        ss->last_round_rows = ss->round_rows;
+        ss->last_success_at = store_now();
+        ss->due_ms = now_ms(e) + (uint64_t)ss->interval_s * 1000;
+        if (ss->round_rows > 0)
+            log_info("%s: %" PRId64 " rows in %" PRId64 " pages, %.1f s", ss->name, ss->round_rows,
+                     ss->round_pages, (double)(now_ms(e) - ss->round_started_ms) / 1000.0);
+    }
+    pg->release(pg);
+}
+
+/* ---- pushes ---- */
+
+static void free_batch(struct push_batch *b)
+{
+    for (int i = 0; i < b->n; i++)
+        free(b->items[i].payload);
+    free(b->items);
+    free(b);
+}
+
+/* The kind of the oldest row that may go now, or 0 when none. */
+static int next_kind(struct store *st, const char *target, int64_t now, char *kind, size_t cap)
+{
+    sqlite3_stmt *s =
+        store_stmt(st, "SELECT o.kind FROM outbox o WHERE o.target = ?1 AND o.state = 'pending'"
+                       " AND o.next_attempt_at <= ?2 AND NOT EXISTS (SELECT 1 FROM outbox p"
+                       "  WHERE p.target = ?1 AND p.entity = o.entity AND p.id < o.id"
+                       "  AND p.state IN ('pending', 'inflight'))"
+                       " ORDER BY o.id LIMIT 1");
+    if (!s)
+        return 0;
+    sqlite3_bind_text(s, 1, target, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(s, 2, now);
+    int found = sqlite3_step(s) == SQLITE_ROW;
+    if (found)
+        snprintf(kind, cap, "%s", (const char *)sqlite3_column_text(s, 0));
+    sqlite3_reset(s);
+    return found;
+}
+
+/* Selects up to `limit` due rows of `kind` (one per entity) and marks them in flight. */
+static struct push_batch *take_batch(struct upstream *u, const char *kind, int limit)
+{
+    struct store *st = u->store;
+    int64_t now = store_now();
+    struct push_batch *b = calloc(1, sizeof *b);
+    if (!b || !(b->items = calloc((size_t)limit, sizeof *b->items))) {
+        free(b);
+        return NULL;
+    }
+    b->u = u;
+    b->retry_after_s = -1;
+    if (store_begin(st) != 0) {
+        free_batch(b);
+        return NULL;
+    }
+    sqlite3_stmt *s = store_stmt(
+        st, "SELECT o.id, o.key, o.entity, o.payload FROM outbox o WHERE o.target = ?1"
+            " AND o.state = 'pending' AND o.kind = ?3 AND o.next_attempt_at <= ?2"
+            " AND NOT EXISTS (SELECT 1 FROM outbox p WHERE p.target = ?1"
+            "  AND p.entity = o.entity AND p.id < o.id AND p.state IN ('pending', 'inflight'))"
+            " ORDER BY o.id LIMIT ?4");
+    if (!s) {
+        store_rollback(st);
+        free_batch(b);
+        return NULL;
+    }
+    sqlite3_bind_text(s, 1, u->name, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(s, 2, now);
+    sqlite3_bind_text(s, 3, kind, -1, SQLITE_STATIC);
+    sqlite3_bind_int(s, 4, limit);
+    while (b->n < limit && sqlite3_step(s) == SQLITE_ROW) {
+        struct push_item *it = &b->items[b->n];
+        it->outbox_id = sqlite3_column_int64(s, 0);
+        snprintf(it->key, sizeof it->key, "%s", (const char *)sqlite3_column_text(s, 1));
+        snprintf(it->entity, sizeof it->entity, "%s", (const char *)sqlite3_column_text(s, 2));
+        snprintf(it->kind, sizeof it->kind, "%s", kind);
+        int len = sqlite3_column_bytes(s, 3);
+        it->payload = malloc(len > 0 ? (size_t)len : 1);
+        if (!it->payload)
+            break;
+        memcpy(it->payload, sqlite3_column_blob(s, 3), (size_t)len);
+        it->payload_len = (size_t)len;
+        b->n++;
+    }
+    sqlite3_reset(s);
+    /* The entity rule is checked against rows in flight, not against rows of this batch:
+     * two rows of one entity must not travel together. */
+    int kept = 0;
+    for (int i = 0; i < b->n; i++) {
+        bool dup = false;
+        for (int j = 0; j < kept && !dup; j++)
+            dup = strcmp(b->items[j].entity, b->items[i].entity) == 0;
+        if (dup) {
+            free(b->items[i].payload);
+            continue;
+        }
+        b->items[kept++] = b->items[i];
+    }
+    b->n = kept;
+    s = store_stmt(st, "UPDATE outbox SET state = 'inflight' WHERE id = ?1");
+    for (int i = 0; s && i < b->n; i++) {
+        sqlite3_bind_int64(s, 1, b->items[i].outbox_id);
+        sqlite3_step(s);
+        sqlite3_reset(s);
+    }
+    if (!s || b->n == 0 || store_commit(st) != 0) {
+        store_rollback(st);
+        free_batch(b);
+        return NULL;
+    }
+    return b;
+}
+
+static int64_t attempts_of(struct store *st, int64_t id)
+{
+    sqlite3_stmt *s = store_stmt(st, "SELECT attempts FROM outbox WHERE id = ?1");
+    int64_t n = 0;
+    if (!s)
+        return 0;
+    sqlite3_bind_int64(s, 1, id);
+    if (sqlite3_step(s) == SQLITE_ROW)
+        n = sqlite3_column_int64(s, 0);
+    sqlite3_reset(s);
+    return n;
+}
+
+/* Records one row's outcome: done (and the movement acknowledged), held, or due again later. */
+static int record_item(struct upstream *u, const struct push_item *it, int64_t now,
+                       long retry_after_s)
+{
+    struct store *st = u->store;
+    sqlite3_stmt *s;
+    int64_t delay_s = 0;
+    if (it->outcome == SYNC_OK) {
+        s = store_stmt(st, "UPDATE outbox SET state = 'done', done_at = ?2,"
+                           " attempts = attempts + 1, last_error = NULL WHERE id = ?1");
+    } else if (it->outcome == SYNC_PERMANENT) {
+        s = store_stmt(st, "UPDATE outbox SET state = 'held', attempts = attempts + 1,"
+                           " last_error = ?3 WHERE id = ?1");
+    } else {
+        delay_s = (int64_t)(backoff_ms(u->engine, (int)attempts_of(st, it->outbox_id) + 1) / 1000);
+        if (retry_after_s > delay_s)
+            delay_s = retry_after_s;
+        s = store_stmt(st, "UPDATE outbox SET state = 'pending', attempts = attempts + 1,"
+                           " last_error = ?3, next_attempt_at = ?2 + ?4 WHERE id = ?1");
+    }
+    if (!s)
+        return TALLY_E_STORAGE;
+    sqlite3_bind_int64(s, 1, it->outbox_id);
+    sqlite3_bind_int64(s, 2, now);
+    if (it->outcome != SYNC_OK)
+        sqlite3_bind_text(s, 3, it->error[0] ? it->error : "failed", -1, SQLITE_STATIC);
+    if (it->outcome == SYNC_TRANSIENT)
+        sqlite3_bind_int64(s, 4, delay_s);
+    int rc = sqlite3_step(s);
+    sqlite3_reset(s);
+    if (rc != SQLITE_DONE)
+        return store_error(st, rc, "outbox update");
+    if (it->outcome == SYNC_OK && (!strcmp(it->kind, "movement") || !strcmp(it->kind, "transfer")))
+        return stock_ack(st, it->key, it->version, it->to_version);
+    return 0;
+}
+
+void sync_push_done(struct push_batch *b)
+{
+    struct upstream *u = b->u;
+    struct sync_engine *e = u->engine;
+    u->inflight_pushes--;
+    if (e->stopping) {
+        free_batch(b);
+        return;
+    }
+    if (b->outcome == SYNC_TRANSIENT) {
+        for (int i = 0; i < b->n; i++) {
+            b->items[i].outcome = SYNC_TRANSIENT;
+            snprintf(b->items[i].error, sizeof b->items[i].error, "%s", b->error);
+        }
+        link_failed(u, b->error, b->retry_after_s);
+    } else {
+        link_ok(u);
+    }
+    struct store *st = u->store;
+    int64_t now = store_now();
+    int r = store_begin(st);
+    for (int i = 0; r == 0 && i < b->n; i++)
+        r = record_item(u, &b->items[i], now, b->retry_after_s);
+    if (r == 0)
+        r = store_commit(st);
+    else
+        store_rollback(st);
+    if (r != 0) /* the rows stay 'inflight' and go again after a restart; log loudly */
+        log_error("%s: push outcome not recorded: %s", u->name, tally_strerror(r));
+    for (int i = 0; i < b->n; i++)
+        if (b->items[i].outcome == SYNC_PERMANENT)
+            log_warn("%s: %s %s refused: %s", u->name, b->items[i].kind, b->items[i].key,
+                     b->items[i].error);
+    free_batch(b);
+}
+
+/* Transfers go one per call (POST /v1/transfers takes one); everything else in batches. */
+static int limit_for(const struct upstream *u, const char *kind)
+{
+    return strcmp(kind, "transfer") == 0 ? 1 : u->ops->push_limit;
+}
+
+/* ---- the tick ---- */
+
+static void run_upstream(struct upstream *u)
+{
+    struct sync_engine *e = u->engine;
+    uint64_t now = now_ms(e);
+    if (now < u->resume_ms)
+        return;
+    unsigned max = e->d->cfg.max_parallel, inflight = (unsigned)u->inflight_pushes;
+    for (int i = 0; i < u->ops->nstreams; i++)
+        inflight += u->streams[i].running;
+    /* While the link is down, one request at a time probes it. */
+    if (u->link == LINK_DOWN)
+        max = 1;
+    for (int i = 0; i < u->ops->nstreams && inflight < max; i++) {
+        struct stream_state *ss = &u->streams[i];
+        if (!ss->running && (ss->requested || ss->due_ms <= now)) {
+            start_pull(u, i);
+            inflight++;
+        }
+    }
+    while (inflight < max && u->ops->push) {
+        char kind[16];
+        if (!next_kind(u->store, u->name, store_now(), kind, sizeof kind))
+            break;
+        struct push_batch *b = take_batch(u, kind, limit_for(u, kind));
+        if (!b)
+            break;
+        u->inflight_pushes++;
+        inflight++;
+        u->ops->push(u, b);
+    }
+}
+
+static void on_tick(uv_timer_t *t)
+{
+    struct sync_engine *e = t->data;
+    if (e->stopping)
+        return;
+    for (int i = 0; i < e->nups; i++)
+        run_upstream(&e->ups[i]);
+}
+
+/* ---- set-up ---- */
+
+static int ensure_warehouse(struct store *st, const struct wh_config *w)
+{
+    sqlite3_stmt *s = store_stmt(st, "INSERT INTO warehouses(code, name, country,"
+                                     " serves_marketplace, created_at) VALUES(?1, ?1, 'ZZ', ?2, ?3)"
+                                     " ON CONFLICT(code) DO UPDATE SET"
+                                     " serves_marketplace = excluded.serves_marketplace");
+    if (!s)
+        return TALLY_E_STORAGE;
+    sqlite3_bind_text(s, 1, w->code, -1, SQLITE_STATIC);
+    sqlite3_bind_int(s, 2, w->serves_marketplace);
+    sqlite3_bind_int64(s, 3, store_now());
+    int rc = sqlite3_step(s);
+    sqlite3_reset(s);
+    return rc == SQLITE_DONE ? 0 : store_error(st, rc, "warehouse");
+}
+
+static void add_upstream(struct sync_engine *e, const struct connector_ops *ops, const char *name,
+                         const char *code)
+{
+    struct upstream *u = &e->ups[e->nups];
+    memset(u, 0, sizeof *u);
+    snprintf(u->name, sizeof u->name, "%s", name);
+    snprintf(u->code, sizeof u->code, "%s", code);
+    u->ops = ops;
+    u->engine = e;
+    u->store = e->d->store;
+    u->http = e->http;
+    u->link = LINK_UNKNOWN;
+    for (int i = 0; i < ops->nstreams; i++) {
+        snprintf(u->streams[i].name, sizeof u->streams[i].name, "%s:%s", name, ops->streams[i]);
+        u->streams[i].due_ms = 0;
+        u->streams[i].round_total = -1;
+    }
+}
+
+int sync_start(struct tallyd *d, struct sync_engine **out, char *err, size_t errlen)
+{
+    struct sync_engine *e = calloc(1, sizeof *e);
+    if (!e) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    e->d = d;
+    if (getrandom(&e->rng, sizeof e->rng, 0) != (ssize_t)sizeof e->rng)
+        e->rng = (uint64_t)uv_hrtime();
+    unsigned n = d->cfg.nwh + (d->cfg.mp.enabled ? 1 : 0);
+    e->ups = calloc(n ? n : 1, sizeof *e->ups);
+    if (!e->ups || http_init(d->loop, (long)d->cfg.max_parallel,
+                             d->cfg.ca_file[0] ? d->cfg.ca_file : NULL, &e->http) != 0) {
+        snprintf(err, errlen, "cannot set up HTTP");
+        free(e->ups);
+        free(e);
+        return -1;
+    }
+    /* Rows that were in flight when the daemon stopped go again: every upstream deduplicates
+     * by the row's key, so sending twice has one effect. */
+    sqlite3_exec(store_db(d->store), "UPDATE outbox SET state = 'pending' WHERE state = 'inflight'",
+                 NULL, NULL, NULL);
+    for (unsigned i = 0; i < d->cfg.nwh; i++) {
+        const struct wh_config *w = &d->cfg.wh[i];
+        char name[80];
+        snprintf(name, sizeof name, "wh:%s", w->code);
+        if (ensure_warehouse(d->store, w) != 0) {
+            snprintf(err, errlen, "cannot record warehouse %s", w->code);
+            goto fail;
+        }
+        add_upstream(e, &conn_wms_ops, name, w->code);
+        struct upstream *u = &e->ups[e->nups];
+        u->wh = w;
+        u->streams[0].interval_s = w->inventory_interval_s;
+        u->streams[1].interval_s = w->outbound_interval_s;
+        if (u->ops->init(u, err, errlen) != 0)
+            goto fail;
+        e->nups++;
+    }
+    uv_timer_init(d->loop, &e->tick);
+    e->tick.data = e;
+    uv_timer_start(&e->tick, on_tick, TICK_MS, TICK_MS);
+    if (e->nups)
+        log_info("sync: %d upstream(s) configured", e->nups);
+    *out = e;
+    return 0;
+fail:
+    for (int i = 0; i < e->nups; i++)
+        e->ups[i].ops->free(&e->ups[i]);
+    http_close(e->http);
+    free(e->ups);
+    free(e);
+    return -1;
+}
+
+static void on_tick_closed(uv_handle_t *h)
+{
+    struct sync_engine *e = h->data;
+    free(e->ups);
+    free(e);
+}
+
+void sync_stop(struct sync_engine *e)
+{
+    if (!e)
+        return;
+    e->stopping = true;
+    uv_timer_stop(&e->tick);
+    /* Abandoned requests leave their rows 'inflight'; the next start sends them again. */
+    http_close(e->http);
+    for (int i = 0; i < e->nups; i++)
+        e->ups[i].ops->free(&e->ups[i]);
+    uv_close((uv_handle_t *)&e->tick, on_tick_closed);
+}
+
+static bool matches(const struct stream_state *ss, const char *f, size_t n)
+{
+    if (!f || n == 0)
+        return true;
+    return memmem(ss->name, strlen(ss->name), f, n) != NULL;
+}
+
+int sync_request(struct sync_engine *e, const char *filter, size_t len)
+{
+    int k = 0;
+    for (int i = 0; e && i < e->nups; i++) {
+        struct upstream *u = &e->ups[i];
+        for (int j = 0; j < u->ops->nstreams; j++) {
+            if (!matches(&u->streams[j], filter, len))
+                continue;
+            u->streams[j].requested = true;
+            k++;
+        }
+        if (k)
+            u->resume_ms = 0; /* an operator's request overrides the backoff */
+    }
+    return k;
+}
+
+bool sync_busy(struct sync_engine *e, const char *filter, size_t len)
+{
+    for (int i = 0; e && i < e->nups; i++)
+        for (int j = 0; j < e->ups[i].ops->nstreams; j++) {
+            const struct stream_state *ss = &e->ups[i].streams[j];
+            if (matches(ss, filter, len) && (ss->in_round || ss->requested || ss->running))
+                return true;
+        }
+    return false;
+}
+
+static const char *link_name(int l)
+{
+    return l == LINK_UP ? "up" : l == LINK_DOWN ? "down" : "unknown";
+}
+
+static void pack_opt_time(msgpack_packer *pk, const char *key, int64_t t)
+{
+    mp_pack_key(pk, key);
+    if (t > 0)
+        msgpack_pack_int64(pk, t);
+    else
+        msgpack_pack_nil(pk);
+}
+
+void sync_pack_status(struct sync_engine *e, msgpack_packer *pk)
+{
+    int n = e ? e->nups : 0;
+    msgpack_pack_array(pk, (size_t)n);
+    int64_t now = store_now();
+    uint64_t mnow = e ? now_ms(e) : 0;
+    for (int i = 0; i < n; i++) {
+        struct upstream *u = &e->ups[i];
+        struct store *st = u->store;
+        msgpack_pack_map(pk, 10);
+        mp_pack_kv_str(pk, "name", u->name);
+        mp_pack_kv_str(pk, "kind", u->ops->kind);
+        mp_pack_kv_str(pk, "link", link_name(u->link));
+        pack_opt_time(pk, "last_success_at", u->last_success_at);
+        mp_pack_kv_str(pk, "last_error", u->last_error[0] ? u->last_error : NULL);
+        pack_opt_time(pk, "last_error_at", u->last_error_at);
+        mp_pack_kv_int(pk, "retry_in_s",
+                       u->resume_ms > mnow ? (int64_t)((u->resume_ms - mnow + 999) / 1000) : 0);
+        /* outbox figures for this target */
+        sqlite3_stmt *s = store_stmt(
+            st, "SELECT COUNT(*) FILTER (WHERE state IN ('pending','inflight')),"
+                " COUNT(*) FILTER (WHERE state = 'held'), MIN(created_at)"
+                " FROM outbox WHERE target = ?1 AND state IN ('pending','inflight','held')");
+        int64_t pend = 0, held = 0, oldest = 0;
+        if (s) {
+            sqlite3_bind_text(s, 1, u->name, -1, SQLITE_STATIC);
+            if (sqlite3_step(s) == SQLITE_ROW) {
+                pend = sqlite3_column_int64(s, 0);
+                held = sqlite3_column_int64(s, 1);
+                oldest = sqlite3_column_int64(s, 2);
+            }
+            sqlite3_reset(s);
+        }
+        mp_pack_key(pk, "outbox");
+        msgpack_pack_map(pk, 3);
+        mp_pack_kv_int(pk, "pending", pend);
+        mp_pack_kv_int(pk, "held", held);
+        mp_pack_key(pk, "oldest_age_s");
+        if (oldest > 0)
+            msgpack_pack_int64(pk, now - oldest);
+        else
+            msgpack_pack_nil(pk);
+        mp_pack_key(pk, "streams");
+        msgpack_pack_array(pk, (size_t)u->ops->nstreams);
+        for (int j = 0; j < u->ops->nstreams; j++) {
+            struct stream_state *ss = &u->streams[j];
+            double secs = ss->in_round ? (double)(mnow - ss->round_started_ms) / 1000.0 : 0;
+            msgpack_pack_map(pk, 10);
+            mp_pack_kv_str(pk, "name", ss->name);
+            mp_pack_kv_bool(pk, "in_round", ss->in_round || ss->requested);
+            pack_opt_time(pk, "last_success_at", ss->last_success_at);
+            mp_pack_key(pk, "lag_s");
+            if (ss->last_success_at > 0)
+                msgpack_pack_int64(pk, now - ss->last_success_at);
+            else
+                msgpack_pack_nil(pk);
+            mp_pack_kv_int(pk, "round_rows", ss->round_rows);
+            mp_pack_kv_int(pk, "round_pages", ss->round_pages);
+            mp_pack_kv_int(pk, "round_total", ss->round_total);
+            mp_pack_kv_int(pk, "rate", secs > 0.05 ? (int64_t)((double)ss->round_rows / secs) : 0);
+            mp_pack_kv_int(pk, "last_round_rows", ss->last_round_rows);
+            mp_pack_kv_str(pk, "last_error", ss->last_error[0] ? ss->last_error : NULL);
+        }
+    }
+}

@@ -1,0 +1,43 @@
+/*
+ * The sync engine: pulls every configured upstream's streams into the replica and drains the
+ * outbox to them, on the daemon's loop. See upstream.h for the connector contract.
+ *
+ * Pulls: each stream runs in rounds (periodic, on demand, and at once when a link comes back);
+ * a round is pages; each page is applied in one transaction together with its checkpoint, so a
+ * crash resumes at the last applied page and applies nothing twice.
+ *
+ * Push: outbox rows due for an upstream are sent in batches (the connector's limit), the oldest
+ * pending row of each (target, entity) only, so one entity's rows go in order while different
+ * entities go in parallel (up to [sync] max_parallel requests per upstream). Transient failures
+ * retry with exponential backoff and full jitter, capped at [sync] retry_max, never sooner than
+ * a Retry-After; permanent ones are held with the upstream's reason for the operator.
+ */
+#ifndef TALLY_SYNC_H
+#define TALLY_SYNC_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <msgpack.h>
+
+#include "tallyd.h"
+
+struct sync_engine;
+
+/* Reads secrets, creates the upstreams and starts the timers. With no upstream configured
+ * the engine exists and does nothing. Returns 0 or -1 with a message. */
+int sync_start(struct tallyd *d, struct sync_engine **out, char *err, size_t errlen);
+void sync_stop(struct sync_engine *e); /* NULL is a no-op */
+
+/*
+ * Asks for a round of every stream whose name contains `filter` (NULL or "" for all: e.g.
+ * "inventory", "wh:ES-MAD", "mp:orders"). Returns how many streams were asked.
+ */
+int sync_request(struct sync_engine *e, const char *filter, size_t len);
+
+/* Packs the `upstreams` array of the status method. */
+void sync_pack_status(struct sync_engine *e, msgpack_packer *pk);
+
+/* True when at least one stream matching `filter` is in a round. */
+bool sync_busy(struct sync_engine *e, const char *filter, size_t len);
+
+#endif

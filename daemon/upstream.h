@@ -1,0 +1,138 @@
+/*
+ * The contract between the sync engine (sync.c) and the upstream connectors (conn_*.c).
+ *
+ * A connector knows one upstream's API: how to fetch the next page of each of its streams and
+ * how to send a batch of outbox rows, and how to classify the answers (done, duplicate,
+ * transient, permanent). It knows nothing of scheduling, retries or transactions. The engine
+ * knows nothing of any API: it decides what runs when, applies each page in one transaction
+ * with its checkpoint, and records push outcomes. A new marketplace or warehouse system is one
+ * new connector file.
+ *
+ * Everything runs on the daemon's loop; connectors call back with sync_pull_done() and
+ * sync_push_done() from their HTTP completions.
+ */
+#ifndef TALLY_UPSTREAM_H
+#define TALLY_UPSTREAM_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "config.h"
+#include "http.h"
+#include "store.h"
+
+enum sync_outcome {
+    SYNC_OK = 0,        /* done (for a push item: applied, or a duplicate of an applied one) */
+    SYNC_TRANSIENT = 1, /* network, timeout, 5xx, 429, unreadable answer: retry later */
+    SYNC_PERMANENT = 2, /* the upstream refused it (4xx validation): hold for the operator */
+};
+
+/* A pull stream's position, stored in `checkpoints` and advanced with each applied page. */
+struct checkpoint {
+    char stream[96];
+    char cursor[256]; /* "" when none */
+    int64_t version;
+    int64_t modified_since;
+    int64_t rows_total;
+};
+
+struct pull_page {
+    int outcome;
+    char error[256];
+    long retry_after_s; /* -1 when none */
+    bool more;          /* another page follows in this round */
+    int64_t rows;       /* rows in this page */
+    int64_t total;      /* rows expected in the round, -1 when unknown */
+    /* Applies the rows and writes the advanced position into *cp. Runs inside the engine's
+     * transaction; returns 0 or a TALLY_E_* code (the transaction is then rolled back). */
+    int (*apply)(struct pull_page *pg, struct store *st, struct checkpoint *cp, char *err,
+                 size_t errlen);
+    void (*release)(struct pull_page *pg);
+    void *data;
+};
+
+struct push_item {
+    int64_t outbox_id;
+    char key[80];
+    char kind[16];
+    char entity[80];
+    void *payload; /* MessagePack map, owned by the batch */
+    size_t payload_len;
+    /* outcome, set by the connector */
+    int outcome;
+    char error[256];
+    int64_t version;    /* the upstream's version after applying it, 0 when unknown */
+    int64_t to_version; /* a transfer's version at the receiving warehouse, 0 when unknown */
+};
+
+struct upstream;
+
+struct push_batch {
+    struct upstream *u;
+    struct push_item *items;
+    int n;
+    int outcome; /* for the whole batch when the answer did not say per item */
+    char error[256];
+    long retry_after_s; /* -1 when none */
+    void *data;         /* the connector's */
+};
+
+struct connector_ops {
+    const char *kind; /* "wms", "aliexpress" */
+    int nstreams;
+    const char *const *streams; /* names, e.g. "inventory", "outbound" */
+    int push_limit;             /* rows per batch the API accepts */
+    int (*init)(struct upstream *u, char *err, size_t errlen);
+    void (*pull)(struct upstream *u, int stream, const struct checkpoint *cp);
+    void (*push)(struct upstream *u, struct push_batch *b);
+    void (*free)(struct upstream *u);
+};
+
+enum link_state { LINK_UNKNOWN, LINK_UP, LINK_DOWN };
+
+#define UPSTREAM_MAX_STREAMS 4
+
+struct stream_state {
+    char name[96];   /* checkpoint name: "wh:ES-MAD:inventory" */
+    bool running;    /* a page request is in flight */
+    bool in_round;   /* between the first page and the last of a round */
+    bool requested;  /* `sync` asked for a round */
+    uint64_t due_ms; /* next round (loop time) */
+    unsigned interval_s;
+    int64_t round_rows, round_pages, round_total;
+    uint64_t round_started_ms;
+    int64_t last_round_rows;
+    int64_t last_success_at; /* wall clock, seconds */
+    char last_error[256];
+};
+
+struct sync_engine;
+
+struct upstream {
+    char name[80]; /* "mp" or "wh:ES-MAD": the outbox target */
+    char code[65]; /* warehouse code; "" for the marketplace */
+    const struct connector_ops *ops;
+    struct sync_engine *engine;
+    struct store *store;
+    const struct wh_config *wh; /* for a warehouse */
+    const struct mp_config *mp; /* for the marketplace */
+    struct http *http;
+    void *conn; /* the connector's state */
+    int link;
+    int failures;       /* consecutive transport failures */
+    uint64_t resume_ms; /* backoff: nothing is sent before this loop time */
+    int64_t last_success_at, last_error_at;
+    char last_error[256];
+    int inflight_pushes;
+    struct stream_state streams[UPSTREAM_MAX_STREAMS];
+};
+
+/* Connectors report here, on the loop. The engine takes ownership of the page / batch. */
+void sync_pull_done(struct upstream *u, int stream, struct pull_page *page);
+void sync_push_done(struct push_batch *b);
+
+/* The connectors. */
+extern const struct connector_ops conn_wms_ops;
+
+#endif

@@ -18,6 +18,7 @@ int cmd_orders_get(struct rpc_call *c);
 int cmd_outbox_list(struct rpc_call *c);
 int cmd_import(struct rpc_call *c);
 int cmd_sync(struct rpc_call *c);
+int cmd_watch(struct rpc_call *c);
 int cmd_outbox_retry(struct rpc_call *c);
 int cmd_outbox_discard(struct rpc_call *c);
 

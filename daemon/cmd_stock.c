@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "catalog.h"
+#include "events.h"
 #include "cmd.h"
 #include "stock.h"
 #include "store.h"
@@ -239,6 +240,10 @@ int cmd_stock_move(struct rpc_call *c)
     r = stock_move_apply(c->d->store, &m, &res, c->err, sizeof c->err);
     if (r)
         return r;
+    for (int i = 0; i < res.nlegs; i++)
+        if (res.legs[i].became_low)
+            events_low_stock(c->d, m.sku, res.legs[i].warehouse, res.legs[i].available,
+                             res.legs[i].threshold);
     msgpack_packer *pk = c->pk;
     msgpack_pack_map(pk, 7);
     mp_pack_kv_str(pk, "id", res.id);

@@ -5,6 +5,7 @@
 #include "cmd.h"
 #include "stock.h"
 #include "store.h"
+#include "server.h"
 #include "sync.h"
 
 int cmd_sync(struct rpc_call *c)
@@ -125,5 +126,21 @@ int cmd_outbox_discard(struct rpc_call *c)
     msgpack_pack_map(c->pk, 2);
     mp_pack_kv_int(c->pk, "id", id);
     mp_pack_kv_str(c->pk, "state", "discarded");
+    return 0;
+}
+
+int cmd_watch(struct rpc_call *c)
+{
+    if (!c->conn)
+        return rpc_fail(c, TALLY_E_BAD_REQUEST, "watch needs a connection");
+    server_conn_watch(c->conn, true);
+    msgpack_pack_map(c->pk, 2);
+    mp_pack_kv_bool(c->pk, "watching", true);
+    mp_pack_key(c->pk, "events");
+    msgpack_pack_array(c->pk, 4);
+    mp_pack_strz(c->pk, "sync");
+    mp_pack_strz(c->pk, "low_stock");
+    mp_pack_strz(c->pk, "order");
+    mp_pack_strz(c->pk, "exception");
     return 0;
 }

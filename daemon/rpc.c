@@ -23,6 +23,7 @@ static const struct rpc_method methods[] = {
     {"outbox.list", cmd_outbox_list, false},
     {"import", cmd_import, true},
     {"sync", cmd_sync, true},
+    {"watch", cmd_watch, false},
     {"outbox.retry", cmd_outbox_retry, true},
     {"outbox.discard", cmd_outbox_discard, true},
 };
@@ -74,7 +75,8 @@ int cmd_page_params(struct rpc_call *c, struct mp_params *p, struct page_req *pg
     return 0;
 }
 
-int rpc_handle(struct tallyd *d, int role, const msgpack_object *msg, msgpack_sbuffer *out)
+int rpc_handle(struct tallyd *d, int role, void *conn, const msgpack_object *msg,
+               msgpack_sbuffer *out)
 {
     msgpack_packer pk;
     msgpack_packer_init(&pk, out, msgpack_sbuffer_write);
@@ -139,7 +141,7 @@ int rpc_handle(struct tallyd *d, int role, const msgpack_object *msg, msgpack_sb
     msgpack_pack_int(&pk, TALLY_MSG_RESPONSE);
     msgpack_pack_uint32(&pk, msgid);
     msgpack_pack_nil(&pk);
-    struct rpc_call call = {.d = d, .params = params, .pk = &pk, .role = role};
+    struct rpc_call call = {.d = d, .params = params, .pk = &pk, .role = role, .conn = conn};
     int r = m->fn(&call);
     if (r != 0) {
         out->size = mark; /* drop the partial result */

@@ -16,6 +16,7 @@ struct rpc_call {
     const msgpack_object *params; /* the params map, or NULL when none was given */
     msgpack_packer *pk;           /* a handler packs exactly one result object here */
     int role;                     /* TALLY_ROLE_* of the caller, from its credentials */
+    void *conn;                   /* the caller's connection (server.c), for watch */
     char err[256];                /* the error message when the handler fails */
 };
 
@@ -46,7 +47,8 @@ void rpc_pack_error(msgpack_packer *pk, uint32_t msgid, int code, const char *me
  * Returns 0 when the connection stays usable, or a negative code when the message was not a
  * request at all and the connection must be closed once `out` is sent.
  */
-int rpc_handle(struct tallyd *d, int role, const msgpack_object *msg, msgpack_sbuffer *out);
+int rpc_handle(struct tallyd *d, int role, void *conn, const msgpack_object *msg,
+               msgpack_sbuffer *out);
 
 /* Role names for hello/status. */
 const char *rpc_role_name(int role);

@@ -1,6 +1,7 @@
 #include "server.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,6 +30,7 @@ struct conn {
     pid_t pid;
     uid_t uid;
     int closing;
+    bool watching; /* receives event notifications (the watch method) */
     struct conn *prev, *next;
 };
 
@@ -233,7 +235,7 @@ static void conn_process(struct conn *c)
                        "bytes are not valid MessagePack");
             return;
         }
-        if (rpc_handle(d, c->role, &c->msg.data, &c->out) != 0) {
+        if (rpc_handle(d, c->role, c, &c->msg.data, &c->out) != 0) {
             log_info("client pid %d: not a request, disconnecting", (int)c->pid);
             conn_flush(c);
             conn_finish(c);
@@ -433,4 +435,21 @@ void server_stop(struct server *srv)
         uv_timer_start(&srv->stop_timer, on_stop_timer, STOP_GRACE_MS, 0);
     }
     uv_close((uv_handle_t *)&srv->listener, on_listener_closed);
+}
+
+void server_conn_watch(void *conn, bool on)
+{
+    ((struct conn *)conn)->watching = on;
+}
+
+void server_broadcast(struct server *srv, const char *data, size_t len)
+{
+    if (!srv || srv->stopping)
+        return;
+    for (struct conn *c = srv->conns; c; c = c->next) {
+        if (!c->watching || c->closing)
+            continue;
+        msgpack_sbuffer_write(&c->out, data, len);
+        conn_flush(c);
+    }
 }

@@ -5,6 +5,7 @@
 #ifndef TALLY_SERVER_H
 #define TALLY_SERVER_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "tallyd.h"
@@ -23,5 +24,11 @@ int server_start(struct tallyd *d, struct server **out, char *err, size_t errlen
 void server_stop(struct server *srv);
 
 unsigned server_connections(const struct server *srv);
+
+/* Marks a connection (the `conn` of an rpc_call) as receiving event notifications. */
+void server_conn_watch(void *conn, bool on);
+/* Sends an encoded notification to every watching connection (each bounded by its output
+ * limit like any answer). */
+void server_broadcast(struct server *srv, const char *data, size_t len);
 
 #endif

@@ -189,6 +189,7 @@ static int fill_leg(struct store *st, struct stock_leg *leg, int64_t sku, int64_
     int r = stock_figures_get(st, sku, wh, &f);
     leg->on_hand = stock_on_hand(&f);
     leg->available = stock_available(&f);
+    leg->threshold = f.threshold;
     return r;
 }
 
@@ -359,6 +360,8 @@ static int apply_locked(struct store *st, struct stock_move *m, struct stock_mov
         return r;
     if ((r = fill_leg(st, &res->legs[0], sku, wh)) != 0)
         return r;
+    res->legs[0].became_low = !stock_is_low(&f) && res->legs[0].threshold > 0 &&
+                              res->legs[0].available <= res->legs[0].threshold;
     if (res->nlegs == 2 && (r = fill_leg(st, &res->legs[1], sku, peer)) != 0)
         return r;
     snprintf(res->id, sizeof res->id, "%s", m->id);

@@ -69,6 +69,8 @@ struct stock_leg {
     char warehouse[TALLY_MAX_ID_LEN + 1];
     int64_t delta;
     int64_t on_hand, available; /* after the movement (now, for a duplicate) */
+    int64_t threshold;
+    bool became_low; /* this movement took it to or below its low-stock threshold */
 };
 
 struct stock_move_result {

@@ -7,6 +7,7 @@
 #include <sys/random.h>
 
 #include "codec.h"
+#include "events.h"
 #include "log.h"
 #include "stock.h"
 #include "store.h"
@@ -105,6 +106,7 @@ static void link_ok(struct upstream *u)
     u->last_success_at = store_now();
     if (was_down) {
         log_info("%s: link is back", u->name);
+        events_sync(u->engine->d, u->name, "up", "link is back");
         /* Catch up at once: every stream runs a round now. */
         for (int i = 0; i < u->ops->nstreams; i++)
             u->streams[i].due_ms = 0;
@@ -114,8 +116,10 @@ static void link_ok(struct upstream *u)
 static void link_failed(struct upstream *u, const char *error, long retry_after_s)
 {
     struct sync_engine *e = u->engine;
-    if (u->link != LINK_DOWN)
+    if (u->link != LINK_DOWN) {
         log_warn("%s: %s", u->name, error);
+        events_sync(e->d, u->name, "down", error);
+    }
     u->link = LINK_DOWN;
     u->failures++;
     u->last_error_at = store_now();
@@ -206,6 +210,11 @@ void sync_pull_done(struct upstream *u, int i, struct pull_page *pg)
         ss->last_round_rows = ss->round_rows;
         ss->last_success_at = store_now();
         ss->due_ms = now_ms(e) + (uint64_t)ss->interval_s * 1000;
+        if (ss->round_rows > 0) {
+            char detail[64];
+            snprintf(detail, sizeof detail, "%" PRId64 " rows", ss->round_rows);
+            events_sync(e->d, ss->name, "round", detail);
+        }
         if (ss->round_rows > 0)
             log_info("%s: %" PRId64 " rows in %" PRId64 " pages, %.1f s", ss->name, ss->round_rows,
                      ss->round_pages, (double)(now_ms(e) - ss->round_started_ms) / 1000.0);

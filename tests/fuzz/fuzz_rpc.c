@@ -102,7 +102,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 MSGPACK_UNPACK_SUCCESS ||
             off != (size_t)n)
             abort(); /* the scanner said complete; the decoder must agree */
-        int r = rpc_handle(d, TALLY_ROLE_WRITER, &msg.data, &out);
+        int r = rpc_handle(d, TALLY_ROLE_WRITER, NULL, &msg.data, &out);
         pos += (size_t)n;
         if (r != 0)
             break;

@@ -1,0 +1,63 @@
+#include "events.h"
+
+#include <msgpack.h>
+
+#include "codec.h"
+#include "server.h"
+#include "store.h"
+#include "tally/protocol.h"
+
+/* Starts [2, "event", [{type, at, ...nfields more}]] and returns the packer. */
+static msgpack_packer *begin(msgpack_sbuffer *sb, msgpack_packer *pk, const char *type, int nfields)
+{
+    msgpack_sbuffer_init(sb);
+    msgpack_packer_init(pk, sb, msgpack_sbuffer_write);
+    msgpack_pack_array(pk, 3);
+    msgpack_pack_int(pk, TALLY_MSG_NOTIFICATION);
+    mp_pack_strz(pk, "event");
+    msgpack_pack_array(pk, 1);
+    msgpack_pack_map(pk, (size_t)nfields + 2);
+    mp_pack_kv_str(pk, "type", type);
+    mp_pack_kv_int(pk, "at", store_now());
+    return pk;
+}
+
+static void send(struct tallyd *d, msgpack_sbuffer *sb)
+{
+    server_broadcast(d->server, sb->data, sb->size);
+    msgpack_sbuffer_destroy(sb);
+}
+
+void events_sync(struct tallyd *d, const char *name, const char *state, const char *detail)
+{
+    msgpack_sbuffer sb;
+    msgpack_packer pk;
+    begin(&sb, &pk, "sync", 3);
+    mp_pack_kv_str(&pk, "name", name);
+    mp_pack_kv_str(&pk, "state", state);
+    mp_pack_kv_str(&pk, "detail", detail);
+    send(d, &sb);
+}
+
+void events_low_stock(struct tallyd *d, const char *sku, const char *warehouse, int64_t available,
+                      int64_t threshold)
+{
+    msgpack_sbuffer sb;
+    msgpack_packer pk;
+    begin(&sb, &pk, "low_stock", 4);
+    mp_pack_kv_str(&pk, "sku", sku);
+    mp_pack_kv_str(&pk, "warehouse", warehouse);
+    mp_pack_kv_int(&pk, "available", available);
+    mp_pack_kv_int(&pk, "threshold", threshold);
+    send(d, &sb);
+}
+
+void events_order(struct tallyd *d, const char *order_id, const char *status)
+{
+    msgpack_sbuffer sb;
+    msgpack_packer pk;
+    begin(&sb, &pk, "order", 2);
+    mp_pack_kv_str(&pk, "order_id", order_id);
+    mp_pack_kv_str(&pk, "status", status);
+    send(d, &sb);
+}

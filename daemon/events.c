@@ -22,7 +22,7 @@ static msgpack_packer *begin(msgpack_sbuffer *sb, msgpack_packer *pk, const char
     return pk;
 }
 
-static void send(struct tallyd *d, msgpack_sbuffer *sb)
+static void broadcast(struct tallyd *d, msgpack_sbuffer *sb)
 {
     server_broadcast(d->server, sb->data, sb->size);
     msgpack_sbuffer_destroy(sb);
@@ -36,7 +36,7 @@ void events_sync(struct tallyd *d, const char *name, const char *state, const ch
     mp_pack_kv_str(&pk, "name", name);
     mp_pack_kv_str(&pk, "state", state);
     mp_pack_kv_str(&pk, "detail", detail);
-    send(d, &sb);
+    broadcast(d, &sb);
 }
 
 void events_low_stock(struct tallyd *d, const char *sku, const char *warehouse, int64_t available,
@@ -49,7 +49,7 @@ void events_low_stock(struct tallyd *d, const char *sku, const char *warehouse, 
     mp_pack_kv_str(&pk, "warehouse", warehouse);
     mp_pack_kv_int(&pk, "available", available);
     mp_pack_kv_int(&pk, "threshold", threshold);
-    send(d, &sb);
+    broadcast(d, &sb);
 }
 
 void events_order(struct tallyd *d, const char *order_id, const char *status)
@@ -59,5 +59,5 @@ void events_order(struct tallyd *d, const char *order_id, const char *status)
     begin(&sb, &pk, "order", 2);
     mp_pack_kv_str(&pk, "order_id", order_id);
     mp_pack_kv_str(&pk, "status", status);
-    send(d, &sb);
+    broadcast(d, &sb);
 }

@@ -35,7 +35,17 @@ int catalog_sku_ensure(struct store *st, const char *code, int64_t *id)
     int r = catalog_sku_id(st, code, strlen(code), id);
     if (r != TALLY_E_NOT_FOUND)
         return r;
-    sqlite3_stmt *s = store_stmt(
+    /* Placeholder SKUs hang off one product until the catalog pull names them. */
+    sqlite3_stmt *s = store_stmt(st, "INSERT OR IGNORE INTO products(product_id, title, status,"
+                                     " updated_at) VALUES('~unlisted',"
+                                     " 'SKUs not (yet) in the marketplace catalog', 'unlisted', 0)");
+    if (!s)
+        return TALLY_E_STORAGE;
+    int rc = sqlite3_step(s);
+    sqlite3_reset(s);
+    if (rc != SQLITE_DONE)
+        return store_error(st, rc, "placeholder product");
+    s = store_stmt(
         st, "INSERT INTO skus(code, product, title, price_minor, currency, updated_at)"
             " SELECT ?1, id, ?1, 0, 'XXX', ?2 FROM products WHERE product_id = '~unlisted'"
             " RETURNING id");
@@ -43,7 +53,7 @@ int catalog_sku_ensure(struct store *st, const char *code, int64_t *id)
         return TALLY_E_STORAGE;
     sqlite3_bind_text(s, 1, code, -1, SQLITE_STATIC);
     sqlite3_bind_int64(s, 2, store_now());
-    int rc = sqlite3_step(s);
+    rc = sqlite3_step(s);
     if (rc == SQLITE_ROW) {
         *id = sqlite3_column_int64(s, 0);
         rc = sqlite3_step(s);

@@ -129,26 +129,26 @@ int config_set(struct tally_config *cfg, const char *section, const char *key, c
             return set_str(cfg->socket_path, sizeof cfg->socket_path, value, errbuf, errlen,
                            "socket path (a Unix socket path is at most 107 bytes)");
         if (!strcmp(key, "socket_mode")) {
-            r = set_num(&n, value, 8, 0, 0777, errbuf, errlen, key);
-            cfg->socket_mode = (unsigned)n;
+            if ((r = set_num(&n, value, 8, 0, 0777, errbuf, errlen, key)) == 0)
+                cfg->socket_mode = (unsigned)n;
             return r;
         }
         if (!strcmp(key, "writer_group"))
             return set_str(cfg->writer_group, sizeof cfg->writer_group, value, errbuf, errlen, key);
     } else if (!strcmp(section, "limits")) {
         if (!strcmp(key, "max_message_bytes")) {
-            r = set_num(&n, value, 10, 4096, 64u << 20, errbuf, errlen, key);
-            cfg->max_message_bytes = (size_t)n;
+            if ((r = set_num(&n, value, 10, 4096, 64u << 20, errbuf, errlen, key)) == 0)
+                cfg->max_message_bytes = (size_t)n;
             return r;
         }
         if (!strcmp(key, "max_connections")) {
-            r = set_num(&n, value, 10, 1, 65536, errbuf, errlen, key);
-            cfg->max_connections = (unsigned)n;
+            if ((r = set_num(&n, value, 10, 1, 65536, errbuf, errlen, key)) == 0)
+                cfg->max_connections = (unsigned)n;
             return r;
         }
         if (!strcmp(key, "max_output_bytes")) {
-            r = set_num(&n, value, 10, 65536, 1u << 30, errbuf, errlen, key);
-            cfg->max_output_bytes = (size_t)n;
+            if ((r = set_num(&n, value, 10, 65536, 1u << 30, errbuf, errlen, key)) == 0)
+                cfg->max_output_bytes = (size_t)n;
             return r;
         }
     } else if (!strcmp(section, "log")) {
@@ -173,18 +173,18 @@ int config_set(struct tally_config *cfg, const char *section, const char *key, c
         if (!strcmp(key, "ca_file"))
             return set_str(cfg->ca_file, sizeof cfg->ca_file, value, errbuf, errlen, key);
         if (!strcmp(key, "max_parallel")) {
-            r = set_num(&n, value, 10, 1, 64, errbuf, errlen, key);
-            cfg->max_parallel = (unsigned)n;
+            if ((r = set_num(&n, value, 10, 1, 64, errbuf, errlen, key)) == 0)
+                cfg->max_parallel = (unsigned)n;
             return r;
         }
         if (!strcmp(key, "retry_max")) {
-            r = set_num(&n, value, 10, 1, 86400, errbuf, errlen, key);
-            cfg->retry_max_s = (unsigned)n;
+            if ((r = set_num(&n, value, 10, 1, 86400, errbuf, errlen, key)) == 0)
+                cfg->retry_max_s = (unsigned)n;
             return r;
         }
         if (!strcmp(key, "stale_after")) {
-            r = set_num(&n, value, 10, 10, 30 * 86400, errbuf, errlen, key);
-            cfg->stale_after_s = (unsigned)n;
+            if ((r = set_num(&n, value, 10, 10, 30 * 86400, errbuf, errlen, key)) == 0)
+                cfg->stale_after_s = (unsigned)n;
             return r;
         }
         if (!strcmp(key, "stale_policy")) {
@@ -226,8 +226,8 @@ int config_set(struct tally_config *cfg, const char *section, const char *key, c
                        : !strcmp(key, "orders_overlap")  ? &m->orders_overlap_s
                                                          : NULL;
         if (iv) {
-            r = set_num(&n, value, 10, 1, 86400, errbuf, errlen, key);
-            *iv = (unsigned)n;
+            if ((r = set_num(&n, value, 10, 1, 86400, errbuf, errlen, key)) == 0)
+                *iv = (unsigned)n;
             return r;
         }
     } else if (!strncmp(section, "warehouse ", 10)) {
@@ -249,8 +249,8 @@ int config_set(struct tally_config *cfg, const char *section, const char *key, c
                        : !strcmp(key, "outbound_interval") ? &w->outbound_interval_s
                                                            : NULL;
         if (iv) {
-            r = set_num(&n, value, 10, 1, 86400, errbuf, errlen, key);
-            *iv = (unsigned)n;
+            if ((r = set_num(&n, value, 10, 1, 86400, errbuf, errlen, key)) == 0)
+                *iv = (unsigned)n;
             return r;
         }
     } else {

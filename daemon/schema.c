@@ -151,10 +151,6 @@ static const char *const migrations[] = {
     "  ('mp:catalog', strftime('%s','now')), ('mp:orders', strftime('%s','now'));",
 
     /* 2: what sync needs beyond part 1. */
-    /* SKUs a warehouse reports before the catalog names them hang off this product until the
-     * catalog pull fills them in. */
-    "INSERT OR IGNORE INTO products(product_id, title, status, updated_at)"
-    "  VALUES('~unlisted', 'SKUs not (yet) in the marketplace catalog', 'unlisted', 0);"
     /* Status changes of fulfilment requests, as each warehouse reports them. */
     "CREATE TABLE outbound_orders("
     "  warehouse INTEGER NOT NULL REFERENCES warehouses(id),"

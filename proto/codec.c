@@ -110,6 +110,8 @@ bool mp_text_ok(const char *s, size_t n)
         if ((more == 1 && cp < 0x80) || (more == 2 && cp < 0x800) || (more == 3 && cp < 0x10000) ||
             (cp >= 0xd800 && cp <= 0xdfff) || cp > 0x10ffff)
             return false;
+        if (cp >= 0x80 && cp <= 0x9f) /* C1 control characters */
+            return false;
         i += 1 + (size_t)more;
     }
     return true;

@@ -153,7 +153,7 @@ ssize_t wire_frame_scan(const unsigned char *buf, size_t len, size_t max_frame, 
             return TALLY_E_TOO_LARGE;
         pos += hdr + (size_t)payload;
         if (children > 0) {
-            if (depth + 1 >= max_depth)
+            if (depth + 1 > max_depth)
                 return TALLY_E_TOO_DEEP;
             remaining[++depth] = children;
         }

@@ -18,9 +18,10 @@ static uint64_t be(const unsigned char *p, int n)
  * Returns 1 on success, 0 when the header itself is incomplete, or a negative error.
  */
 static int head(const unsigned char *p, size_t avail, size_t *hdr, uint64_t *payload,
-                uint64_t *children)
+                uint64_t *children, int *container)
 {
     unsigned char b = p[0];
+    *container = (b & 0xe0) == 0x80 || (b >= 0xdc && b <= 0xdf); /* fixmap/fixarray/16/32 */
     int n = 0; /* bytes of length field */
     *payload = 0;
     *children = 0;
@@ -141,7 +142,8 @@ ssize_t wire_frame_scan(const unsigned char *buf, size_t len, size_t max_frame, 
             return len > max_frame ? TALLY_E_TOO_LARGE : 0;
         size_t hdr;
         uint64_t payload, children;
-        int r = head(buf + pos, len - pos, &hdr, &payload, &children);
+        int container;
+        int r = head(buf + pos, len - pos, &hdr, &payload, &children, &container);
         if (r < 0)
             return r;
         if (r == 0)
@@ -152,11 +154,11 @@ ssize_t wire_frame_scan(const unsigned char *buf, size_t len, size_t max_frame, 
             pos + hdr + payload + children > max_frame)
             return TALLY_E_TOO_LARGE;
         pos += hdr + (size_t)payload;
-        if (children > 0) {
-            if (depth + 1 > max_depth)
-                return TALLY_E_TOO_DEEP;
+        /* An empty container still counts as a level: the limit is on nesting as written. */
+        if (container && depth + 1 > max_depth)
+            return TALLY_E_TOO_DEEP;
+        if (children > 0)
             remaining[++depth] = children;
-        }
     }
     if (pos > len)
         return len > max_frame ? TALLY_E_TOO_LARGE : 0;

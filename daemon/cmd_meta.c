@@ -56,7 +56,9 @@ int cmd_status(struct rpc_call *c)
     msgpack_pack_map(pk, 8);
     mp_pack_kv_str(pk, "path", store_path(st));
     mp_pack_kv_int(pk, "schema_version", store_schema_version(st));
-    mp_pack_kv_int(pk, "products", store_count(st, "SELECT COUNT(*) FROM products", 0));
+    mp_pack_kv_int(
+        pk, "products",
+        store_count(st, "SELECT COUNT(*) FROM products WHERE product_id <> '~unlisted'", 0));
     mp_pack_kv_int(pk, "skus", store_count(st, "SELECT COUNT(*) FROM skus", 0));
     mp_pack_kv_int(pk, "warehouses", store_count(st, "SELECT COUNT(*) FROM warehouses", 0));
     mp_pack_kv_int(pk, "orders_open",
@@ -64,8 +66,9 @@ int cmd_status(struct rpc_call *c)
                                "SELECT COUNT(*) FROM orders WHERE status NOT IN"
                                " ('FINISH','WAIT_BUYER_ACCEPT_GOODS','IN_CANCEL')",
                                0));
-    mp_pack_kv_int(pk, "movements_pending",
-                   store_count(st, "SELECT COUNT(*) FROM movements WHERE state <> 'settled'", 0));
+    mp_pack_kv_int(
+        pk, "movements_pending",
+        store_count(st, "SELECT COUNT(DISTINCT id) FROM movements WHERE state <> 'settled'", 0));
     mp_pack_kv_int(pk, "size_bytes", size);
 
     mp_pack_key(pk, "outbox");

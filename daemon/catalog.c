@@ -36,19 +36,20 @@ int catalog_sku_ensure(struct store *st, const char *code, int64_t *id)
     if (r != TALLY_E_NOT_FOUND)
         return r;
     /* Placeholder SKUs hang off one product until the catalog pull names them. */
-    sqlite3_stmt *s = store_stmt(st, "INSERT OR IGNORE INTO products(product_id, title, status,"
-                                     " updated_at) VALUES('~unlisted',"
-                                     " 'SKUs not (yet) in the marketplace catalog', 'unlisted', 0)");
+    sqlite3_stmt *s =
+        store_stmt(st, "INSERT OR IGNORE INTO products(product_id, title, status,"
+                       " updated_at) VALUES('~unlisted',"
+                       " 'SKUs not (yet) in the marketplace catalog', 'unlisted', 0)");
     if (!s)
         return TALLY_E_STORAGE;
     int rc = sqlite3_step(s);
     sqlite3_reset(s);
     if (rc != SQLITE_DONE)
         return store_error(st, rc, "placeholder product");
-    s = store_stmt(
-        st, "INSERT INTO skus(code, product, title, price_minor, currency, updated_at)"
-            " SELECT ?1, id, ?1, 0, 'XXX', ?2 FROM products WHERE product_id = '~unlisted'"
-            " RETURNING id");
+    s = store_stmt(st,
+                   "INSERT INTO skus(code, product, title, price_minor, currency, updated_at)"
+                   " SELECT ?1, id, ?1, 0, 'XXX', ?2 FROM products WHERE product_id = '~unlisted'"
+                   " RETURNING id");
     if (!s)
         return TALLY_E_STORAGE;
     sqlite3_bind_text(s, 1, code, -1, SQLITE_STATIC);

@@ -100,11 +100,12 @@ int cmd_catalog_search(struct rpc_call *c)
     }
     struct store *st = c->d->store;
     /* A code-prefix match uses the index; a title match scans, bounded by LIMIT. */
+    /* A code-prefix match uses the index; a title match scans SKU titles (which carry the
+     * product's title and the variant), bounded by LIMIT. */
     sqlite3_stmt *s = store_stmt(st, "SELECT s.code, s.title, p.product_id, s.price_minor,"
                                      " s.currency FROM skus s JOIN products p ON p.id = s.product"
                                      " WHERE s.code > ?3 AND (substr(s.code, 1, ?4) = ?1"
-                                     "   OR s.title LIKE ?2 ESCAPE '\\'"
-                                     "   OR p.title LIKE ?2 ESCAPE '\\')"
+                                     "   OR s.title LIKE ?2 ESCAPE '\\')"
                                      " ORDER BY s.code LIMIT ?5");
     if (!s)
         return TALLY_E_STORAGE;

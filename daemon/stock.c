@@ -462,46 +462,63 @@ int stock_apply_snapshot(struct store *st, int64_t sku, int64_t wh, int64_t on_h
     return rc == SQLITE_DONE ? 0 : store_error(st, rc, "snapshot");
 }
 
+/* The version of the snapshot held for SKU x warehouse, -1 when there is no row. */
+static int64_t held_version(struct store *st, int64_t sku, int64_t wh)
+{
+    sqlite3_stmt *s =
+        store_stmt(st, "SELECT upstream_version FROM stock WHERE sku = ?1 AND warehouse = ?2");
+    int64_t held = -1;
+    if (!s)
+        return -1;
+    sqlite3_bind_int64(s, 1, sku);
+    sqlite3_bind_int64(s, 2, wh);
+    if (sqlite3_step(s) == SQLITE_ROW)
+        held = sqlite3_column_int64(s, 0);
+    sqlite3_reset(s);
+    return held;
+}
+
 static int ack_leg(struct store *st, const char *id, int leg, int64_t version)
 {
-    sqlite3_stmt *s = store_stmt(st, "UPDATE movements SET state = 'acked', upstream_version = ?3"
-                                     " WHERE id = ?1 AND leg = ?2 AND state = 'pending'"
-                                     " RETURNING sku, warehouse");
+    sqlite3_stmt *s = store_stmt(st, "SELECT sku, warehouse FROM movements"
+                                     " WHERE id = ?1 AND leg = ?2 AND state = 'pending'");
+    if (!s)
+        return TALLY_E_STORAGE;
+    sqlite3_bind_text(s, 1, id, -1, SQLITE_STATIC);
+    sqlite3_bind_int(s, 2, leg);
+    int rc = sqlite3_step(s);
+    int64_t sku = 0, wh = 0;
+    if (rc == SQLITE_ROW) {
+        sku = sqlite3_column_int64(s, 0);
+        wh = sqlite3_column_int64(s, 1);
+    }
+    sqlite3_reset(s);
+    if (rc == SQLITE_DONE)
+        return 0; /* already acknowledged (a duplicate answer), or not ours */
+    if (rc != SQLITE_ROW)
+        return store_error(st, rc, "ack");
+    int64_t held = held_version(st, sku, wh);
+    /* Without a version, the movement cannot be placed among the warehouse's changes: it is
+     * taken to be in the first snapshot newer than the one held now, never in that one. */
+    if (version <= 0)
+        version = (held > 0 ? held : 0) + 1;
+    s = store_stmt(st, "UPDATE movements SET state = 'acked', upstream_version = ?3"
+                       " WHERE id = ?1 AND leg = ?2");
     if (!s)
         return TALLY_E_STORAGE;
     sqlite3_bind_text(s, 1, id, -1, SQLITE_STATIC);
     sqlite3_bind_int(s, 2, leg);
     sqlite3_bind_int64(s, 3, version);
-    int rc = sqlite3_step(s);
-    int64_t sku = 0, wh = 0;
-    bool hit = rc == SQLITE_ROW;
-    if (hit) {
-        sku = sqlite3_column_int64(s, 0);
-        wh = sqlite3_column_int64(s, 1);
-        rc = sqlite3_step(s);
-    }
+    rc = sqlite3_step(s);
     sqlite3_reset(s);
     if (rc != SQLITE_DONE)
         return store_error(st, rc, "ack");
-    if (!hit)
-        return 0;
-    s = store_stmt(st, "SELECT upstream_version FROM stock WHERE sku = ?1 AND warehouse = ?2");
-    if (!s)
-        return TALLY_E_STORAGE;
-    sqlite3_bind_int64(s, 1, sku);
-    sqlite3_bind_int64(s, 2, wh);
-    int64_t held = -1;
-    if (sqlite3_step(s) == SQLITE_ROW)
-        held = sqlite3_column_int64(s, 0);
-    sqlite3_reset(s);
     return held >= version ? settle(st, sku, wh, held) : 0;
 }
 
 int stock_ack(struct store *st, const char *id, int64_t version, int64_t to_version)
 {
-    /* Without a version the movement cannot be matched to a snapshot; it settles with the
-     * next snapshot row of its SKU (version 1 is below every real one). */
-    int r = ack_leg(st, id, 0, version > 0 ? version : 1);
+    int r = ack_leg(st, id, 0, version);
     if (r == 0 && to_version > 0)
         r = ack_leg(st, id, 1, to_version);
     return r;

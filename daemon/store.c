@@ -74,7 +74,6 @@ int store_open(const char *path, bool sync_full, struct store **out, char *err, 
         store_close(st);
         return -1;
     }
-    chmod(path, 0600);
     sqlite3_extended_result_codes(st->db, 1);
     sqlite3_busy_timeout(st->db, 5000);
     char e[256];
@@ -105,6 +104,14 @@ int store_open(const char *path, bool sync_full, struct store **out, char *err, 
         store_close(st);
         return -1;
     }
+    /* Ours (or new): owner-only, whatever mode an older copy had. A file that is not a
+     * replica was refused above without being touched. */
+    chmod(path, 0600);
+    char side[4096];
+    snprintf(side, sizeof side, "%s-wal", path);
+    chmod(side, 0600); /* SQLite gives these the database's mode when it creates them */
+    snprintf(side, sizeof side, "%s-shm", path);
+    chmod(side, 0600);
     if (v < schema_latest() && schema_migrate(st->db, v, err, errlen) != 0) {
         store_close(st);
         return -1;

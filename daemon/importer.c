@@ -29,9 +29,10 @@ const char *import_kind_name(int kind)
     return kind >= 0 && kind < 4 ? kind_names[kind] : "?";
 }
 
-/* Reads a string field into buf (NUL-terminated). `id` selects identifier rules. */
-static int text(struct mp_params *p, const char *key, bool required, bool id, char *buf, size_t cap,
-                bool *present)
+/* Reads a string field into buf (NUL-terminated). `id` selects identifier rules. A value that
+ * does not fit `cap` is refused, whatever rules it otherwise passes. */
+static int text(struct mp_params *p, const char *key, bool required, bool id, char *buf,
+                size_t cap, bool *present)
 {
     const char *s;
     size_t n;
@@ -42,6 +43,11 @@ static int text(struct mp_params *p, const char *key, bool required, bool id, ch
         *present = have;
     if (r || !have)
         return r;
+    if (n >= cap) {
+        snprintf(p->err, sizeof p->err, "%sfield '%s' is longer than %zu bytes",
+                 p->prefix ? p->prefix : "", key, cap - 1);
+        return TALLY_E_INVALID_PARAMS;
+    }
     memcpy(buf, s, n);
     buf[n] = 0;
     return 0;
@@ -51,7 +57,8 @@ static int text(struct mp_params *p, const char *key, bool required, bool id, ch
 static int iso_code(struct mp_params *p, const char *key, size_t len, char *buf)
 {
     int r = text(p, key, true, true, buf, len + 2, NULL);
-    if (r == TALLY_E_INVALID_PARAMS && strstr(p->err, "printable ASCII"))
+    /* Any malformed value (too long, spaces, ...) gets the ISO message below. */
+    if (r == TALLY_E_INVALID_PARAMS && !strstr(p->err, "is required"))
         r = 0, buf[0] = 0;
     if (r)
         return r;

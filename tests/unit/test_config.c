@@ -1,0 +1,325 @@
+/*
+ * daemon/config.c: defaults, a file that sets every key, the INI syntax (comments, blank lines,
+ * whitespace), and errors that name the file and line. A refused value leaves the setting as it
+ * was.
+ */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "check.h"
+#include "config.h"
+#include "log.h"
+#include "tally/protocol.h"
+
+static char tmpdir[64];
+static char last_err[512];
+
+/* Writes `text` to a fresh file in the temp dir; returns its path (static). */
+static const char *write_conf(const char *text)
+{
+    static char path[128];
+    static int n;
+    snprintf(path, sizeof path, "%s/tallyd-%d.conf", tmpdir, n++);
+    FILE *f = fopen(path, "w");
+    if (!f) {
+        perror(path);
+        exit(2);
+    }
+    fputs(text, f);
+    fclose(f);
+    return path;
+}
+
+static int load(struct tally_config *cfg, const char *text)
+{
+    config_defaults(cfg);
+    last_err[0] = 0;
+    return config_load(cfg, write_conf(text), last_err, sizeof last_err);
+}
+
+static void test_defaults(void)
+{
+    struct tally_config cfg;
+    memset(&cfg, 0xa5, sizeof cfg);
+    config_defaults(&cfg);
+    CHECK(cfg.station[0] != 0);
+    CHECK(strlen(cfg.station) <= TALLY_MAX_ID_LEN);
+    char host[256] = "";
+    if (gethostname(host, sizeof host) == 0 && host[0] && strlen(host) <= 64)
+        CHECK_EQ_STR(cfg.station, host);
+    CHECK(cfg.coordinator);
+    CHECK_EQ_STR(cfg.state_dir, "/var/lib/tally");
+    CHECK_EQ_STR(cfg.socket_path, TALLY_DEFAULT_SOCKET);
+    CHECK_EQ_STR(cfg.socket_path, "/run/tally/tally.sock");
+    CHECK_EQ_INT(cfg.socket_mode, 0660);
+    CHECK_EQ_STR(cfg.writer_group, "tally-writers");
+    CHECK_EQ_INT(cfg.max_message_bytes, 1024 * 1024);
+    CHECK_EQ_INT(cfg.max_connections, 256);
+    CHECK_EQ_INT(cfg.max_output_bytes, 16 * 1024 * 1024);
+    CHECK_EQ_INT(cfg.log_level, LOG_LVL_INFO);
+    CHECK(cfg.sync_full);
+}
+
+static void test_full_file(void)
+{
+    struct tally_config cfg;
+    int r = load(&cfg, "# tallyd.conf written by the test\n"
+                       "; another comment style\n"
+                       "\n"
+                       "[station]\n"
+                       "name = madrid-1\n"
+                       "coordinator = false\n"
+                       "  state_dir=/srv/tally/state  \n"
+                       "socket\t=\t/tmp/tally-test.sock\n"
+                       "socket_mode = 0600\n"
+                       "writer_group = pickers\n"
+                       "\n"
+                       "   # indented comment\n"
+                       "[limits]\n"
+                       "max_message_bytes = 65536\n"
+                       "max_connections = 32\n"
+                       "max_output_bytes = 1048576\n"
+                       "[ log ]\n"
+                       "level = debug\n"
+                       "[sync]\n"
+                       "synchronous = normal\n");
+    if (r)
+        fprintf(stderr, "config_load: %s\n", last_err);
+    CHECK_EQ_INT(r, 0);
+    CHECK_EQ_STR(cfg.station, "madrid-1");
+    CHECK(!cfg.coordinator);
+    CHECK_EQ_STR(cfg.state_dir, "/srv/tally/state");
+    CHECK_EQ_STR(cfg.socket_path, "/tmp/tally-test.sock");
+    CHECK_EQ_INT(cfg.socket_mode, 0600);
+    CHECK_EQ_STR(cfg.writer_group, "pickers");
+    CHECK_EQ_INT(cfg.max_message_bytes, 65536);
+    CHECK_EQ_INT(cfg.max_connections, 32);
+    CHECK_EQ_INT(cfg.max_output_bytes, 1048576);
+    CHECK_EQ_INT(cfg.log_level, LOG_LVL_DEBUG);
+    CHECK(!cfg.sync_full);
+
+    /* CRLF line endings, no newline at the end, keys not set keep their defaults. */
+    r = load(&cfg, "[station]\r\nname = es-2\r\n[log]\r\nlevel = warning");
+    CHECK_EQ_INT(r, 0);
+    CHECK_EQ_STR(cfg.station, "es-2");
+    CHECK_EQ_INT(cfg.log_level, LOG_LVL_WARNING);
+    CHECK_EQ_INT(cfg.max_connections, 256);
+    CHECK(cfg.coordinator);
+
+    /* Boolean spellings, other log levels, an empty writer_group (no group). */
+    const char *trues[] = {"true", "yes", "1", "on"};
+    const char *falses[] = {"false", "no", "0", "off"};
+    for (int i = 0; i < 4; i++) {
+        char text[128];
+        snprintf(text, sizeof text, "[station]\ncoordinator = %s\n", falses[i]);
+        CHECK_EQ_INT(load(&cfg, text), 0);
+        CHECK(!cfg.coordinator);
+        snprintf(text, sizeof text, "[station]\ncoordinator=%s\n", trues[i]);
+        CHECK_EQ_INT(load(&cfg, text), 0);
+        CHECK(cfg.coordinator);
+    }
+    CHECK_EQ_INT(load(&cfg, "[log]\nlevel = error\n"), 0);
+    CHECK_EQ_INT(cfg.log_level, LOG_LVL_ERROR);
+    CHECK_EQ_INT(load(&cfg, "[log]\nlevel = info\n[sync]\nsynchronous = full\n"), 0);
+    CHECK_EQ_INT(cfg.log_level, LOG_LVL_INFO);
+    CHECK(cfg.sync_full);
+    CHECK_EQ_INT(load(&cfg, "[station]\nwriter_group =\n"), 0);
+    CHECK_EQ_STR(cfg.writer_group, "");
+    /* Later lines win; a section may appear twice. */
+    CHECK_EQ_INT(load(&cfg, "[limits]\nmax_connections = 5\n[log]\nlevel = debug\n"
+                            "[limits]\nmax_connections = 6\n"),
+                 0);
+    CHECK_EQ_INT(cfg.max_connections, 6);
+    /* An empty file is valid and changes nothing. */
+    CHECK_EQ_INT(load(&cfg, ""), 0);
+    CHECK_EQ_INT(cfg.max_connections, 256);
+
+    /* Boundaries of the numeric ranges are inclusive. */
+    CHECK_EQ_INT(load(&cfg, "[limits]\nmax_message_bytes = 4096\nmax_connections = 1\n"
+                            "max_output_bytes = 65536\n"),
+                 0);
+    CHECK_EQ_INT(cfg.max_message_bytes, 4096);
+    CHECK_EQ_INT(cfg.max_connections, 1);
+    CHECK_EQ_INT(cfg.max_output_bytes, 65536);
+    CHECK_EQ_INT(load(&cfg, "[limits]\nmax_message_bytes = 67108864\nmax_connections = 65536\n"
+                            "max_output_bytes = 1073741824\n"),
+                 0);
+    CHECK_EQ_INT(cfg.max_message_bytes, 64 * 1024 * 1024);
+    CHECK_EQ_INT(cfg.max_connections, 65536);
+    CHECK_EQ_INT(cfg.max_output_bytes, 1024 * 1024 * 1024);
+    CHECK_EQ_INT(load(&cfg, "[station]\nsocket_mode = 777\n"), 0);
+    CHECK_EQ_INT(cfg.socket_mode, 0777);
+
+    /* A socket path of exactly 107 bytes fits sun_path with its NUL. */
+    char text[256], path107[108];
+    memset(path107, 'p', 107);
+    path107[0] = '/';
+    path107[107] = 0;
+    snprintf(text, sizeof text, "[station]\nsocket = %s\n", path107);
+    CHECK_EQ_INT(load(&cfg, text), 0);
+    CHECK_EQ_STR(cfg.socket_path, path107);
+}
+
+/* A load that must fail with "path:line: " and mention `needle`. */
+static void expect_error(const char *text, int line, const char *needle)
+{
+    struct tally_config cfg;
+    config_defaults(&cfg);
+    const char *path = write_conf(text);
+    last_err[0] = 0;
+    int r = config_load(&cfg, path, last_err, sizeof last_err);
+    char want[192];
+    snprintf(want, sizeof want, "%s:%d: ", path, line);
+    bool ok = r == -1 && strncmp(last_err, want, strlen(want)) == 0 &&
+              (!needle || strstr(last_err, needle));
+    if (!ok)
+        fprintf(stderr, "config %s: got %d \"%s\", expected \"%s...%s\"\n", text, r, last_err, want,
+                needle ? needle : "");
+    CHECK_EQ_INT(r, -1);
+    CHECK(strncmp(last_err, want, strlen(want)) == 0);
+    if (needle)
+        CHECK(strstr(last_err, needle) != NULL);
+}
+
+static void test_errors(void)
+{
+    expect_error("[station]\nname = x\n[bogus]\nkey = 1\n", 4, "bogus");
+    expect_error("[station]\nnmae = x\n", 2, "nmae");
+    expect_error("[limits]\nmax_conections = 5\n", 2, "max_conections");
+    expect_error("[log]\nlevel = debug\nfile = /tmp/x\n", 3, "file");
+    expect_error("name = x\n", 1, NULL);
+    expect_error("# comment\n\nname = x\n[station]\n", 3, NULL);
+    expect_error("[station]\njust some words\n", 2, NULL);
+    expect_error("[station\nname = x\n", 1, NULL);
+    expect_error("[station] extra\n", 1, NULL);
+
+    /* Numbers. */
+    expect_error("[limits]\nmax_connections = many\n", 2, "max_connections");
+    expect_error("[limits]\nmax_connections = 12abc\n", 2, "max_connections");
+    expect_error("[limits]\nmax_connections =\n", 2, "max_connections");
+    expect_error("[limits]\nmax_connections = -1\n", 2, "max_connections");
+    expect_error("[limits]\nmax_connections = 0\n", 2, "max_connections");
+    expect_error("[limits]\nmax_connections = 65537\n", 2, "max_connections");
+    expect_error("[limits]\nmax_connections = 99999999999999999999999\n", 2, "max_connections");
+    expect_error("[limits]\nmax_message_bytes = 4095\n", 2, "max_message_bytes");
+    expect_error("[limits]\nmax_message_bytes = 67108865\n", 2, "max_message_bytes");
+    expect_error("[limits]\nmax_output_bytes = 1000\n", 2, "max_output_bytes");
+    expect_error("[limits]\nmax_output_bytes = 1073741825\n", 2, "max_output_bytes");
+    expect_error("[station]\nsocket_mode = 0999\n", 2, "socket_mode");
+    expect_error("[station]\nsocket_mode = 01000\n", 2, "socket_mode");
+    expect_error("[station]\nsocket_mode = rw\n", 2, "socket_mode");
+
+    /* Booleans, enumerations, strings. */
+    expect_error("[station]\ncoordinator = maybe\n", 2, "coordinator");
+    expect_error("[station]\ncoordinator =\n", 2, "coordinator");
+    expect_error("[log]\nlevel = verbose\n", 2, "level");
+    expect_error("[sync]\nsynchronous = off\n", 2, "synchronous");
+    expect_error("[station]\nname =\n", 2, "name");
+    char text[512], long_name[66], path108[109];
+    memset(long_name, 'n', 65);
+    long_name[65] = 0;
+    snprintf(text, sizeof text, "[station]\nname = %s\n", long_name);
+    expect_error(text, 2, "name");
+    memset(path108, 'p', 108);
+    path108[0] = '/';
+    path108[108] = 0;
+    snprintf(text, sizeof text, "\n[station]\n\nsocket = %s\n", path108);
+    expect_error(text, 4, "socket");
+    CHECK(strstr(last_err, "107") != NULL);
+
+    /* A line longer than the reader's buffer. */
+    char *huge = malloc(3000);
+    snprintf(huge, 3000, "[station]\nstate_dir = /");
+    size_t n = strlen(huge);
+    memset(huge + n, 'd', 2000);
+    huge[n + 2000] = 0;
+    expect_error(huge, 2, "long");
+    free(huge);
+
+    /* A file that cannot be read names itself. */
+    struct tally_config cfg;
+    config_defaults(&cfg);
+    char missing[128];
+    snprintf(missing, sizeof missing, "%s/does-not-exist.conf", tmpdir);
+    last_err[0] = 0;
+    CHECK_EQ_INT(config_load(&cfg, missing, last_err, sizeof last_err), -1);
+    CHECK(strstr(last_err, missing) != NULL);
+}
+
+/* Fills a large stretch of stack with a pattern, so uninitialised locals are not zero. */
+__attribute__((noinline)) static void dirty_stack(void)
+{
+    volatile unsigned char junk[8192];
+    for (size_t i = 0; i < sizeof junk; i++)
+        junk[i] = 0x5a;
+}
+
+/* A refused value leaves the setting as it was (config_set is also used for overrides). */
+static void test_refused_keeps_value(void)
+{
+    struct tally_config cfg;
+    config_defaults(&cfg);
+    char err[256];
+    struct {
+        const char *section, *key, *value;
+    } bad[] = {
+        {"limits", "max_connections", "lots"},
+        {"limits", "max_connections", "0"},
+        {"limits", "max_message_bytes", "1"},
+        {"limits", "max_output_bytes", "-5"},
+        {"station", "socket_mode", "0999"},
+        {"station", "coordinator", "perhaps"},
+        {"log", "level", "loud"},
+        {"sync", "synchronous", "sometimes"},
+        {"station", "name", ""},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        dirty_stack();
+        err[0] = 0;
+        int r = config_set(&cfg, bad[i].section, bad[i].key, bad[i].value, err, sizeof err);
+        CHECK_EQ_INT(r, -1);
+        CHECK(err[0] != 0);
+    }
+    CHECK_EQ_INT(cfg.max_connections, 256);
+    CHECK_EQ_INT(cfg.max_message_bytes, 1024 * 1024);
+    CHECK_EQ_INT(cfg.max_output_bytes, 16 * 1024 * 1024);
+    CHECK_EQ_INT(cfg.socket_mode, 0660);
+    CHECK(cfg.coordinator);
+    CHECK_EQ_INT(cfg.log_level, LOG_LVL_INFO);
+    CHECK(cfg.sync_full);
+    CHECK(cfg.station[0] != 0);
+
+    /* And through a file: the value before the bad line survives. */
+    CHECK_EQ_INT(load(&cfg, "[limits]\nmax_connections = 7\nmax_connections = 0\n"), -1);
+    CHECK_EQ_INT(cfg.max_connections, 7);
+
+    /* config_set accepts what the file accepts, and names unknown sections and keys. */
+    CHECK_EQ_INT(config_set(&cfg, "limits", "max_connections", "9", err, sizeof err), 0);
+    CHECK_EQ_INT(cfg.max_connections, 9);
+    CHECK_EQ_INT(config_set(&cfg, "nope", "x", "1", err, sizeof err), -1);
+    CHECK(strstr(err, "nope") != NULL);
+    CHECK_EQ_INT(config_set(&cfg, "station", "x", "1", err, sizeof err), -1);
+    CHECK(strstr(err, "'x'") != NULL);
+}
+
+int main(void)
+{
+    snprintf(tmpdir, sizeof tmpdir, "/tmp/tally-config-XXXXXX");
+    if (!mkdtemp(tmpdir)) {
+        perror("mkdtemp");
+        return 1;
+    }
+    test_defaults();
+    test_full_file();
+    test_errors();
+    test_refused_keeps_value();
+
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
+    if (system(cmd) != 0)
+        fprintf(stderr, "could not remove %s\n", tmpdir);
+    return check_result("test_config");
+}

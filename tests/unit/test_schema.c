@@ -1,0 +1,310 @@
+/*
+ * daemon/store.c and daemon/schema.c: a fresh replica is created at the latest schema, owner-only,
+ * in WAL mode with every table; reopening is a no-op; a newer or a foreign file is refused with a
+ * message and without a crash; the statement cache survives growth.
+ */
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <sqlite3.h>
+
+#include "check.h"
+#include "store.h"
+
+static char tmpdir[64];
+
+static void path_of(char *buf, size_t cap, const char *name)
+{
+    snprintf(buf, cap, "%s/%s", tmpdir, name);
+}
+
+static int file_mode(const char *path)
+{
+    struct stat sb;
+    if (stat(path, &sb) != 0)
+        return -1;
+    return (int)(sb.st_mode & 07777);
+}
+
+static char *pragma_text(struct store *st, const char *sql)
+{
+    static char out[64];
+    sqlite3_stmt *s;
+    out[0] = 0;
+    if (sqlite3_prepare_v2(store_db(st), sql, -1, &s, NULL) != SQLITE_OK)
+        return out;
+    if (sqlite3_step(s) == SQLITE_ROW && sqlite3_column_text(s, 0))
+        snprintf(out, sizeof out, "%s", (const char *)sqlite3_column_text(s, 0));
+    sqlite3_finalize(s);
+    return out;
+}
+
+static int64_t one_int(struct store *st, const char *sql)
+{
+    sqlite3_stmt *s;
+    int64_t v = -12345;
+    if (sqlite3_prepare_v2(store_db(st), sql, -1, &s, NULL) != SQLITE_OK) {
+        fprintf(stderr, "prepare: %s: %s\n", sqlite3_errmsg(store_db(st)), sql);
+        return v;
+    }
+    if (sqlite3_step(s) == SQLITE_ROW)
+        v = sqlite3_column_int64(s, 0);
+    sqlite3_finalize(s);
+    return v;
+}
+
+static bool table_exists(struct store *st, const char *name)
+{
+    sqlite3_stmt *s;
+    bool found = false;
+    if (sqlite3_prepare_v2(store_db(st),
+                           "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?1", -1, &s,
+                           NULL) != SQLITE_OK)
+        return false;
+    sqlite3_bind_text(s, 1, name, -1, SQLITE_STATIC);
+    found = sqlite3_step(s) == SQLITE_ROW;
+    sqlite3_finalize(s);
+    return found;
+}
+
+static void test_fresh(void)
+{
+    char path[128], wal[140], err[512] = "";
+    path_of(path, sizeof path, "fresh.db");
+    snprintf(wal, sizeof wal, "%s-wal", path);
+    struct store *st = NULL;
+
+    mode_t old = umask(022); /* a permissive umask must not leak into the replica's mode */
+    int r = store_open(path, true, &st, err, sizeof err);
+    CHECK_EQ_INT(umask(old), 022); /* store_open restored the caller's umask */
+    CHECK_EQ_INT(r, 0);
+    if (r != 0) {
+        fprintf(stderr, "store_open: %s\n", err);
+        return;
+    }
+    CHECK(schema_latest() >= 1);
+    CHECK_EQ_INT(store_schema_version(st), schema_latest());
+    CHECK_EQ_INT(one_int(st, "PRAGMA user_version"), schema_latest());
+    CHECK_EQ_STR(store_path(st), path);
+    CHECK_EQ_INT(file_mode(path), 0600);
+    CHECK_EQ_STR(pragma_text(st, "PRAGMA journal_mode"), "wal");
+    CHECK_EQ_INT(one_int(st, "PRAGMA synchronous"), 2); /* FULL */
+    CHECK_EQ_INT(one_int(st, "PRAGMA foreign_keys"), 1);
+
+    const char *tables[] = {"warehouses", "products", "skus",        "stock",
+                            "movements",  "orders",   "order_lines", "shipments",
+                            "exceptions", "outbox",   "checkpoints"};
+    for (size_t i = 0; i < sizeof tables / sizeof tables[0]; i++) {
+        if (!table_exists(st, tables[i]))
+            fprintf(stderr, "missing table %s\n", tables[i]);
+        CHECK(table_exists(st, tables[i]));
+    }
+    CHECK_EQ_INT(one_int(st, "SELECT COUNT(*) FROM checkpoints WHERE stream IN"
+                             " ('mp:catalog','mp:orders')"),
+                 2);
+    int64_t checkpoints = one_int(st, "SELECT COUNT(*) FROM checkpoints");
+
+    /* A write makes the WAL file; it holds the same personal data and must be owner-only too. */
+    CHECK_EQ_INT(sqlite3_exec(store_db(st),
+                              "INSERT INTO warehouses(code, name, country, created_at)"
+                              " VALUES('A', 'Alpha', 'ES', 1)",
+                              NULL, NULL, NULL),
+                 SQLITE_OK);
+    CHECK_EQ_INT(file_mode(wal), 0600);
+
+    /* The stock invariant's index and the outbox's unique key exist. */
+    CHECK_EQ_INT(one_int(st, "SELECT COUNT(*) FROM sqlite_master WHERE type = 'index' AND"
+                             " name IN ('movements_open', 'outbox_due', 'outbox_entity')"),
+                 3);
+    store_close(st);
+
+    /* Reopen: no migration runs again, data and version intact. */
+    st = NULL;
+    CHECK_EQ_INT(store_open(path, false, &st, err, sizeof err), 0);
+    if (!st)
+        return;
+    CHECK_EQ_INT(store_schema_version(st), schema_latest());
+    CHECK_EQ_INT(one_int(st, "SELECT COUNT(*) FROM warehouses WHERE code = 'A'"), 1);
+    CHECK_EQ_INT(one_int(st, "SELECT COUNT(*) FROM checkpoints"), checkpoints);
+    CHECK_EQ_INT(one_int(st, "PRAGMA synchronous"), 1); /* NORMAL when not sync_full */
+    CHECK_EQ_STR(pragma_text(st, "PRAGMA journal_mode"), "wal");
+    store_close(st);
+    store_close(NULL); /* a no-op */
+}
+
+/* An existing, world-readable empty file is adopted and tightened to 0600. */
+static void test_existing_file_mode(void)
+{
+    char path[128], err[512] = "";
+    path_of(path, sizeof path, "existing.db");
+    int fd = open(path, O_CREAT | O_WRONLY | O_TRUNC, 0644);
+    CHECK(fd >= 0);
+    if (fd >= 0)
+        close(fd);
+    chmod(path, 0644);
+    struct store *st = NULL;
+    CHECK_EQ_INT(store_open(path, true, &st, err, sizeof err), 0);
+    CHECK_EQ_INT(file_mode(path), 0600);
+    if (st) {
+        CHECK_EQ_INT(store_schema_version(st), schema_latest());
+        CHECK_EQ_INT(sqlite3_exec(store_db(st),
+                                  "INSERT INTO warehouses(code, name, country, created_at)"
+                                  " VALUES('A', 'Alpha', 'ES', 1)",
+                                  NULL, NULL, NULL),
+                     SQLITE_OK);
+        char wal[140];
+        snprintf(wal, sizeof wal, "%s-wal", path);
+        CHECK_EQ_INT(file_mode(wal), 0600);
+    }
+    store_close(st);
+}
+
+static void test_newer(void)
+{
+    char path[128], err[512] = "";
+    path_of(path, sizeof path, "newer.db");
+    struct store *st = NULL;
+    CHECK_EQ_INT(store_open(path, true, &st, err, sizeof err), 0);
+    store_close(st);
+
+    sqlite3 *db;
+    CHECK_EQ_INT(sqlite3_open(path, &db), SQLITE_OK);
+    char sql[64];
+    snprintf(sql, sizeof sql, "PRAGMA user_version=%d", schema_latest() + 1);
+    CHECK_EQ_INT(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(db);
+
+    st = (struct store *)&st; /* must not be touched on failure */
+    struct store *sentinel = st;
+    err[0] = 0;
+    CHECK_EQ_INT(store_open(path, true, &st, err, sizeof err), -1);
+    CHECK(st == sentinel);
+    CHECK(strstr(err, "newer") != NULL);
+    CHECK(strstr(err, path) != NULL);
+
+    /* And the refused file was left as it was. */
+    CHECK_EQ_INT(sqlite3_open(path, &db), SQLITE_OK);
+    sqlite3_stmt *s;
+    sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &s, NULL);
+    CHECK_EQ_INT(sqlite3_step(s), SQLITE_ROW);
+    CHECK_EQ_INT(sqlite3_column_int(s, 0), schema_latest() + 1);
+    sqlite3_finalize(s);
+    sqlite3_close(db);
+}
+
+static void test_garbage(void)
+{
+    char path[128], err[512] = "";
+    path_of(path, sizeof path, "garbage.db");
+    FILE *f = fopen(path, "w");
+    CHECK(f != NULL);
+    if (!f)
+        return;
+    for (int i = 0; i < 512; i++)
+        fputs("this is not an SQLite database. ", f);
+    fclose(f);
+    chmod(path, 0644);
+    struct store *st = NULL;
+    CHECK_EQ_INT(store_open(path, true, &st, err, sizeof err), -1);
+    CHECK(st == NULL);
+    CHECK(err[0] != 0);
+    CHECK(strstr(err, path) != NULL);
+    /* A file that is not ours is refused without being modified, its mode included. */
+    CHECK_EQ_INT(file_mode(path), 0644);
+
+    /* A short file that is not a database either. */
+    path_of(path, sizeof path, "short.db");
+    f = fopen(path, "w");
+    fputs("SQLite format 3", f); /* almost a header */
+    fclose(f);
+    err[0] = 0;
+    CHECK_EQ_INT(store_open(path, true, &st, err, sizeof err), -1);
+    CHECK(err[0] != 0);
+
+    /* A path in a directory that does not exist. */
+    path_of(path, sizeof path, "no/such/dir/x.db");
+    err[0] = 0;
+    CHECK_EQ_INT(store_open(path, true, &st, err, sizeof err), -1);
+    CHECK(err[0] != 0);
+    CHECK(st == NULL);
+}
+
+/* Statements are cached by the address of their SQL; the cache grows past its first size. */
+static void test_stmt_cache(void)
+{
+    char path[128], err[512] = "";
+    path_of(path, sizeof path, "cache.db");
+    struct store *st = NULL;
+    CHECK_EQ_INT(store_open(path, true, &st, err, sizeof err), 0);
+    if (!st)
+        return;
+    enum { N = 600 };
+    static char sql[N][40];
+    sqlite3_stmt *first[N];
+    for (int i = 0; i < N; i++) {
+        snprintf(sql[i], sizeof sql[i], "SELECT %d", i);
+        first[i] = store_stmt(st, sql[i]);
+        CHECK(first[i] != NULL);
+    }
+    int wrong = 0;
+    for (int i = 0; i < N; i++) {
+        sqlite3_stmt *s = store_stmt(st, sql[i]);
+        if (s != first[i] || sqlite3_step(s) != SQLITE_ROW || sqlite3_column_int(s, 0) != i)
+            wrong++;
+    }
+    CHECK_EQ_INT(wrong, 0);
+    /* A statement handed out again is reset with cleared bindings. */
+    static const char q[] = "SELECT ?1";
+    sqlite3_stmt *s = store_stmt(st, q);
+    sqlite3_bind_int(s, 1, 7);
+    CHECK_EQ_INT(sqlite3_step(s), SQLITE_ROW);
+    s = store_stmt(st, q);
+    CHECK_EQ_INT(sqlite3_step(s), SQLITE_ROW);
+    CHECK_EQ_INT(sqlite3_column_type(s, 0), SQLITE_NULL);
+    CHECK(store_stmt(st, "SELECT nonsense FROM nowhere") == NULL);
+
+    CHECK_EQ_INT(store_count(st, "SELECT COUNT(*) FROM checkpoints", -1),
+                 one_int(st, "SELECT COUNT(*) FROM checkpoints"));
+    CHECK_EQ_INT(store_count(st, "SELECT COUNT(*) FROM checkpoints WHERE stream = 'mp:orders'", -1),
+                 1);
+    CHECK_EQ_INT(store_count(st, "SELECT 1 WHERE 0", -7), -7);
+    CHECK_EQ_INT(store_count(st, "SELECT NULL", -8), -8);
+
+    /* Transactions: rollback undoes, commit keeps. */
+    CHECK_EQ_INT(store_begin(st), 0);
+    sqlite3_exec(store_db(st), "INSERT INTO checkpoints(stream, updated_at) VALUES('t1', 1)", NULL,
+                 NULL, NULL);
+    store_rollback(st);
+    CHECK_EQ_INT(store_count(st, "SELECT COUNT(*) FROM checkpoints WHERE stream = 't1'", -1), 0);
+    CHECK_EQ_INT(store_begin(st), 0);
+    sqlite3_exec(store_db(st), "INSERT INTO checkpoints(stream, updated_at) VALUES('t2', 1)", NULL,
+                 NULL, NULL);
+    CHECK_EQ_INT(store_commit(st), 0);
+    CHECK_EQ_INT(store_count(st, "SELECT COUNT(*) FROM checkpoints WHERE stream = 't2'", -1), 1);
+    store_rollback(st); /* outside a transaction: a no-op */
+    store_close(st);
+}
+
+int main(void)
+{
+    snprintf(tmpdir, sizeof tmpdir, "/tmp/tally-schema-XXXXXX");
+    if (!mkdtemp(tmpdir)) {
+        perror("mkdtemp");
+        return 1;
+    }
+    test_fresh();
+    test_existing_file_mode();
+    test_newer();
+    test_garbage();
+    test_stmt_cache();
+
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
+    if (system(cmd) != 0)
+        fprintf(stderr, "could not remove %s\n", tmpdir);
+    return check_result("test_schema");
+}

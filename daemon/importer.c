@@ -31,8 +31,8 @@ const char *import_kind_name(int kind)
 
 /* Reads a string field into buf (NUL-terminated). `id` selects identifier rules. A value that
  * does not fit `cap` is refused, whatever rules it otherwise passes. */
-static int text(struct mp_params *p, const char *key, bool required, bool id, char *buf,
-                size_t cap, bool *present)
+static int text(struct mp_params *p, const char *key, bool required, bool id, char *buf, size_t cap,
+                bool *present)
 {
     const char *s;
     size_t n;

@@ -167,6 +167,7 @@ static const char *const migrations[] = {
     "  value INTEGER NOT NULL,"
     "  published INTEGER,"
     "  published_at INTEGER,"
+    "  gen INTEGER NOT NULL DEFAULT 0," /* bumped by every change; see sync.c publish */
     "  dirty INTEGER NOT NULL DEFAULT 1);"
     "CREATE INDEX publish_dirty ON publish(dirty) WHERE dirty = 1;"
     "CREATE INDEX movements_acked ON movements(sku, warehouse, upstream_version)"

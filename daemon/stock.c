@@ -65,6 +65,22 @@ static void make_id(char *buf, size_t cap)
     snprintf(buf, cap, "m-%011" PRIx64 "-%016" PRIx64, ms, r);
 }
 
+/* Marks the SKU's marketplace stock for (re)computation and publishing; only when this
+ * station publishes. The value itself is computed when it is sent, so only the newest is. */
+static int mark_publish(struct store *st, int64_t sku)
+{
+    if (!store_publishes(st))
+        return 0;
+    sqlite3_stmt *s = store_stmt(st, "INSERT INTO publish(sku, value, gen, dirty) VALUES(?1,0,1,1)"
+                                     " ON CONFLICT(sku) DO UPDATE SET gen = gen + 1, dirty = 1");
+    if (!s)
+        return TALLY_E_STORAGE;
+    sqlite3_bind_int64(s, 1, sku);
+    int rc = sqlite3_step(s);
+    sqlite3_reset(s);
+    return rc == SQLITE_DONE ? 0 : store_error(st, rc, "publish mark");
+}
+
 static int add_pending(struct store *st, int64_t sku, int64_t wh, int64_t delta)
 {
     sqlite3_stmt *s = store_stmt(st, "INSERT INTO stock(sku, warehouse, pending) VALUES(?1,?2,?3)"
@@ -77,7 +93,9 @@ static int add_pending(struct store *st, int64_t sku, int64_t wh, int64_t delta)
     sqlite3_bind_int64(s, 3, delta);
     int rc = sqlite3_step(s);
     sqlite3_reset(s);
-    return rc == SQLITE_DONE ? 0 : store_error(st, rc, "stock update");
+    if (rc != SQLITE_DONE)
+        return store_error(st, rc, "stock update");
+    return mark_publish(st, sku);
 }
 
 static int insert_leg(struct store *st, const struct stock_move *m, int leg, int64_t sku,
@@ -446,6 +464,8 @@ int stock_apply_snapshot(struct store *st, int64_t sku, int64_t wh, int64_t on_h
     sqlite3_reset(s);
     if (rc != SQLITE_DONE)
         return store_error(st, rc, "snapshot");
+    if ((rc = mark_publish(st, sku)) != 0)
+        return rc;
     /* Only rows with acknowledged movements need settling; the partial index makes the check
      * cheap for the common case of none. */
     s = store_stmt(st, "SELECT 1 FROM movements WHERE sku = ?1 AND warehouse = ?2"
@@ -526,6 +546,16 @@ int stock_ack(struct store *st, const char *id, int64_t version, int64_t to_vers
 
 int stock_discard(struct store *st, const char *id)
 {
+    if (store_publishes(st)) {
+        sqlite3_stmt *q = store_stmt(st, "SELECT sku FROM movements WHERE id = ?1 AND leg = 0");
+        if (!q)
+            return TALLY_E_STORAGE;
+        sqlite3_bind_text(q, 1, id, -1, SQLITE_STATIC);
+        int64_t sku = sqlite3_step(q) == SQLITE_ROW ? sqlite3_column_int64(q, 0) : 0;
+        sqlite3_reset(q);
+        if (sku && mark_publish(st, sku) != 0)
+            return TALLY_E_STORAGE;
+    }
     sqlite3_stmt *s = store_stmt(st, "UPDATE stock SET pending = pending - m.delta"
                                      " FROM (SELECT sku, warehouse, delta FROM movements"
                                      "       WHERE id = ?1 AND state <> 'settled') AS m"

@@ -19,7 +19,18 @@ struct store {
     char *path;
     struct stmt_slot *slots; /* open addressing on the SQL text's address */
     size_t nslots, used;
+    bool publish;
 };
+
+void store_set_publish(struct store *st, bool on)
+{
+    st->publish = on;
+}
+
+bool store_publishes(const struct store *st)
+{
+    return st->publish;
+}
 
 int64_t store_now(void)
 {

@@ -46,6 +46,13 @@ int store_error(struct store *st, int rc, const char *what);
 /* Small helpers for one-value queries; return the value or `dflt` when no row. */
 int64_t store_count(struct store *st, const char *sql, int64_t dflt);
 
+/*
+ * Whether stock changes mark their SKU for marketplace publishing (the coordinator with a
+ * marketplace configured). Off by default: an offline station pays nothing for it.
+ */
+void store_set_publish(struct store *st, bool on);
+bool store_publishes(const struct store *st);
+
 /* Wall clock in seconds since the epoch (one place, so tests could pin it). */
 int64_t store_now(void);
 

@@ -418,6 +418,125 @@ static int limit_for(const struct upstream *u, const char *kind)
     return strcmp(kind, "transfer") == 0 ? 1 : u->ops->push_limit;
 }
 
+/* ---- marketplace stock ---- */
+
+static void free_publish(struct publish_batch *b)
+{
+    free(b->items);
+    free(b);
+}
+
+/*
+ * Reads up to `limit` dirty SKUs with their value computed now from the local view:
+ *   sum over warehouses serving the marketplace of max(0, on_hand - reserved - safety).
+ * A value equal to what was last published is not sent again; it just stops being dirty.
+ */
+static struct publish_batch *take_publish(struct upstream *u, int limit)
+{
+    struct store *st = u->store;
+    struct publish_batch *b = calloc(1, sizeof *b);
+    if (!b || !(b->items = calloc((size_t)limit, sizeof *b->items))) {
+        free(b);
+        return NULL;
+    }
+    b->u = u;
+    b->retry_after_s = -1;
+    if (store_begin(st) != 0) {
+        free_publish(b);
+        return NULL;
+    }
+    sqlite3_stmt *s = store_stmt(
+        st, "SELECT p.sku, s.code, pr.product_id, p.gen, p.published,"
+            " (SELECT COALESCE(SUM(MAX(0, t.snapshot + t.pending - t.reserved - t.safety)), 0)"
+            "  FROM stock t JOIN warehouses w ON w.id = t.warehouse"
+            "  WHERE t.sku = p.sku AND w.serves_marketplace = 1)"
+            " FROM publish p JOIN skus s ON s.id = p.sku JOIN products pr ON pr.id = s.product"
+            " WHERE p.dirty = 1 LIMIT ?1");
+    sqlite3_stmt *clear =
+        store_stmt(st, "UPDATE publish SET dirty = 0, value = ?2 WHERE sku = ?1 AND gen = ?3");
+    if (!s || !clear) {
+        store_rollback(st);
+        free_publish(b);
+        return NULL;
+    }
+    sqlite3_bind_int(s, 1, limit * 4);
+    while (b->n < limit && sqlite3_step(s) == SQLITE_ROW) {
+        int64_t sku = sqlite3_column_int64(s, 0), gen = sqlite3_column_int64(s, 3);
+        int64_t value = sqlite3_column_int64(s, 5);
+        const char *pid = (const char *)sqlite3_column_text(s, 2);
+        bool unlisted = !strcmp(pid, "~unlisted");
+        bool same = sqlite3_column_type(s, 4) != SQLITE_NULL && sqlite3_column_int64(s, 4) == value;
+        if (unlisted || same) {
+            /* Nothing to send: not on the marketplace, or already showing this value. */
+            sqlite3_bind_int64(clear, 1, sku);
+            sqlite3_bind_int64(clear, 2, value);
+            sqlite3_bind_int64(clear, 3, gen);
+            sqlite3_step(clear);
+            sqlite3_reset(clear);
+            continue;
+        }
+        struct publish_item *it = &b->items[b->n++];
+        snprintf(it->sku, sizeof it->sku, "%s", (const char *)sqlite3_column_text(s, 1));
+        snprintf(it->product_id, sizeof it->product_id, "%s", pid);
+        it->value = value;
+        it->gen = gen;
+    }
+    sqlite3_reset(s);
+    if (store_commit(st) != 0 || b->n == 0) {
+        free_publish(b);
+        return NULL;
+    }
+    return b;
+}
+
+void sync_publish_done(struct publish_batch *b)
+{
+    struct upstream *u = b->u;
+    struct sync_engine *e = u->engine;
+    u->publishing = false;
+    if (e->stopping) {
+        free_publish(b);
+        return;
+    }
+    if (b->outcome == SYNC_TRANSIENT) {
+        link_failed(u, b->error, b->retry_after_s);
+        free_publish(b); /* the rows stay dirty and go again with their newest values */
+        return;
+    }
+    link_ok(u);
+    struct store *st = u->store;
+    if (store_begin(st) != 0) {
+        free_publish(b);
+        return;
+    }
+    sqlite3_stmt *s = store_stmt(st, "UPDATE publish SET published = ?2, value = ?2,"
+                                     " published_at = ?4, dirty = (gen <> ?3)"
+                                     " WHERE sku = (SELECT id FROM skus WHERE code = ?1)");
+    sqlite3_stmt *drop = store_stmt(st, "UPDATE publish SET dirty = 0 WHERE gen = ?2"
+                                        " AND sku = (SELECT id FROM skus WHERE code = ?1)");
+    for (int i = 0; s && drop && i < b->n; i++) {
+        struct publish_item *it = &b->items[i];
+        if (it->outcome == SYNC_OK) {
+            sqlite3_bind_text(s, 1, it->sku, -1, SQLITE_STATIC);
+            sqlite3_bind_int64(s, 2, it->value);
+            sqlite3_bind_int64(s, 3, it->gen);
+            sqlite3_bind_int64(s, 4, store_now());
+            sqlite3_step(s);
+            sqlite3_reset(s);
+        } else if (it->outcome == SYNC_PERMANENT) {
+            /* Refused (e.g. the SKU is not on the marketplace): stop until it changes again. */
+            log_warn("%s: stock of %s not published: %s", u->name, it->sku, it->error);
+            sqlite3_bind_text(drop, 1, it->sku, -1, SQLITE_STATIC);
+            sqlite3_bind_int64(drop, 2, it->gen);
+            sqlite3_step(drop);
+            sqlite3_reset(drop);
+        }
+    }
+    if (store_commit(st) != 0)
+        log_error("%s: publish outcome not recorded", u->name);
+    free_publish(b);
+}
+
 /* ---- the tick ---- */
 
 static void run_upstream(struct upstream *u)
@@ -437,6 +556,14 @@ static void run_upstream(struct upstream *u)
         if (!ss->running && (ss->requested || ss->due_ms <= now)) {
             start_pull(u, i);
             inflight++;
+        }
+    }
+    if (inflight < max && u->ops->publish && !u->publishing && store_publishes(u->store)) {
+        struct publish_batch *b = take_publish(u, u->ops->publish_limit);
+        if (b) {
+            u->publishing = true;
+            inflight++;
+            u->ops->publish(u, b);
         }
     }
     while (inflight < max && u->ops->push) {

@@ -78,6 +78,26 @@ struct push_batch {
     void *data;         /* the connector's */
 };
 
+/* Marketplace stock publishing (the coordinator only): the newest absolute value per SKU. */
+struct publish_item {
+    char sku[80];
+    char product_id[80]; /* the marketplace's product id of the SKU */
+    int64_t value;
+    int64_t gen; /* the publish row's generation when read; a newer one keeps it dirty */
+    int outcome;
+    char error[256];
+};
+
+struct publish_batch {
+    struct upstream *u;
+    struct publish_item *items;
+    int n;
+    int outcome; /* for the whole batch when the answer did not say per item */
+    char error[256];
+    long retry_after_s;
+    void *data; /* the connector's */
+};
+
 struct connector_ops {
     const char *kind; /* "wms", "aliexpress" */
     int nstreams;
@@ -87,6 +107,9 @@ struct connector_ops {
     void (*pull)(struct upstream *u, int stream, const struct checkpoint *cp);
     void (*push)(struct upstream *u, struct push_batch *b);
     void (*free)(struct upstream *u);
+    /* Optional: sends marketplace stock values; calls sync_publish_done(b) later. */
+    void (*publish)(struct upstream *u, struct publish_batch *b);
+    int publish_limit; /* SKUs per call */
 };
 
 enum link_state { LINK_UNKNOWN, LINK_UP, LINK_DOWN };
@@ -125,14 +148,17 @@ struct upstream {
     int64_t last_success_at, last_error_at;
     char last_error[256];
     int inflight_pushes;
+    bool publishing; /* a publish batch is in flight (one at a time) */
     struct stream_state streams[UPSTREAM_MAX_STREAMS];
 };
 
 /* Connectors report here, on the loop. The engine takes ownership of the page / batch. */
 void sync_pull_done(struct upstream *u, int stream, struct pull_page *page);
 void sync_push_done(struct push_batch *b);
+void sync_publish_done(struct publish_batch *b);
 
 /* The connectors. */
 extern const struct connector_ops conn_wms_ops;
+extern const struct connector_ops conn_aliexpress_ops;
 
 #endif

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Configures and builds tally into a build directory (default: build/).
 #   scripts/build.sh [BUILD_DIR] [extra cmake args...]
+# Prints compiler diagnostics only; fails when the build fails.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 dir=${1:-build}
@@ -8,5 +9,12 @@ shift || true
 if [ ! -f "$dir/CMakeCache.txt" ]; then
     cmake -S . -B "$dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo "$@" >/dev/null
 fi
-cmake --build "$dir" -j"$(nproc)" 2>&1 | grep -Ev '^\[ *[0-9]+%\]|^-- |Consolidate compiler|^$' || true
-test "${PIPESTATUS[0]}" -eq 0
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+if cmake --build "$dir" -j"$(nproc)" >"$log" 2>&1; then
+    grep -E 'warning|error' "$log" || true
+else
+    grep -Ev '^\[ *[0-9]+%\]|^-- ' "$log" >&2
+    echo "build failed in $dir" >&2
+    exit 1
+fi

@@ -1,0 +1,1233 @@
+#include "marketplace.h"
+
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <cjson/cJSON.h>
+
+#include "gen.h"
+#include "json_in.h"
+#include "json_out.h"
+#include "sign.h"
+#include "simtime.h"
+#include "state.h"
+#include "stats.h"
+
+/* Limits of the platform (see README for which are documented and which assumed). */
+#define PRODUCT_PAGE_MAX 100
+#define ORDER_PAGE_MAX 50
+#define INVENTORY_PRODUCTS_MAX 20
+#define INVENTORY_SKUS_MAX 200
+#define INVENTORY_VALUE_MAX 999999
+#define HANDLING_DAYS 3
+#define CHILD_ID_BASE 8000000000000000LL
+#define CURRENCY "USD"
+#define SELLER_LOGIN "tally-sim-seller"
+#define SELLER_NAME "Tally Sim Store"
+
+struct mp_error {
+    const char *type; /* "ISV" (caller's fault) or "ISP" (platform's) */
+    const char *code;
+    char msg[256];
+};
+
+static int fail(struct mp_error *e, const char *code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static int fail(struct mp_error *e, const char *code, const char *fmt, ...)
+{
+    e->type = "ISV";
+    e->code = code;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(e->msg, sizeof(e->msg), fmt, ap);
+    va_end(ap);
+    return -1;
+}
+
+static int missing(struct mp_error *e, const char *name)
+{
+    return fail(e, "MissingParameter",
+                "The input parameter \"%s\" that is mandatory for processing this request is "
+                "not supplied",
+                name);
+}
+
+static int invalid(struct mp_error *e, const char *name, const char *why)
+{
+    return fail(e, "InvalidParameter", "The specified parameter \"%s\" is not valid: %s", name,
+                why);
+}
+
+/* --- small writers ------------------------------------------------------------------------ */
+
+static void money_text(int64_t cents, char out[32])
+{
+    snprintf(out, 32, "%" PRId64 ".%02d", cents / 100, (int)(cents % 100));
+}
+
+/* SimpleMoney: {"currency_code","amount"} */
+static void kv_money(struct jb *j, const char *key, int64_t cents)
+{
+    char amount[32];
+    money_text(cents, amount);
+    jb_kv_obj(j, key);
+    jb_kv_str(j, "currency_code", CURRENCY);
+    jb_kv_str(j, "amount", amount);
+    jb_obj_end(j);
+}
+
+/* GlobalMoneyStr: adds cent and cent_factor. */
+static void kv_money_detail(struct jb *j, const char *key, int64_t cents)
+{
+    char amount[32];
+    money_text(cents, amount);
+    jb_kv_obj(j, key);
+    jb_kv_str(j, "currency_code", CURRENCY);
+    jb_kv_str(j, "amount", amount);
+    jb_kv_i64(j, "cent", cents);
+    jb_kv_i64(j, "cent_factor", 100);
+    jb_obj_end(j);
+}
+
+static void kv_time(struct jb *j, const char *key, int64_t t)
+{
+    char buf[ST_PACIFIC_LEN];
+    st_fmt_pacific(t, buf);
+    jb_kv_str(j, key, buf);
+}
+
+static void kv_image(struct jb *j, const char *key, size_t product)
+{
+    char url[96];
+    snprintf(url, sizeof(url), "https://ae01.alicdn.com/kf/S%016" PRIx64 ".jpg",
+             (uint64_t)sim_product_id(product) * 0x9E3779B97F4A7C15ull);
+    jb_kv_str(j, key, url);
+}
+
+/* --- parameter readers -------------------------------------------------------------------- */
+
+/* Parses a JSON-valued parameter; NULL (with e) if absent-but-required or malformed. */
+static cJSON *json_param(const struct params *p, const char *name, bool required, int *rc,
+                         struct mp_error *e)
+{
+    const char *v = params_get(p, name);
+    *rc = 0;
+    if (!v) {
+        if (required)
+            *rc = missing(e, name);
+        return NULL;
+    }
+    cJSON *doc = cJSON_Parse(v);
+    if (!doc)
+        *rc = invalid(e, name, "not valid JSON");
+    return doc;
+}
+
+/* Optional integer member; false (with e) when present but not an integer in [lo, hi]. */
+static bool member_int(const cJSON *obj, const char *key, int64_t lo, int64_t hi, int64_t *out,
+                       struct mp_error *e)
+{
+    const cJSON *it = cJSON_GetObjectItemCaseSensitive(obj, key);
+    if (!it || cJSON_IsNull(it))
+        return true;
+    int64_t v;
+    if (!jin_id(it, &v) || v < lo || v > hi) {
+        char why[96];
+        snprintf(why, sizeof(why), "must be an integer in [%" PRId64 ", %" PRId64 "]", lo, hi);
+        invalid(e, key, why);
+        return false;
+    }
+    *out = v;
+    return true;
+}
+
+/* Optional Pacific-time member; false (with e) when present and malformed. */
+static bool member_time(const cJSON *obj, const char *key, int64_t *out, struct mp_error *e)
+{
+    const cJSON *it = cJSON_GetObjectItemCaseSensitive(obj, key);
+    if (!it || cJSON_IsNull(it) || (cJSON_IsString(it) && !it->valuestring[0]))
+        return true;
+    if (!cJSON_IsString(it) || st_parse_pacific(it->valuestring, out) < 0) {
+        invalid(e, key, "expected \"yyyy-MM-dd HH:mm:ss\" (US Pacific time)");
+        return false;
+    }
+    return true;
+}
+
+/* --- aliexpress.solution.product.list.get -------------------------------------------------- */
+
+struct product_filter {
+    int status; /* -1 any, 0 onSelling, 1 offline */
+    int64_t mod_from, mod_to, create_from, create_to;
+    int64_t only; /* product index, or -1 */
+};
+
+static bool product_matches(const struct sim *s, size_t i, const struct product_filter *f)
+{
+    const struct product *p = &s->products[i];
+    return (f->only < 0 || (size_t)f->only == i) && (f->status < 0 || f->status == p->offline) &&
+           p->modified >= f->mod_from && p->modified <= f->mod_to &&
+           p->created >= f->create_from && p->created <= f->create_to;
+}
+
+static void price_range(const struct sim *s, size_t i, int64_t *lo, int64_t *hi)
+{
+    const struct product *p = &s->products[i];
+    *lo = INT64_MAX;
+    *hi = 0;
+    for (uint32_t k = 0; k < p->n_skus; k++) {
+        int64_t c = s->skus[p->first_sku + k].price_cents;
+        *lo = c < *lo ? c : *lo;
+        *hi = c > *hi ? c : *hi;
+    }
+}
+
+static void write_item_display(const struct sim *s, size_t i, struct jb *j)
+{
+    const struct product *p = &s->products[i];
+    char title[160], lo_s[32], hi_s[32];
+    int64_t lo, hi;
+    gen_product_title(s, i, title, sizeof(title));
+    price_range(s, i, &lo, &hi);
+    money_text(lo, lo_s);
+    money_text(hi, hi_s);
+    jb_obj(j);
+    jb_kv_i64(j, "product_id", sim_product_id(i));
+    jb_kv_str(j, "subject", title);
+    kv_time(j, "gmt_create", p->created);
+    kv_time(j, "gmt_modified", p->modified);
+    jb_kv_str(j, "product_min_price", lo_s);
+    jb_kv_str(j, "product_max_price", hi_s);
+    jb_kv_str(j, "currency_code", CURRENCY);
+    kv_image(j, "image_u_r_ls", i);
+    jb_kv_str(j, "owner_member_id", SELLER_LOGIN);
+    jb_kv_i64(j, "owner_member_seq", 2000000001);
+    jb_kv_i64(j, "freight_template_id", 1000);
+    jb_kv_str(j, "src", "isv");
+    if (p->offline)
+        jb_kv_str(j, "ws_display", "user_offline");
+    jb_obj_end(j);
+}
+
+static int product_list_get(struct sim *s, const struct params *prm, struct jb *j,
+                            struct mp_error *e)
+{
+    int rc;
+    cJSON *q = json_param(prm, "aeop_a_e_product_list_query", false, &rc, e);
+    if (rc < 0)
+        return -1;
+    int64_t page = 1, size = 20;
+    struct product_filter f = {-1, INT64_MIN, INT64_MAX, INT64_MIN, INT64_MAX, -1};
+    int64_t product_id = 0;
+    bool ok = true;
+    if (q && !cJSON_IsObject(q)) {
+        invalid(e, "aeop_a_e_product_list_query", "not a JSON object");
+        ok = false;
+    }
+    ok = ok && member_int(q, "current_page", 1, INT32_MAX, &page, e) &&
+         member_int(q, "page_size", 1, PRODUCT_PAGE_MAX, &size, e) &&
+         member_time(q, "gmt_modified_start", &f.mod_from, e) &&
+         member_time(q, "gmt_modified_end", &f.mod_to, e) &&
+         member_time(q, "gmt_create_start", &f.create_from, e) &&
+         member_time(q, "gmt_create_end", &f.create_to, e) &&
+         member_int(q, "product_id", 1, INT64_MAX, &product_id, e);
+    const char *status = q ? jin_str(q, "product_status_type") : NULL;
+    const char *sku_code = q ? jin_str(q, "sku_code") : NULL;
+    if (ok && status) {
+        if (strcmp(status, "onSelling") == 0)
+            f.status = 0;
+        else if (strcmp(status, "offline") == 0)
+            f.status = 1;
+        else if (strcmp(status, "auditing") == 0 || strcmp(status, "editingRequired") == 0)
+            f.status = 2; /* the simulator has none in these states */
+        else
+            ok = invalid(e, "product_status_type",
+                         "one of onSelling, offline, auditing, editingRequired") == 0;
+    }
+    bool none = false;
+    if (ok && product_id) {
+        f.only = sim_product_find(s, product_id);
+        none = f.only < 0;
+    }
+    if (ok && sku_code) {
+        int64_t k = sim_sku_find(s, sku_code, strlen(sku_code));
+        none = none || k < 0 || (f.only >= 0 && f.only != s->skus[k].product);
+        if (k >= 0)
+            f.only = s->skus[k].product;
+    }
+    cJSON_Delete(q);
+    if (!ok)
+        return -1;
+
+    bool unfiltered = f.only < 0 && f.status < 0 && f.mod_from == INT64_MIN &&
+                      f.mod_to == INT64_MAX && f.create_from == INT64_MIN &&
+                      f.create_to == INT64_MAX;
+    size_t total = 0;
+    int64_t skip = (page - 1) * size;
+    jb_kv_obj(j, "result");
+    jb_kv_obj(j, "aeop_a_e_product_display_d_t_o_list");
+    jb_kv_arr(j, "item_display_dto");
+    if (none) {
+        /* nothing */
+    } else if (unfiltered) {
+        total = s->n_products;
+        for (int64_t i = skip; i < skip + size && (size_t)i < s->n_products; i++)
+            write_item_display(s, (size_t)i, j);
+    } else {
+        for (size_t i = 0; i < s->n_products; i++) {
+            if (!product_matches(s, i, &f))
+                continue;
+            if ((int64_t)total >= skip && (int64_t)total < skip + size)
+                write_item_display(s, i, j);
+            total++;
+        }
+    }
+    jb_arr_end(j);
+    jb_obj_end(j);
+    jb_kv_i64(j, "current_page", page);
+    jb_kv_i64(j, "page_size", size);
+    jb_kv_i64(j, "product_count", (int64_t)total);
+    jb_kv_i64(j, "total_page", ((int64_t)total + size - 1) / size);
+    jb_kv_bool(j, "success", true);
+    jb_obj_end(j);
+    return 0;
+}
+
+/* --- aliexpress.solution.product.info.get ------------------------------------------------- */
+
+static void write_sku(const struct sim *s, uint32_t k, struct jb *j)
+{
+    const struct sku *sk = &s->skus[k];
+    char price[32], id[64];
+    money_text(sk->price_cents, price);
+    int n = 0;
+    id[0] = '\0';
+    if (sk->colour != SKU_NO_ATTR)
+        n += snprintf(id, sizeof(id), "%d:%" PRId64, GEN_COLOUR_PROPERTY_ID,
+                      gen_colour_value_id(sk->colour));
+    if (sk->size != SKU_NO_ATTR)
+        snprintf(id + n, sizeof(id) - (size_t)n, "%s%d:%" PRId64, n ? ";" : "",
+                 GEN_SIZE_PROPERTY_ID, gen_size_value_id(sk->size));
+    jb_obj(j);
+    jb_kv_str(j, "id", id[0] ? id : "<none>");
+    jb_kv_str(j, "sku_code", sk->code);
+    jb_kv_str(j, "sku_price", price);
+    jb_kv_i64(j, "ipm_sku_stock", s->mp_stock[k]);
+    jb_kv_bool(j, "sku_stock", s->mp_stock[k] > 0);
+    jb_kv_str(j, "currency_code", CURRENCY);
+    jb_kv_obj(j, "aeop_s_k_u_property_list");
+    jb_kv_arr(j, "global_aeop_sku_property");
+    if (sk->colour != SKU_NO_ATTR) {
+        jb_obj(j);
+        jb_kv_i64(j, "sku_property_id", GEN_COLOUR_PROPERTY_ID);
+        jb_kv_i64(j, "property_value_id", gen_colour_value_id(sk->colour));
+        jb_kv_str(j, "property_value_definition_name", gen_colour_name(sk->colour));
+        jb_obj_end(j);
+    }
+    if (sk->size != SKU_NO_ATTR) {
+        jb_obj(j);
+        jb_kv_i64(j, "sku_property_id", GEN_SIZE_PROPERTY_ID);
+        jb_kv_i64(j, "property_value_id", gen_size_value_id(sk->size));
+        jb_kv_str(j, "property_value_definition_name", gen_size_name(sk->size));
+        jb_obj_end(j);
+    }
+    jb_arr_end(j);
+    jb_obj_end(j);
+    jb_obj_end(j);
+}
+
+static int product_info_get(struct sim *s, const struct params *prm, struct jb *j,
+                            struct mp_error *e)
+{
+    const char *pid = params_get(prm, "product_id");
+    int64_t id;
+    if (!pid)
+        return missing(e, "product_id");
+    if (!jin_parse_digits(pid, &id))
+        return invalid(e, "product_id", "not a number");
+    int64_t i = sim_product_find(s, id);
+    if (i < 0)
+        return fail(e, "ProductNotFound", "product %" PRId64 " does not exist", id);
+    const struct product *p = &s->products[i];
+    char title[160], price[32];
+    int64_t lo, hi;
+    gen_product_title(s, (size_t)i, title, sizeof(title));
+    price_range(s, (size_t)i, &lo, &hi);
+    money_text(lo, price);
+
+    jb_kv_obj(j, "result");
+    jb_kv_i64(j, "product_id", id);
+    jb_kv_str(j, "subject", title);
+    jb_kv_str(j, "product_status_type", p->offline ? "offline" : "onSelling");
+    kv_time(j, "gmt_create", p->created);
+    kv_time(j, "gmt_modified", p->modified);
+    jb_kv_str(j, "currency_code", CURRENCY);
+    jb_kv_str(j, "product_price", price);
+    jb_kv_i64(j, "category_id", 200000000 + (int64_t)(p->title_seed % 997));
+    jb_kv_i64(j, "delivery_time", HANDLING_DAYS);
+    jb_kv_i64(j, "lot_num", 1);
+    jb_kv_i64(j, "product_unit", 100000015);
+    jb_kv_bool(j, "package_type", false);
+    kv_image(j, "image_u_r_ls", (size_t)i);
+    jb_kv_str(j, "owner_member_id", SELLER_LOGIN);
+    jb_kv_obj(j, "multi_language_subject_list");
+    jb_kv_arr(j, "global_subject");
+    jb_obj(j);
+    jb_kv_str(j, "locale", "en_US");
+    jb_kv_str(j, "subject", title);
+    jb_obj_end(j);
+    jb_arr_end(j);
+    jb_obj_end(j);
+    jb_kv_obj(j, "aeop_ae_product_s_k_us");
+    jb_kv_arr(j, "global_aeop_ae_product_sku");
+    for (uint32_t k = 0; k < p->n_skus; k++)
+        write_sku(s, p->first_sku + k, j);
+    jb_arr_end(j);
+    jb_obj_end(j);
+    jb_obj_end(j);
+    return 0;
+}
+
+/* --- aliexpress.solution.batch.product.inventory.update ------------------------------------ */
+
+struct product_check {
+    int64_t product_id;
+    const char *code; /* NULL when valid */
+    char msg[160];
+};
+
+/* Validates one entry of mutiple_product_update_list; nothing is applied here. */
+static void check_product_update(struct sim *s, const cJSON *item, struct product_check *c)
+{
+    c->code = NULL;
+    c->product_id = 0;
+    const cJSON *pid = cJSON_GetObjectItemCaseSensitive(item, "product_id");
+    const cJSON *list = cJSON_GetObjectItemCaseSensitive(item, "multiple_sku_update_list");
+    if (!cJSON_IsObject(item) || !jin_id(pid, &c->product_id)) {
+        c->code = "PARAM_ERROR";
+        snprintf(c->msg, sizeof(c->msg), "product_id is missing or not a number");
+        return;
+    }
+    int64_t p = sim_product_find(s, c->product_id);
+    if (p < 0) {
+        c->code = "PRODUCT_NOT_FOUND";
+        snprintf(c->msg, sizeof(c->msg), "product %" PRId64 " does not exist", c->product_id);
+        return;
+    }
+    int n = cJSON_IsArray(list) ? cJSON_GetArraySize(list) : -1;
+    if (n < 1 || n > INVENTORY_SKUS_MAX) {
+        c->code = "PARAM_ERROR";
+        snprintf(c->msg, sizeof(c->msg), "multiple_sku_update_list must hold 1 to %d SKUs",
+                 INVENTORY_SKUS_MAX);
+        return;
+    }
+    const cJSON *it;
+    cJSON_ArrayForEach(it, list)
+    {
+        const char *code = jin_str(it, "sku_code");
+        int64_t inv;
+        int64_t k = code ? sim_sku_find(s, code, strlen(code)) : -1;
+        if (k < 0 || s->skus[k].product != (uint32_t)p) {
+            c->code = "SKU_NOT_FOUND";
+            snprintf(c->msg, sizeof(c->msg), "sku_code %s is not a SKU of product %" PRId64,
+                     code ? code : "(missing)", c->product_id);
+            return;
+        }
+        if (!jin_i64(cJSON_GetObjectItemCaseSensitive(it, "inventory"), &inv) || inv < 0 ||
+            inv > INVENTORY_VALUE_MAX) {
+            c->code = "INVALID_INVENTORY";
+            snprintf(c->msg, sizeof(c->msg), "inventory of %s must be an integer in [0, %d]", code,
+                     INVENTORY_VALUE_MAX);
+            return;
+        }
+    }
+}
+
+static int apply_product_update(struct sim *s, const cJSON *item)
+{
+    const cJSON *it;
+    cJSON_ArrayForEach(it, cJSON_GetObjectItemCaseSensitive(item, "multiple_sku_update_list"))
+    {
+        const char *code = jin_str(it, "sku_code");
+        int64_t inv = 0;
+        jin_i64(cJSON_GetObjectItemCaseSensitive(it, "inventory"), &inv);
+        if (publish_record(s, (uint32_t)sim_sku_find(s, code, strlen(code)), inv) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+static int inventory_update(struct sim *s, const struct params *prm, struct jb *j,
+                            struct mp_error *e)
+{
+    int rc;
+    cJSON *list = json_param(prm, "mutiple_product_update_list", true, &rc, e);
+    if (rc < 0)
+        return -1;
+    int n = cJSON_IsArray(list) ? cJSON_GetArraySize(list) : -1;
+    if (n < 1 || n > INVENTORY_PRODUCTS_MAX) {
+        cJSON_Delete(list);
+        return invalid(e, "mutiple_product_update_list", "must be an array of 1 to 20 products");
+    }
+    struct product_check checks[INVENTORY_PRODUCTS_MAX];
+    int failed = 0, i = 0;
+    const cJSON *item;
+    cJSON_ArrayForEach(item, list)
+    {
+        struct product_check *c = &checks[i++];
+        check_product_update(s, item, c);
+        if (!c->code && apply_product_update(s, item) < 0) {
+            c->code = "SYSTEM_ERROR";
+            snprintf(c->msg, sizeof(c->msg), "out of memory");
+        }
+        failed += c->code != NULL;
+    }
+    cJSON_Delete(list);
+
+    jb_kv_bool(j, "update_success", failed == 0);
+    if (failed) {
+        jb_kv_str(j, "update_error_code", failed == n ? "ALL_FAILED" : "PART_FAILED");
+        jb_kv_str(j, "update_error_message", "some products were not updated, see update_failed_list");
+    }
+    jb_kv_obj(j, "update_successful_list");
+    jb_kv_arr(j, "synchronize_product_response_dto");
+    for (int k = 0; k < n; k++) {
+        if (checks[k].code)
+            continue;
+        jb_obj(j);
+        jb_kv_i64(j, "product_id", checks[k].product_id);
+        jb_obj_end(j);
+    }
+    jb_arr_end(j);
+    jb_obj_end(j);
+    jb_kv_obj(j, "update_failed_list");
+    jb_kv_arr(j, "synchronize_product_response_dto");
+    for (int k = 0; k < n; k++) {
+        if (!checks[k].code)
+            continue;
+        jb_obj(j);
+        jb_kv_i64(j, "product_id", checks[k].product_id);
+        jb_kv_str(j, "error_code", checks[k].code);
+        jb_kv_str(j, "error_message", checks[k].msg);
+        jb_obj_end(j);
+    }
+    jb_arr_end(j);
+    jb_obj_end(j);
+    return 0;
+}
+
+/* --- orders: shared writers --------------------------------------------------------------- */
+
+static int64_t order_total(const struct order *o)
+{
+    int64_t sum = 0;
+    for (int i = 0; i < o->n_lines; i++)
+        sum += (int64_t)o->lines[i].unit_price_cents * o->lines[i].qty;
+    return sum;
+}
+
+static int64_t child_id(const struct sim *s, const struct order *o, int line)
+{
+    return CHILD_ID_BASE + (int64_t)(o - s->orders) * 4 + line + 1;
+}
+
+static const char *fund_status(const struct order *o)
+{
+    return o->status == OS_PLACE_ORDER_SUCCESS ? "NOT_PAY"
+           : o->status == OS_WAIT_SELLER_EXAMINE_MONEY ? "WAIT_SELLER_CHECK"
+                                                        : "PAY_SUCCESS";
+}
+
+static const char *logistics_status(const struct order *o)
+{
+    switch (o->status) {
+    case OS_WAIT_SELLER_SEND_GOODS:
+    case OS_RISK_CONTROL:
+        return "WAIT_SELLER_SEND_GOODS";
+    case OS_SELLER_PART_SEND_GOODS:
+        return "SELLER_SEND_PART_GOODS";
+    case OS_WAIT_BUYER_ACCEPT_GOODS:
+    case OS_FUND_PROCESSING:
+        return "SELLER_SEND_GOODS";
+    case OS_FINISH:
+        return "BUYER_ACCEPT_GOODS";
+    default:
+        return "NO_LOGISTICS";
+    }
+}
+
+static bool awaits_shipping(const struct order *o)
+{
+    return o->status == OS_WAIT_SELLER_SEND_GOODS || o->status == OS_SELLER_PART_SEND_GOODS ||
+           o->status == OS_RISK_CONTROL;
+}
+
+/* Latest time an accepted fulfilment was recorded, or 0. */
+static int64_t last_sent(const struct order *o)
+{
+    int64_t t = 0;
+    for (uint32_t i = 0; i < o->n_ful; i++)
+        if (o->ful[i].result == FUL_APPLIED || o->ful[i].result == FUL_INITIAL)
+            t = o->ful[i].at_ms / 1000;
+    return t;
+}
+
+static void write_order_product(const struct sim *s, const struct order *o, int i,
+                                 const struct buyer *b, struct jb *j)
+{
+    const struct order_line *l = &o->lines[i];
+    const struct sku *k = &s->skus[l->sku];
+    char title[160], standard[64], snap[128];
+    gen_product_title(s, k->product, title, sizeof(title));
+    gen_sku_standard(k, standard, sizeof(standard));
+    snprintf(snap, sizeof(snap), "//www.aliexpress.com/snapshot/null.html?orderId=%" PRId64,
+             child_id(s, o, i));
+    jb_obj(j);
+    jb_kv_i64(j, "child_id", child_id(s, o, i));
+    jb_kv_i64(j, "order_id", o->id);
+    jb_kv_i64(j, "product_id", sim_product_id(k->product));
+    jb_kv_str(j, "product_name", title);
+    jb_kv_str(j, "sku_code", k->code);
+    jb_kv_str(j, "product_standard", standard);
+    jb_kv_i64(j, "product_count", l->qty);
+    jb_kv_str(j, "product_unit", "piece");
+    kv_money(j, "product_unit_price", l->unit_price_cents);
+    kv_money(j, "total_product_amount", (int64_t)l->unit_price_cents * l->qty);
+    kv_money(j, "logistics_amount", 0);
+    jb_kv_str(j, "son_order_status", order_status_name(o->status));
+    jb_kv_str(j, "show_status", order_status_name(o->status));
+    jb_kv_str(j, "fund_status", fund_status(o));
+    jb_kv_str(j, "issue_status", o->status == OS_IN_ISSUE ? "IN_ISSUE" : "NO_ISSUE");
+    jb_kv_str(j, "send_goods_operator", "SELLER_SEND_GOODS");
+    jb_kv_str(j, "logistics_type", "CAINIAO_STANDARD");
+    jb_kv_str(j, "logistics_service_name", "AliExpress Standard Shipping");
+    jb_kv_i64(j, "goods_prepare_time", HANDLING_DAYS);
+    jb_kv_str(j, "freight_commit_day", "75");
+    jb_kv_str(j, "delivery_time", "7-15");
+    jb_kv_str(j, "escrow_fee_rate", "0.08");
+    jb_kv_str(j, "buyer_signer_first_name", b->first);
+    jb_kv_str(j, "buyer_signer_last_name", b->last);
+    jb_kv_bool(j, "money_back3x", false);
+    jb_kv_bool(j, "can_submit_issue", false);
+    kv_image(j, "product_img_url", k->product);
+    jb_kv_str(j, "product_snap_url", snap);
+    jb_obj_end(j);
+}
+
+static void write_deadline(struct jb *j, const struct order *o, int64_t now)
+{
+    int64_t left = (o->paid ? o->paid : o->created) + HANDLING_DAYS * 86400 - now;
+    char d[24], h[24], m[24];
+    int64_t a = left < 0 ? 0 : left;
+    snprintf(d, sizeof(d), "%" PRId64, a / 86400);
+    snprintf(h, sizeof(h), "%" PRId64, a % 86400 / 3600);
+    snprintf(m, sizeof(m), "%" PRId64, a % 3600 / 60);
+    jb_kv_str(j, "left_send_good_day", d);
+    jb_kv_str(j, "left_send_good_hour", h);
+    jb_kv_str(j, "left_send_good_min", m);
+    jb_kv_i64(j, "timeout_left_time", left * 1000);
+}
+
+static void write_order_dto(const struct sim *s, const struct order *o, int64_t now,
+                            struct jb *j)
+{
+    struct buyer b;
+    char full[72];
+    gen_buyer(o->buyer_seed, o->country, &b);
+    snprintf(full, sizeof(full), "%s %s", b.first, b.last);
+    jb_obj(j);
+    jb_kv_i64(j, "order_id", o->id);
+    jb_kv_str(j, "order_status", order_status_name(o->status));
+    kv_time(j, "gmt_create", o->created);
+    kv_time(j, "gmt_update", o->modified);
+    if (o->paid)
+        kv_time(j, "gmt_pay_time", o->paid);
+    if (last_sent(o))
+        kv_time(j, "gmt_send_goods_time", last_sent(o));
+    jb_kv_str(j, "buyer_login_id", b.login);
+    jb_kv_str(j, "buyer_signer_fullname", full);
+    jb_kv_str(j, "seller_login_id", SELLER_LOGIN);
+    jb_kv_str(j, "seller_operator_login_id", SELLER_LOGIN);
+    jb_kv_str(j, "seller_signer_fullname", SELLER_NAME);
+    jb_kv_str(j, "biz_type", "AE_COMMON");
+    jb_kv_str(j, "fund_status", fund_status(o));
+    jb_kv_str(j, "frozen_status", o->status == OS_IN_FROZEN ? "IN_FROZEN" : "NO_FROZEN");
+    jb_kv_str(j, "issue_status", o->status == OS_IN_ISSUE ? "IN_ISSUE" : "NO_ISSUE");
+    jb_kv_str(j, "logistics_status", logistics_status(o));
+    jb_kv_str(j, "payment_type", "MIXEDCARD");
+    jb_kv_bool(j, "phone", false);
+    jb_kv_bool(j, "has_request_loan", false);
+    kv_money(j, "pay_amount", order_total(o));
+    if (awaits_shipping(o))
+        write_deadline(j, o, now);
+    jb_kv_obj(j, "product_list");
+    jb_kv_arr(j, "order_product_dto");
+    for (int i = 0; i < o->n_lines; i++)
+        write_order_product(s, o, i, &b, j);
+    jb_arr_end(j);
+    jb_obj_end(j);
+    jb_obj_end(j);
+}
+
+/* --- aliexpress.solution.order.get -------------------------------------------------------- */
+
+struct order_filter {
+    uint32_t status_mask;
+    int64_t create_from, create_to, mod_from, mod_to;
+    const char *buyer;
+};
+
+static bool order_matches(const struct order *o, const struct order_filter *f)
+{
+    if (!(f->status_mask & (1u << o->status)) || o->created < f->create_from ||
+        o->created > f->create_to || o->modified < f->mod_from || o->modified > f->mod_to)
+        return false;
+    if (f->buyer) {
+        struct buyer b;
+        gen_buyer(o->buyer_seed, o->country, &b);
+        return strcmp(b.login, f->buyer) == 0;
+    }
+    return true;
+}
+
+static bool read_status_filter(const cJSON *q, uint32_t *mask, struct mp_error *e)
+{
+    *mask = 0;
+    const char *one = jin_str(q, "order_status");
+    const cJSON *list = cJSON_GetObjectItemCaseSensitive(q, "order_status_list");
+    if (one && *one) {
+        int st = order_status_parse(one);
+        if (st < 0)
+            return invalid(e, "order_status", "unknown order status") == 0;
+        *mask |= 1u << st;
+    }
+    if (list && !cJSON_IsNull(list)) {
+        if (!cJSON_IsArray(list))
+            return invalid(e, "order_status_list", "must be an array of statuses") == 0;
+        const cJSON *it;
+        cJSON_ArrayForEach(it, list)
+        {
+            int st = cJSON_IsString(it) ? order_status_parse(it->valuestring) : -1;
+            if (st < 0)
+                return invalid(e, "order_status_list", "unknown order status") == 0;
+            *mask |= 1u << st;
+        }
+    }
+    if (*mask == 0) /* finished orders are only listed when asked for */
+        *mask = ((1u << OS_COUNT) - 1) & ~(1u << OS_FINISH);
+    return true;
+}
+
+static int order_get(struct sim *s, const struct params *prm, struct jb *j, struct mp_error *e)
+{
+    int rc;
+    cJSON *q = json_param(prm, "param0", true, &rc, e);
+    if (rc < 0)
+        return -1;
+    int64_t page = 0, size = 0;
+    struct order_filter f = {0, INT64_MIN, INT64_MAX, INT64_MIN, INT64_MAX, NULL};
+    bool ok = cJSON_IsObject(q);
+    if (!ok)
+        invalid(e, "param0", "not a JSON object");
+    ok = ok && member_int(q, "current_page", 1, INT32_MAX, &page, e) &&
+         member_int(q, "page_size", 1, ORDER_PAGE_MAX, &size, e) &&
+         member_time(q, "create_date_start", &f.create_from, e) &&
+         member_time(q, "create_date_end", &f.create_to, e) &&
+         member_time(q, "modified_date_start", &f.mod_from, e) &&
+         member_time(q, "modified_date_end", &f.mod_to, e) &&
+         read_status_filter(q, &f.status_mask, e);
+    if (ok && page == 0)
+        ok = missing(e, "current_page") == 0;
+    if (ok && size == 0)
+        ok = missing(e, "page_size") == 0;
+    f.buyer = ok ? jin_str(q, "buyer_login_id") : NULL;
+    if (!ok) {
+        cJSON_Delete(q);
+        return -1;
+    }
+    int64_t now = sim_now(s);
+    char stamp[ST_PACIFIC_LEN];
+    st_fmt_pacific(now, stamp);
+    int64_t total = 0, skip = (page - 1) * size;
+    /* newest first, like the platform's order list */
+    jb_kv_obj(j, "result");
+    for (size_t i = s->n_orders; i-- > 0;) {
+        const struct order *o = &s->orders[i];
+        if (!order_matches(o, &f))
+            continue;
+        if (total >= skip && total < skip + size) {
+            if (total == skip) {
+                jb_kv_obj(j, "target_list");
+                jb_kv_arr(j, "order_dto");
+            }
+            write_order_dto(s, o, now, j);
+            if (total == skip + size - 1) {
+                jb_arr_end(j);
+                jb_obj_end(j);
+            }
+        }
+        total++;
+    }
+    if (total > skip && total < skip + size) { /* a last, partial page: close the list */
+        jb_arr_end(j);
+        jb_obj_end(j);
+    }
+    cJSON_Delete(q);
+    jb_kv_i64(j, "total_count", total);
+    jb_kv_i64(j, "page_size", size);
+    jb_kv_i64(j, "current_page", page);
+    jb_kv_i64(j, "total_page", (total + size - 1) / size);
+    jb_kv_bool(j, "success", true);
+    jb_kv_str(j, "time_stamp", stamp);
+    jb_obj_end(j);
+    return 0;
+}
+
+/* --- aliexpress.solution.order.info.get --------------------------------------------------- */
+
+static void write_address(struct jb *j, const struct buyer *b)
+{
+    char contact[72];
+    snprintf(contact, sizeof(contact), "%s %s", b->first, b->last);
+    jb_kv_obj(j, "receipt_address");
+    jb_kv_str(j, "contact_person", contact);
+    jb_kv_str(j, "country", b->country);
+    jb_kv_str(j, "province", b->province);
+    jb_kv_str(j, "city", b->city);
+    jb_kv_str(j, "zip", b->zip);
+    jb_kv_str(j, "detail_address", b->street);
+    jb_kv_str(j, "address2", "");
+    jb_kv_str(j, "phone_country", b->phone_country);
+    jb_kv_str(j, "mobile_no", b->phone);
+    jb_obj_end(j);
+}
+
+static void write_child_order(const struct sim *s, const struct order *o, int i, struct jb *j)
+{
+    const struct order_line *l = &o->lines[i];
+    const struct sku *k = &s->skus[l->sku];
+    char title[160], standard[64];
+    gen_product_title(s, k->product, title, sizeof(title));
+    gen_sku_standard(k, standard, sizeof(standard));
+    jb_obj(j);
+    jb_kv_i64(j, "id", child_id(s, o, i));
+    jb_kv_str(j, "order_status", order_status_name(o->status));
+    jb_kv_i64(j, "product_id", sim_product_id(k->product));
+    jb_kv_str(j, "product_name", title);
+    jb_kv_str(j, "sku_code", k->code);
+    jb_kv_str(j, "product_standard", standard);
+    jb_kv_i64(j, "product_count", l->qty);
+    jb_kv_str(j, "product_unit", "piece");
+    jb_kv_i64(j, "lot_num", 1);
+    kv_money_detail(j, "product_price", l->unit_price_cents);
+    kv_money_detail(j, "init_order_amt", (int64_t)l->unit_price_cents * l->qty);
+    jb_kv_str(j, "send_goods_operator", "SELLER_SEND_GOODS");
+    jb_kv_str(j, "logistics_type", "CAINIAO_STANDARD");
+    jb_kv_str(j, "logistics_service_name", "AliExpress Standard Shipping");
+    jb_kv_i64(j, "goods_prepare_time", HANDLING_DAYS);
+    jb_kv_str(j, "fund_status", fund_status(o));
+    jb_kv_str(j, "frozen_status", o->status == OS_IN_FROZEN ? "IN_FROZEN" : "NO_FROZEN");
+    jb_kv_str(j, "issue_status", o->status == OS_IN_ISSUE ? "IN_ISSUE" : "NO_ISSUE");
+    jb_obj_end(j);
+}
+
+static void write_logistics(const struct order *o, struct jb *j)
+{
+    jb_kv_obj(j, "logistic_info_list");
+    jb_kv_arr(j, "global_aeop_tp_logistic_info_dto");
+    for (uint32_t i = 0; i < o->n_ful; i++) {
+        const struct fulfilment *f = &o->ful[i];
+        if (f->result != FUL_APPLIED && f->result != FUL_INITIAL)
+            continue;
+        jb_obj(j);
+        jb_kv_str(j, "logistics_no", f->logistics_no);
+        jb_kv_str(j, "logistics_service_name", f->service_name ? f->service_name : "");
+        jb_kv_str(j, "logistics_type_code", f->service_name ? f->service_name : "");
+        kv_time(j, "gmt_send", f->at_ms / 1000);
+        jb_kv_bool(j, "have_tracking_info", true);
+        jb_kv_str(j, "receive_status", "default");
+        jb_obj_end(j);
+    }
+    jb_arr_end(j);
+    jb_obj_end(j);
+}
+
+static void write_order_detail(const struct sim *s, const struct order *o, int64_t flags,
+                               struct jb *j)
+{
+    struct buyer b;
+    char full[72], total[32];
+    gen_buyer(o->buyer_seed, o->country, &b);
+    snprintf(full, sizeof(full), "%s %s", b.first, b.last);
+    money_text(order_total(o), total);
+    jb_kv_obj(j, "data");
+    jb_kv_i64(j, "id", o->id);
+    jb_kv_str(j, "order_status", order_status_name(o->status));
+    kv_time(j, "gmt_create", o->created);
+    kv_time(j, "gmt_modified", o->modified);
+    if (o->paid)
+        kv_time(j, "gmt_pay_success", o->paid);
+    if (o->status == OS_FINISH)
+        kv_time(j, "gmt_trade_end", o->modified);
+    jb_kv_str(j, "buyerloginid", b.login);
+    jb_kv_str(j, "buyer_signer_fullname", full);
+    jb_kv_str(j, "seller_operator_login_id", SELLER_LOGIN);
+    jb_kv_str(j, "seller_signer_fullname", SELLER_NAME);
+    jb_kv_str(j, "fund_status", fund_status(o));
+    jb_kv_str(j, "frozen_status", o->status == OS_IN_FROZEN ? "IN_FROZEN" : "NO_FROZEN");
+    jb_kv_str(j, "issue_status", o->status == OS_IN_ISSUE ? "IN_ISSUE" : "NO_ISSUE");
+    jb_kv_str(j, "logistics_status", logistics_status(o));
+    jb_kv_str(j, "payment_type", "MIXEDCARD");
+    jb_kv_bool(j, "is_phone", false);
+    jb_kv_str(j, "settlement_currency", CURRENCY);
+    jb_kv_str(j, "pay_amount_by_settlement_cur", total);
+    kv_money_detail(j, "order_amount", order_total(o));
+    kv_money_detail(j, "init_oder_amount", order_total(o));
+    kv_money_detail(j, "logistics_amount", 0);
+    if (flags & 8) {
+        jb_kv_obj(j, "buyer_info");
+        jb_kv_str(j, "login_id", b.login);
+        jb_kv_str(j, "first_name", b.first);
+        jb_kv_str(j, "last_name", b.last);
+        jb_kv_str(j, "country", b.country);
+        jb_obj_end(j);
+    }
+    write_address(j, &b);
+    jb_kv_obj(j, "child_order_list");
+    jb_kv_arr(j, "global_aeop_tp_child_order_dto");
+    for (int i = 0; i < o->n_lines; i++)
+        write_child_order(s, o, i, j);
+    jb_arr_end(j);
+    jb_obj_end(j);
+    if (flags & 4)
+        write_logistics(o, j);
+    jb_obj_end(j);
+}
+
+static int order_info_get(struct sim *s, const struct params *prm, struct jb *j,
+                          struct mp_error *e)
+{
+    int rc;
+    cJSON *q = json_param(prm, "param1", true, &rc, e);
+    if (rc < 0)
+        return -1;
+    int64_t id = 0, flags = 31;
+    bool ok = cJSON_IsObject(q);
+    if (!ok)
+        invalid(e, "param1", "not a JSON object");
+    ok = ok && member_int(q, "order_id", 1, INT64_MAX, &id, e) &&
+         member_int(q, "ext_info_bit_flag", 0, INT32_MAX, &flags, e);
+    if (ok && id == 0)
+        ok = missing(e, "order_id") == 0;
+    cJSON_Delete(q);
+    if (!ok)
+        return -1;
+    char stamp[ST_PACIFIC_LEN];
+    st_fmt_pacific(sim_now(s), stamp);
+    const struct order *o = order_find(s, id);
+    jb_kv_obj(j, "result");
+    jb_kv_bool(j, "result_success", o != NULL);
+    jb_kv_str(j, "time_stamp", stamp);
+    if (o) {
+        write_order_detail(s, o, flags, j);
+    } else {
+        jb_kv_str(j, "error_code", "ORDER_NOT_FOUND");
+        jb_kv_str(j, "error_message", "order not found");
+    }
+    jb_obj_end(j);
+    return 0;
+}
+
+/* --- aliexpress.solution.order.fulfill ---------------------------------------------------- */
+
+static bool printable(const char *s, size_t max)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n > max)
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char)s[i] <= 0x20 || (unsigned char)s[i] == 0x7F)
+            return false;
+    return true;
+}
+
+static void fulfil_result(struct jb *j, int64_t now, const char *code, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+static void fulfil_result(struct jb *j, int64_t now, const char *code, const char *fmt, ...)
+{
+    char stamp[ST_PACIFIC_LEN], msg[256];
+    st_fmt_pacific(now, stamp);
+    jb_kv_obj(j, "result");
+    jb_kv_bool(j, "result_success", code == NULL);
+    jb_kv_str(j, "time_stamp", stamp);
+    if (code) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(msg, sizeof(msg), fmt, ap);
+        va_end(ap);
+        jb_kv_str(j, "error_code", code);
+        jb_kv_str(j, "error_message", msg);
+    }
+    jb_obj_end(j);
+}
+
+static int order_fulfill(struct sim *s, const struct params *prm, struct jb *j,
+                         struct mp_error *e)
+{
+    const char *service = params_get(prm, "service_name");
+    const char *ref = params_get(prm, "out_ref");
+    const char *send_type = params_get(prm, "send_type");
+    const char *logistics_no = params_get(prm, "logistics_no");
+    const char *website = params_get(prm, "tracking_website");
+    int64_t id;
+    if (!service || !*service)
+        return missing(e, "service_name");
+    if (!ref)
+        return missing(e, "out_ref");
+    if (!send_type)
+        return missing(e, "send_type");
+    if (!logistics_no)
+        return missing(e, "logistics_no");
+    if (strcmp(send_type, "all") != 0 && strcmp(send_type, "part") != 0)
+        return invalid(e, "send_type", "must be \"all\" or \"part\"");
+    if (!printable(logistics_no, 64))
+        return invalid(e, "logistics_no", "1 to 64 printable characters without spaces");
+    if (!jin_parse_digits(ref, &id))
+        return invalid(e, "out_ref", "not an order id");
+    int64_t now = sim_now(s), now_ms = sim_now_ms(s);
+    struct order *o = order_find(s, id);
+    if (!o) {
+        fulfil_result(j, now, "ORDER_NOT_FOUND", "order %" PRId64 " does not exist", id);
+        return 0;
+    }
+    for (uint32_t i = 0; i < o->n_ful; i++) {
+        const struct fulfilment *f = &o->ful[i];
+        if ((f->result == FUL_APPLIED || f->result == FUL_INITIAL) &&
+            strcmp(f->logistics_no, logistics_no) == 0) {
+            order_add_fulfilment(o, logistics_no, send_type, service, website,
+                                 FUL_ALREADY_SHIPPED, "ORDER_ALREADY_SHIPPED", now_ms);
+            fulfil_result(j, now, "ORDER_ALREADY_SHIPPED",
+                          "order %" PRId64 " has already been shipped with logistics_no %s", id,
+                          logistics_no);
+            return 0;
+        }
+    }
+    if (o->status != OS_WAIT_SELLER_SEND_GOODS && o->status != OS_SELLER_PART_SEND_GOODS) {
+        order_add_fulfilment(o, logistics_no, send_type, service, website, FUL_REJECTED,
+                             "ORDER_STATUS_NOT_ALLOWED", now_ms);
+        fulfil_result(j, now, "ORDER_STATUS_NOT_ALLOWED",
+                      "order %" PRId64 " is %s and cannot be shipped", id,
+                      order_status_name(o->status));
+        return 0;
+    }
+    if (order_add_fulfilment(o, logistics_no, send_type, service, website, FUL_APPLIED, NULL,
+                             now_ms) < 0) {
+        e->type = "ISP";
+        e->code = "SystemError";
+        snprintf(e->msg, sizeof(e->msg), "out of memory");
+        return -1;
+    }
+    order_set_status(s, o,
+                     strcmp(send_type, "all") == 0 ? OS_WAIT_BUYER_ACCEPT_GOODS
+                                                   : OS_SELLER_PART_SEND_GOODS);
+    fulfil_result(j, now, NULL, "%s", "");
+    return 0;
+}
+
+/* --- the gateway -------------------------------------------------------------------------- */
+
+typedef int (*mp_method_fn)(struct sim *s, const struct params *p, struct jb *j,
+                            struct mp_error *e);
+
+static const struct mp_method {
+    const char *name;
+    bool needs_session;
+    mp_method_fn fn;
+} methods[] = {
+    {"aliexpress.solution.product.list.get", true, product_list_get},
+    {"aliexpress.solution.product.info.get", true, product_info_get},
+    {"aliexpress.solution.batch.product.inventory.update", true, inventory_update},
+    {"aliexpress.solution.order.get", true, order_get},
+    {"aliexpress.solution.order.info.get", true, order_info_get},
+    {"aliexpress.solution.order.fulfill", true, order_fulfill},
+};
+
+const char *mp_call_name(const struct http_req *rq)
+{
+    const char *m = params_get(&rq->form, "method");
+    return m ? m : "";
+}
+
+static const struct mp_method *find_method(const char *name)
+{
+    for (size_t i = 0; i < sizeof(methods) / sizeof(methods[0]); i++)
+        if (strcmp(methods[i].name, name) == 0)
+            return &methods[i];
+    return NULL;
+}
+
+/* timestamp: milliseconds since the epoch (IOP), or "yyyy-MM-dd HH:mm:ss" in GMT+8 (older TOP
+ * clients). Returns epoch milliseconds, or -1. */
+static int64_t parse_timestamp(const char *ts)
+{
+    int64_t ms;
+    if (jin_parse_digits(ts, &ms))
+        return ms;
+    struct tm tm = {0};
+    char tail;
+    if (sscanf(ts, "%4d-%2d-%2d %2d:%2d:%2d%c", &tm.tm_year, &tm.tm_mon, &tm.tm_mday, &tm.tm_hour,
+               &tm.tm_min, &tm.tm_sec, &tail) != 6)
+        return -1;
+    tm.tm_year -= 1900;
+    tm.tm_mon -= 1;
+    return ((int64_t)timegm(&tm) - 8 * 3600) * 1000;
+}
+
+static int check_gateway(struct sim *s, const struct params *p, const struct mp_method **m,
+                         struct mp_error *e)
+{
+    const struct sim_config *c = &s->cfg;
+    const char *dup = params_duplicate(p);
+    if (dup)
+        return invalid(e, dup, "given more than once");
+    const char *app_key = params_get(p, "app_key");
+    if (!app_key)
+        return fail(e, "MissingAppKey", "Missing app key");
+    if (strcmp(app_key, c->app_key) != 0)
+        return fail(e, "InvalidAppKey", "The specified App Key is invalid");
+    const char *method = params_get(p, "method");
+    if (!method)
+        return fail(e, "MissingMethod", "Missing method");
+    const char *ts = params_get(p, "timestamp");
+    if (!ts)
+        return fail(e, "MissingTimestamp", "Missing timestamp");
+    int64_t ms = parse_timestamp(ts);
+    int64_t skew = ms - st_realtime_ms();
+    if (ms < 0 || (c->timestamp_window > 0 && (skew > c->timestamp_window * 1000 ||
+                                               skew < -c->timestamp_window * 1000)))
+        return fail(e, "InvalidTimestamp", "The request timestamp is invalid or out of range");
+    const char *sign = params_get(p, "sign");
+    if (!sign)
+        return fail(e, "MissingSignature", "Missing signature");
+    enum sign_method sm = sign_method_parse(params_get(p, "sign_method"));
+    char expect[SIGN_HEX_MAX];
+    if (sm == SIGN_UNKNOWN)
+        return fail(e, "InvalidSignatureMethod", "The sign_method is not supported");
+    if (sign_compute(sm, c->app_secret, NULL, p, expect) < 0 || !sign_equal(expect, sign))
+        return fail(e, "IncompleteSignature",
+                    "The request signature does not conform to platform standards");
+    const char *format = params_get(p, "format");
+    if (format && strcmp(format, "json") != 0)
+        return fail(e, "InvalidFormat", "Only format=json is served");
+    *m = find_method(method);
+    if (!*m)
+        return fail(e, "InvalidMethod", "The specified method %s is invalid", method);
+    const char *token = params_get(p, "access_token");
+    if (!token)
+        token = params_get(p, "session");
+    if ((*m)->needs_session && !token)
+        return fail(e, "MissingAccessToken", "Missing access_token");
+    if ((*m)->needs_session && strcmp(token, c->access_token) != 0)
+        return fail(e, "IllegalAccessToken", "The specified access token is invalid or expired");
+    return 0;
+}
+
+static void write_error(struct sim *s, const struct mp_error *e, struct jb *j)
+{
+    char rid[32];
+    sim_request_id(s, rid);
+    jb_reset(j);
+    jb_obj(j);
+    jb_kv_obj(j, "error_response");
+    jb_kv_str(j, "type", e->type);
+    jb_kv_str(j, "code", e->code);
+    jb_kv_str(j, "msg", e->msg);
+    jb_kv_str(j, "request_id", rid);
+    jb_obj_end(j);
+    jb_obj_end(j);
+}
+
+void mp_handle(struct sim *s, const struct http_req *rq, struct http_resp *out)
+{
+    struct mp_error e = {"ISV", NULL, ""};
+    const struct mp_method *m = NULL;
+    out->status = 200;
+    out->content_type = "application/json;charset=UTF-8";
+    if (rq->form_malformed) {
+        fail(&e, "InvalidParameter", "The request body is not valid url-encoded form data");
+        write_error(s, &e, &out->body);
+        return;
+    }
+    if (check_gateway(s, &rq->form, &m, &e) < 0) {
+        write_error(s, &e, &out->body);
+        return;
+    }
+    struct jb inner;
+    jb_init(&inner, HTTP_MAX_RESPONSE);
+    pthread_mutex_lock(&s->lock);
+    int rc = m->fn(s, &rq->form, &inner, &e);
+    pthread_mutex_unlock(&s->lock);
+    if (rc == 0 && jb_failed(&inner)) {
+        rc = fail(&e, "SystemError", "The answer is too large");
+        e.type = "ISP";
+    }
+    if (rc < 0) {
+        write_error(s, &e, &out->body);
+        jb_free(&inner);
+        return;
+    }
+    char key[96], rid[32];
+    snprintf(key, sizeof(key), "%s_response", m->name);
+    for (char *c = key; *c; c++)
+        *c = *c == '.' ? '_' : *c;
+    sim_request_id(s, rid);
+    struct jb *j = &out->body;
+    jb_obj(j);
+    jb_kv_obj(j, key);
+    if (inner.len) {
+        jb_json(j, inner.buf, inner.len);
+        j->first[j->depth] = false;
+    }
+    jb_kv_str(j, "request_id", rid);
+    jb_obj_end(j);
+    jb_obj_end(j);
+    jb_free(&inner);
+}
+
+void mp_fault_response(struct sim *s, const struct fault_action *a, struct http_resp *out)
+{
+    struct mp_error e = {"ISP", "ServiceUnavailable", "The service is temporarily unavailable"};
+    if (a->kind == FK_STATUS) {
+        out->status = a->status;
+        if (a->status == 429) {
+            e.code = "ApiCallLimit";
+            snprintf(e.msg, sizeof(e.msg), "The request has exceeded the limit");
+        } else if (a->status == 500) {
+            e.code = "SystemError";
+            snprintf(e.msg, sizeof(e.msg), "System error");
+        } else if (a->status < 500) {
+            e.type = "ISV";
+            e.code = "InvalidRequest";
+            snprintf(e.msg, sizeof(e.msg), "Injected HTTP %d", a->status);
+        }
+    } else {
+        out->status = 200;
+        e.code = a->api_code;
+        bool limit = strstr(a->api_code, "CallLimit") != NULL;
+        e.type = limit || strcmp(a->api_code, "SystemError") == 0 ||
+                         strcmp(a->api_code, "ServiceUnavailable") == 0
+                     ? "ISP"
+                     : "ISV";
+        snprintf(e.msg, sizeof(e.msg), "%s",
+                 limit ? "The request has exceeded the limit" : "Injected platform error");
+    }
+    out->retry_after = a->retry_after;
+    out->content_type = "application/json;charset=UTF-8";
+    write_error(s, &e, &out->body);
+}

@@ -262,8 +262,10 @@ void faults_json(struct fault_set *f, struct jb *j)
         jb_kv_str(j, "target", ft->target);
         jb_kv_str(j, "call", ft->call);
         jb_kv_str(j, "kind", fault_kind_name(a->kind));
+        char rate[32];
+        int n = snprintf(rate, sizeof(rate), "%.6g", ft->rate);
         jb_key(j, "rate");
-        jb_appendf(j, "%.6g", ft->rate);
+        jb_json(j, rate, (size_t)n);
         jb_kv_i64(j, "latency_ms", a->latency_ms);
         if (a->kind == FK_STATUS)
             jb_kv_i64(j, "status", a->status);

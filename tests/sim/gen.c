@@ -1,7 +1,6 @@
 #include "gen.h"
 
 #include <inttypes.h>
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -349,7 +348,8 @@ static int gen_catalog(struct sim *s, int64_t now)
         pr->modified = pr->created + rng_range(&rng, 0, now - pr->created);
         pr->first_sku = (uint32_t)s->n_skus;
         pr->n_skus = (uint16_t)nv;
-        int32_t base = (int32_t)(199.0 * exp(rng_unit(&rng) * log(150.0)));
+        double u = rng_unit(&rng); /* skewed towards cheap items: 1.99 .. 299.99 */
+        int32_t base = 199 + (int32_t)(u * u * u * 29800.0);
 
         uint8_t cs[GEN_N_COLOURS], ss[GEN_N_SIZES];
         int n_col = 0, n_size = 0;

@@ -1,6 +1,5 @@
 #include "json_in.h"
 
-#include <math.h>
 #include <string.h>
 
 bool jin_i64(const cJSON *item, int64_t *out)
@@ -8,8 +7,8 @@ bool jin_i64(const cJSON *item, int64_t *out)
     if (!cJSON_IsNumber(item))
         return false;
     double d = item->valuedouble;
-    if (!isfinite(d) || d != floor(d) || d > (double)JIN_MAX_EXACT || d < -(double)JIN_MAX_EXACT)
-        return false;
+    if (!(d <= (double)JIN_MAX_EXACT && d >= -(double)JIN_MAX_EXACT) || d != (double)(int64_t)d)
+        return false; /* NaN fails the range test */
     *out = (int64_t)d;
     return true;
 }

@@ -105,7 +105,7 @@ static void kv_image(struct jb *j, const char *key, size_t product)
 {
     char url[96];
     snprintf(url, sizeof(url), "https://ae01.alicdn.com/kf/S%016" PRIx64 ".jpg",
-             (uint64_t)sim_product_id(product) * 0x9E3779B97F4A7C15ull);
+             (uint64_t)sim_product_id(product) * UINT64_C(0x9E3779B97F4A7C15));
     jb_kv_str(j, key, url);
 }
 

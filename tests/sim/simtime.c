@@ -76,9 +76,9 @@ void st_fmt_iso(int64_t t, char out[ST_ISO_LEN])
 void st_fmt_iso_ms(int64_t ms, char out[ST_ISO_MS_LEN])
 {
     int64_t s = ms >= 0 ? ms / 1000 : (ms - 999) / 1000;
-    char base[ST_ISO_LEN];
+    char base[ST_ISO_LEN - 1]; /* without the Z */
     fmt_utc(s, "%Y-%m-%dT%H:%M:%S", base, sizeof(base));
-    snprintf(out, ST_ISO_MS_LEN, "%s.%03dZ", base, (int)(ms - s * 1000));
+    snprintf(out, ST_ISO_MS_LEN, "%s.%03uZ", base, (unsigned)(ms - s * 1000) % 1000u);
 }
 
 static int64_t clock_ms(clockid_t id)

@@ -192,7 +192,7 @@ void sim_request_id(struct sim *s, char out[32])
 {
     uint64_t n = atomic_fetch_add(&s->request_seq, 1) + 1;
     snprintf(out, 32, "21%011" PRIx64 "%010" PRIu64,
-             (uint64_t)st_realtime_ms() & 0xFFFFFFFFFFFull, n % 10000000000ull);
+             (uint64_t)st_realtime_ms() & UINT64_C(0xFFFFFFFFFFF), n % UINT64_C(10000000000));
 }
 
 /* --- stock -------------------------------------------------------------------------------- */

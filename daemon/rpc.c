@@ -7,6 +7,7 @@
 #include "codec.h"
 #include "cmd.h"
 #include "log.h"
+#include "wire.h"
 #include "tally/protocol.h"
 
 /* The method table is data: adding a method is one line here and one handler in cmd_*.c. */
@@ -143,6 +144,14 @@ int rpc_handle(struct tallyd *d, int role, void *conn, const msgpack_object *msg
     msgpack_pack_nil(&pk);
     struct rpc_call call = {.d = d, .params = params, .pk = &pk, .role = role, .conn = conn};
     int r = m->fn(&call);
+    /* A handler that packed a map or array count different from what it then wrote would
+     * leave the client waiting for bytes that never come; check the result is exactly one
+     * complete object (a linear scan, cheap next to the handler's own work). */
+    if (r == 0 && wire_frame_scan((const unsigned char *)out->data + mark, out->size - mark,
+                                  SIZE_MAX, TALLY_MAX_DEPTH) != (ssize_t)(out->size - mark)) {
+        snprintf(call.err, sizeof call.err, "%s produced a malformed result", m->name);
+        r = TALLY_E_INTERNAL;
+    }
     if (r != 0) {
         out->size = mark; /* drop the partial result */
         if (r == TALLY_E_INTERNAL || r == TALLY_E_STORAGE)

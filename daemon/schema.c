@@ -170,6 +170,8 @@ static const char *const migrations[] = {
     "  gen INTEGER NOT NULL DEFAULT 0," /* bumped by every change; see sync.c publish */
     "  dirty INTEGER NOT NULL DEFAULT 1);"
     "CREATE INDEX publish_dirty ON publish(dirty) WHERE dirty = 1;"
+    /* The rows the sync engine looks at, in order, per upstream. */
+    "CREATE INDEX outbox_work ON outbox(target, id) WHERE state IN ('pending', 'inflight');"
     "CREATE INDEX movements_acked ON movements(sku, warehouse, upstream_version)"
     "  WHERE state = 'acked';",
 };

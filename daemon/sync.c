@@ -51,6 +51,16 @@ static uint64_t now_ms(struct sync_engine *e)
     return uv_now(e->d->loop);
 }
 
+static void on_tick(uv_timer_t *t);
+
+/* Runs the scheduler again as soon as the loop is free: a completion may have made work
+ * possible (the next page, the next rows of an entity) that should not wait for the tick. */
+static void kick(struct sync_engine *e)
+{
+    if (!e->stopping)
+        uv_timer_start(&e->tick, on_tick, 0, TICK_MS);
+}
+
 /* ---- checkpoints ---- */
 
 static int checkpoint_load(struct store *st, const char *stream, struct checkpoint *cp)
@@ -156,6 +166,7 @@ void sync_pull_done(struct upstream *u, int i, struct pull_page *pg)
     struct stream_state *ss = &u->streams[i];
     struct store *st = u->store;
     ss->running = false;
+    kick(e);
     if (e->stopping) {
         pg->release(pg);
         return;
@@ -232,62 +243,75 @@ static void free_batch(struct push_batch *b)
     free(b);
 }
 
-/* The kind of the oldest row that may go now, or 0 when none. */
-static int next_kind(struct store *st, const char *target, int64_t now, char *kind, size_t cap)
+/* Transfers go one per call (POST /v1/transfers takes one); everything else in batches. */
+static int limit_for(const struct upstream *u, const char *kind)
 {
-    sqlite3_stmt *s =
-        store_stmt(st, "SELECT o.kind FROM outbox o WHERE o.target = ?1 AND o.state = 'pending'"
-                       " AND o.next_attempt_at <= ?2 AND NOT EXISTS (SELECT 1 FROM outbox p"
-                       "  WHERE p.target = ?1 AND p.entity = o.entity AND p.id < o.id"
-                       "  AND p.state IN ('pending', 'inflight'))"
-                       " ORDER BY o.id LIMIT 1");
-    if (!s)
-        return 0;
-    sqlite3_bind_text(s, 1, target, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(s, 2, now);
-    int found = sqlite3_step(s) == SQLITE_ROW;
-    if (found)
-        snprintf(kind, cap, "%s", (const char *)sqlite3_column_text(s, 0));
-    sqlite3_reset(s);
-    return found;
+    return strcmp(kind, "transfer") == 0 ? 1 : u->ops->push_limit;
 }
 
-/* Selects up to `limit` due rows of `kind` (one per entity) and marks them in flight. */
-static struct push_batch *take_batch(struct upstream *u, const char *kind, int limit)
+/*
+ * Selects the next batch for upstream u and marks it in flight. Rows are taken in id order;
+ * the batch has one kind (the oldest eligible row's) and holds, per entity, a prefix of its
+ * waiting rows: once a row of an entity cannot go (in flight, not due yet, or of another
+ * kind), no later row of that entity goes either, so each entity's rows reach the upstream in
+ * order. Rows held for the operator do not block their entity.
+ */
+static struct push_batch *take_batch(struct upstream *u)
 {
     struct store *st = u->store;
     int64_t now = store_now();
+    int cap = u->ops->push_limit;
     struct push_batch *b = calloc(1, sizeof *b);
-    if (!b || !(b->items = calloc((size_t)limit, sizeof *b->items))) {
+    char(*blocked)[80] = calloc((size_t)cap * 4 + 1, sizeof *blocked);
+    int nblocked = 0;
+    char kind[16] = "";
+    if (!b || !blocked || !(b->items = calloc((size_t)cap, sizeof *b->items))) {
+        free(blocked);
         free(b);
         return NULL;
     }
     b->u = u;
     b->retry_after_s = -1;
     if (store_begin(st) != 0) {
+        free(blocked);
         free_batch(b);
         return NULL;
     }
-    sqlite3_stmt *s = store_stmt(
-        st, "SELECT o.id, o.key, o.entity, o.payload FROM outbox o WHERE o.target = ?1"
-            " AND o.state = 'pending' AND o.kind = ?3 AND o.next_attempt_at <= ?2"
-            " AND NOT EXISTS (SELECT 1 FROM outbox p WHERE p.target = ?1"
-            "  AND p.entity = o.entity AND p.id < o.id AND p.state IN ('pending', 'inflight'))"
-            " ORDER BY o.id LIMIT ?4");
+    sqlite3_stmt *s = store_stmt(st, "SELECT id, key, entity, payload, kind, state,"
+                                     " next_attempt_at FROM outbox"
+                                     " WHERE target = ?1 AND state IN ('pending', 'inflight')"
+                                     " ORDER BY id LIMIT ?2");
     if (!s) {
         store_rollback(st);
+        free(blocked);
         free_batch(b);
         return NULL;
     }
     sqlite3_bind_text(s, 1, u->name, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(s, 2, now);
-    sqlite3_bind_text(s, 3, kind, -1, SQLITE_STATIC);
-    sqlite3_bind_int(s, 4, limit);
-    while (b->n < limit && sqlite3_step(s) == SQLITE_ROW) {
+    sqlite3_bind_int(s, 2, cap * 4);
+    int limit = cap;
+    while (b->n < limit && nblocked < cap * 4 && sqlite3_step(s) == SQLITE_ROW) {
+        const char *entity = (const char *)sqlite3_column_text(s, 2);
+        const char *rkind = (const char *)sqlite3_column_text(s, 4);
+        bool is_blocked = false;
+        for (int j = 0; j < nblocked && !is_blocked; j++)
+            is_blocked = strcmp(blocked[j], entity) == 0;
+        if (is_blocked)
+            continue;
+        bool can_go = !strcmp((const char *)sqlite3_column_text(s, 5), "pending") &&
+                      sqlite3_column_int64(s, 6) <= now && (!kind[0] || !strcmp(kind, rkind));
+        if (!can_go) {
+            snprintf(blocked[nblocked++], sizeof blocked[0], "%s", entity);
+            continue;
+        }
+        if (!kind[0]) {
+            snprintf(kind, sizeof kind, "%s", rkind);
+            limit = limit_for(u, kind);
+        }
         struct push_item *it = &b->items[b->n];
         it->outbox_id = sqlite3_column_int64(s, 0);
         snprintf(it->key, sizeof it->key, "%s", (const char *)sqlite3_column_text(s, 1));
-        snprintf(it->entity, sizeof it->entity, "%s", (const char *)sqlite3_column_text(s, 2));
+        snprintf(it->entity, sizeof it->entity, "%s", entity);
         snprintf(it->kind, sizeof it->kind, "%s", kind);
         int len = sqlite3_column_bytes(s, 3);
         it->payload = malloc(len > 0 ? (size_t)len : 1);
@@ -298,20 +322,7 @@ static struct push_batch *take_batch(struct upstream *u, const char *kind, int l
         b->n++;
     }
     sqlite3_reset(s);
-    /* The entity rule is checked against rows in flight, not against rows of this batch:
-     * two rows of one entity must not travel together. */
-    int kept = 0;
-    for (int i = 0; i < b->n; i++) {
-        bool dup = false;
-        for (int j = 0; j < kept && !dup; j++)
-            dup = strcmp(b->items[j].entity, b->items[i].entity) == 0;
-        if (dup) {
-            free(b->items[i].payload);
-            continue;
-        }
-        b->items[kept++] = b->items[i];
-    }
-    b->n = kept;
+    free(blocked);
     s = store_stmt(st, "UPDATE outbox SET state = 'inflight' WHERE id = ?1");
     for (int i = 0; s && i < b->n; i++) {
         sqlite3_bind_int64(s, 1, b->items[i].outbox_id);
@@ -381,6 +392,7 @@ void sync_push_done(struct push_batch *b)
     struct upstream *u = b->u;
     struct sync_engine *e = u->engine;
     u->inflight_pushes--;
+    kick(e);
     if (e->stopping) {
         free_batch(b);
         return;
@@ -410,12 +422,6 @@ void sync_push_done(struct push_batch *b)
             log_warn("%s: %s %s refused: %s", u->name, b->items[i].kind, b->items[i].key,
                      b->items[i].error);
     free_batch(b);
-}
-
-/* Transfers go one per call (POST /v1/transfers takes one); everything else in batches. */
-static int limit_for(const struct upstream *u, const char *kind)
-{
-    return strcmp(kind, "transfer") == 0 ? 1 : u->ops->push_limit;
 }
 
 /* ---- marketplace stock ---- */
@@ -494,6 +500,7 @@ void sync_publish_done(struct publish_batch *b)
     struct upstream *u = b->u;
     struct sync_engine *e = u->engine;
     u->publishing = false;
+    kick(e);
     if (e->stopping) {
         free_publish(b);
         return;
@@ -567,10 +574,7 @@ static void run_upstream(struct upstream *u)
         }
     }
     while (inflight < max && u->ops->push) {
-        char kind[16];
-        if (!next_kind(u->store, u->name, store_now(), kind, sizeof kind))
-            break;
-        struct push_batch *b = take_batch(u, kind, limit_for(u, kind));
+        struct push_batch *b = take_batch(u);
         if (!b)
             break;
         u->inflight_pushes++;
@@ -759,7 +763,7 @@ void sync_pack_status(struct sync_engine *e, msgpack_packer *pk)
     for (int i = 0; i < n; i++) {
         struct upstream *u = &e->ups[i];
         struct store *st = u->store;
-        msgpack_pack_map(pk, 10);
+        msgpack_pack_map(pk, 9);
         mp_pack_kv_str(pk, "name", u->name);
         mp_pack_kv_str(pk, "kind", u->ops->kind);
         mp_pack_kv_str(pk, "link", link_name(u->link));

@@ -456,7 +456,13 @@ static void case_slow_reader(void)
     }
     long after = rss_kb(daemon_pid);
     CHECK(cut);
-    CHECK(after - before < 100 * 1024);
+    /* Under AddressSanitizer freed memory sits in a quarantine (256 MB by default) before it
+     * is reused, so the daemon's resident size says little; without it, it must stay small. */
+#if defined(__SANITIZE_ADDRESS__)
+    CHECK(after - before < 400 * 1024);
+#else
+    CHECK(after - before < 32 * 1024);
+#endif
     close(fd);
     msgpack_sbuffer_destroy(&sb);
     CHECK(daemon_serves());

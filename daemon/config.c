@@ -27,6 +27,7 @@ void config_defaults(struct tally_config *cfg)
     cfg->sync_full = true;
     cfg->max_parallel = 4;
     cfg->retry_max_s = 300;
+    cfg->request_timeout_s = 30;
     cfg->stale_after_s = 3600;
     cfg->mp.catalog_interval_s = 300;
     cfg->mp.orders_interval_s = 60;
@@ -180,6 +181,11 @@ int config_set(struct tally_config *cfg, const char *section, const char *key, c
         if (!strcmp(key, "retry_max")) {
             if ((r = set_num(&n, value, 10, 1, 86400, errbuf, errlen, key)) == 0)
                 cfg->retry_max_s = (unsigned)n;
+            return r;
+        }
+        if (!strcmp(key, "request_timeout")) {
+            if ((r = set_num(&n, value, 10, 1, 600, errbuf, errlen, key)) == 0)
+                cfg->request_timeout_s = (unsigned)n;
             return r;
         }
         if (!strcmp(key, "stale_after")) {

@@ -44,13 +44,14 @@ struct tally_config {
     size_t max_message_bytes; /* [limits] */
     unsigned max_connections;
     size_t max_output_bytes;
-    int log_level;          /* [log] level */
-    bool sync_full;         /* [sync] synchronous = full (default) | normal */
-    char ca_file[512];      /* [sync] ca_file: CA bundle for TLS (default: the system's) */
-    unsigned max_parallel;  /* [sync] requests in flight per upstream (default 4) */
-    unsigned retry_max_s;   /* [sync] retry_max: cap of the retry backoff (default 300) */
-    unsigned stale_after_s; /* [sync] stale_after: a warehouse's data older is stale (3600) */
-    bool stale_zero;        /* [sync] stale_policy = zero | keep (default keep) */
+    int log_level;              /* [log] level */
+    bool sync_full;             /* [sync] synchronous = full (default) | normal */
+    char ca_file[512];          /* [sync] ca_file: CA bundle for TLS (default: the system's) */
+    unsigned max_parallel;      /* [sync] requests in flight per upstream (default 4) */
+    unsigned retry_max_s;       /* [sync] retry_max: cap of the retry backoff (default 300) */
+    unsigned request_timeout_s; /* [sync] request_timeout: one request's limit (default 30) */
+    unsigned stale_after_s;     /* [sync] stale_after: a warehouse's data older is stale (3600) */
+    bool stale_zero;            /* [sync] stale_policy = zero | keep (default keep) */
     struct mp_config mp;
     struct wh_config wh[TALLY_MAX_UPSTREAM_WAREHOUSES];
     unsigned nwh;

@@ -80,6 +80,7 @@ static struct wms_call *call_new(struct upstream *u)
     c->u = u;
     c->req.data = c;
     c->req.auth_bearer = ((struct wms *)u->conn)->token;
+    upstream_timeouts(u, &c->req);
     c->page.retry_after_s = -1;
     return c;
 }

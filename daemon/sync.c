@@ -622,6 +622,7 @@ static void add_upstream(struct sync_engine *e, const struct connector_ops *ops,
     u->store = e->d->store;
     u->http = e->http;
     u->link = LINK_UNKNOWN;
+    u->request_timeout_s = e->d->cfg.request_timeout_s;
     for (int i = 0; i < ops->nstreams; i++) {
         snprintf(u->streams[i].name, sizeof u->streams[i].name, "%s:%s", name, ops->streams[i]);
         u->streams[i].due_ms = 0;

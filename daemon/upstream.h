@@ -141,7 +141,8 @@ struct upstream {
     const struct wh_config *wh; /* for a warehouse */
     const struct mp_config *mp; /* for the marketplace */
     struct http *http;
-    void *conn; /* the connector's state */
+    void *conn;                 /* the connector's state */
+    unsigned request_timeout_s; /* [sync] request_timeout */
     int link;
     int failures;       /* consecutive transport failures */
     uint64_t resume_ms; /* backoff: nothing is sent before this loop time */
@@ -151,6 +152,15 @@ struct upstream {
     bool publishing; /* a publish batch is in flight (one at a time) */
     struct stream_state streams[UPSTREAM_MAX_STREAMS];
 };
+
+/* Applies the upstream's timeouts to a request: total, connect, and a stalled transfer. */
+static inline void upstream_timeouts(const struct upstream *u, struct http_req *r)
+{
+    unsigned t = u->request_timeout_s ? u->request_timeout_s : 30;
+    r->timeout_ms = (long)t * 1000;
+    r->connect_timeout_ms = t < 5 ? (long)t * 1000 : 5000;
+    r->stall_s = t / 3 > 10 ? 10 : (t / 3 ? (long)(t / 3) : 1);
+}
 
 /* Connectors report here, on the loop. The engine takes ownership of the page / batch. */
 void sync_pull_done(struct upstream *u, int stream, struct pull_page *page);

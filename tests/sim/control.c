@@ -42,8 +42,8 @@ static bool member_int(const cJSON *doc, const char *key, int64_t lo, int64_t hi
     if (!it || cJSON_IsNull(it))
         return true;
     if (!jin_id(it, out) || *out < lo || *out > hi) {
-        http_resp_error(resp, 400, "bad_request", "\"%s\" must be an integer in [%" PRId64
-                        ", %" PRId64 "]", key, lo, hi);
+        http_resp_error(resp, 400, "bad_request",
+                        "\"%s\" must be an integer in [%" PRId64 ", %" PRId64 "]", key, lo, hi);
         return false;
     }
     return true;
@@ -422,8 +422,7 @@ static void published_get(struct sim *s, const struct http_req *rq, struct http_
     }
 }
 
-static const char *const ful_result_names[] = {"applied", "already_shipped", "rejected",
-                                               "initial"};
+static const char *const ful_result_names[] = {"applied", "already_shipped", "rejected", "initial"};
 
 static void fulfilments_get(struct sim *s, struct http_resp *out)
 {
@@ -744,7 +743,9 @@ static void outbound_post(struct sim *s, const struct http_req *rq, struct http_
         http_resp_error(out, 409, "conflict", "outbound order %s is already %s", o->id,
                         ob_status_name(o->status));
     } else if (ob_set_status(s, &s->wh[w], o, status,
-                             reason ? reason : status == OB_EXCEPTION ? "set by control" : NULL,
+                             reason                   ? reason
+                             : status == OB_EXCEPTION ? "set by control"
+                                                      : NULL,
                              sim_now(s)) < 0) {
         http_resp_error(out, 500, "internal", "out of memory");
     } else {

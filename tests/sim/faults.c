@@ -34,8 +34,8 @@ struct fault_set {
     size_t n_down;
 };
 
-static const char *const kind_names[] = {"latency",   "status",    "reset",       "stall",
-                                         "truncate",  "malformed", "lost_answer", "api_error"};
+static const char *const kind_names[] = {"latency",  "status",    "reset",       "stall",
+                                         "truncate", "malformed", "lost_answer", "api_error"};
 
 const char *fault_kind_name(enum fault_kind k)
 {
@@ -139,6 +139,10 @@ static int parse_spec(const cJSON *spec, struct fault *out, char *err, size_t er
         snprintf(err, errlen, "kind \"status\" needs \"status\" (e.g. 503)");
         return -1;
     }
+    if (a->kind == FK_API_ERROR && strcmp(out->target, "mp") != 0) {
+        snprintf(err, errlen, "kind \"api_error\" is the marketplace's: give \"target\": \"mp\"");
+        return -1;
+    }
     a->status = (int)status;
     a->retry_after = (int)retry;
     out->remaining = count;
@@ -164,7 +168,9 @@ static int parse_spec(const cJSON *spec, struct fault *out, char *err, size_t er
     }
     const char *code = jin_str(spec, "code");
     snprintf(a->api_code, sizeof(a->api_code), "%s",
-             code ? code : a->kind == FK_API_ERROR ? "ApiCallLimit" : "");
+             code                      ? code
+             : a->kind == FK_API_ERROR ? "ApiCallLimit"
+                                       : "");
     return 0;
 }
 

@@ -29,14 +29,14 @@ enum fault_kind {
 };
 
 struct fault_action {
-    int id;              /* fault that decided the misbehaviour, 0 if none */
+    int id; /* fault that decided the misbehaviour, 0 if none */
     enum fault_kind kind;
     int64_t latency_ms;
     int status;
-    int retry_after;     /* seconds, -1 = no header */
-    int64_t stall_ms;    /* 0 = until the client gives up */
+    int retry_after;        /* seconds, -1 = no header */
+    int64_t stall_ms;       /* 0 = until the client gives up */
     int64_t truncate_bytes; /* -1 = half the body */
-    bool apply;          /* whether the request's effect happens */
+    bool apply;             /* whether the request's effect happens */
     char api_code[48];
 };
 

@@ -17,26 +17,48 @@ enum { STREAM_CATALOG = 1, STREAM_ORDERS = 2, STREAM_ORDER_TIMES = 3 };
 static const struct {
     const char *prefix, *name;
 } brands[] = {
-    {"EB", "Ebrio"},  {"KX", "Kexin"},  {"ZL", "Zelan"}, {"MO", "Movaro"},
-    {"TR", "Trevo"},  {"VG", "Vigor"},  {"NX", "Nexa"},  {"LU", "Lumio"},
-    {"PA", "Pando"},  {"QI", "Qiyun"},  {"SO", "Solvik"}, {"HY", "Hyla"},
+    {"EB", "Ebrio"}, {"KX", "Kexin"}, {"ZL", "Zelan"},  {"MO", "Movaro"},
+    {"TR", "Trevo"}, {"VG", "Vigor"}, {"NX", "Nexa"},   {"LU", "Lumio"},
+    {"PA", "Pando"}, {"QI", "Qiyun"}, {"SO", "Solvik"}, {"HY", "Hyla"},
 };
 #define N_BRANDS (sizeof(brands) / sizeof(brands[0]))
 
 static const char *const nouns[] = {
-    "Wireless Earbuds", "Phone Case",        "Smart Watch Band",   "LED Desk Lamp",
-    "Yoga Mat",         "Running Shoes",     "Hoodie",             "T-Shirt",
-    "Backpack",         "Water Bottle",      "Sunglasses",         "Phone Holder",
-    "USB-C Cable",      "Power Bank",        "Kitchen Knife Set",  "Silicone Baking Mat",
-    "Car Seat Cover",   "Pet Harness",       "Hair Clipper",       "Makeup Brush Set",
-    "Bike Light",       "Camping Lantern",   "Rain Jacket",        "Wool Socks",
-    "Baby Romper",      "Gaming Mouse",      "Mechanical Keyboard", "Fishing Lure Kit",
-    "Garden Hose Nozzle", "Wall Clock",
+    "Wireless Earbuds",
+    "Phone Case",
+    "Smart Watch Band",
+    "LED Desk Lamp",
+    "Yoga Mat",
+    "Running Shoes",
+    "Hoodie",
+    "T-Shirt",
+    "Backpack",
+    "Water Bottle",
+    "Sunglasses",
+    "Phone Holder",
+    "USB-C Cable",
+    "Power Bank",
+    "Kitchen Knife Set",
+    "Silicone Baking Mat",
+    "Car Seat Cover",
+    "Pet Harness",
+    "Hair Clipper",
+    "Makeup Brush Set",
+    "Bike Light",
+    "Camping Lantern",
+    "Rain Jacket",
+    "Wool Socks",
+    "Baby Romper",
+    "Gaming Mouse",
+    "Mechanical Keyboard",
+    "Fishing Lure Kit",
+    "Garden Hose Nozzle",
+    "Wall Clock",
 };
 static const char *const adjectives[] = {
-    "Portable",   "Waterproof", "Ultra-Thin", "Premium",  "Foldable",   "Magnetic",
+    "Portable",   "Waterproof",  "Ultra-Thin",   "Premium", "Foldable",   "Magnetic",
     "Breathable", "Lightweight", "Rechargeable", "Vintage", "Minimalist", "Heavy-Duty",
-    "Ergonomic",  "Anti-Slip",  "Quick-Dry",  "Soft",
+    "Ergonomic",  "Anti-Slip",   "Quick-Dry",    "Soft",
 };
 #define N_NOUNS (sizeof(nouns) / sizeof(nouns[0]))
 #define N_ADJECTIVES (sizeof(adjectives) / sizeof(adjectives[0]))
@@ -46,9 +68,9 @@ static const struct {
     const char *code, *name;
     int64_t value_id;
 } colours[GEN_N_COLOURS] = {
-    {"BLK", "Black", 193},   {"WHT", "White", 29},      {"RED", "Red", 10},
-    {"BLU", "Blue", 173},    {"GRN", "Green", 175},     {"GRY", "Gray", 691},
-    {"PNK", "Pink", 1052},   {"NAV", "Navy", 200004890}, {"BEI", "Beige", 200001438},
+    {"BLK", "Black", 193},  {"WHT", "White", 29},       {"RED", "Red", 10},
+    {"BLU", "Blue", 173},   {"GRN", "Green", 175},      {"GRY", "Gray", 691},
+    {"PNK", "Pink", 1052},  {"NAV", "Navy", 200004890}, {"BEI", "Beige", 200001438},
     {"YEL", "Yellow", 366},
 };
 static const struct {
@@ -76,52 +98,115 @@ static const struct country {
     const char *streets[4];
     const char *first[6], *last[6];
 } countries[GEN_N_COUNTRIES] = {
-    {"ES", "34", 20, PC_5, 9, '6', false,
-     {{"Madrid", "Madrid", 28001, 28055}, {"Barcelona", "Barcelona", 8001, 8042},
-      {"Valencia", "Valencia", 46001, 46026}, {"Sevilla", "Sevilla", 41001, 41020}},
+    {"ES",
+     "34",
+     20,
+     PC_5,
+     9,
+     '6',
+     false,
+     {{"Madrid", "Madrid", 28001, 28055},
+      {"Barcelona", "Barcelona", 8001, 8042},
+      {"Valencia", "Valencia", 46001, 46026},
+      {"Sevilla", "Sevilla", 41001, 41020}},
      {"Calle Mayor", "Calle de Alcalá", "Avenida de la Constitución", "Calle Real"},
      {"Lucía", "Hugo", "Martina", "Pablo", "Sofía", "Javier"},
      {"García", "Martínez", "López", "Sánchez", "Romero", "Navarro"}},
-    {"FR", "33", 15, PC_5, 9, '6', true,
-     {{"Paris", "Île-de-France", 75001, 75020}, {"Lyon", "Auvergne-Rhône-Alpes", 69001, 69009},
+    {"FR",
+     "33",
+     15,
+     PC_5,
+     9,
+     '6',
+     true,
+     {{"Paris", "Île-de-France", 75001, 75020},
+      {"Lyon", "Auvergne-Rhône-Alpes", 69001, 69009},
       {"Marseille", "Provence-Alpes-Côte d'Azur", 13001, 13016},
       {"Toulouse", "Occitanie", 31000, 31500}},
      {"Rue de la Paix", "Avenue Victor Hugo", "Rue du Commerce", "Boulevard Voltaire"},
      {"Camille", "Louis", "Léa", "Hugo", "Manon", "Julien"},
      {"Martin", "Bernard", "Dubois", "Moreau", "Laurent", "Lefebvre"}},
-    {"PL", "48", 15, PC_PL, 9, '5', false,
-     {{"Warszawa", "mazowieckie", 1, 4999}, {"Kraków", "małopolskie", 30001, 31999},
-      {"Gdańsk", "pomorskie", 80001, 80999}, {"Wrocław", "dolnośląskie", 50001, 54999}},
+    {"PL",
+     "48",
+     15,
+     PC_PL,
+     9,
+     '5',
+     false,
+     {{"Warszawa", "mazowieckie", 1, 4999},
+      {"Kraków", "małopolskie", 30001, 31999},
+      {"Gdańsk", "pomorskie", 80001, 80999},
+      {"Wrocław", "dolnośląskie", 50001, 54999}},
      {"ul. Marszałkowska", "ul. Długa", "ul. Polna", "ul. Lipowa"},
      {"Zuzanna", "Jakub", "Julia", "Antoni", "Maja", "Piotr"},
      {"Nowak", "Kowalski", "Wiśniewski", "Wójcik", "Kamiński", "Lewandowski"}},
-    {"US", "1", 15, PC_5, 10, '3', true,
-     {{"Los Angeles", "CA", 90001, 90089}, {"New York", "NY", 10001, 10282},
-      {"Chicago", "IL", 60601, 60661}, {"Houston", "TX", 77001, 77099}},
+    {"US",
+     "1",
+     15,
+     PC_5,
+     10,
+     '3',
+     true,
+     {{"Los Angeles", "CA", 90001, 90089},
+      {"New York", "NY", 10001, 10282},
+      {"Chicago", "IL", 60601, 60661},
+      {"Houston", "TX", 77001, 77099}},
      {"Main St", "Oak Ave", "Maple Dr", "Sunset Blvd"},
      {"Emma", "Liam", "Olivia", "Noah", "Ava", "Ethan"},
      {"Smith", "Johnson", "Williams", "Brown", "Jones", "Miller"}},
-    {"BR", "55", 10, PC_BR, 11, '1', false,
-     {{"São Paulo", "SP", 1000, 5999}, {"Rio de Janeiro", "RJ", 20000, 23799},
-      {"Belo Horizonte", "MG", 30000, 31999}, {"Curitiba", "PR", 80000, 82999}},
+    {"BR",
+     "55",
+     10,
+     PC_BR,
+     11,
+     '1',
+     false,
+     {{"São Paulo", "SP", 1000, 5999},
+      {"Rio de Janeiro", "RJ", 20000, 23799},
+      {"Belo Horizonte", "MG", 30000, 31999},
+      {"Curitiba", "PR", 80000, 82999}},
      {"Rua das Flores", "Avenida Paulista", "Rua São João", "Rua Augusta"},
      {"Ana", "João", "Maria", "Pedro", "Beatriz", "Lucas"},
      {"Silva", "Santos", "Oliveira", "Souza", "Pereira", "Costa"}},
-    {"NL", "31", 8, PC_NL, 9, '6', false,
-     {{"Amsterdam", "Noord-Holland", 1011, 1109}, {"Rotterdam", "Zuid-Holland", 3011, 3089},
-      {"Utrecht", "Utrecht", 3511, 3585}, {"Den Haag", "Zuid-Holland", 2491, 2599}},
+    {"NL",
+     "31",
+     8,
+     PC_NL,
+     9,
+     '6',
+     false,
+     {{"Amsterdam", "Noord-Holland", 1011, 1109},
+      {"Rotterdam", "Zuid-Holland", 3011, 3089},
+      {"Utrecht", "Utrecht", 3511, 3585},
+      {"Den Haag", "Zuid-Holland", 2491, 2599}},
      {"Kerkstraat", "Dorpsstraat", "Stationsweg", "Molenstraat"},
      {"Emma", "Daan", "Julia", "Sem", "Tess", "Lucas"},
      {"de Jong", "Jansen", "de Vries", "van Dijk", "Bakker", "Visser"}},
-    {"DE", "49", 10, PC_5, 11, '1', false,
-     {{"Berlin", "Berlin", 10115, 14199}, {"München", "Bayern", 80331, 81929},
-      {"Hamburg", "Hamburg", 20095, 22769}, {"Köln", "Nordrhein-Westfalen", 50667, 51149}},
+    {"DE",
+     "49",
+     10,
+     PC_5,
+     11,
+     '1',
+     false,
+     {{"Berlin", "Berlin", 10115, 14199},
+      {"München", "Bayern", 80331, 81929},
+      {"Hamburg", "Hamburg", 20095, 22769},
+      {"Köln", "Nordrhein-Westfalen", 50667, 51149}},
      {"Hauptstraße", "Schulstraße", "Bahnhofstraße", "Gartenstraße"},
      {"Mia", "Leon", "Hannah", "Paul", "Lena", "Felix"},
      {"Müller", "Schmidt", "Schneider", "Fischer", "Weber", "Wagner"}},
-    {"IT", "39", 7, PC_5, 10, '3', false,
-     {{"Roma", "Lazio", 118, 199}, {"Milano", "Lombardia", 20121, 20162},
-      {"Napoli", "Campania", 80121, 80147}, {"Torino", "Piemonte", 10121, 10156}},
+    {"IT",
+     "39",
+     7,
+     PC_5,
+     10,
+     '3',
+     false,
+     {{"Roma", "Lazio", 118, 199},
+      {"Milano", "Lombardia", 20121, 20162},
+      {"Napoli", "Campania", 80121, 80147},
+      {"Torino", "Piemonte", 10121, 10156}},
      {"Via Roma", "Via Garibaldi", "Corso Italia", "Via Dante"},
      {"Giulia", "Francesco", "Sofia", "Alessandro", "Aurora", "Lorenzo"},
      {"Rossi", "Russo", "Ferrari", "Esposito", "Bianchi", "Romano"}},
@@ -146,8 +231,8 @@ const char *gen_country_code(int country)
     return countries[country].code;
 }
 
-static void gen_postcode(const struct country *c, const struct city *city, uint64_t *rng,
-                         char *out, size_t n)
+static void gen_postcode(const struct country *c, const struct city *city, uint64_t *rng, char *out,
+                         size_t n)
 {
     int v = (int)rng_range(rng, city->lo, city->hi);
     static const char letters[] = "ABCEGHJKLMNPRTVWXZ";
@@ -243,8 +328,9 @@ void gen_tracking(const char *wh_code, uint64_t serial, char carrier[24], char t
     static const struct {
         const char *country, *carrier, *prefix;
     } posts[] = {
-        {"ES", "Correos", "PK"},       {"FR", "La Poste", "LA"}, {"PL", "Poczta Polska", "RR"},
-        {"US", "USPS", "LZ"},          {"BR", "Correios", "QB"}, {"NL", "PostNL", "LS"},
+        {"ES", "Correos", "PK"},       {"FR", "La Poste", "LA"},
+        {"PL", "Poczta Polska", "RR"}, {"US", "USPS", "LZ"},
+        {"BR", "Correios", "QB"},      {"NL", "PostNL", "LS"},
         {"DE", "Deutsche Post", "RX"}, {"IT", "Poste Italiane", "RA"},
     };
     const char *name = "DHL", *prefix = "CP";
@@ -453,9 +539,14 @@ static int initial_status(uint64_t *rng)
     static const struct {
         int status, weight;
     } mix[] = {
-        {OS_WAIT_SELLER_SEND_GOODS, 78}, {OS_PLACE_ORDER_SUCCESS, 5}, {OS_RISK_CONTROL, 5},
-        {OS_IN_CANCEL, 3},               {OS_WAIT_BUYER_ACCEPT_GOODS, 4}, {OS_FINISH, 3},
-        {OS_SELLER_PART_SEND_GOODS, 1},  {OS_IN_ISSUE, 1},
+        {OS_WAIT_SELLER_SEND_GOODS, 78},
+        {OS_PLACE_ORDER_SUCCESS, 5},
+        {OS_RISK_CONTROL, 5},
+        {OS_IN_CANCEL, 3},
+        {OS_WAIT_BUYER_ACCEPT_GOODS, 4},
+        {OS_FINISH, 3},
+        {OS_SELLER_PART_SEND_GOODS, 1},
+        {OS_IN_ISSUE, 1},
     };
     int r = (int)rng_below(rng, 100);
     for (size_t i = 0; i < sizeof(mix) / sizeof(mix[0]); i++) {
@@ -510,8 +601,8 @@ static int gen_orders(struct sim *s, int64_t now)
             char carrier[24], tracking[40];
             gen_tracking(s->cfg.warehouses[0], (uint64_t)o->id, carrier, tracking);
             rc = order_add_fulfilment(o, tracking,
-                                      status == OS_SELLER_PART_SEND_GOODS ? "part" : "all",
-                                      carrier, NULL, FUL_INITIAL, NULL, o->modified * 1000);
+                                      status == OS_SELLER_PART_SEND_GOODS ? "part" : "all", carrier,
+                                      NULL, FUL_INITIAL, NULL, o->modified * 1000);
         }
     }
     free(created);

@@ -162,9 +162,9 @@ static enum MHD_Result send_resp(struct sim *s, struct MHD_Connection *c, struct
 {
     size_t len = 0;
     char *buf = jb_steal(&resp->body, &len);
-    struct MHD_Response *r = buf ? MHD_create_response_from_buffer(len, buf, MHD_RESPMEM_MUST_FREE)
-                                 : MHD_create_response_from_buffer(0, (void *)"",
-                                                                   MHD_RESPMEM_PERSISTENT);
+    struct MHD_Response *r =
+        buf ? MHD_create_response_from_buffer(len, buf, MHD_RESPMEM_MUST_FREE)
+            : MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
     if (!r) {
         free(buf);
         return MHD_NO;
@@ -411,9 +411,8 @@ static enum MHD_Result serve(struct http_server *h, struct MHD_Connection *c, co
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
-                                  const char *method, const char *version,
-                                  const char *upload_data, size_t *upload_data_size,
-                                  void **con_cls)
+                                  const char *method, const char *version, const char *upload_data,
+                                  size_t *upload_data_size, void **con_cls)
 {
     (void)version;
     struct http_server *h = cls;

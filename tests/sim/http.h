@@ -23,10 +23,10 @@ struct http_server;
 
 struct http_req {
     const char *method;
-    const char *path;      /* without the query string */
-    struct params query;   /* decoded query arguments */
-    struct params form;    /* /sync only: query arguments + url-encoded body */
-    bool form_malformed;   /* the body was not valid url-encoding */
+    const char *path;    /* without the query string */
+    struct params query; /* decoded query arguments */
+    struct params form;  /* /sync only: query arguments + url-encoded body */
+    bool form_malformed; /* the body was not valid url-encoding */
     const char *body;
     size_t body_len;
     const char *authorization; /* header value or NULL */

@@ -71,8 +71,8 @@ static int read_secret(const char *path, char out[SIM_SECRET_MAX])
     }
     size_t n = fread(out, 1, SIM_SECRET_MAX, f);
     fclose(f);
-    while (n > 0 && (out[n - 1] == '\n' || out[n - 1] == '\r' || out[n - 1] == ' ' ||
-                     out[n - 1] == '\t'))
+    while (n > 0 &&
+           (out[n - 1] == '\n' || out[n - 1] == '\r' || out[n - 1] == ' ' || out[n - 1] == '\t'))
         n--;
     if (n == 0 || n >= SIM_SECRET_MAX) {
         fprintf(stderr, "tally-sim: %s: expected 1 to %d bytes\n", path, SIM_SECRET_MAX - 1);
@@ -283,8 +283,9 @@ int main(int argc, char **argv)
         return 1;
     }
     if (cfg.verbose)
-        fprintf(stderr, "tally-sim: %zu SKUs in %zu products, %zu orders, %zu warehouses in %" PRId64
-                        " ms\n",
+        fprintf(stderr,
+                "tally-sim: %zu SKUs in %zu products, %zu orders, %zu warehouses in %" PRId64
+                " ms\n",
                 s->n_skus, s->n_products, s->n_orders, s->n_wh, st_monotonic_ms() - t0);
     printf("tally-sim listening on 127.0.0.1:%u\n", (unsigned)http_port(h));
     fflush(stdout);

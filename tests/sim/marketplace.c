@@ -171,8 +171,8 @@ static bool product_matches(const struct sim *s, size_t i, const struct product_
 {
     const struct product *p = &s->products[i];
     return (f->only < 0 || (size_t)f->only == i) && (f->status < 0 || f->status == p->offline) &&
-           p->modified >= f->mod_from && p->modified <= f->mod_to &&
-           p->created >= f->create_from && p->created <= f->create_to;
+           p->modified >= f->mod_from && p->modified <= f->mod_to && p->created >= f->create_from &&
+           p->created <= f->create_to;
 }
 
 static void price_range(const struct sim *s, size_t i, int64_t *lo, int64_t *hi)
@@ -492,7 +492,8 @@ static int inventory_update(struct sim *s, const struct params *prm, struct jb *
     jb_kv_bool(j, "update_success", failed == 0);
     if (failed) {
         jb_kv_str(j, "update_error_code", failed == n ? "ALL_FAILED" : "PART_FAILED");
-        jb_kv_str(j, "update_error_message", "some products were not updated, see update_failed_list");
+        jb_kv_str(j, "update_error_message",
+                  "some products were not updated, see update_failed_list");
     }
     jb_kv_obj(j, "update_successful_list");
     jb_kv_arr(j, "synchronize_product_response_dto");
@@ -538,9 +539,9 @@ static int64_t child_id(const struct sim *s, const struct order *o, int line)
 
 static const char *fund_status(const struct order *o)
 {
-    return o->status == OS_PLACE_ORDER_SUCCESS ? "NOT_PAY"
+    return o->status == OS_PLACE_ORDER_SUCCESS         ? "NOT_PAY"
            : o->status == OS_WAIT_SELLER_EXAMINE_MONEY ? "WAIT_SELLER_CHECK"
-                                                        : "PAY_SUCCESS";
+                                                       : "PAY_SUCCESS";
 }
 
 static const char *logistics_status(const struct order *o)
@@ -578,7 +579,7 @@ static int64_t last_sent(const struct order *o)
 }
 
 static void write_order_product(const struct sim *s, const struct order *o, int i,
-                                 const struct buyer *b, struct jb *j)
+                                const struct buyer *b, struct jb *j)
 {
     const struct order_line *l = &o->lines[i];
     const struct sku *k = &s->skus[l->sku];
@@ -633,8 +634,7 @@ static void write_deadline(struct jb *j, const struct order *o, int64_t now)
     jb_kv_i64(j, "timeout_left_time", left * 1000);
 }
 
-static void write_order_dto(const struct sim *s, const struct order *o, int64_t now,
-                            struct jb *j)
+static void write_order_dto(const struct sim *s, const struct order *o, int64_t now, struct jb *j)
 {
     struct buyer b;
     char full[72];
@@ -746,6 +746,8 @@ static int order_get(struct sim *s, const struct params *prm, struct jb *j, stru
     if (ok && size == 0)
         ok = missing(e, "page_size") == 0;
     f.buyer = ok ? jin_str(q, "buyer_login_id") : NULL;
+    if (f.buyer && !*f.buyer)
+        f.buyer = NULL;
     if (!ok) {
         cJSON_Delete(q);
         return -1;
@@ -909,8 +911,7 @@ static void write_order_detail(const struct sim *s, const struct order *o, int64
     jb_obj_end(j);
 }
 
-static int order_info_get(struct sim *s, const struct params *prm, struct jb *j,
-                          struct mp_error *e)
+static int order_info_get(struct sim *s, const struct params *prm, struct jb *j, struct mp_error *e)
 {
     int rc;
     cJSON *q = json_param(prm, "param1", true, &rc, e);
@@ -977,8 +978,7 @@ static void fulfil_result(struct jb *j, int64_t now, const char *code, const cha
     jb_obj_end(j);
 }
 
-static int order_fulfill(struct sim *s, const struct params *prm, struct jb *j,
-                         struct mp_error *e)
+static int order_fulfill(struct sim *s, const struct params *prm, struct jb *j, struct mp_error *e)
 {
     const char *service = params_get(prm, "service_name");
     const char *ref = params_get(prm, "out_ref");
@@ -1010,8 +1010,8 @@ static int order_fulfill(struct sim *s, const struct params *prm, struct jb *j,
         const struct fulfilment *f = &o->ful[i];
         if ((f->result == FUL_APPLIED || f->result == FUL_INITIAL) &&
             strcmp(f->logistics_no, logistics_no) == 0) {
-            order_add_fulfilment(o, logistics_no, send_type, service, website,
-                                 FUL_ALREADY_SHIPPED, "ORDER_ALREADY_SHIPPED", now_ms);
+            order_add_fulfilment(o, logistics_no, send_type, service, website, FUL_ALREADY_SHIPPED,
+                                 "ORDER_ALREADY_SHIPPED", now_ms);
             fulfil_result(j, now, "ORDER_ALREADY_SHIPPED",
                           "order %" PRId64 " has already been shipped with logistics_no %s", id,
                           logistics_no);
@@ -1109,8 +1109,8 @@ static int check_gateway(struct sim *s, const struct params *p, const struct mp_
         return fail(e, "MissingTimestamp", "Missing timestamp");
     int64_t ms = parse_timestamp(ts);
     int64_t skew = ms - st_realtime_ms();
-    if (ms < 0 || (c->timestamp_window > 0 && (skew > c->timestamp_window * 1000 ||
-                                               skew < -c->timestamp_window * 1000)))
+    if (ms < 0 || (c->timestamp_window > 0 &&
+                   (skew > c->timestamp_window * 1000 || skew < -c->timestamp_window * 1000)))
         return fail(e, "InvalidTimestamp", "The request timestamp is invalid or out of range");
     const char *sign = params_get(p, "sign");
     if (!sign)

@@ -81,8 +81,8 @@ int sign_compute(enum sign_method m, const char *secret, const char *api_path,
     size_t slen = strlen(secret);
     switch (m) {
     case SIGN_SHA256:
-        ok = HMAC(EVP_sha256(), secret, (int)slen, (const unsigned char *)text, len, md,
-                  &mdlen) != NULL;
+        ok = HMAC(EVP_sha256(), secret, (int)slen, (const unsigned char *)text, len, md, &mdlen) !=
+             NULL;
         break;
     case SIGN_HMAC_MD5:
         ok = HMAC(EVP_md5(), secret, (int)slen, (const unsigned char *)text, len, md, &mdlen) !=

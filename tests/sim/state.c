@@ -18,10 +18,17 @@
 #define PRODUCT_ID_BASE 1005006000000000LL
 
 static const char *const order_status_names[OS_COUNT] = {
-    "PLACE_ORDER_SUCCESS",     "RISK_CONTROL", "WAIT_SELLER_SEND_GOODS",
-    "SELLER_PART_SEND_GOODS",  "WAIT_BUYER_ACCEPT_GOODS", "IN_CANCEL",
-    "IN_ISSUE",                "IN_FROZEN",    "FUND_PROCESSING",
-    "WAIT_SELLER_EXAMINE_MONEY", "FINISH",
+    "PLACE_ORDER_SUCCESS",
+    "RISK_CONTROL",
+    "WAIT_SELLER_SEND_GOODS",
+    "SELLER_PART_SEND_GOODS",
+    "WAIT_BUYER_ACCEPT_GOODS",
+    "IN_CANCEL",
+    "IN_ISSUE",
+    "IN_FROZEN",
+    "FUND_PROCESSING",
+    "WAIT_SELLER_EXAMINE_MONEY",
+    "FINISH",
 };
 
 static const char *const ob_status_names[] = {"accepted", "picking",   "packed",
@@ -244,8 +251,8 @@ enum mv_status movement_apply(struct sim *s, struct warehouse *w, const char *id
         *m = &w->movements[idx];
         return (*m)->sku == sku && (*m)->delta == delta ? MV_DUPLICATE : MV_CONFLICT;
     }
-    if (grow((void **)&w->movements, &w->cap_movements, w->n_movements + 1,
-             sizeof(*w->movements)) < 0 ||
+    if (grow((void **)&w->movements, &w->cap_movements, w->n_movements + 1, sizeof(*w->movements)) <
+            0 ||
         vlog_reserve(w, 1) < 0)
         return MV_NOMEM;
     struct movement *mv = &w->movements[w->n_movements];
@@ -266,12 +273,11 @@ enum mv_status transfer_apply(struct sim *s, struct warehouse *w, const char *id
     int64_t idx = strmap_get(w->transfer_ids, id, idlen);
     if (idx >= 0) {
         *t = &w->transfers[idx];
-        return (*t)->sku == sku && (*t)->qty == qty && (*t)->to == to ? MV_DUPLICATE
-                                                                       : MV_CONFLICT;
+        return (*t)->sku == sku && (*t)->qty == qty && (*t)->to == to ? MV_DUPLICATE : MV_CONFLICT;
     }
     struct warehouse *dst = &s->wh[to];
-    if (grow((void **)&w->transfers, &w->cap_transfers, w->n_transfers + 1,
-             sizeof(*w->transfers)) < 0 ||
+    if (grow((void **)&w->transfers, &w->cap_transfers, w->n_transfers + 1, sizeof(*w->transfers)) <
+            0 ||
         vlog_reserve(w, 1) < 0 || vlog_reserve(dst, 1) < 0)
         return MV_NOMEM;
     struct transfer *tr = &w->transfers[w->n_transfers];
@@ -405,8 +411,7 @@ static void schedule(struct sim *s, struct warehouse *w, struct outbound *o, int
 struct outbound *ob_insert(struct sim *s, struct warehouse *w, const char *id, size_t idlen,
                            struct ob_line *lines, uint32_t n_lines, char *ship_to, char *service)
 {
-    if (grow((void **)&w->outbound, &w->cap_outbound, w->n_outbound + 1, sizeof(*w->outbound)) <
-        0)
+    if (grow((void **)&w->outbound, &w->cap_outbound, w->n_outbound + 1, sizeof(*w->outbound)) < 0)
         goto fail;
     struct outbound *o = &w->outbound[w->n_outbound];
     memset(o, 0, sizeof(*o));
@@ -448,8 +453,9 @@ int ob_set_status(struct sim *s, struct warehouse *w, struct outbound *o, int st
         int bad = short_line(w, o);
         if (bad >= 0) {
             const struct ob_line *l = &o->lines[bad];
-            snprintf(why, sizeof(why), "insufficient stock for %s: on hand %" PRId64
-                     ", needed %" PRId64, s->skus[l->sku].code, w->rows[l->sku].on_hand, l->qty);
+            snprintf(why, sizeof(why),
+                     "insufficient stock for %s: on hand %" PRId64 ", needed %" PRId64,
+                     s->skus[l->sku].code, w->rows[l->sku].on_hand, l->qty);
             status = OB_EXCEPTION;
             reason = why;
         }

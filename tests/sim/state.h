@@ -63,11 +63,11 @@ struct sim_config {
     char app_secret[SIM_SECRET_MAX];
     char access_token[SIM_SECRET_MAX];
     char wh_token[SIM_SECRET_MAX];
-    int64_t start_time;         /* sim clock at start, epoch seconds; 0 = wall clock */
-    int64_t outbound_step;      /* sim seconds between outbound states; 0 = only by control */
-    int64_t timestamp_window;   /* max |timestamp - now| accepted by the gateway; 0 = any */
-    bool outbound_stock_check;  /* picking with too little stock -> exception */
-    bool outbound_consume;      /* shipping takes the lines off on_hand */
+    int64_t start_time;        /* sim clock at start, epoch seconds; 0 = wall clock */
+    int64_t outbound_step;     /* sim seconds between outbound states; 0 = only by control */
+    int64_t timestamp_window;  /* max |timestamp - now| accepted by the gateway; 0 = any */
+    bool outbound_stock_check; /* picking with too little stock -> exception */
+    bool outbound_consume;     /* shipping takes the lines off on_hand */
     bool verbose;
 };
 
@@ -128,7 +128,7 @@ struct outbound {
     char *reason;  /* for exception / cancelled, or NULL */
     int64_t version;
     int64_t created_at, updated_at, next_due; /* sim seconds; next_due INT64_MAX = none */
-    uint32_t create_count; /* times a create was applied: 1, always */
+    uint32_t create_count;                    /* times a create was applied: 1, always */
     uint32_t repeat_count; /* identical creates answered with the existing order */
     char carrier[24];
     char tracking[40];
@@ -178,7 +178,7 @@ struct order_line {
 
 struct order {
     int64_t id;
-    uint64_t buyer_seed; /* the buyer and ship-to address are regenerated from this */
+    uint64_t buyer_seed;             /* the buyer and ship-to address are regenerated from this */
     int64_t created, modified, paid; /* sim seconds; paid = 0 when not paid */
     uint8_t status, country, n_lines;
     struct order_line lines[ORDER_MAX_LINES];

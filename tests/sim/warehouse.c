@@ -86,8 +86,8 @@ static bool query_int(const struct http_req *rq, const char *name, int64_t lo, i
         return true;
     int64_t n;
     if (!jin_parse_digits(v, &n) || n < lo || n > hi) {
-        http_resp_error(resp, 400, "bad_request", "%s must be an integer in [%" PRId64 ", %" PRId64 "]",
-                        name, lo, hi);
+        http_resp_error(resp, 400, "bad_request",
+                        "%s must be an integer in [%" PRId64 ", %" PRId64 "]", name, lo, hi);
         return false;
     }
     *out = n;
@@ -193,8 +193,8 @@ static void movement_result(struct sim *s, struct warehouse *w, const cJSON *m, 
             code = "unknown_sku";
             snprintf(msg, sizeof(msg), "unknown SKU %.120s", sku_code);
         } else {
-            st = movement_apply(s, w, id, strlen(id), sku < 0 ? UINT32_MAX : (uint32_t)sku,
-                                delta, &mv);
+            st = movement_apply(s, w, id, strlen(id), sku < 0 ? UINT32_MAX : (uint32_t)sku, delta,
+                                &mv);
         }
     }
     if (!code && st == MV_CONFLICT) {
@@ -255,8 +255,7 @@ static void movements(struct sim *s, struct warehouse *w, const struct http_req 
 
 /* --- outbound orders ---------------------------------------------------------------------- */
 
-void wh_outbound_json(const struct sim *s, const struct outbound *o, bool with_counts,
-                      struct jb *j)
+void wh_outbound_json(const struct sim *s, const struct outbound *o, bool with_counts, struct jb *j)
 {
     jb_obj(j);
     jb_kv_str(j, "id", o->id);
@@ -340,8 +339,7 @@ static bool same_outbound(const struct outbound *o, const struct ob_line *lines,
 {
     if (o->n_lines != n || memcmp(o->lines, lines, n * sizeof(*lines)) != 0)
         return false;
-    if ((o->service == NULL) != (service == NULL) ||
-        (service && strcmp(o->service, service) != 0))
+    if ((o->service == NULL) != (service == NULL) || (service && strcmp(o->service, service) != 0))
         return false;
     if ((o->ship_to == NULL) != (ship_to == NULL))
         return false;
@@ -371,8 +369,7 @@ static void outbound_create(struct sim *s, struct warehouse *w, const struct htt
         http_resp_error(out, 422, "invalid", "id must be a string of 1 to %d characters", ID_MAX);
     } else if (ship_to && !cJSON_IsObject(ship_to)) {
         http_resp_error(out, 422, "invalid", "ship_to must be an object");
-    } else if (service_item && !cJSON_IsNull(service_item) &&
-               (!service || strlen(service) > 64)) {
+    } else if (service_item && !cJSON_IsNull(service_item) && (!service || strlen(service) > 64)) {
         http_resp_error(out, 422, "invalid", "service must be a string of at most 64 characters");
     } else {
         lines = read_lines(s, cJSON_GetObjectItemCaseSensitive(doc, "lines"), &n, out);
@@ -383,8 +380,8 @@ static void outbound_create(struct sim *s, struct warehouse *w, const struct htt
     }
     struct outbound *o = ob_find(w, id, strlen(id));
     if (o && !same_outbound(o, lines, n, ship_to, service)) {
-        http_resp_error(out, 409, "conflict",
-                        "outbound order %.64s exists with different content", id);
+        http_resp_error(out, 409, "conflict", "outbound order %.64s exists with different content",
+                        id);
         free(lines);
     } else if (o) {
         o->repeat_count++;
@@ -452,8 +449,8 @@ static void outbound_cancel(struct sim *s, struct warehouse *w, const struct wh_
         return;
     }
     if (o->status == OB_SHIPPED) {
-        http_resp_error(out, 409, "already_shipped", "outbound order %s was shipped (%s %s)",
-                        o->id, o->carrier, o->tracking);
+        http_resp_error(out, 409, "already_shipped", "outbound order %s was shipped (%s %s)", o->id,
+                        o->carrier, o->tracking);
         return;
     }
     if (o->status != OB_CANCELLED &&

@@ -21,10 +21,10 @@ enum wh_call {
 };
 
 struct wh_route {
-    int wh;             /* warehouse index, -1 when the code is unknown */
+    int wh; /* warehouse index, -1 when the code is unknown */
     enum wh_call call;
-    char target[32];    /* "wh:CODE", for links, faults and stats */
-    const char *id;     /* outbound order id inside the path (not NUL-terminated) */
+    char target[32]; /* "wh:CODE", for links, faults and stats */
+    const char *id;  /* outbound order id inside the path (not NUL-terminated) */
     size_t id_len;
 };
 

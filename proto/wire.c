@@ -22,7 +22,7 @@ static int head(const unsigned char *p, size_t avail, size_t *hdr, uint64_t *pay
 {
     unsigned char b = p[0];
     *container = (b & 0xe0) == 0x80 || (b >= 0xdc && b <= 0xdf); /* fixmap/fixarray/16/32 */
-    int n = 0; /* bytes of length field */
+    int n = 0;                                                   /* bytes of length field */
     *payload = 0;
     *children = 0;
     *hdr = 1;

@@ -619,6 +619,7 @@ static void add_upstream(struct sync_engine *e, const struct connector_ops *ops,
     snprintf(u->code, sizeof u->code, "%s", code);
     u->ops = ops;
     u->engine = e;
+    u->d = e->d;
     u->store = e->d->store;
     u->http = e->http;
     u->link = LINK_UNKNOWN;

@@ -19,6 +19,7 @@
 #include <stdint.h>
 
 #include "config.h"
+#include "tallyd.h"
 #include "http.h"
 #include "store.h"
 
@@ -137,6 +138,7 @@ struct upstream {
     char code[65]; /* warehouse code; "" for the marketplace */
     const struct connector_ops *ops;
     struct sync_engine *engine;
+    struct tallyd *d; /* for events (events.h) */
     struct store *store;
     const struct wh_config *wh; /* for a warehouse */
     const struct mp_config *mp; /* for the marketplace */

@@ -268,6 +268,8 @@ static enum MHD_Result serve_upstream(struct sim *s, struct MHD_Connection *c,
     if (a.id) {
         snprintf(key, sizeof(key), "%d:%s", a.id, fault_kind_name(a.kind));
         stats_count(s->stats, SG_FAULTS, key);
+    } else if (a.latency_ms > 0) {
+        stats_count(s->stats, SG_FAULTS, "latency");
     }
     if (a.latency_ms > 0 && !wait_ms(s, NULL, a.latency_ms))
         return closed(s);

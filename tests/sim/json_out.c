@@ -1,7 +1,5 @@
 #include "json_out.h"
 
-#include <stdarg.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -84,29 +82,6 @@ static void put_char(struct jb *j, char c)
         return;
     j->buf[j->len++] = c;
     j->buf[j->len] = '\0';
-}
-
-void jb_appendf(struct jb *j, const char *fmt, ...)
-{
-    char small[256];
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(small, sizeof(small), fmt, ap);
-    va_end(ap);
-    if (n < 0) {
-        j->failed = true;
-        return;
-    }
-    if ((size_t)n < sizeof(small)) {
-        jb_append(j, small, (size_t)n);
-        return;
-    }
-    if (!reserve(j, (size_t)n))
-        return;
-    va_start(ap, fmt);
-    vsnprintf(j->buf + j->len, (size_t)n + 1, fmt, ap);
-    va_end(ap);
-    j->len += (size_t)n;
 }
 
 void jb_append_i64(struct jb *j, int64_t v)
@@ -277,12 +252,6 @@ void jb_kv_bool(struct jb *j, const char *key, bool v)
 {
     jb_key(j, key);
     jb_bool(j, v);
-}
-
-void jb_kv_null(struct jb *j, const char *key)
-{
-    jb_key(j, key);
-    jb_null(j);
 }
 
 void jb_kv_obj(struct jb *j, const char *key)

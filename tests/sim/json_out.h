@@ -48,13 +48,11 @@ void jb_json(struct jb *j, const char *json, size_t n);
 void jb_kv_str(struct jb *j, const char *key, const char *s);
 void jb_kv_i64(struct jb *j, const char *key, int64_t v);
 void jb_kv_bool(struct jb *j, const char *key, bool v);
-void jb_kv_null(struct jb *j, const char *key);
 void jb_kv_obj(struct jb *j, const char *key);
 void jb_kv_arr(struct jb *j, const char *key);
 
 /* Raw text, no JSON structure (CSV, or deliberately broken bodies). */
 void jb_append(struct jb *j, const char *s, size_t n);
-void jb_appendf(struct jb *j, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void jb_append_i64(struct jb *j, int64_t v);
 
 #endif

@@ -63,6 +63,13 @@ static int invalid(struct mp_error *e, const char *name, const char *why)
                 why);
 }
 
+/* For boolean checks: records the error (already done by the argument) and yields false. */
+static bool refuse(int rc)
+{
+    (void)rc;
+    return false;
+}
+
 /* --- small writers ------------------------------------------------------------------------ */
 
 static void money_text(int64_t cents, char out[32])
@@ -246,8 +253,8 @@ static int product_list_get(struct sim *s, const struct params *prm, struct jb *
         else if (strcmp(status, "auditing") == 0 || strcmp(status, "editingRequired") == 0)
             f.status = 2; /* the simulator has none in these states */
         else
-            ok = invalid(e, "product_status_type",
-                         "one of onSelling, offline, auditing, editingRequired") == 0;
+            ok = refuse(invalid(e, "product_status_type",
+                                "one of onSelling, offline, auditing, editingRequired"));
     }
     bool none = false;
     if (ok && product_id) {
@@ -703,18 +710,18 @@ static bool read_status_filter(const cJSON *q, uint32_t *mask, struct mp_error *
     if (one && *one) {
         int st = order_status_parse(one);
         if (st < 0)
-            return invalid(e, "order_status", "unknown order status") == 0;
+            return refuse(invalid(e, "order_status", "unknown order status"));
         *mask |= 1u << st;
     }
     if (list && !cJSON_IsNull(list)) {
         if (!cJSON_IsArray(list))
-            return invalid(e, "order_status_list", "must be an array of statuses") == 0;
+            return refuse(invalid(e, "order_status_list", "must be an array of statuses"));
         const cJSON *it;
         cJSON_ArrayForEach(it, list)
         {
             int st = cJSON_IsString(it) ? order_status_parse(it->valuestring) : -1;
             if (st < 0)
-                return invalid(e, "order_status_list", "unknown order status") == 0;
+                return refuse(invalid(e, "order_status_list", "unknown order status"));
             *mask |= 1u << st;
         }
     }
@@ -742,9 +749,9 @@ static int order_get(struct sim *s, const struct params *prm, struct jb *j, stru
          member_time(q, "modified_date_end", &f.mod_to, e) &&
          read_status_filter(q, &f.status_mask, e);
     if (ok && page == 0)
-        ok = missing(e, "current_page") == 0;
+        ok = refuse(missing(e, "current_page"));
     if (ok && size == 0)
-        ok = missing(e, "page_size") == 0;
+        ok = refuse(missing(e, "page_size"));
     f.buyer = ok ? jin_str(q, "buyer_login_id") : NULL;
     if (f.buyer && !*f.buyer)
         f.buyer = NULL;
@@ -924,7 +931,7 @@ static int order_info_get(struct sim *s, const struct params *prm, struct jb *j,
     ok = ok && member_int(q, "order_id", 1, INT64_MAX, &id, e) &&
          member_int(q, "ext_info_bit_flag", 0, INT32_MAX, &flags, e);
     if (ok && id == 0)
-        ok = missing(e, "order_id") == 0;
+        ok = refuse(missing(e, "order_id"));
     cJSON_Delete(q);
     if (!ok)
         return -1;

@@ -171,8 +171,3 @@ int strmap_put(struct strmap *m, const char *key, size_t len, uint32_t value, co
         *stored = copy;
     return 1;
 }
-
-size_t strmap_count(const struct strmap *m)
-{
-    return m->count;
-}

@@ -26,7 +26,4 @@ int64_t strmap_get(const struct strmap *m, const char *key, size_t len);
  * NUL-terminated copy of the key (also when it was already present). */
 int strmap_put(struct strmap *m, const char *key, size_t len, uint32_t value, const char **stored);
 
-/* Number of keys. */
-size_t strmap_count(const struct strmap *m);
-
 #endif

@@ -1,75 +1,143 @@
 #!/usr/bin/env bash
-# The demo: installs what is missing, builds, seeds a station that was never connected with
-# generated data (a few hundred SKUs in four overseas warehouses, some orders), starts tallyd
-# on it and shows the client answering. The daemon keeps running afterwards; stop it with
-#   scripts/demo.sh stop
+# The demo: installs what is missing, builds, then
+#   scripts/demo.sh           starts tally-sim (a marketplace and four overseas warehouses on
+#                             loopback), starts tallyd against it, shows the station syncing and
+#                             answering, then cuts a warehouse's link: queries still answered,
+#                             movements queued, drained once the link is back.
+#   scripts/demo.sh offline   a station that was never connected, seeded from CSV files.
+#   scripts/demo.sh stop      stops what a demo left running.
+# tallyd (and tally-sim) keep running afterwards so you can try the client yourself.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 top=$PWD
 demo=$top/demo
 sock=$demo/tally.sock
 
-stop_daemon() {
-    if [ -f "$demo/tallyd.pid" ] && kill -0 "$(cat "$demo/tallyd.pid")" 2>/dev/null; then
-        kill -TERM "$(cat "$demo/tallyd.pid")"
-        for _ in $(seq 50); do kill -0 "$(cat "$demo/tallyd.pid")" 2>/dev/null || break; sleep 0.1; done
+stop_pidfile() {
+    local f=$1
+    if [ -f "$f" ] && kill -0 "$(cat "$f")" 2>/dev/null; then
+        kill -TERM "$(cat "$f")"
+        for _ in $(seq 50); do kill -0 "$(cat "$f")" 2>/dev/null || break; sleep 0.1; done
     fi
-    rm -f "$demo/tallyd.pid"
+    rm -f "$f"
+}
+stop_all() {
+    stop_pidfile "$demo/tallyd.pid"
+    stop_pidfile "$demo/sim.pid"
 }
 
-if [ "${1:-}" = stop ]; then
-    stop_daemon
-    echo "demo tallyd stopped"
-    exit 0
-fi
+mode=${1:-sync}
+case $mode in
+stop) stop_all; echo "demo stopped"; exit 0 ;;
+sync | offline) ;;
+*) echo "usage: scripts/demo.sh [offline|stop]" >&2; exit 2 ;;
+esac
 
 scripts/install-deps.sh
 echo "== building"
 scripts/build.sh build
 tally() { "$top/build/tally" --socket "$sock" "$@"; }
-
-stop_daemon
-rm -rf "$demo"
-mkdir -p "$demo"
-echo "== generating demo data (tests/gen/tally-gen)"
-build/tests/tally-gen --out "$demo/data" --skus 300 --warehouses 4 --orders 40 --seed 11
-echo "== starting tallyd (state in demo/, log in demo/tallyd.log)"
-build/tallyd --state-dir "$demo/state" --socket "$sock" --station DEMO-ES-01 \
-    >"$demo/tallyd.log" 2>&1 &
-echo $! >"$demo/tallyd.pid"
-for _ in $(seq 100); do [ -S "$sock" ] && break; sleep 0.05; done
-
-echo "== seeding the station offline: tally import"
-for kind in warehouses catalog stock orders; do
-    tally import "$kind" "$demo/data/$kind.csv"
-done
-
-sku=$(tally --json stock list --low --limit 1 | sed -n 's/.*"sku":"\([^"]*\)".*/\1/p')
-sku=${sku:-$(sed -n '2p' "$demo/data/catalog.csv" | cut -d, -f1)}
-
 show() {
     echo
     echo "\$ tally $*"
     local t0 t1
     t0=$(date +%s%N)
-    tally "$@"
+    tally "$@" || true
     t1=$(date +%s%N)
     echo "($(( (t1 - t0) / 1000000 )) ms, whole command)"
 }
-show status
-show sku "$sku"
-show stock "$sku"
-show receive "$sku" 24 --warehouse ES-MAD --id demo-receive-1 --ref PO-7731
-show receive "$sku" 24 --warehouse ES-MAD --id demo-receive-1 --ref PO-7731
-show transfer "$sku" 5 --from ES-MAD --to PL-WAW --id demo-transfer-1
-show count "$sku" 3 --warehouse US-LAX --id demo-count-1
-show stock "$sku"
-show stock list --low --limit 8
-show orders --status WAIT_SELLER_SEND_GOODS --limit 5
-show outbox
+start_tallyd() { # extra args
+    build/tallyd --state-dir "$demo/state" --socket "$sock" --station DEMO-ES-01 "$@" \
+        >>"$demo/tallyd.log" 2>&1 &
+    echo $! >"$demo/tallyd.pid"
+    for _ in $(seq 200); do tally status >/dev/null 2>&1 && return 0; sleep 0.05; done
+    echo "tallyd did not start; see demo/tallyd.log" >&2
+    exit 1
+}
+
+stop_all
+rm -rf "$demo"
+mkdir -p "$demo"
+
+if [ "$mode" = offline ]; then
+    echo "== generating demo data (tests/gen/tally-gen)"
+    build/tests/tally-gen --out "$demo/data" --skus 300 --warehouses 4 --orders 40 --seed 11
+    echo "== starting tallyd (state in demo/, log in demo/tallyd.log)"
+    start_tallyd
+    echo "== seeding the station offline: tally import"
+    for kind in warehouses catalog stock orders; do
+        tally import "$kind" "$demo/data/$kind.csv"
+    done
+    sku=$(tally --json stock list --low --limit 1 | jq -r '.items[0].sku // empty')
+    sku=${sku:-$(sed -n '2p' "$demo/data/catalog.csv" | cut -d, -f1)}
+    show status
+    show sku "$sku"
+    show stock "$sku"
+    show receive "$sku" 24 --warehouse ES-MAD --id demo-receive-1 --ref PO-7731
+    show receive "$sku" 24 --warehouse ES-MAD --id demo-receive-1 --ref PO-7731
+    show transfer "$sku" 5 --from ES-MAD --to PL-WAW --id demo-transfer-1
+    show count "$sku" 3 --warehouse US-LAX --id demo-count-1
+    show stock "$sku"
+    show stock list --low --limit 8
+    show orders --status WAIT_SELLER_SEND_GOODS --limit 5
+    show outbox
+else
+    echo "== starting tally-sim: a marketplace and 4 overseas warehouses, 5,000 SKUs"
+    build/tests/sim/tally-sim --port 0 --skus 5000 --orders 120 --seed 11 \
+        >"$demo/sim.out" 2>"$demo/sim.log" &
+    echo $! >"$demo/sim.pid"
+    for _ in $(seq 100); do grep -q listening "$demo/sim.out" 2>/dev/null && break; sleep 0.05; done
+    base=http://127.0.0.1:$(sed -n 's/.*127\.0\.0\.1:\([0-9]*\).*/\1/p' "$demo/sim.out")
+    echo "   $(cat "$demo/sim.out")"
+    echo tally-sim-app-secret >"$demo/app.secret"
+    echo tally-sim-access-token >"$demo/access.token"
+    echo tally-sim-wh-token >"$demo/wh.token"
+    chmod 600 "$demo"/*.secret "$demo"/*.token
+    {
+        printf '[marketplace]\ngateway = %s/sync\napp_key = tally-sim-app-key\n' "$base"
+        printf 'app_secret_file = %s\naccess_token_file = %s\n' "$demo/app.secret" "$demo/access.token"
+        printf 'orders_interval = 10\n[sync]\nretry_max = 5\nrequest_timeout = 10\n'
+        for w in ES-MAD FR-PAR PL-WAW US-LAX; do
+            printf '[warehouse %s]\nurl = %s/wh/%s\ntoken_file = %s\ninventory_interval = 5\n' \
+                "$w" "$base" "$w" "$demo/wh.token"
+        done
+    } >"$demo/tallyd.conf"
+    echo "== starting tallyd against it (config demo/tallyd.conf, log demo/tallyd.log)"
+    start_tallyd --config "$demo/tallyd.conf"
+    echo
+    echo "\$ tally sync --wait"
+    tally sync --wait --timeout 300
+    sku=$(tally --json stock list --limit 1 | jq -r '.items[0].sku')
+    show status
+    show stock "$sku"
+    show orders --status WAIT_SELLER_SEND_GOODS --limit 5
+
+    echo
+    echo "== cutting the link to ES-MAD (the simulator drops every connection to it)"
+    curl -s -X POST -d '{"target":"wh:ES-MAD","up":false}' "$base/control/link" >/dev/null
+    show receive "$sku" 12 --warehouse ES-MAD --id demo-offline-1 --ref PO-9001
+    show pick "$sku" 2 --warehouse ES-MAD --id demo-offline-2 --ref ORDER-1
+    sleep 2
+    show stock "$sku"
+    show outbox --state pending
+    show status
+    echo
+    echo "== the link comes back"
+    curl -s -X POST -d '{"target":"wh:ES-MAD","up":true}' "$base/control/link" >/dev/null
+    for _ in $(seq 100); do
+        [ "$(tally --json status | jq '.outbox.pending')" = 0 ] && break
+        sleep 0.2
+    done
+    show outbox --limit 5
+    echo
+    echo "what the warehouse applied (tally-sim's count per movement id):"
+    curl -s "$base/control/movements" | jq -c '.movements | with_entries(select(.key | startswith("demo-")))'
+    tally sync --wait --timeout 60 >/dev/null || true
+    show stock "$sku"
+fi
 echo
 echo "tallyd is still running (pid $(cat "$demo/tallyd.pid")). Try:"
 echo "  export TALLY_SOCKET=$sock"
 echo "  build/tally --help"
-echo "  build/tally stock $sku --json"
-echo "Stop it with: scripts/demo.sh stop"
+echo "  build/tally stock list --low"
+echo "Stop everything with: scripts/demo.sh stop"

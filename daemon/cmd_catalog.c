@@ -65,17 +65,17 @@ int cmd_catalog_get(struct rpc_call *c)
     return 0;
 }
 
-/* LIKE pattern "%q%" with the wildcards of q escaped by '\'. */
-static void like_pattern(const char *q, size_t n, char *out, size_t cap)
+/* An FTS5 query matching `q` as one literal string: "q" with inner quotes doubled. */
+static void fts_phrase(const char *q, size_t n, char *out, size_t cap)
 {
     size_t o = 0;
-    out[o++] = '%';
+    out[o++] = '"';
     for (size_t i = 0; i < n && o + 3 < cap; i++) {
-        if (q[i] == '%' || q[i] == '_' || q[i] == '\\')
-            out[o++] = '\\';
+        if (q[i] == '"')
+            out[o++] = '"';
         out[o++] = q[i];
     }
-    out[o++] = '%';
+    out[o++] = '"';
     out[o] = 0;
 }
 
@@ -90,8 +90,13 @@ int cmd_catalog_search(struct rpc_call *c)
         return r;
     if ((r = mp_param_str(&p, "q", true, TALLY_MAX_ID_LEN, &q, &qn, NULL)) != 0)
         return rpc_fail(c, r, "%s", p.err);
-    char pat[2 * TALLY_MAX_ID_LEN + 4], after[TALLY_MAX_ID_LEN + 1] = "";
-    like_pattern(q, qn, pat, sizeof pat);
+    char phrase[2 * TALLY_MAX_ID_LEN + 4], hi[TALLY_MAX_ID_LEN + 2],
+        after[TALLY_MAX_ID_LEN + 1] = "";
+    fts_phrase(q, qn, phrase, sizeof phrase);
+    /* Codes are printable ASCII (below 0x7f), so those starting with q sort in [q, q + 0x7f). */
+    memcpy(hi, q, qn);
+    hi[qn] = 0x7f;
+    hi[qn + 1] = 0;
     if (pg.cursor) {
         if (pg.cursor_len > TALLY_MAX_ID_LEN)
             return rpc_fail(c, TALLY_E_INVALID_PARAMS, "cursor is not one this method returned");
@@ -99,21 +104,23 @@ int cmd_catalog_search(struct rpc_call *c)
         after[pg.cursor_len] = 0;
     }
     struct store *st = c->d->store;
-    /* A code-prefix match uses the index; a title match scans, bounded by LIMIT. */
-    /* A code-prefix match uses the index; a title match scans SKU titles (which carry the
-     * product's title and the variant), bounded by LIMIT. */
-    sqlite3_stmt *s = store_stmt(st, "SELECT s.code, s.title, p.product_id, s.price_minor,"
-                                     " s.currency FROM skus s JOIN products p ON p.id = s.product"
-                                     " WHERE s.code > ?3 AND (substr(s.code, 1, ?4) = ?1"
-                                     "   OR s.title LIKE ?2 ESCAPE '\\')"
-                                     " ORDER BY s.code LIMIT ?5");
+    /* Both halves are index lookups: the code prefix on skus' code index, the title on the
+     * trigram index (which needs 3 bytes; shorter queries match codes only). */
+    sqlite3_stmt *s = store_stmt(
+        st, "SELECT s.code, s.title, p.product_id, s.price_minor, s.currency"
+            " FROM skus s JOIN products p ON p.id = s.product"
+            " WHERE s.code > ?4 AND s.id IN ("
+            "   SELECT id FROM skus WHERE code >= ?1 AND code < ?2"
+            "   UNION SELECT rowid FROM sku_titles WHERE ?6 >= 3 AND sku_titles MATCH ?3)"
+            " ORDER BY s.code LIMIT ?5");
     if (!s)
         return TALLY_E_STORAGE;
     sqlite3_bind_text(s, 1, q, (int)qn, SQLITE_STATIC);
-    sqlite3_bind_text(s, 2, pat, -1, SQLITE_STATIC);
-    sqlite3_bind_text(s, 3, after, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(s, 4, (int64_t)qn);
+    sqlite3_bind_text(s, 2, hi, (int)qn + 1, SQLITE_STATIC);
+    sqlite3_bind_text(s, 3, phrase, -1, SQLITE_STATIC);
+    sqlite3_bind_text(s, 4, after, -1, SQLITE_STATIC);
     sqlite3_bind_int64(s, 5, pg.limit + 1);
+    sqlite3_bind_int64(s, 6, (int64_t)qn);
     msgpack_packer *pk = c->pk;
     msgpack_pack_map(pk, 2);
     mp_pack_key(pk, "items");

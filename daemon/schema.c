@@ -174,6 +174,19 @@ static const char *const migrations[] = {
     "CREATE INDEX outbox_work ON outbox(target, id) WHERE state IN ('pending', 'inflight');"
     "CREATE INDEX movements_acked ON movements(sku, warehouse, upstream_version)"
     "  WHERE state = 'acked';",
+
+    /* 3: title search without a scan. A trigram index answers substring matches (3+ bytes,
+     * case-insensitive) from the index; triggers keep it in step with skus. */
+    "CREATE VIRTUAL TABLE sku_titles USING fts5(title, content='skus', content_rowid='id',"
+    "  tokenize='trigram');"
+    "CREATE TRIGGER skus_title_ins AFTER INSERT ON skus BEGIN"
+    "  INSERT INTO sku_titles(rowid, title) VALUES(new.id, new.title); END;"
+    "CREATE TRIGGER skus_title_del AFTER DELETE ON skus BEGIN"
+    "  INSERT INTO sku_titles(sku_titles, rowid, title) VALUES('delete', old.id, old.title); END;"
+    "CREATE TRIGGER skus_title_upd AFTER UPDATE OF title ON skus BEGIN"
+    "  INSERT INTO sku_titles(sku_titles, rowid, title) VALUES('delete', old.id, old.title);"
+    "  INSERT INTO sku_titles(rowid, title) VALUES(new.id, new.title); END;"
+    "INSERT INTO sku_titles(sku_titles) VALUES('rebuild');",
 };
 
 int schema_latest(void)

@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # The demo: installs what is missing, builds, then
-#   scripts/demo.sh           starts tally-sim (a marketplace and four overseas warehouses on
+#   scripts/demo.sh [offline] a station that was never connected, seeded from CSV files.
+#   scripts/demo.sh sync      starts tally-sim (a marketplace and four overseas warehouses on
 #                             loopback), starts tallyd against it, shows the station syncing and
 #                             answering, then cuts a warehouse's link: queries still answered,
 #                             movements queued, drained once the link is back.
-#   scripts/demo.sh offline   a station that was never connected, seeded from CSV files.
 #   scripts/demo.sh stop      stops what a demo left running.
 # tallyd (and tally-sim) keep running afterwards so you can try the client yourself.
 set -euo pipefail
@@ -26,11 +26,11 @@ stop_all() {
     stop_pidfile "$demo/sim.pid"
 }
 
-mode=${1:-sync}
+mode=${1:-offline}
 case $mode in
 stop) stop_all; echo "demo stopped"; exit 0 ;;
 sync | offline) ;;
-*) echo "usage: scripts/demo.sh [offline|stop]" >&2; exit 2 ;;
+*) echo "usage: scripts/demo.sh [offline|sync|stop]" >&2; exit 2 ;;
 esac
 
 scripts/install-deps.sh

@@ -28,6 +28,7 @@ void config_defaults(struct tally_config *cfg)
     cfg->max_parallel = 4;
     cfg->retry_max_s = 300;
     cfg->request_timeout_s = 30;
+    cfg->reconcile_s = 21600;
     cfg->stale_after_s = 3600;
     cfg->mp.catalog_interval_s = 300;
     cfg->mp.orders_interval_s = 60;
@@ -186,6 +187,11 @@ int config_set(struct tally_config *cfg, const char *section, const char *key, c
         if (!strcmp(key, "request_timeout")) {
             if ((r = set_num(&n, value, 10, 1, 600, errbuf, errlen, key)) == 0)
                 cfg->request_timeout_s = (unsigned)n;
+            return r;
+        }
+        if (!strcmp(key, "reconcile_interval")) {
+            if ((r = set_num(&n, value, 10, 10, 30 * 86400, errbuf, errlen, key)) == 0)
+                cfg->reconcile_s = (unsigned)n;
             return r;
         }
         if (!strcmp(key, "stale_after")) {

@@ -43,6 +43,7 @@ struct wms_call {
     cJSON *doc;
     int64_t new_version;
     char new_cursor[256];
+    bool reconcile;
 };
 
 enum { STREAM_INVENTORY, STREAM_OUTBOUND };
@@ -116,6 +117,26 @@ static int classify(struct http_req *r, char *err, size_t errlen)
 
 /* ---- pulls ---- */
 
+/* Reconciliation: a row the replica holds at the same version with another figure has
+ * drifted (a lost write, a bad restore); the upsert that follows repairs it. */
+static int count_drift(struct store *st, int64_t sku, int64_t wh, int64_t on_hand, int64_t version,
+                       struct pull_page *pg)
+{
+    sqlite3_stmt *s = store_stmt(st, "SELECT 1 FROM stock WHERE sku = ?1 AND warehouse = ?2"
+                                     " AND upstream_version = ?3 AND snapshot <> ?4");
+    if (!s)
+        return TALLY_E_STORAGE;
+    sqlite3_bind_int64(s, 1, sku);
+    sqlite3_bind_int64(s, 2, wh);
+    sqlite3_bind_int64(s, 3, version);
+    sqlite3_bind_int64(s, 4, on_hand);
+    int rc = sqlite3_step(s);
+    sqlite3_reset(s);
+    if (rc == SQLITE_ROW)
+        pg->repaired++;
+    return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : store_error(st, rc, "reconcile");
+}
+
 static int apply_inventory(struct pull_page *pg, struct store *st, struct checkpoint *cp, char *err,
                            size_t errlen)
 {
@@ -139,8 +160,11 @@ static int apply_inventory(struct pull_page *pg, struct store *st, struct checkp
             continue;
         }
         json_int(it, "updated_at", 0, 253402300799LL, &at);
-        if ((r = catalog_sku_ensure(st, sku, &sku_id)) != 0 ||
-            (r = stock_apply_snapshot(st, sku_id, wh, on_hand, version, at)) != 0)
+        if ((r = catalog_sku_ensure(st, sku, &sku_id)) != 0)
+            return r;
+        if (c->reconcile && (r = count_drift(st, sku_id, wh, on_hand, version, pg)) != 0)
+            return r;
+        if ((r = stock_apply_snapshot(st, sku_id, wh, on_hand, version, at)) != 0)
             return r;
         if (version > maxv)
             maxv = version;
@@ -256,6 +280,7 @@ static void wms_pull(struct upstream *u, int stream, const struct checkpoint *cp
     if (!c)
         goto fail;
     c->stream = stream;
+    c->reconcile = cp->reconcile;
     struct jbuf q = {0};
     jb_lit(&q, u->wh->url);
     jb_lit(&q, stream == STREAM_INVENTORY ? "/v1/inventory?since=" : "/v1/outbound-orders?since=");

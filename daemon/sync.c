@@ -155,6 +155,15 @@ static void start_pull(struct upstream *u, int i)
         ss->round_rows = ss->round_pages = 0;
         ss->round_total = -1;
         ss->round_started_ms = now_ms(u->engine);
+        /* Now and then a round reads the whole stream again and repairs drift: rows the
+         * replica holds at the same version with other figures. The first round is one
+         * anyway (version 0). */
+        ss->reconciling = ss->reconcilable && cp.version > 0 &&
+                          now_ms(u->engine) >= ss->reconcile_ms && !cp.cursor[0];
+    }
+    if (ss->reconciling) {
+        cp.version = 0;
+        cp.reconcile = true;
     }
     ss->running = true;
     u->ops->pull(u, i, &cp);
@@ -210,6 +219,14 @@ void sync_pull_done(struct upstream *u, int i, struct pull_page *pg)
         return;
     }
     ss->last_error[0] = 0;
+    ss->repaired += pg->repaired;
+    if (pg->repaired > 0) {
+        char detail[96];
+        snprintf(detail, sizeof detail, "%" PRId64 " rows repaired by reconciliation",
+                 pg->repaired);
+        log_warn("%s: %s", ss->name, detail);
+        events_sync(e->d, ss->name, "repaired", detail);
+    }
     ss->round_rows += pg->rows;
     ss->round_pages++;
     if (pg->total >= 0)
@@ -217,6 +234,9 @@ void sync_pull_done(struct upstream *u, int i, struct pull_page *pg)
     if (pg->more) {
         ss->due_ms = 0; /* the next page at once */
     } else {
+        if (ss->reconciling || ss->reconcile_ms == 0)
+            ss->reconcile_ms = now_ms(e) + (uint64_t)e->d->cfg.reconcile_s * 1000;
+        ss->reconciling = false;
         ss->in_round = ss->requested = false;
         ss->last_round_rows = ss->round_rows;
         ss->last_success_at = store_now();
@@ -666,6 +686,7 @@ int sync_start(struct tallyd *d, struct sync_engine **out, char *err, size_t err
         struct upstream *u = &e->ups[e->nups];
         u->wh = w;
         u->streams[0].interval_s = w->inventory_interval_s;
+        u->streams[0].reconcilable = true;
         u->streams[1].interval_s = w->outbound_interval_s;
         if (u->ops->init(u, err, errlen) != 0)
             goto fail;
@@ -803,8 +824,9 @@ void sync_pack_status(struct sync_engine *e, msgpack_packer *pk)
         for (int j = 0; j < u->ops->nstreams; j++) {
             struct stream_state *ss = &u->streams[j];
             double secs = ss->in_round ? (double)(mnow - ss->round_started_ms) / 1000.0 : 0;
-            msgpack_pack_map(pk, 10);
+            msgpack_pack_map(pk, 11);
             mp_pack_kv_str(pk, "name", ss->name);
+            mp_pack_kv_int(pk, "repaired", ss->repaired);
             mp_pack_kv_bool(pk, "in_round", ss->in_round || ss->requested);
             pack_opt_time(pk, "last_success_at", ss->last_success_at);
             mp_pack_key(pk, "lag_s");

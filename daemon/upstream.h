@@ -36,6 +36,7 @@ struct checkpoint {
     int64_t version;
     int64_t modified_since;
     int64_t rows_total;
+    bool reconcile; /* set by the engine for a reconciliation round: read everything again */
 };
 
 struct pull_page {
@@ -45,6 +46,7 @@ struct pull_page {
     bool more;          /* another page follows in this round */
     int64_t rows;       /* rows in this page */
     int64_t total;      /* rows expected in the round, -1 when unknown */
+    int64_t repaired;   /* rows of a reconciliation round that differed from the replica */
     /* Applies the rows and writes the advanced position into *cp. Runs inside the engine's
      * transaction; returns 0 or a TALLY_E_* code (the transaction is then rolled back). */
     int (*apply)(struct pull_page *pg, struct store *st, struct checkpoint *cp, char *err,
@@ -127,6 +129,10 @@ struct stream_state {
     int64_t round_rows, round_pages, round_total;
     uint64_t round_started_ms;
     int64_t last_round_rows;
+    bool reconcilable;       /* the connector can read the whole stream again (since 0) */
+    bool reconciling;        /* this round is a reconciliation */
+    uint64_t reconcile_ms;   /* next reconciliation round (loop time) */
+    int64_t repaired;        /* rows repaired by reconciliation since start */
     int64_t last_success_at; /* wall clock, seconds */
     char last_error[256];
 };

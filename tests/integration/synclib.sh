@@ -31,7 +31,7 @@ ctl() { curl -sS --max-time 30 "$@"; }
 write_config() {
     echo tally-sim-wh-token >"$tmp/wh.token"
     {
-        printf '[station]\nname = SYNC-TEST\n[sync]\nretry_max = 2\nrequest_timeout = 3\n'
+        printf '[station]\nname = SYNC-TEST\n[sync]\nretry_max = 2\nrequest_timeout = 3\nreconcile_interval = 10\n'
         for w in "$@"; do
             printf '[warehouse %s]\nurl = %s/wh/%s\ntoken_file = %s\ninventory_interval = 2\n' \
                 "$w" "$base" "$w" "$tmp/wh.token"

@@ -186,7 +186,12 @@ static const char *const migrations[] = {
     "CREATE TRIGGER skus_title_upd AFTER UPDATE OF title ON skus BEGIN"
     "  INSERT INTO sku_titles(sku_titles, rowid, title) VALUES('delete', old.id, old.title);"
     "  INSERT INTO sku_titles(rowid, title) VALUES(new.id, new.title); END;"
-    "INSERT INTO sku_titles(sku_titles) VALUES('rebuild');",
+    "INSERT INTO sku_titles(sku_titles) VALUES('rebuild');"
+    /* A SKU the warehouses reported first is not published while it is unlisted; when the
+     * catalog gives it its product, its stock is due for publishing. */
+    "CREATE TRIGGER skus_listed AFTER UPDATE OF product ON skus WHEN old.product <> new.product"
+    " BEGIN INSERT INTO publish(sku, value, gen, dirty) VALUES(new.id, 0, 1, 1)"
+    "  ON CONFLICT(sku) DO UPDATE SET gen = gen + 1, dirty = 1; END;",
 };
 
 int schema_latest(void)

@@ -692,6 +692,18 @@ int sync_start(struct tallyd *d, struct sync_engine **out, char *err, size_t err
             goto fail;
         e->nups++;
     }
+    if (d->cfg.mp.enabled) {
+        add_upstream(e, &conn_aliexpress_ops, "mp", "");
+        struct upstream *u = &e->ups[e->nups];
+        u->mp = &d->cfg.mp;
+        u->streams[0].interval_s = d->cfg.mp.catalog_interval_s;
+        u->streams[1].interval_s = d->cfg.mp.orders_interval_s;
+        if (u->ops->init(u, err, errlen) != 0)
+            goto fail;
+        e->nups++;
+        /* Only the account's coordinator publishes marketplace stock (DESIGN.md). */
+        store_set_publish(d->store, d->cfg.coordinator);
+    }
     uv_timer_init(d->loop, &e->tick);
     e->tick.data = e;
     uv_timer_start(&e->tick, on_tick, TICK_MS, TICK_MS);

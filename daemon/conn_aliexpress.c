@@ -1,0 +1,2014 @@
+/*
+ * Connector for the AliExpress Open Platform gateway (../shared/UPSTREAM.md §1): the marketplace.
+ * Every platform method and field name tally uses, and their mapping to the replica, live here.
+ *
+ * Requests: POST {gateway}, form-urlencoded, signed (iop_sign.h): app_key, method, timestamp
+ * (ms), sign_method (sha256 | md5), access_token, format=json, the method's parameters (JSON
+ * ones as JSON text), sign. Answers: HTTP 200 with {"<method_with_underscores>_response": {...}}
+ * or {"error_response": {"type", "code", "msg"}}.
+ *
+ * Streams (each round is pages; a page is applied with its checkpoint in one transaction):
+ *   catalog  aliexpress.solution.product.list.get (100 a page, gmt_modified_start = the
+ *            checkpoint's modified_since minus the overlap), then for every product of the page
+ *            aliexpress.solution.product.info.get (at most DETAIL_PARALLEL at a time); the page
+ *            goes to the engine only when every detail is in.
+ *   orders   aliexpress.solution.order.get (50 a page, modified_date_start = modified_since
+ *            minus [marketplace] orders_overlap, every status tally maps), then
+ *            aliexpress.solution.order.info.get for every order of the page, likewise.
+ * Checkpoint: cursor = the next page number while a round pages, "" between rounds; version =
+ * the round's start (catalog: our clock when its first page was asked; orders: the gateway's
+ * time_stamp of its first page); at the end of a round modified_since = that start, in the
+ * gateway's clock. The lists are not bounded above: orders and products modified while a
+ * round pages can only enter the filtered set (never leave it), so a page boundary can repeat
+ * a row but never skip one, and whatever changed after the start is in the next round's window.
+ * The gateway's clock: the catalog answers carry no time, so the offset between the gateway's
+ * clock and ours is learnt from the time_stamp of the order answers (0 until one was seen).
+ * The first round of a stream (modified_since 0) and a reconciliation round (cp->reconcile)
+ * have no window and leave out FINISH orders (the account's whole history); windowed rounds ask
+ * for FINISH too, so that orders which finish are updated. A reconciliation round of the
+ * catalog counts the SKUs it had to change as repaired.
+ * A page whose details failed transiently is kept, with the details it did read, and when the
+ * engine asks for the same page again only the missing ones are asked for (see pull_finish).
+ *
+ * Push: outbox rows of kind "fulfil" (payload {order_id, send_type, logistics_no, service_name,
+ * tracking_website}), one per call, aliexpress.solution.order.fulfill. The platform has no
+ * idempotency key: an answer "ORDER_ALREADY_SHIPPED" naming the row's logistics number is
+ * taken as done (the row's earlier attempt, whose answer was lost, was applied).
+ * Publish: aliexpress.solution.batch.product.inventory.update, the batch grouped by product
+ * (at most PUBLISH_PRODUCTS products x PUBLISH_SKUS SKUs a call; values capped at 999,999),
+ * per-product outcomes from update_successful_list / update_failed_list.
+ *
+ * Mapping (platform field -> replica):
+ *   product.info.get result.product_id             -> products.product_id (digits)
+ *     .subject                                     -> products.title
+ *     .product_status_type                         -> products.status (onSelling, offline, ...)
+ *     .aeop_ae_product_s_k_us.global_aeop_ae_product_sku[]:
+ *       .sku_code                                  -> skus.code
+ *       .id ("14:691;5:361385", "<none>")          -> skus.mp_sku_id
+ *       .sku_price ("22.31") + .currency_code      -> skus.price_minor (exact) + skus.currency
+ *       .aeop_s_k_u_property_list.global_aeop_sku_property[]:
+ *         sku_property_name | name of sku_property_id (14 Color, 5 Size, 200007763 Ships From)
+ *         | the id -> property_value_definition_name | sku_property_value | property_value_id
+ *                                                  -> skus.attributes (MessagePack map)
+ *       subject + " (" + attribute values + ")"    -> skus.title
+ *   order.info.get result.data.id                  -> orders.order_id
+ *     .order_status                                -> orders.status
+ *     .gmt_create (US Pacific "yyyy-MM-dd HH:mm:ss") -> orders.created_at (epoch s)
+ *     .receipt_address.contact_person              -> orders.buyer_name
+ *     .receipt_address.detail_address, address2, province -> orders.address (", "-joined)
+ *     .receipt_address.city / .zip                 -> orders.city / orders.postcode
+ *     .receipt_address.phone_country + mobile_no   -> orders.phone ("+34 612345678")
+ *     .receipt_address.country (UK->GB, SRB->RS, MNE->ME) -> orders.country ("ZZ" if none)
+ *     .order_amount.currency_code                  -> orders.currency
+ *     .child_order_list.global_aeop_tp_child_order_dto[]: .logistics_type (first line)
+ *                                                  -> orders.service
+ *       .sku_code -> order_lines.sku (catalog_sku_ensure), .product_count -> qty,
+ *       .product_price.amount -> price_minor (orders.total_minor follows from the lines)
+ *   order.get order_dto.timeout_left_time (ms, else left_send_good_day/hour/min) + the answer's
+ *     time_stamp                                   -> orders.ship_by
+ *
+ * Classification:
+ *   no answer, curl error, HTTP 408/429/5xx, unparsable JSON on 200      transient
+ *   other HTTP 4xx                                                       permanent
+ *   error_response: ApiCallLimit, AppCallLimit, SessionCallLimit, any *CallLimit* / *Limited*
+ *     code, SystemError, ServiceUnavailable, ServiceTimeout, InternalError, SystemBusy, and any
+ *     code of type ISP or sub_code isp.*                                 transient
+ *   error_response about the account (every call would fail alike): IncompleteSignature,
+ *     InvalidSignature, MissingSignature, InvalidSignatureMethod, InvalidAppKey, MissingAppKey,
+ *     IllegalAccessToken, MissingAccessToken, InvalidTimestamp, MissingTimestamp,
+ *     InsufficientPermission, InvalidMethod, MissingMethod, InvalidFormat  permanent (*)
+ *   error_response about the request: InvalidParameter, MissingParameter, InvalidRequest,
+ *     ProductNotFound, and any other ISV code                            permanent
+ * (*) A pull page refused so ends its round (the stream shows the reason; the next round comes
+ * at the stream's interval). An outbox row or a stock value is not at fault for the account's
+ * credentials or clock: a fulfil or a publish refused that way stays due and is retried with
+ * the upstream's backoff (the link shows the reason) instead of being held or dropped.
+ * A detail (product or order) refused for its own parameters, ProductNotFound or
+ * ORDER_NOT_FOUND is skipped and counted; any transient detail failure makes the whole page
+ * transient (nothing of it is applied); an account-wide refusal makes it permanent.
+ * Business codes: fulfil ORDER_ALREADY_SHIPPED naming this logistics_no -> done; codes with
+ * SYSTEM / BUSY / TIMEOUT / LIMIT -> transient; others (ORDER_NOT_FOUND,
+ * ORDER_STATUS_NOT_ALLOWED, ...) -> permanent. Inventory update per product: SYSTEM_ERROR ->
+ * transient; PRODUCT_NOT_FOUND, SKU_NOT_FOUND, INVALID_INVENTORY, PARAM_ERROR -> permanent.
+ *
+ * Everything read from an answer is range-checked; strings are validated (mp_id_ok /
+ * mp_text_ok) before they reach SQLite. A row that cannot be read is skipped and counted, a
+ * field that cannot be read is dropped and counted; one warning per page says how many.
+ * Secrets (app secret, access token) are read at init, never logged, and wiped at free; the
+ * request body, which carries the token, is wiped once curl has copied it.
+ */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <msgpack.h>
+
+#include "catalog.h"
+#include "codec.h"
+#include "events.h"
+#include "iop_sign.h"
+#include "json.h"
+#include "log.h"
+#include "orders.h"
+#include "secret.h"
+#include "tally/protocol.h"
+#include "upstream.h"
+
+#define METHOD_PRODUCT_LIST "aliexpress.solution.product.list.get"
+#define METHOD_PRODUCT_INFO "aliexpress.solution.product.info.get"
+#define METHOD_INVENTORY "aliexpress.solution.batch.product.inventory.update"
+#define METHOD_ORDER_LIST "aliexpress.solution.order.get"
+#define METHOD_ORDER_INFO "aliexpress.solution.order.info.get"
+#define METHOD_FULFIL "aliexpress.solution.order.fulfill"
+
+#define PRODUCT_PAGE 100   /* product.list.get page_size: the platform's largest */
+#define ORDER_PAGE 50      /* order.get page_size: the platform's largest */
+#define MAX_PAGE_ITEMS 500 /* more entries than asked for: the answer is not trusted */
+#define DETAIL_PARALLEL 8  /* detail requests in flight per page (capped by max_parallel) */
+#define PUBLISH_PRODUCTS 20
+#define PUBLISH_SKUS 200
+#define PUBLISH_MAX_VALUE 999999
+#define MAX_PARAMS 8
+#define MAX_ANSWER (16u << 20)
+#define MAX_PRICE_MINOR 10000000000LL /* as importer.c */
+#define MAX_LINE_QTY 1000000LL
+#define MAX_LINES 100
+#define MAX_ATTRIBUTES 32
+#define MAX_TIME 253402300799LL             /* 9999-12-31 */
+#define MAX_LEFT_MS (3650LL * 86400 * 1000) /* ten years of handling time, either way */
+#define JSON_ID_MAX 9007199254740992.0      /* 2^53: ids as JSON numbers are exact below */
+#define ID_LEN 24                           /* a platform id in digits, and its NUL */
+#define CARRY_MAX_S 900 /* a failed page's details are reused this long (see pull_finish) */
+
+enum { STREAM_CATALOG, STREAM_ORDERS };
+static const char *const ae_streams[] = {"catalog", "orders"};
+
+/* Statuses asked for by the order list; FINISH last (left out of a stream's first round). */
+static const char *const order_statuses[] = {
+    "PLACE_ORDER_SUCCESS",
+    "RISK_CONTROL",
+    "WAIT_SELLER_SEND_GOODS",
+    "SELLER_PART_SEND_GOODS",
+    "WAIT_BUYER_ACCEPT_GOODS",
+    "IN_CANCEL",
+    "IN_ISSUE",
+    "IN_FROZEN",
+    "FUND_PROCESSING",
+    "WAIT_SELLER_EXAMINE_MONEY",
+    "FINISH",
+};
+#define N_STATUSES (sizeof order_statuses / sizeof order_statuses[0])
+
+/* An intrusive list of what is in flight, so that free() can let go of it. */
+struct node {
+    struct node *prev, *next;
+};
+
+static void node_add(struct node **head, struct node *n)
+{
+    n->prev = NULL;
+    n->next = *head;
+    if (*head)
+        (*head)->prev = n;
+    *head = n;
+}
+
+static void node_del(struct node **head, struct node *n)
+{
+    if (n->prev)
+        n->prev->next = n->next;
+    else if (*head == n)
+        *head = n->next;
+    if (n->next)
+        n->next->prev = n->prev;
+    n->prev = n->next = NULL;
+}
+
+struct ae {
+    char secret[256]; /* secret: the app secret (signing key) */
+    char token[1024]; /* secret: the seller's access token */
+    enum iop_sign_method sign;
+    bool have_offset;
+    int64_t offset_s;         /* the gateway's clock minus ours, from answers' time_stamp */
+    struct node *calls;       /* requests in flight (struct ae_call) */
+    struct node *pulls;       /* pages not yet handed to the engine (struct ae_pull) */
+    struct ae_pull *carry[2]; /* per stream: a page that failed, with what it had read */
+};
+
+enum call_kind { CALL_LIST, CALL_DETAIL, CALL_PUBLISH, CALL_PUSH };
+
+struct ae_call;
+/* Called once with the verdict and, on SYNC_OK, the method's response object. */
+typedef void (*answer_fn)(struct ae_call *c, int outcome, const cJSON *resp);
+
+/* One gateway request. */
+struct ae_call {
+    struct node node; /* first: the list casts */
+    struct http_req req;
+    struct upstream *u;
+    int kind;
+    const char *method;
+    cJSON *doc; /* the parsed answer; an answer function may take it (and set NULL) */
+    char error[256];
+    char code[64]; /* error_response code, "" when none */
+    bool account;  /* refused for the account (credentials, signature, clock), not the call */
+    answer_fn answer;
+    void *owner;
+    int index;
+    char ref[TALLY_MAX_ID_LEN + 1]; /* fulfil: the logistics number sent */
+};
+
+/* One product or order of a list page and its detail. */
+struct ae_item {
+    char id[ID_LEN];      /* "" when the list entry had no readable id */
+    const cJSON *summary; /* the list's entry (inside the list answer) */
+    cJSON *doc;           /* the detail answer, once in */
+    const cJSON *detail;  /* product.info.get result / order.info.get result.data */
+    const char *status;   /* orders: the status stored (for the new-order event) */
+    bool created;         /* orders: inserted by this page */
+    bool done;            /* read, gone or skipped: not asked again */
+};
+
+/* One page of a stream, from the list request to the engine's release(). */
+struct ae_pull {
+    struct node node; /* first */
+    struct upstream *u;
+    int stream;
+    struct pull_page page;
+    int64_t page_no;
+    bool new_round;
+    bool initial;        /* the stream's first round: no window, no new-order events */
+    bool full;           /* no window: the first round, or the engine's reconciliation */
+    int64_t window_from; /* modified-time filter (gateway clock), 0 for none */
+    int64_t started;     /* our clock when asked */
+    int64_t server_now;  /* orders: the list answer's time_stamp, 0 when unknown */
+    int worst;           /* SYNC_OK, or the page's failure */
+    cJSON *list;
+    struct ae_item *items;
+    int n, next, inflight, parallel;
+    int64_t bad, dropped, gone;
+    char problem[160]; /* the first skipped row's or dropped field's reason */
+    bool applied;
+};
+
+/* A publish batch while its call runs. */
+struct ae_pub {
+    struct publish_batch *b;
+    int ngroups;
+    int64_t pid[PUBLISH_PRODUCTS];
+    int *group; /* per item: its product group in the call, -1 when not sent */
+};
+
+static int64_t wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int64_t min64(int64_t a, int64_t b)
+{
+    return a < b ? a : b;
+}
+
+/* ---- the platform's time: "yyyy-MM-dd HH:mm:ss", US Pacific ---- */
+
+static int64_t floor_div(int64_t a, int64_t b)
+{
+    int64_t q = a / b;
+    return (a % b != 0 && (a < 0) != (b < 0)) ? q - 1 : q;
+}
+
+static int64_t days_from_civil(int64_t y, int m, int d)
+{
+    y -= m <= 2;
+    int64_t era = (y >= 0 ? y : y - 399) / 400;
+    int64_t yoe = y - era * 400;
+    int64_t doy = (153 * (m > 2 ? m - 3 : m + 9) + 2) / 5 + d - 1;
+    int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    return era * 146097 + doe - 719468;
+}
+
+static void civil_from_days(int64_t z, int64_t *y, int *m, int *d)
+{
+    z += 719468;
+    int64_t era = (z >= 0 ? z : z - 146096) / 146097;
+    int64_t doe = z - era * 146097;
+    int64_t yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+    int64_t doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    int64_t mp = (5 * doy + 2) / 153;
+    *d = (int)(doy - (153 * mp + 2) / 5 + 1);
+    *m = (int)(mp < 10 ? mp + 3 : mp - 9);
+    *y = yoe + era * 400 + (*m <= 2);
+}
+
+/* Day number of the n-th Sunday of month m. */
+static int64_t nth_sunday(int64_t y, int m, int n)
+{
+    int64_t d1 = days_from_civil(y, m, 1);
+    int64_t wd = ((d1 + 4) % 7 + 7) % 7; /* 0 = Sunday; 1970-01-01 was a Thursday */
+    return d1 + (7 - wd) % 7 + 7 * (n - 1);
+}
+
+/* US daylight saving (the rule since 2007): from 02:00 PST on the second Sunday of March to
+ * 02:00 PDT on the first Sunday of November. Computed here, not from the host's tz data. */
+static bool pacific_dst(int64_t t)
+{
+    int64_t y;
+    int m, d;
+    civil_from_days(floor_div(t - 8 * 3600, 86400), &y, &m, &d);
+    int64_t start = nth_sunday(y, 3, 2) * 86400 + 10 * 3600;
+    int64_t end = nth_sunday(y, 11, 1) * 86400 + 9 * 3600;
+    return t >= start && t < end;
+}
+
+static void format_pacific(int64_t t, char out[32])
+{
+    int64_t local = t - (pacific_dst(t) ? 7 : 8) * 3600;
+    int64_t days = floor_div(local, 86400), secs = local - days * 86400, y;
+    int m, d;
+    civil_from_days(days, &y, &m, &d);
+    snprintf(out, 32, "%04d-%02d-%02d %02d:%02d:%02d", (int)y, m, d, (int)(secs / 3600),
+             (int)(secs / 60 % 60), (int)(secs % 60));
+}
+
+static int digits(const char *s, int n)
+{
+    int v = 0;
+    for (int i = 0; i < n; i++)
+        v = v * 10 + (s[i] - '0');
+    return v;
+}
+
+/* Parses exactly "yyyy-MM-dd HH:mm:ss" (Pacific) into epoch seconds; 0 or -1. An hour that
+ * occurs twice (November) is read as its first (PDT) occurrence: the earlier instant, which
+ * for a window start only widens it. */
+static int parse_pacific(const char *s, int64_t *out)
+{
+    static const char shape[] = "dddd-dd-dd dd:dd:dd";
+    static const int mdays[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    if (!s || strlen(s) != sizeof shape - 1)
+        return -1;
+    for (size_t i = 0; i < sizeof shape - 1; i++) {
+        bool digit = s[i] >= '0' && s[i] <= '9';
+        if (shape[i] == 'd' ? !digit : s[i] != shape[i])
+            return -1;
+    }
+    int y = digits(s, 4), mo = digits(s + 5, 2), d = digits(s + 8, 2);
+    int h = digits(s + 11, 2), mi = digits(s + 14, 2), se = digits(s + 17, 2);
+    if (y < 1970 || mo < 1 || mo > 12 || d < 1 || h > 23 || mi > 59 || se > 59)
+        return -1;
+    bool leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+    if (d > mdays[mo - 1] + (mo == 2 && leap))
+        return -1;
+    int64_t local = days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + se;
+    int64_t as_pdt = local + 7 * 3600;
+    int64_t t = pacific_dst(as_pdt) ? as_pdt : local + 8 * 3600;
+    if (t < 0 || t > MAX_TIME)
+        return -1;
+    *out = t;
+    return 0;
+}
+
+/* ---- money: decimal strings to minor units, exactly ---- */
+
+static bool iso_upper(const char *s, size_t len)
+{
+    if (!s || strlen(s) != len)
+        return false;
+    for (size_t i = 0; i < len; i++)
+        if (s[i] < 'A' || s[i] > 'Z')
+            return false;
+    return true;
+}
+
+/* Decimal places of an ISO 4217 currency's minor unit. */
+static int currency_exponent(const char *c)
+{
+    static const char zero[] =
+        "BIF CLP DJF GNF ISK JPY KMF KRW PYG RWF UGX UYI VND VUV XAF XOF XPF";
+    static const char three[] = "BHD IQD JOD KWD LYD OMR TND";
+    if (strstr(zero, c))
+        return 0;
+    if (strstr(three, c))
+        return 3;
+    return 2;
+}
+
+/* "22.31" -> 2231 with exp 2. Digits, optionally '.' and digits; more decimals than the
+ * currency has are accepted only when they are zeros. No sign, no exponent, no spaces. */
+static int parse_amount(const char *s, int exp, int64_t *minor)
+{
+    if (!s)
+        return -1;
+    int64_t v = 0;
+    int n = 0, taken = 0;
+    for (; *s >= '0' && *s <= '9'; s++, n++) {
+        if (v > MAX_PRICE_MINOR)
+            return -1;
+        v = v * 10 + (*s - '0');
+    }
+    if (n == 0)
+        return -1;
+    if (*s == '.') {
+        s++;
+        if (!(*s >= '0' && *s <= '9'))
+            return -1;
+        for (; *s >= '0' && *s <= '9'; s++) {
+            if (taken < exp) {
+                v = v * 10 + (*s - '0');
+                taken++;
+            } else if (*s != '0') {
+                return -1;
+            }
+        }
+    }
+    if (*s)
+        return -1;
+    for (; taken < exp; taken++)
+        v *= 10;
+    if (v > MAX_PRICE_MINOR)
+        return -1;
+    *minor = v;
+    return 0;
+}
+
+/* A money object {"currency_code", "amount"} (or "cent" with a matching "cent_factor"). */
+static int money(const cJSON *m, int64_t *minor, char currency[4])
+{
+    const char *c = json_str(m, "currency_code");
+    if (!iso_upper(c, 3))
+        return -1;
+    int exp = currency_exponent(c);
+    const char *amount = json_str(m, "amount");
+    if (amount) {
+        if (parse_amount(amount, exp, minor) != 0)
+            return -1;
+    } else {
+        int64_t cent, factor, want = exp == 0 ? 1 : exp == 3 ? 1000 : 100;
+        if (json_int(m, "cent", 0, MAX_PRICE_MINOR, &cent) != 0 ||
+            json_int(m, "cent_factor", 1, 1000, &factor) != 0 || factor != want)
+            return -1;
+        *minor = cent;
+    }
+    memcpy(currency, c, 4);
+    return 0;
+}
+
+/* ---- reading answers ---- */
+
+static const cJSON *member(const cJSON *o, const char *key)
+{
+    return cJSON_GetObjectItemCaseSensitive(o, key);
+}
+
+/* The platform wraps lists in an object named after the element type:
+ * "target_list": {"order_dto": [...]}. A bare array is taken too. NULL when absent. */
+static const cJSON *list_of(const cJSON *o, const char *key, const char *elem)
+{
+    const cJSON *w = member(o, key);
+    if (cJSON_IsArray(w))
+        return w;
+    w = member(w, elem);
+    return cJSON_IsArray(w) ? w : NULL;
+}
+
+/* A platform id (product, order): a JSON number in [1, 2^53] or a string of 1-20 digits
+ * without a leading zero, as canonical digits. */
+static bool id_text(const cJSON *v, char out[ID_LEN])
+{
+    if (cJSON_IsNumber(v)) {
+        double d = v->valuedouble;
+        if (!(d >= 1 && d <= JSON_ID_MAX) || (double)(int64_t)d != d)
+            return false;
+        snprintf(out, ID_LEN, "%" PRId64, (int64_t)d);
+        return true;
+    }
+    if (!cJSON_IsString(v))
+        return false;
+    const char *s = v->valuestring;
+    size_t n = strlen(s);
+    if (n == 0 || n > 20 || s[0] == '0')
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if (s[i] < '0' || s[i] > '9')
+            return false;
+    memcpy(out, s, n + 1);
+    return true;
+}
+
+/* The string member when it is text of 1..max bytes (UTF-8, no control characters). */
+static const char *jtext(const cJSON *o, const char *key, size_t max)
+{
+    const char *s = json_str(o, key);
+    size_t n = s ? strlen(s) : 0;
+    return n > 0 && n <= max && mp_text_ok(s, n) ? s : NULL;
+}
+
+/* The string member when it is an identifier (1-64 printable ASCII, no spaces). */
+static const char *jid(const cJSON *o, const char *key)
+{
+    const char *s = json_str(o, key);
+    return s && mp_id_ok(s, strlen(s)) ? s : NULL;
+}
+
+/* Whether `tok` occurs in `s` as a whole word (not inside a longer identifier). */
+static bool has_token(const char *s, const char *tok)
+{
+    size_t n = strlen(tok);
+    if (!s || n == 0)
+        return false;
+    for (const char *p = strstr(s, tok); p; p = strstr(p + 1, tok)) {
+        char before = p > s ? p[-1] : ' ', after = p[n];
+        bool wb = (before >= '0' && before <= '9') || (before >= 'A' && before <= 'Z') ||
+                  (before >= 'a' && before <= 'z') || before == '-' || before == '_';
+        bool wa = (after >= '0' && after <= '9') || (after >= 'A' && after <= 'Z') ||
+                  (after >= 'a' && after <= 'z') || after == '-' || after == '_';
+        if (!wb && !wa)
+            return true;
+    }
+    return false;
+}
+
+/* The answer's time_stamp (gateway clock): learns the clock offset; the time, or 0. */
+static int64_t note_clock(struct ae *a, const cJSON *result)
+{
+    int64_t t;
+    if (parse_pacific(json_str(result, "time_stamp"), &t) != 0)
+        return 0;
+    /* Read now, after the answer arrived: the offset is never overestimated, so a window
+     * start computed from it is at worst a little early. */
+    a->offset_s = t - store_now();
+    a->have_offset = true;
+    return t;
+}
+
+/* ---- gateway calls ---- */
+
+static void wipe(struct jbuf *b)
+{
+    if (b->p)
+        explicit_bzero(b->p, b->cap);
+    jb_free(b);
+}
+
+static void call_free(struct ae_call *c)
+{
+    http_req_reset(&c->req);
+    cJSON_Delete(c->doc);
+    free(c);
+}
+
+static const struct {
+    const char *code;
+    int outcome;
+    bool account;
+} gateway_codes[] = {
+    {"ApiCallLimit", SYNC_TRANSIENT, false},
+    {"AppCallLimit", SYNC_TRANSIENT, false},
+    {"SessionCallLimit", SYNC_TRANSIENT, false},
+    {"SystemError", SYNC_TRANSIENT, false},
+    {"SystemBusy", SYNC_TRANSIENT, false},
+    {"ServiceUnavailable", SYNC_TRANSIENT, false},
+    {"ServiceTimeout", SYNC_TRANSIENT, false},
+    {"InternalError", SYNC_TRANSIENT, false},
+    {"IncompleteSignature", SYNC_PERMANENT, true},
+    {"InvalidSignature", SYNC_PERMANENT, true},
+    {"MissingSignature", SYNC_PERMANENT, true},
+    {"InvalidSignatureMethod", SYNC_PERMANENT, true},
+    {"InvalidAppKey", SYNC_PERMANENT, true},
+    {"MissingAppKey", SYNC_PERMANENT, true},
+    {"IllegalAccessToken", SYNC_PERMANENT, true},
+    {"MissingAccessToken", SYNC_PERMANENT, true},
+    {"InvalidTimestamp", SYNC_PERMANENT, true},
+    {"MissingTimestamp", SYNC_PERMANENT, true},
+    {"InsufficientPermission", SYNC_PERMANENT, true},
+    {"InvalidMethod", SYNC_PERMANENT, true},
+    {"MissingMethod", SYNC_PERMANENT, true},
+    {"InvalidFormat", SYNC_PERMANENT, true},
+    {"InvalidParameter", SYNC_PERMANENT, false},
+    {"MissingParameter", SYNC_PERMANENT, false},
+    {"InvalidRequest", SYNC_PERMANENT, false},
+    {"ProductNotFound", SYNC_PERMANENT, false},
+};
+
+/* Classifies an error_response {"type", "code", "msg", "sub_code"?}. */
+static int gateway_error(struct ae_call *c, const cJSON *er)
+{
+    const cJSON *code = member(er, "code");
+    const char *type = json_str(er, "type"), *sub = json_str(er, "sub_code");
+    const char *msg = json_str(er, "msg");
+    if (cJSON_IsString(code) && mp_id_ok(code->valuestring, strlen(code->valuestring)))
+        snprintf(c->code, sizeof c->code, "%s", code->valuestring);
+    else if (cJSON_IsNumber(code) && code->valuedouble >= 0 && code->valuedouble < 1e9)
+        snprintf(c->code, sizeof c->code, "%d", (int)code->valuedouble);
+    else
+        snprintf(c->code, sizeof c->code, "unknown");
+    if (msg && !mp_text_ok(msg, strlen(msg)))
+        msg = NULL;
+    snprintf(c->error, sizeof c->error, "%.63s: %.180s", c->code, msg ? msg : "(no message)");
+    for (size_t i = 0; i < sizeof gateway_codes / sizeof gateway_codes[0]; i++) {
+        if (!strcmp(c->code, gateway_codes[i].code)) {
+            c->account = gateway_codes[i].account;
+            return gateway_codes[i].outcome;
+        }
+    }
+    if (strstr(c->code, "CallLimit") || strstr(c->code, "Limited") ||
+        (type && !strcmp(type, "ISP")) || (sub && !strncmp(sub, "isp.", 4)) ||
+        !strcmp(c->code, "7") /* TOP numbering: App Call Limited */)
+        return SYNC_TRANSIENT;
+    return SYNC_PERMANENT;
+}
+
+/* The verdict on an answer; on SYNC_OK *resp is the method's response object. */
+static int verdict(struct ae_call *c, const cJSON **resp)
+{
+    struct http_req *r = &c->req;
+    if (r->curl_code != 0) {
+        snprintf(c->error, sizeof c->error, "no answer: %.200s", r->error);
+        return SYNC_TRANSIENT;
+    }
+    if (r->response && r->response_len)
+        c->doc = cJSON_ParseWithLength(r->response, r->response_len);
+    const cJSON *er = member(c->doc, "error_response");
+    if (r->status < 200 || r->status >= 300) {
+        char detail[230] = "";
+        if (cJSON_IsObject(er)) {
+            gateway_error(c, er);
+            snprintf(detail, sizeof detail, ": %.200s", c->error);
+        }
+        snprintf(c->error, sizeof c->error, "HTTP %ld%s", r->status, detail);
+        c->account = false;
+        return r->status == 408 || r->status == 429 || r->status >= 500 ? SYNC_TRANSIENT
+                                                                        : SYNC_PERMANENT;
+    }
+    if (!cJSON_IsObject(c->doc)) {
+        snprintf(c->error, sizeof c->error, "unreadable answer (%zu bytes)", r->response_len);
+        return SYNC_TRANSIENT;
+    }
+    if (cJSON_IsObject(er))
+        return gateway_error(c, er);
+    char key[96];
+    snprintf(key, sizeof key, "%s_response", c->method);
+    for (char *k = key; *k; k++)
+        if (*k == '.')
+            *k = '_';
+    const cJSON *rsp = member(c->doc, key);
+    if (!cJSON_IsObject(rsp)) {
+        snprintf(c->error, sizeof c->error, "answer without %s", key);
+        return SYNC_TRANSIENT;
+    }
+    *resp = rsp;
+    return SYNC_OK;
+}
+
+static void on_answer(struct http_req *r)
+{
+    struct ae_call *c = r->data;
+    struct ae *a = c->u->conn;
+    node_del(&a->calls, &c->node);
+    const cJSON *resp = NULL;
+    int outcome = verdict(c, &resp);
+    c->answer(c, outcome, resp);
+    call_free(c);
+}
+
+/* Signs and starts one request; NULL when it could not be started (answer is not called). */
+static struct ae_call *call_start(struct upstream *u, int kind, const char *method,
+                                  const struct iop_param *params, size_t n, answer_fn answer,
+                                  void *owner, int index)
+{
+    struct ae *a = u->conn;
+    struct iop_param all[6 + MAX_PARAMS];
+    if (n > MAX_PARAMS)
+        return NULL;
+    struct ae_call *c = calloc(1, sizeof *c);
+    if (!c)
+        return NULL;
+    char ts[24], sign[65];
+    snprintf(ts, sizeof ts, "%" PRId64, wall_ms());
+    size_t k = 0;
+    all[k++] = (struct iop_param){"app_key", u->mp->app_key};
+    all[k++] = (struct iop_param){"method", method};
+    all[k++] = (struct iop_param){"timestamp", ts};
+    all[k++] = (struct iop_param){"sign_method", a->sign == IOP_SIGN_MD5 ? "md5" : "sha256"};
+    all[k++] = (struct iop_param){"access_token", a->token};
+    all[k++] = (struct iop_param){"format", "json"};
+    for (size_t i = 0; i < n; i++)
+        all[k++] = params[i];
+    struct jbuf body = {0};
+    if (iop_sign(a->sign, a->secret, NULL, all, k, sign) != 0) {
+        free(c);
+        return NULL;
+    }
+    for (size_t i = 0; i < k; i++) {
+        if (i)
+            jb_lit(&body, "&");
+        jb_form(&body, all[i].name);
+        jb_lit(&body, "=");
+        jb_form(&body, all[i].value);
+    }
+    jb_lit(&body, "&sign=");
+    jb_lit(&body, sign);
+    c->u = u;
+    c->kind = kind;
+    c->method = method;
+    c->answer = answer;
+    c->owner = owner;
+    c->index = index;
+    c->req.data = c;
+    c->req.url = u->mp->gateway;
+    c->req.method = "POST";
+    c->req.content_type = "application/x-www-form-urlencoded;charset=utf-8";
+    c->req.body = body.p;
+    c->req.body_len = body.len;
+    c->req.max_response = MAX_ANSWER;
+    c->req.done = on_answer;
+    upstream_timeouts(u, &c->req);
+    int rc = body.failed ? -1 : http_start(u->http, &c->req);
+    /* curl copied the body (it carries the access token): wipe ours now. */
+    wipe(&body);
+    c->req.body = NULL;
+    c->req.body_len = 0;
+    if (rc != 0) {
+        call_free(c);
+        return NULL;
+    }
+    node_add(&a->calls, &c->node);
+    return c;
+}
+
+/* ---- pulls: a list page, then the details of its entries ---- */
+
+static void free_pull(struct ae_pull *p)
+{
+    for (int i = 0; i < p->n; i++)
+        cJSON_Delete(p->items[i].doc);
+    free(p->items);
+    cJSON_Delete(p->list);
+    free(p);
+}
+
+static void release_pull(struct pull_page *pg)
+{
+    struct ae_pull *p = pg->data;
+    /* New orders are announced once their page is applied (not during a first round, which
+     * would flood watchers with the whole backlog). */
+    for (int i = 0; p->applied && p->u->d && i < p->n; i++)
+        if (p->items[i].created)
+            events_order(p->u->d, p->items[i].id, p->items[i].status);
+    free_pull(p);
+}
+
+static void release_nothing(struct pull_page *pg)
+{
+    (void)pg;
+}
+
+/* A row that cannot be read is skipped: counted, and the first reason kept for the log. */
+static void skip_row(struct ae_pull *p, const char *fmt, const char *what)
+{
+    p->bad++;
+    if (!p->problem[0])
+        snprintf(p->problem, sizeof p->problem, fmt, what);
+}
+
+static void drop_field(struct ae_pull *p, const char *fmt, const char *what)
+{
+    p->dropped++;
+    if (!p->problem[0])
+        snprintf(p->problem, sizeof p->problem, fmt, what);
+}
+
+static void page_warn(const struct ae_pull *p, const char *rows)
+{
+    if (p->bad || p->dropped)
+        log_warn("%s: page %" PRId64 ": %" PRId64 " %s skipped, %" PRId64
+                 " fields dropped (first: %s)",
+                 p->u->streams[p->stream].name, p->page_no, p->bad, rows, p->dropped, p->problem);
+    if (p->gone)
+        log_info("%s: page %" PRId64 ": %" PRId64 " %s gone before their details were read",
+                 p->u->streams[p->stream].name, p->page_no, p->gone, rows);
+}
+
+static int apply_catalog(struct pull_page *pg, struct store *st, struct checkpoint *cp, char *err,
+                         size_t errlen);
+static int apply_orders(struct pull_page *pg, struct store *st, struct checkpoint *cp, char *err,
+                        size_t errlen);
+
+/*
+ * Hands the page to the engine (which then owns it until release). A page that failed
+ * transiently after its list was read is kept instead: the engine gets a failure, and when it
+ * asks for the same page again (after its backoff) only what is missing is asked for. Under
+ * flow control a page of 100 details would otherwise almost never come through whole.
+ */
+static void pull_finish(struct ae_pull *p)
+{
+    struct ae *a = p->u->conn;
+    node_del(&a->pulls, &p->node);
+    if (p->worst == SYNC_TRANSIENT && p->list) {
+        struct pull_page failed = {.outcome = SYNC_TRANSIENT,
+                                   .retry_after_s = p->page.retry_after_s,
+                                   .release = release_nothing};
+        snprintf(failed.error, sizeof failed.error, "%s", p->page.error);
+        if (a->carry[p->stream])
+            free_pull(a->carry[p->stream]);
+        a->carry[p->stream] = p;
+        sync_pull_done(p->u, p->stream, &failed);
+        return;
+    }
+    struct pull_page *pg = &p->page;
+    pg->outcome = p->worst;
+    if (p->worst != SYNC_OK && !pg->error[0])
+        snprintf(pg->error, sizeof pg->error, "page %" PRId64 " failed", p->page_no);
+    pg->rows = p->n;
+    pg->apply = p->stream == STREAM_CATALOG ? apply_catalog : apply_orders;
+    pg->release = release_pull;
+    pg->data = p;
+    sync_pull_done(p->u, p->stream, pg);
+}
+
+static void page_failed(struct ae_pull *p, int outcome, const struct ae_call *c)
+{
+    /* A transient failure wins: the page is asked again soon rather than at the interval. */
+    if (p->worst != SYNC_TRANSIENT) {
+        p->worst = outcome;
+        snprintf(p->page.error, sizeof p->page.error, "%s", c->error);
+    }
+    if (c->req.retry_after_s > p->page.retry_after_s)
+        p->page.retry_after_s = c->req.retry_after_s;
+}
+
+static void on_detail(struct ae_call *c, int outcome, const cJSON *resp);
+
+static bool detail_start(struct ae_pull *p, int i)
+{
+    struct ae_item *it = &p->items[i];
+    if (p->stream == STREAM_CATALOG) {
+        struct iop_param prm = {"product_id", it->id};
+        return call_start(p->u, CALL_DETAIL, METHOD_PRODUCT_INFO, &prm, 1, on_detail, p, i);
+    }
+    char q[64];
+    snprintf(q, sizeof q, "{\"order_id\":%s}", it->id);
+    struct iop_param prm = {"param1", q};
+    return call_start(p->u, CALL_DETAIL, METHOD_ORDER_INFO, &prm, 1, on_detail, p, i);
+}
+
+/* Starts details while there is room; finishes the page when nothing is left in flight. */
+static void pump(struct ae_pull *p)
+{
+    while (p->worst == SYNC_OK && p->inflight < p->parallel && p->next < p->n) {
+        int i = p->next++;
+        if (p->items[i].done)
+            continue;
+        if (!detail_start(p, i)) {
+            p->worst = SYNC_TRANSIENT;
+            snprintf(p->page.error, sizeof p->page.error, "could not start a request");
+            break;
+        }
+        p->inflight++;
+    }
+    if (p->inflight == 0 && (p->worst != SYNC_OK || p->next >= p->n))
+        pull_finish(p); /* p may be gone now */
+}
+
+static void on_detail(struct ae_call *c, int outcome, const cJSON *resp)
+{
+    struct ae_pull *p = c->owner;
+    struct ae_item *it = &p->items[c->index];
+    struct ae *a = p->u->conn;
+    p->inflight--;
+    it->done = true; /* unless it failed transiently, below */
+    const cJSON *res = member(resp, "result");
+    if (outcome == SYNC_OK && p->stream == STREAM_ORDERS && cJSON_IsObject(res)) {
+        note_clock(a, res);
+        if (!cJSON_IsTrue(member(res, "result_success"))) {
+            const char *code = jid(res, "error_code");
+            if (code && !strcmp(code, "ORDER_NOT_FOUND")) {
+                p->gone++;
+            } else if (code && (strstr(code, "SYSTEM") || strstr(code, "BUSY"))) {
+                snprintf(c->error, sizeof c->error, "order %s: %s", it->id, code);
+                page_failed(p, SYNC_TRANSIENT, c);
+                it->done = false;
+            } else {
+                skip_row(p, "order detail refused: %s", code ? code : "result_success false");
+            }
+            pump(p);
+            return;
+        }
+        res = member(res, "data");
+    }
+    if (outcome == SYNC_OK) {
+        if (cJSON_IsObject(res)) {
+            it->doc = c->doc; /* kept until the page is released */
+            c->doc = NULL;
+            it->detail = res;
+        } else {
+            skip_row(p, "a detail answer without its result (%s)", it->id);
+        }
+    } else if (outcome == SYNC_PERMANENT && !c->account) {
+        if (!strcmp(c->code, "ProductNotFound"))
+            p->gone++;
+        else
+            skip_row(p, "detail refused: %.120s", c->error);
+    } else {
+        page_failed(p, outcome, c);
+        it->done = false;
+    }
+    pump(p);
+}
+
+static void on_list(struct ae_call *c, int outcome, const cJSON *resp)
+{
+    struct ae_pull *p = c->owner;
+    struct ae *a = p->u->conn;
+    if (outcome != SYNC_OK) {
+        page_failed(p, outcome, c);
+        pull_finish(p);
+        return;
+    }
+    const cJSON *res = member(resp, "result"), *list;
+    int64_t total = -1, pages = -1;
+    if (p->stream == STREAM_CATALOG) {
+        list = list_of(res, "aeop_a_e_product_display_d_t_o_list", "item_display_dto");
+        json_int(res, "product_count", 0, INT64_MAX / 2, &total);
+    } else {
+        list = list_of(res, "target_list", "order_dto"); /* absent when the page is empty */
+        json_int(res, "total_count", 0, INT64_MAX / 2, &total);
+        p->server_now = note_clock(a, res);
+    }
+    int n = list ? cJSON_GetArraySize(list) : 0;
+    if (!cJSON_IsObject(res) || cJSON_IsFalse(member(res, "success")) ||
+        json_int(res, "total_page", 0, INT32_MAX, &pages) != 0 || n > MAX_PAGE_ITEMS) {
+        p->worst = SYNC_TRANSIENT;
+        snprintf(p->page.error, sizeof p->page.error, "unreadable %s answer", c->method);
+        pull_finish(p);
+        return;
+    }
+    p->page.total = total;
+    p->page.more = p->page_no < pages;
+    p->list = c->doc;
+    c->doc = NULL;
+    if (n > 0 && !(p->items = calloc((size_t)n, sizeof *p->items))) {
+        p->worst = SYNC_TRANSIENT;
+        snprintf(p->page.error, sizeof p->page.error, "out of memory");
+        pull_finish(p);
+        return;
+    }
+    p->n = n;
+    const char *idkey = p->stream == STREAM_CATALOG ? "product_id" : "order_id";
+    for (int i = 0; i < n; i++) {
+        const cJSON *e = cJSON_GetArrayItem(list, i);
+        p->items[i].summary = e;
+        if (!id_text(member(e, idkey), p->items[i].id)) {
+            p->items[i].done = true;
+            skip_row(p, "a list entry without a readable %s", idkey);
+        }
+    }
+    pump(p);
+}
+
+/* The page number a cursor names, or 0 when none (a new round). */
+static int64_t cursor_page(const char *s)
+{
+    int64_t v = 0;
+    if (!s[0] || strlen(s) > 9)
+        return 0;
+    for (; *s; s++) {
+        if (*s < '0' || *s > '9')
+            return 0;
+        v = v * 10 + (*s - '0');
+    }
+    return v;
+}
+
+static void ae_pull(struct upstream *u, int stream, const struct checkpoint *cp)
+{
+    struct ae *a = u->conn;
+    int64_t page_no = cursor_page(cp->cursor), overlap = u->mp->orders_overlap_s, from = 0;
+    bool new_round = page_no == 0, initial = cp->modified_since <= 0;
+    bool full = initial || cp->reconcile;
+    if (new_round)
+        page_no = 1;
+    if (!full)
+        from = cp->modified_since > overlap ? cp->modified_since - overlap : 1;
+    unsigned maxp = u->d ? u->d->cfg.max_parallel : DETAIL_PARALLEL;
+    int parallel = maxp == 0 ? 1 : maxp < DETAIL_PARALLEL ? (int)maxp : DETAIL_PARALLEL;
+
+    /* The same page again after a transient failure: ask only for what it is missing. */
+    struct ae_pull *p = a->carry[stream];
+    a->carry[stream] = NULL;
+    if (p && p->page_no == page_no && p->new_round == new_round && p->full == full &&
+        p->window_from == from && store_now() - p->started < CARRY_MAX_S) {
+        p->worst = SYNC_OK;
+        p->page.error[0] = 0;
+        p->page.retry_after_s = -1;
+        p->next = 0;
+        p->parallel = parallel;
+        node_add(&a->pulls, &p->node);
+        pump(p);
+        return;
+    }
+    if (p)
+        free_pull(p);
+    p = calloc(1, sizeof *p);
+    if (!p) {
+        struct pull_page failed = {
+            .outcome = SYNC_TRANSIENT, .retry_after_s = -1, .release = release_nothing};
+        snprintf(failed.error, sizeof failed.error, "out of memory");
+        sync_pull_done(u, stream, &failed);
+        return;
+    }
+    p->u = u;
+    p->stream = stream;
+    p->page.retry_after_s = -1;
+    p->page.total = -1;
+    p->parallel = parallel;
+    p->page_no = page_no;
+    p->new_round = new_round;
+    p->initial = initial;
+    p->full = full;
+    p->window_from = from;
+    p->started = store_now();
+    node_add(&a->pulls, &p->node);
+
+    struct jbuf q = {0};
+    char t[32] = "";
+    if (p->window_from)
+        format_pacific(p->window_from, t);
+    jb_lit(&q, "{\"current_page\":");
+    jb_int(&q, p->page_no);
+    jb_lit(&q, ",\"page_size\":");
+    jb_int(&q, stream == STREAM_CATALOG ? PRODUCT_PAGE : ORDER_PAGE);
+    if (t[0]) {
+        jb_lit(&q,
+               stream == STREAM_CATALOG ? ",\"gmt_modified_start\":" : ",\"modified_date_start\":");
+        jb_str(&q, t);
+    }
+    if (stream == STREAM_ORDERS) {
+        jb_lit(&q, ",\"order_status_list\":[");
+        size_t nst = p->full ? N_STATUSES - 1 : N_STATUSES;
+        for (size_t i = 0; i < nst; i++) {
+            if (i)
+                jb_lit(&q, ",");
+            jb_str(&q, order_statuses[i]);
+        }
+        jb_lit(&q, "]");
+    }
+    jb_lit(&q, "}");
+    struct iop_param prm = {stream == STREAM_CATALOG ? "aeop_a_e_product_list_query" : "param0",
+                            q.p};
+    const char *method = stream == STREAM_CATALOG ? METHOD_PRODUCT_LIST : METHOD_ORDER_LIST;
+    struct ae_call *c = q.failed ? NULL : call_start(u, CALL_LIST, method, &prm, 1, on_list, p, 0);
+    jb_free(&q);
+    if (!c) {
+        p->worst = SYNC_TRANSIENT;
+        snprintf(p->page.error, sizeof p->page.error, "could not start a request");
+        pull_finish(p);
+    }
+}
+
+/* ---- catalog apply ---- */
+
+/* Marks a SKU's marketplace stock for publishing (the SQL of stock.c's mark_publish). */
+static int mark_publish(struct store *st, int64_t sku)
+{
+    sqlite3_stmt *s = store_stmt(st, "INSERT INTO publish(sku, value, gen, dirty) VALUES(?1,0,1,1)"
+                                     " ON CONFLICT(sku) DO UPDATE SET gen = gen + 1, dirty = 1");
+    if (!s)
+        return TALLY_E_STORAGE;
+    sqlite3_bind_int64(s, 1, sku);
+    int rc = sqlite3_step(s);
+    sqlite3_reset(s);
+    return rc == SQLITE_DONE ? 0 : store_error(st, rc, "publish mark");
+}
+
+static const char *property_name(int64_t id)
+{
+    switch (id) {
+    case 14:
+        return "Color";
+    case 5:
+        return "Size";
+    case 200007763:
+        return "Ships From";
+    default:
+        return NULL;
+    }
+}
+
+struct attr {
+    const char *name, *value;
+    char nbuf[24], vbuf[24];
+};
+
+/* The SKU's variant attributes (name -> value), at most MAX_ATTRIBUTES; unreadable ones are
+ * dropped. Returns how many. */
+static int sku_attributes(struct ae_pull *p, const char *code, const cJSON *sku, struct attr *out)
+{
+    const cJSON *props = list_of(sku, "aeop_s_k_u_property_list", "global_aeop_sku_property");
+    const cJSON *pr;
+    int n = 0;
+    cJSON_ArrayForEach(pr, props)
+    {
+        if (n == MAX_ATTRIBUTES) {
+            drop_field(p, "SKU %s: more than 32 variant attributes", code);
+            break;
+        }
+        struct attr *a = &out[n];
+        int64_t v;
+        a->name = jtext(pr, "sku_property_name", TALLY_MAX_ID_LEN);
+        if (!a->name && json_int(pr, "sku_property_id", 1, INT64_MAX / 2, &v) == 0) {
+            a->name = property_name(v);
+            if (!a->name) {
+                snprintf(a->nbuf, sizeof a->nbuf, "%" PRId64, v);
+                a->name = a->nbuf;
+            }
+        }
+        a->value = jtext(pr, "property_value_definition_name", 256);
+        if (!a->value)
+            a->value = jtext(pr, "sku_property_value", 256);
+        if (!a->value && json_int(pr, "property_value_id", 0, INT64_MAX / 2, &v) == 0) {
+            snprintf(a->vbuf, sizeof a->vbuf, "%" PRId64, v);
+            a->value = a->vbuf;
+        }
+        bool dup = false;
+        for (int k = 0; a->name && k < n && !dup; k++)
+            dup = !strcmp(out[k].name, a->name);
+        if (!a->name || !a->value || dup) {
+            drop_field(p, "SKU %s: an unreadable variant attribute", code);
+            continue;
+        }
+        n++;
+    }
+    return n;
+}
+
+static int pack_attributes(const struct attr *a, int n, msgpack_sbuffer *sb)
+{
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, sb, msgpack_sbuffer_write);
+    int r = msgpack_pack_map(&pk, (size_t)n);
+    for (int i = 0; i < n; i++) {
+        size_t kn = strlen(a[i].name), vn = strlen(a[i].value);
+        r |= msgpack_pack_str(&pk, kn);
+        r |= msgpack_pack_str_body(&pk, a[i].name, kn);
+        r |= msgpack_pack_str(&pk, vn);
+        r |= msgpack_pack_str_body(&pk, a[i].value, vn);
+    }
+    return r ? -1 : 0;
+}
+
+/* "subject (Gray, M)"; the subject alone when there is no variant or it would not fit. */
+static void sku_title(const char *subject, const struct attr *a, int n, char *out, size_t cap)
+{
+    size_t len = (size_t)snprintf(out, cap, "%s", subject);
+    for (int i = 0; i < n && len < cap; i++)
+        len += (size_t)snprintf(out + len, cap - len, "%s%s", i ? ", " : " (", a[i].value);
+    if (n && len < cap)
+        len += (size_t)snprintf(out + len, cap - len, ")");
+    if (len >= cap)
+        snprintf(out, cap, "%s", subject);
+}
+
+static int upsert_product(struct store *st, const char *pid, const char *title, const char *status,
+                          int64_t *id)
+{
+    sqlite3_stmt *s = store_stmt(st, "INSERT INTO products(product_id, title, status, updated_at)"
+                                     " VALUES(?1,?2,?3,?4) ON CONFLICT(product_id) DO UPDATE SET"
+                                     " title = excluded.title,"
+                                     " status = COALESCE(excluded.status, status),"
+                                     " updated_at = excluded.updated_at RETURNING id");
+    if (!s)
+        return TALLY_E_STORAGE;
+    sqlite3_bind_text(s, 1, pid, -1, SQLITE_STATIC);
+    sqlite3_bind_text(s, 2, title, -1, SQLITE_STATIC);
+    if (status)
+        sqlite3_bind_text(s, 3, status, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(s, 4, store_now());
+    int rc = sqlite3_step(s);
+    if (rc == SQLITE_ROW) {
+        *id = sqlite3_column_int64(s, 0);
+        rc = sqlite3_step(s);
+    }
+    sqlite3_reset(s);
+    return rc == SQLITE_DONE ? 0 : store_error(st, rc, "product upsert");
+}
+
+/* Whether the SKU `code` exists under the '~unlisted' placeholder product. */
+static int placeholder_sku(struct store *st, const char *code, bool *placeholder)
+{
+    sqlite3_stmt *s = store_stmt(st, "SELECT p.product_id = '~unlisted' FROM skus s"
+                                     " JOIN products p ON p.id = s.product WHERE s.code = ?1");
+    if (!s)
+        return TALLY_E_STORAGE;
+    sqlite3_bind_text(s, 1, code, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(s);
+    *placeholder = rc == SQLITE_ROW && sqlite3_column_int(s, 0) != 0;
+    sqlite3_reset(s);
+    return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : store_error(st, rc, "sku lookup");
+}
+
+static int apply_sku(struct store *st, struct ae_pull *p, int64_t product, const char *pid,
+                     const char *subject, const char *pcurrency, const cJSON *sku)
+{
+    const char *code = jid(sku, "sku_code");
+    if (!code) {
+        skip_row(p, "product %s: a SKU without a usable sku_code", pid);
+        return 0;
+    }
+    const char *currency = json_str(sku, "currency_code");
+    if (!iso_upper(currency, 3))
+        currency = pcurrency;
+    int64_t price;
+    if (!currency ||
+        parse_amount(json_str(sku, "sku_price"), currency_exponent(currency), &price) != 0) {
+        skip_row(p, "SKU %s: unreadable sku_price or currency", code);
+        return 0;
+    }
+    char idbuf[ID_LEN];
+    const char *mp_sku_id = jid(sku, "id");
+    if (!mp_sku_id && id_text(member(sku, "id"), idbuf))
+        mp_sku_id = idbuf;
+    struct attr attrs[MAX_ATTRIBUTES];
+    int nattr = sku_attributes(p, code, sku, attrs);
+    char title[TALLY_MAX_TEXT_LEN + 1];
+    sku_title(subject, attrs, nattr, title, sizeof title);
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init(&sb);
+    if (pack_attributes(attrs, nattr, &sb) != 0) {
+        msgpack_sbuffer_destroy(&sb);
+        return TALLY_E_NOMEM;
+    }
+    bool placeholder;
+    int r = placeholder_sku(st, code, &placeholder);
+    if (r) {
+        msgpack_sbuffer_destroy(&sb);
+        return r;
+    }
+    /* The placeholder SKU a warehouse reported first moves to its real product here. */
+    sqlite3_stmt *s = store_stmt(
+        st,
+        "INSERT INTO skus(code, product, mp_sku_id, title, attributes, price_minor, currency,"
+        " updated_at) VALUES(?1,?2,?3,?4,?5,?6,?7,?8)"
+        " ON CONFLICT(code) DO UPDATE SET product = excluded.product,"
+        " mp_sku_id = excluded.mp_sku_id, title = excluded.title,"
+        " attributes = excluded.attributes, price_minor = excluded.price_minor,"
+        " currency = excluded.currency, updated_at = excluded.updated_at"
+        " WHERE skus.product IS NOT excluded.product OR skus.mp_sku_id IS NOT excluded.mp_sku_id"
+        " OR skus.title IS NOT excluded.title OR skus.attributes IS NOT excluded.attributes"
+        " OR skus.price_minor IS NOT excluded.price_minor"
+        " OR skus.currency IS NOT excluded.currency"
+        " RETURNING id");
+    if (!s) {
+        msgpack_sbuffer_destroy(&sb);
+        return TALLY_E_STORAGE;
+    }
+    sqlite3_bind_text(s, 1, code, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(s, 2, product);
+    if (mp_sku_id)
+        sqlite3_bind_text(s, 3, mp_sku_id, -1, SQLITE_STATIC);
+    sqlite3_bind_text(s, 4, title, -1, SQLITE_STATIC);
+    sqlite3_bind_blob(s, 5, sb.data ? sb.data : "", (int)sb.size, SQLITE_STATIC);
+    sqlite3_bind_int64(s, 6, price);
+    sqlite3_bind_text(s, 7, currency, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(s, 8, store_now());
+    int64_t id = 0;
+    int rc = sqlite3_step(s);
+    if (rc == SQLITE_ROW) {
+        id = sqlite3_column_int64(s, 0);
+        rc = sqlite3_step(s);
+    }
+    sqlite3_reset(s);
+    msgpack_sbuffer_destroy(&sb);
+    if (rc != SQLITE_DONE)
+        return store_error(st, rc, "sku upsert");
+    if (id && p->full && !p->initial) /* a reconciliation found it missing or different */
+        p->page.repaired++;
+    /* Its stock was kept off the marketplace while it was unlisted: publish it now. */
+    if (placeholder && id && store_publishes(st))
+        return mark_publish(st, id);
+    return 0;
+}
+
+static int apply_product(struct store *st, struct ae_pull *p, const struct ae_item *it)
+{
+    const cJSON *r = it->detail;
+    char pid[ID_LEN];
+    if (!id_text(member(r, "product_id"), pid) || strcmp(pid, it->id) != 0) {
+        skip_row(p, "product %s: the detail names another product", it->id);
+        return 0;
+    }
+    const char *subject = jtext(r, "subject", TALLY_MAX_TEXT_LEN);
+    if (!subject)
+        subject = jtext(it->summary, "subject", TALLY_MAX_TEXT_LEN);
+    if (!subject) {
+        skip_row(p, "product %s: no readable subject", pid);
+        return 0;
+    }
+    const char *status = jid(r, "product_status_type");
+    const char *currency = json_str(r, "currency_code");
+    if (!iso_upper(currency, 3))
+        currency = NULL;
+    int64_t product = 0;
+    int rc = upsert_product(st, pid, subject, status, &product);
+    const cJSON *skus = list_of(r, "aeop_ae_product_s_k_us", "global_aeop_ae_product_sku"), *sku;
+    cJSON_ArrayForEach(sku, skus)
+    {
+        if (rc)
+            break;
+        rc = apply_sku(st, p, product, pid, subject, currency, sku);
+    }
+    return rc;
+}
+
+static int apply_catalog(struct pull_page *pg, struct store *st, struct checkpoint *cp, char *err,
+                         size_t errlen)
+{
+    struct ae_pull *p = pg->data;
+    struct ae *a = p->u->conn;
+    for (int i = 0; i < p->n; i++) {
+        if (!p->items[i].detail)
+            continue;
+        int r = apply_product(st, p, &p->items[i]);
+        if (r) {
+            snprintf(err, errlen, "product %s not stored", p->items[i].id);
+            return r;
+        }
+    }
+    if (p->new_round)
+        cp->version = p->started;
+    if (pg->more) {
+        snprintf(cp->cursor, sizeof cp->cursor, "%" PRId64, p->page_no + 1);
+    } else {
+        cp->cursor[0] = 0;
+        cp->modified_since = cp->version + (a->have_offset ? a->offset_s : 0);
+    }
+    page_warn(p, "products");
+    p->applied = true;
+    return 0;
+}
+
+/* ---- orders apply ---- */
+
+struct line {
+    const char *sku;
+    int64_t qty, price;
+};
+
+/* An optional text field: NULL when absent or empty; dropped (and counted) when unreadable. */
+static const char *opt_text(struct ae_pull *p, const cJSON *o, const char *key, size_t max,
+                            const char *oid)
+{
+    const char *s = json_str(o, key);
+    if (!s || !s[0])
+        return NULL;
+    if (strlen(s) > max || !mp_text_ok(s, strlen(s))) {
+        drop_field(p, "order %s: an unreadable ship-to field", oid);
+        return NULL;
+    }
+    return s;
+}
+
+/* The ship-to country as ISO 3166 alpha-2 (the platform says UK, SRB, MNE for GB, RS, ME). */
+static const char *country_code(const char *c)
+{
+    static const char *const fix[][2] = {{"UK", "GB"}, {"SRB", "RS"}, {"MNE", "ME"}};
+    for (size_t i = 0; c && i < sizeof fix / sizeof fix[0]; i++)
+        if (!strcmp(c, fix[i][0]))
+            return fix[i][1];
+    return iso_upper(c, 2) ? c : NULL;
+}
+
+/* The order's lines, duplicates of a SKU merged; the count, or -1 (the order is skipped). */
+static int order_lines(struct ae_pull *p, const char *oid, const cJSON *d, const cJSON *sum,
+                       struct line *lines, char currency[4])
+{
+    const cJSON *kids = list_of(d, "child_order_list", "global_aeop_tp_child_order_dto"), *k;
+    const char *price_key = "product_price";
+    if (!kids || cJSON_GetArraySize(kids) == 0) {
+        kids = list_of(sum, "product_list", "order_product_dto");
+        price_key = "product_unit_price";
+    }
+    int n = 0;
+    cJSON_ArrayForEach(k, kids)
+    {
+        const char *code = jid(k, "sku_code");
+        int64_t qty, price;
+        char cur[4];
+        if (!code || json_int(k, "product_count", 1, MAX_LINE_QTY, &qty) != 0 ||
+            money(member(k, price_key), &price, cur) != 0) {
+            skip_row(p, "order %s: a line without a usable sku_code, count or price", oid);
+            return -1;
+        }
+        if (!currency[0])
+            memcpy(currency, cur, 4);
+        if (strcmp(currency, cur) != 0) {
+            skip_row(p, "order %s: lines in different currencies", oid);
+            return -1;
+        }
+        int j = 0;
+        while (j < n && strcmp(lines[j].sku, code) != 0)
+            j++;
+        if (j < n) { /* the same SKU twice (two products share a code): one line */
+            lines[j].qty = min64(lines[j].qty + qty, MAX_LINE_QTY);
+            continue;
+        }
+        if (n == MAX_LINES) {
+            skip_row(p, "order %s: more than 100 lines", oid);
+            return -1;
+        }
+        lines[n++] = (struct line){code, qty, price};
+    }
+    if (n == 0)
+        skip_row(p, "order %s: no lines", oid);
+    return n ? n : -1;
+}
+
+/* ship_by from the list's handling-time fields, relative to the list answer's time stamp. */
+static bool ship_by(const struct ae_pull *p, const cJSON *sum, int64_t *out)
+{
+    int64_t ms, d, h, m;
+    if (p->server_now <= 0)
+        return false;
+    if (json_int(sum, "timeout_left_time", -MAX_LEFT_MS, MAX_LEFT_MS, &ms) == 0) {
+        *out = p->server_now + ms / 1000;
+        return true;
+    }
+    if (json_int(sum, "left_send_good_day", 0, 3650, &d) == 0 &&
+        json_int(sum, "left_send_good_hour", 0, 23, &h) == 0 &&
+        json_int(sum, "left_send_good_min", 0, 59, &m) == 0) {
+        *out = p->server_now + d * 86400 + h * 3600 + m * 60;
+        return true;
+    }
+    return false;
+}
+
+static int apply_order(struct store *st, struct ae_pull *p, struct ae_item *it)
+{
+    const cJSON *d = it->detail, *sum = it->summary;
+    char oid[ID_LEN];
+    if (!id_text(member(d, "id"), oid) || strcmp(oid, it->id) != 0) {
+        skip_row(p, "order %s: the detail names another order", it->id);
+        return 0;
+    }
+    const char *status = jid(d, "order_status");
+    if (!status)
+        status = jid(sum, "order_status");
+    int64_t created;
+    if (!status || (parse_pacific(json_str(d, "gmt_create"), &created) != 0 &&
+                    parse_pacific(json_str(sum, "gmt_create"), &created) != 0)) {
+        skip_row(p, "order %s: no readable order_status or gmt_create", oid);
+        return 0;
+    }
+    struct line lines[MAX_LINES];
+    char currency[4] = "";
+    int64_t amount;
+    char cur[4];
+    if (money(member(d, "order_amount"), &amount, cur) == 0)
+        memcpy(currency, cur, 4);
+    int nl = order_lines(p, oid, d, sum, lines, currency);
+    if (nl < 0)
+        return 0;
+
+    const cJSON *ra = member(d, "receipt_address");
+    const char *name = opt_text(p, ra, "contact_person", 256, oid);
+    if (!name)
+        name = opt_text(p, d, "buyer_signer_fullname", 256, oid);
+    char address[TALLY_MAX_TEXT_LEN + 1] = "";
+    const char *parts[] = {opt_text(p, ra, "detail_address", TALLY_MAX_TEXT_LEN, oid),
+                           opt_text(p, ra, "address2", TALLY_MAX_TEXT_LEN, oid),
+                           opt_text(p, ra, "province", 256, oid)};
+    for (size_t i = 0, len = 0; i < 3; i++) {
+        if (!parts[i])
+            continue;
+        int w = snprintf(address + len, sizeof address - len, "%s%s", len ? ", " : "", parts[i]);
+        if (w < 0 || (size_t)w >= sizeof address - len) { /* too long: the street line alone */
+            snprintf(address, sizeof address, "%s", parts[0] ? parts[0] : "");
+            break;
+        }
+        len += (size_t)w;
+    }
+    char phone[33] = "";
+    const char *mobile = opt_text(p, ra, "mobile_no", 24, oid);
+    const char *cc = opt_text(p, ra, "phone_country", 6, oid);
+    if (!mobile)
+        mobile = opt_text(p, ra, "phone_number", 24, oid);
+    if (mobile)
+        snprintf(phone, sizeof phone, "%s%s%s%s", cc && cc[0] != '+' ? "+" : "", cc ? cc : "",
+                 cc ? " " : "", mobile);
+    const char *country = country_code(json_str(ra, "country"));
+    if (!country)
+        country = country_code(json_str(member(d, "buyer_info"), "country"));
+    if (!country) {
+        drop_field(p, "order %s: no readable ship-to country", oid);
+        country = "ZZ";
+    }
+    const cJSON *first =
+        cJSON_GetArrayItem(list_of(d, "child_order_list", "global_aeop_tp_child_order_dto"), 0);
+    if (!first)
+        first = cJSON_GetArrayItem(list_of(sum, "product_list", "order_product_dto"), 0);
+    const char *service = jid(first, "logistics_type");
+    int64_t by = 0;
+    bool has_by = ship_by(p, sum, &by);
+    struct order_header h = {
+        .order_id = oid,
+        .status = status,
+        .created_at = created,
+        .has_ship_by = has_by,
+        .ship_by = by,
+        .country = country,
+        .currency = currency,
+        .service = service,
+        .buyer_name = name,
+        .address = address[0] ? address : NULL,
+        .city = opt_text(p, ra, "city", 256, oid),
+        .postcode = opt_text(p, ra, "zip", 32, oid),
+        .phone = phone[0] ? phone : NULL,
+    };
+    int64_t ref;
+    bool inserted, line_new;
+    int r = orders_upsert_header(st, &h, &ref, &inserted);
+    for (int i = 0; r == 0 && i < nl; i++) {
+        int64_t sku;
+        /* A SKU the catalog has not pulled yet gets a placeholder: the order still lands. */
+        if ((r = catalog_sku_ensure(st, lines[i].sku, &sku)) == 0)
+            r = orders_upsert_line(st, ref, sku, lines[i].qty, lines[i].price, &line_new);
+    }
+    if (r == 0 && inserted && !p->initial) {
+        it->created = true;
+        it->status = status;
+    }
+    return r;
+}
+
+static int apply_orders(struct pull_page *pg, struct store *st, struct checkpoint *cp, char *err,
+                        size_t errlen)
+{
+    struct ae_pull *p = pg->data;
+    struct ae *a = p->u->conn;
+    for (int i = 0; i < p->n; i++) {
+        if (!p->items[i].detail)
+            continue;
+        int r = apply_order(st, p, &p->items[i]);
+        if (r) {
+            snprintf(err, errlen, "order %s not stored", p->items[i].id);
+            return r;
+        }
+    }
+    if (p->new_round)
+        cp->version =
+            p->server_now > 0 ? p->server_now : p->started + (a->have_offset ? a->offset_s : 0);
+    if (pg->more) {
+        snprintf(cp->cursor, sizeof cp->cursor, "%" PRId64, p->page_no + 1);
+    } else {
+        cp->cursor[0] = 0;
+        cp->modified_since = cp->version;
+    }
+    page_warn(p, "orders");
+    p->applied = true;
+    return 0;
+}
+
+/* ---- publish: marketplace stock ---- */
+
+static void publish_finish(struct ae_pub *s)
+{
+    struct publish_batch *b = s->b;
+    free(s->group);
+    free(s);
+    sync_publish_done(b);
+}
+
+/* A product of the call the platform refused: its SKUs' outcomes. When the message names one
+ * SKU of several, only that one is refused; the others go again without it. */
+static void product_refused(struct ae_pub *s, int g, const char *code, const char *msg)
+{
+    struct publish_batch *b = s->b;
+    bool retry =
+        code && (strstr(code, "SYSTEM") || strstr(code, "BUSY") || strstr(code, "TIMEOUT"));
+    int named = -1, members = 0;
+    for (int i = 0; i < b->n; i++) {
+        if (s->group[i] != g)
+            continue;
+        members++;
+        if (has_token(msg, b->items[i].sku))
+            named = named == -1 ? i : -2;
+    }
+    for (int i = 0; i < b->n; i++) {
+        struct publish_item *it = &b->items[i];
+        if (s->group[i] != g)
+            continue;
+        if (!retry && members > 1 && named >= 0 && i != named) {
+            it->outcome = SYNC_TRANSIENT;
+            snprintf(it->error, sizeof it->error, "product refused for SKU %s; sent again",
+                     b->items[named].sku);
+            continue;
+        }
+        it->outcome = retry ? SYNC_TRANSIENT : SYNC_PERMANENT;
+        snprintf(it->error, sizeof it->error, "%s: %.200s", code ? code : "refused",
+                 msg ? msg : "(no message)");
+    }
+}
+
+static int group_of(const struct ae_pub *s, const cJSON *e)
+{
+    int64_t pid;
+    if (json_int(e, "product_id", 1, INT64_MAX / 2, &pid) != 0)
+        return -1;
+    for (int g = 0; g < s->ngroups; g++)
+        if (s->pid[g] == pid)
+            return g;
+    return -1;
+}
+
+static void on_published(struct ae_call *c, int outcome, const cJSON *resp)
+{
+    struct ae_pub *s = c->owner;
+    struct publish_batch *b = s->b;
+    b->retry_after_s = c->req.retry_after_s;
+    /* Refused for the account (credentials, clock): the values stay due, with backoff. */
+    if (outcome == SYNC_TRANSIENT || (outcome == SYNC_PERMANENT && c->account)) {
+        b->outcome = SYNC_TRANSIENT;
+        snprintf(b->error, sizeof b->error, "%s", c->error);
+        publish_finish(s);
+        return;
+    }
+    const cJSON *oks = list_of(resp, "update_successful_list", "synchronize_product_response_dto");
+    const cJSON *fails = list_of(resp, "update_failed_list", "synchronize_product_response_dto");
+    const cJSON *success = member(resp, "update_success"), *e;
+    for (int i = 0; i < b->n; i++) {
+        struct publish_item *it = &b->items[i];
+        if (s->group[i] < 0)
+            continue;
+        if (outcome == SYNC_PERMANENT) {
+            it->outcome = SYNC_PERMANENT;
+            snprintf(it->error, sizeof it->error, "%s", c->error);
+        } else if (!oks && !fails && cJSON_IsBool(success)) {
+            it->outcome = cJSON_IsTrue(success) ? SYNC_OK : SYNC_PERMANENT;
+            snprintf(it->error, sizeof it->error, "%.60s: %.180s",
+                     json_str(resp, "update_error_code") ? json_str(resp, "update_error_code")
+                                                         : "refused",
+                     json_str(resp, "update_error_message") ? json_str(resp, "update_error_message")
+                                                            : "(no message)");
+        } else {
+            it->outcome = SYNC_TRANSIENT;
+            snprintf(it->error, sizeof it->error, "no result for product %s in the answer",
+                     it->product_id);
+        }
+    }
+    cJSON_ArrayForEach(e, oks)
+    {
+        int g = group_of(s, e);
+        for (int i = 0; g >= 0 && i < b->n; i++)
+            if (s->group[i] == g)
+                b->items[i].outcome = SYNC_OK;
+    }
+    cJSON_ArrayForEach(e, fails)
+    {
+        int g = group_of(s, e);
+        const char *code = jid(e, "error_code"), *msg = jtext(e, "error_message", 400);
+        if (g >= 0)
+            product_refused(s, g, code, msg);
+    }
+    /* Nothing settled at all: back off like any transient failure. */
+    b->outcome = SYNC_TRANSIENT;
+    for (int i = 0; i < b->n; i++)
+        if (s->group[i] >= 0 && b->items[i].outcome != SYNC_TRANSIENT)
+            b->outcome = SYNC_OK;
+    if (b->outcome == SYNC_TRANSIENT)
+        for (int i = 0; i < b->n && !b->error[0]; i++)
+            if (s->group[i] >= 0)
+                snprintf(b->error, sizeof b->error, "%s", b->items[i].error);
+    publish_finish(s);
+}
+
+/* A marketplace product id: digits only, as the replica keeps them. */
+static bool product_number(const char *s, int64_t *v)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n > 18 || s[0] == '0')
+        return false;
+    *v = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] < '0' || s[i] > '9')
+            return false;
+        *v = *v * 10 + (s[i] - '0');
+    }
+    return true;
+}
+
+static void ae_publish(struct upstream *u, struct publish_batch *b)
+{
+    struct ae_pub *s = calloc(1, sizeof *s);
+    int *group = s ? calloc((size_t)b->n + 1, sizeof *group) : NULL;
+    if (!group) {
+        free(s);
+        b->outcome = SYNC_TRANSIENT;
+        snprintf(b->error, sizeof b->error, "out of memory");
+        sync_publish_done(b);
+        return;
+    }
+    s->b = b;
+    s->group = group;
+    int count[PUBLISH_PRODUCTS] = {0};
+    for (int i = 0; i < b->n; i++) {
+        struct publish_item *it = &b->items[i];
+        int64_t pid;
+        group[i] = -1;
+        it->outcome = SYNC_TRANSIENT; /* stays due: sent with a later call */
+        snprintf(it->error, sizeof it->error, "not sent: more products than a call takes");
+        if (!product_number(it->product_id, &pid) || !mp_id_ok(it->sku, strlen(it->sku))) {
+            it->outcome = SYNC_PERMANENT;
+            snprintf(it->error, sizeof it->error, "%.64s is not a marketplace product id",
+                     it->product_id);
+            continue;
+        }
+        int g = 0;
+        while (g < s->ngroups && s->pid[g] != pid)
+            g++;
+        if (g == s->ngroups) {
+            if (g == PUBLISH_PRODUCTS)
+                continue;
+            s->pid[s->ngroups++] = pid;
+        }
+        if (count[g] == PUBLISH_SKUS)
+            continue;
+        count[g]++;
+        group[i] = g;
+    }
+    if (s->ngroups == 0) {
+        b->outcome = SYNC_OK;
+        publish_finish(s);
+        return;
+    }
+    struct jbuf q = {0};
+    jb_lit(&q, "[");
+    for (int g = 0; g < s->ngroups; g++) {
+        jb_lit(&q, g ? ",{\"product_id\":" : "{\"product_id\":");
+        jb_int(&q, s->pid[g]);
+        jb_lit(&q, ",\"multiple_sku_update_list\":[");
+        for (int i = 0, k = 0; i < b->n; i++) {
+            if (group[i] != g)
+                continue;
+            jb_lit(&q, k++ ? ",{\"sku_code\":" : "{\"sku_code\":");
+            jb_str(&q, b->items[i].sku);
+            jb_lit(&q, ",\"inventory\":");
+            /* The platform takes 0-999,999: a larger stock shows as the largest it takes. */
+            jb_int(&q, b->items[i].value < 0 ? 0 : min64(b->items[i].value, PUBLISH_MAX_VALUE));
+            jb_lit(&q, "}");
+        }
+        jb_lit(&q, "]}");
+    }
+    jb_lit(&q, "]");
+    struct iop_param prm = {"mutiple_product_update_list", q.p}; /* sic: the platform's name */
+    struct ae_call *c =
+        q.failed ? NULL
+                 : call_start(u, CALL_PUBLISH, METHOD_INVENTORY, &prm, 1, on_published, s, 0);
+    jb_free(&q);
+    if (!c) {
+        b->outcome = SYNC_TRANSIENT;
+        snprintf(b->error, sizeof b->error, "could not start a request");
+        publish_finish(s);
+    }
+}
+
+/* ---- push: shipments (outbox kind "fulfil") ---- */
+
+struct fulfil {
+    char order_id[ID_LEN];
+    char send_type[8];
+    char logistics_no[TALLY_MAX_ID_LEN + 1];
+    char service[129];
+    char website[257];
+};
+
+/* Copies a msgpack str into buf (NUL-terminated) when it is 1..cap-1 bytes of valid text. */
+static bool mp_copy(const msgpack_object *o, char *buf, size_t cap, bool id)
+{
+    if (!o || o->type != MSGPACK_OBJECT_STR || o->via.str.size == 0 || o->via.str.size >= cap)
+        return false;
+    if (id ? !mp_id_ok(o->via.str.ptr, o->via.str.size)
+           : !mp_text_ok(o->via.str.ptr, o->via.str.size))
+        return false;
+    memcpy(buf, o->via.str.ptr, o->via.str.size);
+    buf[o->via.str.size] = 0;
+    return true;
+}
+
+static int fulfil_read(const struct push_item *it, struct fulfil *f, char *err, size_t errlen)
+{
+    msgpack_unpacked up;
+    msgpack_unpacked_init(&up);
+    size_t off = 0;
+    int r = -1;
+    memset(f, 0, sizeof *f);
+    if (msgpack_unpack_next(&up, it->payload, it->payload_len, &off) != MSGPACK_UNPACK_SUCCESS ||
+        up.data.type != MSGPACK_OBJECT_MAP) {
+        snprintf(err, errlen, "fulfil payload is not a map");
+        goto out;
+    }
+    const msgpack_object *m = &up.data, *o = mp_map_get(m, "order_id");
+    if (o && o->type == MSGPACK_OBJECT_POSITIVE_INTEGER && o->via.u64 > 0)
+        snprintf(f->order_id, sizeof f->order_id, "%" PRIu64, o->via.u64);
+    else if (!mp_copy(o, f->order_id, sizeof f->order_id, true))
+        f->order_id[0] = 0;
+    for (const char *c = f->order_id; *c; c++)
+        if (*c < '0' || *c > '9')
+            f->order_id[0] = 0;
+    o = mp_map_get(m, "send_type");
+    if (!o || o->type == MSGPACK_OBJECT_NIL)
+        snprintf(f->send_type, sizeof f->send_type, "all");
+    else if (!mp_copy(o, f->send_type, sizeof f->send_type, true) ||
+             (strcmp(f->send_type, "all") != 0 && strcmp(f->send_type, "part") != 0))
+        f->send_type[0] = 0;
+    if (!f->order_id[0]) {
+        snprintf(err, errlen, "fulfil payload: order_id must be a marketplace order id");
+    } else if (!f->send_type[0]) {
+        snprintf(err, errlen, "fulfil payload: send_type must be all or part");
+    } else if (!mp_copy(mp_map_get(m, "logistics_no"), f->logistics_no, sizeof f->logistics_no,
+                        true)) {
+        snprintf(err, errlen, "fulfil payload: logistics_no must be 1-64 printable characters");
+    } else if (!mp_copy(mp_map_get(m, "service_name"), f->service, sizeof f->service, false)) {
+        snprintf(err, errlen, "fulfil payload: service_name is required (text, 1-128 bytes)");
+    } else {
+        o = mp_map_get(m, "tracking_website");
+        if (o && o->type != MSGPACK_OBJECT_NIL && !mp_copy(o, f->website, sizeof f->website, false))
+            snprintf(err, errlen, "fulfil payload: tracking_website must be text, 1-256 bytes");
+        else
+            r = 0;
+    }
+out:
+    msgpack_unpacked_destroy(&up);
+    return r;
+}
+
+static void push_finish(struct push_batch *b)
+{
+    bool all_transient = true;
+    for (int i = 0; i < b->n; i++)
+        all_transient = all_transient && b->items[i].outcome == SYNC_TRANSIENT;
+    b->outcome = all_transient ? SYNC_TRANSIENT : SYNC_OK;
+    if (all_transient && b->n > 0 && !b->error[0])
+        snprintf(b->error, sizeof b->error, "%s", b->items[0].error);
+    sync_push_done(b);
+}
+
+static void push_next(struct upstream *u, struct push_batch *b, int i);
+
+static void on_fulfilled(struct ae_call *c, int outcome, const cJSON *resp)
+{
+    struct push_batch *b = c->owner;
+    struct push_item *it = &b->items[c->index];
+    struct ae *a = c->u->conn;
+    if (c->req.retry_after_s > b->retry_after_s)
+        b->retry_after_s = c->req.retry_after_s;
+    const cJSON *res = member(resp, "result");
+    if (outcome == SYNC_OK && !cJSON_IsObject(res)) {
+        /* Perhaps applied: sending it again is answered ORDER_ALREADY_SHIPPED. */
+        it->outcome = SYNC_TRANSIENT;
+        snprintf(it->error, sizeof it->error, "fulfil answer without a result");
+    } else if (outcome == SYNC_OK) {
+        note_clock(a, res);
+        const char *code = jid(res, "error_code"), *msg = jtext(res, "error_message", 400);
+        if (cJSON_IsTrue(member(res, "result_success"))) {
+            it->outcome = SYNC_OK;
+        } else if (code && !strcmp(code, "ORDER_ALREADY_SHIPPED") &&
+                   (!msg || has_token(msg, c->ref))) {
+            /* Shipped with this very tracking number: an earlier attempt of this row landed. */
+            it->outcome = SYNC_OK;
+            log_info("%s: %s: order already carries %s, taken as done", c->u->name, it->key,
+                     c->ref);
+        } else if (code && (strstr(code, "SYSTEM") || strstr(code, "BUSY") ||
+                            strstr(code, "TIMEOUT") || strstr(code, "LIMIT"))) {
+            it->outcome = SYNC_TRANSIENT;
+            snprintf(it->error, sizeof it->error, "%s: %.200s", code, msg ? msg : "");
+        } else {
+            it->outcome = SYNC_PERMANENT;
+            snprintf(it->error, sizeof it->error, "%s: %.200s", code ? code : "refused",
+                     msg ? msg : "(no message)");
+        }
+    } else {
+        /* Refused for the account (credentials, clock): the row is not at fault; it stays
+         * due and goes once the account is fixed. */
+        it->outcome = outcome == SYNC_PERMANENT && !c->account ? SYNC_PERMANENT : SYNC_TRANSIENT;
+        snprintf(it->error, sizeof it->error, "%s", c->error);
+    }
+    push_next(c->u, b, c->index + 1);
+}
+
+/* Sends the rows from i on, one call at a time (in order), then reports the batch. */
+static void push_next(struct upstream *u, struct push_batch *b, int i)
+{
+    for (; i < b->n; i++) {
+        struct push_item *it = &b->items[i];
+        struct fulfil f;
+        if (strcmp(it->kind, "fulfil") != 0) {
+            it->outcome = SYNC_PERMANENT;
+            snprintf(it->error, sizeof it->error, "the marketplace takes no %.16s rows", it->kind);
+            continue;
+        }
+        if (fulfil_read(it, &f, it->error, sizeof it->error) != 0) {
+            it->outcome = SYNC_PERMANENT;
+            continue;
+        }
+        struct iop_param prm[5] = {{"out_ref", f.order_id},
+                                   {"send_type", f.send_type},
+                                   {"logistics_no", f.logistics_no},
+                                   {"service_name", f.service},
+                                   {"tracking_website", f.website}};
+        struct ae_call *c =
+            call_start(u, CALL_PUSH, METHOD_FULFIL, prm, f.website[0] ? 5 : 4, on_fulfilled, b, i);
+        if (c) {
+            snprintf(c->ref, sizeof c->ref, "%s", f.logistics_no);
+            return;
+        }
+        it->outcome = SYNC_TRANSIENT;
+        snprintf(it->error, sizeof it->error, "could not start a request");
+    }
+    push_finish(b);
+}
+
+static void ae_push(struct upstream *u, struct push_batch *b)
+{
+    push_next(u, b, 0);
+}
+
+/* ---- set-up ---- */
+
+static int ae_init(struct upstream *u, char *err, size_t errlen)
+{
+    if (!u->mp || !u->mp->gateway[0] || !u->mp->app_key[0]) {
+        snprintf(err, errlen, "[marketplace] needs gateway and app_key");
+        return -1;
+    }
+    struct ae *a = calloc(1, sizeof *a);
+    if (!a) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    if (secret_read(u->mp->app_secret_file, a->secret, sizeof a->secret, err, errlen) != 0 ||
+        secret_read(u->mp->access_token_file, a->token, sizeof a->token, err, errlen) != 0) {
+        explicit_bzero(a, sizeof *a);
+        free(a);
+        return -1;
+    }
+    a->sign = u->mp->sign_md5 ? IOP_SIGN_MD5 : IOP_SIGN_SHA256;
+    u->conn = a;
+    return 0;
+}
+
+/*
+ * Called by sync_stop() after http_close(): requests still in flight will never complete.
+ * Pages not yet handed over are ours to free. Push and publish batches are the engine's: they
+ * are reported back as transient, which the stopping engine answers by freeing them (their
+ * rows stay 'inflight' / dirty and go again after the restart).
+ */
+static void ae_free(struct upstream *u)
+{
+    struct ae *a = u->conn;
+    if (!a)
+        return;
+    while (a->calls) {
+        struct ae_call *c = (struct ae_call *)a->calls;
+        node_del(&a->calls, &c->node);
+        if (c->kind == CALL_PUSH) {
+            struct push_batch *b = c->owner;
+            b->outcome = SYNC_TRANSIENT;
+            snprintf(b->error, sizeof b->error, "stopped");
+            sync_push_done(b);
+        } else if (c->kind == CALL_PUBLISH) {
+            struct ae_pub *s = c->owner;
+            s->b->outcome = SYNC_TRANSIENT;
+            snprintf(s->b->error, sizeof s->b->error, "stopped");
+            publish_finish(s);
+        }
+        call_free(c);
+    }
+    while (a->pulls) {
+        struct ae_pull *p = (struct ae_pull *)a->pulls;
+        node_del(&a->pulls, &p->node);
+        free_pull(p);
+    }
+    for (int i = 0; i < 2; i++)
+        if (a->carry[i])
+            free_pull(a->carry[i]);
+    explicit_bzero(a, sizeof *a);
+    free(a);
+    u->conn = NULL;
+}
+
+const struct connector_ops conn_aliexpress_ops = {
+    .kind = "aliexpress",
+    .nstreams = 2,
+    .streams = ae_streams,
+    .push_limit = 1, /* order.fulfill takes one shipment */
+    .init = ae_init,
+    .pull = ae_pull,
+    .push = ae_push,
+    .free = ae_free,
+    .publish = ae_publish,
+    .publish_limit = PUBLISH_PRODUCTS, /* SKUs a batch: never more products than a call takes */
+};

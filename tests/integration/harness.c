@@ -531,8 +531,7 @@ int th_recv(struct th_conn *c, int timeout_ms)
 
 int th_wait_closed(struct th_conn *c, int timeout_ms)
 {
-    int r = th_recv(c, timeout_ms);
-    return r;
+    return th_recv(c, timeout_ms); /* a message, or how the stream ended */
 }
 
 /* ---- responses ---- */

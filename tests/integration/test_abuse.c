@@ -454,10 +454,20 @@ static void case_truncated(void)
         check_hello_result(&r, "half, pause, rest");
     buf_free(&b);
 
-    /* One byte per write, with small pauses: a stock.get, then two pipelined requests. */
+    /* One byte per write, with small pauses: a stock.get, then two pipelined requests, the
+     * first in valid but not minimal encodings (uint8 kind, uint32 msgid, str8 method, array16,
+     * map16, str8/str16 keys, uint64 version, str16 value), so that every kind of header is
+     * split at every byte. */
     buf_init(&b);
     th_pack_request(&b.sb, 22, "stock.get", "s", "sku", "A-0007");
-    th_pack_request(&b.sb, 23, "hello", "");
+    static const unsigned char wide[] = {0x94, 0xcc, 0x00, 0xce, 0x00, 0x00, 0x00, 23,   0xd9, 0x05,
+                                         'h',  'e',  'l',  'l',  'o',  0xdc, 0x00, 0x01, 0xde, 0x00,
+                                         0x02, 0xd9, 0x07, 'v',  'e',  'r',  's',  'i',  'o',  'n',
+                                         0xcf, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x01, 0xda,
+                                         0x00, 0x03, 'p',  'a',  'd',  0xda, 0x01, 0x2c};
+    msgpack_sbuffer_write(&b.sb, (const char *)wide, sizeof wide);
+    for (int i = 0; i < 300; i++)
+        msgpack_sbuffer_write(&b.sb, "z", 1);
     th_pack_request(&b.sb, 24, "stock.get", "s", "sku", "A-0008");
     for (size_t i = 0; i < b.sb.size; i++) {
         if (th_send(&c, b.sb.data + i, 1, 5000) != 0) {
@@ -1007,6 +1017,58 @@ static void case_slow_reader(void)
     after_case("slow readers");
 }
 
+/* ---- (k) half-close ---- */
+
+/*
+ * A client that sends its requests and then shuts down its sending side (shutdown(SHUT_WR),
+ * as `socat` or `nc -N` do at the end of their input) still gets every answer, then EOF.
+ * It needs more output queued at the EOF than the socket buffer holds, so it runs against a
+ * second tallyd with the default max_output_bytes (16 MiB): 20000 status answers are about
+ * 7 MB.
+ */
+static void case_half_close(const char *tallyd)
+{
+    enum { N = 20000 };
+    struct th_daemon d2;
+    if (th_daemon_init(&d2, tallyd, "abuse-halfclose") != 0 || th_daemon_start(&d2) != 0) {
+        CHECK(!"second tallyd started");
+        th_daemon_cleanup(&d2);
+        return;
+    }
+    struct buf b;
+    buf_init(&b);
+    for (uint32_t id = 1; id <= N; id++)
+        th_pack_request(&b.sb, id, "status", "");
+    struct th_conn c;
+    CHECK_EQ_INT(th_connect(&c, d2.sock), 0);
+    CHECK_EQ_INT(th_send(&c, b.sb.data, b.sb.size, TIMEOUT), 0);
+    CHECK_EQ_INT(shutdown(c.fd, SHUT_WR), 0);
+    static bool seen[N + 1];
+    memset(seen, 0, sizeof seen);
+    int got = 0, rr;
+    struct th_resp r;
+    int64_t deadline = th_now_ms() + 30000;
+    while ((rr = th_read_response(&c, TIMEOUT, &r)) == TH_OK && th_now_ms() < deadline) {
+        if (r.msgid >= 1 && r.msgid <= N && !seen[r.msgid]) {
+            seen[r.msgid] = true;
+            got++;
+        }
+    }
+    if (got != N || rr != TH_EOF)
+        fprintf(stderr,
+                "half-close: %d requests then shutdown(SHUT_WR): %d answers, then %s (%s)\n", N,
+                got, th_outcome(rr), r.code);
+    CHECK_EQ_INT(got, N);
+    CHECK_EQ_INT(rr, TH_EOF);
+    th_close(&c);
+    buf_free(&b);
+    CHECK(th_daemon_alive(&d2) && th_status_ok(d2.sock));
+    int status = th_daemon_stop(&d2, 15000);
+    CHECK(status >= 0 && WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    th_daemon_cleanup(&d2);
+    after_case("half-close");
+}
+
 /* ---- main ---- */
 
 typedef void (*case_fn)(void);
@@ -1059,6 +1121,10 @@ int main(int argc, char **argv)
     run("(g) connection limit", case_connections);
     run("(h) pipelining", case_pipelining);
     run("(i) slow readers", case_slow_reader);
+    int64_t t0 = th_now_ms(), before = check_failures;
+    case_half_close(argv[1]);
+    printf("case %-34s %s (%lld ms)\n", "(k) half-close after requests",
+           check_failures == before ? "ok" : "FAILED", (long long)(th_now_ms() - t0));
 
     /* The bystander, idle all along, is still served. */
     bool by = th_hello_ok(&bystander, TIMEOUT);

@@ -803,6 +803,16 @@ static bool verify_round(int round, const struct move *fly, struct round_stats *
         ok &= stock_matches(&c, NULL);
         ok &= db_matches(NULL);
     }
+    /* status agrees: with no upstream configured every outbox row is still pending. */
+    struct th_resp r;
+    long long pending = -1;
+    if (th_call(&c, TIMEOUT, &r, "status", "") == TH_OK)
+        th_get_int(th_get(r.result, "outbox"), "pending", &pending);
+    if (pending != (long long)nacked) {
+        fprintf(stderr, "round %d: status outbox.pending %lld, acknowledged movements %zu\n", round,
+                pending, nacked);
+        ok = false;
+    }
     th_close(&c);
     return ok;
 }

@@ -1,0 +1,86 @@
+#!/usr/bin/env bash
+# The marketplace against tally-sim: catalog and orders pulled (orders arriving during the
+# sync included), and marketplace stock published so that no published value ever exceeds what
+# was truly available: the seeded stock less every pick acknowledged before it (one second of
+# grace for a value that was in flight when a pick came), through a marketplace link cut.
+#   test_marketplace.sh TALLYD TALLY TALLY_SIM
+set -uo pipefail
+TALLYD=$1 TALLY=$2 SIM=$3
+tmp=$(mktemp -d /tmp/tally-mp.XXXXXX)
+. "$(dirname "$0")/synclib.sh"
+trap sync_cleanup EXIT
+WHS=(ES-MAD FR-PAR PL-WAW US-LAX)
+start_sim --skus 3000 --orders 150 --seed 8 --warehouses "$(IFS=,; echo "${WHS[*]}")" \
+    --outbound-step-seconds 0
+write_config "${WHS[@]}"
+echo tally-sim-app-secret >"$tmp/app.secret"
+echo tally-sim-access-token >"$tmp/access.token"
+printf '[marketplace]\ngateway = %s/sync\napp_key = tally-sim-app-key\napp_secret_file = %s\naccess_token_file = %s\ncatalog_interval = 3\norders_interval = 2\n' \
+    "$base" "$tmp/app.secret" "$tmp/access.token" >>"$tmp/tallyd.conf"
+
+round_mark=0
+start_tallyd
+# Orders arrive while the first rounds run.
+ctl -X POST -d '{"count": 40}' "$base/control/orders" >/dev/null
+all_done() {
+    st | jq -e --argjson since "$round_mark" '[.upstreams[].streams[]
+        | select(.name | test("inventory|catalog|orders"))
+        | (.last_success_at // 0) > $since and (.in_round | not)] | all' >/dev/null
+}
+wait_until 120 all_done
+ctl -X POST -d '{"count": 25}' "$base/control/orders" >/dev/null
+mark_rounds
+wait_until 60 all_done
+
+# Catalog: every SKU of the simulator, listed under its product (none left as a placeholder).
+check_eq "$(st | jq .replica.skus)" 3000 "SKUs in the replica"
+check_eq "$(sqlite3 -readonly "$tmp/state/replica.db" "SELECT COUNT(*) FROM skus s JOIN products p
+    ON p.id = s.product WHERE p.product_id = '~unlisted'")" 0 "SKUs still unlisted"
+# Orders: the simulator's non-finished orders, all of them, with their lines.
+ctl "$base/control/orders" >"$tmp/orders.json"
+jq -r '.items[] | select(.status != "FINISH") | "\(.order_id) \(.status) \([.lines[].qty] | add)"' \
+    "$tmp/orders.json" | sort >"$tmp/sim-orders"
+sqlite3 -readonly "$tmp/state/replica.db" "SELECT o.order_id, o.status, SUM(l.qty) FROM orders o
+    JOIN order_lines l ON l.order_ref = o.id WHERE o.status <> 'FINISH' GROUP BY o.id" |
+    tr '|' ' ' | sort >"$tmp/rep-orders"
+d=$(diff "$tmp/sim-orders" "$tmp/rep-orders" | grep -c '^[<>]')
+check_eq "$d" 0 "orders differing from the simulator ($(wc -l <"$tmp/sim-orders") orders)"
+
+# Publishing under picks and a marketplace link cut.
+skus=($(sqlite3 -readonly "$tmp/state/replica.db" "SELECT s.code FROM skus s JOIN stock t
+    ON t.sku = s.id GROUP BY s.id HAVING MIN(t.snapshot) >= 10 ORDER BY s.code LIMIT 6"))
+for s in "${skus[@]}"; do
+    t --json stock "$s" | jq -r '.marketplace_available' >"$tmp/seed-$s"
+done
+: >"$tmp/picks"
+for i in $(seq 90); do
+    s=${skus[RANDOM % ${#skus[@]}]} w=${WHS[RANDOM % 4]} q=$((RANDOM % 3 + 1))
+    t pick "$s" "$q" --warehouse "$w" --id "pub-$i" >/dev/null 2>&1 &&
+        echo "$s $q $(date +%s%3N)" >>"$tmp/picks"
+    [ "$i" = 30 ] && ctl -X POST -d '{"target":"mp","up":false}' "$base/control/link" >/dev/null
+    [ "$i" = 60 ] && ctl -X POST -d '{"target":"mp","up":true}' "$base/control/link" >/dev/null
+    sleep 0.03
+done
+wait_until 60 outbox_empty
+mark_rounds
+wait_until 60 all_done
+sleep 2 # the last published values
+violations=0 published=0
+for s in "${skus[@]}"; do
+    seed=$(cat "$tmp/seed-$s")
+    while read -r value at; do
+        published=$((published + 1))
+        picked=$(awk -v s="$s" -v t="$at" '$1 == s && $3 < t - 1000 { n += $2 } END { print n + 0 }' "$tmp/picks")
+        if [ "$value" -gt $((seed - picked)) ]; then
+            violations=$((violations + 1))
+            echo "published $value for $s at $at, but only $((seed - picked)) were available" >&2
+        fi
+    done < <(ctl "$base/control/published?sku=$s" | jq -r '.history[] | "\(.value) \(.at_ms)"' |
+        awk -v from="$(date +%s)" '{ print }')
+    final=$(ctl "$base/control/published?sku=$s" | jq '.value')
+    check_eq "$final" "$(t --json stock "$s" | jq .marketplace_available)" "$s: last published value"
+done
+check_eq "$violations" 0 "published values above the truly available stock"
+echo "publishing: $published values published for ${#skus[@]} SKUs over $(wc -l <"$tmp/picks") picks and a marketplace link cut; none above the available stock"
+echo "test_marketplace: $checks checks, $fails failed"
+[ "$fails" = 0 ]

@@ -258,6 +258,8 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     if (nread < 0) {
         if (nread == UV_ENOBUFS)
             conn_fatal(c, TALLY_E_NOMEM, "out of memory for the read buffer");
+        else if (nread == UV_EOF)
+            conn_finish(c); /* the peer is done sending: deliver what is queued, then close */
         else
             conn_close(c);
         return;

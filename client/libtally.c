@@ -455,6 +455,43 @@ static int recv_reply(struct tally_client *c, struct tally_reply **out, int64_t 
     return 0;
 }
 
+int tally_recv_notification(struct tally_client *c, int timeout_ms, struct tally_reply **out)
+{
+    *out = NULL;
+    if (c->broken)
+        return set_error(c, TALLY_E_IO, "the connection to tallyd was lost earlier");
+    int64_t deadline = timeout_ms >= 0 ? now_ms() + (timeout_ms ? timeout_ms : 1) : 0;
+    struct tally_reply *r = calloc(1, sizeof *r);
+    if (!r)
+        return set_error(c, TALLY_E_NOMEM, "out of memory");
+    msgpack_unpacked_init(&r->unpacked);
+    for (;;) {
+        int e = next_message(c, &r->unpacked, deadline);
+        if (e < 0) {
+            tally_reply_free(r);
+            return e;
+        }
+        const msgpack_object *m = &r->unpacked.data;
+        uint32_t kind;
+        if (m->type != MSGPACK_OBJECT_ARRAY || m->via.array.size != 3 ||
+            !as_u32(&m->via.array.ptr[0], &kind) || kind != TALLY_MSG_NOTIFICATION)
+            continue; /* a response to an earlier request: not what is waited for here */
+        const msgpack_object *name = &m->via.array.ptr[1], *params = &m->via.array.ptr[2];
+        if (name->type != MSGPACK_OBJECT_STR)
+            continue;
+        size_t n =
+            name->via.str.size < sizeof r->method - 1 ? name->via.str.size : sizeof r->method - 1;
+        memcpy(r->method, name->via.str.ptr, n);
+        r->method[n] = 0;
+        if (params->type == MSGPACK_OBJECT_ARRAY && params->via.array.size == 1)
+            r->result = params->via.array.ptr[0];
+        else
+            r->result = *params;
+        *out = r;
+        return 0;
+    }
+}
+
 int tally_recv(struct tally_client *c, struct tally_reply **out)
 {
     return recv_reply(c, out, deadline_after(c->timeout_ms));

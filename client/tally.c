@@ -19,6 +19,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "codec.h"
@@ -64,6 +66,8 @@ enum opt_id {
     O_LIMIT,
     O_ALL,
     O_CURSOR,
+    O_WAIT,
+    O_TIMEOUT,
     O_COUNT
 };
 
@@ -91,6 +95,8 @@ static const struct option_spec option_specs[O_COUNT] = {
     [O_LIMIT] = {"limit", "N", "rows per page, 1-1000 (default 100; 1000 with --all)"},
     [O_ALL] = {"all", NULL, "fetch every page, not just the first"},
     [O_CURSOR] = {"cursor", "C", "continue after an earlier page (its next_cursor)"},
+    [O_WAIT] = {"wait", NULL, "wait until the rounds are done, showing progress"},
+    [O_TIMEOUT] = {"timeout", "SECONDS", "give up waiting after SECONDS (exit 7)"},
 };
 
 #define MAX_POS 3
@@ -589,7 +595,8 @@ static int parse_args(struct cli *cli, int argc, char **argv, struct args *a)
 static int check_args(const struct cli *cli, struct args *a)
 {
     const struct command *cmd = cli->cmd;
-    if (a->npos < MAX_POS && cmd->pos[a->npos])
+    /* A positional named "[NAME]" is optional. */
+    if (a->npos < MAX_POS && cmd->pos[a->npos] && cmd->pos[a->npos][0] != '[')
         return usage_error(cli, "missing %s", cmd->pos[a->npos]);
     for (int o = 0; o < O_COUNT; o++)
         if ((cmd->required & OPT(o)) && !a->set[o])
@@ -758,34 +765,76 @@ static int run_list(struct cli *cli, const struct args *a, const struct lister *
 /* ------------------------------------------------------------------------------------------ */
 /* status                                                                                     */
 
+/* An age column: "12s", "3m 4s", or `none` when the field is absent. */
+static void cell_age(struct table *t, const msgpack_object *map, const char *key, const char *none)
+{
+    int64_t v;
+    char b[64];
+    if (!get_int(map, key, &v)) {
+        table_cell(t, none);
+        return;
+    }
+    fmt_duration(b, sizeof b, v);
+    table_cell(t, b);
+}
+
 static void print_upstreams(const msgpack_object *ups)
 {
     if (!ups || ups->via.array.size == 0) {
         field("upstreams", "none configured (offline station)");
         return;
     }
-    static const struct table_col cols[] = {{"NAME", TABLE_LEFT},
-                                            {"KIND", TABLE_LEFT},
-                                            {"LINK", TABLE_LEFT},
-                                            {"LAST_SUCCESS", TABLE_LEFT},
-                                            {"LAST_ERROR", TABLE_LEFT}};
+    static const struct table_col cols[] = {
+        {"UPSTREAM", TABLE_LEFT},     {"KIND", TABLE_LEFT},      {"LINK", TABLE_LEFT},
+        {"LAST_SUCCESS", TABLE_LEFT}, {"OUTBOX", TABLE_RIGHT},   {"HELD", TABLE_RIGHT},
+        {"OLDEST", TABLE_RIGHT},      {"RETRY_IN", TABLE_RIGHT}, {"LAST_ERROR", TABLE_LEFT}};
+    static const struct table_col scols[] = {{"STREAM", TABLE_LEFT},      {"ROUND", TABLE_LEFT},
+                                             {"LAG", TABLE_RIGHT},        {"ROWS", TABLE_RIGHT},
+                                             {"LAST_ROUND", TABLE_RIGHT}, {"REPAIRED", TABLE_RIGHT},
+                                             {"ERROR", TABLE_LEFT}};
     struct table *t = table_new(cols, sizeof cols / sizeof cols[0]);
-    if (!t)
+    struct table *ts = table_new(scols, sizeof scols / sizeof scols[0]);
+    if (!t || !ts) {
+        table_free(t);
+        table_free(ts);
         return;
+    }
     for (uint32_t i = 0; i < ups->via.array.size; i++) {
-        const msgpack_object *u = &ups->via.array.ptr[i];
+        const msgpack_object *u = &ups->via.array.ptr[i], *ob = get(u, "outbox");
+        int64_t retry = 0;
         cell_str(t, u, "name");
         cell_str(t, u, "kind");
         cell_str(t, u, "link");
-        if (get(u, "last_success_at"))
+        if (get(u, "last_success_at") && get(u, "last_success_at")->type != MSGPACK_OBJECT_NIL)
             cell_time(t, u, "last_success_at", false);
         else
             table_cell(t, "never");
+        cell_int(t, ob, "pending");
+        cell_int(t, ob, "held");
+        cell_age(t, ob, "oldest_age_s", "-");
+        if (get_int(u, "retry_in_s", &retry) && retry > 0)
+            table_cellf(t, "%" PRId64 "s", retry);
+        else
+            table_cell(t, "-");
         cell_str(t, u, "last_error");
+        const msgpack_object *streams = get_array(u, "streams");
+        for (uint32_t j = 0; streams && j < streams->via.array.size; j++) {
+            const msgpack_object *st = &streams->via.array.ptr[j];
+            cell_str(ts, st, "name");
+            table_cell(ts, get_bool(st, "in_round") ? "running" : "idle");
+            cell_age(ts, st, "lag_s", "never");
+            cell_int(ts, st, "round_rows");
+            cell_int(ts, st, "last_round_rows");
+            cell_int(ts, st, "repaired");
+            cell_str(ts, st, "last_error");
+        }
     }
     printf("\n");
     table_flush(t, stdout);
+    printf("\n");
+    table_flush(ts, stdout);
     table_free(t);
+    table_free(ts);
 }
 
 static int run_status(struct cli *cli, const struct args *a)
@@ -1860,6 +1909,248 @@ static int run_import(struct cli *cli, const struct args *a)
 
 static int run_help(struct cli *cli, const struct args *a);
 
+/* ------------------------------------------------------------------------------------------ */
+/* sync, outbox retry / discard, watch                                                        */
+
+/* Parses a positive decimal integer argument; false when it is not one. */
+static bool parse_positive(const char *s, int64_t *v)
+{
+    char *end;
+    errno = 0;
+    long long x = strtoll(s, &end, 10);
+    if (errno || end == s || *end || x <= 0)
+        return false;
+    *v = x;
+    return true;
+}
+
+static bool stream_matches(const msgpack_object *st, const char *filter)
+{
+    char name[128];
+    return !filter || (get_str(st, "name", name, sizeof name) && strstr(name, filter));
+}
+
+/* Sums the matching streams' progress; returns how many are still in a round. */
+static int sync_progress(const msgpack_object *ups, const char *filter, int64_t *rows,
+                         int64_t *pages, int64_t *total, int64_t *rate)
+{
+    int running = 0;
+    *rows = *pages = *rate = 0;
+    *total = 0;
+    for (uint32_t i = 0; ups && i < ups->via.array.size; i++) {
+        const msgpack_object *streams = get_array(&ups->via.array.ptr[i], "streams");
+        for (uint32_t j = 0; streams && j < streams->via.array.size; j++) {
+            const msgpack_object *st = &streams->via.array.ptr[j];
+            int64_t v;
+            if (!stream_matches(st, filter) || !get_bool(st, "in_round"))
+                continue;
+            running++;
+            if (get_int(st, "round_rows", &v))
+                *rows += v;
+            if (get_int(st, "round_pages", &v))
+                *pages += v;
+            if (get_int(st, "rate", &v))
+                *rate += v;
+            if (*total >= 0 && get_int(st, "round_total", &v) && v >= 0)
+                *total += v;
+            else
+                *total = -1;
+        }
+    }
+    return running;
+}
+
+static int run_sync(struct cli *cli, const struct args *a)
+{
+    const char *filter = a->npos > 0 ? a->pos[0] : NULL;
+    int64_t timeout_s = 0;
+    if (a->set[O_TIMEOUT] && !parse_positive(a->val[O_TIMEOUT], &timeout_s)) {
+        fprintf(stderr, "tally: --timeout needs a number of seconds\n");
+        return EXIT_USAGE;
+    }
+    const struct kv p[] = {kv_str("stream", filter)};
+    struct tally_reply *r;
+    int rc = cli_call(cli, "sync", p, 1, &r);
+    if (rc)
+        return rc;
+    int64_t asked = 0;
+    get_int(&r->result, "streams", &asked);
+    tally_reply_free(r);
+    if (!a->set[O_WAIT]) {
+        if (cli->json)
+            printf("{\"streams\":%" PRId64 "}\n", asked);
+        else
+            printf("asked %" PRId64 " stream(s) for a round\n", asked);
+        return EXIT_OK;
+    }
+    bool tty = !cli->json && isatty(STDOUT_FILENO);
+    struct timespec t0;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    for (;;) {
+        struct timespec now;
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        if (timeout_s && now.tv_sec - t0.tv_sec >= timeout_s) {
+            if (tty)
+                printf("\n");
+            fprintf(stderr, "tally: the rounds did not finish within %" PRId64 " s\n", timeout_s);
+            return EXIT_TRANSPORT;
+        }
+        /* Give the daemon a moment to start the rounds it was asked for. */
+        struct timespec pause = {0, 200 * 1000000L};
+        nanosleep(&pause, NULL);
+        rc = cli_call(cli, "status", NULL, 0, &r);
+        if (rc)
+            return rc;
+        const msgpack_object *ups = get_array(&r->result, "upstreams");
+        int64_t rows, pages, total, rate;
+        int running = sync_progress(ups, filter, &rows, &pages, &total, &rate);
+        if (running == 0) {
+            if (tty)
+                printf("\r\033[K");
+            int failed = 0;
+            if (cli->json) {
+                print_json(ups);
+            } else {
+                for (uint32_t i = 0; ups && i < ups->via.array.size; i++) {
+                    const msgpack_object *streams = get_array(&ups->via.array.ptr[i], "streams");
+                    for (uint32_t j = 0; streams && j < streams->via.array.size; j++) {
+                        const msgpack_object *st = &streams->via.array.ptr[j];
+                        char name[128], err[300];
+                        int64_t n = 0;
+                        if (!stream_matches(st, filter))
+                            continue;
+                        get_str(st, "name", name, sizeof name);
+                        get_int(st, "last_round_rows", &n);
+                        bool e = get_str(st, "last_error", err, sizeof err);
+                        failed += e;
+                        printf("%-28s %10" PRId64 " rows%s%s\n", name, n, e ? "  error: " : "",
+                               e ? err : "");
+                    }
+                }
+            }
+            tally_reply_free(r);
+            if (failed) {
+                fprintf(stderr, "tally: %d stream(s) ended with an error\n", failed);
+                return EXIT_SERVER;
+            }
+            return EXIT_OK;
+        }
+        if (tty) {
+            double secs =
+                (double)(now.tv_sec - t0.tv_sec) + (double)(now.tv_nsec - t0.tv_nsec) / 1e9;
+            printf("\r\033[K%d stream(s) syncing: %" PRId64 " pages, %" PRId64 " rows, %" PRId64
+                   " rows/s",
+                   running, pages, rows, rate);
+            if (total > 0 && rate > 0 && rows <= total)
+                printf(", %.0f%%, about %" PRId64 " s left", 100.0 * (double)rows / (double)total,
+                       (total - rows) / rate);
+            printf(" (%.0f s)", secs);
+            fflush(stdout);
+        }
+        tally_reply_free(r);
+    }
+}
+
+static int outbox_action(struct cli *cli, const struct args *a, const char *method)
+{
+    int64_t id;
+    if (!parse_positive(a->pos[0], &id)) {
+        fprintf(stderr, "tally: ID must be an outbox row number (see tally outbox)\n");
+        return EXIT_USAGE;
+    }
+    const struct kv p[] = {kv_int("id", id, true), kv_str("reason", a->val[O_REASON])};
+    struct tally_reply *r;
+    int rc = cli_call(cli, method, p, 2, &r);
+    if (rc)
+        return rc;
+    if (cli->json) {
+        rc = print_json(&r->result);
+    } else {
+        char state[32];
+        printf("outbox row %" PRId64 ": %s\n", id,
+               get_str(&r->result, "state", state, sizeof state) ? state : "?");
+    }
+    tally_reply_free(r);
+    return rc;
+}
+
+static int run_outbox_retry(struct cli *cli, const struct args *a)
+{
+    return outbox_action(cli, a, "outbox.retry");
+}
+
+static int run_outbox_discard(struct cli *cli, const struct args *a)
+{
+    return outbox_action(cli, a, "outbox.discard");
+}
+
+static void on_watch_signal(int sig)
+{
+    (void)sig;
+    _exit(EXIT_OK);
+}
+
+/* One event, human form: "HH:MM:SS type key=value ...". */
+static void print_event(const msgpack_object *ev)
+{
+    char type[32] = "?", when[32] = "";
+    int64_t at;
+    get_str(ev, "type", type, sizeof type);
+    if (get_int(ev, "at", &at)) {
+        time_t tt = (time_t)at;
+        struct tm tm;
+        localtime_r(&tt, &tm);
+        strftime(when, sizeof when, "%H:%M:%S", &tm);
+    }
+    printf("%s %s", when, type);
+    for (uint32_t i = 0; ev->type == MSGPACK_OBJECT_MAP && i < ev->via.map.size; i++) {
+        const msgpack_object *k = &ev->via.map.ptr[i].key, *v = &ev->via.map.ptr[i].val;
+        if (k->type != MSGPACK_OBJECT_STR ||
+            (k->via.str.size == 4 && !memcmp(k->via.str.ptr, "type", 4)) ||
+            (k->via.str.size == 2 && !memcmp(k->via.str.ptr, "at", 2)))
+            continue;
+        printf(" %.*s=", (int)k->via.str.size, k->via.str.ptr);
+        if (v->type == MSGPACK_OBJECT_STR)
+            printf("%.*s", (int)v->via.str.size, v->via.str.ptr);
+        else if (v->type == MSGPACK_OBJECT_POSITIVE_INTEGER)
+            printf("%" PRIu64, v->via.u64);
+        else if (v->type == MSGPACK_OBJECT_NEGATIVE_INTEGER)
+            printf("%" PRId64, v->via.i64);
+        else
+            printf("-");
+    }
+    printf("\n");
+}
+
+static int run_watch(struct cli *cli, const struct args *a)
+{
+    (void)a;
+    struct tally_reply *r;
+    int rc = cli_call(cli, "watch", NULL, 0, &r);
+    if (rc)
+        return rc;
+    tally_reply_free(r);
+    signal(SIGINT, on_watch_signal);
+    signal(SIGTERM, on_watch_signal);
+    if (!cli->json) {
+        printf("watching (sync, low_stock, order, exception); Ctrl-C to stop\n");
+        fflush(stdout);
+    }
+    for (;;) {
+        int e = tally_recv_notification(cli->client, -1, &r);
+        if (e) {
+            fprintf(stderr, "tally: %s\n", tally_client_errmsg(cli->client));
+            return EXIT_TRANSPORT;
+        }
+        if (cli->json)
+            print_json(&r->result);
+        else
+            print_event(&r->result);
+        fflush(stdout);
+        tally_reply_free(r);
+    }
+}
+
 static const struct command commands[] = {
     {"status",
      run_status,
@@ -1988,6 +2279,45 @@ static const struct command commands[] = {
      "sent to an upstream exactly once. 'held' rows stopped on a permanent failure; LAST_ERROR\n"
      "says why.",
      "tally outbox --state held"},
+    {"outbox retry",
+     run_outbox_retry,
+     0,
+     0,
+     {"ID", NULL},
+     "send a held outbox row again now",
+     "Makes the outbox row ID (see `tally outbox --state held`) due now: use it after fixing\n"
+     "what the upstream refused (an unknown SKU, a missing warehouse...).",
+     "tally outbox retry 42"},
+    {"outbox discard",
+     run_outbox_discard,
+     OPT(O_REASON),
+     OPT(O_REASON),
+     {"ID", NULL},
+     "give up on an outbox row",
+     "The row is never sent. A discarded movement also leaves the local stock figures, since\n"
+     "the warehouse will never apply it. The reason is kept with the row.",
+     "tally outbox discard 42 --reason \"SKU retired at the warehouse\""},
+    {"sync",
+     run_sync,
+     OPT(O_WAIT) | OPT(O_TIMEOUT),
+     0,
+     {"[STREAM]", NULL},
+     "pull from the upstreams now",
+     "Asks for a round of every stream (or those whose name contains STREAM: inventory,\n"
+     "wh:ES-MAD, mp:orders...) at once, overriding any retry wait. With --wait, shows progress\n"
+     "(pages, rows, rate) until the rounds are done, then each stream's rows; exit 1 if one\n"
+     "ended with an error.",
+     "tally sync inventory --wait"},
+    {"watch",
+     run_watch,
+     0,
+     0,
+     {NULL},
+     "follow events as they happen",
+     "Prints events until interrupted: sync (link up/down, rounds that brought rows),\n"
+     "low_stock (a SKU at a warehouse fell to its threshold), order (a new order), exception.\n"
+     "With --json, one JSON object per line.",
+     "tally watch --json"},
     {"import",
      run_import,
      0,

@@ -27,6 +27,7 @@ struct tally_reply {
     char message[512];     /* error message as sent ("" on success) */
     msgpack_object result; /* the result (type NIL on error); points into `unpacked` */
     msgpack_unpacked unpacked;
+    char method[64]; /* for a notification (tally_recv_notification): its method name */
 };
 
 /*
@@ -76,6 +77,14 @@ int tally_call(struct tally_client *c, const char *method, const char *params, s
                struct tally_reply **out);
 
 void tally_reply_free(struct tally_reply *r);
+
+/*
+ * Waits up to timeout_ms (< 0: no limit) for the next notification [2, method, [params]], as
+ * sent after `watch`; responses that arrive meanwhile are dropped. On success *out is a reply
+ * whose `method` names the notification and whose `result` is its params map. Returns 0,
+ * TALLY_E_TIMEOUT, or a transport error as tally_recv.
+ */
+int tally_recv_notification(struct tally_client *c, int timeout_ms, struct tally_reply **out);
 
 /* Looks up `key` in a msgpack map; NULL when absent or when `map` is not a map. */
 const msgpack_object *tally_obj_get(const msgpack_object *map, const char *key);

@@ -63,9 +63,10 @@ int catalog_sku_ensure(struct store *st, const char *code, int64_t *id)
     if ((r = insert_placeholder(st, code, id)) != TALLY_E_NOT_FOUND)
         return r;
     /* The first placeholder: create the product they hang off until the catalog names them. */
-    sqlite3_stmt *s = store_stmt(st, "INSERT OR IGNORE INTO products(product_id, title, status,"
-                                     " updated_at) VALUES('~unlisted',"
-                                     " 'SKUs not (yet) in the marketplace catalog', 'unlisted', 0)");
+    sqlite3_stmt *s =
+        store_stmt(st, "INSERT OR IGNORE INTO products(product_id, title, status,"
+                       " updated_at) VALUES('~unlisted',"
+                       " 'SKUs not (yet) in the marketplace catalog', 'unlisted', 0)");
     if (!s)
         return TALLY_E_STORAGE;
     int rc = sqlite3_step(s);

@@ -58,6 +58,8 @@ static struct wh_config *warehouse_section(struct tally_config *cfg, const char 
     struct wh_config *w = &cfg->wh[cfg->nwh++];
     memset(w, 0, sizeof *w);
     memcpy(w->code, code, n + 1);
+    memcpy(w->name, code, n + 1);
+    memcpy(w->country, "ZZ", 3);
     w->serves_marketplace = true;
     w->inventory_interval_s = 30;
     w->outbound_interval_s = 60;
@@ -255,6 +257,17 @@ int config_set(struct tally_config *cfg, const char *section, const char *key, c
         }
         if (!strcmp(key, "token_file"))
             return set_str(w->token_file, sizeof w->token_file, value, errbuf, errlen, key);
+        if (!strcmp(key, "name"))
+            return set_str(w->name, sizeof w->name, value, errbuf, errlen, key);
+        if (!strcmp(key, "country")) {
+            if (strlen(value) != 2 || !isupper((unsigned char)value[0]) ||
+                !isupper((unsigned char)value[1])) {
+                snprintf(errbuf, errlen, "country must be 2 upper-case letters (ISO 3166)");
+                return -1;
+            }
+            memcpy(w->country, value, 3);
+            return 0;
+        }
         if (!strcmp(key, "serves_marketplace"))
             return set_bool(&w->serves_marketplace, value, errbuf, errlen, key);
         unsigned *iv = !strcmp(key, "inventory_interval")  ? &w->inventory_interval_s

@@ -14,6 +14,8 @@
 /* [warehouse CODE]: one warehouse system speaking the Warehouse API v1. */
 struct wh_config {
     char code[65];
+    char name[128];       /* shown in tables; default: the code */
+    char country[3];      /* ISO 3166 alpha-2; default ZZ (unknown) */
     char url[512];        /* base URL, e.g. https://wms.example.com/es (no trailing /v1) */
     char token_file[512]; /* bearer token; relative names are looked up in $CREDENTIALS_DIRECTORY */
     bool serves_marketplace;

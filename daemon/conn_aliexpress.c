@@ -70,22 +70,27 @@
  * Classification:
  *   no answer, curl error, HTTP 408/429/5xx, unparsable JSON on 200      transient
  *   other HTTP 4xx                                                       permanent
- *   error_response: ApiCallLimit, AppCallLimit, SessionCallLimit, any *CallLimit* / *Limited*
- *     code, SystemError, ServiceUnavailable, ServiceTimeout, InternalError, SystemBusy, and any
- *     code of type ISP or sub_code isp.*                                 transient
- *   error_response about the account (every call would fail alike): IncompleteSignature,
- *     InvalidSignature, MissingSignature, InvalidSignatureMethod, InvalidAppKey, MissingAppKey,
- *     IllegalAccessToken, MissingAccessToken, InvalidTimestamp, MissingTimestamp,
- *     InsufficientPermission, InvalidMethod, MissingMethod, InvalidFormat  permanent (*)
- *   error_response about the request: InvalidParameter, MissingParameter, InvalidRequest,
- *     ProductNotFound, and any other ISV code                            permanent
- * (*) A pull page refused so ends its round (the stream shows the reason; the next round comes
- * at the stream's interval). An outbox row or a stock value is not at fault for the account's
- * credentials or clock: a fulfil or a publish refused that way stays due and is retried with
- * the upstream's backoff (the link shows the reason) instead of being held or dropped.
+ *   error_response, flow control and the platform's own failures: ApiCallLimit, AppCallLimit,
+ *     SessionCallLimit, any *CallLimit* / *Limited* code (and TOP's numeric 7), SystemError,
+ *     SystemBusy, ServiceUnavailable, ServiceTimeout, InternalError, and any code of type ISP
+ *     or with a sub_code isp.*                                           transient
+ *   error_response, the account's credentials or clock: IncompleteSignature, InvalidSignature,
+ *     MissingSignature, InvalidSignatureMethod, InvalidAppKey, MissingAppKey,
+ *     IllegalAccessToken, MissingAccessToken, InvalidTimestamp, MissingTimestamp  transient (*)
+ *   error_response, the API is not open to this app: InsufficientPermission, InvalidMethod,
+ *     MissingMethod, InvalidFormat                                       permanent (api-wide)
+ *   error_response, the request: InvalidParameter, MissingParameter, InvalidRequest,
+ *     ProductNotFound, and any other (ISV) code                         permanent
+ * (*) Every call fails alike until the token, secret or clock is fixed: no outbox row or stock
+ * value is at fault, so none is held or dropped; the link goes down with the platform's reason
+ * (tally status, a sync event) and is probed with the engine's capped backoff. Classed
+ * permanent, pulls (whose permanent failures count as an answer) and pushes (whose transient
+ * ones take the link down) would flap the link, and every "link is back" starts all rounds
+ * at once: a hot loop, seen against a gateway refusing one method.
  * A detail (product or order) refused for its own parameters, ProductNotFound or
  * ORDER_NOT_FOUND is skipped and counted; any transient detail failure makes the whole page
- * transient (nothing of it is applied); an account-wide refusal makes it permanent.
+ * transient (nothing of it is applied); an api-wide refusal makes it permanent (the round
+ * ends; the stream shows the reason).
  * Business codes: fulfil ORDER_ALREADY_SHIPPED naming this logistics_no -> done; codes with
  * SYSTEM / BUSY / TIMEOUT / LIMIT -> transient; others (ORDER_NOT_FOUND,
  * ORDER_STATUS_NOT_ALLOWED, ...) -> permanent. Inventory update per product: SYSTEM_ERROR ->
@@ -213,7 +218,7 @@ struct ae_call {
     cJSON *doc; /* the parsed answer; an answer function may take it (and set NULL) */
     char error[256];
     char code[64]; /* error_response code, "" when none */
-    bool account;  /* refused for the account (credentials, signature, clock), not the call */
+    bool api_wide; /* refused for the API as a whole (not open to this app), not the call */
     answer_fn answer;
     void *owner;
     int index;
@@ -564,7 +569,7 @@ static void call_free(struct ae_call *c)
 static const struct {
     const char *code;
     int outcome;
-    bool account;
+    bool api_wide;
 } gateway_codes[] = {
     {"ApiCallLimit", SYNC_TRANSIENT, false},
     {"AppCallLimit", SYNC_TRANSIENT, false},
@@ -574,16 +579,16 @@ static const struct {
     {"ServiceUnavailable", SYNC_TRANSIENT, false},
     {"ServiceTimeout", SYNC_TRANSIENT, false},
     {"InternalError", SYNC_TRANSIENT, false},
-    {"IncompleteSignature", SYNC_PERMANENT, true},
-    {"InvalidSignature", SYNC_PERMANENT, true},
-    {"MissingSignature", SYNC_PERMANENT, true},
-    {"InvalidSignatureMethod", SYNC_PERMANENT, true},
-    {"InvalidAppKey", SYNC_PERMANENT, true},
-    {"MissingAppKey", SYNC_PERMANENT, true},
-    {"IllegalAccessToken", SYNC_PERMANENT, true},
-    {"MissingAccessToken", SYNC_PERMANENT, true},
-    {"InvalidTimestamp", SYNC_PERMANENT, true},
-    {"MissingTimestamp", SYNC_PERMANENT, true},
+    {"IncompleteSignature", SYNC_TRANSIENT, false},
+    {"InvalidSignature", SYNC_TRANSIENT, false},
+    {"MissingSignature", SYNC_TRANSIENT, false},
+    {"InvalidSignatureMethod", SYNC_TRANSIENT, false},
+    {"InvalidAppKey", SYNC_TRANSIENT, false},
+    {"MissingAppKey", SYNC_TRANSIENT, false},
+    {"IllegalAccessToken", SYNC_TRANSIENT, false},
+    {"MissingAccessToken", SYNC_TRANSIENT, false},
+    {"InvalidTimestamp", SYNC_TRANSIENT, false},
+    {"MissingTimestamp", SYNC_TRANSIENT, false},
     {"InsufficientPermission", SYNC_PERMANENT, true},
     {"InvalidMethod", SYNC_PERMANENT, true},
     {"MissingMethod", SYNC_PERMANENT, true},
@@ -611,7 +616,7 @@ static int gateway_error(struct ae_call *c, const cJSON *er)
     snprintf(c->error, sizeof c->error, "%.63s: %.180s", c->code, msg ? msg : "(no message)");
     for (size_t i = 0; i < sizeof gateway_codes / sizeof gateway_codes[0]; i++) {
         if (!strcmp(c->code, gateway_codes[i].code)) {
-            c->account = gateway_codes[i].account;
+            c->api_wide = gateway_codes[i].api_wide;
             return gateway_codes[i].outcome;
         }
     }
@@ -640,7 +645,7 @@ static int verdict(struct ae_call *c, const cJSON **resp)
             snprintf(detail, sizeof detail, ": %.200s", c->error);
         }
         snprintf(c->error, sizeof c->error, "HTTP %ld%s", r->status, detail);
-        c->account = false;
+        c->api_wide = false;
         return r->status == 408 || r->status == 429 || r->status >= 500 ? SYNC_TRANSIENT
                                                                         : SYNC_PERMANENT;
     }
@@ -908,7 +913,7 @@ static void on_detail(struct ae_call *c, int outcome, const cJSON *resp)
         } else {
             skip_row(p, "a detail answer without its result (%s)", it->id);
         }
-    } else if (outcome == SYNC_PERMANENT && !c->account) {
+    } else if (outcome == SYNC_PERMANENT && !c->api_wide) {
         if (!strcmp(c->code, "ProductNotFound"))
             p->gone++;
         else
@@ -1629,8 +1634,7 @@ static void on_published(struct ae_call *c, int outcome, const cJSON *resp)
     struct ae_pub *s = c->owner;
     struct publish_batch *b = s->b;
     b->retry_after_s = c->req.retry_after_s;
-    /* Refused for the account (credentials, clock): the values stay due, with backoff. */
-    if (outcome == SYNC_TRANSIENT || (outcome == SYNC_PERMANENT && c->account)) {
+    if (outcome == SYNC_TRANSIENT) { /* the values stay due, with backoff */
         b->outcome = SYNC_TRANSIENT;
         snprintf(b->error, sizeof b->error, "%s", c->error);
         publish_finish(s);
@@ -1891,9 +1895,7 @@ static void on_fulfilled(struct ae_call *c, int outcome, const cJSON *resp)
                      msg ? msg : "(no message)");
         }
     } else {
-        /* Refused for the account (credentials, clock): the row is not at fault; it stays
-         * due and goes once the account is fixed. */
-        it->outcome = outcome == SYNC_PERMANENT && !c->account ? SYNC_PERMANENT : SYNC_TRANSIENT;
+        it->outcome = outcome;
         snprintf(it->error, sizeof it->error, "%s", c->error);
     }
     push_next(c->u, b, c->index + 1);

@@ -617,14 +617,17 @@ static void on_tick(uv_timer_t *t)
 static int ensure_warehouse(struct store *st, const struct wh_config *w)
 {
     sqlite3_stmt *s = store_stmt(st, "INSERT INTO warehouses(code, name, country,"
-                                     " serves_marketplace, created_at) VALUES(?1, ?1, 'ZZ', ?2, ?3)"
-                                     " ON CONFLICT(code) DO UPDATE SET"
+                                     " serves_marketplace, created_at) VALUES(?1, ?4, ?5, ?2, ?3)"
+                                     " ON CONFLICT(code) DO UPDATE SET name = excluded.name,"
+                                     " country = excluded.country,"
                                      " serves_marketplace = excluded.serves_marketplace");
     if (!s)
         return TALLY_E_STORAGE;
     sqlite3_bind_text(s, 1, w->code, -1, SQLITE_STATIC);
     sqlite3_bind_int(s, 2, w->serves_marketplace);
     sqlite3_bind_int64(s, 3, store_now());
+    sqlite3_bind_text(s, 4, w->name, -1, SQLITE_STATIC);
+    sqlite3_bind_text(s, 5, w->country, -1, SQLITE_STATIC);
     int rc = sqlite3_step(s);
     sqlite3_reset(s);
     return rc == SQLITE_DONE ? 0 : store_error(st, rc, "warehouse");

@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # The demo: installs what is missing, builds, then
-#   scripts/demo.sh [offline] a station that was never connected, seeded from CSV files.
-#   scripts/demo.sh sync      starts tally-sim (a marketplace and four overseas warehouses on
+#   scripts/demo.sh           starts tally-sim (a marketplace and four overseas warehouses on
 #                             loopback), starts tallyd against it, shows the station syncing and
 #                             answering, then cuts a warehouse's link: queries still answered,
 #                             movements queued, drained once the link is back.
+#   scripts/demo.sh offline   a station that was never connected, seeded from CSV files.
 #   scripts/demo.sh stop      stops what a demo left running.
 # tallyd (and tally-sim) keep running afterwards so you can try the client yourself.
 set -euo pipefail
@@ -26,7 +26,7 @@ stop_all() {
     stop_pidfile "$demo/sim.pid"
 }
 
-mode=${1:-offline}
+mode=${1:-sync}
 case $mode in
 stop) stop_all; echo "demo stopped"; exit 0 ;;
 sync | offline) ;;
@@ -100,6 +100,7 @@ else
         for w in ES-MAD FR-PAR PL-WAW US-LAX; do
             printf '[warehouse %s]\nurl = %s/wh/%s\ntoken_file = %s\ninventory_interval = 5\n' \
                 "$w" "$base" "$w" "$demo/wh.token"
+            printf 'country = %s\n' "${w%%-*}"
         done
     } >"$demo/tallyd.conf"
     echo "== starting tallyd against it (config demo/tallyd.conf, log demo/tallyd.log)"

@@ -46,7 +46,22 @@ sqlite3 -readonly "$tmp/state/replica.db" "SELECT o.order_id, o.status, SUM(l.qt
 d=$(diff "$tmp/sim-orders" "$tmp/rep-orders" | grep -c '^[<>]')
 check_eq "$d" 0 "orders differing from the simulator ($(wc -l <"$tmp/sim-orders") orders)"
 
-# Publishing under picks and a marketplace link cut.
+# Publishing under picks, every fault kind on the marketplace, and a marketplace link cut.
+for spec in '{"target":"mp","kind":"lost_answer","count":1}' \
+    '{"target":"mp","kind":"stall","stall_ms":5000,"count":1}' \
+    '{"target":"mp","kind":"malformed","count":1}' \
+    '{"target":"mp","kind":"reset","count":1}' \
+    '{"target":"mp","kind":"api_error","code":"ApiCallLimit","count":1}' \
+    '{"target":"mp","kind":"status","status":503,"retry_after":1,"count":1}' \
+    '{"target":"mp","kind":"malformed","rate":0.1}' \
+    '{"target":"mp","kind":"truncate","rate":0.1}' \
+    '{"target":"mp","kind":"reset","rate":0.1}' \
+    '{"target":"mp","kind":"api_error","code":"ApiCallLimit","rate":0.1}' \
+    '{"target":"mp","kind":"status","status":503,"retry_after":1,"rate":0.1}' \
+    '{"target":"mp","kind":"status","status":429,"retry_after":1,"rate":0.1}'; do
+    ctl -X POST -H 'Content-Type: application/json' -d "$spec" "$base/control/faults" >/dev/null ||
+        bad "could not set fault $spec"
+done
 skus=($(sqlite3 -readonly "$tmp/state/replica.db" "SELECT s.code FROM skus s JOIN stock t
     ON t.sku = s.id GROUP BY s.id HAVING MIN(t.snapshot) >= 10 ORDER BY s.code LIMIT 6"))
 for s in "${skus[@]}"; do
@@ -61,6 +76,19 @@ for i in $(seq 90); do
     [ "$i" = 60 ] && ctl -X POST -d '{"target":"mp","up":true}' "$base/control/link" >/dev/null
     sleep 0.03
 done
+# Keep the faults on until every kind has been dealt at least once (tallyd backs off after
+# each failure, so this takes a few rounds), asking for rounds to make requests.
+dealt_all() {
+    ctl "$base/control/stats" >"$tmp/stats.json"
+    t sync mp >/dev/null 2>&1
+    for kind in lost_answer stall malformed reset api_error status; do
+        [ "$(jq --arg k "$kind" '[.faults // {} | to_entries[] | select(.key | contains($k))
+            | .value] | add // 0' "$tmp/stats.json")" -gt 0 ] || return 1
+    done
+}
+wait_until 90 dealt_all
+echo "marketplace faults dealt: $(jq -c '.faults' "$tmp/stats.json" | head -c 300)"
+ctl -X DELETE "$base/control/faults" >/dev/null
 wait_until 60 outbox_empty
 mark_rounds
 wait_until 60 all_done
@@ -81,6 +109,6 @@ for s in "${skus[@]}"; do
     check_eq "$final" "$(t --json stock "$s" | jq .marketplace_available)" "$s: last published value"
 done
 check_eq "$violations" 0 "published values above the truly available stock"
-echo "publishing: $published values published for ${#skus[@]} SKUs over $(wc -l <"$tmp/picks") picks and a marketplace link cut; none above the available stock"
+echo "publishing: $published values published for ${#skus[@]} SKUs over $(wc -l <"$tmp/picks") picks, every marketplace fault kind and a link cut; none above the available stock"
 echo "test_marketplace: $checks checks, $fails failed"
 [ "$fails" = 0 ]

@@ -122,7 +122,11 @@ static void one_shot(const void *bytes, size_t n, char *code, size_t cap, int *c
             snprintf(code, cap, "%s", r == 0 ? "EOF" : "TIMEOUT");
         char b;
         struct pollfd p = {.fd = fd, .events = POLLIN};
-        *closed = r == 0 || (wait_close && poll(&p, 1, 2000) == 1 && recv(fd, &b, 1, 0) == 0);
+        /* A close with our unread bytes still in the daemon's buffer arrives as a reset. */
+        ssize_t got = -2;
+        if (r != 0 && wait_close && poll(&p, 1, 2000) == 1)
+            got = recv(fd, &b, 1, 0);
+        *closed = r == 0 || got == 0 || (got < 0 && got != -2 && errno == ECONNRESET);
         close(fd);
     }
     msgpack_unpacked_destroy(&m);

@@ -12,6 +12,14 @@ WHS=(ES-MAD FR-PAR PL-WAW US-LAX)
 
 start_sim --skus "$SKUS" --seed 5 --warehouses "$(IFS=,; echo "${WHS[*]}")"
 write_config "${WHS[@]}"
+echo tally-sim-app-secret >"$tmp/app.secret"
+echo tally-sim-access-token >"$tmp/access.token"
+printf '[marketplace]\ngateway = %s/sync\napp_key = tally-sim-app-key\napp_secret_file = %s\naccess_token_file = %s\ncatalog_interval = 3600\norders_interval = 60\n' \
+    "$base" "$tmp/app.secret" "$tmp/access.token" >>"$tmp/tallyd.conf"
+catalog_done() {
+    st | jq -e '[.upstreams[].streams[] | select(.name == "mp:catalog")
+        | (.last_success_at // 0) > 0 and (.in_round | not)] | all' >/dev/null
+}
 
 # 1. Initial sync.
 t0=$(date +%s%N)
@@ -27,6 +35,17 @@ for w in "${WHS[@]}"; do compare_stock "$w"; done
 total=$(sqlite3 -readonly "$tmp/state/replica.db" \
     "SELECT SUM(rows_total) FROM checkpoints WHERE stream LIKE '%:inventory'")
 check_eq "$total" "$rows" "rows applied by the inventory streams (no page twice)"
+# The marketplace catalog: every product and SKU of the simulator, none left unlisted.
+wait_until 300 catalog_done
+t2=$(date +%s%N)
+ctl "$base/control/health" >"$tmp/health.json"
+db() { sqlite3 -readonly "$tmp/state/replica.db" "$1"; }
+check_eq "$(db "SELECT COUNT(*) FROM products WHERE product_id <> '~unlisted'")" \
+    "$(jq .products "$tmp/health.json")" "products in the replica"
+check_eq "$(db "SELECT COUNT(*) FROM skus")" "$(jq .skus "$tmp/health.json")" "SKUs in the replica"
+check_eq "$(db "SELECT COUNT(*) FROM skus s JOIN products p ON p.id = s.product
+    WHERE p.product_id = '~unlisted'")" 0 "SKUs left unlisted"
+echo "initial sync with the catalog: $(jq .products "$tmp/health.json") products, $SKUS SKUs, $rows stock rows in $(((t2 - t0) / 1000000)) ms"
 
 # 2. Incremental: the warehouses change stock on their side.
 ctl -X POST -d '{"changes": 3000}' "$base/control/stock" >/dev/null

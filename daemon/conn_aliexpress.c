@@ -29,14 +29,19 @@
  * catalog counts the SKUs it had to change as repaired.
  * A page whose details failed transiently is kept, with the details it did read, and when the
  * engine asks for the same page again only the missing ones are asked for (see pull_finish).
+ * An order whose line cannot be read is skipped whole (a partial order must not be picked); a
+ * line's SKU the catalog does not know yet gets a placeholder. An order inserted by a windowed
+ * round is announced (events_order) once its page is applied.
  *
  * Push: outbox rows of kind "fulfil" (payload {order_id, send_type, logistics_no, service_name,
  * tracking_website}), one per call, aliexpress.solution.order.fulfill. The platform has no
  * idempotency key: an answer "ORDER_ALREADY_SHIPPED" naming the row's logistics number is
- * taken as done (the row's earlier attempt, whose answer was lost, was applied).
+ * taken as done (the row's earlier attempt, whose answer was lost, was applied; libcurl may
+ * also have re-sent it by itself on a reused connection); one naming another number is held.
  * Publish: aliexpress.solution.batch.product.inventory.update, the batch grouped by product
  * (at most PUBLISH_PRODUCTS products x PUBLISH_SKUS SKUs a call; values capped at 999,999),
- * per-product outcomes from update_successful_list / update_failed_list.
+ * per-product outcomes from update_successful_list / update_failed_list (a product is applied
+ * whole or not at all: when the refusal names one of its SKUs, the others go again without it).
  *
  * Mapping (platform field -> replica):
  *   product.info.get result.product_id             -> products.product_id (digits)
@@ -59,7 +64,7 @@
  *     .receipt_address.city / .zip                 -> orders.city / orders.postcode
  *     .receipt_address.phone_country + mobile_no   -> orders.phone ("+34 612345678")
  *     .receipt_address.country (UK->GB, SRB->RS, MNE->ME) -> orders.country ("ZZ" if none)
- *     .order_amount.currency_code                  -> orders.currency
+ *     .product_price.currency_code of the lines (all alike) -> orders.currency
  *     .child_order_list.global_aeop_tp_child_order_dto[]: .logistics_type (first line)
  *                                                  -> orders.service
  *       .sku_code -> order_lines.sku (catalog_sku_ensure), .product_count -> qty,
@@ -480,13 +485,14 @@ static const cJSON *list_of(const cJSON *o, const char *key, const char *elem)
     return cJSON_IsArray(w) ? w : NULL;
 }
 
-/* A platform id (product, order): a JSON number in [1, 2^53] or a string of 1-20 digits
+/* A platform id (product, order): a JSON number in [1, 2^53) (a larger one cannot be read
+ * exactly from a double: refused, never rounded) or a string of 1-20 digits
  * without a leading zero, as canonical digits. */
 static bool id_text(const cJSON *v, char out[ID_LEN])
 {
     if (cJSON_IsNumber(v)) {
         double d = v->valuedouble;
-        if (!(d >= 1 && d <= JSON_ID_MAX) || (double)(int64_t)d != d)
+        if (!(d >= 1 && d < JSON_ID_MAX) || (double)(int64_t)d != d)
             return false;
         snprintf(out, ID_LEN, "%" PRId64, (int64_t)d);
         return true;
@@ -952,16 +958,16 @@ static void on_list(struct ae_call *c, int outcome, const cJSON *resp)
         pull_finish(p);
         return;
     }
-    p->page.total = total;
-    p->page.more = p->page_no < pages;
-    p->list = c->doc;
-    c->doc = NULL;
     if (n > 0 && !(p->items = calloc((size_t)n, sizeof *p->items))) {
         p->worst = SYNC_TRANSIENT;
         snprintf(p->page.error, sizeof p->page.error, "out of memory");
-        pull_finish(p);
+        pull_finish(p); /* not kept: it has no list */
         return;
     }
+    p->page.total = total;
+    p->page.more = p->page_no < pages;
+    p->list = c->doc; /* the entries point into it */
+    c->doc = NULL;
     p->n = n;
     const char *idkey = p->stream == STREAM_CATALOG ? "product_id" : "order_id";
     for (int i = 0; i < n; i++) {
@@ -1077,19 +1083,6 @@ static void ae_pull(struct upstream *u, int stream, const struct checkpoint *cp)
 
 /* ---- catalog apply ---- */
 
-/* Marks a SKU's marketplace stock for publishing (the SQL of stock.c's mark_publish). */
-static int mark_publish(struct store *st, int64_t sku)
-{
-    sqlite3_stmt *s = store_stmt(st, "INSERT INTO publish(sku, value, gen, dirty) VALUES(?1,0,1,1)"
-                                     " ON CONFLICT(sku) DO UPDATE SET gen = gen + 1, dirty = 1");
-    if (!s)
-        return TALLY_E_STORAGE;
-    sqlite3_bind_int64(s, 1, sku);
-    int rc = sqlite3_step(s);
-    sqlite3_reset(s);
-    return rc == SQLITE_DONE ? 0 : store_error(st, rc, "publish mark");
-}
-
 static const char *property_name(int64_t id)
 {
     switch (id) {
@@ -1202,20 +1195,6 @@ static int upsert_product(struct store *st, const char *pid, const char *title, 
     return rc == SQLITE_DONE ? 0 : store_error(st, rc, "product upsert");
 }
 
-/* Whether the SKU `code` exists under the '~unlisted' placeholder product. */
-static int placeholder_sku(struct store *st, const char *code, bool *placeholder)
-{
-    sqlite3_stmt *s = store_stmt(st, "SELECT p.product_id = '~unlisted' FROM skus s"
-                                     " JOIN products p ON p.id = s.product WHERE s.code = ?1");
-    if (!s)
-        return TALLY_E_STORAGE;
-    sqlite3_bind_text(s, 1, code, -1, SQLITE_STATIC);
-    int rc = sqlite3_step(s);
-    *placeholder = rc == SQLITE_ROW && sqlite3_column_int(s, 0) != 0;
-    sqlite3_reset(s);
-    return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : store_error(st, rc, "sku lookup");
-}
-
 static int apply_sku(struct store *st, struct ae_pull *p, int64_t product, const char *pid,
                      const char *subject, const char *pcurrency, const cJSON *sku)
 {
@@ -1247,13 +1226,8 @@ static int apply_sku(struct store *st, struct ae_pull *p, int64_t product, const
         msgpack_sbuffer_destroy(&sb);
         return TALLY_E_NOMEM;
     }
-    bool placeholder;
-    int r = placeholder_sku(st, code, &placeholder);
-    if (r) {
-        msgpack_sbuffer_destroy(&sb);
-        return r;
-    }
-    /* The placeholder SKU a warehouse reported first moves to its real product here. */
+    /* A placeholder SKU a warehouse reported first moves to its real product here (and the
+     * schema's skus_listed trigger marks its stock for publishing). */
     sqlite3_stmt *s = store_stmt(
         st,
         "INSERT INTO skus(code, product, mp_sku_id, title, attributes, price_minor, currency,"
@@ -1292,9 +1266,6 @@ static int apply_sku(struct store *st, struct ae_pull *p, int64_t product, const
         return store_error(st, rc, "sku upsert");
     if (id && p->full && !p->initial) /* a reconciliation found it missing or different */
         p->page.repaired++;
-    /* Its stock was kept off the marketplace while it was unlisted: publish it now. */
-    if (placeholder && id && store_publishes(st))
-        return mark_publish(st, id);
     return 0;
 }
 
@@ -1468,12 +1439,10 @@ static int apply_order(struct store *st, struct ae_pull *p, struct ae_item *it)
         skip_row(p, "order %s: no readable order_status or gmt_create", oid);
         return 0;
     }
+    /* The order's currency is its lines' (their prices make total_minor), not order_amount's,
+     * which may be in the buyer's currency. */
     struct line lines[MAX_LINES];
     char currency[4] = "";
-    int64_t amount;
-    char cur[4];
-    if (money(member(d, "order_amount"), &amount, cur) == 0)
-        memcpy(currency, cur, 4);
     int nl = order_lines(p, oid, d, sum, lines, currency);
     if (nl < 0)
         return 0;

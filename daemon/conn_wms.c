@@ -27,8 +27,11 @@
 #define INVENTORY_PAGE 5000
 #define MOVEMENTS_PER_CALL 500
 
+struct wms_call;
+
 struct wms {
-    char token[1024]; /* secret */
+    char token[1024];       /* secret */
+    struct wms_call *calls; /* in flight, so a stop can release them */
 };
 
 /* One request in flight: a page pull or a push. */
@@ -44,10 +47,13 @@ struct wms_call {
     int64_t new_version;
     char new_cursor[256];
     bool reconcile;
+    struct wms_call *prev, *next; /* in struct wms's list while in flight */
 };
 
 enum { STREAM_INVENTORY, STREAM_OUTBOUND };
 static const char *const wms_streams[] = {"inventory", "outbound"};
+
+static void call_free(struct wms_call *c);
 
 static int wms_init(struct upstream *u, char *err, size_t errlen)
 {
@@ -67,8 +73,19 @@ static int wms_init(struct upstream *u, char *err, size_t errlen)
 static void wms_free(struct upstream *u)
 {
     struct wms *w = u->conn;
-    if (w)
-        memset(w->token, 0, sizeof w->token);
+    if (!w)
+        return;
+    /* Requests abandoned by the stop: pages are dropped (their rows come again), batches go
+     * back to the engine, which drops them too (their rows stay 'inflight' and are sent
+     * again at the next start). */
+    while (w->calls) {
+        struct wms_call *c = w->calls;
+        struct push_batch *b = c->batch;
+        call_free(c);
+        if (b)
+            sync_push_done(b);
+    }
+    memset(w->token, 0, sizeof w->token);
     free(w);
     u->conn = NULL;
 }
@@ -78,6 +95,11 @@ static struct wms_call *call_new(struct upstream *u)
     struct wms_call *c = calloc(1, sizeof *c);
     if (!c)
         return NULL;
+    struct wms *w = u->conn;
+    c->next = w->calls;
+    if (w->calls)
+        w->calls->prev = c;
+    w->calls = c;
     c->u = u;
     c->req.data = c;
     c->req.auth_bearer = ((struct wms *)u->conn)->token;
@@ -88,6 +110,13 @@ static struct wms_call *call_new(struct upstream *u)
 
 static void call_free(struct wms_call *c)
 {
+    struct wms *w = c->u->conn;
+    if (c->prev)
+        c->prev->next = c->next;
+    else if (w)
+        w->calls = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
     http_req_reset(&c->req);
     jb_free(&c->body);
     cJSON_Delete(c->doc);

@@ -107,14 +107,20 @@ static int checkpoint_save(struct store *st, const struct checkpoint *cp, int64_
 
 /* ---- link state ---- */
 
+/* An outage shorter than this is a failed call, not a cut link: no catch-up round for it. */
+#define OUTAGE_MS 5000
+
 static void link_ok(struct upstream *u)
 {
     bool was_down = u->link == LINK_DOWN;
+    uint64_t down_for = was_down ? now_ms(u->engine) - u->down_since_ms : 0;
     u->link = LINK_UP;
     u->failures = 0;
     u->resume_ms = 0;
     u->last_success_at = store_now();
-    if (was_down) {
+    /* One kind of call failing while others succeed (say, rate-limited details) must not
+     * restart every round each time another call gets through. */
+    if (was_down && down_for >= OUTAGE_MS) {
         log_info("%s: link is back", u->name);
         events_sync(u->engine->d, u->name, "up", "link is back");
         /* Catch up at once: every stream runs a round now. */
@@ -129,6 +135,7 @@ static void link_failed(struct upstream *u, const char *error, long retry_after_
     if (u->link != LINK_DOWN) {
         log_warn("%s: %s", u->name, error);
         events_sync(e->d, u->name, "down", error);
+        u->down_since_ms = now_ms(e);
     }
     u->link = LINK_DOWN;
     u->failures++;

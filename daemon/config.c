@@ -29,7 +29,6 @@ void config_defaults(struct tally_config *cfg)
     cfg->retry_max_s = 300;
     cfg->request_timeout_s = 30;
     cfg->reconcile_s = 21600;
-    cfg->stale_after_s = 3600;
     cfg->mp.catalog_interval_s = 300;
     cfg->mp.orders_interval_s = 60;
     cfg->mp.orders_overlap_s = 300;
@@ -195,19 +194,6 @@ int config_set(struct tally_config *cfg, const char *section, const char *key, c
             if ((r = set_num(&n, value, 10, 10, 30 * 86400, errbuf, errlen, key)) == 0)
                 cfg->reconcile_s = (unsigned)n;
             return r;
-        }
-        if (!strcmp(key, "stale_after")) {
-            if ((r = set_num(&n, value, 10, 10, 30 * 86400, errbuf, errlen, key)) == 0)
-                cfg->stale_after_s = (unsigned)n;
-            return r;
-        }
-        if (!strcmp(key, "stale_policy")) {
-            if (strcmp(value, "keep") && strcmp(value, "zero")) {
-                snprintf(errbuf, errlen, "stale_policy must be keep or zero");
-                return -1;
-            }
-            cfg->stale_zero = !strcmp(value, "zero");
-            return 0;
         }
     } else if (!strcmp(section, "marketplace")) {
         struct mp_config *m = &cfg->mp;

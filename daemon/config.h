@@ -53,8 +53,6 @@ struct tally_config {
     unsigned retry_max_s;       /* [sync] retry_max: cap of the retry backoff (default 300) */
     unsigned request_timeout_s; /* [sync] request_timeout: one request's limit (default 30) */
     unsigned reconcile_s;       /* [sync] reconcile_interval: full re-read of stock (21600) */
-    unsigned stale_after_s;     /* [sync] stale_after: a warehouse's data older is stale (3600) */
-    bool stale_zero;            /* [sync] stale_policy = zero | keep (default keep) */
     struct mp_config mp;
     struct wh_config wh[TALLY_MAX_UPSTREAM_WAREHOUSES];
     unsigned nwh;

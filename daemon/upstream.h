@@ -152,9 +152,9 @@ struct upstream {
     void *conn;                 /* the connector's state */
     unsigned request_timeout_s; /* [sync] request_timeout */
     int link;
-    int failures;       /* consecutive transport failures */
+    int failures;           /* consecutive transport failures */
     uint64_t down_since_ms; /* loop time of the first failure of the current outage */
-    uint64_t resume_ms; /* backoff: nothing is sent before this loop time */
+    uint64_t resume_ms;     /* backoff: nothing is sent before this loop time */
     int64_t last_success_at, last_error_at;
     char last_error[256];
     int inflight_pushes;

@@ -21,6 +21,26 @@ int cmd_sync(struct rpc_call *c);
 int cmd_watch(struct rpc_call *c);
 int cmd_outbox_retry(struct rpc_call *c);
 int cmd_outbox_discard(struct rpc_call *c);
+/* part 3: fulfilment */
+int cmd_orders_allocate(struct rpc_call *c); /* cmd_fulfil.c */
+int cmd_orders_ship(struct rpc_call *c);
+int cmd_exceptions_list(struct rpc_call *c);
+int cmd_exceptions_ack(struct rpc_call *c);
+int cmd_exceptions_resolve(struct rpc_call *c);
+int cmd_stock_set(struct rpc_call *c);       /* cmd_stock.c */
+int cmd_returns_receive(struct rpc_call *c); /* cmd_returns.c */
+int cmd_returns_inspect(struct rpc_call *c);
+int cmd_returns_list(struct rpc_call *c);
+int cmd_promo_check(struct rpc_call *c); /* cmd_report.c */
+int cmd_report(struct rpc_call *c);
+int cmd_privacy_purge(struct rpc_call *c); /* cmd_privacy.c */
+
+/* Packs an order's allocation {rule, why, parts} (nil when never allocated); cmd_orders.c. */
+int cmd_pack_allocation(struct rpc_call *c, int64_t ref, const char *rule, const char *why);
+
+/* The caller's user name from its credentials ("uid 1000" when it has none), for records of
+ * who did what. */
+void cmd_caller_name(struct rpc_call *c, char *buf, size_t cap);
 
 /* Paging shared by list methods: reads `limit` and `cursor` from the params. */
 struct page_req {

@@ -21,12 +21,13 @@ static void pack_col_opt_int(msgpack_packer *pk, const char *key, sqlite3_stmt *
         msgpack_pack_int64(pk, sqlite3_column_int64(s, col));
 }
 
-/* Columns 0..9 shared by orders.list and orders.get. */
+/* Columns 0..11 shared by orders.list and orders.get. */
 #define ORDER_COLS                                                                                 \
     "o.order_id, o.status, o.created_at, o.ship_by, o.country, o.currency, o.total_minor,"         \
     " (SELECT COUNT(*) FROM order_lines l WHERE l.order_ref = o.id),"                              \
     " (SELECT COALESCE(SUM(qty), 0) FROM order_lines l WHERE l.order_ref = o.id),"                 \
-    " (SELECT code FROM warehouses w WHERE w.id = o.warehouse)"
+    " (SELECT code FROM warehouses w WHERE w.id = o.warehouse), o.fstate, o.priority"
+#define ORDER_NCOLS 12
 
 static void pack_order_summary(msgpack_packer *pk, sqlite3_stmt *s, bool lines_count)
 {
@@ -41,6 +42,8 @@ static void pack_order_summary(msgpack_packer *pk, sqlite3_stmt *s, bool lines_c
         mp_pack_kv_int(pk, "line_count", sqlite3_column_int64(s, 7));
     mp_pack_kv_int(pk, "units", sqlite3_column_int64(s, 8));
     pack_col_str(pk, "warehouse", s, 9);
+    pack_col_str(pk, "fstate", s, 10);
+    mp_pack_kv_int(pk, "priority", sqlite3_column_int64(s, 11));
 }
 
 /* Cursor of orders.list: "<created_at> <order_id>". */
@@ -63,19 +66,111 @@ static int parse_cursor(const char *cur, size_t n, int64_t *at, char *id, size_t
     return 0;
 }
 
+/* ship_by for ordering: unknown last. */
+#define DUE_BY "COALESCE(o.ship_by, 9223372036854775807)"
+
+/*
+ * orders.list with due: open orders, most urgent first (priority desc, ship_by asc with
+ * unknown last, order_id). Cursor: "<priority> <ship_by or max> <order_id>".
+ */
+static int list_due(struct rpc_call *c, const struct page_req *pg, const char *status, size_t sn,
+                    const char *fstate, size_t fn, const char *wh, size_t whn, bool have_wh)
+{
+    struct store *st = c->d->store;
+    int64_t whid = 0, cprio = INT64_MAX, cby = INT64_MIN;
+    char cid[TALLY_MAX_ID_LEN + 1] = "";
+    int r;
+    if (have_wh && (r = catalog_warehouse_id(st, wh, whn, &whid)) != 0)
+        return r == TALLY_E_NOT_FOUND ? rpc_fail(c, r, "no warehouse '%.*s'", (int)whn, wh) : r;
+    if (pg->cursor) {
+        char buf[160];
+        long long a, b;
+        int used = 0;
+        if (pg->cursor_len >= sizeof buf)
+            return rpc_fail(c, TALLY_E_INVALID_PARAMS, "cursor is not one this method returned");
+        memcpy(buf, pg->cursor, pg->cursor_len);
+        buf[pg->cursor_len] = 0;
+        if (sscanf(buf, "%lld %lld %n", &a, &b, &used) != 2 || !buf[used] ||
+            strlen(buf + used) > TALLY_MAX_ID_LEN)
+            return rpc_fail(c, TALLY_E_INVALID_PARAMS, "cursor is not one this method returned");
+        cprio = a;
+        cby = b;
+        snprintf(cid, sizeof cid, "%s", buf + used);
+    }
+    sqlite3_stmt *s = store_stmt(
+        st, "SELECT " ORDER_COLS ", " DUE_BY " FROM orders o"
+            " WHERE o.fstate IN ('pending','ready','allocated','sent','picked','partial')"
+            "   AND (?1 IS NULL OR o.status = ?1) AND (?2 = 0 OR o.warehouse = ?2)"
+            "   AND (?7 IS NULL OR o.fstate = ?7)"
+            "   AND (o.priority < ?3 OR (o.priority = ?3 AND (" DUE_BY " > ?4"
+            "        OR (" DUE_BY " = ?4 AND o.order_id > ?5))))"
+            " ORDER BY o.priority DESC, " DUE_BY ", o.order_id LIMIT ?6");
+    if (!s)
+        return TALLY_E_STORAGE;
+    if (status)
+        sqlite3_bind_text(s, 1, status, (int)sn, SQLITE_STATIC);
+    sqlite3_bind_int64(s, 2, whid);
+    if (pg->cursor) {
+        sqlite3_bind_int64(s, 3, cprio);
+        sqlite3_bind_int64(s, 4, cby);
+    } else {
+        /* Before every row: a priority above any. */
+        sqlite3_bind_int64(s, 3, INT64_MAX);
+        sqlite3_bind_int64(s, 4, INT64_MIN);
+    }
+    sqlite3_bind_text(s, 5, cid, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(s, 6, pg->limit + 1);
+    if (fstate)
+        sqlite3_bind_text(s, 7, fstate, (int)fn, SQLITE_STATIC);
+    msgpack_packer *pk = c->pk;
+    msgpack_pack_map(pk, 2);
+    mp_pack_key(pk, "items");
+    size_t arr = mp_array_begin(pk);
+    uint32_t count = 0;
+    bool more = false;
+    int rc;
+    char cur[160] = "";
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        if (count == pg->limit) {
+            more = true;
+            break;
+        }
+        msgpack_pack_map(pk, ORDER_NCOLS);
+        pack_order_summary(pk, s, true);
+        snprintf(cur, sizeof cur, "%lld %lld %s", (long long)sqlite3_column_int64(s, 11),
+                 (long long)sqlite3_column_int64(s, ORDER_NCOLS),
+                 (const char *)sqlite3_column_text(s, 0));
+        count++;
+    }
+    sqlite3_reset(s);
+    if (rc != SQLITE_DONE && rc != SQLITE_ROW)
+        return store_error(st, rc, "orders.list");
+    mp_array_end(pk, arr, count);
+    mp_pack_key(pk, "next_cursor");
+    if (more)
+        mp_pack_strz(pk, cur);
+    else
+        msgpack_pack_nil(pk);
+    return 0;
+}
+
 int cmd_orders_list(struct rpc_call *c)
 {
     struct mp_params p = {.map = c->params};
     struct page_req pg;
-    const char *status = NULL, *wh = NULL;
-    size_t sn = 0, whn = 0;
-    bool have_wh = false;
+    const char *status = NULL, *wh = NULL, *fstate = NULL;
+    size_t sn = 0, whn = 0, fn = 0;
+    bool have_wh = false, due = false;
     int r = cmd_page_params(c, &p, &pg);
     if (r)
         return r;
     if ((r = mp_param_id(&p, "status", false, &status, &sn, NULL)) ||
+        (r = mp_param_id(&p, "fstate", false, &fstate, &fn, NULL)) ||
+        (r = mp_param_bool(&p, "due", false, &due, NULL)) ||
         (r = mp_param_id(&p, "warehouse", false, &wh, &whn, &have_wh)))
         return rpc_fail(c, r, "%s", p.err);
+    if (due)
+        return list_due(c, &pg, status, sn, fstate, fn, wh, whn, have_wh);
     struct store *st = c->d->store;
     int64_t whid = 0, cat = INT64_MIN;
     char cid[TALLY_MAX_ID_LEN + 1] = "";
@@ -88,6 +183,7 @@ int cmd_orders_list(struct rpc_call *c)
                                      " WHERE (o.created_at, o.order_id) > (?1, ?2)"
                                      "   AND (?3 IS NULL OR o.status = ?3)"
                                      "   AND (?4 = 0 OR o.warehouse = ?4)"
+                                     "   AND (?6 IS NULL OR o.fstate = ?6)"
                                      " ORDER BY o.created_at, o.order_id LIMIT ?5");
     if (!s)
         return TALLY_E_STORAGE;
@@ -97,6 +193,8 @@ int cmd_orders_list(struct rpc_call *c)
         sqlite3_bind_text(s, 3, status, (int)sn, SQLITE_STATIC);
     sqlite3_bind_int64(s, 4, whid);
     sqlite3_bind_int64(s, 5, pg.limit + 1);
+    if (fstate)
+        sqlite3_bind_text(s, 6, fstate, (int)fn, SQLITE_STATIC);
 
     msgpack_packer *pk = c->pk;
     msgpack_pack_map(pk, 2);
@@ -111,7 +209,7 @@ int cmd_orders_list(struct rpc_call *c)
             more = true;
             break;
         }
-        msgpack_pack_map(pk, 10);
+        msgpack_pack_map(pk, ORDER_NCOLS);
         pack_order_summary(pk, s, true);
         snprintf(cur, sizeof cur, "%lld %s", (long long)sqlite3_column_int64(s, 2),
                  (const char *)sqlite3_column_text(s, 0));
@@ -158,7 +256,8 @@ static int pack_shipments(struct rpc_call *c, int64_t ref)
 {
     struct store *st = c->d->store;
     sqlite3_stmt *s = store_stmt(st, "SELECT sh.id, w.code, sh.carrier, sh.tracking_no,"
-                                     " sh.created_at FROM shipments sh"
+                                     " sh.created_at, sh.send_type, sh.state, sh.uploaded_at"
+                                     " FROM shipments sh"
                                      " LEFT JOIN warehouses w ON w.id = sh.warehouse"
                                      " WHERE sh.order_ref = ?1 ORDER BY sh.created_at, sh.id");
     if (!s)
@@ -168,17 +267,81 @@ static int pack_shipments(struct rpc_call *c, int64_t ref)
     uint32_t n = 0;
     int rc;
     while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-        msgpack_pack_map(c->pk, 5);
+        msgpack_pack_map(c->pk, 8);
         pack_col_str(c->pk, "id", s, 0);
         pack_col_str(c->pk, "warehouse", s, 1);
         pack_col_str(c->pk, "carrier", s, 2);
         pack_col_str(c->pk, "tracking_no", s, 3);
         mp_pack_kv_int(c->pk, "created_at", sqlite3_column_int64(s, 4));
+        pack_col_str(c->pk, "send_type", s, 5);
+        pack_col_str(c->pk, "state", s, 6);
+        pack_col_opt_int(c->pk, "uploaded_at", s, 7);
         n++;
     }
     sqlite3_reset(s);
     mp_array_end(c->pk, arr, n);
     return rc == SQLITE_DONE ? 0 : store_error(st, rc, "shipments");
+}
+
+int cmd_pack_allocation(struct rpc_call *c, int64_t ref, const char *rule, const char *why)
+{
+    msgpack_packer *pk = c->pk;
+    if (!rule || !rule[0]) {
+        msgpack_pack_nil(pk);
+        return 0;
+    }
+    struct store *st = c->d->store;
+    sqlite3_stmt *s = store_stmt(st, "SELECT k.code, w.code, SUM(a.qty), a.state"
+                                     " FROM allocations a JOIN skus k ON k.id = a.sku"
+                                     " JOIN warehouses w ON w.id = a.warehouse"
+                                     " WHERE a.order_ref = ?1 GROUP BY k.code, w.code, a.state"
+                                     " ORDER BY k.code, w.code, a.state");
+    if (!s)
+        return TALLY_E_STORAGE;
+    sqlite3_bind_int64(s, 1, ref);
+    msgpack_pack_map(pk, 3);
+    mp_pack_kv_str(pk, "rule", rule);
+    mp_pack_kv_str(pk, "why", why);
+    mp_pack_key(pk, "parts");
+    size_t arr = mp_array_begin(pk);
+    uint32_t n = 0;
+    int rc;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        msgpack_pack_map(pk, 4);
+        pack_col_str(pk, "sku", s, 0);
+        pack_col_str(pk, "warehouse", s, 1);
+        mp_pack_kv_int(pk, "qty", sqlite3_column_int64(s, 2));
+        pack_col_str(pk, "state", s, 3);
+        n++;
+    }
+    sqlite3_reset(s);
+    mp_array_end(pk, arr, n);
+    return rc == SQLITE_DONE ? 0 : store_error(st, rc, "allocation parts");
+}
+
+static int pack_exceptions(struct rpc_call *c, int64_t ref)
+{
+    struct store *st = c->d->store;
+    sqlite3_stmt *s = store_stmt(st, "SELECT id, kind, state, message, deadline FROM exceptions"
+                                     " WHERE order_ref = ?1 ORDER BY id");
+    if (!s)
+        return TALLY_E_STORAGE;
+    sqlite3_bind_int64(s, 1, ref);
+    size_t arr = mp_array_begin(c->pk);
+    uint32_t n = 0;
+    int rc;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        msgpack_pack_map(c->pk, 5);
+        mp_pack_kv_int(c->pk, "id", sqlite3_column_int64(s, 0));
+        pack_col_str(c->pk, "kind", s, 1);
+        pack_col_str(c->pk, "state", s, 2);
+        pack_col_str(c->pk, "message", s, 3);
+        mp_pack_kv_int(c->pk, "deadline", sqlite3_column_int64(s, 4));
+        n++;
+    }
+    sqlite3_reset(s);
+    mp_array_end(c->pk, arr, n);
+    return rc == SQLITE_DONE ? 0 : store_error(st, rc, "order exceptions");
 }
 
 int cmd_orders_get(struct rpc_call *c)
@@ -191,7 +354,8 @@ int cmd_orders_get(struct rpc_call *c)
         return rpc_fail(c, r, "%s", p.err);
     struct store *st = c->d->store;
     sqlite3_stmt *s = store_stmt(st, "SELECT " ORDER_COLS ", o.id, o.updated_at, o.service,"
-                                     " o.buyer_name, o.address, o.city, o.postcode, o.phone"
+                                     " o.buyer_name, o.address, o.city, o.postcode, o.phone,"
+                                     " o.priority_why, o.alloc_rule, o.alloc_why, o.purged_at"
                                      " FROM orders o WHERE o.order_id = ?1");
     if (!s)
         return TALLY_E_STORAGE;
@@ -204,27 +368,41 @@ int cmd_orders_get(struct rpc_call *c)
         return store_error(st, rc, "orders.get");
     }
     msgpack_packer *pk = c->pk;
-    int64_t ref = sqlite3_column_int64(s, 10);
-    msgpack_pack_map(pk, 14);
+    const int x = ORDER_NCOLS; /* first column after the summary's */
+    int64_t ref = sqlite3_column_int64(s, x);
+    msgpack_pack_map(pk, ORDER_NCOLS - 1 + 9);
     pack_order_summary(pk, s, false);
-    mp_pack_kv_int(pk, "updated_at", sqlite3_column_int64(s, 11));
-    pack_col_str(pk, "service", s, 12);
+    mp_pack_kv_int(pk, "updated_at", sqlite3_column_int64(s, x + 1));
+    pack_col_str(pk, "service", s, x + 2);
+    pack_col_str(pk, "priority_why", s, x + 8);
+    pack_col_opt_int(pk, "purged_at", s, x + 11);
     mp_pack_key(pk, "ship_to");
     /* Buyers' personal data goes to writers only (they pack and ship). */
     if (c->role == TALLY_ROLE_WRITER) {
         msgpack_pack_map(pk, 6);
-        pack_col_str(pk, "name", s, 13);
-        pack_col_str(pk, "address", s, 14);
-        pack_col_str(pk, "city", s, 15);
-        pack_col_str(pk, "postcode", s, 16);
+        pack_col_str(pk, "name", s, x + 3);
+        pack_col_str(pk, "address", s, x + 4);
+        pack_col_str(pk, "city", s, x + 5);
+        pack_col_str(pk, "postcode", s, x + 6);
         pack_col_str(pk, "country", s, 4);
-        pack_col_str(pk, "phone", s, 17);
+        pack_col_str(pk, "phone", s, x + 7);
     } else {
         msgpack_pack_nil(pk);
     }
+    char rule[32], why[600];
+    snprintf(rule, sizeof rule, "%s",
+             sqlite3_column_text(s, x + 9) ? (const char *)sqlite3_column_text(s, x + 9) : "");
+    snprintf(why, sizeof why, "%s",
+             sqlite3_column_text(s, x + 10) ? (const char *)sqlite3_column_text(s, x + 10) : "");
     sqlite3_reset(s);
+    mp_pack_key(pk, "allocation");
+    if ((r = cmd_pack_allocation(c, ref, rule, why)) != 0)
+        return r;
     mp_pack_key(pk, "lines");
     if ((r = pack_lines(c, ref)) != 0)
+        return r;
+    mp_pack_key(pk, "exceptions");
+    if ((r = pack_exceptions(c, ref)) != 0)
         return r;
     mp_pack_key(pk, "shipments");
     return pack_shipments(c, ref);

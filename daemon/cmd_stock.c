@@ -1,10 +1,12 @@
-/* stock.get, stock.list, stock.move */
+/* stock.get, stock.list, stock.move, stock.set */
 #include <stdio.h>
 #include <string.h>
 
 #include "catalog.h"
+#include "cover.h"
 #include "events.h"
 #include "cmd.h"
+#include "reserve.h"
 #include "stock.h"
 #include "store.h"
 
@@ -105,6 +107,28 @@ int cmd_stock_get(struct rpc_call *c)
     return 0;
 }
 
+/* Start of the sales window: sold figures count units shipped at or after it. */
+static int64_t sales_since(const struct rpc_call *c)
+{
+    return store_now() - (int64_t)c->d->cfg.sales_window_days * 86400;
+}
+
+/* One row as stock.list and stock.set answer it. */
+static void pack_row(struct rpc_call *c, const char *sku, const char *wh,
+                     const struct stock_figures *f, int64_t cover_days, int64_t sold)
+{
+    msgpack_packer *pk = c->pk;
+    msgpack_pack_map(pk, 13);
+    mp_pack_kv_str(pk, "sku", sku);
+    mp_pack_kv_str(pk, "warehouse", wh);
+    pack_figures(pk, f);
+    mp_pack_kv_int(pk, "cover_days", cover_days);
+    mp_pack_kv_int(pk, "sold", sold);
+    mp_pack_kv_int(pk, "suggest",
+                   cover_suggest(sold, c->d->cfg.sales_window_days, c->d->cfg.restock_cover_days,
+                                 stock_on_hand(f), f->reserved));
+}
+
 /* Cursor of stock.list: "<sku code> <warehouse code>" (codes contain no spaces). */
 static int split_cursor(const char *cur, size_t n, char *sku, char *wh, size_t cap)
 {
@@ -139,14 +163,25 @@ int cmd_stock_list(struct rpc_call *c)
     if (pg.cursor && split_cursor(pg.cursor, pg.cursor_len, csku, cwh, sizeof csku) != 0)
         return rpc_fail(c, TALLY_E_INVALID_PARAMS, "cursor is not one this method returned");
 
+    /* The page first, then the sales of its SKUs in the window in one pass over
+     * allocations_sold (see sold_of), rather than one pass per row. */
     sqlite3_stmt *s = store_stmt(
-        st, "SELECT s.code, w.code, st.snapshot, st.pending, st.reserved, st.safety, st.threshold"
+        st, "WITH page AS MATERIALIZED (SELECT s.code AS code, w.code AS whcode, st.sku AS sku,"
+            "   st.warehouse AS wh, st.snapshot, st.pending, st.reserved, st.safety,"
+            "   st.threshold, st.cover_days"
             " FROM skus s JOIN stock st ON st.sku = s.id JOIN warehouses w ON w.id = st.warehouse"
             " WHERE (s.code, w.code) > (?1, ?2)"
             "   AND (?3 = 0 OR st.warehouse = ?3)"
             "   AND (?4 = 0 OR (st.threshold > 0 AND MAX(0, st.snapshot + st.pending"
             "        - st.reserved - st.safety) <= st.threshold))"
-            " ORDER BY s.code, w.code LIMIT ?5");
+            " ORDER BY s.code, w.code LIMIT ?5),"
+            " sold AS (SELECT a.sku, a.warehouse, SUM(a.qty) AS q FROM allocations a"
+            "   WHERE a.state <> 'reserved' AND a.shipped_at >= ?6"
+            "   AND a.sku IN (SELECT sku FROM page) GROUP BY a.sku, a.warehouse)"
+            " SELECT p.code, p.whcode, p.snapshot, p.pending, p.reserved, p.safety, p.threshold,"
+            "   p.cover_days, COALESCE(sold.q, 0)"
+            " FROM page p LEFT JOIN sold ON sold.sku = p.sku AND sold.warehouse = p.wh"
+            " ORDER BY p.code, p.whcode");
     if (!s)
         return TALLY_E_STORAGE;
     sqlite3_bind_text(s, 1, csku, -1, SQLITE_STATIC);
@@ -154,6 +189,7 @@ int cmd_stock_list(struct rpc_call *c)
     sqlite3_bind_int64(s, 3, whid);
     sqlite3_bind_int(s, 4, low);
     sqlite3_bind_int64(s, 5, pg.limit + 1);
+    sqlite3_bind_int64(s, 6, sales_since(c));
 
     msgpack_packer *pk = c->pk;
     msgpack_pack_map(pk, 2);
@@ -172,10 +208,7 @@ int cmd_stock_list(struct rpc_call *c)
         read_figures(s, 2, &f);
         const char *code = (const char *)sqlite3_column_text(s, 0);
         const char *whcode = (const char *)sqlite3_column_text(s, 1);
-        msgpack_pack_map(pk, 10);
-        mp_pack_kv_str(pk, "sku", code);
-        mp_pack_kv_str(pk, "warehouse", whcode);
-        pack_figures(pk, &f);
+        pack_row(c, code, whcode, &f, sqlite3_column_int64(s, 7), sqlite3_column_int64(s, 8));
         snprintf(last_sku, sizeof last_sku, "%s", code);
         snprintf(last_wh, sizeof last_wh, "%s", whcode);
         count++;
@@ -266,5 +299,161 @@ int cmd_stock_move(struct rpc_call *c)
         mp_pack_kv_int(pk, "available", res.legs[i].available);
     }
     mp_pack_kv_int(pk, "outbox_id", res.outbox_id);
+    return 0;
+}
+
+/*
+ * Units of SKU x warehouse sold since `since`. `state <> 'reserved'` is 'consumed' or
+ * 'shipped' (the CHECK on allocations.state) and is the WHERE of allocations_sold, which
+ * this query then uses.
+ */
+static int sold_of(struct store *st, int64_t sku, int64_t wh, int64_t since, int64_t *sold)
+{
+    sqlite3_stmt *s = store_stmt(st, "SELECT COALESCE(SUM(qty), 0) FROM allocations"
+                                     " WHERE state <> 'reserved' AND shipped_at >= ?3"
+                                     " AND sku = ?1 AND warehouse = ?2");
+    if (!s)
+        return TALLY_E_STORAGE;
+    sqlite3_bind_int64(s, 1, sku);
+    sqlite3_bind_int64(s, 2, wh);
+    sqlite3_bind_int64(s, 3, since);
+    int rc = sqlite3_step(s);
+    *sold = rc == SQLITE_ROW ? sqlite3_column_int64(s, 0) : 0;
+    sqlite3_reset(s);
+    return rc == SQLITE_ROW ? 0 : store_error(st, rc, "sales");
+}
+
+/* What stock.set was asked to change; a field not given keeps its value. */
+struct stock_rules {
+    bool have_safety, have_threshold, have_cover;
+    int64_t safety, threshold, cover_days;
+};
+
+/* The row of SKU x warehouse: figures and cover_days (a row is created when there is none). */
+static int rules_row(struct store *st, int64_t sku, int64_t wh, struct stock_figures *f,
+                     int64_t *cover_days)
+{
+    /* A new row holds nothing: reserved is 0 because an allocation or return of this SKU x
+     * warehouse would have created the row already (reserve_refresh). */
+    sqlite3_stmt *s = store_stmt(st, "INSERT INTO stock(sku, warehouse) VALUES(?1, ?2)"
+                                     " ON CONFLICT(sku, warehouse) DO NOTHING");
+    if (!s)
+        return TALLY_E_STORAGE;
+    sqlite3_bind_int64(s, 1, sku);
+    sqlite3_bind_int64(s, 2, wh);
+    int rc = sqlite3_step(s);
+    sqlite3_reset(s);
+    if (rc != SQLITE_DONE)
+        return store_error(st, rc, "stock row");
+    s = store_stmt(st, "SELECT snapshot, pending, reserved, safety, threshold, cover_days"
+                       " FROM stock WHERE sku = ?1 AND warehouse = ?2");
+    if (!s)
+        return TALLY_E_STORAGE;
+    sqlite3_bind_int64(s, 1, sku);
+    sqlite3_bind_int64(s, 2, wh);
+    rc = sqlite3_step(s);
+    if (rc == SQLITE_ROW) {
+        read_figures(s, 0, f);
+        *cover_days = sqlite3_column_int64(s, 5);
+    }
+    sqlite3_reset(s);
+    return rc == SQLITE_ROW ? 0 : store_error(st, rc, "stock row");
+}
+
+/*
+ * Applies the rules inside the transaction and packs the row. *became_low says whether the
+ * change took the row to or below its threshold; *after holds its figures.
+ */
+static int set_locked(struct rpc_call *c, const char *sku, size_t skun, const char *wh, size_t whn,
+                      const struct stock_rules *rq, struct stock_figures *after, bool *became_low)
+{
+    struct store *st = c->d->store;
+    int64_t skuid, whid, cover_days = 0, sold = 0;
+    int r = catalog_sku_id(st, sku, skun, &skuid);
+    if (r)
+        return r == TALLY_E_NOT_FOUND
+                   ? rpc_fail(c, r, "no SKU '%.*s' in the catalog", (int)skun, sku)
+                   : r;
+    if ((r = catalog_warehouse_id(st, wh, whn, &whid)) != 0)
+        return r == TALLY_E_NOT_FOUND ? rpc_fail(c, r, "no warehouse '%.*s'", (int)whn, wh) : r;
+    struct stock_figures before;
+    if ((r = rules_row(st, skuid, whid, &before, &cover_days)) != 0 ||
+        (r = sold_of(st, skuid, whid, sales_since(c), &sold)) != 0)
+        return r;
+    *after = before;
+    if (rq->have_safety)
+        after->safety = rq->safety;
+    if (rq->have_threshold) {
+        after->threshold = rq->threshold;
+        cover_days = 0;
+    }
+    if (rq->have_cover) {
+        cover_days = rq->cover_days;
+        if (cover_days > 0)
+            after->threshold = cover_threshold(sold, c->d->cfg.sales_window_days, cover_days);
+    }
+    sqlite3_stmt *s = store_stmt(st, "UPDATE stock SET safety = ?3, threshold = ?4, cover_days = ?5"
+                                     " WHERE sku = ?1 AND warehouse = ?2");
+    if (!s)
+        return TALLY_E_STORAGE;
+    sqlite3_bind_int64(s, 1, skuid);
+    sqlite3_bind_int64(s, 2, whid);
+    sqlite3_bind_int64(s, 3, after->safety);
+    sqlite3_bind_int64(s, 4, after->threshold);
+    sqlite3_bind_int64(s, 5, cover_days);
+    int rc = sqlite3_step(s);
+    sqlite3_reset(s);
+    if (rc != SQLITE_DONE)
+        return store_error(st, rc, "stock.set");
+    /* Safety is a term of marketplace stock: a change is due for publishing. */
+    if (after->safety != before.safety && (r = reserve_mark_publish(st, skuid)) != 0)
+        return r;
+    *became_low = !stock_is_low(&before) && stock_is_low(after);
+    char skucode[TALLY_MAX_ID_LEN + 1], whcode[TALLY_MAX_ID_LEN + 1];
+    snprintf(skucode, sizeof skucode, "%.*s", (int)skun, sku);
+    snprintf(whcode, sizeof whcode, "%.*s", (int)whn, wh);
+    pack_row(c, skucode, whcode, after, cover_days, sold);
+    return 0;
+}
+
+int cmd_stock_set(struct rpc_call *c)
+{
+    struct mp_params p = {.map = c->params};
+    struct stock_rules rq = {0};
+    const char *sku, *wh;
+    size_t skun, whn;
+    int r;
+    if ((r = mp_param_id(&p, "sku", true, &sku, &skun, NULL)) ||
+        (r = mp_param_id(&p, "warehouse", true, &wh, &whn, NULL)) ||
+        (r = mp_param_int(&p, "safety", false, 0, TALLY_MAX_QTY, &rq.safety, &rq.have_safety)) ||
+        (r = mp_param_int(&p, "threshold", false, 0, TALLY_MAX_QTY, &rq.threshold,
+                          &rq.have_threshold)) ||
+        (r = mp_param_int(&p, "cover_days", false, 0, 365, &rq.cover_days, &rq.have_cover)))
+        return rpc_fail(c, r, "%s", p.err);
+    if (!rq.have_safety && !rq.have_threshold && !rq.have_cover)
+        return rpc_fail(c, TALLY_E_INVALID_PARAMS,
+                        "give at least one of 'safety', 'threshold', 'cover_days'");
+    if (rq.have_threshold && rq.have_cover && rq.cover_days > 0)
+        return rpc_fail(c, TALLY_E_INVALID_PARAMS,
+                        "'threshold' and 'cover_days' > 0 exclude each other: a threshold by "
+                        "days of cover is computed from sales");
+    struct store *st = c->d->store;
+    if ((r = store_begin(st)) != 0)
+        return rpc_fail(c, r, "cannot start a transaction");
+    struct stock_figures after;
+    bool became_low = false;
+    r = set_locked(c, sku, skun, wh, whn, &rq, &after, &became_low);
+    if (r) {
+        store_rollback(st);
+        return r;
+    }
+    if ((r = store_commit(st)) != 0)
+        return rpc_fail(c, r, "the replica could not record the change; nothing changed");
+    if (became_low) {
+        char skucode[TALLY_MAX_ID_LEN + 1], whcode[TALLY_MAX_ID_LEN + 1];
+        snprintf(skucode, sizeof skucode, "%.*s", (int)skun, sku);
+        snprintf(whcode, sizeof whcode, "%.*s", (int)whn, wh);
+        events_low_stock(c->d, skucode, whcode, stock_available(&after), after.threshold);
+    }
     return 0;
 }

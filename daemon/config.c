@@ -32,6 +32,51 @@ void config_defaults(struct tally_config *cfg)
     cfg->mp.catalog_interval_s = 300;
     cfg->mp.orders_interval_s = 60;
     cfg->mp.orders_overlap_s = 300;
+    alloc_rules_defaults(&cfg->alloc);
+    priority_rules_defaults(&cfg->priority);
+    cfg->exc_deadline_h = 24;
+    cfg->ship_by_warning_h = 24;
+    cfg->retain_days = 30;
+    cfg->sales_window_days = 28;
+    cfg->restock_cover_days = 30;
+    cfg->stale_after_s = 3600;
+}
+
+/* Splits a comma-separated list into up to `max` trimmed items of `cap` bytes each; returns
+ * the count, or -1 with a message when an item is empty or too long or there are too many. */
+static int set_list(char *items, size_t cap, int max, const char *v, char *errbuf, size_t errlen,
+                    const char *key)
+{
+    /* Parsed aside first: a refused list leaves the setting as it was. */
+    char tmp[ALLOC_MAX_WH * 65];
+    if ((size_t)max * cap > sizeof tmp) {
+        snprintf(errbuf, errlen, "%s: list too long", key);
+        return -1;
+    }
+    int n = 0;
+    const char *p = v;
+    while (*p) {
+        while (*p == ' ' || *p == '\t')
+            p++;
+        const char *e = strchr(p, ',');
+        size_t len = e ? (size_t)(e - p) : strlen(p);
+        while (len > 0 && (p[len - 1] == ' ' || p[len - 1] == '\t'))
+            len--;
+        if (len == 0 || len >= cap || n == max) {
+            snprintf(errbuf, errlen,
+                     "%s: a comma-separated list of at most %d names of 1-%zu bytes", key, max,
+                     cap - 1);
+            return -1;
+        }
+        memcpy(tmp + (size_t)n * cap, p, len);
+        tmp[(size_t)n * cap + len] = 0;
+        n++;
+        if (!e)
+            break;
+        p = e + 1;
+    }
+    memcpy(items, tmp, (size_t)n * cap);
+    return n;
 }
 
 /* The [warehouse CODE] entry for `code`, created on first mention. */
@@ -62,6 +107,7 @@ static struct wh_config *warehouse_section(struct tally_config *cfg, const char 
     w->serves_marketplace = true;
     w->inventory_interval_s = 30;
     w->outbound_interval_s = 60;
+    snprintf(w->fulfilment, sizeof w->fulfilment, "outbound");
     return w;
 }
 
@@ -230,6 +276,83 @@ int config_set(struct tally_config *cfg, const char *section, const char *key, c
                 *iv = (unsigned)n;
             return r;
         }
+    } else if (!strcmp(section, "allocation")) {
+        if (!strcmp(key, "max_distance_km")) {
+            if ((r = set_num(&n, value, 10, 0, 40000, errbuf, errlen, key)) == 0)
+                cfg->alloc.max_distance_km = (int)n;
+            return r;
+        }
+        if (!strcmp(key, "priority")) {
+            int k = set_list(&cfg->alloc.priority[0][0], sizeof cfg->alloc.priority[0],
+                             ALLOC_MAX_WH, value, errbuf, errlen, key);
+            if (k >= 0)
+                cfg->alloc.npriority = k;
+            return k < 0 ? -1 : 0;
+        }
+        if (!strcmp(key, "split"))
+            return set_bool(&cfg->alloc.allow_split, value, errbuf, errlen, key);
+    } else if (!strcmp(section, "priority")) {
+        struct priority_rules *pr = &cfg->priority;
+        if (!strcmp(key, "express_services") || !strcmp(key, "vip_levels")) {
+            bool ex = !strcmp(key, "express_services");
+            int k = ex ? set_list(&pr->express[0][0], sizeof pr->express[0], PRIORITY_MAX_NAMES,
+                                  value, errbuf, errlen, key)
+                       : set_list(&pr->vip_levels[0][0], sizeof pr->vip_levels[0],
+                                  PRIORITY_MAX_NAMES, value, errbuf, errlen, key);
+            if (k >= 0)
+                *(ex ? &pr->nexpress : &pr->nvip) = k;
+            return k < 0 ? -1 : 0;
+        }
+        if (!strcmp(key, "deadline_hours") || !strcmp(key, "value_minor")) {
+            if ((r = set_num(&n, value, 10, 0, 1000000000000ULL, errbuf, errlen, key)) == 0)
+                *(!strcmp(key, "deadline_hours") ? &pr->deadline_hours : &pr->value_minor) =
+                    (int64_t)n;
+            return r;
+        }
+        int *pv = !strcmp(key, "deadline_points")  ? &pr->deadline_points
+                  : !strcmp(key, "value_points")   ? &pr->value_points
+                  : !strcmp(key, "express_points") ? &pr->express_points
+                  : !strcmp(key, "vip_points")     ? &pr->vip_points
+                                                   : NULL;
+        if (pv) {
+            if ((r = set_num(&n, value, 10, 0, 1000000, errbuf, errlen, key)) == 0)
+                *pv = (int)n;
+            return r;
+        }
+    } else if (!strcmp(section, "exceptions")) {
+        unsigned *uv = !strcmp(key, "deadline_hours")          ? &cfg->exc_deadline_h
+                       : !strcmp(key, "ship_by_warning_hours") ? &cfg->ship_by_warning_h
+                                                               : NULL;
+        if (uv) {
+            if ((r = set_num(&n, value, 10, 1, 24 * 365, errbuf, errlen, key)) == 0)
+                *uv = (unsigned)n;
+            return r;
+        }
+    } else if (!strcmp(section, "privacy")) {
+        if (!strcmp(key, "retain_days")) {
+            if ((r = set_num(&n, value, 10, 0, 3650, errbuf, errlen, key)) == 0)
+                cfg->retain_days = (unsigned)n;
+            return r;
+        }
+    } else if (!strcmp(section, "stock")) {
+        if (!strcmp(key, "stale_policy")) {
+            if (strcmp(value, "keep") && strcmp(value, "zero")) {
+                snprintf(errbuf, errlen, "stale_policy must be keep or zero");
+                return -1;
+            }
+            cfg->stale_zero = !strcmp(value, "zero");
+            return 0;
+        }
+        unsigned *uv = !strcmp(key, "sales_window_days")    ? &cfg->sales_window_days
+                       : !strcmp(key, "restock_cover_days") ? &cfg->restock_cover_days
+                       : !strcmp(key, "stale_after")        ? &cfg->stale_after_s
+                                                            : NULL;
+        if (uv) {
+            unsigned long long hi = uv == &cfg->stale_after_s ? 30ULL * 86400 : 365;
+            if ((r = set_num(&n, value, 10, 1, hi, errbuf, errlen, key)) == 0)
+                *uv = (unsigned)n;
+            return r;
+        }
     } else if (!strncmp(section, "warehouse ", 10)) {
         struct wh_config *w = warehouse_section(cfg, section + 10, errbuf, errlen);
         if (!w)
@@ -256,6 +379,13 @@ int config_set(struct tally_config *cfg, const char *section, const char *key, c
         }
         if (!strcmp(key, "serves_marketplace"))
             return set_bool(&w->serves_marketplace, value, errbuf, errlen, key);
+        if (!strcmp(key, "fulfilment")) {
+            if (strcmp(value, "outbound") && strcmp(value, "station") && strcmp(value, "none")) {
+                snprintf(errbuf, errlen, "fulfilment must be outbound, station or none");
+                return -1;
+            }
+            return set_str(w->fulfilment, sizeof w->fulfilment, value, errbuf, errlen, key);
+        }
         unsigned *iv = !strcmp(key, "inventory_interval")  ? &w->inventory_interval_s
                        : !strcmp(key, "outbound_interval") ? &w->outbound_interval_s
                                                            : NULL;

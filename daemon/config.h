@@ -8,6 +8,10 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
+
+#include "alloc.h"
+#include "priority.h"
 
 #define TALLY_MAX_UPSTREAM_WAREHOUSES 32
 
@@ -21,6 +25,10 @@ struct wh_config {
     bool serves_marketplace;
     unsigned inventory_interval_s; /* default 30 */
     unsigned outbound_interval_s;  /* default 60 */
+    /* fulfilment: how orders allocated here are shipped. "outbound" (default for a configured
+     * warehouse: its system picks and ships on an outbound order), "station" (picked and
+     * shipped at this station with `tally ship`), "none" (takes no orders). */
+    char fulfilment[16];
 };
 
 /* [marketplace]: the AliExpress Open Platform gateway. */
@@ -54,6 +62,16 @@ struct tally_config {
     unsigned request_timeout_s; /* [sync] request_timeout: one request's limit (default 30) */
     unsigned reconcile_s;       /* [sync] reconcile_interval: full re-read of stock (21600) */
     struct mp_config mp;
+    /* Fulfilment (fulfil.c, README "Fulfilment"). */
+    struct alloc_rules alloc;       /* [allocation] max_distance_km, priority, split */
+    struct priority_rules priority; /* [priority] */
+    unsigned exc_deadline_h;        /* [exceptions] deadline_hours (24) */
+    unsigned ship_by_warning_h;     /* [exceptions] ship_by_warning_hours (24) */
+    unsigned retain_days;           /* [privacy] retain_days (30) */
+    unsigned sales_window_days;     /* [stock] sales_window_days (28) */
+    unsigned restock_cover_days;    /* [stock] restock_cover_days (30) */
+    unsigned stale_after_s;         /* [stock] stale_after (3600): inventory older than this */
+    bool stale_zero;                /* [stock] stale_policy = zero (default keep) */
     struct wh_config wh[TALLY_MAX_UPSTREAM_WAREHOUSES];
     unsigned nwh;
 };

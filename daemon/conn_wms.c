@@ -2,8 +2,12 @@
  * Connector for the tally Warehouse API v1 (../shared/UPSTREAM.md §2): one warehouse system.
  *
  * Streams: inventory (GET /v1/inventory, by version, paged by cursor) and outbound (GET
- * /v1/outbound-orders, status changes of fulfilment requests). Push: movements in batches
- * (POST /v1/movements, idempotent by id forever) and transfers one by one (POST /v1/transfers).
+ * /v1/outbound-orders, status changes of fulfilment requests, handed to fulfil.c). Push:
+ * movements in batches (POST /v1/movements, idempotent by id forever), transfers one by one
+ * (POST /v1/transfers), outbound orders one by one (POST /v1/outbound-orders: the order id is
+ * the warehouse's idempotency key; 409 = the same id with other content: held) and their
+ * cancels (POST /v1/outbound-orders/{id}/cancel; 409 = already shipped: held, and fulfil.c
+ * turns that into a cancelled-after-pick exception).
  * Classification: no answer, 429 and 5xx are transient; other 4xx are permanent; a 2xx whose
  * body cannot be read is transient (every request here is idempotent, so sending it again is
  * safe).
@@ -17,6 +21,7 @@
 
 #include "catalog.h"
 #include "codec.h"
+#include "fulfil.h"
 #include "json.h"
 #include "log.h"
 #include "secret.h"
@@ -148,10 +153,10 @@ static int classify(struct http_req *r, char *err, size_t errlen)
 
 /* Reconciliation: a row the replica holds at the same version with another figure has
  * drifted (a lost write, a bad restore); the upsert that follows repairs it. */
-static int count_drift(struct store *st, int64_t sku, int64_t wh, int64_t on_hand, int64_t version,
-                       struct pull_page *pg)
+static int count_drift(struct wms_call *c, struct store *st, int64_t sku, int64_t wh,
+                       int64_t on_hand, int64_t version, struct pull_page *pg)
 {
-    sqlite3_stmt *s = store_stmt(st, "SELECT 1 FROM stock WHERE sku = ?1 AND warehouse = ?2"
+    sqlite3_stmt *s = store_stmt(st, "SELECT snapshot FROM stock WHERE sku = ?1 AND warehouse = ?2"
                                      " AND upstream_version = ?3 AND snapshot <> ?4");
     if (!s)
         return TALLY_E_STORAGE;
@@ -160,10 +165,14 @@ static int count_drift(struct store *st, int64_t sku, int64_t wh, int64_t on_han
     sqlite3_bind_int64(s, 3, version);
     sqlite3_bind_int64(s, 4, on_hand);
     int rc = sqlite3_step(s);
+    int64_t had = rc == SQLITE_ROW ? sqlite3_column_int64(s, 0) : 0;
     sqlite3_reset(s);
-    if (rc == SQLITE_ROW)
+    if (rc == SQLITE_ROW) {
         pg->repaired++;
-    return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : store_error(st, rc, "reconcile");
+        /* Repaired, and a person is told: drift means a write was lost somewhere. */
+        return fulfil_stock_drift(c->u->d, sku, wh, had, on_hand);
+    }
+    return rc == SQLITE_DONE ? 0 : store_error(st, rc, "reconcile");
 }
 
 static int apply_inventory(struct pull_page *pg, struct store *st, struct checkpoint *cp, char *err,
@@ -191,7 +200,7 @@ static int apply_inventory(struct pull_page *pg, struct store *st, struct checkp
         json_int(it, "updated_at", 0, 253402300799LL, &at);
         if ((r = catalog_sku_ensure(st, sku, &sku_id)) != 0)
             return r;
-        if (c->reconcile && (r = count_drift(st, sku_id, wh, on_hand, version, pg)) != 0)
+        if (c->reconcile && (r = count_drift(c, st, sku_id, wh, on_hand, version, pg)) != 0)
             return r;
         if ((r = stock_apply_snapshot(st, sku_id, wh, on_hand, version, at)) != 0)
             return r;
@@ -254,6 +263,10 @@ static int apply_outbound(struct pull_page *pg, struct store *st, struct checkpo
         sqlite3_reset(s);
         if (rc != SQLITE_DONE)
             return store_error(st, rc, "outbound order");
+        /* A change (not an overlapping repeat) moves the order on (fulfil.c). */
+        if (sqlite3_changes(store_db(st)) > 0 &&
+            (r = fulfil_outbound_status(c->u->d, wh, id, status, carrier, tracking, reason)) != 0)
+            return r;
         if (version > maxv)
             maxv = version;
     }
@@ -389,6 +402,95 @@ out:
     return r;
 }
 
+/* Writes a MessagePack value (from an outbox payload tallyd packed) as JSON. Strings were
+ * validated before they were packed; depth is bounded by what tallyd packs (3). */
+static void mp_json(struct jbuf *b, const msgpack_object *o, int depth)
+{
+    char tmp[TALLY_MAX_TEXT_LEN + 1];
+    size_t n;
+    switch (o->type) {
+    case MSGPACK_OBJECT_STR:
+        n = o->via.str.size < sizeof tmp - 1 ? o->via.str.size : sizeof tmp - 1;
+        memcpy(tmp, o->via.str.ptr, n);
+        tmp[n] = 0;
+        jb_str(b, tmp);
+        break;
+    case MSGPACK_OBJECT_POSITIVE_INTEGER:
+        jb_int(b, (int64_t)o->via.u64);
+        break;
+    case MSGPACK_OBJECT_NEGATIVE_INTEGER:
+        jb_int(b, o->via.i64);
+        break;
+    case MSGPACK_OBJECT_BOOLEAN:
+        jb_lit(b, o->via.boolean ? "true" : "false");
+        break;
+    case MSGPACK_OBJECT_ARRAY:
+        jb_lit(b, "[");
+        for (uint32_t i = 0; depth < 8 && i < o->via.array.size; i++) {
+            if (i)
+                jb_lit(b, ",");
+            mp_json(b, &o->via.array.ptr[i], depth + 1);
+        }
+        jb_lit(b, "]");
+        break;
+    case MSGPACK_OBJECT_MAP:
+        jb_lit(b, "{");
+        for (uint32_t i = 0, k = 0; depth < 8 && i < o->via.map.size; i++) {
+            const msgpack_object_kv *kv = &o->via.map.ptr[i];
+            if (kv->key.type != MSGPACK_OBJECT_STR || kv->val.type == MSGPACK_OBJECT_NIL)
+                continue;
+            if (k++)
+                jb_lit(b, ",");
+            mp_json(b, &kv->key, depth + 1);
+            jb_lit(b, ":");
+            mp_json(b, &kv->val, depth + 1);
+        }
+        jb_lit(b, "}");
+        break;
+    default:
+        jb_lit(b, "null");
+    }
+}
+
+/* An outbound order (POST /v1/outbound-orders) or its cancel (POST .../{id}/cancel): one per
+ * call. The payload is what fulfil.c packed: {id, lines, ship_to, service} or {id}. */
+static int outbound_request(struct upstream *u, struct wms_call *c, const struct push_item *it,
+                            bool cancel)
+{
+    msgpack_unpacked m;
+    msgpack_unpacked_init(&m);
+    size_t off = 0;
+    int r = -1;
+    if (msgpack_unpack_next(&m, it->payload, it->payload_len, &off) != MSGPACK_UNPACK_SUCCESS ||
+        m.data.type != MSGPACK_OBJECT_MAP)
+        goto out;
+    const msgpack_object *id = mp_map_get(&m.data, "id");
+    if (!id || id->type != MSGPACK_OBJECT_STR || !mp_id_ok(id->via.str.ptr, id->via.str.size))
+        goto out;
+    struct jbuf q = {0};
+    jb_lit(&q, u->wh->url);
+    jb_lit(&q, "/v1/outbound-orders");
+    if (cancel) {
+        char tmp[TALLY_MAX_ID_LEN + 1];
+        memcpy(tmp, id->via.str.ptr, id->via.str.size);
+        tmp[id->via.str.size] = 0;
+        jb_lit(&q, "/");
+        jb_form(&q, tmp);
+        jb_lit(&q, "/cancel");
+        jb_lit(&c->body, "{}");
+    } else {
+        mp_json(&c->body, &m.data, 0);
+    }
+    if (!q.failed && q.len < sizeof c->url) {
+        memcpy(c->url, q.p, q.len + 1);
+        r = c->body.failed ? -1 : 0;
+    }
+    jb_free(&q);
+out:
+    msgpack_unpacked_destroy(&m);
+    return r;
+}
+
 /* Fills one item's outcome from a per-movement result object. */
 static void item_result(struct push_item *it, const cJSON *res)
 {
@@ -431,6 +533,10 @@ static void on_pushed(struct http_req *r)
             snprintf(b->error, sizeof b->error, "unreadable answer (%zu bytes)", r->response_len);
         } else if (!strcmp(b->items[0].kind, "transfer")) {
             item_result(&b->items[0], doc);
+        } else if (!strncmp(b->items[0].kind, "outbound", 8)) {
+            /* 200/201 with the order: the warehouse has it (created now, or before with the
+             * same content, or cancelled). */
+            b->items[0].outcome = SYNC_OK;
         } else {
             /* Per-movement results, matched by id (in any order). */
             const cJSON *list = cJSON_IsArray(doc) ? doc : NULL, *res;
@@ -464,7 +570,11 @@ static void wms_push(struct upstream *u, struct push_batch *b)
     if (!c)
         goto fail;
     c->batch = b;
-    if (transfer) {
+    bool outbound = !strncmp(b->items[0].kind, "outbound", 8);
+    if (outbound) {
+        if (outbound_request(u, c, &b->items[0], !strcmp(b->items[0].kind, "outbound_cancel")))
+            goto fail_call;
+    } else if (transfer) {
         if (payload_to_json(&b->items[0], &c->body, true) != 0)
             goto fail_call;
     } else {
@@ -477,8 +587,9 @@ static void wms_push(struct upstream *u, struct push_batch *b)
         }
         jb_lit(&c->body, "]}");
     }
-    snprintf(c->url, sizeof c->url, "%s%s", u->wh->url,
-             transfer ? "/v1/transfers" : "/v1/movements");
+    if (!outbound)
+        snprintf(c->url, sizeof c->url, "%s%s", u->wh->url,
+                 transfer ? "/v1/transfers" : "/v1/movements");
     c->req.url = c->url;
     c->req.method = "POST";
     c->req.content_type = "application/json";

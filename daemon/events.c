@@ -61,3 +61,25 @@ void events_order(struct tallyd *d, const char *order_id, const char *status)
     mp_pack_kv_str(&pk, "status", status);
     broadcast(d, &sb);
 }
+
+void events_exception(struct tallyd *d, int64_t id, const char *kind, const char *state,
+                      const char *order_id, const char *sku, const char *warehouse,
+                      const char *message, int64_t deadline)
+{
+    msgpack_sbuffer sb;
+    msgpack_packer pk;
+    int n = 5 + (order_id != NULL) + (sku != NULL) + (warehouse != NULL);
+    begin(&sb, &pk, "exception", n);
+    mp_pack_kv_int(&pk, "id", id);
+    mp_pack_kv_str(&pk, "kind", kind);
+    mp_pack_kv_str(&pk, "state", state);
+    if (order_id)
+        mp_pack_kv_str(&pk, "order_id", order_id);
+    if (sku)
+        mp_pack_kv_str(&pk, "sku", sku);
+    if (warehouse)
+        mp_pack_kv_str(&pk, "warehouse", warehouse);
+    mp_pack_kv_str(&pk, "message", message);
+    mp_pack_kv_int(&pk, "deadline", deadline);
+    broadcast(d, &sb);
+}

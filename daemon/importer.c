@@ -83,24 +83,34 @@ static int fail_row(struct mp_params *p, const char *fmt, const char *what)
 
 static int import_warehouse(struct store *st, struct mp_params *p, bool *inserted)
 {
-    char code[TALLY_MAX_ID_LEN + 1], name[TALLY_MAX_TEXT_LEN + 1], country[4];
-    bool serves = true;
+    char code[TALLY_MAX_ID_LEN + 1], name[TALLY_MAX_TEXT_LEN + 1], country[4], mode[16] = "";
+    bool serves = true, have_mode = false;
     int r;
     if ((r = text(p, "code", true, true, code, sizeof code, NULL)) ||
         (r = text(p, "name", true, false, name, sizeof name, NULL)) ||
         (r = iso_code(p, "country", 2, country)) ||
-        (r = mp_param_bool(p, "serves_marketplace", false, &serves, NULL)))
+        (r = mp_param_bool(p, "serves_marketplace", false, &serves, NULL)) ||
+        (r = text(p, "fulfilment", false, true, mode, sizeof mode, &have_mode)))
         return r;
+    if (have_mode && strcmp(mode, "station") && strcmp(mode, "outbound") && strcmp(mode, "none")) {
+        snprintf(p->err, sizeof p->err, "%sfield 'fulfilment' must be station, outbound or none",
+                 p->prefix ? p->prefix : "");
+        return TALLY_E_INVALID_PARAMS;
+    }
     int64_t id;
     r = catalog_warehouse_id(st, code, strlen(code), &id);
     if (r && r != TALLY_E_NOT_FOUND)
         return r;
     *inserted = r == TALLY_E_NOT_FOUND;
+    /* An imported warehouse is picked and shipped at this station unless the file says
+     * otherwise; a re-import without the column keeps what was set. */
     sqlite3_stmt *s = store_stmt(st, "INSERT INTO warehouses(code, name, country,"
-                                     " serves_marketplace, created_at) VALUES(?1,?2,?3,?4,?5)"
+                                     " serves_marketplace, created_at, fulfilment)"
+                                     " VALUES(?1,?2,?3,?4,?5, COALESCE(?6, 'station'))"
                                      " ON CONFLICT(code) DO UPDATE SET name = excluded.name,"
                                      " country = excluded.country,"
-                                     " serves_marketplace = excluded.serves_marketplace");
+                                     " serves_marketplace = excluded.serves_marketplace,"
+                                     " fulfilment = COALESCE(?6, fulfilment)");
     if (!s)
         return TALLY_E_STORAGE;
     sqlite3_bind_text(s, 1, code, -1, SQLITE_STATIC);
@@ -108,6 +118,8 @@ static int import_warehouse(struct store *st, struct mp_params *p, bool *inserte
     sqlite3_bind_text(s, 3, country, -1, SQLITE_STATIC);
     sqlite3_bind_int(s, 4, serves);
     sqlite3_bind_int64(s, 5, store_now());
+    if (have_mode)
+        sqlite3_bind_text(s, 6, mode, -1, SQLITE_STATIC);
     int rc = sqlite3_step(s);
     sqlite3_reset(s);
     if (rc != SQLITE_DONE)

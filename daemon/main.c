@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "fulfil.h"
 #include "log.h"
 #include "sdnotify.h"
 #include "server.h"
@@ -68,6 +69,7 @@ static void shutdown_daemon(struct runtime *rt, const char *why)
     rt->d.server = NULL;
     sync_stop(rt->d.sync);
     rt->d.sync = NULL;
+    fulfil_stop(&rt->d);
     uv_close((uv_handle_t *)&rt->sigterm, NULL);
     uv_close((uv_handle_t *)&rt->sigint, NULL);
     if (rt->have_watchdog)
@@ -185,24 +187,33 @@ int main(int argc, char **argv)
     resolve_writer_group(d);
     d->loop = uv_default_loop();
     d->started_at = store_now();
-    if (server_start(d, &d->server, err, sizeof err) != 0) {
-        log_error("%s", err);
-        uv_run(d->loop, UV_RUN_DEFAULT);
-        store_close(d->store);
-        return 1;
-    }
-    if (sync_start(d, &d->sync, err, sizeof err) != 0) {
-        log_error("%s", err);
-        server_stop(d->server);
-        uv_run(d->loop, UV_RUN_DEFAULT);
-        store_close(d->store);
-        return 1;
-    }
+    /* Signals first: once the socket is bound a client may be waiting, and a SIGTERM from
+     * then on must be a clean stop (it is acted on when the loop runs), never a kill. */
     uv_signal_init(d->loop, &rt.sigterm);
     uv_signal_init(d->loop, &rt.sigint);
     rt.sigterm.data = rt.sigint.data = &rt;
     uv_signal_start(&rt.sigterm, on_signal, SIGTERM);
     uv_signal_start(&rt.sigint, on_signal, SIGINT);
+    int failed = 0;
+    if (server_start(d, &d->server, err, sizeof err) != 0) {
+        failed = 1;
+    } else if (sync_start(d, &d->sync, err, sizeof err) != 0) {
+        failed = 2;
+    } else if (fulfil_start(d, err, sizeof err) != 0) {
+        failed = 3;
+    }
+    if (failed) {
+        log_error("%s", err);
+        if (failed > 2)
+            sync_stop(d->sync);
+        if (failed > 1)
+            server_stop(d->server);
+        uv_close((uv_handle_t *)&rt.sigterm, NULL);
+        uv_close((uv_handle_t *)&rt.sigint, NULL);
+        uv_run(d->loop, UV_RUN_DEFAULT);
+        store_close(d->store);
+        return 1;
+    }
     uint64_t wd = sd_watchdog_usec();
     if (wd > 0) {
         uv_timer_init(d->loop, &rt.watchdog);

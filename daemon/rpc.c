@@ -1,5 +1,6 @@
 #include "rpc.h"
 
+#include <pwd.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -7,6 +8,7 @@
 #include "codec.h"
 #include "cmd.h"
 #include "log.h"
+#include "server.h"
 #include "wire.h"
 #include "tally/protocol.h"
 
@@ -27,6 +29,18 @@ static const struct rpc_method methods[] = {
     {"watch", cmd_watch, false},
     {"outbox.retry", cmd_outbox_retry, true},
     {"outbox.discard", cmd_outbox_discard, true},
+    {"orders.allocate", cmd_orders_allocate, true},
+    {"orders.ship", cmd_orders_ship, true},
+    {"exceptions.list", cmd_exceptions_list, false},
+    {"exceptions.ack", cmd_exceptions_ack, true},
+    {"exceptions.resolve", cmd_exceptions_resolve, true},
+    {"stock.set", cmd_stock_set, true},
+    {"returns.receive", cmd_returns_receive, true},
+    {"returns.inspect", cmd_returns_inspect, true},
+    {"returns.list", cmd_returns_list, false},
+    {"promo.check", cmd_promo_check, false},
+    {"report", cmd_report, false},
+    {"privacy.purge", cmd_privacy_purge, true},
 };
 
 const struct rpc_method *rpc_find(const char *name, size_t len)
@@ -60,6 +74,17 @@ void rpc_pack_error(msgpack_packer *pk, uint32_t msgid, int code, const char *me
     mp_pack_kv_str(pk, "code", tally_strerror_code(code));
     mp_pack_kv_str(pk, "message", message && *message ? message : tally_strerror(code));
     msgpack_pack_nil(pk);
+}
+
+void cmd_caller_name(struct rpc_call *c, char *buf, size_t cap)
+{
+    uid_t uid = server_conn_uid(c->conn);
+    struct passwd pw, *res = NULL;
+    char tmp[1024];
+    if (getpwuid_r(uid, &pw, tmp, sizeof tmp, &res) == 0 && res && res->pw_name[0])
+        snprintf(buf, cap, "%s", res->pw_name);
+    else
+        snprintf(buf, cap, "uid %u", (unsigned)uid);
 }
 
 int cmd_page_params(struct rpc_call *c, struct mp_params *p, struct page_req *pg)

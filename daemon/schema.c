@@ -192,6 +192,106 @@ static const char *const migrations[] = {
     "CREATE TRIGGER skus_listed AFTER UPDATE OF product ON skus WHEN old.product <> new.product"
     " BEGIN INSERT INTO publish(sku, value, gen, dirty) VALUES(new.id, 0, 1, 1)"
     "  ON CONFLICT(sku) DO UPDATE SET gen = gen + 1, dirty = 1; END;",
+
+    /* 4: fulfilment (fulfil.c). An order's own progress on this side (fstate) is kept apart
+     * from the marketplace's status: the marketplace is the authority on its status, tally
+     * on where the goods are. fdirty marks orders the fulfilment pass must look at; a
+     * marketplace status change sets it. */
+    "ALTER TABLE orders ADD COLUMN fstate TEXT NOT NULL DEFAULT 'new' CHECK(fstate IN"
+    "  ('new','pending','ready','allocated','sent','picked','partial','shipped','uploaded',"
+    "   'finished','cancelled'));"
+    "ALTER TABLE orders ADD COLUMN fdirty INTEGER NOT NULL DEFAULT 1;"
+    "ALTER TABLE orders ADD COLUMN priority INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE orders ADD COLUMN priority_why TEXT;"
+    "ALTER TABLE orders ADD COLUMN alloc_rule TEXT;"
+    "ALTER TABLE orders ADD COLUMN alloc_why TEXT;"
+    "ALTER TABLE orders ADD COLUMN buyer_level TEXT;"
+    "ALTER TABLE orders ADD COLUMN shipped_at INTEGER;"
+    "ALTER TABLE orders ADD COLUMN cancel_requested INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE orders ADD COLUMN purged_at INTEGER;"
+    "CREATE INDEX orders_fdirty ON orders(id) WHERE fdirty = 1;"
+    "CREATE INDEX orders_open ON orders(fstate, priority DESC, ship_by)"
+    "  WHERE fstate IN ('pending','ready','allocated','sent','picked','partial');"
+    "CREATE INDEX orders_to_purge ON orders(finished_at) WHERE purged_at IS NULL;"
+    "CREATE INDEX orders_open_by_ship_by ON orders(ship_by)"
+    "  WHERE fstate IN ('pending','ready','allocated','sent','picked','partial');"
+    "CREATE TRIGGER orders_status_changed AFTER UPDATE OF status, address, city, postcode,"
+    "  buyer_name ON orders WHEN old.status IS NOT new.status OR old.address IS NOT new.address"
+    "  OR old.city IS NOT new.city OR old.postcode IS NOT new.postcode"
+    "  OR old.buyer_name IS NOT new.buyer_name"
+    " BEGIN UPDATE orders SET fdirty = 1 WHERE id = new.id; END;"
+    /* Where each line's units come from. A row counts in stock.reserved while 'reserved'
+     * (allocated, not shipped) or 'consumed' (the warehouse shipped it, but the replica's
+     * snapshot may not show it yet: it is released by the first inventory round of that
+     * warehouse that began after consumed_at). 'shipped' rows are history (sales figures). */
+    "CREATE TABLE allocations("
+    "  id INTEGER PRIMARY KEY,"
+    "  order_ref INTEGER NOT NULL REFERENCES orders(id),"
+    "  sku INTEGER NOT NULL REFERENCES skus(id),"
+    "  warehouse INTEGER NOT NULL REFERENCES warehouses(id),"
+    "  qty INTEGER NOT NULL CHECK(qty > 0),"
+    "  state TEXT NOT NULL DEFAULT 'reserved' CHECK(state IN ('reserved','consumed','shipped')),"
+    "  shipment TEXT,"
+    "  created_at INTEGER NOT NULL,"
+    "  consumed_at INTEGER,"
+    "  shipped_at INTEGER);"
+    "CREATE INDEX allocations_by_order ON allocations(order_ref, warehouse);"
+    "CREATE INDEX allocations_held ON allocations(sku, warehouse)"
+    "  WHERE state IN ('reserved','consumed');"
+    "CREATE INDEX allocations_consumed ON allocations(warehouse, consumed_at)"
+    "  WHERE state = 'consumed';"
+    "CREATE INDEX allocations_sold ON allocations(shipped_at, sku, warehouse)"
+    "  WHERE state <> 'reserved';"
+    "CREATE INDEX allocations_sold_by_sku ON allocations(sku, warehouse, shipped_at)"
+    "  WHERE state <> 'reserved';"
+    "ALTER TABLE shipments ADD COLUMN send_type TEXT;"
+    "ALTER TABLE shipments ADD COLUMN service TEXT;"
+    "ALTER TABLE shipments ADD COLUMN uploaded_at INTEGER;"
+    "ALTER TABLE shipments ADD COLUMN on_time INTEGER;"
+    "CREATE INDEX shipments_by_created ON shipments(created_at);"
+    /* Exceptions: one open row per dedupe key (kind + what it is about), so raising the
+     * same problem again refreshes nothing and duplicates nothing. */
+    "ALTER TABLE exceptions ADD COLUMN warehouse INTEGER REFERENCES warehouses(id);"
+    "ALTER TABLE exceptions ADD COLUMN dedupe TEXT;"
+    "ALTER TABLE exceptions ADD COLUMN acknowledged_by TEXT;"
+    "ALTER TABLE exceptions ADD COLUMN acknowledged_at INTEGER;"
+    "CREATE UNIQUE INDEX exceptions_open ON exceptions(dedupe) WHERE state <> 'resolved';"
+    "CREATE INDEX exceptions_by_state ON exceptions(state, deadline);"
+    "CREATE INDEX exceptions_by_order ON exceptions(order_ref) WHERE order_ref IS NOT NULL;"
+    "CREATE INDEX exceptions_by_raised ON exceptions(raised_at);"
+    "CREATE INDEX exceptions_by_resolved ON exceptions(resolved_at) WHERE resolved_at IS NOT NULL;"
+    /* A warehouse that cancelled an order's outbound order by itself is not chosen for that
+     * order again (its id is used up there: the warehouse deduplicates by it forever). */
+    "CREATE TABLE allocation_bans("
+    "  order_ref INTEGER NOT NULL REFERENCES orders(id),"
+    "  warehouse INTEGER NOT NULL REFERENCES warehouses(id),"
+    "  reason TEXT, at INTEGER NOT NULL,"
+    "  PRIMARY KEY(order_ref, warehouse)) WITHOUT ROWID;"
+    /* Returns: received back (the units are in on_hand through a 'return' movement but held
+     * out of sale, counted in stock.reserved, until inspected), then inspected: sellable
+     * units are released for sale, damaged ones written off by an 'adjust' movement. */
+    "CREATE TABLE returns("
+    "  id TEXT PRIMARY KEY,"
+    "  order_ref INTEGER REFERENCES orders(id),"
+    "  sku INTEGER NOT NULL REFERENCES skus(id),"
+    "  warehouse INTEGER NOT NULL REFERENCES warehouses(id),"
+    "  qty INTEGER NOT NULL CHECK(qty > 0),"
+    "  state TEXT NOT NULL DEFAULT 'received' CHECK(state IN ('received','inspected')),"
+    "  sellable INTEGER, damaged INTEGER,"
+    "  reason TEXT, note TEXT,"
+    "  received_at INTEGER NOT NULL, inspected_at INTEGER);"
+    "CREATE INDEX returns_held ON returns(sku, warehouse) WHERE state = 'received';"
+    /* Low stock by days of cover: threshold is then recomputed from recent sales. */
+    "ALTER TABLE stock ADD COLUMN cover_days INTEGER NOT NULL DEFAULT 0;"
+    "CREATE INDEX stock_cover ON stock(sku, warehouse) WHERE cover_days > 0;"
+    /* Per warehouse: how orders are fulfilled there ('outbound': the warehouse's system
+     * picks and ships on request; 'station': picked and shipped at this station with
+     * `tally ship`), and whether its stock data is too old to be trusted for publishing. */
+    "ALTER TABLE warehouses ADD COLUMN fulfilment TEXT NOT NULL DEFAULT 'station'"
+    "  CHECK(fulfilment IN ('station','outbound','none'));"
+    "ALTER TABLE warehouses ADD COLUMN stale INTEGER NOT NULL DEFAULT 0;"
+    /* Orders already in the replica: the pass looks at each once. */
+    "UPDATE orders SET fdirty = 1;",
 };
 
 int schema_latest(void)

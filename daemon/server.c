@@ -444,6 +444,11 @@ void server_conn_watch(void *conn, bool on)
     ((struct conn *)conn)->watching = on;
 }
 
+uid_t server_conn_uid(void *conn)
+{
+    return conn ? ((struct conn *)conn)->uid : geteuid();
+}
+
 void server_broadcast(struct server *srv, const char *data, size_t len)
 {
     if (!srv || srv->stopping)

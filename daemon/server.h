@@ -6,6 +6,7 @@
 #define TALLY_SERVER_H
 
 #include <stdbool.h>
+#include <sys/types.h>
 #include <stddef.h>
 
 #include "tallyd.h"
@@ -27,6 +28,9 @@ unsigned server_connections(const struct server *srv);
 
 /* Marks a connection (the `conn` of an rpc_call) as receiving event notifications. */
 void server_conn_watch(void *conn, bool on);
+
+/* The peer's uid (SO_PEERCRED); tallyd's own uid for a NULL connection (tests, fuzzing). */
+uid_t server_conn_uid(void *conn);
 /* Sends an encoded notification to every watching connection (each bounded by its output
  * limit like any answer). */
 void server_broadcast(struct server *srv, const char *data, size_t len);

@@ -388,22 +388,51 @@ static int apply_locked(struct store *st, struct stock_move *m, struct stock_mov
     return 0;
 }
 
+/* Validates a request and gives it an id when it has none; runs before any transaction. */
+static int prepare(const struct stock_move *req, struct stock_move *m,
+                   struct stock_move_result *res, char *err, size_t errlen)
+{
+    *m = *req;
+    memset(res, 0, sizeof *res);
+    err[0] = 0;
+    int r = validate(m, err, errlen);
+    if (r)
+        return r;
+    if (!m->id[0])
+        make_id(m->id, sizeof m->id);
+    return 0;
+}
+
+/* The movement itself, for a prepared request inside the caller's transaction. */
+static int apply_prepared(struct store *st, struct stock_move *m, struct stock_move_result *res,
+                          char *err, size_t errlen)
+{
+    int r = apply_locked(st, m, res, err, errlen);
+    if (r == 0 && res->duplicate && res->outbox_id == 0)
+        res->outbox_id = outbox_id_of(st, m->id);
+    return r;
+}
+
+int stock_move_apply_locked(struct store *st, const struct stock_move *req,
+                            struct stock_move_result *res, char *err, size_t errlen)
+{
+    struct stock_move m;
+    int r = prepare(req, &m, res, err, errlen);
+    return r ? r : apply_prepared(st, &m, res, err, errlen);
+}
+
 int stock_move_apply(struct store *st, const struct stock_move *req, struct stock_move_result *res,
                      char *err, size_t errlen)
 {
-    struct stock_move m = *req;
-    memset(res, 0, sizeof *res);
-    err[0] = 0;
-    int r = validate(&m, err, errlen);
+    struct stock_move m;
+    int r = prepare(req, &m, res, err, errlen);
     if (r)
         return r;
-    if (!m.id[0])
-        make_id(m.id, sizeof m.id);
     if ((r = store_begin(st)) != 0) {
         snprintf(err, errlen, "cannot start a transaction");
         return r;
     }
-    r = apply_locked(st, &m, res, err, errlen);
+    r = apply_prepared(st, &m, res, err, errlen);
     if (r == 0)
         r = store_commit(st);
     else
@@ -412,8 +441,6 @@ int stock_move_apply(struct store *st, const struct stock_move *req, struct stoc
         snprintf(err, errlen, "disk full: the movement was not recorded");
     else if (r && !err[0])
         snprintf(err, errlen, "the replica could not record the movement; nothing changed");
-    if (r == 0 && res->duplicate && res->outbox_id == 0)
-        res->outbox_id = outbox_id_of(st, m.id);
     return r;
 }
 

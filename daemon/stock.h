@@ -91,6 +91,14 @@ int stock_move_apply(struct store *st, const struct stock_move *m, struct stock_
                      char *err, size_t errlen);
 
 /*
+ * The same, inside the caller's transaction (no BEGIN/COMMIT), so a movement can be combined
+ * with other writes (a return record, a reservation) that commit or roll back with it. On an
+ * error the caller must roll back: part of the movement may have been written.
+ */
+int stock_move_apply_locked(struct store *st, const struct stock_move *m,
+                            struct stock_move_result *res, char *err, size_t errlen);
+
+/*
  * Sync side (each runs inside the caller's transaction):
  *
  * stock_apply_snapshot: a pulled figure for SKU x warehouse at `version`. Older versions than

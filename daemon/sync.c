@@ -6,8 +6,10 @@
 #include <string.h>
 #include <sys/random.h>
 
+#include "catalog.h"
 #include "codec.h"
 #include "events.h"
+#include "fulfil.h"
 #include "log.h"
 #include "stock.h"
 #include "store.h"
@@ -162,6 +164,7 @@ static void start_pull(struct upstream *u, int i)
         ss->round_rows = ss->round_pages = 0;
         ss->round_total = -1;
         ss->round_started_ms = now_ms(u->engine);
+        ss->round_started_at = store_now();
         /* Now and then a round reads the whole stream again and repairs drift: rows the
          * replica holds at the same version with other figures. The first round is one
          * anyway (version 0). */
@@ -174,6 +177,20 @@ static void start_pull(struct upstream *u, int i)
     }
     ss->running = true;
     u->ops->pull(u, i, &cp);
+}
+
+/* A warehouse's inventory round ended: shipments consumed before it began are in its
+ * snapshot now, so their reservations end (fulfil.c). */
+static void inventory_round_done(struct upstream *u, const struct stream_state *ss)
+{
+    struct store *st = u->store;
+    int64_t wh;
+    if (catalog_warehouse_id(st, u->code, strlen(u->code), &wh) != 0 || store_begin(st) != 0)
+        return;
+    if (fulfil_inventory_round(u->d, wh, ss->round_started_at) == 0 && store_commit(st) == 0)
+        return;
+    store_rollback(st);
+    log_error("%s: reservations of shipped orders not released (next round tries again)", u->name);
 }
 
 void sync_pull_done(struct upstream *u, int i, struct pull_page *pg)
@@ -226,6 +243,7 @@ void sync_pull_done(struct upstream *u, int i, struct pull_page *pg)
         return;
     }
     ss->last_error[0] = 0;
+    fulfil_kick(e->d);
     ss->repaired += pg->repaired;
     if (pg->repaired > 0) {
         char detail[96];
@@ -241,6 +259,8 @@ void sync_pull_done(struct upstream *u, int i, struct pull_page *pg)
     if (pg->more) {
         ss->due_ms = 0; /* the next page at once */
     } else {
+        if (u->wh && ss->reconcilable)
+            inventory_round_done(u, ss);
         if (ss->reconciling || ss->reconcile_ms == 0)
             ss->reconcile_ms = now_ms(e) + (uint64_t)e->d->cfg.reconcile_s * 1000;
         ss->reconciling = false;
@@ -270,10 +290,13 @@ static void free_batch(struct push_batch *b)
     free(b);
 }
 
-/* Transfers go one per call (POST /v1/transfers takes one); everything else in batches. */
+/* Transfers and outbound orders go one per call (their routes take one); movements in
+ * batches. */
 static int limit_for(const struct upstream *u, const char *kind)
 {
-    return strcmp(kind, "transfer") == 0 ? 1 : u->ops->push_limit;
+    bool single =
+        !strcmp(kind, "transfer") || !strcmp(kind, "outbound") || !strcmp(kind, "outbound_cancel");
+    return single ? 1 : u->ops->push_limit;
 }
 
 /*
@@ -409,9 +432,14 @@ static int record_item(struct upstream *u, const struct push_item *it, int64_t n
     sqlite3_reset(s);
     if (rc != SQLITE_DONE)
         return store_error(st, rc, "outbox update");
+    int r = 0;
     if (it->outcome == SYNC_OK && (!strcmp(it->kind, "movement") || !strcmp(it->kind, "transfer")))
-        return stock_ack(st, it->key, it->version, it->to_version);
-    return 0;
+        r = stock_ack(st, it->key, it->version, it->to_version);
+    /* Fulfilment follows its decisions' answers; a refused row becomes an exception. */
+    if (r == 0 && it->outcome != SYNC_TRANSIENT)
+        r = fulfil_outbox_result(u->d, u->name, it->kind, it->key, it->entity,
+                                 it->outcome == SYNC_OK, it->error);
+    return r;
 }
 
 void sync_push_done(struct push_batch *b)
@@ -482,7 +510,7 @@ static struct publish_batch *take_publish(struct upstream *u, int limit)
         st, "SELECT p.sku, s.code, pr.product_id, p.gen, p.published,"
             " (SELECT COALESCE(SUM(MAX(0, t.snapshot + t.pending - t.reserved - t.safety)), 0)"
             "  FROM stock t JOIN warehouses w ON w.id = t.warehouse"
-            "  WHERE t.sku = p.sku AND w.serves_marketplace = 1)"
+            "  WHERE t.sku = p.sku AND w.serves_marketplace = 1 AND (?2 = 0 OR w.stale = 0))"
             " FROM publish p JOIN skus s ON s.id = p.sku JOIN products pr ON pr.id = s.product"
             " WHERE p.dirty = 1 LIMIT ?1");
     sqlite3_stmt *clear =
@@ -493,6 +521,8 @@ static struct publish_batch *take_publish(struct upstream *u, int limit)
         return NULL;
     }
     sqlite3_bind_int(s, 1, limit * 4);
+    /* [stock] stale_policy = zero: a warehouse whose data is too old counts as empty. */
+    sqlite3_bind_int(s, 2, u->d->cfg.stale_zero);
     while (b->n < limit && sqlite3_step(s) == SQLITE_ROW) {
         int64_t sku = sqlite3_column_int64(s, 0), gen = sqlite3_column_int64(s, 3);
         int64_t value = sqlite3_column_int64(s, 5);
@@ -624,10 +654,12 @@ static void on_tick(uv_timer_t *t)
 static int ensure_warehouse(struct store *st, const struct wh_config *w)
 {
     sqlite3_stmt *s = store_stmt(st, "INSERT INTO warehouses(code, name, country,"
-                                     " serves_marketplace, created_at) VALUES(?1, ?4, ?5, ?2, ?3)"
+                                     " serves_marketplace, created_at, fulfilment)"
+                                     " VALUES(?1, ?4, ?5, ?2, ?3, ?6)"
                                      " ON CONFLICT(code) DO UPDATE SET name = excluded.name,"
                                      " country = excluded.country,"
-                                     " serves_marketplace = excluded.serves_marketplace");
+                                     " serves_marketplace = excluded.serves_marketplace,"
+                                     " fulfilment = excluded.fulfilment");
     if (!s)
         return TALLY_E_STORAGE;
     sqlite3_bind_text(s, 1, w->code, -1, SQLITE_STATIC);
@@ -635,6 +667,7 @@ static int ensure_warehouse(struct store *st, const struct wh_config *w)
     sqlite3_bind_int64(s, 3, store_now());
     sqlite3_bind_text(s, 4, w->name, -1, SQLITE_STATIC);
     sqlite3_bind_text(s, 5, w->country, -1, SQLITE_STATIC);
+    sqlite3_bind_text(s, 6, w->fulfilment, -1, SQLITE_STATIC);
     int rc = sqlite3_step(s);
     sqlite3_reset(s);
     return rc == SQLITE_DONE ? 0 : store_error(st, rc, "warehouse");

@@ -15,6 +15,7 @@
 struct store;
 struct server;
 struct sync_engine;
+struct fulfil;
 
 struct tallyd {
     uv_loop_t *loop;
@@ -22,6 +23,7 @@ struct tallyd {
     struct store *store;
     struct server *server;
     struct sync_engine *sync;
+    struct fulfil *fulfil; /* fulfil.c: the order lifecycle's timer */
     int64_t started_at;
     bool have_writer_gid; /* writer_group resolved to a gid at start */
     gid_t writer_gid;

@@ -128,6 +128,7 @@ struct stream_state {
     unsigned interval_s;
     int64_t round_rows, round_pages, round_total;
     uint64_t round_started_ms;
+    int64_t round_started_at; /* wall clock, seconds: what "after this round began" means */
     int64_t last_round_rows;
     bool reconcilable;       /* the connector can read the whole stream again (since 0) */
     bool reconciling;        /* this round is a reconciliation */

@@ -305,6 +305,70 @@ static void test_refused_keeps_value(void)
     CHECK(strstr(err, "'x'") != NULL);
 }
 
+/* Part 3: allocation, priority, exceptions, stock, privacy and a warehouse's fulfilment. */
+static void test_fulfilment_keys(void)
+{
+    struct tally_config cfg;
+    config_defaults(&cfg);
+    CHECK_EQ_INT(cfg.alloc.max_distance_km, 1500);
+    CHECK(cfg.alloc.allow_split);
+    CHECK_EQ_INT(cfg.alloc.npriority, 0);
+    CHECK_EQ_INT(cfg.exc_deadline_h, 24);
+    CHECK_EQ_INT(cfg.retain_days, 30);
+    CHECK(!cfg.stale_zero);
+    CHECK_EQ_INT(cfg.priority.deadline_points, 100);
+    int r = load(&cfg, "[allocation]\nmax_distance_km = 800\npriority = ES-MAD , PL-WAW,US-LAX\n"
+                       "split = no\n[priority]\ndeadline_hours = 12\nexpress_services = DHL,"
+                       " Premium\nvip_levels = gold\nvip_points = 7\nvalue_minor = 5000\n"
+                       "[exceptions]\ndeadline_hours = 48\nship_by_warning_hours = 6\n"
+                       "[stock]\nstale_after = 600\nstale_policy = zero\n"
+                       "sales_window_days = 14\nrestock_cover_days = 45\n"
+                       "[privacy]\nretain_days = 0\n"
+                       "[warehouse ES-MAD]\nurl = http://127.0.0.1:1/wh\ntoken_file = t\n"
+                       "fulfilment = station\n[warehouse PL-WAW]\nurl = http://127.0.0.1:1/p\n"
+                       "token_file = t\n");
+    CHECK_EQ_INT(r, 0);
+    CHECK_EQ_INT(cfg.alloc.max_distance_km, 800);
+    CHECK_EQ_INT(cfg.alloc.npriority, 3);
+    CHECK_EQ_STR(cfg.alloc.priority[0], "ES-MAD");
+    CHECK_EQ_STR(cfg.alloc.priority[1], "PL-WAW");
+    CHECK_EQ_STR(cfg.alloc.priority[2], "US-LAX");
+    CHECK(!cfg.alloc.allow_split);
+    CHECK_EQ_INT(cfg.priority.deadline_hours, 12);
+    CHECK_EQ_INT(cfg.priority.nexpress, 2);
+    CHECK_EQ_STR(cfg.priority.express[1], "Premium");
+    CHECK_EQ_INT(cfg.priority.nvip, 1);
+    CHECK_EQ_STR(cfg.priority.vip_levels[0], "gold");
+    CHECK_EQ_INT(cfg.priority.vip_points, 7);
+    CHECK_EQ_INT(cfg.priority.value_minor, 5000);
+    CHECK_EQ_INT(cfg.exc_deadline_h, 48);
+    CHECK_EQ_INT(cfg.ship_by_warning_h, 6);
+    CHECK_EQ_INT(cfg.stale_after_s, 600);
+    CHECK(cfg.stale_zero);
+    CHECK_EQ_INT(cfg.sales_window_days, 14);
+    CHECK_EQ_INT(cfg.restock_cover_days, 45);
+    CHECK_EQ_INT(cfg.retain_days, 0);
+    CHECK_EQ_STR(cfg.wh[0].fulfilment, "station");
+    CHECK_EQ_STR(cfg.wh[1].fulfilment, "outbound"); /* a configured warehouse's default */
+    /* Refusals name the key; the old value stays. */
+    char err[256];
+    CHECK_EQ_INT(config_set(&cfg, "allocation", "priority", "A,,B", err, sizeof err), -1);
+    CHECK_EQ_INT(cfg.alloc.npriority, 3);
+    CHECK_EQ_STR(cfg.alloc.priority[0], "ES-MAD");
+    CHECK_EQ_INT(config_set(&cfg, "stock", "stale_policy", "maybe", err, sizeof err), -1);
+    CHECK(strstr(err, "stale_policy") != NULL);
+    CHECK_EQ_INT(config_set(&cfg, "warehouse ES-MAD", "fulfilment", "drone", err, sizeof err), -1);
+    CHECK_EQ_STR(cfg.wh[0].fulfilment, "station");
+    CHECK_EQ_INT(config_set(&cfg, "exceptions", "deadline_hours", "0", err, sizeof err), -1);
+    CHECK_EQ_INT(config_set(&cfg, "privacy", "retain_days", "3651", err, sizeof err), -1);
+    CHECK_EQ_INT(cfg.retain_days, 0);
+    CHECK_EQ_INT(config_set(&cfg, "allocation", "priority",
+                            "A1,A2,A3,A4,A5,A6,A7,A8,A9,A10,A11,A12,A13,A14,A15,A16,A17,A18,A19,"
+                            "A20,A21,A22,A23,A24,A25,A26,A27,A28,A29,A30,A31,A32,A33",
+                            err, sizeof err),
+                 -1);
+}
+
 int main(void)
 {
     snprintf(tmpdir, sizeof tmpdir, "/tmp/tally-config-XXXXXX");
@@ -316,6 +380,7 @@ int main(void)
     test_full_file();
     test_errors();
     test_refused_keeps_value();
+    test_fulfilment_keys();
 
     char cmd[128];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);

@@ -1,0 +1,1810 @@
+#include "fulfil.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <msgpack.h>
+
+#include "address.h"
+#include "alloc.h"
+#include "codec.h"
+#include "cover.h"
+#include "events.h"
+#include "exceptions.h"
+#include "log.h"
+#include "outbox.h"
+#include "priority.h"
+#include "privacy.h"
+#include "reserve.h"
+#include "stock.h"
+#include "store.h"
+#include "tally/protocol.h"
+
+#define PRIORITY_EVERY_S 60      /* priorities follow the clock (deadlines come nearer) */
+#define DEADLINE_EVERY_S 60      /* ship-by warnings */
+#define RETRY_EVERY_S 10         /* allocation of orders still waiting for stock */
+#define STALE_EVERY_S 30         /* warehouses' data age, for the stale-data policy */
+#define COVER_EVERY_S 600        /* days-of-cover thresholds */
+#define PURGE_EVERY_S 3600       /* personal data of finished orders */
+#define PRIORITY_BATCH 1000      /* orders rescored per pass */
+#define RETRY_BATCH 100          /* waiting orders tried per retry round */
+#define FULFIL_BUDGET_NS 4000000 /* a timer slice's work on changed orders: 4 ms */
+
+struct fulfil {
+    struct tallyd *d;
+    uv_timer_t timer;
+    int64_t next_priority, next_deadline, next_retry, next_stale, next_cover, next_purge;
+    int64_t priority_cursor; /* orders.id: rescoring goes round the open orders in batches */
+};
+
+/* ---- the marketplace status, as the fulfilment side sees it ---- */
+
+enum mp_class { MP_UNPAID, MP_HELD, MP_SHIP, MP_SHIPPED, MP_CANCEL, MP_FINISH, MP_OTHER };
+
+static int mp_class(const char *status)
+{
+    static const struct {
+        const char *status;
+        int cls;
+    } map[] = {
+        {"PLACE_ORDER_SUCCESS", MP_UNPAID},
+        {"RISK_CONTROL", MP_HELD},
+        {"IN_FROZEN", MP_HELD},
+        {"WAIT_SELLER_SEND_GOODS", MP_SHIP},
+        {"SELLER_PART_SEND_GOODS", MP_SHIP},
+        {"WAIT_BUYER_ACCEPT_GOODS", MP_SHIPPED},
+        {"FUND_PROCESSING", MP_SHIPPED},
+        {"IN_ISSUE", MP_SHIPPED},
+        {"IN_CANCEL", MP_CANCEL},
+        {"FINISH", MP_FINISH},
+    };
+    for (size_t i = 0; status && i < sizeof map / sizeof map[0]; i++)
+        if (!strcmp(map[i].status, status))
+            return map[i].cls;
+    return MP_OTHER;
+}
+
+/* ---- small helpers ---- */
+
+struct order {
+    int64_t ref;
+    char order_id[TALLY_MAX_ID_LEN + 1];
+    char status[TALLY_MAX_ID_LEN + 1];
+    char fstate[16];
+    char country[8];
+    char currency[8];
+    char service[TALLY_MAX_ID_LEN * 2 + 1];
+    char buyer_level[33];
+    int64_t ship_by; /* 0 when unknown */
+    int64_t total_minor;
+    int64_t created_at;
+    bool cancel_requested;
+    bool has_finished;
+};
+
+static void col_text(sqlite3_stmt *s, int col, char *out, size_t cap)
+{
+    const unsigned char *t = sqlite3_column_text(s, col);
+    snprintf(out, cap, "%s", t ? (const char *)t : "");
+}
+
+#define ORDER_SELECT                                                                               \
+    "SELECT id, order_id, status, fstate, country, currency, service, buyer_level, ship_by,"       \
+    " total_minor, created_at, cancel_requested, finished_at FROM orders"
+
+static void order_read(sqlite3_stmt *s, struct order *o)
+{
+    memset(o, 0, sizeof *o);
+    o->ref = sqlite3_column_int64(s, 0);
+    col_text(s, 1, o->order_id, sizeof o->order_id);
+    col_text(s, 2, o->status, sizeof o->status);
+    col_text(s, 3, o->fstate, sizeof o->fstate);
+    col_text(s, 4, o->country, sizeof o->country);
+    col_text(s, 5, o->currency, sizeof o->currency);
+    col_text(s, 6, o->service, sizeof o->service);
+    col_text(s, 7, o->buyer_level, sizeof o->buyer_level);
+    o->ship_by = sqlite3_column_int64(s, 8);
+    o->total_minor = sqlite3_column_int64(s, 9);
+    o->created_at = sqlite3_column_int64(s, 10);
+    o->cancel_requested = sqlite3_column_int(s, 11) != 0;
+    o->has_finished = sqlite3_column_type(s, 12) != SQLITE_NULL;
+}
+
+static int order_load(struct store *st, int64_t ref, struct order *o)
+{
+    sqlite3_stmt *s = store_stmt(st, ORDER_SELECT " WHERE id = ?1");
+    if (!s)
+        return TALLY_E_STORAGE;
+    sqlite3_bind_int64(s, 1, ref);
+    int rc = sqlite3_step(s);
+    if (rc == SQLITE_ROW)
+        order_read(s, o);
+    sqlite3_reset(s);
+    if (rc == SQLITE_DONE)
+        return TALLY_E_NOT_FOUND;
+    return rc == SQLITE_ROW ? 0 : store_error(st, rc, "order");
+}
+
+static int order_by_id(struct store *st, const char *order_id, struct order *o)
+{
+    sqlite3_stmt *s = store_stmt(st, ORDER_SELECT " WHERE order_id = ?1");
+    if (!s)
+        return TALLY_E_STORAGE;
+    sqlite3_bind_text(s, 1, order_id, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(s);
+    if (rc == SQLITE_ROW)
+        order_read(s, o);
+    sqlite3_reset(s);
+    if (rc == SQLITE_DONE)
+        return TALLY_E_NOT_FOUND;
+    return rc == SQLITE_ROW ? 0 : store_error(st, rc, "order");
+}
+
+static int set_fstate(struct store *st, struct order *o, const char *fstate, int64_t now)
+{
+    bool ends = !strcmp(fstate, "finished") || !strcmp(fstate, "cancelled");
+    bool ships = !strcmp(fstate, "shipped");
+    sqlite3_stmt *s = store_stmt(st, "UPDATE orders SET fstate = ?2,"
+                                     " finished_at = CASE WHEN ?3 THEN COALESCE(finished_at, ?4)"
+                                     "   ELSE finished_at END,"
+                                     " shipped_at = CASE WHEN ?5 THEN COALESCE(shipped_at, ?4)"
+                                     "   ELSE shipped_at END"
+                                     " WHERE id = ?1");
+    if (!s)
+        return TALLY_E_STORAGE;
+    sqlite3_bind_int64(s, 1, o->ref);
+    sqlite3_bind_text(s, 2, fstate, -1, SQLITE_STATIC);
+    sqlite3_bind_int(s, 3, ends);
+    sqlite3_bind_int64(s, 4, now);
+    sqlite3_bind_int(s, 5, ships);
+    int rc = sqlite3_step(s);
+    if (rc != SQLITE_DONE)
+        return store_error(st, rc, "order state");
+    if (strcmp(o->fstate, fstate) != 0)
+        log_debug("order %s: %s -> %s", o->order_id, o->fstate, fstate);
+    snprintf(o->fstate, sizeof o->fstate, "%s", fstate);
+    return 0;
+}
+
+static bool fstate_is(const struct order *o, const char *a)
+{
+    return !strcmp(o->fstate, a);
+}
+
+static int raise_order(struct tallyd *d, const struct order *o, const char *kind, int64_t wh,
+                       const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+
+static int raise_order(struct tallyd *d, const struct order *o, const char *kind, int64_t wh,
+                       const char *fmt, ...)
+{
+    char msg[TALLY_MAX_TEXT_LEN];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    struct exc_raise e = {.kind = kind, .order_ref = o->ref, .wh = wh, .message = msg};
+    return exceptions_raise(d, &e, NULL);
+}
+
+static int clear_order(struct tallyd *d, const struct order *o, const char *kind, const char *note)
+{
+    struct exc_raise e = {.kind = kind, .order_ref = o->ref};
+    return exceptions_clear(d, &e, note);
+}
+
+static bool exception_open(struct store *st, int64_t ref, const char *kind)
+{
+    sqlite3_stmt *s = store_stmt(st, "SELECT 1 FROM exceptions WHERE order_ref = ?1 AND kind = ?2"
+                                     " AND state <> 'resolved' LIMIT 1");
+    if (!s)
+        return false;
+    sqlite3_bind_int64(s, 1, ref);
+    sqlite3_bind_text(s, 2, kind, -1, SQLITE_STATIC);
+    bool open = sqlite3_step(s) == SQLITE_ROW;
+    sqlite3_reset(s);
+    return open;
+}
+
+static void warehouse_code(struct store *st, int64_t wh, char *out, size_t cap)
+{
+    sqlite3_stmt *s = store_stmt(st, "SELECT code FROM warehouses WHERE id = ?1");
+    out[0] = 0;
+    if (!s)
+        return;
+    sqlite3_bind_int64(s, 1, wh);
+    if (sqlite3_step(s) == SQLITE_ROW)
+        col_text(s, 0, out, cap);
+    sqlite3_reset(s);
+}
+
+/* Announces a row that became low by a reservation (after the fact: events are advice). */
+static int refresh(struct tallyd *d, int64_t sku, int64_t wh)
+{
+    struct reserve_change ch;
+    int r = reserve_refresh(d->store, sku, wh, &ch);
+    if (r == 0 && ch.became_low) {
+        char code[TALLY_MAX_ID_LEN + 1] = "", whc[TALLY_MAX_ID_LEN + 1];
+        sqlite3_stmt *s = store_stmt(d->store, "SELECT code FROM skus WHERE id = ?1");
+        if (s) {
+            sqlite3_bind_int64(s, 1, sku);
+            if (sqlite3_step(s) == SQLITE_ROW)
+                col_text(s, 0, code, sizeof code);
+            sqlite3_reset(s);
+        }
+        warehouse_code(d->store, wh, whc, sizeof whc);
+        events_low_stock(d, code, whc, ch.available, ch.threshold);
+    }
+    return r;
+}
+
+/* ---- priority ---- */
+
+static int score(struct tallyd *d, struct order *o, int64_t now)
+{
+    struct priority_input in = {
+        .now = now,
+        .ship_by = o->ship_by,
+        .total_minor = o->total_minor,
+        .service = o->service[0] ? o->service : NULL,
+        .buyer_level = o->buyer_level[0] ? o->buyer_level : NULL,
+    };
+    char why[512];
+    int p = priority_score(&d->cfg.priority, &in, why, sizeof why);
+    sqlite3_stmt *s = store_stmt(d->store, "UPDATE orders SET priority = ?2, priority_why = ?3"
+                                           " WHERE id = ?1 AND (priority IS NOT ?2"
+                                           "   OR priority_why IS NOT ?3)");
+    if (!s)
+        return TALLY_E_STORAGE;
+    sqlite3_bind_int64(s, 1, o->ref);
+    sqlite3_bind_int(s, 2, p);
+    if (why[0])
+        sqlite3_bind_text(s, 3, why, -1, SQLITE_TRANSIENT);
+    int rc = sqlite3_step(s);
+    return rc == SQLITE_DONE ? 0 : store_error(d->store, rc, "priority");
+}
+
+/* ---- allocation ---- */
+
+struct alloc_in {
+    struct alloc_line lines[ALLOC_MAX_LINES];
+    int64_t line_sku[ALLOC_MAX_LINES];
+    int nlines;
+    struct alloc_wh whs[ALLOC_MAX_WH];
+    int64_t wh_id[ALLOC_MAX_WH];
+    char fulfilment[ALLOC_MAX_WH][12];
+    int nwh;
+};
+
+static int gather(struct store *st, const struct order *o, struct alloc_in *in)
+{
+    memset(in, 0, sizeof *in);
+    sqlite3_stmt *s = store_stmt(st, "SELECT l.sku, k.code, l.qty FROM order_lines l"
+                                     " JOIN skus k ON k.id = l.sku WHERE l.order_ref = ?1"
+                                     " ORDER BY k.code");
+    if (!s)
+        return TALLY_E_STORAGE;
+    sqlite3_bind_int64(s, 1, o->ref);
+    int rc;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW && in->nlines < ALLOC_MAX_LINES) {
+        in->line_sku[in->nlines] = sqlite3_column_int64(s, 0);
+        col_text(s, 1, in->lines[in->nlines].sku, sizeof in->lines[0].sku);
+        in->lines[in->nlines].qty = sqlite3_column_int64(s, 2);
+        in->nlines++;
+    }
+    sqlite3_reset(s);
+    if (rc != SQLITE_DONE && rc != SQLITE_ROW)
+        return store_error(st, rc, "order lines");
+    s = store_stmt(st, "SELECT id, code, country, fulfilment FROM warehouses"
+                       " ORDER BY code LIMIT ?1");
+    if (!s)
+        return TALLY_E_STORAGE;
+    sqlite3_bind_int(s, 1, ALLOC_MAX_WH);
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        int i = in->nwh++;
+        in->wh_id[i] = sqlite3_column_int64(s, 0);
+        col_text(s, 1, in->whs[i].code, sizeof in->whs[i].code);
+        col_text(s, 2, in->whs[i].country, sizeof in->whs[i].country);
+        col_text(s, 3, in->fulfilment[i], sizeof in->fulfilment[i]);
+        in->whs[i].eligible = strcmp(in->fulfilment[i], "none") != 0;
+    }
+    sqlite3_reset(s);
+    if (rc != SQLITE_DONE)
+        return store_error(st, rc, "warehouses");
+    s = store_stmt(st, "SELECT warehouse FROM allocation_bans WHERE order_ref = ?1");
+    if (!s)
+        return TALLY_E_STORAGE;
+    sqlite3_bind_int64(s, 1, o->ref);
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW)
+        for (int w = 0; w < in->nwh; w++)
+            if (in->wh_id[w] == sqlite3_column_int64(s, 0))
+                in->whs[w].eligible = false;
+    sqlite3_reset(s);
+    if (rc != SQLITE_DONE)
+        return store_error(st, rc, "allocation bans");
+    s = store_stmt(st, "SELECT MAX(0, snapshot + pending - reserved - safety) FROM stock"
+                       " WHERE sku = ?1 AND warehouse = ?2");
+    if (!s)
+        return TALLY_E_STORAGE;
+    for (int w = 0; w < in->nwh; w++)
+        for (int l = 0; l < in->nlines; l++) {
+            sqlite3_bind_int64(s, 1, in->line_sku[l]);
+            sqlite3_bind_int64(s, 2, in->wh_id[w]);
+            rc = sqlite3_step(s);
+            in->whs[w].avail[l] = rc == SQLITE_ROW ? sqlite3_column_int64(s, 0) : 0;
+            sqlite3_reset(s);
+            if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+                return store_error(st, rc, "stock");
+        }
+    return 0;
+}
+
+static int record_decision(struct store *st, const struct order *o, const char *rule,
+                           const char *why, int64_t wh)
+{
+    sqlite3_stmt *s = store_stmt(st, "UPDATE orders SET alloc_rule = ?2, alloc_why = ?3,"
+                                     " warehouse = CASE WHEN ?4 > 0 THEN ?4 ELSE warehouse END"
+                                     " WHERE id = ?1");
+    if (!s)
+        return TALLY_E_STORAGE;
+    sqlite3_bind_int64(s, 1, o->ref);
+    sqlite3_bind_text(s, 2, rule, -1, SQLITE_STATIC);
+    sqlite3_bind_text(s, 3, why, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_int64(s, 4, wh);
+    int rc = sqlite3_step(s);
+    return rc == SQLITE_DONE ? 0 : store_error(st, rc, "allocation");
+}
+
+static int send_outbound(struct tallyd *d, struct order *o, int64_t now);
+
+/*
+ * Allocates a ready order: decides (alloc.c), reserves every part, and asks outbound
+ * warehouses to ship. Out of stock keeps the order ready with an exception; the retry round
+ * tries again. Sets *changed when the order moved on.
+ */
+static int allocate(struct tallyd *d, struct order *o, int64_t now, bool *changed)
+{
+    struct store *st = d->store;
+    struct alloc_in *in = malloc(sizeof *in);
+    struct alloc_result *res = malloc(sizeof *res);
+    int r = (!in || !res) ? TALLY_E_NOMEM : gather(st, o, in);
+    if (r == 0 && in->nlines == 0) {
+        r = raise_order(d, o, EXC_OUT_OF_STOCK, 0, "order %s has no lines to allocate",
+                        o->order_id);
+        goto out;
+    }
+    if (r == 0 &&
+        alloc_decide(o->country, in->lines, in->nlines, in->whs, in->nwh, &d->cfg.alloc, res) != 0)
+        r = TALLY_E_INTERNAL;
+    if (r)
+        goto out;
+    if (res->rule == ALLOC_NONE) {
+        r = record_decision(st, o, alloc_rule_name(res->rule), res->why, 0);
+        if (r == 0)
+            r = raise_order(d, o, EXC_OUT_OF_STOCK, 0, "%s", res->why);
+        goto out;
+    }
+    sqlite3_stmt *s = store_stmt(st, "INSERT INTO allocations(order_ref, sku, warehouse, qty,"
+                                     " created_at) VALUES(?1, ?2, ?3, ?4, ?5)");
+    for (int i = 0; r == 0 && i < res->nparts; i++) {
+        const struct alloc_part *p = &res->parts[i];
+        if (!s) {
+            r = TALLY_E_STORAGE;
+            break;
+        }
+        sqlite3_bind_int64(s, 1, o->ref);
+        sqlite3_bind_int64(s, 2, in->line_sku[p->line]);
+        sqlite3_bind_int64(s, 3, in->wh_id[p->wh]);
+        sqlite3_bind_int64(s, 4, p->qty);
+        sqlite3_bind_int64(s, 5, now);
+        int rc = sqlite3_step(s);
+        sqlite3_reset(s);
+        if (rc != SQLITE_DONE)
+            r = store_error(st, rc, "allocation");
+        else
+            r = refresh(d, in->line_sku[p->line], in->wh_id[p->wh]);
+    }
+    if (r == 0)
+        r = record_decision(st, o, alloc_rule_name(res->rule), res->why,
+                            in->wh_id[res->parts[0].wh]);
+    if (r == 0)
+        r = set_fstate(st, o, "allocated", now);
+    if (r == 0)
+        r = clear_order(d, o, EXC_OUT_OF_STOCK, "allocated");
+    if (r == 0)
+        r = send_outbound(d, o, now);
+    if (r == 0)
+        *changed = true;
+out:
+    free(in);
+    free(res);
+    return r;
+}
+
+/* Drops the order's reservations that have not left (state 'reserved'), at one warehouse or
+ * (wh 0) all. */
+static int release(struct tallyd *d, const struct order *o, int64_t wh)
+{
+    struct store *st = d->store;
+    sqlite3_stmt *s = store_stmt(st, "DELETE FROM allocations WHERE order_ref = ?1"
+                                     " AND state = 'reserved' AND (?2 = 0 OR warehouse = ?2)"
+                                     " RETURNING sku, warehouse");
+    if (!s)
+        return TALLY_E_STORAGE;
+    sqlite3_bind_int64(s, 1, o->ref);
+    sqlite3_bind_int64(s, 2, wh);
+    int64_t pairs[ALLOC_MAX_PARTS][2];
+    int n = 0, rc;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW && n < ALLOC_MAX_PARTS) {
+        pairs[n][0] = sqlite3_column_int64(s, 0);
+        pairs[n][1] = sqlite3_column_int64(s, 1);
+        n++;
+    }
+    sqlite3_reset(s);
+    if (rc != SQLITE_DONE)
+        return store_error(st, rc, "release");
+    for (int i = 0; i < n; i++) {
+        int r = refresh(d, pairs[i][0], pairs[i][1]);
+        if (r)
+            return r;
+    }
+    return 0;
+}
+
+static int count_allocations(struct store *st, int64_t ref, const char *state, int64_t wh)
+{
+    sqlite3_stmt *s =
+        store_stmt(st, "SELECT COUNT(*) FROM allocations WHERE order_ref = ?1"
+                       " AND (?2 IS NULL OR state = ?2) AND (?3 = 0 OR warehouse = ?3)");
+    if (!s)
+        return -1;
+    sqlite3_bind_int64(s, 1, ref);
+    if (state)
+        sqlite3_bind_text(s, 2, state, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(s, 3, wh);
+    int n = sqlite3_step(s) == SQLITE_ROW ? sqlite3_column_int(s, 0) : -1;
+    sqlite3_reset(s);
+    return n;
+}
+
+/* ---- outbound orders (warehouses with outbound fulfilment) ---- */
+
+static bool outbox_has(struct store *st, const char *key)
+{
+    sqlite3_stmt *s = store_stmt(st, "SELECT 1 FROM outbox WHERE key = ?1");
+    if (!s)
+        return false;
+    sqlite3_bind_text(s, 1, key, -1, SQLITE_STATIC);
+    bool has = sqlite3_step(s) == SQLITE_ROW;
+    sqlite3_reset(s);
+    return has;
+}
+
+static void pack_col(msgpack_packer *pk, const char *key, sqlite3_stmt *s, int col)
+{
+    mp_pack_key(pk, key);
+    const unsigned char *t = sqlite3_column_text(s, col);
+    if (t)
+        mp_pack_strz(pk, (const char *)t);
+    else
+        msgpack_pack_nil(pk);
+}
+
+/* Packs {id, lines: [{sku, qty}], ship_to: {...}, service} for one warehouse's part. */
+static int outbound_payload(struct store *st, const struct order *o, int64_t wh,
+                            msgpack_sbuffer *sb)
+{
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, sb, msgpack_sbuffer_write);
+    msgpack_pack_map(&pk, 4);
+    mp_pack_kv_str(&pk, "id", o->order_id);
+    mp_pack_key(&pk, "lines");
+    sqlite3_stmt *s = store_stmt(st, "SELECT k.code, SUM(a.qty) FROM allocations a"
+                                     " JOIN skus k ON k.id = a.sku WHERE a.order_ref = ?1"
+                                     " AND a.warehouse = ?2 AND a.state = 'reserved'"
+                                     " GROUP BY k.code ORDER BY k.code");
+    if (!s)
+        return TALLY_E_STORAGE;
+    sqlite3_bind_int64(s, 1, o->ref);
+    sqlite3_bind_int64(s, 2, wh);
+    size_t arr = mp_array_begin(&pk);
+    uint32_t n = 0;
+    int rc;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        msgpack_pack_map(&pk, 2);
+        pack_col(&pk, "sku", s, 0);
+        mp_pack_kv_int(&pk, "qty", sqlite3_column_int64(s, 1));
+        n++;
+    }
+    sqlite3_reset(s);
+    if (rc != SQLITE_DONE)
+        return store_error(st, rc, "outbound lines");
+    mp_array_end(&pk, arr, n);
+    s = store_stmt(st, "SELECT buyer_name, address, city, postcode, country, phone, service"
+                       " FROM orders WHERE id = ?1");
+    if (!s)
+        return TALLY_E_STORAGE;
+    sqlite3_bind_int64(s, 1, o->ref);
+    if ((rc = sqlite3_step(s)) != SQLITE_ROW) {
+        sqlite3_reset(s);
+        return store_error(st, rc, "outbound ship-to");
+    }
+    mp_pack_key(&pk, "ship_to"); /* six keys; "service" after them is the outer map's last */
+    msgpack_pack_map(&pk, 6);
+    pack_col(&pk, "name", s, 0);
+    pack_col(&pk, "address", s, 1);
+    pack_col(&pk, "city", s, 2);
+    pack_col(&pk, "postcode", s, 3);
+    pack_col(&pk, "country", s, 4);
+    pack_col(&pk, "phone", s, 5);
+    pack_col(&pk, "service", s, 6);
+    sqlite3_reset(s);
+    return n > 0 ? 0 : TALLY_E_NOT_FOUND;
+}
+
+/*
+ * Creates the outbound orders of an allocated order at its outbound warehouses: one outbox
+ * row each, key "ob:<WH>:<order id>" (the warehouse deduplicates by the order id forever).
+ * Held back while the order has an open bad-address or payment-held exception: goods must
+ * not leave for an address a carrier cannot deliver to, or before the payment clears.
+ */
+static int send_outbound(struct tallyd *d, struct order *o, int64_t now)
+{
+    struct store *st = d->store;
+    if (!d->cfg.coordinator || exception_open(st, o->ref, EXC_BAD_ADDRESS) ||
+        exception_open(st, o->ref, EXC_PAYMENT_HELD))
+        return 0;
+    sqlite3_stmt *s = store_stmt(st, "SELECT DISTINCT a.warehouse, w.code FROM allocations a"
+                                     " JOIN warehouses w ON w.id = a.warehouse"
+                                     " WHERE a.order_ref = ?1 AND a.state = 'reserved'"
+                                     " AND w.fulfilment = 'outbound' ORDER BY w.code");
+    if (!s)
+        return TALLY_E_STORAGE;
+    sqlite3_bind_int64(s, 1, o->ref);
+    int64_t whs[ALLOC_MAX_WH];
+    char codes[ALLOC_MAX_WH][TALLY_MAX_ID_LEN + 1];
+    int n = 0, rc;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW && n < ALLOC_MAX_WH) {
+        whs[n] = sqlite3_column_int64(s, 0);
+        col_text(s, 1, codes[n], sizeof codes[n]);
+        n++;
+    }
+    sqlite3_reset(s);
+    if (rc != SQLITE_DONE && rc != SQLITE_ROW)
+        return store_error(st, rc, "outbound warehouses");
+    for (int i = 0; i < n; i++) {
+        char key[160], target[80];
+        const char *code = codes[i];
+        snprintf(key, sizeof key, "ob:%.64s:%.64s", code, o->order_id);
+        snprintf(target, sizeof target, "wh:%.64s", code);
+        if (outbox_has(st, key))
+            continue;
+        msgpack_sbuffer sb;
+        msgpack_sbuffer_init(&sb);
+        int r = outbound_payload(st, o, whs[i], &sb);
+        int64_t id;
+        if (r == 0)
+            r = outbox_append(st, key, target, o->order_id, "outbound", sb.data, sb.size, &id);
+        msgpack_sbuffer_destroy(&sb);
+        if (r)
+            return r;
+    }
+    (void)now;
+    return 0;
+}
+
+/* Whether an outbound order was ever asked for (it may have reached the warehouse). */
+static bool outbound_asked(struct store *st, const struct order *o)
+{
+    sqlite3_stmt *s = store_stmt(st, "SELECT 1 FROM outbox WHERE entity = ?1 AND kind = 'outbound'"
+                                     " LIMIT 1");
+    if (!s)
+        return true;
+    sqlite3_bind_text(s, 1, o->order_id, -1, SQLITE_STATIC);
+    bool asked = sqlite3_step(s) == SQLITE_ROW;
+    sqlite3_reset(s);
+    return asked;
+}
+
+/* Asks every outbound warehouse holding a part of the order to cancel it (once). */
+static int request_cancel(struct tallyd *d, struct order *o)
+{
+    struct store *st = d->store;
+    if (o->cancel_requested)
+        return 0;
+    sqlite3_stmt *s = store_stmt(st, "SELECT DISTINCT w.code FROM allocations a"
+                                     " JOIN warehouses w ON w.id = a.warehouse"
+                                     " WHERE a.order_ref = ?1 AND w.fulfilment = 'outbound'"
+                                     " ORDER BY w.code");
+    if (!s)
+        return TALLY_E_STORAGE;
+    sqlite3_bind_int64(s, 1, o->ref);
+    char codes[ALLOC_MAX_WH][TALLY_MAX_ID_LEN + 1];
+    int n = 0, rc;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW && n < ALLOC_MAX_WH)
+        col_text(s, 0, codes[n++], sizeof codes[0]);
+    sqlite3_reset(s);
+    if (rc != SQLITE_DONE && rc != SQLITE_ROW)
+        return store_error(st, rc, "cancel warehouses");
+    for (int i = 0; i < n; i++) {
+        char key[160], target[80];
+        const char *code = codes[i];
+        snprintf(key, sizeof key, "obc:%.64s:%.64s", code, o->order_id);
+        snprintf(target, sizeof target, "wh:%.64s", code);
+        if (outbox_has(st, key))
+            continue;
+        msgpack_sbuffer sb;
+        msgpack_sbuffer_init(&sb);
+        msgpack_packer pk;
+        msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+        msgpack_pack_map(&pk, 1);
+        mp_pack_kv_str(&pk, "id", o->order_id);
+        int64_t id;
+        int r =
+            outbox_append(st, key, target, o->order_id, "outbound_cancel", sb.data, sb.size, &id);
+        msgpack_sbuffer_destroy(&sb);
+        if (r)
+            return r;
+    }
+    sqlite3_stmt *u = store_stmt(st, "UPDATE orders SET cancel_requested = 1 WHERE id = ?1");
+    if (!u)
+        return TALLY_E_STORAGE;
+    sqlite3_bind_int64(u, 1, o->ref);
+    rc = sqlite3_step(u);
+    o->cancel_requested = true;
+    return rc == SQLITE_DONE ? 0 : store_error(st, rc, "cancel request");
+}
+
+/* ---- the state machine ---- */
+
+static bool vouched(struct store *st, int64_t ref)
+{
+    sqlite3_stmt *s = store_stmt(st, "SELECT 1 FROM exceptions WHERE order_ref = ?1"
+                                     " AND kind = 'bad_address' AND state = 'resolved'"
+                                     " AND resolved_by <> 'tallyd' LIMIT 1");
+    if (!s)
+        return false;
+    sqlite3_bind_int64(s, 1, ref);
+    bool v = sqlite3_step(s) == SQLITE_ROW;
+    sqlite3_reset(s);
+    return v;
+}
+
+static int check_address(struct tallyd *d, struct order *o)
+{
+    sqlite3_stmt *s = store_stmt(d->store, "SELECT buyer_name, address, city, postcode, purged_at"
+                                           " FROM orders WHERE id = ?1");
+    if (!s)
+        return TALLY_E_STORAGE;
+    sqlite3_bind_int64(s, 1, o->ref);
+    int rc = sqlite3_step(s);
+    if (rc != SQLITE_ROW) {
+        sqlite3_reset(s);
+        return store_error(d->store, rc, "address");
+    }
+    char why[256];
+    /* Purged data cannot be checked; an address a person resolved as fine is not re-raised. */
+    bool purged = sqlite3_column_type(s, 4) != SQLITE_NULL || vouched(d->store, o->ref);
+    int bad = purged ? 0
+                     : address_check(o->country, (const char *)sqlite3_column_text(s, 0),
+                                     (const char *)sqlite3_column_text(s, 1),
+                                     (const char *)sqlite3_column_text(s, 2),
+                                     (const char *)sqlite3_column_text(s, 3), why, sizeof why);
+    sqlite3_reset(s);
+    if (bad)
+        return raise_order(d, o, EXC_BAD_ADDRESS, 0, "order %s: %s", o->order_id, why);
+    return clear_order(d, o, EXC_BAD_ADDRESS, "address corrected");
+}
+
+/* The marketplace cancelled (or closed) the order. Never a silent overwrite of local work:
+ * what has not left is released; what is being picked or has left becomes an exception. */
+static int on_cancel(struct tallyd *d, struct order *o, int64_t now, bool *changed)
+{
+    struct store *st = d->store;
+    if (fstate_is(o, "new") || fstate_is(o, "pending") || fstate_is(o, "ready") ||
+        (fstate_is(o, "allocated") && !outbound_asked(st, o))) {
+        int r = release(d, o, 0);
+        if (r == 0)
+            r = set_fstate(st, o, "cancelled", now);
+        if (r == 0)
+            r = exceptions_clear_all(d, o->ref, "the marketplace cancelled the order");
+        *changed = true;
+        return r;
+    }
+    if (fstate_is(o, "allocated") || fstate_is(o, "sent") || fstate_is(o, "picked")) {
+        int r = request_cancel(d, o);
+        if (r == 0 && fstate_is(o, "picked"))
+            r = raise_order(d, o, EXC_CANCELLED_AFTER_PICK, 0,
+                            "order %s was cancelled by the marketplace after the warehouse began"
+                            " picking: intercept it (a cancel was sent) or restock the goods",
+                            o->order_id);
+        return r;
+    }
+    if (fstate_is(o, "partial") || fstate_is(o, "shipped") || fstate_is(o, "uploaded"))
+        return raise_order(d, o, EXC_CANCELLED_AFTER_PICK, 0,
+                           "order %s was cancelled by the marketplace after it was shipped:"
+                           " intercept it with the carrier or restock the return",
+                           o->order_id);
+    return 0;
+}
+
+static int deadline_raise(struct tallyd *d, const struct order *o, int64_t now)
+{
+    int64_t left = o->ship_by - now;
+    if (left >= 0)
+        return raise_order(d, o, EXC_DEADLINE, 0,
+                           "order %s must ship within %" PRId64 " h %" PRId64
+                           " min (ship-by deadline); it is %s",
+                           o->order_id, left / 3600, left % 3600 / 60, o->fstate);
+    return raise_order(d, o, EXC_DEADLINE, 0,
+                       "order %s missed its ship-by deadline %" PRId64 " h %" PRId64
+                       " min ago; it is %s",
+                       o->order_id, -left / 3600, -left % 3600 / 60, o->fstate);
+}
+
+static bool is_open(const struct order *o)
+{
+    static const char *const open[] = {"pending", "ready",  "allocated",
+                                       "sent",    "picked", "partial"};
+    for (size_t i = 0; i < sizeof open / sizeof open[0]; i++)
+        if (fstate_is(o, open[i]))
+            return true;
+    return false;
+}
+
+/*
+ * Looks at one order after a marketplace change (or for the first time). The marketplace
+ * status decides what may happen; fstate records what has happened here.
+ */
+static int order_move(struct tallyd *d, struct order *o, int64_t now, bool *changed)
+{
+    struct store *st = d->store;
+    int cls = mp_class(o->status);
+    int r = score(d, o, now);
+    if (r)
+        return r;
+    if (cls == MP_CANCEL ||
+        (cls == MP_FINISH && !fstate_is(o, "shipped") && !fstate_is(o, "uploaded") &&
+         !fstate_is(o, "partial") && !fstate_is(o, "finished") && !fstate_is(o, "new")))
+        return on_cancel(d, o, now, changed);
+    if (fstate_is(o, "new")) {
+        /* First sight. An order that left before this replica knew it needs nothing. */
+        const char *to = cls == MP_UNPAID || cls == MP_HELD ? "pending"
+                         : cls == MP_SHIP                   ? "ready"
+                         : cls == MP_SHIPPED                ? "uploaded"
+                         : cls == MP_FINISH                 ? "finished"
+                         : cls == MP_CANCEL                 ? "cancelled"
+                                                            : "pending";
+        if ((r = set_fstate(st, o, to, now)) != 0)
+            return r;
+        *changed = true;
+    }
+    if (cls == MP_HELD &&
+        (fstate_is(o, "pending") || fstate_is(o, "ready") || fstate_is(o, "allocated")))
+        return raise_order(d, o, EXC_PAYMENT_HELD, 0,
+                           "order %s: payment held by the marketplace's risk control (%s);"
+                           " do not ship until it is released",
+                           o->order_id, o->status);
+    if (cls != MP_HELD && (r = clear_order(d, o, EXC_PAYMENT_HELD, "payment released")) != 0)
+        return r;
+    if (cls == MP_SHIP && fstate_is(o, "pending")) {
+        if ((r = set_fstate(st, o, "ready", now)) != 0)
+            return r;
+        *changed = true;
+    }
+    if (cls == MP_SHIP && (fstate_is(o, "ready") || fstate_is(o, "allocated"))) {
+        if ((r = check_address(d, o)) != 0)
+            return r;
+    }
+    if (cls == MP_SHIP && fstate_is(o, "ready") && d->cfg.coordinator)
+        return allocate(d, o, now, changed);
+    if (cls == MP_SHIP && fstate_is(o, "allocated"))
+        return send_outbound(d, o, now);
+    if (cls == MP_FINISH &&
+        (fstate_is(o, "shipped") || fstate_is(o, "uploaded") || fstate_is(o, "partial"))) {
+        *changed = true;
+        return set_fstate(st, o, "finished", now);
+    }
+    return 0;
+}
+
+/* One look at an order: its next step, then whether its ship-by is near. */
+static int order_step(struct tallyd *d, struct order *o, int64_t now, bool *changed)
+{
+    int r = order_move(d, o, now, changed);
+    int64_t horizon = now + (int64_t)d->cfg.ship_by_warning_h * 3600;
+    if (r == 0 && is_open(o) && o->ship_by > 0 && o->ship_by <= horizon)
+        r = deadline_raise(d, o, now);
+    return r;
+}
+
+static int clear_dirty(struct store *st, int64_t ref)
+{
+    sqlite3_stmt *s = store_stmt(st, "UPDATE orders SET fdirty = 0 WHERE id = ?1");
+    if (!s)
+        return TALLY_E_STORAGE;
+    sqlite3_bind_int64(s, 1, ref);
+    int rc = sqlite3_step(s);
+    return rc == SQLITE_DONE ? 0 : store_error(st, rc, "order");
+}
+
+/* Steps orders refs[0..n) in one transaction; all or nothing. */
+static int steps(struct tallyd *d, const int64_t *refs, int n, int64_t now, bool dirty, int *moved)
+{
+    struct store *st = d->store;
+    int r = store_begin(st), k = 0;
+    for (int i = 0; r == 0 && i < n; i++) {
+        struct order o;
+        bool changed = false;
+        if ((r = order_load(st, refs[i], &o)) != 0)
+            break;
+        r = order_step(d, &o, now, &changed);
+        if (r == 0 && dirty)
+            r = clear_dirty(st, o.ref);
+        if (r == 0 && changed)
+            k++;
+        if (r)
+            log_error("order %s: fulfilment step failed: %s", o.order_id, tally_strerror(r));
+    }
+    if (r == 0)
+        r = store_commit(st);
+    else
+        store_rollback(st);
+    if (r == 0)
+        *moved += k;
+    return r;
+}
+
+/* Runs `step` on up to `limit` orders chosen by `sql` (?1 = the limit) in one transaction.
+ * A failure on one order rolls the batch back and is reported; the next pass tries again. */
+static int batch(struct tallyd *d, const char *sql, int limit, int64_t now, bool dirty, int *moved)
+{
+    struct store *st = d->store;
+    int64_t refs[RETRY_BATCH];
+    int n = 0, rc;
+    if (limit > RETRY_BATCH)
+        limit = RETRY_BATCH;
+    sqlite3_stmt *s = store_stmt(st, sql);
+    if (!s)
+        return TALLY_E_STORAGE;
+    sqlite3_bind_int(s, 1, limit);
+    sqlite3_bind_int64(s, 2, now);
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW && n < limit)
+        refs[n++] = sqlite3_column_int64(s, 0);
+    sqlite3_reset(s);
+    if (rc != SQLITE_DONE && rc != SQLITE_ROW)
+        return store_error(st, rc, "fulfilment batch");
+    if (n == 0)
+        return 0;
+    int moved_here = 0;
+    int r = steps(d, refs, n, now, dirty, &moved_here);
+    if (r != 0 && n > 1) {
+        /* One order failed and took its batch with it: go one by one, so one bad order
+         * cannot hold up the others. */
+        moved_here = 0;
+        for (int i = 0; i < n; i++) {
+            if (steps(d, &refs[i], 1, now, dirty, &moved_here) == 0 || !dirty)
+                continue;
+            /* Set aside until its next change; logged with the reason by steps(). */
+            if (store_begin(st) == 0) {
+                if (clear_dirty(st, refs[i]) == 0)
+                    store_commit(st);
+                else
+                    store_rollback(st);
+            }
+        }
+        r = 0;
+    }
+    *moved += moved_here;
+    return r ? r : n;
+}
+
+/* Orders with ship-by close (or past) that have not left: one exception each. */
+static int deadlines(struct tallyd *d, int64_t now)
+{
+    struct store *st = d->store;
+    int64_t horizon = now + (int64_t)d->cfg.ship_by_warning_h * 3600;
+    sqlite3_stmt *s = store_stmt(
+        st, ORDER_SELECT " WHERE fstate IN ('pending','ready','allocated','sent','picked',"
+                         "'partial') AND ship_by IS NOT NULL AND ship_by <= ?1"
+                         " AND NOT EXISTS (SELECT 1 FROM exceptions e WHERE e.order_ref = orders.id"
+                         "   AND e.kind = 'deadline' AND e.state <> 'resolved')"
+                         " ORDER BY ship_by LIMIT ?2");
+    if (!s)
+        return TALLY_E_STORAGE;
+    sqlite3_bind_int64(s, 1, horizon);
+    sqlite3_bind_int(s, 2, RETRY_BATCH);
+    struct order *os = calloc(RETRY_BATCH, sizeof *os);
+    if (!os) {
+        sqlite3_reset(s);
+        return TALLY_E_NOMEM;
+    }
+    int n = 0, rc;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW && n < RETRY_BATCH)
+        order_read(s, &os[n++]);
+    sqlite3_reset(s);
+    int r = rc == SQLITE_DONE || rc == SQLITE_ROW ? 0 : store_error(st, rc, "deadlines");
+    if (r == 0 && n > 0)
+        r = store_begin(st);
+    for (int i = 0; r == 0 && i < n; i++)
+        r = deadline_raise(d, &os[i], now);
+    if (r == 0 && n > 0)
+        r = store_commit(st);
+    else if (n > 0)
+        store_rollback(st);
+    free(os);
+    return r;
+}
+
+/* Rescoring goes round the open orders PRIORITY_BATCH at a time. */
+static int rescore(struct fulfil *f, int64_t now)
+{
+    struct tallyd *d = f->d;
+    struct store *st = d->store;
+    sqlite3_stmt *s = store_stmt(st, ORDER_SELECT " WHERE id > ?1 AND fstate IN ('pending','ready',"
+                                                  "'allocated','sent','picked','partial')"
+                                                  " ORDER BY id LIMIT ?2");
+    struct order *os = calloc(PRIORITY_BATCH, sizeof *os);
+    if (!s || !os) {
+        free(os);
+        return s ? TALLY_E_NOMEM : TALLY_E_STORAGE;
+    }
+    sqlite3_bind_int64(s, 1, f->priority_cursor);
+    sqlite3_bind_int(s, 2, PRIORITY_BATCH);
+    int n = 0, rc;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW && n < PRIORITY_BATCH)
+        order_read(s, &os[n++]);
+    sqlite3_reset(s);
+    int r = rc == SQLITE_DONE || rc == SQLITE_ROW ? 0 : store_error(st, rc, "priorities");
+    f->priority_cursor = n < PRIORITY_BATCH ? 0 : os[n - 1].ref;
+    if (r == 0 && n > 0 && (r = store_begin(st)) == 0) {
+        for (int i = 0; r == 0 && i < n; i++)
+            r = score(d, &os[i], now);
+        if (r == 0)
+            r = store_commit(st);
+        else
+            store_rollback(st);
+    }
+    free(os);
+    return r;
+}
+
+/*
+ * Stale-data policy ([stock] stale_after, stale_policy): a configured warehouse whose last
+ * applied inventory page is older than stale_after is marked stale; with stale_policy = zero
+ * its stock then counts as 0 towards marketplace stock (sync.c), so a warehouse that cannot
+ * be heard from never props up what the marketplace shows. Every SKU stocked there is due for
+ * publishing when the mark changes.
+ */
+static int stale_check(struct tallyd *d, int64_t now)
+{
+    struct store *st = d->store;
+    for (unsigned i = 0; i < d->cfg.nwh; i++) {
+        char stream[96];
+        snprintf(stream, sizeof stream, "wh:%s:inventory", d->cfg.wh[i].code);
+        sqlite3_stmt *s = store_stmt(st, "SELECT c.updated_at, c.version, w.stale, w.id"
+                                         " FROM checkpoints c, warehouses w"
+                                         " WHERE c.stream = ?1 AND w.code = ?2");
+        if (!s)
+            return TALLY_E_STORAGE;
+        sqlite3_bind_text(s, 1, stream, -1, SQLITE_STATIC);
+        sqlite3_bind_text(s, 2, d->cfg.wh[i].code, -1, SQLITE_STATIC);
+        if (sqlite3_step(s) != SQLITE_ROW) {
+            sqlite3_reset(s);
+            continue;
+        }
+        int64_t at = sqlite3_column_int64(s, 0), version = sqlite3_column_int64(s, 1);
+        bool was = sqlite3_column_int(s, 2) != 0;
+        int64_t wh = sqlite3_column_int64(s, 3);
+        sqlite3_reset(s);
+        /* Never synced (version 0) counts as stale too: nothing is known of it yet. */
+        bool stale = version == 0 || now - at > (int64_t)d->cfg.stale_after_s;
+        if (stale == was)
+            continue;
+        log_warn("wh:%s: stock data %s", d->cfg.wh[i].code,
+                 stale ? "is stale (no inventory page applied recently)" : "is fresh again");
+        int r = store_begin(st);
+        sqlite3_stmt *u = store_stmt(st, "UPDATE warehouses SET stale = ?2 WHERE id = ?1");
+        sqlite3_stmt *m = store_stmt(st, "INSERT INTO publish(sku, value, gen, dirty)"
+                                         " SELECT sku, 0, 1, 1 FROM stock WHERE warehouse = ?1"
+                                         " AND true ON CONFLICT(sku) DO UPDATE SET gen = gen + 1,"
+                                         " dirty = 1");
+        if (r == 0 && (!u || !m))
+            r = TALLY_E_STORAGE;
+        if (r == 0) {
+            sqlite3_bind_int64(u, 1, wh);
+            sqlite3_bind_int(u, 2, stale);
+            if (sqlite3_step(u) != SQLITE_DONE)
+                r = TALLY_E_STORAGE;
+        }
+        if (r == 0 && store_publishes(st) && d->cfg.stale_zero) {
+            sqlite3_bind_int64(m, 1, wh);
+            if (sqlite3_step(m) != SQLITE_DONE)
+                r = TALLY_E_STORAGE;
+        }
+        if (r == 0)
+            r = store_commit(st);
+        else
+            store_rollback(st);
+        if (r)
+            return r;
+    }
+    return 0;
+}
+
+static struct fulfil *engine(struct tallyd *d)
+{
+    return d->fulfil;
+}
+
+/*
+ * One pass, spending at most about budget_ns on changed orders (batches of FULFIL_BATCH, each
+ * its own transaction); *more says whether changed orders remain. The periodic work (retries,
+ * deadlines, priorities) runs when its interval is due.
+ */
+static int pass_once(struct tallyd *d, int64_t now, uint64_t budget_ns, bool *more)
+{
+    struct fulfil *f = engine(d);
+    int moved = 0, r;
+    uint64_t t0 = uv_hrtime();
+    *more = false;
+    for (;;) {
+        r = batch(d, "SELECT id FROM orders WHERE fdirty = 1 ORDER BY id LIMIT ?1", FULFIL_BATCH,
+                  now, true, &moved);
+        if (r < FULFIL_BATCH)
+            break;
+        if (uv_hrtime() - t0 >= budget_ns) {
+            *more = true;
+            break;
+        }
+    }
+    if (r < 0)
+        return r;
+    if (f && now < f->next_retry)
+        return moved;
+    if (f)
+        f->next_retry = now + RETRY_EVERY_S;
+    if (d->cfg.coordinator) {
+        /* Orders still waiting for stock, most urgent first: they get stock as it arrives. */
+        r = batch(d,
+                  "SELECT id FROM orders WHERE fstate = 'ready' AND ?2 > 0"
+                  " ORDER BY priority DESC, ship_by IS NULL, ship_by, id LIMIT ?1",
+                  RETRY_BATCH, now, false, &moved);
+        if (r < 0)
+            return r;
+    }
+    if (!f || now >= f->next_deadline) {
+        if (f)
+            f->next_deadline = now + DEADLINE_EVERY_S;
+        if ((r = deadlines(d, now)) != 0)
+            return r;
+    }
+    if (f && now >= f->next_priority) {
+        if ((r = rescore(f, now)) != 0)
+            return r;
+        if (f->priority_cursor == 0)
+            f->next_priority = now + PRIORITY_EVERY_S;
+    }
+    return moved;
+}
+
+int fulfil_pass(struct tallyd *d, int64_t now)
+{
+    bool more;
+    return pass_once(d, now, UINT64_MAX, &more);
+}
+
+static void on_timer(uv_timer_t *t)
+{
+    struct fulfil *f = t->data;
+    struct tallyd *d = f->d;
+    if (d->stopping)
+        return;
+    int64_t now = store_now();
+    bool more = false;
+    int r = pass_once(d, now, FULFIL_BUDGET_NS, &more);
+    if (r < 0)
+        log_error("fulfilment pass: %s", tally_strerror(r));
+    /* More changed orders than one slice: go on at the next loop iteration, after the
+     * socket has been served (an initial sync of 100,000 orders must not stall queries). */
+    if (more)
+        uv_timer_start(&f->timer, on_timer, 0, FULFIL_TICK_MS);
+    if (now >= f->next_stale) {
+        f->next_stale = now + STALE_EVERY_S;
+        if ((r = stale_check(d, now)) != 0)
+            log_error("stale-data check: %s", tally_strerror(r));
+    }
+    if (now >= f->next_cover) {
+        f->next_cover = now + COVER_EVERY_S;
+        if ((r = cover_refresh(d)) != 0)
+            log_error("days-of-cover thresholds: %s", tally_strerror(r));
+    }
+    if (now >= f->next_purge) {
+        f->next_purge = now + PURGE_EVERY_S;
+        int64_t n = 0;
+        if ((r = privacy_purge(d, d->cfg.retain_days, false, &n)) != 0)
+            log_error("personal-data purge: %s", tally_strerror(r));
+        else if (n > 0)
+            log_info("personal data of %" PRId64 " finished orders purged", n);
+    }
+}
+
+int fulfil_start(struct tallyd *d, char *err, size_t errlen)
+{
+    struct fulfil *f = calloc(1, sizeof *f);
+    if (!f) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    f->d = d;
+    int64_t now = store_now();
+    f->next_stale = now + 5; /* give the first inventory round a moment */
+    f->next_cover = now;
+    f->next_purge = now;
+    uv_timer_init(d->loop, &f->timer);
+    f->timer.data = f;
+    uv_timer_start(&f->timer, on_timer, 100, FULFIL_TICK_MS);
+    d->fulfil = f;
+    return 0;
+}
+
+static void on_closed(uv_handle_t *h)
+{
+    free(h->data);
+}
+
+void fulfil_stop(struct tallyd *d)
+{
+    struct fulfil *f = d ? d->fulfil : NULL;
+    if (!f)
+        return;
+    d->fulfil = NULL;
+    uv_timer_stop(&f->timer);
+    uv_close((uv_handle_t *)&f->timer, on_closed);
+}
+
+void fulfil_kick(struct tallyd *d)
+{
+    struct fulfil *f = d ? d->fulfil : NULL;
+    if (f && !d->stopping)
+        uv_timer_start(&f->timer, on_timer, 50, FULFIL_TICK_MS);
+}
+
+int fulfil_allocate_now(struct tallyd *d, const char *order_id, bool rel, char *err, size_t errlen)
+{
+    struct store *st = d->store;
+    struct order o;
+    if (!d->cfg.coordinator) {
+        snprintf(err, errlen, "only the coordinator station allocates orders");
+        return TALLY_E_CONFLICT;
+    }
+    int r = store_begin(st);
+    if (r)
+        return r;
+    if ((r = order_by_id(st, order_id, &o)) != 0) {
+        store_rollback(st);
+        if (r == TALLY_E_NOT_FOUND)
+            snprintf(err, errlen, "no order '%s'", order_id);
+        return r;
+    }
+    int64_t now = store_now();
+    bool changed = false;
+    if (rel && fstate_is(&o, "allocated") && !outbound_asked(st, &o)) {
+        if ((r = release(d, &o, 0)) == 0)
+            r = set_fstate(st, &o, "ready", now);
+    } else if (rel && fstate_is(&o, "allocated")) {
+        snprintf(err, errlen, "order %s was already sent to its warehouse; cancel it there first",
+                 order_id);
+        r = TALLY_E_CONFLICT;
+    }
+    if (r == 0 && fstate_is(&o, "new"))
+        r = order_step(d, &o, now, &changed);
+    if (r == 0 && !fstate_is(&o, "ready") && !(fstate_is(&o, "allocated") && changed)) {
+        snprintf(err, errlen,
+                 "order %s is %s (%s): only a paid order awaiting allocation can be"
+                 " allocated",
+                 order_id, o.fstate, o.status);
+        r = TALLY_E_CONFLICT;
+    }
+    if (r == 0 && fstate_is(&o, "ready") && mp_class(o.status) == MP_SHIP) {
+        r = check_address(d, &o);
+        if (r == 0)
+            r = allocate(d, &o, now, &changed);
+    } else if (r == 0 && fstate_is(&o, "ready")) {
+        snprintf(err, errlen, "order %s is %s on the marketplace: not to be shipped", order_id,
+                 o.status);
+        r = TALLY_E_CONFLICT;
+    }
+    if (r == 0)
+        r = clear_dirty(st, o.ref);
+    if (r == 0)
+        r = store_commit(st);
+    else
+        store_rollback(st);
+    return r;
+}
+
+/* ---- hooks from the sync engine and the connectors ---- */
+
+static int64_t warehouse_id(struct store *st, const char *code)
+{
+    sqlite3_stmt *s = store_stmt(st, "SELECT id FROM warehouses WHERE code = ?1");
+    int64_t id = 0;
+    if (!s)
+        return 0;
+    sqlite3_bind_text(s, 1, code, -1, SQLITE_STATIC);
+    if (sqlite3_step(s) == SQLITE_ROW)
+        id = sqlite3_column_int64(s, 0);
+    sqlite3_reset(s);
+    return id;
+}
+
+/* Whether every unit of the order has left (no reservation waits at any warehouse). */
+static bool all_left(struct store *st, const struct order *o)
+{
+    return count_allocations(st, o->ref, "reserved", 0) == 0;
+}
+
+/* Appends the marketplace upload of a shipment: order.fulfill, key "ful:<shipment id>". */
+static int upload(struct store *st, const struct order *o, const char *ship_id,
+                  const char *send_type, const char *carrier, const char *tracking)
+{
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    msgpack_pack_map(&pk, 4);
+    mp_pack_kv_str(&pk, "order_id", o->order_id);
+    mp_pack_kv_str(&pk, "send_type", send_type);
+    mp_pack_kv_str(&pk, "logistics_no", tracking);
+    mp_pack_kv_str(&pk, "service_name", carrier);
+    char key[160];
+    snprintf(key, sizeof key, "ful:%s", ship_id);
+    int64_t id;
+    int r = outbox_append(st, key, "mp", o->order_id, "fulfil", sb.data, sb.size, &id);
+    msgpack_sbuffer_destroy(&sb);
+    return r;
+}
+
+static int insert_shipment(struct store *st, const struct order *o, const char *id, int64_t wh,
+                           const char *carrier, const char *tracking, const char *send_type,
+                           int64_t now)
+{
+    sqlite3_stmt *s = store_stmt(st, "INSERT INTO shipments(id, order_ref, warehouse, carrier,"
+                                     " tracking_no, created_at, send_type, service, on_time)"
+                                     " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?4, ?8)");
+    if (!s)
+        return TALLY_E_STORAGE;
+    sqlite3_bind_text(s, 1, id, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(s, 2, o->ref);
+    sqlite3_bind_int64(s, 3, wh);
+    sqlite3_bind_text(s, 4, carrier, -1, SQLITE_STATIC);
+    sqlite3_bind_text(s, 5, tracking, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(s, 6, now);
+    sqlite3_bind_text(s, 7, send_type, -1, SQLITE_STATIC);
+    sqlite3_bind_int(s, 8, o->ship_by <= 0 || now <= o->ship_by);
+    int rc = sqlite3_step(s);
+    return rc == SQLITE_DONE ? 0 : store_error(st, rc, "shipment");
+}
+
+/* After a shipment: partial or shipped, and the deadline exception met. */
+static int after_shipment(struct tallyd *d, struct order *o, int64_t now)
+{
+    struct store *st = d->store;
+    bool done = all_left(st, o);
+    int r = set_fstate(st, o, done ? "shipped" : "partial", now);
+    if (r == 0 && done)
+        r = clear_order(d, o, EXC_DEADLINE, "shipped");
+    if (r == 0 && mp_class(o->status) == MP_CANCEL)
+        r = raise_order(d, o, EXC_CANCELLED_AFTER_PICK, 0,
+                        "order %s was cancelled by the marketplace but has been shipped:"
+                        " intercept it with the carrier or restock the return",
+                        o->order_id);
+    return r;
+}
+
+/* The warehouse shipped its part: the reservations become 'consumed' (they keep counting
+ * until an inventory round shows the units gone), a shipment is recorded and uploaded. */
+static int outbound_shipped(struct tallyd *d, struct order *o, int64_t wh, const char *whcode,
+                            const char *carrier, const char *tracking, int64_t now)
+{
+    struct store *st = d->store;
+    char ship_id[160];
+    snprintf(ship_id, sizeof ship_id, "%s@%s", o->order_id, whcode);
+    sqlite3_stmt *s = store_stmt(st, "SELECT 1 FROM shipments WHERE id = ?1");
+    if (!s)
+        return TALLY_E_STORAGE;
+    sqlite3_bind_text(s, 1, ship_id, -1, SQLITE_STATIC);
+    bool known = sqlite3_step(s) == SQLITE_ROW;
+    sqlite3_reset(s);
+    if (known)
+        return 0;
+    s = store_stmt(st, "UPDATE allocations SET state = 'consumed', consumed_at = ?3,"
+                       " shipped_at = ?3, shipment = ?4"
+                       " WHERE order_ref = ?1 AND warehouse = ?2 AND state = 'reserved'");
+    if (!s)
+        return TALLY_E_STORAGE;
+    sqlite3_bind_int64(s, 1, o->ref);
+    sqlite3_bind_int64(s, 2, wh);
+    sqlite3_bind_int64(s, 3, now);
+    sqlite3_bind_text(s, 4, ship_id, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(s);
+    if (rc != SQLITE_DONE)
+        return store_error(st, rc, "consume");
+    const char *send_type = all_left(st, o) ? "all" : "part";
+    const char *car = carrier && carrier[0] ? carrier : "unknown";
+    const char *trk = tracking && tracking[0] ? tracking : ship_id;
+    int r = insert_shipment(st, o, ship_id, wh, car, trk, send_type, now);
+    if (r == 0)
+        r = upload(st, o, ship_id, send_type, car, trk);
+    if (r == 0)
+        r = after_shipment(d, o, now);
+    return r;
+}
+
+int fulfil_outbound_status(struct tallyd *d, int64_t wh, const char *id, const char *status,
+                           const char *carrier, const char *tracking, const char *reason)
+{
+    struct store *st = d->store;
+    struct order o;
+    int r = order_by_id(st, id, &o);
+    if (r == TALLY_E_NOT_FOUND)
+        return 0; /* not one of ours (or from before this replica) */
+    if (r)
+        return r;
+    if (count_allocations(st, o.ref, NULL, wh) <= 0)
+        return 0;
+    int64_t now = store_now();
+    char whcode[TALLY_MAX_ID_LEN + 1];
+    warehouse_code(st, wh, whcode, sizeof whcode);
+    if (!strcmp(status, "accepted")) {
+        if (fstate_is(&o, "allocated"))
+            return set_fstate(st, &o, "sent", now);
+        return 0;
+    }
+    if (!strcmp(status, "picking") || !strcmp(status, "packed")) {
+        if (fstate_is(&o, "allocated") || fstate_is(&o, "sent"))
+            r = set_fstate(st, &o, "picked", now);
+        if (r == 0 && mp_class(o.status) == MP_CANCEL)
+            r = raise_order(d, &o, EXC_CANCELLED_AFTER_PICK, 0,
+                            "order %s was cancelled by the marketplace while %s is picking it:"
+                            " intercept it (a cancel was sent) or restock the goods",
+                            o.order_id, whcode);
+        return r;
+    }
+    if (!strcmp(status, "shipped"))
+        return outbound_shipped(d, &o, wh, whcode, carrier, tracking, now);
+    if (!strcmp(status, "exception"))
+        return raise_order(d, &o, EXC_WAREHOUSE, wh, "%s reports a problem with order %s: %s",
+                           whcode, o.order_id, reason && reason[0] ? reason : "no reason given");
+    if (!strcmp(status, "cancelled")) {
+        bool asked = o.cancel_requested || mp_class(o.status) == MP_CANCEL;
+        if ((r = release(d, &o, wh)) != 0)
+            return r;
+        if (!asked) {
+            /* The warehouse gave up on it by itself: it is not asked again for this order
+             * (the id is used up there); the order goes back to allocation elsewhere, and a
+             * person is told. */
+            sqlite3_stmt *b = store_stmt(st, "INSERT OR IGNORE INTO allocation_bans(order_ref,"
+                                             " warehouse, reason, at) VALUES(?1, ?2, ?3, ?4)");
+            if (!b)
+                return TALLY_E_STORAGE;
+            sqlite3_bind_int64(b, 1, o.ref);
+            sqlite3_bind_int64(b, 2, wh);
+            sqlite3_bind_text(b, 3, reason && reason[0] ? reason : "cancelled by the warehouse", -1,
+                              SQLITE_STATIC);
+            sqlite3_bind_int64(b, 4, now);
+            if (sqlite3_step(b) != SQLITE_DONE)
+                return TALLY_E_STORAGE;
+            r = raise_order(d, &o, EXC_WAREHOUSE, wh,
+                            "%s cancelled outbound order %s by itself (%s); its stock was"
+                            " released and the order goes to another warehouse if one has it",
+                            whcode, o.order_id, reason && reason[0] ? reason : "no reason");
+        }
+        if (r == 0 && count_allocations(st, o.ref, NULL, 0) == 0)
+            r = set_fstate(st, &o, asked ? "cancelled" : "ready", now);
+        if (r == 0 && asked && fstate_is(&o, "cancelled"))
+            r = exceptions_clear_all(d, o.ref,
+                                     "the warehouse cancelled the outbound order: nothing left");
+        return r;
+    }
+    return 0;
+}
+
+int fulfil_inventory_round(struct tallyd *d, int64_t wh, int64_t started_at)
+{
+    struct store *st = d->store;
+    sqlite3_stmt *s = store_stmt(st, "UPDATE allocations SET state = 'shipped'"
+                                     " WHERE warehouse = ?1 AND state = 'consumed'"
+                                     " AND consumed_at < ?2 RETURNING sku");
+    if (!s)
+        return TALLY_E_STORAGE;
+    sqlite3_bind_int64(s, 1, wh);
+    sqlite3_bind_int64(s, 2, started_at);
+    int64_t skus[512];
+    int n = 0, rc;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW)
+        if (n < 512)
+            skus[n++] = sqlite3_column_int64(s, 0);
+    sqlite3_reset(s);
+    if (rc != SQLITE_DONE)
+        return store_error(st, rc, "consumed");
+    for (int i = 0; i < n; i++) {
+        int r = refresh(d, skus[i], wh);
+        if (r)
+            return r;
+    }
+    /* More than a batch: refresh every held row of the warehouse (rare, bounded by rows). */
+    if (n == 512) {
+        s = store_stmt(st, "SELECT DISTINCT sku FROM stock WHERE warehouse = ?1 AND reserved > 0");
+        if (!s)
+            return TALLY_E_STORAGE;
+        sqlite3_bind_int64(s, 1, wh);
+        n = 0;
+        while ((rc = sqlite3_step(s)) == SQLITE_ROW && n < 512)
+            skus[n++] = sqlite3_column_int64(s, 0);
+        sqlite3_reset(s);
+        for (int i = 0; i < n; i++) {
+            int r = refresh(d, skus[i], wh);
+            if (r)
+                return r;
+        }
+    }
+    return 0;
+}
+
+static int shipment_uploaded(struct tallyd *d, const char *ship_id, bool done, const char *error)
+{
+    struct store *st = d->store;
+    sqlite3_stmt *s = store_stmt(st, "UPDATE shipments SET state = ?2, uploaded_at = ?3"
+                                     " WHERE id = ?1 RETURNING order_ref");
+    if (!s)
+        return TALLY_E_STORAGE;
+    sqlite3_bind_text(s, 1, ship_id, -1, SQLITE_STATIC);
+    sqlite3_bind_text(s, 2, done ? "uploaded" : "rejected", -1, SQLITE_STATIC);
+    if (done)
+        sqlite3_bind_int64(s, 3, store_now());
+    int rc = sqlite3_step(s);
+    int64_t ref = rc == SQLITE_ROW ? sqlite3_column_int64(s, 0) : 0;
+    if (rc == SQLITE_ROW)
+        rc = sqlite3_step(s);
+    sqlite3_reset(s);
+    if (rc != SQLITE_DONE)
+        return store_error(st, rc, "shipment upload");
+    struct order o;
+    if (ref == 0 || order_load(st, ref, &o) != 0)
+        return 0;
+    if (!done)
+        return raise_order(d, &o, EXC_UPSTREAM_REJECTED, 0,
+                           "the marketplace refused the shipment %s of order %s: %s", ship_id,
+                           o.order_id, error ? error : "no reason given");
+    s = store_stmt(st, "SELECT COUNT(*) FROM shipments WHERE order_ref = ?1"
+                       " AND state <> 'uploaded'");
+    if (!s)
+        return TALLY_E_STORAGE;
+    sqlite3_bind_int64(s, 1, ref);
+    int pending = sqlite3_step(s) == SQLITE_ROW ? sqlite3_column_int(s, 0) : 1;
+    sqlite3_reset(s);
+    if (pending == 0 && fstate_is(&o, "shipped"))
+        return set_fstate(st, &o, "uploaded", store_now());
+    return 0;
+}
+
+int fulfil_outbox_result(struct tallyd *d, const char *target, const char *kind, const char *key,
+                         const char *entity, bool done, const char *error)
+{
+    struct store *st = d->store;
+    if (!strcmp(kind, "fulfil") && !strncmp(key, "ful:", 4))
+        return shipment_uploaded(d, key + 4, done, error);
+    if (!strcmp(kind, "outbound") || !strcmp(kind, "outbound_cancel")) {
+        struct order o;
+        int r = order_by_id(st, entity, &o);
+        if (r)
+            return r == TALLY_E_NOT_FOUND ? 0 : r;
+        int64_t wh = !strncmp(target, "wh:", 3) ? warehouse_id(st, target + 3) : 0;
+        if (!strcmp(kind, "outbound")) {
+            if (done)
+                return fstate_is(&o, "allocated") ? set_fstate(st, &o, "sent", store_now()) : 0;
+            return raise_order(d, &o, EXC_UPSTREAM_REJECTED, wh, "%s refused outbound order %s: %s",
+                               target + 3, o.order_id, error ? error : "no reason given");
+        }
+        if (!done) /* the same problem as a cancel that meets a shipment: one exception */
+            return raise_order(d, &o, EXC_CANCELLED_AFTER_PICK, 0,
+                               "order %s was cancelled by the marketplace, but %s could not"
+                               " cancel its outbound order (%s): intercept it with the carrier"
+                               " or restock the return",
+                               o.order_id, target + 3, error ? error : "no reason given");
+        return 0;
+    }
+    if (done)
+        return 0;
+    /* A movement or transfer refused: the stock row it is about. */
+    int64_t sku = 0, wh = !strncmp(target, "wh:", 3) ? warehouse_id(st, target + 3) : 0;
+    sqlite3_stmt *s = store_stmt(st, "SELECT id FROM skus WHERE code = ?1");
+    if (s) {
+        sqlite3_bind_text(s, 1, entity, -1, SQLITE_STATIC);
+        if (sqlite3_step(s) == SQLITE_ROW)
+            sku = sqlite3_column_int64(s, 0);
+        sqlite3_reset(s);
+    }
+    char msg[TALLY_MAX_TEXT_LEN];
+    snprintf(msg, sizeof msg,
+             "%s refused %s %s: %s (the row is held: tally outbox retry or"
+             " discard)",
+             target, kind, key, error ? error : "no reason given");
+    struct exc_raise e = {
+        .kind = EXC_UPSTREAM_REJECTED, .sku = sku, .wh = wh, .subject = key, .message = msg};
+    return exceptions_raise(d, &e, NULL);
+}
+
+int fulfil_stock_drift(struct tallyd *d, int64_t sku, int64_t wh, int64_t had, int64_t upstream)
+{
+    char whcode[TALLY_MAX_ID_LEN + 1], msg[256];
+    warehouse_code(d->store, wh, whcode, sizeof whcode);
+    snprintf(msg, sizeof msg,
+             "reconciliation: the replica had %" PRId64
+             " on hand at %s where the warehouse has %" PRId64
+             "; repaired to the warehouse's figure: check for a lost or unrecorded movement",
+             had, whcode, upstream);
+    struct exc_raise e = {.kind = EXC_STOCK_DRIFT, .sku = sku, .wh = wh, .message = msg};
+    return exceptions_raise(d, &e, NULL);
+}
+
+/* ---- shipments made at this station ---- */
+
+struct held {
+    int64_t id, sku, qty;
+    char code[TALLY_MAX_ID_LEN + 1];
+};
+
+/* The order's reserved allocations at a warehouse. */
+static int held_at(struct store *st, int64_t ref, int64_t wh, struct held *out, int cap)
+{
+    sqlite3_stmt *s = store_stmt(st, "SELECT a.id, a.sku, a.qty, k.code FROM allocations a"
+                                     " JOIN skus k ON k.id = a.sku WHERE a.order_ref = ?1"
+                                     " AND a.warehouse = ?2 AND a.state = 'reserved'"
+                                     " ORDER BY k.code");
+    if (!s)
+        return TALLY_E_STORAGE;
+    sqlite3_bind_int64(s, 1, ref);
+    sqlite3_bind_int64(s, 2, wh);
+    int n = 0, rc;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW && n < cap) {
+        out[n].id = sqlite3_column_int64(s, 0);
+        out[n].sku = sqlite3_column_int64(s, 1);
+        out[n].qty = sqlite3_column_int64(s, 2);
+        col_text(s, 3, out[n].code, sizeof out[n].code);
+        n++;
+    }
+    sqlite3_reset(s);
+    if (rc != SQLITE_DONE && rc != SQLITE_ROW)
+        return store_error(st, rc, "allocations");
+    return n;
+}
+
+/* Ships `qty` of allocation `h`: all of it (the row becomes 'shipped') or part (the row keeps
+ * the rest and a 'shipped' row takes the part). */
+static int ship_allocation(struct store *st, const struct held *h, int64_t qty, const char *ship,
+                           int64_t now)
+{
+    sqlite3_stmt *s;
+    if (qty == h->qty) {
+        s = store_stmt(st, "UPDATE allocations SET state = 'shipped', shipped_at = ?2,"
+                           " shipment = ?3 WHERE id = ?1");
+        if (!s)
+            return TALLY_E_STORAGE;
+        sqlite3_bind_int64(s, 1, h->id);
+        sqlite3_bind_int64(s, 2, now);
+        sqlite3_bind_text(s, 3, ship, -1, SQLITE_STATIC);
+        int rc = sqlite3_step(s);
+        return rc == SQLITE_DONE ? 0 : store_error(st, rc, "ship allocation");
+    }
+    s = store_stmt(st, "INSERT INTO allocations(order_ref, sku, warehouse, qty, state, shipment,"
+                       " created_at, shipped_at) SELECT order_ref, sku, warehouse, ?2, 'shipped',"
+                       " ?3, created_at, ?4 FROM allocations WHERE id = ?1");
+    if (!s)
+        return TALLY_E_STORAGE;
+    sqlite3_bind_int64(s, 1, h->id);
+    sqlite3_bind_int64(s, 2, qty);
+    sqlite3_bind_text(s, 3, ship, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(s, 4, now);
+    int rc = sqlite3_step(s);
+    if (rc != SQLITE_DONE)
+        return store_error(st, rc, "ship allocation");
+    s = store_stmt(st, "UPDATE allocations SET qty = qty - ?2 WHERE id = ?1");
+    if (!s)
+        return TALLY_E_STORAGE;
+    sqlite3_bind_int64(s, 1, h->id);
+    sqlite3_bind_int64(s, 2, qty);
+    rc = sqlite3_step(s);
+    return rc == SQLITE_DONE ? 0 : store_error(st, rc, "ship allocation");
+}
+
+/* An existing shipment id: the same shipment again is a duplicate, anything else a conflict. */
+static int ship_again(struct store *st, const struct order *o, int64_t wh, const char *tracking,
+                      struct ship_result *res, char *err, size_t errlen)
+{
+    sqlite3_stmt *s = store_stmt(st, "SELECT order_ref, warehouse, tracking_no, send_type"
+                                     " FROM shipments WHERE id = ?1");
+    if (!s)
+        return TALLY_E_STORAGE;
+    sqlite3_bind_text(s, 1, res->id, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(s);
+    if (rc != SQLITE_ROW) {
+        sqlite3_reset(s);
+        return rc == SQLITE_DONE ? 1 : store_error(st, rc, "shipment");
+    }
+    const char *trk = (const char *)sqlite3_column_text(s, 2);
+    bool same = sqlite3_column_int64(s, 0) == o->ref && sqlite3_column_int64(s, 1) == wh && trk &&
+                !strcmp(trk, tracking);
+    col_text(s, 3, res->send_type, sizeof res->send_type);
+    sqlite3_reset(s);
+    if (!same) {
+        snprintf(err, errlen, "shipment id '%s' was already used for another shipment", res->id);
+        return TALLY_E_CONFLICT;
+    }
+    res->duplicate = true;
+    snprintf(res->fstate, sizeof res->fstate, "%s", o->fstate);
+    s = store_stmt(st, "SELECT k.code, SUM(a.qty) FROM allocations a JOIN skus k ON k.id = a.sku"
+                       " WHERE a.shipment = ?1 GROUP BY k.code ORDER BY k.code");
+    if (!s)
+        return TALLY_E_STORAGE;
+    sqlite3_bind_text(s, 1, res->id, -1, SQLITE_STATIC);
+    while (sqlite3_step(s) == SQLITE_ROW && res->nlines < FULFIL_MAX_SHIP_LINES) {
+        col_text(s, 0, res->lines[res->nlines].sku, sizeof res->lines[0].sku);
+        res->lines[res->nlines++].qty = sqlite3_column_int64(s, 1);
+    }
+    sqlite3_reset(s);
+    return 0;
+}
+
+/* "<shipment id>:<sku>", or, when that exceeds an id's 64 bytes, the shipment id's start and
+ * a hash of both (FNV-1a): still one fixed id per shipment line, so a retry is a duplicate. */
+static void movement_id(const char *ship, const char *sku, char *out, size_t cap)
+{
+    size_t a = strlen(ship), b = strlen(sku);
+    if (a + 1 + b <= TALLY_MAX_ID_LEN && a + 1 + b < cap) {
+        memcpy(out, ship, a);
+        out[a] = ':';
+        memcpy(out + a + 1, sku, b + 1);
+        return;
+    }
+    uint64_t h = 0xcbf29ce484222325ull;
+    for (const char *p = ship; *p; p++)
+        h = (h ^ (unsigned char)*p) * 0x100000001b3ull;
+    h = (h ^ ':') * 0x100000001b3ull;
+    for (const char *p = sku; *p; p++)
+        h = (h ^ (unsigned char)*p) * 0x100000001b3ull;
+    snprintf(out, cap, "%.40s:%016" PRIx64, ship, h);
+}
+
+static int ship_locked(struct tallyd *d, const struct ship_req *req, struct ship_result *res,
+                       char *err, size_t errlen)
+{
+    struct store *st = d->store;
+    struct order o;
+    int r = order_by_id(st, req->order_id, &o);
+    if (r) {
+        if (r == TALLY_E_NOT_FOUND)
+            snprintf(err, errlen, "no order '%s'", req->order_id);
+        return r;
+    }
+    sqlite3_stmt *s = store_stmt(st, "SELECT id, fulfilment FROM warehouses WHERE code = ?1");
+    if (!s)
+        return TALLY_E_STORAGE;
+    sqlite3_bind_text(s, 1, req->warehouse, -1, SQLITE_STATIC);
+    int64_t wh = 0;
+    char mode[16] = "";
+    if (sqlite3_step(s) == SQLITE_ROW) {
+        wh = sqlite3_column_int64(s, 0);
+        col_text(s, 1, mode, sizeof mode);
+    }
+    sqlite3_reset(s);
+    if (!wh) {
+        snprintf(err, errlen, "no warehouse '%s'", req->warehouse);
+        return TALLY_E_NOT_FOUND;
+    }
+    int64_t now = store_now();
+    int seq = count_allocations(st, o.ref, "shipped", wh);
+    if (req->id[0])
+        snprintf(res->id, sizeof res->id, "%s", req->id);
+    else
+        snprintf(res->id, sizeof res->id, "%.36s-%.16s-%d", o.order_id, req->warehouse,
+                 seq < 0 ? 1 : seq + 1);
+    if (req->id[0] && (r = ship_again(st, &o, wh, req->tracking, res, err, errlen)) <= 0)
+        return r;
+    if (strcmp(mode, "station") != 0) {
+        snprintf(err, errlen, "%s has %s fulfilment: %s", req->warehouse, mode,
+                 !strcmp(mode, "outbound") ? "its own system ships outbound orders"
+                                           : "it takes no orders");
+        return TALLY_E_INVALID_PARAMS;
+    }
+    if (fstate_is(&o, "cancelled") || mp_class(o.status) == MP_CANCEL) {
+        snprintf(err, errlen, "order %s is cancelled: do not ship it", o.order_id);
+        return TALLY_E_CONFLICT;
+    }
+    if (exception_open(st, o.ref, EXC_PAYMENT_HELD) || mp_class(o.status) == MP_HELD) {
+        snprintf(err, errlen, "order %s: payment held by risk control; do not ship yet",
+                 o.order_id);
+        return TALLY_E_CONFLICT;
+    }
+    struct held h[ALLOC_MAX_LINES];
+    int nh = held_at(st, o.ref, wh, h, ALLOC_MAX_LINES);
+    if (nh < 0)
+        return nh;
+    if (nh == 0) {
+        snprintf(err, errlen, "order %s has nothing allocated at %s waiting to ship (it is %s)",
+                 o.order_id, req->warehouse, o.fstate);
+        return TALLY_E_INVALID_PARAMS;
+    }
+    int64_t take[ALLOC_MAX_LINES] = {0};
+    if (req->nlines == 0) {
+        for (int i = 0; i < nh; i++)
+            take[i] = h[i].qty;
+    }
+    for (int l = 0; l < req->nlines; l++) {
+        int i = 0;
+        while (i < nh && strcmp(h[i].code, req->lines[l].sku) != 0)
+            i++;
+        if (i == nh) {
+            snprintf(err, errlen, "%s is not allocated to %s for order %s", req->lines[l].sku,
+                     req->warehouse, o.order_id);
+            return TALLY_E_INVALID_PARAMS;
+        }
+        take[i] += req->lines[l].qty;
+        if (req->lines[l].qty <= 0 || take[i] > h[i].qty) {
+            snprintf(err, errlen, "%s: %" PRId64 " allocated at %s, not %" PRId64, h[i].code,
+                     h[i].qty, req->warehouse, take[i]);
+            return TALLY_E_INVALID_PARAMS;
+        }
+    }
+    for (int i = 0; i < nh; i++) {
+        if (take[i] == 0)
+            continue;
+        /* The goods left: the pick is recorded even if the local view has fewer (the
+         * warehouse is the authority on what is there; it reconciles). */
+        struct stock_move m = {.kind = STOCK_PICK, .qty = take[i], .force = true};
+        movement_id(res->id, h[i].code, m.id, sizeof m.id);
+        snprintf(m.sku, sizeof m.sku, "%s", h[i].code);
+        snprintf(m.warehouse, sizeof m.warehouse, "%s", req->warehouse);
+        snprintf(m.reason, sizeof m.reason, "shipment %s", res->id);
+        snprintf(m.ref, sizeof m.ref, "%s", o.order_id);
+        struct stock_move_result mr;
+        if ((r = stock_move_apply_locked(st, &m, &mr, err, errlen)) != 0)
+            return r;
+        if ((r = ship_allocation(st, &h[i], take[i], res->id, now)) != 0 ||
+            (r = refresh(d, h[i].sku, wh)) != 0)
+            return r;
+        if (res->nlines < FULFIL_MAX_SHIP_LINES) {
+            snprintf(res->lines[res->nlines].sku, sizeof res->lines[0].sku, "%s", h[i].code);
+            res->lines[res->nlines++].qty = take[i];
+        }
+    }
+    const char *send_type = all_left(st, &o) ? "all" : "part";
+    snprintf(res->send_type, sizeof res->send_type, "%s", send_type);
+    if ((r = insert_shipment(st, &o, res->id, wh, req->carrier, req->tracking, send_type, now)) ||
+        (r = upload(st, &o, res->id, send_type, req->carrier, req->tracking)) ||
+        (r = after_shipment(d, &o, now)))
+        return r;
+    snprintf(res->fstate, sizeof res->fstate, "%s", o.fstate);
+    return 0;
+}
+
+int fulfil_ship(struct tallyd *d, const struct ship_req *req, struct ship_result *res, char *err,
+                size_t errlen)
+{
+    memset(res, 0, sizeof *res);
+    err[0] = 0;
+    int r = store_begin(d->store);
+    if (r)
+        return r;
+    r = ship_locked(d, req, res, err, errlen);
+    if (r == 0)
+        r = store_commit(d->store);
+    else
+        store_rollback(d->store);
+    if (r && !err[0])
+        snprintf(err, errlen, "the shipment was not recorded: %s", tally_strerror(r));
+    return r;
+}

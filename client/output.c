@@ -534,19 +534,24 @@ static int currency_decimals(const char *cur, size_t n)
     return 2;
 }
 
-void fmt_money(char *buf, size_t cap, int64_t minor, const char *currency, size_t currency_len)
+void fmt_amount(char *buf, size_t cap, int64_t minor, const char *currency, size_t currency_len)
 {
     int dec = currency ? currency_decimals(currency, currency_len) : 2;
     uint64_t mag = minor < 0 ? (uint64_t)0 - (uint64_t)minor : (uint64_t)minor;
     uint64_t scale = dec == 0 ? 1 : dec == 3 ? 1000 : 100;
-    int n;
     if (dec == 0)
-        n = snprintf(buf, cap, "%s%" PRIu64, minor < 0 ? "-" : "", mag);
+        snprintf(buf, cap, "%s%" PRIu64, minor < 0 ? "-" : "", mag);
     else
-        n = snprintf(buf, cap, "%s%" PRIu64 ".%0*" PRIu64, minor < 0 ? "-" : "", mag / scale, dec,
-                     mag % scale);
-    if (currency && currency_len && n >= 0 && (size_t)n < cap)
-        snprintf(buf + n, cap - (size_t)n, " %.*s", (int)currency_len, currency);
+        snprintf(buf, cap, "%s%" PRIu64 ".%0*" PRIu64, minor < 0 ? "-" : "", mag / scale, dec,
+                 mag % scale);
+}
+
+void fmt_money(char *buf, size_t cap, int64_t minor, const char *currency, size_t currency_len)
+{
+    fmt_amount(buf, cap, minor, currency, currency_len);
+    size_t n = strlen(buf);
+    if (currency && currency_len && n + 1 < cap)
+        snprintf(buf + n, cap - n, " %.*s", (int)currency_len, currency);
 }
 
 void fmt_time(char *buf, size_t cap, int64_t epoch_s, bool short_form)
@@ -570,4 +575,53 @@ void fmt_duration(char *buf, size_t cap, int64_t s)
         snprintf(buf, cap, "%" PRId64 "h %02" PRId64 "m", s / 3600, s % 3600 / 60);
     else
         snprintf(buf, cap, "%" PRId64 "d %02" PRId64 "h", s / 86400, s % 86400 / 3600);
+}
+
+/* The coarse form fmt_deadline uses: "42s", "40m", "23h", "2d 3h". */
+static void fmt_coarse(char *buf, size_t cap, int64_t s)
+{
+    if (s < 60)
+        snprintf(buf, cap, "%" PRId64 "s", s);
+    else if (s < 3600)
+        snprintf(buf, cap, "%" PRId64 "m", s / 60);
+    else if (s < 2 * 86400)
+        snprintf(buf, cap, "%" PRId64 "h", s / 3600);
+    else if (s % 86400 / 3600)
+        snprintf(buf, cap, "%" PRId64 "d %" PRId64 "h", s / 86400, s % 86400 / 3600);
+    else
+        snprintf(buf, cap, "%" PRId64 "d", s / 86400);
+}
+
+void fmt_deadline(char *buf, size_t cap, int64_t deadline, int64_t now)
+{
+    char d[32];
+    if (deadline >= now) {
+        fmt_coarse(d, sizeof d, deadline - now);
+        snprintf(buf, cap, "in %s", d);
+    } else {
+        fmt_coarse(d, sizeof d, now - deadline);
+        snprintf(buf, cap, "OVERDUE %s", d);
+    }
+}
+
+/* ---- CSV */
+
+void csv_write_cell(FILE *f, const char *s, size_t n)
+{
+    bool quote = n > 0 && (s[0] == ' ' || s[n - 1] == ' ');
+    for (size_t i = 0; i < n && !quote; i++)
+        quote = s[i] == ',' || s[i] == '"' || s[i] == '\n' || s[i] == '\r';
+    if (quote)
+        fputc('"', f);
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c == '"')
+            fputs("\"\"", f);
+        else if (is_control(c) && c != '\n' && c != '\r')
+            fputc('?', f);
+        else
+            fputc(c, f);
+    }
+    if (quote)
+        fputc('"', f);
 }

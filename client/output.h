@@ -57,9 +57,23 @@ size_t text_width(const char *s, size_t n);
 
 /* "12.99 EUR": minor units shown with the currency's decimals (ISO 4217; 2 when unknown). */
 void fmt_money(char *buf, size_t cap, int64_t minor, const char *currency, size_t currency_len);
+/* "12.99": the same amount without the code, for CSV cells a spreadsheet reads as a number. */
+void fmt_amount(char *buf, size_t cap, int64_t minor, const char *currency, size_t currency_len);
 /* Local time, "2024-11-24 07:01" (long) or "11-24 07:01" (short). */
 void fmt_time(char *buf, size_t cap, int64_t epoch_s, bool short_form);
 /* A duration for people: "42s", "12m 05s", "3h 07m", "2d 04h". Negative shows as "0s". */
 void fmt_duration(char *buf, size_t cap, int64_t seconds);
+/*
+ * How long until a deadline, or how long it has passed: "in 5h", "in 40m", "in 2d 3h",
+ * "OVERDUE 2h". Coarse on purpose: an operator triaging exceptions needs the hour, not the second.
+ */
+void fmt_deadline(char *buf, size_t cap, int64_t deadline, int64_t now);
+
+/*
+ * CSV for spreadsheets: one cell, quoted as RFC 4180 says when it holds a comma, a double
+ * quote, a line break or leading/trailing spaces (quotes doubled inside). Control characters
+ * other than line breaks are replaced by '?', as in tables.
+ */
+void csv_write_cell(FILE *f, const char *s, size_t n);
 
 #endif

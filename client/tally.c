@@ -52,6 +52,11 @@ enum {
 /* ------------------------------------------------------------------------------------------ */
 /* Command-line options                                                                       */
 
+/*
+ * Some options share a name with a meaning that depends on the command (--state of the outbox,
+ * of exceptions, of returns; --id of a movement, a shipment, a return; --from as a warehouse or
+ * a day): each command accepts at most one of them, and its help shows the one that fits.
+ */
 enum opt_id {
     O_WAREHOUSE,
     O_FROM,
@@ -68,10 +73,41 @@ enum opt_id {
     O_CURSOR,
     O_WAIT,
     O_TIMEOUT,
+    O_FSTATE,
+    O_DUE,
+    O_RELEASE,
+    O_CARRIER,
+    O_TRACKING,
+    O_LINE,
+    O_SHIP_ID,
+    O_EXC_STATE,
+    O_KIND,
+    O_ORDER,
+    O_NOTE,
+    O_SAFETY,
+    O_THRESHOLD,
+    O_COVER_DAYS,
+    O_RET_STATE,
+    O_RET_ID,
+    O_RET_REASON,
+    O_SELLABLE,
+    O_DAMAGED,
+    O_PROMO_SKUS,
+    O_MIN,
+    O_PER,
+    O_DAY,
+    O_FROM_DAY,
+    O_TO_DAY,
+    O_SKUS_LIMIT,
+    O_CSV,
+    O_OLDER_THAN,
+    O_DRY_RUN,
     O_COUNT
 };
 
-#define OPT(o) (1u << (o))
+_Static_assert(O_COUNT <= 64, "options are bits of a uint64_t");
+
+#define OPT(o) (UINT64_C(1) << (o))
 #define OPTS_MOVE (OPT(O_ID) | OPT(O_REF) | OPT(O_REASON) | OPT(O_FORCE))
 #define OPTS_PAGE (OPT(O_LIMIT) | OPT(O_ALL) | OPT(O_CURSOR))
 
@@ -79,6 +115,7 @@ struct option_spec {
     const char *name;
     const char *arg; /* NULL for a flag */
     const char *help;
+    bool repeat; /* may be given more than once; every value is kept */
 };
 
 static const struct option_spec option_specs[O_COUNT] = {
@@ -97,6 +134,54 @@ static const struct option_spec option_specs[O_COUNT] = {
     [O_CURSOR] = {"cursor", "C", "continue after an earlier page (its next_cursor)"},
     [O_WAIT] = {"wait", NULL, "wait until the rounds are done, showing progress"},
     [O_TIMEOUT] = {"timeout", "SECONDS", "give up waiting after SECONDS (exit 7)"},
+    [O_FSTATE] = {"fstate", "S",
+                  "fulfilment state: new, pending, ready, allocated, sent, picked, partial,\n"
+                  "                     shipped, uploaded, finished or cancelled"},
+    [O_DUE] = {"due", NULL, "only open orders, what must leave first on top"},
+    [O_RELEASE] = {"release", NULL,
+                   "first release what is reserved and not shipped, then allocate again"},
+    [O_CARRIER] = {"carrier", "C", "logistics service, e.g. DHL or CAINIAO_STANDARD"},
+    [O_TRACKING] = {"tracking", "T", "the carrier's tracking number"},
+    [O_LINE] = {"line", "SKU=QTY",
+                "ship only this (repeat for several lines; default: everything allocated\n"
+                "                     to the warehouse and not yet shipped)",
+                true},
+    [O_SHIP_ID] = {"id", "ID",
+                   "shipment id: give one when you may retry; the same id ships once\n"
+                   "                     (default ORDER-WAREHOUSE-N)"},
+    [O_EXC_STATE] = {"state", "STATE",
+                     "open, acknowledged, resolved, all, or active (open and acknowledged,\n"
+                     "                     the default)"},
+    [O_KIND] = {"kind", "K",
+                "out_of_stock, bad_address, payment_held, deadline, warehouse,\n"
+                "                     upstream_rejected, stock_drift or cancelled_after_pick"},
+    [O_ORDER] = {"order", "ID", "marketplace order id"},
+    [O_NOTE] = {"note", "TEXT", "what was done or found, kept with it (up to 1024 bytes)"},
+    [O_SAFETY] = {"safety", "N", "units never offered to the marketplace (>= 0)"},
+    [O_THRESHOLD] = {"threshold", "N", "low-stock threshold in units (>= 0; ends --cover-days)"},
+    [O_COVER_DAYS] = {"cover-days", "D",
+                      "low when stock covers fewer than D days of recent sales (1-365;\n"
+                      "                     0 turns it off and keeps the threshold)"},
+    [O_RET_STATE] = {"state", "STATE", "received (waiting for inspection) or inspected"},
+    [O_RET_ID] = {"id", "ID", "return id, e.g. the RMA number: the same id is recorded once"},
+    [O_RET_REASON] = {"reason", "TEXT", "why it came back (the buyer's reason)"},
+    [O_SELLABLE] = {"sellable", "N", "units fit to sell again"},
+    [O_DAMAGED] = {"damaged", "N", "units to write off"},
+    [O_PROMO_SKUS] = {"skus", "FILE",
+                      "SKUs to check, one per line or SKU,MIN (CSV; '-' reads stdin)"},
+    [O_MIN] = {"min", "N", "minimum stock for lines without one (default 1)"},
+    [O_PER] = {"per", "sku|product",
+               "sku: the product's cheapest SKU must have MIN (default);\n"
+               "                     product: all its SKUs together"},
+    [O_DAY] = {"day", "YYYY-MM-DD", "one local day (default: today)"},
+    [O_FROM_DAY] = {"from", "YYYY-MM-DD", "first local day of the period"},
+    [O_TO_DAY] = {"to", "YYYY-MM-DD", "last local day of the period, included (default: today)"},
+    [O_SKUS_LIMIT] = {"skus", "N", "rows of the per-SKU table, 1-1000 (default 50)"},
+    [O_CSV] = {"csv", NULL, "print the tables as CSV, for a spreadsheet"},
+    [O_OLDER_THAN] = {"older-than", "DAYS",
+                      "orders finished or cancelled more than DAYS ago (default: the\n"
+                      "                     daemon's [privacy] retain_days)"},
+    [O_DRY_RUN] = {"dry-run", NULL, "only count the orders that would be purged"},
 };
 
 #define MAX_POS 3
@@ -106,6 +191,8 @@ struct args {
     int npos;
     bool set[O_COUNT];
     const char *val[O_COUNT];
+    const char **lines; /* every --line value (the one repeatable option); malloc'd */
+    size_t nlines;
     int64_t limit; /* valid when set[O_LIMIT] */
     bool help;
 };
@@ -123,8 +210,8 @@ struct cli {
 struct command {
     const char *name; /* one or two words: "stock", "stock list" */
     int (*run)(struct cli *cli, const struct args *a);
-    unsigned opts;                /* OPT() bits accepted */
-    unsigned required;            /* OPT() bits that must be given */
+    uint64_t opts;                /* OPT() bits accepted */
+    uint64_t required;            /* OPT() bits that must be given */
     const char *pos[MAX_POS + 1]; /* positional argument names, NULL-terminated; all required */
     const char *summary;          /* one line, for `tally help` */
     const char *text;             /* what it does, for `tally CMD --help` */
@@ -219,15 +306,15 @@ static int usage_error(const struct cli *cli, const char *fmt, ...)
 /* ------------------------------------------------------------------------------------------ */
 /* Talking to tallyd                                                                          */
 
-enum kv_type { KV_STR, KV_INT, KV_BOOL };
+enum kv_type { KV_STR, KV_INT, KV_BOOL, KV_RAW };
 
 /* One params entry; entries with `on` false are left out of the map. */
 struct kv {
     const char *key;
     enum kv_type type;
     bool on;
-    const char *s;
-    int64_t i;
+    const char *s; /* KV_STR: the string; KV_RAW: packed MessagePack */
+    int64_t i;     /* KV_INT: the value; KV_RAW: the length of s */
 };
 
 static struct kv kv_str(const char *key, const char *value)
@@ -246,6 +333,12 @@ static struct kv kv_flag(const char *key, bool set)
     return (struct kv){key, KV_BOOL, set, NULL, 0};
 }
 
+/* A value the caller packed already (an array of maps: shipment lines, promo items). */
+static struct kv kv_raw(const char *key, const msgpack_sbuffer *packed)
+{
+    return (struct kv){key, KV_RAW, packed->size > 0, packed->data, (int64_t)packed->size};
+}
+
 /* Packs the entries that are `on` as one map into sb (which the caller initialised). */
 static void pack_params(msgpack_sbuffer *sb, const struct kv *kv, size_t n)
 {
@@ -262,7 +355,10 @@ static void pack_params(msgpack_sbuffer *sb, const struct kv *kv, size_t n)
             mp_pack_kv_str(&pk, kv[i].key, kv[i].s);
         else if (kv[i].type == KV_INT)
             mp_pack_kv_int(&pk, kv[i].key, kv[i].i);
-        else
+        else if (kv[i].type == KV_RAW) {
+            mp_pack_key(&pk, kv[i].key);
+            msgpack_sbuffer_write(sb, kv[i].s, (size_t)kv[i].i); /* the packer buffers nothing */
+        } else
             mp_pack_kv_bool(&pk, kv[i].key, true);
     }
 }
@@ -512,6 +608,18 @@ static int parse_int64(const char *s, int64_t *v)
     return 0;
 }
 
+/* Parses a positive decimal integer argument; false when it is not one. */
+static bool parse_positive(const char *s, int64_t *v)
+{
+    char *end;
+    errno = 0;
+    long long x = strtoll(s, &end, 10);
+    if (errno || end == s || *end || x <= 0)
+        return false;
+    *v = x;
+    return true;
+}
+
 static int int_arg(const struct cli *cli, const char *name, const char *s, int64_t *v)
 {
     int r = parse_int64(s, v);
@@ -520,6 +628,16 @@ static int int_arg(const struct cli *cli, const char *name, const char *s, int64
     if (r)
         return usage_error(cli, "%s must be an integer, not '%s'", name, s);
     return 0;
+}
+
+/* An integer option's value when it is given: 0, or the exit code of a usage error. */
+static int opt_int(const struct cli *cli, const struct args *a, int o, int64_t *v)
+{
+    char name[40];
+    if (!a->set[o])
+        return 0;
+    snprintf(name, sizeof name, "--%s", option_specs[o].name);
+    return int_arg(cli, name, a->val[o], v);
 }
 
 /* "-5" is an argument (a signed quantity), "-x" and "--x" are options. */
@@ -574,10 +692,10 @@ static int parse_args(struct cli *cli, int argc, char **argv, struct args *a)
         int o = O_COUNT;
         if (s[1] == '-')
             for (o = 0; o < O_COUNT; o++)
-                if (strlen(option_specs[o].name) == nlen &&
+                if ((cmd->opts & OPT(o)) && strlen(option_specs[o].name) == nlen &&
                     strncmp(option_specs[o].name, name, nlen) == 0)
                     break;
-        if (o == O_COUNT || !(cmd->opts & OPT(o)))
+        if (o == O_COUNT)
             return usage_error(cli, "unknown option '%.*s' for %s",
                                (int)(eq ? (size_t)(eq - s) : strlen(s)), s, cmd->name);
         const struct option_spec *spec = &option_specs[o];
@@ -587,6 +705,13 @@ static int parse_args(struct cli *cli, int argc, char **argv, struct args *a)
             return usage_error(cli, "--%s needs a value (%s)", spec->name, spec->arg);
         a->set[o] = true;
         a->val[o] = spec->arg ? (eq ? eq + 1 : argv[++i]) : NULL;
+        if (spec->repeat) {
+            if (!a->lines && !(a->lines = calloc((size_t)argc, sizeof *a->lines))) {
+                fputs("tally: out of memory\n", stderr);
+                return EXIT_SERVER;
+            }
+            a->lines[a->nlines++] = a->val[o];
+        }
     }
     return 0;
 }
@@ -629,19 +754,30 @@ struct lister {
     size_t ncols;
     void (*row)(struct table *t, const msgpack_object *item);
     const char *none; /* what to say when nothing matched */
+    /* Optional: called with each page's whole result (tables only), e.g. to keep its counts. */
+    void (*page)(void *ctx, const msgpack_object *result);
+    void *ctx;
+    /* Optional: a key of the result besides items kept in the --all --json document. */
+    const char *extra;
 };
 
 /*
  * With --all --json the pages are streamed as one document. An error after the first page
  * ends it cleanly: next_cursor is where to resume, and "error" says what happened.
  */
-static void json_all_end(const char *cursor, const char *code, const char *message)
+static void json_all_end(const char *cursor, const char *code, const char *message,
+                         const char *extra_key, const char *extra_json)
 {
     fputs("],\"next_cursor\":", stdout);
     if (cursor)
         json_write_str(stdout, cursor, strlen(cursor));
     else
         fputs("null", stdout);
+    if (extra_key && extra_json) {
+        fputc(',', stdout);
+        json_write_str(stdout, extra_key, strlen(extra_key));
+        printf(":%s", extra_json);
+    }
     if (code) {
         fputs(",\"error\":{\"code\":", stdout);
         json_write_str(stdout, code, strlen(code));
@@ -679,6 +815,7 @@ static int run_list(struct cli *cli, const struct args *a, const struct lister *
     int64_t limit = a->set[O_LIMIT] ? a->limit : TALLY_MAX_PAGE;
     bool has_limit = a->set[O_LIMIT] || all;
     char *cursor = a->set[O_CURSOR] ? strdup(a->val[O_CURSOR]) : NULL;
+    char *extra = NULL; /* JSON text of the last page's l->extra */
     struct table *t = cli->json ? NULL : table_new(l->cols, l->ncols);
     int64_t shown = 0, buffered = 0;
     bool more = false, started = false;
@@ -705,7 +842,7 @@ static int run_list(struct cli *cli, const struct args *a, const struct lister *
         }
         cli->json = json;
         if (rc && started)
-            json_all_end(cursor, cli->err_code, cli->err_message);
+            json_all_end(cursor, cli->err_code, cli->err_message, l->extra, extra);
         if (rc) {
             tally_reply_free(r);
             break;
@@ -713,6 +850,11 @@ static int run_list(struct cli *cli, const struct args *a, const struct lister *
         if (cli->json && !all) {
             rc = print_json(&r->result);
         } else if (cli->json) {
+            const msgpack_object *x = l->extra ? get(&r->result, l->extra) : NULL;
+            if (x) {
+                free(extra);
+                extra = json_from_object(x, NULL);
+            }
             fputs(started ? "" : "{\"items\":[", stdout);
             for (uint32_t i = 0; i < items->via.array.size; i++) {
                 if (shown + i > 0)
@@ -723,6 +865,8 @@ static int run_list(struct cli *cli, const struct args *a, const struct lister *
         } else {
             for (uint32_t i = 0; i < items->via.array.size; i++)
                 l->row(t, &items->via.array.ptr[i]);
+            if (l->page)
+                l->page(l->ctx, &r->result);
             buffered += items->via.array.size;
             /* Columns are sized by what is buffered: keep up to a page's worth, then print. */
             if (buffered >= TALLY_MAX_PAGE && table_flush(t, stdout) != 0)
@@ -748,7 +892,7 @@ static int run_list(struct cli *cli, const struct args *a, const struct lister *
     if (t && buffered && table_flush(t, stdout) != 0)
         fputs("tally: out of memory\n", stderr);
     if (rc == EXIT_OK && cli->json && started)
-        json_all_end(NULL, NULL, NULL);
+        json_all_end(NULL, NULL, NULL, l->extra, extra);
     if (rc == EXIT_OK && !cli->json) {
         if (shown == 0)
             printf("%s\n", l->none);
@@ -758,6 +902,7 @@ static int run_list(struct cli *cli, const struct args *a, const struct lister *
                     shown, cursor);
     }
     free(cursor);
+    free(extra);
     table_free(t);
     return rc;
 }
@@ -969,7 +1114,13 @@ static int run_search(struct cli *cli, const struct args *a)
                                             {"PRICE", TABLE_RIGHT},
                                             {"TITLE", TABLE_LEFT}};
     const struct kv f[] = {kv_str("q", a->pos[0])};
-    const struct lister l = {"catalog.search", f, 1, cols, 4, search_row, "no SKU matches"};
+    const struct lister l = {.method = "catalog.search",
+                             .filters = f,
+                             .nfilters = 1,
+                             .cols = cols,
+                             .ncols = 4,
+                             .row = search_row,
+                             .none = "no SKU matches"};
     return run_list(cli, a, &l);
 }
 
@@ -1089,8 +1240,17 @@ static int run_stock(struct cli *cli, const struct args *a)
     return EXIT_OK;
 }
 
+static const struct table_col stock_cols[] = {
+    {"SKU", TABLE_LEFT},        {"WAREHOUSE", TABLE_LEFT}, {"ON_HAND", TABLE_RIGHT},
+    {"RESERVED", TABLE_RIGHT},  {"SAFETY", TABLE_RIGHT},   {"AVAILABLE", TABLE_RIGHT},
+    {"THRESHOLD", TABLE_RIGHT}, {"LOW", TABLE_LEFT},       {"SOLD", TABLE_RIGHT},
+    {"SUGGEST", TABLE_RIGHT}};
+
+#define STOCK_NCOLS (sizeof stock_cols / sizeof stock_cols[0])
+
 static void stock_row(struct table *t, const msgpack_object *it)
 {
+    int64_t suggest;
     cell_str(t, it, "sku");
     cell_str(t, it, "warehouse");
     cell_int(t, it, "on_hand");
@@ -1099,23 +1259,67 @@ static void stock_row(struct table *t, const msgpack_object *it)
     cell_int(t, it, "available");
     cell_int(t, it, "threshold");
     table_cell(t, get_bool(it, "low") ? "LOW" : "");
+    cell_int(t, it, "sold");
+    /* Blank rather than 0: the rows that need restocking stand out. */
+    if (get_int(it, "suggest", &suggest) && suggest > 0)
+        table_cellf(t, "%" PRId64, suggest);
+    else
+        table_cell(t, "");
 }
 
 static int run_stock_list(struct cli *cli, const struct args *a)
 {
-    static const struct table_col cols[] = {{"SKU", TABLE_LEFT},        {"WAREHOUSE", TABLE_LEFT},
-                                            {"ON_HAND", TABLE_RIGHT},   {"RESERVED", TABLE_RIGHT},
-                                            {"SAFETY", TABLE_RIGHT},    {"AVAILABLE", TABLE_RIGHT},
-                                            {"THRESHOLD", TABLE_RIGHT}, {"LOW", TABLE_LEFT}};
     const struct kv f[] = {kv_str("warehouse", a->val[O_WAREHOUSE]), kv_flag("low", a->set[O_LOW])};
-    const struct lister l = {"stock.list",
-                             f,
-                             2,
-                             cols,
-                             8,
-                             stock_row,
-                             a->set[O_LOW] ? "no stock row is low" : "no stock rows"};
+    const struct lister l = {.method = "stock.list",
+                             .filters = f,
+                             .nfilters = 2,
+                             .cols = stock_cols,
+                             .ncols = STOCK_NCOLS,
+                             .row = stock_row,
+                             .none = a->set[O_LOW] ? "no stock row is low" : "no stock rows"};
     return run_list(cli, a, &l);
+}
+
+static int run_stock_set(struct cli *cli, const struct args *a)
+{
+    int64_t safety = 0, threshold = 0, cover = 0;
+    int rc = opt_int(cli, a, O_SAFETY, &safety);
+    if (rc == 0)
+        rc = opt_int(cli, a, O_THRESHOLD, &threshold);
+    if (rc == 0)
+        rc = opt_int(cli, a, O_COVER_DAYS, &cover);
+    if (rc)
+        return rc;
+    if (!a->set[O_SAFETY] && !a->set[O_THRESHOLD] && !a->set[O_COVER_DAYS])
+        return usage_error(cli, "give at least one of --safety, --threshold and --cover-days");
+    const struct kv p[] = {kv_str("sku", a->pos[0]), kv_str("warehouse", a->val[O_WAREHOUSE]),
+                           kv_int("safety", safety, a->set[O_SAFETY]),
+                           kv_int("threshold", threshold, a->set[O_THRESHOLD]),
+                           kv_int("cover_days", cover, a->set[O_COVER_DAYS])};
+    struct tally_reply *r;
+    rc = cli_call(cli, "stock.set", p, sizeof p / sizeof p[0], &r);
+    if (rc)
+        return rc;
+    if (cli->json) {
+        rc = print_json(&r->result);
+        tally_reply_free(r);
+        return rc;
+    }
+    struct table *t = table_new(stock_cols, STOCK_NCOLS);
+    if (!t) {
+        tally_reply_free(r);
+        fputs("tally: out of memory\n", stderr);
+        return EXIT_SERVER;
+    }
+    stock_row(t, &r->result);
+    table_flush(t, stdout);
+    table_free(t);
+    int64_t days;
+    if (get_int(&r->result, "cover_days", &days) && days > 0)
+        printf("threshold follows sales: %" PRId64 " day%s of cover at the recent rate\n", days,
+               days == 1 ? "" : "s");
+    tally_reply_free(r);
+    return EXIT_OK;
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -1202,11 +1406,49 @@ static int run_move(struct cli *cli, const struct args *a)
 /* ------------------------------------------------------------------------------------------ */
 /* orders, outbox                                                                             */
 
+/* Fulfilment states in which an order has not left yet (orders.list's `due` set, and new). */
+static bool fstate_open(const char *fstate)
+{
+    static const char *const open[] = {"new",  "pending", "ready",  "allocated",
+                                       "sent", "picked",  "partial"};
+    for (size_t i = 0; i < sizeof open / sizeof open[0]; i++)
+        if (strcmp(fstate, open[i]) == 0)
+            return true;
+    return false;
+}
+
+/* Whether the ship-by of this order (list item or orders.get result) has passed unshipped. */
+static bool order_overdue(const msgpack_object *o, int64_t now)
+{
+    char fs[32];
+    int64_t ship_by;
+    return get_int(o, "ship_by", &ship_by) && ship_by < now &&
+           get_str(o, "fstate", fs, sizeof fs) && fstate_open(fs);
+}
+
+/* SHIP_BY: local time, marked when it has passed and the goods have not left. */
+static void cell_ship_by(struct table *t, const msgpack_object *it)
+{
+    int64_t ship_by;
+    char b[64];
+    if (!get_int(it, "ship_by", &ship_by)) {
+        table_cell(t, "-");
+        return;
+    }
+    fmt_time(b, sizeof b, ship_by, true);
+    if (order_overdue(it, (int64_t)time(NULL)))
+        table_cellf(t, "%s OVERDUE", b);
+    else
+        table_cell(t, b);
+}
+
 static void order_row(struct table *t, const msgpack_object *it)
 {
     cell_str(t, it, "order_id");
     cell_str(t, it, "status");
-    cell_time(t, it, "ship_by", true);
+    cell_str(t, it, "fstate");
+    cell_int(t, it, "priority");
+    cell_ship_by(t, it);
     cell_str(t, it, "country");
     cell_int(t, it, "units");
     cell_str(t, it, "warehouse");
@@ -1215,16 +1457,37 @@ static void order_row(struct table *t, const msgpack_object *it)
 static int run_orders(struct cli *cli, const struct args *a)
 {
     static const struct table_col cols[] = {{"ORDER_ID", TABLE_LEFT}, {"STATUS", TABLE_LEFT},
+                                            {"FSTATE", TABLE_LEFT},   {"PRIORITY", TABLE_RIGHT},
                                             {"SHIP_BY", TABLE_LEFT},  {"COUNTRY", TABLE_LEFT},
                                             {"UNITS", TABLE_RIGHT},   {"WAREHOUSE", TABLE_LEFT}};
-    const struct kv f[] = {kv_str("status", a->val[O_STATUS]),
-                           kv_str("warehouse", a->val[O_WAREHOUSE])};
-    const struct lister l = {"orders.list", f, 2, cols, 6, order_row, "no orders"};
+    const struct kv f[] = {kv_str("status", a->val[O_STATUS]), kv_str("fstate", a->val[O_FSTATE]),
+                           kv_str("warehouse", a->val[O_WAREHOUSE]), kv_flag("due", a->set[O_DUE])};
+    const struct lister l = {.method = "orders.list",
+                             .filters = f,
+                             .nfilters = sizeof f / sizeof f[0],
+                             .cols = cols,
+                             .ncols = sizeof cols / sizeof cols[0],
+                             .row = order_row,
+                             .none = a->set[O_DUE] ? "no open orders" : "no orders"};
     return run_list(cli, a, &l);
 }
 
-static void print_ship_to(const msgpack_object *st)
+/* The erasure time of a purged ship-to: in the ship_to map, or beside it. */
+static bool purged_at(const msgpack_object *order, const msgpack_object *ship_to, int64_t *when)
 {
+    return get_int(ship_to, "purged_at", when) || get_int(order, "purged_at", when);
+}
+
+static void print_ship_to(const msgpack_object *o)
+{
+    const msgpack_object *st = get(o, "ship_to");
+    int64_t purged;
+    char when[64];
+    if (purged_at(o, st, &purged)) {
+        fmt_time(when, sizeof when, purged, false);
+        field("ship to", "purged %s (personal data erased)", when);
+        return;
+    }
     if (!st || st->type != MSGPACK_OBJECT_MAP) {
         field("ship to", "(buyer addresses are shown to writers only)");
         return;
@@ -1263,19 +1526,53 @@ static void print_order_lines(const msgpack_object *lines, const char *cur)
     table_free(t);
 }
 
+/* "allocation  in-country: ES-MAD has every line", then the parts: what is where, in what state. */
+static void print_allocation(const msgpack_object *alloc)
+{
+    static const struct table_col cols[] = {{"SKU", TABLE_LEFT},
+                                            {"WAREHOUSE", TABLE_LEFT},
+                                            {"QTY", TABLE_RIGHT},
+                                            {"STATE", TABLE_LEFT}};
+    char rule[64], why[1100];
+    if (!alloc || alloc->type != MSGPACK_OBJECT_MAP) {
+        field("allocation", "- (not allocated yet)");
+        return;
+    }
+    get_str(alloc, "rule", rule, sizeof rule);
+    if (get_str(alloc, "why", why, sizeof why))
+        field("allocation", "%s: %s", rule, why);
+    else
+        field("allocation", "%s", rule);
+    const msgpack_object *parts = get_array(alloc, "parts");
+    if (!parts || parts->via.array.size == 0)
+        return;
+    struct table *t = table_new(cols, 4);
+    if (!t)
+        return;
+    for (uint32_t i = 0; i < parts->via.array.size; i++) {
+        const msgpack_object *p = &parts->via.array.ptr[i];
+        cell_str(t, p, "sku");
+        cell_str(t, p, "warehouse");
+        cell_int(t, p, "qty");
+        cell_str(t, p, "state");
+    }
+    fputc('\n', stdout);
+    table_flush(t, stdout);
+    table_free(t);
+}
+
 static void print_shipments(const msgpack_object *sh)
 {
-    static const struct table_col cols[] = {{"SHIPMENT", TABLE_LEFT},
-                                            {"WAREHOUSE", TABLE_LEFT},
-                                            {"CARRIER", TABLE_LEFT},
-                                            {"TRACKING", TABLE_LEFT},
-                                            {"CREATED", TABLE_LEFT}};
+    static const struct table_col cols[] = {{"SHIPMENT", TABLE_LEFT}, {"WAREHOUSE", TABLE_LEFT},
+                                            {"CARRIER", TABLE_LEFT},  {"TRACKING", TABLE_LEFT},
+                                            {"SEND", TABLE_LEFT},     {"STATE", TABLE_LEFT},
+                                            {"CREATED", TABLE_LEFT},  {"UPLOADED", TABLE_LEFT}};
     fputc('\n', stdout);
     if (!sh || sh->via.array.size == 0) {
         printf("no shipments yet\n");
         return;
     }
-    struct table *t = table_new(cols, 5);
+    struct table *t = table_new(cols, sizeof cols / sizeof cols[0]);
     if (!t)
         return;
     for (uint32_t i = 0; i < sh->via.array.size; i++) {
@@ -1284,9 +1581,64 @@ static void print_shipments(const msgpack_object *sh)
         cell_str(t, s, "warehouse");
         cell_str(t, s, "carrier");
         cell_str(t, s, "tracking_no");
-        cell_time(t, s, "created_at", false);
+        cell_str(t, s, "send_type");
+        cell_str(t, s, "state");
+        cell_time(t, s, "created_at", true);
+        cell_time(t, s, "uploaded_at", true);
     }
     table_flush(t, stdout);
+    table_free(t);
+}
+
+/* An exception's deadline: relative while it is active, the time itself once resolved. */
+static void cell_deadline(struct table *t, const msgpack_object *x)
+{
+    int64_t deadline;
+    char state[32], b[64];
+    if (!get_int(x, "deadline", &deadline)) {
+        table_cell(t, "-");
+        return;
+    }
+    if (get_str(x, "state", state, sizeof state) && strcmp(state, "resolved") == 0)
+        fmt_time(b, sizeof b, deadline, true);
+    else
+        fmt_deadline(b, sizeof b, deadline, (int64_t)time(NULL));
+    table_cell(t, b);
+}
+
+/* The order's exceptions that still need someone; resolved ones are only counted. */
+static void print_order_exceptions(const msgpack_object *xs, const char *order_id)
+{
+    static const struct table_col cols[] = {{"EXCEPTION", TABLE_RIGHT},
+                                            {"KIND", TABLE_LEFT},
+                                            {"STATE", TABLE_LEFT},
+                                            {"DEADLINE", TABLE_LEFT},
+                                            {"MESSAGE", TABLE_LEFT}};
+    struct table *t = table_new(cols, sizeof cols / sizeof cols[0]);
+    uint32_t active = 0, resolved = 0;
+    if (!t)
+        return;
+    for (uint32_t i = 0; xs && i < xs->via.array.size; i++) {
+        const msgpack_object *x = &xs->via.array.ptr[i];
+        char state[32];
+        if (get_str(x, "state", state, sizeof state) && strcmp(state, "resolved") == 0) {
+            resolved++;
+            continue;
+        }
+        active++;
+        cell_int(t, x, "id");
+        cell_str(t, x, "kind");
+        cell_str(t, x, "state");
+        cell_deadline(t, x);
+        cell_str(t, x, "message");
+    }
+    fputc('\n', stdout);
+    if (active)
+        table_flush(t, stdout);
+    else
+        printf("no open exceptions\n");
+    if (resolved)
+        printf("(%u resolved: tally exceptions --order %s --state all)\n", resolved, order_id);
     table_free(t);
 }
 
@@ -1303,30 +1655,150 @@ static int run_orders_show(struct cli *cli, const struct args *a)
         tally_reply_free(r);
         return rc;
     }
-    char b1[1100], b2[64], cur[16];
-    int64_t v, units = 0;
+    char b1[1100], b2[64], b3[64], cur[16];
+    int64_t v, units = 0, now = (int64_t)time(NULL);
     const char *currency = get_str(o, "currency", cur, sizeof cur);
     const msgpack_object *lines = get_array(o, "lines");
     field("order", "%s", get_str(o, "order_id", b1, sizeof b1) ? b1 : "-");
     field("status", "%s", get_str(o, "status", b1, sizeof b1) ? b1 : "-");
-    static const char *const times[][2] = {
-        {"created_at", "created"}, {"ship_by", "ship by"}, {"updated_at", "updated"}};
-    for (size_t i = 0; i < 3; i++) {
-        if (!get_int(o, times[i][0], &v))
-            continue;
+    field("fulfilment", "%s", get_str(o, "fstate", b1, sizeof b1) ? b1 : "-");
+    if (get_int(o, "priority", &v)) {
+        if (get_str(o, "priority_why", b1, sizeof b1))
+            field("priority", "%" PRId64 ": %s", v, b1);
+        else
+            field("priority", "%" PRId64, v);
+    }
+    if (get_int(o, "created_at", &v)) {
         fmt_time(b2, sizeof b2, v, false);
-        field(times[i][1], "%s", b2);
+        field("created", "%s", b2);
+    }
+    if (get_int(o, "ship_by", &v)) {
+        get_str(o, "fstate", b1, sizeof b1);
+        fmt_time(b2, sizeof b2, v, false);
+        fmt_deadline(b3, sizeof b3, v, now);
+        if (fstate_open(b1))
+            field("ship by", "%s (%s)", b2, b3);
+        else
+            field("ship by", "%s", b2);
+    }
+    if (get_int(o, "updated_at", &v)) {
+        fmt_time(b2, sizeof b2, v, false);
+        field("updated", "%s", b2);
     }
     field("country", "%s", get_str(o, "country", b1, sizeof b1) ? b1 : "-");
     field("warehouse", "%s", get_str(o, "warehouse", b1, sizeof b1) ? b1 : "- (not allocated)");
     field("service", "%s", get_str(o, "service", b1, sizeof b1) ? b1 : "-");
     get_int(o, "units", &units);
     money_of(o, "total_minor", currency, b1, sizeof b1);
-    field("total", "%s (%u lines, %" PRId64 " units)", b1, lines ? lines->via.array.size : 0,
-          units);
-    print_ship_to(get(o, "ship_to"));
+    uint32_t nlines = lines ? lines->via.array.size : 0;
+    field("total", "%s (%u line%s, %" PRId64 " unit%s)", b1, nlines, nlines == 1 ? "" : "s", units,
+          units == 1 ? "" : "s");
+    print_ship_to(o);
     print_order_lines(lines, currency);
+    fputc('\n', stdout);
+    print_allocation(get(o, "allocation"));
     print_shipments(get_array(o, "shipments"));
+    print_order_exceptions(get_array(o, "exceptions"), a->pos[0]);
+    tally_reply_free(r);
+    return EXIT_OK;
+}
+
+static int run_orders_allocate(struct cli *cli, const struct args *a)
+{
+    const struct kv p[] = {kv_str("order_id", a->pos[0]), kv_flag("release", a->set[O_RELEASE])};
+    struct tally_reply *r;
+    int rc = cli_call(cli, "orders.allocate", p, 2, &r);
+    if (rc)
+        return rc;
+    if (cli->json) {
+        rc = print_json(&r->result);
+        tally_reply_free(r);
+        return rc;
+    }
+    char b[1100];
+    field("order", "%s%s", get_str(&r->result, "order_id", b, sizeof b) ? b : a->pos[0],
+          a->set[O_RELEASE] ? " (unshipped reservations released first)" : "");
+    field("fulfilment", "%s", get_str(&r->result, "fstate", b, sizeof b) ? b : "-");
+    print_allocation(get(&r->result, "allocation"));
+    tally_reply_free(r);
+    return EXIT_OK;
+}
+
+/*
+ * Packs the --line SKU=QTY values as orders.ship's `lines` ([{sku, qty}, ...]); nothing when
+ * none was given (the daemon then ships everything allocated there). 0 or a usage exit code.
+ */
+static int pack_ship_lines(const struct cli *cli, const struct args *a, msgpack_sbuffer *sb)
+{
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, sb, msgpack_sbuffer_write);
+    if (a->nlines == 0)
+        return 0;
+    msgpack_pack_array(&pk, a->nlines);
+    for (size_t i = 0; i < a->nlines; i++) {
+        const char *v = a->lines[i], *eq = strrchr(v, '=');
+        int64_t qty;
+        if (!eq || eq == v || parse_int64(eq + 1, &qty) != 0)
+            return usage_error(cli, "--line must be SKU=QTY (e.g. TS-RED-M=2), not '%s'", v);
+        msgpack_pack_map(&pk, 2);
+        mp_pack_key(&pk, "sku");
+        mp_pack_strn(&pk, v, (size_t)(eq - v));
+        mp_pack_kv_int(&pk, "qty", qty);
+    }
+    return 0;
+}
+
+/* "shipped 2 × TS-RED-M, 1 × MUG-1" */
+static void print_shipped_lines(const msgpack_object *lines)
+{
+    for (uint32_t i = 0; lines && i < lines->via.array.size; i++) {
+        char sku[TALLY_MAX_ID_LEN + 1];
+        int64_t qty = 0;
+        get_str(&lines->via.array.ptr[i], "sku", sku, sizeof sku);
+        get_int(&lines->via.array.ptr[i], "qty", &qty);
+        printf("%s%" PRId64 " × ", i ? ", " : "", qty);
+        out_text(stdout, sku, strlen(sku));
+    }
+}
+
+static int run_ship(struct cli *cli, const struct args *a)
+{
+    msgpack_sbuffer lines;
+    msgpack_sbuffer_init(&lines);
+    int rc = pack_ship_lines(cli, a, &lines);
+    if (rc) {
+        msgpack_sbuffer_destroy(&lines);
+        return rc;
+    }
+    const struct kv p[] = {kv_str("order_id", a->pos[0]),
+                           kv_str("warehouse", a->val[O_WAREHOUSE]),
+                           kv_str("carrier", a->val[O_CARRIER]),
+                           kv_str("tracking_no", a->val[O_TRACKING]),
+                           kv_raw("lines", &lines),
+                           kv_str("id", a->val[O_SHIP_ID])};
+    struct tally_reply *r;
+    rc = cli_call(cli, "orders.ship", p, sizeof p / sizeof p[0], &r);
+    msgpack_sbuffer_destroy(&lines);
+    if (rc)
+        return rc;
+    const msgpack_object *res = &r->result;
+    if (cli->json) {
+        rc = print_json(res);
+        tally_reply_free(r);
+        return rc;
+    }
+    char id[TALLY_MAX_ID_LEN + 1], fstate[32], send[16];
+    get_str(res, "id", id, sizeof id);
+    get_str(res, "fstate", fstate, sizeof fstate);
+    get_str(res, "send_type", send, sizeof send);
+    printf("shipment %s of order %s from %s (%s, tracking %s)", id, a->pos[0], a->val[O_WAREHOUSE],
+           a->val[O_CARRIER], a->val[O_TRACKING]);
+    if (get_bool(res, "duplicate"))
+        fputs(" (already recorded: not applied again)", stdout);
+    fputs(": ", stdout);
+    print_shipped_lines(get_array(res, "lines"));
+    printf("\norder is now %s (%s shipment; upload to the marketplace queued)\n", fstate,
+           strcmp(send, "part") == 0 ? "part" : "final");
     tally_reply_free(r);
     return EXIT_OK;
 }
@@ -1350,14 +1822,856 @@ static int run_outbox(struct cli *cli, const struct args *a)
                                             {"ENTITY", TABLE_LEFT}, {"TRIES", TABLE_RIGHT},
                                             {"KEY", TABLE_LEFT},    {"LAST_ERROR", TABLE_LEFT}};
     const struct kv f[] = {kv_str("state", a->val[O_STATE])};
-    const struct lister l = {"outbox.list",
-                             f,
-                             1,
-                             cols,
-                             8,
-                             outbox_row,
-                             a->set[O_STATE] ? "no outbox rows in that state" : "outbox is empty"};
+    const struct lister l = {.method = "outbox.list",
+                             .filters = f,
+                             .nfilters = 1,
+                             .cols = cols,
+                             .ncols = 8,
+                             .row = outbox_row,
+                             .none = a->set[O_STATE] ? "no outbox rows in that state"
+                                                     : "outbox is empty"};
     return run_list(cli, a, &l);
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* exceptions                                                                                 */
+
+static void exception_row(struct table *t, const msgpack_object *it)
+{
+    cell_int(t, it, "id");
+    cell_str(t, it, "kind");
+    cell_str(t, it, "state");
+    cell_str(t, it, "order_id");
+    cell_str(t, it, "sku");
+    cell_str(t, it, "warehouse");
+    cell_deadline(t, it);
+    cell_str(t, it, "message");
+}
+
+/* exceptions.list's counts (over all exceptions, the same on every page): the last page's. */
+struct exception_counts {
+    int64_t open, acknowledged, overdue;
+    bool seen;
+};
+
+static void exception_counts_keep(void *ctx, const msgpack_object *result)
+{
+    struct exception_counts *c = ctx;
+    const msgpack_object *counts = get(result, "counts");
+    if (!counts)
+        return;
+    c->seen = true;
+    get_int(counts, "open", &c->open);
+    get_int(counts, "acknowledged", &c->acknowledged);
+    get_int(counts, "overdue", &c->overdue);
+}
+
+static int run_exceptions(struct cli *cli, const struct args *a)
+{
+    static const struct table_col cols[] = {{"ID", TABLE_RIGHT},      {"KIND", TABLE_LEFT},
+                                            {"STATE", TABLE_LEFT},    {"ORDER", TABLE_LEFT},
+                                            {"SKU", TABLE_LEFT},      {"WAREHOUSE", TABLE_LEFT},
+                                            {"DEADLINE", TABLE_LEFT}, {"MESSAGE", TABLE_LEFT}};
+    struct exception_counts counts = {0};
+    const struct kv f[] = {kv_str("state", a->val[O_EXC_STATE]), kv_str("kind", a->val[O_KIND]),
+                           kv_str("order_id", a->val[O_ORDER])};
+    const struct lister l = {.method = "exceptions.list",
+                             .filters = f,
+                             .nfilters = sizeof f / sizeof f[0],
+                             .cols = cols,
+                             .ncols = sizeof cols / sizeof cols[0],
+                             .row = exception_row,
+                             .none = a->set[O_EXC_STATE] || a->set[O_KIND] || a->set[O_ORDER]
+                                         ? "no exceptions match"
+                                         : "no open exceptions",
+                             .page = exception_counts_keep,
+                             .ctx = &counts,
+                             .extra = "counts"};
+    int rc = run_list(cli, a, &l);
+    if (rc == EXIT_OK && !cli->json && counts.seen)
+        printf("%" PRId64 " open, %" PRId64 " acknowledged, %" PRId64 " overdue (of all "
+               "exceptions)\n",
+               counts.open, counts.acknowledged, counts.overdue);
+    return rc;
+}
+
+/* exceptions ack / resolve: one line saying what the exception is now. */
+static int exception_action(struct cli *cli, const struct args *a, const char *method)
+{
+    int64_t id;
+    if (!parse_positive(a->pos[0], &id))
+        return usage_error(cli, "ID must be an exception number (see tally exceptions), not '%s'",
+                           a->pos[0]);
+    const struct kv p[] = {kv_int("id", id, true), kv_str("note", a->val[O_NOTE])};
+    struct tally_reply *r;
+    int rc = cli_call(cli, method, p, 2, &r);
+    if (rc)
+        return rc;
+    const msgpack_object *x = &r->result;
+    if (cli->json) {
+        rc = print_json(x);
+        tally_reply_free(r);
+        return rc;
+    }
+    char kind[64], state[32], order[TALLY_MAX_ID_LEN + 1], by[128];
+    get_str(x, "kind", kind, sizeof kind);
+    get_str(x, "state", state, sizeof state);
+    printf("exception %" PRId64 " (%s", id, kind);
+    if (get_str(x, "order_id", order, sizeof order))
+        printf(", order %s", order);
+    printf("): %s", state);
+    if (strcmp(state, "resolved") == 0 && get_str(x, "resolved_by", by, sizeof by))
+        printf(" by %s", by);
+    else if (strcmp(state, "acknowledged") == 0 && get_str(x, "acknowledged_by", by, sizeof by))
+        printf(" by %s", by);
+    fputc('\n', stdout);
+    tally_reply_free(r);
+    return EXIT_OK;
+}
+
+static int run_exceptions_ack(struct cli *cli, const struct args *a)
+{
+    return exception_action(cli, a, "exceptions.ack");
+}
+
+static int run_exceptions_resolve(struct cli *cli, const struct args *a)
+{
+    return exception_action(cli, a, "exceptions.resolve");
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* returns                                                                                    */
+
+static void return_row(struct table *t, const msgpack_object *it)
+{
+    cell_str(t, it, "id");
+    cell_str(t, it, "sku");
+    cell_str(t, it, "warehouse");
+    cell_int(t, it, "qty");
+    cell_str(t, it, "state");
+    cell_int(t, it, "sellable");
+    cell_int(t, it, "damaged");
+    cell_str(t, it, "order_id");
+    cell_time(t, it, "received_at", true);
+    cell_str(t, it, "reason");
+}
+
+static int run_returns(struct cli *cli, const struct args *a)
+{
+    static const struct table_col cols[] = {{"ID", TABLE_LEFT},        {"SKU", TABLE_LEFT},
+                                            {"WAREHOUSE", TABLE_LEFT}, {"QTY", TABLE_RIGHT},
+                                            {"STATE", TABLE_LEFT},     {"SELLABLE", TABLE_RIGHT},
+                                            {"DAMAGED", TABLE_RIGHT},  {"ORDER", TABLE_LEFT},
+                                            {"RECEIVED", TABLE_LEFT},  {"REASON", TABLE_LEFT}};
+    const struct kv f[] = {kv_str("state", a->val[O_RET_STATE])};
+    const struct lister l = {.method = "returns.list",
+                             .filters = f,
+                             .nfilters = 1,
+                             .cols = cols,
+                             .ncols = sizeof cols / sizeof cols[0],
+                             .row = return_row,
+                             .none =
+                                 a->set[O_RET_STATE] ? "no returns in that state" : "no returns"};
+    return run_list(cli, a, &l);
+}
+
+/* The return in a returns.receive / returns.inspect result: the result itself, or its "return". */
+static const msgpack_object *return_of(const msgpack_object *res)
+{
+    const msgpack_object *inner = get(res, "return");
+    return inner && inner->type == MSGPACK_OBJECT_MAP ? inner : res;
+}
+
+static int run_returns_receive(struct cli *cli, const struct args *a)
+{
+    int64_t qty;
+    int rc = int_arg(cli, "QTY", a->pos[1], &qty);
+    if (rc)
+        return rc;
+    const struct kv p[] = {
+        kv_str("id", a->val[O_RET_ID]),           kv_str("sku", a->pos[0]),
+        kv_str("warehouse", a->val[O_WAREHOUSE]), kv_int("qty", qty, true),
+        kv_str("order_id", a->val[O_ORDER]),      kv_str("reason", a->val[O_RET_REASON])};
+    struct tally_reply *r;
+    rc = cli_call(cli, "returns.receive", p, sizeof p / sizeof p[0], &r);
+    if (rc)
+        return rc;
+    if (cli->json) {
+        rc = print_json(&r->result);
+        tally_reply_free(r);
+        return rc;
+    }
+    const msgpack_object *ret = return_of(&r->result);
+    char id[TALLY_MAX_ID_LEN + 1];
+    get_str(ret, "id", id, sizeof id);
+    printf("return %s: %" PRId64 " × %s back at %s%s, held out of sale until inspected\n", id, qty,
+           a->pos[0], a->val[O_WAREHOUSE],
+           get_bool(&r->result, "duplicate") ? " (already recorded: not applied again)" : "");
+    printf("next: tally returns inspect %s --sellable N --damaged M\n", id);
+    tally_reply_free(r);
+    return EXIT_OK;
+}
+
+static int run_returns_inspect(struct cli *cli, const struct args *a)
+{
+    int64_t sellable = 0, damaged = 0;
+    int rc = opt_int(cli, a, O_SELLABLE, &sellable);
+    if (rc == 0)
+        rc = opt_int(cli, a, O_DAMAGED, &damaged);
+    if (rc)
+        return rc;
+    const struct kv p[] = {kv_str("id", a->pos[0]), kv_int("sellable", sellable, true),
+                           kv_int("damaged", damaged, true), kv_str("note", a->val[O_NOTE])};
+    struct tally_reply *r;
+    rc = cli_call(cli, "returns.inspect", p, sizeof p / sizeof p[0], &r);
+    if (rc)
+        return rc;
+    if (cli->json) {
+        rc = print_json(&r->result);
+        tally_reply_free(r);
+        return rc;
+    }
+    const msgpack_object *ret = return_of(&r->result);
+    char sku[TALLY_MAX_ID_LEN + 1], wh[TALLY_MAX_ID_LEN + 1];
+    get_str(ret, "sku", sku, sizeof sku);
+    get_str(ret, "warehouse", wh, sizeof wh);
+    get_int(ret, "sellable", &sellable);
+    get_int(ret, "damaged", &damaged);
+    printf("return %s inspected (%s at %s): %" PRId64 " back on sale, %" PRId64
+           " written off as damaged\n",
+           a->pos[0], sku, wh, sellable, damaged);
+    tally_reply_free(r);
+    return EXIT_OK;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* promo check                                                                                */
+
+/* An error in an input file other than an import's: exit 2, with the file and line. */
+static int input_error(const struct cli *cli, const char *file, unsigned long line, const char *fmt,
+                       ...) __attribute__((format(printf, 4, 5)));
+static int input_error(const struct cli *cli, const char *file, unsigned long line, const char *fmt,
+                       ...)
+{
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    if (cli->json)
+        json_error_doc("invalid_input", msg, file, line);
+    if (line)
+        fprintf(stderr, "tally: %s:%lu: ", file, line);
+    else
+        fprintf(stderr, "tally: %s: ", file);
+    out_text(stderr, msg, strlen(msg));
+    fputc('\n', stderr);
+    return EXIT_USAGE;
+}
+
+struct promo_item {
+    char *sku;
+    int64_t min;
+    bool has_min;
+};
+
+struct promo_list {
+    struct promo_item *v;
+    size_t n, cap;
+};
+
+static void promo_list_free(struct promo_list *l)
+{
+    for (size_t i = 0; i < l->n; i++)
+        free(l->v[i].sku);
+    free(l->v);
+}
+
+/* The field without the spaces and tabs a spreadsheet export may leave around it. */
+static const char *trimmed(const char *s, size_t *len)
+{
+    while (*len && (*s == ' ' || *s == '\t')) {
+        s++;
+        (*len)--;
+    }
+    while (*len && (s[*len - 1] == ' ' || s[*len - 1] == '\t'))
+        (*len)--;
+    return s;
+}
+
+static bool is_sku_header(const char *s, size_t len)
+{
+    return len == 3 && tolower((unsigned char)s[0]) == 's' && tolower((unsigned char)s[1]) == 'k' &&
+           tolower((unsigned char)s[2]) == 'u';
+}
+
+enum { PROMO_SKIP = -1, PROMO_HEADER = -2 }; /* promo_record's answers besides 0 and exit codes */
+
+/* One record of the SKU file into l: 0, PROMO_SKIP, PROMO_HEADER, or an exit code. */
+static int promo_record(const struct cli *cli, const char *file, struct csv_reader *csv, bool first,
+                        struct promo_list *l)
+{
+    size_t nf = csv_nfields(csv), len, mlen = 0;
+    unsigned long line = csv_line(csv);
+    const char *sku = trimmed(csv_field(csv, 0, &len), &len), *min = "";
+    if (nf > 1)
+        min = trimmed(csv_field(csv, 1, &mlen), &mlen);
+    if ((len == 0 && nf == 1) || (len > 0 && sku[0] == '#'))
+        return PROMO_SKIP;
+    if (first && is_sku_header(sku, len))
+        return PROMO_HEADER;
+    if (nf > 2)
+        return input_error(cli, file, line, "%zu fields: expected SKU or SKU,MIN", nf);
+    if (len == 0)
+        return input_error(cli, file, line, "no SKU before the comma");
+    struct promo_item it = {.sku = strndup(sku, len)};
+    if (mlen) {
+        char buf[32];
+        snprintf(buf, sizeof buf, "%.*s", (int)mlen, min);
+        if (mlen >= sizeof buf || parse_int64(buf, &it.min) != 0) {
+            free(it.sku);
+            return input_error(cli, file, line, "MIN must be an integer, not '%.*s'", (int)mlen,
+                               min);
+        }
+        it.has_min = true;
+    }
+    if (l->n == l->cap) {
+        size_t ncap = l->cap ? l->cap * 2 : 256;
+        struct promo_item *v = realloc(l->v, ncap * sizeof *v);
+        if (v) {
+            l->v = v;
+            l->cap = ncap;
+        }
+    }
+    if (!it.sku || l->n == l->cap) {
+        free(it.sku);
+        fputs("tally: out of memory\n", stderr);
+        return EXIT_SERVER;
+    }
+    l->v[l->n++] = it;
+    return 0;
+}
+
+/*
+ * Reads the SKU file whole before anything is sent, so a bad line is reported (exit 2) before
+ * any output: one SKU per line, or SKU,MIN; a header "sku[,min]", blank lines and lines
+ * starting with '#' are skipped.
+ */
+static int promo_read(const struct cli *cli, const char *path, struct promo_list *l)
+{
+    bool use_stdin = strcmp(path, "-") == 0;
+    const char *name = use_stdin ? "(stdin)" : path;
+    FILE *f = use_stdin ? stdin : fopen(path, "rb");
+    if (!f) {
+        int e = errno;
+        return input_error(cli, path, 0, "cannot open: %s", strerror(e));
+    }
+    struct csv_reader *csv = csv_reader_new(f);
+    int rc = csv ? 0 : EXIT_SERVER, r = 0;
+    bool first = true;
+    while (rc == 0 && (r = csv_read(csv)) > 0) {
+        int k = promo_record(cli, name, csv, first, l);
+        if (k != PROMO_SKIP)
+            first = false; /* only the first line that is not blank or a comment is a header */
+        rc = k < 0 ? 0 : k;
+    }
+    if (rc == 0 && r < 0)
+        rc = input_error(cli, name, csv_reader_error_line(csv), "%s", csv_reader_error(csv));
+    if (rc == 0 && l->n == 0)
+        rc = input_error(cli, name, 0, "no SKUs in the file");
+    csv_reader_free(csv);
+    if (!use_stdin)
+        fclose(f);
+    return rc;
+}
+
+static void pack_promo_items(const struct promo_list *l, size_t from, size_t n, msgpack_sbuffer *sb)
+{
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, sb, msgpack_sbuffer_write);
+    msgpack_pack_array(&pk, n);
+    for (size_t i = from; i < from + n; i++) {
+        msgpack_pack_map(&pk, l->v[i].has_min ? 2 : 1);
+        mp_pack_kv_str(&pk, "sku", l->v[i].sku);
+        if (l->v[i].has_min)
+            mp_pack_kv_int(&pk, "min", l->v[i].min);
+    }
+}
+
+static void promo_row(struct table *t, const msgpack_object *it)
+{
+    cell_str(t, it, "sku");
+    cell_str(t, it, "product_id");
+    cell_str(t, it, "checked");
+    cell_int(t, it, "available");
+    cell_int(t, it, "min");
+    table_cell(t, get_bool(it, "ok") ? "yes" : "NO");
+    cell_str(t, it, "reason");
+}
+
+/* One promo.check call for items [from, from + n): rows into t (or JSON without t), counts added.
+ */
+static int promo_call(struct cli *cli, const struct args *a, int64_t min,
+                      const struct promo_list *l, size_t from, size_t n, struct table *t,
+                      int64_t sums[3])
+{
+    static const char *const keys[3] = {"ok", "short", "unknown"};
+    msgpack_sbuffer items;
+    msgpack_sbuffer_init(&items);
+    pack_promo_items(l, from, n, &items);
+    const struct kv p[] = {kv_raw("items", &items), kv_int("min", min, a->set[O_MIN]),
+                           kv_str("per", a->val[O_PER])};
+    struct tally_reply *r;
+    int rc = cli_call(cli, "promo.check", p, sizeof p / sizeof p[0], &r);
+    msgpack_sbuffer_destroy(&items);
+    if (rc)
+        return rc;
+    const msgpack_object *res = get_array(&r->result, "items");
+    if (!res) {
+        tally_reply_free(r);
+        return bad_answer(cli, "promo.check without items");
+    }
+    for (uint32_t i = 0; i < res->via.array.size; i++) {
+        if (t) {
+            promo_row(t, &res->via.array.ptr[i]);
+            continue;
+        }
+        if (from + i > 0)
+            fputc(',', stdout);
+        json_write(stdout, &res->via.array.ptr[i]);
+    }
+    for (int k = 0; k < 3; k++) {
+        int64_t v;
+        if (get_int(&r->result, keys[k], &v))
+            sums[k] += v;
+    }
+    tally_reply_free(r);
+    return EXIT_OK;
+}
+
+static int run_promo_check(struct cli *cli, const struct args *a)
+{
+    static const struct table_col cols[] = {{"SKU", TABLE_LEFT},     {"PRODUCT", TABLE_LEFT},
+                                            {"CHECKED", TABLE_LEFT}, {"AVAILABLE", TABLE_RIGHT},
+                                            {"MIN", TABLE_RIGHT},    {"OK", TABLE_LEFT},
+                                            {"REASON", TABLE_LEFT}};
+    struct promo_list l = {0};
+    int64_t sums[3] = {0, 0, 0}, min = 0;
+    bool json = cli->json;
+    struct table *t = NULL;
+    int rc = opt_int(cli, a, O_MIN, &min);
+    if (rc == 0)
+        rc = promo_read(cli, a->val[O_PROMO_SKUS], &l);
+    if (rc == 0)
+        rc = cli_connect(cli);
+    if (rc == 0 && !json && !(t = table_new(cols, sizeof cols / sizeof cols[0]))) {
+        fputs("tally: out of memory\n", stderr);
+        rc = EXIT_SERVER;
+    }
+    if (rc) {
+        promo_list_free(&l);
+        return rc;
+    }
+    /*
+     * The method takes at most TALLY_MAX_PAGE items: a longer list is checked call by call and
+     * shown as one table, or one JSON document (errors then go inside it, not after it).
+     */
+    if (json)
+        fputs("{\"items\":[", stdout);
+    cli->json = false;
+    for (size_t from = 0; from < l.n && rc == 0; from += TALLY_MAX_PAGE) {
+        size_t n = l.n - from < TALLY_MAX_PAGE ? l.n - from : TALLY_MAX_PAGE;
+        rc = promo_call(cli, a, min, &l, from, n, t, sums);
+    }
+    cli->json = json;
+    if (json && rc == 0) {
+        printf("],\"ok\":%" PRId64 ",\"short\":%" PRId64 ",\"unknown\":%" PRId64 "}\n", sums[0],
+               sums[1], sums[2]);
+    } else if (json) {
+        fputs("],\"error\":{\"code\":", stdout);
+        json_write_str(stdout, cli->err_code, strlen(cli->err_code));
+        fputs(",\"message\":", stdout);
+        json_write_str(stdout, cli->err_message, strlen(cli->err_message));
+        fputs("}}\n", stdout);
+    } else if (rc == 0) {
+        table_flush(t, stdout);
+        printf("%" PRId64 " ok, %" PRId64 " short, %" PRId64 " unknown\n", sums[0], sums[1],
+               sums[2]);
+    }
+    table_free(t);
+    promo_list_free(&l);
+    /* Documented: a campaign list that would not pass is a refusal, so scripts can branch. */
+    if (rc == 0 && sums[1] + sums[2] > 0)
+        rc = EXIT_REFUSED;
+    return rc;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* report, purge                                                                              */
+
+static bool get_double(const msgpack_object *map, const char *key, double *v)
+{
+    const msgpack_object *o = get(map, key);
+    int64_t i;
+    if (o && (o->type == MSGPACK_OBJECT_FLOAT32 || o->type == MSGPACK_OBJECT_FLOAT64)) {
+        *v = o->via.f64;
+        return true;
+    }
+    if (obj_int(o, &i)) {
+        *v = (double)i;
+        return true;
+    }
+    return false;
+}
+
+/* Local midnight at the start of day y-m-d; d may run past the month (mktime normalises). */
+static int64_t local_midnight(int y, int m, int d)
+{
+    struct tm tm = {0};
+    tm.tm_year = y - 1900;
+    tm.tm_mon = m - 1;
+    tm.tm_mday = d;
+    tm.tm_isdst = -1;
+    return (int64_t)mktime(&tm);
+}
+
+/* A strict YYYY-MM-DD naming a day that exists (2024-02-30 is refused). */
+static bool parse_ymd(const char *s, int *y, int *m, int *d)
+{
+    static const int digits[] = {0, 1, 2, 3, 5, 6, 8, 9};
+    if (strlen(s) != 10 || s[4] != '-' || s[7] != '-')
+        return false;
+    for (size_t i = 0; i < sizeof digits / sizeof digits[0]; i++)
+        if (!isdigit((unsigned char)s[digits[i]]))
+            return false;
+    *y = (s[0] - '0') * 1000 + (s[1] - '0') * 100 + (s[2] - '0') * 10 + (s[3] - '0');
+    *m = (s[5] - '0') * 10 + (s[6] - '0');
+    *d = (s[8] - '0') * 10 + (s[9] - '0');
+    struct tm tm = {0};
+    tm.tm_year = *y - 1900;
+    tm.tm_mon = *m - 1;
+    tm.tm_mday = *d;
+    tm.tm_isdst = -1;
+    return *y >= 1970 && mktime(&tm) != (time_t)-1 && tm.tm_year == *y - 1900 &&
+           tm.tm_mon == *m - 1 && tm.tm_mday == *d;
+}
+
+/* The report's period: [from, to) in epoch seconds, from local days; a label for people. */
+struct period {
+    int64_t from, to;
+    char label[64];
+};
+
+static int report_period(const struct cli *cli, const struct args *a, struct period *p)
+{
+    int y1, m1, d1, y2, m2, d2;
+    if (a->set[O_DAY] && (a->set[O_FROM_DAY] || a->set[O_TO_DAY]))
+        return usage_error(cli, "give either --day or --from/--to, not both");
+    if (a->set[O_TO_DAY] && !a->set[O_FROM_DAY])
+        return usage_error(cli, "--to needs --from (the first day of the period)");
+    const char *first = a->set[O_DAY] ? a->val[O_DAY] : a->val[O_FROM_DAY];
+    const char *last = a->set[O_DAY] ? a->val[O_DAY] : a->val[O_TO_DAY];
+    const char *names[2] = {a->set[O_DAY] ? "--day" : "--from", a->set[O_DAY] ? "--day" : "--to"};
+    time_t now = time(NULL);
+    struct tm today;
+    localtime_r(&now, &today);
+    y1 = y2 = today.tm_year + 1900;
+    m1 = m2 = today.tm_mon + 1;
+    d1 = d2 = today.tm_mday;
+    if (first && !parse_ymd(first, &y1, &m1, &d1))
+        return usage_error(cli, "%s must be a day as YYYY-MM-DD, not '%s'", names[0], first);
+    if (last && !parse_ymd(last, &y2, &m2, &d2))
+        return usage_error(cli, "%s must be a day as YYYY-MM-DD, not '%s'", names[1], last);
+    p->from = local_midnight(y1, m1, d1);
+    p->to = local_midnight(y2, m2, d2 + 1); /* the end of the last day: it is included */
+    if (p->to <= p->from)
+        return usage_error(cli, "--from must not be after --to");
+    if (y1 == y2 && m1 == m2 && d1 == d2)
+        snprintf(p->label, sizeof p->label, "%04d-%02d-%02d", y1, m1, d1);
+    else
+        snprintf(p->label, sizeof p->label, "%04d-%02d-%02d to %04d-%02d-%02d", y1, m1, d1, y2, m2,
+                 d2);
+    return 0;
+}
+
+/*
+ * One table of the report, shown either way: aligned for people, or CSV (a "# name" line, a
+ * header row, the rows) for a spreadsheet. Absent values are "-" in tables and empty in CSV.
+ */
+struct sheet_col {
+    const char *title, *csv;
+    enum table_align align;
+};
+
+#define SHEET_MAX_COLS 8
+
+struct sheet {
+    bool csv;
+    struct table *t;
+    size_t ncols, col, rows;
+};
+
+static void sheet_begin(struct sheet *sh, bool csv, bool first, const char *name,
+                        const char *heading, const struct sheet_col *cols, size_t ncols)
+{
+    struct table_col tc[SHEET_MAX_COLS];
+    *sh = (struct sheet){.csv = csv, .ncols = ncols};
+    if (!first)
+        fputc('\n', stdout);
+    if (csv) {
+        printf("# %s\n", name);
+        for (size_t i = 0; i < ncols; i++)
+            printf("%s%s", i ? "," : "", cols[i].csv);
+        fputc('\n', stdout);
+        return;
+    }
+    printf("%s\n", heading);
+    for (size_t i = 0; i < ncols; i++)
+        tc[i] = (struct table_col){cols[i].title, cols[i].align};
+    sh->t = table_new(tc, ncols);
+}
+
+static void sheet_cell(struct sheet *sh, const char *v)
+{
+    if (sh->csv) {
+        if (sh->col)
+            fputc(',', stdout);
+        csv_write_cell(stdout, v ? v : "", v ? strlen(v) : 0);
+    } else if (sh->t) {
+        table_cell(sh->t, v);
+    }
+    if (++sh->col == sh->ncols) {
+        if (sh->csv)
+            fputc('\n', stdout);
+        sh->col = 0;
+        sh->rows++;
+    }
+}
+
+static void sheet_cellf(struct sheet *sh, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static void sheet_cellf(struct sheet *sh, const char *fmt, ...)
+{
+    char buf[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof buf, fmt, ap);
+    va_end(ap);
+    sheet_cell(sh, buf);
+}
+
+static void sheet_int(struct sheet *sh, const msgpack_object *map, const char *key)
+{
+    int64_t v;
+    if (get_int(map, key, &v))
+        sheet_cellf(sh, "%" PRId64, v);
+    else
+        sheet_cell(sh, NULL);
+}
+
+static void sheet_str(struct sheet *sh, const msgpack_object *map, const char *key)
+{
+    char buf[1100];
+    sheet_cell(sh, get_str(map, key, buf, sizeof buf));
+}
+
+/* Money: "88.93 EUR" in tables, "88.93" in CSV (the currency has its own column there). */
+static void sheet_money(struct sheet *sh, const msgpack_object *map, const char *key,
+                        const char *currency)
+{
+    int64_t v;
+    char buf[64];
+    size_t clen = currency ? strlen(currency) : 0;
+    if (!get_int(map, key, &v)) {
+        sheet_cell(sh, NULL);
+        return;
+    }
+    if (sh->csv)
+        fmt_amount(buf, sizeof buf, v, currency, clen);
+    else
+        fmt_money(buf, sizeof buf, v, currency, clen);
+    sheet_cell(sh, buf);
+}
+
+/* A fraction as a percentage: "95.0%" in tables, "95.0" in CSV. */
+static void sheet_pct(struct sheet *sh, const msgpack_object *map, const char *key)
+{
+    double v;
+    if (get_double(map, key, &v))
+        sheet_cellf(sh, sh->csv ? "%.1f" : "%.1f%%", v * 100.0);
+    else
+        sheet_cell(sh, NULL);
+}
+
+static void sheet_end(struct sheet *sh, const char *none)
+{
+    if (!sh->csv && sh->rows)
+        table_flush(sh->t, stdout);
+    else if (!sh->csv)
+        printf("%s\n", none);
+    table_free(sh->t);
+    sh->t = NULL;
+}
+
+static void report_sales(const msgpack_object *res, bool csv)
+{
+    static const struct sheet_col cols[] = {{"CURRENCY", "currency", TABLE_LEFT},
+                                            {"ORDERS", "orders", TABLE_RIGHT},
+                                            {"UNITS", "units", TABLE_RIGHT},
+                                            {"GMV", "gmv", TABLE_RIGHT},
+                                            {"AOV", "aov", TABLE_RIGHT}};
+    const msgpack_object *sales = get_array(res, "sales");
+    struct sheet sh;
+    sheet_begin(&sh, csv, true, "sales", "sales (orders created in the period, not cancelled)",
+                cols, 5);
+    for (uint32_t i = 0; sales && i < sales->via.array.size; i++) {
+        const msgpack_object *s = &sales->via.array.ptr[i];
+        char cur[16];
+        const char *c = get_str(s, "currency", cur, sizeof cur);
+        sheet_cell(&sh, c);
+        sheet_int(&sh, s, "orders");
+        sheet_int(&sh, s, "units");
+        sheet_money(&sh, s, "gmv_minor", c);
+        sheet_money(&sh, s, "aov_minor", c);
+    }
+    sheet_end(&sh, "no sales in the period");
+}
+
+static void report_orders(const msgpack_object *res, bool csv)
+{
+    static const struct sheet_col cols[] = {{"CREATED", "created", TABLE_RIGHT},
+                                            {"CANCELLED", "cancelled", TABLE_RIGHT},
+                                            {"SHIPPED", "shipped", TABLE_RIGHT},
+                                            {"ON_TIME", "on_time", TABLE_RIGHT},
+                                            {"ON_TIME_RATE", "on_time_pct", TABLE_RIGHT}};
+    const msgpack_object *o = get(res, "orders");
+    struct sheet sh;
+    sheet_begin(&sh, csv, false, "orders", "orders (shipped: shipments made in the period)", cols,
+                5);
+    sheet_int(&sh, o, "created");
+    sheet_int(&sh, o, "cancelled");
+    sheet_int(&sh, o, "shipped");
+    sheet_int(&sh, o, "on_time");
+    sheet_pct(&sh, o, "on_time_rate");
+    sheet_end(&sh, "-");
+}
+
+static void report_skus(const msgpack_object *res, bool csv)
+{
+    static const struct sheet_col cols[] = {{"SKU", "sku", TABLE_LEFT},
+                                            {"WAREHOUSE", "warehouse", TABLE_LEFT},
+                                            {"SOLD", "sold", TABLE_RIGHT},
+                                            {"ON_HAND", "on_hand", TABLE_RIGHT},
+                                            {"SELL_THROUGH", "sell_through_pct", TABLE_RIGHT},
+                                            {"TURNOVER", "turnover", TABLE_RIGHT}};
+    const msgpack_object *skus = get_array(res, "skus");
+    struct sheet sh;
+    sheet_begin(&sh, csv, false, "skus", "SKUs by units sold (ON_HAND is now)", cols, 6);
+    for (uint32_t i = 0; skus && i < skus->via.array.size; i++) {
+        const msgpack_object *s = &skus->via.array.ptr[i];
+        double turnover;
+        sheet_str(&sh, s, "sku");
+        sheet_str(&sh, s, "warehouse");
+        sheet_int(&sh, s, "sold");
+        sheet_int(&sh, s, "on_hand");
+        sheet_pct(&sh, s, "sell_through");
+        if (get_double(s, "turnover", &turnover))
+            sheet_cellf(&sh, "%.2f", turnover);
+        else
+            sheet_cell(&sh, NULL);
+    }
+    sheet_end(&sh, "nothing shipped in the period");
+}
+
+static void report_exceptions(const msgpack_object *res, bool csv)
+{
+    static const struct sheet_col cols[] = {{"KIND", "kind", TABLE_LEFT},
+                                            {"OPENED", "opened", TABLE_RIGHT},
+                                            {"CLOSED", "closed", TABLE_RIGHT}};
+    const msgpack_object *x = get(res, "exceptions"), *kinds = get_array(x, "by_kind");
+    struct sheet sh;
+    sheet_begin(&sh, csv, false, "exceptions", "exceptions (opened and resolved in the period)",
+                cols, 3);
+    for (uint32_t i = 0; kinds && i < kinds->via.array.size; i++) {
+        const msgpack_object *k = &kinds->via.array.ptr[i];
+        sheet_str(&sh, k, "kind");
+        sheet_int(&sh, k, "opened");
+        sheet_int(&sh, k, "closed");
+    }
+    /* A spreadsheet sums the rows itself; people get the total. */
+    if (!csv && sh.rows) {
+        sheet_cell(&sh, "TOTAL");
+        sheet_int(&sh, x, "opened");
+        sheet_int(&sh, x, "closed");
+    }
+    sheet_end(&sh, "no exceptions opened or closed in the period");
+}
+
+static int run_report(struct cli *cli, const struct args *a)
+{
+    struct period p;
+    int64_t skus = 0;
+    int rc = report_period(cli, a, &p);
+    if (rc == 0)
+        rc = opt_int(cli, a, O_SKUS_LIMIT, &skus);
+    if (rc)
+        return rc;
+    if (cli->json && a->set[O_CSV])
+        return usage_error(cli, "--csv and --json are two different outputs: pick one");
+    const struct kv kv[] = {kv_int("from", p.from, true), kv_int("to", p.to, true),
+                            kv_int("skus_limit", skus, a->set[O_SKUS_LIMIT])};
+    struct tally_reply *r;
+    rc = cli_call(cli, "report", kv, sizeof kv / sizeof kv[0], &r);
+    if (rc)
+        return rc;
+    const msgpack_object *res = &r->result;
+    bool csv = a->set[O_CSV];
+    if (cli->json) {
+        rc = print_json(res);
+        tally_reply_free(r);
+        return rc;
+    }
+    if (!csv) {
+        char b1[64], b2[64];
+        fmt_time(b1, sizeof b1, p.from, false);
+        fmt_time(b2, sizeof b2, p.to, false);
+        printf("report %s (local time %s to %s, end excluded)\n\n", p.label, b1, b2);
+    }
+    report_sales(res, csv);
+    report_orders(res, csv);
+    report_skus(res, csv);
+    report_exceptions(res, csv);
+    tally_reply_free(r);
+    return EXIT_OK;
+}
+
+static int run_purge(struct cli *cli, const struct args *a)
+{
+    int64_t days = 0, n = 0;
+    int rc = opt_int(cli, a, O_OLDER_THAN, &days);
+    if (rc)
+        return rc;
+    const struct kv p[] = {kv_int("older_than_days", days, a->set[O_OLDER_THAN]),
+                           kv_flag("dry_run", a->set[O_DRY_RUN])};
+    struct tally_reply *r;
+    rc = cli_call(cli, "privacy.purge", p, 2, &r);
+    if (rc)
+        return rc;
+    if (cli->json) {
+        rc = print_json(&r->result);
+        tally_reply_free(r);
+        return rc;
+    }
+    get_int(&r->result, "orders", &n);
+    printf("%s the buyer's personal data of %" PRId64 " order%s",
+           a->set[O_DRY_RUN] ? "would erase" : "erased", n, n == 1 ? "" : "s");
+    if (a->set[O_OLDER_THAN])
+        printf(" (finished or cancelled more than %" PRId64 " day%s ago)\n", days,
+               days == 1 ? "" : "s");
+    else
+        printf(" (finished or cancelled longer ago than [privacy] retain_days)\n");
+    tally_reply_free(r);
+    return EXIT_OK;
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -1369,8 +2683,8 @@ struct import_kind {
     const char *group_by;       /* rows with the same value never go in two calls */
 };
 
-static const char *const warehouse_columns[] = {"code", "name", "country", "serves_marketplace",
-                                                NULL};
+static const char *const warehouse_columns[] = {
+    "code", "name", "country", "serves_marketplace", "fulfilment", NULL};
 static const char *const catalog_columns[] = {
     "sku",      "product_id", "title",     "product_title", "price_minor",
     "currency", "weight_g",   "mp_sku_id", "attributes",    NULL};
@@ -1912,18 +3226,6 @@ static int run_help(struct cli *cli, const struct args *a);
 /* ------------------------------------------------------------------------------------------ */
 /* sync, outbox retry / discard, watch                                                        */
 
-/* Parses a positive decimal integer argument; false when it is not one. */
-static bool parse_positive(const char *s, int64_t *v)
-{
-    char *end;
-    errno = 0;
-    long long x = strtoll(s, &end, 10);
-    if (errno || end == s || *end || x <= 0)
-        return false;
-    *v = x;
-    return true;
-}
-
 static bool stream_matches(const msgpack_object *st, const char *filter)
 {
     char name[128];
@@ -2090,6 +3392,42 @@ static void on_watch_signal(int sig)
     _exit(EXIT_OK);
 }
 
+/*
+ * An exception event, the way an operator reads it:
+ * "14:02:11 exception 7 out_of_stock open order 8100012345 sku KX-2: no warehouse ... (deadline
+ * in 23h)".
+ */
+static void print_exception_event(const msgpack_object *ev, const char *when)
+{
+    static const char *const refs[][2] = {
+        {"order_id", "order"}, {"sku", "sku"}, {"warehouse", "warehouse"}};
+    char kind[64], state[32], v[1100];
+    int64_t id, deadline;
+    get_str(ev, "kind", kind, sizeof kind);
+    get_str(ev, "state", state, sizeof state);
+    printf("%s exception ", when);
+    if (get_int(ev, "id", &id))
+        printf("%" PRId64 " ", id);
+    out_text(stdout, kind, strlen(kind));
+    fputc(' ', stdout);
+    out_text(stdout, state, strlen(state));
+    for (size_t i = 0; i < sizeof refs / sizeof refs[0]; i++) {
+        if (!get_str(ev, refs[i][0], v, sizeof v))
+            continue;
+        printf(" %s ", refs[i][1]);
+        out_text(stdout, v, strlen(v));
+    }
+    if (get_str(ev, "message", v, sizeof v)) {
+        fputs(": ", stdout);
+        out_text(stdout, v, strlen(v));
+    }
+    if (strcmp(state, "resolved") != 0 && get_int(ev, "deadline", &deadline)) {
+        fmt_deadline(v, sizeof v, deadline, (int64_t)time(NULL));
+        printf(" (deadline %s)", v);
+    }
+    fputc('\n', stdout);
+}
+
 /* One event, human form: "HH:MM:SS type key=value ...". */
 static void print_event(const msgpack_object *ev)
 {
@@ -2101,6 +3439,10 @@ static void print_event(const msgpack_object *ev)
         struct tm tm;
         localtime_r(&tt, &tm);
         strftime(when, sizeof when, "%H:%M:%S", &tm);
+    }
+    if (strcmp(type, "exception") == 0) {
+        print_exception_event(ev, when);
+        return;
     }
     printf("%s %s", when, type);
     for (uint32_t i = 0; ev->type == MSGPACK_OBJECT_MAP && i < ev->via.map.size; i++) {
@@ -2185,10 +3527,11 @@ static const struct command commands[] = {
      {"SKU", NULL},
      "stock of one SKU in every warehouse",
      "Shows, per warehouse: the last upstream figure (SNAPSHOT), local movements not yet\n"
-     "confirmed upstream (PENDING), ON_HAND = SNAPSHOT + PENDING, RESERVED for open orders,\n"
-     "AVAILABLE = ON_HAND - RESERVED - safety stock, and LOW when available is at or below the\n"
-     "threshold; then the totals and what may be published to the marketplace.\n"
-     "(A SKU named \"list\" is shown with: tally stock -- list)",
+     "confirmed upstream (PENDING), ON_HAND = SNAPSHOT + PENDING, RESERVED for open orders\n"
+     "and returns awaiting inspection, AVAILABLE = ON_HAND - RESERVED - safety stock, and LOW\n"
+     "when available is at or below the threshold; then the totals and what may be published\n"
+     "to the marketplace.\n"
+     "(A SKU named \"list\" or \"set\" is shown with: tally stock -- list)",
      "tally stock TS-RED-M"},
     {"stock list",
      run_stock_list,
@@ -2197,8 +3540,21 @@ static const struct command commands[] = {
      {NULL},
      "stock rows by SKU and warehouse",
      "Lists stock rows ordered by SKU and warehouse, one page at a time (--all for every\n"
-     "page).",
+     "page). SOLD is the units shipped from that warehouse in the daemon's sales window\n"
+     "([stock] sales_window_days); SUGGEST, shown when stock runs short, is how many units to\n"
+     "receive for [stock] restock_cover_days of cover at that rate.",
      "tally stock list --warehouse ES-MAD --low"},
+    {"stock set",
+     run_stock_set,
+     OPT(O_WAREHOUSE) | OPT(O_SAFETY) | OPT(O_THRESHOLD) | OPT(O_COVER_DAYS),
+     OPT(O_WAREHOUSE),
+     {"SKU", NULL},
+     "set a SKU's safety stock and low threshold",
+     "Sets the stock rules of SKU at one warehouse (at least one option): --safety units are\n"
+     "never offered to the marketplace; the row is LOW when available stock is at or below\n"
+     "--threshold units, or, with --cover-days D, below D days of sales at the recent rate\n"
+     "(the threshold then follows the sales). Prints the row as tally stock list does.",
+     "tally stock set TS-RED-M --warehouse ES-MAD --safety 2 --cover-days 7"},
     {"receive",
      run_move,
      OPT(O_WAREHOUSE) | OPTS_MOVE,
@@ -2215,16 +3571,50 @@ static const struct command commands[] = {
      {"SKU", "QTY", NULL},
      "record goods taken out for an order",
      "Records QTY (> 0) units of SKU picked at the warehouse. Refused with insufficient_stock\n"
-     "if on-hand stock would go below zero, unless --force --reason is given.",
+     "if on-hand stock would go below zero, unless --force --reason is given. To ship an\n"
+     "order, use tally ship: it records the picks with the shipment.",
      "tally pick TS-RED-M 2 --warehouse ES-MAD --ref 8100012345"},
     {"return",
      run_move,
      OPT(O_WAREHOUSE) | OPTS_MOVE,
      OPT(O_WAREHOUSE),
      {"SKU", "QTY", NULL},
-     "record goods returned to sellable stock",
-     "Records QTY (> 0) units of SKU returned to sellable stock at the warehouse.",
+     "record goods returned straight to sale",
+     "Records QTY (> 0) units of SKU returned to sellable stock at the warehouse: a plain\n"
+     "movement, available for sale at once. For a buyer's parcel that must be inspected first,\n"
+     "use tally returns receive: it holds the units out of sale until tally returns inspect.",
      "tally return TS-RED-M 1 --warehouse ES-MAD --ref RMA-118"},
+    {"returns",
+     run_returns,
+     OPT(O_RET_STATE) | OPTS_PAGE,
+     0,
+     {NULL},
+     "returned parcels, received and inspected",
+     "Lists returns recorded with tally returns receive, in id order: 'received' ones hold\n"
+     "their units out of sale until inspected; 'inspected' ones show how many were sellable\n"
+     "and how many damaged.",
+     "tally returns --state received"},
+    {"returns receive",
+     run_returns_receive,
+     OPT(O_WAREHOUSE) | OPT(O_ORDER) | OPT(O_RET_REASON) | OPT(O_RET_ID),
+     OPT(O_WAREHOUSE),
+     {"SKU", "QTY", NULL},
+     "record a returned parcel, held until inspected",
+     "Records QTY (> 0) units of SKU back at the warehouse (a return movement, sent to the\n"
+     "warehouse) and holds them out of sale: they count as RESERVED until tally returns\n"
+     "inspect says how many are sellable. (tally return SKU QTY puts units straight back on\n"
+     "sale instead.) Give --id, e.g. the RMA number, when the command may be retried.",
+     "tally returns receive TS-RED-M 2 --warehouse ES-MAD --order 8100012345 --id RMA-118"},
+    {"returns inspect",
+     run_returns_inspect,
+     OPT(O_SELLABLE) | OPT(O_DAMAGED) | OPT(O_NOTE),
+     OPT(O_SELLABLE) | OPT(O_DAMAGED),
+     {"RETURN_ID", NULL},
+     "end a return's hold: sellable or damaged",
+     "Ends the hold of a received return: --sellable units go back on sale, --damaged units\n"
+     "are written off (an adjust movement sent to the warehouse). The two must add up to the\n"
+     "return's quantity.",
+     "tally returns inspect RMA-118 --sellable 1 --damaged 1 --note \"seam torn\""},
     {"adjust",
      run_move,
      OPT(O_WAREHOUSE) | OPTS_MOVE,
@@ -2253,22 +3643,108 @@ static const struct command commands[] = {
      "tally transfer TS-RED-M 5 --from ES-MAD --to PL-WAW"},
     {"orders",
      run_orders,
-     OPT(O_STATUS) | OPT(O_WAREHOUSE) | OPTS_PAGE,
+     OPT(O_STATUS) | OPT(O_FSTATE) | OPT(O_WAREHOUSE) | OPT(O_DUE) | OPTS_PAGE,
      0,
      {NULL},
-     "list orders, oldest first",
-     "Lists orders ordered by creation time, optionally only those in one marketplace status\n"
-     "or allocated to one warehouse. SHIP_BY is the promised handling deadline (local time).",
-     "tally orders --status WAIT_SELLER_SEND_GOODS --warehouse ES-MAD"},
+     "orders, oldest first; by urgency with --due",
+     "Lists orders ordered by creation time, optionally only those in one marketplace status,\n"
+     "one fulfilment state (FSTATE) or allocated to one warehouse. With --due, only open\n"
+     "orders (not yet shipped or cancelled), what must leave first on top: highest PRIORITY,\n"
+     "then earliest SHIP_BY. SHIP_BY is the promised handling deadline in local time, marked\n"
+     "OVERDUE when it has passed and the goods have not left.",
+     "tally orders --due --warehouse ES-MAD"},
     {"orders show",
      run_orders_show,
      0,
      0,
      {"ORDER_ID", NULL},
-     "one order with its lines and shipments",
-     "Shows an order: status, dates, totals, lines and shipments; the buyer's address is\n"
-     "shown to writers only.",
+     "one order: allocation, shipments, exceptions",
+     "Shows an order: marketplace status and fulfilment state, priority and why, dates,\n"
+     "totals, lines, the allocation (the rule that chose the warehouse, why, and each part's\n"
+     "state), shipments (and whether the marketplace has them) and open exceptions. The\n"
+     "buyer's address is shown to writers only, and not at all once purged.",
      "tally orders show 8100012345"},
+    {"orders allocate",
+     run_orders_allocate,
+     OPT(O_RELEASE),
+     0,
+     {"ORDER_ID", NULL},
+     "allocate an order to warehouses now",
+     "Runs allocation for one order at once instead of waiting for the fulfilment pass (after\n"
+     "receiving the missing stock, for instance). With --release, what is reserved and not\n"
+     "shipped is released first and the order allocated again: for an order its warehouse\n"
+     "cannot ship. Only the coordinator station allocates; an order that is shipped,\n"
+     "cancelled or not paid is refused (exit 5).",
+     "tally orders allocate 8100012345 --release"},
+    {"ship",
+     run_ship,
+     OPT(O_WAREHOUSE) | OPT(O_CARRIER) | OPT(O_TRACKING) | OPT(O_LINE) | OPT(O_SHIP_ID),
+     OPT(O_WAREHOUSE) | OPT(O_CARRIER) | OPT(O_TRACKING),
+     {"ORDER_ID", NULL},
+     "record a shipment made at this station",
+     "Records that the order's goods left the warehouse with a carrier and tracking number: in\n"
+     "one transaction a pick per line (sent to the warehouse), the reservations consumed and\n"
+     "the shipment, whose upload to the marketplace is queued in the outbox. Without --line,\n"
+     "everything allocated to the warehouse and not yet shipped goes; with --line, only those\n"
+     "lines (a part shipment). Warehouses with outbound fulfilment ship by themselves.",
+     "tally ship 8100012345 --warehouse ES-MAD --carrier DHL --tracking JD0141234567 --line "
+     "TS-RED-M=2"},
+    {"exceptions",
+     run_exceptions,
+     OPT(O_EXC_STATE) | OPT(O_KIND) | OPT(O_ORDER) | OPTS_PAGE,
+     0,
+     {NULL},
+     "what needs a person, soonest deadline first",
+     "Lists exceptions (out of stock, bad address, payment held, ship-by near, warehouse\n"
+     "problems, refused uploads, stock drift, cancelled after pick), by default the active\n"
+     "ones (open and acknowledged), soonest DEADLINE first: each must be handled within 24 h,\n"
+     "or by the order's ship-by if sooner. Then the counts over all exceptions. tallyd\n"
+     "resolves an exception itself when its cause goes away.",
+     "tally exceptions --kind out_of_stock"},
+    {"exceptions ack",
+     run_exceptions_ack,
+     OPT(O_NOTE),
+     0,
+     {"ID", NULL},
+     "say someone is on an exception",
+     "Marks an open exception acknowledged, so others see it is being handled; it stays\n"
+     "active, and its deadline still counts.",
+     "tally exceptions ack 17 --note \"asked the buyer for the postcode\""},
+    {"exceptions resolve",
+     run_exceptions_resolve,
+     OPT(O_NOTE),
+     OPT(O_NOTE),
+     {"ID", NULL},
+     "close an exception, saying what was done",
+     "Closes an exception with a note of what was done; your user name is recorded with it.",
+     "tally exceptions resolve 17 --note \"address corrected with the buyer\""},
+    {"promo check",
+     run_promo_check,
+     OPT(O_PROMO_SKUS) | OPT(O_MIN) | OPT(O_PER),
+     OPT(O_PROMO_SKUS),
+     {NULL},
+     "check SKUs against a campaign's stock minimum",
+     "Checks each listed SKU as the marketplace checks campaign entries: with --per sku, its\n"
+     "product's cheapest SKU (the one the campaign shows) must have at least MIN units of\n"
+     "marketplace-available stock; with --per product, all the product's SKUs together.\n"
+     "FILE has one SKU per line, or SKU,MIN (CSV; a header line sku,min, blank lines and\n"
+     "lines starting with # are skipped; '-' reads stdin). Lists of any length are checked\n"
+     "1000 at a time. Exit 0 when every SKU passes, 5 when any is short or unknown.",
+     "tally promo check --skus black-friday.csv --min 50"},
+    {"report",
+     run_report,
+     OPT(O_DAY) | OPT(O_FROM_DAY) | OPT(O_TO_DAY) | OPT(O_SKUS_LIMIT) | OPT(O_CSV),
+     0,
+     {NULL},
+     "sales, orders, SKUs and exceptions of a period",
+     "Figures for local days, from the replica alone: sales per currency (orders created and\n"
+     "not cancelled, units, GMV, average order value), orders created, cancelled and shipped\n"
+     "with the on-time rate, SKUs by units sold (sell-through = sold / (sold + on hand),\n"
+     "turnover = sold / average stock), and exceptions opened and resolved by kind. The period\n"
+     "is --day D, or --from D1 --to D2 (both days included), or today. --csv prints each table\n"
+     "as CSV after a line '# sales', '# orders', '# skus' or '# exceptions', tables separated\n"
+     "by a blank line, amounts as plain decimals.",
+     "tally report --from 2024-11-01 --to 2024-11-30 --csv > november.csv"},
     {"outbox",
      run_outbox,
      OPT(O_STATE) | OPTS_PAGE,
@@ -2315,9 +3791,21 @@ static const struct command commands[] = {
      {NULL},
      "follow events as they happen",
      "Prints events until interrupted: sync (link up/down, rounds that brought rows),\n"
-     "low_stock (a SKU at a warehouse fell to its threshold), order (a new order), exception.\n"
-     "With --json, one JSON object per line.",
+     "low_stock (a SKU at a warehouse fell to its threshold), order (a new order), exception\n"
+     "(raised, or resolved by tallyd: its id, kind, state, order or SKU, message and\n"
+     "deadline). With --json, one JSON object per line.",
      "tally watch --json"},
+    {"purge",
+     run_purge,
+     OPT(O_OLDER_THAN) | OPT(O_DRY_RUN),
+     0,
+     {NULL},
+     "erase buyers' personal data of old orders",
+     "Erases the buyer's name, address, city, postcode and phone of orders finished or\n"
+     "cancelled more than DAYS ago (and the ship-to of their requests still in the outbox);\n"
+     "the orders, their lines and figures stay. tallyd does this by itself every hour with\n"
+     "[privacy] retain_days; this runs it now. --dry-run only counts.",
+     "tally purge --older-than 90 --dry-run"},
     {"import",
      run_import,
      0,
@@ -2326,7 +3814,9 @@ static const struct command commands[] = {
      "seed the replica from a CSV file",
      "KIND is warehouses, catalog, stock or orders (import them in that order). FILE is CSV\n"
      "(RFC 4180; '-' reads stdin) whose header row names the columns:\n"
-     "  warehouses  code, name, country, serves_marketplace\n"
+     "  warehouses  code, name, country, serves_marketplace, fulfilment (station: this\n"
+     "              station ships with tally ship; outbound: the warehouse's system ships;\n"
+     "              none: not used for orders)\n"
      "  catalog     sku, product_id, title, product_title, price_minor, currency, weight_g,\n"
      "              mp_sku_id, attributes (written color=red;size=M; '\\' escapes ; and =)\n"
      "  stock       sku, warehouse, on_hand, safety, threshold\n"
@@ -2358,8 +3848,8 @@ static void print_usage_line(FILE *f, const struct command *c)
             continue;
         bool req = c->required & OPT(o);
         const struct option_spec *s = &option_specs[o];
-        fprintf(f, " %s--%s%s%s%s", req ? "" : "[", s->name, s->arg ? " " : "",
-                s->arg ? s->arg : "", req ? "" : "]");
+        fprintf(f, " %s--%s%s%s%s%s", req ? "" : "[", s->name, s->arg ? " " : "",
+                s->arg ? s->arg : "", req ? "" : "]", s->repeat ? "..." : "");
     }
     fputc('\n', f);
 }
@@ -2392,6 +3882,9 @@ static void print_main_help(FILE *f)
                "\n"
                "The station's client of tallyd. Queries are answered from the local replica;\n"
                "stock movements are recorded on this station and reach the warehouse later.\n"
+               "tallyd allocates orders to warehouses by itself: see what must leave first with\n"
+               "'tally orders --due', ship with 'tally ship', handle what needs a person with\n"
+               "'tally exceptions', and follow the day with 'tally report'.\n"
                "\n"
                "Commands (tally help COMMAND: its options and an example):\n");
     for (size_t i = 0; i < ncommands; i++) {
@@ -2484,6 +3977,25 @@ static const struct command *find_command(int argc, char **argv, int *used)
     return NULL;
 }
 
+/*
+ * "tally promo" alone, or "tally exceptions frob": name the commands that begin with that
+ * word, which is what the user most likely meant.
+ */
+static int unknown_command(struct cli *cli, int argc, char **argv)
+{
+    char list[256];
+    size_t off = 0, n = strlen(argv[0]);
+    for (size_t i = 0; i < ncommands; i++)
+        if (strncmp(commands[i].name, argv[0], n) == 0 && commands[i].name[n] == ' ')
+            appendf(list, sizeof list, &off, "%stally %s", off ? ", " : "", commands[i].name);
+    if (!off)
+        return usage_error(cli, "unknown command '%s'", argv[0]);
+    if (argc > 1)
+        return usage_error(cli, "unknown command '%s %s' (did you mean %s?)", argv[0], argv[1],
+                           list);
+    return usage_error(cli, "'%s' needs a subcommand: %s", argv[0], list);
+}
+
 /* ------------------------------------------------------------------------------------------ */
 
 static int run(struct cli *cli, int argc, char **argv)
@@ -2528,19 +4040,17 @@ static int run(struct cli *cli, int argc, char **argv)
     int used = 0;
     cli->cmd = find_command(argc - i, argv + i, &used);
     if (!cli->cmd)
-        return usage_error(cli, "unknown command '%s'", argv[i]);
+        return unknown_command(cli, argc - i, argv + i);
     struct args a = {0};
     int rc = parse_args(cli, argc - i - used, argv + i + used, &a);
-    if (rc)
-        return rc;
-    if (a.help) {
+    if (rc == 0 && a.help)
         print_command_help(stdout, cli->cmd);
-        return EXIT_OK;
-    }
-    rc = check_args(cli, &a);
-    if (rc)
-        return rc;
-    return cli->cmd->run(cli, &a);
+    else if (rc == 0)
+        rc = check_args(cli, &a);
+    if (rc == 0 && !a.help)
+        rc = cli->cmd->run(cli, &a);
+    free(a.lines);
+    return rc;
 }
 
 int main(int argc, char **argv)

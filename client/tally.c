@@ -1032,6 +1032,22 @@ static int run_status(struct cli *cli, const struct args *a)
             field("outbox", "%" PRId64 " pending, %" PRId64 " held", x, y);
         }
     }
+    const msgpack_object *fu = get(s, "fulfilment");
+    int64_t f[6], eo = 0, ev = 0;
+    static const char *const fstates[] = {"pending", "ready",  "allocated",
+                                          "sent",    "picked", "partial"};
+    bool have_f = fu != NULL;
+    for (int i = 0; have_f && i < 6; i++)
+        have_f = get_int(fu, fstates[i], &f[i]);
+    if (have_f) {
+        field("fulfilment",
+              "%" PRId64 " to allocate, %" PRId64 " allocated, %" PRId64
+              " at the warehouses, %" PRId64 " partly shipped, %" PRId64 " not payable yet",
+              f[1], f[2], f[3] + f[4], f[5], f[0]);
+        if (get_int(fu, "exceptions_open", &eo) && get_int(fu, "exceptions_overdue", &ev))
+            field("exceptions", "%" PRId64 " open, %" PRId64 " overdue%s", eo, ev,
+                  eo ? " (see: tally exceptions)" : "");
+    }
     if (get_int(s, "connections", &v))
         field("connections", "%" PRId64, v);
     print_upstreams(get_array(s, "upstreams"));
@@ -2691,8 +2707,9 @@ static const char *const catalog_columns[] = {
 static const char *const stock_columns[] = {"sku",    "warehouse", "on_hand",
                                             "safety", "threshold", NULL};
 static const char *const order_columns[] = {
-    "order_id",    "status",  "created_at", "ship_by", "country", "currency", "sku",   "qty",
-    "price_minor", "service", "buyer_name", "address", "city",    "postcode", "phone", NULL};
+    "order_id", "status",   "created_at",  "ship_by",     "country",    "currency",
+    "sku",      "qty",      "price_minor", "service",     "buyer_name", "address",
+    "city",     "postcode", "phone",       "buyer_level", NULL};
 
 static const struct import_kind import_kinds[] = {
     {"warehouses", warehouse_columns, NULL},
@@ -3821,7 +3838,8 @@ static const struct command commands[] = {
      "              mp_sku_id, attributes (written color=red;size=M; '\\' escapes ; and =)\n"
      "  stock       sku, warehouse, on_hand, safety, threshold\n"
      "  orders      order_id, status, created_at, ship_by, country, currency, sku, qty,\n"
-     "              price_minor, service, buyer_name, address, city, postcode, phone\n"
+     "              price_minor, service, buyer_name, address, city, postcode, phone,\n"
+     "              buyer_level\n"
      "Empty cells are left out (optional fields stay unset). Rows are sent 500 per call, each\n"
      "call all-or-nothing; an order's rows always travel together. Rows are upserts, so\n"
      "importing a file again is harmless. A refused row is reported with its file line.",

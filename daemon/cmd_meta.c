@@ -31,6 +31,40 @@ int cmd_hello(struct rpc_call *c)
     return 0;
 }
 
+/* Open orders by fulfilment state (from the partial index of open orders) and exceptions. */
+static void pack_fulfilment(struct store *st, msgpack_packer *pk, int64_t now)
+{
+    static const char *const states[] = {"pending", "ready",  "allocated",
+                                         "sent",    "picked", "partial"};
+    int64_t n[6] = {0};
+    sqlite3_stmt *s = store_stmt(st, "SELECT fstate, COUNT(*) FROM orders WHERE fstate IN"
+                                     " ('pending','ready','allocated','sent','picked','partial')"
+                                     " GROUP BY fstate");
+    while (s && sqlite3_step(s) == SQLITE_ROW)
+        for (int i = 0; i < 6; i++)
+            if (!strcmp((const char *)sqlite3_column_text(s, 0), states[i]))
+                n[i] = sqlite3_column_int64(s, 1);
+    if (s)
+        sqlite3_reset(s);
+    int64_t open = 0, overdue = 0;
+    s = store_stmt(st, "SELECT COUNT(*), COUNT(*) FILTER (WHERE deadline < ?1) FROM exceptions"
+                       " WHERE state <> 'resolved'");
+    if (s) {
+        sqlite3_bind_int64(s, 1, now);
+        if (sqlite3_step(s) == SQLITE_ROW) {
+            open = sqlite3_column_int64(s, 0);
+            overdue = sqlite3_column_int64(s, 1);
+        }
+        sqlite3_reset(s);
+    }
+    mp_pack_key(pk, "fulfilment");
+    msgpack_pack_map(pk, 8);
+    for (int i = 0; i < 6; i++)
+        mp_pack_kv_int(pk, states[i], n[i]);
+    mp_pack_kv_int(pk, "exceptions_open", open);
+    mp_pack_kv_int(pk, "exceptions_overdue", overdue);
+}
+
 int cmd_status(struct rpc_call *c)
 {
     struct tallyd *d = c->d;
@@ -45,7 +79,7 @@ int cmd_status(struct rpc_call *c)
     if (stat(wal, &sb) == 0)
         size += (int64_t)sb.st_size;
 
-    msgpack_pack_map(pk, 9);
+    msgpack_pack_map(pk, 10);
     mp_pack_kv_str(pk, "station", d->cfg.station);
     mp_pack_kv_str(pk, "server", "tallyd " TALLY_VERSION);
     mp_pack_kv_int(pk, "started_at", d->started_at);
@@ -86,6 +120,7 @@ int cmd_status(struct rpc_call *c)
     else
         msgpack_pack_int64(pk, now - oldest);
 
+    pack_fulfilment(st, pk, now);
     mp_pack_key(pk, "upstreams");
     sync_pack_status(d->sync, pk);
     mp_pack_kv_int(pk, "connections", server_connections(d->server));

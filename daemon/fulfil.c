@@ -735,12 +735,11 @@ static int deadline_raise(struct tallyd *d, const struct order *o, int64_t now)
     if (left >= 0)
         return raise_order(d, o, EXC_DEADLINE, 0,
                            "order %s must ship within %" PRId64 " h %" PRId64
-                           " min (ship-by deadline); it is %s",
-                           o->order_id, left / 3600, left % 3600 / 60, o->fstate);
+                           " min (ship-by deadline)",
+                           o->order_id, left / 3600, left % 3600 / 60);
     return raise_order(d, o, EXC_DEADLINE, 0,
-                       "order %s missed its ship-by deadline %" PRId64 " h %" PRId64
-                       " min ago; it is %s",
-                       o->order_id, -left / 3600, -left % 3600 / 60, o->fstate);
+                       "order %s missed its ship-by deadline %" PRId64 " h %" PRId64 " min ago",
+                       o->order_id, -left / 3600, -left % 3600 / 60);
 }
 
 static bool is_open(const struct order *o)

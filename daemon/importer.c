@@ -304,8 +304,8 @@ static int import_order_row(struct store *st, struct mp_params *p, bool *inserte
 {
     char oid[TALLY_MAX_ID_LEN + 1], status[TALLY_MAX_ID_LEN + 1], country[4], currency[5];
     char service[TALLY_MAX_ID_LEN + 1], name[257], address[TALLY_MAX_TEXT_LEN + 1], city[257],
-        postcode[33], phone[33];
-    bool h_service, h_name, h_addr, h_city, h_pc, h_phone, h_ship;
+        postcode[33], phone[33], level[33];
+    bool h_service, h_name, h_addr, h_city, h_pc, h_phone, h_ship, h_level;
     int64_t created, ship_by = 0, qty, price, sku;
     int r;
     if ((r = text(p, "order_id", true, true, oid, sizeof oid, NULL)) ||
@@ -321,7 +321,8 @@ static int import_order_row(struct store *st, struct mp_params *p, bool *inserte
         (r = text(p, "address", false, false, address, sizeof address, &h_addr)) ||
         (r = text(p, "city", false, false, city, sizeof city, &h_city)) ||
         (r = text(p, "postcode", false, false, postcode, sizeof postcode, &h_pc)) ||
-        (r = text(p, "phone", false, false, phone, sizeof phone, &h_phone)))
+        (r = text(p, "phone", false, false, phone, sizeof phone, &h_phone)) ||
+        (r = text(p, "buyer_level", false, true, level, sizeof level, &h_level)))
         return r;
     struct order_header h = {
         .order_id = oid,
@@ -337,6 +338,7 @@ static int import_order_row(struct store *st, struct mp_params *p, bool *inserte
         .city = h_city ? city : NULL,
         .postcode = h_pc ? postcode : NULL,
         .phone = h_phone ? phone : NULL,
+        .buyer_level = h_level ? level : NULL,
     };
     int64_t ref;
     bool new_order;

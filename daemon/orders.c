@@ -25,8 +25,8 @@ int orders_upsert_header(struct store *st, const struct order_header *h, int64_t
 
     s = store_stmt(st,
                    "INSERT INTO orders(order_id, status, created_at, updated_at, ship_by, country,"
-                   " currency, service, buyer_name, address, city, postcode, phone)"
-                   " VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13)"
+                   " currency, service, buyer_name, address, city, postcode, phone, buyer_level)"
+                   " VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14)"
                    " ON CONFLICT(order_id) DO UPDATE SET status = excluded.status,"
                    " created_at = excluded.created_at, updated_at = excluded.updated_at,"
                    " ship_by = COALESCE(excluded.ship_by, ship_by),"
@@ -36,7 +36,8 @@ int orders_upsert_header(struct store *st, const struct order_header *h, int64_t
                    " address = COALESCE(excluded.address, address),"
                    " city = COALESCE(excluded.city, city),"
                    " postcode = COALESCE(excluded.postcode, postcode),"
-                   " phone = COALESCE(excluded.phone, phone)"
+                   " phone = COALESCE(excluded.phone, phone),"
+                   " buyer_level = COALESCE(excluded.buyer_level, buyer_level)"
                    " RETURNING id");
     if (!s)
         return TALLY_E_STORAGE;
@@ -54,6 +55,7 @@ int orders_upsert_header(struct store *st, const struct order_header *h, int64_t
     bind_opt(s, 11, h->city);
     bind_opt(s, 12, h->postcode);
     bind_opt(s, 13, h->phone);
+    bind_opt(s, 14, h->buyer_level);
     rc = sqlite3_step(s);
     if (rc == SQLITE_ROW) {
         *ref = sqlite3_column_int64(s, 0);

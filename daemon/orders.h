@@ -20,6 +20,7 @@ struct order_header {
     int64_t ship_by;
     const char *country, *currency, *service;
     const char *buyer_name, *address, *city, *postcode, *phone;
+    const char *buyer_level; /* for the priority rules ([priority] vip_levels); NULL: unknown */
 };
 
 /* Inserts or updates the header; *ref is the order's row id. Inside a transaction. */

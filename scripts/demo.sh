@@ -2,8 +2,10 @@
 # The demo: installs what is missing, builds, then
 #   scripts/demo.sh           starts tally-sim (a marketplace and four overseas warehouses on
 #                             loopback), starts tallyd against it, shows the station syncing and
-#                             answering, then cuts a warehouse's link: queries still answered,
-#                             movements queued, drained once the link is back.
+#                             answering; orders allocated to the right overseas warehouse,
+#                             shipped and uploaded, exceptions raised and resolved; then cuts a
+#                             warehouse's link: queries still answered, movements queued,
+#                             drained once the link is back.
 #   scripts/demo.sh offline   a station that was never connected, seeded from CSV files.
 #   scripts/demo.sh stop      stops what a demo left running.
 # tallyd (and tally-sim) keep running afterwards so you can try the client yourself.
@@ -53,6 +55,72 @@ start_tallyd() { # extra args
     for _ in $(seq 200); do tally status >/dev/null 2>&1 && return 0; sleep 0.05; done
     echo "tallyd did not start; see demo/tallyd.log" >&2
     exit 1
+}
+
+# wait_for SECONDS COMMAND...: polls until COMMAND succeeds (quietly), at most SECONDS.
+wait_for() {
+    local n=$(($1 * 10))
+    shift
+    for _ in $(seq "$n"); do "$@" >/dev/null 2>&1 && return 0; sleep 0.1; done
+    return 1
+}
+no_order_in() { # STATE...: no order is in any of these fulfilment states
+    local s
+    for s in "$@"; do
+        [ "$(tally --json orders --fstate "$s" --limit 1 | jq '.items | length')" = 0 ] || return 1
+    done
+}
+ctl() { curl -sS --max-time 10 "$@"; }
+fulfilment_demo() {
+    echo
+    echo "== fulfilment: every paid order is allocated to a warehouse, its stock reserved, and"
+    echo "   sent to the warehouse as an outbound order"
+    wait_for 20 no_order_in new ready || true
+    show orders --due --limit 6
+    local oid="" o
+    # One that went to the warehouse in its own country, to show the rule that decided.
+    for o in $(tally --json orders --fstate sent --limit 40 | jq -r '.items[].order_id'); do
+        oid=$o
+        [ "$(tally --json orders show "$o" | jq -r '.allocation.rule')" = in-country ] && break
+    done
+    show orders show "$oid"
+    echo
+    echo "== an order for more than any warehouse holds: out of stock, an exception"
+    local big
+    big=$(ctl -X POST -d "{\"count\":1,\"sku\":\"$sku\",\"qty\":900}" "$base/control/orders" | jq -r '.created[0]')
+    tally sync mp:orders --wait --timeout 60 >/dev/null
+    wait_for 20 sh -c "'$top/build/tally' --socket '$sock' --json exceptions --kind out_of_stock | jq -e '.items | length > 0'" || true
+    show exceptions --kind out_of_stock
+    echo
+    echo "== the warehouses pick, pack and ship (the simulator's clock moves 4 minutes); the"
+    echo "   shipments are uploaded to the marketplace (order.fulfill)"
+    ctl -X POST -d '{"seconds":240}' "$base/control/advance" >/dev/null
+    tally sync outbound --wait --timeout 60 >/dev/null
+    wait_for 30 no_order_in sent picked shipped || true
+    show orders show "$oid"
+    echo "marketplace uploads (tally-sim): $(ctl "$base/control/fulfilments" | jq -c '{count, max_applied_per_tracking}')"
+    echo
+    echo "== new orders arrive; a warehouse reports a problem with one of them"
+    ctl -X POST -d '{"count":4}' "$base/control/orders" >/dev/null
+    tally sync mp:orders --wait --timeout 60 >/dev/null
+    wait_for 20 no_order_in new ready allocated || true
+    local sent wh
+    sent=$(tally --json orders --fstate sent --limit 1 | jq -r '.items[0].order_id')
+    wh=$(tally --json orders --fstate sent --limit 1 | jq -r '.items[0].warehouse')
+    ctl -X POST -d "{\"wh\":\"$wh\",\"id\":\"$sent\",\"status\":\"exception\",\"reason\":\"carton damaged at packing\"}" \
+        "$base/control/outbound" >/dev/null
+    tally sync outbound --wait --timeout 60 >/dev/null
+    show exceptions --kind warehouse
+    local eid
+    eid=$(tally --json exceptions --kind warehouse | jq -r '.items[0].id')
+    show exceptions resolve "$eid" --note "repacked in a new carton; $wh confirmed by phone"
+    echo
+    echo "== the buyer cancels an order that has already shipped: never a silent overwrite"
+    ctl -X POST -d '{"status":"IN_CANCEL"}' "$base/control/orders/$oid/status" >/dev/null
+    tally sync mp:orders --wait --timeout 60 >/dev/null
+    wait_for 20 sh -c "'$top/build/tally' --socket '$sock' --json exceptions --kind cancelled_after_pick | jq -e '.items | length > 0'" || true
+    show exceptions --kind cancelled_after_pick
+    show report --skus 8
 }
 
 stop_all
@@ -113,6 +181,7 @@ else
     show stock "$sku"
     show orders --status WAIT_SELLER_SEND_GOODS --limit 5
 
+    fulfilment_demo
     echo
     echo "== cutting the link to ES-MAD (the simulator drops every connection to it)"
     curl -s -X POST -d '{"target":"wh:ES-MAD","up":false}' "$base/control/link" >/dev/null

@@ -224,13 +224,22 @@ int cmd_exceptions_list(struct rpc_call *c)
             return rpc_fail(c, TALLY_E_INVALID_PARAMS, "cursor is not one this method returned");
     }
     struct store *st = c->d->store;
-    sqlite3_stmt *s = store_stmt(
-        st, "SELECT " EXC_COLS EXC_FROM
-            " WHERE (?1 = 4 OR (?1 = 0 AND e.state <> 'resolved') OR (?1 = 1 AND e.state = 'open')"
-            "   OR (?1 = 2 AND e.state = 'acknowledged') OR (?1 = 3 AND e.state = 'resolved'))"
-            " AND (?2 IS NULL OR e.kind = ?2) AND (?3 IS NULL OR o.order_id = ?3)"
-            " AND CASE WHEN ?1 >= 3 THEN e.id > ?5 ELSE (e.deadline, e.id) > (?4, ?5) END"
-            " ORDER BY CASE WHEN ?1 >= 3 THEN 0 ELSE e.deadline END, e.id LIMIT ?6");
+    /* Two orders, two statements, each walking its index (no sort of every exception). */
+    sqlite3_stmt *s =
+        by_id
+            ? store_stmt(st, "SELECT " EXC_COLS EXC_FROM " WHERE (?1 = 4 OR e.state = 'resolved')"
+                             " AND (?2 IS NULL OR e.kind = ?2) AND (?3 IS NULL OR o.order_id = ?3)"
+                             " AND e.id > ?5 ORDER BY e.id LIMIT ?6")
+            : store_stmt(st, "SELECT " EXC_COLS " FROM exceptions e INDEXED BY exceptions_active"
+                             " LEFT JOIN orders o ON o.id = e.order_ref"
+                             " LEFT JOIN skus k ON k.id = e.sku"
+                             " LEFT JOIN warehouses w ON w.id = e.warehouse"
+                             " WHERE e.state <> 'resolved' AND (?1 = 0"
+                             "   OR (?1 = 1 AND e.state = 'open')"
+                             "   OR (?1 = 2 AND e.state = 'acknowledged'))"
+                             " AND (?2 IS NULL OR e.kind = ?2) AND (?3 IS NULL OR o.order_id = ?3)"
+                             " AND (e.deadline, e.id) > (?4, ?5) ORDER BY e.deadline, e.id"
+                             " LIMIT ?6");
     if (!s)
         return TALLY_E_STORAGE;
     sqlite3_bind_int(s, 1, mode);

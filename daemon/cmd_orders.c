@@ -98,7 +98,7 @@ static int list_due(struct rpc_call *c, const struct page_req *pg, const char *s
         snprintf(cid, sizeof cid, "%s", buf + used);
     }
     sqlite3_stmt *s = store_stmt(
-        st, "SELECT " ORDER_COLS ", " DUE_BY " FROM orders o"
+        st, "SELECT " ORDER_COLS ", " DUE_BY " FROM orders o INDEXED BY orders_due"
             " WHERE o.fstate IN ('pending','ready','allocated','sent','picked','partial')"
             "   AND (?1 IS NULL OR o.status = ?1) AND (?2 = 0 OR o.warehouse = ?2)"
             "   AND (?7 IS NULL OR o.fstate = ?7)"

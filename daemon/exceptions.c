@@ -9,6 +9,7 @@
 #include "codec.h"
 #include "events.h"
 #include "log.h"
+#include "server.h"
 #include "store.h"
 #include "tally/protocol.h"
 
@@ -30,6 +31,8 @@ static void bind_ref(sqlite3_stmt *s, int i, int64_t v)
 static void announce(struct tallyd *d, int64_t id, const char *state)
 {
     struct store *st = d->store;
+    if (!server_has_watchers(d->server))
+        return; /* nobody listens: spare the query (100,000 orders can raise at once) */
     sqlite3_stmt *s = store_stmt(st, "SELECT e.kind, o.order_id, k.code, w.code, e.message,"
                                      " e.deadline FROM exceptions e"
                                      " LEFT JOIN orders o ON o.id = e.order_ref"

@@ -28,15 +28,21 @@
 #define STALE_EVERY_S 30         /* warehouses' data age, for the stale-data policy */
 #define COVER_EVERY_S 600        /* days-of-cover thresholds */
 #define PURGE_EVERY_S 3600       /* personal data of finished orders */
-#define PRIORITY_BATCH 1000      /* orders rescored per pass */
-#define RETRY_BATCH 100          /* waiting orders tried per retry round */
-#define FULFIL_BUDGET_NS 4000000 /* a timer slice's work on changed orders: 4 ms */
+#define PRIORITY_BATCH 200       /* orders rescored per slice */
+#define RETRY_BATCH 24           /* waiting orders tried per slice (also the largest batch) */
+#define FULFIL_BUDGET_NS 1000000 /* one slice's work on changed orders: 1 ms */
 
 struct fulfil {
     struct tallyd *d;
     uv_timer_t timer;
+    uv_idle_t idle; /* runs slices back to back (between I/O) while work remains */
+    int closed;     /* handles closed so far at a stop; freed at 2 */
     int64_t next_priority, next_deadline, next_retry, next_stale, next_cover, next_purge;
     int64_t priority_cursor; /* orders.id: rescoring goes round the open orders in batches */
+    /* The deadline scan's position in (ship_by, id) order: each open order is looked at once,
+     * when its ship-by comes within the warning horizon (order_step looks at an order whose
+     * ship-by is already near when it changes). Starts before everything. */
+    int64_t deadline_by, deadline_id;
 };
 
 /* ---- the marketplace status, as the fulfilment side sees it ---- */
@@ -899,21 +905,30 @@ static int batch(struct tallyd *d, const char *sql, int limit, int64_t now, bool
     return r ? r : n;
 }
 
-/* Orders with ship-by close (or past) that have not left: one exception each. */
-static int deadlines(struct tallyd *d, int64_t now)
+/*
+ * (The scans here name their index: with fstate IN (...) the planner would otherwise take the
+ * per-state index and sort every open order, tens of milliseconds on the loop each time.)
+ *
+ * Orders whose ship-by came within the warning horizon since the last scan, that have not
+ * left: one exception each. Goes on from f's position; returns how many it looked at (a full
+ * batch: more may be due), or a TALLY_E_* code. Without the timer (tests): from the start.
+ */
+static int deadlines(struct tallyd *d, struct fulfil *f, int64_t now)
 {
     struct store *st = d->store;
     int64_t horizon = now + (int64_t)d->cfg.ship_by_warning_h * 3600;
-    sqlite3_stmt *s = store_stmt(
-        st, ORDER_SELECT " WHERE fstate IN ('pending','ready','allocated','sent','picked',"
-                         "'partial') AND ship_by IS NOT NULL AND ship_by <= ?1"
-                         " AND NOT EXISTS (SELECT 1 FROM exceptions e WHERE e.order_ref = orders.id"
-                         "   AND e.kind = 'deadline' AND e.state <> 'resolved')"
-                         " ORDER BY ship_by LIMIT ?2");
+    int64_t by = f ? f->deadline_by : INT64_MIN, id = f ? f->deadline_id : 0;
+    sqlite3_stmt *s =
+        store_stmt(st, ORDER_SELECT " INDEXED BY orders_open_by_ship_by WHERE fstate IN "
+                                    "('pending','ready','allocated','sent','picked',"
+                                    "'partial') AND ship_by IS NOT NULL AND ship_by <= ?1"
+                                    " AND (ship_by, id) > (?3, ?4) ORDER BY ship_by, id LIMIT ?2");
     if (!s)
         return TALLY_E_STORAGE;
     sqlite3_bind_int64(s, 1, horizon);
     sqlite3_bind_int(s, 2, RETRY_BATCH);
+    sqlite3_bind_int64(s, 3, by);
+    sqlite3_bind_int64(s, 4, id);
     struct order *os = calloc(RETRY_BATCH, sizeof *os);
     if (!os) {
         sqlite3_reset(s);
@@ -932,8 +947,12 @@ static int deadlines(struct tallyd *d, int64_t now)
         r = store_commit(st);
     else if (n > 0)
         store_rollback(st);
+    if (r == 0 && n > 0 && f) {
+        f->deadline_by = os[n - 1].ship_by;
+        f->deadline_id = os[n - 1].ref;
+    }
     free(os);
-    return r;
+    return r ? r : n;
 }
 
 /* Rescoring goes round the open orders PRIORITY_BATCH at a time. */
@@ -941,9 +960,10 @@ static int rescore(struct fulfil *f, int64_t now)
 {
     struct tallyd *d = f->d;
     struct store *st = d->store;
-    sqlite3_stmt *s = store_stmt(st, ORDER_SELECT " WHERE id > ?1 AND fstate IN ('pending','ready',"
-                                                  "'allocated','sent','picked','partial')"
-                                                  " ORDER BY id LIMIT ?2");
+    sqlite3_stmt *s =
+        store_stmt(st, ORDER_SELECT " NOT INDEXED WHERE id > ?1 AND fstate IN ('pending','ready',"
+                                    "'allocated','sent','picked','partial')"
+                                    " ORDER BY id LIMIT ?2");
     struct order *os = calloc(PRIORITY_BATCH, sizeof *os);
     if (!s || !os) {
         free(os);
@@ -1038,9 +1058,10 @@ static struct fulfil *engine(struct tallyd *d)
 }
 
 /*
- * One pass, spending at most about budget_ns on changed orders (batches of FULFIL_BATCH, each
- * its own transaction); *more says whether changed orders remain. The periodic work (retries,
- * deadlines, priorities) runs when its interval is due.
+ * One slice of work, about budget_ns: changed orders first (batches of FULFIL_BATCH, each its
+ * own transaction), then whichever periodic work is due: orders waiting for stock, ship-by
+ * deadlines, priorities, a batch at a time. *more says whether work remains that should go on
+ * at once rather than at the next tick.
  */
 static int pass_once(struct tallyd *d, int64_t now, uint64_t budget_ns, bool *more)
 {
@@ -1055,29 +1076,32 @@ static int pass_once(struct tallyd *d, int64_t now, uint64_t budget_ns, bool *mo
             break;
         if (uv_hrtime() - t0 >= budget_ns) {
             *more = true;
-            break;
+            return moved;
         }
     }
     if (r < 0)
         return r;
-    if (f && now < f->next_retry)
-        return moved;
-    if (f)
-        f->next_retry = now + RETRY_EVERY_S;
-    if (d->cfg.coordinator) {
-        /* Orders still waiting for stock, most urgent first: they get stock as it arrives. */
+    if (d->cfg.coordinator && (!f || now >= f->next_retry)) {
+        /* Orders still waiting for stock, most urgent first: they get stock as it arrives.
+         * While some get it, the next batch follows at once; else in RETRY_EVERY_S. */
+        int before = moved;
         r = batch(d,
-                  "SELECT id FROM orders WHERE fstate = 'ready' AND ?2 > 0"
-                  " ORDER BY priority DESC, ship_by IS NULL, ship_by, id LIMIT ?1",
+                  "SELECT id FROM orders INDEXED BY orders_ready WHERE fstate = 'ready' AND ?2 > 0"
+                  " ORDER BY priority DESC, COALESCE(ship_by, 9223372036854775807), id LIMIT ?1",
                   RETRY_BATCH, now, false, &moved);
         if (r < 0)
             return r;
+        if (f)
+            f->next_retry = moved > before && r == RETRY_BATCH ? now : now + RETRY_EVERY_S;
     }
     if (!f || now >= f->next_deadline) {
-        if (f)
-            f->next_deadline = now + DEADLINE_EVERY_S;
-        if ((r = deadlines(d, now)) != 0)
+        do {
+            r = deadlines(d, f, now);
+        } while (!f && r == RETRY_BATCH);
+        if (r < 0)
             return r;
+        if (f)
+            f->next_deadline = r == RETRY_BATCH ? now : now + DEADLINE_EVERY_S;
     }
     if (f && now >= f->next_priority) {
         if ((r = rescore(f, now)) != 0)
@@ -1085,6 +1109,8 @@ static int pass_once(struct tallyd *d, int64_t now, uint64_t budget_ns, bool *mo
         if (f->priority_cursor == 0)
             f->next_priority = now + PRIORITY_EVERY_S;
     }
+    if (f)
+        *more = f->next_retry <= now || f->next_deadline <= now || f->next_priority <= now;
     return moved;
 }
 
@@ -1092,6 +1118,22 @@ int fulfil_pass(struct tallyd *d, int64_t now)
 {
     bool more;
     return pass_once(d, now, UINT64_MAX, &more);
+}
+
+/* One slice per loop iteration while work remains (see on_timer). */
+static void on_idle(uv_idle_t *h)
+{
+    struct fulfil *f = h->data;
+    bool more = false;
+    if (f->d->stopping) {
+        uv_idle_stop(h);
+        return;
+    }
+    int r = pass_once(f->d, store_now(), FULFIL_BUDGET_NS, &more);
+    if (r < 0)
+        log_error("fulfilment pass: %s", tally_strerror(r));
+    if (!more || r < 0)
+        uv_idle_stop(h);
 }
 
 static void on_timer(uv_timer_t *t)
@@ -1105,10 +1147,12 @@ static void on_timer(uv_timer_t *t)
     int r = pass_once(d, now, FULFIL_BUDGET_NS, &more);
     if (r < 0)
         log_error("fulfilment pass: %s", tally_strerror(r));
-    /* More changed orders than one slice: go on at the next loop iteration, after the
-     * socket has been served (an initial sync of 100,000 orders must not stall queries). */
+    /* More than one slice of work: go on in the idle phase of each loop iteration, after the
+     * socket has been served (an initial sync of 100,000 orders must not stall queries).
+     * Not a timer re-armed with 0: libuv 1.44 runs that again in the same iteration, before
+     * any I/O, which would starve every client until the work is done. */
     if (more)
-        uv_timer_start(&f->timer, on_timer, 0, FULFIL_TICK_MS);
+        uv_idle_start(&f->idle, on_idle);
     if (now >= f->next_stale) {
         f->next_stale = now + STALE_EVERY_S;
         if ((r = stale_check(d, now)) != 0)
@@ -1139,10 +1183,12 @@ int fulfil_start(struct tallyd *d, char *err, size_t errlen)
     f->d = d;
     int64_t now = store_now();
     f->next_stale = now + 5; /* give the first inventory round a moment */
+    f->deadline_by = INT64_MIN;
     f->next_cover = now;
     f->next_purge = now;
     uv_timer_init(d->loop, &f->timer);
-    f->timer.data = f;
+    uv_idle_init(d->loop, &f->idle);
+    f->timer.data = f->idle.data = f;
     uv_timer_start(&f->timer, on_timer, 100, FULFIL_TICK_MS);
     d->fulfil = f;
     return 0;
@@ -1150,7 +1196,9 @@ int fulfil_start(struct tallyd *d, char *err, size_t errlen)
 
 static void on_closed(uv_handle_t *h)
 {
-    free(h->data);
+    struct fulfil *f = h->data;
+    if (++f->closed == 2)
+        free(f);
 }
 
 void fulfil_stop(struct tallyd *d)
@@ -1160,7 +1208,9 @@ void fulfil_stop(struct tallyd *d)
         return;
     d->fulfil = NULL;
     uv_timer_stop(&f->timer);
+    uv_idle_stop(&f->idle);
     uv_close((uv_handle_t *)&f->timer, on_closed);
+    uv_close((uv_handle_t *)&f->idle, on_closed);
 }
 
 void fulfil_kick(struct tallyd *d)

@@ -28,7 +28,7 @@
 #include "tally/protocol.h"
 
 #define FULFIL_TICK_MS 2000
-#define FULFIL_BATCH 25 /* orders looked at per transaction (a few ms) */
+#define FULFIL_BATCH 4 /* orders looked at per transaction (a few ms) */
 
 struct fulfil;
 

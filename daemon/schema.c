@@ -210,10 +210,17 @@ static const char *const migrations[] = {
     "ALTER TABLE orders ADD COLUMN cancel_requested INTEGER NOT NULL DEFAULT 0;"
     "ALTER TABLE orders ADD COLUMN purged_at INTEGER;"
     "CREATE INDEX orders_fdirty ON orders(id) WHERE fdirty = 1;"
-    "CREATE INDEX orders_open ON orders(fstate, priority DESC, ship_by)"
+    /* Open orders: counted by state (status), listed by urgency (orders.list due: the same
+     * expressions as its ORDER BY, so a page needs no sort), and the ready ones retried
+     * most urgent first. */
+    "CREATE INDEX orders_open ON orders(fstate)"
     "  WHERE fstate IN ('pending','ready','allocated','sent','picked','partial');"
+    "CREATE INDEX orders_due ON orders(priority DESC, COALESCE(ship_by, 9223372036854775807),"
+    "  order_id) WHERE fstate IN ('pending','ready','allocated','sent','picked','partial');"
+    "CREATE INDEX orders_ready ON orders(priority DESC, COALESCE(ship_by, 9223372036854775807),"
+    "  id) WHERE fstate = 'ready';"
     "CREATE INDEX orders_to_purge ON orders(finished_at) WHERE purged_at IS NULL;"
-    "CREATE INDEX orders_open_by_ship_by ON orders(ship_by)"
+    "CREATE INDEX orders_open_by_ship_by ON orders(ship_by, id)"
     "  WHERE fstate IN ('pending','ready','allocated','sent','picked','partial');"
     "CREATE TRIGGER orders_status_changed AFTER UPDATE OF status, address, city, postcode,"
     "  buyer_name ON orders WHEN old.status IS NOT new.status OR old.address IS NOT new.address"
@@ -256,7 +263,7 @@ static const char *const migrations[] = {
     "ALTER TABLE exceptions ADD COLUMN acknowledged_by TEXT;"
     "ALTER TABLE exceptions ADD COLUMN acknowledged_at INTEGER;"
     "CREATE UNIQUE INDEX exceptions_open ON exceptions(dedupe) WHERE state <> 'resolved';"
-    "CREATE INDEX exceptions_by_state ON exceptions(state, deadline);"
+    "CREATE INDEX exceptions_active ON exceptions(deadline, id) WHERE state <> 'resolved';"
     "CREATE INDEX exceptions_by_order ON exceptions(order_ref) WHERE order_ref IS NOT NULL;"
     "CREATE INDEX exceptions_by_raised ON exceptions(raised_at);"
     "CREATE INDEX exceptions_by_resolved ON exceptions(resolved_at) WHERE resolved_at IS NOT NULL;"

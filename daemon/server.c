@@ -69,6 +69,14 @@ struct write_req {
     char *data;
 };
 
+bool server_has_watchers(const struct server *srv)
+{
+    for (const struct conn *c = srv && !srv->stopping ? srv->conns : NULL; c; c = c->next)
+        if (c->watching && !c->closing)
+            return true;
+    return false;
+}
+
 unsigned server_connections(const struct server *srv)
 {
     return srv ? srv->nconns : 0;

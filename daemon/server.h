@@ -25,6 +25,8 @@ int server_start(struct tallyd *d, struct server **out, char *err, size_t errlen
 void server_stop(struct server *srv);
 
 unsigned server_connections(const struct server *srv);
+/* Whether any connection watches events (so building one is worth it); NULL-safe. */
+bool server_has_watchers(const struct server *srv);
 
 /* Marks a connection (the `conn` of an rpc_call) as receiving event notifications. */
 void server_conn_watch(void *conn, bool on);

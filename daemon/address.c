@@ -196,22 +196,22 @@ static bool country_ok(const char *c)
            strcmp(c, "ZZ") != 0;
 }
 
+/* The reason names the format, never the value: exceptions are shown to readers and kept in
+ * logs, and a buyer's postcode is personal data (README "Personal data"). */
 static void postcode_reason(const char *country, const char *postcode, char *why, size_t cap)
 {
     if (!postcode || !postcode[0]) {
         snprintf(why, cap, "no postcode (required for %s)", country);
         return;
     }
-    char q[24];
-    quote_for_operator(postcode, q, sizeof q);
     const struct postcode_format *f = format_of(country);
     if (f)
-        snprintf(why, cap, "postcode '%s' is not a valid %s postcode (%s)", q, country, f->hint);
+        snprintf(why, cap, "the postcode is not a valid %s postcode (%s)", country, f->hint);
     else
         snprintf(why, cap,
-                 "postcode '%s' is not valid for %s (1-12 printable characters, no spaces at"
+                 "the postcode is not valid for %s (1-12 printable characters, no spaces at"
                  " either end)",
-                 q, country);
+                 country);
 }
 
 /* Whitespace-only fields count as missing: a label cannot be printed from them either. */

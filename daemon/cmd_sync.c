@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "cmd.h"
+#include "fulfil.h"
 #include "stock.h"
 #include "store.h"
 #include "server.h"
@@ -117,6 +118,20 @@ int cmd_outbox_discard(struct rpc_call *c)
     /* A movement that will never reach its warehouse leaves the local view too. */
     if (r == 0 && (!strcmp(kind, "movement") || !strcmp(kind, "transfer")))
         r = stock_discard(st, key);
+    /* The exception its refusal raised is settled by this decision. */
+    if (r == 0) {
+        char who[128], why[TALLY_MAX_TEXT_LEN + 1], entity[TALLY_MAX_ID_LEN * 2 + 1] = "";
+        sqlite3_stmt *q = store_stmt(st, "SELECT entity FROM outbox WHERE id = ?1");
+        if (q) {
+            sqlite3_bind_int64(q, 1, id);
+            if (sqlite3_step(q) == SQLITE_ROW)
+                snprintf(entity, sizeof entity, "%s", (const char *)sqlite3_column_text(q, 0));
+            sqlite3_reset(q);
+        }
+        cmd_caller_name(c, who, sizeof who);
+        snprintf(why, sizeof why, "%.*s", (int)rn, reason);
+        r = fulfil_outbox_discarded(c->d, kind, key, entity, who, why);
+    }
     if (r == 0)
         r = store_commit(st);
     else

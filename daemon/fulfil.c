@@ -1544,19 +1544,28 @@ int fulfil_outbox_result(struct tallyd *d, const char *target, const char *kind,
                          const char *entity, bool done, const char *error)
 {
     struct store *st = d->store;
-    if (!strcmp(kind, "fulfil") && !strncmp(key, "ful:", 4))
-        return shipment_uploaded(d, key + 4, done, error);
+    struct order o;
+    int r;
+    if (!strcmp(kind, "fulfil") && !strncmp(key, "ful:", 4)) {
+        r = shipment_uploaded(d, key + 4, done, error);
+        if (r == 0 && done && order_by_id(st, entity, &o) == 0)
+            r = clear_order(d, &o, EXC_UPSTREAM_REJECTED, "uploaded after a retry");
+        return r;
+    }
     if (!strcmp(kind, "outbound") || !strcmp(kind, "outbound_cancel")) {
-        struct order o;
-        int r = order_by_id(st, entity, &o);
-        if (r)
+        if ((r = order_by_id(st, entity, &o)) != 0)
             return r == TALLY_E_NOT_FOUND ? 0 : r;
         int64_t wh = !strncmp(target, "wh:", 3) ? warehouse_id(st, target + 3) : 0;
         if (!strcmp(kind, "outbound")) {
-            if (done)
-                return fstate_is(&o, "allocated") ? set_fstate(st, &o, "sent", store_now()) : 0;
-            return raise_order(d, &o, EXC_UPSTREAM_REJECTED, wh, "%s refused outbound order %s: %s",
-                               target + 3, o.order_id, error ? error : "no reason given");
+            if (!done)
+                return raise_order(d, &o, EXC_UPSTREAM_REJECTED, wh,
+                                   "%s refused outbound order %s: %s", target + 3, o.order_id,
+                                   error ? error : "no reason given");
+            struct exc_raise e = {.kind = EXC_UPSTREAM_REJECTED, .order_ref = o.ref, .wh = wh};
+            r = exceptions_clear(d, &e, "accepted after a retry");
+            if (r == 0 && fstate_is(&o, "allocated"))
+                r = set_fstate(st, &o, "sent", store_now());
+            return r;
         }
         if (!done) /* the same problem as a cancel that meets a shipment: one exception */
             return raise_order(d, &o, EXC_CANCELLED_AFTER_PICK, 0,
@@ -1566,9 +1575,7 @@ int fulfil_outbox_result(struct tallyd *d, const char *target, const char *kind,
                                o.order_id, target + 3, error ? error : "no reason given");
         return 0;
     }
-    if (done)
-        return 0;
-    /* A movement or transfer refused: the stock row it is about. */
+    /* A movement or transfer: the stock row it is about. */
     int64_t sku = 0, wh = !strncmp(target, "wh:", 3) ? warehouse_id(st, target + 3) : 0;
     sqlite3_stmt *s = store_stmt(st, "SELECT id FROM skus WHERE code = ?1");
     if (s) {
@@ -1579,12 +1586,36 @@ int fulfil_outbox_result(struct tallyd *d, const char *target, const char *kind,
     }
     char msg[TALLY_MAX_TEXT_LEN];
     snprintf(msg, sizeof msg,
-             "%s refused %s %s: %s (the row is held: tally outbox retry or"
-             " discard)",
-             target, kind, key, error ? error : "no reason given");
+             "%s refused %s %s: %s (the row is held: tally outbox retry or discard)", target, kind,
+             key, error ? error : "no reason given");
     struct exc_raise e = {
         .kind = EXC_UPSTREAM_REJECTED, .sku = sku, .wh = wh, .subject = key, .message = msg};
+    if (done) /* applied after all, on a retry after a fix: nothing left to do */
+        return exceptions_clear(d, &e, "applied after a retry");
     return exceptions_raise(d, &e, NULL);
+}
+
+int fulfil_outbox_discarded(struct tallyd *d, const char *kind, const char *key, const char *entity,
+                            const char *who, const char *reason)
+{
+    struct store *st = d->store;
+    bool order_row = !strcmp(kind, "outbound") || !strcmp(kind, "fulfil");
+    sqlite3_stmt *s = store_stmt(
+        st, "UPDATE exceptions SET state = 'resolved', resolved_by = ?4, resolved_at = ?5,"
+            " note = 'outbox row discarded: ' || ?6"
+            " WHERE kind = 'upstream_rejected' AND state <> 'resolved' AND (CASE WHEN ?3"
+            "   THEN order_ref = (SELECT id FROM orders WHERE order_id = ?2)"
+            "   ELSE substr(dedupe, -length(?1) - 1) = '|' || ?1 END)");
+    if (!s)
+        return TALLY_E_STORAGE;
+    sqlite3_bind_text(s, 1, key, -1, SQLITE_STATIC);
+    sqlite3_bind_text(s, 2, entity, -1, SQLITE_STATIC);
+    sqlite3_bind_int(s, 3, order_row);
+    sqlite3_bind_text(s, 4, who, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(s, 5, store_now());
+    sqlite3_bind_text(s, 6, reason, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(s);
+    return rc == SQLITE_DONE ? 0 : store_error(st, rc, "exception resolve");
 }
 
 int fulfil_stock_drift(struct tallyd *d, int64_t sku, int64_t wh, int64_t had, int64_t upstream)

@@ -1430,8 +1430,11 @@ static void test_exceptions_and_deadlines(void)
     pass();
     /* bad postcode: raised, allocated, but nothing sent to the warehouse */
     CHECK_EQ_INT(open_exc("Eb", "bad_address"), 1);
-    CHECK(strstr(qtext("SELECT message FROM exceptions WHERE kind = 'bad_address'"), "2800") !=
+    /* the reason names the rule, never the buyer's postcode (readers see exceptions) */
+    CHECK(strstr(qtext("SELECT message FROM exceptions WHERE kind = 'bad_address'"), "2800") ==
           NULL);
+    CHECK(strstr(qtext("SELECT message FROM exceptions WHERE kind = 'bad_address'"),
+                 "ES postcode") != NULL);
     CHECK_EQ_STR(fstate("Eb"), "allocated");
     CHECK_EQ_INT(outbox_rows("key = 'ob:ES-OB:Eb'"), 0);
     /* risk control: pending, payment_held, nothing reserved */
@@ -1707,6 +1710,50 @@ static void test_failure_leaves_replica_consistent(void)
     check_reserved_invariant();
 }
 
+/* A refused movement: an exception on its SKU; applied on a retry -> resolved by tallyd;
+ * discarded by the operator -> resolved by them, and only that row's exception. */
+static int in_txn_result(const char *kind, const char *key, const char *entity, bool done,
+                         const char *error)
+{
+    int r = store_begin(d.store);
+    if (r == 0)
+        r = fulfil_outbox_result(&d, "wh:ES-MAD", kind, key, entity, done, error);
+    if (r == 0)
+        r = store_commit(d.store);
+    else
+        store_rollback(d.store);
+    CHECK_EQ_INT(r, 0);
+    return r;
+}
+
+static void test_refused_movement_exception(void)
+{
+    cancel_fixture();
+    in_txn_result("movement", "mv-1", "C1", false, "unknown_sku");
+    CHECK_EQ_INT(q64("SELECT COUNT(*) FROM exceptions e JOIN skus k ON k.id = e.sku"
+                     " WHERE e.kind = 'upstream_rejected' AND k.code = 'C1' AND e.state = 'open'"),
+                 1);
+    CHECK(strstr(qtext("SELECT message FROM exceptions WHERE kind = 'upstream_rejected'"),
+                 "mv-1") != NULL);
+    in_txn_result("movement", "mv-1", "C1", true, NULL);
+    CHECK_EQ_STR(qtext("SELECT resolved_by FROM exceptions WHERE dedupe LIKE '%%|mv-1'"), "tallyd");
+    in_txn_result("movement", "mv-2", "C1", false, "id_conflict");
+    in_txn_result("movement", "mv-20", "C1", false, "id_conflict");
+    CHECK_EQ_INT(q64("SELECT COUNT(*) FROM exceptions WHERE state = 'open'"), 2);
+    int r = store_begin(d.store);
+    if (r == 0)
+        r = fulfil_outbox_discarded(&d, "movement", "mv-2", "C1", "alice", "SKU retired");
+    if (r == 0)
+        r = store_commit(d.store);
+    else
+        store_rollback(d.store);
+    CHECK_EQ_INT(r, 0);
+    CHECK_EQ_STR(qtext("SELECT resolved_by FROM exceptions WHERE dedupe LIKE '%%|mv-2'"), "alice");
+    CHECK(strstr(qtext("SELECT note FROM exceptions WHERE dedupe LIKE '%%|mv-2'"), "SKU retired") !=
+          NULL);
+    CHECK_EQ_STR(qtext("SELECT state FROM exceptions WHERE dedupe LIKE '%%|mv-20'"), "open");
+}
+
 int main(void)
 {
     snprintf(tmpdir, sizeof tmpdir, "/tmp/tally-fulfil-XXXXXX");
@@ -1731,6 +1778,7 @@ int main(void)
     test_warehouse_cancels_by_itself();
     test_exceptions_and_deadlines();
     test_failure_leaves_replica_consistent();
+    test_refused_movement_exception();
 
     store_close(d.store);
     msgpack_unpacked_destroy(&resp);

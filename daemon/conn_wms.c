@@ -497,6 +497,15 @@ static void item_result(struct push_item *it, const cJSON *res)
     const char *status = json_str(res, "status");
     json_int(res, "version", 0, INT64_MAX / 2, &it->version);
     json_int(res, "to_version", 0, INT64_MAX / 2, &it->to_version);
+    /* A transfer answers each side's version in its own object: {"from": {"warehouse",
+     * "version"}, "to": {...}}. Without the receiving side's version its leg would never
+     * settle, and the destination would count the units twice (snapshot + pending). */
+    const cJSON *from = cJSON_GetObjectItemCaseSensitive(res, "from");
+    const cJSON *to = cJSON_GetObjectItemCaseSensitive(res, "to");
+    if (cJSON_IsObject(from))
+        json_int(from, "version", 0, INT64_MAX / 2, &it->version);
+    if (cJSON_IsObject(to))
+        json_int(to, "version", 0, INT64_MAX / 2, &it->to_version);
     if (status && (!strcmp(status, "applied") || !strcmp(status, "duplicate"))) {
         it->outcome = SYNC_OK;
     } else if (status && !strcmp(status, "rejected")) {

@@ -2,6 +2,8 @@
 #ifndef TALLY_CMD_H
 #define TALLY_CMD_H
 
+#include <sqlite3.h>
+
 #include "codec.h"
 #include "rpc.h"
 #include "tally/protocol.h"
@@ -49,5 +51,15 @@ struct page_req {
     size_t cursor_len;
 };
 int cmd_page_params(struct rpc_call *c, struct mp_params *p, struct page_req *pg);
+
+/* Copies a string param (an id when `id`, else text) into a NUL-terminated buffer of `cap`
+ * bytes; an absent optional one leaves dst untouched. Returns 0 or a TALLY_E_* code with the
+ * message in p->err. */
+int cmd_param_copy(struct mp_params *p, const char *key, bool id, bool required, char *dst,
+                   size_t cap);
+
+/* Packs key and a result column: text (nil for NULL), or an integer (nil for NULL). */
+void cmd_pack_col_text(msgpack_packer *pk, const char *key, sqlite3_stmt *s, int col);
+void cmd_pack_col_int(msgpack_packer *pk, const char *key, sqlite3_stmt *s, int col);
 
 #endif

@@ -15,15 +15,6 @@ static void pack_raw(msgpack_packer *pk, const void *data, int n)
     msgpack_sbuffer_write(pk->data, data, (size_t)n);
 }
 
-static void pack_opt_int(msgpack_packer *pk, const char *key, sqlite3_stmt *s, int col)
-{
-    mp_pack_key(pk, key);
-    if (sqlite3_column_type(s, col) == SQLITE_NULL)
-        msgpack_pack_nil(pk);
-    else
-        msgpack_pack_int64(pk, sqlite3_column_int64(s, col));
-}
-
 int cmd_catalog_get(struct rpc_call *c)
 {
     struct mp_params p = {.map = c->params};
@@ -59,7 +50,7 @@ int cmd_catalog_get(struct rpc_call *c)
     pack_raw(pk, sqlite3_column_blob(s, 5), sqlite3_column_bytes(s, 5));
     mp_pack_kv_int(pk, "price_minor", sqlite3_column_int64(s, 6));
     mp_pack_kv_str(pk, "currency", (const char *)sqlite3_column_text(s, 7));
-    pack_opt_int(pk, "weight_g", s, 8);
+    cmd_pack_col_int(pk, "weight_g", s, 8);
     mp_pack_kv_int(pk, "updated_at", sqlite3_column_int64(s, 9));
     sqlite3_reset(s);
     return 0;

@@ -8,29 +8,13 @@
 #include "fulfil.h"
 #include "store.h"
 
-/* Copies a string param into a NUL-terminated buffer (untouched when absent). */
-static int param_copy(struct mp_params *p, const char *key, bool id, bool required, char *dst,
-                      size_t cap)
-{
-    const char *s;
-    size_t n;
-    bool have = false;
-    int r = id ? mp_param_id(p, key, required, &s, &n, &have)
-               : mp_param_str(p, key, required, cap - 1, &s, &n, &have);
-    if (r || !have)
-        return r;
-    memcpy(dst, s, n);
-    dst[n] = 0;
-    return 0;
-}
-
 int cmd_orders_allocate(struct rpc_call *c)
 {
     struct mp_params p = {.map = c->params};
     char oid[TALLY_MAX_ID_LEN + 1] = "";
     bool rel = false;
     int r;
-    if ((r = param_copy(&p, "order_id", true, true, oid, sizeof oid)) ||
+    if ((r = cmd_param_copy(&p, "order_id", true, true, oid, sizeof oid)) ||
         (r = mp_param_bool(&p, "release", false, &rel, NULL)))
         return rpc_fail(c, r, "%s", p.err);
     char err[256] = "";
@@ -70,10 +54,10 @@ int cmd_orders_ship(struct rpc_call *c)
     const char *trk = NULL;
     size_t tn = 0;
     if (r == 0 &&
-        ((r = param_copy(&p, "order_id", true, true, req->order_id, sizeof req->order_id)) ||
-         (r = param_copy(&p, "warehouse", true, true, req->warehouse, sizeof req->warehouse)) ||
-         (r = param_copy(&p, "id", true, false, req->id, sizeof req->id)) ||
-         (r = param_copy(&p, "carrier", false, true, req->carrier, sizeof req->carrier)) ||
+        ((r = cmd_param_copy(&p, "order_id", true, true, req->order_id, sizeof req->order_id)) ||
+         (r = cmd_param_copy(&p, "warehouse", true, true, req->warehouse, sizeof req->warehouse)) ||
+         (r = cmd_param_copy(&p, "id", true, false, req->id, sizeof req->id)) ||
+         (r = cmd_param_copy(&p, "carrier", false, true, req->carrier, sizeof req->carrier)) ||
          (r = mp_param_id(&p, "tracking_no", true, &trk, &tn, NULL))))
         r = rpc_fail(c, r, "%s", p.err);
     if (r == 0) {
@@ -95,7 +79,7 @@ int cmd_orders_ship(struct rpc_call *c)
             struct ship_line *l = &req->lines[req->nlines];
             if (lines->via.array.ptr[i].type != MSGPACK_OBJECT_MAP)
                 r = rpc_fail(c, TALLY_E_INVALID_PARAMS, "%sa line is a map {sku, qty}", prefix);
-            else if ((r = param_copy(&lp, "sku", true, true, l->sku, sizeof l->sku)) ||
+            else if ((r = cmd_param_copy(&lp, "sku", true, true, l->sku, sizeof l->sku)) ||
                      (r = mp_param_int(&lp, "qty", true, 1, TALLY_MAX_QTY, &l->qty, NULL)))
                 r = rpc_fail(c, r, "%s", lp.err);
             else
@@ -135,39 +119,29 @@ int cmd_orders_ship(struct rpc_call *c)
     " FROM exceptions e LEFT JOIN orders o ON o.id = e.order_ref"                                  \
     " LEFT JOIN skus k ON k.id = e.sku LEFT JOIN warehouses w ON w.id = e.warehouse"
 
-static void pack_opt_text(msgpack_packer *pk, const char *key, sqlite3_stmt *s, int col)
-{
-    mp_pack_key(pk, key);
-    const unsigned char *t = sqlite3_column_text(s, col);
-    if (t)
-        mp_pack_strz(pk, (const char *)t);
-    else
-        msgpack_pack_nil(pk);
-}
-
 static void pack_exception(msgpack_packer *pk, sqlite3_stmt *s, int64_t now)
 {
     msgpack_pack_map(pk, 14);
     mp_pack_kv_int(pk, "id", sqlite3_column_int64(s, 0));
-    pack_opt_text(pk, "kind", s, 1);
-    pack_opt_text(pk, "state", s, 2);
-    pack_opt_text(pk, "order_id", s, 3);
-    pack_opt_text(pk, "sku", s, 4);
-    pack_opt_text(pk, "warehouse", s, 5);
-    pack_opt_text(pk, "message", s, 6);
+    cmd_pack_col_text(pk, "kind", s, 1);
+    cmd_pack_col_text(pk, "state", s, 2);
+    cmd_pack_col_text(pk, "order_id", s, 3);
+    cmd_pack_col_text(pk, "sku", s, 4);
+    cmd_pack_col_text(pk, "warehouse", s, 5);
+    cmd_pack_col_text(pk, "message", s, 6);
     mp_pack_kv_int(pk, "raised_at", sqlite3_column_int64(s, 7));
     mp_pack_kv_int(pk, "deadline", sqlite3_column_int64(s, 8));
     const char *state = (const char *)sqlite3_column_text(s, 2);
     mp_pack_kv_bool(pk, "overdue",
                     state && strcmp(state, "resolved") != 0 && sqlite3_column_int64(s, 8) < now);
-    pack_opt_text(pk, "acknowledged_by", s, 9);
-    pack_opt_text(pk, "resolved_by", s, 10);
+    cmd_pack_col_text(pk, "acknowledged_by", s, 9);
+    cmd_pack_col_text(pk, "resolved_by", s, 10);
     mp_pack_key(pk, "resolved_at");
     if (sqlite3_column_type(s, 11) == SQLITE_NULL)
         msgpack_pack_nil(pk);
     else
         msgpack_pack_int64(pk, sqlite3_column_int64(s, 11));
-    pack_opt_text(pk, "note", s, 12);
+    cmd_pack_col_text(pk, "note", s, 12);
 }
 
 static bool is(const char *s, size_t n, const char *lit)
@@ -306,7 +280,7 @@ static int act(struct rpc_call *c, bool resolve)
     char note[TALLY_MAX_TEXT_LEN + 1] = "";
     int r;
     if ((r = mp_param_int(&p, "id", true, 1, INT64_MAX, &id, NULL)) ||
-        (r = param_copy(&p, "note", false, resolve, note, sizeof note)))
+        (r = cmd_param_copy(&p, "note", false, resolve, note, sizeof note)))
         return rpc_fail(c, r, "%s", p.err);
     if (resolve && !note[0])
         return rpc_fail(c, TALLY_E_INVALID_PARAMS,

@@ -7,20 +7,6 @@
 #include "cmd.h"
 #include "store.h"
 
-static void pack_col_str(msgpack_packer *pk, const char *key, sqlite3_stmt *s, int col)
-{
-    mp_pack_kv_str(pk, key, (const char *)sqlite3_column_text(s, col));
-}
-
-static void pack_col_opt_int(msgpack_packer *pk, const char *key, sqlite3_stmt *s, int col)
-{
-    mp_pack_key(pk, key);
-    if (sqlite3_column_type(s, col) == SQLITE_NULL)
-        msgpack_pack_nil(pk);
-    else
-        msgpack_pack_int64(pk, sqlite3_column_int64(s, col));
-}
-
 /* Columns 0..11 shared by orders.list and orders.get. */
 #define ORDER_COLS                                                                                 \
     "o.order_id, o.status, o.created_at, o.ship_by, o.country, o.currency, o.total_minor,"         \
@@ -31,18 +17,18 @@ static void pack_col_opt_int(msgpack_packer *pk, const char *key, sqlite3_stmt *
 
 static void pack_order_summary(msgpack_packer *pk, sqlite3_stmt *s, bool lines_count)
 {
-    pack_col_str(pk, "order_id", s, 0);
-    pack_col_str(pk, "status", s, 1);
+    cmd_pack_col_text(pk, "order_id", s, 0);
+    cmd_pack_col_text(pk, "status", s, 1);
     mp_pack_kv_int(pk, "created_at", sqlite3_column_int64(s, 2));
-    pack_col_opt_int(pk, "ship_by", s, 3);
-    pack_col_str(pk, "country", s, 4);
-    pack_col_str(pk, "currency", s, 5);
+    cmd_pack_col_int(pk, "ship_by", s, 3);
+    cmd_pack_col_text(pk, "country", s, 4);
+    cmd_pack_col_text(pk, "currency", s, 5);
     mp_pack_kv_int(pk, "total_minor", sqlite3_column_int64(s, 6));
     if (lines_count)
         mp_pack_kv_int(pk, "line_count", sqlite3_column_int64(s, 7));
     mp_pack_kv_int(pk, "units", sqlite3_column_int64(s, 8));
-    pack_col_str(pk, "warehouse", s, 9);
-    pack_col_str(pk, "fstate", s, 10);
+    cmd_pack_col_text(pk, "warehouse", s, 9);
+    cmd_pack_col_text(pk, "fstate", s, 10);
     mp_pack_kv_int(pk, "priority", sqlite3_column_int64(s, 11));
 }
 
@@ -241,8 +227,8 @@ static int pack_lines(struct rpc_call *c, int64_t ref)
     int rc;
     while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
         msgpack_pack_map(c->pk, 4);
-        pack_col_str(c->pk, "sku", s, 0);
-        pack_col_str(c->pk, "title", s, 1);
+        cmd_pack_col_text(c->pk, "sku", s, 0);
+        cmd_pack_col_text(c->pk, "title", s, 1);
         mp_pack_kv_int(c->pk, "qty", sqlite3_column_int64(s, 2));
         mp_pack_kv_int(c->pk, "price_minor", sqlite3_column_int64(s, 3));
         n++;
@@ -268,14 +254,14 @@ static int pack_shipments(struct rpc_call *c, int64_t ref)
     int rc;
     while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
         msgpack_pack_map(c->pk, 8);
-        pack_col_str(c->pk, "id", s, 0);
-        pack_col_str(c->pk, "warehouse", s, 1);
-        pack_col_str(c->pk, "carrier", s, 2);
-        pack_col_str(c->pk, "tracking_no", s, 3);
+        cmd_pack_col_text(c->pk, "id", s, 0);
+        cmd_pack_col_text(c->pk, "warehouse", s, 1);
+        cmd_pack_col_text(c->pk, "carrier", s, 2);
+        cmd_pack_col_text(c->pk, "tracking_no", s, 3);
         mp_pack_kv_int(c->pk, "created_at", sqlite3_column_int64(s, 4));
-        pack_col_str(c->pk, "send_type", s, 5);
-        pack_col_str(c->pk, "state", s, 6);
-        pack_col_opt_int(c->pk, "uploaded_at", s, 7);
+        cmd_pack_col_text(c->pk, "send_type", s, 5);
+        cmd_pack_col_text(c->pk, "state", s, 6);
+        cmd_pack_col_int(c->pk, "uploaded_at", s, 7);
         n++;
     }
     sqlite3_reset(s);
@@ -308,10 +294,10 @@ int cmd_pack_allocation(struct rpc_call *c, int64_t ref, const char *rule, const
     int rc;
     while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
         msgpack_pack_map(pk, 4);
-        pack_col_str(pk, "sku", s, 0);
-        pack_col_str(pk, "warehouse", s, 1);
+        cmd_pack_col_text(pk, "sku", s, 0);
+        cmd_pack_col_text(pk, "warehouse", s, 1);
         mp_pack_kv_int(pk, "qty", sqlite3_column_int64(s, 2));
-        pack_col_str(pk, "state", s, 3);
+        cmd_pack_col_text(pk, "state", s, 3);
         n++;
     }
     sqlite3_reset(s);
@@ -333,9 +319,9 @@ static int pack_exceptions(struct rpc_call *c, int64_t ref)
     while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
         msgpack_pack_map(c->pk, 5);
         mp_pack_kv_int(c->pk, "id", sqlite3_column_int64(s, 0));
-        pack_col_str(c->pk, "kind", s, 1);
-        pack_col_str(c->pk, "state", s, 2);
-        pack_col_str(c->pk, "message", s, 3);
+        cmd_pack_col_text(c->pk, "kind", s, 1);
+        cmd_pack_col_text(c->pk, "state", s, 2);
+        cmd_pack_col_text(c->pk, "message", s, 3);
         mp_pack_kv_int(c->pk, "deadline", sqlite3_column_int64(s, 4));
         n++;
     }
@@ -373,19 +359,19 @@ int cmd_orders_get(struct rpc_call *c)
     msgpack_pack_map(pk, ORDER_NCOLS - 1 + 9);
     pack_order_summary(pk, s, false);
     mp_pack_kv_int(pk, "updated_at", sqlite3_column_int64(s, x + 1));
-    pack_col_str(pk, "service", s, x + 2);
-    pack_col_str(pk, "priority_why", s, x + 8);
-    pack_col_opt_int(pk, "purged_at", s, x + 11);
+    cmd_pack_col_text(pk, "service", s, x + 2);
+    cmd_pack_col_text(pk, "priority_why", s, x + 8);
+    cmd_pack_col_int(pk, "purged_at", s, x + 11);
     mp_pack_key(pk, "ship_to");
     /* Buyers' personal data goes to writers only (they pack and ship). */
     if (c->role == TALLY_ROLE_WRITER) {
         msgpack_pack_map(pk, 6);
-        pack_col_str(pk, "name", s, x + 3);
-        pack_col_str(pk, "address", s, x + 4);
-        pack_col_str(pk, "city", s, x + 5);
-        pack_col_str(pk, "postcode", s, x + 6);
-        pack_col_str(pk, "country", s, 4);
-        pack_col_str(pk, "phone", s, x + 7);
+        cmd_pack_col_text(pk, "name", s, x + 3);
+        cmd_pack_col_text(pk, "address", s, x + 4);
+        cmd_pack_col_text(pk, "city", s, x + 5);
+        cmd_pack_col_text(pk, "postcode", s, x + 6);
+        cmd_pack_col_text(pk, "country", s, 4);
+        cmd_pack_col_text(pk, "phone", s, x + 7);
     } else {
         msgpack_pack_nil(pk);
     }

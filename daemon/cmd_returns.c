@@ -30,35 +30,21 @@
     " FROM returns r JOIN skus k ON k.id = r.sku JOIN warehouses w ON w.id = r.warehouse"          \
     " LEFT JOIN orders o ON o.id = r.order_ref"
 
-static void pack_col_str(msgpack_packer *pk, const char *key, sqlite3_stmt *s, int col)
-{
-    mp_pack_kv_str(pk, key, (const char *)sqlite3_column_text(s, col));
-}
-
-static void pack_col_opt_int(msgpack_packer *pk, const char *key, sqlite3_stmt *s, int col)
-{
-    mp_pack_key(pk, key);
-    if (sqlite3_column_type(s, col) == SQLITE_NULL)
-        msgpack_pack_nil(pk);
-    else
-        msgpack_pack_int64(pk, sqlite3_column_int64(s, col));
-}
-
 /* The 12 fields of a list item; the caller has packed a map header that counts them. */
 static void pack_item(msgpack_packer *pk, sqlite3_stmt *s)
 {
-    pack_col_str(pk, "id", s, 0);
-    pack_col_str(pk, "sku", s, 1);
-    pack_col_str(pk, "warehouse", s, 2);
+    cmd_pack_col_text(pk, "id", s, 0);
+    cmd_pack_col_text(pk, "sku", s, 1);
+    cmd_pack_col_text(pk, "warehouse", s, 2);
     mp_pack_kv_int(pk, "qty", sqlite3_column_int64(s, 3));
-    pack_col_str(pk, "state", s, 4);
-    pack_col_str(pk, "order_id", s, 5);
-    pack_col_opt_int(pk, "sellable", s, 6);
-    pack_col_opt_int(pk, "damaged", s, 7);
-    pack_col_str(pk, "reason", s, 8);
-    pack_col_str(pk, "note", s, 9);
+    cmd_pack_col_text(pk, "state", s, 4);
+    cmd_pack_col_text(pk, "order_id", s, 5);
+    cmd_pack_col_int(pk, "sellable", s, 6);
+    cmd_pack_col_int(pk, "damaged", s, 7);
+    cmd_pack_col_text(pk, "reason", s, 8);
+    cmd_pack_col_text(pk, "note", s, 9);
     mp_pack_kv_int(pk, "received_at", sqlite3_column_int64(s, 10));
-    pack_col_opt_int(pk, "inspected_at", s, 11);
+    cmd_pack_col_int(pk, "inspected_at", s, 11);
 }
 
 /* Packs the return `id` as the result: its list item, plus `duplicate` when with_dup. */
@@ -78,22 +64,6 @@ static int pack_return(struct rpc_call *c, const char *id, bool with_dup, bool d
     }
     sqlite3_reset(s);
     return rc == SQLITE_ROW ? 0 : store_error(st, rc, "return read");
-}
-
-/* Copies an optional string param into a NUL-terminated buffer of `cap` bytes. */
-static int copy_param(struct mp_params *p, const char *key, bool id, bool required, char *dst,
-                      size_t cap)
-{
-    const char *s;
-    size_t n;
-    bool have = false;
-    int r = id ? mp_param_id(p, key, required, &s, &n, &have)
-               : mp_param_str(p, key, required, cap - 1, &s, &n, &have);
-    if (r || !have)
-        return r;
-    memcpy(dst, s, n);
-    dst[n] = 0;
-    return 0;
 }
 
 /* Figures whose change by a return may take a row to its low-stock threshold. */
@@ -239,11 +209,11 @@ int cmd_returns_receive(struct rpc_call *c)
     struct receive_req rq;
     memset(&rq, 0, sizeof rq);
     int r;
-    if ((r = copy_param(&p, "id", true, false, rq.id, sizeof rq.id)) ||
-        (r = copy_param(&p, "sku", true, true, rq.sku, sizeof rq.sku)) ||
-        (r = copy_param(&p, "warehouse", true, true, rq.warehouse, sizeof rq.warehouse)) ||
-        (r = copy_param(&p, "order_id", true, false, rq.order_id, sizeof rq.order_id)) ||
-        (r = copy_param(&p, "reason", false, false, rq.reason, sizeof rq.reason)) ||
+    if ((r = cmd_param_copy(&p, "id", true, false, rq.id, sizeof rq.id)) ||
+        (r = cmd_param_copy(&p, "sku", true, true, rq.sku, sizeof rq.sku)) ||
+        (r = cmd_param_copy(&p, "warehouse", true, true, rq.warehouse, sizeof rq.warehouse)) ||
+        (r = cmd_param_copy(&p, "order_id", true, false, rq.order_id, sizeof rq.order_id)) ||
+        (r = cmd_param_copy(&p, "reason", false, false, rq.reason, sizeof rq.reason)) ||
         (r = mp_param_int(&p, "qty", true, 1, TALLY_MAX_QTY, &rq.qty, NULL)))
         return rpc_fail(c, r, "%s", p.err);
     if (strlen(rq.id) > (size_t)RETURN_MAX_ID_LEN)
@@ -382,8 +352,8 @@ int cmd_returns_inspect(struct rpc_call *c)
     struct inspect_req rq;
     memset(&rq, 0, sizeof rq);
     int r;
-    if ((r = copy_param(&p, "id", true, true, rq.id, sizeof rq.id)) ||
-        (r = copy_param(&p, "note", false, false, rq.note, sizeof rq.note)) ||
+    if ((r = cmd_param_copy(&p, "id", true, true, rq.id, sizeof rq.id)) ||
+        (r = cmd_param_copy(&p, "note", false, false, rq.note, sizeof rq.note)) ||
         (r = mp_param_int(&p, "sellable", true, 0, TALLY_MAX_QTY, &rq.sellable, NULL)) ||
         (r = mp_param_int(&p, "damaged", true, 0, TALLY_MAX_QTY, &rq.damaged, NULL)))
         return rpc_fail(c, r, "%s", p.err);

@@ -228,22 +228,6 @@ int cmd_stock_list(struct rpc_call *c)
     return 0;
 }
 
-/* Copies an optional string param into a NUL-terminated buffer. */
-static int copy_param(struct mp_params *p, const char *key, bool id, bool required, char *dst,
-                      size_t cap)
-{
-    const char *s;
-    size_t n;
-    bool have = false;
-    int r = id ? mp_param_id(p, key, required, &s, &n, &have)
-               : mp_param_str(p, key, required, cap - 1, &s, &n, &have);
-    if (r || !have)
-        return r;
-    memcpy(dst, s, n);
-    dst[n] = 0;
-    return 0;
-}
-
 int cmd_stock_move(struct rpc_call *c)
 {
     struct mp_params p = {.map = c->params};
@@ -259,12 +243,12 @@ int cmd_stock_move(struct rpc_call *c)
         return rpc_fail(c, TALLY_E_INVALID_PARAMS,
                         "field 'kind' must be one of receive, pick, adjust, count, transfer, "
                         "return");
-    if ((r = copy_param(&p, "id", true, false, m.id, sizeof m.id)) ||
-        (r = copy_param(&p, "sku", true, true, m.sku, sizeof m.sku)) ||
-        (r = copy_param(&p, "warehouse", true, true, m.warehouse, sizeof m.warehouse)) ||
-        (r = copy_param(&p, "to", true, false, m.to, sizeof m.to)) ||
-        (r = copy_param(&p, "reason", false, false, m.reason, sizeof m.reason)) ||
-        (r = copy_param(&p, "ref", false, false, m.ref, sizeof m.ref)) ||
+    if ((r = cmd_param_copy(&p, "id", true, false, m.id, sizeof m.id)) ||
+        (r = cmd_param_copy(&p, "sku", true, true, m.sku, sizeof m.sku)) ||
+        (r = cmd_param_copy(&p, "warehouse", true, true, m.warehouse, sizeof m.warehouse)) ||
+        (r = cmd_param_copy(&p, "to", true, false, m.to, sizeof m.to)) ||
+        (r = cmd_param_copy(&p, "reason", false, false, m.reason, sizeof m.reason)) ||
+        (r = cmd_param_copy(&p, "ref", false, false, m.ref, sizeof m.ref)) ||
         (r = mp_param_int(&p, "qty", true, -TALLY_MAX_QTY, TALLY_MAX_QTY, &m.qty, NULL)) ||
         (r = mp_param_bool(&p, "force", false, &m.force, NULL)))
         return rpc_fail(c, r, "%s", p.err);

@@ -362,7 +362,7 @@ static int record_decision(struct store *st, const struct order *o, const char *
     return rc == SQLITE_DONE ? 0 : store_error(st, rc, "allocation");
 }
 
-static int send_outbound(struct tallyd *d, struct order *o, int64_t now);
+static int send_outbound(struct tallyd *d, struct order *o);
 
 /*
  * Allocates a ready order: decides (alloc.c), reserves every part, and asks outbound
@@ -419,7 +419,7 @@ static int allocate(struct tallyd *d, struct order *o, int64_t now, bool *change
     if (r == 0)
         r = clear_order(d, o, EXC_OUT_OF_STOCK, "allocated");
     if (r == 0)
-        r = send_outbound(d, o, now);
+        r = send_outbound(d, o);
     if (r == 0)
         *changed = true;
 out:
@@ -549,55 +549,74 @@ static int outbound_payload(struct store *st, const struct order *o, int64_t wh,
     return n > 0 ? 0 : TALLY_E_NOT_FOUND;
 }
 
+/* The outbound-fulfilment warehouses holding a part of the order (only parts still waiting
+ * to leave, with reserved_only), by code. */
+struct wh_list {
+    int n;
+    int64_t id[ALLOC_MAX_WH];
+    char code[ALLOC_MAX_WH][TALLY_MAX_ID_LEN + 1];
+};
+
+static int outbound_whs(struct store *st, int64_t ref, bool reserved_only, struct wh_list *out)
+{
+    sqlite3_stmt *s = store_stmt(st, "SELECT DISTINCT a.warehouse, w.code FROM allocations a"
+                                     " JOIN warehouses w ON w.id = a.warehouse"
+                                     " WHERE a.order_ref = ?1 AND (?2 = 0 OR a.state = 'reserved')"
+                                     " AND w.fulfilment = 'outbound' ORDER BY w.code");
+    if (!s)
+        return TALLY_E_STORAGE;
+    sqlite3_bind_int64(s, 1, ref);
+    sqlite3_bind_int(s, 2, reserved_only);
+    int rc;
+    out->n = 0;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW && out->n < ALLOC_MAX_WH) {
+        out->id[out->n] = sqlite3_column_int64(s, 0);
+        col_text(s, 1, out->code[out->n], sizeof out->code[0]);
+        out->n++;
+    }
+    sqlite3_reset(s);
+    return rc == SQLITE_DONE || rc == SQLITE_ROW ? 0 : store_error(st, rc, "outbound warehouses");
+}
+
+/* The outbox key of a decision about an order at a warehouse ("ob" create, "obc" cancel) and
+ * its target; *due says whether it was not appended before (each is sent once, ever). */
+static void decision_key(struct store *st, const char *prefix, const char *code,
+                         const struct order *o, char key[160], char target[80], bool *due)
+{
+    snprintf(key, 160, "%s:%.64s:%.64s", prefix, code, o->order_id);
+    snprintf(target, 80, "wh:%.64s", code);
+    *due = !outbox_has(st, key);
+}
+
 /*
  * Creates the outbound orders of an allocated order at its outbound warehouses: one outbox
  * row each, key "ob:<WH>:<order id>" (the warehouse deduplicates by the order id forever).
  * Held back while the order has an open bad-address or payment-held exception: goods must
  * not leave for an address a carrier cannot deliver to, or before the payment clears.
  */
-static int send_outbound(struct tallyd *d, struct order *o, int64_t now)
+static int send_outbound(struct tallyd *d, struct order *o)
 {
     struct store *st = d->store;
     if (!d->cfg.coordinator || exception_open(st, o->ref, EXC_BAD_ADDRESS) ||
         exception_open(st, o->ref, EXC_PAYMENT_HELD))
         return 0;
-    sqlite3_stmt *s = store_stmt(st, "SELECT DISTINCT a.warehouse, w.code FROM allocations a"
-                                     " JOIN warehouses w ON w.id = a.warehouse"
-                                     " WHERE a.order_ref = ?1 AND a.state = 'reserved'"
-                                     " AND w.fulfilment = 'outbound' ORDER BY w.code");
-    if (!s)
-        return TALLY_E_STORAGE;
-    sqlite3_bind_int64(s, 1, o->ref);
-    int64_t whs[ALLOC_MAX_WH];
-    char codes[ALLOC_MAX_WH][TALLY_MAX_ID_LEN + 1];
-    int n = 0, rc;
-    while ((rc = sqlite3_step(s)) == SQLITE_ROW && n < ALLOC_MAX_WH) {
-        whs[n] = sqlite3_column_int64(s, 0);
-        col_text(s, 1, codes[n], sizeof codes[n]);
-        n++;
-    }
-    sqlite3_reset(s);
-    if (rc != SQLITE_DONE && rc != SQLITE_ROW)
-        return store_error(st, rc, "outbound warehouses");
-    for (int i = 0; i < n; i++) {
+    struct wh_list w;
+    int r = outbound_whs(st, o->ref, true, &w);
+    for (int i = 0; r == 0 && i < w.n; i++) {
         char key[160], target[80];
-        const char *code = codes[i];
-        snprintf(key, sizeof key, "ob:%.64s:%.64s", code, o->order_id);
-        snprintf(target, sizeof target, "wh:%.64s", code);
-        if (outbox_has(st, key))
+        bool due;
+        decision_key(st, "ob", w.code[i], o, key, target, &due);
+        if (!due)
             continue;
         msgpack_sbuffer sb;
         msgpack_sbuffer_init(&sb);
-        int r = outbound_payload(st, o, whs[i], &sb);
         int64_t id;
+        r = outbound_payload(st, o, w.id[i], &sb);
         if (r == 0)
             r = outbox_append(st, key, target, o->order_id, "outbound", sb.data, sb.size, &id);
         msgpack_sbuffer_destroy(&sb);
-        if (r)
-            return r;
     }
-    (void)now;
-    return 0;
+    return r;
 }
 
 /* Whether an outbound order was ever asked for (it may have reached the warehouse). */
@@ -619,26 +638,13 @@ static int request_cancel(struct tallyd *d, struct order *o)
     struct store *st = d->store;
     if (o->cancel_requested)
         return 0;
-    sqlite3_stmt *s = store_stmt(st, "SELECT DISTINCT w.code FROM allocations a"
-                                     " JOIN warehouses w ON w.id = a.warehouse"
-                                     " WHERE a.order_ref = ?1 AND w.fulfilment = 'outbound'"
-                                     " ORDER BY w.code");
-    if (!s)
-        return TALLY_E_STORAGE;
-    sqlite3_bind_int64(s, 1, o->ref);
-    char codes[ALLOC_MAX_WH][TALLY_MAX_ID_LEN + 1];
-    int n = 0, rc;
-    while ((rc = sqlite3_step(s)) == SQLITE_ROW && n < ALLOC_MAX_WH)
-        col_text(s, 0, codes[n++], sizeof codes[0]);
-    sqlite3_reset(s);
-    if (rc != SQLITE_DONE && rc != SQLITE_ROW)
-        return store_error(st, rc, "cancel warehouses");
-    for (int i = 0; i < n; i++) {
+    struct wh_list w;
+    int r = outbound_whs(st, o->ref, false, &w), rc;
+    for (int i = 0; r == 0 && i < w.n; i++) {
         char key[160], target[80];
-        const char *code = codes[i];
-        snprintf(key, sizeof key, "obc:%.64s:%.64s", code, o->order_id);
-        snprintf(target, sizeof target, "wh:%.64s", code);
-        if (outbox_has(st, key))
+        bool due;
+        decision_key(st, "obc", w.code[i], o, key, target, &due);
+        if (!due)
             continue;
         msgpack_sbuffer sb;
         msgpack_sbuffer_init(&sb);
@@ -647,12 +653,11 @@ static int request_cancel(struct tallyd *d, struct order *o)
         msgpack_pack_map(&pk, 1);
         mp_pack_kv_str(&pk, "id", o->order_id);
         int64_t id;
-        int r =
-            outbox_append(st, key, target, o->order_id, "outbound_cancel", sb.data, sb.size, &id);
+        r = outbox_append(st, key, target, o->order_id, "outbound_cancel", sb.data, sb.size, &id);
         msgpack_sbuffer_destroy(&sb);
-        if (r)
-            return r;
     }
+    if (r)
+        return r;
     sqlite3_stmt *u = store_stmt(st, "UPDATE orders SET cancel_requested = 1 WHERE id = ?1");
     if (!u)
         return TALLY_E_STORAGE;
@@ -805,7 +810,7 @@ static int order_move(struct tallyd *d, struct order *o, int64_t now, bool *chan
     if (cls == MP_SHIP && fstate_is(o, "ready") && d->cfg.coordinator)
         return allocate(d, o, now, changed);
     if (cls == MP_SHIP && fstate_is(o, "allocated"))
-        return send_outbound(d, o, now);
+        return send_outbound(d, o);
     if (cls == MP_FINISH &&
         (fstate_is(o, "shipped") || fstate_is(o, "uploaded") || fstate_is(o, "partial"))) {
         *changed = true;

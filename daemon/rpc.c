@@ -87,6 +87,35 @@ void cmd_caller_name(struct rpc_call *c, char *buf, size_t cap)
         snprintf(buf, cap, "uid %u", (unsigned)uid);
 }
 
+int cmd_param_copy(struct mp_params *p, const char *key, bool id, bool required, char *dst,
+                   size_t cap)
+{
+    const char *s;
+    size_t n;
+    bool have = false;
+    int r = id ? mp_param_id(p, key, required, &s, &n, &have)
+               : mp_param_str(p, key, required, cap - 1, &s, &n, &have);
+    if (r || !have)
+        return r;
+    memcpy(dst, s, n);
+    dst[n] = 0;
+    return 0;
+}
+
+void cmd_pack_col_text(msgpack_packer *pk, const char *key, sqlite3_stmt *s, int col)
+{
+    mp_pack_kv_str(pk, key, (const char *)sqlite3_column_text(s, col));
+}
+
+void cmd_pack_col_int(msgpack_packer *pk, const char *key, sqlite3_stmt *s, int col)
+{
+    mp_pack_key(pk, key);
+    if (sqlite3_column_type(s, col) == SQLITE_NULL)
+        msgpack_pack_nil(pk);
+    else
+        msgpack_pack_int64(pk, sqlite3_column_int64(s, col));
+}
+
 int cmd_page_params(struct rpc_call *c, struct mp_params *p, struct page_req *pg)
 {
     bool have;

@@ -25,7 +25,7 @@
 #define PRIORITY_EVERY_S 60      /* priorities follow the clock (deadlines come nearer) */
 #define DEADLINE_EVERY_S 60      /* ship-by warnings */
 #define RETRY_EVERY_S 10         /* allocation of orders still waiting for stock */
-#define STALE_EVERY_S 30         /* warehouses' data age, for the stale-data policy */
+#define STALE_EVERY_S 30         /* warehouses' data age, for the stale-data policy (at most) */
 #define COVER_EVERY_S 600        /* days-of-cover thresholds */
 #define PURGE_EVERY_S 3600       /* personal data of finished orders */
 #define PRIORITY_BATCH 200       /* orders rescored per slice */
@@ -1159,7 +1159,9 @@ static void on_timer(uv_timer_t *t)
     if (more)
         uv_idle_start(&f->idle, on_idle);
     if (now >= f->next_stale) {
-        f->next_stale = now + STALE_EVERY_S;
+        /* A quarter of the limit, so a warehouse is marked stale within 25 % of it. */
+        int64_t every = d->cfg.stale_after_s / 4;
+        f->next_stale = now + (every < 1 ? 1 : every > STALE_EVERY_S ? STALE_EVERY_S : every);
         if ((r = stale_check(d, now)) != 0)
             log_error("stale-data check: %s", tally_strerror(r));
     }

@@ -4,234 +4,24 @@
  * and outside the window, and stock.set / stock.list through rpc_handle (each field, the
  * validation, safety reaching marketplace stock and publishing).
  */
-#include <stdarg.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 
 #include <msgpack.h>
 
 #include "check.h"
 #include "codec.h"
-#include "config.h"
 #include "cover.h"
-#include "importer.h"
+#include "replica_harness.h"
 #include "reserve.h"
-#include "rpc.h"
 #include "store.h"
 #include "tally/protocol.h"
+#include "tallyd.h"
 
-static char tmpdir[64];
-static int db_counter;
-static struct tallyd d;
+static struct rh *h;
+static struct tallyd *d;
 
-/* ---- harness: a daemon context on a temp replica, and calls through the dispatcher ---- */
-
-static void exec_sql(const char *sql)
-{
-    char *msg = NULL;
-    if (sqlite3_exec(store_db(d.store), sql, NULL, NULL, &msg) != SQLITE_OK) {
-        fprintf(stderr, "exec: %s: %s\n", msg, sql);
-        sqlite3_free(msg);
-        CHECK(0);
-    }
-}
-
-static int64_t q64(const char *fmt, ...)
-{
-    char sql[512];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(sql, sizeof sql, fmt, ap);
-    va_end(ap);
-    sqlite3_stmt *s;
-    int64_t v = -999999;
-    if (sqlite3_prepare_v2(store_db(d.store), sql, -1, &s, NULL) != SQLITE_OK) {
-        fprintf(stderr, "prepare: %s: %s\n", sqlite3_errmsg(store_db(d.store)), sql);
-        return v;
-    }
-    if (sqlite3_step(s) == SQLITE_ROW)
-        v = sqlite3_column_int64(s, 0);
-    sqlite3_finalize(s);
-    return v;
-}
-
-/* Packs one "key=value" argument: "#123" is an integer, "!1"/"!0" a boolean, else a string. */
-static void pack_kv(msgpack_packer *pk, const char *kv)
-{
-    const char *eq = strchr(kv, '=');
-    mp_pack_strn(pk, kv, (size_t)(eq - kv));
-    if (eq[1] == '#')
-        msgpack_pack_int64(pk, strtoll(eq + 2, NULL, 10));
-    else if (eq[1] == '!' && eq[2] == '1')
-        msgpack_pack_true(pk);
-    else if (eq[1] == '!')
-        msgpack_pack_false(pk);
-    else
-        mp_pack_strz(pk, eq + 1);
-}
-
-static msgpack_sbuffer resp_buf;
-static msgpack_unpacked resp;
-static char last_code[64];
-static int call_role = TALLY_ROLE_WRITER;
-
-/* Calls `method` with the NULL-terminated "key=value" params; returns the result map, or
- * NULL with the error code in last_code. The result lives until the next call. */
-static const msgpack_object *call(const char *method, ...)
-{
-    const char *args[16];
-    int n = 0;
-    va_list ap;
-    va_start(ap, method);
-    const char *a;
-    while ((a = va_arg(ap, const char *)) != NULL && n < 16)
-        args[n++] = a;
-    va_end(ap);
-    msgpack_sbuffer req;
-    msgpack_packer pk;
-    msgpack_sbuffer_init(&req);
-    msgpack_packer_init(&pk, &req, msgpack_sbuffer_write);
-    msgpack_pack_array(&pk, 4);
-    msgpack_pack_int(&pk, 0);
-    msgpack_pack_int(&pk, 7);
-    mp_pack_strz(&pk, method);
-    msgpack_pack_array(&pk, 1);
-    msgpack_pack_map(&pk, (size_t)n);
-    for (int i = 0; i < n; i++)
-        pack_kv(&pk, args[i]);
-    msgpack_unpacked u;
-    msgpack_unpacked_init(&u);
-    size_t off = 0;
-    msgpack_unpack_next(&u, req.data, req.size, &off);
-    msgpack_sbuffer_destroy(&resp_buf);
-    msgpack_sbuffer_init(&resp_buf);
-    rpc_handle(&d, call_role, NULL, &u.data, &resp_buf);
-    msgpack_unpacked_destroy(&u);
-    msgpack_sbuffer_destroy(&req);
-    msgpack_unpacked_destroy(&resp);
-    msgpack_unpacked_init(&resp);
-    off = 0;
-    last_code[0] = 0;
-    if (msgpack_unpack_next(&resp, resp_buf.data, resp_buf.size, &off) != MSGPACK_UNPACK_SUCCESS ||
-        off != resp_buf.size || resp.data.type != MSGPACK_OBJECT_ARRAY ||
-        resp.data.via.array.size != 4) {
-        snprintf(last_code, sizeof last_code, "bad response");
-        return NULL;
-    }
-    const msgpack_object *e = &resp.data.via.array.ptr[2];
-    if (e->type != MSGPACK_OBJECT_NIL) {
-        const msgpack_object *code = mp_map_get(e, "code");
-        snprintf(last_code, sizeof last_code, "%.*s", code ? (int)code->via.str.size : 1,
-                 code ? code->via.str.ptr : "?");
-        return NULL;
-    }
-    return &resp.data.via.array.ptr[3];
-}
-
-static int64_t iget(const msgpack_object *m, const char *key)
-{
-    const msgpack_object *v = mp_map_get(m, key);
-    if (!v ||
-        (v->type != MSGPACK_OBJECT_POSITIVE_INTEGER && v->type != MSGPACK_OBJECT_NEGATIVE_INTEGER))
-        return -999999;
-    return v->type == MSGPACK_OBJECT_POSITIVE_INTEGER ? (int64_t)v->via.u64 : v->via.i64;
-}
-
-/* A string field copied into one of a few rotating buffers; NULL when absent or nil. */
-static const char *sget(const msgpack_object *m, const char *key)
-{
-    static char bufs[4][256];
-    static int next;
-    const msgpack_object *v = mp_map_get(m, key);
-    if (!v || v->type != MSGPACK_OBJECT_STR)
-        return NULL;
-    char *b = bufs[next++ % 4];
-    snprintf(b, sizeof bufs[0], "%.*s", (int)v->via.str.size, v->via.str.ptr);
-    return b;
-}
-
-static bool is_nil(const msgpack_object *m, const char *key)
-{
-    const msgpack_object *v = mp_map_get(m, key);
-    return v && v->type == MSGPACK_OBJECT_NIL;
-}
-
-static bool bget(const msgpack_object *m, const char *key)
-{
-    const msgpack_object *v = mp_map_get(m, key);
-    return v && v->type == MSGPACK_OBJECT_BOOLEAN && v->via.boolean;
-}
-
-/* Imports rows given as arrays of "key=value" through import_rows. */
-static void import_kv(int kind, int nrows, const char *const rows[][7])
-{
-    msgpack_sbuffer sb;
-    msgpack_packer pk;
-    msgpack_sbuffer_init(&sb);
-    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-    msgpack_pack_array(&pk, (size_t)nrows);
-    for (int i = 0; i < nrows; i++) {
-        int n = 0;
-        while (n < 7 && rows[i][n])
-            n++;
-        msgpack_pack_map(&pk, (size_t)n);
-        for (int k = 0; k < n; k++)
-            pack_kv(&pk, rows[i][k]);
-    }
-    msgpack_unpacked u;
-    msgpack_unpacked_init(&u);
-    size_t off = 0;
-    msgpack_unpack_next(&u, sb.data, sb.size, &off);
-    struct import_result res;
-    char err[256];
-    if (import_rows(d.store, kind, &u.data, &res, err, sizeof err) != 0) {
-        fprintf(stderr, "import: %s\n", err);
-        exit(2);
-    }
-    msgpack_unpacked_destroy(&u);
-    msgpack_sbuffer_destroy(&sb);
-}
-
-static void open_replica(void)
-{
-    char path[128], err[256];
-    if (d.store)
-        store_close(d.store);
-    memset(&d, 0, sizeof d);
-    config_defaults(&d.cfg);
-    d.cfg.sync_full = false;
-    snprintf(path, sizeof path, "%s/c-%d.db", tmpdir, db_counter++);
-    if (store_open(path, false, &d.store, err, sizeof err) != 0) {
-        fprintf(stderr, "store_open: %s\n", err);
-        exit(2);
-    }
-    static const char *const wh[][7] = {
-        {"code=A", "name=Alpha", "country=ES", NULL},
-        {"code=B", "name=Beta", "country=FR", NULL},
-    };
-    static const char *const cat[][7] = {
-        {"sku=S1", "product_id=P1", "title=Shirt red M", "price_minor=#1999", "currency=EUR", NULL},
-        {"sku=S2", "product_id=P1", "title=Shirt red L", "price_minor=#1999", "currency=EUR", NULL},
-    };
-    static const char *const stock[][7] = {{"sku=S1", "warehouse=A", "on_hand=#10", NULL}};
-    import_kv(IMPORT_WAREHOUSES, 2, wh);
-    import_kv(IMPORT_CATALOG, 2, cat);
-    import_kv(IMPORT_STOCK, 1, stock);
-}
-
-/* ---- figures ---- */
-
-/* One figure of SKU x warehouse: `expr` over the stock row's columns. */
-static int64_t fig(const char *expr, const char *sku, const char *wh)
-{
-    return q64("SELECT %s FROM stock st JOIN skus k ON k.id = st.sku"
-               " JOIN warehouses w ON w.id = st.warehouse WHERE k.code = '%s' AND w.code = '%s'",
-               expr, sku, wh);
-}
-
-#define ON_HAND "snapshot + pending"
-#define AVAILABLE "MAX(0, snapshot + pending - reserved - safety)"
+/* ---- sales ---- */
 
 /* An order of its own (allocations are unique per order x SKU x warehouse) with one
  * allocation; `days_ago` < 0 leaves shipped_at NULL. */
@@ -257,16 +47,16 @@ static void add_alloc(const char *order, const char *sku, const char *wh, int qt
         snprintf(tail, sizeof tail, "%s);", shipped);
         snprintf(q, sizeof sql - (size_t)(q - sql), "%s", tail);
     }
-    exec_sql(sql);
+    RH_EXEC(h, "%s", sql);
 }
 
 static void refresh_reserved(const char *sku, const char *wh)
 {
-    int64_t skuid = q64("SELECT id FROM skus WHERE code = '%s'", sku);
-    int64_t whid = q64("SELECT id FROM warehouses WHERE code = '%s'", wh);
-    CHECK_EQ_INT(store_begin(d.store), 0);
-    CHECK_EQ_INT(reserve_refresh(d.store, skuid, whid, NULL), 0);
-    CHECK_EQ_INT(store_commit(d.store), 0);
+    int64_t skuid = rh_sku_id(h, sku);
+    int64_t whid = rh_wh_id(h, wh);
+    CHECK_EQ_INT(store_begin(d->store), 0);
+    CHECK_EQ_INT(reserve_refresh(d->store, skuid, whid, NULL), 0);
+    CHECK_EQ_INT(store_commit(d->store), 0);
 }
 
 /* The sales every test below starts from (window 28 days by default):
@@ -361,13 +151,15 @@ static void test_suggest(void)
 
 static void test_refresh(void)
 {
-    open_replica();
+    rh_open(h);
+    rh_seed_standard(h);
     add_sales();
     /* S1@A: by 7 days of cover. S2@A: 14 days, threshold from before to be replaced.
      * S2@B: 10 days, no sales at all. S1@B: a fixed threshold, sales notwithstanding. */
-    exec_sql("UPDATE stock SET cover_days = 7 WHERE sku = (SELECT id FROM skus WHERE code = 'S1')"
-             " AND warehouse = (SELECT id FROM warehouses WHERE code = 'A')");
-    exec_sql(
+    RH_EXEC(h, "UPDATE stock SET cover_days = 7 WHERE sku = (SELECT id FROM skus WHERE code = 'S1')"
+               " AND warehouse = (SELECT id FROM warehouses WHERE code = 'A')");
+    RH_EXEC(
+        h,
         "INSERT INTO stock(sku, warehouse, snapshot, threshold, cover_days) VALUES"
         " ((SELECT id FROM skus WHERE code = 'S2'), (SELECT id FROM warehouses WHERE code = 'A'),"
         "  20, 9, 14),"
@@ -375,119 +167,123 @@ static void test_refresh(void)
         "  20, 6, 10),"
         " ((SELECT id FROM skus WHERE code = 'S1'), (SELECT id FROM warehouses WHERE code = 'B'),"
         "  20, 5, 0)");
-    CHECK_EQ_INT(fig("threshold", "S1", "A"), 0);
-    CHECK_EQ_INT(cover_refresh(&d), 0);
-    CHECK_EQ_INT(fig("threshold", "S1", "A"), 7);  /* 28 sold in 28 days, 7 days of cover */
-    CHECK_EQ_INT(fig("threshold", "S2", "A"), 4);  /* 7 * 14 / 28 = 3.5 -> 4 */
-    CHECK_EQ_INT(fig("threshold", "S2", "B"), 0);  /* nothing sold */
-    CHECK_EQ_INT(fig("threshold", "S1", "B"), 5);  /* not by cover: untouched */
-    CHECK_EQ_INT(fig("cover_days", "S1", "A"), 7); /* the setting stays */
+    CHECK_EQ_INT(rh_stock_figure(h, "threshold", "S1", "A"), 0);
+    CHECK_EQ_INT(cover_refresh(d), 0);
+    /* 28 sold in 28 days, 7 days of cover */
+    CHECK_EQ_INT(rh_stock_figure(h, "threshold", "S1", "A"), 7);
+    CHECK_EQ_INT(rh_stock_figure(h, "threshold", "S2", "A"), 4);  /* 7 * 14 / 28 = 3.5 -> 4 */
+    CHECK_EQ_INT(rh_stock_figure(h, "threshold", "S2", "B"), 0);  /* nothing sold */
+    CHECK_EQ_INT(rh_stock_figure(h, "threshold", "S1", "B"), 5);  /* not by cover: untouched */
+    CHECK_EQ_INT(rh_stock_figure(h, "cover_days", "S1", "A"), 7); /* the setting stays */
     /* S1@A: on hand 10, reserved 13: available 0, now at or below 7: low. */
-    const msgpack_object *r = call("stock.list", "low=!1", NULL);
+    const msgpack_object *r = rh_call(h, "stock.list", "low=!1", NULL);
     const msgpack_object *items = r ? mp_map_get(r, "items") : NULL;
     CHECK(items && items->via.array.size == 1);
     if (items && items->via.array.size == 1) {
-        CHECK_EQ_STR(sget(&items->via.array.ptr[0], "sku"), "S1");
-        CHECK_EQ_STR(sget(&items->via.array.ptr[0], "warehouse"), "A");
+        CHECK_EQ_STR(rh_sget(&items->via.array.ptr[0], "sku"), "S1");
+        CHECK_EQ_STR(rh_sget(&items->via.array.ptr[0], "warehouse"), "A");
     }
 
     /* Again with nothing changed: same thresholds. */
-    CHECK_EQ_INT(cover_refresh(&d), 0);
-    CHECK_EQ_INT(fig("threshold", "S1", "A"), 7);
-    CHECK_EQ_INT(fig("threshold", "S2", "A"), 4);
+    CHECK_EQ_INT(cover_refresh(d), 0);
+    CHECK_EQ_INT(rh_stock_figure(h, "threshold", "S1", "A"), 7);
+    CHECK_EQ_INT(rh_stock_figure(h, "threshold", "S2", "A"), 4);
 
     /* The 20 of ten days ago age out of the window: 8 left, 8 * 7 / 28 = 2. */
-    exec_sql("UPDATE allocations SET shipped_at = shipped_at - 20 * 86400"
-             " WHERE order_ref = (SELECT id FROM orders WHERE order_id = 'O1')");
-    CHECK_EQ_INT(cover_refresh(&d), 0);
-    CHECK_EQ_INT(fig("threshold", "S1", "A"), 2);
+    RH_EXEC(h, "UPDATE allocations SET shipped_at = shipped_at - 20 * 86400"
+               " WHERE order_ref = (SELECT id FROM orders WHERE order_id = 'O1')");
+    CHECK_EQ_INT(cover_refresh(d), 0);
+    CHECK_EQ_INT(rh_stock_figure(h, "threshold", "S1", "A"), 2);
     /* A shorter window: S2@A's sale of 3 days ago is older than 2 days. */
-    d.cfg.sales_window_days = 2;
-    CHECK_EQ_INT(cover_refresh(&d), 0);
-    CHECK_EQ_INT(fig("threshold", "S2", "A"), 0);
-    CHECK_EQ_INT(fig("threshold", "S1", "A"), 28); /* 8 in 2 days: 4 a day, 7 days */
-    CHECK_EQ_INT(fig("threshold", "S1", "B"), 5);
+    d->cfg.sales_window_days = 2;
+    CHECK_EQ_INT(cover_refresh(d), 0);
+    CHECK_EQ_INT(rh_stock_figure(h, "threshold", "S2", "A"), 0);
+    CHECK_EQ_INT(rh_stock_figure(h, "threshold", "S1", "A"), 28); /* 8 in 2 days: 4 a day, 7 days */
+    CHECK_EQ_INT(rh_stock_figure(h, "threshold", "S1", "B"), 5);
 
     /* A failure leaves every threshold as it was. */
-    exec_sql("CREATE TEMP TRIGGER no_stock BEFORE UPDATE OF threshold ON stock"
-             " BEGIN SELECT RAISE(ABORT, 'injected'); END");
-    d.cfg.sales_window_days = 28;
-    CHECK(cover_refresh(&d) != 0);
-    CHECK_EQ_INT(fig("threshold", "S1", "A"), 28);
-    exec_sql("DROP TRIGGER temp.no_stock");
-    CHECK_EQ_INT(cover_refresh(&d), 0);
-    CHECK_EQ_INT(fig("threshold", "S1", "A"), 2);
+    RH_EXEC(h, "CREATE TEMP TRIGGER no_stock BEFORE UPDATE OF threshold ON stock"
+               " BEGIN SELECT RAISE(ABORT, 'injected'); END");
+    d->cfg.sales_window_days = 28;
+    CHECK(cover_refresh(d) != 0);
+    CHECK_EQ_INT(rh_stock_figure(h, "threshold", "S1", "A"), 28);
+    RH_EXEC(h, "DROP TRIGGER temp.no_stock");
+    CHECK_EQ_INT(cover_refresh(d), 0);
+    CHECK_EQ_INT(rh_stock_figure(h, "threshold", "S1", "A"), 2);
 }
 
 /* ---- stock.set and stock.list ---- */
 
 static void test_set_fields(void)
 {
-    open_replica();
-    store_set_publish(d.store, true);
-    CHECK_EQ_INT(q64("SELECT COUNT(*) FROM publish"), 0);
+    rh_open(h);
+    rh_seed_standard(h);
+    store_set_publish(d->store, true);
+    CHECK_EQ_INT(rh_q64(h, "SELECT COUNT(*) FROM publish"), 0);
 
-    const msgpack_object *r = call("stock.set", "sku=S1", "warehouse=A", "safety=#2", NULL);
+    const msgpack_object *r = rh_call(h, "stock.set", "sku=S1", "warehouse=A", "safety=#2", NULL);
     CHECK(r != NULL);
     CHECK(r && r->via.map.size == 13);
-    CHECK_EQ_STR(sget(r, "sku"), "S1");
-    CHECK_EQ_STR(sget(r, "warehouse"), "A");
-    CHECK_EQ_INT(iget(r, "safety"), 2);
-    CHECK_EQ_INT(iget(r, "on_hand"), 10);
-    CHECK_EQ_INT(iget(r, "available"), 8);
-    CHECK_EQ_INT(iget(r, "threshold"), 0);
-    CHECK_EQ_INT(iget(r, "cover_days"), 0);
-    CHECK_EQ_INT(iget(r, "sold"), 0);
-    CHECK_EQ_INT(iget(r, "suggest"), 0);
-    CHECK(mp_map_get(r, "low") && !bget(r, "low"));
-    CHECK_EQ_INT(fig("safety", "S1", "A"), 2);
-    r = call("stock.get", "sku=S1", NULL);
-    CHECK(r && iget(r, "marketplace_available") == 8);
+    CHECK_EQ_STR(rh_sget(r, "sku"), "S1");
+    CHECK_EQ_STR(rh_sget(r, "warehouse"), "A");
+    CHECK_EQ_INT(rh_iget(r, "safety"), 2);
+    CHECK_EQ_INT(rh_iget(r, "on_hand"), 10);
+    CHECK_EQ_INT(rh_iget(r, "available"), 8);
+    CHECK_EQ_INT(rh_iget(r, "threshold"), 0);
+    CHECK_EQ_INT(rh_iget(r, "cover_days"), 0);
+    CHECK_EQ_INT(rh_iget(r, "sold"), 0);
+    CHECK_EQ_INT(rh_iget(r, "suggest"), 0);
+    CHECK(mp_map_get(r, "low") && !rh_bget(r, "low"));
+    CHECK_EQ_INT(rh_stock_figure(h, "safety", "S1", "A"), 2);
+    r = rh_call(h, "stock.get", "sku=S1", NULL);
+    CHECK(r && rh_iget(r, "marketplace_available") == 8);
     /* Safety is a term of what is published: the SKU is due for publishing. */
-    CHECK_EQ_INT(q64("SELECT dirty FROM publish WHERE sku = (SELECT id FROM skus"
-                     " WHERE code = 'S1')"),
+    CHECK_EQ_INT(rh_q64(h, "SELECT dirty FROM publish WHERE sku = (SELECT id FROM skus"
+                           " WHERE code = 'S1')"),
                  1);
-    int64_t gen = q64("SELECT gen FROM publish");
-    exec_sql("UPDATE publish SET dirty = 0");
-    CHECK(call("stock.set", "sku=S1", "warehouse=A", "safety=#2", NULL)); /* no change */
-    CHECK_EQ_INT(q64("SELECT dirty FROM publish"), 0);
-    CHECK(call("stock.set", "sku=S1", "warehouse=A", "threshold=#3", NULL)); /* not a term */
-    CHECK_EQ_INT(q64("SELECT dirty FROM publish"), 0);
-    CHECK(call("stock.set", "sku=S1", "warehouse=A", "safety=#0", NULL));
-    CHECK_EQ_INT(q64("SELECT dirty FROM publish"), 1);
-    CHECK(q64("SELECT gen FROM publish") > gen);
-    r = call("stock.get", "sku=S1", NULL);
-    CHECK(r && iget(r, "marketplace_available") == 10);
+    int64_t gen = rh_q64(h, "SELECT gen FROM publish");
+    RH_EXEC(h, "UPDATE publish SET dirty = 0");
+    CHECK(rh_call(h, "stock.set", "sku=S1", "warehouse=A", "safety=#2", NULL)); /* no change */
+    CHECK_EQ_INT(rh_q64(h, "SELECT dirty FROM publish"), 0);
+    CHECK(rh_call(h, "stock.set", "sku=S1", "warehouse=A", "threshold=#3", NULL)); /* not a term */
+    CHECK_EQ_INT(rh_q64(h, "SELECT dirty FROM publish"), 0);
+    CHECK(rh_call(h, "stock.set", "sku=S1", "warehouse=A", "safety=#0", NULL));
+    CHECK_EQ_INT(rh_q64(h, "SELECT dirty FROM publish"), 1);
+    CHECK(rh_q64(h, "SELECT gen FROM publish") > gen);
+    r = rh_call(h, "stock.get", "sku=S1", NULL);
+    CHECK(r && rh_iget(r, "marketplace_available") == 10);
 
     /* Threshold: absolute; low when available <= threshold. */
-    r = call("stock.set", "sku=S1", "warehouse=A", "threshold=#10", NULL);
-    CHECK(r && iget(r, "threshold") == 10 && bget(r, "low"));
-    r = call("stock.set", "sku=S1", "warehouse=A", "threshold=#9", NULL);
-    CHECK(r && iget(r, "threshold") == 9 && !bget(r, "low"));
-    r = call("stock.set", "sku=S1", "warehouse=A", "threshold=#0", NULL);
-    CHECK(r && iget(r, "threshold") == 0 && !bget(r, "low"));
+    r = rh_call(h, "stock.set", "sku=S1", "warehouse=A", "threshold=#10", NULL);
+    CHECK(r && rh_iget(r, "threshold") == 10 && rh_bget(r, "low"));
+    r = rh_call(h, "stock.set", "sku=S1", "warehouse=A", "threshold=#9", NULL);
+    CHECK(r && rh_iget(r, "threshold") == 9 && !rh_bget(r, "low"));
+    r = rh_call(h, "stock.set", "sku=S1", "warehouse=A", "threshold=#0", NULL);
+    CHECK(r && rh_iget(r, "threshold") == 0 && !rh_bget(r, "low"));
 
     /* All at once. */
-    r = call("stock.set", "sku=S1", "warehouse=A", "safety=#4", "threshold=#6", "cover_days=#0",
-             NULL);
-    CHECK(r && iget(r, "safety") == 4 && iget(r, "threshold") == 6 && iget(r, "available") == 6);
-    CHECK(r && bget(r, "low"));
+    r = rh_call(h, "stock.set", "sku=S1", "warehouse=A", "safety=#4", "threshold=#6",
+                "cover_days=#0", NULL);
+    CHECK(r && rh_iget(r, "safety") == 4 && rh_iget(r, "threshold") == 6 &&
+          rh_iget(r, "available") == 6);
+    CHECK(r && rh_bget(r, "low"));
 
     /* A SKU x warehouse without a stock row gets one. */
-    CHECK_EQ_INT(q64("SELECT COUNT(*) FROM stock WHERE sku = (SELECT id FROM skus"
-                     " WHERE code = 'S2') AND warehouse = (SELECT id FROM warehouses"
-                     " WHERE code = 'B')"),
+    CHECK_EQ_INT(rh_q64(h, "SELECT COUNT(*) FROM stock WHERE sku = (SELECT id FROM skus"
+                           " WHERE code = 'S2') AND warehouse = (SELECT id FROM warehouses"
+                           " WHERE code = 'B')"),
                  0);
-    r = call("stock.set", "sku=S2", "warehouse=B", "threshold=#1", NULL);
-    CHECK(r && iget(r, "on_hand") == 0 && iget(r, "threshold") == 1 && bget(r, "low"));
-    CHECK_EQ_INT(fig("threshold", "S2", "B"), 1);
-    CHECK_EQ_INT(fig("reserved", "S2", "B"), 0);
+    r = rh_call(h, "stock.set", "sku=S2", "warehouse=B", "threshold=#1", NULL);
+    CHECK(r && rh_iget(r, "on_hand") == 0 && rh_iget(r, "threshold") == 1 && rh_bget(r, "low"));
+    CHECK_EQ_INT(rh_stock_figure(h, "threshold", "S2", "B"), 1);
+    CHECK_EQ_INT(rh_stock_figure(h, "reserved", "S2", "B"), 0);
 }
 
 static void test_set_validation(void)
 {
-    open_replica();
-    int64_t rows = q64("SELECT COUNT(*) FROM stock");
+    rh_open(h);
+    rh_seed_standard(h);
+    int64_t rows = rh_q64(h, "SELECT COUNT(*) FROM stock");
     static const char *const bad[][5] = {
         {"sku=S1", "warehouse=A", NULL}, /* nothing to set */
         {"sku=S1", "warehouse=A", "safety=#-1", NULL},
@@ -501,104 +297,107 @@ static void test_set_validation(void)
         {"sku=S1", "safety=#1", NULL},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-        CHECK(call("stock.set", bad[i][0], bad[i][1], bad[i][2], bad[i][3], NULL) == NULL);
-        CHECK_EQ_STR(last_code, "invalid_params");
+        CHECK(rh_call(h, "stock.set", bad[i][0], bad[i][1], bad[i][2], bad[i][3], NULL) == NULL);
+        CHECK_EQ_STR(rh_last_code(h), "invalid_params");
     }
-    CHECK(call("stock.set", "sku=S9", "warehouse=A", "safety=#1", NULL) == NULL);
-    CHECK_EQ_STR(last_code, "not_found");
-    CHECK(call("stock.set", "sku=S1", "warehouse=Z", "safety=#1", NULL) == NULL);
-    CHECK_EQ_STR(last_code, "not_found");
-    CHECK_EQ_INT(q64("SELECT COUNT(*) FROM stock"), rows);
-    CHECK_EQ_INT(fig("safety", "S1", "A"), 0);
-    CHECK_EQ_INT(fig("threshold", "S1", "A"), 0);
+    CHECK(rh_call(h, "stock.set", "sku=S9", "warehouse=A", "safety=#1", NULL) == NULL);
+    CHECK_EQ_STR(rh_last_code(h), "not_found");
+    CHECK(rh_call(h, "stock.set", "sku=S1", "warehouse=Z", "safety=#1", NULL) == NULL);
+    CHECK_EQ_STR(rh_last_code(h), "not_found");
+    CHECK_EQ_INT(rh_q64(h, "SELECT COUNT(*) FROM stock"), rows);
+    CHECK_EQ_INT(rh_stock_figure(h, "safety", "S1", "A"), 0);
+    CHECK_EQ_INT(rh_stock_figure(h, "threshold", "S1", "A"), 0);
     /* The bounds themselves are accepted. */
-    CHECK(call("stock.set", "sku=S1", "warehouse=A", "cover_days=#365", NULL) != NULL);
-    CHECK(call("stock.set", "sku=S1", "warehouse=A", "cover_days=#0", NULL) != NULL);
-    CHECK(call("stock.set", "sku=S1", "warehouse=A", "safety=#1000000000000", NULL) != NULL);
+    CHECK(rh_call(h, "stock.set", "sku=S1", "warehouse=A", "cover_days=#365", NULL) != NULL);
+    CHECK(rh_call(h, "stock.set", "sku=S1", "warehouse=A", "cover_days=#0", NULL) != NULL);
+    CHECK(rh_call(h, "stock.set", "sku=S1", "warehouse=A", "safety=#1000000000000", NULL) != NULL);
     /* Readers may not. */
-    call_role = TALLY_ROLE_READER;
-    CHECK(call("stock.set", "sku=S1", "warehouse=A", "safety=#1", NULL) == NULL);
-    CHECK_EQ_STR(last_code, "forbidden");
-    call_role = TALLY_ROLE_WRITER;
-    CHECK_EQ_INT(fig("safety", "S1", "A"), 1000000000000LL);
+    rh_set_role(h, TALLY_ROLE_READER);
+    CHECK(rh_call(h, "stock.set", "sku=S1", "warehouse=A", "safety=#1", NULL) == NULL);
+    CHECK_EQ_STR(rh_last_code(h), "forbidden");
+    rh_set_role(h, TALLY_ROLE_WRITER);
+    CHECK_EQ_INT(rh_stock_figure(h, "safety", "S1", "A"), 1000000000000LL);
 }
 
 static void test_set_cover(void)
 {
-    open_replica();
+    rh_open(h);
+    rh_seed_standard(h);
     add_sales();
     /* S1@A: on hand 10, reserved 13 (8 consumed + 5 reserved), 28 sold in the window. */
-    const msgpack_object *r = call("stock.set", "sku=S1", "warehouse=A", "cover_days=#7", NULL);
+    const msgpack_object *r =
+        rh_call(h, "stock.set", "sku=S1", "warehouse=A", "cover_days=#7", NULL);
     CHECK(r != NULL);
-    CHECK_EQ_INT(iget(r, "cover_days"), 7);
-    CHECK_EQ_INT(iget(r, "sold"), 28);
-    CHECK_EQ_INT(iget(r, "threshold"), 7); /* applied at once */
-    CHECK_EQ_INT(iget(r, "reserved"), 13);
-    CHECK_EQ_INT(iget(r, "available"), 0);
-    CHECK(bget(r, "low"));
-    CHECK_EQ_INT(iget(r, "suggest"), 33); /* 30 days need 30; on hand - reserved = -3 */
-    CHECK_EQ_INT(fig("threshold", "S1", "A"), 7);
-    CHECK_EQ_INT(fig("cover_days", "S1", "A"), 7);
+    CHECK_EQ_INT(rh_iget(r, "cover_days"), 7);
+    CHECK_EQ_INT(rh_iget(r, "sold"), 28);
+    CHECK_EQ_INT(rh_iget(r, "threshold"), 7); /* applied at once */
+    CHECK_EQ_INT(rh_iget(r, "reserved"), 13);
+    CHECK_EQ_INT(rh_iget(r, "available"), 0);
+    CHECK(rh_bget(r, "low"));
+    CHECK_EQ_INT(rh_iget(r, "suggest"), 33); /* 30 days need 30; on hand - reserved = -3 */
+    CHECK_EQ_INT(rh_stock_figure(h, "threshold", "S1", "A"), 7);
+    CHECK_EQ_INT(rh_stock_figure(h, "cover_days", "S1", "A"), 7);
 
     /* 0 turns it off and keeps the threshold. */
-    r = call("stock.set", "sku=S1", "warehouse=A", "cover_days=#0", NULL);
-    CHECK(r && iget(r, "cover_days") == 0 && iget(r, "threshold") == 7);
+    r = rh_call(h, "stock.set", "sku=S1", "warehouse=A", "cover_days=#0", NULL);
+    CHECK(r && rh_iget(r, "cover_days") == 0 && rh_iget(r, "threshold") == 7);
     /* A threshold turns it off too. */
-    CHECK(call("stock.set", "sku=S1", "warehouse=A", "cover_days=#14", NULL));
-    CHECK_EQ_INT(fig("threshold", "S1", "A"), 14);
-    r = call("stock.set", "sku=S1", "warehouse=A", "threshold=#3", NULL);
-    CHECK(r && iget(r, "cover_days") == 0 && iget(r, "threshold") == 3);
-    CHECK_EQ_INT(fig("cover_days", "S1", "A"), 0);
+    CHECK(rh_call(h, "stock.set", "sku=S1", "warehouse=A", "cover_days=#14", NULL));
+    CHECK_EQ_INT(rh_stock_figure(h, "threshold", "S1", "A"), 14);
+    r = rh_call(h, "stock.set", "sku=S1", "warehouse=A", "threshold=#3", NULL);
+    CHECK(r && rh_iget(r, "cover_days") == 0 && rh_iget(r, "threshold") == 3);
+    CHECK_EQ_INT(rh_stock_figure(h, "cover_days", "S1", "A"), 0);
 
     /* The window is the setting's: in the last 7 days only the 8 consumed count. */
-    d.cfg.sales_window_days = 7;
-    r = call("stock.set", "sku=S1", "warehouse=A", "cover_days=#7", NULL);
-    CHECK(r && iget(r, "sold") == 8 && iget(r, "threshold") == 8);
-    d.cfg.sales_window_days = 28;
+    d->cfg.sales_window_days = 7;
+    r = rh_call(h, "stock.set", "sku=S1", "warehouse=A", "cover_days=#7", NULL);
+    CHECK(r && rh_iget(r, "sold") == 8 && rh_iget(r, "threshold") == 8);
+    d->cfg.sales_window_days = 28;
 
     /* stock.list carries the same figures for every row. */
-    CHECK(call("stock.set", "sku=S1", "warehouse=B", "safety=#0", NULL)); /* creates S1@B */
-    r = call("stock.list", NULL);
+    CHECK(rh_call(h, "stock.set", "sku=S1", "warehouse=B", "safety=#0", NULL)); /* creates S1@B */
+    r = rh_call(h, "stock.list", NULL);
     const msgpack_object *items = r ? mp_map_get(r, "items") : NULL;
     CHECK(items && items->via.array.size == 2);
-    CHECK(r && is_nil(r, "next_cursor"));
+    CHECK(r && rh_is_nil(r, "next_cursor"));
     if (items && items->via.array.size == 2) {
         const msgpack_object *a = &items->via.array.ptr[0], *b = &items->via.array.ptr[1];
-        CHECK_EQ_STR(sget(a, "warehouse"), "A");
+        CHECK_EQ_STR(rh_sget(a, "warehouse"), "A");
         CHECK_EQ_INT(a->via.map.size, 13);
-        CHECK_EQ_INT(iget(a, "cover_days"), 7);
-        CHECK_EQ_INT(iget(a, "sold"), 28);
-        CHECK_EQ_INT(iget(a, "threshold"), 8);
-        CHECK_EQ_INT(iget(a, "suggest"), 33);
-        CHECK_EQ_INT(iget(a, "on_hand"), 10);
-        CHECK_EQ_STR(sget(b, "warehouse"), "B");
-        CHECK_EQ_INT(iget(b, "cover_days"), 0);
-        CHECK_EQ_INT(iget(b, "sold"), 50);
-        CHECK_EQ_INT(iget(b, "suggest"), 54); /* 50 * 30 / 28 = 53.6 -> 54, nothing on hand */
+        CHECK_EQ_INT(rh_iget(a, "cover_days"), 7);
+        CHECK_EQ_INT(rh_iget(a, "sold"), 28);
+        CHECK_EQ_INT(rh_iget(a, "threshold"), 8);
+        CHECK_EQ_INT(rh_iget(a, "suggest"), 33);
+        CHECK_EQ_INT(rh_iget(a, "on_hand"), 10);
+        CHECK_EQ_STR(rh_sget(b, "warehouse"), "B");
+        CHECK_EQ_INT(rh_iget(b, "cover_days"), 0);
+        CHECK_EQ_INT(rh_iget(b, "sold"), 50);
+        CHECK_EQ_INT(rh_iget(b, "suggest"), 54); /* 50 * 30 / 28 = 53.6 -> 54, nothing on hand */
     }
     /* Paged, the figures stay with their rows. */
-    r = call("stock.list", "limit=#1", NULL);
-    const char *cur = r ? sget(r, "next_cursor") : NULL;
+    r = rh_call(h, "stock.list", "limit=#1", NULL);
+    const char *cur = r ? rh_sget(r, "next_cursor") : NULL;
     CHECK(cur != NULL);
     char arg[160];
     snprintf(arg, sizeof arg, "cursor=%s", cur ? cur : "");
-    r = call("stock.list", "limit=#1", arg, NULL);
+    r = rh_call(h, "stock.list", "limit=#1", arg, NULL);
     items = r ? mp_map_get(r, "items") : NULL;
     CHECK(items && items->via.array.size == 1);
     if (items && items->via.array.size == 1)
-        CHECK_EQ_INT(iget(&items->via.array.ptr[0], "sold"), 50);
-    r = call("stock.list", "warehouse=B", NULL);
+        CHECK_EQ_INT(rh_iget(&items->via.array.ptr[0], "sold"), 50);
+    r = rh_call(h, "stock.list", "warehouse=B", NULL);
     items = r ? mp_map_get(r, "items") : NULL;
     CHECK(items && items->via.array.size == 1);
 }
 
 int main(void)
 {
-    snprintf(tmpdir, sizeof tmpdir, "/tmp/tally-cover-XXXXXX");
-    if (!mkdtemp(tmpdir)) {
+    h = rh_new("tally-cover");
+    if (!h) {
         perror("mkdtemp");
         return 1;
     }
+    d = rh_daemon(h);
     test_threshold();
     test_suggest();
     test_refresh();
@@ -606,12 +405,6 @@ int main(void)
     test_set_validation();
     test_set_cover();
 
-    store_close(d.store);
-    msgpack_unpacked_destroy(&resp);
-    msgpack_sbuffer_destroy(&resp_buf);
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
-    if (system(cmd) != 0)
-        fprintf(stderr, "could not remove %s\n", tmpdir);
+    rh_free(h);
     return check_result("test_cover");
 }

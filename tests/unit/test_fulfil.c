@@ -10,7 +10,6 @@
  * outbox rows and their MessagePack payloads, movements, shipments and exceptions.
  */
 #include <pwd.h>
-#include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -22,124 +21,46 @@
 
 #include "check.h"
 #include "codec.h"
-#include "config.h"
 #include "fulfil.h"
-#include "rpc.h"
+#include "replica_harness.h"
 #include "store.h"
-#include "tally/protocol.h"
+#include "tallyd.h"
 
 #define HOUR 3600
 #define DAY (24 * HOUR)
 
-static char tmpdir[64];
-static int db_counter;
-static struct tallyd d;
-
-/* ---- the replica ---- */
-
-static void open_replica(void)
-{
-    char path[128], err[256];
-    if (d.store)
-        store_close(d.store);
-    memset(&d, 0, sizeof d);
-    config_defaults(&d.cfg);
-    d.cfg.sync_full = false;
-    d.loop = NULL; /* fulfil_pass needs no loop; d.server NULL makes events a no-op */
-    snprintf(path, sizeof path, "%s/r-%d.db", tmpdir, db_counter++);
-    if (store_open(path, false, &d.store, err, sizeof err) != 0) {
-        fprintf(stderr, "store_open: %s\n", err);
-        exit(2);
-    }
-}
-
-static void exec_sql(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static void exec_sql(const char *fmt, ...)
-{
-    char sql[2048];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(sql, sizeof sql, fmt, ap);
-    va_end(ap);
-    char *msg = NULL;
-    if (sqlite3_exec(store_db(d.store), sql, NULL, NULL, &msg) != SQLITE_OK) {
-        fprintf(stderr, "exec: %s: %s\n", msg, sql);
-        sqlite3_free(msg);
-        CHECK(0);
-    }
-}
-
-static int64_t q64(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static int64_t q64(const char *fmt, ...)
-{
-    char sql[2048];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(sql, sizeof sql, fmt, ap);
-    va_end(ap);
-    sqlite3_stmt *s;
-    int64_t v = -999999;
-    if (sqlite3_prepare_v2(store_db(d.store), sql, -1, &s, NULL) != SQLITE_OK) {
-        fprintf(stderr, "prepare: %s: %s\n", sqlite3_errmsg(store_db(d.store)), sql);
-        return v;
-    }
-    if (sqlite3_step(s) == SQLITE_ROW && sqlite3_column_type(s, 0) != SQLITE_NULL)
-        v = sqlite3_column_int64(s, 0);
-    sqlite3_finalize(s);
-    return v;
-}
-
-/* One text value (rotating buffers); "(null)" for NULL, "(none)" for no row. */
-static const char *qtext(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static const char *qtext(const char *fmt, ...)
-{
-    static char bufs[8][1024];
-    static int next;
-    char *b = bufs[next++ % 8];
-    char sql[2048];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(sql, sizeof sql, fmt, ap);
-    va_end(ap);
-    sqlite3_stmt *s;
-    snprintf(b, sizeof bufs[0], "(none)");
-    if (sqlite3_prepare_v2(store_db(d.store), sql, -1, &s, NULL) != SQLITE_OK) {
-        fprintf(stderr, "prepare: %s: %s\n", sqlite3_errmsg(store_db(d.store)), sql);
-        return b;
-    }
-    if (sqlite3_step(s) == SQLITE_ROW) {
-        const unsigned char *t = sqlite3_column_text(s, 0);
-        snprintf(b, sizeof bufs[0], "%s", t ? (const char *)t : "(null)");
-    }
-    sqlite3_finalize(s);
-    return b;
-}
+static struct rh *h;
+static struct tallyd *d;
 
 /* ---- seeding ---- */
 
 static void add_wh(const char *code, const char *country, const char *mode)
 {
-    exec_sql("INSERT INTO warehouses(code, name, country, created_at, fulfilment)"
-             " VALUES('%s', 'Warehouse %s', '%s', 0, '%s')",
-             code, code, country, mode);
+    RH_EXEC(h,
+            "INSERT INTO warehouses(code, name, country, created_at, fulfilment)"
+            " VALUES('%s', 'Warehouse %s', '%s', 0, '%s')",
+            code, code, country, mode);
 }
 
 static void add_sku(const char *code)
 {
-    exec_sql(
+    RH_EXEC(
+        h,
         "INSERT OR IGNORE INTO products(product_id, title, updated_at) VALUES('P1', 'Shirt', 0)");
-    exec_sql("INSERT INTO skus(code, product, title, price_minor, currency, updated_at)"
-             " SELECT '%s', id, 'Shirt %s', 1000, 'EUR', 0 FROM products WHERE product_id = 'P1'",
-             code, code);
+    RH_EXEC(h,
+            "INSERT INTO skus(code, product, title, price_minor, currency, updated_at)"
+            " SELECT '%s', id, 'Shirt %s', 1000, 'EUR', 0 FROM products WHERE product_id = 'P1'",
+            code, code);
 }
 
 static void set_stock(const char *sku, const char *wh, int64_t snapshot, int64_t safety)
 {
-    exec_sql("INSERT INTO stock(sku, warehouse, snapshot, safety) SELECT k.id, w.id, %lld, %lld"
-             " FROM skus k, warehouses w WHERE k.code = '%s' AND w.code = '%s'"
-             " ON CONFLICT(sku, warehouse) DO UPDATE SET snapshot = excluded.snapshot,"
-             " safety = excluded.safety",
-             (long long)snapshot, (long long)safety, sku, wh);
+    RH_EXEC(h,
+            "INSERT INTO stock(sku, warehouse, snapshot, safety) SELECT k.id, w.id, %lld, %lld"
+            " FROM skus k, warehouses w WHERE k.code = '%s' AND w.code = '%s'"
+            " ON CONFLICT(sku, warehouse) DO UPDATE SET snapshot = excluded.snapshot,"
+            " safety = excluded.safety",
+            (long long)snapshot, (long long)safety, sku, wh);
 }
 
 static const char *postcode_of(const char *country)
@@ -155,12 +76,13 @@ static void add_order_pc(const char *oid, const char *status, const char *countr
                          const char *postcode, int64_t ship_by, int64_t total)
 {
     int64_t now = store_now();
-    exec_sql("INSERT INTO orders(order_id, status, created_at, updated_at, ship_by, country,"
-             " currency, total_minor, service, buyer_name, address, city, postcode, phone)"
-             " VALUES('%s', '%s', %lld, %lld, NULLIF(%lld, 0), '%s', 'EUR', %lld, 'DHL',"
-             " 'Ana Garcia', 'Calle Mayor 1', 'Madrid', '%s', '+34600000000')",
-             oid, status, (long long)now, (long long)now, (long long)ship_by, country,
-             (long long)total, postcode ? postcode : postcode_of(country));
+    RH_EXEC(h,
+            "INSERT INTO orders(order_id, status, created_at, updated_at, ship_by, country,"
+            " currency, total_minor, service, buyer_name, address, city, postcode, phone)"
+            " VALUES('%s', '%s', %lld, %lld, NULLIF(%lld, 0), '%s', 'EUR', %lld, 'DHL',"
+            " 'Ana Garcia', 'Calle Mayor 1', 'Madrid', '%s', '+34600000000')",
+            oid, status, (long long)now, (long long)now, (long long)ship_by, country,
+            (long long)total, postcode ? postcode : postcode_of(country));
 }
 
 static void add_order(const char *oid, const char *country, int64_t ship_by)
@@ -170,174 +92,81 @@ static void add_order(const char *oid, const char *country, int64_t ship_by)
 
 static void add_line(const char *oid, const char *sku, int64_t qty)
 {
-    exec_sql("INSERT INTO order_lines(order_ref, sku, qty, price_minor) SELECT o.id, k.id, %lld,"
-             " 1000 FROM orders o, skus k WHERE o.order_id = '%s' AND k.code = '%s'",
-             (long long)qty, oid, sku);
+    RH_EXEC(h,
+            "INSERT INTO order_lines(order_ref, sku, qty, price_minor) SELECT o.id, k.id, %lld,"
+            " 1000 FROM orders o, skus k WHERE o.order_id = '%s' AND k.code = '%s'",
+            (long long)qty, oid, sku);
 }
 
 static void set_status(const char *oid, const char *status)
 {
-    exec_sql("UPDATE orders SET status = '%s' WHERE order_id = '%s'", status, oid);
+    RH_EXEC(h, "UPDATE orders SET status = '%s' WHERE order_id = '%s'", status, oid);
 }
 
 /* ---- reading the replica ---- */
 
 static const char *fstate(const char *oid)
 {
-    return qtext("SELECT fstate FROM orders WHERE order_id = '%s'", oid);
+    return rh_qtext(h, "SELECT fstate FROM orders WHERE order_id = '%s'", oid);
 }
 
 static int64_t reserved(const char *sku, const char *wh)
 {
-    return q64("SELECT st.reserved FROM stock st JOIN skus k ON k.id = st.sku"
-               " JOIN warehouses w ON w.id = st.warehouse"
-               " WHERE k.code = '%s' AND w.code = '%s'",
-               sku, wh);
+    return rh_stock_figure(h, "st.reserved", sku, wh);
 }
 
 /* The order's allocations as "SKU@WH=qty:state,..." in sku, warehouse, state order. */
 static const char *parts(const char *oid)
 {
-    return qtext("SELECT COALESCE(group_concat(p, ','), '') FROM (SELECT k.code || '@' ||"
-                 " w.code || '=' || SUM(a.qty) || ':' || a.state AS p FROM allocations a"
-                 " JOIN skus k ON k.id = a.sku JOIN warehouses w ON w.id = a.warehouse"
-                 " JOIN orders o ON o.id = a.order_ref WHERE o.order_id = '%s'"
-                 " GROUP BY k.code, w.code, a.state ORDER BY k.code, w.code, a.state)",
-                 oid);
+    return rh_qtext(h,
+                    "SELECT COALESCE(group_concat(p, ','), '') FROM (SELECT k.code || '@' ||"
+                    " w.code || '=' || SUM(a.qty) || ':' || a.state AS p FROM allocations a"
+                    " JOIN skus k ON k.id = a.sku JOIN warehouses w ON w.id = a.warehouse"
+                    " JOIN orders o ON o.id = a.order_ref WHERE o.order_id = '%s'"
+                    " GROUP BY k.code, w.code, a.state ORDER BY k.code, w.code, a.state)",
+                    oid);
 }
 
 /* Exceptions of an order and kind not resolved. */
 static int64_t open_exc(const char *oid, const char *kind)
 {
-    return q64("SELECT COUNT(*) FROM exceptions e JOIN orders o ON o.id = e.order_ref"
-               " WHERE o.order_id = '%s' AND e.kind = '%s' AND e.state <> 'resolved'",
-               oid, kind);
+    return rh_q64(h,
+                  "SELECT COUNT(*) FROM exceptions e JOIN orders o ON o.id = e.order_ref"
+                  " WHERE o.order_id = '%s' AND e.kind = '%s' AND e.state <> 'resolved'",
+                  oid, kind);
 }
 
 static int64_t all_exc(const char *oid, const char *kind)
 {
-    return q64("SELECT COUNT(*) FROM exceptions e JOIN orders o ON o.id = e.order_ref"
-               " WHERE o.order_id = '%s' AND e.kind = '%s'",
-               oid, kind);
-}
-
-static int64_t wh_id(const char *code)
-{
-    return q64("SELECT id FROM warehouses WHERE code = '%s'", code);
-}
-
-static int64_t sku_id(const char *code)
-{
-    return q64("SELECT id FROM skus WHERE code = '%s'", code);
+    return rh_q64(h,
+                  "SELECT COUNT(*) FROM exceptions e JOIN orders o ON o.id = e.order_ref"
+                  " WHERE o.order_id = '%s' AND e.kind = '%s'",
+                  oid, kind);
 }
 
 /* stock.reserved is exactly the units of reserved/consumed allocations (no returns here),
  * for every stock row and for every SKU x warehouse an allocation names. */
 static void check_reserved_invariant(void)
 {
-    CHECK_EQ_INT(q64("SELECT COUNT(*) FROM stock st WHERE st.reserved <> (SELECT"
-                     " COALESCE(SUM(a.qty), 0) FROM allocations a WHERE a.sku = st.sku"
-                     " AND a.warehouse = st.warehouse AND a.state IN ('reserved','consumed'))"),
+    CHECK_EQ_INT(rh_q64(h,
+                        "SELECT COUNT(*) FROM stock st WHERE st.reserved <> (SELECT"
+                        " COALESCE(SUM(a.qty), 0) FROM allocations a WHERE a.sku = st.sku"
+                        " AND a.warehouse = st.warehouse AND a.state IN ('reserved','consumed'))"),
                  0);
-    CHECK_EQ_INT(q64("SELECT COUNT(*) FROM allocations a WHERE NOT EXISTS (SELECT 1 FROM stock"
-                     " st WHERE st.sku = a.sku AND st.warehouse = a.warehouse)"),
+    CHECK_EQ_INT(rh_q64(h,
+                        "SELECT COUNT(*) FROM allocations a WHERE NOT EXISTS (SELECT 1 FROM stock"
+                        " st WHERE st.sku = a.sku AND st.warehouse = a.warehouse)"),
                  0);
 }
 
 /* ---- calls through the dispatcher ---- */
-
-static msgpack_sbuffer req_sb;
-static msgpack_packer req_pk;
-static msgpack_sbuffer resp_buf;
-static msgpack_unpacked resp;
-static char last_code[64];
-static char last_msg[512];
-
-/* Starts [0, 7, method, [{...nfields}]]; the caller packs the fields. */
-static msgpack_packer *req_begin(const char *method, uint32_t nfields)
-{
-    msgpack_sbuffer_destroy(&req_sb);
-    msgpack_sbuffer_init(&req_sb);
-    msgpack_packer_init(&req_pk, &req_sb, msgpack_sbuffer_write);
-    msgpack_pack_array(&req_pk, 4);
-    msgpack_pack_int(&req_pk, 0);
-    msgpack_pack_int(&req_pk, 7);
-    mp_pack_strz(&req_pk, method);
-    msgpack_pack_array(&req_pk, 1);
-    msgpack_pack_map(&req_pk, nfields);
-    return &req_pk;
-}
-
-/* Sends the request built since req_begin as a writer on no connection; returns the result,
- * or NULL with the error code in last_code. The result lives until the next call. */
-static const msgpack_object *req_send(void)
-{
-    msgpack_unpacked u;
-    msgpack_unpacked_init(&u);
-    size_t off = 0;
-    msgpack_unpack_next(&u, req_sb.data, req_sb.size, &off);
-    msgpack_sbuffer_destroy(&resp_buf);
-    msgpack_sbuffer_init(&resp_buf);
-    rpc_handle(&d, TALLY_ROLE_WRITER, NULL, &u.data, &resp_buf);
-    msgpack_unpacked_destroy(&u);
-    msgpack_unpacked_destroy(&resp);
-    msgpack_unpacked_init(&resp);
-    off = 0;
-    last_code[0] = 0;
-    last_msg[0] = 0;
-    if (msgpack_unpack_next(&resp, resp_buf.data, resp_buf.size, &off) != MSGPACK_UNPACK_SUCCESS ||
-        off != resp_buf.size || resp.data.type != MSGPACK_OBJECT_ARRAY ||
-        resp.data.via.array.size != 4) {
-        snprintf(last_code, sizeof last_code, "bad response");
-        return NULL;
-    }
-    const msgpack_object *e = &resp.data.via.array.ptr[2];
-    if (e->type != MSGPACK_OBJECT_NIL) {
-        const msgpack_object *code = mp_map_get(e, "code");
-        const msgpack_object *m = mp_map_get(e, "message");
-        snprintf(last_code, sizeof last_code, "%.*s", code ? (int)code->via.str.size : 1,
-                 code ? code->via.str.ptr : "?");
-        if (m && m->type == MSGPACK_OBJECT_STR)
-            snprintf(last_msg, sizeof last_msg, "%.*s", (int)m->via.str.size, m->via.str.ptr);
-        return NULL;
-    }
-    return &resp.data.via.array.ptr[3];
-}
-
-/* Packs one "key=value" argument: "#123" is an integer, else a string. */
-static void pack_kv(msgpack_packer *pk, const char *kv)
-{
-    const char *eq = strchr(kv, '=');
-    mp_pack_strn(pk, kv, (size_t)(eq - kv));
-    if (eq[1] == '#')
-        msgpack_pack_int64(pk, strtoll(eq + 2, NULL, 10));
-    else
-        mp_pack_strz(pk, eq + 1);
-}
-
-/* Calls `method` with NULL-terminated "key=value" params. */
-static const msgpack_object *call(const char *method, ...)
-{
-    const char *args[16];
-    uint32_t n = 0;
-    va_list ap;
-    va_start(ap, method);
-    const char *a;
-    while ((a = va_arg(ap, const char *)) != NULL && n < 16)
-        args[n++] = a;
-    va_end(ap);
-    msgpack_packer *pk = req_begin(method, n);
-    for (uint32_t i = 0; i < n; i++)
-        pack_kv(pk, args[i]);
-    return req_send();
-}
 
 /* orders.ship; id and lines ("SKU=qty,SKU=qty") may be NULL. */
 static const msgpack_object *ship(const char *oid, const char *wh, const char *id,
                                   const char *tracking, const char *lines)
 {
     uint32_t n = 4 + (id ? 1 : 0) + (lines ? 1 : 0);
-    msgpack_packer *pk = req_begin("orders.ship", n);
+    msgpack_packer *pk = rh_req_begin(h, "orders.ship", n);
     mp_pack_kv_str(pk, "order_id", oid);
     mp_pack_kv_str(pk, "warehouse", wh);
     mp_pack_kv_str(pk, "carrier", "Correos Express");
@@ -360,37 +189,14 @@ static const msgpack_object *ship(const char *oid, const char *wh, const char *i
             mp_pack_kv_int(pk, "qty", strtoll(eq + 1, NULL, 10));
         }
     }
-    return req_send();
+    return rh_req_send(h);
 }
 
-static int64_t iget(const msgpack_object *m, const char *key)
-{
-    const msgpack_object *v = mp_map_get(m, key);
-    if (!v ||
-        (v->type != MSGPACK_OBJECT_POSITIVE_INTEGER && v->type != MSGPACK_OBJECT_NEGATIVE_INTEGER))
-        return -999999;
-    return v->type == MSGPACK_OBJECT_POSITIVE_INTEGER ? (int64_t)v->via.u64 : v->via.i64;
-}
-
-/* A string field (rotating buffers); "(nil)" when nil, NULL when absent or not a string. */
+/* A string field as rh_sget has it, but "(nil)" when nil, so that a check can tell nil from
+ * absent. */
 static const char *sget(const msgpack_object *m, const char *key)
 {
-    static char bufs[8][1024];
-    static int next;
-    const msgpack_object *v = mp_map_get(m, key);
-    if (v && v->type == MSGPACK_OBJECT_NIL)
-        return "(nil)";
-    if (!v || v->type != MSGPACK_OBJECT_STR)
-        return NULL;
-    char *b = bufs[next++ % 8];
-    snprintf(b, sizeof bufs[0], "%.*s", (int)v->via.str.size, v->via.str.ptr);
-    return b;
-}
-
-static bool bget(const msgpack_object *m, const char *key)
-{
-    const msgpack_object *v = mp_map_get(m, key);
-    return v && v->type == MSGPACK_OBJECT_BOOLEAN && v->via.boolean;
+    return rh_is_nil(m, key) ? "(nil)" : rh_sget(m, key);
 }
 
 static const msgpack_object *aget(const msgpack_object *m, const char *key)
@@ -415,7 +221,7 @@ static const char *lines_text(const msgpack_object *a)
         size_t n = strlen(b);
         const char *sku = sget(&a->via.array.ptr[i], "sku");
         snprintf(b + n, sizeof bufs[0] - n, "%s%s=%lld", i ? "," : "", sku ? sku : "?",
-                 (long long)iget(&a->via.array.ptr[i], "qty"));
+                 (long long)rh_iget(&a->via.array.ptr[i], "qty"));
     }
     return b;
 }
@@ -425,9 +231,9 @@ static int64_t mp_available(const char *sku)
 {
     char arg[96];
     snprintf(arg, sizeof arg, "sku=%s", sku);
-    const msgpack_object *r = call("stock.get", arg, NULL);
+    const msgpack_object *r = rh_call(h, "stock.get", arg, NULL);
     CHECK(r != NULL);
-    return r ? iget(r, "marketplace_available") : -999999;
+    return r ? rh_iget(r, "marketplace_available") : -999999;
 }
 
 /* The caller's name as exceptions.* record it for a NULL connection (the process's uid). */
@@ -452,7 +258,7 @@ static const msgpack_object *payload(const char *key)
 {
     sqlite3_stmt *s;
     const msgpack_object *o = NULL;
-    if (sqlite3_prepare_v2(store_db(d.store), "SELECT payload FROM outbox WHERE key = ?1", -1, &s,
+    if (sqlite3_prepare_v2(store_db(d->store), "SELECT payload FROM outbox WHERE key = ?1", -1, &s,
                            NULL) != SQLITE_OK)
         return NULL;
     sqlite3_bind_text(s, 1, key, -1, SQLITE_STATIC);
@@ -474,14 +280,14 @@ static const msgpack_object *payload(const char *key)
 
 static int64_t outbox_rows(const char *where)
 {
-    return q64("SELECT COUNT(*) FROM outbox WHERE %s", where);
+    return rh_q64(h, "SELECT COUNT(*) FROM outbox WHERE %s", where);
 }
 
 /* ---- the fulfilment pass and the hooks, each in its own transaction ---- */
 
 static int pass_at(int64_t now)
 {
-    int r = fulfil_pass(&d, now);
+    int r = fulfil_pass(d, now);
     CHECK(r >= 0);
     return r;
 }
@@ -494,13 +300,13 @@ static int pass(void)
 static int wh_status(const char *wh, const char *oid, const char *status, const char *carrier,
                      const char *tracking, const char *reason)
 {
-    int r = store_begin(d.store);
+    int r = store_begin(d->store);
     if (r == 0)
-        r = fulfil_outbound_status(&d, wh_id(wh), oid, status, carrier, tracking, reason);
+        r = fulfil_outbound_status(d, rh_wh_id(h, wh), oid, status, carrier, tracking, reason);
     if (r == 0)
-        r = store_commit(d.store);
+        r = store_commit(d->store);
     else
-        store_rollback(d.store);
+        store_rollback(d->store);
     CHECK_EQ_INT(r, 0);
     return r;
 }
@@ -510,33 +316,34 @@ static int wh_status(const char *wh, const char *oid, const char *status, const 
 static int outbox_result(const char *target, const char *kind, const char *key, const char *entity,
                          bool done, const char *error)
 {
-    int r = store_begin(d.store);
+    int r = store_begin(d->store);
     if (r == 0)
-        exec_sql("UPDATE outbox SET state = '%s', done_at = %s, attempts = attempts + 1,"
-                 " last_error = %s%s%s WHERE key = '%s'",
-                 done ? "done" : "held", done ? "strftime('%s','now')" : "NULL", error ? "'" : "",
-                 error ? error : "NULL", error ? "'" : "", key);
+        RH_EXEC(h,
+                "UPDATE outbox SET state = '%s', done_at = %s, attempts = attempts + 1,"
+                " last_error = %s%s%s WHERE key = '%s'",
+                done ? "done" : "held", done ? "strftime('%s','now')" : "NULL", error ? "'" : "",
+                error ? error : "NULL", error ? "'" : "", key);
     if (r == 0)
-        CHECK_EQ_INT(sqlite3_changes(store_db(d.store)), 1);
+        CHECK_EQ_INT(sqlite3_changes(store_db(d->store)), 1);
     if (r == 0)
-        r = fulfil_outbox_result(&d, target, kind, key, entity, done, error);
+        r = fulfil_outbox_result(d, target, kind, key, entity, done, error);
     if (r == 0)
-        r = store_commit(d.store);
+        r = store_commit(d->store);
     else
-        store_rollback(d.store);
+        store_rollback(d->store);
     CHECK_EQ_INT(r, 0);
     return r;
 }
 
 static int inventory_round(const char *wh, int64_t started_at)
 {
-    int r = store_begin(d.store);
+    int r = store_begin(d->store);
     if (r == 0)
-        r = fulfil_inventory_round(&d, wh_id(wh), started_at);
+        r = fulfil_inventory_round(d, rh_wh_id(h, wh), started_at);
     if (r == 0)
-        r = store_commit(d.store);
+        r = store_commit(d->store);
     else
-        store_rollback(d.store);
+        store_rollback(d->store);
     CHECK_EQ_INT(r, 0);
     return r;
 }
@@ -563,7 +370,7 @@ static void outbound_done(const char *wh, const char *oid)
  */
 static void test_reservations_across_concurrent_orders(void)
 {
-    open_replica();
+    rh_open(h);
     add_wh("ES-MAD", "ES", "station");
     add_wh("FR-PAR", "FR", "station");
     add_sku("K1");
@@ -572,10 +379,10 @@ static void test_reservations_across_concurrent_orders(void)
     set_stock("K2", "ES-MAD", 14, 0);
     set_stock("K1", "FR-PAR", 4, 1);
     set_stock("K2", "FR-PAR", 9, 0);
-    CHECK(call("stock.move", "kind=receive", "id=rcv-fr-1", "sku=K1", "warehouse=FR-PAR", "qty=#2",
-               NULL) != NULL);
-    CHECK_EQ_INT(q64("SELECT pending FROM stock WHERE sku = %lld AND warehouse = %lld",
-                     (long long)sku_id("K1"), (long long)wh_id("FR-PAR")),
+    CHECK(rh_call(h, "stock.move", "kind=receive", "id=rcv-fr-1", "sku=K1", "warehouse=FR-PAR",
+                  "qty=#2", NULL) != NULL);
+    CHECK_EQ_INT(rh_q64(h, "SELECT pending FROM stock WHERE sku = %lld AND warehouse = %lld",
+                        (long long)rh_sku_id(h, "K1"), (long long)rh_wh_id(h, "FR-PAR")),
                  2);
 
     int64_t now = store_now();
@@ -608,20 +415,24 @@ static void test_reservations_across_concurrent_orders(void)
         snprintf(oid, sizeof oid, "o%02d", i);
         if (allocated_at[i]) {
             CHECK_EQ_STR(fstate(oid), "allocated");
-            CHECK_EQ_STR(qtext("SELECT w.code FROM orders o JOIN warehouses w"
-                               " ON w.id = o.warehouse WHERE o.order_id = '%s'",
-                               oid),
+            CHECK_EQ_STR(rh_qtext(h,
+                                  "SELECT w.code FROM orders o JOIN warehouses w"
+                                  " ON w.id = o.warehouse WHERE o.order_id = '%s'",
+                                  oid),
                          allocated_at[i]);
-            CHECK_EQ_INT(q64("SELECT COUNT(DISTINCT a.warehouse) FROM allocations a JOIN orders o"
-                             " ON o.id = a.order_ref WHERE o.order_id = '%s'",
-                             oid),
-                         1);
+            CHECK_EQ_INT(
+                rh_q64(h,
+                       "SELECT COUNT(DISTINCT a.warehouse) FROM allocations a JOIN orders o"
+                       " ON o.id = a.order_ref WHERE o.order_id = '%s'",
+                       oid),
+                1);
             CHECK_EQ_INT(open_exc(oid, "out_of_stock"), 0);
         } else {
             CHECK_EQ_STR(fstate(oid), "ready");
             CHECK_EQ_STR(parts(oid), "");
             CHECK_EQ_INT(open_exc(oid, "out_of_stock"), 1);
-            CHECK_EQ_STR(qtext("SELECT alloc_rule FROM orders WHERE order_id = '%s'", oid), "none");
+            CHECK_EQ_STR(rh_qtext(h, "SELECT alloc_rule FROM orders WHERE order_id = '%s'", oid),
+                         "none");
         }
     }
     CHECK_EQ_STR(parts("o05"), "K1@ES-MAD=1:reserved,K2@ES-MAD=3:reserved");
@@ -633,24 +444,25 @@ static void test_reservations_across_concurrent_orders(void)
     CHECK_EQ_INT(reserved("K1", "FR-PAR"), 5);
     CHECK_EQ_INT(reserved("K2", "FR-PAR"), 7);
     check_reserved_invariant();
-    CHECK_EQ_INT(q64("SELECT COUNT(*) FROM stock WHERE reserved > snapshot + pending - safety"), 0);
+    CHECK_EQ_INT(
+        rh_q64(h, "SELECT COUNT(*) FROM stock WHERE reserved > snapshot + pending - safety"), 0);
     /* what may be published excludes the reserved units (and the safety stock) */
     CHECK_EQ_INT(mp_available("K1"), 0);
     CHECK_EQ_INT(mp_available("K2"), 4);
-    CHECK_EQ_INT(q64("SELECT COUNT(*) FROM exceptions WHERE kind = 'out_of_stock'"), 15);
+    CHECK_EQ_INT(rh_q64(h, "SELECT COUNT(*) FROM exceptions WHERE kind = 'out_of_stock'"), 15);
 
     /* A second pass with no new stock changes nothing and duplicates no exception. */
     CHECK_EQ_INT(pass_at(now + 1), 0);
-    CHECK_EQ_INT(q64("SELECT COUNT(*) FROM exceptions WHERE kind = 'out_of_stock'"), 15);
-    CHECK_EQ_INT(q64("SELECT COUNT(*) FROM allocations"), 28);
+    CHECK_EQ_INT(rh_q64(h, "SELECT COUNT(*) FROM exceptions WHERE kind = 'out_of_stock'"), 15);
+    CHECK_EQ_INT(rh_q64(h, "SELECT COUNT(*) FROM allocations"), 28);
 
     /* The urgent ones were scored as such. */
-    CHECK(q64("SELECT priority FROM orders WHERE order_id = 'o29'") >
-          q64("SELECT priority FROM orders WHERE order_id = 'o14'"));
+    CHECK(rh_q64(h, "SELECT priority FROM orders WHERE order_id = 'o29'") >
+          rh_q64(h, "SELECT priority FROM orders WHERE order_id = 'o14'"));
 
     /* 3 units of K1 arrive at ES-MAD (an inventory page raised the snapshot). */
-    exec_sql("UPDATE stock SET snapshot = 13 WHERE sku = %lld AND warehouse = %lld",
-             (long long)sku_id("K1"), (long long)wh_id("ES-MAD"));
+    RH_EXEC(h, "UPDATE stock SET snapshot = 13 WHERE sku = %lld AND warehouse = %lld",
+            (long long)rh_sku_id(h, "K1"), (long long)rh_wh_id(h, "ES-MAD"));
     moved = pass_at(now + 11);
     CHECK_EQ_INT(moved, 3);
     CHECK_EQ_STR(fstate("o29"), "allocated");
@@ -659,7 +471,7 @@ static void test_reservations_across_concurrent_orders(void)
     CHECK_EQ_STR(parts("o29"), "K1@ES-MAD=1:reserved,K2@ES-MAD=1:reserved");
     CHECK_EQ_STR(parts("o26"), "K1@ES-MAD=1:reserved,K2@ES-MAD=1:reserved");
     CHECK_EQ_STR(parts("o28"), "K1@ES-MAD=1:reserved,K2@FR-PAR=1:reserved");
-    CHECK_EQ_STR(qtext("SELECT alloc_rule FROM orders WHERE order_id = 'o28'"), "split");
+    CHECK_EQ_STR(rh_qtext(h, "SELECT alloc_rule FROM orders WHERE order_id = 'o28'"), "split");
     /* o14 came first but is not urgent: it still waits */
     static const char *const waiting[] = {"o14", "o15", "o16", "o18", "o19", "o20",
                                           "o21", "o22", "o24", "o25", "o27", "o30"};
@@ -670,21 +482,24 @@ static void test_reservations_across_concurrent_orders(void)
     static const char *const served[] = {"o26", "o28", "o29"};
     for (size_t i = 0; i < 3; i++) {
         CHECK_EQ_INT(open_exc(served[i], "out_of_stock"), 0);
-        CHECK_EQ_STR(qtext("SELECT e.state || '/' || e.resolved_by FROM exceptions e JOIN orders o"
-                           " ON o.id = e.order_ref WHERE o.order_id = '%s'"
-                           " AND e.kind = 'out_of_stock'",
-                           served[i]),
-                     "resolved/tallyd");
+        CHECK_EQ_STR(
+            rh_qtext(h,
+                     "SELECT e.state || '/' || e.resolved_by FROM exceptions e JOIN orders o"
+                     " ON o.id = e.order_ref WHERE o.order_id = '%s'"
+                     " AND e.kind = 'out_of_stock'",
+                     served[i]),
+            "resolved/tallyd");
     }
     CHECK_EQ_INT(reserved("K1", "ES-MAD"), 11);
     CHECK_EQ_INT(reserved("K2", "ES-MAD"), 14);
     CHECK_EQ_INT(reserved("K1", "FR-PAR"), 5);
     CHECK_EQ_INT(reserved("K2", "FR-PAR"), 8);
     check_reserved_invariant();
-    CHECK_EQ_INT(q64("SELECT COUNT(*) FROM stock WHERE reserved > snapshot + pending - safety"), 0);
+    CHECK_EQ_INT(
+        rh_q64(h, "SELECT COUNT(*) FROM stock WHERE reserved > snapshot + pending - safety"), 0);
     CHECK_EQ_INT(mp_available("K1"), 0);
     CHECK_EQ_INT(mp_available("K2"), 1);
-    CHECK_EQ_INT(q64("SELECT COUNT(*) FROM orders WHERE fstate = 'allocated'"), 18);
+    CHECK_EQ_INT(rh_q64(h, "SELECT COUNT(*) FROM orders WHERE fstate = 'allocated'"), 18);
 }
 
 /* ===================================================================================== */
@@ -693,7 +508,7 @@ static const msgpack_object *allocation_of(const char *oid)
 {
     char arg[96];
     snprintf(arg, sizeof arg, "order_id=%s", oid);
-    const msgpack_object *r = call("orders.get", arg, NULL);
+    const msgpack_object *r = rh_call(h, "orders.get", arg, NULL);
     CHECK(r != NULL);
     const msgpack_object *a = r ? mp_map_get(r, "allocation") : NULL;
     CHECK(a && a->type == MSGPACK_OBJECT_MAP);
@@ -710,7 +525,7 @@ static const char *parts_text(const msgpack_object *alloc)
         const msgpack_object *m = &p->via.array.ptr[i];
         size_t n = strlen(buf);
         snprintf(buf + n, sizeof buf - n, "%s%s@%s=%lld:%s", i ? "," : "", sget(m, "sku"),
-                 sget(m, "warehouse"), (long long)iget(m, "qty"), sget(m, "state"));
+                 sget(m, "warehouse"), (long long)rh_iget(m, "qty"), sget(m, "state"));
     }
     return buf;
 }
@@ -733,7 +548,7 @@ static bool why_names(const msgpack_object *alloc, const char *text)
  */
 static void test_allocation_choice_end_to_end(void)
 {
-    open_replica();
+    rh_open(h);
     add_wh("ES-MAD", "ES", "station");
     add_wh("FR-PAR", "FR", "station");
     add_wh("PL-WAW", "PL", "station");
@@ -754,7 +569,7 @@ static void test_allocation_choice_end_to_end(void)
     add_order("X5", "ES", 0);
     add_line("X5", "A2", 10);
 
-    const msgpack_object *r = call("orders.allocate", "order_id=X1", NULL);
+    const msgpack_object *r = rh_call(h, "orders.allocate", "order_id=X1", NULL);
     CHECK(r != NULL);
     if (r) {
         CHECK_EQ_STR(sget(r, "fstate"), "allocated");
@@ -767,7 +582,7 @@ static void test_allocation_choice_end_to_end(void)
     CHECK_EQ_STR(parts_text(a), "A1@ES-MAD=1:reserved");
 
     /* ES-MAD has 2 left, X2 needs 5: FR-PAR is the nearest with every line */
-    r = call("orders.allocate", "order_id=X2", NULL);
+    r = rh_call(h, "orders.allocate", "order_id=X2", NULL);
     CHECK(r != NULL);
     a = allocation_of("X2");
     CHECK_EQ_STR(a ? sget(a, "rule") : NULL, "nearest");
@@ -776,19 +591,19 @@ static void test_allocation_choice_end_to_end(void)
     CHECK_EQ_STR(parts_text(a), "A1@FR-PAR=5:reserved");
 
     /* A2 only at PL-WAW, which has no A1: a split, the fewest warehouses */
-    r = call("orders.allocate", "order_id=X3", NULL);
+    r = rh_call(h, "orders.allocate", "order_id=X3", NULL);
     CHECK(r != NULL);
     CHECK_EQ_STR(r ? sget(r, "fstate") : NULL, "allocated");
     a = allocation_of("X3");
     CHECK_EQ_STR(a ? sget(a, "rule") : NULL, "split");
     CHECK(why_names(a, "PL-WAW"));
     CHECK_EQ_STR(parts_text(a), "A1@ES-MAD=1:reserved,A2@PL-WAW=2:reserved");
-    CHECK_EQ_INT(q64("SELECT COUNT(DISTINCT a.warehouse) FROM allocations a JOIN orders o"
-                     " ON o.id = a.order_ref WHERE o.order_id = 'X3'"),
+    CHECK_EQ_INT(rh_q64(h, "SELECT COUNT(DISTINCT a.warehouse) FROM allocations a JOIN orders o"
+                           " ON o.id = a.order_ref WHERE o.order_id = 'X3'"),
                  2);
 
     /* No warehouse in PT: the nearest one, ES-MAD (its last A1) */
-    r = call("orders.allocate", "order_id=X4", NULL);
+    r = rh_call(h, "orders.allocate", "order_id=X4", NULL);
     CHECK(r != NULL);
     a = allocation_of("X4");
     CHECK_EQ_STR(a ? sget(a, "rule") : NULL, "nearest");
@@ -797,7 +612,7 @@ static void test_allocation_choice_end_to_end(void)
     CHECK_EQ_INT(reserved("A1", "ES-MAD"), 3);
 
     /* Nothing can fill X5: still ready, explained, out_of_stock raised */
-    r = call("orders.allocate", "order_id=X5", NULL);
+    r = rh_call(h, "orders.allocate", "order_id=X5", NULL);
     CHECK(r != NULL);
     CHECK_EQ_STR(r ? sget(r, "fstate") : NULL, "ready");
     a = allocation_of("X5");
@@ -807,11 +622,11 @@ static void test_allocation_choice_end_to_end(void)
     CHECK_EQ_INT(open_exc("X5", "out_of_stock"), 1);
 
     /* Allocating an allocated order again is refused and changes nothing. */
-    CHECK(call("orders.allocate", "order_id=X1", NULL) == NULL);
-    CHECK_EQ_STR(last_code, "conflict");
+    CHECK(rh_call(h, "orders.allocate", "order_id=X1", NULL) == NULL);
+    CHECK_EQ_STR(rh_last_code(h), "conflict");
     CHECK_EQ_STR(parts("X1"), "A1@ES-MAD=1:reserved");
-    CHECK(call("orders.allocate", "order_id=NOPE", NULL) == NULL);
-    CHECK_EQ_STR(last_code, "not_found");
+    CHECK(rh_call(h, "orders.allocate", "order_id=NOPE", NULL) == NULL);
+    CHECK_EQ_STR(rh_last_code(h), "not_found");
     check_reserved_invariant();
 }
 
@@ -826,20 +641,20 @@ struct world {
 static struct world world_now(void)
 {
     struct world w = {
-        .movements = q64("SELECT COUNT(*) FROM movements"),
-        .outbox = q64("SELECT COUNT(*) FROM outbox"),
-        .allocations = q64("SELECT COUNT(*) FROM allocations"),
-        .shipments = q64("SELECT COUNT(*) FROM shipments"),
-        .exceptions = q64("SELECT COUNT(*) FROM exceptions"),
-        .reserved = q64("SELECT SUM(reserved) FROM stock"),
-        .pending = q64("SELECT SUM(pending) FROM stock"),
+        .movements = rh_q64(h, "SELECT COUNT(*) FROM movements"),
+        .outbox = rh_q64(h, "SELECT COUNT(*) FROM outbox"),
+        .allocations = rh_q64(h, "SELECT COUNT(*) FROM allocations"),
+        .shipments = rh_q64(h, "SELECT COUNT(*) FROM shipments"),
+        .exceptions = rh_q64(h, "SELECT COUNT(*) FROM exceptions"),
+        .reserved = rh_q64(h, "SELECT SUM(reserved) FROM stock"),
+        .pending = rh_q64(h, "SELECT SUM(pending) FROM stock"),
     };
     snprintf(w.allocs, sizeof w.allocs, "%s",
-             qtext("SELECT group_concat(a, ',') FROM (SELECT id || ':' || state || ':' || qty"
-                   " AS a FROM allocations ORDER BY id)"));
+             rh_qtext(h, "SELECT group_concat(a, ',') FROM (SELECT id || ':' || state || ':' || qty"
+                         " AS a FROM allocations ORDER BY id)"));
     snprintf(w.states, sizeof w.states, "%s",
-             qtext("SELECT group_concat(s, ',') FROM (SELECT order_id || '=' || fstate AS s"
-                   " FROM orders ORDER BY id)"));
+             rh_qtext(h, "SELECT group_concat(s, ',') FROM (SELECT order_id || '=' || fstate AS s"
+                         " FROM orders ORDER BY id)"));
     return w;
 }
 
@@ -868,7 +683,7 @@ static bool world_eq(struct world a, struct world b)
  */
 static void test_station_shipping(void)
 {
-    open_replica();
+    rh_open(h);
     add_wh("ES-MAD", "ES", "station");
     add_wh("FR-OB", "FR", "outbound");
     add_sku("S1");
@@ -896,31 +711,33 @@ static void test_station_shipping(void)
         CHECK_EQ_STR(sget(r, "order_id"), "Y1");
         CHECK_EQ_STR(sget(r, "fstate"), "shipped");
         CHECK_EQ_STR(sget(r, "send_type"), "all");
-        CHECK(!bget(r, "duplicate"));
+        CHECK(!rh_bget(r, "duplicate"));
         CHECK_EQ_STR(lines_text(aget(r, "lines")), "S1=2,S2=1");
     }
     CHECK_EQ_STR(fstate("Y1"), "shipped");
-    CHECK(q64("SELECT shipped_at FROM orders WHERE order_id = 'Y1'") > 0);
+    CHECK(rh_q64(h, "SELECT shipped_at FROM orders WHERE order_id = 'Y1'") > 0);
     CHECK_EQ_STR(parts("Y1"), "S1@ES-MAD=2:shipped,S2@ES-MAD=1:shipped");
-    CHECK_EQ_INT(q64("SELECT COUNT(*) FROM allocations WHERE shipment = 'SHIP-1'"), 2);
+    CHECK_EQ_INT(rh_q64(h, "SELECT COUNT(*) FROM allocations WHERE shipment = 'SHIP-1'"), 2);
     CHECK_EQ_INT(reserved("S1", "ES-MAD"), 0);
     CHECK_EQ_INT(reserved("S2", "ES-MAD"), 0);
-    CHECK_EQ_STR(qtext("SELECT kind || ' ' || qty || ' ' || delta || ' ' || ref FROM movements"
-                       " WHERE id = 'SHIP-1:S1'"),
+    CHECK_EQ_STR(rh_qtext(h,
+                          "SELECT kind || ' ' || qty || ' ' || delta || ' ' || ref FROM movements"
+                          " WHERE id = 'SHIP-1:S1'"),
                  "pick 2 -2 Y1");
-    CHECK_EQ_STR(qtext("SELECT kind || ' ' || qty || ' ' || delta FROM movements"
-                       " WHERE id = 'SHIP-1:S2'"),
+    CHECK_EQ_STR(rh_qtext(h, "SELECT kind || ' ' || qty || ' ' || delta FROM movements"
+                             " WHERE id = 'SHIP-1:S2'"),
                  "pick 1 -1");
-    CHECK_EQ_INT(q64("SELECT snapshot + pending FROM stock WHERE sku = %lld AND warehouse = %lld",
-                     (long long)sku_id("S1"), (long long)wh_id("ES-MAD")),
-                 8);
-    CHECK_EQ_STR(qtext("SELECT target || ' ' || kind || ' ' || entity FROM outbox"
-                       " WHERE key = 'SHIP-1:S1'"),
+    CHECK_EQ_INT(
+        rh_q64(h, "SELECT snapshot + pending FROM stock WHERE sku = %lld AND warehouse = %lld",
+               (long long)rh_sku_id(h, "S1"), (long long)rh_wh_id(h, "ES-MAD")),
+        8);
+    CHECK_EQ_STR(rh_qtext(h, "SELECT target || ' ' || kind || ' ' || entity FROM outbox"
+                             " WHERE key = 'SHIP-1:S1'"),
                  "wh:ES-MAD movement S1");
-    CHECK_EQ_STR(qtext("SELECT target || ' ' || kind FROM outbox WHERE key = 'SHIP-1:S2'"),
+    CHECK_EQ_STR(rh_qtext(h, "SELECT target || ' ' || kind FROM outbox WHERE key = 'SHIP-1:S2'"),
                  "wh:ES-MAD movement");
     CHECK_EQ_INT(outbox_rows("kind = 'fulfil' AND entity = 'Y1'"), 1);
-    CHECK_EQ_STR(qtext("SELECT target || ' ' || state FROM outbox WHERE key = 'ful:SHIP-1'"),
+    CHECK_EQ_STR(rh_qtext(h, "SELECT target || ' ' || state FROM outbox WHERE key = 'ful:SHIP-1'"),
                  "mp pending");
     const msgpack_object *p = payload("ful:SHIP-1");
     CHECK(p != NULL);
@@ -930,9 +747,9 @@ static void test_station_shipping(void)
         CHECK_EQ_STR(sget(p, "logistics_no"), "TRK1");
         CHECK_EQ_STR(sget(p, "service_name"), "Correos Express");
     }
-    CHECK_EQ_STR(qtext("SELECT order_ref || ' ' || tracking_no || ' ' || send_type || ' ' ||"
-                       " state FROM shipments WHERE id = 'SHIP-1'"),
-                 qtext("SELECT id || ' TRK1 all created' FROM orders WHERE order_id = 'Y1'"));
+    CHECK_EQ_STR(rh_qtext(h, "SELECT order_ref || ' ' || tracking_no || ' ' || send_type || ' ' ||"
+                             " state FROM shipments WHERE id = 'SHIP-1'"),
+                 rh_qtext(h, "SELECT id || ' TRK1 all created' FROM orders WHERE order_id = 'Y1'"));
     check_reserved_invariant();
 
     /* The same shipment again: answered, nothing added. */
@@ -940,7 +757,7 @@ static void test_station_shipping(void)
     r = ship("Y1", "ES-MAD", "SHIP-1", "TRK1", NULL);
     CHECK(r != NULL);
     if (r) {
-        CHECK(bget(r, "duplicate"));
+        CHECK(rh_bget(r, "duplicate"));
         CHECK_EQ_STR(sget(r, "id"), "SHIP-1");
         CHECK_EQ_STR(sget(r, "send_type"), "all");
         CHECK_EQ_STR(sget(r, "fstate"), "shipped");
@@ -949,7 +766,7 @@ static void test_station_shipping(void)
     CHECK(world_eq(before, world_now()));
     /* The same id for another shipment: a conflict, nothing added. */
     CHECK(ship("Y1", "ES-MAD", "SHIP-1", "TRK2", NULL) == NULL);
-    CHECK_EQ_STR(last_code, "conflict");
+    CHECK_EQ_STR(rh_last_code(h), "conflict");
     CHECK(world_eq(before, world_now()));
 
     /* Partial, then the rest. */
@@ -970,9 +787,10 @@ static void test_station_shipping(void)
     CHECK_EQ_STR(parts("Y2"), "S1@ES-MAD=1:reserved,S1@ES-MAD=1:shipped,S2@ES-MAD=1:reserved");
     CHECK_EQ_INT(reserved("S1", "ES-MAD"), 1);
     CHECK_EQ_INT(reserved("S2", "ES-MAD"), 1);
-    CHECK_EQ_STR(qtext("SELECT kind || ' ' || delta FROM movements WHERE id = 'Y2-ES-MAD-1:S1'"),
-                 "pick -1");
-    CHECK_EQ_INT(q64("SELECT COUNT(*) FROM movements WHERE id LIKE 'Y2-ES-MAD-1:%%'"), 1);
+    CHECK_EQ_STR(
+        rh_qtext(h, "SELECT kind || ' ' || delta FROM movements WHERE id = 'Y2-ES-MAD-1:S1'"),
+        "pick -1");
+    CHECK_EQ_INT(rh_q64(h, "SELECT COUNT(*) FROM movements WHERE id LIKE 'Y2-ES-MAD-1:%%'"), 1);
     p = payload("ful:Y2-ES-MAD-1");
     CHECK_EQ_STR(p ? sget(p, "send_type") : NULL, "part");
     r = ship("Y2", "ES-MAD", NULL, "TRK22", NULL);
@@ -990,27 +808,28 @@ static void test_station_shipping(void)
     p = payload("ful:Y2-ES-MAD-2");
     CHECK_EQ_STR(p ? sget(p, "send_type") : NULL, "all");
     CHECK_EQ_INT(outbox_rows("kind = 'fulfil' AND target = 'mp' AND entity = 'Y2'"), 2);
-    CHECK_EQ_INT(q64("SELECT COUNT(*) FROM movements WHERE ref = 'Y2'"), 3);
-    CHECK_EQ_INT(q64("SELECT snapshot + pending FROM stock WHERE sku = %lld AND warehouse = %lld",
-                     (long long)sku_id("S1"), (long long)wh_id("ES-MAD")),
-                 6);
+    CHECK_EQ_INT(rh_q64(h, "SELECT COUNT(*) FROM movements WHERE ref = 'Y2'"), 3);
+    CHECK_EQ_INT(
+        rh_q64(h, "SELECT snapshot + pending FROM stock WHERE sku = %lld AND warehouse = %lld",
+               (long long)rh_sku_id(h, "S1"), (long long)rh_wh_id(h, "ES-MAD")),
+        6);
     /* nothing left to ship there */
     CHECK(ship("Y2", "ES-MAD", NULL, "TRK23", NULL) == NULL);
-    CHECK_EQ_STR(last_code, "invalid_params");
+    CHECK_EQ_STR(rh_last_code(h), "invalid_params");
 
     /* An outbound warehouse ships by itself. */
     before = world_now();
     CHECK(ship("Y3", "FR-OB", NULL, "TRK3", NULL) == NULL);
-    CHECK_EQ_STR(last_code, "invalid_params");
+    CHECK_EQ_STR(rh_last_code(h), "invalid_params");
     CHECK(ship("Y3", "FR-OB", "SHIP-3", "TRK3", NULL) == NULL);
-    CHECK_EQ_STR(last_code, "invalid_params");
+    CHECK_EQ_STR(rh_last_code(h), "invalid_params");
     CHECK(world_eq(before, world_now()));
     CHECK_EQ_STR(fstate("Y3"), "allocated");
     CHECK_EQ_INT(reserved("S1", "FR-OB"), 1);
     CHECK(ship("NOPE", "ES-MAD", NULL, "TRK4", NULL) == NULL);
-    CHECK_EQ_STR(last_code, "not_found");
+    CHECK_EQ_STR(rh_last_code(h), "not_found");
     CHECK(ship("Y3", "XX-NONE", NULL, "TRK4", NULL) == NULL);
-    CHECK_EQ_STR(last_code, "not_found");
+    CHECK_EQ_STR(rh_last_code(h), "not_found");
     check_reserved_invariant();
 }
 
@@ -1024,7 +843,7 @@ static void test_station_shipping(void)
  */
 static void test_outbound_warehouse_lifecycle(void)
 {
-    open_replica();
+    rh_open(h);
     add_wh("ES-OB", "ES", "outbound");
     add_sku("T1");
     add_sku("T2");
@@ -1037,9 +856,10 @@ static void test_outbound_warehouse_lifecycle(void)
     CHECK_EQ_STR(fstate("Z1"), "allocated");
     CHECK_EQ_STR(parts("Z1"), "T1@ES-OB=3:reserved,T2@ES-OB=1:reserved");
     CHECK_EQ_INT(outbox_rows("kind = 'outbound'"), 1);
-    CHECK_EQ_STR(qtext("SELECT target || ' ' || entity || ' ' || kind || ' ' || state FROM outbox"
-                       " WHERE key = 'ob:ES-OB:Z1'"),
-                 "wh:ES-OB Z1 outbound pending");
+    CHECK_EQ_STR(
+        rh_qtext(h, "SELECT target || ' ' || entity || ' ' || kind || ' ' || state FROM outbox"
+                    " WHERE key = 'ob:ES-OB:Z1'"),
+        "wh:ES-OB Z1 outbound pending");
     const msgpack_object *p = payload("ob:ES-OB:Z1");
     CHECK(p != NULL);
     if (p) {
@@ -1071,13 +891,14 @@ static void test_outbound_warehouse_lifecycle(void)
 
     wh_status("ES-OB", "Z1", "shipped", "SEUR", "SE123", NULL);
     CHECK_EQ_STR(fstate("Z1"), "shipped");
-    CHECK_EQ_STR(qtext("SELECT carrier || ' ' || tracking_no || ' ' || send_type || ' ' || state"
-                       " || ' ' || w.code FROM shipments s JOIN warehouses w"
-                       " ON w.id = s.warehouse WHERE s.id = 'Z1@ES-OB'"),
+    CHECK_EQ_STR(rh_qtext(h,
+                          "SELECT carrier || ' ' || tracking_no || ' ' || send_type || ' ' || state"
+                          " || ' ' || w.code FROM shipments s JOIN warehouses w"
+                          " ON w.id = s.warehouse WHERE s.id = 'Z1@ES-OB'"),
                  "SEUR SE123 all created ES-OB");
     CHECK_EQ_STR(parts("Z1"), "T1@ES-OB=3:consumed,T2@ES-OB=1:consumed");
-    CHECK_EQ_INT(q64("SELECT COUNT(*) FROM allocations WHERE shipment = 'Z1@ES-OB'"
-                     " AND consumed_at IS NOT NULL"),
+    CHECK_EQ_INT(rh_q64(h, "SELECT COUNT(*) FROM allocations WHERE shipment = 'Z1@ES-OB'"
+                           " AND consumed_at IS NOT NULL"),
                  2);
     /* consumed units still count: the snapshot does not show them gone yet */
     CHECK_EQ_INT(reserved("T1", "ES-OB"), 3);
@@ -1095,13 +916,13 @@ static void test_outbound_warehouse_lifecycle(void)
     }
     /* the same report again records nothing new */
     wh_status("ES-OB", "Z1", "shipped", "SEUR", "SE123", NULL);
-    CHECK_EQ_INT(q64("SELECT COUNT(*) FROM shipments"), 1);
+    CHECK_EQ_INT(rh_q64(h, "SELECT COUNT(*) FROM shipments"), 1);
     CHECK_EQ_INT(outbox_rows("kind = 'fulfil'"), 1);
     check_reserved_invariant();
 
     /* Inventory rounds that began before (or exactly when) the units left do not show them
      * gone: the allocations stay consumed. */
-    int64_t consumed_at = q64("SELECT MAX(consumed_at) FROM allocations");
+    int64_t consumed_at = rh_q64(h, "SELECT MAX(consumed_at) FROM allocations");
     inventory_round("ES-OB", consumed_at - 30);
     CHECK_EQ_STR(parts("Z1"), "T1@ES-OB=3:consumed,T2@ES-OB=1:consumed");
     inventory_round("ES-OB", consumed_at);
@@ -1110,8 +931,10 @@ static void test_outbound_warehouse_lifecycle(void)
     CHECK_EQ_INT(mp_available("T1"), 7);
 
     /* One that began after: its snapshot no longer has the units, so they stop counting. */
-    exec_sql("UPDATE stock SET snapshot = snapshot - 3 WHERE sku = %lld", (long long)sku_id("T1"));
-    exec_sql("UPDATE stock SET snapshot = snapshot - 1 WHERE sku = %lld", (long long)sku_id("T2"));
+    RH_EXEC(h, "UPDATE stock SET snapshot = snapshot - 3 WHERE sku = %lld",
+            (long long)rh_sku_id(h, "T1"));
+    RH_EXEC(h, "UPDATE stock SET snapshot = snapshot - 1 WHERE sku = %lld",
+            (long long)rh_sku_id(h, "T2"));
     inventory_round("ES-OB", consumed_at + 1);
     CHECK_EQ_STR(parts("Z1"), "T1@ES-OB=3:shipped,T2@ES-OB=1:shipped");
     CHECK_EQ_INT(reserved("T1", "ES-OB"), 0);
@@ -1121,18 +944,18 @@ static void test_outbound_warehouse_lifecycle(void)
     check_reserved_invariant();
 
     outbox_result("mp", "fulfil", "ful:Z1@ES-OB", "Z1", true, NULL);
-    CHECK_EQ_STR(qtext("SELECT state FROM shipments WHERE id = 'Z1@ES-OB'"), "uploaded");
-    CHECK(q64("SELECT uploaded_at FROM shipments WHERE id = 'Z1@ES-OB'") > 0);
+    CHECK_EQ_STR(rh_qtext(h, "SELECT state FROM shipments WHERE id = 'Z1@ES-OB'"), "uploaded");
+    CHECK(rh_q64(h, "SELECT uploaded_at FROM shipments WHERE id = 'Z1@ES-OB'") > 0);
     CHECK_EQ_STR(fstate("Z1"), "uploaded");
     pass();
     CHECK_EQ_STR(fstate("Z1"), "uploaded");
-    CHECK_EQ_INT(q64("SELECT finished_at IS NULL FROM orders WHERE order_id = 'Z1'"), 1);
+    CHECK_EQ_INT(rh_q64(h, "SELECT finished_at IS NULL FROM orders WHERE order_id = 'Z1'"), 1);
 
     set_status("Z1", "FINISH");
     pass();
     CHECK_EQ_STR(fstate("Z1"), "finished");
-    CHECK(q64("SELECT finished_at FROM orders WHERE order_id = 'Z1'") > 0);
-    CHECK_EQ_STR(qtext("SELECT status FROM orders WHERE order_id = 'Z1'"), "FINISH");
+    CHECK(rh_q64(h, "SELECT finished_at FROM orders WHERE order_id = 'Z1'") > 0);
+    CHECK_EQ_STR(rh_qtext(h, "SELECT status FROM orders WHERE order_id = 'Z1'"), "FINISH");
 }
 
 /* ===================================================================================== */
@@ -1141,7 +964,7 @@ static void test_outbound_warehouse_lifecycle(void)
  * orders C2 from PL-OB. */
 static void cancel_fixture(void)
 {
-    open_replica();
+    rh_open(h);
     add_wh("ES-MAD", "ES", "station");
     add_wh("PL-OB", "PL", "outbound");
     add_sku("C1");
@@ -1165,18 +988,18 @@ static void test_cancel_allocated_at_station(void)
     set_status("Ca", "IN_CANCEL");
     pass();
     CHECK_EQ_STR(fstate("Ca"), "cancelled");
-    CHECK(q64("SELECT finished_at FROM orders WHERE order_id = 'Ca'") > 0);
+    CHECK(rh_q64(h, "SELECT finished_at FROM orders WHERE order_id = 'Ca'") > 0);
     CHECK_EQ_INT(reserved("C1", "ES-MAD"), 0);
     CHECK_EQ_STR(parts("Ca"), "");
-    CHECK_EQ_INT(q64("SELECT COUNT(*) FROM exceptions e JOIN orders o ON o.id = e.order_ref"
-                     " WHERE o.order_id = 'Ca' AND e.state <> 'resolved'"),
+    CHECK_EQ_INT(rh_q64(h, "SELECT COUNT(*) FROM exceptions e JOIN orders o ON o.id = e.order_ref"
+                           " WHERE o.order_id = 'Ca' AND e.state <> 'resolved'"),
                  0);
-    CHECK_EQ_STR(qtext("SELECT state || '/' || resolved_by FROM exceptions WHERE kind ="
-                       " 'deadline'"),
+    CHECK_EQ_STR(rh_qtext(h, "SELECT state || '/' || resolved_by FROM exceptions WHERE kind ="
+                             " 'deadline'"),
                  "resolved/tallyd");
     CHECK_EQ_INT(outbox_rows("entity = 'Ca'"), 0);
     CHECK(ship("Ca", "ES-MAD", NULL, "TRKA", NULL) == NULL);
-    CHECK_EQ_STR(last_code, "conflict");
+    CHECK_EQ_STR(rh_last_code(h), "conflict");
     check_reserved_invariant();
 }
 
@@ -1201,16 +1024,16 @@ static void test_cancel_sent_waits_for_warehouse(void)
     set_status("Cb", "IN_CANCEL");
     pass();
     CHECK_EQ_STR(fstate("Cb"), "sent");
-    CHECK_EQ_INT(q64("SELECT cancel_requested FROM orders WHERE order_id = 'Cb'"), 1);
-    CHECK_EQ_STR(qtext("SELECT target || ' ' || entity || ' ' || state FROM outbox"
-                       " WHERE key = 'obc:PL-OB:Cb' AND kind = 'outbound_cancel'"),
+    CHECK_EQ_INT(rh_q64(h, "SELECT cancel_requested FROM orders WHERE order_id = 'Cb'"), 1);
+    CHECK_EQ_STR(rh_qtext(h, "SELECT target || ' ' || entity || ' ' || state FROM outbox"
+                             " WHERE key = 'obc:PL-OB:Cb' AND kind = 'outbound_cancel'"),
                  "wh:PL-OB Cb pending");
     const msgpack_object *p = payload("obc:PL-OB:Cb");
     CHECK_EQ_STR(p ? sget(p, "id") : NULL, "Cb");
     CHECK_EQ_INT(reserved("C2", "PL-OB"), 1);
     CHECK_EQ_STR(parts("Cb"), "C2@PL-OB=1:reserved");
     /* asked once, however many passes look at it */
-    exec_sql("UPDATE orders SET fdirty = 1 WHERE order_id = 'Cb'");
+    RH_EXEC(h, "UPDATE orders SET fdirty = 1 WHERE order_id = 'Cb'");
     pass();
     CHECK_EQ_INT(outbox_rows("kind = 'outbound_cancel'"), 1);
     CHECK_EQ_INT(open_exc("Cb", "cancelled_after_pick"), 0);
@@ -1238,7 +1061,7 @@ static void test_cancel_after_pick(void)
     CHECK_EQ_STR(fstate("Cc"), "picked");
     CHECK_EQ_INT(open_exc("Cc", "cancelled_after_pick"), 1);
     CHECK_EQ_INT(outbox_rows("key = 'obc:PL-OB:Cc' AND kind = 'outbound_cancel'"), 1);
-    CHECK_EQ_INT(q64("SELECT cancel_requested FROM orders WHERE order_id = 'Cc'"), 1);
+    CHECK_EQ_INT(rh_q64(h, "SELECT cancel_requested FROM orders WHERE order_id = 'Cc'"), 1);
     CHECK_EQ_INT(reserved("C2", "PL-OB"), 1);
     /* packed: reported again, still one exception */
     wh_status("PL-OB", "Cc", "packed", NULL, NULL, NULL);
@@ -1250,8 +1073,9 @@ static void test_cancel_after_pick(void)
     CHECK_EQ_INT(open_exc("Cc", "warehouse"), 0);
     /* intercepted: nothing is left to do, so tallyd closes the exception itself */
     CHECK_EQ_INT(open_exc("Cc", "cancelled_after_pick"), 0);
-    CHECK_EQ_STR(qtext("SELECT resolved_by FROM exceptions WHERE kind = 'cancelled_after_pick'"),
-                 "tallyd");
+    CHECK_EQ_STR(
+        rh_qtext(h, "SELECT resolved_by FROM exceptions WHERE kind = 'cancelled_after_pick'"),
+        "tallyd");
     check_reserved_invariant();
 }
 
@@ -1269,7 +1093,7 @@ static void test_cancel_after_upload(void)
     set_status("Cd", "IN_CANCEL");
     pass();
     CHECK_EQ_STR(fstate("Cd"), "uploaded");
-    CHECK_EQ_STR(qtext("SELECT status FROM orders WHERE order_id = 'Cd'"), "IN_CANCEL");
+    CHECK_EQ_STR(rh_qtext(h, "SELECT status FROM orders WHERE order_id = 'Cd'"), "IN_CANCEL");
     CHECK_EQ_INT(open_exc("Cd", "cancelled_after_pick"), 1);
     CHECK_EQ_STR(parts("Cd"), "C1@ES-MAD=1:shipped");
     CHECK_EQ_INT(outbox_rows("kind = 'outbound_cancel'"), 0);
@@ -1278,7 +1102,7 @@ static void test_cancel_after_upload(void)
     CHECK_EQ_INT(after.outbox, before.outbox);
     CHECK_EQ_INT(after.movements, before.movements);
     CHECK_EQ_INT(after.reserved, before.reserved);
-    exec_sql("UPDATE orders SET fdirty = 1 WHERE order_id = 'Cd'");
+    RH_EXEC(h, "UPDATE orders SET fdirty = 1 WHERE order_id = 'Cd'");
     pass();
     CHECK_EQ_INT(all_exc("Cd", "cancelled_after_pick"), 1);
     CHECK_EQ_STR(fstate("Cd"), "uploaded");
@@ -1307,16 +1131,16 @@ static void test_cancel_refused_by_warehouse(void)
     outbox_result("wh:PL-OB", "outbound_cancel", "obc:PL-OB:Ce", "Ce", false,
                   "409 already_shipped");
     CHECK_EQ_INT(open_exc("Ce", "cancelled_after_pick"), 1);
-    CHECK(strstr(qtext("SELECT message FROM exceptions WHERE kind = 'cancelled_after_pick'"),
+    CHECK(strstr(rh_qtext(h, "SELECT message FROM exceptions WHERE kind = 'cancelled_after_pick'"),
                  "409 already_shipped") != NULL);
-    CHECK(strstr(qtext("SELECT message FROM exceptions WHERE kind = 'cancelled_after_pick'"),
+    CHECK(strstr(rh_qtext(h, "SELECT message FROM exceptions WHERE kind = 'cancelled_after_pick'"),
                  "PL-OB") != NULL);
     CHECK_EQ_STR(fstate("Ce"), "sent");
     CHECK_EQ_INT(reserved("C2", "PL-OB"), 1);
     /* and it reports the shipment: recorded, with the exception still open */
     wh_status("PL-OB", "Ce", "shipped", "InPost", "IP1", NULL);
     CHECK_EQ_STR(fstate("Ce"), "shipped");
-    CHECK_EQ_INT(q64("SELECT COUNT(*) FROM shipments WHERE id = 'Ce@PL-OB'"), 1);
+    CHECK_EQ_INT(rh_q64(h, "SELECT COUNT(*) FROM shipments WHERE id = 'Ce@PL-OB'"), 1);
     /* The shipment is the same problem: still one exception, not two. */
     CHECK_EQ_INT(open_exc("Ce", "cancelled_after_pick"), 1);
     check_reserved_invariant();
@@ -1333,12 +1157,13 @@ static void test_warehouse_cancels_by_itself(void)
     CHECK_EQ_INT(reserved("C2", "PL-OB"), 0);
     CHECK_EQ_STR(parts("Cf"), "");
     CHECK_EQ_INT(open_exc("Cf", "warehouse"), 1);
-    CHECK(strstr(qtext("SELECT message FROM exceptions WHERE kind = 'warehouse'"),
+    CHECK(strstr(rh_qtext(h, "SELECT message FROM exceptions WHERE kind = 'warehouse'"),
                  "damaged stock") != NULL);
-    CHECK_EQ_STR(qtext("SELECT w.code FROM exceptions e JOIN warehouses w ON w.id = e.warehouse"
-                       " WHERE e.kind = 'warehouse'"),
+    CHECK_EQ_STR(rh_qtext(h,
+                          "SELECT w.code FROM exceptions e JOIN warehouses w ON w.id = e.warehouse"
+                          " WHERE e.kind = 'warehouse'"),
                  "PL-OB");
-    CHECK_EQ_INT(q64("SELECT cancel_requested FROM orders WHERE order_id = 'Cf'"), 0);
+    CHECK_EQ_INT(rh_q64(h, "SELECT cancel_requested FROM orders WHERE order_id = 'Cf'"), 0);
     check_reserved_invariant();
 
     /* A warehouse problem report is an exception too, raised once. */
@@ -1366,20 +1191,21 @@ static void test_warehouse_cancels_by_itself(void)
 
 static int64_t exc_id(const char *oid, const char *kind)
 {
-    return q64("SELECT e.id FROM exceptions e JOIN orders o ON o.id = e.order_ref"
-               " WHERE o.order_id = '%s' AND e.kind = '%s' ORDER BY e.id DESC LIMIT 1",
-               oid, kind);
+    return rh_q64(h,
+                  "SELECT e.id FROM exceptions e JOIN orders o ON o.id = e.order_ref"
+                  " WHERE o.order_id = '%s' AND e.kind = '%s' ORDER BY e.id DESC LIMIT 1",
+                  oid, kind);
 }
 
 static int drift(const char *sku, const char *wh, int64_t had, int64_t upstream)
 {
-    int r = store_begin(d.store);
+    int r = store_begin(d->store);
     if (r == 0)
-        r = fulfil_stock_drift(&d, sku_id(sku), wh_id(wh), had, upstream);
+        r = fulfil_stock_drift(d, rh_sku_id(h, sku), rh_wh_id(h, wh), had, upstream);
     if (r == 0)
-        r = store_commit(d.store);
+        r = store_commit(d->store);
     else
-        store_rollback(d.store);
+        store_rollback(d->store);
     CHECK_EQ_INT(r, 0);
     return r;
 }
@@ -1396,7 +1222,7 @@ static const char *items_text(const msgpack_object *r, bool by_kind)
         if (by_kind)
             snprintf(buf + n, sizeof buf - n, "%s%s", i ? "," : "", sget(it, "kind"));
         else
-            snprintf(buf + n, sizeof buf - n, "%s%lld", i ? "," : "", (long long)iget(it, "id"));
+            snprintf(buf + n, sizeof buf - n, "%s%lld", i ? "," : "", (long long)rh_iget(it, "id"));
     }
     return buf;
 }
@@ -1404,7 +1230,7 @@ static const char *items_text(const msgpack_object *r, bool by_kind)
 static int64_t count_of(const msgpack_object *r, const char *key)
 {
     const msgpack_object *c = r ? mp_map_get(r, "counts") : NULL;
-    return c ? iget(c, key) : -999999;
+    return c ? rh_iget(c, key) : -999999;
 }
 
 /*
@@ -1413,7 +1239,7 @@ static int64_t count_of(const msgpack_object *r, const char *key)
  */
 static void test_exceptions_and_deadlines(void)
 {
-    open_replica();
+    rh_open(h);
     add_wh("ES-OB", "ES", "outbound");
     add_sku("E1");
     set_stock("E1", "ES-OB", 20, 0);
@@ -1431,9 +1257,9 @@ static void test_exceptions_and_deadlines(void)
     /* bad postcode: raised, allocated, but nothing sent to the warehouse */
     CHECK_EQ_INT(open_exc("Eb", "bad_address"), 1);
     /* the reason names the rule, never the buyer's postcode (readers see exceptions) */
-    CHECK(strstr(qtext("SELECT message FROM exceptions WHERE kind = 'bad_address'"), "2800") ==
-          NULL);
-    CHECK(strstr(qtext("SELECT message FROM exceptions WHERE kind = 'bad_address'"),
+    CHECK(strstr(rh_qtext(h, "SELECT message FROM exceptions WHERE kind = 'bad_address'"),
+                 "2800") == NULL);
+    CHECK(strstr(rh_qtext(h, "SELECT message FROM exceptions WHERE kind = 'bad_address'"),
                  "ES postcode") != NULL);
     CHECK_EQ_STR(fstate("Eb"), "allocated");
     CHECK_EQ_INT(outbox_rows("key = 'ob:ES-OB:Eb'"), 0);
@@ -1444,29 +1270,31 @@ static void test_exceptions_and_deadlines(void)
     CHECK_EQ_INT(outbox_rows("entity = 'Er'"), 0);
     /* ship-by in 5 h: a deadline exception due at the ship-by (sooner than now + 24 h) */
     CHECK_EQ_INT(open_exc("Ed5", "deadline"), 1);
-    CHECK_EQ_INT(q64("SELECT deadline FROM exceptions WHERE id = %lld",
-                     (long long)exc_id("Ed5", "deadline")),
+    CHECK_EQ_INT(rh_q64(h, "SELECT deadline FROM exceptions WHERE id = %lld",
+                        (long long)exc_id("Ed5", "deadline")),
                  now + 5 * HOUR);
     /* ship-by in 3 days: none */
     CHECK_EQ_INT(all_exc("Ed3d", "deadline"), 0);
     CHECK_EQ_INT(outbox_rows("key = 'ob:ES-OB:Ed3d'"), 1);
     CHECK_EQ_INT(outbox_rows("key = 'ob:ES-OB:Ed5'"), 1);
     /* the bad-address exception's own deadline: 24 h (no ship-by) */
-    CHECK_EQ_INT(q64("SELECT deadline - raised_at FROM exceptions WHERE kind = 'bad_address'"),
-                 24 * HOUR);
-    CHECK_EQ_INT(q64("SELECT COUNT(*) FROM exceptions"), 3);
+    CHECK_EQ_INT(
+        rh_q64(h, "SELECT deadline - raised_at FROM exceptions WHERE kind = 'bad_address'"),
+        24 * HOUR);
+    CHECK_EQ_INT(rh_q64(h, "SELECT COUNT(*) FROM exceptions"), 3);
 
     /* passes raise nothing twice and keep the outbound order held */
     pass();
     pass_at(store_now() + 61);
-    CHECK_EQ_INT(q64("SELECT COUNT(*) FROM exceptions"), 3);
+    CHECK_EQ_INT(rh_q64(h, "SELECT COUNT(*) FROM exceptions"), 3);
     CHECK_EQ_INT(outbox_rows("key = 'ob:ES-OB:Eb'"), 0);
 
     /* A person vouches for the address: the outbound order goes on the next pass. */
     char arg[64];
     int64_t bad = exc_id("Eb", "bad_address");
     snprintf(arg, sizeof arg, "id=#%lld", (long long)bad);
-    const msgpack_object *r = call("exceptions.resolve", arg, "note=called the buyer: 28001", NULL);
+    const msgpack_object *r =
+        rh_call(h, "exceptions.resolve", arg, "note=called the buyer: 28001", NULL);
     CHECK(r != NULL);
     if (r) {
         CHECK_EQ_STR(sget(r, "state"), "resolved");
@@ -1484,8 +1312,8 @@ static void test_exceptions_and_deadlines(void)
     set_status("Er", "WAIT_SELLER_SEND_GOODS");
     pass();
     CHECK_EQ_INT(open_exc("Er", "payment_held"), 0);
-    CHECK_EQ_STR(qtext("SELECT state || '/' || resolved_by FROM exceptions WHERE kind ="
-                       " 'payment_held'"),
+    CHECK_EQ_STR(rh_qtext(h, "SELECT state || '/' || resolved_by FROM exceptions WHERE kind ="
+                             " 'payment_held'"),
                  "resolved/tallyd");
     CHECK_EQ_STR(fstate("Er"), "allocated");
     CHECK_EQ_STR(parts("Er"), "E1@ES-OB=1:reserved");
@@ -1494,16 +1322,18 @@ static void test_exceptions_and_deadlines(void)
     /* An exception without an order: due in 24 h; raised twice, one row. */
     drift("E1", "ES-OB", 20, 18);
     drift("E1", "ES-OB", 20, 18);
-    CHECK_EQ_INT(q64("SELECT COUNT(*) FROM exceptions WHERE kind = 'stock_drift'"), 1);
-    int64_t dr = q64("SELECT id FROM exceptions WHERE kind = 'stock_drift'");
-    CHECK_EQ_INT(q64("SELECT deadline - raised_at FROM exceptions WHERE id = %lld", (long long)dr),
-                 24 * HOUR);
-    CHECK_EQ_INT(q64("SELECT order_ref IS NULL FROM exceptions WHERE id = %lld", (long long)dr), 1);
+    CHECK_EQ_INT(rh_q64(h, "SELECT COUNT(*) FROM exceptions WHERE kind = 'stock_drift'"), 1);
+    int64_t dr = rh_q64(h, "SELECT id FROM exceptions WHERE kind = 'stock_drift'");
+    CHECK_EQ_INT(
+        rh_q64(h, "SELECT deadline - raised_at FROM exceptions WHERE id = %lld", (long long)dr),
+        24 * HOUR);
+    CHECK_EQ_INT(
+        rh_q64(h, "SELECT order_ref IS NULL FROM exceptions WHERE id = %lld", (long long)dr), 1);
     int64_t dl = exc_id("Ed5", "deadline");
     int64_t held = exc_id("Er", "payment_held");
 
     /* exceptions.list: default active (deadline order), filters, counts */
-    r = call("exceptions.list", NULL);
+    r = rh_call(h, "exceptions.list", NULL);
     CHECK(r != NULL);
     char want[128];
     snprintf(want, sizeof want, "%lld,%lld", (long long)dl, (long long)dr);
@@ -1517,30 +1347,30 @@ static void test_exceptions_and_deadlines(void)
         CHECK_EQ_STR(sget(it, "sku"), "E1");
         CHECK_EQ_STR(sget(it, "warehouse"), "ES-OB");
         CHECK_EQ_STR(sget(it, "order_id"), "(nil)");
-        CHECK(!bget(it, "overdue"));
+        CHECK(!rh_bget(it, "overdue"));
     }
-    r = call("exceptions.list", "state=all", NULL);
+    r = rh_call(h, "exceptions.list", "state=all", NULL);
     CHECK_EQ_STR(items_text(r, true), "bad_address,payment_held,deadline,stock_drift");
-    r = call("exceptions.list", "state=resolved", NULL);
+    r = rh_call(h, "exceptions.list", "state=resolved", NULL);
     snprintf(want, sizeof want, "%lld,%lld", (long long)bad, (long long)held);
     CHECK_EQ_STR(items_text(r, false), want);
-    r = call("exceptions.list", "kind=deadline", NULL);
+    r = rh_call(h, "exceptions.list", "kind=deadline", NULL);
     CHECK_EQ_INT(alen(r ? aget(r, "items") : NULL), 1);
     if (r && alen(aget(r, "items")) == 1) {
         const msgpack_object *it = &aget(r, "items")->via.array.ptr[0];
         CHECK_EQ_STR(sget(it, "order_id"), "Ed5");
-        CHECK_EQ_INT(iget(it, "deadline"), now + 5 * HOUR);
+        CHECK_EQ_INT(rh_iget(it, "deadline"), now + 5 * HOUR);
     }
-    r = call("exceptions.list", "order_id=Eb", NULL);
+    r = rh_call(h, "exceptions.list", "order_id=Eb", NULL);
     CHECK_EQ_STR(items_text(r, false), ""); /* its only one is resolved */
-    r = call("exceptions.list", "order_id=Eb", "state=all", NULL);
+    r = rh_call(h, "exceptions.list", "order_id=Eb", "state=all", NULL);
     CHECK_EQ_STR(items_text(r, true), "bad_address");
-    r = call("exceptions.list", "state=open", "kind=payment_held", NULL);
+    r = rh_call(h, "exceptions.list", "state=open", "kind=payment_held", NULL);
     CHECK_EQ_STR(items_text(r, false), "");
-    CHECK(call("exceptions.list", "state=bogus", NULL) == NULL);
-    CHECK_EQ_STR(last_code, "invalid_params");
+    CHECK(rh_call(h, "exceptions.list", "state=bogus", NULL) == NULL);
+    CHECK_EQ_STR(rh_last_code(h), "invalid_params");
     /* paging */
-    r = call("exceptions.list", "limit=#1", NULL);
+    r = rh_call(h, "exceptions.list", "limit=#1", NULL);
     snprintf(want, sizeof want, "%lld", (long long)dl);
     CHECK_EQ_STR(items_text(r, false), want);
     const char *cur = r ? sget(r, "next_cursor") : NULL;
@@ -1548,7 +1378,7 @@ static void test_exceptions_and_deadlines(void)
     if (cur) {
         char carg[128];
         snprintf(carg, sizeof carg, "cursor=%s", cur);
-        r = call("exceptions.list", "limit=#1", carg, NULL);
+        r = rh_call(h, "exceptions.list", "limit=#1", carg, NULL);
         snprintf(want, sizeof want, "%lld", (long long)dr);
         CHECK_EQ_STR(items_text(r, false), want);
         CHECK_EQ_STR(r ? sget(r, "next_cursor") : NULL, "(nil)");
@@ -1556,73 +1386,75 @@ static void test_exceptions_and_deadlines(void)
 
     /* ack, then resolve */
     snprintf(arg, sizeof arg, "id=#%lld", (long long)dr);
-    r = call("exceptions.ack", arg, NULL);
+    r = rh_call(h, "exceptions.ack", arg, NULL);
     CHECK(r != NULL);
     if (r) {
         CHECK_EQ_STR(sget(r, "state"), "acknowledged");
         CHECK_EQ_STR(sget(r, "acknowledged_by"), me());
         CHECK_EQ_STR(sget(r, "resolved_by"), "(nil)");
     }
-    r = call("exceptions.list", "state=acknowledged", NULL);
+    r = rh_call(h, "exceptions.list", "state=acknowledged", NULL);
     snprintf(want, sizeof want, "%lld", (long long)dr);
     CHECK_EQ_STR(items_text(r, false), want);
     CHECK_EQ_INT(count_of(r, "open"), 1);
     CHECK_EQ_INT(count_of(r, "acknowledged"), 1);
-    r = call("exceptions.list", "state=open", NULL);
+    r = rh_call(h, "exceptions.list", "state=open", NULL);
     snprintf(want, sizeof want, "%lld", (long long)dl);
     CHECK_EQ_STR(items_text(r, false), want);
     /* an acknowledged problem raised again is still the same row */
     drift("E1", "ES-OB", 20, 18);
-    CHECK_EQ_INT(q64("SELECT COUNT(*) FROM exceptions WHERE kind = 'stock_drift'"), 1);
+    CHECK_EQ_INT(rh_q64(h, "SELECT COUNT(*) FROM exceptions WHERE kind = 'stock_drift'"), 1);
 
     /* overdue: a deadline in the past */
-    exec_sql("UPDATE exceptions SET deadline = %lld WHERE id = %lld", (long long)(now - 60),
-             (long long)dl);
-    r = call("exceptions.list", "kind=deadline", NULL);
-    CHECK(r && alen(aget(r, "items")) == 1 && bget(&aget(r, "items")->via.array.ptr[0], "overdue"));
+    RH_EXEC(h, "UPDATE exceptions SET deadline = %lld WHERE id = %lld", (long long)(now - 60),
+            (long long)dl);
+    r = rh_call(h, "exceptions.list", "kind=deadline", NULL);
+    CHECK(r && alen(aget(r, "items")) == 1 &&
+          rh_bget(&aget(r, "items")->via.array.ptr[0], "overdue"));
     CHECK_EQ_INT(count_of(r, "overdue"), 1);
 
-    CHECK(call("exceptions.resolve", arg, NULL) == NULL);
-    CHECK_EQ_STR(last_code, "invalid_params");
-    CHECK(call("exceptions.resolve", arg, "note=", NULL) == NULL);
-    CHECK_EQ_STR(last_code, "invalid_params");
-    CHECK_EQ_STR(qtext("SELECT state FROM exceptions WHERE id = %lld", (long long)dr),
+    CHECK(rh_call(h, "exceptions.resolve", arg, NULL) == NULL);
+    CHECK_EQ_STR(rh_last_code(h), "invalid_params");
+    CHECK(rh_call(h, "exceptions.resolve", arg, "note=", NULL) == NULL);
+    CHECK_EQ_STR(rh_last_code(h), "invalid_params");
+    CHECK_EQ_STR(rh_qtext(h, "SELECT state FROM exceptions WHERE id = %lld", (long long)dr),
                  "acknowledged");
-    r = call("exceptions.resolve", arg, "note=recounted: the warehouse is right", NULL);
+    r = rh_call(h, "exceptions.resolve", arg, "note=recounted: the warehouse is right", NULL);
     CHECK(r != NULL);
     if (r) {
         CHECK_EQ_STR(sget(r, "state"), "resolved");
         CHECK_EQ_STR(sget(r, "resolved_by"), me());
         CHECK_EQ_STR(sget(r, "acknowledged_by"), me());
         CHECK_EQ_STR(sget(r, "note"), "recounted: the warehouse is right");
-        CHECK(iget(r, "resolved_at") > 0);
+        CHECK(rh_iget(r, "resolved_at") > 0);
     }
-    CHECK_EQ_STR(qtext("SELECT resolved_by FROM exceptions WHERE id = %lld", (long long)dr), me());
-    CHECK(call("exceptions.resolve", arg, "note=again", NULL) == NULL);
-    CHECK_EQ_STR(last_code, "conflict");
-    CHECK(call("exceptions.ack", arg, NULL) == NULL);
-    CHECK_EQ_STR(last_code, "conflict");
-    CHECK(call("exceptions.resolve", "id=#999999", "note=x", NULL) == NULL);
-    CHECK_EQ_STR(last_code, "not_found");
-    CHECK(call("exceptions.ack", "id=#999999", NULL) == NULL);
-    CHECK_EQ_STR(last_code, "not_found");
-    CHECK_EQ_STR(qtext("SELECT note FROM exceptions WHERE id = %lld", (long long)dr),
+    CHECK_EQ_STR(rh_qtext(h, "SELECT resolved_by FROM exceptions WHERE id = %lld", (long long)dr),
+                 me());
+    CHECK(rh_call(h, "exceptions.resolve", arg, "note=again", NULL) == NULL);
+    CHECK_EQ_STR(rh_last_code(h), "conflict");
+    CHECK(rh_call(h, "exceptions.ack", arg, NULL) == NULL);
+    CHECK_EQ_STR(rh_last_code(h), "conflict");
+    CHECK(rh_call(h, "exceptions.resolve", "id=#999999", "note=x", NULL) == NULL);
+    CHECK_EQ_STR(rh_last_code(h), "not_found");
+    CHECK(rh_call(h, "exceptions.ack", "id=#999999", NULL) == NULL);
+    CHECK_EQ_STR(rh_last_code(h), "not_found");
+    CHECK_EQ_STR(rh_qtext(h, "SELECT note FROM exceptions WHERE id = %lld", (long long)dr),
                  "recounted: the warehouse is right");
 
     /* once resolved, the same problem again is a new exception */
     drift("E1", "ES-OB", 18, 17);
-    CHECK_EQ_INT(q64("SELECT COUNT(*) FROM exceptions WHERE kind = 'stock_drift'"), 2);
-    CHECK_EQ_INT(q64("SELECT COUNT(*) FROM exceptions WHERE kind = 'stock_drift'"
-                     " AND state = 'open'"),
+    CHECK_EQ_INT(rh_q64(h, "SELECT COUNT(*) FROM exceptions WHERE kind = 'stock_drift'"), 2);
+    CHECK_EQ_INT(rh_q64(h, "SELECT COUNT(*) FROM exceptions WHERE kind = 'stock_drift'"
+                           " AND state = 'open'"),
                  1);
 
     /* shipping meets the deadline: resolved by tallyd */
     outbound_done("ES-OB", "Ed5");
     wh_status("ES-OB", "Ed5", "shipped", "SEUR", "SE5", NULL);
     CHECK_EQ_STR(fstate("Ed5"), "shipped");
-    CHECK_EQ_STR(
-        qtext("SELECT state || '/' || resolved_by FROM exceptions WHERE id = %lld", (long long)dl),
-        "resolved/tallyd");
+    CHECK_EQ_STR(rh_qtext(h, "SELECT state || '/' || resolved_by FROM exceptions WHERE id = %lld",
+                          (long long)dl),
+                 "resolved/tallyd");
 }
 
 /* ===================================================================================== */
@@ -1634,7 +1466,7 @@ static void test_exceptions_and_deadlines(void)
  */
 static void test_failure_leaves_replica_consistent(void)
 {
-    open_replica();
+    rh_open(h);
     add_wh("ES-MAD", "ES", "station");
     add_sku("F1");
     add_sku("F2");
@@ -1650,44 +1482,44 @@ static void test_failure_leaves_replica_consistent(void)
 
     struct world before = world_now();
     CHECK(ship("W1", "ES-MAD", NULL, "TRKW", "F1=3") == NULL);
-    CHECK_EQ_STR(last_code, "invalid_params");
+    CHECK_EQ_STR(rh_last_code(h), "invalid_params");
     CHECK(world_eq(before, world_now()));
     CHECK(ship("W1", "ES-MAD", NULL, "TRKW", "F3=1") == NULL);
-    CHECK_EQ_STR(last_code, "invalid_params");
+    CHECK_EQ_STR(rh_last_code(h), "invalid_params");
     CHECK(world_eq(before, world_now()));
     CHECK(ship("W1", "ES-MAD", NULL, "TRKW", "F1=1,F2=2") == NULL);
-    CHECK_EQ_STR(last_code, "invalid_params");
+    CHECK_EQ_STR(rh_last_code(h), "invalid_params");
     CHECK(world_eq(before, world_now()));
     CHECK(ship("W1", "ES-MAD", NULL, "TRKW", "F1=1,F1=2") == NULL); /* 3 of 2, in two lines */
-    CHECK_EQ_STR(last_code, "invalid_params");
+    CHECK_EQ_STR(rh_last_code(h), "invalid_params");
     CHECK(world_eq(before, world_now()));
     CHECK(ship("W1", "ES-MAD", NULL, "TRKW", "NOSUCH=1") == NULL);
-    CHECK_EQ_STR(last_code, "invalid_params");
+    CHECK_EQ_STR(rh_last_code(h), "invalid_params");
     CHECK(world_eq(before, world_now()));
     CHECK(ship("W1", "ES-MAD", NULL, "TRKW", "F1=0") == NULL);
-    CHECK_EQ_STR(last_code, "invalid_params");
+    CHECK_EQ_STR(rh_last_code(h), "invalid_params");
     CHECK(world_eq(before, world_now()));
 
     /* The shipment row fails after the picks were written: all of it is rolled back. */
-    exec_sql("CREATE TEMP TRIGGER no_shipments BEFORE INSERT ON shipments"
-             " BEGIN SELECT RAISE(ABORT, 'injected'); END");
+    RH_EXEC(h, "CREATE TEMP TRIGGER no_shipments BEFORE INSERT ON shipments"
+               " BEGIN SELECT RAISE(ABORT, 'injected'); END");
     CHECK(ship("W1", "ES-MAD", "SHIP-W", "TRKW", NULL) == NULL);
-    CHECK(last_code[0] != 0);
+    CHECK(rh_last_code(h)[0] != 0);
     CHECK(world_eq(before, world_now()));
-    CHECK_EQ_INT(q64("SELECT COUNT(*) FROM movements WHERE id LIKE 'SHIP-W:%%'"), 0);
-    exec_sql("DROP TRIGGER no_shipments");
+    CHECK_EQ_INT(rh_q64(h, "SELECT COUNT(*) FROM movements WHERE id LIKE 'SHIP-W:%%'"), 0);
+    RH_EXEC(h, "DROP TRIGGER no_shipments");
     /* the upload's outbox row fails: likewise */
-    exec_sql("CREATE TEMP TRIGGER no_upload BEFORE INSERT ON outbox WHEN new.kind = 'fulfil'"
-             " BEGIN SELECT RAISE(ABORT, 'injected'); END");
+    RH_EXEC(h, "CREATE TEMP TRIGGER no_upload BEFORE INSERT ON outbox WHEN new.kind = 'fulfil'"
+               " BEGIN SELECT RAISE(ABORT, 'injected'); END");
     CHECK(ship("W1", "ES-MAD", "SHIP-W", "TRKW", NULL) == NULL);
     CHECK(world_eq(before, world_now()));
-    exec_sql("DROP TRIGGER no_upload");
+    RH_EXEC(h, "DROP TRIGGER no_upload");
     /* and then it goes through */
     const msgpack_object *r = ship("W1", "ES-MAD", "SHIP-W", "TRKW", NULL);
     CHECK(r != NULL);
     CHECK_EQ_STR(r ? sget(r, "fstate") : NULL, "shipped");
-    CHECK(r && !bget(r, "duplicate"));
-    CHECK_EQ_INT(q64("SELECT COUNT(*) FROM movements WHERE id LIKE 'SHIP-W:%%'"), 2);
+    CHECK(r && !rh_bget(r, "duplicate"));
+    CHECK_EQ_INT(rh_q64(h, "SELECT COUNT(*) FROM movements WHERE id LIKE 'SHIP-W:%%'"), 2);
     check_reserved_invariant();
 
     /* A pass whose reservation fails: the batch is rolled back, nothing half-done. */
@@ -1695,15 +1527,16 @@ static void test_failure_leaves_replica_consistent(void)
     add_line("W2", "F1", 1);
     add_line("W2", "F3", 1);
     before = world_now();
-    exec_sql("CREATE TEMP TRIGGER no_alloc BEFORE INSERT ON allocations WHEN new.sku = %lld"
-             " BEGIN SELECT RAISE(ABORT, 'injected'); END",
-             (long long)sku_id("F3"));
-    CHECK(fulfil_pass(&d, store_now()) < 0);
+    RH_EXEC(h,
+            "CREATE TEMP TRIGGER no_alloc BEFORE INSERT ON allocations WHEN new.sku = %lld"
+            " BEGIN SELECT RAISE(ABORT, 'injected'); END",
+            (long long)rh_sku_id(h, "F3"));
+    CHECK(fulfil_pass(d, store_now()) < 0);
     CHECK(world_eq(before, world_now()));
     CHECK_EQ_STR(fstate("W2"), "new");
-    CHECK_EQ_INT(q64("SELECT fdirty FROM orders WHERE order_id = 'W2'"), 1);
+    CHECK_EQ_INT(rh_q64(h, "SELECT fdirty FROM orders WHERE order_id = 'W2'"), 1);
     CHECK_EQ_STR(parts("W2"), "");
-    exec_sql("DROP TRIGGER no_alloc");
+    RH_EXEC(h, "DROP TRIGGER no_alloc");
     pass();
     CHECK_EQ_STR(fstate("W2"), "allocated");
     CHECK_EQ_STR(parts("W2"), "F1@ES-MAD=1:reserved,F3@ES-MAD=1:reserved");
@@ -1715,13 +1548,13 @@ static void test_failure_leaves_replica_consistent(void)
 static int in_txn_result(const char *kind, const char *key, const char *entity, bool done,
                          const char *error)
 {
-    int r = store_begin(d.store);
+    int r = store_begin(d->store);
     if (r == 0)
-        r = fulfil_outbox_result(&d, "wh:ES-MAD", kind, key, entity, done, error);
+        r = fulfil_outbox_result(d, "wh:ES-MAD", kind, key, entity, done, error);
     if (r == 0)
-        r = store_commit(d.store);
+        r = store_commit(d->store);
     else
-        store_rollback(d.store);
+        store_rollback(d->store);
     CHECK_EQ_INT(r, 0);
     return r;
 }
@@ -1730,41 +1563,42 @@ static void test_refused_movement_exception(void)
 {
     cancel_fixture();
     in_txn_result("movement", "mv-1", "C1", false, "unknown_sku");
-    CHECK_EQ_INT(q64("SELECT COUNT(*) FROM exceptions e JOIN skus k ON k.id = e.sku"
-                     " WHERE e.kind = 'upstream_rejected' AND k.code = 'C1' AND e.state = 'open'"),
-                 1);
-    CHECK(strstr(qtext("SELECT message FROM exceptions WHERE kind = 'upstream_rejected'"),
+    CHECK_EQ_INT(
+        rh_q64(h, "SELECT COUNT(*) FROM exceptions e JOIN skus k ON k.id = e.sku"
+                  " WHERE e.kind = 'upstream_rejected' AND k.code = 'C1' AND e.state = 'open'"),
+        1);
+    CHECK(strstr(rh_qtext(h, "SELECT message FROM exceptions WHERE kind = 'upstream_rejected'"),
                  "mv-1") != NULL);
     in_txn_result("movement", "mv-1", "C1", true, NULL);
-    CHECK_EQ_STR(qtext("SELECT resolved_by FROM exceptions WHERE dedupe LIKE '%%|mv-1'"), "tallyd");
+    CHECK_EQ_STR(rh_qtext(h, "SELECT resolved_by FROM exceptions WHERE dedupe LIKE '%%|mv-1'"),
+                 "tallyd");
     in_txn_result("movement", "mv-2", "C1", false, "id_conflict");
     in_txn_result("movement", "mv-20", "C1", false, "id_conflict");
-    CHECK_EQ_INT(q64("SELECT COUNT(*) FROM exceptions WHERE state = 'open'"), 2);
-    int r = store_begin(d.store);
+    CHECK_EQ_INT(rh_q64(h, "SELECT COUNT(*) FROM exceptions WHERE state = 'open'"), 2);
+    int r = store_begin(d->store);
     if (r == 0)
-        r = fulfil_outbox_discarded(&d, "movement", "mv-2", "C1", "alice", "SKU retired");
+        r = fulfil_outbox_discarded(d, "movement", "mv-2", "C1", "alice", "SKU retired");
     if (r == 0)
-        r = store_commit(d.store);
+        r = store_commit(d->store);
     else
-        store_rollback(d.store);
+        store_rollback(d->store);
     CHECK_EQ_INT(r, 0);
-    CHECK_EQ_STR(qtext("SELECT resolved_by FROM exceptions WHERE dedupe LIKE '%%|mv-2'"), "alice");
-    CHECK(strstr(qtext("SELECT note FROM exceptions WHERE dedupe LIKE '%%|mv-2'"), "SKU retired") !=
-          NULL);
-    CHECK_EQ_STR(qtext("SELECT state FROM exceptions WHERE dedupe LIKE '%%|mv-20'"), "open");
+    CHECK_EQ_STR(rh_qtext(h, "SELECT resolved_by FROM exceptions WHERE dedupe LIKE '%%|mv-2'"),
+                 "alice");
+    CHECK(strstr(rh_qtext(h, "SELECT note FROM exceptions WHERE dedupe LIKE '%%|mv-2'"),
+                 "SKU retired") != NULL);
+    CHECK_EQ_STR(rh_qtext(h, "SELECT state FROM exceptions WHERE dedupe LIKE '%%|mv-20'"), "open");
 }
 
 int main(void)
 {
-    snprintf(tmpdir, sizeof tmpdir, "/tmp/tally-fulfil-XXXXXX");
-    if (!mkdtemp(tmpdir)) {
+    h = rh_new("tally-fulfil");
+    if (!h) {
         perror("mkdtemp");
         return 1;
     }
-    msgpack_unpacked_init(&resp);
+    d = rh_daemon(h);
     msgpack_unpacked_init(&pay);
-    msgpack_sbuffer_init(&req_sb);
-    msgpack_sbuffer_init(&resp_buf);
 
     test_reservations_across_concurrent_orders();
     test_allocation_choice_end_to_end();
@@ -1780,14 +1614,7 @@ int main(void)
     test_failure_leaves_replica_consistent();
     test_refused_movement_exception();
 
-    store_close(d.store);
-    msgpack_unpacked_destroy(&resp);
+    rh_free(h);
     msgpack_unpacked_destroy(&pay);
-    msgpack_sbuffer_destroy(&req_sb);
-    msgpack_sbuffer_destroy(&resp_buf);
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
-    if (system(cmd) != 0)
-        fprintf(stderr, "could not remove %s\n", tmpdir);
     return check_result("test_fulfil");
 }

@@ -103,8 +103,8 @@ int fulfil_outbox_result(struct tallyd *d, const char *target, const char *kind,
 
 /* The operator gave up on an outbox row (outbox.discard): the exception its refusal raised is
  * resolved by `who` with the reason. */
-int fulfil_outbox_discarded(struct tallyd *d, const char *kind, const char *key,
-                            const char *entity, const char *who, const char *reason);
+int fulfil_outbox_discarded(struct tallyd *d, const char *kind, const char *key, const char *entity,
+                            const char *who, const char *reason);
 
 /* Reconciliation found a stock row different from the warehouse's figure. */
 int fulfil_stock_drift(struct tallyd *d, int64_t sku, int64_t wh, int64_t had, int64_t upstream);

@@ -325,17 +325,20 @@ static int act(struct rpc_call *c, bool resolve)
     if (note[0])
         sqlite3_bind_text(s, 4, note, -1, SQLITE_STATIC);
     rc = sqlite3_step(s);
+    /* The order may be free to move on now (an address a person vouched for): it is looked
+     * at again, decided in the same transaction as the resolution. */
+    sqlite3_stmt *dirty = store_stmt(st, "UPDATE orders SET fdirty = 1"
+                                         " WHERE id = (SELECT order_ref FROM exceptions"
+                                         " WHERE id = ?1)");
+    if (rc == SQLITE_DONE && dirty) {
+        sqlite3_bind_int64(dirty, 1, id);
+        rc = sqlite3_step(dirty);
+    } else if (!dirty) {
+        rc = SQLITE_ERROR;
+    }
     if (rc != SQLITE_DONE || (r = store_commit(st)) != 0) {
         store_rollback(st);
         return rc != SQLITE_DONE ? store_error(st, rc, "exception update") : r;
-    }
-    /* The order may be free to move on now (an address a person vouched for): look again. */
-    s = store_stmt(st, "UPDATE orders SET fdirty = 1"
-                       " WHERE id = (SELECT order_ref FROM exceptions WHERE id = ?1)");
-    if (s) {
-        sqlite3_bind_int64(s, 1, id);
-        sqlite3_step(s);
-        sqlite3_reset(s);
     }
     fulfil_kick(c->d);
     s = store_stmt(st, "SELECT " EXC_COLS EXC_FROM " WHERE e.id = ?1");

@@ -245,7 +245,8 @@ static int apply_outbound(struct pull_page *pg, struct store *st, struct checkpo
                 " carrier = COALESCE(excluded.carrier, carrier),"
                 " tracking_no = COALESCE(excluded.tracking_no, tracking_no),"
                 " reason = excluded.reason, version = excluded.version,"
-                " updated_at = excluded.updated_at WHERE excluded.version >= version");
+                " updated_at = excluded.updated_at WHERE excluded.version > version"
+                " OR (excluded.version = version AND excluded.status IS NOT status)");
         if (!s)
             return TALLY_E_STORAGE;
         sqlite3_bind_int64(s, 1, wh);

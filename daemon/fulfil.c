@@ -43,6 +43,8 @@ struct fulfil {
      * when its ship-by comes within the warning horizon (order_step looks at an order whose
      * ship-by is already near when it changes). Starts before everything. */
     int64_t deadline_by, deadline_id;
+    /* The retry round's position in orders_ready order; retry_by INT64_MIN: at the start. */
+    int64_t retry_prio, retry_by, retry_id;
 };
 
 /* ---- the marketplace status, as the fulfilment side sees it ---- */
@@ -286,9 +288,13 @@ struct alloc_in {
 static int gather(struct store *st, const struct order *o, struct alloc_in *in)
 {
     memset(in, 0, sizeof *in);
-    sqlite3_stmt *s = store_stmt(st, "SELECT l.sku, k.code, l.qty FROM order_lines l"
-                                     " JOIN skus k ON k.id = l.sku WHERE l.order_ref = ?1"
-                                     " ORDER BY k.code");
+    /* Each line's units that no allocation covers yet: all of it for a new order; for an
+     * order a warehouse gave back part of, only that part. */
+    sqlite3_stmt *s = store_stmt(
+        st, "SELECT l.sku, k.code, l.qty - (SELECT COALESCE(SUM(a.qty), 0) FROM allocations a"
+            "   WHERE a.order_ref = l.order_ref AND a.sku = l.sku) AS rest"
+            " FROM order_lines l JOIN skus k ON k.id = l.sku WHERE l.order_ref = ?1"
+            " AND rest > 0 ORDER BY k.code");
     if (!s)
         return TALLY_E_STORAGE;
     sqlite3_bind_int64(s, 1, o->ref);
@@ -363,6 +369,7 @@ static int record_decision(struct store *st, const struct order *o, const char *
 }
 
 static int send_outbound(struct tallyd *d, struct order *o);
+static int set_dirty(struct store *st, int64_t ref, int v);
 
 /*
  * Allocates a ready order: decides (alloc.c), reserves every part, and asks outbound
@@ -375,9 +382,11 @@ static int allocate(struct tallyd *d, struct order *o, int64_t now, bool *change
     struct alloc_in *in = malloc(sizeof *in);
     struct alloc_result *res = malloc(sizeof *res);
     int r = (!in || !res) ? TALLY_E_NOMEM : gather(st, o, in);
+    bool remainder = r == 0 && !fstate_is(o, "ready");
     if (r == 0 && in->nlines == 0) {
-        r = raise_order(d, o, EXC_OUT_OF_STOCK, 0, "order %s has no lines to allocate",
-                        o->order_id);
+        if (!remainder)
+            r = raise_order(d, o, EXC_OUT_OF_STOCK, 0, "order %s has no lines to allocate",
+                            o->order_id);
         goto out;
     }
     if (r == 0 &&
@@ -389,6 +398,10 @@ static int allocate(struct tallyd *d, struct order *o, int64_t now, bool *change
         r = record_decision(st, o, alloc_rule_name(res->rule), res->why, 0);
         if (r == 0)
             r = raise_order(d, o, EXC_OUT_OF_STOCK, 0, "%s", res->why);
+        /* A ready order is retried by the retry round; a remainder of an order under way is
+         * looked at again then too. */
+        if (r == 0 && remainder)
+            r = set_dirty(st, o->ref, 2);
         goto out;
     }
     sqlite3_stmt *s = store_stmt(st, "INSERT INTO allocations(order_ref, sku, warehouse, qty,"
@@ -414,7 +427,8 @@ static int allocate(struct tallyd *d, struct order *o, int64_t now, bool *change
     if (r == 0)
         r = record_decision(st, o, alloc_rule_name(res->rule), res->why,
                             in->wh_id[res->parts[0].wh]);
-    if (r == 0)
+    /* A remainder joins an order already under way: its state stays. */
+    if (r == 0 && !remainder)
         r = set_fstate(st, o, "allocated", now);
     if (r == 0)
         r = clear_order(d, o, EXC_OUT_OF_STOCK, "allocated");
@@ -428,13 +442,16 @@ out:
     return r;
 }
 
-/* Drops the order's reservations that have not left (state 'reserved'), at one warehouse or
- * (wh 0) all. */
+/* Drops the order's reservations that have not left (state 'reserved'): at one warehouse,
+ * at all (wh 0), or at every warehouse without an outbound system (wh -1: nothing was asked
+ * of them, so nothing needs cancelling there). */
 static int release(struct tallyd *d, const struct order *o, int64_t wh)
 {
     struct store *st = d->store;
     sqlite3_stmt *s = store_stmt(st, "DELETE FROM allocations WHERE order_ref = ?1"
-                                     " AND state = 'reserved' AND (?2 = 0 OR warehouse = ?2)"
+                                     " AND state = 'reserved' AND (?2 = 0 OR warehouse = ?2"
+                                     "   OR (?2 = -1 AND warehouse IN (SELECT id FROM warehouses"
+                                     "     WHERE fulfilment <> 'outbound')))"
                                      " RETURNING sku, warehouse");
     if (!s)
         return TALLY_E_STORAGE;
@@ -619,17 +636,28 @@ static int send_outbound(struct tallyd *d, struct order *o)
     return r;
 }
 
-/* Whether an outbound order was ever asked for (it may have reached the warehouse). */
+/* Whether an outbound order was asked of any warehouse holding a part (it may have reached
+ * it): looked up by the rows' unique keys. A row the warehouse refused and the operator
+ * discarded never created anything there. */
 static bool outbound_asked(struct store *st, const struct order *o)
 {
-    sqlite3_stmt *s = store_stmt(st, "SELECT 1 FROM outbox WHERE entity = ?1 AND kind = 'outbound'"
-                                     " LIMIT 1");
+    struct wh_list w;
+    if (outbound_whs(st, o->ref, false, &w) != 0)
+        return true;
+    sqlite3_stmt *s =
+        store_stmt(st, "SELECT 1 FROM outbox WHERE key = ?1 AND state <> 'discarded'");
     if (!s)
         return true;
-    sqlite3_bind_text(s, 1, o->order_id, -1, SQLITE_STATIC);
-    bool asked = sqlite3_step(s) == SQLITE_ROW;
-    sqlite3_reset(s);
-    return asked;
+    for (int i = 0; i < w.n; i++) {
+        char key[160];
+        snprintf(key, sizeof key, "ob:%.64s:%.64s", w.code[i], o->order_id);
+        sqlite3_bind_text(s, 1, key, -1, SQLITE_TRANSIENT);
+        bool asked = sqlite3_step(s) == SQLITE_ROW;
+        sqlite3_reset(s);
+        if (asked)
+            return true;
+    }
+    return false;
 }
 
 /* Asks every outbound warehouse holding a part of the order to cancel it (once). */
@@ -639,7 +667,7 @@ static int request_cancel(struct tallyd *d, struct order *o)
     if (o->cancel_requested)
         return 0;
     struct wh_list w;
-    int r = outbound_whs(st, o->ref, false, &w), rc;
+    int r = outbound_whs(st, o->ref, true, &w), rc; /* parts not yet left */
     for (int i = 0; r == 0 && i < w.n; i++) {
         char key[160], target[80];
         bool due;
@@ -708,14 +736,25 @@ static int check_address(struct tallyd *d, struct order *o)
     return clear_order(d, o, EXC_BAD_ADDRESS, "address corrected");
 }
 
+static bool is_open(const struct order *o)
+{
+    static const char *const open[] = {"pending", "ready",  "allocated",
+                                       "sent",    "picked", "partial"};
+    for (size_t i = 0; i < sizeof open / sizeof open[0]; i++)
+        if (fstate_is(o, open[i]))
+            return true;
+    return false;
+}
+
 /* The marketplace cancelled (or closed) the order. Never a silent overwrite of local work:
  * what has not left is released; what is being picked or has left becomes an exception. */
 static int on_cancel(struct tallyd *d, struct order *o, int64_t now, bool *changed)
 {
     struct store *st = d->store;
+    int r;
     if (fstate_is(o, "new") || fstate_is(o, "pending") || fstate_is(o, "ready") ||
         (fstate_is(o, "allocated") && !outbound_asked(st, o))) {
-        int r = release(d, o, 0);
+        r = release(d, o, 0);
         if (r == 0)
             r = set_fstate(st, o, "cancelled", now);
         if (r == 0)
@@ -723,19 +762,29 @@ static int on_cancel(struct tallyd *d, struct order *o, int64_t now, bool *chang
         *changed = true;
         return r;
     }
-    if (fstate_is(o, "allocated") || fstate_is(o, "sent") || fstate_is(o, "picked")) {
-        int r = request_cancel(d, o);
-        if (r == 0 && fstate_is(o, "picked"))
-            r = raise_order(d, o, EXC_CANCELLED_AFTER_PICK, 0,
-                            "order %s was cancelled by the marketplace after the warehouse began"
-                            " picking: intercept it (a cancel was sent) or restock the goods",
-                            o->order_id);
+    if (!is_open(o) && !fstate_is(o, "shipped") && !fstate_is(o, "uploaded"))
+        return 0; /* finished or cancelled already */
+    /* What waits at warehouses without an outbound system never left: released now. What
+     * waits at outbound warehouses is asked back; it is released when they confirm. */
+    if ((r = release(d, o, -1)) != 0 || (r = request_cancel(d, o)) != 0)
+        return r;
+    bool shipped_some = count_allocations(st, o->ref, "consumed", 0) > 0 ||
+                        count_allocations(st, o->ref, "shipped", 0) > 0;
+    if (!shipped_some && count_allocations(st, o->ref, "reserved", 0) == 0) {
+        *changed = true;
+        if ((r = set_fstate(st, o, "cancelled", now)) == 0)
+            r = exceptions_clear_all(d, o->ref, "the marketplace cancelled the order");
         return r;
     }
-    if (fstate_is(o, "partial") || fstate_is(o, "shipped") || fstate_is(o, "uploaded"))
+    if (shipped_some)
         return raise_order(d, o, EXC_CANCELLED_AFTER_PICK, 0,
                            "order %s was cancelled by the marketplace after it was shipped:"
                            " intercept it with the carrier or restock the return",
+                           o->order_id);
+    if (fstate_is(o, "picked"))
+        return raise_order(d, o, EXC_CANCELLED_AFTER_PICK, 0,
+                           "order %s was cancelled by the marketplace after the warehouse began"
+                           " picking: intercept it (a cancel was sent) or restock the goods",
                            o->order_id);
     return 0;
 }
@@ -753,20 +802,42 @@ static int deadline_raise(struct tallyd *d, const struct order *o, int64_t now)
                        o->order_id, -left / 3600, -left % 3600 / 60);
 }
 
-static bool is_open(const struct order *o)
-{
-    static const char *const open[] = {"pending", "ready",  "allocated",
-                                       "sent",    "picked", "partial"};
-    for (size_t i = 0; i < sizeof open / sizeof open[0]; i++)
-        if (fstate_is(o, open[i]))
-            return true;
-    return false;
-}
-
 /*
  * Looks at one order after a marketplace change (or for the first time). The marketplace
  * status decides what may happen; fstate records what has happened here.
  */
+/* A cancelled order to be shipped after all: back to `to`, no cancel pending, the purge clock
+ * stopped, and every warehouse that was sent its outbound order left out (the id is used up
+ * there: the warehouse deduplicates by it forever). */
+static int reopen(struct tallyd *d, struct order *o, const char *to, int64_t now)
+{
+    struct store *st = d->store;
+    sqlite3_stmt *s = store_stmt(st, "INSERT OR IGNORE INTO allocation_bans(order_ref, warehouse,"
+                                     " reason, at) SELECT ?1, w.id, 'cancelled there before', ?3"
+                                     " FROM outbox x JOIN warehouses w ON x.key = 'ob:' || w.code"
+                                     "   || ':' || ?2 WHERE x.entity = ?2 AND x.kind = 'outbound'");
+    if (!s)
+        return TALLY_E_STORAGE;
+    sqlite3_bind_int64(s, 1, o->ref);
+    sqlite3_bind_text(s, 2, o->order_id, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(s, 3, now);
+    int rc = sqlite3_step(s);
+    if (rc != SQLITE_DONE)
+        return store_error(st, rc, "reopen");
+    s = store_stmt(st, "UPDATE orders SET fstate = ?2, cancel_requested = 0, finished_at = NULL"
+                       " WHERE id = ?1");
+    if (!s)
+        return TALLY_E_STORAGE;
+    sqlite3_bind_int64(s, 1, o->ref);
+    sqlite3_bind_text(s, 2, to, -1, SQLITE_STATIC);
+    if ((rc = sqlite3_step(s)) != SQLITE_DONE)
+        return store_error(st, rc, "reopen");
+    log_info("order %s: the marketplace reopened it (%s)", o->order_id, o->status);
+    snprintf(o->fstate, sizeof o->fstate, "%s", to);
+    o->cancel_requested = false;
+    return 0;
+}
+
 static int order_move(struct tallyd *d, struct order *o, int64_t now, bool *changed)
 {
     struct store *st = d->store;
@@ -778,6 +849,13 @@ static int order_move(struct tallyd *d, struct order *o, int64_t now, bool *chan
         (cls == MP_FINISH && !fstate_is(o, "shipped") && !fstate_is(o, "uploaded") &&
          !fstate_is(o, "partial") && !fstate_is(o, "finished") && !fstate_is(o, "new")))
         return on_cancel(d, o, now, changed);
+    /* IN_CANCEL is the buyer's request; a seller may refuse it and the order is to be
+     * shipped again: it reopens (away from any warehouse that already had its id). */
+    if (fstate_is(o, "cancelled") && (cls == MP_SHIP || cls == MP_UNPAID || cls == MP_HELD)) {
+        if ((r = reopen(d, o, cls == MP_SHIP ? "ready" : "pending", now)) != 0)
+            return r;
+        *changed = true;
+    }
     if (fstate_is(o, "new")) {
         /* First sight. An order that left before this replica knew it needs nothing. */
         const char *to = cls == MP_UNPAID || cls == MP_HELD ? "pending"
@@ -809,10 +887,20 @@ static int order_move(struct tallyd *d, struct order *o, int64_t now, bool *chan
     }
     if (cls == MP_SHIP && fstate_is(o, "ready") && d->cfg.coordinator)
         return allocate(d, o, now, changed);
+    /* Under way: a part a warehouse gave back is allocated again (a no-op when none is). */
+    if (cls == MP_SHIP && d->cfg.coordinator &&
+        (fstate_is(o, "allocated") || fstate_is(o, "sent") || fstate_is(o, "picked") ||
+         fstate_is(o, "partial")) &&
+        (r = allocate(d, o, now, changed)) != 0)
+        return r;
     if (cls == MP_SHIP && fstate_is(o, "allocated"))
         return send_outbound(d, o);
     if (cls == MP_FINISH &&
         (fstate_is(o, "shipped") || fstate_is(o, "uploaded") || fstate_is(o, "partial"))) {
+        /* Closed with lines still waiting: they will not go (released here, asked back from
+         * outbound warehouses). */
+        if ((r = release(d, o, -1)) != 0 || (r = request_cancel(d, o)) != 0)
+            return r;
         *changed = true;
         return set_fstate(st, o, "finished", now);
     }
@@ -829,9 +917,27 @@ static int order_step(struct tallyd *d, struct order *o, int64_t now, bool *chan
     return r;
 }
 
+static int set_dirty(struct store *st, int64_t ref, int v)
+{
+    sqlite3_stmt *s = store_stmt(st, "UPDATE orders SET fdirty = ?2 WHERE id = ?1");
+    if (!s)
+        return TALLY_E_STORAGE;
+    sqlite3_bind_int64(s, 1, ref);
+    sqlite3_bind_int(s, 2, v);
+    int rc = sqlite3_step(s);
+    return rc == SQLITE_DONE ? 0 : store_error(st, rc, "order");
+}
+
+static int mark_dirty(struct store *st, int64_t ref)
+{
+    return set_dirty(st, ref, 1);
+}
+
 static int clear_dirty(struct store *st, int64_t ref)
 {
-    sqlite3_stmt *s = store_stmt(st, "UPDATE orders SET fdirty = 0 WHERE id = ?1");
+    /* Only a plain "look at it": a 2 set during the look (a remainder still out of stock)
+     * stays for the next retry round. */
+    sqlite3_stmt *s = store_stmt(st, "UPDATE orders SET fdirty = 0 WHERE id = ?1 AND fdirty = 1");
     if (!s)
         return TALLY_E_STORAGE;
     sqlite3_bind_int64(s, 1, ref);
@@ -889,16 +995,17 @@ static int batch(struct tallyd *d, const char *sql, int limit, int64_t now, bool
         return 0;
     int moved_here = 0;
     int r = steps(d, refs, n, now, dirty, &moved_here);
-    if (r != 0 && n > 1) {
-        /* One order failed and took its batch with it: go one by one, so one bad order
-         * cannot hold up the others. */
+    if (r != 0) {
+        /* An order failed and took its batch with it: go one by one, so one bad order
+         * cannot hold up the others (nor, alone, the rest of the pass). */
         moved_here = 0;
         for (int i = 0; i < n; i++) {
-            if (steps(d, &refs[i], 1, now, dirty, &moved_here) == 0 || !dirty)
+            if ((n > 1 && steps(d, &refs[i], 1, now, dirty, &moved_here) == 0) || !dirty)
                 continue;
-            /* Set aside until its next change; logged with the reason by steps(). */
+            /* Set aside until the next retry round (logged with the reason by steps()): a
+             * lasting fault does not spin, a passing one (disk full) is retried. */
             if (store_begin(st) == 0) {
-                if (clear_dirty(st, refs[i]) == 0)
+                if (set_dirty(st, refs[i], 2) == 0)
                     store_commit(st);
                 else
                     store_rollback(st);
@@ -966,9 +1073,10 @@ static int rescore(struct fulfil *f, int64_t now)
     struct tallyd *d = f->d;
     struct store *st = d->store;
     sqlite3_stmt *s =
-        store_stmt(st, ORDER_SELECT " NOT INDEXED WHERE id > ?1 AND fstate IN ('pending','ready',"
-                                    "'allocated','sent','picked','partial')"
-                                    " ORDER BY id LIMIT ?2");
+        store_stmt(st, ORDER_SELECT
+                   " INDEXED BY orders_open_by_id WHERE id > ?1 AND fstate IN ('pending','ready',"
+                   "'allocated','sent','picked','partial')"
+                   " ORDER BY id LIMIT ?2");
     struct order *os = calloc(PRIORITY_BATCH, sizeof *os);
     if (!s || !os) {
         free(os);
@@ -1063,6 +1171,54 @@ static struct fulfil *engine(struct tallyd *d)
 }
 
 /*
+ * Orders still waiting for stock, most urgent first, RETRY_BATCH at a time from f's position
+ * in (priority desc, ship-by, id) order, so a round goes past orders that can never be
+ * allocated and reaches every waiting one. Returns how many it looked at.
+ */
+static int retry_waiting(struct tallyd *d, struct fulfil *f, int64_t now, int *moved)
+{
+    struct store *st = d->store;
+    sqlite3_stmt *s = store_stmt(
+        st, "SELECT id FROM orders INDEXED BY orders_ready WHERE fstate = 'ready'"
+            " AND (priority < ?1 OR (priority = ?1 AND (COALESCE(ship_by, 9223372036854775807) > ?2"
+            "   OR (COALESCE(ship_by, 9223372036854775807) = ?2 AND id > ?3))))"
+            " ORDER BY priority DESC, COALESCE(ship_by, 9223372036854775807), id LIMIT ?4");
+    if (!s)
+        return TALLY_E_STORAGE;
+    sqlite3_bind_int64(s, 1, f ? f->retry_prio : INT64_MAX);
+    sqlite3_bind_int64(s, 2, f ? f->retry_by : INT64_MIN);
+    sqlite3_bind_int64(s, 3, f ? f->retry_id : 0);
+    sqlite3_bind_int(s, 4, RETRY_BATCH);
+    int64_t refs[RETRY_BATCH];
+    int n = 0, rc;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW && n < RETRY_BATCH)
+        refs[n++] = sqlite3_column_int64(s, 0);
+    sqlite3_reset(s);
+    if (rc != SQLITE_DONE && rc != SQLITE_ROW)
+        return store_error(st, rc, "retry");
+    if (n == 0)
+        return 0;
+    if (f) {
+        /* The position: the last order's key, read before the step may change it. */
+        sqlite3_stmt *k = store_stmt(st, "SELECT priority, COALESCE(ship_by,"
+                                         " 9223372036854775807) FROM orders WHERE id = ?1");
+        if (k) {
+            sqlite3_bind_int64(k, 1, refs[n - 1]);
+            if (sqlite3_step(k) == SQLITE_ROW) {
+                f->retry_prio = sqlite3_column_int64(k, 0);
+                f->retry_by = sqlite3_column_int64(k, 1);
+                f->retry_id = refs[n - 1];
+            }
+            sqlite3_reset(k);
+        }
+    }
+    int r = steps(d, refs, n, now, false, moved);
+    for (int i = 0; r != 0 && i < n; i++) /* one by one, so one bad order holds up nobody */
+        steps(d, &refs[i], 1, now, false, moved);
+    return n;
+}
+
+/*
  * One slice of work, about budget_ns: changed orders first (batches of FULFIL_BATCH, each its
  * own transaction), then whichever periodic work is due: orders waiting for stock, ship-by
  * deadlines, priorities, a batch at a time. *more says whether work remains that should go on
@@ -1086,18 +1242,27 @@ static int pass_once(struct tallyd *d, int64_t now, uint64_t budget_ns, bool *mo
     }
     if (r < 0)
         return r;
-    if (d->cfg.coordinator && (!f || now >= f->next_retry)) {
-        /* Orders still waiting for stock, most urgent first: they get stock as it arrives.
-         * While some get it, the next batch follows at once; else in RETRY_EVERY_S. */
-        int before = moved;
-        r = batch(d,
-                  "SELECT id FROM orders INDEXED BY orders_ready WHERE fstate = 'ready' AND ?2 > 0"
-                  " ORDER BY priority DESC, COALESCE(ship_by, 9223372036854775807), id LIMIT ?1",
-                  RETRY_BATCH, now, false, &moved);
+    if (!f || now >= f->next_retry) {
+        if (!f || f->retry_by == INT64_MIN) {
+            /* A new retry round: orders set aside after a failed look come back too. */
+            sqlite3_stmt *u = store_stmt(d->store, "UPDATE orders SET fdirty = 1 WHERE fdirty = 2");
+            if (u && store_begin(d->store) == 0) {
+                if (sqlite3_step(u) == SQLITE_DONE)
+                    store_commit(d->store);
+                else
+                    store_rollback(d->store);
+            }
+        }
+        r = d->cfg.coordinator ? retry_waiting(d, f, now, &moved) : 0;
         if (r < 0)
             return r;
-        if (f)
-            f->next_retry = moved > before && r == RETRY_BATCH ? now : now + RETRY_EVERY_S;
+        if (f) {
+            /* Round over (a short batch): the next in RETRY_EVERY_S; else on at once. */
+            bool over = r < RETRY_BATCH;
+            if (over)
+                f->retry_prio = INT64_MAX, f->retry_by = INT64_MIN, f->retry_id = 0;
+            f->next_retry = over ? now + RETRY_EVERY_S : now;
+        }
     }
     if (!f || now >= f->next_deadline) {
         do {
@@ -1191,6 +1356,8 @@ int fulfil_start(struct tallyd *d, char *err, size_t errlen)
     int64_t now = store_now();
     f->next_stale = now + 5; /* give the first inventory round a moment */
     f->deadline_by = INT64_MIN;
+    f->retry_prio = INT64_MAX;
+    f->retry_by = INT64_MIN;
     f->next_cover = now;
     f->next_purge = now;
     uv_timer_init(d->loop, &f->timer);
@@ -1299,7 +1466,18 @@ static int64_t warehouse_id(struct store *st, const char *code)
 /* Whether every unit of the order has left (no reservation waits at any warehouse). */
 static bool all_left(struct store *st, const struct order *o)
 {
-    return count_allocations(st, o->ref, "reserved", 0) == 0;
+    /* Every unit of every line has left: counted in units against the lines, not as "nothing
+     * reserved", which is also true of a line a warehouse gave back and nobody took yet. */
+    sqlite3_stmt *s = store_stmt(st, "SELECT COALESCE(SUM(qty), 0) - (SELECT COALESCE(SUM(qty), 0)"
+                                     " FROM allocations WHERE order_ref = ?1"
+                                     " AND state IN ('consumed', 'shipped'))"
+                                     " FROM order_lines WHERE order_ref = ?1");
+    if (!s)
+        return false;
+    sqlite3_bind_int64(s, 1, o->ref);
+    bool left = sqlite3_step(s) == SQLITE_ROW && sqlite3_column_int64(s, 0) <= 0;
+    sqlite3_reset(s);
+    return left;
 }
 
 /* Appends the marketplace upload of a shipment: order.fulfill, key "ful:<shipment id>". */
@@ -1458,8 +1636,16 @@ int fulfil_outbound_status(struct tallyd *d, int64_t wh, const char *id, const c
                             " released and the order goes to another warehouse if one has it",
                             whcode, o.order_id, reason && reason[0] ? reason : "no reason");
         }
-        if (r == 0 && count_allocations(st, o.ref, NULL, 0) == 0)
+        if (r)
+            return r;
+        if (count_allocations(st, o.ref, NULL, 0) == 0)
             r = set_fstate(st, &o, asked ? "cancelled" : "ready", now);
+        else if (!asked)
+            r = mark_dirty(st, o.ref); /* other parts stay; the given-back one is re-allocated */
+        else if (count_allocations(st, o.ref, "reserved", 0) == 0 &&
+                 count_allocations(st, o.ref, "consumed", 0) == 0 &&
+                 count_allocations(st, o.ref, "shipped", 0) == 0)
+            r = set_fstate(st, &o, "cancelled", now);
         if (r == 0 && asked && fstate_is(&o, "cancelled"))
             r = exceptions_clear_all(d, o.ref,
                                      "the warehouse cancelled the outbound order: nothing left");
@@ -1471,43 +1657,33 @@ int fulfil_outbound_status(struct tallyd *d, int64_t wh, const char *id, const c
 int fulfil_inventory_round(struct tallyd *d, int64_t wh, int64_t started_at)
 {
     struct store *st = d->store;
-    sqlite3_stmt *s = store_stmt(st, "UPDATE allocations SET state = 'shipped'"
-                                     " WHERE warehouse = ?1 AND state = 'consumed'"
-                                     " AND consumed_at < ?2 RETURNING sku");
-    if (!s)
-        return TALLY_E_STORAGE;
-    sqlite3_bind_int64(s, 1, wh);
-    sqlite3_bind_int64(s, 2, started_at);
-    int64_t skus[512];
-    int n = 0, rc;
-    while ((rc = sqlite3_step(s)) == SQLITE_ROW)
-        if (n < 512)
-            skus[n++] = sqlite3_column_int64(s, 0);
-    sqlite3_reset(s);
-    if (rc != SQLITE_DONE)
-        return store_error(st, rc, "consumed");
-    for (int i = 0; i < n; i++) {
-        int r = refresh(d, skus[i], wh);
-        if (r)
-            return r;
-    }
-    /* More than a batch: refresh every held row of the warehouse (rare, bounded by rows). */
-    if (n == 512) {
-        s = store_stmt(st, "SELECT DISTINCT sku FROM stock WHERE warehouse = ?1 AND reserved > 0");
+    /* In chunks, each chunk's SKUs refreshed, until none is left: a promotion day can ship
+     * thousands of parts between two rounds. */
+    sqlite3_stmt *s = store_stmt(st, "UPDATE allocations SET state = 'shipped' WHERE id IN"
+                                     " (SELECT id FROM allocations WHERE warehouse = ?1"
+                                     "  AND state = 'consumed' AND consumed_at < ?2 LIMIT 256)"
+                                     " RETURNING sku");
+    for (;;) {
         if (!s)
             return TALLY_E_STORAGE;
         sqlite3_bind_int64(s, 1, wh);
-        n = 0;
-        while ((rc = sqlite3_step(s)) == SQLITE_ROW && n < 512)
-            skus[n++] = sqlite3_column_int64(s, 0);
+        sqlite3_bind_int64(s, 2, started_at);
+        int64_t skus[256];
+        int n = 0, rc;
+        while ((rc = sqlite3_step(s)) == SQLITE_ROW)
+            if (n < 256)
+                skus[n++] = sqlite3_column_int64(s, 0);
         sqlite3_reset(s);
+        if (rc != SQLITE_DONE)
+            return store_error(st, rc, "consumed");
+        if (n == 0)
+            return 0;
         for (int i = 0; i < n; i++) {
             int r = refresh(d, skus[i], wh);
             if (r)
                 return r;
         }
     }
-    return 0;
 }
 
 static int shipment_uploaded(struct tallyd *d, const char *ship_id, bool done, const char *error)
@@ -1602,10 +1778,50 @@ int fulfil_outbox_result(struct tallyd *d, const char *target, const char *kind,
     return exceptions_raise(d, &e, NULL);
 }
 
+/* An outbound order the operator gave up on (held after the warehouse refused it): that
+ * warehouse never had it. Its part is released and the warehouse left out for this order;
+ * the order is looked at again (re-allocated elsewhere when nothing else of it is under way). */
+static int outbound_given_up(struct tallyd *d, const char *key, const char *entity)
+{
+    struct store *st = d->store;
+    struct order o;
+    size_t kl = strlen(key), el = strlen(entity);
+    if (strncmp(key, "ob:", 3) != 0 || kl < 3 + el + 2 || order_by_id(st, entity, &o) != 0)
+        return 0;
+    char code[TALLY_MAX_ID_LEN + 1];
+    size_t cl = kl - 3 - el - 1;
+    if (cl > TALLY_MAX_ID_LEN)
+        return 0;
+    memcpy(code, key + 3, cl);
+    code[cl] = 0;
+    int64_t wh = warehouse_id(st, code);
+    if (!wh)
+        return 0;
+    sqlite3_stmt *b =
+        store_stmt(st, "INSERT OR IGNORE INTO allocation_bans(order_ref, warehouse,"
+                       " reason, at) VALUES(?1, ?2, 'refused the outbound order', ?3)");
+    if (!b)
+        return TALLY_E_STORAGE;
+    sqlite3_bind_int64(b, 1, o.ref);
+    sqlite3_bind_int64(b, 2, wh);
+    sqlite3_bind_int64(b, 3, store_now());
+    int r = sqlite3_step(b) == SQLITE_DONE ? release(d, &o, wh) : TALLY_E_STORAGE;
+    if (r == 0 && count_allocations(st, o.ref, NULL, 0) == 0 && is_open(&o))
+        r = set_fstate(st, &o, "ready", store_now());
+    if (r == 0)
+        r = mark_dirty(st, o.ref);
+    return r;
+}
+
 int fulfil_outbox_discarded(struct tallyd *d, const char *kind, const char *key, const char *entity,
                             const char *who, const char *reason)
 {
     struct store *st = d->store;
+    if (!strcmp(kind, "outbound")) {
+        int r = outbound_given_up(d, key, entity);
+        if (r)
+            return r;
+    }
     bool order_row = !strcmp(kind, "outbound") || !strcmp(kind, "fulfil");
     sqlite3_stmt *s = store_stmt(
         st, "UPDATE exceptions SET state = 'resolved', resolved_by = ?4, resolved_at = ?5,"
@@ -1734,10 +1950,12 @@ static int ship_again(struct store *st, const struct order *o, int64_t wh, const
     res->duplicate = true;
     snprintf(res->fstate, sizeof res->fstate, "%s", o->fstate);
     s = store_stmt(st, "SELECT k.code, SUM(a.qty) FROM allocations a JOIN skus k ON k.id = a.sku"
-                       " WHERE a.shipment = ?1 GROUP BY k.code ORDER BY k.code");
+                       " WHERE a.order_ref = ?2 AND a.shipment = ?1 GROUP BY k.code"
+                       " ORDER BY k.code");
     if (!s)
         return TALLY_E_STORAGE;
     sqlite3_bind_text(s, 1, res->id, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(s, 2, o->ref);
     while (sqlite3_step(s) == SQLITE_ROW && res->nlines < FULFIL_MAX_SHIP_LINES) {
         col_text(s, 0, res->lines[res->nlines].sku, sizeof res->lines[0].sku);
         res->lines[res->nlines++].qty = sqlite3_column_int64(s, 1);
@@ -1764,6 +1982,22 @@ static void movement_id(const char *ship, const char *sku, char *out, size_t cap
     for (const char *p = sku; *p; p++)
         h = (h ^ (unsigned char)*p) * 0x100000001b3ull;
     snprintf(out, cap, "%.40s:%016" PRIx64, ship, h);
+}
+
+/* "<order>-<warehouse>-<n>", or, when that exceeds an id's 64 bytes, the order's start and a
+ * hash of all three (FNV-1a): distinct for distinct warehouses, never cut into a collision. */
+static void default_shipment_id(const char *order, const char *wh, int n, char *out, size_t cap)
+{
+    char full[3 * TALLY_MAX_ID_LEN];
+    int len = snprintf(full, sizeof full, "%s-%s-%d", order, wh, n);
+    if (len > 0 && len <= TALLY_MAX_ID_LEN && (size_t)len < cap) {
+        memcpy(out, full, (size_t)len + 1);
+        return;
+    }
+    uint64_t h = 0xcbf29ce484222325ull;
+    for (const char *p = full; *p; p++)
+        h = (h ^ (unsigned char)*p) * 0x100000001b3ull;
+    snprintf(out, cap, "%.40s-%016" PRIx64, order, h);
 }
 
 static int ship_locked(struct tallyd *d, const struct ship_req *req, struct ship_result *res,
@@ -1797,8 +2031,8 @@ static int ship_locked(struct tallyd *d, const struct ship_req *req, struct ship
     if (req->id[0])
         snprintf(res->id, sizeof res->id, "%s", req->id);
     else
-        snprintf(res->id, sizeof res->id, "%.36s-%.16s-%d", o.order_id, req->warehouse,
-                 seq < 0 ? 1 : seq + 1);
+        default_shipment_id(o.order_id, req->warehouse, seq < 0 ? 1 : seq + 1, res->id,
+                            sizeof res->id);
     if (req->id[0] && (r = ship_again(st, &o, wh, req->tracking, res, err, errlen)) <= 0)
         return r;
     if (strcmp(mode, "station") != 0) {

@@ -209,11 +209,15 @@ static const char *const migrations[] = {
     "ALTER TABLE orders ADD COLUMN shipped_at INTEGER;"
     "ALTER TABLE orders ADD COLUMN cancel_requested INTEGER NOT NULL DEFAULT 0;"
     "ALTER TABLE orders ADD COLUMN purged_at INTEGER;"
-    "CREATE INDEX orders_fdirty ON orders(id) WHERE fdirty = 1;"
+    /* fdirty: 0 nothing to do, 1 look at it, 2 a look failed: again at the next retry
+     * round (so one order that cannot be processed never holds up the others). */
+    "CREATE INDEX orders_fdirty ON orders(id) WHERE fdirty <> 0;"
     /* Open orders: counted by state (status), listed by urgency (orders.list due: the same
      * expressions as its ORDER BY, so a page needs no sort), and the ready ones retried
      * most urgent first. */
     "CREATE INDEX orders_open ON orders(fstate)"
+    "  WHERE fstate IN ('pending','ready','allocated','sent','picked','partial');"
+    "CREATE INDEX orders_open_by_id ON orders(id)"
     "  WHERE fstate IN ('pending','ready','allocated','sent','picked','partial');"
     "CREATE INDEX orders_due ON orders(priority DESC, COALESCE(ship_by, 9223372036854775807),"
     "  order_id) WHERE fstate IN ('pending','ready','allocated','sent','picked','partial');"

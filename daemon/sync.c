@@ -164,7 +164,9 @@ static void start_pull(struct upstream *u, int i)
         ss->round_rows = ss->round_pages = 0;
         ss->round_total = -1;
         ss->round_started_ms = now_ms(u->engine);
-        ss->round_started_at = store_now();
+        /* A round resumed mid-way (after a restart or a failed page) read its earlier pages
+         * before now: when it began is unknown, so its end proves nothing (0). */
+        ss->round_started_at = cp.cursor[0] ? 0 : store_now();
         /* Now and then a round reads the whole stream again and repairs drift: rows the
          * replica holds at the same version with other figures. The first round is one
          * anyway (version 0). */

@@ -265,8 +265,12 @@ static int apply_outbound(struct pull_page *pg, struct store *st, struct checkpo
         if (rc != SQLITE_DONE)
             return store_error(st, rc, "outbound order");
         /* A change (not an overlapping repeat) moves the order on (fulfil.c). */
+        /* Only what passed the checks above reaches an order (and the marketplace). */
+        const char *car_ok = carrier && mp_text_ok(carrier, strlen(carrier)) ? carrier : NULL;
+        const char *trk_ok = tracking && mp_id_ok(tracking, strlen(tracking)) ? tracking : NULL;
+        const char *why_ok = reason && mp_text_ok(reason, strlen(reason)) ? reason : NULL;
         if (sqlite3_changes(store_db(st)) > 0 &&
-            (r = fulfil_outbound_status(c->u->d, wh, id, status, carrier, tracking, reason)) != 0)
+            (r = fulfil_outbound_status(c->u->d, wh, id, status, car_ok, trk_ok, why_ok)) != 0)
             return r;
         if (version > maxv)
             maxv = version;

@@ -1546,14 +1546,36 @@ static int outbound_shipped(struct tallyd *d, struct order *o, int64_t wh, const
     struct store *st = d->store;
     char ship_id[160];
     snprintf(ship_id, sizeof ship_id, "%s@%s", o->order_id, whcode);
-    sqlite3_stmt *s = store_stmt(st, "SELECT 1 FROM shipments WHERE id = ?1");
+    bool have_trk = tracking && tracking[0];
+    const char *car = carrier && carrier[0] ? carrier : "unknown";
+    sqlite3_stmt *s = store_stmt(st, "SELECT tracking_no IS NULL, send_type FROM shipments"
+                                     " WHERE id = ?1");
     if (!s)
         return TALLY_E_STORAGE;
     sqlite3_bind_text(s, 1, ship_id, -1, SQLITE_STATIC);
-    bool known = sqlite3_step(s) == SQLITE_ROW;
-    sqlite3_reset(s);
+    int rc = sqlite3_step(s);
+    bool known = rc == SQLITE_ROW, waits = known && sqlite3_column_int(s, 0);
+    char send_type[8] = "";
     if (known)
+        col_text(s, 1, send_type, sizeof send_type);
+    sqlite3_reset(s);
+    if (known && !(waits && have_trk))
         return 0;
+    if (known) {
+        /* The tracking number came after the shipment: now it can be uploaded. */
+        s = store_stmt(st, "UPDATE shipments SET tracking_no = ?2, carrier = ?3 WHERE id = ?1");
+        if (!s)
+            return TALLY_E_STORAGE;
+        sqlite3_bind_text(s, 1, ship_id, -1, SQLITE_STATIC);
+        sqlite3_bind_text(s, 2, tracking, -1, SQLITE_STATIC);
+        sqlite3_bind_text(s, 3, car, -1, SQLITE_STATIC);
+        if ((rc = sqlite3_step(s)) != SQLITE_DONE)
+            return store_error(st, rc, "shipment tracking");
+        struct exc_raise e = {
+            .kind = EXC_WAREHOUSE, .order_ref = o->ref, .wh = wh, .subject = "no tracking"};
+        int r = upload(st, o, ship_id, send_type[0] ? send_type : "all", car, tracking);
+        return r ? r : exceptions_clear(d, &e, "tracking number received");
+    }
     s = store_stmt(st, "UPDATE allocations SET state = 'consumed', consumed_at = ?3,"
                        " shipped_at = ?3, shipment = ?4"
                        " WHERE order_ref = ?1 AND warehouse = ?2 AND state = 'reserved'");
@@ -1563,15 +1585,27 @@ static int outbound_shipped(struct tallyd *d, struct order *o, int64_t wh, const
     sqlite3_bind_int64(s, 2, wh);
     sqlite3_bind_int64(s, 3, now);
     sqlite3_bind_text(s, 4, ship_id, -1, SQLITE_STATIC);
-    int rc = sqlite3_step(s);
+    rc = sqlite3_step(s);
     if (rc != SQLITE_DONE)
         return store_error(st, rc, "consume");
-    const char *send_type = all_left(st, o) ? "all" : "part";
-    const char *car = carrier && carrier[0] ? carrier : "unknown";
-    const char *trk = tracking && tracking[0] ? tracking : ship_id;
-    int r = insert_shipment(st, o, ship_id, wh, car, trk, send_type, now);
-    if (r == 0)
-        r = upload(st, o, ship_id, send_type, car, trk);
+    const char *type = all_left(st, o) ? "all" : "part";
+    int r = insert_shipment(st, o, ship_id, wh, car, have_trk ? tracking : NULL, type, now);
+    if (r == 0 && have_trk) {
+        r = upload(st, o, ship_id, type, car, tracking);
+    } else if (r == 0) {
+        /* Never a made-up number to the marketplace: the upload waits for the real one. */
+        char msg[256];
+        snprintf(msg, sizeof msg,
+                 "%s shipped order %s without a tracking number; its upload to the marketplace"
+                 " waits until the warehouse reports one",
+                 whcode, o->order_id);
+        struct exc_raise e = {.kind = EXC_WAREHOUSE,
+                              .order_ref = o->ref,
+                              .wh = wh,
+                              .subject = "no tracking",
+                              .message = msg};
+        r = exceptions_raise(d, &e, NULL);
+    }
     if (r == 0)
         r = after_shipment(d, o, now);
     return r;

@@ -1757,6 +1757,27 @@ static void test_outbound_refused_and_discarded(void)
     check_reserved_invariant();
 }
 
+/* A warehouse that reports a shipment without a tracking number: the goods left (the order
+ * is shipped) but nothing is uploaded until the number comes. */
+static void test_shipped_without_tracking(void)
+{
+    cancel_fixture();
+    sent_order("T1");
+    wh_status("PL-OB", "T1", "shipped", "InPost", NULL, NULL);
+    CHECK_EQ_STR(fstate("T1"), "shipped");
+    CHECK_EQ_INT(outbox_rows("kind = 'fulfil' AND entity = 'T1'"), 0);
+    CHECK_EQ_INT(open_exc("T1", "warehouse"), 1);
+    CHECK_EQ_INT(rh_q64(h, "SELECT tracking_no IS NULL FROM shipments WHERE id = 'T1@PL-OB'"), 1);
+    wh_status("PL-OB", "T1", "shipped", "InPost", "IP123", NULL);
+    CHECK_EQ_INT(outbox_rows("kind = 'fulfil' AND key = 'ful:T1@PL-OB'"), 1);
+    CHECK_EQ_STR(rh_qtext(h, "SELECT tracking_no FROM shipments WHERE id = 'T1@PL-OB'"), "IP123");
+    CHECK_EQ_INT(open_exc("T1", "warehouse"), 0);
+    /* reported again: nothing more */
+    wh_status("PL-OB", "T1", "shipped", "InPost", "IP123", NULL);
+    CHECK_EQ_INT(outbox_rows("kind = 'fulfil' AND entity = 'T1'"), 1);
+    check_reserved_invariant();
+}
+
 int main(void)
 {
     h = rh_new("tally-fulfil");
@@ -1786,6 +1807,7 @@ int main(void)
     test_partial_then_closed();
     test_inventory_round_many();
     test_outbound_refused_and_discarded();
+    test_shipped_without_tracking();
 
     rh_free(h);
     msgpack_unpacked_destroy(&pay);

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "geo.h"
+#include "why.h"
 
 /* A line of more than this many units is a data error, not an order. With it, sums over all
  * lines and warehouses stay far from overflow. */
@@ -39,36 +40,6 @@ struct ctx {
 typedef int (*wh_cmp)(const struct ctx *c, int a, int b);
 
 /* ---- the explanation ---------------------------------------------------------------- */
-
-/* Invariant: len + 4 <= cap, so "..." always fits. A piece is appended whole; the first that
- * does not fit is replaced by "..." and everything after it dropped, so a cut never falls
- * inside a code or a number. */
-struct why_buf {
-    char *p;
-    size_t cap, len;
-    bool cut;
-};
-
-__attribute__((format(printf, 2, 3))) static void why_add(struct why_buf *b, const char *fmt, ...)
-{
-    if (b->cut || b->cap < 4)
-        return;
-    char piece[400];
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(piece, sizeof piece, fmt, ap);
-    va_end(ap);
-    if (n < 0)
-        return;
-    if ((size_t)n < sizeof piece && b->len + (size_t)n + 4 <= b->cap) {
-        memcpy(b->p + b->len, piece, (size_t)n + 1);
-        b->len += (size_t)n;
-        return;
-    }
-    b->cut = true;
-    memcpy(b->p + b->len, "...", 4);
-    b->len += 3;
-}
 
 static const char *code_of(const struct ctx *c, int w)
 {

@@ -7,6 +7,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "why.h"
+
 void priority_rules_defaults(struct priority_rules *r)
 {
     static const char *const express[] = {"DHL", "FEDEX", "UPS", "EMS", "PREMIUM"};
@@ -21,35 +23,6 @@ void priority_rules_defaults(struct priority_rules *r)
     r->express_points = 30;
     r->nvip = 0;
     r->vip_points = 10;
-}
-
-/* The reasons text. Invariant: len + 4 <= cap, so "..." always fits; a piece is appended
- * whole or, once one does not fit, replaced by "..." and everything after it dropped. */
-struct why_buf {
-    char *p;
-    size_t cap, len;
-    bool cut;
-};
-
-__attribute__((format(printf, 2, 3))) static void why_add(struct why_buf *b, const char *fmt, ...)
-{
-    if (b->cut || b->cap < 4)
-        return;
-    char piece[256];
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(piece, sizeof piece, fmt, ap);
-    va_end(ap);
-    if (n < 0)
-        return;
-    if ((size_t)n < sizeof piece && b->len + (size_t)n + 4 <= b->cap) {
-        memcpy(b->p + b->len, piece, (size_t)n + 1);
-        b->len += (size_t)n;
-        return;
-    }
-    b->cut = true;
-    memcpy(b->p + b->len, "...", 4);
-    b->len += 3;
 }
 
 static const char *sep(const struct why_buf *b)

@@ -105,17 +105,24 @@ int exceptions_raise(struct tallyd *d, const struct exc_raise *e, bool *created)
 
 int exceptions_clear(struct tallyd *d, const struct exc_raise *e, const char *note)
 {
+    return exceptions_resolve(d, e, "tallyd", note);
+}
+
+int exceptions_resolve(struct tallyd *d, const struct exc_raise *e, const char *who,
+                       const char *note)
+{
     struct store *st = d->store;
     char key[256];
     dedupe_key(e, key, sizeof key);
     sqlite3_stmt *s = store_stmt(st, "UPDATE exceptions SET state = 'resolved',"
-                                     " resolved_by = 'tallyd', resolved_at = ?2, note = ?3"
+                                     " resolved_by = ?4, resolved_at = ?2, note = ?3"
                                      " WHERE dedupe = ?1 AND state <> 'resolved' RETURNING id");
     if (!s)
         return TALLY_E_STORAGE;
     sqlite3_bind_text(s, 1, key, -1, SQLITE_TRANSIENT);
     sqlite3_bind_int64(s, 2, store_now());
     sqlite3_bind_text(s, 3, note, -1, SQLITE_STATIC);
+    sqlite3_bind_text(s, 4, who, -1, SQLITE_STATIC);
     int rc = sqlite3_step(s);
     int64_t id = rc == SQLITE_ROW ? sqlite3_column_int64(s, 0) : 0;
     if (rc == SQLITE_ROW)

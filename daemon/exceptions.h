@@ -46,6 +46,10 @@ int exceptions_raise(struct tallyd *d, const struct exc_raise *e, bool *created)
  * Runs inside the caller's transaction. */
 int exceptions_clear(struct tallyd *d, const struct exc_raise *e, const char *note);
 
+/* The same, as `who` (an operator's decision that settles the cause). */
+int exceptions_resolve(struct tallyd *d, const struct exc_raise *e, const char *who,
+                       const char *note);
+
 /* Resolves, as "tallyd" with `note`, every open or acknowledged exception of an order. */
 int exceptions_clear_all(struct tallyd *d, int64_t order_ref, const char *note);
 

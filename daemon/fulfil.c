@@ -1815,21 +1815,25 @@ int fulfil_outbox_result(struct tallyd *d, const char *target, const char *kind,
 /* An outbound order the operator gave up on (held after the warehouse refused it): that
  * warehouse never had it. Its part is released and the warehouse left out for this order;
  * the order is looked at again (re-allocated elsewhere when nothing else of it is under way). */
+/* The warehouse of an outbound row's key "ob:<WH>:<order id>" (0 when it names none). */
+static int64_t key_warehouse(struct store *st, const char *key, const char *order_id)
+{
+    size_t kl = strlen(key), el = strlen(order_id);
+    if (strncmp(key, "ob:", 3) != 0 || kl < 3 + el + 2 || kl - 3 - el - 1 > TALLY_MAX_ID_LEN)
+        return 0;
+    char code[TALLY_MAX_ID_LEN + 1];
+    size_t cl = kl - 3 - el - 1;
+    memcpy(code, key + 3, cl);
+    code[cl] = 0;
+    return warehouse_id(st, code);
+}
+
 static int outbound_given_up(struct tallyd *d, const char *key, const char *entity)
 {
     struct store *st = d->store;
     struct order o;
-    size_t kl = strlen(key), el = strlen(entity);
-    if (strncmp(key, "ob:", 3) != 0 || kl < 3 + el + 2 || order_by_id(st, entity, &o) != 0)
-        return 0;
-    char code[TALLY_MAX_ID_LEN + 1];
-    size_t cl = kl - 3 - el - 1;
-    if (cl > TALLY_MAX_ID_LEN)
-        return 0;
-    memcpy(code, key + 3, cl);
-    code[cl] = 0;
-    int64_t wh = warehouse_id(st, code);
-    if (!wh)
+    int64_t wh = key_warehouse(st, key, entity);
+    if (!wh || order_by_id(st, entity, &o) != 0)
         return 0;
     sqlite3_stmt *b =
         store_stmt(st, "INSERT OR IGNORE INTO allocation_bans(order_ref, warehouse,"
@@ -1856,21 +1860,29 @@ int fulfil_outbox_discarded(struct tallyd *d, const char *kind, const char *key,
         if (r)
             return r;
     }
-    bool order_row = !strcmp(kind, "outbound") || !strcmp(kind, "fulfil");
-    sqlite3_stmt *s = store_stmt(
-        st, "UPDATE exceptions SET state = 'resolved', resolved_by = ?4, resolved_at = ?5,"
-            " note = 'outbox row discarded: ' || ?6"
-            " WHERE kind = 'upstream_rejected' AND state <> 'resolved' AND (CASE WHEN ?3"
-            "   THEN order_ref = (SELECT id FROM orders WHERE order_id = ?2)"
-            "   ELSE substr(dedupe, -length(?1) - 1) = '|' || ?1 END)");
+    char note[TALLY_MAX_TEXT_LEN + 64];
+    snprintf(note, sizeof note, "outbox row discarded: %s", reason);
+    if (!strcmp(kind, "outbound") || !strcmp(kind, "fulfil")) {
+        /* Exactly the exception this row's refusal raised (an order may have several). */
+        struct order o;
+        if (order_by_id(st, entity, &o) != 0)
+            return 0;
+        struct exc_raise e = {.kind = EXC_UPSTREAM_REJECTED,
+                              .order_ref = o.ref,
+                              .wh = !strcmp(kind, "outbound") ? key_warehouse(st, key, entity) : 0};
+        return exceptions_resolve(d, &e, who, note);
+    }
+    /* A movement's: keyed by the row's key at the end of its dedupe text. */
+    sqlite3_stmt *s = store_stmt(st, "UPDATE exceptions SET state = 'resolved', resolved_by = ?2,"
+                                     " resolved_at = ?3, note = ?4"
+                                     " WHERE kind = 'upstream_rejected' AND state <> 'resolved'"
+                                     " AND substr(dedupe, -length(?1) - 1) = '|' || ?1");
     if (!s)
         return TALLY_E_STORAGE;
     sqlite3_bind_text(s, 1, key, -1, SQLITE_STATIC);
-    sqlite3_bind_text(s, 2, entity, -1, SQLITE_STATIC);
-    sqlite3_bind_int(s, 3, order_row);
-    sqlite3_bind_text(s, 4, who, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(s, 5, store_now());
-    sqlite3_bind_text(s, 6, reason, -1, SQLITE_STATIC);
+    sqlite3_bind_text(s, 2, who, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(s, 3, store_now());
+    sqlite3_bind_text(s, 4, note, -1, SQLITE_STATIC);
     int rc = sqlite3_step(s);
     return rc == SQLITE_DONE ? 0 : store_error(st, rc, "exception resolve");
 }

@@ -1740,6 +1740,9 @@ static void test_outbound_refused_and_discarded(void)
     CHECK_EQ_STR(parts("D1"), "C2@PL-OB=1:reserved");
     outbox_result("wh:PL-OB", "outbound", "ob:PL-OB:D1", "D1", false, "409 conflict");
     CHECK_EQ_INT(open_exc("D1", "upstream_rejected"), 1);
+    /* another refusal of the same order, elsewhere: the discard below must not settle it */
+    in_txn_result("outbound", "ob:ES-MAD:D1", "D1", false, "elsewhere");
+    CHECK_EQ_INT(open_exc("D1", "upstream_rejected"), 2);
     RH_EXEC(h, "UPDATE outbox SET state = 'discarded' WHERE key = 'ob:PL-OB:D1'");
     int r = store_begin(d->store);
     if (r == 0)
@@ -1750,7 +1753,11 @@ static void test_outbound_refused_and_discarded(void)
         store_rollback(d->store);
     CHECK_EQ_INT(r, 0);
     CHECK_EQ_INT(reserved("C2", "PL-OB"), 0);
-    CHECK_EQ_INT(open_exc("D1", "upstream_rejected"), 0);
+    CHECK_EQ_INT(open_exc("D1", "upstream_rejected"), 1);
+    CHECK_EQ_STR(rh_qtext(h, "SELECT resolved_by FROM exceptions e JOIN warehouses w"
+                             " ON w.id = e.warehouse WHERE w.code = 'PL-OB'"
+                             " AND e.kind = 'upstream_rejected'"),
+                 "alice");
     fulfil_pass(d, store_now() + 11);
     CHECK_EQ_STR(parts("D1"), "C2@ES-MAD=1:reserved");
     CHECK_EQ_STR(fstate("D1"), "allocated");

@@ -356,24 +356,10 @@ inject_faults() {
         >/dev/null || bad "could not inject faults"
 }
 
-# checkpoint LABEL: pause, heal, wait until quiescent, then check every published SKU.
-checkpoint() {
-    local label=$1 w
-    local fired
-    fired=$(ctl "$base/control/faults" | jq -c '[.. | objects | select(has("fired")) | .fired] | add // 0' 2>/dev/null)
-    post link '{"target":"*","up":true}' >/dev/null
-    ctl -X DELETE "$base/control/faults" >/dev/null
-    DOWN=()
-    t sync >/dev/null 2>&1
-    wait_until 60 outbox_empty
-    mark_rounds
-    t sync >/dev/null 2>&1
-    wait_until 60 streams_done
-    wait_until 30 quiet
-    wait_until 6 settled ||
-        sql "SELECT m.id, m.leg, w.code, m.delta, m.state FROM movements m JOIN warehouses w
-            ON w.id = m.warehouse WHERE m.state <> 'settled'" | head -5 | sed 's/^/  not settled: /' >&2
-    # The state, read together.
+# read_state: the simulator's published values, stock, outbound orders, and tally's
+# reservations and overlay, into $tmp/pub and $tmp/simstate.
+read_state() {
+    local w
     ctl "$base/control/published?all=1&format=csv" | tail -n +2 | awk -F, '$3 > 0 { print $1, $2 }' \
         >"$tmp/pub"
     for w in "${WHS[@]}"; do
@@ -391,6 +377,42 @@ checkpoint() {
     # (tally's own overlay, for the diagnosis only)
     sql "SELECT 'P', w.code, k.code, t.pending FROM stock t JOIN skus k ON k.id = t.sku
         JOIN warehouses w ON w.id = t.warehouse WHERE t.pending <> 0" | tr '|' ' ' >>"$tmp/simstate"
+}
+
+# checkpoint LABEL: pause, heal, wait until quiescent, then check every published SKU.
+checkpoint() {
+    local label=$1 w
+    local fired
+    fired=$(ctl "$base/control/faults" | jq -c '[.. | objects | select(has("fired")) | .fired] | add // 0' 2>/dev/null)
+    post link '{"target":"*","up":true}' >/dev/null
+    ctl -X DELETE "$base/control/faults" >/dev/null
+    DOWN=()
+    t sync >/dev/null 2>&1
+    wait_until 60 outbox_empty
+    mark_rounds
+    t sync >/dev/null 2>&1
+    wait_until 60 streams_done
+    wait_until 30 quiet
+    wait_until 6 settled ||
+        sql "SELECT m.id, m.leg, w.code, m.delta, m.state FROM movements m JOIN warehouses w
+            ON w.id = m.warehouse WHERE m.state <> 'settled'" | head -5 | sed 's/^/  not settled: /' >&2
+    # The state, read together, and read again until two reads 2 s apart agree: tallyd may
+    # still act on its own (a retry round allocating an order that was waiting for stock)
+    # between reading the published values and the outbound orders, which would compare two
+    # different moments.
+    local stable=0
+    for _ in $(seq 10); do
+        read_state
+        cp "$tmp/pub" "$tmp/pub.1"
+        cp "$tmp/simstate" "$tmp/simstate.1"
+        sleep 2
+        read_state
+        if cmp -s "$tmp/pub" "$tmp/pub.1" && cmp -s "$tmp/simstate" "$tmp/simstate.1"; then
+            stable=1
+            break
+        fi
+    done
+    [ "$stable" = 1 ] || bad "$label: the state did not settle for 2 s"
     # truly available(sku) = sum over warehouses of max(0, on_hand - units of outbound orders
     # not shipped or cancelled - tally's reservations for orders the warehouse has not got yet
     # - safety)

@@ -52,6 +52,50 @@ static int parse_cursor(const char *cur, size_t n, int64_t *at, char *id, size_t
     return 0;
 }
 
+/*
+ * Packs {items, next_cursor} from a stepped-to-be statement of ORDER_COLS (and, for the due
+ * order, the ship-by key after them), limit + 1 rows asked for: the extra row only says that
+ * another page follows. Cursors: "<created_at> <order_id>", or for due "<priority> <ship-by
+ * key> <order_id>".
+ */
+static int pack_page(struct rpc_call *c, sqlite3_stmt *s, int64_t limit, bool due)
+{
+    msgpack_packer *pk = c->pk;
+    msgpack_pack_map(pk, 2);
+    mp_pack_key(pk, "items");
+    size_t arr = mp_array_begin(pk);
+    uint32_t count = 0;
+    bool more = false;
+    int rc;
+    char cur[160] = "";
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        if (count == limit) {
+            more = true;
+            break;
+        }
+        msgpack_pack_map(pk, ORDER_NCOLS);
+        pack_order_summary(pk, s, true);
+        if (due)
+            snprintf(cur, sizeof cur, "%lld %lld %s", (long long)sqlite3_column_int64(s, 11),
+                     (long long)sqlite3_column_int64(s, ORDER_NCOLS),
+                     (const char *)sqlite3_column_text(s, 0));
+        else
+            snprintf(cur, sizeof cur, "%lld %s", (long long)sqlite3_column_int64(s, 2),
+                     (const char *)sqlite3_column_text(s, 0));
+        count++;
+    }
+    sqlite3_reset(s);
+    if (rc != SQLITE_DONE && rc != SQLITE_ROW)
+        return store_error(c->d->store, rc, "orders.list");
+    mp_array_end(pk, arr, count);
+    mp_pack_key(pk, "next_cursor");
+    if (more)
+        mp_pack_strz(pk, cur);
+    else
+        msgpack_pack_nil(pk);
+    return 0;
+}
+
 /* ship_by for ordering: unknown last. */
 #define DUE_BY "COALESCE(o.ship_by, 9223372036854775807)"
 
@@ -108,36 +152,7 @@ static int list_due(struct rpc_call *c, const struct page_req *pg, const char *s
     sqlite3_bind_int64(s, 6, pg->limit + 1);
     if (fstate)
         sqlite3_bind_text(s, 7, fstate, (int)fn, SQLITE_STATIC);
-    msgpack_packer *pk = c->pk;
-    msgpack_pack_map(pk, 2);
-    mp_pack_key(pk, "items");
-    size_t arr = mp_array_begin(pk);
-    uint32_t count = 0;
-    bool more = false;
-    int rc;
-    char cur[160] = "";
-    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-        if (count == pg->limit) {
-            more = true;
-            break;
-        }
-        msgpack_pack_map(pk, ORDER_NCOLS);
-        pack_order_summary(pk, s, true);
-        snprintf(cur, sizeof cur, "%lld %lld %s", (long long)sqlite3_column_int64(s, 11),
-                 (long long)sqlite3_column_int64(s, ORDER_NCOLS),
-                 (const char *)sqlite3_column_text(s, 0));
-        count++;
-    }
-    sqlite3_reset(s);
-    if (rc != SQLITE_DONE && rc != SQLITE_ROW)
-        return store_error(st, rc, "orders.list");
-    mp_array_end(pk, arr, count);
-    mp_pack_key(pk, "next_cursor");
-    if (more)
-        mp_pack_strz(pk, cur);
-    else
-        msgpack_pack_nil(pk);
-    return 0;
+    return pack_page(c, s, pg->limit, true);
 }
 
 int cmd_orders_list(struct rpc_call *c)
@@ -182,35 +197,7 @@ int cmd_orders_list(struct rpc_call *c)
     if (fstate)
         sqlite3_bind_text(s, 6, fstate, (int)fn, SQLITE_STATIC);
 
-    msgpack_packer *pk = c->pk;
-    msgpack_pack_map(pk, 2);
-    mp_pack_key(pk, "items");
-    size_t arr = mp_array_begin(pk);
-    uint32_t count = 0;
-    bool more = false;
-    int rc;
-    char cur[128] = "";
-    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-        if (count == pg.limit) {
-            more = true;
-            break;
-        }
-        msgpack_pack_map(pk, ORDER_NCOLS);
-        pack_order_summary(pk, s, true);
-        snprintf(cur, sizeof cur, "%lld %s", (long long)sqlite3_column_int64(s, 2),
-                 (const char *)sqlite3_column_text(s, 0));
-        count++;
-    }
-    sqlite3_reset(s);
-    if (rc != SQLITE_DONE && rc != SQLITE_ROW)
-        return store_error(st, rc, "orders.list");
-    mp_array_end(pk, arr, count);
-    mp_pack_key(pk, "next_cursor");
-    if (more)
-        mp_pack_strz(pk, cur);
-    else
-        msgpack_pack_nil(pk);
-    return 0;
+    return pack_page(c, s, pg.limit, false);
 }
 
 static int pack_lines(struct rpc_call *c, int64_t ref)

@@ -79,7 +79,9 @@ int outbox_may_discard(struct store *st, int64_t id, char *why, size_t cap)
     const char *up = upstream_name(target);
     bool outbound = !strcmp(kind, "outbound");
     if (!strcmp(state, "inflight")) {
-        snprintf(why, cap, "outbox row %lld is being sent to %s now: wait for its answer",
+        snprintf(why, cap,
+                 "outbox row %lld is being sent to %s now, so it is not discarded: wait"
+                 " for its answer",
                  (long long)id, up);
         return TALLY_E_CONFLICT;
     }

@@ -1874,6 +1874,22 @@ static void test_discard_refuses_possibly_sent(void)
     pass_at(store_now() + 11);
     CHECK_EQ_STR(parts("L3"), "C2@FR-OB=1:reserved");
     CHECK_EQ_INT(outbox_rows("key = 'ob:FR-OB:L3' AND state = 'pending'"), 1);
+    /* refused as a conflict while the warehouse's feed says it holds the order (a copy with
+     * other content): that order is there all the same, so the row stays */
+    add_order("L4", "PL", 0);
+    add_line("L4", "C2", 1);
+    pass();
+    sent_without_answer("ob:PL-OB:L4", false);
+    outbox_result("wh:PL-OB", "outbound", "ob:PL-OB:L4", "L4", false, "HTTP 409: conflict");
+    RH_EXEC(h, "INSERT INTO outbound_orders(warehouse, id, status, version, updated_at)"
+               " SELECT id, 'L4', 'accepted', 7, 0 FROM warehouses WHERE code = 'PL-OB'");
+    CHECK(discard_row("ob:PL-OB:L4", "conflict") == NULL);
+    CHECK_EQ_STR(rh_last_code(h), "conflict");
+    CHECK(strstr(rh_last_message(h), "holds order L4") != NULL);
+    CHECK_EQ_STR(parts("L4"), "C2@PL-OB=1:reserved");
+    /* once the warehouse reports it cancelled, the held row may go */
+    RH_EXEC(h, "UPDATE outbound_orders SET status = 'cancelled' WHERE id = 'L4'");
+    CHECK(discard_row("ob:PL-OB:L4", "conflict") != NULL);
     /* once sent, retried and answered: done rows cannot be discarded either */
     outbound_done("PL-OB", "L1");
     CHECK(discard_row("ob:PL-OB:L1", "x") == NULL);

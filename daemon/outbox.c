@@ -88,17 +88,17 @@ int outbox_may_discard(struct store *st, int64_t id, char *why, size_t cap)
     if (!strcmp(state, "pending") && sent && outbound) {
         snprintf(why, cap,
                  "outbox row %lld was sent to %s and not answered: %s may hold order %s, so the"
-                 " row is not discarded; it is retried until answered (tally sync); to move the"
-                 " order, have %s cancel it",
-                 (long long)id, up, up, entity, up);
+                 " row is not discarded; it is sent again until answered (now: tally outbox"
+                 " retry %lld); to move the order, have %s cancel it",
+                 (long long)id, up, up, entity, (long long)id, up);
         return TALLY_E_CONFLICT;
     }
     if (!strcmp(state, "pending") && sent) {
         snprintf(why, cap,
                  "outbox row %lld was sent to %s and not answered: it may have been applied"
-                 " there, so it is not discarded; it is retried until %s answers (tally sync),"
-                 " then it is done or held",
-                 (long long)id, up, up);
+                 " there, so it is not discarded; it is sent again until %s answers (now: tally"
+                 " outbox retry %lld), then it is done or held",
+                 (long long)id, up, up, (long long)id);
         return TALLY_E_CONFLICT;
     }
     if (strcmp(state, "pending") && strcmp(state, "held")) {

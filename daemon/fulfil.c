@@ -1628,6 +1628,59 @@ static int outbound_shipped(struct tallyd *d, struct order *o, int64_t wh, const
 }
 
 /*
+ * Whether this replica fulfilled (or is to fulfil) the order: it is open, or something of it
+ * was allocated, asked of a warehouse or left out here. 1 yes, 0 no, < 0 a read error. An
+ * order that had left or was cancelled before this replica first saw it is none of these:
+ * what a warehouse's feed reports of it (a new station's first sync reads the warehouses'
+ * history) is history, not a second fulfilment. The outbound rows are found by their unique
+ * keys "ob:<WH>:<order id>", never by a scan of the outbox.
+ */
+static int handled_here(struct store *st, const struct order *o)
+{
+    if (is_open(o))
+        return 1;
+    sqlite3_stmt *s =
+        store_stmt(st, "SELECT EXISTS(SELECT 1 FROM allocations WHERE order_ref = ?1)"
+                       " OR EXISTS(SELECT 1 FROM allocation_bans WHERE order_ref = ?1)"
+                       " OR EXISTS(SELECT 1 FROM warehouses w JOIN outbox x"
+                       "   ON x.key = 'ob:' || w.code || ':' || ?2)");
+    if (!s)
+        return TALLY_E_STORAGE;
+    sqlite3_bind_int64(s, 1, o->ref);
+    sqlite3_bind_text(s, 2, o->order_id, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(s);
+    int yes = rc == SQLITE_ROW && sqlite3_column_int(s, 0);
+    sqlite3_reset(s);
+    return rc == SQLITE_ROW ? yes : store_error(st, rc, "order history");
+}
+
+/*
+ * A warehouse cancelled a copy of the order that was not allocated there (the cancel the
+ * "unexpected order" exception asks for, or one of its own): that exception's cause is gone,
+ * so it is resolved; and the id is used up there (the warehouse deduplicates by it forever:
+ * a later outbound order would meet the cancelled one), so that warehouse is left out for
+ * this order.
+ */
+static int copy_cancelled(struct tallyd *d, const struct order *o, int64_t wh)
+{
+    struct store *st = d->store;
+    sqlite3_stmt *b = store_stmt(st, "INSERT OR IGNORE INTO allocation_bans(order_ref, warehouse,"
+                                     " reason, at) VALUES(?1, ?2, 'cancelled there before', ?3)");
+    if (!b)
+        return TALLY_E_STORAGE;
+    sqlite3_bind_int64(b, 1, o->ref);
+    sqlite3_bind_int64(b, 2, wh);
+    sqlite3_bind_int64(b, 3, store_now());
+    int rc = sqlite3_step(b);
+    sqlite3_reset(b);
+    if (rc != SQLITE_DONE)
+        return store_error(st, rc, "allocation ban");
+    struct exc_raise e = {
+        .kind = EXC_WAREHOUSE, .order_ref = o->ref, .wh = wh, .subject = "unexpected order"};
+    return exceptions_clear(d, &e, "the warehouse cancelled its copy of the order");
+}
+
+/*
  * A warehouse reports an outbound order that this replica does not expect there: nothing of
  * the order is allocated to it (the order was given up there, went to another warehouse, or
  * was cancelled). The order may be fulfilled twice, so a person is told at once; a shipment
@@ -1640,10 +1693,14 @@ static int unexpected_outbound(struct tallyd *d, const struct order *o, int64_t 
                                const char *tracking)
 {
     struct store *st = d->store;
-    if (!d->cfg.coordinator || !strcmp(status, "cancelled"))
+    if (!d->cfg.coordinator)
         return 0;
+    int rc = handled_here(st, o);
+    if (rc <= 0)
+        return rc; /* history (or a read error) */
+    if (!strcmp(status, "cancelled"))
+        return copy_cancelled(d, o, wh);
     bool shipped = !strcmp(status, "shipped");
-    int rc;
     if (shipped) {
         char ship_id[160];
         snprintf(ship_id, sizeof ship_id, "%s@%s", o->order_id, whcode);

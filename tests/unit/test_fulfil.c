@@ -1961,6 +1961,66 @@ static void test_unexpected_outbound_reported(void)
     check_reserved_invariant();
 }
 
+/* The outbound feed also reports orders this replica never fulfilled: ones that had left (or
+ * were cancelled) before it first saw them, e.g. a warehouse's history on a new station's
+ * first sync. That is history, not a second fulfilment: no exception, no shipment recorded
+ * (it would count as made today in the report). An order handled here still is checked. */
+static void test_unexpected_outbound_history(void)
+{
+    two_outbound_fixture();
+    add_order_pc("H1", "WAIT_BUYER_ACCEPT_GOODS", "PL", NULL, 0, 5000);
+    add_line("H1", "C2", 1);
+    add_order_pc("H2", "FINISH", "PL", NULL, 0, 5000);
+    add_line("H2", "C2", 1);
+    add_order_pc("H3", "IN_CANCEL", "PL", NULL, 0, 5000);
+    add_line("H3", "C2", 1);
+    pass();
+    CHECK_EQ_STR(fstate("H1"), "uploaded");
+    CHECK_EQ_STR(fstate("H2"), "finished");
+    CHECK_EQ_STR(fstate("H3"), "cancelled");
+    wh_status("PL-OB", "H1", "shipped", "InPost", "PL1", NULL);
+    wh_status("FR-OB", "H2", "shipped", "Colissimo", "FR2", NULL);
+    wh_status("PL-OB", "H3", "accepted", NULL, NULL, NULL);
+    CHECK_EQ_INT(rh_q64(h, "SELECT COUNT(*) FROM exceptions"), 0);
+    CHECK_EQ_INT(rh_q64(h, "SELECT COUNT(*) FROM shipments"), 0);
+    /* an open order not allocated anywhere yet, held by a warehouse: checked */
+    add_order("H4", "PL", 0);
+    add_line("H4", "C2", 1);
+    set_status("H4", "PLACE_ORDER_SUCCESS");
+    pass();
+    CHECK_EQ_STR(fstate("H4"), "pending");
+    wh_status("FR-OB", "H4", "accepted", NULL, NULL, NULL);
+    CHECK_EQ_INT(open_exc("H4", "warehouse"), 1);
+    check_reserved_invariant();
+}
+
+/* A copy of an order at a warehouse it is not allocated to, then cancelled there (as the
+ * exception asks): the exception's cause is gone, so tallyd resolves it; and the order's id
+ * is used up at that warehouse (it deduplicates by it forever), so the order is never
+ * allocated there later. */
+static void test_unexpected_outbound_cancelled(void)
+{
+    two_outbound_fixture();
+    sent_order("V1");
+    wh_status("FR-OB", "V1", "accepted", NULL, NULL, NULL);
+    CHECK_EQ_INT(open_exc("V1", "warehouse"), 1);
+    wh_status("FR-OB", "V1", "cancelled", NULL, NULL, "cancelled by client");
+    CHECK_EQ_INT(open_exc("V1", "warehouse"), 0);
+    CHECK_EQ_STR(rh_qtext(h, "SELECT resolved_by FROM exceptions WHERE kind = 'warehouse'"),
+                 "tallyd");
+    CHECK_EQ_INT(rh_q64(h, "SELECT COUNT(*) FROM allocation_bans b JOIN warehouses w"
+                           " ON w.id = b.warehouse WHERE w.code = 'FR-OB'"),
+                 1);
+    /* PL-OB gives the order back: it goes elsewhere, never to FR-OB */
+    wh_status("PL-OB", "V1", "cancelled", NULL, NULL, "damaged");
+    pass_at(store_now() + 11);
+    CHECK_EQ_INT(outbox_rows("key = 'ob:FR-OB:V1'"), 0);
+    CHECK_EQ_STR(fstate("V1"), "ready");
+    CHECK_EQ_INT(open_exc("V1", "out_of_stock"), 1);
+    CHECK_EQ_STR(parts("V1"), "");
+    check_reserved_invariant();
+}
+
 int main(void)
 {
     h = rh_new("tally-fulfil");
@@ -1993,6 +2053,8 @@ int main(void)
     test_shipped_without_tracking();
     test_discard_refuses_possibly_sent();
     test_unexpected_outbound_reported();
+    test_unexpected_outbound_history();
+    test_unexpected_outbound_cancelled();
 
     rh_free(h);
     msgpack_unpacked_destroy(&pay);

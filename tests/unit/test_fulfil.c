@@ -1938,6 +1938,15 @@ static void test_unexpected_outbound_reported(void)
     }
     CHECK_EQ_STR(seen, "FR-OB:unexpected,PL-OB:uploaded");
     CHECK_EQ_INT(open_exc("U1", "warehouse"), 2); /* a person settles a double shipment */
+    /* the report counts the order's shipment, not the stray parcel of a copy */
+    char from[48], to[48];
+    snprintf(from, sizeof from, "from=#%lld", (long long)store_now() - 3600);
+    snprintf(to, sizeof to, "to=#%lld", (long long)store_now() + 3600);
+    const msgpack_object *rep = rh_call(h, "report", from, to, NULL);
+    const msgpack_object *ro = rep ? mp_map_get(rep, "orders") : NULL;
+    CHECK(ro != NULL);
+    if (ro)
+        CHECK_EQ_INT(rh_iget(ro, "shipped"), 1);
     /* the expected warehouse then reports another tracking number: not what was uploaded */
     wh_status("PL-OB", "U1", "shipped", "InPost", "PL999", NULL);
     CHECK_EQ_INT(open_exc("U1", "warehouse"), 3);

@@ -5,7 +5,8 @@
 #      delivered there once the answer comes;
 #   2. the other warehouse gets the same order anyway (a copy made outside this station): its
 #      feed raises an exception at once, and the shipment it reports is listed by
-#      `tally orders show` beside the expected one.
+#      `tally orders show` beside the expected one;
+#   3. a row whose in-flight mark cannot be written is not sent (it would look never sent).
 #   test_discard_sim.sh TALLYD TALLY TALLY_SIM
 set -uo pipefail
 export LC_ALL=C
@@ -123,4 +124,24 @@ t orders show "$O" | grep -q "no open exceptions" && bad "orders show $O says no
 # Only W1's shipment goes to the marketplace.
 uploaded() { [ "$(ctl "$base/control/fulfilments" | jq --arg o "$O" '.orders[$o] | length')" = 1 ]; }
 wait_until 30 uploaded
+
+# ---- 3. a row is sent only once the replica records that it may have left
+# The write that takes a row in flight also marks it sent (sent_at). When that write fails
+# (here a trigger refuses it, as a full disk would), no request may go: a row the warehouse
+# applied would otherwise look never sent, and `tally outbox discard` would take it from the
+# local view while the warehouse has it.
+sqlite3 "$tmp/state/replica.db" "CREATE TRIGGER test_no_inflight BEFORE UPDATE OF state ON outbox
+    WHEN new.state = 'inflight' BEGIN SELECT RAISE(ABORT, 'test: write refused'); END;"
+t receive "$S" 2 --warehouse "$W1" --id rcv-nomark >/dev/null || bad "receive rcv-nomark"
+sleep 4
+check_eq "$(ctl "$base/control/movements" | jq '.movements["rcv-nomark"] // 0')" 0 \
+    "rcv-nomark reached $W1 while the replica could not mark it sent"
+check_eq "$(sql "SELECT state || ' ' || IFNULL(sent_at, '-') FROM outbox WHERE key = 'rcv-nomark'")" \
+    "pending -" "rcv-nomark while it cannot go in flight"
+sqlite3 "$tmp/state/replica.db" "DROP TRIGGER test_no_inflight"
+nomark_done() { [ "$(sql "SELECT state FROM outbox WHERE key = 'rcv-nomark'")" = done ]; }
+wait_until 60 nomark_done
+check_eq "$(sql "SELECT sent_at IS NOT NULL FROM outbox WHERE key = 'rcv-nomark'")" 1 \
+    "rcv-nomark marked sent once it went"
+check_eq "$(ctl "$base/control/movements" | jq '.movements["rcv-nomark"]')" 1 "rcv-nomark applied once"
 exit 0

@@ -375,13 +375,17 @@ static struct push_batch *take_batch(struct upstream *u)
     }
     sqlite3_reset(s);
     free(blocked);
+    /* Taking a row in flight also marks it as possibly sent (the outbox_sent trigger, for
+     * outbox_may_discard): no request goes unless every row's mark is committed (a failed
+     * write is retried at the next tick, silently: it would log ten times a second). */
     s = store_stmt(st, "UPDATE outbox SET state = 'inflight' WHERE id = ?1");
-    for (int i = 0; s && i < b->n; i++) {
+    int rc = SQLITE_DONE;
+    for (int i = 0; s && rc == SQLITE_DONE && i < b->n; i++) {
         sqlite3_bind_int64(s, 1, b->items[i].outbox_id);
-        sqlite3_step(s);
+        rc = sqlite3_step(s);
         sqlite3_reset(s);
     }
-    if (!s || b->n == 0 || store_commit(st) != 0) {
+    if (!s || rc != SQLITE_DONE || b->n == 0 || store_commit(st) != 0) {
         store_rollback(st);
         free_batch(b);
         return NULL;

@@ -25,7 +25,12 @@ struct conn {
     msgpack_unpacker unp;
     msgpack_unpacked msg;
     msgpack_sbuffer out; /* responses to the current read batch */
-    size_t queued;       /* bytes handed to uv_write and not yet written */
+    /* Notifications raised while one of this connection's requests is being handled: they go
+     * out after its response, never inside it. */
+    msgpack_sbuffer held;
+    bool in_call;   /* rpc_handle is running for this connection */
+    bool held_over; /* held notifications went over max_output_bytes: close after the call */
+    size_t queued;  /* bytes handed to uv_write and not yet written */
     int role;
     pid_t pid;
     uid_t uid;
@@ -96,6 +101,7 @@ static void on_conn_closed(uv_handle_t *h)
     msgpack_unpacked_destroy(&c->msg);
     msgpack_unpacker_destroy(&c->unp);
     msgpack_sbuffer_destroy(&c->out);
+    msgpack_sbuffer_destroy(&c->held);
     free(c);
     if (srv->stopping && srv->nconns == 0 && srv->timer_open &&
         !uv_is_closing((uv_handle_t *)&srv->stop_timer))
@@ -243,7 +249,20 @@ static void conn_process(struct conn *c)
                        "bytes are not valid MessagePack");
             return;
         }
-        if (rpc_handle(d, c->role, c, &c->msg.data, &c->out) != 0) {
+        c->in_call = true;
+        int hr = rpc_handle(d, c->role, c, &c->msg.data, &c->out);
+        c->in_call = false;
+        if (c->held.size > 0) {
+            msgpack_sbuffer_write(&c->out, c->held.data, c->held.size);
+            c->held.size = 0;
+        }
+        if (c->held_over) {
+            log_warn("client pid %d: unsent output over %zu bytes, disconnecting", (int)c->pid,
+                     d->cfg.max_output_bytes);
+            conn_close(c);
+            return;
+        }
+        if (hr != 0) {
             log_info("client pid %d: not a request, disconnecting", (int)c->pid);
             conn_flush(c);
             conn_finish(c);
@@ -339,6 +358,7 @@ static void on_connection(uv_stream_t *server, int status)
     }
     msgpack_unpacked_init(&c->msg);
     msgpack_sbuffer_init(&c->out);
+    msgpack_sbuffer_init(&c->held);
     c->next = srv->conns;
     if (srv->conns)
         srv->conns->prev = c;
@@ -464,6 +484,15 @@ void server_broadcast(struct server *srv, const char *data, size_t len)
     for (struct conn *c = srv->conns; c; c = c->next) {
         if (!c->watching || c->closing)
             continue;
+        if (c->in_call) {
+            /* This connection's response is being built in c->out's wake: hold the event
+             * until the response is complete (conn_process appends it then). */
+            if (c->queued + c->out.size + c->held.size + len > c->srv->d->cfg.max_output_bytes)
+                c->held_over = true;
+            else
+                msgpack_sbuffer_write(&c->held, data, len);
+            continue;
+        }
         msgpack_sbuffer_write(&c->out, data, len);
         conn_flush(c);
     }

@@ -297,6 +297,37 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     conn_process(c);
 }
 
+#ifndef SO_PEERGROUPS
+#define SO_PEERGROUPS 59 /* Linux >= 4.13 */
+#endif
+
+/* Whether gid is among the peer's supplementary groups, as the kernel recorded them when the
+ * peer connected (SO_PEERGROUPS: no /proc, which ProtectProc=invisible hides, and no race
+ * with the peer's pid being reused). */
+static bool peer_in_group(int fd, gid_t gid)
+{
+    gid_t small[64], *groups = small;
+    socklen_t len = sizeof small;
+    int r = getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, groups, &len);
+    if (r != 0 && errno == ERANGE && len > sizeof small) {
+        /* len now holds the size needed (NGROUPS_MAX is 65536). */
+        groups = malloc(len);
+        if (!groups)
+            return false;
+        r = getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, groups, &len);
+    }
+    bool in = false;
+    if (r != 0)
+        log_warn("SO_PEERGROUPS: %s; the caller's supplementary groups are not known",
+                 strerror(errno));
+    else
+        for (size_t i = 0; i < len / sizeof *groups && !in; i++)
+            in = groups[i] == gid;
+    if (groups != small)
+        free(groups);
+    return in;
+}
+
 /* The caller's role, from the kernel's view of the peer: uid, gid and supplementary groups. */
 static int peer_role(struct server *srv, struct conn *c)
 {
@@ -312,31 +343,9 @@ static int peer_role(struct server *srv, struct conn *c)
         return TALLY_ROLE_WRITER;
     if (!srv->d->have_writer_gid)
         return TALLY_ROLE_READER;
-    if (cr.gid == srv->d->writer_gid)
+    if (cr.gid == srv->d->writer_gid || peer_in_group(fd, srv->d->writer_gid))
         return TALLY_ROLE_WRITER;
-    /* Supplementary groups of the connecting process itself, as the kernel holds them. */
-    char path[64], line[4096];
-    snprintf(path, sizeof path, "/proc/%d/status", (int)cr.pid);
-    FILE *f = fopen(path, "re");
-    int role = TALLY_ROLE_READER;
-    if (!f)
-        return role;
-    while (fgets(line, sizeof line, f)) {
-        if (strncmp(line, "Groups:", 7) != 0)
-            continue;
-        char *p = line + 7, *end;
-        for (;;) {
-            unsigned long g = strtoul(p, &end, 10);
-            if (end == p)
-                break;
-            if ((gid_t)g == srv->d->writer_gid)
-                role = TALLY_ROLE_WRITER;
-            p = end;
-        }
-        break;
-    }
-    fclose(f);
-    return role;
+    return TALLY_ROLE_READER;
 }
 
 static void on_connection(uv_stream_t *server, int status)

@@ -19,9 +19,14 @@
  *     marketplace: `sync` and `order` events arrive between the responses to pipelined
  *     movements, which are checked as in (a).
  */
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -88,7 +93,7 @@ static uint32_t expect_req(const char *method, enum expect e, const char *key, c
 
 /* Events seen, by type, on one connection. */
 struct seen {
-    int sync, low_stock, order, exception_open, exception_resolved;
+    int sync, sync_down, low_stock, order, exception_open, exception_resolved;
     char low[16][64]; /* "SKU@WAREHOUSE" of the low_stock events */
     int nlow;
     char oos_open[64], oos_resolved[64]; /* the order of an out_of_stock exception event */
@@ -150,6 +155,7 @@ static bool check_event(const msgpack_object *m, struct seen *s, const char *whe
     switch (k) {
     case 0:
         s->sync++;
+        s->sync_down += !strcmp(state, "down");
         break;
     case 1:
         s->low_stock++;
@@ -451,13 +457,204 @@ static void case_local(void)
     th_close(&idle);
 }
 
+/* ---- (b) sync and order events, from tally-sim ---- */
+
+static pid_t sim_pid;
+static int sim_port;
+
+/* Starts tally-sim on a free port (it dies with this process). 0 or -1. */
+static int start_sim(const char *sim)
+{
+    int fds[2];
+    if (pipe(fds) != 0)
+        return -1;
+    sim_pid = fork();
+    if (sim_pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        dup2(fds[1], 1);
+        close(fds[0]);
+        close(fds[1]);
+        execl(sim, sim, "--port", "0", "--skus", "40", "--orders", "3", "--seed", "11",
+              "--warehouses", "ES-MAD", (char *)NULL);
+        _exit(127);
+    }
+    close(fds[1]);
+    char line[256] = "";
+    size_t n = 0;
+    while (n < sizeof line - 1 && !strchr(line, '\n')) {
+        ssize_t k = read(fds[0], line + n, sizeof line - 1 - n);
+        if (k <= 0)
+            break;
+        n += (size_t)k;
+        line[n] = 0;
+    }
+    close(fds[0]);
+    const char *p = strstr(line, "127.0.0.1:");
+    sim_port = p ? atoi(p + 10) : 0;
+    if (sim_port <= 0) {
+        fprintf(stderr, "tally-sim did not start: '%s'\n", line);
+        return -1;
+    }
+    return 0;
+}
+
+static void stop_sim(void)
+{
+    if (sim_pid > 0) {
+        kill(sim_pid, SIGTERM);
+        waitpid(sim_pid, NULL, 0);
+        sim_pid = 0;
+    }
+}
+
+/* POSTs a JSON body to the simulator's control interface; true on a 200 answer. */
+static bool sim_post(const char *path, const char *json)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)sim_port)};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0) {
+        if (fd >= 0)
+            close(fd);
+        return false;
+    }
+    char req[512];
+    int n = snprintf(req, sizeof req,
+                     "POST %s HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                     "Content-Length: %zu\r\nConnection: close\r\n\r\n%s",
+                     path, strlen(json), json);
+    char ans[64] = "";
+    bool ok = th_send_fd(fd, req, (size_t)n, TIMEOUT) == 0 && read(fd, ans, sizeof ans - 1) > 0 &&
+              strncmp(ans, "HTTP/1.1 200", 12) == 0;
+    close(fd);
+    return ok;
+}
+
+static void case_sim(const char *tallyd, const char *sim)
+{
+    /* D was cleaned up after (a): it is made anew for this daemon. */
+    if (start_sim(sim) != 0 || th_daemon_init(&D, tallyd, "watch-sim") != 0) {
+        CHECK(!"tally-sim and a second tallyd");
+        stop_sim();
+        return;
+    }
+    char path[512], conf[2048];
+    snprintf(path, sizeof path, "%s/wh.token", D.dir);
+    FILE *f = fopen(path, "we");
+    if (f) {
+        fputs("tally-sim-wh-token\n", f);
+        fclose(f);
+    }
+    snprintf(path, sizeof path, "%s/app.secret", D.dir);
+    if ((f = fopen(path, "we"))) {
+        fputs("tally-sim-app-secret\n", f);
+        fclose(f);
+    }
+    snprintf(path, sizeof path, "%s/access.token", D.dir);
+    if ((f = fopen(path, "we"))) {
+        fputs("tally-sim-access-token\n", f);
+        fclose(f);
+    }
+    snprintf(conf, sizeof conf,
+             "[sync]\nretry_max = 2\nrequest_timeout = 3\n"
+             "[warehouse ES-MAD]\nurl = http://127.0.0.1:%d/wh/ES-MAD\ntoken_file = %s/wh.token\n"
+             "inventory_interval = 1\noutbound_interval = 2\n"
+             "[marketplace]\ngateway = http://127.0.0.1:%d/sync\napp_key = tally-sim-app-key\n"
+             "app_secret_file = %s/app.secret\naccess_token_file = %s/access.token\n"
+             "catalog_interval = 2\norders_interval = 1\n",
+             sim_port, D.dir, sim_port, D.dir, D.dir);
+    if (th_daemon_config(&D, conf) != 0 || th_daemon_start(&D) != 0) {
+        CHECK(!"tallyd against tally-sim");
+        th_daemon_cleanup(&D);
+        stop_sim();
+        return;
+    }
+    struct th_conn w;
+    CHECK(start_watch(&w));
+    /* A local warehouse and SKU to move stock on while the upstreams sync. */
+    struct th_conn c;
+    struct th_resp r;
+    msgpack_sbuffer b;
+    msgpack_packer pk;
+    msgpack_sbuffer_init(&b);
+    msgpack_packer_init(&pk, &b, msgpack_sbuffer_write);
+    bool seeded = th_connect(&c, D.sock) == 0;
+    th_pack_map(&pk, "sss", "code", "LOC-1", "name", "Local", "country", "ES");
+    seeded = seeded && th_import(&c, "warehouses", 1, &b, &r) == TH_OK;
+    msgpack_sbuffer_clear(&b);
+    th_pack_map(&pk, "sssis", "sku", "L-1", "product_id", "LP", "title", "Local", "price_minor",
+                100LL, "currency", "EUR");
+    seeded = seeded && th_import(&c, "catalog", 1, &b, &r) == TH_OK;
+    msgpack_sbuffer_clear(&b);
+    th_pack_map(&pk, "ssii", "sku", "L-1", "warehouse", "LOC-1", "on_hand", 10LL, "threshold",
+                10LL);
+    seeded = seeded && th_import(&c, "stock", 1, &b, &r) == TH_OK;
+    msgpack_sbuffer_destroy(&b);
+    th_close(&c);
+    CHECK(seeded);
+
+    /* Rounds of pipelined writes until every event kind came in between: a receive of 1 lifts
+     * L-1 above its threshold, a pick of 1 makes it low again (a low_stock event inside that
+     * call); new marketplace orders, then a cut warehouse link, raise order and sync events. */
+    struct seen s = {0};
+    int64_t end = th_now_ms() + 60000;
+    int iter = 0, picks = 0;
+    bool cut = false;
+    while (!broken && th_now_ms() < end &&
+           (s.sync == 0 || s.order == 0 || s.sync_down == 0 || s.low_stock < 3)) {
+        char id1[32], id2[32];
+        snprintf(id1, sizeof id1, "mv-b%d-r", iter);
+        snprintf(id2, sizeof id2, "mv-b%d-p", iter);
+        nreqs = 0;
+        msgpack_sbuffer sb;
+        msgpack_sbuffer_init(&sb);
+        th_pack_request(&sb, expect_req("hello", E_OK, "protocol", NULL), "hello", "i", "version",
+                        1LL);
+        th_pack_request(&sb, expect_req("stock.move", E_OK, "id", id1), "stock.move", "ssssi", "id",
+                        id1, "kind", "receive", "sku", "L-1", "warehouse", "LOC-1", "qty", 1LL);
+        th_pack_request(&sb, expect_req("sync", E_OK, "streams", NULL), "sync", "");
+        th_pack_request(&sb, expect_req("stock.move", E_OK, "id", id2), "stock.move", "ssssi", "id",
+                        id2, "kind", "pick", "sku", "L-1", "warehouse", "LOC-1", "qty", 1LL);
+        th_pack_request(&sb, expect_req("status", E_OK, "station", NULL), "status", "");
+        CHECK_EQ_INT(th_send(&w, sb.data, sb.size, TIMEOUT), 0);
+        msgpack_sbuffer_destroy(&sb);
+        read_all(&w, &s, "(b) watcher that writes, syncing");
+        picks++;
+        /* Let events from the loop's own timers come between batches too. */
+        drain_events(&w, &s, "(b) between batches", 200);
+        if (iter % 5 == 2 && s.order == 0)
+            sim_post("/control/orders", "{\"count\": 2}");
+        if (s.order > 0 && s.sync > 0 && !cut) {
+            CHECK(sim_post("/control/link", "{\"target\": \"wh:ES-MAD\", \"up\": false}"));
+            cut = true;
+        }
+        iter++;
+    }
+    if (cut)
+        CHECK(sim_post("/control/link", "{\"target\": \"*\", \"up\": true}"));
+    printf("case (b): %d batches; events: %d sync, %d low_stock, %d order, %d exception\n", iter,
+           s.sync, s.low_stock, s.order, s.exception_open + s.exception_resolved);
+    CHECK(s.sync_down > 0);
+    CHECK(s.order > 0);
+    CHECK(s.low_stock >= picks);
+    CHECK_EQ_INT(on_hand_at("L-1", "LOC-1"), 10);
+    th_close(&w);
+    CHECK(th_daemon_alive(&D));
+    int status = th_daemon_stop(&D, 15000);
+    CHECK(status >= 0 && WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    if (check_failures)
+        th_daemon_dump_log(&D, 40);
+    th_daemon_cleanup(&D);
+    stop_sim();
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 2) {
         fprintf(stderr, "usage: test_watch TALLYD [TALLY_SIM]\n");
         return 2;
     }
-    th_setup("test_watch", 120);
+    th_setup("test_watch", 180);
     if (th_daemon_init(&D, argv[1], "watch") != 0 || th_daemon_start(&D) != 0) {
         th_daemon_cleanup(&D);
         return 1;
@@ -471,5 +668,11 @@ int main(int argc, char **argv)
     if (check_failures)
         th_daemon_dump_log(&D, 40);
     th_daemon_cleanup(&D);
+    if (argc > 2) {
+        t0 = th_now_ms();
+        broken = false;
+        case_sim(argv[1], argv[2]);
+        printf("case (b) sync and order events: %lld ms\n", (long long)(th_now_ms() - t0));
+    }
     return check_result("test_watch");
 }

@@ -317,10 +317,13 @@ static bool peer_in_group(int fd, gid_t gid)
         r = getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, groups, &len);
     }
     bool in = false;
-    if (r != 0)
-        log_warn("SO_PEERGROUPS: %s; the caller's supplementary groups are not known",
+    static bool warned;
+    if (r != 0 && !warned) {
+        warned = true; /* once: it fails alike for every connection (a kernel before 4.13) */
+        log_warn("SO_PEERGROUPS: %s; callers' supplementary groups are not known, so only a "
+                 "primary group of writer_group makes a writer",
                  strerror(errno));
-    else
+    } else if (r == 0)
         for (size_t i = 0; i < len / sizeof *groups && !in; i++)
             in = groups[i] == gid;
     if (groups != small)

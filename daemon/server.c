@@ -201,6 +201,11 @@ static void conn_flush(struct conn *c)
     c->queued += rest;
 }
 
+/* Why a watcher is cut off when events for it were dropped. */
+#define EVENTS_OVER                                                                                \
+    "events for this watching connection went over max_output_bytes and some were dropped; "       \
+    "the responses before this one were sent; connect again, watch, and re-read the state"
+
 /* A framing error: answer it, then close, since the stream can no longer be resynchronised. */
 static void conn_fatal(struct conn *c, int code, const char *message)
 {
@@ -252,15 +257,19 @@ static void conn_process(struct conn *c)
         c->in_call = true;
         int hr = rpc_handle(d, c->role, c, &c->msg.data, &c->out);
         c->in_call = false;
+        if (c->held_over) {
+            /* Events for it were dropped: its response (in c->out: a write it made may have
+             * been committed) still goes out, then an error saying why it is cut off. */
+            c->held.size = 0;
+            c->held_over = false;
+            log_warn("client pid %d: events over max_output_bytes (%zu), disconnecting",
+                     (int)c->pid, d->cfg.max_output_bytes);
+            conn_fatal(c, TALLY_E_OVERLOADED, EVENTS_OVER);
+            return;
+        }
         if (c->held.size > 0) {
             msgpack_sbuffer_write(&c->out, c->held.data, c->held.size);
             c->held.size = 0;
-        }
-        if (c->held_over) {
-            log_warn("client pid %d: unsent output over %zu bytes, disconnecting", (int)c->pid,
-                     d->cfg.max_output_bytes);
-            conn_close(c);
-            return;
         }
         if (hr != 0) {
             log_info("client pid %d: not a request, disconnecting", (int)c->pid);
@@ -487,6 +496,23 @@ void server_conn_watch(void *conn, bool on)
 uid_t server_conn_uid(void *conn)
 {
     return conn ? ((struct conn *)conn)->uid : geteuid();
+}
+
+void server_drop_watchers(struct server *srv)
+{
+    if (!srv)
+        return;
+    for (struct conn *c = srv->conns; c; c = c->next) {
+        if (!c->watching || c->closing)
+            continue;
+        if (c->in_call) {
+            c->held_over = true; /* after its response (conn_process) */
+            continue;
+        }
+        log_warn("client pid %d: events over max_output_bytes (%zu), disconnecting", (int)c->pid,
+                 srv->d->cfg.max_output_bytes);
+        conn_fatal(c, TALLY_E_OVERLOADED, EVENTS_OVER);
+    }
 }
 
 void server_broadcast(struct server *srv, const char *data, size_t len)

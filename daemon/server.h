@@ -37,5 +37,8 @@ uid_t server_conn_uid(void *conn);
  * limit like any answer). A connection whose request is being handled gets it after that
  * request's response, never inside it. */
 void server_broadcast(struct server *srv, const char *data, size_t len);
+/* Cuts off every watching connection with an `overloaded` error (msgid 0) saying events were
+ * dropped; a connection whose request is being handled gets its response first. */
+void server_drop_watchers(struct server *srv);
 
 #endif

@@ -303,6 +303,17 @@ static const char *const migrations[] = {
     "ALTER TABLE warehouses ADD COLUMN stale INTEGER NOT NULL DEFAULT 0;"
     /* Orders already in the replica: the pass looks at each once. */
     "UPDATE orders SET fdirty = 1;",
+
+    /* 5: a purge is never undone. Whatever writes an order's buyer fields after its purge
+     * (a path that forgets purged_at, a person's SQL) has them set back to NULL in the same
+     * statement, so they never reach a committed page. orders_upsert_header keeps the rule
+     * itself; this is the replica's own guard. */
+    "CREATE TRIGGER orders_purged_stays_purged AFTER UPDATE OF buyer_name, address, city,"
+    "  postcode, phone ON orders WHEN new.purged_at IS NOT NULL AND (new.buyer_name IS NOT NULL"
+    "  OR new.address IS NOT NULL OR new.city IS NOT NULL OR new.postcode IS NOT NULL"
+    "  OR new.phone IS NOT NULL)"
+    " BEGIN UPDATE orders SET buyer_name = NULL, address = NULL, city = NULL, postcode = NULL,"
+    "  phone = NULL WHERE id = new.id; END;",
 };
 
 int schema_latest(void)

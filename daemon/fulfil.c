@@ -1306,6 +1306,16 @@ static void on_idle(uv_idle_t *h)
         uv_idle_stop(h);
 }
 
+static void on_purged(struct tallyd *d, void *arg, int r, int64_t n)
+{
+    (void)d;
+    (void)arg;
+    if (r)
+        log_error("personal-data purge: %s", tally_strerror(r));
+    else if (n > 0)
+        log_info("personal data of %" PRId64 " finished orders purged", n);
+}
+
 static void on_timer(uv_timer_t *t)
 {
     struct fulfil *f = t->data;
@@ -1336,12 +1346,11 @@ static void on_timer(uv_timer_t *t)
             log_error("days-of-cover thresholds: %s", tally_strerror(r));
     }
     if (now >= f->next_purge) {
+        /* In slices on the loop (privacy.c); one already running (tally purge) will do. */
         f->next_purge = now + PURGE_EVERY_S;
-        int64_t n = 0;
-        if ((r = privacy_purge(d, d->cfg.retain_days, false, &n)) != 0)
+        if ((r = privacy_purge_start(d, d->cfg.retain_days, false, on_purged, NULL)) != 0 &&
+            r != TALLY_E_BUSY)
             log_error("personal-data purge: %s", tally_strerror(r));
-        else if (n > 0)
-            log_info("personal data of %" PRId64 " finished orders purged", n);
     }
 }
 

@@ -196,8 +196,13 @@ int rpc_handle(struct tallyd *d, int role, void *conn, const msgpack_object *msg
     msgpack_pack_int(&pk, TALLY_MSG_RESPONSE);
     msgpack_pack_uint32(&pk, msgid);
     msgpack_pack_nil(&pk);
-    struct rpc_call call = {.d = d, .params = params, .pk = &pk, .role = role, .conn = conn};
+    struct rpc_call call = {
+        .d = d, .params = params, .pk = &pk, .role = role, .conn = conn, .msgid = msgid};
     int r = m->fn(&call);
+    if (r == RPC_DEFERRED) {
+        out->size = mark; /* answered later, by the handler */
+        return 0;
+    }
     /* A handler that packed a map or array count different from what it then wrote would
      * leave the client waiting for bytes that never come; check the result is exactly one
      * complete object (a linear scan, cheap next to the handler's own work). */

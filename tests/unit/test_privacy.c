@@ -14,6 +14,7 @@
 #include <sys/stat.h>
 
 #include <msgpack.h>
+#include <uv.h>
 
 #include "check.h"
 #include "codec.h"
@@ -503,6 +504,116 @@ static void test_purged_stays_purged(void)
     CHECK_EQ_INT(n, 0);
 }
 
+static int done_calls, done_r;
+static int64_t done_n;
+
+static void on_done(struct tallyd *dd, void *arg, int r, int64_t n)
+{
+    (void)dd;
+    (void)arg;
+    done_calls++;
+    done_r = r;
+    done_n = n;
+}
+
+static int64_t purged_count(void)
+{
+    return rh_q64(h, "SELECT COUNT(*) FROM orders WHERE purged_at IS NOT NULL");
+}
+
+/* Runs the loop until the job reports; the number of iterations it took. */
+static int run_until_done(uv_loop_t *loop)
+{
+    int turns = 0;
+    while (done_calls == 0 && turns < 100000) {
+        uv_run(loop, UV_RUN_ONCE);
+        turns++;
+    }
+    return turns;
+}
+
+/* On a loop, a purge runs one bounded slice per iteration: the replica is served between
+ * slices, a second purge is refused as busy meanwhile, the outcome comes once at the end. */
+static void test_slices(void)
+{
+    rh_open(h);
+    rh_seed_standard(h);
+    snprintf(db_path, sizeof db_path, "%s", store_path(d->store));
+    RH_EXEC(h, "BEGIN");
+    for (int i = 0; i < 1000; i++) {
+        char id[16];
+        snprintf(id, sizeof id, "L%04d", i);
+        add_order(id, 40 * DAY + i, "finished");
+        add_outbound(id);
+    }
+    add_order("LKEEP", 1 * DAY, "finished");
+    RH_EXEC(h, "COMMIT");
+    uv_loop_t loop;
+    CHECK_EQ_INT(uv_loop_init(&loop), 0);
+    d->loop = &loop;
+
+    /* A dry run counts in slices too. */
+    done_calls = 0;
+    CHECK_EQ_INT(privacy_purge_start(d, 30, true, on_done, NULL), 0);
+    run_until_done(&loop);
+    CHECK_EQ_INT(done_calls, 1);
+    CHECK_EQ_INT(done_r, 0);
+    CHECK_EQ_INT(done_n, 1000);
+    CHECK_EQ_INT(purged_count(), 0);
+
+    done_calls = 0;
+    CHECK_EQ_INT(privacy_purge_start(d, 30, false, on_done, NULL), 0);
+    CHECK(privacy_running(d));
+    CHECK_EQ_INT(privacy_purge_start(d, 30, false, on_done, NULL), TALLY_E_BUSY);
+    CHECK_EQ_INT(purged_count(), 0); /* nothing done before the loop runs */
+    uv_run(&loop, UV_RUN_NOWAIT);
+    int64_t first = purged_count();
+    CHECK(first > 0 && first < 1000);
+    CHECK_EQ_INT(done_calls, 0);
+    /* Between slices: clients are answered, and a purge through the method is refused as
+     * busy (nothing changed). */
+    const msgpack_object *r = rh_call(h, "status", NULL);
+    CHECK(r != NULL);
+    CHECK(rh_call(h, "privacy.purge", "older_than_days=#0", NULL) == NULL);
+    CHECK_EQ_STR(rh_last_code(h), "busy");
+    CHECK_EQ_INT(intact("LKEEP"), 1);
+    int turns = 1 + run_until_done(&loop);
+    CHECK(turns >= 1000 / 64);
+    CHECK_EQ_INT(done_calls, 1);
+    CHECK_EQ_INT(done_r, 0);
+    CHECK_EQ_INT(done_n, 1000);
+    CHECK(!privacy_running(d));
+    CHECK_EQ_INT(purged_count(), 1000);
+    CHECK_EQ_INT(intact("LKEEP"), 1);
+    CHECK(payload_scrubbed_map("ob:A:L0000", "L0000"));
+    CHECK(payload_scrubbed_map("ob:A:L0999", "L0999"));
+    /* The checkpoint ran on a worker thread: the WAL holds none of it. */
+    char wal[160];
+    snprintf(wal, sizeof wal, "%s-wal", db_path);
+    struct stat sb;
+    CHECK(stat(wal, &sb) != 0 || sb.st_size == 0);
+    CHECK(!file_has(db_path, "Name-L0000"));
+    CHECK(!file_has(db_path, "L0500 Secret Street"));
+    CHECK(!file_has(wal, "Name-L0999"));
+
+    /* A daemon that stops ends a purge at its next slice: what was committed stays. */
+    RH_EXEC(h, "UPDATE orders SET purged_at = NULL, buyer_name = 'again'");
+    done_calls = 0;
+    CHECK_EQ_INT(privacy_purge_start(d, 30, false, on_done, NULL), 0);
+    uv_run(&loop, UV_RUN_NOWAIT);
+    d->stopping = true;
+    run_until_done(&loop);
+    d->stopping = false;
+    CHECK_EQ_INT(done_calls, 1);
+    CHECK_EQ_INT(done_r, TALLY_E_SHUTTING_DOWN);
+    CHECK(done_n > 0 && done_n < 1000);
+    CHECK_EQ_INT(purged_count(), done_n);
+
+    uv_run(&loop, UV_RUN_DEFAULT); /* the job's handle closes */
+    d->loop = NULL;
+    CHECK_EQ_INT(uv_loop_close(&loop), 0);
+}
+
 int main(void)
 {
     h = rh_new("tally-privacy");
@@ -515,6 +626,7 @@ int main(void)
     test_rpc();
     test_batches();
     test_purged_stays_purged();
+    test_slices();
 
     rh_free(h);
     return check_result("test_privacy");

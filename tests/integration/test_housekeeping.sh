@@ -50,7 +50,7 @@ before=$(onhand)
 
 # ---- 1. another process holds the write lock ----
 mkfifo "$tmp/sql.in"
-sqlite3 "$db" <"$tmp/sql.in" >"$tmp/sql.out" 2>&1 &
+sqlite3 -cmd ".timeout 5000" "$db" <"$tmp/sql.in" >"$tmp/sql.out" 2>&1 &
 sqpid=$!
 exec 9>"$tmp/sql.in"
 echo "BEGIN IMMEDIATE;" >&9
@@ -84,7 +84,7 @@ expect_eq "$(printf '%s' "$out" | jq -r .duplicate)" false "the same write once 
 expect_eq "$(onhand)" "$((before + 5))" "on hand after the retried write"
 
 # ---- 2. a purge of many slices, with reads meanwhile ----
-sqlite3 "$db" "UPDATE orders SET status = 'FINISH', fstate = 'finished',
+sqlite3 -cmd ".timeout 5000" "$db" "UPDATE orders SET status = 'FINISH', fstate = 'finished',
     finished_at = strftime('%s','now') - 40 * 86400" || bad "finishing the orders"
 norders=$(sqlite3 "$db" "SELECT COUNT(*) FROM orders")
 [ "$norders" -gt 200 ] && ok || bad "only $norders orders imported"

@@ -1,8 +1,9 @@
 /*
  * The personal-data purge. An order whose purged_at is set holds no buyer data: its name,
- * address, city, postcode and phone are NULL, and no outbox row of that order (entity = its
- * order id) carries a ship-to any more. The order, its lines, allocations and shipments stay:
- * sales figures, reports and returns still need them.
+ * address, city, postcode and phone are NULL, no outbox row of that order (entity = its
+ * order id) carries a ship-to any more, and free text about it from people or upstreams
+ * (notes, warehouses' reasons, upstream errors) is gone. The order, its lines, allocations and
+ * shipments stay: sales figures, reports and returns still need them.
  *
  * Work is bounded: at most PURGE_SLICE orders per transaction, found through the partial
  * index orders_to_purge(finished_at) WHERE purged_at IS NULL, so a purge never scans orders
@@ -127,6 +128,42 @@ static int scrub_outbox(struct store *st, const char *order_id)
 }
 
 /*
+ * Free text about the order that came from people or upstreams and may quote the buyer (a
+ * warehouse's reason "address not found: <street>", an upstream's error echoing a field, an
+ * operator's note): erased too. tallyd's own exception messages never quote personal data
+ * (address.c names formats, not values) and stay; those that carry an upstream's text
+ * (warehouse, upstream_rejected) keep only what they are about.
+ */
+static int scrub_text(struct store *st, const char *order_id)
+{
+    static const char *const sql[] = {
+        "UPDATE exceptions SET note = NULL, message = CASE WHEN kind IN ('warehouse',"
+        " 'upstream_rejected') THEN 'order ' || ?1 || ': ' || kind || ' (the upstream''s"
+        " text was erased with the personal data)' ELSE message END"
+        " WHERE order_ref = (SELECT id FROM orders WHERE order_id = ?1)"
+        " AND (note IS NOT NULL OR kind IN ('warehouse', 'upstream_rejected'))",
+        "UPDATE outbound_orders SET reason = NULL WHERE warehouse IN (SELECT id FROM warehouses)"
+        " AND id = ?1 AND reason IS NOT NULL",
+        "UPDATE allocation_bans SET reason = NULL"
+        " WHERE order_ref = (SELECT id FROM orders WHERE order_id = ?1) AND reason IS NOT NULL",
+        "UPDATE outbox SET last_error = NULL WHERE target IN"
+        " (SELECT 'wh:' || code FROM warehouses UNION ALL SELECT 'mp') AND entity = ?1"
+        " AND last_error IS NOT NULL",
+    };
+    for (size_t i = 0; i < sizeof sql / sizeof sql[0]; i++) {
+        sqlite3_stmt *s = store_stmt(st, sql[i]);
+        if (!s)
+            return TALLY_E_STORAGE;
+        sqlite3_bind_text(s, 1, order_id, -1, SQLITE_TRANSIENT);
+        int rc = sqlite3_step(s);
+        sqlite3_reset(s);
+        if (rc != SQLITE_DONE)
+            return store_error(st, rc, "purge text");
+    }
+    return 0;
+}
+
+/*
  * Purges the next slice inside a transaction; *n gets its size (PURGE_SLICE: there may be
  * more). The UPDATE makes all its changes on its first step and only then hands out its
  * RETURNING rows, so scrubbing the outbox while reading them is safe.
@@ -147,7 +184,8 @@ static int purge_batch(struct store *st, int64_t cutoff, int64_t now, int64_t *n
     *n = 0;
     while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
         (*n)++;
-        if ((r = scrub_outbox(st, (const char *)sqlite3_column_text(s, 0))) != 0)
+        const char *oid = (const char *)sqlite3_column_text(s, 0);
+        if ((r = scrub_outbox(st, oid)) != 0 || (r = scrub_text(st, oid)) != 0)
             break;
     }
     sqlite3_reset(s);

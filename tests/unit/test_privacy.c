@@ -499,6 +499,40 @@ static void test_purged_stays_purged(void)
     CHECK(!files_have("Sql-Name-R1"));
     CHECK(!files_have("New-Name-R1"));
 
+    /* Free text about an order from people and upstreams goes with the purge: an operator's
+     * note, a warehouse's reason, an upstream's error quoting the street. */
+    CHECK_EQ_INT(import_order("R3", "Old", "FINISH"), 0);
+    RH_EXEC(h, "UPDATE orders SET fstate = 'finished', finished_at = %lld WHERE order_id = 'R3'",
+            (long long)(store_now() - 40 * DAY));
+    int64_t r3 = rh_q64(h, "SELECT id FROM orders WHERE order_id = 'R3'");
+    RH_EXEC(h,
+            "INSERT INTO exceptions(kind, order_ref, message, raised_at, deadline, state, note,"
+            " dedupe) VALUES('warehouse', %lld, 'A reports: Txt-Street-R3 not found', 0, 0,"
+            " 'resolved', 'called Txt-Name-R3', 'x:R3'), ('deadline', %lld, 'order R3 must ship',"
+            " 0, 0, 'resolved', NULL, 'y:R3')",
+            (long long)r3, (long long)r3);
+    RH_EXEC(h, "INSERT INTO outbound_orders(warehouse, id, status, reason, updated_at)"
+               " VALUES(1, 'R3', 'cancelled', 'no such street Txt-Street-R3', 0)");
+    RH_EXEC(h,
+            "INSERT INTO allocation_bans(order_ref, warehouse, reason, at)"
+            " VALUES(%lld, 1, 'Txt-Street-R3 unreachable', 0)",
+            (long long)r3);
+    add_outbound("R3");
+    RH_EXEC(h, "UPDATE outbox SET last_error = '422: Txt-Phone-R3 invalid' WHERE entity = 'R3'");
+    CHECK_EQ_INT(privacy_purge(d, 30, false, &n), 0);
+    CHECK_EQ_INT(n, 1);
+    CHECK_EQ_INT(rh_q64(h, "SELECT COUNT(*) FROM exceptions WHERE message LIKE '%%Txt-%%'"
+                           " OR note LIKE '%%Txt-%%'"),
+                 0);
+    CHECK_EQ_INT(rh_q64(h, "SELECT COUNT(*) FROM exceptions WHERE message = 'order R3 must ship'"),
+                 1);
+    CHECK_EQ_INT(rh_q64(h, "SELECT COUNT(*) FROM outbound_orders WHERE reason IS NOT NULL"), 0);
+    CHECK_EQ_INT(rh_q64(h, "SELECT COUNT(*) FROM allocation_bans WHERE reason LIKE '%%Txt-%%'"), 0);
+    CHECK_EQ_INT(rh_q64(h, "SELECT COUNT(*) FROM outbox WHERE last_error LIKE '%%Txt-%%'"), 0);
+    CHECK(!files_have("Txt-Street-R3"));
+    CHECK(!files_have("Txt-Name-R3"));
+    CHECK(!files_have("Txt-Phone-R3"));
+
     /* A purge finds nothing new to erase, and the data is still gone. */
     CHECK_EQ_INT(privacy_purge(d, 0, true, &n), 0);
     CHECK_EQ_INT(n, 0);

@@ -305,22 +305,40 @@ static void checkpoint(sqlite3 *db)
 
 /*
  * On a worker thread, with its own connection: a PASSIVE checkpoint first (it copies the
- * frames without taking the write lock, so the loop's writers go on), then TRUNCATE, which
- * takes the write lock only for what was written meanwhile and for emptying the file, and
- * waits for no one (no busy handler): if the loop is writing just then, the WAL is emptied
- * at a later checkpoint instead.
+ * frames without taking the write lock, so the loop's writers go on), then TRUNCATE without
+ * a busy handler, which holds the write lock only for what was written meanwhile and for
+ * emptying the file and waits for no one: when a reader is in the WAL just then (a client's
+ * query on the loop), it is tried again a moment later, up to CHECKPOINT_TRIES times. Waiting
+ * here holds neither the loop nor its writers.
  */
+#define CHECKPOINT_TRIES 400
+#define CHECKPOINT_PAUSE_US 5000
+
 static void on_checkpoint_work(uv_work_t *w)
 {
     struct privacy *p = w->data;
     sqlite3 *db = NULL;
-    if (sqlite3_open_v2(p->db_path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL) ==
+    if (sqlite3_open_v2(p->db_path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL) !=
         SQLITE_OK) {
-        sqlite3_exec(db, "PRAGMA wal_checkpoint(PASSIVE)", NULL, NULL, NULL);
-        checkpoint(db);
-    } else {
         log_warn("privacy: WAL checkpoint: cannot open %s", p->db_path);
+        sqlite3_close(db);
+        return;
     }
+    /* A new connection opens the file, and learns it is in WAL mode, at its first read: a
+     * checkpoint before that does nothing (and says SQLITE_OK). */
+    int rc = sqlite3_exec(db, "SELECT COUNT(*) FROM sqlite_master", NULL, NULL, NULL);
+    if (rc == SQLITE_OK)
+        rc = SQLITE_BUSY;
+    for (int i = 0; i < CHECKPOINT_TRIES && rc == SQLITE_BUSY; i++) {
+        if (i > 0)
+            uv_sleep(CHECKPOINT_PAUSE_US / 1000);
+        sqlite3_wal_checkpoint_v2(db, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+        rc = sqlite3_wal_checkpoint_v2(db, NULL, SQLITE_CHECKPOINT_TRUNCATE, NULL, NULL);
+    }
+    if (rc != SQLITE_OK)
+        log_warn("privacy: WAL checkpoint: %s; the old frames are overwritten as the WAL is"
+                 " reused",
+                 sqlite3_errstr(rc));
     sqlite3_close(db);
 }
 

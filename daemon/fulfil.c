@@ -28,6 +28,7 @@
 #define STALE_EVERY_S 30         /* warehouses' data age, for the stale-data policy (at most) */
 #define COVER_EVERY_S 600        /* days-of-cover thresholds */
 #define PURGE_EVERY_S 3600       /* personal data of finished orders */
+#define PURGE_RETRY_S 60         /* after a purge found the replica locked */
 #define PRIORITY_BATCH 200       /* orders rescored per slice */
 #define RETRY_BATCH 24           /* waiting orders tried per slice (also the largest batch) */
 #define FULFIL_BUDGET_NS 1000000 /* one slice's work on changed orders: 1 ms */
@@ -1308,8 +1309,9 @@ static void on_idle(uv_idle_t *h)
 
 static void on_purged(struct tallyd *d, void *arg, int r, int64_t n)
 {
-    (void)d;
     (void)arg;
+    if (r == TALLY_E_BUSY && d->fulfil) /* another process held the lock: again soon */
+        d->fulfil->next_purge = store_now() + PURGE_RETRY_S;
     if (r)
         log_error("personal-data purge: %s", tally_strerror(r));
     else if (n > 0)

@@ -5,10 +5,18 @@
 #include "privacy.h"
 #include "server.h"
 
-static int fail(struct rpc_call *c, int r, bool dry_run, int64_t n)
+/* started: the purge ran (a TALLY_E_BUSY then came from another process's lock, not from
+ * another purge). */
+static int fail(struct rpc_call *c, int r, bool dry_run, bool started, int64_t n)
 {
-    if (r == TALLY_E_BUSY)
+    if (r == TALLY_E_BUSY && !started)
         return rpc_fail(c, r, "a purge is already running; try again when it has finished");
+    if (r == TALLY_E_BUSY)
+        return rpc_fail(c, r,
+                        "the purge stopped after %lld orders: the replica is locked by another"
+                        " process (a sqlite3 shell?); those stay purged, the others are"
+                        " unchanged: run it again when the lock is released",
+                        (long long)n);
     if (dry_run)
         return rpc_fail(c, r, "the replica could not be read");
     return rpc_fail(c, r,
@@ -33,7 +41,7 @@ static void on_purge_done(struct tallyd *d, void *arg, int r, int64_t n)
     msgpack_sbuffer_init(&sb);
     msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
     if (r) {
-        fail(&c, r, pc->dry_run, n);
+        fail(&c, r, pc->dry_run, true, n);
         rpc_pack_error(&pk, pc->msgid, r, c.err);
     } else {
         msgpack_pack_array(&pk, 4);
@@ -71,13 +79,14 @@ int cmd_privacy_purge(struct rpc_call *c)
             .conn = server_conn_id(c->conn), .msgid = c->msgid, .dry_run = dry_run};
         if ((r = privacy_purge_start(c->d, days, dry_run, on_purge_done, pc)) != 0) {
             free(pc);
-            return fail(c, r, dry_run, 0);
+            return fail(c, r, dry_run, false, 0);
         }
         return RPC_DEFERRED;
     }
     int64_t n = 0;
+    bool running = privacy_running(c->d);
     if ((r = privacy_purge(c->d, days, dry_run, &n)) != 0)
-        return fail(c, r, dry_run, n);
+        return fail(c, r, dry_run, !running, n);
     msgpack_pack_map(c->pk, 1);
     mp_pack_kv_int(c->pk, "orders", n);
     return 0;

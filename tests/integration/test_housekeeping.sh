@@ -72,6 +72,11 @@ rc=$?
 expect_match "$out" "busy|locked" "the write's error says the replica is locked"
 out=$(j outbox 2>&1)
 expect_eq "$?" 0 "outbox list while locked"
+# A purge that finds the replica locked says so (not that another purge is running).
+out=$(t purge --older-than 0 2>&1)
+rc=$?
+[ "$rc" -ne 0 ] && ok || bad "a purge while locked succeeded: $out"
+expect_match "$out" "locked by another process" "the purge's error names the lock"
 
 echo "ROLLBACK;" >&9
 exec 9>&-

@@ -996,6 +996,8 @@ static int batch(struct tallyd *d, const char *sql, int limit, int64_t now, bool
         return 0;
     int moved_here = 0;
     int r = steps(d, refs, n, now, dirty, &moved_here);
+    if (r == TALLY_E_BUSY) /* another process holds the lock: nothing changed, all again later */
+        return r;
     if (r != 0) {
         /* An order failed and took its batch with it: go one by one, so one bad order
          * cannot hold up the others (nor, alone, the rest of the pass). */
@@ -1199,6 +1201,8 @@ static int retry_waiting(struct tallyd *d, struct fulfil *f, int64_t now, int *m
         return store_error(st, rc, "retry");
     if (n == 0)
         return 0;
+    int64_t was_prio = f ? f->retry_prio : 0, was_by = f ? f->retry_by : 0;
+    int64_t was_id = f ? f->retry_id : 0;
     if (f) {
         /* The position: the last order's key, read before the step may change it. */
         sqlite3_stmt *k = store_stmt(st, "SELECT priority, COALESCE(ship_by,"
@@ -1214,6 +1218,11 @@ static int retry_waiting(struct tallyd *d, struct fulfil *f, int64_t now, int *m
         }
     }
     int r = steps(d, refs, n, now, false, moved);
+    if (r == TALLY_E_BUSY) { /* another process holds the lock: the same batch again later */
+        if (f)
+            f->retry_prio = was_prio, f->retry_by = was_by, f->retry_id = was_id;
+        return r;
+    }
     for (int i = 0; r != 0 && i < n; i++) /* one by one, so one bad order holds up nobody */
         steps(d, &refs[i], 1, now, false, moved);
     return n;

@@ -297,10 +297,13 @@ static int run_slice(struct privacy *p)
  */
 static void checkpoint(sqlite3 *db)
 {
-    char *msg = NULL;
-    if (sqlite3_exec(db, "PRAGMA wal_checkpoint(TRUNCATE)", NULL, NULL, &msg) != SQLITE_OK)
-        log_warn("privacy: WAL checkpoint failed: %s", msg ? msg : "?");
-    sqlite3_free(msg);
+    /* Not the pragma: it answers SQLITE_OK with busy = 1 in its row when a reader kept it
+     * from completing. */
+    int rc = sqlite3_wal_checkpoint_v2(db, NULL, SQLITE_CHECKPOINT_TRUNCATE, NULL, NULL);
+    if (rc != SQLITE_OK)
+        log_warn("privacy: WAL checkpoint: %s; the old frames are overwritten as the WAL is"
+                 " reused",
+                 sqlite3_errstr(rc));
 }
 
 /*

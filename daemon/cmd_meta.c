@@ -31,38 +31,59 @@ int cmd_hello(struct rpc_call *c)
     return 0;
 }
 
-/* Open orders by fulfilment state (from the partial index of open orders) and exceptions. */
+/* A figure kept by the counting triggers (schema migration 6); 0 when unreadable. */
+static int64_t counter(struct store *st, const char *name)
+{
+    sqlite3_stmt *s = store_stmt(st, "SELECT n FROM counters WHERE name = ?1");
+    if (!s)
+        return 0;
+    sqlite3_bind_text(s, 1, name, -1, SQLITE_STATIC);
+    int64_t n = sqlite3_step(s) == SQLITE_ROW ? sqlite3_column_int64(s, 0) : 0;
+    sqlite3_reset(s);
+    return n;
+}
+
+/*
+ * Open exceptions past their deadline: the hours gone by from exception_due (one row per hour
+ * that has open exceptions), the current hour from its few rows in exceptions_active.
+ */
+static int64_t exceptions_overdue(struct store *st, int64_t now)
+{
+    int64_t hour = now / 3600, n = 0;
+    sqlite3_stmt *s = store_stmt(st, "SELECT COALESCE(SUM(n), 0) FROM exception_due"
+                                     " WHERE hour < ?1");
+    if (s) {
+        sqlite3_bind_int64(s, 1, hour);
+        if (sqlite3_step(s) == SQLITE_ROW)
+            n = sqlite3_column_int64(s, 0);
+        sqlite3_reset(s);
+    }
+    s = store_stmt(st, "SELECT COUNT(*) FROM exceptions WHERE state <> 'resolved'"
+                       " AND deadline >= ?1 AND deadline < ?2");
+    if (s) {
+        sqlite3_bind_int64(s, 1, hour * 3600);
+        sqlite3_bind_int64(s, 2, now);
+        if (sqlite3_step(s) == SQLITE_ROW)
+            n += sqlite3_column_int64(s, 0);
+        sqlite3_reset(s);
+    }
+    return n;
+}
+
+/* Open orders by fulfilment state and exceptions, from the counters: constant work. */
 static void pack_fulfilment(struct store *st, msgpack_packer *pk, int64_t now)
 {
     static const char *const states[] = {"pending", "ready",  "allocated",
                                          "sent",    "picked", "partial"};
-    int64_t n[6] = {0};
-    sqlite3_stmt *s = store_stmt(st, "SELECT fstate, COUNT(*) FROM orders WHERE fstate IN"
-                                     " ('pending','ready','allocated','sent','picked','partial')"
-                                     " GROUP BY fstate");
-    while (s && sqlite3_step(s) == SQLITE_ROW)
-        for (int i = 0; i < 6; i++)
-            if (!strcmp((const char *)sqlite3_column_text(s, 0), states[i]))
-                n[i] = sqlite3_column_int64(s, 1);
-    if (s)
-        sqlite3_reset(s);
-    int64_t open = 0, overdue = 0;
-    s = store_stmt(st, "SELECT COUNT(*), COUNT(*) FILTER (WHERE deadline < ?1) FROM exceptions"
-                       " WHERE state <> 'resolved'");
-    if (s) {
-        sqlite3_bind_int64(s, 1, now);
-        if (sqlite3_step(s) == SQLITE_ROW) {
-            open = sqlite3_column_int64(s, 0);
-            overdue = sqlite3_column_int64(s, 1);
-        }
-        sqlite3_reset(s);
-    }
     mp_pack_key(pk, "fulfilment");
     msgpack_pack_map(pk, 8);
-    for (int i = 0; i < 6; i++)
-        mp_pack_kv_int(pk, states[i], n[i]);
-    mp_pack_kv_int(pk, "exceptions_open", open);
-    mp_pack_kv_int(pk, "exceptions_overdue", overdue);
+    for (int i = 0; i < 6; i++) {
+        char name[32];
+        snprintf(name, sizeof name, "fstate:%s", states[i]);
+        mp_pack_kv_int(pk, states[i], counter(st, name));
+    }
+    mp_pack_kv_int(pk, "exceptions_open", counter(st, "exceptions_open"));
+    mp_pack_kv_int(pk, "exceptions_overdue", exceptions_overdue(st, now));
 }
 
 int cmd_status(struct rpc_call *c)
@@ -90,30 +111,25 @@ int cmd_status(struct rpc_call *c)
     msgpack_pack_map(pk, 8);
     mp_pack_kv_str(pk, "path", store_path(st));
     mp_pack_kv_int(pk, "schema_version", store_schema_version(st));
-    mp_pack_kv_int(
-        pk, "products",
-        store_count(st, "SELECT COUNT(*) FROM products WHERE product_id <> '~unlisted'", 0));
-    mp_pack_kv_int(pk, "skus", store_count(st, "SELECT COUNT(*) FROM skus", 0));
-    mp_pack_kv_int(pk, "warehouses", store_count(st, "SELECT COUNT(*) FROM warehouses", 0));
-    mp_pack_kv_int(pk, "orders_open",
-                   store_count(st,
-                               "SELECT COUNT(*) FROM orders WHERE status NOT IN"
-                               " ('FINISH','WAIT_BUYER_ACCEPT_GOODS','IN_CANCEL')",
-                               0));
-    mp_pack_kv_int(
-        pk, "movements_pending",
-        store_count(st, "SELECT COUNT(DISTINCT id) FROM movements WHERE state <> 'settled'", 0));
+    mp_pack_kv_int(pk, "products", counter(st, "products"));
+    mp_pack_kv_int(pk, "skus", counter(st, "skus"));
+    mp_pack_kv_int(pk, "warehouses", counter(st, "warehouses"));
+    mp_pack_kv_int(pk, "orders_open", counter(st, "orders_open"));
+    mp_pack_kv_int(pk, "movements_pending", counter(st, "movements_pending"));
     mp_pack_kv_int(pk, "size_bytes", size);
 
     mp_pack_key(pk, "outbox");
     msgpack_pack_map(pk, 3);
-    mp_pack_kv_int(
-        pk, "pending",
-        store_count(st, "SELECT COUNT(*) FROM outbox WHERE state IN ('pending','inflight')", 0));
-    mp_pack_kv_int(pk, "held",
-                   store_count(st, "SELECT COUNT(*) FROM outbox WHERE state='held'", 0));
+    mp_pack_kv_int(pk, "pending", counter(st, "outbox_pending"));
+    mp_pack_kv_int(pk, "held", counter(st, "outbox_held"));
+    /* One probe of the partial index outbox_unsent per target (the targets are named by
+     * their counters). */
     int64_t oldest = store_count(
-        st, "SELECT MIN(created_at) FROM outbox WHERE state IN ('pending','inflight','held')", -1);
+        st,
+        "SELECT MIN((SELECT MIN(created_at) FROM outbox WHERE target = substr(c.name, 16)"
+        " AND state IN ('pending','inflight','held'))) FROM counters c"
+        " WHERE c.name >= 'outbox_pending:' AND c.name < 'outbox_pending;'",
+        -1);
     mp_pack_key(pk, "oldest_age_s");
     if (oldest < 0)
         msgpack_pack_nil(pk);

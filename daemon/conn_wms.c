@@ -238,6 +238,21 @@ static int apply_outbound(struct pull_page *pg, struct store *st, struct checkpo
                    *reason = json_str(it, "reason");
         if (!tracking)
             tracking = json_str(it, "tracking_number");
+        /* A warehouse's reason may quote the buyer ("no one at <street>"): for an order whose
+         * personal data was purged it is neither stored nor passed on (privacy.c). */
+        if (reason) {
+            sqlite3_stmt *p = store_stmt(st, "SELECT 1 FROM orders WHERE order_id = ?1"
+                                             " AND purged_at IS NOT NULL");
+            if (!p)
+                return TALLY_E_STORAGE;
+            sqlite3_bind_text(p, 1, id, -1, SQLITE_STATIC);
+            int prc = sqlite3_step(p);
+            sqlite3_reset(p);
+            if (prc == SQLITE_ROW)
+                reason = NULL;
+            else if (prc != SQLITE_DONE)
+                return store_error(st, prc, "outbound order");
+        }
         sqlite3_stmt *s = store_stmt(
             st, "INSERT INTO outbound_orders(warehouse, id, status, carrier, tracking_no, reason,"
                 " version, updated_at) VALUES(?1,?2,?3,?4,?5,?6,?7,?8)"

@@ -28,6 +28,7 @@
 #define STALE_EVERY_S 30         /* warehouses' data age, for the stale-data policy (at most) */
 #define COVER_EVERY_S 600        /* days-of-cover thresholds */
 #define PURGE_EVERY_S 3600       /* personal data of finished orders */
+#define PURGE_RETRY_S 60         /* after a purge found the replica locked */
 #define PRIORITY_BATCH 200       /* orders rescored per slice */
 #define RETRY_BATCH 24           /* waiting orders tried per slice (also the largest batch) */
 #define FULFIL_BUDGET_NS 1000000 /* one slice's work on changed orders: 1 ms */
@@ -995,6 +996,8 @@ static int batch(struct tallyd *d, const char *sql, int limit, int64_t now, bool
         return 0;
     int moved_here = 0;
     int r = steps(d, refs, n, now, dirty, &moved_here);
+    if (r == TALLY_E_BUSY) /* another process holds the lock: nothing changed, all again later */
+        return r;
     if (r != 0) {
         /* An order failed and took its batch with it: go one by one, so one bad order
          * cannot hold up the others (nor, alone, the rest of the pass). */
@@ -1198,6 +1201,8 @@ static int retry_waiting(struct tallyd *d, struct fulfil *f, int64_t now, int *m
         return store_error(st, rc, "retry");
     if (n == 0)
         return 0;
+    int64_t was_prio = f ? f->retry_prio : 0, was_by = f ? f->retry_by : 0;
+    int64_t was_id = f ? f->retry_id : 0;
     if (f) {
         /* The position: the last order's key, read before the step may change it. */
         sqlite3_stmt *k = store_stmt(st, "SELECT priority, COALESCE(ship_by,"
@@ -1213,6 +1218,11 @@ static int retry_waiting(struct tallyd *d, struct fulfil *f, int64_t now, int *m
         }
     }
     int r = steps(d, refs, n, now, false, moved);
+    if (r == TALLY_E_BUSY) { /* another process holds the lock: the same batch again later */
+        if (f)
+            f->retry_prio = was_prio, f->retry_by = was_by, f->retry_id = was_id;
+        return r;
+    }
     for (int i = 0; r != 0 && i < n; i++) /* one by one, so one bad order holds up nobody */
         steps(d, &refs[i], 1, now, false, moved);
     return n;
@@ -1306,6 +1316,17 @@ static void on_idle(uv_idle_t *h)
         uv_idle_stop(h);
 }
 
+static void on_purged(struct tallyd *d, void *arg, int r, int64_t n)
+{
+    (void)arg;
+    if (r == TALLY_E_BUSY && d->fulfil) /* another process held the lock: again soon */
+        d->fulfil->next_purge = store_now() + PURGE_RETRY_S;
+    if (r)
+        log_error("personal-data purge: %s", tally_strerror(r));
+    else if (n > 0)
+        log_info("personal data of %" PRId64 " finished orders purged", n);
+}
+
 static void on_timer(uv_timer_t *t)
 {
     struct fulfil *f = t->data;
@@ -1336,12 +1357,11 @@ static void on_timer(uv_timer_t *t)
             log_error("days-of-cover thresholds: %s", tally_strerror(r));
     }
     if (now >= f->next_purge) {
+        /* In slices on the loop (privacy.c); one already running (tally purge) will do. */
         f->next_purge = now + PURGE_EVERY_S;
-        int64_t n = 0;
-        if ((r = privacy_purge(d, d->cfg.retain_days, false, &n)) != 0)
+        if ((r = privacy_purge_start(d, d->cfg.retain_days, false, on_purged, NULL)) != 0 &&
+            r != TALLY_E_BUSY)
             log_error("personal-data purge: %s", tally_strerror(r));
-        else if (n > 0)
-            log_info("personal data of %" PRId64 " finished orders purged", n);
     }
 }
 

@@ -10,6 +10,11 @@ static void bind_opt(sqlite3_stmt *s, int i, const char *v)
         sqlite3_bind_null(s, i);
 }
 
+/*
+ * The buyer's fields of an order whose personal data was purged (purged_at set) stay NULL
+ * whatever the import or the marketplace says about it again: a purge is never undone. The
+ * trigger orders_purged_stays_purged (schema.c) keeps the same rule for any other writer.
+ */
 int orders_upsert_header(struct store *st, const struct order_header *h, int64_t *ref,
                          bool *inserted)
 {
@@ -32,11 +37,13 @@ int orders_upsert_header(struct store *st, const struct order_header *h, int64_t
                    " ship_by = COALESCE(excluded.ship_by, ship_by),"
                    " country = excluded.country, currency = excluded.currency,"
                    " service = COALESCE(excluded.service, service),"
-                   " buyer_name = COALESCE(excluded.buyer_name, buyer_name),"
-                   " address = COALESCE(excluded.address, address),"
-                   " city = COALESCE(excluded.city, city),"
-                   " postcode = COALESCE(excluded.postcode, postcode),"
-                   " phone = COALESCE(excluded.phone, phone),"
+                   " buyer_name = IIF(purged_at IS NULL, COALESCE(excluded.buyer_name,"
+                   "   buyer_name), NULL),"
+                   " address = IIF(purged_at IS NULL, COALESCE(excluded.address, address), NULL),"
+                   " city = IIF(purged_at IS NULL, COALESCE(excluded.city, city), NULL),"
+                   " postcode = IIF(purged_at IS NULL, COALESCE(excluded.postcode, postcode),"
+                   "   NULL),"
+                   " phone = IIF(purged_at IS NULL, COALESCE(excluded.phone, phone), NULL),"
                    " buyer_level = COALESCE(excluded.buyer_level, buyer_level)"
                    " RETURNING id");
     if (!s)

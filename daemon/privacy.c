@@ -1,24 +1,32 @@
 /*
  * The personal-data purge. An order whose purged_at is set holds no buyer data: its name,
- * address, city, postcode and phone are NULL, and no outbox row of that order (entity = its
- * order id) carries a ship-to any more. The order, its lines, allocations and shipments stay:
- * sales figures, reports and returns still need them.
+ * address, city, postcode and phone are NULL, no outbox row of that order (entity = its
+ * order id) carries a ship-to any more, and free text about it from people or upstreams
+ * (notes, warehouses' reasons, upstream errors) is gone. The order, its lines, allocations and
+ * shipments stay: sales figures, reports and returns still need them.
  *
- * Work is bounded: at most PURGE_BATCH orders per transaction, found through the partial
+ * Work is bounded: at most PURGE_SLICE orders per transaction, found through the partial
  * index orders_to_purge(finished_at) WHERE purged_at IS NULL, so a purge never scans orders
- * it already purged and queries get the lock between batches.
+ * it already purged. On the loop, one slice runs per loop iteration (an idle handle, as
+ * fulfil.c's passes do), so clients are served between slices; the WAL checkpoint that
+ * follows runs on a worker thread with its own connection.
  */
 #include "privacy.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 #include <msgpack.h>
+#include <uv.h>
 
 #include "log.h"
 #include "store.h"
 #include "tally/protocol.h"
 
-#define PURGE_BATCH 500
+/* Orders per transaction: one slice holds the loop well under a millisecond or two. */
+#define PURGE_SLICE 64
+/* Orders a dry run counts per slice (index entries only). */
+#define COUNT_SLICE 2048
 #define DAY_S 86400
 
 /* Top-level payload keys that carry personal data: the ship-to map of an outbound request,
@@ -120,7 +128,43 @@ static int scrub_outbox(struct store *st, const char *order_id)
 }
 
 /*
- * Purges the next batch inside a transaction; *n gets its size (PURGE_BATCH: there may be
+ * Free text about the order that came from people or upstreams and may quote the buyer (a
+ * warehouse's reason "address not found: <street>", an upstream's error echoing a field, an
+ * operator's note): erased too. tallyd's own exception messages never quote personal data
+ * (address.c names formats, not values) and stay; those that carry an upstream's text
+ * (warehouse, upstream_rejected) keep only what they are about.
+ */
+static int scrub_text(struct store *st, const char *order_id)
+{
+    static const char *const sql[] = {
+        "UPDATE exceptions SET note = NULL, message = CASE WHEN kind IN ('warehouse',"
+        " 'upstream_rejected') THEN 'order ' || ?1 || ': ' || kind || ' (the upstream''s"
+        " text was erased with the personal data)' ELSE message END"
+        " WHERE order_ref = (SELECT id FROM orders WHERE order_id = ?1)"
+        " AND (note IS NOT NULL OR kind IN ('warehouse', 'upstream_rejected'))",
+        "UPDATE outbound_orders SET reason = NULL WHERE warehouse IN (SELECT id FROM warehouses)"
+        " AND id = ?1 AND reason IS NOT NULL",
+        "UPDATE allocation_bans SET reason = NULL"
+        " WHERE order_ref = (SELECT id FROM orders WHERE order_id = ?1) AND reason IS NOT NULL",
+        "UPDATE outbox SET last_error = NULL WHERE target IN"
+        " (SELECT 'wh:' || code FROM warehouses UNION ALL SELECT 'mp') AND entity = ?1"
+        " AND last_error IS NOT NULL",
+    };
+    for (size_t i = 0; i < sizeof sql / sizeof sql[0]; i++) {
+        sqlite3_stmt *s = store_stmt(st, sql[i]);
+        if (!s)
+            return TALLY_E_STORAGE;
+        sqlite3_bind_text(s, 1, order_id, -1, SQLITE_TRANSIENT);
+        int rc = sqlite3_step(s);
+        sqlite3_reset(s);
+        if (rc != SQLITE_DONE)
+            return store_error(st, rc, "purge text");
+    }
+    return 0;
+}
+
+/*
+ * Purges the next slice inside a transaction; *n gets its size (PURGE_SLICE: there may be
  * more). The UPDATE makes all its changes on its first step and only then hands out its
  * RETURNING rows, so scrubbing the outbox while reading them is safe.
  */
@@ -135,12 +179,13 @@ static int purge_batch(struct store *st, int64_t cutoff, int64_t now, int64_t *n
         return TALLY_E_STORAGE;
     sqlite3_bind_int64(s, 1, cutoff);
     sqlite3_bind_int64(s, 2, now);
-    sqlite3_bind_int(s, 3, PURGE_BATCH);
+    sqlite3_bind_int(s, 3, PURGE_SLICE);
     int rc, r = 0;
     *n = 0;
     while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
         (*n)++;
-        if ((r = scrub_outbox(st, (const char *)sqlite3_column_text(s, 0))) != 0)
+        const char *oid = (const char *)sqlite3_column_text(s, 0);
+        if ((r = scrub_outbox(st, oid)) != 0 || (r = scrub_text(st, oid)) != 0)
             break;
     }
     sqlite3_reset(s);
@@ -149,17 +194,32 @@ static int purge_batch(struct store *st, int64_t cutoff, int64_t now, int64_t *n
     return rc == SQLITE_DONE ? 0 : store_error(st, rc, "purge");
 }
 
-static int count_due(struct store *st, int64_t cutoff, int64_t *n)
+/*
+ * Counts the next slice of orders due (a dry run), after the cursor (finished_at, id) in the
+ * order of orders_to_purge; *n gets the slice's count, less than COUNT_SLICE at the end.
+ */
+static int count_slice(struct store *st, int64_t cutoff, int64_t *after_fin, int64_t *after_id,
+                       int64_t *n)
 {
-    sqlite3_stmt *s = store_stmt(st, "SELECT COUNT(*) FROM orders"
-                                     " WHERE purged_at IS NULL AND finished_at <= ?1");
+    sqlite3_stmt *s = store_stmt(st, "SELECT finished_at, id FROM orders"
+                                     " WHERE purged_at IS NULL AND finished_at <= ?1"
+                                     " AND (finished_at, id) > (?2, ?3)"
+                                     " ORDER BY finished_at, id LIMIT ?4");
     if (!s)
         return TALLY_E_STORAGE;
     sqlite3_bind_int64(s, 1, cutoff);
-    int rc = sqlite3_step(s);
-    *n = rc == SQLITE_ROW ? sqlite3_column_int64(s, 0) : 0;
+    sqlite3_bind_int64(s, 2, *after_fin);
+    sqlite3_bind_int64(s, 3, *after_id);
+    sqlite3_bind_int(s, 4, COUNT_SLICE);
+    int rc;
+    *n = 0;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        *after_fin = sqlite3_column_int64(s, 0);
+        *after_id = sqlite3_column_int64(s, 1);
+        (*n)++;
+    }
     sqlite3_reset(s);
-    return rc == SQLITE_ROW ? 0 : store_error(st, rc, "purge count");
+    return rc == SQLITE_DONE ? 0 : store_error(st, rc, "purge count");
 }
 
 /* Whether freed database content is overwritten; -1 when it cannot be read. */
@@ -176,53 +236,242 @@ static int secure_delete(sqlite3 *db, int set)
     return v;
 }
 
-static int purge_all(struct store *st, int64_t cutoff, int64_t *orders)
+/* One purge or dry run in progress. */
+struct privacy {
+    struct tallyd *d;
+    uv_idle_t idle; /* runs one slice per loop iteration */
+    uv_work_t work; /* the WAL checkpoint, on a worker thread */
+    char *db_path;  /* for the worker's own connection */
+    int64_t cutoff;
+    bool dry_run;
+    int64_t orders;              /* purged (or counted) so far */
+    int64_t after_fin, after_id; /* a dry run's cursor */
+    int r;                       /* the first error, which ends the job */
+    bool on_loop;                /* slices on the loop; else all at once on this thread */
+    privacy_done_fn done;
+    void *arg;
+};
+
+/*
+ * One slice: PURGE_SLICE orders purged in one transaction (or COUNT_SLICE counted). Returns
+ * 1 when there is more to do, 0 when done, or a TALLY_E_* code (what was committed stays).
+ * secure_delete is on for the slice's transaction whatever the build says: freed cell
+ * content is overwritten.
+ */
+static int run_slice(struct privacy *p)
 {
-    int64_t n;
-    do {
-        int r = store_begin(st);
+    struct store *st = p->d->store;
+    int64_t n = 0;
+    if (p->dry_run) {
+        int r = count_slice(st, p->cutoff, &p->after_fin, &p->after_id, &n);
         if (r)
             return r;
-        r = purge_batch(st, cutoff, store_now(), &n);
+        p->orders += n;
+        return n == COUNT_SLICE;
+    }
+    sqlite3 *db = store_db(st);
+    int was = secure_delete(db, -1);
+    if (was == 0)
+        secure_delete(db, 1);
+    int r = store_begin(st);
+    if (r == 0) {
+        r = purge_batch(st, p->cutoff, store_now(), &n);
         if (r == 0)
             r = store_commit(st);
         else
             store_rollback(st);
-        if (r)
-            return r;
-        *orders += n;
-    } while (n == PURGE_BATCH);
+    }
+    if (was == 0)
+        secure_delete(db, 0);
+    if (r)
+        return r;
+    p->orders += n;
+    return n == PURGE_SLICE;
+}
+
+/*
+ * The old pages, data and all, stay in the WAL until a checkpoint copies the new ones into
+ * the database; TRUNCATE then empties the WAL file. A reader holding an old snapshot can keep
+ * it from completing; the frames are then overwritten as the WAL is reused after later
+ * checkpoints.
+ */
+static void checkpoint(sqlite3 *db)
+{
+    /* Not the pragma: it answers SQLITE_OK with busy = 1 in its row when a reader kept it
+     * from completing. */
+    int rc = sqlite3_wal_checkpoint_v2(db, NULL, SQLITE_CHECKPOINT_TRUNCATE, NULL, NULL);
+    if (rc != SQLITE_OK)
+        log_warn("privacy: WAL checkpoint: %s; the old frames are overwritten as the WAL is"
+                 " reused",
+                 sqlite3_errstr(rc));
+}
+
+/*
+ * On a worker thread, with its own connection: a PASSIVE checkpoint first (it copies the
+ * frames without taking the write lock, so the loop's writers go on), then TRUNCATE without
+ * a busy handler, which holds the write lock only for what was written meanwhile and for
+ * emptying the file and waits for no one: when a reader is in the WAL just then (a client's
+ * query on the loop), it is tried again a moment later, up to CHECKPOINT_TRIES times. Waiting
+ * here holds neither the loop nor its writers.
+ */
+#define CHECKPOINT_TRIES 400
+#define CHECKPOINT_PAUSE_US 5000
+
+static void on_checkpoint_work(uv_work_t *w)
+{
+    struct privacy *p = w->data;
+    sqlite3 *db = NULL;
+    if (sqlite3_open_v2(p->db_path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL) !=
+        SQLITE_OK) {
+        log_warn("privacy: WAL checkpoint: cannot open %s", p->db_path);
+        sqlite3_close(db);
+        return;
+    }
+    /* A new connection opens the file, and learns it is in WAL mode, at its first read: a
+     * checkpoint before that does nothing (and says SQLITE_OK). */
+    int rc = sqlite3_exec(db, "SELECT COUNT(*) FROM sqlite_master", NULL, NULL, NULL);
+    if (rc == SQLITE_OK)
+        rc = SQLITE_BUSY;
+    for (int i = 0; i < CHECKPOINT_TRIES && rc == SQLITE_BUSY; i++) {
+        if (i > 0)
+            uv_sleep(CHECKPOINT_PAUSE_US / 1000);
+        sqlite3_wal_checkpoint_v2(db, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+        rc = sqlite3_wal_checkpoint_v2(db, NULL, SQLITE_CHECKPOINT_TRUNCATE, NULL, NULL);
+    }
+    if (rc != SQLITE_OK)
+        log_warn("privacy: WAL checkpoint: %s; the old frames are overwritten as the WAL is"
+                 " reused",
+                 sqlite3_errstr(rc));
+    sqlite3_close(db);
+}
+
+static void on_idle_closed(uv_handle_t *h)
+{
+    struct privacy *p = h->data;
+    free(p->db_path);
+    free(p);
+}
+
+/* The job is over: the caller learns its outcome and the job frees itself. */
+static void finish(struct privacy *p)
+{
+    struct tallyd *d = p->d;
+    if (!p->dry_run && p->orders > 0)
+        log_info("privacy: purged the personal data of %lld orders", (long long)p->orders);
+    d->privacy = NULL;
+    if (p->done)
+        p->done(d, p->arg, p->r, p->orders);
+    if (p->on_loop)
+        uv_close((uv_handle_t *)&p->idle, on_idle_closed);
+    else
+        on_idle_closed((uv_handle_t *)&p->idle);
+}
+
+static void on_checkpoint_done(uv_work_t *w, int status)
+{
+    (void)status;
+    finish(w->data);
+}
+
+/* After the last slice: the checkpoint (when anything was purged), then the outcome. */
+static void slices_over(struct privacy *p)
+{
+    if (p->dry_run || p->orders == 0) {
+        finish(p);
+        return;
+    }
+    if (!p->on_loop) {
+        checkpoint(store_db(p->d->store));
+        finish(p);
+        return;
+    }
+    p->work.data = p;
+    if (uv_queue_work(p->d->loop, &p->work, on_checkpoint_work, on_checkpoint_done) != 0) {
+        checkpoint(store_db(p->d->store));
+        finish(p);
+    }
+}
+
+static void on_idle(uv_idle_t *h)
+{
+    struct privacy *p = h->data;
+    int more = p->d->stopping ? TALLY_E_SHUTTING_DOWN : run_slice(p);
+    if (more == 1)
+        return;
+    uv_idle_stop(h);
+    if (more < 0)
+        p->r = more;
+    slices_over(p);
+}
+
+static int start(struct tallyd *d, int64_t older_than_days, bool dry_run, bool on_loop,
+                 privacy_done_fn done, void *arg)
+{
+    if (older_than_days < 0 || older_than_days > 3650)
+        return TALLY_E_INVALID_PARAMS;
+    if (d->privacy)
+        return TALLY_E_BUSY;
+    struct privacy *p = calloc(1, sizeof *p);
+    if (!p || !(p->db_path = strdup(store_path(d->store)))) {
+        free(p);
+        return TALLY_E_NOMEM;
+    }
+    p->d = d;
+    p->cutoff = store_now() - older_than_days * DAY_S;
+    p->dry_run = dry_run;
+    p->after_fin = INT64_MIN;
+    p->after_id = INT64_MIN;
+    p->done = done;
+    p->arg = arg;
+    p->idle.data = p;
+    p->on_loop = on_loop;
+    d->privacy = p;
+    if (!on_loop) {
+        int more;
+        while ((more = run_slice(p)) == 1)
+            ;
+        if (more < 0)
+            p->r = more;
+        slices_over(p);
+        return 0;
+    }
+    uv_idle_init(d->loop, &p->idle);
+    uv_idle_start(&p->idle, on_idle);
     return 0;
+}
+
+int privacy_purge_start(struct tallyd *d, int64_t older_than_days, bool dry_run,
+                        privacy_done_fn done, void *arg)
+{
+    /* Without a loop to come back to, every slice now. */
+    return start(d, older_than_days, dry_run, d->loop != NULL, done, arg);
+}
+
+bool privacy_running(const struct tallyd *d)
+{
+    return d->privacy != NULL;
+}
+
+struct sync_result {
+    int r;
+    int64_t orders;
+};
+
+static void on_sync_done(struct tallyd *d, void *arg, int r, int64_t orders)
+{
+    (void)d;
+    struct sync_result *res = arg;
+    res->r = r;
+    res->orders = orders;
 }
 
 int privacy_purge(struct tallyd *d, int64_t older_than_days, bool dry_run, int64_t *orders)
 {
-    struct store *st = d->store;
+    struct sync_result res = {.r = 0, .orders = 0};
     *orders = 0;
-    if (older_than_days < 0 || older_than_days > 3650)
-        return TALLY_E_INVALID_PARAMS;
-    int64_t cutoff = store_now() - older_than_days * DAY_S;
-    if (dry_run)
-        return count_due(st, cutoff, orders);
-    sqlite3 *db = store_db(st);
-    /* Freed cell content is overwritten only with secure_delete; it is on in Debian's build,
-     * and is turned on here for the purge whatever the build says. */
-    int was = secure_delete(db, -1);
-    if (was == 0)
-        secure_delete(db, 1);
-    int r = purge_all(st, cutoff, orders);
-    if (was == 0)
-        secure_delete(db, 0);
-    if (*orders > 0) {
-        /* The old pages, data and all, stay in the WAL until a checkpoint copies the new ones
-         * into the database; TRUNCATE then empties the WAL file. A reader holding an old
-         * snapshot can keep it from completing; the frames are then overwritten as the WAL is
-         * reused after later checkpoints. */
-        char *msg = NULL;
-        if (sqlite3_exec(db, "PRAGMA wal_checkpoint(TRUNCATE)", NULL, NULL, &msg) != SQLITE_OK)
-            log_warn("privacy: WAL checkpoint failed: %s", msg ? msg : "?");
-        sqlite3_free(msg);
-        log_info("privacy: purged the personal data of %lld orders", (long long)*orders);
-    }
-    return r;
+    int r = start(d, older_than_days, dry_run, false, on_sync_done, &res);
+    if (r)
+        return r;
+    *orders = res.orders;
+    return res.r;
 }

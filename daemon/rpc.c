@@ -207,8 +207,13 @@ int rpc_handle(struct tallyd *d, int role, void *conn, const msgpack_object *msg
     msgpack_pack_int(&rpk, TALLY_MSG_RESPONSE);
     msgpack_pack_uint32(&rpk, msgid);
     msgpack_pack_nil(&rpk);
-    struct rpc_call call = {.d = d, .params = params, .pk = &rpk, .role = role, .conn = conn};
+    struct rpc_call call = {
+        .d = d, .params = params, .pk = &rpk, .role = role, .conn = conn, .msgid = msgid};
     int r = m->fn(&call);
+    if (r == RPC_DEFERRED) {
+        res->size = 0; /* answered later, by the handler (server_send) */
+        return 0;
+    }
     /* A handler that packed a map or array count different from what it then wrote would
      * leave the client waiting for bytes that never come; check the response is exactly one
      * complete object (a linear scan, cheap next to the handler's own work). */

@@ -17,6 +17,7 @@ struct rpc_call {
     msgpack_packer *pk;           /* a handler packs exactly one result object here */
     int role;                     /* TALLY_ROLE_* of the caller, from its credentials */
     void *conn;                   /* the caller's connection (server.c), for watch */
+    uint32_t msgid;               /* the request's msgid, for an answer sent later */
     char err[256];                /* the error message when the handler fails */
 };
 
@@ -25,6 +26,14 @@ struct rpc_call {
  * (via rpc_fail). Whatever it packed before failing is discarded by the dispatcher.
  */
 typedef int (*rpc_fn)(struct rpc_call *c);
+
+/*
+ * A handler that answers later returns RPC_DEFERRED: nothing is sent now (whatever it packed
+ * is dropped), and it owes the caller exactly one response with c->msgid, sent through
+ * server_send() to server_conn_id(c->conn) (which drops it if the connection is gone by
+ * then). Only with a connection: a call without one (tests, fuzzing) is answered at once.
+ */
+#define RPC_DEFERRED 1
 
 struct rpc_method {
     const char *name;

@@ -317,6 +317,149 @@ static const char *const migrations[] = {
     "  WHEN new.state = 'inflight' AND new.sent_at IS NULL"
     " BEGIN UPDATE outbox SET sent_at = CAST(strftime('%s','now') AS INTEGER)"
     "  WHERE id = new.id; END;",
+
+    /* 6: a purge is never undone. Whatever writes an order's buyer fields after its purge
+     * (a path that forgets purged_at, a person's SQL) has them set back to NULL in the same
+     * statement, so they never reach a committed page. orders_upsert_header keeps the rule
+     * itself; this is the replica's own guard. */
+    "CREATE TRIGGER orders_purged_stays_purged AFTER UPDATE OF buyer_name, address, city,"
+    "  postcode, phone ON orders WHEN new.purged_at IS NOT NULL AND (new.buyer_name IS NOT NULL"
+    "  OR new.address IS NOT NULL OR new.city IS NOT NULL OR new.postcode IS NOT NULL"
+    "  OR new.phone IS NOT NULL)"
+    " BEGIN UPDATE orders SET buyer_name = NULL, address = NULL, city = NULL, postcode = NULL,"
+    "  phone = NULL WHERE id = new.id; END;",
+
+    /* 7: what `status` shows, kept by triggers in the transactions that change it, so
+     * status does constant work however large the replica (any client may call it, and it
+     * runs on the loop). counters.n is, for each name: products (not the placeholder
+     * '~unlisted'), skus, warehouses, orders_open (status not FINISH, WAIT_BUYER_ACCEPT_GOODS
+     * or IN_CANCEL), fstate:<state> (orders in each open fulfilment state), movements_pending
+     * (movement ids with a leg not settled), outbox_pending (pending or inflight rows),
+     * outbox_held, exceptions_open (not resolved). exception_due counts open exceptions by
+     * the hour of their deadline (overdue = the hours gone by, plus the current hour's rows
+     * read through exceptions_active); a bucket that empties is deleted. */
+    "CREATE TABLE counters(name TEXT PRIMARY KEY, n INTEGER NOT NULL) WITHOUT ROWID;"
+    "INSERT INTO counters(name, n)"
+    "  SELECT 'products', COUNT(*) FROM products WHERE product_id <> '~unlisted'"
+    "  UNION ALL SELECT 'skus', COUNT(*) FROM skus"
+    "  UNION ALL SELECT 'warehouses', COUNT(*) FROM warehouses"
+    "  UNION ALL SELECT 'orders_open', COUNT(*) FROM orders WHERE status NOT IN "
+    "('FINISH','WAIT_BUYER_ACCEPT_GOODS','IN_CANCEL')"
+    "  UNION ALL SELECT 'movements_pending', COUNT(DISTINCT id) FROM movements"
+    "    WHERE state <> 'settled'"
+    "  UNION ALL SELECT 'outbox_pending', COUNT(*) FROM outbox"
+    "    WHERE state IN ('pending','inflight')"
+    "  UNION ALL SELECT 'outbox_held', COUNT(*) FROM outbox WHERE state = 'held'"
+    "  UNION ALL SELECT 'exceptions_open', COUNT(*) FROM exceptions WHERE state <> 'resolved';"
+    "INSERT INTO counters(name, n) SELECT 'fstate:' || s.value, (SELECT COUNT(*) FROM orders"
+    "  WHERE fstate = s.value) FROM (SELECT 'pending' AS value UNION ALL SELECT 'ready'"
+    "  UNION ALL SELECT 'allocated' UNION ALL SELECT 'sent' UNION ALL SELECT 'picked'"
+    "  UNION ALL SELECT 'partial') s;"
+    "CREATE TRIGGER count_products_ins AFTER INSERT ON products BEGIN"
+    "  UPDATE counters SET n = n + (new.product_id <> '~unlisted') WHERE name = 'products'; END;"
+    "CREATE TRIGGER count_products_del AFTER DELETE ON products BEGIN"
+    "  UPDATE counters SET n = n - (old.product_id <> '~unlisted') WHERE name = 'products'; END;"
+    "CREATE TRIGGER count_products_upd AFTER UPDATE OF product_id ON products BEGIN"
+    "  UPDATE counters SET n = n + (new.product_id <> '~unlisted')"
+    "    - (old.product_id <> '~unlisted') WHERE name = 'products'; END;"
+    "CREATE TRIGGER count_skus_ins AFTER INSERT ON skus BEGIN"
+    "  UPDATE counters SET n = n + 1 WHERE name = 'skus'; END;"
+    "CREATE TRIGGER count_skus_del AFTER DELETE ON skus BEGIN"
+    "  UPDATE counters SET n = n - 1 WHERE name = 'skus'; END;"
+    "CREATE TRIGGER count_warehouses_ins AFTER INSERT ON warehouses BEGIN"
+    "  UPDATE counters SET n = n + 1 WHERE name = 'warehouses'; END;"
+    "CREATE TRIGGER count_warehouses_del AFTER DELETE ON warehouses BEGIN"
+    "  UPDATE counters SET n = n - 1 WHERE name = 'warehouses'; END;"
+    "CREATE TRIGGER count_orders_ins AFTER INSERT ON orders BEGIN"
+    "  UPDATE counters SET n = n + (new.status NOT IN "
+    "('FINISH','WAIT_BUYER_ACCEPT_GOODS','IN_CANCEL')) WHERE name = 'orders_open';"
+    "  UPDATE counters SET n = n + 1 WHERE name = 'fstate:' || new.fstate; END;"
+    "CREATE TRIGGER count_orders_del AFTER DELETE ON orders BEGIN"
+    "  UPDATE counters SET n = n - (old.status NOT IN "
+    "('FINISH','WAIT_BUYER_ACCEPT_GOODS','IN_CANCEL')) WHERE name = 'orders_open';"
+    "  UPDATE counters SET n = n - 1 WHERE name = 'fstate:' || old.fstate; END;"
+    "CREATE TRIGGER count_orders_upd AFTER UPDATE OF status, fstate ON orders"
+    "  WHEN old.status IS NOT new.status OR old.fstate IS NOT new.fstate BEGIN"
+    "  UPDATE counters SET n = n + (new.status NOT IN "
+    "('FINISH','WAIT_BUYER_ACCEPT_GOODS','IN_CANCEL')) - (old.status NOT IN "
+    "('FINISH','WAIT_BUYER_ACCEPT_GOODS','IN_CANCEL'))"
+    "    WHERE name = 'orders_open';"
+    "  UPDATE counters SET n = n - 1 WHERE name = 'fstate:' || old.fstate;"
+    "  UPDATE counters SET n = n + 1 WHERE name = 'fstate:' || new.fstate; END;"
+    /* A movement id counts once while any of its legs is not settled. */
+    "CREATE TRIGGER count_movements_ins AFTER INSERT ON movements WHEN new.state <> 'settled'"
+    "  AND NOT EXISTS (SELECT 1 FROM movements WHERE id = new.id AND leg <> new.leg"
+    "  AND state <> 'settled') BEGIN"
+    "  UPDATE counters SET n = n + 1 WHERE name = 'movements_pending'; END;"
+    "CREATE TRIGGER count_movements_del AFTER DELETE ON movements WHEN old.state <> 'settled'"
+    "  AND NOT EXISTS (SELECT 1 FROM movements WHERE id = old.id AND state <> 'settled') BEGIN"
+    "  UPDATE counters SET n = n - 1 WHERE name = 'movements_pending'; END;"
+    "CREATE TRIGGER count_movements_upd AFTER UPDATE OF state, id ON movements"
+    "  WHEN (old.state <> 'settled') IS NOT (new.state <> 'settled') OR old.id IS NOT new.id"
+    " BEGIN"
+    "  UPDATE counters SET n = n - 1 WHERE name = 'movements_pending' AND old.state <> 'settled'"
+    "    AND NOT EXISTS (SELECT 1 FROM movements WHERE id = old.id AND state <> 'settled');"
+    "  UPDATE counters SET n = n + 1 WHERE name = 'movements_pending' AND new.state <> 'settled'"
+    "    AND NOT EXISTS (SELECT 1 FROM movements WHERE id = new.id AND seq <> new.seq"
+    "    AND state <> 'settled'); END;"
+    /* The outbox is counted per target too ('outbox_pending:<target>'...), for each
+     * upstream's line in status. */
+    "INSERT INTO counters(name, n) SELECT 'outbox_pending:' || target,"
+    "  COUNT(*) FILTER (WHERE state IN ('pending','inflight')) FROM outbox GROUP BY target;"
+    "INSERT INTO counters(name, n) SELECT 'outbox_held:' || target,"
+    "  COUNT(*) FILTER (WHERE state = 'held') FROM outbox GROUP BY target;"
+    "CREATE TRIGGER count_outbox_ins AFTER INSERT ON outbox BEGIN"
+    "  INSERT OR IGNORE INTO counters(name, n) VALUES('outbox_pending:' || new.target, 0),"
+    "    ('outbox_held:' || new.target, 0);"
+    "  UPDATE counters SET n = n + 1 WHERE name IN (CASE WHEN new.state IN ('pending','inflight')"
+    "    THEN 'outbox_pending' WHEN new.state = 'held' THEN 'outbox_held' END,"
+    "    CASE WHEN new.state IN ('pending','inflight') THEN 'outbox_pending:'"
+    "    WHEN new.state = 'held' THEN 'outbox_held:' END || new.target); END;"
+    "CREATE TRIGGER count_outbox_del AFTER DELETE ON outbox BEGIN"
+    "  UPDATE counters SET n = n - 1 WHERE name IN (CASE WHEN old.state IN ('pending','inflight')"
+    "    THEN 'outbox_pending' WHEN old.state = 'held' THEN 'outbox_held' END,"
+    "    CASE WHEN old.state IN ('pending','inflight') THEN 'outbox_pending:'"
+    "    WHEN old.state = 'held' THEN 'outbox_held:' END || old.target); END;"
+    "CREATE TRIGGER count_outbox_upd AFTER UPDATE OF state, target ON outbox"
+    "  WHEN old.state IS NOT new.state OR old.target IS NOT new.target BEGIN"
+    "  UPDATE counters SET n = n - 1 WHERE name IN (CASE WHEN old.state IN ('pending','inflight')"
+    "    THEN 'outbox_pending' WHEN old.state = 'held' THEN 'outbox_held' END,"
+    "    CASE WHEN old.state IN ('pending','inflight') THEN 'outbox_pending:'"
+    "    WHEN old.state = 'held' THEN 'outbox_held:' END || old.target);"
+    "  INSERT OR IGNORE INTO counters(name, n) VALUES('outbox_pending:' || new.target, 0),"
+    "    ('outbox_held:' || new.target, 0);"
+    "  UPDATE counters SET n = n + 1 WHERE name IN (CASE WHEN new.state IN ('pending','inflight')"
+    "    THEN 'outbox_pending' WHEN new.state = 'held' THEN 'outbox_held' END,"
+    "    CASE WHEN new.state IN ('pending','inflight') THEN 'outbox_pending:'"
+    "    WHEN new.state = 'held' THEN 'outbox_held:' END || new.target); END;"
+    /* The oldest unsent row of a target, without a scan of an outbox that backed up during
+     * an outage. */
+    "CREATE INDEX outbox_unsent ON outbox(target, created_at)"
+    "  WHERE state IN ('pending','inflight','held');"
+    "CREATE TABLE exception_due(hour INTEGER PRIMARY KEY, n INTEGER NOT NULL);"
+    "INSERT INTO exception_due(hour, n) SELECT deadline / 3600, COUNT(*) FROM exceptions"
+    "  WHERE state <> 'resolved' GROUP BY deadline / 3600;"
+    "CREATE TRIGGER count_exceptions_ins AFTER INSERT ON exceptions"
+    "  WHEN new.state <> 'resolved' BEGIN"
+    "  UPDATE counters SET n = n + 1 WHERE name = 'exceptions_open';"
+    "  INSERT OR IGNORE INTO exception_due(hour, n) VALUES(new.deadline / 3600, 0);"
+    "  UPDATE exception_due SET n = n + 1 WHERE hour = new.deadline / 3600; END;"
+    "CREATE TRIGGER count_exceptions_del AFTER DELETE ON exceptions"
+    "  WHEN old.state <> 'resolved' BEGIN"
+    "  UPDATE counters SET n = n - 1 WHERE name = 'exceptions_open';"
+    "  UPDATE exception_due SET n = n - 1 WHERE hour = old.deadline / 3600;"
+    "  DELETE FROM exception_due WHERE hour = old.deadline / 3600 AND n <= 0; END;"
+    "CREATE TRIGGER count_exceptions_upd AFTER UPDATE OF state, deadline ON exceptions"
+    "  WHEN old.state IS NOT new.state OR old.deadline IS NOT new.deadline BEGIN"
+    "  UPDATE counters SET n = n + (new.state <> 'resolved') - (old.state <> 'resolved')"
+    "    WHERE name = 'exceptions_open';"
+    "  UPDATE exception_due SET n = n - 1 WHERE old.state <> 'resolved'"
+    "    AND hour = old.deadline / 3600;"
+    "  DELETE FROM exception_due WHERE hour = old.deadline / 3600 AND n <= 0;"
+    "  INSERT OR IGNORE INTO exception_due(hour, n) SELECT new.deadline / 3600, 0"
+    "    WHERE new.state <> 'resolved';"
+    "  UPDATE exception_due SET n = n + 1 WHERE new.state <> 'resolved'"
+    "    AND hour = new.deadline / 3600; END;",
 };
 
 int schema_latest(void)
@@ -326,7 +469,14 @@ int schema_latest(void)
 
 int schema_migrate(sqlite3 *db, int from, char *err, size_t errlen)
 {
-    for (int v = from; v < schema_latest(); v++) {
+    return schema_migrate_to(db, from, schema_latest(), err, errlen);
+}
+
+int schema_migrate_to(sqlite3 *db, int from, int to, char *err, size_t errlen)
+{
+    if (to > schema_latest())
+        to = schema_latest();
+    for (int v = from; v < to; v++) {
         char *msg = NULL;
         char bump[64];
         snprintf(bump, sizeof bump, "PRAGMA user_version=%d", v + 1);

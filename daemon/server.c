@@ -36,6 +36,7 @@ struct conn {
     uid_t uid;
     int closing;
     bool watching; /* receives event notifications (the watch method) */
+    uint64_t id;   /* unique for the server's life: names it for answers sent later */
     struct conn *prev, *next;
 };
 
@@ -49,6 +50,7 @@ struct server {
     int timer_open; /* the stop timer exists and is not yet closed */
     uv_timer_t stop_timer;
     char path[108];
+    uint64_t last_id; /* of the last connection accepted */
 };
 
 /* How long a stopping server waits for clients to take their last answers. */
@@ -371,6 +373,7 @@ static void on_connection(uv_stream_t *server, int status)
     if (!c)
         return;
     c->srv = srv;
+    c->id = ++srv->last_id;
     uv_pipe_init(srv->d->loop, &c->pipe, 0);
     if (uv_accept(server, (uv_stream_t *)&c->pipe) != 0 ||
         !msgpack_unpacker_init(&c->unp, READ_CHUNK)) {
@@ -491,6 +494,25 @@ void server_stop(struct server *srv)
 void server_conn_watch(void *conn, bool on)
 {
     ((struct conn *)conn)->watching = on;
+}
+
+uint64_t server_conn_id(void *conn)
+{
+    return conn ? ((struct conn *)conn)->id : 0;
+}
+
+bool server_send(struct server *srv, uint64_t conn_id, const char *data, size_t len)
+{
+    for (struct conn *c = srv ? srv->conns : NULL; c; c = c->next) {
+        if (c->id != conn_id)
+            continue;
+        if (c->closing)
+            return false;
+        msgpack_sbuffer_write(&c->out, data, len);
+        conn_flush(c);
+        return true;
+    }
+    return false;
 }
 
 uid_t server_conn_uid(void *conn)

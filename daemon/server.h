@@ -8,6 +8,7 @@
 #include <stdbool.h>
 #include <sys/types.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "tallyd.h"
 
@@ -30,6 +31,14 @@ bool server_has_watchers(const struct server *srv);
 
 /* Marks a connection (the `conn` of an rpc_call) as receiving event notifications. */
 void server_conn_watch(void *conn, bool on);
+
+/*
+ * Answers sent later (RPC_DEFERRED, rpc.h): a connection's id (0 for NULL), and the sending
+ * of one whole encoded message to it, from a loop callback (never from inside a handler).
+ * Returns false, sending nothing, when that connection is closed or closing.
+ */
+uint64_t server_conn_id(void *conn);
+bool server_send(struct server *srv, uint64_t conn_id, const char *data, size_t len);
 
 /* The peer's uid (SO_PEERCRED); tallyd's own uid for a NULL connection (tests, fuzzing). */
 uid_t server_conn_uid(void *conn);

@@ -429,7 +429,10 @@ int stock_move_apply(struct store *st, const struct stock_move *req, struct stoc
     if (r)
         return r;
     if ((r = store_begin(st)) != 0) {
-        snprintf(err, errlen, "cannot start a transaction");
+        snprintf(err, errlen, "%s",
+                 r == TALLY_E_BUSY ? "the replica is locked by another process; nothing was"
+                                     " recorded: retry with the same id"
+                                   : "cannot start a transaction");
         return r;
     }
     r = apply_prepared(st, &m, res, err, errlen);

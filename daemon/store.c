@@ -140,6 +140,10 @@ int store_open(const char *path, bool sync_full, struct store **out, char *err, 
         store_close(st);
         return -1;
     }
+    /* From here on the connection serves the loop: it never waits on another process's lock
+     * for more than STORE_BUSY_MS (opening and migrating above may wait longer, before the
+     * loop runs). A write that cannot have the lock fails with TALLY_E_BUSY, uncommitted. */
+    sqlite3_busy_timeout(st->db, STORE_BUSY_MS);
     *out = st;
     return 0;
 }
@@ -275,6 +279,10 @@ int store_error(struct store *st, int rc, const char *what)
     }
     if (primary == SQLITE_NOMEM)
         return TALLY_E_NOMEM;
+    if (primary == SQLITE_BUSY || primary == SQLITE_LOCKED) {
+        log_warn("%s: the replica is locked by another process", what);
+        return TALLY_E_BUSY;
+    }
     log_error("%s: %s (%d)", what, sqlite3_errmsg(st->db), rc);
     return TALLY_E_STORAGE;
 }

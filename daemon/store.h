@@ -16,6 +16,11 @@
 
 struct store;
 
+/* How long the loop's connection waits for a lock another process holds (an operator's
+ * sqlite3 shell in a transaction, a backup): short, so nothing stalls the loop. Readers are
+ * not concerned: in WAL mode a read never waits for a writer. */
+#define STORE_BUSY_MS 2
+
 /*
  * Opens (creating if needed) the replica at `path`, sets WAL mode and the synchronous level
  * (FULL when sync_full: every commit is fsynced before it returns, which is what makes an
@@ -54,7 +59,9 @@ size_t store_held_bytes(const struct store *st);
 
 /*
  * Maps an SQLite result code to a TALLY_E_* code, logging unexpected ones with `what`:
- * SQLITE_FULL -> TALLY_E_DISK_FULL, SQLITE_NOMEM -> TALLY_E_NOMEM, others -> TALLY_E_STORAGE.
+ * SQLITE_FULL -> TALLY_E_DISK_FULL, SQLITE_NOMEM -> TALLY_E_NOMEM, SQLITE_BUSY/LOCKED ->
+ * TALLY_E_BUSY (another process holds the lock: nothing was written, retry), others ->
+ * TALLY_E_STORAGE.
  */
 int store_error(struct store *st, int rc, const char *what);
 
@@ -75,5 +82,7 @@ int64_t store_now(void);
 int schema_latest(void);
 /* Runs migrations after `from` up to schema_latest(), each in its own transaction. */
 int schema_migrate(sqlite3 *db, int from, char *err, size_t errlen);
+/* The same, up to version `to` only (tests build a replica of an older schema with it). */
+int schema_migrate_to(sqlite3 *db, int from, int to, char *err, size_t errlen);
 
 #endif

@@ -16,6 +16,7 @@ struct store;
 struct server;
 struct sync_engine;
 struct fulfil;
+struct privacy;
 
 struct tallyd {
     uv_loop_t *loop;
@@ -23,7 +24,8 @@ struct tallyd {
     struct store *store;
     struct server *server;
     struct sync_engine *sync;
-    struct fulfil *fulfil; /* fulfil.c: the order lifecycle's timer */
+    struct fulfil *fulfil;   /* fulfil.c: the order lifecycle's timer */
+    struct privacy *privacy; /* privacy.c: the purge in progress, or NULL */
     int64_t started_at;
     bool have_writer_gid; /* writer_group resolved to a gid at start */
     gid_t writer_gid;

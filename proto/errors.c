@@ -32,6 +32,7 @@ static const struct err_entry err_table[] = {
     {TALLY_E_TIMEOUT, "timeout", "timed out"},
     {TALLY_E_NOT_RUNNING, "not_running", "tallyd is not running"},
     {TALLY_E_NOMEM, "no_memory", "out of memory"},
+    {TALLY_E_BUSY, "busy", "busy: nothing was changed; try again"},
 };
 
 static const struct err_entry *err_find(int err)

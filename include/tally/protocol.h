@@ -45,6 +45,8 @@ enum tally_err {
     TALLY_E_TIMEOUT = -19,        /* client side: no answer in time */
     TALLY_E_NOT_RUNNING = -20,    /* client side: nothing listens on the socket */
     TALLY_E_NOMEM = -21,          /* "no_memory" */
+    TALLY_E_BUSY = -22,           /* "busy": the replica is locked by another process, or the
+                                     same work is already running; nothing changed: retry */
 };
 
 /* Stable wire name of an error code ("internal", "not_found", ...); "internal" if unknown. */

@@ -674,6 +674,27 @@ if [ -n "$S" ]; then
             "return ret-1: the marketplace's value after inspection"
     fi
 fi
+# A purged order stays purged when its warehouse reports it again with a reason quoting the
+# buyer: the new reason is not stored, nor put in an exception.
+if [ "$Y" != none ]; then
+    sqlite3 -cmd ".timeout 5000" "$tmp/state/replica.db" "UPDATE orders SET status = 'FINISH',
+        fstate = 'finished', finished_at = strftime('%s','now') - 40 * 86400
+        WHERE order_id = '$Y'" || bad "finishing order $Y"
+    t purge --older-than 30 >/dev/null || bad "tally purge --older-than 30"
+    check_eq "$(sql "SELECT purged_at IS NOT NULL FROM orders WHERE order_id = '$Y'")" 1 \
+        "order $Y purged"
+    post outbound "{\"wh\":\"$YW\",\"id\":\"$Y\",\"status\":\"exception\",\"reason\":\"no one at Calle Secreta 9\"}" >/dev/null
+    y_again() { [ "$(sql "SELECT COUNT(*) FROM outbound_orders WHERE id = '$Y'
+        AND updated_at >= strftime('%s','now') - 30 AND status = 'exception'")" != 0 ]; }
+    wait_until 30 y_again
+    sleep 0.5
+    check_eq "$(sql "SELECT COUNT(*) FROM outbound_orders WHERE reason LIKE '%Secreta%'")" 0 \
+        "purged order $Y: the warehouse's new reason is not stored"
+    check_eq "$(sql "SELECT COUNT(*) FROM exceptions WHERE message LIKE '%Secreta%'
+        OR note LIKE '%Secreta%'")" 0 "purged order $Y: no exception quotes the new reason"
+    check_eq "$(sql "SELECT COUNT(*) FROM allocation_bans WHERE reason LIKE '%Secreta%'")" 0 \
+        "purged order $Y: no ban quotes the new reason"
+fi
 check_eq "$(ctl "$base/control/movements" | jq -c '[.max, .count > 0]')" "[1,true]" \
     "movements at the simulator at the end: largest apply count, any at all"
 

@@ -2,7 +2,8 @@
 # The marketplace against tally-sim: catalog and orders pulled (orders arriving during the
 # sync included), and marketplace stock published so that no published value ever exceeds what
 # was truly available: the seeded stock less every pick acknowledged before it (one second of
-# grace for a value that was in flight when a pick came), through a marketplace link cut.
+# grace for a value that was in flight when a pick came), through a marketplace link cut; and
+# a purged order pulled again by an order round gets none of its buyer's data back.
 #   test_marketplace.sh TALLYD TALLY TALLY_SIM
 set -uo pipefail
 TALLYD=$1 TALLY=$2 SIM=$3
@@ -118,5 +119,35 @@ for s in "${skus[@]}"; do
 done
 check_eq "$violations" 0 "published values above the truly available stock"
 echo "publishing: $published values published for ${#skus[@]} SKUs over $(wc -l <"$tmp/picks") picks, every marketplace fault kind and a link cut; none above the available stock"
+
+# A purged order pulled again by an order round (its detail and receipt info re-read after the
+# buyer asks to cancel) gets none of its buyer's data back, in the rows or the file bytes.
+db=$tmp/state/replica.db
+# (A street and a phone no other order has: names repeat among the simulator's buyers.)
+IFS='|' read -r oid bstreet bphone < <(sqlite3 -readonly "$db" "SELECT order_id, address, phone
+    FROM orders o WHERE buyer_name IS NOT NULL AND address IS NOT NULL AND phone IS NOT NULL
+    AND status = 'WAIT_SELLER_SEND_GOODS'
+    AND (SELECT COUNT(*) FROM orders x WHERE x.address = o.address) = 1
+    AND (SELECT COUNT(*) FROM orders x WHERE x.phone = o.phone) = 1 ORDER BY order_id LIMIT 1")
+if [ -n "$oid" ]; then ok; else bad "no order with a buyer to purge"; fi
+sqlite3 -cmd ".timeout 5000" "$db" "UPDATE orders SET fstate = 'cancelled',
+    finished_at = strftime('%s','now') - 40 * 86400 WHERE order_id = '$oid'"
+check_eq "$(t --json purge --older-than 30 | jq .orders)" 1 "orders purged"
+ctl -X POST -d '{"status": "IN_CANCEL"}' "$base/control/orders/$oid/status" >/dev/null
+repulled() {
+    [ "$(sqlite3 -readonly "$db" "SELECT status FROM orders WHERE order_id = '$oid'")" = IN_CANCEL ]
+}
+wait_until 60 repulled
+check_eq "$(sqlite3 -readonly "$db" "SELECT (purged_at IS NOT NULL) || (buyer_name IS NULL)
+    || (address IS NULL) || (city IS NULL) || (postcode IS NULL) || (phone IS NULL)
+    FROM orders WHERE order_id = '$oid'")" 111111 "the re-pulled order stays purged"
+for v in "$bstreet" "$bphone"; do
+    if grep -aqF -- "$v" "$db" "$db-wal" 2>/dev/null; then
+        bad "the re-pulled order's buyer data ('$v') is in the database or WAL bytes"
+    else
+        ok
+    fi
+done
+
 echo "test_marketplace: $checks checks, $fails failed"
 [ "$fails" = 0 ]

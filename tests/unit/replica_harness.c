@@ -378,3 +378,90 @@ bool rh_is_nil(const msgpack_object *m, const char *key)
     const msgpack_object *v = mp_map_get(m, key);
     return v && v->type == MSGPACK_OBJECT_NIL;
 }
+
+/* Names (type:name) of the objects of schema `version`, and its columns (table.column). */
+static int schema_names(int version, char *names, size_t cap)
+{
+    sqlite3 *db = NULL;
+    char err[256];
+    names[0] = 0;
+    if (sqlite3_open(":memory:", &db) != SQLITE_OK ||
+        schema_migrate_to(db, 0, version, err, sizeof err) != 0) {
+        sqlite3_close(db);
+        return -1;
+    }
+    sqlite3_stmt *s = NULL;
+    int rc = sqlite3_prepare_v2(db,
+                                "SELECT m.type || ':' || m.name FROM sqlite_master m"
+                                " WHERE m.name NOT LIKE 'sqlite_%'"
+                                " UNION ALL SELECT 'column:' || m.name || '.' || c.name"
+                                " FROM sqlite_master m, pragma_table_info(m.name) c"
+                                " WHERE m.type = 'table'",
+                                -1, &s, NULL);
+    size_t len = 0;
+    while (rc == SQLITE_OK && sqlite3_step(s) == SQLITE_ROW) {
+        int n = snprintf(names + len, cap - len, "|%s|", (const char *)sqlite3_column_text(s, 0));
+        if (n < 0 || (size_t)n >= cap - len) {
+            rc = SQLITE_FULL;
+            break;
+        }
+        len += (size_t)n;
+    }
+    sqlite3_finalize(s);
+    sqlite3_close(db);
+    return rc == SQLITE_OK ? 0 : -1;
+}
+
+int rh_rewind_schema(const char *path, int version)
+{
+    static char keep[1 << 16];
+    if (schema_names(version, keep, sizeof keep) != 0)
+        return -1;
+    sqlite3 *db = NULL;
+    if (sqlite3_open(path, &db) != SQLITE_OK) {
+        sqlite3_close(db);
+        return -1;
+    }
+    /* Triggers and indexes first (a column they use cannot be dropped), then tables, then
+     * the columns of the tables that stay. */
+    static const char *const passes[] = {
+        "SELECT 'DROP TRIGGER \"' || name || '\"', 'trigger:' || name FROM sqlite_master"
+        " WHERE type = 'trigger'",
+        "SELECT 'DROP INDEX \"' || name || '\"', 'index:' || name FROM sqlite_master"
+        " WHERE type = 'index' AND sql IS NOT NULL",
+        "SELECT 'DROP TABLE \"' || name || '\"', 'table:' || name FROM sqlite_master"
+        " WHERE type = 'table' AND name NOT LIKE 'sqlite_%'",
+        "SELECT 'ALTER TABLE \"' || m.name || '\" DROP COLUMN \"' || c.name || '\"',"
+        " 'column:' || m.name || '.' || c.name FROM sqlite_master m,"
+        " pragma_table_info(m.name) c WHERE m.type = 'table' AND m.name NOT LIKE 'sqlite_%'",
+    };
+    int r = sqlite3_exec(db, "PRAGMA foreign_keys = OFF", NULL, NULL, NULL);
+    for (size_t p = 0; r == SQLITE_OK && p < sizeof passes / sizeof passes[0]; p++) {
+        char sql[8192] = "";
+        size_t len = 0;
+        sqlite3_stmt *s = NULL;
+        r = sqlite3_prepare_v2(db, passes[p], -1, &s, NULL);
+        while (r == SQLITE_OK && sqlite3_step(s) == SQLITE_ROW) {
+            char name[300];
+            snprintf(name, sizeof name, "|%s|", (const char *)sqlite3_column_text(s, 1));
+            if (strstr(keep, name))
+                continue;
+            int n = snprintf(sql + len, sizeof sql - len, "%s;",
+                             (const char *)sqlite3_column_text(s, 0));
+            if (n < 0 || (size_t)n >= sizeof sql - len) {
+                r = SQLITE_FULL;
+                break;
+            }
+            len += (size_t)n;
+        }
+        sqlite3_finalize(s);
+        if (r == SQLITE_OK && len)
+            r = sqlite3_exec(db, sql, NULL, NULL, NULL);
+    }
+    char bump[64];
+    snprintf(bump, sizeof bump, "PRAGMA user_version = %d", version);
+    if (r == SQLITE_OK)
+        r = sqlite3_exec(db, bump, NULL, NULL, NULL);
+    sqlite3_close(db);
+    return r == SQLITE_OK ? 0 : -1;
+}

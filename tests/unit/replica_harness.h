@@ -35,6 +35,13 @@ struct tallyd;
 
 /* A harness with a fresh directory /tmp/<name>-XXXXXX and no replica yet; NULL with errno
  * set when the directory or the memory cannot be had. Calls are made as a writer. */
+/* Takes the replica file `path` (closed) back to schema `version`, as an upgrade test needs:
+ * every table, index and trigger a later migration made is dropped, every column it added
+ * removed (the data of the older schema stays), and user_version set. The older schema is
+ * learnt by running migrations 1..version in a scratch database, so the function follows
+ * whatever migrations are added later. 0 on success. */
+int rh_rewind_schema(const char *path, int version);
+
 struct rh *rh_new(const char *name);
 void rh_free(struct rh *h);
 

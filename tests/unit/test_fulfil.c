@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include <msgpack.h>
+#include <sqlite3.h>
 
 #include "check.h"
 #include "codec.h"
@@ -2030,6 +2031,48 @@ static void test_unexpected_outbound_cancelled(void)
     check_reserved_invariant();
 }
 
+/*
+ * Another process (an operator's sqlite3 shell) holds the replica's write lock: the pass says
+ * busy at once and leaves every order as it was, to be looked at again when the lock is gone;
+ * it neither goes on order by order (each attempt waits for the lock again, holding the loop)
+ * nor sets orders aside until the next retry round.
+ */
+static void test_pass_when_locked(void)
+{
+    rh_open(h);
+    d->cfg.coordinator = true;
+    add_wh("ES-MAD", "ES", "station");
+    add_sku("K1");
+    set_stock("K1", "ES-MAD", 2, 0);
+    add_order("KW", "ES", 0); /* waits for stock: looked at again by each retry round */
+    add_line("KW", "K1", 5);
+    CHECK(fulfil_pass(d, store_now()) >= 0);
+    CHECK_EQ_STR(fstate("KW"), "ready");
+    for (int i = 0; i < 3; i++) {
+        char oid[8];
+        snprintf(oid, sizeof oid, "K%d", i);
+        add_order(oid, "ES", 0);
+        add_line(oid, "K1", 1);
+    }
+
+    sqlite3 *other = NULL;
+    CHECK_EQ_INT(sqlite3_open(store_path(d->store), &other), SQLITE_OK);
+    CHECK_EQ_INT(sqlite3_exec(other, "BEGIN IMMEDIATE", NULL, NULL, NULL), SQLITE_OK);
+    int64_t before = rh_q64(h, "SELECT total_changes()");
+    CHECK_EQ_INT(fulfil_pass(d, store_now() + 3600), TALLY_E_BUSY);
+    CHECK_EQ_INT(rh_q64(h, "SELECT total_changes()"), before);
+    sqlite3_exec(other, "ROLLBACK", NULL, NULL, NULL);
+    sqlite3_close(other);
+    CHECK_EQ_INT(rh_q64(h, "SELECT COUNT(*) FROM orders WHERE fdirty = 2"), 0);
+    CHECK_EQ_INT(rh_q64(h, "SELECT COUNT(*) FROM orders WHERE fdirty = 1"), 3);
+
+    /* The lock gone, the next pass does the work. */
+    CHECK(fulfil_pass(d, store_now()) >= 0);
+    CHECK_EQ_INT(rh_q64(h, "SELECT COUNT(*) FROM orders WHERE fstate = 'allocated'"), 2);
+    CHECK_EQ_INT(rh_q64(h, "SELECT COUNT(*) FROM orders WHERE fdirty <> 0 AND order_id <> 'KW'"),
+                 0);
+}
+
 int main(void)
 {
     h = rh_new("tally-fulfil");
@@ -2064,6 +2107,7 @@ int main(void)
     test_unexpected_outbound_reported();
     test_unexpected_outbound_history();
     test_unexpected_outbound_cancelled();
+    test_pass_when_locked();
 
     rh_free(h);
     msgpack_unpacked_destroy(&pay);

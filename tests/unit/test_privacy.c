@@ -3,7 +3,10 @@
  * and after the cutoff, unfinished ones, a dry run that changes nothing, the outbox payloads
  * of purged orders searched byte by byte for the buyer's data (and other orders' payloads
  * keeping theirs), the database and WAL files free of it afterwards, batches of more than
- * one transaction, and a second purge that finds nothing.
+ * one transaction, and a second purge that finds nothing. Once purged, the buyer's data never
+ * comes back: not by a re-import, not by the marketplace's order rounds (the same upsert with
+ * the receipt info), not in an outbound request built later; checked in the database and WAL
+ * bytes.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,9 +14,13 @@
 #include <sys/stat.h>
 
 #include <msgpack.h>
+#include <uv.h>
 
 #include "check.h"
 #include "codec.h"
+#include "fulfil.h"
+#include "importer.h"
+#include "orders.h"
 #include "privacy.h"
 #include "replica_harness.h"
 #include "store.h"
@@ -343,6 +350,304 @@ static void test_batches(void)
     CHECK_EQ_INT(n, 0);
 }
 
+/* The import of order `id` with buyer data "<tag>-<id>..." and marketplace status `status`. */
+static int import_order(const char *id, const char *tag, const char *status)
+{
+    char v[5][96];
+    snprintf(v[0], sizeof v[0], "%s-Name-%s", tag, id);
+    snprintf(v[1], sizeof v[1], "%s-Street-%s", tag, id);
+    snprintf(v[2], sizeof v[2], "%s-City-%s", tag, id);
+    snprintf(v[3], sizeof v[3], "%s-PC", tag);
+    snprintf(v[4], sizeof v[4], "%s-Phone-%s", tag, id);
+    msgpack_sbuffer sb;
+    msgpack_packer pk;
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    msgpack_pack_array(&pk, 1);
+    msgpack_pack_map(&pk, 13);
+    mp_pack_kv_str(&pk, "order_id", id);
+    mp_pack_kv_str(&pk, "status", status);
+    mp_pack_kv_int(&pk, "created_at", store_now() - 90 * DAY);
+    mp_pack_kv_str(&pk, "country", "ES");
+    mp_pack_kv_str(&pk, "currency", "EUR");
+    mp_pack_kv_str(&pk, "sku", "S1");
+    mp_pack_kv_int(&pk, "qty", 1);
+    mp_pack_kv_int(&pk, "price_minor", 1999);
+    mp_pack_kv_str(&pk, "buyer_name", v[0]);
+    mp_pack_kv_str(&pk, "address", v[1]);
+    mp_pack_kv_str(&pk, "city", v[2]);
+    mp_pack_kv_str(&pk, "postcode", v[3]);
+    mp_pack_kv_str(&pk, "phone", v[4]);
+    msgpack_unpacked u;
+    msgpack_unpacked_init(&u);
+    size_t off = 0;
+    int r = TALLY_E_INTERNAL;
+    if (msgpack_unpack_next(&u, sb.data, sb.size, &off) == MSGPACK_UNPACK_SUCCESS) {
+        struct import_result res;
+        char err[256] = "";
+        r = import_rows(d->store, IMPORT_ORDERS, &u.data, &res, err, sizeof err);
+        if (r)
+            fprintf(stderr, "import %s: %s\n", id, err);
+    }
+    msgpack_unpacked_destroy(&u);
+    msgpack_sbuffer_destroy(&sb);
+    return r;
+}
+
+/* The header a marketplace order round writes for order `id` (its receipt info included). */
+static int marketplace_round(const char *id, const char *tag)
+{
+    char v[5][96];
+    snprintf(v[0], sizeof v[0], "%s-Name-%s", tag, id);
+    snprintf(v[1], sizeof v[1], "%s-Street-%s", tag, id);
+    snprintf(v[2], sizeof v[2], "%s-City-%s", tag, id);
+    snprintf(v[3], sizeof v[3], "%s-PC", tag);
+    snprintf(v[4], sizeof v[4], "+34 %s-Phone-%s", tag, id);
+    struct order_header hd = {
+        .order_id = id,
+        .status = "WAIT_SELLER_SEND_GOODS",
+        .created_at = store_now() - 90 * DAY,
+        .country = "ES",
+        .currency = "EUR",
+        .service = "standard",
+        .buyer_name = v[0],
+        .address = v[1],
+        .city = v[2],
+        .postcode = v[3],
+        .phone = v[4],
+    };
+    int64_t ref;
+    bool inserted;
+    int r = store_begin(d->store);
+    if (r == 0 && (r = orders_upsert_header(d->store, &hd, &ref, &inserted)) == 0)
+        return store_commit(d->store);
+    store_rollback(d->store);
+    return r;
+}
+
+/* Whether the database or its WAL holds `needle` anywhere. */
+static bool files_have(const char *needle)
+{
+    char wal[160];
+    snprintf(wal, sizeof wal, "%s-wal", db_path);
+    return file_has(db_path, needle) || file_has(wal, needle);
+}
+
+/* Purge, then every way an order's header is written again: the buyer's data stays gone. */
+static void test_purged_stays_purged(void)
+{
+    rh_open(h);
+    rh_seed_standard(h);
+    snprintf(db_path, sizeof db_path, "%s", store_path(d->store));
+    /* Imported with a buyer, finished long ago, then purged. */
+    CHECK_EQ_INT(import_order("R1", "Old", "FINISH"), 0);
+    CHECK_EQ_INT(import_order("R2", "Old", "FINISH"), 0);
+    /* R2 was cancelled: a marketplace that later says "ship it" reopens it. */
+    RH_EXEC(h,
+            "UPDATE orders SET fstate = IIF(order_id = 'R2', 'cancelled', 'finished'),"
+            " finished_at = %lld",
+            (long long)(store_now() - 40 * DAY));
+    int64_t n = -1;
+    CHECK_EQ_INT(privacy_purge(d, 30, false, &n), 0);
+    CHECK_EQ_INT(n, 2);
+    CHECK_EQ_INT(purged("R1"), 1);
+    CHECK(!files_have("Old-Name-R1"));
+
+    /* Imported again, with its buyer: the order's other fields update, the buyer stays out. */
+    CHECK_EQ_INT(import_order("R1", "New", "FINISH"), 0);
+    CHECK_EQ_INT(purged("R1"), 1);
+    CHECK_EQ_INT(rh_q64(h, "SELECT COUNT(*) FROM orders WHERE order_id = 'R1'"), 1);
+    CHECK(!files_have("New-Name-R1"));
+    CHECK(!files_have("New-Street-R1"));
+    CHECK(!files_have("New-Phone-R1"));
+    CHECK(!files_have("New-City-R1"));
+
+    /* A marketplace order round (order detail and receipt info) re-pulls it. */
+    CHECK_EQ_INT(marketplace_round("R2", "Mp"), 0);
+    CHECK_EQ_INT(purged("R2"), 1);
+    CHECK_EQ_INT(rh_q64(h, "SELECT status = 'WAIT_SELLER_SEND_GOODS' FROM orders"
+                           " WHERE order_id = 'R2'"),
+                 1);
+    CHECK(!files_have("Mp-Name-R2"));
+    CHECK(!files_have("Mp-Street-R2"));
+    CHECK(!files_have("Mp-Phone-R2"));
+
+    /* Whatever writes the columns directly (a path added later, a person's SQL) is undone in
+     * the same statement. */
+    RH_EXEC(h, "UPDATE orders SET buyer_name = 'Sql-Name-R1', phone = 'Sql-Phone-R1'"
+               " WHERE order_id = 'R1'");
+    CHECK_EQ_INT(purged("R1"), 1);
+
+    /* The re-opened order is fulfilled from an outbound warehouse: the request built now
+     * carries no buyer either. */
+    RH_EXEC(h, "UPDATE warehouses SET fulfilment = 'outbound' WHERE code = 'A'");
+    RH_EXEC(h, "UPDATE orders SET fdirty = 1");
+    fulfil_pass(d, store_now());
+    fulfil_pass(d, store_now());
+    CHECK_EQ_INT(rh_q64(h, "SELECT COUNT(*) FROM outbox WHERE entity = 'R2' AND kind = 'outbound'"),
+                 1);
+    CHECK_EQ_INT(
+        rh_q64(h, "SELECT COUNT(*) FROM outbox WHERE instr(payload, CAST('-Name-' AS BLOB)) > 0"
+                  " OR instr(payload, CAST('-Phone-' AS BLOB)) > 0"),
+        0);
+    /* Nor any exception raised about it. */
+    CHECK_EQ_INT(rh_q64(h, "SELECT COUNT(*) FROM exceptions WHERE message LIKE '%%-Name-%%'"
+                           " OR message LIKE '%%-Street-%%' OR message LIKE '%%-PC%%'"),
+                 0);
+    sqlite3_exec(store_db(d->store), "PRAGMA wal_checkpoint(PASSIVE)", NULL, NULL, NULL);
+    CHECK(!files_have("Mp-Name-R2"));
+    CHECK(!files_have("Sql-Name-R1"));
+    CHECK(!files_have("New-Name-R1"));
+
+    /* Free text about an order from people and upstreams goes with the purge: an operator's
+     * note, a warehouse's reason, an upstream's error quoting the street. */
+    CHECK_EQ_INT(import_order("R3", "Old", "FINISH"), 0);
+    RH_EXEC(h, "UPDATE orders SET fstate = 'finished', finished_at = %lld WHERE order_id = 'R3'",
+            (long long)(store_now() - 40 * DAY));
+    int64_t r3 = rh_q64(h, "SELECT id FROM orders WHERE order_id = 'R3'");
+    RH_EXEC(h,
+            "INSERT INTO exceptions(kind, order_ref, message, raised_at, deadline, state, note,"
+            " dedupe) VALUES('warehouse', %lld, 'A reports: Txt-Street-R3 not found', 0, 0,"
+            " 'resolved', 'called Txt-Name-R3', 'x:R3'), ('deadline', %lld, 'order R3 must ship',"
+            " 0, 0, 'resolved', NULL, 'y:R3')",
+            (long long)r3, (long long)r3);
+    RH_EXEC(h, "INSERT INTO outbound_orders(warehouse, id, status, reason, updated_at)"
+               " VALUES(1, 'R3', 'cancelled', 'no such street Txt-Street-R3', 0)");
+    RH_EXEC(h,
+            "INSERT INTO allocation_bans(order_ref, warehouse, reason, at)"
+            " VALUES(%lld, 1, 'Txt-Street-R3 unreachable', 0)",
+            (long long)r3);
+    add_outbound("R3");
+    RH_EXEC(h, "UPDATE outbox SET last_error = '422: Txt-Phone-R3 invalid' WHERE entity = 'R3'");
+    CHECK_EQ_INT(privacy_purge(d, 30, false, &n), 0);
+    CHECK_EQ_INT(n, 1);
+    CHECK_EQ_INT(rh_q64(h, "SELECT COUNT(*) FROM exceptions WHERE message LIKE '%%Txt-%%'"
+                           " OR note LIKE '%%Txt-%%'"),
+                 0);
+    CHECK_EQ_INT(rh_q64(h, "SELECT COUNT(*) FROM exceptions WHERE message = 'order R3 must ship'"),
+                 1);
+    CHECK_EQ_INT(rh_q64(h, "SELECT COUNT(*) FROM outbound_orders WHERE reason IS NOT NULL"), 0);
+    CHECK_EQ_INT(rh_q64(h, "SELECT COUNT(*) FROM allocation_bans WHERE reason LIKE '%%Txt-%%'"), 0);
+    CHECK_EQ_INT(rh_q64(h, "SELECT COUNT(*) FROM outbox WHERE last_error LIKE '%%Txt-%%'"), 0);
+    CHECK(!files_have("Txt-Street-R3"));
+    CHECK(!files_have("Txt-Name-R3"));
+    CHECK(!files_have("Txt-Phone-R3"));
+
+    /* A purge finds nothing new to erase, and the data is still gone. */
+    CHECK_EQ_INT(privacy_purge(d, 0, true, &n), 0);
+    CHECK_EQ_INT(n, 0);
+}
+
+static int done_calls, done_r;
+static int64_t done_n;
+
+static void on_done(struct tallyd *dd, void *arg, int r, int64_t n)
+{
+    (void)dd;
+    (void)arg;
+    done_calls++;
+    done_r = r;
+    done_n = n;
+}
+
+static int64_t purged_count(void)
+{
+    return rh_q64(h, "SELECT COUNT(*) FROM orders WHERE purged_at IS NOT NULL");
+}
+
+/* Runs the loop until the job reports; the number of iterations it took. */
+static int run_until_done(uv_loop_t *loop)
+{
+    int turns = 0;
+    while (done_calls == 0 && turns < 100000) {
+        uv_run(loop, UV_RUN_ONCE);
+        turns++;
+    }
+    return turns;
+}
+
+/* On a loop, a purge runs one bounded slice per iteration: the replica is served between
+ * slices, a second purge is refused as busy meanwhile, the outcome comes once at the end. */
+static void test_slices(void)
+{
+    rh_open(h);
+    rh_seed_standard(h);
+    snprintf(db_path, sizeof db_path, "%s", store_path(d->store));
+    RH_EXEC(h, "BEGIN");
+    for (int i = 0; i < 1000; i++) {
+        char id[16];
+        snprintf(id, sizeof id, "L%04d", i);
+        add_order(id, 40 * DAY + i, "finished");
+        add_outbound(id);
+    }
+    add_order("LKEEP", 1 * DAY, "finished");
+    RH_EXEC(h, "COMMIT");
+    uv_loop_t loop;
+    CHECK_EQ_INT(uv_loop_init(&loop), 0);
+    d->loop = &loop;
+
+    /* A dry run counts in slices too. */
+    done_calls = 0;
+    CHECK_EQ_INT(privacy_purge_start(d, 30, true, on_done, NULL), 0);
+    run_until_done(&loop);
+    CHECK_EQ_INT(done_calls, 1);
+    CHECK_EQ_INT(done_r, 0);
+    CHECK_EQ_INT(done_n, 1000);
+    CHECK_EQ_INT(purged_count(), 0);
+
+    done_calls = 0;
+    CHECK_EQ_INT(privacy_purge_start(d, 30, false, on_done, NULL), 0);
+    CHECK(privacy_running(d));
+    CHECK_EQ_INT(privacy_purge_start(d, 30, false, on_done, NULL), TALLY_E_BUSY);
+    CHECK_EQ_INT(purged_count(), 0); /* nothing done before the loop runs */
+    uv_run(&loop, UV_RUN_NOWAIT);
+    int64_t first = purged_count();
+    CHECK(first > 0 && first < 1000);
+    CHECK_EQ_INT(done_calls, 0);
+    /* Between slices: clients are answered, and a purge through the method is refused as
+     * busy (nothing changed). */
+    const msgpack_object *r = rh_call(h, "status", NULL);
+    CHECK(r != NULL);
+    CHECK(rh_call(h, "privacy.purge", "older_than_days=#0", NULL) == NULL);
+    CHECK_EQ_STR(rh_last_code(h), "busy");
+    CHECK_EQ_INT(intact("LKEEP"), 1);
+    int turns = 1 + run_until_done(&loop);
+    CHECK(turns >= 1000 / 64);
+    CHECK_EQ_INT(done_calls, 1);
+    CHECK_EQ_INT(done_r, 0);
+    CHECK_EQ_INT(done_n, 1000);
+    CHECK(!privacy_running(d));
+    CHECK_EQ_INT(purged_count(), 1000);
+    CHECK_EQ_INT(intact("LKEEP"), 1);
+    CHECK(payload_scrubbed_map("ob:A:L0000", "L0000"));
+    CHECK(payload_scrubbed_map("ob:A:L0999", "L0999"));
+    /* The checkpoint ran on a worker thread: the WAL holds none of it. */
+    char wal[160];
+    snprintf(wal, sizeof wal, "%s-wal", db_path);
+    struct stat sb;
+    CHECK(stat(wal, &sb) != 0 || sb.st_size == 0);
+    CHECK(!file_has(db_path, "Name-L0000"));
+    CHECK(!file_has(db_path, "L0500 Secret Street"));
+    CHECK(!file_has(wal, "Name-L0999"));
+
+    /* A daemon that stops ends a purge at its next slice: what was committed stays. */
+    RH_EXEC(h, "UPDATE orders SET purged_at = NULL, buyer_name = 'again'");
+    done_calls = 0;
+    CHECK_EQ_INT(privacy_purge_start(d, 30, false, on_done, NULL), 0);
+    uv_run(&loop, UV_RUN_NOWAIT);
+    d->stopping = true;
+    run_until_done(&loop);
+    d->stopping = false;
+    CHECK_EQ_INT(done_calls, 1);
+    CHECK_EQ_INT(done_r, TALLY_E_SHUTTING_DOWN);
+    CHECK(done_n > 0 && done_n < 1000);
+    CHECK_EQ_INT(purged_count(), done_n);
+
+    uv_run(&loop, UV_RUN_DEFAULT); /* the job's handle closes */
+    d->loop = NULL;
+    CHECK_EQ_INT(uv_loop_close(&loop), 0);
+}
+
 int main(void)
 {
     h = rh_new("tally-privacy");
@@ -354,6 +659,8 @@ int main(void)
     test_purge();
     test_rpc();
     test_batches();
+    test_purged_stays_purged();
+    test_slices();
 
     rh_free(h);
     return check_result("test_privacy");

@@ -14,6 +14,7 @@
 
 #include "check.h"
 #include "outbox.h"
+#include "replica_harness.h"
 #include "store.h"
 #include "tally/protocol.h"
 
@@ -319,21 +320,22 @@ static void test_upgrade_sent_at(void)
     CHECK_EQ_INT(store_open(path, true, &st, err, sizeof err), 0);
     if (!st)
         return;
-    CHECK_EQ_INT(sqlite3_exec(store_db(st),
-                              "DROP TRIGGER outbox_sent;"
-                              "ALTER TABLE outbox DROP COLUMN sent_at;"
+    store_close(st);
+    st = NULL;
+    CHECK_EQ_INT(rh_rewind_schema(path, 4), 0);
+    sqlite3 *db = NULL;
+    CHECK_EQ_INT(sqlite3_open(path, &db), SQLITE_OK);
+    CHECK_EQ_INT(sqlite3_exec(db,
                               "INSERT INTO outbox(key, target, entity, kind, payload,"
                               " next_attempt_at, state, attempts, created_at) VALUES"
                               " ('p0', 'wh:A', 'S', 'movement', x'80', 0, 'pending', 0, 10),"
                               " ('p2', 'wh:A', 'S', 'movement', x'80', 0, 'pending', 2, 11),"
                               " ('in', 'wh:A', 'S', 'movement', x'80', 0, 'inflight', 0, 12),"
                               " ('he', 'wh:A', 'S', 'movement', x'80', 0, 'held', 1, 13),"
-                              " ('do', 'wh:A', 'S', 'movement', x'80', 0, 'done', 1, 14);"
-                              "PRAGMA user_version=4;",
+                              " ('do', 'wh:A', 'S', 'movement', x'80', 0, 'done', 1, 14);",
                               NULL, NULL, NULL),
                  SQLITE_OK);
-    store_close(st);
-    st = NULL;
+    sqlite3_close(db);
     CHECK_EQ_INT(store_open(path, true, &st, err, sizeof err), 0);
     if (!st)
         return;

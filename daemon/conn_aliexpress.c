@@ -244,7 +244,8 @@ struct ae_call {
     void *owner;
     int index;
     char ref[TALLY_MAX_ID_LEN + 1]; /* fulfil: the logistics number sent */
-    bool read_back;                 /* fulfil: sent after the order was read back */
+    bool read_back;                 /* fulfil: sent after the order was read back; read-back:
+                                     * after a refusal (it->error holds it) */
 };
 
 /* One product or order of a list page and its detail. */
@@ -755,6 +756,8 @@ static struct ae_call *call_start(struct upstream *u, int kind, const char *meth
     c->req.body = body.p;
     c->req.body_len = body.len;
     c->req.max_response = MAX_ANSWER;
+    /* The platform has no idempotency key for a shipment: libcurl must not send one twice. */
+    c->req.fresh_connect = !strcmp(method, METHOD_FULFIL);
     c->req.done = on_answer;
     upstream_timeouts(u, &c->req);
     int rc = body.failed ? -1 : http_start(u->http, &c->req);
@@ -1850,6 +1853,8 @@ static void push_finish(struct push_batch *b)
 }
 
 static void push_next(struct upstream *u, struct push_batch *b, int i);
+static bool read_back(struct upstream *u, struct push_batch *b, int i, bool after_refusal);
+static void on_read_back(struct ae_call *c, int outcome, const cJSON *resp);
 
 static bool has_code(const char *code, const char *part)
 {
@@ -1884,6 +1889,14 @@ static void on_fulfilled(struct ae_call *c, int outcome, const cJSON *resp)
             it->outcome = SYNC_PERMANENT;
             snprintf(it->error, sizeof it->error, "%s: %.200s", code ? code : "refused",
                      msg ? msg : "(no message)");
+            /* Refused without a read-back first: this may be our own shipment, already there
+             * (libcurl sends a request again by itself when a reused connection drops before
+             * the answer). Read the order back before believing it. */
+            if (!c->read_back) {
+                if (read_back(c->u, b, c->index, true))
+                    return;
+                it->outcome = SYNC_TRANSIENT; /* read back at the next attempt */
+            }
         }
     } else {
         it->outcome = outcome;
@@ -1933,6 +1946,23 @@ static const cJSON *logistics_of(const cJSON *data)
     return l;
 }
 
+/* Starts reading back the order of row i (its payload was read already); false when it could
+ * not be started. */
+static bool read_back(struct upstream *u, struct push_batch *b, int i, bool after_refusal)
+{
+    struct fulfil f;
+    char err[8];
+    if (fulfil_read(&b->items[i], &f, err, sizeof err) != 0)
+        return false;
+    char q[64];
+    snprintf(q, sizeof q, "{\"order_id\":%s}", f.order_id);
+    struct iop_param prm = {"param1", q};
+    struct ae_call *c = call_start(u, CALL_PUSH, METHOD_ORDER_INFO, &prm, 1, on_read_back, b, i);
+    if (c)
+        c->read_back = after_refusal;
+    return c != NULL;
+}
+
 /* The read-back of an order before a fulfil is sent again: done, held, or sent again. */
 static void on_read_back(struct ae_call *c, int outcome, const cJSON *resp)
 {
@@ -1942,11 +1972,14 @@ static void on_read_back(struct ae_call *c, int outcome, const cJSON *resp)
     struct fulfil f;
     if (c->req.retry_after_s > b->retry_after_s)
         b->retry_after_s = c->req.retry_after_s;
+    char refusal[sizeof it->error];
+    snprintf(refusal, sizeof refusal, "%s", it->error);
     if (fulfil_read(it, &f, it->error, sizeof it->error) != 0) {
         it->outcome = SYNC_PERMANENT;
         push_next(u, b, c->index + 1);
         return;
     }
+    snprintf(it->error, sizeof it->error, "%s", c->read_back ? refusal : "");
     const cJSON *res = member(resp, "result");
     if (outcome != SYNC_OK) {
         it->outcome = outcome;
@@ -1993,6 +2026,8 @@ static void on_read_back(struct ae_call *c, int outcome, const cJSON *resp)
                  "order %s carries tracking number %s at the marketplace, not %s (status %s):"
                  " shipped by someone else? check the order before anything is sent again",
                  f.order_id, other, f.logistics_no, status ? status : "unknown");
+    } else if (c->read_back) {
+        it->outcome = SYNC_PERMANENT; /* refused, and not there: the refusal stands */
     } else if (!open) {
         it->outcome = SYNC_PERMANENT;
         snprintf(it->error, sizeof it->error,
@@ -2025,10 +2060,7 @@ static void push_next(struct upstream *u, struct push_batch *b, int i)
             continue;
         }
         if (row_attempts(u, it->outbox_id) > 0) {
-            char q[64];
-            snprintf(q, sizeof q, "{\"order_id\":%s}", f.order_id);
-            struct iop_param prm = {"param1", q};
-            if (call_start(u, CALL_PUSH, METHOD_ORDER_INFO, &prm, 1, on_read_back, b, i))
+            if (read_back(u, b, i, false))
                 return;
         } else if (send_fulfil(u, b, i, &f, false)) {
             return;

@@ -113,15 +113,19 @@ static int checkpoint_save(struct store *st, const struct checkpoint *cp, int64_
 /* An outage shorter than this is a failed call, not a cut link: no catch-up round for it. */
 #define OUTAGE_MS 5000
 
-static void auth_resolved(struct upstream *u);
+static void auth_resolved(struct upstream *u, bool was_refused);
 
 static void link_ok(struct upstream *u)
 {
     if (u->link == LINK_AUTH_FAILED) {
         /* The credentials work again: one problem, one resolution; every stream catches up. */
-        auth_resolved(u);
+        auth_resolved(u, true);
         u->link = LINK_DOWN;
         u->down_since_ms = 0;
+    } else if (u->link == LINK_UNKNOWN) {
+        /* The first answer since start: a credentials exception left open by the previous
+         * run (the token was fixed while tallyd was stopped) is over too. */
+        auth_resolved(u, false);
     }
     bool was_down = u->link == LINK_DOWN;
     uint64_t down_for = was_down ? now_ms(u->engine) - u->down_since_ms : 0;
@@ -143,14 +147,16 @@ static void link_ok(struct upstream *u)
 static void link_failed(struct upstream *u, const char *error, long retry_after_s)
 {
     struct sync_engine *e = u->engine;
-    if (u->link == LINK_AUTH_FAILED)
-        return; /* a failed probe changes nothing: the credentials are still the problem */
-    if (u->link != LINK_DOWN) {
+    /* A probe that fails for another reason (the network, a 5xx) while the credentials are
+     * refused leaves the link auth_failed, but waits like any failed call: without a new
+     * resume time, the next tick would probe again at once, and again. */
+    if (u->link != LINK_DOWN && u->link != LINK_AUTH_FAILED) {
         log_warn("%s: %s", u->name, error);
         events_sync(e->d, u->name, "down", error);
         u->down_since_ms = now_ms(e);
     }
-    u->link = LINK_DOWN;
+    if (u->link != LINK_AUTH_FAILED)
+        u->link = LINK_DOWN;
     u->failures++;
     u->last_error_at = store_now();
     snprintf(u->last_error, sizeof u->last_error, "%s", error);
@@ -193,8 +199,9 @@ static void link_auth_failed(struct upstream *u, const char *error)
     if (u->link != LINK_DOWN)
         u->down_since_ms = now_ms(e);
     u->link = LINK_AUTH_FAILED;
+    /* The stamps are those of the secrets in use (taken when they were read): a file fixed
+     * before the refusal came back is seen at the next look, not only a later change. */
     u->secret_check_ms = now_ms(e) + 1000;
-    secrets_stamp(u);
     log_error("%s: credentials refused: %s", u->name, error);
     events_sync(e->d, u->name, "auth_failed", error);
     char subject[96], msg[TALLY_MAX_TEXT_LEN];
@@ -214,12 +221,13 @@ static void link_auth_failed(struct upstream *u, const char *error)
     log_error("%s: the credentials exception was not recorded", u->name);
 }
 
-static void auth_resolved(struct upstream *u)
+static void auth_resolved(struct upstream *u, bool was_refused)
 {
     char subject[96];
     struct exc_raise x = auth_exception(u, subject, sizeof subject);
     struct store *st = u->store;
-    log_info("%s: credentials accepted again", u->name);
+    if (was_refused)
+        log_info("%s: credentials accepted again", u->name);
     if (store_begin(st) != 0)
         return;
     if (exceptions_clear(u->d, &x, "credentials accepted again") == 0 && store_commit(st) == 0)
@@ -883,9 +891,10 @@ int sync_start(struct tallyd *d, struct sync_engine **out, char *err, size_t err
         u->streams[0].interval_s = w->inventory_interval_s;
         u->streams[0].reconcilable = true;
         u->streams[1].interval_s = w->outbound_interval_s;
+        u->secret_files[0] = w->token_file;
+        secrets_stamp(u); /* before init reads them: a change in between is seen later */
         if (u->ops->init(u, err, errlen) != 0)
             goto fail;
-        u->secret_files[0] = w->token_file;
         e->nups++;
     }
     if (d->cfg.mp.enabled) {
@@ -894,10 +903,11 @@ int sync_start(struct tallyd *d, struct sync_engine **out, char *err, size_t err
         u->mp = &d->cfg.mp;
         u->streams[0].interval_s = d->cfg.mp.catalog_interval_s;
         u->streams[1].interval_s = d->cfg.mp.orders_interval_s;
-        if (u->ops->init(u, err, errlen) != 0)
-            goto fail;
         u->secret_files[0] = d->cfg.mp.access_token_file;
         u->secret_files[1] = d->cfg.mp.app_secret_file;
+        secrets_stamp(u);
+        if (u->ops->init(u, err, errlen) != 0)
+            goto fail;
         e->nups++;
         /* Only the account's coordinator publishes marketplace stock (DESIGN.md). */
         store_set_publish(d->store, d->cfg.coordinator);

@@ -5,6 +5,9 @@
 # exception each, while the station's movements wait as `pending` (never held, no exception
 # per row). Writing the right token into the file tallyd reads fixes it without a restart or a
 # `tally sync`: the rows drain, applied once each, and the exceptions resolve by themselves.
+# Then the interactions: a refused token and a cut link at once (no hot loop; the marketplace
+# goes on), a restart after the token was fixed (the old exception resolves), a file fixed
+# before the refusal came back (read again).
 #   test_auth.sh TALLYD TALLY TALLY_SIM
 set -uo pipefail
 export LC_ALL=C
@@ -84,4 +87,50 @@ check_eq "$(jq '[.movements | to_entries[] | select(.key | startswith("auth-")) 
 check_eq "$(open_exceptions)" 0 "open exceptions after the fix"
 check_eq "$(sql "SELECT COUNT(*) FROM exceptions WHERE resolved_by = 'tallyd'")" 2 \
     "exceptions resolved by tallyd"
+
+post() { ctl -X POST -H 'Content-Type: application/json' -d "$2" "$base/control/$1"; }
+refused_so_far() { ctl "$base/control/stats" | jq '.link_refused["wh:ES-MAD"] // 0'; }
+# 4. The warehouse refuses the token (a 401 on every call), then its link is cut: the probes
+#    fail for another reason now, and still wait between tries (each tick probing again would
+#    be a hot loop). The marketplace, another upstream, is not held by the warehouse's token.
+post faults '{"target":"wh:ES-MAD","kind":"status","status":401}' >/dev/null
+wait_until 30 link_is wh:ES-MAD auth_failed
+check_eq "$(link_of mp)" up "marketplace link while the warehouse refuses the token"
+post link '{"target":"wh:ES-MAD","up":false}' >/dev/null
+r0=$(refused_so_far)
+sleep 6
+r1=$(refused_so_far)
+# retry_max = 2 s, jittered backoff: a dozen probes or so; without a wait, thousands.
+if [ $((r1 - r0)) -le 40 ]; then ok; else
+    bad "$((r1 - r0)) probes of a cut link in 6 s while the token is refused"
+fi
+check_eq "$(link_of wh:ES-MAD)" auth_failed "warehouse link while cut after a refused token"
+check_eq "$(open_exceptions)" 1 "open exceptions while the warehouse refuses the token"
+
+# 5. tallyd stops with the exception open; the token is fixed meanwhile: after the restart the
+#    warehouse answers, and the exception of the previous run resolves.
+kill -TERM "$tallyd_pid"
+wait "$tallyd_pid" 2>/dev/null
+tallyd_pid=
+post link '{"target":"wh:ES-MAD","up":true}' >/dev/null
+ctl -X DELETE "$base/control/faults" >/dev/null
+start_tallyd
+wait_until 30 link_is wh:ES-MAD up
+wait_until 10 test "$(open_exceptions)" = 0
+
+# 6. tallyd starts with an expired token and the file is fixed while its first calls are on
+#    their way (the warehouse answers slowly): the refusal comes after the change. The file
+#    is not the token tallyd holds: it is read again (not only after a later change).
+kill -TERM "$tallyd_pid"
+wait "$tallyd_pid" 2>/dev/null
+tallyd_pid=
+echo expired-wh-token >"$tmp/wh.token"
+sed -i 's/^request_timeout = .*/request_timeout = 15/' "$tmp/tallyd.conf" # outlasts the latency
+post faults '{"target":"wh:ES-MAD","latency_ms":3000}' >/dev/null
+start_tallyd
+echo tally-sim-wh-token >"$tmp/wh.token.new" && mv "$tmp/wh.token.new" "$tmp/wh.token"
+wait_until 30 link_is wh:ES-MAD auth_failed
+ctl -X DELETE "$base/control/faults" >/dev/null
+wait_until 30 link_is wh:ES-MAD up
+check_eq "$(open_exceptions)" 0 "open exceptions once the fixed file was read"
 [ "$fails" = 0 ]

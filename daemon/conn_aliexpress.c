@@ -41,10 +41,13 @@
  * (aliexpress.solution.order.info.get, no ext_info_bit_flag = every block, logistics included;
  * result.data.logistic_info_list.global_aeop_tp_logistic_info_dto[].logistics_no, as in the
  * platform's GlobalAeopTpLogisticInfoDto; a bare array or the key logistics_info_list are read
- * too). A shipment carrying this row's logistics number is there -> done. Otherwise, when the
- * order carries another number for a send_type "all", or has left WAIT_SELLER_SEND_GOODS /
- * SELLER_PART_SEND_GOODS without our number -> held (an upstream_rejected exception on the
- * order, never a silent done). Otherwise the fulfil is sent again. A refusal answered right
+ * too). A shipment carrying this row's logistics number is there (compared without case and
+ * surrounding blanks) -> done. Otherwise, when the order carries another number that is none
+ * of the order's shipments in the replica (a split order's other parts are ours) for a
+ * send_type "all", or has left WAIT_SELLER_SEND_GOODS / SELLER_PART_SEND_GOODS without our
+ * number, or is SELLER_PART_SEND_GOODS with no shipment listed (a block left out: unknown)
+ * -> held (an upstream_rejected exception on the order, never a silent done). Otherwise the
+ * fulfil is sent again. A refusal answered right
  * after such a read-back is held like any refusal; ORDER_ALREADY_SHIPPED (undocumented) without
  * one only means "read back first": transient.
  * Publish: aliexpress.solution.batch.product.inventory.update, the batch grouped by product
@@ -127,6 +130,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 #include <msgpack.h>
@@ -1946,6 +1950,41 @@ static const cJSON *logistics_of(const cJSON *data)
     return l;
 }
 
+/* Whether two tracking numbers are the same shipment's: the platform may hand a number back
+ * padded or in another case than it was sent. */
+static bool same_tracking(const char *a, const char *b)
+{
+    size_t na, nb;
+    while (*a == ' ' || *a == '\t')
+        a++;
+    while (*b == ' ' || *b == '\t')
+        b++;
+    for (na = strlen(a); na > 0 && (a[na - 1] == ' ' || a[na - 1] == '\t'); na--)
+        ;
+    for (nb = strlen(b); nb > 0 && (b[nb - 1] == ' ' || b[nb - 1] == '\t'); nb--)
+        ;
+    return na == nb && na > 0 && strncasecmp(a, b, na) == 0;
+}
+
+/* Whether the replica holds another shipment of this order under tracking number `no` (the
+ * other warehouse's part of a split order): ours, not someone else's. */
+static bool known_shipment(struct upstream *u, const char *order_id, const char *no)
+{
+    sqlite3_stmt *s = store_stmt(u->store, "SELECT s.tracking_no FROM shipments s"
+                                           " JOIN orders o ON o.id = s.order_ref"
+                                           " WHERE o.order_id = ?1 AND s.tracking_no IS NOT NULL");
+    bool known = false;
+    if (!s)
+        return false; /* unknown: someone else's, the safe side (held) */
+    sqlite3_bind_text(s, 1, order_id, -1, SQLITE_STATIC);
+    while (!known && sqlite3_step(s) == SQLITE_ROW) {
+        const char *t = (const char *)sqlite3_column_text(s, 0);
+        known = t && same_tracking(t, no);
+    }
+    sqlite3_reset(s);
+    return known;
+}
+
 /* Starts reading back the order of row i (its payload was read already); false when it could
  * not be started. */
 static bool read_back(struct upstream *u, struct push_batch *b, int i, bool after_refusal)
@@ -2004,17 +2043,22 @@ static void on_read_back(struct ae_call *c, int outcome, const cJSON *resp)
     bool ours = false;
     cJSON_ArrayForEach(e, list)
     {
-        const char *no = jid(e, "logistics_no");
+        const char *no = json_str(e, "logistics_no");
         if (!no)
             continue;
-        if (!strcmp(no, f.logistics_no))
+        if (same_tracking(no, f.logistics_no))
             ours = true;
-        else if (!other[0])
-            snprintf(other, sizeof other, "%s", no);
+        else if (!other[0] && !known_shipment(u, f.order_id, no))
+            /* someone else's (a number tally cannot read is someone else's too) */
+            snprintf(other, sizeof other, "%s", mp_id_ok(no, strlen(no)) ? no : "(unreadable)");
     }
     const char *status = jid(data, "order_status");
     bool open = status && (!strcmp(status, "WAIT_SELLER_SEND_GOODS") ||
                            !strcmp(status, "SELLER_PART_SEND_GOODS"));
+    /* Part shipped, and the answer shows no shipments at all (a block left out or masked):
+     * whether ours is among them cannot be told. */
+    bool unseen =
+        cJSON_GetArraySize(list) == 0 && status && !strcmp(status, "SELLER_PART_SEND_GOODS");
     if (ours) {
         /* An earlier attempt of this row landed (its answer was lost): done, once. */
         it->outcome = SYNC_OK;
@@ -2023,11 +2067,18 @@ static void on_read_back(struct ae_call *c, int outcome, const cJSON *resp)
     } else if (other[0] && (!open || !strcmp(f.send_type, "all"))) {
         it->outcome = SYNC_PERMANENT;
         snprintf(it->error, sizeof it->error,
-                 "order %s carries tracking number %s at the marketplace, not %s (status %s):"
-                 " shipped by someone else? check the order before anything is sent again",
-                 f.order_id, other, f.logistics_no, status ? status : "unknown");
+                 "order %.23s: the marketplace has tracking %.48s, not %.48s (%.24s); shipped by"
+                 " someone else? check it before anything is sent again",
+                 f.order_id, other, f.logistics_no, status ? status : "status unknown");
     } else if (c->read_back) {
         it->outcome = SYNC_PERMANENT; /* refused, and not there: the refusal stands */
+    } else if (unseen) {
+        it->outcome = SYNC_PERMANENT;
+        snprintf(it->error, sizeof it->error,
+                 "order %s is partly shipped at the marketplace but its answer lists no"
+                 " shipments: whether %s landed is unknown; check the order before anything"
+                 " is sent again",
+                 f.order_id, f.logistics_no);
     } else if (!open) {
         it->outcome = SYNC_PERMANENT;
         snprintf(it->error, sizeof it->error,

@@ -5,9 +5,14 @@
 #   A. the answer to order.fulfill is lost (applied, then the connection drops): the retry reads
 #      the order back, finds its tracking number there and counts it done: exactly one fulfil
 #      reaches the marketplace, the order ends `uploaded`, no exception;
-#   B. the first attempt is answered 503 with Retry-After, and meanwhile the order is shipped
+#   B. the first attempts are answered 503, and meanwhile the order is shipped
 #      at the marketplace under another tracking number: the read-back finds the other number,
-#      nothing is sent again, the row is held with an exception naming the other number.
+#      nothing is sent again, the row is held with an exception naming the other number;
+#   C. a split order: the last warehouse's upload ("all") fails once; the read-back finds the
+#      first warehouse's number ("part", uploaded by tally): tally's own, so it is sent again
+#      and the order ends `uploaded` (not held as "shipped by someone else");
+#   D. the order carries this row's tracking number in lower case and padded: the same
+#      shipment, done, nothing sent again.
 #   test_fulfil_readback.sh TALLYD TALLY TALLY_SIM
 set -uo pipefail
 export LC_ALL=C
@@ -92,22 +97,82 @@ ctl -X DELETE "$base/control/faults" >/dev/null
 echo "== B: the order carries another tracking number"
 B=$(new_order)
 wait_until 60 fstate_is "$B" sent
-post faults '{"target":"mp","call":"aliexpress.solution.order.fulfill","kind":"status","status":503,"retry_after":8,"count":1}' \
-    >/dev/null
+# Every fulfil is answered 503 until the fault is removed: none can land, whatever the timing.
+fault=$(post faults '{"target":"mp","call":"aliexpress.solution.order.fulfill","kind":"status","status":503}' |
+    jq -r '.ids[0]')
 ship "$B" >/dev/null
+# tried ORDER: its (not yet done) upload row has been attempted at least once.
 tried() {
     [ "$(sql "SELECT COALESCE(MAX(attempts), 0) FROM outbox
-              WHERE kind = 'fulfil' AND entity = '$B'")" -ge 1 ]
+              WHERE kind = 'fulfil' AND entity = '$1' AND state <> 'done'")" -ge 1 ]
 }
-wait_until 60 tried
-# Before the retry (Retry-After: 8 s), the seller ships it by hand under another number.
+wait_until 60 tried "$B"
+# Meanwhile the seller ships it by hand under another number.
 post "orders/$B/ship" '{"logistics_no":"OTHER-TRACK-77","service_name":"CPAM"}' >/dev/null
 held() { [ "$(sql "SELECT state FROM outbox WHERE kind = 'fulfil' AND entity = '$B'")" = held ]; }
 wait_until 60 held
+ctl -X DELETE "$base/control/faults/$fault" >/dev/null
 check_eq "$(open_exc "$B" upstream_rejected)" 1 "order B's exception"
 check_eq "$(sql "SELECT COUNT(*) FROM exceptions e JOIN orders o ON o.id = e.order_ref
     WHERE o.order_id = '$B' AND e.state <> 'resolved' AND e.message LIKE '%OTHER-TRACK-77%'")" 1 \
     "order B's exception names the other tracking number"
 check_eq "$(fulfils_of "$B")" 0 "fulfils sent for order B after the read-back"
 if [ "$(fstate "$B")" = uploaded ]; then bad "order B counted as uploaded"; else ok; fi
+
+# ===================================================================================== C
+echo "== C: a split order's last upload fails once; the order carries the first part's number"
+# A SKU of which every warehouse has 3: an order of 5 ships from two of them, "part" + "all".
+sku2=$(sql "SELECT s.code FROM stock t JOIN skus s ON s.id = t.sku GROUP BY t.sku
+            HAVING COUNT(*) = 4 AND MIN(t.snapshot) >= 3 AND s.code <> '$sku'
+            ORDER BY s.code LIMIT 1")
+for w in "${WHS[@]}"; do
+    have=$(ctl "$base/control/stock?wh=$w&format=csv" | awk -F, -v s="$sku2" '$1 == s {print $2}')
+    post stock "{\"changes\":1,\"wh\":\"$w\",\"sku\":\"$sku2\",\"delta\":$((3 - have))}" >/dev/null
+done
+mark_rounds
+wait_until 60 inventory_done
+C=$(post orders "{\"count\":1,\"sku\":\"$sku2\",\"qty\":5}" | jq -r '.created[0]')
+wait_until 60 fstate_is "$C" sent
+wc=()
+for w in "${WHS[@]}"; do
+    ctl "$base/control/outbound?wh=$w" | jq -e --arg id "$C" '.items[] | select(.id == $id)' \
+        >/dev/null && wc+=("$w")
+done
+check_eq "${#wc[@]}" 2 "warehouses shipping order C"
+post outbound "{\"wh\":\"${wc[0]}\",\"id\":\"$C\",\"status\":\"shipped\"}" >/dev/null
+part_done() {
+    [ "$(sql "SELECT COUNT(*) FROM outbox WHERE kind = 'fulfil' AND entity = '$C'
+              AND state = 'done'")" = 1 ]
+}
+wait_until 60 part_done
+fault=$(post faults '{"target":"mp","call":"aliexpress.solution.order.fulfill","kind":"status","status":503}' |
+    jq -r '.ids[0]')
+post outbound "{\"wh\":\"${wc[1]}\",\"id\":\"$C\",\"status\":\"shipped\"}" >/dev/null
+wait_until 60 tried "$C"
+ctl -X DELETE "$base/control/faults/$fault" >/dev/null
+# The read-back sees the first part's number: tally's own shipment, not someone else's.
+wait_until 60 fstate_is "$C" uploaded
+check_eq "$(ctl "$base/control/fulfilments" | jq -r --arg id "$C" '[.orders[$id][]
+    | .send_type + ":" + .result] | join(",")')" "part:applied,all:applied" \
+    "order C's fulfils at the marketplace"
+check_eq "$(sql "SELECT COUNT(*) FROM outbox WHERE kind = 'fulfil' AND entity = '$C'
+    AND state <> 'done'")" 0 "order C's upload rows not done"
+check_eq "$(open_exc "$C" upstream_rejected)" 0 "order C's exceptions"
+
+# ===================================================================================== D
+echo "== D: the marketplace hands the tracking number back in another case, padded"
+D=$(new_order)
+wait_until 60 fstate_is "$D" sent
+fault=$(post faults '{"target":"mp","call":"aliexpress.solution.order.fulfill","kind":"status","status":503}' |
+    jq -r '.ids[0]')
+ship "$D" >/dev/null
+wait_until 60 tried "$D"
+trk=$(sql "SELECT s.tracking_no FROM shipments s JOIN orders o ON o.id = s.order_ref
+           WHERE o.order_id = '$D'")
+[ -n "$trk" ] && [ "${trk,,}" != "$trk" ] || bad "order D's tracking number '$trk' has no letters"
+post "orders/$D/ship" "{\"logistics_no\":\" ${trk,,} \"}" >/dev/null
+ctl -X DELETE "$base/control/faults/$fault" >/dev/null
+wait_until 60 fstate_is "$D" uploaded
+check_eq "$(fulfils_of "$D")" 0 "fulfils sent for order D after the read-back"
+check_eq "$(open_exc "$D" upstream_rejected)" 0 "order D's exceptions"
 [ "$fails" = 0 ]

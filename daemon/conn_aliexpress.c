@@ -35,9 +35,21 @@
  *
  * Push: outbox rows of kind "fulfil" (payload {order_id, send_type, logistics_no, service_name,
  * tracking_website}), one per call, aliexpress.solution.order.fulfill. The platform has no
- * idempotency key: an answer "ORDER_ALREADY_SHIPPED" naming the row's logistics number is
- * taken as done (the row's earlier attempt, whose answer was lost, was applied; libcurl may
- * also have re-sent it by itself on a reused connection); one naming another number is held.
+ * idempotency key and documents no "already shipped" answer (only result.result_success), so a
+ * row whose earlier attempt may have reached it (outbox attempts > 0: an answer lost, a
+ * time-out, a refusal) is not sent again blindly: the order is read back first
+ * (aliexpress.solution.order.info.get, no ext_info_bit_flag = every block, logistics included;
+ * result.data.logistic_info_list.global_aeop_tp_logistic_info_dto[].logistics_no, as in the
+ * platform's GlobalAeopTpLogisticInfoDto; a bare array or the key logistics_info_list are read
+ * too). A shipment carrying this row's logistics number is there (compared without case and
+ * surrounding blanks) -> done. Otherwise, when the order carries another number that is none
+ * of the order's shipments in the replica (a split order's other parts are ours) for a
+ * send_type "all", or has left WAIT_SELLER_SEND_GOODS / SELLER_PART_SEND_GOODS without our
+ * number, or is SELLER_PART_SEND_GOODS with no shipment listed (a block left out: unknown)
+ * -> held (an upstream_rejected exception on the order, never a silent done). Otherwise the
+ * fulfil is sent again. A refusal answered right
+ * after such a read-back is held like any refusal; ORDER_ALREADY_SHIPPED (undocumented) without
+ * one only means "read back first": transient.
  * Publish: aliexpress.solution.batch.product.inventory.update, the batch grouped by product
  * (at most PUBLISH_PRODUCTS products x PUBLISH_SKUS SKUs a call; values capped at 999,999),
  * per-product outcomes from update_successful_list / update_failed_list (a product is applied
@@ -79,9 +91,13 @@
  *     SessionCallLimit, any *CallLimit* / *Limited* code (and TOP's numeric 7), SystemError,
  *     SystemBusy, ServiceUnavailable, ServiceTimeout, InternalError, and any code of type ISP
  *     or with a sub_code isp.*                                           transient
- *   error_response, the account's credentials or clock: IncompleteSignature, InvalidSignature,
+ *   error_response, the account's credentials: IncompleteSignature, InvalidSignature,
  *     MissingSignature, InvalidSignatureMethod, InvalidAppKey, MissingAppKey,
- *     IllegalAccessToken, MissingAccessToken, InvalidTimestamp, MissingTimestamp  transient (*)
+ *     IllegalAccessToken ("The specified access token is invalid or expired"),
+ *     MissingAccessToken; and HTTP 401 / 403                            auth (**)
+ *     (IllegalAccessToken, IncompleteSignature and InvalidAppKey are seen in public captures of
+ *     the live gateway; the others are the same family's names, unconfirmed)
+ *   error_response, the clock: InvalidTimestamp, MissingTimestamp      transient (*)
  *   error_response, the API is not open to this app: InsufficientPermission, InvalidMethod,
  *     MissingMethod, InvalidFormat                                       permanent (api-wide)
  *   error_response, the request: InvalidParameter, MissingParameter, InvalidRequest,
@@ -92,14 +108,17 @@
  * permanent, pulls (whose permanent failures count as an answer) and pushes (whose transient
  * ones take the link down) would flap the link, and every "link is back" starts all rounds
  * at once: a hot loop, seen against a gateway refusing one method.
+ * (**) SYNC_AUTH: as (*), but the link shows auth_failed with one exception, and nothing is
+ * sent until the secret files change or `tally sync` asks (sync.c); the rows stay pending.
  * A detail (product or order) refused for its own parameters, ProductNotFound or
  * ORDER_NOT_FOUND is skipped and counted; any transient detail failure makes the whole page
  * transient (nothing of it is applied); an api-wide refusal makes it permanent (the round
  * ends; the stream shows the reason).
- * Business codes: fulfil ORDER_ALREADY_SHIPPED naming this logistics_no -> done; codes with
- * SYSTEM / BUSY / TIMEOUT / LIMIT -> transient; others (ORDER_NOT_FOUND,
- * ORDER_STATUS_NOT_ALLOWED, ...) -> permanent. Inventory update per product: SYSTEM_ERROR ->
- * transient; PRODUCT_NOT_FOUND, SKU_NOT_FOUND, INVALID_INVENTORY, PARAM_ERROR -> permanent.
+ * Business codes: fulfil codes with SYSTEM / BUSY / TIMEOUT / LIMIT -> transient;
+ * ORDER_ALREADY_SHIPPED without a read-back this attempt -> transient (read back next time);
+ * others (ORDER_NOT_FOUND, ORDER_STATUS_NOT_ALLOWED, ...) -> permanent. Inventory update per
+ * product: SYSTEM_ERROR -> transient; PRODUCT_NOT_FOUND, SKU_NOT_FOUND, INVALID_INVENTORY,
+ * PARAM_ERROR -> permanent.
  *
  * Everything read from an answer is range-checked; strings are validated (mp_id_ok /
  * mp_text_ok) before they reach SQLite. A row that cannot be read is skipped and counted, a
@@ -111,6 +130,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 #include <msgpack.h>
@@ -228,6 +248,8 @@ struct ae_call {
     void *owner;
     int index;
     char ref[TALLY_MAX_ID_LEN + 1]; /* fulfil: the logistics number sent */
+    bool read_back;                 /* fulfil: sent after the order was read back; read-back:
+                                     * after a refusal (it->error holds it) */
 };
 
 /* One product or order of a list page and its detail. */
@@ -585,14 +607,14 @@ static const struct {
     {"ServiceUnavailable", SYNC_TRANSIENT, false},
     {"ServiceTimeout", SYNC_TRANSIENT, false},
     {"InternalError", SYNC_TRANSIENT, false},
-    {"IncompleteSignature", SYNC_TRANSIENT, false},
-    {"InvalidSignature", SYNC_TRANSIENT, false},
-    {"MissingSignature", SYNC_TRANSIENT, false},
-    {"InvalidSignatureMethod", SYNC_TRANSIENT, false},
-    {"InvalidAppKey", SYNC_TRANSIENT, false},
-    {"MissingAppKey", SYNC_TRANSIENT, false},
-    {"IllegalAccessToken", SYNC_TRANSIENT, false},
-    {"MissingAccessToken", SYNC_TRANSIENT, false},
+    {"IncompleteSignature", SYNC_AUTH, false},
+    {"InvalidSignature", SYNC_AUTH, false},
+    {"MissingSignature", SYNC_AUTH, false},
+    {"InvalidSignatureMethod", SYNC_AUTH, false},
+    {"InvalidAppKey", SYNC_AUTH, false},
+    {"MissingAppKey", SYNC_AUTH, false},
+    {"IllegalAccessToken", SYNC_AUTH, false},
+    {"MissingAccessToken", SYNC_AUTH, false},
     {"InvalidTimestamp", SYNC_TRANSIENT, false},
     {"MissingTimestamp", SYNC_TRANSIENT, false},
     {"InsufficientPermission", SYNC_PERMANENT, true},
@@ -652,6 +674,8 @@ static int verdict(struct ae_call *c, const cJSON **resp)
         }
         snprintf(c->error, sizeof c->error, "HTTP %ld%s", r->status, detail);
         c->api_wide = false;
+        if (r->status == 401 || r->status == 403)
+            return SYNC_AUTH;
         return r->status == 408 || r->status == 429 || r->status >= 500 ? SYNC_TRANSIENT
                                                                         : SYNC_PERMANENT;
     }
@@ -736,6 +760,8 @@ static struct ae_call *call_start(struct upstream *u, int kind, const char *meth
     c->req.body = body.p;
     c->req.body_len = body.len;
     c->req.max_response = MAX_ANSWER;
+    /* The platform has no idempotency key for a shipment: libcurl must not send one twice. */
+    c->req.fresh_connect = !strcmp(method, METHOD_FULFIL);
     c->req.done = on_answer;
     upstream_timeouts(u, &c->req);
     int rc = body.failed ? -1 : http_start(u->http, &c->req);
@@ -843,8 +869,9 @@ static void pull_finish(struct ae_pull *p)
 
 static void page_failed(struct ae_pull *p, int outcome, const struct ae_call *c)
 {
-    /* A transient failure wins: the page is asked again soon rather than at the interval. */
-    if (p->worst != SYNC_TRANSIENT) {
+    /* Refused credentials win (the whole upstream waits); then a transient failure: the page
+     * is asked again soon rather than at the interval. */
+    if (p->worst != SYNC_AUTH && (p->worst != SYNC_TRANSIENT || outcome == SYNC_AUTH)) {
         p->worst = outcome;
         snprintf(p->page.error, sizeof p->page.error, "%s", c->error);
     }
@@ -1603,8 +1630,8 @@ static void on_published(struct ae_call *c, int outcome, const cJSON *resp)
     struct ae_pub *s = c->owner;
     struct publish_batch *b = s->b;
     b->retry_after_s = c->req.retry_after_s;
-    if (outcome == SYNC_TRANSIENT) { /* the values stay due, with backoff */
-        b->outcome = SYNC_TRANSIENT;
+    if (outcome == SYNC_TRANSIENT || outcome == SYNC_AUTH) { /* the values stay due */
+        b->outcome = outcome;
         snprintf(b->error, sizeof b->error, "%s", c->error);
         publish_finish(s);
         return;
@@ -1830,6 +1857,13 @@ static void push_finish(struct push_batch *b)
 }
 
 static void push_next(struct upstream *u, struct push_batch *b, int i);
+static bool read_back(struct upstream *u, struct push_batch *b, int i, bool after_refusal);
+static void on_read_back(struct ae_call *c, int outcome, const cJSON *resp);
+
+static bool has_code(const char *code, const char *part)
+{
+    return code && strstr(code, part) != NULL;
+}
 
 static void on_fulfilled(struct ae_call *c, int outcome, const cJSON *resp)
 {
@@ -1840,7 +1874,7 @@ static void on_fulfilled(struct ae_call *c, int outcome, const cJSON *resp)
         b->retry_after_s = c->req.retry_after_s;
     const cJSON *res = member(resp, "result");
     if (outcome == SYNC_OK && !cJSON_IsObject(res)) {
-        /* Perhaps applied: sending it again is answered ORDER_ALREADY_SHIPPED. */
+        /* Perhaps applied: the next attempt reads the order back before sending again. */
         it->outcome = SYNC_TRANSIENT;
         snprintf(it->error, sizeof it->error, "fulfil answer without a result");
     } else if (outcome == SYNC_OK) {
@@ -1848,20 +1882,25 @@ static void on_fulfilled(struct ae_call *c, int outcome, const cJSON *resp)
         const char *code = jid(res, "error_code"), *msg = jtext(res, "error_message", 400);
         if (cJSON_IsTrue(member(res, "result_success"))) {
             it->outcome = SYNC_OK;
-        } else if (code && !strcmp(code, "ORDER_ALREADY_SHIPPED") &&
-                   (!msg || has_token(msg, c->ref))) {
-            /* Shipped with this very tracking number: an earlier attempt of this row landed. */
-            it->outcome = SYNC_OK;
-            log_info("%s: %s: order already carries %s, taken as done", c->u->name, it->key,
-                     c->ref);
-        } else if (code && (strstr(code, "SYSTEM") || strstr(code, "BUSY") ||
-                            strstr(code, "TIMEOUT") || strstr(code, "LIMIT"))) {
+        } else if (has_code(code, "SYSTEM") || has_code(code, "BUSY") ||
+                   has_code(code, "TIMEOUT") || has_code(code, "LIMIT") ||
+                   (code && !strcmp(code, "ORDER_ALREADY_SHIPPED") && !c->read_back)) {
+            /* ORDER_ALREADY_SHIPPED is documented nowhere: it proves nothing about which
+             * shipment is there. Not done yet; the next attempt reads the order back. */
             it->outcome = SYNC_TRANSIENT;
             snprintf(it->error, sizeof it->error, "%s: %.200s", code, msg ? msg : "");
         } else {
             it->outcome = SYNC_PERMANENT;
             snprintf(it->error, sizeof it->error, "%s: %.200s", code ? code : "refused",
                      msg ? msg : "(no message)");
+            /* Refused without a read-back first: this may be our own shipment, already there
+             * (libcurl sends a request again by itself when a reused connection drops before
+             * the answer). Read the order back before believing it. */
+            if (!c->read_back) {
+                if (read_back(c->u, b, c->index, true))
+                    return;
+                it->outcome = SYNC_TRANSIENT; /* read back at the next attempt */
+            }
         }
     } else {
         it->outcome = outcome;
@@ -1870,7 +1909,193 @@ static void on_fulfilled(struct ae_call *c, int outcome, const cJSON *resp)
     push_next(c->u, b, c->index + 1);
 }
 
-/* Sends the rows from i on, one call at a time (in order), then reports the batch. */
+/* Starts the fulfil call of row i; false when it could not be started. */
+static bool send_fulfil(struct upstream *u, struct push_batch *b, int i, const struct fulfil *f,
+                        bool read_back)
+{
+    struct iop_param prm[5] = {{"out_ref", f->order_id},
+                               {"send_type", f->send_type},
+                               {"logistics_no", f->logistics_no},
+                               {"service_name", f->service},
+                               {"tracking_website", f->website}};
+    struct ae_call *c =
+        call_start(u, CALL_PUSH, METHOD_FULFIL, prm, f->website[0] ? 5 : 4, on_fulfilled, b, i);
+    if (!c)
+        return false;
+    snprintf(c->ref, sizeof c->ref, "%s", f->logistics_no);
+    c->read_back = read_back;
+    return true;
+}
+
+/* The outbox row's attempts so far (0 when it cannot be read: then nothing was sent). */
+static int64_t row_attempts(struct upstream *u, int64_t id)
+{
+    sqlite3_stmt *s = store_stmt(u->store, "SELECT attempts FROM outbox WHERE id = ?1");
+    int64_t n = 0;
+    if (!s)
+        return 1; /* unknown: read back, the safe side */
+    sqlite3_bind_int64(s, 1, id);
+    if (sqlite3_step(s) == SQLITE_ROW)
+        n = sqlite3_column_int64(s, 0);
+    sqlite3_reset(s);
+    return n;
+}
+
+/* The order's shipments as order.info.get shows them (see the header for the names). */
+static const cJSON *logistics_of(const cJSON *data)
+{
+    const cJSON *l = list_of(data, "logistic_info_list", "global_aeop_tp_logistic_info_dto");
+    if (!l)
+        l = list_of(data, "logistics_info_list", "global_aeop_tp_logistic_info_dto");
+    return l;
+}
+
+/* Whether two tracking numbers are the same shipment's: the platform may hand a number back
+ * padded or in another case than it was sent. */
+static bool same_tracking(const char *a, const char *b)
+{
+    size_t na, nb;
+    while (*a == ' ' || *a == '\t')
+        a++;
+    while (*b == ' ' || *b == '\t')
+        b++;
+    for (na = strlen(a); na > 0 && (a[na - 1] == ' ' || a[na - 1] == '\t'); na--)
+        ;
+    for (nb = strlen(b); nb > 0 && (b[nb - 1] == ' ' || b[nb - 1] == '\t'); nb--)
+        ;
+    return na == nb && na > 0 && strncasecmp(a, b, na) == 0;
+}
+
+/* Whether the replica holds another shipment of this order under tracking number `no` (the
+ * other warehouse's part of a split order): ours, not someone else's. */
+static bool known_shipment(struct upstream *u, const char *order_id, const char *no)
+{
+    sqlite3_stmt *s = store_stmt(u->store, "SELECT s.tracking_no FROM shipments s"
+                                           " JOIN orders o ON o.id = s.order_ref"
+                                           " WHERE o.order_id = ?1 AND s.tracking_no IS NOT NULL");
+    bool known = false;
+    if (!s)
+        return false; /* unknown: someone else's, the safe side (held) */
+    sqlite3_bind_text(s, 1, order_id, -1, SQLITE_STATIC);
+    while (!known && sqlite3_step(s) == SQLITE_ROW) {
+        const char *t = (const char *)sqlite3_column_text(s, 0);
+        known = t && same_tracking(t, no);
+    }
+    sqlite3_reset(s);
+    return known;
+}
+
+/* Starts reading back the order of row i (its payload was read already); false when it could
+ * not be started. */
+static bool read_back(struct upstream *u, struct push_batch *b, int i, bool after_refusal)
+{
+    struct fulfil f;
+    char err[8];
+    if (fulfil_read(&b->items[i], &f, err, sizeof err) != 0)
+        return false;
+    char q[64];
+    snprintf(q, sizeof q, "{\"order_id\":%s}", f.order_id);
+    struct iop_param prm = {"param1", q};
+    struct ae_call *c = call_start(u, CALL_PUSH, METHOD_ORDER_INFO, &prm, 1, on_read_back, b, i);
+    if (c)
+        c->read_back = after_refusal;
+    return c != NULL;
+}
+
+/* The read-back of an order before a fulfil is sent again: done, held, or sent again. */
+static void on_read_back(struct ae_call *c, int outcome, const cJSON *resp)
+{
+    struct push_batch *b = c->owner;
+    struct upstream *u = c->u;
+    struct push_item *it = &b->items[c->index];
+    struct fulfil f;
+    if (c->req.retry_after_s > b->retry_after_s)
+        b->retry_after_s = c->req.retry_after_s;
+    char refusal[sizeof it->error];
+    snprintf(refusal, sizeof refusal, "%s", it->error);
+    if (fulfil_read(it, &f, it->error, sizeof it->error) != 0) {
+        it->outcome = SYNC_PERMANENT;
+        push_next(u, b, c->index + 1);
+        return;
+    }
+    snprintf(it->error, sizeof it->error, "%s", c->read_back ? refusal : "");
+    const cJSON *res = member(resp, "result");
+    if (outcome != SYNC_OK) {
+        it->outcome = outcome;
+        snprintf(it->error, sizeof it->error, "reading order %s back: %.200s", f.order_id,
+                 c->error);
+        push_next(u, b, c->index + 1);
+        return;
+    }
+    note_clock(u->conn, res);
+    const cJSON *data = member(res, "data");
+    const char *code = jid(res, "error_code");
+    if (code || !cJSON_IsObject(data)) {
+        bool gone = code && !strcmp(code, "ORDER_NOT_FOUND");
+        it->outcome = gone ? SYNC_PERMANENT : SYNC_TRANSIENT;
+        snprintf(it->error, sizeof it->error, "reading order %s back: %s", f.order_id,
+                 code ? code : "an answer without the order");
+        push_next(u, b, c->index + 1);
+        return;
+    }
+    const cJSON *list = logistics_of(data), *e;
+    char other[TALLY_MAX_ID_LEN + 1] = "";
+    bool ours = false;
+    cJSON_ArrayForEach(e, list)
+    {
+        const char *no = json_str(e, "logistics_no");
+        if (!no)
+            continue;
+        if (same_tracking(no, f.logistics_no))
+            ours = true;
+        else if (!other[0] && !known_shipment(u, f.order_id, no))
+            /* someone else's (a number tally cannot read is someone else's too) */
+            snprintf(other, sizeof other, "%s", mp_id_ok(no, strlen(no)) ? no : "(unreadable)");
+    }
+    const char *status = jid(data, "order_status");
+    bool open = status && (!strcmp(status, "WAIT_SELLER_SEND_GOODS") ||
+                           !strcmp(status, "SELLER_PART_SEND_GOODS"));
+    /* Part shipped, and the answer shows no shipments at all (a block left out or masked):
+     * whether ours is among them cannot be told. */
+    bool unseen =
+        cJSON_GetArraySize(list) == 0 && status && !strcmp(status, "SELLER_PART_SEND_GOODS");
+    if (ours) {
+        /* An earlier attempt of this row landed (its answer was lost): done, once. */
+        it->outcome = SYNC_OK;
+        log_info("%s: %s: order %s already carries %s: the earlier attempt landed", u->name,
+                 it->key, f.order_id, f.logistics_no);
+    } else if (other[0] && (!open || !strcmp(f.send_type, "all"))) {
+        it->outcome = SYNC_PERMANENT;
+        snprintf(it->error, sizeof it->error,
+                 "order %.23s: the marketplace has tracking %.48s, not %.48s (%.24s); shipped by"
+                 " someone else? check it before anything is sent again",
+                 f.order_id, other, f.logistics_no, status ? status : "status unknown");
+    } else if (c->read_back) {
+        it->outcome = SYNC_PERMANENT; /* refused, and not there: the refusal stands */
+    } else if (unseen) {
+        it->outcome = SYNC_PERMANENT;
+        snprintf(it->error, sizeof it->error,
+                 "order %s is partly shipped at the marketplace but its answer lists no"
+                 " shipments: whether %s landed is unknown; check the order before anything"
+                 " is sent again",
+                 f.order_id, f.logistics_no);
+    } else if (!open) {
+        it->outcome = SYNC_PERMANENT;
+        snprintf(it->error, sizeof it->error,
+                 "order %s is %s at the marketplace without a shipment under %s: check the"
+                 " order before anything is sent again",
+                 f.order_id, status ? status : "of unknown status", f.logistics_no);
+    } else if (send_fulfil(u, b, c->index, &f, true)) {
+        return; /* not there: sent again */
+    } else {
+        it->outcome = SYNC_TRANSIENT;
+        snprintf(it->error, sizeof it->error, "could not start a request");
+    }
+    push_next(u, b, c->index + 1);
+}
+
+/* Sends the rows from i on, one call at a time (in order), then reports the batch. A row that
+ * may have reached the platform before is read back first (see the header). */
 static void push_next(struct upstream *u, struct push_batch *b, int i)
 {
     for (; i < b->n; i++) {
@@ -1885,15 +2110,10 @@ static void push_next(struct upstream *u, struct push_batch *b, int i)
             it->outcome = SYNC_PERMANENT;
             continue;
         }
-        struct iop_param prm[5] = {{"out_ref", f.order_id},
-                                   {"send_type", f.send_type},
-                                   {"logistics_no", f.logistics_no},
-                                   {"service_name", f.service},
-                                   {"tracking_website", f.website}};
-        struct ae_call *c =
-            call_start(u, CALL_PUSH, METHOD_FULFIL, prm, f.website[0] ? 5 : 4, on_fulfilled, b, i);
-        if (c) {
-            snprintf(c->ref, sizeof c->ref, "%s", f.logistics_no);
+        if (row_attempts(u, it->outbox_id) > 0) {
+            if (read_back(u, b, i, false))
+                return;
+        } else if (send_fulfil(u, b, i, &f, false)) {
             return;
         }
         it->outcome = SYNC_TRANSIENT;
@@ -1937,6 +2157,23 @@ static int ae_init(struct upstream *u, char *err, size_t errlen)
  * are reported back as transient, which the stopping engine answers by freeing them (their
  * rows stay 'inflight' / dirty and go again after the restart).
  */
+/* The secret files changed (or `tally sync` asks after refused credentials): read them again. */
+static int ae_reload(struct upstream *u, char *err, size_t errlen)
+{
+    struct ae *a = u->conn;
+    char secret[sizeof a->secret], token[sizeof a->token];
+    int r = -1;
+    if (a && secret_read(u->mp->app_secret_file, secret, sizeof secret, err, errlen) == 0 &&
+        secret_read(u->mp->access_token_file, token, sizeof token, err, errlen) == 0) {
+        memcpy(a->secret, secret, sizeof secret);
+        memcpy(a->token, token, sizeof token);
+        r = 0;
+    }
+    explicit_bzero(secret, sizeof secret);
+    explicit_bzero(token, sizeof token);
+    return r;
+}
+
 static void ae_free(struct upstream *u)
 {
     struct ae *a = u->conn;
@@ -1982,4 +2219,5 @@ const struct connector_ops conn_aliexpress_ops = {
     .free = ae_free,
     .publish = ae_publish,
     .publish_limit = PUBLISH_PRODUCTS, /* SKUs a batch: never more products than a call takes */
+    .reload = ae_reload,
 };

@@ -8,9 +8,10 @@
  * the warehouse's idempotency key; 409 = the same id with other content: held) and their
  * cancels (POST /v1/outbound-orders/{id}/cancel; 409 = already shipped: held, and fulfil.c
  * turns that into a cancelled-after-pick exception).
- * Classification: no answer, 429 and 5xx are transient; other 4xx are permanent; a 2xx whose
- * body cannot be read is transient (every request here is idempotent, so sending it again is
- * safe).
+ * Classification: no answer, 429 and 5xx are transient; 401 and 403 refuse the token, not the
+ * request (SYNC_AUTH: the whole warehouse waits for a new token, its rows stay pending); other
+ * 4xx are permanent; a 2xx whose body cannot be read is transient (every request here is
+ * idempotent, so sending it again is safe).
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -72,6 +73,18 @@ static int wms_init(struct upstream *u, char *err, size_t errlen)
         return -1;
     }
     u->conn = w;
+    return 0;
+}
+
+/* The token file changed (or `tally sync` asks after a refused token): read it again. */
+static int wms_reload(struct upstream *u, char *err, size_t errlen)
+{
+    struct wms *w = u->conn;
+    char token[sizeof w->token];
+    if (!w || secret_read(u->wh->token_file, token, sizeof token, err, errlen) != 0)
+        return -1;
+    memcpy(w->token, token, sizeof token); /* requests in flight copied the old one */
+    explicit_bzero(token, sizeof token);
     return 0;
 }
 
@@ -146,6 +159,8 @@ static int classify(struct http_req *r, char *err, size_t errlen)
     cJSON_Delete(doc);
     if (r->status == 429 || r->status >= 500 || r->status == 408)
         return SYNC_TRANSIENT;
+    if (r->status == 401 || r->status == 403)
+        return SYNC_AUTH;
     return SYNC_PERMANENT;
 }
 
@@ -552,8 +567,8 @@ static void on_pushed(struct http_req *r)
             snprintf(b->items[i].error, sizeof b->items[i].error, "%s", b->error);
         }
         b->outcome = SYNC_OK;
-    } else if (verdict == SYNC_TRANSIENT) {
-        b->outcome = SYNC_TRANSIENT;
+    } else if (verdict == SYNC_TRANSIENT || verdict == SYNC_AUTH) {
+        b->outcome = verdict;
     } else {
         cJSON *doc = cJSON_ParseWithLength(r->response ? r->response : "", r->response_len);
         b->outcome = SYNC_OK;
@@ -644,4 +659,5 @@ const struct connector_ops conn_wms_ops = {
     .pull = wms_pull,
     .push = wms_push,
     .free = wms_free,
+    .reload = wms_reload,
 };

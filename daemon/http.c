@@ -254,6 +254,8 @@ int http_start(struct http *h, struct http_req *r)
     curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
     curl_easy_setopt(e, CURLOPT_HEADERDATA, r);
     curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+    if (r->fresh_connect)
+        curl_easy_setopt(e, CURLOPT_FRESH_CONNECT, 1L);
     curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS,
                      r->connect_timeout_ms ? r->connect_timeout_ms : 5000L);
     curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, r->timeout_ms ? r->timeout_ms : 30000L);

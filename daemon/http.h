@@ -10,6 +10,7 @@
 #ifndef TALLY_HTTP_H
 #define TALLY_HTTP_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <uv.h>
@@ -31,6 +32,8 @@ struct http_req {
     long timeout_ms;         /* default 30000 */
     long stall_s;            /* default 10 */
     size_t max_response;     /* default 64 MiB; larger answers fail */
+    bool fresh_connect;      /* not idempotent: on a new connection, so that libcurl never sends
+                              * it again by itself when a reused connection drops unanswered */
     http_done_fn done;
     void *data; /* the caller's */
 

@@ -5,16 +5,37 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
+
+static void secret_path(const char *name, char path[1024])
+{
+    const char *dir = getenv("CREDENTIALS_DIRECTORY");
+    if (name[0] != '/' && dir && *dir)
+        snprintf(path, 1024, "%s/%s", dir, name);
+    else
+        snprintf(path, 1024, "%s", name);
+}
+
+void secret_stamp(const char *name, struct secret_stamp *st)
+{
+    char path[1024];
+    struct stat sb;
+    memset(st, 0, sizeof *st);
+    secret_path(name, path);
+    if (stat(path, &sb) != 0)
+        return;
+    st->dev = (unsigned long long)sb.st_dev;
+    st->ino = (unsigned long long)sb.st_ino;
+    st->size = (unsigned long long)sb.st_size;
+    st->mtime_ns = (long long)sb.st_mtim.tv_sec * 1000000000LL + sb.st_mtim.tv_nsec;
+    st->ctime_ns = (long long)sb.st_ctim.tv_sec * 1000000000LL + sb.st_ctim.tv_nsec;
+}
 
 int secret_read(const char *name, char *buf, size_t cap, char *err, size_t errlen)
 {
     char path[1024];
-    const char *dir = getenv("CREDENTIALS_DIRECTORY");
-    if (name[0] != '/' && dir && *dir)
-        snprintf(path, sizeof path, "%s/%s", dir, name);
-    else
-        snprintf(path, sizeof path, "%s", name);
+    secret_path(name, path);
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
         snprintf(err, errlen, "cannot read secret %s: %s", path, strerror(errno));

@@ -11,4 +11,15 @@
  * Returns 0, or -1 with a message (naming the file, never the content) in err. */
 int secret_read(const char *name, char *buf, size_t cap, char *err, size_t errlen);
 
+/* What identifies a secret file's current content without reading it: device, inode, size and
+ * change times. Two equal stamps mean the file was not replaced or written in between. */
+struct secret_stamp {
+    unsigned long long dev, ino, size;
+    long long mtime_ns, ctime_ns;
+};
+
+/* Fills *st for the secret `name` (resolved as secret_read does); all zero when it cannot be
+ * looked at. */
+void secret_stamp(const char *name, struct secret_stamp *st);
+
 #endif

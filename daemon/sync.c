@@ -9,6 +9,7 @@
 #include "catalog.h"
 #include "codec.h"
 #include "events.h"
+#include "exceptions.h"
 #include "fulfil.h"
 #include "log.h"
 #include "stock.h"
@@ -112,8 +113,20 @@ static int checkpoint_save(struct store *st, const struct checkpoint *cp, int64_
 /* An outage shorter than this is a failed call, not a cut link: no catch-up round for it. */
 #define OUTAGE_MS 5000
 
+static void auth_resolved(struct upstream *u, bool was_refused);
+
 static void link_ok(struct upstream *u)
 {
+    if (u->link == LINK_AUTH_FAILED) {
+        /* The credentials work again: one problem, one resolution; every stream catches up. */
+        auth_resolved(u, true);
+        u->link = LINK_DOWN;
+        u->down_since_ms = 0;
+    } else if (u->link == LINK_UNKNOWN) {
+        /* The first answer since start: a credentials exception left open by the previous
+         * run (the token was fixed while tallyd was stopped) is over too. */
+        auth_resolved(u, false);
+    }
     bool was_down = u->link == LINK_DOWN;
     uint64_t down_for = was_down ? now_ms(u->engine) - u->down_since_ms : 0;
     u->link = LINK_UP;
@@ -134,12 +147,16 @@ static void link_ok(struct upstream *u)
 static void link_failed(struct upstream *u, const char *error, long retry_after_s)
 {
     struct sync_engine *e = u->engine;
-    if (u->link != LINK_DOWN) {
+    /* A probe that fails for another reason (the network, a 5xx) while the credentials are
+     * refused leaves the link auth_failed, but waits like any failed call: without a new
+     * resume time, the next tick would probe again at once, and again. */
+    if (u->link != LINK_DOWN && u->link != LINK_AUTH_FAILED) {
         log_warn("%s: %s", u->name, error);
         events_sync(e->d, u->name, "down", error);
         u->down_since_ms = now_ms(e);
     }
-    u->link = LINK_DOWN;
+    if (u->link != LINK_AUTH_FAILED)
+        u->link = LINK_DOWN;
     u->failures++;
     u->last_error_at = store_now();
     snprintf(u->last_error, sizeof u->last_error, "%s", error);
@@ -147,6 +164,108 @@ static void link_failed(struct upstream *u, const char *error, long retry_after_
     if (retry_after_s >= 0 && (uint64_t)retry_after_s * 1000 > wait)
         wait = (uint64_t)retry_after_s * 1000;
     u->resume_ms = now_ms(e) + wait;
+}
+
+/*
+ * Credentials refused (SYNC_AUTH): not a row's fault and not the network's. The upstream is
+ * one problem: link auth_failed, one exception (kind upstream_rejected, about the upstream),
+ * every row waiting as it was (pending). Nothing is sent until the secret files change (looked
+ * at every second), `tally sync` asks, or a slow probe (every retry_max) gets through.
+ */
+static struct exc_raise auth_exception(struct upstream *u, char *subject, size_t cap)
+{
+    int64_t wh = 0;
+    if (u->wh)
+        catalog_warehouse_id(u->store, u->code, strlen(u->code), &wh);
+    snprintf(subject, cap, "auth:%s", u->name);
+    return (struct exc_raise){.kind = EXC_UPSTREAM_REJECTED, .wh = wh, .subject = subject};
+}
+
+static void secrets_stamp(struct upstream *u)
+{
+    for (int i = 0; i < 2; i++)
+        if (u->secret_files[i])
+            secret_stamp(u->secret_files[i], &u->secret_stamps[i]);
+}
+
+static void link_auth_failed(struct upstream *u, const char *error)
+{
+    struct sync_engine *e = u->engine;
+    u->last_error_at = store_now();
+    snprintf(u->last_error, sizeof u->last_error, "%s", error);
+    u->resume_ms = now_ms(e) + (uint64_t)e->d->cfg.retry_max_s * 1000;
+    if (u->link == LINK_AUTH_FAILED)
+        return;
+    if (u->link != LINK_DOWN)
+        u->down_since_ms = now_ms(e);
+    u->link = LINK_AUTH_FAILED;
+    /* The stamps are those of the secrets in use (taken when they were read): a file fixed
+     * before the refusal came back is seen at the next look, not only a later change. */
+    u->secret_check_ms = now_ms(e) + 1000;
+    log_error("%s: credentials refused: %s", u->name, error);
+    events_sync(e->d, u->name, "auth_failed", error);
+    char subject[96], msg[TALLY_MAX_TEXT_LEN];
+    snprintf(msg, sizeof msg,
+             "%s refused tally's credentials (%.200s): nothing is sent to it or read from it"
+             " until its token is fixed; its rows wait. tallyd reads the secret files again when"
+             " they change, or on tally sync",
+             u->name, error);
+    struct exc_raise x = auth_exception(u, subject, sizeof subject);
+    x.message = msg;
+    struct store *st = u->store;
+    if (store_begin(st) != 0)
+        return;
+    if (exceptions_raise(e->d, &x, NULL) == 0 && store_commit(st) == 0)
+        return;
+    store_rollback(st);
+    log_error("%s: the credentials exception was not recorded", u->name);
+}
+
+static void auth_resolved(struct upstream *u, bool was_refused)
+{
+    char subject[96];
+    struct exc_raise x = auth_exception(u, subject, sizeof subject);
+    struct store *st = u->store;
+    if (was_refused)
+        log_info("%s: credentials accepted again", u->name);
+    if (store_begin(st) != 0)
+        return;
+    if (exceptions_clear(u->d, &x, "credentials accepted again") == 0 && store_commit(st) == 0)
+        return;
+    store_rollback(st);
+}
+
+/* Reads the secrets again and lets the next tick probe the upstream at once. */
+static void auth_retry(struct upstream *u)
+{
+    char err[256] = "";
+    secrets_stamp(u);
+    if (u->ops->reload && u->ops->reload(u, err, sizeof err) != 0) {
+        log_error("%s: %s", u->name, err);
+        snprintf(u->last_error, sizeof u->last_error, "%s", err);
+        return;
+    }
+    u->resume_ms = 0;
+}
+
+/* While credentials are refused: a changed secret file is a fix to try at once. */
+static void auth_watch(struct upstream *u)
+{
+    uint64_t now = now_ms(u->engine);
+    if (u->link != LINK_AUTH_FAILED || now < u->secret_check_ms)
+        return;
+    u->secret_check_ms = now + 1000;
+    for (int i = 0; i < 2; i++) {
+        struct secret_stamp cur;
+        if (!u->secret_files[i])
+            continue;
+        secret_stamp(u->secret_files[i], &cur);
+        if (memcmp(&cur, &u->secret_stamps[i], sizeof cur) != 0) {
+            log_info("%s: secret file changed, trying again", u->name);
+            auth_retry(u);
+            return;
+        }
+    }
 }
 
 /* ---- pulls ---- */
@@ -206,9 +325,12 @@ void sync_pull_done(struct upstream *u, int i, struct pull_page *pg)
         pg->release(pg);
         return;
     }
-    if (pg->outcome == SYNC_TRANSIENT) {
+    if (pg->outcome == SYNC_TRANSIENT || pg->outcome == SYNC_AUTH) {
         snprintf(ss->last_error, sizeof ss->last_error, "%s", pg->error);
-        link_failed(u, pg->error, pg->retry_after_s);
+        if (pg->outcome == SYNC_AUTH)
+            link_auth_failed(u, pg->error);
+        else
+            link_failed(u, pg->error, pg->retry_after_s);
         pg->release(pg);
         return;
     }
@@ -413,6 +535,20 @@ static int record_item(struct upstream *u, const struct push_item *it, int64_t n
     struct store *st = u->store;
     sqlite3_stmt *s;
     int64_t delay_s = 0;
+    if (it->outcome == SYNC_AUTH) {
+        /* Not the row's fault: it waits, due, for the credentials (the link gates it). No
+         * attempt is counted: the upstream refused the caller, not the request. */
+        s = store_stmt(st, "UPDATE outbox SET state = 'pending', last_error = ?2"
+                           " WHERE id = ?1 AND state = 'inflight'");
+        if (!s)
+            return TALLY_E_STORAGE;
+        sqlite3_bind_int64(s, 1, it->outbox_id);
+        sqlite3_bind_text(s, 2, it->error[0] ? it->error : "credentials refused", -1,
+                          SQLITE_STATIC);
+        int rc = sqlite3_step(s);
+        sqlite3_reset(s);
+        return rc == SQLITE_DONE ? 0 : store_error(st, rc, "outbox update");
+    }
     if (it->outcome == SYNC_OK) {
         s = store_stmt(st, "UPDATE outbox SET state = 'done', done_at = ?2,"
                            " attempts = attempts + 1, last_error = NULL WHERE id = ?1"
@@ -467,15 +603,24 @@ void sync_push_done(struct push_batch *b)
         free_batch(b);
         return;
     }
-    if (b->outcome == SYNC_TRANSIENT) {
+    bool auth = b->outcome == SYNC_AUTH;
+    for (int i = 0; !auth && b->outcome != SYNC_TRANSIENT && i < b->n; i++)
+        if (b->items[i].outcome == SYNC_AUTH) {
+            auth = true;
+            snprintf(b->error, sizeof b->error, "%s", b->items[i].error);
+        }
+    if (b->outcome == SYNC_TRANSIENT || b->outcome == SYNC_AUTH) {
         for (int i = 0; i < b->n; i++) {
-            b->items[i].outcome = SYNC_TRANSIENT;
+            b->items[i].outcome = b->outcome;
             snprintf(b->items[i].error, sizeof b->items[i].error, "%s", b->error);
         }
-        link_failed(u, b->error, b->retry_after_s);
-    } else {
-        link_ok(u);
     }
+    if (auth)
+        link_auth_failed(u, b->error);
+    else if (b->outcome == SYNC_TRANSIENT)
+        link_failed(u, b->error, b->retry_after_s);
+    else
+        link_ok(u);
     struct store *st = u->store;
     int64_t now = store_now();
     int r = store_begin(st);
@@ -577,8 +722,11 @@ void sync_publish_done(struct publish_batch *b)
         free_publish(b);
         return;
     }
-    if (b->outcome == SYNC_TRANSIENT) {
-        link_failed(u, b->error, b->retry_after_s);
+    if (b->outcome == SYNC_TRANSIENT || b->outcome == SYNC_AUTH) {
+        if (b->outcome == SYNC_AUTH)
+            link_auth_failed(u, b->error);
+        else
+            link_failed(u, b->error, b->retry_after_s);
         free_publish(b); /* the rows stay dirty and go again with their newest values */
         return;
     }
@@ -621,14 +769,15 @@ void sync_publish_done(struct publish_batch *b)
 static void run_upstream(struct upstream *u)
 {
     struct sync_engine *e = u->engine;
+    auth_watch(u);
     uint64_t now = now_ms(e);
     if (now < u->resume_ms)
         return;
     unsigned max = e->d->cfg.max_parallel, inflight = (unsigned)u->inflight_pushes;
     for (int i = 0; i < u->ops->nstreams; i++)
         inflight += u->streams[i].running;
-    /* While the link is down, one request at a time probes it. */
-    if (u->link == LINK_DOWN)
+    /* While the link is down (or refuses the credentials), one request at a time probes it. */
+    if (u->link == LINK_DOWN || u->link == LINK_AUTH_FAILED)
         max = 1;
     for (int i = 0; i < u->ops->nstreams && inflight < max; i++) {
         struct stream_state *ss = &u->streams[i];
@@ -746,6 +895,8 @@ int sync_start(struct tallyd *d, struct sync_engine **out, char *err, size_t err
         u->streams[0].interval_s = w->inventory_interval_s;
         u->streams[0].reconcilable = true;
         u->streams[1].interval_s = w->outbound_interval_s;
+        u->secret_files[0] = w->token_file;
+        secrets_stamp(u); /* before init reads them: a change in between is seen later */
         if (u->ops->init(u, err, errlen) != 0)
             goto fail;
         e->nups++;
@@ -756,6 +907,9 @@ int sync_start(struct tallyd *d, struct sync_engine **out, char *err, size_t err
         u->mp = &d->cfg.mp;
         u->streams[0].interval_s = d->cfg.mp.catalog_interval_s;
         u->streams[1].interval_s = d->cfg.mp.orders_interval_s;
+        u->secret_files[0] = d->cfg.mp.access_token_file;
+        u->secret_files[1] = d->cfg.mp.app_secret_file;
+        secrets_stamp(u);
         if (u->ops->init(u, err, errlen) != 0)
             goto fail;
         e->nups++;
@@ -810,12 +964,15 @@ int sync_request(struct sync_engine *e, const char *filter, size_t len)
     int k = 0;
     for (int i = 0; e && i < e->nups; i++) {
         struct upstream *u = &e->ups[i];
+        int before = k;
         for (int j = 0; j < u->ops->nstreams; j++) {
             if (!matches(&u->streams[j], filter, len))
                 continue;
             u->streams[j].requested = true;
             k++;
         }
+        if (k > before && u->link == LINK_AUTH_FAILED)
+            auth_retry(u); /* perhaps the token was fixed in place: read it again */
         if (k)
             u->resume_ms = 0; /* an operator's request overrides the backoff */
     }
@@ -835,7 +992,10 @@ bool sync_busy(struct sync_engine *e, const char *filter, size_t len)
 
 static const char *link_name(int l)
 {
-    return l == LINK_UP ? "up" : l == LINK_DOWN ? "down" : "unknown";
+    return l == LINK_UP            ? "up"
+           : l == LINK_DOWN        ? "down"
+           : l == LINK_AUTH_FAILED ? "auth_failed"
+                                   : "unknown";
 }
 
 static void pack_opt_time(msgpack_packer *pk, const char *key, int64_t t)

@@ -21,12 +21,17 @@
 #include "config.h"
 #include "tallyd.h"
 #include "http.h"
+#include "secret.h"
 #include "store.h"
 
 enum sync_outcome {
     SYNC_OK = 0,        /* done (for a push item: applied, or a duplicate of an applied one) */
     SYNC_TRANSIENT = 1, /* network, timeout, 5xx, 429, unreadable answer: retry later */
     SYNC_PERMANENT = 2, /* the upstream refused it (4xx validation): hold for the operator */
+    SYNC_AUTH = 3,      /* the upstream refused our credentials (HTTP 401/403, a bad token or
+                         * signature): no row or value is at fault; the whole upstream waits
+                         * (link auth_failed, one exception) until its secret files change or
+                         * `tally sync` asks again, and the rows stay pending */
 };
 
 /* A pull stream's position, stored in `checkpoints` and advanced with each applied page. */
@@ -113,9 +118,11 @@ struct connector_ops {
     /* Optional: sends marketplace stock values; calls sync_publish_done(b) later. */
     void (*publish)(struct upstream *u, struct publish_batch *b);
     int publish_limit; /* SKUs per call */
+    /* Optional: reads the upstream's secrets again (after its files changed); 0 or -1. */
+    int (*reload)(struct upstream *u, char *err, size_t errlen);
 };
 
-enum link_state { LINK_UNKNOWN, LINK_UP, LINK_DOWN };
+enum link_state { LINK_UNKNOWN, LINK_UP, LINK_DOWN, LINK_AUTH_FAILED };
 
 #define UPSTREAM_MAX_STREAMS 4
 
@@ -160,6 +167,10 @@ struct upstream {
     char last_error[256];
     int inflight_pushes;
     bool publishing; /* a publish batch is in flight (one at a time) */
+    /* The files of its secrets (token, app secret), watched while the link is auth_failed. */
+    const char *secret_files[2];
+    struct secret_stamp secret_stamps[2];
+    uint64_t secret_check_ms; /* next look at the files (loop time) */
     struct stream_state streams[UPSTREAM_MAX_STREAMS];
 };
 

@@ -590,6 +590,38 @@ static void order_status_post(struct sim *s, const struct http_req *rq, const ch
     order_summary(s, o, &out->body);
 }
 
+/* The seller ships an order outside tally (the seller centre): the order carries this
+ * logistics number from now on, as if uploaded before; not counted as a fulfil received. */
+static void order_ship_post(struct sim *s, const struct http_req *rq, const char *id_text,
+                            struct http_resp *out)
+{
+    int64_t id;
+    struct order *o = jin_parse_digits(id_text, &id) ? order_find(s, id) : NULL;
+    if (!o) {
+        http_resp_error(out, 404, "not_found", "no order %.24s", id_text);
+        return;
+    }
+    cJSON *doc = body_object(rq, out);
+    if (!doc)
+        return;
+    const char *no = jin_str(doc, "logistics_no"), *svc = jin_str(doc, "service_name");
+    if (!no || !*no || strlen(no) > 64) {
+        cJSON_Delete(doc);
+        http_resp_error(out, 400, "bad_request", "give {\"logistics_no\": \"...\"}");
+        return;
+    }
+    int rc = order_add_fulfilment(o, no, "all", svc ? svc : "OTHER", NULL, FUL_INITIAL, NULL,
+                                  sim_now_ms(s));
+    cJSON_Delete(doc);
+    if (rc < 0) {
+        http_resp_error(out, 500, "internal", "out of memory");
+        return;
+    }
+    order_set_status(s, o, OS_WAIT_BUYER_ACCEPT_GOODS);
+    ok_json(out);
+    order_summary(s, o, &out->body);
+}
+
 /* A random warehouse-side change: goods received, found, damaged, sold elsewhere; never below
  * zero unless a delta is forced. */
 static void stock_post(struct sim *s, const struct http_req *rq, struct http_resp *out)
@@ -838,6 +870,13 @@ void control_handle(struct sim *s, const struct http_req *rq, struct http_resp *
             snprintf(id_text, sizeof(id_text), "%.*s", (int)(slash - id), id);
             pthread_mutex_lock(&s->lock);
             order_status_post(s, rq, id_text, out);
+            pthread_mutex_unlock(&s->lock);
+            return;
+        }
+        if (slash && strcmp(slash, "/ship") == 0 && (size_t)(slash - id) < sizeof(id_text)) {
+            snprintf(id_text, sizeof(id_text), "%.*s", (int)(slash - id), id);
+            pthread_mutex_lock(&s->lock);
+            order_ship_post(s, rq, id_text, out);
             pthread_mutex_unlock(&s->lock);
             return;
         }

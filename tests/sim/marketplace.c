@@ -1013,18 +1013,10 @@ static int order_fulfill(struct sim *s, const struct params *prm, struct jb *j, 
         fulfil_result(j, now, "ORDER_NOT_FOUND", "order %" PRId64 " does not exist", id);
         return 0;
     }
-    for (uint32_t i = 0; i < o->n_ful; i++) {
-        const struct fulfilment *f = &o->ful[i];
-        if ((f->result == FUL_APPLIED || f->result == FUL_INITIAL) &&
-            strcmp(f->logistics_no, logistics_no) == 0) {
-            order_add_fulfilment(o, logistics_no, send_type, service, website, FUL_ALREADY_SHIPPED,
-                                 "ORDER_ALREADY_SHIPPED", now_ms);
-            fulfil_result(j, now, "ORDER_ALREADY_SHIPPED",
-                          "order %" PRId64 " has already been shipped with logistics_no %s", id,
-                          logistics_no);
-            return 0;
-        }
-    }
+    /* No "already shipped" code: the platform documents none. A fulfil of an order that is
+     * no longer waiting to ship (shipped under any number, or cancelled) is refused like any
+     * other call in the wrong state; who sent a fulfil whose answer was lost reads the order
+     * back (its logistic_info_list) to learn whether it landed. */
     if (o->status != OS_WAIT_SELLER_SEND_GOODS && o->status != OS_SELLER_PART_SEND_GOODS) {
         order_add_fulfilment(o, logistics_no, send_type, service, website, FUL_REJECTED,
                              "ORDER_STATUS_NOT_ALLOWED", now_ms);

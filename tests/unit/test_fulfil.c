@@ -1785,6 +1785,56 @@ static void test_shipped_without_tracking(void)
     check_reserved_invariant();
 }
 
+/*
+ * An order already late when it arrives (ship-by 42 days ago): every exception about it is
+ * due at its ship-by, i.e. overdue at once (README: the deadline is 24 h, or the order's
+ * ship-by when sooner), and counted overdue. An exception raised before the ship-by moved
+ * earlier is brought forward when raised again.
+ */
+static void test_late_order_overdue_at_once(void)
+{
+    rh_open(h);
+    add_wh("ES-OB", "ES", "outbound");
+    add_sku("L1");
+    set_stock("L1", "ES-OB", 5, 0);
+    int64_t now = store_now();
+    add_order("Late", "ES", now - 42 * DAY);
+    add_line("Late", "L1", 1);
+    add_order("LateOOS", "ES", now - 2 * HOUR);
+    add_line("LateOOS", "L1", 50); /* no warehouse has 50: out_of_stock */
+    pass();
+    CHECK_EQ_INT(open_exc("Late", "deadline"), 1);
+    CHECK_EQ_INT(rh_q64(h, "SELECT deadline FROM exceptions WHERE id = %lld",
+                        (long long)exc_id("Late", "deadline")),
+                 now - 42 * DAY);
+    CHECK_EQ_INT(open_exc("LateOOS", "out_of_stock"), 1);
+    CHECK_EQ_INT(rh_q64(h, "SELECT deadline FROM exceptions WHERE id = %lld",
+                        (long long)exc_id("LateOOS", "out_of_stock")),
+                 now - 2 * HOUR);
+    const msgpack_object *r = rh_call(h, "exceptions.list", NULL);
+    CHECK(r != NULL);
+    /* deadline Late, deadline LateOOS, out_of_stock LateOOS: all three overdue */
+    CHECK_EQ_INT(count_of(r, "overdue"), 3);
+    const msgpack_object *items = r ? aget(r, "items") : NULL;
+    CHECK_EQ_INT(alen(items), 3);
+    for (uint32_t i = 0; i < alen(items); i++)
+        CHECK(rh_bget(&items->via.array.ptr[i], "overdue"));
+
+    /* Raised with no ship-by (24 h), then the marketplace gives a ship-by already past:
+     * the next raise of the same problem brings the deadline forward. */
+    add_order("Moved", "ES", 0);
+    add_line("Moved", "L1", 99);
+    pass();
+    int64_t oos = exc_id("Moved", "out_of_stock");
+    CHECK(rh_q64(h, "SELECT deadline FROM exceptions WHERE id = %lld", (long long)oos) > now);
+    RH_EXEC(h, "UPDATE orders SET ship_by = %lld WHERE order_id = 'Moved'",
+            (long long)(now - HOUR));
+    pass_at(store_now() + 3600); /* the retry round raises it again */
+    CHECK_EQ_INT(all_exc("Moved", "out_of_stock"), 1);
+    CHECK_EQ_INT(rh_q64(h, "SELECT deadline FROM exceptions WHERE id = %lld", (long long)oos),
+                 now - HOUR);
+}
+
 int main(void)
 {
     h = rh_new("tally-fulfil");
@@ -1815,6 +1865,7 @@ int main(void)
     test_inventory_round_many();
     test_outbound_refused_and_discarded();
     test_shipped_without_tracking();
+    test_late_order_overdue_at_once();
 
     rh_free(h);
     msgpack_unpacked_destroy(&pay);

@@ -126,7 +126,8 @@ static const struct option_spec option_specs[O_COUNT] = {
     [O_REF] = {"ref", "REF", "a reference kept with the movement: order id, delivery note..."},
     [O_REASON] = {"reason", "TEXT", "why (required by adjust, and with --force)"},
     [O_FORCE] = {"force", NULL, "record it even if on-hand stock goes below zero (needs --reason)"},
-    [O_LOW] = {"low", NULL, "only rows whose available stock is at or below their threshold"},
+    [O_LOW] = {"low", NULL,
+               "only rows that are out (nothing available) or at or below their threshold"},
     [O_STATUS] = {"status", "S", "marketplace order status, e.g. WAIT_SELLER_SEND_GOODS"},
     [O_STATE] = {"state", "STATE", "pending, held or done"},
     [O_LIMIT] = {"limit", "N", "rows per page, 1-1000 (default 100; 1000 with --all)"},
@@ -1188,6 +1189,12 @@ static void stock_notes(const msgpack_object *s, const msgpack_object *whs)
     }
 }
 
+/* The LOW column: OUT when nothing is available, LOW at or below the threshold. */
+static const char *low_mark(const msgpack_object *row)
+{
+    return get_bool(row, "out") ? "OUT" : get_bool(row, "low") ? "LOW" : "";
+}
+
 static int run_stock(struct cli *cli, const struct args *a)
 {
     static const struct table_col cols[] = {{"WAREHOUSE", TABLE_LEFT},  {"COUNTRY", TABLE_LEFT},
@@ -1237,7 +1244,7 @@ static int run_stock(struct cli *cli, const struct args *a)
         cell_int(t, w, "on_hand");
         cell_int(t, w, "reserved");
         cell_int(t, w, "available");
-        table_cell(t, get_bool(w, "low") ? "LOW" : "");
+        table_cell(t, low_mark(w));
     }
     const msgpack_object *tot = get(s, "total");
     table_cell(t, "TOTAL");
@@ -1274,7 +1281,7 @@ static void stock_row(struct table *t, const msgpack_object *it)
     cell_int(t, it, "safety");
     cell_int(t, it, "available");
     cell_int(t, it, "threshold");
-    table_cell(t, get_bool(it, "low") ? "LOW" : "");
+    table_cell(t, low_mark(it));
     cell_int(t, it, "sold");
     /* Blank rather than 0: the rows that need restocking stand out. */
     if (get_int(it, "suggest", &suggest) && suggest > 0)
@@ -1292,7 +1299,8 @@ static int run_stock_list(struct cli *cli, const struct args *a)
                              .cols = stock_cols,
                              .ncols = STOCK_NCOLS,
                              .row = stock_row,
-                             .none = a->set[O_LOW] ? "no stock row is low" : "no stock rows"};
+                             .none =
+                                 a->set[O_LOW] ? "no stock row is low or out" : "no stock rows"};
     return run_list(cli, a, &l);
 }
 
@@ -3545,9 +3553,9 @@ static const struct command commands[] = {
      "stock of one SKU in every warehouse",
      "Shows, per warehouse: the last upstream figure (SNAPSHOT), local movements not yet\n"
      "confirmed upstream (PENDING), ON_HAND = SNAPSHOT + PENDING, RESERVED for open orders\n"
-     "and returns awaiting inspection, AVAILABLE = ON_HAND - RESERVED - safety stock, and LOW\n"
-     "when available is at or below the threshold; then the totals and what may be published\n"
-     "to the marketplace.\n"
+     "and returns awaiting inspection, AVAILABLE = ON_HAND - RESERVED - safety stock, OUT when\n"
+     "nothing is available and LOW when available is at or below the threshold; then the\n"
+     "totals and what may be published to the marketplace.\n"
      "(A SKU named \"list\" or \"set\" is shown with: tally stock -- list)",
      "tally stock TS-RED-M"},
     {"stock list",
@@ -3559,7 +3567,9 @@ static const struct command commands[] = {
      "Lists stock rows ordered by SKU and warehouse, one page at a time (--all for every\n"
      "page). SOLD is the units shipped from that warehouse in the daemon's sales window\n"
      "([stock] sales_window_days); SUGGEST, shown when stock runs short, is how many units to\n"
-     "receive for [stock] restock_cover_days of cover at that rate.",
+     "receive for [stock] restock_cover_days of cover at that rate. With --low, only the\n"
+     "rows that are OUT (nothing available, whatever the threshold) or LOW (available at or\n"
+     "below the threshold), in catalog order.",
      "tally stock list --warehouse ES-MAD --low"},
     {"stock set",
      run_stock_set,
@@ -3808,9 +3818,9 @@ static const struct command commands[] = {
      {NULL},
      "follow events as they happen",
      "Prints events until interrupted: sync (link up/down, rounds that brought rows),\n"
-     "low_stock (a SKU at a warehouse fell to its threshold), order (a new order), exception\n"
-     "(raised, or resolved by tallyd: its id, kind, state, order or SKU, message and\n"
-     "deadline). With --json, one JSON object per line.",
+     "low_stock (a SKU at a warehouse fell to its threshold or ran out), order (a new order),\n"
+     "exception (raised, or resolved by tallyd: its id, kind, state, order or SKU, message\n"
+     "and deadline). With --json, one JSON object per line.",
      "tally watch --json"},
     {"purge",
      run_purge,

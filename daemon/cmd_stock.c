@@ -8,6 +8,7 @@
 #include "cover.h"
 #include "events.h"
 #include "cmd.h"
+#include "enums.h"
 #include "reserve.h"
 #include "stock.h"
 #include "store.h"
@@ -291,14 +292,13 @@ int cmd_stock_move(struct rpc_call *c)
     memset(&m, 0, sizeof m);
     const char *kind;
     size_t kn;
-    int r;
-    if ((r = mp_param_id(&p, "kind", true, &kind, &kn, NULL)) != 0)
-        return rpc_fail(c, r, "%s", p.err);
+    int r, idx;
+    if ((r = cmd_param_enum(c, &p, "kind", true, &enum_move_kind, &kind, &kn, &idx)) != 0)
+        return r;
     m.kind = stock_kind_parse(kind, kn);
-    if (m.kind < 0)
-        return rpc_fail(c, TALLY_E_INVALID_PARAMS,
-                        "field 'kind' must be one of receive, pick, adjust, count, transfer, "
-                        "return");
+    if (m.kind < 0) /* enum_move_kind and stock.c disagree */
+        return rpc_fail(c, TALLY_E_INTERNAL, "movement kind '%.*s' unknown to stock.c", (int)kn,
+                        kind);
     if ((r = cmd_param_copy(&p, "id", true, false, m.id, sizeof m.id)) ||
         (r = cmd_param_copy(&p, "sku", true, true, m.sku, sizeof m.sku)) ||
         (r = cmd_param_copy(&p, "warehouse", true, true, m.warehouse, sizeof m.warehouse)) ||

@@ -19,7 +19,8 @@ int cmd_orders_allocate(struct rpc_call *c)
         (r = mp_param_bool(&p, "release", false, &rel, NULL)))
         return rpc_fail(c, r, "%s", p.err);
     char err[256] = "";
-    if ((r = fulfil_allocate_now(c->d, oid, rel, err, sizeof err)) != 0)
+    struct fulfil_cancelling canc;
+    if ((r = fulfil_allocate_now(c->d, oid, rel, &canc, err, sizeof err)) != 0)
         return rpc_fail(c, r, "%s", err[0] ? err : tally_strerror(r));
     struct store *st = c->d->store;
     sqlite3_stmt *s = store_stmt(st, "SELECT id, fstate, alloc_rule, alloc_why FROM orders"
@@ -33,9 +34,13 @@ int cmd_orders_allocate(struct rpc_call *c)
     }
     int64_t ref = sqlite3_column_int64(s, 0);
     msgpack_packer *pk = c->pk;
-    msgpack_pack_map(pk, 3);
+    msgpack_pack_map(pk, 4);
     mp_pack_kv_str(pk, "order_id", oid);
     mp_pack_kv_str(pk, "fstate", (const char *)sqlite3_column_text(s, 1));
+    mp_pack_key(pk, "cancelling");
+    msgpack_pack_array(pk, (size_t)canc.n);
+    for (int i = 0; i < canc.n; i++)
+        mp_pack_strz(pk, canc.code[i]);
     mp_pack_key(pk, "allocation");
     char rule[32], why[600];
     snprintf(rule, sizeof rule, "%s",

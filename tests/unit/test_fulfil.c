@@ -1835,6 +1835,107 @@ static void test_late_order_overdue_at_once(void)
                  now - HOUR);
 }
 
+/* orders.allocate with release; NULL when refused (the code in rh_last_code). */
+static const msgpack_object *release_now(const char *oid)
+{
+    char arg[96];
+    snprintf(arg, sizeof arg, "order_id=%s", oid);
+    return rh_call(h, "orders.allocate", arg, "release=!1", NULL);
+}
+
+/*
+ * The documented fix for a warehouse problem: `tally orders allocate ID --release` on an order
+ * whose outbound order the warehouse has (sent, with a "carton damaged" report). The
+ * warehouse is asked to cancel it first (an obc: row); the order stays reserved there, and is
+ * allocated nowhere else, until the warehouse confirms; then it goes to another warehouse and
+ * the warehouse exception is settled. Never at two warehouses at once.
+ */
+static void test_release_sent_order_cancels_first(void)
+{
+    cancel_fixture();
+    add_wh("DE-OB", "DE", "outbound");
+    set_stock("C2", "DE-OB", 10, 0);
+    sent_order("Rs");
+    wh_status("PL-OB", "Rs", "exception", NULL, NULL, "carton damaged at packing");
+    CHECK_EQ_INT(open_exc("Rs", "warehouse"), 1);
+
+    const msgpack_object *r = release_now("Rs");
+    CHECK(r != NULL);
+    if (!r)
+        fprintf(stderr, "  release refused: %s\n", rh_last_code(h));
+    CHECK_EQ_STR(r ? sget(r, "fstate") : NULL, "sent");
+    const msgpack_object *canc = r ? aget(r, "cancelling") : NULL;
+    CHECK_EQ_INT(alen(canc), 1);
+    if (alen(canc) == 1)
+        CHECK_EQ_STR(canc->via.array.ptr[0].type == MSGPACK_OBJECT_STR
+                         ? rh_qtext(h, "SELECT '%.*s'", (int)canc->via.array.ptr[0].via.str.size,
+                                    canc->via.array.ptr[0].via.str.ptr)
+                         : "?",
+                     "PL-OB");
+    CHECK_EQ_STR(rh_qtext(h, "SELECT target || ' ' || kind || ' ' || state FROM outbox"
+                             " WHERE key = 'obc:PL-OB:Rs'"),
+                 "wh:PL-OB outbound_cancel pending");
+    CHECK_EQ_INT(rh_q64(h, "SELECT cancel_requested FROM orders WHERE order_id = 'Rs'"), 0);
+    /* still held at PL-OB, nothing anywhere else, nothing asked of DE-OB */
+    CHECK_EQ_STR(parts("Rs"), "C2@PL-OB=1:reserved");
+    CHECK_EQ_INT(outbox_rows("entity = 'Rs' AND key LIKE 'ob:DE-OB:%'"), 0);
+    /* asked again, and passes meanwhile: no second cancel, no allocation elsewhere */
+    CHECK(release_now("Rs") != NULL);
+    RH_EXEC(h, "UPDATE orders SET fdirty = 1 WHERE order_id = 'Rs'");
+    pass();
+    CHECK_EQ_INT(outbox_rows("kind = 'outbound_cancel' AND entity = 'Rs'"), 1);
+    CHECK_EQ_STR(parts("Rs"), "C2@PL-OB=1:reserved");
+    CHECK_EQ_STR(fstate("Rs"), "sent");
+
+    /* the warehouse accepts the request, then confirms the cancel */
+    outbox_result("wh:PL-OB", "outbound_cancel", "obc:PL-OB:Rs", "Rs", true, NULL);
+    CHECK_EQ_STR(parts("Rs"), "C2@PL-OB=1:reserved");
+    wh_status("PL-OB", "Rs", "cancelled", NULL, NULL, "cancelled by client");
+    CHECK_EQ_INT(reserved("C2", "PL-OB"), 0);
+    CHECK(strcmp(fstate("Rs"), "cancelled") != 0);
+    pass();
+    CHECK_EQ_STR(parts("Rs"), "C2@DE-OB=1:reserved");
+    CHECK_EQ_INT(outbox_rows("key = 'ob:DE-OB:Rs' AND kind = 'outbound'"), 1);
+    /* the cancel was asked for: no "cancelled by itself" exception; the report is settled */
+    CHECK_EQ_INT(all_exc("Rs", "warehouse"), 1);
+    CHECK_EQ_INT(open_exc("Rs", "warehouse"), 0);
+    CHECK_EQ_STR(rh_qtext(h, "SELECT resolved_by FROM exceptions e JOIN orders o"
+                             " ON o.id = e.order_ref WHERE o.order_id = 'Rs'"
+                             " AND e.kind = 'warehouse'"),
+                 "tallyd");
+    /* PL-OB is never asked for it again */
+    CHECK_EQ_INT(outbox_rows("key = 'ob:PL-OB:Rs'"), 1);
+    check_reserved_invariant();
+
+    /* Picked: the same (the warehouse may still stop it). The cancel refused (it shipped):
+     * an exception says so, and the shipment is recorded where it happened, once. */
+    sent_order("Rp");
+    wh_status("PL-OB", "Rp", "picking", NULL, NULL, NULL);
+    r = release_now("Rp");
+    CHECK(r != NULL);
+    CHECK_EQ_INT(outbox_rows("key = 'obc:PL-OB:Rp'"), 1);
+    outbox_result("wh:PL-OB", "outbound_cancel", "obc:PL-OB:Rp", "Rp", false,
+                  "409 already_shipped");
+    CHECK(strstr(rh_qtext(h, "SELECT group_concat(message, ' | ') FROM exceptions e JOIN orders o"
+                             " ON o.id = e.order_ref WHERE o.order_id = 'Rp'"
+                             " AND e.state <> 'resolved'"),
+                 "could not cancel") != NULL);
+    CHECK_EQ_INT(open_exc("Rp", "cancelled_after_pick"), 0);
+    /* asked again: refused with what to do, nothing changed */
+    CHECK(release_now("Rp") == NULL);
+    CHECK_EQ_STR(rh_last_code(h), "conflict");
+    CHECK_EQ_INT(outbox_rows("kind = 'outbound_cancel' AND entity = 'Rp'"), 1);
+    wh_status("PL-OB", "Rp", "shipped", "InPost", "IP9", NULL);
+    CHECK_EQ_STR(fstate("Rp"), "shipped");
+    CHECK_EQ_STR(parts("Rp"), "C2@PL-OB=1:consumed");
+    check_reserved_invariant();
+
+    /* Partly shipped: refused, saying why. */
+    RH_EXEC(h, "UPDATE orders SET fstate = 'partial' WHERE order_id = 'Rp'");
+    CHECK(release_now("Rp") == NULL);
+    CHECK_EQ_STR(rh_last_code(h), "conflict");
+}
+
 int main(void)
 {
     h = rh_new("tally-fulfil");
@@ -1866,6 +1967,7 @@ int main(void)
     test_outbound_refused_and_discarded();
     test_shipped_without_tracking();
     test_late_order_overdue_at_once();
+    test_release_sent_order_cancels_first();
 
     rh_free(h);
     msgpack_unpacked_destroy(&pay);

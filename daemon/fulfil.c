@@ -1394,16 +1394,19 @@ void fulfil_kick(struct tallyd *d)
         uv_timer_start(&f->timer, on_timer, 50, FULFIL_TICK_MS);
 }
 
-/* The state of the outbox row of `key`, in buf ("" when there is none). */
-static void outbox_state(struct store *st, const char *key, char *buf, size_t cap)
+/* The state of the outbox row of `key`, in buf ("" when there is none), and its id. */
+static void outbox_state(struct store *st, const char *key, char *buf, size_t cap, int64_t *id)
 {
-    sqlite3_stmt *s = store_stmt(st, "SELECT state FROM outbox WHERE key = ?1");
+    sqlite3_stmt *s = store_stmt(st, "SELECT state, id FROM outbox WHERE key = ?1");
     buf[0] = 0;
+    *id = 0;
     if (!s)
         return;
     sqlite3_bind_text(s, 1, key, -1, SQLITE_STATIC);
-    if (sqlite3_step(s) == SQLITE_ROW)
+    if (sqlite3_step(s) == SQLITE_ROW) {
         col_text(s, 0, buf, cap);
+        *id = sqlite3_column_int64(s, 1);
+    }
     sqlite3_reset(s);
 }
 
@@ -1413,7 +1416,10 @@ static void outbox_state(struct store *st, const char *key, char *buf, size_t ca
  * cancel, sent once) and left out for this order (allocation_bans). The part stays reserved
  * there until the warehouse confirms (fulfil_outbound_status "cancelled" then releases it and
  * the order is allocated again elsewhere); it never leaves for a second warehouse before. A
- * warehouse that refused the cancel (its row held) still has the order: refused, saying so.
+ * warehouse that refused the cancel (its row held), or whose cancel an operator discarded
+ * (never sent again), still has the order: refused, saying so. A warehouse that refused the
+ * outbound order itself (its "ob:" row held) never had it: no cancel is sent there (it could
+ * not act on one); refused, naming the row whose discard moves the order (outbound_given_up).
  */
 static int release_by_cancel(struct tallyd *d, struct order *o, int64_t now,
                              struct fulfil_cancelling *out, char *err, size_t errlen)
@@ -1425,13 +1431,31 @@ static int release_by_cancel(struct tallyd *d, struct order *o, int64_t now,
     for (int i = 0; r == 0 && i < w.n; i++) {
         char key[160], target[80], state[16];
         bool due;
+        int64_t row;
+        decision_key(st, "ob", w.code[i], o, key, target, &due);
+        outbox_state(st, key, state, sizeof state, &row);
+        if (!strcmp(state, "held")) {
+            snprintf(err, errlen,
+                     "%s refused outbound order %s (outbox row %" PRId64 ", held): it never had"
+                     " it, so there is nothing to cancel; tally outbox discard %" PRId64
+                     " --reason TEXT releases it there and allocates it elsewhere",
+                     w.code[i], o->order_id, row, row);
+            return TALLY_E_CONFLICT;
+        }
         decision_key(st, "obc", w.code[i], o, key, target, &due);
-        outbox_state(st, key, state, sizeof state);
+        outbox_state(st, key, state, sizeof state, &row);
         if (!due && !strcmp(state, "held")) {
             snprintf(err, errlen,
                      "%s refused to cancel order %s (see tally outbox): it stays there; ship it"
                      " from %s, or settle it with them and run tally outbox retry on the cancel",
                      w.code[i], o->order_id, w.code[i]);
+            return TALLY_E_CONFLICT;
+        }
+        if (!due && !strcmp(state, "discarded")) {
+            snprintf(err, errlen,
+                     "the cancel of order %s at %s was discarded (outbox row %" PRId64 ") and is"
+                     " never sent again: the order stays at %s; settle it with them",
+                     o->order_id, w.code[i], row, w.code[i]);
             return TALLY_E_CONFLICT;
         }
         if (due) {

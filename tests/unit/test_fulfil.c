@@ -1936,6 +1936,113 @@ static void test_release_sent_order_cancels_first(void)
     CHECK_EQ_STR(rh_last_code(h), "conflict");
 }
 
+/* Warehouses (by code) that hold a part of the order that has not been cancelled or given
+ * back: reserved, consumed or shipped allocations. */
+static const char *holders(const char *oid)
+{
+    return rh_qtext(h,
+                    "SELECT COALESCE(group_concat(code, ','), '') FROM (SELECT DISTINCT w.code"
+                    " FROM allocations a JOIN warehouses w ON w.id = a.warehouse"
+                    " JOIN orders o ON o.id = a.order_ref WHERE o.order_id = '%s'"
+                    " ORDER BY w.code)",
+                    oid);
+}
+
+/*
+ * A release (orders.allocate --release) meets the other paths of an outbound order:
+ * (a) the warehouse cancels by itself before our cancel reaches it (or our cancel's answer is
+ *     lost and its "cancelled" arrives first): allocated again elsewhere exactly once, also
+ *     when "cancelled" is reported twice and when the retried cancel is answered later;
+ * (b) the warehouse ships before the cancel arrives: the shipment is recorded at that
+ *     warehouse, the order goes nowhere else, and the refused cancel tells a person;
+ * (c) the marketplace cancels the order while the release waits: cancelled, not re-allocated;
+ * (d) a warehouse that refused the outbound order itself (its row held) never had it: the
+ *     release does not send it a cancel it cannot act on, and says what to do instead;
+ * (e) a cancel already discarded by an operator is never sent again: the release does not
+ *     claim to be cancelling there.
+ */
+static void test_release_interactions(void)
+{
+    cancel_fixture();
+    add_wh("DE-OB", "DE", "outbound");
+    set_stock("C2", "DE-OB", 10, 0);
+
+    /* (a) */
+    sent_order("Ia");
+    CHECK(release_now("Ia") != NULL);
+    CHECK_EQ_STR(rh_qtext(h, "SELECT state FROM outbox WHERE key = 'obc:PL-OB:Ia'"), "pending");
+    wh_status("PL-OB", "Ia", "cancelled", NULL, NULL, "out of cartons");
+    wh_status("PL-OB", "Ia", "cancelled", NULL, NULL, "out of cartons");
+    pass_at(store_now() + 3600);
+    pass_at(store_now() + 7200);
+    CHECK_EQ_STR(parts("Ia"), "C2@DE-OB=1:reserved");
+    CHECK_EQ_INT(outbox_rows("kind = 'outbound' AND entity = 'Ia'"), 2);
+    /* the late answer of the cancel (a lost answer, retried): nothing moves again */
+    outbox_result("wh:PL-OB", "outbound_cancel", "obc:PL-OB:Ia", "Ia", true, NULL);
+    pass_at(store_now() + 3 * 3600);
+    CHECK_EQ_STR(parts("Ia"), "C2@DE-OB=1:reserved");
+    CHECK_EQ_INT(outbox_rows("kind = 'outbound' AND entity = 'Ia'"), 2);
+    CHECK_EQ_INT(open_exc("Ia", "warehouse"), 0);
+    check_reserved_invariant();
+
+    /* (b) */
+    sent_order("Ib");
+    wh_status("PL-OB", "Ib", "picking", NULL, NULL, NULL);
+    CHECK(release_now("Ib") != NULL);
+    wh_status("PL-OB", "Ib", "shipped", "InPost", "IPB", NULL);
+    pass_at(store_now() + 3600);
+    CHECK_EQ_STR(fstate("Ib"), "shipped");
+    CHECK_EQ_STR(holders("Ib"), "PL-OB");
+    CHECK_EQ_INT(outbox_rows("kind = 'outbound' AND entity = 'Ib'"), 1);
+    CHECK_EQ_INT(rh_q64(h, "SELECT COUNT(*) FROM shipments s JOIN orders o ON o.id = s.order_ref"
+                           " WHERE o.order_id = 'Ib'"),
+                 1);
+    outbox_result("wh:PL-OB", "outbound_cancel", "obc:PL-OB:Ib", "Ib", false,
+                  "409 already_shipped");
+    pass_at(store_now() + 7200);
+    CHECK_EQ_STR(holders("Ib"), "PL-OB");
+    CHECK_EQ_INT(open_exc("Ib", "warehouse"), 1);
+    check_reserved_invariant();
+
+    /* (c) */
+    sent_order("Ic");
+    CHECK(release_now("Ic") != NULL);
+    set_status("Ic", "IN_CANCEL");
+    RH_EXEC(h, "UPDATE orders SET fdirty = 1 WHERE order_id = 'Ic'");
+    pass();
+    wh_status("PL-OB", "Ic", "cancelled", NULL, NULL, "cancelled by client");
+    pass_at(store_now() + 3600);
+    CHECK_EQ_STR(fstate("Ic"), "cancelled");
+    CHECK_EQ_STR(parts("Ic"), "");
+    CHECK_EQ_INT(outbox_rows("kind = 'outbound' AND entity = 'Ic'"), 1);
+    check_reserved_invariant();
+
+    /* (d) */
+    add_order("Id", "PL", 0);
+    add_line("Id", "C2", 1);
+    pass();
+    CHECK_EQ_STR(parts("Id"), "C2@PL-OB=1:reserved");
+    outbox_result("wh:PL-OB", "outbound", "ob:PL-OB:Id", "Id", false, "422 bad service");
+    CHECK(release_now("Id") == NULL);
+    CHECK_EQ_STR(rh_last_code(h), "conflict");
+    CHECK(strstr(rh_last_message(h), "outbox discard") != NULL);
+    if (!strstr(rh_last_message(h), "outbox discard"))
+        fprintf(stderr, "  release of a refused outbound order: '%s'\n", rh_last_message(h));
+    CHECK_EQ_INT(outbox_rows("key = 'obc:PL-OB:Id'"), 0);
+    CHECK_EQ_STR(parts("Id"), "C2@PL-OB=1:reserved");
+
+    /* (e) */
+    sent_order("Ie");
+    CHECK(release_now("Ie") != NULL);
+    RH_EXEC(h, "UPDATE outbox SET state = 'discarded' WHERE key = 'obc:PL-OB:Ie'");
+    CHECK(release_now("Ie") == NULL);
+    CHECK_EQ_STR(rh_last_code(h), "conflict");
+    if (!strcmp(rh_last_code(h), ""))
+        fprintf(stderr, "  release after the cancel was discarded: accepted\n");
+    CHECK_EQ_STR(parts("Ie"), "C2@PL-OB=1:reserved");
+    check_reserved_invariant();
+}
+
 int main(void)
 {
     h = rh_new("tally-fulfil");
@@ -1968,6 +2075,7 @@ int main(void)
     test_shipped_without_tracking();
     test_late_order_overdue_at_once();
     test_release_sent_order_cancels_first();
+    test_release_interactions();
 
     rh_free(h);
     msgpack_unpacked_destroy(&pay);

@@ -1934,11 +1934,20 @@ int fulfil_outbox_result(struct tallyd *d, const char *target, const char *kind,
         if (!done && !o.cancel_requested && mp_class(o.status) != MP_CANCEL) {
             /* A cancel asked by an operator's release: the order stays at that warehouse. */
             char msg[TALLY_MAX_TEXT_LEN];
-            snprintf(msg, sizeof msg,
-                     "%s could not cancel outbound order %s (%s), asked for by a release: the"
-                     " order stays at %s; ship it from there, or settle it with them and run"
-                     " tally outbox retry on the cancel",
-                     target + 3, o.order_id, error ? error : "no reason given", target + 3);
+            if (wh && count_allocations(st, o.ref, "reserved", wh) == 0 &&
+                count_allocations(st, o.ref, NULL, wh) > 0)
+                /* Its shipment arrived before the answer: nothing is left to move. */
+                snprintf(msg, sizeof msg,
+                         "%s could not cancel outbound order %s (%s), asked for by a release:"
+                         " it shipped the order from there before the cancel reached it; the"
+                         " release did not happen",
+                         target + 3, o.order_id, error ? error : "no reason given");
+            else
+                snprintf(msg, sizeof msg,
+                         "%s could not cancel outbound order %s (%s), asked for by a release:"
+                         " the order stays at %s; ship it from there, or settle it with them"
+                         " and run tally outbox retry on the cancel",
+                         target + 3, o.order_id, error ? error : "no reason given", target + 3);
             struct exc_raise e = {.kind = EXC_WAREHOUSE,
                                   .order_ref = o.ref,
                                   .wh = wh,

@@ -2002,6 +2002,10 @@ static void test_release_interactions(void)
     pass_at(store_now() + 7200);
     CHECK_EQ_STR(holders("Ib"), "PL-OB");
     CHECK_EQ_INT(open_exc("Ib", "warehouse"), 1);
+    /* the person is told the release did not happen, not to ship what has left */
+    CHECK(strstr(rh_qtext(h, "SELECT message FROM exceptions e JOIN orders o ON o.id ="
+                             " e.order_ref WHERE o.order_id = 'Ib' AND e.kind = 'warehouse'"),
+                 "release did not happen") != NULL);
     check_reserved_invariant();
 
     /* (c) */

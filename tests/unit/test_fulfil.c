@@ -2035,6 +2035,19 @@ static void test_release_interactions(void)
     CHECK_EQ_INT(outbox_rows("key = 'obc:PL-OB:Id'"), 0);
     CHECK_EQ_STR(parts("Id"), "C2@PL-OB=1:reserved");
 
+    /* a station that is not the coordinator: refused, saying why, nothing asked or banned */
+    sent_order("If");
+    d->cfg.coordinator = false;
+    CHECK(release_now("If") == NULL);
+    d->cfg.coordinator = true;
+    CHECK_EQ_STR(rh_last_code(h), "conflict");
+    CHECK(strstr(rh_last_message(h), "coordinator") != NULL);
+    CHECK_EQ_INT(outbox_rows("kind = 'outbound_cancel' AND entity = 'If'"), 0);
+    CHECK_EQ_INT(rh_q64(h, "SELECT COUNT(*) FROM allocation_bans b JOIN orders o ON o.id ="
+                           " b.order_ref WHERE o.order_id = 'If'"),
+                 0);
+    CHECK_EQ_STR(parts("If"), "C2@PL-OB=1:reserved");
+
     /* (e) */
     sent_order("Ie");
     CHECK(release_now("Ie") != NULL);

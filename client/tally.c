@@ -210,6 +210,7 @@ struct cli {
      * the id to retry it with (NULL: none makes a retry safe), and whether it was sent. */
     const char *write_what;
     const char *write_id;
+    const char *write_order; /* without an id: the order to look at before a repeat */
     bool write_sent;
     struct tally_client *client;
     const struct command *cmd;
@@ -306,8 +307,9 @@ static int report_transport(struct cli *cli, int err)
                  cli->write_id, cli->write_what);
     else
         snprintf(again, sizeof again,
-                 "look with tally orders show before running it again (a repeat with an --id"
-                 " is applied once)");
+                 "look with tally orders show %.64s before running it again: it was sent without"
+                 " --id, so a repeat would be recorded as another %s",
+                 cli->write_order ? cli->write_order : "ORDER", cli->write_what);
     char what[64];
     if (err == TALLY_E_TIMEOUT && cli->timeout_s > 0)
         snprintf(what, sizeof what, "no answer from tallyd within %d s", cli->timeout_s);
@@ -1910,6 +1912,7 @@ static int run_ship(struct cli *cli, const struct args *a)
      * next number, so after a lost answer the caller must look first. */
     cli->write_what = "shipment";
     cli->write_id = a->val[O_SHIP_ID];
+    cli->write_order = a->pos[0];
     rc = cli_call(cli, "orders.ship", p, sizeof p / sizeof p[0], &r);
     msgpack_sbuffer_destroy(&lines);
     if (rc)

@@ -61,6 +61,14 @@ expect_match "$out" "not sent, nothing was recorded" "the message says it was no
 expect_match "$out" "run the same command again with --id m-[0-9a-f]{11}-[0-9a-f]{16}" \
     "the message names the movement id to retry with"
 id=$(retry_id "$out")
+# A shipment without --id is numbered by tallyd: no id to name, a repeat would be another one.
+out=$(TALLY_TIMEOUT=1 "$TALLY" --socket "$sock" ship O-77 --warehouse "$wh" --carrier C \
+    --tracking T1 2>&1)
+expect_eq "$?" 7 "ship with tallyd stopped: exit status"
+expect_match "$out" "look with tally orders show O-77 before running it again" \
+    "ship: the message names the order to look at"
+expect_match "$out" "repeat would be recorded as another shipment" \
+    "ship: the message says why a plain repeat is not safe"
 kill -CONT "$pid"
 r=$(j receive "$sku" 5 --warehouse "$wh" --id "$id")
 expect_eq "$(printf '%s' "$r" | jq -r '"\(.id) \(.duplicate)"')" "$id false" "the retry with that id: applied"

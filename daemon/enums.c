@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "exceptions.h"
+#include "rpc.h"
 #include "tally/protocol.h"
 
 static const char *const exception_kinds[] = {
@@ -51,6 +52,10 @@ const struct param_enum enum_promo_per = {promo_pers};
 static const char *const import_kinds[] = {"warehouses", "catalog", "stock", "orders", NULL};
 const struct param_enum enum_import_kind = {import_kinds};
 
+/* import warehouses: how a warehouse's orders are fulfilled. */
+static const char *const wh_fulfilments[] = {"station", "outbound", "none", NULL};
+const struct param_enum enum_wh_fulfilment = {wh_fulfilments};
+
 /* In the order of stock.h's STOCK_* (stock_kind_parse). */
 static const char *const move_kinds[] = {"receive",  "pick",   "adjust", "count",
                                          "transfer", "return", NULL};
@@ -80,14 +85,23 @@ int cmd_param_enum(struct rpc_call *c, struct mp_params *p, const char *key, boo
     }
     if ((*idx = enum_index(e, *s, *n)) >= 0)
         return 0;
+    char msg[640];
+    enum_refusal(e, key, *s, *n, msg, sizeof msg);
+    return rpc_fail(c, TALLY_E_INVALID_PARAMS, "%s", msg);
+}
+
+void enum_refusal(const struct param_enum *e, const char *key, const char *s, size_t n, char *out,
+                  size_t cap)
+{
     char list[512];
     size_t len = 0;
+    list[0] = 0;
     for (int i = 0; e->values[i] && len < sizeof list; i++) {
         int w = snprintf(list + len, sizeof list - len, "%s%s", i ? ", " : "", e->values[i]);
         if (w < 0)
             break;
         len += (size_t)w;
     }
-    return rpc_fail(c, TALLY_E_INVALID_PARAMS, "field '%s' must be one of: %s (not '%.*s')", key,
-                    list, (int)(*n > 64 ? 64 : *n), *s);
+    snprintf(out, cap, "field '%s' must be one of: %s (not '%.*s')", key, list,
+             (int)(n > 64 ? 64 : n), s);
 }

@@ -70,7 +70,7 @@ int exceptions_raise(struct tallyd *d, const struct exc_raise *e, bool *created)
             int64_t by = sqlite3_column_int64(s, 0);
             /* The marketplace's handling deadline comes first, even when it has passed
              * already: an order late on arrival makes its exceptions overdue at once. */
-            if (by < deadline) {
+            if (by > 0 && by < deadline) { /* 0: none (fulfil.c's reading too) */
                 deadline = by;
                 by_ship_by = true;
             }

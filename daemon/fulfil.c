@@ -1033,7 +1033,7 @@ static int deadlines(struct tallyd *d, struct fulfil *f, int64_t now)
     sqlite3_stmt *s =
         store_stmt(st, ORDER_SELECT " INDEXED BY orders_open_by_ship_by WHERE fstate IN "
                                     "('pending','ready','allocated','sent','picked',"
-                                    "'partial') AND ship_by IS NOT NULL AND ship_by <= ?1"
+                                    "'partial') AND ship_by > 0 AND ship_by <= ?1"
                                     " AND (ship_by, id) > (?3, ?4) ORDER BY ship_by, id LIMIT ?2");
     if (!s)
         return TALLY_E_STORAGE;

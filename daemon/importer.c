@@ -336,6 +336,8 @@ static int import_order_row(struct store *st, struct mp_params *p, bool *inserte
      * with one would wait in `pending` for ever, and no filter could find it. */
     if (enum_index(&enum_order_status, status, strlen(status)) < 0)
         return refuse_enum(p, &enum_order_status, "status", status);
+    /* A ship-by of 0 is none (as fulfilment reads it): not a deadline in 1970. */
+    h_ship = h_ship && ship_by > 0;
     struct order_header h = {
         .order_id = oid,
         .status = status,

@@ -1833,6 +1833,17 @@ static void test_late_order_overdue_at_once(void)
     CHECK_EQ_INT(all_exc("Moved", "out_of_stock"), 1);
     CHECK_EQ_INT(rh_q64(h, "SELECT deadline FROM exceptions WHERE id = %lld", (long long)oos),
                  now - HOUR);
+
+    /* A ship-by of 0 (an import's "0": no ship-by, as fulfilment reads it) is no deadline:
+     * its exceptions are due in 24 h, not overdue since 1970. */
+    add_order("Zero", "ES", 0);
+    add_line("Zero", "L1", 77);
+    RH_EXEC(h, "UPDATE orders SET ship_by = 0 WHERE order_id = 'Zero'");
+    pass();
+    CHECK_EQ_INT(open_exc("Zero", "out_of_stock"), 1);
+    CHECK(rh_q64(h, "SELECT deadline FROM exceptions WHERE id = %lld",
+                 (long long)exc_id("Zero", "out_of_stock")) > now);
+    CHECK_EQ_INT(open_exc("Zero", "deadline"), 0);
 }
 
 /* orders.allocate with release; NULL when refused (the code in rh_last_code). */

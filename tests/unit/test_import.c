@@ -518,6 +518,12 @@ static void test_orders(void)
             fprintf(stderr, "  %s imported (%d: %s)\n", bad_status[i], r, last_err);
     }
     CHECK_EQ_INT(q64(st, "SELECT COUNT(*) FROM orders WHERE order_id = '8003'"), 0);
+    /* ship_by 0 is no ship-by (not a deadline in 1970) */
+    r = IMPORT(st, IMPORT_ORDERS,
+               {"order_id=8004", "status=WAIT_SELLER_SEND_GOODS", "created_at=#1700000000",
+                "ship_by=0", "country=ES", "currency=EUR", "sku=S1", "qty=#1", "price_minor=#150"});
+    CHECK_EQ_INT(r, 0);
+    CHECK_EQ_INT(q64(st, "SELECT ship_by IS NULL FROM orders WHERE order_id = '8004'"), 1);
     /* the warehouses' fulfilment too, from the same table */
     r = IMPORT(st, IMPORT_WAREHOUSES, {"code=ZZ", "name=Z", "country=ES", "fulfilment=Outbound"});
     CHECK_EQ_INT(r, TALLY_E_INVALID_PARAMS);

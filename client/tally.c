@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <signal.h>
+#include <sys/random.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -122,11 +123,14 @@ static const struct option_spec option_specs[O_COUNT] = {
     [O_WAREHOUSE] = {"warehouse", "W", "warehouse code, e.g. ES-MAD"},
     [O_FROM] = {"from", "W", "warehouse the goods leave"},
     [O_TO] = {"to", "W2", "warehouse the goods arrive at"},
-    [O_ID] = {"id", "ID", "movement id: give one when you may retry; the same id is applied once"},
+    [O_ID] = {"id", "ID",
+              "movement id (default: one made here, shown in the answer and on a timeout);\n"
+              "                     the same id is applied once"},
     [O_REF] = {"ref", "REF", "a reference kept with the movement: order id, delivery note..."},
     [O_REASON] = {"reason", "TEXT", "why (required by adjust, and with --force)"},
     [O_FORCE] = {"force", NULL, "record it even if on-hand stock goes below zero (needs --reason)"},
-    [O_LOW] = {"low", NULL, "only rows whose available stock is at or below their threshold"},
+    [O_LOW] = {"low", NULL,
+               "only rows that are out (nothing available) or at or below their threshold"},
     [O_STATUS] = {"status", "S", "marketplace order status, e.g. WAIT_SELLER_SEND_GOODS"},
     [O_STATE] = {"state", "STATE", "pending, held or done"},
     [O_LIMIT] = {"limit", "N", "rows per page, 1-1000 (default 100; 1000 with --all)"},
@@ -200,7 +204,14 @@ struct args {
 /* What the whole invocation shares: global options and the one connection. */
 struct cli {
     const char *socket_opt; /* --socket, or NULL */
+    int timeout_s;          /* --timeout or TALLY_TIMEOUT; -1: the library's default */
     bool json;
+    /* A write whose effect a transport failure leaves unknown: what it is ("movement") and
+     * the id to retry it with (NULL: none makes a retry safe), and whether it was sent. */
+    const char *write_what;
+    const char *write_id;
+    const char *write_order; /* without an id: the order to look at before a repeat */
+    bool write_sent;
     struct tally_client *client;
     const struct command *cmd;
     char err_code[32]; /* the last error reported */
@@ -281,10 +292,38 @@ static int report(struct cli *cli, int err, const char *code, const char *messag
     return exit_code_for(err);
 }
 
-/* A client-side (transport) failure of the connection. */
+/* A client-side (transport) failure of the connection. For a write, whether it may have been
+ * recorded and how to retry it safely: a caller at 3 a.m. must not record a pick twice. */
 static int report_transport(struct cli *cli, int err)
 {
-    return report(cli, err, tally_strerror_code(err), tally_client_errmsg(cli->client));
+    const char *why = tally_client_errmsg(cli->client);
+    if (!cli->write_what)
+        return report(cli, err, tally_strerror_code(err), why);
+    char msg[768], again[300];
+    if (cli->write_id)
+        snprintf(again, sizeof again,
+                 "run the same command again with --id %s (safe: a %s with the same id is applied"
+                 " once)",
+                 cli->write_id, cli->write_what);
+    else
+        snprintf(again, sizeof again,
+                 "look with tally orders show %.64s before running it again: it was sent without"
+                 " --id, so a repeat would be recorded as another %s",
+                 cli->write_order ? cli->write_order : "ORDER", cli->write_what);
+    char what[64];
+    if (err == TALLY_E_TIMEOUT && cli->timeout_s > 0)
+        snprintf(what, sizeof what, "no answer from tallyd within %d s", cli->timeout_s);
+    else if (err == TALLY_E_TIMEOUT)
+        snprintf(what, sizeof what, "no answer from tallyd in time");
+    else
+        snprintf(what, sizeof what, "the connection to tallyd failed");
+    if (cli->write_sent)
+        snprintf(msg, sizeof msg, "%s (%s): the %s may or may not be recorded; %s", what, why,
+                 cli->write_what, again);
+    else
+        snprintf(msg, sizeof msg, "%s (%s): the %s was not sent, nothing was recorded; %s", what,
+                 why, cli->write_what, again);
+    return report(cli, err, tally_strerror_code(err), msg);
 }
 
 static int usage_error(const struct cli *cli, const char *fmt, ...)
@@ -375,6 +414,8 @@ static int cli_connect(struct cli *cli)
     const char *path = tally_socket_path(cli->socket_opt);
     char why[512];
     int err = tally_connect(path, &cli->client, why, sizeof why);
+    if (err == 0 && cli->timeout_s >= 0)
+        tally_client_set_timeout(cli->client, cli->timeout_s * 1000);
     if (err) {
         if (cli->json)
             json_error_doc(tally_strerror_code(err), why, NULL, 0);
@@ -409,6 +450,7 @@ static int cli_request(struct cli *cli, const char *method, const msgpack_sbuffe
     int rc = cli_connect(cli);
     if (rc)
         return rc;
+    cli->write_sent = cli->write_what != NULL;
     int err = tally_call(cli->client, method, params ? params->data : NULL,
                          params ? params->size : 0, out);
     return err ? report_transport(cli, err) : EXIT_OK;
@@ -640,6 +682,19 @@ static int opt_int(const struct cli *cli, const struct args *a, int o, int64_t *
     return int_arg(cli, name, a->val[o], v);
 }
 
+/* --timeout / TALLY_TIMEOUT: whole seconds to wait for each answer, 0 for no limit. */
+static int set_timeout(struct cli *cli, const char *what, const char *v)
+{
+    char *end;
+    errno = 0;
+    long n = strtol(v, &end, 10);
+    if (!isdigit((unsigned char)v[0]) || *end || errno || n > 86400)
+        return usage_error(cli, "%s must be whole seconds from 0 (no limit) to 86400, not '%s'",
+                           what, v);
+    cli->timeout_s = (int)n;
+    return 0;
+}
+
 /* "-5" is an argument (a signed quantity), "-x" and "--x" are options. */
 static bool looks_like_option(const char *s)
 {
@@ -687,6 +742,14 @@ static int parse_args(struct cli *cli, int argc, char **argv, struct args *a)
             if (!eq && i + 1 == argc)
                 return usage_error(cli, "--socket needs a PATH");
             cli->socket_opt = eq ? eq + 1 : argv[++i];
+            continue;
+        }
+        if (s[1] == '-' && nlen == 7 && strncmp(name, "timeout", 7) == 0) {
+            if (!eq && i + 1 == argc)
+                return usage_error(cli, "--timeout needs SECONDS");
+            int rc = set_timeout(cli, "--timeout", eq ? eq + 1 : argv[++i]);
+            if (rc)
+                return rc;
             continue;
         }
         int o = O_COUNT;
@@ -1188,6 +1251,12 @@ static void stock_notes(const msgpack_object *s, const msgpack_object *whs)
     }
 }
 
+/* The LOW column: OUT when nothing is available, LOW at or below the threshold. */
+static const char *low_mark(const msgpack_object *row)
+{
+    return get_bool(row, "out") ? "OUT" : get_bool(row, "low") ? "LOW" : "";
+}
+
 static int run_stock(struct cli *cli, const struct args *a)
 {
     static const struct table_col cols[] = {{"WAREHOUSE", TABLE_LEFT},  {"COUNTRY", TABLE_LEFT},
@@ -1237,7 +1306,7 @@ static int run_stock(struct cli *cli, const struct args *a)
         cell_int(t, w, "on_hand");
         cell_int(t, w, "reserved");
         cell_int(t, w, "available");
-        table_cell(t, get_bool(w, "low") ? "LOW" : "");
+        table_cell(t, low_mark(w));
     }
     const msgpack_object *tot = get(s, "total");
     table_cell(t, "TOTAL");
@@ -1274,7 +1343,7 @@ static void stock_row(struct table *t, const msgpack_object *it)
     cell_int(t, it, "safety");
     cell_int(t, it, "available");
     cell_int(t, it, "threshold");
-    table_cell(t, get_bool(it, "low") ? "LOW" : "");
+    table_cell(t, low_mark(it));
     cell_int(t, it, "sold");
     /* Blank rather than 0: the rows that need restocking stand out. */
     if (get_int(it, "suggest", &suggest) && suggest > 0)
@@ -1292,7 +1361,8 @@ static int run_stock_list(struct cli *cli, const struct args *a)
                              .cols = stock_cols,
                              .ncols = STOCK_NCOLS,
                              .row = stock_row,
-                             .none = a->set[O_LOW] ? "no stock row is low" : "no stock rows"};
+                             .none =
+                                 a->set[O_LOW] ? "no stock row is low or out" : "no stock rows"};
     return run_list(cli, a, &l);
 }
 
@@ -1388,6 +1458,24 @@ static void print_move(const char *kind, int64_t qty, const struct args *a,
     fputc('\n', stdout);
 }
 
+/* A fresh movement id, as tallyd makes them: time-ordered, with 64 random bits. The client
+ * makes it (rather than tallyd) so that the caller knows it before sending: a call that gets
+ * no answer can be repeated with it, and is applied once. */
+static void make_write_id(const char *prefix, char *buf, size_t cap)
+{
+    uint64_t r = 0;
+    if (getrandom(&r, sizeof r, 0) != (ssize_t)sizeof r) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        r = (uint64_t)ts.tv_nsec * 0x9E3779B97F4A7C15ull ^ (uint64_t)ts.tv_sec ^
+            (uint64_t)getpid() << 32;
+    }
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    uint64_t ms = (uint64_t)now.tv_sec * 1000 + (uint64_t)now.tv_nsec / 1000000;
+    snprintf(buf, cap, "%s-%011" PRIx64 "-%016" PRIx64, prefix, ms, r);
+}
+
 static int run_move(struct cli *cli, const struct args *a)
 {
     const char *kind = cli->cmd->name;
@@ -1396,13 +1484,21 @@ static int run_move(struct cli *cli, const struct args *a)
     int rc = int_arg(cli, cli->cmd->pos[1], a->pos[1], &qty);
     if (rc)
         return rc;
+    char made[40];
+    const char *id = a->val[O_ID];
+    if (!id) {
+        make_write_id("m", made, sizeof made);
+        id = made;
+    }
+    cli->write_what = "movement";
+    cli->write_id = id;
     const struct kv p[] = {
         kv_str("kind", kind),
         kv_str("sku", a->pos[0]),
         kv_str("warehouse", transfer ? a->val[O_FROM] : a->val[O_WAREHOUSE]),
         kv_int("qty", qty, true),
         kv_str("to", a->val[O_TO]),
-        kv_str("id", a->val[O_ID]),
+        kv_str("id", id),
         kv_str("reason", a->val[O_REASON]),
         kv_str("ref", a->val[O_REF]),
         kv_flag("force", a->set[O_FORCE]),
@@ -1732,9 +1828,28 @@ static int run_orders_allocate(struct cli *cli, const struct args *a)
         return rc;
     }
     char b[1100];
+    const msgpack_object *canc = get_array(&r->result, "cancelling");
+    bool cancelling = canc && canc->via.array.size > 0;
     field("order", "%s%s", get_str(&r->result, "order_id", b, sizeof b) ? b : a->pos[0],
-          a->set[O_RELEASE] ? " (unshipped reservations released first)" : "");
+          cancelling          ? ""
+          : a->set[O_RELEASE] ? " (unshipped reservations released first)"
+                              : "");
     field("fulfilment", "%s", get_str(&r->result, "fstate", b, sizeof b) ? b : "-");
+    if (cancelling) {
+        size_t len = 0;
+        b[0] = 0;
+        for (uint32_t i = 0; i < canc->via.array.size; i++) {
+            const msgpack_object *w = &canc->via.array.ptr[i];
+            if (w->type == MSGPACK_OBJECT_STR)
+                appendf(b, sizeof b, &len, "%s%.*s", i ? ", " : "", (int)w->via.str.size,
+                        w->via.str.ptr);
+        }
+        field("cancelling",
+              "asked %s to cancel its outbound order; the order is allocated again"
+              " (elsewhere) once the cancel is confirmed — follow it with tally"
+              " orders show",
+              b);
+    }
     print_allocation(get(&r->result, "allocation"));
     tally_reply_free(r);
     return EXIT_OK;
@@ -1793,6 +1908,11 @@ static int run_ship(struct cli *cli, const struct args *a)
                            kv_raw("lines", &lines),
                            kv_str("id", a->val[O_SHIP_ID])};
     struct tally_reply *r;
+    /* Without --id, tallyd numbers the shipment (ORDER-WAREHOUSE-N): a repeat would be the
+     * next number, so after a lost answer the caller must look first. */
+    cli->write_what = "shipment";
+    cli->write_id = a->val[O_SHIP_ID];
+    cli->write_order = a->pos[0];
     rc = cli_call(cli, "orders.ship", p, sizeof p / sizeof p[0], &r);
     msgpack_sbuffer_destroy(&lines);
     if (rc)
@@ -2004,10 +2124,20 @@ static int run_returns_receive(struct cli *cli, const struct args *a)
     int rc = int_arg(cli, "QTY", a->pos[1], &qty);
     if (rc)
         return rc;
-    const struct kv p[] = {
-        kv_str("id", a->val[O_RET_ID]),           kv_str("sku", a->pos[0]),
-        kv_str("warehouse", a->val[O_WAREHOUSE]), kv_int("qty", qty, true),
-        kv_str("order_id", a->val[O_ORDER]),      kv_str("reason", a->val[O_RET_REASON])};
+    char made[40];
+    const char *id = a->val[O_RET_ID];
+    if (!id) {
+        make_write_id("r", made, sizeof made);
+        id = made;
+    }
+    cli->write_what = "return";
+    cli->write_id = id;
+    const struct kv p[] = {kv_str("id", id),
+                           kv_str("sku", a->pos[0]),
+                           kv_str("warehouse", a->val[O_WAREHOUSE]),
+                           kv_int("qty", qty, true),
+                           kv_str("order_id", a->val[O_ORDER]),
+                           kv_str("reason", a->val[O_RET_REASON])};
     struct tally_reply *r;
     rc = cli_call(cli, "returns.receive", p, sizeof p / sizeof p[0], &r);
     if (rc)
@@ -2018,12 +2148,12 @@ static int run_returns_receive(struct cli *cli, const struct args *a)
         return rc;
     }
     const msgpack_object *ret = return_of(&r->result);
-    char id[TALLY_MAX_ID_LEN + 1];
-    get_str(ret, "id", id, sizeof id);
-    printf("return %s: %" PRId64 " × %s back at %s%s, held out of sale until inspected\n", id, qty,
+    char rid[TALLY_MAX_ID_LEN + 1];
+    get_str(ret, "id", rid, sizeof rid);
+    printf("return %s: %" PRId64 " × %s back at %s%s, held out of sale until inspected\n", rid, qty,
            a->pos[0], a->val[O_WAREHOUSE],
            get_bool(&r->result, "duplicate") ? " (already recorded: not applied again)" : "");
-    printf("next: tally returns inspect %s --sellable N --damaged M\n", id);
+    printf("next: tally returns inspect %s --sellable N --damaged M\n", rid);
     tally_reply_free(r);
     return EXIT_OK;
 }
@@ -3545,9 +3675,9 @@ static const struct command commands[] = {
      "stock of one SKU in every warehouse",
      "Shows, per warehouse: the last upstream figure (SNAPSHOT), local movements not yet\n"
      "confirmed upstream (PENDING), ON_HAND = SNAPSHOT + PENDING, RESERVED for open orders\n"
-     "and returns awaiting inspection, AVAILABLE = ON_HAND - RESERVED - safety stock, and LOW\n"
-     "when available is at or below the threshold; then the totals and what may be published\n"
-     "to the marketplace.\n"
+     "and returns awaiting inspection, AVAILABLE = ON_HAND - RESERVED - safety stock, OUT when\n"
+     "nothing is available and LOW when available is at or below the threshold; then the\n"
+     "totals and what may be published to the marketplace.\n"
      "(A SKU named \"list\" or \"set\" is shown with: tally stock -- list)",
      "tally stock TS-RED-M"},
     {"stock list",
@@ -3559,7 +3689,9 @@ static const struct command commands[] = {
      "Lists stock rows ordered by SKU and warehouse, one page at a time (--all for every\n"
      "page). SOLD is the units shipped from that warehouse in the daemon's sales window\n"
      "([stock] sales_window_days); SUGGEST, shown when stock runs short, is how many units to\n"
-     "receive for [stock] restock_cover_days of cover at that rate.",
+     "receive for [stock] restock_cover_days of cover at that rate. With --low, only the\n"
+     "rows that are OUT (nothing available, whatever the threshold) or LOW (available at or\n"
+     "below the threshold), in catalog order.",
      "tally stock list --warehouse ES-MAD --low"},
     {"stock set",
      run_stock_set,
@@ -3690,8 +3822,11 @@ static const struct command commands[] = {
      "Runs allocation for one order at once instead of waiting for the fulfilment pass (after\n"
      "receiving the missing stock, for instance). With --release, what is reserved and not\n"
      "shipped is released first and the order allocated again: for an order its warehouse\n"
-     "cannot ship. Only the coordinator station allocates; an order that is shipped,\n"
-     "cancelled or not paid is refused (exit 5).",
+     "cannot ship. If that warehouse's system already has the order (sent, picked), it is\n"
+     "asked to cancel it first and left out for this order; the order is allocated again\n"
+     "once the cancel is confirmed, never at two warehouses at once. Only the coordinator\n"
+     "station allocates; an order that is shipped (even in part), cancelled or not paid, or\n"
+     "whose warehouse refused the cancel, is refused (exit 5).",
      "tally orders allocate 8100012345 --release"},
     {"ship",
      run_ship,
@@ -3814,9 +3949,9 @@ static const struct command commands[] = {
      {NULL},
      "follow events as they happen",
      "Prints events until interrupted: sync (link up/down, rounds that brought rows),\n"
-     "low_stock (a SKU at a warehouse fell to its threshold), order (a new order), exception\n"
-     "(raised, or resolved by tallyd: its id, kind, state, order or SKU, message and\n"
-     "deadline). With --json, one JSON object per line.",
+     "low_stock (a SKU at a warehouse fell to its threshold or ran out), order (a new order),\n"
+     "exception (raised, or resolved by tallyd: its id, kind, state, order or SKU, message\n"
+     "and deadline). With --json, one JSON object per line.",
      "tally watch --json"},
     {"purge",
      run_purge,
@@ -3902,7 +4037,7 @@ static void print_command_help(FILE *f, const struct command *c)
 
 static void print_main_help(FILE *f)
 {
-    fprintf(f, "Usage: tally [--socket PATH] [--json] COMMAND [ARGS...]\n"
+    fprintf(f, "Usage: tally [--socket PATH] [--timeout SECS] [--json] COMMAND [ARGS...]\n"
                "\n"
                "The station's client of tallyd. Queries are answered from the local replica;\n"
                "stock movements are recorded on this station and reach the warehouse later.\n"
@@ -3931,6 +4066,8 @@ static void print_main_help(FILE *f)
             "\n"
             "Options (before or after the command):\n"
             "  --socket PATH   tallyd's socket (default: $TALLY_SOCKET, else %s)\n"
+            "  --timeout SECS  how long to wait for each answer (default: $TALLY_TIMEOUT, else\n"
+            "                  30; 0 waits forever)\n"
             "  --json          print the result as one JSON document on stdout; errors too,\n"
             "                  as {\"error\":{\"code\":...,\"message\":...}}\n"
             "  --help, -h      usage (of a command: tally COMMAND --help)\n"
@@ -3945,7 +4082,9 @@ static void print_main_help(FILE *f)
             "  5  refused: invalid_params, insufficient_stock or conflict\n"
             "  6  forbidden: this user may not write (or may not open the socket)\n"
             "  7  transport or protocol failure: connection lost, timeout, malformed answer,\n"
-            "     protocol version mismatch\n"
+            "     protocol version mismatch. A movement or return that got no answer names its\n"
+            "     id (made here when none is given): run the same command again with --id ID,\n"
+            "     and it is applied once whether or not the first one was recorded\n"
             "\n"
             "Errors go to stderr as \"tally: MESSAGE (CODE)\".\n"
             "Example: tally stock TS-RED-M --json\n",
@@ -4025,6 +4164,10 @@ static int unknown_command(struct cli *cli, int argc, char **argv)
 static int run(struct cli *cli, int argc, char **argv)
 {
     int i = 1;
+    cli->timeout_s = -1;
+    const char *env = getenv("TALLY_TIMEOUT");
+    if (env && env[0] && set_timeout(cli, "TALLY_TIMEOUT", env))
+        return EXIT_USAGE;
     for (; i < argc && looks_like_option(argv[i]); i++) {
         const char *s = argv[i];
         if (strcmp(s, "--") == 0) {
@@ -4045,12 +4188,20 @@ static int run(struct cli *cli, int argc, char **argv)
             cli->socket_opt = s + 9;
         } else if (strcmp(s, "--socket") == 0) {
             return usage_error(cli, "--socket needs a PATH");
+        } else if (strcmp(s, "--timeout") == 0 && i + 1 < argc) {
+            if (set_timeout(cli, "--timeout", argv[++i]))
+                return EXIT_USAGE;
+        } else if (strncmp(s, "--timeout=", 10) == 0) {
+            if (set_timeout(cli, "--timeout", s + 10))
+                return EXIT_USAGE;
+        } else if (strcmp(s, "--timeout") == 0) {
+            return usage_error(cli, "--timeout needs SECONDS");
         } else {
             return usage_error(cli, "unknown option '%s'", s);
         }
     }
     if (i == argc) {
-        fputs("Usage: tally [--socket PATH] [--json] COMMAND [ARGS...]\n"
+        fputs("Usage: tally [--socket PATH] [--timeout SECS] [--json] COMMAND [ARGS...]\n"
               "Try 'tally help' for the list of commands.\n",
               stderr);
         return EXIT_USAGE;

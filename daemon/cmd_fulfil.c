@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "cmd.h"
+#include "enums.h"
 #include "fulfil.h"
 #include "store.h"
 
@@ -18,7 +19,8 @@ int cmd_orders_allocate(struct rpc_call *c)
         (r = mp_param_bool(&p, "release", false, &rel, NULL)))
         return rpc_fail(c, r, "%s", p.err);
     char err[256] = "";
-    if ((r = fulfil_allocate_now(c->d, oid, rel, err, sizeof err)) != 0)
+    struct fulfil_cancelling canc;
+    if ((r = fulfil_allocate_now(c->d, oid, rel, &canc, err, sizeof err)) != 0)
         return rpc_fail(c, r, "%s", err[0] ? err : tally_strerror(r));
     struct store *st = c->d->store;
     sqlite3_stmt *s = store_stmt(st, "SELECT id, fstate, alloc_rule, alloc_why FROM orders"
@@ -32,9 +34,13 @@ int cmd_orders_allocate(struct rpc_call *c)
     }
     int64_t ref = sqlite3_column_int64(s, 0);
     msgpack_packer *pk = c->pk;
-    msgpack_pack_map(pk, 3);
+    msgpack_pack_map(pk, 4);
     mp_pack_kv_str(pk, "order_id", oid);
     mp_pack_kv_str(pk, "fstate", (const char *)sqlite3_column_text(s, 1));
+    mp_pack_key(pk, "cancelling");
+    msgpack_pack_array(pk, (size_t)canc.n);
+    for (int i = 0; i < canc.n; i++)
+        mp_pack_strz(pk, canc.code[i]);
     mp_pack_key(pk, "allocation");
     char rule[32], why[600];
     snprintf(rule, sizeof rule, "%s",
@@ -144,39 +150,26 @@ static void pack_exception(msgpack_packer *pk, sqlite3_stmt *s, int64_t now)
     cmd_pack_col_text(pk, "note", s, 12);
 }
 
-static bool is(const char *s, size_t n, const char *lit)
-{
-    return n == strlen(lit) && !memcmp(s, lit, n);
-}
-
 /* Cursor: "<deadline> <id>" (active, open, acknowledged) or "<id>" (resolved, all). */
 int cmd_exceptions_list(struct rpc_call *c)
 {
     struct mp_params p = {.map = c->params};
     struct page_req pg;
-    const char *state = "active", *kind = NULL, *oid = NULL;
-    size_t sn = 6, kn = 0, on = 0;
-    bool have_state = false;
+    const char *state, *kind, *oid = NULL;
+    size_t sn, kn, on = 0;
+    int mode, kind_idx;
     int r = cmd_page_params(c, &p, &pg);
     if (r)
         return r;
-    if ((r = mp_param_id(&p, "state", false, &state, &sn, &have_state)) ||
-        (r = mp_param_id(&p, "kind", false, &kind, &kn, NULL)) ||
-        (r = mp_param_id(&p, "order_id", false, &oid, &on, NULL)))
-        return rpc_fail(c, r, "%s", p.err);
-    if (!have_state) {
-        state = "active";
-        sn = 6;
-    }
-    int mode = is(state, sn, "active")         ? 0
-               : is(state, sn, "open")         ? 1
-               : is(state, sn, "acknowledged") ? 2
-               : is(state, sn, "resolved")     ? 3
-               : is(state, sn, "all")          ? 4
-                                               : -1;
+    /* mode: the index in enum_exception_state (active 0, open 1, acknowledged 2, resolved 3,
+     * all 4); absent is active. */
+    if ((r = cmd_param_enum(c, &p, "state", false, &enum_exception_state, &state, &sn, &mode)) ||
+        (r = cmd_param_enum(c, &p, "kind", false, &enum_exception_kind, &kind, &kn, &kind_idx)))
+        return r;
     if (mode < 0)
-        return rpc_fail(c, TALLY_E_INVALID_PARAMS,
-                        "field 'state' must be open, acknowledged, resolved, active or all");
+        mode = 0;
+    if ((r = mp_param_id(&p, "order_id", false, &oid, &on, NULL)))
+        return rpc_fail(c, r, "%s", p.err);
     bool by_id = mode >= 3;
     int64_t after_deadline = INT64_MIN, after_id = 0;
     if (pg.cursor) {

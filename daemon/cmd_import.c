@@ -1,5 +1,6 @@
 /* import */
 #include "cmd.h"
+#include "enums.h"
 #include "importer.h"
 
 int cmd_import(struct rpc_call *c)
@@ -7,13 +8,14 @@ int cmd_import(struct rpc_call *c)
     struct mp_params p = {.map = c->params};
     const char *kind;
     size_t n;
-    int r = mp_param_id(&p, "kind", true, &kind, &n, NULL);
+    int idx;
+    int r = cmd_param_enum(c, &p, "kind", true, &enum_import_kind, &kind, &n, &idx);
     if (r)
-        return rpc_fail(c, r, "%s", p.err);
+        return r;
     int k = import_kind_parse(kind, n);
-    if (k < 0)
-        return rpc_fail(c, TALLY_E_INVALID_PARAMS,
-                        "field 'kind' must be warehouses, catalog, stock or orders");
+    if (k < 0) /* enum_import_kind and the importer disagree */
+        return rpc_fail(c, TALLY_E_INTERNAL, "import kind '%.*s' unknown to the importer", (int)n,
+                        kind);
     const msgpack_object *rows = mp_map_get(c->params, "rows");
     if (!rows)
         return rpc_fail(c, TALLY_E_INVALID_PARAMS, "field 'rows' is required");

@@ -5,6 +5,7 @@
 
 #include "catalog.h"
 #include "cmd.h"
+#include "enums.h"
 #include "store.h"
 
 /* Columns 0..11 shared by orders.list and orders.get. */
@@ -165,9 +166,11 @@ int cmd_orders_list(struct rpc_call *c)
     int r = cmd_page_params(c, &p, &pg);
     if (r)
         return r;
-    if ((r = mp_param_id(&p, "status", false, &status, &sn, NULL)) ||
-        (r = mp_param_id(&p, "fstate", false, &fstate, &fn, NULL)) ||
-        (r = mp_param_bool(&p, "due", false, &due, NULL)) ||
+    int idx;
+    if ((r = cmd_param_enum(c, &p, "status", false, &enum_order_status, &status, &sn, &idx)) ||
+        (r = cmd_param_enum(c, &p, "fstate", false, &enum_fstate, &fstate, &fn, &idx)))
+        return r;
+    if ((r = mp_param_bool(&p, "due", false, &due, NULL)) ||
         (r = mp_param_id(&p, "warehouse", false, &wh, &whn, &have_wh)))
         return rpc_fail(c, r, "%s", p.err);
     if (due)

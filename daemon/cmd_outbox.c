@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "cmd.h"
+#include "enums.h"
 #include "store.h"
 
 int cmd_outbox_list(struct rpc_call *c)
@@ -15,11 +16,9 @@ int cmd_outbox_list(struct rpc_call *c)
     int r = cmd_page_params(c, &p, &pg);
     if (r)
         return r;
-    if ((r = mp_param_id(&p, "state", false, &state, &sn, NULL)) != 0)
-        return rpc_fail(c, r, "%s", p.err);
-    if (state && !(sn == 7 && !memcmp(state, "pending", 7)) &&
-        !(sn == 4 && !memcmp(state, "held", 4)) && !(sn == 4 && !memcmp(state, "done", 4)))
-        return rpc_fail(c, TALLY_E_INVALID_PARAMS, "field 'state' must be pending, held or done");
+    int idx;
+    if ((r = cmd_param_enum(c, &p, "state", false, &enum_outbox_state, &state, &sn, &idx)) != 0)
+        return r;
     int64_t after = 0;
     if (pg.cursor) {
         char buf[32], *end;

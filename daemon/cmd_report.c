@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "cmd.h"
+#include "enums.h"
 #include "store.h"
 
 /* Periods are bounded: a year and a day at most, between the epoch and the end of year 9999. */
@@ -359,16 +360,12 @@ int cmd_promo_check(struct rpc_call *c)
     const char *per = NULL;
     size_t pern = 0;
     int r;
-    if ((r = mp_param_int(&p, "min", false, 0, TALLY_MAX_QTY, &dflt, NULL)) ||
-        (r = mp_param_id(&p, "per", false, &per, &pern, NULL)))
+    int per_idx;
+    if ((r = mp_param_int(&p, "min", false, 0, TALLY_MAX_QTY, &dflt, NULL)))
         return rpc_fail(c, r, "%s", p.err);
-    bool by_product = false;
-    if (per) {
-        if (pern == 7 && !memcmp(per, "product", 7))
-            by_product = true;
-        else if (!(pern == 3 && !memcmp(per, "sku", 3)))
-            return rpc_fail(c, TALLY_E_INVALID_PARAMS, "field 'per' must be sku or product");
-    }
+    if ((r = cmd_param_enum(c, &p, "per", false, &enum_promo_per, &per, &pern, &per_idx)))
+        return r;
+    bool by_product = per_idx >= 0 && !strcmp(enum_promo_per.values[per_idx], "product");
     const msgpack_object *items = mp_map_get(c->params, "items");
     if (!items || items->type != MSGPACK_OBJECT_ARRAY || items->via.array.size < 1 ||
         items->via.array.size > PROMO_MAX_ITEMS)

@@ -12,6 +12,7 @@
 
 #include "catalog.h"
 #include "cmd.h"
+#include "enums.h"
 #include "events.h"
 #include "reserve.h"
 #include "stock.h"
@@ -388,11 +389,9 @@ int cmd_returns_list(struct rpc_call *c)
     int r = cmd_page_params(c, &p, &pg);
     if (r)
         return r;
-    if ((r = mp_param_id(&p, "state", false, &state, &sn, NULL)) != 0)
-        return rpc_fail(c, r, "%s", p.err);
-    if (state && !(sn == 8 && !memcmp(state, "received", 8)) &&
-        !(sn == 9 && !memcmp(state, "inspected", 9)))
-        return rpc_fail(c, TALLY_E_INVALID_PARAMS, "field 'state' must be received or inspected");
+    int idx;
+    if ((r = cmd_param_enum(c, &p, "state", false, &enum_return_state, &state, &sn, &idx)) != 0)
+        return r;
     /* The cursor is the last id of the previous page (ids are printable, without spaces). */
     if (pg.cursor && !mp_id_ok(pg.cursor, pg.cursor_len))
         return rpc_fail(c, TALLY_E_INVALID_PARAMS, "cursor is not one this method returned");

@@ -1,11 +1,14 @@
 /* stock.get, stock.list, stock.move, stock.set */
+#include <inttypes.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "catalog.h"
 #include "cover.h"
 #include "events.h"
 #include "cmd.h"
+#include "enums.h"
 #include "reserve.h"
 #include "stock.h"
 #include "store.h"
@@ -20,6 +23,7 @@ static void pack_figures(msgpack_packer *pk, const struct stock_figures *f)
     mp_pack_kv_int(pk, "available", stock_available(f));
     mp_pack_kv_int(pk, "threshold", f->threshold);
     mp_pack_kv_bool(pk, "low", stock_is_low(f));
+    mp_pack_kv_bool(pk, "out", stock_is_out(f));
 }
 
 static void read_figures(sqlite3_stmt *s, int col, struct stock_figures *f)
@@ -73,7 +77,7 @@ int cmd_stock_get(struct rpc_call *c)
     while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
         struct stock_figures f;
         read_figures(s, 3, &f);
-        msgpack_pack_map(pk, 13);
+        msgpack_pack_map(pk, 14);
         mp_pack_kv_str(pk, "warehouse", (const char *)sqlite3_column_text(s, 0));
         mp_pack_kv_str(pk, "country", (const char *)sqlite3_column_text(s, 1));
         mp_pack_kv_bool(pk, "serves_marketplace", sqlite3_column_int(s, 2) != 0);
@@ -118,7 +122,7 @@ static void pack_row(struct rpc_call *c, const char *sku, const char *wh,
                      const struct stock_figures *f, int64_t cover_days, int64_t sold)
 {
     msgpack_packer *pk = c->pk;
-    msgpack_pack_map(pk, 13);
+    msgpack_pack_map(pk, 14);
     mp_pack_kv_str(pk, "sku", sku);
     mp_pack_kv_str(pk, "warehouse", wh);
     pack_figures(pk, f);
@@ -142,6 +146,66 @@ static int split_cursor(const char *cur, size_t n, char *sku, char *wh, size_t c
     return 0;
 }
 
+/* Cursor of stock.list with `low`: "<sku id>:<warehouse id>" (the low rows' index order). */
+static int split_low_cursor(const char *cur, size_t n, int64_t *sku, int64_t *wh)
+{
+    char buf[48], *end;
+    if (n == 0 || n >= sizeof buf)
+        return -1;
+    memcpy(buf, cur, n);
+    buf[n] = 0;
+    if (buf[0] < '0' || buf[0] > '9')
+        return -1;
+    *sku = strtoll(buf, &end, 10);
+    if (*end != ':' || end[1] < '0' || end[1] > '9')
+        return -1;
+    *wh = strtoll(end + 1, &end, 10);
+    return *end ? -1 : 0;
+}
+
+/*
+ * The page and its SKUs' sales in the window (see sold_of), in one statement. Every row, in
+ * (SKU code, warehouse code) order; with `low`, only the low and out rows, read from the
+ * partial index that holds them alone (INDEXED BY: a plan that scans every row is an error
+ * here, not a slow call), in its (SKU id, warehouse id) order.
+ */
+#define LIST_SOLD                                                                                  \
+    " sold AS (SELECT a.sku, a.warehouse, SUM(a.qty) AS q FROM allocations a"                      \
+    "   WHERE a.state <> 'reserved' AND a.shipped_at >= ?6"                                        \
+    "   AND a.sku IN (SELECT sku FROM page) GROUP BY a.sku, a.warehouse)"                          \
+    " SELECT p.code, p.whcode, p.snapshot, p.pending, p.reserved, p.safety, p.threshold,"          \
+    "   p.cover_days, COALESCE(sold.q, 0), p.sku, p.wh"                                            \
+    " FROM page p LEFT JOIN sold ON sold.sku = p.sku AND sold.warehouse = p.wh"
+#define LIST_PAGE_COLS                                                                             \
+    "WITH page AS MATERIALIZED (SELECT s.code AS code, w.code AS whcode, st.sku AS sku,"           \
+    "   st.warehouse AS wh, st.snapshot, st.pending, st.reserved, st.safety,"                      \
+    "   st.threshold, st.cover_days"
+#define LIST_LOW_WHERE                                                                             \
+    " WHERE st.snapshot + st.pending - st.reserved - st.safety - st.threshold <= 0"
+
+static sqlite3_stmt *list_stmt(struct store *st, bool low, bool one_wh)
+{
+    if (!low)
+        return store_stmt(st, LIST_PAGE_COLS
+                          " FROM skus s JOIN stock st ON st.sku = s.id"
+                          " JOIN warehouses w ON w.id = st.warehouse"
+                          " WHERE (s.code, w.code) > (?1, ?2) AND (?3 = 0 OR st.warehouse = ?3)"
+                          " ORDER BY s.code, w.code LIMIT ?5)," LIST_SOLD
+                          " ORDER BY p.code, p.whcode");
+    if (one_wh)
+        return store_stmt(st, LIST_PAGE_COLS
+                          " FROM stock st INDEXED BY stock_low_by_warehouse"
+                          " CROSS JOIN skus s ON s.id = st.sku CROSS JOIN warehouses w ON w.id = "
+                          "st.warehouse" LIST_LOW_WHERE " AND st.warehouse = ?3 AND st.sku > ?1"
+                          " ORDER BY st.sku LIMIT ?5)," LIST_SOLD " ORDER BY p.sku");
+    return store_stmt(st, LIST_PAGE_COLS " FROM stock st INDEXED BY stock_low"
+                                         " CROSS JOIN skus s ON s.id = st.sku CROSS JOIN "
+                                         "warehouses w ON w.id = st.warehouse" LIST_LOW_WHERE
+                                         " AND (st.sku, st.warehouse) > (?1, ?2)"
+                                         " ORDER BY st.sku, st.warehouse LIMIT ?5)," LIST_SOLD
+                                         " ORDER BY p.sku, p.wh");
+}
+
 int cmd_stock_list(struct rpc_call *c)
 {
     struct mp_params p = {.map = c->params};
@@ -160,34 +224,22 @@ int cmd_stock_list(struct rpc_call *c)
     if (have_wh && (r = catalog_warehouse_id(st, wh, whn, &whid)) != 0)
         return r == TALLY_E_NOT_FOUND ? rpc_fail(c, r, "no warehouse '%.*s'", (int)whn, wh) : r;
     char csku[TALLY_MAX_ID_LEN + 1] = "", cwh[TALLY_MAX_ID_LEN + 1] = "";
-    if (pg.cursor && split_cursor(pg.cursor, pg.cursor_len, csku, cwh, sizeof csku) != 0)
+    int64_t after_sku = 0, after_wh = 0;
+    if (pg.cursor && (low ? split_low_cursor(pg.cursor, pg.cursor_len, &after_sku, &after_wh)
+                          : split_cursor(pg.cursor, pg.cursor_len, csku, cwh, sizeof csku)) != 0)
         return rpc_fail(c, TALLY_E_INVALID_PARAMS, "cursor is not one this method returned");
 
-    /* The page first, then the sales of its SKUs in the window in one pass over
-     * allocations_sold (see sold_of), rather than one pass per row. */
-    sqlite3_stmt *s = store_stmt(
-        st, "WITH page AS MATERIALIZED (SELECT s.code AS code, w.code AS whcode, st.sku AS sku,"
-            "   st.warehouse AS wh, st.snapshot, st.pending, st.reserved, st.safety,"
-            "   st.threshold, st.cover_days"
-            " FROM skus s JOIN stock st ON st.sku = s.id JOIN warehouses w ON w.id = st.warehouse"
-            " WHERE (s.code, w.code) > (?1, ?2)"
-            "   AND (?3 = 0 OR st.warehouse = ?3)"
-            "   AND (?4 = 0 OR (st.threshold > 0 AND MAX(0, st.snapshot + st.pending"
-            "        - st.reserved - st.safety) <= st.threshold))"
-            " ORDER BY s.code, w.code LIMIT ?5),"
-            " sold AS (SELECT a.sku, a.warehouse, SUM(a.qty) AS q FROM allocations a"
-            "   WHERE a.state <> 'reserved' AND a.shipped_at >= ?6"
-            "   AND a.sku IN (SELECT sku FROM page) GROUP BY a.sku, a.warehouse)"
-            " SELECT p.code, p.whcode, p.snapshot, p.pending, p.reserved, p.safety, p.threshold,"
-            "   p.cover_days, COALESCE(sold.q, 0)"
-            " FROM page p LEFT JOIN sold ON sold.sku = p.sku AND sold.warehouse = p.wh"
-            " ORDER BY p.code, p.whcode");
+    sqlite3_stmt *s = list_stmt(st, low, have_wh);
     if (!s)
         return TALLY_E_STORAGE;
-    sqlite3_bind_text(s, 1, csku, -1, SQLITE_STATIC);
-    sqlite3_bind_text(s, 2, cwh, -1, SQLITE_STATIC);
+    if (low) {
+        sqlite3_bind_int64(s, 1, after_sku);
+        sqlite3_bind_int64(s, 2, after_wh);
+    } else {
+        sqlite3_bind_text(s, 1, csku, -1, SQLITE_STATIC);
+        sqlite3_bind_text(s, 2, cwh, -1, SQLITE_STATIC);
+    }
     sqlite3_bind_int64(s, 3, whid);
-    sqlite3_bind_int(s, 4, low);
     sqlite3_bind_int64(s, 5, pg.limit + 1);
     sqlite3_bind_int64(s, 6, sales_since(c));
 
@@ -195,7 +247,7 @@ int cmd_stock_list(struct rpc_call *c)
     msgpack_pack_map(pk, 2);
     mp_pack_key(pk, "items");
     size_t arr = mp_array_begin(pk);
-    int64_t count = 0;
+    int64_t count = 0, last_skuid = 0, last_whid = 0;
     int rc;
     char last_sku[TALLY_MAX_ID_LEN + 1] = "", last_wh[TALLY_MAX_ID_LEN + 1] = "";
     bool more = false;
@@ -211,6 +263,8 @@ int cmd_stock_list(struct rpc_call *c)
         pack_row(c, code, whcode, &f, sqlite3_column_int64(s, 7), sqlite3_column_int64(s, 8));
         snprintf(last_sku, sizeof last_sku, "%s", code);
         snprintf(last_wh, sizeof last_wh, "%s", whcode);
+        last_skuid = sqlite3_column_int64(s, 9);
+        last_whid = sqlite3_column_int64(s, 10);
         count++;
     }
     sqlite3_reset(s);
@@ -220,7 +274,10 @@ int cmd_stock_list(struct rpc_call *c)
     mp_pack_key(pk, "next_cursor");
     if (more) {
         char cur[2 * TALLY_MAX_ID_LEN + 2];
-        snprintf(cur, sizeof cur, "%s %s", last_sku, last_wh);
+        if (low)
+            snprintf(cur, sizeof cur, "%" PRId64 ":%" PRId64, last_skuid, last_whid);
+        else
+            snprintf(cur, sizeof cur, "%s %s", last_sku, last_wh);
         mp_pack_strz(pk, cur);
     } else {
         msgpack_pack_nil(pk);
@@ -235,14 +292,13 @@ int cmd_stock_move(struct rpc_call *c)
     memset(&m, 0, sizeof m);
     const char *kind;
     size_t kn;
-    int r;
-    if ((r = mp_param_id(&p, "kind", true, &kind, &kn, NULL)) != 0)
-        return rpc_fail(c, r, "%s", p.err);
+    int r, idx;
+    if ((r = cmd_param_enum(c, &p, "kind", true, &enum_move_kind, &kind, &kn, &idx)) != 0)
+        return r;
     m.kind = stock_kind_parse(kind, kn);
-    if (m.kind < 0)
-        return rpc_fail(c, TALLY_E_INVALID_PARAMS,
-                        "field 'kind' must be one of receive, pick, adjust, count, transfer, "
-                        "return");
+    if (m.kind < 0) /* enum_move_kind and stock.c disagree */
+        return rpc_fail(c, TALLY_E_INTERNAL, "movement kind '%.*s' unknown to stock.c", (int)kn,
+                        kind);
     if ((r = cmd_param_copy(&p, "id", true, false, m.id, sizeof m.id)) ||
         (r = cmd_param_copy(&p, "sku", true, true, m.sku, sizeof m.sku)) ||
         (r = cmd_param_copy(&p, "warehouse", true, true, m.warehouse, sizeof m.warehouse)) ||

@@ -60,6 +60,7 @@ int exceptions_raise(struct tallyd *d, const struct exc_raise *e, bool *created)
         *created = false;
     int64_t now = store_now();
     int64_t deadline = now + (int64_t)d->cfg.exc_deadline_h * 3600;
+    bool by_ship_by = false;
     if (e->order_ref > 0) {
         sqlite3_stmt *s = store_stmt(st, "SELECT ship_by FROM orders WHERE id = ?1");
         if (!s)
@@ -67,8 +68,12 @@ int exceptions_raise(struct tallyd *d, const struct exc_raise *e, bool *created)
         sqlite3_bind_int64(s, 1, e->order_ref);
         if (sqlite3_step(s) == SQLITE_ROW && sqlite3_column_type(s, 0) != SQLITE_NULL) {
             int64_t by = sqlite3_column_int64(s, 0);
-            if (by > now && by < deadline)
-                deadline = by; /* the marketplace's handling deadline comes first */
+            /* The marketplace's handling deadline comes first, even when it has passed
+             * already: an order late on arrival makes its exceptions overdue at once. */
+            if (by > 0 && by < deadline) { /* 0: none (fulfil.c's reading too) */
+                deadline = by;
+                by_ship_by = true;
+            }
         }
         sqlite3_reset(s);
     }
@@ -99,6 +104,19 @@ int exceptions_raise(struct tallyd *d, const struct exc_raise *e, bool *created)
             *created = true;
         log_info("exception %" PRId64 " (%s): %s", id, e->kind, e->message);
         announce(d, id, "open");
+    } else if (by_ship_by) {
+        /* Raised again after the order's ship-by moved earlier: the open exception is due
+         * no later than the ship-by now is. */
+        s = store_stmt(st, "UPDATE exceptions SET deadline = ?2"
+                           " WHERE dedupe = ?1 AND state <> 'resolved' AND deadline > ?2");
+        if (!s)
+            return TALLY_E_STORAGE;
+        sqlite3_bind_text(s, 1, key, -1, SQLITE_TRANSIENT);
+        sqlite3_bind_int64(s, 2, deadline);
+        rc = sqlite3_step(s);
+        sqlite3_reset(s);
+        if (rc != SQLITE_DONE)
+            return store_error(st, rc, "exception deadline");
     }
     return 0;
 }

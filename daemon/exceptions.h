@@ -36,9 +36,11 @@ struct exc_raise {
 
 /*
  * Raises an exception unless one with the same key is open or acknowledged. The deadline is
- * now + [exceptions] deadline_hours, or the order's ship_by when that is sooner (and still
- * ahead). Runs inside the caller's transaction. *created (may be NULL) says whether a row was
- * added; a `watch` event announces it.
+ * now + [exceptions] deadline_hours, or the order's ship_by when that is sooner (even when it
+ * has passed: the exception of a late order is overdue at once); raising an open one again
+ * brings its deadline forward to the ship-by when that moved earlier. Runs inside the
+ * caller's transaction. *created (may be NULL) says whether a row was added; a `watch` event
+ * announces it.
  */
 int exceptions_raise(struct tallyd *d, const struct exc_raise *e, bool *created);
 

@@ -1036,7 +1036,7 @@ static int deadlines(struct tallyd *d, struct fulfil *f, int64_t now)
     sqlite3_stmt *s =
         store_stmt(st, ORDER_SELECT " INDEXED BY orders_open_by_ship_by WHERE fstate IN "
                                     "('pending','ready','allocated','sent','picked',"
-                                    "'partial') AND ship_by IS NOT NULL AND ship_by <= ?1"
+                                    "'partial') AND ship_by > 0 AND ship_by <= ?1"
                                     " AND (ship_by, id) > (?3, ?4) ORDER BY ship_by, id LIMIT ?2");
     if (!s)
         return TALLY_E_STORAGE;
@@ -1414,10 +1414,118 @@ void fulfil_kick(struct tallyd *d)
         uv_timer_start(&f->timer, on_timer, 50, FULFIL_TICK_MS);
 }
 
-int fulfil_allocate_now(struct tallyd *d, const char *order_id, bool rel, char *err, size_t errlen)
+/* The state of the outbox row of `key`, in buf ("" when there is none), and its id. */
+static void outbox_state(struct store *st, const char *key, char *buf, size_t cap, int64_t *id)
+{
+    sqlite3_stmt *s = store_stmt(st, "SELECT state, id FROM outbox WHERE key = ?1");
+    buf[0] = 0;
+    *id = 0;
+    if (!s)
+        return;
+    sqlite3_bind_text(s, 1, key, -1, SQLITE_STATIC);
+    if (sqlite3_step(s) == SQLITE_ROW) {
+        col_text(s, 0, buf, cap);
+        *id = sqlite3_column_int64(s, 1);
+    }
+    sqlite3_reset(s);
+}
+
+/*
+ * orders.allocate release of an order an outbound warehouse may have: each outbound warehouse
+ * holding a part not yet left is asked to cancel it (an "obc:" row, as for a marketplace
+ * cancel, sent once) and left out for this order (allocation_bans). The part stays reserved
+ * there until the warehouse confirms (fulfil_outbound_status "cancelled" then releases it and
+ * the order is allocated again elsewhere); it never leaves for a second warehouse before. A
+ * warehouse that refused the cancel (its row held), or whose cancel an operator discarded
+ * (never sent again), still has the order: refused, saying so. A warehouse that refused the
+ * outbound order itself (its "ob:" row held) never had it: no cancel is sent there (it could
+ * not act on one); refused, naming the row whose discard moves the order (outbound_given_up).
+ */
+static int release_by_cancel(struct tallyd *d, struct order *o, int64_t now,
+                             struct fulfil_cancelling *out, char *err, size_t errlen)
+{
+    struct store *st = d->store;
+    struct wh_list w;
+    int r = outbound_whs(st, o->ref, true, &w);
+    out->n = 0;
+    for (int i = 0; r == 0 && i < w.n; i++) {
+        char key[160], target[80], state[16];
+        bool due;
+        int64_t row;
+        decision_key(st, "ob", w.code[i], o, key, target, &due);
+        outbox_state(st, key, state, sizeof state, &row);
+        if (!strcmp(state, "held")) {
+            snprintf(err, errlen,
+                     "%s refused outbound order %s (outbox row %" PRId64 ", held): it never had"
+                     " it, so there is nothing to cancel; tally outbox discard %" PRId64
+                     " --reason TEXT releases it there and allocates it elsewhere",
+                     w.code[i], o->order_id, row, row);
+            return TALLY_E_CONFLICT;
+        }
+        decision_key(st, "obc", w.code[i], o, key, target, &due);
+        outbox_state(st, key, state, sizeof state, &row);
+        if (!due && !strcmp(state, "held")) {
+            snprintf(err, errlen,
+                     "%s refused to cancel order %s (see tally outbox): it stays there; ship it"
+                     " from %s, or settle it with them and run tally outbox retry on the cancel",
+                     w.code[i], o->order_id, w.code[i]);
+            return TALLY_E_CONFLICT;
+        }
+        if (!due && !strcmp(state, "discarded")) {
+            snprintf(err, errlen,
+                     "the cancel of order %s at %s was discarded (outbox row %" PRId64 ") and is"
+                     " never sent again: the order stays at %s; settle it with them",
+                     o->order_id, w.code[i], row, w.code[i]);
+            return TALLY_E_CONFLICT;
+        }
+        if (due) {
+            msgpack_sbuffer sb;
+            msgpack_sbuffer_init(&sb);
+            msgpack_packer pk;
+            msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+            msgpack_pack_map(&pk, 1);
+            mp_pack_kv_str(&pk, "id", o->order_id);
+            int64_t id;
+            r = outbox_append(st, key, target, o->order_id, "outbound_cancel", sb.data, sb.size,
+                              &id);
+            msgpack_sbuffer_destroy(&sb);
+            sqlite3_stmt *b = r ? NULL
+                                : store_stmt(st, "INSERT OR IGNORE INTO allocation_bans(order_ref,"
+                                                 " warehouse, reason, at) VALUES(?1, ?2,"
+                                                 " 'released by an operator', ?3)");
+            if (r == 0 && !b)
+                r = TALLY_E_STORAGE;
+            if (r == 0) {
+                sqlite3_bind_int64(b, 1, o->ref);
+                sqlite3_bind_int64(b, 2, w.id[i]);
+                sqlite3_bind_int64(b, 3, now);
+                int rc = sqlite3_step(b);
+                sqlite3_reset(b);
+                if (rc != SQLITE_DONE)
+                    r = store_error(st, rc, "allocation ban");
+            }
+        }
+        if (r == 0 && out->n < FULFIL_MAX_CANCELLING)
+            snprintf(out->code[out->n++], sizeof out->code[0], "%s", w.code[i]);
+    }
+    if (r == 0 && out->n == 0) {
+        snprintf(err, errlen,
+                 "order %s has nothing waiting at a warehouse that could be released (%s)",
+                 o->order_id, o->fstate);
+        return TALLY_E_CONFLICT;
+    }
+    return r;
+}
+
+int fulfil_allocate_now(struct tallyd *d, const char *order_id, bool rel,
+                        struct fulfil_cancelling *cancelling, char *err, size_t errlen)
 {
     struct store *st = d->store;
     struct order o;
+    struct fulfil_cancelling none;
+    if (!cancelling)
+        cancelling = &none;
+    cancelling->n = 0;
     if (!d->cfg.coordinator) {
         snprintf(err, errlen, "only the coordinator station allocates orders");
         return TALLY_E_CONFLICT;
@@ -1436,9 +1544,27 @@ int fulfil_allocate_now(struct tallyd *d, const char *order_id, bool rel, char *
     if (rel && fstate_is(&o, "allocated") && !outbound_asked(st, &o)) {
         if ((r = release(d, &o, 0)) == 0)
             r = set_fstate(st, &o, "ready", now);
-    } else if (rel && fstate_is(&o, "allocated")) {
-        snprintf(err, errlen, "order %s was already sent to its warehouse; cancel it there first",
-                 order_id);
+    } else if (rel &&
+               (fstate_is(&o, "allocated") || fstate_is(&o, "sent") || fstate_is(&o, "picked"))) {
+        /* A warehouse may have it: cancelled there first; allocated again on its answer. */
+        if (mp_class(o.status) != MP_SHIP) {
+            snprintf(err, errlen, "order %s is %s on the marketplace: not to be shipped", order_id,
+                     o.status);
+            r = TALLY_E_CONFLICT;
+        } else {
+            r = release_by_cancel(d, &o, now, cancelling, err, errlen);
+        }
+        if (r == 0)
+            r = clear_dirty(st, o.ref);
+        if (r == 0)
+            return store_commit(st);
+        store_rollback(st);
+        return r;
+    } else if (rel && fstate_is(&o, "partial")) {
+        snprintf(err, errlen,
+                 "order %s has shipped part of its lines already: it cannot be released; the"
+                 " rest ships from where it is allocated (tally orders show %s)",
+                 order_id, order_id);
         r = TALLY_E_CONFLICT;
     }
     if (r == 0 && fstate_is(&o, "new"))
@@ -1820,9 +1946,30 @@ int fulfil_outbound_status(struct tallyd *d, int64_t wh, const char *id, const c
                            whcode, o.order_id, reason && reason[0] ? reason : "no reason given");
     if (!strcmp(status, "cancelled")) {
         bool asked = o.cancel_requested || mp_class(o.status) == MP_CANCEL;
+        /* Cancelled because an operator released the order (orders.allocate): asked for,
+         * though the order itself is to be shipped, from another warehouse. */
+        char ckey[160], ctarget[80];
+        bool cdue = true;
+        if (!asked)
+            decision_key(st, "obc", whcode, &o, ckey, ctarget, &cdue);
+        bool released = !asked && !cdue;
         if ((r = release(d, &o, wh)) != 0)
             return r;
-        if (!asked) {
+        if (released) {
+            struct exc_raise e = {.kind = EXC_WAREHOUSE, .order_ref = o.ref, .wh = wh};
+            char note[200];
+            snprintf(note, sizeof note,
+                     "%s cancelled the outbound order on an operator's release; the order is"
+                     " allocated again elsewhere",
+                     whcode);
+            r = exceptions_clear(d, &e, note);
+            e.subject = "cancel";
+            if (r == 0)
+                r = exceptions_clear(d, &e, note);
+            if (r)
+                return r;
+        }
+        if (!asked && !released) {
             /* The warehouse gave up on it by itself: it is not asked again for this order
              * (the id is used up there); the order goes back to allocation elsewhere, and a
              * person is told. */
@@ -1955,6 +2102,30 @@ int fulfil_outbox_result(struct tallyd *d, const char *target, const char *kind,
             if (r == 0 && fstate_is(&o, "allocated"))
                 r = set_fstate(st, &o, "sent", store_now());
             return r;
+        }
+        if (!done && !o.cancel_requested && mp_class(o.status) != MP_CANCEL) {
+            /* A cancel asked by an operator's release: the order stays at that warehouse. */
+            char msg[TALLY_MAX_TEXT_LEN];
+            if (wh && count_allocations(st, o.ref, "reserved", wh) == 0 &&
+                count_allocations(st, o.ref, NULL, wh) > 0)
+                /* Its shipment arrived before the answer: nothing is left to move. */
+                snprintf(msg, sizeof msg,
+                         "%s could not cancel outbound order %s (%s), asked for by a release:"
+                         " it shipped the order from there before the cancel reached it; the"
+                         " release did not happen",
+                         target + 3, o.order_id, error ? error : "no reason given");
+            else
+                snprintf(msg, sizeof msg,
+                         "%s could not cancel outbound order %s (%s), asked for by a release:"
+                         " the order stays at %s; ship it from there, or settle it with them"
+                         " and run tally outbox retry on the cancel",
+                         target + 3, o.order_id, error ? error : "no reason given", target + 3);
+            struct exc_raise e = {.kind = EXC_WAREHOUSE,
+                                  .order_ref = o.ref,
+                                  .wh = wh,
+                                  .subject = "cancel",
+                                  .message = msg};
+            return exceptions_raise(d, &e, NULL);
         }
         if (!done) /* the same problem as a cancel that meets a shipment: one exception */
             return raise_order(d, &o, EXC_CANCELLED_AFTER_PICK, 0,

@@ -45,13 +45,24 @@ void fulfil_kick(struct tallyd *d); /* run a pass soon */
  */
 int fulfil_pass(struct tallyd *d, int64_t now);
 
+/* The warehouses an orders.allocate release asked to cancel the order (by code). */
+#define FULFIL_MAX_CANCELLING 32
+struct fulfil_cancelling {
+    int n;
+    char code[FULFIL_MAX_CANCELLING][TALLY_MAX_ID_LEN + 1];
+};
+
 /*
- * Allocates one order now (orders.allocate): ready orders only; with `release`, an allocated
- * (not yet sent) order's reservations are dropped first. Returns 0, TALLY_E_NOT_FOUND or
- * TALLY_E_CONFLICT (with a reason in err).
+ * Allocates one order now (orders.allocate): ready orders only. With `release`, an allocated
+ * order that no warehouse was asked to ship has its reservations dropped first and is
+ * allocated again at once; an order whose outbound order a warehouse may have (allocated and
+ * asked, sent or picked) is not moved yet: each such warehouse is asked to cancel it
+ * (listed in *cancelling, which may be NULL) and left out for this order, and the order is
+ * allocated again when the warehouse confirms the cancel — never at two warehouses at once.
+ * Returns 0, TALLY_E_NOT_FOUND or TALLY_E_CONFLICT (with a reason in err).
  */
-int fulfil_allocate_now(struct tallyd *d, const char *order_id, bool release, char *err,
-                        size_t errlen);
+int fulfil_allocate_now(struct tallyd *d, const char *order_id, bool release,
+                        struct fulfil_cancelling *cancelling, char *err, size_t errlen);
 
 /* A shipment made at this station (orders.ship). */
 #define FULFIL_MAX_SHIP_LINES 100

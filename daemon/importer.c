@@ -6,6 +6,7 @@
 
 #include "catalog.h"
 #include "codec.h"
+#include "enums.h"
 #include "orders.h"
 #include "tally/protocol.h"
 
@@ -73,6 +74,16 @@ static int iso_code(struct mp_params *p, const char *key, size_t len, char *buf)
     return 0;
 }
 
+/* A value outside its list (enums.c), refused as the methods refuse one. */
+static int refuse_enum(struct mp_params *p, const struct param_enum *e, const char *key,
+                       const char *value)
+{
+    int pl = snprintf(p->err, sizeof p->err, "%s", p->prefix ? p->prefix : "");
+    size_t off = pl < 0 ? 0 : (size_t)pl < sizeof p->err ? (size_t)pl : sizeof p->err - 1;
+    enum_refusal(e, key, value, strlen(value), p->err + off, sizeof p->err - off);
+    return TALLY_E_INVALID_PARAMS;
+}
+
 static int fail_row(struct mp_params *p, const char *fmt, const char *what)
 {
     char tmp[200];
@@ -92,11 +103,8 @@ static int import_warehouse(struct store *st, struct mp_params *p, bool *inserte
         (r = mp_param_bool(p, "serves_marketplace", false, &serves, NULL)) ||
         (r = text(p, "fulfilment", false, true, mode, sizeof mode, &have_mode)))
         return r;
-    if (have_mode && strcmp(mode, "station") && strcmp(mode, "outbound") && strcmp(mode, "none")) {
-        snprintf(p->err, sizeof p->err, "%sfield 'fulfilment' must be station, outbound or none",
-                 p->prefix ? p->prefix : "");
-        return TALLY_E_INVALID_PARAMS;
-    }
+    if (have_mode && enum_index(&enum_wh_fulfilment, mode, strlen(mode)) < 0)
+        return refuse_enum(p, &enum_wh_fulfilment, "fulfilment", mode);
     int64_t id;
     r = catalog_warehouse_id(st, code, strlen(code), &id);
     if (r && r != TALLY_E_NOT_FOUND)
@@ -324,6 +332,12 @@ static int import_order_row(struct store *st, struct mp_params *p, bool *inserte
         (r = text(p, "phone", false, false, phone, sizeof phone, &h_phone)) ||
         (r = text(p, "buyer_level", false, true, level, sizeof level, &h_level)))
         return r;
+    /* A status the marketplace does not have is refused, as orders.list refuses it: an order
+     * with one would wait in `pending` for ever, and no filter could find it. */
+    if (enum_index(&enum_order_status, status, strlen(status)) < 0)
+        return refuse_enum(p, &enum_order_status, "status", status);
+    /* A ship-by of 0 is none (as fulfilment reads it): not a deadline in 1970. */
+    h_ship = h_ship && ship_by > 0;
     struct order_header h = {
         .order_id = oid,
         .status = status,

@@ -460,6 +460,14 @@ static const char *const migrations[] = {
     "    WHERE new.state <> 'resolved';"
     "  UPDATE exception_due SET n = n + 1 WHERE new.state <> 'resolved'"
     "    AND hour = new.deadline / 3600; END;",
+
+    /* 8: the rows that are low or out (stock_is_low), so that `stock.list low` pages through
+     * them alone instead of scanning every SKU x warehouse. (Spelled "... - threshold <= 0":
+     * SQLite 3.40 does not match "sum <= column" against a query's identical term.) */
+    "CREATE INDEX stock_low ON stock(sku, warehouse)"
+    "  WHERE snapshot + pending - reserved - safety - threshold <= 0;"
+    "CREATE INDEX stock_low_by_warehouse ON stock(warehouse, sku)"
+    "  WHERE snapshot + pending - reserved - safety - threshold <= 0;",
 };
 
 int schema_latest(void)

@@ -378,8 +378,7 @@ static int apply_locked(struct store *st, struct stock_move *m, struct stock_mov
         return r;
     if ((r = fill_leg(st, &res->legs[0], sku, wh)) != 0)
         return r;
-    res->legs[0].became_low = !stock_is_low(&f) && res->legs[0].threshold > 0 &&
-                              res->legs[0].available <= res->legs[0].threshold;
+    res->legs[0].became_low = !stock_is_low(&f) && res->legs[0].available <= res->legs[0].threshold;
     if (res->nlegs == 2 && (r = fill_leg(st, &res->legs[1], sku, peer)) != 0)
         return r;
     snprintf(res->id, sizeof res->id, "%s", m->id);

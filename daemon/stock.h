@@ -47,9 +47,22 @@ static inline int64_t stock_available(const struct stock_figures *f)
     return a > 0 ? a : 0;
 }
 
+/* Out: nothing available (none on hand, or every unit reserved or held as safety stock). */
+static inline bool stock_is_out(const struct stock_figures *f)
+{
+    return stock_available(f) == 0;
+}
+
+/*
+ * Low: available at or below the threshold (>= 0); a row that is out is low whatever its
+ * threshold (with the default 0, low means out). The one rule for the `low` flag, the
+ * `low_stock` events and `stock.list low`, whose partial indexes stock_low and
+ * stock_low_by_warehouse hold exactly these rows (snapshot + pending - reserved - safety -
+ * threshold <= 0, the same test since the threshold is never negative).
+ */
 static inline bool stock_is_low(const struct stock_figures *f)
 {
-    return f->threshold > 0 && stock_available(f) <= f->threshold;
+    return stock_available(f) <= f->threshold;
 }
 
 /* A movement request. Strings are NUL-terminated; empty means absent. */

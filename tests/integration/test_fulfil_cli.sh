@@ -150,6 +150,15 @@ expect_match "$out" "ORDER_ID +STATUS +FSTATE +PRIORITY +SHIP_BY" "orders table 
 # --- orders allocate
 expect_eq "$(rc orders allocate O-RISK-1)" 5 "allocate an unpaid order: refused"
 expect_eq "$(rc orders allocate NO-SUCH)" 4 "allocate an unknown order"
+
+# --- a filter value outside its list is refused (exit 5) naming the valid ones, never "no match"
+out=$(t exceptions --kind out-of-stock 2>&1); r=$?
+expect_eq "$r" 5 "exceptions --kind out-of-stock is refused"
+expect_match "$out" "out_of_stock.*cancelled_after_pick" "the refusal lists the kinds"
+expect_eq "$(rc orders --fstate bogus)" 5 "orders --fstate bogus is refused"
+expect_eq "$(rc orders --status wait_seller_send_goods)" 5 "a lower-case --status is refused"
+expect_eq "$(rc orders --status WAIT_SELLER_SEND_GOODS)" 0 "the status as the marketplace spells it"
+expect_eq "$(rc outbox --state Pending)" 5 "outbox --state Pending is refused"
 j receive RARE-1 1 --warehouse US-LAX --id fcli-rare-1 >/dev/null
 a=$(j orders allocate O-OOS-1)
 expect_eq "$(echo "$a" | jq -r .fstate)" allocated "allocate after receiving the missing stock"

@@ -223,7 +223,7 @@ static void test_set_fields(void)
 
     const msgpack_object *r = rh_call(h, "stock.set", "sku=S1", "warehouse=A", "safety=#2", NULL);
     CHECK(r != NULL);
-    CHECK(r && r->via.map.size == 13);
+    CHECK(r && r->via.map.size == 14);
     CHECK_EQ_STR(rh_sget(r, "sku"), "S1");
     CHECK_EQ_STR(rh_sget(r, "warehouse"), "A");
     CHECK_EQ_INT(rh_iget(r, "safety"), 2);
@@ -363,7 +363,7 @@ static void test_set_cover(void)
     if (items && items->via.array.size == 2) {
         const msgpack_object *a = &items->via.array.ptr[0], *b = &items->via.array.ptr[1];
         CHECK_EQ_STR(rh_sget(a, "warehouse"), "A");
-        CHECK_EQ_INT(a->via.map.size, 13);
+        CHECK_EQ_INT(a->via.map.size, 14);
         CHECK_EQ_INT(rh_iget(a, "cover_days"), 7);
         CHECK_EQ_INT(rh_iget(a, "sold"), 28);
         CHECK_EQ_INT(rh_iget(a, "threshold"), 8);
@@ -390,6 +390,105 @@ static void test_set_cover(void)
     CHECK(items && items->via.array.size == 1);
 }
 
+/* The (sku, warehouse) of every item of a stock.list page as "S@W,..."; *next gets the cursor
+ * ("" when none). */
+static const char *list_page(const char *cursor, const char *wh, int limit, char *next, size_t cap)
+{
+    static char buf[512];
+    char lim[32], cur[160], whp[64];
+    snprintf(lim, sizeof lim, "limit=#%d", limit);
+    snprintf(cur, sizeof cur, "cursor=%s", cursor ? cursor : "");
+    snprintf(whp, sizeof whp, "warehouse=%s", wh ? wh : "");
+    const char *args[4] = {"low=!1", lim, NULL, NULL};
+    int n = 2;
+    if (cursor)
+        args[n++] = cur;
+    if (wh)
+        args[n++] = whp;
+    const msgpack_object *r = rh_call(h, "stock.list", args[0], args[1], n > 2 ? args[2] : NULL,
+                                      n > 3 ? args[3] : NULL, NULL);
+    buf[0] = 0;
+    next[0] = 0;
+    CHECK(r != NULL);
+    if (!r)
+        return buf;
+    const msgpack_object *items = mp_map_get(r, "items");
+    for (uint32_t i = 0; items && i < items->via.array.size; i++) {
+        const msgpack_object *it = &items->via.array.ptr[i];
+        size_t len = strlen(buf);
+        snprintf(buf + len, sizeof buf - len, "%s%s@%s%s", len ? "," : "", rh_sget(it, "sku"),
+                 rh_sget(it, "warehouse"), rh_bget(it, "out") ? ":out" : "");
+        /* low is the rule the page was chosen by: every row listed is low */
+        CHECK(rh_bget(it, "low"));
+    }
+    if (!rh_is_nil(r, "next_cursor"))
+        snprintf(next, cap, "%s", rh_sget(r, "next_cursor"));
+    return buf;
+}
+
+/*
+ * stock.list low: a SKU x warehouse with nothing available is listed (as out) whatever its
+ * threshold, the default 0 included; rows above their threshold are not; paging walks every
+ * low row once, with and without a warehouse. (The query names the partial index of low rows
+ * with INDEXED BY: a plan that cannot use it fails the call instead of scanning.)
+ */
+static void test_list_low_includes_out(void)
+{
+    rh_open(h);
+    rh_seed_standard(h); /* S1@A 10 on hand */
+    for (int i = 3; i <= 6; i++)
+        RH_EXEC(h,
+                "INSERT INTO skus(code, product, title, price_minor, currency, updated_at)"
+                " SELECT 'S%d', product, 'x', 1, 'EUR', 0 FROM skus WHERE code = 'S1'",
+                i);
+    /* S2@A: never stocked (0 on hand, threshold 0): out.  S2@B: 5 on hand, threshold 0: fine.
+     * S3@A: 4 on hand, all reserved: out.  S3@B: 3 on hand, threshold 5: low, not out.
+     * S4@B: 6 on hand, safety 6: out.  S5@A: 8 on hand, threshold 2: fine.
+     * S6@B: 1 on hand, threshold 1: low. */
+    RH_EXEC(h, "WITH v(sku, wh, snap, res, saf, thr) AS (VALUES"
+               " ('S2','A',0,0,0,0), ('S2','B',5,0,0,0), ('S3','A',4,4,0,0), ('S3','B',3,0,0,5),"
+               " ('S4','B',6,0,6,0), ('S5','A',8,0,0,2), ('S6','B',1,0,0,1))"
+               " INSERT INTO stock(sku, warehouse, snapshot, reserved, safety, threshold)"
+               " SELECT k.id, w.id, v.snap, v.res, v.saf, v.thr FROM v"
+               " JOIN skus k ON k.code = v.sku JOIN warehouses w ON w.code = v.wh");
+    char next[160];
+    char all[512];
+    snprintf(all, sizeof all, "%s", list_page(NULL, NULL, 100, next, sizeof next));
+    CHECK_EQ_STR(all, "S2@A:out,S3@A:out,S3@B,S4@B:out,S6@B");
+    CHECK_EQ_STR(next, "");
+    /* one page at a time: the same rows, each once */
+    char walked[512] = "", cur[160] = "";
+    for (int pages = 0; pages < 10; pages++) {
+        const char *pg = list_page(pages ? cur : NULL, NULL, 2, next, sizeof next);
+        size_t len = strlen(walked);
+        snprintf(walked + len, sizeof walked - len, "%s%s", len && pg[0] ? "," : "", pg);
+        if (!next[0])
+            break;
+        snprintf(cur, sizeof cur, "%s", next);
+    }
+    CHECK_EQ_STR(walked, all);
+    CHECK_EQ_STR(list_page(NULL, "A", 100, next, sizeof next), "S2@A:out,S3@A:out");
+    CHECK_EQ_STR(list_page(NULL, "B", 1, next, sizeof next), "S3@B");
+    CHECK_EQ_STR(list_page(next, "B", 5, next, sizeof next), "S4@B:out,S6@B");
+    /* a cursor of the unfiltered list is not one of the low list */
+    CHECK(rh_call(h, "stock.list", "low=!1", "cursor=S1 A", NULL) == NULL);
+    CHECK_EQ_STR(rh_last_code(h), "invalid_params");
+
+    /* the flags in stock.get agree */
+    const msgpack_object *r = rh_call(h, "stock.get", "sku=S2", NULL);
+    const msgpack_object *whs = r ? mp_map_get(r, "warehouses") : NULL;
+    CHECK(whs && whs->via.array.size == 2);
+    if (whs && whs->via.array.size == 2) {
+        CHECK(rh_bget(&whs->via.array.ptr[0], "low") && rh_bget(&whs->via.array.ptr[0], "out"));
+        CHECK(!rh_bget(&whs->via.array.ptr[1], "low") && !rh_bget(&whs->via.array.ptr[1], "out"));
+    }
+    /* receiving into an out row takes it off the list; the index follows every change */
+    CHECK(rh_call(h, "stock.move", "kind=receive", "sku=S2", "warehouse=A", "qty=#3", NULL));
+    CHECK_EQ_STR(list_page(NULL, "A", 100, next, sizeof next), "S3@A:out");
+    CHECK(rh_call(h, "stock.move", "kind=pick", "sku=S2", "warehouse=A", "qty=#3", NULL));
+    CHECK_EQ_STR(list_page(NULL, "A", 100, next, sizeof next), "S2@A:out,S3@A:out");
+}
+
 int main(void)
 {
     h = rh_new("tally-cover");
@@ -404,6 +503,7 @@ int main(void)
     test_set_fields();
     test_set_validation();
     test_set_cover();
+    test_list_low_includes_out();
 
     rh_free(h);
     return check_result("test_cover");

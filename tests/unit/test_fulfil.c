@@ -2073,6 +2073,292 @@ static void test_pass_when_locked(void)
                  0);
 }
 
+/*
+ * An order already late when it arrives (ship-by 42 days ago): every exception about it is
+ * due at its ship-by, i.e. overdue at once (README: the deadline is 24 h, or the order's
+ * ship-by when sooner), and counted overdue. An exception raised before the ship-by moved
+ * earlier is brought forward when raised again.
+ */
+static void test_late_order_overdue_at_once(void)
+{
+    rh_open(h);
+    add_wh("ES-OB", "ES", "outbound");
+    add_sku("L1");
+    set_stock("L1", "ES-OB", 5, 0);
+    int64_t now = store_now();
+    add_order("Late", "ES", now - 42 * DAY);
+    add_line("Late", "L1", 1);
+    add_order("LateOOS", "ES", now - 2 * HOUR);
+    add_line("LateOOS", "L1", 50); /* no warehouse has 50: out_of_stock */
+    pass();
+    CHECK_EQ_INT(open_exc("Late", "deadline"), 1);
+    CHECK_EQ_INT(rh_q64(h, "SELECT deadline FROM exceptions WHERE id = %lld",
+                        (long long)exc_id("Late", "deadline")),
+                 now - 42 * DAY);
+    CHECK_EQ_INT(open_exc("LateOOS", "out_of_stock"), 1);
+    CHECK_EQ_INT(rh_q64(h, "SELECT deadline FROM exceptions WHERE id = %lld",
+                        (long long)exc_id("LateOOS", "out_of_stock")),
+                 now - 2 * HOUR);
+    const msgpack_object *r = rh_call(h, "exceptions.list", NULL);
+    CHECK(r != NULL);
+    /* deadline Late, deadline LateOOS, out_of_stock LateOOS: all three overdue */
+    CHECK_EQ_INT(count_of(r, "overdue"), 3);
+    const msgpack_object *items = r ? aget(r, "items") : NULL;
+    CHECK_EQ_INT(alen(items), 3);
+    for (uint32_t i = 0; i < alen(items); i++)
+        CHECK(rh_bget(&items->via.array.ptr[i], "overdue"));
+
+    /* Raised with no ship-by (24 h), then the marketplace gives a ship-by already past:
+     * the next raise of the same problem brings the deadline forward. */
+    add_order("Moved", "ES", 0);
+    add_line("Moved", "L1", 99);
+    pass();
+    int64_t oos = exc_id("Moved", "out_of_stock");
+    CHECK(rh_q64(h, "SELECT deadline FROM exceptions WHERE id = %lld", (long long)oos) > now);
+    RH_EXEC(h, "UPDATE orders SET ship_by = %lld WHERE order_id = 'Moved'",
+            (long long)(now - HOUR));
+    pass_at(store_now() + 3600); /* the retry round raises it again */
+    CHECK_EQ_INT(all_exc("Moved", "out_of_stock"), 1);
+    CHECK_EQ_INT(rh_q64(h, "SELECT deadline FROM exceptions WHERE id = %lld", (long long)oos),
+                 now - HOUR);
+
+    /* A ship-by of 0 (an import's "0": no ship-by, as fulfilment reads it) is no deadline:
+     * its exceptions are due in 24 h, not overdue since 1970. */
+    add_order("Zero", "ES", 0);
+    add_line("Zero", "L1", 77);
+    RH_EXEC(h, "UPDATE orders SET ship_by = 0 WHERE order_id = 'Zero'");
+    pass();
+    CHECK_EQ_INT(open_exc("Zero", "out_of_stock"), 1);
+    CHECK(rh_q64(h, "SELECT deadline FROM exceptions WHERE id = %lld",
+                 (long long)exc_id("Zero", "out_of_stock")) > now);
+    CHECK_EQ_INT(open_exc("Zero", "deadline"), 0);
+}
+
+/* orders.allocate with release; NULL when refused (the code in rh_last_code). */
+static const msgpack_object *release_now(const char *oid)
+{
+    char arg[96];
+    snprintf(arg, sizeof arg, "order_id=%s", oid);
+    return rh_call(h, "orders.allocate", arg, "release=!1", NULL);
+}
+
+/*
+ * The documented fix for a warehouse problem: `tally orders allocate ID --release` on an order
+ * whose outbound order the warehouse has (sent, with a "carton damaged" report). The
+ * warehouse is asked to cancel it first (an obc: row); the order stays reserved there, and is
+ * allocated nowhere else, until the warehouse confirms; then it goes to another warehouse and
+ * the warehouse exception is settled. Never at two warehouses at once.
+ */
+static void test_release_sent_order_cancels_first(void)
+{
+    cancel_fixture();
+    add_wh("DE-OB", "DE", "outbound");
+    set_stock("C2", "DE-OB", 10, 0);
+    sent_order("Rs");
+    wh_status("PL-OB", "Rs", "exception", NULL, NULL, "carton damaged at packing");
+    CHECK_EQ_INT(open_exc("Rs", "warehouse"), 1);
+
+    const msgpack_object *r = release_now("Rs");
+    CHECK(r != NULL);
+    if (!r)
+        fprintf(stderr, "  release refused: %s\n", rh_last_code(h));
+    CHECK_EQ_STR(r ? sget(r, "fstate") : NULL, "sent");
+    const msgpack_object *canc = r ? aget(r, "cancelling") : NULL;
+    CHECK_EQ_INT(alen(canc), 1);
+    if (alen(canc) == 1)
+        CHECK_EQ_STR(canc->via.array.ptr[0].type == MSGPACK_OBJECT_STR
+                         ? rh_qtext(h, "SELECT '%.*s'", (int)canc->via.array.ptr[0].via.str.size,
+                                    canc->via.array.ptr[0].via.str.ptr)
+                         : "?",
+                     "PL-OB");
+    CHECK_EQ_STR(rh_qtext(h, "SELECT target || ' ' || kind || ' ' || state FROM outbox"
+                             " WHERE key = 'obc:PL-OB:Rs'"),
+                 "wh:PL-OB outbound_cancel pending");
+    CHECK_EQ_INT(rh_q64(h, "SELECT cancel_requested FROM orders WHERE order_id = 'Rs'"), 0);
+    /* still held at PL-OB, nothing anywhere else, nothing asked of DE-OB */
+    CHECK_EQ_STR(parts("Rs"), "C2@PL-OB=1:reserved");
+    CHECK_EQ_INT(outbox_rows("entity = 'Rs' AND key LIKE 'ob:DE-OB:%'"), 0);
+    /* asked again, and passes meanwhile: no second cancel, no allocation elsewhere */
+    CHECK(release_now("Rs") != NULL);
+    RH_EXEC(h, "UPDATE orders SET fdirty = 1 WHERE order_id = 'Rs'");
+    pass();
+    CHECK_EQ_INT(outbox_rows("kind = 'outbound_cancel' AND entity = 'Rs'"), 1);
+    CHECK_EQ_STR(parts("Rs"), "C2@PL-OB=1:reserved");
+    CHECK_EQ_STR(fstate("Rs"), "sent");
+
+    /* the warehouse accepts the request, then confirms the cancel */
+    outbox_result("wh:PL-OB", "outbound_cancel", "obc:PL-OB:Rs", "Rs", true, NULL);
+    CHECK_EQ_STR(parts("Rs"), "C2@PL-OB=1:reserved");
+    wh_status("PL-OB", "Rs", "cancelled", NULL, NULL, "cancelled by client");
+    CHECK_EQ_INT(reserved("C2", "PL-OB"), 0);
+    CHECK(strcmp(fstate("Rs"), "cancelled") != 0);
+    pass();
+    CHECK_EQ_STR(parts("Rs"), "C2@DE-OB=1:reserved");
+    CHECK_EQ_INT(outbox_rows("key = 'ob:DE-OB:Rs' AND kind = 'outbound'"), 1);
+    /* the cancel was asked for: no "cancelled by itself" exception; the report is settled */
+    CHECK_EQ_INT(all_exc("Rs", "warehouse"), 1);
+    CHECK_EQ_INT(open_exc("Rs", "warehouse"), 0);
+    CHECK_EQ_STR(rh_qtext(h, "SELECT resolved_by FROM exceptions e JOIN orders o"
+                             " ON o.id = e.order_ref WHERE o.order_id = 'Rs'"
+                             " AND e.kind = 'warehouse'"),
+                 "tallyd");
+    /* PL-OB is never asked for it again */
+    CHECK_EQ_INT(outbox_rows("key = 'ob:PL-OB:Rs'"), 1);
+    check_reserved_invariant();
+
+    /* Picked: the same (the warehouse may still stop it). The cancel refused (it shipped):
+     * an exception says so, and the shipment is recorded where it happened, once. */
+    sent_order("Rp");
+    wh_status("PL-OB", "Rp", "picking", NULL, NULL, NULL);
+    r = release_now("Rp");
+    CHECK(r != NULL);
+    CHECK_EQ_INT(outbox_rows("key = 'obc:PL-OB:Rp'"), 1);
+    outbox_result("wh:PL-OB", "outbound_cancel", "obc:PL-OB:Rp", "Rp", false,
+                  "409 already_shipped");
+    CHECK(strstr(rh_qtext(h, "SELECT group_concat(message, ' | ') FROM exceptions e JOIN orders o"
+                             " ON o.id = e.order_ref WHERE o.order_id = 'Rp'"
+                             " AND e.state <> 'resolved'"),
+                 "could not cancel") != NULL);
+    CHECK_EQ_INT(open_exc("Rp", "cancelled_after_pick"), 0);
+    /* asked again: refused with what to do, nothing changed */
+    CHECK(release_now("Rp") == NULL);
+    CHECK_EQ_STR(rh_last_code(h), "conflict");
+    CHECK_EQ_INT(outbox_rows("kind = 'outbound_cancel' AND entity = 'Rp'"), 1);
+    wh_status("PL-OB", "Rp", "shipped", "InPost", "IP9", NULL);
+    CHECK_EQ_STR(fstate("Rp"), "shipped");
+    CHECK_EQ_STR(parts("Rp"), "C2@PL-OB=1:consumed");
+    check_reserved_invariant();
+
+    /* Partly shipped: refused, saying why. */
+    RH_EXEC(h, "UPDATE orders SET fstate = 'partial' WHERE order_id = 'Rp'");
+    CHECK(release_now("Rp") == NULL);
+    CHECK_EQ_STR(rh_last_code(h), "conflict");
+}
+
+/* Warehouses (by code) that hold a part of the order that has not been cancelled or given
+ * back: reserved, consumed or shipped allocations. */
+static const char *holders(const char *oid)
+{
+    return rh_qtext(h,
+                    "SELECT COALESCE(group_concat(code, ','), '') FROM (SELECT DISTINCT w.code"
+                    " FROM allocations a JOIN warehouses w ON w.id = a.warehouse"
+                    " JOIN orders o ON o.id = a.order_ref WHERE o.order_id = '%s'"
+                    " ORDER BY w.code)",
+                    oid);
+}
+
+/*
+ * A release (orders.allocate --release) meets the other paths of an outbound order:
+ * (a) the warehouse cancels by itself before our cancel reaches it (or our cancel's answer is
+ *     lost and its "cancelled" arrives first): allocated again elsewhere exactly once, also
+ *     when "cancelled" is reported twice and when the retried cancel is answered later;
+ * (b) the warehouse ships before the cancel arrives: the shipment is recorded at that
+ *     warehouse, the order goes nowhere else, and the refused cancel tells a person;
+ * (c) the marketplace cancels the order while the release waits: cancelled, not re-allocated;
+ * (d) a warehouse that refused the outbound order itself (its row held) never had it: the
+ *     release does not send it a cancel it cannot act on, and says what to do instead;
+ * (e) a cancel already discarded by an operator is never sent again: the release does not
+ *     claim to be cancelling there.
+ */
+static void test_release_interactions(void)
+{
+    cancel_fixture();
+    add_wh("DE-OB", "DE", "outbound");
+    set_stock("C2", "DE-OB", 10, 0);
+
+    /* (a) */
+    sent_order("Ia");
+    CHECK(release_now("Ia") != NULL);
+    CHECK_EQ_STR(rh_qtext(h, "SELECT state FROM outbox WHERE key = 'obc:PL-OB:Ia'"), "pending");
+    wh_status("PL-OB", "Ia", "cancelled", NULL, NULL, "out of cartons");
+    wh_status("PL-OB", "Ia", "cancelled", NULL, NULL, "out of cartons");
+    pass_at(store_now() + 3600);
+    pass_at(store_now() + 7200);
+    CHECK_EQ_STR(parts("Ia"), "C2@DE-OB=1:reserved");
+    CHECK_EQ_INT(outbox_rows("kind = 'outbound' AND entity = 'Ia'"), 2);
+    /* the late answer of the cancel (a lost answer, retried): nothing moves again */
+    outbox_result("wh:PL-OB", "outbound_cancel", "obc:PL-OB:Ia", "Ia", true, NULL);
+    pass_at(store_now() + 3 * 3600);
+    CHECK_EQ_STR(parts("Ia"), "C2@DE-OB=1:reserved");
+    CHECK_EQ_INT(outbox_rows("kind = 'outbound' AND entity = 'Ia'"), 2);
+    CHECK_EQ_INT(open_exc("Ia", "warehouse"), 0);
+    check_reserved_invariant();
+
+    /* (b) */
+    sent_order("Ib");
+    wh_status("PL-OB", "Ib", "picking", NULL, NULL, NULL);
+    CHECK(release_now("Ib") != NULL);
+    wh_status("PL-OB", "Ib", "shipped", "InPost", "IPB", NULL);
+    pass_at(store_now() + 3600);
+    CHECK_EQ_STR(fstate("Ib"), "shipped");
+    CHECK_EQ_STR(holders("Ib"), "PL-OB");
+    CHECK_EQ_INT(outbox_rows("kind = 'outbound' AND entity = 'Ib'"), 1);
+    CHECK_EQ_INT(rh_q64(h, "SELECT COUNT(*) FROM shipments s JOIN orders o ON o.id = s.order_ref"
+                           " WHERE o.order_id = 'Ib'"),
+                 1);
+    outbox_result("wh:PL-OB", "outbound_cancel", "obc:PL-OB:Ib", "Ib", false,
+                  "409 already_shipped");
+    pass_at(store_now() + 7200);
+    CHECK_EQ_STR(holders("Ib"), "PL-OB");
+    CHECK_EQ_INT(open_exc("Ib", "warehouse"), 1);
+    /* the person is told the release did not happen, not to ship what has left */
+    CHECK(strstr(rh_qtext(h, "SELECT message FROM exceptions e JOIN orders o ON o.id ="
+                             " e.order_ref WHERE o.order_id = 'Ib' AND e.kind = 'warehouse'"),
+                 "release did not happen") != NULL);
+    check_reserved_invariant();
+
+    /* (c) */
+    sent_order("Ic");
+    CHECK(release_now("Ic") != NULL);
+    set_status("Ic", "IN_CANCEL");
+    RH_EXEC(h, "UPDATE orders SET fdirty = 1 WHERE order_id = 'Ic'");
+    pass();
+    wh_status("PL-OB", "Ic", "cancelled", NULL, NULL, "cancelled by client");
+    pass_at(store_now() + 3600);
+    CHECK_EQ_STR(fstate("Ic"), "cancelled");
+    CHECK_EQ_STR(parts("Ic"), "");
+    CHECK_EQ_INT(outbox_rows("kind = 'outbound' AND entity = 'Ic'"), 1);
+    check_reserved_invariant();
+
+    /* (d) */
+    add_order("Id", "PL", 0);
+    add_line("Id", "C2", 1);
+    pass();
+    CHECK_EQ_STR(parts("Id"), "C2@PL-OB=1:reserved");
+    outbox_result("wh:PL-OB", "outbound", "ob:PL-OB:Id", "Id", false, "422 bad service");
+    CHECK(release_now("Id") == NULL);
+    CHECK_EQ_STR(rh_last_code(h), "conflict");
+    CHECK(strstr(rh_last_message(h), "outbox discard") != NULL);
+    if (!strstr(rh_last_message(h), "outbox discard"))
+        fprintf(stderr, "  release of a refused outbound order: '%s'\n", rh_last_message(h));
+    CHECK_EQ_INT(outbox_rows("key = 'obc:PL-OB:Id'"), 0);
+    CHECK_EQ_STR(parts("Id"), "C2@PL-OB=1:reserved");
+
+    /* a station that is not the coordinator: refused, saying why, nothing asked or banned */
+    sent_order("If");
+    d->cfg.coordinator = false;
+    CHECK(release_now("If") == NULL);
+    d->cfg.coordinator = true;
+    CHECK_EQ_STR(rh_last_code(h), "conflict");
+    CHECK(strstr(rh_last_message(h), "coordinator") != NULL);
+    CHECK_EQ_INT(outbox_rows("kind = 'outbound_cancel' AND entity = 'If'"), 0);
+    CHECK_EQ_INT(rh_q64(h, "SELECT COUNT(*) FROM allocation_bans b JOIN orders o ON o.id ="
+                           " b.order_ref WHERE o.order_id = 'If'"),
+                 0);
+    CHECK_EQ_STR(parts("If"), "C2@PL-OB=1:reserved");
+
+    /* (e) */
+    sent_order("Ie");
+    CHECK(release_now("Ie") != NULL);
+    RH_EXEC(h, "UPDATE outbox SET state = 'discarded' WHERE key = 'obc:PL-OB:Ie'");
+    CHECK(release_now("Ie") == NULL);
+    CHECK_EQ_STR(rh_last_code(h), "conflict");
+    if (!strcmp(rh_last_code(h), ""))
+        fprintf(stderr, "  release after the cancel was discarded: accepted\n");
+    CHECK_EQ_STR(parts("Ie"), "C2@PL-OB=1:reserved");
+    check_reserved_invariant();
+}
+
 int main(void)
 {
     h = rh_new("tally-fulfil");
@@ -2108,6 +2394,9 @@ int main(void)
     test_unexpected_outbound_history();
     test_unexpected_outbound_cancelled();
     test_pass_when_locked();
+    test_late_order_overdue_at_once();
+    test_release_sent_order_cancels_first();
+    test_release_interactions();
 
     rh_free(h);
     msgpack_unpacked_destroy(&pay);

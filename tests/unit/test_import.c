@@ -503,6 +503,33 @@ static void test_orders(void)
     CHECK_EQ_INT(q64(st, "SELECT total_minor FROM orders WHERE order_id = '8001'"), 1300);
     CHECK_EQ_INT(q64(st, "SELECT COUNT(*) FROM order_lines"), 3);
 
+    /* A status the marketplace does not have (another case, another vocabulary) is refused
+     * naming the valid ones, as orders.list refuses it as a filter: such an order would wait
+     * in `pending` for ever, and no `--status` could find it. */
+    const char *bad_status[] = {"status=wait_seller_send_goods", "status=paid"};
+    for (int i = 0; i < 2; i++) {
+        r = IMPORT(st, IMPORT_ORDERS,
+                   {"order_id=8003", bad_status[i], "created_at=#1700000000", "country=ES",
+                    "currency=EUR", "sku=S1", "qty=#1", "price_minor=#150"});
+        CHECK_EQ_INT(r, TALLY_E_INVALID_PARAMS);
+        CHECK(starts_with(last_err, "row 1: field 'status' must be one of: PLACE_ORDER_SUCCESS"));
+        CHECK(strstr(last_err, "WAIT_SELLER_SEND_GOODS") && strstr(last_err, "FINISH"));
+        if (r != TALLY_E_INVALID_PARAMS)
+            fprintf(stderr, "  %s imported (%d: %s)\n", bad_status[i], r, last_err);
+    }
+    CHECK_EQ_INT(q64(st, "SELECT COUNT(*) FROM orders WHERE order_id = '8003'"), 0);
+    /* ship_by 0 is no ship-by (not a deadline in 1970) */
+    r = IMPORT(st, IMPORT_ORDERS,
+               {"order_id=8004", "status=WAIT_SELLER_SEND_GOODS", "created_at=#1700000000",
+                "ship_by=0", "country=ES", "currency=EUR", "sku=S1", "qty=#1", "price_minor=#150"});
+    CHECK_EQ_INT(r, 0);
+    CHECK_EQ_INT(q64(st, "SELECT ship_by IS NULL FROM orders WHERE order_id = '8004'"), 1);
+    /* the warehouses' fulfilment too, from the same table */
+    r = IMPORT(st, IMPORT_WAREHOUSES, {"code=ZZ", "name=Z", "country=ES", "fulfilment=Outbound"});
+    CHECK_EQ_INT(r, TALLY_E_INVALID_PARAMS);
+    CHECK(starts_with(last_err, "row 1: field 'fulfilment' must be one of: station, outbound,"
+                                " none (not 'Outbound')"));
+
     row_t base = {"order_id=9001",
                   "status=WAIT_SELLER_SEND_GOODS",
                   "created_at=#1700000000",

@@ -199,6 +199,58 @@ static void test_newer(void)
     sqlite3_close(db);
 }
 
+/* An existing replica of schema 4 (before the low-stock indexes), with stock rows in it: the
+ * upgrade adds stock_low and stock_low_by_warehouse over the rows already there, holding
+ * exactly the rows stock_is_low calls low (out ones whatever the threshold). */
+static void test_upgrade_low_indexes(void)
+{
+    char path[128], err[512] = "";
+    path_of(path, sizeof path, "v4low.db");
+    struct store *st = NULL;
+    CHECK_EQ_INT(store_open(path, true, &st, err, sizeof err), 0);
+    store_close(st);
+    CHECK(schema_latest() >= 5);
+    CHECK_EQ_INT(rh_rewind_schema(path, 4), 0);
+
+    sqlite3 *db;
+    CHECK_EQ_INT(sqlite3_open(path, &db), SQLITE_OK);
+    CHECK_EQ_INT(sqlite3_exec(db,
+                              "INSERT INTO warehouses(id, code, name, country, created_at)"
+                              " VALUES(1, 'A', 'A', 'ES', 1), (2, 'B', 'B', 'ES', 1);"
+                              "INSERT INTO products(id, product_id, title, updated_at)"
+                              " VALUES(1, 'P', 'P', 1);"
+                              "INSERT INTO skus(id, code, product, title, price_minor, currency,"
+                              " updated_at) VALUES(1, 'S1', 1, 't', 1, 'EUR', 1),"
+                              " (2, 'S2', 1, 't', 1, 'EUR', 1);"
+                              /* out (threshold 0), fine, low (3 <= 5), out by reservations */
+                              "INSERT INTO stock(sku, warehouse, snapshot, pending, reserved,"
+                              " safety, threshold) VALUES(1, 1, 0, 0, 0, 0, 0),"
+                              " (1, 2, 9, 0, 0, 0, 0), (2, 1, 4, -1, 0, 0, 5),"
+                              " (2, 2, 2, 0, 2, 1, 0);",
+                              NULL, NULL, NULL),
+                 SQLITE_OK);
+    if (sqlite3_errcode(db) != SQLITE_OK)
+        fprintf(stderr, "v4 setup: %s\n", sqlite3_errmsg(db));
+    sqlite3_close(db);
+
+    st = NULL;
+    CHECK_EQ_INT(store_open(path, false, &st, err, sizeof err), 0);
+    if (!st) {
+        fprintf(stderr, "store_open: %s\n", err);
+        return;
+    }
+    CHECK_EQ_INT(store_schema_version(st), schema_latest());
+    CHECK_EQ_INT(one_int(st, "SELECT COUNT(*) FROM sqlite_master WHERE type = 'index' AND"
+                             " name IN ('stock_low', 'stock_low_by_warehouse')"),
+                 2);
+    CHECK_EQ_STR(pragma_text(st, "SELECT group_concat(sku || '@' || warehouse) FROM (SELECT sku,"
+                                 " warehouse FROM stock INDEXED BY stock_low WHERE snapshot +"
+                                 " pending - reserved - safety - threshold <= 0 ORDER BY sku,"
+                                 " warehouse)"),
+                 "1@1,2@1,2@2");
+    store_close(st);
+}
+
 static void test_garbage(void)
 {
     char path[128], err[512] = "";
@@ -381,6 +433,7 @@ int main(void)
     test_existing_file_mode();
     test_newer();
     test_garbage();
+    test_upgrade_low_indexes();
     test_stmt_cache();
     test_upgrade_sent_at();
 

@@ -388,9 +388,15 @@ static void test_available(void)
     CHECK_EQ_INT(f.snapshot, 10);
     CHECK_EQ_INT(f.pending, -8);
 
-    /* stock_is_low: threshold > 0 and available <= threshold. */
+    /* stock_is_low: available <= threshold; out (nothing available) is low whatever it is. */
     struct stock_figures g = {.snapshot = 10, .pending = 0, .reserved = 1, .safety = 1};
     CHECK(!stock_is_low(&g));
+    CHECK(!stock_is_out(&g));
+    struct stock_figures out = {.snapshot = 3, .pending = -1, .reserved = 1, .safety = 1};
+    CHECK(stock_is_out(&out) && stock_is_low(&out));
+    out.threshold = 0;
+    out.safety = 5; /* available clamps at 0 */
+    CHECK(stock_is_out(&out) && stock_is_low(&out));
     g.threshold = 8;
     CHECK(stock_is_low(&g));
     g.threshold = 7;
@@ -937,10 +943,13 @@ static void test_became_low(void)
     CHECK(!res.legs[0].became_low);
     CHECK_EQ_INT(mv(st, STOCK_COUNT, "S1", "A", 2, NULL, NULL, false, NULL, &res), 0);
     CHECK(res.legs[0].became_low);
-    /* No threshold, never low. */
-    CHECK_EQ_INT(mv(st, STOCK_RECEIVE, "S2", "B", 1, NULL, NULL, false, NULL, &res), 0);
-    CHECK_EQ_INT(mv(st, STOCK_PICK, "S2", "B", 1, NULL, NULL, false, NULL, &res), 0);
+    /* No threshold (0): low only when it runs out, and then whatever the threshold. */
+    CHECK_EQ_INT(mv(st, STOCK_RECEIVE, "S2", "B", 2, NULL, NULL, false, NULL, &res), 0);
     CHECK(!res.legs[0].became_low);
+    CHECK_EQ_INT(mv(st, STOCK_PICK, "S2", "B", 1, NULL, NULL, false, NULL, &res), 0);
+    CHECK(!res.legs[0].became_low); /* 1 left */
+    CHECK_EQ_INT(mv(st, STOCK_PICK, "S2", "B", 1, NULL, NULL, false, NULL, &res), 0);
+    CHECK(res.legs[0].became_low); /* out */
     store_close(st);
 }
 

@@ -176,6 +176,8 @@ int main(int argc, char **argv)
     log_init(d->cfg.log_level);
     signal(SIGPIPE, SIG_IGN);
 
+    config_warn_insecure(&d->cfg);
+
     if (make_state_dir(d->cfg.state_dir) != 0)
         return 1;
     char dbpath[600];

@@ -141,7 +141,7 @@
 #define PUBLISH_SKUS 200
 #define PUBLISH_MAX_VALUE 999999
 #define MAX_PARAMS 8
-#define MAX_ANSWER (16u << 20)
+#define MAX_ANSWER HTTP_MAX_ANSWER    /* a page of 50 orders or 100 products, or one detail */
 #define MAX_PRICE_MINOR 10000000000LL /* as importer.c */
 #define MAX_LINE_QTY 1000000LL
 #define MAX_LINES 100

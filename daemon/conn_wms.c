@@ -30,6 +30,13 @@
 #include "upstream.h"
 
 #define INVENTORY_PAGE 5000
+/* An inventory row is {"sku" (at most 64 bytes), "on_hand", "inbound", "version",
+ * "updated_at"}: under 256 bytes; 512 leaves room for escapes and fields not read here. A page
+ * larger than INVENTORY_PAGE such rows is not an honest page: the pull fails (http.h). Other
+ * answers (outbound pages, whose size the warehouse picks, and push results) are bounded by
+ * HTTP_MAX_ANSWER. */
+#define INVENTORY_ROW_MAX 512
+#define INVENTORY_MAX_ANSWER ((size_t)INVENTORY_PAGE * INVENTORY_ROW_MAX + 65536)
 #define MOVEMENTS_PER_CALL 500
 
 struct wms_call;
@@ -349,6 +356,7 @@ static void wms_pull(struct upstream *u, int stream, const struct checkpoint *cp
     jb_free(&q);
     c->req.url = c->url;
     c->req.method = "GET";
+    c->req.max_response = stream == STREAM_INVENTORY ? INVENTORY_MAX_ANSWER : HTTP_MAX_ANSWER;
     c->req.done = on_pulled;
     if (http_start(u->http, &c->req) == 0)
         return;

@@ -14,6 +14,16 @@
 #include <stdint.h>
 #include <uv.h>
 
+/*
+ * The largest answer body a request accepts unless it sets its own max_response. An honest
+ * answer is one page: a warehouse's inventory page is 5,000 rows of at most 512 bytes
+ * (conn_wms.c: 2.5 MiB), a marketplace page 50 orders or 100 products. The daemon's memory
+ * budget is 32 MiB (DESIGN.md) and a page parsed by cJSON costs several times its text, so a
+ * larger answer is refused (the call fails with "answer larger than ... bytes"), never
+ * buffered and parsed whole.
+ */
+#define HTTP_MAX_ANSWER (4u << 20)
+
 struct http;
 struct http_req;
 
@@ -30,7 +40,7 @@ struct http_req {
     long connect_timeout_ms; /* default 5000 */
     long timeout_ms;         /* default 30000 */
     long stall_s;            /* default 10 */
-    size_t max_response;     /* default 64 MiB; larger answers fail */
+    size_t max_response;     /* default HTTP_MAX_ANSWER; larger answers fail */
     http_done_fn done;
     void *data; /* the caller's */
 
@@ -47,6 +57,7 @@ struct http_req {
     void *headers;
     struct http *http;
     size_t cap;
+    int too_large; /* the body outgrew max_response */
 };
 
 /* Creates the HTTP client on `loop`; max_per_host bounds parallel connections per host. */

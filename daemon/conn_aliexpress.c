@@ -642,7 +642,7 @@ static int verdict(struct ae_call *c, const cJSON **resp)
         return SYNC_TRANSIENT;
     }
     if (r->response && r->response_len)
-        c->doc = cJSON_ParseWithLength(r->response, r->response_len);
+        c->doc = json_parse(r->response, r->response_len);
     const cJSON *er = member(c->doc, "error_response");
     if (r->status < 200 || r->status >= 300) {
         char detail[230] = "";

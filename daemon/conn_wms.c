@@ -145,7 +145,7 @@ static int classify(struct http_req *r, char *err, size_t errlen)
     if (r->status >= 200 && r->status < 300)
         return SYNC_OK;
     const char *msg = "";
-    cJSON *doc = r->response ? cJSON_ParseWithLength(r->response, r->response_len) : NULL;
+    cJSON *doc = json_parse(r->response, r->response_len);
     const cJSON *e = cJSON_GetObjectItemCaseSensitive(doc, "error");
     if (e && json_str(e, "message"))
         msg = json_str(e, "message");
@@ -309,7 +309,7 @@ static void on_pulled(struct http_req *r)
     pg->retry_after_s = r->retry_after_s;
     pg->outcome = classify(r, pg->error, sizeof pg->error);
     if (pg->outcome == SYNC_OK) {
-        c->doc = cJSON_ParseWithLength(r->response ? r->response : "", r->response_len);
+        c->doc = json_parse(r->response ? r->response : "", r->response_len);
         const cJSON *items = cJSON_GetObjectItemCaseSensitive(c->doc, "items");
         const cJSON *next = cJSON_GetObjectItemCaseSensitive(c->doc, "next_cursor");
         if (!cJSON_IsArray(items) ||
@@ -548,7 +548,7 @@ static void on_pushed(struct http_req *r)
     } else if (verdict == SYNC_TRANSIENT) {
         b->outcome = SYNC_TRANSIENT;
     } else {
-        cJSON *doc = cJSON_ParseWithLength(r->response ? r->response : "", r->response_len);
+        cJSON *doc = json_parse(r->response ? r->response : "", r->response_len);
         b->outcome = SYNC_OK;
         if (!doc) {
             b->outcome = SYNC_TRANSIENT;

@@ -3,7 +3,8 @@
  * the request's bound (by default HTTP_MAX_ANSWER, a few MiB: what an upstream's page can
  * honestly be) fails the request with a clear error, whether the server announces its length
  * (refused before the body is read) or streams it without one; answers within the bound
- * arrive whole.
+ * arrive whole. And an answer's parse is bounded by its number of values (json_parse), which
+ * is what cJSON's memory grows with, not by its bytes alone.
  */
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -19,6 +20,7 @@
 
 #include "check.h"
 #include "http.h"
+#include "json.h"
 
 static int listen_fd;
 static int port;
@@ -132,6 +134,77 @@ static void expect_whole(const char *path, size_t max_response, size_t len)
     http_req_reset(&r);
 }
 
+/* An inventory page of `rows` honest rows. */
+static char *inventory_page(int rows, size_t *len)
+{
+    size_t cap = (size_t)rows * 160 + 64, n = 0;
+    char *p = malloc(cap);
+    n += (size_t)snprintf(p + n, cap - n, "{\"items\":[");
+    for (int i = 0; i < rows; i++)
+        n += (size_t)snprintf(p + n, cap - n,
+                              "%s{\"sku\":\"SKU-%06d\",\"on_hand\":%d,\"inbound\":0,"
+                              "\"version\":%d,\"updated_at\":1700000000}",
+                              i ? "," : "", i, i % 50, i + 1);
+    n += (size_t)snprintf(p + n, cap - n, "],\"next_cursor\":null,\"version\":%d}", rows);
+    *len = n;
+    return p;
+}
+
+static void test_json_bound(void)
+{
+    /* A full inventory page (5,000 rows) parses. */
+    size_t len;
+    char *page = inventory_page(5000, &len);
+    CHECK(len < HTTP_MAX_ANSWER);
+    cJSON *doc = json_parse(page, len);
+    CHECK(doc != NULL);
+    CHECK_EQ_INT(cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(doc, "items")), 5000);
+    cJSON_Delete(doc);
+    free(page);
+
+    /* Tiny values packed within the byte bound: refused before cJSON allocates them. */
+    size_t n = 2 * (size_t)JSON_MAX_VALUES + 1;
+    char *zeros = malloc(n + 2);
+    zeros[0] = '[';
+    for (size_t i = 0; i < JSON_MAX_VALUES; i++) {
+        zeros[1 + 2 * i] = '0';
+        zeros[2 + 2 * i] = ',';
+    }
+    zeros[n - 1] = '0';
+    zeros[n] = ']';
+    CHECK(n + 1 < HTTP_MAX_ANSWER);
+    CHECK(json_parse(zeros, n + 1) == NULL);
+    /* Within the bound: parsed. */
+    zeros[n - 3] = ']';
+    doc = json_parse(zeros, n - 2);
+    CHECK(doc != NULL);
+    CHECK_EQ_INT(cJSON_GetArraySize(doc), JSON_MAX_VALUES - 1);
+    cJSON_Delete(doc);
+    free(zeros);
+
+    /* Commas, colons and brackets inside strings (with escaped quotes) are not values. */
+    size_t sl = 3 * (size_t)JSON_MAX_VALUES;
+    char *str = malloc(sl + 16);
+    size_t k = 0;
+    str[k++] = '[';
+    str[k++] = '"';
+    str[k++] = '\\';
+    str[k++] = '"';
+    for (size_t i = 0; i < sl; i++)
+        str[k++] = ",:[{"[i % 4];
+    str[k++] = '\\';
+    str[k++] = '"';
+    str[k++] = '"';
+    str[k++] = ']';
+    doc = json_parse(str, k);
+    CHECK(doc != NULL);
+    CHECK_EQ_INT(cJSON_GetArraySize(doc), 1);
+    cJSON_Delete(doc);
+    free(str);
+    CHECK(json_parse(NULL, 0) == NULL);
+    CHECK(json_parse("{", 1) == NULL);
+}
+
 int main(void)
 {
     listen_fd = socket(AF_INET, SOCK_STREAM, 0);
@@ -170,6 +243,8 @@ int main(void)
     expect_too_large("/chunk/5001", 5000);
     expect_too_large("/len/5001", 5000);
     expect_too_large("/chunk/200000", 5000);
+
+    test_json_bound();
 
     shutdown(listen_fd, SHUT_RDWR);
     close(listen_fd);

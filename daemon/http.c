@@ -180,6 +180,8 @@ static size_t on_body(char *p, size_t size, size_t n, void *userp)
         size_t cap = r->cap ? r->cap : 16384;
         while (cap < r->response_len + len + 1)
             cap *= 2;
+        if (cap > r->max_response + 1) /* never more than the bound, doubling or not */
+            cap = r->max_response + 1;
         char *b = realloc(r->response, cap);
         if (!b)
             return 0;

@@ -308,12 +308,25 @@ static void on_pulled(struct http_req *r)
     pg->total = -1;
     pg->retry_after_s = r->retry_after_s;
     pg->outcome = classify(r, pg->error, sizeof pg->error);
+    /* A page larger than a page can honestly be comes again when asked again: the stream
+     * fails (its last_error says why; retried at its interval), not the link, which would hold
+     * every other call to this warehouse behind a probe that cannot succeed. */
+    if (r->too_large) {
+        pg->outcome = SYNC_PERMANENT;
+        snprintf(pg->error, sizeof pg->error, "page refused: answer larger than %zu bytes",
+                 r->max_response);
+    }
     if (pg->outcome == SYNC_OK) {
         c->doc = json_parse(r->response ? r->response : "", r->response_len);
         const cJSON *items = cJSON_GetObjectItemCaseSensitive(c->doc, "items");
         const cJSON *next = cJSON_GetObjectItemCaseSensitive(c->doc, "next_cursor");
-        if (!cJSON_IsArray(items) ||
-            json_int(c->doc, "version", 0, INT64_MAX / 2, &c->new_version) != 0) {
+        if (!c->doc && r->response && !json_within_bound(r->response, r->response_len)) {
+            pg->outcome = SYNC_PERMANENT;
+            snprintf(pg->error, sizeof pg->error,
+                     "page refused: answer of more than %d values (%zu bytes)", JSON_MAX_VALUES,
+                     r->response_len);
+        } else if (!cJSON_IsArray(items) ||
+                   json_int(c->doc, "version", 0, INT64_MAX / 2, &c->new_version) != 0) {
             pg->outcome = SYNC_TRANSIENT;
             snprintf(pg->error, sizeof pg->error, "unreadable answer (%zu bytes)", r->response_len);
         } else {

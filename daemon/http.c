@@ -38,11 +38,12 @@ static void check_done(struct http *h)
         req->curl_code = (int)msg->data.result;
         if (msg->data.result == CURLE_OK)
             curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &req->status);
-        else if (req->too_large || msg->data.result == CURLE_FILESIZE_EXCEEDED)
+        else if (req->too_large || msg->data.result == CURLE_FILESIZE_EXCEEDED) {
             /* curl's own message ("Failure writing output") would hide why */
+            req->too_large = 1;
             snprintf(req->error, sizeof req->error, "answer larger than %zu bytes",
                      req->max_response);
-        else if (!req->error[0])
+        } else if (!req->error[0])
             snprintf(req->error, sizeof req->error, "%s", curl_easy_strerror(msg->data.result));
         curl_multi_remove_handle(h->multi, easy);
         h->running--;

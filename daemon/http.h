@@ -57,7 +57,10 @@ struct http_req {
     void *headers;
     struct http *http;
     size_t cap;
-    int too_large; /* the body outgrew max_response */
+    /* The answer outgrew max_response (announced or as it arrived): the request failed. The
+     * same request would get the same answer, so a read should not be retried as if the link
+     * had failed (conn_wms.c, conn_aliexpress.c). */
+    int too_large;
 };
 
 /* Creates the HTTP client on `loop`; max_per_host bounds parallel connections per host. */

@@ -116,10 +116,8 @@ void jb_free(struct jbuf *b)
     memset(b, 0, sizeof *b);
 }
 
-cJSON *json_parse(const char *p, size_t len)
+bool json_within_bound(const char *p, size_t len)
 {
-    if (!p)
-        return NULL;
     /* Every value but the first follows a ',' or ':' or opens after '[' / '{' (outside
      * strings): their count bounds what cJSON would allocate. */
     size_t tokens = 1;
@@ -137,8 +135,15 @@ cJSON *json_parse(const char *p, size_t len)
             in_str = true;
         } else if (ch == ',' || ch == ':' || ch == '[' || ch == '{') {
             if (++tokens > JSON_MAX_VALUES)
-                return NULL;
+                return false;
         }
     }
+    return true;
+}
+
+cJSON *json_parse(const char *p, size_t len)
+{
+    if (!p || !json_within_bound(p, len))
+        return NULL;
     return cJSON_ParseWithLength(p, len);
 }

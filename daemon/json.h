@@ -24,6 +24,9 @@
  * not JSON, or holds more than JSON_MAX_VALUES values and names (counted before anything is
  * allocated). */
 cJSON *json_parse(const char *p, size_t len);
+/* Whether `len` bytes at `p` hold at most JSON_MAX_VALUES values and names (what json_parse
+ * checks first): false tells an answer refused for its size from one that is not JSON. */
+bool json_within_bound(const char *p, size_t len);
 
 /* The string member `key` of `obj`, or NULL when absent or not a string. */
 const char *json_str(const cJSON *obj, const char *key);

@@ -118,6 +118,7 @@ static void expect_too_large(const char *path, size_t max_response)
     if (!strstr(r.error, "larger than"))
         fprintf(stderr, "%s: error \"%s\"\n", path, r.error);
     CHECK(strstr(r.error, "larger than") != NULL);
+    CHECK(r.too_large); /* what the connectors read to fail the stream, not the link */
     CHECK(r.response_len <= (max_response ? max_response : HTTP_MAX_ANSWER));
     http_req_reset(&r);
 }
@@ -129,6 +130,7 @@ static void expect_whole(const char *path, size_t max_response, size_t len)
     if (r.curl_code != 0)
         fprintf(stderr, "%s: %s\n", path, r.error);
     CHECK_EQ_INT(r.curl_code, 0);
+    CHECK(!r.too_large);
     CHECK_EQ_INT(r.status, 200);
     CHECK_EQ_INT(r.response_len, len);
     http_req_reset(&r);
@@ -174,6 +176,7 @@ static void test_json_bound(void)
     zeros[n] = ']';
     CHECK(n + 1 < HTTP_MAX_ANSWER);
     CHECK(json_parse(zeros, n + 1) == NULL);
+    CHECK(!json_within_bound(zeros, n + 1)); /* refused for its size, not as not-JSON */
     /* Within the bound: parsed. */
     zeros[n - 3] = ']';
     doc = json_parse(zeros, n - 2);
@@ -203,6 +206,7 @@ static void test_json_bound(void)
     free(str);
     CHECK(json_parse(NULL, 0) == NULL);
     CHECK(json_parse("{", 1) == NULL);
+    CHECK(json_within_bound("{", 1));
 }
 
 int main(void)

@@ -34,9 +34,13 @@
  * "updated_at"}: under 256 bytes; 512 leaves room for escapes and fields not read here. A page
  * larger than INVENTORY_PAGE such rows is not an honest page: the pull fails (http.h). Other
  * answers (outbound pages, whose size the warehouse picks, and push results) are bounded by
- * HTTP_MAX_ANSWER. */
+ * HTTP_MAX_ANSWER (outbound pages ask for OUTBOUND_PAGE orders, below). */
 #define INVENTORY_ROW_MAX 512
 #define INVENTORY_MAX_ANSWER ((size_t)INVENTORY_PAGE * INVENTORY_ROW_MAX + 65536)
+/* Outbound orders per feed page, asked for: left to the warehouse (up to 5,000), an honest page
+ * of orders of up to 100 lines could hold far more than JSON_MAX_VALUES values. 100 orders of
+ * 100 lines are about 53,000 values and half a MiB. */
+#define OUTBOUND_PAGE 100
 #define MOVEMENTS_PER_CALL 500
 
 struct wms_call;
@@ -352,10 +356,8 @@ static void wms_pull(struct upstream *u, int stream, const struct checkpoint *cp
     jb_lit(&q, u->wh->url);
     jb_lit(&q, stream == STREAM_INVENTORY ? "/v1/inventory?since=" : "/v1/outbound-orders?since=");
     jb_int(&q, cp->version);
-    if (stream == STREAM_INVENTORY) {
-        jb_lit(&q, "&limit=");
-        jb_int(&q, INVENTORY_PAGE);
-    }
+    jb_lit(&q, "&limit=");
+    jb_int(&q, stream == STREAM_INVENTORY ? INVENTORY_PAGE : OUTBOUND_PAGE);
     if (cp->cursor[0]) {
         jb_lit(&q, "&cursor=");
         jb_form(&q, cp->cursor);

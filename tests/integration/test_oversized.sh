@@ -19,9 +19,34 @@ echo tally-sim-access-token >"$tmp/access.token"
 # Outbound and orders rounds far apart: only the inventory and catalog rounds run meanwhile.
 printf '[station]\nname = OVERSIZED-TEST\n[sync]\nretry_max = 2\nrequest_timeout = 5\n[warehouse ES-MAD]\nurl = %s/wh/ES-MAD\ntoken_file = %s\ninventory_interval = 1\noutbound_interval = 3600\n[marketplace]\ngateway = %s/sync\napp_key = tally-sim-app-key\napp_secret_file = %s\naccess_token_file = %s\ncatalog_interval = 1\norders_interval = 3600\n' \
     "$base" "$tmp/wh.token" "$base" "$tmp/app.secret" "$tmp/access.token" >"$tmp/tallyd.conf"
+# Honest pages, however full, are taken: 300 outbound orders of 100 lines each at the
+# warehouse (the most a line list may hold) make an outbound feed of about 150,000 values when a
+# page holds as many orders as the warehouse likes (tally-sim: 500), so the station asks for
+# pages of a size it can hold.
+skus=($(ctl "$base/control/stock?wh=ES-MAD&format=csv" | tail -n +2 | cut -d, -f1 | head -100))
+lines=$(for s in "${skus[@]}"; do printf '{"sku":"%s","qty":1},' "$s"; done)
+mkdir "$tmp/ob"
+for i in $(seq 300); do # one curl for the 300 requests
+    printf '{"id":"ob-%d","lines":[%s],"service":"std"}' "$i" "${lines%,}" >"$tmp/ob/$i.json"
+    [ "$i" = 1 ] || echo next
+    echo "url = \"$base/wh/ES-MAD/v1/outbound-orders\""
+    echo 'header = "Authorization: Bearer tally-sim-wh-token"'
+    echo "data = \"@$tmp/ob/$i.json\""
+    echo 'output = "/dev/null"'
+    echo 'write-out = "%{http_code}\\n"'
+done >"$tmp/create.curl"
+curl -sS -K "$tmp/create.curl" | sort | uniq -c | grep -q ' 300 201$' && ok ||
+    bad "300 outbound orders not created"
 round_mark=0
 start_tallyd
 wait_until 60 inventory_done
+outbound_done() {
+    st | jq -e '.upstreams[].streams[] | select(.name == "wh:ES-MAD:outbound")
+        | (.last_success_at // 0) > 0 and (.in_round | not) and .last_error == null' >/dev/null
+}
+wait_until 30 outbound_done
+check_eq "$(sqlite3 -readonly "$tmp/state/replica.db" "SELECT rows_total FROM checkpoints
+    WHERE stream = 'wh:ES-MAD:outbound'")" 300 "outbound orders read from the feed"
 
 ctl -X POST -d '{"target":"wh:ES-MAD","call":"inventory","kind":"oversized"}' \
     "$base/control/faults" >/dev/null

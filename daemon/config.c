@@ -1,10 +1,13 @@
 #include "config.h"
 
+#include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 #include "log.h"
@@ -111,9 +114,141 @@ static struct wh_config *warehouse_section(struct tally_config *cfg, const char 
     return w;
 }
 
-static bool is_url(const char *v)
+static int set_str(char *dst, size_t cap, const char *v, char *errbuf, size_t errlen,
+                   const char *key);
+
+/*
+ * Reads an upstream URL: "http://" or "https://", then the authority up to the first '/', '?'
+ * or '#': a host name, a dotted IPv4 address or a bracketed IPv6 address, then an optional
+ * port. User information ('@'), percent-encoding, zone ids and any character a URL parser
+ * might read another way are refused, so the host read here is the host curl connects to.
+ * Returns 0 with the host (brackets removed) in `host`, or -1 with the reason in `why`.
+ */
+static int url_parse(const char *url, bool *https, char *host, size_t hostcap, const char **why)
 {
-    return !strncmp(v, "https://", 8) || !strncmp(v, "http://", 7);
+    const char *p;
+    if (!strncmp(url, "https://", 8)) {
+        *https = true;
+        p = url + 8;
+    } else if (!strncmp(url, "http://", 7)) {
+        *https = false;
+        p = url + 7;
+    } else {
+        *why = "not an http:// or https:// URL";
+        return -1;
+    }
+    size_t alen = strcspn(p, "/?#");
+    const char *end = p + alen, *h = p, *hend;
+    for (const char *q = p; q < end; q++) {
+        if (*q == '@') {
+            *why = "user information (name@host) is not allowed; the token comes from its file";
+            return -1;
+        }
+    }
+    bool v6 = *p == '[';
+    if (v6) {
+        h = p + 1;
+        hend = memchr(h, ']', alen - 1); /* alen >= 1: it holds the '[' */
+        if (!hend) {
+            *why = "an IPv6 address without its closing ']'";
+            return -1;
+        }
+        p = hend + 1;
+    } else {
+        hend = h;
+        while (hend < end && *hend != ':')
+            hend++;
+        p = hend;
+    }
+    size_t hlen = (size_t)(hend - h);
+    if (hlen == 0 || hlen >= hostcap) {
+        *why = hlen ? "the host name is too long" : "no host";
+        return -1;
+    }
+    memcpy(host, h, hlen);
+    host[hlen] = 0;
+    if (v6) {
+        struct in6_addr a6;
+        for (size_t i = 0; i < hlen; i++)
+            if (!isxdigit((unsigned char)host[i]) && host[i] != ':' && host[i] != '.') {
+                *why = "not an IPv6 address between the brackets";
+                return -1;
+            }
+        if (inet_pton(AF_INET6, host, &a6) != 1) {
+            *why = "not an IPv6 address between the brackets";
+            return -1;
+        }
+    } else {
+        for (size_t i = 0; i < hlen; i++)
+            if (!isalnum((unsigned char)host[i]) && host[i] != '.' && host[i] != '-' &&
+                host[i] != '_') {
+                *why = "the host may hold only letters, digits, '.', '-' and '_'";
+                return -1;
+            }
+    }
+    if (p < end) {
+        /* ":port", 1-65535 */
+        if (*p != ':' || end - p < 2 || end - p > 6) {
+            *why = "a port is ':' and a number from 1 to 65535";
+            return -1;
+        }
+        long port = 0;
+        for (const char *q = p + 1; q < end; q++) {
+            if (!isdigit((unsigned char)*q)) {
+                *why = "a port is ':' and a number from 1 to 65535";
+                return -1;
+            }
+            port = port * 10 + (*q - '0');
+        }
+        if (port < 1 || port > 65535) {
+            *why = "a port is ':' and a number from 1 to 65535";
+            return -1;
+        }
+    }
+    for (const char *q = end; *q; q++)
+        if ((unsigned char)*q <= 0x20 || *q == 0x7f || *q == '\\') {
+            *why = "spaces, control characters and '\\' are not allowed";
+            return -1;
+        }
+    return 0;
+}
+
+/* localhost, 127.0.0.0/8 in strict dotted decimal, or ::1: the connection stays inside this
+ * machine. Any other spelling (127.1, 0177.0.0.1, a number) counts as not loopback. */
+static bool host_loopback(const char *host)
+{
+    struct in_addr a4;
+    struct in6_addr a6;
+    if (!strcasecmp(host, "localhost"))
+        return true;
+    if (inet_pton(AF_INET, host, &a4) == 1)
+        return (ntohl(a4.s_addr) >> 24) == 127;
+    if (inet_pton(AF_INET6, host, &a6) == 1)
+        return IN6_IS_ADDR_LOOPBACK(&a6);
+    return false;
+}
+
+bool config_insecure_http(const char *url)
+{
+    bool https;
+    char host[256];
+    const char *why;
+    if (url_parse(url, &https, host, sizeof host, &why) != 0)
+        return true;
+    return !https && !host_loopback(host);
+}
+
+static int set_url(char *dst, size_t cap, const char *v, char *errbuf, size_t errlen,
+                   const char *key)
+{
+    bool https;
+    char host[256];
+    const char *why;
+    if (url_parse(v, &https, host, sizeof host, &why) != 0) {
+        snprintf(errbuf, errlen, "%s must be an http:// or https:// URL: %s", key, why);
+        return -1;
+    }
+    return set_str(dst, cap, v, errbuf, errlen, key);
 }
 
 static int set_str(char *dst, size_t cap, const char *v, char *errbuf, size_t errlen,
@@ -244,13 +379,12 @@ int config_set(struct tally_config *cfg, const char *section, const char *key, c
     } else if (!strcmp(section, "marketplace")) {
         struct mp_config *m = &cfg->mp;
         if (!strcmp(key, "gateway")) {
-            if (!is_url(value)) {
-                snprintf(errbuf, errlen, "gateway must be an http:// or https:// URL");
-                return -1;
-            }
-            m->enabled = true;
-            return set_str(m->gateway, sizeof m->gateway, value, errbuf, errlen, key);
+            if ((r = set_url(m->gateway, sizeof m->gateway, value, errbuf, errlen, key)) == 0)
+                m->enabled = true;
+            return r;
         }
+        if (!strcmp(key, "allow_insecure_http"))
+            return set_bool(&m->allow_insecure_http, value, errbuf, errlen, key);
         if (!strcmp(key, "app_key"))
             return set_str(m->app_key, sizeof m->app_key, value, errbuf, errlen, key);
         if (!strcmp(key, "app_secret_file"))
@@ -357,13 +491,10 @@ int config_set(struct tally_config *cfg, const char *section, const char *key, c
         struct wh_config *w = warehouse_section(cfg, section + 10, errbuf, errlen);
         if (!w)
             return -1;
-        if (!strcmp(key, "url")) {
-            if (!is_url(value)) {
-                snprintf(errbuf, errlen, "url must be an http:// or https:// URL");
-                return -1;
-            }
-            return set_str(w->url, sizeof w->url, value, errbuf, errlen, key);
-        }
+        if (!strcmp(key, "url"))
+            return set_url(w->url, sizeof w->url, value, errbuf, errlen, key);
+        if (!strcmp(key, "allow_insecure_http"))
+            return set_bool(&w->allow_insecure_http, value, errbuf, errlen, key);
         if (!strcmp(key, "token_file"))
             return set_str(w->token_file, sizeof w->token_file, value, errbuf, errlen, key);
         if (!strcmp(key, "name"))
@@ -469,11 +600,41 @@ int config_check(const struct tally_config *cfg, char *errbuf, size_t errlen)
                  "[marketplace] needs app_key, app_secret_file and access_token_file");
         return -1;
     }
+    /* Plain http:// sends the token in clear: only to this machine, or when the section says
+     * so in as many words (logged as a warning at every start: config_warn_insecure). */
+    if (m->enabled && !m->allow_insecure_http && config_insecure_http(m->gateway)) {
+        snprintf(errbuf, errlen,
+                 "[marketplace] gateway: plain http:// to a host other than this machine sends "
+                 "the app's signature and token in clear; use https://, or set "
+                 "allow_insecure_http = true in [marketplace]");
+        return -1;
+    }
     for (unsigned i = 0; i < cfg->nwh; i++) {
-        if (!cfg->wh[i].url[0] || !cfg->wh[i].token_file[0]) {
-            snprintf(errbuf, errlen, "[warehouse %s] needs url and token_file", cfg->wh[i].code);
+        const struct wh_config *w = &cfg->wh[i];
+        if (!w->url[0] || !w->token_file[0]) {
+            snprintf(errbuf, errlen, "[warehouse %s] needs url and token_file", w->code);
+            return -1;
+        }
+        if (!w->allow_insecure_http && config_insecure_http(w->url)) {
+            snprintf(errbuf, errlen,
+                     "[warehouse %s] url: plain http:// to a host other than this machine sends "
+                     "the token in clear; use https://, or set allow_insecure_http = true in "
+                     "[warehouse %s]",
+                     w->code, w->code);
             return -1;
         }
     }
     return 0;
+}
+
+void config_warn_insecure(const struct tally_config *cfg)
+{
+    if (cfg->mp.enabled && config_insecure_http(cfg->mp.gateway))
+        log_warn("[marketplace] gateway is plain http:// to another machine "
+                 "(allow_insecure_http = true): requests and their signatures travel in clear");
+    for (unsigned i = 0; i < cfg->nwh; i++)
+        if (config_insecure_http(cfg->wh[i].url))
+            log_warn("[warehouse %s] url is plain http:// to another machine "
+                     "(allow_insecure_http = true): its token travels in clear",
+                     cfg->wh[i].code);
 }

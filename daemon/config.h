@@ -23,6 +23,7 @@ struct wh_config {
     char url[512];        /* base URL, e.g. https://wms.example.com/es (no trailing /v1) */
     char token_file[512]; /* bearer token; relative names are looked up in $CREDENTIALS_DIRECTORY */
     bool serves_marketplace;
+    bool allow_insecure_http;      /* plain http:// to a non-loopback host (default false) */
     unsigned inventory_interval_s; /* default 30 */
     unsigned outbound_interval_s;  /* default 60 */
     /* fulfilment: how orders allocated here are shipped. "outbound" (default for a configured
@@ -39,6 +40,7 @@ struct mp_config {
     char app_secret_file[512];
     char access_token_file[512];
     bool sign_md5;               /* sign_method = md5 (legacy); default sha256 */
+    bool allow_insecure_http;    /* plain http:// to a non-loopback host (default false) */
     unsigned catalog_interval_s; /* default 300 */
     unsigned orders_interval_s;  /* default 60 */
     unsigned orders_overlap_s;   /* default 300: re-read this much of the last window */
@@ -89,7 +91,15 @@ int config_load(struct tally_config *cfg, const char *path, char *errbuf, size_t
 int config_set(struct tally_config *cfg, const char *section, const char *key, const char *value,
                char *errbuf, size_t errlen);
 
-/* Checks what only the whole file can tell (e.g. a warehouse without a URL). */
+/* Checks what only the whole file can tell (e.g. a warehouse without a URL, or a plain
+ * http:// URL to another machine without allow_insecure_http = true in its section). */
 int config_check(const struct tally_config *cfg, char *errbuf, size_t errlen);
+
+/* Whether `url` is plain http:// to a host other than this machine's loopback (localhost,
+ * 127.0.0.0/8, ::1), or unreadable: a bearer token sent there travels in clear. */
+bool config_insecure_http(const char *url);
+
+/* Logs a warning for each upstream that config_check let through with allow_insecure_http. */
+void config_warn_insecure(const struct tally_config *cfg);
 
 #endif

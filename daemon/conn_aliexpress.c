@@ -161,7 +161,7 @@
 #define PUBLISH_SKUS 200
 #define PUBLISH_MAX_VALUE 999999
 #define MAX_PARAMS 8
-#define MAX_ANSWER (16u << 20)
+#define MAX_ANSWER HTTP_MAX_ANSWER    /* a page of 50 orders or 100 products, or one detail */
 #define MAX_PRICE_MINOR 10000000000LL /* as importer.c */
 #define MAX_LINE_QTY 1000000LL
 #define MAX_LINES 100
@@ -659,12 +659,29 @@ static int gateway_error(struct ae_call *c, const cJSON *er)
 static int verdict(struct ae_call *c, const cJSON **resp)
 {
     struct http_req *r = &c->req;
+    /* A read whose answer is larger than one can honestly be gets the same answer when asked
+     * again: it fails as refused (a detail is skipped, a list page ends the round with the
+     * stream's last_error), not as a failed link. A write's answer is another matter: the
+     * request may have been applied, so it stays a lost answer (transient). */
+    bool read = c->kind == CALL_LIST || c->kind == CALL_DETAIL;
+    if (r->curl_code != 0 && r->too_large) {
+        snprintf(c->error, sizeof c->error, "%s: %.200s", read ? "refused" : "no answer", r->error);
+        c->api_wide = false;
+        return read ? SYNC_PERMANENT : SYNC_TRANSIENT;
+    }
     if (r->curl_code != 0) {
         snprintf(c->error, sizeof c->error, "no answer: %.200s", r->error);
         return SYNC_TRANSIENT;
     }
-    if (r->response && r->response_len)
-        c->doc = cJSON_ParseWithLength(r->response, r->response_len);
+    if (r->response && r->response_len) {
+        c->doc = json_parse(r->response, r->response_len);
+        if (!c->doc && !json_within_bound(r->response, r->response_len)) {
+            snprintf(c->error, sizeof c->error, "%s: answer of more than %d values (%zu bytes)",
+                     read ? "refused" : "unreadable answer", JSON_MAX_VALUES, r->response_len);
+            c->api_wide = false;
+            return read ? SYNC_PERMANENT : SYNC_TRANSIENT;
+        }
+    }
     const cJSON *er = member(c->doc, "error_response");
     if (r->status < 200 || r->status >= 300) {
         char detail[230] = "";

@@ -31,6 +31,17 @@
 #include "upstream.h"
 
 #define INVENTORY_PAGE 5000
+/* An inventory row is {"sku" (at most 64 bytes), "on_hand", "inbound", "version",
+ * "updated_at"}: under 256 bytes; 512 leaves room for escapes and fields not read here. A page
+ * larger than INVENTORY_PAGE such rows is not an honest page: the pull fails (http.h). Other
+ * answers (outbound pages, whose size the warehouse picks, and push results) are bounded by
+ * HTTP_MAX_ANSWER (outbound pages ask for OUTBOUND_PAGE orders, below). */
+#define INVENTORY_ROW_MAX 512
+#define INVENTORY_MAX_ANSWER ((size_t)INVENTORY_PAGE * INVENTORY_ROW_MAX + 65536)
+/* Outbound orders per feed page, asked for: left to the warehouse (up to 5,000), an honest page
+ * of orders of up to 100 lines could hold far more than JSON_MAX_VALUES values. 100 orders of
+ * 100 lines are about 53,000 values and half a MiB. */
+#define OUTBOUND_PAGE 100
 #define MOVEMENTS_PER_CALL 500
 
 struct wms_call;
@@ -151,7 +162,7 @@ static int classify(struct http_req *r, char *err, size_t errlen)
     if (r->status >= 200 && r->status < 300)
         return SYNC_OK;
     const char *msg = "";
-    cJSON *doc = r->response ? cJSON_ParseWithLength(r->response, r->response_len) : NULL;
+    cJSON *doc = json_parse(r->response, r->response_len);
     const cJSON *e = cJSON_GetObjectItemCaseSensitive(doc, "error");
     if (e && json_str(e, "message"))
         msg = json_str(e, "message");
@@ -331,12 +342,25 @@ static void on_pulled(struct http_req *r)
     pg->total = -1;
     pg->retry_after_s = r->retry_after_s;
     pg->outcome = classify(r, pg->error, sizeof pg->error);
+    /* A page larger than a page can honestly be comes again when asked again: the stream
+     * fails (its last_error says why; retried at its interval), not the link, which would hold
+     * every other call to this warehouse behind a probe that cannot succeed. */
+    if (r->too_large) {
+        pg->outcome = SYNC_PERMANENT;
+        snprintf(pg->error, sizeof pg->error, "page refused: answer larger than %zu bytes",
+                 r->max_response);
+    }
     if (pg->outcome == SYNC_OK) {
-        c->doc = cJSON_ParseWithLength(r->response ? r->response : "", r->response_len);
+        c->doc = json_parse(r->response ? r->response : "", r->response_len);
         const cJSON *items = cJSON_GetObjectItemCaseSensitive(c->doc, "items");
         const cJSON *next = cJSON_GetObjectItemCaseSensitive(c->doc, "next_cursor");
-        if (!cJSON_IsArray(items) ||
-            json_int(c->doc, "version", 0, INT64_MAX / 2, &c->new_version) != 0) {
+        if (!c->doc && r->response && !json_within_bound(r->response, r->response_len)) {
+            pg->outcome = SYNC_PERMANENT;
+            snprintf(pg->error, sizeof pg->error,
+                     "page refused: answer of more than %d values (%zu bytes)", JSON_MAX_VALUES,
+                     r->response_len);
+        } else if (!cJSON_IsArray(items) ||
+                   json_int(c->doc, "version", 0, INT64_MAX / 2, &c->new_version) != 0) {
             pg->outcome = SYNC_TRANSIENT;
             snprintf(pg->error, sizeof pg->error, "unreadable answer (%zu bytes)", r->response_len);
         } else {
@@ -362,10 +386,8 @@ static void wms_pull(struct upstream *u, int stream, const struct checkpoint *cp
     jb_lit(&q, u->wh->url);
     jb_lit(&q, stream == STREAM_INVENTORY ? "/v1/inventory?since=" : "/v1/outbound-orders?since=");
     jb_int(&q, cp->version);
-    if (stream == STREAM_INVENTORY) {
-        jb_lit(&q, "&limit=");
-        jb_int(&q, INVENTORY_PAGE);
-    }
+    jb_lit(&q, "&limit=");
+    jb_int(&q, stream == STREAM_INVENTORY ? INVENTORY_PAGE : OUTBOUND_PAGE);
     if (cp->cursor[0]) {
         jb_lit(&q, "&cursor=");
         jb_form(&q, cp->cursor);
@@ -379,6 +401,7 @@ static void wms_pull(struct upstream *u, int stream, const struct checkpoint *cp
     jb_free(&q);
     c->req.url = c->url;
     c->req.method = "GET";
+    c->req.max_response = stream == STREAM_INVENTORY ? INVENTORY_MAX_ANSWER : HTTP_MAX_ANSWER;
     c->req.done = on_pulled;
     if (http_start(u->http, &c->req) == 0)
         return;
@@ -570,7 +593,7 @@ static void on_pushed(struct http_req *r)
     } else if (verdict == SYNC_TRANSIENT || verdict == SYNC_AUTH) {
         b->outcome = verdict;
     } else {
-        cJSON *doc = cJSON_ParseWithLength(r->response ? r->response : "", r->response_len);
+        cJSON *doc = json_parse(r->response ? r->response : "", r->response_len);
         b->outcome = SYNC_OK;
         if (!doc) {
             b->outcome = SYNC_TRANSIENT;

@@ -38,7 +38,12 @@ static void check_done(struct http *h)
         req->curl_code = (int)msg->data.result;
         if (msg->data.result == CURLE_OK)
             curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &req->status);
-        else if (!req->error[0])
+        else if (req->too_large || msg->data.result == CURLE_FILESIZE_EXCEEDED) {
+            /* curl's own message ("Failure writing output") would hide why */
+            req->too_large = 1;
+            snprintf(req->error, sizeof req->error, "answer larger than %zu bytes",
+                     req->max_response);
+        } else if (!req->error[0])
             snprintf(req->error, sizeof req->error, "%s", curl_easy_strerror(msg->data.result));
         curl_multi_remove_handle(h->multi, easy);
         h->running--;
@@ -168,14 +173,16 @@ static size_t on_body(char *p, size_t size, size_t n, void *userp)
 {
     struct http_req *r = userp;
     size_t len = size * n;
-    if (r->response_len + len + 1 > r->max_response) {
-        snprintf(r->error, sizeof r->error, "answer larger than %zu bytes", r->max_response);
-        return 0; /* aborts the transfer with CURLE_WRITE_ERROR */
+    if (len > r->max_response - r->response_len) {
+        r->too_large = 1;
+        return 0; /* aborts the transfer with CURLE_WRITE_ERROR; check_done says why */
     }
     if (r->response_len + len + 1 > r->cap) {
         size_t cap = r->cap ? r->cap : 16384;
         while (cap < r->response_len + len + 1)
             cap *= 2;
+        if (cap > r->max_response + 1) /* never more than the bound, doubling or not */
+            cap = r->max_response + 1;
         char *b = realloc(r->response, cap);
         if (!b)
             return 0;
@@ -227,8 +234,9 @@ int http_start(struct http *h, struct http_req *r)
     r->retry_after_s = -1;
     r->error[0] = 0;
     r->http = h;
+    r->too_large = 0;
     if (!r->max_response)
-        r->max_response = 64u << 20;
+        r->max_response = HTTP_MAX_ANSWER;
     CURL *e = curl_easy_init();
     if (!e)
         return -1;
@@ -266,6 +274,9 @@ int http_start(struct http *h, struct http_req *r)
     curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
     curl_easy_setopt(e, CURLOPT_ERRORBUFFER, r->error);
     curl_easy_setopt(e, CURLOPT_ACCEPT_ENCODING, "");
+    /* An announced length over the bound is refused before the body is read; a compressed or
+     * unannounced body is bounded as it arrives (on_body counts the decoded bytes). */
+    curl_easy_setopt(e, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)r->max_response);
     if (h->ca_file)
         curl_easy_setopt(e, CURLOPT_CAINFO, h->ca_file);
     if (r->method && strcmp(r->method, "POST") == 0) {

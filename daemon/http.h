@@ -15,6 +15,16 @@
 #include <stdint.h>
 #include <uv.h>
 
+/*
+ * The largest answer body a request accepts unless it sets its own max_response. An honest
+ * answer is one page: a warehouse's inventory page is 5,000 rows of at most 512 bytes
+ * (conn_wms.c: 2.5 MiB), a marketplace page 50 orders or 100 products. The daemon's memory
+ * budget is 32 MiB (DESIGN.md) and a page parsed by cJSON costs several times its text, so a
+ * larger answer is refused (the call fails with "answer larger than ... bytes"), never
+ * buffered and parsed whole.
+ */
+#define HTTP_MAX_ANSWER (4u << 20)
+
 struct http;
 struct http_req;
 
@@ -31,7 +41,7 @@ struct http_req {
     long connect_timeout_ms; /* default 5000 */
     long timeout_ms;         /* default 30000 */
     long stall_s;            /* default 10 */
-    size_t max_response;     /* default 64 MiB; larger answers fail */
+    size_t max_response;     /* default HTTP_MAX_ANSWER; larger answers fail */
     bool fresh_connect;      /* not idempotent: on a new connection, so that libcurl never sends
                               * it again by itself when a reused connection drops unanswered */
     http_done_fn done;
@@ -50,6 +60,10 @@ struct http_req {
     void *headers;
     struct http *http;
     size_t cap;
+    /* The answer outgrew max_response (announced or as it arrived): the request failed. The
+     * same request would get the same answer, so a read should not be retried as if the link
+     * had failed (conn_wms.c, conn_aliexpress.c). */
+    int too_large;
 };
 
 /* Creates the HTTP client on `loop`; max_per_host bounds parallel connections per host. */

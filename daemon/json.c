@@ -115,3 +115,35 @@ void jb_free(struct jbuf *b)
     free(b->p);
     memset(b, 0, sizeof *b);
 }
+
+bool json_within_bound(const char *p, size_t len)
+{
+    /* Every value but the first follows a ',' or ':' or opens after '[' / '{' (outside
+     * strings): their count bounds what cJSON would allocate. */
+    size_t tokens = 1;
+    bool in_str = false, esc = false;
+    for (size_t i = 0; i < len; i++) {
+        char ch = p[i];
+        if (in_str) {
+            if (esc)
+                esc = false;
+            else if (ch == '\\')
+                esc = true;
+            else if (ch == '"')
+                in_str = false;
+        } else if (ch == '"') {
+            in_str = true;
+        } else if (ch == ',' || ch == ':' || ch == '[' || ch == '{') {
+            if (++tokens > JSON_MAX_VALUES)
+                return false;
+        }
+    }
+    return true;
+}
+
+cJSON *json_parse(const char *p, size_t len)
+{
+    if (!p || !json_within_bound(p, len))
+        return NULL;
+    return cJSON_ParseWithLength(p, len);
+}

@@ -12,6 +12,22 @@
 
 #include <cjson/cJSON.h>
 
+/*
+ * The most values (and member names) an answer may hold: cJSON spends about 100 bytes on each,
+ * so a body of "[0,0,0,...]" within HTTP_MAX_ANSWER would cost 50 times its size, far over the
+ * daemon's 32 MiB. An honest page holds far fewer: a warehouse's inventory page of 5,000 rows
+ * about 55,000, an order page of 50 orders a few thousand. 131,072 is about 13 MiB at most.
+ */
+#define JSON_MAX_VALUES 131072
+
+/* Parses an upstream's answer (`len` bytes, not necessarily NUL-terminated); NULL when it is
+ * not JSON, or holds more than JSON_MAX_VALUES values and names (counted before anything is
+ * allocated). */
+cJSON *json_parse(const char *p, size_t len);
+/* Whether `len` bytes at `p` hold at most JSON_MAX_VALUES values and names (what json_parse
+ * checks first): false tells an answer refused for its size from one that is not JSON. */
+bool json_within_bound(const char *p, size_t len);
+
 /* The string member `key` of `obj`, or NULL when absent or not a string. */
 const char *json_str(const cJSON *obj, const char *key);
 /* The integer member `key` in [min, max]: 0, or -1 when absent, not integral or out of range.

@@ -5,6 +5,7 @@
  * finishes (and its client is answered) before the daemon stops.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <grp.h>
 #include <signal.h>
@@ -41,7 +42,8 @@ static void usage(FILE *f)
             "answers the tally client on a Unix socket. Runs in the foreground, logs to stderr.\n"
             "\n"
             "  -c, --config FILE     read settings from FILE (INI; see README 'Configuration')\n"
-            "  -d, --state-dir DIR   directory of the replica (default /var/lib/tally)\n"
+            "  -d, --state-dir DIR   directory of the replica (default /var/lib/tally); one\n"
+            "                        tallyd per directory, owned by tallyd's user, mode 0700\n"
             "  -s, --socket PATH     socket to serve (default %s)\n"
             "  -n, --station NAME    this station's name (default: the host name)\n"
             "  -l, --log-level LVL   error, warning, info (default) or debug\n"
@@ -102,12 +104,105 @@ static int resolve_writer_group(struct tallyd *d)
     return 0;
 }
 
+/*
+ * The state directory holds buyers' personal data and the outbox: it must be this process's
+ * user's, and nobody else may write in it (they could plant or swap files before the replica
+ * is opened). One that others may only read is tightened to 0700 (like the database file,
+ * store.c), with a warning; one that others may write, or another user owns, is refused.
+ */
 static int make_state_dir(const char *dir)
 {
-    if (mkdir(dir, 0700) == 0 || errno == EEXIST)
-        return 0;
-    log_error("cannot create state directory %s: %s", dir, strerror(errno));
-    return -1;
+    if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
+        log_error("cannot create state directory %s: %s", dir, strerror(errno));
+        return -1;
+    }
+    struct stat sb;
+    if (stat(dir, &sb) != 0) {
+        log_error("state directory %s: %s", dir, strerror(errno));
+        return -1;
+    }
+    if (!S_ISDIR(sb.st_mode)) {
+        log_error("state directory %s is not a directory", dir);
+        return -1;
+    }
+    if (sb.st_uid != geteuid()) {
+        log_error("state directory %s is owned by uid %lu, not by uid %lu that tallyd runs as: "
+                  "run tallyd as its owner, or give it a directory of its own",
+                  dir, (unsigned long)sb.st_uid, (unsigned long)geteuid());
+        return -1;
+    }
+    if (sb.st_mode & (S_IWGRP | S_IWOTH)) {
+        log_error("state directory %s (mode %04o) may be written by group or others: "
+                  "its contents cannot be trusted; check them, then chmod 0700 it",
+                  dir, (unsigned)(sb.st_mode & 07777));
+        return -1;
+    }
+    if (sb.st_mode & (S_IRWXG | S_IRWXO)) {
+        if (chmod(dir, 0700) != 0) {
+            log_error("state directory %s (mode %04o) may be read by group or others, and "
+                      "cannot be made 0700: %s",
+                      dir, (unsigned)(sb.st_mode & 07777), strerror(errno));
+            return -1;
+        }
+        log_warn("state directory %s was mode %04o: now 0700 (it holds personal data)", dir,
+                 (unsigned)(sb.st_mode & 07777));
+    }
+    return 0;
+}
+
+/*
+ * One tallyd per state directory: an exclusive fcntl lock on STATE_DIR/tallyd.lock, taken
+ * before the replica is opened or the socket bound, held until the process ends (the kernel
+ * drops it then, however the process ends). The holder's pid is written in the file after
+ * locking; a refused tallyd names it. The descriptor is never closed: closing any descriptor of
+ * the file would drop a POSIX lock, and nothing else in tallyd opens it.
+ */
+static int lock_state_dir(const char *dir)
+{
+    char path[600];
+    snprintf(path, sizeof path, "%s/tallyd.lock", dir);
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (fd < 0) {
+        log_error("cannot open the lock file %s: %s", path, strerror(errno));
+        return -1;
+    }
+    struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = 0, .l_len = 0};
+    for (int tries = 0; fcntl(fd, F_SETLK, &fl) != 0; tries++) {
+        if ((errno != EAGAIN && errno != EACCES) || tries == 20) {
+            log_error("cannot lock %s: %s", path, strerror(errno));
+            close(fd);
+            return -1;
+        }
+        /* Held: by whom? The kernel knows (0 when the holder is in another pid namespace);
+         * else the pid the holder wrote. No lock any more: the holder just ended, try again. */
+        struct flock who = {.l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = 0, .l_len = 0};
+        if (fcntl(fd, F_GETLK, &who) == 0 && who.l_type == F_UNLCK)
+            continue;
+        long pid = who.l_pid > 0 ? (long)who.l_pid : 0;
+        if (pid == 0) {
+            char buf[32] = "";
+            ssize_t n = pread(fd, buf, sizeof buf - 1, 0);
+            if (n > 0) {
+                buf[n] = 0;
+                pid = strtol(buf, NULL, 10);
+            }
+        }
+        if (pid > 0)
+            log_error("state directory %s is in use by another tallyd (pid %ld): stop it "
+                      "first, or give this one its own --state-dir",
+                      dir, pid);
+        else
+            log_error("state directory %s is in use by another tallyd (pid unknown; see %s): "
+                      "stop it first, or give this one its own --state-dir",
+                      dir, path);
+        close(fd);
+        return -1;
+    }
+    char buf[32];
+    int n = snprintf(buf, sizeof buf, "%ld\n", (long)getpid());
+    if (ftruncate(fd, 0) != 0 || pwrite(fd, buf, (size_t)n, 0) != n)
+        log_warn("could not write this tallyd's pid into %s: %s", path, strerror(errno));
+    return 0;
 }
 
 int main(int argc, char **argv)
@@ -176,7 +271,9 @@ int main(int argc, char **argv)
     log_init(d->cfg.log_level);
     signal(SIGPIPE, SIG_IGN);
 
-    if (make_state_dir(d->cfg.state_dir) != 0)
+    config_warn_insecure(&d->cfg);
+
+    if (make_state_dir(d->cfg.state_dir) != 0 || lock_state_dir(d->cfg.state_dir) != 0)
         return 1;
     char dbpath[600];
     snprintf(dbpath, sizeof dbpath, "%s/replica.db", d->cfg.state_dir);

@@ -60,6 +60,56 @@ static int exec(sqlite3 *db, const char *sql, char *err, size_t errlen)
     return rc;
 }
 
+/* PRAGMA journal_mode=WAL answers the mode in force, which is the old one when WAL cannot be
+ * had (a VFS without shared memory, e.g. on some network filesystems): that is an error, not
+ * a silent rollback journal. */
+static int set_wal(sqlite3 *db, char *err, size_t errlen)
+{
+    sqlite3_stmt *s;
+    int rc = sqlite3_prepare_v2(db, "PRAGMA journal_mode=WAL", -1, &s, NULL);
+    if (rc != SQLITE_OK) {
+        snprintf(err, errlen, "%s", sqlite3_errmsg(db));
+        return rc;
+    }
+    rc = sqlite3_step(s);
+    const char *mode = rc == SQLITE_ROW ? (const char *)sqlite3_column_text(s, 0) : NULL;
+    if (rc != SQLITE_ROW)
+        snprintf(err, errlen, "%s", sqlite3_errmsg(db));
+    else if (!mode || sqlite3_stricmp(mode, "wal") != 0)
+        snprintf(err, errlen,
+                 "cannot use WAL journal mode (journal_mode is %s): the replica needs a local "
+                 "filesystem with shared memory",
+                 mode ? mode : "unknown");
+    else
+        rc = SQLITE_OK;
+    if (rc == SQLITE_ROW)
+        rc = SQLITE_ERROR;
+    sqlite3_finalize(s);
+    return rc;
+}
+
+/* Reads an integer PRAGMA back: SQLITE_OK when it is `want`. */
+static int pragma_is(sqlite3 *db, const char *sql, int want, char *err, size_t errlen)
+{
+    sqlite3_stmt *s;
+    int rc = sqlite3_prepare_v2(db, sql, -1, &s, NULL);
+    if (rc == SQLITE_OK) {
+        rc = sqlite3_step(s);
+        if (rc == SQLITE_ROW && sqlite3_column_int(s, 0) == want)
+            rc = SQLITE_OK;
+        else if (rc == SQLITE_ROW)
+            snprintf(err, errlen, "%s is %d, not %d", sql + 7, sqlite3_column_int(s, 0), want);
+        else
+            snprintf(err, errlen, "%s: %s", sql, sqlite3_errmsg(db));
+        if (rc == SQLITE_ROW)
+            rc = SQLITE_ERROR;
+        sqlite3_finalize(s);
+    } else {
+        snprintf(err, errlen, "%s: %s", sql, sqlite3_errmsg(db));
+    }
+    return rc;
+}
+
 static int user_version(sqlite3 *db)
 {
     sqlite3_stmt *s;
@@ -101,14 +151,18 @@ int store_open(const char *path, bool sync_full, struct store **out, char *err, 
     sqlite3_extended_result_codes(st->db, 1);
     sqlite3_busy_timeout(st->db, 5000);
     char e[256];
-    if (exec(st->db, "PRAGMA journal_mode=WAL", e, sizeof e) != SQLITE_OK ||
+    if (set_wal(st->db, e, sizeof e) != SQLITE_OK ||
         exec(st->db, sync_full ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL", e,
              sizeof e) != SQLITE_OK ||
         exec(st->db, "PRAGMA foreign_keys=ON", e, sizeof e) != SQLITE_OK ||
         /* 8 MiB of page cache keeps tallyd within its 32 MiB budget; reads of a large replica
          * are served by the kernel's page cache, which is not the daemon's memory. */
         exec(st->db, "PRAGMA cache_size=-8192", e, sizeof e) != SQLITE_OK ||
-        exec(st->db, "PRAGMA temp_store=MEMORY", e, sizeof e) != SQLITE_OK) {
+        exec(st->db, "PRAGMA temp_store=MEMORY", e, sizeof e) != SQLITE_OK ||
+        /* A PRAGMA that cannot take effect says nothing: read each one back. */
+        pragma_is(st->db, "PRAGMA synchronous", sync_full ? 2 : 1, e, sizeof e) != SQLITE_OK ||
+        pragma_is(st->db, "PRAGMA foreign_keys", 1, e, sizeof e) != SQLITE_OK ||
+        pragma_is(st->db, "PRAGMA temp_store", 2, e, sizeof e) != SQLITE_OK) {
         snprintf(err, errlen, "%s: %s", path, e);
         store_close(st);
         return -1;

@@ -75,6 +75,13 @@ static void emergency_cleanup(void)
             memcpy(p + n, sides[k], m + 1);
             unlink(p);
         }
+        { /* and the lock tallyd holds in its state directory */
+            char p[sizeof d->dir + 16];
+            size_t n = strlen(d->dir);
+            memcpy(p, d->dir, n);
+            memcpy(p + n, "/tallyd.lock", sizeof "/tallyd.lock");
+            unlink(p);
+        }
         rmdir(d->dir);
     }
 }

@@ -308,6 +308,13 @@ static void on_fatal_signal(int sig)
             memcpy(p + n, sides[i], m + 1);
             unlink(p);
         }
+        { /* and the lock tallyd holds in its state directory */
+            char p[sizeof dir + 16];
+            size_t n = strlen(dir);
+            memcpy(p, dir, n);
+            memcpy(p + n, "/tallyd.lock", sizeof "/tallyd.lock");
+            unlink(p);
+        }
         rmdir(dir);
     }
     _exit(3);

@@ -34,8 +34,9 @@ struct fault_set {
     size_t n_down;
 };
 
-static const char *const kind_names[] = {"latency",  "status",    "reset",       "stall",
-                                         "truncate", "malformed", "lost_answer", "api_error"};
+static const char *const kind_names[] = {"latency",     "status",    "reset",
+                                         "stall",       "truncate",  "malformed",
+                                         "lost_answer", "api_error", "oversized"};
 
 const char *fault_kind_name(enum fault_kind k)
 {
@@ -92,7 +93,8 @@ static bool parse_kind(const char *s, enum fault_kind *k)
 /* Whether the kind applies the request's effect unless the spec says otherwise. */
 static bool default_apply(enum fault_kind k)
 {
-    return k == FK_LATENCY || k == FK_STALL || k == FK_TRUNCATE || k == FK_LOST_ANSWER;
+    return k == FK_LATENCY || k == FK_STALL || k == FK_TRUNCATE || k == FK_LOST_ANSWER ||
+           k == FK_OVERSIZED;
 }
 
 static int parse_spec(const cJSON *spec, struct fault *out, char *err, size_t errlen)
@@ -119,6 +121,7 @@ static int parse_spec(const cJSON *spec, struct fault *out, char *err, size_t er
     a->kind = FK_LATENCY;
     a->retry_after = -1;
     a->truncate_bytes = -1;
+    a->pad_bytes = 8 << 20;
     if (kind && !parse_kind(kind, &a->kind)) {
         snprintf(err, errlen, "unknown \"kind\" \"%s\"", kind);
         return -1;
@@ -129,6 +132,7 @@ static int parse_spec(const cJSON *spec, struct fault *out, char *err, size_t er
         !opt_int(spec, "retry_after", 0, 86400, &retry, err, errlen) ||
         !opt_int(spec, "stall_ms", 0, 3600000, &a->stall_ms, err, errlen) ||
         !opt_int(spec, "truncate_bytes", 0, INT32_MAX, &a->truncate_bytes, err, errlen) ||
+        !opt_int(spec, "pad_bytes", 0, 256 << 20, &a->pad_bytes, err, errlen) ||
         !opt_int(spec, "count", 1, INT32_MAX, &count, err, errlen))
         return -1;
     if (!kind && a->latency_ms == 0) {
@@ -283,6 +287,8 @@ void faults_json(struct fault_set *f, struct jb *j)
             jb_kv_i64(j, "truncate_bytes", a->truncate_bytes);
         if (a->kind == FK_API_ERROR)
             jb_kv_str(j, "code", a->api_code);
+        if (a->kind == FK_OVERSIZED)
+            jb_kv_i64(j, "pad_bytes", a->pad_bytes);
         jb_kv_bool(j, "apply", a->apply);
         if (ft->remaining >= 0)
             jb_kv_i64(j, "remaining", ft->remaining);

@@ -26,6 +26,7 @@ enum fault_kind {
     FK_MALFORMED,   /* 200 with a body that is not JSON */
     FK_LOST_ANSWER, /* apply the request, then close without answering */
     FK_API_ERROR,   /* marketplace only: 200 with the platform's error JSON (api_code) */
+    FK_OVERSIZED,   /* the normal answer, then pad_bytes of whitespace (still valid JSON) */
 };
 
 struct fault_action {
@@ -36,6 +37,7 @@ struct fault_action {
     int retry_after;        /* seconds, -1 = no header */
     int64_t stall_ms;       /* 0 = until the client gives up */
     int64_t truncate_bytes; /* -1 = half the body */
+    int64_t pad_bytes;      /* oversized: whitespace after the answer */
     bool apply;             /* whether the request's effect happens */
     char api_code[48];
 };

@@ -282,6 +282,17 @@ static enum MHD_Result serve_upstream(struct sim *s, struct MHD_Connection *c,
         run_handler(s, u, rq, &resp);
         rc = send_resp(s, c, &resp);
         break;
+    case FK_OVERSIZED:
+        run_handler(s, u, rq, &resp);
+        for (int64_t left = a.pad_bytes; left > 0;) {
+            char spaces[4096];
+            memset(spaces, ' ', sizeof spaces);
+            size_t k = left < (int64_t)sizeof spaces ? (size_t)left : sizeof spaces;
+            jb_append(&resp.body, spaces, k);
+            left -= (int64_t)k;
+        }
+        rc = send_resp(s, c, &resp);
+        break;
     case FK_STATUS:
     case FK_API_ERROR:
     case FK_MALFORMED:

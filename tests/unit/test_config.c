@@ -369,6 +369,145 @@ static void test_fulfilment_keys(void)
                  -1);
 }
 
+/* An upstream URL and its warehouse section: 0 when accepted (config_load + config_check). */
+static int upstream_url(const char *url, const char *extra)
+{
+    struct tally_config cfg;
+    char text[1024];
+    snprintf(text, sizeof text, "[warehouse W]\nurl = %s\ntoken_file = t\n%s", url, extra);
+    int r = load(&cfg, text);
+    if (r == 0)
+        r = config_check(&cfg, last_err, sizeof last_err);
+    return r;
+}
+
+static int gateway_url(const char *url, const char *extra)
+{
+    struct tally_config cfg;
+    char text[1024];
+    snprintf(text, sizeof text,
+             "[marketplace]\n%sgateway = %s\napp_key = k\napp_secret_file = s\n"
+             "access_token_file = t\n",
+             extra, url);
+    int r = load(&cfg, text);
+    if (r == 0)
+        r = config_check(&cfg, last_err, sizeof last_err);
+    return r;
+}
+
+/* Plain http:// carries the bearer token in clear: only to this machine (loopback), unless the
+ * upstream's section says allow_insecure_http = true. The host is read as curl reads it. */
+static void test_insecure_http(void)
+{
+    /* Loopback in every spelling, with and without a port and a path. */
+    const char *loopback[] = {
+        "http://127.0.0.1",
+        "http://127.0.0.1:8080/wh/ES-MAD",
+        "http://127.1.2.3:1/x",
+        "http://127.255.255.254/",
+        "http://localhost:9000",
+        "http://LocalHost/wh",
+        "http://[::1]:8443/wh",
+        "http://[::1]",
+        "http://127.0.0.1?x=1",
+        "http://127.0.0.1/a@b/c",
+        "https://127.0.0.1:1/x",
+        "https://wms.example.com",
+        "https://wms.example.com:8443/es",
+        "https://[2001:db8::1]:443/x",
+    };
+    for (size_t i = 0; i < sizeof loopback / sizeof loopback[0]; i++) {
+        int r = upstream_url(loopback[i], "");
+        if (r)
+            fprintf(stderr, "refused %s: %s\n", loopback[i], last_err);
+        CHECK_EQ_INT(r, 0);
+        CHECK_EQ_INT(gateway_url(loopback[i], ""), 0);
+    }
+    /* Not loopback: refused without the flag, with a message naming the key and the flag. */
+    const char *remote[] = {
+        "http://wms.example.com/es",
+        "http://10.0.0.5:8080",
+        "http://127.0.0.1.evil.com/",
+        "http://127.0.0.1.evil.com:80/",
+        "http://localhost.evil.com",
+        "http://localhost.",
+        "http://evil.com/127.0.0.1",
+        "http://evil.com?h=127.0.0.1",
+        "http://evil.com#127.0.0.1",
+        "http://[::2]:80/",
+        "http://[::ffff:10.0.0.1]/",
+        "http://128.0.0.1/",
+        "http://0.0.0.0/",
+        "http://2130706433/", /* 127.0.0.1 as one number: not taken as loopback */
+        "http://0177.0.0.1/", /* octal: not taken as loopback */
+        "http://127.1/",      /* short form: not taken as loopback */
+        "http://127.0.0.01/", /* leading zero: not taken as loopback */
+        "http://[0:0:0:0:0:0:0:2]/",
+    };
+    for (size_t i = 0; i < sizeof remote / sizeof remote[0]; i++) {
+        int r = upstream_url(remote[i], "");
+        if (r == 0)
+            fprintf(stderr, "accepted plain %s\n", remote[i]);
+        CHECK_EQ_INT(r, -1);
+        CHECK(strstr(last_err, "allow_insecure_http") != NULL);
+        CHECK_EQ_INT(gateway_url(remote[i], ""), -1);
+        CHECK(strstr(last_err, "allow_insecure_http") != NULL);
+        /* ... and accepted with it, for that section (before or after the url line). */
+        r = upstream_url(remote[i], "allow_insecure_http = true\n");
+        if (r)
+            fprintf(stderr, "refused %s with the flag: %s\n", remote[i], last_err);
+        CHECK_EQ_INT(r, 0);
+        CHECK_EQ_INT(gateway_url(remote[i], "allow_insecure_http = yes\n"), 0);
+    }
+    /* The flag is per upstream: another warehouse's does not cover this one. */
+    struct tally_config cfg;
+    CHECK_EQ_INT(load(&cfg, "[warehouse A]\nurl = http://a.example.com\ntoken_file = t\n"
+                            "allow_insecure_http = true\n"
+                            "[warehouse B]\nurl = http://b.example.com\ntoken_file = t\n"),
+                 0);
+    CHECK(cfg.wh[0].allow_insecure_http);
+    CHECK(!cfg.wh[1].allow_insecure_http);
+    CHECK_EQ_INT(config_check(&cfg, last_err, sizeof last_err), -1);
+    CHECK(strstr(last_err, "[warehouse B]") != NULL);
+    CHECK(config_insecure_http("http://a.example.com"));
+    CHECK(!config_insecure_http("http://127.0.0.1:1/x"));
+    CHECK(!config_insecure_http("https://a.example.com"));
+    CHECK_EQ_INT(upstream_url("http://a.example.com", "allow_insecure_http = maybe\n"), -1);
+
+    /* URLs whose host cannot be read unambiguously are refused outright, flag or not. */
+    const char *bad[] = {
+        "http://localhost@evil.com/", /* userinfo: the host is evil.com */
+        "http://127.0.0.1@evil.com",
+        "http://user:pw@127.0.0.1/", /* credentials never go in the URL */
+        "http://127.0.0.1:80@evil.com/",
+        "http://127.0.0.1\\@evil.com/",
+        "http://[::1/",
+        "http://[::1]x/",
+        "http://[::1]:/",
+        "http://127.0.0.1:/",
+        "http://127.0.0.1:65536/",
+        "http://127.0.0.1:8o/",
+        "http://127.0.0.1:-1/",
+        "http:///x",
+        "http://",
+        "https://",
+        "http://%31%32%37.0.0.1/",
+        "http://127.0.0.1 /",
+        "http://ex ample.com/",
+        "ftp://127.0.0.1/",
+        "HTTP://127.0.0.1/",
+        "127.0.0.1:80",
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        int r = upstream_url(bad[i], "allow_insecure_http = true\n");
+        if (r == 0)
+            fprintf(stderr, "accepted bad URL %s\n", bad[i]);
+        CHECK_EQ_INT(r, -1);
+        CHECK(strstr(last_err, "url") != NULL);
+        CHECK_EQ_INT(gateway_url(bad[i], "allow_insecure_http = true\n"), -1);
+    }
+}
+
 int main(void)
 {
     snprintf(tmpdir, sizeof tmpdir, "/tmp/tally-config-XXXXXX");
@@ -381,6 +520,7 @@ int main(void)
     test_errors();
     test_refused_keeps_value();
     test_fulfilment_keys();
+    test_insecure_http();
 
     char cmd[128];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);

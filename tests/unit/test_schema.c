@@ -419,6 +419,36 @@ static void test_upgrade_sent_at(void)
                  SQLITE_OK);
     CHECK(one_int(st, "SELECT sent_at FROM outbox WHERE key = 'nw'") > 0);
     CHECK_EQ_INT(may_discard(st, nw), TALLY_E_CONFLICT);
+}
+
+/* A replica where WAL cannot be had (a VFS without shared memory, as SQLite's unix-dotfile
+ * for network filesystems) is refused: SQLite answers PRAGMA journal_mode=WAL with the mode it
+ * kept, and tallyd would otherwise run with a rollback journal, its readers blocked by every
+ * write. */
+static void test_no_wal(void)
+{
+    char path[128], err[512] = "";
+    path_of(path, sizeof path, "nowal.db");
+    sqlite3_vfs *dflt = sqlite3_vfs_find(NULL), *dot = sqlite3_vfs_find("unix-dotfile");
+    CHECK(dot != NULL);
+    if (!dot)
+        return;
+    CHECK_EQ_INT(sqlite3_vfs_register(dot, 1), SQLITE_OK);
+    struct store *st = NULL;
+    int r = store_open(path, true, &st, err, sizeof err);
+    sqlite3_vfs_register(dflt, 1);
+    if (r == 0)
+        fprintf(stderr, "store_open without WAL succeeded\n");
+    CHECK_EQ_INT(r, -1);
+    CHECK(st == NULL);
+    CHECK(strstr(err, "WAL") != NULL);
+    CHECK(strstr(err, path) != NULL);
+    store_close(st);
+    /* With the ordinary VFS the same file opens, in WAL. */
+    st = NULL;
+    CHECK_EQ_INT(store_open(path, true, &st, err, sizeof err), 0);
+    if (st)
+        CHECK_EQ_STR(pragma_text(st, "PRAGMA journal_mode"), "wal");
     store_close(st);
 }
 
@@ -436,6 +466,7 @@ int main(void)
     test_upgrade_low_indexes();
     test_stmt_cache();
     test_upgrade_sent_at();
+    test_no_wal();
 
     char cmd[128];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);

@@ -303,6 +303,11 @@ static const char *const migrations[] = {
     "ALTER TABLE warehouses ADD COLUMN stale INTEGER NOT NULL DEFAULT 0;"
     /* Orders already in the replica: the pass looks at each once. */
     "UPDATE orders SET fdirty = 1;",
+
+    /* 5: the sync engine picks push batches entity by entity (sync.c take_batch): the rows
+     * waiting per (target, entity), in order, without the entity's history of done rows. */
+    "CREATE INDEX outbox_active ON outbox(target, entity, id)"
+    "  WHERE state IN ('pending', 'inflight');",
 };
 
 int schema_latest(void)

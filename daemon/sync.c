@@ -27,6 +27,9 @@ struct sync_engine {
     int nups;
     uint64_t rng;
     bool stopping;
+    /* Push outcomes the replica refused to record, oldest first (see unrecorded_flush). */
+    struct push_batch *unrecorded, **unrecorded_tail;
+    uint64_t unrecorded_since_ms; /* loop time of the first refusal; 0 when none waits */
 };
 
 static uint64_t rnd(struct sync_engine *e)
@@ -54,6 +57,7 @@ static uint64_t now_ms(struct sync_engine *e)
 }
 
 static void on_tick(uv_timer_t *t);
+static bool unrecorded_flush(struct sync_engine *e);
 
 /* Runs the scheduler again as soon as the loop is free: a completion may have made work
  * possible (the next page, the next rows of an entity) that should not wait for the tick. */
@@ -223,7 +227,15 @@ void sync_pull_done(struct upstream *u, int i, struct pull_page *pg)
     }
     struct checkpoint cp;
     char err[200] = "";
-    int r = checkpoint_load(st, ss->name, &cp);
+    int r = 0;
+    /* A page waits for the push outcomes the replica could not record yet (see
+     * unrecorded_flush): it may already hold their movements. */
+    if (e->unrecorded && !unrecorded_flush(e)) {
+        r = TALLY_E_STORAGE;
+        snprintf(err, sizeof err, "push outcomes not recorded yet");
+    }
+    if (r == 0)
+        r = checkpoint_load(st, ss->name, &cp);
     if (r == 0)
         r = store_begin(st);
     if (r == 0) {
@@ -302,86 +314,163 @@ static int limit_for(const struct upstream *u, const char *kind)
 }
 
 /*
- * Selects the next batch for upstream u and marks it in flight. Rows are taken in id order;
- * the batch has one kind (the oldest eligible row's) and holds, per entity, a prefix of its
- * waiting rows: once a row of an entity cannot go (in flight, not due yet, or of another
- * kind), no later row of that entity goes either, so each entity's rows reach the upstream in
- * order. Rows held for the operator do not block their entity.
+ * The rows waiting for upstream ?1 (pending or in flight), entity by entity from ?2 on (after
+ * it, or from it), each entity's rows in id order. outbox_active holds no done rows, so the
+ * look skips an entity whose rows cannot go with one seek, however many rows it has.
+ */
+static const char SQL_WAITING_AFTER[] =
+    "SELECT id, key, entity, payload, kind, state, next_attempt_at FROM outbox"
+    " INDEXED BY outbox_active WHERE target = ?1 AND state IN ('pending', 'inflight')"
+    " AND entity > ?2 ORDER BY entity, id";
+static const char SQL_WAITING_FROM[] =
+    "SELECT id, key, entity, payload, kind, state, next_attempt_at FROM outbox"
+    " INDEXED BY outbox_active WHERE target = ?1 AND state IN ('pending', 'inflight')"
+    " AND entity >= ?2 ORDER BY entity, id";
+
+/* Entities one look visits at most, beyond four per row the batch can hold. */
+#define PUSH_LOOK_MIN 256
+
+static sqlite3_stmt *seek_waiting(struct store *st, const char *target, const char *entity,
+                                  bool from)
+{
+    sqlite3_stmt *s = store_stmt(st, from ? SQL_WAITING_FROM : SQL_WAITING_AFTER);
+    if (s) {
+        sqlite3_bind_text(s, 1, target, -1, SQLITE_STATIC);
+        sqlite3_bind_text(s, 2, entity, -1, SQLITE_TRANSIENT);
+    }
+    return s;
+}
+
+/* Copies one waiting row (SQL_WAITING_*) into the batch's next item; false when out of
+ * memory. */
+static bool add_item(struct push_batch *b, sqlite3_stmt *s, const char *kind)
+{
+    struct push_item *it = &b->items[b->n];
+    int len = sqlite3_column_bytes(s, 3);
+    it->payload = malloc(len > 0 ? (size_t)len : 1);
+    if (!it->payload)
+        return false;
+    memcpy(it->payload, sqlite3_column_blob(s, 3), (size_t)len);
+    it->payload_len = (size_t)len;
+    it->outbox_id = sqlite3_column_int64(s, 0);
+    snprintf(it->key, sizeof it->key, "%s", (const char *)sqlite3_column_text(s, 1));
+    snprintf(it->entity, sizeof it->entity, "%s", (const char *)sqlite3_column_text(s, 2));
+    snprintf(it->kind, sizeof it->kind, "%s", kind);
+    b->n++;
+    return true;
+}
+
+/*
+ * Selects the next batch for upstream u and marks it in flight. The batch has one kind (the
+ * first row's that can go) and holds, per entity, a prefix of its waiting rows: once a row of
+ * an entity cannot go (in flight, not due yet, or of another kind), no later row of that
+ * entity goes either, so each entity's rows reach the upstream in order. Rows held for the
+ * operator do not block their entity.
+ *
+ * The look goes round the upstream's entities in name order from where the last one
+ * stopped, visiting at most 4 * push_limit + PUSH_LOOK_MIN of them, and skips an entity that
+ * cannot go in one seek: entities in backoff or in flight, however many and whatever their
+ * rows, never hide one that can go; every entity is visited within a bounded number of
+ * looks. An entity skipped for being of another kind than the batch's is where the next
+ * look starts, so no kind waits on another for ever.
  */
 static struct push_batch *take_batch(struct upstream *u)
 {
     struct store *st = u->store;
     int64_t now = store_now();
-    int cap = u->ops->push_limit;
+    int cap = u->ops->push_limit, limit = cap, visits = 0, budget = 4 * cap + PUSH_LOOK_MIN;
     struct push_batch *b = calloc(1, sizeof *b);
-    char(*blocked)[80] = calloc((size_t)cap * 4 + 1, sizeof *blocked);
-    int nblocked = 0;
-    char kind[16] = "";
-    if (!b || !blocked || !(b->items = calloc((size_t)cap, sizeof *b->items))) {
-        free(blocked);
+    if (!b || !(b->items = calloc((size_t)cap, sizeof *b->items))) {
         free(b);
         return NULL;
     }
     b->u = u;
     b->retry_after_s = -1;
     if (store_begin(st) != 0) {
-        free(blocked);
         free_batch(b);
         return NULL;
     }
-    sqlite3_stmt *s = store_stmt(st, "SELECT id, key, entity, payload, kind, state,"
-                                     " next_attempt_at FROM outbox"
-                                     " WHERE target = ?1 AND state IN ('pending', 'inflight')"
-                                     " ORDER BY id LIMIT ?2");
-    if (!s) {
-        store_rollback(st);
-        free(blocked);
-        free_batch(b);
-        return NULL;
-    }
-    sqlite3_bind_text(s, 1, u->name, -1, SQLITE_STATIC);
-    sqlite3_bind_int(s, 2, cap * 4);
-    int limit = cap;
-    while (b->n < limit && nblocked < cap * 4 && sqlite3_step(s) == SQLITE_ROW) {
-        const char *entity = (const char *)sqlite3_column_text(s, 2);
-        const char *rkind = (const char *)sqlite3_column_text(s, 4);
-        bool is_blocked = false;
-        for (int j = 0; j < nblocked && !is_blocked; j++)
-            is_blocked = strcmp(blocked[j], entity) == 0;
-        if (is_blocked)
+    char kind[16] = "", entity[80] = "", start[80], next[80], other_kind[80] = "";
+    bool start_from = u->push_from_incl, next_from = start_from, round = false, taking = false;
+    snprintf(start, sizeof start, "%s", u->push_from);
+    snprintf(next, sizeof next, "%s", start);
+    sqlite3_stmt *s = seek_waiting(st, u->name, start, start_from);
+    int rc = SQLITE_DONE;
+    while (s && b->n < limit) {
+        rc = sqlite3_step(s);
+        if (rc != SQLITE_ROW) {
+            if (rc != SQLITE_DONE)
+                break;
+            /* The last entity: on from the first, up to where this look began. */
+            if (round || (!start[0] && start_from)) {
+                next[0] = 0;
+                next_from = true;
+                break;
+            }
+            taking = false;
+            round = true;
+            s = seek_waiting(st, u->name, "", true);
             continue;
-        bool can_go = !strcmp((const char *)sqlite3_column_text(s, 5), "pending") &&
-                      sqlite3_column_int64(s, 6) <= now && (!kind[0] || !strcmp(kind, rkind));
-        if (!can_go) {
-            snprintf(blocked[nblocked++], sizeof blocked[0], "%s", entity);
+        }
+        const char *e = (const char *)sqlite3_column_text(s, 2);
+        int past = round ? strcmp(e, start) : -1;
+        if (past > 0 || (past == 0 && start_from)) {
+            rc = SQLITE_DONE; /* went round them all */
+            break;
+        }
+        if (!taking || strcmp(e, entity) != 0) { /* the first waiting row of an entity */
+            if (visits++ >= budget) {
+                snprintf(next, sizeof next, "%s", e);
+                next_from = true;
+                break;
+            }
+            snprintf(entity, sizeof entity, "%s", e);
+            snprintf(next, sizeof next, "%s", e);
+            next_from = taking = false;
+        }
+        const char *rkind = (const char *)sqlite3_column_text(s, 4);
+        bool due = !strcmp((const char *)sqlite3_column_text(s, 5), "pending") &&
+                   sqlite3_column_int64(s, 6) <= now;
+        bool same = !kind[0] || !strcmp(kind, rkind);
+        if (!due || !same) {
+            if (due && !taking && !other_kind[0])
+                snprintf(other_kind, sizeof other_kind, "%s", entity);
+            taking = false;
+            s = seek_waiting(st, u->name, entity, false);
             continue;
         }
         if (!kind[0]) {
             snprintf(kind, sizeof kind, "%s", rkind);
             limit = limit_for(u, kind);
         }
-        struct push_item *it = &b->items[b->n];
-        it->outbox_id = sqlite3_column_int64(s, 0);
-        snprintf(it->key, sizeof it->key, "%s", (const char *)sqlite3_column_text(s, 1));
-        snprintf(it->entity, sizeof it->entity, "%s", entity);
-        snprintf(it->kind, sizeof it->kind, "%s", kind);
-        int len = sqlite3_column_bytes(s, 3);
-        it->payload = malloc(len > 0 ? (size_t)len : 1);
-        if (!it->payload)
+        if (!add_item(b, s, kind)) {
+            rc = SQLITE_NOMEM;
             break;
-        memcpy(it->payload, sqlite3_column_blob(s, 3), (size_t)len);
-        it->payload_len = (size_t)len;
-        b->n++;
+        }
+        taking = true;
     }
-    sqlite3_reset(s);
-    free(blocked);
-    s = store_stmt(st, "UPDATE outbox SET state = 'inflight' WHERE id = ?1");
-    for (int i = 0; s && i < b->n; i++) {
-        sqlite3_bind_int64(s, 1, b->items[i].outbox_id);
-        sqlite3_step(s);
+    if (s)
         sqlite3_reset(s);
+    bool ok = s && (rc == SQLITE_ROW || rc == SQLITE_DONE);
+    if (ok) {
+        if (other_kind[0]) {
+            snprintf(next, sizeof next, "%s", other_kind);
+            next_from = true;
+        }
+        snprintf(u->push_from, sizeof u->push_from, "%s", next);
+        u->push_from_incl = next_from;
     }
-    if (!s || b->n == 0 || store_commit(st) != 0) {
+    sqlite3_stmt *m = ok && b->n > 0
+                          ? store_stmt(st, "UPDATE outbox SET state = 'inflight' WHERE id = ?1")
+                          : NULL;
+    for (int i = 0; m && i < b->n; i++) {
+        sqlite3_bind_int64(m, 1, b->items[i].outbox_id);
+        bool marked = sqlite3_step(m) == SQLITE_DONE;
+        sqlite3_reset(m);
+        if (!marked)
+            m = NULL;
+    }
+    if (!m || store_commit(st) != 0) {
         store_rollback(st);
         free_batch(b);
         return NULL;
@@ -453,6 +542,74 @@ static int record_item(struct upstream *u, const struct push_item *it, int64_t n
     return r;
 }
 
+/* Records a batch's outcomes in one transaction: 0, or a TALLY_E_* code and nothing recorded. */
+static int record_batch(struct push_batch *b)
+{
+    struct upstream *u = b->u;
+    struct store *st = u->store;
+    int64_t now = store_now();
+    int r = store_begin(st);
+    for (int i = 0; r == 0 && i < b->n; i++)
+        r = record_item(u, &b->items[i], now, b->retry_after_s);
+    if (r == 0)
+        r = store_commit(st);
+    else
+        store_rollback(st);
+    return r;
+}
+
+/*
+ * Records the outcomes waiting in e->unrecorded, oldest first; true when none is left.
+ *
+ * An answer the replica cannot record (disk full, an I/O error) is not dropped: its batch
+ * waits here and is recorded at every tick until the write goes through. Its rows stay
+ * 'inflight' meanwhile, which holds their entities' later rows back. While any waits, no new
+ * batch is taken (the replica cannot record their answers either) and no page is applied: a
+ * snapshot that already holds a movement whose acknowledgement is not recorded would be
+ * counted twice (snapshot + pending). Stopping drops what waits: the rows are then sent
+ * again at the next start, which the upstreams' deduplication by key makes harmless.
+ */
+static bool unrecorded_flush(struct sync_engine *e)
+{
+    int r = 0, n = 0;
+    while (e->unrecorded && (r = record_batch(e->unrecorded)) == 0) {
+        struct push_batch *b = e->unrecorded;
+        e->unrecorded = b->next;
+        n += b->n;
+        free_batch(b);
+    }
+    if (!e->unrecorded) {
+        e->unrecorded_tail = &e->unrecorded;
+        if (e->unrecorded_since_ms)
+            log_info("sync: %d push outcome(s) recorded after %.1f s", n,
+                     (double)(now_ms(e) - e->unrecorded_since_ms) / 1000.0);
+        e->unrecorded_since_ms = 0;
+        return true;
+    }
+    if (!e->unrecorded_since_ms) {
+        e->unrecorded_since_ms = now_ms(e) ? now_ms(e) : 1;
+        log_error("%s: push outcome not recorded: %s (kept; recorded as soon as the replica"
+                  " takes writes; nothing is sent meanwhile)",
+                  e->unrecorded->u->name, tally_strerror(r));
+    }
+    return false;
+}
+
+static void unrecorded_free(struct sync_engine *e)
+{
+    int n = 0;
+    while (e->unrecorded) {
+        struct push_batch *b = e->unrecorded;
+        e->unrecorded = b->next;
+        n += b->n;
+        free_batch(b);
+    }
+    e->unrecorded_tail = &e->unrecorded;
+    if (n)
+        log_warn("sync: %d push outcome(s) never recorded: their rows go again at the next start",
+                 n);
+}
+
 void sync_push_done(struct push_batch *b)
 {
     struct upstream *u = b->u;
@@ -472,22 +629,14 @@ void sync_push_done(struct push_batch *b)
     } else {
         link_ok(u);
     }
-    struct store *st = u->store;
-    int64_t now = store_now();
-    int r = store_begin(st);
-    for (int i = 0; r == 0 && i < b->n; i++)
-        r = record_item(u, &b->items[i], now, b->retry_after_s);
-    if (r == 0)
-        r = store_commit(st);
-    else
-        store_rollback(st);
-    if (r != 0) /* the rows stay 'inflight' and go again after a restart; log loudly */
-        log_error("%s: push outcome not recorded: %s", u->name, tally_strerror(r));
     for (int i = 0; i < b->n; i++)
         if (b->items[i].outcome == SYNC_PERMANENT)
             log_warn("%s: %s %s refused: %s", u->name, b->items[i].kind, b->items[i].key,
                      b->items[i].error);
-    free_batch(b);
+    b->next = NULL;
+    *e->unrecorded_tail = b;
+    e->unrecorded_tail = &b->next;
+    unrecorded_flush(e);
 }
 
 /* ---- marketplace stock ---- */
@@ -641,7 +790,7 @@ static void run_upstream(struct upstream *u)
             u->ops->publish(u, b);
         }
     }
-    while (inflight < max && u->ops->push) {
+    while (inflight < max && u->ops->push && !e->unrecorded) {
         struct push_batch *b = take_batch(u);
         if (!b)
             break;
@@ -651,13 +800,19 @@ static void run_upstream(struct upstream *u)
     }
 }
 
-static void on_tick(uv_timer_t *t)
+void sync_tick(struct sync_engine *e)
 {
-    struct sync_engine *e = t->data;
     if (e->stopping)
         return;
+    if (e->unrecorded)
+        unrecorded_flush(e);
     for (int i = 0; i < e->nups; i++)
         run_upstream(&e->ups[i]);
+}
+
+static void on_tick(uv_timer_t *t)
+{
+    sync_tick(t->data);
 }
 
 /* ---- set-up ---- */
@@ -705,29 +860,60 @@ static void add_upstream(struct sync_engine *e, const struct connector_ops *ops,
     }
 }
 
-int sync_start(struct tallyd *d, struct sync_engine **out, char *err, size_t errlen)
+/* An engine for up to n upstreams, none added yet; NULL when out of memory. */
+static struct sync_engine *engine_new(struct tallyd *d, unsigned n)
 {
     struct sync_engine *e = calloc(1, sizeof *e);
+    if (!e || !(e->ups = calloc(n ? n : 1, sizeof *e->ups))) {
+        free(e);
+        return NULL;
+    }
+    e->d = d;
+    e->unrecorded_tail = &e->unrecorded;
+    if (getrandom(&e->rng, sizeof e->rng, 0) != (ssize_t)sizeof e->rng)
+        e->rng = (uint64_t)uv_hrtime();
+    /* Rows that were in flight when the daemon stopped go again: every upstream deduplicates
+     * by the row's key, so sending twice has one effect. */
+    sqlite3_exec(store_db(d->store), "UPDATE outbox SET state = 'pending' WHERE state = 'inflight'",
+                 NULL, NULL, NULL);
+    return e;
+}
+
+int sync_start_with(struct tallyd *d, const struct connector_ops *ops, const char *name,
+                    struct sync_engine **out)
+{
+    struct sync_engine *e = engine_new(d, 1);
+    char err[256];
+    if (!e)
+        return TALLY_E_NOMEM;
+    add_upstream(e, ops, name, !strncmp(name, "wh:", 3) ? name + 3 : "");
+    if (ops->init && ops->init(&e->ups[0], err, sizeof err) != 0) {
+        free(e->ups);
+        free(e);
+        return TALLY_E_INTERNAL;
+    }
+    e->nups = 1;
+    uv_timer_init(d->loop, &e->tick);
+    e->tick.data = e;
+    *out = e;
+    return 0;
+}
+
+int sync_start(struct tallyd *d, struct sync_engine **out, char *err, size_t errlen)
+{
+    unsigned n = d->cfg.nwh + (d->cfg.mp.enabled ? 1 : 0);
+    struct sync_engine *e = engine_new(d, n);
     if (!e) {
         snprintf(err, errlen, "out of memory");
         return -1;
     }
-    e->d = d;
-    if (getrandom(&e->rng, sizeof e->rng, 0) != (ssize_t)sizeof e->rng)
-        e->rng = (uint64_t)uv_hrtime();
-    unsigned n = d->cfg.nwh + (d->cfg.mp.enabled ? 1 : 0);
-    e->ups = calloc(n ? n : 1, sizeof *e->ups);
-    if (!e->ups || http_init(d->loop, (long)d->cfg.max_parallel,
-                             d->cfg.ca_file[0] ? d->cfg.ca_file : NULL, &e->http) != 0) {
+    if (http_init(d->loop, (long)d->cfg.max_parallel, d->cfg.ca_file[0] ? d->cfg.ca_file : NULL,
+                  &e->http) != 0) {
         snprintf(err, errlen, "cannot set up HTTP");
         free(e->ups);
         free(e);
         return -1;
     }
-    /* Rows that were in flight when the daemon stopped go again: every upstream deduplicates
-     * by the row's key, so sending twice has one effect. */
-    sqlite3_exec(store_db(d->store), "UPDATE outbox SET state = 'pending' WHERE state = 'inflight'",
-                 NULL, NULL, NULL);
     for (unsigned i = 0; i < d->cfg.nwh; i++) {
         const struct wh_config *w = &d->cfg.wh[i];
         char name[80];
@@ -787,6 +973,7 @@ void sync_stop(struct sync_engine *e)
         return;
     e->stopping = true;
     uv_timer_stop(&e->tick);
+    unrecorded_free(e);
     /* Abandoned requests leave their rows 'inflight'; the next start sends them again. */
     http_close(e->http);
     for (int i = 0; i < e->nups; i++)

@@ -30,6 +30,7 @@ struct sync_engine {
     /* Push outcomes the replica refused to record, oldest first (see unrecorded_flush). */
     struct push_batch *unrecorded, **unrecorded_tail;
     uint64_t unrecorded_since_ms; /* loop time of the first refusal; 0 when none waits */
+    bool stale_inflight; /* rows left 'inflight' by the last run are not pending again yet */
 };
 
 static uint64_t rnd(struct sync_engine *e)
@@ -58,6 +59,7 @@ static uint64_t now_ms(struct sync_engine *e)
 
 static void on_tick(uv_timer_t *t);
 static bool unrecorded_flush(struct sync_engine *e);
+static void stale_inflight_reset(struct sync_engine *e, bool first);
 
 /* Runs the scheduler again as soon as the loop is free: a completion may have made work
  * possible (the next page, the next rows of an entity) that should not wait for the tick. */
@@ -790,7 +792,7 @@ static void run_upstream(struct upstream *u)
             u->ops->publish(u, b);
         }
     }
-    while (inflight < max && u->ops->push && !e->unrecorded) {
+    while (inflight < max && u->ops->push && !e->unrecorded && !e->stale_inflight) {
         struct push_batch *b = take_batch(u);
         if (!b)
             break;
@@ -806,6 +808,8 @@ void sync_tick(struct sync_engine *e)
         return;
     if (e->unrecorded)
         unrecorded_flush(e);
+    if (e->stale_inflight)
+        stale_inflight_reset(e, false);
     for (int i = 0; i < e->nups; i++)
         run_upstream(&e->ups[i]);
 }
@@ -860,6 +864,28 @@ static void add_upstream(struct sync_engine *e, const struct connector_ops *ops,
     }
 }
 
+/*
+ * Rows that were in flight when the daemon stopped go again: every upstream deduplicates by
+ * the row's key, so sending twice has one effect. When the replica refuses the write (disk
+ * full), every tick tries again, and nothing is sent before it succeeds: a later reset would
+ * also catch the rows of this run's own batches.
+ */
+static void stale_inflight_reset(struct sync_engine *e, bool first)
+{
+    char *msg = NULL;
+    int rc = sqlite3_exec(store_db(e->d->store),
+                          "UPDATE outbox SET state = 'pending' WHERE state = 'inflight'", NULL,
+                          NULL, &msg);
+    e->stale_inflight = rc != SQLITE_OK;
+    if (e->stale_inflight && first)
+        log_error("sync: rows in flight at the last stop not reset: %s (nothing is sent until"
+                  " they are)",
+                  msg ? msg : sqlite3_errstr(rc));
+    else if (!e->stale_inflight && !first)
+        log_info("sync: rows in flight at the last stop reset: sending resumes");
+    sqlite3_free(msg);
+}
+
 /* An engine for up to n upstreams, none added yet; NULL when out of memory. */
 static struct sync_engine *engine_new(struct tallyd *d, unsigned n)
 {
@@ -872,10 +898,7 @@ static struct sync_engine *engine_new(struct tallyd *d, unsigned n)
     e->unrecorded_tail = &e->unrecorded;
     if (getrandom(&e->rng, sizeof e->rng, 0) != (ssize_t)sizeof e->rng)
         e->rng = (uint64_t)uv_hrtime();
-    /* Rows that were in flight when the daemon stopped go again: every upstream deduplicates
-     * by the row's key, so sending twice has one effect. */
-    sqlite3_exec(store_db(d->store), "UPDATE outbox SET state = 'pending' WHERE state = 'inflight'",
-                 NULL, NULL, NULL);
+    stale_inflight_reset(e, true);
     return e;
 }
 

@@ -311,6 +311,33 @@ static void test_stop_with_outcome_unrecorded(void)
     stop(e);
 }
 
+/* Rows left in flight by the last run that cannot be made pending at the start (the disk is
+ * full) are made pending as soon as writes work; nothing is sent before. */
+static void test_start_reset_fails(void)
+{
+    rh_open(h);
+    d = rh_daemon(h);
+    d->loop = &loop;
+    rh_seed_standard(h);
+    CHECK(rh_call(h, "stock.move", "kind=receive", "id=r5", "sku=S1", "warehouse=A", "qty=#1",
+                  NULL) != NULL);
+    CHECK(rh_call(h, "stock.move", "kind=receive", "id=r6", "sku=S2", "warehouse=A", "qty=#1",
+                  NULL) != NULL);
+    RH_EXEC(h, "UPDATE outbox SET state = 'inflight' WHERE key = 'r5'");
+    RH_EXEC(h, "CREATE TEMP TRIGGER no_reset BEFORE UPDATE OF state ON outbox"
+               " WHEN old.state = 'inflight' BEGIN SELECT RAISE(ABORT, 'injected'); END");
+    struct sync_engine *e = start(MAX_BATCHES);
+    sync_tick(e);
+    CHECK_EQ_STR(row_state("r5"), "inflight");
+    CHECK_EQ_INT(nbatches, 0);
+    RH_EXEC(h, "DROP TRIGGER temp.no_reset");
+    sync_tick(e);
+    CHECK_EQ_STR(taken(), "[r5,r6]");
+    answer_all_done();
+    CHECK_EQ_STR(row_state("r5"), "done");
+    stop(e);
+}
+
 /* ---- which rows a batch takes ---- */
 
 /* An outbox row for wh:A, due `due_in` seconds from now (negative: overdue). */
@@ -461,6 +488,7 @@ int main(void)
     test_outcome_write_fails();
     test_transient_outcome_write_fails();
     test_stop_with_outcome_unrecorded();
+    test_start_reset_fails();
     test_backoff_ahead();
     test_blocked_entity();
     test_many_in_backoff();

@@ -304,8 +304,8 @@ static const char *const migrations[] = {
     /* Orders already in the replica: the pass looks at each once. */
     "UPDATE orders SET fdirty = 1;",
 
-    /* 5: the sync engine picks push batches entity by entity (sync.c take_batch): the rows
-     * waiting per (target, entity), in order, without the entity's history of done rows. */
+    /* 5: whether an older row of an entity waits (sync.c take_batch), in one seek: the
+     * waiting rows per (target, entity), without the entity's history of done rows. */
     "CREATE INDEX outbox_active ON outbox(target, entity, id)"
     "  WHERE state IN ('pending', 'inflight');",
 };

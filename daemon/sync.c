@@ -315,36 +315,82 @@ static int limit_for(const struct upstream *u, const char *kind)
     return single ? 1 : u->ops->push_limit;
 }
 
-/*
- * The rows waiting for upstream ?1 (pending or in flight), entity by entity from ?2 on (after
- * it, or from it), each entity's rows in id order. outbox_active holds no done rows, so the
- * look skips an entity whose rows cannot go with one seek, however many rows it has.
- */
-static const char SQL_WAITING_AFTER[] =
+/* The rows waiting for upstream ?1 (pending or in flight) after id ?2, oldest first. */
+static const char SQL_WAITING[] =
     "SELECT id, key, entity, payload, kind, state, next_attempt_at FROM outbox"
-    " INDEXED BY outbox_active WHERE target = ?1 AND state IN ('pending', 'inflight')"
-    " AND entity > ?2 ORDER BY entity, id";
-static const char SQL_WAITING_FROM[] =
-    "SELECT id, key, entity, payload, kind, state, next_attempt_at FROM outbox"
-    " INDEXED BY outbox_active WHERE target = ?1 AND state IN ('pending', 'inflight')"
-    " AND entity >= ?2 ORDER BY entity, id";
+    " INDEXED BY outbox_work WHERE target = ?1 AND state IN ('pending', 'inflight')"
+    " AND id > ?2 ORDER BY id";
 
-/* Entities one look visits at most, beyond four per row the batch can hold. */
-#define PUSH_LOOK_MIN 256
+/* Rows one look goes through at most, beyond four per row the batch can hold. */
+#define PUSH_LOOK_MIN 1024
 
-static sqlite3_stmt *seek_waiting(struct store *st, const char *target, const char *entity,
-                                  bool from)
+/* What one look knows of an entity: nothing yet, some rows taken (the next may follow), or
+ * nothing more of it goes. */
+enum { LOOK_NEW, LOOK_TAKING, LOOK_BLOCKED };
+
+struct look_slot {
+    uint64_t hash;
+    char entity[80];
+    unsigned char state;
+};
+
+/* The look's entities: an open-addressing table of 2^k slots, at most half full. */
+struct look {
+    struct look_slot *slots;
+    size_t mask;
+};
+
+static uint64_t entity_hash(const char *s)
 {
-    sqlite3_stmt *s = store_stmt(st, from ? SQL_WAITING_FROM : SQL_WAITING_AFTER);
+    uint64_t h = 0xcbf29ce484222325ull;
+    for (; *s; s++)
+        h = (h ^ (unsigned char)*s) * 0x100000001b3ull;
+    return h;
+}
+
+static struct look_slot *look_slot(struct look *l, const char *entity)
+{
+    uint64_t h = entity_hash(entity);
+    for (size_t i = h & l->mask;; i = (i + 1) & l->mask) {
+        struct look_slot *sl = &l->slots[i];
+        if (sl->state == LOOK_NEW) {
+            sl->hash = h;
+            snprintf(sl->entity, sizeof sl->entity, "%s", entity);
+            return sl;
+        }
+        if (sl->hash == h && !strcmp(sl->entity, entity))
+            return sl;
+    }
+}
+
+static sqlite3_stmt *seek_waiting(struct store *st, const char *target, int64_t after)
+{
+    sqlite3_stmt *s = store_stmt(st, SQL_WAITING);
     if (s) {
         sqlite3_bind_text(s, 1, target, -1, SQLITE_STATIC);
-        sqlite3_bind_text(s, 2, entity, -1, SQLITE_TRANSIENT);
+        sqlite3_bind_int64(s, 2, after);
     }
     return s;
 }
 
-/* Copies one waiting row (SQL_WAITING_*) into the batch's next item; false when out of
- * memory. */
+/* 1 when an older row of the entity waits (so this one cannot go yet), 0 when none, or a
+ * TALLY_E_* code. outbox_active holds no done rows: one seek, whatever the history. */
+static int older_waiting(struct store *st, const char *target, const char *entity, int64_t id)
+{
+    sqlite3_stmt *s = store_stmt(st, "SELECT 1 FROM outbox INDEXED BY outbox_active"
+                                     " WHERE target = ?1 AND entity = ?2 AND id < ?3"
+                                     " AND state IN ('pending', 'inflight') LIMIT 1");
+    if (!s)
+        return TALLY_E_STORAGE;
+    sqlite3_bind_text(s, 1, target, -1, SQLITE_STATIC);
+    sqlite3_bind_text(s, 2, entity, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_int64(s, 3, id);
+    int rc = sqlite3_step(s);
+    sqlite3_reset(s);
+    return rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : store_error(st, rc, "outbox");
+}
+
+/* Copies one waiting row (SQL_WAITING) into the batch's next item; false when out of memory. */
 static bool add_item(struct push_batch *b, sqlite3_stmt *s, const char *kind)
 {
     struct push_item *it = &b->items[b->n];
@@ -363,82 +409,96 @@ static bool add_item(struct push_batch *b, sqlite3_stmt *s, const char *kind)
 }
 
 /*
- * Selects the next batch for upstream u and marks it in flight. The batch has one kind (the
- * first row's that can go) and holds, per entity, a prefix of its waiting rows: once a row of
- * an entity cannot go (in flight, not due yet, or of another kind), no later row of that
- * entity goes either, so each entity's rows reach the upstream in order. Rows held for the
- * operator do not block their entity.
+ * Selects the next batch for upstream u and marks it in flight. Rows are taken oldest first;
+ * the batch has one kind (the first row's that can go) and holds, per entity, a prefix of its
+ * waiting rows: once a row of an entity cannot go (in flight, not due yet, or of another
+ * kind), no later row of that entity goes either, so each entity's rows reach the upstream in
+ * order. Rows held for the operator do not block their entity.
  *
- * The look goes round the upstream's entities in name order from where the last one
- * stopped, visiting at most 4 * push_limit + PUSH_LOOK_MIN of them, and skips an entity that
- * cannot go in one seek: entities in backoff or in flight, however many and whatever their
- * rows, never hide one that can go; every entity is visited within a bounded number of
- * looks. An entity skipped for being of another kind than the batch's is where the next
- * look starts, so no kind waits on another for ever.
+ * One look goes through at most 4 * push_limit + PUSH_LOOK_MIN rows. It starts at the oldest
+ * row while the oldest rows leave room to fill batches; when a look runs out of rows to go
+ * through first, the next goes on after the last row it saw, then round to the oldest rows
+ * again: rows that cannot go (in backoff, in flight, behind such a row of their entity),
+ * however many, never hide one that can for more than a few looks. A look that did not start
+ * at the oldest row asks outbox_active whether an older row of an entity waits. A row skipped
+ * for being of another kind than the batch is where the next look starts, so no kind waits
+ * on another for ever.
  */
 static struct push_batch *take_batch(struct upstream *u)
 {
     struct store *st = u->store;
-    int64_t now = store_now();
-    int cap = u->ops->push_limit, limit = cap, visits = 0, budget = 4 * cap + PUSH_LOOK_MIN;
+    int64_t now = store_now(), start = u->push_from, last = start, other = -1;
+    int cap = u->ops->push_limit, limit = cap, looked = 0, budget = 4 * cap + PUSH_LOOK_MIN;
+    struct look l = {0};
+    size_t nslots = 1;
+    while (nslots < (size_t)budget * 2)
+        nslots *= 2;
+    l.mask = nslots - 1;
     struct push_batch *b = calloc(1, sizeof *b);
-    if (!b || !(b->items = calloc((size_t)cap, sizeof *b->items))) {
+    if (!b || !(b->items = calloc((size_t)cap, sizeof *b->items)) ||
+        !(l.slots = calloc(nslots, sizeof *l.slots))) {
+        if (b)
+            free(b->items);
         free(b);
         return NULL;
     }
     b->u = u;
     b->retry_after_s = -1;
     if (store_begin(st) != 0) {
+        free(l.slots);
         free_batch(b);
         return NULL;
     }
-    char kind[16] = "", entity[80] = "", start[80], next[80], other_kind[80] = "";
-    bool start_from = u->push_from_incl, next_from = start_from, round = false, taking = false;
-    snprintf(start, sizeof start, "%s", u->push_from);
-    snprintf(next, sizeof next, "%s", start);
-    sqlite3_stmt *s = seek_waiting(st, u->name, start, start_from);
+    char kind[16] = "";
+    bool round = false, whole = false;
+    sqlite3_stmt *s = seek_waiting(st, u->name, start);
     int rc = SQLITE_DONE;
     while (s && b->n < limit) {
         rc = sqlite3_step(s);
         if (rc != SQLITE_ROW) {
             if (rc != SQLITE_DONE)
                 break;
-            /* The last entity: on from the first, up to where this look began. */
-            if (round || (!start[0] && start_from)) {
-                next[0] = 0;
-                next_from = true;
+            whole = start == 0 || round;
+            if (whole)
                 break;
-            }
-            taking = false;
+            /* On from the oldest row, up to where this look began: what was learnt of the
+             * entities so far holds for rows after `start` only. */
             round = true;
-            s = seek_waiting(st, u->name, "", true);
+            memset(l.slots, 0, nslots * sizeof *l.slots);
+            s = seek_waiting(st, u->name, 0);
             continue;
         }
-        const char *e = (const char *)sqlite3_column_text(s, 2);
-        int past = round ? strcmp(e, start) : -1;
-        if (past > 0 || (past == 0 && start_from)) {
-            rc = SQLITE_DONE; /* went round them all */
+        int64_t id = sqlite3_column_int64(s, 0);
+        if (round && id > start) {
+            whole = true;
+            rc = SQLITE_DONE;
             break;
         }
-        if (!taking || strcmp(e, entity) != 0) { /* the first waiting row of an entity */
-            if (visits++ >= budget) {
-                snprintf(next, sizeof next, "%s", e);
-                next_from = true;
+        if (looked++ >= budget)
+            break;
+        last = id;
+        struct look_slot *sl = look_slot(&l, (const char *)sqlite3_column_text(s, 2));
+        if (sl->state == LOOK_BLOCKED)
+            continue;
+        bool head = sl->state == LOOK_NEW;
+        if (head && start > 0 && !round) {
+            int r = older_waiting(st, u->name, sl->entity, id);
+            if (r < 0) {
+                rc = SQLITE_ERROR;
                 break;
             }
-            snprintf(entity, sizeof entity, "%s", e);
-            snprintf(next, sizeof next, "%s", e);
-            next_from = taking = false;
+            if (r > 0) {
+                sl->state = LOOK_BLOCKED;
+                continue;
+            }
         }
         const char *rkind = (const char *)sqlite3_column_text(s, 4);
         bool due = !strcmp((const char *)sqlite3_column_text(s, 5), "pending") &&
                    sqlite3_column_int64(s, 6) <= now;
-        bool same = !kind[0] || !strcmp(kind, rkind);
-        if (!due || !same) {
-            if (due && !taking && !other_kind[0])
-                snprintf(other_kind, sizeof other_kind, "%s", entity);
-            taking = false;
-            s = seek_waiting(st, u->name, entity, false);
+        if (!due || (kind[0] && strcmp(kind, rkind))) {
+            if (due && head && other < 0)
+                other = id;
+            sl->state = LOOK_BLOCKED;
             continue;
         }
         if (!kind[0]) {
@@ -449,18 +509,21 @@ static struct push_batch *take_batch(struct upstream *u)
             rc = SQLITE_NOMEM;
             break;
         }
-        taking = true;
+        sl->state = LOOK_TAKING;
     }
     if (s)
         sqlite3_reset(s);
+    free(l.slots);
     bool ok = s && (rc == SQLITE_ROW || rc == SQLITE_DONE);
     if (ok) {
-        if (other_kind[0]) {
-            snprintf(next, sizeof next, "%s", other_kind);
-            next_from = true;
-        }
-        snprintf(u->push_from, sizeof u->push_from, "%s", next);
-        u->push_from_incl = next_from;
+        /* From the oldest row again after a whole round, or when this look began there and
+         * filled its batch; else on after the last row seen. */
+        if (other >= 0)
+            u->push_from = other - 1;
+        else if (whole || (start == 0 && !round && b->n == limit))
+            u->push_from = 0;
+        else
+            u->push_from = last;
     }
     sqlite3_stmt *m = ok && b->n > 0
                           ? store_stmt(st, "UPDATE outbox SET state = 'inflight' WHERE id = ?1")

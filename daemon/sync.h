@@ -8,8 +8,8 @@
  *
  * Push: outbox rows due for an upstream are sent in batches (the connector's limit), per
  * (target, entity) a prefix of its waiting rows only, so one entity's rows go in order while
- * different entities go in parallel (up to [sync] max_parallel requests per upstream); the
- * batches go round the entities, and rows that cannot go never hide rows that can. Transient
+ * different entities go in parallel (up to [sync] max_parallel requests per upstream); rows
+ * that cannot go never hide rows that can. Transient
  * failures retry with exponential backoff and full jitter, capped at [sync] retry_max, never
  * sooner than a Retry-After; permanent ones are held with the upstream's reason for the
  * operator. An answer the replica cannot record is kept and recorded as soon as it can be.

@@ -161,10 +161,9 @@ struct upstream {
     char last_error[256];
     int inflight_pushes;
     bool publishing; /* a publish batch is in flight (one at a time) */
-    /* Where the next push batch's look starts in the upstream's entities (sync.c): the looks
-     * go round them, so no number of entities that cannot go hides one that can. */
-    char push_from[80];
-    bool push_from_incl; /* push_from itself is looked at first (else: the entity after it) */
+    /* The outbox id after which the next push batch's look starts (sync.c take_batch): 0 from
+     * the oldest row; further on while the oldest rows cannot go, so they hide none. */
+    int64_t push_from;
     struct stream_state streams[UPSTREAM_MAX_STREAMS];
 };
 

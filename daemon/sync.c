@@ -340,11 +340,14 @@ struct look {
     size_t mask;
 };
 
+/* Entities are ids (TALLY_MAX_ID_LEN); one longer than a slot holds is known by its start. */
+#define LOOK_KEY (sizeof((struct look_slot *)0)->entity - 1)
+
 static uint64_t entity_hash(const char *s)
 {
     uint64_t h = 0xcbf29ce484222325ull;
-    for (; *s; s++)
-        h = (h ^ (unsigned char)*s) * 0x100000001b3ull;
+    for (size_t i = 0; i < LOOK_KEY && s[i]; i++)
+        h = (h ^ (unsigned char)s[i]) * 0x100000001b3ull;
     return h;
 }
 
@@ -358,7 +361,7 @@ static struct look_slot *look_slot(struct look *l, const char *entity)
             snprintf(sl->entity, sizeof sl->entity, "%s", entity);
             return sl;
         }
-        if (sl->hash == h && !strcmp(sl->entity, entity))
+        if (sl->hash == h && !strncmp(sl->entity, entity, LOOK_KEY))
             return sl;
     }
 }
@@ -477,12 +480,13 @@ static struct push_batch *take_batch(struct upstream *u)
         if (looked++ >= budget)
             break;
         last = id;
-        struct look_slot *sl = look_slot(&l, (const char *)sqlite3_column_text(s, 2));
+        const char *entity = (const char *)sqlite3_column_text(s, 2);
+        struct look_slot *sl = look_slot(&l, entity);
         if (sl->state == LOOK_BLOCKED)
             continue;
         bool head = sl->state == LOOK_NEW;
         if (head && start > 0 && !round) {
-            int r = older_waiting(st, u->name, sl->entity, id);
+            int r = older_waiting(st, u->name, entity, id);
             if (r < 0) {
                 rc = SQLITE_ERROR;
                 break;

@@ -628,6 +628,42 @@ static int record_batch(struct push_batch *b)
 }
 
 /*
+ * Puts a batch whose answer cannot be recorded back to waiting, to be sent again after a
+ * backoff (the upstream deduplicates by key, and answers again): for a write that keeps
+ * failing for these rows alone, so they cannot hold everything else. 0 or a TALLY_E_* code.
+ */
+static int requeue_batch(struct push_batch *b)
+{
+    struct upstream *u = b->u;
+    struct store *st = u->store;
+    int64_t now = store_now();
+    int r = store_begin(st);
+    sqlite3_stmt *s = r ? NULL
+                        : store_stmt(st, "UPDATE outbox SET state = 'pending',"
+                                         " attempts = attempts + 1, next_attempt_at = ?2 + ?3,"
+                                         " last_error = 'answer not recorded' WHERE id = ?1"
+                                         " AND state = 'inflight'");
+    for (int i = 0; s && i < b->n; i++) {
+        int64_t id = b->items[i].outbox_id;
+        sqlite3_bind_int64(s, 1, id);
+        sqlite3_bind_int64(s, 2, now);
+        sqlite3_bind_int64(s, 3,
+                           (int64_t)(backoff_ms(u->engine, (int)attempts_of(st, id) + 1) / 1000));
+        bool ok = sqlite3_step(s) == SQLITE_DONE;
+        sqlite3_reset(s);
+        if (!ok)
+            s = NULL;
+    }
+    if (r == 0 && !s)
+        r = TALLY_E_STORAGE;
+    if (r == 0)
+        r = store_commit(st);
+    else
+        store_rollback(st);
+    return r;
+}
+
+/*
  * Records the outcomes waiting in e->unrecorded, oldest first; true when none is left.
  *
  * An answer the replica cannot record (disk full, an I/O error) is not dropped: its batch
@@ -635,16 +671,25 @@ static int record_batch(struct push_batch *b)
  * 'inflight' meanwhile, which holds their entities' later rows back. While any waits, no new
  * batch is taken (the replica cannot record their answers either) and no page is applied: a
  * snapshot that already holds a movement whose acknowledgement is not recorded would be
- * counted twice (snapshot + pending). Stopping drops what waits: the rows are then sent
- * again at the next start, which the upstreams' deduplication by key makes harmless.
+ * counted twice (snapshot + pending). When the outcome cannot be recorded but the rows can
+ * be put back to waiting (a failure of these rows' outcome alone), they are, and go again.
+ * Stopping drops what waits: the rows are then sent again at the next start, which the
+ * upstreams' deduplication by key makes harmless.
  */
 static bool unrecorded_flush(struct sync_engine *e)
 {
     int r = 0, n = 0;
-    while (e->unrecorded && (r = record_batch(e->unrecorded)) == 0) {
+    while (e->unrecorded) {
         struct push_batch *b = e->unrecorded;
+        if ((r = record_batch(b)) == 0) {
+            n += b->n;
+        } else if (requeue_batch(b) == 0) {
+            log_error("%s: push outcome not recorded: %s (%d row(s) sent again)", b->u->name,
+                      tally_strerror(r), b->n);
+        } else {
+            break;
+        }
         e->unrecorded = b->next;
-        n += b->n;
         free_batch(b);
     }
     if (!e->unrecorded) {

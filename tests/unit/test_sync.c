@@ -279,6 +279,49 @@ static void test_transient_outcome_write_fails(void)
     stop(e);
 }
 
+/* An outcome whose recording fails for its own rows alone (the rows can still be put back to
+ * waiting) does not hold everything else: its rows wait to be sent again. */
+static void test_outcome_of_one_row_fails(void)
+{
+    rh_open(h);
+    d = rh_daemon(h);
+    d->loop = &loop;
+    rh_seed_standard(h);
+    struct sync_engine *e = start(MAX_BATCHES);
+    CHECK(rh_call(h, "stock.move", "kind=receive", "id=r7", "sku=S1", "warehouse=A", "qty=#3",
+                  NULL) != NULL);
+    sync_tick(e);
+    struct push_batch *b = next_batch();
+    CHECK(b != NULL);
+    if (!b)
+        return;
+    RH_EXEC(h, "CREATE TEMP TRIGGER no_done BEFORE UPDATE OF state ON outbox"
+               " WHEN new.state = 'done' BEGIN SELECT RAISE(ABORT, 'injected'); END");
+    b->outcome = SYNC_OK;
+    b->items[0].outcome = SYNC_OK;
+    sync_push_done(b);
+    CHECK_EQ_STR(row_state("r7"), "pending");
+    CHECK_EQ_INT(rh_q64(h, "SELECT attempts FROM outbox WHERE key = 'r7'"), 1);
+    CHECK_EQ_STR(rh_qtext(h, "SELECT last_error FROM outbox WHERE key = 'r7'"),
+                 "answer not recorded");
+    CHECK(rh_q64(h, "SELECT next_attempt_at FROM outbox WHERE key = 'r7'") >= store_now() - 1);
+    /* Other rows still go (r7 waits for its backoff, here an hour). */
+    RH_EXEC(h, "UPDATE outbox SET next_attempt_at = next_attempt_at + 3600 WHERE key = 'r7'");
+    CHECK(rh_call(h, "stock.move", "kind=receive", "id=r8", "sku=S2", "warehouse=A", "qty=#1",
+                  NULL) != NULL);
+    sync_tick(e);
+    CHECK_EQ_STR(taken(), "[r8]");
+    RH_EXEC(h, "DROP TRIGGER temp.no_done");
+    answer_all_done();
+    RH_EXEC(h, "UPDATE outbox SET next_attempt_at = 0 WHERE key = 'r7'");
+    sync_tick(e);
+    CHECK_EQ_STR(taken(), "[r7]");
+    answer_all_done();
+    CHECK_EQ_STR(row_state("r7"), "done");
+    CHECK_EQ_INT(rh_stock_figure(h, ON_HAND, "S1", "A"), 13);
+    stop(e);
+}
+
 /* Stopping with an answer unrecorded loses nothing: the row goes again at the next start. */
 static void test_stop_with_outcome_unrecorded(void)
 {
@@ -490,6 +533,7 @@ int main(void)
     }
     test_outcome_write_fails();
     test_transient_outcome_write_fails();
+    test_outcome_of_one_row_fails();
     test_stop_with_outcome_unrecorded();
     test_start_reset_fails();
     test_backoff_ahead();

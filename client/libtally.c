@@ -31,6 +31,16 @@
 #define CLIENT_READ_CHUNK (64u * 1024)
 /* A response can never be larger than what tallyd may queue for one connection. */
 #define CLIENT_MAX_RESPONSE TALLY_DEFAULT_MAX_OUTPUT_BYTES
+/* Notifications that arrive while a response is awaited are kept for
+ * tally_recv_notification, up to this many bytes (the oldest are dropped past it). */
+#define CLIENT_MAX_KEPT_NOTES (1024u * 1024)
+
+/* A notification read while waiting for a response: its encoded bytes. */
+struct kept_note {
+    struct kept_note *next;
+    size_t len;
+    char data[];
+};
 
 struct tally_client {
     int fd;
@@ -40,6 +50,8 @@ struct tally_client {
     msgpack_unpacker unp;
     msgpack_sbuffer tx;
     char errmsg[256];
+    struct kept_note *notes, **notes_tail; /* oldest first */
+    size_t notes_bytes;
 };
 
 static int set_error(struct tally_client *c, int err, const char *fmt, ...)
@@ -179,6 +191,7 @@ int tally_connect(const char *path, struct tally_client **out, char *errbuf, siz
         return TALLY_E_NOMEM;
     }
     msgpack_sbuffer_init(&c->tx);
+    c->notes_tail = &c->notes;
     c->fd = fd;
     c->timeout_ms = CLIENT_DEFAULT_TIMEOUT_MS;
     *out = c;
@@ -190,6 +203,10 @@ void tally_client_free(struct tally_client *c)
     if (!c)
         return;
     close(c->fd);
+    for (struct kept_note *n = c->notes, *next; n; n = next) {
+        next = n->next;
+        free(n);
+    }
     msgpack_unpacker_destroy(&c->unp);
     msgpack_sbuffer_destroy(&c->tx);
     free(c);
@@ -344,13 +361,17 @@ static int read_more(struct tally_client *c, int64_t deadline)
     }
 }
 
-/* Decodes the next whole message into `msg`. */
-static int next_message(struct tally_client *c, msgpack_unpacked *msg, int64_t deadline)
+/* Decodes the next whole message into `msg`; when `raw` is not NULL, *raw and *rawlen are
+ * its encoded bytes (valid while `msg` is). */
+static int next_message(struct tally_client *c, msgpack_unpacked *msg, int64_t deadline,
+                        const char **raw, size_t *rawlen)
 {
+    const unsigned char *p;
+    ssize_t n;
     for (;;) {
         size_t len;
-        const unsigned char *p = pending_bytes(c, &len);
-        ssize_t n = len ? wire_frame_scan(p, len, CLIENT_MAX_RESPONSE, TALLY_MAX_DEPTH) : 0;
+        p = pending_bytes(c, &len);
+        n = len ? wire_frame_scan(p, len, CLIENT_MAX_RESPONSE, TALLY_MAX_DEPTH) : 0;
         if (n < 0)
             return set_broken(c, TALLY_E_MALFORMED, "malformed answer from tallyd (%s)",
                               tally_strerror((int)n));
@@ -362,7 +383,31 @@ static int next_message(struct tally_client *c, msgpack_unpacked *msg, int64_t d
     }
     if (msgpack_unpacker_next(&c->unp, msg) != MSGPACK_UNPACK_SUCCESS)
         return set_broken(c, TALLY_E_MALFORMED, "malformed answer from tallyd");
+    if (raw) {
+        *raw = (const char *)p;
+        *rawlen = (size_t)n;
+    }
     return 0;
+}
+
+/* Keeps a notification read while a response was awaited, for tally_recv_notification. */
+static void keep_note(struct tally_client *c, const char *data, size_t len)
+{
+    struct kept_note *k = malloc(sizeof *k + len);
+    if (!k)
+        return; /* lost, as it was before notifications were kept */
+    k->next = NULL;
+    k->len = len;
+    memcpy(k->data, data, len);
+    *c->notes_tail = k;
+    c->notes_tail = &k->next;
+    c->notes_bytes += len;
+    while (c->notes_bytes > CLIENT_MAX_KEPT_NOTES && c->notes != k) {
+        struct kept_note *old = c->notes;
+        c->notes = old->next;
+        c->notes_bytes -= old->len;
+        free(old);
+    }
 }
 
 static bool as_u32(const msgpack_object *o, uint32_t *v)
@@ -440,7 +485,9 @@ static int recv_reply(struct tally_client *c, struct tally_reply **out, int64_t 
         return set_error(c, TALLY_E_NOMEM, "out of memory");
     msgpack_unpacked_init(&r->unpacked);
     for (;;) {
-        int e = next_message(c, &r->unpacked, deadline);
+        const char *raw = NULL;
+        size_t rawlen = 0;
+        int e = next_message(c, &r->unpacked, deadline, &raw, &rawlen);
         if (e == 0)
             e = decode_envelope(c, r);
         if (e == 1)
@@ -449,7 +496,7 @@ static int recv_reply(struct tally_client *c, struct tally_reply **out, int64_t 
             tally_reply_free(r);
             return e;
         }
-        /* a notification: not asked for by this client, skipped */
+        keep_note(c, raw, rawlen); /* a notification: for tally_recv_notification */
     }
     *out = r;
     return 0;
@@ -466,7 +513,33 @@ int tally_recv_notification(struct tally_client *c, int timeout_ms, struct tally
         return set_error(c, TALLY_E_NOMEM, "out of memory");
     msgpack_unpacked_init(&r->unpacked);
     for (;;) {
-        int e = next_message(c, &r->unpacked, deadline);
+        int e = 0;
+        if (c->notes) {
+            /* One kept while a response was awaited: decoded into a zone of its own that
+             * also holds its bytes (the objects point into them). */
+            struct kept_note *k = c->notes;
+            c->notes = k->next;
+            if (!c->notes)
+                c->notes_tail = &c->notes;
+            size_t len = k->len, off = 0;
+            c->notes_bytes -= len;
+            msgpack_unpacked_destroy(&r->unpacked);
+            msgpack_zone *z = msgpack_zone_new(MSGPACK_ZONE_CHUNK_SIZE);
+            char *copy = z ? msgpack_zone_malloc(z, len) : NULL;
+            if (copy)
+                memcpy(copy, k->data, len);
+            free(k);
+            if (!copy ||
+                msgpack_unpack(copy, len, &off, z, &r->unpacked.data) != MSGPACK_UNPACK_SUCCESS) {
+                if (z)
+                    msgpack_zone_free(z);
+                tally_reply_free(r);
+                return set_error(c, TALLY_E_NOMEM, "out of memory");
+            }
+            r->unpacked.zone = z;
+        } else {
+            e = next_message(c, &r->unpacked, deadline, NULL, NULL);
+        }
         if (e < 0) {
             tally_reply_free(r);
             return e;

@@ -3787,8 +3787,14 @@ static const struct command commands[] = {
      OPT(O_REASON),
      {"ID", NULL},
      "give up on an outbox row",
-     "The row is never sent. A discarded movement also leaves the local stock figures, since\n"
-     "the warehouse will never apply it. The reason is kept with the row.",
+     "Only for a row its upstream refused (held) or one never sent: the row is never sent. A\n"
+     "discarded movement also leaves the local stock figures, since the warehouse will never\n"
+     "apply it; a discarded outbound order is allocated to another warehouse. The reason is\n"
+     "kept with the row.\n"
+     "A row sent without an answer (lost answer, time-out, tallyd stopped) may have been\n"
+     "applied, so it is refused (exit 5): it is retried until answered, then done or held. To\n"
+     "move such an order, have its warehouse cancel it; to undo a movement, record the\n"
+     "opposite one.",
      "tally outbox discard 42 --reason \"SKU retired at the warehouse\""},
     {"sync",
      run_sync,

@@ -94,6 +94,8 @@ static int pack_sales(struct rpc_call *c, int64_t from, int64_t to, int64_t *cre
  * The orders map. A shipment is on time when made at or before its order's ship-by, or when
  * the order has none. This is computed here rather than read from shipments.on_time, which
  * is not filled for every shipment (those recorded from a warehouse's feed, older rows).
+ * An 'unexpected' shipment (a copy of an order shipped by a warehouse it was not allocated
+ * to: fulfil.c) fulfils nothing and is left out.
  */
 static int pack_orders(struct rpc_call *c, int64_t from, int64_t to, int64_t created,
                        int64_t cancelled)
@@ -102,7 +104,8 @@ static int pack_orders(struct rpc_call *c, int64_t from, int64_t to, int64_t cre
     sqlite3_stmt *s = store_stmt(st, "SELECT COUNT(*), COALESCE(SUM(o.ship_by IS NULL"
                                      "   OR sh.created_at <= o.ship_by), 0)"
                                      " FROM shipments sh LEFT JOIN orders o ON o.id = sh.order_ref"
-                                     " WHERE sh.created_at >= ?1 AND sh.created_at < ?2");
+                                     " WHERE sh.created_at >= ?1 AND sh.created_at < ?2"
+                                     " AND sh.state <> 'unexpected'");
     if (!s)
         return TALLY_E_STORAGE;
     sqlite3_bind_int64(s, 1, from);

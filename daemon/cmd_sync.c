@@ -4,6 +4,7 @@
 
 #include "cmd.h"
 #include "fulfil.h"
+#include "outbox.h"
 #include "stock.h"
 #include "store.h"
 #include "server.h"
@@ -44,7 +45,7 @@ static int outbox_row(struct rpc_call *c, struct mp_params *p, int64_t *id, char
     if (rc == SQLITE_ROW) {
         snprintf(state, 16, "%s", (const char *)sqlite3_column_text(s, 0));
         snprintf(kind, 16, "%s", (const char *)sqlite3_column_text(s, 1));
-        snprintf(key, 80, "%s", (const char *)sqlite3_column_text(s, 2));
+        snprintf(key, 160, "%s", (const char *)sqlite3_column_text(s, 2));
     }
     sqlite3_reset(s);
     if (rc == SQLITE_DONE)
@@ -56,7 +57,7 @@ int cmd_outbox_retry(struct rpc_call *c)
 {
     struct mp_params p = {.map = c->params};
     int64_t id;
-    char state[16], kind[16], key[80];
+    char state[16], kind[16], key[160];
     int r = outbox_row(c, &p, &id, state, kind, key);
     if (r)
         return r;
@@ -86,7 +87,7 @@ int cmd_outbox_discard(struct rpc_call *c)
 {
     struct mp_params p = {.map = c->params};
     int64_t id;
-    char state[16], kind[16], key[80];
+    char state[16], kind[16], key[160];
     const char *reason;
     size_t rn;
     int r = outbox_row(c, &p, &id, state, kind, key);
@@ -94,17 +95,19 @@ int cmd_outbox_discard(struct rpc_call *c)
         return r;
     if ((r = mp_param_str(&p, "reason", true, TALLY_MAX_TEXT_LEN, &reason, &rn, NULL)) != 0)
         return rpc_fail(c, r, "%s", p.err);
-    if (strcmp(state, "held") && strcmp(state, "pending"))
-        return rpc_fail(c, TALLY_E_CONFLICT,
-                        "outbox row %lld is %s; only held or pending rows "
-                        "can be discarded",
-                        (long long)id, state);
     struct store *st = c->d->store;
     if ((r = store_begin(st)) != 0)
         return r;
+    /* Only a row that cannot have taken effect upstream is given up (outbox.h). */
+    char refusal[256];
+    if ((r = outbox_may_discard(st, id, refusal, sizeof refusal)) != 0) {
+        store_rollback(st);
+        return r == TALLY_E_STORAGE ? r : rpc_fail(c, r, "%s", refusal);
+    }
     sqlite3_stmt *s = store_stmt(st, "UPDATE outbox SET state = 'discarded', done_at = ?2,"
                                      " last_error = 'discarded: ' || ?3 WHERE id = ?1"
-                                     " AND state IN ('held', 'pending')");
+                                     " AND (state = 'held' OR (state = 'pending'"
+                                     " AND sent_at IS NULL))");
     if (!s) {
         store_rollback(st);
         return TALLY_E_STORAGE;

@@ -22,9 +22,42 @@ static msgpack_packer *begin(msgpack_sbuffer *sb, msgpack_packer *pk, const char
     return pk;
 }
 
+static void send_now(void *arg, const void *data, size_t len)
+{
+    struct tallyd *d = arg;
+    server_broadcast(d->server, data, len);
+}
+
+static void cut_watchers(void *arg, const void *data, size_t len)
+{
+    (void)data;
+    (void)len;
+    struct tallyd *d = arg;
+    server_drop_watchers(d->server);
+}
+
+/*
+ * Sends the event to watchers once what raised it is kept: an event raised inside a
+ * transaction waits for its commit and is dropped on rollback, so a watcher never hears of an
+ * exception, a low row or an order the replica does not have. What one transaction holds is
+ * bounded by max_output_bytes (no watcher could take more at once): past it, the rest is
+ * dropped and every watcher is cut off after the commit, told why, rather than silently
+ * missing events.
+ */
 static void broadcast(struct tallyd *d, msgpack_sbuffer *sb)
 {
-    server_broadcast(d->server, sb->data, sb->size);
+    struct store *st = d->store;
+    size_t held = st ? store_held_bytes(st) : 0;
+    if (!server_has_watchers(d->server)) {
+        /* nobody listens */
+    } else if (!st || !store_in_tx(st)) {
+        server_broadcast(d->server, sb->data, sb->size);
+    } else if (held + sb->size <= d->cfg.max_output_bytes) {
+        if (store_after_commit(st, send_now, d, sb->data, sb->size) != 0)
+            store_after_commit(st, cut_watchers, d, NULL, 0);
+    } else if (held <= d->cfg.max_output_bytes) {
+        store_after_commit(st, cut_watchers, d, NULL, 0); /* counts too: at most a few */
+    }
     msgpack_sbuffer_destroy(sb);
 }
 

@@ -1548,17 +1548,33 @@ static int outbound_shipped(struct tallyd *d, struct order *o, int64_t wh, const
     snprintf(ship_id, sizeof ship_id, "%s@%s", o->order_id, whcode);
     bool have_trk = tracking && tracking[0];
     const char *car = carrier && carrier[0] ? carrier : "unknown";
-    sqlite3_stmt *s = store_stmt(st, "SELECT tracking_no IS NULL, send_type FROM shipments"
-                                     " WHERE id = ?1");
+    sqlite3_stmt *s = store_stmt(st, "SELECT tracking_no IS NULL, send_type, tracking_no"
+                                     " FROM shipments WHERE id = ?1");
     if (!s)
         return TALLY_E_STORAGE;
     sqlite3_bind_text(s, 1, ship_id, -1, SQLITE_STATIC);
     int rc = sqlite3_step(s);
     bool known = rc == SQLITE_ROW, waits = known && sqlite3_column_int(s, 0);
-    char send_type[8] = "";
-    if (known)
+    char send_type[8] = "", had[65] = "";
+    if (known) {
         col_text(s, 1, send_type, sizeof send_type);
+        col_text(s, 2, had, sizeof had);
+    }
     sqlite3_reset(s);
+    if (known && !waits && have_trk && strcmp(had, tracking) != 0) {
+        /* Another parcel, or a corrected number: either way not the one the marketplace has. */
+        char msg[512];
+        snprintf(msg, sizeof msg,
+                 "%s reports order %s shipped under tracking number %s, but its shipment %s was"
+                 " recorded with %s: check which parcel left and correct the upload",
+                 whcode, o->order_id, tracking, ship_id, had);
+        struct exc_raise e = {.kind = EXC_WAREHOUSE,
+                              .order_ref = o->ref,
+                              .wh = wh,
+                              .subject = "another tracking number",
+                              .message = msg};
+        return exceptions_raise(d, &e, NULL);
+    }
     if (known && !(waits && have_trk))
         return 0;
     if (known) {
@@ -1611,6 +1627,139 @@ static int outbound_shipped(struct tallyd *d, struct order *o, int64_t wh, const
     return r;
 }
 
+/*
+ * Whether this replica fulfilled (or is to fulfil) the order: it is open, or something of it
+ * was allocated, asked of a warehouse or left out here. 1 yes, 0 no, < 0 a read error. An
+ * order that had left or was cancelled before this replica first saw it is none of these:
+ * what a warehouse's feed reports of it (a new station's first sync reads the warehouses'
+ * history) is history, not a second fulfilment. The outbound rows are found by their unique
+ * keys "ob:<WH>:<order id>", never by a scan of the outbox.
+ */
+static int handled_here(struct store *st, const struct order *o)
+{
+    if (is_open(o))
+        return 1;
+    sqlite3_stmt *s =
+        store_stmt(st, "SELECT EXISTS(SELECT 1 FROM allocations WHERE order_ref = ?1)"
+                       " OR EXISTS(SELECT 1 FROM allocation_bans WHERE order_ref = ?1)"
+                       " OR EXISTS(SELECT 1 FROM warehouses w JOIN outbox x"
+                       "   ON x.key = 'ob:' || w.code || ':' || ?2)");
+    if (!s)
+        return TALLY_E_STORAGE;
+    sqlite3_bind_int64(s, 1, o->ref);
+    sqlite3_bind_text(s, 2, o->order_id, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(s);
+    int yes = rc == SQLITE_ROW && sqlite3_column_int(s, 0);
+    sqlite3_reset(s);
+    return rc == SQLITE_ROW ? yes : store_error(st, rc, "order history");
+}
+
+/*
+ * A warehouse cancelled a copy of the order that was not allocated there (the cancel the
+ * "unexpected order" exception asks for, or one of its own): that exception's cause is gone,
+ * so it is resolved; and the id is used up there (the warehouse deduplicates by it forever:
+ * a later outbound order would meet the cancelled one), so that warehouse is left out for
+ * this order.
+ */
+static int copy_cancelled(struct tallyd *d, const struct order *o, int64_t wh)
+{
+    struct store *st = d->store;
+    sqlite3_stmt *b = store_stmt(st, "INSERT OR IGNORE INTO allocation_bans(order_ref, warehouse,"
+                                     " reason, at) VALUES(?1, ?2, 'cancelled there before', ?3)");
+    if (!b)
+        return TALLY_E_STORAGE;
+    sqlite3_bind_int64(b, 1, o->ref);
+    sqlite3_bind_int64(b, 2, wh);
+    sqlite3_bind_int64(b, 3, store_now());
+    int rc = sqlite3_step(b);
+    sqlite3_reset(b);
+    if (rc != SQLITE_DONE)
+        return store_error(st, rc, "allocation ban");
+    struct exc_raise e = {
+        .kind = EXC_WAREHOUSE, .order_ref = o->ref, .wh = wh, .subject = "unexpected order"};
+    return exceptions_clear(d, &e, "the warehouse cancelled its copy of the order");
+}
+
+/*
+ * A warehouse reports an outbound order that this replica does not expect there: nothing of
+ * the order is allocated to it (the order was given up there, went to another warehouse, or
+ * was cancelled). The order may be fulfilled twice, so a person is told at once; a shipment
+ * it reports is recorded (orders.get lists it, state 'unexpected') but is not uploaded as the
+ * order's: the marketplace gets the shipments of the warehouses the order is allocated to.
+ * Only the coordinator allocates, so only it can tell what is expected.
+ */
+static int unexpected_outbound(struct tallyd *d, const struct order *o, int64_t wh,
+                               const char *whcode, const char *status, const char *carrier,
+                               const char *tracking)
+{
+    struct store *st = d->store;
+    if (!d->cfg.coordinator)
+        return 0;
+    int rc = handled_here(st, o);
+    if (rc <= 0)
+        return rc; /* history (or a read error) */
+    if (!strcmp(status, "cancelled"))
+        return copy_cancelled(d, o, wh);
+    bool shipped = !strcmp(status, "shipped");
+    if (shipped) {
+        char ship_id[160];
+        snprintf(ship_id, sizeof ship_id, "%s@%s", o->order_id, whcode);
+        sqlite3_stmt *s = store_stmt(
+            st, "INSERT INTO shipments(id, order_ref, warehouse, carrier, tracking_no, created_at,"
+                " state, service) VALUES(?1, ?2, ?3, ?4, ?5, ?6, 'unexpected', ?4)"
+                " ON CONFLICT(id) DO UPDATE SET tracking_no = COALESCE(tracking_no,"
+                " excluded.tracking_no) WHERE state = 'unexpected'");
+        if (!s)
+            return TALLY_E_STORAGE;
+        sqlite3_bind_text(s, 1, ship_id, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(s, 2, o->ref);
+        sqlite3_bind_int64(s, 3, wh);
+        sqlite3_bind_text(s, 4, carrier && carrier[0] ? carrier : "unknown", -1, SQLITE_STATIC);
+        if (tracking && tracking[0])
+            sqlite3_bind_text(s, 5, tracking, -1, SQLITE_STATIC);
+        else
+            sqlite3_bind_null(s, 5);
+        sqlite3_bind_int64(s, 6, store_now());
+        if ((rc = sqlite3_step(s)) != SQLITE_DONE)
+            return store_error(st, rc, "unexpected shipment");
+    }
+    char where[200] = "";
+    sqlite3_stmt *s = store_stmt(st, "SELECT group_concat(DISTINCT w.code) FROM allocations a"
+                                     " JOIN warehouses w ON w.id = a.warehouse"
+                                     " WHERE a.order_ref = ?1");
+    if (!s)
+        return TALLY_E_STORAGE;
+    sqlite3_bind_int64(s, 1, o->ref);
+    if ((rc = sqlite3_step(s)) == SQLITE_ROW && sqlite3_column_text(s, 0))
+        snprintf(where, sizeof where, "the order is allocated to %s",
+                 (const char *)sqlite3_column_text(s, 0));
+    sqlite3_reset(s);
+    if (rc != SQLITE_ROW)
+        return store_error(st, rc, "allocations");
+    if (fstate_is(o, "cancelled"))
+        snprintf(where, sizeof where, "the order is cancelled");
+    else if (!where[0])
+        snprintf(where, sizeof where, "nothing of the order is allocated there");
+    char msg[512];
+    if (shipped)
+        snprintf(msg, sizeof msg,
+                 "%s reports order %s shipped (%s %s), but it was not expected there (%s): the"
+                 " order may have been sent twice: intercept one parcel with the carrier",
+                 whcode, o->order_id, carrier && carrier[0] ? carrier : "carrier unknown",
+                 tracking && tracking[0] ? tracking : "no tracking number", where);
+    else
+        snprintf(msg, sizeof msg,
+                 "%s reports order %s as %s, but it is not expected there (%s): the order may be"
+                 " fulfilled twice: cancel it at %s",
+                 whcode, o->order_id, status, where, whcode);
+    struct exc_raise e = {.kind = EXC_WAREHOUSE,
+                          .order_ref = o->ref,
+                          .wh = wh,
+                          .subject = shipped ? "unexpected shipment" : "unexpected order",
+                          .message = msg};
+    return exceptions_raise(d, &e, NULL);
+}
+
 int fulfil_outbound_status(struct tallyd *d, int64_t wh, const char *id, const char *status,
                            const char *carrier, const char *tracking, const char *reason)
 {
@@ -1621,11 +1770,14 @@ int fulfil_outbound_status(struct tallyd *d, int64_t wh, const char *id, const c
         return 0; /* not one of ours (or from before this replica) */
     if (r)
         return r;
-    if (count_allocations(st, o.ref, NULL, wh) <= 0)
-        return 0;
+    int n = count_allocations(st, o.ref, NULL, wh);
+    if (n < 0)
+        return TALLY_E_STORAGE;
     int64_t now = store_now();
     char whcode[TALLY_MAX_ID_LEN + 1];
     warehouse_code(st, wh, whcode, sizeof whcode);
+    if (n == 0)
+        return unexpected_outbound(d, &o, wh, whcode, status, carrier, tracking);
     if (!strcmp(status, "accepted")) {
         if (fstate_is(&o, "allocated"))
             return set_fstate(st, &o, "sent", now);
@@ -1746,7 +1898,7 @@ static int shipment_uploaded(struct tallyd *d, const char *ship_id, bool done, c
                            "the marketplace refused the shipment %s of order %s: %s", ship_id,
                            o.order_id, error ? error : "no reason given");
     s = store_stmt(st, "SELECT COUNT(*) FROM shipments WHERE order_ref = ?1"
-                       " AND state <> 'uploaded'");
+                       " AND state NOT IN ('uploaded', 'unexpected')");
     if (!s)
         return TALLY_E_STORAGE;
     sqlite3_bind_int64(s, 1, ref);
@@ -1812,9 +1964,6 @@ int fulfil_outbox_result(struct tallyd *d, const char *target, const char *kind,
     return exceptions_raise(d, &e, NULL);
 }
 
-/* An outbound order the operator gave up on (held after the warehouse refused it): that
- * warehouse never had it. Its part is released and the warehouse left out for this order;
- * the order is looked at again (re-allocated elsewhere when nothing else of it is under way). */
 /* The warehouse of an outbound row's key "ob:<WH>:<order id>" (0 when it names none). */
 static int64_t key_warehouse(struct store *st, const char *key, const char *order_id)
 {
@@ -1828,6 +1977,10 @@ static int64_t key_warehouse(struct store *st, const char *key, const char *orde
     return warehouse_id(st, code);
 }
 
+/* An outbound order the operator gave up on: held after the warehouse refused it, or never
+ * sent (outbox_may_discard lets no other row go), so that warehouse does not have it. Its
+ * part is released and the warehouse left out for this order; the order is looked at again
+ * (re-allocated elsewhere when nothing else of it is under way). */
 static int outbound_given_up(struct tallyd *d, const char *key, const char *entity)
 {
     struct store *st = d->store;

@@ -19,4 +19,21 @@
 int outbox_append(struct store *st, const char *key, const char *target, const char *entity,
                   const char *kind, const void *payload, size_t payload_len, int64_t *id);
 
+/*
+ * Whether outbox row `id` may be given up (outbox.discard), for every kind: only when its
+ * request cannot have taken effect upstream. That is a row
+ *   - `held`: the upstream refused it, a permanent refusal, so it was not applied (every
+ *     upstream deduplicates by the key: one applied by an earlier attempt whose answer was lost
+ *     is answered as a duplicate, never refused); except an outbound order that its warehouse's
+ *     feed reports it holds (a refusal of a conflicting copy: the order is there all the same);
+ *   - `pending` and never sent (sent_at NULL: no request for it ever left).
+ * A row sent whose answer never came (a lost answer, a time-out, a 5xx, the daemon stopped
+ * while it was in flight) may have been applied: giving it up would drop from the replica a
+ * movement the warehouse made, or give an order to a second warehouse while the first ships
+ * it. It is sent again until its upstream answers; then it is done, or held and discardable.
+ * Returns 0 when it may go, TALLY_E_NOT_FOUND, or TALLY_E_CONFLICT with why and what to do
+ * in `why`; TALLY_E_STORAGE on a read error. Run it inside the discarding transaction.
+ */
+int outbox_may_discard(struct store *st, int64_t id, char *why, size_t cap);
+
 #endif

@@ -130,6 +130,11 @@ int cmd_page_params(struct rpc_call *c, struct mp_params *p, struct page_req *pg
     return 0;
 }
 
+/* Where responses are built (see rpc_handle); reused, since the daemon handles one request
+ * at a time. A buffer grown past SCRATCH_KEEP by a large answer is not kept. */
+static msgpack_sbuffer scratch;
+#define SCRATCH_KEEP (1024 * 1024)
+
 int rpc_handle(struct tallyd *d, int role, void *conn, const msgpack_object *msg,
                msgpack_sbuffer *out)
 {
@@ -191,23 +196,42 @@ int rpc_handle(struct tallyd *d, int role, void *conn, const msgpack_object *msg
         return 0;
     }
 
-    size_t mark = out->size;
-    msgpack_pack_array(&pk, 4);
-    msgpack_pack_int(&pk, TALLY_MSG_RESPONSE);
-    msgpack_pack_uint32(&pk, msgid);
-    msgpack_pack_nil(&pk);
-    struct rpc_call call = {.d = d, .params = params, .pk = &pk, .role = role, .conn = conn};
+    /* The response is built in a buffer of its own and appended whole: nothing written to
+     * `out` meanwhile (a notification the handler raised, a flush) can land inside it or
+     * move it, and a failed handler's partial result is dropped by emptying the buffer. */
+    msgpack_sbuffer *res = &scratch;
+    res->size = 0;
+    msgpack_packer rpk;
+    msgpack_packer_init(&rpk, res, msgpack_sbuffer_write);
+    msgpack_pack_array(&rpk, 4);
+    msgpack_pack_int(&rpk, TALLY_MSG_RESPONSE);
+    msgpack_pack_uint32(&rpk, msgid);
+    msgpack_pack_nil(&rpk);
+    struct rpc_call call = {.d = d, .params = params, .pk = &rpk, .role = role, .conn = conn};
     int r = m->fn(&call);
     /* A handler that packed a map or array count different from what it then wrote would
-     * leave the client waiting for bytes that never come; check the result is exactly one
+     * leave the client waiting for bytes that never come; check the response is exactly one
      * complete object (a linear scan, cheap next to the handler's own work). */
-    if (r == 0 && wire_frame_scan((const unsigned char *)out->data + mark, out->size - mark,
-                                  SIZE_MAX, TALLY_MAX_DEPTH) != (ssize_t)(out->size - mark)) {
+    if (r == 0 && wire_frame_scan((const unsigned char *)res->data, res->size, SIZE_MAX,
+                                  TALLY_MAX_DEPTH) != (ssize_t)res->size) {
         snprintf(call.err, sizeof call.err, "%s produced a malformed result", m->name);
         r = TALLY_E_INTERNAL;
     }
+    if (r == 0 && out->size == 0) {
+        /* The usual case (one answer per read): hand the buffer over instead of copying it;
+         * the scratch takes the empty one. */
+        msgpack_sbuffer t = *out;
+        *out = *res;
+        *res = t;
+    } else if (r == 0) {
+        msgpack_sbuffer_write(out, res->data, res->size);
+    }
+    res->size = 0;
+    if (res->alloc > SCRATCH_KEEP) {
+        msgpack_sbuffer_destroy(res);
+        msgpack_sbuffer_init(res);
+    }
     if (r != 0) {
-        out->size = mark; /* drop the partial result */
         if (r == TALLY_E_INTERNAL || r == TALLY_E_STORAGE)
             log_error("%s failed: %s", m->name, call.err[0] ? call.err : tally_strerror(r));
         rpc_pack_error(&pk, msgid, r, call.err);

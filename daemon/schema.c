@@ -304,7 +304,21 @@ static const char *const migrations[] = {
     /* Orders already in the replica: the pass looks at each once. */
     "UPDATE orders SET fdirty = 1;",
 
-    /* 5: whether an older row of an entity waits (sync.c take_batch), in one seek: the
+    /* 5: when a request for an outbox row may first have left (outbox_may_discard). Set by
+     * the trigger in the transaction that takes the row in flight, before the request is
+     * made, so no crash, lost answer or unrecorded outcome can leave a row that may have
+     * reached its upstream looking unsent. A row from before this column that can still be
+     * sent may have been (a crash in flight leaves no trace): it counts as sent. Rows that
+     * are over are not rewritten (the outbox keeps them all: a year of them would grow the
+     * WAL by the table's size before tallyd could start); a held row is discardable anyway. */
+    "ALTER TABLE outbox ADD COLUMN sent_at INTEGER;"
+    "UPDATE outbox SET sent_at = created_at WHERE state IN ('pending', 'inflight');"
+    "CREATE TRIGGER outbox_sent AFTER UPDATE OF state ON outbox"
+    "  WHEN new.state = 'inflight' AND new.sent_at IS NULL"
+    " BEGIN UPDATE outbox SET sent_at = CAST(strftime('%s','now') AS INTEGER)"
+    "  WHERE id = new.id; END;",
+
+    /* 6: whether an older row of an entity waits (sync.c take_batch), in one seek: the
      * waiting rows per (target, entity), without the entity's history of done rows. */
     "CREATE INDEX outbox_active ON outbox(target, entity, id)"
     "  WHERE state IN ('pending', 'inflight');",

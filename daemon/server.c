@@ -25,7 +25,12 @@ struct conn {
     msgpack_unpacker unp;
     msgpack_unpacked msg;
     msgpack_sbuffer out; /* responses to the current read batch */
-    size_t queued;       /* bytes handed to uv_write and not yet written */
+    /* Notifications raised while one of this connection's requests is being handled: they go
+     * out after its response, never inside it. */
+    msgpack_sbuffer held;
+    bool in_call;   /* rpc_handle is running for this connection */
+    bool held_over; /* held notifications went over max_output_bytes: close after the call */
+    size_t queued;  /* bytes handed to uv_write and not yet written */
     int role;
     pid_t pid;
     uid_t uid;
@@ -96,6 +101,7 @@ static void on_conn_closed(uv_handle_t *h)
     msgpack_unpacked_destroy(&c->msg);
     msgpack_unpacker_destroy(&c->unp);
     msgpack_sbuffer_destroy(&c->out);
+    msgpack_sbuffer_destroy(&c->held);
     free(c);
     if (srv->stopping && srv->nconns == 0 && srv->timer_open &&
         !uv_is_closing((uv_handle_t *)&srv->stop_timer))
@@ -195,6 +201,11 @@ static void conn_flush(struct conn *c)
     c->queued += rest;
 }
 
+/* Why a watcher is cut off when events for it were dropped. */
+#define EVENTS_OVER                                                                                \
+    "events for this watching connection went over max_output_bytes and some were dropped; "       \
+    "the responses before this one were sent; connect again, watch, and re-read the state"
+
 /* A framing error: answer it, then close, since the stream can no longer be resynchronised. */
 static void conn_fatal(struct conn *c, int code, const char *message)
 {
@@ -243,7 +254,24 @@ static void conn_process(struct conn *c)
                        "bytes are not valid MessagePack");
             return;
         }
-        if (rpc_handle(d, c->role, c, &c->msg.data, &c->out) != 0) {
+        c->in_call = true;
+        int hr = rpc_handle(d, c->role, c, &c->msg.data, &c->out);
+        c->in_call = false;
+        if (c->held_over) {
+            /* Events for it were dropped: its response (in c->out: a write it made may have
+             * been committed) still goes out, then an error saying why it is cut off. */
+            c->held.size = 0;
+            c->held_over = false;
+            log_warn("client pid %d: events over max_output_bytes (%zu), disconnecting",
+                     (int)c->pid, d->cfg.max_output_bytes);
+            conn_fatal(c, TALLY_E_OVERLOADED, EVENTS_OVER);
+            return;
+        }
+        if (c->held.size > 0) {
+            msgpack_sbuffer_write(&c->out, c->held.data, c->held.size);
+            c->held.size = 0;
+        }
+        if (hr != 0) {
             log_info("client pid %d: not a request, disconnecting", (int)c->pid);
             conn_flush(c);
             conn_finish(c);
@@ -278,6 +306,40 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     conn_process(c);
 }
 
+#ifndef SO_PEERGROUPS
+#define SO_PEERGROUPS 59 /* Linux >= 4.13 */
+#endif
+
+/* Whether gid is among the peer's supplementary groups, as the kernel recorded them when the
+ * peer connected (SO_PEERGROUPS: no /proc, which ProtectProc=invisible hides, and no race
+ * with the peer's pid being reused). */
+static bool peer_in_group(int fd, gid_t gid)
+{
+    gid_t small[64], *groups = small;
+    socklen_t len = sizeof small;
+    int r = getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, groups, &len);
+    if (r != 0 && errno == ERANGE && len > sizeof small) {
+        /* len now holds the size needed (NGROUPS_MAX is 65536). */
+        groups = malloc(len);
+        if (!groups)
+            return false;
+        r = getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, groups, &len);
+    }
+    bool in = false;
+    static bool warned;
+    if (r != 0 && !warned) {
+        warned = true; /* once: it fails alike for every connection (a kernel before 4.13) */
+        log_warn("SO_PEERGROUPS: %s; callers' supplementary groups are not known, so only a "
+                 "primary group of writer_group makes a writer",
+                 strerror(errno));
+    } else if (r == 0)
+        for (size_t i = 0; i < len / sizeof *groups && !in; i++)
+            in = groups[i] == gid;
+    if (groups != small)
+        free(groups);
+    return in;
+}
+
 /* The caller's role, from the kernel's view of the peer: uid, gid and supplementary groups. */
 static int peer_role(struct server *srv, struct conn *c)
 {
@@ -293,31 +355,9 @@ static int peer_role(struct server *srv, struct conn *c)
         return TALLY_ROLE_WRITER;
     if (!srv->d->have_writer_gid)
         return TALLY_ROLE_READER;
-    if (cr.gid == srv->d->writer_gid)
+    if (cr.gid == srv->d->writer_gid || peer_in_group(fd, srv->d->writer_gid))
         return TALLY_ROLE_WRITER;
-    /* Supplementary groups of the connecting process itself, as the kernel holds them. */
-    char path[64], line[4096];
-    snprintf(path, sizeof path, "/proc/%d/status", (int)cr.pid);
-    FILE *f = fopen(path, "re");
-    int role = TALLY_ROLE_READER;
-    if (!f)
-        return role;
-    while (fgets(line, sizeof line, f)) {
-        if (strncmp(line, "Groups:", 7) != 0)
-            continue;
-        char *p = line + 7, *end;
-        for (;;) {
-            unsigned long g = strtoul(p, &end, 10);
-            if (end == p)
-                break;
-            if ((gid_t)g == srv->d->writer_gid)
-                role = TALLY_ROLE_WRITER;
-            p = end;
-        }
-        break;
-    }
-    fclose(f);
-    return role;
+    return TALLY_ROLE_READER;
 }
 
 static void on_connection(uv_stream_t *server, int status)
@@ -339,6 +379,7 @@ static void on_connection(uv_stream_t *server, int status)
     }
     msgpack_unpacked_init(&c->msg);
     msgpack_sbuffer_init(&c->out);
+    msgpack_sbuffer_init(&c->held);
     c->next = srv->conns;
     if (srv->conns)
         srv->conns->prev = c;
@@ -457,6 +498,23 @@ uid_t server_conn_uid(void *conn)
     return conn ? ((struct conn *)conn)->uid : geteuid();
 }
 
+void server_drop_watchers(struct server *srv)
+{
+    if (!srv)
+        return;
+    for (struct conn *c = srv->conns; c; c = c->next) {
+        if (!c->watching || c->closing)
+            continue;
+        if (c->in_call) {
+            c->held_over = true; /* after its response (conn_process) */
+            continue;
+        }
+        log_warn("client pid %d: events over max_output_bytes (%zu), disconnecting", (int)c->pid,
+                 srv->d->cfg.max_output_bytes);
+        conn_fatal(c, TALLY_E_OVERLOADED, EVENTS_OVER);
+    }
+}
+
 void server_broadcast(struct server *srv, const char *data, size_t len)
 {
     if (!srv || srv->stopping)
@@ -464,6 +522,15 @@ void server_broadcast(struct server *srv, const char *data, size_t len)
     for (struct conn *c = srv->conns; c; c = c->next) {
         if (!c->watching || c->closing)
             continue;
+        if (c->in_call) {
+            /* This connection's response is being built in c->out's wake: hold the event
+             * until the response is complete (conn_process appends it then). */
+            if (c->queued + c->out.size + c->held.size + len > c->srv->d->cfg.max_output_bytes)
+                c->held_over = true;
+            else
+                msgpack_sbuffer_write(&c->held, data, len);
+            continue;
+        }
         msgpack_sbuffer_write(&c->out, data, len);
         conn_flush(c);
     }

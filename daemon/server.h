@@ -34,7 +34,11 @@ void server_conn_watch(void *conn, bool on);
 /* The peer's uid (SO_PEERCRED); tallyd's own uid for a NULL connection (tests, fuzzing). */
 uid_t server_conn_uid(void *conn);
 /* Sends an encoded notification to every watching connection (each bounded by its output
- * limit like any answer). */
+ * limit like any answer). A connection whose request is being handled gets it after that
+ * request's response, never inside it. */
 void server_broadcast(struct server *srv, const char *data, size_t len);
+/* Cuts off every watching connection with an `overloaded` error (msgid 0) saying events were
+ * dropped; a connection whose request is being handled gets its response first. */
+void server_drop_watchers(struct server *srv);
 
 #endif

@@ -14,12 +14,24 @@ struct stmt_slot {
     sqlite3_stmt *stmt;
 };
 
+/* Work held until the open transaction commits (store_after_commit). */
+struct held_item {
+    struct held_item *next;
+    store_commit_fn fn;
+    void *arg;
+    size_t len;
+    unsigned char data[];
+};
+
 struct store {
     sqlite3 *db;
     char *path;
     struct stmt_slot *slots; /* open addressing on the SQL text's address */
     size_t nslots, used;
     bool publish;
+    bool in_tx; /* between a successful store_begin and its commit or rollback */
+    struct held_item *held, **held_tail;
+    size_t held_bytes;
 };
 
 void store_set_publish(struct store *st, bool on)
@@ -68,6 +80,7 @@ int store_open(const char *path, bool sync_full, struct store **out, char *err, 
         return -1;
     }
     st->path = strdup(path);
+    st->held_tail = &st->held;
     st->nslots = 256;
     st->slots = calloc(st->nslots, sizeof *st->slots);
     if (!st->path || !st->slots) {
@@ -131,10 +144,39 @@ int store_open(const char *path, bool sync_full, struct store **out, char *err, 
     return 0;
 }
 
+static void held_drop(struct store *st)
+{
+    for (struct held_item *h = st->held, *next; h; h = next) {
+        next = h->next;
+        free(h);
+    }
+    st->held = NULL;
+    st->held_tail = &st->held;
+    st->held_bytes = 0;
+}
+
+/* The transaction ended: run what was held for its commit, or drop it. */
+static void tx_end(struct store *st, bool committed)
+{
+    st->in_tx = false;
+    struct held_item *h = st->held;
+    st->held = NULL;
+    st->held_tail = &st->held;
+    st->held_bytes = 0;
+    while (h) {
+        struct held_item *next = h->next;
+        if (committed)
+            h->fn(h->arg, h->data, h->len);
+        free(h);
+        h = next;
+    }
+}
+
 void store_close(struct store *st)
 {
     if (!st)
         return;
+    held_drop(st);
     for (size_t i = 0; i < st->nslots; i++)
         sqlite3_finalize(st->slots ? st->slots[i].stmt : NULL);
     if (st->db) {
@@ -251,22 +293,65 @@ static int run_simple(struct store *st, const char *sql, const char *what)
 
 int store_begin(struct store *st)
 {
-    return run_simple(st, "BEGIN IMMEDIATE", "begin");
+    int r = run_simple(st, "BEGIN IMMEDIATE", "begin");
+    if (r == 0) {
+        held_drop(st); /* nothing can be held outside a transaction; be sure */
+        st->in_tx = true;
+    }
+    return r;
 }
 
 int store_commit(struct store *st)
 {
     int r = run_simple(st, "COMMIT", "commit");
-    if (r != 0 && !sqlite3_get_autocommit(st->db))
-        store_rollback(st);
-    return r;
+    if (r != 0) {
+        if (!sqlite3_get_autocommit(st->db))
+            store_rollback(st);
+        tx_end(st, false);
+        return r;
+    }
+    tx_end(st, true);
+    return 0;
 }
 
 void store_rollback(struct store *st)
 {
+    tx_end(st, false);
     if (sqlite3_get_autocommit(st->db))
         return; /* SQLite already rolled back (e.g. after SQLITE_FULL) */
     run_simple(st, "ROLLBACK", "rollback");
+}
+
+bool store_in_tx(const struct store *st)
+{
+    return st->in_tx;
+}
+
+size_t store_held_bytes(const struct store *st)
+{
+    return st->held_bytes;
+}
+
+int store_after_commit(struct store *st, store_commit_fn fn, void *arg, const void *data,
+                       size_t len)
+{
+    if (!st->in_tx) {
+        fn(arg, data, len);
+        return 0;
+    }
+    struct held_item *h = malloc(sizeof *h + len);
+    if (!h)
+        return TALLY_E_NOMEM;
+    h->next = NULL;
+    h->fn = fn;
+    h->arg = arg;
+    h->len = len;
+    if (len)
+        memcpy(h->data, data, len);
+    *st->held_tail = h;
+    st->held_tail = &h->next;
+    st->held_bytes += sizeof *h + len;
+    return 0;
 }
 
 int64_t store_count(struct store *st, const char *sql, int64_t dflt)

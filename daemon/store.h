@@ -32,10 +32,25 @@ int store_schema_version(struct store *st);
 /* Cached prepared statement for `sql` (a string literal), or NULL (logged). */
 sqlite3_stmt *store_stmt(struct store *st, const char *sql);
 
-/* Transactions. begin is BEGIN IMMEDIATE: a writer takes the lock up front, never upgrades. */
+/* Transactions. begin is BEGIN IMMEDIATE: a writer takes the lock up front, never upgrades.
+ * A failed commit rolls back. */
 int store_begin(struct store *st);
 int store_commit(struct store *st);
 void store_rollback(struct store *st);
+/* Whether a transaction begun by store_begin is open. */
+bool store_in_tx(const struct store *st);
+
+/*
+ * Work that must happen only if what the open transaction wrote is kept (announcing it to
+ * watchers): inside a transaction, `fn(arg, data, len)` runs after a successful store_commit,
+ * in the order held, and not at all after a rollback or a failed commit (the bytes are
+ * copied); outside a transaction it runs at once. Returns 0 or TALLY_E_NOMEM (nothing held).
+ */
+typedef void (*store_commit_fn)(void *arg, const void *data, size_t len);
+int store_after_commit(struct store *st, store_commit_fn fn, void *arg, const void *data,
+                       size_t len);
+/* Memory held so far for the open transaction (bytes, with each item's overhead). */
+size_t store_held_bytes(const struct store *st);
 
 /*
  * Maps an SQLite result code to a TALLY_E_* code, logging unexpected ones with `what`:

@@ -529,6 +529,8 @@ static struct push_batch *take_batch(struct upstream *u)
         else
             u->push_from = last;
     }
+    /* Taking a row in flight also marks it as possibly sent (the outbox_sent trigger, for
+     * outbox_may_discard): no request goes unless every row's mark is committed. */
     sqlite3_stmt *m = ok && b->n > 0
                           ? store_stmt(st, "UPDATE outbox SET state = 'inflight' WHERE id = ?1")
                           : NULL;

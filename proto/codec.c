@@ -275,6 +275,11 @@ size_t mp_array_begin(msgpack_packer *pk)
 void mp_array_end(msgpack_packer *pk, size_t offset, uint32_t count)
 {
     msgpack_sbuffer *sb = pk->data;
+    /* The header must still be where mp_array_begin put it: a buffer emptied or cut below it
+     * meanwhile (it must not be) leaves the count unwritten, and the dispatcher's frame check
+     * then refuses the malformed result instead of this writing past the data. */
+    if (offset > sb->size || sb->size - offset < 5 || (unsigned char)sb->data[offset] != 0xdd)
+        return;
     unsigned char *h = (unsigned char *)sb->data + offset;
     h[1] = (unsigned char)(count >> 24);
     h[2] = (unsigned char)(count >> 16);

@@ -54,7 +54,8 @@ bool mp_id_ok(const char *s, size_t n);   /* 1..64 printable ASCII, no spaces */
 /*
  * An array whose length is known only after its elements are packed (rows streamed from a
  * query): mp_array_begin packs a 5-byte array32 header into the sbuffer behind `pk` and returns
- * its offset; mp_array_end writes the final count there.
+ * its offset; mp_array_end writes the final count there. Nothing else may write to that
+ * sbuffer in between (rpc.c packs each response in a buffer of its own for that).
  */
 size_t mp_array_begin(msgpack_packer *pk);
 void mp_array_end(msgpack_packer *pk, size_t offset, uint32_t count);

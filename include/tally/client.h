@@ -62,7 +62,9 @@ int tally_send(struct tally_client *c, uint32_t msgid, const char *method, const
                size_t params_len);
 
 /*
- * Receives the next response (any msgid; notifications are skipped). On success *out is a new
+ * Receives the next response (any msgid). Notifications that arrive first are kept, in order,
+ * for tally_recv_notification (up to 1 MiB of them; past that the oldest are dropped). On
+ * success *out is a new
  * reply (free with tally_reply_free) whose `err` tells whether the server answered an error.
  * Returns 0 when a response was received, else TALLY_E_IO / TALLY_E_TIMEOUT /
  * TALLY_E_MALFORMED (transport failure: the connection is unusable afterwards).
@@ -71,7 +73,9 @@ int tally_recv(struct tally_client *c, struct tally_reply **out);
 
 /*
  * Sends a request and waits for its response. Returns 0 when a response arrived (check
- * (*out)->err for the server's verdict) or a transport error as tally_recv.
+ * (*out)->err for the server's verdict) or a transport error as tally_recv. Notifications that
+ * arrive meanwhile (on a connection that called `watch`) are kept, as tally_recv does; responses
+ * to earlier tally_send requests that were not collected are dropped.
  */
 int tally_call(struct tally_client *c, const char *method, const char *params, size_t params_len,
                struct tally_reply **out);
@@ -79,9 +83,10 @@ int tally_call(struct tally_client *c, const char *method, const char *params, s
 void tally_reply_free(struct tally_reply *r);
 
 /*
- * Waits up to timeout_ms (< 0: no limit) for the next notification [2, method, [params]], as
- * sent after `watch`; responses that arrive meanwhile are dropped. On success *out is a reply
- * whose `method` names the notification and whose `result` is its params map. Returns 0,
+ * Returns the next notification [2, method, [params]], as sent after `watch`: first those kept
+ * while tally_call / tally_recv waited for a response (at once), else the next to arrive within
+ * timeout_ms (< 0: no limit); responses that arrive meanwhile are dropped. On success *out is a
+ * reply whose `method` names the notification and whose `result` is its params map. Returns 0,
  * TALLY_E_TIMEOUT, or a transport error as tally_recv.
  */
 int tally_recv_notification(struct tally_client *c, int timeout_ms, struct tally_reply **out);

@@ -235,6 +235,48 @@ static void test_move_and_restart(struct tally_client **cp, const char *tallyd)
     msgpack_sbuffer_destroy(&sb);
 }
 
+/*
+ * A watching connection that also calls: an event that arrives while tally_call waits for its
+ * response is kept for tally_recv_notification, not lost.
+ */
+static void test_watch_and_call(void)
+{
+    struct tally_client *c = NULL;
+    struct tally_reply *rep = NULL;
+    CHECK_EQ_INT(tally_connect(sock, &c, NULL, 0), 0);
+    if (!c)
+        return;
+    CHECK_EQ_INT(call_ok(c, "watch", NULL), 0);
+    /* Raising the threshold above what is available makes the row low: a low_stock event,
+     * sent after this call's response ... */
+    msgpack_sbuffer sb;
+    msgpack_packer pk;
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    msgpack_pack_map(&pk, 3);
+    mp_pack_kv_str(&pk, "sku", "S-1");
+    mp_pack_kv_str(&pk, "warehouse", "ES-MAD");
+    mp_pack_kv_int(&pk, "threshold", 1000);
+    CHECK_EQ_INT(call_ok(c, "stock.set", &sb), 0);
+    msgpack_sbuffer_destroy(&sb);
+    /* ... so the next call reads it before its own response. */
+    CHECK_EQ_INT(call_ok(c, "hello", NULL), 0);
+    CHECK_EQ_INT(tally_recv_notification(c, 2000, &rep), 0);
+    if (rep) {
+        CHECK_EQ_STR(rep->method, "event");
+        const msgpack_object *type = tally_obj_get(&rep->result, "type");
+        const msgpack_object *sku = tally_obj_get(&rep->result, "sku");
+        CHECK(type && mp_str_eq(type, "low_stock"));
+        CHECK(sku && mp_str_eq(sku, "S-1"));
+    }
+    tally_reply_free(rep);
+    rep = NULL;
+    /* Kept once: nothing more is pending. */
+    CHECK_EQ_INT(tally_recv_notification(c, 200, &rep), TALLY_E_TIMEOUT);
+    tally_reply_free(rep);
+    tally_client_free(c);
+}
+
 int main(int argc, char **argv)
 {
     if (argc != 2) {
@@ -258,6 +300,7 @@ int main(int argc, char **argv)
         test_hello_and_errors(c);
         test_pipelining(c);
         test_move_and_restart(&c, argv[1]);
+        test_watch_and_call();
     }
     tally_client_free(c);
     stop_daemon();

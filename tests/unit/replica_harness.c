@@ -33,6 +33,7 @@ struct rh {
     msgpack_sbuffer resp_buf;
     msgpack_unpacked resp; /* decoded from resp_buf; result maps point into it */
     char last_code[64];
+    char last_message[1200];
     char text[RH_TEXTS][RH_TEXT_LEN];
     int next_text;
 };
@@ -293,6 +294,7 @@ const msgpack_object *rh_req_send(struct rh *h)
     msgpack_unpacked_init(&h->resp);
     off = 0;
     h->last_code[0] = 0;
+    h->last_message[0] = 0;
     const msgpack_object *r = &h->resp.data;
     if (msgpack_unpack_next(&h->resp, h->resp_buf.data, h->resp_buf.size, &off) !=
             MSGPACK_UNPACK_SUCCESS ||
@@ -305,6 +307,10 @@ const msgpack_object *rh_req_send(struct rh *h)
         const msgpack_object *code = mp_map_get(e, "code");
         snprintf(h->last_code, sizeof h->last_code, "%.*s", code ? (int)code->via.str.size : 1,
                  code ? code->via.str.ptr : "?");
+        const msgpack_object *msg = mp_map_get(e, "message");
+        if (msg && msg->type == MSGPACK_OBJECT_STR)
+            snprintf(h->last_message, sizeof h->last_message, "%.*s", (int)msg->via.str.size,
+                     msg->via.str.ptr);
         return NULL;
     }
     return &r->via.array.ptr[3];
@@ -329,6 +335,11 @@ const msgpack_object *rh_call(struct rh *h, const char *method, ...)
 const char *rh_last_code(const struct rh *h)
 {
     return h->last_code;
+}
+
+const char *rh_last_message(const struct rh *h)
+{
+    return h->last_message;
 }
 
 /* ---- fields of a result map ---- */

@@ -92,6 +92,8 @@ const msgpack_object *rh_req_send(struct rh *h);
 /* The last call's error code: "" when it succeeded, "bad response" when the answer was not a
  * response. */
 const char *rh_last_code(const struct rh *h);
+/* The last call's error message: "" when it succeeded or the error had none. */
+const char *rh_last_message(const struct rh *h);
 
 /* ---- fields of a result map ---- */
 

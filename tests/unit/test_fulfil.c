@@ -1785,6 +1785,251 @@ static void test_shipped_without_tracking(void)
     check_reserved_invariant();
 }
 
+/* ---- a row that may have reached its upstream is never given up as if it had not ---- */
+
+/* Two outbound warehouses that can serve PL orders: PL-OB (in-country) and FR-OB. */
+static void two_outbound_fixture(void)
+{
+    cancel_fixture();
+    add_wh("FR-OB", "FR", "outbound");
+    set_stock("C2", "FR-OB", 10, 0);
+}
+
+/* The outbox row `key` taken in flight and sent, as the sync engine does; then no answer:
+ * either the transient outcome recorded (a lost answer), or, with `crash`, the daemon died
+ * and its next start put the row back to pending without an outcome. */
+static void sent_without_answer(const char *key, bool crash)
+{
+    RH_EXEC(h, "UPDATE outbox SET state = 'inflight' WHERE key = '%s'", key);
+    if (crash)
+        RH_EXEC(h, "UPDATE outbox SET state = 'pending' WHERE state = 'inflight'");
+    else
+        RH_EXEC(h,
+                "UPDATE outbox SET state = 'pending', attempts = attempts + 1, last_error ="
+                " 'no answer: Empty reply from server', next_attempt_at = %lld WHERE key = '%s'",
+                (long long)store_now() + 30, key);
+}
+
+static const msgpack_object *discard_row(const char *key, const char *reason)
+{
+    char id[48], why[128];
+    snprintf(id, sizeof id, "id=#%lld",
+             (long long)rh_q64(h, "SELECT id FROM outbox WHERE key = '%s'", key));
+    snprintf(why, sizeof why, "reason=%s", reason);
+    return rh_call(h, "outbox.discard", id, why, NULL);
+}
+
+/* Reproduces the double fulfilment: the warehouse's answer to an outbound order is lost (it
+ * has the order), and the operator discards the row. Refused, with why: the order stays
+ * where it is, nothing is banned or re-allocated. The same for a row sent when the daemon
+ * died, and for a movement. A row never sent, or one the upstream refused, may go. */
+static void test_discard_refuses_possibly_sent(void)
+{
+    two_outbound_fixture();
+    add_order("L1", "PL", 0);
+    add_line("L1", "C2", 1);
+    pass();
+    CHECK_EQ_STR(parts("L1"), "C2@PL-OB=1:reserved");
+    sent_without_answer("ob:PL-OB:L1", false);
+    CHECK(discard_row("ob:PL-OB:L1", "x") == NULL);
+    CHECK_EQ_STR(rh_last_code(h), "conflict");
+    CHECK(strstr(rh_last_message(h), "not discarded") != NULL);
+    CHECK(strstr(rh_last_message(h), "PL-OB") != NULL);
+    CHECK_EQ_STR(rh_qtext(h, "SELECT state FROM outbox WHERE key = 'ob:PL-OB:L1'"), "pending");
+    CHECK_EQ_INT(rh_q64(h, "SELECT COUNT(*) FROM allocation_bans"), 0);
+    pass_at(store_now() + 11);
+    CHECK_EQ_STR(parts("L1"), "C2@PL-OB=1:reserved");
+    CHECK_EQ_INT(outbox_rows("key = 'ob:FR-OB:L1'"), 0);
+
+    /* in flight when the daemon stopped: no outcome, no attempt counted, maybe applied */
+    add_order("L2", "PL", 0);
+    add_line("L2", "C2", 1);
+    pass();
+    sent_without_answer("ob:PL-OB:L2", true);
+    CHECK_EQ_INT(rh_q64(h, "SELECT attempts FROM outbox WHERE key = 'ob:PL-OB:L2'"), 0);
+    CHECK(discard_row("ob:PL-OB:L2", "x") == NULL);
+    CHECK_EQ_STR(rh_last_code(h), "conflict");
+    CHECK_EQ_STR(parts("L2"), "C2@PL-OB=1:reserved");
+
+    /* a movement sent without an answer: it stays in the local view and in the outbox */
+    CHECK(rh_call(h, "stock.move", "kind=receive", "id=rcv-lost", "sku=C1", "warehouse=ES-MAD",
+                  "qty=#3", NULL) != NULL);
+    sent_without_answer("rcv-lost", false);
+    CHECK(discard_row("rcv-lost", "typo") == NULL);
+    CHECK_EQ_STR(rh_last_code(h), "conflict");
+    CHECK_EQ_INT(rh_stock_figure(h, "st.pending", "C1", "ES-MAD"), 3);
+    CHECK_EQ_STR(rh_qtext(h, "SELECT state FROM outbox WHERE key = 'rcv-lost'"), "pending");
+    /* refused on a later attempt (every upstream deduplicates by the key: an applied one would
+     * be answered as a duplicate): not applied, so it may go, and leaves the local view */
+    outbox_result("wh:ES-MAD", "movement", "rcv-lost", "C1", false, "unknown_sku");
+    CHECK(discard_row("rcv-lost", "typo") != NULL);
+    CHECK_EQ_STR(rh_qtext(h, "SELECT state FROM outbox WHERE key = 'rcv-lost'"), "discarded");
+    CHECK_EQ_INT(rh_stock_figure(h, "st.pending", "C1", "ES-MAD"), 0);
+
+    /* never sent: may go (the operator's choice keeps the order away from PL-OB) */
+    add_order("L3", "PL", 0);
+    add_line("L3", "C2", 1);
+    pass();
+    CHECK(discard_row("ob:PL-OB:L3", "wrong warehouse") != NULL);
+    pass_at(store_now() + 11);
+    CHECK_EQ_STR(parts("L3"), "C2@FR-OB=1:reserved");
+    CHECK_EQ_INT(outbox_rows("key = 'ob:FR-OB:L3' AND state = 'pending'"), 1);
+    /* refused as a conflict while the warehouse's feed says it holds the order (a copy with
+     * other content): that order is there all the same, so the row stays */
+    add_order("L4", "PL", 0);
+    add_line("L4", "C2", 1);
+    pass();
+    sent_without_answer("ob:PL-OB:L4", false);
+    outbox_result("wh:PL-OB", "outbound", "ob:PL-OB:L4", "L4", false, "HTTP 409: conflict");
+    RH_EXEC(h, "INSERT INTO outbound_orders(warehouse, id, status, version, updated_at)"
+               " SELECT id, 'L4', 'accepted', 7, 0 FROM warehouses WHERE code = 'PL-OB'");
+    CHECK(discard_row("ob:PL-OB:L4", "conflict") == NULL);
+    CHECK_EQ_STR(rh_last_code(h), "conflict");
+    CHECK(strstr(rh_last_message(h), "holds order L4") != NULL);
+    CHECK_EQ_STR(parts("L4"), "C2@PL-OB=1:reserved");
+    /* once the warehouse reports it cancelled, the held row may go */
+    RH_EXEC(h, "UPDATE outbound_orders SET status = 'cancelled' WHERE id = 'L4'");
+    CHECK(discard_row("ob:PL-OB:L4", "conflict") != NULL);
+    /* once sent, retried and answered: done rows cannot be discarded either */
+    outbound_done("PL-OB", "L1");
+    CHECK(discard_row("ob:PL-OB:L1", "x") == NULL);
+    CHECK_EQ_STR(rh_last_code(h), "conflict");
+    check_reserved_invariant();
+}
+
+/* A warehouse reports an outbound order the replica does not expect there (given up on,
+ * allocated elsewhere, or cancelled): an exception at once, and the shipment it reports is
+ * recorded (orders.get lists it) but never uploaded as this order's. */
+static void test_unexpected_outbound_reported(void)
+{
+    two_outbound_fixture();
+    sent_order("U1");
+    CHECK_EQ_STR(parts("U1"), "C2@PL-OB=1:reserved");
+    wh_status("FR-OB", "U1", "accepted", NULL, NULL, NULL);
+    CHECK_EQ_INT(open_exc("U1", "warehouse"), 1);
+    CHECK(strstr(rh_qtext(h, "SELECT message FROM exceptions WHERE kind = 'warehouse'"), "FR-OB") !=
+          NULL);
+    CHECK_EQ_STR(fstate("U1"), "sent");
+    wh_status("FR-OB", "U1", "shipped", "Colissimo", "FR111", NULL);
+    CHECK_EQ_INT(open_exc("U1", "warehouse"), 2);
+    CHECK_EQ_STR(rh_qtext(h, "SELECT state || ' ' || tracking_no FROM shipments"
+                             " WHERE id = 'U1@FR-OB'"),
+                 "unexpected FR111");
+    CHECK_EQ_INT(outbox_rows("kind = 'fulfil' AND entity = 'U1'"), 0);
+    CHECK_EQ_STR(parts("U1"), "C2@PL-OB=1:reserved");
+    CHECK_EQ_STR(fstate("U1"), "sent");
+    /* reported again: nothing more */
+    wh_status("FR-OB", "U1", "shipped", "Colissimo", "FR111", NULL);
+    CHECK_EQ_INT(all_exc("U1", "warehouse"), 2);
+    /* the expected warehouse ships: uploaded as usual, and both shipments are listed */
+    wh_status("PL-OB", "U1", "shipped", "InPost", "PL222", NULL);
+    CHECK_EQ_STR(fstate("U1"), "shipped");
+    CHECK_EQ_INT(outbox_rows("kind = 'fulfil' AND entity = 'U1'"), 1);
+    outbox_result("mp", "fulfil", "ful:U1@PL-OB", "U1", true, NULL);
+    CHECK_EQ_STR(fstate("U1"), "uploaded");
+    const msgpack_object *o = rh_call(h, "orders.get", "order_id=U1", NULL);
+    const msgpack_object *sh = o ? aget(o, "shipments") : NULL;
+    CHECK_EQ_INT(alen(sh), 2);
+    char seen[128] = "";
+    for (uint32_t i = 0; i < alen(sh); i++) {
+        size_t n = strlen(seen);
+        snprintf(seen + n, sizeof seen - n, "%s%s:%s", i ? "," : "",
+                 sget(&sh->via.array.ptr[i], "warehouse"), sget(&sh->via.array.ptr[i], "state"));
+    }
+    CHECK_EQ_STR(seen, "FR-OB:unexpected,PL-OB:uploaded");
+    CHECK_EQ_INT(open_exc("U1", "warehouse"), 2); /* a person settles a double shipment */
+    /* the report counts the order's shipment, not the stray parcel of a copy */
+    char from[48], to[48];
+    snprintf(from, sizeof from, "from=#%lld", (long long)store_now() - 3600);
+    snprintf(to, sizeof to, "to=#%lld", (long long)store_now() + 3600);
+    const msgpack_object *rep = rh_call(h, "report", from, to, NULL);
+    const msgpack_object *ro = rep ? mp_map_get(rep, "orders") : NULL;
+    CHECK(ro != NULL);
+    if (ro)
+        CHECK_EQ_INT(rh_iget(ro, "shipped"), 1);
+    /* the expected warehouse then reports another tracking number: not what was uploaded */
+    wh_status("PL-OB", "U1", "shipped", "InPost", "PL999", NULL);
+    CHECK_EQ_INT(open_exc("U1", "warehouse"), 3);
+    CHECK(strstr(rh_qtext(h, "SELECT message FROM exceptions WHERE kind = 'warehouse'"
+                             " AND message LIKE '%%PL999%%'"),
+                 "PL222") != NULL);
+    CHECK_EQ_INT(outbox_rows("kind = 'fulfil' AND entity = 'U1'"), 1);
+
+    /* cancelled everywhere, then a warehouse ships it anyway */
+    sent_order("U2");
+    set_status("U2", "IN_CANCEL");
+    pass();
+    wh_status("PL-OB", "U2", "cancelled", NULL, NULL, "cancelled on request");
+    CHECK_EQ_STR(fstate("U2"), "cancelled");
+    CHECK_EQ_INT(open_exc("U2", "warehouse"), 0);
+    wh_status("PL-OB", "U2", "shipped", "InPost", "PL333", NULL);
+    CHECK_EQ_INT(open_exc("U2", "warehouse"), 1);
+    CHECK_EQ_STR(rh_qtext(h, "SELECT state FROM shipments WHERE id = 'U2@PL-OB'"), "unexpected");
+    CHECK_EQ_STR(fstate("U2"), "cancelled");
+    CHECK_EQ_INT(outbox_rows("kind = 'fulfil' AND entity = 'U2'"), 0);
+    check_reserved_invariant();
+}
+
+/* The outbound feed also reports orders this replica never fulfilled: ones that had left (or
+ * were cancelled) before it first saw them, e.g. a warehouse's history on a new station's
+ * first sync. That is history, not a second fulfilment: no exception, no shipment recorded
+ * (it would count as made today in the report). An order handled here still is checked. */
+static void test_unexpected_outbound_history(void)
+{
+    two_outbound_fixture();
+    add_order_pc("H1", "WAIT_BUYER_ACCEPT_GOODS", "PL", NULL, 0, 5000);
+    add_line("H1", "C2", 1);
+    add_order_pc("H2", "FINISH", "PL", NULL, 0, 5000);
+    add_line("H2", "C2", 1);
+    add_order_pc("H3", "IN_CANCEL", "PL", NULL, 0, 5000);
+    add_line("H3", "C2", 1);
+    pass();
+    CHECK_EQ_STR(fstate("H1"), "uploaded");
+    CHECK_EQ_STR(fstate("H2"), "finished");
+    CHECK_EQ_STR(fstate("H3"), "cancelled");
+    wh_status("PL-OB", "H1", "shipped", "InPost", "PL1", NULL);
+    wh_status("FR-OB", "H2", "shipped", "Colissimo", "FR2", NULL);
+    wh_status("PL-OB", "H3", "accepted", NULL, NULL, NULL);
+    CHECK_EQ_INT(rh_q64(h, "SELECT COUNT(*) FROM exceptions"), 0);
+    CHECK_EQ_INT(rh_q64(h, "SELECT COUNT(*) FROM shipments"), 0);
+    /* an open order not allocated anywhere yet, held by a warehouse: checked */
+    add_order("H4", "PL", 0);
+    add_line("H4", "C2", 1);
+    set_status("H4", "PLACE_ORDER_SUCCESS");
+    pass();
+    CHECK_EQ_STR(fstate("H4"), "pending");
+    wh_status("FR-OB", "H4", "accepted", NULL, NULL, NULL);
+    CHECK_EQ_INT(open_exc("H4", "warehouse"), 1);
+    check_reserved_invariant();
+}
+
+/* A copy of an order at a warehouse it is not allocated to, then cancelled there (as the
+ * exception asks): the exception's cause is gone, so tallyd resolves it; and the order's id
+ * is used up at that warehouse (it deduplicates by it forever), so the order is never
+ * allocated there later. */
+static void test_unexpected_outbound_cancelled(void)
+{
+    two_outbound_fixture();
+    sent_order("V1");
+    wh_status("FR-OB", "V1", "accepted", NULL, NULL, NULL);
+    CHECK_EQ_INT(open_exc("V1", "warehouse"), 1);
+    wh_status("FR-OB", "V1", "cancelled", NULL, NULL, "cancelled by client");
+    CHECK_EQ_INT(open_exc("V1", "warehouse"), 0);
+    CHECK_EQ_STR(rh_qtext(h, "SELECT resolved_by FROM exceptions WHERE kind = 'warehouse'"),
+                 "tallyd");
+    CHECK_EQ_INT(rh_q64(h, "SELECT COUNT(*) FROM allocation_bans b JOIN warehouses w"
+                           " ON w.id = b.warehouse WHERE w.code = 'FR-OB'"),
+                 1);
+    /* PL-OB gives the order back: it goes elsewhere, never to FR-OB */
+    wh_status("PL-OB", "V1", "cancelled", NULL, NULL, "damaged");
+    pass_at(store_now() + 11);
+    CHECK_EQ_INT(outbox_rows("key = 'ob:FR-OB:V1'"), 0);
+    CHECK_EQ_STR(fstate("V1"), "ready");
+    CHECK_EQ_INT(open_exc("V1", "out_of_stock"), 1);
+    CHECK_EQ_STR(parts("V1"), "");
+    check_reserved_invariant();
+}
+
 int main(void)
 {
     h = rh_new("tally-fulfil");
@@ -1815,6 +2060,10 @@ int main(void)
     test_inventory_round_many();
     test_outbound_refused_and_discarded();
     test_shipped_without_tracking();
+    test_discard_refuses_possibly_sent();
+    test_unexpected_outbound_reported();
+    test_unexpected_outbound_history();
+    test_unexpected_outbound_cancelled();
 
     rh_free(h);
     msgpack_unpacked_destroy(&pay);

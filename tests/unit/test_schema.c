@@ -13,7 +13,9 @@
 #include <sqlite3.h>
 
 #include "check.h"
+#include "outbox.h"
 #include "store.h"
+#include "tally/protocol.h"
 
 static char tmpdir[64];
 
@@ -289,6 +291,85 @@ static void test_stmt_cache(void)
     store_close(st);
 }
 
+/* What outbox.discard says of outbox row `id` (0 may go, else the error code). */
+static int may_discard(struct store *st, int64_t id)
+{
+    char why[256];
+    int r = store_begin(st);
+    if (r == 0) {
+        r = outbox_may_discard(st, id, why, sizeof why);
+        store_rollback(st);
+    }
+    return r;
+}
+
+/*
+ * Upgrade from schema 4 (no outbox.sent_at): a row that could still be sent (pending, or in
+ * flight when the daemon stopped) may already have reached its upstream (a crash in flight
+ * leaves no trace), so it counts as sent and is not discarded until answered; a held row
+ * still may go. Rows that are over (done, discarded, held) are not rewritten: the outbox
+ * keeps every row, and rewriting a year of them would grow the WAL by the table's size
+ * before tallyd could start. After the upgrade the trigger marks rows as they go in flight.
+ */
+static void test_upgrade_sent_at(void)
+{
+    char path[128], err[512] = "";
+    path_of(path, sizeof path, "v4.db");
+    struct store *st = NULL;
+    CHECK_EQ_INT(store_open(path, true, &st, err, sizeof err), 0);
+    if (!st)
+        return;
+    CHECK_EQ_INT(sqlite3_exec(store_db(st),
+                              /* undo migrations 5 and later: back to schema 4 */
+                              "DROP TRIGGER outbox_sent;"
+                              "DROP INDEX IF EXISTS outbox_active;"
+                              "ALTER TABLE outbox DROP COLUMN sent_at;"
+                              "INSERT INTO outbox(key, target, entity, kind, payload,"
+                              " next_attempt_at, state, attempts, created_at) VALUES"
+                              " ('p0', 'wh:A', 'S', 'movement', x'80', 0, 'pending', 0, 10),"
+                              " ('p2', 'wh:A', 'S', 'movement', x'80', 0, 'pending', 2, 11),"
+                              " ('in', 'wh:A', 'S', 'movement', x'80', 0, 'inflight', 0, 12),"
+                              " ('he', 'wh:A', 'S', 'movement', x'80', 0, 'held', 1, 13),"
+                              " ('do', 'wh:A', 'S', 'movement', x'80', 0, 'done', 1, 14);"
+                              "PRAGMA user_version=4;",
+                              NULL, NULL, NULL),
+                 SQLITE_OK);
+    store_close(st);
+    st = NULL;
+    CHECK_EQ_INT(store_open(path, true, &st, err, sizeof err), 0);
+    if (!st)
+        return;
+    CHECK_EQ_INT(store_schema_version(st), schema_latest());
+    CHECK_EQ_INT(one_int(st, "SELECT COUNT(*) FROM outbox WHERE sent_at = created_at"
+                             " AND key IN ('p0', 'p2', 'in')"),
+                 3);
+    CHECK_EQ_INT(one_int(st, "SELECT COUNT(*) FROM outbox WHERE sent_at IS NULL"
+                             " AND key IN ('he', 'do')"),
+                 2);
+    CHECK_EQ_INT(may_discard(st, one_int(st, "SELECT id FROM outbox WHERE key = 'p0'")),
+                 TALLY_E_CONFLICT);
+    CHECK_EQ_INT(may_discard(st, one_int(st, "SELECT id FROM outbox WHERE key = 'he'")), 0);
+    CHECK_EQ_INT(may_discard(st, one_int(st, "SELECT id FROM outbox WHERE key = 'do'")),
+                 TALLY_E_CONFLICT);
+    /* a row made after the upgrade: may go until it first goes in flight, not after */
+    CHECK_EQ_INT(sqlite3_exec(store_db(st),
+                              "INSERT INTO outbox(key, target, entity, kind, payload,"
+                              " next_attempt_at, created_at) VALUES"
+                              " ('nw', 'wh:A', 'S', 'movement', x'80', 0, 20)",
+                              NULL, NULL, NULL),
+                 SQLITE_OK);
+    int64_t nw = one_int(st, "SELECT id FROM outbox WHERE key = 'nw'");
+    CHECK_EQ_INT(may_discard(st, nw), 0);
+    CHECK_EQ_INT(sqlite3_exec(store_db(st),
+                              "UPDATE outbox SET state = 'inflight' WHERE key = 'nw';"
+                              "UPDATE outbox SET state = 'pending' WHERE key = 'nw'",
+                              NULL, NULL, NULL),
+                 SQLITE_OK);
+    CHECK(one_int(st, "SELECT sent_at FROM outbox WHERE key = 'nw'") > 0);
+    CHECK_EQ_INT(may_discard(st, nw), TALLY_E_CONFLICT);
+    store_close(st);
+}
+
 int main(void)
 {
     snprintf(tmpdir, sizeof tmpdir, "/tmp/tally-schema-XXXXXX");
@@ -301,6 +382,7 @@ int main(void)
     test_newer();
     test_garbage();
     test_stmt_cache();
+    test_upgrade_sent_at();
 
     char cmd[128];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);

@@ -979,17 +979,20 @@ static void add_upstream(struct sync_engine *e, const struct connector_ops *ops,
 }
 
 /*
- * Rows that were in flight when the daemon stopped go again: every upstream deduplicates by
- * the row's key, so sending twice has one effect. When the replica refuses the write (disk
- * full), every tick tries again, and nothing is sent before it succeeds: a later reset would
- * also catch the rows of this run's own batches.
+ * Rows that were in flight when the daemon stopped go again: the warehouses deduplicate by
+ * the row's key, so sending twice has one effect. Each counts an attempt, for its request
+ * may have been applied (its answer lost, or kept unrecorded when the daemon stopped): a
+ * connector whose upstream does not deduplicate (a fulfil upload) reads back first when
+ * attempts > 0. When the replica refuses the write (disk full), every tick tries again, and nothing
+ * is sent before it succeeds: a later reset would also catch the rows of this run's own batches.
  */
 static void stale_inflight_reset(struct sync_engine *e, bool first)
 {
     char *msg = NULL;
     int rc = sqlite3_exec(store_db(e->d->store),
-                          "UPDATE outbox SET state = 'pending' WHERE state = 'inflight'", NULL,
-                          NULL, &msg);
+                          "UPDATE outbox SET state = 'pending', attempts = attempts + 1"
+                          " WHERE state = 'inflight'",
+                          NULL, NULL, &msg);
     e->stale_inflight = rc != SQLITE_OK;
     if (e->stale_inflight && first)
         log_error("sync: rows in flight at the last stop not reset: %s (nothing is sent until"

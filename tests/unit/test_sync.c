@@ -346,6 +346,9 @@ static void test_stop_with_outcome_unrecorded(void)
     CHECK_EQ_STR(row_state("r4"), "inflight");
     e = start(MAX_BATCHES);
     CHECK_EQ_STR(row_state("r4"), "pending");
+    /* It may have been applied: the reset counts the attempt (a connector whose upstream
+     * does not deduplicate, the marketplace's fulfil, reads back when attempts > 0). */
+    CHECK_EQ_INT(rh_q64(h, "SELECT attempts FROM outbox WHERE key = 'r4'"), 1);
     sync_tick(e);
     CHECK_EQ_STR(batch_keys(nbatches ? batches[0] : NULL), "r4");
     answer_all_done();
@@ -376,6 +379,8 @@ static void test_start_reset_fails(void)
     RH_EXEC(h, "DROP TRIGGER temp.no_reset");
     sync_tick(e);
     CHECK_EQ_STR(taken(), "[r5,r6]");
+    CHECK_EQ_INT(rh_q64(h, "SELECT attempts FROM outbox WHERE key = 'r5'"), 1);
+    CHECK_EQ_INT(rh_q64(h, "SELECT attempts FROM outbox WHERE key = 'r6'"), 0);
     answer_all_done();
     CHECK_EQ_STR(row_state("r5"), "done");
     stop(e);

@@ -468,6 +468,11 @@ static const char *const migrations[] = {
     "  WHERE snapshot + pending - reserved - safety - threshold <= 0;"
     "CREATE INDEX stock_low_by_warehouse ON stock(warehouse, sku)"
     "  WHERE snapshot + pending - reserved - safety - threshold <= 0;",
+
+    /* 9: whether an older row of an entity waits (sync.c take_batch), in one seek: the
+     * waiting rows per (target, entity), without the entity's history of done rows. */
+    "CREATE INDEX outbox_active ON outbox(target, entity, id)"
+    "  WHERE state IN ('pending', 'inflight');",
 };
 
 int schema_latest(void)

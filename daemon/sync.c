@@ -28,6 +28,10 @@ struct sync_engine {
     int nups;
     uint64_t rng;
     bool stopping;
+    /* Push outcomes the replica refused to record, oldest first (see unrecorded_flush). */
+    struct push_batch *unrecorded, **unrecorded_tail;
+    uint64_t unrecorded_since_ms; /* loop time of the first refusal; 0 when none waits */
+    bool stale_inflight; /* rows left 'inflight' by the last run are not pending again yet */
 };
 
 static uint64_t rnd(struct sync_engine *e)
@@ -55,6 +59,8 @@ static uint64_t now_ms(struct sync_engine *e)
 }
 
 static void on_tick(uv_timer_t *t);
+static bool unrecorded_flush(struct sync_engine *e);
+static void stale_inflight_reset(struct sync_engine *e, bool first);
 
 /* Runs the scheduler again as soon as the loop is free: a completion may have made work
  * possible (the next page, the next rows of an entity) that should not wait for the tick. */
@@ -345,7 +351,15 @@ void sync_pull_done(struct upstream *u, int i, struct pull_page *pg)
     }
     struct checkpoint cp;
     char err[200] = "";
-    int r = checkpoint_load(st, ss->name, &cp);
+    int r = 0;
+    /* A page waits for the push outcomes the replica could not record yet (see
+     * unrecorded_flush): it may already hold their movements. */
+    if (e->unrecorded && !unrecorded_flush(e)) {
+        r = TALLY_E_STORAGE;
+        snprintf(err, sizeof err, "push outcomes not recorded yet");
+    }
+    if (r == 0)
+        r = checkpoint_load(st, ss->name, &cp);
     if (r == 0)
         r = store_begin(st);
     if (r == 0) {
@@ -423,91 +437,233 @@ static int limit_for(const struct upstream *u, const char *kind)
     return single ? 1 : u->ops->push_limit;
 }
 
+/* The rows waiting for upstream ?1 (pending or in flight) after id ?2, oldest first. */
+static const char SQL_WAITING[] =
+    "SELECT id, key, entity, payload, kind, state, next_attempt_at FROM outbox"
+    " INDEXED BY outbox_work WHERE target = ?1 AND state IN ('pending', 'inflight')"
+    " AND id > ?2 ORDER BY id";
+
+/* Rows one look goes through at most, beyond four per row the batch can hold. */
+#define PUSH_LOOK_MIN 1024
+
+/* What one look knows of an entity: nothing yet, some rows taken (the next may follow), or
+ * nothing more of it goes. */
+enum { LOOK_NEW, LOOK_TAKING, LOOK_BLOCKED };
+
+struct look_slot {
+    uint64_t hash;
+    char entity[80];
+    unsigned char state;
+};
+
+/* The look's entities: an open-addressing table of 2^k slots, at most half full. */
+struct look {
+    struct look_slot *slots;
+    size_t mask;
+};
+
+/* Entities are ids (TALLY_MAX_ID_LEN); one longer than a slot holds is known by its start. */
+#define LOOK_KEY (sizeof((struct look_slot *)0)->entity - 1)
+
+static uint64_t entity_hash(const char *s)
+{
+    uint64_t h = 0xcbf29ce484222325ull;
+    for (size_t i = 0; i < LOOK_KEY && s[i]; i++)
+        h = (h ^ (unsigned char)s[i]) * 0x100000001b3ull;
+    return h;
+}
+
+static struct look_slot *look_slot(struct look *l, const char *entity)
+{
+    uint64_t h = entity_hash(entity);
+    for (size_t i = h & l->mask;; i = (i + 1) & l->mask) {
+        struct look_slot *sl = &l->slots[i];
+        if (sl->state == LOOK_NEW) {
+            sl->hash = h;
+            snprintf(sl->entity, sizeof sl->entity, "%s", entity);
+            return sl;
+        }
+        if (sl->hash == h && !strncmp(sl->entity, entity, LOOK_KEY))
+            return sl;
+    }
+}
+
+static sqlite3_stmt *seek_waiting(struct store *st, const char *target, int64_t after)
+{
+    sqlite3_stmt *s = store_stmt(st, SQL_WAITING);
+    if (s) {
+        sqlite3_bind_text(s, 1, target, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(s, 2, after);
+    }
+    return s;
+}
+
+/* 1 when an older row of the entity waits (so this one cannot go yet), 0 when none, or a
+ * TALLY_E_* code. outbox_active holds no done rows: one seek, whatever the history. */
+static int older_waiting(struct store *st, const char *target, const char *entity, int64_t id)
+{
+    sqlite3_stmt *s = store_stmt(st, "SELECT 1 FROM outbox INDEXED BY outbox_active"
+                                     " WHERE target = ?1 AND entity = ?2 AND id < ?3"
+                                     " AND state IN ('pending', 'inflight') LIMIT 1");
+    if (!s)
+        return TALLY_E_STORAGE;
+    sqlite3_bind_text(s, 1, target, -1, SQLITE_STATIC);
+    sqlite3_bind_text(s, 2, entity, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_int64(s, 3, id);
+    int rc = sqlite3_step(s);
+    sqlite3_reset(s);
+    return rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : store_error(st, rc, "outbox");
+}
+
+/* Copies one waiting row (SQL_WAITING) into the batch's next item; false when out of memory. */
+static bool add_item(struct push_batch *b, sqlite3_stmt *s, const char *kind)
+{
+    struct push_item *it = &b->items[b->n];
+    int len = sqlite3_column_bytes(s, 3);
+    it->payload = malloc(len > 0 ? (size_t)len : 1);
+    if (!it->payload)
+        return false;
+    memcpy(it->payload, sqlite3_column_blob(s, 3), (size_t)len);
+    it->payload_len = (size_t)len;
+    it->outbox_id = sqlite3_column_int64(s, 0);
+    snprintf(it->key, sizeof it->key, "%s", (const char *)sqlite3_column_text(s, 1));
+    snprintf(it->entity, sizeof it->entity, "%s", (const char *)sqlite3_column_text(s, 2));
+    snprintf(it->kind, sizeof it->kind, "%s", kind);
+    b->n++;
+    return true;
+}
+
 /*
- * Selects the next batch for upstream u and marks it in flight. Rows are taken in id order;
- * the batch has one kind (the oldest eligible row's) and holds, per entity, a prefix of its
+ * Selects the next batch for upstream u and marks it in flight. Rows are taken oldest first;
+ * the batch has one kind (the first row's that can go) and holds, per entity, a prefix of its
  * waiting rows: once a row of an entity cannot go (in flight, not due yet, or of another
  * kind), no later row of that entity goes either, so each entity's rows reach the upstream in
  * order. Rows held for the operator do not block their entity.
+ *
+ * One look goes through at most 4 * push_limit + PUSH_LOOK_MIN rows. It starts at the oldest
+ * row while the oldest rows leave room to fill batches; when a look runs out of rows to go
+ * through first, the next goes on after the last row it saw, then round to the oldest rows
+ * again: rows that cannot go (in backoff, in flight, behind such a row of their entity),
+ * however many, never hide one that can for more than a few looks. A look that did not start
+ * at the oldest row asks outbox_active whether an older row of an entity waits. A row skipped
+ * for being of another kind than the batch is where the next look starts, so no kind waits
+ * on another for ever.
  */
 static struct push_batch *take_batch(struct upstream *u)
 {
     struct store *st = u->store;
-    int64_t now = store_now();
-    int cap = u->ops->push_limit;
+    int64_t now = store_now(), start = u->push_from, last = start, other = -1;
+    int cap = u->ops->push_limit, limit = cap, looked = 0, budget = 4 * cap + PUSH_LOOK_MIN;
+    struct look l = {0};
+    size_t nslots = 1;
+    while (nslots < (size_t)budget * 2)
+        nslots *= 2;
+    l.mask = nslots - 1;
     struct push_batch *b = calloc(1, sizeof *b);
-    char(*blocked)[80] = calloc((size_t)cap * 4 + 1, sizeof *blocked);
-    int nblocked = 0;
-    char kind[16] = "";
-    if (!b || !blocked || !(b->items = calloc((size_t)cap, sizeof *b->items))) {
-        free(blocked);
+    if (!b || !(b->items = calloc((size_t)cap, sizeof *b->items)) ||
+        !(l.slots = calloc(nslots, sizeof *l.slots))) {
+        if (b)
+            free(b->items);
         free(b);
         return NULL;
     }
     b->u = u;
     b->retry_after_s = -1;
     if (store_begin(st) != 0) {
-        free(blocked);
+        free(l.slots);
         free_batch(b);
         return NULL;
     }
-    sqlite3_stmt *s = store_stmt(st, "SELECT id, key, entity, payload, kind, state,"
-                                     " next_attempt_at FROM outbox"
-                                     " WHERE target = ?1 AND state IN ('pending', 'inflight')"
-                                     " ORDER BY id LIMIT ?2");
-    if (!s) {
-        store_rollback(st);
-        free(blocked);
-        free_batch(b);
-        return NULL;
-    }
-    sqlite3_bind_text(s, 1, u->name, -1, SQLITE_STATIC);
-    sqlite3_bind_int(s, 2, cap * 4);
-    int limit = cap;
-    while (b->n < limit && nblocked < cap * 4 && sqlite3_step(s) == SQLITE_ROW) {
-        const char *entity = (const char *)sqlite3_column_text(s, 2);
-        const char *rkind = (const char *)sqlite3_column_text(s, 4);
-        bool is_blocked = false;
-        for (int j = 0; j < nblocked && !is_blocked; j++)
-            is_blocked = strcmp(blocked[j], entity) == 0;
-        if (is_blocked)
+    char kind[16] = "";
+    bool round = false, whole = false;
+    sqlite3_stmt *s = seek_waiting(st, u->name, start);
+    int rc = SQLITE_DONE;
+    while (s && b->n < limit) {
+        rc = sqlite3_step(s);
+        if (rc != SQLITE_ROW) {
+            if (rc != SQLITE_DONE)
+                break;
+            whole = start == 0 || round;
+            if (whole)
+                break;
+            /* On from the oldest row, up to where this look began: what was learnt of the
+             * entities so far holds for rows after `start` only. */
+            round = true;
+            memset(l.slots, 0, nslots * sizeof *l.slots);
+            s = seek_waiting(st, u->name, 0);
             continue;
-        bool can_go = !strcmp((const char *)sqlite3_column_text(s, 5), "pending") &&
-                      sqlite3_column_int64(s, 6) <= now && (!kind[0] || !strcmp(kind, rkind));
-        if (!can_go) {
-            snprintf(blocked[nblocked++], sizeof blocked[0], "%s", entity);
+        }
+        int64_t id = sqlite3_column_int64(s, 0);
+        if (round && id > start) {
+            whole = true;
+            rc = SQLITE_DONE;
+            break;
+        }
+        if (looked++ >= budget)
+            break;
+        last = id;
+        const char *entity = (const char *)sqlite3_column_text(s, 2);
+        struct look_slot *sl = look_slot(&l, entity);
+        if (sl->state == LOOK_BLOCKED)
+            continue;
+        bool head = sl->state == LOOK_NEW;
+        if (head && start > 0 && !round) {
+            int r = older_waiting(st, u->name, entity, id);
+            if (r < 0) {
+                rc = SQLITE_ERROR;
+                break;
+            }
+            if (r > 0) {
+                sl->state = LOOK_BLOCKED;
+                continue;
+            }
+        }
+        const char *rkind = (const char *)sqlite3_column_text(s, 4);
+        bool due = !strcmp((const char *)sqlite3_column_text(s, 5), "pending") &&
+                   sqlite3_column_int64(s, 6) <= now;
+        if (!due || (kind[0] && strcmp(kind, rkind))) {
+            if (due && head && other < 0)
+                other = id;
+            sl->state = LOOK_BLOCKED;
             continue;
         }
         if (!kind[0]) {
             snprintf(kind, sizeof kind, "%s", rkind);
             limit = limit_for(u, kind);
         }
-        struct push_item *it = &b->items[b->n];
-        it->outbox_id = sqlite3_column_int64(s, 0);
-        snprintf(it->key, sizeof it->key, "%s", (const char *)sqlite3_column_text(s, 1));
-        snprintf(it->entity, sizeof it->entity, "%s", entity);
-        snprintf(it->kind, sizeof it->kind, "%s", kind);
-        int len = sqlite3_column_bytes(s, 3);
-        it->payload = malloc(len > 0 ? (size_t)len : 1);
-        if (!it->payload)
+        if (!add_item(b, s, kind)) {
+            rc = SQLITE_NOMEM;
             break;
-        memcpy(it->payload, sqlite3_column_blob(s, 3), (size_t)len);
-        it->payload_len = (size_t)len;
-        b->n++;
+        }
+        sl->state = LOOK_TAKING;
     }
-    sqlite3_reset(s);
-    free(blocked);
-    /* Taking a row in flight also marks it as possibly sent (the outbox_sent trigger, for
-     * outbox_may_discard): no request goes unless every row's mark is committed (a failed
-     * write is retried at the next tick, silently: it would log ten times a second). */
-    s = store_stmt(st, "UPDATE outbox SET state = 'inflight' WHERE id = ?1");
-    int rc = SQLITE_DONE;
-    for (int i = 0; s && rc == SQLITE_DONE && i < b->n; i++) {
-        sqlite3_bind_int64(s, 1, b->items[i].outbox_id);
-        rc = sqlite3_step(s);
+    if (s)
         sqlite3_reset(s);
+    free(l.slots);
+    bool ok = s && (rc == SQLITE_ROW || rc == SQLITE_DONE);
+    if (ok) {
+        /* From the oldest row again after a whole round, or when this look began there and
+         * filled its batch; else on after the last row seen. */
+        if (other >= 0)
+            u->push_from = other - 1;
+        else if (whole || (start == 0 && !round && b->n == limit))
+            u->push_from = 0;
+        else
+            u->push_from = last;
     }
-    if (!s || rc != SQLITE_DONE || b->n == 0 || store_commit(st) != 0) {
+    /* Taking a row in flight also marks it as possibly sent (the outbox_sent trigger, for
+     * outbox_may_discard): no request goes unless every row's mark is committed. */
+    sqlite3_stmt *m = ok && b->n > 0
+                          ? store_stmt(st, "UPDATE outbox SET state = 'inflight' WHERE id = ?1")
+                          : NULL;
+    for (int i = 0; m && i < b->n; i++) {
+        sqlite3_bind_int64(m, 1, b->items[i].outbox_id);
+        bool marked = sqlite3_step(m) == SQLITE_DONE;
+        sqlite3_reset(m);
+        if (!marked)
+            m = NULL;
+    }
+    if (!m || store_commit(st) != 0) {
         store_rollback(st);
         free_batch(b);
         return NULL;
@@ -593,6 +749,119 @@ static int record_item(struct upstream *u, const struct push_item *it, int64_t n
     return r;
 }
 
+/* Records a batch's outcomes in one transaction: 0, or a TALLY_E_* code and nothing recorded. */
+static int record_batch(struct push_batch *b)
+{
+    struct upstream *u = b->u;
+    struct store *st = u->store;
+    int64_t now = store_now();
+    int r = store_begin(st);
+    for (int i = 0; r == 0 && i < b->n; i++)
+        r = record_item(u, &b->items[i], now, b->retry_after_s);
+    if (r == 0)
+        r = store_commit(st);
+    else
+        store_rollback(st);
+    return r;
+}
+
+/*
+ * Puts a batch whose answer cannot be recorded back to waiting, to be sent again after a
+ * backoff (the upstream deduplicates by key, and answers again): for a write that keeps
+ * failing for these rows alone, so they cannot hold everything else. 0 or a TALLY_E_* code.
+ */
+static int requeue_batch(struct push_batch *b)
+{
+    struct upstream *u = b->u;
+    struct store *st = u->store;
+    int64_t now = store_now();
+    int r = store_begin(st);
+    sqlite3_stmt *s = r ? NULL
+                        : store_stmt(st, "UPDATE outbox SET state = 'pending',"
+                                         " attempts = attempts + 1, next_attempt_at = ?2 + ?3,"
+                                         " last_error = 'answer not recorded' WHERE id = ?1"
+                                         " AND state = 'inflight'");
+    for (int i = 0; s && i < b->n; i++) {
+        int64_t id = b->items[i].outbox_id;
+        sqlite3_bind_int64(s, 1, id);
+        sqlite3_bind_int64(s, 2, now);
+        sqlite3_bind_int64(s, 3,
+                           (int64_t)(backoff_ms(u->engine, (int)attempts_of(st, id) + 1) / 1000));
+        bool ok = sqlite3_step(s) == SQLITE_DONE;
+        sqlite3_reset(s);
+        if (!ok)
+            s = NULL;
+    }
+    if (r == 0 && !s)
+        r = TALLY_E_STORAGE;
+    if (r == 0)
+        r = store_commit(st);
+    else
+        store_rollback(st);
+    return r;
+}
+
+/*
+ * Records the outcomes waiting in e->unrecorded, oldest first; true when none is left.
+ *
+ * An answer the replica cannot record (disk full, an I/O error) is not dropped: its batch
+ * waits here and is recorded at every tick until the write goes through. Its rows stay
+ * 'inflight' meanwhile, which holds their entities' later rows back. While any waits, no new
+ * batch is taken (the replica cannot record their answers either) and no page is applied: a
+ * snapshot that already holds a movement whose acknowledgement is not recorded would be
+ * counted twice (snapshot + pending). When the outcome cannot be recorded but the rows can
+ * be put back to waiting (a failure of these rows' outcome alone), they are, and go again.
+ * Stopping drops what waits: the rows are then sent again at the next start, which the
+ * upstreams' deduplication by key makes harmless.
+ */
+static bool unrecorded_flush(struct sync_engine *e)
+{
+    int r = 0, n = 0;
+    while (e->unrecorded) {
+        struct push_batch *b = e->unrecorded;
+        if ((r = record_batch(b)) == 0) {
+            n += b->n;
+        } else if (requeue_batch(b) == 0) {
+            log_error("%s: push outcome not recorded: %s (%d row(s) sent again)", b->u->name,
+                      tally_strerror(r), b->n);
+        } else {
+            break;
+        }
+        e->unrecorded = b->next;
+        free_batch(b);
+    }
+    if (!e->unrecorded) {
+        e->unrecorded_tail = &e->unrecorded;
+        if (e->unrecorded_since_ms)
+            log_info("sync: %d push outcome(s) recorded after %.1f s", n,
+                     (double)(now_ms(e) - e->unrecorded_since_ms) / 1000.0);
+        e->unrecorded_since_ms = 0;
+        return true;
+    }
+    if (!e->unrecorded_since_ms) {
+        e->unrecorded_since_ms = now_ms(e) ? now_ms(e) : 1;
+        log_error("%s: push outcome not recorded: %s (kept; recorded as soon as the replica"
+                  " takes writes; nothing is sent meanwhile)",
+                  e->unrecorded->u->name, tally_strerror(r));
+    }
+    return false;
+}
+
+static void unrecorded_free(struct sync_engine *e)
+{
+    int n = 0;
+    while (e->unrecorded) {
+        struct push_batch *b = e->unrecorded;
+        e->unrecorded = b->next;
+        n += b->n;
+        free_batch(b);
+    }
+    e->unrecorded_tail = &e->unrecorded;
+    if (n)
+        log_warn("sync: %d push outcome(s) never recorded: their rows go again at the next start",
+                 n);
+}
+
 void sync_push_done(struct push_batch *b)
 {
     struct upstream *u = b->u;
@@ -621,22 +890,14 @@ void sync_push_done(struct push_batch *b)
         link_failed(u, b->error, b->retry_after_s);
     else
         link_ok(u);
-    struct store *st = u->store;
-    int64_t now = store_now();
-    int r = store_begin(st);
-    for (int i = 0; r == 0 && i < b->n; i++)
-        r = record_item(u, &b->items[i], now, b->retry_after_s);
-    if (r == 0)
-        r = store_commit(st);
-    else
-        store_rollback(st);
-    if (r != 0) /* the rows stay 'inflight' and go again after a restart; log loudly */
-        log_error("%s: push outcome not recorded: %s", u->name, tally_strerror(r));
     for (int i = 0; i < b->n; i++)
         if (b->items[i].outcome == SYNC_PERMANENT)
             log_warn("%s: %s %s refused: %s", u->name, b->items[i].kind, b->items[i].key,
                      b->items[i].error);
-    free_batch(b);
+    b->next = NULL;
+    *e->unrecorded_tail = b;
+    e->unrecorded_tail = &b->next;
+    unrecorded_flush(e);
 }
 
 /* ---- marketplace stock ---- */
@@ -794,7 +1055,7 @@ static void run_upstream(struct upstream *u)
             u->ops->publish(u, b);
         }
     }
-    while (inflight < max && u->ops->push) {
+    while (inflight < max && u->ops->push && !e->unrecorded && !e->stale_inflight) {
         struct push_batch *b = take_batch(u);
         if (!b)
             break;
@@ -804,13 +1065,21 @@ static void run_upstream(struct upstream *u)
     }
 }
 
-static void on_tick(uv_timer_t *t)
+void sync_tick(struct sync_engine *e)
 {
-    struct sync_engine *e = t->data;
     if (e->stopping)
         return;
+    if (e->unrecorded)
+        unrecorded_flush(e);
+    if (e->stale_inflight)
+        stale_inflight_reset(e, false);
     for (int i = 0; i < e->nups; i++)
         run_upstream(&e->ups[i]);
+}
+
+static void on_tick(uv_timer_t *t)
+{
+    sync_tick(t->data);
 }
 
 /* ---- set-up ---- */
@@ -858,29 +1127,82 @@ static void add_upstream(struct sync_engine *e, const struct connector_ops *ops,
     }
 }
 
-int sync_start(struct tallyd *d, struct sync_engine **out, char *err, size_t errlen)
+/*
+ * Rows that were in flight when the daemon stopped go again: the warehouses deduplicate by
+ * the row's key, so sending twice has one effect. Each counts an attempt, for its request
+ * may have been applied (its answer lost, or kept unrecorded when the daemon stopped): a
+ * connector whose upstream does not deduplicate (a fulfil upload) reads back first when
+ * attempts > 0. When the replica refuses the write (disk full), every tick tries again, and nothing
+ * is sent before it succeeds: a later reset would also catch the rows of this run's own batches.
+ */
+static void stale_inflight_reset(struct sync_engine *e, bool first)
+{
+    char *msg = NULL;
+    int rc = sqlite3_exec(store_db(e->d->store),
+                          "UPDATE outbox SET state = 'pending', attempts = attempts + 1"
+                          " WHERE state = 'inflight'",
+                          NULL, NULL, &msg);
+    e->stale_inflight = rc != SQLITE_OK;
+    if (e->stale_inflight && first)
+        log_error("sync: rows in flight at the last stop not reset: %s (nothing is sent until"
+                  " they are)",
+                  msg ? msg : sqlite3_errstr(rc));
+    else if (!e->stale_inflight && !first)
+        log_info("sync: rows in flight at the last stop reset: sending resumes");
+    sqlite3_free(msg);
+}
+
+/* An engine for up to n upstreams, none added yet; NULL when out of memory. */
+static struct sync_engine *engine_new(struct tallyd *d, unsigned n)
 {
     struct sync_engine *e = calloc(1, sizeof *e);
+    if (!e || !(e->ups = calloc(n ? n : 1, sizeof *e->ups))) {
+        free(e);
+        return NULL;
+    }
+    e->d = d;
+    e->unrecorded_tail = &e->unrecorded;
+    if (getrandom(&e->rng, sizeof e->rng, 0) != (ssize_t)sizeof e->rng)
+        e->rng = (uint64_t)uv_hrtime();
+    stale_inflight_reset(e, true);
+    return e;
+}
+
+int sync_start_with(struct tallyd *d, const struct connector_ops *ops, const char *name,
+                    struct sync_engine **out)
+{
+    struct sync_engine *e = engine_new(d, 1);
+    char err[256];
+    if (!e)
+        return TALLY_E_NOMEM;
+    add_upstream(e, ops, name, !strncmp(name, "wh:", 3) ? name + 3 : "");
+    if (ops->init && ops->init(&e->ups[0], err, sizeof err) != 0) {
+        free(e->ups);
+        free(e);
+        return TALLY_E_INTERNAL;
+    }
+    e->nups = 1;
+    uv_timer_init(d->loop, &e->tick);
+    e->tick.data = e;
+    *out = e;
+    return 0;
+}
+
+int sync_start(struct tallyd *d, struct sync_engine **out, char *err, size_t errlen)
+{
+    unsigned n = d->cfg.nwh + (d->cfg.mp.enabled ? 1 : 0);
+    struct sync_engine *e = engine_new(d, n);
     if (!e) {
         snprintf(err, errlen, "out of memory");
         return -1;
     }
-    e->d = d;
-    if (getrandom(&e->rng, sizeof e->rng, 0) != (ssize_t)sizeof e->rng)
-        e->rng = (uint64_t)uv_hrtime();
-    unsigned n = d->cfg.nwh + (d->cfg.mp.enabled ? 1 : 0);
-    e->ups = calloc(n ? n : 1, sizeof *e->ups);
-    if (!e->ups || http_init(d->loop, (long)d->cfg.max_parallel,
-                             d->cfg.ca_file[0] ? d->cfg.ca_file : NULL, &e->http) != 0) {
+    if (http_init(d->loop, (long)d->cfg.max_parallel, d->cfg.ca_file[0] ? d->cfg.ca_file : NULL,
+                  &e->http) != 0) {
         snprintf(err, errlen, "cannot set up HTTP");
         free(e->ups);
         free(e);
         return -1;
     }
-    /* Rows that were in flight when the daemon stopped go again: every upstream deduplicates
-     * by the row's key, so sending twice has one effect. */
-    sqlite3_exec(store_db(d->store), "UPDATE outbox SET state = 'pending' WHERE state = 'inflight'",
-                 NULL, NULL, NULL);
     for (unsigned i = 0; i < d->cfg.nwh; i++) {
         const struct wh_config *w = &d->cfg.wh[i];
         char name[80];
@@ -945,6 +1267,7 @@ void sync_stop(struct sync_engine *e)
         return;
     e->stopping = true;
     uv_timer_stop(&e->tick);
+    unrecorded_free(e);
     /* Abandoned requests leave their rows 'inflight'; the next start sends them again. */
     http_close(e->http);
     for (int i = 0; i < e->nups; i++)

@@ -6,11 +6,13 @@
  * a round is pages; each page is applied in one transaction together with its checkpoint, so a
  * crash resumes at the last applied page and applies nothing twice.
  *
- * Push: outbox rows due for an upstream are sent in batches (the connector's limit), the oldest
- * pending row of each (target, entity) only, so one entity's rows go in order while different
- * entities go in parallel (up to [sync] max_parallel requests per upstream). Transient failures
- * retry with exponential backoff and full jitter, capped at [sync] retry_max, never sooner than
- * a Retry-After; permanent ones are held with the upstream's reason for the operator.
+ * Push: outbox rows due for an upstream are sent in batches (the connector's limit), per
+ * (target, entity) a prefix of its waiting rows only, so one entity's rows go in order while
+ * different entities go in parallel (up to [sync] max_parallel requests per upstream); rows
+ * that cannot go never hide rows that can. Transient
+ * failures retry with exponential backoff and full jitter, capped at [sync] retry_max, never
+ * sooner than a Retry-After; permanent ones are held with the upstream's reason for the
+ * operator. An answer the replica cannot record is kept and recorded as soon as it can be.
  */
 #ifndef TALLY_SYNC_H
 #define TALLY_SYNC_H

@@ -82,8 +82,9 @@ struct push_batch {
     int n;
     int outcome; /* for the whole batch when the answer did not say per item */
     char error[256];
-    long retry_after_s; /* -1 when none */
-    void *data;         /* the connector's */
+    long retry_after_s;      /* -1 when none */
+    void *data;              /* the connector's */
+    struct push_batch *next; /* the engine's: outcomes waiting to be recorded (sync.c) */
 };
 
 /* Marketplace stock publishing (the coordinator only): the newest absolute value per SKU. */
@@ -171,6 +172,9 @@ struct upstream {
     const char *secret_files[2];
     struct secret_stamp secret_stamps[2];
     uint64_t secret_check_ms; /* next look at the files (loop time) */
+    /* The outbox id after which the next push batch's look starts (sync.c take_batch): 0 from
+     * the oldest row; further on while the oldest rows cannot go, so they hide none. */
+    int64_t push_from;
     struct stream_state streams[UPSTREAM_MAX_STREAMS];
 };
 
@@ -187,6 +191,14 @@ static inline void upstream_timeouts(const struct upstream *u, struct http_req *
 void sync_pull_done(struct upstream *u, int stream, struct pull_page *page);
 void sync_push_done(struct push_batch *b);
 void sync_publish_done(struct publish_batch *b);
+
+/* For tests (tests/unit/test_sync.c): an engine with the one upstream `name` ("wh:<code>"
+ * or "mp", its outbox target) driven by `ops`, a connector of the test's; no HTTP, and no
+ * timer runs it: sync_tick runs the scheduler once, as each tick does. sync_stop ends it
+ * (its handle closes on d->loop). Returns 0 or a TALLY_E_* code. */
+int sync_start_with(struct tallyd *d, const struct connector_ops *ops, const char *name,
+                    struct sync_engine **out);
+void sync_tick(struct sync_engine *e);
 
 /* The connectors. */
 extern const struct connector_ops conn_wms_ops;

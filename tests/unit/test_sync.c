@@ -1,0 +1,551 @@
+/*
+ * daemon/sync.c's push side, driven through a connector of the test's own (no HTTP): the
+ * test takes each batch the engine hands over, answers it with sync_push_done, and runs the
+ * scheduler with sync_tick.
+ *
+ * - An answer the replica cannot record (the write fails: an injected trigger stands for a
+ *   full disk or an I/O error) is recorded as soon as writes work again, without a restart:
+ *   the row does not stay in flight, its entity's later rows go, and the movement's stock is
+ *   counted once (a page that already holds it waits until the answer is recorded).
+ * - Rows that cannot go (in backoff, in flight, or behind such a row of their entity) never
+ *   hide a row that can, however many there are; each entity's rows still go in order.
+ */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <uv.h>
+
+#include "check.h"
+#include "replica_harness.h"
+#include "stock.h"
+#include "store.h"
+#include "sync.h"
+#include "tallyd.h"
+#include "upstream.h"
+
+static struct rh *h;
+static struct tallyd *d;
+static uv_loop_t loop;
+
+/* ---- the test's connector: it keeps every batch it is given, unanswered ---- */
+
+#define MAX_BATCHES 64
+
+static struct push_batch *batches[MAX_BATCHES];
+static int nbatches;
+static struct upstream *fake_u; /* the engine's upstream of the running test */
+
+static int fake_init(struct upstream *u, char *err, size_t errlen)
+{
+    (void)err, (void)errlen;
+    fake_u = u;
+    return 0;
+}
+
+static void fake_push(struct upstream *u, struct push_batch *b)
+{
+    (void)u;
+    if (nbatches == MAX_BATCHES) {
+        fprintf(stderr, "more batches than the test keeps\n");
+        exit(2);
+    }
+    batches[nbatches++] = b;
+}
+
+static void fake_free(struct upstream *u)
+{
+    (void)u;
+}
+
+/* Set before each engine starts: rows per batch. */
+static struct connector_ops fake = {
+    .kind = "fake",
+    .push_limit = 1,
+    .init = fake_init,
+    .push = fake_push,
+    .free = fake_free,
+};
+
+static struct sync_engine *start(int push_limit)
+{
+    struct sync_engine *e = NULL;
+    fake.push_limit = push_limit;
+    nbatches = 0;
+    CHECK_EQ_INT(sync_start_with(d, &fake, "wh:A", &e), 0);
+    if (!e)
+        exit(2);
+    return e;
+}
+
+static void stop(struct sync_engine *e)
+{
+    /* Batches still unanswered belong to the test: the engine is stopping, so it frees them. */
+    sync_stop(e);
+    uv_run(&loop, UV_RUN_DEFAULT);
+}
+
+/* Takes the oldest batch handed over; NULL when there is none. */
+static struct push_batch *next_batch(void)
+{
+    if (nbatches == 0)
+        return NULL;
+    struct push_batch *b = batches[0];
+    memmove(batches, batches + 1, (size_t)--nbatches * sizeof *batches);
+    return b;
+}
+
+static const char *batch_keys(const struct push_batch *b)
+{
+    static char out[1024];
+    size_t len = 0;
+    out[0] = 0;
+    for (int i = 0; b && i < b->n && len < sizeof out - 100; i++)
+        len += (size_t)snprintf(out + len, sizeof out - len, "%s%s", i ? "," : "", b->items[i].key);
+    return out;
+}
+
+/* Answers every batch handed over as done. */
+static void answer_all_done(void)
+{
+    struct push_batch *b;
+    while ((b = next_batch()) != NULL) {
+        b->outcome = SYNC_OK;
+        for (int i = 0; i < b->n; i++)
+            b->items[i].outcome = SYNC_OK;
+        sync_push_done(b);
+    }
+}
+
+static const char *row_state(const char *key)
+{
+    return rh_qtext(h, "SELECT state FROM outbox WHERE key = '%s'", key);
+}
+
+#define ON_HAND "snapshot + pending"
+
+static const char *taken(void);
+
+/* ---- the pages a warehouse would send: one snapshot row ---- */
+
+struct snap_page {
+    struct pull_page pg;
+    int64_t on_hand, version;
+};
+
+static int apply_snap(struct pull_page *pg, struct store *st, struct checkpoint *cp, char *err,
+                      size_t errlen)
+{
+    struct snap_page *p = (struct snap_page *)pg;
+    (void)cp, (void)err, (void)errlen;
+    return stock_apply_snapshot(st, rh_sku_id(h, "S1"), rh_wh_id(h, "A"), p->on_hand, p->version,
+                                store_now());
+}
+
+static void release_snap(struct pull_page *pg)
+{
+    (void)pg;
+}
+
+/* A page as the connector hands it over at the end of a pull. */
+static void make_page(struct snap_page *p, int64_t on_hand, int64_t version)
+{
+    memset(p, 0, sizeof *p);
+    p->pg.outcome = SYNC_OK;
+    p->pg.retry_after_s = -1;
+    p->pg.total = -1;
+    p->pg.rows = 1;
+    p->pg.apply = apply_snap;
+    p->pg.release = release_snap;
+    p->on_hand = on_hand;
+    p->version = version;
+}
+
+/* ---- a failed outcome write ---- */
+
+/* Stands for a full disk: every outcome written to the outbox fails. */
+static void fault_on(void)
+{
+    RH_EXEC(h, "CREATE TEMP TRIGGER no_outcome BEFORE UPDATE OF state ON outbox"
+               " WHEN new.state <> 'inflight' BEGIN SELECT RAISE(ABORT, 'injected'); END");
+}
+
+static void fault_off(void)
+{
+    RH_EXEC(h, "DROP TRIGGER temp.no_outcome");
+}
+
+static void test_outcome_write_fails(void)
+{
+    rh_open(h);
+    d = rh_daemon(h);
+    d->loop = &loop;
+    rh_seed_standard(h);
+    struct sync_engine *e = start(MAX_BATCHES);
+    int64_t held = rh_q64(h,
+                          "SELECT upstream_version FROM stock WHERE sku = %lld AND"
+                          " warehouse = %lld",
+                          (long long)rh_sku_id(h, "S1"), (long long)rh_wh_id(h, "A"));
+
+    /* A receive of 5 goes out; the warehouse applies it (its stock is now 15 at held + 1). */
+    CHECK(rh_call(h, "stock.move", "kind=receive", "id=r1", "sku=S1", "warehouse=A", "qty=#5",
+                  NULL) != NULL);
+    sync_tick(e);
+    struct push_batch *b = next_batch();
+    CHECK(b != NULL);
+    if (!b)
+        return;
+    CHECK_EQ_STR(batch_keys(b), "r1");
+    CHECK_EQ_STR(row_state("r1"), "inflight");
+
+    /* ...but the replica cannot record the answer. */
+    fault_on();
+    b->outcome = SYNC_OK;
+    b->items[0].outcome = SYNC_OK;
+    b->items[0].version = held + 1;
+    sync_push_done(b);
+    CHECK_EQ_STR(row_state("r1"), "inflight");
+    CHECK_EQ_INT(rh_stock_figure(h, ON_HAND, "S1", "A"), 15);
+
+    /* A later movement of the same SKU waits behind it; while the answer is not recorded,
+     * nothing new goes out (its answer could not be recorded either). */
+    CHECK(rh_call(h, "stock.move", "kind=pick", "id=p1", "sku=S1", "warehouse=A", "qty=#2", NULL) !=
+          NULL);
+    CHECK(rh_call(h, "stock.move", "kind=receive", "id=r2", "sku=S2", "warehouse=A", "qty=#1",
+                  NULL) != NULL);
+    sync_tick(e);
+    sync_tick(e);
+    CHECK_EQ_INT(nbatches, 0);
+
+    /* The warehouse's next page holds the receive: it is not applied while the receive's
+     * answer is unrecorded, so the receive is not counted twice (15 + 5). */
+    struct snap_page page;
+    make_page(&page, 15, held + 1);
+    sync_pull_done(fake_u, 0, &page.pg);
+    CHECK_EQ_INT(rh_stock_figure(h, "snapshot", "S1", "A"), 10);
+    CHECK_EQ_INT(rh_stock_figure(h, ON_HAND, "S1", "A"), 13); /* 10 + 5 - 2 */
+
+    /* Writes work again: the next tick records the answer, no restart needed. */
+    fault_off();
+    sync_tick(e);
+    CHECK_EQ_STR(row_state("r1"), "done");
+    CHECK_EQ_STR(rh_qtext(h, "SELECT state FROM movements WHERE id = 'r1'"), "acked");
+    CHECK_EQ_INT(rh_stock_figure(h, ON_HAND, "S1", "A"), 13);
+    /* ...and the rows that waited go: p1 behind r1, r2 on its own. */
+    CHECK_EQ_STR(row_state("p1"), "inflight");
+    CHECK_EQ_STR(row_state("r2"), "inflight");
+    CHECK_EQ_STR(taken(), "[p1,r2]");
+    /* The warehouse applies the pick after the receive. */
+    if (nbatches == 1 && batches[0]->n == 2)
+        batches[0]->items[0].version = held + 2;
+    answer_all_done();
+
+    /* The page, asked again, now settles the receive: 15 - 2, each counted once. */
+    make_page(&page, 15, held + 1);
+    sync_pull_done(fake_u, 0, &page.pg);
+    CHECK_EQ_INT(rh_stock_figure(h, "snapshot", "S1", "A"), 15);
+    CHECK_EQ_INT(rh_stock_figure(h, ON_HAND, "S1", "A"), 13);
+    CHECK_EQ_STR(rh_qtext(h, "SELECT state FROM movements WHERE id = 'r1'"), "settled");
+    stop(e);
+}
+
+/* An answer that says "again later" is kept the same way: the row goes back to waiting. */
+static void test_transient_outcome_write_fails(void)
+{
+    rh_open(h);
+    d = rh_daemon(h);
+    d->loop = &loop;
+    rh_seed_standard(h);
+    struct sync_engine *e = start(MAX_BATCHES);
+    CHECK(rh_call(h, "stock.move", "kind=receive", "id=r3", "sku=S2", "warehouse=A", "qty=#4",
+                  NULL) != NULL);
+    sync_tick(e);
+    struct push_batch *b = next_batch();
+    CHECK(b != NULL);
+    if (!b)
+        return;
+    fault_on();
+    b->outcome = SYNC_TRANSIENT;
+    snprintf(b->error, sizeof b->error, "HTTP 503");
+    sync_push_done(b);
+    CHECK_EQ_STR(row_state("r3"), "inflight");
+    fault_off();
+    sync_tick(e);
+    CHECK_EQ_STR(row_state("r3"), "pending");
+    CHECK_EQ_INT(rh_q64(h, "SELECT attempts FROM outbox WHERE key = 'r3'"), 1);
+    CHECK_EQ_STR(rh_qtext(h, "SELECT last_error FROM outbox WHERE key = 'r3'"), "HTTP 503");
+    CHECK_EQ_INT(rh_stock_figure(h, ON_HAND, "S2", "A"), 4);
+    answer_all_done();
+    stop(e);
+}
+
+/* An outcome whose recording fails for its own rows alone (the rows can still be put back to
+ * waiting) does not hold everything else: its rows wait to be sent again. */
+static void test_outcome_of_one_row_fails(void)
+{
+    rh_open(h);
+    d = rh_daemon(h);
+    d->loop = &loop;
+    rh_seed_standard(h);
+    struct sync_engine *e = start(MAX_BATCHES);
+    CHECK(rh_call(h, "stock.move", "kind=receive", "id=r7", "sku=S1", "warehouse=A", "qty=#3",
+                  NULL) != NULL);
+    sync_tick(e);
+    struct push_batch *b = next_batch();
+    CHECK(b != NULL);
+    if (!b)
+        return;
+    RH_EXEC(h, "CREATE TEMP TRIGGER no_done BEFORE UPDATE OF state ON outbox"
+               " WHEN new.state = 'done' BEGIN SELECT RAISE(ABORT, 'injected'); END");
+    b->outcome = SYNC_OK;
+    b->items[0].outcome = SYNC_OK;
+    sync_push_done(b);
+    CHECK_EQ_STR(row_state("r7"), "pending");
+    CHECK_EQ_INT(rh_q64(h, "SELECT attempts FROM outbox WHERE key = 'r7'"), 1);
+    CHECK_EQ_STR(rh_qtext(h, "SELECT last_error FROM outbox WHERE key = 'r7'"),
+                 "answer not recorded");
+    CHECK(rh_q64(h, "SELECT next_attempt_at FROM outbox WHERE key = 'r7'") >= store_now() - 1);
+    /* Other rows still go (r7 waits for its backoff, here an hour). */
+    RH_EXEC(h, "UPDATE outbox SET next_attempt_at = next_attempt_at + 3600 WHERE key = 'r7'");
+    CHECK(rh_call(h, "stock.move", "kind=receive", "id=r8", "sku=S2", "warehouse=A", "qty=#1",
+                  NULL) != NULL);
+    sync_tick(e);
+    CHECK_EQ_STR(taken(), "[r8]");
+    RH_EXEC(h, "DROP TRIGGER temp.no_done");
+    answer_all_done();
+    RH_EXEC(h, "UPDATE outbox SET next_attempt_at = 0 WHERE key = 'r7'");
+    sync_tick(e);
+    CHECK_EQ_STR(taken(), "[r7]");
+    answer_all_done();
+    CHECK_EQ_STR(row_state("r7"), "done");
+    CHECK_EQ_INT(rh_stock_figure(h, ON_HAND, "S1", "A"), 13);
+    stop(e);
+}
+
+/* Stopping with an answer unrecorded loses nothing: the row goes again at the next start. */
+static void test_stop_with_outcome_unrecorded(void)
+{
+    rh_open(h);
+    d = rh_daemon(h);
+    d->loop = &loop;
+    rh_seed_standard(h);
+    struct sync_engine *e = start(MAX_BATCHES);
+    CHECK(rh_call(h, "stock.move", "kind=receive", "id=r4", "sku=S1", "warehouse=A", "qty=#1",
+                  NULL) != NULL);
+    sync_tick(e);
+    struct push_batch *b = next_batch();
+    CHECK(b != NULL);
+    if (!b)
+        return;
+    fault_on();
+    b->outcome = SYNC_OK;
+    b->items[0].outcome = SYNC_OK;
+    sync_push_done(b);
+    stop(e); /* frees the kept answer (the sanitizer build checks it) */
+    fault_off();
+    CHECK_EQ_STR(row_state("r4"), "inflight");
+    e = start(MAX_BATCHES);
+    CHECK_EQ_STR(row_state("r4"), "pending");
+    /* It may have been applied: the reset counts the attempt (a connector whose upstream
+     * does not deduplicate, the marketplace's fulfil, reads back when attempts > 0). */
+    CHECK_EQ_INT(rh_q64(h, "SELECT attempts FROM outbox WHERE key = 'r4'"), 1);
+    sync_tick(e);
+    CHECK_EQ_STR(batch_keys(nbatches ? batches[0] : NULL), "r4");
+    answer_all_done();
+    CHECK_EQ_STR(row_state("r4"), "done");
+    CHECK_EQ_INT(rh_stock_figure(h, ON_HAND, "S1", "A"), 11);
+    stop(e);
+}
+
+/* Rows left in flight by the last run that cannot be made pending at the start (the disk is
+ * full) are made pending as soon as writes work; nothing is sent before. */
+static void test_start_reset_fails(void)
+{
+    rh_open(h);
+    d = rh_daemon(h);
+    d->loop = &loop;
+    rh_seed_standard(h);
+    CHECK(rh_call(h, "stock.move", "kind=receive", "id=r5", "sku=S1", "warehouse=A", "qty=#1",
+                  NULL) != NULL);
+    CHECK(rh_call(h, "stock.move", "kind=receive", "id=r6", "sku=S2", "warehouse=A", "qty=#1",
+                  NULL) != NULL);
+    RH_EXEC(h, "UPDATE outbox SET state = 'inflight' WHERE key = 'r5'");
+    RH_EXEC(h, "CREATE TEMP TRIGGER no_reset BEFORE UPDATE OF state ON outbox"
+               " WHEN old.state = 'inflight' BEGIN SELECT RAISE(ABORT, 'injected'); END");
+    struct sync_engine *e = start(MAX_BATCHES);
+    sync_tick(e);
+    CHECK_EQ_STR(row_state("r5"), "inflight");
+    CHECK_EQ_INT(nbatches, 0);
+    RH_EXEC(h, "DROP TRIGGER temp.no_reset");
+    sync_tick(e);
+    CHECK_EQ_STR(taken(), "[r5,r6]");
+    CHECK_EQ_INT(rh_q64(h, "SELECT attempts FROM outbox WHERE key = 'r5'"), 1);
+    CHECK_EQ_INT(rh_q64(h, "SELECT attempts FROM outbox WHERE key = 'r6'"), 0);
+    answer_all_done();
+    CHECK_EQ_STR(row_state("r5"), "done");
+    stop(e);
+}
+
+/* ---- which rows a batch takes ---- */
+
+/* An outbox row for wh:A, due `due_in` seconds from now (negative: overdue). */
+static void add_row(const char *key, const char *entity, const char *kind, int64_t due_in)
+{
+    RH_EXEC(h,
+            "INSERT INTO outbox(key, target, entity, kind, payload, next_attempt_at, created_at)"
+            " VALUES('%s', 'wh:A', '%s', '%s', x'80', %lld, %lld)",
+            key, entity, kind, (long long)(store_now() + due_in), (long long)store_now());
+}
+
+/* Every key the batches handed over hold, in order, each batch in brackets. */
+static const char *taken(void)
+{
+    static char out[4096];
+    size_t len = 0;
+    out[0] = 0;
+    for (int i = 0; i < nbatches && len < sizeof out - 1100; i++)
+        len += (size_t)snprintf(out + len, sizeof out - len, "[%s]", batch_keys(batches[i]));
+    return out;
+}
+
+static void fresh(void)
+{
+    rh_open(h);
+    d = rh_daemon(h);
+    d->loop = &loop;
+}
+
+/* Four marketplace-like rows (one per batch) in backoff ahead of a due one: it goes. */
+static void test_backoff_ahead(void)
+{
+    fresh();
+    for (int i = 0; i < 5; i++) {
+        char key[16], entity[16];
+        snprintf(key, sizeof key, "ful:%d", i);
+        snprintf(entity, sizeof entity, "O%d", i);
+        add_row(key, entity, "fulfil", 3600);
+    }
+    add_row("ful:due", "O9", "fulfil", -1);
+    struct sync_engine *e = start(1);
+    sync_tick(e);
+    CHECK_EQ_STR(taken(), "[ful:due]");
+    answer_all_done();
+    CHECK_EQ_STR(row_state("ful:due"), "done");
+    CHECK_EQ_STR(row_state("ful:0"), "pending");
+    stop(e);
+}
+
+/* Rows behind their entity's row in backoff (many more than a batch's look used to see) do
+ * not hide other entities' rows, and do not go before it; an entity's rows go in order. */
+static void test_blocked_entity(void)
+{
+    fresh();
+    add_row("e1-0", "E1", "movement", 3600);
+    for (int i = 1; i <= 50; i++) {
+        char key[16];
+        snprintf(key, sizeof key, "e1-%d", i);
+        add_row(key, "E1", "movement", -1);
+    }
+    add_row("h1", "H", "movement", -1);
+    RH_EXEC(h, "UPDATE outbox SET state = 'held' WHERE key = 'h1'");
+    add_row("x1", "X", "movement", -1);
+    add_row("z1", "Z", "movement", -1);
+    add_row("z2", "Z", "movement", -1);
+    add_row("z3", "Z", "movement", -1);
+    add_row("h2", "H", "movement", -1);
+    struct sync_engine *e = start(2);
+    sync_tick(e);
+    /* Held rows do not hold their entity (h2); z1 goes, and z2 and z3 wait for it. */
+    CHECK_EQ_STR(taken(), "[x1,z1][h2]");
+    CHECK_EQ_STR(row_state("z2"), "pending");
+    CHECK_EQ_STR(row_state("e1-1"), "pending");
+    answer_all_done();
+    sync_tick(e);
+    CHECK_EQ_STR(taken(), "[z2,z3]");
+    answer_all_done();
+    /* E1 goes once its first row is due, in order. */
+    RH_EXEC(h, "UPDATE outbox SET next_attempt_at = 0 WHERE key = 'e1-0'");
+    sync_tick(e);
+    CHECK_EQ_STR(taken(), "[e1-0,e1-1]");
+    answer_all_done();
+    sync_tick(e);
+    CHECK_EQ_STR(taken(), "[e1-2,e1-3]");
+    answer_all_done();
+    stop(e);
+}
+
+/* Far more rows in backoff than one look goes through: the due row is still reached within a
+ * few ticks (each look goes on where the last stopped), never starved. */
+static void test_many_in_backoff(void)
+{
+    fresh();
+    RH_EXEC(h, "WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i < 1999)"
+               " INSERT INTO outbox(key, target, entity, kind, payload, next_attempt_at,"
+               " created_at) SELECT 'b' || i, 'wh:A', printf('B%%04d', i), 'fulfil', x'80',"
+               " strftime('%%s','now') + 3600, strftime('%%s','now') FROM n");
+    add_row("b7-next", "B0007", "fulfil", -1); /* due, but behind b7 */
+    add_row("late", "ZZ", "fulfil", -1);
+    struct sync_engine *e = start(1);
+    int ticks = 0;
+    while (nbatches == 0 && ticks < 20) {
+        sync_tick(e);
+        ticks++;
+    }
+    CHECK_EQ_STR(taken(), "[late]");
+    CHECK(ticks < 20);
+    answer_all_done();
+    /* One of the oldest rows falls due: it goes as well (the looks go round). */
+    RH_EXEC(h, "UPDATE outbox SET next_attempt_at = 0 WHERE key = 'b5'");
+    for (ticks = 0; nbatches == 0 && ticks < 20; ticks++)
+        sync_tick(e);
+    CHECK_EQ_STR(taken(), "[b5]");
+    CHECK(ticks < 20);
+    answer_all_done();
+    CHECK_EQ_INT(rh_q64(h, "SELECT COUNT(*) FROM outbox WHERE state = 'pending'"), 2000);
+    CHECK_EQ_STR(row_state("b7-next"), "pending");
+    stop(e);
+}
+
+/* A row of another kind than the batch a look fills is where the next look starts. */
+static void test_other_kind_next(void)
+{
+    fresh();
+    for (int i = 0; i < 10; i++) {
+        char key[16], entity[16];
+        snprintf(key, sizeof key, "m%d", i);
+        snprintf(entity, sizeof entity, "M%d", i);
+        add_row(key, entity, "movement", -1);
+        if (i == 5)
+            add_row("t5", "M5x", "transfer", -1);
+    }
+    d->cfg.max_parallel = 3;
+    struct sync_engine *e = start(4);
+    sync_tick(e);
+    CHECK_EQ_STR(taken(), "[m0,m1,m2,m3][m4,m5,m6,m7][t5]");
+    answer_all_done();
+    sync_tick(e);
+    CHECK_EQ_STR(taken(), "[m8,m9]");
+    answer_all_done();
+    stop(e);
+}
+
+int main(void)
+{
+    h = rh_new("tally-sync");
+    if (!h || uv_loop_init(&loop) != 0) {
+        perror("set-up");
+        return 1;
+    }
+    test_outcome_write_fails();
+    test_transient_outcome_write_fails();
+    test_outcome_of_one_row_fails();
+    test_stop_with_outcome_unrecorded();
+    test_start_reset_fails();
+    test_backoff_ahead();
+    test_blocked_entity();
+    test_many_in_backoff();
+    test_other_kind_next();
+    rh_free(h);
+    uv_loop_close(&loop);
+    return check_result("test_sync");
+}

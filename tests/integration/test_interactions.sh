@@ -5,18 +5,20 @@
 #
 #   test_interactions.sh TALLYD TALLY TALLY_SIM INTERACT_RPC [--seed S]... [--steps N]
 #                        [--check-every K] [--skip-op OP]... [--print-plan] [--verbose]
+#                        [--plan FILE]
 #
 # Several --seed run one after the other (each with its own simulator and tallyd). The op
 # sequence is a function of the seed and the step count only: the plan is generated before
 # anything runs, so the same --seed and --steps replay the same sequence (timing may differ).
 # --skip-op OP (repeatable) leaves an op class out while a known defect is being fixed; the plan
 # is still generated whole, the skipped steps are only not executed. Steps default to
-# $TALLY_INTERACTION_STEPS, else 60. Exit status 0 when every invariant held, 1 otherwise.
+# $TALLY_INTERACTION_STEPS, else 60. --plan FILE runs a plan written by hand (or a shortened
+# --print-plan output: lines "OP ARGS...", or "SEED STEP OP ARGS..."), to narrow a failure down. Exit status 0 when every invariant held, 1 otherwise.
 set -uo pipefail
 export LC_ALL=C
 TALLYD=$1 TALLY=$2 SIM=$3 RPC=$4
 shift 4
-SEEDS=() STEPS=${TALLY_INTERACTION_STEPS:-60} CHECK_EVERY=25 SKIP=" " PRINT_PLAN= VERBOSE=
+SEEDS=() STEPS=${TALLY_INTERACTION_STEPS:-60} CHECK_EVERY=25 SKIP=" " PRINT_PLAN= VERBOSE= PLAN_FILE=
 while [ $# -gt 0 ]; do
     case $1 in
     --seed) SEEDS+=("$2"); shift 2 ;;
@@ -24,6 +26,7 @@ while [ $# -gt 0 ]; do
     --check-every) CHECK_EVERY=$2; shift 2 ;;
     --skip-op) SKIP+="$2 "; shift 2 ;;
     --print-plan) PRINT_PLAN=1; shift ;;
+    --plan) PLAN_FILE=$2; shift 2 ;;
     --verbose) VERBOSE=1; shift ;;
     *) echo "test_interactions: unknown option $1" >&2; exit 2 ;;
     esac
@@ -60,7 +63,7 @@ OPS=(
     "mp_cancel 4"      # a buyer cancels (again: the order is touched and pulled again)
     "wh_change 5"      # the warehouse's own stock changes
     "advance 7"        # simulated time passes: outbound orders progress and ship
-    "discard 4"        # outbox discard, preferring rows already attempted
+    "discard 6"        # outbox discard, preferring rows already attempted
     "retry 3"          # outbox retry
     "watch_write 5"    # watch + pipelined writes on one raw connection
     "purge 3"          # tally purge --older-than 0
@@ -70,6 +73,7 @@ OPS=(
     "link_up 4"        # and comes back
     "disk_full 2"      # the state dir's filesystem fills while a push is in flight
     "safety 2"         # safety stock changes
+    "pause 4"          # real time passes: tallyd's rounds and retries run between two ops
 )
 NHOT=6
 
@@ -106,10 +110,11 @@ FAULTS=(
     'wh:W|{"target":"wh:W","call":"outbound.list","kind":"reset","count":C}'
     'wh:W|{"target":"wh:W","call":"movements","latency_ms":1200,"count":C}'
 )
-gen_fault() { rnd ${#FAULTS[@]}; local f=$R; rnd 4; local w=$R; rnd 3; echo "$f $w $((R + 1))"; }
+gen_fault() { rnd ${#FAULTS[@]}; local f=$R; rnd 4; local w=$R; rnd 5; echo "$f $w $((R + 1))"; }
 gen_link_down() { rnd 5; echo "$R"; }
 gen_link_up() { echo; }
 gen_disk_full() { rnd $NHOT; local s=$R; rnd 4; echo "$s $R"; }
+gen_pause() { rnd 3; echo "$((R + 1))"; }
 gen_safety() { rnd $NHOT; local s=$R; rnd 4; local w=$R; rnd 4; echo "$s $w $R"; }
 
 # make_plan SEED STEPS: PLAN[i] = "OP ARGS..." for steps 1..STEPS.
@@ -497,7 +502,7 @@ pick_row() {
     local n=$1
     shift
     cli outbox --all
-    jq -c '[.items[] | select(.state == "pending" or .state == "held")]' "$tmp/out.json" >"$tmp/rows.json"
+    jq -c '[.items[] | select(.state == "pending" or .state == "inflight" or .state == "held")]' "$tmp/out.json" >"$tmp/rows.json"
     local tried
     tried=$(jq '[.[] | select((.attempts // 0) > 0)] | length' "$tmp/rows.json")
     local sel='.'
@@ -507,7 +512,7 @@ pick_row() {
 }
 exec_discard() {
     pick_row "$1"
-    [ -n "${ROW_ID:-}" ] || return 0
+    [ -n "${ROW_ID:-}" ] || { note "discard: no row ($(jq -c "[.items[] | [.id, .entity, .state, .attempts]] | .[-4:]" "$tmp/out.json"))"; return 0; }
     cli outbox discard "$ROW_ID" --reason "interaction step $step"
     if [ "$CLI_RC" = 0 ]; then
         echo "$ROW_KEY" >>"$tmp/discarded"
@@ -604,6 +609,7 @@ exec_disk_full() {
     rm -f "$tmp/state/fill"
     note "disk full around a push of $id"
 }
+exec_pause() { sleep "$1"; }
 exec_safety() {
     hot "$1"
     cli stock set "$S" --warehouse "${WHS[$2]}" --safety "$3"
@@ -670,11 +676,21 @@ run_seed() {
     step=0 LAST_OP=
     VIOL=() IMPORTS=() CREATED=() DOWN=() DISK_NOTICE=
     make_plan "$SEED" "$STEPS"
+    if [ -n "$PLAN_FILE" ]; then
+        PLAN=()
+        local line i=0
+        while read -r line; do
+            [[ $line =~ ^[0-9]+\ [0-9]+\ (.*)$ ]] && line=${BASH_REMATCH[1]}
+            [ -n "$line" ] && PLAN[++i]=$line
+        done <"$PLAN_FILE"
+        STEPS=$i
+    fi
     if [ -n "$PRINT_PLAN" ]; then
         for ((step = 1; step <= STEPS; step++)); do echo "$SEED $step ${PLAN[step]}"; done
         return 0
     fi
     tmp=$(mktemp -d /tmp/tally-interact.XXXXXX)
+    [ -z "$VERBOSE" ] || echo "seed $SEED: working in $tmp"
     . "$HERE/synclib.sh"
     : >"$tmp/acked"; : >"$tmp/discarded"; : >"$tmp/markers"; : >"$tmp/purged_ids"
     mkdir -p "$tmp/state"

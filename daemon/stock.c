@@ -126,6 +126,18 @@ static int insert_leg(struct store *st, const struct stock_move *m, int leg, int
     return rc == SQLITE_DONE ? 0 : store_error(st, rc, "movement insert");
 }
 
+/* Marks every leg of movement `id` settled (nothing left to reach the warehouse). */
+static int settle_now(struct store *st, const char *id)
+{
+    sqlite3_stmt *s = store_stmt(st, "UPDATE movements SET state = 'settled' WHERE id = ?1");
+    if (!s)
+        return TALLY_E_STORAGE;
+    sqlite3_bind_text(s, 1, id, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(s);
+    sqlite3_reset(s);
+    return rc == SQLITE_DONE ? 0 : store_error(st, rc, "settle");
+}
+
 /* The outbox payload: what the warehouse connector needs to send this movement. */
 static int append_outbox(struct store *st, const struct stock_move *m, int64_t delta, int64_t now,
                          int64_t *outbox_id)
@@ -374,8 +386,15 @@ static int apply_locked(struct store *st, struct stock_move *m, struct stock_mov
         snprintf(res->legs[1].warehouse, sizeof res->legs[1].warehouse, "%s", m->to);
         res->legs[1].delta = m->qty;
     }
-    if ((r = append_outbox(st, m, delta, now, &res->outbox_id)) != 0)
+    /* A count that agrees with the figures changes nothing: it is kept in the ledger (its id
+     * answers a retry) but settled at once, with nothing for the warehouse, which refuses a
+     * zero delta; the row would otherwise be held forever. */
+    if (delta == 0) {
+        if ((r = settle_now(st, m->id)) != 0)
+            return r;
+    } else if ((r = append_outbox(st, m, delta, now, &res->outbox_id)) != 0) {
         return r;
+    }
     if ((r = fill_leg(st, &res->legs[0], sku, wh)) != 0)
         return r;
     res->legs[0].became_low = !stock_is_low(&f) && res->legs[0].available <= res->legs[0].threshold;

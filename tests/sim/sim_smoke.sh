@@ -127,8 +127,8 @@ r=$(mp aliexpress.solution.order.info.get "param1={\"order_id\":$oid}")
 check "order.info.get shows the order shipped" eq \
     "$(jq -r '.aliexpress_solution_order_info_get_response.result.data | .order_status + " " + .logistic_info_list.global_aeop_tp_logistic_info_dto[0].logistics_no' <<<"$r")" \
     "WAIT_BUYER_ACCEPT_GOODS LX123456789ES"
-check "same fulfilment again answers already shipped" eq \
-    "$(ful | jq -r .aliexpress_solution_order_fulfill_response.result.error_code)" ORDER_ALREADY_SHIPPED
+check "same fulfilment again is refused: the order no longer waits to ship" eq \
+    "$(ful | jq -r .aliexpress_solution_order_fulfill_response.result.error_code)" ORDER_STATUS_NOT_ALLOWED
 check "fulfilment applied once per tracking number" eq \
     "$(ctl_get fulfilments | jq -c --arg id "$oid" '[.max_applied_per_tracking, (.orders[$id] | length)]')" "[1,2]"
 

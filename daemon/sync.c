@@ -665,6 +665,16 @@ static int requeue_batch(struct push_batch *b)
     return r;
 }
 
+/* Sets every upstream's last error (shown by `tally status`): why the engine sends nothing. */
+static void all_stopped(struct sync_engine *e, const char *why, const char *detail)
+{
+    for (int i = 0; i < e->nups; i++) {
+        struct upstream *u = &e->ups[i];
+        snprintf(u->last_error, sizeof u->last_error, "nothing is sent: %s: %s", why, detail);
+        u->last_error_at = store_now();
+    }
+}
+
 /*
  * Records the outcomes waiting in e->unrecorded, oldest first; true when none is left.
  *
@@ -707,6 +717,8 @@ static bool unrecorded_flush(struct sync_engine *e)
         log_error("%s: push outcome not recorded: %s (kept; recorded as soon as the replica"
                   " takes writes; nothing is sent meanwhile)",
                   e->unrecorded->u->name, tally_strerror(r));
+        all_stopped(e, "a push outcome is not recorded yet (retried every tick)",
+                    tally_strerror(r));
     }
     return false;
 }
@@ -998,6 +1010,9 @@ static void stale_inflight_reset(struct sync_engine *e, bool first)
         log_error("sync: rows in flight at the last stop not reset: %s (nothing is sent until"
                   " they are)",
                   msg ? msg : sqlite3_errstr(rc));
+    if (e->stale_inflight)
+        all_stopped(e, "rows in flight at the last stop are not reset yet (retried every tick)",
+                    msg ? msg : sqlite3_errstr(rc));
     else if (!e->stale_inflight && !first)
         log_info("sync: rows in flight at the last stop reset: sending resumes");
     sqlite3_free(msg);

@@ -125,6 +125,19 @@ static const char *row_state(const char *key)
 
 #define ON_HAND "snapshot + pending"
 
+/* Whether `tally status` (the engine's part of it) says `text` anywhere. */
+static bool status_says(struct sync_engine *e, const char *text)
+{
+    msgpack_sbuffer sb;
+    msgpack_packer pk;
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    sync_pack_status(e, &pk);
+    bool found = sb.data && memmem(sb.data, sb.size, text, strlen(text)) != NULL;
+    msgpack_sbuffer_destroy(&sb);
+    return found;
+}
+
 static const char *taken(void);
 
 /* ---- the pages a warehouse would send: one snapshot row ---- */
@@ -207,6 +220,8 @@ static void test_outcome_write_fails(void)
     sync_push_done(b);
     CHECK_EQ_STR(row_state("r1"), "inflight");
     CHECK_EQ_INT(rh_stock_figure(h, ON_HAND, "S1", "A"), 15);
+    /* The operator sees why nothing goes. */
+    CHECK(status_says(e, "nothing is sent: a push outcome is not recorded"));
 
     /* A later movement of the same SKU waits behind it; while the answer is not recorded,
      * nothing new goes out (its answer could not be recorded either). */
@@ -377,6 +392,7 @@ static void test_start_reset_fails(void)
     sync_tick(e);
     CHECK_EQ_STR(row_state("r5"), "inflight");
     CHECK_EQ_INT(nbatches, 0);
+    CHECK(status_says(e, "nothing is sent: rows in flight at the last stop"));
     RH_EXEC(h, "DROP TRIGGER temp.no_reset");
     sync_tick(e);
     CHECK_EQ_STR(taken(), "[r5,r6]");

@@ -684,7 +684,10 @@ static void all_stopped(struct sync_engine *e, const char *why, const char *deta
  * batch is taken (the replica cannot record their answers either) and no page is applied: a
  * snapshot that already holds a movement whose acknowledgement is not recorded would be
  * counted twice (snapshot + pending). When the outcome cannot be recorded but the rows can
- * be put back to waiting (a failure of these rows' outcome alone), they are, and go again.
+ * be put back to waiting (a failure of these rows' outcome alone), they are, and go again;
+ * never on a full disk or out of memory, which are no failure of these rows alone (a full
+ * disk may still take the smaller write, and the movement would then count twice until
+ * sent again).
  * Stopping drops what waits: the rows are then sent again at the next start, which the
  * upstreams' deduplication by key makes harmless.
  */
@@ -695,7 +698,7 @@ static bool unrecorded_flush(struct sync_engine *e)
         struct push_batch *b = e->unrecorded;
         if ((r = record_batch(b)) == 0) {
             n += b->n;
-        } else if (requeue_batch(b) == 0) {
+        } else if (r != TALLY_E_DISK_FULL && r != TALLY_E_NOMEM && requeue_batch(b) == 0) {
             log_error("%s: push outcome not recorded: %s (%d row(s) sent again)", b->u->name,
                       tally_strerror(r), b->n);
         } else {

@@ -801,6 +801,16 @@ static int requeue_batch(struct push_batch *b)
     return r;
 }
 
+/* Sets every upstream's last error (shown by `tally status`): why the engine sends nothing. */
+static void all_stopped(struct sync_engine *e, const char *why, const char *detail)
+{
+    for (int i = 0; i < e->nups; i++) {
+        struct upstream *u = &e->ups[i];
+        snprintf(u->last_error, sizeof u->last_error, "nothing is sent: %s: %s", why, detail);
+        u->last_error_at = store_now();
+    }
+}
+
 /*
  * Records the outcomes waiting in e->unrecorded, oldest first; true when none is left.
  *
@@ -810,7 +820,10 @@ static int requeue_batch(struct push_batch *b)
  * batch is taken (the replica cannot record their answers either) and no page is applied: a
  * snapshot that already holds a movement whose acknowledgement is not recorded would be
  * counted twice (snapshot + pending). When the outcome cannot be recorded but the rows can
- * be put back to waiting (a failure of these rows' outcome alone), they are, and go again.
+ * be put back to waiting (a failure of these rows' outcome alone), they are, and go again;
+ * never on a full disk or out of memory, which are no failure of these rows alone (a full
+ * disk may still take the smaller write, and the movement would then count twice until
+ * sent again).
  * Stopping drops what waits: the rows are then sent again at the next start, which the
  * upstreams' deduplication by key makes harmless.
  */
@@ -821,7 +834,7 @@ static bool unrecorded_flush(struct sync_engine *e)
         struct push_batch *b = e->unrecorded;
         if ((r = record_batch(b)) == 0) {
             n += b->n;
-        } else if (requeue_batch(b) == 0) {
+        } else if (r != TALLY_E_DISK_FULL && r != TALLY_E_NOMEM && requeue_batch(b) == 0) {
             log_error("%s: push outcome not recorded: %s (%d row(s) sent again)", b->u->name,
                       tally_strerror(r), b->n);
         } else {
@@ -843,6 +856,8 @@ static bool unrecorded_flush(struct sync_engine *e)
         log_error("%s: push outcome not recorded: %s (kept; recorded as soon as the replica"
                   " takes writes; nothing is sent meanwhile)",
                   e->unrecorded->u->name, tally_strerror(r));
+        all_stopped(e, "a push outcome is not recorded yet (retried every tick)",
+                    tally_strerror(r));
     }
     return false;
 }
@@ -1147,6 +1162,9 @@ static void stale_inflight_reset(struct sync_engine *e, bool first)
         log_error("sync: rows in flight at the last stop not reset: %s (nothing is sent until"
                   " they are)",
                   msg ? msg : sqlite3_errstr(rc));
+    if (e->stale_inflight)
+        all_stopped(e, "rows in flight at the last stop are not reset yet (retried every tick)",
+                    msg ? msg : sqlite3_errstr(rc));
     else if (!e->stale_inflight && !first)
         log_info("sync: rows in flight at the last stop reset: sending resumes");
     sqlite3_free(msg);

@@ -9,6 +9,7 @@
  *   counted once (a page that already holds it waits until the answer is recorded).
  * - Rows that cannot go (in backoff, in flight, or behind such a row of their entity) never
  *   hide a row that can, however many there are; each entity's rows still go in order.
+ * - A seeded random run (TALLY_SYNC_SEED=N replays one) checks both over many looks.
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -124,6 +125,19 @@ static const char *row_state(const char *key)
 
 #define ON_HAND "snapshot + pending"
 
+/* Whether `tally status` (the engine's part of it) says `text` anywhere. */
+static bool status_says(struct sync_engine *e, const char *text)
+{
+    msgpack_sbuffer sb;
+    msgpack_packer pk;
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    sync_pack_status(e, &pk);
+    bool found = sb.data && memmem(sb.data, sb.size, text, strlen(text)) != NULL;
+    msgpack_sbuffer_destroy(&sb);
+    return found;
+}
+
 static const char *taken(void);
 
 /* ---- the pages a warehouse would send: one snapshot row ---- */
@@ -206,6 +220,8 @@ static void test_outcome_write_fails(void)
     sync_push_done(b);
     CHECK_EQ_STR(row_state("r1"), "inflight");
     CHECK_EQ_INT(rh_stock_figure(h, ON_HAND, "S1", "A"), 15);
+    /* The operator sees why nothing goes. */
+    CHECK(status_says(e, "nothing is sent: a push outcome is not recorded"));
 
     /* A later movement of the same SKU waits behind it; while the answer is not recorded,
      * nothing new goes out (its answer could not be recorded either). */
@@ -322,6 +338,55 @@ static void test_outcome_of_one_row_fails(void)
     stop(e);
 }
 
+/* A disk that is full for the outcome's write but still takes the smaller write that would put
+ * the row back to waiting: the disk is full for everything, not for this row alone, so the
+ * answer is kept (the row stays in flight) rather than the movement counted twice: pending
+ * again, while the page that already holds it is applied. */
+static void test_outcome_disk_full_kept(void)
+{
+    rh_open(h);
+    d = rh_daemon(h);
+    d->loop = &loop;
+    rh_seed_standard(h);
+    struct sync_engine *e = start(MAX_BATCHES);
+    int64_t held = rh_q64(h,
+                          "SELECT upstream_version FROM stock WHERE sku = %lld AND"
+                          " warehouse = %lld",
+                          (long long)rh_sku_id(h, "S1"), (long long)rh_wh_id(h, "A"));
+    CHECK(rh_call(h, "stock.move", "kind=receive", "id=r9", "sku=S1", "warehouse=A", "qty=#5",
+                  NULL) != NULL);
+    sync_tick(e);
+    struct push_batch *b = next_batch();
+    CHECK(b != NULL);
+    if (!b)
+        return;
+    /* Recording 'done' needs new pages (here: a filler row), which the full file refuses;
+     * putting the row back to pending rewrites one page in place, which it takes. */
+    RH_EXEC(h, "CREATE TABLE filler(b BLOB)");
+    RH_EXEC(h, "CREATE TRIGGER needs_room AFTER UPDATE OF state ON outbox"
+               " WHEN new.state = 'done' BEGIN INSERT INTO filler VALUES(zeroblob(65536)); END");
+    int64_t pages = rh_q64(h, "PRAGMA page_count");
+    CHECK(rh_q64(h, "PRAGMA max_page_count = %lld", (long long)pages) == pages);
+    b->outcome = SYNC_OK;
+    b->items[0].outcome = SYNC_OK;
+    b->items[0].version = held + 1;
+    sync_push_done(b);
+    CHECK_EQ_STR(row_state("r9"), "inflight");
+    struct snap_page page;
+    make_page(&page, 15, held + 1);
+    sync_pull_done(fake_u, 0, &page.pg);
+    CHECK_EQ_INT(rh_stock_figure(h, ON_HAND, "S1", "A"), 15);
+    /* Room again: recorded at the next tick, and the page then settles it once. */
+    rh_q64(h, "PRAGMA max_page_count = 1073741823");
+    sync_tick(e);
+    CHECK_EQ_STR(row_state("r9"), "done");
+    make_page(&page, 15, held + 1);
+    sync_pull_done(fake_u, 0, &page.pg);
+    CHECK_EQ_INT(rh_stock_figure(h, ON_HAND, "S1", "A"), 15);
+    RH_EXEC(h, "DROP TRIGGER needs_room");
+    stop(e);
+}
+
 /* Stopping with an answer unrecorded loses nothing: the row goes again at the next start. */
 static void test_stop_with_outcome_unrecorded(void)
 {
@@ -376,6 +441,7 @@ static void test_start_reset_fails(void)
     sync_tick(e);
     CHECK_EQ_STR(row_state("r5"), "inflight");
     CHECK_EQ_INT(nbatches, 0);
+    CHECK(status_says(e, "nothing is sent: rows in flight at the last stop"));
     RH_EXEC(h, "DROP TRIGGER temp.no_reset");
     sync_tick(e);
     CHECK_EQ_STR(taken(), "[r5,r6]");
@@ -529,6 +595,208 @@ static void test_other_kind_next(void)
     stop(e);
 }
 
+/* ---- randomized: every row that can go is taken within a bounded number of ticks ---- */
+
+#define FZ_ROWS 2600  /* waiting rows at the start: more than two looks go through */
+#define FZ_MAXID 8192 /* outbox ids the test keeps track of */
+#define FZ_STEPS 200  /* ticks per seed */
+#define FZ_ENTITIES 500
+/* Ticks with room to spare (fewer batches taken than max_parallel) through which a row that
+ * can go may wait: its look goes round the waiting rows in 3 (2600 / 1028), 1 more for a
+ * change of kind. Ticks taken up by other rows that can go are not counted: the engine sends
+ * as fast as it may, oldest first; those are the rows' turn, not starvation. */
+#define FZ_BOUND 8
+
+static uint64_t fz_seed;
+
+static uint32_t fz_rand(void)
+{
+    fz_seed ^= fz_seed << 13;
+    fz_seed ^= fz_seed >> 7;
+    fz_seed ^= fz_seed << 17;
+    return (uint32_t)(fz_seed >> 11);
+}
+
+static int fz_below(int n)
+{
+    return (int)(fz_rand() % (uint32_t)n);
+}
+
+static const char *const fz_kinds[] = {"movement", "transfer", "outbound", "fulfil"};
+
+/* A row for a random entity and kind; due now, or in an hour (in backoff). */
+static void fz_add(bool due)
+{
+    static int seq;
+    char key[32], entity[16];
+    snprintf(key, sizeof key, "fz%d", seq++);
+    snprintf(entity, sizeof entity, "F%03d", fz_below(FZ_ENTITIES));
+    add_row(key, entity, fz_kinds[fz_below(4)], due ? -1 : 3600);
+}
+
+/* Rows that can go now: pending, due, and no older row of their entity waiting. */
+static const char SQL_CAN_GO[] =
+    "SELECT o.id FROM outbox o WHERE o.target = 'wh:A' AND o.state = 'pending'"
+    " AND o.next_attempt_at <= ?1 AND NOT EXISTS (SELECT 1 FROM outbox p"
+    " WHERE p.target = o.target AND p.entity = o.entity AND p.id < o.id"
+    " AND p.state IN ('pending', 'inflight'))";
+
+static int fz_waited[FZ_MAXID], fz_spare[FZ_MAXID];
+static bool fz_can_go[FZ_MAXID];
+
+/* Checks one batch as the engine handed it over: one kind, within its limit, every row one
+ * that could go before the tick or that follows, in this batch, the rows of its entity that
+ * could. */
+static void fz_check_batch(const struct push_batch *b, int push_limit)
+{
+    bool single = !strcmp(b->items[0].kind, "transfer") || !strcmp(b->items[0].kind, "outbound");
+    CHECK(b->n >= 1 && b->n <= (single ? 1 : push_limit));
+    char ids[2048] = "0";
+    size_t len = 1;
+    for (int i = 0; i < b->n; i++) {
+        const struct push_item *it = &b->items[i];
+        CHECK_EQ_STR(it->kind, b->items[0].kind);
+        int64_t id = it->outbox_id;
+        CHECK(id > 0 && id < FZ_MAXID);
+        /* No older row of its entity waits, but those just before it in this batch. */
+        int64_t older = rh_q64(h,
+                               "SELECT COUNT(*) FROM outbox WHERE target = 'wh:A' AND entity ="
+                               " '%s' AND id < %lld AND state IN ('pending', 'inflight')"
+                               " AND id NOT IN (%s)",
+                               it->entity, (long long)id, ids);
+        if (older != 0)
+            fprintf(stderr, "seed %llu: row %lld went before an older row of %s\n",
+                    (unsigned long long)fz_seed, (long long)id, it->entity);
+        CHECK_EQ_INT(older, 0);
+        /* It was due and pending before the tick. */
+        CHECK_EQ_STR(rh_qtext(h,
+                              "SELECT next_attempt_at <= strftime('%%s','now') FROM outbox"
+                              " WHERE id = %lld",
+                              (long long)id),
+                     "1");
+        len += (size_t)snprintf(ids + len, sizeof ids - len, ",%lld", (long long)id);
+    }
+}
+
+static void fz_run(uint64_t seed, int push_limit, unsigned parallel)
+{
+    fresh();
+    rh_seed_standard(h);
+    fz_seed = seed;
+    d->cfg.max_parallel = parallel;
+    d->cfg.retry_max_s = 0; /* no jitter: the test sets each backoff itself */
+    memset(fz_waited, 0, sizeof fz_waited);
+    memset(fz_spare, 0, sizeof fz_spare);
+    for (int i = 0; i < FZ_ROWS; i++)
+        fz_add(fz_below(50) == 0);
+    struct sync_engine *e = start(push_limit);
+    sqlite3 *db = store_db(d->store);
+    int worst = 0, worst_spare = 0, taken_rows = 0;
+    for (int step = 0; step < FZ_STEPS; step++) {
+        /* Now and then: rows fall due, new rows come, the operator holds or retries one. */
+        for (int k = fz_below(4); k > 0; k--)
+            RH_EXEC(h,
+                    "UPDATE outbox SET next_attempt_at = 0 WHERE id = (SELECT id FROM outbox"
+                    " WHERE state = 'pending' AND next_attempt_at > 0 ORDER BY id LIMIT 1"
+                    " OFFSET %d)",
+                    fz_below(FZ_ROWS));
+        for (int k = fz_below(3); k > 0; k--)
+            fz_add(fz_below(3) == 0);
+        if (fz_below(10) == 0)
+            RH_EXEC(h,
+                    "UPDATE outbox SET state = 'held' WHERE id = (SELECT id FROM outbox"
+                    " WHERE state = 'pending' ORDER BY id LIMIT 1 OFFSET %d)",
+                    fz_below(FZ_ROWS));
+        if (fz_below(10) == 0)
+            RH_EXEC(h,
+                    "UPDATE outbox SET state = 'pending', next_attempt_at = 0 WHERE id = (SELECT"
+                    " id FROM outbox WHERE state = 'held' ORDER BY id LIMIT 1 OFFSET %d)",
+                    fz_below(20));
+        /* What can go before the tick. */
+        memset(fz_can_go, 0, sizeof fz_can_go);
+        sqlite3_stmt *q = NULL;
+        CHECK_EQ_INT(sqlite3_prepare_v2(db, SQL_CAN_GO, -1, &q, NULL), SQLITE_OK);
+        sqlite3_bind_int64(q, 1, store_now());
+        while (q && sqlite3_step(q) == SQLITE_ROW) {
+            int64_t id = sqlite3_column_int64(q, 0);
+            if (id > 0 && id < FZ_MAXID)
+                fz_can_go[id] = true;
+        }
+        sqlite3_finalize(q);
+
+        sync_tick(e);
+
+        bool went[FZ_MAXID] = {0};
+        for (int i = 0; i < nbatches; i++) {
+            fz_check_batch(batches[i], push_limit);
+            for (int j = 0; j < batches[i]->n; j++)
+                if (batches[i]->items[j].outbox_id < FZ_MAXID)
+                    went[batches[i]->items[j].outbox_id] = true;
+        }
+        bool spare = nbatches < (int)parallel;
+        for (int id = 1; id < FZ_MAXID; id++) {
+            bool waits = fz_can_go[id] && !went[id];
+            fz_waited[id] = waits ? fz_waited[id] + 1 : 0;
+            fz_spare[id] = waits ? fz_spare[id] + spare : 0;
+            if (fz_waited[id] > worst)
+                worst = fz_waited[id];
+            if (fz_spare[id] > worst_spare)
+                worst_spare = fz_spare[id];
+            if (fz_spare[id] == FZ_BOUND + 1)
+                fprintf(stderr,
+                        "seed %llu: row %d could go through %d ticks with room and was not"
+                        " taken\n",
+                        (unsigned long long)seed, id, FZ_BOUND + 1);
+        }
+
+        /* The answers: mostly done; some again later (due now or in an hour); a few refused.
+         * Now and then the replica cannot record them until the next tick. */
+        bool fault = fz_below(15) == 0;
+        if (fault)
+            fault_on();
+        int64_t later[MAX_BATCHES * 8];
+        int nlater = 0;
+        struct push_batch *b;
+        while ((b = next_batch()) != NULL) {
+            b->outcome = SYNC_OK;
+            for (int j = 0; j < b->n; j++) {
+                int r = fz_below(20);
+                b->items[j].outcome = r < 14 ? SYNC_OK : r < 19 ? SYNC_TRANSIENT : SYNC_PERMANENT;
+                if (b->items[j].outcome != SYNC_OK)
+                    snprintf(b->items[j].error, sizeof b->items[j].error, "no");
+                if (b->items[j].outcome == SYNC_TRANSIENT && fz_below(2) &&
+                    nlater < (int)(sizeof later / sizeof later[0]))
+                    later[nlater++] = b->items[j].outbox_id;
+                taken_rows++;
+            }
+            sync_push_done(b);
+        }
+        if (fault) {
+            fault_off();
+        } else {
+            CHECK_EQ_INT(rh_q64(h, "SELECT COUNT(*) FROM outbox WHERE state = 'inflight'"), 0);
+            for (int j = 0; j < nlater; j++)
+                RH_EXEC(h, "UPDATE outbox SET next_attempt_at = %lld WHERE id = %lld",
+                        (long long)(store_now() + 3600), (long long)later[j]);
+        }
+    }
+    CHECK(worst_spare <= FZ_BOUND);
+    CHECK(taken_rows > FZ_STEPS / 4); /* the run did send */
+    printf("take_batch seed %llu, %d per batch, %u parallel: %d rows sent; a row that could go"
+           " waited at most %d ticks, %d of them with room\n",
+           (unsigned long long)seed, push_limit, parallel, taken_rows, worst, worst_spare);
+    stop(e);
+}
+
+static void test_random_looks(void)
+{
+    const char *env = getenv("TALLY_SYNC_SEED");
+    uint64_t seed = env ? strtoull(env, NULL, 10) : 0x5eed;
+    static const int limits[] = {1, 4, 50};
+    for (int i = 0; i < 3; i++)
+        fz_run(seed + (uint64_t)i, limits[i], (unsigned)(1 + i));
+}
+
 int main(void)
 {
     h = rh_new("tally-sync");
@@ -539,12 +807,14 @@ int main(void)
     test_outcome_write_fails();
     test_transient_outcome_write_fails();
     test_outcome_of_one_row_fails();
+    test_outcome_disk_full_kept();
     test_stop_with_outcome_unrecorded();
     test_start_reset_fails();
     test_backoff_ahead();
     test_blocked_entity();
     test_many_in_backoff();
     test_other_kind_next();
+    test_random_looks();
     rh_free(h);
     uv_loop_close(&loop);
     return check_result("test_sync");

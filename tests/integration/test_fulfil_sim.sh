@@ -700,25 +700,34 @@ if [ -n "$S" ]; then
     fi
 fi
 # A purged order stays purged when its warehouse reports it again with a reason quoting the
-# buyer: the new reason is not stored, nor put in an exception.
-if [ "$Y" != none ]; then
+# buyer: the new reason is not stored, nor put in an exception. The order is one its warehouse
+# shipped (part A shipped 45; Y was released from its first warehouse, so it is not used here).
+read -r P PW < <(sql "SELECT b.id || ' ' || w.code FROM outbound_orders b JOIN warehouses w
+    ON w.id = b.warehouse WHERE b.status = 'shipped' AND b.id <> '$Y' ORDER BY b.id LIMIT 1")
+if [ -z "$P" ]; then
+    bad "no order shipped by a warehouse to purge"
+else
     sqlite3 -cmd ".timeout 5000" "$tmp/state/replica.db" "UPDATE orders SET status = 'FINISH',
         fstate = 'finished', finished_at = strftime('%s','now') - 40 * 86400
-        WHERE order_id = '$Y'" || bad "finishing order $Y"
+        WHERE order_id = '$P'" || bad "finishing order $P"
     t purge --older-than 30 >/dev/null || bad "tally purge --older-than 30"
-    check_eq "$(sql "SELECT purged_at IS NOT NULL FROM orders WHERE order_id = '$Y'")" 1 \
-        "order $Y purged"
-    post outbound "{\"wh\":\"$YW\",\"id\":\"$Y\",\"status\":\"exception\",\"reason\":\"no one at Calle Secreta 9\"}" >/dev/null
-    y_again() { [ "$(sql "SELECT COUNT(*) FROM outbound_orders WHERE id = '$Y'
+    check_eq "$(sql "SELECT purged_at IS NOT NULL FROM orders WHERE order_id = '$P'")" 1 \
+        "order $P purged"
+    post outbound "{\"wh\":\"$PW\",\"id\":\"$P\",\"status\":\"exception\",\"reason\":\"no one at Calle Secreta 9\"}" >/dev/null
+    p_again() { [ "$(sql "SELECT COUNT(*) FROM outbound_orders WHERE id = '$P'
         AND updated_at >= strftime('%s','now') - 30 AND status = 'exception'")" != 0 ]; }
-    wait_until 30 y_again
+    if ! wait_until 30 p_again; then
+        echo "order $P at $PW: $(sql "SELECT status, updated_at, strftime('%s','now')
+            FROM outbound_orders WHERE id = '$P'")" >&2
+        tail -20 "$tmp/tallyd.log" >&2
+    fi
     sleep 0.5
     check_eq "$(sql "SELECT COUNT(*) FROM outbound_orders WHERE reason LIKE '%Secreta%'")" 0 \
-        "purged order $Y: the warehouse's new reason is not stored"
+        "purged order $P: the warehouse's new reason is not stored"
     check_eq "$(sql "SELECT COUNT(*) FROM exceptions WHERE message LIKE '%Secreta%'
-        OR note LIKE '%Secreta%'")" 0 "purged order $Y: no exception quotes the new reason"
+        OR note LIKE '%Secreta%'")" 0 "purged order $P: no exception quotes the new reason"
     check_eq "$(sql "SELECT COUNT(*) FROM allocation_bans WHERE reason LIKE '%Secreta%'")" 0 \
-        "purged order $Y: no ban quotes the new reason"
+        "purged order $P: no ban quotes the new reason"
 fi
 check_eq "$(ctl "$base/control/movements" | jq -c '[.max, .count > 0]')" "[1,true]" \
     "movements at the simulator at the end: largest apply count, any at all"

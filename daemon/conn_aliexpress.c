@@ -31,7 +31,7 @@
  * engine asks for the same page again only the missing ones are asked for (see pull_finish).
  * An order whose line cannot be read is skipped whole (a partial order must not be picked); a
  * line's SKU the catalog does not know yet gets a placeholder. An order inserted by a windowed
- * round is announced (events_order) once its page is applied.
+ * round is announced (events_order) once its page is committed.
  *
  * Push: outbox rows of kind "fulfil" (payload {order_id, send_type, logistics_no, service_name,
  * tracking_website}), one per call, aliexpress.solution.order.fulfill. The platform has no
@@ -282,7 +282,6 @@ struct ae_pull {
     int n, next, inflight, parallel;
     int64_t bad, dropped, gone;
     char problem[160]; /* the first skipped row's or dropped field's reason */
-    bool applied;
 };
 
 /* A publish batch while its call runs. */
@@ -808,11 +807,6 @@ static void free_pull(struct ae_pull *p)
 static void release_pull(struct pull_page *pg)
 {
     struct ae_pull *p = pg->data;
-    /* New orders are announced once their page is applied (not during a first round, which
-     * would flood watchers with the whole backlog). */
-    for (int i = 0; p->applied && p->u->d && i < p->n; i++)
-        if (p->items[i].created)
-            events_order(p->u->d, p->items[i].id, p->items[i].status);
     free_pull(p);
 }
 
@@ -1367,7 +1361,6 @@ static int apply_catalog(struct pull_page *pg, struct store *st, struct checkpoi
         cp->modified_since = cp->version + (a->have_offset ? a->offset_s : 0);
     }
     page_warn(p, "products");
-    p->applied = true;
     return 0;
 }
 
@@ -1586,7 +1579,12 @@ static int apply_orders(struct pull_page *pg, struct store *st, struct checkpoin
         cp->modified_since = cp->version;
     }
     page_warn(p, "orders");
-    p->applied = true;
+    /* New orders are announced (not during a first round, which would flood watchers with the
+     * whole backlog) from inside the page's transaction: events.c holds them until it commits
+     * and drops them when it does not, so no watcher hears of an order the replica has not. */
+    for (int i = 0; p->u->d && i < p->n; i++)
+        if (p->items[i].created)
+            events_order(p->u->d, p->items[i].id, p->items[i].status);
     return 0;
 }
 

@@ -9,7 +9,8 @@
  * index orders_to_purge(finished_at) WHERE purged_at IS NULL, so a purge never scans orders
  * it already purged. On the loop, one slice runs per loop iteration (an idle handle, as
  * fulfil.c's passes do), so clients are served between slices; the WAL checkpoint that
- * follows runs on a worker thread with its own connection.
+ * follows copies the frames on a worker thread and empties the WAL on the loop's own
+ * connection (see on_checkpoint_work), so it never makes a loop write fail as busy.
  */
 #include "privacy.h"
 
@@ -248,6 +249,12 @@ struct privacy {
     int64_t after_fin, after_id; /* a dry run's cursor */
     int r;                       /* the first error, which ends the job */
     bool on_loop;                /* slices on the loop; else all at once on this thread */
+    uv_timer_t timer;            /* the checkpoint's TRUNCATE, tried again */
+    bool timer_on;               /* timer initialised (closed with the job) */
+    bool backfilled;             /* the worker's last round copied every frame */
+    int rounds;                  /* worker rounds run */
+    int truncate_tries;
+    sqlite3_int64 changes; /* the loop connection's total changes when queued */
     privacy_done_fn done;
     void *arg;
 };
@@ -307,49 +314,77 @@ static void checkpoint(sqlite3 *db)
 }
 
 /*
- * On a worker thread, with its own connection: a PASSIVE checkpoint first (it copies the
- * frames without taking the write lock, so the loop's writers go on), then TRUNCATE without
- * a busy handler, which holds the write lock only for what was written meanwhile and for
- * emptying the file and waits for no one: when a reader is in the WAL just then (a client's
- * query on the loop), it is tried again a moment later, up to CHECKPOINT_TRIES times. Waiting
- * here holds neither the loop nor its writers.
+ * The checkpoint after a purge on a loop, in two parts, so that tallyd's own housekeeping
+ * never takes the write lock from under the loop (whose writes wait only STORE_BUSY_MS for
+ * it and would answer `busy`):
+ *
+ * 1. On a worker thread, with its own connection: PASSIVE checkpoints, which copy the frames
+ *    into the database without the write lock, until one finds every frame of the WAL copied
+ *    (a reader holding an old snapshot can keep it from getting there: it is tried again a
+ *    moment later, up to CHECKPOINT_TRIES times). Copying and syncing, the slow part, is done
+ *    here, holding neither the loop nor its writers.
+ * 2. On the loop, with the loop's own connection (so no loop write can be refused by it):
+ *    TRUNCATE, which then has nothing left to copy and only empties the WAL file. It waits for
+ *    no one (no busy handler): when a reader is in the WAL just then, it is tried again on a
+ *    timer. If the loop wrote while the worker ran, the worker runs again first, so the loop
+ *    does not copy those frames itself; after CHECKPOINT_ROUNDS such rounds (writes without a
+ *    pause) the loop copies what the last round left, a transaction or a few.
  */
 #define CHECKPOINT_TRIES 400
 #define CHECKPOINT_PAUSE_US 5000
+#define CHECKPOINT_ROUNDS 8
+#define TRUNCATE_TRIES 400
+#define TRUNCATE_PAUSE_MS 5
 
 static void on_checkpoint_work(uv_work_t *w)
 {
     struct privacy *p = w->data;
     sqlite3 *db = NULL;
+    p->backfilled = false;
     if (sqlite3_open_v2(p->db_path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL) !=
         SQLITE_OK) {
         log_warn("privacy: WAL checkpoint: cannot open %s", p->db_path);
         sqlite3_close(db);
         return;
     }
+    /* Closing never checkpoints on this connection's own (that could take the lock). */
+    sqlite3_db_config(db, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, NULL);
     /* A new connection opens the file, and learns it is in WAL mode, at its first read: a
      * checkpoint before that does nothing (and says SQLITE_OK). */
     int rc = sqlite3_exec(db, "SELECT COUNT(*) FROM sqlite_master", NULL, NULL, NULL);
-    if (rc == SQLITE_OK)
-        rc = SQLITE_BUSY;
-    for (int i = 0; i < CHECKPOINT_TRIES && rc == SQLITE_BUSY; i++) {
+    for (int i = 0; rc == SQLITE_OK && i < CHECKPOINT_TRIES; i++) {
         if (i > 0)
             uv_sleep(CHECKPOINT_PAUSE_US / 1000);
-        sqlite3_wal_checkpoint_v2(db, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
-        rc = sqlite3_wal_checkpoint_v2(db, NULL, SQLITE_CHECKPOINT_TRUNCATE, NULL, NULL);
+        int log_frames = -1, copied = -1;
+        int r =
+            sqlite3_wal_checkpoint_v2(db, NULL, SQLITE_CHECKPOINT_PASSIVE, &log_frames, &copied);
+        if (r == SQLITE_OK && log_frames >= 0 && log_frames == copied) {
+            p->backfilled = true;
+            break;
+        }
+        if (r != SQLITE_OK && r != SQLITE_BUSY) /* busy: another checkpoint is running */
+            rc = r;
     }
-    if (rc != SQLITE_OK)
-        log_warn("privacy: WAL checkpoint: %s; the old frames are overwritten as the WAL is"
-                 " reused",
-                 sqlite3_errstr(rc));
     sqlite3_close(db);
 }
+
+static void on_timer_closed(uv_handle_t *h);
 
 static void on_idle_closed(uv_handle_t *h)
 {
     struct privacy *p = h->data;
+    if (p->timer_on) {
+        p->timer_on = false;
+        uv_close((uv_handle_t *)&p->timer, on_timer_closed);
+        return;
+    }
     free(p->db_path);
     free(p);
+}
+
+static void on_timer_closed(uv_handle_t *h)
+{
+    on_idle_closed(h);
 }
 
 /* The job is over: the caller learns its outcome and the job frees itself. */
@@ -367,10 +402,68 @@ static void finish(struct privacy *p)
         on_idle_closed((uv_handle_t *)&p->idle);
 }
 
+static void queue_checkpoint(struct privacy *p);
+static void try_truncate(struct privacy *p);
+
+static void on_truncate_timer(uv_timer_t *t)
+{
+    try_truncate(t->data);
+}
+
+/* Part 2, on the loop: see above. */
+static void try_truncate(struct privacy *p)
+{
+    struct store *st = p->d->store;
+    sqlite3 *db = store_db(st);
+    if (p->d->stopping) {
+        finish(p);
+        return;
+    }
+    if (sqlite3_total_changes64(db) != p->changes && p->rounds < CHECKPOINT_ROUNDS) {
+        queue_checkpoint(p); /* the loop wrote meanwhile: the worker copies that first */
+        return;
+    }
+    int rc = SQLITE_BUSY;
+    if (!store_in_tx(st) && sqlite3_get_autocommit(db)) {
+        sqlite3_busy_handler(db, NULL, NULL);
+        rc = sqlite3_wal_checkpoint_v2(db, NULL, SQLITE_CHECKPOINT_TRUNCATE, NULL, NULL);
+        sqlite3_busy_timeout(db, STORE_BUSY_MS);
+    }
+    if (rc == SQLITE_OK) {
+        finish(p);
+        return;
+    }
+    if ((rc == SQLITE_BUSY || rc == SQLITE_LOCKED) && ++p->truncate_tries < TRUNCATE_TRIES) {
+        uv_timer_start(&p->timer, on_truncate_timer, TRUNCATE_PAUSE_MS, 0);
+        return;
+    }
+    log_warn("privacy: WAL checkpoint: %s; the old frames are overwritten as the WAL is reused",
+             sqlite3_errstr(rc));
+    finish(p);
+}
+
 static void on_checkpoint_done(uv_work_t *w, int status)
 {
-    (void)status;
-    finish(w->data);
+    struct privacy *p = w->data;
+    p->rounds++;
+    if (status != 0 || !p->backfilled) {
+        log_warn("privacy: WAL checkpoint: a reader kept it from completing; the old frames"
+                 " are overwritten as the WAL is reused");
+        finish(p);
+        return;
+    }
+    try_truncate(p);
+}
+
+/* Part 1: from the loop, onto a worker thread. */
+static void queue_checkpoint(struct privacy *p)
+{
+    p->changes = sqlite3_total_changes64(store_db(p->d->store));
+    p->work.data = p;
+    if (uv_queue_work(p->d->loop, &p->work, on_checkpoint_work, on_checkpoint_done) != 0) {
+        p->rounds = CHECKPOINT_ROUNDS; /* no worker: the loop does it all */
+        try_truncate(p);
+    }
 }
 
 /* After the last slice: the checkpoint (when anything was purged), then the outcome. */
@@ -385,11 +478,10 @@ static void slices_over(struct privacy *p)
         finish(p);
         return;
     }
-    p->work.data = p;
-    if (uv_queue_work(p->d->loop, &p->work, on_checkpoint_work, on_checkpoint_done) != 0) {
-        checkpoint(store_db(p->d->store));
-        finish(p);
-    }
+    uv_timer_init(p->d->loop, &p->timer);
+    p->timer.data = p;
+    p->timer_on = true;
+    queue_checkpoint(p);
 }
 
 static void on_idle(uv_idle_t *h)

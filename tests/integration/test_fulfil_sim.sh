@@ -699,13 +699,16 @@ if [ -n "$S" ]; then
             "return ret-1: the marketplace's value after inspection"
     fi
 fi
-# A purged order stays purged when its warehouse reports it again with a reason quoting the
+# A purged order stays purged when a warehouse reports it again with a reason quoting the
 # buyer: the new reason is not stored, nor put in an exception. The order is one its warehouse
-# shipped (part A shipped 45; Y was released from its first warehouse, so it is not used here).
+# shipped (Y was released from its first warehouse, so it is not used here); a shipped outbound
+# order takes no new status, so the report comes from a copy of it made at a second warehouse
+# (as an operator re-entering it there by hand would), set to exception while still accepted.
 read -r P PW < <(sql "SELECT b.id || ' ' || w.code FROM outbound_orders b JOIN warehouses w
     ON w.id = b.warehouse WHERE b.status = 'shipped' AND b.id <> '$Y' ORDER BY b.id LIMIT 1")
-if [ -z "$P" ]; then
-    bad "no order shipped by a warehouse to purge"
+P2W=$(sql "SELECT code FROM warehouses WHERE code <> '${PW:-}' ORDER BY code LIMIT 1")
+if [ -z "${P:-}" ] || [ -z "$P2W" ]; then
+    bad "no order shipped by a warehouse to purge, or no second warehouse"
 else
     sqlite3 -cmd ".timeout 5000" "$tmp/state/replica.db" "UPDATE orders SET status = 'FINISH',
         fstate = 'finished', finished_at = strftime('%s','now') - 40 * 86400
@@ -713,14 +716,16 @@ else
     t purge --older-than 30 >/dev/null || bad "tally purge --older-than 30"
     check_eq "$(sql "SELECT purged_at IS NOT NULL FROM orders WHERE order_id = '$P'")" 1 \
         "order $P purged"
-    post outbound "{\"wh\":\"$PW\",\"id\":\"$P\",\"status\":\"exception\",\"reason\":\"no one at Calle Secreta 9\"}" >/dev/null
-    p_again() { [ "$(sql "SELECT COUNT(*) FROM outbound_orders WHERE id = '$P'
-        AND updated_at >= strftime('%s','now') - 30 AND status = 'exception'")" != 0 ]; }
-    if ! wait_until 30 p_again; then
-        echo "order $P at $PW: $(sql "SELECT status, updated_at, strftime('%s','now')
-            FROM outbound_orders WHERE id = '$P'")" >&2
-        tail -20 "$tmp/tallyd.log" >&2
-    fi
+    body=$(ctl "$base/control/outbound?wh=$PW" | jq -c --arg id "$P" \
+        '.items[] | select(.id == $id) | {id, lines: [.lines[] | {sku, qty}], service}')
+    code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 10 -H "$WH_AUTH" \
+        -H 'Content-Type: application/json' -X POST -d "$body" "$base/wh/$P2W/v1/outbound-orders")
+    check_eq "$code" 201 "order $P: a copy made at $P2W"
+    check_eq "$(post outbound "{\"wh\":\"$P2W\",\"id\":\"$P\",\"status\":\"exception\",\"reason\":\"no one at Calle Secreta 9\"}" |
+        jq -r .status)" exception "order $P: the copy at $P2W in exception"
+    p_again() { [ "$(sql "SELECT COUNT(*) FROM outbound_orders b JOIN warehouses w
+        ON w.id = b.warehouse WHERE b.id = '$P' AND w.code = '$P2W' AND b.status = 'exception'")" != 0 ]; }
+    wait_until 30 p_again
     sleep 0.5
     check_eq "$(sql "SELECT COUNT(*) FROM outbound_orders WHERE reason LIKE '%Secreta%'")" 0 \
         "purged order $P: the warehouse's new reason is not stored"

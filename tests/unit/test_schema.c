@@ -419,6 +419,7 @@ static void test_upgrade_sent_at(void)
                  SQLITE_OK);
     CHECK(one_int(st, "SELECT sent_at FROM outbox WHERE key = 'nw'") > 0);
     CHECK_EQ_INT(may_discard(st, nw), TALLY_E_CONFLICT);
+    store_close(st);
 }
 
 /* A replica where WAL cannot be had (a VFS without shared memory, as SQLite's unix-dotfile

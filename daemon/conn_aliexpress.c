@@ -752,6 +752,10 @@ static void on_answer(struct http_req *r)
     call_free(c);
 }
 
+/* Tests only (tests/unit/test_ae_fixtures.c, which includes this file): sees each request's
+ * parameters, every one but sign, as they are signed and sent. NULL in the daemon. */
+static void (*request_seen)(const char *method, const struct iop_param *all, size_t n);
+
 /* Signs and starts one request; NULL when it could not be started (answer is not called). */
 static struct ae_call *call_start(struct upstream *u, int kind, const char *method,
                                   const struct iop_param *params, size_t n, answer_fn answer,
@@ -775,6 +779,8 @@ static struct ae_call *call_start(struct upstream *u, int kind, const char *meth
     all[k++] = (struct iop_param){"format", "json"};
     for (size_t i = 0; i < n; i++)
         all[k++] = params[i];
+    if (request_seen)
+        request_seen(method, all, k);
     struct jbuf body = {0};
     if (iop_sign(a->sign, a->secret, NULL, all, k, sign) != 0) {
         free(c);

@@ -23,23 +23,24 @@
  * Checkpoint: cursor = the next page number while a round pages ("<k>:<page>" for the catalog's
  * k-th product status after the first), "" between rounds; version =
  * the round's start (catalog: our clock when its first page was asked; orders: the gateway's
- * clock when its first page was answered); at the end of a round modified_since = that start, in
- * the gateway's clock. The lists are not bounded above: orders and products modified while a round
- * pages can only enter the filtered set (never leave it), so a page boundary can repeat a row but
- * never skip one, and whatever changed after the start is in the next round's window. The gateway's
- * clock is learnt from the HTTP Date header of its answers (any method), within CLOCK_BOUND_S of
- * ours (the gateway refuses our own timestamp beyond 7200 s, so a Date further off is not the clock
- * of a gateway that answers us: ignored). The answers' time_stamp is not read for it: its zone is
- * undocumented, and a live capture showed GMT+8 (UPSTREAM.md). Only the order list's date windows
- * are documented as US Pacific. The first round of a stream (modified_since 0) and a reconciliation
- * round (cp->reconcile) have no window and leave out FINISH orders (the account's whole history);
- * windowed rounds ask for FINISH too, so that orders which finish are updated. A reconciliation
- * round of the catalog counts the SKUs it had to change as repaired. A page whose details failed
- * transiently is kept, with the details it did read, and when the engine asks for the same page
- * again only the missing ones are asked for (see pull_finish). An order whose line cannot be read
- * is skipped whole (a partial order must not be picked); a line's SKU the catalog does not know yet
- * gets a placeholder. An order inserted by a windowed round is announced (events_order) once its
- * page is applied.
+ * clock when its first page was answered); at the end of a round modified_since = that start,
+ * in the gateway's clock. The lists are not bounded above: orders and products modified while a
+ * round pages can only enter the filtered set (never leave it), so a page boundary can repeat
+ * a row but never skip one, and whatever changed after the start is in the next round's window.
+ * The gateway's clock is learnt from the HTTP Date header of its answers (any method), within
+ * CLOCK_BOUND_S of ours (the gateway refuses our own timestamp beyond 7200 s, so a Date further
+ * off is not the clock of a gateway that answers us: ignored). The answers' time_stamp is not
+ * read for it: its zone is undocumented, and a live capture showed GMT+8 (UPSTREAM.md). Only
+ * the order list's date windows are documented as US Pacific.
+ * The first round of a stream (modified_since 0) and a reconciliation round (cp->reconcile)
+ * have no window and leave out FINISH orders (the account's whole history); windowed rounds ask
+ * for FINISH too, so that orders which finish are updated. A reconciliation round of the
+ * catalog counts the SKUs it had to change as repaired.
+ * A page whose details failed transiently is kept, with the details it did read, and when the
+ * engine asks for the same page again only the missing ones are asked for (see pull_finish).
+ * An order whose line cannot be read is skipped whole (a partial order must not be picked); a
+ * line's SKU the catalog does not know yet gets a placeholder. An order inserted by a windowed
+ * round is announced (events_order) once its page is applied.
  *
  * Push: outbox rows of kind "fulfil" (payload {order_id, send_type, logistics_no, service_name,
  * tracking_website}), one per call, aliexpress.solution.order.fulfill. The platform has no

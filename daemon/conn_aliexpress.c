@@ -1173,6 +1173,9 @@ static void ae_pull(struct upstream *u, int stream, const struct checkpoint *cp)
 
     struct jbuf q = {0};
     char t[32] = "";
+    /* The order list's windows are documented as US Pacific; the product list's
+     * gmt_modified_start has no documented zone. Pacific for both: read in any zone east of
+     * it (GMT+8, UTC), the same text names an earlier instant, so the window only widens. */
     if (p->window_from)
         format_pacific(p->window_from, t);
     jb_lit(&q, "{\"current_page\":");

@@ -97,8 +97,10 @@
  *
  * Classification:
  *   no answer, curl error, HTTP 408/429/5xx, unparsable JSON on 200      transient
- *   a list answer with success false: its error_code / error_msg; a code naming SYSTEM, BUSY,
- *     TIMEOUT or LIMIT is transient, any other a refusal of the request  permanent
+ *   a list answer with success false: its error_code / error_msg; a code of the gateway's
+ *     own (below) keeps its meaning (ApiCallLimit transient, IllegalAccessToken auth); one
+ *     naming SYSTEM, BUSY, TIMEOUT or LIMIT (any case) is transient; any other a refusal of
+ *     the request                                                        permanent
  *   other HTTP 4xx                                                       permanent
  *   error_response, flow control and the platform's own failures: ApiCallLimit, AppCallLimit,
  *     SessionCallLimit, any *CallLimit* / *Limited* code (and TOP's numeric 7), SystemError,
@@ -139,6 +141,7 @@
  * Secrets (app secret, access token) are read at init, never logged, and wiped at free; the
  * request body, which carries the token, is wiped once curl has copied it.
  */
+#include <ctype.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -1024,10 +1027,19 @@ static int list_refused(struct ae_pull *p, const struct ae_call *c, const cJSON 
         msg = json_str(res, "error_message");
     if (msg && !mp_text_ok(msg, strlen(msg)))
         msg = NULL;
-    bool transient = strstr(code, "SYSTEM") || strstr(code, "BUSY") || strstr(code, "TIMEOUT") ||
-                     strstr(code, "LIMIT");
     snprintf(p->page.error, sizeof p->page.error, "%s refused: %.40s %.120s", c->method,
              code[0] ? code : "(no code)", msg ? msg : "(no message)");
+    /* The gateway's own codes keep their meaning here (ApiCallLimit is flow control, a
+     * refused token is refused credentials); other codes naming the platform's failure or a
+     * limit, in any letter case (SystemBusy, ISV_CALL_LIMIT), are transient. */
+    for (size_t i = 0; i < sizeof gateway_codes / sizeof gateway_codes[0]; i++)
+        if (!strcmp(code, gateway_codes[i].code))
+            return gateway_codes[i].outcome;
+    char up[sizeof code];
+    for (size_t i = 0; i < sizeof up; i++)
+        up[i] = (char)toupper((unsigned char)code[i]);
+    bool transient =
+        strstr(up, "SYSTEM") || strstr(up, "BUSY") || strstr(up, "TIMEOUT") || strstr(up, "LIMIT");
     return transient ? SYNC_TRANSIENT : SYNC_PERMANENT;
 }
 

@@ -476,6 +476,41 @@ static void test_list_refusal(void)
     done_answer(&c);
 }
 
+/* A list refusal's code is classified as the gateway's own codes are: flow control
+ * (ApiCallLimit, any *CallLimit* / *Limited*) and the platform's failures are transient, a
+ * refused token is refused credentials (auth), whatever the letter case. */
+static void test_list_refusal_codes(void)
+{
+    static const struct {
+        const char *code;
+        int outcome;
+    } cases[] = {
+        {"ApiCallLimit", SYNC_TRANSIENT},     {"AppCallLimit", SYNC_TRANSIENT},
+        {"ISV_CALL_LIMIT", SYNC_TRANSIENT},   {"SystemBusy", SYNC_TRANSIENT},
+        {"SystemError", SYNC_TRANSIENT},      {"SYSTEM_ERROR", SYNC_TRANSIENT},
+        {"ServiceTimeout", SYNC_TRANSIENT},   {"IllegalAccessToken", SYNC_AUTH},
+        {"MissingAccessToken", SYNC_AUTH},    {"PARAM_ERROR", SYNC_PERMANENT},
+        {"InvalidParameter", SYNC_PERMANENT},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char body[256];
+        snprintf(body, sizeof body,
+                 "{\"aliexpress_solution_order_get_response\":{\"result\":"
+                 "{\"success\":false,\"error_code\":\"%s\",\"error_msg\":\"m\"}}}",
+                 cases[i].code);
+        struct ae_pull *p = new_pull(STREAM_ORDERS);
+        struct ae_call c;
+        const cJSON *resp;
+        CHECK_EQ_INT(answer(&c, METHOD_ORDER_LIST, CALL_LIST, body, strlen(body), &resp), SYNC_OK);
+        int got = list_refused(p, &c, member(resp, "result"));
+        if (got != cases[i].outcome)
+            fprintf(stderr, "list refusal %s: %d, expected %d\n", cases[i].code, got,
+                    cases[i].outcome);
+        CHECK_EQ_INT(got, cases[i].outcome);
+        done_answer(&c);
+    }
+}
+
 /* order.info.get: data and no error_code is success; no result_success needed. */
 static void test_order_detail_without_flag(void)
 {
@@ -538,6 +573,7 @@ int main(void)
     test_order_list_sample();
     test_fulfil_sample();
     test_list_refusal();
+    test_list_refusal_codes();
     test_order_detail_without_flag();
     test_clock();
     teardown();

@@ -32,6 +32,9 @@
  * off is not the clock of a gateway that answers us: ignored). The answers' time_stamp is not
  * read for it: its zone is undocumented, and a live capture showed GMT+8 (UPSTREAM.md). Only
  * the order list's date windows are documented as US Pacific.
+ * A checkpoint whose modified_since is more than CLOCK_BOUND_S ahead of the gateway's clock
+ * (one written while time_stamp, GMT+8, was read as Pacific) is not trusted: the stream starts
+ * over as on its first round, from its first page, so that nothing it hid is skipped.
  * The first round of a stream (modified_since 0) and a reconciliation round (cp->reconcile)
  * have no window and leave out FINISH orders (the account's whole history); windowed rounds ask
  * for FINISH too, so that orders which finish are updated. A reconciliation round of the
@@ -1136,9 +1139,21 @@ static void ae_pull(struct upstream *u, int stream, const struct checkpoint *cp)
             from = 0;
     bool new_round = page_no == 0, initial = cp->modified_since <= 0;
     bool full = initial || cp->reconcile;
+    /* A window can only start before the gateway's clock (the rounds' starts are read in it,
+     * and a Date is taken within CLOCK_BOUND_S of ours). One further ahead comes from a
+     * checkpoint written before the clock came from Date (time_stamp, GMT+8, read as Pacific:
+     * 15-16 h ahead) or from a clock since set right: it would hide every change until then.
+     * The stream starts over as on its first round (apply writes modified_since 0 with the
+     * first page, so that its later pages keep the round whole). */
+    int64_t gw_now = store_now() + (a->have_offset ? a->offset_s : 0);
+    if (!full && cp->modified_since > gw_now + CLOCK_BOUND_S) {
+        log_warn("%s: checkpoint %" PRId64 " s ahead of the gateway's clock: a whole round",
+                 u->streams[stream].name, cp->modified_since - gw_now);
+        initial = full = new_round = true;
+    }
     if (new_round)
         page_no = 1;
-    if (stream != STREAM_CATALOG)
+    if (new_round || stream != STREAM_CATALOG)
         status_idx = 0;
     if (!full)
         from = cp->modified_since > overlap ? cp->modified_since - overlap : 1;
@@ -1461,6 +1476,8 @@ static int apply_catalog(struct pull_page *pg, struct store *st, struct checkpoi
     }
     if (p->new_round)
         cp->version = p->started;
+    if (p->new_round && p->initial)
+        cp->modified_since = 0; /* a first round (again, see ae_pull): its pages stay whole */
     if (pg->more) {
         /* The next page of this status, else the first of the next status. */
         bool next_status = !(p->page_no < p->pages);
@@ -1687,6 +1704,8 @@ static int apply_orders(struct pull_page *pg, struct store *st, struct checkpoin
     if (p->new_round)
         cp->version =
             p->server_now > 0 ? p->server_now : p->started + (a->have_offset ? a->offset_s : 0);
+    if (p->new_round && p->initial)
+        cp->modified_since = 0; /* a first round (again, see ae_pull): its pages stay whole */
     if (pg->more) {
         snprintf(cp->cursor, sizeof cp->cursor, "%" PRId64, p->page_no + 1);
     } else {

@@ -549,6 +549,91 @@ static void test_order_detail_without_flag(void)
     }
 }
 
+/* The query a list request carried (parsed; the caller deletes it). */
+static cJSON *list_query(const char *method, const char *param)
+{
+    const struct seen *s = last_of(method);
+    for (int k = 0; s && k < s->n; k++)
+        if (!strcmp(s->name[k], param))
+            return cJSON_Parse(s->value[k]);
+    return NULL;
+}
+
+/* Upgrade: a checkpoint written while time_stamp (GMT+8) was read as Pacific lies 15-16 h
+ * ahead of the gateway's clock, mid-round or between rounds. A window from it would hide every
+ * change until then (orders never imported stay so): the round starts again from its first
+ * page (the catalog from its first status), without a window. A checkpoint within the bound
+ * keeps its window and its page. */
+static void test_checkpoint_ahead(void)
+{
+    int64_t now = store_now();
+    const char *cursors[] = {"", "3", "2:4"};
+    for (int stream = 0; stream < 2; stream++) {
+        const char *method = stream == STREAM_CATALOG ? METHOD_PRODUCT_LIST : METHOD_ORDER_LIST;
+        const char *param = stream == STREAM_CATALOG ? "aeop_a_e_product_list_query" : "param0";
+        const char *from = stream == STREAM_CATALOG ? "gmt_modified_start" : "modified_date_start";
+        for (int i = 0; i < 3; i++) {
+            if (stream == STREAM_ORDERS && i == 2)
+                continue;
+            struct checkpoint cp = {0};
+            cp.modified_since = now + 16 * 3600;
+            cp.version = cp.modified_since - 60;
+            snprintf(cp.cursor, sizeof cp.cursor, "%s", cursors[i]);
+            ae_pull(&up, stream, &cp);
+            cJSON *q = list_query(method, param);
+            CHECK(q != NULL);
+            CHECK(member(q, from) == NULL);
+            int64_t page = 0;
+            CHECK_EQ_INT(json_int(q, "current_page", 0, 1000, &page), 0);
+            CHECK_EQ_INT(page, 1);
+            if (stream == STREAM_CATALOG)
+                CHECK_EQ_STR(json_str(q, "product_status_type"), "onSelling");
+            cJSON_Delete(q);
+            /* Its first page applied (empty, more to come): the next page is page 2 of the
+             * same whole round, not the round started again. */
+            struct ae *a = up.conn;
+            struct ae_pull *p = (struct ae_pull *)a->pulls; /* the newest */
+            CHECK(p && p->initial && p->full && p->new_round);
+            p->pages = 5;
+            p->page.data = p; /* as pull_finish hands it on */
+            p->page.more = true;
+            char err[200] = "";
+            CHECK_EQ_INT(stream == STREAM_CATALOG
+                             ? apply_catalog(&p->page, NULL, &cp, err, sizeof err)
+                             : apply_orders(&p->page, NULL, &cp, err, sizeof err),
+                         0);
+            CHECK(cp.version <= now + CLOCK_BOUND_S);
+            ae_pull(&up, stream, &cp);
+            q = list_query(method, param);
+            CHECK(q != NULL);
+            CHECK(member(q, from) == NULL);
+            CHECK_EQ_INT(json_int(q, "current_page", 0, 1000, &page), 0);
+            CHECK_EQ_INT(page, 2);
+            cJSON_Delete(q);
+            /* And its end leaves a window from the round's start. */
+            p = (struct ae_pull *)a->pulls;
+            p->page.data = p;
+            p->page.more = false;
+            CHECK_EQ_INT(stream == STREAM_CATALOG
+                             ? apply_catalog(&p->page, NULL, &cp, err, sizeof err)
+                             : apply_orders(&p->page, NULL, &cp, err, sizeof err),
+                         0);
+            CHECK(cp.modified_since > 0 && cp.modified_since <= now + CLOCK_BOUND_S);
+        }
+        struct checkpoint cp = {0};
+        cp.modified_since = now + 60;
+        snprintf(cp.cursor, sizeof cp.cursor, "3");
+        ae_pull(&up, stream, &cp);
+        cJSON *q = list_query(method, param);
+        CHECK(q != NULL);
+        CHECK(member(q, from) != NULL);
+        int64_t page = 0;
+        CHECK_EQ_INT(json_int(q, "current_page", 0, 1000, &page), 0);
+        CHECK_EQ_INT(page, 3);
+        cJSON_Delete(q);
+    }
+}
+
 static void test_clock(void)
 {
     struct ae *a = up.conn;
@@ -576,6 +661,7 @@ int main(void)
     test_list_refusal_codes();
     test_order_detail_without_flag();
     test_clock();
+    test_checkpoint_ahead();
     teardown();
     return check_result("test_ae_fixtures");
 }

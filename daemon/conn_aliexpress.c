@@ -975,10 +975,12 @@ static void on_detail(struct ae_call *c, int outcome, const cJSON *resp)
     it->done = true; /* unless it failed transiently, below */
     const cJSON *res = member(resp, "result");
     if (outcome == SYNC_OK && p->stream == STREAM_ORDERS && cJSON_IsObject(res)) {
-        /* Success is data present and no error_code: the documented result has no success
-         * flag (a result_success false, which some answers carry, is read as a refusal). */
+        /* Success is data present and no error_code (a null or empty one is none): the
+         * documented result has no success flag (a result_success false, which some answers
+         * carry, is read as a refusal). */
         const cJSON *ec = member(res, "error_code");
-        if (ec || !cJSON_IsObject(member(res, "data")) ||
+        bool refused = ec && !cJSON_IsNull(ec) && !(cJSON_IsString(ec) && !ec->valuestring[0]);
+        if (refused || !cJSON_IsObject(member(res, "data")) ||
             cJSON_IsFalse(member(res, "result_success"))) {
             const char *code = jid(res, "error_code");
             if (code && !strcmp(code, "ORDER_NOT_FOUND")) {

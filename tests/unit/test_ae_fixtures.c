@@ -519,7 +519,14 @@ static void test_order_detail_without_flag(void)
                 "\"order_status\":\"WAIT_SELLER_SEND_GOODS\"}}}}";
     char refused[] = "{\"aliexpress_solution_order_info_get_response\":{\"result\":"
                      "{\"error_code\":\"X\",\"error_message\":\"m\"}}}";
-    for (int k = 0; k < 2; k++) {
+    /* error_code present but null or empty, beside data: no error code, a success. */
+    char ok_null[] = "{\"aliexpress_solution_order_info_get_response\":{\"result\":"
+                     "{\"error_code\":null,\"error_message\":null,\"data\":"
+                     "{\"id\":8180000000000001,\"order_status\":\"WAIT_SELLER_SEND_GOODS\"}}}}";
+    char ok_empty[] = "{\"aliexpress_solution_order_info_get_response\":{\"result\":"
+                      "{\"error_code\":\"\",\"data\":"
+                      "{\"id\":8180000000000001,\"order_status\":\"WAIT_SELLER_SEND_GOODS\"}}}}";
+    for (int k = 0; k < 4; k++) {
         struct ae_pull *p = new_pull(STREAM_ORDERS);
         p->items = calloc(1, sizeof *p->items);
         p->n = 1;
@@ -529,14 +536,14 @@ static void test_order_detail_without_flag(void)
         snprintf(p->items[0].id, ID_LEN, "8180000000000001");
         struct ae_call *c = calloc(1, sizeof *c);
         const cJSON *resp;
-        char *body = k == 0 ? ok : refused;
+        char *body = k == 0 ? ok : k == 1 ? refused : k == 2 ? ok_null : ok_empty;
         int outcome = answer(c, METHOD_ORDER_INFO, CALL_DETAIL, body, strlen(body), &resp);
         CHECK_EQ_INT(outcome, SYNC_OK);
         c->owner = p;
         c->index = 0;
         p->inflight = 2; /* one more in flight: pump does not finish the page */
         on_detail(c, outcome, resp);
-        if (k == 0) {
+        if (k != 1) {
             CHECK(p->items[0].detail != NULL);
             CHECK_EQ_INT(p->bad, 0);
         } else {

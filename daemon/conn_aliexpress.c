@@ -21,7 +21,8 @@
  *            minus [marketplace] orders_overlap, every status tally maps), then
  *            aliexpress.solution.order.info.get for every order of the page, likewise.
  * Checkpoint: cursor = the next page number while a round pages ("<k>:<page>" for the catalog's
- * k-th product status after the first), "" between rounds; version =
+ * k-th product status, from 0; a catalog cursor without k, of an earlier version, starts the
+ * round over), "" between rounds; version =
  * the round's start (catalog: our clock when its first page was asked; orders: the gateway's
  * clock when its first page was answered); at the end of a round modified_since = that start,
  * in the gateway's clock. The lists are not bounded above: orders and products modified while a
@@ -1107,13 +1108,15 @@ static void on_list(struct ae_call *c, int outcome, const cJSON *resp)
     pump(p);
 }
 
-/* The page number a cursor names, or 0 when none (a new round). A catalog cursor may name the
- * product status first: "<k>:<page>" (k in 1..N_PRODUCT_STATUSES-1; without it, status 0). */
+/* The page number a cursor names, or 0 when none (a new round). A catalog cursor names the
+ * product status first: "<k>:<page>" (k in 0..N_PRODUCT_STATUSES-1); without it *status_idx
+ * is -1 (the orders' cursor, or a catalog cursor of a version that listed every status at
+ * once, 100 a page). */
 static int64_t cursor_page(const char *s, int *status_idx)
 {
     int64_t v = 0;
-    *status_idx = 0;
-    if (s[0] >= '1' && s[0] < '0' + N_PRODUCT_STATUSES && s[1] == ':') {
+    *status_idx = -1;
+    if (s[0] >= '0' && s[0] < '0' + N_PRODUCT_STATUSES && s[1] == ':') {
         *status_idx = s[0] - '0';
         s += 2;
     }
@@ -1152,6 +1155,14 @@ static void ae_pull(struct upstream *u, int stream, const struct checkpoint *cp)
         log_warn("%s: checkpoint %" PRId64 " s ahead of the gateway's clock: a whole round",
                  u->streams[stream].name, cp->modified_since - gw_now);
         initial = full = new_round = true;
+    }
+    /* A catalog cursor without a status is a page of another listing (every status, 100 a
+     * page): the rows before page N of this one may never have been read. The round starts
+     * over, keeping its window. */
+    if (stream == STREAM_CATALOG && status_idx < 0 && !new_round) {
+        log_info("%s: cursor %s of an earlier version: the round starts over",
+                 u->streams[stream].name, cp->cursor);
+        new_round = true;
     }
     if (new_round)
         page_no = 1;
@@ -1485,10 +1496,7 @@ static int apply_catalog(struct pull_page *pg, struct store *st, struct checkpoi
         bool next_status = !(p->page_no < p->pages);
         int k = next_status ? p->status_idx + 1 : p->status_idx;
         int64_t next = next_status ? 1 : p->page_no + 1;
-        if (k)
-            snprintf(cp->cursor, sizeof cp->cursor, "%d:%" PRId64, k, next);
-        else
-            snprintf(cp->cursor, sizeof cp->cursor, "%" PRId64, next);
+        snprintf(cp->cursor, sizeof cp->cursor, "%d:%" PRId64, k, next);
     } else {
         cp->cursor[0] = 0;
         cp->modified_since = cp->version + (a->have_offset ? a->offset_s : 0);

@@ -629,7 +629,7 @@ static void test_checkpoint_ahead(void)
         }
         struct checkpoint cp = {0};
         cp.modified_since = now + 60;
-        snprintf(cp.cursor, sizeof cp.cursor, "3");
+        snprintf(cp.cursor, sizeof cp.cursor, "%s", stream == STREAM_CATALOG ? "0:3" : "3");
         ae_pull(&up, stream, &cp);
         cJSON *q = list_query(method, param);
         CHECK(q != NULL);
@@ -638,6 +638,42 @@ static void test_checkpoint_ahead(void)
         CHECK_EQ_INT(json_int(q, "current_page", 0, 1000, &page), 0);
         CHECK_EQ_INT(page, 3);
         cJSON_Delete(q);
+    }
+}
+
+/* Upgrade: a catalog cursor "<page>" written before the product list was asked per status
+ * named a page of 100 over every status; page N of 50 over onSelling is another set of rows
+ * (those before it may never have been read). The round starts over from the first page,
+ * keeping its window. A cursor of this version names its status, "0:N" too. */
+static void test_catalog_cursor_upgrade(void)
+{
+    int64_t now = store_now();
+    const char *cursors[] = {"3", "0:3"};
+    const int64_t pages[] = {1, 3};
+    for (int i = 0; i < 2; i++) {
+        struct checkpoint cp = {0};
+        cp.modified_since = now - 3600;
+        cp.version = now - 600;
+        snprintf(cp.cursor, sizeof cp.cursor, "%s", cursors[i]);
+        ae_pull(&up, STREAM_CATALOG, &cp);
+        cJSON *q = list_query(METHOD_PRODUCT_LIST, "aeop_a_e_product_list_query");
+        CHECK(q != NULL);
+        CHECK(member(q, "gmt_modified_start") != NULL);
+        CHECK_EQ_STR(json_str(q, "product_status_type"), "onSelling");
+        int64_t page = 0;
+        CHECK_EQ_INT(json_int(q, "current_page", 0, 1000, &page), 0);
+        CHECK_EQ_INT(page, pages[i]);
+        cJSON_Delete(q);
+        struct ae *a = up.conn;
+        struct ae_pull *p = (struct ae_pull *)a->pulls;
+        CHECK_EQ_INT(p->new_round, i == 0);
+        /* The page applied: the cursor names status 0. */
+        p->page.data = p;
+        p->pages = 5;
+        p->page.more = true;
+        char err[200] = "";
+        CHECK_EQ_INT(apply_catalog(&p->page, NULL, &cp, err, sizeof err), 0);
+        CHECK_EQ_STR(cp.cursor, i == 0 ? "0:2" : "0:4");
     }
 }
 
@@ -669,6 +705,7 @@ int main(void)
     test_order_detail_without_flag();
     test_clock();
     test_checkpoint_ahead();
+    test_catalog_cursor_upgrade();
     teardown();
     return check_result("test_ae_fixtures");
 }

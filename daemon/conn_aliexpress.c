@@ -3,26 +3,39 @@
  * Every platform method and field name tally uses, and their mapping to the replica, live here.
  *
  * Requests: POST {gateway}, form-urlencoded, signed (iop_sign.h): app_key, method, timestamp
- * (ms), sign_method (sha256 | md5), access_token, format=json, the method's parameters (JSON
- * ones as JSON text), sign. Answers: HTTP 200 with {"<method_with_underscores>_response": {...}}
- * or {"error_response": {"type", "code", "msg"}}.
+ * (ms), sign_method (sha256 | md5), session (the seller's token: the platform's page names it
+ * access_token, but the three official SDKs, easy2digital/aliexpressiop iop/base.py,
+ * lpcs007/ae_php_sdk iop/IopClient.php and the Java one, send it as session on /sync),
+ * format=json, the method's parameters (JSON ones as JSON text), sign. Answers: HTTP 200 with
+ * {"<method_with_underscores>_response": {...}} or {"error_response": {"type", "code", "msg"}}.
  *
  * Streams (each round is pages; a page is applied with its checkpoint in one transaction):
- *   catalog  aliexpress.solution.product.list.get (100 a page, gmt_modified_start = the
- *            checkpoint's modified_since minus the overlap), then for every product of the page
+ *   catalog  aliexpress.solution.product.list.get (PRODUCT_PAGE a page: the metadata says
+ *            page_size "must be less than 100"; product_status_type is required, so a round
+ *            lists each of the four documented statuses in turn, onSelling, offline,
+ *            auditing, editingRequired; gmt_modified_start = the checkpoint's modified_since
+ *            minus the overlap), then for every product of the page
  *            aliexpress.solution.product.info.get (at most DETAIL_PARALLEL at a time); the page
  *            goes to the engine only when every detail is in.
  *   orders   aliexpress.solution.order.get (50 a page, modified_date_start = modified_since
  *            minus [marketplace] orders_overlap, every status tally maps), then
  *            aliexpress.solution.order.info.get for every order of the page, likewise.
- * Checkpoint: cursor = the next page number while a round pages, "" between rounds; version =
+ * Checkpoint: cursor = the next page number while a round pages ("<k>:<page>" for the catalog's
+ * k-th product status, from 0; a catalog cursor without k, of an earlier version, starts the
+ * round over), "" between rounds; version =
  * the round's start (catalog: our clock when its first page was asked; orders: the gateway's
- * time_stamp of its first page); at the end of a round modified_since = that start, in the
- * gateway's clock. The lists are not bounded above: orders and products modified while a
+ * clock when its first page was answered); at the end of a round modified_since = that start,
+ * in the gateway's clock. The lists are not bounded above: orders and products modified while a
  * round pages can only enter the filtered set (never leave it), so a page boundary can repeat
  * a row but never skip one, and whatever changed after the start is in the next round's window.
- * The gateway's clock: the catalog answers carry no time, so the offset between the gateway's
- * clock and ours is learnt from the time_stamp of the order answers (0 until one was seen).
+ * The gateway's clock is learnt from the HTTP Date header of its answers (any method), within
+ * CLOCK_BOUND_S of ours (the gateway refuses our own timestamp beyond 7200 s, so a Date further
+ * off is not the clock of a gateway that answers us: ignored). The answers' time_stamp is not
+ * read for it: its zone is undocumented, and a live capture showed GMT+8 (UPSTREAM.md). Only
+ * the order list's date windows are documented as US Pacific.
+ * A checkpoint whose modified_since is more than CLOCK_BOUND_S ahead of the gateway's clock
+ * (one written while time_stamp, GMT+8, was read as Pacific) is not trusted: the stream starts
+ * over as on its first round, from its first page, so that nothing it hid is skipped.
  * The first round of a stream (modified_since 0) and a reconciliation round (cp->reconcile)
  * have no window and leave out FINISH orders (the account's whole history); windowed rounds ask
  * for FINISH too, so that orders which finish are updated. A reconciliation round of the
@@ -68,6 +81,8 @@
  *         | the id -> property_value_definition_name | sku_property_value | property_value_id
  *                                                  -> skus.attributes (MessagePack map)
  *       subject + " (" + attribute values + ")"    -> skus.title
+ *   order.info.get result.data (success = data present and no error_code: the documented result
+ *     is data, error_code, error_message, time_stamp, no result_success flag)
  *   order.info.get result.data.id                  -> orders.order_id
  *     .order_status                                -> orders.status
  *     .gmt_create (US Pacific "yyyy-MM-dd HH:mm:ss") -> orders.created_at (epoch s)
@@ -81,11 +96,15 @@
  *                                                  -> orders.service
  *       .sku_code -> order_lines.sku (catalog_sku_ensure), .product_count -> qty,
  *       .product_price.amount -> price_minor (orders.total_minor follows from the lines)
- *   order.get order_dto.timeout_left_time (ms, else left_send_good_day/hour/min) + the answer's
- *     time_stamp                                   -> orders.ship_by
+ *   order.get order_dto.timeout_left_time (ms, else left_send_good_day/hour/min) + the list
+ *     answer's Date                                -> orders.ship_by
  *
  * Classification:
  *   no answer, curl error, HTTP 408/429/5xx, unparsable JSON on 200      transient
+ *   a list answer with success false: its error_code / error_msg; a code of the gateway's
+ *     own (below) keeps its meaning (ApiCallLimit transient, IllegalAccessToken auth); one
+ *     naming SYSTEM, BUSY, TIMEOUT or LIMIT (any case) is transient; any other a refusal of
+ *     the request                                                        permanent
  *   other HTTP 4xx                                                       permanent
  *   error_response, flow control and the platform's own failures: ApiCallLimit, AppCallLimit,
  *     SessionCallLimit, any *CallLimit* / *Limited* code (and TOP's numeric 7), SystemError,
@@ -126,6 +145,7 @@
  * Secrets (app secret, access token) are read at init, never logged, and wiped at free; the
  * request body, which carries the token, is wiped once curl has copied it.
  */
+#include <ctype.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -153,7 +173,7 @@
 #define METHOD_ORDER_INFO "aliexpress.solution.order.info.get"
 #define METHOD_FULFIL "aliexpress.solution.order.fulfill"
 
-#define PRODUCT_PAGE 100   /* product.list.get page_size: the platform's largest */
+#define PRODUCT_PAGE 50    /* product.list.get page_size: "must be less than 100" */
 #define ORDER_PAGE 50      /* order.get page_size: the platform's largest */
 #define MAX_PAGE_ITEMS 500 /* more entries than asked for: the answer is not trusted */
 #define DETAIL_PARALLEL 8  /* detail requests in flight per page (capped by max_parallel) */
@@ -170,7 +190,8 @@
 #define MAX_LEFT_MS (3650LL * 86400 * 1000) /* ten years of handling time, either way */
 #define JSON_ID_MAX 9007199254740992.0      /* 2^53: ids as JSON numbers are exact below */
 #define ID_LEN 24                           /* a platform id in digits, and its NUL */
-#define CARRY_MAX_S 900 /* a failed page's details are reused this long (see pull_finish) */
+#define CARRY_MAX_S 900    /* a failed page's details are reused this long (see pull_finish) */
+#define CLOCK_BOUND_S 7200 /* a Date header further from our clock is ignored */
 
 enum { STREAM_CATALOG, STREAM_ORDERS };
 static const char *const ae_streams[] = {"catalog", "orders"};
@@ -190,6 +211,12 @@ static const char *const order_statuses[] = {
     "FINISH",
 };
 #define N_STATUSES (sizeof order_statuses / sizeof order_statuses[0])
+
+/* product.list.get's product_status_type (required), the four documented values, in the order
+ * a catalog round lists them. */
+static const char *const product_statuses[] = {"onSelling", "offline", "auditing",
+                                               "editingRequired"};
+#define N_PRODUCT_STATUSES (int)(sizeof product_statuses / sizeof product_statuses[0])
 
 /* An intrusive list of what is in flight, so that free() can let go of it. */
 struct node {
@@ -221,7 +248,7 @@ struct ae {
     char token[1024]; /* secret: the seller's access token */
     enum iop_sign_method sign;
     bool have_offset;
-    int64_t offset_s;         /* the gateway's clock minus ours, from answers' time_stamp */
+    int64_t offset_s;         /* the gateway's clock minus ours, from answers' Date header */
     struct node *calls;       /* requests in flight (struct ae_call) */
     struct node *pulls;       /* pages not yet handed to the engine (struct ae_pull) */
     struct ae_pull *carry[2]; /* per stream: a page that failed, with what it had read */
@@ -242,8 +269,9 @@ struct ae_call {
     const char *method;
     cJSON *doc; /* the parsed answer; an answer function may take it (and set NULL) */
     char error[256];
-    char code[64]; /* error_response code, "" when none */
-    bool api_wide; /* refused for the API as a whole (not open to this app), not the call */
+    char code[64];  /* error_response code, "" when none */
+    bool api_wide;  /* refused for the API as a whole (not open to this app), not the call */
+    int64_t gw_now; /* the answer's Date (the gateway's clock), 0 when absent or out of bounds */
     answer_fn answer;
     void *owner;
     int index;
@@ -270,12 +298,14 @@ struct ae_pull {
     int stream;
     struct pull_page page;
     int64_t page_no;
+    int status_idx; /* catalog: the product_status_type listed (product_statuses) */
+    int64_t pages;  /* the list answer's total_page */
     bool new_round;
     bool initial;        /* the stream's first round: no window, no new-order events */
     bool full;           /* no window: the first round, or the engine's reconciliation */
     int64_t window_from; /* modified-time filter (gateway clock), 0 for none */
     int64_t started;     /* our clock when asked */
-    int64_t server_now;  /* orders: the list answer's time_stamp, 0 when unknown */
+    int64_t server_now;  /* orders: the list answer's Date, 0 when unknown */
     int worst;           /* SYNC_OK, or the page's failure */
     cJSON *list;
     struct ae_item *items;
@@ -564,17 +594,18 @@ static bool has_token(const char *s, const char *tok)
     return false;
 }
 
-/* The answer's time_stamp (gateway clock): learns the clock offset; the time, or 0. */
-static int64_t note_clock(struct ae *a, const cJSON *result)
+/* An answer's Date header (the gateway's clock, epoch seconds, 0 when none): learns the clock
+ * offset when it is within CLOCK_BOUND_S of ours; the time, or 0 when not taken. */
+static int64_t note_date(struct ae *a, int64_t date)
 {
-    int64_t t;
-    if (parse_pacific(json_str(result, "time_stamp"), &t) != 0)
+    /* Read now, after the answer arrived, and Date is truncated to the second: the offset is
+     * never overestimated, so a window start computed from it is at worst a little early. */
+    int64_t off = date - store_now();
+    if (date <= 0 || off > CLOCK_BOUND_S || off < -CLOCK_BOUND_S)
         return 0;
-    /* Read now, after the answer arrived: the offset is never overestimated, so a window
-     * start computed from it is at worst a little early. */
-    a->offset_s = t - store_now();
+    a->offset_s = off;
     a->have_offset = true;
-    return t;
+    return date;
 }
 
 /* ---- gateway calls ---- */
@@ -721,10 +752,16 @@ static void on_answer(struct http_req *r)
     struct ae *a = c->u->conn;
     node_del(&a->calls, &c->node);
     const cJSON *resp = NULL;
+    if (c->req.curl_code == 0)
+        c->gw_now = note_date(a, c->req.date);
     int outcome = verdict(c, &resp);
     c->answer(c, outcome, resp);
     call_free(c);
 }
+
+/* Tests only (tests/unit/test_ae_fixtures.c, which includes this file): sees each request's
+ * parameters, every one but sign, as they are signed and sent. NULL in the daemon. */
+static void (*request_seen)(const char *method, const struct iop_param *all, size_t n);
 
 /* Signs and starts one request; NULL when it could not be started (answer is not called). */
 static struct ae_call *call_start(struct upstream *u, int kind, const char *method,
@@ -745,10 +782,12 @@ static struct ae_call *call_start(struct upstream *u, int kind, const char *meth
     all[k++] = (struct iop_param){"method", method};
     all[k++] = (struct iop_param){"timestamp", ts};
     all[k++] = (struct iop_param){"sign_method", a->sign == IOP_SIGN_MD5 ? "md5" : "sha256"};
-    all[k++] = (struct iop_param){"access_token", a->token};
+    all[k++] = (struct iop_param){"session", a->token};
     all[k++] = (struct iop_param){"format", "json"};
     for (size_t i = 0; i < n; i++)
         all[k++] = params[i];
+    if (request_seen)
+        request_seen(method, all, k);
     struct jbuf body = {0};
     if (iop_sign(a->sign, a->secret, NULL, all, k, sign) != 0) {
         free(c);
@@ -927,13 +966,17 @@ static void on_detail(struct ae_call *c, int outcome, const cJSON *resp)
 {
     struct ae_pull *p = c->owner;
     struct ae_item *it = &p->items[c->index];
-    struct ae *a = p->u->conn;
     p->inflight--;
     it->done = true; /* unless it failed transiently, below */
     const cJSON *res = member(resp, "result");
     if (outcome == SYNC_OK && p->stream == STREAM_ORDERS && cJSON_IsObject(res)) {
-        note_clock(a, res);
-        if (!cJSON_IsTrue(member(res, "result_success"))) {
+        /* Success is data present and no error_code (a null or empty one is none): the
+         * documented result has no success flag (a result_success false, which some answers
+         * carry, is read as a refusal). */
+        const cJSON *ec = member(res, "error_code");
+        bool refused = ec && !cJSON_IsNull(ec) && !(cJSON_IsString(ec) && !ec->valuestring[0]);
+        if (refused || !cJSON_IsObject(member(res, "data")) ||
+            cJSON_IsFalse(member(res, "result_success"))) {
             const char *code = jid(res, "error_code");
             if (code && !strcmp(code, "ORDER_NOT_FOUND")) {
                 p->gone++;
@@ -942,7 +985,7 @@ static void on_detail(struct ae_call *c, int outcome, const cJSON *resp)
                 page_failed(p, SYNC_TRANSIENT, c);
                 it->done = false;
             } else {
-                skip_row(p, "order detail refused: %s", code ? code : "result_success false");
+                skip_row(p, "order detail refused: %s", code ? code : "no data");
             }
             pump(p);
             return;
@@ -969,10 +1012,40 @@ static void on_detail(struct ae_call *c, int outcome, const cJSON *resp)
     pump(p);
 }
 
+/* A list answer with success false: the platform refused the request (a parameter, the
+ * account) or failed itself. The reason from error_code and error_msg / error_message. */
+static int list_refused(struct ae_pull *p, const struct ae_call *c, const cJSON *res)
+{
+    const cJSON *ec = member(res, "error_code");
+    char code[64] = "";
+    if (cJSON_IsString(ec) && mp_id_ok(ec->valuestring, strlen(ec->valuestring)))
+        snprintf(code, sizeof code, "%s", ec->valuestring);
+    else if (cJSON_IsNumber(ec) && ec->valuedouble >= -1e9 && ec->valuedouble < 1e9)
+        snprintf(code, sizeof code, "%d", (int)ec->valuedouble);
+    const char *msg = json_str(res, "error_msg");
+    if (!msg)
+        msg = json_str(res, "error_message");
+    if (msg && !mp_text_ok(msg, strlen(msg)))
+        msg = NULL;
+    snprintf(p->page.error, sizeof p->page.error, "%s refused: %.40s %.120s", c->method,
+             code[0] ? code : "(no code)", msg ? msg : "(no message)");
+    /* The gateway's own codes keep their meaning here (ApiCallLimit is flow control, a
+     * refused token is refused credentials); other codes naming the platform's failure or a
+     * limit, in any letter case (SystemBusy, ISV_CALL_LIMIT), are transient. */
+    for (size_t i = 0; i < sizeof gateway_codes / sizeof gateway_codes[0]; i++)
+        if (!strcmp(code, gateway_codes[i].code))
+            return gateway_codes[i].outcome;
+    char up[sizeof code];
+    for (size_t i = 0; i < sizeof up; i++)
+        up[i] = (char)toupper((unsigned char)code[i]);
+    bool transient =
+        strstr(up, "SYSTEM") || strstr(up, "BUSY") || strstr(up, "TIMEOUT") || strstr(up, "LIMIT");
+    return transient ? SYNC_TRANSIENT : SYNC_PERMANENT;
+}
+
 static void on_list(struct ae_call *c, int outcome, const cJSON *resp)
 {
     struct ae_pull *p = c->owner;
-    struct ae *a = p->u->conn;
     if (outcome != SYNC_OK) {
         page_failed(p, outcome, c);
         pull_finish(p);
@@ -986,11 +1059,18 @@ static void on_list(struct ae_call *c, int outcome, const cJSON *resp)
     } else {
         list = list_of(res, "target_list", "order_dto"); /* absent when the page is empty */
         json_int(res, "total_count", 0, INT64_MAX / 2, &total);
-        p->server_now = note_clock(a, res);
+        p->server_now = c->gw_now;
     }
     int n = list ? cJSON_GetArraySize(list) : 0;
-    if (!cJSON_IsObject(res) || cJSON_IsFalse(member(res, "success")) ||
-        json_int(res, "total_page", 0, INT32_MAX, &pages) != 0 || n > MAX_PAGE_ITEMS) {
+    if (cJSON_IsObject(res) && cJSON_IsFalse(member(res, "success"))) {
+        /* A documented refusal is the request's own fault: asked again it is refused again.
+         * Permanent: the round ends with the reason on the stream (tally status). */
+        p->worst = list_refused(p, c, res);
+        pull_finish(p);
+        return;
+    }
+    if (!cJSON_IsObject(res) || json_int(res, "total_page", 0, INT32_MAX, &pages) != 0 ||
+        n > MAX_PAGE_ITEMS) {
         p->worst = SYNC_TRANSIENT;
         snprintf(p->page.error, sizeof p->page.error, "unreadable %s answer", c->method);
         pull_finish(p);
@@ -1002,8 +1082,11 @@ static void on_list(struct ae_call *c, int outcome, const cJSON *resp)
         pull_finish(p); /* not kept: it has no list */
         return;
     }
-    p->page.total = total;
-    p->page.more = p->page_no < pages;
+    /* The catalog lists one product status after another: its round's total is not known. */
+    p->page.total = p->stream == STREAM_CATALOG ? -1 : total;
+    p->pages = pages;
+    p->page.more = p->page_no < pages ||
+                   (p->stream == STREAM_CATALOG && p->status_idx + 1 < N_PRODUCT_STATUSES);
     p->list = c->doc; /* the entries point into it */
     c->doc = NULL;
     p->n = n;
@@ -1019,28 +1102,66 @@ static void on_list(struct ae_call *c, int outcome, const cJSON *resp)
     pump(p);
 }
 
-/* The page number a cursor names, or 0 when none (a new round). */
-static int64_t cursor_page(const char *s)
+/* The page number a cursor names, or 0 when none (a new round). A catalog cursor names the
+ * product status first: "<k>:<page>" (k in 0..N_PRODUCT_STATUSES-1); without it *status_idx
+ * is -1 (the orders' cursor, or a catalog cursor of a version that listed every status at
+ * once, 100 a page). */
+static int64_t cursor_page(const char *s, int *status_idx)
 {
     int64_t v = 0;
-    if (!s[0] || strlen(s) > 9)
+    *status_idx = -1;
+    if (s[0] >= '0' && s[0] < '0' + N_PRODUCT_STATUSES && s[1] == ':') {
+        *status_idx = s[0] - '0';
+        s += 2;
+    }
+    if (!s[0] || strlen(s) > 9) {
+        *status_idx = 0;
         return 0;
+    }
     for (; *s; s++) {
-        if (*s < '0' || *s > '9')
+        if (*s < '0' || *s > '9') {
+            *status_idx = 0;
             return 0;
+        }
         v = v * 10 + (*s - '0');
     }
+    if (v == 0)
+        *status_idx = 0;
     return v;
 }
 
 static void ae_pull(struct upstream *u, int stream, const struct checkpoint *cp)
 {
     struct ae *a = u->conn;
-    int64_t page_no = cursor_page(cp->cursor), overlap = u->mp->orders_overlap_s, from = 0;
+    int status_idx;
+    int64_t page_no = cursor_page(cp->cursor, &status_idx), overlap = u->mp->orders_overlap_s,
+            from = 0;
     bool new_round = page_no == 0, initial = cp->modified_since <= 0;
     bool full = initial || cp->reconcile;
+    /* A window can only start before the gateway's clock (the rounds' starts are read in it,
+     * and a Date is taken within CLOCK_BOUND_S of ours). One further ahead comes from a
+     * checkpoint written before the clock came from Date (time_stamp, GMT+8, read as Pacific:
+     * 15-16 h ahead) or from a clock since set right: it would hide every change until then.
+     * The stream starts over as on its first round (apply writes modified_since 0 with the
+     * first page, so that its later pages keep the round whole). */
+    int64_t gw_now = store_now() + (a->have_offset ? a->offset_s : 0);
+    if (!full && cp->modified_since > gw_now + CLOCK_BOUND_S) {
+        log_warn("%s: checkpoint %" PRId64 " s ahead of the gateway's clock: a whole round",
+                 u->streams[stream].name, cp->modified_since - gw_now);
+        initial = full = new_round = true;
+    }
+    /* A catalog cursor without a status is a page of another listing (every status, 100 a
+     * page): the rows before page N of this one may never have been read. The round starts
+     * over, keeping its window. */
+    if (stream == STREAM_CATALOG && status_idx < 0 && !new_round) {
+        log_info("%s: cursor %s of an earlier version: the round starts over",
+                 u->streams[stream].name, cp->cursor);
+        new_round = true;
+    }
     if (new_round)
         page_no = 1;
+    if (new_round || stream != STREAM_CATALOG)
+        status_idx = 0;
     if (!full)
         from = cp->modified_since > overlap ? cp->modified_since - overlap : 1;
     unsigned maxp = u->d ? u->d->cfg.max_parallel : DETAIL_PARALLEL;
@@ -1049,8 +1170,8 @@ static void ae_pull(struct upstream *u, int stream, const struct checkpoint *cp)
     /* The same page again after a transient failure: ask only for what it is missing. */
     struct ae_pull *p = a->carry[stream];
     a->carry[stream] = NULL;
-    if (p && p->page_no == page_no && p->new_round == new_round && p->full == full &&
-        p->window_from == from && store_now() - p->started < CARRY_MAX_S) {
+    if (p && p->page_no == page_no && p->status_idx == status_idx && p->new_round == new_round &&
+        p->full == full && p->window_from == from && store_now() - p->started < CARRY_MAX_S) {
         p->worst = SYNC_OK;
         p->page.error[0] = 0;
         p->page.retry_after_s = -1;
@@ -1076,6 +1197,7 @@ static void ae_pull(struct upstream *u, int stream, const struct checkpoint *cp)
     p->page.total = -1;
     p->parallel = parallel;
     p->page_no = page_no;
+    p->status_idx = status_idx;
     p->new_round = new_round;
     p->initial = initial;
     p->full = full;
@@ -1085,6 +1207,9 @@ static void ae_pull(struct upstream *u, int stream, const struct checkpoint *cp)
 
     struct jbuf q = {0};
     char t[32] = "";
+    /* The order list's windows are documented as US Pacific; the product list's
+     * gmt_modified_start has no documented zone. Pacific for both: read in any zone east of
+     * it (GMT+8, UTC), the same text names an earlier instant, so the window only widens. */
     if (p->window_from)
         format_pacific(p->window_from, t);
     jb_lit(&q, "{\"current_page\":");
@@ -1095,6 +1220,10 @@ static void ae_pull(struct upstream *u, int stream, const struct checkpoint *cp)
         jb_lit(&q,
                stream == STREAM_CATALOG ? ",\"gmt_modified_start\":" : ",\"modified_date_start\":");
         jb_str(&q, t);
+    }
+    if (stream == STREAM_CATALOG) {
+        jb_lit(&q, ",\"product_status_type\":");
+        jb_str(&q, product_statuses[p->status_idx]);
     }
     if (stream == STREAM_ORDERS) {
         jb_lit(&q, ",\"order_status_list\":[");
@@ -1354,8 +1483,14 @@ static int apply_catalog(struct pull_page *pg, struct store *st, struct checkpoi
     }
     if (p->new_round)
         cp->version = p->started;
+    if (p->new_round && p->initial)
+        cp->modified_since = 0; /* a first round (again, see ae_pull): its pages stay whole */
     if (pg->more) {
-        snprintf(cp->cursor, sizeof cp->cursor, "%" PRId64, p->page_no + 1);
+        /* The next page of this status, else the first of the next status. */
+        bool next_status = !(p->page_no < p->pages);
+        int k = next_status ? p->status_idx + 1 : p->status_idx;
+        int64_t next = next_status ? 1 : p->page_no + 1;
+        snprintf(cp->cursor, sizeof cp->cursor, "%d:%" PRId64, k, next);
     } else {
         cp->cursor[0] = 0;
         cp->modified_since = cp->version + (a->have_offset ? a->offset_s : 0);
@@ -1572,6 +1707,8 @@ static int apply_orders(struct pull_page *pg, struct store *st, struct checkpoin
     if (p->new_round)
         cp->version =
             p->server_now > 0 ? p->server_now : p->started + (a->have_offset ? a->offset_s : 0);
+    if (p->new_round && p->initial)
+        cp->modified_since = 0; /* a first round (again, see ae_pull): its pages stay whole */
     if (pg->more) {
         snprintf(cp->cursor, sizeof cp->cursor, "%" PRId64, p->page_no + 1);
     } else {
@@ -1884,7 +2021,6 @@ static void on_fulfilled(struct ae_call *c, int outcome, const cJSON *resp)
 {
     struct push_batch *b = c->owner;
     struct push_item *it = &b->items[c->index];
-    struct ae *a = c->u->conn;
     if (c->req.retry_after_s > b->retry_after_s)
         b->retry_after_s = c->req.retry_after_s;
     const cJSON *res = member(resp, "result");
@@ -1893,7 +2029,6 @@ static void on_fulfilled(struct ae_call *c, int outcome, const cJSON *resp)
         it->outcome = SYNC_TRANSIENT;
         snprintf(it->error, sizeof it->error, "fulfil answer without a result");
     } else if (outcome == SYNC_OK) {
-        note_clock(a, res);
         const char *code = jid(res, "error_code"), *msg = jtext(res, "error_message", 400);
         if (cJSON_IsTrue(member(res, "result_success"))) {
             it->outcome = SYNC_OK;
@@ -2042,7 +2177,6 @@ static void on_read_back(struct ae_call *c, int outcome, const cJSON *resp)
         push_next(u, b, c->index + 1);
         return;
     }
-    note_clock(u->conn, res);
     const cJSON *data = member(res, "data");
     const char *code = jid(res, "error_code");
     if (code || !cJSON_IsObject(data)) {

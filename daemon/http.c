@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 #include <curl/curl.h>
 
@@ -209,6 +210,14 @@ static size_t on_header(char *p, size_t size, size_t n, void *userp)
         if (end != buf && v >= 0 && v <= 86400)
             r->retry_after_s = v;
     }
+    if (len > 5 && strncasecmp(p, "Date:", 5) == 0) {
+        char buf[64];
+        size_t k = len - 5 < sizeof buf - 1 ? len - 5 : sizeof buf - 1;
+        memcpy(buf, p + 5, k);
+        buf[k] = 0;
+        time_t t = curl_getdate(buf, NULL); /* RFC 7231 IMF-fixdate and the obsolete forms */
+        r->date = t > 0 ? (int64_t)t : 0;
+    }
     return len;
 }
 
@@ -232,6 +241,7 @@ int http_start(struct http *h, struct http_req *r)
     r->curl_code = 0;
     r->status = 0;
     r->retry_after_s = -1;
+    r->date = 0;
     r->error[0] = 0;
     r->http = h;
     r->too_large = 0;

@@ -51,6 +51,7 @@ struct http_req {
     int curl_code;      /* CURLE_OK when an HTTP answer arrived */
     long status;        /* HTTP status, 0 when none */
     long retry_after_s; /* from Retry-After (seconds form), -1 when absent */
+    int64_t date;       /* the answer's Date header (epoch seconds), 0 when absent or unreadable */
     char error[256];    /* curl's message when curl_code != CURLE_OK */
     char *response;     /* NUL-terminated body (owned by the request until http_req_reset) */
     size_t response_len;

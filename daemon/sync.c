@@ -1052,12 +1052,19 @@ static void run_upstream(struct upstream *u)
     unsigned max = e->d->cfg.max_parallel, inflight = (unsigned)u->inflight_pushes;
     for (int i = 0; i < u->ops->nstreams; i++)
         inflight += u->streams[i].running;
-    /* While the link is down (or refuses the credentials), one request at a time probes it. */
-    if (u->link == LINK_DOWN || u->link == LINK_AUTH_FAILED)
+    /* While the link is down (or refuses the credentials), one request at a time probes it,
+     * and the streams take the probe in turn: a stream whose calls keep failing (a failed page
+     * stays due) must not have every probe while the others wait (orders behind the catalog). */
+    bool probing = u->link == LINK_DOWN || u->link == LINK_AUTH_FAILED;
+    if (probing)
         max = 1;
-    for (int i = 0; i < u->ops->nstreams && inflight < max; i++) {
+    int n = u->ops->nstreams;
+    for (int k = 0; k < n && inflight < max; k++) {
+        int i = probing ? (u->probe_next + k) % n : k;
         struct stream_state *ss = &u->streams[i];
         if (!ss->running && (ss->requested || ss->due_ms <= now)) {
+            if (probing)
+                u->probe_next = (i + 1) % n;
             start_pull(u, i);
             inflight++;
         }

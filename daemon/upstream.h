@@ -175,6 +175,7 @@ struct upstream {
     /* The outbox id after which the next push batch's look starts (sync.c take_batch): 0 from
      * the oldest row; further on while the oldest rows cannot go, so they hide none. */
     int64_t push_from;
+    int probe_next; /* while the link is down: the stream whose turn the next probe is */
     struct stream_state streams[UPSTREAM_MAX_STREAMS];
 };
 

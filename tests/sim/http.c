@@ -146,8 +146,21 @@ static void count_status(struct sim *s, int status)
     stats_count(s->stats, SG_STATUS, key);
 }
 
-static void add_headers(struct MHD_Response *r, const struct http_resp *resp)
+/* Date: the simulated clock (the clock every time in the answers is in), as IMF-fixdate. A
+ * client learns the gateway's clock from it (the marketplace's time_stamp has no documented
+ * zone); libmicrohttpd adds none of its own when the response has one. */
+static void add_date(struct sim *s, struct MHD_Response *r)
 {
+    time_t t = (time_t)sim_now(s);
+    struct tm tm;
+    char v[64];
+    if (gmtime_r(&t, &tm) && strftime(v, sizeof v, "%a, %d %b %Y %H:%M:%S GMT", &tm) > 0)
+        MHD_add_response_header(r, MHD_HTTP_HEADER_DATE, v);
+}
+
+static void add_headers(struct sim *s, struct MHD_Response *r, const struct http_resp *resp)
+{
+    add_date(s, r);
     MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, resp->content_type);
     if (resp->retry_after >= 0) {
         char v[16];
@@ -169,7 +182,7 @@ static enum MHD_Result send_resp(struct sim *s, struct MHD_Connection *c, struct
         free(buf);
         return MHD_NO;
     }
-    add_headers(r, resp);
+    add_headers(s, r, resp);
     enum MHD_Result rc = MHD_queue_response(c, (unsigned)resp->status, r);
     MHD_destroy_response(r);
     count_status(s, resp->status);
@@ -217,7 +230,7 @@ static enum MHD_Result send_truncated(struct sim *s, struct MHD_Connection *c,
         free_truncated(t);
         return MHD_NO;
     }
-    add_headers(r, resp);
+    add_headers(s, r, resp);
     enum MHD_Result rc = MHD_queue_response(c, (unsigned)resp->status, r);
     MHD_destroy_response(r);
     stats_count(s->stats, SG_STATUS, "truncated");

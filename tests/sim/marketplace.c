@@ -18,7 +18,7 @@
 #include "stats.h"
 
 /* Limits of the platform (see README for which are documented and which assumed). */
-#define PRODUCT_PAGE_MAX 100
+#define PRODUCT_PAGE_MAX 99 /* "The input value must be less than 100" */
 #define ORDER_PAGE_MAX 50
 #define INVENTORY_PRODUCTS_MAX 20
 #define INVENTORY_SKUS_MAX 200
@@ -225,7 +225,9 @@ static int product_list_get(struct sim *s, const struct params *prm, struct jb *
                             struct mp_error *e)
 {
     int rc;
-    cJSON *q = json_param(prm, "aeop_a_e_product_list_query", false, &rc, e);
+    /* product_status_type is required inside it ("required": true in the metadata), so the
+     * query object is too. */
+    cJSON *q = json_param(prm, "aeop_a_e_product_list_query", true, &rc, e);
     if (rc < 0)
         return -1;
     int64_t page = 1, size = 20;
@@ -245,6 +247,8 @@ static int product_list_get(struct sim *s, const struct params *prm, struct jb *
          member_int(q, "product_id", 1, INT64_MAX, &product_id, e);
     const char *status = q ? jin_str(q, "product_status_type") : NULL;
     const char *sku_code = q ? jin_str(q, "sku_code") : NULL;
+    if (ok && !status)
+        ok = refuse(missing(e, "product_status_type"));
     if (ok && status) {
         if (strcmp(status, "onSelling") == 0)
             f.status = 0;
@@ -761,7 +765,7 @@ static int order_get(struct sim *s, const struct params *prm, struct jb *j, stru
     }
     int64_t now = sim_now(s);
     char stamp[ST_PACIFIC_LEN];
-    st_fmt_pacific(now, stamp);
+    st_fmt_gmt8(now, stamp);
     int64_t total = 0, skip = (page - 1) * size;
     /* newest first, like the platform's order list */
     jb_kv_obj(j, "result");
@@ -936,10 +940,10 @@ static int order_info_get(struct sim *s, const struct params *prm, struct jb *j,
     if (!ok)
         return -1;
     char stamp[ST_PACIFIC_LEN];
-    st_fmt_pacific(sim_now(s), stamp);
+    st_fmt_gmt8(sim_now(s), stamp);
     const struct order *o = order_find(s, id);
+    /* The documented result: data, error_code, error_message, time_stamp (no success flag). */
     jb_kv_obj(j, "result");
-    jb_kv_bool(j, "result_success", o != NULL);
     jb_kv_str(j, "time_stamp", stamp);
     if (o) {
         write_order_detail(s, o, flags, j);
@@ -970,7 +974,7 @@ static void fulfil_result(struct jb *j, int64_t now, const char *code, const cha
 static void fulfil_result(struct jb *j, int64_t now, const char *code, const char *fmt, ...)
 {
     char stamp[ST_PACIFIC_LEN], msg[256];
-    st_fmt_pacific(now, stamp);
+    st_fmt_gmt8(now, stamp);
     jb_kv_obj(j, "result");
     jb_kv_bool(j, "result_success", code == NULL);
     jb_kv_str(j, "time_stamp", stamp);
@@ -1127,11 +1131,11 @@ static int check_gateway(struct sim *s, const struct params *p, const struct mp_
     *m = find_method(method);
     if (!*m)
         return fail(e, "InvalidMethod", "The specified method %s is invalid", method);
-    const char *token = params_get(p, "access_token");
-    if (!token)
-        token = params_get(p, "session");
+    /* The seller's token as the official SDKs send it on /sync: session (the platform's page
+     * names access_token; see README for the reading chosen). */
+    const char *token = params_get(p, "session");
     if ((*m)->needs_session && !token)
-        return fail(e, "MissingAccessToken", "Missing access_token");
+        return fail(e, "MissingAccessToken", "Missing session");
     if ((*m)->needs_session && strcmp(token, c->access_token) != 0)
         return fail(e, "IllegalAccessToken", "The specified access token is invalid or expired");
     return 0;
@@ -1152,6 +1156,38 @@ static void write_error(struct sim *s, const struct mp_error *e, struct jb *j)
     jb_obj_end(j);
 }
 
+/* The Java SDK sends method in the query string as well as in the body (and signs it once):
+ * the same value twice is one parameter. Copies p into out without the repeat; 1 when there
+ * was one, 0 when there was none (out untouched), -1 when out of memory. */
+static int drop_repeated_method(const struct params *p, struct params *out)
+{
+    size_t first = p->n;
+    bool repeat = false;
+    for (size_t i = 0; i < p->n; i++) {
+        if (strcmp(p->v[i].name, "method") != 0)
+            continue;
+        if (first == p->n)
+            first = i;
+        else if (strcmp(p->v[i].value, p->v[first].value) == 0)
+            repeat = true;
+        else
+            return 0; /* two different methods: refused as a duplicate */
+    }
+    if (!repeat)
+        return 0;
+    params_init(out);
+    for (size_t i = 0; i < p->n; i++) {
+        if (i != first && strcmp(p->v[i].name, "method") == 0)
+            continue;
+        if (params_add(out, p->v[i].name, strlen(p->v[i].name), p->v[i].value,
+                       strlen(p->v[i].value)) < 0) {
+            params_free(out);
+            return -1;
+        }
+    }
+    return 1;
+}
+
 void mp_handle(struct sim *s, const struct http_req *rq, struct http_resp *out)
 {
     struct mp_error e = {"ISV", NULL, ""};
@@ -1163,15 +1199,28 @@ void mp_handle(struct sim *s, const struct http_req *rq, struct http_resp *out)
         write_error(s, &e, &out->body);
         return;
     }
-    if (check_gateway(s, &rq->form, &m, &e) < 0) {
+    struct params once;
+    int dropped = drop_repeated_method(&rq->form, &once);
+    if (dropped < 0) {
+        fail(&e, "SystemError", "Out of memory");
+        e.type = "ISP";
         write_error(s, &e, &out->body);
+        return;
+    }
+    const struct params *form = dropped ? &once : &rq->form;
+    if (check_gateway(s, form, &m, &e) < 0) {
+        write_error(s, &e, &out->body);
+        if (dropped)
+            params_free(&once);
         return;
     }
     struct jb inner;
     jb_init(&inner, HTTP_MAX_RESPONSE);
     pthread_mutex_lock(&s->lock);
-    int rc = m->fn(s, &rq->form, &inner, &e);
+    int rc = m->fn(s, form, &inner, &e);
     pthread_mutex_unlock(&s->lock);
+    if (dropped)
+        params_free(&once);
     if (rc == 0 && jb_failed(&inner)) {
         rc = fail(&e, "SystemError", "The answer is too large");
         e.type = "ISP";

@@ -81,23 +81,24 @@ mp() {
     shift
     local -a kv=("app_key=${MP_APP_KEY:-tally-sim-app-key}" "method=$method"
         "timestamp=$(date +%s%3N)" "sign_method=${SIGN_METHOD:-sha256}"
-        "access_token=${MP_TOKEN:-tally-sim-access-token}" "format=json" "$@")
+        "${MP_TOKEN_NAME:-session}=${MP_TOKEN:-tally-sim-access-token}" "format=json" "$@")
     local sig
     sig=$(printf '%s\n' "${kv[@]}" | sign "${MP_SECRET:-tally-sim-app-secret}")
     local -a args=()
     for p in "${kv[@]}" "sign=$sig"; do args+=(--data-urlencode "$p"); done
-    "${CURL[@]}" "${MP_CURL_OPTS[@]}" "$BASE/sync" "${args[@]}"
+    "${CURL[@]}" "${MP_CURL_OPTS[@]}" "$BASE/sync${MP_QUERY:-}" "${args[@]}"
 }
 
 check "health reports the catalog" eq "$(ctl_get health | jq -r .skus)" 2000
 
 # --- marketplace gateway ------------------------------------------------------------------
-r=$(mp aliexpress.solution.product.list.get 'aeop_a_e_product_list_query={"current_page":1,"page_size":5}')
+PLQ='aeop_a_e_product_list_query={"current_page":1,"page_size":5,"product_status_type":"onSelling"}'
+r=$(mp aliexpress.solution.product.list.get "$PLQ")
 check "signed product.list.get answers a page" eq \
     "$(jq -r '.aliexpress_solution_product_list_get_response.result.aeop_a_e_product_display_d_t_o_list.item_display_dto | length' <<<"$r")" 5
 check "product.list.get counts the products" jqe \
     '.aliexpress_solution_product_list_get_response.result.product_count > 100' <<<"$r"
-r=$(SIGN_METHOD=md5 mp aliexpress.solution.product.list.get)
+r=$(SIGN_METHOD=md5 mp aliexpress.solution.product.list.get "$PLQ")
 check "legacy md5 signature accepted" jqe '.aliexpress_solution_product_list_get_response.result.success' <<<"$r"
 r=$(MP_SECRET=wrong-secret mp aliexpress.solution.product.list.get)
 check "bad signature rejected (IncompleteSignature)" eq "$(jq -r .error_response.code <<<"$r")" IncompleteSignature
@@ -106,7 +107,20 @@ check "unknown app_key rejected (InvalidAppKey)" eq "$(jq -r .error_response.cod
 r=$(MP_TOKEN=expired mp aliexpress.solution.product.list.get)
 check "bad access_token rejected (IllegalAccessToken)" eq "$(jq -r .error_response.code <<<"$r")" IllegalAccessToken
 
-pid=$(mp aliexpress.solution.product.list.get | jq -r '.aliexpress_solution_product_list_get_response.result.aeop_a_e_product_display_d_t_o_list.item_display_dto[0].product_id')
+r=$(mp aliexpress.solution.product.list.get 'aeop_a_e_product_list_query={"current_page":1,"page_size":5}')
+check "product.list.get without product_status_type is refused (required)" eq \
+    "$(jq -r .error_response.code <<<"$r")" MissingParameter
+r=$(mp aliexpress.solution.product.list.get 'aeop_a_e_product_list_query={"current_page":1,"page_size":100,"product_status_type":"onSelling"}')
+check "product.list.get page_size 100 is refused (must be less than 100)" eq \
+    "$(jq -r .error_response.code <<<"$r")" InvalidParameter
+r=$(MP_QUERY='?method=aliexpress.solution.product.list.get' mp aliexpress.solution.product.list.get "$PLQ")
+check "method in the query string and the body (as the Java SDK sends it)" jqe \
+    '.aliexpress_solution_product_list_get_response.result.success' <<<"$r"
+r=$(MP_TOKEN_NAME=access_token mp aliexpress.solution.product.list.get "$PLQ")
+check "the token under access_token alone is not the session" eq "$(jq -r .error_response.code <<<"$r")" MissingAccessToken
+check "answers carry a Date header" grep -qi '^Date: .* GMT' <("${CURL[@]}" -D - -o /dev/null "$BASE/control/clock")
+
+pid=$(mp aliexpress.solution.product.list.get "$PLQ" | jq -r '.aliexpress_solution_product_list_get_response.result.aeop_a_e_product_display_d_t_o_list.item_display_dto[0].product_id')
 r=$(mp aliexpress.solution.product.info.get "product_id=$pid")
 sku=$(jq -r '.aliexpress_solution_product_info_get_response.result.aeop_ae_product_s_k_us.global_aeop_ae_product_sku[0].sku_code' <<<"$r")
 check "product.info.get lists SKUs with sku_code" eq "$(ctl_get "stock?sku=$sku" | jq -r .sku)" "$sku"
@@ -124,10 +138,17 @@ check "order.get lists a new paid order" jqe --arg id "$oid" \
 ful() { mp aliexpress.solution.order.fulfill "out_ref=$oid" send_type=all logistics_no=LX123456789ES service_name=CORREOS; }
 check "order.fulfill accepted" eq "$(ful | jq -r .aliexpress_solution_order_fulfill_response.result.result_success)" true
 r=$(mp aliexpress.solution.order.info.get "param1={\"order_id\":$oid}")
+check "order.info.get has no result_success (not documented)" jqe \
+    '.aliexpress_solution_order_info_get_response.result | has("result_success") | not' <<<"$r"
+ts=$(jq -r .aliexpress_solution_order_info_get_response.result.time_stamp <<<"$r")
+skew=$(($(TZ=Asia/Shanghai date -d "$ts" +%s) - $(date -d "$(ctl_get clock | jq -r .now)" +%s)))
+check "order.info.get time_stamp is GMT+8 (within 2 minutes of the simulated clock)" \
+    test "${skew#-}" -le 120
 check "order.info.get shows the order shipped" eq \
     "$(jq -r '.aliexpress_solution_order_info_get_response.result.data | .order_status + " " + .logistic_info_list.global_aeop_tp_logistic_info_dto[0].logistics_no' <<<"$r")" \
     "WAIT_BUYER_ACCEPT_GOODS LX123456789ES"
-check "same fulfilment again is refused: the order no longer waits to ship" eq \
+# No "already shipped" code is documented: the order has moved on, so the same fulfil is refused.
+check "same fulfilment again is refused (order no longer waits to be shipped)" eq \
     "$(ful | jq -r .aliexpress_solution_order_fulfill_response.result.error_code)" ORDER_STATUS_NOT_ALLOWED
 check "fulfilment applied once per tracking number" eq \
     "$(ctl_get fulfilments | jq -c --arg id "$oid" '[.max_applied_per_tracking, (.orders[$id] | length)]')" "[1,2]"
@@ -187,7 +208,7 @@ MP_CURL_OPTS=()
 check "503 fault answers 503" eq "$(head -1 "$WORK/headers" | tr -d '\r' | cut -d' ' -f2)" 503
 check "503 fault carries Retry-After" eq "$(grep -i '^retry-after:' "$WORK/headers" | tr -d '\r' | awk '{print $2}')" 7
 check "the next call is served again" jqe '.aliexpress_solution_product_list_get_response.result.success' \
-    <<<"$(mp aliexpress.solution.product.list.get)"
+    <<<"$(mp aliexpress.solution.product.list.get "$PLQ")"
 check "stats count the faults applied" jqe '.faults | length >= 3' <<<"$(ctl_get stats)"
 "${CURL[@]}" -X DELETE "$BASE/control/faults" >/dev/null
 

@@ -53,6 +53,11 @@ void st_fmt_pacific(int64_t t, char out[ST_PACIFIC_LEN])
     fmt_utc(local, "%Y-%m-%d %H:%M:%S", out, ST_PACIFIC_LEN);
 }
 
+void st_fmt_gmt8(int64_t t, char out[ST_PACIFIC_LEN])
+{
+    fmt_utc(t + 8 * 3600, "%Y-%m-%d %H:%M:%S", out, ST_PACIFIC_LEN);
+}
+
 int st_parse_pacific(const char *s, int64_t *t)
 {
     int y, mo, d, h, mi, se;

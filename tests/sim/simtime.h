@@ -14,6 +14,9 @@
 #define ST_ISO_MS_LEN 25  /* "2026-11-24T15:31:00.123Z" + NUL */
 
 void st_fmt_pacific(int64_t t, char out[ST_PACIFIC_LEN]);
+/* The same shape in GMT+8: the answers' time_stamp (a live capture of the gateway showed
+ * GMT+8 there; the zone is not documented). */
+void st_fmt_gmt8(int64_t t, char out[ST_PACIFIC_LEN]);
 /* Parses a Pacific-time "yyyy-MM-dd HH:mm:ss" into epoch seconds; 0 ok, -1 malformed. */
 int st_parse_pacific(const char *s, int64_t *t);
 void st_fmt_iso(int64_t t, char out[ST_ISO_LEN]);

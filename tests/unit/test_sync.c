@@ -797,6 +797,69 @@ static void test_random_looks(void)
         fz_run(seed + (uint64_t)i, limits[i], (unsigned)(1 + i));
 }
 
+/* ---- pulls while the link is down: the probe goes to each stream in turn ---- */
+
+static const char *const two_streams[] = {"catalog", "orders"};
+static int pulls_of[2];
+static int pending_pull = -1; /* the stream of the pull in flight, -1 when none */
+
+static void release_none(struct pull_page *pg)
+{
+    (void)pg;
+}
+
+static void pull_record(struct upstream *u, int stream, const struct checkpoint *cp)
+{
+    (void)u, (void)cp;
+    pulls_of[stream]++;
+    CHECK_EQ_INT(pending_pull, -1);
+    pending_pull = stream;
+}
+
+/* Answers the pull in flight as the failing catalog of the report did: transient. */
+static void fail_pending(void)
+{
+    if (pending_pull < 0)
+        return;
+    static struct pull_page pg;
+    memset(&pg, 0, sizeof pg);
+    pg.outcome = SYNC_TRANSIENT;
+    pg.retry_after_s = -1;
+    pg.release = release_none;
+    snprintf(pg.error, sizeof pg.error, "unreadable answer");
+    int s = pending_pull;
+    pending_pull = -1;
+    sync_pull_done(fake_u, s, &pg);
+}
+
+/* Both streams keep failing while the link is down; each probe (the backoff over) goes to the
+ * streams in turn, so the orders are asked as often as the catalog. */
+static void test_probe_takes_turns(void)
+{
+    fresh();
+    d->cfg.max_parallel = 1;
+    struct connector_ops two = fake;
+    two.nstreams = 2;
+    two.streams = two_streams;
+    two.pull = pull_record;
+    struct sync_engine *e = NULL;
+    nbatches = 0;
+    pulls_of[0] = pulls_of[1] = 0;
+    CHECK_EQ_INT(sync_start_with(d, &two, "wh:A", &e), 0);
+    if (!e)
+        exit(2);
+    for (int step = 0; step < 20; step++) {
+        fake_u->resume_ms = 0; /* the backoff is over */
+        sync_tick(e);
+        fail_pending();
+    }
+    CHECK_EQ_INT(fake_u->link, LINK_DOWN);
+    CHECK_EQ_INT(pulls_of[0] + pulls_of[1], 20);
+    CHECK(pulls_of[1] >= 9);
+    CHECK(pulls_of[0] >= 9);
+    stop(e);
+}
+
 int main(void)
 {
     h = rh_new("tally-sync");
@@ -815,6 +878,7 @@ int main(void)
     test_many_in_backoff();
     test_other_kind_next();
     test_random_looks();
+    test_probe_takes_turns();
     rh_free(h);
     uv_loop_close(&loop);
     return check_result("test_sync");

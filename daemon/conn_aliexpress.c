@@ -1012,6 +1012,26 @@ static void on_detail(struct ae_call *c, int outcome, const cJSON *resp)
     pump(p);
 }
 
+/* What a refusal's error_code means, in a list answer or for one product of a stock update:
+ * the gateway's own codes keep their meaning (ApiCallLimit is flow control, a refused token is
+ * refused credentials); other codes naming the platform's failure or a limit, in any letter
+ * case (SystemBusy, ISV_CALL_LIMIT), are transient; any other is a refusal. */
+static int refusal_outcome(const char *code)
+{
+    if (!code)
+        return SYNC_PERMANENT;
+    for (size_t i = 0; i < sizeof gateway_codes / sizeof gateway_codes[0]; i++)
+        if (!strcmp(code, gateway_codes[i].code))
+            return gateway_codes[i].outcome;
+    char up[64];
+    snprintf(up, sizeof up, "%s", code);
+    for (size_t i = 0; up[i]; i++)
+        up[i] = (char)toupper((unsigned char)up[i]);
+    bool transient =
+        strstr(up, "SYSTEM") || strstr(up, "BUSY") || strstr(up, "TIMEOUT") || strstr(up, "LIMIT");
+    return transient ? SYNC_TRANSIENT : SYNC_PERMANENT;
+}
+
 /* A list answer with success false: the platform refused the request (a parameter, the
  * account) or failed itself. The reason from error_code and error_msg / error_message. */
 static int list_refused(struct ae_pull *p, const struct ae_call *c, const cJSON *res)
@@ -1029,18 +1049,7 @@ static int list_refused(struct ae_pull *p, const struct ae_call *c, const cJSON 
         msg = NULL;
     snprintf(p->page.error, sizeof p->page.error, "%s refused: %.40s %.120s", c->method,
              code[0] ? code : "(no code)", msg ? msg : "(no message)");
-    /* The gateway's own codes keep their meaning here (ApiCallLimit is flow control, a
-     * refused token is refused credentials); other codes naming the platform's failure or a
-     * limit, in any letter case (SystemBusy, ISV_CALL_LIMIT), are transient. */
-    for (size_t i = 0; i < sizeof gateway_codes / sizeof gateway_codes[0]; i++)
-        if (!strcmp(code, gateway_codes[i].code))
-            return gateway_codes[i].outcome;
-    char up[sizeof code];
-    for (size_t i = 0; i < sizeof up; i++)
-        up[i] = (char)toupper((unsigned char)code[i]);
-    bool transient =
-        strstr(up, "SYSTEM") || strstr(up, "BUSY") || strstr(up, "TIMEOUT") || strstr(up, "LIMIT");
-    return transient ? SYNC_TRANSIENT : SYNC_PERMANENT;
+    return refusal_outcome(code);
 }
 
 static void on_list(struct ae_call *c, int outcome, const cJSON *resp)
@@ -1740,8 +1749,9 @@ static void publish_finish(struct ae_pub *s)
 static void product_refused(struct ae_pub *s, int g, const char *code, const char *msg)
 {
     struct publish_batch *b = s->b;
-    bool retry =
-        code && (strstr(code, "SYSTEM") || strstr(code, "BUSY") || strstr(code, "TIMEOUT"));
+    /* A refused token fails the whole call (error_response), never one product: here only
+     * flow control and the platform's own failures go again. */
+    bool retry = refusal_outcome(code) == SYNC_TRANSIENT;
     int named = -1, members = 0;
     for (int i = 0; i < b->n; i++) {
         if (s->group[i] != g)

@@ -511,6 +511,31 @@ static void test_list_refusal_codes(void)
     }
 }
 
+/* A product refused inside a stock update: the platform's own failures and flow control, in
+ * the CamelCase the platform writes them, go again; a refusal of the product stays refused. */
+static void test_publish_refusal_codes(void)
+{
+    static const struct {
+        const char *code;
+        int outcome;
+    } cases[] = {
+        {"SystemBusy", SYNC_TRANSIENT},     {"ApiCallLimit", SYNC_TRANSIENT},
+        {"ServiceTimeout", SYNC_TRANSIENT}, {"SYSTEM_ERROR", SYNC_TRANSIENT},
+        {"PARAM_ERROR", SYNC_PERMANENT},    {NULL, SYNC_PERMANENT},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        struct publish_item item = {.sku = "S1", .product_id = "1005001", .value = 3};
+        struct publish_batch b = {.items = &item, .n = 1};
+        int group = 0;
+        struct ae_pub pub = {.b = &b, .ngroups = 1, .group = &group};
+        product_refused(&pub, 0, cases[i].code, "refused");
+        if (item.outcome != cases[i].outcome)
+            fprintf(stderr, "publish refusal %s: %d, expected %d\n",
+                    cases[i].code ? cases[i].code : "(none)", item.outcome, cases[i].outcome);
+        CHECK_EQ_INT(item.outcome, cases[i].outcome);
+    }
+}
+
 /* order.info.get: data and no error_code is success; no result_success needed. */
 static void test_order_detail_without_flag(void)
 {
@@ -702,6 +727,7 @@ int main(void)
     test_fulfil_sample();
     test_list_refusal();
     test_list_refusal_codes();
+    test_publish_refusal_codes();
     test_order_detail_without_flag();
     test_clock();
     test_checkpoint_ahead();

@@ -157,6 +157,7 @@
 
 #include "catalog.h"
 #include "codec.h"
+#include "enums.h"
 #include "events.h"
 #include "iop_sign.h"
 #include "json.h"
@@ -196,21 +197,15 @@
 enum { STREAM_CATALOG, STREAM_ORDERS };
 static const char *const ae_streams[] = {"catalog", "orders"};
 
-/* Statuses asked for by the order list; FINISH last (left out of a stream's first round). */
-static const char *const order_statuses[] = {
-    "PLACE_ORDER_SUCCESS",
-    "RISK_CONTROL",
-    "WAIT_SELLER_SEND_GOODS",
-    "SELLER_PART_SEND_GOODS",
-    "WAIT_BUYER_ACCEPT_GOODS",
-    "IN_CANCEL",
-    "IN_ISSUE",
-    "IN_FROZEN",
-    "FUND_PROCESSING",
-    "WAIT_SELLER_EXAMINE_MONEY",
-    "FINISH",
-};
-#define N_STATUSES (sizeof order_statuses / sizeof order_statuses[0])
+/* Statuses asked for by the order list: the platform's eleven (enum_order_status, the one
+ * table), FINISH last there so that a stream's first round can leave it out. */
+static size_t order_status_count(void)
+{
+    size_t n = 0;
+    while (enum_order_status.values[n])
+        n++;
+    return n;
+}
 
 /* product.list.get's product_status_type (required), the four documented values, in the order
  * a catalog round lists them. */
@@ -1236,11 +1231,11 @@ static void ae_pull(struct upstream *u, int stream, const struct checkpoint *cp)
     }
     if (stream == STREAM_ORDERS) {
         jb_lit(&q, ",\"order_status_list\":[");
-        size_t nst = p->full ? N_STATUSES - 1 : N_STATUSES;
+        size_t all = order_status_count(), nst = p->full ? all - 1 : all;
         for (size_t i = 0; i < nst; i++) {
             if (i)
                 jb_lit(&q, ",");
-            jb_str(&q, order_statuses[i]);
+            jb_str(&q, enum_order_status.values[i]);
         }
         jb_lit(&q, "]");
     }

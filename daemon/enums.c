@@ -23,7 +23,8 @@ static const char *const fstates[] = {"new",      "pending",  "ready",     "allo
                                       "uploaded", "finished", "cancelled", NULL};
 const struct param_enum enum_fstate = {fstates};
 
-/* The marketplace's order statuses (every one the orders stream asks for). */
+/* The marketplace's order statuses: every one the orders stream asks for (conn_aliexpress.c),
+ * FINISH last, which a stream's first round leaves out. */
 static const char *const order_statuses[] = {"PLACE_ORDER_SUCCESS",
                                              "RISK_CONTROL",
                                              "WAIT_SELLER_SEND_GOODS",

@@ -726,6 +726,8 @@ int main(void)
     test_order_list_sample();
     test_fulfil_sample();
     test_list_refusal();
+    CHECK_EQ_INT((int)order_status_count(), 11);
+    CHECK_EQ_STR(enum_order_status.values[order_status_count() - 1], "FINISH");
     test_list_refusal_codes();
     test_publish_refusal_codes();
     test_order_detail_without_flag();

@@ -606,6 +606,23 @@ static void decision_key(struct store *st, const char *prefix, const char *code,
     *due = !outbox_has(st, key);
 }
 
+/* Appends the cancel of order o at the warehouse of `target` under `key` (decision_key "obc"):
+ * the warehouse is asked once, by the order id it deduplicates by. */
+static int append_cancel(struct store *st, const struct order *o, const char *key,
+                         const char *target)
+{
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    msgpack_pack_map(&pk, 1);
+    mp_pack_kv_str(&pk, "id", o->order_id);
+    int64_t id;
+    int r = outbox_append(st, key, target, o->order_id, "outbound_cancel", sb.data, sb.size, &id);
+    msgpack_sbuffer_destroy(&sb);
+    return r;
+}
+
 /*
  * Creates the outbound orders of an allocated order at its outbound warehouses: one outbox
  * row each, key "ob:<WH>:<order id>" (the warehouse deduplicates by the order id forever).
@@ -675,15 +692,7 @@ static int request_cancel(struct tallyd *d, struct order *o)
         decision_key(st, "obc", w.code[i], o, key, target, &due);
         if (!due)
             continue;
-        msgpack_sbuffer sb;
-        msgpack_sbuffer_init(&sb);
-        msgpack_packer pk;
-        msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-        msgpack_pack_map(&pk, 1);
-        mp_pack_kv_str(&pk, "id", o->order_id);
-        int64_t id;
-        r = outbox_append(st, key, target, o->order_id, "outbound_cancel", sb.data, sb.size, &id);
-        msgpack_sbuffer_destroy(&sb);
+        r = append_cancel(st, o, key, target);
     }
     if (r)
         return r;
@@ -1479,16 +1488,7 @@ static int release_by_cancel(struct tallyd *d, struct order *o, int64_t now,
             return TALLY_E_CONFLICT;
         }
         if (due) {
-            msgpack_sbuffer sb;
-            msgpack_sbuffer_init(&sb);
-            msgpack_packer pk;
-            msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-            msgpack_pack_map(&pk, 1);
-            mp_pack_kv_str(&pk, "id", o->order_id);
-            int64_t id;
-            r = outbox_append(st, key, target, o->order_id, "outbound_cancel", sb.data, sb.size,
-                              &id);
-            msgpack_sbuffer_destroy(&sb);
+            r = append_cancel(st, o, key, target);
             sqlite3_stmt *b = r ? NULL
                                 : store_stmt(st, "INSERT OR IGNORE INTO allocation_bans(order_ref,"
                                                  " warehouse, reason, at) VALUES(?1, ?2,"

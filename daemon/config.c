@@ -111,7 +111,23 @@ static struct wh_config *warehouse_section(struct tally_config *cfg, const char 
     w->inventory_interval_s = 30;
     w->outbound_interval_s = 60;
     snprintf(w->fulfilment, sizeof w->fulfilment, "outbound");
+    w->kind = WH_KIND_TALLY;
     return w;
+}
+
+static const char *const wh_kind_names[WH_KIND_COUNT] = {"tally", "goodcang", "fourpx"};
+
+const char *wh_kind_name(int kind)
+{
+    return kind >= 0 && kind < WH_KIND_COUNT ? wh_kind_names[kind] : NULL;
+}
+
+int wh_kind_parse(const char *s)
+{
+    for (int k = 0; k < WH_KIND_COUNT; k++)
+        if (!strcmp(s, wh_kind_names[k]))
+            return k;
+    return -1;
 }
 
 static int set_str(char *dst, size_t cap, const char *v, char *errbuf, size_t errlen,
@@ -497,6 +513,28 @@ int config_set(struct tally_config *cfg, const char *section, const char *key, c
             return set_bool(&w->allow_insecure_http, value, errbuf, errlen, key);
         if (!strcmp(key, "token_file"))
             return set_str(w->token_file, sizeof w->token_file, value, errbuf, errlen, key);
+        if (!strcmp(key, "kind")) {
+            int k = wh_kind_parse(value);
+            if (k < 0) {
+                snprintf(errbuf, errlen, "kind must be tally, goodcang or fourpx (not '%.40s')",
+                         value);
+                return -1;
+            }
+            w->kind = k;
+            return 0;
+        }
+        if (!strcmp(key, "app_key"))
+            return set_str(w->app_key, sizeof w->app_key, value, errbuf, errlen, key);
+        if (!strcmp(key, "app_token_file"))
+            return set_str(w->app_token_file, sizeof w->app_token_file, value, errbuf, errlen, key);
+        if (!strcmp(key, "app_secret_file"))
+            return set_str(w->app_secret_file, sizeof w->app_secret_file, value, errbuf, errlen,
+                           key);
+        if (!strcmp(key, "access_token_file"))
+            return set_str(w->access_token_file, sizeof w->access_token_file, value, errbuf, errlen,
+                           key);
+        if (!strcmp(key, "remote_code"))
+            return set_str(w->remote_code, sizeof w->remote_code, value, errbuf, errlen, key);
         if (!strcmp(key, "name"))
             return set_str(w->name, sizeof w->name, value, errbuf, errlen, key);
         if (!strcmp(key, "country")) {
@@ -611,8 +649,35 @@ int config_check(const struct tally_config *cfg, char *errbuf, size_t errlen)
     }
     for (unsigned i = 0; i < cfg->nwh; i++) {
         const struct wh_config *w = &cfg->wh[i];
-        if (!w->url[0] || !w->token_file[0]) {
-            snprintf(errbuf, errlen, "[warehouse %s] needs url and token_file", w->code);
+        if (!w->url[0]) {
+            snprintf(errbuf, errlen, "[warehouse %s] needs url", w->code);
+            return -1;
+        }
+        const char *need = NULL;
+        switch (w->kind) {
+        case WH_KIND_TALLY:
+            need = !w->token_file[0] ? "token_file (kind = tally)" : NULL;
+            break;
+        case WH_KIND_GOODCANG:
+            need = !w->app_key[0] || !w->app_token_file[0]
+                       ? "app_key and app_token_file (kind = goodcang)"
+                       : NULL;
+            break;
+        case WH_KIND_FOURPX:
+            need = !w->app_key[0] || !w->app_secret_file[0]
+                       ? "app_key and app_secret_file (kind = fourpx)"
+                       : NULL;
+            break;
+        }
+        if (need) {
+            snprintf(errbuf, errlen, "[warehouse %s] needs %s", w->code, need);
+            return -1;
+        }
+        if (w->kind != WH_KIND_TALLY && !strcmp(w->fulfilment, "station")) {
+            snprintf(errbuf, errlen,
+                     "[warehouse %s] fulfilment = station: a %s warehouse picks and ships in its "
+                     "own system; use fulfilment = outbound (or none)",
+                     w->code, wh_kind_name(w->kind));
             return -1;
         }
         if (!w->allow_insecure_http && config_insecure_http(w->url)) {

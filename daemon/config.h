@@ -15,13 +15,38 @@
 
 #define TALLY_MAX_UPSTREAM_WAREHOUSES 32
 
-/* [warehouse CODE]: one warehouse system speaking the Warehouse API v1. */
+/* A warehouse system's kind: which API it speaks (DESIGN.md "Warehouse kinds", UPSTREAM.md
+ * sections 2 and 3). A `tally` warehouse takes the station's movements; the third-party ones
+ * (Goodcang, 4PX) keep their own stock: the station reads it, announces goods coming in and
+ * sends outbound orders and cancels. */
+enum wh_kind {
+    WH_KIND_TALLY = 0, /* tally Warehouse API v1 (conn_wms.c) */
+    WH_KIND_GOODCANG,  /* Goodcang OMS open API (conn_goodcang.c) */
+    WH_KIND_FOURPX,    /* 4PX FOP fulfilment API (conn_fourpx.c) */
+};
+#define WH_KIND_COUNT 3
+/* "tally", "goodcang", "fourpx"; NULL for a value out of range. */
+const char *wh_kind_name(int kind);
+/* The kind named `s`, or -1. */
+int wh_kind_parse(const char *s);
+
+/* [warehouse CODE]: one warehouse system and the API it speaks (`kind`). */
 struct wh_config {
     char code[65];
+    int kind;             /* enum wh_kind; default tally */
     char name[128];       /* shown in tables; default: the code */
     char country[3];      /* ISO 3166 alpha-2; default ZZ (unknown) */
     char url[512];        /* base URL, e.g. https://wms.example.com/es (no trailing /v1) */
-    char token_file[512]; /* bearer token; relative names are looked up in $CREDENTIALS_DIRECTORY */
+    char token_file[512]; /* tally: bearer token; relative names are looked up in
+                           * $CREDENTIALS_DIRECTORY */
+    /* Third-party kinds. Goodcang: app_key + app_token_file (headers app-key, app-token).
+     * 4PX: app_key + app_secret_file (signing), access_token_file optional. */
+    char app_key[128];
+    char app_token_file[512];
+    char app_secret_file[512];
+    char access_token_file[512];
+    char remote_code[65]; /* the warehouse's own code in the third party's system (Goodcang
+                           * `warehouse_code`, 4PX `warehouse_code`); default: code */
     bool serves_marketplace;
     bool allow_insecure_http;      /* plain http:// to a non-loopback host (default false) */
     unsigned inventory_interval_s; /* default 30 */

@@ -29,6 +29,7 @@
 #include "stock.h"
 #include "tally/protocol.h"
 #include "upstream.h"
+#include "whfeed.h"
 
 #define INVENTORY_PAGE 5000
 /* An inventory row is {"sku" (at most 64 bytes), "on_hand", "inbound", "version",
@@ -177,46 +178,20 @@ static int classify(struct http_req *r, char *err, size_t errlen)
 
 /* ---- pulls ---- */
 
-/* Reconciliation: a row the replica holds at the same version with another figure has
- * drifted (a lost write, a bad restore); the upsert that follows repairs it. */
-static int count_drift(struct wms_call *c, struct store *st, int64_t sku, int64_t wh,
-                       int64_t on_hand, int64_t version, struct pull_page *pg)
-{
-    sqlite3_stmt *s = store_stmt(st, "SELECT snapshot FROM stock WHERE sku = ?1 AND warehouse = ?2"
-                                     " AND upstream_version = ?3 AND snapshot <> ?4");
-    if (!s)
-        return TALLY_E_STORAGE;
-    sqlite3_bind_int64(s, 1, sku);
-    sqlite3_bind_int64(s, 2, wh);
-    sqlite3_bind_int64(s, 3, version);
-    sqlite3_bind_int64(s, 4, on_hand);
-    int rc = sqlite3_step(s);
-    int64_t had = rc == SQLITE_ROW ? sqlite3_column_int64(s, 0) : 0;
-    sqlite3_reset(s);
-    if (rc == SQLITE_ROW) {
-        pg->repaired++;
-        /* Repaired, and a person is told: drift means a write was lost somewhere. */
-        return fulfil_stock_drift(c->u->d, sku, wh, had, on_hand);
-    }
-    return rc == SQLITE_DONE ? 0 : store_error(st, rc, "reconcile");
-}
-
 static int apply_inventory(struct pull_page *pg, struct store *st, struct checkpoint *cp, char *err,
                            size_t errlen)
 {
     struct wms_call *c = pg->data;
     int64_t wh;
-    int r = catalog_warehouse_id(st, c->u->code, strlen(c->u->code), &wh);
-    if (r) {
-        snprintf(err, errlen, "warehouse %s is not in the replica", c->u->code);
+    int r = whfeed_warehouse(c->u, st, &wh, err, errlen);
+    if (r)
         return r;
-    }
     const cJSON *items = cJSON_GetObjectItemCaseSensitive(c->doc, "items"), *it;
     int64_t now = store_now(), skipped = 0, maxv = 0;
     cJSON_ArrayForEach(it, items)
     {
         const char *sku = json_str(it, "sku");
-        int64_t on_hand, version, at = now, sku_id;
+        int64_t on_hand, version, at = now;
         if (!sku || !mp_id_ok(sku, strlen(sku)) ||
             json_int(it, "on_hand", -TALLY_MAX_QTY, TALLY_MAX_QTY, &on_hand) != 0 ||
             json_int(it, "version", 0, INT64_MAX / 2, &version) != 0) {
@@ -224,11 +199,7 @@ static int apply_inventory(struct pull_page *pg, struct store *st, struct checkp
             continue;
         }
         json_int(it, "updated_at", 0, 253402300799LL, &at);
-        if ((r = catalog_sku_ensure(st, sku, &sku_id)) != 0)
-            return r;
-        if (c->reconcile && (r = count_drift(c, st, sku_id, wh, on_hand, version, pg)) != 0)
-            return r;
-        if ((r = stock_apply_snapshot(st, sku_id, wh, on_hand, version, at)) != 0)
+        if ((r = whfeed_stock(c->u, st, wh, sku, on_hand, version, at, c->reconcile, pg)) != 0)
             return r;
         if (version > maxv)
             maxv = version;
@@ -246,11 +217,9 @@ static int apply_outbound(struct pull_page *pg, struct store *st, struct checkpo
 {
     struct wms_call *c = pg->data;
     int64_t wh;
-    int r = catalog_warehouse_id(st, c->u->code, strlen(c->u->code), &wh);
-    if (r) {
-        snprintf(err, errlen, "warehouse %s is not in the replica", c->u->code);
+    int r = whfeed_warehouse(c->u, st, &wh, err, errlen);
+    if (r)
         return r;
-    }
     const cJSON *items = cJSON_GetObjectItemCaseSensitive(c->doc, "items"), *it;
     int64_t maxv = 0;
     cJSON_ArrayForEach(it, items)
@@ -264,54 +233,8 @@ static int apply_outbound(struct pull_page *pg, struct store *st, struct checkpo
                    *reason = json_str(it, "reason");
         if (!tracking)
             tracking = json_str(it, "tracking_number");
-        /* A warehouse's reason may quote the buyer ("no one at <street>"): for an order whose
-         * personal data was purged it is neither stored nor passed on (privacy.c). */
-        if (reason) {
-            sqlite3_stmt *p = store_stmt(st, "SELECT 1 FROM orders WHERE order_id = ?1"
-                                             " AND purged_at IS NOT NULL");
-            if (!p)
-                return TALLY_E_STORAGE;
-            sqlite3_bind_text(p, 1, id, -1, SQLITE_STATIC);
-            int prc = sqlite3_step(p);
-            sqlite3_reset(p);
-            if (prc == SQLITE_ROW)
-                reason = NULL;
-            else if (prc != SQLITE_DONE)
-                return store_error(st, prc, "outbound order");
-        }
-        sqlite3_stmt *s = store_stmt(
-            st, "INSERT INTO outbound_orders(warehouse, id, status, carrier, tracking_no, reason,"
-                " version, updated_at) VALUES(?1,?2,?3,?4,?5,?6,?7,?8)"
-                " ON CONFLICT(warehouse, id) DO UPDATE SET status = excluded.status,"
-                " carrier = COALESCE(excluded.carrier, carrier),"
-                " tracking_no = COALESCE(excluded.tracking_no, tracking_no),"
-                " reason = excluded.reason, version = excluded.version,"
-                " updated_at = excluded.updated_at WHERE excluded.version > version"
-                " OR (excluded.version = version AND excluded.status IS NOT status)");
-        if (!s)
-            return TALLY_E_STORAGE;
-        sqlite3_bind_int64(s, 1, wh);
-        sqlite3_bind_text(s, 2, id, -1, SQLITE_STATIC);
-        sqlite3_bind_text(s, 3, status, -1, SQLITE_STATIC);
-        if (carrier && mp_text_ok(carrier, strlen(carrier)))
-            sqlite3_bind_text(s, 4, carrier, -1, SQLITE_STATIC);
-        if (tracking && mp_text_ok(tracking, strlen(tracking)))
-            sqlite3_bind_text(s, 5, tracking, -1, SQLITE_STATIC);
-        if (reason && mp_text_ok(reason, strlen(reason)))
-            sqlite3_bind_text(s, 6, reason, -1, SQLITE_STATIC);
-        sqlite3_bind_int64(s, 7, version);
-        sqlite3_bind_int64(s, 8, store_now());
-        int rc = sqlite3_step(s);
-        sqlite3_reset(s);
-        if (rc != SQLITE_DONE)
-            return store_error(st, rc, "outbound order");
-        /* A change (not an overlapping repeat) moves the order on (fulfil.c). */
-        /* Only what passed the checks above reaches an order (and the marketplace). */
-        const char *car_ok = carrier && mp_text_ok(carrier, strlen(carrier)) ? carrier : NULL;
-        const char *trk_ok = tracking && mp_id_ok(tracking, strlen(tracking)) ? tracking : NULL;
-        const char *why_ok = reason && mp_text_ok(reason, strlen(reason)) ? reason : NULL;
-        if (sqlite3_changes(store_db(st)) > 0 &&
-            (r = fulfil_outbound_status(c->u->d, wh, id, status, car_ok, trk_ok, why_ok)) != 0)
+        if ((r = whfeed_outbound(c->u, st, wh, id, status, carrier, tracking, reason, version)) !=
+            0)
             return r;
         if (version > maxv)
             maxv = version;
@@ -675,6 +598,7 @@ fail:
 
 const struct connector_ops conn_wms_ops = {
     .kind = "wms",
+    .caps = CAP_MOVEMENTS | CAP_TRANSFER_OUT | CAP_TRANSFER_IN | CAP_OUTBOUND,
     .nstreams = 2,
     .streams = wms_streams,
     .push_limit = MOVEMENTS_PER_CALL,

@@ -6,6 +6,23 @@
 
 #include "tally/protocol.h"
 
+static const char *const kind_names[OBX_KIND_COUNT] = {
+    "movement", "transfer", "outbound", "outbound_cancel", "inbound", "fulfil",
+};
+
+const char *outbox_kind_name(int kind)
+{
+    return kind >= 0 && kind < OBX_KIND_COUNT ? kind_names[kind] : NULL;
+}
+
+int outbox_kind_parse(const char *name)
+{
+    for (int k = 0; k < OBX_KIND_COUNT; k++)
+        if (!strcmp(name, kind_names[k]))
+            return k;
+    return -1;
+}
+
 int outbox_append(struct store *st, const char *key, const char *target, const char *entity,
                   const char *kind, const void *payload, size_t payload_len, int64_t *id)
 {

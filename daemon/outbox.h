@@ -11,6 +11,21 @@
 
 #include "store.h"
 
+/* An outbox row's kind: what it asks of its upstream. Stored by name (outbox.kind). */
+enum outbox_kind {
+    OBX_MOVEMENT = 0,    /* a stock movement at a tally warehouse ("movement") */
+    OBX_TRANSFER,        /* a transfer between warehouses ("transfer") */
+    OBX_OUTBOUND,        /* create an outbound order ("outbound") */
+    OBX_OUTBOUND_CANCEL, /* cancel it ("outbound_cancel") */
+    OBX_INBOUND,         /* an inbound notice to a third-party warehouse ("inbound") */
+    OBX_FULFIL,          /* upload a shipment to the marketplace ("fulfil") */
+    OBX_KIND_COUNT,
+};
+/* The stored name of a kind; NULL when out of range. */
+const char *outbox_kind_name(int kind);
+/* The kind stored as `name`, or -1. */
+int outbox_kind_parse(const char *name);
+
 /*
  * Appends a pending row. `key` is the idempotency key sent upstream (unique), `target` names
  * the upstream ("wh:ES-MAD", "mp"), `entity` orders rows for the same thing (a SKU code),

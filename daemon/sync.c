@@ -15,6 +15,7 @@
 #include "stock.h"
 #include "store.h"
 #include "tally/protocol.h"
+#include "outbox.h"
 #include "upstream.h"
 
 #define TICK_MS 100
@@ -439,7 +440,7 @@ static int limit_for(const struct upstream *u, const char *kind)
 
 /* The rows waiting for upstream ?1 (pending or in flight) after id ?2, oldest first. */
 static const char SQL_WAITING[] =
-    "SELECT id, key, entity, payload, kind, state, next_attempt_at FROM outbox"
+    "SELECT id, key, entity, payload, kind, state, next_attempt_at, sent_at IS NOT NULL FROM outbox"
     " INDEXED BY outbox_work WHERE target = ?1 AND state IN ('pending', 'inflight')"
     " AND id > ?2 ORDER BY id";
 
@@ -529,6 +530,8 @@ static bool add_item(struct push_batch *b, sqlite3_stmt *s, const char *kind)
     snprintf(it->key, sizeof it->key, "%s", (const char *)sqlite3_column_text(s, 1));
     snprintf(it->entity, sizeof it->entity, "%s", (const char *)sqlite3_column_text(s, 2));
     snprintf(it->kind, sizeof it->kind, "%s", kind);
+    it->okind = outbox_kind_parse(kind);
+    it->maybe_sent = sqlite3_column_int(s, 7) != 0;
     b->n++;
     return true;
 }
@@ -1236,13 +1239,23 @@ int sync_start(struct tallyd *d, struct sync_engine **out, char *err, size_t err
             snprintf(err, errlen, "cannot record warehouse %s", w->code);
             goto fail;
         }
-        add_upstream(e, &conn_wms_ops, name, w->code);
+        add_upstream(e, upstream_wh_ops(w->kind), name, w->code);
         struct upstream *u = &e->ups[e->nups];
         u->wh = w;
         u->streams[0].interval_s = w->inventory_interval_s;
         u->streams[0].reconcilable = true;
         u->streams[1].interval_s = w->outbound_interval_s;
-        u->secret_files[0] = w->token_file;
+        switch (w->kind) {
+        case WH_KIND_GOODCANG:
+            u->secret_files[0] = w->app_token_file;
+            break;
+        case WH_KIND_FOURPX:
+            u->secret_files[0] = w->app_secret_file;
+            u->secret_files[1] = w->access_token_file[0] ? w->access_token_file : NULL;
+            break;
+        default:
+            u->secret_files[0] = w->token_file;
+        }
         secrets_stamp(u); /* before init reads them: a change in between is seen later */
         if (u->ops->init(u, err, errlen) != 0)
             goto fail;
@@ -1422,4 +1435,17 @@ void sync_pack_status(struct sync_engine *e, msgpack_packer *pk)
             mp_pack_kv_str(pk, "last_error", ss->last_error[0] ? ss->last_error : NULL);
         }
     }
+}
+
+const struct connector_ops *upstream_wh_ops(int kind)
+{
+    switch (kind) {
+    case WH_KIND_TALLY:
+        return &conn_wms_ops;
+    case WH_KIND_GOODCANG:
+        return &conn_goodcang_ops;
+    case WH_KIND_FOURPX:
+        return &conn_fourpx_ops;
+    }
+    return NULL;
 }

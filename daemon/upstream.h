@@ -63,7 +63,12 @@ struct pull_page {
 struct push_item {
     int64_t outbox_id;
     char key[80];
-    char kind[16];
+    char kind[16]; /* the outbox row's kind by name (outbox.h) */
+    int okind;     /* and as enum outbox_kind */
+    /* An earlier attempt may have reached the upstream (outbox.sent_at was set before this
+     * one): an upstream without an idempotency key is asked what it has (by the reference)
+     * before the request is sent again. */
+    bool maybe_sent;
     char entity[80];
     void *payload; /* MessagePack map, owned by the batch */
     size_t payload_len;
@@ -107,8 +112,21 @@ struct publish_batch {
     void *data; /* the connector's */
 };
 
+/* What a connector can do (connector_ops.caps; DESIGN.md "Warehouse kinds"): the engine, the
+ * CLI and `status` follow these. A write the warehouse's connector cannot carry is refused at
+ * the station with what to do instead, never queued to be refused upstream. */
+enum conn_cap {
+    CAP_MOVEMENTS = 1u << 0,      /* receive / pick / adjust / count / return recorded there */
+    CAP_TRANSFER_OUT = 1u << 1,   /* transfers out of it to another warehouse */
+    CAP_TRANSFER_IN = 1u << 2,    /* transfers into it (a tally warehouse records the leg) */
+    CAP_INBOUND_NOTICE = 1u << 3, /* announces goods coming in (outbox kind "inbound") */
+    CAP_OUTBOUND = 1u << 4,       /* outbound orders and their cancels */
+    CAP_STOCK_LOG = 1u << 5,      /* an incremental stock log besides full stock reads */
+};
+
 struct connector_ops {
-    const char *kind; /* "wms", "aliexpress" */
+    const char *kind; /* "wms", "goodcang", "fourpx", "aliexpress" */
+    unsigned caps;    /* enum conn_cap; 0 for the marketplace */
     int nstreams;
     const char *const *streams; /* names, e.g. "inventory", "outbound" */
     int push_limit;             /* rows per batch the API accepts */
@@ -203,6 +221,11 @@ void sync_tick(struct sync_engine *e);
 
 /* The connectors. */
 extern const struct connector_ops conn_wms_ops;
+extern const struct connector_ops conn_goodcang_ops;
+extern const struct connector_ops conn_fourpx_ops;
 extern const struct connector_ops conn_aliexpress_ops;
+
+/* The connector of a warehouse of kind `kind` (enum wh_kind), NULL when out of range. */
+const struct connector_ops *upstream_wh_ops(int kind);
 
 #endif

@@ -258,7 +258,7 @@ static void fault_response(struct sim *s, const struct upstream *u, const struct
                            struct http_resp *resp)
 {
     if (u->route)
-        wh_fault_response(a, resp);
+        wh_fault_response(u->route, a, resp);
     else
         mp_fault_response(s, a, resp);
 }
@@ -395,6 +395,8 @@ static enum MHD_Result serve(struct http_server *h, struct MHD_Connection *c, co
     rq.body_len = up->len;
     rq.authorization =
         MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
+    rq.app_key = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "app-key");
+    rq.app_token = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "app-token");
     params_init(&rq.query);
     params_init(&rq.form);
     MHD_get_connection_values(c, MHD_GET_ARGUMENT_KIND, collect_arg, &rq.query);
@@ -414,8 +416,8 @@ static enum MHD_Result serve(struct http_server *h, struct MHD_Connection *c, co
         rc = serve_upstream(s, c, &u, &rq);
     } else if (strncmp(url, "/wh/", 4) == 0) {
         struct wh_route route;
-        wh_route(s, method, url, &route);
-        struct upstream u = {route.target, wh_call_name(route.call), &route};
+        wh_route(s, method, url, &rq.query, &route);
+        struct upstream u = {route.target, wh_route_call_name(&route), &route};
         rc = serve_upstream(s, c, &u, &rq);
     } else if (strncmp(url, "/control/", 9) == 0) {
         char key[160];
@@ -425,7 +427,7 @@ static enum MHD_Result serve(struct http_server *h, struct MHD_Connection *c, co
         rc = send_resp(s, c, &resp);
     } else {
         http_resp_error(&resp, 404, "not_found",
-                        "no such path %.200s (try /sync, /wh/{CODE}/v1/..., /control/...)", url);
+                        "no such path %.200s (try /sync, /wh/{CODE}/..., /control/...)", url);
         rc = send_resp(s, c, &resp);
     }
     if (s->cfg.verbose)

@@ -30,6 +30,8 @@ struct http_req {
     const char *body;
     size_t body_len;
     const char *authorization; /* header value or NULL */
+    const char *app_key;       /* Goodcang's app-key header, or NULL */
+    const char *app_token;     /* Goodcang's app-token header, or NULL */
 };
 
 struct http_resp {

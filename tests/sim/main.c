@@ -33,7 +33,9 @@ static void usage(FILE *f)
             "  --port P                  TCP port, 0 = any free port (default 0)\n"
             "  --seed S                  data generator seed (default 1)\n"
             "  --skus N                  catalog size in SKUs (default 1000)\n"
-            "  --warehouses A,B,...      warehouse codes (default " DEFAULT_WAREHOUSES ")\n"
+            "  --warehouses A,B,...      warehouse codes (default " DEFAULT_WAREHOUSES "),\n"
+            "                            each CODE or CODE:KIND with KIND tally (default),\n"
+            "                            goodcang or fourpx: the API it speaks\n"
             "  --orders N                initial orders (default 50)\n"
             "  --app-key K               marketplace app key (default " DEFAULT_APP_KEY ")\n"
             "  --app-secret-file F       app secret (default " DEFAULT_APP_SECRET ")\n"
@@ -88,9 +90,23 @@ static int parse_warehouses(const char *list, struct sim_config *c)
     const char *p = list;
     while (*p) {
         const char *comma = strchr(p, ',');
-        size_t n = comma ? (size_t)(comma - p) : strlen(p);
+        size_t all = comma ? (size_t)(comma - p) : strlen(p);
+        const char *colon = memchr(p, ':', all);
+        size_t n = colon ? (size_t)(colon - p) : all;
         if (n < 2 || n > SIM_WH_CODE_MAX || c->n_warehouses == SIM_MAX_WAREHOUSES)
             return -1;
+        int kind = SIM_WH_TALLY;
+        if (colon) {
+            const char *k = colon + 1;
+            size_t kn = all - n - 1;
+            kind = -1;
+            for (int i = SIM_WH_TALLY; i <= SIM_WH_FOURPX; i++)
+                if (strlen(sim_wh_kind_name(i)) == kn && !memcmp(sim_wh_kind_name(i), k, kn))
+                    kind = i;
+            if (kind < 0)
+                return -1;
+        }
+        c->wh_kinds[c->n_warehouses] = kind;
         for (size_t i = 0; i < n; i++)
             if (!((p[i] >= 'A' && p[i] <= 'Z') || (p[i] >= '0' && p[i] <= '9') || p[i] == '-'))
                 return -1;
@@ -101,7 +117,7 @@ static int parse_warehouses(const char *list, struct sim_config *c)
             if (strcmp(c->warehouses[k], code) == 0)
                 return -1;
         c->n_warehouses++;
-        p += n + (comma ? 1 : 0);
+        p += all + (comma ? 1 : 0);
         if (comma && !*p)
             return -1;
     }
@@ -186,7 +202,8 @@ static int parse_args(int argc, char **argv, struct sim_config *c, uint16_t *por
             break;
         case OPT_WAREHOUSES:
             if (parse_warehouses(optarg, c) < 0)
-                bad = "--warehouses wants 1 to 32 distinct codes of 2-16 characters A-Z 0-9 -";
+                bad = "--warehouses wants 1 to 32 distinct codes of 2-16 characters A-Z 0-9 -, "
+                      "each optionally :tally, :goodcang or :fourpx";
             break;
         case OPT_ORDERS:
             if (parse_u64(optarg, MAX_ORDERS, &v) < 0)

@@ -47,6 +47,12 @@ int order_status_parse(const char *s)
     return -1;
 }
 
+const char *sim_wh_kind_name(int kind)
+{
+    static const char *const names[] = {"tally", "goodcang", "fourpx"};
+    return kind >= SIM_WH_TALLY && kind <= SIM_WH_FOURPX ? names[kind] : "unknown";
+}
+
 const char *ob_status_name(int status)
 {
     return status >= OB_ACCEPTED && status <= OB_EXCEPTION ? ob_status_names[status] : "unknown";

@@ -53,12 +53,20 @@ enum ob_status { OB_ACCEPTED, OB_PICKING, OB_PACKED, OB_SHIPPED, OB_CANCELLED, O
 const char *ob_status_name(int status);
 int ob_status_parse(const char *s);
 
+/* The API a simulated warehouse speaks (--warehouses CODE:KIND). A third-party warehouse's
+ * app key is SIM_TPL_APP_KEY; its app token (Goodcang) or app secret (4PX) is the warehouses'
+ * token (--wh-token-file). */
+enum sim_wh_kind { SIM_WH_TALLY = 0, SIM_WH_GOODCANG, SIM_WH_FOURPX };
+#define SIM_TPL_APP_KEY "tally-sim-3pl-key"
+const char *sim_wh_kind_name(int kind);
+
 struct sim_config {
     uint64_t seed;
     size_t n_skus;
     size_t n_orders;
     size_t n_warehouses;
     char warehouses[SIM_MAX_WAREHOUSES][SIM_WH_CODE_MAX + 1];
+    int wh_kinds[SIM_MAX_WAREHOUSES]; /* enum sim_wh_kind: the API each warehouse speaks */
     char app_key[SIM_SECRET_MAX];
     char app_secret[SIM_SECRET_MAX];
     char access_token[SIM_SECRET_MAX];

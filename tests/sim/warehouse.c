@@ -7,6 +7,8 @@
 
 #include <cjson/cJSON.h>
 
+#include "fourpx.h"
+#include "goodcang.h"
 #include "json_in.h"
 #include "json_out.h"
 #include "simtime.h"
@@ -30,7 +32,8 @@ const char *wh_call_name(enum wh_call c)
     return call_names[c];
 }
 
-int wh_route(const struct sim *s, const char *method, const char *path, struct wh_route *r)
+int wh_route(const struct sim *s, const char *method, const char *path, const struct params *query,
+             struct wh_route *r)
 {
     memset(r, 0, sizeof(*r));
     if (strncmp(path, "/wh/", 4) != 0)
@@ -41,6 +44,16 @@ int wh_route(const struct sim *s, const char *method, const char *path, struct w
     snprintf(r->target, sizeof(r->target), "wh:%.*s", (int)(len < 24 ? len : 24), code);
     r->wh = sim_wh_find(s, code, len);
     const char *rest = slash ? slash : "";
+    r->kind = r->wh >= 0 ? s->cfg.wh_kinds[r->wh] : SIM_WH_TALLY;
+    r->call = WH_UNKNOWN;
+    if (r->kind == SIM_WH_GOODCANG) {
+        r->tpl_call = gc_route(method, rest);
+        return 0;
+    }
+    if (r->kind == SIM_WH_FOURPX) {
+        r->tpl_call = fpx_route(method, rest, params_get(query, "method"));
+        return 0;
+    }
     bool get = strcmp(method, "GET") == 0, post = strcmp(method, "POST") == 0;
     r->call = WH_UNKNOWN;
     if (strcmp(rest, "/v1/inventory") == 0 && get) {
@@ -534,6 +547,14 @@ void wh_handle(struct sim *s, const struct wh_route *r, const struct http_req *r
         http_resp_error(out, 404, "unknown_warehouse", "no warehouse %s", r->target + 3);
         return;
     }
+    if (r->kind == SIM_WH_GOODCANG) {
+        gc_handle(s, r, rq, out);
+        return;
+    }
+    if (r->kind == SIM_WH_FOURPX) {
+        fpx_handle(s, r, rq, out);
+        return;
+    }
     if (!authorized(s, rq)) {
         out->www_authenticate = "Bearer realm=\"tally-sim\"";
         http_resp_error(out, 401, "unauthorized", "missing or invalid bearer token");
@@ -576,8 +597,24 @@ void wh_handle(struct sim *s, const struct wh_route *r, const struct http_req *r
         http_resp_error(out, 500, "internal", "answer too large");
 }
 
-void wh_fault_response(const struct fault_action *a, struct http_resp *out)
+const char *wh_route_call_name(const struct wh_route *r)
 {
+    if (r->kind != SIM_WH_TALLY)
+        return r->tpl_call ? r->tpl_call : "unknown";
+    return wh_call_name(r->call);
+}
+
+void wh_fault_response(const struct wh_route *r, const struct fault_action *a,
+                       struct http_resp *out)
+{
+    if (r->kind == SIM_WH_GOODCANG) {
+        gc_fault_response(a, out);
+        return;
+    }
+    if (r->kind == SIM_WH_FOURPX) {
+        fpx_fault_response(a, out);
+        return;
+    }
     const char *code = a->status == 429   ? "rate_limited"
                        : a->status == 503 ? "unavailable"
                        : a->status >= 500 ? "internal"

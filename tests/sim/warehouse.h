@@ -21,15 +21,22 @@ enum wh_call {
 };
 
 struct wh_route {
-    int wh; /* warehouse index, -1 when the code is unknown */
-    enum wh_call call;
-    char target[32]; /* "wh:CODE", for links, faults and stats */
-    const char *id;  /* outbound order id inside the path (not NUL-terminated) */
+    int wh;               /* warehouse index, -1 when the code is unknown */
+    int kind;             /* enum sim_wh_kind of the warehouse (tally when unknown) */
+    enum wh_call call;    /* a tally warehouse's call */
+    const char *tpl_call; /* a third-party warehouse's call name (static), NULL when unknown */
+    char target[32];      /* "wh:CODE", for links, faults and stats */
+    const char *id;       /* outbound order id inside the path (not NUL-terminated) */
     size_t id_len;
 };
 
-/* Reads /wh/{CODE}/... into r. Returns 0, or -1 when path is not under /wh/. */
-int wh_route(const struct sim *s, const char *method, const char *path, struct wh_route *r);
+/* Reads /wh/{CODE}/... into r (a 4PX warehouse's call is named by the query's `method`).
+ * Returns 0, or -1 when path is not under /wh/. */
+struct params;
+int wh_route(const struct sim *s, const char *method, const char *path, const struct params *query,
+             struct wh_route *r);
+/* The route's call name for faults and stats, for any kind. */
+const char *wh_route_call_name(const struct wh_route *r);
 /* The call's name for faults and stats: inventory, movements, outbound.create, outbound.list,
  * outbound.get, outbound.cancel, transfers, unknown. */
 const char *wh_call_name(enum wh_call c);
@@ -41,7 +48,8 @@ void wh_handle(struct sim *s, const struct wh_route *r, const struct http_req *r
 struct outbound;
 void wh_outbound_json(const struct sim *s, const struct outbound *o, bool with_counts,
                       struct jb *j);
-/* The answer of an injected "status" fault. */
-void wh_fault_response(const struct fault_action *a, struct http_resp *out);
+/* The answer of an injected "status" fault, in the envelope of the warehouse's kind. */
+void wh_fault_response(const struct wh_route *r, const struct fault_action *a,
+                       struct http_resp *out);
 
 #endif

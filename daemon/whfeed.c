@@ -1,0 +1,112 @@
+/* Applying warehouse feeds to the replica, for every warehouse kind (whfeed.h). */
+#include "whfeed.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "catalog.h"
+#include "codec.h"
+#include "fulfil.h"
+#include "stock.h"
+#include "tally/protocol.h"
+
+int whfeed_warehouse(struct upstream *u, struct store *st, int64_t *wh, char *err, size_t errlen)
+{
+    int r = catalog_warehouse_id(st, u->code, strlen(u->code), wh);
+    if (r)
+        snprintf(err, errlen, "warehouse %s is not in the replica", u->code);
+    return r;
+}
+
+/* Reconciliation: a row the replica holds at the same version with another figure has
+ * drifted (a lost write, a bad restore); the upsert that follows repairs it. */
+static int count_drift(struct upstream *u, struct store *st, int64_t sku, int64_t wh,
+                       int64_t on_hand, int64_t version, struct pull_page *pg)
+{
+    sqlite3_stmt *s = store_stmt(st, "SELECT snapshot FROM stock WHERE sku = ?1 AND warehouse = ?2"
+                                     " AND upstream_version = ?3 AND snapshot <> ?4");
+    if (!s)
+        return TALLY_E_STORAGE;
+    sqlite3_bind_int64(s, 1, sku);
+    sqlite3_bind_int64(s, 2, wh);
+    sqlite3_bind_int64(s, 3, version);
+    sqlite3_bind_int64(s, 4, on_hand);
+    int rc = sqlite3_step(s);
+    int64_t had = rc == SQLITE_ROW ? sqlite3_column_int64(s, 0) : 0;
+    sqlite3_reset(s);
+    if (rc == SQLITE_ROW) {
+        pg->repaired++;
+        /* Repaired, and a person is told: drift means a write was lost somewhere. */
+        return fulfil_stock_drift(u->d, sku, wh, had, on_hand);
+    }
+    return rc == SQLITE_DONE ? 0 : store_error(st, rc, "reconcile");
+}
+
+int whfeed_stock(struct upstream *u, struct store *st, int64_t wh, const char *sku, int64_t on_hand,
+                 int64_t version, int64_t at, bool reconcile, struct pull_page *pg)
+{
+    int64_t sku_id;
+    int r = catalog_sku_ensure(st, sku, &sku_id);
+    if (r)
+        return r;
+    if (reconcile && (r = count_drift(u, st, sku_id, wh, on_hand, version, pg)) != 0)
+        return r;
+    return stock_apply_snapshot(st, sku_id, wh, on_hand, version, at);
+}
+
+int whfeed_outbound(struct upstream *u, struct store *st, int64_t wh, const char *id,
+                    const char *status, const char *carrier, const char *tracking,
+                    const char *reason, int64_t version)
+{
+    int r;
+    /* A warehouse's reason may quote the buyer ("no one at <street>"): for an order whose
+     * personal data was purged it is neither stored nor passed on (privacy.c). */
+    if (reason) {
+        sqlite3_stmt *p = store_stmt(st, "SELECT 1 FROM orders WHERE order_id = ?1"
+                                         " AND purged_at IS NOT NULL");
+        if (!p)
+            return TALLY_E_STORAGE;
+        sqlite3_bind_text(p, 1, id, -1, SQLITE_STATIC);
+        int prc = sqlite3_step(p);
+        sqlite3_reset(p);
+        if (prc == SQLITE_ROW)
+            reason = NULL;
+        else if (prc != SQLITE_DONE)
+            return store_error(st, prc, "outbound order");
+    }
+    sqlite3_stmt *s = store_stmt(
+        st, "INSERT INTO outbound_orders(warehouse, id, status, carrier, tracking_no, reason,"
+            " version, updated_at) VALUES(?1,?2,?3,?4,?5,?6,?7,?8)"
+            " ON CONFLICT(warehouse, id) DO UPDATE SET status = excluded.status,"
+            " carrier = COALESCE(excluded.carrier, carrier),"
+            " tracking_no = COALESCE(excluded.tracking_no, tracking_no),"
+            " reason = excluded.reason, version = excluded.version,"
+            " updated_at = excluded.updated_at WHERE excluded.version > version"
+            " OR (excluded.version = version AND excluded.status IS NOT status)");
+    if (!s)
+        return TALLY_E_STORAGE;
+    sqlite3_bind_int64(s, 1, wh);
+    sqlite3_bind_text(s, 2, id, -1, SQLITE_STATIC);
+    sqlite3_bind_text(s, 3, status, -1, SQLITE_STATIC);
+    if (carrier && mp_text_ok(carrier, strlen(carrier)))
+        sqlite3_bind_text(s, 4, carrier, -1, SQLITE_STATIC);
+    if (tracking && mp_text_ok(tracking, strlen(tracking)))
+        sqlite3_bind_text(s, 5, tracking, -1, SQLITE_STATIC);
+    if (reason && mp_text_ok(reason, strlen(reason)))
+        sqlite3_bind_text(s, 6, reason, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(s, 7, version);
+    sqlite3_bind_int64(s, 8, store_now());
+    int rc = sqlite3_step(s);
+    sqlite3_reset(s);
+    if (rc != SQLITE_DONE)
+        return store_error(st, rc, "outbound order");
+    /* A change (not an overlapping repeat) moves the order on (fulfil.c). Only what passed
+     * the checks above reaches an order (and the marketplace). */
+    const char *car_ok = carrier && mp_text_ok(carrier, strlen(carrier)) ? carrier : NULL;
+    const char *trk_ok = tracking && mp_id_ok(tracking, strlen(tracking)) ? tracking : NULL;
+    const char *why_ok = reason && mp_text_ok(reason, strlen(reason)) ? reason : NULL;
+    if (sqlite3_changes(store_db(st)) > 0 &&
+        (r = fulfil_outbound_status(u->d, wh, id, status, car_ok, trk_ok, why_ok)) != 0)
+        return r;
+    return 0;
+}

@@ -1,0 +1,35 @@
+/*
+ * What a warehouse's feeds report, applied to the replica: one place for every warehouse kind
+ * (tally Warehouse API, Goodcang, 4PX), so a connector maps its API's rows to these calls and
+ * never writes the replica's stock or outbound tables itself. Each runs inside the engine's
+ * page transaction (upstream.h pull_page.apply) and returns 0 or a TALLY_E_* code.
+ */
+#ifndef TALLY_WHFEED_H
+#define TALLY_WHFEED_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "upstream.h"
+
+/* The warehouse's id in the replica for connector u; TALLY_E_* with err filled when missing. */
+int whfeed_warehouse(struct upstream *u, struct store *st, int64_t *wh, char *err, size_t errlen);
+
+/* One stock row: `on_hand` of `sku` at warehouse `wh` as of the warehouse's `version`
+ * (monotonic per warehouse) at wall-clock `at`. With `reconcile` (a full re-read), a row the
+ * replica holds at the same version with another figure counts as drift in pg->repaired, is
+ * repaired and a person is told (fulfil_stock_drift). */
+int whfeed_stock(struct upstream *u, struct store *st, int64_t wh, const char *sku, int64_t on_hand,
+                 int64_t version, int64_t at, bool reconcile, struct pull_page *pg);
+
+/* One outbound order's state as the warehouse reports it, in tally's words (UPSTREAM.md §2):
+ * `status` accepted | picking | packed | shipped | cancelled | exception, with the carrier and
+ * tracking number of a shipped one and the reason of an exception (NULL when none). `version`
+ * orders the reports of one order (a later report with a lower version is ignored). A report
+ * that changes the replica moves the order on (fulfil_outbound_status). A reason quoting the
+ * buyer of an order whose personal data was purged is neither stored nor passed on. */
+int whfeed_outbound(struct upstream *u, struct store *st, int64_t wh, const char *id,
+                    const char *status, const char *carrier, const char *tracking,
+                    const char *reason, int64_t version);
+
+#endif

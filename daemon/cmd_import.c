@@ -1,7 +1,10 @@
 /* import */
+#include <string.h>
+
 #include "cmd.h"
 #include "enums.h"
 #include "importer.h"
+#include "stock.h"
 
 int cmd_import(struct rpc_call *c)
 {
@@ -19,6 +22,22 @@ int cmd_import(struct rpc_call *c)
     const msgpack_object *rows = mp_map_get(c->params, "rows");
     if (!rows)
         return rpc_fail(c, TALLY_E_INVALID_PARAMS, "field 'rows' is required");
+    /* Opening stock is a warehouse's figure: one that keeps its own stock reports it through
+     * its feed alone (warehouse kinds), so such rows are refused before anything is written. */
+    if (k == IMPORT_STOCK && rows->type == MSGPACK_OBJECT_ARRAY) {
+        for (uint32_t i = 0; i < rows->via.array.size; i++) {
+            const msgpack_object *row = &rows->via.array.ptr[i];
+            const msgpack_object *w =
+                row->type == MSGPACK_OBJECT_MAP ? mp_map_get(row, "warehouse") : NULL;
+            if (!w || w->type != MSGPACK_OBJECT_STR || w->via.str.size > TALLY_MAX_ID_LEN)
+                continue; /* the importer refuses it with its own message */
+            char code[TALLY_MAX_ID_LEN + 1], why[sizeof c->err - 16];
+            memcpy(code, w->via.str.ptr, w->via.str.size);
+            code[w->via.str.size] = 0;
+            if (stock_figures_allowed(&c->d->cfg, code, why, sizeof why) != 0)
+                return rpc_fail(c, TALLY_E_INVALID_PARAMS, "row %u: %s", i + 1, why);
+        }
+    }
     struct import_result res;
     r = import_rows(c->d->store, k, rows, &res, c->err, sizeof c->err);
     if (r)

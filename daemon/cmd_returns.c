@@ -170,6 +170,12 @@ static int receive_locked(struct rpc_call *c, struct receive_req *rq, struct low
         return r == TALLY_E_NOT_FOUND ? rpc_fail(c, r, "no SKU '%s' in the catalog", rq->sku) : r;
     if ((r = catalog_warehouse_id(st, rq->warehouse, strlen(rq->warehouse), &wh)) != 0)
         return r == TALLY_E_NOT_FOUND ? rpc_fail(c, r, "no warehouse '%s'", rq->warehouse) : r;
+    /* A warehouse that keeps its own stock receives returns itself (warehouse kinds). */
+    struct stock_move chk = {.kind = STOCK_RETURN, .qty = rq->qty};
+    snprintf(chk.sku, sizeof chk.sku, "%s", rq->sku);
+    snprintf(chk.warehouse, sizeof chk.warehouse, "%s", rq->warehouse);
+    if ((r = stock_move_allowed(&c->d->cfg, &chk, c->err, sizeof c->err)) != 0)
+        return r;
     bool exists = false;
     if (rq->id[0] && (r = receive_existing(c, rq, sku, wh, &exists)) != 0)
         return r;
@@ -303,7 +309,8 @@ static int write_off(struct rpc_call *c, const char *id, const struct return_row
     snprintf(m.reason, sizeof m.reason, "%s", WRITEOFF_REASON);
     snprintf(m.ref, sizeof m.ref, "%s", id);
     struct stock_move_result res;
-    return stock_move_apply_locked(c->d->store, &m, &res, c->err, sizeof c->err);
+    int r = stock_move_allowed(&c->d->cfg, &m, c->err, sizeof c->err);
+    return r ? r : stock_move_apply_locked(c->d->store, &m, &res, c->err, sizeof c->err);
 }
 
 static int mark_inspected(struct store *st, const struct inspect_req *rq, int64_t now)

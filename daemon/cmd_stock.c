@@ -309,6 +309,9 @@ int cmd_stock_move(struct rpc_call *c)
         (r = mp_param_bool(&p, "force", false, &m.force, NULL)))
         return rpc_fail(c, r, "%s", p.err);
 
+    /* What the warehouse's kind lets the station record there, before anything is written. */
+    if ((r = stock_move_allowed(&c->d->cfg, &m, c->err, sizeof c->err)) != 0)
+        return r;
     struct stock_move_result res;
     r = stock_move_apply(c->d->store, &m, &res, c->err, sizeof c->err);
     if (r)
@@ -318,7 +321,7 @@ int cmd_stock_move(struct rpc_call *c)
             events_low_stock(c->d, m.sku, res.legs[i].warehouse, res.legs[i].available,
                              res.legs[i].threshold);
     msgpack_packer *pk = c->pk;
-    msgpack_pack_map(pk, 7);
+    msgpack_pack_map(pk, 8);
     mp_pack_kv_str(pk, "id", res.id);
     mp_pack_kv_str(pk, "kind", stock_kind_name(m.kind));
     mp_pack_kv_bool(pk, "duplicate", res.duplicate);
@@ -339,6 +342,12 @@ int cmd_stock_move(struct rpc_call *c)
         mp_pack_kv_int(pk, "available", res.legs[i].available);
     }
     mp_pack_kv_int(pk, "outbox_id", res.outbox_id);
+    /* A transfer into a warehouse that keeps its own stock announced the goods there. */
+    mp_pack_key(pk, "inbound_notice");
+    if (res.notice_id[0])
+        mp_pack_strz(pk, res.notice_id);
+    else
+        msgpack_pack_nil(pk);
     return 0;
 }
 

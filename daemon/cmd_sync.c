@@ -3,9 +3,7 @@
 #include <string.h>
 
 #include "cmd.h"
-#include "fulfil.h"
 #include "outbox.h"
-#include "stock.h"
 #include "store.h"
 #include "server.h"
 #include "sync.h"
@@ -118,10 +116,8 @@ int cmd_outbox_discard(struct rpc_call *c)
     int rc = sqlite3_step(s);
     sqlite3_reset(s);
     r = rc == SQLITE_DONE ? 0 : store_error(st, rc, "outbox discard");
-    /* A movement that will never reach its warehouse leaves the local view too. */
-    if (r == 0 && (!strcmp(kind, "movement") || !strcmp(kind, "transfer")))
-        r = stock_discard(st, key);
-    /* The exception its refusal raised is settled by this decision. */
+    /* What giving it up does (a movement leaves the local view, the exception its refusal
+     * raised is settled...): its kind's rules, outbox.c. */
     if (r == 0) {
         char who[128], why[TALLY_MAX_TEXT_LEN + 1], entity[TALLY_MAX_ID_LEN * 2 + 1] = "";
         sqlite3_stmt *q = store_stmt(st, "SELECT entity FROM outbox WHERE id = ?1");
@@ -133,7 +129,7 @@ int cmd_outbox_discard(struct rpc_call *c)
         }
         cmd_caller_name(c, who, sizeof who);
         snprintf(why, sizeof why, "%.*s", (int)rn, reason);
-        r = fulfil_outbox_discarded(c->d, kind, key, entity, who, why);
+        r = outbox_discarded(c->d, outbox_kind_parse(kind), key, entity, who, why);
     }
     if (r == 0)
         r = store_commit(st);

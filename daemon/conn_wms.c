@@ -28,6 +28,7 @@
 #include "secret.h"
 #include "stock.h"
 #include "tally/protocol.h"
+#include "outbox.h"
 #include "upstream.h"
 #include "whfeed.h"
 
@@ -521,9 +522,9 @@ static void on_pushed(struct http_req *r)
         if (!doc) {
             b->outcome = SYNC_TRANSIENT;
             snprintf(b->error, sizeof b->error, "unreadable answer (%zu bytes)", r->response_len);
-        } else if (!strcmp(b->items[0].kind, "transfer")) {
+        } else if (b->items[0].okind == OBX_TRANSFER) {
             item_result(&b->items[0], doc);
-        } else if (!strncmp(b->items[0].kind, "outbound", 8)) {
+        } else if (b->items[0].okind == OBX_OUTBOUND || b->items[0].okind == OBX_OUTBOUND_CANCEL) {
             /* 200/201 with the order: the warehouse has it (created now, or before with the
              * same content, or cancelled). */
             b->items[0].outcome = SYNC_OK;
@@ -556,13 +557,13 @@ static void on_pushed(struct http_req *r)
 static void wms_push(struct upstream *u, struct push_batch *b)
 {
     struct wms_call *c = call_new(u);
-    bool transfer = !strcmp(b->items[0].kind, "transfer");
+    bool transfer = b->items[0].okind == OBX_TRANSFER;
     if (!c)
         goto fail;
     c->batch = b;
-    bool outbound = !strncmp(b->items[0].kind, "outbound", 8);
+    bool outbound = b->items[0].okind == OBX_OUTBOUND || b->items[0].okind == OBX_OUTBOUND_CANCEL;
     if (outbound) {
-        if (outbound_request(u, c, &b->items[0], !strcmp(b->items[0].kind, "outbound_cancel")))
+        if (outbound_request(u, c, &b->items[0], b->items[0].okind == OBX_OUTBOUND_CANCEL))
             goto fail_call;
     } else if (transfer) {
         if (payload_to_json(&b->items[0], &c->body, true) != 0)

@@ -598,11 +598,11 @@ static int outbound_whs(struct store *st, int64_t ref, bool reserved_only, struc
 
 /* The outbox key of a decision about an order at a warehouse ("ob" create, "obc" cancel) and
  * its target; *due says whether it was not appended before (each is sent once, ever). */
-static void decision_key(struct store *st, const char *prefix, const char *code,
-                         const struct order *o, char key[160], char target[80], bool *due)
+static void decision_key(struct store *st, int kind, const char *code, const struct order *o,
+                         char key[160], char target[80], bool *due)
 {
-    snprintf(key, 160, "%s:%.64s:%.64s", prefix, code, o->order_id);
-    snprintf(target, 80, "wh:%.64s", code);
+    outbox_key_order(key, 160, kind, code, o->order_id);
+    outbox_target_wh(target, 80, code);
     *due = !outbox_has(st, key);
 }
 
@@ -618,7 +618,7 @@ static int append_cancel(struct store *st, const struct order *o, const char *ke
     msgpack_pack_map(&pk, 1);
     mp_pack_kv_str(&pk, "id", o->order_id);
     int64_t id;
-    int r = outbox_append(st, key, target, o->order_id, "outbound_cancel", sb.data, sb.size, &id);
+    int r = outbox_append(st, key, target, o->order_id, OBX_OUTBOUND_CANCEL, sb.data, sb.size, &id);
     msgpack_sbuffer_destroy(&sb);
     return r;
 }
@@ -640,7 +640,7 @@ static int send_outbound(struct tallyd *d, struct order *o)
     for (int i = 0; r == 0 && i < w.n; i++) {
         char key[160], target[80];
         bool due;
-        decision_key(st, "ob", w.code[i], o, key, target, &due);
+        decision_key(st, OBX_OUTBOUND, w.code[i], o, key, target, &due);
         if (!due)
             continue;
         msgpack_sbuffer sb;
@@ -648,7 +648,7 @@ static int send_outbound(struct tallyd *d, struct order *o)
         int64_t id;
         r = outbound_payload(st, o, w.id[i], &sb);
         if (r == 0)
-            r = outbox_append(st, key, target, o->order_id, "outbound", sb.data, sb.size, &id);
+            r = outbox_append(st, key, target, o->order_id, OBX_OUTBOUND, sb.data, sb.size, &id);
         msgpack_sbuffer_destroy(&sb);
     }
     return r;
@@ -668,7 +668,7 @@ static bool outbound_asked(struct store *st, const struct order *o)
         return true;
     for (int i = 0; i < w.n; i++) {
         char key[160];
-        snprintf(key, sizeof key, "ob:%.64s:%.64s", w.code[i], o->order_id);
+        outbox_key_order(key, sizeof key, OBX_OUTBOUND, w.code[i], o->order_id);
         sqlite3_bind_text(s, 1, key, -1, SQLITE_TRANSIENT);
         bool asked = sqlite3_step(s) == SQLITE_ROW;
         sqlite3_reset(s);
@@ -689,7 +689,7 @@ static int request_cancel(struct tallyd *d, struct order *o)
     for (int i = 0; r == 0 && i < w.n; i++) {
         char key[160], target[80];
         bool due;
-        decision_key(st, "obc", w.code[i], o, key, target, &due);
+        decision_key(st, OBX_OUTBOUND_CANCEL, w.code[i], o, key, target, &due);
         if (!due)
             continue;
         r = append_cancel(st, o, key, target);
@@ -1461,7 +1461,7 @@ static int release_by_cancel(struct tallyd *d, struct order *o, int64_t now,
         char key[160], target[80], state[16];
         bool due;
         int64_t row;
-        decision_key(st, "ob", w.code[i], o, key, target, &due);
+        decision_key(st, OBX_OUTBOUND, w.code[i], o, key, target, &due);
         outbox_state(st, key, state, sizeof state, &row);
         if (!strcmp(state, "held")) {
             snprintf(err, errlen,
@@ -1471,7 +1471,7 @@ static int release_by_cancel(struct tallyd *d, struct order *o, int64_t now,
                      w.code[i], o->order_id, row, row);
             return TALLY_E_CONFLICT;
         }
-        decision_key(st, "obc", w.code[i], o, key, target, &due);
+        decision_key(st, OBX_OUTBOUND_CANCEL, w.code[i], o, key, target, &due);
         outbox_state(st, key, state, sizeof state, &row);
         if (!due && !strcmp(state, "held")) {
             snprintf(err, errlen,
@@ -1640,9 +1640,10 @@ static int upload(struct store *st, const struct order *o, const char *ship_id,
     mp_pack_kv_str(&pk, "logistics_no", tracking);
     mp_pack_kv_str(&pk, "service_name", carrier);
     char key[160];
-    snprintf(key, sizeof key, "ful:%s", ship_id);
+    outbox_key_fulfil(key, sizeof key, ship_id);
     int64_t id;
-    int r = outbox_append(st, key, "mp", o->order_id, "fulfil", sb.data, sb.size, &id);
+    int r =
+        outbox_append(st, key, OUTBOX_TARGET_MP, o->order_id, OBX_FULFIL, sb.data, sb.size, &id);
     msgpack_sbuffer_destroy(&sb);
     return r;
 }
@@ -1951,7 +1952,7 @@ int fulfil_outbound_status(struct tallyd *d, int64_t wh, const char *id, const c
         char ckey[160], ctarget[80];
         bool cdue = true;
         if (!asked)
-            decision_key(st, "obc", whcode, &o, ckey, ctarget, &cdue);
+            decision_key(st, OBX_OUTBOUND_CANCEL, whcode, &o, ckey, ctarget, &cdue);
         bool released = !asked && !cdue;
         if ((r = release(d, &o, wh)) != 0)
             return r;
@@ -2081,18 +2082,19 @@ int fulfil_outbox_result(struct tallyd *d, const char *target, const char *kind,
 {
     struct store *st = d->store;
     struct order o;
-    int r;
-    if (!strcmp(kind, "fulfil") && !strncmp(key, "ful:", 4)) {
-        r = shipment_uploaded(d, key + 4, done, error);
+    int r, k = outbox_kind_parse(kind);
+    const char *whcode = outbox_target_code(target);
+    if (k == OBX_FULFIL && outbox_key_fulfil_ship(key)) {
+        r = shipment_uploaded(d, outbox_key_fulfil_ship(key), done, error);
         if (r == 0 && done && order_by_id(st, entity, &o) == 0)
             r = clear_order(d, &o, EXC_UPSTREAM_REJECTED, "uploaded after a retry");
         return r;
     }
-    if (!strcmp(kind, "outbound") || !strcmp(kind, "outbound_cancel")) {
+    if (k == OBX_OUTBOUND || k == OBX_OUTBOUND_CANCEL) {
         if ((r = order_by_id(st, entity, &o)) != 0)
             return r == TALLY_E_NOT_FOUND ? 0 : r;
-        int64_t wh = !strncmp(target, "wh:", 3) ? warehouse_id(st, target + 3) : 0;
-        if (!strcmp(kind, "outbound")) {
+        int64_t wh = whcode ? warehouse_id(st, whcode) : 0;
+        if (k == OBX_OUTBOUND) {
             if (!done)
                 return raise_order(d, &o, EXC_UPSTREAM_REJECTED, wh,
                                    "%s refused outbound order %s: %s", target + 3, o.order_id,
@@ -2136,7 +2138,7 @@ int fulfil_outbox_result(struct tallyd *d, const char *target, const char *kind,
         return 0;
     }
     /* A movement or transfer: the stock row it is about. */
-    int64_t sku = 0, wh = !strncmp(target, "wh:", 3) ? warehouse_id(st, target + 3) : 0;
+    int64_t sku = 0, wh = whcode ? warehouse_id(st, whcode) : 0;
     sqlite3_stmt *s = store_stmt(st, "SELECT id FROM skus WHERE code = ?1");
     if (s) {
         sqlite3_bind_text(s, 1, entity, -1, SQLITE_STATIC);
@@ -2158,14 +2160,8 @@ int fulfil_outbox_result(struct tallyd *d, const char *target, const char *kind,
 /* The warehouse of an outbound row's key "ob:<WH>:<order id>" (0 when it names none). */
 static int64_t key_warehouse(struct store *st, const char *key, const char *order_id)
 {
-    size_t kl = strlen(key), el = strlen(order_id);
-    if (strncmp(key, "ob:", 3) != 0 || kl < 3 + el + 2 || kl - 3 - el - 1 > TALLY_MAX_ID_LEN)
-        return 0;
     char code[TALLY_MAX_ID_LEN + 1];
-    size_t cl = kl - 3 - el - 1;
-    memcpy(code, key + 3, cl);
-    code[cl] = 0;
-    return warehouse_id(st, code);
+    return outbox_key_order_wh(key, order_id, code, sizeof code) ? warehouse_id(st, code) : 0;
 }
 
 /* An outbound order the operator gave up on: held after the warehouse refused it, or never
@@ -2199,21 +2195,22 @@ int fulfil_outbox_discarded(struct tallyd *d, const char *kind, const char *key,
                             const char *who, const char *reason)
 {
     struct store *st = d->store;
-    if (!strcmp(kind, "outbound")) {
+    int k = outbox_kind_parse(kind);
+    if (k == OBX_OUTBOUND) {
         int r = outbound_given_up(d, key, entity);
         if (r)
             return r;
     }
     char note[TALLY_MAX_TEXT_LEN + 64];
     snprintf(note, sizeof note, "outbox row discarded: %s", reason);
-    if (!strcmp(kind, "outbound") || !strcmp(kind, "fulfil")) {
+    if (k == OBX_OUTBOUND || k == OBX_FULFIL) {
         /* Exactly the exception this row's refusal raised (an order may have several). */
         struct order o;
         if (order_by_id(st, entity, &o) != 0)
             return 0;
         struct exc_raise e = {.kind = EXC_UPSTREAM_REJECTED,
                               .order_ref = o.ref,
-                              .wh = !strcmp(kind, "outbound") ? key_warehouse(st, key, entity) : 0};
+                              .wh = k == OBX_OUTBOUND ? key_warehouse(st, key, entity) : 0};
         return exceptions_resolve(d, &e, who, note);
     }
     /* A movement's: keyed by the row's key at the end of its dedupe text. */
@@ -2416,6 +2413,11 @@ static int ship_locked(struct tallyd *d, const struct ship_req *req, struct ship
         snprintf(err, errlen, "no warehouse '%s'", req->warehouse);
         return TALLY_E_NOT_FOUND;
     }
+    /* A warehouse that keeps its own stock picks and ships itself (warehouse kinds). */
+    struct stock_move chk = {.kind = STOCK_PICK, .qty = 1};
+    snprintf(chk.warehouse, sizeof chk.warehouse, "%s", req->warehouse);
+    if ((r = stock_move_allowed(&d->cfg, &chk, err, errlen)) != 0)
+        return r;
     int64_t now = store_now();
     int seq = count_allocations(st, o.ref, "shipped", wh);
     if (req->id[0])

@@ -1,31 +1,146 @@
 #include "outbox.h"
 
+#include <inttypes.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/random.h>
+#include <time.h>
 
+#include "fulfil.h"
+#include "stock.h"
+#include "tallyd.h"
 #include "tally/protocol.h"
 
-static const char *const kind_names[OBX_KIND_COUNT] = {
-    "movement", "transfer", "outbound", "outbound_cancel", "inbound", "fulfil",
+/* The one table of the outbox's kinds (outbox.h struct outbox_rules). */
+static const struct outbox_rules rules[OBX_KIND_COUNT] = {
+    [OBX_MOVEMENT] = {.name = "movement",
+                      .ack_movement = true,
+                      .quiet_first_ok = true,
+                      .discard_movement = true},
+    [OBX_TRANSFER] = {.name = "transfer",
+                      .one_per_call = true,
+                      .ack_movement = true,
+                      .quiet_first_ok = true,
+                      .discard_movement = true},
+    [OBX_OUTBOUND] = {.name = "outbound",
+                      .one_per_call = true,
+                      .order_held_by_feed = true,
+                      .names_order = true},
+    [OBX_OUTBOUND_CANCEL] = {.name = "outbound_cancel", .one_per_call = true},
+    [OBX_INBOUND] = {.name = "inbound", .one_per_call = true, .notice = true},
+    [OBX_FULFIL] = {.name = "fulfil"},
 };
+static const struct outbox_rules unknown_rules = {.name = "?"};
+
+const struct outbox_rules *outbox_rules(int kind)
+{
+    return kind >= 0 && kind < OBX_KIND_COUNT ? &rules[kind] : &unknown_rules;
+}
 
 const char *outbox_kind_name(int kind)
 {
-    return kind >= 0 && kind < OBX_KIND_COUNT ? kind_names[kind] : NULL;
+    return kind >= 0 && kind < OBX_KIND_COUNT ? rules[kind].name : NULL;
 }
 
 int outbox_kind_parse(const char *name)
 {
-    for (int k = 0; k < OBX_KIND_COUNT; k++)
-        if (!strcmp(name, kind_names[k]))
+    for (int k = 0; name && k < OBX_KIND_COUNT; k++)
+        if (!strcmp(name, rules[k].name))
             return k;
     return -1;
 }
 
-int outbox_append(struct store *st, const char *key, const char *target, const char *entity,
-                  const char *kind, const void *payload, size_t payload_len, int64_t *id)
+/* ---- keys and targets ---- */
+
+void outbox_target_wh(char *buf, size_t cap, const char *code)
 {
+    snprintf(buf, cap, "wh:%.64s", code);
+}
+
+const char *outbox_target_code(const char *target)
+{
+    return !strncmp(target, "wh:", 3) ? target + 3 : NULL;
+}
+
+void outbox_key_order(char *buf, size_t cap, int kind, const char *wh, const char *order_id)
+{
+    snprintf(buf, cap, "%s:%.64s:%.64s", kind == OBX_OUTBOUND_CANCEL ? "obc" : "ob", wh, order_id);
+}
+
+bool outbox_key_order_wh(const char *key, const char *order_id, char *code, size_t cap)
+{
+    size_t kl = strlen(key), el = strlen(order_id);
+    if (strncmp(key, "ob:", 3) != 0 || kl < 3 + el + 2 || kl - 3 - el - 1 > TALLY_MAX_ID_LEN)
+        return false;
+    size_t cl = kl - 3 - el - 1;
+    if (cl + 1 > cap)
+        return false;
+    memcpy(code, key + 3, cl);
+    code[cl] = 0;
+    return true;
+}
+
+void outbox_key_fulfil(char *buf, size_t cap, const char *ship_id)
+{
+    snprintf(buf, cap, "ful:%s", ship_id);
+}
+
+const char *outbox_key_fulfil_ship(const char *key)
+{
+    return !strncmp(key, "ful:", 4) ? key + 4 : NULL;
+}
+
+void outbox_key_inbound(char *buf, size_t cap, const char *wh, const char *notice_id)
+{
+    snprintf(buf, cap, "in:%.64s:%.64s", wh, notice_id);
+}
+
+/* "<prefix>-<ms hex>-<64 random bits hex>": time-ordered, never the same at two stations. */
+static void fresh_id(const char *prefix, char *buf, size_t cap)
+{
+    uint64_t r = 0;
+    if (getrandom(&r, sizeof r, 0) != (ssize_t)sizeof r) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        r = (uint64_t)ts.tv_nsec * 0x9E3779B97F4A7C15ull ^ (uint64_t)ts.tv_sec;
+    }
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    uint64_t ms = (uint64_t)now.tv_sec * 1000 + (uint64_t)now.tv_nsec / 1000000;
+    snprintf(buf, cap, "%s-%011" PRIx64 "-%016" PRIx64, prefix, ms, r);
+}
+
+void outbox_movement_id(char *buf, size_t cap)
+{
+    fresh_id("m", buf, cap);
+}
+
+void outbox_notice_id(char *buf, size_t cap)
+{
+    fresh_id("in", buf, cap);
+}
+
+void outbox_transfer_notice_id(char *buf, size_t cap, const char *transfer_id)
+{
+    size_t n = strlen(transfer_id);
+    if (3 + n <= TALLY_MAX_ID_LEN && 3 + n < cap) {
+        snprintf(buf, cap, "in-%s", transfer_id);
+        return;
+    }
+    uint64_t h = 0xcbf29ce484222325ull;
+    for (const char *p = transfer_id; *p; p++)
+        h = (h ^ (unsigned char)*p) * 0x100000001b3ull;
+    snprintf(buf, cap, "in-%.40s-%016" PRIx64, transfer_id, h);
+}
+
+/* ---- rows ---- */
+
+int outbox_append(struct store *st, const char *key, const char *target, const char *entity,
+                  int kind, const void *payload, size_t payload_len, int64_t *id)
+{
+    if (!outbox_kind_name(kind))
+        return TALLY_E_INTERNAL;
     sqlite3_stmt *s = store_stmt(st, "INSERT INTO outbox(key, target, entity, kind, payload,"
                                      " next_attempt_at, created_at) VALUES(?1,?2,?3,?4,?5,?6,?6)");
     if (!s)
@@ -33,7 +148,7 @@ int outbox_append(struct store *st, const char *key, const char *target, const c
     sqlite3_bind_text(s, 1, key, -1, SQLITE_STATIC);
     sqlite3_bind_text(s, 2, target, -1, SQLITE_STATIC);
     sqlite3_bind_text(s, 3, entity, -1, SQLITE_STATIC);
-    sqlite3_bind_text(s, 4, kind, -1, SQLITE_STATIC);
+    sqlite3_bind_text(s, 4, outbox_kind_name(kind), -1, SQLITE_STATIC);
     sqlite3_bind_blob(s, 5, payload, (int)payload_len, SQLITE_STATIC);
     sqlite3_bind_int64(s, 6, store_now());
     int rc = sqlite3_step(s);
@@ -47,7 +162,8 @@ int outbox_append(struct store *st, const char *key, const char *target, const c
 /* "wh:ES-MAD" -> "ES-MAD", "mp" -> "the marketplace". */
 static const char *upstream_name(const char *target)
 {
-    return !strncmp(target, "wh:", 3) ? target + 3 : "the marketplace";
+    const char *code = outbox_target_code(target);
+    return code ? code : "the marketplace";
 }
 
 /* The status a warehouse's outbound feed last reported for order `entity`, "" when none. */
@@ -55,14 +171,15 @@ static int feed_status(struct store *st, const char *target, const char *entity,
                        size_t cap)
 {
     out[0] = 0;
-    if (strncmp(target, "wh:", 3) != 0)
+    const char *code = outbox_target_code(target);
+    if (!code)
         return 0;
     sqlite3_stmt *s = store_stmt(st, "SELECT b.status FROM outbound_orders b"
                                      " JOIN warehouses w ON w.id = b.warehouse"
                                      " WHERE w.code = ?1 AND b.id = ?2");
     if (!s)
         return TALLY_E_STORAGE;
-    sqlite3_bind_text(s, 1, target + 3, -1, SQLITE_STATIC);
+    sqlite3_bind_text(s, 1, code, -1, SQLITE_STATIC);
     sqlite3_bind_text(s, 2, entity, -1, SQLITE_STATIC);
     int rc = sqlite3_step(s);
     if (rc == SQLITE_ROW)
@@ -94,7 +211,7 @@ int outbox_may_discard(struct store *st, int64_t id, char *why, size_t cap)
     bool sent = sqlite3_column_int(s, 4) != 0;
     sqlite3_reset(s);
     const char *up = upstream_name(target);
-    bool outbound = !strcmp(kind, "outbound");
+    const struct outbox_rules *k = outbox_rules(outbox_kind_parse(kind));
     if (!strcmp(state, "inflight")) {
         snprintf(why, cap,
                  "outbox row %lld is being sent to %s now, so it is not discarded: wait"
@@ -102,7 +219,7 @@ int outbox_may_discard(struct store *st, int64_t id, char *why, size_t cap)
                  (long long)id, up);
         return TALLY_E_CONFLICT;
     }
-    if (!strcmp(state, "pending") && sent && outbound) {
+    if (!strcmp(state, "pending") && sent && k->names_order) {
         snprintf(why, cap,
                  "outbox row %lld was sent to %s and not answered: %s may hold order %s, so the"
                  " row is not discarded; it is sent again until answered (now: tally outbox"
@@ -125,7 +242,7 @@ int outbox_may_discard(struct store *st, int64_t id, char *why, size_t cap)
                  (long long)id, state);
         return TALLY_E_CONFLICT;
     }
-    if (outbound) {
+    if (k->order_held_by_feed) {
         char status[32];
         int r = feed_status(st, target, entity, status, sizeof status);
         if (r)
@@ -139,4 +256,48 @@ int outbox_may_discard(struct store *st, int64_t id, char *why, size_t cap)
         }
     }
     return 0;
+}
+
+/* An inbound notice's state follows its outbox row: sent, refused (held) or discarded. */
+static int notice_state(struct store *st, const char *notice_id, const char *state)
+{
+    sqlite3_stmt *s = store_stmt(st, "UPDATE inbound_notices SET state = ?2, updated_at = ?3"
+                                     " WHERE id = ?1");
+    if (!s)
+        return TALLY_E_STORAGE;
+    sqlite3_bind_text(s, 1, notice_id, -1, SQLITE_STATIC);
+    sqlite3_bind_text(s, 2, state, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(s, 3, store_now());
+    int rc = sqlite3_step(s);
+    sqlite3_reset(s);
+    return rc == SQLITE_DONE ? 0 : store_error(st, rc, "inbound notice state");
+}
+
+int outbox_answered(struct tallyd *d, const char *target, int kind, const char *key,
+                    const char *entity, bool done, const char *error, int64_t version,
+                    int64_t to_version, int64_t attempts)
+{
+    const struct outbox_rules *k = outbox_rules(kind);
+    int r = 0;
+    if (done && k->ack_movement)
+        r = stock_ack(d->store, key, version, to_version);
+    if (r == 0 && k->notice)
+        r = notice_state(d->store, entity, done ? "sent" : "refused");
+    if (r == 0 && !(done && k->quiet_first_ok && attempts <= 1))
+        r = fulfil_outbox_result(d, target, k->name, key, entity, done, error);
+    return r;
+}
+
+int outbox_discarded(struct tallyd *d, int kind, const char *key, const char *entity,
+                     const char *who, const char *reason)
+{
+    const struct outbox_rules *k = outbox_rules(kind);
+    int r = 0;
+    if (k->discard_movement)
+        r = stock_discard(d->store, key);
+    if (r == 0 && k->notice)
+        r = notice_state(d->store, entity, "discarded");
+    if (r == 0)
+        r = fulfil_outbox_discarded(d, k->name, key, entity, who, reason);
+    return r;
 }

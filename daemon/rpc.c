@@ -41,6 +41,8 @@ static const struct rpc_method methods[] = {
     {"promo.check", cmd_promo_check, false},
     {"report", cmd_report, false},
     {"privacy.purge", cmd_privacy_purge, true},
+    {"inbound.create", cmd_inbound_create, true},
+    {"inbound.list", cmd_inbound_list, false},
 };
 
 const struct rpc_method *rpc_find(const char *name, size_t len)

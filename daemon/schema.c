@@ -473,6 +473,35 @@ static const char *const migrations[] = {
      * waiting rows per (target, entity), without the entity's history of done rows. */
     "CREATE INDEX outbox_active ON outbox(target, entity, id)"
     "  WHERE state IN ('pending', 'inflight');",
+
+    /* 10 (issue 9 plan: 12): inbound notices to third-party warehouses (inbound.c): goods
+     * announced as coming in, by `tally inbound create` or a transfer into such a warehouse.
+     * id is client-made ("in-...") so a retried create is a duplicate; state follows the
+     * notice's outbox row (key "in:<WH>:<id>"): pending, sent (done), refused (held),
+     * discarded. */
+    "CREATE TABLE inbound_notices("
+    "  seq INTEGER PRIMARY KEY,"
+    "  id TEXT NOT NULL UNIQUE,"
+    "  warehouse INTEGER NOT NULL REFERENCES warehouses(id),"
+    "  state TEXT NOT NULL DEFAULT 'pending'"
+    "    CHECK (state IN ('pending', 'sent', 'refused', 'discarded')),"
+    "  eta INTEGER,"
+    "  ref TEXT,"
+    "  from_wh TEXT,"
+    "  carrier TEXT,"
+    "  tracking_no TEXT,"
+    "  note TEXT,"
+    "  created_by TEXT,"
+    "  created_at INTEGER NOT NULL,"
+    "  updated_at INTEGER NOT NULL);"
+    "CREATE INDEX inbound_by_warehouse ON inbound_notices(warehouse, seq);"
+    "CREATE TABLE inbound_lines("
+    "  notice INTEGER NOT NULL REFERENCES inbound_notices(seq),"
+    "  line INTEGER NOT NULL,"
+    "  sku INTEGER NOT NULL REFERENCES skus(id),"
+    "  qty INTEGER NOT NULL CHECK (qty > 0),"
+    "  PRIMARY KEY (notice, line),"
+    "  UNIQUE (notice, sku)) WITHOUT ROWID;",
 };
 
 int schema_latest(void)

@@ -10,8 +10,10 @@
 
 #include "catalog.h"
 #include "codec.h"
+#include "inbound.h"
 #include "log.h"
 #include "outbox.h"
+#include "upstream.h"
 
 static const char *const kind_names[] = {"receive", "pick",     "adjust",
                                          "count",   "transfer", "return"};
@@ -27,6 +29,159 @@ int stock_kind_parse(const char *s, size_t n)
 const char *stock_kind_name(int kind)
 {
     return kind >= 0 && kind <= STOCK_RETURN ? kind_names[kind] : "?";
+}
+
+/* ---- warehouse kinds: what the station may record where ---- */
+
+unsigned stock_wh_caps(const struct tally_config *cfg, const char *code, int *kind)
+{
+    if (kind)
+        *kind = -1;
+    for (unsigned i = 0; cfg && i < cfg->nwh; i++) {
+        if (strcmp(cfg->wh[i].code, code) != 0)
+            continue;
+        const struct connector_ops *ops = upstream_wh_ops(cfg->wh[i].kind);
+        if (kind)
+            *kind = cfg->wh[i].kind;
+        return ops ? ops->caps : 0;
+    }
+    return ~0u;
+}
+
+/* Who keeps the stock of a warehouse of kind `kind`, in the refusals. */
+static const char *keeper(int kind)
+{
+    switch (kind) {
+    case WH_KIND_GOODCANG:
+        return "Goodcang";
+    case WH_KIND_FOURPX:
+        return "4PX";
+    }
+    return "its own warehouse system";
+}
+
+static const char *with_article(int kind)
+{
+    switch (kind) {
+    case STOCK_RECEIVE:
+        return "a receive";
+    case STOCK_PICK:
+        return "a pick";
+    case STOCK_ADJUST:
+        return "an adjust";
+    case STOCK_COUNT:
+        return "a count";
+    case STOCK_RETURN:
+        return "a return";
+    }
+    return "a transfer";
+}
+
+/* "stock at UK-GC is kept by Goodcang (kind goodcang): " */
+static int kept_by(char *err, size_t errlen, const char *wh, int kind)
+{
+    return snprintf(err, errlen, "stock at %s is kept by %s (kind %s): ", wh, keeper(kind),
+                    wh_kind_name(kind) ? wh_kind_name(kind) : "?");
+}
+
+int stock_move_allowed(const struct tally_config *cfg, struct stock_move *m, char *err,
+                       size_t errlen)
+{
+    int kind, tokind;
+    unsigned caps = stock_wh_caps(cfg, m->warehouse, &kind);
+    m->to_notice = false;
+    if (m->kind == STOCK_TRANSFER) {
+        unsigned tocaps = stock_wh_caps(cfg, m->to, &tokind);
+        if (!(caps & CAP_TRANSFER_OUT)) {
+            int n = kept_by(err, errlen, m->warehouse, kind);
+            if (n >= 0 && (size_t)n < errlen)
+                snprintf(err + n, errlen - (size_t)n,
+                         "the station cannot record a transfer out of it; %s ships it: create an"
+                         " outbound order there (in %s's system), then %s",
+                         keeper(kind), keeper(kind),
+                         tocaps & CAP_MOVEMENTS
+                             ? "record the arrival with `tally stock receive` at the receiving"
+                               " warehouse"
+                             : "announce the goods to the receiving warehouse with `tally"
+                               " inbound create`");
+            return TALLY_E_INVALID_PARAMS;
+        }
+        if (tocaps & CAP_TRANSFER_IN)
+            return 0;
+        if (tocaps & CAP_INBOUND_NOTICE) {
+            m->to_notice = true;
+            return 0;
+        }
+        int n = kept_by(err, errlen, m->to, tokind);
+        if (n >= 0 && (size_t)n < errlen)
+            snprintf(err + n, errlen - (size_t)n,
+                     "it takes neither transfers nor inbound notices from the station");
+        return TALLY_E_INVALID_PARAMS;
+    }
+    if (caps & CAP_MOVEMENTS)
+        return 0;
+    int n = kept_by(err, errlen, m->warehouse, kind);
+    if (n < 0 || (size_t)n >= errlen)
+        return TALLY_E_INVALID_PARAMS;
+    char *e = err + n;
+    size_t cap = errlen - (size_t)n;
+    const char *who = keeper(kind);
+    switch (m->kind) {
+    case STOCK_RECEIVE:
+    case STOCK_RETURN:
+        snprintf(e, cap,
+                 "the station cannot record %s there; announce goods with `tally inbound create"
+                 " --warehouse %s ...`; its stock comes from %s's feed",
+                 with_article(m->kind), m->warehouse, who);
+        break;
+    case STOCK_PICK:
+        snprintf(e, cap,
+                 "the station cannot record a pick there; %s picks and ships: orders allocated"
+                 " there go to it as outbound orders; its stock comes from %s's feed",
+                 who, who);
+        break;
+    default:
+        snprintf(e, cap,
+                 "the station cannot record %s there; correct the stock in %s's system: its"
+                 " figures come from %s's feed (`tally sync` reads them now)",
+                 with_article(m->kind), who, who);
+        break;
+    }
+    return TALLY_E_INVALID_PARAMS;
+}
+
+int stock_inbound_allowed(const struct tally_config *cfg, const char *wh, char *err, size_t errlen)
+{
+    int kind;
+    unsigned caps = stock_wh_caps(cfg, wh, &kind);
+    if (caps & CAP_INBOUND_NOTICE)
+        return 0;
+    if (kind < 0)
+        snprintf(err, errlen,
+                 "%s is not a third-party warehouse of this station's config: inbound notices"
+                 " go to a Goodcang or 4PX warehouse; record goods arriving with `tally stock"
+                 " receive`",
+                 wh);
+    else
+        snprintf(err, errlen,
+                 "%s (kind %s) takes no inbound notices: the station records its stock itself;"
+                 " use `tally stock receive --warehouse %s ...` when the goods arrive",
+                 wh, wh_kind_name(kind) ? wh_kind_name(kind) : "?", wh);
+    return TALLY_E_INVALID_PARAMS;
+}
+
+int stock_figures_allowed(const struct tally_config *cfg, const char *wh, char *err, size_t errlen)
+{
+    int kind;
+    if (stock_wh_caps(cfg, wh, &kind) & CAP_MOVEMENTS)
+        return 0;
+    int n = kept_by(err, errlen, wh, kind);
+    if (n >= 0 && (size_t)n < errlen)
+        snprintf(err + n, errlen - (size_t)n,
+                 "its on-hand figures come from %s's feed and are not imported; set safety stock"
+                 " and thresholds with `tally stock set`",
+                 keeper(kind));
+    return TALLY_E_INVALID_PARAMS;
 }
 
 int stock_figures_get(struct store *st, int64_t sku, int64_t wh, struct stock_figures *f)
@@ -48,21 +203,6 @@ int stock_figures_get(struct store *st, int64_t sku, int64_t wh, struct stock_fi
     }
     sqlite3_reset(s);
     return (rc == SQLITE_ROW || rc == SQLITE_DONE) ? 0 : store_error(st, rc, "stock read");
-}
-
-/* A fresh movement id: time-ordered, with 64 random bits so stations never collide. */
-static void make_id(char *buf, size_t cap)
-{
-    uint64_t r = 0;
-    if (getrandom(&r, sizeof r, 0) != (ssize_t)sizeof r) {
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        r = (uint64_t)ts.tv_nsec * 0x9E3779B97F4A7C15ull ^ (uint64_t)ts.tv_sec;
-    }
-    struct timespec now;
-    clock_gettime(CLOCK_REALTIME, &now);
-    uint64_t ms = (uint64_t)now.tv_sec * 1000 + (uint64_t)now.tv_nsec / 1000000;
-    snprintf(buf, cap, "m-%011" PRIx64 "-%016" PRIx64, ms, r);
 }
 
 /* Marks the SKU's marketplace stock for (re)computation and publishing; only when this
@@ -162,8 +302,11 @@ static int append_outbox(struct store *st, const struct stock_move *m, int64_t d
     if (m->ref[0])
         mp_pack_kv_str(&pk, "ref", m->ref);
     char target[TALLY_MAX_ID_LEN + 4];
-    snprintf(target, sizeof target, "wh:%s", m->warehouse);
-    const char *kind = m->kind == STOCK_TRANSFER ? "transfer" : "movement";
+    outbox_target_wh(target, sizeof target, m->warehouse);
+    /* A transfer into a warehouse that keeps its own stock is the origin's movement alone
+     * (the destination gets an inbound notice): sent with the movements, never as a transfer
+     * the origin's system would book into the other warehouse. */
+    int kind = m->kind == STOCK_TRANSFER && !m->to_notice ? OBX_TRANSFER : OBX_MOVEMENT;
     int r = outbox_append(st, m->id, target, m->sku, kind, sb.data, sb.size, outbox_id);
     msgpack_sbuffer_destroy(&sb);
     return r;
@@ -269,6 +412,8 @@ static int answer_duplicate(struct store *st, const struct stock_move *m, int64_
     }
     snprintf(res->id, sizeof res->id, "%s", m->id);
     res->duplicate = true;
+    if (m->kind == STOCK_TRANSFER && m->to_notice)
+        outbox_transfer_notice_id(res->notice_id, sizeof res->notice_id, m->id);
     return 0;
 }
 
@@ -297,6 +442,28 @@ static int movement_exists(struct store *st, const char *id, int *exists)
         return store_error(st, rc, "movement lookup");
     *exists = rc == SQLITE_ROW;
     return 0;
+}
+
+/* The inbound notice of a transfer into a warehouse that keeps its own stock (to_notice): the
+ * goods are announced to it; its feed shows them once received. */
+static int transfer_notice(struct store *st, const struct stock_move *m,
+                           struct stock_move_result *res, char *err, size_t errlen)
+{
+    struct inbound_req n;
+    memset(&n, 0, sizeof n);
+    outbox_transfer_notice_id(n.id, sizeof n.id, m->id);
+    snprintf(n.warehouse, sizeof n.warehouse, "%s", m->to);
+    n.nlines = 1;
+    snprintf(n.lines[0].sku, sizeof n.lines[0].sku, "%s", m->sku);
+    n.lines[0].qty = m->qty;
+    snprintf(n.ref, sizeof n.ref, "%s", m->id);
+    snprintf(n.from, sizeof n.from, "%s", m->warehouse);
+    snprintf(n.note, sizeof n.note, "%s", m->reason);
+    struct inbound_result ir;
+    int r = inbound_create_locked(st, &n, &ir, err, errlen);
+    if (r == 0)
+        snprintf(res->notice_id, sizeof res->notice_id, "%s", ir.id);
+    return r;
 }
 
 /* Everything of a movement that runs inside the transaction. */
@@ -378,7 +545,10 @@ static int apply_locked(struct store *st, struct stock_move *m, struct stock_mov
     res->nlegs = 1;
     snprintf(res->legs[0].warehouse, sizeof res->legs[0].warehouse, "%s", m->warehouse);
     res->legs[0].delta = delta;
-    if (m->kind == STOCK_TRANSFER) {
+    if (m->kind == STOCK_TRANSFER && m->to_notice) {
+        if ((r = transfer_notice(st, m, res, err, errlen)) != 0)
+            return r;
+    } else if (m->kind == STOCK_TRANSFER) {
         if ((r = insert_leg(st, m, 1, sku, peer, wh, m->qty, now)) != 0 ||
             (r = add_pending(st, sku, peer, m->qty)) != 0)
             return r;
@@ -417,7 +587,7 @@ static int prepare(const struct stock_move *req, struct stock_move *m,
     if (r)
         return r;
     if (!m->id[0])
-        make_id(m->id, sizeof m->id);
+        outbox_movement_id(m->id, sizeof m->id);
     return 0;
 }
 

@@ -16,6 +16,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "config.h"
 #include "store.h"
 #include "tally/protocol.h"
 
@@ -76,6 +77,12 @@ struct stock_move {
     char reason[TALLY_MAX_TEXT_LEN + 1];
     char ref[TALLY_MAX_REF_LEN + 1]; /* free text: an order id, a delivery note */
     bool force;
+    /* A transfer into a warehouse that keeps its own stock (no CAP_TRANSFER_IN, but
+     * CAP_INBOUND_NOTICE; set by stock_move_allowed): only the origin's leg is recorded (sent
+     * to the origin as a movement), and an inbound notice for `to` is appended in the same
+     * transaction (inbound.h); `to`'s stock comes from its own feed once the goods arrive, so
+     * no leg there counts them twice. */
+    bool to_notice;
 };
 
 struct stock_leg {
@@ -93,7 +100,30 @@ struct stock_move_result {
     int nlegs;
     struct stock_leg legs[2];
     int64_t outbox_id;
+    char notice_id[TALLY_MAX_ID_LEN + 1]; /* the inbound notice a transfer made, "" when none */
 };
+
+/*
+ * Warehouse kinds (DESIGN.md "Warehouse kinds"). stock_wh_caps: the capabilities of warehouse
+ * `code` at this station: its configured kind's connector's (upstream_wh_ops(kind)->caps);
+ * a warehouse not in the config (a replica-only one, kept by another station) keeps every
+ * write (all bits), as before kinds; *kind (may be NULL) its enum wh_kind, -1 then.
+ *
+ * stock_move_allowed: whether movement m may be recorded here, checked before anything is
+ * written: a receive / pick / adjust / count / return at a warehouse without CAP_MOVEMENTS
+ * and a transfer out of one are refused (TALLY_E_INVALID_PARAMS, err says why and what to do
+ * instead); a transfer into a warehouse without CAP_TRANSFER_IN that takes inbound notices
+ * sets m->to_notice. Every path that records movements calls it (stock.move, returns, ship).
+ *
+ * stock_inbound_allowed: whether warehouse `wh` takes inbound notices (inbound.create).
+ */
+unsigned stock_wh_caps(const struct tally_config *cfg, const char *code, int *kind);
+int stock_move_allowed(const struct tally_config *cfg, struct stock_move *m, char *err,
+                       size_t errlen);
+int stock_inbound_allowed(const struct tally_config *cfg, const char *wh, char *err, size_t errlen);
+/* The refusal of stock figures written at `wh` by other means than its feed (an import of
+ * opening stock): 0 when it keeps movements, else TALLY_E_INVALID_PARAMS with err. */
+int stock_figures_allowed(const struct tally_config *cfg, const char *wh, char *err, size_t errlen);
 
 /*
  * Validates and applies a movement. Returns 0, or TALLY_E_INVALID_PARAMS / NOT_FOUND /

@@ -429,13 +429,11 @@ static void free_batch(struct push_batch *b)
     free(b);
 }
 
-/* Transfers and outbound orders go one per call (their routes take one); movements in
+/* Kinds whose route takes one row go one per call (outbox.c's table); movements in
  * batches. */
 static int limit_for(const struct upstream *u, const char *kind)
 {
-    bool single =
-        !strcmp(kind, "transfer") || !strcmp(kind, "outbound") || !strcmp(kind, "outbound_cancel");
-    return single ? 1 : u->ops->push_limit;
+    return outbox_rules(outbox_kind_parse(kind))->one_per_call ? 1 : u->ops->push_limit;
 }
 
 /* The rows waiting for upstream ?1 (pending or in flight) after id ?2, oldest first. */
@@ -738,18 +736,12 @@ static int record_item(struct upstream *u, const struct push_item *it, int64_t n
     sqlite3_reset(s);
     if (rc != SQLITE_DONE)
         return store_error(st, rc, "outbox update");
-    int r = 0;
-    bool movement = !strcmp(it->kind, "movement") || !strcmp(it->kind, "transfer");
-    if (it->outcome == SYNC_OK && movement)
-        r = stock_ack(st, it->key, it->version, it->to_version);
-    /* Fulfilment follows its decisions' answers, and a refused row becomes an exception. A
-     * movement that went through at its first attempt cannot have one: the drain's hot path
-     * (thousands a second) skips the look. */
-    bool first_try = it->outcome == SYNC_OK && attempts <= 1;
-    if (r == 0 && it->outcome != SYNC_TRANSIENT && !(movement && first_try))
-        r = fulfil_outbox_result(u->d, u->name, it->kind, it->key, it->entity,
-                                 it->outcome == SYNC_OK, it->error);
-    return r;
+    /* What the answer does (a movement settles, fulfilment follows its decisions, a refused
+     * row becomes an exception...): the kind's rules, outbox.c. */
+    if (it->outcome == SYNC_TRANSIENT)
+        return 0;
+    return outbox_answered(u->d, u->name, it->okind, it->key, it->entity, it->outcome == SYNC_OK,
+                           it->error, it->version, it->to_version, attempts);
 }
 
 /* Records a batch's outcomes in one transaction: 0, or a TALLY_E_* code and nothing recorded. */
@@ -1234,7 +1226,7 @@ int sync_start(struct tallyd *d, struct sync_engine **out, char *err, size_t err
     for (unsigned i = 0; i < d->cfg.nwh; i++) {
         const struct wh_config *w = &d->cfg.wh[i];
         char name[80];
-        snprintf(name, sizeof name, "wh:%s", w->code);
+        outbox_target_wh(name, sizeof name, w->code);
         if (ensure_warehouse(d->store, w) != 0) {
             snprintf(err, errlen, "cannot record warehouse %s", w->code);
             goto fail;

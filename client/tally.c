@@ -103,6 +103,11 @@ enum opt_id {
     O_CSV,
     O_OLDER_THAN,
     O_DRY_RUN,
+    O_IN_SKU,
+    O_IN_QTY,
+    O_ETA,
+    O_IN_REF,
+    O_IN_ID,
     O_COUNT
 };
 
@@ -186,6 +191,13 @@ static const struct option_spec option_specs[O_COUNT] = {
                       "orders finished or cancelled more than DAYS ago (default: the\n"
                       "                     daemon's [privacy] retain_days)"},
     [O_DRY_RUN] = {"dry-run", NULL, "only count the orders that would be purged"},
+    [O_IN_SKU] = {"sku", "SKU", "a SKU coming in; each --sku is followed by its --qty", true},
+    [O_IN_QTY] = {"qty", "N", "units of the --sku before it (> 0)", true},
+    [O_ETA] = {"eta", "YYYY-MM-DD", "the day the goods are expected at the warehouse"},
+    [O_IN_REF] = {"ref", "REF", "your reference: a purchase order, a shipment from the supplier"},
+    [O_IN_ID] = {"id", "ID",
+                 "notice id (default: one made here, shown in the answer and on a timeout);\n"
+                 "                     the same id is recorded once"},
 };
 
 #define MAX_POS 3
@@ -195,7 +207,8 @@ struct args {
     int npos;
     bool set[O_COUNT];
     const char *val[O_COUNT];
-    const char **lines; /* every --line value (the one repeatable option); malloc'd */
+    const char **lines; /* every value of a repeatable option, in order; malloc'd */
+    int *line_opts;     /* the option each of `lines` belongs to (O_LINE, O_IN_SKU...) */
     size_t nlines;
     int64_t limit; /* valid when set[O_LIMIT] */
     bool help;
@@ -769,10 +782,12 @@ static int parse_args(struct cli *cli, int argc, char **argv, struct args *a)
         a->set[o] = true;
         a->val[o] = spec->arg ? (eq ? eq + 1 : argv[++i]) : NULL;
         if (spec->repeat) {
-            if (!a->lines && !(a->lines = calloc((size_t)argc, sizeof *a->lines))) {
+            if ((!a->lines && !(a->lines = calloc((size_t)argc, sizeof *a->lines))) ||
+                (!a->line_opts && !(a->line_opts = calloc((size_t)argc, sizeof *a->line_opts)))) {
                 fputs("tally: out of memory\n", stderr);
                 return EXIT_SERVER;
             }
+            a->line_opts[a->nlines] = o;
             a->lines[a->nlines++] = a->val[o];
         }
     }
@@ -993,9 +1008,10 @@ static void print_upstreams(const msgpack_object *ups)
         return;
     }
     static const struct table_col cols[] = {
-        {"UPSTREAM", TABLE_LEFT},     {"KIND", TABLE_LEFT},      {"LINK", TABLE_LEFT},
-        {"LAST_SUCCESS", TABLE_LEFT}, {"OUTBOX", TABLE_RIGHT},   {"HELD", TABLE_RIGHT},
-        {"OLDEST", TABLE_RIGHT},      {"RETRY_IN", TABLE_RIGHT}, {"LAST_ERROR", TABLE_LEFT}};
+        {"UPSTREAM", TABLE_LEFT},  {"KIND", TABLE_LEFT},         {"CAPABILITIES", TABLE_LEFT},
+        {"LINK", TABLE_LEFT},      {"LAST_SUCCESS", TABLE_LEFT}, {"OUTBOX", TABLE_RIGHT},
+        {"HELD", TABLE_RIGHT},     {"OLDEST", TABLE_RIGHT},      {"RETRY_IN", TABLE_RIGHT},
+        {"LAST_ERROR", TABLE_LEFT}};
     static const struct table_col scols[] = {{"STREAM", TABLE_LEFT},      {"ROUND", TABLE_LEFT},
                                              {"LAG", TABLE_RIGHT},        {"ROWS", TABLE_RIGHT},
                                              {"LAST_ROUND", TABLE_RIGHT}, {"REPAIRED", TABLE_RIGHT},
@@ -1012,6 +1028,21 @@ static void print_upstreams(const msgpack_object *ups)
         int64_t retry = 0;
         cell_str(t, u, "name");
         cell_str(t, u, "kind");
+        /* what the station may ask of it (its connector's capabilities), comma-separated */
+        const msgpack_object *caps = get_array(u, "capabilities");
+        char cb[160] = "";
+        size_t cl = 0;
+        for (uint32_t j = 0; caps && j < caps->via.array.size; j++) {
+            const msgpack_object *cv = &caps->via.array.ptr[j];
+            if (cv->type != MSGPACK_OBJECT_STR)
+                continue;
+            int w = snprintf(cb + cl, sizeof cb - cl, "%s%.*s", cl ? "," : "",
+                             (int)cv->via.str.size, cv->via.str.ptr);
+            if (w < 0 || (size_t)w >= sizeof cb - cl)
+                break;
+            cl += (size_t)w;
+        }
+        table_cell(t, cl ? cb : "-");
         cell_str(t, u, "link");
         if (get(u, "last_success_at") && get(u, "last_success_at")->type != MSGPACK_OBJECT_NIL)
             cell_time(t, u, "last_success_at", false);
@@ -1455,6 +1486,11 @@ static void print_move(const char *kind, int64_t qty, const struct args *a,
         printf("%s %" PRId64 " × %s at %s %s: ", kind, qty, sku, a->val[O_WAREHOUSE], idnote);
     }
     print_legs(stock, strcmp(kind, "transfer") == 0);
+    char notice[TALLY_MAX_ID_LEN + 1];
+    if (get_str(res, "inbound_notice", notice, sizeof notice) && notice[0])
+        printf("; announced to %s: inbound notice %s (its stock counts the units once %s"
+               " receives them)",
+               a->val[O_TO], notice, a->val[O_TO]);
     fputc('\n', stdout);
 }
 
@@ -1966,6 +2002,141 @@ static int run_outbox(struct cli *cli, const struct args *a)
                              .row = outbox_row,
                              .none = a->set[O_STATE] ? "no outbox rows in that state"
                                                      : "outbox is empty"};
+    return run_list(cli, a, &l);
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* inbound notices                                                                            */
+
+static bool parse_ymd(const char *s, int *y, int *m, int *d);
+static int64_t local_midnight(int y, int m, int d);
+
+/* Packs the --sku S --qty N pairs as inbound.create's `lines`. 0 or a usage exit code. */
+static int pack_inbound_lines(const struct cli *cli, const struct args *a, msgpack_sbuffer *sb)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < a->nlines; i++) {
+        bool sku = a->line_opts[i] == O_IN_SKU;
+        bool paired = i + 1 < a->nlines && a->line_opts[i + 1] == O_IN_QTY;
+        if (sku && !paired)
+            return usage_error(cli, "--sku %s needs its --qty right after it", a->lines[i]);
+        if (!sku && (i == 0 || a->line_opts[i - 1] != O_IN_SKU))
+            return usage_error(cli, "--qty %s must follow a --sku", a->lines[i]);
+        n += sku;
+    }
+    if (n == 0)
+        return usage_error(cli, "inbound create needs at least one --sku SKU --qty N");
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, sb, msgpack_sbuffer_write);
+    msgpack_pack_array(&pk, n);
+    for (size_t i = 0; i + 1 < a->nlines; i += 2) {
+        int64_t qty;
+        if (parse_int64(a->lines[i + 1], &qty) != 0 || qty < 1)
+            return usage_error(cli, "--qty must be a whole number > 0, not '%s'", a->lines[i + 1]);
+        msgpack_pack_map(&pk, 2);
+        mp_pack_kv_str(&pk, "sku", a->lines[i]);
+        mp_pack_kv_int(&pk, "qty", qty);
+    }
+    return 0;
+}
+
+static int run_inbound_create(struct cli *cli, const struct args *a)
+{
+    int64_t eta = 0;
+    if (a->set[O_ETA]) {
+        int y, m, d;
+        if (!parse_ymd(a->val[O_ETA], &y, &m, &d))
+            return usage_error(cli, "--eta must be a day as YYYY-MM-DD, not '%s'", a->val[O_ETA]);
+        eta = local_midnight(y, m, d);
+    }
+    msgpack_sbuffer lines;
+    msgpack_sbuffer_init(&lines);
+    int rc = pack_inbound_lines(cli, a, &lines);
+    if (rc) {
+        msgpack_sbuffer_destroy(&lines);
+        return rc;
+    }
+    char made[40];
+    const char *id = a->val[O_IN_ID];
+    if (!id) {
+        make_write_id("in", made, sizeof made);
+        id = made;
+    }
+    cli->write_what = "inbound notice";
+    cli->write_id = id;
+    const struct kv p[] = {kv_str("id", id),
+                           kv_str("warehouse", a->val[O_WAREHOUSE]),
+                           kv_raw("lines", &lines),
+                           kv_int("eta", eta, a->set[O_ETA]),
+                           kv_str("ref", a->val[O_IN_REF]),
+                           kv_str("note", a->val[O_NOTE])};
+    struct tally_reply *r;
+    rc = cli_call(cli, "inbound.create", p, sizeof p / sizeof p[0], &r);
+    msgpack_sbuffer_destroy(&lines);
+    if (rc)
+        return rc;
+    if (cli->json) {
+        rc = print_json(&r->result);
+    } else {
+        char rid[TALLY_MAX_ID_LEN + 1], state[16];
+        int64_t ob = 0;
+        get_str(&r->result, "id", rid, sizeof rid);
+        get_str(&r->result, "state", state, sizeof state);
+        get_int(&r->result, "outbox_id", &ob);
+        printf("inbound notice %s to %s: %s%s (outbox row %" PRId64 ")\n", rid, a->val[O_WAREHOUSE],
+               state, get_bool(&r->result, "duplicate") ? ", already recorded: not made again" : "",
+               ob);
+    }
+    tally_reply_free(r);
+    return rc;
+}
+
+static void inbound_row(struct table *t, const msgpack_object *it)
+{
+    cell_str(t, it, "id");
+    cell_str(t, it, "warehouse");
+    cell_str(t, it, "state");
+    const msgpack_object *lines = get_array(it, "lines");
+    char b[256] = "";
+    size_t bl = 0;
+    for (uint32_t i = 0; lines && i < lines->via.array.size; i++) {
+        char sku[TALLY_MAX_ID_LEN + 1] = "";
+        int64_t qty = 0;
+        get_str(&lines->via.array.ptr[i], "sku", sku, sizeof sku);
+        get_int(&lines->via.array.ptr[i], "qty", &qty);
+        int w = snprintf(b + bl, sizeof b - bl, "%s%" PRId64 " × %s", bl ? ", " : "", qty, sku);
+        if (w < 0 || (size_t)w >= sizeof b - bl)
+            break;
+        bl += (size_t)w;
+    }
+    table_cell(t, bl ? b : "-");
+    int64_t eta;
+    if (get_int(it, "eta", &eta)) {
+        char d[64];
+        fmt_time(d, sizeof d, eta, true);
+        table_cell(t, d);
+    } else {
+        table_cell(t, "-");
+    }
+    cell_str(t, it, "from");
+    cell_str(t, it, "ref");
+    cell_str(t, it, "last_error");
+}
+
+static int run_inbound_list(struct cli *cli, const struct args *a)
+{
+    static const struct table_col cols[] = {{"ID", TABLE_LEFT},    {"WAREHOUSE", TABLE_LEFT},
+                                            {"STATE", TABLE_LEFT}, {"LINES", TABLE_LEFT},
+                                            {"ETA", TABLE_LEFT},   {"FROM", TABLE_LEFT},
+                                            {"REF", TABLE_LEFT},   {"LAST_ERROR", TABLE_LEFT}};
+    const struct kv f[] = {kv_str("warehouse", a->val[O_WAREHOUSE])};
+    const struct lister l = {.method = "inbound.list",
+                             .filters = f,
+                             .nfilters = 1,
+                             .cols = cols,
+                             .ncols = 8,
+                             .row = inbound_row,
+                             .none = "no inbound notices"};
     return run_list(cli, a, &l);
 }
 
@@ -3788,8 +3959,45 @@ static const struct command commands[] = {
      OPT(O_FROM) | OPT(O_TO),
      {"SKU", "QTY", NULL},
      "move goods between warehouses",
-     "Records QTY (> 0) units of SKU leaving one warehouse and arriving at another.",
+     "Records QTY (> 0) units of SKU leaving one warehouse and arriving at another. Into a\n"
+     "third-party warehouse (Goodcang, 4PX: it keeps its own stock), the station records the\n"
+     "units leaving --from and announces them to --to with an inbound notice (see tally\n"
+     "inbound); they count there once its feed shows them received. Out of a third-party\n"
+     "warehouse it is refused: that warehouse ships it on an outbound order of its own.",
      "tally transfer TS-RED-M 5 --from ES-MAD --to PL-WAW"},
+    {"inbound create",
+     run_inbound_create,
+     OPT(O_WAREHOUSE) | OPT(O_IN_SKU) | OPT(O_IN_QTY) | OPT(O_ETA) | OPT(O_IN_REF) | OPT(O_NOTE) |
+         OPT(O_IN_ID),
+     OPT(O_WAREHOUSE) | OPT(O_IN_SKU) | OPT(O_IN_QTY),
+     {NULL},
+     "announce goods coming in to a third-party warehouse",
+     "Records an inbound notice for a third-party warehouse (kind goodcang or fourpx: it keeps\n"
+     "its own stock, so the station cannot record a receive there) and sends it to the\n"
+     "warehouse's system, which receives the goods against it; the units count in its stock\n"
+     "once its feed shows them received. One --sku SKU --qty N pair per line. The notice id\n"
+     "(--id, default made here) makes a repeat safe. Refused for a tally warehouse: record\n"
+     "goods arriving there with tally receive.",
+     "tally inbound create --warehouse UK-GC --sku TS-RED-M --qty 120 --sku MUG-1 --qty 40 \\\n"
+     "      --eta 2024-12-02 --ref PO-7731"},
+    {"inbound",
+     run_inbound_list,
+     OPT(O_WAREHOUSE) | OPTS_PAGE,
+     0,
+     {NULL},
+     "inbound notices and their state",
+     "Lists inbound notices (made by tally inbound create or by a transfer into a third-party\n"
+     "warehouse), oldest first: pending (not yet accepted by the warehouse), sent, refused\n"
+     "(the warehouse refused it: see LAST_ERROR and tally outbox --state held) or discarded.",
+     "tally inbound --warehouse UK-GC"},
+    {"inbound list",
+     run_inbound_list,
+     OPT(O_WAREHOUSE) | OPTS_PAGE,
+     0,
+     {NULL},
+     "inbound notices (the same as tally inbound)",
+     "Lists inbound notices, oldest first, as tally inbound does.",
+     "tally inbound list --warehouse UK-GC"},
     {"orders",
      run_orders,
      OPT(O_STATUS) | OPT(O_FSTATE) | OPT(O_WAREHOUSE) | OPT(O_DUE) | OPTS_PAGE,
@@ -4225,6 +4433,7 @@ static int run(struct cli *cli, int argc, char **argv)
     if (rc == 0 && !a.help)
         rc = cli->cmd->run(cli, &a);
     free(a.lines);
+    free(a.line_opts);
     return rc;
 }
 

@@ -100,7 +100,7 @@ int stock_move_allowed(const struct tally_config *cfg, struct stock_move *m, cha
                          " outbound order there (in %s's system), then %s",
                          keeper(kind), keeper(kind),
                          tocaps & CAP_MOVEMENTS
-                             ? "record the arrival with `tally stock receive` at the receiving"
+                             ? "record the arrival with `tally receive` at the receiving"
                                " warehouse"
                              : "announce the goods to the receiving warehouse with `tally"
                                " inbound create`");
@@ -165,7 +165,7 @@ int stock_inbound_allowed(const struct tally_config *cfg, const char *wh, char *
     else
         snprintf(err, errlen,
                  "%s (kind %s) takes no inbound notices: the station records its stock itself;"
-                 " use `tally stock receive --warehouse %s ...` when the goods arrive",
+                 " use `tally receive SKU QTY --warehouse %s` when the goods arrive",
                  wh, wh_kind_name(kind) ? wh_kind_name(kind) : "?", wh);
     return TALLY_E_INVALID_PARAMS;
 }

@@ -1360,6 +1360,23 @@ static void pack_opt_time(msgpack_packer *pk, const char *key, int64_t t)
         msgpack_pack_nil(pk);
 }
 
+/* The names of a connector's capabilities (upstream.h enum conn_cap), in bit order. */
+static const char *const cap_names[] = {"movements",      "transfer_out", "transfer_in",
+                                        "inbound_notice", "outbound",     "stock_log"};
+
+/* "capabilities": the names of the bits set in caps. */
+static void pack_caps(msgpack_packer *pk, unsigned caps)
+{
+    size_t n = 0, count = sizeof cap_names / sizeof cap_names[0];
+    for (size_t i = 0; i < count; i++)
+        n += (caps >> i) & 1u;
+    mp_pack_key(pk, "capabilities");
+    msgpack_pack_array(pk, n);
+    for (size_t i = 0; i < count; i++)
+        if ((caps >> i) & 1u)
+            mp_pack_strz(pk, cap_names[i]);
+}
+
 void sync_pack_status(struct sync_engine *e, msgpack_packer *pk)
 {
     int n = e ? e->nups : 0;
@@ -1369,9 +1386,16 @@ void sync_pack_status(struct sync_engine *e, msgpack_packer *pk)
     for (int i = 0; i < n; i++) {
         struct upstream *u = &e->ups[i];
         struct store *st = u->store;
-        msgpack_pack_map(pk, 9);
+        msgpack_pack_map(pk, 11);
         mp_pack_kv_str(pk, "name", u->name);
-        mp_pack_kv_str(pk, "kind", u->ops->kind);
+        /* the upstream's kind (a warehouse's configured kind, or the marketplace's), the
+         * connector that speaks it, and what the station may ask of it */
+        const char *kind = u->wh && wh_kind_name(u->wh->kind) ? wh_kind_name(u->wh->kind)
+                           : u->mp                            ? "aliexpress"
+                                                              : u->ops->kind;
+        mp_pack_kv_str(pk, "kind", kind);
+        mp_pack_kv_str(pk, "connector", u->ops->kind);
+        pack_caps(pk, u->ops->caps);
         mp_pack_kv_str(pk, "link", link_name(u->link));
         pack_opt_time(pk, "last_success_at", u->last_success_at);
         mp_pack_kv_str(pk, "last_error", u->last_error[0] ? u->last_error : NULL);

@@ -154,7 +154,8 @@ int stock_inbound_allowed(const struct tally_config *cfg, const char *wh, char *
 {
     int kind;
     unsigned caps = stock_wh_caps(cfg, wh, &kind);
-    if (caps & CAP_INBOUND_NOTICE)
+    /* a warehouse not in the config has no connector here to carry a notice */
+    if (kind >= 0 && (caps & CAP_INBOUND_NOTICE))
         return 0;
     if (kind < 0)
         snprintf(err, errlen,

@@ -3819,7 +3819,9 @@ static const struct command commands[] = {
      {NULL},
      "daemon, replica and outbox health at a glance",
      "Shows the station, the daemon's uptime, the replica's size and contents, the outbox\n"
-     "(writes waiting to reach the warehouses and the marketplace) and each upstream link.",
+     "(writes waiting to reach the warehouses and the marketplace) and each upstream link:\n"
+     "its KIND (tally, goodcang, fourpx, aliexpress) and CAPABILITIES, what the station may\n"
+     "ask of it (movements, transfer_out, transfer_in, inbound_notice, outbound, stock_log).",
      "tally status"},
     {"sku",
      run_sku,
@@ -3882,7 +3884,9 @@ static const struct command commands[] = {
      {"SKU", "QTY", NULL},
      "record goods arriving at a warehouse",
      "Records QTY (> 0) units of SKU received at the warehouse. The movement is stored on this\n"
-     "station first and sent to the warehouse's system later.",
+     "station first and sent to the warehouse's system later. Refused (exit 5) for a\n"
+     "third-party warehouse (kind goodcang or fourpx), which keeps its own stock: announce the\n"
+     "goods there with tally inbound create.",
      "tally receive TS-RED-M 24 --warehouse ES-MAD --ref PO-7731 --id rcv-PO-7731-1"},
     {"pick",
      run_move,

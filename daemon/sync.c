@@ -1195,7 +1195,7 @@ int sync_start_with(struct tallyd *d, const struct connector_ops *ops, const cha
     char err[256];
     if (!e)
         return TALLY_E_NOMEM;
-    add_upstream(e, ops, name, !strncmp(name, "wh:", 3) ? name + 3 : "");
+    add_upstream(e, ops, name, outbox_target_code(name) ? outbox_target_code(name) : "");
     if (ops->init && ops->init(&e->ups[0], err, sizeof err) != 0) {
         free(e->ups);
         free(e);

@@ -160,7 +160,7 @@ int stock_inbound_allowed(const struct tally_config *cfg, const char *wh, char *
     if (kind < 0)
         snprintf(err, errlen,
                  "%s is not a third-party warehouse of this station's config: inbound notices"
-                 " go to a Goodcang or 4PX warehouse; record goods arriving with `tally stock"
+                 " go to a Goodcang or 4PX warehouse; record goods arriving with `tally"
                  " receive`",
                  wh);
     else

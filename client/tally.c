@@ -2062,7 +2062,7 @@ static int run_inbound_create(struct cli *cli, const struct args *a)
         make_write_id("in", made, sizeof made);
         id = made;
     }
-    cli->write_what = "inbound notice";
+    cli->write_what = "notice";
     cli->write_id = id;
     const struct kv p[] = {kv_str("id", id),
                            kv_str("warehouse", a->val[O_WAREHOUSE]),
@@ -4115,9 +4115,9 @@ static const struct command commands[] = {
      0,
      {NULL},
      "writes waiting to go upstream",
-     "Lists outbox rows in id order: each is one local write (a movement, a shipment) to be\n"
-     "sent to an upstream exactly once. 'held' rows stopped on a permanent failure; LAST_ERROR\n"
-     "says why.",
+     "Lists outbox rows in id order: each is one local write (a movement, a shipment, an\n"
+     "outbound order, an inbound notice...) to be sent to an upstream exactly once. 'held'\n"
+     "rows stopped on a permanent failure; LAST_ERROR says why.",
      "tally outbox --state held"},
     {"outbox retry",
      run_outbox_retry,

@@ -31,8 +31,23 @@ int outbox_kind_parse(const char *name);
 
 /*
  * What each kind does, in one table (outbox.c): how it is sent, and what its answer and its
- * discard do to the replica. The engine (sync.c record_item), `outbox.discard` (cmd_sync.c)
- * and outbox_may_discard follow it; no other file compares kinds.
+ * discard do to the replica. In short:
+ *
+ *   kind             per call  done                     held (refused)        discarded
+ *   movement         batch     stock_ack (settles)      exception on the SKU  stock_discard,
+ *                                                                             exception resolved
+ *   transfer         one       stock_ack (both legs)    exception on the SKU  as movement
+ *   outbound         one       order sent, exc. cleared exception (order)     released, wh banned
+ *                                                                             for the order
+ *   outbound_cancel  one       nothing                  warehouse exception   exception resolved
+ *   inbound          one       notice sent, exc.cleared notice refused, exc.  notice discarded,
+ *                                                                             exception resolved
+ *   fulfil           batch     shipment uploaded        exception (order)     exception resolved
+ *
+ * A row sent and not answered is never discarded, whatever its kind (outbox_may_discard); an
+ * outbound order its warehouse's feed reports it holds is not discarded either. The engine (sync.c
+ * record_item), `outbox.discard` (cmd_sync.c) and outbox_may_discard follow it; no other file
+ * compares kinds.
  */
 struct outbox_rules {
     const char *name;

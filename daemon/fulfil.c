@@ -2351,26 +2351,6 @@ static int ship_again(struct store *st, const struct order *o, int64_t wh, const
     return 0;
 }
 
-/* "<shipment id>:<sku>", or, when that exceeds an id's 64 bytes, the shipment id's start and
- * a hash of both (FNV-1a): still one fixed id per shipment line, so a retry is a duplicate. */
-static void movement_id(const char *ship, const char *sku, char *out, size_t cap)
-{
-    size_t a = strlen(ship), b = strlen(sku);
-    if (a + 1 + b <= TALLY_MAX_ID_LEN && a + 1 + b < cap) {
-        memcpy(out, ship, a);
-        out[a] = ':';
-        memcpy(out + a + 1, sku, b + 1);
-        return;
-    }
-    uint64_t h = 0xcbf29ce484222325ull;
-    for (const char *p = ship; *p; p++)
-        h = (h ^ (unsigned char)*p) * 0x100000001b3ull;
-    h = (h ^ ':') * 0x100000001b3ull;
-    for (const char *p = sku; *p; p++)
-        h = (h ^ (unsigned char)*p) * 0x100000001b3ull;
-    snprintf(out, cap, "%.40s:%016" PRIx64, ship, h);
-}
-
 /* "<order>-<warehouse>-<n>", or, when that exceeds an id's 64 bytes, the order's start and a
  * hash of all three (FNV-1a): distinct for distinct warehouses, never cut into a collision. */
 static void default_shipment_id(const char *order, const char *wh, int n, char *out, size_t cap)
@@ -2478,7 +2458,7 @@ static int ship_locked(struct tallyd *d, const struct ship_req *req, struct ship
         /* The goods left: the pick is recorded even if the local view has fewer (the
          * warehouse is the authority on what is there; it reconciles). */
         struct stock_move m = {.kind = STOCK_PICK, .qty = take[i], .force = true};
-        movement_id(res->id, h[i].code, m.id, sizeof m.id);
+        outbox_line_movement_id(res->id, h[i].code, m.id, sizeof m.id);
         snprintf(m.sku, sizeof m.sku, "%s", h[i].code);
         snprintf(m.warehouse, sizeof m.warehouse, "%s", req->warehouse);
         snprintf(m.reason, sizeof m.reason, "shipment %s", res->id);

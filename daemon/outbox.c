@@ -116,6 +116,24 @@ void outbox_movement_id(char *buf, size_t cap)
     fresh_id("m", buf, cap);
 }
 
+void outbox_line_movement_id(const char *ship, const char *sku, char *out, size_t cap)
+{
+    size_t a = strlen(ship), b = strlen(sku);
+    if (a + 1 + b <= TALLY_MAX_ID_LEN && a + 1 + b < cap) {
+        memcpy(out, ship, a);
+        out[a] = ':';
+        memcpy(out + a + 1, sku, b + 1);
+        return;
+    }
+    uint64_t h = 0xcbf29ce484222325ull;
+    for (const char *p = ship; *p; p++)
+        h = (h ^ (unsigned char)*p) * 0x100000001b3ull;
+    h = (h ^ ':') * 0x100000001b3ull;
+    for (const char *p = sku; *p; p++)
+        h = (h ^ (unsigned char)*p) * 0x100000001b3ull;
+    snprintf(out, cap, "%.40s:%016" PRIx64, ship, h);
+}
+
 void outbox_notice_id(char *buf, size_t cap)
 {
     fresh_id("in", buf, cap);

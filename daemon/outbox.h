@@ -98,6 +98,10 @@ void outbox_key_inbound(char *buf, size_t cap, const char *wh, const char *notic
 /* A fresh movement id ("m-<ms hex>-<64 random bits hex>"; a movement's key is its id):
  * time-ordered, never the same at two stations. */
 void outbox_movement_id(char *buf, size_t cap);
+/* The id of the pick movement of a shipment line made at this station: "<shipment id>:<sku>",
+ * or, when that exceeds an id's 64 bytes, the shipment id's start and a hash of both
+ * (FNV-1a): one fixed id per shipment line, so a retry is a duplicate. */
+void outbox_line_movement_id(const char *ship, const char *sku, char *out, size_t cap);
 /* A fresh inbound notice id ("in-<ms hex>-<64 random bits hex>"). */
 void outbox_notice_id(char *buf, size_t cap);
 /* The notice id of the inbound notice a transfer `transfer_id` makes: "in-<transfer id>",

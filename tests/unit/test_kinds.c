@@ -344,7 +344,9 @@ static void test_outbox_table(void)
     CHECK(!unk->ack_movement && !unk->discard_movement && !unk->notice && !unk->one_per_call);
 
     /* the key builders */
-    char b[200], code[80];
+    char b[200], code[80], long_ship[65];
+    memset(long_ship, 's', 64);
+    long_ship[64] = 0;
     outbox_key_order(b, sizeof b, OBX_OUTBOUND, "ES-MAD", "81-1");
     CHECK_EQ_STR(b, "ob:ES-MAD:81-1");
     CHECK(outbox_key_order_wh(b, "81-1", code, sizeof code));
@@ -364,6 +366,10 @@ static void test_outbox_table(void)
     CHECK(outbox_target_code(OUTBOX_TARGET_MP) == NULL);
     outbox_movement_id(b, sizeof b);
     CHECK(strncmp(b, "m-", 2) == 0 && strlen(b) == 30);
+    outbox_line_movement_id("81-1-ES-MAD-1", "TS-RED-M", b, sizeof b);
+    CHECK_EQ_STR(b, "81-1-ES-MAD-1:TS-RED-M");
+    outbox_line_movement_id(long_ship, "TS-RED-M", b, sizeof b);
+    CHECK(strlen(b) <= 64 && strncmp(b, long_ship, 40) == 0);
     outbox_notice_id(b, sizeof b);
     CHECK(strncmp(b, "in-", 3) == 0 && strlen(b) == 31);
     char long_id[65], n1[80], n2[80];

@@ -452,18 +452,27 @@ static void test_upgrade(void)
     struct store *st = NULL;
     CHECK_EQ_INT(store_open(path, false, &st, err, sizeof err), 0);
     store_close(st);
-    CHECK_EQ_INT(rh_rewind_schema(path, 9), 0);
-    sqlite3 *db;
-    CHECK_EQ_INT(sqlite3_open(path, &db), SQLITE_OK);
-    sqlite3_stmt *s;
-    CHECK_EQ_INT(sqlite3_prepare_v2(db,
-                                    "SELECT COUNT(*) FROM sqlite_master WHERE name ="
-                                    " 'inbound_notices'",
-                                    -1, &s, NULL),
-                 SQLITE_OK);
-    CHECK_EQ_INT(sqlite3_step(s), SQLITE_ROW);
-    CHECK_EQ_INT(sqlite3_column_int(s, 0), 0);
-    sqlite3_finalize(s);
+    /* back, one version at a time, to the newest schema without inbound notices (whatever
+     * number its migration gets when branches merge) */
+    sqlite3 *db = NULL;
+    int v = schema_latest(), have = 1;
+    while (have && --v > 0) {
+        CHECK_EQ_INT(rh_rewind_schema(path, v), 0);
+        CHECK_EQ_INT(sqlite3_open(path, &db), SQLITE_OK);
+        sqlite3_stmt *s = NULL;
+        CHECK_EQ_INT(sqlite3_prepare_v2(db,
+                                        "SELECT COUNT(*) FROM sqlite_master WHERE name ="
+                                        " 'inbound_notices'",
+                                        -1, &s, NULL),
+                     SQLITE_OK);
+        have = sqlite3_step(s) == SQLITE_ROW ? sqlite3_column_int(s, 0) : -1;
+        sqlite3_finalize(s);
+        if (have)
+            sqlite3_close(db);
+    }
+    CHECK(v >= 9 && have == 0);
+    if (have != 0)
+        return;
     CHECK_EQ_INT(sqlite3_exec(db,
                               "INSERT INTO warehouses(code, name, country, created_at)"
                               " VALUES('OLD', 'Old', 'ES', 1)",

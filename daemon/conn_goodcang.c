@@ -262,6 +262,9 @@ static int gc_send(struct gc_call *c, const char *call, http_done_fn done)
     c->req.body_len = c->body.len;
     c->req.max_response = GC_MAX_ANSWER;
     c->req.done = done;
+    /* A create or cancel is not idempotent: libcurl must never send it again by itself when
+     * a reused connection drops unanswered (the look-up decides). */
+    c->req.fresh_connect = c->batch != NULL;
     upstream_timeouts(u, &c->req);
     return http_start(u->http, &c->req);
 }

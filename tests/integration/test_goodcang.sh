@@ -91,6 +91,20 @@ same_gc "after changes at the warehouse"
 logs=$(requests inventory/get_inventory_log)
 if [ "$logs" -gt "$logs_before" ]; then ok; else bad "no stock log read after the first sync"; fi
 
+# An answer that is not Goodcang's (200, not JSON) is an error of that stream that says so;
+# the stream reads again once the answers are Goodcang's.
+fault=$(post faults '{"target":"wh:UK-GC","call":"order/get_order_list","kind":"malformed"}' |
+    jq -r '.ids[0]')
+ob_error() {
+    st | jq -r '.upstreams[] | select(.name == "wh:UK-GC") | .streams[]
+        | select(.name | endswith(":outbound")) | .last_error // ""'
+}
+foreign() { ob_error | grep -q "not a Goodcang answer"; }
+wait_until 30 foreign
+ctl -X DELETE "$base/control/faults/$fault" >/dev/null
+no_ob_error() { [ -z "$(ob_error)" ]; }
+wait_until 30 no_ob_error
+
 # One SKU only UK-GC has: orders of it go there.
 sku=${skus[3]}
 have_es=$(ctl "$base/control/stock?wh=ES-MAD&format=csv" | awk -F, -v s="$sku" '$1 == s {print $2}')
@@ -210,4 +224,8 @@ check_eq "$(sql "SELECT COUNT(*) FROM outbox WHERE target = 'wh:UK-GC' AND state
 mark_rounds
 wait_until 60 inventory_done
 same_gc "at the end"
+# A sanitizer build reports here (UBSan goes on after a report).
+if grep -E "runtime error|Sanitizer" "$tmp/tallyd.log" "$tmp/sim.err" >&2; then
+    bad "sanitizer reports"
+else ok; fi
 [ "$fails" = 0 ]

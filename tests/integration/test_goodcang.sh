@@ -37,6 +37,7 @@ requests() {
 start_sim --skus 40 --orders 0 --seed 53 --warehouses ES-MAD:tally,UK-GC:goodcang \
     --outbound-step-seconds 0
 echo tally-sim-wh-token >"$tmp/wh.token"
+echo expired-app-token >"$tmp/gc.token" # fixed below, while tallyd runs
 echo tally-sim-app-secret >"$tmp/app.secret"
 echo tally-sim-access-token >"$tmp/access.token"
 {
@@ -47,7 +48,7 @@ echo tally-sim-access-token >"$tmp/access.token"
     printf 'inventory_interval = 2\noutbound_interval = 1\n'
     printf '[warehouse UK-GC]\nkind = goodcang\nurl = %s/wh/UK-GC\napp_key = tally-sim-3pl-key\n' \
         "$base"
-    printf 'app_token_file = %s\ncountry = GB\nshipping_method = UK-RM48\n' "$tmp/wh.token"
+    printf 'app_token_file = %s\ncountry = GB\nshipping_method = UK-RM48\n' "$tmp/gc.token"
     printf 'inventory_interval = 1\noutbound_interval = 1\n'
     printf '[marketplace]\ngateway = %s/sync\napp_key = tally-sim-app-key\n' "$base"
     printf 'app_secret_file = %s\naccess_token_file = %s\n' "$tmp/app.secret" "$tmp/access.token"
@@ -71,8 +72,17 @@ same_gc() {
 }
 
 # ===================================================================================== 1
-echo "== 1: stock"
+echo "== 0: a refused app-token"
 start_tallyd
+link_of() { st | jq -r --arg n "$1" '.upstreams[] | select(.name == $n) | .link'; }
+gc_auth_failed() { [ "$(link_of wh:UK-GC)" = auth_failed ]; }
+wait_until 30 gc_auth_failed
+es_up() { [ "$(link_of wh:ES-MAD)" = up ]; }
+wait_until 30 es_up # the other warehouse carries on
+check_eq "$(link_of wh:UK-GC)" auth_failed "UK-GC's link while its token is refused"
+echo tally-sim-wh-token >"$tmp/gc.token" # the right one: read again without a restart
+
+echo "== 1: stock"
 mark_rounds
 wait_until 60 inventory_done
 check_eq "$(sql "SELECT COUNT(*) FROM stock t JOIN warehouses w ON w.id = t.warehouse

@@ -49,7 +49,8 @@
  *   given: windows are computed from the server's own dates seen (the newest minus
  *   GC_OVERLAP_S); where none was seen yet, from tally's UTC clock widened by
  *   GC_ZONE_SLACK_S, so a server clock in any zone up to UTC+14 loses nothing; filters are sent
- *   as "YYYY-MM-DD HH:MM:SS" (the demo client sends a date alone: the server accepts both);
+ *   as "YYYY-MM-DD HH:MM:SS" (OrderListDTO calls its date filters "datetime"; the demo client
+ *   sends the log's as a date alone, which would only widen the window);
  * - "not found" from get_order_by_ref_code may be ask = Failure or a Success without data:
  *   both mean not found;
  * - cancel_status (2 = cancelled in the SDK; other values unnamed): a Success is done, the

@@ -50,7 +50,7 @@
  *   GC_OVERLAP_S); where none was seen yet, from tally's UTC clock widened by
  *   GC_ZONE_SLACK_S, so a server clock in any zone up to UTC+14 loses nothing; filters are sent
  *   as "YYYY-MM-DD HH:MM:SS" (OrderListDTO calls its date filters "datetime"; the demo client
- *   sends the log's as a date alone, which would only widen the window);
+ *   sends the log's as a date alone; how the server reads a time there is not shown);
  * - "not found" from get_order_by_ref_code may be ask = Failure or a Success without data:
  *   both mean not found;
  * - cancel_status (2 = cancelled in the SDK; other values unnamed): a Success is done, the

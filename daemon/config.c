@@ -535,6 +535,9 @@ int config_set(struct tally_config *cfg, const char *section, const char *key, c
                            key);
         if (!strcmp(key, "remote_code"))
             return set_str(w->remote_code, sizeof w->remote_code, value, errbuf, errlen, key);
+        if (!strcmp(key, "shipping_method"))
+            return set_str(w->shipping_method, sizeof w->shipping_method, value, errbuf, errlen,
+                           key);
         if (!strcmp(key, "name"))
             return set_str(w->name, sizeof w->name, value, errbuf, errlen, key);
         if (!strcmp(key, "country")) {

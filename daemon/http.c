@@ -262,6 +262,8 @@ int http_start(struct http *h, struct http_req *r)
         hdr = curl_slist_append(hdr, line);
         memset(line, 0, sizeof line); /* the token does not linger on the stack */
     }
+    for (const char *const *x = r->extra_headers; x && *x; x++)
+        hdr = curl_slist_append(hdr, *x);
     hdr = curl_slist_append(hdr, "Expect:"); /* no 100-continue round trip */
     r->headers = hdr;
     curl_easy_setopt(e, CURLOPT_URL, r->url);

@@ -36,6 +36,9 @@ struct http_req {
     const char *method;       /* "GET" or "POST" */
     const char *content_type; /* for POST bodies; NULL for none */
     const char *auth_bearer;  /* secret: never logged; NULL for none */
+    /* More request headers, "Name: value" lines, NULL-terminated; NULL for none. They may
+     * hold secrets (Goodcang's app-token): never logged. */
+    const char *const *extra_headers;
     const char *body;         /* POST body (copied by curl); NULL for none */
     size_t body_len;
     long connect_timeout_ms; /* default 5000 */

@@ -240,5 +240,31 @@ tr=$(wh_post ES-MAD transfers "{\"id\":\"smoke-tr-1\",\"sku\":\"$sku2\",\"qty\":
 tr2=$(wh_post ES-MAD transfers "{\"id\":\"smoke-tr-1\",\"sku\":\"$sku2\",\"qty\":1,\"to\":\"US-LAX\"}" | jq -r .status)
 check "transfer applied once, then duplicate" eq "$tr $tr2" "applied duplicate"
 
+# A Goodcang warehouse (tests/sim/README.md "Goodcang"), on a second simulator.
+"$SIM" --port 0 --seed 7 --skus 50 --orders 0 --warehouses UK-GC:goodcang >"$WORK/gc.out" 2>"$WORK/gc.err" &
+GC_PID=$!
+trap 'kill "$GC_PID" 2>/dev/null; cleanup' EXIT
+for _ in $(seq 100); do
+    grep -q '^tally-sim listening on ' "$WORK/gc.out" && break
+    sleep 0.1
+done
+GC_BASE=http://127.0.0.1:$(sed -n 's/^tally-sim listening on 127\.0\.0\.1:\([0-9][0-9]*\)$/\1/p' "$WORK/gc.out")/wh/UK-GC/public_open
+gc() { "${CURL[@]}" -H 'app-key: tally-sim-3pl-key' -H 'app-token: tally-sim-wh-token' \
+    -H 'Content-Type: application/json' -d "$2" "$GC_BASE/$1"; }
+code=$("${CURL[@]}" -o /dev/null -w '%{http_code}' -H 'app-key: tally-sim-3pl-key' -H 'app-token: wrong' \
+    -d '{}' "$GC_BASE/inventory/get_product_inventory")
+check "goodcang: a wrong app-token is refused (401)" eq "$code" 401
+r=$(gc inventory/get_product_inventory '{"warehouse_code":"UK-GC","page":2,"pageSize":20}')
+check "goodcang: stock page 2 of 3" eq "$(jq -r '[.ask, (.data | length), .count, .nextPage] | join(" ")' <<<"$r")" \
+    "Success 20 50 true"
+gsku=$(jq -r '.data[0].product_sku' <<<"$r")
+order="{\"reference_no\":\"SMOKE-1\",\"warehouse_code\":\"UK-GC\",\"shipping_method\":\"RM48\",\"country_code\":\"GB\",\"name\":\"A\",\"address1\":\"1 St\",\"city\":\"Leeds\",\"items\":[{\"product_sku\":\"$gsku\",\"quantity\":1}]}"
+check "goodcang: create_order, then the same reference_no refused" eq \
+    "$(gc order/create_order "$order" | jq -r .ask) $(gc order/create_order "$order" | jq -r .ask)" "Success Failure"
+check "goodcang: the order found by its reference, waiting to ship" eq \
+    "$(gc order/get_order_by_ref_code '{"reference_no":"SMOKE-1"}' | jq -r '.data.order_status')" W
+kill "$GC_PID" 2>/dev/null && wait "$GC_PID" 2>/dev/null
+trap cleanup EXIT
+
 echo "$pass passed, $failed failed"
 [ "$failed" -eq 0 ]

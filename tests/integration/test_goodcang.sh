@@ -1,0 +1,241 @@
+#!/usr/bin/env bash
+# A Goodcang warehouse (UK-GC) next to a tally one (ES-MAD), through tally-sim's Goodcang API
+# (conn_goodcang.c; tests/sim/README.md "Goodcang"):
+#   1. after the first sync the replica's stock of UK-GC is the simulator's (sellable +
+#      reserved), and changes made at the warehouse arrive through the stock log rounds;
+#   2. orders that only UK-GC can serve get an outbound order created exactly once: A through a
+#      lost answer to create_order, B through a kill -9 of tallyd while its create_order is in
+#      flight (the simulator refuses a second create with the same reference_no, so a re-send
+#      without the look-up would be held); both ship with carrier + tracking and are uploaded
+#      to the marketplace;
+#   3. a marketplace cancel of order C cancels its outbound order at UK-GC;
+#   4. an inbound notice (outbox kind "inbound", appended to a stopped daemon's replica as
+#      the outbox module does) is created once as a GRN through a lost answer;
+#   5. no order has an outbound order at two warehouses; no outbox row is held.
+#   test_goodcang.sh TALLYD TALLY TALLY_SIM
+set -uo pipefail
+export LC_ALL=C
+TALLYD=$1 TALLY=$2 SIM=$3
+tmp=$(mktemp -d /tmp/tally-goodcang.XXXXXX)
+. "$(dirname "$0")/synclib.sh"
+trap 'sync_cleanup; echo "test_goodcang: $((checks - fails)) passed, $fails failed"' EXIT
+
+sql() { sqlite3 -readonly "$tmp/state/replica.db" "$@"; }
+post() { ctl -X POST -H 'Content-Type: application/json' -d "$2" "$base/control/$1"; }
+fstate() { sql "SELECT fstate FROM orders WHERE order_id = '$1'"; }
+fstate_is() { [ "$(fstate "$1")" = "$2" ]; }
+# gc CALL JSON: a call to the simulated Goodcang API, as a client with the right keys.
+gc() {
+    ctl -H 'app-key: tally-sim-3pl-key' -H "app-token: $(cat "$tmp/wh.token")" \
+        -H 'Content-Type: application/json' -d "$2" "$base/wh/UK-GC/public_open/$1"
+}
+ob() { ctl "$base/control/outbound?wh=$1" | jq -c --arg id "$2" '.items[] | select(.id == $id)'; }
+requests() {
+    ctl "$base/control/stats" | jq --arg k "wh:UK-GC:$1" '.requests[$k] // 0'
+}
+
+start_sim --skus 40 --orders 0 --seed 53 --warehouses ES-MAD:tally,UK-GC:goodcang \
+    --outbound-step-seconds 0
+echo tally-sim-wh-token >"$tmp/wh.token"
+echo expired-app-token >"$tmp/gc.token" # fixed below, while tallyd runs
+echo tally-sim-app-secret >"$tmp/app.secret"
+echo tally-sim-access-token >"$tmp/access.token"
+{
+    printf '[station]\nname = GC-TEST\n[sync]\nretry_max = 2\nrequest_timeout = 3\n'
+    printf 'reconcile_interval = 3600\n'
+    printf '[warehouse ES-MAD]\nurl = %s/wh/ES-MAD\ntoken_file = %s\ncountry = ES\n' \
+        "$base" "$tmp/wh.token"
+    printf 'inventory_interval = 2\noutbound_interval = 1\n'
+    printf '[warehouse UK-GC]\nkind = goodcang\nurl = %s/wh/UK-GC\napp_key = tally-sim-3pl-key\n' \
+        "$base"
+    printf 'app_token_file = %s\ncountry = GB\nshipping_method = UK-RM48\n' "$tmp/gc.token"
+    printf 'inventory_interval = 1\noutbound_interval = 1\n'
+    printf '[marketplace]\ngateway = %s/sync\napp_key = tally-sim-app-key\n' "$base"
+    printf 'app_secret_file = %s\naccess_token_file = %s\n' "$tmp/app.secret" "$tmp/access.token"
+    printf 'catalog_interval = 2\norders_interval = 1\n'
+} >"$tmp/tallyd.conf"
+
+# compare_gc: the replica's UK-GC stock == the simulator's Goodcang figures (sellable +
+# reserved), SKU for SKU.
+compare_gc() {
+    gc inventory/get_product_inventory '{"warehouse_code":"UK-GC","page":1,"pageSize":100}' |
+        jq -r '.data[] | "\(.product_sku),\(.sellable + .reserved)"' | sort >"$tmp/sim-gc.csv"
+    sql -csv "SELECT s.code, t.snapshot + t.pending FROM stock t JOIN skus s ON s.id = t.sku
+        JOIN warehouses w ON w.id = t.warehouse WHERE w.code = 'UK-GC'" | sort >"$tmp/rep-gc.csv"
+    diff -q "$tmp/sim-gc.csv" "$tmp/rep-gc.csv" >/dev/null
+}
+same_gc() {
+    if compare_gc; then ok; else
+        bad "$1: the replica's UK-GC stock differs from the simulator's"
+        diff "$tmp/sim-gc.csv" "$tmp/rep-gc.csv" | head -6 >&2
+    fi
+}
+
+# ===================================================================================== 1
+echo "== 0: a refused app-token"
+start_tallyd
+link_of() { st | jq -r --arg n "$1" '.upstreams[] | select(.name == $n) | .link'; }
+gc_auth_failed() { [ "$(link_of wh:UK-GC)" = auth_failed ]; }
+wait_until 30 gc_auth_failed
+es_up() { [ "$(link_of wh:ES-MAD)" = up ]; }
+wait_until 30 es_up # the other warehouse carries on
+check_eq "$(link_of wh:UK-GC)" auth_failed "UK-GC's link while its token is refused"
+echo tally-sim-wh-token >"$tmp/gc.token" # the right one: read again without a restart
+
+echo "== 1: stock"
+mark_rounds
+wait_until 60 inventory_done
+check_eq "$(sql "SELECT COUNT(*) FROM stock t JOIN warehouses w ON w.id = t.warehouse
+    WHERE w.code = 'UK-GC'")" 40 "UK-GC stock rows after the first sync"
+same_gc "after the first sync"
+check_eq "$(st | jq -r '.upstreams[] | select(.name == "wh:UK-GC") | .streams[]
+    | select(.name | endswith(":inventory")) | .last_error // ""')" "" "UK-GC inventory errors"
+# Changes at the warehouse come through the stock log (a log round re-reads the SKUs named).
+skus=($(sql "SELECT code FROM skus ORDER BY code LIMIT 4"))
+logs_before=$(requests inventory/get_inventory_log)
+for s in "${skus[@]:0:3}"; do
+    post stock "{\"changes\":1,\"wh\":\"UK-GC\",\"sku\":\"$s\",\"delta\":7}" >/dev/null
+done
+wait_until 30 compare_gc
+same_gc "after changes at the warehouse"
+logs=$(requests inventory/get_inventory_log)
+if [ "$logs" -gt "$logs_before" ]; then ok; else bad "no stock log read after the first sync"; fi
+
+# An answer that is not Goodcang's (200, not JSON) is an error of that stream that says so;
+# the stream reads again once the answers are Goodcang's.
+fault=$(post faults '{"target":"wh:UK-GC","call":"order/get_order_list","kind":"malformed"}' |
+    jq -r '.ids[0]')
+ob_error() {
+    st | jq -r '.upstreams[] | select(.name == "wh:UK-GC") | .streams[]
+        | select(.name | endswith(":outbound")) | .last_error // ""'
+}
+foreign() { ob_error | grep -q "not a Goodcang answer"; }
+wait_until 30 foreign
+ctl -X DELETE "$base/control/faults/$fault" >/dev/null
+no_ob_error() { [ -z "$(ob_error)" ]; }
+wait_until 30 no_ob_error
+
+# One SKU only UK-GC has: orders of it go there.
+sku=${skus[3]}
+have_es=$(ctl "$base/control/stock?wh=ES-MAD&format=csv" | awk -F, -v s="$sku" '$1 == s {print $2}')
+have_gc=$(ctl "$base/control/stock?wh=UK-GC&format=csv" | awk -F, -v s="$sku" '$1 == s {print $2}')
+post stock "{\"changes\":1,\"wh\":\"ES-MAD\",\"sku\":\"$sku\",\"delta\":$((0 - have_es))}" >/dev/null
+post stock "{\"changes\":1,\"wh\":\"UK-GC\",\"sku\":\"$sku\",\"delta\":$((30 - have_gc))}" >/dev/null
+gc_has_30() { [ "$(sql "SELECT t.snapshot FROM stock t JOIN skus s ON s.id = t.sku
+    JOIN warehouses w ON w.id = t.warehouse WHERE w.code = 'UK-GC' AND s.code = '$sku'")" = 30 ]; }
+es_has_0() { [ "$(sql "SELECT t.snapshot FROM stock t JOIN skus s ON s.id = t.sku
+    JOIN warehouses w ON w.id = t.warehouse WHERE w.code = 'ES-MAD' AND s.code = '$sku'")" = 0 ]; }
+wait_until 30 gc_has_30 && wait_until 30 es_has_0
+new_order() { post orders "{\"count\":1,\"sku\":\"$sku\",\"qty\":$1}" | jq -r '.created[0]'; }
+
+# ===================================================================================== 2
+echo "== 2: outbound orders, exactly once"
+post faults '{"target":"wh:UK-GC","call":"order/create_order","kind":"lost_answer","count":1}' \
+    >/dev/null
+A=$(new_order 1)
+wait_until 60 fstate_is "$A" sent
+check_eq "$(ob UK-GC "$A" | jq .create_count)" 1 "order A's creates at UK-GC"
+check_eq "$(ctl "$base/control/stats" | jq '[.faults | to_entries[]
+    | select(.key | contains("lost_answer")) | .value] | add // 0')" 1 "lost answers dealt"
+check_eq "$(sql "SELECT state FROM outbox WHERE kind = 'outbound' AND entity = '$A'")" done \
+    "order A's outbound row"
+ctl -X DELETE "$base/control/faults" >/dev/null
+
+# B: tallyd is killed while its create_order is in flight (held 1.5 s by the simulator).
+post faults '{"target":"wh:UK-GC","call":"order/create_order","latency_ms":1500,"count":1}' \
+    >/dev/null
+creates_before=$(requests order/create_order)
+B=$(new_order 2)
+create_seen() { [ "$(requests order/create_order)" -gt "$creates_before" ]; }
+wait_until 60 create_seen
+kill -9 "$tallyd_pid"
+wait "$tallyd_pid" 2>/dev/null
+tallyd_pid=
+sleep 2 # the simulator applies it (or not) with no one waiting
+start_tallyd
+wait_until 60 fstate_is "$B" sent
+check_eq "$(ob UK-GC "$B" | jq .create_count)" 1 "order B's creates at UK-GC after a kill -9"
+check_eq "$(sql "SELECT state FROM outbox WHERE kind = 'outbound' AND entity = '$B'")" done \
+    "order B's outbound row"
+ctl -X DELETE "$base/control/faults" >/dev/null
+
+for o in "$A" "$B"; do
+    post outbound "{\"wh\":\"UK-GC\",\"id\":\"$o\",\"status\":\"shipped\"}" >/dev/null
+done
+for o in "$A" "$B"; do
+    wait_until 60 fstate_is "$o" uploaded
+    trk=$(ob UK-GC "$o" | jq -r .tracking_number)
+    check_eq "$(sql "SELECT s.carrier || ' ' || s.tracking_no FROM shipments s
+        JOIN orders r ON r.id = s.order_ref WHERE r.order_id = '$o'")" "UK-RM48 $trk" \
+        "order $o's shipment (carrier = Goodcang's shipping_method, tracking_no)"
+    check_eq "$(ctl "$base/control/fulfilments" | jq -r --arg id "$o" '[.orders[$id][]
+        | .service_name + " " + .logistics_no + " " + .result] | join(",")')" \
+        "UK-RM48 $trk applied" "order $o's upload to the marketplace"
+done
+
+# ===================================================================================== 3
+echo "== 3: a cancel"
+C=$(new_order 1)
+wait_until 60 fstate_is "$C" sent
+post "orders/$C/status" '{"status":"IN_CANCEL"}' >/dev/null
+ob_cancelled() { [ "$(ob UK-GC "$C" | jq -r .status)" = cancelled ]; }
+wait_until 60 ob_cancelled
+cancel_done() {
+    [ "$(sql "SELECT state FROM outbox WHERE kind = 'outbound_cancel' AND entity = '$C'")" = done ]
+}
+wait_until 60 cancel_done
+released() {
+    [ "$(sql "SELECT COUNT(*) FROM allocations a JOIN orders o ON o.id = a.order_ref
+        WHERE o.order_id = '$C' AND a.state = 'reserved'")" = 0 ]
+}
+wait_until 60 released
+
+# ===================================================================================== 4
+echo "== 4: an inbound notice"
+mp_str() { printf '%02x' $((0xa0 + ${#1})); printf '%s' "$1" | od -An -tx1 | tr -d ' \n'; }
+payload="84$(mp_str id)$(mp_str IN-GC-1)$(mp_str warehouse)$(mp_str UK-GC)"
+payload+="$(mp_str lines)9182$(mp_str sku)$(mp_str "$sku")$(mp_str qty)07"
+payload+="$(mp_str from)$(mp_str ES-MAD)"
+kill -TERM "$tallyd_pid"
+wait "$tallyd_pid" 2>/dev/null
+tallyd_pid=
+sqlite3 "$tmp/state/replica.db" "INSERT INTO outbox(key, target, entity, kind, payload,
+    next_attempt_at, created_at) VALUES('in:UK-GC:IN-GC-1', 'wh:UK-GC', 'IN-GC-1', 'inbound',
+    X'$payload', 0, strftime('%s','now'))"
+onway() {
+    gc inventory/get_product_inventory "{\"warehouse_code\":\"UK-GC\",\"product_sku\":\"$sku\",
+        \"page\":1,\"pageSize\":1}" | jq '.data[0].onway'
+}
+onway_before=$(onway)
+post faults '{"target":"wh:UK-GC","call":"inbound_order/create_grn","kind":"lost_answer","count":1}' \
+    >/dev/null
+start_tallyd
+notice_done() { [ "$(sql "SELECT state FROM outbox WHERE key = 'in:UK-GC:IN-GC-1'")" = done ]; }
+wait_until 60 notice_done
+check_eq "$(gc inbound_order/get_grn_list '{"page":1,"pageSize":100}' |
+    jq '[.data[] | select(.reference_no == "IN-GC-1")] | length')" 1 "GRNs with the notice's reference"
+check_eq "$(($(onway) - onway_before))" 7 "units on the way to UK-GC after the notice"
+if [ "$(requests inbound_order/get_grn_list)" -ge 1 ]; then ok; else
+    bad "no GRN look-up after the lost answer"
+fi
+check_eq "$(requests inbound_order/create_grn)" 1 "create_grn calls (the lost one; none after it)"
+ctl -X DELETE "$base/control/faults" >/dev/null
+
+# ===================================================================================== 5
+echo "== 5: no order at two warehouses, nothing held"
+es=$(ctl "$base/control/outbound?wh=ES-MAD" | jq -r '.items[].id' | sort)
+uk=$(ctl "$base/control/outbound?wh=UK-GC" | jq -r '.items[].id' | sort)
+check_eq "$(comm -12 <(echo "$es") <(echo "$uk") | grep -c .)" 0 "orders at both warehouses"
+check_eq "$(echo "$uk" | grep -c .)" 3 "outbound orders at UK-GC"
+check_eq "$(sql "SELECT COUNT(*) FROM outbox WHERE state = 'held'")" 0 "held outbox rows"
+sql "SELECT key, last_error FROM outbox WHERE state = 'held'" >&2
+check_eq "$(sql "SELECT COUNT(*) FROM outbox WHERE target = 'wh:UK-GC' AND state <> 'done'")" 0 \
+    "UK-GC rows not done"
+mark_rounds
+wait_until 60 inventory_done
+same_gc "at the end"
+# A sanitizer build reports here (UBSan goes on after a report).
+if grep -E "runtime error|Sanitizer" "$tmp/tallyd.log" "$tmp/sim.err" >&2; then
+    bad "sanitizer reports"
+else ok; fi
+[ "$fails" = 0 ]

@@ -19,8 +19,8 @@ int fpx_sign(const char *app_key, const char *format, const char *method, const 
     int rc = -1;
     EVP_MD_CTX *c = EVP_MD_CTX_new();
     if (c && EVP_DigestInit_ex(c, EVP_md5(), NULL) == 1) {
-        int ok = put(c, "app_key", 7) && put(c, app_key, strlen(app_key)) &&
-                 put(c, "format", 6) && put(c, format, strlen(format)) && put(c, "method", 6) &&
+        int ok = put(c, "app_key", 7) && put(c, app_key, strlen(app_key)) && put(c, "format", 6) &&
+                 put(c, format, strlen(format)) && put(c, "method", 6) &&
                  put(c, method, strlen(method)) && put(c, "timestamp", 9) &&
                  put(c, timestamp, strlen(timestamp)) && put(c, "v", 1) && put(c, v, strlen(v)) &&
                  put(c, body ? body : "", body ? body_len : 0) && put(c, secret, strlen(secret));

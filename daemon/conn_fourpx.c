@@ -201,8 +201,10 @@ int fpx_url(struct jbuf *q, const char *base, const char *method, const char *ap
 /* Whether a refusal's text speaks of the credentials (no error codes are documented). */
 static bool about_credentials(const char *s)
 {
-    static const char *const words[] = {"sign",         "app_key", "appkey", "app key",
-                                        "access_token", "token",   "签名"};
+    /* whole phrases: "consignment" holds "sign", so a bare "sign" would not do */
+    static const char *const words[] = {
+        "signature", "sign error", "sign invalid", "invalid sign", "sign mismatch", "app_key",
+        "appkey",    "app key",    "access_token", "access token", "签名"};
     char low[512];
     size_t n = 0;
     for (; s[n] && n < sizeof low - 1; n++)

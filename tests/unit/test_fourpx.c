@@ -463,6 +463,10 @@ static void test_answers(void)
     const char *sig = "{\"result\":\"0\",\"msg\":\"\",\"errors\":[{\"error_code\":\"1\","
                       "\"error_msg\":\"Sign error\"}],\"data\":null}";
     CHECK_EQ_INT(fpx_envelope(200, sig, strlen(sig), &doc, &data, err, sizeof err), SYNC_AUTH);
+    /* "consignment" holds "sign": a refusal about a consignment is not about credentials */
+    const char *dup = "{\"result\":\"0\",\"msg\":\"ref_no R1 already exists (consignment "
+                      "OC1)\",\"errors\":[],\"data\":null}";
+    CHECK_EQ_INT(fpx_envelope(200, dup, strlen(dup), &doc, &data, err, sizeof err), SYNC_PERMANENT);
     const char *num = "{\"result\":1,\"data\":{\"page_no\":1,\"data\":[]}}";
     CHECK_EQ_INT(fpx_envelope(200, num, strlen(num), &doc, &data, err, sizeof err), SYNC_OK);
     CHECK_EQ_INT(cJSON_GetArraySize(fpx_page_rows(data)), 0);

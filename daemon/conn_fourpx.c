@@ -14,10 +14,12 @@
  *   reconciliation round, and when the log checkpoint is older than the log's 30-day window);
  *   incremental rounds page fu.wms.inventory.getlog over [checkpoint - 5 min, now] and read the
  *   SKUs it names with fu.wms.inventory.get lstsku=[...] (at most 50 per page: the limit is
- *   100). The log's own figures (io_qty, balance_stock) are not used: the sources do not say
- *   which stock balance_stock counts, so the current figures are read instead. on_hand =
- *   available_stock + pending_stock of good-quality ("G") rows (DESIGN: sellable + reserved;
- *   onway_stock is in transit). A SKU asked for by lstsku and absent from the answer has 0.
+ *   100). A full read's pages are read the same way: each page's SKUs again by lstsku, so a
+ *   SKU's rows (one per batch and quality) count together even when a page boundary splits
+ *   them (the cost: two calls per page). The log's own figures (io_qty, balance_stock) are not
+ * used: the sources do not say which stock balance_stock counts, so the current figures are read
+ * instead. on_hand = available_stock + pending_stock of good-quality ("G") rows (DESIGN: sellable +
+ * reserved; onway_stock is in transit). A SKU asked for by lstsku and absent from the answer has 0.
  *   version: the read time in ms (kept increasing per warehouse), checkpoint.version = the end
  *   of the last log window read (ms).
  * - outbound: fu.wms.outbound.getlist has no "changed since" filter, only create_time and
@@ -52,9 +54,10 @@
  * pages (pages are read until a short page, never by total); whether a repeated ref_no is
  * refused; the `v` value (1.0.0 in both SDKs; some public clients send 1.0); whether an
  * inbound notice without supplier_address / transport_type is accepted (a refusal is held
- * with 4PX's message); the order of rows (a SKU's batch rows are summed within a page; rows of
- * one SKU split over two pages of a full read would count only the later part until the next
- * log round reads it by lstsku).
+ * with 4PX's message); whether a SKU that leaves the warehouse entirely is still listed (a
+ * log round reads it by lstsku and sets 0 when absent; a full read cannot see it); drift
+ * counting in reconciliation (whfeed counts a row as drift only at an equal version, and each
+ * read here has its own version: rows are repaired, never counted).
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -872,14 +875,8 @@ static int apply_inventory(struct pull_page *pg, struct store *st, struct checkp
     int r = whfeed_warehouse(c->u, st, &wh, err, errlen);
     if (r)
         return r;
-    if (c->op == OP_INV_FULL) {
-        const cJSON *rows = fpx_page_rows(cJSON_GetObjectItemCaseSensitive(c->doc, "data"));
-        if ((r = apply_stock_rows(c, st, wh, rows, pg)) != 0)
-            return r;
-    } else if (c->nskus > 0) {
-        if ((r = apply_stock_rows(c, st, wh, c->sku_rows, pg)) != 0)
-            return r;
-    }
+    if (c->nskus > 0 && (r = apply_stock_rows(c, st, wh, c->sku_rows, pg)) != 0)
+        return r;
     snprintf(cp->cursor, sizeof cp->cursor, "%s", c->cursor_next);
     if (c->last_page)
         cp->version = c->end;
@@ -997,22 +994,17 @@ static void on_pulled(struct http_req *r)
     c->page.outcome = SYNC_OK;
     switch (c->op) {
     case OP_INV_FULL:
-        c->page.apply = apply_inventory;
-        c->page.rows = n;
-        c->last_page = n < PAGE_SIZE || c->page_no >= MAX_PAGES;
+    case OP_INV_LOG: {
+        /* Either way the page names SKUs, whose rows (one per batch) are then read whole by
+         * lstsku: a SKU's batch rows split over two pages still count together. */
+        bool full = c->op == OP_INV_FULL;
+        c->last_page = n < (full ? PAGE_SIZE : LOG_PAGE_SIZE) || c->page_no >= MAX_PAGES;
         c->page.more = !c->last_page;
         if (c->last_page)
             c->cursor_next[0] = 0;
-        else
+        else if (full)
             snprintf(c->cursor_next, sizeof c->cursor_next, "F:%" PRId64 ":%" PRId64,
                      c->page_no + 1, c->end);
-        pull_done(c);
-        return;
-    case OP_INV_LOG: {
-        c->last_page = n < LOG_PAGE_SIZE || c->page_no >= MAX_PAGES;
-        c->page.more = !c->last_page;
-        if (c->last_page)
-            c->cursor_next[0] = 0;
         else
             snprintf(c->cursor_next, sizeof c->cursor_next, "L:%" PRId64 ":%" PRId64 ":%" PRId64,
                      c->page_no + 1, c->start, c->end);
@@ -1041,7 +1033,7 @@ static void on_pulled(struct http_req *r)
                 snprintf(c->skus[c->nskus++], sizeof *c->skus, "%s", sku);
         }
         if (bad)
-            log_warn("%s: %d stock log rows without a readable sku_code skipped", c->u->name, bad);
+            log_warn("%s: %d stock rows without a readable sku_code skipped", c->u->name, bad);
         c->page.rows = c->nskus;
         if (c->nskus == 0) {
             pull_done(c);
@@ -1066,7 +1058,6 @@ static void on_pulled(struct http_req *r)
             }
             cJSON_AddItemToArray(c->sku_rows, dup);
         }
-        c->op = OP_INV_LOG; /* what the page is, for apply */
         if (n >= LSTSKU_PAGE && c->sku_page < LSTSKU_MAX_PAGES) {
             c->sku_page++;
             skus_body(c);

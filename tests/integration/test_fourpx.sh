@@ -28,7 +28,8 @@ ob_field() { ob_json "$1" "$2" | jq -r ".$3"; }
 stat_of() { ctl "$base/control/stats" | jq --arg k "$1" '[.. | objects | to_entries[]
     | select(.key == $k) | .value | numbers] | add // 0'; }
 
-start_sim --skus 40 --orders 0 --seed 41 --warehouses ES-MAD:tally,US-4PX:fourpx \
+# Seed 42: a SKU held in two batches straddles the first page boundary (50 rows) of a full read.
+start_sim --skus 40 --orders 0 --seed 42 --warehouses ES-MAD:tally,US-4PX:fourpx \
     --outbound-step-seconds 0
 echo tally-sim-wh-token >"$tmp/wh.token"
 echo tally-sim-app-secret >"$tmp/app.secret"

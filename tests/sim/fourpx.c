@@ -198,27 +198,6 @@ static int64_t *reserved(const struct sim *s, const struct warehouse *w)
     return r;
 }
 
-static void stock_row(const struct sim *s, const struct warehouse *w, uint32_t sku,
-                      const int64_t *res, struct jb *j)
-{
-    const struct stock_row *r = &w->rows[sku];
-    int64_t on_hand = r->on_hand > 0 ? r->on_hand : 0;
-    int64_t pending = res[sku] < on_hand ? res[sku] : on_hand;
-    char id[24];
-    snprintf(id, sizeof id, "%" PRIu32, sku + 1);
-    jb_obj(j);
-    jb_kv_str(j, "customer_code", "SIM");
-    jb_kv_str(j, "warehouse_code", w->code);
-    jb_kv_str(j, "sku_id", id);
-    jb_kv_str(j, "sku_code", s->skus[sku].code);
-    jb_kv_str(j, "batch_no", "");
-    jb_kv_i64(j, "available_stock", on_hand - pending);
-    jb_kv_i64(j, "pending_stock", pending);
-    jb_kv_i64(j, "onway_stock", r->inbound > 0 ? r->inbound : 0);
-    jb_kv_str(j, "stock_quality", "G");
-    jb_obj_end(j);
-}
-
 static void page_begin(struct jb *j, int64_t page_no, int64_t page_size, int64_t total)
 {
     jb_obj(j);
@@ -232,6 +211,61 @@ static void page_end(struct jb *j)
 {
     jb_arr_end(j);
     jb_obj_end(j);
+}
+
+/* Rows of a SKU: one per batch. Every third SKU with at least 2 on hand is held in two batches
+ * (B1, B2), so a reader must add a SKU's rows up, across pages too. */
+static int stock_rows_of(const struct warehouse *w, uint32_t sku)
+{
+    return sku % 3 == 2 && w->rows[sku].on_hand >= 2 ? 2 : 1;
+}
+
+/* Batch `part` (0 or 1) of a SKU's stock. */
+static void stock_row(const struct sim *s, const struct warehouse *w, uint32_t sku, int part,
+                      const int64_t *res, struct jb *j)
+{
+    const struct stock_row *r = &w->rows[sku];
+    int64_t on_hand = r->on_hand > 0 ? r->on_hand : 0;
+    int64_t pending = res[sku] < on_hand ? res[sku] : on_hand;
+    int64_t avail = on_hand - pending, onway = r->inbound > 0 ? r->inbound : 0;
+    const char *batch = "";
+    if (stock_rows_of(w, sku) == 2) {
+        batch = part ? "B2" : "B1";
+        avail = part ? avail - avail / 2 : avail / 2;
+        pending = part ? pending - pending / 2 : pending / 2;
+        onway = part ? 0 : onway;
+    }
+    char id[24];
+    snprintf(id, sizeof id, "%" PRIu32, sku + 1);
+    jb_obj(j);
+    jb_kv_str(j, "customer_code", "SIM");
+    jb_kv_str(j, "warehouse_code", w->code);
+    jb_kv_str(j, "sku_id", id);
+    jb_kv_str(j, "sku_code", s->skus[sku].code);
+    jb_kv_str(j, "batch_no", batch);
+    jb_kv_i64(j, "available_stock", avail);
+    jb_kv_i64(j, "pending_stock", pending);
+    jb_kv_i64(j, "onway_stock", onway);
+    jb_kv_str(j, "stock_quality", "G");
+    jb_obj_end(j);
+}
+
+/* The rows of `skus` (n of them; NULL: every SKU in order), paged by rows. */
+static void stock_page(const struct sim *s, const struct warehouse *w, const uint32_t *skus,
+                       size_t n, int64_t no, int64_t size, const int64_t *res, struct jb *j)
+{
+    int64_t total = 0;
+    for (size_t i = 0; i < n; i++)
+        total += stock_rows_of(w, skus ? skus[i] : (uint32_t)i);
+    page_begin(j, no, size, total);
+    int64_t k = 0, from = (no - 1) * size, to = no * size;
+    for (size_t i = 0; i < n && k < to; i++) {
+        uint32_t sku = skus ? skus[i] : (uint32_t)i;
+        for (int part = 0; part < stock_rows_of(w, sku) && k < to; part++, k++)
+            if (k >= from)
+                stock_row(s, w, sku, part, res, j);
+    }
+    page_end(j);
 }
 
 /* page_no >= 1, page_size in [1, max] (default def); false with the refusal set. */
@@ -317,16 +351,10 @@ static void inventory_get(struct sim *s, struct warehouse *w, const cJSON *doc,
             if (k >= 0 && !dup)
                 want[n++] = (uint32_t)k;
         }
-        page_begin(j, no, size, n);
-        for (int64_t i = (no - 1) * size; i < n && i < no * size; i++)
-            stock_row(s, w, want[i], res, j);
+        stock_page(s, w, want, (size_t)n, no, size, res, j);
     } else {
-        int64_t total = (int64_t)s->n_skus;
-        page_begin(j, no, size, total);
-        for (int64_t i = (no - 1) * size; i < total && i < no * size; i++)
-            stock_row(s, w, (uint32_t)i, res, j);
+        stock_page(s, w, NULL, s->n_skus, no, size, res, j);
     }
-    page_end(j);
     ok_end(j);
     free(res);
 }

@@ -998,6 +998,13 @@ static void on_pulled(struct http_req *r)
         /* Either way the page names SKUs, whose rows (one per batch) are then read whole by
          * lstsku: a SKU's batch rows split over two pages still count together. */
         bool full = c->op == OP_INV_FULL;
+        if (n > (full ? PAGE_SIZE : LOG_PAGE_SIZE)) { /* its SKUs must fit one lstsku read */
+            char why[128];
+            snprintf(why, sizeof why, "page of %d rows, more than the %d asked for", n,
+                     full ? PAGE_SIZE : LOG_PAGE_SIZE);
+            pull_failed(c, SYNC_PERMANENT, why);
+            return;
+        }
         c->last_page = n < (full ? PAGE_SIZE : LOG_PAGE_SIZE) || c->page_no >= MAX_PAGES;
         c->page.more = !c->last_page;
         if (c->last_page)

@@ -1,0 +1,73 @@
+/*
+ * The 4PX connector's pure parts (conn_fourpx.c), apart so tests can reach them: the router URL
+ * with its signed query, the answer envelope, status mapping, row readers and request bodies.
+ * Every fact here comes from the public SDKs named in tests/fixtures/fourpx/README.md.
+ */
+#ifndef TALLY_FPX_H
+#define TALLY_FPX_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cjson/cJSON.h>
+
+#include "json.h"
+#include "tally/protocol.h"
+
+#define FPX_FORMAT "json"
+#define FPX_VERSION "1.0.0" /* CommonArgs.version and FpxProperties.version */
+
+/* The router URL: base + "/router/api/service?" + method, app_key, v, timestamp, format,
+ * [access_token,] sign (signed over the body exactly as sent). 0, or -1 when it failed. */
+int fpx_url(struct jbuf *q, const char *base, const char *method, const char *app_key,
+            const char *access_token, int64_t ts_ms, const char *body, size_t body_len,
+            const char *secret);
+
+/* Reads an answer (HTTP status, body) as FopResp: SYNC_OK with *doc (free it) and *data (its
+ * "data", may be NULL) when result is "1"; otherwise the outcome (upstream.h enum
+ * sync_outcome) and a message naming what came back. */
+int fpx_envelope(long http_status, const char *text, size_t len, cJSON **doc, const cJSON **data,
+                 char *err, size_t errlen);
+
+/* The rows of a page answer (FopPage.data), or of a bare array; NULL when neither. */
+const cJSON *fpx_page_rows(const cJSON *data);
+
+/* tally's word (whfeed.h) for a 4PX outbound status (OutboundList.status), NULL when unknown. */
+const char *fpx_status_word(const char *code);
+/* Whether a 4PX outbound status can still change (N, S, P, E). */
+bool fpx_status_open(const char *code);
+
+/* One stock row (vo/Inventory). 1 when it counts (a good-quality row of this warehouse), 0 when
+ * it is another warehouse's or another quality, -1 with err when unreadable. on_hand =
+ * available_stock + pending_stock (onway_stock is in transit, not there). */
+int fpx_stock_row(const cJSON *row, const char *wh_code, char sku[TALLY_MAX_ID_LEN + 1],
+                  int64_t *on_hand, char *err, size_t errlen);
+
+struct fpx_ob_row {
+    char ref_no[TALLY_MAX_ID_LEN + 1];
+    char code[4];       /* the 4PX status */
+    const char *status; /* tally's word */
+    char carrier[64];
+    char tracking[64];
+    char reason[200];
+    int64_t version;     /* update_time (ms), else complete_time, else create_time; 0 when none */
+    int64_t create_time; /* ms, 0 when absent */
+    bool open;
+};
+
+/* One outbound row (vo/Outbound). 1 when read, 0 when it is another warehouse's or carries no
+ * ref_no (not one of tally's), -1 with err (naming the row) when unreadable. */
+int fpx_outbound_row(const cJSON *row, const char *wh_code, struct fpx_ob_row *r, char *err,
+                     size_t errlen);
+
+/* Request bodies from outbox payloads (MessagePack, fulfil.c / outbox.h contracts). Each
+ * writes the reference (order id or notice id) into ref. 0, or -1 with err. */
+int fpx_outbound_body(const void *payload, size_t len, const char *wh_code, struct jbuf *b,
+                      char ref[TALLY_MAX_ID_LEN + 1], char *err, size_t errlen);
+int fpx_cancel_body(const void *payload, size_t len, struct jbuf *b, char ref[TALLY_MAX_ID_LEN + 1],
+                    char *err, size_t errlen);
+int fpx_inbound_body(const void *payload, size_t len, const char *wh_code, struct jbuf *b,
+                     char ref[TALLY_MAX_ID_LEN + 1], char *err, size_t errlen);
+
+#endif

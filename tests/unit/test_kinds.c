@@ -444,6 +444,61 @@ static void test_outbox_table(void)
     CHECK_EQ_INT(rh_stock_figure(h, "pending", "S1", "A"), 5);
 }
 
+/* outbox.discard of row `key` through the dispatcher (as `tally outbox discard`). */
+static const msgpack_object *discard_key(const char *key)
+{
+    char id[48];
+    snprintf(id, sizeof id, "id=#%lld",
+             (long long)rh_q64(h, "SELECT id FROM outbox WHERE key = '%s'", key));
+    return rh_call(h, "outbox.discard", id, "reason=refused at the origin", NULL);
+}
+
+/*
+ * A transfer into a third-party warehouse whose leg at the origin is refused and given up:
+ * the goods never leave, so the inbound notice that announced them must not reach the third
+ * party. It is discarded with the leg, in the same transaction (and it waits for the leg:
+ * test_sync's test_notice_waits_for_leg).
+ */
+static void test_discarded_leg_withdraws_notice(void)
+{
+    fixture();
+    CHECK(rh_call(h, "stock.move", "kind=transfer", "sku=S1", "warehouse=A", "to=B", "qty=#3",
+                  "id=t-5", NULL) != NULL);
+    struct ans a = {.kind = OBX_MOVEMENT,
+                    .target = "wh:A",
+                    .key = "t-5",
+                    .entity = "S1",
+                    .done = false,
+                    .error = "not enough stock at A",
+                    .attempts = 1};
+    CHECK_EQ_INT(in_txn(answer, &a), 0);
+    RH_EXEC(h, "UPDATE outbox SET state = 'held' WHERE key = 't-5'");
+    CHECK(discard_key("t-5") != NULL);
+    CHECK_EQ_STR(rh_qtext(h, "SELECT state FROM outbox WHERE key = 't-5'"), "discarded");
+    CHECK_EQ_STR(rh_qtext(h, "SELECT state FROM outbox WHERE key = 'in:B:in-t-5'"), "discarded");
+    CHECK_EQ_STR(rh_qtext(h, "SELECT state FROM inbound_notices WHERE id = 'in-t-5'"), "discarded");
+    CHECK_EQ_INT(rh_stock_figure(h, "snapshot + pending", "S1", "A"), 10);
+
+    /* a notice made by hand with the same ref is the operator's: a discarded movement whose
+     * id equals its ref leaves it alone */
+    CHECK(move("kind=receive", "warehouse=A", "qty=#2") != NULL);
+    char mv[80];
+    snprintf(mv, sizeof mv, "%s", rh_qtext(h, "SELECT id FROM movements WHERE qty = 2"));
+    msgpack_packer *pk = rh_req_begin(h, "inbound.create", 4);
+    mp_pack_kv_str(pk, "id", "in-hand");
+    mp_pack_kv_str(pk, "warehouse", "B");
+    mp_pack_kv_str(pk, "ref", mv);
+    mp_pack_key(pk, "lines");
+    msgpack_pack_array(pk, 1);
+    msgpack_pack_map(pk, 2);
+    mp_pack_kv_str(pk, "sku", "S1");
+    mp_pack_kv_int(pk, "qty", 2);
+    CHECK(rh_req_send(h) != NULL);
+    CHECK(discard_key(mv) != NULL);
+    CHECK_EQ_STR(rh_qtext(h, "SELECT state FROM inbound_notices WHERE id = 'in-hand'"), "pending");
+    CHECK_EQ_STR(rh_qtext(h, "SELECT state FROM outbox WHERE key = 'in:B:in-hand'"), "pending");
+}
+
 /* A replica of the schema before inbound notices (9) upgrades, keeping its rows. */
 static void test_upgrade(void)
 {
@@ -515,6 +570,7 @@ int main(void)
     test_transfer_into_third_party();
     test_inbound_rpc();
     test_outbox_table();
+    test_discarded_leg_withdraws_notice();
     test_upgrade();
     rh_free(h);
     return check_result("test_kinds");

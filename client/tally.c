@@ -3966,7 +3966,8 @@ static const struct command commands[] = {
      "Records QTY (> 0) units of SKU leaving one warehouse and arriving at another. Into a\n"
      "third-party warehouse (Goodcang, 4PX: it keeps its own stock), the station records the\n"
      "units leaving --from and announces them to --to with an inbound notice (see tally\n"
-     "inbound); they count there once its feed shows them received. Out of a third-party\n"
+     "inbound), sent once --from has taken the transfer (discarding that leg discards the\n"
+     "notice); they count there once its feed shows them received. Out of a third-party\n"
      "warehouse it is refused: that warehouse ships it on an outbound order of its own.",
      "tally transfer TS-RED-M 5 --from ES-MAD --to PL-WAW"},
     {"inbound create",

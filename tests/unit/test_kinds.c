@@ -533,6 +533,17 @@ static void test_upgrade(void)
                               " VALUES('OLD', 'Old', 'ES', 1)",
                               NULL, NULL, NULL),
                  SQLITE_OK);
+    /* rows of every kind the previous version wrote, waiting (the kinds are stored by name) */
+    CHECK_EQ_INT(sqlite3_exec(db,
+                              "INSERT INTO outbox(key, target, entity, kind, payload,"
+                              " next_attempt_at, created_at) VALUES"
+                              " ('m-1', 'wh:OLD', 'S1', 'movement', x'80', 0, 1),"
+                              " ('t-1', 'wh:OLD', 'S1', 'transfer', x'80', 0, 1),"
+                              " ('ob:OLD:81', 'wh:OLD', '81', 'outbound', x'80', 0, 1),"
+                              " ('obc:OLD:81', 'wh:OLD', '81', 'outbound_cancel', x'80', 0, 1),"
+                              " ('ful:81-OLD-1', 'mp', '81', 'fulfil', x'80', 0, 1)",
+                              NULL, NULL, NULL),
+                 SQLITE_OK);
     sqlite3_close(db);
     CHECK_EQ_INT(store_open(path, false, &st, err, sizeof err), 0);
     if (st) {
@@ -548,6 +559,19 @@ static void test_upgrade(void)
             CHECK_EQ_INT(sqlite3_column_int(q, 2), 1);
             sqlite3_reset(q);
         }
+        /* each waiting row keeps its state, reads as its kind, and waits for nothing */
+        q = store_stmt(st, "SELECT kind, entity, state FROM outbox ORDER BY id");
+        int rows = 0;
+        while (q && sqlite3_step(q) == SQLITE_ROW) {
+            int k = outbox_kind_parse((const char *)sqlite3_column_text(q, 0));
+            CHECK(k >= 0 && k != OBX_INBOUND);
+            CHECK_EQ_STR((const char *)sqlite3_column_text(q, 2), "pending");
+            CHECK_EQ_INT(outbox_waits(st, k, (const char *)sqlite3_column_text(q, 1)), 0);
+            rows++;
+        }
+        if (q)
+            sqlite3_reset(q);
+        CHECK_EQ_INT(rows, 5);
         store_close(st);
     }
     unlink(path);

@@ -497,6 +497,24 @@ static void test_discarded_leg_withdraws_notice(void)
     CHECK(discard_key(mv) != NULL);
     CHECK_EQ_STR(rh_qtext(h, "SELECT state FROM inbound_notices WHERE id = 'in-hand'"), "pending");
     CHECK_EQ_STR(rh_qtext(h, "SELECT state FROM outbox WHERE key = 'in:B:in-hand'"), "pending");
+
+    /* a transfer whose notice id a hand-made notice of the same content already has: not
+     * taken as the transfer's own (it has no origin, so nothing would wait for the leg) */
+    pk = rh_req_begin(h, "inbound.create", 3);
+    mp_pack_kv_str(pk, "id", "in-t-8");
+    mp_pack_kv_str(pk, "warehouse", "B");
+    mp_pack_key(pk, "lines");
+    msgpack_pack_array(pk, 1);
+    msgpack_pack_map(pk, 2);
+    mp_pack_kv_str(pk, "sku", "S1");
+    mp_pack_kv_int(pk, "qty", 3);
+    CHECK(rh_req_send(h) != NULL);
+    int64_t before = written();
+    CHECK(rh_call(h, "stock.move", "kind=transfer", "sku=S1", "warehouse=A", "to=B", "qty=#3",
+                  "id=t-8", NULL) == NULL);
+    CHECK_EQ_STR(rh_last_code(h), "conflict");
+    CHECK(msg_has("another id"));
+    CHECK_EQ_INT(written(), before);
 }
 
 /* A replica of the schema before inbound notices (9) upgrades, keeping its rows. */

@@ -473,7 +473,22 @@ static void test_discarded_leg_withdraws_notice(void)
                     .attempts = 1};
     CHECK_EQ_INT(in_txn(answer, &a), 0);
     RH_EXEC(h, "UPDATE outbox SET state = 'held' WHERE key = 't-5'");
+    /* inbound.list says what the notice waits for */
+    const msgpack_object *r = rh_call(h, "inbound.list", "warehouse=B", NULL);
+    const msgpack_object *items = r ? mp_map_get(r, "items") : NULL;
+    CHECK(items && items->type == MSGPACK_OBJECT_ARRAY && items->via.array.size == 1);
+    if (items && items->type == MSGPACK_OBJECT_ARRAY && items->via.array.size == 1) {
+        const char *w = rh_sget(&items->via.array.ptr[0], "waiting");
+        CHECK(w && strstr(w, "transfer t-5 to leave A") && strstr(w, "is held"));
+    }
     CHECK(discard_key("t-5") != NULL);
+    r = rh_call(h, "inbound.list", "warehouse=B", NULL);
+    items = r ? mp_map_get(r, "items") : NULL;
+    CHECK(items && items->type == MSGPACK_OBJECT_ARRAY && items->via.array.size == 1);
+    if (items && items->type == MSGPACK_OBJECT_ARRAY && items->via.array.size == 1) {
+        const msgpack_object *w = mp_map_get(&items->via.array.ptr[0], "waiting");
+        CHECK(w && w->type == MSGPACK_OBJECT_NIL);
+    }
     CHECK_EQ_STR(rh_qtext(h, "SELECT state FROM outbox WHERE key = 't-5'"), "discarded");
     CHECK_EQ_STR(rh_qtext(h, "SELECT state FROM outbox WHERE key = 'in:B:in-t-5'"), "discarded");
     CHECK_EQ_STR(rh_qtext(h, "SELECT state FROM inbound_notices WHERE id = 'in-t-5'"), "discarded");

@@ -2120,7 +2120,11 @@ static void inbound_row(struct table *t, const msgpack_object *it)
     }
     cell_str(t, it, "from");
     cell_str(t, it, "ref");
-    cell_str(t, it, "last_error");
+    char waiting[512];
+    if (get_str(it, "waiting", waiting, sizeof waiting) && waiting[0])
+        table_cellf(t, "waiting %s", waiting);
+    else
+        cell_str(t, it, "last_error");
 }
 
 static int run_inbound_list(struct cli *cli, const struct args *a)
@@ -2128,7 +2132,7 @@ static int run_inbound_list(struct cli *cli, const struct args *a)
     static const struct table_col cols[] = {{"ID", TABLE_LEFT},    {"WAREHOUSE", TABLE_LEFT},
                                             {"STATE", TABLE_LEFT}, {"LINES", TABLE_LEFT},
                                             {"ETA", TABLE_LEFT},   {"FROM", TABLE_LEFT},
-                                            {"REF", TABLE_LEFT},   {"LAST_ERROR", TABLE_LEFT}};
+                                            {"REF", TABLE_LEFT},   {"ERROR/WAITING", TABLE_LEFT}};
     const struct kv f[] = {kv_str("warehouse", a->val[O_WAREHOUSE])};
     const struct lister l = {.method = "inbound.list",
                              .filters = f,
@@ -3966,7 +3970,8 @@ static const struct command commands[] = {
      "Records QTY (> 0) units of SKU leaving one warehouse and arriving at another. Into a\n"
      "third-party warehouse (Goodcang, 4PX: it keeps its own stock), the station records the\n"
      "units leaving --from and announces them to --to with an inbound notice (see tally\n"
-     "inbound); they count there once its feed shows them received. Out of a third-party\n"
+     "inbound), sent once --from has taken the transfer (discarding that leg discards the\n"
+     "notice); they count there once its feed shows them received. Out of a third-party\n"
      "warehouse it is refused: that warehouse ships it on an outbound order of its own.",
      "tally transfer TS-RED-M 5 --from ES-MAD --to PL-WAW"},
     {"inbound create",

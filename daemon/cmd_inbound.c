@@ -139,12 +139,15 @@ int cmd_inbound_list(struct rpc_call *c)
         if (rc == SQLITE_DONE)
             return rpc_fail(c, TALLY_E_NOT_FOUND, "no warehouse '%s'", wh);
     }
-    sqlite3_stmt *s = store_stmt(
-        st, "SELECT n.seq, n.id, w.code, n.state, n.eta, n.ref, n.from_wh, n.carrier,"
-            " n.tracking_no, n.note, n.created_by, n.created_at, n.updated_at, o.id,"
-            " o.last_error FROM inbound_notices n JOIN warehouses w ON w.id = n.warehouse"
-            " LEFT JOIN outbox o ON o.key = 'in:' || w.code || ':' || n.id"
-            " WHERE n.seq > ?1 AND (?2 IS NULL OR w.code = ?2) ORDER BY n.seq LIMIT ?3");
+    sqlite3_stmt *s =
+        store_stmt(st, "SELECT n.seq, n.id, w.code, n.state, n.eta, n.ref, n.from_wh, n.carrier,"
+                       " n.tracking_no, n.note, n.created_by, n.created_at, n.updated_at, o.id,"
+                       " o.last_error, l.id, l.state FROM inbound_notices n"
+                       " JOIN warehouses w ON w.id = n.warehouse"
+                       " LEFT JOIN outbox o ON o.key = 'in:' || w.code || ':' || n.id"
+                       " LEFT JOIN outbox l ON n.from_wh IS NOT NULL AND l.key = n.ref"
+                       " AND l.target = 'wh:' || n.from_wh"
+                       " WHERE n.seq > ?1 AND (?2 IS NULL OR w.code = ?2) ORDER BY n.seq LIMIT ?3");
     if (!s)
         return TALLY_E_STORAGE;
     sqlite3_bind_int64(s, 1, after);
@@ -165,7 +168,7 @@ int cmd_inbound_list(struct rpc_call *c)
             break;
         }
         last = sqlite3_column_int64(s, 0);
-        msgpack_pack_map(pk, 15);
+        msgpack_pack_map(pk, 16);
         cmd_pack_col_text(pk, "id", s, 1);
         cmd_pack_col_text(pk, "warehouse", s, 2);
         cmd_pack_col_text(pk, "state", s, 3);
@@ -185,6 +188,20 @@ int cmd_inbound_list(struct rpc_call *c)
         cmd_pack_col_int(pk, "updated_at", s, 12);
         cmd_pack_col_int(pk, "outbox_id", s, 13);
         cmd_pack_col_text(pk, "last_error", s, 14);
+        /* a transfer's notice waits for the transfer's leg at its origin (outbox_waits) */
+        const char *nstate = (const char *)sqlite3_column_text(s, 3);
+        const char *lstate = (const char *)sqlite3_column_text(s, 16);
+        mp_pack_key(pk, "waiting");
+        if (nstate && !strcmp(nstate, "pending") && lstate && strcmp(lstate, "done") != 0) {
+            char why[TALLY_MAX_REF_LEN + TALLY_MAX_ID_LEN + 96];
+            snprintf(why, sizeof why, "for transfer %s to leave %s (its outbox row %lld is %s)",
+                     (const char *)sqlite3_column_text(s, 5),
+                     (const char *)sqlite3_column_text(s, 6),
+                     (long long)sqlite3_column_int64(s, 15), lstate);
+            mp_pack_strz(pk, why);
+        } else {
+            msgpack_pack_nil(pk);
+        }
         count++;
     }
     sqlite3_reset(s);

@@ -8,6 +8,7 @@
 #include <time.h>
 
 #include "fulfil.h"
+#include "log.h"
 #include "stock.h"
 #include "tallyd.h"
 #include "tally/protocol.h"
@@ -28,7 +29,10 @@ static const struct outbox_rules rules[OBX_KIND_COUNT] = {
                       .order_held_by_feed = true,
                       .names_order = true},
     [OBX_OUTBOUND_CANCEL] = {.name = "outbound_cancel", .one_per_call = true},
-    [OBX_INBOUND] = {.name = "inbound", .one_per_call = true, .notice = true},
+    [OBX_INBOUND] = {.name = "inbound",
+                     .one_per_call = true,
+                     .notice = true,
+                     .after_origin_leg = true},
     [OBX_FULFIL] = {.name = "fulfil"},
 };
 static const struct outbox_rules unknown_rules = {.name = "?"};
@@ -306,6 +310,87 @@ int outbox_answered(struct tallyd *d, const char *target, int kind, const char *
     return r;
 }
 
+/* The notices a transfer made whose leg at its origin is row `key` (from_wh names the origin,
+ * ref the movement): a notice made by hand has no origin, so a ref of its own never matches. */
+#define SQL_NOTICES_OF_LEG                                                                         \
+    " FROM inbound_notices n JOIN outbox l ON l.key = n.ref AND l.target = 'wh:' || n.from_wh"     \
+    " JOIN outbox o ON o.kind = 'inbound' AND o.entity = n.id"
+
+int outbox_waits(struct store *st, int kind, const char *entity)
+{
+    if (!outbox_rules(kind)->after_origin_leg)
+        return 0;
+    sqlite3_stmt *s = store_stmt(st, "SELECT 1 FROM inbound_notices n JOIN outbox l"
+                                     " ON l.key = n.ref AND l.target = 'wh:' || n.from_wh"
+                                     " WHERE n.id = ?1 AND n.from_wh IS NOT NULL"
+                                     " AND l.state <> 'done' LIMIT 1");
+    if (!s)
+        return TALLY_E_STORAGE;
+    sqlite3_bind_text(s, 1, entity, -1, SQLITE_TRANSIENT);
+    int rc = sqlite3_step(s);
+    sqlite3_reset(s);
+    return rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : store_error(st, rc, "inbound notice");
+}
+
+/* A transfer's leg given up: the goods never leave its origin, so the inbound notice that
+ * announced them is given up with it (it waited for the leg: outbox_waits). One already sent
+ * (only a replica that sent it before the wait existed) cannot be taken back from here. */
+static int withdraw_notices(struct tallyd *d, const char *key, const char *who, const char *reason)
+{
+    struct store *st = d->store;
+    sqlite3_stmt *s =
+        store_stmt(st, "SELECT o.id, o.key, n.id, o.state, o.sent_at IS NOT NULL" SQL_NOTICES_OF_LEG
+                       " WHERE l.key = ?1 ORDER BY o.id");
+    if (!s)
+        return TALLY_E_STORAGE;
+    sqlite3_bind_text(s, 1, key, -1, SQLITE_TRANSIENT);
+    struct {
+        int64_t row;
+        char key[160], id[TALLY_MAX_ID_LEN + 1];
+        bool give_up;
+    } n[4]; /* a transfer makes one notice */
+    int count = 0, rc;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW && count < 4) {
+        const char *state = (const char *)sqlite3_column_text(s, 3);
+        n[count].row = sqlite3_column_int64(s, 0);
+        snprintf(n[count].key, sizeof n[count].key, "%s", (const char *)sqlite3_column_text(s, 1));
+        snprintf(n[count].id, sizeof n[count].id, "%s", (const char *)sqlite3_column_text(s, 2));
+        n[count].give_up =
+            !strcmp(state, "held") || (!strcmp(state, "pending") && sqlite3_column_int(s, 4) == 0);
+        if (!n[count].give_up && strcmp(state, "discarded") != 0)
+            log_warn("transfer %s was discarded, but its inbound notice %s is %s at its"
+                     " warehouse: cancel the notice there",
+                     key, n[count].id, state);
+        count++;
+    }
+    sqlite3_reset(s);
+    if (rc != SQLITE_DONE && rc != SQLITE_ROW)
+        return store_error(st, rc, "inbound notice");
+    char why[TALLY_MAX_TEXT_LEN + 64];
+    snprintf(why, sizeof why, "the transfer %.64s was discarded: %s", key, reason);
+    for (int i = 0; i < count; i++) {
+        if (!n[i].give_up)
+            continue;
+        s = store_stmt(st, "UPDATE outbox SET state = 'discarded', done_at = ?2,"
+                           " last_error = 'discarded: ' || ?3 WHERE id = ?1");
+        if (!s)
+            return TALLY_E_STORAGE;
+        sqlite3_bind_int64(s, 1, n[i].row);
+        sqlite3_bind_int64(s, 2, store_now());
+        sqlite3_bind_text(s, 3, why, -1, SQLITE_STATIC);
+        rc = sqlite3_step(s);
+        sqlite3_reset(s);
+        if (rc != SQLITE_DONE)
+            return store_error(st, rc, "outbox discard");
+        int r = notice_state(st, n[i].id, "discarded");
+        if (r == 0)
+            r = fulfil_outbox_discarded(d, rules[OBX_INBOUND].name, n[i].key, n[i].id, who, why);
+        if (r)
+            return r;
+    }
+    return 0;
+}
+
 int outbox_discarded(struct tallyd *d, int kind, const char *key, const char *entity,
                      const char *who, const char *reason)
 {
@@ -313,6 +398,8 @@ int outbox_discarded(struct tallyd *d, int kind, const char *key, const char *en
     int r = 0;
     if (k->discard_movement)
         r = stock_discard(d->store, key);
+    if (r == 0 && k->discard_movement)
+        r = withdraw_notices(d, key, who, reason);
     if (r == 0 && k->notice)
         r = notice_state(d->store, entity, "discarded");
     if (r == 0)

@@ -44,6 +44,10 @@ int outbox_kind_parse(const char *name);
  *                                                                             exception resolved
  *   fulfil           batch     shipment uploaded        exception (order)     exception resolved
  *
+ * A movement (the origin's leg of a transfer into a third-party warehouse) given up also gives
+ * up the inbound notice that transfer made; that notice is not sent before the leg is done
+ * (after_origin_leg, outbox_waits), so the third party is never told of goods that never left.
+ *
  * A row sent and not answered is never discarded, whatever its kind (outbox_may_discard); an
  * outbound order its warehouse's feed reports it holds is not discarded either. The engine (sync.c
  * record_item), `outbox.discard` (cmd_sync.c) and outbox_may_discard follow it; no other file
@@ -70,6 +74,10 @@ struct outbox_rules {
                               * order (outbound) */
     bool names_order;        /* outbox_may_discard's refusal of a row sent and unanswered
                               * speaks of the order the upstream may hold */
+    /* before sending */
+    bool after_origin_leg; /* a notice a transfer made waits until the transfer's leg at its
+                            * origin is done (outbox_waits): goods are announced once they
+                            * leave; a leg given up gives the notice up with it */
 };
 /* The rules of `kind`; an unknown kind (-1, a row of a newer version) gets the most careful
  * rules: nothing settles, nothing is released. */
@@ -143,6 +151,11 @@ int outbox_may_discard(struct store *st, int64_t id, char *why, size_t cap);
 int outbox_answered(struct tallyd *d, const char *target, int kind, const char *key,
                     const char *entity, bool done, const char *error, int64_t version,
                     int64_t to_version, int64_t attempts);
+
+/* 1 when a row of `kind` for `entity` must not be sent yet (an inbound notice whose
+ * transfer's leg at the origin is not done: pending, held or given up), 0 when it may go, or a
+ * TALLY_E_* code. The engine asks it of each row it would take (sync.c take_batch). */
+int outbox_waits(struct store *st, int kind, const char *entity);
 
 /* A discarded row's consequences (outbox.discard, after outbox_may_discard allowed it and
  * the row is marked discarded), inside the caller's transaction. 0 or a TALLY_E_* code. */

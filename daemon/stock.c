@@ -462,6 +462,16 @@ static int transfer_notice(struct store *st, const struct stock_move *m,
     snprintf(n.note, sizeof n.note, "%s", m->reason);
     struct inbound_result ir;
     int r = inbound_create_locked(st, &n, &ir, err, errlen);
+    /* A retried transfer is answered before this (answer_duplicate): a notice already under
+     * this id was made by hand, not by this transfer; taking it as this transfer's would
+     * leave the transfer's leg without the notice that waits for it (outbox_waits). */
+    if (r == 0 && ir.duplicate) {
+        snprintf(err, errlen,
+                 "inbound notice id '%s' is already used by a notice made by hand: give the"
+                 " transfer another id",
+                 n.id);
+        return TALLY_E_CONFLICT;
+    }
     if (r == 0)
         snprintf(res->notice_id, sizeof res->notice_id, "%s", ir.id);
     return r;

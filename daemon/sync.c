@@ -622,6 +622,14 @@ static struct push_batch *take_batch(struct upstream *u)
         const char *rkind = (const char *)sqlite3_column_text(s, 4);
         bool due = !strcmp((const char *)sqlite3_column_text(s, 5), "pending") &&
                    sqlite3_column_int64(s, 6) <= now;
+        /* A row that waits for another (a transfer's notice for the leg at its origin) is
+         * not due; its entity waits with it (outbox.h after_origin_leg). */
+        int waits = due ? outbox_waits(st, outbox_kind_parse(rkind), entity) : 0;
+        if (waits < 0) {
+            rc = SQLITE_ERROR;
+            break;
+        }
+        due = due && !waits;
         if (!due || (kind[0] && strcmp(kind, rkind))) {
             if (due && head && other < 0)
                 other = id;

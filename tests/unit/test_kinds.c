@@ -444,6 +444,94 @@ static void test_outbox_table(void)
     CHECK_EQ_INT(rh_stock_figure(h, "pending", "S1", "A"), 5);
 }
 
+/* outbox.discard of row `key` through the dispatcher (as `tally outbox discard`). */
+static const msgpack_object *discard_key(const char *key)
+{
+    char id[48];
+    snprintf(id, sizeof id, "id=#%lld",
+             (long long)rh_q64(h, "SELECT id FROM outbox WHERE key = '%s'", key));
+    return rh_call(h, "outbox.discard", id, "reason=refused at the origin", NULL);
+}
+
+/*
+ * A transfer into a third-party warehouse whose leg at the origin is refused and given up:
+ * the goods never leave, so the inbound notice that announced them must not reach the third
+ * party. It is discarded with the leg, in the same transaction (and it waits for the leg:
+ * test_sync's test_notice_waits_for_leg).
+ */
+static void test_discarded_leg_withdraws_notice(void)
+{
+    fixture();
+    CHECK(rh_call(h, "stock.move", "kind=transfer", "sku=S1", "warehouse=A", "to=B", "qty=#3",
+                  "id=t-5", NULL) != NULL);
+    struct ans a = {.kind = OBX_MOVEMENT,
+                    .target = "wh:A",
+                    .key = "t-5",
+                    .entity = "S1",
+                    .done = false,
+                    .error = "not enough stock at A",
+                    .attempts = 1};
+    CHECK_EQ_INT(in_txn(answer, &a), 0);
+    RH_EXEC(h, "UPDATE outbox SET state = 'held' WHERE key = 't-5'");
+    /* inbound.list says what the notice waits for */
+    const msgpack_object *r = rh_call(h, "inbound.list", "warehouse=B", NULL);
+    const msgpack_object *items = r ? mp_map_get(r, "items") : NULL;
+    CHECK(items && items->type == MSGPACK_OBJECT_ARRAY && items->via.array.size == 1);
+    if (items && items->type == MSGPACK_OBJECT_ARRAY && items->via.array.size == 1) {
+        const char *w = rh_sget(&items->via.array.ptr[0], "waiting");
+        CHECK(w && strstr(w, "transfer t-5 to leave A") && strstr(w, "is held"));
+    }
+    CHECK(discard_key("t-5") != NULL);
+    r = rh_call(h, "inbound.list", "warehouse=B", NULL);
+    items = r ? mp_map_get(r, "items") : NULL;
+    CHECK(items && items->type == MSGPACK_OBJECT_ARRAY && items->via.array.size == 1);
+    if (items && items->type == MSGPACK_OBJECT_ARRAY && items->via.array.size == 1) {
+        const msgpack_object *w = mp_map_get(&items->via.array.ptr[0], "waiting");
+        CHECK(w && w->type == MSGPACK_OBJECT_NIL);
+    }
+    CHECK_EQ_STR(rh_qtext(h, "SELECT state FROM outbox WHERE key = 't-5'"), "discarded");
+    CHECK_EQ_STR(rh_qtext(h, "SELECT state FROM outbox WHERE key = 'in:B:in-t-5'"), "discarded");
+    CHECK_EQ_STR(rh_qtext(h, "SELECT state FROM inbound_notices WHERE id = 'in-t-5'"), "discarded");
+    CHECK_EQ_INT(rh_stock_figure(h, "snapshot + pending", "S1", "A"), 10);
+
+    /* a notice made by hand with the same ref is the operator's: a discarded movement whose
+     * id equals its ref leaves it alone */
+    CHECK(move("kind=receive", "warehouse=A", "qty=#2") != NULL);
+    char mv[80];
+    snprintf(mv, sizeof mv, "%s", rh_qtext(h, "SELECT id FROM movements WHERE qty = 2"));
+    msgpack_packer *pk = rh_req_begin(h, "inbound.create", 4);
+    mp_pack_kv_str(pk, "id", "in-hand");
+    mp_pack_kv_str(pk, "warehouse", "B");
+    mp_pack_kv_str(pk, "ref", mv);
+    mp_pack_key(pk, "lines");
+    msgpack_pack_array(pk, 1);
+    msgpack_pack_map(pk, 2);
+    mp_pack_kv_str(pk, "sku", "S1");
+    mp_pack_kv_int(pk, "qty", 2);
+    CHECK(rh_req_send(h) != NULL);
+    CHECK(discard_key(mv) != NULL);
+    CHECK_EQ_STR(rh_qtext(h, "SELECT state FROM inbound_notices WHERE id = 'in-hand'"), "pending");
+    CHECK_EQ_STR(rh_qtext(h, "SELECT state FROM outbox WHERE key = 'in:B:in-hand'"), "pending");
+
+    /* a transfer whose notice id a hand-made notice of the same content already has: not
+     * taken as the transfer's own (it has no origin, so nothing would wait for the leg) */
+    pk = rh_req_begin(h, "inbound.create", 3);
+    mp_pack_kv_str(pk, "id", "in-t-8");
+    mp_pack_kv_str(pk, "warehouse", "B");
+    mp_pack_key(pk, "lines");
+    msgpack_pack_array(pk, 1);
+    msgpack_pack_map(pk, 2);
+    mp_pack_kv_str(pk, "sku", "S1");
+    mp_pack_kv_int(pk, "qty", 3);
+    CHECK(rh_req_send(h) != NULL);
+    int64_t before = written();
+    CHECK(rh_call(h, "stock.move", "kind=transfer", "sku=S1", "warehouse=A", "to=B", "qty=#3",
+                  "id=t-8", NULL) == NULL);
+    CHECK_EQ_STR(rh_last_code(h), "conflict");
+    CHECK(msg_has("another id"));
+    CHECK_EQ_INT(written(), before);
+}
+
 /* A replica of the schema before inbound notices (9) upgrades, keeping its rows. */
 static void test_upgrade(void)
 {
@@ -478,6 +566,17 @@ static void test_upgrade(void)
                               " VALUES('OLD', 'Old', 'ES', 1)",
                               NULL, NULL, NULL),
                  SQLITE_OK);
+    /* rows of every kind the previous version wrote, waiting (the kinds are stored by name) */
+    CHECK_EQ_INT(sqlite3_exec(db,
+                              "INSERT INTO outbox(key, target, entity, kind, payload,"
+                              " next_attempt_at, created_at) VALUES"
+                              " ('m-1', 'wh:OLD', 'S1', 'movement', x'80', 0, 1),"
+                              " ('t-1', 'wh:OLD', 'S1', 'transfer', x'80', 0, 1),"
+                              " ('ob:OLD:81', 'wh:OLD', '81', 'outbound', x'80', 0, 1),"
+                              " ('obc:OLD:81', 'wh:OLD', '81', 'outbound_cancel', x'80', 0, 1),"
+                              " ('ful:81-OLD-1', 'mp', '81', 'fulfil', x'80', 0, 1)",
+                              NULL, NULL, NULL),
+                 SQLITE_OK);
     sqlite3_close(db);
     CHECK_EQ_INT(store_open(path, false, &st, err, sizeof err), 0);
     if (st) {
@@ -493,6 +592,19 @@ static void test_upgrade(void)
             CHECK_EQ_INT(sqlite3_column_int(q, 2), 1);
             sqlite3_reset(q);
         }
+        /* each waiting row keeps its state, reads as its kind, and waits for nothing */
+        q = store_stmt(st, "SELECT kind, entity, state FROM outbox ORDER BY id");
+        int rows = 0;
+        while (q && sqlite3_step(q) == SQLITE_ROW) {
+            int k = outbox_kind_parse((const char *)sqlite3_column_text(q, 0));
+            CHECK(k >= 0 && k != OBX_INBOUND);
+            CHECK_EQ_STR((const char *)sqlite3_column_text(q, 2), "pending");
+            CHECK_EQ_INT(outbox_waits(st, k, (const char *)sqlite3_column_text(q, 1)), 0);
+            rows++;
+        }
+        if (q)
+            sqlite3_reset(q);
+        CHECK_EQ_INT(rows, 5);
         store_close(st);
     }
     unlink(path);
@@ -515,6 +627,7 @@ int main(void)
     test_transfer_into_third_party();
     test_inbound_rpc();
     test_outbox_table();
+    test_discarded_leg_withdraws_notice();
     test_upgrade();
     rh_free(h);
     return check_result("test_kinds");

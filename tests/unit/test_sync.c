@@ -540,6 +540,57 @@ static void test_blocked_entity(void)
     stop(e);
 }
 
+/* Notice `id` to B, as a transfer from A (`ref` its movement id, from_wh A) or by hand. */
+static void add_notice(const char *id, const char *ref, const char *from)
+{
+    RH_EXEC(h,
+            "INSERT INTO inbound_notices(id, warehouse, ref, from_wh, created_at, updated_at)"
+            " VALUES('%s', %lld, %s%s%s, %s%s%s, 0, 0)",
+            id, (long long)rh_wh_id(h, "B"), ref ? "'" : "", ref ? ref : "NULL", ref ? "'" : "",
+            from ? "'" : "", from ? from : "NULL", from ? "'" : "");
+    RH_EXEC(h,
+            "INSERT INTO outbox(key, target, entity, kind, payload, next_attempt_at, created_at)"
+            " VALUES('in:B:%s', 'wh:B', '%s', 'inbound', x'80', 0, 0)",
+            id, id);
+}
+
+/*
+ * An inbound notice a transfer made announces goods leaving its origin: it goes to the third
+ * party only once the origin has taken the transfer's leg (its row done). While that row waits
+ * (the origin's link down, a retry, a refusal held for the operator) the notice waits too, so
+ * a leg given up never leaves a notice behind for goods that never left (test_kinds). A notice
+ * made by hand, or whose ref is no movement of its origin, goes at once.
+ */
+static void test_notice_waits_for_leg(void)
+{
+    fresh();
+    rh_seed_standard(h);
+    RH_EXEC(h, "INSERT INTO outbox(key, target, entity, kind, payload, next_attempt_at,"
+               " created_at) VALUES('t-7', 'wh:A', 'S1', 'movement', x'80', 0, 0)");
+    add_notice("in-t-7", "t-7", "A");
+    add_notice("in-h", "PO-1", NULL);
+    add_notice("in-x", "t-7", "C"); /* t-7 is no movement at C */
+    d->cfg.max_parallel = 4;
+    struct sync_engine *e = NULL;
+    nbatches = 0;
+    CHECK_EQ_INT(sync_start_with(d, &fake, "wh:B", &e), 0);
+    if (!e)
+        exit(2);
+    sync_tick(e);
+    CHECK_EQ_STR(taken(), "[in:B:in-h][in:B:in-x]");
+    answer_all_done();
+    RH_EXEC(h, "UPDATE outbox SET state = 'held' WHERE key = 't-7'");
+    sync_tick(e);
+    CHECK_EQ_STR(taken(), "");
+    CHECK_EQ_STR(row_state("in:B:in-t-7"), "pending");
+    RH_EXEC(h, "UPDATE outbox SET state = 'done' WHERE key = 't-7'");
+    sync_tick(e);
+    CHECK_EQ_STR(taken(), "[in:B:in-t-7]");
+    answer_all_done();
+    CHECK_EQ_STR(row_state("in:B:in-t-7"), "done");
+    stop(e);
+}
+
 /* Far more rows in backoff than one look goes through: the due row is still reached within a
  * few ticks (each look goes on where the last stopped), never starved. */
 static void test_many_in_backoff(void)
@@ -876,6 +927,7 @@ int main(void)
     test_backoff_ahead();
     test_blocked_entity();
     test_many_in_backoff();
+    test_notice_waits_for_leg();
     test_other_kind_next();
     test_random_looks();
     test_probe_takes_turns();

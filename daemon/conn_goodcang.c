@@ -28,7 +28,7 @@
  * Push (one row per batch):
  * - outbound: order/create_order with reference_no = the order id and verify = 1 (submitted,
  *   not a draft); when an earlier attempt may have reached Goodcang, order/get_order_by_ref_code
- *   first, and an order found there is done.
+ *   first, and an order found there is done (also after a refused create: see below).
  * - outbound_cancel: get_order_by_ref_code for the order_code, then order/cancel_order.
  * - inbound: inbound_order/create_grn (reference_no = the notice id); the look-up before a
  *   re-send is inbound_order/get_grn_list over the last GC_GRN_LOOKUP_DAYS, matched on
@@ -58,7 +58,10 @@
  * - create_grn's transit_type and receiving_shipping_type take integers whose meanings the
  *   sources do not list: they are not sent (the account's defaults apply);
  * - a second create_order with a reference_no already used: the real system's answer is not
- *   shown; tally never relies on it (it looks up first when an attempt may have landed).
+ *   shown; tally looks up first when an attempt may have landed, and after any refused
+ *   create_order / create_grn looks the reference up once more: found there, the row is done
+ *   (an earlier attempt's answer was lost and the look-up before the re-send failed), else it
+ *   is held with Goodcang's reason.
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -132,6 +135,9 @@ struct gc_call {
     /* a round's position: page, window, the round's start and the newest date seen */
     int64_t pg, from, to, start, seen, version;
     int lookups; /* GRN look-up pages read */
+    /* A create refused: Goodcang's reason, kept while the reference is looked up (a refused
+     * duplicate reference_no means the order / GRN is there: done, never held). */
+    char refused[256];
     struct gc_call *prev, *next;
 };
 
@@ -1231,10 +1237,17 @@ static void on_pushed(struct http_req *r)
         }
         cJSON_Delete(doc);
         if (it->okind == OBX_OUTBOUND) {
-            if (o)
+            if (o) {
+                if (c->refused[0])
+                    log_info("%s: create of outbound order %s refused (%s), but Goodcang has it"
+                             " (%s): done",
+                             c->u->name, it->entity, c->refused, code);
                 push_item_done(c, SYNC_OK, "");
-            else
+            } else if (c->refused[0]) {
+                push_item_done(c, SYNC_PERMANENT, c->refused);
+            } else {
                 send_create(c);
+            }
             return;
         }
         /* a cancel */
@@ -1281,15 +1294,22 @@ static void on_pushed(struct http_req *r)
                     more_pages(doc, c->lookups, cJSON_GetArraySize(data));
         cJSON_Delete(doc);
         if (found) {
+            if (c->refused[0])
+                log_info("%s: inbound notice %s refused (%s), but Goodcang has it: done",
+                         c->u->name, it->entity, c->refused);
             push_item_done(c, SYNC_OK, "");
             return;
         }
         if (v != SYNC_OK) {
-            push_item_done(c, SYNC_PERMANENT, err);
+            push_item_done(c, SYNC_PERMANENT, c->refused[0] ? c->refused : err);
             return;
         }
         if (more && c->lookups < GC_LOOKUP_PAGES) {
             send_grn_lookup(c);
+            return;
+        }
+        if (c->refused[0]) {
+            push_item_done(c, SYNC_PERMANENT, c->refused);
             return;
         }
         {
@@ -1312,6 +1332,19 @@ static void on_pushed(struct http_req *r)
         }
     }
     cJSON_Delete(doc);
+    if ((step == GC_OB_CREATE || step == GC_GRN_CREATE) && !c->refused[0]) {
+        /* A refused create may be a refused duplicate reference_no (the real system's answer
+         * to one is not shown): an order / GRN already there (an earlier attempt whose answer
+         * was lost, a look-up that failed) is done, not held. Looked up once, then held. */
+        snprintf(c->refused, sizeof c->refused, "%s", err);
+        if (step == GC_OB_CREATE) {
+            send_lookup(c);
+        } else {
+            c->lookups = 0;
+            send_grn_lookup(c);
+        }
+        return;
+    }
     push_item_done(c, SYNC_PERMANENT, err);
 }
 

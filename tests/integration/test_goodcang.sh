@@ -6,8 +6,9 @@
 #   2. orders that only UK-GC can serve get an outbound order created exactly once: A through a
 #      lost answer to create_order, B through a kill -9 of tallyd while its create_order is in
 #      flight (the simulator refuses a second create with the same reference_no, so a re-send
-#      without the look-up would be held); both ship with carrier + tracking and are uploaded
-#      to the marketplace;
+#      without the look-up would be held), D through a lost answer and a failed look-up (the
+#      re-sent create is refused as a duplicate: looked up again, done, not held); all ship
+#      with carrier + tracking and are uploaded to the marketplace;
 #   3. a marketplace cancel of order C cancels its outbound order at UK-GC;
 #   4. an inbound notice (outbox kind "inbound", appended to a stopped daemon's replica as
 #      the outbox module does) is created once as a GRN through a lost answer;
@@ -159,10 +160,33 @@ check_eq "$(sql "SELECT state FROM outbox WHERE kind = 'outbound' AND entity = '
     "order B's outbound row"
 ctl -X DELETE "$base/control/faults" >/dev/null
 
-for o in "$A" "$B"; do
+# D: the create is applied and its answer lost, and the look-up before the re-send fails
+# (HTTP 400 in Goodcang's envelope): the re-sent create is refused (reference_no already
+# exists). The order is at UK-GC: the row is done, never held for an order that exists.
+post faults '{"target":"wh:UK-GC","call":"order/create_order","kind":"lost_answer","count":1}' \
+    >/dev/null
+post faults '{"target":"wh:UK-GC","call":"order/get_order_by_ref_code","kind":"status",
+    "status":400,"count":1}' >/dev/null
+D=$(new_order 1)
+d_settled() {
+    [ "$(sql "SELECT state FROM outbox WHERE kind = 'outbound' AND entity = '$D'")" = done ] ||
+        [ "$(sql "SELECT state FROM outbox WHERE kind = 'outbound' AND entity = '$D'")" = held ]
+}
+wait_until 60 d_settled
+check_eq "$(sql "SELECT state FROM outbox WHERE kind = 'outbound' AND entity = '$D'")" done \
+    "order D's outbound row after a refused duplicate create"
+wait_until 60 fstate_is "$D" sent
+check_eq "$(fstate "$D")" sent "order D after a refused duplicate create"
+check_eq "$(ob UK-GC "$D" | jq .create_count)" 1 "order D's creates at UK-GC"
+check_eq "$(sql "SELECT COUNT(*) FROM exceptions e JOIN orders o ON o.id = e.order_ref
+    WHERE o.order_id = '$D' AND e.kind = 'upstream_rejected' AND e.state = 'open'")" 0 \
+    "open 'refused' exceptions of order D"
+ctl -X DELETE "$base/control/faults" >/dev/null
+
+for o in "$A" "$B" "$D"; do
     post outbound "{\"wh\":\"UK-GC\",\"id\":\"$o\",\"status\":\"shipped\"}" >/dev/null
 done
-for o in "$A" "$B"; do
+for o in "$A" "$B" "$D"; do
     wait_until 60 fstate_is "$o" uploaded
     trk=$(ob UK-GC "$o" | jq -r .tracking_number)
     check_eq "$(sql "SELECT s.carrier || ' ' || s.tracking_no FROM shipments s
@@ -226,7 +250,7 @@ echo "== 5: no order at two warehouses, nothing held"
 es=$(ctl "$base/control/outbound?wh=ES-MAD" | jq -r '.items[].id' | sort)
 uk=$(ctl "$base/control/outbound?wh=UK-GC" | jq -r '.items[].id' | sort)
 check_eq "$(comm -12 <(echo "$es") <(echo "$uk") | grep -c .)" 0 "orders at both warehouses"
-check_eq "$(echo "$uk" | grep -c .)" 3 "outbound orders at UK-GC"
+check_eq "$(echo "$uk" | grep -c .)" 4 "outbound orders at UK-GC"
 check_eq "$(sql "SELECT COUNT(*) FROM outbox WHERE state = 'held'")" 0 "held outbox rows"
 sql "SELECT key, last_error FROM outbox WHERE state = 'held'" >&2
 check_eq "$(sql "SELECT COUNT(*) FROM outbox WHERE target = 'wh:UK-GC' AND state <> 'done'")" 0 \

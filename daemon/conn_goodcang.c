@@ -20,7 +20,12 @@
  *   the log gives a change (ibl_change_quantity), not the quantity after it. on_hand =
  *   sellable + reserved (reserved = its outbound orders not yet shipped, which tally reserves
  *   itself); onway and pending (goods not yet put away) are not on hand. version = the read
- *   time in milliseconds, strictly increasing per connector.
+ *   time in milliseconds, strictly increasing per connector and above every version the
+ *   replica holds for the warehouse (a clock set back must not make fresh reads stale).
+ *   Reconciliation (a full read) repairs every figure, but with no version of Goodcang's own
+ *   it cannot tell drift from a change the log rounds have not read yet: it counts none
+ *   (whfeed counts drift only at an equal version), so no false drift, and real drift is
+ *   repaired without a stock_drift exception.
  * - outbound: order/get_order_list by modify_date_from / modify_date_to (window with overlap),
  *   rows of this warehouse_code only; order_status W -> accepted, D -> shipped (carrier =
  *   shipping_method, tracking_no), N and P -> exception (abnormal_problem_reason), X ->
@@ -849,12 +854,43 @@ static int load_pos(const char *cursor, int *step, int64_t *pg, int64_t *from, i
                : -1;
 }
 
+/* The version is the read time: it must still be above every version the replica holds for
+ * the warehouse, or the rows would be taken for stale and dropped (a clock set back across a
+ * restart, a replica moved to another machine). Raises c->version (and the connector's last
+ * version) above them; 0 or a TALLY_E_* code. */
+static int version_above_held(struct gc_call *c, struct store *st, int64_t wh)
+{
+    sqlite3_stmt *s =
+        store_stmt(st, "SELECT MAX(upstream_version) FROM stock WHERE warehouse = ?1");
+    if (!s)
+        return TALLY_E_STORAGE;
+    sqlite3_bind_int64(s, 1, wh);
+    int rc = sqlite3_step(s);
+    int64_t held = rc == SQLITE_ROW ? sqlite3_column_int64(s, 0) : 0;
+    sqlite3_reset(s);
+    if (rc != SQLITE_ROW)
+        return store_error(st, rc, "stock version");
+    struct gc *g = c->u->conn;
+    if (c->version <= held) {
+        log_warn("%s: stock read at %" PRId64 " ms, before the newest version held (%" PRId64
+                 "): the clock went back; versions go on from there",
+                 c->u->name, c->version, held);
+        c->version = held + 1;
+    }
+    if (g && c->version > g->last_version)
+        g->last_version = c->version;
+    return 0;
+}
+
 static int apply_stock_rows(struct gc_call *c, const cJSON *doc, struct store *st, int64_t wh,
                             struct pull_page *pg)
 {
     const cJSON *data = cJSON_GetObjectItemCaseSensitive(doc, "data"), *it;
     int64_t bad = 0, now = store_now();
     char why[200] = "";
+    int vr = version_above_held(c, st, wh);
+    if (vr)
+        return vr;
     cJSON_ArrayForEach(it, data)
     {
         char sku[TALLY_MAX_ID_LEN + 1];

@@ -1234,14 +1234,26 @@ static void send_grn(struct gc_call *c)
     push_send(c, GC_GRN_CREATE, "inbound_order/create_grn");
 }
 
-/* The order of a get_order_by_ref_code answer, NULL when it holds none for ref. */
-static const cJSON *found_order(const cJSON *doc, const char *ref)
+/* The order of a get_order_by_ref_code answer at warehouse wh, NULL when it holds none for ref
+ * there. A reference_no is looked up across the account: an order of another of its
+ * warehouses (one that gave the order up before tally sent it here) is not this warehouse's,
+ * and its warehouse_code goes into other (else other is ""). */
+static const cJSON *found_order(const cJSON *doc, const char *ref, const char *wh, char *other,
+                                size_t othercap)
 {
+    other[0] = 0;
     const cJSON *d = cJSON_GetObjectItemCaseSensitive(doc, "data");
     if (cJSON_IsArray(d))
         d = cJSON_GetArrayItem(d, 0);
     const char *r = json_str(d, "reference_no"), *code = json_str(d, "order_code");
-    return cJSON_IsObject(d) && code && code[0] && (!r || !strcmp(r, ref)) ? d : NULL;
+    const char *w = json_str(d, "warehouse_code");
+    if (!cJSON_IsObject(d) || !code || !code[0] || (r && strcmp(r, ref) != 0))
+        return NULL;
+    if (w && strcmp(w, wh) != 0) {
+        snprintf(other, othercap, "%.64s", w);
+        return NULL;
+    }
+    return d;
 }
 
 static void on_pushed(struct http_req *r)
@@ -1264,7 +1276,10 @@ static void on_pushed(struct http_req *r)
         }
     }
     if (step == GC_OB_LOOKUP) {
-        const cJSON *o = v == SYNC_OK ? found_order(doc, it->entity) : NULL;
+        char other[80] = "";
+        const cJSON *o = v == SYNC_OK
+                             ? found_order(doc, it->entity, remote_code(c->u), other, sizeof other)
+                             : NULL;
         char code[80] = "", status[8] = "";
         if (o) {
             snprintf(code, sizeof code, "%s", json_str(o, "order_code"));
@@ -1279,6 +1294,12 @@ static void on_pushed(struct http_req *r)
                              " (%s): done",
                              c->u->name, it->entity, c->refused, code);
                 push_item_done(c, SYNC_OK, "");
+            } else if (c->refused[0] && other[0]) {
+                char msg[512];
+                snprintf(msg, sizeof msg,
+                         "%.100s (Goodcang has reference_no %.64s at warehouse %.64s)", c->refused,
+                         it->entity, other);
+                push_item_done(c, SYNC_PERMANENT, msg);
             } else if (c->refused[0]) {
                 push_item_done(c, SYNC_PERMANENT, c->refused);
             } else {
@@ -1288,9 +1309,17 @@ static void on_pushed(struct http_req *r)
         }
         /* a cancel */
         if (!o) {
-            snprintf(err, sizeof err, "no outbound order %.64s at Goodcang to cancel", it->entity);
+            char msg[512];
+            if (other[0])
+                snprintf(msg, sizeof msg,
+                         "no outbound order %.64s at Goodcang warehouse %.64s to cancel (its"
+                         " reference_no is an order of warehouse %.64s)",
+                         it->entity, remote_code(c->u), other);
+            else
+                snprintf(msg, sizeof msg, "no outbound order %.64s at Goodcang to cancel",
+                         it->entity);
             {
-                push_item_done(c, SYNC_PERMANENT, err);
+                push_item_done(c, SYNC_PERMANENT, msg);
                 return;
             }
         }

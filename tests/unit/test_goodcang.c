@@ -414,11 +414,17 @@ static void test_order_rows(void)
     }
 
     doc = load_json("get_order_by_ref_code.answer.json");
-    CHECK(found_order(doc, "3050000000000001") != NULL);
-    CHECK(found_order(doc, "3050000000000009") == NULL);
+    char other[80];
+    CHECK(found_order(doc, "3050000000000001", "UK-GC", other, sizeof other) != NULL);
+    CHECK_EQ_STR(other, "");
+    CHECK(found_order(doc, "3050000000000009", "UK-GC", other, sizeof other) == NULL);
+    /* The reference is the account's: an order of another of its warehouses (the order was
+     * given up there and sent here) is not found here, and where it is is said. */
+    CHECK(found_order(doc, "3050000000000001", "DE-GC", other, sizeof other) == NULL);
+    CHECK_EQ_STR(other, "UK-GC");
     cJSON_Delete(doc);
     cJSON *empty = cJSON_Parse("{\"ask\":\"Success\",\"message\":\"Success\",\"data\":null}");
-    CHECK(found_order(empty, "3050000000000001") == NULL);
+    CHECK(found_order(empty, "3050000000000001", "UK-GC", other, sizeof other) == NULL);
     cJSON_Delete(empty);
 }
 

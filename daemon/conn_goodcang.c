@@ -962,7 +962,10 @@ static int apply_outbound(struct pull_page *pg, struct store *st, struct checkpo
         }
         if (k != 0)
             continue;
-        if (o.modified > c->seen)
+        /* Only a date inside the window read moves the next window on: a server answers
+         * none after modify_date_to, and a garbage date far ahead would leave every later
+         * window empty (from > to) for good. */
+        if (o.modified > c->seen && o.modified <= c->to)
             c->seen = o.modified;
         r = whfeed_outbound(c->u, st, wh, o.id, o.status, o.carrier, o.tracking, o.reason,
                             o.modified > 0 ? o.modified : 0);
@@ -1065,7 +1068,7 @@ static void on_pulled(struct http_req *r)
     {
         const char *s = json_str(it, "product_sku"), *w = json_str(it, "warehouse_code");
         int64_t t = gc_time_parse(json_str(it, "ibl_add_time"));
-        if (t > c->seen)
+        if (t > c->seen && t <= c->to) /* as for the order list (apply_outbound) */
             c->seen = t;
         if (!s || !mp_id_ok(s, strlen(s)) || (w && strcmp(w, remote_code(c->u)) != 0))
             continue;

@@ -21,6 +21,7 @@
 #include "../../daemon/conn_goodcang.c"
 
 #include "check.h"
+#include "replica_harness.h"
 
 #ifndef FIXTURES_DIR
 #error "FIXTURES_DIR must name tests/fixtures/goodcang"
@@ -516,6 +517,54 @@ static void test_dates(void)
     CHECK_EQ_STR(out, "2023-01-20 10:11:12");
 }
 
+/* The outbound window moves on from the newest date_modify read, but only from dates inside
+ * the window asked: one garbage date far ahead (another answer, a broken row) must not leave
+ * every later window empty (from > to). */
+static void test_window_garbage_date(void)
+{
+    struct rh *h = rh_new("goodcang_window");
+    rh_open(h);
+    rh_seed_standard(h);
+    struct wh_config wh = {0};
+    snprintf(wh.code, sizeof wh.code, "A");
+    struct gc g = {0};
+    struct upstream u = {0};
+    snprintf(u.name, sizeof u.name, "wh:A");
+    snprintf(u.code, sizeof u.code, "A");
+    u.wh = &wh;
+    u.d = rh_daemon(h);
+    u.store = u.d->store;
+    u.conn = &g;
+    struct gc_call *c = call_new(&u);
+    CHECK(c != NULL);
+    if (!c) {
+        rh_free(h);
+        return;
+    }
+    c->stream = STREAM_OUTBOUND;
+    c->step = GC_OB_LIST;
+    c->pg = 1;
+    c->from = gc_time_parse("2023-01-20 00:00:00");
+    c->to = gc_time_parse("2023-01-21 00:00:00");
+    c->seen = c->from;
+    c->doc = cJSON_Parse("{\"ask\":\"Success\",\"data\":["
+                         "{\"order_code\":\"G-1\",\"reference_no\":\"X1\",\"order_status\":\"W\","
+                         "\"warehouse_code\":\"A\",\"date_modify\":\"2023-01-20 10:00:00\"},"
+                         "{\"order_code\":\"G-2\",\"reference_no\":\"X2\",\"order_status\":\"W\","
+                         "\"warehouse_code\":\"A\",\"date_modify\":\"2099-01-01 00:00:00\"}]}");
+    c->page.data = c;
+    c->page.more = false;
+    struct checkpoint cp = {0};
+    char err[200] = "";
+    struct store *st = u.store;
+    CHECK_EQ_INT(store_begin(st), 0);
+    CHECK_EQ_INT(apply_outbound(&c->page, st, &cp, err, sizeof err), 0);
+    CHECK_EQ_INT(store_commit(st), 0);
+    CHECK_EQ_INT(cp.modified_since, gc_time_parse("2023-01-20 10:00:00"));
+    call_free(c);
+    rh_free(h);
+}
+
 int main(void)
 {
     test_requests();
@@ -523,5 +572,6 @@ int main(void)
     test_order_rows();
     test_envelopes();
     test_dates();
+    test_window_garbage_date();
     return check_result("test_goodcang");
 }

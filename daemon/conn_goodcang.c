@@ -33,7 +33,8 @@
  * Push (one row per batch):
  * - outbound: order/create_order with reference_no = the order id and verify = 1 (submitted,
  *   not a draft); when an earlier attempt may have reached Goodcang, order/get_order_by_ref_code
- *   first, and an order found there is done (also after a refused create: see below).
+ *   first, and an order found there (this warehouse_code, the payload's lines when the answer
+ *   lists items) is done (also after a refused create: see below).
  * - outbound_cancel: get_order_by_ref_code for the order_code, then order/cancel_order.
  * - inbound: inbound_order/create_grn (reference_no = the notice id); the look-up before a
  *   re-send is inbound_order/get_grn_list over the last GC_GRN_LOOKUP_DAYS, matched on
@@ -1259,6 +1260,64 @@ static const cJSON *found_order(const cJSON *doc, const char *ref, const char *w
     return d;
 }
 
+/* Whether the found order o carries the payload's lines (units per SKU): 1 the same, 0 other
+ * lines (the reference_no was used for another order: not this row's), -1 when the answer
+ * names no items (nothing to compare: taken as the same). */
+static int same_lines(const cJSON *o, const struct push_item *it)
+{
+    const cJSON *items = cJSON_GetObjectItemCaseSensitive(o, "items"), *x;
+    if (!cJSON_IsArray(items) || cJSON_GetArraySize(items) == 0)
+        return -1;
+    msgpack_unpacked m;
+    if (unpack(it, &m) != 0) {
+        msgpack_unpacked_destroy(&m);
+        return -1;
+    }
+    const msgpack_object *lines = mp_map_get(&m.data, "lines");
+    int r = lines && lines->type == MSGPACK_OBJECT_ARRAY ? 1 : -1;
+    /* Each side's units of each SKU named on either side. */
+    for (uint32_t i = 0; r == 1 && i < lines->via.array.size; i++) {
+        const msgpack_object *l = &lines->via.array.ptr[i];
+        char sku[TALLY_MAX_ID_LEN + 1];
+        int64_t want = 0, have = 0, q;
+        if (l->type != MSGPACK_OBJECT_MAP || pl_str(l, "sku", sku, sizeof sku) != 0) {
+            r = -1;
+            break;
+        }
+        for (uint32_t k = 0; k < lines->via.array.size; k++) {
+            char s2[TALLY_MAX_ID_LEN + 1];
+            const msgpack_object *l2 = &lines->via.array.ptr[k];
+            if (l2->type == MSGPACK_OBJECT_MAP && pl_str(l2, "sku", s2, sizeof s2) == 0 &&
+                !strcmp(s2, sku) && pl_int(l2, "qty", 1, 1000000, &q) == 0)
+                want += q;
+        }
+        cJSON_ArrayForEach(x, items)
+        {
+            const char *s = json_str(x, "product_sku");
+            if (s && !strcmp(s, sku) && json_int(x, "quantity", 0, TALLY_MAX_QTY, &q) == 0)
+                have += q;
+        }
+        if (want != have)
+            r = 0;
+    }
+    /* and no SKU at Goodcang the payload does not name */
+    cJSON_ArrayForEach(x, items)
+    {
+        const char *s = json_str(x, "product_sku");
+        bool named = false;
+        for (uint32_t k = 0; r == 1 && s && !named && k < lines->via.array.size; k++) {
+            char s2[TALLY_MAX_ID_LEN + 1];
+            const msgpack_object *l2 = &lines->via.array.ptr[k];
+            named = l2->type == MSGPACK_OBJECT_MAP && pl_str(l2, "sku", s2, sizeof s2) == 0 &&
+                    !strcmp(s2, s);
+        }
+        if (r == 1 && !named)
+            r = 0;
+    }
+    msgpack_unpacked_destroy(&m);
+    return r;
+}
+
 static void on_pushed(struct http_req *r)
 {
     struct gc_call *c = r->data;
@@ -1289,7 +1348,20 @@ static void on_pushed(struct http_req *r)
             const char *s = json_str(o, "order_status");
             snprintf(status, sizeof status, "%s", s ? s : "");
         }
+        int same = o && it->okind == OBX_OUTBOUND ? same_lines(o, it) : 1;
         cJSON_Delete(doc);
+        if (it->okind == OBX_OUTBOUND && o && same == 0) {
+            /* The reference is taken by an order with other lines (not one tally sent):
+             * never taken for this row's, never created twice; held. */
+            char msg[512];
+            snprintf(msg, sizeof msg,
+                     "Goodcang already has an order with reference_no %.64s (%.40s) with other"
+                     " lines: not this outbound order; settle it at Goodcang, then tally outbox"
+                     " retry or discard",
+                     it->entity, code);
+            push_item_done(c, SYNC_PERMANENT, msg);
+            return;
+        }
         if (it->okind == OBX_OUTBOUND) {
             if (o) {
                 if (c->refused[0])

@@ -517,6 +517,49 @@ static void test_dates(void)
     CHECK_EQ_STR(out, "2023-01-20 10:11:12");
 }
 
+/* A found order is this row's only with the payload's lines (units per SKU): a reference_no
+ * taken by an order with other lines is not taken for it (the row is held, never done). */
+static void test_same_lines(void)
+{
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init(&sb);
+    outbound_payload(&sb, true, NULL); /* EB-000002 x 2, KX-000003-GRY x 1 */
+    struct push_item it;
+    item_of(&it, &sb, OBX_OUTBOUND);
+    static const struct {
+        const char *items;
+        int want;
+    } cases[] = {
+        {"[{\"product_sku\":\"KX-000003-GRY\",\"quantity\":1},"
+         "{\"product_sku\":\"EB-000002\",\"quantity\":2}]",
+         1},
+        {"[{\"product_sku\":\"EB-000002\",\"quantity\":1},{\"product_sku\":\"EB-000002\","
+         "\"quantity\":1},{\"product_sku\":\"KX-000003-GRY\",\"quantity\":1}]",
+         1},
+        {"[{\"product_sku\":\"EB-000002\",\"quantity\":3},"
+         "{\"product_sku\":\"KX-000003-GRY\",\"quantity\":1}]",
+         0},
+        {"[{\"product_sku\":\"EB-000002\",\"quantity\":2}]", 0},
+        {"[{\"product_sku\":\"EB-000002\",\"quantity\":2},"
+         "{\"product_sku\":\"KX-000003-GRY\",\"quantity\":1},"
+         "{\"product_sku\":\"ZZ-1\",\"quantity\":1}]",
+         0},
+        {"[]", -1},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char text[512];
+        snprintf(text, sizeof text, "{\"order_code\":\"G-1\",\"items\":%s}", cases[i].items);
+        cJSON *o = cJSON_Parse(text);
+        CHECK(o != NULL);
+        CHECK_EQ_INT(same_lines(o, &it), cases[i].want);
+        cJSON_Delete(o);
+    }
+    cJSON *doc = load_json("get_order_by_ref_code.answer.json"); /* no items given */
+    CHECK_EQ_INT(same_lines(cJSON_GetObjectItemCaseSensitive(doc, "data"), &it), -1);
+    cJSON_Delete(doc);
+    msgpack_sbuffer_destroy(&sb);
+}
+
 /* The outbound window moves on from the newest date_modify read, but only from dates inside
  * the window asked: one garbage date far ahead (another answer, a broken row) must not leave
  * every later window empty (from > to). */
@@ -573,5 +616,6 @@ int main(void)
     test_envelopes();
     test_dates();
     test_window_garbage_date();
+    test_same_lines();
     return check_result("test_goodcang");
 }

@@ -9,7 +9,8 @@
 #      without the look-up would be held), D through a lost answer and a failed look-up (the
 #      re-sent create is refused as a duplicate: looked up again, done, not held); all ship
 #      with carrier + tracking and are uploaded to the marketplace;
-#   3. a marketplace cancel of order C cancels its outbound order at UK-GC;
+#   3. a marketplace cancel of order C cancels its outbound order at UK-GC, and of order E too
+#      while E's create waits to be sent again after a lost answer;
 #   4. an inbound notice (outbox kind "inbound", appended to a stopped daemon's replica as
 #      the outbox module does) is created once as a GRN through a lost answer;
 #   5. no order has an outbound order at two warehouses; no outbox row is held; a stock change
@@ -215,6 +216,28 @@ released() {
 }
 wait_until 60 released
 
+# E: the create is applied and its answer lost; the marketplace cancels the order while the
+# create waits to be sent again. The cancel goes after the create's look-up, finds the order
+# and cancels it: no second create, nothing held.
+post faults '{"target":"wh:UK-GC","call":"order/create_order","kind":"lost_answer","count":1}' \
+    >/dev/null
+creates_before=$(requests order/create_order)
+E=$(new_order 1)
+wait_until 60 create_seen
+post "orders/$E/status" '{"status":"IN_CANCEL"}' >/dev/null
+e_cancelled() { [ "$(ob UK-GC "$E" | jq -r .status)" = cancelled ]; }
+wait_until 60 e_cancelled
+e_rows_done() {
+    [ "$(sql "SELECT COUNT(*) FROM outbox WHERE entity = '$E' AND target = 'wh:UK-GC'
+        AND state = 'done'")" = 2 ]
+}
+wait_until 60 e_rows_done
+check_eq "$(sql "SELECT kind || ' ' || state FROM outbox WHERE entity = '$E'
+    AND target = 'wh:UK-GC' ORDER BY id" | tr '\n' ,)" "outbound done,outbound_cancel done," \
+    "order E's rows after a lost create answer and a cancel"
+check_eq "$(ob UK-GC "$E" | jq .create_count)" 1 "order E's creates at UK-GC"
+ctl -X DELETE "$base/control/faults" >/dev/null
+
 # ===================================================================================== 4
 echo "== 4: an inbound notice"
 mp_str() { printf '%02x' $((0xa0 + ${#1})); printf '%s' "$1" | od -An -tx1 | tr -d ' \n'; }
@@ -255,7 +278,7 @@ echo "== 5: no order at two warehouses, nothing held"
 es=$(ctl "$base/control/outbound?wh=ES-MAD" | jq -r '.items[].id' | sort)
 uk=$(ctl "$base/control/outbound?wh=UK-GC" | jq -r '.items[].id' | sort)
 check_eq "$(comm -12 <(echo "$es") <(echo "$uk") | grep -c .)" 0 "orders at both warehouses"
-check_eq "$(echo "$uk" | grep -c .)" 4 "outbound orders at UK-GC"
+check_eq "$(echo "$uk" | grep -c .)" 5 "outbound orders at UK-GC"
 check_eq "$(sql "SELECT COUNT(*) FROM outbox WHERE state = 'held'")" 0 "held outbox rows"
 sql "SELECT key, last_error FROM outbox WHERE state = 'held'" >&2
 check_eq "$(sql "SELECT COUNT(*) FROM outbox WHERE target = 'wh:UK-GC' AND state <> 'done'")" 0 \

@@ -10,10 +10,11 @@
 #      re-sent create is refused as a duplicate: looked up again, done, not held); all ship
 #      with carrier + tracking and are uploaded to the marketplace;
 #   3. a marketplace cancel of order C cancels its outbound order at UK-GC, and of order E too
-#      while E's create waits to be sent again after a lost answer;
+#      while E's create waits to be sent again after a lost answer; F's cancel meets its
+#      shipment (held, one cancelled-after-pick exception);
 #   4. an inbound notice (outbox kind "inbound", appended to a stopped daemon's replica as
 #      the outbox module does) is created once as a GRN through a lost answer;
-#   5. no order has an outbound order at two warehouses; no outbox row is held; a stock change
+#   5. no order has an outbound order at two warehouses; no other outbox row is held; a stock change
 #      still arrives after the clock went back across a restart (read-time versions).
 #   test_goodcang.sh TALLYD TALLY TALLY_SIM
 set -uo pipefail
@@ -238,6 +239,37 @@ check_eq "$(sql "SELECT kind || ' ' || state FROM outbox WHERE entity = '$E'
 check_eq "$(ob UK-GC "$E" | jq .create_count)" 1 "order E's creates at UK-GC"
 ctl -X DELETE "$base/control/faults" >/dev/null
 
+# F: the marketplace cancels; UK-GC ships the order while the cancel_order is on its way. The
+# refused cancel is held and the order has one cancelled-after-pick exception (as for a
+# tally warehouse); the shipment is still recorded.
+F=$(new_order 1)
+wait_until 60 fstate_is "$F" sent
+post faults '{"target":"wh:UK-GC","call":"order/cancel_order","latency_ms":1500,"count":1}' \
+    >/dev/null
+cancels_before=$(requests order/cancel_order)
+post "orders/$F/status" '{"status":"IN_CANCEL"}' >/dev/null
+cancel_seen() { [ "$(requests order/cancel_order)" -gt "$cancels_before" ]; }
+wait_until 60 cancel_seen
+post outbound "{\"wh\":\"UK-GC\",\"id\":\"$F\",\"status\":\"shipped\"}" >/dev/null
+f_cancel_held() {
+    [ "$(sql "SELECT state FROM outbox WHERE kind = 'outbound_cancel' AND entity = '$F'")" = held ]
+}
+wait_until 60 f_cancel_held
+check_eq "$(sql "SELECT state FROM outbox WHERE kind = 'outbound_cancel' AND entity = '$F'")" \
+    held "order F's cancel after UK-GC shipped it"
+f_cap() {
+    [ "$(sql "SELECT COUNT(*) FROM exceptions e JOIN orders o ON o.id = e.order_ref
+        WHERE o.order_id = '$F' AND e.kind = 'cancelled_after_pick' AND e.state <> 'resolved'")" = 1 ]
+}
+wait_until 60 f_cap
+check_eq "$(sql "SELECT COUNT(*) FROM exceptions e JOIN orders o ON o.id = e.order_ref
+    WHERE o.order_id = '$F' AND e.kind = 'cancelled_after_pick'")" 1 \
+    "order F's cancelled-after-pick exceptions"
+f_shipped() { [ "$(sql "SELECT COUNT(*) FROM shipments s JOIN orders o ON o.id = s.order_ref
+    WHERE o.order_id = '$F'")" = 1 ]; }
+wait_until 60 f_shipped
+ctl -X DELETE "$base/control/faults" >/dev/null
+
 # ===================================================================================== 4
 echo "== 4: an inbound notice"
 mp_str() { printf '%02x' $((0xa0 + ${#1})); printf '%s' "$1" | od -An -tx1 | tr -d ' \n'; }
@@ -278,11 +310,12 @@ echo "== 5: no order at two warehouses, nothing held"
 es=$(ctl "$base/control/outbound?wh=ES-MAD" | jq -r '.items[].id' | sort)
 uk=$(ctl "$base/control/outbound?wh=UK-GC" | jq -r '.items[].id' | sort)
 check_eq "$(comm -12 <(echo "$es") <(echo "$uk") | grep -c .)" 0 "orders at both warehouses"
-check_eq "$(echo "$uk" | grep -c .)" 5 "outbound orders at UK-GC"
-check_eq "$(sql "SELECT COUNT(*) FROM outbox WHERE state = 'held'")" 0 "held outbox rows"
+check_eq "$(echo "$uk" | grep -c .)" 6 "outbound orders at UK-GC"
+check_eq "$(sql "SELECT COUNT(*) FROM outbox WHERE state = 'held' AND entity <> '$F'")" 0 \
+    "held outbox rows (besides order F's cancel)"
 sql "SELECT key, last_error FROM outbox WHERE state = 'held'" >&2
-check_eq "$(sql "SELECT COUNT(*) FROM outbox WHERE target = 'wh:UK-GC' AND state <> 'done'")" 0 \
-    "UK-GC rows not done"
+check_eq "$(sql "SELECT COUNT(*) FROM outbox WHERE target = 'wh:UK-GC' AND state <> 'done'
+    AND entity <> '$F'")" 0 "UK-GC rows not done (besides order F's cancel)"
 post stock "{\"changes\":1,\"wh\":\"UK-GC\",\"sku\":\"${skus[0]}\",\"delta\":5}" >/dev/null
 mark_rounds
 wait_until 60 inventory_done

@@ -20,7 +20,12 @@
  *   the log gives a change (ibl_change_quantity), not the quantity after it. on_hand =
  *   sellable + reserved (reserved = its outbound orders not yet shipped, which tally reserves
  *   itself); onway and pending (goods not yet put away) are not on hand. version = the read
- *   time in milliseconds, strictly increasing per connector.
+ *   time in milliseconds, strictly increasing per connector and above every version the
+ *   replica holds for the warehouse (a clock set back must not make fresh reads stale).
+ *   Reconciliation (a full read) repairs every figure, but with no version of Goodcang's own
+ *   it cannot tell drift from a change the log rounds have not read yet: it counts none
+ *   (whfeed counts drift only at an equal version), so no false drift, and real drift is
+ *   repaired without a stock_drift exception.
  * - outbound: order/get_order_list by modify_date_from / modify_date_to (window with overlap),
  *   rows of this warehouse_code only; order_status W -> accepted, D -> shipped (carrier =
  *   shipping_method, tracking_no), N and P -> exception (abnormal_problem_reason), X ->
@@ -28,7 +33,8 @@
  * Push (one row per batch):
  * - outbound: order/create_order with reference_no = the order id and verify = 1 (submitted,
  *   not a draft); when an earlier attempt may have reached Goodcang, order/get_order_by_ref_code
- *   first, and an order found there is done.
+ *   first, and an order found there (this warehouse_code, the payload's lines when the answer
+ *   lists items) is done (also after a refused create: see below).
  * - outbound_cancel: get_order_by_ref_code for the order_code, then order/cancel_order.
  * - inbound: inbound_order/create_grn (reference_no = the notice id); the look-up before a
  *   re-send is inbound_order/get_grn_list over the last GC_GRN_LOOKUP_DAYS, matched on
@@ -58,7 +64,10 @@
  * - create_grn's transit_type and receiving_shipping_type take integers whose meanings the
  *   sources do not list: they are not sent (the account's defaults apply);
  * - a second create_order with a reference_no already used: the real system's answer is not
- *   shown; tally never relies on it (it looks up first when an attempt may have landed).
+ *   shown; tally looks up first when an attempt may have landed, and after any refused
+ *   create_order / create_grn looks the reference up once more: found there, the row is done
+ *   (an earlier attempt's answer was lost and the look-up before the re-send failed), else it
+ *   is held with Goodcang's reason.
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -132,6 +141,9 @@ struct gc_call {
     /* a round's position: page, window, the round's start and the newest date seen */
     int64_t pg, from, to, start, seen, version;
     int lookups; /* GRN look-up pages read */
+    /* A create refused: Goodcang's reason, kept while the reference is looked up (a refused
+     * duplicate reference_no means the order / GRN is there: done, never held). */
+    char refused[256];
     struct gc_call *prev, *next;
 };
 
@@ -843,12 +855,43 @@ static int load_pos(const char *cursor, int *step, int64_t *pg, int64_t *from, i
                : -1;
 }
 
+/* The version is the read time: it must still be above every version the replica holds for
+ * the warehouse, or the rows would be taken for stale and dropped (a clock set back across a
+ * restart, a replica moved to another machine). Raises c->version (and the connector's last
+ * version) above them; 0 or a TALLY_E_* code. */
+static int version_above_held(struct gc_call *c, struct store *st, int64_t wh)
+{
+    sqlite3_stmt *s =
+        store_stmt(st, "SELECT MAX(upstream_version) FROM stock WHERE warehouse = ?1");
+    if (!s)
+        return TALLY_E_STORAGE;
+    sqlite3_bind_int64(s, 1, wh);
+    int rc = sqlite3_step(s);
+    int64_t held = rc == SQLITE_ROW ? sqlite3_column_int64(s, 0) : 0;
+    sqlite3_reset(s);
+    if (rc != SQLITE_ROW)
+        return store_error(st, rc, "stock version");
+    struct gc *g = c->u->conn;
+    if (c->version <= held) {
+        log_warn("%s: stock read at %" PRId64 " ms, before the newest version held (%" PRId64
+                 "): the clock went back; versions go on from there",
+                 c->u->name, c->version, held);
+        c->version = held + 1;
+    }
+    if (g && c->version > g->last_version)
+        g->last_version = c->version;
+    return 0;
+}
+
 static int apply_stock_rows(struct gc_call *c, const cJSON *doc, struct store *st, int64_t wh,
                             struct pull_page *pg)
 {
     const cJSON *data = cJSON_GetObjectItemCaseSensitive(doc, "data"), *it;
     int64_t bad = 0, now = store_now();
     char why[200] = "";
+    int vr = version_above_held(c, st, wh);
+    if (vr)
+        return vr;
     cJSON_ArrayForEach(it, data)
     {
         char sku[TALLY_MAX_ID_LEN + 1];
@@ -920,7 +963,10 @@ static int apply_outbound(struct pull_page *pg, struct store *st, struct checkpo
         }
         if (k != 0)
             continue;
-        if (o.modified > c->seen)
+        /* Only a date inside the window read moves the next window on: a server answers
+         * none after modify_date_to, and a garbage date far ahead would leave every later
+         * window empty (from > to) for good. */
+        if (o.modified > c->seen && o.modified <= c->to)
             c->seen = o.modified;
         r = whfeed_outbound(c->u, st, wh, o.id, o.status, o.carrier, o.tracking, o.reason,
                             o.modified > 0 ? o.modified : 0);
@@ -1023,7 +1069,7 @@ static void on_pulled(struct http_req *r)
     {
         const char *s = json_str(it, "product_sku"), *w = json_str(it, "warehouse_code");
         int64_t t = gc_time_parse(json_str(it, "ibl_add_time"));
-        if (t > c->seen)
+        if (t > c->seen && t <= c->to) /* as for the order list (apply_outbound) */
             c->seen = t;
         if (!s || !mp_id_ok(s, strlen(s)) || (w && strcmp(w, remote_code(c->u)) != 0))
             continue;
@@ -1192,14 +1238,84 @@ static void send_grn(struct gc_call *c)
     push_send(c, GC_GRN_CREATE, "inbound_order/create_grn");
 }
 
-/* The order of a get_order_by_ref_code answer, NULL when it holds none for ref. */
-static const cJSON *found_order(const cJSON *doc, const char *ref)
+/* The order of a get_order_by_ref_code answer at warehouse wh, NULL when it holds none for ref
+ * there. A reference_no is looked up across the account: an order of another of its
+ * warehouses (one that gave the order up before tally sent it here) is not this warehouse's,
+ * and its warehouse_code goes into other (else other is ""). */
+static const cJSON *found_order(const cJSON *doc, const char *ref, const char *wh, char *other,
+                                size_t othercap)
 {
+    other[0] = 0;
     const cJSON *d = cJSON_GetObjectItemCaseSensitive(doc, "data");
     if (cJSON_IsArray(d))
         d = cJSON_GetArrayItem(d, 0);
     const char *r = json_str(d, "reference_no"), *code = json_str(d, "order_code");
-    return cJSON_IsObject(d) && code && code[0] && (!r || !strcmp(r, ref)) ? d : NULL;
+    const char *w = json_str(d, "warehouse_code");
+    if (!cJSON_IsObject(d) || !code || !code[0] || (r && strcmp(r, ref) != 0))
+        return NULL;
+    if (w && strcmp(w, wh) != 0) {
+        snprintf(other, othercap, "%.64s", w);
+        return NULL;
+    }
+    return d;
+}
+
+/* Whether the found order o carries the payload's lines (units per SKU): 1 the same, 0 other
+ * lines (the reference_no was used for another order: not this row's), -1 when the answer
+ * names no items (nothing to compare: taken as the same). */
+static int same_lines(const cJSON *o, const struct push_item *it)
+{
+    const cJSON *items = cJSON_GetObjectItemCaseSensitive(o, "items"), *x;
+    if (!cJSON_IsArray(items) || cJSON_GetArraySize(items) == 0)
+        return -1;
+    msgpack_unpacked m;
+    if (unpack(it, &m) != 0) {
+        msgpack_unpacked_destroy(&m);
+        return -1;
+    }
+    const msgpack_object *lines = mp_map_get(&m.data, "lines");
+    int r = lines && lines->type == MSGPACK_OBJECT_ARRAY ? 1 : -1;
+    /* Each side's units of each SKU named on either side. */
+    for (uint32_t i = 0; r == 1 && i < lines->via.array.size; i++) {
+        const msgpack_object *l = &lines->via.array.ptr[i];
+        char sku[TALLY_MAX_ID_LEN + 1];
+        int64_t want = 0, have = 0, q;
+        if (l->type != MSGPACK_OBJECT_MAP || pl_str(l, "sku", sku, sizeof sku) != 0) {
+            r = -1;
+            break;
+        }
+        for (uint32_t k = 0; k < lines->via.array.size; k++) {
+            char s2[TALLY_MAX_ID_LEN + 1];
+            const msgpack_object *l2 = &lines->via.array.ptr[k];
+            if (l2->type == MSGPACK_OBJECT_MAP && pl_str(l2, "sku", s2, sizeof s2) == 0 &&
+                !strcmp(s2, sku) && pl_int(l2, "qty", 1, 1000000, &q) == 0)
+                want += q;
+        }
+        cJSON_ArrayForEach(x, items)
+        {
+            const char *s = json_str(x, "product_sku");
+            if (s && !strcmp(s, sku) && json_int(x, "quantity", 0, TALLY_MAX_QTY, &q) == 0)
+                have += q;
+        }
+        if (want != have)
+            r = 0;
+    }
+    /* and no SKU at Goodcang the payload does not name */
+    cJSON_ArrayForEach(x, items)
+    {
+        const char *s = json_str(x, "product_sku");
+        bool named = false;
+        for (uint32_t k = 0; r == 1 && s && !named && k < lines->via.array.size; k++) {
+            char s2[TALLY_MAX_ID_LEN + 1];
+            const msgpack_object *l2 = &lines->via.array.ptr[k];
+            named = l2->type == MSGPACK_OBJECT_MAP && pl_str(l2, "sku", s2, sizeof s2) == 0 &&
+                    !strcmp(s2, s);
+        }
+        if (r == 1 && !named)
+            r = 0;
+    }
+    msgpack_unpacked_destroy(&m);
+    return r;
 }
 
 static void on_pushed(struct http_req *r)
@@ -1222,26 +1338,63 @@ static void on_pushed(struct http_req *r)
         }
     }
     if (step == GC_OB_LOOKUP) {
-        const cJSON *o = v == SYNC_OK ? found_order(doc, it->entity) : NULL;
+        char other[80] = "";
+        const cJSON *o = v == SYNC_OK
+                             ? found_order(doc, it->entity, remote_code(c->u), other, sizeof other)
+                             : NULL;
         char code[80] = "", status[8] = "";
         if (o) {
             snprintf(code, sizeof code, "%s", json_str(o, "order_code"));
             const char *s = json_str(o, "order_status");
             snprintf(status, sizeof status, "%s", s ? s : "");
         }
+        int same = o && it->okind == OBX_OUTBOUND ? same_lines(o, it) : 1;
         cJSON_Delete(doc);
+        if (it->okind == OBX_OUTBOUND && o && same == 0) {
+            /* The reference is taken by an order with other lines (not one tally sent):
+             * never taken for this row's, never created twice; held. */
+            char msg[512];
+            snprintf(msg, sizeof msg,
+                     "Goodcang already has an order with reference_no %.64s (%.40s) with other"
+                     " lines: not this outbound order; settle it at Goodcang, then tally outbox"
+                     " retry or discard",
+                     it->entity, code);
+            push_item_done(c, SYNC_PERMANENT, msg);
+            return;
+        }
         if (it->okind == OBX_OUTBOUND) {
-            if (o)
+            if (o) {
+                if (c->refused[0])
+                    log_info("%s: create of outbound order %s refused (%s), but Goodcang has it"
+                             " (%s): done",
+                             c->u->name, it->entity, c->refused, code);
                 push_item_done(c, SYNC_OK, "");
-            else
+            } else if (c->refused[0] && other[0]) {
+                char msg[512];
+                snprintf(msg, sizeof msg,
+                         "%.100s (Goodcang has reference_no %.64s at warehouse %.64s)", c->refused,
+                         it->entity, other);
+                push_item_done(c, SYNC_PERMANENT, msg);
+            } else if (c->refused[0]) {
+                push_item_done(c, SYNC_PERMANENT, c->refused);
+            } else {
                 send_create(c);
+            }
             return;
         }
         /* a cancel */
         if (!o) {
-            snprintf(err, sizeof err, "no outbound order %.64s at Goodcang to cancel", it->entity);
+            char msg[512];
+            if (other[0])
+                snprintf(msg, sizeof msg,
+                         "no outbound order %.64s at Goodcang warehouse %.64s to cancel (its"
+                         " reference_no is an order of warehouse %.64s)",
+                         it->entity, remote_code(c->u), other);
+            else
+                snprintf(msg, sizeof msg, "no outbound order %.64s at Goodcang to cancel",
+                         it->entity);
             {
-                push_item_done(c, SYNC_PERMANENT, err);
+                push_item_done(c, SYNC_PERMANENT, msg);
                 return;
             }
         }
@@ -1281,15 +1434,22 @@ static void on_pushed(struct http_req *r)
                     more_pages(doc, c->lookups, cJSON_GetArraySize(data));
         cJSON_Delete(doc);
         if (found) {
+            if (c->refused[0])
+                log_info("%s: inbound notice %s refused (%s), but Goodcang has it: done",
+                         c->u->name, it->entity, c->refused);
             push_item_done(c, SYNC_OK, "");
             return;
         }
         if (v != SYNC_OK) {
-            push_item_done(c, SYNC_PERMANENT, err);
+            push_item_done(c, SYNC_PERMANENT, c->refused[0] ? c->refused : err);
             return;
         }
         if (more && c->lookups < GC_LOOKUP_PAGES) {
             send_grn_lookup(c);
+            return;
+        }
+        if (c->refused[0]) {
+            push_item_done(c, SYNC_PERMANENT, c->refused);
             return;
         }
         {
@@ -1312,6 +1472,19 @@ static void on_pushed(struct http_req *r)
         }
     }
     cJSON_Delete(doc);
+    if ((step == GC_OB_CREATE || step == GC_GRN_CREATE) && !c->refused[0]) {
+        /* A refused create may be a refused duplicate reference_no (the real system's answer
+         * to one is not shown): an order / GRN already there (an earlier attempt whose answer
+         * was lost, a look-up that failed) is done, not held. Looked up once, then held. */
+        snprintf(c->refused, sizeof c->refused, "%s", err);
+        if (step == GC_OB_CREATE) {
+            send_lookup(c);
+        } else {
+            c->lookups = 0;
+            send_grn_lookup(c);
+        }
+        return;
+    }
     push_item_done(c, SYNC_PERMANENT, err);
 }
 

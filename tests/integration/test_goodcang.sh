@@ -6,12 +6,16 @@
 #   2. orders that only UK-GC can serve get an outbound order created exactly once: A through a
 #      lost answer to create_order, B through a kill -9 of tallyd while its create_order is in
 #      flight (the simulator refuses a second create with the same reference_no, so a re-send
-#      without the look-up would be held); both ship with carrier + tracking and are uploaded
-#      to the marketplace;
-#   3. a marketplace cancel of order C cancels its outbound order at UK-GC;
+#      without the look-up would be held), D through a lost answer and a failed look-up (the
+#      re-sent create is refused as a duplicate: looked up again, done, not held); all ship
+#      with carrier + tracking and are uploaded to the marketplace;
+#   3. a marketplace cancel of order C cancels its outbound order at UK-GC, and of order E too
+#      while E's create waits to be sent again after a lost answer; F's cancel meets its
+#      shipment (held, one cancelled-after-pick exception);
 #   4. an inbound notice (outbox kind "inbound", appended to a stopped daemon's replica as
 #      the outbox module does) is created once as a GRN through a lost answer;
-#   5. no order has an outbound order at two warehouses; no outbox row is held.
+#   5. no order has an outbound order at two warehouses; no other outbox row is held; a stock change
+#      still arrives after the clock went back across a restart (read-time versions).
 #   test_goodcang.sh TALLYD TALLY TALLY_SIM
 set -uo pipefail
 export LC_ALL=C
@@ -159,10 +163,33 @@ check_eq "$(sql "SELECT state FROM outbox WHERE kind = 'outbound' AND entity = '
     "order B's outbound row"
 ctl -X DELETE "$base/control/faults" >/dev/null
 
-for o in "$A" "$B"; do
+# D: the create is applied and its answer lost, and the look-up before the re-send fails
+# (HTTP 400 in Goodcang's envelope): the re-sent create is refused (reference_no already
+# exists). The order is at UK-GC: the row is done, never held for an order that exists.
+post faults '{"target":"wh:UK-GC","call":"order/create_order","kind":"lost_answer","count":1}' \
+    >/dev/null
+post faults '{"target":"wh:UK-GC","call":"order/get_order_by_ref_code","kind":"status",
+    "status":400,"count":1}' >/dev/null
+D=$(new_order 1)
+d_settled() {
+    [ "$(sql "SELECT state FROM outbox WHERE kind = 'outbound' AND entity = '$D'")" = done ] ||
+        [ "$(sql "SELECT state FROM outbox WHERE kind = 'outbound' AND entity = '$D'")" = held ]
+}
+wait_until 60 d_settled
+check_eq "$(sql "SELECT state FROM outbox WHERE kind = 'outbound' AND entity = '$D'")" done \
+    "order D's outbound row after a refused duplicate create"
+wait_until 60 fstate_is "$D" sent
+check_eq "$(fstate "$D")" sent "order D after a refused duplicate create"
+check_eq "$(ob UK-GC "$D" | jq .create_count)" 1 "order D's creates at UK-GC"
+check_eq "$(sql "SELECT COUNT(*) FROM exceptions e JOIN orders o ON o.id = e.order_ref
+    WHERE o.order_id = '$D' AND e.kind = 'upstream_rejected' AND e.state = 'open'")" 0 \
+    "open 'refused' exceptions of order D"
+ctl -X DELETE "$base/control/faults" >/dev/null
+
+for o in "$A" "$B" "$D"; do
     post outbound "{\"wh\":\"UK-GC\",\"id\":\"$o\",\"status\":\"shipped\"}" >/dev/null
 done
-for o in "$A" "$B"; do
+for o in "$A" "$B" "$D"; do
     wait_until 60 fstate_is "$o" uploaded
     trk=$(ob UK-GC "$o" | jq -r .tracking_number)
     check_eq "$(sql "SELECT s.carrier || ' ' || s.tracking_no FROM shipments s
@@ -190,6 +217,59 @@ released() {
 }
 wait_until 60 released
 
+# E: the create is applied and its answer lost; the marketplace cancels the order while the
+# create waits to be sent again. The cancel goes after the create's look-up, finds the order
+# and cancels it: no second create, nothing held.
+post faults '{"target":"wh:UK-GC","call":"order/create_order","kind":"lost_answer","count":1}' \
+    >/dev/null
+creates_before=$(requests order/create_order)
+E=$(new_order 1)
+wait_until 60 create_seen
+post "orders/$E/status" '{"status":"IN_CANCEL"}' >/dev/null
+e_cancelled() { [ "$(ob UK-GC "$E" | jq -r .status)" = cancelled ]; }
+wait_until 60 e_cancelled
+e_rows_done() {
+    [ "$(sql "SELECT COUNT(*) FROM outbox WHERE entity = '$E' AND target = 'wh:UK-GC'
+        AND state = 'done'")" = 2 ]
+}
+wait_until 60 e_rows_done
+check_eq "$(sql "SELECT kind || ' ' || state FROM outbox WHERE entity = '$E'
+    AND target = 'wh:UK-GC' ORDER BY id" | tr '\n' ,)" "outbound done,outbound_cancel done," \
+    "order E's rows after a lost create answer and a cancel"
+check_eq "$(ob UK-GC "$E" | jq .create_count)" 1 "order E's creates at UK-GC"
+ctl -X DELETE "$base/control/faults" >/dev/null
+
+# F: the marketplace cancels; UK-GC ships the order while the cancel_order is on its way. The
+# refused cancel is held and the order has one cancelled-after-pick exception (as for a
+# tally warehouse); the shipment is still recorded.
+F=$(new_order 1)
+wait_until 60 fstate_is "$F" sent
+post faults '{"target":"wh:UK-GC","call":"order/cancel_order","latency_ms":1500,"count":1}' \
+    >/dev/null
+cancels_before=$(requests order/cancel_order)
+post "orders/$F/status" '{"status":"IN_CANCEL"}' >/dev/null
+cancel_seen() { [ "$(requests order/cancel_order)" -gt "$cancels_before" ]; }
+wait_until 60 cancel_seen
+post outbound "{\"wh\":\"UK-GC\",\"id\":\"$F\",\"status\":\"shipped\"}" >/dev/null
+f_cancel_held() {
+    [ "$(sql "SELECT state FROM outbox WHERE kind = 'outbound_cancel' AND entity = '$F'")" = held ]
+}
+wait_until 60 f_cancel_held
+check_eq "$(sql "SELECT state FROM outbox WHERE kind = 'outbound_cancel' AND entity = '$F'")" \
+    held "order F's cancel after UK-GC shipped it"
+f_cap() {
+    [ "$(sql "SELECT COUNT(*) FROM exceptions e JOIN orders o ON o.id = e.order_ref
+        WHERE o.order_id = '$F' AND e.kind = 'cancelled_after_pick' AND e.state <> 'resolved'")" = 1 ]
+}
+wait_until 60 f_cap
+check_eq "$(sql "SELECT COUNT(*) FROM exceptions e JOIN orders o ON o.id = e.order_ref
+    WHERE o.order_id = '$F' AND e.kind = 'cancelled_after_pick'")" 1 \
+    "order F's cancelled-after-pick exceptions"
+f_shipped() { [ "$(sql "SELECT COUNT(*) FROM shipments s JOIN orders o ON o.id = s.order_ref
+    WHERE o.order_id = '$F'")" = 1 ]; }
+wait_until 60 f_shipped
+ctl -X DELETE "$base/control/faults" >/dev/null
+
 # ===================================================================================== 4
 echo "== 4: an inbound notice"
 mp_str() { printf '%02x' $((0xa0 + ${#1})); printf '%s' "$1" | od -An -tx1 | tr -d ' \n'; }
@@ -202,6 +282,10 @@ tallyd_pid=
 sqlite3 "$tmp/state/replica.db" "INSERT INTO outbox(key, target, entity, kind, payload,
     next_attempt_at, created_at) VALUES('in:UK-GC:IN-GC-1', 'wh:UK-GC', 'IN-GC-1', 'inbound',
     X'$payload', 0, strftime('%s','now'))"
+# The clock went back a day while tallyd was stopped (as seen from the replica: its UK-GC
+# stock versions, the read times in ms, are a day ahead): fresh reads must still apply.
+sqlite3 "$tmp/state/replica.db" "UPDATE stock SET upstream_version = upstream_version + 86400000
+    WHERE warehouse = (SELECT id FROM warehouses WHERE code = 'UK-GC')"
 onway() {
     gc inventory/get_product_inventory "{\"warehouse_code\":\"UK-GC\",\"product_sku\":\"$sku\",
         \"page\":1,\"pageSize\":1}" | jq '.data[0].onway'
@@ -226,14 +310,17 @@ echo "== 5: no order at two warehouses, nothing held"
 es=$(ctl "$base/control/outbound?wh=ES-MAD" | jq -r '.items[].id' | sort)
 uk=$(ctl "$base/control/outbound?wh=UK-GC" | jq -r '.items[].id' | sort)
 check_eq "$(comm -12 <(echo "$es") <(echo "$uk") | grep -c .)" 0 "orders at both warehouses"
-check_eq "$(echo "$uk" | grep -c .)" 3 "outbound orders at UK-GC"
-check_eq "$(sql "SELECT COUNT(*) FROM outbox WHERE state = 'held'")" 0 "held outbox rows"
+check_eq "$(echo "$uk" | grep -c .)" 6 "outbound orders at UK-GC"
+check_eq "$(sql "SELECT COUNT(*) FROM outbox WHERE state = 'held' AND entity <> '$F'")" 0 \
+    "held outbox rows (besides order F's cancel)"
 sql "SELECT key, last_error FROM outbox WHERE state = 'held'" >&2
-check_eq "$(sql "SELECT COUNT(*) FROM outbox WHERE target = 'wh:UK-GC' AND state <> 'done'")" 0 \
-    "UK-GC rows not done"
+check_eq "$(sql "SELECT COUNT(*) FROM outbox WHERE target = 'wh:UK-GC' AND state <> 'done'
+    AND entity <> '$F'")" 0 "UK-GC rows not done (besides order F's cancel)"
+post stock "{\"changes\":1,\"wh\":\"UK-GC\",\"sku\":\"${skus[0]}\",\"delta\":5}" >/dev/null
 mark_rounds
 wait_until 60 inventory_done
-same_gc "at the end"
+wait_until 30 compare_gc
+same_gc "at the end (a change after the clock went back)"
 # A sanitizer build reports here (UBSan goes on after a report).
 if grep -E "runtime error|Sanitizer" "$tmp/tallyd.log" "$tmp/sim.err" >&2; then
     bad "sanitizer reports"

@@ -21,6 +21,7 @@
 #include "../../daemon/conn_goodcang.c"
 
 #include "check.h"
+#include "replica_harness.h"
 
 #ifndef FIXTURES_DIR
 #error "FIXTURES_DIR must name tests/fixtures/goodcang"
@@ -414,11 +415,17 @@ static void test_order_rows(void)
     }
 
     doc = load_json("get_order_by_ref_code.answer.json");
-    CHECK(found_order(doc, "3050000000000001") != NULL);
-    CHECK(found_order(doc, "3050000000000009") == NULL);
+    char other[80];
+    CHECK(found_order(doc, "3050000000000001", "UK-GC", other, sizeof other) != NULL);
+    CHECK_EQ_STR(other, "");
+    CHECK(found_order(doc, "3050000000000009", "UK-GC", other, sizeof other) == NULL);
+    /* The reference is the account's: an order of another of its warehouses (the order was
+     * given up there and sent here) is not found here, and where it is is said. */
+    CHECK(found_order(doc, "3050000000000001", "DE-GC", other, sizeof other) == NULL);
+    CHECK_EQ_STR(other, "UK-GC");
     cJSON_Delete(doc);
     cJSON *empty = cJSON_Parse("{\"ask\":\"Success\",\"message\":\"Success\",\"data\":null}");
-    CHECK(found_order(empty, "3050000000000001") == NULL);
+    CHECK(found_order(empty, "3050000000000001", "UK-GC", other, sizeof other) == NULL);
     cJSON_Delete(empty);
 }
 
@@ -510,6 +517,97 @@ static void test_dates(void)
     CHECK_EQ_STR(out, "2023-01-20 10:11:12");
 }
 
+/* A found order is this row's only with the payload's lines (units per SKU): a reference_no
+ * taken by an order with other lines is not taken for it (the row is held, never done). */
+static void test_same_lines(void)
+{
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init(&sb);
+    outbound_payload(&sb, true, NULL); /* EB-000002 x 2, KX-000003-GRY x 1 */
+    struct push_item it;
+    item_of(&it, &sb, OBX_OUTBOUND);
+    static const struct {
+        const char *items;
+        int want;
+    } cases[] = {
+        {"[{\"product_sku\":\"KX-000003-GRY\",\"quantity\":1},"
+         "{\"product_sku\":\"EB-000002\",\"quantity\":2}]",
+         1},
+        {"[{\"product_sku\":\"EB-000002\",\"quantity\":1},{\"product_sku\":\"EB-000002\","
+         "\"quantity\":1},{\"product_sku\":\"KX-000003-GRY\",\"quantity\":1}]",
+         1},
+        {"[{\"product_sku\":\"EB-000002\",\"quantity\":3},"
+         "{\"product_sku\":\"KX-000003-GRY\",\"quantity\":1}]",
+         0},
+        {"[{\"product_sku\":\"EB-000002\",\"quantity\":2}]", 0},
+        {"[{\"product_sku\":\"EB-000002\",\"quantity\":2},"
+         "{\"product_sku\":\"KX-000003-GRY\",\"quantity\":1},"
+         "{\"product_sku\":\"ZZ-1\",\"quantity\":1}]",
+         0},
+        {"[]", -1},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char text[512];
+        snprintf(text, sizeof text, "{\"order_code\":\"G-1\",\"items\":%s}", cases[i].items);
+        cJSON *o = cJSON_Parse(text);
+        CHECK(o != NULL);
+        CHECK_EQ_INT(same_lines(o, &it), cases[i].want);
+        cJSON_Delete(o);
+    }
+    cJSON *doc = load_json("get_order_by_ref_code.answer.json"); /* no items given */
+    CHECK_EQ_INT(same_lines(cJSON_GetObjectItemCaseSensitive(doc, "data"), &it), -1);
+    cJSON_Delete(doc);
+    msgpack_sbuffer_destroy(&sb);
+}
+
+/* The outbound window moves on from the newest date_modify read, but only from dates inside
+ * the window asked: one garbage date far ahead (another answer, a broken row) must not leave
+ * every later window empty (from > to). */
+static void test_window_garbage_date(void)
+{
+    struct rh *h = rh_new("goodcang_window");
+    rh_open(h);
+    rh_seed_standard(h);
+    struct wh_config wh = {0};
+    snprintf(wh.code, sizeof wh.code, "A");
+    struct gc g = {0};
+    struct upstream u = {0};
+    snprintf(u.name, sizeof u.name, "wh:A");
+    snprintf(u.code, sizeof u.code, "A");
+    u.wh = &wh;
+    u.d = rh_daemon(h);
+    u.store = u.d->store;
+    u.conn = &g;
+    struct gc_call *c = call_new(&u);
+    CHECK(c != NULL);
+    if (!c) {
+        rh_free(h);
+        return;
+    }
+    c->stream = STREAM_OUTBOUND;
+    c->step = GC_OB_LIST;
+    c->pg = 1;
+    c->from = gc_time_parse("2023-01-20 00:00:00");
+    c->to = gc_time_parse("2023-01-21 00:00:00");
+    c->seen = c->from;
+    c->doc = cJSON_Parse("{\"ask\":\"Success\",\"data\":["
+                         "{\"order_code\":\"G-1\",\"reference_no\":\"X1\",\"order_status\":\"W\","
+                         "\"warehouse_code\":\"A\",\"date_modify\":\"2023-01-20 10:00:00\"},"
+                         "{\"order_code\":\"G-2\",\"reference_no\":\"X2\",\"order_status\":\"W\","
+                         "\"warehouse_code\":\"A\",\"date_modify\":\"2099-01-01 00:00:00\"}]}");
+    c->page.data = c;
+    c->page.more = false;
+    struct checkpoint cp = {0};
+    char err[200] = "";
+    struct store *st = u.store;
+    CHECK_EQ_INT(store_begin(st), 0);
+    CHECK_EQ_INT(apply_outbound(&c->page, st, &cp, err, sizeof err), 0);
+    CHECK_EQ_INT(store_commit(st), 0);
+    CHECK_EQ_INT(cp.modified_since, gc_time_parse("2023-01-20 10:00:00"));
+    call_free(c);
+    rh_free(h);
+}
+
 int main(void)
 {
     test_requests();
@@ -517,5 +615,7 @@ int main(void)
     test_order_rows();
     test_envelopes();
     test_dates();
+    test_window_garbage_date();
+    test_same_lines();
     return check_result("test_goodcang");
 }

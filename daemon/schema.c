@@ -473,6 +473,16 @@ static const char *const migrations[] = {
      * waiting rows per (target, entity), without the entity's history of done rows. */
     "CREATE INDEX outbox_active ON outbox(target, entity, id)"
     "  WHERE state IN ('pending', 'inflight');",
+
+    /* 10: the marketplace's logistics services (aliexpress.logistics.redefining.
+     * listlogisticsservice), replaced whole at each pull (conn_aliexpress.c): the keys a
+     * fulfil's service_name takes, each with its tracking number rule. mp_services_pull says
+     * when the list was last read (no row: never, and a fulfil waits for it). */
+    "CREATE TABLE mp_services(service_name TEXT PRIMARY KEY, display_name TEXT,"
+    "  logistics_company TEXT, tracking_no_regex TEXT, min_process_day INTEGER,"
+    "  max_process_day INTEGER, recommend_order INTEGER) WITHOUT ROWID;"
+    "CREATE TABLE mp_services_pull(id INTEGER PRIMARY KEY CHECK (id = 1),"
+    "  pulled_at INTEGER NOT NULL, services INTEGER NOT NULL);",
 };
 
 int schema_latest(void)

@@ -36,6 +36,7 @@ int cmd_returns_list(struct rpc_call *c);
 int cmd_promo_check(struct rpc_call *c); /* cmd_report.c */
 int cmd_report(struct rpc_call *c);
 int cmd_privacy_purge(struct rpc_call *c); /* cmd_privacy.c */
+int cmd_carriers_list(struct rpc_call *c); /* cmd_carriers.c */
 
 /* Packs an order's allocation {rule, why, parts} (nil when never allocated); cmd_orders.c. */
 int cmd_pack_allocation(struct rpc_call *c, int64_t ref, const char *rule, const char *why);

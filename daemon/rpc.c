@@ -41,6 +41,7 @@ static const struct rpc_method methods[] = {
     {"promo.check", cmd_promo_check, false},
     {"report", cmd_report, false},
     {"privacy.purge", cmd_privacy_purge, true},
+    {"carriers.list", cmd_carriers_list, false},
 };
 
 const struct rpc_method *rpc_find(const char *name, size_t len)

@@ -20,6 +20,9 @@
  *   orders   aliexpress.solution.order.get (50 a page, modified_date_start = modified_since
  *            minus [marketplace] orders_overlap, every status tally maps), then
  *            aliexpress.solution.order.info.get for every order of the page, likewise.
+ *   logistics aliexpress.logistics.redefining.listlogisticsservice, one page, the whole list
+ *            (replaces mp_services; at the catalog's interval and on `tally sync`): the
+ *            service keys a fulfil's service_name takes, each with its tracking_no_regex.
  * Checkpoint: cursor = the next page number while a round pages ("<k>:<page>" for the catalog's
  * k-th product status, from 0; a catalog cursor without k, of an earlier version, starts the
  * round over), "" between rounds; version =
@@ -46,8 +49,13 @@
  * line's SKU the catalog does not know yet gets a placeholder. An order inserted by a windowed
  * round is announced (events_order) once its page is committed.
  *
- * Push: outbox rows of kind "fulfil" (payload {order_id, send_type, logistics_no, service_name,
- * tracking_website}), one per call, aliexpress.solution.order.fulfill. The platform has no
+ * Push: outbox rows of kind "fulfil" (payload {order_id, send_type, logistics_no, carrier,
+ * warehouse}; a row of an earlier version has the carrier as service_name), one per call,
+ * aliexpress.solution.order.fulfill. Before anything is sent (fulfil_service): the carrier
+ * maps to a service key ([carriers] / carrier.NAME), the pulled list has that key, and the
+ * number matches its tracking_no_regex; else the row is held with the reason ("not sent: ...",
+ * an upstream_rejected exception), never sent to be refused. A list never pulled is fetched
+ * first. tracking_website is sent only for the key "other" (from the mapping). The platform has no
  * idempotency key and documents no "already shipped" answer (only result.result_success), so a
  * row whose earlier attempt may have reached it (outbox attempts > 0: an answer lost, a
  * time-out, a refusal) is not sent again blindly: the order is read back first

@@ -135,6 +135,8 @@ check_eq "$(jq -r '[.services[].service_name] | index("CPAM") != null' <<<"$out"
     "tally carriers lists CPAM"
 check_eq "$(jq -r '.services[] | select(.service_name == "other") | .tracking_no_regex // ""' <<<"$out")" "" \
     "tally carriers: other has no rule"
+check_eq "$(t carriers | awk '$1 == "Correos" {print $2, $3, $4}')" "* CPAM yes" \
+    "tally carriers (table): Correos's mapping"
 
 # ===================================================================================== D
 echo "== D: La Poste mapped, tallyd restarted, the held upload retried: sent once"

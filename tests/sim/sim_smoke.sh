@@ -221,6 +221,10 @@ check "503 fault answers 503" eq "$(head -1 "$WORK/headers" | tr -d '\r' | cut -
 check "503 fault carries Retry-After" eq "$(grep -i '^retry-after:' "$WORK/headers" | tr -d '\r' | awk '{print $2}')" 7
 check "the next call is served again" jqe '.aliexpress_solution_product_list_get_response.result.success' \
     <<<"$(mp aliexpress.solution.product.list.get "$PLQ")"
+ctl_post faults '{"target":"mp","kind":"api_error","code":"ApiCallLimit","type":"ISV","count":1}' >/dev/null
+check "api_error fault with type ISV: ApiCallLimit of type ISV" eq \
+    "$(mp aliexpress.solution.product.list.get "$PLQ" | jq -r '.error_response | .type + " " + .code')" \
+    "ISV ApiCallLimit"
 check "stats count the faults applied" jqe '.faults | length >= 3' <<<"$(ctl_get stats)"
 "${CURL[@]}" -X DELETE "$BASE/control/faults" >/dev/null
 

@@ -13,7 +13,13 @@
  * - a list answer with success false is a refusal of the request (permanent, with its
  *   reason), not an unreadable answer retried forever;
  * - an order detail is read when it has data and no error_code, without result_success;
- * - the gateway's clock comes from the Date header, within its bound.
+ * - the gateway's clock comes from the Date header, within its bound;
+ * - the logistics service list (listlogisticsservice, no parameters of its own) is read,
+ *   wrapped or bare, a refusal permanent; tracking number rules (Java regular expressions)
+ *   are checked as POSIX ERE with the Java shorthands translated, an unreadable rule
+ *   unchecked; a fulfil goes only under its carrier's mapped, listed service key with a
+ *   matching number; ApiCallLimit is transient with type ISV as with ISP;
+ * - ship_by comes from timeout_left_time only while the order waits to be shipped.
  *
  * The connector's functions are static: this file includes conn_aliexpress.c, so it is
  * built from the same source the daemon is (tallyd_core's copy is then not linked in).

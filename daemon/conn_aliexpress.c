@@ -2480,9 +2480,12 @@ static void on_services_for_push(struct ae_call *c, int outcome, const cJSON *re
         push_next(u, b, c->index); /* pulled now: checked, then sent or held */
         return;
     }
-    /* The list cannot be had: the row waits (never sent unchecked). */
-    it->outcome = outcome == SYNC_AUTH ? SYNC_AUTH : SYNC_TRANSIENT;
-    snprintf(it->error, sizeof it->error, "logistics services: %.200s", err);
+    /* The list cannot be had: the row waits (never sent unchecked); refused outright (the
+     * method not open to the app, say), it is held with the reason rather than asked again
+     * at every probe. */
+    it->outcome = outcome == SYNC_AUTH || outcome == SYNC_PERMANENT ? outcome : SYNC_TRANSIENT;
+    snprintf(it->error, sizeof it->error, "%slogistics services: %.160s",
+             outcome == SYNC_PERMANENT ? "not sent: the marketplace refuses its " : "", err);
     push_next(u, b, c->index + 1);
 }
 

@@ -1987,6 +1987,78 @@ static void outbox_row(struct table *t, const msgpack_object *it)
     cell_str(t, it, "last_error");
 }
 
+/* carriers: the config's carrier -> logistics service mapping and the marketplace's services. */
+static int run_carriers(struct cli *cli, const struct args *a)
+{
+    (void)a;
+    struct tally_reply *r;
+    int rc = cli_call(cli, "carriers.list", NULL, 0, &r);
+    if (rc)
+        return rc;
+    const msgpack_object *res = &r->result;
+    if (cli->json) {
+        rc = print_json(res);
+        tally_reply_free(r);
+        return rc;
+    }
+    static const struct table_col mcols[] = {{"CARRIER", TABLE_LEFT},
+                                             {"WAREHOUSE", TABLE_LEFT},
+                                             {"SERVICE", TABLE_LEFT},
+                                             {"LISTED", TABLE_LEFT},
+                                             {"TRACKING_WEBSITE", TABLE_LEFT}};
+    static const struct table_col scols[] = {{"SERVICE", TABLE_LEFT},
+                                             {"NAME", TABLE_LEFT},
+                                             {"COMPANY", TABLE_LEFT},
+                                             {"DAYS", TABLE_LEFT},
+                                             {"TRACKING_NO_RULE", TABLE_LEFT}};
+    const msgpack_object *maps = get_array(res, "mappings"), *svcs = get_array(res, "services");
+    struct table *t = table_new(mcols, 5), *ts = table_new(scols, 5);
+    if (!t || !ts) {
+        table_free(t);
+        table_free(ts);
+        tally_reply_free(r);
+        return EXIT_SERVER;
+    }
+    for (uint32_t i = 0; maps && i < maps->via.array.size; i++) {
+        const msgpack_object *m = &maps->via.array.ptr[i];
+        cell_str(t, m, "carrier");
+        cell_str(t, m, "warehouse");
+        cell_str(t, m, "service");
+        table_cell(t, !get(m, "known") ? "unknown" : get_bool(m, "known") ? "yes" : "NO");
+        cell_str(t, m, "tracking_website");
+    }
+    for (uint32_t i = 0; svcs && i < svcs->via.array.size; i++) {
+        const msgpack_object *s = &svcs->via.array.ptr[i];
+        int64_t lo = 0, hi = 0;
+        cell_str(ts, s, "service_name");
+        cell_str(ts, s, "display_name");
+        cell_str(ts, s, "logistics_company");
+        if (get_int(s, "min_process_day", &lo) && get_int(s, "max_process_day", &hi))
+            table_cellf(ts, "%" PRId64 "-%" PRId64, lo, hi);
+        else
+            table_cell(ts, "-");
+        cell_str(ts, s, "tracking_no_regex");
+    }
+    if (maps && maps->via.array.size)
+        table_flush(t, stdout);
+    else
+        printf("no carrier is mapped: every upload is held ([carriers] in the config)\n");
+    printf("\n");
+    int64_t at = 0;
+    char when[64];
+    if (get_int(res, "pulled_at", &at)) {
+        fmt_time(when, sizeof when, at, false);
+        printf("logistics services of the marketplace (pulled %s):\n", when);
+        table_flush(ts, stdout);
+    } else {
+        printf("the marketplace's logistics services were never pulled (tally sync logistics)\n");
+    }
+    table_free(t);
+    table_free(ts);
+    tally_reply_free(r);
+    return EXIT_OK;
+}
+
 static int run_outbox(struct cli *cli, const struct args *a)
 {
     static const struct table_col cols[] = {{"ID", TABLE_RIGHT},    {"STATE", TABLE_LEFT},
@@ -4148,6 +4220,19 @@ static const struct command commands[] = {
      "move such an order, have its warehouse cancel it; to undo a movement, record the\n"
      "opposite one.",
      "tally outbox discard 42 --reason \"SKU retired at the warehouse\""},
+    {"carriers",
+     run_carriers,
+     0,
+     0,
+     {NULL},
+     "carriers and the marketplace's logistics services",
+     "Shows how each carrier a warehouse ships with maps to a logistics service key of the\n"
+     "marketplace ([carriers] and carrier.NAME in [warehouse X] of the config; WAREHOUSE *\n"
+     "is the default), whether the marketplace lists that key, and the services as last\n"
+     "pulled with their tracking number rules. A shipment whose carrier maps to no listed key,\n"
+     "or whose number breaks the rule, is held before upload with an exception: fix the\n"
+     "config, restart tallyd, then tally outbox retry.",
+     "tally carriers"},
     {"sync",
      run_sync,
      OPT(O_WAIT) | OPT(O_TIMEOUT),

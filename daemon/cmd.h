@@ -38,6 +38,7 @@ int cmd_report(struct rpc_call *c);
 int cmd_privacy_purge(struct rpc_call *c);  /* cmd_privacy.c */
 int cmd_inbound_create(struct rpc_call *c); /* cmd_inbound.c */
 int cmd_inbound_list(struct rpc_call *c);
+int cmd_carriers_list(struct rpc_call *c); /* cmd_carriers.c */
 
 /* Packs an order's allocation {rule, why, parts} (nil when never allocated); cmd_orders.c. */
 int cmd_pack_allocation(struct rpc_call *c, int64_t ref, const char *rule, const char *why);

@@ -308,6 +308,82 @@ static int set_num(unsigned long long *dst, const char *v, int base, unsigned lo
     return 0;
 }
 
+const struct carrier_map *config_carrier(const struct tally_config *cfg, const char *wh,
+                                         const char *carrier)
+{
+    const struct carrier_map *dflt = NULL;
+    if (!carrier)
+        return NULL;
+    for (unsigned i = 0; i < cfg->ncarriers; i++) {
+        const struct carrier_map *m = &cfg->carriers[i];
+        if (strcasecmp(m->carrier, carrier) != 0)
+            continue;
+        if (m->wh[0] && wh && !strcmp(m->wh, wh))
+            return m;
+        if (!m->wh[0])
+            dflt = m;
+    }
+    return dflt;
+}
+
+/* One carrier mapping: `carrier` (1-63 bytes of printable text) -> `value`, a service key (1-64
+ * printable ASCII characters, no spaces), and for the key "other" its tracking website after
+ * a blank; for warehouse `wh` ("" = the default). */
+static int set_carrier(struct tally_config *cfg, const char *wh, const char *carrier,
+                       const char *value, char *errbuf, size_t errlen)
+{
+    char service[80] = "", website[300] = "";
+    size_t k = strcspn(value, " \t");
+    if (k < sizeof service) {
+        memcpy(service, value, k);
+        service[k] = 0;
+    }
+    const char *w = value + k;
+    while (*w == ' ' || *w == '\t')
+        w++;
+    snprintf(website, sizeof website, "%s", w);
+    size_t n = strlen(carrier), nw = strlen(website);
+    bool ok = n > 0 && n < sizeof cfg->carriers[0].carrier && k > 0 &&
+              k < sizeof cfg->carriers[0].service && nw < sizeof cfg->carriers[0].website;
+    for (size_t i = 0; ok && i < n; i++)
+        ok = (unsigned char)carrier[i] >= 0x20 && carrier[i] != 0x7f;
+    for (size_t i = 0; ok && i < k; i++)
+        ok = service[i] > 0x20 && service[i] < 0x7f;
+    for (size_t i = 0; ok && i < nw; i++)
+        ok = website[i] > 0x20 && website[i] < 0x7f;
+    if (!ok) {
+        snprintf(errbuf, errlen,
+                 "carrier mapping: the carrier must be 1-63 characters, the logistics service "
+                 "key 1-64 printable characters without spaces (then, for the key other, its "
+                 "tracking website)");
+        return -1;
+    }
+    if (!strcmp(service, "other") != (nw > 0)) {
+        snprintf(errbuf, errlen,
+                 nw ? "carrier '%s': a tracking website goes only with the service key other"
+                    : "carrier '%s': the service key other needs its tracking website after it "
+                      "(other https://...)",
+                 carrier);
+        return -1;
+    }
+    for (unsigned i = 0; i < cfg->ncarriers; i++) {
+        if (!strcmp(cfg->carriers[i].wh, wh) && !strcasecmp(cfg->carriers[i].carrier, carrier)) {
+            snprintf(errbuf, errlen, "carrier '%s' is mapped twice", carrier);
+            return -1;
+        }
+    }
+    if (cfg->ncarriers >= TALLY_MAX_CARRIER_MAPS) {
+        snprintf(errbuf, errlen, "more than %d carrier mappings", TALLY_MAX_CARRIER_MAPS);
+        return -1;
+    }
+    struct carrier_map *m = &cfg->carriers[cfg->ncarriers++];
+    snprintf(m->wh, sizeof m->wh, "%s", wh);
+    snprintf(m->carrier, sizeof m->carrier, "%s", carrier);
+    snprintf(m->service, sizeof m->service, "%s", service);
+    snprintf(m->website, sizeof m->website, "%s", website);
+    return 0;
+}
+
 int config_set(struct tally_config *cfg, const char *section, const char *key, const char *value,
                char *errbuf, size_t errlen)
 {
@@ -503,10 +579,14 @@ int config_set(struct tally_config *cfg, const char *section, const char *key, c
                 *uv = (unsigned)n;
             return r;
         }
+    } else if (!strcmp(section, "carriers")) {
+        return set_carrier(cfg, "", key, value, errbuf, errlen);
     } else if (!strncmp(section, "warehouse ", 10)) {
         struct wh_config *w = warehouse_section(cfg, section + 10, errbuf, errlen);
         if (!w)
             return -1;
+        if (!strncmp(key, "carrier.", 8))
+            return set_carrier(cfg, w->code, key + 8, value, errbuf, errlen);
         if (!strcmp(key, "url"))
             return set_url(w->url, sizeof w->url, value, errbuf, errlen, key);
         if (!strcmp(key, "allow_insecure_http"))

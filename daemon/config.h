@@ -74,6 +74,19 @@ struct mp_config {
     unsigned orders_overlap_s;   /* default 300: re-read this much of the last window */
 };
 
+/* Carrier -> the marketplace's logistics service key (aliexpress.solution.order.fulfill
+ * service_name; the keys come from listlogisticsservice). [carriers] `NAME = KEY` holds the
+ * default for every warehouse; `carrier.NAME = KEY` in a [warehouse CODE] section overrides
+ * it there. NAME is the carrier as the warehouse reports it, compared without letter case.
+ * The service key "other" takes the tracking website after it: `NAME = other https://...`. */
+#define TALLY_MAX_CARRIER_MAPS 64
+struct carrier_map {
+    char wh[65];       /* "" = the default, any warehouse */
+    char carrier[64];  /* as the warehouse names it */
+    char service[65];  /* the platform's service key */
+    char website[257]; /* tracking_website: only with the service key "other" (required) */
+};
+
 struct tally_config {
     char station[65];         /* [station] name; default: host name */
     bool coordinator;         /* [station] coordinator; default true */
@@ -104,7 +117,14 @@ struct tally_config {
     bool stale_zero;                /* [stock] stale_policy = zero (default keep) */
     struct wh_config wh[TALLY_MAX_UPSTREAM_WAREHOUSES];
     unsigned nwh;
+    struct carrier_map carriers[TALLY_MAX_CARRIER_MAPS]; /* [carriers], carrier.NAME */
+    unsigned ncarriers;
 };
+
+/* The mapping a shipment of `carrier` from warehouse `wh` is uploaded under: the warehouse's
+ * own, else the [carriers] default; NULL when none maps it. */
+const struct carrier_map *config_carrier(const struct tally_config *cfg, const char *wh,
+                                         const char *carrier);
 
 /* Fills `cfg` with the defaults. */
 void config_defaults(struct tally_config *cfg);

@@ -20,6 +20,9 @@
  *   orders   aliexpress.solution.order.get (50 a page, modified_date_start = modified_since
  *            minus [marketplace] orders_overlap, every status tally maps), then
  *            aliexpress.solution.order.info.get for every order of the page, likewise.
+ *   logistics aliexpress.logistics.redefining.listlogisticsservice, one page, the whole list
+ *            (replaces mp_services; at the catalog's interval and on `tally sync`): the
+ *            service keys a fulfil's service_name takes, each with its tracking_no_regex.
  * Checkpoint: cursor = the next page number while a round pages ("<k>:<page>" for the catalog's
  * k-th product status, from 0; a catalog cursor without k, of an earlier version, starts the
  * round over), "" between rounds; version =
@@ -46,8 +49,13 @@
  * line's SKU the catalog does not know yet gets a placeholder. An order inserted by a windowed
  * round is announced (events_order) once its page is committed.
  *
- * Push: outbox rows of kind "fulfil" (payload {order_id, send_type, logistics_no, service_name,
- * tracking_website}), one per call, aliexpress.solution.order.fulfill. The platform has no
+ * Push: outbox rows of kind "fulfil" (payload {order_id, send_type, logistics_no, carrier,
+ * warehouse}; a row of an earlier version has the carrier as service_name), one per call,
+ * aliexpress.solution.order.fulfill. Before anything is sent (fulfil_service): the carrier
+ * maps to a service key ([carriers] / carrier.NAME), the pulled list has that key, and the
+ * number matches its tracking_no_regex; else the row is held with the reason ("not sent: ...",
+ * an upstream_rejected exception), never sent to be refused. A list never pulled is fetched
+ * first. tracking_website is sent only for the key "other" (from the mapping). The platform has no
  * idempotency key and documents no "already shipped" answer (only result.result_success), so a
  * row whose earlier attempt may have reached it (outbox attempts > 0: an answer lost, a
  * time-out, a refusal) is not sent again blindly: the order is read back first
@@ -97,7 +105,9 @@
  *       .sku_code -> order_lines.sku (catalog_sku_ensure), .product_count -> qty,
  *       .product_price.amount -> price_minor (orders.total_minor follows from the lines)
  *   order.get order_dto.timeout_left_time (ms, else left_send_good_day/hour/min) + the list
- *     answer's Date                                -> orders.ship_by
+ *     answer's Date, only while the entry's order_status is WAIT_SELLER_SEND_GOODS or
+ *     SELLER_PART_SEND_GOODS (the time left in the current status: after shipping it is
+ *     the buyer's)                                 -> orders.ship_by
  *
  * Classification:
  *   no answer, curl error, HTTP 408/429/5xx, unparsable JSON on 200      transient
@@ -147,6 +157,7 @@
  */
 #include <ctype.h>
 #include <inttypes.h>
+#include <regex.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -173,6 +184,7 @@
 #define METHOD_ORDER_LIST "aliexpress.solution.order.get"
 #define METHOD_ORDER_INFO "aliexpress.solution.order.info.get"
 #define METHOD_FULFIL "aliexpress.solution.order.fulfill"
+#define METHOD_LOGISTICS "aliexpress.logistics.redefining.listlogisticsservice"
 
 #define PRODUCT_PAGE 50    /* product.list.get page_size: "must be less than 100" */
 #define ORDER_PAGE 50      /* order.get page_size: the platform's largest */
@@ -193,9 +205,11 @@
 #define ID_LEN 24                           /* a platform id in digits, and its NUL */
 #define CARRY_MAX_S 900    /* a failed page's details are reused this long (see pull_finish) */
 #define CLOCK_BOUND_S 7200 /* a Date header further from our clock is ignored */
+#define MAX_SERVICES 500   /* logistics services in one list: more, the answer is not trusted */
+#define REGEX_MAX 512      /* a tracking_no_regex longer than this is not checked */
 
-enum { STREAM_CATALOG, STREAM_ORDERS };
-static const char *const ae_streams[] = {"catalog", "orders"};
+enum { STREAM_CATALOG, STREAM_ORDERS, STREAM_LOGISTICS };
+static const char *const ae_streams[] = {"catalog", "orders", "logistics"};
 
 /* Statuses asked for by the order list: the platform's eleven (enum_order_status, the one
  * table), FINISH last there so that a stream's first round can leave it out. */
@@ -247,9 +261,10 @@ struct ae {
     struct node *calls;       /* requests in flight (struct ae_call) */
     struct node *pulls;       /* pages not yet handed to the engine (struct ae_pull) */
     struct ae_pull *carry[2]; /* per stream: a page that failed, with what it had read */
+    char regex_warned[8][65]; /* services whose tracking_no_regex was logged as not checkable */
 };
 
-enum call_kind { CALL_LIST, CALL_DETAIL, CALL_PUBLISH, CALL_PUSH };
+enum call_kind { CALL_LIST, CALL_DETAIL, CALL_PUBLISH, CALL_PUSH, CALL_SERVICES };
 
 struct ae_call;
 /* Called once with the verdict and, on SYNC_OK, the method's response object. */
@@ -688,7 +703,7 @@ static int verdict(struct ae_call *c, const cJSON **resp)
      * again: it fails as refused (a detail is skipped, a list page ends the round with the
      * stream's last_error), not as a failed link. A write's answer is another matter: the
      * request may have been applied, so it stays a lost answer (transient). */
-    bool read = c->kind == CALL_LIST || c->kind == CALL_DETAIL;
+    bool read = c->kind == CALL_LIST || c->kind == CALL_DETAIL || c->kind == CALL_SERVICES;
     if (r->curl_code != 0 && r->too_large) {
         snprintf(c->error, sizeof c->error, "%s: %.200s", read ? "refused" : "no answer", r->error);
         c->api_wide = false;
@@ -1134,9 +1149,15 @@ static int64_t cursor_page(const char *s, int *status_idx)
     return v;
 }
 
+static void pull_services(struct upstream *u);
+
 static void ae_pull(struct upstream *u, int stream, const struct checkpoint *cp)
 {
     struct ae *a = u->conn;
+    if (stream == STREAM_LOGISTICS) {
+        pull_services(u); /* one page: the whole list */
+        return;
+    }
     int status_idx;
     int64_t page_no = cursor_page(cp->cursor, &status_idx), overlap = u->mp->orders_overlap_s,
             from = 0;
@@ -1579,11 +1600,23 @@ static int order_lines(struct ae_pull *p, const char *oid, const cJSON *d, const
     return n ? n : -1;
 }
 
-/* ship_by from the list's handling-time fields, relative to the list answer's time stamp. */
-static bool ship_by(const struct ae_pull *p, const cJSON *sum, int64_t *out)
+/* Whether an order in `status` waits to be shipped (its current status's time limit is the
+ * ship-by). */
+static bool waits_shipping(const char *status)
+{
+    return status &&
+           (!strcmp(status, "WAIT_SELLER_SEND_GOODS") || !strcmp(status, "SELLER_PART_SEND_GOODS"));
+}
+
+/* ship_by from the list's handling-time fields, relative to the list answer's time stamp.
+ * timeout_left_time is "the remain time of the current status" (OrderDto): the ship-by only
+ * while the order waits to be shipped (`status`, the list entry's); after shipping it is the
+ * buyer's acceptance window, in IN_CANCEL the time to answer the cancel request. In any other
+ * status nothing is read: the stored ship_by stays. */
+static bool ship_by(const struct ae_pull *p, const cJSON *sum, const char *status, int64_t *out)
 {
     int64_t ms, d, h, m;
-    if (p->server_now <= 0)
+    if (p->server_now <= 0 || !waits_shipping(status))
         return false;
     if (json_int(sum, "timeout_left_time", -MAX_LEFT_MS, MAX_LEFT_MS, &ms) == 0) {
         *out = p->server_now + ms / 1000;
@@ -1662,7 +1695,8 @@ static int apply_order(struct store *st, struct ae_pull *p, struct ae_item *it)
         first = cJSON_GetArrayItem(list_of(sum, "product_list", "order_product_dto"), 0);
     const char *service = jid(first, "logistics_type");
     int64_t by = 0;
-    bool has_by = ship_by(p, sum, &by);
+    const char *sum_status = jid(sum, "order_status");
+    bool has_by = ship_by(p, sum, sum_status ? sum_status : status, &by);
     struct order_header h = {
         .order_id = oid,
         .status = status,
@@ -1932,14 +1966,341 @@ static void ae_publish(struct upstream *u, struct publish_batch *b)
     }
 }
 
+/* ---- logistics services (stream "logistics") ---- */
+
+/*
+ * aliexpress.logistics.redefining.listlogisticsservice: no parameters of its own (the Python
+ * SDK's AliexpressLogisticsRedefiningListlogisticsserviceRequest has none). The answer, as
+ * the platform's SDK models have it (Java AliexpressLogisticsRedefiningListlogisticsservice-
+ * Response, .NET/PHP AeopLogisticsServiceResult; tests/fixtures/aliexpress/README.md):
+ * result_list (a list of aeop_logistics_service_result: display_name, logistics_company,
+ * max_process_day, min_process_day, recommend_order, service_name "logistics service key",
+ * tracking_no_regex "tracking number rule, a regular expression"), error_desc, result_success;
+ * all in the response object. The sources do not show whether result_list is wrapped in an
+ * object named after its element (as every TOP list) or a bare array (the Java model's
+ * ApiListField): both are read, and the members under a "result" object too. A row without a
+ * readable service_name is skipped (counted); the list replaces the replica's whole
+ * (mp_services), with the time it was read (mp_services_pull).
+ */
+struct svc {
+    char name[65];
+    char display[257];
+    char company[129];
+    char regex[REGEX_MAX + 1]; /* "" when none (any number) or unreadable */
+    int64_t min_day, max_day, order;
+    bool has_min, has_max, has_order;
+};
+
+struct svc_list {
+    struct svc *v;
+    int n;
+    int64_t bad;
+    char problem[160];
+};
+
+/* Reads a listlogisticsservice answer into *l: SYNC_OK, SYNC_PERMANENT (refused: result_success
+ * false; its error_desc in err) or SYNC_TRANSIENT (an answer that is not a list). */
+static int services_read(const cJSON *resp, struct svc_list *l, char *err, size_t errlen)
+{
+    memset(l, 0, sizeof *l);
+    const cJSON *r = resp;
+    if (!member(r, "result_list") && cJSON_IsObject(member(r, "result")))
+        r = member(r, "result");
+    if (cJSON_IsFalse(member(r, "result_success"))) {
+        const char *desc = jtext(r, "error_desc", 200), *code = jid(r, "error_code");
+        snprintf(err, errlen, "%s refused: %.40s %.120s", METHOD_LOGISTICS,
+                 code ? code : "(no code)", desc ? desc : "(no description)");
+        return code ? refusal_outcome(code) : SYNC_PERMANENT;
+    }
+    const cJSON *list = list_of(r, "result_list", "aeop_logistics_service_result"), *e;
+    int n = list ? cJSON_GetArraySize(list) : 0;
+    if (!cJSON_IsObject(r) || (!list && member(r, "result_list")) || n > MAX_SERVICES) {
+        snprintf(err, errlen, "unreadable %s answer", METHOD_LOGISTICS);
+        return SYNC_TRANSIENT;
+    }
+    if (n > 0 && !(l->v = calloc((size_t)n, sizeof *l->v))) {
+        snprintf(err, errlen, "out of memory");
+        return SYNC_TRANSIENT;
+    }
+    cJSON_ArrayForEach(e, list)
+    {
+        const char *name = jid(e, "service_name");
+        if (!name || strlen(name) >= sizeof l->v[0].name) {
+            l->bad++;
+            if (!l->problem[0])
+                snprintf(l->problem, sizeof l->problem, "a service without a readable key");
+            continue;
+        }
+        bool dup = false;
+        for (int i = 0; i < l->n && !dup; i++)
+            dup = !strcmp(l->v[i].name, name);
+        if (dup) {
+            l->bad++;
+            if (!l->problem[0])
+                snprintf(l->problem, sizeof l->problem, "service %s listed twice", name);
+            continue;
+        }
+        struct svc *v = &l->v[l->n++];
+        snprintf(v->name, sizeof v->name, "%s", name);
+        const char *t = jtext(e, "display_name", sizeof v->display - 1);
+        snprintf(v->display, sizeof v->display, "%s", t ? t : "");
+        t = jtext(e, "logistics_company", sizeof v->company - 1);
+        snprintf(v->company, sizeof v->company, "%s", t ? t : "");
+        t = jtext(e, "tracking_no_regex", REGEX_MAX);
+        snprintf(v->regex, sizeof v->regex, "%s", t ? t : "");
+        if (!t && json_str(e, "tracking_no_regex") && json_str(e, "tracking_no_regex")[0] &&
+            !l->problem[0])
+            snprintf(l->problem, sizeof l->problem, "service %s: tracking_no_regex unreadable",
+                     name);
+        v->has_min = json_int(e, "min_process_day", 0, 3650, &v->min_day) == 0;
+        v->has_max = json_int(e, "max_process_day", 0, 3650, &v->max_day) == 0;
+        v->has_order = json_int(e, "recommend_order", -1000000, 1000000, &v->order) == 0;
+    }
+    return SYNC_OK;
+}
+
+static void bind_text_or_null(sqlite3_stmt *s, int i, const char *t)
+{
+    if (t && t[0])
+        sqlite3_bind_text(s, i, t, -1, SQLITE_STATIC);
+    else
+        sqlite3_bind_null(s, i);
+}
+
+/* Replaces the replica's logistics services with *l (inside the caller's transaction). */
+static int services_store(struct store *st, const struct svc_list *l, int64_t now)
+{
+    sqlite3_stmt *s = store_stmt(st, "DELETE FROM mp_services");
+    if (!s || sqlite3_step(s) != SQLITE_DONE)
+        return TALLY_E_STORAGE;
+    for (int i = 0; i < l->n; i++) {
+        const struct svc *v = &l->v[i];
+        s = store_stmt(st, "INSERT INTO mp_services(service_name, display_name,"
+                           " logistics_company, tracking_no_regex, min_process_day,"
+                           " max_process_day, recommend_order) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7)");
+        if (!s)
+            return TALLY_E_STORAGE;
+        sqlite3_bind_text(s, 1, v->name, -1, SQLITE_STATIC);
+        bind_text_or_null(s, 2, v->display);
+        bind_text_or_null(s, 3, v->company);
+        bind_text_or_null(s, 4, v->regex);
+        if (v->has_min)
+            sqlite3_bind_int64(s, 5, v->min_day);
+        if (v->has_max)
+            sqlite3_bind_int64(s, 6, v->max_day);
+        if (v->has_order)
+            sqlite3_bind_int64(s, 7, v->order);
+        int rc = sqlite3_step(s);
+        if (rc != SQLITE_DONE)
+            return store_error(st, rc, "logistics service");
+    }
+    s = store_stmt(st, "INSERT OR REPLACE INTO mp_services_pull(id, pulled_at, services)"
+                       " VALUES(1, ?1, ?2)");
+    if (!s)
+        return TALLY_E_STORAGE;
+    sqlite3_bind_int64(s, 1, now);
+    sqlite3_bind_int(s, 2, l->n);
+    int rc = sqlite3_step(s);
+    return rc == SQLITE_DONE ? 0 : store_error(st, rc, "logistics services");
+}
+
+/* One page of the logistics stream: the whole list. */
+struct svc_page {
+    struct pull_page page;
+    struct upstream *u;
+    struct svc_list l;
+};
+
+static void svc_page_free(struct svc_page *sp)
+{
+    free(sp->l.v);
+    free(sp);
+}
+
+static void release_services(struct pull_page *pg)
+{
+    svc_page_free(pg->data);
+}
+
+static int apply_services(struct pull_page *pg, struct store *st, struct checkpoint *cp, char *err,
+                          size_t errlen)
+{
+    struct svc_page *sp = pg->data;
+    int64_t now = store_now();
+    int r = services_store(st, &sp->l, now);
+    if (r) {
+        snprintf(err, errlen, "logistics services not stored");
+        return r;
+    }
+    if (sp->l.bad)
+        log_warn("%s: %" PRId64 " logistics services skipped (first: %s)",
+                 sp->u->streams[STREAM_LOGISTICS].name, sp->l.bad, sp->l.problem);
+    cp->cursor[0] = 0;
+    cp->version = now;
+    cp->modified_since = now;
+    return 0;
+}
+
+static void on_services(struct ae_call *c, int outcome, const cJSON *resp)
+{
+    struct svc_page *sp = c->owner;
+    struct pull_page *pg = &sp->page;
+    if (c->req.retry_after_s > pg->retry_after_s)
+        pg->retry_after_s = c->req.retry_after_s;
+    if (outcome == SYNC_OK)
+        outcome = services_read(resp, &sp->l, pg->error, sizeof pg->error);
+    else
+        snprintf(pg->error, sizeof pg->error, "%s", c->error);
+    pg->outcome = outcome;
+    pg->more = false;
+    pg->rows = sp->l.n;
+    pg->total = sp->l.n;
+    pg->apply = apply_services;
+    pg->release = release_services;
+    pg->data = sp;
+    sync_pull_done(sp->u, STREAM_LOGISTICS, pg);
+}
+
+static void pull_services(struct upstream *u)
+{
+    struct svc_page *sp = calloc(1, sizeof *sp);
+    struct ae_call *c =
+        sp ? call_start(u, CALL_SERVICES, METHOD_LOGISTICS, NULL, 0, on_services, sp, 0) : NULL;
+    if (c) {
+        sp->u = u;
+        sp->page.retry_after_s = -1;
+        return;
+    }
+    free(sp);
+    struct pull_page failed = {
+        .outcome = SYNC_TRANSIENT, .retry_after_s = -1, .release = release_nothing};
+    snprintf(failed.error, sizeof failed.error, "could not start a request");
+    sync_pull_done(u, STREAM_LOGISTICS, &failed);
+}
+
+/*
+ * The platform's tracking_no_regex is a Java regular expression; tally checks numbers with
+ * POSIX regcomp (REG_EXTENDED | REG_NOSUB). The Java shorthands \d \w \s (and \D \W \S outside
+ * brackets) become their POSIX classes, an escaped metacharacter stays escaped, and a lazy
+ * quantifier's "?" is dropped (with REG_NOSUB only whether it matches counts, which laziness
+ * does not change). Anything else of Java's (inline flags and groups "(?", possessive "*+",
+ * \b, \p{..}, \Q, back-references, nested or intersected classes) cannot be read: -1. Matched
+ * as a search (the pattern says where it is anchored, as "[0-9]{14}$" does).
+ */
+static int ere_from_java(const char *in, char *out, size_t cap)
+{
+    struct jbuf b = {0};
+    bool bracket = false;
+    int r = 0;
+    for (const char *p = in; *p && r == 0; p++) {
+        char c = *p;
+        if (c == '\\') {
+            char e = *++p;
+            const char *cls = NULL;
+            switch (e) {
+            case 'd':
+                cls = bracket ? "0-9" : "[0-9]";
+                break;
+            case 'w':
+                cls = bracket ? "A-Za-z0-9_" : "[A-Za-z0-9_]";
+                break;
+            case 's':
+                cls = bracket ? "[:space:]" : "[[:space:]]";
+                break;
+            case 'D':
+                cls = bracket ? NULL : "[^0-9]";
+                break;
+            case 'W':
+                cls = bracket ? NULL : "[^A-Za-z0-9_]";
+                break;
+            case 'S':
+                cls = bracket ? NULL : "[^[:space:]]";
+                break;
+            default:
+                break;
+            }
+            if (cls) {
+                jb_lit(&b, cls);
+            } else if (e && strchr(".[]{}()*+?^$|\\/-", e) && !bracket) {
+                char esc[3] = {'\\', e, 0};
+                jb_lit(&b, e == '/' || e == '-' ? esc + 1 : esc);
+            } else if (e && strchr(".{}()*+?$|/", e) && bracket) {
+                char lit[2] = {e, 0};
+                jb_lit(&b, lit);
+            } else {
+                r = -1; /* \b, \p, \Q, \1, \n, a class inside brackets, ... */
+            }
+            continue;
+        }
+        if (bracket) {
+            if (c == '[' || (c == '&' && p[1] == '&'))
+                r = -1; /* nested or intersected classes */
+            else if (c == ']')
+                bracket = false;
+            char lit[2] = {c, 0};
+            jb_lit(&b, lit);
+            continue;
+        }
+        if (c == '(' && p[1] == '?') {
+            r = -1;
+            continue;
+        }
+        if (c == '[') {
+            bracket = true;
+            jb_lit(&b, "[");
+            if (p[1] == '^') {
+                jb_lit(&b, "^");
+                p++;
+            }
+            if (p[1] == ']') {
+                jb_lit(&b, "]");
+                p++;
+            }
+            continue;
+        }
+        char lit[2] = {c, 0};
+        jb_lit(&b, lit);
+        if (strchr("*+?}", c) && p[1] == '+')
+            r = -1; /* possessive */
+        else if (strchr("*+?}", c) && p[1] == '?')
+            p++; /* lazy: the same matches */
+    }
+    if (bracket || b.failed || !b.p || b.len >= cap)
+        r = -1;
+    if (r == 0)
+        snprintf(out, cap, "%s", b.p);
+    jb_free(&b);
+    return r;
+}
+
+/* Whether tracking number `no` matches the service's rule: 1, 0, or -1 when the rule cannot be
+ * read (see ere_from_java; regcomp refused it): then it is not checked here (the platform
+ * does, and its refusal is held like any refusal). An empty rule takes any number. */
+static int tracking_matches(const char *regex, const char *no)
+{
+    char ere[2 * REGEX_MAX + 64];
+    if (!regex || !regex[0])
+        return 1;
+    if (ere_from_java(regex, ere, sizeof ere) != 0)
+        return -1;
+    regex_t re;
+    if (regcomp(&re, ere, REG_EXTENDED | REG_NOSUB) != 0)
+        return -1;
+    int m = regexec(&re, no, 0, NULL, 0) == 0;
+    regfree(&re);
+    return m;
+}
+
 /* ---- push: shipments (outbox kind "fulfil") ---- */
 
 struct fulfil {
     char order_id[ID_LEN];
     char send_type[8];
     char logistics_no[TALLY_MAX_ID_LEN + 1];
-    char service[129];
-    char website[257];
+    char carrier[129];  /* as the warehouse reported it (payload carrier) */
+    char warehouse[65]; /* the shipping warehouse's code, "" when the payload names none */
+    char service[129];  /* the service key sent (fulfil_service), from the carrier */
+    char website[257];  /* tracking_website: only for the service "other" */
 };
 
 /* Copies a msgpack str into buf (NUL-terminated) when it is 1..cap-1 bytes of valid text. */
@@ -1988,18 +2349,144 @@ static int fulfil_read(const struct push_item *it, struct fulfil *f, char *err, 
     } else if (!mp_copy(mp_map_get(m, "logistics_no"), f->logistics_no, sizeof f->logistics_no,
                         true)) {
         snprintf(err, errlen, "fulfil payload: logistics_no must be 1-64 printable characters");
-    } else if (!mp_copy(mp_map_get(m, "service_name"), f->service, sizeof f->service, false)) {
-        snprintf(err, errlen, "fulfil payload: service_name is required (text, 1-128 bytes)");
+    } else if (!mp_copy(mp_map_get(m, "carrier"), f->carrier, sizeof f->carrier, false) &&
+               /* a row written before the carrier mapping: its service_name is the carrier */
+               !mp_copy(mp_map_get(m, "service_name"), f->carrier, sizeof f->carrier, false)) {
+        snprintf(err, errlen, "fulfil payload: carrier is required (text, 1-128 bytes)");
     } else {
-        o = mp_map_get(m, "tracking_website");
-        if (o && o->type != MSGPACK_OBJECT_NIL && !mp_copy(o, f->website, sizeof f->website, false))
-            snprintf(err, errlen, "fulfil payload: tracking_website must be text, 1-256 bytes");
+        o = mp_map_get(m, "warehouse");
+        if (o && o->type != MSGPACK_OBJECT_NIL &&
+            !mp_copy(o, f->warehouse, sizeof f->warehouse, true))
+            snprintf(err, errlen, "fulfil payload: warehouse must be a warehouse code");
         else
             r = 0;
     }
 out:
     msgpack_unpacked_destroy(&up);
     return r;
+}
+
+/* Whether the service's rule was logged as not checkable already (once per key and run). */
+static bool regex_warned_once(struct ae *a, const char *key)
+{
+    size_t n = sizeof a->regex_warned / sizeof a->regex_warned[0];
+    for (size_t i = 0; i < n; i++) {
+        if (!strcmp(a->regex_warned[i], key))
+            return true;
+        if (!a->regex_warned[i][0]) {
+            snprintf(a->regex_warned[i], sizeof a->regex_warned[i], "%s", key);
+            return false;
+        }
+    }
+    return true; /* enough said */
+}
+
+/*
+ * The service key a shipment goes under, checked before anything is sent: the carrier must
+ * map to a key ([carriers] / carrier.NAME, config_carrier) that the pulled list knows, and the
+ * tracking number must match that key's tracking_no_regex. 0: f->service (and f->website for
+ * the key "other", from the mapping) set; 1: the list was never pulled (the row waits for it,
+ * never checked against nothing); -1: not sent, the reason in err (the row is held with an
+ * exception: fix the mapping, restart tallyd, `tally outbox retry`).
+ */
+static int fulfil_service(struct upstream *u, struct fulfil *f, char *err, size_t errlen)
+{
+    const struct carrier_map *m =
+        u->d ? config_carrier(&u->d->cfg, f->warehouse, f->carrier) : NULL;
+    if (!m) {
+        snprintf(err, errlen,
+                 "not sent: carrier %.40s%s%.24s maps to no logistics service of the marketplace"
+                 " (map it in [carriers]; tally carriers lists the keys)",
+                 f->carrier, f->warehouse[0] ? " of " : "", f->warehouse);
+        return -1;
+    }
+    sqlite3_stmt *s = store_stmt(u->store, "SELECT (SELECT COUNT(*) FROM mp_services_pull),"
+                                           " (SELECT COUNT(*) FROM mp_services"
+                                           "  WHERE service_name = ?1),"
+                                           " (SELECT tracking_no_regex FROM mp_services"
+                                           "  WHERE service_name = ?1)");
+    if (!s) {
+        snprintf(err, errlen, "logistics services unreadable");
+        return 1;
+    }
+    sqlite3_bind_text(s, 1, m->service, -1, SQLITE_STATIC);
+    char regex[REGEX_MAX + 1] = "";
+    bool pulled = false, known = false;
+    if (sqlite3_step(s) == SQLITE_ROW) {
+        pulled = sqlite3_column_int(s, 0) > 0;
+        known = sqlite3_column_int(s, 1) > 0;
+        const char *t = (const char *)sqlite3_column_text(s, 2);
+        snprintf(regex, sizeof regex, "%s", t ? t : "");
+    }
+    sqlite3_reset(s);
+    if (!pulled) {
+        snprintf(err, errlen, "waiting for the marketplace's logistics services");
+        return 1;
+    }
+    if (!known) {
+        snprintf(err, errlen,
+                 "not sent: carrier %.60s maps to %.64s, which is not one of the marketplace's"
+                 " logistics services (tally carriers)",
+                 f->carrier, m->service);
+        return -1;
+    }
+    int match = tracking_matches(regex, f->logistics_no);
+    if (match == 0) {
+        snprintf(err, errlen,
+                 "not sent: tracking number %.40s does not match the rule of service %.40s"
+                 " (%.60s): check the number, or the carrier's mapping",
+                 f->logistics_no, m->service, regex);
+        return -1;
+    }
+    if (match < 0 && !regex_warned_once(u->conn, m->service))
+        log_warn("%s: the tracking number rule of service %s (%s) cannot be read here: its"
+                 " numbers are not checked before upload (the marketplace checks them)",
+                 u->name, m->service, regex);
+    snprintf(f->service, sizeof f->service, "%s", m->service);
+    snprintf(f->website, sizeof f->website, "%s", !strcmp(m->service, "other") ? m->website : "");
+    return 0;
+}
+
+static void push_next(struct upstream *u, struct push_batch *b, int i);
+
+/* The list fetched for a push that found it never pulled: stored, then the row goes on. */
+static void on_services_for_push(struct ae_call *c, int outcome, const cJSON *resp)
+{
+    struct push_batch *b = c->owner;
+    struct upstream *u = c->u;
+    struct push_item *it = &b->items[c->index];
+    struct svc_list l = {0};
+    char err[256] = "";
+    if (outcome == SYNC_OK)
+        outcome = services_read(resp, &l, err, sizeof err);
+    else
+        snprintf(err, sizeof err, "%s", c->error);
+    if (outcome == SYNC_OK) {
+        int r = store_begin(u->store);
+        if (r == 0) {
+            r = services_store(u->store, &l, store_now());
+            if (r == 0)
+                r = store_commit(u->store);
+            if (r != 0 && store_in_tx(u->store))
+                store_rollback(u->store);
+        }
+        if (r) {
+            outcome = SYNC_TRANSIENT;
+            snprintf(err, sizeof err, "logistics services not stored");
+        }
+    }
+    free(l.v);
+    if (outcome == SYNC_OK) {
+        push_next(u, b, c->index); /* pulled now: checked, then sent or held */
+        return;
+    }
+    /* The list cannot be had: the row waits (never sent unchecked); refused outright (the
+     * method not open to the app, say), it is held with the reason rather than asked again
+     * at every probe. */
+    it->outcome = outcome == SYNC_AUTH || outcome == SYNC_PERMANENT ? outcome : SYNC_TRANSIENT;
+    snprintf(it->error, sizeof it->error, "%slogistics services: %.160s",
+             outcome == SYNC_PERMANENT ? "not sent: the marketplace refuses its " : "", err);
+    push_next(u, b, c->index + 1);
 }
 
 static void push_finish(struct push_batch *b)
@@ -2013,7 +2500,6 @@ static void push_finish(struct push_batch *b)
     sync_push_done(b);
 }
 
-static void push_next(struct upstream *u, struct push_batch *b, int i);
 static bool read_back(struct upstream *u, struct push_batch *b, int i, bool after_refusal);
 static void on_read_back(struct ae_call *c, int outcome, const cJSON *resp);
 
@@ -2207,6 +2693,7 @@ static void on_read_back(struct ae_call *c, int outcome, const cJSON *resp)
             snprintf(other, sizeof other, "%s", mp_id_ok(no, strlen(no)) ? no : "(unreadable)");
     }
     const char *status = jid(data, "order_status");
+    int chk;
     bool open = status && (!strcmp(status, "WAIT_SELLER_SEND_GOODS") ||
                            !strcmp(status, "SELLER_PART_SEND_GOODS"));
     /* Part shipped, and the answer shows no shipments at all (a block left out or masked):
@@ -2239,6 +2726,8 @@ static void on_read_back(struct ae_call *c, int outcome, const cJSON *resp)
                  "order %s is %s at the marketplace without a shipment under %s: check the"
                  " order before anything is sent again",
                  f.order_id, status ? status : "of unknown status", f.logistics_no);
+    } else if ((chk = fulfil_service(u, &f, it->error, sizeof it->error)) != 0) {
+        it->outcome = chk < 0 ? SYNC_PERMANENT : SYNC_TRANSIENT;
     } else if (send_fulfil(u, b, c->index, &f, true)) {
         return; /* not there: sent again */
     } else {
@@ -2264,6 +2753,21 @@ static void push_next(struct upstream *u, struct push_batch *b, int i)
             it->outcome = SYNC_PERMANENT;
             continue;
         }
+        /* Checked before anything is sent (an earlier attempt's read-back too): the carrier's
+         * service key and the number's rule. */
+        int chk = fulfil_service(u, &f, it->error, sizeof it->error);
+        if (chk < 0) {
+            it->outcome = SYNC_PERMANENT; /* held with the reason, never sent as it is */
+            continue;
+        }
+        if (chk > 0) {
+            if (call_start(u, CALL_PUSH, METHOD_LOGISTICS, NULL, 0, on_services_for_push, b, i))
+                return;
+            it->outcome = SYNC_TRANSIENT;
+            snprintf(it->error, sizeof it->error, "could not start a request");
+            continue;
+        }
+        it->error[0] = 0;
         if (row_attempts(u, it->outbox_id) > 0) {
             if (read_back(u, b, i, false))
                 return;
@@ -2346,6 +2850,8 @@ static void ae_free(struct upstream *u)
             s->b->outcome = SYNC_TRANSIENT;
             snprintf(s->b->error, sizeof s->b->error, "stopped");
             publish_finish(s);
+        } else if (c->kind == CALL_SERVICES) {
+            svc_page_free(c->owner);
         }
         call_free(c);
     }
@@ -2364,7 +2870,7 @@ static void ae_free(struct upstream *u)
 
 const struct connector_ops conn_aliexpress_ops = {
     .kind = "aliexpress",
-    .nstreams = 2,
+    .nstreams = 3,
     .streams = ae_streams,
     .push_limit = 1, /* order.fulfill takes one shipment */
     .init = ae_init,

@@ -1626,19 +1626,23 @@ static bool all_left(struct store *st, const struct order *o)
     return left;
 }
 
-/* Appends the marketplace upload of a shipment: order.fulfill, key "ful:<shipment id>". */
+/* Appends the marketplace upload of a shipment: order.fulfill, key "ful:<shipment id>". The
+ * carrier goes as the warehouse named it, with the warehouse: the connector maps it to the
+ * platform's logistics service key ([carriers]) and checks the number when it sends. */
 static int upload(struct store *st, const struct order *o, const char *ship_id,
-                  const char *send_type, const char *carrier, const char *tracking)
+                  const char *send_type, const char *carrier, const char *tracking,
+                  const char *whcode)
 {
     msgpack_sbuffer sb;
     msgpack_sbuffer_init(&sb);
     msgpack_packer pk;
     msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-    msgpack_pack_map(&pk, 4);
+    msgpack_pack_map(&pk, 5);
     mp_pack_kv_str(&pk, "order_id", o->order_id);
     mp_pack_kv_str(&pk, "send_type", send_type);
     mp_pack_kv_str(&pk, "logistics_no", tracking);
-    mp_pack_kv_str(&pk, "service_name", carrier);
+    mp_pack_kv_str(&pk, "carrier", carrier);
+    mp_pack_kv_str(&pk, "warehouse", whcode);
     char key[160];
     outbox_key_fulfil(key, sizeof key, ship_id);
     int64_t id;
@@ -1736,7 +1740,7 @@ static int outbound_shipped(struct tallyd *d, struct order *o, int64_t wh, const
             return store_error(st, rc, "shipment tracking");
         struct exc_raise e = {
             .kind = EXC_WAREHOUSE, .order_ref = o->ref, .wh = wh, .subject = "no tracking"};
-        int r = upload(st, o, ship_id, send_type[0] ? send_type : "all", car, tracking);
+        int r = upload(st, o, ship_id, send_type[0] ? send_type : "all", car, tracking, whcode);
         return r ? r : exceptions_clear(d, &e, "tracking number received");
     }
     s = store_stmt(st, "UPDATE allocations SET state = 'consumed', consumed_at = ?3,"
@@ -1754,7 +1758,7 @@ static int outbound_shipped(struct tallyd *d, struct order *o, int64_t wh, const
     const char *type = all_left(st, o) ? "all" : "part";
     int r = insert_shipment(st, o, ship_id, wh, car, have_trk ? tracking : NULL, type, now);
     if (r == 0 && have_trk) {
-        r = upload(st, o, ship_id, type, car, tracking);
+        r = upload(st, o, ship_id, type, car, tracking, whcode);
     } else if (r == 0) {
         /* Never a made-up number to the marketplace: the upload waits for the real one. */
         char msg[256];
@@ -2061,6 +2065,13 @@ static int shipment_uploaded(struct tallyd *d, const char *ship_id, bool done, c
     struct order o;
     if (ref == 0 || order_load(st, ref, &o) != 0)
         return 0;
+    /* Held before it was sent (the carrier's logistics service, the tracking number's rule:
+     * conn_aliexpress.c fulfil_service): no refusal of the marketplace's. */
+    if (!done && error && !strncmp(error, "not sent: ", 10))
+        return raise_order(d, &o, EXC_UPSTREAM_REJECTED, 0,
+                           "the shipment %s of order %s was not uploaded: %s; then tally outbox"
+                           " retry",
+                           ship_id, o.order_id, error + 10);
     if (!done)
         return raise_order(d, &o, EXC_UPSTREAM_REJECTED, 0,
                            "the marketplace refused the shipment %s of order %s: %s", ship_id,
@@ -2477,7 +2488,7 @@ static int ship_locked(struct tallyd *d, const struct ship_req *req, struct ship
     const char *send_type = all_left(st, &o) ? "all" : "part";
     snprintf(res->send_type, sizeof res->send_type, "%s", send_type);
     if ((r = insert_shipment(st, &o, res->id, wh, req->carrier, req->tracking, send_type, now)) ||
-        (r = upload(st, &o, res->id, send_type, req->carrier, req->tracking)) ||
+        (r = upload(st, &o, res->id, send_type, req->carrier, req->tracking, req->warehouse)) ||
         (r = after_shipment(d, &o, now)))
         return r;
     snprintf(res->fstate, sizeof res->fstate, "%s", o.fstate);

@@ -43,6 +43,7 @@ static const struct rpc_method methods[] = {
     {"privacy.purge", cmd_privacy_purge, true},
     {"inbound.create", cmd_inbound_create, true},
     {"inbound.list", cmd_inbound_list, false},
+    {"carriers.list", cmd_carriers_list, false},
 };
 
 const struct rpc_method *rpc_find(const char *name, size_t len)

@@ -474,7 +474,7 @@ static const char *const migrations[] = {
     "CREATE INDEX outbox_active ON outbox(target, entity, id)"
     "  WHERE state IN ('pending', 'inflight');",
 
-    /* 10 (issue 9 plan: 12): inbound notices to third-party warehouses (inbound.c): goods
+    /* 10: inbound notices to third-party warehouses (inbound.c): goods
      * announced as coming in, by `tally inbound create` or a transfer into such a warehouse.
      * id is client-made ("in-...") so a retried create is a duplicate; state follows the
      * notice's outbox row (key "in:<WH>:<id>"): pending, sent (done), refused (held),
@@ -502,6 +502,15 @@ static const char *const migrations[] = {
     "  qty INTEGER NOT NULL CHECK (qty > 0),"
     "  PRIMARY KEY (notice, line),"
     "  UNIQUE (notice, sku)) WITHOUT ROWID;",
+    /* 11: the marketplace's logistics services (aliexpress.logistics.redefining.
+     * listlogisticsservice), replaced whole at each pull (conn_aliexpress.c): the keys a
+     * fulfil's service_name takes, each with its tracking number rule. mp_services_pull says
+     * when the list was last read (no row: never, and a fulfil waits for it). */
+    "CREATE TABLE mp_services(service_name TEXT PRIMARY KEY, display_name TEXT,"
+    "  logistics_company TEXT, tracking_no_regex TEXT, min_process_day INTEGER,"
+    "  max_process_day INTEGER, recommend_order INTEGER) WITHOUT ROWID;"
+    "CREATE TABLE mp_services_pull(id INTEGER PRIMARY KEY CHECK (id = 1),"
+    "  pulled_at INTEGER NOT NULL, services INTEGER NOT NULL);",
 };
 
 int schema_latest(void)

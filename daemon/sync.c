@@ -1267,6 +1267,7 @@ int sync_start(struct tallyd *d, struct sync_engine **out, char *err, size_t err
         u->mp = &d->cfg.mp;
         u->streams[0].interval_s = d->cfg.mp.catalog_interval_s;
         u->streams[1].interval_s = d->cfg.mp.orders_interval_s;
+        u->streams[2].interval_s = d->cfg.mp.catalog_interval_s; /* logistics services */
         u->secret_files[0] = d->cfg.mp.access_token_file;
         u->secret_files[1] = d->cfg.mp.app_secret_file;
         secrets_stamp(u);

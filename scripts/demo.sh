@@ -165,10 +165,15 @@ else
         printf '[marketplace]\ngateway = %s/sync\napp_key = tally-sim-app-key\n' "$base"
         printf 'app_secret_file = %s\naccess_token_file = %s\n' "$demo/app.secret" "$demo/access.token"
         printf 'orders_interval = 10\n[sync]\nretry_max = 5\nrequest_timeout = 10\n'
+        # The marketplace's service key for each carrier the warehouses ship with (tally
+        # carriers lists the keys); ES-MAD's Correos parcels go as EMS there, all else as CPAM.
+        printf '[carriers]\nCorreos = CPAM\nLa Poste = CPAM\nPoczta Polska = CPAM\nUSPS = CPAM\n'
+        printf 'DHL = CPAM\n'
         for w in ES-MAD FR-PAR PL-WAW US-LAX; do
             printf '[warehouse %s]\nurl = %s/wh/%s\ntoken_file = %s\ninventory_interval = 5\n' \
                 "$w" "$base" "$w" "$demo/wh.token"
             printf 'country = %s\n' "${w%%-*}"
+            [ "$w" = ES-MAD ] && printf 'carrier.Correos = EMS\n'
         done
     } >"$demo/tallyd.conf"
     echo "== starting tallyd against it (config demo/tallyd.conf, log demo/tallyd.log)"

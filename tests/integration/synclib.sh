@@ -40,6 +40,18 @@ write_config() {
     } >"$tmp/tallyd.conf"
 }
 
+# carriers_conf: a [carriers] section mapping every carrier tally-sim's warehouses report
+# (tests/sim/gen.c gen_tracking) to the marketplace's logistics service CPAM, whose rule (two
+# letters, nine digits, two letters) their tracking numbers match; without it every upload is
+# held before it is sent ("maps to no logistics service"). Print it before a section header.
+carriers_conf() {
+    printf '[carriers]\n'
+    for c in Correos "La Poste" "Poczta Polska" USPS Correios PostNL "Deutsche Post" \
+        "Poste Italiane" DHL; do
+        printf '%s = CPAM\n' "$c"
+    done
+}
+
 start_tallyd() {
     "$TALLYD" --config "$tmp/tallyd.conf" --state-dir "$tmp/state" --socket "$tmp/tally.sock" \
         --log-level warning 2>>"$tmp/tallyd.log" &

@@ -26,6 +26,7 @@ write_config ES-MAD
 echo tally-sim-app-secret >"$tmp/app.secret"
 echo tally-sim-access-token >"$tmp/access.token"
 {
+    carriers_conf
     printf '[marketplace]\ngateway = %s/sync\napp_key = tally-sim-app-key\n' "$base"
     printf 'app_secret_file = %s\naccess_token_file = %s\n' "$tmp/app.secret" "$tmp/access.token"
     printf 'catalog_interval = 2\norders_interval = 2\n'

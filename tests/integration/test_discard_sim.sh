@@ -42,6 +42,7 @@ echo tally-sim-access-token >"$tmp/access.token"
             "$w" "$base" "$w" "$tmp/wh.token" "${w%%-*}"
         printf 'inventory_interval = 2\noutbound_interval = 1\n'
     done
+    carriers_conf
     printf '[marketplace]\ngateway = %s/sync\napp_key = tally-sim-app-key\n' "$base"
     printf 'app_secret_file = %s\naccess_token_file = %s\n' "$tmp/app.secret" "$tmp/access.token"
     printf 'catalog_interval = 2\norders_interval = 1\n'

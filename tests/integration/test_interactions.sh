@@ -642,6 +642,7 @@ write_conf() {
                 "$w" "$base" "$w" "$tmp/wh.token" "${WHC[$w]}"
             printf 'inventory_interval = 2\noutbound_interval = 1\n'
         done
+        carriers_conf
         printf '[marketplace]\ngateway = %s/sync\napp_key = tally-sim-app-key\n' "$base"
         printf 'app_secret_file = %s\naccess_token_file = %s\n' "$tmp/app.secret" "$tmp/access.token"
         printf 'catalog_interval = 2\norders_interval = 1\n'

@@ -16,6 +16,7 @@ start_sim --skus 3000 --orders 150 --seed 8 --warehouses "$(IFS=,; echo "${WHS[*
 write_config "${WHS[@]}"
 echo tally-sim-app-secret >"$tmp/app.secret"
 echo tally-sim-access-token >"$tmp/access.token"
+carriers_conf >>"$tmp/tallyd.conf"
 printf '[marketplace]\ngateway = %s/sync\napp_key = tally-sim-app-key\napp_secret_file = %s\naccess_token_file = %s\ncatalog_interval = 3\norders_interval = 2\n' \
     "$base" "$tmp/app.secret" "$tmp/access.token" >>"$tmp/tallyd.conf"
 

@@ -13,6 +13,7 @@ start_sim --skus 300 --orders 1 --seed 5 --warehouses ES-MAD,FR-PAR --outbound-s
 write_config ES-MAD FR-PAR
 echo tally-sim-app-secret >"$tmp/app.secret"
 echo tally-sim-access-token >"$tmp/access.token"
+carriers_conf >>"$tmp/tallyd.conf"
 printf '[marketplace]\ngateway = %s/sync\napp_key = tally-sim-app-key\napp_secret_file = %s\naccess_token_file = %s\ncatalog_interval = 3\norders_interval = 2\n[stock]\nstale_after = 4\nstale_policy = zero\n' \
     "$base" "$tmp/app.secret" "$tmp/access.token" >>"$tmp/tallyd.conf"
 start_tallyd

@@ -14,6 +14,7 @@ start_sim --skus "$SKUS" --seed 5 --warehouses "$(IFS=,; echo "${WHS[*]}")"
 write_config "${WHS[@]}"
 echo tally-sim-app-secret >"$tmp/app.secret"
 echo tally-sim-access-token >"$tmp/access.token"
+carriers_conf >>"$tmp/tallyd.conf"
 printf '[marketplace]\ngateway = %s/sync\napp_key = tally-sim-app-key\napp_secret_file = %s\naccess_token_file = %s\ncatalog_interval = 3600\norders_interval = 60\n' \
     "$base" "$tmp/app.secret" "$tmp/access.token" >>"$tmp/tallyd.conf"
 catalog_done() {

@@ -764,6 +764,7 @@ static void outbound_post(struct sim *s, const struct http_req *rq, struct http_
         return;
     const char *wh = jin_str(doc, "wh"), *id = jin_str(doc, "id");
     const char *reason = jin_str(doc, "reason");
+    const char *carrier = jin_str(doc, "carrier"), *tracking = jin_str(doc, "tracking");
     int status = ob_status_parse(jin_str(doc, "status"));
     int w = wh ? sim_wh_find(s, wh, strlen(wh)) : -1;
     struct outbound *o = w >= 0 && id ? ob_find(&s->wh[w], id, strlen(id)) : NULL;
@@ -774,6 +775,12 @@ static void outbound_post(struct sim *s, const struct http_req *rq, struct http_
     } else if (o->status == OB_SHIPPED || o->status == OB_CANCELLED) {
         http_resp_error(out, 409, "conflict", "outbound order %s is already %s", o->id,
                         ob_status_name(o->status));
+    } else if ((carrier || tracking) &&
+               (status != OB_SHIPPED ||
+                (carrier && (!*carrier || strlen(carrier) >= sizeof o->carrier)) ||
+                (tracking && (!*tracking || strlen(tracking) >= sizeof o->tracking)))) {
+        http_resp_error(out, 400, "bad_request",
+                        "carrier (1-23 bytes) and tracking (1-39 bytes) go only with shipped");
     } else if (ob_set_status(s, &s->wh[w], o, status,
                              reason                   ? reason
                              : status == OB_EXCEPTION ? "set by control"
@@ -781,6 +788,12 @@ static void outbound_post(struct sim *s, const struct http_req *rq, struct http_
                              sim_now(s)) < 0) {
         http_resp_error(out, 500, "internal", "out of memory");
     } else {
+        /* The parcel's carrier and number as the warehouse reports them, instead of the
+         * generated ones (a test's wrong number, or a carrier no mapping knows). */
+        if (carrier)
+            snprintf(o->carrier, sizeof o->carrier, "%s", carrier);
+        if (tracking)
+            snprintf(o->tracking, sizeof o->tracking, "%s", tracking);
         ok_json(out);
         wh_outbound_json(s, o, true, &out->body);
     }

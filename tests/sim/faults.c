@@ -175,6 +175,14 @@ static int parse_spec(const cJSON *spec, struct fault *out, char *err, size_t er
              code                      ? code
              : a->kind == FK_API_ERROR ? "ApiCallLimit"
                                        : "");
+    /* The gateway's error type: the live gateway was seen answering ApiCallLimit with type ISV
+     * as well as ISP (UPSTREAM.md §1), so a client must classify by code, not by type. */
+    const char *type = jin_str(spec, "type");
+    if (type && strcmp(type, "ISV") != 0 && strcmp(type, "ISP") != 0) {
+        snprintf(err, errlen, "\"type\" must be \"ISV\" or \"ISP\"");
+        return -1;
+    }
+    snprintf(a->api_type, sizeof(a->api_type), "%s", type ? type : "");
     return 0;
 }
 
@@ -287,6 +295,8 @@ void faults_json(struct fault_set *f, struct jb *j)
             jb_kv_i64(j, "truncate_bytes", a->truncate_bytes);
         if (a->kind == FK_API_ERROR)
             jb_kv_str(j, "code", a->api_code);
+        if (a->kind == FK_API_ERROR && a->api_type[0])
+            jb_kv_str(j, "type", a->api_type);
         if (a->kind == FK_OVERSIZED)
             jb_kv_i64(j, "pad_bytes", a->pad_bytes);
         jb_kv_bool(j, "apply", a->apply);

@@ -40,6 +40,7 @@ struct fault_action {
     int64_t pad_bytes;      /* oversized: whitespace after the answer */
     bool apply;             /* whether the request's effect happens */
     char api_code[48];
+    char api_type[4]; /* api_error: "ISV" or "ISP", "" = by the code (flow control ISP) */
 };
 
 struct fault_set *faults_new(uint64_t seed);

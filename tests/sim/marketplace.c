@@ -1,6 +1,7 @@
 #include "marketplace.h"
 
 #include <inttypes.h>
+#include <regex.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,6 +25,9 @@
 #define INVENTORY_SKUS_MAX 200
 #define INVENTORY_VALUE_MAX 999999
 #define HANDLING_DAYS 3
+#define BUYER_ACCEPT_DAYS 75 /* freight_commit_day */
+#define CANCEL_ANSWER_DAYS 5
+#define RISK_REVIEW_HOURS 24
 #define CHILD_ID_BASE 8000000000000000LL
 #define CURRENCY "USD"
 #define SELLER_LOGIN "tally-sim-seller"
@@ -573,12 +577,6 @@ static const char *logistics_status(const struct order *o)
     }
 }
 
-static bool awaits_shipping(const struct order *o)
-{
-    return o->status == OS_WAIT_SELLER_SEND_GOODS || o->status == OS_SELLER_PART_SEND_GOODS ||
-           o->status == OS_RISK_CONTROL;
-}
-
 /* Latest time an accepted fulfilment was recorded, or 0. */
 static int64_t last_sent(const struct order *o)
 {
@@ -645,6 +643,22 @@ static void write_deadline(struct jb *j, const struct order *o, int64_t now)
     jb_kv_i64(j, "timeout_left_time", left * 1000);
 }
 
+/* The end of the current status's time limit (sim seconds) for the statuses other than
+ * waiting to be shipped, 0 when it has none (the simulator's reading: see README). */
+static int64_t status_deadline(const struct order *o)
+{
+    switch (o->status) {
+    case OS_RISK_CONTROL:
+        return (o->paid ? o->paid : o->created) + RISK_REVIEW_HOURS * 3600;
+    case OS_WAIT_BUYER_ACCEPT_GOODS:
+        return o->modified + BUYER_ACCEPT_DAYS * 86400;
+    case OS_IN_CANCEL:
+        return o->modified + CANCEL_ANSWER_DAYS * 86400;
+    default:
+        return 0;
+    }
+}
+
 static void write_order_dto(const struct sim *s, const struct order *o, int64_t now, struct jb *j)
 {
     struct buyer b;
@@ -674,8 +688,14 @@ static void write_order_dto(const struct sim *s, const struct order *o, int64_t 
     jb_kv_bool(j, "phone", false);
     jb_kv_bool(j, "has_request_loan", false);
     kv_money(j, "pay_amount", order_total(o));
-    if (awaits_shipping(o))
+    /* timeout_left_time is "the remain time of the current status" (OrderDto): the handling
+     * time only while the order waits to be shipped; after shipping the buyer's acceptance
+     * window, in IN_CANCEL the seller's time to answer the request, under risk control the
+     * review. left_send_good_* (time left to ship) only while it waits to be shipped. */
+    if (o->status == OS_WAIT_SELLER_SEND_GOODS || o->status == OS_SELLER_PART_SEND_GOODS)
         write_deadline(j, o, now);
+    else if (status_deadline(o) > 0)
+        jb_kv_i64(j, "timeout_left_time", (status_deadline(o) - now) * 1000);
     jb_kv_obj(j, "product_list");
     jb_kv_arr(j, "order_product_dto");
     for (int i = 0; i < o->n_lines; i++)
@@ -955,6 +975,76 @@ static int order_info_get(struct sim *s, const struct params *prm, struct jb *j,
     return 0;
 }
 
+/* --- aliexpress.logistics.redefining.listlogisticsservice --------------------------------- */
+
+/* The seller's logistics services: service_name is the key order.fulfill takes. The answer's
+ * fields are those of the platform's AeopLogisticsServiceResult (display_name,
+ * logistics_company, max_process_day, min_process_day, recommend_order, service_name,
+ * tracking_no_regex). The regexes are served as the platform writes them (Java syntax, e.g.
+ * \d); `posix` is the same pattern for regcomp, which the simulator checks numbers with. */
+static const struct mp_service {
+    const char *name, *display, *company, *regex, *posix;
+    int min_day, max_day;
+} mp_services[] = {
+    {"CPAM", "China Post Registered Air Mail", "CPAM", "^[A-Z]{2}[0-9]{9}[A-Z]{2}$",
+     "^[A-Z]{2}[0-9]{9}[A-Z]{2}$", 1, 7},
+    {"EMS", "EMS", "EMS", "^[A-Z]{2}[0-9]{9}[A-Z]{2}$", "^[A-Z]{2}[0-9]{9}[A-Z]{2}$", 1, 7},
+    {"CAINIAO_STANDARD", "AliExpress Standard Shipping", "CAINIAO_STANDARD",
+     "^(LP\\d{14}|[A-Z]{2}\\d{9}[A-Z]{2})$", "^(LP[0-9]{14}|[A-Z]{2}[0-9]{9}[A-Z]{2})$", 1, 7},
+    {"DHL", "DHL", "DHL", "^\\d{10}$", "^[0-9]{10}$", 1, 5},
+    {"UPS", "UPS Express Saver", "UPS", "^1Z[0-9A-Z]{16}$", "^1Z[0-9A-Z]{16}$", 1, 5},
+    {"JADLOG_P_BR_STD", "JADLOG_P_BR", "JADLOG_P_BR_STD", "[0-9]{14}$", "[0-9]{14}$", 2, 15},
+    {"other", "Seller's Shipping Method", "other", "", "", 1, 7},
+};
+#define N_MP_SERVICES (sizeof(mp_services) / sizeof(mp_services[0]))
+
+static const struct mp_service *mp_service_find(const char *name)
+{
+    for (size_t i = 0; i < N_MP_SERVICES; i++)
+        if (strcmp(mp_services[i].name, name) == 0)
+            return &mp_services[i];
+    return NULL;
+}
+
+/* Whether the tracking number matches the service's regex (an empty regex takes any). */
+static bool mp_tracking_ok(const struct mp_service *sv, const char *no)
+{
+    if (!sv->posix[0])
+        return true;
+    regex_t re;
+    if (regcomp(&re, sv->posix, REG_EXTENDED | REG_NOSUB) != 0)
+        return false;
+    bool ok = regexec(&re, no, 0, NULL, 0) == 0;
+    regfree(&re);
+    return ok;
+}
+
+static int list_logistics_service(struct sim *s, const struct params *prm, struct jb *j,
+                                  struct mp_error *e)
+{
+    (void)s;
+    (void)prm;
+    (void)e;
+    jb_kv_obj(j, "result_list");
+    jb_kv_arr(j, "aeop_logistics_service_result");
+    for (size_t i = 0; i < N_MP_SERVICES; i++) {
+        const struct mp_service *sv = &mp_services[i];
+        jb_obj(j);
+        jb_kv_str(j, "display_name", sv->display);
+        jb_kv_str(j, "logistics_company", sv->company);
+        jb_kv_i64(j, "max_process_day", sv->max_day);
+        jb_kv_i64(j, "min_process_day", sv->min_day);
+        jb_kv_i64(j, "recommend_order", (int64_t)i);
+        jb_kv_str(j, "service_name", sv->name);
+        jb_kv_str(j, "tracking_no_regex", sv->regex);
+        jb_obj_end(j);
+    }
+    jb_arr_end(j);
+    jb_obj_end(j);
+    jb_kv_bool(j, "result_success", true);
+    return 0;
+}
+
 /* --- aliexpress.solution.order.fulfill ---------------------------------------------------- */
 
 static bool printable(const char *s, size_t max)
@@ -968,22 +1058,24 @@ static bool printable(const char *s, size_t max)
     return true;
 }
 
-static void fulfil_result(struct jb *j, int64_t now, const char *code, const char *fmt, ...)
+static void fulfil_result(struct jb *j, int64_t now, bool ok, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 
-static void fulfil_result(struct jb *j, int64_t now, const char *code, const char *fmt, ...)
+/* The answer: BaseResult. Its metadata documents result_success (and the model error_code,
+ * error_message) but no error code's value: a refusal is result_success false with a message
+ * and no error_code (the simulator invents none; see README). */
+static void fulfil_result(struct jb *j, int64_t now, bool ok, const char *fmt, ...)
 {
     char stamp[ST_PACIFIC_LEN], msg[256];
     st_fmt_gmt8(now, stamp);
     jb_kv_obj(j, "result");
-    jb_kv_bool(j, "result_success", code == NULL);
+    jb_kv_bool(j, "result_success", ok);
     jb_kv_str(j, "time_stamp", stamp);
-    if (code) {
+    if (!ok) {
         va_list ap;
         va_start(ap, fmt);
         vsnprintf(msg, sizeof(msg), fmt, ap);
         va_end(ap);
-        jb_kv_str(j, "error_code", code);
         jb_kv_str(j, "error_message", msg);
     }
     jb_obj_end(j);
@@ -1014,7 +1106,29 @@ static int order_fulfill(struct sim *s, const struct params *prm, struct jb *j, 
     int64_t now = sim_now(s), now_ms = sim_now_ms(s);
     struct order *o = order_find(s, id);
     if (!o) {
-        fulfil_result(j, now, "ORDER_NOT_FOUND", "order %" PRId64 " does not exist", id);
+        fulfil_result(j, now, false, "order %" PRId64 " does not exist", id);
+        return 0;
+    }
+    /* service_name must be one of the seller's logistics service keys (listlogisticsservice),
+     * the number must match its tracking_no_regex, and service "other" names its tracking
+     * website (the metadata: "When serviceName=other, fill in the corresponding tracking
+     * website"). Refused like any fulfil: result_success false. */
+    const struct mp_service *sv = mp_service_find(service);
+    const char *why = NULL;
+    if (!sv)
+        why = "unknown_service";
+    else if (!mp_tracking_ok(sv, logistics_no))
+        why = "tracking_mismatch";
+    else if (!strcmp(sv->name, "other") && (!website || !*website))
+        why = "website_missing";
+    if (why) {
+        order_add_fulfilment(o, logistics_no, send_type, service, website, FUL_REJECTED, why,
+                             now_ms);
+        fulfil_result(j, now, false, "%s",
+                      !sv ? "service_name is not a logistics service of this seller"
+                      : !strcmp(why, "tracking_mismatch")
+                          ? "logistics_no does not match the service's tracking number rule"
+                          : "tracking_website is required for the service other");
         return 0;
     }
     /* No "already shipped" code: the platform documents none. A fulfil of an order that is
@@ -1023,9 +1137,8 @@ static int order_fulfill(struct sim *s, const struct params *prm, struct jb *j, 
      * back (its logistic_info_list) to learn whether it landed. */
     if (o->status != OS_WAIT_SELLER_SEND_GOODS && o->status != OS_SELLER_PART_SEND_GOODS) {
         order_add_fulfilment(o, logistics_no, send_type, service, website, FUL_REJECTED,
-                             "ORDER_STATUS_NOT_ALLOWED", now_ms);
-        fulfil_result(j, now, "ORDER_STATUS_NOT_ALLOWED",
-                      "order %" PRId64 " is %s and cannot be shipped", id,
+                             "status_not_allowed", now_ms);
+        fulfil_result(j, now, false, "order %" PRId64 " is %s and cannot be shipped", id,
                       order_status_name(o->status));
         return 0;
     }
@@ -1039,7 +1152,7 @@ static int order_fulfill(struct sim *s, const struct params *prm, struct jb *j, 
     order_set_status(s, o,
                      strcmp(send_type, "all") == 0 ? OS_WAIT_BUYER_ACCEPT_GOODS
                                                    : OS_SELLER_PART_SEND_GOODS);
-    fulfil_result(j, now, NULL, "%s", "");
+    fulfil_result(j, now, true, "%s", "");
     return 0;
 }
 
@@ -1059,6 +1172,7 @@ static const struct mp_method {
     {"aliexpress.solution.order.get", true, order_get},
     {"aliexpress.solution.order.info.get", true, order_info_get},
     {"aliexpress.solution.order.fulfill", true, order_fulfill},
+    {"aliexpress.logistics.redefining.listlogisticsservice", true, list_logistics_service},
 };
 
 const char *mp_call_name(const struct http_req *rq)
@@ -1272,6 +1386,8 @@ void mp_fault_response(struct sim *s, const struct fault_action *a, struct http_
                          strcmp(a->api_code, "ServiceUnavailable") == 0
                      ? "ISP"
                      : "ISV";
+        if (a->api_type[0])
+            e.type = a->api_type;
         snprintf(e.msg, sizeof(e.msg), "%s",
                  limit ? "The request has exceeded the limit" : "Injected platform error");
     }

@@ -135,7 +135,19 @@ oid=$(ctl_post orders '{"count":1}' | jq -r '.created[0]')
 r=$(mp aliexpress.solution.order.get 'param0={"current_page":1,"page_size":50,"order_status":"WAIT_SELLER_SEND_GOODS"}')
 check "order.get lists a new paid order" jqe --arg id "$oid" \
     '[.aliexpress_solution_order_get_response.result.target_list.order_dto[].order_id | tostring] | index($id) != null' <<<"$r"
-ful() { mp aliexpress.solution.order.fulfill "out_ref=$oid" send_type=all logistics_no=LX123456789ES service_name=CORREOS; }
+r=$(mp aliexpress.logistics.redefining.listlogisticsservice)
+check "listlogisticsservice lists CPAM with its tracking_no_regex" eq \
+    "$(jq -r '.aliexpress_logistics_redefining_listlogisticsservice_response.result_list.aeop_logistics_service_result[] | select(.service_name == "CPAM") | .tracking_no_regex' <<<"$r")" \
+    '^[A-Z]{2}[0-9]{9}[A-Z]{2}$'
+fulx() { mp aliexpress.solution.order.fulfill "out_ref=$oid" send_type=all "logistics_no=$1" "service_name=$2"; }
+check "order.fulfill refuses a carrier name that is no service key (result_success false, no code)" eq \
+    "$(fulx LX123456789ES Correos | jq -c '.aliexpress_solution_order_fulfill_response.result | [.result_success, has("error_code")]')" \
+    "[false,false]"
+check "order.fulfill refuses a number not matching the service's regex" eq \
+    "$(fulx 12345 CPAM | jq -r .aliexpress_solution_order_fulfill_response.result.result_success)" false
+check "order.fulfill of service other wants tracking_website" eq \
+    "$(fulx 12345 other | jq -r .aliexpress_solution_order_fulfill_response.result.result_success)" false
+ful() { mp aliexpress.solution.order.fulfill "out_ref=$oid" send_type=all logistics_no=LX123456789ES service_name=CPAM; }
 check "order.fulfill accepted" eq "$(ful | jq -r .aliexpress_solution_order_fulfill_response.result.result_success)" true
 r=$(mp aliexpress.solution.order.info.get "param1={\"order_id\":$oid}")
 check "order.info.get has no result_success (not documented)" jqe \
@@ -149,9 +161,9 @@ check "order.info.get shows the order shipped" eq \
     "WAIT_BUYER_ACCEPT_GOODS LX123456789ES"
 # No "already shipped" code is documented: the order has moved on, so the same fulfil is refused.
 check "same fulfilment again is refused (order no longer waits to be shipped)" eq \
-    "$(ful | jq -r .aliexpress_solution_order_fulfill_response.result.error_code)" ORDER_STATUS_NOT_ALLOWED
+    "$(ful | jq -c '.aliexpress_solution_order_fulfill_response.result | [.result_success, has("error_code")]')" "[false,false]"
 check "fulfilment applied once per tracking number" eq \
-    "$(ctl_get fulfilments | jq -c --arg id "$oid" '[.max_applied_per_tracking, (.orders[$id] | length)]')" "[1,2]"
+    "$(ctl_get fulfilments | jq -c --arg id "$oid" '[.max_applied_per_tracking, (.orders[$id] | length)]')" "[1,5]"
 
 # --- warehouses ---------------------------------------------------------------------------
 check "warehouse API wants the bearer token" eq \
@@ -209,6 +221,10 @@ check "503 fault answers 503" eq "$(head -1 "$WORK/headers" | tr -d '\r' | cut -
 check "503 fault carries Retry-After" eq "$(grep -i '^retry-after:' "$WORK/headers" | tr -d '\r' | awk '{print $2}')" 7
 check "the next call is served again" jqe '.aliexpress_solution_product_list_get_response.result.success' \
     <<<"$(mp aliexpress.solution.product.list.get "$PLQ")"
+ctl_post faults '{"target":"mp","kind":"api_error","code":"ApiCallLimit","type":"ISV","count":1}' >/dev/null
+check "api_error fault with type ISV: ApiCallLimit of type ISV" eq \
+    "$(mp aliexpress.solution.product.list.get "$PLQ" | jq -r '.error_response | .type + " " + .code')" \
+    "ISV ApiCallLimit"
 check "stats count the faults applied" jqe '.faults | length >= 3' <<<"$(ctl_get stats)"
 "${CURL[@]}" -X DELETE "$BASE/control/faults" >/dev/null
 

@@ -13,7 +13,13 @@
  * - a list answer with success false is a refusal of the request (permanent, with its
  *   reason), not an unreadable answer retried forever;
  * - an order detail is read when it has data and no error_code, without result_success;
- * - the gateway's clock comes from the Date header, within its bound.
+ * - the gateway's clock comes from the Date header, within its bound;
+ * - the logistics service list (listlogisticsservice, no parameters of its own) is read,
+ *   wrapped or bare, a refusal permanent; tracking number rules (Java regular expressions)
+ *   are checked as POSIX ERE with the Java shorthands translated, an unreadable rule
+ *   unchecked; a fulfil goes only under its carrier's mapped, listed service key with a
+ *   matching number; ApiCallLimit is transient with type ISV as with ISP;
+ * - ship_by comes from timeout_left_time only while the order waits to be shipped.
  *
  * The connector's functions are static: this file includes conn_aliexpress.c, so it is
  * built from the same source the daemon is (tallyd_core's copy is then not linked in).
@@ -24,6 +30,7 @@
 #include <uv.h>
 
 #include "check.h"
+#include "replica_harness.h"
 
 #ifndef FIXTURES_DIR
 #error "FIXTURES_DIR must name tests/fixtures/aliexpress"
@@ -261,6 +268,8 @@ static void teardown(void)
             struct ae_pub *s = c->owner;
             free(s->group);
             free(s);
+        } else if (c->kind == CALL_SERVICES) {
+            svc_page_free(c->owner);
         }
         call_free(c);
     }
@@ -392,6 +401,10 @@ static void test_requests(void)
     CHECK(send_fulfil(&up, &b, 0, &f, false));
     check_request(last_of(METHOD_FULFIL), "order_fulfill.params");
 
+    /* Logistics services: no parameters of its own. */
+    pull_services(&up);
+    check_request(last_of(METHOD_LOGISTICS), "logistics_service_list.params");
+
     /* The token goes as session, never as access_token. */
     for (int i = 0; i < nseen; i++) {
         bool session = false;
@@ -402,7 +415,7 @@ static void test_requests(void)
         }
         CHECK(session);
     }
-    CHECK(nseen >= 11);
+    CHECK(nseen >= 12);
     (void)a;
 }
 
@@ -431,7 +444,10 @@ static void test_order_list_sample(void)
     CHECK_EQ_INT(p->page.total, 1);
     CHECK(!p->page.more);
     int64_t sb = 0;
-    CHECK(ship_by(p, p->items[0].summary, &sb));
+    /* The sample's order is PLACE_ORDER_SUCCESS: its timeout_left_time is the time left in
+     * that status (to pay), not a ship-by. Read as an order waiting to ship, it would be. */
+    CHECK(!ship_by(p, p->items[0].summary, json_str(p->items[0].summary, "order_status"), &sb));
+    CHECK(ship_by(p, p->items[0].summary, "WAIT_SELLER_SEND_GOODS", &sb));
     CHECK_EQ_INT(sb, 1507835532 + 120340569 / 1000);
     /* The page's order detail was asked for, with the documented parameters. */
     CHECK_EQ_INT(nseen, before + 1);
@@ -702,6 +718,286 @@ static void test_catalog_cursor_upgrade(void)
     }
 }
 
+/* ---- logistics services (issue 9 A.4) ---- */
+
+/* The list answer, as the SDK models have it (fixture), wrapped or as a bare array; a refusal
+ * (result_success false) is permanent with its error_desc; a list that is not one is
+ * transient; an entry without a readable service key is skipped, never stored. */
+static void test_services_answer(void)
+{
+    size_t len = 0;
+    char *body = read_fixture("logistics_service_list.answer.json", &len);
+    if (!body)
+        return;
+    struct ae_call c;
+    const cJSON *resp;
+    struct svc_list l;
+    char err[256] = "";
+    CHECK_EQ_INT(answer(&c, METHOD_LOGISTICS, CALL_SERVICES, body, len, &resp), SYNC_OK);
+    CHECK_EQ_INT(services_read(resp, &l, err, sizeof err), SYNC_OK);
+    CHECK_EQ_INT(l.n, 1);
+    if (l.n == 1) {
+        CHECK_EQ_STR(l.v[0].name, "JADLOG_P_BR_STD");
+        CHECK_EQ_STR(l.v[0].display, "JADLOG_P_BR");
+        CHECK_EQ_STR(l.v[0].company, "JADLOG_P_BR_STD");
+        CHECK_EQ_STR(l.v[0].regex, "[0-9]{14}$");
+        CHECK(l.v[0].has_min && l.v[0].min_day == 2 && l.v[0].has_max && l.v[0].max_day == 15);
+        /* the sample's own rule, checked as tally checks it */
+        CHECK_EQ_INT(tracking_matches(l.v[0].regex, "12345678901234"), 1);
+        CHECK_EQ_INT(tracking_matches(l.v[0].regex, "1234567890123"), 0);
+    }
+    free(l.v);
+    done_answer(&c);
+    free(body);
+
+    char bare[] = "{\"aliexpress_logistics_redefining_listlogisticsservice_response\":"
+                  "{\"result_list\":[{\"service_name\":\"CPAM\",\"tracking_no_regex\":"
+                  "\"^[A-Z]{2}\\\\d{9}[A-Z]{2}$\"},{\"display_name\":\"no key\"},"
+                  "{\"service_name\":\"other\"}],\"result_success\":true}}";
+    CHECK_EQ_INT(answer(&c, METHOD_LOGISTICS, CALL_SERVICES, bare, strlen(bare), &resp), SYNC_OK);
+    CHECK_EQ_INT(services_read(resp, &l, err, sizeof err), SYNC_OK);
+    CHECK_EQ_INT(l.n, 2);
+    CHECK_EQ_INT(l.bad, 1);
+    if (l.n == 2) {
+        CHECK_EQ_STR(l.v[0].regex, "^[A-Z]{2}\\d{9}[A-Z]{2}$");
+        CHECK_EQ_STR(l.v[1].name, "other");
+        CHECK_EQ_STR(l.v[1].regex, "");
+    }
+    free(l.v);
+    done_answer(&c);
+
+    char refused[] = "{\"aliexpress_logistics_redefining_listlogisticsservice_response\":"
+                     "{\"result_success\":false,\"error_desc\":\"no services for you\"}}";
+    CHECK_EQ_INT(answer(&c, METHOD_LOGISTICS, CALL_SERVICES, refused, strlen(refused), &resp),
+                 SYNC_OK);
+    CHECK_EQ_INT(services_read(resp, &l, err, sizeof err), SYNC_PERMANENT);
+    CHECK(strstr(err, "no services for you") != NULL);
+    free(l.v);
+    done_answer(&c);
+
+    char odd[] = "{\"aliexpress_logistics_redefining_listlogisticsservice_response\":"
+                 "{\"result_list\":\"CPAM\",\"result_success\":true}}";
+    CHECK_EQ_INT(answer(&c, METHOD_LOGISTICS, CALL_SERVICES, odd, strlen(odd), &resp), SYNC_OK);
+    CHECK_EQ_INT(services_read(resp, &l, err, sizeof err), SYNC_TRANSIENT);
+    free(l.v);
+    done_answer(&c);
+}
+
+/* The platform's rules are Java regular expressions, checked with POSIX regcomp: the Java
+ * shorthands are translated (a literal "\d" read by regcomp would ask for the letter d:
+ * every real number refused), a lazy quantifier matches the same, and what cannot be read is
+ * -1 (not checked), never a refusal. */
+static void test_tracking_regex(void)
+{
+    static const struct {
+        const char *regex, *no;
+        int want;
+    } cases[] = {
+        {"^[A-Z]{2}[0-9]{9}[A-Z]{2}$", "PK123456789ES", 1},
+        {"^[A-Z]{2}[0-9]{9}[A-Z]{2}$", "PK12345678ES", 0},
+        {"^[A-Z]{2}[0-9]{9}[A-Z]{2}$", "12345", 0},
+        {"^\\d{10}$", "1234567890", 1},
+        {"^\\d{10}$", "dddddddddd", 0},
+        {"^\\d{10}$", "123456789", 0},
+        {"[0-9]{14}$", "AB12345678901234", 1}, /* anchored at the end only, as written */
+        {"^(LP\\d{14}|[A-Z]{2}\\d{9}[A-Z]{2})$", "LP12345678901234", 1},
+        {"^(LP\\d{14}|[A-Z]{2}\\d{9}[A-Z]{2})$", "LP1234", 0},
+        {"^LP\\d+?$", "LP123", 1},
+        {"^[\\dA-Z]{5}$", "A1B2C", 1},
+        {"^[\\dA-Z]{5}$", "a1b2c", 0},
+        {"^\\w+\\.\\w+$", "ab_1.cd", 1},
+        {"^\\w+\\.\\w+$", "ab_1xcd", 0},
+        {"^\\S+$", "ABC 1", 0},
+        {"", "anything", 1},
+        {"(?i)^lp\\d+$", "LP1", -1},
+        {"^\\p{Alpha}+$", "ABC", -1},
+        {"^[a-z&&[^b]]+$", "ac", -1},
+        {"^\\d++$", "12", -1},
+        {"^(AB", "AB", -1},
+        {"^[AB", "AB", -1},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        int got = tracking_matches(cases[i].regex, cases[i].no);
+        if (got != cases[i].want)
+            fprintf(stderr, "rule %s, number %s: %d, expected %d\n", cases[i].regex, cases[i].no,
+                    got, cases[i].want);
+        CHECK_EQ_INT(got, cases[i].want);
+    }
+}
+
+/* ApiCallLimit is flow control whatever type the gateway gives it: ISP, and ISV as the live
+ * gateway also answers (UPSTREAM.md §1). Classified by code. */
+static void test_call_limit_isv(void)
+{
+    const char *types[] = {"ISP", "ISV"};
+    for (int i = 0; i < 2; i++) {
+        char body[256];
+        snprintf(body, sizeof body,
+                 "{\"error_response\":{\"type\":\"%s\",\"code\":\"ApiCallLimit\","
+                 "\"msg\":\"frequency exceeds the limit\",\"request_id\":\"r1\"}}",
+                 types[i]);
+        struct ae_call c;
+        const cJSON *resp;
+        CHECK_EQ_INT(answer(&c, METHOD_FULFIL, CALL_PUSH, body, strlen(body), &resp),
+                     SYNC_TRANSIENT);
+        done_answer(&c);
+        CHECK_EQ_INT(answer(&c, METHOD_ORDER_LIST, CALL_LIST, body, strlen(body), &resp),
+                     SYNC_TRANSIENT);
+        done_answer(&c);
+    }
+    /* another ISV code stays a refusal */
+    char other[] = "{\"error_response\":{\"type\":\"ISV\",\"code\":\"InvalidParameter\","
+                   "\"msg\":\"m\"}}";
+    struct ae_call c;
+    const cJSON *resp;
+    CHECK_EQ_INT(answer(&c, METHOD_FULFIL, CALL_PUSH, other, strlen(other), &resp), SYNC_PERMANENT);
+    done_answer(&c);
+}
+
+/* The check before an upload: the carrier's service key from the config (the warehouse's own,
+ * else [carriers]), known to the pulled list, and the number matching its rule. */
+static void test_fulfil_service(void)
+{
+    struct rh *h = rh_new("ae-fixtures");
+    if (!h)
+        return;
+    rh_open(h);
+    struct tallyd *d = rh_daemon(h);
+    char err[256] = "";
+    CHECK_EQ_INT(config_set(&d->cfg, "carriers", "Correos", "CPAM", err, sizeof err), 0);
+    CHECK_EQ_INT(config_set(&d->cfg, "carriers", "La Poste", "COLISSIMO", err, sizeof err), 0);
+    CHECK_EQ_INT(config_set(&d->cfg, "carriers", "Local Van", "other https://track.example/", err,
+                            sizeof err),
+                 0);
+    CHECK_EQ_INT(config_set(&d->cfg, "warehouse ES-MAD", "carrier.correos", "EMS", err, sizeof err),
+                 0);
+    up.store = d->store;
+    up.d = d;
+    struct fulfil f = {0};
+    snprintf(f.order_id, sizeof f.order_id, "8180000000000001");
+    snprintf(f.send_type, sizeof f.send_type, "all");
+    snprintf(f.logistics_no, sizeof f.logistics_no, "PK123456789ES");
+    snprintf(f.carrier, sizeof f.carrier, "Correos");
+    snprintf(f.warehouse, sizeof f.warehouse, "FR-PAR");
+    /* never pulled: it waits for the list, it is not checked against nothing */
+    CHECK_EQ_INT(fulfil_service(&up, &f, err, sizeof err), 1);
+    struct svc v[3] = {{.name = "CPAM", .regex = "^[A-Z]{2}\\d{9}[A-Z]{2}$"},
+                       {.name = "EMS", .regex = "^[A-Z]{2}[0-9]{9}[A-Z]{2}$"},
+                       {.name = "other"}};
+    struct svc_list l = {.v = v, .n = 3};
+    CHECK_EQ_INT(store_begin(d->store), 0);
+    CHECK_EQ_INT(services_store(d->store, &l, 1000), 0);
+    CHECK_EQ_INT(store_commit(d->store), 0);
+    CHECK_EQ_INT(rh_q64(h, "SELECT services FROM mp_services_pull"), 3);
+    CHECK_EQ_INT(fulfil_service(&up, &f, err, sizeof err), 0);
+    CHECK_EQ_STR(f.service, "CPAM");
+    CHECK_EQ_STR(f.website, "");
+    /* the warehouse's own mapping wins, the carrier compared without case */
+    snprintf(f.warehouse, sizeof f.warehouse, "ES-MAD");
+    CHECK_EQ_INT(fulfil_service(&up, &f, err, sizeof err), 0);
+    CHECK_EQ_STR(f.service, "EMS");
+    /* a number the rule refuses: not sent */
+    snprintf(f.logistics_no, sizeof f.logistics_no, "12345");
+    CHECK_EQ_INT(fulfil_service(&up, &f, err, sizeof err), -1);
+    CHECK(!strncmp(err, "not sent: ", 10) && strstr(err, "12345") && strstr(err, "EMS"));
+    /* an unmapped carrier: not sent, whatever the number */
+    snprintf(f.logistics_no, sizeof f.logistics_no, "PK123456789ES");
+    snprintf(f.carrier, sizeof f.carrier, "Deutsche Post");
+    CHECK_EQ_INT(fulfil_service(&up, &f, err, sizeof err), -1);
+    CHECK(!strncmp(err, "not sent: ", 10) && strstr(err, "Deutsche Post"));
+    /* mapped to a key the marketplace does not list */
+    snprintf(f.carrier, sizeof f.carrier, "La Poste");
+    CHECK_EQ_INT(fulfil_service(&up, &f, err, sizeof err), -1);
+    CHECK(strstr(err, "COLISSIMO") != NULL);
+    /* "other" goes with its tracking website, any number */
+    snprintf(f.carrier, sizeof f.carrier, "local van");
+    snprintf(f.logistics_no, sizeof f.logistics_no, "VAN-7");
+    CHECK_EQ_INT(fulfil_service(&up, &f, err, sizeof err), 0);
+    CHECK_EQ_STR(f.service, "other");
+    CHECK_EQ_STR(f.website, "https://track.example/");
+    /* the request then carries the key, and the website only for other */
+    CHECK(send_fulfil(&up, &(struct push_batch){.u = &up, .n = 0}, 0, &f, false));
+    const struct seen *s = last_of(METHOD_FULFIL);
+    bool site = false, key = false;
+    for (int k = 0; s && k < s->n; k++) {
+        site = site || !strcmp(s->name[k], "tracking_website");
+        key = key || (!strcmp(s->name[k], "service_name") && !strcmp(s->value[k], "other"));
+    }
+    CHECK(site && key);
+    /* a payload of an earlier version: service_name was the carrier */
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    msgpack_pack_map(&pk, 4);
+    mp_pack_kv_str(&pk, "order_id", "8180000000000001");
+    mp_pack_kv_str(&pk, "send_type", "all");
+    mp_pack_kv_str(&pk, "logistics_no", "PK123456789ES");
+    mp_pack_kv_str(&pk, "service_name", "Correos");
+    struct push_item it = {.payload = sb.data, .payload_len = sb.size};
+    CHECK_EQ_INT(fulfil_read(&it, &f, err, sizeof err), 0);
+    CHECK_EQ_STR(f.carrier, "Correos");
+    CHECK_EQ_STR(f.warehouse, "");
+    CHECK_EQ_INT(fulfil_service(&up, &f, err, sizeof err), 0);
+    CHECK_EQ_STR(f.service, "CPAM");
+    msgpack_sbuffer_destroy(&sb);
+    up.store = NULL;
+    up.d = NULL;
+    rh_free(h);
+}
+
+/* ---- ship-by (issue 9 A.6b) ---- */
+
+/* timeout_left_time is the time left in the current status: an order's ship-by is taken from
+ * it while it waits to be shipped, and a re-pull after shipping (the buyer's 75 days left)
+ * leaves it where it was. */
+static void test_ship_by_after_shipping(void)
+{
+    struct rh *h = rh_new("ae-shipby");
+    if (!h)
+        return;
+    rh_open(h);
+    struct tallyd *d = rh_daemon(h);
+    const char *statuses[] = {"WAIT_SELLER_SEND_GOODS", "WAIT_BUYER_ACCEPT_GOODS", "IN_CANCEL"};
+    const int64_t left_ms[] = {3LL * 86400 * 1000, 75LL * 86400 * 1000, 5LL * 86400 * 1000};
+    int64_t now = 1796479236, first = 0;
+    for (int k = 0; k < 3; k++) {
+        char sum[512], det[1024];
+        snprintf(sum, sizeof sum,
+                 "{\"order_id\":8180000000000007,\"order_status\":\"%s\","
+                 "\"timeout_left_time\":%" PRId64 ",\"left_send_good_day\":\"2\","
+                 "\"left_send_good_hour\":\"0\",\"left_send_good_min\":\"0\"}",
+                 statuses[k], left_ms[k]);
+        snprintf(det, sizeof det,
+                 "{\"id\":8180000000000007,\"order_status\":\"%s\","
+                 "\"gmt_create\":\"2026-12-01 10:00:00\",\"receipt_address\":{\"country\":\"ES\"},"
+                 "\"child_order_list\":{\"global_aeop_tp_child_order_dto\":[{\"sku_code\":"
+                 "\"SKU-1\",\"product_count\":1,\"product_price\":{\"amount\":\"9.99\","
+                 "\"currency_code\":\"USD\"}}]}}",
+                 statuses[k]);
+        cJSON *s = cJSON_Parse(sum), *dt = cJSON_Parse(det);
+        struct ae_pull p = {.u = &up, .stream = STREAM_ORDERS, .server_now = now + k * 86400};
+        struct ae_item it = {.summary = s, .detail = dt};
+        snprintf(it.id, sizeof it.id, "8180000000000007");
+        CHECK_EQ_INT(store_begin(d->store), 0);
+        CHECK_EQ_INT(apply_order(d->store, &p, &it), 0);
+        CHECK_EQ_INT(store_commit(d->store), 0);
+        CHECK_EQ_INT(p.bad, 0);
+        int64_t by = rh_q64(h, "SELECT ship_by FROM orders WHERE order_id = '8180000000000007'");
+        if (k == 0) {
+            first = by;
+            CHECK_EQ_INT(by, now + 3 * 86400);
+        } else {
+            CHECK_EQ_INT(by, first); /* not moved to the buyer's or the cancel's deadline */
+        }
+        CHECK_EQ_STR(rh_qtext(h, "SELECT status FROM orders WHERE order_id = '8180000000000007'"),
+                     statuses[k]);
+        cJSON_Delete(s);
+        cJSON_Delete(dt);
+    }
+    rh_free(h);
+}
+
 static void test_clock(void)
 {
     struct ae *a = up.conn;
@@ -734,6 +1030,11 @@ int main(void)
     test_clock();
     test_checkpoint_ahead();
     test_catalog_cursor_upgrade();
+    test_services_answer();
+    test_tracking_regex();
+    test_call_limit_isv();
+    test_fulfil_service();
+    test_ship_by_after_shipping();
     teardown();
     return check_result("test_ae_fixtures");
 }

@@ -397,6 +397,39 @@ static int gateway_url(const char *url, const char *extra)
 
 /* Plain http:// carries the bearer token in clear: only to this machine (loopback), unless the
  * upstream's section says allow_insecure_http = true. The host is read as curl reads it. */
+/* [carriers] and carrier.NAME: the warehouse's own mapping first, then the default, the
+ * carrier compared without case; "other" needs its tracking website, no other key takes one;
+ * a carrier mapped twice in one scope, or a key with spaces, is an error. */
+static void test_carriers(void)
+{
+    struct tally_config *cfg = malloc(sizeof *cfg);
+    if (!cfg)
+        return;
+    CHECK_EQ_INT(load(cfg, "[carriers]\nCorreos = CPAM\nLa Poste = CPAM\n"
+                           "Local Van = other https://track.example/x\n"
+                           "[warehouse ES-MAD]\nurl = https://w.example\ntoken_file = t\n"
+                           "carrier.Correos = EMS\n"),
+                 0);
+    CHECK_EQ_INT(cfg->ncarriers, 4);
+    const struct carrier_map *m = config_carrier(cfg, "FR-PAR", "correos");
+    CHECK(m && !strcmp(m->service, "CPAM") && !m->wh[0]);
+    m = config_carrier(cfg, "ES-MAD", "CORREOS");
+    CHECK(m && !strcmp(m->service, "EMS") && !strcmp(m->wh, "ES-MAD"));
+    m = config_carrier(cfg, "", "La Poste");
+    CHECK(m && !strcmp(m->service, "CPAM"));
+    m = config_carrier(cfg, "ES-MAD", "local van");
+    CHECK(m && !strcmp(m->service, "other") && !strcmp(m->website, "https://track.example/x"));
+    CHECK(config_carrier(cfg, "ES-MAD", "DHL") == NULL);
+    CHECK(config_carrier(cfg, "ES-MAD", NULL) == NULL);
+    free(cfg);
+    expect_error("[carriers]\nCorreos = other\n", 2, "other");
+    expect_error("[carriers]\nCorreos = CPAM https://x.example\n", 2, "other");
+    expect_error("[carriers]\nCorreos = CPAM\ncorreos = EMS\n", 3, "twice");
+    expect_error("[carriers]\nCorreos =\n", 2, "carrier");
+    expect_error("[warehouse ES-MAD]\ncarrier. = CPAM\n", 2, "carrier");
+    expect_error("[warehouse ES-MAD]\ncarriers.Correos = CPAM\n", 2, "carriers.Correos");
+}
+
 static void test_insecure_http(void)
 {
     /* Loopback in every spelling, with and without a port and a path. */
@@ -521,6 +554,7 @@ int main(void)
     test_refused_keeps_value();
     test_fulfilment_keys();
     test_insecure_http();
+    test_carriers();
 
     char cmd[128];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);

@@ -746,7 +746,9 @@ static void test_station_shipping(void)
         CHECK_EQ_STR(sget(p, "send_type"), "all");
         CHECK_EQ_STR(sget(p, "order_id"), "Y1");
         CHECK_EQ_STR(sget(p, "logistics_no"), "TRK1");
-        CHECK_EQ_STR(sget(p, "service_name"), "Correos Express");
+        /* the carrier as reported, and its warehouse: the connector maps it to a service key */
+        CHECK_EQ_STR(sget(p, "carrier"), "Correos Express");
+        CHECK(sget(p, "service_name") == NULL);
     }
     CHECK_EQ_STR(rh_qtext(h, "SELECT order_ref || ' ' || tracking_no || ' ' || send_type || ' ' ||"
                              " state FROM shipments WHERE id = 'SHIP-1'"),
@@ -913,7 +915,8 @@ static void test_outbound_warehouse_lifecycle(void)
         CHECK_EQ_STR(sget(p, "send_type"), "all");
         CHECK_EQ_STR(sget(p, "order_id"), "Z1");
         CHECK_EQ_STR(sget(p, "logistics_no"), "SE123");
-        CHECK_EQ_STR(sget(p, "service_name"), "SEUR");
+        CHECK_EQ_STR(sget(p, "carrier"), "SEUR");
+        CHECK_EQ_STR(sget(p, "warehouse"), "ES-OB");
     }
     /* the same report again records nothing new */
     wh_status("ES-OB", "Z1", "shipped", "SEUR", "SE123", NULL);

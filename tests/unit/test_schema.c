@@ -422,6 +422,35 @@ static void test_upgrade_sent_at(void)
     store_close(st);
 }
 
+/* Schema 10: a replica of schema 9 gets the logistics service tables, empty and never
+ * pulled (a fulfil waits for the list rather than being checked against nothing). */
+static void test_upgrade_services(void)
+{
+    char path[128], err[512] = "";
+    path_of(path, sizeof path, "v9.db");
+    struct store *st = NULL;
+    CHECK_EQ_INT(store_open(path, true, &st, err, sizeof err), 0);
+    if (!st)
+        return;
+    store_close(st);
+    st = NULL;
+    CHECK_EQ_INT(rh_rewind_schema(path, 9), 0);
+    CHECK_EQ_INT(store_open(path, true, &st, err, sizeof err), 0);
+    if (!st)
+        return;
+    CHECK_EQ_INT(store_schema_version(st), schema_latest());
+    CHECK_EQ_INT(one_int(st, "SELECT COUNT(*) FROM mp_services"), 0);
+    CHECK_EQ_INT(one_int(st, "SELECT COUNT(*) FROM mp_services_pull"), 0);
+    CHECK_EQ_INT(sqlite3_exec(store_db(st),
+                              "INSERT INTO mp_services(service_name, tracking_no_regex)"
+                              " VALUES ('CPAM', '^[A-Z]{2}[0-9]{9}[A-Z]{2}$');"
+                              "INSERT INTO mp_services_pull VALUES (1, 5, 1)",
+                              NULL, NULL, NULL),
+                 SQLITE_OK);
+    CHECK_EQ_INT(one_int(st, "SELECT services FROM mp_services_pull"), 1);
+    store_close(st);
+}
+
 /* A replica where WAL cannot be had (a VFS without shared memory, as SQLite's unix-dotfile
  * for network filesystems) is refused: SQLite answers PRAGMA journal_mode=WAL with the mode it
  * kept, and tallyd would otherwise run with a rollback journal, its readers blocked by every
@@ -467,6 +496,7 @@ int main(void)
     test_upgrade_low_indexes();
     test_stmt_cache();
     test_upgrade_sent_at();
+    test_upgrade_services();
     test_no_wal();
 
     char cmd[128];

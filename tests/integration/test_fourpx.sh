@@ -38,6 +38,7 @@ write_conf() {
     {
         printf '[station]\nname = FPX-TEST\n[sync]\nretry_max = 2\nrequest_timeout = 3\n'
         printf 'reconcile_interval = 30\n'
+        carriers_conf
         printf '[warehouse ES-MAD]\nurl = %s/wh/ES-MAD\ntoken_file = %s\ncountry = ES\n' \
             "$base" "$tmp/wh.token"
         printf 'inventory_interval = 2\noutbound_interval = 1\n'

@@ -35,7 +35,8 @@
  *   else logistics_product_code. version: update_time, else complete_time, else create_time.
  *
  * Push, one row per call: outbound (fu.wms.outbound.create, ref_no = the order id, consignment
- * type S, stock quality G, logistics_product_code = the order's service), outbound_cancel
+ * type S, stock quality G, logistics_product_code = the warehouse's shipping_method, else the
+ * order's service), outbound_cancel
  * (fu.wms.outbound.cancel by ref_no, cancel_type OT) and inbound (fu.wms.inbound.create, ref_no
  * = the notice id, to_warehouse_code = from_warehouse_code = this warehouse: the goods come by
  * the seller's own transport). No call has an idempotency key: when push_item.maybe_sent, the
@@ -536,8 +537,8 @@ static void kv_opt(struct jbuf *b, const char *key, const msgpack_object *v, siz
     jb_str(b, tmp);
 }
 
-int fpx_outbound_body(const void *payload, size_t len, const char *wh_code, struct jbuf *b,
-                      char ref[TALLY_MAX_ID_LEN + 1], char *err, size_t errlen)
+int fpx_outbound_body(const void *payload, size_t len, const char *wh_code, const char *product,
+                      struct jbuf *b, char ref[TALLY_MAX_ID_LEN + 1], char *err, size_t errlen)
 {
     msgpack_unpacked m;
     int r = -1;
@@ -572,11 +573,19 @@ int fpx_outbound_body(const void *payload, size_t len, const char *wh_code, stru
     jb_lit(b, ",\"from_warehouse_code\":");
     jb_str(b, wh_code);
     jb_lit(b, ",\"consignment_type\":\"S\"");
-    jb_lit(b, ",\"logistics_service_info\":{");
-    if (service[0]) {
-        jb_lit(b, "\"logistics_product_code\":");
-        jb_str(b, service);
+    /* LogisticsServiceInfo.logistics_product_code is one of 4PX's product codes (its base
+     * data lists them; the SDK does not mark it required, the simulator reads it so): the
+     * configured product wins over the marketplace's service name, which 4PX does not know. */
+    const char *code = product && product[0] ? product : service;
+    if (!code[0]) {
+        snprintf(err, errlen,
+                 "order %s has no service and the warehouse no shipping_method: set"
+                 " shipping_method (a 4PX logistics product code) in its [warehouse] section",
+                 ref);
+        goto out;
     }
+    jb_lit(b, ",\"logistics_service_info\":{\"logistics_product_code\":");
+    jb_str(b, code);
     jb_lit(b, "},\"oconsignment_desc\":{\"country\":");
     jb_str(b, country);
     kv_opt(b, "city", mp_map_get(to, "city"), 128);
@@ -1242,10 +1251,11 @@ static int build_create(struct fpx_call *c, int op, char *err, size_t errlen)
 {
     const struct push_item *it = &c->batch->items[0];
     jb_free(&c->body);
-    int r = op == OP_OB_CREATE ? fpx_outbound_body(it->payload, it->payload_len, wh_remote(c->u),
-                                                   &c->body, c->ref, err, errlen)
-                               : fpx_inbound_body(it->payload, it->payload_len, wh_remote(c->u),
-                                                  &c->body, c->ref, err, errlen);
+    int r = op == OP_OB_CREATE
+                ? fpx_outbound_body(it->payload, it->payload_len, wh_remote(c->u),
+                                    c->u->wh->shipping_method, &c->body, c->ref, err, errlen)
+                : fpx_inbound_body(it->payload, it->payload_len, wh_remote(c->u), &c->body, c->ref,
+                                   err, errlen);
     return r;
 }
 

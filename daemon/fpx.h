@@ -62,9 +62,11 @@ int fpx_outbound_row(const cJSON *row, const char *wh_code, struct fpx_ob_row *r
                      size_t errlen);
 
 /* Request bodies from outbox payloads (MessagePack, fulfil.c / outbox.h contracts). Each
- * writes the reference (order id or notice id) into ref. 0, or -1 with err. */
-int fpx_outbound_body(const void *payload, size_t len, const char *wh_code, struct jbuf *b,
-                      char ref[TALLY_MAX_ID_LEN + 1], char *err, size_t errlen);
+ * writes the reference (order id or notice id) into ref. 0, or -1 with err. An outbound
+ * order's logistics_product_code is `product` (the warehouse's configured shipping_method)
+ * when set, else the order's own service; neither is a refusal before anything is sent. */
+int fpx_outbound_body(const void *payload, size_t len, const char *wh_code, const char *product,
+                      struct jbuf *b, char ref[TALLY_MAX_ID_LEN + 1], char *err, size_t errlen);
 int fpx_cancel_body(const void *payload, size_t len, struct jbuf *b, char ref[TALLY_MAX_ID_LEN + 1],
                     char *err, size_t errlen);
 int fpx_inbound_body(const void *payload, size_t len, const char *wh_code, struct jbuf *b,

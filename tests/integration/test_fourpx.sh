@@ -43,6 +43,7 @@ write_conf() {
         printf 'inventory_interval = 2\noutbound_interval = 1\n'
         printf '[warehouse US-4PX]\nkind = fourpx\napp_key = tally-sim-3pl-key\n'
         printf 'app_secret_file = %s\nurl = %s/wh/US-4PX\ncountry = US\n' "$1" "$base"
+        printf 'shipping_method = FPX-US-GROUND\n'
         printf 'inventory_interval = 2\noutbound_interval = 1\n'
         printf '[marketplace]\ngateway = %s/sync\napp_key = tally-sim-app-key\n' "$base"
         printf 'app_secret_file = %s\naccess_token_file = %s\n' "$tmp/app.secret" "$tmp/access.token"
@@ -106,6 +107,8 @@ check_eq "$(ctl "$base/control/stats" | jq '[.faults | to_entries[]
     | select(.key | contains("lost_answer")) | .value] | add // 0')" 1 "lost answers dealt"
 check_eq "$(ob_field US-4PX "$B" create_count)" 1 "order B: creates applied at 4PX"
 check_eq "$(ob_field US-4PX "$B" repeat_count)" 0 "order B: creates sent again (looked up instead)"
+check_eq "$(ob_field US-4PX "$B" service)" FPX-US-GROUND \
+    "order B: logistics_product_code = the warehouse's shipping_method"
 check_eq "$(sql "SELECT state FROM outbox WHERE kind = 'outbound' AND entity = '$B'")" done \
     "order B's outbound row"
 ctl -X DELETE "$base/control/faults" >/dev/null

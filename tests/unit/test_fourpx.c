@@ -221,7 +221,7 @@ static void test_outbound_body(void)
     pack_outbound(&sb, "8100000000000001", "José Ñúñez", "US");
     struct jbuf b = {0};
     char ref[TALLY_MAX_ID_LEN + 1], err[256];
-    CHECK_EQ_INT(fpx_outbound_body(sb.data, sb.size, "US-4PX", &b, ref, err, sizeof err), 0);
+    CHECK_EQ_INT(fpx_outbound_body(sb.data, sb.size, "US-4PX", NULL, &b, ref, err, sizeof err), 0);
     CHECK_EQ_STR(ref, "8100000000000001");
     cJSON *d = cJSON_Parse(b.p);
     names_documented(d, fx, "request_params", "required");
@@ -251,12 +251,45 @@ static void test_outbound_body(void)
     msgpack_sbuffer_destroy(&sb);
     /* a ship-to without a country: refused here, never sent */
     pack_outbound(&sb, "8100000000000002", "A", "");
-    CHECK_EQ_INT(fpx_outbound_body(sb.data, sb.size, "US-4PX", &b, ref, err, sizeof err), -1);
+    CHECK_EQ_INT(fpx_outbound_body(sb.data, sb.size, "US-4PX", NULL, &b, ref, err, sizeof err), -1);
     CHECK(strstr(err, "country") != NULL);
     jb_free(&b);
     msgpack_sbuffer_destroy(&sb);
+    /* the warehouse's shipping_method is the 4PX product code, over the order's service */
+    pack_outbound(&sb, "8100000000000003", "A", "US");
+    CHECK_EQ_INT(fpx_outbound_body(sb.data, sb.size, "US-4PX", "F999", &b, ref, err, sizeof err),
+                 0);
+    d = cJSON_Parse(b.p);
+    lsi = cJSON_GetObjectItemCaseSensitive(d, "logistics_service_info");
+    CHECK_EQ_STR(json_str(lsi, "logistics_product_code"), "F999");
+    cJSON_Delete(d);
+    jb_free(&b);
+    msgpack_sbuffer_destroy(&sb);
+    /* neither a shipping_method nor a service: refused here, naming the key to set */
+    msgpack_sbuffer_init(&sb);
+    {
+        msgpack_packer pk;
+        msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+        msgpack_pack_map(&pk, 3);
+        mp_pack_kv_str(&pk, "id", "8100000000000004");
+        mp_pack_key(&pk, "lines");
+        msgpack_pack_array(&pk, 1);
+        msgpack_pack_map(&pk, 2);
+        mp_pack_kv_str(&pk, "sku", "EB-1");
+        mp_pack_kv_int(&pk, "qty", 1);
+        mp_pack_key(&pk, "ship_to");
+        msgpack_pack_map(&pk, 4);
+        mp_pack_kv_str(&pk, "name", "A");
+        mp_pack_kv_str(&pk, "address", "1 Main St");
+        mp_pack_kv_str(&pk, "country", "US");
+        mp_pack_kv_str(&pk, "phone", "+1 512 555 0100");
+    }
+    CHECK_EQ_INT(fpx_outbound_body(sb.data, sb.size, "US-4PX", "", &b, ref, err, sizeof err), -1);
+    CHECK(strstr(err, "shipping_method") != NULL);
+    jb_free(&b);
+    msgpack_sbuffer_destroy(&sb);
     /* not MessagePack */
-    CHECK_EQ_INT(fpx_outbound_body("\xc1", 1, "US-4PX", &b, ref, err, sizeof err), -1);
+    CHECK_EQ_INT(fpx_outbound_body("\xc1", 1, "US-4PX", NULL, &b, ref, err, sizeof err), -1);
     jb_free(&b);
     cJSON_Delete(fx);
 }

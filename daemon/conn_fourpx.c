@@ -24,11 +24,16 @@
  *   of the last log window read (ms).
  * - outbound: fu.wms.outbound.getlist has no "changed since" filter, only create_time and
  *   complete_time windows (at most 30 days). Each round reads the orders created in
- *   [checkpoint - 5 min, now], where the checkpoint is the creation time of the oldest order
- *   still open in the last round (N, S, P, E), or that round's end when none was: every open
- *   order is read each round until it is final. An order open for more than 30 days falls out
- *   of the window (logged). Statuses (OutboundList.status): N draft -> accepted, S being
- *   shipped out -> picking, P picked (off the shelf) -> packed, C shipped out -> shipped, X
+ *   [checkpoint - 5 min, now], where checkpoint.version is the creation time of the oldest
+ *   order still open and created within the last day (or the round's end when none was): every
+ *   recent open order is read each round until it is final. Orders open for longer ("old",
+ *   checkpoint.modified_since = the oldest one's creation) are read by a sweep, a round once an
+ *   hour (and the first after a start) reading from the oldest: a stuck order costs one wide
+ *   round an hour, not every round (fpx_ob_plan). An order open for 28 days raises a warehouse
+ *   exception (it is about to leave the 30-day window; cleared when it is seen final); a window
+ *   that had to be cut at 30 days (tally off that long, or an order open past it) raises one
+ *   for the warehouse: never silently lost. Statuses (OutboundList.status): N draft -> accepted, S
+ * being shipped out -> picking, P picked (off the shelf) -> packed, C shipped out -> shipped, X
  *   cancelled -> cancelled, D deleted -> cancelled, E exception -> exception (reason from
  *   sub_status G/B/R/S and error_message_origin). Unknown status: a logged per-row error.
  *   Tracking: shipping_no (the carrier's number), else 4px_tracking_no; carrier: carrier_code,
@@ -70,6 +75,7 @@
 
 #include "catalog.h"
 #include "codec.h"
+#include "exceptions.h"
 #include "fpx.h"
 #include "fpx_sign.h"
 #include "json.h"
@@ -85,8 +91,8 @@
 #define LSTSKU_PAGE 100     /* rows per page of an lstsku read */
 #define LSTSKU_MAX_PAGES 20 /* batches of 50 SKUs: 2,000 rows is plenty */
 #define OB_PAGE_SIZE 100    /* outbound rows per page (at most 500) */
-#define OVERLAP_MS (300 * 1000LL)
-#define WINDOW_MS (30LL * 86400 * 1000) /* the 30-day window of getlog and getlist */
+#define OVERLAP_MS FPX_OVERLAP_MS
+#define WINDOW_MS FPX_WINDOW_MS /* the 30-day window of getlog and getlist */
 #define MAX_PAGES 100000
 
 enum { STREAM_INVENTORY, STREAM_OUTBOUND };
@@ -135,6 +141,7 @@ struct fpx {
     char secret[1024];       /* app secret: signing key */
     char access_token[1024]; /* optional */
     int64_t last_version;    /* the last stock version handed out (ms) */
+    int64_t next_sweep_ms;   /* when the outbound stream next reads from its oldest open order */
     struct fpx_call *calls;  /* in flight, so a stop can release them */
 };
 
@@ -150,7 +157,8 @@ struct fpx_call {
     cJSON *doc; /* the answer being applied */
     /* inventory */
     bool reconcile;
-    int64_t page_no, start, end, minopen, read_ms;
+    int64_t page_no, start, end, minopen, minold, read_ms;
+    bool sweep, clamped;
     char cursor_next[256];
     bool last_page;
     char (*skus)[TALLY_MAX_ID_LEN + 1]; /* SKUs named by a log page */
@@ -449,6 +457,46 @@ int fpx_outbound_row(const cJSON *row, const char *wh_code, struct fpx_ob_row *r
         snprintf(r->reason, sizeof r->reason, "cancelled at 4PX (status X)");
     }
     return 1;
+}
+
+void fpx_ob_plan(int64_t now, int64_t cp_version, int64_t cp_old, bool sweep_due,
+                 struct fpx_ob_plan *p)
+{
+    int64_t floor = now - FPX_WINDOW_MS + 60000; /* the list's limit, with a minute to spare */
+    memset(p, 0, sizeof *p);
+    p->end = now;
+    p->sweep = sweep_due && cp_old > 0;
+    int64_t from = cp_version > 0 ? cp_version : floor;
+    if (p->sweep && cp_old < from)
+        from = cp_old;
+    p->start = from - (cp_version > 0 ? FPX_OVERLAP_MS : 0);
+    if (p->start < floor) {
+        p->clamped = cp_version > 0 || cp_old > 0; /* a first round reads what there is */
+        p->start = floor;
+    }
+}
+
+int fpx_ob_note(const struct fpx_ob_row *r, int64_t now, int64_t *minopen, int64_t *minold)
+{
+    if (r->create_time <= 0)
+        return 0;
+    bool aged = r->create_time < now - FPX_AGE_WARN_MS;
+    if (!r->open)
+        return aged ? -1 : 0;
+    int64_t *m = r->create_time < now - FPX_RECENT_MS ? minold : minopen;
+    if (r->create_time < *m)
+        *m = r->create_time;
+    return aged ? 1 : 0;
+}
+
+void fpx_ob_checkpoint(int64_t minopen, int64_t minold, int64_t end, bool sweep, int64_t *version,
+                       int64_t *old)
+{
+    *version = minopen < end ? minopen : end;
+    if (sweep)
+        *old = minold < FPX_NONE ? minold : 0; /* the sweep saw every old open order */
+    else if (minold < FPX_NONE && (*old <= 0 || minold < *old))
+        *old = minold; /* a recent one grew old in this round */
 }
 
 /* A MessagePack string as a NUL-terminated copy (truncated to outlen - 1); "" when absent. */
@@ -892,6 +940,36 @@ static int apply_inventory(struct pull_page *pg, struct store *st, struct checkp
     return 0;
 }
 
+/* An outbound order open at 4PX for FPX_AGE_WARN_MS leaves the list's 30-day window soon: after
+ * that its progress is never read. A person is told (once; cleared when it is seen final). */
+static int aging_exception(struct fpx_call *c, struct store *st, int64_t wh,
+                           const struct fpx_ob_row *o, bool raise)
+{
+    sqlite3_stmt *s = store_stmt(st, "SELECT id FROM orders WHERE order_id = ?1");
+    if (!s)
+        return TALLY_E_STORAGE;
+    sqlite3_bind_text(s, 1, o->ref_no, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(s);
+    int64_t ref = rc == SQLITE_ROW ? sqlite3_column_int64(s, 0) : 0;
+    sqlite3_reset(s);
+    if (rc != SQLITE_ROW)
+        return rc == SQLITE_DONE ? 0 : store_error(st, rc, "order");
+    char msg[480];
+    snprintf(msg, sizeof msg,
+             "%s: outbound order %s has been open at 4PX (status %s) for %" PRId64
+             " days; 4PX lists orders by creation over at most 30 days, so after that tally no"
+             " longer sees its progress: settle it in 4PX's console",
+             c->u->code, o->ref_no, o->code, (c->read_ms - o->create_time) / 86400000);
+    struct exc_raise e = {.kind = EXC_WAREHOUSE,
+                          .order_ref = ref,
+                          .wh = wh,
+                          .subject = "4PX list window",
+                          .message = msg};
+    if (raise)
+        return exceptions_raise(c->u->d, &e, NULL);
+    return exceptions_clear(c->u->d, &e, "the order is final at 4PX");
+}
+
 static int apply_outbound(struct pull_page *pg, struct store *st, struct checkpoint *cp, char *err,
                           size_t errlen)
 {
@@ -900,6 +978,19 @@ static int apply_outbound(struct pull_page *pg, struct store *st, struct checkpo
     int r = whfeed_warehouse(c->u, st, &wh, err, errlen);
     if (r)
         return r;
+    if (c->clamped && c->page_no == 1) {
+        char msg[300];
+        snprintf(msg, sizeof msg,
+                 "%s: outbound orders were last read over 30 days ago (or one stayed open that"
+                 " long); 4PX lists orders over at most 30 days: orders created before that and"
+                 " still open are out of tally's sight: check them in 4PX's console",
+                 c->u->code);
+        struct exc_raise e = {
+            .kind = EXC_WAREHOUSE, .wh = wh, .subject = "4PX list window", .message = msg};
+        log_warn("%s", msg);
+        if ((r = exceptions_raise(c->u->d, &e, NULL)) != 0)
+            return r;
+    }
     const cJSON *rows = fpx_page_rows(cJSON_GetObjectItemCaseSensitive(c->doc, "data")), *row;
     int bad = 0;
     cJSON_ArrayForEach(row, rows)
@@ -914,12 +1005,13 @@ static int apply_outbound(struct pull_page *pg, struct store *st, struct checkpo
         }
         if (k == 0)
             continue;
-        if (o.open && o.create_time > 0 && o.create_time < c->minopen)
-            c->minopen = o.create_time;
+        int aged = fpx_ob_note(&o, c->read_ms, &c->minopen, &c->minold);
         int64_t version = o.version > 0 ? o.version : c->read_ms;
         r = whfeed_outbound(c->u, st, wh, o.ref_no, o.status, o.carrier[0] ? o.carrier : NULL,
                             o.tracking[0] ? o.tracking : NULL, o.reason[0] ? o.reason : NULL,
                             version);
+        if (r == 0 && aged != 0)
+            r = aging_exception(c, st, wh, &o, aged > 0);
         if (r)
             return r;
     }
@@ -928,10 +1020,16 @@ static int apply_outbound(struct pull_page *pg, struct store *st, struct checkpo
                  bad);
     if (c->last_page) {
         cp->cursor[0] = 0;
-        cp->version = c->minopen < c->end ? c->minopen : c->end;
+        fpx_ob_checkpoint(c->minopen, c->minold, c->end, c->sweep, &cp->version,
+                          &cp->modified_since);
+        if (c->sweep) {
+            struct fpx *f = c->u->conn;
+            f->next_sweep_ms = c->read_ms + FPX_SWEEP_MS;
+        }
     } else {
-        snprintf(cp->cursor, sizeof cp->cursor, "O:%" PRId64 ":%" PRId64 ":%" PRId64 ":%" PRId64,
-                 c->page_no + 1, c->start, c->end, c->minopen);
+        snprintf(cp->cursor, sizeof cp->cursor,
+                 "O:%" PRId64 ":%" PRId64 ":%" PRId64 ":%" PRId64 ":%" PRId64 ":%d", c->page_no + 1,
+                 c->start, c->end, c->minopen, c->minold, c->sweep ? 1 : 0);
     }
     return 0;
 }
@@ -1095,13 +1193,13 @@ static void on_pulled(struct http_req *r)
     }
 }
 
-/* Reads "X:a:b[:c[:d]]" into v[]; the number of fields read. */
-static int parse_cursor(const char *s, char tag, int64_t v[4])
+/* Reads "X:a:b[:c[:d[:e[:f]]]]" into v[]; the number of fields read. */
+static int parse_cursor(const char *s, char tag, int64_t v[6])
 {
     if (s[0] != tag || s[1] != ':')
         return 0;
-    int n =
-        sscanf(s + 2, "%" SCNd64 ":%" SCNd64 ":%" SCNd64 ":%" SCNd64, &v[0], &v[1], &v[2], &v[3]);
+    int n = sscanf(s + 2, "%" SCNd64 ":%" SCNd64 ":%" SCNd64 ":%" SCNd64 ":%" SCNd64 ":%" SCNd64,
+                   &v[0], &v[1], &v[2], &v[3], &v[4], &v[5]);
     return n < 0 ? 0 : n;
 }
 
@@ -1118,7 +1216,7 @@ static void fpx_pull(struct upstream *u, int stream, const struct checkpoint *cp
     c->stream = stream;
     c->reconcile = cp->reconcile;
     c->read_ms = wall_ms();
-    int64_t now = c->read_ms, v[4] = {0};
+    int64_t now = c->read_ms, v[6] = {0};
     int op;
     struct jbuf *b = &c->body;
     if (stream == STREAM_INVENTORY) {
@@ -1157,21 +1255,24 @@ static void fpx_pull(struct upstream *u, int stream, const struct checkpoint *cp
         jb_lit(b, "}");
     } else {
         op = OP_OB_LIST;
-        if (parse_cursor(cp->cursor, 'O', v) == 4 && v[0] >= 1) {
+        int nv = parse_cursor(cp->cursor, 'O', v);
+        if ((nv == 4 || nv == 6) && v[0] >= 1) {
             c->page_no = v[0];
             c->start = v[1];
             c->end = v[2];
             c->minopen = v[3];
+            c->minold = nv == 6 ? v[4] : FPX_NONE;
+            c->sweep = nv == 6 && v[5] == 1;
         } else {
+            struct fpx *f = u->conn;
+            struct fpx_ob_plan p;
+            fpx_ob_plan(now, cp->version, cp->modified_since, now >= f->next_sweep_ms, &p);
             c->page_no = 1;
-            c->end = now;
-            c->start = cp->version > 0 ? cp->version - OVERLAP_MS : now - WINDOW_MS + 60000;
-            if (c->start < now - WINDOW_MS + 60000) {
-                log_warn("%s: orders open for more than 30 days are out of 4PX's list window",
-                         u->name);
-                c->start = now - WINDOW_MS + 60000;
-            }
-            c->minopen = INT64_MAX / 4;
+            c->start = p.start;
+            c->end = p.end;
+            c->sweep = p.sweep;
+            c->clamped = p.clamped;
+            c->minopen = c->minold = FPX_NONE;
         }
         jb_lit(b, "{\"from_warehouse_code\":");
         jb_str(b, wh_remote(u));

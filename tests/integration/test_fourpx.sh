@@ -10,7 +10,9 @@
 #   D. a cancel before shipping reaches 4PX (status X);
 #   E. an inbound notice (an outbox row of kind "inbound", appended to the stopped daemon's
 #      replica) is created once, through a lost answer;
-#   F. no order at two warehouses; a bad signature secret is refused (auth_failed).
+#   F. no order at two warehouses; a bad signature secret is refused (auth_failed);
+#   G. outbound orders last read over 30 days ago: a warehouse exception says some may be out
+#      of 4PX's list window (never silently lost).
 #   test_fourpx.sh TALLYD TALLY TALLY_SIM
 set -uo pipefail
 export LC_ALL=C
@@ -205,4 +207,21 @@ start_tallyd
 auth_failed() { [ "$(st | jq -r '.upstreams[] | select(.name == "wh:US-4PX") | .link')" = auth_failed ]; }
 wait_until 30 auth_failed
 grep -q 'not-the-secret' "$tmp/tallyd.log" && bad "the secret was logged" || ok
+
+# ===================================================================================== G
+echo "== G: outbound orders last read over 30 days ago: out of 4PX's list window, and said so"
+kill -TERM "$tallyd_pid"
+wait "$tallyd_pid" 2>/dev/null
+tallyd_pid=
+write_conf "$tmp/wh.token"
+sqlite3 "$tmp/state/replica.db" "UPDATE checkpoints SET cursor = '',
+    version = (strftime('%s','now') - 31 * 86400) * 1000 WHERE stream = 'wh:US-4PX:outbound'"
+check_eq "$(sql "SELECT COUNT(*) FROM checkpoints WHERE stream = 'wh:US-4PX:outbound'
+    AND version < (strftime('%s','now') - 30 * 86400) * 1000")" 1 "US-4PX's outbound checkpoint, set back"
+start_tallyd
+window_exc() { t --json exceptions --kind warehouse | jq -e '[.items[]
+    | select(.message | contains("30 days"))] | length > 0' >/dev/null; }
+wait_until 60 window_exc
+check_eq "$(t --json exceptions --kind warehouse | jq '[.items[]
+    | select(.message | contains("30 days"))] | length')" 1 "the out-of-window exception, once"
 [ "$fails" = 0 ]

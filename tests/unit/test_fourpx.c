@@ -523,8 +523,63 @@ static void test_answers(void)
     CHECK(fpx_page_rows(NULL) == NULL);
 }
 
+/* The outbound list's windows: an order open past 30 days is never silently out of sight, and
+ * one long-open order does not make every round re-read 30 days. */
+static void test_outbound_windows(void)
+{
+    const int64_t now = 1733371200123LL, day = 86400000LL;
+    struct fpx_ob_plan p;
+    /* first round: the last 30 days (less a minute), nothing to warn about */
+    fpx_ob_plan(now, 0, 0, true, &p);
+    CHECK_EQ_INT(p.end, now);
+    CHECK_EQ_INT(p.start, now - FPX_WINDOW_MS + 60000);
+    CHECK(!p.clamped && !p.sweep);
+    /* an ordinary round: from the checkpoint, with overlap; old orders wait for the sweep */
+    fpx_ob_plan(now, now - 60000, now - 10 * day, false, &p);
+    CHECK_EQ_INT(p.start, now - 60000 - FPX_OVERLAP_MS);
+    CHECK(!p.sweep && !p.clamped);
+    /* the sweep reaches back to the oldest old open order */
+    fpx_ob_plan(now, now - 60000, now - 10 * day, true, &p);
+    CHECK(p.sweep);
+    CHECK_EQ_INT(p.start, now - 10 * day - FPX_OVERLAP_MS);
+    /* an open order older than the list's 30 days: the window is clamped and it says so */
+    fpx_ob_plan(now, now - 60000, now - 31 * day, true, &p);
+    CHECK(p.clamped);
+    CHECK_EQ_INT(p.start, now - FPX_WINDOW_MS + 60000);
+    fpx_ob_plan(now, now - 31 * day, 0, false, &p); /* tally was off for 31 days */
+    CHECK(p.clamped);
+
+    /* rows: recent open ones hold back every round, old ones only the sweep */
+    int64_t minopen = FPX_NONE, minold = FPX_NONE;
+    struct fpx_ob_row r = {.open = true, .create_time = now - 3600000};
+    CHECK_EQ_INT(fpx_ob_note(&r, now, &minopen, &minold), 0);
+    r.create_time = now - 5 * day;
+    CHECK_EQ_INT(fpx_ob_note(&r, now, &minopen, &minold), 0);
+    r.create_time = now - 29 * day; /* leaves the window within a day or two: a person is told */
+    CHECK_EQ_INT(fpx_ob_note(&r, now, &minopen, &minold), 1);
+    r.open = false; /* final, that old: the warning can go */
+    CHECK_EQ_INT(fpx_ob_note(&r, now, &minopen, &minold), -1);
+    r.open = false;
+    r.create_time = now - 2 * day;
+    CHECK_EQ_INT(fpx_ob_note(&r, now, &minopen, &minold), 0);
+    CHECK_EQ_INT(minopen, now - 3600000);
+    CHECK_EQ_INT(minold, now - 29 * day);
+    int64_t version = 0, old = 0;
+    fpx_ob_checkpoint(minopen, minold, now, false, &version, &old);
+    CHECK_EQ_INT(version, now - 3600000); /* not held back 29 days */
+    CHECK_EQ_INT(old, now - 29 * day);
+    /* a later ordinary round with no old rows keeps the old checkpoint; a sweep that saw none
+     * clears it */
+    fpx_ob_checkpoint(FPX_NONE, FPX_NONE, now + 1000, false, &version, &old);
+    CHECK_EQ_INT(version, now + 1000);
+    CHECK_EQ_INT(old, now - 29 * day);
+    fpx_ob_checkpoint(FPX_NONE, FPX_NONE, now + 2000, true, &version, &old);
+    CHECK_EQ_INT(old, 0);
+}
+
 int main(void)
 {
+    test_outbound_windows();
     test_sign_vectors();
     test_url();
     test_outbound_body();

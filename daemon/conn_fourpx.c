@@ -1220,7 +1220,9 @@ static void fpx_pull(struct upstream *u, int stream, const struct checkpoint *cp
     int op;
     struct jbuf *b = &c->body;
     if (stream == STREAM_INVENTORY) {
-        if (parse_cursor(cp->cursor, 'F', v) == 2 && v[0] >= 1 && !cp->reconcile) {
+        /* A full read's later pages, in a reconciliation round too (the engine starts one
+         * only without a cursor, so an F cursor then is this round's own). */
+        if (parse_cursor(cp->cursor, 'F', v) == 2 && v[0] >= 1) {
             op = OP_INV_FULL;
             c->page_no = v[0];
             c->end = v[1];

@@ -224,4 +224,12 @@ window_exc() { t --json exceptions --kind warehouse | jq -e '[.items[]
 wait_until 60 window_exc
 check_eq "$(t --json exceptions --kind warehouse | jq '[.items[]
     | select(.message | contains("30 days"))] | length')" 1 "the out-of-window exception, once"
+# The first round after a start is a reconciliation: a full read of more than one page
+# (seed 42: over 50 rows) must end, and leave the replica equal to the simulator.
+get0=$(stat_of 'wh:US-4PX:fu.wms.inventory.get')
+mark_rounds
+wait_until 60 inventory_done
+compare_4px "after a reconciliation round"
+check_eq "$(( $(stat_of 'wh:US-4PX:fu.wms.inventory.get') - get0 < 40 ))" 1 \
+    "stock calls in one reconciliation round (pages are not read again and again)"
 [ "$fails" = 0 ]

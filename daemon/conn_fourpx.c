@@ -61,9 +61,14 @@
  * refused; the `v` value (1.0.0 in both SDKs; some public clients send 1.0); whether an
  * inbound notice without supplier_address / transport_type is accepted (a refusal is held
  * with 4PX's message); whether a SKU that leaves the warehouse entirely is still listed (a
- * log round reads it by lstsku and sets 0 when absent; a full read cannot see it); drift
- * counting in reconciliation (whfeed counts a row as drift only at an equal version, and each
- * read here has its own version: rows are repaired, never counted).
+ * log round reads it by lstsku and sets 0 when absent; a full read cannot see it).
+ *
+ * Drift: each read has its own version (the read time), so whfeed_stock's equal-version check
+ * never matches here. A reconciliation page therefore also reads the stock log from the last
+ * log round's window (the stored inventory checkpoint, less 5 min) to now (plus 5 min), after
+ * the figures: a SKU the log does not name has not moved since the replica's figure was read,
+ * so a different figure is drift (whfeed_stock_unlogged: counted, repaired, a person told);
+ * a SKU the log names is a change. More than 20 log pages: repaired, not counted.
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -102,6 +107,7 @@ enum op {
     OP_INV_FULL,   /* fu.wms.inventory.get by warehouse */
     OP_INV_LOG,    /* fu.wms.inventory.getlog */
     OP_INV_SKUS,   /* fu.wms.inventory.get lstsku (after a log page) */
+    OP_INV_DLOG,   /* fu.wms.inventory.getlog since the last log round (reconciliation) */
     OP_OB_LIST,    /* fu.wms.outbound.getlist by window */
     OP_OB_LOOKUP,  /* fu.wms.outbound.getlist by ref_no, before a create */
     OP_OB_CREATE,  /* fu.wms.outbound.create */
@@ -120,6 +126,7 @@ static const char *op_method(int op)
     case OP_INV_SKUS:
         return "fu.wms.inventory.get";
     case OP_INV_LOG:
+    case OP_INV_DLOG:
         return "fu.wms.inventory.getlog";
     case OP_OB_CREATE:
         return "fu.wms.outbound.create";
@@ -165,6 +172,11 @@ struct fpx_call {
     int nskus;
     cJSON *sku_rows; /* array: rows of the lstsku read */
     int64_t sku_page;
+    /* reconciliation: the SKUs the log names since the last log round's window (log_from) */
+    int64_t log_from, dlog_page;
+    bool drift_ok;
+    char (*logged)[TALLY_MAX_ID_LEN + 1];
+    int nlogged;
     /* push */
     char ref[TALLY_MAX_ID_LEN + 1];
     char refusal[256];
@@ -816,6 +828,7 @@ static void call_free(struct fpx_call *c)
     jb_free(&c->body);
     free(c->url);
     free(c->skus);
+    free(c->logged);
     cJSON_Delete(c->doc);
     cJSON_Delete(c->sku_rows);
     free(c);
@@ -915,8 +928,15 @@ static int apply_stock_rows(struct fpx_call *c, struct store *st, int64_t wh, co
             a[j].on_hand += on_hand;
     }
     int64_t version = next_version(u), now = store_now();
-    for (int j = 0; j < na && r == 0; j++)
-        r = whfeed_stock(u, st, wh, a[j].sku, a[j].on_hand, version, now, c->reconcile, pg);
+    for (int j = 0; j < na && r == 0; j++) {
+        bool logged = false;
+        for (int k = 0; k < c->nlogged && !logged; k++)
+            logged = !strcmp(c->logged[k], a[j].sku);
+        if (c->reconcile && c->drift_ok && !logged)
+            r = whfeed_stock_unlogged(u, st, wh, a[j].sku, a[j].on_hand, version, now, pg);
+        else
+            r = whfeed_stock(u, st, wh, a[j].sku, a[j].on_hand, version, now, c->reconcile, pg);
+    }
     free(a);
     if (bad)
         snprintf(pg->error, sizeof pg->error, "%d unreadable stock rows skipped (see the log)",
@@ -1081,6 +1101,23 @@ static void skus_body(struct fpx_call *c)
                      "}");
 }
 
+/* Body of a reconciliation's log read: every movement since the last log round's window. */
+static void dlog_body(struct fpx_call *c)
+{
+    jb_free(&c->body);
+    jb_lit(&c->body, "{\"warehouse_code\":");
+    jb_str(&c->body, wh_remote(c->u));
+    jb_lit(&c->body, ",\"create_time_start\":");
+    jb_int(&c->body, c->log_from - OVERLAP_MS);
+    jb_lit(&c->body, ",\"create_time_end\":");
+    jb_int(&c->body, wall_ms() + OVERLAP_MS);
+    jb_lit(&c->body, ",\"page_no\":");
+    jb_int(&c->body, c->dlog_page);
+    jb_lit(&c->body, ",\"page_size\":");
+    jb_int(&c->body, LOG_PAGE_SIZE);
+    jb_lit(&c->body, "}");
+}
+
 static void on_pulled(struct http_req *r)
 {
     struct fpx_call *c = r->data;
@@ -1180,6 +1217,43 @@ static void on_pulled(struct http_req *r)
             return;
         }
         c->page.apply = apply_inventory;
+        if (c->reconcile && c->log_from > 0) {
+            /* Read now, after the figures: a SKU the log does not name since the last log
+             * round has not moved, so a figure other than the replica's is drift. */
+            c->dlog_page = 1;
+            dlog_body(c);
+            if (send_op(c, OP_INV_DLOG, on_pulled) != 0)
+                pull_failed(c, SYNC_TRANSIENT, "could not start a request");
+            return;
+        }
+        pull_done(c);
+        return;
+    }
+    case OP_INV_DLOG: {
+        char(*more)[TALLY_MAX_ID_LEN + 1] =
+            realloc(c->logged, (size_t)(c->nlogged + n + 1) * sizeof *c->logged);
+        if (!more) {
+            pull_failed(c, SYNC_TRANSIENT, "out of memory");
+            return;
+        }
+        c->logged = more;
+        const cJSON *row;
+        cJSON_ArrayForEach(row, rows)
+        {
+            char sku[TALLY_MAX_ID_LEN + 1];
+            const char *wc = json_str(row, "warehouse_code");
+            if (!read_id(row, "sku_code", sku) || (wc && strcmp(wc, wh_remote(c->u)) != 0))
+                continue;
+            snprintf(c->logged[c->nlogged++], sizeof *c->logged, "%s", sku);
+        }
+        if (n >= LOG_PAGE_SIZE && c->dlog_page < LSTSKU_MAX_PAGES) {
+            c->dlog_page++;
+            dlog_body(c);
+            if (send_op(c, OP_INV_DLOG, on_pulled) != 0)
+                pull_failed(c, SYNC_TRANSIENT, "could not start a request");
+            return;
+        }
+        c->drift_ok = n < LOG_PAGE_SIZE; /* too many movements to tell: repaired, not counted */
         pull_done(c);
         return;
     }
@@ -1203,6 +1277,21 @@ static int parse_cursor(const char *s, char tag, int64_t v[6])
     return n < 0 ? 0 : n;
 }
 
+/* The end of the last log round's window (the inventory checkpoint as stored: a
+ * reconciliation round is handed version 0), 0 when none or past the log's 30 days. */
+static int64_t log_checkpoint(struct upstream *u, int64_t now)
+{
+    char name[160];
+    snprintf(name, sizeof name, "%s:%s", u->name, fpx_streams[STREAM_INVENTORY]);
+    sqlite3_stmt *s = store_stmt(u->store, "SELECT version FROM checkpoints WHERE stream = ?1");
+    if (!s)
+        return 0;
+    sqlite3_bind_text(s, 1, name, -1, SQLITE_TRANSIENT);
+    int64_t v = sqlite3_step(s) == SQLITE_ROW ? sqlite3_column_int64(s, 0) : 0;
+    sqlite3_reset(s);
+    return v > 0 && now - v < WINDOW_MS - 2 * OVERLAP_MS ? v : 0;
+}
+
 static void fpx_pull(struct upstream *u, int stream, const struct checkpoint *cp)
 {
     struct fpx_call *c = call_new(u);
@@ -1220,6 +1309,8 @@ static void fpx_pull(struct upstream *u, int stream, const struct checkpoint *cp
     int op;
     struct jbuf *b = &c->body;
     if (stream == STREAM_INVENTORY) {
+        if (cp->reconcile)
+            c->log_from = log_checkpoint(u, now);
         /* A full read's later pages, in a reconciliation round too (the engine starts one
          * only without a cursor, so an F cursor then is this round's own). */
         if (parse_cursor(cp->cursor, 'F', v) == 2 && v[0] >= 1) {

@@ -12,7 +12,9 @@
 #      replica) is created once, through a lost answer;
 #   F. no order at two warehouses; a bad signature secret is refused (auth_failed);
 #   G. outbound orders last read over 30 days ago: a warehouse exception says some may be out
-#      of 4PX's list window (never silently lost).
+#      of 4PX's list window (never silently lost); the first round after the start reconciles
+#      over more than one page: it ends, a replica figure gone wrong is drift (counted, an
+#      exception), a SKU moved at 4PX meanwhile is not.
 #   test_fourpx.sh TALLYD TALLY TALLY_SIM
 set -uo pipefail
 export LC_ALL=C
@@ -216,6 +218,19 @@ tallyd_pid=
 write_conf "$tmp/wh.token"
 sqlite3 "$tmp/state/replica.db" "UPDATE checkpoints SET cursor = '',
     version = (strftime('%s','now') - 31 * 86400) * 1000 WHERE stream = 'wh:US-4PX:outbound'"
+# While stopped: the replica's figure of one SKU goes wrong (a lost write, a bad restore), and
+# another SKU moves at 4PX (in its stock log). The first round after the start reconciles: the
+# first is drift (counted, repaired, an exception), the second a change, not drift.
+# (SKUs that did not move earlier in this test: a movement within the log's overlap of the
+# last log round would mark them as moved.)
+moved=$(printf "'%s'," "${some[@]}" "$sku")
+mapfile -t two < <(sql "SELECT s.code FROM stock t JOIN skus s ON s.id = t.sku JOIN warehouses w
+    ON w.id = t.warehouse WHERE w.code = 'US-4PX' AND t.snapshot > 0
+    AND s.code NOT IN (${moved%,}) ORDER BY s.code DESC LIMIT 2")
+sqlite3 "$tmp/state/replica.db" "UPDATE stock SET snapshot = snapshot + 5 WHERE warehouse =
+    (SELECT id FROM warehouses WHERE code = 'US-4PX') AND sku =
+    (SELECT id FROM skus WHERE code = '${two[0]}')"
+post stock "{\"changes\":1,\"wh\":\"US-4PX\",\"sku\":\"${two[1]}\",\"delta\":3}" >/dev/null
 check_eq "$(sql "SELECT COUNT(*) FROM checkpoints WHERE stream = 'wh:US-4PX:outbound'
     AND version < (strftime('%s','now') - 30 * 86400) * 1000")" 1 "US-4PX's outbound checkpoint, set back"
 start_tallyd
@@ -230,6 +245,13 @@ get0=$(stat_of 'wh:US-4PX:fu.wms.inventory.get')
 mark_rounds
 wait_until 60 inventory_done
 compare_4px "after a reconciliation round"
+check_eq "$(t --json exceptions --kind stock_drift | jq '.items | length')" 1 \
+    "drift exceptions after the reconciliation"
+check_eq "$(t --json exceptions --kind stock_drift | jq -r '.items[0].sku // empty')" "${two[0]}" \
+    "the drifted SKU (its figure was wrong in the replica)"
+check_eq "$(st | jq '[.upstreams[] | select(.name == "wh:US-4PX") | .streams[]
+    | select(.name | endswith(":inventory")) | .repaired // 0] | add')" 1 \
+    "rows repaired by reconciliation (the SKU moved at 4PX is not drift)"
 check_eq "$(( $(stat_of 'wh:US-4PX:fu.wms.inventory.get') - get0 < 40 ))" 1 \
     "stock calls in one reconciliation round (pages are not read again and again)"
 [ "$fails" = 0 ]

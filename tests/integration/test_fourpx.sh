@@ -254,4 +254,11 @@ check_eq "$(st | jq '[.upstreams[] | select(.name == "wh:US-4PX") | .streams[]
     "rows repaired by reconciliation (the SKU moved at 4PX is not drift)"
 check_eq "$(( $(stat_of 'wh:US-4PX:fu.wms.inventory.get') - get0 < 40 ))" 1 \
     "stock calls in one reconciliation round (pages are not read again and again)"
+kill -TERM "$tallyd_pid" # (its exit is where a leak would be reported)
+wait "$tallyd_pid" 2>/dev/null
+tallyd_pid=
+# A sanitizer build reports here (UBSan goes on after a report).
+if grep -E "runtime error|Sanitizer" "$tmp/tallyd.log" "$tmp/sim.err" >&2; then
+    bad "sanitizer reports"
+else ok; fi
 [ "$fails" = 0 ]

@@ -1420,6 +1420,17 @@ static int lookup(struct fpx_call *c, int op)
     jb_lit(&c->body, op == OP_IN_LOOKUP || op == OP_IN_VERIFY ? ",\"warehouse_code\":"
                                                               : ",\"from_warehouse_code\":");
     jb_str(&c->body, wh_remote(c->u));
+    if (op != OP_IN_LOOKUP && op != OP_IN_VERIFY) {
+        /* OutboundList's creation window is "默认为当天" (today by default), and the SDK does
+         * not say a ref_no lifts it: without a window, an order created yesterday (an answer
+         * lost before midnight, a restart the next day) would not be found, and created again.
+         * So the widest window allowed (30 days), ending an hour ahead for clock skew. */
+        int64_t now = wall_ms();
+        jb_lit(&c->body, ",\"create_time_start\":");
+        jb_int(&c->body, now + 3600000LL - WINDOW_MS + 60000);
+        jb_lit(&c->body, ",\"create_time_end\":");
+        jb_int(&c->body, now + 3600000LL);
+    }
     jb_lit(&c->body, ",\"page_no\":1,\"page_size\":50}");
     return send_op(c, op, on_pushed);
 }

@@ -14,7 +14,9 @@
 #   G. outbound orders last read over 30 days ago: a warehouse exception says some may be out
 #      of 4PX's list window (never silently lost); the first round after the start reconciles
 #      over more than one page: it ends, a replica figure gone wrong is drift (counted, an
-#      exception), a SKU moved at 4PX meanwhile is not.
+#      exception), a SKU moved at 4PX meanwhile is not;
+#   H. a create in flight at a kill -9 and the restart a day later (4PX's list defaults to
+#      "today"): the look-up still finds it, nothing is created twice.
 #   test_fourpx.sh TALLYD TALLY TALLY_SIM
 set -uo pipefail
 export LC_ALL=C
@@ -254,6 +256,24 @@ check_eq "$(st | jq '[.upstreams[] | select(.name == "wh:US-4PX") | .streams[]
     "rows repaired by reconciliation (the SKU moved at 4PX is not drift)"
 check_eq "$(( $(stat_of 'wh:US-4PX:fu.wms.inventory.get') - get0 < 40 ))" 1 \
     "stock calls in one reconciliation round (pages are not read again and again)"
+# ===================================================================================== H
+echo "== H: a create in flight at a kill -9, the restart a day later: found by ref_no, not re-sent"
+post faults '{"target":"wh:US-4PX","call":"fu.wms.outbound.create","kind":"latency","latency_ms":2000,"count":1}' >/dev/null
+before=$(stat_of 'wh:US-4PX:fu.wms.outbound.create')
+H=$(new_order)
+wait_until 60 in_flight
+kill -9 "$tallyd_pid"
+wait "$tallyd_pid" 2>/dev/null
+tallyd_pid=
+wait_until 10 at_4px "$H"
+ctl -X DELETE "$base/control/faults" >/dev/null
+post advance '{"seconds":90000}' >/dev/null # 25 h: 4PX's "today" no longer holds the order
+start_tallyd
+wait_until 60 fstate_is "$H" sent
+check_eq "$(ob_field US-4PX "$H" create_count)" 1 "order H: creates applied at 4PX"
+check_eq "$(ob_field US-4PX "$H" repeat_count)" 0 "order H: creates sent again (refused as duplicates)"
+check_eq "$(sql "SELECT state FROM outbox WHERE kind = 'outbound' AND entity = '$H'")" done \
+    "order H's outbound row"
 kill -TERM "$tallyd_pid" # (its exit is where a leak would be reported)
 wait "$tallyd_pid" 2>/dev/null
 tallyd_pid=

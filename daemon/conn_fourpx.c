@@ -149,6 +149,7 @@ struct fpx {
     char access_token[1024]; /* optional */
     int64_t last_version;    /* the last stock version handed out (ms) */
     int64_t next_sweep_ms;   /* when the outbound stream next reads from its oldest open order */
+    bool seeded;             /* last_version was raised to the replica's newest */
     struct fpx_call *calls;  /* in flight, so a stop can release them */
 };
 
@@ -881,9 +882,23 @@ static int read_answer(struct fpx_call *c, struct http_req *r, const cJSON **dat
 
 /* ---- pulls ---- */
 
-static int64_t next_version(struct upstream *u)
+/* A stock version: the time in ms, above every version handed out before, by this process and
+ * (seeded once from the replica) by earlier ones: a clock that went back across a restart
+ * must not make the replica ignore every figure read until it catches up. */
+static int64_t next_version(struct upstream *u, struct store *st, int64_t wh)
 {
     struct fpx *f = u->conn;
+    if (!f->seeded) {
+        sqlite3_stmt *s = store_stmt(st, "SELECT COALESCE(MAX(upstream_version), 0) FROM stock"
+                                         " WHERE warehouse = ?1");
+        if (s) {
+            sqlite3_bind_int64(s, 1, wh);
+            if (sqlite3_step(s) == SQLITE_ROW && sqlite3_column_int64(s, 0) > f->last_version)
+                f->last_version = sqlite3_column_int64(s, 0);
+            sqlite3_reset(s);
+            f->seeded = true;
+        }
+    }
     int64_t v = wall_ms();
     if (v <= f->last_version)
         v = f->last_version + 1;
@@ -927,7 +942,7 @@ static int apply_stock_rows(struct fpx_call *c, struct store *st, int64_t wh, co
         if (a[j].on_hand + on_hand <= TALLY_MAX_QTY)
             a[j].on_hand += on_hand;
     }
-    int64_t version = next_version(u), now = store_now();
+    int64_t version = next_version(u, st, wh), now = store_now();
     for (int j = 0; j < na && r == 0; j++) {
         bool logged = false;
         for (int k = 0; k < c->nlogged && !logged; k++)

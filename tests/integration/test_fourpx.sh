@@ -211,6 +211,10 @@ start_tallyd
 auth_failed() { [ "$(st | jq -r '.upstreams[] | select(.name == "wh:US-4PX") | .link')" = auth_failed ]; }
 wait_until 30 auth_failed
 grep -q 'not-the-secret' "$tmp/tallyd.log" && bad "the secret was logged" || ok
+# the secret file fixed while tallyd runs: re-read, the link comes back without a restart
+echo tally-sim-wh-token >"$tmp/bad.secret"
+link_up() { [ "$(st | jq -r '.upstreams[] | select(.name == "wh:US-4PX") | .link')" = up ]; }
+wait_until 60 link_up
 
 # ===================================================================================== G
 echo "== G: outbound orders last read over 30 days ago: out of 4PX's list window, and said so"

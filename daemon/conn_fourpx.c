@@ -299,9 +299,12 @@ int fpx_envelope(long http_status, const char *text, size_t len, cJSON **doc, co
             snprintf(code, sizeof code, "%.38s", ec->valuestring);
         else if (cJSON_IsNumber(ec))
             snprintf(code, sizeof code, "%.0f", ec->valuedouble);
+        if (em && msg && !strcmp(em, msg))
+            em = NULL; /* the same words as msg: only the code */
         if (n < sizeof text_all)
-            n += (size_t)snprintf(text_all + n, sizeof text_all - n, "%s%s%s%s", n ? "; " : "",
-                                  em ? em : "", code[0] ? " " : "", code[0] ? code : "");
+            n += (size_t)snprintf(text_all + n, sizeof text_all - n, "%s%s%s%s",
+                                  n && (em || code[0]) ? (em ? "; " : " ") : "", em ? em : "",
+                                  em && code[0] ? " " : "", code[0] ? code : "");
     }
     snprintf(err, errlen, "refused by 4PX: %.230s", text_all[0] ? text_all : "no reason given");
     int out = about_credentials(text_all) ? SYNC_AUTH : SYNC_PERMANENT;

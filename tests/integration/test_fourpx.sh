@@ -264,6 +264,26 @@ check_eq "$(st | jq '[.upstreams[] | select(.name == "wh:US-4PX") | .streams[]
     "rows repaired by reconciliation (the SKU moved at 4PX is not drift)"
 check_eq "$(( $(stat_of 'wh:US-4PX:fu.wms.inventory.get') - get0 < 40 ))" 1 \
     "stock calls in one reconciliation round (pages are not read again and again)"
+# ===================================================================================== I
+echo "== I: a cancel racing the shipment (both happen while tallyd is stopped)"
+I=$(new_order)
+wait_until 60 fstate_is "$I" sent
+kill -TERM "$tallyd_pid"
+wait "$tallyd_pid" 2>/dev/null
+tallyd_pid=
+post outbound "{\"wh\":\"US-4PX\",\"id\":\"$I\",\"status\":\"shipped\"}" >/dev/null
+post "orders/$I/status" '{"status":"IN_CANCEL"}' >/dev/null
+# the first progress read is slow: the marketplace's cancel is seen first, the cancel is sent
+post faults '{"target":"wh:US-4PX","call":"fu.wms.outbound.getlist","kind":"latency","latency_ms":4000,"count":1}' >/dev/null
+start_tallyd
+i_settled() { case "$(fstate "$I")" in shipped | uploaded | finished) true ;; *) false ;; esac; }
+wait_until 60 i_settled
+check_eq "$(ob_field US-4PX "$I" status)" shipped "order I at 4PX: shipped (a cancel cannot undo it)"
+# a cancel sent after the shipment is held as "already shipped", never taken as done
+check_eq "$(sql "SELECT COUNT(*) FROM outbox WHERE kind = 'outbound_cancel' AND entity = '$I'
+    AND (state = 'done' OR (state = 'held' AND last_error NOT LIKE '%already shipped%'))")" 0 \
+    "order I: no cancel row done, or held for another reason"
+
 # ===================================================================================== H
 echo "== H: a create in flight at a kill -9, the restart a day later: found by ref_no, not re-sent"
 post faults '{"target":"wh:US-4PX","call":"fu.wms.outbound.create","kind":"latency","latency_ms":2000,"count":1}' >/dev/null

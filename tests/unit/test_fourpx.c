@@ -496,6 +496,12 @@ static void test_answers(void)
     const char *sig = "{\"result\":\"0\",\"msg\":\"\",\"errors\":[{\"error_code\":\"1\","
                       "\"error_msg\":\"Sign error\"}],\"data\":null}";
     CHECK_EQ_INT(fpx_envelope(200, sig, strlen(sig), &doc, &data, err, sizeof err), SYNC_AUTH);
+    /* msg and error_msg saying the same: said once, with the code */
+    const char *same = "{\"result\":\"0\",\"msg\":\"already shipped\",\"errors\":[{"
+                       "\"error_code\":\"E9\",\"error_msg\":\"already shipped\"}],\"data\":null}";
+    CHECK_EQ_INT(fpx_envelope(200, same, strlen(same), &doc, &data, err, sizeof err),
+                 SYNC_PERMANENT);
+    CHECK_EQ_STR(err, "refused by 4PX: already shipped E9");
     /* "consignment" holds "sign": a refusal about a consignment is not about credentials */
     const char *dup = "{\"result\":\"0\",\"msg\":\"ref_no R1 already exists (consignment "
                       "OC1)\",\"errors\":[],\"data\":null}";

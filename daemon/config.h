@@ -47,8 +47,8 @@ struct wh_config {
     char access_token_file[512];
     char remote_code[65]; /* the warehouse's own code in the third party's system (Goodcang
                            * `warehouse_code`, 4PX `warehouse_code`); default: code */
-    /* Goodcang: the `shipping_method` (logistics product code) of every outbound order; "" =
-     * the order's own service. */
+    /* Goodcang `shipping_method` / 4PX `logistics_product_code` (the logistics product code)
+     * of every outbound order; "" = the order's own service. */
     char shipping_method[65];
     bool serves_marketplace;
     bool allow_insecure_http;      /* plain http:// to a non-loopback host (default false) */

@@ -24,18 +24,24 @@
  *   of the last log window read (ms).
  * - outbound: fu.wms.outbound.getlist has no "changed since" filter, only create_time and
  *   complete_time windows (at most 30 days). Each round reads the orders created in
- *   [checkpoint - 5 min, now], where the checkpoint is the creation time of the oldest order
- *   still open in the last round (N, S, P, E), or that round's end when none was: every open
- *   order is read each round until it is final. An order open for more than 30 days falls out
- *   of the window (logged). Statuses (OutboundList.status): N draft -> accepted, S being
- *   shipped out -> picking, P picked (off the shelf) -> packed, C shipped out -> shipped, X
+ *   [checkpoint - 5 min, now], where checkpoint.version is the creation time of the oldest
+ *   order still open and created within the last day (or the round's end when none was): every
+ *   recent open order is read each round until it is final. Orders open for longer ("old",
+ *   checkpoint.modified_since = the oldest one's creation) are read by a sweep, a round once an
+ *   hour (and the first after a start) reading from the oldest: a stuck order costs one wide
+ *   round an hour, not every round (fpx_ob_plan). An order open for 28 days raises a warehouse
+ *   exception (it is about to leave the 30-day window; cleared when it is seen final); a window
+ *   that had to be cut at 30 days (tally off that long, or an order open past it) raises one
+ *   for the warehouse: never silently lost. Statuses (OutboundList.status): N draft -> accepted, S
+ * being shipped out -> picking, P picked (off the shelf) -> packed, C shipped out -> shipped, X
  *   cancelled -> cancelled, D deleted -> cancelled, E exception -> exception (reason from
  *   sub_status G/B/R/S and error_message_origin). Unknown status: a logged per-row error.
  *   Tracking: shipping_no (the carrier's number), else 4px_tracking_no; carrier: carrier_code,
  *   else logistics_product_code. version: update_time, else complete_time, else create_time.
  *
  * Push, one row per call: outbound (fu.wms.outbound.create, ref_no = the order id, consignment
- * type S, stock quality G, logistics_product_code = the order's service), outbound_cancel
+ * type S, stock quality G, logistics_product_code = the warehouse's shipping_method, else the
+ * order's service), outbound_cancel
  * (fu.wms.outbound.cancel by ref_no, cancel_type OT) and inbound (fu.wms.inbound.create, ref_no
  * = the notice id, to_warehouse_code = from_warehouse_code = this warehouse: the goods come by
  * the seller's own transport). No call has an idempotency key: when push_item.maybe_sent, the
@@ -55,9 +61,14 @@
  * refused; the `v` value (1.0.0 in both SDKs; some public clients send 1.0); whether an
  * inbound notice without supplier_address / transport_type is accepted (a refusal is held
  * with 4PX's message); whether a SKU that leaves the warehouse entirely is still listed (a
- * log round reads it by lstsku and sets 0 when absent; a full read cannot see it); drift
- * counting in reconciliation (whfeed counts a row as drift only at an equal version, and each
- * read here has its own version: rows are repaired, never counted).
+ * log round reads it by lstsku and sets 0 when absent; a full read cannot see it).
+ *
+ * Drift: each read has its own version (the read time), so whfeed_stock's equal-version check
+ * never matches here. A reconciliation page therefore also reads the stock log from the last
+ * log round's window (the stored inventory checkpoint, less 5 min) to now (plus 5 min), after
+ * the figures: a SKU the log does not name has not moved since the replica's figure was read,
+ * so a different figure is drift (whfeed_stock_unlogged: counted, repaired, a person told);
+ * a SKU the log names is a change. More than 20 log pages: repaired, not counted.
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -69,6 +80,7 @@
 
 #include "catalog.h"
 #include "codec.h"
+#include "exceptions.h"
 #include "fpx.h"
 #include "fpx_sign.h"
 #include "json.h"
@@ -84,8 +96,8 @@
 #define LSTSKU_PAGE 100     /* rows per page of an lstsku read */
 #define LSTSKU_MAX_PAGES 20 /* batches of 50 SKUs: 2,000 rows is plenty */
 #define OB_PAGE_SIZE 100    /* outbound rows per page (at most 500) */
-#define OVERLAP_MS (300 * 1000LL)
-#define WINDOW_MS (30LL * 86400 * 1000) /* the 30-day window of getlog and getlist */
+#define OVERLAP_MS FPX_OVERLAP_MS
+#define WINDOW_MS FPX_WINDOW_MS /* the 30-day window of getlog and getlist */
 #define MAX_PAGES 100000
 
 enum { STREAM_INVENTORY, STREAM_OUTBOUND };
@@ -95,6 +107,7 @@ enum op {
     OP_INV_FULL,   /* fu.wms.inventory.get by warehouse */
     OP_INV_LOG,    /* fu.wms.inventory.getlog */
     OP_INV_SKUS,   /* fu.wms.inventory.get lstsku (after a log page) */
+    OP_INV_DLOG,   /* fu.wms.inventory.getlog since the last log round (reconciliation) */
     OP_OB_LIST,    /* fu.wms.outbound.getlist by window */
     OP_OB_LOOKUP,  /* fu.wms.outbound.getlist by ref_no, before a create */
     OP_OB_CREATE,  /* fu.wms.outbound.create */
@@ -113,6 +126,7 @@ static const char *op_method(int op)
     case OP_INV_SKUS:
         return "fu.wms.inventory.get";
     case OP_INV_LOG:
+    case OP_INV_DLOG:
         return "fu.wms.inventory.getlog";
     case OP_OB_CREATE:
         return "fu.wms.outbound.create";
@@ -134,6 +148,8 @@ struct fpx {
     char secret[1024];       /* app secret: signing key */
     char access_token[1024]; /* optional */
     int64_t last_version;    /* the last stock version handed out (ms) */
+    int64_t next_sweep_ms;   /* when the outbound stream next reads from its oldest open order */
+    bool seeded;             /* last_version was raised to the replica's newest */
     struct fpx_call *calls;  /* in flight, so a stop can release them */
 };
 
@@ -149,13 +165,19 @@ struct fpx_call {
     cJSON *doc; /* the answer being applied */
     /* inventory */
     bool reconcile;
-    int64_t page_no, start, end, minopen, read_ms;
+    int64_t page_no, start, end, minopen, minold, read_ms;
+    bool sweep, clamped;
     char cursor_next[256];
     bool last_page;
     char (*skus)[TALLY_MAX_ID_LEN + 1]; /* SKUs named by a log page */
     int nskus;
     cJSON *sku_rows; /* array: rows of the lstsku read */
     int64_t sku_page;
+    /* reconciliation: the SKUs the log names since the last log round's window (log_from) */
+    int64_t log_from, dlog_page;
+    bool drift_ok;
+    char (*logged)[TALLY_MAX_ID_LEN + 1];
+    int nlogged;
     /* push */
     char ref[TALLY_MAX_ID_LEN + 1];
     char refusal[256];
@@ -277,9 +299,12 @@ int fpx_envelope(long http_status, const char *text, size_t len, cJSON **doc, co
             snprintf(code, sizeof code, "%.38s", ec->valuestring);
         else if (cJSON_IsNumber(ec))
             snprintf(code, sizeof code, "%.0f", ec->valuedouble);
+        if (em && msg && !strcmp(em, msg))
+            em = NULL; /* the same words as msg: only the code */
         if (n < sizeof text_all)
-            n += (size_t)snprintf(text_all + n, sizeof text_all - n, "%s%s%s%s", n ? "; " : "",
-                                  em ? em : "", code[0] ? " " : "", code[0] ? code : "");
+            n += (size_t)snprintf(text_all + n, sizeof text_all - n, "%s%s%s%s",
+                                  n && (em || code[0]) ? (em ? "; " : " ") : "", em ? em : "",
+                                  em && code[0] ? " " : "", code[0] ? code : "");
     }
     snprintf(err, errlen, "refused by 4PX: %.230s", text_all[0] ? text_all : "no reason given");
     int out = about_credentials(text_all) ? SYNC_AUTH : SYNC_PERMANENT;
@@ -450,6 +475,46 @@ int fpx_outbound_row(const cJSON *row, const char *wh_code, struct fpx_ob_row *r
     return 1;
 }
 
+void fpx_ob_plan(int64_t now, int64_t cp_version, int64_t cp_old, bool sweep_due,
+                 struct fpx_ob_plan *p)
+{
+    int64_t floor = now - FPX_WINDOW_MS + 60000; /* the list's limit, with a minute to spare */
+    memset(p, 0, sizeof *p);
+    p->end = now;
+    p->sweep = sweep_due && cp_old > 0;
+    int64_t from = cp_version > 0 ? cp_version : floor;
+    if (p->sweep && cp_old < from)
+        from = cp_old;
+    p->start = from - (cp_version > 0 ? FPX_OVERLAP_MS : 0);
+    if (p->start < floor) {
+        p->clamped = cp_version > 0 || cp_old > 0; /* a first round reads what there is */
+        p->start = floor;
+    }
+}
+
+int fpx_ob_note(const struct fpx_ob_row *r, int64_t now, int64_t *minopen, int64_t *minold)
+{
+    if (r->create_time <= 0)
+        return 0;
+    bool aged = r->create_time < now - FPX_AGE_WARN_MS;
+    if (!r->open)
+        return aged ? -1 : 0;
+    int64_t *m = r->create_time < now - FPX_RECENT_MS ? minold : minopen;
+    if (r->create_time < *m)
+        *m = r->create_time;
+    return aged ? 1 : 0;
+}
+
+void fpx_ob_checkpoint(int64_t minopen, int64_t minold, int64_t end, bool sweep, int64_t *version,
+                       int64_t *old)
+{
+    *version = minopen < end ? minopen : end;
+    if (sweep)
+        *old = minold < FPX_NONE ? minold : 0; /* the sweep saw every old open order */
+    else if (minold < FPX_NONE && (*old <= 0 || minold < *old))
+        *old = minold; /* a recent one grew old in this round */
+}
+
 /* A MessagePack string as a NUL-terminated copy (truncated to outlen - 1); "" when absent. */
 static void mp_text(const msgpack_object *o, char *out, size_t outlen)
 {
@@ -536,8 +601,8 @@ static void kv_opt(struct jbuf *b, const char *key, const msgpack_object *v, siz
     jb_str(b, tmp);
 }
 
-int fpx_outbound_body(const void *payload, size_t len, const char *wh_code, struct jbuf *b,
-                      char ref[TALLY_MAX_ID_LEN + 1], char *err, size_t errlen)
+int fpx_outbound_body(const void *payload, size_t len, const char *wh_code, const char *product,
+                      struct jbuf *b, char ref[TALLY_MAX_ID_LEN + 1], char *err, size_t errlen)
 {
     msgpack_unpacked m;
     int r = -1;
@@ -572,11 +637,19 @@ int fpx_outbound_body(const void *payload, size_t len, const char *wh_code, stru
     jb_lit(b, ",\"from_warehouse_code\":");
     jb_str(b, wh_code);
     jb_lit(b, ",\"consignment_type\":\"S\"");
-    jb_lit(b, ",\"logistics_service_info\":{");
-    if (service[0]) {
-        jb_lit(b, "\"logistics_product_code\":");
-        jb_str(b, service);
+    /* LogisticsServiceInfo.logistics_product_code is one of 4PX's product codes (its base
+     * data lists them; the SDK does not mark it required, the simulator reads it so): the
+     * configured product wins over the marketplace's service name, which 4PX does not know. */
+    const char *code = product && product[0] ? product : service;
+    if (!code[0]) {
+        snprintf(err, errlen,
+                 "order %s has no service and the warehouse no shipping_method: set"
+                 " shipping_method (a 4PX logistics product code) in its [warehouse] section",
+                 ref);
+        goto out;
     }
+    jb_lit(b, ",\"logistics_service_info\":{\"logistics_product_code\":");
+    jb_str(b, code);
     jb_lit(b, "},\"oconsignment_desc\":{\"country\":");
     jb_str(b, country);
     kv_opt(b, "city", mp_map_get(to, "city"), 128);
@@ -759,6 +832,7 @@ static void call_free(struct fpx_call *c)
     jb_free(&c->body);
     free(c->url);
     free(c->skus);
+    free(c->logged);
     cJSON_Delete(c->doc);
     cJSON_Delete(c->sku_rows);
     free(c);
@@ -811,9 +885,23 @@ static int read_answer(struct fpx_call *c, struct http_req *r, const cJSON **dat
 
 /* ---- pulls ---- */
 
-static int64_t next_version(struct upstream *u)
+/* A stock version: the time in ms, above every version handed out before, by this process and
+ * (seeded once from the replica) by earlier ones: a clock that went back across a restart
+ * must not make the replica ignore every figure read until it catches up. */
+static int64_t next_version(struct upstream *u, struct store *st, int64_t wh)
 {
     struct fpx *f = u->conn;
+    if (!f->seeded) {
+        sqlite3_stmt *s = store_stmt(st, "SELECT COALESCE(MAX(upstream_version), 0) FROM stock"
+                                         " WHERE warehouse = ?1");
+        if (s) {
+            sqlite3_bind_int64(s, 1, wh);
+            if (sqlite3_step(s) == SQLITE_ROW && sqlite3_column_int64(s, 0) > f->last_version)
+                f->last_version = sqlite3_column_int64(s, 0);
+            sqlite3_reset(s);
+            f->seeded = true;
+        }
+    }
     int64_t v = wall_ms();
     if (v <= f->last_version)
         v = f->last_version + 1;
@@ -857,9 +945,16 @@ static int apply_stock_rows(struct fpx_call *c, struct store *st, int64_t wh, co
         if (a[j].on_hand + on_hand <= TALLY_MAX_QTY)
             a[j].on_hand += on_hand;
     }
-    int64_t version = next_version(u), now = store_now();
-    for (int j = 0; j < na && r == 0; j++)
-        r = whfeed_stock(u, st, wh, a[j].sku, a[j].on_hand, version, now, c->reconcile, pg);
+    int64_t version = next_version(u, st, wh), now = store_now();
+    for (int j = 0; j < na && r == 0; j++) {
+        bool logged = false;
+        for (int k = 0; k < c->nlogged && !logged; k++)
+            logged = !strcmp(c->logged[k], a[j].sku);
+        if (c->reconcile && c->drift_ok && !logged)
+            r = whfeed_stock_unlogged(u, st, wh, a[j].sku, a[j].on_hand, version, now, pg);
+        else
+            r = whfeed_stock(u, st, wh, a[j].sku, a[j].on_hand, version, now, c->reconcile, pg);
+    }
     free(a);
     if (bad)
         snprintf(pg->error, sizeof pg->error, "%d unreadable stock rows skipped (see the log)",
@@ -883,6 +978,36 @@ static int apply_inventory(struct pull_page *pg, struct store *st, struct checkp
     return 0;
 }
 
+/* An outbound order open at 4PX for FPX_AGE_WARN_MS leaves the list's 30-day window soon: after
+ * that its progress is never read. A person is told (once; cleared when it is seen final). */
+static int aging_exception(struct fpx_call *c, struct store *st, int64_t wh,
+                           const struct fpx_ob_row *o, bool raise)
+{
+    sqlite3_stmt *s = store_stmt(st, "SELECT id FROM orders WHERE order_id = ?1");
+    if (!s)
+        return TALLY_E_STORAGE;
+    sqlite3_bind_text(s, 1, o->ref_no, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(s);
+    int64_t ref = rc == SQLITE_ROW ? sqlite3_column_int64(s, 0) : 0;
+    sqlite3_reset(s);
+    if (rc != SQLITE_ROW)
+        return rc == SQLITE_DONE ? 0 : store_error(st, rc, "order");
+    char msg[480];
+    snprintf(msg, sizeof msg,
+             "%s: outbound order %s has been open at 4PX (status %s) for %" PRId64
+             " days; 4PX lists orders by creation over at most 30 days, so after that tally no"
+             " longer sees its progress: settle it in 4PX's console",
+             c->u->code, o->ref_no, o->code, (c->read_ms - o->create_time) / 86400000);
+    struct exc_raise e = {.kind = EXC_WAREHOUSE,
+                          .order_ref = ref,
+                          .wh = wh,
+                          .subject = "4PX list window",
+                          .message = msg};
+    if (raise)
+        return exceptions_raise(c->u->d, &e, NULL);
+    return exceptions_clear(c->u->d, &e, "the order is final at 4PX");
+}
+
 static int apply_outbound(struct pull_page *pg, struct store *st, struct checkpoint *cp, char *err,
                           size_t errlen)
 {
@@ -891,6 +1016,19 @@ static int apply_outbound(struct pull_page *pg, struct store *st, struct checkpo
     int r = whfeed_warehouse(c->u, st, &wh, err, errlen);
     if (r)
         return r;
+    if (c->clamped && c->page_no == 1) {
+        char msg[300];
+        snprintf(msg, sizeof msg,
+                 "%s: outbound orders were last read over 30 days ago (or one stayed open that"
+                 " long); 4PX lists orders over at most 30 days: orders created before that and"
+                 " still open are out of tally's sight: check them in 4PX's console",
+                 c->u->code);
+        struct exc_raise e = {
+            .kind = EXC_WAREHOUSE, .wh = wh, .subject = "4PX list window", .message = msg};
+        log_warn("%s", msg);
+        if ((r = exceptions_raise(c->u->d, &e, NULL)) != 0)
+            return r;
+    }
     const cJSON *rows = fpx_page_rows(cJSON_GetObjectItemCaseSensitive(c->doc, "data")), *row;
     int bad = 0;
     cJSON_ArrayForEach(row, rows)
@@ -905,12 +1043,13 @@ static int apply_outbound(struct pull_page *pg, struct store *st, struct checkpo
         }
         if (k == 0)
             continue;
-        if (o.open && o.create_time > 0 && o.create_time < c->minopen)
-            c->minopen = o.create_time;
+        int aged = fpx_ob_note(&o, c->read_ms, &c->minopen, &c->minold);
         int64_t version = o.version > 0 ? o.version : c->read_ms;
         r = whfeed_outbound(c->u, st, wh, o.ref_no, o.status, o.carrier[0] ? o.carrier : NULL,
                             o.tracking[0] ? o.tracking : NULL, o.reason[0] ? o.reason : NULL,
                             version);
+        if (r == 0 && aged != 0)
+            r = aging_exception(c, st, wh, &o, aged > 0);
         if (r)
             return r;
     }
@@ -919,10 +1058,16 @@ static int apply_outbound(struct pull_page *pg, struct store *st, struct checkpo
                  bad);
     if (c->last_page) {
         cp->cursor[0] = 0;
-        cp->version = c->minopen < c->end ? c->minopen : c->end;
+        fpx_ob_checkpoint(c->minopen, c->minold, c->end, c->sweep, &cp->version,
+                          &cp->modified_since);
+        if (c->sweep) {
+            struct fpx *f = c->u->conn;
+            f->next_sweep_ms = c->read_ms + FPX_SWEEP_MS;
+        }
     } else {
-        snprintf(cp->cursor, sizeof cp->cursor, "O:%" PRId64 ":%" PRId64 ":%" PRId64 ":%" PRId64,
-                 c->page_no + 1, c->start, c->end, c->minopen);
+        snprintf(cp->cursor, sizeof cp->cursor,
+                 "O:%" PRId64 ":%" PRId64 ":%" PRId64 ":%" PRId64 ":%" PRId64 ":%d", c->page_no + 1,
+                 c->start, c->end, c->minopen, c->minold, c->sweep ? 1 : 0);
     }
     return 0;
 }
@@ -972,6 +1117,23 @@ static void skus_body(struct fpx_call *c)
     jb_lit(&c->body, ",\"page_size\":"
                      "100"
                      "}");
+}
+
+/* Body of a reconciliation's log read: every movement since the last log round's window. */
+static void dlog_body(struct fpx_call *c)
+{
+    jb_free(&c->body);
+    jb_lit(&c->body, "{\"warehouse_code\":");
+    jb_str(&c->body, wh_remote(c->u));
+    jb_lit(&c->body, ",\"create_time_start\":");
+    jb_int(&c->body, c->log_from - OVERLAP_MS);
+    jb_lit(&c->body, ",\"create_time_end\":");
+    jb_int(&c->body, wall_ms() + OVERLAP_MS);
+    jb_lit(&c->body, ",\"page_no\":");
+    jb_int(&c->body, c->dlog_page);
+    jb_lit(&c->body, ",\"page_size\":");
+    jb_int(&c->body, LOG_PAGE_SIZE);
+    jb_lit(&c->body, "}");
 }
 
 static void on_pulled(struct http_req *r)
@@ -1073,6 +1235,43 @@ static void on_pulled(struct http_req *r)
             return;
         }
         c->page.apply = apply_inventory;
+        if (c->reconcile && c->log_from > 0) {
+            /* Read now, after the figures: a SKU the log does not name since the last log
+             * round has not moved, so a figure other than the replica's is drift. */
+            c->dlog_page = 1;
+            dlog_body(c);
+            if (send_op(c, OP_INV_DLOG, on_pulled) != 0)
+                pull_failed(c, SYNC_TRANSIENT, "could not start a request");
+            return;
+        }
+        pull_done(c);
+        return;
+    }
+    case OP_INV_DLOG: {
+        char(*more)[TALLY_MAX_ID_LEN + 1] =
+            realloc(c->logged, (size_t)(c->nlogged + n + 1) * sizeof *c->logged);
+        if (!more) {
+            pull_failed(c, SYNC_TRANSIENT, "out of memory");
+            return;
+        }
+        c->logged = more;
+        const cJSON *row;
+        cJSON_ArrayForEach(row, rows)
+        {
+            char sku[TALLY_MAX_ID_LEN + 1];
+            const char *wc = json_str(row, "warehouse_code");
+            if (!read_id(row, "sku_code", sku) || (wc && strcmp(wc, wh_remote(c->u)) != 0))
+                continue;
+            snprintf(c->logged[c->nlogged++], sizeof *c->logged, "%s", sku);
+        }
+        if (n >= LOG_PAGE_SIZE && c->dlog_page < LSTSKU_MAX_PAGES) {
+            c->dlog_page++;
+            dlog_body(c);
+            if (send_op(c, OP_INV_DLOG, on_pulled) != 0)
+                pull_failed(c, SYNC_TRANSIENT, "could not start a request");
+            return;
+        }
+        c->drift_ok = n < LOG_PAGE_SIZE; /* too many movements to tell: repaired, not counted */
         pull_done(c);
         return;
     }
@@ -1086,14 +1285,29 @@ static void on_pulled(struct http_req *r)
     }
 }
 
-/* Reads "X:a:b[:c[:d]]" into v[]; the number of fields read. */
-static int parse_cursor(const char *s, char tag, int64_t v[4])
+/* Reads "X:a:b[:c[:d[:e[:f]]]]" into v[]; the number of fields read. */
+static int parse_cursor(const char *s, char tag, int64_t v[6])
 {
     if (s[0] != tag || s[1] != ':')
         return 0;
-    int n =
-        sscanf(s + 2, "%" SCNd64 ":%" SCNd64 ":%" SCNd64 ":%" SCNd64, &v[0], &v[1], &v[2], &v[3]);
+    int n = sscanf(s + 2, "%" SCNd64 ":%" SCNd64 ":%" SCNd64 ":%" SCNd64 ":%" SCNd64 ":%" SCNd64,
+                   &v[0], &v[1], &v[2], &v[3], &v[4], &v[5]);
     return n < 0 ? 0 : n;
+}
+
+/* The end of the last log round's window (the inventory checkpoint as stored: a
+ * reconciliation round is handed version 0), 0 when none or past the log's 30 days. */
+static int64_t log_checkpoint(struct upstream *u, int64_t now)
+{
+    char name[160];
+    snprintf(name, sizeof name, "%s:%s", u->name, fpx_streams[STREAM_INVENTORY]);
+    sqlite3_stmt *s = store_stmt(u->store, "SELECT version FROM checkpoints WHERE stream = ?1");
+    if (!s)
+        return 0;
+    sqlite3_bind_text(s, 1, name, -1, SQLITE_TRANSIENT);
+    int64_t v = sqlite3_step(s) == SQLITE_ROW ? sqlite3_column_int64(s, 0) : 0;
+    sqlite3_reset(s);
+    return v > 0 && now - v < WINDOW_MS - 2 * OVERLAP_MS ? v : 0;
 }
 
 static void fpx_pull(struct upstream *u, int stream, const struct checkpoint *cp)
@@ -1109,11 +1323,15 @@ static void fpx_pull(struct upstream *u, int stream, const struct checkpoint *cp
     c->stream = stream;
     c->reconcile = cp->reconcile;
     c->read_ms = wall_ms();
-    int64_t now = c->read_ms, v[4] = {0};
+    int64_t now = c->read_ms, v[6] = {0};
     int op;
     struct jbuf *b = &c->body;
     if (stream == STREAM_INVENTORY) {
-        if (parse_cursor(cp->cursor, 'F', v) == 2 && v[0] >= 1 && !cp->reconcile) {
+        if (cp->reconcile)
+            c->log_from = log_checkpoint(u, now);
+        /* A full read's later pages, in a reconciliation round too (the engine starts one
+         * only without a cursor, so an F cursor then is this round's own). */
+        if (parse_cursor(cp->cursor, 'F', v) == 2 && v[0] >= 1) {
             op = OP_INV_FULL;
             c->page_no = v[0];
             c->end = v[1];
@@ -1148,21 +1366,24 @@ static void fpx_pull(struct upstream *u, int stream, const struct checkpoint *cp
         jb_lit(b, "}");
     } else {
         op = OP_OB_LIST;
-        if (parse_cursor(cp->cursor, 'O', v) == 4 && v[0] >= 1) {
+        int nv = parse_cursor(cp->cursor, 'O', v);
+        if ((nv == 4 || nv == 6) && v[0] >= 1) {
             c->page_no = v[0];
             c->start = v[1];
             c->end = v[2];
             c->minopen = v[3];
+            c->minold = nv == 6 ? v[4] : FPX_NONE;
+            c->sweep = nv == 6 && v[5] == 1;
         } else {
+            struct fpx *f = u->conn;
+            struct fpx_ob_plan p;
+            fpx_ob_plan(now, cp->version, cp->modified_since, now >= f->next_sweep_ms, &p);
             c->page_no = 1;
-            c->end = now;
-            c->start = cp->version > 0 ? cp->version - OVERLAP_MS : now - WINDOW_MS + 60000;
-            if (c->start < now - WINDOW_MS + 60000) {
-                log_warn("%s: orders open for more than 30 days are out of 4PX's list window",
-                         u->name);
-                c->start = now - WINDOW_MS + 60000;
-            }
-            c->minopen = INT64_MAX / 4;
+            c->start = p.start;
+            c->end = p.end;
+            c->sweep = p.sweep;
+            c->clamped = p.clamped;
+            c->minopen = c->minold = FPX_NONE;
         }
         jb_lit(b, "{\"from_warehouse_code\":");
         jb_str(b, wh_remote(u));
@@ -1217,6 +1438,17 @@ static int lookup(struct fpx_call *c, int op)
     jb_lit(&c->body, op == OP_IN_LOOKUP || op == OP_IN_VERIFY ? ",\"warehouse_code\":"
                                                               : ",\"from_warehouse_code\":");
     jb_str(&c->body, wh_remote(c->u));
+    if (op != OP_IN_LOOKUP && op != OP_IN_VERIFY) {
+        /* OutboundList's creation window is "默认为当天" (today by default), and the SDK does
+         * not say a ref_no lifts it: without a window, an order created yesterday (an answer
+         * lost before midnight, a restart the next day) would not be found, and created again.
+         * So the widest window allowed (30 days), ending an hour ahead for clock skew. */
+        int64_t now = wall_ms();
+        jb_lit(&c->body, ",\"create_time_start\":");
+        jb_int(&c->body, now + 3600000LL - WINDOW_MS + 60000);
+        jb_lit(&c->body, ",\"create_time_end\":");
+        jb_int(&c->body, now + 3600000LL);
+    }
     jb_lit(&c->body, ",\"page_no\":1,\"page_size\":50}");
     return send_op(c, op, on_pushed);
 }
@@ -1242,10 +1474,11 @@ static int build_create(struct fpx_call *c, int op, char *err, size_t errlen)
 {
     const struct push_item *it = &c->batch->items[0];
     jb_free(&c->body);
-    int r = op == OP_OB_CREATE ? fpx_outbound_body(it->payload, it->payload_len, wh_remote(c->u),
-                                                   &c->body, c->ref, err, errlen)
-                               : fpx_inbound_body(it->payload, it->payload_len, wh_remote(c->u),
-                                                  &c->body, c->ref, err, errlen);
+    int r = op == OP_OB_CREATE
+                ? fpx_outbound_body(it->payload, it->payload_len, wh_remote(c->u),
+                                    c->u->wh->shipping_method, &c->body, c->ref, err, errlen)
+                : fpx_inbound_body(it->payload, it->payload_len, wh_remote(c->u), &c->body, c->ref,
+                                   err, errlen);
     return r;
 }
 

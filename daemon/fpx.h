@@ -61,10 +61,46 @@ struct fpx_ob_row {
 int fpx_outbound_row(const cJSON *row, const char *wh_code, struct fpx_ob_row *r, char *err,
                      size_t errlen);
 
+/* The outbound list's windows. fu.wms.outbound.getlist filters by creation time only (at
+ * most 30 days), so an order is read by the window that holds its creation until it is final.
+ * An order open longer than FPX_RECENT_MS is "old": it no longer holds back every round's
+ * window (checkpoint.version) but only the sweep's (checkpoint.modified_since), a round once
+ * per FPX_SWEEP_MS; an old order open past FPX_AGE_WARN_MS is about to leave the 30-day window:
+ * a person is told. */
+#define FPX_WINDOW_MS (30LL * 86400 * 1000)
+#define FPX_RECENT_MS (86400LL * 1000)
+#define FPX_SWEEP_MS (3600LL * 1000)
+#define FPX_AGE_WARN_MS (28LL * 86400 * 1000)
+#define FPX_OVERLAP_MS (300LL * 1000)
+#define FPX_NONE (INT64_MAX / 4)
+
+struct fpx_ob_plan {
+    int64_t start, end;
+    bool sweep;   /* reads from the oldest open order */
+    bool clamped; /* the window needed reached back past 30 days: orders may be out of sight */
+};
+
+/* A new round's window at `now` from the checkpoint (version: the oldest recent open order's
+ * creation or the last round's end, 0 for none; old: the oldest old open order's creation, 0
+ * for none), a sweep when `sweep_due`. */
+void fpx_ob_plan(int64_t now, int64_t cp_version, int64_t cp_old, bool sweep_due,
+                 struct fpx_ob_plan *p);
+
+/* Notes one read row in *minopen / *minold (FPX_NONE when none yet). 1 when the row is an
+ * open order older than FPX_AGE_WARN_MS (a person is told), -1 when it is a final one that
+ * old (the warning can go), 0 otherwise. */
+int fpx_ob_note(const struct fpx_ob_row *r, int64_t now, int64_t *minopen, int64_t *minold);
+
+/* The checkpoint after a round's last page: version, and old (0 for none). */
+void fpx_ob_checkpoint(int64_t minopen, int64_t minold, int64_t end, bool sweep, int64_t *version,
+                       int64_t *old);
+
 /* Request bodies from outbox payloads (MessagePack, fulfil.c / outbox.h contracts). Each
- * writes the reference (order id or notice id) into ref. 0, or -1 with err. */
-int fpx_outbound_body(const void *payload, size_t len, const char *wh_code, struct jbuf *b,
-                      char ref[TALLY_MAX_ID_LEN + 1], char *err, size_t errlen);
+ * writes the reference (order id or notice id) into ref. 0, or -1 with err. An outbound
+ * order's logistics_product_code is `product` (the warehouse's configured shipping_method)
+ * when set, else the order's own service; neither is a refusal before anything is sent. */
+int fpx_outbound_body(const void *payload, size_t len, const char *wh_code, const char *product,
+                      struct jbuf *b, char ref[TALLY_MAX_ID_LEN + 1], char *err, size_t errlen);
 int fpx_cancel_body(const void *payload, size_t len, struct jbuf *b, char ref[TALLY_MAX_ID_LEN + 1],
                     char *err, size_t errlen);
 int fpx_inbound_body(const void *payload, size_t len, const char *wh_code, struct jbuf *b,

@@ -54,6 +54,35 @@ int whfeed_stock(struct upstream *u, struct store *st, int64_t wh, const char *s
     return stock_apply_snapshot(st, sku_id, wh, on_hand, version, at);
 }
 
+int whfeed_stock_unlogged(struct upstream *u, struct store *st, int64_t wh, const char *sku,
+                          int64_t on_hand, int64_t version, int64_t at, struct pull_page *pg)
+{
+    int64_t sku_id;
+    int r = catalog_sku_ensure(st, sku, &sku_id);
+    if (r)
+        return r;
+    sqlite3_stmt *s = store_stmt(st, "SELECT snapshot FROM stock WHERE sku = ?1 AND warehouse = ?2"
+                                     " AND upstream_version > 0 AND upstream_version < ?3"
+                                     " AND snapshot <> ?4");
+    if (!s)
+        return TALLY_E_STORAGE;
+    sqlite3_bind_int64(s, 1, sku_id);
+    sqlite3_bind_int64(s, 2, wh);
+    sqlite3_bind_int64(s, 3, version);
+    sqlite3_bind_int64(s, 4, on_hand);
+    int rc = sqlite3_step(s);
+    int64_t had = rc == SQLITE_ROW ? sqlite3_column_int64(s, 0) : 0;
+    sqlite3_reset(s);
+    if (rc == SQLITE_ROW) {
+        pg->repaired++;
+        if ((r = fulfil_stock_drift(u->d, sku_id, wh, had, on_hand)) != 0)
+            return r;
+    } else if (rc != SQLITE_DONE) {
+        return store_error(st, rc, "reconcile");
+    }
+    return stock_apply_snapshot(st, sku_id, wh, on_hand, version, at);
+}
+
 int whfeed_outbound(struct upstream *u, struct store *st, int64_t wh, const char *id,
                     const char *status, const char *carrier, const char *tracking,
                     const char *reason, int64_t version)

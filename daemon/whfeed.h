@@ -22,6 +22,16 @@ int whfeed_warehouse(struct upstream *u, struct store *st, int64_t *wh, char *er
 int whfeed_stock(struct upstream *u, struct store *st, int64_t wh, const char *sku, int64_t on_hand,
                  int64_t version, int64_t at, bool reconcile, struct pull_page *pg);
 
+/* The same for a warehouse whose versions are read times (Goodcang, 4PX: no figure there has a
+ * version of its own, so two reads never share one and whfeed_stock's check cannot match), in
+ * a reconciliation, for a SKU the warehouse's stock log shows no movement of since the
+ * replica's figure was read (the connector read the log over that span). A figure other than
+ * the replica's is then drift (a change the incremental rounds missed, a lost write, a bad
+ * restore): counted in pg->repaired, repaired and a person is told. A SKU the replica has no
+ * figure for is not drift. */
+int whfeed_stock_unlogged(struct upstream *u, struct store *st, int64_t wh, const char *sku,
+                          int64_t on_hand, int64_t version, int64_t at, struct pull_page *pg);
+
 /* One outbound order's state as the warehouse reports it, in tally's words (UPSTREAM.md §2):
  * `status` accepted | picking | packed | shipped | cancelled | exception, with the carrier and
  * tracking number of a shipped one and the reason of an exception (NULL when none). `version`

@@ -631,7 +631,9 @@ static void outbound_list(struct sim *s, struct warehouse *w, const cJSON *doc,
         return;
     const char *ref = jin_str(doc, "ref_no"), *cno = jin_str(doc, "consignment_no");
     const char *status = jin_str(doc, "status");
-    if (!ref && !cno && !cgiven && !pgiven) { /* "时间默认为当天": reading, the last 24 hours */
+    /* "时间默认为当天": reading, the last 24 hours, by reference too (the SDK does not say a
+     * ref_no or consignment_no lifts the default) */
+    if (!cgiven && !pgiven) {
         chi = sim_now_ms(s);
         clo = chi - 86400000LL;
         cgiven = true;

@@ -221,7 +221,7 @@ static void test_outbound_body(void)
     pack_outbound(&sb, "8100000000000001", "José Ñúñez", "US");
     struct jbuf b = {0};
     char ref[TALLY_MAX_ID_LEN + 1], err[256];
-    CHECK_EQ_INT(fpx_outbound_body(sb.data, sb.size, "US-4PX", &b, ref, err, sizeof err), 0);
+    CHECK_EQ_INT(fpx_outbound_body(sb.data, sb.size, "US-4PX", NULL, &b, ref, err, sizeof err), 0);
     CHECK_EQ_STR(ref, "8100000000000001");
     cJSON *d = cJSON_Parse(b.p);
     names_documented(d, fx, "request_params", "required");
@@ -251,12 +251,45 @@ static void test_outbound_body(void)
     msgpack_sbuffer_destroy(&sb);
     /* a ship-to without a country: refused here, never sent */
     pack_outbound(&sb, "8100000000000002", "A", "");
-    CHECK_EQ_INT(fpx_outbound_body(sb.data, sb.size, "US-4PX", &b, ref, err, sizeof err), -1);
+    CHECK_EQ_INT(fpx_outbound_body(sb.data, sb.size, "US-4PX", NULL, &b, ref, err, sizeof err), -1);
     CHECK(strstr(err, "country") != NULL);
     jb_free(&b);
     msgpack_sbuffer_destroy(&sb);
+    /* the warehouse's shipping_method is the 4PX product code, over the order's service */
+    pack_outbound(&sb, "8100000000000003", "A", "US");
+    CHECK_EQ_INT(fpx_outbound_body(sb.data, sb.size, "US-4PX", "F999", &b, ref, err, sizeof err),
+                 0);
+    d = cJSON_Parse(b.p);
+    lsi = cJSON_GetObjectItemCaseSensitive(d, "logistics_service_info");
+    CHECK_EQ_STR(json_str(lsi, "logistics_product_code"), "F999");
+    cJSON_Delete(d);
+    jb_free(&b);
+    msgpack_sbuffer_destroy(&sb);
+    /* neither a shipping_method nor a service: refused here, naming the key to set */
+    msgpack_sbuffer_init(&sb);
+    {
+        msgpack_packer pk;
+        msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+        msgpack_pack_map(&pk, 3);
+        mp_pack_kv_str(&pk, "id", "8100000000000004");
+        mp_pack_key(&pk, "lines");
+        msgpack_pack_array(&pk, 1);
+        msgpack_pack_map(&pk, 2);
+        mp_pack_kv_str(&pk, "sku", "EB-1");
+        mp_pack_kv_int(&pk, "qty", 1);
+        mp_pack_key(&pk, "ship_to");
+        msgpack_pack_map(&pk, 4);
+        mp_pack_kv_str(&pk, "name", "A");
+        mp_pack_kv_str(&pk, "address", "1 Main St");
+        mp_pack_kv_str(&pk, "country", "US");
+        mp_pack_kv_str(&pk, "phone", "+1 512 555 0100");
+    }
+    CHECK_EQ_INT(fpx_outbound_body(sb.data, sb.size, "US-4PX", "", &b, ref, err, sizeof err), -1);
+    CHECK(strstr(err, "shipping_method") != NULL);
+    jb_free(&b);
+    msgpack_sbuffer_destroy(&sb);
     /* not MessagePack */
-    CHECK_EQ_INT(fpx_outbound_body("\xc1", 1, "US-4PX", &b, ref, err, sizeof err), -1);
+    CHECK_EQ_INT(fpx_outbound_body("\xc1", 1, "US-4PX", NULL, &b, ref, err, sizeof err), -1);
     jb_free(&b);
     cJSON_Delete(fx);
 }
@@ -463,6 +496,12 @@ static void test_answers(void)
     const char *sig = "{\"result\":\"0\",\"msg\":\"\",\"errors\":[{\"error_code\":\"1\","
                       "\"error_msg\":\"Sign error\"}],\"data\":null}";
     CHECK_EQ_INT(fpx_envelope(200, sig, strlen(sig), &doc, &data, err, sizeof err), SYNC_AUTH);
+    /* msg and error_msg saying the same: said once, with the code */
+    const char *same = "{\"result\":\"0\",\"msg\":\"already shipped\",\"errors\":[{"
+                       "\"error_code\":\"E9\",\"error_msg\":\"already shipped\"}],\"data\":null}";
+    CHECK_EQ_INT(fpx_envelope(200, same, strlen(same), &doc, &data, err, sizeof err),
+                 SYNC_PERMANENT);
+    CHECK_EQ_STR(err, "refused by 4PX: already shipped E9");
     /* "consignment" holds "sign": a refusal about a consignment is not about credentials */
     const char *dup = "{\"result\":\"0\",\"msg\":\"ref_no R1 already exists (consignment "
                       "OC1)\",\"errors\":[],\"data\":null}";
@@ -490,8 +529,63 @@ static void test_answers(void)
     CHECK(fpx_page_rows(NULL) == NULL);
 }
 
+/* The outbound list's windows: an order open past 30 days is never silently out of sight, and
+ * one long-open order does not make every round re-read 30 days. */
+static void test_outbound_windows(void)
+{
+    const int64_t now = 1733371200123LL, day = 86400000LL;
+    struct fpx_ob_plan p;
+    /* first round: the last 30 days (less a minute), nothing to warn about */
+    fpx_ob_plan(now, 0, 0, true, &p);
+    CHECK_EQ_INT(p.end, now);
+    CHECK_EQ_INT(p.start, now - FPX_WINDOW_MS + 60000);
+    CHECK(!p.clamped && !p.sweep);
+    /* an ordinary round: from the checkpoint, with overlap; old orders wait for the sweep */
+    fpx_ob_plan(now, now - 60000, now - 10 * day, false, &p);
+    CHECK_EQ_INT(p.start, now - 60000 - FPX_OVERLAP_MS);
+    CHECK(!p.sweep && !p.clamped);
+    /* the sweep reaches back to the oldest old open order */
+    fpx_ob_plan(now, now - 60000, now - 10 * day, true, &p);
+    CHECK(p.sweep);
+    CHECK_EQ_INT(p.start, now - 10 * day - FPX_OVERLAP_MS);
+    /* an open order older than the list's 30 days: the window is clamped and it says so */
+    fpx_ob_plan(now, now - 60000, now - 31 * day, true, &p);
+    CHECK(p.clamped);
+    CHECK_EQ_INT(p.start, now - FPX_WINDOW_MS + 60000);
+    fpx_ob_plan(now, now - 31 * day, 0, false, &p); /* tally was off for 31 days */
+    CHECK(p.clamped);
+
+    /* rows: recent open ones hold back every round, old ones only the sweep */
+    int64_t minopen = FPX_NONE, minold = FPX_NONE;
+    struct fpx_ob_row r = {.open = true, .create_time = now - 3600000};
+    CHECK_EQ_INT(fpx_ob_note(&r, now, &minopen, &minold), 0);
+    r.create_time = now - 5 * day;
+    CHECK_EQ_INT(fpx_ob_note(&r, now, &minopen, &minold), 0);
+    r.create_time = now - 29 * day; /* leaves the window within a day or two: a person is told */
+    CHECK_EQ_INT(fpx_ob_note(&r, now, &minopen, &minold), 1);
+    r.open = false; /* final, that old: the warning can go */
+    CHECK_EQ_INT(fpx_ob_note(&r, now, &minopen, &minold), -1);
+    r.open = false;
+    r.create_time = now - 2 * day;
+    CHECK_EQ_INT(fpx_ob_note(&r, now, &minopen, &minold), 0);
+    CHECK_EQ_INT(minopen, now - 3600000);
+    CHECK_EQ_INT(minold, now - 29 * day);
+    int64_t version = 0, old = 0;
+    fpx_ob_checkpoint(minopen, minold, now, false, &version, &old);
+    CHECK_EQ_INT(version, now - 3600000); /* not held back 29 days */
+    CHECK_EQ_INT(old, now - 29 * day);
+    /* a later ordinary round with no old rows keeps the old checkpoint; a sweep that saw none
+     * clears it */
+    fpx_ob_checkpoint(FPX_NONE, FPX_NONE, now + 1000, false, &version, &old);
+    CHECK_EQ_INT(version, now + 1000);
+    CHECK_EQ_INT(old, now - 29 * day);
+    fpx_ob_checkpoint(FPX_NONE, FPX_NONE, now + 2000, true, &version, &old);
+    CHECK_EQ_INT(old, 0);
+}
+
 int main(void)
 {
+    test_outbound_windows();
     test_sign_vectors();
     test_url();
     test_outbound_body();

@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
 # The demo: installs what is missing, builds, then
-#   scripts/demo.sh           starts tally-sim (a marketplace and four overseas warehouses on
-#                             loopback), starts tallyd against it, shows the station syncing and
-#                             answering; orders allocated to the right overseas warehouse,
-#                             shipped and uploaded, exceptions raised and resolved; then cuts a
-#                             warehouse's link: queries still answered, movements queued,
-#                             drained once the link is back.
+#   scripts/demo.sh           starts tally-sim (a marketplace and five overseas warehouses on
+#                             loopback: three speak tally's Warehouse API, UK-GC is run by
+#                             Goodcang and US-4PX by 4PX), starts tallyd against it, shows the
+#                             station syncing and answering; orders allocated to the right
+#                             overseas warehouse, shipped and uploaded (from the third-party
+#                             warehouses too), exceptions raised and resolved; a receive at
+#                             UK-GC refused, a transfer into it announced as an inbound notice;
+#                             then cuts a warehouse's link: queries still answered, movements
+#                             queued, drained once the link is back.
 #   scripts/demo.sh offline   a station that was never connected, seeded from CSV files.
 #   scripts/demo.sh stop      stops what a demo left running.
 # tallyd (and tally-sim) keep running afterwards so you can try the client yourself.
@@ -123,6 +126,33 @@ fulfilment_demo() {
     show report --skus 8
 }
 
+third_party_demo() {
+    echo
+    echo "== third-party warehouses: Goodcang runs UK-GC and 4PX runs US-4PX in their own systems;"
+    echo "   tally reads their stock and stock log, sends them outbound orders and cancels, and"
+    echo "   announces goods coming in (tally status shows each upstream's kind)"
+    local w o
+    for w in UK-GC US-4PX; do
+        o=$(tally --json orders --fstate uploaded --limit 500 |
+            jq -r --arg w "$w" '[.items[] | select(.warehouse == $w)][0].order_id // empty')
+        if [ -n "$o" ]; then
+            show orders show "$o"
+        else
+            echo "(no order of this run was allocated to $w)"
+        fi
+    done
+    echo "marketplace uploads (tally-sim): $(ctl "$base/control/fulfilments" | jq -c '{count, max_applied_per_tracking}')"
+    echo
+    echo "== a local receive at UK-GC: refused, saying why and what to do instead"
+    show receive "$sku" 5 --warehouse UK-GC --id demo-receive-gc
+    echo
+    echo "== a transfer from ES-MAD into UK-GC: ES-MAD's leg is recorded, and Goodcang is sent an"
+    echo "   inbound notice (a GRN) for the goods; UK-GC's stock grows when Goodcang receives them"
+    show transfer "$sku" 3 --from ES-MAD --to UK-GC --id demo-transfer-gc
+    wait_for 30 sh -c "'$top/build/tally' --socket '$sock' --json inbound --warehouse UK-GC | jq -e '.items[0].state == \"sent\"'" || true
+    show inbound --warehouse UK-GC
+}
+
 stop_all
 rm -rf "$demo"
 mkdir -p "$demo"
@@ -150,8 +180,9 @@ if [ "$mode" = offline ]; then
     show orders --status WAIT_SELLER_SEND_GOODS --limit 5
     show outbox
 else
-    echo "== starting tally-sim: a marketplace and 4 overseas warehouses, 5,000 SKUs"
+    echo "== starting tally-sim: a marketplace and 5 overseas warehouses, 5,000 SKUs"
     build/tests/sim/tally-sim --port 0 --skus 5000 --orders 120 --seed 11 \
+        --warehouses ES-MAD,FR-PAR,PL-WAW,UK-GC:goodcang,US-4PX:fourpx \
         >"$demo/sim.out" 2>"$demo/sim.log" &
     echo $! >"$demo/sim.pid"
     for _ in $(seq 100); do grep -q listening "$demo/sim.out" 2>/dev/null && break; sleep 0.05; done
@@ -169,12 +200,22 @@ else
         # carriers lists the keys); ES-MAD's Correos parcels go as EMS there, all else as CPAM.
         printf '[carriers]\nCorreos = CPAM\nLa Poste = CPAM\nPoczta Polska = CPAM\nUSPS = CPAM\n'
         printf 'DHL = CPAM\n'
-        for w in ES-MAD FR-PAR PL-WAW US-LAX; do
+        # Goodcang reports an order's shipping method as its carrier.
+        printf 'UK-RM48 = CPAM\n'
+        for w in ES-MAD FR-PAR PL-WAW; do
             printf '[warehouse %s]\nurl = %s/wh/%s\ntoken_file = %s\ninventory_interval = 5\n' \
                 "$w" "$base" "$w" "$demo/wh.token"
             printf 'country = %s\n' "${w%%-*}"
             [ "$w" = ES-MAD ] && printf 'carrier.Correos = EMS\n'
         done
+        # The third-party warehouses: the simulator's app key, and the warehouses' token as
+        # Goodcang's app token and 4PX's signing secret.
+        printf '[warehouse UK-GC]\nkind = goodcang\nurl = %s/wh/UK-GC\ncountry = GB\n' "$base"
+        printf 'app_key = tally-sim-3pl-key\napp_token_file = %s\n' "$demo/wh.token"
+        printf 'shipping_method = UK-RM48\ninventory_interval = 5\noutbound_interval = 10\n'
+        printf '[warehouse US-4PX]\nkind = fourpx\nurl = %s/wh/US-4PX\ncountry = US\n' "$base"
+        printf 'app_key = tally-sim-3pl-key\napp_secret_file = %s\n' "$demo/wh.token"
+        printf 'shipping_method = F3\ninventory_interval = 5\noutbound_interval = 10\n'
     } >"$demo/tallyd.conf"
     echo "== starting tallyd against it (config demo/tallyd.conf, log demo/tallyd.log)"
     start_tallyd --config "$demo/tallyd.conf"
@@ -187,6 +228,7 @@ else
     show orders --status WAIT_SELLER_SEND_GOODS --limit 5
 
     fulfilment_demo
+    third_party_demo
     echo
     echo "== cutting the link to ES-MAD (the simulator drops every connection to it)"
     curl -s -X POST -d '{"target":"wh:ES-MAD","up":false}' "$base/control/link" >/dev/null

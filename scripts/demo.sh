@@ -134,7 +134,8 @@ third_party_demo() {
     local w o
     for w in UK-GC US-4PX; do
         o=$(tally --json orders --fstate uploaded --limit 500 |
-            jq -r --arg w "$w" '[.items[] | select(.warehouse == $w)][0].order_id // empty')
+            jq -r --arg w "$w" '[.items[] | select(.warehouse == $w)]
+                | (map(select(.status == "WAIT_BUYER_ACCEPT_GOODS")) + .)[0].order_id // empty')
         if [ -n "$o" ]; then
             show orders show "$o"
         else

@@ -194,6 +194,13 @@ struct upstream {
      * the oldest row; further on while the oldest rows cannot go, so they hide none. */
     int64_t push_from;
     int probe_next; /* while the link is down: the stream whose turn the next probe is */
+    /* Marketplace publishing follows the orders rounds (sync.c publish_gate): the orders
+     * stream's index (-1: none, publishing is not gated), and whether values computed now
+     * are at least as fresh as the last completed orders round (set when one completes,
+     * cleared when the next begins and when nothing is left to publish). */
+    int orders_stream;
+    bool pub_open;
+    uint64_t pub_round_ms; /* loop time the last orders round completed */
     struct stream_state streams[UPSTREAM_MAX_STREAMS];
 };
 

@@ -352,6 +352,7 @@ static void published_one(struct sim *s, int64_t sku, struct http_resp *out)
     jb_kv_str(j, "sku", s->skus[sku].code);
     jb_kv_i64(j, "value", s->mp_stock[sku]);
     jb_kv_i64(j, "publishes", s->pub_count[sku]);
+    jb_kv_i64(j, "ordered", s->mp_ordered[sku]);
     jb_kv_arr(j, "history");
     for (uint32_t e = s->pub_head[sku]; e; e = s->pub[e - 1].next) {
         const struct pub_entry *p = &s->pub[e - 1];
@@ -360,6 +361,8 @@ static void published_one(struct sim *s, int64_t sku, struct http_resp *out)
         jb_kv_i64(j, "value", p->value);
         jb_kv_str(j, "at", at);
         jb_kv_i64(j, "at_ms", p->at_ms);
+        jb_kv_i64(j, "ordered", p->ordered);
+        jb_kv_i64(j, "warehouses", p->warehouses);
         jb_obj_end(j);
     }
     jb_arr_end(j);
@@ -561,6 +564,7 @@ static void orders_post(struct sim *s, const struct http_req *rq, struct http_re
             http_resp_error(out, 500, "internal", "out of memory after %" PRId64 " orders", i);
             return;
         }
+        order_place(s, o);
         jb_i64(j, o->id);
     }
     jb_arr_end(j);

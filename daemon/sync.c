@@ -1054,6 +1054,7 @@ void sync_publish_done(struct publish_batch *b)
     free_publish(b);
 }
 
+#define RECEIPTS_INTERVAL_S 2  /* mp:receipts rounds (conn_aliexpress.c) */
 #define PUBLISH_FRESH_MS 10000 /* values are computed this long after an orders round ends */
 
 /* Whether the query (one seek of a partial index) finds a row. */
@@ -1327,6 +1328,9 @@ int sync_start(struct tallyd *d, struct sync_engine **out, char *err, size_t err
         u->streams[0].interval_s = d->cfg.mp.catalog_interval_s;
         u->streams[1].interval_s = d->cfg.mp.orders_interval_s;
         u->orders_stream = 1;
+        /* Masked ship-tos are read soon after their orders land: a round with none to read
+         * makes no request. */
+        u->streams[2].interval_s = RECEIPTS_INTERVAL_S;
         u->secret_files[0] = d->cfg.mp.access_token_file;
         u->secret_files[1] = d->cfg.mp.app_secret_file;
         secrets_stamp(u);

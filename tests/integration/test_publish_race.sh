@@ -8,6 +8,8 @@
 #      reserved: every value published is <= what is truly there (warehouse - orders placed).
 #   B. with [marketplace] publish_buffer = 2, an order of 2 is placed while a publish is on its
 #      way to the marketplace (delayed there): the buffer covers it.
+# Order A's details come masked (as the simulator sends every order's): its outbound order at
+# the warehouse carries the full ship-to all the same (read with order.receiptinfo.get).
 # The check reads the simulator's history of published values: for each, the units on hand at
 # the warehouse and the units ordered by then (tests/sim/README.md /control/published).
 #   test_publish_race.sh TALLYD TALLY TALLY_SIM
@@ -88,6 +90,12 @@ wait_until 60 quiet
 W=$(wh_stock)
 check_eq "$(published | jq .value)" "$((W - 3))" "the marketplace's stock after A"
 check_eq "$(sql "SELECT COUNT(*) FROM orders WHERE order_id = '$A'")" 1 "order A pulled"
+# Its details came masked: the outbound order carries the full ship-to (order.receiptinfo.get).
+ob_of_A() { ctl "$base/control/outbound?wh=ES-MAD" | jq -c --arg id "$A" '.items[] | select(.id == $id) | .ship_to'; }
+has_ob() { [ -n "$(ob_of_A)" ]; }
+wait_until 60 has_ob
+check_eq "$(ob_of_A | jq '[.name, .address, .postcode, .phone] | all(type == "string" and length > 0
+    and (test("[*]") | not))')" true "order A's outbound ship-to is whole and unmasked"
 
 # ===================================================================================== B
 echo "== B: publish_buffer = 2; an order of 2 placed while a publish is on its way"

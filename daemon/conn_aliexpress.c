@@ -28,7 +28,9 @@
  *            is stored (receipt 0) and the order goes on; a refusal of that order is stored
  *            (receipt 2, receipt_error) and the fulfilment pass raises a bad address saying
  *            why; a transient failure leaves it for the next round. Only a page of failures
- *            alone fails the page (the link). The orders stream never waits for it.
+ *            alone fails the page (the link). The orders stream never waits for it; an orders
+ *            page that stores a masked ship-to asks for a receipts round at once, and the
+ *            stream's own rounds (at [marketplace] orders_interval) retry what failed.
  * Masked: a ship-to text with a run of two or more asterisks ("83****334", ae_masked, the one
  * rule) is no value: not stored (the replica's value, if any, stays), never a bad address.
  * Checkpoint: cursor = the next page number while a round pages ("<k>:<page>" for the catalog's
@@ -1775,6 +1777,8 @@ static int apply_order(struct store *st, struct ae_pull *p, struct ae_item *it)
     int r = orders_upsert_header(st, &h, &ref, &inserted);
     if (r == 0)
         r = mark_receipt(st, ref, (bool[5]){m_name, m_street, m_city, m_zip, m_phone});
+    if (r == 0 && (m_name || m_street || m_city || m_zip || m_phone))
+        p->u->streams[STREAM_RECEIPTS].requested = true; /* read it now, not at the interval */
     for (int i = 0; r == 0 && i < nl; i++) {
         int64_t sku;
         /* A SKU the catalog has not pulled yet gets a placeholder: the order still lands. */

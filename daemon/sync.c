@@ -1094,7 +1094,10 @@ static bool publish_gate(struct upstream *u)
         return !any_row(u->store, "SELECT 1 FROM orders WHERE fdirty <> 0 AND fdirty = 1"
                                   " LIMIT 1");
     u->pub_open = false;
-    if (!os->requested && any_row(u->store, "SELECT 1 FROM publish WHERE dirty = 1 LIMIT 1"))
+    /* Not while the stream's last page failed: its rounds then keep their interval (and the
+     * link's backoff), never one a tick against a gateway that refuses them. */
+    if (!os->requested && !os->last_error[0] &&
+        any_row(u->store, "SELECT 1 FROM publish WHERE dirty = 1 LIMIT 1"))
         os->requested = true;
     return false;
 }
@@ -1328,9 +1331,10 @@ int sync_start(struct tallyd *d, struct sync_engine **out, char *err, size_t err
         u->streams[0].interval_s = d->cfg.mp.catalog_interval_s;
         u->streams[1].interval_s = d->cfg.mp.orders_interval_s;
         u->orders_stream = 1;
-        /* Masked ship-tos are read soon after their orders land: a round with none to read
-         * makes no request. */
-        u->streams[2].interval_s = RECEIPTS_INTERVAL_S;
+        /* Masked ship-tos: a round follows every orders page that found one (the connector
+         * asks for it), and the interval's rounds retry what failed; a round with none to
+         * read makes no request. */
+        u->streams[2].interval_s = d->cfg.mp.orders_interval_s;
         u->secret_files[0] = d->cfg.mp.access_token_file;
         u->secret_files[1] = d->cfg.mp.app_secret_file;
         secrets_stamp(u);

@@ -8,6 +8,8 @@
 #      reserved: every value published is <= what is truly there (warehouse - orders placed).
 #   B. with [marketplace] publish_buffer = 2, an order of 2 is placed while a publish is on its
 #      way to the marketplace (delayed there): the buffer covers it.
+#   C. while the order list is refused, stock waiting to be published is not sent, and the
+#      orders round it needs is not asked for again and again (its interval holds).
 # Order A's details come masked (as the simulator sends every order's): its outbound order at
 # the warehouse carries the full ship-to all the same (read with order.receiptinfo.get).
 # The check reads the simulator's history of published values: for each, the units on hand at
@@ -126,5 +128,26 @@ wait_until 60 more_pubs "$n1"
 check_eq "$(over)" "" "values published above the truly available stock (B)"
 check_eq "$(published | jq '.history[-1].value')" "$((W + 5 - 3 - 2))" \
     "the value published with the buffer"
+ctl -X DELETE "$base/control/faults" >/dev/null
+
+# ===================================================================================== C
+echo "== C: the order list is refused: nothing is published, and no round is asked a tick"
+order_lists() { ctl "$base/control/stats" | jq '.requests["mp:aliexpress.solution.order.get"] // 0'; }
+post faults '{"target":"mp","call":"aliexpress.solution.order.get","kind":"api_error","code":"InvalidParameter"}' \
+    >/dev/null
+wait_until 60 quiet
+n2=$(pubs)
+post stock "{\"changes\":1,\"wh\":\"ES-MAD\",\"sku\":\"$sku\",\"delta\":1}" >/dev/null
+# The receipt makes the SKU dirty; the round asked for is refused ...
+dirty() { [ "$(sql "SELECT COUNT(*) FROM publish WHERE dirty = 1")" -ge 1 ]; }
+wait_until 60 dirty
+refused() { [ "$(order_lists)" -ge 1 ] && st | jq -e '.upstreams[].streams[]
+    | select(.name == "mp:orders") | .last_error // "" | length > 0' >/dev/null; }
+wait_until 60 refused
+# ... and not asked again and again meanwhile (the stream keeps its interval).
+c0=$(order_lists)
+sleep 3
+check_eq "$(order_lists)" "$c0" "order lists asked while the orders stream is refused"
+check_eq "$(pubs)" "$n2" "values published without a completed orders round"
 ctl -X DELETE "$base/control/faults" >/dev/null
 [ "$fails" = 0 ]

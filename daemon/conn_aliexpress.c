@@ -1995,6 +1995,18 @@ static int apply_receipts(struct pull_page *pg, struct store *st, struct checkpo
             return store_error(st, rc, "receipt");
         }
     }
+    /* Orders that closed or were purged while they waited need no ship-to any more: out of
+     * the wait (and of the index the pages read). */
+    sqlite3_stmt *gone = store_stmt(st, "UPDATE orders SET receipt = 0 WHERE receipt = 1 AND"
+                                        " (purged_at IS NOT NULL OR fstate NOT IN ('new',"
+                                        " 'pending', 'ready', 'allocated'))");
+    int rc = gone ? sqlite3_step(gone) : SQLITE_ERROR;
+    if (gone)
+        sqlite3_reset(gone);
+    if (rc != SQLITE_DONE) {
+        snprintf(err, errlen, "receipts not stored");
+        return store_error(st, rc, "receipt");
+    }
     if (pg->more)
         snprintf(cp->cursor, sizeof cp->cursor, "%" PRId64, r->last_ref);
     else

@@ -2081,6 +2081,9 @@ static void receipts_pull(struct upstream *u, const struct checkpoint *cp)
         sqlite3_reset(s);
     }
     r->page.rows = r->n;
+    /* None to read: no request, and no word on the link (an answer would mark it up, and
+     * resolve a refused token's exception, while the gateway still refuses it). */
+    r->page.no_request = r->n == 0;
     a->rcpt = r;
     rcpt_finish(r);
 }

@@ -345,7 +345,8 @@ void sync_pull_done(struct upstream *u, int i, struct pull_page *pg)
         pg->release(pg);
         return;
     }
-    link_ok(u);
+    if (!pg->no_request)
+        link_ok(u);
     if (pg->outcome == SYNC_PERMANENT) {
         log_warn("%s: %s", ss->name, pg->error);
         snprintf(ss->last_error, sizeof ss->last_error, "%s", pg->error);

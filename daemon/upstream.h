@@ -52,6 +52,7 @@ struct pull_page {
     int64_t rows;       /* rows in this page */
     int64_t total;      /* rows expected in the round, -1 when unknown */
     int64_t repaired;   /* rows of a reconciliation round that differed from the replica */
+    bool no_request;    /* the page asked the upstream nothing: it says nothing of the link */
     /* Applies the rows and writes the advanced position into *cp. Runs inside the engine's
      * transaction; returns 0 or a TALLY_E_* code (the transaction is then rolled back). */
     int (*apply)(struct pull_page *pg, struct store *st, struct checkpoint *cp, char *err,

@@ -623,12 +623,6 @@ static int append_cancel(struct store *st, const struct order *o, const char *ke
     return r;
 }
 
-/*
- * Creates the outbound orders of an allocated order at its outbound warehouses: one outbox
- * row each, key "ob:<WH>:<order id>" (the warehouse deduplicates by the order id forever).
- * Held back while the order has an open bad-address or payment-held exception: goods must
- * not leave for an address a carrier cannot deliver to, or before the payment clears.
- */
 /* Whether the order's ship-to came masked and its full address is not read yet (orders.receipt
  * = 1, set by the marketplace connector; it reads it with order.receiptinfo.get). */
 static bool receipt_waiting(struct store *st, int64_t ref)
@@ -642,6 +636,13 @@ static bool receipt_waiting(struct store *st, int64_t ref)
     return w;
 }
 
+/*
+ * Creates the outbound orders of an allocated order at its outbound warehouses: one outbox
+ * row each, key "ob:<WH>:<order id>" (the warehouse deduplicates by the order id forever).
+ * Held back while the order has an open bad-address or payment-held exception: goods must
+ * not leave for an address a carrier cannot deliver to, or before the payment clears; and
+ * while its masked ship-to waits for the full one.
+ */
 static int send_outbound(struct tallyd *d, struct order *o)
 {
     struct store *st = d->store;

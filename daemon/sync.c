@@ -1055,7 +1055,6 @@ void sync_publish_done(struct publish_batch *b)
     free_publish(b);
 }
 
-#define RECEIPTS_INTERVAL_S 2  /* mp:receipts rounds (conn_aliexpress.c) */
 #define PUBLISH_FRESH_MS 10000 /* values are computed this long after an orders round ends */
 
 /* Whether the query (one seek of a partial index) finds a row. */

@@ -387,7 +387,7 @@ static void published_get(struct sim *s, const struct http_req *rq, struct http_
     out->status = 200;
     out->content_type = csv ? "text/csv" : "application/json";
     if (csv)
-        jb_append(j, "sku,value,publishes,at_ms\n", 26);
+        jb_append(j, "sku,value,publishes,at_ms,published\n", 36);
     else {
         jb_obj(j);
         jb_kv_i64(j, "publishes", (int64_t)s->n_pub);
@@ -406,6 +406,9 @@ static void published_get(struct sim *s, const struct http_req *rq, struct http_
             jb_append_i64(j, n);
             jb_append(j, ",", 1);
             jb_append_i64(j, at_ms);
+            jb_append(j, ",", 1);
+            if (n) /* the last value published, before any order took units off it */
+                jb_append_i64(j, s->pub[s->pub_tail[i] - 1].value);
             jb_append(j, "\n", 1);
             continue;
         }

@@ -176,6 +176,7 @@
 #include "json.h"
 #include "log.h"
 #include "orders.h"
+#include "reserve.h"
 #include "secret.h"
 #include "tally/protocol.h"
 #include "upstream.h"
@@ -1784,6 +1785,10 @@ static int apply_order(struct store *st, struct ae_pull *p, struct ae_item *it)
         /* A SKU the catalog has not pulled yet gets a placeholder: the order still lands. */
         if ((r = catalog_sku_ensure(st, lines[i].sku, &sku)) == 0)
             r = orders_upsert_line(st, ref, sku, lines[i].qty, lines[i].price, &line_new);
+        /* A new order's units are off the marketplace's stock already: its SKUs are due for
+         * publishing (sync.c counts an order not allocated yet in the value). */
+        if (r == 0 && (inserted || line_new))
+            r = reserve_mark_publish(st, sku);
     }
     if (r == 0 && inserted && !p->initial) {
         it->created = true;

@@ -938,7 +938,10 @@ static void free_publish(struct publish_batch *b)
 /*
  * Reads up to `limit` dirty SKUs with their value computed now from the local view:
  *   sum over warehouses serving the marketplace of max(0, on_hand - reserved - safety),
- *   less [marketplace] publish_buffer (never below 0).
+ *   less the units of the orders not allocated yet (pending: unpaid or held; ready: waiting
+ *   for stock), which the marketplace took off when they were placed, and less
+ *   [marketplace] publish_buffer (never below 0). (The first IN names orders_open's
+ *   condition, so that the open orders are read from that index.)
  * A value equal to what was last published is not sent again; it just stops being dirty.
  */
 static struct publish_batch *take_publish(struct upstream *u, int limit)
@@ -960,6 +963,10 @@ static struct publish_batch *take_publish(struct upstream *u, int limit)
             " MAX(0, (SELECT COALESCE(SUM(MAX(0, t.snapshot + t.pending - t.reserved"
             "  - t.safety)), 0) FROM stock t JOIN warehouses w ON w.id = t.warehouse"
             "  WHERE t.sku = p.sku AND w.serves_marketplace = 1 AND (?2 = 0 OR w.stale = 0))"
+            "  - (SELECT COALESCE(SUM(l.qty), 0) FROM orders o JOIN order_lines l"
+            "   ON l.order_ref = o.id AND l.sku = p.sku"
+            "   WHERE o.fstate IN ('pending','ready','allocated','sent','picked','partial')"
+            "   AND o.fstate IN ('pending','ready'))"
             "  - ?3)"
             " FROM publish p JOIN skus s ON s.id = p.sku JOIN products pr ON pr.id = s.product"
             " WHERE p.dirty = 1 LIMIT ?1");

@@ -10,6 +10,8 @@
 #      way to the marketplace (delayed there): the buffer covers it.
 #   C. while the order list is refused, stock waiting to be published is not sent, and the
 #      orders round it needs is not asked for again and again (its interval holds).
+#   D. an order placed but not paid (tally pulls it, reserves nothing yet): the marketplace took
+#      its units off; the next value published leaves them off too.
 # Order A's details come masked (as the simulator sends every order's): its outbound order at
 # the warehouse carries the full ship-to all the same (read with order.receiptinfo.get).
 # The check reads the simulator's history of published values: for each, the units on hand at
@@ -150,4 +152,19 @@ sleep 3
 check_eq "$(order_lists)" "$c0" "order lists asked while the orders stream is refused"
 check_eq "$(pubs)" "$n2" "values published without a completed orders round"
 ctl -X DELETE "$base/control/faults" >/dev/null
+
+# ===================================================================================== D
+echo "== D: an order not paid yet (pulled, not reserved) is off the marketplace's stock too"
+# The order list works again: the waiting value goes after the next orders round (asked for
+# here: the refused stream keeps its hour's interval).
+t sync mp:orders >/dev/null
+wait_until 60 quiet
+n3=$(pubs)
+D=$(post orders "{\"count\":1,\"sku\":\"$sku\",\"qty\":4,\"status\":\"PLACE_ORDER_SUCCESS\"}" |
+    jq -r '.created[0]')
+post stock "{\"changes\":1,\"wh\":\"ES-MAD\",\"sku\":\"$sku\",\"delta\":1}" >/dev/null
+wait_until 60 more_pubs "$n3"
+wait_until 60 quiet
+check_eq "$(sql "SELECT fstate FROM orders WHERE order_id = '$D'")" pending "order D in the replica"
+check_eq "$(over)" "" "values published above the truly available stock (D)"
 [ "$fails" = 0 ]

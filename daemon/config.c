@@ -493,6 +493,11 @@ int config_set(struct tally_config *cfg, const char *section, const char *key, c
             m->sign_md5 = !strcmp(value, "md5");
             return 0;
         }
+        if (!strcmp(key, "publish_buffer")) {
+            if ((r = set_num(&n, value, 10, 0, 1000000, errbuf, errlen, key)) == 0)
+                m->publish_buffer = (unsigned)n;
+            return r;
+        }
         unsigned *iv = !strcmp(key, "catalog_interval")  ? &m->catalog_interval_s
                        : !strcmp(key, "orders_interval") ? &m->orders_interval_s
                        : !strcmp(key, "orders_overlap")  ? &m->orders_overlap_s

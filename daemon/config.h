@@ -72,6 +72,7 @@ struct mp_config {
     unsigned catalog_interval_s; /* default 300 */
     unsigned orders_interval_s;  /* default 60 */
     unsigned orders_overlap_s;   /* default 300: re-read this much of the last window */
+    unsigned publish_buffer;     /* default 0: units held back from every published value */
 };
 
 /* Carrier -> the marketplace's logistics service key (aliexpress.solution.order.fulfill

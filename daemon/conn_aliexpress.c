@@ -23,6 +23,19 @@
  *   logistics aliexpress.logistics.redefining.listlogisticsservice, one page, the whole list
  *            (replaces mp_services; at the catalog's interval and on `tally sync`): the
  *            service keys a fulfil's service_name takes, each with its tracking_no_regex.
+ *   receipts aliexpress.solution.order.receiptinfo.get (param1 {"order_id"}; result
+ *            OrderAddressDto) for the open orders, not yet sent to a warehouse and never
+ *            purged, whose details came with a masked ship-to (orders.receipt = 1), RECEIPT_PAGE
+ *            a page, on the coordinator or a station shipping itself (personal data is read
+ *            only where a parcel needs it). Each order's answer is its own: the full ship-to
+ *            is stored (receipt 0) and the order goes on; a refusal of that order is stored
+ *            (receipt 2, receipt_error) and the fulfilment pass raises a bad address saying
+ *            why; a transient failure leaves it for the next round. Only a page of failures
+ *            alone fails the page (the link). The orders stream never waits for it; an orders
+ *            page that stores a masked ship-to asks for a receipts round at once, and the
+ *            stream's own rounds (at [marketplace] orders_interval) retry what failed.
+ * Masked: a ship-to text with a run of two or more asterisks ("83****334", ae_masked, the one
+ * rule) is no value: not stored (the replica's value, if any, stays), never a bad address.
  * Checkpoint: cursor = the next page number while a round pages ("<k>:<page>" for the catalog's
  * k-th product status, from 0; a catalog cursor without k, of an earlier version, starts the
  * round over), "" between rounds; version =
@@ -174,6 +187,7 @@
 #include "json.h"
 #include "log.h"
 #include "orders.h"
+#include "reserve.h"
 #include "secret.h"
 #include "tally/protocol.h"
 #include "upstream.h"
@@ -185,6 +199,7 @@
 #define METHOD_ORDER_INFO "aliexpress.solution.order.info.get"
 #define METHOD_FULFIL "aliexpress.solution.order.fulfill"
 #define METHOD_LOGISTICS "aliexpress.logistics.redefining.listlogisticsservice"
+#define METHOD_RECEIPT "aliexpress.solution.order.receiptinfo.get"
 
 #define PRODUCT_PAGE 50    /* product.list.get page_size: "must be less than 100" */
 #define ORDER_PAGE 50      /* order.get page_size: the platform's largest */
@@ -208,8 +223,9 @@
 #define MAX_SERVICES 500   /* logistics services in one list: more, the answer is not trusted */
 #define REGEX_MAX 512      /* a tracking_no_regex longer than this is not checked */
 
-enum { STREAM_CATALOG, STREAM_ORDERS, STREAM_LOGISTICS };
-static const char *const ae_streams[] = {"catalog", "orders", "logistics"};
+enum { STREAM_CATALOG, STREAM_ORDERS, STREAM_LOGISTICS, STREAM_RECEIPTS };
+static const char *const ae_streams[] = {"catalog", "orders", "logistics", "receipts"};
+#define RECEIPT_PAGE 8 /* masked orders whose ship-to a receipts page reads */
 
 /* Statuses asked for by the order list: the platform's eleven (enum_order_status, the one
  * table), FINISH last there so that a stream's first round can leave it out. */
@@ -262,9 +278,10 @@ struct ae {
     struct node *pulls;       /* pages not yet handed to the engine (struct ae_pull) */
     struct ae_pull *carry[2]; /* per stream: a page that failed, with what it had read */
     char regex_warned[8][65]; /* services whose tracking_no_regex was logged as not checkable */
+    struct ae_rcpt *rcpt;     /* the receipts page in progress */
 };
 
-enum call_kind { CALL_LIST, CALL_DETAIL, CALL_PUBLISH, CALL_PUSH, CALL_SERVICES };
+enum call_kind { CALL_LIST, CALL_DETAIL, CALL_PUBLISH, CALL_PUSH, CALL_SERVICES, CALL_RECEIPT };
 
 struct ae_call;
 /* Called once with the verdict and, on SYNC_OK, the method's response object. */
@@ -703,7 +720,8 @@ static int verdict(struct ae_call *c, const cJSON **resp)
      * again: it fails as refused (a detail is skipped, a list page ends the round with the
      * stream's last_error), not as a failed link. A write's answer is another matter: the
      * request may have been applied, so it stays a lost answer (transient). */
-    bool read = c->kind == CALL_LIST || c->kind == CALL_DETAIL || c->kind == CALL_SERVICES;
+    bool read = c->kind == CALL_LIST || c->kind == CALL_DETAIL || c->kind == CALL_SERVICES ||
+                c->kind == CALL_RECEIPT;
     if (r->curl_code != 0 && r->too_large) {
         snprintf(c->error, sizeof c->error, "%s: %.200s", read ? "refused" : "no answer", r->error);
         c->api_wide = false;
@@ -1150,9 +1168,14 @@ static int64_t cursor_page(const char *s, int *status_idx)
 }
 
 static void pull_services(struct upstream *u);
+static void receipts_pull(struct upstream *u, const struct checkpoint *cp);
 
 static void ae_pull(struct upstream *u, int stream, const struct checkpoint *cp)
 {
+    if (stream == STREAM_RECEIPTS) {
+        receipts_pull(u, cp);
+        return;
+    }
     struct ae *a = u->conn;
     if (stream == STREAM_LOGISTICS) {
         pull_services(u); /* one page: the whole list */
@@ -1531,6 +1554,57 @@ struct line {
     int64_t qty, price;
 };
 
+/*
+ * Whether the platform masked a text ("83****334", "J*** D***"): it holds a run of two or more
+ * asterisks. The one rule for every ship-to field of an order detail; a masked field is no
+ * value (never stored, never a bad address), and the order's full ship-to is read with
+ * order.receiptinfo.get (the receipts stream).
+ */
+static bool ae_masked(const char *s)
+{
+    return s && strstr(s, "**") != NULL;
+}
+
+static const char *opt_text(struct ae_pull *p, const cJSON *o, const char *key, size_t max,
+                            const char *oid);
+
+/* A ship-to field of an order detail: as opt_text, but NULL with *masked set when masked. */
+static const char *pii_text(struct ae_pull *p, const cJSON *o, const char *key, size_t max,
+                            const char *oid, bool *masked)
+{
+    if (ae_masked(json_str(o, key))) {
+        *masked = true;
+        return NULL;
+    }
+    return opt_text(p, o, key, max, oid);
+}
+
+/* The street line: detail_address (else address), address2 and province, ", "-joined; when
+ * too long, the street line alone. */
+static void join_address(const char *const parts[3], char *out, size_t cap)
+{
+    out[0] = 0;
+    for (size_t i = 0, len = 0; i < 3; i++) {
+        if (!parts[i])
+            continue;
+        int w = snprintf(out + len, cap - len, "%s%s", len ? ", " : "", parts[i]);
+        if (w < 0 || (size_t)w >= cap - len) {
+            snprintf(out, cap, "%s", parts[0] ? parts[0] : "");
+            break;
+        }
+        len += (size_t)w;
+    }
+}
+
+/* "+34 612345678" from phone_country and the number. */
+static void join_phone(const char *cc, const char *number, char *out, size_t cap)
+{
+    out[0] = 0;
+    if (number)
+        snprintf(out, cap, "%s%s%s%s", cc && cc[0] != '+' ? "+" : "", cc ? cc : "", cc ? " " : "",
+                 number);
+}
+
 /* An optional text field: NULL when absent or empty; dropped (and counted) when unreadable. */
 static const char *opt_text(struct ae_pull *p, const cJSON *o, const char *key, size_t max,
                             const char *oid)
@@ -1631,6 +1705,32 @@ static bool ship_by(const struct ae_pull *p, const cJSON *sum, const char *statu
     return false;
 }
 
+/*
+ * After an order detail is stored: masked[] says which of buyer_name, address, city,
+ * postcode, phone came masked. When the replica holds no value for one of them, the full
+ * ship-to is to be read (receipt = 1; a purged order never is, a refused read stays refused);
+ * a detail without a masked field ends the wait (its values are stored).
+ */
+static int mark_receipt(struct store *st, int64_t ref, const bool masked[5])
+{
+    bool any = masked[0] || masked[1] || masked[2] || masked[3] || masked[4];
+    sqlite3_stmt *s =
+        any ? store_stmt(st, "UPDATE orders SET receipt = 1, receipt_error = NULL WHERE id = ?1"
+                             " AND purged_at IS NULL AND receipt = 0 AND ((?2 AND buyer_name IS"
+                             " NULL) OR (?3 AND address IS NULL) OR (?4 AND city IS NULL) OR"
+                             " (?5 AND postcode IS NULL) OR (?6 AND phone IS NULL))")
+            : store_stmt(st, "UPDATE orders SET receipt = 0, receipt_error = NULL WHERE id = ?1"
+                             " AND receipt <> 0");
+    if (!s)
+        return TALLY_E_STORAGE;
+    sqlite3_bind_int64(s, 1, ref);
+    for (int i = 0; any && i < 5; i++)
+        sqlite3_bind_int(s, 2 + i, masked[i]);
+    int rc = sqlite3_step(s);
+    sqlite3_reset(s);
+    return rc == SQLITE_DONE ? 0 : store_error(st, rc, "order receipt");
+}
+
 static int apply_order(struct store *st, struct ae_pull *p, struct ae_item *it)
 {
     const cJSON *d = it->detail, *sum = it->summary;
@@ -1656,32 +1756,27 @@ static int apply_order(struct store *st, struct ae_pull *p, struct ae_item *it)
     if (nl < 0)
         return 0;
 
+    /* A masked field (ae_masked) is no value: what the replica holds stays, and when it holds
+     * none the order's full ship-to is to be read (receipt = 1, below). */
     const cJSON *ra = member(d, "receipt_address");
-    const char *name = opt_text(p, ra, "contact_person", 256, oid);
-    if (!name)
-        name = opt_text(p, d, "buyer_signer_fullname", 256, oid);
+    bool m_name = false, m_street = false, m_city = false, m_zip = false, m_phone = false;
+    const char *name = pii_text(p, ra, "contact_person", 256, oid, &m_name);
+    if (!name && !m_name)
+        name = pii_text(p, d, "buyer_signer_fullname", 256, oid, &m_name);
     char address[TALLY_MAX_TEXT_LEN + 1] = "";
-    const char *parts[] = {opt_text(p, ra, "detail_address", TALLY_MAX_TEXT_LEN, oid),
-                           opt_text(p, ra, "address2", TALLY_MAX_TEXT_LEN, oid),
-                           opt_text(p, ra, "province", 256, oid)};
-    for (size_t i = 0, len = 0; i < 3; i++) {
-        if (!parts[i])
-            continue;
-        int w = snprintf(address + len, sizeof address - len, "%s%s", len ? ", " : "", parts[i]);
-        if (w < 0 || (size_t)w >= sizeof address - len) { /* too long: the street line alone */
-            snprintf(address, sizeof address, "%s", parts[0] ? parts[0] : "");
-            break;
-        }
-        len += (size_t)w;
-    }
+    const char *parts[] = {pii_text(p, ra, "detail_address", TALLY_MAX_TEXT_LEN, oid, &m_street),
+                           pii_text(p, ra, "address2", TALLY_MAX_TEXT_LEN, oid, &m_street),
+                           pii_text(p, ra, "province", 256, oid, &m_street)};
+    if (!m_street) /* never a street line made of what was left unmasked */
+        join_address(parts, address, sizeof address);
     char phone[33] = "";
-    const char *mobile = opt_text(p, ra, "mobile_no", 24, oid);
+    const char *mobile = pii_text(p, ra, "mobile_no", 24, oid, &m_phone);
     const char *cc = opt_text(p, ra, "phone_country", 6, oid);
-    if (!mobile)
-        mobile = opt_text(p, ra, "phone_number", 24, oid);
-    if (mobile)
-        snprintf(phone, sizeof phone, "%s%s%s%s", cc && cc[0] != '+' ? "+" : "", cc ? cc : "",
-                 cc ? " " : "", mobile);
+    if (!mobile && !m_phone)
+        mobile = pii_text(p, ra, "phone_number", 24, oid, &m_phone);
+    join_phone(cc, mobile, phone, sizeof phone);
+    const char *city = pii_text(p, ra, "city", 256, oid, &m_city);
+    const char *zip = pii_text(p, ra, "zip", 32, oid, &m_zip);
     const char *country = country_code(json_str(ra, "country"));
     if (!country)
         country = country_code(json_str(member(d, "buyer_info"), "country"));
@@ -1708,18 +1803,26 @@ static int apply_order(struct store *st, struct ae_pull *p, struct ae_item *it)
         .service = service,
         .buyer_name = name,
         .address = address[0] ? address : NULL,
-        .city = opt_text(p, ra, "city", 256, oid),
-        .postcode = opt_text(p, ra, "zip", 32, oid),
+        .city = city,
+        .postcode = zip,
         .phone = phone[0] ? phone : NULL,
     };
     int64_t ref;
     bool inserted, line_new;
     int r = orders_upsert_header(st, &h, &ref, &inserted);
+    if (r == 0)
+        r = mark_receipt(st, ref, (bool[5]){m_name, m_street, m_city, m_zip, m_phone});
+    if (r == 0 && (m_name || m_street || m_city || m_zip || m_phone))
+        p->u->streams[STREAM_RECEIPTS].requested = true; /* read it now, not at the interval */
     for (int i = 0; r == 0 && i < nl; i++) {
         int64_t sku;
         /* A SKU the catalog has not pulled yet gets a placeholder: the order still lands. */
         if ((r = catalog_sku_ensure(st, lines[i].sku, &sku)) == 0)
             r = orders_upsert_line(st, ref, sku, lines[i].qty, lines[i].price, &line_new);
+        /* A new order's units are off the marketplace's stock already: its SKUs are due for
+         * publishing (sync.c counts an order not allocated yet in the value). */
+        if (r == 0 && (inserted || line_new))
+            r = reserve_mark_publish(st, sku);
     }
     if (r == 0 && inserted && !p->initial) {
         it->created = true;
@@ -1761,6 +1864,267 @@ static int apply_orders(struct pull_page *pg, struct store *st, struct checkpoin
         if (p->items[i].created)
             events_order(p->u->d, p->items[i].id, p->items[i].status);
     return 0;
+}
+
+/* ---- receipts: the full ship-to of orders whose details came masked ---- */
+
+struct rcpt_item {
+    int64_t ref;
+    char id[ID_LEN];
+    int outcome; /* -1 while not answered */
+    char error[200];
+    char name[257], address[TALLY_MAX_TEXT_LEN + 1], city[257], zip[33], phone[33], country[3];
+};
+
+/* One receipts page: up to RECEIPT_PAGE orders waiting for their ship-to, one call each. */
+struct ae_rcpt {
+    struct upstream *u;
+    struct pull_page page;
+    struct rcpt_item items[RECEIPT_PAGE];
+    int n, next, inflight, parallel;
+    int64_t last_ref;
+};
+
+static void rcpt_free(struct ae_rcpt *r)
+{
+    explicit_bzero(r, sizeof *r); /* it held buyers' addresses */
+    free(r);
+}
+
+static void rcpt_release(struct pull_page *pg)
+{
+    rcpt_free(pg->data);
+}
+
+/* A text of the receiptinfo answer: NULL when absent, empty, unreadable or still masked. */
+static const char *rcpt_text(const cJSON *o, const char *key, size_t max)
+{
+    const char *v = json_str(o, key);
+    if (!v || !v[0] || strlen(v) > max || !mp_text_ok(v, strlen(v)) || ae_masked(v))
+        return NULL;
+    return v;
+}
+
+/* Reads one answer (OrderAddressDto): 0, or -1 with the reason (a refusal of this order). */
+static int rcpt_read(struct rcpt_item *it, const cJSON *res)
+{
+    const char *name = rcpt_text(res, "contact_person", 256);
+    const char *street = rcpt_text(res, "detail_address", TALLY_MAX_TEXT_LEN);
+    if (!street)
+        street = rcpt_text(res, "address", TALLY_MAX_TEXT_LEN);
+    const char *parts[] = {street, rcpt_text(res, "address2", TALLY_MAX_TEXT_LEN),
+                           rcpt_text(res, "province", 256)};
+    const char *mobile = rcpt_text(res, "mobile_no", 24);
+    if (!mobile)
+        mobile = rcpt_text(res, "phone_number", 24);
+    const char *country = country_code(json_str(res, "country"));
+    if (!cJSON_IsObject(res) || !name || !street) {
+        snprintf(it->error, sizeof it->error,
+                 "order.receiptinfo.get answered no readable, unmasked recipient and street");
+        return -1;
+    }
+    snprintf(it->name, sizeof it->name, "%s", name);
+    join_address(parts, it->address, sizeof it->address);
+    snprintf(it->city, sizeof it->city, "%s",
+             rcpt_text(res, "city", 256) ? json_str(res, "city") : "");
+    snprintf(it->zip, sizeof it->zip, "%s", rcpt_text(res, "zip", 32) ? json_str(res, "zip") : "");
+    join_phone(rcpt_text(res, "phone_country", 6), mobile, it->phone, sizeof it->phone);
+    snprintf(it->country, sizeof it->country, "%s", country ? country : "");
+    return 0;
+}
+
+static void rcpt_finish(struct ae_rcpt *r);
+
+static void on_receipt(struct ae_call *c, int outcome, const cJSON *resp)
+{
+    struct ae_rcpt *r = c->owner;
+    struct rcpt_item *it = &r->items[c->index];
+    r->inflight--;
+    it->outcome = outcome;
+    if (outcome == SYNC_OK) {
+        if (rcpt_read(it, member(resp, "result")) != 0)
+            it->outcome = SYNC_PERMANENT;
+    } else if (outcome == SYNC_PERMANENT && c->api_wide) {
+        it->outcome = SYNC_TRANSIENT; /* not this order's fault: the stream shows it */
+        snprintf(r->page.error, sizeof r->page.error, "%s", c->error);
+        r->page.outcome = SYNC_PERMANENT;
+    } else {
+        snprintf(it->error, sizeof it->error, "order.receiptinfo.get: %.170s", c->error);
+        if (outcome == SYNC_AUTH || (outcome == SYNC_TRANSIENT && !r->page.error[0]))
+            snprintf(r->page.error, sizeof r->page.error, "%s", c->error);
+        if (outcome == SYNC_AUTH)
+            r->page.outcome = SYNC_AUTH;
+    }
+    if (c->req.retry_after_s > r->page.retry_after_s)
+        r->page.retry_after_s = c->req.retry_after_s;
+    rcpt_finish(r);
+}
+
+/* Starts calls while there is room; hands the page on when every order has its answer. */
+static void rcpt_finish(struct ae_rcpt *r)
+{
+    struct ae *a = r->u->conn;
+    while (r->page.outcome == SYNC_OK && r->inflight < r->parallel && r->next < r->n) {
+        struct rcpt_item *it = &r->items[r->next];
+        char q[64];
+        snprintf(q, sizeof q, "{\"order_id\":%s}", it->id);
+        struct iop_param prm = {"param1", q};
+        if (!call_start(r->u, CALL_RECEIPT, METHOD_RECEIPT, &prm, 1, on_receipt, r, r->next)) {
+            it->outcome = SYNC_TRANSIENT;
+            snprintf(r->page.error, sizeof r->page.error, "could not start a request");
+        } else {
+            r->inflight++;
+        }
+        r->next++;
+    }
+    if (r->inflight > 0 || (r->page.outcome == SYNC_OK && r->next < r->n))
+        return;
+    a->rcpt = NULL;
+    /* A page of failures alone (the link, flow control) is the link's failure: backoff. What
+     * was answered is applied; what failed transiently is read again next round. */
+    int answered = 0;
+    for (int i = 0; i < r->n; i++)
+        answered += r->items[i].outcome == SYNC_OK || r->items[i].outcome == SYNC_PERMANENT;
+    if (r->page.outcome == SYNC_OK && r->n > 0 && answered == 0)
+        r->page.outcome = SYNC_TRANSIENT;
+    sync_pull_done(r->u, STREAM_RECEIPTS, &r->page);
+}
+
+/* Stores the answered ship-tos (receipt 0) and the refusals (receipt 2, receipt_error); the
+ * order is looked at again by the fulfilment pass (fdirty). A purged order is not written. */
+static int apply_receipts(struct pull_page *pg, struct store *st, struct checkpoint *cp, char *err,
+                          size_t errlen)
+{
+    struct ae_rcpt *r = pg->data;
+    sqlite3_stmt *ok = store_stmt(
+        st, "UPDATE orders SET buyer_name = ?2, address = ?3, city = NULLIF(?4, ''),"
+            " postcode = NULLIF(?5, ''), phone = NULLIF(?6, ''),"
+            " country = IIF(?7 <> '', ?7, country), receipt = 0, receipt_error = NULL, fdirty = 1"
+            " WHERE id = ?1 AND receipt = 1 AND purged_at IS NULL");
+    sqlite3_stmt *no = store_stmt(st, "UPDATE orders SET receipt = 2, receipt_error = ?2,"
+                                      " fdirty = 1 WHERE id = ?1 AND receipt = 1"
+                                      " AND purged_at IS NULL");
+    if (!ok || !no) {
+        snprintf(err, errlen, "receipts not stored");
+        return TALLY_E_STORAGE;
+    }
+    for (int i = 0; i < r->n; i++) {
+        struct rcpt_item *it = &r->items[i];
+        sqlite3_stmt *s = it->outcome == SYNC_OK ? ok : it->outcome == SYNC_PERMANENT ? no : NULL;
+        if (!s)
+            continue;
+        if (it->outcome == SYNC_PERMANENT)
+            log_warn("mp:receipts: order %s: %s", it->id, it->error);
+        sqlite3_bind_int64(s, 1, it->ref);
+        if (s == ok) {
+            sqlite3_bind_text(s, 2, it->name, -1, SQLITE_STATIC);
+            sqlite3_bind_text(s, 3, it->address, -1, SQLITE_STATIC);
+            sqlite3_bind_text(s, 4, it->city, -1, SQLITE_STATIC);
+            sqlite3_bind_text(s, 5, it->zip, -1, SQLITE_STATIC);
+            sqlite3_bind_text(s, 6, it->phone, -1, SQLITE_STATIC);
+            sqlite3_bind_text(s, 7, it->country, -1, SQLITE_STATIC);
+        } else {
+            sqlite3_bind_text(s, 2, it->error, -1, SQLITE_STATIC);
+        }
+        int rc = sqlite3_step(s);
+        sqlite3_clear_bindings(s); /* no address stays bound in the statement cache */
+        sqlite3_reset(s);
+        if (rc != SQLITE_DONE) {
+            snprintf(err, errlen, "order %s: receipt not stored", it->id);
+            return store_error(st, rc, "receipt");
+        }
+    }
+    /* Orders that closed or were purged while they waited need no ship-to any more: out of
+     * the wait (and of the index the pages read). */
+    sqlite3_stmt *gone = store_stmt(st, "UPDATE orders SET receipt = 0 WHERE receipt = 1 AND"
+                                        " (purged_at IS NOT NULL OR fstate NOT IN ('new',"
+                                        " 'pending', 'ready', 'allocated'))");
+    int rc = gone ? sqlite3_step(gone) : SQLITE_ERROR;
+    if (gone)
+        sqlite3_reset(gone);
+    if (rc != SQLITE_DONE) {
+        snprintf(err, errlen, "receipts not stored");
+        return store_error(st, rc, "receipt");
+    }
+    if (pg->more)
+        snprintf(cp->cursor, sizeof cp->cursor, "%" PRId64, r->last_ref);
+    else
+        cp->cursor[0] = 0;
+    return 0;
+}
+
+/* Whether this station needs buyers' addresses: the coordinator (outbound orders) or one
+ * that ships from a warehouse here (tally ship). Others never read them. */
+static bool needs_addresses(const struct upstream *u)
+{
+    if (!u->d)
+        return true;
+    if (u->d->cfg.coordinator)
+        return true;
+    for (unsigned i = 0; i < u->d->cfg.nwh; i++)
+        if (!strcmp(u->d->cfg.wh[i].fulfilment, "station"))
+            return true;
+    return false;
+}
+
+/*
+ * A receipts page: the open orders (not yet sent to a warehouse) whose ship-to came masked
+ * and is not read yet (receipt = 1), never a purged one, after the cursor (the last order id
+ * of the previous page of this round), RECEIPT_PAGE at most; one order.receiptinfo.get each
+ * (param1 {"order_id"}). A page with none makes no call.
+ */
+static void receipts_pull(struct upstream *u, const struct checkpoint *cp)
+{
+    struct ae *a = u->conn;
+    struct ae_rcpt *r = calloc(1, sizeof *r);
+    if (!r) {
+        struct pull_page failed = {
+            .outcome = SYNC_TRANSIENT, .retry_after_s = -1, .release = release_nothing};
+        snprintf(failed.error, sizeof failed.error, "out of memory");
+        sync_pull_done(u, STREAM_RECEIPTS, &failed);
+        return;
+    }
+    r->u = u;
+    r->page.retry_after_s = -1;
+    r->page.total = -1;
+    r->page.apply = apply_receipts;
+    r->page.release = rcpt_release;
+    r->page.data = r;
+    unsigned maxp = u->d ? u->d->cfg.max_parallel : DETAIL_PARALLEL;
+    r->parallel = maxp == 0 ? 1 : maxp < DETAIL_PARALLEL ? (int)maxp : DETAIL_PARALLEL;
+    int64_t after = 0;
+    for (const char *c = cp->cursor; *c >= '0' && *c <= '9' && after < INT64_MAX / 10; c++)
+        after = after * 10 + (*c - '0');
+    sqlite3_stmt *s =
+        needs_addresses(u)
+            ? store_stmt(u->store, "SELECT id, order_id FROM orders WHERE receipt = 1 AND id > ?1"
+                                   " AND purged_at IS NULL AND fstate IN ('new', 'pending',"
+                                   " 'ready', 'allocated') ORDER BY id LIMIT ?2")
+            : NULL;
+    if (s) {
+        sqlite3_bind_int64(s, 1, after);
+        sqlite3_bind_int(s, 2, RECEIPT_PAGE + 1);
+        while (sqlite3_step(s) == SQLITE_ROW) {
+            if (r->n == RECEIPT_PAGE) {
+                r->page.more = true;
+                break;
+            }
+            const char *id = (const char *)sqlite3_column_text(s, 1);
+            if (!id || strlen(id) >= ID_LEN)
+                continue;
+            struct rcpt_item *it = &r->items[r->n++];
+            it->ref = r->last_ref = sqlite3_column_int64(s, 0);
+            it->outcome = -1;
+            snprintf(it->id, sizeof it->id, "%s", id);
+        }
+        sqlite3_reset(s);
+    }
+    r->page.rows = r->n;
+    /* None to read: no request, and no word on the link (an answer would mark it up, and
+     * resolve a refused token's exception, while the gateway still refuses it). */
+    r->page.no_request = r->n == 0;
+    a->rcpt = r;
+    rcpt_finish(r);
 }
 
 /* ---- publish: marketplace stock ---- */
@@ -2863,6 +3227,8 @@ static void ae_free(struct upstream *u)
     for (int i = 0; i < 2; i++)
         if (a->carry[i])
             free_pull(a->carry[i]);
+    if (a->rcpt)
+        rcpt_free(a->rcpt); /* its calls are gone: never handed on */
     explicit_bzero(a, sizeof *a);
     free(a);
     u->conn = NULL;
@@ -2870,7 +3236,7 @@ static void ae_free(struct upstream *u)
 
 const struct connector_ops conn_aliexpress_ops = {
     .kind = "aliexpress",
-    .nstreams = 3,
+    .nstreams = 4,
     .streams = ae_streams,
     .push_limit = 1, /* order.fulfill takes one shipment */
     .init = ae_init,

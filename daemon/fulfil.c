@@ -623,17 +623,32 @@ static int append_cancel(struct store *st, const struct order *o, const char *ke
     return r;
 }
 
+/* Whether the order's ship-to came masked and its full address is not read yet (orders.receipt
+ * = 1, set by the marketplace connector; it reads it with order.receiptinfo.get). */
+static bool receipt_waiting(struct store *st, int64_t ref)
+{
+    sqlite3_stmt *s = store_stmt(st, "SELECT 1 FROM orders WHERE id = ?1 AND receipt = 1");
+    if (!s)
+        return true;
+    sqlite3_bind_int64(s, 1, ref);
+    bool w = sqlite3_step(s) == SQLITE_ROW;
+    sqlite3_reset(s);
+    return w;
+}
+
 /*
  * Creates the outbound orders of an allocated order at its outbound warehouses: one outbox
  * row each, key "ob:<WH>:<order id>" (the warehouse deduplicates by the order id forever).
  * Held back while the order has an open bad-address or payment-held exception: goods must
- * not leave for an address a carrier cannot deliver to, or before the payment clears.
+ * not leave for an address a carrier cannot deliver to, or before the payment clears; and
+ * while its masked ship-to waits for the full one.
  */
 static int send_outbound(struct tallyd *d, struct order *o)
 {
     struct store *st = d->store;
+    /* An outbound order carries the full address: never the masked one. */
     if (!d->cfg.coordinator || exception_open(st, o->ref, EXC_BAD_ADDRESS) ||
-        exception_open(st, o->ref, EXC_PAYMENT_HELD))
+        exception_open(st, o->ref, EXC_PAYMENT_HELD) || receipt_waiting(st, o->ref))
         return 0;
     struct wh_list w;
     int r = outbound_whs(st, o->ref, true, &w);
@@ -722,8 +737,8 @@ static bool vouched(struct store *st, int64_t ref)
 
 static int check_address(struct tallyd *d, struct order *o)
 {
-    sqlite3_stmt *s = store_stmt(d->store, "SELECT buyer_name, address, city, postcode, purged_at"
-                                           " FROM orders WHERE id = ?1");
+    sqlite3_stmt *s = store_stmt(d->store, "SELECT buyer_name, address, city, postcode, purged_at,"
+                                           " receipt, receipt_error FROM orders WHERE id = ?1");
     if (!s)
         return TALLY_E_STORAGE;
     sqlite3_bind_int64(s, 1, o->ref);
@@ -735,11 +750,27 @@ static int check_address(struct tallyd *d, struct order *o)
     char why[256];
     /* Purged data cannot be checked; an address a person resolved as fine is not re-raised. */
     bool purged = sqlite3_column_type(s, 4) != SQLITE_NULL || vouched(d->store, o->ref);
-    int bad = purged ? 0
-                     : address_check(o->country, (const char *)sqlite3_column_text(s, 0),
-                                     (const char *)sqlite3_column_text(s, 1),
-                                     (const char *)sqlite3_column_text(s, 2),
-                                     (const char *)sqlite3_column_text(s, 3), why, sizeof why);
+    /* A masked ship-to is no bad address: it waits for its full one (receipt 1, nothing is
+     * sent meanwhile); a refused read of it (receipt 2) is one. */
+    int receipt = sqlite3_column_int(s, 5);
+    if (!purged && receipt == 1) {
+        sqlite3_reset(s);
+        return 0;
+    }
+    int bad = 0;
+    if (!purged && receipt == 2) {
+        const char *e = (const char *)sqlite3_column_text(s, 6);
+        snprintf(why, sizeof why,
+                 "the ship-to came masked and its full address could not be"
+                 " read (%.150s)",
+                 e ? e : "refused");
+        bad = 1;
+    } else if (!purged) {
+        bad = address_check(o->country, (const char *)sqlite3_column_text(s, 0),
+                            (const char *)sqlite3_column_text(s, 1),
+                            (const char *)sqlite3_column_text(s, 2),
+                            (const char *)sqlite3_column_text(s, 3), why, sizeof why);
+    }
     sqlite3_reset(s);
     if (bad)
         return raise_order(d, o, EXC_BAD_ADDRESS, 0, "order %s: %s", o->order_id, why);

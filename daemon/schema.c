@@ -511,6 +511,13 @@ static const char *const migrations[] = {
     "  max_process_day INTEGER, recommend_order INTEGER) WITHOUT ROWID;"
     "CREATE TABLE mp_services_pull(id INTEGER PRIMARY KEY CHECK (id = 1),"
     "  pulled_at INTEGER NOT NULL, services INTEGER NOT NULL);",
+    /* 12: a ship-to the marketplace sent masked ("83****334", conn_aliexpress.c ae_masked):
+     * receipt 1 = its full ship-to is still to be read (order.receiptinfo.get), 2 = that read
+     * was refused (receipt_error says why); 0 = nothing to read. The order is reserved but
+     * not sent to a warehouse while receipt <> 0 (fulfil.c). A purged order is never read. */
+    "ALTER TABLE orders ADD COLUMN receipt INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE orders ADD COLUMN receipt_error TEXT;"
+    "CREATE INDEX orders_receipt ON orders(id) WHERE receipt = 1;",
 };
 
 int schema_latest(void)

@@ -287,6 +287,10 @@ static void start_pull(struct upstream *u, int i)
     }
     if (!ss->in_round) {
         ss->in_round = true;
+        /* Orders placed from now on may be taken off the marketplace's stock before this
+         * round shows them: a value computed before it ends is not sent (publish_gate). */
+        if (i == u->orders_stream)
+            u->pub_open = false;
         ss->round_rows = ss->round_pages = 0;
         ss->round_total = -1;
         ss->round_started_ms = now_ms(u->engine);
@@ -341,7 +345,8 @@ void sync_pull_done(struct upstream *u, int i, struct pull_page *pg)
         pg->release(pg);
         return;
     }
-    link_ok(u);
+    if (!pg->no_request)
+        link_ok(u);
     if (pg->outcome == SYNC_PERMANENT) {
         log_warn("%s: %s", ss->name, pg->error);
         snprintf(ss->last_error, sizeof ss->last_error, "%s", pg->error);
@@ -404,6 +409,10 @@ void sync_pull_done(struct upstream *u, int i, struct pull_page *pg)
             ss->reconcile_ms = now_ms(e) + (uint64_t)e->d->cfg.reconcile_s * 1000;
         ss->reconciling = false;
         ss->in_round = ss->requested = false;
+        if (i == u->orders_stream) {
+            u->pub_open = true; /* every order placed before the round began is in */
+            u->pub_round_ms = now_ms(e);
+        }
         ss->last_round_rows = ss->round_rows;
         ss->last_success_at = store_now();
         ss->due_ms = now_ms(e) + (uint64_t)ss->interval_s * 1000;
@@ -928,7 +937,11 @@ static void free_publish(struct publish_batch *b)
 
 /*
  * Reads up to `limit` dirty SKUs with their value computed now from the local view:
- *   sum over warehouses serving the marketplace of max(0, on_hand - reserved - safety).
+ *   sum over warehouses serving the marketplace of max(0, on_hand - reserved - safety),
+ *   less the units of the orders not allocated yet (pending: unpaid or held; ready: waiting
+ *   for stock), which the marketplace took off when they were placed, and less
+ *   [marketplace] publish_buffer (never below 0). (The first IN names orders_open's
+ *   condition, so that the open orders are read from that index.)
  * A value equal to what was last published is not sent again; it just stops being dirty.
  */
 static struct publish_batch *take_publish(struct upstream *u, int limit)
@@ -947,9 +960,14 @@ static struct publish_batch *take_publish(struct upstream *u, int limit)
     }
     sqlite3_stmt *s = store_stmt(
         st, "SELECT p.sku, s.code, pr.product_id, p.gen, p.published,"
-            " (SELECT COALESCE(SUM(MAX(0, t.snapshot + t.pending - t.reserved - t.safety)), 0)"
-            "  FROM stock t JOIN warehouses w ON w.id = t.warehouse"
+            " MAX(0, (SELECT COALESCE(SUM(MAX(0, t.snapshot + t.pending - t.reserved"
+            "  - t.safety)), 0) FROM stock t JOIN warehouses w ON w.id = t.warehouse"
             "  WHERE t.sku = p.sku AND w.serves_marketplace = 1 AND (?2 = 0 OR w.stale = 0))"
+            "  - (SELECT COALESCE(SUM(l.qty), 0) FROM orders o JOIN order_lines l"
+            "   ON l.order_ref = o.id AND l.sku = p.sku"
+            "   WHERE o.fstate IN ('pending','ready','allocated','sent','picked','partial')"
+            "   AND o.fstate IN ('pending','ready'))"
+            "  - ?3)"
             " FROM publish p JOIN skus s ON s.id = p.sku JOIN products pr ON pr.id = s.product"
             " WHERE p.dirty = 1 LIMIT ?1");
     sqlite3_stmt *clear =
@@ -962,6 +980,7 @@ static struct publish_batch *take_publish(struct upstream *u, int limit)
     sqlite3_bind_int(s, 1, limit * 4);
     /* [stock] stale_policy = zero: a warehouse whose data is too old counts as empty. */
     sqlite3_bind_int(s, 2, u->d->cfg.stale_zero);
+    sqlite3_bind_int64(s, 3, u->mp ? (int64_t)u->mp->publish_buffer : 0);
     while (b->n < limit && sqlite3_step(s) == SQLITE_ROW) {
         int64_t sku = sqlite3_column_int64(s, 0), gen = sqlite3_column_int64(s, 3);
         int64_t value = sqlite3_column_int64(s, 5);
@@ -1043,6 +1062,53 @@ void sync_publish_done(struct publish_batch *b)
     free_publish(b);
 }
 
+#define PUBLISH_FRESH_MS 10000 /* values are computed this long after an orders round ends */
+
+/* Whether the query (one seek of a partial index) finds a row. */
+static bool any_row(struct store *st, const char *sql)
+{
+    sqlite3_stmt *s = store_stmt(st, sql);
+    if (!s)
+        return false;
+    bool any = sqlite3_step(s) == SQLITE_ROW;
+    sqlite3_reset(s);
+    return any;
+}
+
+/*
+ * Whether a marketplace stock value may be computed and sent now. The marketplace takes an
+ * order's units off a SKU's stock itself when the order is placed; a value tally computed
+ * without that order (not pulled yet) and sent after would put the units back on offer. So
+ * values are computed only while no orders round is under way, one has completed since the
+ * last publishing went quiet, and the fulfilment pass has looked at every order it brought:
+ * every order placed before that round began is then in the reservations. When SKUs wait and the
+ * state is not that fresh, an orders round is asked for at once; the values go when it completes
+ * (and again after every orders round that changed a reservation, which makes its SKUs dirty), for
+ * PUBLISH_FRESH_MS at most after the round: a SKU made dirty later waits for the next round. What
+ * remains, orders placed while that round and the publish are under way, is what [marketplace]
+ * publish_buffer is for.
+ */
+static bool publish_gate(struct upstream *u)
+{
+    if (u->orders_stream < 0)
+        return true;
+    struct stream_state *os = &u->streams[u->orders_stream];
+    if (os->in_round || os->running)
+        return false;
+    if (u->pub_open && now_ms(u->engine) - u->pub_round_ms <= PUBLISH_FRESH_MS)
+        /* The round's orders count once the fulfilment pass has reserved them (fdirty = 1:
+         * an order it has not looked at yet; 2, a look that failed, waits for a retry). */
+        return !any_row(u->store, "SELECT 1 FROM orders WHERE fdirty <> 0 AND fdirty = 1"
+                                  " LIMIT 1");
+    u->pub_open = false;
+    /* Not while the stream's last page failed: its rounds then keep their interval (and the
+     * link's backoff), never one a tick against a gateway that refuses them. */
+    if (!os->requested && !os->last_error[0] &&
+        any_row(u->store, "SELECT 1 FROM publish WHERE dirty = 1 LIMIT 1"))
+        os->requested = true;
+    return false;
+}
+
 /* ---- the tick ---- */
 
 static void run_upstream(struct upstream *u)
@@ -1072,12 +1138,15 @@ static void run_upstream(struct upstream *u)
             inflight++;
         }
     }
-    if (inflight < max && u->ops->publish && !u->publishing && store_publishes(u->store)) {
+    if (inflight < max && u->ops->publish && !u->publishing && store_publishes(u->store) &&
+        publish_gate(u)) {
         struct publish_batch *b = take_publish(u, u->ops->publish_limit);
         if (b) {
             u->publishing = true;
             inflight++;
             u->ops->publish(u, b);
+        } else if (u->orders_stream >= 0) {
+            u->pub_open = false; /* all sent: what changes from now waits for a round */
         }
     }
     while (inflight < max && u->ops->push && !e->unrecorded && !e->stale_inflight) {
@@ -1144,6 +1213,7 @@ static void add_upstream(struct sync_engine *e, const struct connector_ops *ops,
     u->store = e->d->store;
     u->http = e->http;
     u->link = LINK_UNKNOWN;
+    u->orders_stream = -1;
     u->request_timeout_s = e->d->cfg.request_timeout_s;
     for (int i = 0; i < ops->nstreams; i++) {
         snprintf(u->streams[i].name, sizeof u->streams[i].name, "%s:%s", name, ops->streams[i]);
@@ -1268,6 +1338,11 @@ int sync_start(struct tallyd *d, struct sync_engine **out, char *err, size_t err
         u->streams[0].interval_s = d->cfg.mp.catalog_interval_s;
         u->streams[1].interval_s = d->cfg.mp.orders_interval_s;
         u->streams[2].interval_s = d->cfg.mp.catalog_interval_s; /* logistics services */
+        u->orders_stream = 1;
+        /* Masked ship-tos: a round follows every orders page that found one (the connector
+         * asks for it), and the interval's rounds retry what failed; a round with none to
+         * read makes no request. */
+        u->streams[3].interval_s = d->cfg.mp.orders_interval_s;
         u->secret_files[0] = d->cfg.mp.access_token_file;
         u->secret_files[1] = d->cfg.mp.app_secret_file;
         secrets_stamp(u);

@@ -52,6 +52,7 @@ struct pull_page {
     int64_t rows;       /* rows in this page */
     int64_t total;      /* rows expected in the round, -1 when unknown */
     int64_t repaired;   /* rows of a reconciliation round that differed from the replica */
+    bool no_request;    /* the page asked the upstream nothing: it says nothing of the link */
     /* Applies the rows and writes the advanced position into *cp. Runs inside the engine's
      * transaction; returns 0 or a TALLY_E_* code (the transaction is then rolled back). */
     int (*apply)(struct pull_page *pg, struct store *st, struct checkpoint *cp, char *err,
@@ -194,6 +195,13 @@ struct upstream {
      * the oldest row; further on while the oldest rows cannot go, so they hide none. */
     int64_t push_from;
     int probe_next; /* while the link is down: the stream whose turn the next probe is */
+    /* Marketplace publishing follows the orders rounds (sync.c publish_gate): the orders
+     * stream's index (-1: none, publishing is not gated), and whether values computed now
+     * are at least as fresh as the last completed orders round (set when one completes,
+     * cleared when the next begins and when nothing is left to publish). */
+    int orders_stream;
+    bool pub_open;
+    uint64_t pub_round_ms; /* loop time the last orders round completed */
     struct stream_state streams[UPSTREAM_MAX_STREAMS];
 };
 

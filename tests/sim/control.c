@@ -352,6 +352,7 @@ static void published_one(struct sim *s, int64_t sku, struct http_resp *out)
     jb_kv_str(j, "sku", s->skus[sku].code);
     jb_kv_i64(j, "value", s->mp_stock[sku]);
     jb_kv_i64(j, "publishes", s->pub_count[sku]);
+    jb_kv_i64(j, "ordered", s->mp_ordered[sku]);
     jb_kv_arr(j, "history");
     for (uint32_t e = s->pub_head[sku]; e; e = s->pub[e - 1].next) {
         const struct pub_entry *p = &s->pub[e - 1];
@@ -360,6 +361,8 @@ static void published_one(struct sim *s, int64_t sku, struct http_resp *out)
         jb_kv_i64(j, "value", p->value);
         jb_kv_str(j, "at", at);
         jb_kv_i64(j, "at_ms", p->at_ms);
+        jb_kv_i64(j, "ordered", p->ordered);
+        jb_kv_i64(j, "warehouses", p->warehouses);
         jb_obj_end(j);
     }
     jb_arr_end(j);
@@ -384,7 +387,7 @@ static void published_get(struct sim *s, const struct http_req *rq, struct http_
     out->status = 200;
     out->content_type = csv ? "text/csv" : "application/json";
     if (csv)
-        jb_append(j, "sku,value,publishes,at_ms\n", 26);
+        jb_append(j, "sku,value,publishes,at_ms,published\n", 36);
     else {
         jb_obj(j);
         jb_kv_i64(j, "publishes", (int64_t)s->n_pub);
@@ -403,6 +406,9 @@ static void published_get(struct sim *s, const struct http_req *rq, struct http_
             jb_append_i64(j, n);
             jb_append(j, ",", 1);
             jb_append_i64(j, at_ms);
+            jb_append(j, ",", 1);
+            if (n) /* the last value published, before any order took units off it */
+                jb_append_i64(j, s->pub[s->pub_tail[i] - 1].value);
             jb_append(j, "\n", 1);
             continue;
         }
@@ -561,6 +567,7 @@ static void orders_post(struct sim *s, const struct http_req *rq, struct http_re
             http_resp_error(out, 500, "internal", "out of memory after %" PRId64 " orders", i);
             return;
         }
+        order_place(s, o);
         jb_i64(j, o->id);
     }
     jb_arr_end(j);

@@ -494,11 +494,12 @@ static int gen_marketplace_stock(struct sim *s)
 {
     size_t n = s->n_skus ? s->n_skus : 1;
     s->mp_stock = malloc(n * sizeof(*s->mp_stock));
+    s->mp_ordered = calloc(n, sizeof(*s->mp_ordered));
     /* calloc'd pages stay untouched (no resident memory) until a SKU is published */
     s->pub_count = calloc(n, sizeof(*s->pub_count));
     s->pub_head = calloc(n, sizeof(*s->pub_head));
     s->pub_tail = calloc(n, sizeof(*s->pub_tail));
-    if (!s->mp_stock || !s->pub_count || !s->pub_head || !s->pub_tail)
+    if (!s->mp_stock || !s->mp_ordered || !s->pub_count || !s->pub_head || !s->pub_tail)
         return -1;
     for (size_t i = 0; i < s->n_skus; i++) {
         int64_t sum = 0;

@@ -823,20 +823,40 @@ static int order_get(struct sim *s, const struct params *prm, struct jb *j, stru
 
 /* --- aliexpress.solution.order.info.get --------------------------------------------------- */
 
+/* The platform masks the buyer's personal data in order details ("83****334"): the first two
+ * and last three characters of a text of 8 or more, the first one of a shorter one, with
+ * "****" between (only ASCII characters are kept, so the text stays UTF-8); a text of 2 or
+ * fewer becomes "**". The full ship-to is read with order.receiptinfo.get. */
+static void mask(const char *in, char *out, size_t cap)
+{
+    size_t n = strlen(in), head = n >= 8 ? 2 : n > 2 ? 1 : 0, tail = n >= 8 ? 3 : 0;
+    for (size_t i = 0; i < head; i++)
+        if ((unsigned char)in[i] >= 0x80)
+            head = i;
+    for (size_t i = n - tail; i < n; i++)
+        if ((unsigned char)in[i] >= 0x80)
+            tail = 0;
+    snprintf(out, cap, "%.*s%s%s", (int)head, in, n > 2 ? "****" : "**", in + n - tail);
+}
+
 static void write_address(struct jb *j, const struct buyer *b)
 {
-    char contact[72];
+    char contact[72], m_contact[80], m_zip[32], m_street[112], m_phone[40];
     snprintf(contact, sizeof(contact), "%s %s", b->first, b->last);
+    mask(contact, m_contact, sizeof(m_contact));
+    mask(b->zip, m_zip, sizeof(m_zip));
+    mask(b->street, m_street, sizeof(m_street));
+    mask(b->phone, m_phone, sizeof(m_phone));
     jb_kv_obj(j, "receipt_address");
-    jb_kv_str(j, "contact_person", contact);
+    jb_kv_str(j, "contact_person", m_contact);
     jb_kv_str(j, "country", b->country);
     jb_kv_str(j, "province", b->province);
     jb_kv_str(j, "city", b->city);
-    jb_kv_str(j, "zip", b->zip);
-    jb_kv_str(j, "detail_address", b->street);
+    jb_kv_str(j, "zip", m_zip);
+    jb_kv_str(j, "detail_address", m_street);
     jb_kv_str(j, "address2", "");
     jb_kv_str(j, "phone_country", b->phone_country);
-    jb_kv_str(j, "mobile_no", b->phone);
+    jb_kv_str(j, "mobile_no", m_phone);
     jb_obj_end(j);
 }
 
@@ -894,9 +914,10 @@ static void write_order_detail(const struct sim *s, const struct order *o, int64
                                struct jb *j)
 {
     struct buyer b;
-    char full[72], total[32];
+    char full[72], masked_full[80], total[32];
     gen_buyer(o->buyer_seed, o->country, &b);
     snprintf(full, sizeof(full), "%s %s", b.first, b.last);
+    mask(full, masked_full, sizeof(masked_full));
     money_text(order_total(o), total);
     jb_kv_obj(j, "data");
     jb_kv_i64(j, "id", o->id);
@@ -908,7 +929,7 @@ static void write_order_detail(const struct sim *s, const struct order *o, int64
     if (o->status == OS_FINISH)
         kv_time(j, "gmt_trade_end", o->modified);
     jb_kv_str(j, "buyerloginid", b.login);
-    jb_kv_str(j, "buyer_signer_fullname", full);
+    jb_kv_str(j, "buyer_signer_fullname", masked_full);
     jb_kv_str(j, "seller_operator_login_id", SELLER_LOGIN);
     jb_kv_str(j, "seller_signer_fullname", SELLER_NAME);
     jb_kv_str(j, "fund_status", fund_status(o));
@@ -1045,6 +1066,68 @@ static int list_logistics_service(struct sim *s, const struct params *prm, struc
     return 0;
 }
 
+/* --- aliexpress.solution.order.receiptinfo.get ------------------------------------------- */
+
+static const char *country_name(const char *code)
+{
+    static const char *const names[][2] = {
+        {"ES", "Spain"},  {"FR", "France"},      {"PL", "Poland"},  {"US", "United States"},
+        {"BR", "Brazil"}, {"NL", "Netherlands"}, {"DE", "Germany"}, {"IT", "Italy"},
+    };
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+        if (strcmp(names[i][0], code) == 0)
+            return names[i][1];
+    return code;
+}
+
+/* param1 (SingleOrderQuery): order_id. result (OrderAddressDto): the full ship-to, every
+ * member the metadata lists. An unknown order: InvalidParameter (no source names a code). */
+static int order_receiptinfo_get(struct sim *s, const struct params *prm, struct jb *j,
+                                 struct mp_error *e)
+{
+    int rc;
+    cJSON *q = json_param(prm, "param1", true, &rc, e);
+    if (rc < 0)
+        return -1;
+    int64_t id = 0;
+    bool ok = cJSON_IsObject(q);
+    if (!ok)
+        invalid(e, "param1", "not a JSON object");
+    ok = ok && member_int(q, "order_id", 1, INT64_MAX, &id, e);
+    if (ok && id == 0)
+        ok = refuse(missing(e, "order_id"));
+    cJSON_Delete(q);
+    if (!ok)
+        return -1;
+    const struct order *o = order_find(s, id);
+    if (!o)
+        return invalid(e, "order_id", "no such order");
+    struct buyer b;
+    char contact[72];
+    gen_buyer(o->buyer_seed, o->country, &b);
+    snprintf(contact, sizeof(contact), "%s %s", b.first, b.last);
+    jb_kv_obj(j, "result");
+    jb_kv_str(j, "country_name", country_name(b.country));
+    jb_kv_str(j, "mobile_no", b.phone);
+    jb_kv_str(j, "contact_person", contact);
+    jb_kv_str(j, "phone_country", b.phone_country);
+    jb_kv_str(j, "phone_area", "");
+    jb_kv_str(j, "province", b.province);
+    jb_kv_str(j, "address", b.street);
+    jb_kv_str(j, "phone_number", "");
+    jb_kv_str(j, "fax_number", "");
+    jb_kv_str(j, "detail_address", b.street);
+    jb_kv_str(j, "city", b.city);
+    jb_kv_str(j, "country", b.country);
+    jb_kv_str(j, "address2", "");
+    jb_kv_str(j, "fax_country", "");
+    jb_kv_str(j, "zip", b.zip);
+    jb_kv_str(j, "fax_area", "");
+    jb_kv_str(j, "localized_address", "");
+    jb_obj_end(j);
+    return 0;
+}
+
 /* --- aliexpress.solution.order.fulfill ---------------------------------------------------- */
 
 static bool printable(const char *s, size_t max)
@@ -1171,6 +1254,7 @@ static const struct mp_method {
     {"aliexpress.solution.batch.product.inventory.update", true, inventory_update},
     {"aliexpress.solution.order.get", true, order_get},
     {"aliexpress.solution.order.info.get", true, order_info_get},
+    {"aliexpress.solution.order.receiptinfo.get", true, order_receiptinfo_get},
     {"aliexpress.solution.order.fulfill", true, order_fulfill},
     {"aliexpress.logistics.redefining.listlogisticsservice", true, list_logistics_service},
 };

@@ -159,6 +159,20 @@ check "order.info.get time_stamp is GMT+8 (within 2 minutes of the simulated clo
 check "order.info.get shows the order shipped" eq \
     "$(jq -r '.aliexpress_solution_order_info_get_response.result.data | .order_status + " " + .logistic_info_list.global_aeop_tp_logistic_info_dto[0].logistics_no' <<<"$r")" \
     "WAIT_BUYER_ACCEPT_GOODS LX123456789ES"
+check "order.info.get masks the buyer's phone, street, postcode and name" jqe \
+    '.aliexpress_solution_order_info_get_response.result.data.receipt_address
+     | [.mobile_no, .detail_address, .zip, .contact_person] | all(test("[*][*]"))' <<<"$r"
+r=$(mp aliexpress.solution.order.receiptinfo.get "param1={\"order_id\":$oid}")
+check "order.receiptinfo.get answers the full ship-to, every documented member" jqe \
+    '.aliexpress_solution_order_receiptinfo_get_response.result
+     | (keys | length) == 17 and ([.mobile_no, .detail_address, .zip, .contact_person]
+       | all(length > 0 and (test("[*]") | not)))' <<<"$r"
+r=$(mp aliexpress.solution.order.receiptinfo.get)
+check "order.receiptinfo.get without param1 is refused (MissingParameter)" eq \
+    "$(jq -r .error_response.code <<<"$r")" MissingParameter
+r=$(MP_SECRET=wrong mp aliexpress.solution.order.receiptinfo.get "param1={\"order_id\":$oid}")
+check "order.receiptinfo.get badly signed is refused (IncompleteSignature)" eq \
+    "$(jq -r .error_response.code <<<"$r")" IncompleteSignature
 # No "already shipped" code is documented: the order has moved on, so the same fulfil is refused.
 check "same fulfilment again is refused (order no longer waits to be shipped)" eq \
     "$(ful | jq -c '.aliexpress_solution_order_fulfill_response.result | [.result_success, has("error_code")]')" "[false,false]"

@@ -149,6 +149,7 @@ void sim_free(struct sim *s)
     free(s->skus);
     strmap_free(s->sku_codes);
     free(s->mp_stock);
+    free(s->mp_ordered);
     free(s->pub_count);
     free(s->pub_head);
     free(s->pub_tail);
@@ -308,7 +309,10 @@ int publish_record(struct sim *s, uint32_t sku, int64_t value)
         grow((void **)&s->pub, &s->cap_pub, s->n_pub + 1, sizeof(*s->pub)) < 0)
         return -1;
     uint32_t idx = (uint32_t)s->n_pub++;
-    s->pub[idx] = (struct pub_entry){value, sim_now_ms(s), 0};
+    int64_t on_hand = 0;
+    for (size_t w = 0; w < s->n_wh; w++)
+        on_hand += s->wh[w].rows[sku].on_hand;
+    s->pub[idx] = (struct pub_entry){value, sim_now_ms(s), s->mp_ordered[sku], on_hand, 0};
     if (s->pub_tail[sku])
         s->pub[s->pub_tail[sku] - 1].next = idx + 1;
     else
@@ -379,6 +383,16 @@ int order_add_fulfilment(struct order *o, const char *logistics_no, const char *
     snprintf(f->code, sizeof(f->code), "%s", code ? code : "");
     o->n_ful++;
     return 0;
+}
+
+void order_place(struct sim *s, const struct order *o)
+{
+    for (int i = 0; i < o->n_lines; i++) {
+        uint32_t k = o->lines[i].sku;
+        int64_t left = s->mp_stock[k] - (int64_t)o->lines[i].qty;
+        s->mp_stock[k] = left > 0 ? left : 0;
+        s->mp_ordered[k] += o->lines[i].qty;
+    }
 }
 
 void order_set_status(struct sim *s, struct order *o, int status)

@@ -197,6 +197,10 @@ struct order {
 struct pub_entry {
     int64_t value;
     int64_t at_ms;
+    /* When it was published: the units of the SKU in orders placed since start (mp_ordered)
+     * and on hand at every warehouse (their sum): what was truly there to sell is
+     * warehouses - ordered while nothing of those orders has shipped. */
+    int64_t ordered, warehouses;
     uint32_t next; /* index + 1 of the next entry of the same SKU; 0 = last */
 };
 
@@ -225,6 +229,7 @@ struct sim {
 
     /* Marketplace stock: the value currently shown per SKU, and every published value. */
     int64_t *mp_stock;
+    int64_t *mp_ordered; /* units of each SKU in orders placed since start (order_place) */
     uint32_t *pub_count, *pub_head, *pub_tail;
     struct pub_entry *pub;
     size_t n_pub, cap_pub;
@@ -280,6 +285,9 @@ int order_add_fulfilment(struct order *o, const char *logistics_no, const char *
                          const char *service_name, const char *tracking_website, int result,
                          const char *code, int64_t at_ms);
 void order_set_status(struct sim *s, struct order *o, int status);
+/* An order is placed: as the platform does, its units are taken off each SKU's marketplace
+ * stock (never below 0) and counted in mp_ordered. */
+void order_place(struct sim *s, const struct order *o);
 
 struct outbound *ob_find(struct warehouse *w, const char *id, size_t idlen);
 /* Stores a new outbound order (status accepted); takes ownership of lines, ship_to and service

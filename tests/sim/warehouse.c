@@ -295,6 +295,10 @@ void wh_outbound_json(const struct sim *s, const struct outbound *o, bool with_c
     if (with_counts) {
         jb_kv_i64(j, "create_count", o->create_count);
         jb_kv_i64(j, "repeat_count", o->repeat_count);
+        if (o->ship_to) { /* what the order carried, as stored (control view only) */
+            jb_key(j, "ship_to");
+            jb_json(j, o->ship_to, strlen(o->ship_to));
+        }
     }
     jb_obj_end(j);
 }

@@ -20,6 +20,10 @@
  *   unchecked; a fulfil goes only under its carrier's mapped, listed service key with a
  *   matching number; ApiCallLimit is transient with type ISV as with ISP;
  * - ship_by comes from timeout_left_time only while the order waits to be shipped.
+ * - a masked ship-to (order.info.get) is stored without its masked fields, raises no bad
+ *   address and holds the outbound order; order.receiptinfo.get (its documented request and
+ *   result members) fills it in and lets the order go; a refused read is a bad address; a
+ *   purged order is never read again, nor written, whatever a re-pull says.
  *
  * The connector's functions are static: this file includes conn_aliexpress.c, so it is
  * built from the same source the daemon is (tallyd_core's copy is then not linked in).
@@ -30,6 +34,7 @@
 #include <uv.h>
 
 #include "check.h"
+#include "fulfil.h"
 #include "replica_harness.h"
 
 #ifndef FIXTURES_DIR
@@ -93,7 +98,7 @@ static const struct spec_line *spec_find(const struct spec *s, const char *kind,
 
 /* ---- what the connector sent ---- */
 
-#define MAX_SEEN 32
+#define MAX_SEEN 96
 
 struct seen {
     char method[96];
@@ -1015,6 +1020,265 @@ static void test_clock(void)
     CHECK_EQ_INT((int64_t)curl_getdate("Sat, 05 Dec 2026 14:00:36 GMT", NULL), 1796479236);
 }
 
+/* ---- masked ship-tos and order.receiptinfo.get ---- */
+
+/* An order detail's data as order.info.get answers it (one line of S1), with `addr` as its
+ * receipt_address members. */
+static void masked_detail(struct rh *h, const char *oid, const char *addr)
+{
+    struct store *st = rh_daemon(h)->store;
+    char body[2048];
+    snprintf(body, sizeof body,
+             "{\"id\":%s,\"order_status\":\"WAIT_SELLER_SEND_GOODS\","
+             "\"gmt_create\":\"2026-12-01 10:00:00\",\"buyer_signer_fullname\":\"A** G*****\","
+             "\"receipt_address\":{%s},\"child_order_list\":{\"global_aeop_tp_child_order_dto\":"
+             "[{\"sku_code\":\"S1\",\"product_count\":1,\"product_price\":{\"amount\":"
+             "\"19.99\",\"currency_code\":\"EUR\"}}]}}",
+             oid, addr);
+    struct ae_pull *p = new_pull(STREAM_ORDERS);
+    struct ae_item it = {0};
+    snprintf(it.id, sizeof it.id, "%s", oid);
+    it.doc = cJSON_Parse(body);
+    it.detail = it.doc;
+    CHECK(it.doc != NULL);
+    CHECK_EQ_INT(store_begin(st), 0);
+    CHECK_EQ_INT(apply_order(st, p, &it), 0);
+    CHECK_EQ_INT(store_commit(st), 0);
+    CHECK_EQ_INT((int)p->bad, 0);
+    cJSON_Delete(it.doc);
+    struct ae *a = up.conn;
+    node_del(&a->pulls, &p->node);
+    free_pull(p);
+}
+
+#define MASKED_ADDR                                                                                \
+    "\"contact_person\":\"A** G*****\",\"country\":\"ES\",\"province\":\"Madrid\","                \
+    "\"city\":\"Madrid\",\"zip\":\"28****\",\"detail_address\":\"Ca****12\","                      \
+    "\"address2\":\"\",\"phone_country\":\"34\",\"mobile_no\":\"61****678\""
+
+/* A receipts call in flight (taken off the list), or NULL: the other calls the earlier tests
+ * started are never answered. */
+static struct ae_call *take_receipt_call(void)
+{
+    struct ae *a = up.conn;
+    for (struct node *n = a->calls; n; n = n->next) {
+        struct ae_call *c = (struct ae_call *)n;
+        if (c->kind == CALL_RECEIPT) {
+            node_del(&a->calls, n);
+            return c;
+        }
+    }
+    return NULL;
+}
+
+/* Runs a receipts page: the call for its k-th order (by id) is answered with bodies[k]
+ * and the page is applied in one transaction (the engine's part, without the engine). Returns
+ * the number of calls the page started. */
+static int receipts_round(struct rh *h, char *const *bodies, int nbodies)
+{
+    struct ae *a = up.conn;
+    struct store *st = rh_daemon(h)->store;
+    struct checkpoint cp = {0};
+    int before = nseen;
+    receipts_pull(&up, &cp);
+    struct ae_rcpt *r = a->rcpt;
+    CHECK(r != NULL);
+    if (!r)
+        return -1; /* an empty page was handed to the engine: not here */
+    int started = nseen - before;
+    r->inflight++; /* held: the page is applied here, not handed on */
+    for (struct ae_call *c; (c = take_receipt_call()) != NULL;) {
+        char *body = c->index < nbodies ? bodies[c->index] : bodies[nbodies - 1];
+        http_req_reset(&c->req);
+        c->req.status = 200;
+        c->req.response = body;
+        c->req.response_len = strlen(body);
+        const cJSON *resp = NULL;
+        int outcome = verdict(c, &resp);
+        on_receipt(c, outcome, resp);
+        c->req.response = NULL;
+        c->req.response_len = 0;
+        call_free(c);
+    }
+    CHECK_EQ_INT(store_begin(st), 0);
+    char err[200] = "";
+    CHECK_EQ_INT(apply_receipts(&r->page, st, &cp, err, sizeof err), 0);
+    CHECK_EQ_INT(store_commit(st), 0);
+    a->rcpt = NULL;
+    rcpt_free(r);
+    return started;
+}
+
+static char *receipt_answer(void)
+{
+    /* Every documented member (order_receiptinfo_get.result), nothing else. */
+    static const struct {
+        const char *name, *value;
+    } v[] = {{"contact_person", "Ana Garcia"},
+             {"detail_address", "Calle Mayor 12"},
+             {"zip", "28013"},
+             {"city", "Madrid"},
+             {"province", "Madrid"},
+             {"country", "ES"},
+             {"mobile_no", "612345678"},
+             {"phone_country", "34"}};
+    size_t len = 0;
+    char *spec = read_fixture("order_receiptinfo_get.result", &len);
+    cJSON *res = cJSON_CreateObject();
+    for (char *line = spec ? strtok(spec, "\n") : NULL; line; line = strtok(NULL, "\n")) {
+        if (line[0] == '#' || !line[0])
+            continue;
+        const char *val = "";
+        for (size_t i = 0; i < sizeof v / sizeof v[0]; i++)
+            if (!strcmp(v[i].name, line))
+                val = v[i].value;
+        cJSON_AddStringToObject(res, line, val);
+    }
+    free(spec);
+    /* Every value the connector reads is a documented member. */
+    for (size_t i = 0; i < sizeof v / sizeof v[0]; i++)
+        CHECK(member(res, v[i].name) != NULL);
+    CHECK_EQ_INT(cJSON_GetArraySize(res), 17);
+    cJSON *rsp = cJSON_CreateObject(), *doc = cJSON_CreateObject();
+    cJSON_AddItemToObject(rsp, "result", res);
+    cJSON_AddStringToObject(rsp, "request_id", "fixture");
+    cJSON_AddItemToObject(doc, "aliexpress_solution_order_receiptinfo_get_response", rsp);
+    char *text = cJSON_PrintUnformatted(doc);
+    cJSON_Delete(doc);
+    return text;
+}
+
+static void test_masked_receipt(void)
+{
+    struct rh *h = rh_new("ae-receipt");
+    CHECK(h != NULL);
+    if (!h)
+        return;
+    rh_open(h);
+    rh_seed_standard(h);
+    struct tallyd *d = rh_daemon(h);
+    up.d = d;
+    up.store = d->store;
+    RH_EXEC(h, "UPDATE warehouses SET fulfilment = 'outbound'");
+    /* The rule, in one place. */
+    CHECK(ae_masked("83****334") && ae_masked("A** G*****") && ae_masked("****"));
+    CHECK(!ae_masked("Calle 5 * 2") && !ae_masked("612345678") && !ae_masked(NULL));
+
+    /* 1. Masked: the masked fields are not stored; the order waits for its ship-to, reserved,
+     *    with no bad address and no outbound order. */
+    masked_detail(h, "8180000000000001", MASKED_ADDR);
+    CHECK_EQ_STR(rh_qtext(h, "SELECT IFNULL(buyer_name, '-') || '|' || IFNULL(address, '-') ||"
+                             " '|' || IFNULL(city, '-') || '|' || IFNULL(postcode, '-') || '|' ||"
+                             " IFNULL(phone, '-') || '|' || receipt FROM orders"
+                             " WHERE order_id = '8180000000000001'"),
+                 "-|-|Madrid|-|-|1");
+    CHECK(fulfil_pass(d, store_now()) >= 0);
+    CHECK_EQ_STR(rh_qtext(h, "SELECT fstate FROM orders WHERE order_id = '8180000000000001'"),
+                 "allocated");
+    CHECK_EQ_INT(rh_q64(h, "SELECT COUNT(*) FROM exceptions WHERE kind = 'bad_address'"), 0);
+    CHECK_EQ_INT(rh_q64(h, "SELECT COUNT(*) FROM outbox WHERE kind = 'outbound'"), 0);
+
+    /* 2. The receipts stream reads it (the documented request) and the order goes out with
+     *    the full address. */
+    char *full = receipt_answer();
+    CHECK_EQ_INT(receipts_round(h, &full, 1), 1);
+    check_request(last_of(METHOD_RECEIPT), "order_receiptinfo_get.params");
+    CHECK_EQ_STR(rh_qtext(h, "SELECT buyer_name || '|' || address || '|' || city || '|' ||"
+                             " postcode || '|' || phone || '|' || receipt FROM orders"
+                             " WHERE order_id = '8180000000000001'"),
+                 "Ana Garcia|Calle Mayor 12, Madrid|Madrid|28013|+34 612345678|0");
+    CHECK(fulfil_pass(d, store_now()) >= 0);
+    CHECK_EQ_INT(rh_q64(h, "SELECT COUNT(*) FROM outbox WHERE kind = 'outbound'"
+                           " AND entity = '8180000000000001'"),
+                 1);
+    /* A re-pull, masked again, keeps the full address and reads nothing again. */
+    masked_detail(h, "8180000000000001", MASKED_ADDR);
+    CHECK_EQ_STR(rh_qtext(h, "SELECT postcode || '|' || receipt FROM orders"
+                             " WHERE order_id = '8180000000000001'"),
+                 "28013|0");
+
+    /* 3. A refused read (per order): a bad address saying why; the next order goes on. */
+    char refused[] = "{\"error_response\":{\"type\":\"ISV\",\"code\":\"InvalidParameter\","
+                     "\"msg\":\"order_id not valid\"}}";
+    masked_detail(h, "8180000000000002", MASKED_ADDR);
+    masked_detail(h, "8180000000000003", MASKED_ADDR);
+    char *two[] = {refused, full};
+    CHECK_EQ_INT(receipts_round(h, two, 2), 2);
+    CHECK_EQ_STR(rh_qtext(h, "SELECT group_concat(receipt, ',') FROM (SELECT receipt FROM"
+                             " orders WHERE order_id IN ('8180000000000002', '8180000000000003')"
+                             " ORDER BY order_id)"),
+                 "2,0");
+    CHECK(fulfil_pass(d, store_now()) >= 0);
+    CHECK_EQ_INT(rh_q64(h, "SELECT COUNT(*) FROM exceptions e JOIN orders o ON o.id ="
+                           " e.order_ref WHERE e.kind = 'bad_address' AND e.state <> 'resolved'"
+                           " AND o.order_id = '8180000000000002' AND e.message LIKE '%%masked%%'"
+                           " AND e.message LIKE '%%InvalidParameter%%'"),
+                 1);
+    /* A transient failure leaves the order waiting for the next round. */
+    char busy[] = "{\"error_response\":{\"type\":\"ISP\",\"code\":\"ApiCallLimit\","
+                  "\"msg\":\"limit\"}}";
+    masked_detail(h, "8180000000000004", MASKED_ADDR);
+    char *one[] = {busy};
+    CHECK_EQ_INT(receipts_round(h, one, 1), 1);
+    CHECK_EQ_INT(rh_q64(h, "SELECT receipt FROM orders WHERE order_id = '8180000000000004'"), 1);
+
+    /* 4. Purge x re-pull: a purged order is never read, and a re-pull of its masked detail
+     *    neither brings data back nor asks for it. */
+    RH_EXEC(h, "UPDATE orders SET fstate = 'finished', finished_at = 1, purged_at = 2,"
+               " buyer_name = NULL, address = NULL, city = NULL, postcode = NULL, phone = NULL"
+               " WHERE order_id IN ('8180000000000001', '8180000000000004')");
+    masked_detail(h, "8180000000000001", MASKED_ADDR);
+    CHECK_EQ_STR(rh_qtext(h, "SELECT IFNULL(buyer_name, '-') || IFNULL(address, '-') ||"
+                             " IFNULL(city, '-') || IFNULL(postcode, '-') || IFNULL(phone, '-')"
+                             " FROM orders WHERE order_id = '8180000000000001'"),
+                 "-----");
+    CHECK_EQ_INT(rh_q64(h, "SELECT COUNT(*) FROM orders WHERE receipt = 1 AND purged_at IS NOT"
+                           " NULL AND order_id = '8180000000000001'"),
+                 0);
+    int before = nseen;
+    struct checkpoint cp = {0};
+    struct ae *a = up.conn;
+    /* Order 4 (purged while it waited) is not asked for either: nothing to read, no call. */
+    masked_detail(h, "8180000000000005", MASKED_ADDR);
+    receipts_pull(&up, &cp);
+    CHECK_EQ_INT(nseen - before, 1);
+    CHECK(strstr(last_of(METHOD_RECEIPT)->value[6], "8180000000000005") != NULL);
+    /* The answer lands after a purge that came in between: nothing is written. */
+    RH_EXEC(h, "UPDATE orders SET purged_at = 3, buyer_name = NULL, address = NULL,"
+               " city = NULL, postcode = NULL, phone = NULL"
+               " WHERE order_id = '8180000000000005'");
+    struct ae_rcpt *r = a->rcpt;
+    r->inflight++;
+    struct ae_call *c = take_receipt_call();
+    CHECK(c != NULL);
+    if (!c)
+        return;
+    http_req_reset(&c->req);
+    c->req.status = 200;
+    c->req.response = full;
+    c->req.response_len = strlen(full);
+    const cJSON *resp = NULL;
+    on_receipt(c, verdict(c, &resp), resp);
+    c->req.response = NULL;
+    call_free(c);
+    CHECK_EQ_INT(store_begin(d->store), 0);
+    char err[200];
+    CHECK_EQ_INT(apply_receipts(&r->page, d->store, &cp, err, sizeof err), 0);
+    CHECK_EQ_INT(store_commit(d->store), 0);
+    a->rcpt = NULL;
+    rcpt_free(r);
+    CHECK_EQ_INT(rh_q64(h, "SELECT COUNT(*) FROM orders WHERE purged_at IS NOT NULL AND"
+                           " (buyer_name IS NOT NULL OR address IS NOT NULL OR postcode IS NOT"
+                           " NULL OR phone IS NOT NULL)"),
+                 0);
+    /* Purged while they waited: out of the wait. */
+    CHECK_EQ_INT(rh_q64(h, "SELECT COUNT(*) FROM orders WHERE receipt = 1"), 0);
+    free(full);
+    up.d = NULL;
+    up.store = NULL;
+    rh_free(h);
+}
+
 int main(void)
 {
     setup();
@@ -1035,6 +1299,7 @@ int main(void)
     test_call_limit_isv();
     test_fulfil_service();
     test_ship_by_after_shipping();
+    test_masked_receipt();
     teardown();
     return check_result("test_ae_fixtures");
 }

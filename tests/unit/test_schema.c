@@ -251,6 +251,42 @@ static void test_upgrade_low_indexes(void)
     store_close(st);
 }
 
+/* An existing replica from before the masked ship-to columns, with an order in it: the
+ * upgrade adds receipt (0: nothing to read) and receipt_error, and the order keeps its data. */
+static void test_upgrade_receipt(void)
+{
+    char path[128], err[512] = "";
+    path_of(path, sizeof path, "v9receipt.db");
+    struct store *st = NULL;
+    CHECK_EQ_INT(store_open(path, true, &st, err, sizeof err), 0);
+    store_close(st);
+    CHECK_EQ_INT(rh_rewind_schema(path, schema_latest() - 1), 0);
+    sqlite3 *db;
+    CHECK_EQ_INT(sqlite3_open(path, &db), SQLITE_OK);
+    CHECK_EQ_INT(sqlite3_exec(db,
+                              "INSERT INTO orders(order_id, status, created_at, updated_at,"
+                              " country, currency, buyer_name, address)"
+                              " VALUES('O1', 'WAIT_SELLER_SEND_GOODS', 1, 1, 'ES', 'EUR',"
+                              " 'Ana', 'Calle 1')",
+                              NULL, NULL, NULL),
+                 SQLITE_OK);
+    CHECK(sqlite3_exec(db, "SELECT receipt FROM orders", NULL, NULL, NULL) != SQLITE_OK);
+    sqlite3_close(db);
+    st = NULL;
+    CHECK_EQ_INT(store_open(path, false, &st, err, sizeof err), 0);
+    if (!st) {
+        fprintf(stderr, "store_open: %s\n", err);
+        return;
+    }
+    CHECK_EQ_INT(store_schema_version(st), schema_latest());
+    CHECK_EQ_STR(pragma_text(st, "SELECT order_id || ':' || receipt || ':' ||"
+                                 " IFNULL(receipt_error, '-') || ':' || address FROM orders"),
+                 "O1:0:-:Calle 1");
+    CHECK_EQ_INT(one_int(st, "SELECT COUNT(*) FROM sqlite_master WHERE name = 'orders_receipt'"),
+                 1);
+    store_close(st);
+}
+
 static void test_garbage(void)
 {
     char path[128], err[512] = "";
@@ -497,6 +533,7 @@ int main(void)
     test_stmt_cache();
     test_upgrade_sent_at();
     test_upgrade_services();
+    test_upgrade_receipt();
     test_no_wal();
 
     char cmd[128];

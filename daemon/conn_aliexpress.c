@@ -2014,8 +2014,13 @@ static int services_read(const cJSON *resp, struct svc_list *l, char *err, size_
     }
     const cJSON *list = list_of(r, "result_list", "aeop_logistics_service_result"), *e;
     int n = list ? cJSON_GetArraySize(list) : 0;
-    if (!cJSON_IsObject(r) || (!list && member(r, "result_list")) || n > MAX_SERVICES) {
-        snprintf(err, errlen, "unreadable %s answer", METHOD_LOGISTICS);
+    /* No result_list at all (garbage, a success flag alone) is no list: taken as an empty one,
+     * it would replace the replica's and hold every shipment as "not one of the marketplace's
+     * logistics services". */
+    if (!cJSON_IsObject(r) || !member(r, "result_list") || (!list && member(r, "result_list")) ||
+        n > MAX_SERVICES) {
+        snprintf(err, errlen, "unreadable %s answer%s", METHOD_LOGISTICS,
+                 member(r, "result_list") ? "" : " (no result_list)");
         return SYNC_TRANSIENT;
     }
     if (n > 0 && !(l->v = calloc((size_t)n, sizeof *l->v))) {
@@ -2055,6 +2060,10 @@ static int services_read(const cJSON *resp, struct svc_list *l, char *err, size_
         v->has_min = json_int(e, "min_process_day", 0, 3650, &v->min_day) == 0;
         v->has_max = json_int(e, "max_process_day", 0, 3650, &v->max_day) == 0;
         v->has_order = json_int(e, "recommend_order", -1000000, 1000000, &v->order) == 0;
+    }
+    if (n > 0 && l->n == 0) { /* not one entry readable: the same, kept as it was */
+        snprintf(err, errlen, "unreadable %s answer: %.100s", METHOD_LOGISTICS, l->problem);
+        return SYNC_TRANSIENT;
     }
     return SYNC_OK;
 }

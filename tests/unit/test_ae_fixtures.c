@@ -781,6 +781,26 @@ static void test_services_answer(void)
     CHECK_EQ_INT(services_read(resp, &l, err, sizeof err), SYNC_TRANSIENT);
     free(l.v);
     done_answer(&c);
+
+    /* An answer without a list (garbage, a success flag alone) or whose every entry is
+     * unreadable replaces nothing: taken as a list, it would empty mp_services and hold every
+     * shipment as "not one of the marketplace's logistics services". */
+    const char *nolist[] = {
+        "{\"aliexpress_logistics_redefining_listlogisticsservice_response\":{}}",
+        "{\"aliexpress_logistics_redefining_listlogisticsservice_response\":"
+        "{\"result_success\":true}}",
+        "{\"aliexpress_logistics_redefining_listlogisticsservice_response\":"
+        "{\"result_list\":[{\"display_name\":\"no key\"},{\"service_name\":7}],"
+        "\"result_success\":true}}",
+    };
+    for (size_t i = 0; i < sizeof nolist / sizeof nolist[0]; i++) {
+        char *b = strdup(nolist[i]);
+        CHECK_EQ_INT(answer(&c, METHOD_LOGISTICS, CALL_SERVICES, b, strlen(b), &resp), SYNC_OK);
+        CHECK_EQ_INT(services_read(resp, &l, err, sizeof err), SYNC_TRANSIENT);
+        free(l.v);
+        done_answer(&c);
+        free(b);
+    }
 }
 
 /* The platform's rules are Java regular expressions, checked with POSIX regcomp: the Java

@@ -2855,10 +2855,13 @@ static void push_next(struct upstream *u, struct push_batch *b, int i)
             it->outcome = SYNC_PERMANENT;
             continue;
         }
-        /* Checked before anything is sent (an earlier attempt's read-back too): the carrier's
-         * service key and the number's rule. */
+        /* Checked before anything is sent: the carrier's service key and the number's rule.
+         * A row an earlier attempt may have landed (attempts > 0: an answer lost) is read back
+         * first even when the check fails now (the mapping or the list changed since): the
+         * marketplace may have the shipment; on_read_back checks again before a re-send. */
         int chk = fulfil_service(u, &f, it->error, sizeof it->error);
-        if (chk < 0) {
+        bool tried = row_attempts(u, it->outbox_id) > 0;
+        if (chk < 0 && !tried) {
             it->outcome = SYNC_PERMANENT; /* held with the reason, never sent as it is */
             continue;
         }
@@ -2870,7 +2873,7 @@ static void push_next(struct upstream *u, struct push_batch *b, int i)
             continue;
         }
         it->error[0] = 0;
-        if (row_attempts(u, it->outbox_id) > 0) {
+        if (tried) {
             if (read_back(u, b, i, false))
                 return;
         } else if (send_fulfil(u, b, i, &f, false)) {

@@ -750,6 +750,25 @@ static void test_services_answer(void)
     done_answer(&c);
     free(body);
 
+    /* The documentation-style sample (retailcrm's client test): an error_desc next to
+     * result_success true is no refusal; its CPAM rule, a Java range A-z, read as written. */
+    body = read_fixture("logistics_service_list.sample.answer.json", &len);
+    if (!body)
+        return;
+    CHECK_EQ_INT(answer(&c, METHOD_LOGISTICS, CALL_SERVICES, body, len, &resp), SYNC_OK);
+    CHECK_EQ_INT(services_read(resp, &l, err, sizeof err), SYNC_OK);
+    CHECK_EQ_INT(l.n, 1);
+    if (l.n == 1) {
+        CHECK_EQ_STR(l.v[0].name, "CPAM");
+        CHECK_EQ_STR(l.v[0].display, "China Post Registered Air Mail");
+        CHECK(l.v[0].has_order && l.v[0].order == 11);
+        CHECK_EQ_INT(tracking_matches(l.v[0].regex, "RR123456789CN"), 1);
+        CHECK_EQ_INT(tracking_matches(l.v[0].regex, "RR12345678CN"), 0);
+    }
+    free(l.v);
+    done_answer(&c);
+    free(body);
+
     char bare[] = "{\"aliexpress_logistics_redefining_listlogisticsservice_response\":"
                   "{\"result_list\":[{\"service_name\":\"CPAM\",\"tracking_no_regex\":"
                   "\"^[A-Z]{2}\\\\d{9}[A-Z]{2}$\"},{\"display_name\":\"no key\"},"

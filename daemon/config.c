@@ -379,8 +379,8 @@ static int set_carrier(struct tally_config *cfg, const char *wh, const char *car
     struct carrier_map *m = &cfg->carriers[cfg->ncarriers++];
     snprintf(m->wh, sizeof m->wh, "%s", wh);
     snprintf(m->carrier, sizeof m->carrier, "%s", carrier);
-    snprintf(m->service, sizeof m->service, "%s", service);
-    snprintf(m->website, sizeof m->website, "%s", website);
+    memcpy(m->service, service, k + 1); /* lengths checked above */
+    memcpy(m->website, website, nw + 1);
     return 0;
 }
 

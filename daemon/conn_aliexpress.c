@@ -218,10 +218,11 @@
 #define MAX_LEFT_MS (3650LL * 86400 * 1000) /* ten years of handling time, either way */
 #define JSON_ID_MAX 9007199254740992.0      /* 2^53: ids as JSON numbers are exact below */
 #define ID_LEN 24                           /* a platform id in digits, and its NUL */
-#define CARRY_MAX_S 900    /* a failed page's details are reused this long (see pull_finish) */
-#define CLOCK_BOUND_S 7200 /* a Date header further from our clock is ignored */
-#define MAX_SERVICES 500   /* logistics services in one list: more, the answer is not trusted */
-#define REGEX_MAX 512      /* a tracking_no_regex longer than this is not checked */
+#define CARRY_MAX_S 900     /* a failed page's details are reused this long (see pull_finish) */
+#define CLOCK_BOUND_S 7200  /* a Date header further from our clock is ignored */
+#define MAX_SERVICES 500    /* logistics services in one list: more, the answer is not trusted */
+#define REGEX_MAX 512       /* a tracking_no_regex longer than this is not checked */
+#define REGEX_COST_MAX 4096 /* nor one regcomp would build larger than this (ere_small) */
 
 enum { STREAM_CATALOG, STREAM_ORDERS, STREAM_LOGISTICS, STREAM_RECEIPTS };
 static const char *const ae_streams[] = {"catalog", "orders", "logistics", "receipts"};
@@ -2378,8 +2379,13 @@ static int services_read(const cJSON *resp, struct svc_list *l, char *err, size_
     }
     const cJSON *list = list_of(r, "result_list", "aeop_logistics_service_result"), *e;
     int n = list ? cJSON_GetArraySize(list) : 0;
-    if (!cJSON_IsObject(r) || (!list && member(r, "result_list")) || n > MAX_SERVICES) {
-        snprintf(err, errlen, "unreadable %s answer", METHOD_LOGISTICS);
+    /* No result_list at all (garbage, a success flag alone) is no list: taken as an empty one,
+     * it would replace the replica's and hold every shipment as "not one of the marketplace's
+     * logistics services". */
+    if (!cJSON_IsObject(r) || !member(r, "result_list") || (!list && member(r, "result_list")) ||
+        n > MAX_SERVICES) {
+        snprintf(err, errlen, "unreadable %s answer%s", METHOD_LOGISTICS,
+                 member(r, "result_list") ? "" : " (no result_list)");
         return SYNC_TRANSIENT;
     }
     if (n > 0 && !(l->v = calloc((size_t)n, sizeof *l->v))) {
@@ -2419,6 +2425,10 @@ static int services_read(const cJSON *resp, struct svc_list *l, char *err, size_
         v->has_min = json_int(e, "min_process_day", 0, 3650, &v->min_day) == 0;
         v->has_max = json_int(e, "max_process_day", 0, 3650, &v->max_day) == 0;
         v->has_order = json_int(e, "recommend_order", -1000000, 1000000, &v->order) == 0;
+    }
+    if (n > 0 && l->n == 0) { /* not one entry readable: the same, kept as it was */
+        snprintf(err, errlen, "unreadable %s answer: %.100s", METHOD_LOGISTICS, l->problem);
+        return SYNC_TRANSIENT;
     }
     return SYNC_OK;
 }
@@ -2637,6 +2647,98 @@ static int ere_from_java(const char *in, char *out, size_t cap)
     return r;
 }
 
+/* Whether POSIX ERE `p` is small enough to compile: roughly the nodes regcomp builds, each atom
+ * 1, a group the sum of its parts, a bounded repeat {m,n} multiplying what it repeats by n (m+1
+ * for {m,}), as glibc copies the repeated tree that many times: "((a{1,100}){1,100}){1,100}",
+ * 27 characters from the platform, takes seconds and a gigabyte to compile on the loop's
+ * thread. The numbers checked are at most 64 characters; REGEX_COST_MAX is far above any
+ * real rule. */
+static bool ere_small(const char *p)
+{
+    int64_t outer[32], cur = 0, last = 0;
+    int depth = 0;
+    for (; *p; p++) {
+        switch (*p) {
+        case '\\':
+            if (p[1])
+                p++;
+            last = 1;
+            cur++;
+            break;
+        case '[':
+            p++;
+            if (*p == '^')
+                p++;
+            if (*p == ']')
+                p++;
+            for (; *p && *p != ']'; p++) {
+                if (*p == '[' && (p[1] == ':' || p[1] == '.' || p[1] == '=')) {
+                    char t = p[1];
+                    for (p += 2; *p && !(*p == t && p[1] == ']'); p++)
+                        ;
+                    if (!*p)
+                        return false;
+                    p++;
+                }
+            }
+            if (!*p)
+                return false;
+            last = 1;
+            cur++;
+            break;
+        case '(':
+            if (depth == (int)(sizeof outer / sizeof outer[0]))
+                return false;
+            outer[depth++] = cur;
+            cur = last = 0;
+            break;
+        case ')':
+            if (depth == 0)
+                return false;
+            last = cur;
+            cur += outer[--depth];
+            break;
+        case '{': {
+            if (!isdigit((unsigned char)p[1])) {
+                last = 1;
+                cur++;
+                break;
+            }
+            char *e;
+            long m = strtol(p + 1, &e, 10), n = m;
+            if (*e == ',') {
+                e++;
+                n = isdigit((unsigned char)*e) ? strtol(e, &e, 10) : m + 1;
+            }
+            if (*e != '}' || m > 100000 || n > 100000)
+                return false;
+            int64_t times = n > 1 ? n : 1;
+            cur += last * (times - 1);
+            last *= times;
+            p = e;
+            break;
+        }
+        case '*':
+        case '+':
+        case '?':
+            cur += last;
+            last *= 2;
+            break;
+        case '|':
+            cur++;
+            last = 0;
+            break;
+        default:
+            last = 1;
+            cur++;
+            break;
+        }
+        if (cur > REGEX_COST_MAX || last > REGEX_COST_MAX)
+            return false;
+    }
+    return true;
+}
+
 /* Whether tracking number `no` matches the service's rule: 1, 0, or -1 when the rule cannot be
  * read (see ere_from_java; regcomp refused it): then it is not checked here (the platform
  * does, and its refusal is held like any refusal). An empty rule takes any number. */
@@ -2645,7 +2747,7 @@ static int tracking_matches(const char *regex, const char *no)
     char ere[2 * REGEX_MAX + 64];
     if (!regex || !regex[0])
         return 1;
-    if (ere_from_java(regex, ere, sizeof ere) != 0)
+    if (ere_from_java(regex, ere, sizeof ere) != 0 || !ere_small(ere))
         return -1;
     regex_t re;
     if (regcomp(&re, ere, REG_EXTENDED | REG_NOSUB) != 0)
@@ -3117,10 +3219,13 @@ static void push_next(struct upstream *u, struct push_batch *b, int i)
             it->outcome = SYNC_PERMANENT;
             continue;
         }
-        /* Checked before anything is sent (an earlier attempt's read-back too): the carrier's
-         * service key and the number's rule. */
+        /* Checked before anything is sent: the carrier's service key and the number's rule.
+         * A row an earlier attempt may have landed (attempts > 0: an answer lost) is read back
+         * first even when the check fails now (the mapping or the list changed since): the
+         * marketplace may have the shipment; on_read_back checks again before a re-send. */
         int chk = fulfil_service(u, &f, it->error, sizeof it->error);
-        if (chk < 0) {
+        bool tried = row_attempts(u, it->outbox_id) > 0;
+        if (chk < 0 && !tried) {
             it->outcome = SYNC_PERMANENT; /* held with the reason, never sent as it is */
             continue;
         }
@@ -3132,7 +3237,7 @@ static void push_next(struct upstream *u, struct push_batch *b, int i)
             continue;
         }
         it->error[0] = 0;
-        if (row_attempts(u, it->outbox_id) > 0) {
+        if (tried) {
             if (read_back(u, b, i, false))
                 return;
         } else if (send_fulfil(u, b, i, &f, false)) {

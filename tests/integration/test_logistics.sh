@@ -10,6 +10,9 @@
 #   C. a mapped carrier with a number the rule refuses: held with an exception, not sent;
 #   D. the mapping fixed (La Poste = CPAM), tallyd restarted, `tally outbox retry`: A's upload
 #      goes, once;
+#   E. a fulfil applied, its answer lost, the read-back failing; the mapping then changed (no
+#      Correos) and tallyd restarted: the row is read back first (the marketplace has the
+#      shipment: done), never held as "not uploaded" for a parcel the marketplace has;
 #   and `tally carriers` shows the mapping and the services pulled.
 #   test_logistics.sh TALLYD TALLY TALLY_SIM
 set -uo pipefail
@@ -41,11 +44,12 @@ start_sim --skus 40 --orders 0 --seed 47 --warehouses "$(IFS=,; echo "${WHS[*]}"
 echo tally-sim-wh-token >"$tmp/wh.token"
 echo tally-sim-app-secret >"$tmp/app.secret"
 echo tally-sim-access-token >"$tmp/access.token"
-# conf EXTRA: the config, with EXTRA lines in [carriers].
+# conf EXTRA [CORREOS]: the config, with EXTRA lines in [carriers] (CORREOS: Correos's line,
+# default Correos = CPAM).
 conf() {
     {
         printf '[station]\nname = LOGISTICS\n[sync]\nretry_max = 2\nrequest_timeout = 3\n'
-        printf '[carriers]\nCorreos = CPAM\n%s' "$1"
+        printf '[carriers]\n%s\n%s' "${2-Correos = CPAM}" "$1"
         for w in "${WHS[@]}"; do
             printf '[warehouse %s]\nurl = %s/wh/%s\ntoken_file = %s\ncountry = %s\n' \
                 "$w" "$base" "$w" "$tmp/wh.token" "${w%%-*}"
@@ -88,7 +92,9 @@ only_at ES-MAD
 skuE=$picked
 only_at ES-MAD
 skuE2=$picked
-[ -n "$skuF" ] && [ -n "$skuE" ] && [ -n "$skuE2" ] || { bad "no SKUs to order"; exit 1; }
+only_at ES-MAD
+skuE3=$picked
+[ -n "$skuF" ] && [ -n "$skuE" ] && [ -n "$skuE2" ] && [ -n "$skuE3" ] || { bad "no SKUs to order"; exit 1; }
 mark_rounds
 wait_until 60 inventory_done
 new_order() { post orders "{\"count\":1,\"sku\":\"$1\",\"qty\":1}" | jq -r '.created[0]'; }
@@ -152,4 +158,33 @@ check_eq "$(fulfils_of "$A")" 1 "fulfils of order A after the retry"
 check_eq "$(open_exc "$A" "")" 0 "order A's open exceptions after the upload"
 check_eq "$(upload_state "$C")" held "order C's upload (its number is still refused)"
 check_eq "$(fulfil_calls)" 2 "order.fulfill calls received by the marketplace"
+
+# ===================================================================================== E
+echo "== E: applied, answer lost, mapping changed, restart: read back, not held"
+post faults '{"target":"mp","call":"aliexpress.solution.order.fulfill","kind":"lost_answer","count":1}' \
+    >/dev/null
+E=$(new_order "$skuE3")
+wait_until 60 fstate_is "$E" sent
+# the read-back fails until the restart: the row stays attempted and pending
+post faults '{"target":"mp","call":"aliexpress.solution.order.info.get","kind":"status","status":503}' \
+    >/dev/null
+ship "$E" ES-MAD
+applied_once() { [ "$(fulfils_of "$1")" = 1 ]; }
+wait_until 60 applied_once "$E"
+tried() {
+    [ "$(sql "SELECT COALESCE(MAX(attempts), 0) FROM outbox
+              WHERE kind = 'fulfil' AND entity = '$1' AND state <> 'done'")" -ge 1 ]
+}
+wait_until 60 tried "$E"
+kill -TERM "$tallyd_pid" && wait "$tallyd_pid" 2>/dev/null
+tallyd_pid=
+ctl -X DELETE "$base/control/faults" >/dev/null
+conf 'La Poste = CPAM
+' ''
+start_tallyd
+wait_until 60 upload_is "$E" done
+check_eq "$(upload_state "$E")" done "order E's upload row (the marketplace has it)"
+check_eq "$(open_exc "$E" "not uploaded")" 0 "order E's 'not uploaded' exceptions"
+check_eq "$(fulfils_of "$E")" 1 "fulfils of order E"
+check_eq "$(fulfil_calls)" 3 "order.fulfill calls received by the marketplace"
 [ "$fails" = 0 ]

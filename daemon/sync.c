@@ -289,8 +289,10 @@ static void start_pull(struct upstream *u, int i)
         ss->in_round = true;
         /* Orders placed from now on may be taken off the marketplace's stock before this
          * round shows them: a value computed before it ends is not sent (publish_gate). */
-        if (i == u->orders_stream)
+        if (i == u->orders_stream) {
             u->pub_open = false;
+            u->pub_round_whole = !cp.cursor[0];
+        }
         ss->round_rows = ss->round_pages = 0;
         ss->round_total = -1;
         ss->round_started_ms = now_ms(u->engine);
@@ -338,6 +340,8 @@ void sync_pull_done(struct upstream *u, int i, struct pull_page *pg)
     }
     if (pg->outcome == SYNC_TRANSIENT || pg->outcome == SYNC_AUTH) {
         snprintf(ss->last_error, sizeof ss->last_error, "%s", pg->error);
+        if (i == u->orders_stream)
+            u->pub_round_whole = false;
         if (pg->outcome == SYNC_AUTH)
             link_auth_failed(u, pg->error);
         else
@@ -409,9 +413,16 @@ void sync_pull_done(struct upstream *u, int i, struct pull_page *pg)
             ss->reconcile_ms = now_ms(e) + (uint64_t)e->d->cfg.reconcile_s * 1000;
         ss->reconciling = false;
         ss->in_round = ss->requested = false;
-        if (i == u->orders_stream) {
+        if (i == u->orders_stream && u->pub_round_whole) {
             u->pub_open = true; /* every order placed before the round began is in */
             u->pub_round_ms = now_ms(e);
+        } else if (i == u->orders_stream) {
+            /* It failed mid-way or was resumed: the orders placed while it waited may be
+             * missing. Another round now (from this one's start), before any value goes. */
+            log_info("%s: the round was resumed after a failure or a restart: another round"
+                     " before marketplace stock is published",
+                     ss->name);
+            ss->requested = true;
         }
         ss->last_round_rows = ss->round_rows;
         ss->last_success_at = store_now();

@@ -201,6 +201,11 @@ struct upstream {
      * cleared when the next begins and when nothing is left to publish). */
     int orders_stream;
     bool pub_open;
+    /* The orders round under way began in this run from its first page and no page of it has
+     * failed since: only such a round's end opens publishing. A round resumed (after a failed
+     * page: its list may be reused, read long ago; after a restart) proves nothing of the
+     * orders placed while it waited: another round follows at once. */
+    bool pub_round_whole;
     uint64_t pub_round_ms; /* loop time the last orders round completed */
     struct stream_state streams[UPSTREAM_MAX_STREAMS];
 };

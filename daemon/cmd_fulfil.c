@@ -329,6 +329,22 @@ static int act(struct rpc_call *c, bool resolve)
     } else if (!dirty) {
         rc = SQLITE_ERROR;
     }
+    /* A bad address that is a refused read of a masked ship-to (orders.receipt 2): there is no
+     * address to vouch for; resolving it has mp:receipts read it again (until then nothing is
+     * sent; a second refusal raises it again). */
+    sqlite3_stmt *reread =
+        resolve
+            ? store_stmt(st, "UPDATE orders SET receipt = 1, receipt_error = NULL"
+                             " WHERE receipt = 2 AND purged_at IS NULL AND id = (SELECT"
+                             " order_ref FROM exceptions WHERE id = ?1 AND kind = 'bad_address')")
+            : NULL;
+    if (rc == SQLITE_DONE && reread) {
+        sqlite3_bind_int64(reread, 1, id);
+        rc = sqlite3_step(reread);
+        sqlite3_reset(reread);
+    } else if (resolve && !reread) {
+        rc = SQLITE_ERROR;
+    }
     if (rc != SQLITE_DONE || (r = store_commit(st)) != 0) {
         store_rollback(st);
         return rc != SQLITE_DONE ? store_error(st, rc, "exception update") : r;

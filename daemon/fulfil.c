@@ -624,10 +624,11 @@ static int append_cancel(struct store *st, const struct order *o, const char *ke
 }
 
 /* Whether the order's ship-to came masked and its full address is not read yet (orders.receipt
- * = 1, set by the marketplace connector; it reads it with order.receiptinfo.get). */
+ * = 1, set by the marketplace connector; it reads it with order.receiptinfo.get) or its read
+ * was refused (2): the order holds no address to send. */
 static bool receipt_waiting(struct store *st, int64_t ref)
 {
-    sqlite3_stmt *s = store_stmt(st, "SELECT 1 FROM orders WHERE id = ?1 AND receipt = 1");
+    sqlite3_stmt *s = store_stmt(st, "SELECT 1 FROM orders WHERE id = ?1 AND receipt <> 0");
     if (!s)
         return true;
     sqlite3_bind_int64(s, 1, ref);
@@ -749,16 +750,18 @@ static int check_address(struct tallyd *d, struct order *o)
     }
     char why[256];
     /* Purged data cannot be checked; an address a person resolved as fine is not re-raised. */
-    bool purged = sqlite3_column_type(s, 4) != SQLITE_NULL || vouched(d->store, o->ref);
+    bool gone = sqlite3_column_type(s, 4) != SQLITE_NULL;
+    bool purged = gone || vouched(d->store, o->ref);
     /* A masked ship-to is no bad address: it waits for its full one (receipt 1, nothing is
-     * sent meanwhile); a refused read of it (receipt 2) is one. */
+     * sent meanwhile); a refused read of it (receipt 2) is one, and no person can vouch for
+     * it: there is no address to vouch for (resolving it reads it again: cmd_fulfil.c). */
     int receipt = sqlite3_column_int(s, 5);
     if (!purged && receipt == 1) {
         sqlite3_reset(s);
         return 0;
     }
     int bad = 0;
-    if (!purged && receipt == 2) {
+    if (!gone && receipt == 2) {
         const char *e = (const char *)sqlite3_column_text(s, 6);
         snprintf(why, sizeof why,
                  "the ship-to came masked and its full address could not be"

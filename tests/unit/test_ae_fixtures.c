@@ -1266,6 +1266,28 @@ static void test_masked_receipt(void)
     char *one[] = {busy};
     CHECK_EQ_INT(receipts_round(h, one, 1), 1);
     CHECK_EQ_INT(rh_q64(h, "SELECT receipt FROM orders WHERE order_id = '8180000000000004'"), 1);
+    /* A person resolves the refused read's bad address: there is no address to vouch for, so
+     *    nothing goes to a warehouse without one; the ship-to is read again, and the order goes
+     *    out with it. */
+    char arg[64];
+    snprintf(arg, sizeof arg, "id=#%lld",
+             (long long)rh_q64(h, "SELECT e.id FROM exceptions e JOIN orders o ON o.id ="
+                                  " e.order_ref WHERE e.kind = 'bad_address' AND e.state <>"
+                                  " 'resolved' AND o.order_id = '8180000000000002'"));
+    CHECK(rh_call(h, "exceptions.resolve", arg, "note=asked the buyer", NULL) != NULL);
+    CHECK(fulfil_pass(d, store_now()) >= 0);
+    CHECK_EQ_INT(rh_q64(h, "SELECT COUNT(*) FROM outbox WHERE kind = 'outbound'"
+                           " AND entity = '8180000000000002'"),
+                 0);
+    CHECK_EQ_INT(rh_q64(h, "SELECT receipt FROM orders WHERE order_id = '8180000000000002'"), 1);
+    char *again[] = {full, busy}; /* orders 2 and 4, by id */
+    CHECK_EQ_INT(receipts_round(h, again, 2), 2);
+    CHECK(fulfil_pass(d, store_now()) >= 0);
+    CHECK_EQ_STR(rh_qtext(h, "SELECT IFNULL(o.address, '-') FROM outbox b JOIN orders o ON"
+                             " o.order_id = b.entity WHERE b.kind = 'outbound'"
+                             " AND b.entity = '8180000000000002'"),
+                 "Calle Mayor 12, Madrid");
+    CHECK_EQ_INT(rh_q64(h, "SELECT receipt FROM orders WHERE order_id = '8180000000000004'"), 1);
 
     /* 4. Purge x re-pull: a purged order is never read, and a re-pull of its masked detail
      *    neither brings data back nor asks for it. */

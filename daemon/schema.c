@@ -517,7 +517,17 @@ static const char *const migrations[] = {
      * not sent to a warehouse while receipt <> 0 (fulfil.c). A purged order is never read. */
     "ALTER TABLE orders ADD COLUMN receipt INTEGER NOT NULL DEFAULT 0;"
     "ALTER TABLE orders ADD COLUMN receipt_error TEXT;"
-    "CREATE INDEX orders_receipt ON orders(id) WHERE receipt = 1;",
+    "CREATE INDEX orders_receipt ON orders(id) WHERE receipt = 1;"
+    /* Orders pulled before masked fields were recognised hold the masked text itself (a
+     * re-pull keeps a stored field): those not sent to a warehouse yet get it read, so that
+     * no outbound order carries "A** G*****" or "28***". */
+    "UPDATE orders SET receipt = 1, fdirty = 1 WHERE purged_at IS NULL AND fstate IN ('new',"
+    " 'pending', 'ready', 'allocated') AND (instr(buyer_name, '**') OR instr(address, '**')"
+    " OR instr(city, '**') OR instr(postcode, '**') OR instr(phone, '**'));"
+    "UPDATE orders SET buyer_name = IIF(instr(buyer_name, '**'), NULL, buyer_name),"
+    " address = IIF(instr(address, '**'), NULL, address), city = IIF(instr(city, '**'), NULL,"
+    " city), postcode = IIF(instr(postcode, '**'), NULL, postcode), phone = IIF(instr(phone,"
+    " '**'), NULL, phone) WHERE receipt = 1;",
 };
 
 int schema_latest(void)

@@ -267,7 +267,15 @@ static void test_upgrade_receipt(void)
                               "INSERT INTO orders(order_id, status, created_at, updated_at,"
                               " country, currency, buyer_name, address)"
                               " VALUES('O1', 'WAIT_SELLER_SEND_GOODS', 1, 1, 'ES', 'EUR',"
-                              " 'Ana', 'Calle 1')",
+                              " 'Ana', 'Calle 1');"
+                              /* pulled masked before masking was recognised: one open, not
+                               * sent yet; one sent already */
+                              "INSERT INTO orders(order_id, status, created_at, updated_at,"
+                              " country, currency, buyer_name, address, postcode, fstate)"
+                              " VALUES('O2', 'WAIT_SELLER_SEND_GOODS', 1, 1, 'ES', 'EUR',"
+                              " 'A** G*****', 'Calle 1', '28***', 'allocated'),"
+                              " ('O3', 'WAIT_SELLER_SEND_GOODS', 1, 1, 'ES', 'EUR',"
+                              " 'A** G*****', 'Calle 1', '28***', 'sent')",
                               NULL, NULL, NULL),
                  SQLITE_OK);
     CHECK(sqlite3_exec(db, "SELECT receipt FROM orders", NULL, NULL, NULL) != SQLITE_OK);
@@ -280,8 +288,15 @@ static void test_upgrade_receipt(void)
     }
     CHECK_EQ_INT(store_schema_version(st), schema_latest());
     CHECK_EQ_STR(pragma_text(st, "SELECT order_id || ':' || receipt || ':' ||"
-                                 " IFNULL(receipt_error, '-') || ':' || address FROM orders"),
+                                 " IFNULL(receipt_error, '-') || ':' || address FROM orders"
+                                 " WHERE order_id = 'O1'"),
                  "O1:0:-:Calle 1");
+    /* The open one waits for its ship-to, its masked fields gone; the sent one is left. */
+    CHECK_EQ_STR(pragma_text(st, "SELECT group_concat(x, ' ') FROM (SELECT order_id || ':' ||"
+                                 " receipt || ':' || IFNULL(buyer_name, '-') || ':' || address"
+                                 " || ':' || IFNULL(postcode, '-') AS x FROM orders WHERE"
+                                 " order_id <> 'O1' ORDER BY order_id)"),
+                 "O2:1:-:Calle 1:- O3:0:A** G*****:Calle 1:28***");
     CHECK_EQ_INT(one_int(st, "SELECT COUNT(*) FROM sqlite_master WHERE name = 'orders_receipt'"),
                  1);
     store_close(st);

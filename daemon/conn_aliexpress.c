@@ -1992,7 +1992,8 @@ static void rcpt_finish(struct ae_rcpt *r)
 }
 
 /* Stores the answered ship-tos (receipt 0) and the refusals (receipt 2, receipt_error); the
- * order is looked at again by the fulfilment pass (fdirty). A purged order is not written. */
+ * order is looked at again by the fulfilment pass (fdirty). A purged order is not written, nor
+ * one cancelled or closed while its read was under way (no address is kept it does not need). */
 static int apply_receipts(struct pull_page *pg, struct store *st, struct checkpoint *cp, char *err,
                           size_t errlen)
 {
@@ -2001,10 +2002,12 @@ static int apply_receipts(struct pull_page *pg, struct store *st, struct checkpo
         st, "UPDATE orders SET buyer_name = ?2, address = ?3, city = NULLIF(?4, ''),"
             " postcode = NULLIF(?5, ''), phone = NULLIF(?6, ''),"
             " country = IIF(?7 <> '', ?7, country), receipt = 0, receipt_error = NULL, fdirty = 1"
-            " WHERE id = ?1 AND receipt = 1 AND purged_at IS NULL");
+            " WHERE id = ?1 AND receipt = 1 AND purged_at IS NULL"
+            " AND fstate IN ('new', 'pending', 'ready', 'allocated')");
     sqlite3_stmt *no = store_stmt(st, "UPDATE orders SET receipt = 2, receipt_error = ?2,"
                                       " fdirty = 1 WHERE id = ?1 AND receipt = 1"
-                                      " AND purged_at IS NULL");
+                                      " AND purged_at IS NULL AND fstate IN ('new', 'pending',"
+                                      " 'ready', 'allocated')");
     if (!ok || !no) {
         snprintf(err, errlen, "receipts not stored");
         return TALLY_E_STORAGE;

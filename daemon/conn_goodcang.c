@@ -913,12 +913,16 @@ static int apply_stock_rows(struct gc_call *c, const cJSON *doc, struct store *s
         }
         if (k != 0)
             continue;
+        int64_t onway = -1; /* goods on their way in: shown only, never on hand */
+        if (json_int(it, "onway", 0, TALLY_MAX_QTY, &onway) != 0)
+            onway = -1;
         bool logged = false;
         for (int i = 0; i < c->nlogged && !logged; i++)
             logged = !strcmp(c->logged[i], sku);
         int r = c->reconcile && c->drift_ok && c->step == GC_INV_FULL && !logged
-                    ? whfeed_stock_unlogged(c->u, st, wh, sku, on_hand, c->version, now, pg)
-                    : whfeed_stock(c->u, st, wh, sku, on_hand, c->version, now, c->reconcile, pg);
+                    ? whfeed_stock_unlogged(c->u, st, wh, sku, on_hand, onway, c->version, now, pg)
+                    : whfeed_stock(c->u, st, wh, sku, on_hand, onway, c->version, now, c->reconcile,
+                                   pg);
         if (r)
             return r;
     }

@@ -518,6 +518,10 @@ static const char *const migrations[] = {
     "ALTER TABLE orders ADD COLUMN receipt INTEGER NOT NULL DEFAULT 0;"
     "ALTER TABLE orders ADD COLUMN receipt_error TEXT;"
     "CREATE INDEX orders_receipt ON orders(id) WHERE receipt = 1;",
+    /* 13: goods on their way into a warehouse as its last read reported them (tally Warehouse
+     * API `inbound`, Goodcang `onway`, 4PX `onway_stock`; whfeed.c); NULL = never reported.
+     * Shown only: never on hand, never available, never published. */
+    "ALTER TABLE stock ADD COLUMN inbound INTEGER;",
 };
 
 int schema_latest(void)

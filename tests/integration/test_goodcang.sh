@@ -2,7 +2,7 @@
 # A Goodcang warehouse (UK-GC) next to a tally one (ES-MAD), through tally-sim's Goodcang API
 # (conn_goodcang.c; tests/sim/README.md "Goodcang"):
 #   1. after the first sync the replica's stock of UK-GC is the simulator's (sellable +
-#      reserved), and changes made at the warehouse arrive through the stock log rounds;
+#      reserved; onway kept apart as in transit, as the tally warehouse's inbound), and changes made at the warehouse arrive through the stock log rounds;
 #   2. orders that only UK-GC can serve get an outbound order created exactly once: A through a
 #      lost answer to create_order, B through a kill -9 of tallyd while its create_order is in
 #      flight (the simulator refuses a second create with the same reference_no, so a re-send
@@ -80,6 +80,20 @@ same_gc() {
     fi
 }
 
+# same_inbound WH: the replica's in-transit figures of WH (stock.inbound) == the simulator's
+# (tally Warehouse API inbound, Goodcang onway, 4PX onway_stock), SKU for SKU, and some are not 0.
+same_inbound() {
+    ctl "$base/control/stock?wh=$1&format=csv" | tail -n +2 | awk -F, '{print $1","$3}' |
+        sort >"$tmp/sim-in.csv"
+    sql -csv "SELECT s.code, IFNULL(t.inbound, '-') FROM stock t JOIN skus s ON s.id = t.sku
+        JOIN warehouses w ON w.id = t.warehouse WHERE w.code = '$1'" | sort >"$tmp/rep-in.csv"
+    if diff -q "$tmp/sim-in.csv" "$tmp/rep-in.csv" >/dev/null &&
+        awk -F, '$2 > 0 {n++} END {exit !n}' "$tmp/sim-in.csv"; then ok; else
+        bad "$2: $1's in-transit figures differ from the simulator's (or all are 0)"
+        diff "$tmp/sim-in.csv" "$tmp/rep-in.csv" | head -6 >&2
+    fi
+}
+
 # ===================================================================================== 1
 echo "== 0: a refused app-token"
 start_tallyd
@@ -97,6 +111,8 @@ wait_until 60 inventory_done
 check_eq "$(sql "SELECT COUNT(*) FROM stock t JOIN warehouses w ON w.id = t.warehouse
     WHERE w.code = 'UK-GC'")" 40 "UK-GC stock rows after the first sync"
 same_gc "after the first sync"
+same_inbound UK-GC "after the first sync"
+same_inbound ES-MAD "after the first sync"
 check_eq "$(st | jq -r '.upstreams[] | select(.name == "wh:UK-GC") | .streams[]
     | select(.name | endswith(":inventory")) | .last_error // ""')" "" "UK-GC inventory errors"
 # Changes at the warehouse come through the stock log (a log round re-reads the SKUs named).
@@ -343,6 +359,13 @@ mark_rounds
 wait_until 60 inventory_done
 wait_until 30 compare_gc
 same_gc "at the end (a change after the clock went back)"
+same_inbound UK-GC "at the end (a notice's goods on their way)"
+# Shown by `tally stock`, never counted as on hand or available.
+check_eq "$(t --json stock "$sku" | jq '.warehouses[] | select(.warehouse == "UK-GC") | .inbound')" \
+    "$(onway)" "$sku's goods on their way to UK-GC in tally stock"
+check_eq "$(t --json stock "$sku" | jq '.warehouses[] | select(.warehouse == "UK-GC")
+    | .on_hand == .snapshot + .pending')" true "UK-GC on hand without the goods on their way"
+if t stock "$sku" | grep -q INBOUND; then ok; else bad "no INBOUND column in tally stock"; fi
 check_eq "$(t --json exceptions --kind stock_drift | jq '.items | length')" 1 \
     "drift exceptions after the reconciliation"
 check_eq "$(t --json exceptions --kind stock_drift | jq -r '.items[0].sku // empty')" "${two[0]:-}" \

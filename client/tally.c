@@ -1290,10 +1290,10 @@ static const char *low_mark(const msgpack_object *row)
 
 static int run_stock(struct cli *cli, const struct args *a)
 {
-    static const struct table_col cols[] = {{"WAREHOUSE", TABLE_LEFT},  {"COUNTRY", TABLE_LEFT},
-                                            {"SNAPSHOT", TABLE_RIGHT},  {"PENDING", TABLE_RIGHT},
-                                            {"ON_HAND", TABLE_RIGHT},   {"RESERVED", TABLE_RIGHT},
-                                            {"AVAILABLE", TABLE_RIGHT}, {"LOW", TABLE_LEFT}};
+    static const struct table_col cols[] = {
+        {"WAREHOUSE", TABLE_LEFT},  {"COUNTRY", TABLE_LEFT},  {"SNAPSHOT", TABLE_RIGHT},
+        {"PENDING", TABLE_RIGHT},   {"ON_HAND", TABLE_RIGHT}, {"RESERVED", TABLE_RIGHT},
+        {"AVAILABLE", TABLE_RIGHT}, {"INBOUND", TABLE_RIGHT}, {"LOW", TABLE_LEFT}};
     const struct kv p[] = {kv_str("sku", a->pos[0])};
     struct tally_reply *r;
     int rc = cli_call(cli, "stock.get", p, 1, &r);
@@ -1337,6 +1337,7 @@ static int run_stock(struct cli *cli, const struct args *a)
         cell_int(t, w, "on_hand");
         cell_int(t, w, "reserved");
         cell_int(t, w, "available");
+        cell_int(t, w, "inbound");
         table_cell(t, low_mark(w));
     }
     const msgpack_object *tot = get(s, "total");
@@ -1347,6 +1348,7 @@ static int run_stock(struct cli *cli, const struct args *a)
     cell_int(t, tot, "on_hand");
     cell_int(t, tot, "reserved");
     cell_int(t, tot, "available");
+    table_cell(t, "");
     table_cell(t, "");
     fputc('\n', stdout);
     table_flush(t, stdout);
@@ -3925,8 +3927,10 @@ static const struct command commands[] = {
      "Shows, per warehouse: the last upstream figure (SNAPSHOT), local movements not yet\n"
      "confirmed upstream (PENDING), ON_HAND = SNAPSHOT + PENDING, RESERVED for open orders\n"
      "and returns awaiting inspection, AVAILABLE = ON_HAND - RESERVED - safety stock, OUT when\n"
-     "nothing is available and LOW when available is at or below the threshold; then the\n"
-     "totals and what may be published to the marketplace.\n"
+     "nothing is available and LOW when available is at or below the threshold, INBOUND the\n"
+     "goods on their way in as the warehouse last reported them (never counted as on hand,\n"
+     "available or published; - when never reported); then the totals and what may be\n"
+     "published to the marketplace.\n"
      "(A SKU named \"list\" or \"set\" is shown with: tally stock -- list)",
      "tally stock TS-RED-M"},
     {"stock list",

@@ -62,8 +62,8 @@ int cmd_stock_get(struct rpc_call *c)
     sqlite3_reset(s);
 
     s = store_stmt(st, "SELECT w.code, w.country, w.serves_marketplace, st.snapshot, st.pending,"
-                       " st.reserved, st.safety, st.threshold, st.upstream_version, st.as_of"
-                       " FROM stock st JOIN warehouses w ON w.id = st.warehouse"
+                       " st.reserved, st.safety, st.threshold, st.upstream_version, st.as_of,"
+                       " st.inbound FROM stock st JOIN warehouses w ON w.id = st.warehouse"
                        " WHERE st.sku = ?1 ORDER BY w.code");
     if (!s)
         return TALLY_E_STORAGE;
@@ -77,7 +77,7 @@ int cmd_stock_get(struct rpc_call *c)
     while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
         struct stock_figures f;
         read_figures(s, 3, &f);
-        msgpack_pack_map(pk, 14);
+        msgpack_pack_map(pk, 15);
         mp_pack_kv_str(pk, "warehouse", (const char *)sqlite3_column_text(s, 0));
         mp_pack_kv_str(pk, "country", (const char *)sqlite3_column_text(s, 1));
         mp_pack_kv_bool(pk, "serves_marketplace", sqlite3_column_int(s, 2) != 0);
@@ -88,6 +88,12 @@ int cmd_stock_get(struct rpc_call *c)
             msgpack_pack_nil(pk);
         else
             msgpack_pack_int64(pk, sqlite3_column_int64(s, 9));
+        /* Goods on their way in, as the warehouse reported them (nil: never): shown only. */
+        mp_pack_key(pk, "inbound");
+        if (sqlite3_column_type(s, 10) == SQLITE_NULL)
+            msgpack_pack_nil(pk);
+        else
+            msgpack_pack_int64(pk, sqlite3_column_int64(s, 10));
         tot.snapshot += f.snapshot;
         tot.pending += f.pending;
         tot.reserved += f.reserved;

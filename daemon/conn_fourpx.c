@@ -918,12 +918,15 @@ static int apply_stock_rows(struct fpx_call *c, struct store *st, int64_t wh, co
     struct agg {
         char sku[TALLY_MAX_ID_LEN + 1];
         int64_t on_hand;
+        int64_t onway; /* goods on their way in (onway_stock): -1 = not reported */
     } *a = calloc((size_t)(n + c->nskus + 1), sizeof *a);
     if (!a)
         return TALLY_E_NOMEM;
     int na = 0;
-    for (int i = 0; i < c->nskus; i++) /* asked for: 0 unless the answer has it */
+    for (int i = 0; i < c->nskus; i++) { /* asked for: 0 unless the answer has it */
+        a[na].onway = -1;
         snprintf(a[na++].sku, sizeof a->sku, "%s", c->skus[i]);
+    }
     const cJSON *row;
     cJSON_ArrayForEach(row, rows)
     {
@@ -940,10 +943,17 @@ static int apply_stock_rows(struct fpx_call *c, struct store *st, int64_t wh, co
         int j = 0;
         while (j < na && strcmp(a[j].sku, sku) != 0)
             j++;
-        if (j == na)
+        if (j == na) {
+            a[na].onway = -1;
             snprintf(a[na++].sku, sizeof a->sku, "%s", sku);
+        }
         if (a[j].on_hand + on_hand <= TALLY_MAX_QTY)
             a[j].on_hand += on_hand;
+        int64_t onway;
+        if (json_int(row, "onway_stock", 0, TALLY_MAX_QTY, &onway) == 0)
+            a[j].onway = a[j].onway < 0                        ? onway
+                         : a[j].onway + onway <= TALLY_MAX_QTY ? a[j].onway + onway
+                                                               : a[j].onway;
     }
     int64_t version = next_version(u, st, wh), now = store_now();
     for (int j = 0; j < na && r == 0; j++) {
@@ -951,9 +961,11 @@ static int apply_stock_rows(struct fpx_call *c, struct store *st, int64_t wh, co
         for (int k = 0; k < c->nlogged && !logged; k++)
             logged = !strcmp(c->logged[k], a[j].sku);
         if (c->reconcile && c->drift_ok && !logged)
-            r = whfeed_stock_unlogged(u, st, wh, a[j].sku, a[j].on_hand, version, now, pg);
+            r = whfeed_stock_unlogged(u, st, wh, a[j].sku, a[j].on_hand, a[j].onway, version, now,
+                                      pg);
         else
-            r = whfeed_stock(u, st, wh, a[j].sku, a[j].on_hand, version, now, c->reconcile, pg);
+            r = whfeed_stock(u, st, wh, a[j].sku, a[j].on_hand, a[j].onway, version, now,
+                             c->reconcile, pg);
     }
     free(a);
     if (bad)

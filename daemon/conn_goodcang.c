@@ -22,10 +22,13 @@
  *   itself); onway and pending (goods not yet put away) are not on hand. version = the read
  *   time in milliseconds, strictly increasing per connector and above every version the
  *   replica holds for the warehouse (a clock set back must not make fresh reads stale).
- *   Reconciliation (a full read) repairs every figure, but with no version of Goodcang's own
- *   it cannot tell drift from a change the log rounds have not read yet: it counts none
- *   (whfeed counts drift only at an equal version), so no false drift, and real drift is
- *   repaired without a stock_drift exception.
+ *   Reconciliation (a full read) repairs every figure. With no version of Goodcang's own
+ *   (whfeed_stock's equal-version check never matches), each page of it also reads the stock
+ *   log, after the figures, from the last log round's window (the stored checkpoint's
+ *   modified_since, less GC_OVERLAP_S) to now: a SKU the log does not name has not moved since
+ *   the replica's figure was read, so a different figure is drift (whfeed_stock_unlogged:
+ *   counted, repaired, a stock_drift exception); a SKU the log names is a change. More than
+ *   GC_DLOG_PAGES log pages, or a log read Goodcang refuses: repaired, not counted.
  * - outbound: order/get_order_list by modify_date_from / modify_date_to (window with overlap),
  *   rows of this warehouse_code only; order_status W -> accepted, D -> shipped (carrier =
  *   shipping_method, tracking_no), N and P -> exception (abnormal_problem_reason), X ->
@@ -95,6 +98,7 @@
 #define GC_TIME_MIN 946684800LL         /* 2000-01-01: older dates are not honest */
 #define GC_TIME_MAX 253402300799LL      /* 9999-12-31 */
 #define GC_MAX_ANSWER ((size_t)2 << 20) /* a page of 100 orders is far under this */
+#define GC_DLOG_PAGES 20                /* log pages a reconciliation page reads at most */
 
 enum { STREAM_INVENTORY, STREAM_OUTBOUND };
 static const char *const gc_streams[] = {"inventory", "outbound"};
@@ -141,6 +145,11 @@ struct gc_call {
     /* a round's position: page, window, the round's start and the newest date seen */
     int64_t pg, from, to, start, seen, version;
     int lookups; /* GRN look-up pages read */
+    /* reconciliation: the SKUs the stock log names since the last log round (from dfrom) */
+    int64_t dfrom, dpg;
+    bool drift_ok;
+    char (*logged)[TALLY_MAX_ID_LEN + 1];
+    int nlogged;
     /* A create refused: Goodcang's reason, kept while the reference is looked up (a refused
      * duplicate reference_no means the order / GRN is there: done, never held). */
     char refused[256];
@@ -253,6 +262,7 @@ static void call_free(struct gc_call *c)
     jb_free(&c->body);
     cJSON_Delete(c->doc);
     cJSON_Delete(c->doc2);
+    free(c->logged);
     free(c);
 }
 
@@ -903,7 +913,16 @@ static int apply_stock_rows(struct gc_call *c, const cJSON *doc, struct store *s
         }
         if (k != 0)
             continue;
-        int r = whfeed_stock(c->u, st, wh, sku, on_hand, c->version, now, c->reconcile, pg);
+        int64_t onway = -1; /* goods on their way in: shown only, never on hand */
+        if (json_int(it, "onway", 0, TALLY_MAX_QTY, &onway) != 0)
+            onway = -1;
+        bool logged = false;
+        for (int i = 0; i < c->nlogged && !logged; i++)
+            logged = !strcmp(c->logged[i], sku);
+        int r = c->reconcile && c->drift_ok && c->step == GC_INV_FULL && !logged
+                    ? whfeed_stock_unlogged(c->u, st, wh, sku, on_hand, onway, c->version, now, pg)
+                    : whfeed_stock(c->u, st, wh, sku, on_hand, onway, c->version, now, c->reconcile,
+                                   pg);
         if (r)
             return r;
     }
@@ -1020,6 +1039,74 @@ static void on_skus(struct http_req *r)
     pull_done(c);
 }
 
+static void on_dlog(struct http_req *r);
+
+/* A reconciliation page's log read (page c->dpg): 0, or -1 when it could not start. */
+static int send_dlog(struct gc_call *c)
+{
+    jb_free(&c->body);
+    memset(&c->body, 0, sizeof c->body);
+    body_log(&c->body, remote_code(c->u), c->dfrom, store_now() + GC_ZONE_SLACK_S + 3600, c->dpg);
+    return gc_send(c, "inventory/get_inventory_log", on_dlog);
+}
+
+/* The stock log after a reconciliation page's figures: the SKUs it names have moved. */
+static void on_dlog(struct http_req *r)
+{
+    struct gc_call *c = r->data;
+    struct pull_page *pg = &c->page;
+    char why[256];
+    cJSON *ld;
+    int v = verdict(r, &ld, why, sizeof why);
+    if (v == SYNC_TRANSIENT || v == SYNC_AUTH) {
+        cJSON_Delete(ld);
+        snprintf(pg->error, sizeof pg->error, "%s", why);
+        pg->retry_after_s = r->retry_after_s;
+        pull_failed(c, v);
+        return;
+    }
+    const cJSON *data = cJSON_GetObjectItemCaseSensitive(ld, "data"), *it;
+    if (v != SYNC_OK || (data && !cJSON_IsNull(data) && !cJSON_IsArray(data))) {
+        /* The figures stand; without the log no drift can be told from a change. */
+        log_warn("%s: reconciliation's stock log read: %s: drift repaired, not counted", c->u->name,
+                 v != SYNC_OK ? why : "a Goodcang list answer without a data array");
+        cJSON_Delete(ld);
+        c->drift_ok = false;
+        pull_done(c);
+        return;
+    }
+    int n = cJSON_IsArray(data) ? cJSON_GetArraySize(data) : 0;
+    char(*more)[TALLY_MAX_ID_LEN + 1] =
+        n > 0 ? realloc(c->logged, (size_t)(c->nlogged + n) * sizeof *c->logged) : c->logged;
+    if (n > 0 && !more) {
+        cJSON_Delete(ld);
+        snprintf(pg->error, sizeof pg->error, "out of memory");
+        pull_failed(c, SYNC_TRANSIENT);
+        return;
+    }
+    c->logged = more;
+    cJSON_ArrayForEach(it, data)
+    {
+        const char *s = json_str(it, "product_sku"), *w = json_str(it, "warehouse_code");
+        if (!s || !mp_id_ok(s, strlen(s)) || strlen(s) > TALLY_MAX_ID_LEN ||
+            (w && strcmp(w, remote_code(c->u)) != 0))
+            continue;
+        snprintf(c->logged[c->nlogged++], sizeof *c->logged, "%s", s);
+    }
+    bool next = n > 0 && more_pages(ld, c->dpg, n);
+    cJSON_Delete(ld);
+    if (next && c->dpg < GC_DLOG_PAGES) {
+        c->dpg++;
+        if (send_dlog(c) != 0) {
+            snprintf(pg->error, sizeof pg->error, "could not start a request");
+            pull_failed(c, SYNC_TRANSIENT);
+        }
+        return;
+    }
+    c->drift_ok = !next; /* too many movements to tell: repaired, not counted */
+    pull_done(c);
+}
+
 static void on_pulled(struct http_req *r)
 {
     struct gc_call *c = r->data;
@@ -1056,10 +1143,18 @@ static void on_pulled(struct http_req *r)
     pg->apply = apply_inventory;
     if (c->step == GC_INV_FULL) {
         c->version = next_version(c->u);
-        {
-            pull_done(c);
+        if (c->reconcile && c->dfrom > 0) {
+            /* Read now, after the figures: a SKU the log does not name since the last log
+             * round has not moved, so a figure other than the replica's is drift. */
+            c->dpg = 1;
+            if (send_dlog(c) != 0) {
+                snprintf(pg->error, sizeof pg->error, "could not start a request");
+                pull_failed(c, SYNC_TRANSIENT);
+            }
             return;
         }
+        pull_done(c);
+        return;
     }
     /* A log page: the SKUs it names (of this warehouse), read again. */
     char skus[GC_PAGE][80];
@@ -1107,6 +1202,9 @@ static void gc_pull(struct upstream *u, int stream, const struct checkpoint *cp)
     c->stream = stream;
     c->reconcile = cp->reconcile;
     int64_t now = store_now();
+    /* A reconciliation round is handed the stored modified_since: the last log round's. */
+    if (stream == STREAM_INVENTORY && cp->reconcile && cp->modified_since > GC_OVERLAP_S)
+        c->dfrom = cp->modified_since - GC_OVERLAP_S;
     int step;
     if (cp->cursor[0] &&
         load_pos(cp->cursor, &step, &c->pg, &c->from, &c->to, &c->start, &c->seen) == 0 &&

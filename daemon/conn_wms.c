@@ -200,7 +200,11 @@ static int apply_inventory(struct pull_page *pg, struct store *st, struct checkp
             continue;
         }
         json_int(it, "updated_at", 0, 253402300799LL, &at);
-        if ((r = whfeed_stock(c->u, st, wh, sku, on_hand, version, at, c->reconcile, pg)) != 0)
+        int64_t inbound = -1; /* optional: goods on their way in, shown only */
+        if (json_int(it, "inbound", 0, TALLY_MAX_QTY, &inbound) != 0)
+            inbound = -1;
+        if ((r = whfeed_stock(c->u, st, wh, sku, on_hand, inbound, version, at, c->reconcile,
+                              pg)) != 0)
             return r;
         if (version > maxv)
             maxv = version;

@@ -528,6 +528,10 @@ static const char *const migrations[] = {
     " address = IIF(instr(address, '**'), NULL, address), city = IIF(instr(city, '**'), NULL,"
     " city), postcode = IIF(instr(postcode, '**'), NULL, postcode), phone = IIF(instr(phone,"
     " '**'), NULL, phone) WHERE receipt = 1;",
+    /* 13: goods on their way into a warehouse as its last read reported them (tally Warehouse
+     * API `inbound`, Goodcang `onway`, 4PX `onway_stock`; whfeed.c); NULL = never reported.
+     * Shown only: never on hand, never available, never published. */
+    "ALTER TABLE stock ADD COLUMN inbound INTEGER;",
 };
 
 int schema_latest(void)

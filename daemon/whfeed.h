@@ -16,11 +16,14 @@
 int whfeed_warehouse(struct upstream *u, struct store *st, int64_t *wh, char *err, size_t errlen);
 
 /* One stock row: `on_hand` of `sku` at warehouse `wh` as of the warehouse's `version`
- * (monotonic per warehouse) at wall-clock `at`. With `reconcile` (a full re-read), a row the
+ * (monotonic per warehouse) at wall-clock `at`, and `inbound`, the goods on their way in
+ * (stock.inbound: shown only, never on hand or available; -1 = not reported, the stored
+ * figure stays). With `reconcile` (a full re-read), a row the
  * replica holds at the same version with another figure counts as drift in pg->repaired, is
  * repaired and a person is told (fulfil_stock_drift). */
 int whfeed_stock(struct upstream *u, struct store *st, int64_t wh, const char *sku, int64_t on_hand,
-                 int64_t version, int64_t at, bool reconcile, struct pull_page *pg);
+                 int64_t inbound, int64_t version, int64_t at, bool reconcile,
+                 struct pull_page *pg);
 
 /* The same for a warehouse whose versions are read times (Goodcang, 4PX: no figure there has a
  * version of its own, so two reads never share one and whfeed_stock's check cannot match), in
@@ -30,7 +33,8 @@ int whfeed_stock(struct upstream *u, struct store *st, int64_t wh, const char *s
  * restore): counted in pg->repaired, repaired and a person is told. A SKU the replica has no
  * figure for is not drift. */
 int whfeed_stock_unlogged(struct upstream *u, struct store *st, int64_t wh, const char *sku,
-                          int64_t on_hand, int64_t version, int64_t at, struct pull_page *pg);
+                          int64_t on_hand, int64_t inbound, int64_t version, int64_t at,
+                          struct pull_page *pg);
 
 /* One outbound order's state as the warehouse reports it, in tally's words (UPSTREAM.md §2):
  * `status` accepted | picking | packed | shipped | cancelled | exception, with the carrier and

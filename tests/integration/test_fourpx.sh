@@ -11,6 +11,7 @@
 #   E. an inbound notice (an outbox row of kind "inbound", appended to the stopped daemon's
 #      replica) is created once, through a lost answer;
 #   F. no order at two warehouses; a bad signature secret is refused (auth_failed);
+#   (A also: the in-transit figures, onway_stock and the tally warehouse's inbound, arrive.)
 #   G. outbound orders last read over 30 days ago: a warehouse exception says some may be out
 #      of 4PX's list window (never silently lost); the first round after the start reconciles
 #      over more than one page: it ends, a replica figure gone wrong is drift (counted, an
@@ -76,9 +77,25 @@ compare_4px() {
     fi
 }
 
+# same_inbound WH: the replica's in-transit figures of WH (stock.inbound) == the simulator's
+# (tally Warehouse API inbound, Goodcang onway, 4PX onway_stock), SKU for SKU, and some are not 0.
+same_inbound() {
+    ctl "$base/control/stock?wh=$1&format=csv" | tail -n +2 | awk -F, '{print $1","$3}' |
+        sort >"$tmp/sim-in.csv"
+    sql -csv "SELECT s.code, IFNULL(t.inbound, '-') FROM stock t JOIN skus s ON s.id = t.sku
+        JOIN warehouses w ON w.id = t.warehouse WHERE w.code = '$1'" | sort >"$tmp/rep-in.csv"
+    if diff -q "$tmp/sim-in.csv" "$tmp/rep-in.csv" >/dev/null &&
+        awk -F, '$2 > 0 {n++} END {exit !n}' "$tmp/sim-in.csv"; then ok; else
+        bad "$2: $1's in-transit figures differ from the simulator's (or all are 0)"
+        diff "$tmp/sim-in.csv" "$tmp/rep-in.csv" | head -6 >&2
+    fi
+}
+
 # ===================================================================================== A
 echo "== A: stock"
 compare_4px "after the first (full) read"
+same_inbound US-4PX "after the first (full) read"
+same_inbound ES-MAD "after the first (full) read"
 check_eq "$(st | jq -r '.upstreams[] | select(.name == "wh:US-4PX") | .kind // .connector // empty' |
     head -1)" fourpx "US-4PX's kind in status"
 # warehouse-side changes: read by the next incremental rounds (getlog, then get by lstsku)

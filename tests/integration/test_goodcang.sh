@@ -2,7 +2,7 @@
 # A Goodcang warehouse (UK-GC) next to a tally one (ES-MAD), through tally-sim's Goodcang API
 # (conn_goodcang.c; tests/sim/README.md "Goodcang"):
 #   1. after the first sync the replica's stock of UK-GC is the simulator's (sellable +
-#      reserved), and changes made at the warehouse arrive through the stock log rounds;
+#      reserved; onway kept apart as in transit, as the tally warehouse's inbound), and changes made at the warehouse arrive through the stock log rounds;
 #   2. orders that only UK-GC can serve get an outbound order created exactly once: A through a
 #      lost answer to create_order, B through a kill -9 of tallyd while its create_order is in
 #      flight (the simulator refuses a second create with the same reference_no, so a re-send
@@ -15,7 +15,9 @@
 #   4. an inbound notice (outbox kind "inbound", appended to a stopped daemon's replica as
 #      the outbox module does) is created once as a GRN through a lost answer;
 #   5. no order has an outbound order at two warehouses; no other outbox row is held; a stock change
-#      still arrives after the clock went back across a restart (read-time versions).
+#      still arrives after the clock went back across a restart (read-time versions); the first
+#      round after that restart reconciles: a replica figure gone wrong is drift (counted, a
+#      stock_drift exception), a SKU moved at Goodcang meanwhile is not.
 #   test_goodcang.sh TALLYD TALLY TALLY_SIM
 set -uo pipefail
 export LC_ALL=C
@@ -78,6 +80,20 @@ same_gc() {
     fi
 }
 
+# same_inbound WH: the replica's in-transit figures of WH (stock.inbound) == the simulator's
+# (tally Warehouse API inbound, Goodcang onway, 4PX onway_stock), SKU for SKU, and some are not 0.
+same_inbound() {
+    ctl "$base/control/stock?wh=$1&format=csv" | tail -n +2 | awk -F, '{print $1","$3}' |
+        sort >"$tmp/sim-in.csv"
+    sql -csv "SELECT s.code, IFNULL(t.inbound, '-') FROM stock t JOIN skus s ON s.id = t.sku
+        JOIN warehouses w ON w.id = t.warehouse WHERE w.code = '$1'" | sort >"$tmp/rep-in.csv"
+    if diff -q "$tmp/sim-in.csv" "$tmp/rep-in.csv" >/dev/null &&
+        awk -F, '$2 > 0 {n++} END {exit !n}' "$tmp/sim-in.csv"; then ok; else
+        bad "$2: $1's in-transit figures differ from the simulator's (or all are 0)"
+        diff "$tmp/sim-in.csv" "$tmp/rep-in.csv" | head -6 >&2
+    fi
+}
+
 # ===================================================================================== 1
 echo "== 0: a refused app-token"
 start_tallyd
@@ -95,6 +111,8 @@ wait_until 60 inventory_done
 check_eq "$(sql "SELECT COUNT(*) FROM stock t JOIN warehouses w ON w.id = t.warehouse
     WHERE w.code = 'UK-GC'")" 40 "UK-GC stock rows after the first sync"
 same_gc "after the first sync"
+same_inbound UK-GC "after the first sync"
+same_inbound ES-MAD "after the first sync"
 check_eq "$(st | jq -r '.upstreams[] | select(.name == "wh:UK-GC") | .streams[]
     | select(.name | endswith(":inventory")) | .last_error // ""')" "" "UK-GC inventory errors"
 # Changes at the warehouse come through the stock log (a log round re-reads the SKUs named).
@@ -289,6 +307,23 @@ sqlite3 "$tmp/state/replica.db" "INSERT INTO outbox(key, target, entity, kind, p
 # stock versions, the read times in ms, are a day ahead): fresh reads must still apply.
 sqlite3 "$tmp/state/replica.db" "UPDATE stock SET upstream_version = upstream_version + 86400000
     WHERE warehouse = (SELECT id FROM warehouses WHERE code = 'UK-GC')"
+# While stopped: the replica's figure of one SKU goes wrong (a lost write, a bad restore), and
+# another SKU moves at Goodcang (in its stock log). The first round after the start reconciles:
+# the first is drift (counted, repaired, an exception), the second a change, not drift. (SKUs
+# whose last movement is over two days old, in any server zone: a movement within the log's
+# overlap of the last log round would mark them as moved.)
+gc inventory/get_inventory_log '{"warehouse_code":"UK-GC","page":1,"pageSize":100}' |
+    jq -r --argjson t "$(($(date +%s) - 2 * 86400))" '.data[]
+        | select(.ibl_add_time | strptime("%Y-%m-%d %H:%M:%S") | mktime > $t) | .product_sku' \
+        >"$tmp/gc-moved.txt"
+mapfile -t two < <(sql "SELECT s.code FROM stock t JOIN skus s ON s.id = t.sku JOIN warehouses w
+    ON w.id = t.warehouse WHERE w.code = 'UK-GC' AND t.snapshot > 0 ORDER BY s.code DESC" |
+    grep -vxF -f "$tmp/gc-moved.txt" | head -2)
+check_eq "${#two[@]}" 2 "UK-GC SKUs that never moved (for the drift check)"
+sqlite3 "$tmp/state/replica.db" "UPDATE stock SET snapshot = snapshot + 5 WHERE warehouse =
+    (SELECT id FROM warehouses WHERE code = 'UK-GC') AND sku =
+    (SELECT id FROM skus WHERE code = '${two[0]:-}')"
+post stock "{\"changes\":1,\"wh\":\"UK-GC\",\"sku\":\"${two[1]:-}\",\"delta\":3}" >/dev/null
 onway() {
     gc inventory/get_product_inventory "{\"warehouse_code\":\"UK-GC\",\"product_sku\":\"$sku\",
         \"page\":1,\"pageSize\":1}" | jq '.data[0].onway'
@@ -324,6 +359,20 @@ mark_rounds
 wait_until 60 inventory_done
 wait_until 30 compare_gc
 same_gc "at the end (a change after the clock went back)"
+same_inbound UK-GC "at the end (a notice's goods on their way)"
+# Shown by `tally stock`, never counted as on hand or available.
+check_eq "$(t --json stock "$sku" | jq '.warehouses[] | select(.warehouse == "UK-GC") | .inbound')" \
+    "$(onway)" "$sku's goods on their way to UK-GC in tally stock"
+check_eq "$(t --json stock "$sku" | jq '.warehouses[] | select(.warehouse == "UK-GC")
+    | .on_hand == .snapshot + .pending')" true "UK-GC on hand without the goods on their way"
+if t stock "$sku" | grep -q INBOUND; then ok; else bad "no INBOUND column in tally stock"; fi
+check_eq "$(t --json exceptions --kind stock_drift | jq '.items | length')" 1 \
+    "drift exceptions after the reconciliation"
+check_eq "$(t --json exceptions --kind stock_drift | jq -r '.items[0].sku // empty')" "${two[0]:-}" \
+    "the drifted SKU (its figure was wrong in the replica)"
+check_eq "$(st | jq '[.upstreams[] | select(.name == "wh:UK-GC") | .streams[]
+    | select(.name | endswith(":inventory")) | .repaired // 0] | add')" 1 \
+    "rows repaired by reconciliation (the SKU moved at Goodcang is not drift)"
 # A sanitizer build reports here (UBSan goes on after a report).
 if grep -E "runtime error|Sanitizer" "$tmp/tallyd.log" "$tmp/sim.err" >&2; then
     bad "sanitizer reports"

@@ -260,7 +260,7 @@ static void test_upgrade_receipt(void)
     struct store *st = NULL;
     CHECK_EQ_INT(store_open(path, true, &st, err, sizeof err), 0);
     store_close(st);
-    CHECK_EQ_INT(rh_rewind_schema(path, schema_latest() - 1), 0);
+    CHECK_EQ_INT(rh_rewind_schema(path, 11), 0);
     sqlite3 *db;
     CHECK_EQ_INT(sqlite3_open(path, &db), SQLITE_OK);
     CHECK_EQ_INT(sqlite3_exec(db,
@@ -299,6 +299,41 @@ static void test_upgrade_receipt(void)
                  "O2:1:-:Calle 1:- O3:0:A** G*****:Calle 1:28***");
     CHECK_EQ_INT(one_int(st, "SELECT COUNT(*) FROM sqlite_master WHERE name = 'orders_receipt'"),
                  1);
+    store_close(st);
+}
+
+/* Migration 13 on an existing replica: its stock rows keep their figures and have no
+ * in-transit figure yet (NULL, shown as "-"), until a warehouse reports one. */
+static void test_upgrade_inbound(void)
+{
+    char path[128], err[512] = "";
+    path_of(path, sizeof path, "v12inbound.db");
+    struct store *st = NULL;
+    CHECK_EQ_INT(store_open(path, true, &st, err, sizeof err), 0);
+    store_close(st);
+    CHECK_EQ_INT(rh_rewind_schema(path, 12), 0);
+    sqlite3 *db;
+    CHECK_EQ_INT(sqlite3_open(path, &db), SQLITE_OK);
+    CHECK_EQ_INT(sqlite3_exec(db,
+                              "INSERT INTO stock(sku, warehouse, snapshot, upstream_version)"
+                              " VALUES(1, 1, 9, 4)",
+                              NULL, NULL, NULL),
+                 SQLITE_OK);
+    CHECK(sqlite3_exec(db, "SELECT inbound FROM stock", NULL, NULL, NULL) != SQLITE_OK);
+    sqlite3_close(db);
+    st = NULL;
+    CHECK_EQ_INT(store_open(path, false, &st, err, sizeof err), 0);
+    if (!st) {
+        fprintf(stderr, "store_open: %s\n", err);
+        return;
+    }
+    CHECK_EQ_INT(store_schema_version(st), schema_latest());
+    CHECK_EQ_STR(pragma_text(st, "SELECT snapshot || ':' || upstream_version || ':' ||"
+                                 " IFNULL(inbound, '-') FROM stock"),
+                 "9:4:-");
+    CHECK_EQ_INT(sqlite3_exec(store_db(st), "UPDATE stock SET inbound = 3", NULL, NULL, NULL),
+                 SQLITE_OK);
+    CHECK_EQ_INT(one_int(st, "SELECT inbound FROM stock"), 3);
     store_close(st);
 }
 
@@ -549,6 +584,7 @@ int main(void)
     test_upgrade_sent_at();
     test_upgrade_services();
     test_upgrade_receipt();
+    test_upgrade_inbound();
     test_no_wal();
 
     char cmd[128];

@@ -32,7 +32,7 @@ all_done() {
 wait_until 120 all_done
 ctl -X POST -d '{"count": 25}' "$base/control/orders" >/dev/null
 mark_rounds
-wait_until 60 all_done
+wait_until 180 all_done
 
 # Catalog: every SKU of the simulator, listed under its product (none left as a placeholder).
 check_eq "$(st | jq .replica.skus)" 3000 "SKUs in the replica"
@@ -99,7 +99,7 @@ echo "marketplace faults dealt: $(jq -c '.faults' "$tmp/stats.json" | head -c 30
 ctl -X DELETE "$base/control/faults" >/dev/null
 wait_until 60 outbox_empty
 mark_rounds
-wait_until 60 all_done
+wait_until 180 all_done
 sleep 2 # the last published values
 violations=0 published=0
 for s in "${skus[@]}"; do

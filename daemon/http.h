@@ -39,7 +39,7 @@ struct http_req {
     /* More request headers, "Name: value" lines, NULL-terminated; NULL for none. They may
      * hold secrets (Goodcang's app-token): never logged. */
     const char *const *extra_headers;
-    const char *body;         /* POST body (copied by curl); NULL for none */
+    const char *body; /* POST body (copied by curl); NULL for none */
     size_t body_len;
     long connect_timeout_ms; /* default 5000 */
     long timeout_ms;         /* default 30000 */

@@ -244,39 +244,14 @@ static const char *const product_statuses[] = {"onSelling", "offline", "auditing
                                                "editingRequired"};
 #define N_PRODUCT_STATUSES (int)(sizeof product_statuses / sizeof product_statuses[0])
 
-/* An intrusive list of what is in flight, so that free() can let go of it. */
-struct node {
-    struct node *prev, *next;
-};
-
-static void node_add(struct node **head, struct node *n)
-{
-    n->prev = NULL;
-    n->next = *head;
-    if (*head)
-        (*head)->prev = n;
-    *head = n;
-}
-
-static void node_del(struct node **head, struct node *n)
-{
-    if (n->prev)
-        n->prev->next = n->next;
-    else if (*head == n)
-        *head = n->next;
-    if (n->next)
-        n->next->prev = n->prev;
-    n->prev = n->next = NULL;
-}
-
 struct ae {
     char secret[256]; /* secret: the app secret (signing key) */
     char token[1024]; /* secret: the seller's access token */
     enum iop_sign_method sign;
     bool have_offset;
     int64_t offset_s;         /* the gateway's clock minus ours, from answers' Date header */
-    struct node *calls;       /* requests in flight (struct ae_call) */
-    struct node *pulls;       /* pages not yet handed to the engine (struct ae_pull) */
+    struct call_link *calls;  /* requests in flight (struct ae_call) */
+    struct call_link *pulls;  /* pages not yet handed to the engine (struct ae_pull) */
     struct ae_pull *carry[2]; /* per stream: a page that failed, with what it had read */
     char regex_warned[8][65]; /* services whose tracking_no_regex was logged as not checkable */
     struct ae_rcpt *rcpt;     /* the receipts page in progress */
@@ -290,7 +265,7 @@ typedef void (*answer_fn)(struct ae_call *c, int outcome, const cJSON *resp);
 
 /* One gateway request. */
 struct ae_call {
-    struct node node; /* first: the list casts */
+    struct call_link node; /* first: the list casts */
     struct http_req req;
     struct upstream *u;
     int kind;
@@ -321,7 +296,7 @@ struct ae_item {
 
 /* One page of a stream, from the list request to the engine's release(). */
 struct ae_pull {
-    struct node node; /* first */
+    struct call_link node; /* first */
     struct upstream *u;
     int stream;
     struct pull_page page;
@@ -779,7 +754,7 @@ static void on_answer(struct http_req *r)
 {
     struct ae_call *c = r->data;
     struct ae *a = c->u->conn;
-    node_del(&a->calls, &c->node);
+    call_link_remove(&a->calls, &c->node);
     const cJSON *resp = NULL;
     if (c->req.curl_code == 0)
         c->gw_now = note_date(a, c->req.date);
@@ -857,7 +832,7 @@ static struct ae_call *call_start(struct upstream *u, int kind, const char *meth
         call_free(c);
         return NULL;
     }
-    node_add(&a->calls, &c->node);
+    call_link_add(&a->calls, &c->node);
     return c;
 }
 
@@ -923,7 +898,7 @@ static int apply_orders(struct pull_page *pg, struct store *st, struct checkpoin
 static void pull_finish(struct ae_pull *p)
 {
     struct ae *a = p->u->conn;
-    node_del(&a->pulls, &p->node);
+    call_link_remove(&a->pulls, &p->node);
     if (p->worst == SYNC_TRANSIENT && p->list) {
         struct pull_page failed = {.outcome = SYNC_TRANSIENT,
                                    .retry_after_s = p->page.retry_after_s,
@@ -1226,7 +1201,7 @@ static void ae_pull(struct upstream *u, int stream, const struct checkpoint *cp)
         p->page.retry_after_s = -1;
         p->next = 0;
         p->parallel = parallel;
-        node_add(&a->pulls, &p->node);
+        call_link_add(&a->pulls, &p->node);
         pump(p);
         return;
     }
@@ -1252,7 +1227,7 @@ static void ae_pull(struct upstream *u, int stream, const struct checkpoint *cp)
     p->full = full;
     p->window_from = from;
     p->started = store_now();
-    node_add(&a->pulls, &p->node);
+    call_link_add(&a->pulls, &p->node);
 
     struct jbuf q = {0};
     char t[32] = "";
@@ -3311,7 +3286,7 @@ static void ae_free(struct upstream *u)
         return;
     while (a->calls) {
         struct ae_call *c = (struct ae_call *)a->calls;
-        node_del(&a->calls, &c->node);
+        call_link_remove(&a->calls, &c->node);
         if (c->kind == CALL_PUSH) {
             struct push_batch *b = c->owner;
             b->outcome = SYNC_TRANSIENT;
@@ -3329,7 +3304,7 @@ static void ae_free(struct upstream *u)
     }
     while (a->pulls) {
         struct ae_pull *p = (struct ae_pull *)a->pulls;
-        node_del(&a->pulls, &p->node);
+        call_link_remove(&a->pulls, &p->node);
         free_pull(p);
     }
     for (int i = 0; i < 2; i++)

@@ -150,7 +150,7 @@ struct fpx {
     int64_t last_version;    /* the last stock version handed out (ms) */
     int64_t next_sweep_ms;   /* when the outbound stream next reads from its oldest open order */
     bool seeded;             /* last_version was raised to the replica's newest */
-    struct fpx_call *calls;  /* in flight, so a stop can release them */
+    struct call_link *calls; /* in flight, so a stop can release them */
 };
 
 struct fpx_call {
@@ -181,7 +181,7 @@ struct fpx_call {
     /* push */
     char ref[TALLY_MAX_ID_LEN + 1];
     char refusal[256];
-    struct fpx_call *prev, *next;
+    struct call_link link; /* in the connector's list while in flight */
 };
 
 static const char *wh_remote(const struct upstream *u)
@@ -791,7 +791,7 @@ static void fpx_free(struct upstream *u)
     if (!f)
         return;
     while (f->calls) {
-        struct fpx_call *c = f->calls;
+        struct fpx_call *c = CALL_OWNER(f->calls, struct fpx_call);
         struct push_batch *b = c->batch;
         call_free(c);
         if (b)
@@ -808,10 +808,7 @@ static struct fpx_call *call_new(struct upstream *u)
     if (!c)
         return NULL;
     struct fpx *f = u->conn;
-    c->next = f->calls;
-    if (f->calls)
-        f->calls->prev = c;
-    f->calls = c;
+    call_link_add(&f->calls, &c->link);
     c->u = u;
     c->req.data = c;
     upstream_timeouts(u, &c->req);
@@ -822,12 +819,7 @@ static struct fpx_call *call_new(struct upstream *u)
 static void call_free(struct fpx_call *c)
 {
     struct fpx *f = c->u->conn;
-    if (c->prev)
-        c->prev->next = c->next;
-    else if (f)
-        f->calls = c->next;
-    if (c->next)
-        c->next->prev = c->prev;
+    call_link_remove(f ? &f->calls : NULL, &c->link);
     http_req_reset(&c->req);
     jb_free(&c->body);
     free(c->url);

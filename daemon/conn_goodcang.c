@@ -127,7 +127,7 @@ struct gc {
     char h_token[1100]; /* "app-token: ..." (secret) */
     const char *hdrs[3];
     int64_t last_version; /* the last stock version given (ms) */
-    struct gc_call *calls;
+    struct call_link *calls;
 };
 
 struct gc_call {
@@ -153,7 +153,7 @@ struct gc_call {
     /* A create refused: Goodcang's reason, kept while the reference is looked up (a refused
      * duplicate reference_no means the order / GRN is there: done, never held). */
     char refused[256];
-    struct gc_call *prev, *next;
+    struct call_link link; /* in the connector's list while in flight */
 };
 
 static void call_free(struct gc_call *c);
@@ -221,7 +221,7 @@ static void gc_free(struct upstream *u)
     if (!g)
         return;
     while (g->calls) {
-        struct gc_call *c = g->calls;
+        struct gc_call *c = CALL_OWNER(g->calls, struct gc_call);
         struct push_batch *b = c->batch;
         call_free(c);
         if (b)
@@ -239,10 +239,7 @@ static struct gc_call *call_new(struct upstream *u)
     struct gc_call *c = calloc(1, sizeof *c);
     if (!c)
         return NULL;
-    c->next = g->calls;
-    if (g->calls)
-        g->calls->prev = c;
-    g->calls = c;
+    call_link_add(&g->calls, &c->link);
     c->u = u;
     c->req.data = c;
     c->page.retry_after_s = -1;
@@ -252,12 +249,7 @@ static struct gc_call *call_new(struct upstream *u)
 static void call_free(struct gc_call *c)
 {
     struct gc *g = c->u->conn;
-    if (c->prev)
-        c->prev->next = c->next;
-    else if (g)
-        g->calls = c->next;
-    if (c->next)
-        c->next->prev = c->prev;
+    call_link_remove(g ? &g->calls : NULL, &c->link);
     http_req_reset(&c->req);
     jb_free(&c->body);
     cJSON_Delete(c->doc);

@@ -49,8 +49,8 @@
 struct wms_call;
 
 struct wms {
-    char token[1024];       /* secret */
-    struct wms_call *calls; /* in flight, so a stop can release them */
+    char token[1024];        /* secret */
+    struct call_link *calls; /* in flight, so a stop can release them */
 };
 
 /* One request in flight: a page pull or a push. */
@@ -66,7 +66,7 @@ struct wms_call {
     int64_t new_version;
     char new_cursor[256];
     bool reconcile;
-    struct wms_call *prev, *next; /* in struct wms's list while in flight */
+    struct call_link link; /* in the connector's list while in flight */
 };
 
 enum { STREAM_INVENTORY, STREAM_OUTBOUND };
@@ -110,7 +110,7 @@ static void wms_free(struct upstream *u)
      * back to the engine, which drops them too (their rows stay 'inflight' and are sent
      * again at the next start). */
     while (w->calls) {
-        struct wms_call *c = w->calls;
+        struct wms_call *c = CALL_OWNER(w->calls, struct wms_call);
         struct push_batch *b = c->batch;
         call_free(c);
         if (b)
@@ -127,10 +127,7 @@ static struct wms_call *call_new(struct upstream *u)
     if (!c)
         return NULL;
     struct wms *w = u->conn;
-    c->next = w->calls;
-    if (w->calls)
-        w->calls->prev = c;
-    w->calls = c;
+    call_link_add(&w->calls, &c->link);
     c->u = u;
     c->req.data = c;
     c->req.auth_bearer = ((struct wms *)u->conn)->token;
@@ -142,12 +139,7 @@ static struct wms_call *call_new(struct upstream *u)
 static void call_free(struct wms_call *c)
 {
     struct wms *w = c->u->conn;
-    if (c->prev)
-        c->prev->next = c->next;
-    else if (w)
-        w->calls = c->next;
-    if (c->next)
-        c->next->prev = c->prev;
+    call_link_remove(w ? &w->calls : NULL, &c->link);
     http_req_reset(&c->req);
     jb_free(&c->body);
     cJSON_Delete(c->doc);

@@ -210,6 +210,34 @@ struct upstream {
     struct stream_state streams[UPSTREAM_MAX_STREAMS];
 };
 
+/* A connector's requests in flight, so that its free() can end them: each call structure holds
+ * a `struct call_link link`, the connector's state a `struct call_link *calls` head. */
+struct call_link {
+    struct call_link *prev, *next;
+};
+#define CALL_OWNER(ptr, type) ((type *)(void *)((char *)(ptr)-offsetof(type, link)))
+
+static inline void call_link_add(struct call_link **head, struct call_link *l)
+{
+    l->prev = NULL;
+    l->next = *head;
+    if (*head)
+        (*head)->prev = l;
+    *head = l;
+}
+
+/* Takes l out of the list; `head` may be NULL once the connector's state is gone. */
+static inline void call_link_remove(struct call_link **head, struct call_link *l)
+{
+    if (l->prev)
+        l->prev->next = l->next;
+    else if (head && *head == l)
+        *head = l->next;
+    if (l->next)
+        l->next->prev = l->prev;
+    l->prev = l->next = NULL;
+}
+
 /* Applies the upstream's timeouts to a request: total, connect, and a stalled transfer. */
 static inline void upstream_timeouts(const struct upstream *u, struct http_req *r)
 {

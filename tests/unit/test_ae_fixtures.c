@@ -258,7 +258,7 @@ static struct ae_pull *new_pull(int stream)
     p->page.retry_after_s = -1;
     p->page.total = -1;
     p->started = store_now();
-    node_add(&a->pulls, &p->node);
+    call_link_add(&a->pulls, &p->node);
     return p;
 }
 
@@ -268,7 +268,7 @@ static void teardown(void)
     http_close(up.http);
     while (a->calls) {
         struct ae_call *c = (struct ae_call *)a->calls;
-        node_del(&a->calls, &c->node);
+        call_link_remove(&a->calls, &c->node);
         if (c->kind == CALL_PUBLISH) {
             struct ae_pub *s = c->owner;
             free(s->group);
@@ -280,7 +280,7 @@ static void teardown(void)
     }
     while (a->pulls) {
         struct ae_pull *p = (struct ae_pull *)a->pulls;
-        node_del(&a->pulls, &p->node);
+        call_link_remove(&a->pulls, &p->node);
         free_pull(p);
     }
     free(a);
@@ -1092,7 +1092,7 @@ static void masked_detail(struct rh *h, const char *oid, const char *addr)
     CHECK_EQ_INT((int)p->bad, 0);
     cJSON_Delete(it.doc);
     struct ae *a = up.conn;
-    node_del(&a->pulls, &p->node);
+    call_link_remove(&a->pulls, &p->node);
     free_pull(p);
 }
 
@@ -1106,10 +1106,10 @@ static void masked_detail(struct rh *h, const char *oid, const char *addr)
 static struct ae_call *take_receipt_call(void)
 {
     struct ae *a = up.conn;
-    for (struct node *n = a->calls; n; n = n->next) {
+    for (struct call_link *n = a->calls; n; n = n->next) {
         struct ae_call *c = (struct ae_call *)n;
         if (c->kind == CALL_RECEIPT) {
-            node_del(&a->calls, n);
+            call_link_remove(&a->calls, n);
             return c;
         }
     }

@@ -24,6 +24,7 @@
 #include "sync.h"
 #include "tallyd.h"
 #include "tally/protocol.h"
+#include "worker.h"
 
 struct runtime {
     struct tallyd d;
@@ -72,6 +73,7 @@ static void shutdown_daemon(struct runtime *rt, const char *why)
     sync_stop(rt->d.sync);
     rt->d.sync = NULL;
     fulfil_stop(&rt->d);
+    workers_stop(&rt->d);
     uv_close((uv_handle_t *)&rt->sigterm, NULL);
     uv_close((uv_handle_t *)&rt->sigint, NULL);
     if (rt->have_watchdog)
@@ -292,6 +294,11 @@ int main(int argc, char **argv)
     uv_signal_start(&rt.sigterm, on_signal, SIGTERM);
     uv_signal_start(&rt.sigint, on_signal, SIGINT);
     int failed = 0;
+    if (workers_start(d, err, sizeof err) != 0) {
+        log_error("%s", err);
+        store_close(d->store);
+        return 1;
+    }
     if (server_start(d, &d->server, err, sizeof err) != 0) {
         failed = 1;
     } else if (sync_start(d, &d->sync, err, sizeof err) != 0) {
@@ -307,7 +314,9 @@ int main(int argc, char **argv)
             server_stop(d->server);
         uv_close((uv_handle_t *)&rt.sigterm, NULL);
         uv_close((uv_handle_t *)&rt.sigint, NULL);
+        workers_stop(d);
         uv_run(d->loop, UV_RUN_DEFAULT);
+        workers_free(d);
         store_close(d->store);
         return 1;
     }
@@ -326,6 +335,7 @@ int main(int argc, char **argv)
     uv_walk(d->loop, on_walk_close, NULL);
     uv_run(d->loop, UV_RUN_DEFAULT);
     uv_loop_close(d->loop);
+    workers_free(d);
     store_close(d->store);
     log_info("stopped");
     return 0;

@@ -1,5 +1,6 @@
 #include "store.h"
 
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,6 +33,10 @@ struct store {
     bool in_tx; /* between a successful store_begin and its commit or rollback */
     struct held_item *held, **held_tail;
     size_t held_bytes;
+    pthread_mutex_t *writer; /* store_set_writer_lock: held from begin to commit/rollback */
+    bool locked;             /* this connection holds *writer */
+    bool keep_held;          /* store_keep_held: committed work waits in `ready` */
+    struct held_item *ready, **ready_tail;
 };
 
 void store_set_publish(struct store *st, bool on)
@@ -122,7 +127,10 @@ static int user_version(sqlite3 *db)
     return v;
 }
 
-int store_open(const char *path, bool sync_full, struct store **out, char *err, size_t errlen)
+/* Opens one connection; `extra` is one more connection to a replica tallyd already opened
+ * and migrated (store_open_extra), `readonly` one that never writes. */
+static int open_conn(const char *path, bool sync_full, bool extra, bool readonly,
+                     struct store **out, char *err, size_t errlen)
 {
     struct store *st = calloc(1, sizeof *st);
     if (!st) {
@@ -131,6 +139,7 @@ int store_open(const char *path, bool sync_full, struct store **out, char *err, 
     }
     st->path = strdup(path);
     st->held_tail = &st->held;
+    st->ready_tail = &st->ready;
     st->nslots = 256;
     st->slots = calloc(st->nslots, sizeof *st->slots);
     if (!st->path || !st->slots) {
@@ -140,8 +149,9 @@ int store_open(const char *path, bool sync_full, struct store **out, char *err, 
     }
     /* The replica holds buyers' personal data: owner-only from creation on. */
     mode_t old = umask(077);
-    int rc = sqlite3_open_v2(
-        path, &st->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
+    int flags =
+        readonly ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE | (extra ? 0 : SQLITE_OPEN_CREATE);
+    int rc = sqlite3_open_v2(path, &st->db, flags | SQLITE_OPEN_NOMUTEX, NULL);
     umask(old);
     if (rc != SQLITE_OK) {
         snprintf(err, errlen, "%s: %s", path, st->db ? sqlite3_errmsg(st->db) : "cannot open");
@@ -151,7 +161,7 @@ int store_open(const char *path, bool sync_full, struct store **out, char *err, 
     sqlite3_extended_result_codes(st->db, 1);
     sqlite3_busy_timeout(st->db, 5000);
     char e[256];
-    if (set_wal(st->db, e, sizeof e) != SQLITE_OK ||
+    if ((!readonly && set_wal(st->db, e, sizeof e) != SQLITE_OK) ||
         exec(st->db, sync_full ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL", e,
              sizeof e) != SQLITE_OK ||
         exec(st->db, "PRAGMA foreign_keys=ON", e, sizeof e) != SQLITE_OK ||
@@ -173,6 +183,15 @@ int store_open(const char *path, bool sync_full, struct store **out, char *err, 
                  sqlite3_errmsg(st->db));
         store_close(st);
         return -1;
+    }
+    if (extra && v != schema_latest()) {
+        snprintf(err, errlen, "%s: schema version %d, expected %d", path, v, schema_latest());
+        store_close(st);
+        return -1;
+    }
+    if (extra) {
+        *out = st; /* off the loop: keeps the long busy timeout of its own */
+        return 0;
     }
     if (v > schema_latest()) {
         snprintf(err, errlen,
@@ -202,6 +221,17 @@ int store_open(const char *path, bool sync_full, struct store **out, char *err, 
     return 0;
 }
 
+int store_open(const char *path, bool sync_full, struct store **out, char *err, size_t errlen)
+{
+    return open_conn(path, sync_full, false, false, out, err, errlen);
+}
+
+int store_open_extra(const char *path, bool sync_full, bool readonly, struct store **out, char *err,
+                     size_t errlen)
+{
+    return open_conn(path, sync_full, true, readonly, out, err, errlen);
+}
+
 static void held_drop(struct store *st)
 {
     for (struct held_item *h = st->held, *next; h; h = next) {
@@ -217,10 +247,21 @@ static void held_drop(struct store *st)
 static void tx_end(struct store *st, bool committed)
 {
     st->in_tx = false;
+    if (st->locked) {
+        st->locked = false;
+        pthread_mutex_unlock(st->writer);
+    }
     struct held_item *h = st->held;
     st->held = NULL;
     st->held_tail = &st->held;
     st->held_bytes = 0;
+    if (committed && st->keep_held && h) {
+        *st->ready_tail = h;
+        while (h->next)
+            h = h->next;
+        st->ready_tail = &h->next;
+        return;
+    }
     while (h) {
         struct held_item *next = h->next;
         if (committed)
@@ -235,6 +276,7 @@ void store_close(struct store *st)
     if (!st)
         return;
     held_drop(st);
+    store_ready_free(store_take_ready(st));
     for (size_t i = 0; i < st->nslots; i++)
         sqlite3_finalize(st->slots ? st->slots[i].stmt : NULL);
     if (st->db) {
@@ -355,12 +397,54 @@ static int run_simple(struct store *st, const char *sql, const char *what)
 
 int store_begin(struct store *st)
 {
+    if (st->writer && !st->locked) {
+        pthread_mutex_lock(st->writer);
+        st->locked = true;
+    }
     int r = run_simple(st, "BEGIN IMMEDIATE", "begin");
     if (r == 0) {
         held_drop(st); /* nothing can be held outside a transaction; be sure */
         st->in_tx = true;
+    } else if (st->locked) {
+        st->locked = false;
+        pthread_mutex_unlock(st->writer);
     }
     return r;
+}
+
+void store_set_writer_lock(struct store *st, pthread_mutex_t *mu)
+{
+    st->writer = mu;
+}
+
+void store_keep_held(struct store *st, bool keep)
+{
+    st->keep_held = keep;
+}
+
+struct store_ready *store_take_ready(struct store *st)
+{
+    struct held_item *h = st->ready;
+    st->ready = NULL;
+    st->ready_tail = &st->ready;
+    return (struct store_ready *)h;
+}
+
+void store_ready_run(struct store_ready *list)
+{
+    for (struct held_item *h = (struct held_item *)list, *next; h; h = next) {
+        next = h->next;
+        h->fn(h->arg, h->data, h->len);
+        free(h);
+    }
+}
+
+void store_ready_free(struct store_ready *list)
+{
+    for (struct held_item *h = (struct held_item *)list, *next; h; h = next) {
+        next = h->next;
+        free(h);
+    }
 }
 
 int store_commit(struct store *st)
@@ -378,10 +462,11 @@ int store_commit(struct store *st)
 
 void store_rollback(struct store *st)
 {
+    /* SQLite may have rolled back already (e.g. after SQLITE_FULL); the writer lock is
+     * released after the rollback, never before. */
+    if (!sqlite3_get_autocommit(st->db))
+        run_simple(st, "ROLLBACK", "rollback");
     tx_end(st, false);
-    if (sqlite3_get_autocommit(st->db))
-        return; /* SQLite already rolled back (e.g. after SQLITE_FULL) */
-    run_simple(st, "ROLLBACK", "rollback");
 }
 
 bool store_in_tx(const struct store *st)

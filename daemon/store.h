@@ -11,6 +11,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <sqlite3.h>
 
@@ -29,6 +30,38 @@ struct store;
  */
 int store_open(const char *path, bool sync_full, struct store **out, char *err, size_t errlen);
 void store_close(struct store *st); /* NULL is a no-op */
+
+/*
+ * One more connection to the replica store_open opened and migrated (worker.c's threads):
+ * refuses any other schema version, runs no migration, keeps a busy timeout of 5 s (it never
+ * runs on the loop). `readonly` opens it read-only (long reads: reports, exports, counts).
+ * A connection is used by one thread at a time.
+ */
+int store_open_extra(const char *path, bool sync_full, bool readonly, struct store **out, char *err,
+                     size_t errlen);
+
+/*
+ * One writer at a time, in the process (README "Architecture"): every connection that writes
+ * is given the same mutex; store_begin takes it before BEGIN IMMEDIATE and the transaction's
+ * end (commit, rollback, failed begin) releases it. A thread holds it for one transaction
+ * only and never waits for another thread while holding it, so it cannot deadlock; the loop
+ * waits at most for one worker transaction, which workers keep to about a millisecond
+ * (WORKER_SLICE_US, worker.h). Writes outside store_begin (autocommit) do not take it: on the
+ * loop they fail with TALLY_E_BUSY after STORE_BUSY_MS, like any lock held elsewhere.
+ */
+void store_set_writer_lock(struct store *st, pthread_mutex_t *mu);
+
+/*
+ * On a worker's connection, work held with store_after_commit must run on the loop, not on
+ * the worker's thread: with keep on, a commit moves it to a ready list instead of running it;
+ * store_take_ready takes that list (NULL when empty) for store_ready_run on the loop (which
+ * frees it) or store_ready_free.
+ */
+struct store_ready;
+void store_keep_held(struct store *st, bool keep);
+struct store_ready *store_take_ready(struct store *st);
+void store_ready_run(struct store_ready *list);
+void store_ready_free(struct store_ready *list);
 
 sqlite3 *store_db(struct store *st);
 const char *store_path(const struct store *st);

@@ -17,6 +17,7 @@ struct server;
 struct sync_engine;
 struct fulfil;
 struct privacy;
+struct workers;
 
 struct tallyd {
     uv_loop_t *loop;
@@ -26,6 +27,7 @@ struct tallyd {
     struct sync_engine *sync;
     struct fulfil *fulfil;   /* fulfil.c: the order lifecycle's timer */
     struct privacy *privacy; /* privacy.c: the purge in progress, or NULL */
+    struct workers *workers; /* worker.c: jobs off the loop, the writer lock */
     int64_t started_at;
     bool have_writer_gid; /* writer_group resolved to a gid at start */
     gid_t writer_gid;

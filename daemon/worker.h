@@ -1,0 +1,74 @@
+/*
+ * Work off the loop (DESIGN.md "Engineering rules": nothing holds the loop for more than about a
+ * millisecond). Two kinds of jobs, both on libuv's thread pool, each with a SQLite connection of
+ * its own (store_open_extra), never the loop's:
+ *
+ *  - write jobs (worker_write): bulk ingest (pulled pages, reconciliation, imports),
+ *    housekeeping. They run one at a time, in the order submitted, on the one writer
+ *    connection. A write job keeps each transaction to about WORKER_SLICE_US (store_begin
+ *    takes the process's writer lock, store.h), so a write on the loop waits for one slice at
+ *    most, and reads on the loop never wait (WAL).
+ *  - read jobs (worker_read): long reads (reports, exports, counts). Up to WORKER_READERS run
+ *    at once, each on a read-only connection; a caller's answer is sent from `done`, so the
+ *    loop goes on answering others meanwhile (rpc.c answers out of order).
+ *
+ * `run` executes on a worker thread with that job's connection; it must not touch the loop's
+ * state (the loop's store, the server, the sync engine, uv handles): what it needs it copies
+ * into the job before submitting, what it finds it leaves in the job. Work it holds with
+ * store_after_commit on its connection runs on the loop, after `run` returned and before
+ * `done` (events to watchers, in commit order).
+ *
+ * `done` executes on the loop, always exactly once per submitted job, with run's result, or
+ * TALLY_E_SHUTTING_DOWN when the job was cancelled before it ran (tallyd stopping), or the
+ * error of opening the connection. It owns the job from then on (frees it). During a stop
+ * (d->stopping) `done` still runs: the job's owner must tolerate that, e.g. by having been
+ * detached from the job by its own stop.
+ */
+#ifndef TALLY_WORKER_H
+#define TALLY_WORKER_H
+
+#include <stdint.h>
+#include <uv.h>
+
+struct tallyd;
+struct store;
+struct store_ready;
+
+/* About how long one worker transaction holds the writer lock (microseconds). */
+#define WORKER_SLICE_US 1000
+/* Read jobs at once (libuv's pool has 4 threads; one stays for the writer). */
+#define WORKER_READERS 2
+
+struct worker_job {
+    int (*run)(struct worker_job *job, struct store *st); /* on a worker thread */
+    void (*done)(struct worker_job *job, int status);     /* on the loop */
+    /* private */
+    uv_work_t work;
+    struct workers *w;
+    struct worker_job *next;
+    struct store *st;
+    struct store_ready *ready;
+    int status;
+    int slot; /* a read job's connection, rst[slot] */
+    int is_write;
+};
+
+/* Sets up the writer lock on d->store and the pool (connections open on first use). */
+int workers_start(struct tallyd *d, char *err, size_t errlen);
+/* Cancels jobs not yet running (their done gets TALLY_E_SHUTTING_DOWN); running ones finish
+ * and their done runs on the loop's last turns. */
+void workers_stop(struct tallyd *d);
+/* After the loop has run out: closes the connections. */
+void workers_free(struct tallyd *d);
+
+/* Queue a job; 0, or TALLY_E_SHUTTING_DOWN (stopping: done is not called). */
+int worker_write(struct tallyd *d, struct worker_job *job);
+int worker_read(struct tallyd *d, struct worker_job *job);
+
+/* Jobs submitted and not done yet (status; tests). */
+int workers_pending(const struct tallyd *d);
+
+/* Monotonic microseconds, for slicing (CLOCK_MONOTONIC). */
+int64_t worker_now_us(void);
+
+#endif

@@ -1,0 +1,176 @@
+/*
+ * Unit: worker.c, work off the loop. Write jobs run one at a time in the order submitted on a
+ * connection of their own; what they hold for their commit runs on the loop before their done;
+ * a loop transaction and a worker transaction never overlap (the writer lock), and the loop
+ * reads committed data while a worker writes; read jobs see committed data on read-only
+ * connections and cannot write; a stop cancels queued jobs with TALLY_E_SHUTTING_DOWN.
+ */
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "check.h"
+#include "store.h"
+#include "tally/protocol.h"
+#include "tallyd.h"
+#include "worker.h"
+
+static pthread_t loop_thread;
+static char order[64];   /* the order done callbacks ran in */
+static char events[256]; /* after-commit work, in the order it ran */
+static int done_status[16];
+static atomic_int in_worker_tx; /* a worker transaction is open */
+static atomic_int overlap;      /* the loop saw one open while it held its own */
+
+struct tjob {
+    struct worker_job job;
+    int n;
+    int rows;
+};
+
+static void on_event(void *arg, const void *data, size_t len)
+{
+    (void)arg;
+    /* runs on the loop's thread */
+    if (!pthread_equal(pthread_self(), loop_thread))
+        strcat(events, "!");
+    strncat(events, data, len);
+}
+
+static int run_insert(struct worker_job *job, struct store *st)
+{
+    struct tjob *t = (struct tjob *)job;
+    for (int k = 0; k < t->rows; k++) {
+        int r = store_begin(st);
+        if (r)
+            return r;
+        atomic_store(&in_worker_tx, 1);
+        sqlite3_stmt *s = store_stmt(st, "INSERT INTO t(x) VALUES (?1)");
+        sqlite3_bind_int(s, 1, t->n * 1000 + k);
+        int rc = sqlite3_step(s);
+        usleep(200);
+        char c = (char)('a' + t->n);
+        store_after_commit(st, on_event, NULL, &c, 1);
+        atomic_store(&in_worker_tx, 0);
+        if (rc != SQLITE_DONE) {
+            store_rollback(st);
+            return TALLY_E_STORAGE;
+        }
+        if ((r = store_commit(st)) != 0)
+            return r;
+    }
+    return 0;
+}
+
+static int run_count(struct worker_job *job, struct store *st)
+{
+    struct tjob *t = (struct tjob *)job;
+    t->rows = (int)store_count(st, "SELECT count(*) FROM t", -1);
+    /* a read-only connection cannot write */
+    if (sqlite3_exec(store_db(st), "INSERT INTO t(x) VALUES (1)", NULL, NULL, NULL) == SQLITE_OK)
+        return TALLY_E_INTERNAL;
+    return 0;
+}
+
+static void on_done(struct worker_job *job, int status)
+{
+    struct tjob *t = (struct tjob *)job;
+    char c[2] = {(char)('0' + t->n), 0};
+    strcat(order, c);
+    done_status[t->n] = status;
+}
+
+static struct tallyd d;
+
+/* While jobs run, the loop writes and reads too. */
+static void on_tick(uv_timer_t *tm)
+{
+    if (store_begin(d.store) == 0) {
+        if (atomic_load(&in_worker_tx))
+            atomic_store(&overlap, 1);
+        sqlite3_exec(store_db(d.store), "INSERT INTO t(x) VALUES (-1)", NULL, NULL, NULL);
+        store_commit(d.store);
+    }
+    store_count(d.store, "SELECT count(*) FROM t", -1);
+    if (workers_pending(&d) == 0)
+        uv_timer_stop(tm);
+}
+
+int main(void)
+{
+    char dir[] = "/tmp/tally-worker.XXXXXX", path[128], err[256];
+    if (!mkdtemp(dir))
+        return 2;
+    snprintf(path, sizeof path, "%s/r.db", dir);
+    if (store_open(path, false, &d.store, err, sizeof err) != 0) {
+        fprintf(stderr, "store_open: %s\n", err);
+        return 2;
+    }
+    CHECK_EQ_INT(sqlite3_exec(store_db(d.store), "CREATE TABLE t(x INTEGER)", NULL, NULL, NULL),
+                 SQLITE_OK);
+    loop_thread = pthread_self();
+    d.loop = uv_default_loop();
+    CHECK_EQ_INT(workers_start(&d, err, sizeof err), 0);
+
+    struct tjob w[3] = {{.n = 0, .rows = 20}, {.n = 1, .rows = 20}, {.n = 2, .rows = 20}};
+    for (int i = 0; i < 3; i++) {
+        w[i].job.run = run_insert;
+        w[i].job.done = on_done;
+        CHECK_EQ_INT(worker_write(&d, &w[i].job), 0);
+    }
+    uv_timer_t tm;
+    uv_timer_init(d.loop, &tm);
+    uv_timer_start(&tm, on_tick, 0, 1);
+    uv_run(d.loop, UV_RUN_DEFAULT);
+    CHECK_EQ_STR(order, "012");
+    CHECK_EQ_INT(done_status[0] | done_status[1] | done_status[2], 0);
+    CHECK_EQ_INT(atomic_load(&overlap), 0);
+    /* 20 commits each, their work on the loop, in commit order */
+    CHECK_EQ_INT((int)strlen(events), 60);
+    CHECK(strchr(events, '!') == NULL);
+    CHECK(strspn(events, "a") == 20 && strspn(events + 20, "b") == 20);
+    CHECK_EQ_INT((int)store_count(d.store, "SELECT count(*) FROM t WHERE x >= 0", -1), 60);
+
+    /* Reads: committed data, read-only. */
+    order[0] = 0;
+    struct tjob r1 = {.n = 3}, r2 = {.n = 4};
+    r1.job.run = r2.job.run = run_count;
+    r1.job.done = r2.job.done = on_done;
+    CHECK_EQ_INT(worker_read(&d, &r1.job), 0);
+    CHECK_EQ_INT(worker_read(&d, &r2.job), 0);
+    uv_run(d.loop, UV_RUN_DEFAULT);
+    CHECK_EQ_INT(done_status[3], 0);
+    CHECK_EQ_INT(done_status[4], 0);
+    int64_t all = store_count(d.store, "SELECT count(*) FROM t", -1);
+    CHECK_EQ_INT(r1.rows, (int)all);
+    CHECK_EQ_INT(r2.rows, (int)all);
+
+    /* A stop cancels what has not started: the second write waits behind the first. */
+    order[0] = 0;
+    struct tjob s1 = {.n = 5, .rows = 5}, s2 = {.n = 6, .rows = 5};
+    s1.job.run = s2.job.run = run_insert;
+    s1.job.done = s2.job.done = on_done;
+    CHECK_EQ_INT(worker_write(&d, &s1.job), 0);
+    CHECK_EQ_INT(worker_write(&d, &s2.job), 0);
+    workers_stop(&d);
+    CHECK_EQ_INT(done_status[6], TALLY_E_SHUTTING_DOWN);
+    struct tjob s3 = {.n = 7};
+    s3.job.run = run_insert;
+    s3.job.done = on_done;
+    CHECK_EQ_INT(worker_write(&d, &s3.job), TALLY_E_SHUTTING_DOWN);
+    uv_run(d.loop, UV_RUN_DEFAULT);
+    CHECK_EQ_INT(done_status[5], 0);
+    CHECK_EQ_STR(order, "65");
+
+    workers_free(&d);
+    uv_loop_close(d.loop);
+    store_close(d.store);
+    char cmd[200];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    if (system(cmd) != 0)
+        return 2;
+    return check_result("test_worker");
+}

@@ -35,6 +35,134 @@ static void read_figures(sqlite3_stmt *s, int col, struct stock_figures *f)
     f->threshold = sqlite3_column_int64(s, col + 4);
 }
 
+/* One warehouse's row of stock.get, read before packing so the rows can be put in warehouse
+ * code order without a sorter in the statement. */
+struct stock_get_row {
+    char code[TALLY_MAX_ID_LEN + 1];
+    char country[TALLY_MAX_ID_LEN + 1];
+    bool serves;
+    struct stock_figures f;
+    int64_t version, as_of, inbound;
+    bool as_of_nil, inbound_nil;
+};
+
+/* Warehouses a SKU may have rows in, kept on the stack; more are read in further batches. */
+#define STOCK_GET_ROWS 16
+
+static void copy_col(char *dst, size_t cap, sqlite3_stmt *s, int col)
+{
+    const unsigned char *t = sqlite3_column_text(s, col);
+    size_t n = t ? (size_t)sqlite3_column_bytes(s, col) : 0;
+    if (n >= cap)
+        n = cap - 1;
+    if (n)
+        memcpy(dst, t, n);
+    dst[n] = 0;
+}
+
+/*
+ * stock.get's rows are encoded here straight into a buffer on the stack and appended in one
+ * write: a row is 15 keys and values, and going through the packer a call per key and per value
+ * cost more than the read itself. The encoding is MessagePack's, in the smallest form of each
+ * value, as msgpack-c's packer makes it (positive fixint, int8..int64, uint8..uint64).
+ */
+#define GET_ROW_MAX 1024 /* 15 keys (< 32 bytes each), two codes (<= 64 bytes), 12 ints */
+
+static unsigned char *put_raw(unsigned char *p, const void *b, size_t n)
+{
+    memcpy(p, b, n);
+    return p + n;
+}
+
+/* A key of fewer than 32 bytes, as a fixstr (`k` a string literal). */
+#define PUT_KEY(p, k) put_raw(put_u8((p), 0xa0 | (sizeof(k) - 1)), (k), sizeof(k) - 1)
+
+static unsigned char *put_u8(unsigned char *p, unsigned v)
+{
+    *p = (unsigned char)v;
+    return p + 1;
+}
+
+static unsigned char *put_be(unsigned char *p, unsigned tag, uint64_t v, int bytes)
+{
+    *p++ = (unsigned char)tag;
+    for (int i = bytes - 1; i >= 0; i--)
+        *p++ = (unsigned char)(v >> (8 * i));
+    return p;
+}
+
+static unsigned char *put_int(unsigned char *p, int64_t v)
+{
+    if (v >= 0) {
+        uint64_t u = (uint64_t)v;
+        if (u < 128)
+            return put_u8(p, (unsigned)u);
+        if (u <= UINT8_MAX)
+            return put_be(p, 0xcc, u, 1);
+        if (u <= UINT16_MAX)
+            return put_be(p, 0xcd, u, 2);
+        if (u <= UINT32_MAX)
+            return put_be(p, 0xce, u, 4);
+        return put_be(p, 0xcf, u, 8);
+    }
+    if (v >= -32)
+        return put_u8(p, (unsigned)(v & 0xff));
+    if (v >= INT8_MIN)
+        return put_be(p, 0xd0, (uint64_t)v, 1);
+    if (v >= INT16_MIN)
+        return put_be(p, 0xd1, (uint64_t)v, 2);
+    if (v >= INT32_MIN)
+        return put_be(p, 0xd2, (uint64_t)v, 4);
+    return put_be(p, 0xd3, (uint64_t)v, 8);
+}
+
+static unsigned char *put_str(unsigned char *p, const char *s)
+{
+    size_t n = strlen(s); /* <= TALLY_MAX_ID_LEN (copy_col bounds it) */
+    p = n < 32 ? put_u8(p, 0xa0 | (unsigned)n) : put_be(p, 0xd9, n, 1);
+    return put_raw(p, s, n);
+}
+
+static unsigned char *put_bool(unsigned char *p, bool b)
+{
+    return put_u8(p, b ? 0xc3 : 0xc2);
+}
+
+static unsigned char *put_int_or_nil(unsigned char *p, bool nil, int64_t v)
+{
+    return nil ? put_u8(p, 0xc0) : put_int(p, v);
+}
+
+static void pack_get_row(msgpack_packer *pk, const struct stock_get_row *w)
+{
+    unsigned char buf[GET_ROW_MAX], *p = buf;
+    const struct stock_figures *f = &w->f;
+    p = put_u8(p, 0x80 | 15); /* fixmap of 15 */
+    p = put_str(PUT_KEY(p, "warehouse"), w->code);
+    p = put_str(PUT_KEY(p, "country"), w->country);
+    p = put_bool(PUT_KEY(p, "serves_marketplace"), w->serves);
+    p = put_int(PUT_KEY(p, "snapshot"), f->snapshot);
+    p = put_int(PUT_KEY(p, "pending"), f->pending);
+    p = put_int(PUT_KEY(p, "on_hand"), stock_on_hand(f));
+    p = put_int(PUT_KEY(p, "reserved"), f->reserved);
+    p = put_int(PUT_KEY(p, "safety"), f->safety);
+    p = put_int(PUT_KEY(p, "available"), stock_available(f));
+    p = put_int(PUT_KEY(p, "threshold"), f->threshold);
+    p = put_bool(PUT_KEY(p, "low"), stock_is_low(f));
+    p = put_bool(PUT_KEY(p, "out"), stock_is_out(f));
+    p = put_int(PUT_KEY(p, "upstream_version"), w->version);
+    p = put_int_or_nil(PUT_KEY(p, "as_of"), w->as_of_nil, w->as_of);
+    /* Goods on their way in, as the warehouse reported them (nil: never): shown only. */
+    p = put_int_or_nil(PUT_KEY(p, "inbound"), w->inbound_nil, w->inbound);
+    pk->callback(pk->data, (const char *)buf, (size_t)(p - buf));
+}
+
+/*
+ * The hot path (issue 10: as fast as Redis GET). One statement, so one read transaction (each
+ * costs SQLite two fcntl locks on the WAL index): the SKU by its code, its stock rows by the
+ * primary key (sku, warehouse), each warehouse by id; no sorter and no allocation: the rows
+ * (a SKU is stocked in a handful of warehouses) are put in warehouse code order here.
+ */
 int cmd_stock_get(struct rpc_call *c)
 {
     struct mp_params p = {.map = c->params};
@@ -44,68 +172,92 @@ int cmd_stock_get(struct rpc_call *c)
     if (r)
         return rpc_fail(c, r, "%s", p.err);
     struct store *st = c->d->store;
-    sqlite3_stmt *s = store_stmt(st, "SELECT id, title FROM skus WHERE code = ?1");
+    sqlite3_stmt *s = store_stmt(st, "SELECT s.title, w.code, w.country, w.serves_marketplace,"
+                                     " st.snapshot, st.pending, st.reserved, st.safety,"
+                                     " st.threshold, st.upstream_version, st.as_of, st.inbound"
+                                     " FROM skus s LEFT JOIN stock st ON st.sku = s.id"
+                                     " LEFT JOIN warehouses w ON w.id = st.warehouse"
+                                     " WHERE s.code = ?1");
     if (!s)
         return TALLY_E_STORAGE;
     sqlite3_bind_text(s, 1, sku, (int)n, SQLITE_STATIC);
-    if (sqlite3_step(s) != SQLITE_ROW) {
+    int rc = sqlite3_step(s);
+    if (rc != SQLITE_ROW) {
         sqlite3_reset(s);
+        if (rc != SQLITE_DONE)
+            return store_error(st, rc, "stock.get");
         return rpc_fail(c, TALLY_E_NOT_FOUND, "no SKU '%.*s' in the catalog", (int)n, sku);
     }
-    int64_t id = sqlite3_column_int64(s, 0);
     msgpack_packer *pk = c->pk;
     msgpack_pack_map(pk, 5);
     mp_pack_key(pk, "sku");
     mp_pack_strn(pk, sku, n);
     mp_pack_key(pk, "title");
-    mp_pack_strz(pk, (const char *)sqlite3_column_text(s, 1));
-    sqlite3_reset(s);
+    mp_pack_strz(pk, (const char *)sqlite3_column_text(s, 0));
 
-    s = store_stmt(st, "SELECT w.code, w.country, w.serves_marketplace, st.snapshot, st.pending,"
-                       " st.reserved, st.safety, st.threshold, st.upstream_version, st.as_of,"
-                       " st.inbound FROM stock st JOIN warehouses w ON w.id = st.warehouse"
-                       " WHERE st.sku = ?1 ORDER BY w.code");
-    if (!s)
-        return TALLY_E_STORAGE;
-    sqlite3_bind_int64(s, 1, id);
-    struct stock_figures tot = {0};
-    int64_t mp_avail = 0, avail_sum = 0;
-    uint32_t rows = 0;
-    int rc;
-    mp_pack_key(pk, "warehouses");
-    size_t arr = mp_array_begin(pk);
-    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-        struct stock_figures f;
-        read_figures(s, 3, &f);
-        msgpack_pack_map(pk, 15);
-        mp_pack_kv_str(pk, "warehouse", (const char *)sqlite3_column_text(s, 0));
-        mp_pack_kv_str(pk, "country", (const char *)sqlite3_column_text(s, 1));
-        mp_pack_kv_bool(pk, "serves_marketplace", sqlite3_column_int(s, 2) != 0);
-        pack_figures(pk, &f);
-        mp_pack_kv_int(pk, "upstream_version", sqlite3_column_int64(s, 8));
-        mp_pack_key(pk, "as_of");
-        if (sqlite3_column_type(s, 9) == SQLITE_NULL)
-            msgpack_pack_nil(pk);
-        else
-            msgpack_pack_int64(pk, sqlite3_column_int64(s, 9));
-        /* Goods on their way in, as the warehouse reported them (nil: never): shown only. */
-        mp_pack_key(pk, "inbound");
-        if (sqlite3_column_type(s, 10) == SQLITE_NULL)
-            msgpack_pack_nil(pk);
-        else
-            msgpack_pack_int64(pk, sqlite3_column_int64(s, 10));
-        tot.snapshot += f.snapshot;
-        tot.pending += f.pending;
-        tot.reserved += f.reserved;
-        avail_sum += stock_available(&f);
-        if (sqlite3_column_int(s, 2))
-            mp_avail += stock_available(&f);
-        rows++;
+    struct stock_get_row small[STOCK_GET_ROWS], *rows = small;
+    size_t nrows = 0, cap = STOCK_GET_ROWS;
+    /* A SKU without stock rows comes back as one row with NULLs from the LEFT JOINs. */
+    for (; rc == SQLITE_ROW; rc = sqlite3_step(s)) {
+        if (sqlite3_column_type(s, 1) == SQLITE_NULL)
+            continue;
+        if (nrows == cap) {
+            struct stock_get_row *more =
+                malloc(2 * cap * sizeof *more); /* many warehouses: rare, bounded by them */
+            if (!more) {
+                rc = SQLITE_NOMEM;
+                break;
+            }
+            memcpy(more, rows, nrows * sizeof *rows);
+            if (rows != small)
+                free(rows);
+            rows = more;
+            cap *= 2;
+        }
+        struct stock_get_row *w = &rows[nrows];
+        copy_col(w->code, sizeof w->code, s, 1);
+        copy_col(w->country, sizeof w->country, s, 2);
+        w->serves = sqlite3_column_int(s, 3) != 0;
+        read_figures(s, 4, &w->f);
+        w->version = sqlite3_column_int64(s, 9);
+        w->as_of_nil = sqlite3_column_type(s, 10) == SQLITE_NULL;
+        w->as_of = sqlite3_column_int64(s, 10);
+        w->inbound_nil = sqlite3_column_type(s, 11) == SQLITE_NULL;
+        w->inbound = sqlite3_column_int64(s, 11);
+        /* Insertion into code order (byte order, as SQLite's BINARY collation). */
+        size_t i = nrows++;
+        if (i > 0 && strcmp(rows[i - 1].code, w->code) > 0) {
+            struct stock_get_row t = *w;
+            while (i > 0 && strcmp(rows[i - 1].code, t.code) > 0) {
+                rows[i] = rows[i - 1];
+                i--;
+            }
+            rows[i] = t;
+        }
     }
     sqlite3_reset(s);
-    if (rc != SQLITE_DONE)
+    if (rc != SQLITE_DONE) {
+        if (rows != small)
+            free(rows);
         return store_error(st, rc, "stock.get");
-    mp_array_end(pk, arr, rows);
+    }
+
+    struct stock_figures tot = {0};
+    int64_t mp_avail = 0, avail_sum = 0;
+    mp_pack_key(pk, "warehouses");
+    msgpack_pack_array(pk, (uint32_t)nrows);
+    for (size_t i = 0; i < nrows; i++) {
+        const struct stock_get_row *w = &rows[i];
+        pack_get_row(pk, w);
+        tot.snapshot += w->f.snapshot;
+        tot.pending += w->f.pending;
+        tot.reserved += w->f.reserved;
+        avail_sum += stock_available(&w->f);
+        if (w->serves)
+            mp_avail += stock_available(&w->f);
+    }
+    if (rows != small)
+        free(rows);
     mp_pack_key(pk, "total");
     msgpack_pack_map(pk, 5);
     mp_pack_kv_int(pk, "snapshot", tot.snapshot);
@@ -114,6 +266,7 @@ int cmd_stock_get(struct rpc_call *c)
     mp_pack_kv_int(pk, "reserved", tot.reserved);
     mp_pack_kv_int(pk, "available", avail_sum);
     mp_pack_kv_int(pk, "marketplace_available", mp_avail);
+    c->exact = true; /* counts fixed above; tests decode it whole (test_stock.c) */
     return 0;
 }
 

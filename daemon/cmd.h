@@ -35,9 +35,6 @@ int cmd_returns_inspect(struct rpc_call *c);
 int cmd_returns_list(struct rpc_call *c);
 int cmd_promo_check(struct rpc_call *c); /* cmd_report.c */
 int cmd_report(struct rpc_call *c);
-/* At tallyd's stop, before the server stops: answers the reports still being made with
- * shutting_down (their connections can still take it) and detaches them from their jobs. */
-void cmd_report_stop(struct tallyd *d);
 int cmd_privacy_purge(struct rpc_call *c);  /* cmd_privacy.c */
 int cmd_inbound_create(struct rpc_call *c); /* cmd_inbound.c */
 int cmd_inbound_list(struct rpc_call *c);

@@ -70,31 +70,18 @@ static void fts_phrase(const char *q, size_t n, char *out, size_t cap)
     out[o] = 0;
 }
 
-int cmd_catalog_search(struct rpc_call *c)
-{
-    struct mp_params p = {.map = c->params};
-    struct page_req pg;
-    const char *q;
+struct search_args {
+    char q[TALLY_MAX_ID_LEN + 1];
     size_t qn;
-    int r = cmd_page_params(c, &p, &pg);
-    if (r)
-        return r;
-    if ((r = mp_param_str(&p, "q", true, TALLY_MAX_ID_LEN, &q, &qn, NULL)) != 0)
-        return rpc_fail(c, r, "%s", p.err);
-    char phrase[2 * TALLY_MAX_ID_LEN + 4], hi[TALLY_MAX_ID_LEN + 2],
-        after[TALLY_MAX_ID_LEN + 1] = "";
-    fts_phrase(q, qn, phrase, sizeof phrase);
-    /* Codes are printable ASCII (below 0x7f), so those starting with q sort in [q, q + 0x7f). */
-    memcpy(hi, q, qn);
-    hi[qn] = 0x7f;
-    hi[qn + 1] = 0;
-    if (pg.cursor) {
-        if (pg.cursor_len > TALLY_MAX_ID_LEN)
-            return rpc_fail(c, TALLY_E_INVALID_PARAMS, "cursor is not one this method returned");
-        memcpy(after, pg.cursor, pg.cursor_len);
-        after[pg.cursor_len] = 0;
-    }
-    struct store *st = c->d->store;
+    char phrase[2 * TALLY_MAX_ID_LEN + 4], hi[TALLY_MAX_ID_LEN + 2], after[TALLY_MAX_ID_LEN + 1];
+    int64_t limit;
+};
+
+/* One page of catalog.search, on any connection (a worker's: rpc_defer_read). */
+static int search_pack(struct store *st, msgpack_packer *pk, const void *arg, char *err,
+                       size_t errlen)
+{
+    const struct search_args *a = arg;
     /* Both halves are index lookups: the code prefix on skus' code index, the title on the
      * trigram index (which needs 3 bytes; shorter queries match codes only). */
     sqlite3_stmt *s = store_stmt(
@@ -106,13 +93,12 @@ int cmd_catalog_search(struct rpc_call *c)
             " ORDER BY s.code LIMIT ?5");
     if (!s)
         return TALLY_E_STORAGE;
-    sqlite3_bind_text(s, 1, q, (int)qn, SQLITE_STATIC);
-    sqlite3_bind_text(s, 2, hi, (int)qn + 1, SQLITE_STATIC);
-    sqlite3_bind_text(s, 3, phrase, -1, SQLITE_STATIC);
-    sqlite3_bind_text(s, 4, after, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(s, 5, pg.limit + 1);
-    sqlite3_bind_int64(s, 6, (int64_t)qn);
-    msgpack_packer *pk = c->pk;
+    sqlite3_bind_text(s, 1, a->q, (int)a->qn, SQLITE_STATIC);
+    sqlite3_bind_text(s, 2, a->hi, (int)a->qn + 1, SQLITE_STATIC);
+    sqlite3_bind_text(s, 3, a->phrase, -1, SQLITE_STATIC);
+    sqlite3_bind_text(s, 4, a->after, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(s, 5, a->limit + 1);
+    sqlite3_bind_int64(s, 6, (int64_t)a->qn);
     msgpack_pack_map(pk, 2);
     mp_pack_key(pk, "items");
     size_t arr = mp_array_begin(pk);
@@ -121,7 +107,7 @@ int cmd_catalog_search(struct rpc_call *c)
     int rc;
     char last[TALLY_MAX_ID_LEN + 1] = "";
     while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-        if (count == pg.limit) {
+        if (count == a->limit) {
             more = true;
             break;
         }
@@ -136,8 +122,10 @@ int cmd_catalog_search(struct rpc_call *c)
         count++;
     }
     sqlite3_reset(s);
-    if (rc != SQLITE_DONE && rc != SQLITE_ROW)
+    if (rc != SQLITE_DONE && rc != SQLITE_ROW) {
+        snprintf(err, errlen, "the catalog could not be read");
         return store_error(st, rc, "catalog.search");
+    }
     mp_array_end(pk, arr, count);
     mp_pack_key(pk, "next_cursor");
     if (more)
@@ -145,4 +133,33 @@ int cmd_catalog_search(struct rpc_call *c)
     else
         msgpack_pack_nil(pk);
     return 0;
+}
+
+int cmd_catalog_search(struct rpc_call *c)
+{
+    struct mp_params p = {.map = c->params};
+    struct page_req pg;
+    const char *q;
+    size_t qn;
+    int r = cmd_page_params(c, &p, &pg);
+    if (r)
+        return r;
+    if ((r = mp_param_str(&p, "q", true, TALLY_MAX_ID_LEN, &q, &qn, NULL)) != 0)
+        return rpc_fail(c, r, "%s", p.err);
+    struct search_args sa = {.qn = qn, .limit = pg.limit};
+    memcpy(sa.q, q, qn);
+    fts_phrase(q, qn, sa.phrase, sizeof sa.phrase);
+    /* Codes are printable ASCII (below 0x7f), so those starting with q sort in [q, q + 0x7f). */
+    memcpy(sa.hi, q, qn);
+    sa.hi[qn] = 0x7f;
+    sa.hi[qn + 1] = 0;
+    if (pg.cursor) {
+        if (pg.cursor_len > TALLY_MAX_ID_LEN)
+            return rpc_fail(c, TALLY_E_INVALID_PARAMS, "cursor is not one this method returned");
+        memcpy(sa.after, pg.cursor, pg.cursor_len);
+        sa.after[pg.cursor_len] = 0;
+    }
+    /* A common word matches a large part of a big catalog, and a page in code order reads
+     * every match: off the loop, as a deferred read. */
+    return rpc_defer_read(c, search_pack, &sa, sizeof sa);
 }

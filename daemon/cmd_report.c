@@ -6,22 +6,18 @@
  * (exceptions_by_raised, exceptions_by_resolved); promo.check looks SKUs up by code and their
  * products' SKUs by skus_by_product. A report is one pass over its period's rows, never a
  * scan of a table; still, a whole year of 100,000 orders (~200,000 sold allocations) takes
- * about half a second, so a report from a client runs as a read job (worker.h) on a read-only
- * connection of its own, in one read transaction (its figures agree with each other), and its
- * caller is answered when it is done (RPC_DEFERRED): the loop answers everyone else meanwhile,
- * the same connection's later requests included (their answers may come first). A call
- * without a connection (tests) is answered at once, on the loop's connection.
+ * about half a second, so a report from a client runs as a read job (rpc_defer_read, rpc.h)
+ * on a read-only connection of its own, in one read transaction (its figures agree with each
+ * other), and its caller is answered when it is done: the loop answers everyone else
+ * meanwhile, the same connection's later requests included (their answers may come first).
+ * A call without a connection (tests) is answered at once, on the loop's connection.
  */
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 
 #include "cmd.h"
 #include "enums.h"
-#include "log.h"
-#include "server.h"
 #include "store.h"
-#include "worker.h"
 
 /* Periods are bounded: a year and a day at most, between the epoch and the end of year 9999. */
 #define REPORT_MAX_SPAN_S (366LL * 86400)
@@ -229,156 +225,42 @@ static int pack_exceptions(struct store *st, msgpack_packer *pk, int64_t from, i
     return 0;
 }
 
-/* The whole result map of a report, from `st` (any connection, one thread). */
-static int report_pack(struct store *st, msgpack_packer *pk, int64_t from, int64_t to,
-                       int64_t limit)
-{
-    msgpack_pack_map(pk, 6);
-    mp_pack_kv_int(pk, "from", from);
-    mp_pack_kv_int(pk, "to", to);
-    int64_t created, cancelled;
-    int r;
-    if ((r = pack_sales(st, pk, from, to, &created, &cancelled)) ||
-        (r = pack_orders(st, pk, from, to, created, cancelled)) ||
-        (r = pack_skus(st, pk, from, to, limit)) || (r = pack_exceptions(st, pk, from, to)))
-        return r;
-    return 0;
-}
-
-/*
- * A report for a client, on a read job. The job packs the whole response (the envelope with
- * the caller's msgid) into `out` on the worker; `done` sends it on the loop. Jobs not yet
- * answered are on a list so that tallyd's stop answers them (shutting_down) while their
- * connections can still take it (report_stop, before the server stops); a job answered that way
- * is detached and only freed when its done comes.
- */
-struct report_job {
-    struct worker_job job; /* first: done gets it back */
-    struct tallyd *d;
-    uint64_t conn;
-    uint32_t msgid;
+struct report_args {
     int64_t from, to, limit;
-    msgpack_sbuffer out;
-    char err[256];
-    bool detached;
-    struct report_job *prev, *next;
 };
 
-static struct report_job *pending_reports; /* the loop's only */
-
-static void report_unlink(struct report_job *j)
+/* The whole result map of a report, from `st` (any connection, one thread). */
+static int report_pack(struct store *st, msgpack_packer *pk, const void *arg, char *err,
+                       size_t errlen)
 {
-    if (j->prev)
-        j->prev->next = j->next;
-    else if (pending_reports == j)
-        pending_reports = j->next;
-    if (j->next)
-        j->next->prev = j->prev;
-    j->prev = j->next = NULL;
-}
-
-static int report_run(struct worker_job *job, struct store *st)
-{
-    struct report_job *j = (struct report_job *)job;
-    msgpack_packer pk;
-    msgpack_packer_init(&pk, &j->out, msgpack_sbuffer_write);
-    msgpack_pack_array(&pk, 4);
-    msgpack_pack_int(&pk, TALLY_MSG_RESPONSE);
-    msgpack_pack_uint32(&pk, j->msgid);
-    msgpack_pack_nil(&pk);
-    /* One read transaction: every figure from the same state of the replica. */
-    sqlite3 *db = store_db(st);
-    int rc = sqlite3_exec(db, "BEGIN", NULL, NULL, NULL);
-    if (rc != SQLITE_OK)
-        return store_error(st, rc, "report begin");
-    int r = report_pack(st, &pk, j->from, j->to, j->limit);
-    sqlite3_exec(db, "COMMIT", NULL, NULL, NULL); /* a read: nothing to keep or lose */
+    const struct report_args *a = arg;
+    msgpack_pack_map(pk, 6);
+    mp_pack_kv_int(pk, "from", a->from);
+    mp_pack_kv_int(pk, "to", a->to);
+    int64_t created, cancelled;
+    int r;
+    if ((r = pack_sales(st, pk, a->from, a->to, &created, &cancelled)) ||
+        (r = pack_orders(st, pk, a->from, a->to, created, cancelled)) ||
+        (r = pack_skus(st, pk, a->from, a->to, a->limit)) ||
+        (r = pack_exceptions(st, pk, a->from, a->to)))
+        snprintf(err, errlen, "the report could not be read from the replica");
     return r;
-}
-
-/* Sends an error response for the job's caller (its connection may be gone: dropped then). */
-static void report_send_error(struct report_job *j, int code, const char *message)
-{
-    msgpack_sbuffer sb;
-    msgpack_packer pk;
-    msgpack_sbuffer_init(&sb);
-    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-    rpc_pack_error(&pk, j->msgid, code, message);
-    server_send(j->d->server, j->conn, sb.data, sb.size);
-    msgpack_sbuffer_destroy(&sb);
-}
-
-static void report_done(struct worker_job *job, int status)
-{
-    struct report_job *j = (struct report_job *)job;
-    if (!j->detached) {
-        report_unlink(j);
-        if (status == 0) {
-            server_send(j->d->server, j->conn, j->out.data, j->out.size);
-        } else {
-            if (status != TALLY_E_SHUTTING_DOWN)
-                log_error("report failed: %s", tally_strerror(status));
-            report_send_error(j, status,
-                              status == TALLY_E_SHUTTING_DOWN
-                                  ? "tallyd is stopping; the report was not made"
-                                  : "the report could not be read from the replica");
-        }
-    }
-    msgpack_sbuffer_destroy(&j->out);
-    free(j);
-}
-
-void cmd_report_stop(struct tallyd *d)
-{
-    struct report_job *j = pending_reports, *next;
-    for (; j; j = next) {
-        next = j->next;
-        if (j->d != d)
-            continue;
-        report_unlink(j);
-        j->detached = true;
-        report_send_error(j, TALLY_E_SHUTTING_DOWN, "tallyd is stopping; the report was not made");
-    }
 }
 
 int cmd_report(struct rpc_call *c)
 {
     struct mp_params p = {.map = c->params};
-    int64_t from = 0, to = 0, limit = REPORT_DEFAULT_SKUS;
+    struct report_args a = {.limit = REPORT_DEFAULT_SKUS};
     int r;
-    if ((r = mp_param_int(&p, "from", true, 0, REPORT_MAX_TIME, &from, NULL)) ||
-        (r = mp_param_int(&p, "to", true, 0, REPORT_MAX_TIME, &to, NULL)) ||
-        (r = mp_param_int(&p, "skus_limit", false, 1, TALLY_MAX_PAGE, &limit, NULL)))
+    if ((r = mp_param_int(&p, "from", true, 0, REPORT_MAX_TIME, &a.from, NULL)) ||
+        (r = mp_param_int(&p, "to", true, 0, REPORT_MAX_TIME, &a.to, NULL)) ||
+        (r = mp_param_int(&p, "skus_limit", false, 1, TALLY_MAX_PAGE, &a.limit, NULL)))
         return rpc_fail(c, r, "%s", p.err);
-    if (to <= from)
+    if (a.to <= a.from)
         return rpc_fail(c, TALLY_E_INVALID_PARAMS, "field 'to' must be after 'from'");
-    if (to - from > REPORT_MAX_SPAN_S)
+    if (a.to - a.from > REPORT_MAX_SPAN_S)
         return rpc_fail(c, TALLY_E_INVALID_PARAMS, "a report covers at most 366 days");
-
-    if (c->conn && c->d->server && c->d->workers) {
-        struct report_job *j = calloc(1, sizeof *j);
-        if (!j)
-            return rpc_fail(c, TALLY_E_NOMEM, "out of memory");
-        j->job.run = report_run;
-        j->job.done = report_done;
-        j->d = c->d;
-        j->conn = server_conn_id(c->conn);
-        j->msgid = c->msgid;
-        j->from = from;
-        j->to = to;
-        j->limit = limit;
-        msgpack_sbuffer_init(&j->out);
-        if ((r = worker_read(c->d, &j->job)) != 0) {
-            free(j);
-            return rpc_fail(c, r, "%s", tally_strerror(r));
-        }
-        j->next = pending_reports;
-        if (pending_reports)
-            pending_reports->prev = j;
-        pending_reports = j;
-        return RPC_DEFERRED;
-    }
-    return report_pack(c->d->store, c->pk, from, to, limit);
+    return rpc_defer_read(c, report_pack, &a, sizeof a);
 }
 
 /* ---- promo.check ---- */

@@ -15,10 +15,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "cmd.h"
 #include "config.h"
 #include "fulfil.h"
 #include "log.h"
+#include "rpc.h"
 #include "sdnotify.h"
 #include "server.h"
 #include "store.h"
@@ -69,7 +69,7 @@ static void shutdown_daemon(struct runtime *rt, const char *why)
     log_info("%s: stopping", why);
     sd_notify_send("STOPPING=1");
     rt->d.stopping = true;
-    cmd_report_stop(&rt->d); /* deferred answers, while their connections can take them */
+    rpc_defer_stop(&rt->d); /* deferred answers, while their connections can take them */
     server_stop(rt->d.server);
     rt->d.server = NULL;
     sync_stop(rt->d.sync);

@@ -11,6 +11,8 @@
 #include "cmd.h"
 #include "log.h"
 #include "server.h"
+#include "store.h"
+#include "worker.h"
 #include "wire.h"
 #include "tally/protocol.h"
 
@@ -291,4 +293,128 @@ int rpc_handle(struct tallyd *d, int role, void *conn, const msgpack_object *msg
         rpc_pack_error(&pk, msgid, r, call.err);
     }
     return 0;
+}
+
+/* ---- deferred reads ---- */
+
+struct read_job {
+    struct worker_job job; /* first: done gets it back */
+    struct tallyd *d;
+    uint64_t conn;
+    uint32_t msgid;
+    rpc_read_fn pack;
+    msgpack_sbuffer out; /* the whole response, packed on the worker */
+    char err[256];
+    bool detached; /* answered by rpc_defer_stop: done only frees it */
+    struct read_job *prev, *next;
+    size_t arg_len;
+    unsigned char arg[]; /* the caller's arguments, copied */
+};
+
+static struct read_job *reads_pending; /* the loop's only */
+
+static void read_unlink(struct read_job *j)
+{
+    if (j->prev)
+        j->prev->next = j->next;
+    else if (reads_pending == j)
+        reads_pending = j->next;
+    if (j->next)
+        j->next->prev = j->prev;
+    j->prev = j->next = NULL;
+}
+
+static int read_run(struct worker_job *job, struct store *st)
+{
+    struct read_job *j = (struct read_job *)job;
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &j->out, msgpack_sbuffer_write);
+    msgpack_pack_array(&pk, 4);
+    msgpack_pack_int(&pk, TALLY_MSG_RESPONSE);
+    msgpack_pack_uint32(&pk, j->msgid);
+    msgpack_pack_nil(&pk);
+    sqlite3 *db = store_db(st);
+    int rc = sqlite3_exec(db, "BEGIN", NULL, NULL, NULL);
+    if (rc != SQLITE_OK)
+        return store_error(st, rc, "deferred read");
+    int r = j->pack(st, &pk, j->arg, j->err, sizeof j->err);
+    sqlite3_exec(db, "COMMIT", NULL, NULL, NULL); /* a read: nothing to keep or lose */
+    if (r == 0 && wire_frame_scan((const unsigned char *)j->out.data, j->out.size, SIZE_MAX,
+                                  TALLY_MAX_DEPTH) != (ssize_t)j->out.size) {
+        snprintf(j->err, sizeof j->err, "a deferred read produced a malformed result");
+        r = TALLY_E_INTERNAL;
+    }
+    return r;
+}
+
+/* Sends an error response to the job's caller (dropped when its connection is gone). */
+static void read_send_error(struct read_job *j, int code, const char *message)
+{
+    msgpack_sbuffer sb;
+    msgpack_packer pk;
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    rpc_pack_error(&pk, j->msgid, code, message);
+    server_send(j->d->server, j->conn, sb.data, sb.size);
+    msgpack_sbuffer_destroy(&sb);
+}
+
+#define STOPPING_MESSAGE "tallyd is stopping; the read was not made"
+
+static void read_done(struct worker_job *job, int status)
+{
+    struct read_job *j = (struct read_job *)job;
+    if (!j->detached) {
+        read_unlink(j);
+        if (status == 0) {
+            server_send(j->d->server, j->conn, j->out.data, j->out.size);
+        } else {
+            if (status == TALLY_E_INTERNAL || status == TALLY_E_STORAGE)
+                log_error("deferred read failed: %s", j->err[0] ? j->err : tally_strerror(status));
+            read_send_error(j, status, status == TALLY_E_SHUTTING_DOWN ? STOPPING_MESSAGE : j->err);
+        }
+    }
+    msgpack_sbuffer_destroy(&j->out);
+    free(j);
+}
+
+void rpc_defer_stop(struct tallyd *d)
+{
+    struct read_job *j = reads_pending, *next;
+    for (; j; j = next) {
+        next = j->next;
+        if (j->d != d)
+            continue;
+        read_unlink(j);
+        j->detached = true;
+        read_send_error(j, TALLY_E_SHUTTING_DOWN, STOPPING_MESSAGE);
+    }
+}
+
+int rpc_defer_read(struct rpc_call *c, rpc_read_fn pack, const void *arg, size_t arg_len)
+{
+    if (!c->conn || !c->d->server || !c->d->workers)
+        return pack(c->d->store, c->pk, arg, c->err, sizeof c->err);
+    struct read_job *j = calloc(1, sizeof *j + arg_len);
+    if (!j)
+        return rpc_fail(c, TALLY_E_NOMEM, "out of memory");
+    j->job.run = read_run;
+    j->job.done = read_done;
+    j->d = c->d;
+    j->conn = server_conn_id(c->conn);
+    j->msgid = c->msgid;
+    j->pack = pack;
+    j->arg_len = arg_len;
+    memcpy(j->arg, arg, arg_len);
+    msgpack_sbuffer_init(&j->out);
+    int r = worker_read(c->d, &j->job);
+    if (r != 0) {
+        free(j);
+        return rpc_fail(c, r, "%s", tally_strerror(r));
+    }
+    j->next = reads_pending;
+    if (reads_pending)
+        reads_pending->prev = j;
+    reads_pending = j;
+    return RPC_DEFERRED;
 }

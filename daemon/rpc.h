@@ -39,6 +39,24 @@ typedef int (*rpc_fn)(struct rpc_call *c);
  */
 #define RPC_DEFERRED 1
 
+/*
+ * A long read (a report, a search over many rows) answered later, off the loop: `pack` runs as
+ * a read job (worker.h) on a read-only connection of its own, inside one read transaction (its
+ * figures agree with each other), and packs the result object into `pk` from `arg` (a copy of
+ * arg_len bytes the job owns); on failure it returns a TALLY_E_* code with a message in err. The
+ * caller is then sent [1, msgid, nil, result], or the error; the loop answers everyone else
+ * meanwhile, the same connection's later requests included (their answers may come first).
+ * Without a connection or workers (tests, fuzzing) it runs at once on d->store into c->pk.
+ * A handler returns what this returns (RPC_DEFERRED, or pack's result).
+ */
+struct store;
+typedef int (*rpc_read_fn)(struct store *st, msgpack_packer *pk, const void *arg, char *err,
+                           size_t errlen);
+int rpc_defer_read(struct rpc_call *c, rpc_read_fn pack, const void *arg, size_t arg_len);
+/* At tallyd's stop, before the server stops: answers every deferred read not answered yet with
+ * shutting_down (its connection can still take it) and detaches it from its job. */
+void rpc_defer_stop(struct tallyd *d);
+
 struct rpc_method {
     const char *name;
     rpc_fn fn;

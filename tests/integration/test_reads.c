@@ -7,6 +7,7 @@
  *      first (the report's answer comes from the worker, after the batch it came in), both
  *      answers carry their own msgid, and the report's figures are those of the data imported;
  *      the same with a run of stock.gets and statuses behind the report;
+ *      catalog.search, a deferred read too, likewise, and its cursor pages on;
  *  (b) a watching connection asks for a report: its answer comes, events or not;
  *  (c) connections closed right after sending a report (a dozen of them, pipelined reports
  *      too): tallyd drops those answers and goes on answering;
@@ -49,7 +50,9 @@ static int seed(void)
     msgpack_sbuffer_clear(&b);
     th_pack_map(&pk, "sssiss", "sku", "A-1", "product_id", "P", "title", "Alpha one", "price_minor",
                 1000LL, "currency", "EUR", "product_title", "P");
-    if (rc == 0 && th_import(&c, "catalog", 1, &b, &r) != TH_OK)
+    th_pack_map(&pk, "sssiss", "sku", "A-2", "product_id", "P", "title", "Alpha two", "price_minor",
+                1000LL, "currency", "EUR", "product_title", "P");
+    if (rc == 0 && th_import(&c, "catalog", 2, &b, &r) != TH_OK)
         rc = -1;
     msgpack_sbuffer_clear(&b);
     th_pack_map(&pk, "ssi", "sku", "A-1", "warehouse", "FR-PAR", "on_hand", 7LL);
@@ -141,6 +144,40 @@ static void case_out_of_order(void)
     for (int i = 0; i < 6; i++)
         CHECK_EQ_INT(order[i], (uint32_t)i + 2);
     CHECK_EQ_INT(order[6], 1);
+    msgpack_sbuffer_destroy(&sb);
+    th_close(&c);
+}
+
+/* catalog.search is a deferred read too: answered with the right page after a stock.get sent
+ * behind it; its cursor pages on. */
+static void case_search(void)
+{
+    struct th_conn c;
+    CHECK_EQ_INT(th_connect(&c, D.sock), 0);
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init(&sb);
+    th_pack_request(&sb, 1, "catalog.search", "si", "q", "Alpha", "limit", 1LL);
+    th_pack_request(&sb, 2, "stock.get", "s", "sku", "A-1");
+    CHECK_EQ_INT(th_send(&c, sb.data, sb.size, TIMEOUT), 0);
+    struct th_resp r;
+    CHECK_EQ_INT(th_read_response(&c, TIMEOUT, &r), TH_OK);
+    CHECK_EQ_INT(r.msgid, 2);
+    CHECK_EQ_INT(th_read_response(&c, TIMEOUT, &r), TH_OK);
+    CHECK_EQ_INT(r.msgid, 1);
+    const msgpack_object *items = th_get(r.result, "items");
+    CHECK(items && items->type == MSGPACK_OBJECT_ARRAY && items->via.array.size == 1);
+    if (items && items->type == MSGPACK_OBJECT_ARRAY && items->via.array.size == 1) {
+        char sku[32] = "";
+        CHECK(th_get_str(&items->via.array.ptr[0], "sku", sku, sizeof sku));
+        CHECK_EQ_STR(sku, "A-1");
+    }
+    char cursor[64] = "";
+    CHECK(th_get_str(r.result, "next_cursor", cursor, sizeof cursor));
+    CHECK_EQ_STR(cursor, "A-1");
+    CHECK_EQ_INT(th_call(&c, TIMEOUT, &r, "catalog.search", "ss", "q", "Alpha", "cursor", cursor),
+                 TH_OK);
+    items = th_get(r.result, "items");
+    CHECK(items && items->type == MSGPACK_OBJECT_ARRAY && items->via.array.size == 1);
     msgpack_sbuffer_destroy(&sb);
     th_close(&c);
 }
@@ -277,6 +314,7 @@ int main(int argc, char **argv)
         return check_result("test_reads");
     }
     case_out_of_order();
+    case_search();
     case_watching();
     case_closed();
     case_stop();

@@ -45,7 +45,8 @@ static int64_t counter(struct store *st, const char *name)
 
 /*
  * Open exceptions past their deadline: the hours gone by from exception_due (one row per hour
- * that has open exceptions), the current hour from its few rows in exceptions_active.
+ * that has open exceptions), the current hour from exception_due_s (one row per second that
+ * has some: at most 3,600 rows, however many exceptions fall in the hour).
  */
 static int64_t exceptions_overdue(struct store *st, int64_t now)
 {
@@ -58,8 +59,8 @@ static int64_t exceptions_overdue(struct store *st, int64_t now)
             n = sqlite3_column_int64(s, 0);
         sqlite3_reset(s);
     }
-    s = store_stmt(st, "SELECT COUNT(*) FROM exceptions WHERE state <> 'resolved'"
-                       " AND deadline >= ?1 AND deadline < ?2");
+    s = store_stmt(st, "SELECT COALESCE(SUM(n), 0) FROM exception_due_s"
+                       " WHERE second >= ?1 AND second < ?2");
     if (s) {
         sqlite3_bind_int64(s, 1, hour * 3600);
         sqlite3_bind_int64(s, 2, now);

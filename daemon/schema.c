@@ -532,6 +532,32 @@ static const char *const migrations[] = {
      * API `inbound`, Goodcang `onway`, 4PX `onway_stock`; whfeed.c); NULL = never reported.
      * Shown only: never on hand, never available, never published. */
     "ALTER TABLE stock ADD COLUMN inbound INTEGER;",
+
+    /* 14: open exceptions by the second of their deadline, beside exception_due's hours, so
+     * that status counts the overdue ones of the current hour from at most 3,600 rows instead
+     * of reading every such exception (an orders page that raises thousands at once gives them
+     * all deadlines in one hour). Kept by the same changes as exception_due; a second that
+     * empties is deleted. */
+    "CREATE TABLE exception_due_s(second INTEGER PRIMARY KEY, n INTEGER NOT NULL);"
+    "INSERT INTO exception_due_s(second, n) SELECT deadline, COUNT(*) FROM exceptions"
+    "  WHERE state <> 'resolved' GROUP BY deadline;"
+    "CREATE TRIGGER count_exceptions_s_ins AFTER INSERT ON exceptions"
+    "  WHEN new.state <> 'resolved' BEGIN"
+    "  INSERT OR IGNORE INTO exception_due_s(second, n) VALUES(new.deadline, 0);"
+    "  UPDATE exception_due_s SET n = n + 1 WHERE second = new.deadline; END;"
+    "CREATE TRIGGER count_exceptions_s_del AFTER DELETE ON exceptions"
+    "  WHEN old.state <> 'resolved' BEGIN"
+    "  UPDATE exception_due_s SET n = n - 1 WHERE second = old.deadline;"
+    "  DELETE FROM exception_due_s WHERE second = old.deadline AND n <= 0; END;"
+    "CREATE TRIGGER count_exceptions_s_upd AFTER UPDATE OF state, deadline ON exceptions"
+    "  WHEN old.state IS NOT new.state OR old.deadline IS NOT new.deadline BEGIN"
+    "  UPDATE exception_due_s SET n = n - 1 WHERE old.state <> 'resolved'"
+    "    AND second = old.deadline;"
+    "  DELETE FROM exception_due_s WHERE second = old.deadline AND n <= 0;"
+    "  INSERT OR IGNORE INTO exception_due_s(second, n) SELECT new.deadline, 0"
+    "    WHERE new.state <> 'resolved';"
+    "  UPDATE exception_due_s SET n = n + 1 WHERE new.state <> 'resolved'"
+    "    AND second = new.deadline; END;",
 };
 
 int schema_latest(void)

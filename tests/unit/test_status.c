@@ -227,11 +227,11 @@ static void test_random_mix(void)
 }
 
 /*
- * A replica of schema version 4 with data in every table status counts (the random mix) is
- * upgraded: the migration's counters start from the real counts, and stay exact after.
- * (Version 4 is had by taking out what migrations 5 and 6 add: they only add.)
+ * A replica of schema version `from` with data in every table status counts (the random mix)
+ * is upgraded: the migrations' counters start from the real counts, and stay exact after.
+ * From 4: before the counters (migration 7); from 13: before exception_due_s (14).
  */
-static void test_upgrade_from_4(void)
+static void test_upgrade_from(int from)
 {
     rh_open(h);
     rh_seed_standard(h);
@@ -242,7 +242,18 @@ static void test_upgrade_from_4(void)
     snprintf(path, sizeof path, "%s", store_path(d->store));
     store_close(d->store);
     d->store = NULL;
-    CHECK_EQ_INT(rh_rewind_schema(path, 4), 0);
+    CHECK_EQ_INT(rh_rewind_schema(path, from), 0);
+    { /* the older schema has no exception_due_s: the upgrade must make and fill it */
+        sqlite3 *db = NULL;
+        sqlite3_stmt *q = NULL;
+        CHECK(sqlite3_open(path, &db) == SQLITE_OK);
+        CHECK(sqlite3_prepare_v2(
+                  db, "SELECT COUNT(*) FROM sqlite_schema WHERE name = 'exception_due_s'", -1, &q,
+                  NULL) == SQLITE_OK);
+        CHECK(sqlite3_step(q) == SQLITE_ROW && sqlite3_column_int(q, 0) == 0);
+        sqlite3_finalize(q);
+        sqlite3_close(db);
+    }
 
     char err[256];
     CHECK_EQ_INT(store_open(path, false, &d->store, err, sizeof err), 0);
@@ -260,8 +271,7 @@ static void test_plans(void)
     static const char *const sql[] = {
         "SELECT n FROM counters WHERE name = ?1",
         "SELECT COALESCE(SUM(n), 0) FROM exception_due WHERE hour < ?1",
-        "SELECT COUNT(*) FROM exceptions WHERE state <> 'resolved' AND deadline >= ?1"
-        " AND deadline < ?2",
+        "SELECT COALESCE(SUM(n), 0) FROM exception_due_s WHERE second >= ?1 AND second < ?2",
         "SELECT MIN((SELECT MIN(created_at) FROM outbox WHERE target = substr(c.name, 16)"
         " AND state IN ('pending','inflight','held'))) FROM counters c"
         " WHERE c.name >= 'outbox_pending:' AND c.name < 'outbox_pending;'",
@@ -300,7 +310,8 @@ int main(void)
     d = rh_daemon(h);
     test_random_mix();
     test_plans();
-    test_upgrade_from_4();
+    test_upgrade_from(4);
+    test_upgrade_from(13);
     rh_free(h);
     return check_result("test_status");
 }

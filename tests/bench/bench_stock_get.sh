@@ -33,15 +33,17 @@ start() { # BIN DIR
     echo "tallyd did not start ($2.log)" >&2
     exit 1
 }
+seed() { # SOCK: the same rows into each daemon (each makes its replica in its own schema)
+    for k in warehouses catalog stock orders; do
+        "$build/tally" --socket "$1" import "$k" "$tmp/data/$k.csv" >/dev/null
+    done
+}
 start "$build/tallyd" "$tmp/new"
-for k in warehouses catalog stock orders; do
-    "$build/tally" --socket "$tmp/new.sock" import "$k" "$tmp/data/$k.csv" >/dev/null
-done
+seed "$tmp/new.sock"
 sku=$(sed -n 2p "$tmp/data/catalog.csv" | cut -d, -f1)
 if [ -n "$other" ]; then
-    mkdir -p "$tmp/old"
-    sqlite3 "$tmp/new/replica.db" ".backup '$tmp/old/replica.db'"
     start "$other" "$tmp/old"
+    seed "$tmp/old.sock"
 fi
 # The size of stock.get's answer: its JSON is not its size; the bench client reads the frames.
 bytes=$(python3 - "$tmp/new.sock" "$sku" <<'PY'

@@ -387,6 +387,60 @@ int cmd_returns_inspect(struct rpc_call *c)
 
 /* ---- returns.list ---- */
 
+struct cmd_returns_list_args {
+    char cursor[TALLY_MAX_ID_LEN + 1];
+    size_t cursor_len;
+    char state[32];
+    size_t sn;
+    bool has_state;
+    int64_t limit;
+};
+
+/* One page, on any connection (a worker's: rpc_defer_read). */
+static int returns_list_pack(struct store *st, msgpack_packer *pk, const void *arg, char *err,
+                             size_t errlen)
+{
+    const struct cmd_returns_list_args *a = arg;
+    sqlite3_stmt *s = store_stmt(st, "SELECT " RETURN_COLS " WHERE r.id > ?1"
+                                     " AND (?2 IS NULL OR r.state = ?2) ORDER BY r.id LIMIT ?3");
+    if (!s)
+        return TALLY_E_STORAGE;
+    sqlite3_bind_text(s, 1, a->cursor, (int)a->cursor_len, SQLITE_STATIC);
+    if (a->has_state)
+        sqlite3_bind_text(s, 2, a->state, (int)a->sn, SQLITE_STATIC);
+    sqlite3_bind_int64(s, 3, a->limit + 1);
+
+    msgpack_pack_map(pk, 2);
+    mp_pack_key(pk, "items");
+    size_t arr = mp_array_begin(pk);
+    uint32_t count = 0;
+    bool more = false;
+    char last[TALLY_MAX_ID_LEN + 1] = "";
+    int rc;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        if (count == a->limit) {
+            more = true;
+            break;
+        }
+        msgpack_pack_map(pk, 12);
+        pack_item(pk, s);
+        snprintf(last, sizeof last, "%s", (const char *)sqlite3_column_text(s, 0));
+        count++;
+    }
+    sqlite3_reset(s);
+    if (rc != SQLITE_DONE && rc != SQLITE_ROW) {
+        snprintf(err, errlen, "the replica could not be read");
+        return store_error(st, rc, "returns.list");
+    }
+    mp_array_end(pk, arr, count);
+    mp_pack_key(pk, "next_cursor");
+    if (more)
+        mp_pack_strz(pk, last);
+    else
+        msgpack_pack_nil(pk);
+    return 0;
+}
+
 int cmd_returns_list(struct rpc_call *c)
 {
     struct mp_params p = {.map = c->params};
@@ -402,45 +456,23 @@ int cmd_returns_list(struct rpc_call *c)
     /* The cursor is the last id of the previous page (ids are printable, without spaces). */
     if (pg.cursor && !mp_id_ok(pg.cursor, pg.cursor_len))
         return rpc_fail(c, TALLY_E_INVALID_PARAMS, "cursor is not one this method returned");
-    struct store *st = c->d->store;
-    sqlite3_stmt *s = store_stmt(st, "SELECT " RETURN_COLS " WHERE r.id > ?1"
-                                     " AND (?2 IS NULL OR r.state = ?2) ORDER BY r.id LIMIT ?3");
-    if (!s)
-        return TALLY_E_STORAGE;
-    if (pg.cursor)
-        sqlite3_bind_text(s, 1, pg.cursor, (int)pg.cursor_len, SQLITE_STATIC);
-    else
-        sqlite3_bind_text(s, 1, "", 0, SQLITE_STATIC);
-    if (state)
-        sqlite3_bind_text(s, 2, state, (int)sn, SQLITE_STATIC);
-    sqlite3_bind_int64(s, 3, pg.limit + 1);
-
-    msgpack_packer *pk = c->pk;
-    msgpack_pack_map(pk, 2);
-    mp_pack_key(pk, "items");
-    size_t arr = mp_array_begin(pk);
-    uint32_t count = 0;
-    bool more = false;
-    char last[TALLY_MAX_ID_LEN + 1] = "";
-    int rc;
-    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-        if (count == pg.limit) {
-            more = true;
-            break;
-        }
-        msgpack_pack_map(pk, 12);
-        pack_item(pk, s);
-        snprintf(last, sizeof last, "%s", (const char *)sqlite3_column_text(s, 0));
-        count++;
+    struct cmd_returns_list_args la = {.limit = pg.limit};
+    if (pg.cursor) {
+        if (pg.cursor_len >= sizeof la.cursor)
+            return rpc_fail(c, TALLY_E_INVALID_PARAMS, "cursor is not one this method returned");
+        memcpy(la.cursor, pg.cursor, pg.cursor_len);
+        la.cursor_len = pg.cursor_len;
     }
-    sqlite3_reset(s);
-    if (rc != SQLITE_DONE && rc != SQLITE_ROW)
-        return store_error(st, rc, "returns.list");
-    mp_array_end(pk, arr, count);
-    mp_pack_key(pk, "next_cursor");
-    if (more)
-        mp_pack_strz(pk, last);
-    else
-        msgpack_pack_nil(pk);
-    return 0;
+    if (state) {
+        if (sn >= sizeof la.state)
+            return rpc_fail(c, TALLY_E_INVALID_PARAMS, "field 'state' is not known");
+        memcpy(la.state, state, sn);
+        la.sn = sn;
+        la.has_state = true;
+    }
+    /* A state filter walks the returns in id order past every return in other states: off the
+     * loop then, as a deferred read. */
+    if (la.has_state)
+        return rpc_defer_read(c, returns_list_pack, &la, sizeof la);
+    return returns_list_pack(c->d->store, c->pk, &la, c->err, sizeof c->err);
 }

@@ -8,6 +8,7 @@
  *      answers carry their own msgid, and the report's figures are those of the data imported;
  *      the same with a run of stock.gets and statuses behind the report;
  *      catalog.search, a deferred read too, likewise, and its cursor pages on;
+ *      outbox.list and returns.list with a state filter (deferred) answer right;
  *  (b) a watching connection asks for a report: its answer comes, events or not;
  *  (c) connections closed right after sending a report (a dozen of them, pipelined reports
  *      too): tallyd drops those answers and goes on answering;
@@ -183,6 +184,33 @@ static void case_search(void)
     th_close(&c);
 }
 
+/* outbox.list and returns.list with a state filter are deferred reads: answered, right. */
+static void case_filtered_lists(void)
+{
+    struct th_conn c;
+    struct th_resp r;
+    CHECK_EQ_INT(th_connect(&c, D.sock), 0);
+    /* The pick of case (b) left one movement waiting in the outbox. */
+    CHECK_EQ_INT(th_call(&c, TIMEOUT, &r, "outbox.list", "s", "state", "pending"), TH_OK);
+    const msgpack_object *items = th_get(r.result, "items");
+    CHECK(items && items->type == MSGPACK_OBJECT_ARRAY && items->via.array.size == 1);
+    if (items && items->type == MSGPACK_OBJECT_ARRAY && items->via.array.size == 1) {
+        char key[64] = "";
+        CHECK(th_get_str(&items->via.array.ptr[0], "key", key, sizeof key));
+        CHECK_EQ_STR(key, "mv-w1");
+    }
+    CHECK_EQ_INT(th_call(&c, TIMEOUT, &r, "outbox.list", "s", "state", "held"), TH_OK);
+    items = th_get(r.result, "items");
+    CHECK(items && items->type == MSGPACK_OBJECT_ARRAY && items->via.array.size == 0);
+    CHECK_EQ_INT(th_call(&c, TIMEOUT, &r, "returns.list", "s", "state", "received"), TH_OK);
+    items = th_get(r.result, "items");
+    CHECK(items && items->type == MSGPACK_OBJECT_ARRAY && items->via.array.size == 0);
+    /* A bad state is refused at once, on the loop. */
+    CHECK_EQ_INT(th_call(&c, TIMEOUT, &r, "outbox.list", "s", "state", "nonsense"), TH_ERRRESP);
+    CHECK_EQ_STR(r.code, "invalid_params");
+    th_close(&c);
+}
+
 static void case_watching(void)
 {
     struct th_conn w;
@@ -317,6 +345,7 @@ int main(int argc, char **argv)
     case_out_of_order();
     case_search();
     case_watching();
+    case_filtered_lists();
     case_closed();
     case_stop();
     if (check_failures)

@@ -59,9 +59,8 @@ static int parse_cursor(const char *cur, size_t n, int64_t *at, char *id, size_t
  * another page follows. Cursors: "<created_at> <order_id>", or for due "<priority> <ship-by
  * key> <order_id>".
  */
-static int pack_page(struct rpc_call *c, sqlite3_stmt *s, int64_t limit, bool due)
+static int pack_page(struct store *st, msgpack_packer *pk, sqlite3_stmt *s, int64_t limit, bool due)
 {
-    msgpack_packer *pk = c->pk;
     msgpack_pack_map(pk, 2);
     mp_pack_key(pk, "items");
     size_t arr = mp_array_begin(pk);
@@ -87,7 +86,7 @@ static int pack_page(struct rpc_call *c, sqlite3_stmt *s, int64_t limit, bool du
     }
     sqlite3_reset(s);
     if (rc != SQLITE_DONE && rc != SQLITE_ROW)
-        return store_error(c->d->store, rc, "orders.list");
+        return store_error(st, rc, "orders.list");
     mp_array_end(pk, arr, count);
     mp_pack_key(pk, "next_cursor");
     if (more)
@@ -101,59 +100,90 @@ static int pack_page(struct rpc_call *c, sqlite3_stmt *s, int64_t limit, bool du
 #define DUE_BY "COALESCE(o.ship_by, 9223372036854775807)"
 
 /*
- * orders.list with due: open orders, most urgent first (priority desc, ship_by asc with
- * unknown last, order_id). Cursor: "<priority> <ship_by or max> <order_id>".
+ * orders.list: what a page needs, read from the params on the loop and bound on whatever
+ * connection makes the page (a filtered list is a deferred read: rpc_defer_read).
  */
-static int list_due(struct rpc_call *c, const struct page_req *pg, const char *status, size_t sn,
-                    const char *fstate, size_t fn, const char *wh, size_t whn, bool have_wh)
+struct orders_list_args {
+    bool due, has_status, has_fstate, has_cursor;
+    char status[40], fstate[40];
+    size_t sn, fn;
+    int64_t whid, limit;
+    int64_t cprio, cby; /* due: the cursor */
+    int64_t cat;        /* by creation: the cursor */
+    char cid[TALLY_MAX_ID_LEN + 1];
+};
+
+/*
+ * With due: open orders, most urgent first (priority desc, ship_by asc with unknown last,
+ * order_id). Cursor: "<priority> <ship_by or max> <order_id>". Without: by creation.
+ */
+static int orders_list_pack(struct store *st, msgpack_packer *pk, const void *arg, char *err,
+                            size_t errlen)
 {
-    struct store *st = c->d->store;
-    int64_t whid = 0, cprio = INT64_MAX, cby = INT64_MIN;
-    char cid[TALLY_MAX_ID_LEN + 1] = "";
-    int r;
-    if (have_wh && (r = catalog_warehouse_id(st, wh, whn, &whid)) != 0)
-        return r == TALLY_E_NOT_FOUND ? rpc_fail(c, r, "no warehouse '%.*s'", (int)whn, wh) : r;
-    if (pg->cursor) {
-        char buf[160];
-        long long a, b;
-        int used = 0;
-        if (pg->cursor_len >= sizeof buf)
-            return rpc_fail(c, TALLY_E_INVALID_PARAMS, "cursor is not one this method returned");
-        memcpy(buf, pg->cursor, pg->cursor_len);
-        buf[pg->cursor_len] = 0;
-        if (sscanf(buf, "%lld %lld %n", &a, &b, &used) != 2 || !buf[used] ||
-            strlen(buf + used) > TALLY_MAX_ID_LEN)
-            return rpc_fail(c, TALLY_E_INVALID_PARAMS, "cursor is not one this method returned");
-        cprio = a;
-        cby = b;
-        snprintf(cid, sizeof cid, "%s", buf + used);
-    }
-    sqlite3_stmt *s = store_stmt(
-        st, "SELECT " ORDER_COLS ", " DUE_BY " FROM orders o INDEXED BY orders_due"
-            " WHERE o.fstate IN ('pending','ready','allocated','sent','picked','partial')"
-            "   AND (?1 IS NULL OR o.status = ?1) AND (?2 = 0 OR o.warehouse = ?2)"
-            "   AND (?7 IS NULL OR o.fstate = ?7)"
-            "   AND (o.priority < ?3 OR (o.priority = ?3 AND (" DUE_BY " > ?4"
-            "        OR (" DUE_BY " = ?4 AND o.order_id > ?5))))"
-            " ORDER BY o.priority DESC, " DUE_BY ", o.order_id LIMIT ?6");
-    if (!s)
-        return TALLY_E_STORAGE;
-    if (status)
-        sqlite3_bind_text(s, 1, status, (int)sn, SQLITE_STATIC);
-    sqlite3_bind_int64(s, 2, whid);
-    if (pg->cursor) {
-        sqlite3_bind_int64(s, 3, cprio);
-        sqlite3_bind_int64(s, 4, cby);
+    const struct orders_list_args *a = arg;
+    sqlite3_stmt *s;
+    if (a->due) {
+        s = store_stmt(
+            st, "SELECT " ORDER_COLS ", " DUE_BY " FROM orders o INDEXED BY orders_due"
+                " WHERE o.fstate IN ('pending','ready','allocated','sent','picked','partial')"
+                "   AND (?1 IS NULL OR o.status = ?1) AND (?2 = 0 OR o.warehouse = ?2)"
+                "   AND (?7 IS NULL OR o.fstate = ?7)"
+                "   AND (o.priority < ?3 OR (o.priority = ?3 AND (" DUE_BY " > ?4"
+                "        OR (" DUE_BY " = ?4 AND o.order_id > ?5))))"
+                " ORDER BY o.priority DESC, " DUE_BY ", o.order_id LIMIT ?6");
+        if (!s)
+            return TALLY_E_STORAGE;
+        if (a->has_status)
+            sqlite3_bind_text(s, 1, a->status, (int)a->sn, SQLITE_STATIC);
+        sqlite3_bind_int64(s, 2, a->whid);
+        /* Before every row, without a cursor: a priority above any. */
+        sqlite3_bind_int64(s, 3, a->has_cursor ? a->cprio : INT64_MAX);
+        sqlite3_bind_int64(s, 4, a->has_cursor ? a->cby : INT64_MIN);
+        sqlite3_bind_text(s, 5, a->cid, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(s, 6, a->limit + 1);
+        if (a->has_fstate)
+            sqlite3_bind_text(s, 7, a->fstate, (int)a->fn, SQLITE_STATIC);
     } else {
-        /* Before every row: a priority above any. */
-        sqlite3_bind_int64(s, 3, INT64_MAX);
-        sqlite3_bind_int64(s, 4, INT64_MIN);
+        s = store_stmt(st, "SELECT " ORDER_COLS " FROM orders o"
+                           " WHERE (o.created_at, o.order_id) > (?1, ?2)"
+                           "   AND (?3 IS NULL OR o.status = ?3)"
+                           "   AND (?4 = 0 OR o.warehouse = ?4)"
+                           "   AND (?6 IS NULL OR o.fstate = ?6)"
+                           " ORDER BY o.created_at, o.order_id LIMIT ?5");
+        if (!s)
+            return TALLY_E_STORAGE;
+        sqlite3_bind_int64(s, 1, a->cat);
+        sqlite3_bind_text(s, 2, a->cid, -1, SQLITE_STATIC);
+        if (a->has_status)
+            sqlite3_bind_text(s, 3, a->status, (int)a->sn, SQLITE_STATIC);
+        sqlite3_bind_int64(s, 4, a->whid);
+        sqlite3_bind_int64(s, 5, a->limit + 1);
+        if (a->has_fstate)
+            sqlite3_bind_text(s, 6, a->fstate, (int)a->fn, SQLITE_STATIC);
     }
-    sqlite3_bind_text(s, 5, cid, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(s, 6, pg->limit + 1);
-    if (fstate)
-        sqlite3_bind_text(s, 7, fstate, (int)fn, SQLITE_STATIC);
-    return pack_page(c, s, pg->limit, true);
+    int r = pack_page(st, pk, s, a->limit, a->due);
+    if (r)
+        snprintf(err, errlen, "the replica could not be read");
+    return r;
+}
+
+/* The due cursor "<priority> <ship_by or max> <order_id>" into a. */
+static int parse_due_cursor(const char *cur, size_t n, struct orders_list_args *a)
+{
+    char buf[160];
+    long long x, y;
+    int used = 0;
+    if (n >= sizeof buf)
+        return -1;
+    memcpy(buf, cur, n);
+    buf[n] = 0;
+    if (sscanf(buf, "%lld %lld %n", &x, &y, &used) != 2 || !buf[used] ||
+        strlen(buf + used) > TALLY_MAX_ID_LEN)
+        return -1;
+    a->cprio = x;
+    a->cby = y;
+    snprintf(a->cid, sizeof a->cid, "%s", buf + used);
+    return 0;
 }
 
 int cmd_orders_list(struct rpc_call *c)
@@ -173,34 +203,35 @@ int cmd_orders_list(struct rpc_call *c)
     if ((r = mp_param_bool(&p, "due", false, &due, NULL)) ||
         (r = mp_param_id(&p, "warehouse", false, &wh, &whn, &have_wh)))
         return rpc_fail(c, r, "%s", p.err);
-    if (due)
-        return list_due(c, &pg, status, sn, fstate, fn, wh, whn, have_wh);
-    struct store *st = c->d->store;
-    int64_t whid = 0, cat = INT64_MIN;
-    char cid[TALLY_MAX_ID_LEN + 1] = "";
-    if (have_wh && (r = catalog_warehouse_id(st, wh, whn, &whid)) != 0)
+    struct orders_list_args a = {.due = due, .limit = pg.limit, .cat = INT64_MIN};
+    if (have_wh && (r = catalog_warehouse_id(c->d->store, wh, whn, &a.whid)) != 0)
         return r == TALLY_E_NOT_FOUND ? rpc_fail(c, r, "no warehouse '%.*s'", (int)whn, wh) : r;
-    if (pg.cursor && parse_cursor(pg.cursor, pg.cursor_len, &cat, cid, sizeof cid) != 0)
-        return rpc_fail(c, TALLY_E_INVALID_PARAMS, "cursor is not one this method returned");
-
-    sqlite3_stmt *s = store_stmt(st, "SELECT " ORDER_COLS " FROM orders o"
-                                     " WHERE (o.created_at, o.order_id) > (?1, ?2)"
-                                     "   AND (?3 IS NULL OR o.status = ?3)"
-                                     "   AND (?4 = 0 OR o.warehouse = ?4)"
-                                     "   AND (?6 IS NULL OR o.fstate = ?6)"
-                                     " ORDER BY o.created_at, o.order_id LIMIT ?5");
-    if (!s)
-        return TALLY_E_STORAGE;
-    sqlite3_bind_int64(s, 1, cat);
-    sqlite3_bind_text(s, 2, cid, -1, SQLITE_STATIC);
-    if (status)
-        sqlite3_bind_text(s, 3, status, (int)sn, SQLITE_STATIC);
-    sqlite3_bind_int64(s, 4, whid);
-    sqlite3_bind_int64(s, 5, pg.limit + 1);
-    if (fstate)
-        sqlite3_bind_text(s, 6, fstate, (int)fn, SQLITE_STATIC);
-
-    return pack_page(c, s, pg.limit, false);
+    if (pg.cursor) {
+        a.has_cursor = true;
+        if (due ? parse_due_cursor(pg.cursor, pg.cursor_len, &a) != 0
+                : parse_cursor(pg.cursor, pg.cursor_len, &a.cat, a.cid, sizeof a.cid) != 0)
+            return rpc_fail(c, TALLY_E_INVALID_PARAMS, "cursor is not one this method returned");
+    }
+    if (status) {
+        if (sn >= sizeof a.status)
+            return rpc_fail(c, TALLY_E_INVALID_PARAMS, "field 'status' is not known");
+        memcpy(a.status, status, sn);
+        a.sn = sn;
+        a.has_status = true;
+    }
+    if (fstate) {
+        if (fn >= sizeof a.fstate)
+            return rpc_fail(c, TALLY_E_INVALID_PARAMS, "field 'fstate' is not known");
+        memcpy(a.fstate, fstate, fn);
+        a.fn = fn;
+        a.has_fstate = true;
+    }
+    /* A filter walks the orders in page order past every order it leaves out (1M orders, a
+     * few of them partial): off the loop then, as a deferred read. A page without one reads
+     * at most limit + 1 rows and stays on the loop. */
+    if (a.has_status || a.has_fstate || have_wh)
+        return rpc_defer_read(c, orders_list_pack, &a, sizeof a);
+    return orders_list_pack(c->d->store, c->pk, &a, c->err, sizeof c->err);
 }
 
 static int pack_lines(struct rpc_call *c, int64_t ref)

@@ -8,7 +8,7 @@
  *      answers carry their own msgid, and the report's figures are those of the data imported;
  *      the same with a run of stock.gets and statuses behind the report;
  *      catalog.search, a deferred read too, likewise, and its cursor pages on;
- *      outbox.list and returns.list with a state filter (deferred) answer right;
+ *      outbox.list, returns.list and orders.list with a filter (deferred) answer right;
  *  (b) a watching connection asks for a report: its answer comes, events or not;
  *  (c) connections closed right after sending a report (a dozen of them, pipelined reports
  *      too): tallyd drops those answers and goes on answering;
@@ -184,7 +184,7 @@ static void case_search(void)
     th_close(&c);
 }
 
-/* outbox.list and returns.list with a state filter are deferred reads: answered, right. */
+/* outbox.list, returns.list and orders.list with a filter are deferred reads: answered, right. */
 static void case_filtered_lists(void)
 {
     struct th_conn c;
@@ -205,6 +205,38 @@ static void case_filtered_lists(void)
     CHECK_EQ_INT(th_call(&c, TIMEOUT, &r, "returns.list", "s", "state", "received"), TH_OK);
     items = th_get(r.result, "items");
     CHECK(items && items->type == MSGPACK_OBJECT_ARRAY && items->via.array.size == 0);
+    /* orders.list with a filter (deferred) pages through exactly the orders a client-side
+     * filter of the unfiltered pages keeps. */
+    int want = 0, got = 0;
+    char cursor[200] = "";
+    for (int page = 0; page < 20; page++) {
+        int rr = cursor[0]
+                     ? th_call(&c, TIMEOUT, &r, "orders.list", "is", "limit", 7LL, "cursor", cursor)
+                     : th_call(&c, TIMEOUT, &r, "orders.list", "i", "limit", 7LL);
+        CHECK_EQ_INT(rr, TH_OK);
+        items = rr == TH_OK ? th_get(r.result, "items") : NULL;
+        for (uint32_t i = 0; items && i < items->via.array.size; i++) {
+            char st[40] = "";
+            th_get_str(&items->via.array.ptr[i], "status", st, sizeof st);
+            want += strcmp(st, "FINISH") == 0;
+        }
+        if (rr != TH_OK || !th_get_str(r.result, "next_cursor", cursor, sizeof cursor))
+            break;
+    }
+    cursor[0] = 0;
+    for (int page = 0; page < 20; page++) {
+        int rr = cursor[0] ? th_call(&c, TIMEOUT, &r, "orders.list", "sis", "status", "FINISH",
+                                     "limit", 7LL, "cursor", cursor)
+                           : th_call(&c, TIMEOUT, &r, "orders.list", "si", "status", "FINISH",
+                                     "limit", 7LL);
+        CHECK_EQ_INT(rr, TH_OK);
+        items = rr == TH_OK ? th_get(r.result, "items") : NULL;
+        got += items ? (int)items->via.array.size : 0;
+        if (rr != TH_OK || !th_get_str(r.result, "next_cursor", cursor, sizeof cursor))
+            break;
+    }
+    CHECK_EQ_INT(want, NORDERS);
+    CHECK_EQ_INT(got, want);
     /* A bad state is refused at once, on the loop. */
     CHECK_EQ_INT(th_call(&c, TIMEOUT, &r, "outbox.list", "s", "state", "nonsense"), TH_ERRRESP);
     CHECK_EQ_STR(r.code, "invalid_params");

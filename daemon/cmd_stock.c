@@ -276,20 +276,29 @@ static int64_t sales_since(const struct rpc_call *c)
     return store_now() - (int64_t)c->d->cfg.sales_window_days * 86400;
 }
 
+/* What a stock.list / stock.set row's suggestion needs from the config. */
+struct row_cfg {
+    unsigned window_days, cover_days;
+};
+
+static struct row_cfg row_cfg_of(const struct rpc_call *c)
+{
+    return (struct row_cfg){c->d->cfg.sales_window_days, c->d->cfg.restock_cover_days};
+}
+
 /* One row as stock.list and stock.set answer it. */
-static void pack_row(struct rpc_call *c, const char *sku, const char *wh,
+static void pack_row(msgpack_packer *pk, struct row_cfg rc, const char *sku, const char *wh,
                      const struct stock_figures *f, int64_t cover_days, int64_t sold)
 {
-    msgpack_packer *pk = c->pk;
     msgpack_pack_map(pk, 14);
     mp_pack_kv_str(pk, "sku", sku);
     mp_pack_kv_str(pk, "warehouse", wh);
     pack_figures(pk, f);
     mp_pack_kv_int(pk, "cover_days", cover_days);
     mp_pack_kv_int(pk, "sold", sold);
-    mp_pack_kv_int(pk, "suggest",
-                   cover_suggest(sold, c->d->cfg.sales_window_days, c->d->cfg.restock_cover_days,
-                                 stock_on_hand(f), f->reserved));
+    mp_pack_kv_int(
+        pk, "suggest",
+        cover_suggest(sold, rc.window_days, rc.cover_days, stock_on_hand(f), f->reserved));
 }
 
 /* Cursor of stock.list: "<sku code> <warehouse code>" (codes contain no spaces). */
@@ -365,6 +374,77 @@ static sqlite3_stmt *list_stmt(struct store *st, bool low, bool one_wh)
                                          " ORDER BY p.sku, p.wh");
 }
 
+struct stock_list_args {
+    bool low, have_wh;
+    int64_t whid, limit, since;
+    char csku[TALLY_MAX_ID_LEN + 1], cwh[TALLY_MAX_ID_LEN + 1];
+    int64_t after_sku, after_wh;
+    struct row_cfg rc;
+};
+
+/* One page of stock.list, on any connection (a worker's: rpc_defer_read). */
+static int stock_list_pack(struct store *st, msgpack_packer *pk, const void *arg, char *err,
+                           size_t errlen)
+{
+    const struct stock_list_args *a = arg;
+    sqlite3_stmt *s = list_stmt(st, a->low, a->have_wh);
+    if (!s)
+        return TALLY_E_STORAGE;
+    if (a->low) {
+        sqlite3_bind_int64(s, 1, a->after_sku);
+        sqlite3_bind_int64(s, 2, a->after_wh);
+    } else {
+        sqlite3_bind_text(s, 1, a->csku, -1, SQLITE_STATIC);
+        sqlite3_bind_text(s, 2, a->cwh, -1, SQLITE_STATIC);
+    }
+    sqlite3_bind_int64(s, 3, a->whid);
+    sqlite3_bind_int64(s, 5, a->limit + 1);
+    sqlite3_bind_int64(s, 6, a->since);
+
+    msgpack_pack_map(pk, 2);
+    mp_pack_key(pk, "items");
+    size_t arr = mp_array_begin(pk);
+    int64_t count = 0, last_skuid = 0, last_whid = 0;
+    int rc;
+    char last_sku[TALLY_MAX_ID_LEN + 1] = "", last_wh[TALLY_MAX_ID_LEN + 1] = "";
+    bool more = false;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        if (count == a->limit) {
+            more = true;
+            break;
+        }
+        struct stock_figures f;
+        read_figures(s, 2, &f);
+        const char *code = (const char *)sqlite3_column_text(s, 0);
+        const char *whcode = (const char *)sqlite3_column_text(s, 1);
+        pack_row(pk, a->rc, code, whcode, &f, sqlite3_column_int64(s, 7),
+                 sqlite3_column_int64(s, 8));
+        snprintf(last_sku, sizeof last_sku, "%s", code);
+        snprintf(last_wh, sizeof last_wh, "%s", whcode);
+        last_skuid = sqlite3_column_int64(s, 9);
+        last_whid = sqlite3_column_int64(s, 10);
+        count++;
+    }
+    sqlite3_reset(s);
+    if (rc != SQLITE_DONE && rc != SQLITE_ROW) {
+        snprintf(err, errlen, "the replica could not be read");
+        return store_error(st, rc, "stock.list");
+    }
+    mp_array_end(pk, arr, (uint32_t)count);
+    mp_pack_key(pk, "next_cursor");
+    if (more) {
+        char cur[2 * TALLY_MAX_ID_LEN + 2];
+        if (a->low)
+            snprintf(cur, sizeof cur, "%" PRId64 ":%" PRId64, last_skuid, last_whid);
+        else
+            snprintf(cur, sizeof cur, "%s %s", last_sku, last_wh);
+        mp_pack_strz(pk, cur);
+    } else {
+        msgpack_pack_nil(pk);
+    }
+    return 0;
+}
+
 int cmd_stock_list(struct rpc_call *c)
 {
     struct mp_params p = {.map = c->params};
@@ -378,70 +458,24 @@ int cmd_stock_list(struct rpc_call *c)
     if ((r = mp_param_id(&p, "warehouse", false, &wh, &whn, &have_wh)) ||
         (r = mp_param_bool(&p, "low", false, &low, NULL)))
         return rpc_fail(c, r, "%s", p.err);
-    struct store *st = c->d->store;
-    int64_t whid = 0;
-    if (have_wh && (r = catalog_warehouse_id(st, wh, whn, &whid)) != 0)
+    struct stock_list_args a = {.low = low,
+                                .have_wh = have_wh,
+                                .limit = pg.limit,
+                                .since = sales_since(c),
+                                .rc = row_cfg_of(c)};
+    if (have_wh && (r = catalog_warehouse_id(c->d->store, wh, whn, &a.whid)) != 0)
         return r == TALLY_E_NOT_FOUND ? rpc_fail(c, r, "no warehouse '%.*s'", (int)whn, wh) : r;
-    char csku[TALLY_MAX_ID_LEN + 1] = "", cwh[TALLY_MAX_ID_LEN + 1] = "";
-    int64_t after_sku = 0, after_wh = 0;
-    if (pg.cursor && (low ? split_low_cursor(pg.cursor, pg.cursor_len, &after_sku, &after_wh)
-                          : split_cursor(pg.cursor, pg.cursor_len, csku, cwh, sizeof csku)) != 0)
+    if (pg.cursor &&
+        (low ? split_low_cursor(pg.cursor, pg.cursor_len, &a.after_sku, &a.after_wh)
+             : split_cursor(pg.cursor, pg.cursor_len, a.csku, a.cwh, sizeof a.csku)) != 0)
         return rpc_fail(c, TALLY_E_INVALID_PARAMS, "cursor is not one this method returned");
-
-    sqlite3_stmt *s = list_stmt(st, low, have_wh);
-    if (!s)
-        return TALLY_E_STORAGE;
-    if (low) {
-        sqlite3_bind_int64(s, 1, after_sku);
-        sqlite3_bind_int64(s, 2, after_wh);
-    } else {
-        sqlite3_bind_text(s, 1, csku, -1, SQLITE_STATIC);
-        sqlite3_bind_text(s, 2, cwh, -1, SQLITE_STATIC);
-    }
-    sqlite3_bind_int64(s, 3, whid);
-    sqlite3_bind_int64(s, 5, pg.limit + 1);
-    sqlite3_bind_int64(s, 6, sales_since(c));
-
-    msgpack_packer *pk = c->pk;
-    msgpack_pack_map(pk, 2);
-    mp_pack_key(pk, "items");
-    size_t arr = mp_array_begin(pk);
-    int64_t count = 0, last_skuid = 0, last_whid = 0;
-    int rc;
-    char last_sku[TALLY_MAX_ID_LEN + 1] = "", last_wh[TALLY_MAX_ID_LEN + 1] = "";
-    bool more = false;
-    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-        if (count == pg.limit) {
-            more = true;
-            break;
-        }
-        struct stock_figures f;
-        read_figures(s, 2, &f);
-        const char *code = (const char *)sqlite3_column_text(s, 0);
-        const char *whcode = (const char *)sqlite3_column_text(s, 1);
-        pack_row(c, code, whcode, &f, sqlite3_column_int64(s, 7), sqlite3_column_int64(s, 8));
-        snprintf(last_sku, sizeof last_sku, "%s", code);
-        snprintf(last_wh, sizeof last_wh, "%s", whcode);
-        last_skuid = sqlite3_column_int64(s, 9);
-        last_whid = sqlite3_column_int64(s, 10);
-        count++;
-    }
-    sqlite3_reset(s);
-    if (rc != SQLITE_DONE && rc != SQLITE_ROW)
-        return store_error(st, rc, "stock.list");
-    mp_array_end(pk, arr, (uint32_t)count);
-    mp_pack_key(pk, "next_cursor");
-    if (more) {
-        char cur[2 * TALLY_MAX_ID_LEN + 2];
-        if (low)
-            snprintf(cur, sizeof cur, "%" PRId64 ":%" PRId64, last_skuid, last_whid);
-        else
-            snprintf(cur, sizeof cur, "%s %s", last_sku, last_wh);
-        mp_pack_strz(pk, cur);
-    } else {
-        msgpack_pack_nil(pk);
-    }
-    return 0;
+    /* Every row in code order, of one warehouse: the page walks past the rows of the others,
+     * all of them for a warehouse that holds few SKUs: off the loop then, as a deferred read.
+     * The other pages read their index (low rows have partial indexes of their own) for at
+     * most limit + 1 rows and stay on the loop. */
+    if (have_wh && !low)
+        return rpc_defer_read(c, stock_list_pack, &a, sizeof a);
+    return stock_list_pack(c->d->store, c->pk, &a, c->err, sizeof c->err);
 }
 
 int cmd_stock_move(struct rpc_call *c)
@@ -620,7 +654,7 @@ static int set_locked(struct rpc_call *c, const char *sku, size_t skun, const ch
     char skucode[TALLY_MAX_ID_LEN + 1], whcode[TALLY_MAX_ID_LEN + 1];
     snprintf(skucode, sizeof skucode, "%.*s", (int)skun, sku);
     snprintf(whcode, sizeof whcode, "%.*s", (int)whn, wh);
-    pack_row(c, skucode, whcode, after, cover_days, sold);
+    pack_row(c->pk, row_cfg_of(c), skucode, whcode, after, cover_days, sold);
     return 0;
 }
 

@@ -8,7 +8,8 @@
  *      answers carry their own msgid, and the report's figures are those of the data imported;
  *      the same with a run of stock.gets and statuses behind the report;
  *      catalog.search, a deferred read too, likewise, and its cursor pages on;
- *      outbox.list, returns.list and orders.list with a filter (deferred) answer right;
+ *      outbox.list, returns.list, orders.list and stock.list with a filter (deferred) answer
+ *      right;
  *  (b) a watching connection asks for a report: its answer comes, events or not;
  *  (c) connections closed right after sending a report (a dozen of them, pipelined reports
  *      too): tallyd drops those answers and goes on answering;
@@ -237,6 +238,22 @@ static void case_filtered_lists(void)
     }
     CHECK_EQ_INT(want, NORDERS);
     CHECK_EQ_INT(got, want);
+    /* stock.list of one warehouse (deferred): its rows only. */
+    CHECK_EQ_INT(th_call(&c, TIMEOUT, &r, "stock.list", "s", "warehouse", "FR-PAR"), TH_OK);
+    items = th_get(r.result, "items");
+    CHECK(items && items->type == MSGPACK_OBJECT_ARRAY && items->via.array.size == 1);
+    if (items && items->type == MSGPACK_OBJECT_ARRAY && items->via.array.size == 1) {
+        char sku[32] = "", wh[32] = "";
+        long long on_hand = -1;
+        CHECK(th_get_str(&items->via.array.ptr[0], "sku", sku, sizeof sku));
+        CHECK(th_get_str(&items->via.array.ptr[0], "warehouse", wh, sizeof wh));
+        CHECK(th_get_int(&items->via.array.ptr[0], "on_hand", &on_hand));
+        CHECK_EQ_STR(sku, "A-1");
+        CHECK_EQ_STR(wh, "FR-PAR");
+        CHECK_EQ_INT(on_hand, 7);
+    }
+    CHECK_EQ_INT(th_call(&c, TIMEOUT, &r, "stock.list", "s", "warehouse", "XX-NONE"), TH_ERRRESP);
+    CHECK_EQ_STR(r.code, "not_found");
     /* A bad state is refused at once, on the loop. */
     CHECK_EQ_INT(th_call(&c, TIMEOUT, &r, "outbox.list", "s", "state", "nonsense"), TH_ERRRESP);
     CHECK_EQ_STR(r.code, "invalid_params");

@@ -4,8 +4,9 @@
  * and latency percentiles.
  *
  *   bench_rpc SOCKET [-c CONNECTIONS] [-P PIPELINE] [-d SECONDS] [-m METHOD] [-k SKU]
- *             [-w WAREHOUSE]
+ *             [-w WAREHOUSE] [-n TOTAL]
  *
+ * -n TOTAL sends that many requests in all and ends once all are answered (or -d passed).
  * -m stock.move records movements: each request a `receive` of 1 of SKU at WAREHOUSE
  * (default ES-MAD) with an id of its own ("b<pid>-<n>"), so every one is a new write (the
  * answer is sent only once it is durable: group commit); the figure is movements/s.
@@ -75,11 +76,12 @@ int main(int argc, char **argv)
 {
     if (argc < 2) {
         fprintf(stderr, "usage: bench_rpc SOCKET [-c N] [-P N] [-d SECONDS] [-m METHOD] [-k SKU] "
-                        "[-w WAREHOUSE]\n");
+                        "[-w WAREHOUSE] [-n TOTAL]\n");
         return 2;
     }
     const char *path = argv[1], *method = "stock.get", *sku = "EB-1001-BLK-M", *wh = "ES-MAD";
     int nconn = 50, pipeline = 1;
+    unsigned long long total = 0, sent = 0; /* -n: 0 is no limit */
     double secs = 5;
     for (int i = 2; i + 1 < argc; i += 2) {
         if (!strcmp(argv[i], "-c"))
@@ -94,6 +96,8 @@ int main(int argc, char **argv)
             sku = argv[i + 1];
         else if (!strcmp(argv[i], "-w"))
             wh = argv[i + 1];
+        else if (!strcmp(argv[i], "-n"))
+            total = strtoull(argv[i + 1], NULL, 10);
     }
     bool moves = !strcmp(method, "stock.move");
     unsigned long long seq = 0;
@@ -146,20 +150,23 @@ int main(int argc, char **argv)
     /* Prime every connection with its full pipeline. */
     for (int i = 0; i < nconn; i++) {
         uint64_t t = now_ns();
+        unsigned k = (unsigned)pipeline;
+        if (total && total - sent < k)
+            k = (unsigned)(total - sent);
         if (moves)
-            stamp_ids(burst, req.size, (unsigned)pipeline, &seq);
-        if (write(cs[i].fd, burst, req.size * (size_t)pipeline) !=
-            (ssize_t)(req.size * (size_t)pipeline)) {
+            stamp_ids(burst, req.size, k, &seq);
+        if (k && write(cs[i].fd, burst, req.size * k) != (ssize_t)(req.size * k)) {
             fprintf(stderr, "bench_rpc: short write\n");
             return 1;
         }
-        for (int p = 0; p < pipeline; p++)
+        for (unsigned p = 0; p < k; p++)
             cs[i].sent_at[p] = t;
-        cs[i].inflight = (unsigned)pipeline;
+        cs[i].inflight = k;
+        sent += k;
     }
     msgpack_unpacked msg;
     msgpack_unpacked_init(&msg);
-    while (now_ns() < end) {
+    while (now_ns() < end && !(total && done >= total)) {
         int n = poll(pfd, (nfds_t)nconn, 1000);
         if (n <= 0)
             continue;
@@ -189,15 +196,19 @@ int main(int argc, char **argv)
             }
             done += got;
             /* Closed loop: send as many as came back. */
-            if (got) {
+            unsigned again = got;
+            if (total && total - sent < again)
+                again = (unsigned)(total - sent);
+            sent += again;
+            if (again) {
                 if (moves)
-                    stamp_ids(burst, req.size, got, &seq);
-                if (write(c->fd, burst, req.size * got) != (ssize_t)(req.size * got)) {
+                    stamp_ids(burst, req.size, again, &seq);
+                if (write(c->fd, burst, req.size * again) != (ssize_t)(req.size * again)) {
                     fprintf(stderr, "bench_rpc: short write\n");
                     return 1;
                 }
                 unsigned tail = c->head;
-                for (unsigned k = 0; k < got; k++)
+                for (unsigned k = 0; k < again; k++)
                     c->sent_at[(tail + (unsigned)pipeline - got + k) % (unsigned)pipeline] = t;
             }
         }

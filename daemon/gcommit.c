@@ -227,7 +227,12 @@ void gcommit_free(struct tallyd *d)
 
 struct store *gcommit_store(struct tallyd *d)
 {
-    return d->gc && !d->stopping ? d->gc->st : NULL;
+    if (!d->gc || d->stopping)
+        return NULL;
+    /* Stock changes mark their SKU for publishing as on the loop's connection (the sync
+     * engine turns that on there when it starts: store_set_publish). */
+    store_set_publish(d->gc->st, store_publishes(d->store));
+    return d->gc->st;
 }
 
 int gcommit_after_call(struct tallyd *d, int r, char *err, size_t errlen)

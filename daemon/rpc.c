@@ -47,6 +47,15 @@ static const struct rpc_method methods[] = {
     {"carriers.list", cmd_carriers_list, false},
 };
 
+/* Bulk writes (an import, a purge) run one large transaction of their own on the loop's
+ * connection, not a savepoint in the turn's group commit (gcommit.h): that savepoint's undo
+ * log would hold every page they change, in memory, and they gain nothing from sharing an
+ * fsync. */
+static bool is_bulk(const struct rpc_method *m)
+{
+    return m->fn == cmd_import || m->fn == cmd_privacy_purge;
+}
+
 const struct rpc_method *rpc_find(const char *name, size_t len)
 {
     for (size_t i = 0; i < sizeof methods / sizeof methods[0]; i++)
@@ -214,9 +223,11 @@ int rpc_handle(struct tallyd *d, int role, void *conn, const msgpack_object *msg
     struct rpc_call call = {
         .d = d, .params = params, .pk = &rpk, .role = role, .conn = conn, .msgid = msgid};
     /* Group commit (gcommit.h): a write called on a connection writes in this turn's shared
-     * transaction and its answer waits for that commit. A read from a connection still owed
+     * transaction and its answer waits for that commit (a bulk one begins its own, which
+     * commits the group first: store_set_before_begin). A read from a connection still owed
      * such an answer commits the group first, so it sees that connection's own writes. */
-    struct store *group = m->write && conn ? gcommit_store(d) : NULL, *loop_store = d->store;
+    struct store *group = m->write && !is_bulk(m) && conn ? gcommit_store(d) : NULL,
+                 *loop_store = d->store;
     if (!m->write && conn && server_conn_owed(conn))
         gcommit_flush(d);
     if (group)

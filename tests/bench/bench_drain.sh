@@ -9,6 +9,8 @@
 #   drain_movements_per_s R
 #   curl_one_by_one_per_s R
 #   drain_vs_curl X
+#   drain_s, drain_cpu_tallyd_s, drain_cpu_sim_s   the drain's wall time and the CPU each side
+#                                                  used meanwhile (where the time goes)
 # and checks exactly-once on the way (tally-sim counts each id applied once, N in all).
 # Figures only, not a test (the machine may be shared; compare builds in one run).
 set -euo pipefail
@@ -29,6 +31,8 @@ cleanup() {
 trap cleanup EXIT
 [ -z "${KEEP_LOG:-}" ] || trap 'cp "$tmp/tallyd.log" "$KEEP_LOG"; cleanup' EXIT
 now() { date +%s.%N; }
+# CPU seconds (user + system) a process has used so far.
+cpu_s() { awk -v hz="$(getconf CLK_TCK)" '{printf "%.2f", ($14 + $15) / hz}' "/proc/$1/stat"; }
 
 "$SIM" --port 0 --skus 40 --seed 3 --warehouses ES-MAD >"$tmp/sim.out" 2>"$tmp/sim.err" &
 sim_pid=$!
@@ -75,9 +79,12 @@ w=$(waiting)
 
 # The link is back.
 t0=$(now)
+sim0=$(cpu_s "$sim_pid")
 start_tallyd --config "$tmp/up.conf"
 while [ "$(waiting)" -gt 0 ]; do sleep 0.05; done
 t1=$(now)
+# Where the time went: tallyd's CPU (take, send, record: the loop) and tally-sim's.
+cpu_tallyd=$(cpu_s "$tallyd_pid") cpu_sim=$(echo "$(cpu_s "$sim_pid") - $sim0" | bc -l)
 applied=$(curl -sS "$base/control/movements?wh=ES-MAD" | jq '[.movements[] | select(. == 1)] | length')
 twice=$(curl -sS "$base/control/movements?wh=ES-MAD" | jq '[.movements[] | select(. > 1)] | length')
 [ "$applied" -eq "$N" ] && [ "$twice" -eq 0 ] ||
@@ -102,3 +109,5 @@ got=$(curl -sS "$base/control/movements?wh=ES-MAD" | jq '[.movements | keys[] | 
 one=$(echo "$CURL_N / ($t1 - $t0)" | bc -l)
 printf 'drain_movements_per_s %.0f\ncurl_one_by_one_per_s %.0f\ndrain_vs_curl %.2f\n' "$drain" "$one" \
     "$(echo "$drain / $one" | bc -l)"
+printf 'drain_s %.2f\ndrain_cpu_tallyd_s %.2f\ndrain_cpu_sim_s %.2f\n' "$(echo "$N / $drain" | bc -l)" \
+    "$cpu_tallyd" "$cpu_sim"

@@ -17,6 +17,7 @@
 
 #include "config.h"
 #include "fulfil.h"
+#include "gcommit.h"
 #include "log.h"
 #include "rpc.h"
 #include "sdnotify.h"
@@ -69,6 +70,7 @@ static void shutdown_daemon(struct runtime *rt, const char *why)
     log_info("%s: stopping", why);
     sd_notify_send("STOPPING=1");
     rt->d.stopping = true;
+    gcommit_stop(&rt->d); /* this turn's writes commit and are answered before the server stops */
     rpc_defer_stop(&rt->d); /* deferred answers, while their connections can take them */
     server_stop(rt->d.server);
     rt->d.server = NULL;
@@ -301,7 +303,9 @@ int main(int argc, char **argv)
         store_close(d->store);
         return 1;
     }
-    if (server_start(d, &d->server, err, sizeof err) != 0) {
+    if (gcommit_start(d, err, sizeof err) != 0) {
+        failed = 1;
+    } else if (server_start(d, &d->server, err, sizeof err) != 0) {
         failed = 1;
     } else if (sync_start(d, &d->sync, err, sizeof err) != 0) {
         failed = 2;
@@ -316,8 +320,10 @@ int main(int argc, char **argv)
             server_stop(d->server);
         uv_close((uv_handle_t *)&rt.sigterm, NULL);
         uv_close((uv_handle_t *)&rt.sigint, NULL);
+        gcommit_stop(d);
         workers_stop(d);
         uv_run(d->loop, UV_RUN_DEFAULT);
+        gcommit_free(d);
         workers_free(d);
         store_close(d->store);
         return 1;
@@ -337,6 +343,7 @@ int main(int argc, char **argv)
     uv_walk(d->loop, on_walk_close, NULL);
     uv_run(d->loop, UV_RUN_DEFAULT);
     uv_loop_close(d->loop);
+    gcommit_free(d);
     workers_free(d);
     store_close(d->store);
     log_info("stopped");

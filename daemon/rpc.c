@@ -9,6 +9,7 @@
 
 #include "codec.h"
 #include "cmd.h"
+#include "gcommit.h"
 #include "log.h"
 #include "server.h"
 #include "store.h"
@@ -49,6 +50,15 @@ static const struct rpc_method methods[] = {
     {"inbound.list", cmd_inbound_list, false},
     {"carriers.list", cmd_carriers_list, false},
 };
+
+/* Bulk writes (an import, a purge) run one large transaction of their own on the loop's
+ * connection, not a savepoint in the turn's group commit (gcommit.h): that savepoint's undo
+ * log would hold every page they change, in memory, and they gain nothing from sharing an
+ * fsync. */
+static bool is_bulk(const struct rpc_method *m)
+{
+    return m->fn == cmd_import || m->fn == cmd_privacy_purge;
+}
 
 const struct rpc_method *rpc_find(const char *name, size_t len)
 {
@@ -259,7 +269,21 @@ int rpc_handle(struct tallyd *d, int role, void *conn, const msgpack_object *msg
     msgpack_pack_nil(&rpk);
     struct rpc_call call = {
         .d = d, .params = params, .pk = &rpk, .role = role, .conn = conn, .msgid = msgid};
+    /* Group commit (gcommit.h): a write called on a connection writes in this turn's shared
+     * transaction and its answer waits for that commit (a bulk one begins its own, which
+     * commits the group first: store_set_before_begin). A read from a connection still owed
+     * such an answer commits the group first, so it sees that connection's own writes. */
+    struct store *group = m->write && !is_bulk(m) && conn ? gcommit_store(d) : NULL,
+                 *loop_store = d->store;
+    if (!m->write && conn && server_conn_owed(conn))
+        gcommit_flush(d);
+    if (group)
+        d->store = group;
     int r = m->fn(&call);
+    if (group) {
+        d->store = loop_store;
+        r = gcommit_after_call(d, r, call.err, sizeof call.err);
+    }
     if (r == RPC_DEFERRED) {
         res->size = 0; /* answered later, by the handler (server_send) */
         return 0;
@@ -273,7 +297,18 @@ int rpc_handle(struct tallyd *d, int role, void *conn, const msgpack_object *msg
         snprintf(call.err, sizeof call.err, "%s produced a malformed result", m->name);
         r = TALLY_E_INTERNAL;
     }
-    if (r == 0 && out->size == 0) {
+    int held = 0;
+    if (r == 0 && group) {
+        held = gcommit_hold(d, conn, res->data, res->size);
+        if (held < 0) {
+            r = held;
+            snprintf(call.err, sizeof call.err,
+                     "the replica could not record the change; nothing changed");
+        }
+    }
+    if (held > 0) {
+        /* sent once the group's commit returned */
+    } else if (r == 0 && out->size == 0) {
         /* The usual case (one answer per read): hand the buffer over instead of copying it;
          * the scratch takes the empty one. */
         msgpack_sbuffer t = *out;

@@ -37,6 +37,8 @@ struct conn {
     int closing;
     bool watching; /* receives event notifications (the watch method) */
     uint64_t id;   /* unique for the server's life: names it for answers sent later */
+    unsigned owed; /* answers held by the group commit (server_conn_owe) */
+    bool eof_wait; /* the peer is done sending: finish once nothing is owed */
     struct conn *prev, *next;
 };
 
@@ -296,7 +298,11 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     if (nread < 0) {
         if (nread == UV_ENOBUFS)
             conn_fatal(c, TALLY_E_NOMEM, "out of memory for the read buffer");
-        else if (nread == UV_EOF)
+        else if (nread == UV_EOF && c->owed) {
+            /* Answers to its writes wait for their commit: finish once they are sent. */
+            uv_read_stop(s);
+            c->eof_wait = true;
+        } else if (nread == UV_EOF)
             conn_finish(c); /* the peer is done sending: deliver what is queued, then close */
         else
             conn_close(c);
@@ -513,6 +519,45 @@ bool server_send(struct server *srv, uint64_t conn_id, const char *data, size_t 
         return true;
     }
     return false;
+}
+
+void server_conn_owe(void *conn)
+{
+    ((struct conn *)conn)->owed++;
+}
+
+unsigned server_conn_owed(void *conn)
+{
+    return conn ? ((struct conn *)conn)->owed : 0;
+}
+
+bool server_send_owed(struct server *srv, uint64_t conn_id, const char *data, size_t len)
+{
+    for (struct conn *c = srv ? srv->conns : NULL; c; c = c->next) {
+        if (c->id != conn_id)
+            continue;
+        if (c->owed)
+            c->owed--;
+        bool sent = false;
+        if (!c->closing && data) {
+            /* Sent by server_flush_owed, once for all of a commit's answers. */
+            msgpack_sbuffer_write(&c->out, data, len);
+            sent = true;
+        }
+        if (c->owed == 0 && c->eof_wait && !c->closing) {
+            conn_flush(c);
+            conn_finish(c);
+        }
+        return sent;
+    }
+    return false;
+}
+
+void server_flush_owed(struct server *srv)
+{
+    for (struct conn *c = srv ? srv->conns : NULL; c; c = c->next)
+        if (c->out.size && !c->in_call)
+            conn_flush(c);
 }
 
 uid_t server_conn_uid(void *conn)

@@ -40,6 +40,18 @@ void server_conn_watch(void *conn, bool on);
 uint64_t server_conn_id(void *conn);
 bool server_send(struct server *srv, uint64_t conn_id, const char *data, size_t len);
 
+/*
+ * Answers held by the group commit (gcommit.h): server_conn_owe counts one more for a
+ * connection; server_send_owed sends it (data NULL: nothing to send, the debt is dropped) and
+ * counts it paid. A connection whose peer stopped sending is finished only once nothing is
+ * owed, so its last answers are not lost.
+ */
+void server_conn_owe(void *conn);
+unsigned server_conn_owed(void *conn);
+bool server_send_owed(struct server *srv, uint64_t conn_id, const char *data, size_t len);
+/* Sends what server_send_owed appended (one write per connection). */
+void server_flush_owed(struct server *srv);
+
 /* The peer's uid (SO_PEERCRED); tallyd's own uid for a NULL connection (tests, fuzzing). */
 uid_t server_conn_uid(void *conn);
 /* Sends an encoded notification to every watching connection (each bounded by its output

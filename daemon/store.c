@@ -37,6 +37,15 @@ struct store {
     bool locked;             /* this connection holds *writer */
     bool keep_held;          /* store_keep_held: committed work waits in `ready` */
     struct held_item *ready, **ready_tail;
+    /* Group commit (store_group_enable): store_begin opens a savepoint in one transaction
+     * that store_group_commit ends; a write's store_commit releases only its savepoint. */
+    bool group;                  /* group mode on */
+    bool group_open;             /* the group's transaction is open */
+    int group_lost;              /* TALLY_E_* of a group transaction lost, until taken */
+    struct held_item **sp_tail;  /* held_tail when the write's savepoint was taken */
+    size_t sp_bytes;             /* held_bytes then */
+    int (*before_begin)(void *); /* store_set_before_begin */
+    void *before_begin_arg;
 };
 
 void store_set_publish(struct store *st, bool on)
@@ -395,8 +404,17 @@ static int run_simple(struct store *st, const char *sql, const char *what)
     return 0;
 }
 
+static int group_begin(struct store *st);
+
 int store_begin(struct store *st)
 {
+    if (st->group)
+        return group_begin(st);
+    if (st->before_begin && !st->in_tx) {
+        int r = st->before_begin(st->before_begin_arg);
+        if (r)
+            return r;
+    }
     if (st->writer && !st->locked) {
         pthread_mutex_lock(st->writer);
         st->locked = true;
@@ -447,8 +465,13 @@ void store_ready_free(struct store_ready *list)
     }
 }
 
+static int group_release(struct store *st);
+static void group_rollback_write(struct store *st);
+
 int store_commit(struct store *st)
 {
+    if (st->group && st->group_open)
+        return group_release(st);
     int r = run_simple(st, "COMMIT", "commit");
     if (r != 0) {
         if (!sqlite3_get_autocommit(st->db))
@@ -462,6 +485,10 @@ int store_commit(struct store *st)
 
 void store_rollback(struct store *st)
 {
+    if (st->group && st->group_open) {
+        group_rollback_write(st);
+        return;
+    }
     /* SQLite may have rolled back already (e.g. after SQLITE_FULL); the writer lock is
      * released after the rollback, never before. */
     if (!sqlite3_get_autocommit(st->db))
@@ -471,7 +498,165 @@ void store_rollback(struct store *st)
 
 bool store_in_tx(const struct store *st)
 {
-    return st->in_tx;
+    return st->in_tx || st->group_open;
+}
+
+/* ---- group commit (store.h "Group commit") ---- */
+
+void store_group_enable(struct store *st, bool on)
+{
+    st->group = on;
+}
+
+bool store_group_open(const struct store *st)
+{
+    return st->group_open;
+}
+
+bool store_group_in_write(const struct store *st)
+{
+    return st->group_open && st->in_tx;
+}
+
+int store_group_take_lost(struct store *st)
+{
+    int r = st->group_lost;
+    st->group_lost = 0;
+    return r;
+}
+
+void store_set_before_begin(struct store *st, int (*fn)(void *), void *arg)
+{
+    st->before_begin = fn;
+    st->before_begin_arg = arg;
+}
+
+/* The group's transaction is gone (SQLite rolled it back on its own, e.g. on SQLITE_FULL, or
+ * a savepoint could not be undone): every write in it is lost, say so once. */
+static void group_lose(struct store *st, int code)
+{
+    if (!sqlite3_get_autocommit(st->db))
+        run_simple(st, "ROLLBACK", "rollback");
+    st->group_open = false;
+    st->group_lost = code ? code : TALLY_E_STORAGE;
+    st->sp_tail = NULL;
+    tx_end(st, false);
+}
+
+/* Maps the connection's last error for a lost group (disk full stays disk full). */
+static int group_code(struct store *st)
+{
+    int primary = sqlite3_errcode(st->db) & 0xff;
+    return primary == SQLITE_FULL    ? TALLY_E_DISK_FULL
+           : primary == SQLITE_NOMEM ? TALLY_E_NOMEM
+                                     : TALLY_E_STORAGE;
+}
+
+static int group_begin(struct store *st)
+{
+    if (st->in_tx) {
+        log_error("begin: a transaction is already open on this connection");
+        return TALLY_E_STORAGE;
+    }
+    if (!st->group_open) {
+        if (st->writer && !st->locked) {
+            pthread_mutex_lock(st->writer);
+            st->locked = true;
+        }
+        int r = run_simple(st, "BEGIN IMMEDIATE", "begin");
+        if (r) {
+            if (st->locked) {
+                st->locked = false;
+                pthread_mutex_unlock(st->writer);
+            }
+            return r;
+        }
+        held_drop(st);
+        st->group_open = true;
+    }
+    int r = run_simple(st, "SAVEPOINT w", "savepoint");
+    if (r) {
+        if (sqlite3_get_autocommit(st->db))
+            group_lose(st, r);
+        return r;
+    }
+    st->in_tx = true;
+    st->sp_tail = st->held_tail;
+    st->sp_bytes = st->held_bytes;
+    return 0;
+}
+
+static int group_release(struct store *st)
+{
+    if (!st->in_tx) {
+        log_error("commit: no write is open in the group");
+        return TALLY_E_STORAGE;
+    }
+    /* What a COMMIT alone would refuse (a deferred foreign key left broken) fails this write
+     * here, so that it does not fail the group's commit and its neighbours with it: rolling
+     * back to the savepoint restores the count of open constraints too. */
+    int cur = 0, hi = 0;
+    if (sqlite3_db_status(st->db, SQLITE_DBSTATUS_DEFERRED_FKS, &cur, &hi, 0) == SQLITE_OK &&
+        cur > 0) {
+        log_error("commit: FOREIGN KEY constraint failed (deferred)");
+        group_rollback_write(st);
+        return TALLY_E_STORAGE;
+    }
+    int r = run_simple(st, "RELEASE w", "release");
+    if (r) {
+        group_rollback_write(st);
+        return r;
+    }
+    st->in_tx = false; /* what it held waits for the group's commit */
+    st->sp_tail = NULL;
+    return 0;
+}
+
+static void group_rollback_write(struct store *st)
+{
+    if (!st->in_tx)
+        return;
+    st->in_tx = false;
+    if (sqlite3_get_autocommit(st->db)) {
+        group_lose(st, group_code(st)); /* SQLite rolled the whole group back */
+        return;
+    }
+    if (run_simple(st, "ROLLBACK TO w", "rollback to savepoint") != 0 ||
+        run_simple(st, "RELEASE w", "release") != 0) {
+        group_lose(st, TALLY_E_STORAGE);
+        return;
+    }
+    /* Drop what this write held; its neighbours' stays. */
+    struct held_item *h = *st->sp_tail;
+    *st->sp_tail = NULL;
+    st->held_tail = st->sp_tail;
+    st->held_bytes = st->sp_bytes;
+    st->sp_tail = NULL;
+    while (h) {
+        struct held_item *next = h->next;
+        free(h);
+        h = next;
+    }
+}
+
+int store_group_commit(struct store *st)
+{
+    if (!st->group_open)
+        return 0;
+    if (st->in_tx) {
+        log_error("group commit: a write is still open");
+        return TALLY_E_BUSY;
+    }
+    st->group_open = false;
+    int r = run_simple(st, "COMMIT", "group commit");
+    if (r != 0) {
+        if (!sqlite3_get_autocommit(st->db))
+            run_simple(st, "ROLLBACK", "rollback");
+        tx_end(st, false);
+        return r;
+    }
+    tx_end(st, true);
+    return 0;
 }
 
 size_t store_held_bytes(const struct store *st)

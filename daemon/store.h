@@ -75,8 +75,33 @@ sqlite3_stmt *store_stmt(struct store *st, const char *sql);
 int store_begin(struct store *st);
 int store_commit(struct store *st);
 void store_rollback(struct store *st);
-/* Whether a transaction begun by store_begin is open. */
+/* Whether a transaction begun by store_begin is open (or, in group mode, the group's). */
 bool store_in_tx(const struct store *st);
+
+/*
+ * Group commit (gcommit.h): writes arriving in one loop turn share one transaction and one
+ * fsync. With group mode on, store_begin opens the group's transaction if it is not open
+ * (BEGIN IMMEDIATE, taking the writer lock) and a SAVEPOINT for the write; store_commit
+ * releases the savepoint (nothing is durable yet: the write's answer waits for
+ * store_group_commit); store_rollback undoes that write alone, what it held included. Work
+ * held with store_after_commit waits for the group's commit. When SQLite rolled the whole
+ * transaction back on its own (e.g. SQLITE_FULL), every write of the group is lost:
+ * store_group_take_lost then answers its TALLY_E_* code once (0 when none was lost).
+ * store_group_commit commits the group (0 when none is open) and releases the writer lock;
+ * a failed commit rolls everything back and returns its code.
+ */
+void store_group_enable(struct store *st, bool on);
+bool store_group_open(const struct store *st);
+/* A write's savepoint is open (the group cannot be committed now). */
+bool store_group_in_write(const struct store *st);
+int store_group_commit(struct store *st);
+int store_group_take_lost(struct store *st);
+/*
+ * Called by store_begin before it begins a transaction of its own (not in group mode); a
+ * non-zero return is store_begin's, nothing begun. The loop's connection uses it to commit
+ * an open group first: both take the one writer lock, on the same thread.
+ */
+void store_set_before_begin(struct store *st, int (*fn)(void *), void *arg);
 
 /*
  * Work that must happen only if what the open transaction wrote is kept (announcing it to

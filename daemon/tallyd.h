@@ -18,6 +18,7 @@ struct sync_engine;
 struct fulfil;
 struct privacy;
 struct workers;
+struct gcommit;
 
 struct tallyd {
     uv_loop_t *loop;
@@ -28,6 +29,7 @@ struct tallyd {
     struct fulfil *fulfil;   /* fulfil.c: the order lifecycle's timer */
     struct privacy *privacy; /* privacy.c: the purge in progress, or NULL */
     struct workers *workers; /* worker.c: jobs off the loop, the writer lock */
+    struct gcommit *gc;      /* gcommit.c: writes of one loop turn share a commit */
     int64_t started_at;
     bool have_writer_gid; /* writer_group resolved to a gid at start */
     gid_t writer_gid;

@@ -76,6 +76,11 @@ int workers_start(struct tallyd *d, char *err, size_t errlen)
     return 0;
 }
 
+pthread_mutex_t *workers_writer_lock(struct tallyd *d)
+{
+    return d->workers ? &d->workers->writer : NULL;
+}
+
 /* On a worker thread: the job's connection, opened on first use. */
 static struct store *conn_for(struct workers *w, struct worker_job *j, int *status)
 {

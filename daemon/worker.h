@@ -27,6 +27,7 @@
 #ifndef TALLY_WORKER_H
 #define TALLY_WORKER_H
 
+#include <pthread.h>
 #include <stdint.h>
 #include <uv.h>
 
@@ -60,6 +61,10 @@ int workers_start(struct tallyd *d, char *err, size_t errlen);
 void workers_stop(struct tallyd *d);
 /* After the loop has run out: closes the connections. */
 void workers_free(struct tallyd *d);
+
+/* The process's writer lock (store_set_writer_lock), for another connection that writes
+ * (gcommit.c); NULL before workers_start. */
+pthread_mutex_t *workers_writer_lock(struct tallyd *d);
 
 /* Queue a job; 0, or TALLY_E_SHUTTING_DOWN (stopping: done is not called). */
 int worker_write(struct tallyd *d, struct worker_job *job);

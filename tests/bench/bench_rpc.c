@@ -4,10 +4,17 @@
  * and latency percentiles.
  *
  *   bench_rpc SOCKET [-c CONNECTIONS] [-P PIPELINE] [-d SECONDS] [-m METHOD] [-k SKU]
+ *             [-w WAREHOUSE] [-n TOTAL]
+ *
+ * -n TOTAL sends that many requests in all and ends once all are answered (or -d passed).
+ * -m stock.move records movements: each request a `receive` of 1 of SKU at WAREHOUSE
+ * (default ES-MAD) with an id of its own ("b<pid>-<n>"), so every one is a new write (the
+ * answer is sent only once it is durable: group commit); the figure is movements/s.
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -55,15 +62,26 @@ static int connect_to(const char *path)
     return fd;
 }
 
+/* Gives the k requests at p fresh ids: the last 16 bytes of each are its counter. */
+static void stamp_ids(char *p, size_t reqlen, unsigned k, unsigned long long *seq)
+{
+    for (unsigned i = 0; i < k; i++) {
+        char digits[17];
+        snprintf(digits, sizeof digits, "%016llu", ++*seq);
+        memcpy(p + (size_t)(i + 1) * reqlen - 16, digits, 16);
+    }
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 2) {
-        fprintf(stderr,
-                "usage: bench_rpc SOCKET [-c N] [-P N] [-d SECONDS] [-m METHOD] [-k SKU]\n");
+        fprintf(stderr, "usage: bench_rpc SOCKET [-c N] [-P N] [-d SECONDS] [-m METHOD] [-k SKU] "
+                        "[-w WAREHOUSE] [-n TOTAL]\n");
         return 2;
     }
-    const char *path = argv[1], *method = "stock.get", *sku = "EB-1001-BLK-M";
+    const char *path = argv[1], *method = "stock.get", *sku = "EB-1001-BLK-M", *wh = "ES-MAD";
     int nconn = 50, pipeline = 1;
+    unsigned long long total = 0, sent = 0; /* -n: 0 is no limit */
     double secs = 5;
     for (int i = 2; i + 1 < argc; i += 2) {
         if (!strcmp(argv[i], "-c"))
@@ -76,7 +94,13 @@ int main(int argc, char **argv)
             method = argv[i + 1];
         else if (!strcmp(argv[i], "-k"))
             sku = argv[i + 1];
+        else if (!strcmp(argv[i], "-w"))
+            wh = argv[i + 1];
+        else if (!strcmp(argv[i], "-n"))
+            total = strtoull(argv[i + 1], NULL, 10);
     }
+    bool moves = !strcmp(method, "stock.move");
+    unsigned long long seq = 0;
     if (nconn < 1 || nconn > 10000 || pipeline < 1 || pipeline > 1000 || secs <= 0) {
         fprintf(stderr, "bench_rpc: bad arguments\n");
         return 2;
@@ -92,8 +116,20 @@ int main(int argc, char **argv)
     msgpack_pack_uint32(&pk, 1);
     mp_pack_strz(&pk, method);
     msgpack_pack_array(&pk, 1);
-    msgpack_pack_map(&pk, 1);
-    mp_pack_kv_str(&pk, "sku", sku);
+    if (moves) {
+        /* The id is the last field, a fixed-width string, rewritten in place per request. */
+        msgpack_pack_map(&pk, 5);
+        mp_pack_kv_str(&pk, "kind", "receive");
+        mp_pack_kv_str(&pk, "sku", sku);
+        mp_pack_kv_str(&pk, "warehouse", wh);
+        mp_pack_kv_int(&pk, "qty", 1);
+        char id[32];
+        snprintf(id, sizeof id, "b%08d-%016llu", (int)getpid() % 100000000, 0ULL);
+        mp_pack_kv_str(&pk, "id", id);
+    } else {
+        msgpack_pack_map(&pk, 1);
+        mp_pack_kv_str(&pk, "sku", sku);
+    }
 
     struct bconn *cs = calloc((size_t)nconn, sizeof *cs);
     struct pollfd *pfd = calloc((size_t)nconn, sizeof *pfd);
@@ -114,18 +150,23 @@ int main(int argc, char **argv)
     /* Prime every connection with its full pipeline. */
     for (int i = 0; i < nconn; i++) {
         uint64_t t = now_ns();
-        if (write(cs[i].fd, burst, req.size * (size_t)pipeline) !=
-            (ssize_t)(req.size * (size_t)pipeline)) {
+        unsigned k = (unsigned)pipeline;
+        if (total && total - sent < k)
+            k = (unsigned)(total - sent);
+        if (moves)
+            stamp_ids(burst, req.size, k, &seq);
+        if (k && write(cs[i].fd, burst, req.size * k) != (ssize_t)(req.size * k)) {
             fprintf(stderr, "bench_rpc: short write\n");
             return 1;
         }
-        for (int p = 0; p < pipeline; p++)
+        for (unsigned p = 0; p < k; p++)
             cs[i].sent_at[p] = t;
-        cs[i].inflight = (unsigned)pipeline;
+        cs[i].inflight = k;
+        sent += k;
     }
     msgpack_unpacked msg;
     msgpack_unpacked_init(&msg);
-    while (now_ns() < end) {
+    while (now_ns() < end && !(total && done >= total)) {
         int n = poll(pfd, (nfds_t)nconn, 1000);
         if (n <= 0)
             continue;
@@ -155,19 +196,28 @@ int main(int argc, char **argv)
             }
             done += got;
             /* Closed loop: send as many as came back. */
-            if (got) {
-                if (write(c->fd, burst, req.size * got) != (ssize_t)(req.size * got)) {
+            unsigned again = got;
+            if (total && total - sent < again)
+                again = (unsigned)(total - sent);
+            sent += again;
+            if (again) {
+                if (moves)
+                    stamp_ids(burst, req.size, again, &seq);
+                if (write(c->fd, burst, req.size * again) != (ssize_t)(req.size * again)) {
                     fprintf(stderr, "bench_rpc: short write\n");
                     return 1;
                 }
                 unsigned tail = c->head;
-                for (unsigned k = 0; k < got; k++)
+                for (unsigned k = 0; k < again; k++)
                     c->sent_at[(tail + (unsigned)pipeline - got + k) % (unsigned)pipeline] = t;
             }
         }
     }
     double elapsed = (double)(now_ns() - start) / 1e9;
     qsort(lat, nlat, sizeof *lat, cmp_u32);
+    if (errors && moves)
+        fprintf(stderr, "bench_rpc: %llu movements refused (is %s in %s's catalog?)\n",
+                (unsigned long long)errors, sku, wh);
     printf("%s: %d connections, pipeline %d, %.1f s: %.0f req/s, errors %llu, latency us p50 %u "
            "p99 %u p99.9 %u max %u\n",
            method, nconn, pipeline, elapsed, (double)done / elapsed, (unsigned long long)errors,

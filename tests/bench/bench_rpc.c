@@ -4,10 +4,14 @@
  * and latency percentiles.
  *
  *   bench_rpc SOCKET [-c CONNECTIONS] [-P PIPELINE] [-d SECONDS] [-m METHOD] [-k SKU]
+ *
+ * SIGTERM or SIGINT ends the run early and still prints the figures (a load measured while
+ * something else runs, for as long as it runs: tests/bench/bench_import.sh).
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,6 +32,14 @@ struct bconn {
     uint64_t *sent_at; /* ring of send times, P entries */
     unsigned head, inflight;
 };
+
+static volatile sig_atomic_t stop_early;
+
+static void on_stop(int sig)
+{
+    (void)sig;
+    stop_early = 1;
+}
 
 static uint64_t now_ns(void)
 {
@@ -109,6 +121,9 @@ int main(int argc, char **argv)
         pfd[i].fd = cs[i].fd;
         pfd[i].events = POLLIN;
     }
+    struct sigaction sa = {.sa_handler = on_stop};
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
     uint64_t start = now_ns(), end = start + (uint64_t)(secs * 1e9);
     uint64_t done = 0, errors = 0;
     /* Prime every connection with its full pipeline. */
@@ -125,7 +140,7 @@ int main(int argc, char **argv)
     }
     msgpack_unpacked msg;
     msgpack_unpacked_init(&msg);
-    while (now_ns() < end) {
+    while (now_ns() < end && !stop_early) {
         int n = poll(pfd, (nfds_t)nconn, 1000);
         if (n <= 0)
             continue;

@@ -48,6 +48,60 @@ struct fulfil {
     int64_t retry_prio, retry_by, retry_id;
 };
 
+/*
+ * The rounds' positions, kept in the replica (fulfil_cursor, schema 14) so a start goes on
+ * where the pass was: written inside the transaction of the work it covers, so after a crash
+ * at any point the position read back is never past work that was not kept.
+ */
+static int cursor_save(struct store *st, const struct fulfil *f)
+{
+    sqlite3_stmt *s = store_stmt(st, "UPDATE fulfil_cursor SET deadline_by = ?1, deadline_id = ?2,"
+                                     " retry_prio = ?3, retry_by = ?4, retry_id = ?5,"
+                                     " next_retry = ?6, priority_id = ?7, next_priority = ?8"
+                                     " WHERE id = 1");
+    if (!s)
+        return TALLY_E_STORAGE;
+    sqlite3_bind_int64(s, 1, f->deadline_by);
+    sqlite3_bind_int64(s, 2, f->deadline_id);
+    sqlite3_bind_int64(s, 3, f->retry_prio);
+    sqlite3_bind_int64(s, 4, f->retry_by);
+    sqlite3_bind_int64(s, 5, f->retry_id);
+    sqlite3_bind_int64(s, 6, f->next_retry);
+    sqlite3_bind_int64(s, 7, f->priority_cursor);
+    sqlite3_bind_int64(s, 8, f->next_priority);
+    int rc = sqlite3_step(s);
+    sqlite3_reset(s);
+    return rc == SQLITE_DONE ? 0 : store_error(st, rc, "fulfilment cursor");
+}
+
+/* Reads the positions back at a start; a replica without them starts at the beginning. A due
+ * time further ahead than its period (the clock went back) is brought back to it. */
+static void cursor_load(struct store *st, struct fulfil *f, int64_t now)
+{
+    sqlite3_stmt *s = store_stmt(st, "SELECT deadline_by, deadline_id, retry_prio, retry_by,"
+                                     " retry_id, next_retry, priority_id, next_priority"
+                                     " FROM fulfil_cursor WHERE id = 1");
+    if (!s)
+        return;
+    if (sqlite3_step(s) == SQLITE_ROW) {
+        f->deadline_by = sqlite3_column_int64(s, 0);
+        f->deadline_id = sqlite3_column_int64(s, 1);
+        f->retry_prio = sqlite3_column_int64(s, 2);
+        f->retry_by = sqlite3_column_int64(s, 3);
+        f->retry_id = sqlite3_column_int64(s, 4);
+        f->next_retry = sqlite3_column_int64(s, 5);
+        f->priority_cursor = sqlite3_column_int64(s, 6);
+        f->next_priority = sqlite3_column_int64(s, 7);
+        if (f->next_retry > now + RETRY_EVERY_S)
+            f->next_retry = now + RETRY_EVERY_S;
+        if (f->next_priority > now + PRIORITY_EVERY_S)
+            f->next_priority = now + PRIORITY_EVERY_S;
+        if (f->priority_cursor < 0)
+            f->priority_cursor = 0;
+    }
+    sqlite3_reset(s);
+}
+
 /* ---- the marketplace status, as the fulfilment side sees it ---- */
 
 enum mp_class { MP_UNPAID, MP_HELD, MP_SHIP, MP_SHIPPED, MP_CANCEL, MP_FINISH, MP_OTHER };
@@ -989,8 +1043,10 @@ static int clear_dirty(struct store *st, int64_t ref)
     return rc == SQLITE_DONE ? 0 : store_error(st, rc, "order");
 }
 
-/* Steps orders refs[0..n) in one transaction; all or nothing. */
-static int steps(struct tallyd *d, const int64_t *refs, int n, int64_t now, bool dirty, int *moved)
+/* Steps orders refs[0..n) in one transaction; all or nothing. With `save`, the rounds'
+ * positions in it are written in the same transaction. */
+static int steps_saving(struct tallyd *d, const int64_t *refs, int n, int64_t now, bool dirty,
+                        int *moved, const struct fulfil *save)
 {
     struct store *st = d->store;
     int r = store_begin(st), k = 0;
@@ -1007,6 +1063,8 @@ static int steps(struct tallyd *d, const int64_t *refs, int n, int64_t now, bool
         if (r)
             log_error("order %s: fulfilment step failed: %s", o.order_id, tally_strerror(r));
     }
+    if (r == 0 && save)
+        r = cursor_save(st, save);
     if (r == 0)
         r = store_commit(st);
     else
@@ -1014,6 +1072,11 @@ static int steps(struct tallyd *d, const int64_t *refs, int n, int64_t now, bool
     if (r == 0)
         *moved += k;
     return r;
+}
+
+static int steps(struct tallyd *d, const int64_t *refs, int n, int64_t now, bool dirty, int *moved)
+{
+    return steps_saving(d, refs, n, now, dirty, moved, NULL);
 }
 
 /* Runs `step` on up to `limit` orders chosen by `sql` (?1 = the limit) in one transaction.
@@ -1101,13 +1164,20 @@ static int deadlines(struct tallyd *d, struct fulfil *f, int64_t now)
         r = store_begin(st);
     for (int i = 0; r == 0 && i < n; i++)
         r = deadline_raise(d, &os[i], now);
-    if (r == 0 && n > 0)
-        r = store_commit(st);
-    else if (n > 0)
-        store_rollback(st);
     if (r == 0 && n > 0 && f) {
+        /* The new position, kept with the exceptions it covers. */
         f->deadline_by = os[n - 1].ship_by;
         f->deadline_id = os[n - 1].ref;
+        r = cursor_save(st, f);
+    }
+    if (r == 0 && n > 0) {
+        r = store_commit(st);
+    } else if (n > 0) {
+        store_rollback(st);
+    }
+    if (r && n > 0 && f) {
+        f->deadline_by = by;
+        f->deadline_id = id;
     }
     free(os);
     return r ? r : n;
@@ -1135,14 +1205,23 @@ static int rescore(struct fulfil *f, int64_t now)
         order_read(s, &os[n++]);
     sqlite3_reset(s);
     int r = rc == SQLITE_DONE || rc == SQLITE_ROW ? 0 : store_error(st, rc, "priorities");
+    int64_t was_cursor = f->priority_cursor, was_next = f->next_priority;
     f->priority_cursor = n < PRIORITY_BATCH ? 0 : os[n - 1].ref;
+    if (f->priority_cursor == 0) /* round over: the next one in PRIORITY_EVERY_S */
+        f->next_priority = now + PRIORITY_EVERY_S;
     if (r == 0 && n > 0 && (r = store_begin(st)) == 0) {
         for (int i = 0; r == 0 && i < n; i++)
             r = score(d, &os[i], now);
         if (r == 0)
+            r = cursor_save(st, f); /* the position, kept with the scores it covers */
+        if (r == 0)
             r = store_commit(st);
         else
             store_rollback(st);
+    }
+    if (r) {
+        f->priority_cursor = was_cursor;
+        f->next_priority = was_next;
     }
     free(os);
     return r;
@@ -1245,8 +1324,12 @@ static int retry_waiting(struct tallyd *d, struct fulfil *f, int64_t now, int *m
     if (n == 0)
         return 0;
     int64_t was_prio = f ? f->retry_prio : 0, was_by = f ? f->retry_by : 0;
-    int64_t was_id = f ? f->retry_id : 0;
-    if (f) {
+    int64_t was_id = f ? f->retry_id : 0, was_next = f ? f->next_retry : 0;
+    if (f && n < RETRY_BATCH) {
+        /* The round's last batch: kept with it, the round over and the next one's time. */
+        f->retry_prio = INT64_MAX, f->retry_by = INT64_MIN, f->retry_id = 0;
+        f->next_retry = now + RETRY_EVERY_S;
+    } else if (f) {
         /* The position: the last order's key, read before the step may change it. */
         sqlite3_stmt *k = store_stmt(st, "SELECT priority, COALESCE(ship_by,"
                                          " 9223372036854775807) FROM orders WHERE id = ?1");
@@ -1260,10 +1343,11 @@ static int retry_waiting(struct tallyd *d, struct fulfil *f, int64_t now, int *m
             sqlite3_reset(k);
         }
     }
-    int r = steps(d, refs, n, now, false, moved);
+    int r = steps_saving(d, refs, n, now, false, moved, f);
     if (r == TALLY_E_BUSY) { /* another process holds the lock: the same batch again later */
         if (f)
-            f->retry_prio = was_prio, f->retry_by = was_by, f->retry_id = was_id;
+            f->retry_prio = was_prio, f->retry_by = was_by, f->retry_id = was_id,
+            f->next_retry = was_next;
         return r;
     }
     for (int i = 0; r != 0 && i < n; i++) /* one by one, so one bad order holds up nobody */
@@ -1329,8 +1413,6 @@ static int pass_once(struct tallyd *d, int64_t now, uint64_t budget_ns, bool *mo
     if (f && now >= f->next_priority) {
         if ((r = rescore(f, now)) != 0)
             return r;
-        if (f->priority_cursor == 0)
-            f->next_priority = now + PRIORITY_EVERY_S;
     }
     if (f)
         *more = f->next_retry <= now || f->next_deadline <= now || f->next_priority <= now;
@@ -1423,6 +1505,7 @@ int fulfil_start(struct tallyd *d, char *err, size_t errlen)
     f->retry_by = INT64_MIN;
     f->next_cover = now;
     f->next_purge = now;
+    cursor_load(d->store, f, now);
     uv_timer_init(d->loop, &f->timer);
     uv_idle_init(d->loop, &f->idle);
     f->timer.data = f->idle.data = f;

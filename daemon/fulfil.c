@@ -46,7 +46,23 @@ struct fulfil {
     int64_t deadline_by, deadline_id;
     /* The retry round's position in orders_ready order; retry_by INT64_MIN: at the start. */
     int64_t retry_prio, retry_by, retry_id;
+    /* A slice found the writer lock held by a write job (an import, a purge): it comes back
+     * in WRITER_WAIT_MS rather than have the loop wait for that job's transaction. */
+    bool writer_held;
 };
+
+#define WRITER_WAIT_MS 2
+
+/* A transaction for the pass's own work (not for a caller waiting on it): never waits for a
+ * write job's transaction. */
+static int pass_begin(struct tallyd *d)
+{
+    bool held = false;
+    int r = store_begin_nowait(d->store, &held);
+    if (held && d->fulfil)
+        d->fulfil->writer_held = true;
+    return r;
+}
 
 /*
  * The rounds' positions, kept in the replica (fulfil_cursor, schema 14) so a start goes on
@@ -1049,7 +1065,7 @@ static int steps_saving(struct tallyd *d, const int64_t *refs, int n, int64_t no
                         int *moved, const struct fulfil *save)
 {
     struct store *st = d->store;
-    int r = store_begin(st), k = 0;
+    int r = pass_begin(d), k = 0;
     for (int i = 0; r == 0 && i < n; i++) {
         struct order o;
         bool changed = false;
@@ -1109,7 +1125,12 @@ static int batch(struct tallyd *d, const char *sql, int limit, int64_t now, bool
          * cannot hold up the others (nor, alone, the rest of the pass). */
         moved_here = 0;
         for (int i = 0; i < n; i++) {
-            if ((n > 1 && steps(d, &refs[i], 1, now, dirty, &moved_here) == 0) || !dirty)
+            int one = n > 1 ? steps(d, &refs[i], 1, now, dirty, &moved_here) : r;
+            if (one == TALLY_E_BUSY) { /* not this order's fault: the rest again later */
+                *moved += moved_here;
+                return one;
+            }
+            if (one == 0 || !dirty)
                 continue;
             /* Set aside until the next retry round (logged with the reason by steps()): a
              * lasting fault does not spin, a passing one (disk full) is retried. */
@@ -1161,7 +1182,7 @@ static int deadlines(struct tallyd *d, struct fulfil *f, int64_t now)
     sqlite3_reset(s);
     int r = rc == SQLITE_DONE || rc == SQLITE_ROW ? 0 : store_error(st, rc, "deadlines");
     if (r == 0 && n > 0)
-        r = store_begin(st);
+        r = pass_begin(d);
     for (int i = 0; r == 0 && i < n; i++)
         r = deadline_raise(d, &os[i], now);
     if (r == 0 && n > 0 && f) {
@@ -1209,7 +1230,7 @@ static int rescore(struct fulfil *f, int64_t now)
     f->priority_cursor = n < PRIORITY_BATCH ? 0 : os[n - 1].ref;
     if (f->priority_cursor == 0) /* round over: the next one in PRIORITY_EVERY_S */
         f->next_priority = now + PRIORITY_EVERY_S;
-    if (r == 0 && n > 0 && (r = store_begin(st)) == 0) {
+    if (r == 0 && n > 0 && (r = pass_begin(d)) == 0) {
         for (int i = 0; r == 0 && i < n; i++)
             r = score(d, &os[i], now);
         if (r == 0)
@@ -1383,7 +1404,7 @@ static int pass_once(struct tallyd *d, int64_t now, uint64_t budget_ns, bool *mo
         if (!f || f->retry_by == INT64_MIN) {
             /* A new retry round: orders set aside after a failed look come back too. */
             sqlite3_stmt *u = store_stmt(d->store, "UPDATE orders SET fdirty = 1 WHERE fdirty = 2");
-            if (u && store_begin(d->store) == 0) {
+            if (u && pass_begin(d) == 0) {
                 if (sqlite3_step(u) == SQLITE_DONE)
                     store_commit(d->store);
                 else
@@ -1425,6 +1446,8 @@ int fulfil_pass(struct tallyd *d, int64_t now)
     return pass_once(d, now, UINT64_MAX, &more);
 }
 
+static void on_timer(uv_timer_t *t);
+
 /* One slice per loop iteration while work remains (see on_timer). */
 static void on_idle(uv_idle_t *h)
 {
@@ -1434,7 +1457,14 @@ static void on_idle(uv_idle_t *h)
         uv_idle_stop(h);
         return;
     }
+    f->writer_held = false;
     int r = pass_once(f->d, store_now(), FULFIL_BUDGET_NS, &more);
+    if (r == TALLY_E_BUSY && f->writer_held) {
+        /* A write job holds the writer lock: back in a moment, the loop free meanwhile. */
+        uv_idle_stop(h);
+        uv_timer_start(&f->timer, on_timer, WRITER_WAIT_MS, FULFIL_TICK_MS);
+        return;
+    }
     if (r < 0)
         log_error("fulfilment pass: %s", tally_strerror(r));
     if (!more || r < 0)
@@ -1460,8 +1490,11 @@ static void on_timer(uv_timer_t *t)
         return;
     int64_t now = store_now();
     bool more = false;
+    f->writer_held = false;
     int r = pass_once(d, now, FULFIL_BUDGET_NS, &more);
-    if (r < 0)
+    if (r == TALLY_E_BUSY && f->writer_held) /* a write job's transaction: again in a moment */
+        uv_timer_start(&f->timer, on_timer, WRITER_WAIT_MS, FULFIL_TICK_MS);
+    else if (r < 0)
         log_error("fulfilment pass: %s", tally_strerror(r));
     /* More than one slice of work: go on in the idle phase of each loop iteration, after the
      * socket has been served (an initial sync of 100,000 orders must not stall queries).

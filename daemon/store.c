@@ -412,6 +412,21 @@ int store_begin(struct store *st)
     return r;
 }
 
+int store_begin_nowait(struct store *st, bool *held_elsewhere)
+{
+    if (held_elsewhere)
+        *held_elsewhere = false;
+    if (st->writer && !st->locked) {
+        if (pthread_mutex_trylock(st->writer) != 0) {
+            if (held_elsewhere)
+                *held_elsewhere = true;
+            return TALLY_E_BUSY;
+        }
+        st->locked = true;
+    }
+    return store_begin(st); /* the lock is held: store_begin does not take it again */
+}
+
 void store_set_writer_lock(struct store *st, pthread_mutex_t *mu)
 {
     st->writer = mu;

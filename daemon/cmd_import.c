@@ -13,7 +13,9 @@
  * An import call runs as a write job (worker.h): its one transaction is applied on the
  * writer's connection, off the loop, so reads are answered meanwhile (WAL) and a write on
  * the loop waits at most for that one call; the caller is answered once it is durable. The
- * rows are copied (packed) into the job: the request's buffer is the connection's.
+ * rows are copied (packed) into the job: the request's buffer is the connection's. The
+ * caller's connection waits (server_hold) so its next requests are handled after the import,
+ * as before; other connections are answered meanwhile.
  */
 struct import_job {
     struct worker_job job; /* first: the job is the import_job */
@@ -69,7 +71,7 @@ static void import_done(struct worker_job *job, int status)
         mp_pack_kv_int(&pk, "updated", ij->res.updated);
     }
     if (!d->stopping && d->server) /* a stopping server may be gone */
-        server_send(d->server, ij->conn, sb.data, sb.size);
+        server_send_resume(d->server, ij->conn, sb.data, sb.size);
     msgpack_sbuffer_destroy(&sb);
     msgpack_sbuffer_destroy(&ij->rows);
     free(ij);
@@ -101,6 +103,8 @@ static int import_deferred(struct rpc_call *c, int kind, const msgpack_object *r
         free(ij);
         return rpc_fail(c, r, "tallyd is stopping; nothing was written");
     }
+    /* This connection's next requests see what the import wrote, as if it had run inline. */
+    server_hold(c->conn);
     return RPC_DEFERRED;
 }
 

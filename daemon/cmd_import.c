@@ -1,10 +1,112 @@
 /* import */
+#include <stdlib.h>
 #include <string.h>
 
 #include "cmd.h"
 #include "enums.h"
 #include "importer.h"
+#include "server.h"
 #include "stock.h"
+#include "worker.h"
+
+/*
+ * An import call runs as a write job (worker.h): its one transaction is applied on the
+ * writer's connection, off the loop, so reads are answered meanwhile (WAL) and a write on
+ * the loop waits at most for that one call; the caller is answered once it is durable. The
+ * rows are copied (packed) into the job: the request's buffer is the connection's. The
+ * caller's connection waits (server_hold) so its next requests are handled after the import,
+ * as before; other connections are answered meanwhile.
+ */
+struct import_job {
+    struct worker_job job; /* first: the job is the import_job */
+    struct tallyd *d;
+    uint64_t conn;
+    uint32_t msgid;
+    int kind;
+    msgpack_sbuffer rows; /* the `rows` array, packed */
+    struct import_result res;
+    char err[256];
+};
+
+static int import_run(struct worker_job *job, struct store *st)
+{
+    struct import_job *ij = (struct import_job *)job;
+    msgpack_unpacked u;
+    msgpack_unpacked_init(&u);
+    int r;
+    if (msgpack_unpack_next(&u, ij->rows.data, ij->rows.size, NULL) != MSGPACK_UNPACK_SUCCESS) {
+        snprintf(ij->err, sizeof ij->err, "the rows could not be read back");
+        r = TALLY_E_INTERNAL;
+    } else {
+        r = import_rows(st, ij->kind, &u.data, &ij->res, ij->err, sizeof ij->err);
+    }
+    msgpack_unpacked_destroy(&u);
+    return r;
+}
+
+static void import_done(struct worker_job *job, int status)
+{
+    struct import_job *ij = (struct import_job *)job;
+    struct tallyd *d = ij->d;
+    msgpack_sbuffer sb;
+    msgpack_packer pk;
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    if (status) {
+        if (status == TALLY_E_SHUTTING_DOWN && !ij->err[0])
+            snprintf(ij->err, sizeof ij->err,
+                     "tallyd is stopping; nothing of this call was written");
+        else if (!ij->err[0])
+            snprintf(ij->err, sizeof ij->err, "%s", tally_strerror(status));
+        rpc_pack_error(&pk, ij->msgid, status, ij->err);
+    } else {
+        msgpack_pack_array(&pk, 4);
+        msgpack_pack_int(&pk, TALLY_MSG_RESPONSE);
+        msgpack_pack_uint32(&pk, ij->msgid);
+        msgpack_pack_nil(&pk);
+        msgpack_pack_map(&pk, 4);
+        mp_pack_kv_str(&pk, "kind", import_kind_name(ij->kind));
+        mp_pack_kv_int(&pk, "rows", ij->res.rows);
+        mp_pack_kv_int(&pk, "inserted", ij->res.inserted);
+        mp_pack_kv_int(&pk, "updated", ij->res.updated);
+    }
+    if (!d->stopping && d->server) /* a stopping server may be gone */
+        server_send_resume(d->server, ij->conn, sb.data, sb.size);
+    msgpack_sbuffer_destroy(&sb);
+    msgpack_sbuffer_destroy(&ij->rows);
+    free(ij);
+}
+
+/* Hands the call to the writer; RPC_DEFERRED, or an error answered at once. */
+static int import_deferred(struct rpc_call *c, int kind, const msgpack_object *rows)
+{
+    struct import_job *ij = calloc(1, sizeof *ij);
+    if (!ij)
+        return rpc_fail(c, TALLY_E_NOMEM, "out of memory");
+    ij->job.run = import_run;
+    ij->job.done = import_done;
+    ij->d = c->d;
+    ij->conn = server_conn_id(c->conn);
+    ij->msgid = c->msgid;
+    ij->kind = kind;
+    msgpack_sbuffer_init(&ij->rows);
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &ij->rows, msgpack_sbuffer_write);
+    if (msgpack_pack_object(&pk, *rows) != 0) {
+        msgpack_sbuffer_destroy(&ij->rows);
+        free(ij);
+        return rpc_fail(c, TALLY_E_NOMEM, "out of memory");
+    }
+    int r = worker_write(c->d, &ij->job);
+    if (r) {
+        msgpack_sbuffer_destroy(&ij->rows);
+        free(ij);
+        return rpc_fail(c, r, "tallyd is stopping; nothing was written");
+    }
+    /* This connection's next requests see what the import wrote, as if it had run inline. */
+    server_hold(c->conn);
+    return RPC_DEFERRED;
+}
 
 int cmd_import(struct rpc_call *c)
 {
@@ -38,6 +140,13 @@ int cmd_import(struct rpc_call *c)
                 return rpc_fail(c, TALLY_E_INVALID_PARAMS, "row %u: %s", i + 1, why);
         }
     }
+    /* Refused at once, without a job: what the importer would refuse before any row. */
+    if (rows->type != MSGPACK_OBJECT_ARRAY || rows->via.array.size == 0 ||
+        rows->via.array.size > TALLY_MAX_PAGE)
+        return rpc_fail(c, TALLY_E_INVALID_PARAMS, "field 'rows' must be an array of 1-%d maps",
+                        TALLY_MAX_PAGE);
+    if (c->conn && c->d->loop && c->d->server && c->d->workers)
+        return import_deferred(c, k, rows);
     struct import_result res;
     r = import_rows(c->d->store, k, rows, &res, c->err, sizeof c->err);
     if (r)

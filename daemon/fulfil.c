@@ -46,7 +46,77 @@ struct fulfil {
     int64_t deadline_by, deadline_id;
     /* The retry round's position in orders_ready order; retry_by INT64_MIN: at the start. */
     int64_t retry_prio, retry_by, retry_id;
+    /* A slice found the writer lock held by a write job (an import, a purge): it comes back
+     * in WRITER_WAIT_MS rather than have the loop wait for that job's transaction. */
+    bool writer_held;
 };
+
+#define WRITER_WAIT_MS 2
+
+/* A transaction for the pass's own work (not for a caller waiting on it): never waits for a
+ * write job's transaction. */
+static int pass_begin(struct tallyd *d)
+{
+    bool held = false;
+    int r = store_begin_nowait(d->store, &held);
+    if (held && d->fulfil)
+        d->fulfil->writer_held = true;
+    return r;
+}
+
+/*
+ * The rounds' positions, kept in the replica (fulfil_cursor, schema 14) so a start goes on
+ * where the pass was: written inside the transaction of the work it covers, so after a crash
+ * at any point the position read back is never past work that was not kept.
+ */
+static int cursor_save(struct store *st, const struct fulfil *f)
+{
+    sqlite3_stmt *s = store_stmt(st, "UPDATE fulfil_cursor SET deadline_by = ?1, deadline_id = ?2,"
+                                     " retry_prio = ?3, retry_by = ?4, retry_id = ?5,"
+                                     " next_retry = ?6, priority_id = ?7, next_priority = ?8"
+                                     " WHERE id = 1");
+    if (!s)
+        return TALLY_E_STORAGE;
+    sqlite3_bind_int64(s, 1, f->deadline_by);
+    sqlite3_bind_int64(s, 2, f->deadline_id);
+    sqlite3_bind_int64(s, 3, f->retry_prio);
+    sqlite3_bind_int64(s, 4, f->retry_by);
+    sqlite3_bind_int64(s, 5, f->retry_id);
+    sqlite3_bind_int64(s, 6, f->next_retry);
+    sqlite3_bind_int64(s, 7, f->priority_cursor);
+    sqlite3_bind_int64(s, 8, f->next_priority);
+    int rc = sqlite3_step(s);
+    sqlite3_reset(s);
+    return rc == SQLITE_DONE ? 0 : store_error(st, rc, "fulfilment cursor");
+}
+
+/* Reads the positions back at a start; a replica without them starts at the beginning. A due
+ * time further ahead than its period (the clock went back) is brought back to it. */
+static void cursor_load(struct store *st, struct fulfil *f, int64_t now)
+{
+    sqlite3_stmt *s = store_stmt(st, "SELECT deadline_by, deadline_id, retry_prio, retry_by,"
+                                     " retry_id, next_retry, priority_id, next_priority"
+                                     " FROM fulfil_cursor WHERE id = 1");
+    if (!s)
+        return;
+    if (sqlite3_step(s) == SQLITE_ROW) {
+        f->deadline_by = sqlite3_column_int64(s, 0);
+        f->deadline_id = sqlite3_column_int64(s, 1);
+        f->retry_prio = sqlite3_column_int64(s, 2);
+        f->retry_by = sqlite3_column_int64(s, 3);
+        f->retry_id = sqlite3_column_int64(s, 4);
+        f->next_retry = sqlite3_column_int64(s, 5);
+        f->priority_cursor = sqlite3_column_int64(s, 6);
+        f->next_priority = sqlite3_column_int64(s, 7);
+        if (f->next_retry > now + RETRY_EVERY_S)
+            f->next_retry = now + RETRY_EVERY_S;
+        if (f->next_priority > now + PRIORITY_EVERY_S)
+            f->next_priority = now + PRIORITY_EVERY_S;
+        if (f->priority_cursor < 0)
+            f->priority_cursor = 0;
+    }
+    sqlite3_reset(s);
+}
 
 /* ---- the marketplace status, as the fulfilment side sees it ---- */
 
@@ -989,11 +1059,13 @@ static int clear_dirty(struct store *st, int64_t ref)
     return rc == SQLITE_DONE ? 0 : store_error(st, rc, "order");
 }
 
-/* Steps orders refs[0..n) in one transaction; all or nothing. */
-static int steps(struct tallyd *d, const int64_t *refs, int n, int64_t now, bool dirty, int *moved)
+/* Steps orders refs[0..n) in one transaction; all or nothing. With `save`, the rounds'
+ * positions in it are written in the same transaction. */
+static int steps_saving(struct tallyd *d, const int64_t *refs, int n, int64_t now, bool dirty,
+                        int *moved, const struct fulfil *save)
 {
     struct store *st = d->store;
-    int r = store_begin(st), k = 0;
+    int r = pass_begin(d), k = 0;
     for (int i = 0; r == 0 && i < n; i++) {
         struct order o;
         bool changed = false;
@@ -1007,6 +1079,8 @@ static int steps(struct tallyd *d, const int64_t *refs, int n, int64_t now, bool
         if (r)
             log_error("order %s: fulfilment step failed: %s", o.order_id, tally_strerror(r));
     }
+    if (r == 0 && save)
+        r = cursor_save(st, save);
     if (r == 0)
         r = store_commit(st);
     else
@@ -1014,6 +1088,11 @@ static int steps(struct tallyd *d, const int64_t *refs, int n, int64_t now, bool
     if (r == 0)
         *moved += k;
     return r;
+}
+
+static int steps(struct tallyd *d, const int64_t *refs, int n, int64_t now, bool dirty, int *moved)
+{
+    return steps_saving(d, refs, n, now, dirty, moved, NULL);
 }
 
 /* Runs `step` on up to `limit` orders chosen by `sql` (?1 = the limit) in one transaction.
@@ -1046,7 +1125,12 @@ static int batch(struct tallyd *d, const char *sql, int limit, int64_t now, bool
          * cannot hold up the others (nor, alone, the rest of the pass). */
         moved_here = 0;
         for (int i = 0; i < n; i++) {
-            if ((n > 1 && steps(d, &refs[i], 1, now, dirty, &moved_here) == 0) || !dirty)
+            int one = n > 1 ? steps(d, &refs[i], 1, now, dirty, &moved_here) : r;
+            if (one == TALLY_E_BUSY) { /* not this order's fault: the rest again later */
+                *moved += moved_here;
+                return one;
+            }
+            if (one == 0 || !dirty)
                 continue;
             /* Set aside until the next retry round (logged with the reason by steps()): a
              * lasting fault does not spin, a passing one (disk full) is retried. */
@@ -1098,16 +1182,23 @@ static int deadlines(struct tallyd *d, struct fulfil *f, int64_t now)
     sqlite3_reset(s);
     int r = rc == SQLITE_DONE || rc == SQLITE_ROW ? 0 : store_error(st, rc, "deadlines");
     if (r == 0 && n > 0)
-        r = store_begin(st);
+        r = pass_begin(d);
     for (int i = 0; r == 0 && i < n; i++)
         r = deadline_raise(d, &os[i], now);
-    if (r == 0 && n > 0)
-        r = store_commit(st);
-    else if (n > 0)
-        store_rollback(st);
     if (r == 0 && n > 0 && f) {
+        /* The new position, kept with the exceptions it covers. */
         f->deadline_by = os[n - 1].ship_by;
         f->deadline_id = os[n - 1].ref;
+        r = cursor_save(st, f);
+    }
+    if (r == 0 && n > 0) {
+        r = store_commit(st);
+    } else if (n > 0) {
+        store_rollback(st);
+    }
+    if (r && n > 0 && f) {
+        f->deadline_by = by;
+        f->deadline_id = id;
     }
     free(os);
     return r ? r : n;
@@ -1135,14 +1226,23 @@ static int rescore(struct fulfil *f, int64_t now)
         order_read(s, &os[n++]);
     sqlite3_reset(s);
     int r = rc == SQLITE_DONE || rc == SQLITE_ROW ? 0 : store_error(st, rc, "priorities");
+    int64_t was_cursor = f->priority_cursor, was_next = f->next_priority;
     f->priority_cursor = n < PRIORITY_BATCH ? 0 : os[n - 1].ref;
-    if (r == 0 && n > 0 && (r = store_begin(st)) == 0) {
+    if (f->priority_cursor == 0) /* round over: the next one in PRIORITY_EVERY_S */
+        f->next_priority = now + PRIORITY_EVERY_S;
+    if (r == 0 && n > 0 && (r = pass_begin(d)) == 0) {
         for (int i = 0; r == 0 && i < n; i++)
             r = score(d, &os[i], now);
+        if (r == 0)
+            r = cursor_save(st, f); /* the position, kept with the scores it covers */
         if (r == 0)
             r = store_commit(st);
         else
             store_rollback(st);
+    }
+    if (r) {
+        f->priority_cursor = was_cursor;
+        f->next_priority = was_next;
     }
     free(os);
     return r;
@@ -1245,8 +1345,12 @@ static int retry_waiting(struct tallyd *d, struct fulfil *f, int64_t now, int *m
     if (n == 0)
         return 0;
     int64_t was_prio = f ? f->retry_prio : 0, was_by = f ? f->retry_by : 0;
-    int64_t was_id = f ? f->retry_id : 0;
-    if (f) {
+    int64_t was_id = f ? f->retry_id : 0, was_next = f ? f->next_retry : 0;
+    if (f && n < RETRY_BATCH) {
+        /* The round's last batch: kept with it, the round over and the next one's time. */
+        f->retry_prio = INT64_MAX, f->retry_by = INT64_MIN, f->retry_id = 0;
+        f->next_retry = now + RETRY_EVERY_S;
+    } else if (f) {
         /* The position: the last order's key, read before the step may change it. */
         sqlite3_stmt *k = store_stmt(st, "SELECT priority, COALESCE(ship_by,"
                                          " 9223372036854775807) FROM orders WHERE id = ?1");
@@ -1260,10 +1364,11 @@ static int retry_waiting(struct tallyd *d, struct fulfil *f, int64_t now, int *m
             sqlite3_reset(k);
         }
     }
-    int r = steps(d, refs, n, now, false, moved);
+    int r = steps_saving(d, refs, n, now, false, moved, f);
     if (r == TALLY_E_BUSY) { /* another process holds the lock: the same batch again later */
         if (f)
-            f->retry_prio = was_prio, f->retry_by = was_by, f->retry_id = was_id;
+            f->retry_prio = was_prio, f->retry_by = was_by, f->retry_id = was_id,
+            f->next_retry = was_next;
         return r;
     }
     for (int i = 0; r != 0 && i < n; i++) /* one by one, so one bad order holds up nobody */
@@ -1299,7 +1404,7 @@ static int pass_once(struct tallyd *d, int64_t now, uint64_t budget_ns, bool *mo
         if (!f || f->retry_by == INT64_MIN) {
             /* A new retry round: orders set aside after a failed look come back too. */
             sqlite3_stmt *u = store_stmt(d->store, "UPDATE orders SET fdirty = 1 WHERE fdirty = 2");
-            if (u && store_begin(d->store) == 0) {
+            if (u && pass_begin(d) == 0) {
                 if (sqlite3_step(u) == SQLITE_DONE)
                     store_commit(d->store);
                 else
@@ -1329,8 +1434,6 @@ static int pass_once(struct tallyd *d, int64_t now, uint64_t budget_ns, bool *mo
     if (f && now >= f->next_priority) {
         if ((r = rescore(f, now)) != 0)
             return r;
-        if (f->priority_cursor == 0)
-            f->next_priority = now + PRIORITY_EVERY_S;
     }
     if (f)
         *more = f->next_retry <= now || f->next_deadline <= now || f->next_priority <= now;
@@ -1343,6 +1446,8 @@ int fulfil_pass(struct tallyd *d, int64_t now)
     return pass_once(d, now, UINT64_MAX, &more);
 }
 
+static void on_timer(uv_timer_t *t);
+
 /* One slice per loop iteration while work remains (see on_timer). */
 static void on_idle(uv_idle_t *h)
 {
@@ -1352,7 +1457,14 @@ static void on_idle(uv_idle_t *h)
         uv_idle_stop(h);
         return;
     }
+    f->writer_held = false;
     int r = pass_once(f->d, store_now(), FULFIL_BUDGET_NS, &more);
+    if (r == TALLY_E_BUSY && f->writer_held) {
+        /* A write job holds the writer lock: back in a moment, the loop free meanwhile. */
+        uv_idle_stop(h);
+        uv_timer_start(&f->timer, on_timer, WRITER_WAIT_MS, FULFIL_TICK_MS);
+        return;
+    }
     if (r < 0)
         log_error("fulfilment pass: %s", tally_strerror(r));
     if (!more || r < 0)
@@ -1378,8 +1490,11 @@ static void on_timer(uv_timer_t *t)
         return;
     int64_t now = store_now();
     bool more = false;
+    f->writer_held = false;
     int r = pass_once(d, now, FULFIL_BUDGET_NS, &more);
-    if (r < 0)
+    if (r == TALLY_E_BUSY && f->writer_held) /* a write job's transaction: again in a moment */
+        uv_timer_start(&f->timer, on_timer, WRITER_WAIT_MS, FULFIL_TICK_MS);
+    else if (r < 0)
         log_error("fulfilment pass: %s", tally_strerror(r));
     /* More than one slice of work: go on in the idle phase of each loop iteration, after the
      * socket has been served (an initial sync of 100,000 orders must not stall queries).
@@ -1423,6 +1538,7 @@ int fulfil_start(struct tallyd *d, char *err, size_t errlen)
     f->retry_by = INT64_MIN;
     f->next_cover = now;
     f->next_purge = now;
+    cursor_load(d->store, f, now);
     uv_timer_init(d->loop, &f->timer);
     uv_idle_init(d->loop, &f->idle);
     f->timer.data = f->idle.data = f;

@@ -174,7 +174,21 @@ static int attributes(struct mp_params *p, msgpack_sbuffer *sb)
     return 0;
 }
 
-static int import_catalog_row(struct store *st, struct mp_params *p, bool *inserted)
+/*
+ * What one call's catalog rows share: the product of the row before (a product's SKUs are
+ * usually next to each other in the file, so its upsert is done once for them, not once per
+ * SKU) and the buffer attributes are packed in (reused, not allocated per row).
+ */
+struct catalog_ctx {
+    bool have_product;
+    int64_t product;
+    bool have_pt;
+    char pid[TALLY_MAX_ID_LEN + 1], ptitle[TALLY_MAX_TEXT_LEN + 1];
+    msgpack_sbuffer attrs;
+};
+
+static int import_catalog_row(struct store *st, struct mp_params *p, struct catalog_ctx *cx,
+                              bool *inserted)
 {
     char sku[TALLY_MAX_ID_LEN + 1], pid[TALLY_MAX_ID_LEN + 1], mpsku[TALLY_MAX_ID_LEN + 1];
     char title[TALLY_MAX_TEXT_LEN + 1], ptitle[TALLY_MAX_TEXT_LEN + 1], currency[5];
@@ -190,67 +204,79 @@ static int import_catalog_row(struct store *st, struct mp_params *p, bool *inser
         (r = mp_param_int(p, "weight_g", false, 0, 1000000000, &weight, &have_w)) ||
         (r = text(p, "mp_sku_id", false, true, mpsku, sizeof mpsku, &have_mp)))
         return r;
-    msgpack_sbuffer attrs;
-    msgpack_sbuffer_init(&attrs);
-    if ((r = attributes(p, &attrs)) != 0) {
-        msgpack_sbuffer_destroy(&attrs);
+    msgpack_sbuffer_clear(&cx->attrs);
+    if ((r = attributes(p, &cx->attrs)) != 0)
         return r;
+    int64_t now = store_now(), product = 0, id = 0;
+    const char *pt = have_pt ? ptitle : title;
+    /* The same product as the row before, with the same title to give it: the upsert would
+     * write what it just wrote. */
+    if (cx->have_product && strcmp(cx->pid, pid) == 0 && cx->have_pt == have_pt &&
+        strcmp(cx->ptitle, pt) == 0) {
+        product = cx->product;
+    } else {
+        sqlite3_stmt *s = store_stmt(st, "INSERT INTO products(product_id, title, updated_at)"
+                                         " VALUES(?1,?2,?3) ON CONFLICT(product_id) DO UPDATE SET"
+                                         " title = CASE WHEN ?4 THEN excluded.title ELSE title END,"
+                                         " updated_at = excluded.updated_at RETURNING id");
+        if (!s)
+            return TALLY_E_STORAGE;
+        sqlite3_bind_text(s, 1, pid, -1, SQLITE_STATIC);
+        sqlite3_bind_text(s, 2, pt, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(s, 3, now);
+        sqlite3_bind_int(s, 4, have_pt);
+        int rc = sqlite3_step(s);
+        if (rc == SQLITE_ROW) {
+            product = sqlite3_column_int64(s, 0);
+            rc = sqlite3_step(s);
+        }
+        sqlite3_reset(s);
+        if (rc != SQLITE_DONE) {
+            cx->have_product = false;
+            return store_error(st, rc, "product upsert");
+        }
+        cx->have_product = true;
+        cx->product = product;
+        cx->have_pt = have_pt;
+        memcpy(cx->pid, pid, sizeof pid);
+        memcpy(cx->ptitle, pt, strlen(pt) + 1);
     }
-    int64_t now = store_now(), product = 0, existing;
-    sqlite3_stmt *s = store_stmt(st, "INSERT INTO products(product_id, title, updated_at)"
-                                     " VALUES(?1,?2,?3) ON CONFLICT(product_id) DO UPDATE SET"
-                                     " title = CASE WHEN ?4 THEN excluded.title ELSE title END,"
-                                     " updated_at = excluded.updated_at RETURNING id");
-    if (!s) {
-        msgpack_sbuffer_destroy(&attrs);
-        return TALLY_E_STORAGE;
-    }
-    sqlite3_bind_text(s, 1, pid, -1, SQLITE_STATIC);
-    sqlite3_bind_text(s, 2, have_pt ? ptitle : title, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(s, 3, now);
-    sqlite3_bind_int(s, 4, have_pt);
-    int rc = sqlite3_step(s);
-    if (rc == SQLITE_ROW) {
-        product = sqlite3_column_int64(s, 0);
-        rc = sqlite3_step(s);
-    }
-    sqlite3_reset(s);
-    if (rc != SQLITE_DONE) {
-        msgpack_sbuffer_destroy(&attrs);
-        return store_error(st, rc, "product upsert");
-    }
-    r = catalog_sku_id(st, sku, strlen(sku), &existing);
-    if (r && r != TALLY_E_NOT_FOUND) {
-        msgpack_sbuffer_destroy(&attrs);
-        return r;
-    }
-    *inserted = r == TALLY_E_NOT_FOUND;
-    s = store_stmt(st, "INSERT INTO skus(code, product, mp_sku_id, title, attributes, price_minor,"
+    sqlite3_stmt *s =
+        store_stmt(st, "INSERT INTO skus(code, product, mp_sku_id, title, attributes, price_minor,"
                        " currency, weight_g, updated_at) VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9)"
                        " ON CONFLICT(code) DO UPDATE SET product = excluded.product,"
                        " mp_sku_id = excluded.mp_sku_id, title = excluded.title,"
                        " attributes = excluded.attributes, price_minor = excluded.price_minor,"
                        " currency = excluded.currency, weight_g = excluded.weight_g,"
-                       " updated_at = excluded.updated_at");
-    if (!s) {
-        msgpack_sbuffer_destroy(&attrs);
+                       " updated_at = excluded.updated_at RETURNING id");
+    if (!s)
         return TALLY_E_STORAGE;
-    }
     sqlite3_bind_text(s, 1, sku, -1, SQLITE_STATIC);
     sqlite3_bind_int64(s, 2, product);
     if (have_mp)
         sqlite3_bind_text(s, 3, mpsku, -1, SQLITE_STATIC);
     sqlite3_bind_text(s, 4, title, -1, SQLITE_STATIC);
-    sqlite3_bind_blob(s, 5, attrs.data, (int)attrs.size, SQLITE_STATIC);
+    sqlite3_bind_blob(s, 5, cx->attrs.data, (int)cx->attrs.size, SQLITE_STATIC);
     sqlite3_bind_int64(s, 6, price);
     sqlite3_bind_text(s, 7, currency, -1, SQLITE_STATIC);
     if (have_w)
         sqlite3_bind_int64(s, 8, weight);
     sqlite3_bind_int64(s, 9, now);
-    rc = sqlite3_step(s);
+    /* Inserted or updated, without a lookup first: an insert sets the connection's last
+     * insert rowid to the new row's id (a trigger's inserts do not change it once the trigger
+     * is over); the update of an existing row leaves it as it was, here 0. */
+    sqlite3 *db = store_db(st);
+    sqlite3_set_last_insert_rowid(db, 0);
+    int rc = sqlite3_step(s);
+    if (rc == SQLITE_ROW) {
+        id = sqlite3_column_int64(s, 0);
+        rc = sqlite3_step(s);
+    }
     sqlite3_reset(s);
-    msgpack_sbuffer_destroy(&attrs);
-    return rc == SQLITE_DONE ? 0 : store_error(st, rc, "sku upsert");
+    if (rc != SQLITE_DONE)
+        return store_error(st, rc, "sku upsert");
+    *inserted = id != 0 && sqlite3_last_insert_rowid(db) == id;
+    return 0;
 }
 
 /* Resolves a SKU or warehouse code field to its row id, with a row-prefixed message. */
@@ -370,9 +396,12 @@ int import_rows(struct store *st, int kind, const msgpack_object *rows, struct i
         snprintf(err, errlen, "field 'rows' must be an array of 1-%d maps", TALLY_MAX_PAGE);
         return TALLY_E_INVALID_PARAMS;
     }
+    struct catalog_ctx cx = {0};
+    msgpack_sbuffer_init(&cx.attrs);
     int r = store_begin(st);
     if (r) {
         snprintf(err, errlen, "cannot start a transaction");
+        msgpack_sbuffer_destroy(&cx.attrs);
         return r;
     }
     for (uint32_t i = 0; i < rows->via.array.size && r == 0; i++) {
@@ -391,7 +420,7 @@ int import_rows(struct store *st, int kind, const msgpack_object *rows, struct i
             r = import_warehouse(st, &p, &inserted);
             break;
         case IMPORT_CATALOG:
-            r = import_catalog_row(st, &p, &inserted);
+            r = import_catalog_row(st, &p, &cx, &inserted);
             break;
         case IMPORT_STOCK:
             r = import_stock_row(st, &p, &inserted);
@@ -413,6 +442,7 @@ int import_rows(struct store *st, int kind, const msgpack_object *rows, struct i
         else
             res->updated++;
     }
+    msgpack_sbuffer_destroy(&cx.attrs);
     if (r == 0)
         r = store_commit(st);
     else

@@ -7,8 +7,13 @@
  *
  * Work is bounded: at most PURGE_SLICE orders per transaction, found through the partial
  * index orders_to_purge(finished_at) WHERE purged_at IS NULL, so a purge never scans orders
- * it already purged. On the loop, one slice runs per loop iteration (an idle handle, as
- * fulfil.c's passes do), so clients are served between slices; the WAL checkpoint that
+ * it already purged. With tallyd's workers (worker.h), a purge runs as write jobs on the
+ * writer's connection, off the loop: each job runs slices for about PURGE_JOB_US, one
+ * transaction each (the writer lock is let go between them, so a loop write waits for one
+ * slice at most), then hands over to the next write job, so an import is not held up for the
+ * whole purge; the loop keeps answering meanwhile and does no purge work itself. Without
+ * workers, one slice runs per loop iteration (an idle handle). A dry run counts index entries
+ * only, in slices on the loop. The WAL checkpoint that
  * follows copies the frames on a worker thread and empties the WAL on the loop's own
  * connection (see on_checkpoint_work), so it never makes a loop write fail as busy.
  */
@@ -23,11 +28,14 @@
 #include "log.h"
 #include "store.h"
 #include "tally/protocol.h"
+#include "worker.h"
 
 /* Orders per transaction: one slice holds the loop well under a millisecond or two. */
 #define PURGE_SLICE 64
 /* Orders a dry run counts per slice (index entries only). */
 #define COUNT_SLICE 2048
+/* How long one write job of a purge runs slices before letting the next write job go. */
+#define PURGE_JOB_US 20000
 #define DAY_S 86400
 
 /* Top-level payload keys that carry personal data: the ship-to map of an outbound request,
@@ -239,6 +247,7 @@ static int secure_delete(sqlite3 *db, int set)
 
 /* One purge or dry run in progress. */
 struct privacy {
+    struct worker_job job; /* first: a write job's slices (with workers) */
     struct tallyd *d;
     uv_idle_t idle; /* runs one slice per loop iteration */
     uv_work_t work; /* the WAL checkpoint, on a worker thread */
@@ -249,6 +258,7 @@ struct privacy {
     int64_t after_fin, after_id; /* a dry run's cursor */
     int r;                       /* the first error, which ends the job */
     bool on_loop;                /* slices on the loop; else all at once on this thread */
+    bool on_workers;             /* slices in write jobs (the idle handle is then unused) */
     uv_timer_t timer;            /* the checkpoint's TRUNCATE, tried again */
     bool timer_on;               /* timer initialised (closed with the job) */
     bool backfilled;             /* the worker's last round copied every frame */
@@ -265,9 +275,8 @@ struct privacy {
  * secure_delete is on for the slice's transaction whatever the build says: freed cell
  * content is overwritten.
  */
-static int run_slice(struct privacy *p)
+static int run_slice_on(struct privacy *p, struct store *st)
 {
-    struct store *st = p->d->store;
     int64_t n = 0;
     if (p->dry_run) {
         int r = count_slice(st, p->cutoff, &p->after_fin, &p->after_id, &n);
@@ -294,6 +303,11 @@ static int run_slice(struct privacy *p)
         return r;
     p->orders += n;
     return n == PURGE_SLICE;
+}
+
+static int run_slice(struct privacy *p)
+{
+    return run_slice_on(p, p->d->store);
 }
 
 /*
@@ -396,7 +410,7 @@ static void finish(struct privacy *p)
     d->privacy = NULL;
     if (p->done)
         p->done(d, p->arg, p->r, p->orders);
-    if (p->on_loop)
+    if (p->on_loop && !p->on_workers)
         uv_close((uv_handle_t *)&p->idle, on_idle_closed);
     else
         on_idle_closed((uv_handle_t *)&p->idle);
@@ -496,6 +510,36 @@ static void on_idle(uv_idle_t *h)
     slices_over(p);
 }
 
+/* On the writer's thread: slices for about PURGE_JOB_US. 1: more to do, 0: done, or an
+ * error (what was committed stays). */
+static int purge_job_run(struct worker_job *job, struct store *st)
+{
+    struct privacy *p = (struct privacy *)job;
+    int64_t t0 = worker_now_us();
+    int more;
+    do
+        more = run_slice_on(p, st);
+    while (more == 1 && worker_now_us() - t0 < PURGE_JOB_US);
+    return more;
+}
+
+/* On the loop: the next job, or the end. */
+static void purge_job_done(struct worker_job *job, int status)
+{
+    struct privacy *p = (struct privacy *)job;
+    if (status == 1 && !p->d->stopping && worker_write(p->d, &p->job) == 0)
+        return;
+    if (status == 1)
+        status = TALLY_E_SHUTTING_DOWN;
+    if (status < 0)
+        p->r = status;
+    if (p->d->stopping) {
+        finish(p);
+        return;
+    }
+    slices_over(p);
+}
+
 static int start(struct tallyd *d, int64_t older_than_days, bool dry_run, bool on_loop,
                  privacy_done_fn done, void *arg)
 {
@@ -526,6 +570,18 @@ static int start(struct tallyd *d, int64_t older_than_days, bool dry_run, bool o
             p->r = more;
         slices_over(p);
         return 0;
+    }
+    if (!dry_run && d->workers) {
+        p->on_workers = true;
+        p->job.run = purge_job_run;
+        p->job.done = purge_job_done;
+        int r = worker_write(d, &p->job);
+        if (r) {
+            d->privacy = NULL;
+            free(p->db_path);
+            free(p);
+        }
+        return r;
     }
     uv_idle_init(d->loop, &p->idle);
     uv_idle_start(&p->idle, on_idle);

@@ -558,6 +558,20 @@ static const char *const migrations[] = {
     "    WHERE new.state <> 'resolved';"
     "  UPDATE exception_due_s SET n = n + 1 WHERE new.state <> 'resolved'"
     "    AND second = new.deadline; END;",
+
+    /* 15: where the fulfilment pass's rounds stand (fulfil.c), so that a start goes on from
+     * there instead of going over every open order again: the ship-by scan's position in
+     * (ship_by, id) order, the retry round's position in orders_ready order and when the
+     * next round is due, the rescoring round's position (orders.id) and when the next is
+     * due. One row, moved in the same transaction as the work it covers. A replica upgraded
+     * to it starts at the beginning (the one full pass it would have done anyway). */
+    "CREATE TABLE fulfil_cursor(id INTEGER PRIMARY KEY CHECK (id = 1),"
+    "  deadline_by INTEGER NOT NULL, deadline_id INTEGER NOT NULL,"
+    "  retry_prio INTEGER NOT NULL, retry_by INTEGER NOT NULL, retry_id INTEGER NOT NULL,"
+    "  next_retry INTEGER NOT NULL, priority_id INTEGER NOT NULL,"
+    "  next_priority INTEGER NOT NULL);"
+    "INSERT INTO fulfil_cursor VALUES(1, -9223372036854775808, 0, 9223372036854775807,"
+    "  -9223372036854775808, 0, 0, 0, 0);",
 };
 
 int schema_latest(void)

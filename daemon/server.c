@@ -39,6 +39,7 @@ struct conn {
     uint64_t id;   /* unique for the server's life: names it for answers sent later */
     unsigned owed; /* answers held by the group commit (server_conn_owe) */
     bool eof_wait; /* the peer is done sending: finish once nothing is owed */
+    bool ordered;  /* server_hold: its next requests wait for the held answer */
     struct conn *prev, *next;
 };
 
@@ -237,7 +238,7 @@ static void conn_process(struct conn *c)
 {
     struct tallyd *d = c->srv->d;
     size_t max = d->cfg.max_message_bytes;
-    while (!c->closing) {
+    while (!c->closing && !c->ordered) {
         const unsigned char *p = (const unsigned char *)c->unp.buffer + c->unp.off;
         size_t avail = c->unp.used - c->unp.off;
         if (avail == 0)
@@ -505,6 +506,32 @@ void server_conn_watch(void *conn, bool on)
 uint64_t server_conn_id(void *conn)
 {
     return conn ? ((struct conn *)conn)->id : 0;
+}
+
+void server_hold(void *conn)
+{
+    struct conn *c = conn;
+    if (!c || c->closing)
+        return;
+    c->ordered = true;
+    uv_read_stop((uv_stream_t *)&c->pipe); /* what is read stays in the unpacker's buffer */
+}
+
+bool server_send_resume(struct server *srv, uint64_t conn_id, const char *data, size_t len)
+{
+    for (struct conn *c = srv ? srv->conns : NULL; c; c = c->next) {
+        if (c->id != conn_id)
+            continue;
+        if (c->closing)
+            return false;
+        msgpack_sbuffer_write(&c->out, data, len);
+        c->ordered = false;
+        conn_process(c); /* the requests that waited, then a flush */
+        if (!c->closing && !c->ordered)
+            uv_read_start((uv_stream_t *)&c->pipe, on_alloc, on_read);
+        return true;
+    }
+    return false;
 }
 
 bool server_send(struct server *srv, uint64_t conn_id, const char *data, size_t len)

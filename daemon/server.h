@@ -39,6 +39,14 @@ void server_conn_watch(void *conn, bool on);
  */
 uint64_t server_conn_id(void *conn);
 bool server_send(struct server *srv, uint64_t conn_id, const char *data, size_t len);
+/*
+ * For a deferred write whose effects the same connection's next requests may depend on (an
+ * import, then an allocation of the order it imported): server_hold, from the handler, keeps
+ * the connection's next requests unread and unhandled until server_send_resume sends the
+ * answer; they are then handled in order. Other connections are not concerned.
+ */
+void server_hold(void *conn);
+bool server_send_resume(struct server *srv, uint64_t conn_id, const char *data, size_t len);
 
 /*
  * Answers held by the group commit (gcommit.h): server_conn_owe counts one more for a

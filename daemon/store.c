@@ -430,6 +430,28 @@ int store_begin(struct store *st)
     return r;
 }
 
+int store_begin_nowait(struct store *st, bool *held_elsewhere)
+{
+    if (held_elsewhere)
+        *held_elsewhere = false;
+    /* The loop's own open group (gcommit.h) holds the writer lock on this very thread: it
+     * is committed first (as store_begin would), so only another thread's lock says busy. */
+    if (!st->group && st->before_begin && !st->in_tx) {
+        int r = st->before_begin(st->before_begin_arg);
+        if (r)
+            return r;
+    }
+    if (st->writer && !st->locked) {
+        if (pthread_mutex_trylock(st->writer) != 0) {
+            if (held_elsewhere)
+                *held_elsewhere = true;
+            return TALLY_E_BUSY;
+        }
+        st->locked = true;
+    }
+    return store_begin(st); /* the lock is held: store_begin does not take it again */
+}
+
 void store_set_writer_lock(struct store *st, pthread_mutex_t *mu)
 {
     st->writer = mu;

@@ -75,6 +75,14 @@ sqlite3_stmt *store_stmt(struct store *st, const char *sql);
 int store_begin(struct store *st);
 int store_commit(struct store *st);
 void store_rollback(struct store *st);
+/*
+ * As store_begin, but without waiting for the process's writer lock: when another thread (a
+ * write job, worker.h) holds it, returns TALLY_E_BUSY at once with *held_elsewhere set, and
+ * nothing is begun. For background work on the loop that can come back a moment later (the
+ * fulfilment pass), so the loop never waits for a worker's transaction. held_elsewhere may
+ * be NULL.
+ */
+int store_begin_nowait(struct store *st, bool *held_elsewhere);
 /* Whether a transaction begun by store_begin is open (or, in group mode, the group's). */
 bool store_in_tx(const struct store *st);
 

@@ -10,11 +10,15 @@
  * -m stock.move records movements: each request a `receive` of 1 of SKU at WAREHOUSE
  * (default ES-MAD) with an id of its own ("b<pid>-<n>"), so every one is a new write (the
  * answer is sent only once it is durable: group commit); the figure is movements/s.
+ *
+ * SIGTERM or SIGINT ends the run early and still prints the figures (a load measured while
+ * something else runs, for as long as it runs: tests/bench/bench_import.sh).
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <stdbool.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -35,6 +39,14 @@ struct bconn {
     uint64_t *sent_at; /* ring of send times, P entries */
     unsigned head, inflight;
 };
+
+static volatile sig_atomic_t stop_early;
+
+static void on_stop(int sig)
+{
+    (void)sig;
+    stop_early = 1;
+}
 
 static uint64_t now_ns(void)
 {
@@ -145,6 +157,9 @@ int main(int argc, char **argv)
         pfd[i].fd = cs[i].fd;
         pfd[i].events = POLLIN;
     }
+    struct sigaction sa = {.sa_handler = on_stop};
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
     uint64_t start = now_ns(), end = start + (uint64_t)(secs * 1e9);
     uint64_t done = 0, errors = 0;
     /* Prime every connection with its full pipeline. */
@@ -166,7 +181,7 @@ int main(int argc, char **argv)
     }
     msgpack_unpacked msg;
     msgpack_unpacked_init(&msg);
-    while (now_ns() < end && !(total && done >= total)) {
+    while (now_ns() < end && !(total && done >= total) && !stop_early) {
         int n = poll(pfd, (nfds_t)nconn, 1000);
         if (n <= 0)
             continue;

@@ -19,6 +19,7 @@
 
 #include <msgpack.h>
 #include <sqlite3.h>
+#include <uv.h>
 
 #include "check.h"
 #include "codec.h"
@@ -2362,6 +2363,64 @@ static void test_release_interactions(void)
     check_reserved_invariant();
 }
 
+/*
+ * The pass resumes where it was after a restart (issue 10 item 8): the ship-by scan does not
+ * go over the open orders again, so an operator's resolved deadline exception is not raised
+ * anew by every start, and an order that arrives after the restart is still looked at. The
+ * engine (fulfil_start) is what keeps positions; a restart is fulfil_stop + fulfil_start on
+ * the same replica, the positions read back from it.
+ */
+static void test_pass_resumes_after_restart(void)
+{
+    rh_open(h);
+    add_wh("ES-OB", "ES", "outbound");
+    add_sku("R1");
+    set_stock("R1", "ES-OB", 20, 0);
+    int64_t now = store_now();
+    add_order("Rd5", "ES", now + 5 * HOUR);
+    add_line("Rd5", "R1", 1);
+    add_order("Rd6", "ES", now + 6 * HOUR);
+    add_line("Rd6", "R1", 1);
+
+    uv_loop_t loop;
+    CHECK_EQ_INT(uv_loop_init(&loop), 0);
+    d->loop = &loop;
+    char err[200];
+    CHECK_EQ_INT(fulfil_start(d, err, sizeof err), 0);
+    pass_at(now);
+    pass_at(now);
+    CHECK_EQ_INT(open_exc("Rd5", "deadline"), 1);
+    CHECK_EQ_INT(open_exc("Rd6", "deadline"), 1);
+    /* the scan's position is in the replica, with the exceptions it raised */
+    CHECK_EQ_INT(rh_q64(h, "SELECT deadline_by FROM fulfil_cursor"), now + 6 * HOUR);
+    CHECK(rh_q64(h, "SELECT next_priority FROM fulfil_cursor") > now);
+    /* the operator deals with both */
+    RH_EXEC(h, "UPDATE exceptions SET state = 'resolved', resolved_by = 'op' WHERE kind ="
+               " 'deadline'");
+
+    /* a restart */
+    fulfil_stop(d);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    CHECK_EQ_INT(fulfil_start(d, err, sizeof err), 0);
+    /* an order that came while tallyd was down, due before the scan's position */
+    add_order("Rd1", "ES", now + 1 * HOUR);
+    add_line("Rd1", "R1", 1);
+    pass_at(now + 1);
+    pass_at(now + 1);
+    /* not raised again by the start: the scan went on from where it was */
+    CHECK_EQ_INT(all_exc("Rd5", "deadline"), 1);
+    CHECK_EQ_INT(all_exc("Rd6", "deadline"), 1);
+    CHECK_EQ_INT(open_exc("Rd5", "deadline"), 0);
+    /* the new order is not missed */
+    CHECK_EQ_INT(open_exc("Rd1", "deadline"), 1);
+    CHECK(strcmp(fstate("Rd1"), "new") != 0);
+
+    fulfil_stop(d);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    CHECK_EQ_INT(uv_loop_close(&loop), 0);
+    d->loop = NULL;
+}
+
 int main(void)
 {
     h = rh_new("tally-fulfil");
@@ -2400,6 +2459,7 @@ int main(void)
     test_late_order_overdue_at_once();
     test_release_sent_order_cancels_first();
     test_release_interactions();
+    test_pass_resumes_after_restart();
 
     rh_free(h);
     msgpack_unpacked_destroy(&pay);

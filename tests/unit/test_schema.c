@@ -337,6 +337,38 @@ static void test_upgrade_inbound(void)
     store_close(st);
 }
 
+/* Migration 15 on an existing replica: the fulfilment pass's positions start at the
+ * beginning (one row), so the first start after the upgrade does the full pass it always did. */
+static void test_upgrade_fulfil_cursor(void)
+{
+    char path[128], err[512] = "";
+    path_of(path, sizeof path, "v13cursor.db");
+    struct store *st = NULL;
+    CHECK_EQ_INT(store_open(path, true, &st, err, sizeof err), 0);
+    store_close(st);
+    CHECK_EQ_INT(rh_rewind_schema(path, 13), 0);
+    sqlite3 *db;
+    CHECK_EQ_INT(sqlite3_open(path, &db), SQLITE_OK);
+    CHECK(sqlite3_exec(db, "SELECT 1 FROM fulfil_cursor", NULL, NULL, NULL) != SQLITE_OK);
+    sqlite3_close(db);
+    st = NULL;
+    CHECK_EQ_INT(store_open(path, false, &st, err, sizeof err), 0);
+    if (!st) {
+        fprintf(stderr, "store_open: %s\n", err);
+        return;
+    }
+    CHECK_EQ_INT(store_schema_version(st), schema_latest());
+    CHECK_EQ_STR(pragma_text(st, "SELECT COUNT(*) || ':' || MIN(deadline_by) || ':' ||"
+                                 " MIN(retry_by) || ':' || MIN(next_retry) || ':' ||"
+                                 " MIN(priority_id) || ':' || MIN(next_priority)"
+                                 " FROM fulfil_cursor"),
+                 "1:-9223372036854775808:-9223372036854775808:0:0:0");
+    /* one row only */
+    CHECK(sqlite3_exec(store_db(st), "INSERT INTO fulfil_cursor VALUES(2, 0, 0, 0, 0, 0, 0, 0, 0)",
+                       NULL, NULL, NULL) != SQLITE_OK);
+    store_close(st);
+}
+
 static void test_garbage(void)
 {
     char path[128], err[512] = "";
@@ -585,6 +617,7 @@ int main(void)
     test_upgrade_services();
     test_upgrade_receipt();
     test_upgrade_inbound();
+    test_upgrade_fulfil_cursor();
     test_no_wal();
 
     char cmd[128];

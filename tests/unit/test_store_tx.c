@@ -2,8 +2,10 @@
  * Unit: work held for a transaction's commit (store_after_commit), which is how events raised
  * inside a transaction reach watchers only if what raised them is kept: run in order after a
  * commit, dropped after a rollback, after a failed commit and after SQLite rolled back on its
- * own; run at once outside a transaction.
+ * own; run at once outside a transaction. And store_begin_nowait: with the process's writer
+ * lock held elsewhere, busy at once and nothing begun; free, a transaction like store_begin's.
  */
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,6 +13,7 @@
 
 #include "check.h"
 #include "store.h"
+#include "tally/protocol.h"
 
 static char ran[256];
 
@@ -92,6 +95,27 @@ int main(void)
     CHECK(store_commit(st) != 0);
     CHECK(!store_in_tx(st));
     CHECK_EQ_STR(ran, "");
+
+    /* store_begin_nowait: another thread's transaction holds the writer lock (held here, as
+     * that thread would hold it): busy at once, no transaction, the lock left to its holder. */
+    pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+    store_set_writer_lock(st, &mu);
+    pthread_mutex_lock(&mu);
+    bool held = false;
+    CHECK_EQ_INT(store_begin_nowait(st, &held), TALLY_E_BUSY);
+    CHECK(held);
+    CHECK(!store_in_tx(st));
+    pthread_mutex_unlock(&mu);
+    /* free: begun, holding the lock until the commit lets it go */
+    CHECK_EQ_INT(store_begin_nowait(st, &held), 0);
+    CHECK(!held);
+    CHECK(store_in_tx(st));
+    CHECK(pthread_mutex_trylock(&mu) != 0);
+    CHECK_EQ_INT(exec(st, "INSERT INTO t VALUES(7)"), SQLITE_OK);
+    CHECK_EQ_INT(store_commit(st), 0);
+    CHECK(pthread_mutex_trylock(&mu) == 0);
+    pthread_mutex_unlock(&mu);
+    store_set_writer_lock(st, NULL);
 
     store_close(st);
     char cmd[160];

@@ -13,6 +13,8 @@ packages=(
     # test: systemd-analyze, systemd-sysusers and systemd-tmpfiles (test_systemd.sh), jq and curl
     # (integration scripts), setpriv from util-linux (roles by SO_PEERCRED in test_cli.sh)
     systemd jq curl util-linux
+    # bench (scripts/bench.sh): Redis, the anchor stock.get is measured beside
+    redis-server redis-tools
 )
 
 # One dpkg-query for all: it prints a line per installed package, and exits non-zero when one

@@ -53,11 +53,13 @@ ctl() { curl -sS --max-time 60 "$@"; }
 # write_config [INTERVAL]: tallyd.conf for the simulator's four warehouses (no marketplace), or
 # for an offline station when no simulator runs. Inventory rounds every INTERVAL s (default
 # 3600: only the first round and what `sync` asks for); backoff at most 1 s, so a link that
-# comes back is used again within a second.
+# comes back is used again within a second; personal data kept 10 years (no purge at start).
 write_config() {
     local iv=${1:-3600}
     {
         printf '[station]\nname = BENCH\n[sync]\nretry_max = 1\nreconcile_interval = 10\n'
+        # the hourly purge also runs at start: only `tally purge` (bench_fulfil.sh) purges
+        printf '[privacy]\nretain_days = 3650\n'
         if [ -n "$sim_pid" ]; then
             echo tally-sim-wh-token >"$tmp/wh.token"
             for w in "${WAREHOUSES[@]}"; do

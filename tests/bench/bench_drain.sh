@@ -5,8 +5,8 @@
 # tally-sim (1,000 SKUs x 4 warehouses); tallyd syncs, then the link to ES-MAD is cut
 # (POST /control/link) and N receive movements of one SKU at ES-MAD are recorded (stock.move,
 # each acknowledged only once durable): the first N/2 pipelined 200 at a time on one connection,
-# the rest from 50 connections at once (what group commit serves), after 200 single movements
-# at 1 connection for the latency of one client's movement. Then the link is restored and the
+# the rest from 50 connections at once (what group commit serves), after min(200, N/2) single
+# movements at 1 connection for the latency of one client's movement. Then the link is restored and the
 # outbox drains (its pending counter read from the replica by another connection every 20 ms).
 # The anchor: M movements (default min(N, 2000)) posted to the simulator one by one by one curl
 # process on one keep-alive connection (POST /wh/ES-MAD/v1/movements, one movement each).
@@ -42,14 +42,15 @@ done
 ctl -X POST "$base/control/link" -d '{"target":"wh:ES-MAD","up":false}' >/dev/null
 
 mv=(-k "$sku" -m stock.move -a kind=receive -a warehouse=ES-MAD -a qty=1 -d 3600)
-"$RPC" "$tmp/tally.sock" "${mv[@]}" -c 1 -P 1 -n 200 --kv single >"$tmp/single"
+single=$((n / 2 < 200 ? n / 2 : 200))
+"$RPC" "$tmp/tally.sock" "${mv[@]}" -c 1 -P 1 -n "$single" --kv single >"$tmp/single"
 fig single_move_p50_us "$(awk '$1 == "single_p50_us" { print $2 }' "$tmp/single")"
 half=$((n / 2))
 "$RPC" "$tmp/tally.sock" "${mv[@]}" -c 1 -P 200 -n "$half" --kv pip >"$tmp/pip"
 fig offline_pipelined_per_s "$(awk '$1 == "pip_rps" { print $2 }' "$tmp/pip")"
 "$RPC" "$tmp/tally.sock" "${mv[@]}" -c 50 -P 1 -n $((n - half)) --kv cli >"$tmp/cli"
 fig offline_clients_per_s "$(awk '$1 == "cli_rps" { print $2 }' "$tmp/cli")"
-total=$((n + 200))
+total=$((n + single))
 pending=$(counter outbox_pending)
 [ "$pending" = "$total" ] || die "outbox_pending is $pending, not $total"
 

@@ -4,7 +4,7 @@
 #   tests/bench/bench_fulfil.sh BUILD ORDERS [--skus N] [--window S] [--cache DIR]
 # An offline station seeded by tests/gen/tally-gen (N SKUs x 4 warehouses, default 10,000;
 # ORDERS orders, mostly paid and open) through `tally import`; tallyd allocates them (the
-# fulfilment pass) and is left to settle (its fulfilment counts unchanged for 2 s). --cache DIR
+# fulfilment pass) and is left to settle (its fulfilment counts unchanged for 1 s). --cache DIR
 # keeps that replica in DIR and starts from a copy of it next time (the seeding takes minutes
 # at 1M SKUs). Then tallyd is restarted and measured:
 #   start_first_answer_ms      exec of tallyd to its first answer (status)
@@ -35,10 +35,10 @@ done
 . "$(dirname "$0")/lib.sh"
 bench_init
 
-# settle: until the fulfilment counts of status stay the same for 2 s (at most 10 min)
+# settle: until the fulfilment counts of status stay the same for 1 s (at most 10 min)
 settle() {
     local prev='' cur i same=0
-    for i in $(seq 600); do
+    for i in $(seq 1200); do
         cur=$(t --json status | jq -c '.fulfilment')
         if [ "$cur" = "$prev" ]; then
             same=$((same + 1))
@@ -47,7 +47,7 @@ settle() {
             same=0
         fi
         prev=$cur
-        sleep 1
+        sleep 0.5
     done
     die "tallyd did not settle in 10 min"
 }

@@ -12,12 +12,14 @@ WAREHOUSES=(ES-MAD FR-PAR PL-WAW US-LAX)
 sim_pid='' tallyd_pid='' extra_pids=''
 
 bench_cleanup() {
-    local p
+    local rc=$? p
+    set +e
     for p in $extra_pids; do kill "$p" 2>/dev/null; done
     [ -n "$tallyd_pid" ] && kill -9 "$tallyd_pid" 2>/dev/null
     [ -n "$sim_pid" ] && kill -TERM "$sim_pid" 2>/dev/null
     wait 2>/dev/null
     [ -n "${tmp:-}" ] && rm -rf "$tmp"
+    exit "$rc"
 }
 
 bench_init() {

@@ -28,7 +28,7 @@ cd "$root"
 
 runs=3 quick=0 build=build-bench do_build=1 install=1 out='' only=()
 skus_list='' sync_skus=100000 import_skus=1000000 drain_n=100000 orders=100000 fulfil_skus=1000000
-rpc_secs=5 redis_req=1000000 window=10 set_runs=''
+rpc_secs=5 redis_req=200000 window=10 set_runs=''
 usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; }
 while [ $# -gt 0 ]; do
     case $1 in
@@ -53,9 +53,9 @@ while [ $# -gt 0 ]; do
     esac
 done
 if [ "$quick" = 1 ]; then
-    runs=1 sync_skus=2000 import_skus=5000 drain_n=400 orders=500 fulfil_skus=1000
+    runs=1 sync_skus=1000 import_skus=5000 drain_n=200 orders=300 fulfil_skus=500
     rpc_secs=1 redis_req=20000 window=1
-    skus_list=${skus_list:-1000,2000}
+    skus_list=${skus_list:-500,1000}
 fi
 runs=${set_runs:-$runs}
 skus_list=${skus_list:-10000,100000,1000000}

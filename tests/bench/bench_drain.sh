@@ -44,11 +44,14 @@ ctl -X POST "$base/control/link" -d '{"target":"wh:ES-MAD","up":false}' >/dev/nu
 mv=(-k "$sku" -m stock.move -a kind=receive -a warehouse=ES-MAD -a qty=1 -d 3600)
 single=$((n / 2 < 200 ? n / 2 : 200))
 "$RPC" "$tmp/tally.sock" "${mv[@]}" -c 1 -P 1 -n "$single" --kv single >"$tmp/single"
+head -n 1 "$tmp/single" >&2
 fig single_move_p50_us "$(awk '$1 == "single_p50_us" { print $2 }' "$tmp/single")"
 half=$((n / 2))
 "$RPC" "$tmp/tally.sock" "${mv[@]}" -c 1 -P 200 -n "$half" --kv pip >"$tmp/pip"
+head -n 1 "$tmp/pip" >&2
 fig offline_pipelined_per_s "$(awk '$1 == "pip_rps" { print $2 }' "$tmp/pip")"
 "$RPC" "$tmp/tally.sock" "${mv[@]}" -c 50 -P 1 -n $((n - half)) --kv cli >"$tmp/cli"
+head -n 1 "$tmp/cli" >&2
 fig offline_clients_per_s "$(awk '$1 == "cli_rps" { print $2 }' "$tmp/cli")"
 total=$((n + single))
 pending=$(counter outbox_pending)

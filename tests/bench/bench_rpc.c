@@ -171,6 +171,8 @@ int main(int argc, char **argv)
     }
     msgpack_unpacked msg;
     msgpack_unpacked_init(&msg);
+    int size_rc = 0;
+    uint64_t done = 0, errors = 0, sent = 0;
     if (size_only) {
         /* One request, one answer: its bytes on the wire. */
         struct bconn *c = &cs[0];
@@ -200,10 +202,10 @@ int main(int argc, char **argv)
         printf("answer_bytes %zu\n", total);
         if (!ok)
             fprintf(stderr, "bench_rpc: the answer is an error\n");
-        return ok ? 0 : 1;
+        size_rc = ok ? 0 : 1;
+        goto out;
     }
     uint64_t start = now_ns(), end = start + (uint64_t)(secs * 1e9), checked = start;
-    uint64_t done = 0, errors = 0, sent = 0;
     /* Prime every connection with its full pipeline (or what -n leaves). */
     for (int i = 0; i < nconn; i++) {
         uint64_t t = now_ns();
@@ -291,6 +293,7 @@ int main(int argc, char **argv)
                "%s_n %llu\n%s_errors %llu\n",
                kv, (double)done / elapsed, kv, p50, kv, p99, kv, p999, kv, pmax, kv,
                (unsigned long long)done, kv, (unsigned long long)errors);
+out:
     msgpack_unpacked_destroy(&msg);
     for (int i = 0; i < nconn; i++) {
         close(cs[i].fd);
@@ -302,5 +305,7 @@ int main(int argc, char **argv)
     free(lat);
     free(burst);
     msgpack_sbuffer_destroy(&req);
+    if (size_only)
+        return size_rc;
     return errors && !allow_errors ? 1 : 0;
 }

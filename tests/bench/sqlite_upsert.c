@@ -10,6 +10,7 @@
  *
  * Prints `sqlite_upsert_rows N`, `sqlite_upsert_seconds S`, `sqlite_upsert_rows_per_s R`.
  */
+#define _POSIX_C_SOURCE 200809L
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>

@@ -2,7 +2,7 @@
 # tally's figures beside their anchors (Redis, SQLite, curl), measured in one run, as one table.
 #
 #   scripts/bench.sh [--quick] [--runs N] [--skus-list N,N,...] [--only GROUP...] [--out FILE]
-#                    [--build DIR] [--no-build] [--no-install]
+#                    [--build DIR] [--no-build] [--no-install] [--keep DIR] [--report DIR]
 #                    [--sync-skus N] [--import-skus N] [--drain N] [--orders N] [--fulfil-skus N]
 #
 # Installs Redis from Debian when missing (scripts/install-deps.sh), builds the release tree
@@ -20,13 +20,16 @@
 # --quick: small sizes, one run, a few seconds a measurement: what CI runs (CTest bench.quick,
 # with --no-build --no-install: when Redis is absent its anchor is skipped, and says so).
 # --no-build uses the tree in --build DIR as it is; --no-install never installs Redis.
+# --keep DIR keeps each run's raw figures (GROUP.RUN files of `name value` lines) in DIR;
+# --report DIR measures nothing and prints the table of figures kept so (same sizes options).
 # Exits 1 when a measurement failed or a figure is missing; never judges a figure.
 # Everything runs on loopback and Unix sockets in temporary directories, stopped on exit.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 
-runs=3 quick=0 build=build-bench do_build=1 install=1 out='' only=()
+runs=3 quick=0 build=build-bench do_build=1 install=1 out='' only=() keep='' report=''
+
 skus_list='' sync_skus=100000 import_skus=1000000 drain_n=100000 orders=100000 fulfil_skus=1000000
 rpc_secs=5 redis_req=200000 window=10 set_runs=''
 usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; }
@@ -43,6 +46,8 @@ while [ $# -gt 0 ]; do
     --build) build=$2; shift 2 ;;
     --no-build) do_build=0; shift ;;
     --no-install) install=0; shift ;;
+    --keep) keep=$2; shift 2 ;;
+    --report) report=$2; shift 2 ;;
     --sync-skus) sync_skus=$2; shift 2 ;;
     --import-skus) import_skus=$2; shift 2 ;;
     --drain) drain_n=$2; shift 2 ;;
@@ -71,10 +76,20 @@ for v in "$runs" "$sync_skus" "$import_skus" "$drain_n" "$orders" "$fulfil_skus"
 done
 want() { local g; for g in "${groups[@]}"; do [ "$g" = "$1" ] && return 0; done; return 1; }
 
-work=$(mktemp -d "${TMPDIR:-/tmp}/tally-benchrun.XXXXXX")
+if [ -n "$report" ]; then
+    work=$(cd "$report" && pwd)
+    do_build=0 install=0
+    [ -n "$set_runs" ] || runs=$(find "$work" -name '*.[0-9]*' ! -name '*.err' | sed 's/.*\.//' | sort -n | tail -n 1)
+    [ -n "$runs" ] || { echo "bench.sh: no figures in $report" >&2; exit 2; }
+else
+    work=$(mktemp -d "${TMPDIR:-/tmp}/tally-benchrun.XXXXXX")
+fi
 cleanup() {
     # each measurement stops what it started (its own trap); this only removes the run's files
-    rm -rf "$work"
+    if [ -z "$report" ]; then
+        if [ -n "$keep" ]; then mkdir -p "$keep" && cp "$work"/*.[0-9]* "$keep"/ 2>/dev/null || true; fi
+        rm -rf "$work"
+    fi
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
@@ -93,18 +108,21 @@ fi
 if [ "$do_build" = 1 ]; then
     scripts/build.sh "$build" >&2
 fi
-B=$(cd "$build" && pwd)
-[ -x "$B/tallyd" ] || { echo "bench.sh: no tallyd in $B (build first, or drop --no-build)" >&2; exit 2; }
+if [ -z "$report" ]; then
+    B=$(cd "$build" && pwd)
+    [ -x "$B/tallyd" ] || { echo "bench.sh: no tallyd in $B (build first, or drop --no-build)" >&2; exit 2; }
+fi
 
 # --- The machine ------------------------------------------------------------------------------
 state_fs=$(df -PT "${TMPDIR:-/tmp}" | awk 'NR == 2 { print $1 " (" $2 ")" }')
 header() {
-    echo "tally bench, $(date -u '+%Y-%m-%d %H:%M UTC'), commit $(git rev-parse --short HEAD 2>/dev/null || echo '?')$(git diff --quiet 2>/dev/null || echo '+changes'), build $(awk -F= '/^CMAKE_BUILD_TYPE:/ { print $2 }' "$B/CMakeCache.txt" 2>/dev/null)"
+    echo "tally bench, $(date -u '+%Y-%m-%d %H:%M UTC'), commit $(git rev-parse --short HEAD 2>/dev/null || echo '?')$(git diff --quiet 2>/dev/null || echo '+changes'), build $(awk -F= '/^CMAKE_BUILD_TYPE:/ { print $2 }' "${B:-$build}/CMakeCache.txt" 2>/dev/null)"
     echo "machine: $(nproc) CPUs, $(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo), kernel $(uname -r), state dirs on ${TMPDIR:-/tmp}: $state_fs"
     echo "load at start: $load0"
     echo "runs: $runs (each figure the median of the runs), sizes: sync $sync_skus SKUs x 4, import $import_skus SKUs, drain $drain_n movements, fulfil $orders orders on $fulfil_skus SKUs x 4, scale $skus_list"
 }
 load0=$(uptime | sed 's/.*load average: //')
+[ -n "$report" ] && load0="(not known: --report of figures kept earlier)"
 header >&2
 
 # --- The measurements -------------------------------------------------------------------------
@@ -122,6 +140,7 @@ measure() {
 }
 cache="$work/cache"
 for r in $(seq "$runs"); do
+    [ -n "$report" ] && break
     want rpc && measure rpc "$r" tests/bench/bench_stockget.sh "$B" --seconds "$rpc_secs" \
         --redis-requests "$redis_req" "${redis_flag[@]}"
     want sync && measure sync "$r" tests/bench/bench_sync.sh "$B" "$sync_skus" --latency \
@@ -146,7 +165,9 @@ done
 # v GROUP NAME: the median over the runs of figure NAME of GROUP ("skipped" if any run skipped
 # it; empty when missing)
 v() {
-    cat "$work/$1".[0-9]* 2>/dev/null | awk -v n="$2" '$1 == n { print $2 }' | {
+    local r
+    for r in $(seq "$runs"); do cat "$work/$1.$r" 2>/dev/null || true; done |
+        awk -v n="$2" '$1 == n { print $2 }' | {
         mapfile -t vals
         if [ ${#vals[@]} -eq 0 ]; then
             echo ''
@@ -174,7 +195,7 @@ ratio() { # ratio A B: A/B as 0.57x
 diffus() { # diffus A B: +15 µs
     [[ $1 =~ ^[0-9.]+$ && $2 =~ ^[0-9.]+$ ]] && awk -v a="$1" -v b="$2" 'BEGIN { printf "%+d µs\n", a - b }' || echo —
 }
-us_ms() { [[ $1 =~ ^[0-9]+$ ]] && awk -v u="$1" 'BEGIN { if (u < 1000) printf "%d µs", u; else printf "%.1f ms", u / 1000 }' || echo "$1"; }
+us_ms() { [[ $1 =~ ^[0-9]+$ ]] && awk -v u="$1" 'BEGIN { if (u < 1000) printf "%d µs", u; else if (u < 10000000) printf "%.1f ms", u / 1000; else printf "%.1f s", u / 1e6 }' || echo "$1"; }
 lat() { # lat GROUP PREFIX: p50 / p99 / p99.9 / max, req/s
     local g=$1 p=$2 a b c d e
     a=$(need "$(v "$g" "${p}_p50_us")") b=$(need "$(v "$g" "${p}_p99_us")")
@@ -238,8 +259,8 @@ table() {
 tab=$(table)
 {
     header
-    [ ${#redis_flag[@]} -gt 0 ] && echo "Redis not installed: its anchor skipped"
-    echo "load at end: $(uptime | sed 's/.*load average: //')"
+    [ ${#redis_flag[@]} -gt 0 ] && [ -z "$report" ] && echo "Redis not installed: its anchor skipped"
+    [ -z "$report" ] && echo "load at end: $(uptime | sed 's/.*load average: //')"
     echo
     echo "$tab"
 } >"$work/report"

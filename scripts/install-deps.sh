@@ -13,7 +13,7 @@ packages=(
     # test: systemd-analyze, systemd-sysusers and systemd-tmpfiles (test_systemd.sh), jq and curl
     # (integration scripts), setpriv from util-linux (roles by SO_PEERCRED in test_cli.sh)
     systemd jq curl util-linux
-    # bench: the Redis anchor of stock.get (tests/bench/bench_stock_get.sh, scripts/bench.sh)
+    # bench (scripts/bench.sh): Redis, the anchor stock.get is measured beside
     redis-server redis-tools
 )
 

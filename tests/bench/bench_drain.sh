@@ -1,113 +1,101 @@
 #!/usr/bin/env bash
-# Outbox drain after an outage (issue 10 no. 6): N movements recorded on a station whose
-# warehouse link is down (tallyd runs without the warehouse's upstream), then tallyd restarts
-# with tally-sim's warehouse configured and sends them; the figure is N over the time from
-# that start to the last row done. The anchor: the same kind of movements sent one by one
-# with curl (one POST each, one keep-alive connection) to the same tally-sim.
-#   tests/bench/bench_drain.sh BUILD_DIR [N] [CURL_N]
+# Movements recorded offline, then the outbox drain once the link is back; and the same
+# movements sent one by one with curl.
+#   tests/bench/bench_drain.sh BUILD N [--curl M]
+# tally-sim (1,000 SKUs x 4 warehouses); tallyd syncs, then the link to ES-MAD is cut
+# (POST /control/link) and N receive movements of one SKU at ES-MAD are recorded (stock.move,
+# each acknowledged only once durable): the first N/2 pipelined 200 at a time on one connection,
+# the rest from 50 connections at once (what group commit serves), after min(200, N/2) single
+# movements at 1 connection for the latency of one client's movement. Then the link is restored and the
+# outbox drains (its pending counter read from the replica by another connection every 20 ms).
+# The anchor: M movements (default min(N, 2000)) posted to the simulator one by one by one curl
+# process on one keep-alive connection (POST /wh/ES-MAD/v1/movements, one movement each).
 # Prints:
-#   drain_movements_per_s R
-#   curl_one_by_one_per_s R
-#   drain_vs_curl X
-#   drain_s, drain_cpu_tallyd_s, drain_cpu_sim_s   the drain's wall time and the CPU each side
-#                                                  used meanwhile (where the time goes)
-# and checks exactly-once on the way (tally-sim counts each id applied once, N in all).
-# Figures only, not a test (the machine may be shared; compare builds in one run).
+#   single_move_p50_us, offline_pipelined_per_s, offline_clients_per_s,
+#   drain_movements, drain_seconds (link up to empty, includes tallyd's ≤ 1 s retry backoff),
+#   drain_per_s (from the first row seen done, if half were pending then, else from the
+#   link's return, to the last), curl_one_by_one_per_s
 set -euo pipefail
-BUILD=$(cd "${1:?usage: bench_drain.sh BUILD_DIR [N] [CURL_N]}" && pwd)
-N=${2:-100000}
-CURL_N=${3:-$((N < 20000 ? N : 20000))}
-TALLYD=$BUILD/tallyd TALLY=$BUILD/tally SIM=$BUILD/tests/sim/tally-sim
-BENCH=${BENCH_RPC:-$BUILD/tests/bench_rpc}
-[ -x "$SIM" ] || SIM=$(find "$BUILD" -name tally-sim -type f -perm -u+x | head -1)
-NSKU=10
-tmp=$(mktemp -d /tmp/tally-bench-drain.XXXXXX)
-sim_pid= tallyd_pid=
-cleanup() {
-    [ -n "$tallyd_pid" ] && kill "$tallyd_pid" 2>/dev/null && wait "$tallyd_pid" 2>/dev/null
-    [ -n "$sim_pid" ] && kill "$sim_pid" 2>/dev/null && wait "$sim_pid" 2>/dev/null
-    rm -rf "$tmp"
-}
-trap cleanup EXIT
-[ -z "${KEEP_LOG:-}" ] || trap 'cp "$tmp/tallyd.log" "$KEEP_LOG"; cleanup' EXIT
-now() { date +%s.%N; }
-# CPU seconds (user + system) a process has used so far.
-cpu_s() { awk -v hz="$(getconf CLK_TCK)" '{printf "%.2f", ($14 + $15) / hz}' "/proc/$1/stat"; }
-
-"$SIM" --port 0 --skus 40 --seed 3 --warehouses ES-MAD >"$tmp/sim.out" 2>"$tmp/sim.err" &
-sim_pid=$!
-for _ in $(seq 600); do grep -q listening "$tmp/sim.out" 2>/dev/null && break; sleep 0.05; done
-port=$(sed -n 's/.*127\.0\.0\.1:\([0-9]*\).*/\1/p' "$tmp/sim.out")
-base=http://127.0.0.1:$port
-mapfile -t skus < <(curl -sS "$base/control/stock?wh=ES-MAD&format=csv" | sed 1d | cut -d, -f1 | head -$NSKU)
-
-start_tallyd() {
-    "$TALLYD" "$@" --state-dir "$tmp/state" --socket "$tmp/tally.sock" --log-level ${TALLYD_LOG:-error} \
-        2>>"$tmp/tallyd.log" &
-    tallyd_pid=$!
-    for _ in $(seq 400); do "$TALLY" --socket "$tmp/tally.sock" status >/dev/null 2>&1 && return 0; sleep 0.025; done
-    echo "tallyd did not start" >&2; cat "$tmp/tallyd.log" >&2; exit 1
-}
-stop_tallyd() { kill "$tallyd_pid"; wait "$tallyd_pid" || true; tallyd_pid=; }
-
-# The outage: the station records, its warehouse link is down.
-echo tally-sim-wh-token >"$tmp/wh.token"
-printf '[station]\nname = DRAIN\n[warehouse ES-MAD]\nurl = http://127.0.0.1:9/wh/ES-MAD\ntoken_file = %s\ninventory_interval = 3600\n' \
-    "$tmp/wh.token" >"$tmp/down.conf"
-printf '[station]\nname = DRAIN\n[warehouse ES-MAD]\nurl = %s/wh/ES-MAD\ntoken_file = %s\ninventory_interval = 3600\n' \
-    "$base" "$tmp/wh.token" >"$tmp/up.conf"
-start_tallyd --config "$tmp/down.conf"
-{ echo "sku,product_id,title,price_minor,currency"
-  for s in "${skus[@]}"; do echo "$s,P-$s,Drain item,100,EUR"; done; } >"$tmp/cat.csv"
-printf 'code,name,country\nES-MAD,Madrid,ES\n' >"$tmp/wh.csv"
-"$TALLY" --socket "$tmp/tally.sock" import warehouses "$tmp/wh.csv" >/dev/null || true
-"$TALLY" --socket "$tmp/tally.sock" import catalog "$tmp/cat.csv" >/dev/null
-per=$((N / NSKU))
-pids=()
-for s in "${skus[@]}"; do
-    "$BENCH" "$tmp/tally.sock" -m stock.move -k "$s" -w ES-MAD -c 1 -P 200 -n "$per" -d 600 \
-        >"$tmp/rec.$s" 2>&1 &
-    pids+=($!)
+usage="usage: bench_drain.sh BUILD N [--curl M]"
+B=$(cd "${1:?$usage}" && pwd)
+n=${2:?$usage}
+shift 2
+m=$((n < 2000 ? n : 2000))
+while [ $# -gt 0 ]; do
+    case $1 in
+    --curl) m=$2; shift 2 ;;
+    *) echo "bench_drain.sh: unknown option $1" >&2; exit 2 ;;
+    esac
 done
-for p in "${pids[@]}"; do wait "$p" || { echo "recording failed" >&2; cat "$tmp"/rec.* >&2; exit 1; }; done
-N=$((per * NSKU))
-stop_tallyd
-waiting() { sqlite3 -readonly "$tmp/state/replica.db" \
-    "SELECT count(*) FROM outbox WHERE target = 'wh:ES-MAD' AND state IN ('pending','inflight')"; }
-w=$(waiting)
-[ "$w" -eq "$N" ] || { echo "expected $N movements waiting, found $w" >&2; exit 1; }
+[ "$n" -ge 2 ] || { echo "bench_drain.sh: N >= 2" >&2; exit 2; }
+. "$(dirname "$0")/lib.sh"
+bench_init
 
-# The link is back.
-t0=$(now)
-sim0=$(cpu_s "$sim_pid")
-start_tallyd --config "$tmp/up.conf"
-while [ "$(waiting)" -gt 0 ]; do sleep 0.05; done
-t1=$(now)
-# Where the time went: tallyd's CPU (take, send, record: the loop) and tally-sim's.
-cpu_tallyd=$(cpu_s "$tallyd_pid") cpu_sim=$(echo "$(cpu_s "$sim_pid") - $sim0" | bc -l)
-applied=$(curl -sS "$base/control/movements?wh=ES-MAD" | jq '[.movements[] | select(. == 1)] | length')
-twice=$(curl -sS "$base/control/movements?wh=ES-MAD" | jq '[.movements[] | select(. > 1)] | length')
-[ "$applied" -eq "$N" ] && [ "$twice" -eq 0 ] ||
-    { echo "exactly-once broken: $applied applied once, $twice more than once, of $N" >&2; exit 1; }
-stop_tallyd
-drain=$(echo "$N / ($t1 - $t0)" | bc -l)
-
-# The anchor: one POST per movement, one curl process, one keep-alive connection.
-cfg=$tmp/curl.cfg
-: >"$cfg"
-for ((i = 0; i < CURL_N; i++)); do
-    s=${skus[i % NSKU]}
-    [ "$i" -eq 0 ] || echo next >>"$cfg"
-    printf 'url = "%s/wh/ES-MAD/v1/movements"\nheader = "Authorization: Bearer tally-sim-wh-token"\nheader = "Content-Type: application/json"\ndata = "{\\"movements\\":[{\\"id\\":\\"curl-%d\\",\\"sku\\":\\"%s\\",\\"delta\\":1,\\"reason\\":\\"receive\\"}]}"\noutput = "/dev/null"\nsilent\n' \
-        "$base" "$i" "$s" >>"$cfg"
+start_sim --skus 1000 --orders 0 --seed 1
+sku=$(ctl "$base/control/stock?wh=ES-MAD&format=csv" | awk -F, 'NR == 2 { print $1 }')
+write_config
+start_tallyd
+for _ in $(seq 1200); do
+    [ "$(grep -cE ':inventory: [0-9]+ rows in' "$tmp/tallyd.log")" -ge 4 ] && break
+    sleep 0.05
 done
-t0=$(now)
-curl --config "$cfg"
-t1=$(now)
-got=$(curl -sS "$base/control/movements?wh=ES-MAD" | jq '[.movements | keys[] | select(startswith("curl-"))] | length')
-[ "$got" -eq "$CURL_N" ] || { echo "curl: $got of $CURL_N applied" >&2; exit 1; }
-one=$(echo "$CURL_N / ($t1 - $t0)" | bc -l)
-printf 'drain_movements_per_s %.0f\ncurl_one_by_one_per_s %.0f\ndrain_vs_curl %.2f\n' "$drain" "$one" \
-    "$(echo "$drain / $one" | bc -l)"
-printf 'drain_s %.2f\ndrain_cpu_tallyd_s %.2f\ndrain_cpu_sim_s %.2f\n' "$(echo "$N / $drain" | bc -l)" \
-    "$cpu_tallyd" "$cpu_sim"
+ctl -X POST "$base/control/link" -d '{"target":"wh:ES-MAD","up":false}' >/dev/null
+
+mv=(-k "$sku" -m stock.move -a kind=receive -a warehouse=ES-MAD -a qty=1 -d 3600)
+single=$((n / 2 < 200 ? n / 2 : 200))
+"$RPC" "$tmp/tally.sock" "${mv[@]}" -c 1 -P 1 -n "$single" --kv single >"$tmp/single"
+head -n 1 "$tmp/single" >&2
+fig single_move_p50_us "$(awk '$1 == "single_p50_us" { print $2 }' "$tmp/single")"
+half=$((n / 2))
+"$RPC" "$tmp/tally.sock" "${mv[@]}" -c 1 -P 200 -n "$half" --kv pip >"$tmp/pip"
+head -n 1 "$tmp/pip" >&2
+fig offline_pipelined_per_s "$(awk '$1 == "pip_rps" { print $2 }' "$tmp/pip")"
+"$RPC" "$tmp/tally.sock" "${mv[@]}" -c 50 -P 1 -n $((n - half)) --kv cli >"$tmp/cli"
+head -n 1 "$tmp/cli" >&2
+fig offline_clients_per_s "$(awk '$1 == "cli_rps" { print $2 }' "$tmp/cli")"
+total=$((n + single))
+pending=$(counter outbox_pending)
+[ "$pending" = "$total" ] || die "outbox_pending is $pending, not $total"
+
+t_up=$(now_ns)
+ctl -X POST "$base/control/link" -d '{"target":"*","up":true}' >/dev/null
+t sync wh:ES-MAD >/dev/null # overrides the link's backoff
+t_first='' p_first=''
+for _ in $(seq 180000); do
+    p=$(counter outbox_pending)
+    if [ -z "$t_first" ] && [ "$p" -lt "$total" ]; then t_first=$(now_ns) p_first=$p; fi
+    [ "$p" = 0 ] && break
+    kill -0 "$tallyd_pid" 2>/dev/null || die "tallyd died"
+    sleep 0.02
+done
+t_end=$(now_ns)
+echo "drain: first row done after $(( (${t_first:-$t_end} - t_up) / 1000000 )) ms, $p_first pending then" >&2
+[ "$p" = 0 ] || die "the outbox did not drain in an hour ($p pending)"
+applied=$(ctl "$base/control/movements?wh=ES-MAD" | jq '[.movements[] | select(. == 1)] | length')
+[ "$applied" -ge "$total" ] || die "the simulator applied $applied movements, not $total"
+fig drain_movements "$total"
+fig drain_seconds "$(awk -v a="$t_up" -v b="$t_end" 'BEGIN { printf "%.3f\n", (b - a) / 1e9 }')"
+# From the first row seen done when at least half were still pending then (the retry backoff
+# left out), else from the link's return.
+rate=$(awk -v n="$total" -v p="${p_first:-0}" -v up="$t_up" -v a="${t_first:-0}" -v b="$t_end" 'BEGIN {
+    if (2 * p >= n && b > a) printf "%d\n", p / ((b - a) / 1e9); else printf "%d\n", n / ((b - up) / 1e9) }')
+fig drain_per_s "$rate"
+stop_tallyd
+
+# The anchor: one curl, one movement per request, one after another on one connection.
+{
+    for i in $(seq "$m"); do
+        [ "$i" -gt 1 ] && echo next
+        printf 'url = "%s/wh/ES-MAD/v1/movements"\n' "$base"
+        printf 'header = "Authorization: Bearer tally-sim-wh-token"\n'
+        printf 'header = "Content-Type: application/json"\n'
+        printf 'data = "{\\"movements\\":[{\\"id\\":\\"curl-%d\\",\\"sku\\":\\"%s\\",\\"delta\\":1,\\"reason\\":\\"receive\\"}]}"\n' "$i" "$sku"
+        printf 'output = "/dev/null"\n'
+    done
+} >"$tmp/curl.cfg"
+t0=$(now_ns)
+curl -sS --fail -K "$tmp/curl.cfg"
+t1=$(now_ns)
+applied=$(ctl "$base/control/movements?wh=ES-MAD" | jq '[.movements | to_entries[] | select(.key | startswith("curl-"))] | length')
+[ "$applied" = "$m" ] || die "curl: the simulator shows $applied of $m movements"
+fig curl_one_by_one_per_s "$(awk -v m="$m" -v a="$t0" -v b="$t1" 'BEGIN { printf "%d\n", m / ((b - a) / 1e9) }')"

@@ -4,25 +4,27 @@
  * and latency percentiles.
  *
  *   bench_rpc SOCKET [-c CONNECTIONS] [-P PIPELINE] [-d SECONDS] [-m METHOD] [-k SKU]
- *             [-w WAREHOUSE] [-n TOTAL]
+ *             [-a KEY=VALUE]... [-n COUNT] [--until-file F] [--allow-errors] [--kv PREFIX]
+ *             [--size]
  *
- * -n TOTAL sends that many requests in all and ends once all are answered (or -d passed).
- * -m stock.move records movements: each request a `receive` of 1 of SKU at WAREHOUSE
- * (default ES-MAD) with an id of its own ("b<pid>-<n>"), so every one is a new write (the
- * answer is sent only once it is durable: group commit); the figure is movements/s.
- *
- * SIGTERM or SIGINT ends the run early and still prints the figures (a load measured while
- * something else runs, for as long as it runs: tests/bench/bench_import.sh).
+ * -a adds a parameter to the request (VALUE sent as an integer when it is one, true/false as a
+ * boolean, else as a string; -k "" leaves out sku), e.g. -m stock.move -a kind=receive
+ * -a warehouse=ES-MAD -a qty=1 records one movement per request. -n stops after COUNT answers.
+ * --until-file stops as soon as F exists (checked every 10 ms; -d stays the upper bound), so a
+ * script can measure latency during a window (a sync, a purge). --allow-errors counts error
+ * answers (e.g. not_found before a sync brought the SKU) without failing. --kv also prints the
+ * figures as lines `PREFIX_rps`, `PREFIX_p50_us`, `PREFIX_p99_us`, `PREFIX_p999_us`,
+ * `PREFIX_max_us`, `PREFIX_n`, `PREFIX_errors`. --size sends one request and prints the
+ * answer's size in bytes (`answer_bytes N`), to size a same-size anchor value.
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
-#include <stdbool.h>
-#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <time.h>
@@ -39,14 +41,6 @@ struct bconn {
     uint64_t *sent_at; /* ring of send times, P entries */
     unsigned head, inflight;
 };
-
-static volatile sig_atomic_t stop_early;
-
-static void on_stop(int sig)
-{
-    (void)sig;
-    stop_early = 1;
-}
 
 static uint64_t now_ns(void)
 {
@@ -74,50 +68,64 @@ static int connect_to(const char *path)
     return fd;
 }
 
-/* Gives the k requests at p fresh ids: the last 16 bytes of each are its counter. */
-static void stamp_ids(char *p, size_t reqlen, unsigned k, unsigned long long *seq)
-{
-    for (unsigned i = 0; i < k; i++) {
-        char digits[17];
-        snprintf(digits, sizeof digits, "%016llu", ++*seq);
-        memcpy(p + (size_t)(i + 1) * reqlen - 16, digits, 16);
-    }
-}
-
 int main(int argc, char **argv)
 {
     if (argc < 2) {
         fprintf(stderr, "usage: bench_rpc SOCKET [-c N] [-P N] [-d SECONDS] [-m METHOD] [-k SKU] "
-                        "[-w WAREHOUSE] [-n TOTAL]\n");
+                        "[-a KEY=VALUE]... [-n COUNT] [--until-file F] [--allow-errors] "
+                        "[--kv PREFIX] [--size]\n");
         return 2;
     }
-    const char *path = argv[1], *method = "stock.get", *sku = "EB-1001-BLK-M", *wh = "ES-MAD";
+    const char *path = argv[1], *method = "stock.get", *sku = "EB-1001-BLK-M";
+    const char *until_file = NULL, *kv = NULL;
+    const char *extra[32];
+    int nextra = 0, allow_errors = 0, size_only = 0;
     int nconn = 50, pipeline = 1;
-    unsigned long long total = 0, sent = 0; /* -n: 0 is no limit */
+    long long max_count = 0;
     double secs = 5;
-    for (int i = 2; i + 1 < argc; i += 2) {
-        if (!strcmp(argv[i], "-c"))
-            nconn = atoi(argv[i + 1]);
-        else if (!strcmp(argv[i], "-P"))
-            pipeline = atoi(argv[i + 1]);
-        else if (!strcmp(argv[i], "-d"))
-            secs = atof(argv[i + 1]);
-        else if (!strcmp(argv[i], "-m"))
-            method = argv[i + 1];
-        else if (!strcmp(argv[i], "-k"))
-            sku = argv[i + 1];
-        else if (!strcmp(argv[i], "-w"))
-            wh = argv[i + 1];
-        else if (!strcmp(argv[i], "-n"))
-            total = strtoull(argv[i + 1], NULL, 10);
+    for (int i = 2; i < argc; i++) {
+        if (!strcmp(argv[i], "--allow-errors")) {
+            allow_errors = 1;
+            continue;
+        }
+        if (!strcmp(argv[i], "--size")) {
+            size_only = 1;
+            continue;
+        }
+        if (i + 1 >= argc) {
+            fprintf(stderr, "bench_rpc: %s wants a value\n", argv[i]);
+            return 2;
+        }
+        const char *v = argv[++i];
+        if (!strcmp(argv[i - 1], "-c"))
+            nconn = atoi(v);
+        else if (!strcmp(argv[i - 1], "-P"))
+            pipeline = atoi(v);
+        else if (!strcmp(argv[i - 1], "-d"))
+            secs = atof(v);
+        else if (!strcmp(argv[i - 1], "-m"))
+            method = v;
+        else if (!strcmp(argv[i - 1], "-k"))
+            sku = v;
+        else if (!strcmp(argv[i - 1], "-n"))
+            max_count = atoll(v);
+        else if (!strcmp(argv[i - 1], "--until-file"))
+            until_file = v;
+        else if (!strcmp(argv[i - 1], "--kv"))
+            kv = v;
+        else if (!strcmp(argv[i - 1], "-a")) {
+            if (nextra >= (int)(sizeof extra / sizeof *extra) || !strchr(v, '=') || v[0] == '=') {
+                fprintf(stderr, "bench_rpc: -a wants KEY=VALUE (at most 32)\n");
+                return 2;
+            }
+            extra[nextra++] = v;
+        } else {
+            fprintf(stderr, "bench_rpc: unknown option %s\n", argv[i - 1]);
+            return 2;
+        }
     }
-    bool moves = !strcmp(method, "stock.move");
-    unsigned long long seq = 0;
-    if (nconn < 1 || nconn > 10000 || pipeline < 1 || pipeline > 1000 || secs <= 0) {
-        fprintf(stderr, "bench_rpc: bad arguments\n");
-        return 2;
-    }
-
+    if (size_only)
+        nconn = pipeline = 1;
     /* One request, packed once; the msgid does not matter for a closed-loop load. */
     msgpack_sbuffer req;
     msgpack_packer pk;
@@ -128,19 +136,23 @@ int main(int argc, char **argv)
     msgpack_pack_uint32(&pk, 1);
     mp_pack_strz(&pk, method);
     msgpack_pack_array(&pk, 1);
-    if (moves) {
-        /* The id is the last field, a fixed-width string, rewritten in place per request. */
-        msgpack_pack_map(&pk, 5);
-        mp_pack_kv_str(&pk, "kind", "receive");
+    msgpack_pack_map(&pk, (uint32_t)(nextra + (sku[0] ? 1 : 0)));
+    if (sku[0])
         mp_pack_kv_str(&pk, "sku", sku);
-        mp_pack_kv_str(&pk, "warehouse", wh);
-        mp_pack_kv_int(&pk, "qty", 1);
-        char id[32];
-        snprintf(id, sizeof id, "b%08d-%016llu", (int)getpid() % 100000000, 0ULL);
-        mp_pack_kv_str(&pk, "id", id);
-    } else {
-        msgpack_pack_map(&pk, 1);
-        mp_pack_kv_str(&pk, "sku", sku);
+    for (int i = 0; i < nextra; i++) {
+        const char *eq = strchr(extra[i], '='), *val = eq + 1;
+        char *end;
+        mp_pack_strn(&pk, extra[i], (size_t)(eq - extra[i]));
+        errno = 0;
+        long long n = strtoll(val, &end, 10);
+        if (*val && !*end && !errno)
+            msgpack_pack_int64(&pk, n);
+        else if (!strcmp(val, "true"))
+            msgpack_pack_true(&pk);
+        else if (!strcmp(val, "false"))
+            msgpack_pack_false(&pk);
+        else
+            mp_pack_strz(&pk, val);
     }
 
     struct bconn *cs = calloc((size_t)nconn, sizeof *cs);
@@ -157,20 +169,52 @@ int main(int argc, char **argv)
         pfd[i].fd = cs[i].fd;
         pfd[i].events = POLLIN;
     }
-    struct sigaction sa = {.sa_handler = on_stop};
-    sigaction(SIGTERM, &sa, NULL);
-    sigaction(SIGINT, &sa, NULL);
-    uint64_t start = now_ns(), end = start + (uint64_t)(secs * 1e9);
-    uint64_t done = 0, errors = 0;
-    /* Prime every connection with its full pipeline. */
+    msgpack_unpacked msg;
+    msgpack_unpacked_init(&msg);
+    int size_rc = 0;
+    uint64_t done = 0, errors = 0, sent = 0;
+    if (size_only) {
+        /* One request, one answer: its bytes on the wire. */
+        struct bconn *c = &cs[0];
+        size_t total = 0;
+        int fl = fcntl(c->fd, F_GETFL);
+        fcntl(c->fd, F_SETFL, fl & ~O_NONBLOCK);
+        if (write(c->fd, req.data, req.size) != (ssize_t)req.size) {
+            fprintf(stderr, "bench_rpc: short write\n");
+            return 1;
+        }
+        for (;;) {
+            msgpack_unpacker_reserve_buffer(&c->unp, 1 << 16);
+            ssize_t r = read(c->fd, msgpack_unpacker_buffer(&c->unp),
+                             msgpack_unpacker_buffer_capacity(&c->unp));
+            if (r <= 0) {
+                fprintf(stderr, "bench_rpc: connection closed by tallyd\n");
+                return 1;
+            }
+            msgpack_unpacker_buffer_consumed(&c->unp, (size_t)r);
+            total += (size_t)r;
+            if (msgpack_unpacker_next(&c->unp, &msg) == MSGPACK_UNPACK_SUCCESS)
+                break;
+        }
+        const msgpack_object *o = &msg.data;
+        int ok = o->type == MSGPACK_OBJECT_ARRAY && o->via.array.size == 4 &&
+                 o->via.array.ptr[2].type == MSGPACK_OBJECT_NIL;
+        printf("answer_bytes %zu\n", total);
+        if (!ok)
+            fprintf(stderr, "bench_rpc: the answer is an error\n");
+        size_rc = ok ? 0 : 1;
+        goto out;
+    }
+    uint64_t start = now_ns(), end = start + (uint64_t)(secs * 1e9), checked = start;
+    /* Prime every connection with its full pipeline (or what -n leaves). */
     for (int i = 0; i < nconn; i++) {
         uint64_t t = now_ns();
         unsigned k = (unsigned)pipeline;
-        if (total && total - sent < k)
-            k = (unsigned)(total - sent);
-        if (moves)
-            stamp_ids(burst, req.size, k, &seq);
-        if (k && write(cs[i].fd, burst, req.size * k) != (ssize_t)(req.size * k)) {
+        if (max_count && sent + k > (uint64_t)max_count)
+            k = (unsigned)((uint64_t)max_count - sent);
+        if (k == 0)
+            break;
+        if (write(cs[i].fd, burst, req.size * k) != (ssize_t)(req.size * k)) {
             fprintf(stderr, "bench_rpc: short write\n");
             return 1;
         }
@@ -179,10 +223,18 @@ int main(int argc, char **argv)
         cs[i].inflight = k;
         sent += k;
     }
-    msgpack_unpacked msg;
-    msgpack_unpacked_init(&msg);
-    while (now_ns() < end && !(total && done >= total) && !stop_early) {
-        int n = poll(pfd, (nfds_t)nconn, 1000);
+    int stop = 0;
+    while (!stop) {
+        uint64_t tn = now_ns();
+        if (tn >= end || (max_count && done >= (uint64_t)max_count))
+            break;
+        if (until_file && tn - checked >= 10000000u) {
+            struct stat sb;
+            checked = tn;
+            if (stat(until_file, &sb) == 0)
+                break;
+        }
+        int n = poll(pfd, (nfds_t)nconn, until_file ? 10 : 1000);
         if (n <= 0)
             continue;
         for (int i = 0; i < nconn; i++) {
@@ -210,34 +262,38 @@ int main(int argc, char **argv)
                 got++;
             }
             done += got;
-            /* Closed loop: send as many as came back. */
-            unsigned again = got;
-            if (total && total - sent < again)
-                again = (unsigned)(total - sent);
-            sent += again;
-            if (again) {
-                if (moves)
-                    stamp_ids(burst, req.size, again, &seq);
-                if (write(c->fd, burst, req.size * again) != (ssize_t)(req.size * again)) {
+            c->inflight -= got;
+            /* Closed loop: send as many as came back (no more than -n leaves). */
+            unsigned k = got;
+            if (max_count && sent + k > (uint64_t)max_count)
+                k = (unsigned)((uint64_t)max_count - sent);
+            if (k) {
+                if (write(c->fd, burst, req.size * k) != (ssize_t)(req.size * k)) {
                     fprintf(stderr, "bench_rpc: short write\n");
                     return 1;
                 }
-                unsigned tail = c->head;
-                for (unsigned k = 0; k < again; k++)
-                    c->sent_at[(tail + (unsigned)pipeline - got + k) % (unsigned)pipeline] = t;
+                unsigned tail = (c->head + c->inflight) % (unsigned)pipeline;
+                for (unsigned j = 0; j < k; j++)
+                    c->sent_at[(tail + j) % (unsigned)pipeline] = t;
+                c->inflight += k;
+                sent += k;
             }
         }
     }
     double elapsed = (double)(now_ns() - start) / 1e9;
     qsort(lat, nlat, sizeof *lat, cmp_u32);
-    if (errors && moves)
-        fprintf(stderr, "bench_rpc: %llu movements refused (is %s in %s's catalog?)\n",
-                (unsigned long long)errors, sku, wh);
+    unsigned p50 = nlat ? lat[nlat / 2] : 0, p99 = nlat ? lat[nlat * 99 / 100] : 0,
+             p999 = nlat ? lat[nlat * 999 / 1000] : 0, pmax = nlat ? lat[nlat - 1] : 0;
     printf("%s: %d connections, pipeline %d, %.1f s: %.0f req/s, errors %llu, latency us p50 %u "
            "p99 %u p99.9 %u max %u\n",
            method, nconn, pipeline, elapsed, (double)done / elapsed, (unsigned long long)errors,
-           nlat ? lat[nlat / 2] : 0, nlat ? lat[nlat * 99 / 100] : 0,
-           nlat ? lat[nlat * 999 / 1000] : 0, nlat ? lat[nlat - 1] : 0);
+           p50, p99, p999, pmax);
+    if (kv)
+        printf("%s_rps %.0f\n%s_p50_us %u\n%s_p99_us %u\n%s_p999_us %u\n%s_max_us %u\n"
+               "%s_n %llu\n%s_errors %llu\n",
+               kv, (double)done / elapsed, kv, p50, kv, p99, kv, p999, kv, pmax, kv,
+               (unsigned long long)done, kv, (unsigned long long)errors);
+out:
     msgpack_unpacked_destroy(&msg);
     for (int i = 0; i < nconn; i++) {
         close(cs[i].fd);
@@ -249,5 +305,7 @@ int main(int argc, char **argv)
     free(lat);
     free(burst);
     msgpack_sbuffer_destroy(&req);
-    return errors ? 1 : 0;
+    if (size_only)
+        return size_rc;
+    return errors && !allow_errors ? 1 : 0;
 }

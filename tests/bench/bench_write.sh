@@ -26,7 +26,7 @@ printf 'code,name,country\nES-MAD,Madrid,ES\n' >"$tmp/wh.csv"
 printf 'sku,product_id,title,price_minor,currency\nBW-1,P-1,Bench item,100,EUR\n' >"$tmp/cat.csv"
 "$TALLY" --socket "$sock" import warehouses "$tmp/wh.csv" >/dev/null
 "$TALLY" --socket "$sock" import catalog "$tmp/cat.csv" >/dev/null
-run() { "$BENCH" "$sock" -m stock.move -k BW-1 -w ES-MAD -d "$SECS" "$@"; }
+run() { "$BENCH" "$sock" -m stock.move -k BW-1 -a kind=receive -a warehouse=ES-MAD -a qty=1 -d "$SECS" "$@"; }
 line=$(run -c 1 -P 200)
 echo "write_pipelined_movements_per_s $(sed -E 's/.* ([0-9]+) req\/s.*/\1/' <<<"$line")"
 line=$(run -c 50 -P 1)

@@ -121,7 +121,7 @@ for trial in $(seq "$TRIALS"); do
     lost=$(sort "$tmp/acked" | comm -23 - "$tmp/ledger" | wc -l)
     lost_total=$((lost_total + lost))
     if [ "$SYNC" = full ] || [ "$STRICT" = 1 ]; then
-        check_eq "$lost" 0 "trial $trial: acknowledged movements lost (synchronous = full)"
+        check_eq "$lost" 0 "trial $trial: acknowledged movements lost (synchronous = $SYNC)"
     fi
     # What was lost is not acknowledged any more: it must not be counted as lost again.
     sort "$tmp/acked" | comm -12 - "$tmp/ledger" >"$tmp/acked.kept"

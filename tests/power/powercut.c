@@ -27,7 +27,10 @@
  *   TALLY_FAULT_FILE=PATH        I/O faults while PATH exists; its first word says which:
  *                                "eio-write" (xWrite and xTruncate fail with EIO),
  *                                "eio-fsync" (xSync fails with EIO), "eio" (both), "full"
- *                                (xWrite fails as on a full disk). Reads are never failed.
+ *                                (xWrite fails as on a full disk), "eio-db" (xWrite, xTruncate
+ *                                and xSync of the main database file only: in WAL mode only
+ *                                checkpoints write it, so commits go on and checkpoints fail).
+ *                                Reads are never failed.
  *   TALLY_POWERCUT_LOG=PATH      one line per cut (what was dropped), for the test's report
  *
  * What is not modelled: directory operations (a file created or deleted stays so: SQLite
@@ -63,6 +66,7 @@ struct tracked {
     char *path;
     int fd;           /* our own descriptor, for reading originals and restoring */
     int64_t synced;   /* size at the last sync */
+    int main_db;      /* the main database file (not its WAL or journal) */
     struct saved *sv; /* sectors changed since the last sync, their synced bytes */
     size_t nsv, capsv;
     uint8_t *bits; /* which sectors are in sv */
@@ -213,8 +217,9 @@ static void maybe_cut(void)
         power_cut("trigger file");
 }
 
-/* The fault in force: 0 none, 'w' eio on write, 's' eio on sync, 'b' both, 'f' full. */
-static int fault_now(void)
+/* The fault in force for file t: 0 none, 'w' eio on write, 's' eio on sync, 'b' both,
+ * 'f' full. */
+static int fault_now(const struct tracked *t)
 {
     if (!g_fault_file)
         return 0;
@@ -232,6 +237,8 @@ static int fault_now(void)
         return 's';
     if (!strncmp(buf, "full", 4))
         return 'f';
+    if (!strncmp(buf, "eio-db", 6))
+        return t->main_db ? 'b' : 0;
     return 'b';
 }
 
@@ -272,7 +279,7 @@ static int p_write(sqlite3_file *f, const void *buf, int n, sqlite3_int64 off)
     maybe_cut();
     if (g_after_writes && ++g_writes >= g_after_writes)
         power_cut("after writes");
-    int fault = fault_now();
+    int fault = fault_now(p->t);
     int rc;
     if (fault == 'w' || fault == 'b')
         rc = SQLITE_IOERR_WRITE;
@@ -293,7 +300,7 @@ static int p_truncate(sqlite3_file *f, sqlite3_int64 size)
         return p->real->pMethods->xTruncate(p->real, size);
     pthread_mutex_lock(&g_mu);
     maybe_cut();
-    int fault = fault_now();
+    int fault = fault_now(p->t);
     int rc;
     if (fault == 'w' || fault == 'b')
         rc = SQLITE_IOERR_TRUNCATE;
@@ -314,7 +321,7 @@ static int p_sync(sqlite3_file *f, int flags)
     maybe_cut();
     if (g_after_syncs && ++g_syncs >= g_after_syncs)
         power_cut("during a sync");
-    int fault = fault_now();
+    int fault = fault_now(p->t);
     int rc;
     if (fault == 's' || fault == 'b') {
         rc = SQLITE_IOERR_FSYNC;
@@ -427,6 +434,7 @@ static int v_open(sqlite3_vfs *vfs, const char *name, sqlite3_file *f, int flags
             t = NULL;
         } else {
             t->fd = fd;
+            t->main_db = (flags & SQLITE_OPEN_MAIN_DB) != 0;
             t->next = g_files;
             g_files = t;
         }

@@ -44,7 +44,8 @@ TALLY_FAULT_FILE=$tmp/fault LD_PRELOAD=$SHIM \
     "$TALLYD" --config "$tmp/tallyd.conf" --state-dir "$tmp/state" --socket "$tmp/tally.sock" \
     --log-level info 2>>"$tmp/tallyd.log" &
 tallyd_pid=$!
-for _ in $(seq 400); do t status >/dev/null 2>&1 && break; sleep 0.025; done
+for _ in $(seq 800); do t status >/dev/null 2>&1 && break; sleep 0.025; done
+t status >/dev/null 2>&1 || { echo "tallyd did not start" >&2; tail -20 "$tmp/tallyd.log" >&2; exit 1; }
 round_mark=0
 wait_until 60 inventory_done
 sku=$(ctl "$base/control/stock?wh=ES-MAD&format=csv" | sed -n 2p | cut -d, -f1)

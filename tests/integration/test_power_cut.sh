@@ -62,6 +62,11 @@ start_cut() {
     if ! kill -0 "$tallyd_pid" 2>/dev/null; then
         wait "$tallyd_pid" 2>/dev/null
         tallyd_pid=
+        if [ "${1:-0}" = 0 ]; then # no cut was set: tallyd failed
+            echo "tallyd exited at start" >&2
+            tail -20 "$tmp/tallyd.log" >&2
+            exit 1
+        fi
         return 1
     fi
     echo "tallyd did not start" >&2

@@ -109,7 +109,8 @@ static struct tracked *find_tracked(const char *path)
 static void forget(struct tracked *t)
 {
     t->nsv = 0;
-    memset(t->bits, 0, t->nbits_bytes);
+    if (t->bits)
+        memset(t->bits, 0, t->nbits_bytes);
 }
 
 static int fd_size(int fd, int64_t *out)

@@ -282,6 +282,7 @@ static void start_pull(struct upstream *u, int i)
     struct stream_state *ss = &u->streams[i];
     struct checkpoint cp;
     if (checkpoint_load(u->store, ss->name, &cp) != 0) {
+        ss->requested = false; /* else started again at once (see sync_pull_done) */
         ss->due_ms = now_ms(u->engine) + 10000;
         return;
     }
@@ -385,7 +386,11 @@ void sync_pull_done(struct upstream *u, int i, struct pull_page *pg)
         log_error("%s: page not applied: %s", ss->name, err[0] ? err : tally_strerror(r));
         snprintf(ss->last_error, sizeof ss->last_error, "page not applied: %s",
                  err[0] ? err : tally_strerror(r));
-        ss->in_round = false;
+        /* Not `requested` any more either: a requested stream starts at once whatever its
+         * due time, so a page the replica cannot take (disk full, I/O error) was pulled and
+         * refused again and again, holding the loop. The operator's `sync --wait` ends here
+         * with the stream's error; the page is tried again when due. */
+        ss->in_round = ss->requested = false;
         ss->due_ms = now_ms(e) + 5000;
         pg->release(pg);
         return;

@@ -9,7 +9,7 @@ check_eq() { if [ "$1" == "$2" ]; then ok; else bad "$3: expected '$2', got '$1'
 sync_cleanup() {
     [ -n "$tallyd_pid" ] && kill -9 "$tallyd_pid" 2>/dev/null
     [ -n "$sim_pid" ] && kill -TERM "$sim_pid" 2>/dev/null && wait "$sim_pid" 2>/dev/null
-    rm -rf "$tmp"
+    [ -n "${KEEP_TMP:-}" ] && echo "kept $tmp" >&2 || rm -rf "$tmp"
 }
 
 # start_sim ARGS...: starts tally-sim on a free port; sets sim_pid and base.

@@ -19,7 +19,8 @@
  * replica (a copy of a template made once), so a crash reproduces from its input alone.
  *
  * After the answers, the replica must pass `PRAGMA quick_check`, and no stock figure may be
- * beyond +-TALLY_MAX_QTY (a bad row must be refused, never stored).
+ * beyond +-TALLY_MAX_QTY (a bad row must be refused, never stored), and no outbox row may be
+ * lost.
  */
 #ifndef TALLY_FUZZ_CONN_H
 #define TALLY_FUZZ_CONN_H
@@ -104,6 +105,20 @@ static void fz_set(struct tally_config *cfg, const char *section, const char *ke
         fz_die("config_set", err);
 }
 
+static int64_t fz_outbox_rows; /* in the template */
+
+static int64_t fz_count_outbox(struct store *st)
+{
+    sqlite3_stmt *s = NULL;
+    int64_t n = -1;
+    if (sqlite3_prepare_v2(store_db(st), "SELECT count(*) FROM outbox", -1, &s, NULL) ==
+            SQLITE_OK &&
+        sqlite3_step(s) == SQLITE_ROW)
+        n = sqlite3_column_int64(s, 0);
+    sqlite3_finalize(s);
+    return n;
+}
+
 /* ---- the replica every input starts from ---- */
 
 /* In memory when the machine has /dev/shm: a replica per input on a disk is slow. */
@@ -180,6 +195,7 @@ static void fz_init(void)
     sync_stop(e);
     uv_run(&fz_loop, UV_RUN_DEFAULT);
     fz_seed(d);
+    fz_outbox_rows = fz_count_outbox(d->store);
     store_close(d->store);
     d->store = NULL;
     FILE *f = fopen(fz_template, "rb");
@@ -304,6 +320,9 @@ static void fz_check_replica(struct store *st)
     if (sqlite3_step(s) != SQLITE_ROW || sqlite3_column_int64(s, 0) != 0)
         fz_die("stock check", "a stock figure out of range was stored");
     sqlite3_finalize(s);
+    /* An answer ends a row (done, held) but never loses one: the outbox keeps every row. */
+    if (fz_count_outbox(st) < fz_outbox_rows)
+        fz_die("outbox check", "an outbox row was lost");
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

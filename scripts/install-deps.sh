@@ -13,6 +13,10 @@ packages=(
     # test: systemd-analyze, systemd-sysusers and systemd-tmpfiles (test_systemd.sh), jq and curl
     # (integration scripts), setpriv from util-linux (roles by SO_PEERCRED in test_cli.sh)
     systemd jq curl util-linux
+    # test: python3 (test_fourpx.sh's checks, test_hostile.sh's hostile upstream); clang and its
+    # runtime with libFuzzer for the fuzz targets' long runs (scripts/fuzz.sh; optional: without
+    # clang CTest still replays their corpora)
+    python3 clang libclang-rt-14-dev
 )
 
 # One dpkg-query for all: it prints a line per installed package, and exits non-zero when one

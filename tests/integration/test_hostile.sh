@@ -57,7 +57,8 @@ echo "tallyd RSS at start: ${base_rss} kB"
 max_growth=$((48 * 1024)) # kB: an endless body must not be buffered whole
 
 # hostile MODE HOW PATTERN: HOW is "stream" (the stream's error matches PATTERN) or "row" (the
-# log gets a per-row warning matching PATTERN and the honest row of the page is applied).
+# log gets a per-row warning matching PATTERN, naming the row and why, and the honest row of
+# the page is applied).
 hostile() {
     local m=$1 how=$2 pattern=$3 t0 dt
     mode "$m"
@@ -68,7 +69,7 @@ hostile() {
     t0=$(date +%s.%N)
     if [ "$how" = stream ]; then
         wait_until 30 has_error
-        dt=$(echo "$(date +%s.%N) - $t0" | bc)
+        dt=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN {printf "%.1f", b - a}')
         local e
         e=$(stream_error)
         if [[ "$e" =~ $pattern ]]; then ok; else bad "$m: stream error '$e' does not say /$pattern/"; fi
@@ -76,7 +77,7 @@ hostile() {
     else
         row_logged() { tail -c +"$((logstart + 1))" "$tmp/tallyd.log" | grep -qE "$pattern"; }
         wait_until 30 row_logged
-        dt=$(echo "$(date +%s.%N) - $t0" | bc)
+        dt=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN {printf "%.1f", b - a}')
         wait_until 10 eval '[ "$(on_hand HOST-2)" = $((7 + version)) ]'
         check_eq "$(on_hand HOST-1)" $((5 + version - 1)) "$m: the bad row must not be stored"
         echo "$m: per-row error after ${dt}s: $(tail -c +"$((logstart + 1))" "$tmp/tallyd.log" |
@@ -98,8 +99,8 @@ hostile endless stream 'larger than'
 hostile trickle stream '[Tt]ime|slow|[Oo]peration'
 hostile redirect stream '302'
 hostile ctype stream '.'
-hostile badutf8 row 'HOST-1|inventory'
-hostile bignum row 'HOST-1|on_hand|version'
+hostile badutf8 row 'unreadable inventory rows skipped \(the first: a row with no valid sku\)'
+hostile bignum row 'unreadable inventory rows skipped \(the first: HOST-1: on_hand is not an integer'
 
 echo "hostile upstream hits per mode: $(curl -sS "$up/control/hits")"
 echo "$checks checks, $fails failed"

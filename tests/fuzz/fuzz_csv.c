@@ -1,13 +1,14 @@
 /*
- * Fuzz target: an arbitrary file given to `tally import` -- the CLI's CSV reader (client/csv.c)
- * over the bytes, each record packed as the CLI packs it (pack_row in client/tally.c: the
- * header's names as keys, non-empty cells only, as strings), and the rows applied by the
- * daemon's importer (import_rows, one transaction) into a temporary replica.
+ * Fuzz target: an arbitrary file given to `tally import` -- the CLI's own code (client/tally.c,
+ * included with its main renamed: import_header checks the header against the kind's columns,
+ * pack_row packs each record, "attributes" cells parsed by pack_attributes) over its CSV reader
+ * (client/csv.c), and the rows applied by the daemon's importer (import_rows, one transaction,
+ * as one `import` call does) into a temporary replica.
  *
  * The first byte picks the kind (warehouses, catalog, stock, orders); the rest is the file.
- * Not covered here: the CLI's own column checks and the catalog "attributes" cell syntax
- * (static in client/tally.c); the importer sees any header, which is stricter than the CLI.
- * After each input: PRAGMA quick_check, and an import refused leaves the replica untouched.
+ * Checks: a file the CLI refuses was refused with a reason; an import refused by the daemon says
+ * why and leaves the replica untouched; one accepted counts every row; PRAGMA quick_check.
+ * The CLI prints its refusals to stderr, as `tally import` does.
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -18,8 +19,14 @@
 #include <msgpack.h>
 #include <sqlite3.h>
 
-#include "codec.h"
-#include "csv.h"
+/* The CLI's struct import_kind would clash with the daemon's enum of that name. */
+#define main tally_cli_main
+#define import_kind cli_import_kind
+int tally_cli_main(int argc, char **argv);
+#include "../../client/tally.c"
+#undef import_kind
+#undef main
+
 #include "importer.h"
 #include "store.h"
 #include "tally/protocol.h"
@@ -84,89 +91,60 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (size < 1)
         return 0;
     struct store *st = fz_store();
-    int kind = data[0] % 4;
     FILE *f = fmemopen((void *)(data + 1), size - 1, "rb");
     if (!f)
         return 0; /* fmemopen refuses a zero-length buffer on some libcs */
-    struct csv_reader *r = csv_reader_new(f);
-    if (!r)
+    struct cli cli = {.timeout_s = -1};
+    struct importer im = {.cli = &cli, .kind = &import_kinds[data[0] % 4], .file = "fuzz.csv"};
+    struct batch b = {0};
+    msgpack_sbuffer_init(&b.rows);
+    im.csv = csv_reader_new(f);
+    if (!im.csv)
         abort();
-    char **header = NULL;
-    size_t ncols = 0;
-    msgpack_sbuffer sb;
-    msgpack_sbuffer_init(&sb);
-    msgpack_packer pk;
-    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-    /* the rows array is packed last, in front of them, once their number is known */
-    msgpack_sbuffer rows;
-    msgpack_sbuffer_init(&rows);
-    msgpack_packer rk;
-    msgpack_packer_init(&rk, &rows, msgpack_sbuffer_write);
-    uint32_t nrows = 0;
-    int rc;
-    bool bad = false;
-    while ((rc = csv_read(r)) > 0 && nrows < FZ_MAX_ROWS) {
-        size_t nf = csv_nfields(r);
-        if (nf < 1 || csv_line(r) < 1)
+    /* The CLI's own steps (import_file): the header, then each record packed as a row. */
+    int rc = import_header(&im), r = 0;
+    while (rc == 0 && b.nrows < FZ_MAX_ROWS && (r = csv_read(im.csv)) > 0) {
+        if (csv_nfields(im.csv) < 1 || csv_line(im.csv) < 1)
             abort(); /* the reader's contract */
-        if (!header) {
-            ncols = nf;
-            header = calloc(ncols, sizeof *header);
-            for (size_t i = 0; header && i < ncols; i++)
-                header[i] = strdup(csv_field(r, i, NULL));
-            continue;
-        }
-        if (nf != ncols) {
-            bad = true; /* the CLI refuses the file */
-            break;
-        }
-        uint32_t count = 0;
-        for (size_t i = 0; i < nf; i++) {
-            size_t len;
-            const char *v = csv_field(r, i, &len);
-            if (strlen(v) != len)
-                abort(); /* a NUL inside a field must have been refused */
-            count += len != 0;
-        }
-        msgpack_pack_map(&rk, count);
-        for (size_t i = 0; i < nf; i++) {
-            size_t len;
-            const char *v = csv_field(r, i, &len);
-            if (len == 0)
-                continue;
-            mp_pack_strz(&rk, header[i] ? header[i] : "");
-            mp_pack_strn(&rk, v, len);
-        }
-        nrows++;
+        rc = pack_row(&im, &b);
     }
-    if (rc < 0 && (!csv_reader_error(r) || !csv_reader_error(r)[0]))
-        abort(); /* an error says what it is */
-    if (rc >= 0 && !bad && nrows > 0) {
-        msgpack_pack_array(&pk, nrows);
-        msgpack_sbuffer_write(&sb, rows.data, rows.size);
+    if (rc == 0 && r < 0) {
+        if (!csv_reader_error(im.csv) || !csv_reader_error(im.csv)[0])
+            abort(); /* an error says what it is */
+        rc = EXIT_USAGE;
+    }
+    if (rc == 0 && b.nrows > 0) {
+        msgpack_sbuffer sb;
+        msgpack_sbuffer_init(&sb);
+        msgpack_packer pk;
+        msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+        msgpack_pack_array(&pk, (uint32_t)b.nrows);
+        msgpack_sbuffer_write(&sb, b.rows.data, b.rows.size);
         msgpack_unpacked u;
         msgpack_unpacked_init(&u);
         size_t off = 0;
-        if (msgpack_unpack_next(&u, sb.data, sb.size, &off) != MSGPACK_UNPACK_SUCCESS)
-            abort();
+        if (msgpack_unpack_next(&u, sb.data, sb.size, &off) != MSGPACK_UNPACK_SUCCESS ||
+            off != sb.size)
+            abort(); /* the CLI packed something that is not one document */
         struct import_result res;
-        char err[512];
+        char err[512] = "";
         int64_t before = fz_changes(st);
-        int r2 = import_rows(st, kind, &u.data, &res, err, sizeof err);
-        if (r2 != 0 && fz_changes(st) != before)
+        int kind = import_kind_parse(im.kind->name, strlen(im.kind->name));
+        int ir = import_rows(st, kind, &u.data, &res, err, sizeof err);
+        if (ir != 0 && fz_changes(st) != before)
             abort(); /* refused, yet something was written */
-        if (r2 != 0 && !err[0])
+        if (ir != 0 && !err[0])
             abort(); /* refused without saying why */
-        if (r2 == 0 && (res.rows != nrows || res.inserted + res.updated > res.rows))
+        if (ir == 0 && (res.rows != (int64_t)b.nrows || res.inserted + res.updated > res.rows))
             abort();
         msgpack_unpacked_destroy(&u);
+        msgpack_sbuffer_destroy(&sb);
     }
-    for (size_t i = 0; header && i < ncols; i++)
-        free(header[i]);
-    free(header);
-    msgpack_sbuffer_destroy(&rows);
-    msgpack_sbuffer_destroy(&sb);
-    csv_reader_free(r);
+    for (size_t i = 0; im.header && i < im.ncols; i++)
+        free(im.header[i]);
+    free(im.header);
+    batch_destroy(&b);
+    csv_reader_free(im.csv);
     fclose(f);
     return 0;
 }

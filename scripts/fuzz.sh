@@ -17,7 +17,8 @@ if [ ! -f "$dir/CMakeCache.txt" ]; then
     CC=clang cmake -S . -B "$dir" -DCMAKE_BUILD_TYPE=Debug -DTALLY_SANITIZE=ON -DTALLY_FUZZ=ON \
         >/dev/null
 fi
-cmake --build "$dir" -j2 --target "fuzz_$target" >/dev/null
+cmake --build "$dir" -j2 --target "fuzz_$target" >"$dir/fuzz-build.log" 2>&1 ||
+    { grep -Ev '^\[ *[0-9]+%\]' "$dir/fuzz-build.log" >&2; echo "build of fuzz_$target failed" >&2; exit 1; }
 seeds=tests/fuzz/corpus/$target
 [ -d "$seeds" ] || seeds= # fuzz_rpc has no corpus directory (replay.c makes its seeds)
 work=$dir/fuzz-corpus/$target

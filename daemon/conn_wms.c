@@ -184,14 +184,22 @@ static int apply_inventory(struct pull_page *pg, struct store *st, struct checkp
         return r;
     const cJSON *items = cJSON_GetObjectItemCaseSensitive(c->doc, "items"), *it;
     int64_t now = store_now(), skipped = 0, maxv = 0;
+    char why[160] = "";
     cJSON_ArrayForEach(it, items)
     {
         const char *sku = json_str(it, "sku");
         int64_t on_hand, version, at = now;
-        if (!sku || !mp_id_ok(sku, strlen(sku)) ||
-            json_int(it, "on_hand", -TALLY_MAX_QTY, TALLY_MAX_QTY, &on_hand) != 0 ||
-            json_int(it, "version", 0, INT64_MAX / 2, &version) != 0) {
-            skipped++;
+        const char *bad = !sku || !mp_id_ok(sku, strlen(sku)) ? "no valid sku"
+                          : json_int(it, "on_hand", -TALLY_MAX_QTY, TALLY_MAX_QTY, &on_hand) != 0
+                              ? "on_hand is not an integer within +-10^12"
+                          : json_int(it, "version", 0, INT64_MAX / 2, &version) != 0
+                              ? "version is not an integer within 0..2^62"
+                              : NULL;
+        if (bad) {
+            /* the first one's reason, and its SKU when that is printable (never raw bytes) */
+            if (skipped++ == 0)
+                snprintf(why, sizeof why, "%s%s%s", sku && mp_id_ok(sku, strlen(sku)) ? sku : "",
+                         sku && mp_id_ok(sku, strlen(sku)) ? ": " : "a row with ", bad);
             continue;
         }
         json_int(it, "updated_at", 0, 253402300799LL, &at);
@@ -205,7 +213,8 @@ static int apply_inventory(struct pull_page *pg, struct store *st, struct checkp
             maxv = version;
     }
     if (skipped)
-        log_warn("%s: %" PRId64 " unreadable inventory rows skipped", c->u->name, skipped);
+        log_warn("%s: %" PRId64 " unreadable inventory rows skipped (the first: %s)", c->u->name,
+                 skipped, why);
     snprintf(cp->cursor, sizeof cp->cursor, "%s", c->new_cursor);
     if (!c->new_cursor[0])
         cp->version = c->new_version > maxv ? c->new_version : maxv;

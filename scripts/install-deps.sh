@@ -15,6 +15,10 @@ packages=(
     systemd jq curl util-linux
     # bench (scripts/bench.sh): Redis, the anchor stock.get is measured beside
     redis-server redis-tools
+    # test: python3 (test_fourpx.sh's checks, test_hostile.sh's hostile upstream); clang and its
+    # runtime with libFuzzer for the fuzz targets' long runs (scripts/fuzz.sh; optional: without
+    # clang CTest still replays their corpora)
+    python3 clang libclang-rt-14-dev
 )
 
 # One dpkg-query for all: it prints a line per installed package, and exits non-zero when one

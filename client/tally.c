@@ -1093,6 +1093,18 @@ static int run_status(struct cli *cli, const struct args *a)
     int64_t v, w, x, y;
     field("station", "%s", get_str(s, "station", b1, sizeof b1) ? b1 : "-");
     field("role", "%s", get_str(s, "role", b1, sizeof b1) ? b1 : "-");
+    const msgpack_object *co = get(s, "coordination");
+    if (co) {
+        char why[700];
+        get_str(co, "mark", b2, sizeof b2);
+        if (!get_bool(co, "coordinator"))
+            field("coordination", "not the coordinator (mark %s)", b2);
+        else if (get_bool(co, "deciding"))
+            field("coordination", "coordinator, deciding (mark %s)", b2);
+        else
+            field("coordination", "coordinator, NOT deciding (mark %s): %s", b2,
+                  get_str(co, "why", why, sizeof why) ? why : "-");
+    }
     get_str(s, "server", b1, sizeof b1);
     if (get_int(s, "uptime_s", &v) && get_int(s, "started_at", &w)) {
         fmt_duration(b2, sizeof b2, v);

@@ -10,6 +10,7 @@
 #include "address.h"
 #include "alloc.h"
 #include "codec.h"
+#include "coord.h"
 #include "cover.h"
 #include "events.h"
 #include "exceptions.h"
@@ -515,14 +516,20 @@ static void pack_col(msgpack_packer *pk, const char *key, sqlite3_stmt *s, int c
         msgpack_pack_nil(pk);
 }
 
-/* Packs {id, lines: [{sku, qty}], ship_to: {...}, service} for one warehouse's part. */
-static int outbound_payload(struct store *st, const struct order *o, int64_t wh,
+/* Packs {id, lines: [{sku, qty}], ship_to: {...}, service, station} for one warehouse's part
+ * (station: this coordinator's mark, coord.h, when it has one; each connector puts it where
+ * its warehouse stores and echoes it). */
+static int outbound_payload(struct tallyd *d, const struct order *o, int64_t wh,
                             msgpack_sbuffer *sb)
 {
+    struct store *st = d->store;
+    const char *mark = coord_mark(d);
     msgpack_packer pk;
     msgpack_packer_init(&pk, sb, msgpack_sbuffer_write);
-    msgpack_pack_map(&pk, 4);
+    msgpack_pack_map(&pk, mark[0] ? 5 : 4);
     mp_pack_kv_str(&pk, "id", o->order_id);
+    if (mark[0])
+        mp_pack_kv_str(&pk, "station", mark);
     mp_pack_key(&pk, "lines");
     sqlite3_stmt *s = store_stmt(st, "SELECT k.code, SUM(a.qty) FROM allocations a"
                                      " JOIN skus k ON k.id = a.sku WHERE a.order_ref = ?1"
@@ -648,7 +655,7 @@ static int send_outbound(struct tallyd *d, struct order *o)
 {
     struct store *st = d->store;
     /* An outbound order carries the full address: never the masked one. */
-    if (!d->cfg.coordinator || exception_open(st, o->ref, EXC_BAD_ADDRESS) ||
+    if (!coord_decides(d, NULL, 0) || exception_open(st, o->ref, EXC_BAD_ADDRESS) ||
         exception_open(st, o->ref, EXC_PAYMENT_HELD) || receipt_waiting(st, o->ref))
         return 0;
     struct wh_list w;
@@ -662,7 +669,7 @@ static int send_outbound(struct tallyd *d, struct order *o)
         msgpack_sbuffer sb;
         msgpack_sbuffer_init(&sb);
         int64_t id;
-        r = outbound_payload(st, o, w.id[i], &sb);
+        r = outbound_payload(d, o, w.id[i], &sb);
         if (r == 0)
             r = outbox_append(st, key, target, o->order_id, OBX_OUTBOUND, sb.data, sb.size, &id);
         msgpack_sbuffer_destroy(&sb);
@@ -929,10 +936,12 @@ static int order_move(struct tallyd *d, struct order *o, int64_t now, bool *chan
         if ((r = check_address(d, o)) != 0)
             return r;
     }
-    if (cls == MP_SHIP && fstate_is(o, "ready") && d->cfg.coordinator)
+    /* Account-wide decisions: only while this station coordinates (coord.h). */
+    bool decides = cls == MP_SHIP && coord_decides(d, NULL, 0);
+    if (cls == MP_SHIP && fstate_is(o, "ready") && decides)
         return allocate(d, o, now, changed);
     /* Under way: a part a warehouse gave back is allocated again (a no-op when none is). */
-    if (cls == MP_SHIP && d->cfg.coordinator &&
+    if (cls == MP_SHIP && decides &&
         (fstate_is(o, "allocated") || fstate_is(o, "sent") || fstate_is(o, "picked") ||
          fstate_is(o, "partial")) &&
         (r = allocate(d, o, now, changed)) != 0)
@@ -1306,7 +1315,7 @@ static int pass_once(struct tallyd *d, int64_t now, uint64_t budget_ns, bool *mo
                     store_rollback(d->store);
             }
         }
-        r = d->cfg.coordinator ? retry_waiting(d, f, now, &moved) : 0;
+        r = coord_decides(d, NULL, 0) ? retry_waiting(d, f, now, &moved) : 0;
         if (r < 0)
             return r;
         if (f) {
@@ -1560,8 +1569,12 @@ int fulfil_allocate_now(struct tallyd *d, const char *order_id, bool rel,
     if (!cancelling)
         cancelling = &none;
     cancelling->n = 0;
-    if (!d->cfg.coordinator) {
-        snprintf(err, errlen, "only the coordinator station allocates orders");
+    char why[600];
+    if (!coord_decides(d, why, sizeof why)) {
+        if (!d->cfg.coordinator)
+            snprintf(err, errlen, "only the coordinator station allocates orders");
+        else
+            snprintf(err, errlen, "this station does not allocate orders now: %s", why);
         return TALLY_E_CONFLICT;
     }
     int r = store_begin(st);
@@ -1871,14 +1884,16 @@ static int copy_cancelled(struct tallyd *d, const struct order *o, int64_t wh)
  * was cancelled). The order may be fulfilled twice, so a person is told at once; a shipment
  * it reports is recorded (orders.get lists it, state 'unexpected') but is not uploaded as the
  * order's: the marketplace gets the shipments of the warehouses the order is allocated to.
- * Only the coordinator allocates, so only it can tell what is expected.
+ * Only the coordinator allocates, so only it can tell what is expected (and only while it
+ * decides: one that stopped on another coordinator's marks, or has not read the warehouses'
+ * orders once yet, expects nothing).
  */
 static int unexpected_outbound(struct tallyd *d, const struct order *o, int64_t wh,
                                const char *whcode, const char *status, const char *carrier,
                                const char *tracking)
 {
     struct store *st = d->store;
-    if (!d->cfg.coordinator)
+    if (!coord_decides(d, NULL, 0))
         return 0;
     int rc = handled_here(st, o);
     if (rc <= 0)

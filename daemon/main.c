@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "coord.h"
 #include "fulfil.h"
 #include "log.h"
 #include "sdnotify.h"
@@ -299,7 +300,7 @@ int main(int argc, char **argv)
         store_close(d->store);
         return 1;
     }
-    if (server_start(d, &d->server, err, sizeof err) != 0) {
+    if (coord_start(d, err, sizeof err) != 0 || server_start(d, &d->server, err, sizeof err) != 0) {
         failed = 1;
     } else if (sync_start(d, &d->sync, err, sizeof err) != 0) {
         failed = 2;

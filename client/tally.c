@@ -163,7 +163,8 @@ static const struct option_spec option_specs[O_COUNT] = {
                      "                     the default)"},
     [O_KIND] = {"kind", "K",
                 "out_of_stock, bad_address, payment_held, deadline, warehouse,\n"
-                "                     upstream_rejected, stock_drift or cancelled_after_pick"},
+                "                     upstream_rejected, stock_drift, cancelled_after_pick or\n"
+                "                     coordinator"},
     [O_ORDER] = {"order", "ID", "marketplace order id"},
     [O_NOTE] = {"note", "TEXT", "what was done or found, kept with it (up to 1024 bytes)"},
     [O_SAFETY] = {"safety", "N", "units never offered to the marketplace (>= 0)"},

@@ -15,8 +15,8 @@
 
 static bool name_char(char c)
 {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-           c == '.' || c == '_' || c == '-';
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
+           c == '_' || c == '-';
 }
 
 static bool hex_char(char c)
@@ -169,9 +169,10 @@ bool coord_decides(struct tallyd *d, char *why, size_t cap)
                      wh);
         return false;
     }
-    sqlite3_stmt *s = store_stmt(d->store, "SELECT message FROM exceptions"
-                                           " WHERE dedupe >= 'coordinator|' AND dedupe < 'coordinator}'"
-                                           " AND state <> 'resolved' ORDER BY id LIMIT 1");
+    sqlite3_stmt *s =
+        store_stmt(d->store, "SELECT message FROM exceptions"
+                             " WHERE dedupe >= 'coordinator|' AND dedupe < 'coordinator}'"
+                             " AND state <> 'resolved' ORDER BY id LIMIT 1");
     if (!s)
         return false; /* unreadable: no decision rather than a second one */
     bool blocked = sqlite3_step(s) == SQLITE_ROW;
@@ -237,14 +238,15 @@ int coord_seen(struct tallyd *d, int64_t wh, const char *order_id, const char *m
     int rc = sqlite3_step(s);
     int64_t created = rc == SQLITE_ROW ? sqlite3_column_int64(s, 0) : 0;
     sqlite3_reset(s);
-    if (rc == SQLITE_DONE)
-        return 0; /* an order this replica does not know: not evidence enough */
-    if (rc != SQLITE_ROW)
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE)
         return store_error(st, rc, "order");
     /* A person resolved this station's exception (it no longer coordinates): its marks on
-     * orders placed before that are its past decisions, not a second coordinator. */
+     * orders placed before that are its past decisions, not a second coordinator; so are its
+     * marks on orders this replica does not know (older than its orders stream reaches).
+     * Never resolved: any mark of it counts, also on an order not pulled yet (a new station
+     * reads the warehouses' orders before the marketplace's). */
     int64_t ack = ack_time(d, id);
-    if (ack > 0 && created < ack)
+    if (ack > 0 && (rc == SQLITE_DONE || created < ack))
         return 0;
     char whcode[TALLY_MAX_ID_LEN + 1] = "";
     s = store_stmt(st, "SELECT code FROM warehouses WHERE id = ?1");
@@ -275,8 +277,7 @@ int coord_outbound_read(struct tallyd *d, const char *code)
 {
     char name[100];
     snprintf(name, sizeof name, "coord_read:%s", code);
-    sqlite3_stmt *s =
-        store_stmt(d->store, "INSERT OR IGNORE INTO counters(name, n) VALUES(?1, 1)");
+    sqlite3_stmt *s = store_stmt(d->store, "INSERT OR IGNORE INTO counters(name, n) VALUES(?1, 1)");
     if (!s)
         return TALLY_E_STORAGE;
     sqlite3_bind_text(s, 1, name, -1, SQLITE_TRANSIENT);

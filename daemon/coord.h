@@ -25,8 +25,6 @@
 
 #include "tallyd.h"
 
-#define EXC_COORDINATOR "coordinator"
-
 /* Reads (or makes, in its own transaction) the station id. Before the loop runs; 0 or a
  * TALLY_E_* code with err filled. */
 int coord_start(struct tallyd *d, char *err, size_t errlen);
@@ -42,9 +40,10 @@ const char *coord_mark(struct tallyd *d);
 bool coord_decides(struct tallyd *d, char *why, size_t cap);
 
 /* A warehouse's outbound feed echoed `mark` (a free text that may hold a mark: "" or NULL
- * when none) on order `order_id` at warehouse `wh`. Another coordinator's mark on an order
- * this replica knows, created after the last time a person resolved that station's exception,
- * raises the exception. Inside the page transaction; 0 or a TALLY_E_* code. */
+ * when none) on order `order_id` at warehouse `wh`. Another coordinator's mark raises the
+ * exception; once a person has resolved that station's exception, only its marks on orders
+ * this replica knows and that were placed after the resolution do. Inside the page
+ * transaction; 0 or a TALLY_E_* code. */
 int coord_seen(struct tallyd *d, int64_t wh, const char *order_id, const char *mark);
 
 /* The last page of a round of warehouse `code`'s outbound stream was applied (inside its

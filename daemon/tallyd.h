@@ -39,9 +39,9 @@ struct tallyd {
     struct store *store;
     struct server *server;
     struct sync_engine *sync;
-    struct fulfil *fulfil;   /* fulfil.c: the order lifecycle's timer */
-    struct privacy *privacy; /* privacy.c: the purge in progress, or NULL */
-    struct workers *workers; /* worker.c: jobs off the loop, the writer lock */
+    struct fulfil *fulfil;    /* fulfil.c: the order lifecycle's timer */
+    struct privacy *privacy;  /* privacy.c: the purge in progress, or NULL */
+    struct workers *workers;  /* worker.c: jobs off the loop, the writer lock */
     struct coord_state coord; /* coord.c */
     int64_t started_at;
     bool have_writer_gid; /* writer_group resolved to a gid at start */

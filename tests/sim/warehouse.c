@@ -406,8 +406,10 @@ static void outbound_create(struct sim *s, struct warehouse *w, const struct htt
         http_resp_error(out, 422, "invalid", "service must be a string of at most 64 characters");
     } else if (station_item && !cJSON_IsNull(station_item) &&
                (!station || !station[0] || strlen(station) > STATION_MAX || !printable(station))) {
-        http_resp_error(out, 422, "invalid", "station must be a string of 1 to %d printable"
-                        " ASCII characters", STATION_MAX);
+        http_resp_error(out, 422, "invalid",
+                        "station must be a string of 1 to %d printable"
+                        " ASCII characters",
+                        STATION_MAX);
     } else {
         lines = read_lines(s, cJSON_GetObjectItemCaseSensitive(doc, "lines"), &n, out);
     }

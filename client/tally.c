@@ -3912,7 +3912,13 @@ static const struct command commands[] = {
      "Shows the station, the daemon's uptime, the replica's size and contents, the outbox\n"
      "(writes waiting to reach the warehouses and the marketplace) and each upstream link:\n"
      "its KIND (tally, goodcang, fourpx, aliexpress) and CAPABILITIES, what the station may\n"
-     "ask of it (movements, transfer_out, transfer_in, inbound_notice, outbound, stock_log).",
+     "ask of it (movements, transfer_out, transfer_in, inbound_notice, outbound, stock_log).\n"
+     "COORDINATION says whether the station makes the account-wide decisions (allocating\n"
+     "orders, publishing marketplace stock) now, its mark, and why not: not the coordinator,\n"
+     "waiting for the first read of a warehouse's outbound orders, or another coordinator's\n"
+     "mark seen (a `coordinator` exception: set coordinator = false in this station's config\n"
+     "and restart, or, once the other station no longer coordinates, tally exceptions\n"
+     "resolve ID).",
      "tally status"},
     {"sku",
      run_sku,

@@ -1831,11 +1831,12 @@ static int outbound_shipped(struct tallyd *d, struct order *o, int64_t wh, const
  * order that had left or was cancelled before this replica first saw it is none of these:
  * what a warehouse's feed reports of it (a new station's first sync reads the warehouses'
  * history) is history, not a second fulfilment. The outbound rows are found by their unique
- * keys "ob:<WH>:<order id>", never by a scan of the outbox.
+ * keys "ob:<WH>:<order id>", never by a scan of the outbox. With !open_counts, an open order
+ * counts only when something of it was decided here (a station that is not deciding now).
  */
-static int handled_here(struct store *st, const struct order *o)
+static int handled_here(struct store *st, const struct order *o, bool open_counts)
 {
-    if (is_open(o))
+    if (open_counts && is_open(o))
         return 1;
     sqlite3_stmt *s =
         store_stmt(st, "SELECT EXISTS(SELECT 1 FROM allocations WHERE order_ref = ?1)"
@@ -1884,18 +1885,19 @@ static int copy_cancelled(struct tallyd *d, const struct order *o, int64_t wh)
  * was cancelled). The order may be fulfilled twice, so a person is told at once; a shipment
  * it reports is recorded (orders.get lists it, state 'unexpected') but is not uploaded as the
  * order's: the marketplace gets the shipments of the warehouses the order is allocated to.
- * Only the coordinator allocates, so only it can tell what is expected (and only while it
- * decides: one that stopped on another coordinator's marks, or has not read the warehouses'
- * orders once yet, expects nothing).
+ * Only the coordinator allocates, so only it can tell what is expected. One that is not
+ * deciding now (it stopped on another coordinator's marks, or has not read the warehouses'
+ * orders once yet) speaks only of orders it decided something about: the others' copies are
+ * the other coordinator's, and its `coordinator` exception says so.
  */
 static int unexpected_outbound(struct tallyd *d, const struct order *o, int64_t wh,
                                const char *whcode, const char *status, const char *carrier,
                                const char *tracking)
 {
     struct store *st = d->store;
-    if (!coord_decides(d, NULL, 0))
+    if (!d->cfg.coordinator)
         return 0;
-    int rc = handled_here(st, o);
+    int rc = handled_here(st, o, coord_decides(d, NULL, 0));
     if (rc <= 0)
         return rc; /* history (or a read error) */
     if (!strcmp(status, "cancelled"))

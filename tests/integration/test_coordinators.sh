@@ -159,8 +159,12 @@ pa=$(sqa "SELECT COUNT(*) FROM publish WHERE published_at IS NOT NULL")
 [ "$pa" -gt 0 ] && ok || bad "A published no SKU"
 
 echo "== B made a non-coordinator, as its exception says (config, restart)"
+# B is not this shell's child (started in a command substitution): wait for its exit by polling.
 kill -TERM "$pid_b"
-wait "$pid_b"
+for _ in $(seq 300); do
+    kill -0 "$pid_b" 2>/dev/null || break
+    sleep 0.1
+done
 pid_b=
 conf "$B" 'coordinator = false\n' 'max_distance_km = 100\npriority = US-LAX, PL-WAW, FR-PAR, ES-MAD\n'
 pid_b=$(start "$B" "$tmp/b.log")

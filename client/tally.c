@@ -163,7 +163,8 @@ static const struct option_spec option_specs[O_COUNT] = {
                      "                     the default)"},
     [O_KIND] = {"kind", "K",
                 "out_of_stock, bad_address, payment_held, deadline, warehouse,\n"
-                "                     upstream_rejected, stock_drift or cancelled_after_pick"},
+                "                     upstream_rejected, stock_drift, cancelled_after_pick or\n"
+                "                     coordinator"},
     [O_ORDER] = {"order", "ID", "marketplace order id"},
     [O_NOTE] = {"note", "TEXT", "what was done or found, kept with it (up to 1024 bytes)"},
     [O_SAFETY] = {"safety", "N", "units never offered to the marketplace (>= 0)"},
@@ -1093,6 +1094,18 @@ static int run_status(struct cli *cli, const struct args *a)
     int64_t v, w, x, y;
     field("station", "%s", get_str(s, "station", b1, sizeof b1) ? b1 : "-");
     field("role", "%s", get_str(s, "role", b1, sizeof b1) ? b1 : "-");
+    const msgpack_object *co = get(s, "coordination");
+    if (co) {
+        char why[700];
+        get_str(co, "mark", b2, sizeof b2);
+        if (!get_bool(co, "coordinator"))
+            field("coordination", "not the coordinator (mark %s)", b2);
+        else if (get_bool(co, "deciding"))
+            field("coordination", "coordinator, deciding (mark %s)", b2);
+        else
+            field("coordination", "coordinator, NOT deciding (mark %s): %s", b2,
+                  get_str(co, "why", why, sizeof why) ? why : "-");
+    }
     get_str(s, "server", b1, sizeof b1);
     if (get_int(s, "uptime_s", &v) && get_int(s, "started_at", &w)) {
         fmt_duration(b2, sizeof b2, v);
@@ -3899,7 +3912,13 @@ static const struct command commands[] = {
      "Shows the station, the daemon's uptime, the replica's size and contents, the outbox\n"
      "(writes waiting to reach the warehouses and the marketplace) and each upstream link:\n"
      "its KIND (tally, goodcang, fourpx, aliexpress) and CAPABILITIES, what the station may\n"
-     "ask of it (movements, transfer_out, transfer_in, inbound_notice, outbound, stock_log).",
+     "ask of it (movements, transfer_out, transfer_in, inbound_notice, outbound, stock_log).\n"
+     "COORDINATION says whether the station makes the account-wide decisions (allocating\n"
+     "orders, publishing marketplace stock) now, its mark, and why not: not the coordinator,\n"
+     "waiting for the first read of a warehouse's outbound orders, or another coordinator's\n"
+     "mark seen (a `coordinator` exception: set coordinator = false in this station's config\n"
+     "and restart, or, once the other station no longer coordinates, tally exceptions\n"
+     "resolve ID).",
      "tally status"},
     {"sku",
      run_sku,

@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 
 #include "cmd.h"
+#include "coord.h"
 #include "server.h"
 #include "store.h"
 #include "sync.h"
@@ -101,12 +102,26 @@ int cmd_status(struct rpc_call *c)
     if (stat(wal, &sb) == 0)
         size += (int64_t)sb.st_size;
 
-    msgpack_pack_map(pk, 10);
+    msgpack_pack_map(pk, 11);
     mp_pack_kv_str(pk, "station", d->cfg.station);
     mp_pack_kv_str(pk, "server", "tallyd " TALLY_VERSION);
     mp_pack_kv_int(pk, "started_at", d->started_at);
     mp_pack_kv_int(pk, "uptime_s", now - d->started_at);
     mp_pack_kv_str(pk, "role", rpc_role_name(c->role));
+
+    /* Whether this station makes the account-wide decisions now, and why not (coord.h). */
+    char why[600] = "";
+    bool decides = coord_decides(d, why, sizeof why);
+    mp_pack_key(pk, "coordination");
+    msgpack_pack_map(pk, 4);
+    mp_pack_kv_bool(pk, "coordinator", d->cfg.coordinator);
+    mp_pack_kv_bool(pk, "deciding", decides);
+    mp_pack_kv_str(pk, "mark", coord_mark(d));
+    mp_pack_key(pk, "why");
+    if (decides)
+        msgpack_pack_nil(pk);
+    else
+        mp_pack_strz(pk, why);
 
     mp_pack_key(pk, "replica");
     msgpack_pack_map(pk, 8);

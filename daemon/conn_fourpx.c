@@ -36,6 +36,7 @@
  * being shipped out -> picking, P picked (off the shelf) -> packed, C shipped out -> shipped, X
  *   cancelled -> cancelled, D deleted -> cancelled, E exception -> exception (reason from
  *   sub_status G/B/R/S and error_message_origin). Unknown status: a logged per-row error.
+ *   A row's remark may hold a coordinator's mark (sent in the create's remark): whfeed_mark.
  *   Tracking: shipping_no (the carrier's number), else 4px_tracking_no; carrier: carrier_code,
  *   else logistics_product_code. version: update_time, else complete_time, else create_time.
  *
@@ -423,6 +424,7 @@ int fpx_outbound_row(const cJSON *row, const char *wh_code, struct fpx_ob_row *r
     const char *ref = json_str(row, "ref_no");
     if (!ref || !ref[0])
         return 0; /* not created by a reference: not one of tally's */
+    read_text(row, "remark", r->remark, sizeof r->remark);
     if (!read_id(row, "ref_no", r->ref_no)) {
         snprintf(err, errlen, "outbound row with an unreadable ref_no");
         return -1;
@@ -637,6 +639,17 @@ int fpx_outbound_body(const void *payload, size_t len, const char *wh_code, cons
     jb_lit(b, ",\"from_warehouse_code\":");
     jb_str(b, wh_code);
     jb_lit(b, ",\"consignment_type\":\"S\"");
+    /* The coordinator's mark (coord.h) in remark: OutboundCreate's remark, which vo/Outbound
+     * lists among a row's fields. The sources give neither its length limit nor say that the
+     * row's remark is the create's: a row without the mark is read as unmarked. */
+    char mark[80];
+    mp_text(mp_map_get(&m.data, "station"), mark, sizeof mark);
+    if (mark[0]) {
+        char remark[100];
+        snprintf(remark, sizeof remark, "tally coordinator %s", mark);
+        jb_lit(b, ",\"remark\":");
+        jb_str(b, remark);
+    }
     /* LogisticsServiceInfo.logistics_product_code is one of 4PX's product codes (its base
      * data lists them; the SDK does not mark it required, the simulator reads it so): the
      * configured product wins over the marketplace's service name, which 4PX does not know. */
@@ -1049,9 +1062,11 @@ static int apply_outbound(struct pull_page *pg, struct store *st, struct checkpo
             continue;
         int aged = fpx_ob_note(&o, c->read_ms, &c->minopen, &c->minold);
         int64_t version = o.version > 0 ? o.version : c->read_ms;
-        r = whfeed_outbound(c->u, st, wh, o.ref_no, o.status, o.carrier[0] ? o.carrier : NULL,
-                            o.tracking[0] ? o.tracking : NULL, o.reason[0] ? o.reason : NULL,
-                            version);
+        r = whfeed_mark(c->u, wh, o.ref_no, o.remark);
+        if (r == 0)
+            r = whfeed_outbound(c->u, st, wh, o.ref_no, o.status, o.carrier[0] ? o.carrier : NULL,
+                                o.tracking[0] ? o.tracking : NULL, o.reason[0] ? o.reason : NULL,
+                                version);
         if (r == 0 && aged != 0)
             r = aging_exception(c, st, wh, &o, aged > 0);
         if (r)

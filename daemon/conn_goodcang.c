@@ -33,6 +33,8 @@
  *   rows of this warehouse_code only; order_status W -> accepted, D -> shipped (carrier =
  *   shipping_method, tracking_no), N and P -> exception (abnormal_problem_reason), X ->
  *   cancelled; any other status is a logged per-row error. version = date_modify.
+ * - order_desc (CreateOrderDTO's remark, echoed by Order.java) carries the coordinator's mark
+ *   ("tally coordinator <mark>", coord.h); a mark read there goes to whfeed_mark.
  * Push (one row per batch):
  * - outbound: order/create_order with reference_no = the order id and verify = 1 (submitted,
  *   not a draft); when an earlier attempt may have reached Goodcang, order/get_order_by_ref_code
@@ -554,6 +556,16 @@ static int body_create_order(struct jbuf *b, const struct push_item *it, const c
         jb_lit(b, ",");
         jb_kv_s(b, "phone", phone);
     }
+    /* The coordinator's mark (coord.h) in order_desc (CreateOrderDTO: 订单备注, the order's
+     * remark; Order.java echoes it in the order list and by reference). The sources give no
+     * length limit: the text is kept under 100 characters. */
+    char mark[80];
+    if (pl_str(&m.data, "station", mark, sizeof mark) == 0 && mark[0]) {
+        char desc[100];
+        snprintf(desc, sizeof desc, "tally coordinator %s", mark);
+        jb_lit(b, ",");
+        jb_kv_s(b, "order_desc", desc);
+    }
     jb_lit(b, ",");
     jb_kv_int(b, "verify", 1);
     jb_lit(b, ",");
@@ -776,6 +788,7 @@ static const char *status_word(const char *s)
 
 struct ob_row {
     const char *id, *status, *carrier, *tracking, *reason;
+    const char *mark; /* order_desc: may hold a coordinator's mark (coord.h), or NULL */
     int64_t modified; /* -1 when absent */
 };
 
@@ -797,6 +810,7 @@ static int order_row(const cJSON *it, const char *wh, struct ob_row *o, char *er
         return -1;
     }
     o->modified = gc_time_parse(json_str(it, "date_modify"));
+    o->mark = json_str(it, "order_desc");
     o->carrier = json_str(it, "shipping_method");
     o->tracking = json_str(it, "tracking_no");
     if (o->tracking && !o->tracking[0])
@@ -979,6 +993,8 @@ static int apply_outbound(struct pull_page *pg, struct store *st, struct checkpo
          * window empty (from > to) for good. */
         if (o.modified > c->seen && o.modified <= c->to)
             c->seen = o.modified;
+        if ((r = whfeed_mark(c->u, wh, o.id, o.mark)) != 0)
+            return r;
         r = whfeed_outbound(c->u, st, wh, o.id, o.status, o.carrier, o.tracking, o.reason,
                             o.modified > 0 ? o.modified : 0);
         if (r)

@@ -242,6 +242,10 @@ static int apply_outbound(struct pull_page *pg, struct store *st, struct checkpo
                    *reason = json_str(it, "reason");
         if (!tracking)
             tracking = json_str(it, "tracking_number");
+        /* "station": the mark of the coordinator that created it (absent from orders made
+         * otherwise, or by a warehouse that does not keep it) */
+        if ((r = whfeed_mark(c->u, wh, id, json_str(it, "station"))) != 0)
+            return r;
         if ((r = whfeed_outbound(c->u, st, wh, id, status, carrier, tracking, reason, version)) !=
             0)
             return r;

@@ -7,9 +7,11 @@
 #include "rpc.h"
 #include "tally/protocol.h"
 
-static const char *const exception_kinds[] = {
-    EXC_OUT_OF_STOCK,      EXC_BAD_ADDRESS, EXC_PAYMENT_HELD,         EXC_DEADLINE, EXC_WAREHOUSE,
-    EXC_UPSTREAM_REJECTED, EXC_STOCK_DRIFT, EXC_CANCELLED_AFTER_PICK, NULL};
+static const char *const exception_kinds[] = {EXC_OUT_OF_STOCK, EXC_BAD_ADDRESS,
+                                              EXC_PAYMENT_HELD, EXC_DEADLINE,
+                                              EXC_WAREHOUSE,    EXC_UPSTREAM_REJECTED,
+                                              EXC_STOCK_DRIFT,  EXC_CANCELLED_AFTER_PICK,
+                                              EXC_COORDINATOR,  NULL};
 const struct param_enum enum_exception_kind = {exception_kinds};
 
 /* active = open and acknowledged (the default); all includes resolved ones. */

@@ -24,6 +24,7 @@
 #define EXC_UPSTREAM_REJECTED "upstream_rejected"
 #define EXC_STOCK_DRIFT "stock_drift"
 #define EXC_CANCELLED_AFTER_PICK "cancelled_after_pick"
+#define EXC_COORDINATOR "coordinator" /* another coordinator's mark was seen (coord.h) */
 
 struct exc_raise {
     const char *kind;

@@ -51,6 +51,7 @@ struct fpx_ob_row {
     char carrier[64];
     char tracking[64];
     char reason[200];
+    char remark[128];    /* remark: may hold a coordinator's mark (coord.h); "" when none */
     int64_t version;     /* update_time (ms), else complete_time, else create_time; 0 when none */
     int64_t create_time; /* ms, 0 when absent */
     bool open;

@@ -10,6 +10,7 @@
 #include "address.h"
 #include "alloc.h"
 #include "codec.h"
+#include "coord.h"
 #include "cover.h"
 #include "events.h"
 #include "exceptions.h"
@@ -585,14 +586,20 @@ static void pack_col(msgpack_packer *pk, const char *key, sqlite3_stmt *s, int c
         msgpack_pack_nil(pk);
 }
 
-/* Packs {id, lines: [{sku, qty}], ship_to: {...}, service} for one warehouse's part. */
-static int outbound_payload(struct store *st, const struct order *o, int64_t wh,
+/* Packs {id, lines: [{sku, qty}], ship_to: {...}, service, station} for one warehouse's part
+ * (station: this coordinator's mark, coord.h, when it has one; each connector puts it where
+ * its warehouse stores and echoes it). */
+static int outbound_payload(struct tallyd *d, const struct order *o, int64_t wh,
                             msgpack_sbuffer *sb)
 {
+    struct store *st = d->store;
+    const char *mark = coord_mark(d);
     msgpack_packer pk;
     msgpack_packer_init(&pk, sb, msgpack_sbuffer_write);
-    msgpack_pack_map(&pk, 4);
+    msgpack_pack_map(&pk, mark[0] ? 5 : 4);
     mp_pack_kv_str(&pk, "id", o->order_id);
+    if (mark[0])
+        mp_pack_kv_str(&pk, "station", mark);
     mp_pack_key(&pk, "lines");
     sqlite3_stmt *s = store_stmt(st, "SELECT k.code, SUM(a.qty) FROM allocations a"
                                      " JOIN skus k ON k.id = a.sku WHERE a.order_ref = ?1"
@@ -718,7 +725,7 @@ static int send_outbound(struct tallyd *d, struct order *o)
 {
     struct store *st = d->store;
     /* An outbound order carries the full address: never the masked one. */
-    if (!d->cfg.coordinator || exception_open(st, o->ref, EXC_BAD_ADDRESS) ||
+    if (!coord_decides(d, NULL, 0) || exception_open(st, o->ref, EXC_BAD_ADDRESS) ||
         exception_open(st, o->ref, EXC_PAYMENT_HELD) || receipt_waiting(st, o->ref))
         return 0;
     struct wh_list w;
@@ -732,7 +739,7 @@ static int send_outbound(struct tallyd *d, struct order *o)
         msgpack_sbuffer sb;
         msgpack_sbuffer_init(&sb);
         int64_t id;
-        r = outbound_payload(st, o, w.id[i], &sb);
+        r = outbound_payload(d, o, w.id[i], &sb);
         if (r == 0)
             r = outbox_append(st, key, target, o->order_id, OBX_OUTBOUND, sb.data, sb.size, &id);
         msgpack_sbuffer_destroy(&sb);
@@ -999,10 +1006,12 @@ static int order_move(struct tallyd *d, struct order *o, int64_t now, bool *chan
         if ((r = check_address(d, o)) != 0)
             return r;
     }
-    if (cls == MP_SHIP && fstate_is(o, "ready") && d->cfg.coordinator)
+    /* Account-wide decisions: only while this station coordinates (coord.h). */
+    bool decides = cls == MP_SHIP && coord_decides(d, NULL, 0);
+    if (cls == MP_SHIP && fstate_is(o, "ready") && decides)
         return allocate(d, o, now, changed);
     /* Under way: a part a warehouse gave back is allocated again (a no-op when none is). */
-    if (cls == MP_SHIP && d->cfg.coordinator &&
+    if (cls == MP_SHIP && decides &&
         (fstate_is(o, "allocated") || fstate_is(o, "sent") || fstate_is(o, "picked") ||
          fstate_is(o, "partial")) &&
         (r = allocate(d, o, now, changed)) != 0)
@@ -1411,7 +1420,7 @@ static int pass_once(struct tallyd *d, int64_t now, uint64_t budget_ns, bool *mo
                     store_rollback(d->store);
             }
         }
-        r = d->cfg.coordinator ? retry_waiting(d, f, now, &moved) : 0;
+        r = coord_decides(d, NULL, 0) ? retry_waiting(d, f, now, &moved) : 0;
         if (r < 0)
             return r;
         if (f) {
@@ -1676,8 +1685,12 @@ int fulfil_allocate_now(struct tallyd *d, const char *order_id, bool rel,
     if (!cancelling)
         cancelling = &none;
     cancelling->n = 0;
-    if (!d->cfg.coordinator) {
-        snprintf(err, errlen, "only the coordinator station allocates orders");
+    char why[600];
+    if (!coord_decides(d, why, sizeof why)) {
+        if (!d->cfg.coordinator)
+            snprintf(err, errlen, "only the coordinator station allocates orders");
+        else
+            snprintf(err, errlen, "this station does not allocate orders now: %s", why);
         return TALLY_E_CONFLICT;
     }
     int r = store_begin(st);
@@ -1934,11 +1947,12 @@ static int outbound_shipped(struct tallyd *d, struct order *o, int64_t wh, const
  * order that had left or was cancelled before this replica first saw it is none of these:
  * what a warehouse's feed reports of it (a new station's first sync reads the warehouses'
  * history) is history, not a second fulfilment. The outbound rows are found by their unique
- * keys "ob:<WH>:<order id>", never by a scan of the outbox.
+ * keys "ob:<WH>:<order id>", never by a scan of the outbox. With !open_counts, an open order
+ * counts only when something of it was decided here (a station that is not deciding now).
  */
-static int handled_here(struct store *st, const struct order *o)
+static int handled_here(struct store *st, const struct order *o, bool open_counts)
 {
-    if (is_open(o))
+    if (open_counts && is_open(o))
         return 1;
     sqlite3_stmt *s =
         store_stmt(st, "SELECT EXISTS(SELECT 1 FROM allocations WHERE order_ref = ?1)"
@@ -1987,7 +2001,10 @@ static int copy_cancelled(struct tallyd *d, const struct order *o, int64_t wh)
  * was cancelled). The order may be fulfilled twice, so a person is told at once; a shipment
  * it reports is recorded (orders.get lists it, state 'unexpected') but is not uploaded as the
  * order's: the marketplace gets the shipments of the warehouses the order is allocated to.
- * Only the coordinator allocates, so only it can tell what is expected.
+ * Only the coordinator allocates, so only it can tell what is expected. One that is not
+ * deciding now (it stopped on another coordinator's marks, or has not read the warehouses'
+ * orders once yet) speaks only of orders it decided something about: the others' copies are
+ * the other coordinator's, and its `coordinator` exception says so.
  */
 static int unexpected_outbound(struct tallyd *d, const struct order *o, int64_t wh,
                                const char *whcode, const char *status, const char *carrier,
@@ -1996,7 +2013,7 @@ static int unexpected_outbound(struct tallyd *d, const struct order *o, int64_t 
     struct store *st = d->store;
     if (!d->cfg.coordinator)
         return 0;
-    int rc = handled_here(st, o);
+    int rc = handled_here(st, o, coord_decides(d, NULL, 0));
     if (rc <= 0)
         return rc; /* history (or a read error) */
     if (!strcmp(status, "cancelled"))

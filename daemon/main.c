@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "coord.h"
 #include "fulfil.h"
 #include "gcommit.h"
 #include "log.h"
@@ -303,7 +304,7 @@ int main(int argc, char **argv)
         store_close(d->store);
         return 1;
     }
-    if (gcommit_start(d, err, sizeof err) != 0) {
+    if (gcommit_start(d, err, sizeof err) != 0 || coord_start(d, err, sizeof err) != 0) {
         failed = 1;
     } else if (server_start(d, &d->server, err, sizeof err) != 0) {
         failed = 1;

@@ -8,6 +8,7 @@
 
 #include "catalog.h"
 #include "codec.h"
+#include "coord.h"
 #include "events.h"
 #include "exceptions.h"
 #include "fulfil.h"
@@ -377,6 +378,10 @@ void sync_pull_done(struct upstream *u, int i, struct pull_page *pg)
         r = pg->apply(pg, st, &cp, err, sizeof err);
         if (r == 0)
             r = checkpoint_save(st, &cp, pg->rows);
+        /* A warehouse's outbound orders read to the end once: another coordinator's marks
+         * there are known before this station's first decision (coord.h). */
+        if (r == 0 && u->wh && i == 1 && !pg->more)
+            r = coord_outbound_read(e->d, u->code);
         if (r == 0)
             r = store_commit(st);
         else
@@ -1160,7 +1165,7 @@ static void run_upstream(struct upstream *u)
         }
     }
     if (inflight < max && u->ops->publish && !u->publishing && store_publishes(u->store) &&
-        publish_gate(u)) {
+        coord_decides(e->d, NULL, 0) && publish_gate(u)) {
         struct publish_batch *b = take_publish(u, u->ops->publish_limit);
         if (b) {
             u->publishing = true;

@@ -20,16 +20,31 @@ struct privacy;
 struct workers;
 struct gcommit;
 
+/* coord.c: this station's mark and what it knows of other coordinators. */
+struct coord_state {
+    bool loaded;     /* the station id was read */
+    bool reads_done; /* every outbound warehouse's orders were read once */
+    uint64_t id;     /* the station id (0: unknown) */
+    char mark[64];   /* "<name>#<16 hex>" */
+    struct {
+        uint64_t id;     /* another coordinator's station id */
+        int64_t ack_at;  /* its exception's last resolution (0: none) */
+        int64_t read_at; /* when ack_at was read */
+    } acks[8];
+    int nacks;
+};
+
 struct tallyd {
     uv_loop_t *loop;
     struct tally_config cfg;
     struct store *store;
     struct server *server;
     struct sync_engine *sync;
-    struct fulfil *fulfil;   /* fulfil.c: the order lifecycle's timer */
-    struct privacy *privacy; /* privacy.c: the purge in progress, or NULL */
-    struct workers *workers; /* worker.c: jobs off the loop, the writer lock */
-    struct gcommit *gc;      /* gcommit.c: writes of one loop turn share a commit */
+    struct fulfil *fulfil;    /* fulfil.c: the order lifecycle's timer */
+    struct privacy *privacy;  /* privacy.c: the purge in progress, or NULL */
+    struct workers *workers;  /* worker.c: jobs off the loop, the writer lock */
+    struct gcommit *gc;       /* gcommit.c: writes of one loop turn share a commit */
+    struct coord_state coord; /* coord.c */
     int64_t started_at;
     bool have_writer_gid; /* writer_group resolved to a gid at start */
     gid_t writer_gid;

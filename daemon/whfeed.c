@@ -6,6 +6,7 @@
 
 #include "catalog.h"
 #include "codec.h"
+#include "coord.h"
 #include "fulfil.h"
 #include "stock.h"
 #include "tally/protocol.h"
@@ -162,4 +163,11 @@ int whfeed_outbound(struct upstream *u, struct store *st, int64_t wh, const char
         (r = fulfil_outbound_status(u->d, wh, id, status, car_ok, trk_ok, why_ok)) != 0)
         return r;
     return 0;
+}
+
+int whfeed_mark(struct upstream *u, int64_t wh, const char *id, const char *mark)
+{
+    if (!mark || !mark[0])
+        return 0;
+    return coord_seen(u->d, wh, id, mark);
 }

@@ -46,4 +46,10 @@ int whfeed_outbound(struct upstream *u, struct store *st, int64_t wh, const char
                     const char *status, const char *carrier, const char *tracking,
                     const char *reason, int64_t version);
 
+/* The mark a warehouse echoes on outbound order `id` (the free text it stores for the
+ * client: tally's `station`, Goodcang's order_desc, ...; NULL or "" when none): another
+ * coordinator's mark stops this station's account-wide decisions (coord.h). Call it before
+ * whfeed_outbound for the same row. */
+int whfeed_mark(struct upstream *u, int64_t wh, const char *id, const char *mark);
+
 #endif

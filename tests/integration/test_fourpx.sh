@@ -130,6 +130,9 @@ wait_until 60 fstate_is "$B" sent
 check_eq "$(ctl "$base/control/stats" | jq '[.faults | to_entries[]
     | select(.key | contains("lost_answer")) | .value] | add // 0')" 1 "lost answers dealt"
 check_eq "$(ob_field US-4PX "$B" create_count)" 1 "order B: creates applied at 4PX"
+# The coordinator's mark in the create's remark, kept by the simulator (coord.h)
+check_eq "$(ob_field US-4PX "$B" station)" "tally coordinator $(st | jq -r .coordination.mark)" \
+    "order B: remark at 4PX"
 check_eq "$(ob_field US-4PX "$B" repeat_count)" 0 "order B: creates sent again (looked up instead)"
 check_eq "$(ob_field US-4PX "$B" service)" FPX-US-GROUND \
     "order B: logistics_product_code = the warehouse's shipping_method"

@@ -160,6 +160,9 @@ post faults '{"target":"wh:UK-GC","call":"order/create_order","kind":"lost_answe
 A=$(new_order 1)
 wait_until 60 fstate_is "$A" sent
 check_eq "$(ob UK-GC "$A" | jq .create_count)" 1 "order A's creates at UK-GC"
+# The coordinator's mark in order_desc, as Goodcang answers it (coord.h)
+check_eq "$(gc order/get_order_by_ref_code "{\"reference_no\":\"$A\"}" | jq -r .data.order_desc)" \
+    "tally coordinator $(st | jq -r .coordination.mark)" "order A's order_desc at UK-GC"
 check_eq "$(ctl "$base/control/stats" | jq '[.faults | to_entries[]
     | select(.key | contains("lost_answer")) | .value] | add // 0')" 1 "lost answers dealt"
 check_eq "$(sql "SELECT state FROM outbox WHERE kind = 'outbound' AND entity = '$A'")" done \

@@ -449,7 +449,11 @@ static void outbound_row(const struct sim *s, const struct warehouse *w, const s
     jb_kv_i64(j, "create_time", o->created_at * 1000);
     /* The sub-second part orders transitions made within one simulated second. */
     jb_kv_i64(j, "update_time", o->updated_at * 1000 + o->version % 1000);
-    if (o->reason && o->status != OB_EXCEPTION)
+    /* remark: the create's (reading: vo/Outbound's remark is what OutboundCreate sent), else
+     * the reason of a cancel */
+    if (o->note)
+        jb_kv_str(j, "remark", o->note);
+    else if (o->reason && o->status != OB_EXCEPTION)
         jb_kv_str(j, "remark", o->reason);
     jb_kv_arr(j, "outboundlist_sku");
     for (uint32_t i = 0; i < o->n_lines; i++) {
@@ -486,6 +490,13 @@ static void outbound_create(struct sim *s, struct warehouse *w, const cJSON *doc
     const cJSON *desc = cJSON_GetObjectItemCaseSensitive(doc, "oconsignment_desc");
     const cJSON *skus = cJSON_GetObjectItemCaseSensitive(doc, "oconsignment_sku");
     const char *product = jin_str(lsi, "logistics_product_code");
+    /* remark: kept and echoed in the order's rows (its limit is not in the sources: 500 here) */
+    const cJSON *remark_item = cJSON_GetObjectItemCaseSensitive(doc, "remark");
+    const char *remark = jin_str(doc, "remark");
+    if (remark_item && !cJSON_IsNull(remark_item) && !(remark && strlen(remark) <= 500)) {
+        refuse(out, "SIM-PARAM", "remark must be a string of at most 500 characters");
+        return;
+    }
     bool type_ok = false;
     for (size_t i = 0; type && i < sizeof types / sizeof *types; i++)
         type_ok |= strcmp(type, types[i]) == 0;
@@ -553,6 +564,8 @@ static void outbound_create(struct sim *s, struct warehouse *w, const cJSON *doc
     char *ship = cJSON_PrintUnformatted(desc);
     char *svc = strdup(product);
     o = ob_insert(s, w, ref, strlen(ref), lines, (uint32_t)n, ship, svc);
+    if (o && remark && remark[0] && !(o->note = strdup(remark)))
+        o = NULL;
     if (!o) {
         out->status = 500;
         refuse(out, "SIM-INTERNAL", "out of memory");

@@ -381,6 +381,7 @@ static void order_json(const struct sim *s, const struct warehouse *w, const str
     jb_kv_str(j, "shipping_method", o->service ? o->service : "");
     jb_kv_str(j, "tracking_no", o->status == OB_SHIPPED ? o->tracking : "");
     jb_kv_str(j, "warehouse_code", w->code);
+    jb_kv_str(j, "order_desc", o->note ? o->note : "");
     kv_time(j, "date_create", o->created_at);
     kv_time(j, "date_modify", o->updated_at);
     if (o->status == OB_SHIPPED)
@@ -481,6 +482,14 @@ static void create_order(struct sim *s, struct warehouse *w, const cJSON *doc,
         failure(out, 200, "reference_no %.64s already exists", ref);
         return;
     }
+    /* order_desc: the order's remark, kept and echoed (its limit is not in the sources:
+     * GC_TEXT_MAX here) */
+    const cJSON *desc_item = cJSON_GetObjectItemCaseSensitive(doc, "order_desc");
+    const char *desc = jin_str(doc, "order_desc");
+    if (desc_item && !cJSON_IsNull(desc_item) && !(desc && strlen(desc) <= GC_TEXT_MAX)) {
+        failure(out, 200, "order_desc must be a string of at most %d characters", GC_TEXT_MAX);
+        return;
+    }
     uint32_t n = 0;
     struct ob_line *lines =
         read_items(s, cJSON_GetObjectItemCaseSensitive(doc, "items"), false, &n, out);
@@ -500,7 +509,7 @@ static void create_order(struct sim *s, struct warehouse *w, const cJSON *doc,
     cJSON_Delete(ship);
     char *svc = strdup(jin_str(doc, "shipping_method"));
     struct outbound *o = ob_insert(s, w, ref, strlen(ref), lines, n, ship_text, svc);
-    if (!o) {
+    if (!o || (desc && desc[0] && !(o->note = strdup(desc)))) {
         failure(out, 500, "out of memory");
         return;
     }

@@ -121,6 +121,7 @@ static void free_warehouse(struct warehouse *w)
         free(w->outbound[i].lines);
         free(w->outbound[i].ship_to);
         free(w->outbound[i].service);
+        free(w->outbound[i].note);
         free(w->outbound[i].reason);
     }
     strmap_free(w->outbound_ids);

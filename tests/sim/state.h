@@ -134,6 +134,8 @@ struct outbound {
     char *ship_to; /* canonical JSON text of ship_to, or NULL */
     char *service; /* or NULL */
     char *reason;  /* for exception / cancelled, or NULL */
+    char *note;    /* the client's text kept and echoed (tally API "station", Goodcang
+                    * order_desc), from the first create; or NULL */
     int64_t version;
     int64_t created_at, updated_at, next_due; /* sim seconds; next_due INT64_MAX = none */
     uint32_t create_count;                    /* times a create was applied: 1, always */

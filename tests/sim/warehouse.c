@@ -286,6 +286,8 @@ void wh_outbound_json(const struct sim *s, const struct outbound *o, bool with_c
     jb_arr_end(j);
     if (o->service)
         jb_kv_str(j, "service", o->service);
+    if (o->note)
+        jb_kv_str(j, "station", o->note);
     if (o->status == OB_SHIPPED) {
         jb_kv_str(j, "carrier", o->carrier);
         jb_kv_str(j, "tracking_number", o->tracking);
@@ -350,6 +352,18 @@ static struct ob_line *read_lines(struct sim *s, const cJSON *lines, uint32_t *n
     return v;
 }
 
+/* The creator's mark ("station"): kept from the first create and echoed, never compared (a
+ * repeated create with another mark answers the stored order, which shows the first one). */
+#define STATION_MAX 100
+
+static bool printable(const char *s)
+{
+    for (; *s; s++)
+        if ((unsigned char)*s < 0x20 || (unsigned char)*s > 0x7e)
+            return false;
+    return true;
+}
+
 /* Whether a repeated create carries the same content as the stored order. */
 static bool same_outbound(const struct outbound *o, const struct ob_line *lines, uint32_t n,
                           const cJSON *ship_to, const char *service)
@@ -378,6 +392,8 @@ static void outbound_create(struct sim *s, struct warehouse *w, const struct htt
     const cJSON *ship_to = cJSON_GetObjectItemCaseSensitive(doc, "ship_to");
     const cJSON *service_item = cJSON_GetObjectItemCaseSensitive(doc, "service");
     const char *service = cJSON_IsString(service_item) ? service_item->valuestring : NULL;
+    const cJSON *station_item = cJSON_GetObjectItemCaseSensitive(doc, "station");
+    const char *station = cJSON_IsString(station_item) ? station_item->valuestring : NULL;
     uint32_t n = 0;
     struct ob_line *lines = NULL;
     if (cJSON_IsNull(ship_to))
@@ -388,6 +404,12 @@ static void outbound_create(struct sim *s, struct warehouse *w, const struct htt
         http_resp_error(out, 422, "invalid", "ship_to must be an object");
     } else if (service_item && !cJSON_IsNull(service_item) && (!service || strlen(service) > 64)) {
         http_resp_error(out, 422, "invalid", "service must be a string of at most 64 characters");
+    } else if (station_item && !cJSON_IsNull(station_item) &&
+               (!station || !station[0] || strlen(station) > STATION_MAX || !printable(station))) {
+        http_resp_error(out, 422, "invalid",
+                        "station must be a string of 1 to %d printable"
+                        " ASCII characters",
+                        STATION_MAX);
     } else {
         lines = read_lines(s, cJSON_GetObjectItemCaseSensitive(doc, "lines"), &n, out);
     }
@@ -409,7 +431,9 @@ static void outbound_create(struct sim *s, struct warehouse *w, const struct htt
         char *ship = ship_to ? cJSON_PrintUnformatted(ship_to) : NULL;
         char *svc = service ? strdup(service) : NULL;
         o = ob_insert(s, w, id, strlen(id), lines, n, ship, svc);
-        if (o) {
+        if (o && station && !(o->note = strdup(station))) {
+            http_resp_error(out, 500, "internal", "out of memory");
+        } else if (o) {
             out->status = 201;
             write_outbound(s, o, &out->body);
         } else {

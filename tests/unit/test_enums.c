@@ -35,7 +35,7 @@ static const struct enum_case cases[] = {
      NULL,
      true,
      {"out_of_stock", "bad_address", "payment_held", "deadline", "warehouse", "upstream_rejected",
-      "stock_drift", "cancelled_after_pick", NULL},
+      "stock_drift", "cancelled_after_pick", "coordinator", NULL},
      {"out-of-stock", "OUT_OF_STOCK", "stock", NULL}},
     {"orders.list",
      "status",

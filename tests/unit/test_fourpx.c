@@ -450,8 +450,15 @@ static void test_answers(void)
     CHECK_EQ_INT(fpx_outbound_row(cJSON_GetArrayItem(rows, 2), "US-4PX", &o, err, sizeof err), 1);
     CHECK_EQ_STR(o.status, "picking");
     CHECK_EQ_INT(o.create_time, 1733371200123LL);
+    CHECK_EQ_STR(o.remark, ""); /* no remark: no mark */
     cJSON_Delete(doc);
     free(t);
+    /* remark (vo/Outbound): where a coordinator's mark comes back */
+    bad = cJSON_Parse("{\"ref_no\":\"M1\",\"status\":\"S\","
+                      "\"remark\":\"tally coordinator ES-MAD-01#5a15f5639b41649b\"}");
+    CHECK_EQ_INT(fpx_outbound_row(bad, "US-4PX", &o, err, sizeof err), 1);
+    CHECK_EQ_STR(o.remark, "tally coordinator ES-MAD-01#5a15f5639b41649b");
+    cJSON_Delete(bad);
     bad = cJSON_Parse("[{\"ref_no\":\"A1\",\"status\":\"Q\"},"
                       "{\"ref_no\":\"A2\",\"status\":\"C\"},"
                       "{\"ref_no\":\"A3\",\"status\":\"S\",\"from_warehouse_code\":\"DE-4PX\"},"

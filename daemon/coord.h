@@ -1,0 +1,57 @@
+/*
+ * Two coordinators on one account (DESIGN.md "Several stations, one seller"): the coordinator
+ * marks what it sends in the references the upstreams echo back, and a coordinator that sees
+ * another's mark stops making account-wide decisions (allocating orders, creating outbound
+ * orders, publishing marketplace stock) and raises a `coordinator` exception until a person
+ * resolves it.
+ *
+ * The mark is "<name>#<id>": the station's name (letters, digits, '.', '_', '-', at most 32)
+ * and a random 64-bit station id in 16 lower-case hex digits, made once per replica
+ * (counters 'station_id'), so two stations set up from the same example config (the same
+ * name) still tell each other apart. A replica copied to a second machine keeps the id: that
+ * second station is not told apart (README "Several stations").
+ *
+ * Before its first decision a coordinator reads, once per replica, the outbound orders of
+ * every warehouse it sends outbound orders to (counters 'coord_read:<code>', set in the page
+ * transaction of the round's last page): a second station sees the first one's marks before
+ * it allocates anything.
+ */
+#ifndef TALLY_COORD_H
+#define TALLY_COORD_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "tallyd.h"
+
+/* Reads (or makes, in its own transaction) the station id. Before the loop runs; 0 or a
+ * TALLY_E_* code with err filled. */
+int coord_start(struct tallyd *d, char *err, size_t errlen);
+
+/* This station's mark ("" until coord_start ran). */
+const char *coord_mark(struct tallyd *d);
+
+/*
+ * Whether this station makes the account-wide decisions now: it is the coordinator, has read
+ * every outbound warehouse's orders once, and no `coordinator` exception is open or
+ * acknowledged. When not and why is not NULL, why says why (for `status`).
+ */
+bool coord_decides(struct tallyd *d, char *why, size_t cap);
+
+/* A warehouse's outbound feed echoed `mark` (a free text that may hold a mark: "" or NULL
+ * when none) on order `order_id` at warehouse `wh`. Another coordinator's mark raises the
+ * exception; once a person has resolved that station's exception, only its marks on orders
+ * this replica knows and that were placed after the resolution do. Inside the page
+ * transaction; 0 or a TALLY_E_* code. */
+int coord_seen(struct tallyd *d, int64_t wh, const char *order_id, const char *mark);
+
+/* The last page of a round of warehouse `code`'s outbound stream was applied (inside its
+ * transaction). */
+int coord_outbound_read(struct tallyd *d, const char *code);
+
+/* Parses the mark held in `text` (the last "<name>#<16 hex>" in it): 1 found (name and id
+ * set), 0 none. Exposed for the unit test. */
+int coord_parse(const char *text, char *name, size_t cap, uint64_t *id);
+
+#endif

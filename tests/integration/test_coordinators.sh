@@ -125,7 +125,7 @@ conf "$B" "" 'max_distance_km = 100\npriority = US-LAX, PL-WAW, FR-PAR, ES-MAD\n
 pid_b=$(start "$B" "$tmp/b.log")
 b_blocked() {
     tb --json status | jq -e '.coordination.deciding == false and
-        (.coordination.why | test("another coordinator"))' >/dev/null
+        (.coordination.why | test("another coordinator: station"))' >/dev/null
 }
 wait_until 60 b_blocked
 mark_b=$(tb --json status | jq -r .coordination.mark)

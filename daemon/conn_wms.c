@@ -31,6 +31,7 @@
 #include "outbox.h"
 #include "upstream.h"
 #include "whfeed.h"
+#include "worker.h"
 
 #define INVENTORY_PAGE 5000
 /* An inventory row is {"sku" (at most 64 bytes), "on_hand", "inbound", "version",
@@ -66,6 +67,11 @@ struct wms_call {
     int64_t new_version;
     char new_cursor[256];
     bool reconcile;
+    /* An inventory page applied in slices (pull_page.apply_slice): the next row, and what
+     * the rows so far found. */
+    const cJSON *pos;
+    bool started;
+    int64_t skipped, maxv;
     struct call_link link; /* in the connector's list while in flight */
 };
 
@@ -171,24 +177,34 @@ static int classify(struct http_req *r, char *err, size_t errlen)
 
 /* ---- pulls ---- */
 
-static int apply_inventory(struct pull_page *pg, struct store *st, struct checkpoint *cp, char *err,
-                           size_t errlen)
+/* Applies the page's inventory rows from where the last call stopped, until `until_us`
+ * (worker_now_us) or the end; *finished once none is left. Uses only `st` and the page (it runs
+ * on a worker thread: upstream.h pull_page.off_loop). Every row is applied by version
+ * (whfeed_stock), so a page applied again after a crash between slices changes nothing more. */
+static int inventory_slice(struct pull_page *pg, struct store *st, int64_t until_us, bool *finished,
+                           char *err, size_t errlen)
 {
     struct wms_call *c = pg->data;
     int64_t wh;
     int r = whfeed_warehouse(c->u, st, &wh, err, errlen);
     if (r)
         return r;
-    const cJSON *items = cJSON_GetObjectItemCaseSensitive(c->doc, "items"), *it;
-    int64_t now = store_now(), skipped = 0, maxv = 0;
-    cJSON_ArrayForEach(it, items)
-    {
+    if (!c->started) {
+        const cJSON *items = cJSON_GetObjectItemCaseSensitive(c->doc, "items");
+        c->pos = items ? items->child : NULL;
+        c->started = true;
+    }
+    int64_t now = store_now();
+    unsigned n = 0;
+    while (c->pos) {
+        const cJSON *it = c->pos;
+        c->pos = it->next;
         const char *sku = json_str(it, "sku");
         int64_t on_hand, version, at = now;
         if (!sku || !mp_id_ok(sku, strlen(sku)) ||
             json_int(it, "on_hand", -TALLY_MAX_QTY, TALLY_MAX_QTY, &on_hand) != 0 ||
             json_int(it, "version", 0, INT64_MAX / 2, &version) != 0) {
-            skipped++;
+            c->skipped++;
             continue;
         }
         json_int(it, "updated_at", 0, 253402300799LL, &at);
@@ -198,14 +214,30 @@ static int apply_inventory(struct pull_page *pg, struct store *st, struct checkp
         if ((r = whfeed_stock(c->u, st, wh, sku, on_hand, inbound, version, at, c->reconcile,
                               pg)) != 0)
             return r;
-        if (version > maxv)
-            maxv = version;
+        if (version > c->maxv)
+            c->maxv = version;
+        if ((++n & 31) == 0 && worker_now_us() >= until_us)
+            break;
     }
-    if (skipped)
-        log_warn("%s: %" PRId64 " unreadable inventory rows skipped", c->u->name, skipped);
+    *finished = c->pos == NULL;
+    return 0;
+}
+
+static int apply_inventory(struct pull_page *pg, struct store *st, struct checkpoint *cp, char *err,
+                           size_t errlen)
+{
+    struct wms_call *c = pg->data;
+    bool finished = false;
+    int r = 0;
+    while (r == 0 && !finished) /* the rows no slice applied (none when sliced) */
+        r = inventory_slice(pg, st, INT64_MAX, &finished, err, errlen);
+    if (r)
+        return r;
+    if (c->skipped)
+        log_warn("%s: %" PRId64 " unreadable inventory rows skipped", c->u->name, c->skipped);
     snprintf(cp->cursor, sizeof cp->cursor, "%s", c->new_cursor);
     if (!c->new_cursor[0])
-        cp->version = c->new_version > maxv ? c->new_version : maxv;
+        cp->version = c->new_version > c->maxv ? c->new_version : c->maxv;
     return 0;
 }
 
@@ -290,6 +322,14 @@ static void on_pulled(struct http_req *r)
                 snprintf(c->new_cursor, sizeof c->new_cursor, "%.0f", next->valuedouble);
             pg->more = c->new_cursor[0] != 0;
             pg->rows = cJSON_GetArraySize(items);
+            if (c->stream == STREAM_INVENTORY) {
+                /* Off the loop, in slices, and the next page asked for meanwhile. Outbound
+                 * pages (OUTBOUND_PAGE orders) move orders on (fulfil.c, the loop's state):
+                 * they stay on the loop. */
+                pg->off_loop = true;
+                pg->apply_slice = inventory_slice;
+                snprintf(pg->next_cursor, sizeof pg->next_cursor, "%s", c->new_cursor);
+            }
         }
     }
     sync_pull_done(c->u, c->stream, pg);

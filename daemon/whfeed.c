@@ -37,7 +37,7 @@ static int count_drift(struct upstream *u, struct store *st, int64_t sku, int64_
     if (rc == SQLITE_ROW) {
         pg->repaired++;
         /* Repaired, and a person is told: drift means a write was lost somewhere. */
-        return fulfil_stock_drift(u->d, sku, wh, had, on_hand);
+        return fulfil_stock_drift_on(u->d, st, sku, wh, had, on_hand);
     }
     return rc == SQLITE_DONE ? 0 : store_error(st, rc, "reconcile");
 }
@@ -97,7 +97,7 @@ int whfeed_stock_unlogged(struct upstream *u, struct store *st, int64_t wh, cons
     sqlite3_reset(s);
     if (rc == SQLITE_ROW) {
         pg->repaired++;
-        if ((r = fulfil_stock_drift(u->d, sku_id, wh, had, on_hand)) != 0)
+        if ((r = fulfil_stock_drift_on(u->d, st, sku_id, wh, had, on_hand)) != 0)
             return r;
     } else if (rc != SQLITE_DONE) {
         return store_error(st, rc, "reconcile");

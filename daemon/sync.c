@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <time.h>
 
 #include "catalog.h"
 #include "codec.h"
@@ -358,6 +359,13 @@ struct page_job {
 static void page_applied(struct upstream *u, int i, struct pull_page *pg, int r, const char *err);
 static void page_submit(struct upstream *u, int i, struct pull_page *pg);
 
+int64_t sync_slice_clock_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
 static int page_run(struct worker_job *job, struct store *st)
 {
     struct page_job *pj = (struct page_job *)job;
@@ -379,7 +387,7 @@ static int page_run(struct worker_job *job, struct store *st)
         if ((r = store_begin(st)) != 0)
             break;
         if (!finished)
-            r = pg->apply_slice(pg, st, worker_now_us() + WORKER_SLICE_US, &finished, pj->err,
+            r = pg->apply_slice(pg, st, sync_slice_clock_us() + WORKER_SLICE_US, &finished, pj->err,
                                 sizeof pj->err);
         if (r == 0 && finished) {
             r = pg->apply(pg, st, &cp, pj->err, sizeof pj->err);

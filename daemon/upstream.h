@@ -280,6 +280,12 @@ static inline void upstream_timeouts(const struct upstream *u, struct http_req *
     r->stall_s = t / 3 > 10 ? 10 : (t / 3 ? (long)(t / 3) : 1);
 }
 
+/* The clock a slice of a page is measured on (pull_page.apply_slice's until_us): the calling
+ * thread's CPU time in microseconds. A slice is about WORKER_SLICE_US of work: on a machine
+ * whose cores are shared with other work a wall-clock slice would shrink to a few rows while
+ * the thread waits for a core, and each transaction's commit cost would dominate. */
+int64_t sync_slice_clock_us(void);
+
 /* Connectors report here, on the loop. The engine takes ownership of the page / batch. */
 void sync_pull_done(struct upstream *u, int stream, struct pull_page *page);
 void sync_push_done(struct push_batch *b);

@@ -550,9 +550,34 @@ static int inv_row(const char *body, size_t from, size_t to, size_t *next, struc
     return ok && have_sku && have_oh && have_v && mp_id_ok(row->sku, strlen(row->sku)) ? 0 : 1;
 }
 
+/* The next row of the page after c->pos (the items array, from inv_scan): 1 with *row, 0 for
+ * a row that is unreadable (skipped), -1 past the last row. */
+static int inv_next(struct wms_call *c, struct inv_row *row, int64_t now)
+{
+    const char *body = c->req.response;
+    if (c->pos == 0)
+        c->pos = c->items_at; /* at the '[' */
+    /* Rows are separated by ',' up to the array's closing ']' (items_end - 1). */
+    if (c->pos >= c->items_end - 1)
+        return -1;
+    struct jscan probe = {body + c->pos, body + c->items_end - 1};
+    js_ws(&probe);
+    if (probe.p < probe.end && *probe.p == '[')
+        probe.p++;
+    js_ws(&probe);
+    if (probe.p >= probe.end) { /* an empty array, or only blanks left */
+        c->pos = c->items_end - 1;
+        return -1;
+    }
+    size_t next;
+    int k = inv_row(body, c->pos, c->items_end - 1, &next, row, now);
+    c->pos = next;
+    return k == 0 ? 1 : 0;
+}
+
 /* Applies the page's inventory rows from where the last call stopped, until `until_us`
- * (worker_now_us) or the end; *finished once none is left. Uses only `st` and the page (it runs
- * on a worker thread: upstream.h pull_page.off_loop). Every row is applied by version
+ * (sync_slice_clock_us) or the end; *finished once none is left. Uses only `st` and the page (it
+ * runs on a worker thread: upstream.h pull_page.off_loop). Every row is applied by version
  * (whfeed_stock), so a page applied again after a crash between slices changes nothing more. */
 static int inventory_slice(struct pull_page *pg, struct store *st, int64_t until_us, bool *finished,
                            char *err, size_t errlen)
@@ -562,30 +587,15 @@ static int inventory_slice(struct pull_page *pg, struct store *st, int64_t until
     int r = whfeed_warehouse(c->u, st, &wh, err, errlen);
     if (r)
         return r;
-    const char *body = c->req.response;
-    if (c->pos == 0)
-        c->pos = c->items_at; /* at the '[' */
     int64_t now = store_now();
     unsigned n = 0;
-    /* Rows are separated by ',' up to the array's closing ']' (items_end - 1). */
-    while (c->pos < c->items_end - 1) {
-        struct inv_row row;
-        size_t next;
-        struct jscan probe = {body + c->pos, body + c->items_end - 1};
-        js_ws(&probe);
-        if (probe.p < probe.end && *probe.p == '[')
-            probe.p++;
-        js_ws(&probe);
-        if (probe.p >= probe.end) { /* an empty array, or only blanks left */
-            c->pos = c->items_end - 1;
-            break;
-        }
-        if (inv_row(body, c->pos, c->items_end - 1, &next, &row, now) != 0) {
+    struct inv_row row;
+    int k;
+    while ((k = inv_next(c, &row, now)) >= 0) {
+        if (k == 0) {
             c->skipped++;
-            c->pos = next;
             continue;
         }
-        c->pos = next;
         if ((r = whfeed_stock(c->u, st, wh, row.sku, row.on_hand, row.inbound, row.version, row.at,
                               c->reconcile, pg)) != 0)
             return r;

@@ -66,7 +66,7 @@ struct pull_page {
      * connector's shared state or anything of the loop; what must reach the loop is held with
      * store_after_commit on `st`). When apply_slice is set, the engine calls it in
      * transactions of about WORKER_SLICE_US: it applies rows from where the last slice stopped
-     * until worker_now_us() >= until_us and sets *finished once no row is left; in the
+     * until sync_slice_clock_us() >= until_us and sets *finished once no row is left; in the
      * transaction where it finished, `apply` follows (it then has no rows left, only the
      * position to write into *cp) with the checkpoint. A crash between slices leaves the
      * checkpoint at the previous page: the page is applied again, so applying a row twice must

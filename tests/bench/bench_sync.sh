@@ -9,6 +9,8 @@
 #   sync_rows_per_s N      rows applied (4 x SKUS) per second of that span
 #   sync_seconds X
 #   rss_kb N               tallyd's peak resident set (VmHWM) after the sync
+#   sync_cpu_seconds X     tallyd's CPU time (user + system, all threads) from launch to then,
+#   sync_rows_per_cpu_s N  and the rows per CPU second (less sensitive to a shared machine)
 # With --latency, a second sync from scratch runs with one connection asking stock.get (of a
 # SKU of the simulator) back to back for the span the first one took (bench_rpc -c 1), and
 # prints during_sync_p50_us, during_sync_p99_us, during_sync_p999_us, during_sync_max_us and
@@ -75,7 +77,11 @@ one_sync() {
         rpc_pid=$!
     fi
     local limit=$((SECONDS + 600))
-    while [ "$(grep -c ':inventory: [0-9]* rows in' "$tmp/tallyd.log" 2>/dev/null)" -lt ${#WHS[@]} ]; do
+    local n=0
+    while [ "$n" -lt ${#WHS[@]} ]; do
+        n=$(grep -c ':inventory: [0-9]* rows in' "$tmp/tallyd.log" 2>/dev/null || true)
+        n=${n:-0}
+        [ "$n" -lt ${#WHS[@]} ] || break
         if [ $SECONDS -gt $limit ] || ! kill -0 "$tallyd_pid" 2>/dev/null; then
             echo "bench_sync: the sync did not finish" >&2
             tail -5 "$tmp/tallyd.log" >&2
@@ -86,6 +92,9 @@ one_sync() {
     t1=$(now_s)
     sync_s=$(echo "$t1 - $t0" | bc -l)
     rss_kb=$(awk '/^VmHWM/ {print $2}' "/proc/$tallyd_pid/status")
+    # tallyd's CPU time (all threads, user + system): on a machine shared with other work the
+    # wall-clock rate says as much about the others as about tallyd; rows per CPU second less.
+    cpu_s=$(awk -v hz="$(getconf CLK_TCK)" '{print ($14 + $15) / hz}' "/proc/$tallyd_pid/stat")
     if [ -n "$rpc_pid" ]; then
         wait "$rpc_pid" || true
         rpc_pid=
@@ -100,6 +109,8 @@ rows=$((SKUS * ${#WHS[@]}))
 printf 'sync_rows_per_s %.0f\n' "$(echo "$rows / $sync_s" | bc -l)"
 printf 'sync_seconds %.3f\n' "$sync_s"
 echo "rss_kb $rss_kb"
+printf 'sync_cpu_seconds %.2f\n' "$cpu_s"
+printf 'sync_rows_per_cpu_s %.0f\n' "$(echo "$rows / $cpu_s" | bc -l)"
 if [ "$LAT" = --latency ]; then
     [ -x "$RPC" ] || { echo "bench_sync: $RPC missing" >&2; exit 1; }
     secs=$(echo "$sync_s * 0.9" | bc -l)

@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -132,5 +133,13 @@ int main(int argc, char **argv)
     }
     printf("sqlite_rows_per_s %.0f\n", (double)rows / secs);
     printf("sqlite_seconds %.3f\n", secs);
+    /* CPU time too (user + system): on a shared machine, rows per CPU second is the steadier
+     * figure (bench_sync.sh prints tallyd's). */
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    double cpu = (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 +
+                 (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
+    printf("sqlite_cpu_seconds %.2f\n", cpu);
+    printf("sqlite_rows_per_cpu_s %.0f\n", cpu > 0 ? (double)rows / cpu : 0);
     return 0;
 }

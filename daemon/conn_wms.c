@@ -13,7 +13,9 @@
  * 4xx are permanent; a 2xx whose body cannot be read is transient (every request here is
  * idempotent, so sending it again is safe).
  */
+#include <errno.h>
 #include <inttypes.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,6 +33,7 @@
 #include "outbox.h"
 #include "upstream.h"
 #include "whfeed.h"
+#include "worker.h"
 
 #define INVENTORY_PAGE 5000
 /* An inventory row is {"sku" (at most 64 bytes), "on_hand", "inbound", "version",
@@ -69,6 +72,11 @@ struct wms_call {
     int64_t new_version;
     char new_cursor[256];
     bool reconcile;
+    /* An inventory page is read in place (inv_scan): the items array's span in the answer,
+     * the next row's offset, and what the rows so far found. */
+    size_t items_at, items_end, pos;
+    int64_t skipped, maxv;
+    char why[160];         /* the first skipped row's SKU and reason */
     struct call_link link; /* in the connector's list while in flight */
 };
 
@@ -174,50 +182,469 @@ static int classify(struct http_req *r, char *err, size_t errlen)
 
 /* ---- pulls ---- */
 
-static int apply_inventory(struct pull_page *pg, struct store *st, struct checkpoint *cp, char *err,
-                           size_t errlen)
+/* ---- inventory pages read in place ----
+ *
+ * An inventory page is up to INVENTORY_PAGE rows: parsed with cJSON it is some 30,000
+ * allocations and several MB held while it waits to be applied. It is read in place instead:
+ * on the loop, one pass checks the whole answer is well-formed JSON (strings, numbers,
+ * literals, nesting up to JSON_SCAN_DEPTH) and finds "items", "next_cursor" and "version";
+ * on the worker, each row is read from the answer's bytes as it is applied. A row that is not
+ * an object, lacks a field or holds one of the wrong type or range is skipped and counted, as
+ * with cJSON (json_int's readings: an integral number, or a string of digits). */
+#define JSON_SCAN_DEPTH 32
+#define JSON_SCAN_INT_MAX 9007199254740992.0 /* 2^53, as json.c: doubles are exact up to here */
+
+struct jscan {
+    const char *p, *end;
+};
+
+static void js_ws(struct jscan *s)
+{
+    while (s->p < s->end && (*s->p == ' ' || *s->p == '\n' || *s->p == '\r' || *s->p == '\t'))
+        s->p++;
+}
+
+/* A string at s->p: its bytes between the quotes (escapes undecoded) in *at, *len. */
+static bool js_string(struct jscan *s, const char **at, size_t *len, bool *escaped)
+{
+    if (s->p >= s->end || *s->p != '"')
+        return false;
+    const char *q = ++s->p;
+    bool esc = false;
+    while (q < s->end && *q != '"') {
+        unsigned char ch = (unsigned char)*q;
+        if (ch < 0x20)
+            return false;
+        if (ch == '\\') {
+            esc = true;
+            if (++q >= s->end)
+                return false;
+            if (*q == 'u') {
+                for (int k = 1; k <= 4; k++)
+                    if (q + k >= s->end || !strchr("0123456789abcdefABCDEF", q[k]) || !q[k])
+                        return false;
+                q += 4;
+            } else if (!strchr("\"\\/bfnrt", *q) || !*q) {
+                return false;
+            }
+        }
+        q++;
+    }
+    if (q >= s->end)
+        return false;
+    if (at)
+        *at = s->p;
+    if (len)
+        *len = (size_t)(q - s->p);
+    if (escaped)
+        *escaped = esc;
+    s->p = q + 1;
+    return true;
+}
+
+static bool js_number(struct jscan *s)
+{
+    const char *q = s->p;
+    if (q < s->end && *q == '-')
+        q++;
+    if (q >= s->end || *q < '0' || *q > '9')
+        return false;
+    if (*q == '0')
+        q++;
+    else
+        while (q < s->end && *q >= '0' && *q <= '9')
+            q++;
+    if (q < s->end && *q == '.') {
+        if (++q >= s->end || *q < '0' || *q > '9')
+            return false;
+        while (q < s->end && *q >= '0' && *q <= '9')
+            q++;
+    }
+    if (q < s->end && (*q == 'e' || *q == 'E')) {
+        q++;
+        if (q < s->end && (*q == '+' || *q == '-'))
+            q++;
+        if (q >= s->end || *q < '0' || *q > '9')
+            return false;
+        while (q < s->end && *q >= '0' && *q <= '9')
+            q++;
+    }
+    s->p = q;
+    return true;
+}
+
+static bool js_value(struct jscan *s, int depth);
+
+/* An array at s->p; *n counts its elements (may be NULL). */
+static bool js_array(struct jscan *s, int depth, int64_t *n)
+{
+    s->p++;
+    js_ws(s);
+    if (s->p < s->end && *s->p == ']') {
+        s->p++;
+        return true;
+    }
+    for (;;) {
+        if (!js_value(s, depth + 1))
+            return false;
+        if (n)
+            (*n)++;
+        js_ws(s);
+        if (s->p < s->end && *s->p == ',') {
+            s->p++;
+            continue;
+        }
+        if (s->p < s->end && *s->p == ']') {
+            s->p++;
+            return true;
+        }
+        return false;
+    }
+}
+
+static bool js_object(struct jscan *s, int depth)
+{
+    s->p++;
+    js_ws(s);
+    if (s->p < s->end && *s->p == '}') {
+        s->p++;
+        return true;
+    }
+    for (;;) {
+        js_ws(s);
+        if (!js_string(s, NULL, NULL, NULL))
+            return false;
+        js_ws(s);
+        if (s->p >= s->end || *s->p != ':')
+            return false;
+        s->p++;
+        if (!js_value(s, depth + 1))
+            return false;
+        js_ws(s);
+        if (s->p < s->end && *s->p == ',') {
+            s->p++;
+            continue;
+        }
+        if (s->p < s->end && *s->p == '}') {
+            s->p++;
+            return true;
+        }
+        return false;
+    }
+}
+
+static bool js_lit(struct jscan *s, const char *lit)
+{
+    size_t n = strlen(lit);
+    if ((size_t)(s->end - s->p) < n || memcmp(s->p, lit, n) != 0)
+        return false;
+    s->p += n;
+    return true;
+}
+
+static bool js_value(struct jscan *s, int depth)
+{
+    js_ws(s);
+    if (s->p >= s->end || depth > JSON_SCAN_DEPTH)
+        return false;
+    switch (*s->p) {
+    case '{':
+        return js_object(s, depth);
+    case '[':
+        return js_array(s, depth, NULL);
+    case '"':
+        return js_string(s, NULL, NULL, NULL);
+    case 't':
+        return js_lit(s, "true");
+    case 'f':
+        return js_lit(s, "false");
+    case 'n':
+        return js_lit(s, "null");
+    default:
+        return js_number(s);
+    }
+}
+
+/* json_int's reading of a value's bytes [at, end): an integral number, or a string of digits
+ * (without escapes), within [min, max]. */
+static int js_int(const char *at, const char *end, int64_t min, int64_t max, int64_t *out)
+{
+    char buf[64];
+    bool str = at < end && *at == '"';
+    if (str) {
+        at++;
+        end--;
+    }
+    size_t n = (size_t)(end - at);
+    if (n == 0 || n >= sizeof buf)
+        return -1;
+    memcpy(buf, at, n);
+    buf[n] = 0;
+    int64_t x;
+    char *stop;
+    if (str) {
+        if (memchr(buf, '\\', n))
+            return -1;
+        errno = 0;
+        long long ll = strtoll(buf, &stop, 10);
+        if (*stop || errno)
+            return -1;
+        x = ll;
+    } else {
+        double d = strtod(buf, &stop);
+        if (*stop || !isfinite(d) || d != floor(d) || fabs(d) > JSON_SCAN_INT_MAX)
+            return -1;
+        x = (int64_t)d;
+    }
+    if (x < min || x > max)
+        return -1;
+    *out = x;
+    return 0;
+}
+
+/* The top-level pass over an inventory answer (on the loop): 0, or -1 when it is not a
+ * well-formed object with an "items" array and a "version". */
+static int inv_scan(struct wms_call *c, const char *body, size_t len, int64_t *rows)
+{
+    struct jscan s = {body, body + len};
+    bool have_items = false, have_version = false;
+    *rows = 0;
+    js_ws(&s);
+    if (s.p >= s.end || *s.p != '{')
+        return -1;
+    s.p++;
+    js_ws(&s);
+    if (s.p < s.end && *s.p == '}')
+        return -1;
+    for (;;) {
+        const char *key;
+        size_t klen;
+        js_ws(&s);
+        if (!js_string(&s, &key, &klen, NULL))
+            return -1;
+        js_ws(&s);
+        if (s.p >= s.end || *s.p != ':')
+            return -1;
+        s.p++;
+        js_ws(&s);
+        const char *v = s.p;
+        if (klen == 5 && !memcmp(key, "items", 5) && !have_items) {
+            if (s.p >= s.end || *s.p != '[')
+                return -1;
+            c->items_at = (size_t)(s.p - body);
+            if (!js_array(&s, 1, rows))
+                return -1;
+            c->items_end = (size_t)(s.p - body);
+            have_items = true;
+        } else if (!js_value(&s, 1)) {
+            return -1;
+        } else if (klen == 7 && !memcmp(key, "version", 7) && !have_version) {
+            if (js_int(v, s.p, 0, INT64_MAX / 2, &c->new_version) != 0)
+                return -1;
+            have_version = true;
+        } else if (klen == 11 && !memcmp(key, "next_cursor", 11) && !c->new_cursor[0]) {
+            size_t n = (size_t)(s.p - v);
+            if (*v == '"') {
+                /* A cursor is passed back as it came; one with escapes is not read here. */
+                if (memchr(v, '\\', n) || n - 2 >= sizeof c->new_cursor)
+                    return -1;
+                memcpy(c->new_cursor, v + 1, n - 2);
+                c->new_cursor[n - 2] = 0;
+            } else if (*v != 'n') { /* a number (null: none) */
+                int64_t x;
+                if (*v == 't' || *v == 'f' || js_int(v, s.p, INT64_MIN, INT64_MAX, &x) != 0)
+                    return -1;
+                snprintf(c->new_cursor, sizeof c->new_cursor, "%" PRId64, x);
+            }
+        }
+        js_ws(&s);
+        if (s.p < s.end && *s.p == ',') {
+            s.p++;
+            continue;
+        }
+        if (s.p < s.end && *s.p == '}') {
+            s.p++;
+            break;
+        }
+        return -1;
+    }
+    js_ws(&s);
+    return s.p == s.end && have_items && have_version ? 0 : -1;
+}
+
+/* One inventory row read in place: 0 with the fields (sku copied, NUL-terminated), 1 when the
+ * row is unreadable (skipped and counted). *next is the offset after the row. */
+struct inv_row {
+    char sku[TALLY_MAX_ID_LEN + 1];
+    int64_t on_hand, version, at, inbound;
+    const char *bad; /* an unreadable row: why (for the log) */
+};
+
+static int inv_row(const char *body, size_t from, size_t to, size_t *next, struct inv_row *row,
+                   int64_t now)
+{
+    struct jscan s = {body + from, body + to};
+    js_ws(&s);
+    if (s.p < s.end && (*s.p == ',' || *s.p == '['))
+        s.p++;
+    js_ws(&s);
+    const char *start = s.p;
+    bool ok = s.p < s.end && *s.p == '{';
+    row->sku[0] = 0;
+    row->bad = "not an object";
+    if (!ok) {
+        js_value(&s, 1); /* well-formed: the top-level pass said so */
+        *next = (size_t)(s.p - body);
+        return 1;
+    }
+    bool have_sku = false, have_oh = false, have_v = false, seen_at = false, seen_in = false;
+    bool sku_ok = true, oh_ok = true, v_ok = true;
+    row->at = now;
+    row->inbound = -1;
+    s.p++;
+    js_ws(&s);
+    if (s.p < s.end && *s.p == '}') {
+        s.p++;
+        *next = (size_t)(s.p - body);
+        return 1;
+    }
+    for (;;) {
+        const char *key;
+        size_t klen;
+        js_ws(&s);
+        js_string(&s, &key, &klen, NULL);
+        js_ws(&s);
+        s.p++; /* ':' */
+        js_ws(&s);
+        const char *v = s.p;
+        js_value(&s, 2);
+        /* The first of a repeated name counts, as cJSON's lookup reads it. */
+        if (klen == 3 && !memcmp(key, "sku", 3) && !have_sku) {
+            size_t n = (size_t)(s.p - v);
+            have_sku = true;
+            if (*v != '"' || n - 2 > TALLY_MAX_ID_LEN || memchr(v, '\\', n))
+                sku_ok = false; /* an id never needs an escape (mp_id_ok) */
+            else {
+                memcpy(row->sku, v + 1, n - 2);
+                row->sku[n - 2] = 0;
+            }
+        } else if (klen == 7 && !memcmp(key, "on_hand", 7) && !have_oh) {
+            have_oh = true;
+            if (js_int(v, s.p, -TALLY_MAX_QTY, TALLY_MAX_QTY, &row->on_hand) != 0)
+                oh_ok = false;
+        } else if (klen == 7 && !memcmp(key, "version", 7) && !have_v) {
+            have_v = true;
+            if (js_int(v, s.p, 0, INT64_MAX / 2, &row->version) != 0)
+                v_ok = false;
+        } else if (klen == 10 && !memcmp(key, "updated_at", 10) && !seen_at) {
+            seen_at = true;
+            if (js_int(v, s.p, 0, 253402300799LL, &row->at) != 0)
+                row->at = now;
+        } else if (klen == 7 && !memcmp(key, "inbound", 7) && !seen_in) {
+            seen_in = true;
+            if (js_int(v, s.p, 0, TALLY_MAX_QTY, &row->inbound) != 0)
+                row->inbound = -1;
+        }
+        js_ws(&s);
+        if (s.p < s.end && *s.p == ',') {
+            s.p++;
+            continue;
+        }
+        s.p++; /* '}' */
+        break;
+    }
+    (void)start;
+    *next = (size_t)(s.p - body);
+    if (!have_sku || !sku_ok || !mp_id_ok(row->sku, strlen(row->sku))) {
+        row->sku[0] = 0;
+        row->bad = "no valid sku";
+    } else if (!have_oh || !oh_ok) {
+        row->bad = "on_hand is not an integer within +-10^12";
+    } else if (!have_v || !v_ok) {
+        row->bad = "version is not an integer within 0..2^62";
+    } else {
+        row->bad = NULL;
+    }
+    return row->bad ? 1 : 0;
+}
+
+/* The next row of the page after c->pos (the items array, from inv_scan): 1 with *row, 0 for
+ * a row that is unreadable (skipped), -1 past the last row. */
+static int inv_next(struct wms_call *c, struct inv_row *row, int64_t now)
+{
+    const char *body = c->req.response;
+    if (c->pos == 0)
+        c->pos = c->items_at; /* at the '[' */
+    /* Rows are separated by ',' up to the array's closing ']' (items_end - 1). */
+    if (c->pos >= c->items_end - 1)
+        return -1;
+    struct jscan probe = {body + c->pos, body + c->items_end - 1};
+    js_ws(&probe);
+    if (probe.p < probe.end && *probe.p == '[')
+        probe.p++;
+    js_ws(&probe);
+    if (probe.p >= probe.end) { /* an empty array, or only blanks left */
+        c->pos = c->items_end - 1;
+        return -1;
+    }
+    size_t next;
+    int k = inv_row(body, c->pos, c->items_end - 1, &next, row, now);
+    c->pos = next;
+    return k == 0 ? 1 : 0;
+}
+
+/* Applies the page's inventory rows from where the last call stopped, until `until_us`
+ * (sync_slice_clock_us) or the end; *finished once none is left. Uses only `st` and the page (it
+ * runs on a worker thread: upstream.h pull_page.off_loop). Every row is applied by version
+ * (whfeed_stock), so a page applied again after a crash between slices changes nothing more. */
+static int inventory_slice(struct pull_page *pg, struct store *st, int64_t until_us, bool *finished,
+                           char *err, size_t errlen)
 {
     struct wms_call *c = pg->data;
     int64_t wh;
     int r = whfeed_warehouse(c->u, st, &wh, err, errlen);
     if (r)
         return r;
-    const cJSON *items = cJSON_GetObjectItemCaseSensitive(c->doc, "items"), *it;
-    int64_t now = store_now(), skipped = 0, maxv = 0;
-    char why[160] = "";
-    cJSON_ArrayForEach(it, items)
-    {
-        const char *sku = json_str(it, "sku");
-        int64_t on_hand, version, at = now;
-        const char *bad = !sku || !mp_id_ok(sku, strlen(sku)) ? "no valid sku"
-                          : json_int(it, "on_hand", -TALLY_MAX_QTY, TALLY_MAX_QTY, &on_hand) != 0
-                              ? "on_hand is not an integer within +-10^12"
-                          : json_int(it, "version", 0, INT64_MAX / 2, &version) != 0
-                              ? "version is not an integer within 0..2^62"
-                              : NULL;
-        if (bad) {
+    int64_t now = store_now();
+    unsigned n = 0;
+    struct inv_row row;
+    int k;
+    while ((k = inv_next(c, &row, now)) >= 0) {
+        if (k == 0) {
             /* the first one's reason, and its SKU when that is printable (never raw bytes) */
-            if (skipped++ == 0)
-                snprintf(why, sizeof why, "%s%s%s", sku && mp_id_ok(sku, strlen(sku)) ? sku : "",
-                         sku && mp_id_ok(sku, strlen(sku)) ? ": " : "a row with ", bad);
+            if (c->skipped++ == 0)
+                snprintf(c->why, sizeof c->why, "%s%s%s", row.sku[0] ? row.sku : "",
+                         row.sku[0] ? ": " : "a row with ", row.bad ? row.bad : "unreadable");
             continue;
         }
-        json_int(it, "updated_at", 0, 253402300799LL, &at);
-        int64_t inbound = -1; /* optional: goods on their way in, shown only */
-        if (json_int(it, "inbound", 0, TALLY_MAX_QTY, &inbound) != 0)
-            inbound = -1;
-        if ((r = whfeed_stock(c->u, st, wh, sku, on_hand, inbound, version, at, c->reconcile,
-                              pg)) != 0)
+        if ((r = whfeed_stock(c->u, st, wh, row.sku, row.on_hand, row.inbound, row.version, row.at,
+                              c->reconcile, pg)) != 0)
             return r;
-        if (version > maxv)
-            maxv = version;
+        if (row.version > c->maxv)
+            c->maxv = row.version;
+        if ((++n & 31) == 0 && sync_slice_clock_us() >= until_us)
+            break;
     }
-    if (skipped)
+    *finished = c->pos >= c->items_end - 1;
+    return 0;
+}
+
+static int apply_inventory(struct pull_page *pg, struct store *st, struct checkpoint *cp, char *err,
+                           size_t errlen)
+{
+    struct wms_call *c = pg->data;
+    bool finished = false;
+    int r = 0;
+    while (r == 0 && !finished) /* the rows no slice applied (none when sliced) */
+        r = inventory_slice(pg, st, INT64_MAX, &finished, err, errlen);
+    if (r)
+        return r;
+    if (c->skipped)
         log_warn("%s: %" PRId64 " unreadable inventory rows skipped (the first: %s)", c->u->name,
-                 skipped, why);
+                 c->skipped, c->why);
     snprintf(cp->cursor, sizeof cp->cursor, "%s", c->new_cursor);
     if (!c->new_cursor[0])
-        cp->version = c->new_version > maxv ? c->new_version : maxv;
+        cp->version = c->new_version > c->maxv ? c->new_version : c->maxv;
     return 0;
 }
 
@@ -286,7 +713,22 @@ static void on_pulled(struct http_req *r)
         snprintf(pg->error, sizeof pg->error, "page refused: answer larger than %zu bytes",
                  r->max_response);
     }
-    if (pg->outcome == SYNC_OK) {
+    if (pg->outcome == SYNC_OK && c->stream == STREAM_INVENTORY) {
+        int64_t rows = 0;
+        if (!r->response || inv_scan(c, r->response, r->response_len, &rows) != 0) {
+            pg->outcome = SYNC_TRANSIENT;
+            snprintf(pg->error, sizeof pg->error, "unreadable answer (%zu bytes)", r->response_len);
+        } else {
+            pg->more = c->new_cursor[0] != 0;
+            pg->rows = rows;
+            /* Off the loop, in slices, and the next page asked for meanwhile. Outbound pages
+             * (OUTBOUND_PAGE orders) move orders on (fulfil.c, the loop's state): they stay on
+             * the loop. */
+            pg->off_loop = true;
+            pg->apply_slice = inventory_slice;
+            snprintf(pg->next_cursor, sizeof pg->next_cursor, "%s", c->new_cursor);
+        }
+    } else if (pg->outcome == SYNC_OK) {
         c->doc = json_parse(r->response ? r->response : "", r->response_len);
         const cJSON *items = cJSON_GetObjectItemCaseSensitive(c->doc, "items");
         const cJSON *next = cJSON_GetObjectItemCaseSensitive(c->doc, "next_cursor");

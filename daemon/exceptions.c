@@ -51,9 +51,25 @@ static void announce(struct tallyd *d, int64_t id, const char *state)
     sqlite3_reset(s);
 }
 
+/* On the loop, after a worker's commit: the exception it raised is announced from the loop's
+ * connection (it sees the committed row). */
+static void announce_held(void *arg, const void *data, size_t len)
+{
+    int64_t id;
+    if (len != sizeof id)
+        return;
+    memcpy(&id, data, sizeof id);
+    announce(arg, id, "open");
+}
+
 int exceptions_raise(struct tallyd *d, const struct exc_raise *e, bool *created)
 {
-    struct store *st = d->store;
+    return exceptions_raise_on(d, d->store, e, created);
+}
+
+int exceptions_raise_on(struct tallyd *d, struct store *st, const struct exc_raise *e,
+                        bool *created)
+{
     char key[256];
     dedupe_key(e, key, sizeof key);
     if (created)
@@ -103,7 +119,10 @@ int exceptions_raise(struct tallyd *d, const struct exc_raise *e, bool *created)
         if (created)
             *created = true;
         log_info("exception %" PRId64 " (%s): %s", id, e->kind, e->message);
-        announce(d, id, "open");
+        if (st == d->store)
+            announce(d, id, "open");
+        else if (store_after_commit(st, announce_held, d, &id, sizeof id) != 0)
+            log_warn("exception %" PRId64 ": not announced to watchers (out of memory)", id);
     } else if (by_ship_by) {
         /* Raised again after the order's ship-by moved earlier: the open exception is due
          * no later than the ship-by now is. */

@@ -44,6 +44,12 @@ struct exc_raise {
  * announces it.
  */
 int exceptions_raise(struct tallyd *d, const struct exc_raise *e, bool *created);
+/* The same on connection `st`, which may be a worker's (worker.h): d is then read for its
+ * configuration only, and the event is held with store_after_commit on `st` (it is sent from
+ * the loop after the commit). */
+struct store;
+int exceptions_raise_on(struct tallyd *d, struct store *st, const struct exc_raise *e,
+                        bool *created);
 
 /* Resolves, as "tallyd" with `note`, the open or acknowledged exception of that key, if any.
  * Runs inside the caller's transaction. */

@@ -2408,15 +2408,21 @@ int fulfil_outbox_discarded(struct tallyd *d, const char *kind, const char *key,
 
 int fulfil_stock_drift(struct tallyd *d, int64_t sku, int64_t wh, int64_t had, int64_t upstream)
 {
+    return fulfil_stock_drift_on(d, d->store, sku, wh, had, upstream);
+}
+
+int fulfil_stock_drift_on(struct tallyd *d, struct store *st, int64_t sku, int64_t wh, int64_t had,
+                          int64_t upstream)
+{
     char whcode[TALLY_MAX_ID_LEN + 1], msg[256];
-    warehouse_code(d->store, wh, whcode, sizeof whcode);
+    warehouse_code(st, wh, whcode, sizeof whcode);
     snprintf(msg, sizeof msg,
              "reconciliation: the replica had %" PRId64
              " on hand at %s where the warehouse has %" PRId64
              "; repaired to the warehouse's figure: check for a lost or unrecorded movement",
              had, whcode, upstream);
     struct exc_raise e = {.kind = EXC_STOCK_DRIFT, .sku = sku, .wh = wh, .message = msg};
-    return exceptions_raise(d, &e, NULL);
+    return exceptions_raise_on(d, st, &e, NULL);
 }
 
 /* ---- shipments made at this station ---- */

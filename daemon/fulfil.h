@@ -119,5 +119,9 @@ int fulfil_outbox_discarded(struct tallyd *d, const char *kind, const char *key,
 
 /* Reconciliation found a stock row different from the warehouse's figure. */
 int fulfil_stock_drift(struct tallyd *d, int64_t sku, int64_t wh, int64_t had, int64_t upstream);
+/* The same on connection `st` (a worker's: uses d only for its configuration; the exception's
+ * event reaches watchers after the commit, on the loop). */
+int fulfil_stock_drift_on(struct tallyd *d, struct store *st, int64_t sku, int64_t wh, int64_t had,
+                          int64_t upstream);
 
 #endif

@@ -677,11 +677,20 @@ static int settle(struct store *st, int64_t sku, int64_t wh, int64_t version)
 int stock_apply_snapshot(struct store *st, int64_t sku, int64_t wh, int64_t on_hand,
                          int64_t version, int64_t as_of)
 {
+    return stock_apply_snapshot_inbound(st, sku, wh, on_hand, -1, version, as_of);
+}
+
+int stock_apply_snapshot_inbound(struct store *st, int64_t sku, int64_t wh, int64_t on_hand,
+                                 int64_t inbound, int64_t version, int64_t as_of)
+{
+    /* One statement per row: the in-transit figure is set in the same upsert, so only when the
+     * snapshot is (not stale); NULL (not reported) keeps the stored one. */
     sqlite3_stmt *s = store_stmt(
-        st, "INSERT INTO stock(sku, warehouse, snapshot, upstream_version, as_of)"
-            " VALUES(?1,?2,?3,?4,?5) ON CONFLICT(sku, warehouse) DO UPDATE SET"
+        st, "INSERT INTO stock(sku, warehouse, snapshot, upstream_version, as_of, inbound)"
+            " VALUES(?1,?2,?3,?4,?5,?6) ON CONFLICT(sku, warehouse) DO UPDATE SET"
             " snapshot = excluded.snapshot, upstream_version = excluded.upstream_version,"
-            " as_of = excluded.as_of WHERE excluded.upstream_version >= stock.upstream_version");
+            " as_of = excluded.as_of, inbound = COALESCE(excluded.inbound, stock.inbound)"
+            " WHERE excluded.upstream_version >= stock.upstream_version");
     if (!s)
         return TALLY_E_STORAGE;
     sqlite3_bind_int64(s, 1, sku);
@@ -689,6 +698,8 @@ int stock_apply_snapshot(struct store *st, int64_t sku, int64_t wh, int64_t on_h
     sqlite3_bind_int64(s, 3, on_hand);
     sqlite3_bind_int64(s, 4, version);
     sqlite3_bind_int64(s, 5, as_of);
+    if (inbound >= 0)
+        sqlite3_bind_int64(s, 6, inbound);
     int rc = sqlite3_step(s);
     sqlite3_reset(s);
     if (rc != SQLITE_DONE)

@@ -156,6 +156,10 @@ int stock_move_apply_locked(struct store *st, const struct stock_move *m,
  */
 int stock_apply_snapshot(struct store *st, int64_t sku, int64_t wh, int64_t on_hand,
                          int64_t version, int64_t as_of);
+/* The same with the in-transit figure read with the snapshot (stock.inbound), stored only when
+ * the snapshot is; inbound < 0 (not reported) keeps the stored one. */
+int stock_apply_snapshot_inbound(struct store *st, int64_t sku, int64_t wh, int64_t on_hand,
+                                 int64_t inbound, int64_t version, int64_t as_of);
 int stock_ack(struct store *st, const char *id, int64_t version, int64_t to_version);
 int stock_discard(struct store *st, const char *id);
 

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <time.h>
 
 #include "catalog.h"
 #include "codec.h"
@@ -18,6 +19,7 @@
 #include "tally/protocol.h"
 #include "outbox.h"
 #include "upstream.h"
+#include "worker.h"
 
 #define TICK_MS 100
 #define BACKOFF_BASE_MS 1000
@@ -34,6 +36,8 @@ struct sync_engine {
     struct push_batch *unrecorded, **unrecorded_tail;
     uint64_t unrecorded_since_ms; /* loop time of the first refusal; 0 when none waits */
     bool stale_inflight; /* rows left 'inflight' by the last run are not pending again yet */
+    int jobs;            /* pages being applied off the loop (page_job) */
+    bool tick_closed;    /* stopped: freed once no job is left too */
 };
 
 static uint64_t rnd(struct sync_engine *e)
@@ -282,11 +286,14 @@ static void start_pull(struct upstream *u, int i)
 {
     struct stream_state *ss = &u->streams[i];
     struct checkpoint cp;
-    if (checkpoint_load(u->store, ss->name, &cp) != 0) {
+    if (ss->has_ahead) {
+        cp = ss->ahead; /* the page before is still being applied (pipelining) */
+    } else if (checkpoint_load(u->store, ss->name, &cp) != 0) {
         ss->requested = false; /* else started again at once (see sync_pull_done) */
         ss->due_ms = now_ms(u->engine) + 10000;
         return;
     }
+    ss->asked = cp;
     if (!ss->in_round) {
         ss->in_round = true;
         /* Orders placed from now on may be taken off the marketplace's stock before this
@@ -329,14 +336,199 @@ static void inventory_round_done(struct upstream *u, const struct stream_state *
     log_error("%s: reservations of shipped orders not released (next round tries again)", u->name);
 }
 
+/* ---- applying pages ---- */
+
+/*
+ * A page applied off the loop (pull_page.off_loop): a write job on the worker's connection
+ * (worker.h), in slices of about WORKER_SLICE_US, the checkpoint saved in the last slice's
+ * transaction. The loop goes on answering meanwhile; the stream's next request may already be
+ * out (pipelining), and a page it brings waits (ss->waiting) until this job is done, so pages
+ * of a stream are applied in order and at most one waits.
+ */
+struct page_job {
+    struct worker_job job;
+    struct upstream *u;
+    int stream;
+    struct pull_page *pg;
+    char name[96];
+    bool publish;        /* the loop's store_publishes(), for the worker's connection */
+    bool sync_full;      /* [store] synchronous = full: restored after the page */
+    _Atomic bool cancel; /* tallyd stops: no further slice */
+    int64_t slices;
+    char err[200];
+};
+
+static void page_applied(struct upstream *u, int i, struct pull_page *pg, int r, const char *err);
+static void page_submit(struct upstream *u, int i, struct pull_page *pg);
+
+int64_t sync_slice_clock_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+static int page_run(struct worker_job *job, struct store *st)
+{
+    struct page_job *pj = (struct page_job *)job;
+    struct pull_page *pg = pj->pg;
+    struct checkpoint cp;
+    store_set_publish(st, pj->publish);
+    /* The slices' commits are not fsynced one by one (WAL, synchronous NORMAL: a crash or a
+     * power cut loses the last slices, never the replica's consistency; the page is then
+     * applied again from its checkpoint). Any later commit made durable (an acknowledged write
+     * on the loop) makes these durable too: the WAL is synced as a whole. */
+    sqlite3_exec(store_db(st), "PRAGMA synchronous = NORMAL", NULL, NULL, NULL);
+    int r = checkpoint_load(st, pj->name, &cp);
+    bool finished = !pg->apply_slice;
+    while (r == 0) {
+        if (pj->cancel) { /* the page comes again at the next start (its checkpoint is behind) */
+            r = TALLY_E_SHUTTING_DOWN;
+            break;
+        }
+        if ((r = store_begin(st)) != 0)
+            break;
+        if (!finished)
+            r = pg->apply_slice(pg, st, sync_slice_clock_us() + WORKER_SLICE_US, &finished, pj->err,
+                                sizeof pj->err);
+        if (r == 0 && finished) {
+            r = pg->apply(pg, st, &cp, pj->err, sizeof pj->err);
+            if (r == 0)
+                r = checkpoint_save(st, &cp, pg->rows);
+        }
+        if (r == 0)
+            r = store_commit(st);
+        else
+            store_rollback(st);
+        pj->slices++;
+        if (finished)
+            break;
+    }
+    sqlite3_exec(store_db(st),
+                 pj->sync_full ? "PRAGMA synchronous = FULL" : "PRAGMA synchronous = NORMAL", NULL,
+                 NULL, NULL);
+    return r;
+}
+
+/* The jobs of a stopped engine end here: the page is dropped, and the connector's state and the
+ * engine are freed once nothing of theirs is in use any more. */
+static void engine_free_if_idle(struct sync_engine *e);
+
+static void page_done(struct worker_job *job, int status)
+{
+    struct page_job *pj = (struct page_job *)job;
+    struct upstream *u = pj->u;
+    struct sync_engine *e = u->engine;
+    struct stream_state *ss = &u->streams[pj->stream];
+    struct pull_page *pg = pj->pg;
+    ss->applying = false;
+    ss->job = NULL;
+    e->jobs--;
+    if (e->stopping) {
+        pg->release(pg);
+        bool busy = false;
+        for (int k = 0; k < u->ops->nstreams; k++)
+            busy |= u->streams[k].applying;
+        if (!busy && !u->freed) {
+            u->ops->free(u);
+            u->freed = true;
+        }
+        free(pj);
+        engine_free_if_idle(e);
+        return;
+    }
+    char err[200];
+    snprintf(err, sizeof err, "%s", pj->err);
+    int i = pj->stream;
+    log_debug("%s: page of %" PRId64 " rows applied in %" PRId64 " transactions", pj->name,
+              pg->rows, pj->slices);
+    free(pj);
+    page_applied(u, i, pg, status, err);
+}
+
+/* Applies a page on the loop in one transaction with its checkpoint (small pages, and pages
+ * whose apply needs the loop's state), as before part 6. */
+static int apply_on_loop(struct upstream *u, int i, struct stream_state *ss, struct pull_page *pg,
+                         char *err, size_t errlen)
+{
+    struct store *st = u->store;
+    struct checkpoint cp;
+    int r = checkpoint_load(st, ss->name, &cp);
+    if (r == 0)
+        r = store_begin(st);
+    if (r == 0) {
+        bool finished = !pg->apply_slice;
+        while (r == 0 && !finished)
+            r = pg->apply_slice(pg, st, INT64_MAX, &finished, err, errlen);
+        if (r == 0)
+            r = pg->apply(pg, st, &cp, err, errlen);
+        if (r == 0)
+            r = checkpoint_save(st, &cp, pg->rows);
+        /* A warehouse's outbound orders read to the end once: another coordinator's marks
+         * there are known before this station's first decision (coord.h). Outbound pages
+         * are applied here, on the loop, never as a write job (off_loop is for inventory). */
+        if (r == 0 && u->wh && i == 1 && !pg->more)
+            r = coord_outbound_read(u->d, u->code);
+        if (r == 0)
+            r = store_commit(st);
+        else
+            store_rollback(st);
+    }
+    return r;
+}
+
+static void page_submit(struct upstream *u, int i, struct pull_page *pg)
+{
+    struct sync_engine *e = u->engine;
+    struct stream_state *ss = &u->streams[i];
+    char err[200] = "";
+    int r = 0;
+    /* A page waits for the push outcomes the replica could not record yet (see
+     * unrecorded_flush): it may already hold their movements. */
+    if (e->unrecorded && !unrecorded_flush(e)) {
+        page_applied(u, i, pg, TALLY_E_STORAGE, "push outcomes not recorded yet");
+        return;
+    }
+    if (pg->off_loop && e->d->workers) {
+        struct page_job *pj = calloc(1, sizeof *pj);
+        if (pj) {
+            pj->job.run = page_run;
+            pj->job.done = page_done;
+            pj->u = u;
+            pj->stream = i;
+            pj->pg = pg;
+            pj->publish = store_publishes(u->store);
+            pj->sync_full = e->d->cfg.sync_full;
+            snprintf(pj->name, sizeof pj->name, "%s", ss->name);
+            if (worker_write(e->d, &pj->job) == 0) {
+                ss->applying = true;
+                ss->job = pj;
+                e->jobs++;
+                return;
+            }
+            free(pj);
+        }
+        page_applied(u, i, pg, TALLY_E_NOMEM, "");
+        return;
+    }
+    r = apply_on_loop(u, i, ss, pg, err, sizeof err);
+    page_applied(u, i, pg, r, err);
+}
+
 void sync_pull_done(struct upstream *u, int i, struct pull_page *pg)
 {
     struct sync_engine *e = u->engine;
     struct stream_state *ss = &u->streams[i];
-    struct store *st = u->store;
     ss->running = false;
     kick(e);
     if (e->stopping) {
+        pg->release(pg);
+        return;
+    }
+    if (ss->drop_inflight) {
+        /* The page before it was not applied: this one (asked from a position past it) is
+         * dropped; the stream starts again from its checkpoint. */
+        ss->drop_inflight = false;
         pg->release(pg);
         return;
     }
@@ -348,6 +540,7 @@ void sync_pull_done(struct upstream *u, int i, struct pull_page *pg)
             link_auth_failed(u, pg->error);
         else
             link_failed(u, pg->error, pg->retry_after_s);
+        ss->has_ahead = false;
         pg->release(pg);
         return;
     }
@@ -357,47 +550,52 @@ void sync_pull_done(struct upstream *u, int i, struct pull_page *pg)
         log_warn("%s: %s", ss->name, pg->error);
         snprintf(ss->last_error, sizeof ss->last_error, "%s", pg->error);
         ss->in_round = ss->requested = false;
+        ss->has_ahead = false;
         ss->due_ms = now_ms(e) + (uint64_t)ss->interval_s * 1000;
         pg->release(pg);
         return;
     }
-    struct checkpoint cp;
-    char err[200] = "";
-    int r = 0;
-    /* A page waits for the push outcomes the replica could not record yet (see
-     * unrecorded_flush): it may already hold their movements. */
-    if (e->unrecorded && !unrecorded_flush(e)) {
-        r = TALLY_E_STORAGE;
-        snprintf(err, sizeof err, "push outcomes not recorded yet");
+    /* Pipelining: the next page may be asked for now, from the position this page leads to
+     * (the version stays; the cursor is the page's). */
+    if (pg->more && pg->next_cursor[0] && pg->off_loop) {
+        ss->ahead = ss->asked;
+        snprintf(ss->ahead.cursor, sizeof ss->ahead.cursor, "%s", pg->next_cursor);
+        ss->has_ahead = true;
+        ss->due_ms = 0;
+    } else {
+        ss->has_ahead = false;
     }
-    if (r == 0)
-        r = checkpoint_load(st, ss->name, &cp);
-    if (r == 0)
-        r = store_begin(st);
-    if (r == 0) {
-        r = pg->apply(pg, st, &cp, err, sizeof err);
-        if (r == 0)
-            r = checkpoint_save(st, &cp, pg->rows);
-        /* A warehouse's outbound orders read to the end once: another coordinator's marks
-         * there are known before this station's first decision (coord.h). */
-        if (r == 0 && u->wh && i == 1 && !pg->more)
-            r = coord_outbound_read(e->d, u->code);
-        if (r == 0)
-            r = store_commit(st);
-        else
-            store_rollback(st);
+    if (ss->applying) {
+        ss->waiting = pg; /* one at most: no request goes out while a page waits */
+        return;
     }
+    page_submit(u, i, pg);
+}
+
+/* A page was applied (r == 0) or not: the stream moves on, on the loop. */
+static void page_applied(struct upstream *u, int i, struct pull_page *pg, int r, const char *err)
+{
+    struct sync_engine *e = u->engine;
+    struct stream_state *ss = &u->streams[i];
+    kick(e);
     if (r != 0) {
-        log_error("%s: page not applied: %s", ss->name, err[0] ? err : tally_strerror(r));
+        log_error("%s: page not applied: %s", ss->name, err && err[0] ? err : tally_strerror(r));
         snprintf(ss->last_error, sizeof ss->last_error, "page not applied: %s",
-                 err[0] ? err : tally_strerror(r));
+                 err && err[0] ? err : tally_strerror(r));
         /* Not `requested` any more either: a requested stream starts at once whatever its
          * due time, so a page the replica cannot take (disk full, I/O error) was pulled and
          * refused again and again, holding the loop. The operator's `sync --wait` ends here
          * with the stream's error; the page is tried again when due. */
         ss->in_round = ss->requested = false;
         ss->due_ms = now_ms(e) + 5000;
+        ss->has_ahead = false;
+        if (ss->running)
+            ss->drop_inflight = true;
         pg->release(pg);
+        if (ss->waiting) { /* asked from past the page that failed */
+            ss->waiting->release(ss->waiting);
+            ss->waiting = NULL;
+        }
         return;
     }
     ss->last_error[0] = 0;
@@ -415,7 +613,8 @@ void sync_pull_done(struct upstream *u, int i, struct pull_page *pg)
     if (pg->total >= 0)
         ss->round_total = pg->total;
     if (pg->more) {
-        ss->due_ms = 0; /* the next page at once */
+        if (!ss->has_ahead && !ss->running && !ss->waiting)
+            ss->due_ms = 0; /* the next page at once */
     } else {
         if (u->wh && ss->reconcilable)
             inventory_round_done(u, ss);
@@ -447,6 +646,11 @@ void sync_pull_done(struct upstream *u, int i, struct pull_page *pg)
                      ss->round_pages, (double)(now_ms(e) - ss->round_started_ms) / 1000.0);
     }
     pg->release(pg);
+    if (ss->waiting) {
+        struct pull_page *next = ss->waiting;
+        ss->waiting = NULL;
+        page_submit(u, i, next);
+    }
 }
 
 /* ---- pushes ---- */
@@ -1157,6 +1361,10 @@ static void run_upstream(struct upstream *u)
     for (int k = 0; k < n && inflight < max; k++) {
         int i = probing ? (u->probe_next + k) % n : k;
         struct stream_state *ss = &u->streams[i];
+        /* Not while a page waits to be applied (one at most), nor while one is applied
+         * without the position after it known (the checkpoint is not written yet). */
+        if (ss->waiting || (ss->applying && !ss->has_ahead))
+            continue;
         if (!ss->running && (ss->requested || ss->due_ms <= now)) {
             if (probing)
                 u->probe_next = (i + 1) % n;
@@ -1394,11 +1602,19 @@ fail:
     return -1;
 }
 
+static void engine_free_if_idle(struct sync_engine *e)
+{
+    if (!e->tick_closed || e->jobs > 0)
+        return;
+    free(e->ups);
+    free(e);
+}
+
 static void on_tick_closed(uv_handle_t *h)
 {
     struct sync_engine *e = h->data;
-    free(e->ups);
-    free(e);
+    e->tick_closed = true;
+    engine_free_if_idle(e);
 }
 
 void sync_stop(struct sync_engine *e)
@@ -1410,8 +1626,25 @@ void sync_stop(struct sync_engine *e)
     unrecorded_free(e);
     /* Abandoned requests leave their rows 'inflight'; the next start sends them again. */
     http_close(e->http);
-    for (int i = 0; i < e->nups; i++)
-        e->ups[i].ops->free(&e->ups[i]);
+    for (int i = 0; i < e->nups; i++) {
+        struct upstream *u = &e->ups[i];
+        bool busy = false;
+        for (int k = 0; k < u->ops->nstreams; k++) {
+            struct stream_state *ss = &u->streams[k];
+            if (ss->waiting) {
+                ss->waiting->release(ss->waiting);
+                ss->waiting = NULL;
+            }
+            if (ss->job)
+                ss->job->cancel = true; /* it ends after its slice; page_done frees the rest */
+            busy |= ss->applying;
+        }
+        /* A page being applied still uses the connector's state: freed by page_done. */
+        if (!busy) {
+            u->ops->free(u);
+            u->freed = true;
+        }
+    }
     uv_close((uv_handle_t *)&e->tick, on_tick_closed);
 }
 
@@ -1447,7 +1680,8 @@ bool sync_busy(struct sync_engine *e, const char *filter, size_t len)
     for (int i = 0; e && i < e->nups; i++)
         for (int j = 0; j < e->ups[i].ops->nstreams; j++) {
             const struct stream_state *ss = &e->ups[i].streams[j];
-            if (matches(ss, filter, len) && (ss->in_round || ss->requested || ss->running))
+            if (matches(ss, filter, len) &&
+                (ss->in_round || ss->requested || ss->running || ss->applying))
                 return true;
         }
     return false;

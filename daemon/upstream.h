@@ -59,6 +59,26 @@ struct pull_page {
                  size_t errlen);
     void (*release)(struct pull_page *pg);
     void *data;
+    /*
+     * Off the loop (sync.c, worker.h): with off_loop set, the engine applies the page in a
+     * write job on the worker's connection. `apply_slice` and `apply` then run on a worker
+     * thread and may use only `st` and the page's own data (never u->d, u->store, the
+     * connector's shared state or anything of the loop; what must reach the loop is held with
+     * store_after_commit on `st`). When apply_slice is set, the engine calls it in
+     * transactions of about WORKER_SLICE_US: it applies rows from where the last slice stopped
+     * until sync_slice_clock_us() >= until_us and sets *finished once no row is left; in the
+     * transaction where it finished, `apply` follows (it then has no rows left, only the
+     * position to write into *cp) with the checkpoint. A crash between slices leaves the
+     * checkpoint at the previous page: the page is applied again, so applying a row twice must
+     * have the effect of once (versions).
+     */
+    bool off_loop;
+    int (*apply_slice)(struct pull_page *pg, struct store *st, int64_t until_us, bool *finished,
+                       char *err, size_t errlen);
+    /* Pipelining: with `more`, the next page's request may go out before this page is applied,
+     * from the same position with this cursor (the page's apply writes that cursor and leaves
+     * the version as it was). "" when the connector does not offer it. */
+    char next_cursor[256];
 };
 
 struct push_item {
@@ -146,6 +166,8 @@ enum link_state { LINK_UNKNOWN, LINK_UP, LINK_DOWN, LINK_AUTH_FAILED };
 
 #define UPSTREAM_MAX_STREAMS 4
 
+struct page_job; /* sync.c */
+
 struct stream_state {
     char name[96];   /* checkpoint name: "wh:ES-MAD:inventory" */
     bool running;    /* a page request is in flight */
@@ -163,6 +185,16 @@ struct stream_state {
     int64_t repaired;        /* rows repaired by reconciliation since start */
     int64_t last_success_at; /* wall clock, seconds */
     char last_error[256];
+    /* Pages applied off the loop (sync.c): a page's write job is under way; the page fetched
+     * meanwhile waits (one at most); the position after the page being applied, for the next
+     * request (pipelining); the page in flight is dropped when the one before it failed. */
+    bool applying;
+    struct pull_page *waiting;
+    bool has_ahead;
+    struct checkpoint ahead;
+    struct checkpoint asked; /* the position the request in flight was made from */
+    bool drop_inflight;
+    struct page_job *job;
 };
 
 struct sync_engine;
@@ -207,6 +239,7 @@ struct upstream {
      * orders placed while it waited: another round follows at once. */
     bool pub_round_whole;
     uint64_t pub_round_ms; /* loop time the last orders round completed */
+    bool freed;            /* ops->free ran (sync_stop, or after its last page job) */
     struct stream_state streams[UPSTREAM_MAX_STREAMS];
 };
 
@@ -246,6 +279,12 @@ static inline void upstream_timeouts(const struct upstream *u, struct http_req *
     r->connect_timeout_ms = t < 5 ? (long)t * 1000 : 5000;
     r->stall_s = t / 3 > 10 ? 10 : (t / 3 ? (long)(t / 3) : 1);
 }
+
+/* The clock a slice of a page is measured on (pull_page.apply_slice's until_us): the calling
+ * thread's CPU time in microseconds. A slice is about WORKER_SLICE_US of work: on a machine
+ * whose cores are shared with other work a wall-clock slice would shrink to a few rows while
+ * the thread waits for a core, and each transaction's commit cost would dominate. */
+int64_t sync_slice_clock_us(void);
 
 /* Connectors report here, on the loop. The engine takes ownership of the page / batch. */
 void sync_pull_done(struct upstream *u, int stream, struct pull_page *page);

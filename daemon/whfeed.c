@@ -38,28 +38,9 @@ static int count_drift(struct upstream *u, struct store *st, int64_t sku, int64_
     if (rc == SQLITE_ROW) {
         pg->repaired++;
         /* Repaired, and a person is told: drift means a write was lost somewhere. */
-        return fulfil_stock_drift(u->d, sku, wh, had, on_hand);
+        return fulfil_stock_drift_on(u->d, st, sku, wh, had, on_hand);
     }
     return rc == SQLITE_DONE ? 0 : store_error(st, rc, "reconcile");
-}
-
-/* The in-transit figure read with a snapshot at `version`: stored only when that snapshot
- * was applied (not stale); inbound < 0 (not reported) keeps the stored one. */
-static int set_inbound(struct store *st, int64_t sku, int64_t wh, int64_t inbound, int64_t version)
-{
-    if (inbound < 0)
-        return 0;
-    sqlite3_stmt *s = store_stmt(st, "UPDATE stock SET inbound = ?3 WHERE sku = ?1"
-                                     " AND warehouse = ?2 AND upstream_version = ?4");
-    if (!s)
-        return TALLY_E_STORAGE;
-    sqlite3_bind_int64(s, 1, sku);
-    sqlite3_bind_int64(s, 2, wh);
-    sqlite3_bind_int64(s, 3, inbound);
-    sqlite3_bind_int64(s, 4, version);
-    int rc = sqlite3_step(s);
-    sqlite3_reset(s);
-    return rc == SQLITE_DONE ? 0 : store_error(st, rc, "inbound");
 }
 
 int whfeed_stock(struct upstream *u, struct store *st, int64_t wh, const char *sku, int64_t on_hand,
@@ -71,9 +52,7 @@ int whfeed_stock(struct upstream *u, struct store *st, int64_t wh, const char *s
         return r;
     if (reconcile && (r = count_drift(u, st, sku_id, wh, on_hand, version, pg)) != 0)
         return r;
-    if ((r = stock_apply_snapshot(st, sku_id, wh, on_hand, version, at)) != 0)
-        return r;
-    return set_inbound(st, sku_id, wh, inbound, version);
+    return stock_apply_snapshot_inbound(st, sku_id, wh, on_hand, inbound, version, at);
 }
 
 int whfeed_stock_unlogged(struct upstream *u, struct store *st, int64_t wh, const char *sku,
@@ -98,14 +77,12 @@ int whfeed_stock_unlogged(struct upstream *u, struct store *st, int64_t wh, cons
     sqlite3_reset(s);
     if (rc == SQLITE_ROW) {
         pg->repaired++;
-        if ((r = fulfil_stock_drift(u->d, sku_id, wh, had, on_hand)) != 0)
+        if ((r = fulfil_stock_drift_on(u->d, st, sku_id, wh, had, on_hand)) != 0)
             return r;
     } else if (rc != SQLITE_DONE) {
         return store_error(st, rc, "reconcile");
     }
-    if ((r = stock_apply_snapshot(st, sku_id, wh, on_hand, version, at)) != 0)
-        return r;
-    return set_inbound(st, sku_id, wh, inbound, version);
+    return stock_apply_snapshot_inbound(st, sku_id, wh, on_hand, inbound, version, at);
 }
 
 int whfeed_outbound(struct upstream *u, struct store *st, int64_t wh, const char *id,

@@ -10,8 +10,15 @@
  * - Rows that cannot go (in backoff, in flight, or behind such a row of their entity) never
  *   hide a row that can, however many there are; each entity's rows still go in order.
  * - A seeded random run (TALLY_SYNC_SEED=N replays one) checks both over many looks.
+ * - Pages applied off the loop (pull_page.off_loop): a query is answered from committed data
+ *   while a page's write job holds its transaction; the page goes in several transactions with
+ *   the checkpoint in the last only; a page that fails between slices (a crash) leaves the
+ *   checkpoint where it was, and applied again it converges, each row counted once;
+ *   reconciliation on the worker repairs drift and raises its exception.
  */
 #include <inttypes.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,6 +31,8 @@
 #include "sync.h"
 #include "tallyd.h"
 #include "upstream.h"
+#include "whfeed.h"
+#include "worker.h"
 
 static struct rh *h;
 static struct tallyd *d;
@@ -911,6 +920,233 @@ static void test_probe_takes_turns(void)
     stop(e);
 }
 
+/* ---- pages applied off the loop ---- */
+
+#define SLOW_ROWS 3
+
+/* A page of SLOW_ROWS rows, one per slice. Its first slice, on the worker, waits (its
+ * transaction open) until the test lets it go; the failing one stops at row fail_at. */
+struct slow_page {
+    struct pull_page pg;
+    int next;       /* the next row */
+    int fail_at;    /* -1: none */
+    bool reconcile; /* rows at the held version: drift */
+    int64_t wh, version, on_hand[SLOW_ROWS];
+    const char *sku[SLOW_ROWS];
+    int64_t ckpt_rows_seen[SLOW_ROWS]; /* the stored checkpoint's rows_total in each slice */
+};
+
+static pthread_mutex_t slow_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t slow_cv = PTHREAD_COND_INITIALIZER;
+static bool slow_hold, slow_go;
+static atomic_bool slow_inside, slow_timed_out;
+static atomic_int slow_slices;
+
+static int slow_slice(struct pull_page *pg, struct store *st, int64_t until_us, bool *finished,
+                      char *err, size_t errlen)
+{
+    struct slow_page *p = (struct slow_page *)pg;
+    (void)until_us;
+    if (p->next == p->fail_at) {
+        snprintf(err, errlen, "injected failure between slices");
+        return TALLY_E_STORAGE;
+    }
+    int k = p->next++;
+    atomic_fetch_add(&slow_slices, 1);
+    sqlite3_stmt *s =
+        store_stmt(st, "SELECT rows_total FROM checkpoints WHERE stream = 'wh:A:inventory'");
+    p->ckpt_rows_seen[k] = s && sqlite3_step(s) == SQLITE_ROW ? sqlite3_column_int64(s, 0) : 0;
+    if (s)
+        sqlite3_reset(s);
+    int r = whfeed_stock(fake_u, st, p->wh, p->sku[k], p->on_hand[k], -1, p->version, store_now(),
+                         p->reconcile, pg);
+    if (k == 0 && slow_hold) {
+        /* Hold the slice's transaction open until the test has asked its query. */
+        atomic_store(&slow_inside, true);
+        pthread_mutex_lock(&slow_mu);
+        struct timespec until;
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_sec += 10;
+        while (!slow_go)
+            if (pthread_cond_timedwait(&slow_cv, &slow_mu, &until) != 0) {
+                atomic_store(&slow_timed_out, true);
+                break;
+            }
+        pthread_mutex_unlock(&slow_mu);
+    }
+    *finished = p->next == SLOW_ROWS;
+    return r;
+}
+
+static int slow_final(struct pull_page *pg, struct store *st, struct checkpoint *cp, char *err,
+                      size_t errlen)
+{
+    struct slow_page *p = (struct slow_page *)pg;
+    (void)st, (void)err, (void)errlen;
+    cp->cursor[0] = 0;
+    cp->version = p->version;
+    return 0;
+}
+
+static void slow_release(struct pull_page *pg)
+{
+    (void)pg;
+}
+
+static void slow_make(struct slow_page *p, int64_t version, int fail_at)
+{
+    memset(p, 0, sizeof *p);
+    p->pg.outcome = SYNC_OK;
+    p->pg.retry_after_s = -1;
+    p->pg.total = -1;
+    p->pg.rows = SLOW_ROWS;
+    p->pg.off_loop = true;
+    p->pg.apply_slice = slow_slice;
+    p->pg.apply = slow_final;
+    p->pg.release = slow_release;
+    p->fail_at = fail_at;
+    p->wh = rh_wh_id(h, "A");
+    p->version = version;
+    static const char *const skus[SLOW_ROWS] = {"S1", "S2", "NEW-1"};
+    for (int k = 0; k < SLOW_ROWS; k++) {
+        p->sku[k] = skus[k];
+        p->on_hand[k] = 20 + k;
+    }
+}
+
+/* Runs the loop until every worker job is done (its done ran). */
+static void drain_jobs(void)
+{
+    for (int i = 0; i < 100000 && workers_pending(d) > 0; i++)
+        uv_run(&loop, UV_RUN_ONCE);
+}
+
+static int64_t ckpt_rows(void)
+{
+    return rh_q64(h, "SELECT COALESCE(MAX(rows_total), 0) FROM checkpoints"
+                     " WHERE stream = 'wh:A:inventory'");
+}
+
+static const char *const inv_streams[] = {"inventory"};
+
+/* The loop runs while pages are applied: its tick may ask for a page; the test answers. */
+static void pull_nothing(struct upstream *u, int stream, const struct checkpoint *cp)
+{
+    (void)u, (void)stream, (void)cp;
+}
+
+static struct sync_engine *start_inventory(void)
+{
+    static struct connector_ops inv;
+    inv = fake;
+    inv.nstreams = 1;
+    inv.streams = inv_streams;
+    inv.pull = pull_nothing;
+    struct sync_engine *e = NULL;
+    nbatches = 0;
+    CHECK_EQ_INT(sync_start_with(d, &inv, "wh:A", &e), 0);
+    if (!e)
+        exit(2);
+    return e;
+}
+
+static void test_page_off_loop(void)
+{
+    fresh();
+    rh_seed_standard(h);
+    char err[256];
+    CHECK_EQ_INT(workers_start(d, err, sizeof err), 0);
+    struct sync_engine *e = start_inventory();
+    int64_t held = rh_q64(h,
+                          "SELECT upstream_version FROM stock WHERE sku = %lld AND"
+                          " warehouse = %lld",
+                          (long long)rh_sku_id(h, "S1"), (long long)rh_wh_id(h, "A"));
+    int64_t rows_before = ckpt_rows();
+
+    /* The page's first slice holds its transaction open on the worker... */
+    static struct slow_page p;
+    slow_make(&p, held + 5, -1);
+    slow_hold = true;
+    slow_go = false;
+    atomic_store(&slow_inside, false);
+    atomic_store(&slow_timed_out, false);
+    atomic_store(&slow_slices, 0);
+    sync_pull_done(fake_u, 0, &p.pg);
+    for (int i = 0; i < 2000 && !atomic_load(&slow_inside); i++)
+        usleep(5000);
+    CHECK(atomic_load(&slow_inside));
+    /* ...and the loop answers a query meanwhile, from what is committed. */
+    CHECK(rh_call(h, "stock.get", "sku=S1", NULL) != NULL);
+    CHECK_EQ_INT(rh_stock_figure(h, "snapshot", "S1", "A"), 10);
+    CHECK(sync_busy(e, "inventory", 9));
+    CHECK(!atomic_load(&slow_timed_out)); /* answered before the slice gave up waiting */
+    pthread_mutex_lock(&slow_mu);
+    slow_go = true;
+    pthread_cond_signal(&slow_cv);
+    pthread_mutex_unlock(&slow_mu);
+    drain_jobs();
+    CHECK(!atomic_load(&slow_timed_out));
+    /* Every row in, in as many transactions as slices, the checkpoint written in the last. */
+    CHECK_EQ_INT(atomic_load(&slow_slices), SLOW_ROWS);
+    CHECK_EQ_INT(rh_stock_figure(h, "snapshot", "S1", "A"), 20);
+    CHECK_EQ_INT(rh_stock_figure(h, "snapshot", "S2", "A"), 21);
+    CHECK_EQ_INT(rh_stock_figure(h, "snapshot", "NEW-1", "A"), 22);
+    for (int k = 0; k < SLOW_ROWS; k++)
+        CHECK_EQ_INT(p.ckpt_rows_seen[k], rows_before);
+    CHECK_EQ_INT(ckpt_rows(), rows_before + SLOW_ROWS);
+    CHECK_EQ_INT(rh_q64(h, "SELECT version FROM checkpoints WHERE stream = 'wh:A:inventory'"),
+                 held + 5);
+    CHECK(!fake_u->streams[0].applying);
+
+    /* A page that stops after its first slice (a crash between slices): that slice stays
+     * (consistent: one row at the new version), the checkpoint does not move... */
+    slow_hold = false;
+    slow_make(&p, held + 9, 1);
+    for (int k = 0; k < SLOW_ROWS; k++)
+        p.on_hand[k] = 30 + k;
+    sync_pull_done(fake_u, 0, &p.pg);
+    drain_jobs();
+    CHECK_EQ_INT(rh_stock_figure(h, "snapshot", "S1", "A"), 30);
+    CHECK_EQ_INT(rh_stock_figure(h, "snapshot", "S2", "A"), 21);
+    CHECK_EQ_INT(ckpt_rows(), rows_before + SLOW_ROWS);
+    CHECK_EQ_INT(rh_q64(h, "SELECT version FROM checkpoints WHERE stream = 'wh:A:inventory'"),
+                 held + 5);
+    CHECK(status_says(e, "injected failure between slices"));
+    /* ...and the page applied again converges, each row once, the checkpoint moved once. */
+    slow_make(&p, held + 9, -1);
+    for (int k = 0; k < SLOW_ROWS; k++)
+        p.on_hand[k] = 30 + k;
+    sync_pull_done(fake_u, 0, &p.pg);
+    drain_jobs();
+    CHECK_EQ_INT(rh_stock_figure(h, "snapshot", "S1", "A"), 30);
+    CHECK_EQ_INT(rh_stock_figure(h, "snapshot", "S2", "A"), 31);
+    CHECK_EQ_INT(rh_stock_figure(h, "snapshot", "NEW-1", "A"), 32);
+    CHECK_EQ_INT(ckpt_rows(), rows_before + 2 * SLOW_ROWS);
+    CHECK_EQ_INT(rh_q64(h, "SELECT version FROM checkpoints WHERE stream = 'wh:A:inventory'"),
+                 held + 9);
+    CHECK_EQ_INT(rh_q64(h, "SELECT count(*) FROM skus WHERE code = 'NEW-1'"), 1);
+
+    /* Reconciliation on the worker: S2 drifted (the replica has 5 at the warehouse's version,
+     * the warehouse 31): repaired, counted, and a person told by an exception. */
+    RH_EXEC(h, "UPDATE stock SET snapshot = 5 WHERE sku = (SELECT id FROM skus WHERE code = 'S2')");
+    slow_make(&p, held + 9, -1);
+    for (int k = 0; k < SLOW_ROWS; k++)
+        p.on_hand[k] = 30 + k;
+    p.reconcile = true;
+    sync_pull_done(fake_u, 0, &p.pg);
+    drain_jobs();
+    CHECK_EQ_INT(rh_stock_figure(h, "snapshot", "S2", "A"), 31);
+    CHECK_EQ_INT(p.pg.repaired, 1);
+    CHECK_EQ_INT(fake_u->streams[0].repaired, 1);
+    CHECK_EQ_INT(rh_q64(h, "SELECT count(*) FROM exceptions WHERE kind = 'stock_drift'"
+                           " AND sku = (SELECT id FROM skus WHERE code = 'S2')"),
+                 1);
+    stop(e);
+    workers_stop(d);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    workers_free(d);
+}
+
 int main(void)
 {
     h = rh_new("tally-sync");
@@ -931,6 +1167,7 @@ int main(void)
     test_other_kind_next();
     test_random_looks();
     test_probe_takes_turns();
+    test_page_off_loop();
     rh_free(h);
     uv_loop_close(&loop);
     return check_result("test_sync");

@@ -156,12 +156,19 @@ static void on_check(uv_check_t *h)
     deliver(g);
 }
 
-/* The loop's connection is about to begin a transaction: the group goes first. */
+/* The loop's connection is about to begin a transaction: the group goes first, and so do
+ * its answers and events. What the loop's transaction raises goes out at its own commit, so
+ * the group's events, held for the end of the turn, would reach watchers after the events of
+ * a later commit (an order's "cancelled" after its "shipped"): watchers hear of changes in
+ * the order they were committed. */
 static int before_begin(void *arg)
 {
     struct gcommit *g = arg;
     int r = flush(g);
-    return r == TALLY_E_BUSY ? TALLY_E_BUSY : 0;
+    if (r == TALLY_E_BUSY)
+        return TALLY_E_BUSY;
+    deliver(g);
+    return 0;
 }
 
 int gcommit_start(struct tallyd *d, char *err, size_t errlen)
@@ -276,7 +283,12 @@ int gcommit_hold(struct tallyd *d, void *conn, const char *data, size_t len)
 
 int gcommit_flush(struct tallyd *d)
 {
-    return d->gc ? flush(d->gc) : 0;
+    if (!d->gc)
+        return 0;
+    int r = flush(d->gc);
+    if (r != TALLY_E_BUSY)
+        deliver(d->gc);
+    return r;
 }
 
 size_t gcommit_held(const struct tallyd *d)

@@ -15,7 +15,8 @@
  *
  * The loop's connection and the group's share the one writer lock (worker.h): before the
  * loop's connection begins a transaction of its own, the open group is committed first
- * (store_set_before_begin), so the loop never waits for itself.
+ * (store_set_before_begin), so the loop never waits for itself; its answers and events go out
+ * then, before what the loop's transaction raises (events in commit order).
  */
 #ifndef TALLY_GCOMMIT_H
 #define TALLY_GCOMMIT_H
@@ -50,8 +51,9 @@ int gcommit_after_call(struct tallyd *d, int r, char *err, size_t errlen);
  * could not be held and committing at once failed (send that error instead). */
 int gcommit_hold(struct tallyd *d, void *conn, const char *data, size_t len);
 
-/* Commits the open group now (answers and events go out at the end of the turn). 0, or
- * TALLY_E_BUSY when a write is open in the group, or the commit's error. */
+/* Commits the open group now and sends its answers and events (a connection in a call gets
+ * them before that call's answer; server.c). 0, or TALLY_E_BUSY when a write is open in the
+ * group (nothing done), or the commit's error (the held answers fail with it). */
 int gcommit_flush(struct tallyd *d);
 
 /* Answers held and not yet sent (tests, status). */

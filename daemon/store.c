@@ -1,6 +1,8 @@
 #include "store.h"
 
 #include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -404,6 +406,27 @@ static int run_simple(struct store *st, const char *sql, const char *what)
     return 0;
 }
 
+/*
+ * Threads blocked waiting for the writer lock (store_set_writer_lock; the process has one).
+ * A mutex is not fair: a write job that commits a slice and begins the next takes the lock
+ * again before a thread it woke (the loop, a client's write waiting) runs, so the loop could
+ * wait for many slices instead of one. A thread about to take the lock first lets a waiter
+ * that is already blocked have it (bounded: it never waits for that waiter's transaction).
+ */
+static atomic_int writer_waiters;
+
+static void writer_lock(struct store *st)
+{
+    for (int i = 0; i < 10000 && atomic_load(&writer_waiters) > 0; i++)
+        sched_yield();
+    if (pthread_mutex_trylock(st->writer) != 0) {
+        atomic_fetch_add(&writer_waiters, 1);
+        pthread_mutex_lock(st->writer);
+        atomic_fetch_sub(&writer_waiters, 1);
+    }
+    st->locked = true;
+}
+
 static int group_begin(struct store *st);
 
 int store_begin(struct store *st)
@@ -415,10 +438,8 @@ int store_begin(struct store *st)
         if (r)
             return r;
     }
-    if (st->writer && !st->locked) {
-        pthread_mutex_lock(st->writer);
-        st->locked = true;
-    }
+    if (st->writer && !st->locked)
+        writer_lock(st);
     int r = run_simple(st, "BEGIN IMMEDIATE", "begin");
     if (r == 0) {
         held_drop(st); /* nothing can be held outside a transaction; be sure */
@@ -581,10 +602,8 @@ static int group_begin(struct store *st)
         return TALLY_E_STORAGE;
     }
     if (!st->group_open) {
-        if (st->writer && !st->locked) {
-            pthread_mutex_lock(st->writer);
-            st->locked = true;
-        }
+        if (st->writer && !st->locked)
+            writer_lock(st);
         int r = run_simple(st, "BEGIN IMMEDIATE", "begin");
         if (r) {
             if (st->locked) {

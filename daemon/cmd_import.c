@@ -20,6 +20,7 @@
 struct import_job {
     struct worker_job job; /* first: the job is the import_job */
     struct tallyd *d;
+    struct server *srv; /* server_hold'ed: it lives until server_send_resume, even stopping */
     uint64_t conn;
     uint32_t msgid;
     int kind;
@@ -47,7 +48,6 @@ static int import_run(struct worker_job *job, struct store *st)
 static void import_done(struct worker_job *job, int status)
 {
     struct import_job *ij = (struct import_job *)job;
-    struct tallyd *d = ij->d;
     msgpack_sbuffer sb;
     msgpack_packer pk;
     msgpack_sbuffer_init(&sb);
@@ -70,8 +70,10 @@ static void import_done(struct worker_job *job, int status)
         mp_pack_kv_int(&pk, "inserted", ij->res.inserted);
         mp_pack_kv_int(&pk, "updated", ij->res.updated);
     }
-    if (!d->stopping && d->server) /* a stopping server may be gone */
-        server_send_resume(d->server, ij->conn, sb.data, sb.size);
+    /* Answered even when tallyd is stopping (done or shutting_down): the server waits for
+     * it (server_hold), so the caller knows whether its rows were written. */
+    if (ij->srv)
+        server_send_resume(ij->srv, ij->conn, sb.data, sb.size);
     msgpack_sbuffer_destroy(&sb);
     msgpack_sbuffer_destroy(&ij->rows);
     free(ij);
@@ -97,6 +99,7 @@ static int import_deferred(struct rpc_call *c, int kind, const msgpack_object *r
         free(ij);
         return rpc_fail(c, TALLY_E_NOMEM, "out of memory");
     }
+    ij->srv = c->conn ? c->d->server : NULL; /* held below: answered there, even stopping */
     int r = worker_write(c->d, &ij->job);
     if (r) {
         msgpack_sbuffer_destroy(&ij->rows);

@@ -54,6 +54,7 @@ struct server {
     uv_timer_t stop_timer;
     char path[108];
     uint64_t last_id; /* of the last connection accepted */
+    unsigned holds;   /* server_hold calls whose server_send_resume has not come yet */
 };
 
 /* How long a stopping server waits for clients to take their last answers. */
@@ -61,7 +62,8 @@ struct server {
 
 static void server_maybe_free(struct server *srv)
 {
-    if (srv->listener_closed && !srv->timer_open && srv->nconns == 0)
+    /* A held answer still to come (server_send_resume) keeps it: its caller holds srv. */
+    if (srv->listener_closed && !srv->timer_open && srv->nconns == 0 && srv->holds == 0)
         free(srv);
 }
 
@@ -488,7 +490,8 @@ void server_stop(struct server *srv)
     srv->stopping = 1;
     unlink(srv->path);
     for (struct conn *c = srv->conns; c; c = c->next)
-        conn_finish(c);
+        if (!c->ordered) /* one held by an import is finished once that import is answered */
+            conn_finish(c);
     if (srv->nconns > 0) {
         uv_timer_init(srv->d->loop, &srv->stop_timer);
         srv->stop_timer.data = srv;
@@ -511,7 +514,10 @@ uint64_t server_conn_id(void *conn)
 void server_hold(void *conn)
 {
     struct conn *c = conn;
-    if (!c || c->closing)
+    if (!c)
+        return;
+    c->srv->holds++; /* server_send_resume comes, whatever happens to the connection */
+    if (c->closing)
         return;
     c->ordered = true;
     uv_read_stop((uv_stream_t *)&c->pipe); /* what is read stays in the unpacker's buffer */
@@ -519,19 +525,34 @@ void server_hold(void *conn)
 
 bool server_send_resume(struct server *srv, uint64_t conn_id, const char *data, size_t len)
 {
-    for (struct conn *c = srv ? srv->conns : NULL; c; c = c->next) {
+    if (!srv)
+        return false;
+    if (srv->holds)
+        srv->holds--;
+    bool sent = false;
+    for (struct conn *c = srv->conns; c; c = c->next) {
         if (c->id != conn_id)
             continue;
         if (c->closing)
-            return false;
+            break;
         msgpack_sbuffer_write(&c->out, data, len);
         c->ordered = false;
+        sent = true;
+        if (srv->stopping) {
+            /* The held answer was all it waited for (server_stop): its later requests are
+             * not handled, as a stopping server reads no more. */
+            conn_flush(c);
+            conn_finish(c);
+            break;
+        }
         conn_process(c); /* the requests that waited, then a flush */
         if (!c->closing && !c->ordered)
             uv_read_start((uv_stream_t *)&c->pipe, on_alloc, on_read);
-        return true;
+        break;
     }
-    return false;
+    if (srv->stopping)
+        server_maybe_free(srv);
+    return sent;
 }
 
 bool server_send(struct server *srv, uint64_t conn_id, const char *data, size_t len)

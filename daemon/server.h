@@ -43,7 +43,10 @@ bool server_send(struct server *srv, uint64_t conn_id, const char *data, size_t 
  * For a deferred write whose effects the same connection's next requests may depend on (an
  * import, then an allocation of the order it imported): server_hold, from the handler, keeps
  * the connection's next requests unread and unhandled until server_send_resume sends the
- * answer; they are then handled in order. Other connections are not concerned.
+ * answer; they are then handled in order. Other connections are not concerned. Every
+ * server_hold must be followed by exactly one server_send_resume on the same server, even
+ * when the connection is gone or tallyd is stopping: until then the server is not freed
+ * (server_stop leaves a held connection open for that answer, then finishes it).
  */
 void server_hold(void *conn);
 bool server_send_resume(struct server *srv, uint64_t conn_id, const char *data, size_t len);

@@ -1141,6 +1141,42 @@ static void test_page_off_loop(void)
     CHECK_EQ_INT(rh_q64(h, "SELECT count(*) FROM exceptions WHERE kind = 'stock_drift'"
                            " AND sku = (SELECT id FROM skus WHERE code = 'S2')"),
                  1);
+
+    /* Pipelining: while a page with more to come is applied, the next page (asked for from its
+     * cursor meanwhile) is refused for good (SYNC_PERMANENT: the stream waits its interval).
+     * The page before it then ends: the stream keeps waiting its interval, it does not ask
+     * again at once, outside any round. */
+    struct stream_state *ss = &fake_u->streams[0];
+    ss->in_round = true; /* as start_pull leaves it */
+    ss->interval_s = 3600;
+    slow_make(&p, held + 11, -1);
+    p.pg.more = true;
+    snprintf(p.pg.next_cursor, sizeof p.pg.next_cursor, "c-next");
+    slow_hold = true;
+    slow_go = false;
+    atomic_store(&slow_inside, false);
+    atomic_store(&slow_timed_out, false);
+    sync_pull_done(fake_u, 0, &p.pg);
+    for (int i = 0; i < 2000 && !atomic_load(&slow_inside); i++)
+        usleep(5000);
+    CHECK(atomic_load(&slow_inside));
+    CHECK(ss->applying);
+    CHECK(ss->has_ahead);
+    struct pull_page refused = {
+        .outcome = SYNC_PERMANENT, .retry_after_s = -1, .total = -1, .release = slow_release};
+    snprintf(refused.error, sizeof refused.error, "page refused: answer too large");
+    sync_pull_done(fake_u, 0, &refused);
+    CHECK(!ss->has_ahead);
+    CHECK(!ss->in_round);
+    pthread_mutex_lock(&slow_mu);
+    slow_go = true;
+    pthread_cond_signal(&slow_cv);
+    pthread_mutex_unlock(&slow_mu);
+    drain_jobs();
+    slow_hold = false;
+    CHECK(!ss->applying);
+    CHECK(ss->due_ms > 0); /* was 0: asked again at once */
+    CHECK(!ss->running);
     stop(e);
     workers_stop(d);
     uv_run(&loop, UV_RUN_DEFAULT);

@@ -613,7 +613,9 @@ static void page_applied(struct upstream *u, int i, struct pull_page *pg, int r,
     if (pg->total >= 0)
         ss->round_total = pg->total;
     if (pg->more) {
-        if (!ss->has_ahead && !ss->running && !ss->waiting)
+        /* Not when the round ended meanwhile: the page asked for ahead of this one was refused
+         * for good (SYNC_PERMANENT), and the stream waits the interval that set. */
+        if (ss->in_round && !ss->has_ahead && !ss->running && !ss->waiting)
             ss->due_ms = 0; /* the next page at once */
     } else {
         if (u->wh && ss->reconcilable)

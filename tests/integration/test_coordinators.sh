@@ -98,9 +98,12 @@ doubles() {
     done | sort -u | awk '{ n[$1]++ } END { for (o in n) if (n[o] > 1) print o }'
 }
 paid=$(ctl "$base/control/orders?status=WAIT_SELLER_SEND_GOODS" | jq '.count')
-# A's allocations settled: no order new or to look at, nothing waiting to be sent.
+# A's allocations settled: A decides (it has read every outbound feed once: before that the
+# pass looks at the paid orders and leaves them, so nothing is new, dirty or waiting), no order
+# new or to look at, nothing waiting to be sent.
 a_settled() {
-    [ "$(ta --json status | jq '.outbox.pending')" = 0 ] &&
+    ta --json status | jq -e '.coordination.deciding' >/dev/null &&
+        [ "$(ta --json status | jq '.outbox.pending')" = 0 ] &&
         [ "$(sqa "SELECT COUNT(*) FROM orders WHERE fdirty = 1 OR fstate = 'new'")" = 0 ] &&
         [ "$(sqa "SELECT COUNT(*) FROM orders")" -ge "$paid" ]
 }

@@ -983,8 +983,9 @@ static int slow_final(struct pull_page *pg, struct store *st, struct checkpoint 
 {
     struct slow_page *p = (struct slow_page *)pg;
     (void)st, (void)err, (void)errlen;
-    cp->cursor[0] = 0;
-    cp->version = p->version;
+    snprintf(cp->cursor, sizeof cp->cursor, "%s", pg->next_cursor); /* "": the round's last */
+    if (!pg->next_cursor[0])
+        cp->version = p->version;
     return 0;
 }
 
@@ -1030,9 +1031,22 @@ static int64_t ckpt_rows(void)
 static const char *const inv_streams[] = {"inventory"};
 
 /* The loop runs while pages are applied: its tick may ask for a page; the test answers. */
+static char asked_cursor[sizeof((struct checkpoint *)0)->cursor];
+static int asked_n;
+
 static void pull_nothing(struct upstream *u, int stream, const struct checkpoint *cp)
 {
-    (void)u, (void)stream, (void)cp;
+    (void)u, (void)stream;
+    snprintf(asked_cursor, sizeof asked_cursor, "%s", cp->cursor);
+    asked_n++;
+}
+
+/* Runs the loop (its tick) until the engine asks for a page; false when it does not. */
+static bool await_pull(int before)
+{
+    for (int i = 0; i < 200 && asked_n == before; i++)
+        uv_run(&loop, UV_RUN_ONCE);
+    return asked_n > before;
 }
 
 static struct sync_engine *start_inventory(void)
@@ -1042,6 +1056,7 @@ static struct sync_engine *start_inventory(void)
     inv.nstreams = 1;
     inv.streams = inv_streams;
     inv.pull = pull_nothing;
+    inv.push = NULL; /* no tick waits for the writer a held slice keeps (take_batch's mark) */
     struct sync_engine *e = NULL;
     nbatches = 0;
     CHECK_EQ_INT(sync_start_with(d, &inv, "wh:A", &e), 0);
@@ -1141,6 +1156,103 @@ static void test_page_off_loop(void)
     CHECK_EQ_INT(rh_q64(h, "SELECT count(*) FROM exceptions WHERE kind = 'stock_drift'"
                            " AND sku = (SELECT id FROM skus WHERE code = 'S2')"),
                  1);
+
+    /* Pipelining: while a page with more to come is applied, the next page (asked for from its
+     * cursor meanwhile) is refused for good (SYNC_PERMANENT: the stream waits its interval).
+     * The page before it then ends: the stream keeps waiting its interval, it does not ask
+     * again at once, outside any round. */
+    struct stream_state *ss = &fake_u->streams[0];
+    ss->in_round = true; /* as start_pull leaves it */
+    ss->interval_s = 3600;
+    slow_make(&p, held + 11, -1);
+    p.pg.more = true;
+    snprintf(p.pg.next_cursor, sizeof p.pg.next_cursor, "c-next");
+    slow_hold = true;
+    slow_go = false;
+    atomic_store(&slow_inside, false);
+    atomic_store(&slow_timed_out, false);
+    sync_pull_done(fake_u, 0, &p.pg);
+    for (int i = 0; i < 2000 && !atomic_load(&slow_inside); i++)
+        usleep(5000);
+    CHECK(atomic_load(&slow_inside));
+    CHECK(ss->applying);
+    CHECK(ss->has_ahead);
+    struct pull_page refused = {
+        .outcome = SYNC_PERMANENT, .retry_after_s = -1, .total = -1, .release = slow_release};
+    snprintf(refused.error, sizeof refused.error, "page refused: answer too large");
+    sync_pull_done(fake_u, 0, &refused);
+    CHECK(!ss->has_ahead);
+    CHECK(!ss->in_round);
+    pthread_mutex_lock(&slow_mu);
+    slow_go = true;
+    pthread_cond_signal(&slow_cv);
+    pthread_mutex_unlock(&slow_mu);
+    drain_jobs();
+    slow_hold = false;
+    CHECK(!ss->applying);
+    CHECK(ss->due_ms > 0); /* was 0: asked again at once */
+    CHECK(!ss->running);
+
+    /* No page twice: the page asked for ahead fails (the link), the page before it is applied,
+     * and the stream asks again from its checkpoint, where that page began: each page is
+     * applied and counted once, and the round ends where the warehouse's did. */
+    RH_EXEC(h, "UPDATE checkpoints SET cursor = NULL WHERE stream = 'wh:A:inventory'");
+    int64_t rows0 = ckpt_rows();
+    ss->in_round = true; /* as start_pull leaves it */
+    ss->round_rows = 0;
+    fake_u->resume_ms = 0; /* no backoff left from the cases before */
+    slow_make(&p, held + 13, -1);
+    p.pg.more = true;
+    snprintf(p.pg.next_cursor, sizeof p.pg.next_cursor, "c-2");
+    slow_hold = true;
+    slow_go = false;
+    atomic_store(&slow_inside, false);
+    sync_pull_done(fake_u, 0, &p.pg);
+    for (int i = 0; i < 2000 && !atomic_load(&slow_inside); i++)
+        usleep(5000);
+    CHECK(atomic_load(&slow_inside));
+    int n0 = asked_n;
+    CHECK(await_pull(n0));
+    CHECK_EQ_STR(asked_cursor, "c-2");
+    CHECK(ss->running);
+    CHECK(ss->applying);
+    struct pull_page lost = {
+        .outcome = SYNC_TRANSIENT, .retry_after_s = -1, .total = -1, .release = slow_release};
+    snprintf(lost.error, sizeof lost.error, "connection reset");
+    sync_pull_done(fake_u, 0, &lost);
+    CHECK(!ss->has_ahead);
+    /* While the page is still being applied, its checkpoint is where it began: nothing is
+     * asked for, even with the link's backoff over (it would be this page again). */
+    fake_u->resume_ms = 0;
+    for (int i = 0; i < 5; i++)
+        uv_run(&loop, UV_RUN_ONCE);
+    CHECK_EQ_INT(asked_n, n0 + 1);
+    int n1 = asked_n;
+    pthread_mutex_lock(&slow_mu);
+    slow_go = true;
+    pthread_cond_signal(&slow_cv);
+    pthread_mutex_unlock(&slow_mu);
+    drain_jobs();
+    slow_hold = false;
+    CHECK(!atomic_load(&slow_timed_out));
+    CHECK_EQ_INT(ckpt_rows(), rows0 + SLOW_ROWS);
+    CHECK_EQ_INT(rh_q64(h, "SELECT cursor = 'c-2' FROM checkpoints"
+                           " WHERE stream = 'wh:A:inventory'"),
+                 1);
+    CHECK(await_pull(n1)); /* once applied (the link's backoff was cleared above) */
+    CHECK_EQ_INT(asked_n, n1 + 1);
+    CHECK_EQ_STR(asked_cursor, "c-2"); /* from the checkpoint: the failed page, not past it */
+    slow_make(&p, held + 13, -1);      /* the round's last page */
+    sync_pull_done(fake_u, 0, &p.pg);
+    drain_jobs();
+    CHECK_EQ_INT(ckpt_rows(), rows0 + 2 * SLOW_ROWS);
+    CHECK_EQ_INT(rh_q64(h,
+                        "SELECT cursor IS NULL AND version = %lld FROM checkpoints"
+                        " WHERE stream = 'wh:A:inventory'",
+                        (long long)(held + 13)),
+                 1);
+    CHECK(!ss->in_round);
+    CHECK_EQ_INT(ss->round_rows, 2 * SLOW_ROWS);
     stop(e);
     workers_stop(d);
     uv_run(&loop, UV_RUN_DEFAULT);

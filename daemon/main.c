@@ -71,7 +71,7 @@ static void shutdown_daemon(struct runtime *rt, const char *why)
     log_info("%s: stopping", why);
     sd_notify_send("STOPPING=1");
     rt->d.stopping = true;
-    gcommit_stop(&rt->d); /* this turn's writes commit and are answered before the server stops */
+    gcommit_stop(&rt->d);   /* this turn's writes commit and are answered before the server stops */
     rpc_defer_stop(&rt->d); /* deferred answers, while their connections can take them */
     server_stop(rt->d.server);
     rt->d.server = NULL;

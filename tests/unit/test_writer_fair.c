@@ -98,7 +98,8 @@ int main(void)
     CHECK_EQ_INT(job_status, 0);
     printf("the loop waited for %d slice(s) of %d\n", waited_slices, SLICES);
     CHECK(waited_slices >= 0);
-    CHECK(waited_slices <= 4); /* unfair, it was 8-14 in 4 of 10 runs; a loaded CI machine may preempt twice */
+    CHECK(waited_slices <=
+          4); /* unfair, it was 8-14 in 4 of 10 runs; a loaded CI machine may preempt twice */
     CHECK_EQ_INT((int)store_count(d.store, "SELECT count(*) FROM t", -1), SLICES + 1);
     workers_stop(&d);
     workers_free(&d);

@@ -129,25 +129,38 @@ const char *coord_mark(struct tallyd *d)
     return d->coord.mark;
 }
 
-/* The first outbound warehouse whose orders were never read to the end, or NULL. */
-static const char *unread(struct tallyd *d)
+/* Whether counters holds `prefix` + `code` (a first read recorded), or -1 unreadable. */
+static int recorded(struct tallyd *d, const char *prefix, const char *code)
+{
+    sqlite3_stmt *s = store_stmt(d->store, "SELECT 1 FROM counters WHERE name = ?1");
+    if (!s)
+        return -1;
+    char name[100];
+    snprintf(name, sizeof name, "%s%s", prefix, code);
+    sqlite3_bind_text(s, 1, name, -1, SQLITE_TRANSIENT);
+    bool read = sqlite3_step(s) == SQLITE_ROW;
+    sqlite3_reset(s);
+    return read;
+}
+
+/* The first warehouse not read to the end once, or NULL: the outbound orders of every
+ * outbound warehouse (another coordinator's marks), and the inventory of every warehouse
+ * with an upstream (an allocation made before a warehouse's stock is known sends orders past
+ * the warehouse that holds their goods). *what says which. */
+static const char *unread(struct tallyd *d, const char **what)
 {
     if (d->coord.reads_done)
         return NULL;
     for (unsigned i = 0; i < d->cfg.nwh; i++) {
         const struct wh_config *w = &d->cfg.wh[i];
-        if (strcmp(w->fulfilment, "outbound") != 0)
-            continue;
-        sqlite3_stmt *s = store_stmt(d->store, "SELECT 1 FROM counters WHERE name = ?1");
-        if (!s)
+        if (!strcmp(w->fulfilment, "outbound") && recorded(d, "coord_read:", w->code) != 1) {
+            *what = "outbound orders";
             return w->code;
-        char name[100];
-        snprintf(name, sizeof name, "coord_read:%s", w->code);
-        sqlite3_bind_text(s, 1, name, -1, SQLITE_TRANSIENT);
-        bool read = sqlite3_step(s) == SQLITE_ROW;
-        sqlite3_reset(s);
-        if (!read)
+        }
+        if (w->url[0] && recorded(d, "coord_inv:", w->code) != 1) {
+            *what = "inventory";
             return w->code;
+        }
     }
     d->coord.reads_done = true;
     return NULL;
@@ -160,13 +173,14 @@ bool coord_decides(struct tallyd *d, char *why, size_t cap)
             snprintf(why, cap, "not the coordinator ([station] coordinator = false)");
         return false;
     }
-    const char *wh = unread(d);
+    const char *what = "";
+    const char *wh = unread(d, &what);
     if (wh) {
         if (why)
             snprintf(why, cap,
-                     "waiting for the first read of the outbound orders of %s (another"
-                     " coordinator's marks are looked for before the first decision)",
-                     wh);
+                     "waiting for the first read of the %s of %s (another coordinator's marks"
+                     " and every warehouse's stock are looked at before the first decision)",
+                     what, wh);
         return false;
     }
     sqlite3_stmt *s =
@@ -273,10 +287,10 @@ int coord_seen(struct tallyd *d, int64_t wh, const char *order_id, const char *m
     return r;
 }
 
-int coord_outbound_read(struct tallyd *d, const char *code)
+static int first_read(struct tallyd *d, const char *prefix, const char *code)
 {
     char name[100];
-    snprintf(name, sizeof name, "coord_read:%s", code);
+    snprintf(name, sizeof name, "%s%s", prefix, code);
     sqlite3_stmt *s = store_stmt(d->store, "INSERT OR IGNORE INTO counters(name, n) VALUES(?1, 1)");
     if (!s)
         return TALLY_E_STORAGE;
@@ -284,7 +298,7 @@ int coord_outbound_read(struct tallyd *d, const char *code)
     int rc = sqlite3_step(s);
     sqlite3_reset(s);
     if (rc != SQLITE_DONE)
-        return store_error(d->store, rc, "outbound read");
+        return store_error(d->store, rc, "first read");
     if (sqlite3_changes(store_db(d->store)) == 0)
         return 0;
     /* The first read of this warehouse: the orders that waited for it are looked at now
@@ -296,4 +310,19 @@ int coord_outbound_read(struct tallyd *d, const char *code)
     rc = sqlite3_step(s);
     sqlite3_reset(s);
     return rc == SQLITE_DONE ? 0 : store_error(d->store, rc, "orders");
+}
+
+int coord_outbound_read(struct tallyd *d, const char *code)
+{
+    return first_read(d, "coord_read:", code);
+}
+
+int coord_inventory_read(struct tallyd *d, const char *code)
+{
+    int r = store_begin(d->store);
+    if (r == 0 && (r = first_read(d, "coord_inv:", code)) == 0)
+        return store_commit(d->store);
+    if (store_in_tx(d->store))
+        store_rollback(d->store);
+    return r;
 }

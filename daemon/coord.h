@@ -49,6 +49,10 @@ int coord_seen(struct tallyd *d, int64_t wh, const char *order_id, const char *m
 /* The last page of a round of warehouse `code`'s outbound stream was applied (inside its
  * transaction). */
 int coord_outbound_read(struct tallyd *d, const char *code);
+/* A warehouse's inventory read to the end once (sync.c, after the round's last page, in a
+ * transaction of its own): until every warehouse with an upstream has been, the coordinator
+ * decides nothing, so no order is allocated past the warehouse that holds its goods. */
+int coord_inventory_read(struct tallyd *d, const char *code);
 
 /* Parses the mark held in `text` (the last "<name>#<16 hex>" in it): 1 found (name and id
  * set), 0 none. Exposed for the unit test. */

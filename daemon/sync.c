@@ -618,6 +618,9 @@ static void page_applied(struct upstream *u, int i, struct pull_page *pg, int r,
         if (ss->in_round && !ss->has_ahead && !ss->running && !ss->waiting)
             ss->due_ms = 0; /* the next page at once */
     } else {
+        if (u->wh && i == 0 && coord_inventory_read(e->d, u->code) != 0)
+            log_warn("%s: the first read could not be recorded (again at the next round)",
+                     ss->name);
         if (u->wh && ss->reconcilable)
             inventory_round_done(u, ss);
         if (ss->reconciling || ss->reconcile_ms == 0)

@@ -8,6 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
+#include <fcntl.h>
 #include <unistd.h>
 
 #include "log.h"
@@ -790,4 +792,35 @@ void config_warn_insecure(const struct tally_config *cfg)
             log_warn("[warehouse %s] url is plain http:// to another machine "
                      "(allow_insecure_http = true): its token travels in clear",
                      cfg->wh[i].code);
+}
+
+int config_check_files(const struct tally_config *cfg, const char *path, char *errbuf,
+                       size_t errlen)
+{
+    struct stat sb;
+    /* The file names the secret files, the upstreams and the accounts: others have no
+     * business reading it, and one others may write could point tallyd anywhere. */
+    if (path && stat(path, &sb) == 0 && (sb.st_mode & 077)) {
+        snprintf(errbuf, errlen,
+                 "config file %s is mode %04o: group or others may read it; chmod 600 %s "
+                 "(owned by the user tallyd runs as)",
+                 path, (unsigned)(sb.st_mode & 07777), path);
+        return -1;
+    }
+    /* A CA bundle that cannot be read would fail every TLS handshake later with a message
+     * about certificates: say now what is wrong. */
+    if (cfg->ca_file[0]) {
+        int fd = open(cfg->ca_file, O_RDONLY | O_CLOEXEC);
+        if (fd < 0) {
+            snprintf(errbuf, errlen, "[sync] ca_file %s: %s", cfg->ca_file, strerror(errno));
+            return -1;
+        }
+        int bad = fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode);
+        close(fd);
+        if (bad) {
+            snprintf(errbuf, errlen, "[sync] ca_file %s is not a regular file", cfg->ca_file);
+            return -1;
+        }
+    }
+    return 0;
 }

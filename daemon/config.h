@@ -144,6 +144,13 @@ int config_set(struct tally_config *cfg, const char *section, const char *key, c
  * http:// URL to another machine without allow_insecure_http = true in its section). */
 int config_check(const struct tally_config *cfg, char *errbuf, size_t errlen);
 
+/* Checks the files the daemon reads at start, before it serves: the config file `path` (NULL
+ * for none) must not be accessible to group or others (mode & 077 == 0), and `ca_file`, when
+ * set, must be a readable regular file. Returns 0, or -1 with a message naming the file and the
+ * fix. (Secret files are checked where they are read: secret_read.) */
+int config_check_files(const struct tally_config *cfg, const char *path, char *errbuf,
+                       size_t errlen);
+
 /* Whether `url` is plain http:// to a host other than this machine's loopback (localhost,
  * 127.0.0.0/8, ::1), or unreadable: a bearer token sent there travels in clear. */
 bool config_insecure_http(const char *url);

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -220,6 +221,18 @@ int main(int argc, char **argv)
         {"log-level", required_argument, NULL, 'l'}, {"help", no_argument, NULL, 'h'},
         {"version", no_argument, NULL, 'V'},         {NULL, 0, NULL, 0},
     };
+    /*
+     * No core dumps, and no ptrace by this user's other processes: the process holds the
+     * upstreams' secrets (app secrets, tokens) and buyers' personal data. Marking only the
+     * buffers tallyd owns MADV_DONTDUMP would not be enough: libcurl keeps its own copies of
+     * every header list (Authorization, app-token), URL and POST body (AliExpress and 4PX put
+     * the access token and signature there), and OpenSSL its records, all in ordinary heap.
+     * Not dumpable covers every copy. Set before the config or any secret is read; it holds
+     * for the process's life (tallyd never execs). Debugging a crash needs root (gdb attach as
+     * root still works) or a build without this line.
+     */
+    if (prctl(PR_SET_DUMPABLE, 0L, 0L, 0L, 0L) != 0)
+        fprintf(stderr, "tallyd: warning: cannot turn core dumps off: %s\n", strerror(errno));
     struct runtime rt;
     memset(&rt, 0, sizeof rt);
     struct tallyd *d = &rt.d;
@@ -271,7 +284,8 @@ int main(int argc, char **argv)
         fprintf(stderr, "tallyd: %s\n", err);
         return 2;
     }
-    if (config_check(&d->cfg, err, sizeof err) != 0) {
+    if (config_check(&d->cfg, err, sizeof err) != 0 ||
+        config_check_files(&d->cfg, config_path, err, sizeof err) != 0) {
         fprintf(stderr, "tallyd: %s\n", err);
         return 2;
     }

@@ -68,6 +68,11 @@ const struct rpc_method *rpc_find(const char *name, size_t len)
     return NULL;
 }
 
+const struct rpc_method *rpc_method_at(size_t i)
+{
+    return i < sizeof methods / sizeof methods[0] ? &methods[i] : NULL;
+}
+
 const char *rpc_role_name(int role)
 {
     return role == TALLY_ROLE_WRITER ? "writer" : "reader";

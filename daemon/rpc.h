@@ -65,6 +65,9 @@ struct rpc_method {
 
 /* The method table; NULL when unknown. */
 const struct rpc_method *rpc_find(const char *name, size_t len);
+/* The table's i-th method, NULL past its end: for tests that must cover every method
+ * (unit/test_reader_writes.c refuses each write method to a reader). */
+const struct rpc_method *rpc_method_at(size_t i);
 
 /* Sets c->err from a format and returns `code`. */
 int rpc_fail(struct rpc_call *c, int code, const char *fmt, ...)

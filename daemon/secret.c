@@ -41,6 +41,22 @@ int secret_read(const char *name, char *buf, size_t cap, char *err, size_t errle
         snprintf(err, errlen, "cannot read secret %s: %s", path, strerror(errno));
         return -1;
     }
+    /* Whoever may read the file holds the credential: only its owner may (mode 0600 or
+     * 0400). Checked on the descriptor read, so a file swapped after a check is not read. */
+    struct stat sb;
+    if (fstat(fd, &sb) != 0) {
+        snprintf(err, errlen, "cannot read secret %s: %s", path, strerror(errno));
+        close(fd);
+        return -1;
+    }
+    if (sb.st_mode & 077) {
+        snprintf(err, errlen,
+                 "secret %s is mode %04o: group or others may read it; chmod 600 %s (its owner "
+                 "alone may read it)",
+                 path, (unsigned)(sb.st_mode & 07777), path);
+        close(fd);
+        return -1;
+    }
     ssize_t n = read(fd, buf, cap - 1);
     int e = errno;
     char extra;

@@ -218,6 +218,7 @@ else
         printf 'app_key = tally-sim-3pl-key\napp_secret_file = %s\n' "$demo/wh.token"
         printf 'shipping_method = F3\ninventory_interval = 5\noutbound_interval = 10\n'
     } >"$demo/tallyd.conf"
+    chmod 600 "$demo/tallyd.conf" # tallyd refuses a config file others may read
     echo "== starting tallyd against it (config demo/tallyd.conf, log demo/tallyd.log)"
     start_tallyd --config "$demo/tallyd.conf"
     echo

@@ -57,6 +57,7 @@ ctl() { curl -sS --max-time 60 "$@"; }
 # 3600: only the first round and what `sync` asks for); backoff at most 1 s, so a link that
 # comes back is used again within a second; personal data kept 10 years (no purge at start).
 write_config() {
+    umask 077 # tallyd refuses config and secret files others may read
     local iv=${1:-3600}
     {
         printf '[station]\nname = BENCH\n[sync]\nretry_max = 1\nreconcile_interval = 10\n'

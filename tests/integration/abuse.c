@@ -11,6 +11,7 @@
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <sys/stat.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -474,6 +475,7 @@ static void case_slow_reader(void)
 
 int main(int argc, char **argv)
 {
+    umask(077); /* tallyd refuses config and secret files others may read */
     if (argc != 2) {
         fprintf(stderr, "usage: abuse TALLYD\n");
         return 2;

@@ -165,6 +165,11 @@ int th_daemon_config(struct th_daemon *d, const char *text)
         return -1;
     }
     fputs(text, f);
+    /* tallyd refuses a config file others may read (config_check_files) */
+    if (fchmod(fileno(f), 0600) != 0) {
+        fclose(f);
+        return -1;
+    }
     return fclose(f) == 0 ? 0 : -1;
 }
 

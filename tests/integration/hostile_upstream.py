@@ -9,11 +9,18 @@ results, honestly in mode "sane"; GET /control/mode?m=MODE switches how /v1/inve
   ctype     200, Content-Type text/html, an HTML page
   badutf8   200, JSON whose first row's sku is invalid UTF-8 (the other row is honest)
   bignum    200, JSON whose first row's on_hand and version are beyond 2^63
+  redirect_same  302 to another path on this same host (/moved/v1/inventory, which serves the
+            honest page: a client that followed it would get data)
   sane      honest again
 Prints "listening on 127.0.0.1:PORT" once it accepts connections. /control/hits counts inventory
-requests per mode.
+requests per mode (and "moved": requests that followed redirect_same).
+
+  hostile_upstream.py [--tls CERT KEY]
+With --tls it speaks HTTPS with that certificate chain and key (test_tls.sh); the control
+routes are then HTTPS too.
 """
 import json
+import ssl
 import sys
 import threading
 import time
@@ -61,6 +68,10 @@ class Handler(BaseHTTPRequestHandler):
         if u.path == "/control/hits":
             with lock:
                 return self.send(200, json.dumps(state["hits"]).encode())
+        if u.path.startswith("/moved/"):
+            with lock:
+                state["hits"]["moved"] = state["hits"].get("moved", 0) + 1
+            return self.send(200, honest_page())
         if u.path.endswith("/v1/outbound-orders"):
             return self.send(200, b'{"items":[],"next_cursor":null,"version":0}')
         if not u.path.endswith("/v1/inventory"):
@@ -96,6 +107,8 @@ class Handler(BaseHTTPRequestHandler):
             return
         if mode == "redirect":
             return self.send(302, b"", extra=[("Location", "http://other-host.invalid/v1/inventory")])
+        if mode == "redirect_same":
+            return self.send(302, b"", extra=[("Location", "/moved/v1/inventory")])
         if mode == "ctype":
             return self.send(200, b"<html><body>Sign in to the portal</body></html>", "text/html")
         if mode == "badutf8":
@@ -121,6 +134,13 @@ class Handler(BaseHTTPRequestHandler):
 def main():
     srv = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     srv.daemon_threads = True
+    if len(sys.argv) == 4 and sys.argv[1] == "--tls":
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(sys.argv[2], sys.argv[3])
+        # The handshake runs in the handler's thread (not in accept): a client that refuses
+        # the certificate costs that thread only.
+        srv.socket = ctx.wrap_socket(srv.socket, server_side=True,
+                                     do_handshake_on_connect=False)
     print("listening on 127.0.0.1:%d" % srv.server_address[1], flush=True)
     srv.serve_forever()
 

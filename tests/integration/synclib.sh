@@ -1,5 +1,8 @@
 # Shared by the sync tests: start tally-sim and tallyd on a temporary directory, talk to both,
 # compare the replica with the simulator. Sourced; expects TALLYD, TALLY, SIM and tmp set.
+# tallyd refuses config and secret files that group or others may read (mode & 077):
+# everything the sync tests write is their owner's alone.
+umask 077
 fails=0 checks=0
 sim_pid= tallyd_pid=
 ok() { checks=$((checks + 1)); }

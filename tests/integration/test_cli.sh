@@ -149,6 +149,7 @@ stop
 
 # Roles come from SO_PEERCRED: 'nobody' is a reader unless in the writer group.
 printf '[station]\nsocket_mode = 0666\nwriter_group = daemon\n' >"$tmp/open.conf"
+chmod 600 "$tmp/open.conf" # tallyd refuses a config file others may read
 start --config "$tmp/open.conf"
 as_nobody() { setpriv --reuid=nobody --regid=nogroup "$@"; }
 out=$(as_nobody --clear-groups "$TALLY" --socket "$sock" --json stock "$sku")

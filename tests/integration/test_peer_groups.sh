@@ -51,7 +51,8 @@ wgid=$(getent group $WRITER_GROUP | cut -d: -f3)
 mkdir -p "$tmp/run" && chown $TALLYD_USER "$tmp/run"
 sock=$tmp/run/tally.sock
 printf '[station]\nsocket_mode = 0666\nwriter_group = %s\n' $WRITER_GROUP >"$tmp/tallyd.conf"
-chmod 644 "$tmp/tallyd.conf"
+chown $TALLYD_USER "$tmp/tallyd.conf" # its user alone may read it (tallyd refuses mode & 077)
+chmod 600 "$tmp/tallyd.conf"
 setpriv --reuid=$TALLYD_USER --regid=$TALLYD_USER --clear-groups \
     "$TALLYD" --config "$tmp/tallyd.conf" --state-dir "$tmp/run/state" --socket "$sock" \
     --station PEER-TEST --log-level warning >>"$tmp/tallyd.log" 2>&1 &

@@ -21,6 +21,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <sys/stat.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
@@ -1264,6 +1265,7 @@ static int write_config(void)
 
 int main(int argc, char **argv)
 {
+    umask(077); /* tallyd refuses config and secret files others may read */
     if (argc != 2) {
         fprintf(stderr, "usage: test_report TALLYD\n");
         return 2;

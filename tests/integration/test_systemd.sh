@@ -28,6 +28,7 @@ check test -d "$tmp/root/etc/tally"
 # temporary state dir and socket, then stop it).
 sed -e "s|^state_dir = .*|state_dir = $tmp/state|" -e "s|^socket = .*|socket = $tmp/s.sock|" \
     -e "s|^writer_group = .*|writer_group = |" "$src/systemd/tallyd.conf.example" >"$tmp/tallyd.conf"
+chmod 600 "$tmp/tallyd.conf" # as README "Running under systemd" says to install it
 "$tallyd" --config "$tmp/tallyd.conf" --log-level warning &
 pid=$!
 for _ in $(seq 100); do [ -S "$tmp/s.sock" ] && break; sleep 0.05; done

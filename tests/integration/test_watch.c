@@ -26,6 +26,7 @@
 #include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
+#include <sys/stat.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
@@ -841,6 +842,7 @@ static void case_sim_rollback(struct th_conn *w)
 
 int main(int argc, char **argv)
 {
+    umask(077); /* tallyd refuses config and secret files others may read */
     if (argc < 2) {
         fprintf(stderr, "usage: test_watch TALLYD [TALLY_SIM]\n");
         return 2;

@@ -102,7 +102,7 @@ int cmd_status(struct rpc_call *c)
     if (stat(wal, &sb) == 0)
         size += (int64_t)sb.st_size;
 
-    msgpack_pack_map(pk, 11);
+    msgpack_pack_map(pk, 12);
     mp_pack_kv_str(pk, "station", d->cfg.station);
     mp_pack_kv_str(pk, "server", "tallyd " TALLY_VERSION);
     mp_pack_kv_int(pk, "started_at", d->started_at);
@@ -156,5 +156,6 @@ int cmd_status(struct rpc_call *c)
     mp_pack_key(pk, "upstreams");
     sync_pack_status(d->sync, pk);
     mp_pack_kv_int(pk, "connections", server_connections(d->server));
+    mp_pack_kv_int(pk, "connection_yields", (int64_t)server_yields(d->server));
     return 0;
 }

@@ -19,6 +19,19 @@
 
 #define READ_CHUNK (64 * 1024)
 
+/*
+ * Fairness between connections: one connection's requests are handled for at most
+ * TURN_REQUESTS requests or TURN_NS of the loop's time in one turn (whichever comes first; at
+ * least one request). Then it yields: its reading stops, what it sent already waits in its
+ * unpacker's buffer, and the server's idle handle takes it up again on the next turn, after
+ * the loop has polled every other connection. Without it a client pipelining as fast as it can
+ * (a read after each of its writes commits the group first: gcommit_flush) held the loop for
+ * its whole read buffer, and another client's stock.get waited a second or more
+ * (integration.flood).
+ */
+#define TURN_REQUESTS 64
+#define TURN_NS (2 * 1000 * 1000)
+
 struct conn {
     uv_pipe_t pipe; /* first: the handle's address is the connection's */
     struct server *srv;
@@ -40,6 +53,7 @@ struct conn {
     unsigned owed; /* answers held by the group commit (server_conn_owe) */
     bool eof_wait; /* the peer is done sending: finish once nothing is owed */
     bool ordered;  /* server_hold: its next requests wait for the held answer */
+    bool yielded;  /* its turn's budget is spent: reading stopped until on_resume */
     struct conn *prev, *next;
 };
 
@@ -55,6 +69,9 @@ struct server {
     char path[108];
     uint64_t last_id; /* of the last connection accepted */
     unsigned holds;   /* server_hold calls whose server_send_resume has not come yet */
+    uv_idle_t resume; /* takes up yielded connections on the next turn (made when first needed) */
+    bool resume_open; /* resume was initialised and is not yet closed */
+    uint64_t yields;  /* conn_yield calls (status: connection_yields) */
 };
 
 /* How long a stopping server waits for clients to take their last answers. */
@@ -63,7 +80,8 @@ struct server {
 static void server_maybe_free(struct server *srv)
 {
     /* A held answer still to come (server_send_resume) keeps it: its caller holds srv. */
-    if (srv->listener_closed && !srv->timer_open && srv->nconns == 0 && srv->holds == 0)
+    if (srv->listener_closed && !srv->timer_open && srv->nconns == 0 && srv->holds == 0 &&
+        !srv->resume_open)
         free(srv);
 }
 
@@ -92,6 +110,11 @@ bool server_has_watchers(const struct server *srv)
 unsigned server_connections(const struct server *srv)
 {
     return srv ? srv->nconns : 0;
+}
+
+uint64_t server_yields(const struct server *srv)
+{
+    return srv ? srv->yields : 0;
 }
 
 static void on_conn_closed(uv_handle_t *h)
@@ -235,11 +258,16 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
                        (unsigned)msgpack_unpacker_buffer_capacity(&c->unp));
 }
 
-/* Decodes and answers every complete message in the unpacker's buffer. */
+static void conn_yield(struct conn *c);
+
+/* Decodes and answers the complete messages in the unpacker's buffer: all of them, or as many
+ * as this turn's budget allows (the rest on the next turn: conn_yield). */
 static void conn_process(struct conn *c)
 {
     struct tallyd *d = c->srv->d;
     size_t max = d->cfg.max_message_bytes;
+    unsigned handled = 0;
+    uint64_t t0 = uv_hrtime();
     while (!c->closing && !c->ordered) {
         const unsigned char *p = (const unsigned char *)c->unp.buffer + c->unp.off;
         size_t avail = c->unp.used - c->unp.off;
@@ -287,12 +315,57 @@ static void conn_process(struct conn *c)
         /* Keep a pipelining client's batch bounded too. */
         if (c->out.size >= READ_CHUNK)
             conn_flush(c);
+        if (++handled >= TURN_REQUESTS || uv_hrtime() - t0 >= TURN_NS) {
+            if (!c->closing && !c->ordered && c->unp.used > c->unp.off)
+                conn_yield(c);
+            break;
+        }
     }
     /* The last message's zone references the read buffer; release it so the unpacker can
      * reuse the buffer instead of growing a new one. */
     msgpack_unpacked_destroy(&c->msg);
     msgpack_unpacked_init(&c->msg);
     conn_flush(c);
+}
+
+static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
+
+static void on_resume(uv_idle_t *h)
+{
+    struct server *srv = h->data;
+    bool more = false;
+    for (struct conn *c = srv->conns; c; c = c->next) {
+        if (!c->yielded)
+            continue;
+        c->yielded = false;
+        if (c->closing || c->ordered || srv->stopping)
+            continue; /* closing; or held (server_send_resume takes it up) */
+        conn_process(c);
+        if (c->yielded)
+            more = true;
+        else if (!c->closing && !c->ordered)
+            uv_read_start((uv_stream_t *)&c->pipe, on_alloc, on_read);
+    }
+    if (!more)
+        uv_idle_stop(h);
+}
+
+/* The turn's budget is spent: stop reading from c (its requests already read wait in the
+ * unpacker) and take it up again on the next turn. */
+static void conn_yield(struct conn *c)
+{
+    struct server *srv = c->srv;
+    if (srv->stopping)
+        return; /* conn_finish stops it; nothing more is handled */
+    if (!srv->resume_open) {
+        uv_idle_init(srv->d->loop, &srv->resume);
+        srv->resume.data = srv;
+        srv->resume_open = true;
+    }
+    c->yielded = true;
+    srv->yields++;
+    uv_read_stop((uv_stream_t *)&c->pipe);
+    uv_idle_start(&srv->resume, on_resume);
 }
 
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
@@ -483,12 +556,21 @@ static void on_stop_timer(uv_timer_t *t)
     uv_close((uv_handle_t *)t, on_stop_timer_closed);
 }
 
+static void on_resume_closed(uv_handle_t *h)
+{
+    struct server *srv = h->data;
+    srv->resume_open = false;
+    server_maybe_free(srv);
+}
+
 void server_stop(struct server *srv)
 {
     if (!srv)
         return;
     srv->stopping = 1;
     unlink(srv->path);
+    if (srv->resume_open && !uv_is_closing((uv_handle_t *)&srv->resume))
+        uv_close((uv_handle_t *)&srv->resume, on_resume_closed);
     for (struct conn *c = srv->conns; c; c = c->next)
         if (!c->ordered) /* one held by an import is finished once that import is answered */
             conn_finish(c);
@@ -546,7 +628,7 @@ bool server_send_resume(struct server *srv, uint64_t conn_id, const char *data, 
             break;
         }
         conn_process(c); /* the requests that waited, then a flush */
-        if (!c->closing && !c->ordered)
+        if (!c->closing && !c->ordered && !c->yielded)
             uv_read_start((uv_stream_t *)&c->pipe, on_alloc, on_read);
         break;
     }

@@ -19,6 +19,8 @@ packages=(
     # runtime with libFuzzer for the fuzz targets' long runs (scripts/fuzz.sh; optional: without
     # clang CTest still replays their corpora)
     python3 clang libclang-rt-14-dev
+    # test: the openssl CLI (test_tls.sh makes a local CA and a server certificate with it)
+    openssl
 )
 
 # One dpkg-query for all: it prints a line per installed package, and exits non-zero when one

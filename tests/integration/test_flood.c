@@ -288,7 +288,11 @@ int main(int argc, char **argv)
     printf("F-0 on hand %lld (1000 + %ld writes)\n", oh, writes);
     CHECK_EQ_INT(oh, 1000 + writes);
     free(lat);
-    th_daemon_stop(&D, 10000);
+    /* a clean stop (under the sanitizers: no leak, no error at exit) */
+    int ws = th_daemon_stop(&D, 10000);
+    if (ws != 0)
+        th_daemon_dump_log(&D, 40);
+    CHECK_EQ_INT(ws, 0);
     th_daemon_cleanup(&D);
     return check_result("test_flood");
 }

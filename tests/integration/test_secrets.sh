@@ -180,6 +180,10 @@ for s in "${secrets[@]}"; do
     found=$(grep -alF -- "$s" "${where[@]}" 2>/dev/null | tr '\n' ' ')
     if [ -z "$found" ]; then ok; else bad "secret ${s%%-*}-... found in: $found"; fi
 done
+# under the sanitizers: nothing reported
+if grep -qE "AddressSanitizer|LeakSanitizer|runtime error:" "$tmp/tallyd.log"; then
+    bad "the sanitizers reported: $(grep -m1 -E "AddressSanitizer|LeakSanitizer|runtime error:" "$tmp/tallyd.log")"
+else ok; fi
 # the search itself works: the secret files hold them
 grep -qF -- "$WH_TOKEN" "$tmp/wh.token" && ok || bad "the search finds nothing even where it must"
 [ "$fails" = 0 ]

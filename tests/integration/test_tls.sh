@@ -153,4 +153,8 @@ rc=$?
 grep -q "no-such-ca.pem" "$tmp/start.out" && ok ||
     bad "the refusal does not name the missing ca_file: $(cat "$tmp/start.out")"
 echo "missing ca_file: exit $rc: $(head -1 "$tmp/start.out")"
+# under the sanitizers: nothing reported
+if grep -qE "AddressSanitizer|LeakSanitizer|runtime error:" "$tmp/tallyd.log"; then
+    bad "the sanitizers reported: $(grep -m1 -E "AddressSanitizer|LeakSanitizer|runtime error:" "$tmp/tallyd.log")"
+else ok; fi
 [ "$fails" = 0 ]

@@ -1,6 +1,7 @@
 #include "secret.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -8,13 +9,17 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-static void secret_path(const char *name, char path[1024])
+/* The file of the secret `name`; returns whether it is a systemd credential (a relative name
+ * in $CREDENTIALS_DIRECTORY). */
+static bool secret_path(const char *name, char path[1024])
 {
     const char *dir = getenv("CREDENTIALS_DIRECTORY");
-    if (name[0] != '/' && dir && *dir)
+    if (name[0] != '/' && dir && *dir) {
         snprintf(path, 1024, "%s/%s", dir, name);
-    else
-        snprintf(path, 1024, "%s", name);
+        return true;
+    }
+    snprintf(path, 1024, "%s", name);
+    return false;
 }
 
 void secret_stamp(const char *name, struct secret_stamp *st)
@@ -35,21 +40,25 @@ void secret_stamp(const char *name, struct secret_stamp *st)
 int secret_read(const char *name, char *buf, size_t cap, char *err, size_t errlen)
 {
     char path[1024];
-    secret_path(name, path);
+    bool credential = secret_path(name, path);
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
         snprintf(err, errlen, "cannot read secret %s: %s", path, strerror(errno));
         return -1;
     }
     /* Whoever may read the file holds the credential: only its owner may (mode 0600 or
-     * 0400). Checked on the descriptor read, so a file swapped after a check is not read. */
+     * 0400). Checked on the descriptor read, so a file swapped after a check is not read.
+     * Not for a systemd credential: systemd writes it 0400, owned by root, and lets the unit's
+     * user read it through an ACL entry, whose mask stat shows in the group bits (0440)
+     * although no group may read it (systemd src/core/exec-credential.c, write_credential);
+     * access to $CREDENTIALS_DIRECTORY is systemd's to restrict, to the unit's user. */
     struct stat sb;
     if (fstat(fd, &sb) != 0) {
         snprintf(err, errlen, "cannot read secret %s: %s", path, strerror(errno));
         close(fd);
         return -1;
     }
-    if (sb.st_mode & 077) {
+    if (!credential && (sb.st_mode & 077)) {
         snprintf(err, errlen,
                  "secret %s is mode %04o: group or others may read it; chmod 600 %s (its owner "
                  "alone may read it)",

@@ -9,7 +9,9 @@
 
 /* Reads the secret named `name` into buf (NUL-terminated, trailing newline removed).
  * Returns 0, or -1 with a message (naming the file, never the content) in err. A file that
- * group or others may access (mode & 077) is refused, at start and at every later read. */
+ * group or others may access (mode & 077) is refused, at start and at every later read; a
+ * systemd credential (a relative name in $CREDENTIALS_DIRECTORY) is not checked: systemd
+ * restricts it to the unit's user with an ACL, which stat shows as mode 0440. */
 int secret_read(const char *name, char *buf, size_t cap, char *err, size_t errlen);
 
 /* What identifies a secret file's current content without reading it: device, inode, size and

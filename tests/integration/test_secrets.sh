@@ -84,6 +84,24 @@ start_refused "$tmp/fpx.secret"
 start_refused "$tmp/access.token"
 start_refused "$tmp/app.secret"
 
+# A systemd credential (a relative name in $CREDENTIALS_DIRECTORY) as systemd leaves it: 0400,
+# its unit's user reading it through an ACL entry, which stat shows as mode 0440. Accepted:
+# access to that directory is systemd's to restrict.
+mkdir -p "$tmp/creds"
+echo "$WH_TOKEN" >"$tmp/creds/wh"
+chmod 440 "$tmp/creds/wh"
+printf '[station]\nname = CREDS-TEST\n[sync]\nretry_max = 2\n[warehouse ES-MAD]\nurl = %s/wh/ES-MAD\ntoken_file = wh\ninventory_interval = 1\n' \
+    "$base" >"$tmp/creds.conf"
+CREDENTIALS_DIRECTORY=$tmp/creds "$TALLYD" --config "$tmp/creds.conf" --state-dir "$tmp/creds-state" \
+    --socket "$tmp/creds.sock" 2>>"$tmp/tallyd.log" &
+creds_pid=$!
+creds_up() { "$TALLY" --socket "$tmp/creds.sock" --json status 2>/dev/null |
+    jq -e '.upstreams[] | select(.name == "wh:ES-MAD") | .link == "up"' >/dev/null; }
+wait_until 30 creds_up && ok
+kill -TERM "$creds_pid" 2>/dev/null
+wait "$creds_pid" 2>/dev/null
+echo "systemd credential (mode 0440 in \$CREDENTIALS_DIRECTORY): accepted, link up"
+
 # ---- 2. a run with refused credentials, then the right ones
 "$TALLYD" --config "$tmp/tallyd.conf" --state-dir "$tmp/state" --socket "$tmp/tally.sock" \
     --log-level debug 2>>"$tmp/tallyd.log" &

@@ -21,15 +21,17 @@
 
 /*
  * Fairness between connections: one connection's requests are handled for at most
- * TURN_REQUESTS requests or TURN_NS of the loop's time in one turn (whichever comes first; at
- * least one request). Then it yields: its reading stops, what it sent already waits in its
- * unpacker's buffer, and the server's idle handle takes it up again on the next turn, after
- * the loop has polled every other connection. Without it a client pipelining as fast as it can
- * (a read after each of its writes commits the group first: gcommit_flush) held the loop for
- * its whole read buffer, and another client's stock.get waited a second or more
+ * TURN_REQUESTS requests in one turn, or TURN_NS of the loop's time once TURN_MIN_REQUESTS are
+ * done (so a short pipelined batch is still handled in one turn, as before: a deferred read's
+ * answer does not land inside it; integration.reads). Then it yields: its reading stops, what it
+ * sent already waits in its unpacker's buffer, and the server's idle handle takes it up again on
+ * the next turn, after the loop has polled every other connection. Without it a client pipelining
+ * as fast as it can (a read after each of its writes commits the group first: gcommit_flush) held
+ * the loop for its whole read buffer, and another client's stock.get waited a second or more
  * (integration.flood).
  */
 #define TURN_REQUESTS 64
+#define TURN_MIN_REQUESTS 16
 #define TURN_NS (2 * 1000 * 1000)
 
 struct conn {
@@ -315,7 +317,8 @@ static void conn_process(struct conn *c)
         /* Keep a pipelining client's batch bounded too. */
         if (c->out.size >= READ_CHUNK)
             conn_flush(c);
-        if (++handled >= TURN_REQUESTS || uv_hrtime() - t0 >= TURN_NS) {
+        if (++handled >= TURN_REQUESTS ||
+            (handled >= TURN_MIN_REQUESTS && uv_hrtime() - t0 >= TURN_NS)) {
             if (!c->closing && !c->ordered && c->unp.used > c->unp.off)
                 conn_yield(c);
             break;

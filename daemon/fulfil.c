@@ -1605,7 +1605,7 @@ static void on_timer(uv_timer_t *t)
     }
     if (now >= f->next_cover) {
         f->next_cover = now + COVER_EVERY_S;
-        if ((r = cover_refresh(d)) != 0)
+        if ((r = cover_refresh_start(d)) != 0) /* write jobs, off the loop */
             log_error("days-of-cover thresholds: %s", tally_strerror(r));
     }
     if (now >= f->next_purge) {

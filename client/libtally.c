@@ -589,6 +589,12 @@ static struct tally_reply *farewell_error(struct tally_client *c)
     return NULL;
 }
 
+int tally_farewell(struct tally_client *c, struct tally_reply **out)
+{
+    *out = c->broken ? farewell_error(c) : NULL;
+    return *out ? 0 : TALLY_E_IO;
+}
+
 int tally_call(struct tally_client *c, const char *method, const char *params, size_t params_len,
                struct tally_reply **out)
 {

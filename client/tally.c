@@ -421,10 +421,8 @@ static void pack_params(msgpack_sbuffer *sb, const struct kv *kv, size_t n)
  * are: version_mismatch means this client cannot talk to that daemon, and overloaded or
  * shutting_down arrive here too. unknown_method is tolerated (hello is optional).
  */
-static int cli_connect(struct cli *cli)
+static int cli_connect_only(struct cli *cli)
 {
-    if (cli->client)
-        return 0;
     const char *path = tally_socket_path(cli->socket_opt);
     char why[512];
     int err = tally_connect(path, &cli->client, why, sizeof why);
@@ -436,21 +434,120 @@ static int cli_connect(struct cli *cli)
         fprintf(stderr, "tally: %s\n", why);
         return err == TALLY_E_INVALID_PARAMS ? EXIT_USAGE : exit_code_for(err);
     }
-    msgpack_sbuffer sb;
-    msgpack_sbuffer_init(&sb);
+    return EXIT_OK;
+}
+
+static void pack_hello(msgpack_sbuffer *sb)
+{
     const struct kv hello[] = {kv_int("version", TALLY_PROTOCOL_VERSION, true),
                                kv_str("client", "tally " TALLY_VERSION)};
-    pack_params(&sb, hello, sizeof hello / sizeof hello[0]);
+    pack_params(sb, hello, sizeof hello / sizeof hello[0]);
+}
+
+/* hello's answer: EXIT_OK, or the exit code after reporting its error. */
+static int hello_verdict(struct cli *cli, const struct tally_reply *r)
+{
+    if (r->err && r->err != TALLY_E_UNKNOWN_METHOD)
+        return report(cli, r->err, r->code, r->message);
+    return EXIT_OK;
+}
+
+static int cli_connect(struct cli *cli)
+{
+    if (cli->client)
+        return 0;
+    int rc = cli_connect_only(cli);
+    if (rc)
+        return rc;
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init(&sb);
+    pack_hello(&sb);
     struct tally_reply *r;
-    err = tally_call(cli->client, "hello", sb.data, sb.size, &r);
+    int err = tally_call(cli->client, "hello", sb.data, sb.size, &r);
     msgpack_sbuffer_destroy(&sb);
     if (err)
         return report_transport(cli, err);
-    int rc = EXIT_OK;
-    if (r->err && r->err != TALLY_E_UNKNOWN_METHOD)
-        rc = report(cli, r->err, r->code, r->message);
+    rc = hello_verdict(cli, r);
     tally_reply_free(r);
     return rc;
+}
+
+/*
+ * Methods that change nothing (rpc.c's table). The first of them on a new connection is sent
+ * together with hello, so the command costs one round trip to tallyd, not two (a process that
+ * asks one thing, `tally stock SKU`, mostly waits for tallyd to be scheduled: each round trip
+ * is a wake-up of the daemon and of the client). Should hello then refuse (version_mismatch),
+ * the answer to the read is dropped: nothing was changed. A write still waits for hello's
+ * verdict before it is sent.
+ */
+static bool method_is_read(const char *method)
+{
+    static const char *const reads[] = {
+        "status",      "catalog.get", "catalog.search", "stock.get",       "stock.list",
+        "orders.list", "orders.get",  "outbox.list",    "exceptions.list", "returns.list",
+        "promo.check", "report",      "inbound.list",   "carriers.list",
+    };
+    for (size_t i = 0; i < sizeof reads / sizeof reads[0]; i++)
+        if (strcmp(method, reads[i]) == 0)
+            return true;
+    return false;
+}
+
+/* msgids of the pipelined pair: far from the library's own counter (1, 2, ...). */
+#define HELLO_MSGID 0xfffffff0u
+#define FIRST_READ_MSGID 0xfffffff1u
+
+/* Connects and sends hello and `method` at once; *out as cli_request. */
+static int cli_hello_and_read(struct cli *cli, const char *method, const msgpack_sbuffer *params,
+                              struct tally_reply **out)
+{
+    int rc = cli_connect_only(cli);
+    if (rc)
+        return rc;
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init(&sb);
+    pack_hello(&sb);
+    int err = tally_send(cli->client, HELLO_MSGID, "hello", sb.data, sb.size);
+    msgpack_sbuffer_destroy(&sb);
+    if (err == 0)
+        err = tally_send(cli->client, FIRST_READ_MSGID, method, params ? params->data : NULL,
+                         params ? params->size : 0);
+    if (err == TALLY_E_IO && tally_farewell(cli->client, out) == 0)
+        return EXIT_OK; /* tallyd said why it closed the connection (overloaded) */
+    struct tally_reply *hello = NULL, *answer = NULL;
+    while (err == 0 && (!hello || !answer)) {
+        struct tally_reply *r;
+        err = tally_recv(cli->client, &r);
+        if (err)
+            break;
+        if (r->msgid == 0 && r->err != 0) { /* a connection-level error: the connection ends */
+            tally_reply_free(hello);
+            tally_reply_free(answer);
+            *out = r;
+            return EXIT_OK;
+        }
+        if (r->msgid == HELLO_MSGID && !hello) {
+            hello = r;
+            if (hello->err && hello->err != TALLY_E_UNKNOWN_METHOD)
+                break; /* refused: the read's answer does not matter */
+        } else if (r->msgid == FIRST_READ_MSGID && !answer)
+            answer = r;
+        else
+            tally_reply_free(r);
+    }
+    if (hello && hello->err && hello->err != TALLY_E_UNKNOWN_METHOD) {
+        rc = hello_verdict(cli, hello);
+        tally_reply_free(hello);
+        tally_reply_free(answer);
+        return rc;
+    }
+    tally_reply_free(hello);
+    if (err) {
+        tally_reply_free(answer);
+        return report_transport(cli, err);
+    }
+    *out = answer;
+    return EXIT_OK;
 }
 
 /*
@@ -461,6 +558,8 @@ static int cli_request(struct cli *cli, const char *method, const msgpack_sbuffe
                        struct tally_reply **out)
 {
     *out = NULL;
+    if (!cli->client && method_is_read(method))
+        return cli_hello_and_read(cli, method, params, out);
     int rc = cli_connect(cli);
     if (rc)
         return rc;

@@ -151,46 +151,25 @@ static void pack_exception(msgpack_packer *pk, sqlite3_stmt *s, int64_t now)
 }
 
 /* Cursor: "<deadline> <id>" (active, open, acknowledged) or "<id>" (resolved, all). */
-int cmd_exceptions_list(struct rpc_call *c)
+/*
+ * exceptions.list's page, on any connection. It runs as a deferred read (rpc_defer_read): a
+ * filter (kind, order, a state other than active or all) walks its index past every exception
+ * it leaves out, and the counts beside every page read every exception not resolved; with many
+ * exceptions (100k orders waiting for stock) either is more than the loop may spend.
+ */
+struct exc_list_args {
+    int mode; /* the index in enum_exception_state (active 0, open 1, acknowledged 2,
+               * resolved 3, all 4) */
+    bool has_kind, has_oid;
+    char kind[40], oid[TALLY_MAX_ID_LEN + 1];
+    int64_t after_deadline, after_id, limit;
+};
+
+static int exc_list_pack(struct store *st, msgpack_packer *pk, const void *arg, char *err,
+                         size_t errlen)
 {
-    struct mp_params p = {.map = c->params};
-    struct page_req pg;
-    const char *state, *kind, *oid = NULL;
-    size_t sn, kn, on = 0;
-    int mode, kind_idx;
-    int r = cmd_page_params(c, &p, &pg);
-    if (r)
-        return r;
-    /* mode: the index in enum_exception_state (active 0, open 1, acknowledged 2, resolved 3,
-     * all 4); absent is active. */
-    if ((r = cmd_param_enum(c, &p, "state", false, &enum_exception_state, &state, &sn, &mode)) ||
-        (r = cmd_param_enum(c, &p, "kind", false, &enum_exception_kind, &kind, &kn, &kind_idx)))
-        return r;
-    if (mode < 0)
-        mode = 0;
-    if ((r = mp_param_id(&p, "order_id", false, &oid, &on, NULL)))
-        return rpc_fail(c, r, "%s", p.err);
-    bool by_id = mode >= 3;
-    int64_t after_deadline = INT64_MIN, after_id = 0;
-    if (pg.cursor) {
-        char buf[64], *end;
-        if (pg.cursor_len >= sizeof buf)
-            return rpc_fail(c, TALLY_E_INVALID_PARAMS, "cursor is not one this method returned");
-        memcpy(buf, pg.cursor, pg.cursor_len);
-        buf[pg.cursor_len] = 0;
-        if (by_id) {
-            after_id = strtoll(buf, &end, 10);
-        } else {
-            after_deadline = strtoll(buf, &end, 10);
-            if (*end == ' ')
-                after_id = strtoll(end + 1, &end, 10);
-            else
-                end = buf; /* no separator: not ours */
-        }
-        if (*end || end == buf)
-            return rpc_fail(c, TALLY_E_INVALID_PARAMS, "cursor is not one this method returned");
-    }
-    struct store *st = c->d->store;
+    const struct exc_list_args *a = arg;
+    bool by_id = a->mode >= 3;
     /* Two orders, two statements, each walking its index (no sort of every exception). */
     sqlite3_stmt *s =
         by_id
@@ -209,16 +188,15 @@ int cmd_exceptions_list(struct rpc_call *c)
                              " LIMIT ?6");
     if (!s)
         return TALLY_E_STORAGE;
-    sqlite3_bind_int(s, 1, mode);
-    if (kind)
-        sqlite3_bind_text(s, 2, kind, (int)kn, SQLITE_STATIC);
-    if (oid)
-        sqlite3_bind_text(s, 3, oid, (int)on, SQLITE_STATIC);
-    sqlite3_bind_int64(s, 4, after_deadline);
-    sqlite3_bind_int64(s, 5, after_id);
-    sqlite3_bind_int64(s, 6, pg.limit + 1);
+    sqlite3_bind_int(s, 1, a->mode);
+    if (a->has_kind)
+        sqlite3_bind_text(s, 2, a->kind, -1, SQLITE_STATIC);
+    if (a->has_oid)
+        sqlite3_bind_text(s, 3, a->oid, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(s, 4, a->after_deadline);
+    sqlite3_bind_int64(s, 5, a->after_id);
+    sqlite3_bind_int64(s, 6, a->limit + 1);
     int64_t now = store_now();
-    msgpack_packer *pk = c->pk;
     msgpack_pack_map(pk, 3);
     mp_pack_key(pk, "items");
     size_t arr = mp_array_begin(pk);
@@ -227,7 +205,7 @@ int cmd_exceptions_list(struct rpc_call *c)
     char cur[64] = "";
     int rc;
     while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-        if (count == pg.limit) {
+        if (count == a->limit) {
             more = true;
             break;
         }
@@ -240,8 +218,10 @@ int cmd_exceptions_list(struct rpc_call *c)
         count++;
     }
     sqlite3_reset(s);
-    if (rc != SQLITE_DONE && rc != SQLITE_ROW)
+    if (rc != SQLITE_DONE && rc != SQLITE_ROW) {
+        snprintf(err, errlen, "the replica could not be read");
         return store_error(st, rc, "exceptions.list");
+    }
     mp_array_end(pk, arr, count);
     mp_pack_key(pk, "next_cursor");
     if (more)
@@ -262,7 +242,63 @@ int cmd_exceptions_list(struct rpc_call *c)
     mp_pack_kv_int(pk, "acknowledged", rc == SQLITE_ROW ? sqlite3_column_int64(s, 1) : 0);
     mp_pack_kv_int(pk, "overdue", rc == SQLITE_ROW ? sqlite3_column_int64(s, 2) : 0);
     sqlite3_reset(s);
-    return rc == SQLITE_ROW ? 0 : store_error(st, rc, "exception counts");
+    if (rc == SQLITE_ROW)
+        return 0;
+    snprintf(err, errlen, "the replica could not be read");
+    return store_error(st, rc, "exception counts");
+}
+
+int cmd_exceptions_list(struct rpc_call *c)
+{
+    struct mp_params p = {.map = c->params};
+    struct page_req pg;
+    const char *state, *kind, *oid = NULL;
+    size_t sn, kn, on = 0;
+    int mode, kind_idx;
+    int r = cmd_page_params(c, &p, &pg);
+    if (r)
+        return r;
+    /* mode: the index in enum_exception_state (active 0, open 1, acknowledged 2, resolved 3,
+     * all 4); absent is active. */
+    if ((r = cmd_param_enum(c, &p, "state", false, &enum_exception_state, &state, &sn, &mode)) ||
+        (r = cmd_param_enum(c, &p, "kind", false, &enum_exception_kind, &kind, &kn, &kind_idx)))
+        return r;
+    if (mode < 0)
+        mode = 0;
+    if ((r = mp_param_id(&p, "order_id", false, &oid, &on, NULL)))
+        return rpc_fail(c, r, "%s", p.err);
+    struct exc_list_args a = {.mode = mode, .after_deadline = INT64_MIN, .limit = pg.limit};
+    if (kind) {
+        if (kn >= sizeof a.kind)
+            return rpc_fail(c, TALLY_E_INVALID_PARAMS, "field 'kind' is not known");
+        memcpy(a.kind, kind, kn);
+        a.has_kind = true;
+    }
+    if (oid) {
+        if (on >= sizeof a.oid)
+            return rpc_fail(c, TALLY_E_INVALID_PARAMS, "field 'order_id' is too long");
+        memcpy(a.oid, oid, on);
+        a.has_oid = true;
+    }
+    if (pg.cursor) {
+        char buf[64], *end;
+        if (pg.cursor_len >= sizeof buf)
+            return rpc_fail(c, TALLY_E_INVALID_PARAMS, "cursor is not one this method returned");
+        memcpy(buf, pg.cursor, pg.cursor_len);
+        buf[pg.cursor_len] = 0;
+        if (mode >= 3) {
+            a.after_id = strtoll(buf, &end, 10);
+        } else {
+            a.after_deadline = strtoll(buf, &end, 10);
+            if (*end == ' ')
+                a.after_id = strtoll(end + 1, &end, 10);
+            else
+                end = buf; /* no separator: not ours */
+        }
+        if (*end || end == buf)
+            return rpc_fail(c, TALLY_E_INVALID_PARAMS, "cursor is not one this method returned");
+    }
+    return rpc_defer_read(c, exc_list_pack, &a, sizeof a);
 }
 
 /* Acknowledge (resolve false) or resolve one exception, then answer it. */

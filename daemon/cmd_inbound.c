@@ -129,30 +129,44 @@ int cmd_inbound_list(struct rpc_call *c)
             return rpc_fail(c, TALLY_E_INVALID_PARAMS, "cursor is not one this method returned");
     }
     struct store *st = c->d->store;
+    int64_t whid = 0;
     if (wh[0]) {
-        sqlite3_stmt *q = store_stmt(st, "SELECT 1 FROM warehouses WHERE code = ?1");
+        sqlite3_stmt *q = store_stmt(st, "SELECT id FROM warehouses WHERE code = ?1");
         if (!q)
             return TALLY_E_STORAGE;
         sqlite3_bind_text(q, 1, wh, -1, SQLITE_STATIC);
         int rc = sqlite3_step(q);
+        if (rc == SQLITE_ROW)
+            whid = sqlite3_column_int64(q, 0);
         sqlite3_reset(q);
         if (rc == SQLITE_DONE)
             return rpc_fail(c, TALLY_E_NOT_FOUND, "no warehouse '%s'", wh);
+        if (rc != SQLITE_ROW)
+            return store_error(st, rc, "inbound.list");
     }
+    /* One warehouse's page walks inbound_by_warehouse (warehouse, seq) from the cursor: at
+     * most limit + 1 rows read, however many notices other warehouses have. */
+#define INBOUND_COLS                                                                               \
+    "SELECT n.seq, n.id, w.code, n.state, n.eta, n.ref, n.from_wh, n.carrier,"                     \
+    " n.tracking_no, n.note, n.created_by, n.created_at, n.updated_at, o.id,"                      \
+    " o.last_error, l.id, l.state"
+#define INBOUND_JOINS                                                                              \
+    " JOIN warehouses w ON w.id = n.warehouse"                                                     \
+    " LEFT JOIN outbox o ON o.key = 'in:' || w.code || ':' || n.id"                                \
+    " LEFT JOIN outbox l ON n.from_wh IS NOT NULL AND l.key = n.ref"                               \
+    " AND l.target = 'wh:' || n.from_wh"
     sqlite3_stmt *s =
-        store_stmt(st, "SELECT n.seq, n.id, w.code, n.state, n.eta, n.ref, n.from_wh, n.carrier,"
-                       " n.tracking_no, n.note, n.created_by, n.created_at, n.updated_at, o.id,"
-                       " o.last_error, l.id, l.state FROM inbound_notices n"
-                       " JOIN warehouses w ON w.id = n.warehouse"
-                       " LEFT JOIN outbox o ON o.key = 'in:' || w.code || ':' || n.id"
-                       " LEFT JOIN outbox l ON n.from_wh IS NOT NULL AND l.key = n.ref"
-                       " AND l.target = 'wh:' || n.from_wh"
-                       " WHERE n.seq > ?1 AND (?2 IS NULL OR w.code = ?2) ORDER BY n.seq LIMIT ?3");
+        whid ? store_stmt(st, INBOUND_COLS
+                          " FROM inbound_notices n INDEXED BY inbound_by_warehouse" INBOUND_JOINS
+                          " WHERE n.warehouse = ?2 AND n.seq > ?1"
+                          " ORDER BY n.seq LIMIT ?3")
+             : store_stmt(st, INBOUND_COLS " FROM inbound_notices n" INBOUND_JOINS
+                                           " WHERE n.seq > ?1 ORDER BY n.seq LIMIT ?3");
     if (!s)
         return TALLY_E_STORAGE;
     sqlite3_bind_int64(s, 1, after);
-    if (wh[0])
-        sqlite3_bind_text(s, 2, wh, -1, SQLITE_STATIC);
+    if (whid)
+        sqlite3_bind_int64(s, 2, whid);
     sqlite3_bind_int64(s, 3, pg.limit + 1);
     msgpack_packer *pk = c->pk;
     msgpack_pack_map(pk, 2);

@@ -11,6 +11,13 @@ static int fail(struct rpc_call *c, int r, bool dry_run, bool started, int64_t n
 {
     if (r == TALLY_E_BUSY && !started)
         return rpc_fail(c, r, "a purge is already running; try again when it has finished");
+    if (r == TALLY_E_SHUTTING_DOWN && dry_run)
+        return rpc_fail(c, r, "tallyd is stopping; the count was not finished");
+    if (r == TALLY_E_SHUTTING_DOWN)
+        return rpc_fail(c, r,
+                        "tallyd is stopping: the purge stopped after %lld orders; those stay"
+                        " purged, the others are unchanged: run it again once tallyd is back",
+                        (long long)n);
     if (r == TALLY_E_BUSY)
         return rpc_fail(c, r,
                         "the purge stopped after %lld orders: the replica is locked by another"
@@ -25,8 +32,14 @@ static int fail(struct rpc_call *c, int r, bool dry_run, bool started, int64_t n
                     (long long)n);
 }
 
-/* The caller of a purge running on the loop, answered when it is over. */
+/*
+ * The caller of a purge running off the loop (write jobs) or in slices on it, answered when it
+ * is over — also when tallyd stops meanwhile (the purge then ends after the slice running, and
+ * the caller learns how far it got): the connection is held (server_hold), so the server waits
+ * for this answer, as it does for an import's.
+ */
 struct purge_caller {
+    struct server *srv;
     uint64_t conn;
     uint32_t msgid;
     bool dry_run;
@@ -51,16 +64,15 @@ static void on_purge_done(struct tallyd *d, void *arg, int r, int64_t n)
         msgpack_pack_map(&pk, 1);
         mp_pack_kv_int(&pk, "orders", n);
     }
-    if (!d->stopping) /* a stopping server may be gone: its clients are being cut off */
-        server_send(d->server, pc->conn, sb.data, sb.size);
+    server_send_resume(pc->srv, pc->conn, sb.data, sb.size); /* even stopping: held */
     msgpack_sbuffer_destroy(&sb);
     free(pc);
 }
 
 /*
- * A purge (or count) runs in slices on the loop, so other clients are answered meanwhile;
- * its caller gets the answer when it is over. A call without a connection (tests) runs it
- * whole and answers at once.
+ * A purge runs as write jobs (a count in slices on the loop), so other clients are answered
+ * meanwhile; its caller gets the answer when it is over. A call without a connection (tests)
+ * runs it whole and answers at once.
  */
 int cmd_privacy_purge(struct rpc_call *c)
 {
@@ -75,12 +87,17 @@ int cmd_privacy_purge(struct rpc_call *c)
         struct purge_caller *pc = malloc(sizeof *pc);
         if (!pc)
             return rpc_fail(c, TALLY_E_NOMEM, "out of memory");
-        *pc = (struct purge_caller){
-            .conn = server_conn_id(c->conn), .msgid = c->msgid, .dry_run = dry_run};
+        *pc = (struct purge_caller){.srv = c->d->server,
+                                    .conn = server_conn_id(c->conn),
+                                    .msgid = c->msgid,
+                                    .dry_run = dry_run};
         if ((r = privacy_purge_start(c->d, days, dry_run, on_purge_done, pc)) != 0) {
             free(pc);
             return fail(c, r, dry_run, false, 0);
         }
+        /* The server keeps this connection for the answer, even stopping; its next requests
+         * are handled after the purge (they see what it did). */
+        server_hold(c->conn);
         return RPC_DEFERRED;
     }
     int64_t n = 0;

@@ -13,6 +13,13 @@
 
 /* Recomputes every row with cover_days > 0 (its own transaction). Returns 0 or TALLY_E_*. */
 int cover_refresh(struct tallyd *d);
+/*
+ * The same as write jobs off the loop (worker.h), in transactions of about a millisecond, the
+ * low-stock events announced from the loop after their commits; one at a time (a call while
+ * one runs does nothing). Without workers or a loop (tests) it is cover_refresh. Returns 0 or
+ * TALLY_E_* (queued: its outcome is logged).
+ */
+int cover_refresh_start(struct tallyd *d);
 
 /* The threshold for `sold` units in `window_days` and `cover_days` of cover (ceil). */
 int64_t cover_threshold(int64_t sold, int64_t window_days, int64_t cover_days);

@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <msgpack.h>
 
@@ -34,6 +35,11 @@
 #define RETRY_BATCH 24           /* waiting orders tried per slice (also the largest batch) */
 #define FULFIL_BUDGET_NS 1000000 /* one slice's work on changed orders: 1 ms */
 
+#define SLICE_BUCKET_US 100 /* slice figures: 100 us buckets up to 20 ms, then one more */
+#define SLICE_BUCKETS 200
+#define SLICE_LOG_MIN 50                /* slices in a run before its figures are logged */
+#define SLICE_LOG_EVERY_NS 10000000000u /* and every 10 s while a run goes on */
+
 struct fulfil {
     struct tallyd *d;
     uv_timer_t timer;
@@ -50,6 +56,13 @@ struct fulfil {
     /* A slice found the writer lock held by a write job (an import, a purge): it comes back
      * in WRITER_WAIT_MS rather than have the loop wait for that job's transaction. */
     bool writer_held;
+    /* How long the pass's slices held the loop (wall and the loop thread's CPU), in
+     * SLICE_BUCKET_US buckets, logged when a run of slices ends (README "Performance"). */
+    struct slice_stats {
+        uint32_t n, wall[SLICE_BUCKETS + 1], cpu[SLICE_BUCKETS + 1];
+        uint64_t wall_max_us, cpu_max_us, wall_sum_us;
+        uint64_t since; /* uv_hrtime of the first slice counted */
+    } stats;
 };
 
 #define WRITER_WAIT_MS 2
@@ -1398,8 +1411,12 @@ static int pass_once(struct tallyd *d, int64_t now, uint64_t budget_ns, bool *mo
     uint64_t t0 = uv_hrtime();
     *more = false;
     for (;;) {
-        r = batch(d, "SELECT id FROM orders WHERE fdirty = 1 ORDER BY id LIMIT ?1", FULFIL_BATCH,
-                  now, true, &moved);
+        /* "fdirty <> 0" lets SQLite use the partial index orders_fdirty (WHERE fdirty <> 0),
+         * which it does not infer from "fdirty = 1": without it, every batch scanned the
+         * orders table from its first row past every order already looked at (a pass over
+         * 100k orders grew quadratic and held the loop for ms per slice). */
+        r = batch(d, "SELECT id FROM orders WHERE fdirty <> 0 AND fdirty = 1 ORDER BY id LIMIT ?1",
+                  FULFIL_BATCH, now, true, &moved);
         if (r < FULFIL_BATCH)
             break;
         if (uv_hrtime() - t0 >= budget_ns) {
@@ -1409,10 +1426,18 @@ static int pass_once(struct tallyd *d, int64_t now, uint64_t budget_ns, bool *mo
     }
     if (r < 0)
         return r;
+        /* The periodic rounds below come in the next slice when this one has used its budget: a
+         * slice holds the loop for about budget_ns, whatever is due. */
+#define OVER_BUDGET() (f && uv_hrtime() - t0 >= budget_ns)
+    if (OVER_BUDGET()) {
+        *more = true;
+        return moved;
+    }
     if (!f || now >= f->next_retry) {
         if (!f || f->retry_by == INT64_MIN) {
             /* A new retry round: orders set aside after a failed look come back too. */
-            sqlite3_stmt *u = store_stmt(d->store, "UPDATE orders SET fdirty = 1 WHERE fdirty = 2");
+            sqlite3_stmt *u = store_stmt(d->store, "UPDATE orders SET fdirty = 1"
+                                                   " WHERE fdirty <> 0 AND fdirty = 2"); /* index */
             if (u && pass_begin(d) == 0) {
                 if (sqlite3_step(u) == SQLITE_DONE)
                     store_commit(d->store);
@@ -1430,6 +1455,10 @@ static int pass_once(struct tallyd *d, int64_t now, uint64_t budget_ns, bool *mo
                 f->retry_prio = INT64_MAX, f->retry_by = INT64_MIN, f->retry_id = 0;
             f->next_retry = over ? now + RETRY_EVERY_S : now;
         }
+        if (OVER_BUDGET()) {
+            *more = true;
+            return moved;
+        }
     }
     if (!f || now >= f->next_deadline) {
         do {
@@ -1439,7 +1468,12 @@ static int pass_once(struct tallyd *d, int64_t now, uint64_t budget_ns, bool *mo
             return r;
         if (f)
             f->next_deadline = r == RETRY_BATCH ? now : now + DEADLINE_EVERY_S;
+        if (OVER_BUDGET()) {
+            *more = true;
+            return moved;
+        }
     }
+#undef OVER_BUDGET
     if (f && now >= f->next_priority) {
         if ((r = rescore(f, now)) != 0)
             return r;
@@ -1457,6 +1491,61 @@ int fulfil_pass(struct tallyd *d, int64_t now)
 
 static void on_timer(uv_timer_t *t);
 
+static uint64_t thread_cpu_us(void)
+{
+    struct timespec ts;
+    if (clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts) != 0)
+        return 0;
+    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+/* The bucket's upper bound (us) below which `q` of the n slices fell. */
+static uint64_t stats_quantile(const uint32_t *h, uint32_t n, double q)
+{
+    uint64_t want = (uint64_t)(q * n + 0.999999), seen = 0;
+    for (int i = 0; i <= SLICE_BUCKETS; i++) {
+        seen += h[i];
+        if (seen >= want)
+            return (uint64_t)(i + 1) * SLICE_BUCKET_US;
+    }
+    return (uint64_t)(SLICE_BUCKETS + 1) * SLICE_BUCKET_US;
+}
+
+/* One slice as timed: pass_once with its wall and CPU time recorded. */
+static int timed_slice(struct fulfil *f, int64_t now, bool *more)
+{
+    uint64_t w0 = uv_hrtime(), c0 = thread_cpu_us();
+    int r = pass_once(f->d, now, FULFIL_BUDGET_NS, more);
+    uint64_t wall = (uv_hrtime() - w0) / 1000u, cpu = thread_cpu_us() - c0;
+    struct slice_stats *st = &f->stats;
+    if (st->n++ == 0)
+        st->since = w0;
+    st->wall[wall / SLICE_BUCKET_US < SLICE_BUCKETS ? wall / SLICE_BUCKET_US : SLICE_BUCKETS]++;
+    st->cpu[cpu / SLICE_BUCKET_US < SLICE_BUCKETS ? cpu / SLICE_BUCKET_US : SLICE_BUCKETS]++;
+    st->wall_sum_us += wall;
+    if (wall > st->wall_max_us)
+        st->wall_max_us = wall;
+    if (cpu > st->cpu_max_us)
+        st->cpu_max_us = cpu;
+    return r;
+}
+
+/* A run of slices is over (or has gone on for SLICE_LOG_EVERY_NS): its figures, when there
+ * were enough to mean something. */
+static void stats_log(struct fulfil *f, bool over)
+{
+    struct slice_stats *st = &f->stats;
+    if (st->n < SLICE_LOG_MIN || (!over && uv_hrtime() - st->since < SLICE_LOG_EVERY_NS))
+        return;
+    log_info("fulfilment pass: %" PRIu32 " slices, %.3f s on the loop; a slice's wall time"
+             " p50 %" PRIu64 " us, p99 %" PRIu64 " us, max %" PRIu64 " us; its CPU p99 %" PRIu64
+             " us, max %" PRIu64 " us (bounds of 100 us buckets)",
+             st->n, (double)st->wall_sum_us / 1e6, stats_quantile(st->wall, st->n, 0.5),
+             stats_quantile(st->wall, st->n, 0.99), st->wall_max_us,
+             stats_quantile(st->cpu, st->n, 0.99), st->cpu_max_us);
+    memset(st, 0, sizeof *st);
+}
+
 /* One slice per loop iteration while work remains (see on_timer). */
 static void on_idle(uv_idle_t *h)
 {
@@ -1467,7 +1556,7 @@ static void on_idle(uv_idle_t *h)
         return;
     }
     f->writer_held = false;
-    int r = pass_once(f->d, store_now(), FULFIL_BUDGET_NS, &more);
+    int r = timed_slice(f, store_now(), &more);
     if (r == TALLY_E_BUSY && f->writer_held) {
         /* A write job holds the writer lock: back in a moment, the loop free meanwhile. */
         uv_idle_stop(h);
@@ -1478,6 +1567,7 @@ static void on_idle(uv_idle_t *h)
         log_error("fulfilment pass: %s", tally_strerror(r));
     if (!more || r < 0)
         uv_idle_stop(h);
+    stats_log(f, !more || r < 0);
 }
 
 static void on_purged(struct tallyd *d, void *arg, int r, int64_t n)
@@ -1500,7 +1590,7 @@ static void on_timer(uv_timer_t *t)
     int64_t now = store_now();
     bool more = false;
     f->writer_held = false;
-    int r = pass_once(d, now, FULFIL_BUDGET_NS, &more);
+    int r = timed_slice(f, now, &more);
     if (r == TALLY_E_BUSY && f->writer_held) /* a write job's transaction: again in a moment */
         uv_timer_start(&f->timer, on_timer, WRITER_WAIT_MS, FULFIL_TICK_MS);
     else if (r < 0)
@@ -1520,7 +1610,7 @@ static void on_timer(uv_timer_t *t)
     }
     if (now >= f->next_cover) {
         f->next_cover = now + COVER_EVERY_S;
-        if ((r = cover_refresh(d)) != 0)
+        if ((r = cover_refresh_start(d)) != 0) /* write jobs, off the loop */
             log_error("days-of-cover thresholds: %s", tally_strerror(r));
     }
     if (now >= f->next_purge) {

@@ -17,6 +17,7 @@ struct server;
 struct sync_engine;
 struct fulfil;
 struct privacy;
+struct cover_job;
 struct workers;
 struct gcommit;
 
@@ -42,6 +43,7 @@ struct tallyd {
     struct sync_engine *sync;
     struct fulfil *fulfil;    /* fulfil.c: the order lifecycle's timer */
     struct privacy *privacy;  /* privacy.c: the purge in progress, or NULL */
+    struct cover_job *cover;  /* cover.c: the days-of-cover refresh in progress, or NULL */
     struct workers *workers;  /* worker.c: jobs off the loop, the writer lock */
     struct gcommit *gc;       /* gcommit.c: writes of one loop turn share a commit */
     struct coord_state coord; /* coord.c */

@@ -80,6 +80,13 @@ int tally_recv(struct tally_client *c, struct tally_reply **out);
 int tally_call(struct tally_client *c, const char *method, const char *params, size_t params_len,
                struct tally_reply **out);
 
+/*
+ * After tally_send failed with TALLY_E_IO: the connection-level error tallyd may have sent
+ * before it closed the connection ("overloaded", msgid 0), as tally_call reports it. Returns 0
+ * with *out set, or TALLY_E_IO (none; *out NULL).
+ */
+int tally_farewell(struct tally_client *c, struct tally_reply **out);
+
 void tally_reply_free(struct tally_reply *r);
 
 /*

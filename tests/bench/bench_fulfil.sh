@@ -5,8 +5,12 @@
 # An offline station seeded by tests/gen/tally-gen (N SKUs x 4 warehouses, default 10,000;
 # ORDERS orders, mostly paid and open) through `tally import`; tallyd allocates them (the
 # fulfilment pass) and is left to settle (its fulfilment counts unchanged for 1 s). --cache DIR
-# keeps that replica in DIR and starts from a copy of it next time (the seeding takes minutes
-# at 1M SKUs). Then tallyd is restarted and measured:
+# keeps the replica of warehouses, catalog and stock in DIR and starts from a copy of it next
+# time (the seeding takes minutes at 1M SKUs). Then:
+#   pass_seconds, pass_allocated, pass_lat_p50_us ... _max_us, pass_lat_rps: the orders
+#                              imported and the fulfilment pass over them (until settled), and
+#                              stock.get at 1 connection meanwhile
+# Then tallyd is restarted and measured:
 #   start_first_answer_ms      exec of tallyd to its first answer (status)
 #   cli_stock_after_start_ms   `tally stock SKU`, whole process, median of 5 at once after start
 #   fulfil_lat_p50_us ... _max_us, fulfil_lat_rps: stock.get at 1 connection for the S seconds
@@ -53,16 +57,15 @@ settle() {
 }
 
 write_config
-key="replica-$skus-$orders.db"
+key="replica-$skus-stock.db" # warehouses, catalog and stock: the orders come below
 "$GEN" --out "$tmp/gen" --skus "$skus" --warehouses 4 --orders "$orders" >/dev/null 2>&1
 if [ -n "$cache" ] && [ -f "$cache/$key" ]; then
     cp "$cache/$key" "$tmp/state/replica.db"
 else
     start_tallyd
-    for k in warehouses catalog stock orders; do
+    for k in warehouses catalog stock; do
         t --timeout 0 import "$k" "$tmp/gen/$k.csv" >/dev/null
     done
-    settle
     stop_tallyd
     if [ -n "$cache" ]; then
         mkdir -p "$cache"
@@ -70,6 +73,24 @@ else
     fi
 fi
 sku=$(awk -F, 'NR == 2 { print $7 }' "$tmp/gen/orders.csv")
+
+# The fulfilment pass over every order: imported, then allocated; stock.get at 1 connection
+# from the import's start until the pass has settled.
+start_tallyd
+"$RPC" "$tmp/tally.sock" -k "$sku" -c 1 -d 3600 --until-file "$tmp/passed" --kv pass_lat \
+    >"$tmp/lat-pass" &
+rpc_pid=$!
+extra_pids="$extra_pids $rpc_pid"
+t0=$(now_ns)
+t --timeout 0 import orders "$tmp/gen/orders.csv" >/dev/null
+settle
+t1=$(now_ns)
+touch "$tmp/passed"
+wait "$rpc_pid"
+fig pass_seconds "$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f\n", (b - a) / 1e9 }')"
+fig pass_allocated "$(t --json status | jq '[.fulfilment | to_entries[] | select(.key | test("allocated|sent")) | .value] | add')"
+grep -v '^stock.get' "$tmp/lat-pass" | grep -Ev '_(n|errors) '
+stop_tallyd
 
 start_tallyd
 fig start_first_answer_ms "$first_answer_ms"

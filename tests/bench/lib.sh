@@ -119,13 +119,15 @@ log_ms() {
 median() { sort -g | awk '{ v[NR] = $1 } END { if (NR) print v[int((NR + 1) / 2)] }'; }
 
 # time_cmd_ms N COMMAND...: median wall time of N runs of a whole process, in ms (3 decimals).
+# The clock is bash's own ($EPOCHREALTIME): reading it with `date` would put the start of a
+# `date` process (a millisecond or more on a loaded machine) inside every measured interval.
 time_cmd_ms() {
     local n=$1 i t0 t1
     shift
     for i in $(seq "$n"); do
-        t0=$(now_ns)
+        t0=$EPOCHREALTIME
         "$@" >/dev/null 2>&1
-        t1=$(now_ns)
-        awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f\n", (b - a) / 1e6 }'
+        t1=$EPOCHREALTIME
+        awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f\n", (b - a) * 1e3 }'
     done | median
 }

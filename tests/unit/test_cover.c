@@ -17,6 +17,7 @@
 #include "store.h"
 #include "tally/protocol.h"
 #include "tallyd.h"
+#include "worker.h"
 
 static struct rh *h;
 static struct tallyd *d;
@@ -210,6 +211,65 @@ static void test_refresh(void)
     RH_EXEC(h, "DROP TRIGGER temp.no_stock");
     CHECK_EQ_INT(cover_refresh(d), 0);
     CHECK_EQ_INT(rh_stock_figure(h, "threshold", "S1", "A"), 2);
+}
+
+/* cover_refresh_start: the same thresholds computed by write jobs off the loop (worker.h),
+ * the job gone once its done ran; and a refresh queued when tallyd stops is cancelled and
+ * freed, writing nothing. */
+static void run_loop_until_no_cover(void)
+{
+    for (int i = 0; i < 100000 && d->cover; i++)
+        uv_run(d->loop, UV_RUN_ONCE);
+}
+
+static void test_refresh_job(void)
+{
+    rh_open(h);
+    rh_seed_standard(h);
+    add_sales();
+    RH_EXEC(h, "UPDATE stock SET cover_days = 7 WHERE sku = (SELECT id FROM skus WHERE code = 'S1')"
+               " AND warehouse = (SELECT id FROM warehouses WHERE code = 'A')");
+    RH_EXEC(
+        h,
+        "INSERT INTO stock(sku, warehouse, snapshot, threshold, cover_days) VALUES"
+        " ((SELECT id FROM skus WHERE code = 'S2'), (SELECT id FROM warehouses WHERE code = 'A'),"
+        "  20, 9, 14),"
+        " ((SELECT id FROM skus WHERE code = 'S1'), (SELECT id FROM warehouses WHERE code = 'B'),"
+        "  20, 5, 0)");
+    char err[256];
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    d->loop = &loop;
+    d->stopping = false;
+    CHECK_EQ_INT(workers_start(d, err, sizeof err), 0);
+    CHECK_EQ_INT(cover_refresh_start(d), 0);
+    CHECK(d->cover != NULL);                 /* queued: the loop goes on meanwhile */
+    CHECK_EQ_INT(cover_refresh_start(d), 0); /* one at a time: this one does nothing */
+    run_loop_until_no_cover();
+    CHECK(d->cover == NULL);
+    CHECK_EQ_INT(rh_stock_figure(h, "threshold", "S1", "A"), 7);
+    CHECK_EQ_INT(rh_stock_figure(h, "threshold", "S2", "A"), 4);
+    CHECK_EQ_INT(rh_stock_figure(h, "threshold", "S1", "B"), 5); /* not by cover */
+
+    /* Queued at a stop: cancelled (done gets shutting_down), freed, nothing written. */
+    RH_EXEC(h, "UPDATE stock SET threshold = 1 WHERE cover_days > 0");
+    CHECK_EQ_INT(cover_refresh_start(d), 0);
+    CHECK(d->cover != NULL);
+    d->stopping = true;
+    workers_stop(d);
+    run_loop_until_no_cover();
+    CHECK(d->cover == NULL);
+    uv_run(d->loop, UV_RUN_DEFAULT);
+    workers_free(d);
+    d->loop = NULL;
+    d->stopping = false;
+    uv_loop_close(&loop);
+    /* Cancelled before it ran, or stopped between its transactions: each row as it was or
+     * refreshed, never anything else. */
+    int64_t a = rh_stock_figure(h, "threshold", "S1", "A");
+    int64_t b = rh_stock_figure(h, "threshold", "S2", "A");
+    CHECK(a == 1 || a == 7);
+    CHECK(b == 1 || b == 4);
 }
 
 /* ---- stock.set and stock.list ---- */
@@ -500,6 +560,7 @@ int main(void)
     test_threshold();
     test_suggest();
     test_refresh();
+    test_refresh_job();
     test_set_fields();
     test_set_validation();
     test_set_cover();

@@ -145,9 +145,10 @@ echo tally-sim-access-token >"$tmp/access.token"
     printf 'catalog_interval = 30\norders_interval = 1\n'
 } >"$tmp/tallyd.conf"
 
-# In $tmp, with core dumps allowed (core_pattern permitting): a crash leaves its core there.
+# In $tmp, with core dumps allowed (core_pattern permitting): a crash leaves its core there;
+# glibc's own abort messages (heap corruption) go to the log, not to a terminal.
 (cd "$tmp" && ulimit -c unlimited 2>/dev/null
-    exec "$B/tallyd" --config "$tmp/tallyd.conf" --state-dir "$tmp/state" \
+    LIBC_FATAL_STDERR_=1 exec "$B/tallyd" --config "$tmp/tallyd.conf" --state-dir "$tmp/state" \
         --socket "$tmp/tally.sock" --log-level warning 2>>"$tmp/tallyd.log") &
 tallyd_pid=$!
 t() { "$B/tally" --socket "$tmp/tally.sock" "$@"; }
@@ -163,7 +164,9 @@ mapfile -t SKUS < <(ctl "$base/control/stock?wh=ES-MAD&format=csv" | awk -F, 'NR
 [ "${#SKUS[@]}" -gt 0 ] || { echo "soak.sh: no SKU with stock at ES-MAD" >&2; exit 2; }
 QSKU=${SKUS[0]}
 
-echo "soak: $total s, a row every $interval s; $rate orders/min (10 x 23/min), faults on;" \
+what="promotion day: 10 x the normal 23/min"
+[ "$rate" = 230 ] || what="--rate; a promotion day is 230"
+echo "soak: $total s, a row every $interval s; $rate orders/min ($what), faults on;" \
     "load $(cut -d' ' -f1-3 /proc/loadavg), $(nproc) cores; $(git rev-parse --short HEAD 2>/dev/null) $(date -u +%FT%TZ)"
 
 ctl -X POST -H 'Content-Type: application/json' "$base/control/faults" -d '[

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "cmd.h"
+#include "coord.h"
 #include "inbound.h"
 #include "stock.h"
 #include "store.h"
@@ -59,6 +60,8 @@ int cmd_inbound_create(struct rpc_call *c)
     if ((r = stock_inbound_allowed(&c->d->cfg, rq->warehouse, c->err, sizeof c->err)) != 0)
         goto out;
     cmd_caller_name(c, rq->created_by, sizeof rq->created_by);
+    if (c->d->cfg.coordinator) /* a coordinator marks what it sends (coord.h) */
+        snprintf(rq->station, sizeof rq->station, "%s", coord_mark(c->d));
     struct store *st = c->d->store;
     struct inbound_result res;
     if ((r = store_begin(st)) != 0)

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "catalog.h"
+#include "coord.h"
 #include "cover.h"
 #include "events.h"
 #include "cmd.h"
@@ -505,6 +506,10 @@ int cmd_stock_move(struct rpc_call *c)
     /* What the warehouse's kind lets the station record there, before anything is written. */
     if ((r = stock_move_allowed(&c->d->cfg, &m, c->err, sizeof c->err)) != 0)
         return r;
+    /* A transfer into a warehouse that keeps its own stock makes an inbound notice: a
+     * coordinator marks it (coord.h). */
+    if (m.to_notice && c->d->cfg.coordinator)
+        snprintf(m.station, sizeof m.station, "%s", coord_mark(c->d));
     struct stock_move_result res;
     r = stock_move_apply(c->d->store, &m, &res, c->err, sizeof c->err);
     if (r)

@@ -81,6 +81,7 @@
 
 #include "catalog.h"
 #include "codec.h"
+#include "coord.h"
 #include "exceptions.h"
 #include "fpx.h"
 #include "fpx_sign.h"
@@ -705,6 +706,8 @@ out:
     return r;
 }
 
+#define FPX_REMARK_MAX 500 /* an inbound notice's remark, at most (the sources give none) */
+
 int fpx_inbound_body(const void *payload, size_t len, const char *wh_code, struct jbuf *b,
                      char ref[TALLY_MAX_ID_LEN + 1], char *err, size_t errlen)
 {
@@ -737,6 +740,21 @@ int fpx_inbound_body(const void *payload, size_t len, const char *wh_code, struc
         size_t n = strlen(note);
         snprintf(note + n, sizeof note - n, "%sfrom %s", n ? "; " : "", tmp);
     }
+    /* Last, never cut, the coordinator's mark (coord.h): InboundConsignment's remark ("the
+     * remark the customer wrote") echoes it in the inbound list, where coord_seen_notice
+     * reads it. The remark is kept within 500 characters (no limit is in the sources; the
+     * simulator's, as for outbound orders). */
+    char mark[80], tail[100] = "";
+    mp_text(mp_map_get(&m.data, "station"), mark, sizeof mark);
+    if (mark[0])
+        snprintf(tail, sizeof tail, "%stally coordinator %s", note[0] ? "; " : "", mark);
+    size_t cap = FPX_REMARK_MAX - strlen(tail);
+    if (strlen(note) > cap) {
+        while (cap > 0 && ((unsigned char)note[cap] & 0xC0) == 0x80)
+            cap--; /* not inside a UTF-8 sequence */
+        note[cap] = 0;
+    }
+    snprintf(note + strlen(note), sizeof note - strlen(note), "%s", tail);
     if (note[0]) {
         jb_lit(b, ",\"remark\":");
         jb_str(b, note);
@@ -1489,6 +1507,34 @@ static bool find_ref(const struct fpx_call *c, const cJSON *data, char status[4]
     return false;
 }
 
+int fpx_inbound_marks(struct tallyd *d, const char *wh_code, const cJSON *data)
+{
+    const cJSON *row;
+    int first = 0;
+    cJSON_ArrayForEach(row, fpx_page_rows(data))
+    {
+        const char *ref = json_str(row, "ref_no"), *remark = json_str(row, "remark");
+        if (!ref || !mp_id_ok(ref, strlen(ref)) || !remark || !remark[0])
+            continue;
+        const cJSON *t = cJSON_GetObjectItemCaseSensitive(row, "create_time");
+        int64_t created = cJSON_IsNumber(t) && t->valuedouble > 0 && t->valuedouble < 1e15
+                              ? (int64_t)(t->valuedouble / 1000)
+                              : 0;
+        int r = coord_seen_notice(d, wh_code, ref, remark, created);
+        if (r && !first)
+            first = r;
+    }
+    return first;
+}
+
+static void inbound_marks(struct fpx_call *c, const cJSON *data)
+{
+    int r = fpx_inbound_marks(c->u->d, c->u->code, data);
+    if (r)
+        log_warn("%s: inbound list: another coordinator's mark not recorded (error %d)", c->u->name,
+                 r);
+}
+
 static int build_create(struct fpx_call *c, int op, char *err, size_t errlen)
 {
     const struct push_item *it = &c->batch->items[0];
@@ -1513,6 +1559,8 @@ static void on_pushed(struct http_req *r)
         push_finish(c, v, err);
         return;
     }
+    if ((c->op == OP_IN_LOOKUP || c->op == OP_IN_VERIFY) && v == SYNC_OK)
+        inbound_marks(c, data);
     switch (c->op) {
     case OP_OB_LOOKUP:
     case OP_IN_LOOKUP:

@@ -83,6 +83,7 @@
 #include <msgpack.h>
 
 #include "codec.h"
+#include "coord.h"
 #include "json.h"
 #include "log.h"
 #include "outbox.h"
@@ -613,17 +614,22 @@ static int body_create_grn(struct jbuf *b, const struct push_item *it, const cha
         jb_lit(b, ",");
         jb_kv_s(b, "eta_date", day);
     }
-    /* receiving_desc (remarks): what tally knows of the goods' origin. */
-    char desc[TALLY_MAX_TEXT_LEN + 1];
-    int n = snprintf(desc, sizeof desc, "tally notice %s", id);
-    if (pl_str(&m.data, "ref", ref, sizeof ref) == 0)
-        n += snprintf(desc + n, sizeof desc - (size_t)n, "; transfer %s", ref);
-    if (n < (int)sizeof desc && pl_str(&m.data, "from", from, sizeof from) == 0)
-        n += snprintf(desc + n, sizeof desc - (size_t)n, " from %s", from);
-    if (n < (int)sizeof desc && pl_str(&m.data, "carrier", carrier, sizeof carrier) == 0)
-        n += snprintf(desc + n, sizeof desc - (size_t)n, "; carrier %s", carrier);
-    if (n < (int)sizeof desc && pl_str(&m.data, "note", note, sizeof note) == 0)
-        snprintf(desc + n, sizeof desc - (size_t)n, "; %s", note);
+    /* receiving_desc (remarks): what tally knows of the goods' origin, and last, never cut,
+     * the coordinator's mark (coord.h, coord_seen_notice: read back from the GRN list). */
+    char desc[TALLY_MAX_TEXT_LEN + 1], mark[80], tail[100] = "";
+    if (pl_str(&m.data, "station", mark, sizeof mark) == 0 && mark[0])
+        snprintf(tail, sizeof tail, "; tally coordinator %s", mark);
+    size_t cap = sizeof desc - strlen(tail);
+    int n = snprintf(desc, cap, "tally notice %s", id);
+    if (n < (int)cap && pl_str(&m.data, "ref", ref, sizeof ref) == 0)
+        n += snprintf(desc + n, cap - (size_t)n, "; transfer %s", ref);
+    if (n < (int)cap && pl_str(&m.data, "from", from, sizeof from) == 0)
+        n += snprintf(desc + n, cap - (size_t)n, " from %s", from);
+    if (n < (int)cap && pl_str(&m.data, "carrier", carrier, sizeof carrier) == 0)
+        n += snprintf(desc + n, cap - (size_t)n, "; carrier %s", carrier);
+    if (n < (int)cap && pl_str(&m.data, "note", note, sizeof note) == 0)
+        snprintf(desc + n, cap - (size_t)n, "; %s", note);
+    snprintf(desc + strlen(desc), sizeof desc - strlen(desc), "%s", tail);
     jb_lit(b, ",");
     jb_kv_s(b, "receiving_desc", desc);
     jb_lit(b, ",");
@@ -1322,6 +1328,34 @@ static void send_create(struct gc_call *c)
     push_send(c, GC_OB_CREATE, "order/create_order");
 }
 
+/* The GRNs of a look-up page, read back: another coordinator's mark in a row's remark raises
+ * the `coordinator` exception (coord_seen_notice). The list's rows name the remark `remark`
+ * (GrnInfo.java), get_grn_detail names it `receiving_desc`, the create's field: both are read.
+ * 0, or the first TALLY_E_* code. */
+static int grn_marks(struct upstream *u, const cJSON *data)
+{
+    const cJSON *g;
+    int first = 0;
+    cJSON_ArrayForEach(g, data)
+    {
+        const char *ref = json_str(g, "reference_no");
+        if (!ref || !mp_id_ok(ref, strlen(ref)))
+            continue;
+        const char *at = json_str(g, "create_at");
+        int64_t created = at ? gc_time_parse(at) : -1;
+        const char *names[] = {"remark", "receiving_desc"};
+        for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+            const char *text = json_str(g, names[i]);
+            if (!text || !text[0])
+                continue;
+            int r = coord_seen_notice(u->d, u->code, ref, text, created > 0 ? created : 0);
+            if (r && !first)
+                first = r;
+        }
+    }
+    return first;
+}
+
 static void send_grn_lookup(struct gc_call *c)
 {
     jb_free(&c->body);
@@ -1531,6 +1565,10 @@ static void on_pushed(struct http_req *r)
         const cJSON *data = v == SYNC_OK ? cJSON_GetObjectItemCaseSensitive(doc, "data") : NULL;
         const cJSON *g;
         bool found = false;
+        int mr = grn_marks(c->u, data);
+        if (mr != 0)
+            log_warn("%s: GRN list: another coordinator's mark not recorded (error %d)", c->u->name,
+                     mr);
         cJSON_ArrayForEach(g, data)
         {
             const char *ref = json_str(g, "reference_no");

@@ -287,6 +287,66 @@ int coord_seen(struct tallyd *d, int64_t wh, const char *order_id, const char *m
     return r;
 }
 
+/*
+ * Inbound notices (goods announced to a warehouse that keeps its own stock) carry the mark too,
+ * put by the connector where the warehouse keeps and echoes a free text of the notice; a kind
+ * without such a field carries none:
+ * - tally Warehouse API v1: no inbound notices at all (a transfer into it is two movements,
+ *   which carry no mark: movements are not account-wide decisions);
+ * - Goodcang: inbound_order/create_grn's `receiving_desc` (CreateGrnPayload.java: 备注, a
+ *   remark); read back from get_grn_list's rows, whose remark the sources name `remark`
+ *   (GrnInfo.java; Goodcang's V1 page: InboundOrderItem.remark) while get_grn_detail names it
+ *   `receiving_desc`: that the list's `remark` is the create's `receiving_desc` is not said, so
+ *   both names are read;
+ * - 4PX: fu.wms.inbound.create's `remark` (InboundCreate.java), echoed as the inbound list
+ *   row's `remark` ("备注。客户填写的入库委托备注信息": the remark the customer wrote,
+ *   vo/InboundConsignment.java).
+ * Notices are read back only when a reference is looked up (Goodcang: before a re-sent
+ * create_grn, every GRN of the last 60 days; 4PX: before every create, by ref_no, so only a
+ * notice of the same reference), so a second coordinator is seen there later than on its
+ * outbound orders, which every outbound round reads.
+ */
+int coord_seen_notice(struct tallyd *d, const char *wh_code, const char *notice_id,
+                      const char *text, int64_t created)
+{
+    char name[NAME_MAX_LEN + 1];
+    uint64_t id;
+    load(d);
+    if (!d->cfg.coordinator || !notice_id || !coord_parse(text, name, sizeof name, &id) ||
+        id == d->coord.id)
+        return 0;
+    struct store *st = d->store;
+    bool own = !store_in_tx(st);
+    int r = own ? store_begin(st) : 0;
+    if (r)
+        return r;
+    int64_t ack = ack_time(d, id);
+    if (ack == 0 || (created > 0 && created >= ack)) {
+        char subject[64], msg[700];
+        subject_of(id, subject, sizeof subject);
+        snprintf(msg, sizeof msg,
+                 "another coordinator: station %s#%016" PRIx64 " sent inbound notice %s to %s,"
+                 " and this station (%s) is a coordinator too; this station stopped allocating"
+                 " orders and publishing marketplace stock. Make exactly one station the"
+                 " coordinator: set [station] coordinator = false here and restart tallyd, or,"
+                 " once the other station no longer coordinates, resolve this exception",
+                 name, id, notice_id, wh_code && wh_code[0] ? wh_code : "a warehouse",
+                 d->coord.mark);
+        struct exc_raise e = {.kind = EXC_COORDINATOR, .subject = subject, .message = msg};
+        bool created_now = false;
+        r = exceptions_raise(d, &e, &created_now);
+        if (r == 0 && created_now)
+            log_error("%s", msg);
+    }
+    if (own) {
+        if (r == 0)
+            r = store_commit(st);
+        else
+            store_rollback(st);
+    }
+    return r;
+}
+
 static int first_read(struct tallyd *d, const char *prefix, const char *code)
 {
     char name[100];

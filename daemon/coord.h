@@ -46,6 +46,18 @@ bool coord_decides(struct tallyd *d, char *why, size_t cap);
  * transaction; 0 or a TALLY_E_* code. */
 int coord_seen(struct tallyd *d, int64_t wh, const char *order_id, const char *mark);
 
+/*
+ * An inbound notice read back from a third-party warehouse (a look-up of its reference: the
+ * only time the connectors read notices back) whose echoed remark `text` may hold a mark:
+ * another coordinator's raises the same `coordinator` exception as an outbound order would.
+ * `created` is the notice's creation time at the warehouse (epoch seconds, 0 unknown): once a
+ * person resolved that station's exception, only its notices created after the resolution
+ * count. Where each kind echoes the mark: coord.c. Runs in the caller's transaction when one
+ * is open, else in its own, begun only when the mark is another station's; 0 or TALLY_E_*.
+ */
+int coord_seen_notice(struct tallyd *d, const char *wh_code, const char *notice_id,
+                      const char *text, int64_t created);
+
 /* The last page of a round of warehouse `code`'s outbound stream was applied (inside its
  * transaction). */
 int coord_outbound_read(struct tallyd *d, const char *code);

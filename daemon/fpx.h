@@ -107,4 +107,10 @@ int fpx_cancel_body(const void *payload, size_t len, struct jbuf *b, char ref[TA
 int fpx_inbound_body(const void *payload, size_t len, const char *wh_code, struct jbuf *b,
                      char ref[TALLY_MAX_ID_LEN + 1], char *err, size_t errlen);
 
+/* The rows of an inbound list page (fu.wms.inbound.getlist) read back by a look-up: another
+ * coordinator's mark in a row's remark (InboundConsignment.remark) raises the `coordinator`
+ * exception (coord_seen_notice) at warehouse wh_code. 0, or the first TALLY_E_* code. */
+struct tallyd;
+int fpx_inbound_marks(struct tallyd *d, const char *wh_code, const cJSON *data);
+
 #endif

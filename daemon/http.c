@@ -1,14 +1,18 @@
 #include "http.h"
 
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <curl/curl.h>
 
 #include "log.h"
+
+struct http_sock;
 
 struct http {
     uv_loop_t *loop;
@@ -17,13 +21,31 @@ struct http {
     int running;
     int closing;
     char *ca_file;
+    /* The watched socket of each fd (NULL: none), so that a socket curl closes is forgotten
+     * by the loop first (on_close_socket). */
+    struct http_sock **by_fd;
+    size_t nby_fd;
+    struct http_sock *all; /* every http_sock not freed yet (next/prev) */
 };
 
-/* One per socket curl watches. */
+/*
+ * One per socket curl watches. Its poll handle is closed (uv_close, while the fd is still
+ * open: libuv takes it out of epoll then) when curl closes the socket or says REMOVE,
+ * whichever comes first: libcurl may close a socket before its REMOVE, or without one (a
+ * connection closed by curl_multi_cleanup or because the cache is full), and a poll handle
+ * left on a closed fd makes libuv abort (epoll_ctl EBADF) at its next change, or, once the
+ * number is reused, take the new socket out of epoll. curl keeps the struct as the fd's
+ * socketp until REMOVE (or until the same fd is announced again): it is freed once both the
+ * handle is closed and curl no longer refers to it.
+ */
 struct http_sock {
     uv_poll_t poll;
     curl_socket_t fd;
-    struct http *h;
+    struct http *h;   /* NULL once http_close detached it */
+    bool dead;        /* poll handle closed (or closing): curl closed fd or said REMOVE */
+    bool handle_open; /* the close callback has not run yet */
+    bool curl_ref;    /* curl holds it as the fd's socketp */
+    struct http_sock *next, *prev;
 };
 
 static void check_done(struct http *h)
@@ -85,9 +107,47 @@ static int timer_cb(CURLM *multi, long timeout_ms, void *userp)
     return 0;
 }
 
+static void sock_maybe_free(struct http_sock *s)
+{
+    if (s->handle_open || s->curl_ref)
+        return;
+    if (s->h) {
+        if (s->prev)
+            s->prev->next = s->next;
+        else
+            s->h->all = s->next;
+        if (s->next)
+            s->next->prev = s->prev;
+    }
+    free(s);
+}
+
 static void on_sock_closed(uv_handle_t *hd)
 {
-    free(hd->data);
+    struct http_sock *s = hd->data;
+    s->handle_open = false;
+    sock_maybe_free(s);
+}
+
+/* Stops watching s's fd for good, while the fd is still open. */
+static void sock_kill(struct http_sock *s)
+{
+    if (s->dead)
+        return;
+    s->dead = true;
+    if (s->h && (size_t)s->fd < s->h->nby_fd && s->h->by_fd[s->fd] == s)
+        s->h->by_fd[s->fd] = NULL;
+    uv_poll_stop(&s->poll);
+    uv_close((uv_handle_t *)&s->poll, on_sock_closed);
+}
+
+/* CURLOPT_CLOSESOCKETFUNCTION: the loop forgets the fd before it is closed. */
+static int on_close_socket(void *clientp, curl_socket_t fd)
+{
+    struct http *h = clientp;
+    if (fd >= 0 && (size_t)fd < h->nby_fd && h->by_fd[fd])
+        sock_kill(h->by_fd[fd]);
+    return close(fd);
 }
 
 static int socket_cb(CURL *easy, curl_socket_t fd, int what, void *userp, void *socketp)
@@ -96,13 +156,35 @@ static int socket_cb(CURL *easy, curl_socket_t fd, int what, void *userp, void *
     struct http_sock *s = socketp;
     if (what == CURL_POLL_REMOVE) {
         if (s) {
-            uv_poll_stop(&s->poll);
-            uv_close((uv_handle_t *)&s->poll, on_sock_closed);
             curl_multi_assign(h->multi, fd, NULL);
+            s->curl_ref = false;
+            sock_kill(s);
+            sock_maybe_free(s);
         }
         return 0;
     }
+    if (s && s->dead) {
+        /* The fd was closed under it (no REMOVE came) and its number is curl's again. */
+        s->curl_ref = false;
+        sock_maybe_free(s);
+        s = NULL;
+    }
     if (!s) {
+        if (fd < 0)
+            return -1;
+        if ((size_t)fd >= h->nby_fd) {
+            size_t n = h->nby_fd ? h->nby_fd : 64;
+            while (n <= (size_t)fd)
+                n *= 2;
+            struct http_sock **v = realloc(h->by_fd, n * sizeof *v);
+            if (!v)
+                return -1;
+            memset(v + h->nby_fd, 0, (n - h->nby_fd) * sizeof *v);
+            h->by_fd = v;
+            h->nby_fd = n;
+        }
+        if (h->by_fd[fd]) /* a socket of this number curl never said REMOVE of */
+            sock_kill(h->by_fd[fd]);
         s = calloc(1, sizeof *s);
         if (!s)
             return -1;
@@ -113,6 +195,12 @@ static int socket_cb(CURL *easy, curl_socket_t fd, int what, void *userp, void *
             return -1;
         }
         s->poll.data = s;
+        s->handle_open = s->curl_ref = true;
+        s->next = h->all;
+        if (h->all)
+            h->all->prev = s;
+        h->all = s;
+        h->by_fd[fd] = s;
         curl_multi_assign(h->multi, fd, s);
     }
     int events = 0;
@@ -151,6 +239,7 @@ int http_init(uv_loop_t *loop, long max_per_host, const char *ca_file, struct ht
 static void on_timer_closed(uv_handle_t *hd)
 {
     struct http *h = hd->data;
+    free(h->by_fd);
     free(h->ca_file);
     free(h);
 }
@@ -160,8 +249,18 @@ void http_close(struct http *h)
     if (!h)
         return;
     h->closing = 1;
-    /* curl_multi_cleanup closes its sockets through socket_cb(REMOVE). */
+    /* curl_multi_cleanup closes its sockets (on_close_socket) and says REMOVE of most. */
     curl_multi_cleanup(h->multi);
+    /* Whatever curl still referred to: nothing refers to it now. */
+    struct http_sock *s = h->all, *next;
+    h->all = NULL;
+    for (; s; s = next) {
+        next = s->next;
+        s->h = NULL;
+        s->curl_ref = false;
+        sock_kill(s);
+        sock_maybe_free(s);
+    }
     uv_close((uv_handle_t *)&h->timer, on_timer_closed);
 }
 
@@ -274,6 +373,8 @@ int http_start(struct http *h, struct http_req *r)
     curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
     curl_easy_setopt(e, CURLOPT_HEADERDATA, r);
     curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(e, CURLOPT_CLOSESOCKETFUNCTION, on_close_socket);
+    curl_easy_setopt(e, CURLOPT_CLOSESOCKETDATA, h);
     if (r->fresh_connect)
         curl_easy_setopt(e, CURLOPT_FRESH_CONNECT, 1L);
     curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS,

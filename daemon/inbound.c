@@ -15,7 +15,8 @@ int inbound_payload(const struct inbound_req *req, void *sbv)
     msgpack_packer pk;
     msgpack_packer_init(&pk, sb, msgpack_sbuffer_write);
     size_t n = 3 + (req->ref[0] != 0) + (req->from[0] != 0) + (req->eta > 0) +
-               (req->carrier[0] != 0) + (req->tracking_no[0] != 0) + (req->note[0] != 0);
+               (req->carrier[0] != 0) + (req->tracking_no[0] != 0) + (req->note[0] != 0) +
+               (req->station[0] != 0);
     msgpack_pack_map(&pk, n);
     mp_pack_kv_str(&pk, "id", req->id);
     mp_pack_kv_str(&pk, "warehouse", req->warehouse);
@@ -38,6 +39,8 @@ int inbound_payload(const struct inbound_req *req, void *sbv)
         mp_pack_kv_str(&pk, "tracking_no", req->tracking_no);
     if (req->note[0])
         mp_pack_kv_str(&pk, "note", req->note);
+    if (req->station[0])
+        mp_pack_kv_str(&pk, "station", req->station);
     return sb->data || sb->size == 0 ? 0 : TALLY_E_NOMEM;
 }
 

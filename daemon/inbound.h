@@ -37,6 +37,9 @@ struct inbound_req {
     char tracking_no[TALLY_MAX_ID_LEN + 1];
     char note[TALLY_MAX_TEXT_LEN + 1];
     char created_by[128];
+    /* The coordinator's mark (coord.h) when this station coordinates, else empty: the
+     * connector puts it where the warehouse keeps and echoes a text of the notice. */
+    char station[80];
 };
 
 struct inbound_result {
@@ -59,7 +62,7 @@ int inbound_create_locked(struct store *st, const struct inbound_req *req,
 
 /* The MessagePack payload of a notice (the contract with the connectors, upstream.h):
  * {"id","warehouse","lines":[{"sku","qty"}], optional "ref","from","eta","carrier",
- * "tracking_no","note"}. Returns 0 or TALLY_E_NOMEM; the caller destroys sb. */
+ * "tracking_no","note","station"}. Returns 0 or TALLY_E_NOMEM; the caller destroys sb. */
 int inbound_payload(const struct inbound_req *req, void *sb);
 
 #endif

@@ -460,6 +460,7 @@ static int transfer_notice(struct store *st, const struct stock_move *m,
     snprintf(n.ref, sizeof n.ref, "%s", m->id);
     snprintf(n.from, sizeof n.from, "%s", m->warehouse);
     snprintf(n.note, sizeof n.note, "%s", m->reason);
+    snprintf(n.station, sizeof n.station, "%s", m->station);
     struct inbound_result ir;
     int r = inbound_create_locked(st, &n, &ir, err, errlen);
     /* A retried transfer is answered before this (answer_duplicate): a notice already under

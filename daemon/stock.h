@@ -83,6 +83,9 @@ struct stock_move {
      * transaction (inbound.h); `to`'s stock comes from its own feed once the goods arrive, so
      * no leg there counts them twice. */
     bool to_notice;
+    /* The coordinator's mark (coord.h) for that notice, when this station coordinates (set by
+     * the caller; empty: none). */
+    char station[80];
 };
 
 struct stock_leg {

@@ -5,7 +5,7 @@
  *
  *   bench_rpc SOCKET [-c CONNECTIONS] [-P PIPELINE] [-d SECONDS] [-m METHOD] [-k SKU]
  *             [-a KEY=VALUE]... [-n COUNT] [--until-file F] [--allow-errors] [--kv PREFIX]
- *             [--size]
+ *             [--size] [--rate R]
  *
  * -a adds a parameter to the request (VALUE sent as an integer when it is one, true/false as a
  * boolean, else as a string; -k "" leaves out sku), e.g. -m stock.move -a kind=receive
@@ -15,7 +15,10 @@
  * answers (e.g. not_found before a sync brought the SKU) without failing. --kv also prints the
  * figures as lines `PREFIX_rps`, `PREFIX_p50_us`, `PREFIX_p99_us`, `PREFIX_p999_us`,
  * `PREFIX_max_us`, `PREFIX_n`, `PREFIX_errors`. --size sends one request and prints the
- * answer's size in bytes (`answer_bytes N`), to size a same-size anchor value.
+ * answer's size in bytes (`answer_bytes N`), to size a same-size anchor value. --rate R paces
+ * the requests at R a second in all (the k-th request is not sent before start + k/R; with one
+ * connection and -P 1 a light, steady reader, as scripts/soak.sh uses; latency is still measured
+ * from each request's send).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -73,7 +76,7 @@ int main(int argc, char **argv)
     if (argc < 2) {
         fprintf(stderr, "usage: bench_rpc SOCKET [-c N] [-P N] [-d SECONDS] [-m METHOD] [-k SKU] "
                         "[-a KEY=VALUE]... [-n COUNT] [--until-file F] [--allow-errors] "
-                        "[--kv PREFIX] [--size]\n");
+                        "[--kv PREFIX] [--size] [--rate R]\n");
         return 2;
     }
     const char *path = argv[1], *method = "stock.get", *sku = "EB-1001-BLK-M";
@@ -82,7 +85,7 @@ int main(int argc, char **argv)
     int nextra = 0, allow_errors = 0, size_only = 0;
     int nconn = 50, pipeline = 1;
     long long max_count = 0;
-    double secs = 5;
+    double secs = 5, rate = 0;
     for (int i = 2; i < argc; i++) {
         if (!strcmp(argv[i], "--allow-errors")) {
             allow_errors = 1;
@@ -113,6 +116,8 @@ int main(int argc, char **argv)
             until_file = v;
         else if (!strcmp(argv[i - 1], "--kv"))
             kv = v;
+        else if (!strcmp(argv[i - 1], "--rate"))
+            rate = atof(v);
         else if (!strcmp(argv[i - 1], "-a")) {
             if (nextra >= (int)(sizeof extra / sizeof *extra) || !strchr(v, '=') || v[0] == '=') {
                 fprintf(stderr, "bench_rpc: -a wants KEY=VALUE (at most 32)\n");
@@ -267,6 +272,21 @@ int main(int argc, char **argv)
             unsigned k = got;
             if (max_count && sent + k > (uint64_t)max_count)
                 k = (unsigned)((uint64_t)max_count - sent);
+            if (k && rate > 0) {
+                /* Paced: wait for the k-th request's turn (start + sent / rate), not past -d. */
+                uint64_t due = start + (uint64_t)((double)sent / rate * 1e9);
+                if (due > end)
+                    due = end;
+                uint64_t tw = now_ns();
+                if (due > tw) {
+                    struct timespec ts = {(time_t)((due - tw) / 1000000000u),
+                                          (long)((due - tw) % 1000000000u)};
+                    nanosleep(&ts, NULL);
+                }
+                t = now_ns();
+                if (t >= end)
+                    k = 0;
+            }
             if (k) {
                 if (write(c->fd, burst, req.size * k) != (ssize_t)(req.size * k)) {
                     fprintf(stderr, "bench_rpc: short write\n");

@@ -8,6 +8,7 @@
 #      never booked into UK-GC by ES-MAD's system) and an inbound notice for UK-GC in the same
 #      write (outbox kind inbound), which the Goodcang connector sends (create_grn; the
 #      connector's own test covers lost answers); a transfer out of UK-GC is refused;
+#      the notice carries the coordinator's mark, echoed in the GRN list's remark;
 #   4. `tally inbound create` / `tally inbound list`: idempotent by id, refused for a tally
 #      warehouse.
 #   test_kinds.sh TALLYD TALLY TALLY_SIM
@@ -128,6 +129,17 @@ notice_sent() { [ "$(sql "SELECT state FROM inbound_notices WHERE id = '$1'")" =
 wait_until 60 notice_sent in-tr-kinds-1
 check_eq "$(sql "SELECT state FROM outbox WHERE key = 'in:UK-GC:in-tr-kinds-1'")" done \
     "the notice's outbox row is done once Goodcang took it"
+# This station is the coordinator (the default): the notice carries its mark (coord.h), which
+# Goodcang echoes in the GRN list's remark (create_grn's receiving_desc).
+mark=$(st | jq -r .coordination.mark)
+grn_remark=$(ctl -X POST -H 'app-key: tally-sim-3pl-key' -H 'app-token: tally-sim-wh-token' \
+    -H 'Content-Type: application/json' -d '{"page":1,"pageSize":100}' \
+    "$base/wh/UK-GC/public_open/inbound_order/get_grn_list" |
+    jq -r '.data[] | select(.reference_no == "in-tr-kinds-1") | .remark')
+case $grn_remark in
+*"; tally coordinator $mark") ok ;;
+*) bad "the GRN's remark does not end with the coordinator's mark $mark: '$grn_remark'" ;;
+esac
 # The same transfer again (a retry): nothing new.
 t transfer "$S" 3 --from ES-MAD --to UK-GC --id tr-kinds-1 >/dev/null 2>&1
 check_eq "$(sql "SELECT COUNT(*) FROM inbound_notices")" 1 "a repeated transfer makes no second notice"

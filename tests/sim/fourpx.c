@@ -688,6 +688,7 @@ struct notice {
     char ref[ID_MAX + 1];
     char no[32];
     int64_t created_ms;
+    char remark[501]; /* the create's remark, echoed by the list */
     uint32_t n;
     uint32_t sku[SKUS_MAX];
     int64_t qty[SKUS_MAX];
@@ -722,8 +723,18 @@ static void inbound_create(struct sim *s, struct warehouse *w, const cJSON *doc,
         refuse(out, "SIM-PARAM", "iconsignment_sku: 1 to %d SKUs", SKUS_MAX);
         return;
     }
+    /* remark: kept and echoed in the list's rows (InboundConsignment.remark, "the remark the
+     * customer wrote"; its limit is not in the sources: 500 here, as for outbound orders) */
+    const cJSON *remark_item = cJSON_GetObjectItemCaseSensitive(doc, "remark");
+    const char *remark = jin_str(doc, "remark");
+    if (remark_item && !cJSON_IsNull(remark_item) && !(remark && strlen(remark) <= 500)) {
+        refuse(out, "SIM-PARAM", "remark must be a string of at most 500 characters");
+        return;
+    }
     struct notice nt;
     memset(&nt, 0, sizeof nt);
+    if (remark)
+        snprintf(nt.remark, sizeof nt.remark, "%s", remark);
     const cJSON *l;
     cJSON_ArrayForEach(l, skus)
     {
@@ -801,6 +812,8 @@ static void inbound_list(struct sim *s, struct warehouse *w, const cJSON *doc,
             jb_kv_str(j, "to_warehouse_code", w->code);
             jb_kv_str(j, "status", "S");
             jb_kv_i64(j, "create_time", nt->created_ms);
+            if (nt->remark[0])
+                jb_kv_str(j, "remark", nt->remark);
             jb_kv_arr(j, "iconsignment_sku");
             for (uint32_t x = 0; x < nt->n; x++) {
                 jb_obj(j);

@@ -52,6 +52,7 @@ struct grn {
     int wh;
     char ref[GC_REF_MAX + 1];
     char tracking[GC_REF_MAX + 1];
+    char *desc; /* receiving_desc, echoed as the list's remark; NULL when none */
     int64_t created;
     uint32_t n_lines;
     struct ob_line *lines;
@@ -624,6 +625,14 @@ static void create_grn(struct sim *s, struct warehouse *w, const cJSON *doc, str
         failure(out, 200, "too many inbound orders");
         return;
     }
+    /* receiving_desc (备注): kept and echoed as the list's remark (the sources give no limit:
+     * none here; that the list's remark is this text is the simulator's reading) */
+    const cJSON *desc_item = cJSON_GetObjectItemCaseSensitive(doc, "receiving_desc");
+    const char *desc = jin_str(doc, "receiving_desc");
+    if (desc_item && !cJSON_IsNull(desc_item) && !desc) {
+        failure(out, 200, "receiving_desc must be a string");
+        return;
+    }
     uint32_t n = 0;
     struct ob_line *lines =
         read_items(s, cJSON_GetObjectItemCaseSensitive(doc, "items"), true, &n, out);
@@ -647,6 +656,7 @@ static void create_grn(struct sim *s, struct warehouse *w, const cJSON *doc, str
     if (trk && text_ok(trk, GC_REF_MAX))
         snprintf(g->tracking, sizeof(g->tracking), "%s", trk);
     g->created = sim_now(s);
+    g->desc = desc && desc[0] ? strdup(desc) : NULL;
     g->lines = lines;
     g->n_lines = n;
     for (uint32_t i = 0; i < n; i++) {
@@ -694,6 +704,7 @@ static void grn_list(struct sim *s, struct warehouse *w, const cJSON *doc, struc
         kv_time(j, "update_at", g->created);
         jb_kv_i64(j, "box_total_count", 1);
         jb_kv_i64(j, "sku_total_count", units);
+        jb_kv_str(j, "remark", g->desc ? g->desc : "");
         jb_obj_end(j);
     }
     list_end(j, count, page, size);

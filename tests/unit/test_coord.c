@@ -6,7 +6,10 @@
  *     (status's why quotes it); this station's own mark, a non-coordinator, no mark: nothing;
  *   - once a person resolved it, that station's marks on orders placed before the resolution
  *     (or unknown here) are history, on an order placed after it they raise again;
- *   - before every outbound warehouse's orders were read once, no decision.
+ *   - before every outbound warehouse's orders were read once, no decision;
+ *   - inbound notices read back (coord_seen_notice): another coordinator's mark in a notice's
+ *     echoed remark raises the same exception, in a transaction of its own or the caller's;
+ *     after a resolution, only notices created after it count.
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -186,6 +189,66 @@ static void test_first_read(void)
     d->cfg.nwh = 0;
 }
 
+static void test_notices(void)
+{
+    rh_open(h);
+    rh_seed_standard(h);
+    d->cfg.coordinator = true;
+    d->cfg.nwh = 0;
+    snprintf(d->cfg.station, sizeof d->cfg.station, "ES-MAD-01");
+    char err[200] = "", why[600] = "", mine[64];
+    CHECK_EQ_INT(coord_start(d, err, sizeof err), 0);
+    snprintf(mine, sizeof mine, "tally notice IN-1; tally coordinator %s", coord_mark(d));
+    d->coord.nacks = 0;
+    CHECK(coord_decides(d, NULL, 0));
+    int64_t now = store_now();
+
+    /* nothing: no remark, a remark without a mark, this station's own mark, a non-coordinator */
+    CHECK_EQ_INT(coord_seen_notice(d, "UK-GC", "IN-1", NULL, now), 0);
+    CHECK_EQ_INT(coord_seen_notice(d, "UK-GC", "IN-1", "fragile, handle with care", now), 0);
+    CHECK_EQ_INT(coord_seen_notice(d, "UK-GC", "IN-1", mine, now), 0);
+    d->cfg.coordinator = false;
+    CHECK_EQ_INT(
+        coord_seen_notice(d, "UK-GC", "IN-2", "tally coordinator OTHER#00000000000000aa", now), 0);
+    d->cfg.coordinator = true;
+    CHECK_EQ_INT((int)open_coord_exc(), 0);
+    CHECK(!store_in_tx(d->store));
+
+    /* another coordinator's mark on a notice: the exception, in a transaction of its own */
+    CHECK_EQ_INT(coord_seen_notice(d, "UK-GC", "IN-2",
+                                   "tally notice IN-2; transfer T-2 from ES-MAD; tally coordinator"
+                                   " OTHER#00000000000000aa",
+                                   now),
+                 0);
+    CHECK(!store_in_tx(d->store));
+    CHECK_EQ_INT((int)open_coord_exc(), 1);
+    CHECK(!coord_decides(d, why, sizeof why));
+    CHECK(strstr(why, "station OTHER#00000000000000aa sent inbound notice IN-2 to UK-GC") != NULL);
+    /* the same station, also seen on an order: still one exception */
+    CHECK_EQ_INT(store_begin(d->store), 0);
+    CHECK_EQ_INT(coord_seen(d, 1, "O-X", "OTHER#00000000000000aa"), 0);
+    /* inside the caller's transaction: it stays open */
+    CHECK_EQ_INT(coord_seen_notice(d, "US-4PX", "IN-3", "OTHER#00000000000000aa", now), 0);
+    CHECK(store_in_tx(d->store));
+    CHECK_EQ_INT(store_commit(d->store), 0);
+    CHECK_EQ_INT((int)open_coord_exc(), 1);
+
+    /* resolved: that station's notices created before the resolution (or at an unknown time)
+     * are its past; one created after it raises again */
+    RH_EXEC(h,
+            "UPDATE exceptions SET state = 'resolved', resolved_by = 'op', resolved_at = %" PRId64
+            " WHERE kind = 'coordinator'",
+            now);
+    d->coord.nacks = 0;
+    CHECK(coord_decides(d, NULL, 0));
+    CHECK_EQ_INT(coord_seen_notice(d, "UK-GC", "IN-2", "OTHER#00000000000000aa", now - 60), 0);
+    CHECK_EQ_INT(coord_seen_notice(d, "UK-GC", "IN-2", "OTHER#00000000000000aa", 0), 0);
+    CHECK_EQ_INT((int)open_coord_exc(), 0);
+    CHECK_EQ_INT(coord_seen_notice(d, "UK-GC", "IN-9", "OTHER#00000000000000aa", now + 5), 0);
+    CHECK_EQ_INT((int)open_coord_exc(), 1);
+    CHECK(!coord_decides(d, NULL, 0));
+}
+
 int main(void)
 {
     h = rh_new("test_coord");
@@ -195,6 +258,7 @@ int main(void)
     test_parse();
     test_marks();
     test_first_read();
+    test_notices();
     rh_free(h);
     return check_result("test_coord");
 }

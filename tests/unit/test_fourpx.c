@@ -16,9 +16,12 @@
 
 #include "check.h"
 #include "codec.h"
+#include "coord.h"
 #include "fpx.h"
 #include "fpx_sign.h"
 #include "json.h"
+#include "replica_harness.h"
+#include "tallyd.h"
 #include "upstream.h"
 
 #ifndef FIXTURES_DIR
@@ -590,6 +593,88 @@ static void test_outbound_windows(void)
     CHECK_EQ_INT(old, 0);
 }
 
+/* Inbound notices carry the coordinator's mark (coord.h): fu.wms.inbound.create's remark
+ * ends with it, within 500 characters however long the note; the inbound list read back
+ * (InboundConsignment.remark) raises the `coordinator` exception for another station's mark,
+ * never for this station's own. */
+static void test_inbound_mark(void)
+{
+    struct rh *h = rh_new("fourpx_mark");
+    rh_open(h);
+    rh_seed_standard(h);
+    struct tallyd *d = rh_daemon(h);
+    d->cfg.coordinator = true;
+    d->cfg.nwh = 0;
+    snprintf(d->cfg.station, sizeof d->cfg.station, "FPX-COORD");
+    char err[300] = "", mine[80], ref[TALLY_MAX_ID_LEN + 1];
+    CHECK_EQ_INT(coord_start(d, err, sizeof err), 0);
+    snprintf(mine, sizeof mine, "%s", coord_mark(d));
+    static char note[TALLY_MAX_TEXT_LEN + 1];
+    memset(note, 'n', TALLY_MAX_TEXT_LEN);
+    note[TALLY_MAX_TEXT_LEN] = 0;
+    for (int k = 0; k < 2; k++) {
+        msgpack_sbuffer sb;
+        msgpack_packer pk;
+        msgpack_sbuffer_init(&sb);
+        msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+        msgpack_pack_map(&pk, k ? 5 : 4);
+        mp_pack_kv_str(&pk, "id", "IN-US-4PX-0002");
+        mp_pack_kv_str(&pk, "warehouse", "US-4PX");
+        mp_pack_key(&pk, "lines");
+        msgpack_pack_array(&pk, 1);
+        msgpack_pack_map(&pk, 2);
+        mp_pack_kv_str(&pk, "sku", "QI-000002");
+        mp_pack_kv_int(&pk, "qty", 4);
+        mp_pack_kv_str(&pk, "station", mine);
+        if (k)
+            mp_pack_kv_str(&pk, "note", note);
+        struct jbuf b;
+        memset(&b, 0, sizeof b);
+        CHECK_EQ_INT(fpx_inbound_body(sb.data, sb.size, "US-4PX", &b, ref, err, sizeof err), 0);
+        cJSON *doc = cJSON_Parse(b.p);
+        const char *remark = json_str(doc, "remark");
+        char tail[120], name[40];
+        snprintf(tail, sizeof tail, "tally coordinator %s", mine);
+        CHECK(remark && strlen(remark) <= 500 && strlen(remark) >= strlen(tail) &&
+              !strcmp(remark + strlen(remark) - strlen(tail), tail));
+        uint64_t id = 0;
+        CHECK_EQ_INT(coord_parse(remark, name, sizeof name, &id), 1);
+        CHECK(id == d->coord.id);
+        cJSON_Delete(doc);
+        jb_free(&b);
+        msgpack_sbuffer_destroy(&sb);
+    }
+    /* read back: a page (FopPage) of the inbound list */
+    char text[600];
+    snprintf(text, sizeof text,
+             "{\"page_no\":1,\"page_size\":20,\"total\":2,\"data\":["
+             "{\"consignment_no\":\"IC1\",\"ref_no\":\"IN-US-4PX-0002\",\"status\":\"S\","
+             "\"create_time\":1733371200000,\"remark\":\"tally coordinator %s\"},"
+             "{\"consignment_no\":\"IC2\",\"ref_no\":\"IN-US-4PX-0003\",\"status\":\"S\"}]}",
+             mine);
+    cJSON *own = cJSON_Parse(text);
+    CHECK_EQ_INT(fpx_inbound_marks(d, "US-4PX", own), 0);
+    CHECK_EQ_INT((int)rh_q64(h, "SELECT COUNT(*) FROM exceptions WHERE kind = 'coordinator'"), 0);
+    /* the rows fed here use the documented row names only (remark among them) */
+    cJSON *fx = fixture("fu.wms.inbound.create.json");
+    const cJSON *row;
+    cJSON_ArrayForEach(row, cJSON_GetObjectItemCaseSensitive(own, "data"))
+        names_documented(row, fx, "getlist_row_fields", NULL);
+    cJSON_Delete(fx);
+    cJSON_Delete(own);
+    cJSON *other = cJSON_Parse(
+        "{\"page_no\":1,\"page_size\":20,\"total\":1,\"data\":[{\"consignment_no\":\"IC3\","
+        "\"ref_no\":\"IN-US-4PX-0002\",\"status\":\"S\",\"create_time\":1733371200000,"
+        "\"remark\":\"transfer T-1 from ES-MAD; tally coordinator ES-MAD-01#00000000000000aa\"}]}");
+    CHECK_EQ_INT(fpx_inbound_marks(d, "US-4PX", other), 0);
+    cJSON_Delete(other);
+    CHECK_EQ_INT((int)rh_q64(h, "SELECT COUNT(*) FROM exceptions WHERE kind = 'coordinator'"
+                                " AND message LIKE '%%inbound notice IN-US-4PX-0002 to US-4PX%%'"),
+                 1);
+    CHECK(!coord_decides(d, NULL, 0));
+    rh_free(h);
+}
+
 int main(void)
 {
     test_outbound_windows();
@@ -599,5 +684,6 @@ int main(void)
     test_cancel_and_inbound_bodies();
     test_status_table();
     test_answers();
+    test_inbound_mark();
     return check_result("test_fourpx");
 }

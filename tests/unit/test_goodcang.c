@@ -608,6 +608,99 @@ static void test_window_garbage_date(void)
     rh_free(h);
 }
 
+/* Inbound notices carry the coordinator's mark (coord.h): create_grn puts it last in
+ * receiving_desc, never cut by a long note; the GRN list read back by a look-up raises the
+ * `coordinator` exception for another station's mark in a row's remark (GrnInfo.remark) or
+ * receiving_desc (get_grn_detail's name), never for this station's own. */
+static void test_notice_mark(void)
+{
+    struct rh *h = rh_new("goodcang_mark");
+    rh_open(h);
+    rh_seed_standard(h);
+    struct tallyd *d = rh_daemon(h);
+    d->cfg.coordinator = true;
+    d->cfg.nwh = 0;
+    snprintf(d->cfg.station, sizeof d->cfg.station, "GC-COORD");
+    char err[300] = "";
+    CHECK_EQ_INT(coord_start(d, err, sizeof err), 0);
+    char mine[80];
+    snprintf(mine, sizeof mine, "%s", coord_mark(d));
+
+    /* the body: the mark last, also after a note that fills the text */
+    static char note[TALLY_MAX_TEXT_LEN + 1];
+    memset(note, 'n', TALLY_MAX_TEXT_LEN);
+    note[TALLY_MAX_TEXT_LEN] = 0;
+    for (int k = 0; k < 2; k++) {
+        msgpack_sbuffer sb;
+        msgpack_sbuffer_init(&sb);
+        msgpack_packer pk;
+        msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+        msgpack_pack_map(&pk, k ? 5 : 4);
+        pk_kv(&pk, "id", "IN-GC-7");
+        pk_kv(&pk, "warehouse", "UK-GC");
+        pack_lines(&pk);
+        pk_kv(&pk, "station", mine);
+        if (k)
+            pk_kv(&pk, "note", note);
+        struct push_item it;
+        item_of(&it, &sb, OBX_INBOUND);
+        struct jbuf b;
+        memset(&b, 0, sizeof b);
+        CHECK_EQ_INT(body_create_grn(&b, &it, "UK-GC", err, sizeof err), 0);
+        cJSON *doc = check_body(&b, "create_grn.params");
+        const char *desc = json_str(doc, "receiving_desc");
+        char tail[120], name[40];
+        snprintf(tail, sizeof tail, "tally coordinator %s", mine);
+        CHECK(desc && strlen(desc) >= strlen(tail) &&
+              !strcmp(desc + strlen(desc) - strlen(tail), tail));
+        CHECK(desc && strlen(desc) <= TALLY_MAX_TEXT_LEN);
+        CHECK(desc && strncmp(desc, "tally notice IN-GC-7", 20) == 0);
+        uint64_t id = 0;
+        CHECK_EQ_INT(coord_parse(desc, name, sizeof name, &id), 1);
+        CHECK(id == d->coord.id);
+        cJSON_Delete(doc);
+        jb_free(&b);
+        msgpack_sbuffer_destroy(&sb);
+    }
+
+    /* read back: the fixture's row (remark ""), this station's own mark, another's */
+    struct wh_config wh = {0};
+    snprintf(wh.code, sizeof wh.code, "UK-GC");
+    struct upstream u = {0};
+    snprintf(u.name, sizeof u.name, "wh:UK-GC");
+    snprintf(u.code, sizeof u.code, "UK-GC");
+    u.wh = &wh;
+    u.d = d;
+    u.store = d->store;
+    cJSON *fx = load_json("get_grn_list.answer.json");
+    CHECK_EQ_INT(grn_marks(&u, cJSON_GetObjectItemCaseSensitive(fx, "data")), 0);
+    cJSON_Delete(fx);
+    char text[600];
+    snprintf(text, sizeof text,
+             "{\"ask\":\"Success\",\"data\":[{\"receiving_code\":\"RV-1\",\"reference_no\":"
+             "\"IN-GC-7\",\"create_at\":\"2026-12-05 10:00:00\",\"remark\":\"tally notice"
+             " IN-GC-7; tally coordinator %s\"}]}",
+             mine);
+    cJSON *own = cJSON_Parse(text);
+    CHECK_EQ_INT(grn_marks(&u, cJSON_GetObjectItemCaseSensitive(own, "data")), 0);
+    cJSON_Delete(own);
+    CHECK_EQ_INT((int)rh_q64(h, "SELECT COUNT(*) FROM exceptions WHERE kind = 'coordinator'"), 0);
+    CHECK(coord_decides(d, NULL, 0));
+    cJSON *other = cJSON_Parse(
+        "{\"ask\":\"Success\",\"data\":[{\"receiving_code\":\"RV-2\",\"reference_no\":"
+        "\"in-T-1\",\"create_at\":\"2026-12-05 10:00:00\",\"receiving_desc\":\"tally notice"
+        " in-T-1; tally coordinator ES-MAD-01#00000000000000aa\"}]}");
+    CHECK_EQ_INT(grn_marks(&u, cJSON_GetObjectItemCaseSensitive(other, "data")), 0);
+    cJSON_Delete(other);
+    CHECK_EQ_INT((int)rh_q64(h, "SELECT COUNT(*) FROM exceptions WHERE kind = 'coordinator'"
+                                " AND message LIKE '%%inbound notice in-T-1 to UK-GC%%'"),
+                 1);
+    char why[600] = "";
+    CHECK(!coord_decides(d, why, sizeof why));
+    CHECK(strstr(why, "ES-MAD-01#00000000000000aa") != NULL);
+    rh_free(h);
+}
+
 int main(void)
 {
     test_requests();
@@ -617,5 +710,6 @@ int main(void)
     test_dates();
     test_window_garbage_date();
     test_same_lines();
+    test_notice_mark();
     return check_result("test_goodcang");
 }

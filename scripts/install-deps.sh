@@ -19,6 +19,9 @@ packages=(
     # runtime with libFuzzer for the fuzz targets' long runs (scripts/fuzz.sh; optional: without
     # clang CTest still replays their corpora)
     python3 clang libclang-rt-14-dev
+    # test: ip and tc (network namespaces, veth, tbf) and nft (packet loss, partitions) for
+    # test_netfault.sh and scripts/netfault-test.sh (as root; skipped without them)
+    iproute2 nftables
 )
 
 # One dpkg-query for all: it prints a line per installed package, and exits non-zero when one

@@ -27,7 +27,6 @@
 struct sync_engine {
     struct tallyd *d;
     uv_timer_t tick;
-    struct http *http;
     struct upstream *ups;
     int nups;
     uint64_t rng;
@@ -1439,8 +1438,14 @@ static int ensure_warehouse(struct store *st, const struct wh_config *w)
     return rc == SQLITE_DONE ? 0 : store_error(st, rc, "warehouse");
 }
 
-static void add_upstream(struct sync_engine *e, const struct connector_ops *ops, const char *name,
-                         const char *code)
+/* Each upstream has an HTTP client of its own (a libcurl multi handle), whose connection cap
+ * per host is [sync] max_parallel: libcurl's cap counts every connection to a host, and a
+ * request waiting for one runs down its own timeouts meanwhile. With one client for all,
+ * upstreams on one host (several warehouses of one 3PL, a test's simulator) shared
+ * max_parallel connections, so a slow one held the others' calls in that queue until they
+ * timed out unsent ("Connection timed out after 0 milliseconds"; integration.shared_host). */
+static int add_upstream(struct sync_engine *e, const struct connector_ops *ops, const char *name,
+                        const char *code)
 {
     struct upstream *u = &e->ups[e->nups];
     memset(u, 0, sizeof *u);
@@ -1450,7 +1455,10 @@ static void add_upstream(struct sync_engine *e, const struct connector_ops *ops,
     u->engine = e;
     u->d = e->d;
     u->store = e->d->store;
-    u->http = e->http;
+    const struct tally_config *cfg = &e->d->cfg;
+    if (http_init(e->d->loop, (long)cfg->max_parallel, cfg->ca_file[0] ? cfg->ca_file : NULL,
+                  &u->http) != 0)
+        return -1;
     u->link = LINK_UNKNOWN;
     u->orders_stream = -1;
     u->request_timeout_s = e->d->cfg.request_timeout_s;
@@ -1459,6 +1467,7 @@ static void add_upstream(struct sync_engine *e, const struct connector_ops *ops,
         u->streams[i].due_ms = 0;
         u->streams[i].round_total = -1;
     }
+    return 0;
 }
 
 /*
@@ -1533,13 +1542,6 @@ int sync_start(struct tallyd *d, struct sync_engine **out, char *err, size_t err
         snprintf(err, errlen, "out of memory");
         return -1;
     }
-    if (http_init(d->loop, (long)d->cfg.max_parallel, d->cfg.ca_file[0] ? d->cfg.ca_file : NULL,
-                  &e->http) != 0) {
-        snprintf(err, errlen, "cannot set up HTTP");
-        free(e->ups);
-        free(e);
-        return -1;
-    }
     for (unsigned i = 0; i < d->cfg.nwh; i++) {
         const struct wh_config *w = &d->cfg.wh[i];
         char name[80];
@@ -1548,7 +1550,10 @@ int sync_start(struct tallyd *d, struct sync_engine **out, char *err, size_t err
             snprintf(err, errlen, "cannot record warehouse %s", w->code);
             goto fail;
         }
-        add_upstream(e, upstream_wh_ops(w->kind), name, w->code);
+        if (add_upstream(e, upstream_wh_ops(w->kind), name, w->code) != 0) {
+            snprintf(err, errlen, "cannot set up HTTP");
+            goto fail;
+        }
         struct upstream *u = &e->ups[e->nups];
         u->wh = w;
         u->streams[0].interval_s = w->inventory_interval_s;
@@ -1571,7 +1576,10 @@ int sync_start(struct tallyd *d, struct sync_engine **out, char *err, size_t err
         e->nups++;
     }
     if (d->cfg.mp.enabled) {
-        add_upstream(e, &conn_aliexpress_ops, "mp", "");
+        if (add_upstream(e, &conn_aliexpress_ops, "mp", "") != 0) {
+            snprintf(err, errlen, "cannot set up HTTP");
+            goto fail;
+        }
         struct upstream *u = &e->ups[e->nups];
         u->mp = &d->cfg.mp;
         u->streams[0].interval_s = d->cfg.mp.catalog_interval_s;
@@ -1601,7 +1609,9 @@ int sync_start(struct tallyd *d, struct sync_engine **out, char *err, size_t err
 fail:
     for (int i = 0; i < e->nups; i++)
         e->ups[i].ops->free(&e->ups[i]);
-    http_close(e->http);
+    /* and the one being added when it failed (calloc'd: NULL if it has none) */
+    for (unsigned i = 0; i < n && (int)i <= e->nups; i++)
+        http_close(e->ups[i].http);
     free(e->ups);
     free(e);
     return -1;
@@ -1630,7 +1640,8 @@ void sync_stop(struct sync_engine *e)
     uv_timer_stop(&e->tick);
     unrecorded_free(e);
     /* Abandoned requests leave their rows 'inflight'; the next start sends them again. */
-    http_close(e->http);
+    for (int i = 0; i < e->nups; i++)
+        http_close(e->ups[i].http);
     for (int i = 0; i < e->nups; i++) {
         struct upstream *u = &e->ups[i];
         bool busy = false;

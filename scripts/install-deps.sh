@@ -21,6 +21,9 @@ packages=(
     python3 clang libclang-rt-14-dev
     # test: the openssl CLI (test_tls.sh makes a local CA and a server certificate with it)
     openssl
+    # test: ip and tc (network namespaces, veth, tbf) and nft (packet loss, partitions) for
+    # test_netfault.sh and scripts/netfault-test.sh (as root; skipped without them)
+    iproute2 nftables
 )
 
 # One dpkg-query for all: it prints a line per installed package, and exits non-zero when one

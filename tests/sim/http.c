@@ -1,5 +1,6 @@
 #include "http.h"
 
+#include <arpa/inet.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <stdarg.h>
@@ -516,7 +517,8 @@ struct http_server *http_start(struct sim *s, uint16_t port, char *err, size_t e
     memset(&sa, 0, sizeof(sa));
     sa.sin_family = AF_INET;
     sa.sin_port = htons(port);
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (inet_pton(AF_INET, s->cfg.listen, &sa.sin_addr) != 1)
+        sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     unsigned flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL;
     if (s->cfg.verbose)
         flags |= MHD_USE_ERROR_LOG;
@@ -528,7 +530,7 @@ struct http_server *http_start(struct sim *s, uint16_t port, char *err, size_t e
                             MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned)1024,
                             MHD_OPTION_EXTERNAL_LOGGER, log_mhd, NULL, MHD_OPTION_END);
     if (!h->d) {
-        snprintf(err, errlen, "cannot listen on 127.0.0.1:%u", (unsigned)port);
+        snprintf(err, errlen, "cannot listen on %s:%u", s->cfg.listen, (unsigned)port);
         free(h);
         return NULL;
     }

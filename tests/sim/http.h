@@ -48,7 +48,8 @@ void http_resp_free(struct http_resp *r);
 void http_resp_error(struct http_resp *r, int status, const char *code, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 
-/* Starts serving on 127.0.0.1:port (0 = any free port). NULL with a message on failure. */
+/* Starts serving on s->cfg.listen (127.0.0.1 by default):port (0 = any free port). NULL with a
+ * message on failure. */
 struct http_server *http_start(struct sim *s, uint16_t port, char *err, size_t errlen);
 uint16_t http_port(const struct http_server *h);
 /* Stops accepting, wakes stalled handlers, joins every connection thread, frees h. */

@@ -1,6 +1,7 @@
 /* tally-sim: the upstream simulator — an AliExpress Open Platform gateway and N overseas
  * warehouses in one process on 127.0.0.1, with a seeded data generator, fault injection and a
  * control interface. See README.md. */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
@@ -28,9 +29,11 @@ static void usage(FILE *f)
             "\n"
             "Serves on 127.0.0.1: the AliExpress gateway (/sync), the warehouses\n"
             "(/wh/{CODE}/v1/...) and the control interface (/control/...). Prints\n"
-            "\"tally-sim listening on 127.0.0.1:PORT\" once ready; stops on SIGTERM/SIGINT.\n"
+            "\"tally-sim listening on ADDR:PORT\" once ready; stops on SIGTERM/SIGINT.\n"
             "\n"
             "  --port P                  TCP port, 0 = any free port (default 0)\n"
+            "  --listen ADDR             IPv4 address to serve on (default 127.0.0.1; for\n"
+            "                            tests across network namespaces)\n"
             "  --seed S                  data generator seed (default 1)\n"
             "  --skus N                  catalog size in SKUs (default 1000)\n"
             "  --warehouses A,B,...      warehouse codes (default " DEFAULT_WAREHOUSES "),\n"
@@ -126,6 +129,7 @@ static int parse_warehouses(const char *list, struct sim_config *c)
 
 enum {
     OPT_PORT = 256,
+    OPT_LISTEN,
     OPT_SEED,
     OPT_SKUS,
     OPT_WAREHOUSES,
@@ -145,6 +149,7 @@ enum {
 
 static const struct option options[] = {
     {"port", required_argument, NULL, OPT_PORT},
+    {"listen", required_argument, NULL, OPT_LISTEN},
     {"seed", required_argument, NULL, OPT_SEED},
     {"skus", required_argument, NULL, OPT_SKUS},
     {"warehouses", required_argument, NULL, OPT_WAREHOUSES},
@@ -179,6 +184,7 @@ static int parse_args(int argc, char **argv, struct sim_config *c, uint16_t *por
     snprintf(c->access_token, sizeof(c->access_token), "%s", DEFAULT_ACCESS_TOKEN);
     snprintf(c->wh_token, sizeof(c->wh_token), "%s", DEFAULT_WH_TOKEN);
     parse_warehouses(DEFAULT_WAREHOUSES, c);
+    snprintf(c->listen, sizeof(c->listen), "127.0.0.1");
     *port = 0;
 
     int opt;
@@ -191,6 +197,14 @@ static int parse_args(int argc, char **argv, struct sim_config *c, uint16_t *por
                 bad = "--port wants 0..65535";
             *port = (uint16_t)v;
             break;
+        case OPT_LISTEN: {
+            struct in_addr a;
+            if (strlen(optarg) >= sizeof(c->listen) || inet_pton(AF_INET, optarg, &a) != 1)
+                bad = "--listen wants an IPv4 address in dotted decimal";
+            else
+                snprintf(c->listen, sizeof(c->listen), "%s", optarg);
+            break;
+        }
         case OPT_SEED:
             if (parse_u64(optarg, UINT64_MAX, &c->seed) < 0)
                 bad = "--seed wants an unsigned integer";
@@ -304,7 +318,7 @@ int main(int argc, char **argv)
                 "tally-sim: %zu SKUs in %zu products, %zu orders, %zu warehouses in %" PRId64
                 " ms\n",
                 s->n_skus, s->n_products, s->n_orders, s->n_wh, st_monotonic_ms() - t0);
-    printf("tally-sim listening on 127.0.0.1:%u\n", (unsigned)http_port(h));
+    printf("tally-sim listening on %s:%u\n", cfg.listen, (unsigned)http_port(h));
     fflush(stdout);
 
     int sig = 0;

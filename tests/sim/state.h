@@ -77,6 +77,7 @@ struct sim_config {
     bool outbound_stock_check; /* picking with too little stock -> exception */
     bool outbound_consume;     /* shipping takes the lines off on_hand */
     bool verbose;
+    char listen[16]; /* IPv4 address served on, dotted (default 127.0.0.1) */
 };
 
 struct product {

@@ -143,7 +143,7 @@ int cmd_status(struct rpc_call *c)
     int64_t oldest = store_count(
         st,
         "SELECT MIN((SELECT MIN(created_at) FROM outbox WHERE target = substr(c.name, 16)"
-        " AND state IN ('pending','inflight','held'))) FROM counters c"
+        " AND state NOT IN ('done', 'discarded'))) FROM counters c"
         " WHERE c.name >= 'outbox_pending:' AND c.name < 'outbox_pending;'",
         -1);
     mp_pack_key(pk, "oldest_age_s");

@@ -90,6 +90,7 @@ struct push_item {
      * one): an upstream without an idempotency key is asked what it has (by the reference)
      * before the request is sent again. */
     bool maybe_sent;
+    int64_t attempts; /* the row's attempts before this one (outbox.attempts when taken) */
     char entity[80];
     void *payload; /* MessagePack map, owned by the batch */
     size_t payload_len;

@@ -4,6 +4,7 @@
  * message and without a crash; the statement cache survives growth.
  */
 #include <fcntl.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -121,7 +122,7 @@ static void test_fresh(void)
 
     /* The stock invariant's index and the outbox's unique key exist. */
     CHECK_EQ_INT(one_int(st, "SELECT COUNT(*) FROM sqlite_master WHERE type = 'index' AND"
-                             " name IN ('movements_open', 'outbox_due', 'outbox_entity')"),
+                             " name IN ('movements_open', 'outbox_inflight', 'outbox_entity')"),
                  3);
     store_close(st);
 
@@ -366,6 +367,112 @@ static void test_upgrade_fulfil_cursor(void)
     /* one row only */
     CHECK(sqlite3_exec(store_db(st), "INSERT INTO fulfil_cursor VALUES(2, 0, 0, 0, 0, 0, 0, 0, 0)",
                        NULL, NULL, NULL) != SQLITE_OK);
+    store_close(st);
+}
+
+/* Whether the plan of `sql` reads index `idx`. */
+static bool uses_index(struct store *st, const char *sql, const char *idx)
+{
+    char q[512], want[96];
+    snprintf(q, sizeof q, "EXPLAIN QUERY PLAN %s", sql);
+    snprintf(want, sizeof want, "INDEX %s", idx);
+    sqlite3_stmt *plan = NULL;
+    if (sqlite3_prepare_v2(store_db(st), q, -1, &plan, NULL) != SQLITE_OK)
+        return false;
+    bool found = false;
+    while (sqlite3_step(plan) == SQLITE_ROW) {
+        const char *d = (const char *)sqlite3_column_text(plan, 3);
+        const char *at = d ? strstr(d, want) : NULL;
+        found = found || (at && (at[strlen(want)] == 0 || at[strlen(want)] == ' '));
+    }
+    sqlite3_finalize(plan);
+    return found;
+}
+
+/* The outbox counters ('outbox_pending', 'outbox_held' and each per target) against a count
+ * of the rows they stand for. */
+static void check_outbox_counters(struct store *st, const char *when)
+{
+    static const char sql[] =
+        "SELECT COUNT(*) FROM (SELECT 'outbox_pending' AS name,"
+        "  COUNT(*) FILTER (WHERE state IN ('pending','inflight')) AS n FROM outbox"
+        " UNION ALL SELECT 'outbox_held', COUNT(*) FILTER (WHERE state = 'held') FROM outbox"
+        " UNION ALL SELECT 'outbox_pending:' || target,"
+        "  COUNT(*) FILTER (WHERE state IN ('pending','inflight')) FROM outbox GROUP BY target"
+        " UNION ALL SELECT 'outbox_held:' || target, COUNT(*) FILTER (WHERE state = 'held')"
+        "  FROM outbox GROUP BY target) w"
+        " WHERE w.n IS NOT (SELECT n FROM counters c WHERE c.name = w.name)";
+    int64_t wrong = one_int(st, sql);
+    if (wrong != 0)
+        fprintf(stderr, "outbox counters wrong %s: %lld\n", when, (long long)wrong);
+    CHECK_EQ_INT(wrong, 0);
+}
+
+/* Schema 16: the outbox counters' triggers no longer count a row taken in flight (pending and
+ * inflight both count as pending) and outbox_due gives way to outbox_inflight. A replica of
+ * schema 15 with rows in every state keeps its counters right through every change a row
+ * can go through after the upgrade, and the reset of rows in flight at a start reads the new
+ * index. */
+static void test_upgrade_outbox_counters(void)
+{
+    char path[128], err[512] = "";
+    path_of(path, sizeof path, "v15outbox.db");
+    sqlite3 *db = NULL;
+    CHECK_EQ_INT(sqlite3_open(path, &db), SQLITE_OK);
+    CHECK_EQ_INT(schema_migrate_to(db, 0, 15, err, sizeof err), 0);
+    CHECK_EQ_INT(sqlite3_exec(db,
+                              "INSERT INTO outbox(key, target, entity, kind, payload,"
+                              " next_attempt_at, state, created_at) VALUES"
+                              " ('p', 'wh:A', 'S', 'movement', x'80', 0, 'pending', 10),"
+                              " ('i', 'wh:A', 'S', 'movement', x'80', 0, 'inflight', 11),"
+                              " ('h', 'wh:A', 'S', 'movement', x'80', 0, 'held', 12),"
+                              " ('d', 'wh:A', 'S', 'movement', x'80', 0, 'done', 13),"
+                              " ('m', 'mp', 'T', 'fulfil', x'80', 0, 'pending', 14);",
+                              NULL, NULL, NULL),
+                 SQLITE_OK);
+    sqlite3_close(db);
+    struct store *st = NULL;
+    CHECK_EQ_INT(store_open(path, true, &st, err, sizeof err), 0);
+    if (!st) {
+        fprintf(stderr, "store_open: %s\n", err);
+        return;
+    }
+    CHECK_EQ_INT(store_schema_version(st), schema_latest());
+    CHECK_EQ_INT(one_int(st, "SELECT COUNT(*) FROM sqlite_master WHERE name = 'outbox_due'"), 0);
+    CHECK_EQ_INT(one_int(st, "SELECT n FROM counters WHERE name = 'outbox_pending'"), 3);
+    CHECK_EQ_INT(one_int(st, "SELECT n FROM counters WHERE name = 'outbox_held:wh:A'"), 1);
+    check_outbox_counters(st, "after the upgrade");
+    static const char *const steps[] = {
+        "INSERT INTO outbox(key, target, entity, kind, payload, next_attempt_at, created_at)"
+        " VALUES ('n1', 'wh:A', 'S', 'movement', x'80', 0, 20),"
+        " ('n2', 'wh:B', 'S', 'movement', x'80', 0, 21)",
+        "INSERT INTO outbox(key, target, entity, kind, payload, next_attempt_at, state,"
+        " created_at) VALUES ('n3', 'wh:C', 'S', 'movement', x'80', 0, 'held', 22)",
+        "UPDATE outbox SET state = 'inflight' WHERE state = 'pending'",
+        "UPDATE outbox SET state = 'done' WHERE key IN ('n1', 'i')",
+        "UPDATE outbox SET state = 'held' WHERE key = 'n2'",
+        "UPDATE outbox SET state = 'pending', attempts = attempts + 1 WHERE state = 'inflight'",
+        "UPDATE outbox SET target = 'wh:D' WHERE key IN ('p', 'h')",
+        "UPDATE outbox SET state = 'discarded' WHERE key = 'h'",
+        "UPDATE outbox SET state = 'pending' WHERE key = 'n3'",
+        "DELETE FROM outbox WHERE key IN ('d', 'n2', 'p')",
+        "UPDATE outbox SET state = 'done' WHERE state IN ('pending', 'inflight')",
+    };
+    for (size_t i = 0; i < sizeof steps / sizeof steps[0]; i++) {
+        CHECK_EQ_INT(sqlite3_exec(store_db(st), steps[i], NULL, NULL, NULL), SQLITE_OK);
+        check_outbox_counters(st, steps[i]);
+    }
+    CHECK_EQ_INT(one_int(st, "SELECT n FROM counters WHERE name = 'outbox_pending'"), 0);
+    /* the reset at a start finds the rows in flight by the new index */
+    CHECK(uses_index(st,
+                     "UPDATE outbox SET state = 'pending', attempts = attempts + 1"
+                     " WHERE state = 'inflight'",
+                     "outbox_inflight"));
+    /* and status's oldest unsent row is one probe of outbox_unsent (sync.c, cmd_meta.c) */
+    CHECK(uses_index(st,
+                     "SELECT MIN(created_at) FROM outbox WHERE target = 'wh:A'"
+                     " AND state NOT IN ('done', 'discarded')",
+                     "outbox_unsent"));
     store_close(st);
 }
 
@@ -618,6 +725,7 @@ int main(void)
     test_upgrade_receipt();
     test_upgrade_inbound();
     test_upgrade_fulfil_cursor();
+    test_upgrade_outbox_counters();
     test_no_wal();
 
     char cmd[128];

@@ -427,6 +427,11 @@ static void writer_lock(struct store *st)
     st->locked = true;
 }
 
+bool store_writer_wanted(void)
+{
+    return atomic_load(&writer_waiters) > 0;
+}
+
 static int group_begin(struct store *st);
 
 int store_begin(struct store *st)

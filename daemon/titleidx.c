@@ -21,7 +21,9 @@ struct titleidx {
     uv_timer_t timer;
     bool running;         /* a job is submitted and its done has not run */
     _Atomic bool stopped; /* titleidx_stop: submit nothing more (read by the job too) */
-    int skipped;          /* ticks that found other jobs pending, in a row */
+    int skipped;          /* ticks that found other writers busy, in a row */
+    uint64_t own;         /* write jobs this module submitted */
+    uint64_t seen;        /* others' write jobs at the last tick */
     int64_t total;        /* titles indexed since the queue was last seen empty */
     int64_t since_us;
 };
@@ -120,7 +122,7 @@ int titleidx_step(struct store *st, int max_rows, int64_t until_cpu_us, int64_t 
 
 /* ---- the background job ---- */
 
-static void tick(uv_timer_t *t);
+static void submit(struct titleidx *ti);
 
 static int job_run(struct worker_job *job, struct store *st)
 {
@@ -162,9 +164,10 @@ static void job_done(struct worker_job *job, int status)
     }
     bool more = status == 0 && !tj->empty;
     free(tj);
-    /* More to do and nothing else waits: on at once, not at the next tick. */
-    if (more && !ti->stopped && !ti->d->stopping && workers_pending(ti->d) == 0)
-        tick(&ti->timer);
+    /* More to do and no other write job came meanwhile: on at once, not at the next tick. */
+    if (more && !ti->stopped && !ti->d->stopping && workers_pending(ti->d) == 0 &&
+        workers_writes_submitted(ti->d) - ti->own == ti->seen)
+        submit(ti);
 }
 
 static void submit(struct titleidx *ti)
@@ -181,6 +184,7 @@ static void submit(struct titleidx *ti)
         free(tj);
         return;
     }
+    ti->own++;
     ti->running = true;
 }
 
@@ -189,8 +193,12 @@ static void tick(uv_timer_t *t)
     struct titleidx *ti = t->data;
     if (ti->running || ti->stopped || ti->d->stopping)
         return;
-    /* A bulk load's own jobs go first; the index waits for a gap (or a second at most). */
-    if (workers_pending(ti->d) > 0 && ++ti->skipped < 1000 / TITLEIDX_TICK_MS)
+    /* A bulk load goes first (an import's calls, a sync's pages): the index waits for a tick
+     * in which no other write job was submitted, or a second at most. */
+    uint64_t others = workers_writes_submitted(ti->d) - ti->own;
+    bool busy = others != ti->seen || workers_pending(ti->d) > 0;
+    ti->seen = others;
+    if (busy && ++ti->skipped < 1000 / TITLEIDX_TICK_MS)
         return;
     ti->skipped = 0;
     if (store_count(ti->d->store, "SELECT EXISTS(SELECT 1 FROM sku_titles_todo)", 0) > 0)

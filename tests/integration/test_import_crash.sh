@@ -2,7 +2,7 @@
 # Integration: an import call is applied whole or not at all, even when tallyd is killed
 # (kill -9) while the import runs off the loop (a write job, issue 10 item 5).
 #   test_import_crash.sh TALLYD TALLY TALLY_GEN
-# `tally import catalog` of 6,000 SKUs sends calls of 500 rows; tallyd is killed once some
+# `tally import catalog` of 12,000 SKUs sends calls of 1,000 rows; tallyd is killed once some
 # calls are in. Afterwards: the SKU count is a whole number of calls, every SKU has its product
 # and its title in the title index or its queue (titleidx.h), the database passes its integrity
 # check; a restarted tallyd answers, and importing the file again inserts exactly the SKUs
@@ -37,7 +37,7 @@ start() {
     exit 1
 }
 
-n=6000
+n=12000
 "$GEN" --out "$tmp/data" --skus $n --warehouses 1 --orders 0 --seed 3 >/dev/null || exit 1
 start
 out=$(t import warehouses "$tmp/data/warehouses.csv" 2>&1)
@@ -48,7 +48,7 @@ ipid=$!
 # Kill tallyd once a call or more is in, while the import goes on.
 for _ in $(seq 2000); do
     c=$(q "SELECT COUNT(*) FROM skus" 2>/dev/null || echo 0)
-    [ "${c:-0}" -ge 500 ] && break
+    [ "${c:-0}" -ge 1000 ] && break
     sleep 0.005
 done
 kill -9 "$pid"
@@ -62,7 +62,7 @@ echo "killed after $written of $n SKUs (import exit $irc)"
 if [ "$written" -lt "$n" ]; then
     [ "$irc" -ne 0 ] && ok || bad "the killed import said it succeeded: $(cat "$tmp/import.out")"
 fi
-expect_eq "$((written % 500))" 0 "SKUs written are whole calls of 500 ($written)"
+expect_eq "$((written % 1000))" 0 "SKUs written are whole calls of 1,000 ($written)"
 expect_eq "$(q "SELECT COUNT(*) FROM skus WHERE product NOT IN (SELECT id FROM products)")" 0 \
     "every SKU has its product"
 expect_eq "$(q "PRAGMA integrity_check")" "ok" "database integrity"

@@ -611,6 +611,7 @@ static int inventory_slice(struct pull_page *pg, struct store *st, int64_t until
     int64_t now = store_now();
     unsigned n = 0;
     struct inv_row row;
+    pg->plain = whfeed_plain(st);
     int k;
     while ((k = inv_next(c, &row, now)) >= 0) {
         if (k == 0) {

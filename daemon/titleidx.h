@@ -7,8 +7,9 @@
  * (worker.h) then indexes the queue in id order, many titles per transaction (FTS5 writes a
  * segment per commit: 1,000 titles per commit cost about a quarter of what 50 cost), each
  * transaction bounded in CPU time and ended early when another thread waits for the writer
- * lock (store_writer_wanted). It runs when no other job waits (a bulk load, a page, an import
- * goes first) and at every start (a queue left by a crash is finished). A title leaves the
+ * lock (store_writer_wanted). It runs after a tick (TITLEIDX_TICK_MS) in which no other write
+ * job was submitted (a bulk load's calls and pages go first; during one it still runs once a
+ * second), and from the start (a queue left by a crash is finished). A title leaves the
  * queue in the transaction that indexes it, so the index and the queue never disagree.
  *
  * catalog.search reads both: the index, and the queued titles one by one (cmd_catalog.c), so

@@ -15,7 +15,7 @@
 #                reads every row again: reconcile_seconds, reconcile_rows_per_s and
 #                recon_lat_p50_us ... _max_us at 1 connection during it
 #   --anchor:    after tallyd is stopped, tests/bench/sqlite_upsert on the same rows (the
-#                simulator's CSV dumps): sqlite_upsert_rows, _seconds, _rows_per_s
+#                simulator's CSV dumps): sqlite_upsert_rows, _seconds, _rows_per_s, _cpu_s
 set -euo pipefail
 usage="usage: bench_sync.sh BUILD SKUS [--latency] [--reconcile] [--anchor]"
 B=$(cd "${1:?$usage}" && pwd)

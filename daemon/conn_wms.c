@@ -42,6 +42,9 @@
  * answers (outbound pages, whose size the warehouse picks, and push results) are bounded by
  * HTTP_MAX_ANSWER (outbound pages ask for OUTBOUND_PAGE orders, below). */
 #define INVENTORY_ROW_MAX 512
+/* How far past its slice (WORKER_SLICE_US) an inventory slice may go while nothing waits for
+ * the writer lock (inventory_slice), in CPU microseconds. */
+#define INVENTORY_SLICE_MAX_US 20000
 #define INVENTORY_MAX_ANSWER ((size_t)INVENTORY_PAGE * INVENTORY_ROW_MAX + 65536)
 /* Outbound orders per feed page, asked for: left to the warehouse (up to 5,000), an honest page
  * of orders of up to 100 lines could hold far more than JSON_MAX_VALUES values. 100 orders of
@@ -608,6 +611,7 @@ static int inventory_slice(struct pull_page *pg, struct store *st, int64_t until
     int64_t now = store_now();
     unsigned n = 0;
     struct inv_row row;
+    pg->plain = whfeed_plain(st);
     int k;
     while ((k = inv_next(c, &row, now)) >= 0) {
         if (k == 0) {
@@ -622,8 +626,15 @@ static int inventory_slice(struct pull_page *pg, struct store *st, int64_t until
             return r;
         if (row.version > c->maxv)
             c->maxv = row.version;
-        if ((++n & 31) == 0 && sync_slice_clock_us() >= until_us)
-            break;
+        /* Past until_us the slice goes on while no other thread waits for the writer lock,
+         * up to INVENTORY_SLICE_MAX_US: fewer, larger transactions (each commit writes the
+         * pages it touched to the WAL again); a waiter gets the lock within 32 rows. */
+        if ((++n & 31) == 0) {
+            int64_t clock = sync_slice_clock_us();
+            if (clock >= until_us &&
+                (store_writer_wanted() || clock >= until_us + INVENTORY_SLICE_MAX_US))
+                break;
+        }
     }
     *finished = c->pos >= c->items_end - 1;
     return 0;

@@ -28,6 +28,7 @@
 #include "sync.h"
 #include "tallyd.h"
 #include "tally/protocol.h"
+#include "titleidx.h"
 #include "worker.h"
 
 struct runtime {
@@ -79,6 +80,7 @@ static void shutdown_daemon(struct runtime *rt, const char *why)
     sync_stop(rt->d.sync);
     rt->d.sync = NULL;
     fulfil_stop(&rt->d);
+    titleidx_stop(&rt->d);
     workers_stop(&rt->d);
     uv_close((uv_handle_t *)&rt->sigterm, NULL);
     uv_close((uv_handle_t *)&rt->sigint, NULL);
@@ -326,9 +328,13 @@ int main(int argc, char **argv)
         failed = 2;
     } else if (fulfil_start(d, err, sizeof err) != 0) {
         failed = 3;
+    } else if (titleidx_start(d, err, sizeof err) != 0) {
+        failed = 4;
     }
     if (failed) {
         log_error("%s", err);
+        if (failed > 3)
+            fulfil_stop(d);
         if (failed > 2)
             sync_stop(d->sync);
         if (failed > 1)
@@ -360,6 +366,7 @@ int main(int argc, char **argv)
     uv_loop_close(d->loop);
     gcommit_free(d);
     workers_free(d);
+    titleidx_free(d);
     store_close(d->store);
     log_info("stopped");
     return 0;

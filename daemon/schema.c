@@ -623,6 +623,30 @@ static const char *const migrations[] = {
     "DROP INDEX IF EXISTS outbox_unsent;"
     "CREATE INDEX outbox_unsent ON outbox(target, created_at)"
     "  WHERE state NOT IN ('done', 'discarded');",
+
+    /* 17: the title index filled in the background (titleidx.h): a SKU inserted, or whose
+     * title changes, is queued (sku_titles_todo) instead of indexed in the writing
+     * transaction (no OR IGNORE in the triggers: an upsert's conflict policy overrides it); a title
+     * still queued is not in the index, so a change or a delete of it removes nothing from the
+     * index. A replica upgraded to it has every title indexed and an empty queue. catalog.search
+     * reads the queued titles too (cmd_catalog.c). */
+    "CREATE TABLE sku_titles_todo(id INTEGER PRIMARY KEY);"
+    "DROP TRIGGER IF EXISTS skus_title_ins;"
+    "DROP TRIGGER IF EXISTS skus_title_del;"
+    "DROP TRIGGER IF EXISTS skus_title_upd;"
+    "CREATE TRIGGER skus_title_queue_ins AFTER INSERT ON skus BEGIN"
+    "  INSERT INTO sku_titles_todo(id) SELECT new.id"
+    "    WHERE NOT EXISTS (SELECT 1 FROM sku_titles_todo WHERE id = new.id); END;"
+    "CREATE TRIGGER skus_title_queue_del AFTER DELETE ON skus BEGIN"
+    "  INSERT INTO sku_titles(sku_titles, rowid, title) SELECT 'delete', old.id, old.title"
+    "    WHERE NOT EXISTS (SELECT 1 FROM sku_titles_todo WHERE id = old.id);"
+    "  DELETE FROM sku_titles_todo WHERE id = old.id; END;"
+    "CREATE TRIGGER skus_title_queue_upd AFTER UPDATE OF title ON skus"
+    "  WHEN old.title IS NOT new.title BEGIN"
+    "  INSERT INTO sku_titles(sku_titles, rowid, title) SELECT 'delete', old.id, old.title"
+    "    WHERE NOT EXISTS (SELECT 1 FROM sku_titles_todo WHERE id = old.id);"
+    "  INSERT INTO sku_titles_todo(id) SELECT new.id"
+    "    WHERE NOT EXISTS (SELECT 1 FROM sku_titles_todo WHERE id = new.id); END;",
 };
 
 int schema_latest(void)

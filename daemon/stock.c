@@ -723,6 +723,34 @@ int stock_apply_snapshot_inbound(struct store *st, int64_t sku, int64_t wh, int6
     return rc == SQLITE_DONE ? 0 : store_error(st, rc, "snapshot");
 }
 
+int stock_apply_snapshot_code(struct store *st, const char *sku, int64_t wh, int64_t on_hand,
+                              int64_t inbound, int64_t version, int64_t as_of, bool *applied)
+{
+    *applied = false;
+    sqlite3_stmt *s = store_stmt(
+        st, "INSERT INTO stock(sku, warehouse, snapshot, upstream_version, as_of, inbound)"
+            " SELECT id, ?2, ?3, ?4, ?5, ?6 FROM skus WHERE code = ?1"
+            " ON CONFLICT(sku, warehouse) DO UPDATE SET"
+            " snapshot = excluded.snapshot, upstream_version = excluded.upstream_version,"
+            " as_of = excluded.as_of, inbound = COALESCE(excluded.inbound, stock.inbound)"
+            " WHERE excluded.upstream_version >= stock.upstream_version");
+    if (!s)
+        return TALLY_E_STORAGE;
+    sqlite3_bind_text(s, 1, sku, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(s, 2, wh);
+    sqlite3_bind_int64(s, 3, on_hand);
+    sqlite3_bind_int64(s, 4, version);
+    sqlite3_bind_int64(s, 5, as_of);
+    if (inbound >= 0)
+        sqlite3_bind_int64(s, 6, inbound);
+    int rc = sqlite3_step(s);
+    sqlite3_reset(s);
+    if (rc != SQLITE_DONE)
+        return store_error(st, rc, "snapshot");
+    *applied = sqlite3_changes(store_db(st)) > 0;
+    return 0;
+}
+
 /* The version of the snapshot held for SKU x warehouse, -1 when there is no row. */
 static int64_t held_version(struct store *st, int64_t sku, int64_t wh)
 {

@@ -163,6 +163,11 @@ int stock_apply_snapshot(struct store *st, int64_t sku, int64_t wh, int64_t on_h
  * the snapshot is; inbound < 0 (not reported) keeps the stored one. */
 int stock_apply_snapshot_inbound(struct store *st, int64_t sku, int64_t wh, int64_t on_hand,
                                  int64_t inbound, int64_t version, int64_t as_of);
+/* The same by SKU code, in one statement, for a caller that knows no acknowledged movement
+ * waits to settle and no stock is published (whfeed_plain): *applied says whether a row was
+ * written (false: no SKU of that code, or a figure older than the one held). */
+int stock_apply_snapshot_code(struct store *st, const char *sku, int64_t wh, int64_t on_hand,
+                              int64_t inbound, int64_t version, int64_t as_of, bool *applied);
 int stock_ack(struct store *st, const char *id, int64_t version, int64_t to_version);
 int stock_discard(struct store *st, const char *id);
 

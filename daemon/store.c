@@ -158,6 +158,12 @@ static int open_conn(const char *path, bool sync_full, bool extra, bool readonly
         store_close(st);
         return -1;
     }
+    /* SQLite counts the memory it holds under a global mutex at every allocation (the
+     * default): tallyd never reads those counts, and a bulk load allocates per row. Only
+     * before SQLite is initialised (the first open); later calls are refused, harmlessly. */
+    static atomic_bool configured;
+    if (!atomic_exchange(&configured, true))
+        sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
     /* The replica holds buyers' personal data: owner-only from creation on. */
     mode_t old = umask(077);
     int flags =
@@ -425,6 +431,11 @@ static void writer_lock(struct store *st)
         atomic_fetch_sub(&writer_waiters, 1);
     }
     st->locked = true;
+}
+
+bool store_writer_wanted(void)
+{
+    return atomic_load(&writer_waiters) > 0;
 }
 
 static int group_begin(struct store *st);

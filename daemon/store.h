@@ -50,6 +50,9 @@ int store_open_extra(const char *path, bool sync_full, bool readonly, struct sto
  * loop they fail with TALLY_E_BUSY after STORE_BUSY_MS, like any lock held elsewhere.
  */
 void store_set_writer_lock(struct store *st, pthread_mutex_t *mu);
+/* Whether a thread is blocked waiting for the writer lock now: a bulk job holding it ends its
+ * transaction early (titleidx.c, the inventory slices) so the waiter gets it at once. */
+bool store_writer_wanted(void);
 
 /*
  * On a worker's connection, work held with store_after_commit must run on the loop, not on

@@ -20,6 +20,7 @@ struct privacy;
 struct cover_job;
 struct workers;
 struct gcommit;
+struct titleidx;
 
 /* coord.c: this station's mark and what it knows of other coordinators. */
 struct coord_state {
@@ -47,6 +48,7 @@ struct tallyd {
     struct workers *workers;  /* worker.c: jobs off the loop, the writer lock */
     struct gcommit *gc;       /* gcommit.c: writes of one loop turn share a commit */
     struct coord_state coord; /* coord.c */
+    struct titleidx *titles;  /* titleidx.c: the title index filled in the background */
     int64_t started_at;
     bool have_writer_gid; /* writer_group resolved to a gid at start */
     gid_t writer_gid;

@@ -79,6 +79,9 @@ struct pull_page {
      * from the same position with this cursor (the page's apply writes that cursor and leaves
      * the version as it was). "" when the connector does not offer it. */
     char next_cursor[256];
+    /* Set by a connector's apply_slice at the start of each transaction from whfeed_plain():
+     * whfeed_stock may then apply a row of a SKU the replica knows in one statement. */
+    bool plain;
 };
 
 struct push_item {

@@ -43,11 +43,28 @@ static int count_drift(struct upstream *u, struct store *st, int64_t sku, int64_
     return rc == SQLITE_DONE ? 0 : store_error(st, rc, "reconcile");
 }
 
+bool whfeed_plain(struct store *st)
+{
+    return !store_publishes(st) &&
+           store_count(st, "SELECT EXISTS(SELECT 1 FROM movements WHERE state = 'acked')", 1) == 0;
+}
+
 int whfeed_stock(struct upstream *u, struct store *st, int64_t wh, const char *sku, int64_t on_hand,
                  int64_t inbound, int64_t version, int64_t at, bool reconcile, struct pull_page *pg)
 {
     int64_t sku_id;
-    int r = catalog_sku_ensure(st, sku, &sku_id);
+    int r;
+    /* Nothing to settle, publish or compare: one statement for a SKU the replica knows. When
+     * it changed nothing (a SKU not known yet, or a figure older than the one held), the
+     * whole path below decides. */
+    if (pg->plain && !reconcile) {
+        bool applied = false;
+        if ((r = stock_apply_snapshot_code(st, sku, wh, on_hand, inbound, version, at, &applied)) !=
+                0 ||
+            applied)
+            return r;
+    }
+    r = catalog_sku_ensure(st, sku, &sku_id);
     if (r)
         return r;
     if (reconcile && (r = count_drift(u, st, sku_id, wh, on_hand, version, pg)) != 0)

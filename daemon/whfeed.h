@@ -25,6 +25,12 @@ int whfeed_stock(struct upstream *u, struct store *st, int64_t wh, const char *s
                  int64_t inbound, int64_t version, int64_t at, bool reconcile,
                  struct pull_page *pg);
 
+/* Whether the rows of the transaction now open may take whfeed_stock's one-statement path
+ * (pull_page.plain): no acknowledged movement waits to settle anywhere (one seek of the
+ * movements_acked index) and this station publishes no stock. Only a write in this same
+ * transaction could change that, and a page writes snapshots alone. */
+bool whfeed_plain(struct store *st);
+
 /* The same for a warehouse whose versions are read times (Goodcang, 4PX: no figure there has a
  * version of its own, so two reads never share one and whfeed_stock's check cannot match), in
  * a reconciliation, for a SKU the warehouse's stock log shows no movement of since the

@@ -25,6 +25,7 @@ struct workers {
     struct jobq writes, reads; /* waiting to be handed to the pool */
     bool writing;              /* a write job is in the pool */
     int pending;               /* submitted, done not yet called */
+    uint64_t writes_submitted; /* write jobs ever submitted (workers_writes_submitted) */
     bool stopping;
 };
 
@@ -183,7 +184,15 @@ static int submit(struct tallyd *d, struct worker_job *j, bool is_write)
 
 int worker_write(struct tallyd *d, struct worker_job *job)
 {
-    return submit(d, job, true);
+    int r = submit(d, job, true);
+    if (r == 0)
+        d->workers->writes_submitted++;
+    return r;
+}
+
+uint64_t workers_writes_submitted(const struct tallyd *d)
+{
+    return d->workers ? d->workers->writes_submitted : 0;
 }
 
 int worker_read(struct tallyd *d, struct worker_job *job)

@@ -72,6 +72,8 @@ int worker_read(struct tallyd *d, struct worker_job *job);
 
 /* Jobs submitted and not done yet (status; tests). */
 int workers_pending(const struct tallyd *d);
+/* Write jobs submitted since the start (a background job sees whether others write). */
+uint64_t workers_writes_submitted(const struct tallyd *d);
 
 /* Monotonic microseconds, for slicing (CLOCK_MONOTONIC). */
 int64_t worker_now_us(void);

@@ -5,7 +5,8 @@
 # every warehouse's inventory. The sync time runs from tallyd's "serving" log line to the last
 # warehouse's "N rows in P pages" line (the log's millisecond timestamps; polling the log costs
 # tallyd nothing). Prints:
-#   sync_rows, sync_seconds, sync_rows_per_s, rss_kb (after the sync), rss_peak_kb (VmHWM)
+#   sync_rows, sync_seconds, sync_rows_per_s, sync_tallyd_cpu_s (tallyd's CPU time from its
+#   start to the sync's end), rss_kb (after the sync), rss_peak_kb (VmHWM)
 #   --latency:   sync_lat_p50_us, _p99_us, _p999_us, _max_us, _rps, _n: stock.get of a SKU of
 #                the first page at 1 connection (bench_rpc -c 1) for the whole sync (not_found
 #                answers before that SKU arrives count as answers)
@@ -14,7 +15,7 @@
 #                reads every row again: reconcile_seconds, reconcile_rows_per_s and
 #                recon_lat_p50_us ... _max_us at 1 connection during it
 #   --anchor:    after tallyd is stopped, tests/bench/sqlite_upsert on the same rows (the
-#                simulator's CSV dumps): sqlite_upsert_rows, _seconds, _rows_per_s
+#                simulator's CSV dumps): sqlite_upsert_rows, _seconds, _rows_per_s, _cpu_s
 set -euo pipefail
 usage="usage: bench_sync.sh BUILD SKUS [--latency] [--reconcile] [--anchor]"
 B=$(cd "${1:?$usage}" && pwd)
@@ -71,6 +72,7 @@ have=$(sqlite3 -readonly "$tmp/state/replica.db" "SELECT count(*) FROM stock")
 fig sync_rows "$rows"
 fig sync_seconds "$(awk -v ms=$((end_ms - start_ms)) 'BEGIN { printf "%.3f\n", ms / 1000 }')"
 fig sync_rows_per_s "$(awk -v r="$rows" -v ms=$((end_ms - start_ms)) 'BEGIN { printf "%d\n", ms ? r * 1000 / ms : 0 }')"
+fig sync_tallyd_cpu_s "$(cpu_s "$tallyd_pid")"
 fig rss_kb "$(rss_kb "$tallyd_pid")"
 fig rss_peak_kb "$(hwm_kb "$tallyd_pid")"
 [ "$latency" = 1 ] && grep -v '^stock.get' "$tmp/lat-sync"

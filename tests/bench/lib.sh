@@ -102,6 +102,9 @@ t() { "$TALLY" --socket "$tmp/tally.sock" "$@"; }
 
 rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
 hwm_kb() { awk '/^VmHWM:/ {print $2}' "/proc/$1/status"; }
+# cpu_s PID: the process's CPU time so far (user + system, seconds): what a loaded machine's
+# wall clock hides
+cpu_s() { awk -v hz="$(getconf CLK_TCK)" '{ printf "%.2f\n", ($14 + $15) / hz }' "/proc/$1/stat"; }
 
 # The replica's counter NAME, read by another connection (as a reader would: WAL), so polling
 # costs tallyd nothing.

@@ -436,6 +436,23 @@ int rh_rewind_schema(const char *path, int version)
         " pragma_table_info(m.name) c WHERE m.type = 'table' AND m.name NOT LIKE 'sqlite_%'",
     };
     int r = sqlite3_exec(db, "PRAGMA foreign_keys = OFF", NULL, NULL, NULL);
+    /* Titles still queued for the title index (migration 16, titleidx.h) were in the index
+     * at once under the older schemas: indexed before the queue goes, so the older replica
+     * is one those schemas could have made. */
+    sqlite3_stmt *q = NULL;
+    bool queued = version < 16 && r == SQLITE_OK &&
+                  sqlite3_prepare_v2(db,
+                                     "SELECT COUNT(*) FROM sqlite_master WHERE name IN"
+                                     " ('sku_titles_todo', 'sku_titles')",
+                                     -1, &q, NULL) == SQLITE_OK &&
+                  sqlite3_step(q) == SQLITE_ROW && sqlite3_column_int(q, 0) == 2;
+    sqlite3_finalize(q);
+    if (queued)
+        r = sqlite3_exec(db,
+                         "INSERT INTO sku_titles(rowid, title) SELECT s.id, s.title"
+                         " FROM sku_titles_todo t JOIN skus s ON s.id = t.id;"
+                         "DELETE FROM sku_titles_todo;",
+                         NULL, NULL, NULL);
     for (size_t p = 0; r == SQLITE_OK && p < sizeof passes / sizeof passes[0]; p++) {
         char sql[8192] = "";
         size_t len = 0;

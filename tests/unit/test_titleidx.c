@@ -1,5 +1,5 @@
 /*
- * The title index filled in the background (titleidx.h, migration 16): catalog.search finds
+ * The title index filled in the background (titleidx.h, migration 17): catalog.search finds
  * every committed SKU by its title after a load (nothing indexed yet), during the indexing
  * (part indexed), after it, and after a crash in the middle of a load and of its indexing
  * (a child process killed with SIGKILL) and a restart; title changes and deletes of indexed
@@ -247,7 +247,7 @@ static void test_crash(unsigned seed)
     check_exact("after the restart");
 }
 
-/* A replica of schema 15, its titles indexed by the old triggers, upgraded to 16. */
+/* A replica of schema 15, its titles indexed by the old triggers, upgraded to the latest (17). */
 static void test_upgrade(void)
 {
     rh_open(h);

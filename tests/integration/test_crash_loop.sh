@@ -313,6 +313,9 @@ done
 rm -f "$tmp/stop"
 ctl -X DELETE "$base/control/faults" >/dev/null
 post link '{"target":"*","up":true}' >/dev/null
+# Every outbound order already made ships now (the warehouses' clock keeps moving in real time:
+# an order shipping while the checks below read would be judged on a half-read state).
+post advance '{"seconds":300}' >/dev/null
 t sync >/dev/null 2>&1
 wait_until 120 outbox_empty || viol converges "the outbox did not drain in 120 s"
 for i in 1 2 3 4 5; do
@@ -325,8 +328,11 @@ done
 same_stock || viol converges "replica (>) vs simulator (<), sku,on_hand,version: $(paste -sd' ' "$tmp/stockdiff")"
 r=$(sql "SELECT COUNT(*) FROM stock WHERE pending <> 0")
 [ "$r" = 0 ] || viol converges "$r stock rows still with a pending overlay"
-r=$(st | jq '.outbox.held')
-[ "$r" = 0 ] || viol converges "outbox has $r held rows: $(t --json outbox --state held --all | jq -c '[.items[] | "\(.key): \(.last_error)"] | .[:4]')"
+# Held rows: none, but those a person must look at because a buyer cancelled an order the
+# warehouse had already shipped (the workload cancels orders at random, shipped ones too).
+r=$(t --json outbox --state held --all | jq -c '[.items[] | select(.last_error | test("already shipped|IN_CANCEL") | not)
+    | "\(.key): \(.last_error)"]')
+[ "$r" = "[]" ] || viol converges "held outbox rows: ${r:0:600}"
 check_exactly_once final
 check_no_double_shipment final
 check_published_le_available final

@@ -136,37 +136,9 @@ make_plan() {
 }
 
 # ============================================================================ talking to both
-# sql [-csv | -separator S] SQL: the replica, read-only (tallyd writes meanwhile: wait on locks).
-sql() {
-    local opts=()
-    while [[ $1 == -* ]]; do
-        opts+=("$1")
-        [ "$1" = -separator ] && { opts+=("$2"); shift; }
-        shift
-    done
-    sqlite3 -readonly -cmd '.timeout 5000' "${opts[@]}" "$tmp/state/replica.db" "$@"
-}
-post() { ctl -X POST -H 'Content-Type: application/json' -d "$2" "$base/control/$1"; }
+# sql, post, cli, viol and the checks: invariants.sh.
+. "$HERE/invariants.sh"
 note() { [ -n "$VERBOSE" ] && echo "  [$step] $*"; return 0; }
-
-# cli ARGS...: runs `tally --json ARGS`, output in $tmp/out.json, exit status in CLI_RC. Judges
-# the answer for the responses_well_formed invariant: a transport or protocol failure (exit 7),
-# an `internal` error, output that is not one JSON document, are violations.
-cli() {
-    "$TALLY" --socket "$tmp/tally.sock" --json "$@" >"$tmp/out.json" 2>"$tmp/out.err"
-    CLI_RC=$?
-    CLI_CODE=
-    if ! jq -e . "$tmp/out.json" >/dev/null 2>&1; then
-        viol responses_well_formed "tally $*: exit $CLI_RC, output not one JSON document: $(head -c 300 "$tmp/out.json") $(head -c 300 "$tmp/out.err")"
-        return
-    fi
-    [ "$CLI_RC" = 0 ] || CLI_CODE=$(jq -r '.error.code // ""' "$tmp/out.json")
-    case $CLI_RC:$CLI_CODE in
-    0:) ;;
-    7:* | *:internal | *:malformed | *:bad_request)
-        viol responses_well_formed "tally $*: exit $CLI_RC, $(jq -c . "$tmp/out.json")" ;;
-    esac
-}
 
 # ============================================================================ the invariants
 INVARIANTS=(
@@ -177,149 +149,9 @@ INVARIANTS=(
     "purged_never_back|purged buyer data never back: not in the orders table, the database or WAL bytes, or orders show"
     "converges|at the end (faults off, links up, sync) the replica's stock equals the upstreams', nothing left pending"
 )
-VIOL=()
-# viol NAME TEXT: records a violation of invariant NAME (reported with the seed and step).
-viol() {
-    VIOL+=("$1|$2")
-}
 
 # check_responses_well_formed MODE: the violations were recorded as the steps ran (cli, rpc).
 check_responses_well_formed() { :; }
-
-check_no_double_shipment() {
-    local w
-    for w in "${WHS[@]}"; do ctl "$base/control/outbound?wh=$w" >"$tmp/ob-$w.json"; done
-    ctl "$base/control/orders" >"$tmp/mporders.json"
-    ctl "$base/control/fulfilments" >"$tmp/fulfil.json"
-    # Units out per order and SKU over every warehouse (outbound orders not cancelled and not
-    # in exception), against the order's lines.
-    local over
-    over=$(jq -rn --slurpfile o "$tmp/mporders.json" '
-        ($o[0].items | map({key: (.order_id | tostring), value: .lines}) | from_entries) as $ord
-        | [inputs | .items[] | select(.status != "cancelled" and .status != "exception")
-           | . as $ob | .lines[] | {id: $ob.id, sku: .sku, qty: .qty}]
-        | group_by(.id + " " + .sku)[]
-        | {id: .[0].id, sku: .[0].sku, qty: (map(.qty) | add), n: length} as $g
-        | ([($ord[$g.id] // [])[] | select(.sku == $g.sku) | .qty] | add // 0) as $want
-        | select($g.qty > $want)
-        | "order \($g.id) SKU \($g.sku): \($g.qty) units in \($g.n) live outbound orders, ordered \($want)"' \
-        "$tmp"/ob-*.json)
-    [ -z "$over" ] || viol no_double_shipment "$(echo "$over" | head -3 | paste -sd';' -)$(
-        for w in "${WHS[@]}"; do jq -r --arg w "$w" '.items[] | " [\($w) \(.id) \(.status)]"' "$tmp/ob-$w.json"; done |
-            grep -F -f <(echo "$over" | awk '{print $2}') | paste -sd' ' -)"
-    local n
-    n=$(jq '[.items[] | select(.create_count != 1)] | length' "$tmp"/ob-*.json | awk '{s += $1} END {print s + 0}')
-    [ "$n" = 0 ] || viol no_double_shipment "$n outbound orders created more than once"
-    n=$(jq '.max_applied_per_tracking // 0' "$tmp/fulfil.json")
-    [ "$n" -le 1 ] || viol no_double_shipment "a tracking number uploaded $n times"
-    # Applied fulfils per order <= the order's shipped outbound orders (at least 1).
-    jq -r '.items[] | select(.status == "shipped") | .id' "$tmp"/ob-*.json | sort | uniq -c |
-        awk '{print $2, $1}' >"$tmp/shipped.cnt"
-    over=$(jq -r '.orders | to_entries[] | "\(.key) \([.value[] | select(.result == "applied")] | length)"' \
-        "$tmp/fulfil.json" | awk 'FNR == NR { s[$1] = $2; next }
-            { m = ($1 in s) ? s[$1] : 0; if (m < 1) m = 1; if ($2 > m) print "order " $1 " uploaded " $2 " times, " m " shipment(s)" }' \
-        "$tmp/shipped.cnt" -)
-    [ -z "$over" ] || viol no_double_shipment "$(echo "$over" | head -3 | paste -sd';' -)"
-    if [ "$1" != step ]; then
-        # Every shipment a warehouse reports is listed by orders show.
-        local o
-        : >"$tmp/shipmiss"
-        for w in "${WHS[@]}"; do
-            while read -r o; do
-                cli orders show "$o"
-                jq -e --arg w "$w" '[.shipments[]? | select(.warehouse == $w)] | length > 0' "$tmp/out.json" \
-                    >/dev/null || echo "$o@$w" >>"$tmp/shipmiss"
-            done < <(jq -r '.items[] | select(.status == "shipped") | .id' "$tmp/ob-$w.json")
-        done
-        # (a warehouse may ship between tallyd's last outbound round and this read: ask again
-        # after a round)
-        if [ -s "$tmp/shipmiss" ]; then
-            t sync outbound >/dev/null 2>&1
-            sleep 3
-            local ow
-            while read -r ow; do
-                cli orders show "${ow%@*}"
-                jq -e --arg w "${ow#*@}" '[.shipments[]? | select(.warehouse == $w)] | length > 0' \
-                    "$tmp/out.json" >/dev/null || echo "$ow"
-            done <"$tmp/shipmiss" >"$tmp/shipmiss2"
-            mv "$tmp/shipmiss2" "$tmp/shipmiss"
-        fi
-        [ ! -s "$tmp/shipmiss" ] ||
-            viol no_double_shipment "shipped at the warehouse but not in orders show: $(head -5 "$tmp/shipmiss" | paste -sd' ' -)"
-    fi
-}
-
-check_exactly_once() {
-    ctl "$base/control/movements" >"$tmp/mv.json"
-    local max
-    max=$(jq '.max' "$tmp/mv.json")
-    [ "$max" -le 1 ] || viol exactly_once "a movement applied $max times: $(jq -c '[.movements | to_entries[] | select(.value > 1) | .key] | .[:5]' "$tmp/mv.json")"
-    if [ "$1" = final ]; then
-        # acked: "KEY" lines (the simulator's key: the id, or transfer:ID); minus discarded ones.
-        sort -u "$tmp/acked" | grep -vxF -f <(sort -u "$tmp/discarded"; echo '#') |
-            while read -r k; do
-                c=$(jq --arg k "$k" '.movements[$k] // 0' "$tmp/mv.json")
-                [ "$c" = 1 ] || echo "$k:$c"
-            done >"$tmp/notonce"
-        [ ! -s "$tmp/notonce" ] || viol exactly_once "acknowledged movements not applied exactly once at the end (id:count): $(head -8 "$tmp/notonce" | paste -sd' ' -) ($(wc -l <"$tmp/notonce") in all)"
-    fi
-}
-
-# published <= truly available, judged as test_fulfil_sim.sh does: at a quiescent checkpoint,
-# on a state read twice 2 s apart alike (tallyd may still act between two reads).
-read_pub_state() {
-    local w
-    ctl "$base/control/published?all=1&format=csv" | tail -n +2 | awk -F, '$3 > 0 { print $1, $2 }' >"$tmp/pub"
-    for w in "${WHS[@]}"; do
-        ctl "$base/control/stock?wh=$w&format=csv" | tail -n +2 | awk -F, -v w="$w" '{ print "H", w, $1, $2 }'
-        ctl "$base/control/outbound?wh=$w" >"$tmp/pob-$w.json"
-        jq -r --arg w "$w" '.items[] | "O \($w) \(.id)"' "$tmp/pob-$w.json"
-        jq -r --arg w "$w" '.items[] | select(.status != "shipped" and .status != "cancelled")
-            | .lines[] | "B \($w) \(.sku) \(.qty)"' "$tmp/pob-$w.json"
-    done >"$tmp/simstate"
-    sql "SELECT 'R', w.code, o.order_id, k.code, a.qty FROM allocations a
-        JOIN orders o ON o.id = a.order_ref JOIN warehouses w ON w.id = a.warehouse
-        JOIN skus k ON k.id = a.sku WHERE a.state = 'reserved'" | tr '|' ' ' >>"$tmp/simstate"
-    sql "SELECT 'S', w.code, k.code, t.safety FROM stock t JOIN skus k ON k.id = t.sku
-        JOIN warehouses w ON w.id = t.warehouse WHERE t.safety > 0" | tr '|' ' ' >>"$tmp/simstate"
-}
-check_published_le_available() {
-    [ "$1" = step ] && return
-    local stable=0
-    for _ in $(seq 10); do
-        read_pub_state
-        cp "$tmp/pub" "$tmp/pub.1"
-        cp "$tmp/simstate" "$tmp/simstate.1"
-        sleep 2
-        read_pub_state
-        if cmp -s "$tmp/pub" "$tmp/pub.1" && cmp -s "$tmp/simstate" "$tmp/simstate.1"; then
-            stable=1
-            break
-        fi
-    done
-    [ "$stable" = 1 ] || echo "  (state still moving after 20 s; judged on the last read)"
-    local out
-    out=$(awk '
-        FNR == NR {
-            if ($1 == "H") { onh[$2 " " $3] = $4; wh[$2] = 1 }
-            else if ($1 == "O") ob[$2 " " $3] = 1
-            else if ($1 == "B") held[$2 " " $3] += $4
-            else if ($1 == "R") { if (!(($2 " " $3) in ob)) res[$2 " " $4] += $5 }
-            else if ($1 == "S") saf[$2 " " $3] = $4
-            next
-        }
-        {
-            s = $1; v = $2; tot = 0; why = ""
-            for (w in wh) {
-                k = w " " s; a = onh[k] - held[k] - res[k] - saf[k]
-                if (a < 0) a = 0
-                tot += a
-                why = why sprintf(" %s(on_hand %d, outbound %d, reserved %d, safety %d)", w, onh[k], held[k], res[k], saf[k])
-            }
-            if (v > tot) { bad++; if (bad <= 3) printf "%s published %d > available %d:%s; ", s, v, tot, why }
-        }' "$tmp/simstate" "$tmp/pub")
-    [ -z "$out" ] || viol published_le_available "$out"
-}
 
 # Markers: the buyer data (address, phone) of every order tallyd purged; $tmp/markers.
 check_purged_never_back() {
@@ -355,21 +187,6 @@ check_purged_never_back() {
     fi
 }
 
-# same_stock: the replica's (sku, on_hand, version) equal the simulator's in every warehouse;
-# the differences in $tmp/stockdiff.
-same_stock() {
-    local w
-    : >"$tmp/stockdiff"
-    for w in "${WHS[@]}"; do
-        ctl "$base/control/stock?wh=$w&format=csv" | tail -n +2 | awk -F, '{print $1","$2","$4}' |
-            sort >"$tmp/sim-$w.csv"
-        sql -csv "SELECT s.code, t.snapshot + t.pending, t.upstream_version FROM stock t
-            JOIN skus s ON s.id = t.sku JOIN warehouses w ON w.id = t.warehouse
-            WHERE w.code = '$w'" | sort >"$tmp/rep-$w.csv"
-        diff "$tmp/sim-$w.csv" "$tmp/rep-$w.csv" | grep '^[<>]' | head -4 | sed "s/^/$w /" >>"$tmp/stockdiff"
-    done
-    [ ! -s "$tmp/stockdiff" ]
-}
 check_converges() {
     [ "$1" = final ] || return 0
     # The warehouses' clocks keep running (outbound orders ship): compare after a round, a few
@@ -649,14 +466,6 @@ write_conf() {
     } >"$tmp/tallyd.conf"
 }
 round_mark=0
-streams_done() {
-    st | jq -e --argjson since "$round_mark" '[.upstreams[].streams[]
-        | (.last_success_at // 0) > $since and (.in_round | not)] | length > 0 and all' >/dev/null
-}
-quiet() {
-    outbox_empty && [ "$(sql "SELECT COUNT(*) FROM publish WHERE dirty = 1")" = 0 ] &&
-        [ "$(sql "SELECT COUNT(*) FROM orders WHERE fdirty = 1")" = 0 ]
-}
 # heal: faults off, links up, then wait until tallyd has nothing left to do.
 heal() {
     post link '{"target":"*","up":true}' >/dev/null

@@ -23,6 +23,8 @@
 #include <sys/socket.h>
 #include <sys/wait.h>
 
+#include <sqlite3.h>
+
 #include "check.h"
 #include "harness.h"
 
@@ -137,6 +139,11 @@ static const char *kind_of(int i)
 
 /* Reads until the connection ends: answers per msgid into seen[], events counted. Returns
  * how the stream ended (TH_EOF / TH_RESET / TH_TIMEOUT / ...). */
+static const char *kind_of(int i);
+
+/* Writes answered done, by drain. */
+static long writes_done;
+
 static int drain(struct th_conn *c, uint32_t first, int *seen, long *ok, long *stopping,
                  long *other, long *events, long *bad)
 {
@@ -161,6 +168,8 @@ static int drain(struct th_conn *c, uint32_t first, int *seen, long *ok, long *s
             continue;
         }
         seen[r.msgid - first]++;
+        if (!r.is_error && strcmp(kind_of((int)(r.msgid - first)), "stock.move") == 0)
+            writes_done++;
         if (!r.is_error)
             (*ok)++;
         else if (strcmp(r.code, "shutting_down") == 0)
@@ -247,7 +256,7 @@ int main(int argc, char **argv)
 
     /* (b) the batch, then SIGTERM */
     memset(seen, 0, sizeof seen);
-    writes = ok = stopping = other = events = bad = 0;
+    writes = ok = stopping = other = events = bad = writes_done = 0;
     CHECK_EQ_INT(th_connect(&c, D.sock), 0);
     CHECK_EQ_INT(th_call(&c, TIMEOUT, &r, "watch", ""), TH_OK);
     msgpack_sbuffer_clear(&sb);
@@ -261,11 +270,28 @@ int main(int argc, char **argv)
         missing += seen[i] == 0;
         twice += seen[i] > 1;
     }
+    for (int i = 0; i < BATCH && getenv("TURN_MIX_VERBOSE"); i++)
+        if (seen[i] != 1)
+            fprintf(stderr, "(b) request %d (%s) answered %d times\n", i, kind_of(i), seen[i]);
     int st = th_daemon_reap(&D, TIMEOUT);
     printf("(b) %d requests then SIGTERM: %ld answered, %ld shutting_down, %ld other errors, %d"
            " not answered, %d twice, %ld malformed; ended %s; exit %d\n",
            BATCH, ok, stopping, other, missing, twice, bad, th_outcome(end),
            st >= 0 && WIFEXITED(st) ? WEXITSTATUS(st) : -1);
+    /* Every write applied was answered done, and no other (the replica, read directly). */
+    long long applied = -1;
+    sqlite3 *db;
+    sqlite3_stmt *q;
+    if (sqlite3_open_v2(D.db, &db, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK &&
+        sqlite3_prepare_v2(db, "SELECT COUNT(*) FROM movements WHERE id LIKE 'mix-b-%'", -1, &q,
+                           NULL) == SQLITE_OK) {
+        if (sqlite3_step(q) == SQLITE_ROW)
+            applied = sqlite3_column_int64(q, 0);
+        sqlite3_finalize(q);
+    }
+    sqlite3_close(db);
+    printf("(b) writes answered done %ld, applied %lld\n", writes_done, applied);
+    CHECK_EQ_INT(applied, writes_done);
     CHECK_EQ_INT(twice, 0);
     CHECK_EQ_INT(other, 0);
     CHECK_EQ_INT(bad, 0);

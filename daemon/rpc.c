@@ -447,12 +447,13 @@ int rpc_defer_read(struct rpc_call *c, rpc_read_fn pack, const void *arg, size_t
     j->arg_len = arg_len;
     memcpy(j->arg, arg, arg_len);
     msgpack_sbuffer_init(&j->out);
+    server_conn_defer(c->conn); /* its connection waits for this answer at EOF */
     int r = worker_read(c->d, &j->job);
     if (r != 0) {
+        server_send_deferred(c->d->server, j->conn, NULL, 0); /* none to come: answered now */
         free(j);
         return rpc_fail(c, r, "%s", tally_strerror(r));
     }
-    server_conn_defer(c->conn); /* its connection waits for this answer at EOF */
     j->next = reads_pending;
     if (reads_pending)
         reads_pending->prev = j;

@@ -395,7 +395,7 @@ static void read_send_error(struct read_job *j, int code, const char *message)
     msgpack_sbuffer_init(&sb);
     msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
     rpc_pack_error(&pk, j->msgid, code, message);
-    server_send(j->d->server, j->conn, sb.data, sb.size);
+    server_send_deferred(j->d->server, j->conn, sb.data, sb.size);
     msgpack_sbuffer_destroy(&sb);
 }
 
@@ -407,7 +407,7 @@ static void read_done(struct worker_job *job, int status)
     if (!j->detached) {
         read_unlink(j);
         if (status == 0) {
-            server_send(j->d->server, j->conn, j->out.data, j->out.size);
+            server_send_deferred(j->d->server, j->conn, j->out.data, j->out.size);
         } else {
             if (status == TALLY_E_INTERNAL || status == TALLY_E_STORAGE)
                 log_error("deferred read failed: %s", j->err[0] ? j->err : tally_strerror(status));
@@ -447,8 +447,10 @@ int rpc_defer_read(struct rpc_call *c, rpc_read_fn pack, const void *arg, size_t
     j->arg_len = arg_len;
     memcpy(j->arg, arg, arg_len);
     msgpack_sbuffer_init(&j->out);
+    server_conn_defer(c->conn); /* its connection waits for this answer at EOF */
     int r = worker_read(c->d, &j->job);
     if (r != 0) {
+        server_send_deferred(c->d->server, j->conn, NULL, 0); /* none to come: answered now */
         free(j);
         return rpc_fail(c, r, "%s", tally_strerror(r));
     }

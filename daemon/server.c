@@ -57,6 +57,9 @@ struct conn {
     bool ordered;  /* server_hold: its next requests wait for the held answer */
     bool yielded;  /* its turn's budget is spent: reading stopped until on_resume */
     struct conn *prev, *next;
+
+    /* Deferred reads' answers still to come (server_conn_defer): owed too, at EOF. */
+    unsigned deferred;
 };
 
 struct server {
@@ -377,8 +380,9 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     if (nread < 0) {
         if (nread == UV_ENOBUFS)
             conn_fatal(c, TALLY_E_NOMEM, "out of memory for the read buffer");
-        else if (nread == UV_EOF && c->owed) {
-            /* Answers to its writes wait for their commit: finish once they are sent. */
+        else if (nread == UV_EOF && (c->owed || c->deferred)) {
+            /* Answers to its writes wait for their commit, its deferred reads' for their
+             * workers: finish once they are sent. */
             uv_read_stop(s);
             c->eof_wait = true;
         } else if (nread == UV_EOF)
@@ -677,11 +681,35 @@ bool server_send_owed(struct server *srv, uint64_t conn_id, const char *data, si
             msgpack_sbuffer_write(&c->out, data, len);
             sent = true;
         }
-        if (c->owed == 0 && c->eof_wait && !c->closing) {
+        if (c->owed == 0 && c->deferred == 0 && c->eof_wait && !c->closing) {
             conn_flush(c);
             conn_finish(c);
         }
         return sent;
+    }
+    return false;
+}
+
+void server_conn_defer(void *conn)
+{
+    ((struct conn *)conn)->deferred++;
+}
+
+bool server_send_deferred(struct server *srv, uint64_t conn_id, const char *data, size_t len)
+{
+    for (struct conn *c = srv ? srv->conns : NULL; c; c = c->next) {
+        if (c->id != conn_id)
+            continue;
+        if (c->deferred)
+            c->deferred--;
+        if (c->closing)
+            return false;
+        if (data)
+            msgpack_sbuffer_write(&c->out, data, len);
+        conn_flush(c);
+        if (c->owed == 0 && c->deferred == 0 && c->eof_wait && !c->closing)
+            conn_finish(c);
+        return data != NULL;
     }
     return false;
 }

@@ -43,6 +43,14 @@ void server_conn_watch(void *conn, bool on);
 uint64_t server_conn_id(void *conn);
 bool server_send(struct server *srv, uint64_t conn_id, const char *data, size_t len);
 /*
+ * A deferred read's answer to come (rpc_defer_read): server_conn_defer counts it, from the
+ * handler; server_send_deferred sends it (data NULL: nothing to send, the count is dropped)
+ * and counts it sent. A connection whose peer stopped sending is finished only once none is
+ * still to come, as for server_conn_owe: a request followed by EOF is answered.
+ */
+void server_conn_defer(void *conn);
+bool server_send_deferred(struct server *srv, uint64_t conn_id, const char *data, size_t len);
+/*
  * For a deferred write whose effects the same connection's next requests may depend on (an
  * import, then an allocation of the order it imported): server_hold, from the handler, keeps
  * the connection's next requests unread and unhandled until server_send_resume sends the

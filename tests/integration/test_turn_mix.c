@@ -1,0 +1,305 @@
+/*
+ * Integration: the per-connection turn budget (server.c: a connection yields after 64 requests
+ * or 2 ms of a turn) together with everything else that holds or defers a connection's
+ * answers, on ONE connection that also watches events:
+ *   - writes (stock.move) whose answers wait for the group commit (server_conn_owe),
+ *   - reads after them (stock.get: the group commits first),
+ *   - deferred reads answered by a worker (exceptions.list, outbox.list),
+ *   - imports in the middle of the batch, which hold the connection (server_hold) until
+ *     their answer (server_send_resume), the requests after them waiting in its buffer,
+ *   - the client half-closing its side right after the batch (EOF with answers owed).
+ * (a) the batch, far over one turn's budget, then EOF: every request answered exactly once,
+ *     the events well-formed between answers, the connection closed by tallyd after the last
+ *     answer, every write applied once.
+ * (b) the same batch, then SIGTERM at once: every request answered at most once, each either
+ *     done or shutting_down; the connection ends (no hang on a held or yielded connection);
+ *     tallyd exits 0 (under the sanitizers: no error, no leak).
+ *   test_turn_mix TALLYD
+ */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+
+#include <sqlite3.h>
+
+#include "check.h"
+#include "harness.h"
+
+#define TIMEOUT 30000
+#define BATCH 400
+
+static struct th_daemon D;
+
+static int seed(void)
+{
+    struct th_conn c;
+    struct th_resp r;
+    if (th_connect(&c, D.sock) != 0) {
+        th_close(&c);
+        return -1;
+    }
+    int rc = 0;
+    msgpack_sbuffer sb;
+    msgpack_packer pk;
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    th_pack_map(&pk, "sss", "code", "ES-MAD", "name", "Madrid", "country", "ES");
+    if (th_import(&c, "warehouses", 1, &sb, &r) != TH_OK)
+        rc = -1;
+    msgpack_sbuffer_clear(&sb);
+    th_pack_map(&pk, "sssis", "sku", "M-0", "product_id", "P-1", "title", "Mix item", "price_minor",
+                100LL, "currency", "EUR");
+    if (rc == 0 && th_import(&c, "catalog", 1, &sb, &r) != TH_OK)
+        rc = -1;
+    msgpack_sbuffer_clear(&sb);
+    th_pack_map(&pk, "ssi", "sku", "M-0", "warehouse", "ES-MAD", "on_hand", 1000LL);
+    if (rc == 0 && th_import(&c, "stock", 1, &sb, &r) != TH_OK)
+        rc = -1;
+    if (rc)
+        fprintf(stderr, "seed: %s %s\n", r.code, r.message);
+    msgpack_sbuffer_destroy(&sb);
+    th_close(&c);
+    return rc;
+}
+
+/* The batch: msgids first .. first + BATCH - 1; how many are writes in *writes. */
+static void pack_batch(msgpack_sbuffer *sb, uint32_t first, const char *tag, long *writes)
+{
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, sb, msgpack_sbuffer_write);
+    for (uint32_t i = 0; i < BATCH; i++) {
+        uint32_t id = first + i;
+        switch (i % 8) {
+        case 0:
+        case 3:
+        case 5: {
+            char mid[48];
+            snprintf(mid, sizeof mid, "mix-%s-%u", tag, id);
+            th_pack_request(sb, id, "stock.move", "sssis", "kind", "receive", "sku", "M-0",
+                            "warehouse", "ES-MAD", "qty", 1LL, "id", mid);
+            (*writes)++;
+            break;
+        }
+        case 1:
+            th_pack_request(sb, id, "exceptions.list", "");
+            break;
+        case 6:
+            th_pack_request(sb, id, "outbox.list", "");
+            break;
+        case 7:
+            if (i % 80 == 39) { /* an import now and then: the connection is held */
+                msgpack_sbuffer_write(sb, "\x94\x00", 2);
+                msgpack_pack_uint32(&pk, id);
+                msgpack_pack_str(&pk, 6);
+                msgpack_pack_str_body(&pk, "import", 6);
+                msgpack_pack_array(&pk, 1);
+                msgpack_pack_map(&pk, 2);
+                msgpack_pack_str(&pk, 4);
+                msgpack_pack_str_body(&pk, "kind", 4);
+                msgpack_pack_str(&pk, 7);
+                msgpack_pack_str_body(&pk, "catalog", 7);
+                msgpack_pack_str(&pk, 4);
+                msgpack_pack_str_body(&pk, "rows", 4);
+                msgpack_pack_array(&pk, 1);
+                char sku[32];
+                snprintf(sku, sizeof sku, "MI-%s-%u", tag, id);
+                th_pack_map(&pk, "sssis", "sku", sku, "product_id", "P-2", "title", "Imported",
+                            "price_minor", 100LL, "currency", "EUR");
+                break;
+            }
+            /* fall through */
+        default:
+            th_pack_request(sb, id, "stock.get", "s", "sku", "M-0");
+            break;
+        }
+    }
+}
+
+/* The method pack_batch put at index i. */
+static const char *kind_of(int i)
+{
+    switch (i % 8) {
+    case 0:
+    case 3:
+    case 5:
+        return "stock.move";
+    case 1:
+        return "exceptions.list";
+    case 6:
+        return "outbox.list";
+    case 7:
+        if (i % 80 == 39)
+            return "import";
+    }
+    return "stock.get";
+}
+
+/* Reads until the connection ends: answers per msgid into seen[], events counted. Returns
+ * how the stream ended (TH_EOF / TH_RESET / TH_TIMEOUT / ...). */
+static const char *kind_of(int i);
+
+/* Writes answered done, by drain. */
+static long writes_done;
+
+static int drain(struct th_conn *c, uint32_t first, int *seen, long *ok, long *stopping,
+                 long *other, long *events, long *bad)
+{
+    for (;;) {
+        int o = th_recv(c, TIMEOUT);
+        if (o != TH_MSG)
+            return o;
+        const msgpack_object *m = &c->msg.data;
+        if (m->type == MSGPACK_OBJECT_ARRAY && m->via.array.size == 3 &&
+            m->via.array.ptr[0].type == MSGPACK_OBJECT_POSITIVE_INTEGER &&
+            m->via.array.ptr[0].via.u64 == 2) {
+            (*events)++;
+            continue;
+        }
+        struct th_resp r;
+        if (th_parse_response(m, &r) != 0) {
+            (*bad)++;
+            continue;
+        }
+        if (r.msgid < first || r.msgid >= first + BATCH) {
+            (*bad)++;
+            continue;
+        }
+        seen[r.msgid - first]++;
+        if (!r.is_error && strcmp(kind_of((int)(r.msgid - first)), "stock.move") == 0)
+            writes_done++;
+        if (!r.is_error)
+            (*ok)++;
+        else if (strcmp(r.code, "shutting_down") == 0)
+            (*stopping)++;
+        else {
+            (*other)++;
+            fprintf(stderr, "msgid %llu: %s %s\n", (unsigned long long)r.msgid, r.code, r.message);
+        }
+    }
+}
+
+static long long on_hand(void)
+{
+    struct th_conn c;
+    struct th_resp r;
+    long long v = -1;
+    if (th_connect(&c, D.sock) == 0 &&
+        th_call(&c, TIMEOUT, &r, "stock.get", "s", "sku", "M-0") == TH_OK) {
+        const msgpack_object *a = th_get(r.result, "warehouses");
+        if (a && a->type == MSGPACK_OBJECT_ARRAY && a->via.array.size >= 1)
+            th_get_int(&a->via.array.ptr[0], "on_hand", &v);
+    }
+    th_close(&c);
+    return v;
+}
+
+static long long yields(void)
+{
+    struct th_conn c;
+    struct th_resp r;
+    long long v = -1;
+    if (th_connect(&c, D.sock) == 0 && th_call(&c, TIMEOUT, &r, "status", "") == TH_OK)
+        th_get_int(r.result, "connection_yields", &v);
+    th_close(&c);
+    return v;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        fprintf(stderr, "usage: test_turn_mix TALLYD\n");
+        return 2;
+    }
+    th_setup("turn_mix", 240);
+    if (th_daemon_init(&D, argv[1], "turn-mix") != 0 || th_daemon_start(&D) != 0 || seed() != 0) {
+        fprintf(stderr, "tallyd did not start or could not be seeded\n");
+        return 1;
+    }
+    static int seen[BATCH];
+
+    /* (a) the batch, then EOF */
+    long writes = 0, ok = 0, stopping = 0, other = 0, events = 0, bad = 0;
+    long long y0 = yields(), before = on_hand();
+    struct th_conn c;
+    struct th_resp r;
+    CHECK_EQ_INT(th_connect(&c, D.sock), 0);
+    CHECK_EQ_INT(th_call(&c, TIMEOUT, &r, "watch", ""), TH_OK);
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init(&sb);
+    pack_batch(&sb, 1000, "a", &writes);
+    CHECK_EQ_INT(th_send(&c, sb.data, sb.size, TIMEOUT), 0);
+    shutdown(c.fd, SHUT_WR);
+    int end = drain(&c, 1000, seen, &ok, &stopping, &other, &events, &bad);
+    th_close(&c);
+    int missing = 0, twice = 0;
+    for (int i = 0; i < BATCH; i++) {
+        missing += seen[i] == 0;
+        twice += seen[i] > 1;
+        if (seen[i] != 1)
+            fprintf(stderr, "(a) request %d (%s) answered %d times\n", i, kind_of(i), seen[i]);
+    }
+    long long after = on_hand(), y1 = yields();
+    printf("(a) %d requests (%ld writes) then EOF: %ld answered, %ld errors, %d missing, %d twice,"
+           " %ld events, %ld malformed; ended %s; on hand %lld -> %lld; yields %lld -> %lld\n",
+           BATCH, writes, ok, other + stopping, missing, twice, events, bad, th_outcome(end),
+           before, after, y0, y1);
+    CHECK_EQ_INT(missing, 0);
+    CHECK_EQ_INT(twice, 0);
+    CHECK_EQ_INT(ok, BATCH);
+    CHECK_EQ_INT(bad, 0);
+    CHECK_EQ_INT(end, TH_EOF);
+    CHECK_EQ_INT(after, before + writes);
+    CHECK(y1 > y0); /* the batch went over a turn's budget */
+
+    /* (b) the batch, then SIGTERM */
+    memset(seen, 0, sizeof seen);
+    writes = ok = stopping = other = events = bad = writes_done = 0;
+    CHECK_EQ_INT(th_connect(&c, D.sock), 0);
+    CHECK_EQ_INT(th_call(&c, TIMEOUT, &r, "watch", ""), TH_OK);
+    msgpack_sbuffer_clear(&sb);
+    pack_batch(&sb, 5000, "b", &writes);
+    CHECK_EQ_INT(th_send(&c, sb.data, sb.size, TIMEOUT), 0);
+    kill(D.pid, SIGTERM);
+    end = drain(&c, 5000, seen, &ok, &stopping, &other, &events, &bad);
+    th_close(&c);
+    missing = twice = 0;
+    for (int i = 0; i < BATCH; i++) {
+        missing += seen[i] == 0;
+        twice += seen[i] > 1;
+    }
+    for (int i = 0; i < BATCH && getenv("TURN_MIX_VERBOSE"); i++)
+        if (seen[i] != 1)
+            fprintf(stderr, "(b) request %d (%s) answered %d times\n", i, kind_of(i), seen[i]);
+    int st = th_daemon_reap(&D, TIMEOUT);
+    printf("(b) %d requests then SIGTERM: %ld answered, %ld shutting_down, %ld other errors, %d"
+           " not answered, %d twice, %ld malformed; ended %s; exit %d\n",
+           BATCH, ok, stopping, other, missing, twice, bad, th_outcome(end),
+           st >= 0 && WIFEXITED(st) ? WEXITSTATUS(st) : -1);
+    /* Every write applied was answered done, and no other (the replica, read directly). */
+    long long applied = -1;
+    sqlite3 *db;
+    sqlite3_stmt *q;
+    if (sqlite3_open_v2(D.db, &db, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK &&
+        sqlite3_prepare_v2(db, "SELECT COUNT(*) FROM movements WHERE id LIKE 'mix-b-%'", -1, &q,
+                           NULL) == SQLITE_OK) {
+        if (sqlite3_step(q) == SQLITE_ROW)
+            applied = sqlite3_column_int64(q, 0);
+        sqlite3_finalize(q);
+    }
+    sqlite3_close(db);
+    printf("(b) writes answered done %ld, applied %lld\n", writes_done, applied);
+    CHECK_EQ_INT(applied, writes_done);
+    CHECK_EQ_INT(twice, 0);
+    CHECK_EQ_INT(other, 0);
+    CHECK_EQ_INT(bad, 0);
+    CHECK(end == TH_EOF || end == TH_RESET); /* ended, not left hanging */
+    CHECK(st >= 0 && WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    msgpack_sbuffer_destroy(&sb);
+    if (check_failures)
+        th_daemon_dump_log(&D, 40);
+    th_daemon_cleanup(&D);
+    return check_result("test_turn_mix");
+}

@@ -525,6 +525,10 @@ static void mp_text(const msgpack_object *o, char *out, size_t outlen)
     if (!o || o->type != MSGPACK_OBJECT_STR)
         return;
     size_t n = o->via.str.size < outlen - 1 ? o->via.str.size : outlen - 1;
+    /* cut short: at a UTF-8 character's boundary (a note cut mid-character, then more text
+     * after it in a remark, would not be UTF-8) */
+    while (n > 0 && n < o->via.str.size && ((unsigned char)o->via.str.ptr[n] & 0xC0) == 0x80)
+        n--;
     memcpy(out, o->via.str.ptr, n);
     out[n] = 0;
 }

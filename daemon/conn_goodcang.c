@@ -629,6 +629,17 @@ static int body_create_grn(struct jbuf *b, const struct push_item *it, const cha
         n += snprintf(desc + n, cap - (size_t)n, "; carrier %s", carrier);
     if (n < (int)cap && pl_str(&m.data, "note", note, sizeof note) == 0)
         snprintf(desc + n, cap - (size_t)n, "; %s", note);
+    /* A text cut short to leave room for the mark ends at a character's boundary: a
+     * multi-byte character's first bytes alone would make the body's JSON string not UTF-8. */
+    size_t len = strlen(desc), lead = len;
+    while (lead > 0 && ((unsigned char)desc[lead - 1] & 0xC0) == 0x80)
+        lead--;
+    if (lead > 0 && (unsigned char)desc[lead - 1] >= 0xC0) {
+        unsigned char c = (unsigned char)desc[lead - 1];
+        size_t want = c >= 0xF0 ? 4 : c >= 0xE0 ? 3 : 2;
+        if (len - (lead - 1) < want)
+            desc[lead - 1] = 0;
+    }
     snprintf(desc + strlen(desc), sizeof desc - strlen(desc), "%s", tail);
     jb_lit(b, ",");
     jb_kv_s(b, "receiving_desc", desc);

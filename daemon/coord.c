@@ -306,13 +306,47 @@ int coord_seen(struct tallyd *d, int64_t wh, const char *order_id, const char *m
  * notice of the same reference), so a second coordinator is seen there later than on its
  * outbound orders, which every outbound round reads.
  */
+/*
+ * The mark a notice's remark ends with: "tally coordinator NAME#ID" last (as the connectors
+ * write it), or the remark being the mark alone. A remark is mostly free text (the note, the
+ * transfer's reference, the carrier; Goodcang's ends with the note), where a "name#16 hex
+ * digits" is no mark: coord_parse alone, which takes the last one anywhere, would read a
+ * note's invoice number as another coordinator, on a notice of a station that does not
+ * coordinate or one made before notices were marked, and stop this station allocating.
+ */
+static bool notice_mark(const char *text, char *name, size_t cap, uint64_t *id)
+{
+    static const char tag[] = "tally coordinator ";
+    if (!text)
+        return false;
+    size_t len = strnlen(text, 4096);
+    while (len > 0 && (text[len - 1] == ' ' || text[len - 1] == '\n' || text[len - 1] == '\r' ||
+                       text[len - 1] == '\t'))
+        len--;
+    size_t from = 0; /* where the mark would begin: after the last tag, else the start */
+    for (size_t i = 0; i + sizeof tag - 1 <= len; i++)
+        if (!memcmp(text + i, tag, sizeof tag - 1))
+            from = i + sizeof tag - 1;
+    char buf[NAME_MAX_LEN + 18];
+    size_t n = len - from;
+    if (n < 18 || n >= sizeof buf)
+        return false;
+    memcpy(buf, text + from, n);
+    buf[n] = 0;
+    char nm[NAME_MAX_LEN + 1];
+    if (!coord_parse(buf, nm, sizeof nm, id) || strlen(nm) + 17 != n)
+        return false; /* not a mark, or one with more text around it */
+    snprintf(name, cap, "%s", nm);
+    return true;
+}
+
 int coord_seen_notice(struct tallyd *d, const char *wh_code, const char *notice_id,
                       const char *text, int64_t created)
 {
     char name[NAME_MAX_LEN + 1];
     uint64_t id;
     load(d);
-    if (!d->cfg.coordinator || !notice_id || !coord_parse(text, name, sizeof name, &id) ||
+    if (!d->cfg.coordinator || !notice_id || !notice_mark(text, name, sizeof name, &id) ||
         id == d->coord.id)
         return 0;
     struct store *st = d->store;

@@ -48,8 +48,10 @@ int coord_seen(struct tallyd *d, int64_t wh, const char *order_id, const char *m
 
 /*
  * An inbound notice read back from a third-party warehouse (a look-up of its reference: the
- * only time the connectors read notices back) whose echoed remark `text` may hold a mark:
- * another coordinator's raises the same `coordinator` exception as an outbound order would.
+ * only time the connectors read notices back) whose echoed remark `text` may end with a mark
+ * ("tally coordinator NAME#ID" last, as the connectors write it, or the mark alone; a
+ * station-like text elsewhere in the remark, e.g. in a note, is none): another coordinator's
+ * raises the same `coordinator` exception as an outbound order would.
  * `created` is the notice's creation time at the warehouse (epoch seconds, 0 unknown): once a
  * person resolved that station's exception, only its notices created after the resolution
  * count. Where each kind echoes the mark: coord.c. Runs in the caller's transaction when one

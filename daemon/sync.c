@@ -1564,8 +1564,9 @@ int sync_start_with(struct tallyd *d, const struct connector_ops *ops, const cha
     char err[256];
     if (!e)
         return TALLY_E_NOMEM;
-    add_upstream(e, ops, name, outbox_target_code(name) ? outbox_target_code(name) : "");
-    if (ops->init && ops->init(&e->ups[0], err, sizeof err) != 0) {
+    if (add_upstream(e, ops, name, outbox_target_code(name) ? outbox_target_code(name) : "") != 0 ||
+        (ops->init && ops->init(&e->ups[0], err, sizeof err) != 0)) {
+        http_close(e->ups[0].http); /* its own client (NULL if it has none) */
         free(e->ups);
         free(e);
         return TALLY_E_INTERNAL;

@@ -55,6 +55,7 @@
 # Exit status 0 when every check passed, 1 otherwise, 2 on a usage or start-up error.
 set -uo pipefail
 export LC_ALL=C
+umask 077 # tallyd refuses a config file or secret file group or others may read
 cd "$(dirname "$0")/.."
 build=build
 if [ $# -gt 0 ] && [ "${1#--}" = "$1" ]; then build=$1; shift; fi
@@ -145,8 +146,12 @@ echo tally-sim-access-token >"$tmp/access.token"
     printf 'catalog_interval = 30\norders_interval = 1\n'
 } >"$tmp/tallyd.conf"
 
-# In $tmp, with core dumps allowed (core_pattern permitting): a crash leaves its core there;
-# glibc's own abort messages (heap corruption) go to the log, not to a terminal.
+# In $tmp, with core dumps allowed (core_pattern permitting). tallyd itself makes itself not
+# dumpable (PR_SET_DUMPABLE 0, daemon/main.c: its memory holds the secrets), so it leaves no
+# core (fs.suid_dumpable 0): a crash shows as clean_stop's exit status (134 abort, 139 segfault)
+# and in the log; for a backtrace run the ASan build (a report with its stack in the log) or
+# attach gdb as root. glibc's own abort messages (heap corruption) go to the log, not to a
+# terminal.
 (cd "$tmp" && ulimit -c unlimited 2>/dev/null
     LIBC_FATAL_STDERR_=1 exec "$B/tallyd" --config "$tmp/tallyd.conf" --state-dir "$tmp/state" \
         --socket "$tmp/tally.sock" --log-level warning 2>>"$tmp/tallyd.log") &

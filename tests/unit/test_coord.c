@@ -213,6 +213,27 @@ static void test_notices(void)
     d->cfg.coordinator = true;
     CHECK_EQ_INT((int)open_coord_exc(), 0);
     CHECK(!store_in_tx(d->store));
+    /* A notice's remark holds free text (the note, the transfer's reference, the carrier:
+     * Goodcang's receiving_desc ends with the note): a station-like "name#16 hex digits" in
+     * it is no mark. Only "tally coordinator <mark>" ending the remark is (or a remark that is
+     * the mark alone). A notice of a non-coordinator station, or one made before notices were
+     * marked, ends with its note. */
+    CHECK_EQ_INT(coord_seen_notice(d, "UK-GC", "IN-4",
+                                   "tally notice IN-4; transfer T-4 from ES-MAD; invoice"
+                                   " ACME#00000000000012ab",
+                                   now),
+                 0);
+    CHECK_EQ_INT(coord_seen_notice(d, "US-4PX", "IN-5",
+                                   "supplier box PO#0000000000000abc; transfer T-5 from ES-MAD",
+                                   now),
+                 0);
+    CHECK_EQ_INT(coord_seen_notice(d, "UK-GC", "IN-6",
+                                   "tally notice IN-6; tally coordinator OTHER#00000000000000aa;"
+                                   " more text after it",
+                                   now),
+                 0);
+    CHECK_EQ_INT((int)open_coord_exc(), 0);
+    CHECK(!store_in_tx(d->store));
 
     /* another coordinator's mark on a notice: the exception, in a transaction of its own */
     CHECK_EQ_INT(coord_seen_notice(d, "UK-GC", "IN-2",

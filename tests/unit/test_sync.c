@@ -433,6 +433,39 @@ static void test_stop_with_outcome_unrecorded(void)
 
 /* Rows left in flight by the last run that cannot be made pending at the start (the disk is
  * full) are made pending as soon as writes work; nothing is sent before. */
+/* A connector whose init fails: sync_start_with fails and leaves nothing on the loop (the
+ * upstream's HTTP client, made since each upstream has its own, is closed too). */
+static int failing_init(struct upstream *u, char *err, size_t errlen)
+{
+    (void)u;
+    snprintf(err, errlen, "injected");
+    return -1;
+}
+
+static void count_handle(uv_handle_t *hd, void *arg)
+{
+    (void)hd;
+    ++*(int *)arg;
+}
+
+static void test_start_init_fails(void)
+{
+    rh_open(h);
+    d = rh_daemon(h);
+    d->loop = &loop;
+    uv_run(&loop, UV_RUN_DEFAULT);
+    int before = 0, after = 0;
+    uv_walk(&loop, count_handle, &before);
+    struct connector_ops failing = fake;
+    failing.init = failing_init;
+    struct sync_engine *e = NULL;
+    CHECK(sync_start_with(d, &failing, "wh:A", &e) != 0);
+    CHECK(e == NULL);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    uv_walk(&loop, count_handle, &after);
+    CHECK_EQ_INT(after, before);
+}
+
 static void test_start_reset_fails(void)
 {
     rh_open(h);
@@ -1272,6 +1305,7 @@ int main(void)
     test_outcome_disk_full_kept();
     test_stop_with_outcome_unrecorded();
     test_start_reset_fails();
+    test_start_init_fails();
     test_backoff_ahead();
     test_blocked_entity();
     test_many_in_backoff();

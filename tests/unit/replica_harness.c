@@ -436,11 +436,12 @@ int rh_rewind_schema(const char *path, int version)
         " pragma_table_info(m.name) c WHERE m.type = 'table' AND m.name NOT LIKE 'sqlite_%'",
     };
     int r = sqlite3_exec(db, "PRAGMA foreign_keys = OFF", NULL, NULL, NULL);
-    /* Titles still queued for the title index (migration 16, titleidx.h) were in the index
+    /* Titles still queued for the title index (sku_titles_todo, titleidx.h) were in the index
      * at once under the older schemas: indexed before the queue goes, so the older replica
-     * is one those schemas could have made. */
+     * is one those schemas could have made. Whether `version` has the queue is read from its
+     * schema, not from a migration number (the lead renumbers migrations at merges). */
     sqlite3_stmt *q = NULL;
-    bool queued = version < 16 && r == SQLITE_OK &&
+    bool queued = !strstr(keep, "|table:sku_titles_todo|") && r == SQLITE_OK &&
                   sqlite3_prepare_v2(db,
                                      "SELECT COUNT(*) FROM sqlite_master WHERE name IN"
                                      " ('sku_titles_todo', 'sku_titles')",

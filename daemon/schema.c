@@ -572,6 +572,12 @@ static const char *const migrations[] = {
     "  next_priority INTEGER NOT NULL);"
     "INSERT INTO fulfil_cursor VALUES(1, -9223372036854775808, 0, 9223372036854775807,"
     "  -9223372036854775808, 0, 0, 0, 0);",
+
+    /* 16: what the marketplace's order list said of an order ("gmt_update|order_status",
+     * conn_aliexpress.c order_seen) when its details were last stored: an orders round reads
+     * the details again only when the list says otherwise. NULL (every order of a replica
+     * upgraded to it, one the list gave no update time for, one imported) reads them. */
+    "ALTER TABLE orders ADD COLUMN mp_seen TEXT;",
 };
 
 int schema_latest(void)

@@ -19,7 +19,14 @@
  *            goes to the engine only when every detail is in.
  *   orders   aliexpress.solution.order.get (50 a page, modified_date_start = modified_since
  *            minus [marketplace] orders_overlap, every status tally maps), then
- *            aliexpress.solution.order.info.get for every order of the page, likewise.
+ *            aliexpress.solution.order.info.get for every order of the page, likewise, except
+ *            the orders whose stored details were read after a list entry with the same
+ *            gmt_update and order_status (orders.mp_seen, see order_seen): an order listed
+ *            again by the overlap or a reconciliation, unchanged, is not read again. A
+ *            stream's first round reads every one; an entry without a readable gmt_update
+ *            reads it (as does a replica without the order). A detail that fails leaves the
+ *            page unapplied (transient) or the order skipped with its mp_seen unchanged, so
+ *            the next listing reads it again.
  *   logistics aliexpress.logistics.redefining.listlogisticsservice, one page, the whole list
  *            (replaces mp_services; at the catalog's interval and on `tally sync`): the
  *            service keys a fulfil's service_name takes, each with its tracking_no_regex.

@@ -262,9 +262,10 @@ wait $bg_pids 2>/dev/null
 bg_pids=''
 echo "orders at the marketplace $(ctl "$base/control/orders" | jq .count) (seen by tallyd $(sql "SELECT COUNT(*) FROM orders")); movements applied upstream $(ctl "$base/control/movements" | jq .count)"
 # The marketplace's order calls (tally-sim's counts): details per order at the marketplace is
-# the link's load per order (fulfil read-backs included); about 1 when only new and changed
-# orders are read.
-ctl "$base/control/stats" | jq -r --argjson n "$(ctl "$base/control/orders" | jq .count)" '
+# the link's load per order (fulfil read-backs included): an order is read when it is placed
+# and again when it changes (shipped, cancelled), not when a round lists it unchanged.
+n_mp=$(ctl "$base/control/orders" | jq .count)
+ctl "$base/control/stats" | jq -r --argjson n "${n_mp:-0}" '
     .requests as $r | ($r["mp:aliexpress.solution.order.info.get"] // 0) as $d
     | "order calls at the marketplace: \($r["mp:aliexpress.solution.order.get"] // 0) lists,"
       + " \($d) details: \(if $n > 0 then ($d * 100 / $n | floor) / 100 else "-" end)"

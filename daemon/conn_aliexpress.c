@@ -19,7 +19,14 @@
  *            goes to the engine only when every detail is in.
  *   orders   aliexpress.solution.order.get (50 a page, modified_date_start = modified_since
  *            minus [marketplace] orders_overlap, every status tally maps), then
- *            aliexpress.solution.order.info.get for every order of the page, likewise.
+ *            aliexpress.solution.order.info.get for every order of the page, likewise, except
+ *            the orders whose stored details were read after a list entry with the same
+ *            gmt_update and order_status (orders.mp_seen, see order_seen): an order listed
+ *            again by the overlap or a reconciliation, unchanged, is not read again. A
+ *            stream's first round reads every one; an entry without a readable gmt_update
+ *            reads it (as does a replica without the order). A detail that fails leaves the
+ *            page unapplied (transient) or the order skipped with its mp_seen unchanged, so
+ *            the next listing reads it again.
  *   logistics aliexpress.logistics.redefining.listlogisticsservice, one page, the whole list
  *            (replaces mp_services; at the catalog's interval and on `tally sync`): the
  *            service keys a fulfil's service_name takes, each with its tracking_no_regex.
@@ -226,7 +233,9 @@
 
 enum { STREAM_CATALOG, STREAM_ORDERS, STREAM_LOGISTICS, STREAM_RECEIPTS };
 static const char *const ae_streams[] = {"catalog", "orders", "logistics", "receipts"};
-#define RECEIPT_PAGE 8 /* masked orders whose ship-to a receipts page reads */
+#define RECEIPT_PAGE 8  /* masked orders whose ship-to a receipts page reads */
+#define SEEN_LEN 96     /* orders.mp_seen: "yyyy-MM-dd HH:mm:ss|" + a status, and its NUL */
+#define SEEN_SETTLE_S 2 /* a gmt_update this close to the list's Date is not trusted */
 
 /* Statuses asked for by the order list: the platform's eleven (enum_order_status, the one
  * table), FINISH last there so that a stream's first round can leave it out. */
@@ -290,6 +299,8 @@ struct ae_item {
     cJSON *doc;           /* the detail answer, once in */
     const cJSON *detail;  /* product.info.get result / order.info.get result.data */
     const char *status;   /* orders: the status stored (for the new-order event) */
+    char seen[SEEN_LEN];  /* orders: the list entry's "gmt_update|order_status" to store with
+                           * the details (orders.mp_seen), "" when not to be trusted */
     bool created;         /* orders: inserted by this page */
     bool done;            /* read, gone or skipped: not asked again */
 };
@@ -314,6 +325,7 @@ struct ae_pull {
     struct ae_item *items;
     int n, next, inflight, parallel;
     int64_t bad, dropped, gone;
+    int64_t unchanged; /* orders: entries whose stored details are current (not read) */
     char problem[160]; /* the first skipped row's or dropped field's reason */
 };
 
@@ -1056,6 +1068,55 @@ static int list_refused(struct ae_pull *p, const struct ae_call *c, const cJSON 
     return refusal_outcome(code);
 }
 
+/*
+ * What an order list entry says of the order's last change, to be stored with the details
+ * read after it (orders.mp_seen): "gmt_update|order_status". OrderDto's gmt_update is "Last
+ * order update time" (bububa/opentaobao model/aesolution/OrderDto.go; the platform's sample
+ * answer, tests/fixtures/aliexpress/order_get.answer.json, carries it). Its zone is not
+ * documented (gmt_create and gmt_pay_time are US Pacific): it is compared as text, equal or
+ * not, and read as Pacific only to tell whether it is settled: an update in the same second
+ * as the list answer (its Date, whole seconds) may be followed, within that second and after
+ * the detail was read, by another that leaves the same text, so such an entry records
+ * nothing (its details are read again next round). Read in a zone east of Pacific (GMT+8,
+ * UTC) the text names a later instant: never settled, every detail is read, as before.
+ * False (read the details, record nothing) without a readable gmt_update, order_status or
+ * Date.
+ */
+static bool order_seen(const struct ae_pull *p, const cJSON *e, char out[SEEN_LEN])
+{
+    out[0] = 0;
+    const char *upd = json_str(e, "gmt_update"), *status = jid(e, "order_status");
+    int64_t t;
+    if (!upd || !status || p->server_now <= 0 || parse_pacific(upd, &t) != 0)
+        return false;
+    /* In the hour that occurs twice (November) the text was read as its first occurrence:
+     * settled only if its second one is too. */
+    if (pacific_dst(t) && !pacific_dst(t + 3600))
+        t += 3600;
+    if (t > p->server_now - SEEN_SETTLE_S ||
+        snprintf(out, SEEN_LEN, "%s|%s", upd, status) >= SEEN_LEN) {
+        out[0] = 0;
+        return false;
+    }
+    return true;
+}
+
+/* Whether the replica holds order `oid` with details read after the list entry `seen`
+ * (orders.mp_seen, written with them by apply_order): then they are current. Any doubt (no
+ * row, no store, a storage error) says no: the details are read, as on every round before. */
+static bool order_current(struct store *st, const char *oid, const char *seen)
+{
+    sqlite3_stmt *s =
+        st ? store_stmt(st, "SELECT 1 FROM orders WHERE order_id = ?1 AND mp_seen = ?2") : NULL;
+    if (!s)
+        return false;
+    sqlite3_bind_text(s, 1, oid, -1, SQLITE_STATIC);
+    sqlite3_bind_text(s, 2, seen, -1, SQLITE_STATIC);
+    bool hit = sqlite3_step(s) == SQLITE_ROW;
+    sqlite3_reset(s);
+    return hit;
+}
+
 static void on_list(struct ae_call *c, int outcome, const cJSON *resp)
 {
     struct ae_pull *p = c->owner;
@@ -1110,6 +1171,10 @@ static void on_list(struct ae_call *c, int outcome, const cJSON *resp)
         if (!id_text(member(e, idkey), p->items[i].id)) {
             p->items[i].done = true;
             skip_row(p, "a list entry without a readable %s", idkey);
+        } else if (p->stream == STREAM_ORDERS && order_seen(p, e, p->items[i].seen) &&
+                   !p->initial && order_current(p->u->store, p->items[i].id, p->items[i].seen)) {
+            p->items[i].done = true; /* its stored details are current: not read again */
+            p->unchanged++;
         }
     }
     pump(p);
@@ -1707,6 +1772,24 @@ static int mark_receipt(struct store *st, int64_t ref, const bool masked[5])
     return rc == SQLITE_DONE ? 0 : store_error(st, rc, "order receipt");
 }
 
+/* The list entry the details just stored were read after (order_seen), or NULL: a later
+ * round reads them again only when the entry differs. Written in the page's transaction with
+ * the details, so that a page not committed leaves its orders to be read again. */
+static int mark_seen(struct store *st, int64_t ref, const char *seen)
+{
+    sqlite3_stmt *s = store_stmt(st, "UPDATE orders SET mp_seen = ?2 WHERE id = ?1");
+    if (!s)
+        return TALLY_E_STORAGE;
+    sqlite3_bind_int64(s, 1, ref);
+    if (seen[0])
+        sqlite3_bind_text(s, 2, seen, -1, SQLITE_STATIC);
+    else
+        sqlite3_bind_null(s, 2);
+    int rc = sqlite3_step(s);
+    sqlite3_reset(s);
+    return rc == SQLITE_DONE ? 0 : store_error(st, rc, "order seen");
+}
+
 static int apply_order(struct store *st, struct ae_pull *p, struct ae_item *it)
 {
     const cJSON *d = it->detail, *sum = it->summary;
@@ -1788,6 +1871,8 @@ static int apply_order(struct store *st, struct ae_pull *p, struct ae_item *it)
     int r = orders_upsert_header(st, &h, &ref, &inserted);
     if (r == 0)
         r = mark_receipt(st, ref, (bool[5]){m_name, m_street, m_city, m_zip, m_phone});
+    if (r == 0)
+        r = mark_seen(st, ref, it->seen);
     if (r == 0 && (m_name || m_street || m_city || m_zip || m_phone))
         p->u->streams[STREAM_RECEIPTS].requested = true; /* read it now, not at the interval */
     for (int i = 0; r == 0 && i < nl; i++) {
@@ -1833,6 +1918,9 @@ static int apply_orders(struct pull_page *pg, struct store *st, struct checkpoin
         cp->modified_since = cp->version;
     }
     page_warn(p, "orders");
+    if (p->unchanged)
+        log_debug("orders: page %" PRId64 ": %" PRId64 " unchanged orders not read again",
+                  p->page_no, p->unchanged);
     /* New orders are announced (not during a first round, which would flood watchers with the
      * whole backlog) from inside the page's transaction: events.c holds them until it commits
      * and drops them when it does not, so no watcher hears of an order the replica has not. */

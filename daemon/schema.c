@@ -647,6 +647,12 @@ static const char *const migrations[] = {
     "    WHERE NOT EXISTS (SELECT 1 FROM sku_titles_todo WHERE id = old.id);"
     "  INSERT INTO sku_titles_todo(id) SELECT new.id"
     "    WHERE NOT EXISTS (SELECT 1 FROM sku_titles_todo WHERE id = new.id); END;",
+
+    /* 18: what the marketplace's order list said of an order ("gmt_update|order_status",
+     * conn_aliexpress.c order_seen) when its details were last stored: an orders round reads
+     * the details again only when the list says otherwise. NULL (every order of a replica
+     * upgraded to it, one the list gave no update time for, one imported) reads them. */
+    "ALTER TABLE orders ADD COLUMN mp_seen TEXT;",
 };
 
 int schema_latest(void)

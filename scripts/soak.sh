@@ -266,6 +266,15 @@ for p in $bg_pids; do kill "$p" 2>/dev/null; done
 wait $bg_pids 2>/dev/null
 bg_pids=''
 echo "orders at the marketplace $(ctl "$base/control/orders" | jq .count) (seen by tallyd $(sql "SELECT COUNT(*) FROM orders")); movements applied upstream $(ctl "$base/control/movements" | jq .count)"
+# The marketplace's order calls (tally-sim's counts): details per order at the marketplace is
+# the link's load per order (fulfil read-backs included): an order is read when it is placed
+# and again when it changes (shipped, cancelled), not when a round lists it unchanged.
+n_mp=$(ctl "$base/control/orders" | jq .count)
+ctl "$base/control/stats" | jq -r --argjson n "${n_mp:-0}" '
+    .requests as $r | ($r["mp:aliexpress.solution.order.info.get"] // 0) as $d
+    | "order calls at the marketplace: \($r["mp:aliexpress.solution.order.get"] // 0) lists,"
+      + " \($d) details: \(if $n > 0 then ($d * 100 / $n | floor) / 100 else "-" end)"
+      + " per order at the marketplace"'
 echo "load at the end $(cut -d' ' -f1-3 /proc/loadavg); faults fired: $(ctl "$base/control/faults" |
     jq -c '[.faults[] | "\(.kind // "latency") \(.status // "")x\(.fired)"]' 2>/dev/null)"
 

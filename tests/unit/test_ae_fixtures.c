@@ -109,9 +109,11 @@ struct seen {
 
 static struct seen seen[MAX_SEEN];
 static int nseen;
+static int nrequests; /* every request built, past MAX_SEEN too */
 
 static void on_request(const char *method, const struct iop_param *all, size_t n)
 {
+    nrequests++;
     if (nseen == MAX_SEEN)
         return;
     struct seen *s = &seen[nseen++];
@@ -1048,6 +1050,137 @@ static void test_ship_by_after_shipping(void)
     rh_free(h);
 }
 
+/* The first object array named `key` inside j (depth first), or NULL. */
+static cJSON *find_array(cJSON *j, const char *key)
+{
+    cJSON *c;
+    cJSON_ArrayForEach(c, j)
+    {
+        if (cJSON_IsArray(c) && c->string && !strcmp(c->string, key))
+            return c;
+        cJSON *f = cJSON_IsObject(c) || cJSON_IsArray(c) ? find_array(c, key) : NULL;
+        if (f)
+            return f;
+    }
+    return NULL;
+}
+
+/* The platform's sample order list (its entry, order 1160045860056286, has gmt_update
+ * "2017-10-12 12:12:12", Pacific: 1507835532, and order_status PLACE_ORDER_SUCCESS) with that
+ * entry's gmt_update set to `upd` (NULL: removed) and its status to `status`, plus a second
+ * entry (another order, never stored: always read), answered at `date` to a pull of two
+ * details at a time. Returns how many details were asked for the sample's order (0 or 1). */
+static int sample_list_round(struct ae_pull *p, const char *body, const char *upd,
+                             const char *status, int64_t date)
+{
+    cJSON *j = cJSON_Parse(body), *list = find_array(j, "order_dto");
+    CHECK(list != NULL && cJSON_GetArraySize(list) == 1);
+    if (!list) {
+        cJSON_Delete(j);
+        return -1;
+    }
+    cJSON *e = cJSON_GetArrayItem(list, 0), *other = cJSON_Duplicate(e, true);
+    cJSON_DeleteItemFromObject(e, "gmt_update");
+    if (upd)
+        cJSON_AddStringToObject(e, "gmt_update", upd);
+    cJSON_ReplaceItemInObject(e, "order_status", cJSON_CreateString(status));
+    cJSON_ReplaceItemInObject(other, "order_id", cJSON_CreateNumber(1160045860056287.0));
+    cJSON_AddItemToArray(list, other);
+    char *text = cJSON_PrintUnformatted(j);
+    cJSON_Delete(j);
+    struct ae_call c;
+    const cJSON *resp;
+    int before = nrequests;
+    CHECK_EQ_INT(answer(&c, METHOD_ORDER_LIST, CALL_LIST, text, strlen(text), &resp), SYNC_OK);
+    c.owner = p;
+    c.gw_now = date;
+    p->parallel = 2;
+    on_list(&c, SYNC_OK, resp);
+    CHECK_EQ_INT(p->n, 2);
+    CHECK(!p->items[1].done);
+    done_answer(&c);
+    free(text);
+    return nrequests - before - 1;
+}
+
+/* An order's details are read again only when the list entry (gmt_update, order_status)
+ * differs from the one recorded with the stored details (orders.mp_seen): a round over the
+ * unchanged order asks for none; a changed update time or status, an entry without
+ * gmt_update, an update in the list answer's own second (not settled), a replica without the
+ * order and a stream's first round all read it, as before. */
+static void test_order_unchanged(void)
+{
+    size_t len = 0;
+    char *body = read_fixture("order_get.answer.json", &len);
+    struct rh *h = body ? rh_new("ae-unchanged") : NULL;
+    if (!h) {
+        free(body);
+        return;
+    }
+    rh_open(h);
+    struct tallyd *d = rh_daemon(h);
+    up.store = d->store;
+    const int64_t at = 1507835532; /* the sample's gmt_update */
+    const char *upd = "2017-10-12 12:12:12", *st0 = "PLACE_ORDER_SUCCESS";
+    const char *q = "SELECT IFNULL(mp_seen, '-') FROM orders WHERE order_id = '1160045860056286'";
+    cJSON *det = cJSON_Parse("{\"id\":1160045860056286,\"order_status\":\"PLACE_ORDER_SUCCESS\","
+                             "\"gmt_create\":\"2017-10-12 12:12:12\",\"receipt_address\":"
+                             "{\"country\":\"ES\"},\"child_order_list\":{\"global_aeop_tp_"
+                             "child_order_dto\":[{\"sku_code\":\"SKU-1\",\"product_count\":1,"
+                             "\"product_price\":{\"amount\":\"1.01\",\"currency_code\":"
+                             "\"USD\"}}]}}");
+
+    /* Not in the replica: read; stored with the entry it was read after. */
+    struct ae_pull *p = new_pull(STREAM_ORDERS);
+    CHECK_EQ_INT(sample_list_round(p, body, upd, st0, at + 60), 1);
+    CHECK_EQ_STR(p->items[0].seen, "2017-10-12 12:12:12|PLACE_ORDER_SUCCESS");
+    p->items[0].detail = det;
+    CHECK_EQ_INT(store_begin(d->store), 0);
+    CHECK_EQ_INT(apply_order(d->store, p, &p->items[0]), 0);
+    CHECK_EQ_INT(store_commit(d->store), 0);
+    CHECK_EQ_INT(p->bad, 0);
+    CHECK_EQ_STR(rh_qtext(h, "%s", q), "2017-10-12 12:12:12|PLACE_ORDER_SUCCESS");
+
+    /* The same entry again: not read. */
+    p = new_pull(STREAM_ORDERS);
+    CHECK_EQ_INT(sample_list_round(p, body, upd, st0, at + 120), 0);
+    CHECK(p->items[0].done);
+    CHECK_EQ_INT(p->unchanged, 1);
+    /* A reconciliation round (every open order listed): the same. */
+    p = new_pull(STREAM_ORDERS);
+    p->full = true;
+    CHECK_EQ_INT(sample_list_round(p, body, upd, st0, at + 120), 0);
+    /* A stream's first round (or one started over) reads it. */
+    p = new_pull(STREAM_ORDERS);
+    p->full = p->initial = true;
+    CHECK_EQ_INT(sample_list_round(p, body, upd, st0, at + 120), 1);
+    /* Another update time, another status, no update time: read (the last records none). */
+    p = new_pull(STREAM_ORDERS);
+    CHECK_EQ_INT(sample_list_round(p, body, "2017-10-12 12:12:13", st0, at + 120), 1);
+    p = new_pull(STREAM_ORDERS);
+    CHECK_EQ_INT(sample_list_round(p, body, upd, "RISK_CONTROL", at + 120), 1);
+    p = new_pull(STREAM_ORDERS);
+    CHECK_EQ_INT(sample_list_round(p, body, NULL, st0, at + 120), 1);
+    CHECK_EQ_STR(p->items[0].seen, "");
+    /* Listed in the second of its update (the answer's Date): read, and what is stored says
+     * nothing, so that the next round reads it again. */
+    p = new_pull(STREAM_ORDERS);
+    CHECK_EQ_INT(sample_list_round(p, body, upd, st0, at + 1), 1);
+    CHECK_EQ_STR(p->items[0].seen, "");
+    p->items[0].detail = det;
+    CHECK_EQ_INT(store_begin(d->store), 0);
+    CHECK_EQ_INT(apply_order(d->store, p, &p->items[0]), 0);
+    CHECK_EQ_INT(store_commit(d->store), 0);
+    CHECK_EQ_STR(rh_qtext(h, "%s", q), "-");
+    p = new_pull(STREAM_ORDERS);
+    CHECK_EQ_INT(sample_list_round(p, body, upd, st0, at + 120), 1);
+
+    cJSON_Delete(det);
+    up.store = NULL;
+    rh_free(h);
+    free(body);
+}
+
 static void test_clock(void)
 {
     struct ae *a = up.conn;
@@ -1380,6 +1513,7 @@ int main(void)
     setup();
     test_requests();
     test_order_list_sample();
+    test_order_unchanged();
     test_fulfil_sample();
     test_list_refusal();
     CHECK_EQ_INT((int)order_status_count(), 11);

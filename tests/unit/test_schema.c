@@ -370,6 +370,46 @@ static void test_upgrade_fulfil_cursor(void)
     store_close(st);
 }
 
+/* Migration 18 on an existing replica: its orders keep their data and have no list entry
+ * recorded (mp_seen NULL), so the next orders round reads each one's details once, as every
+ * round did before; the column then takes what the connector records. */
+static void test_upgrade_mp_seen(void)
+{
+    char path[128], err[512] = "";
+    path_of(path, sizeof path, "v15seen.db");
+    struct store *st = NULL;
+    CHECK_EQ_INT(store_open(path, true, &st, err, sizeof err), 0);
+    store_close(st);
+    CHECK_EQ_INT(rh_rewind_schema(path, 15), 0);
+    sqlite3 *db;
+    CHECK_EQ_INT(sqlite3_open(path, &db), SQLITE_OK);
+    CHECK_EQ_INT(sqlite3_exec(db,
+                              "INSERT INTO orders(order_id, status, created_at, updated_at,"
+                              " country, currency, address)"
+                              " VALUES('O1', 'WAIT_SELLER_SEND_GOODS', 1, 1, 'ES', 'EUR',"
+                              " 'Calle 1')",
+                              NULL, NULL, NULL),
+                 SQLITE_OK);
+    CHECK(sqlite3_exec(db, "SELECT mp_seen FROM orders", NULL, NULL, NULL) != SQLITE_OK);
+    sqlite3_close(db);
+    st = NULL;
+    CHECK_EQ_INT(store_open(path, false, &st, err, sizeof err), 0);
+    if (!st) {
+        fprintf(stderr, "store_open: %s\n", err);
+        return;
+    }
+    CHECK_EQ_INT(store_schema_version(st), schema_latest());
+    CHECK_EQ_STR(pragma_text(st, "SELECT order_id || ':' || status || ':' || address || ':' ||"
+                                 " IFNULL(mp_seen, '-') FROM orders"),
+                 "O1:WAIT_SELLER_SEND_GOODS:Calle 1:-");
+    CHECK_EQ_INT(sqlite3_exec(store_db(st),
+                              "UPDATE orders SET mp_seen = '2026-12-01 10:00:00|IN_CANCEL'", NULL,
+                              NULL, NULL),
+                 SQLITE_OK);
+    CHECK_EQ_STR(pragma_text(st, "SELECT mp_seen FROM orders"), "2026-12-01 10:00:00|IN_CANCEL");
+    store_close(st);
+}
+
 /* Whether the plan of `sql` reads index `idx`. */
 static bool uses_index(struct store *st, const char *sql, const char *idx)
 {
@@ -726,6 +766,7 @@ int main(void)
     test_upgrade_inbound();
     test_upgrade_fulfil_cursor();
     test_upgrade_outbox_counters();
+    test_upgrade_mp_seen();
     test_no_wal();
 
     char cmd[128];

@@ -44,7 +44,12 @@ int orders_upsert_header(struct store *st, const struct order_header *h, int64_t
                    " postcode = IIF(purged_at IS NULL, COALESCE(excluded.postcode, postcode),"
                    "   NULL),"
                    " phone = IIF(purged_at IS NULL, COALESCE(excluded.phone, phone), NULL),"
-                   " buyer_level = COALESCE(excluded.buyer_level, buyer_level)"
+                   " buyer_level = COALESCE(excluded.buyer_level, buyer_level),"
+                   /* What the marketplace's list said when its details were stored
+                    * (conn_aliexpress.c order_seen) no longer vouches for a row written
+                    * over (an import): the next orders round reads the details again. The
+                    * stream sets it again after this (mark_seen). */
+                   " mp_seen = NULL"
                    " RETURNING id");
     if (!s)
         return TALLY_E_STORAGE;

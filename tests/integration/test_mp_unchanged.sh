@@ -38,9 +38,15 @@ sleep 2.5 # their update times settle (a gmt_update in the list answer's second 
 n_rounds 1
 
 d0=$(calls aliexpress.solution.order.info.get) l0=$(calls aliexpress.solution.order.get)
+s0=$SECONDS
 n_rounds 3
 d1=$(calls aliexpress.solution.order.info.get) l1=$(calls aliexpress.solution.order.get)
 [ "$((l1 - l0))" -ge 3 ] && ok || bad "order lists during 3 rounds: $((l1 - l0))"
+# Caught up, with no detail to wait for, a round is one list of one page at orders_interval
+# (1 s): at most one list a second (plus the round under way at each end), never a loop that
+# asks again as soon as a round ends (a real gateway rate-limits: ApiCallLimit).
+[ "$((l1 - l0))" -le "$((SECONDS - s0 + 3))" ] && ok ||
+    bad "order lists in $((SECONDS - s0)) s of caught-up rounds at 1 s: $((l1 - l0))"
 check_eq "$((d1 - d0))" 0 "order details read in 3 rounds over 40 unchanged listed orders"
 
 oid=$(sqlite3 -readonly "$db" "SELECT order_id FROM orders WHERE status = 'WAIT_SELLER_SEND_GOODS'

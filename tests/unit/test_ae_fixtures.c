@@ -1175,6 +1175,37 @@ static void test_order_unchanged(void)
     p = new_pull(STREAM_ORDERS);
     CHECK_EQ_INT(sample_list_round(p, body, upd, st0, at + 120), 1);
 
+    /* Stored again after a settled entry, then written over by another path (`tally import`
+     * of an order file, importer.c, through orders_upsert_header): what the replica holds is
+     * no longer what was read after that entry, so the unchanged entry reads it again (and
+     * the marketplace's copy lands back). */
+    p = new_pull(STREAM_ORDERS);
+    CHECK_EQ_INT(sample_list_round(p, body, upd, st0, at + 120), 1);
+    p->items[0].detail = det;
+    CHECK_EQ_INT(store_begin(d->store), 0);
+    CHECK_EQ_INT(apply_order(d->store, p, &p->items[0]), 0);
+    CHECK_EQ_INT(store_commit(d->store), 0);
+    CHECK_EQ_STR(rh_qtext(h, "%s", q), "2017-10-12 12:12:12|PLACE_ORDER_SUCCESS");
+    struct order_header ih = {.order_id = "1160045860056286",
+                              .status = "FINISH",
+                              .created_at = at,
+                              .country = "ES",
+                              .currency = "USD"};
+    int64_t iref;
+    bool inew;
+    CHECK_EQ_INT(store_begin(d->store), 0);
+    CHECK_EQ_INT(orders_upsert_header(d->store, &ih, &iref, &inew), 0);
+    CHECK_EQ_INT(store_commit(d->store), 0);
+    CHECK(!inew);
+    p = new_pull(STREAM_ORDERS);
+    CHECK_EQ_INT(sample_list_round(p, body, upd, st0, at + 120), 1);
+    p->items[0].detail = det;
+    CHECK_EQ_INT(store_begin(d->store), 0);
+    CHECK_EQ_INT(apply_order(d->store, p, &p->items[0]), 0);
+    CHECK_EQ_INT(store_commit(d->store), 0);
+    CHECK_EQ_STR(rh_qtext(h, "%s", "SELECT status FROM orders WHERE order_id = '1160045860056286'"),
+                 "PLACE_ORDER_SUCCESS");
+
     cJSON_Delete(det);
     up.store = NULL;
     rh_free(h);

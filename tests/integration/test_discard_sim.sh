@@ -131,7 +131,7 @@ wait_until 30 uploaded
 # (here a trigger refuses it, as a full disk would), no request may go: a row the warehouse
 # applied would otherwise look never sent, and `tally outbox discard` would take it from the
 # local view while the warehouse has it.
-sqlite3 "$tmp/state/replica.db" "CREATE TRIGGER test_no_inflight BEFORE UPDATE OF state ON outbox
+sqlite3 -cmd ".timeout 10000" "$tmp/state/replica.db" "CREATE TRIGGER test_no_inflight BEFORE UPDATE OF state ON outbox
     WHEN new.state = 'inflight' BEGIN SELECT RAISE(ABORT, 'test: write refused'); END;"
 t receive "$S" 2 --warehouse "$W1" --id rcv-nomark >/dev/null || bad "receive rcv-nomark"
 sleep 4
@@ -139,7 +139,7 @@ check_eq "$(ctl "$base/control/movements" | jq '.movements["rcv-nomark"] // 0')"
     "rcv-nomark reached $W1 while the replica could not mark it sent"
 check_eq "$(sql "SELECT state || ' ' || IFNULL(sent_at, '-') FROM outbox WHERE key = 'rcv-nomark'")" \
     "pending -" "rcv-nomark while it cannot go in flight"
-sqlite3 "$tmp/state/replica.db" "DROP TRIGGER test_no_inflight"
+sqlite3 -cmd ".timeout 10000" "$tmp/state/replica.db" "DROP TRIGGER test_no_inflight"
 nomark_done() { [ "$(sql "SELECT state FROM outbox WHERE key = 'rcv-nomark'")" = done ]; }
 wait_until 60 nomark_done
 check_eq "$(sql "SELECT sent_at IS NOT NULL FROM outbox WHERE key = 'rcv-nomark'")" 1 \

@@ -200,7 +200,7 @@ print(enc({"id": "IN-FPX-0001", "warehouse": "US-4PX",
            "tracking_no": "1Z000001", "note": "restock"}).hex())
 EOF
 )
-sqlite3 "$tmp/state/replica.db" "INSERT INTO outbox(key, target, entity, kind, payload,
+sqlite3 -cmd ".timeout 10000" "$tmp/state/replica.db" "INSERT INTO outbox(key, target, entity, kind, payload,
     next_attempt_at, created_at) VALUES('in:US-4PX:IN-FPX-0001', 'wh:US-4PX', 'IN-FPX-0001',
     'inbound', X'$hex', 0, strftime('%s','now'))"
 post faults '{"target":"wh:US-4PX","call":"fu.wms.inbound.create","kind":"lost_answer","count":1}' >/dev/null
@@ -243,7 +243,7 @@ kill -TERM "$tallyd_pid"
 wait "$tallyd_pid" 2>/dev/null
 tallyd_pid=
 write_conf "$tmp/wh.token"
-sqlite3 "$tmp/state/replica.db" "UPDATE checkpoints SET cursor = '',
+sqlite3 -cmd ".timeout 10000" "$tmp/state/replica.db" "UPDATE checkpoints SET cursor = '',
     version = (strftime('%s','now') - 31 * 86400) * 1000 WHERE stream = 'wh:US-4PX:outbound'"
 # While stopped: the replica's figure of one SKU goes wrong (a lost write, a bad restore), and
 # another SKU moves at 4PX (in its stock log). The first round after the start reconciles: the
@@ -254,13 +254,13 @@ moved=$(printf "'%s'," "${some[@]}" "$sku")
 mapfile -t two < <(sql "SELECT s.code FROM stock t JOIN skus s ON s.id = t.sku JOIN warehouses w
     ON w.id = t.warehouse WHERE w.code = 'US-4PX' AND t.snapshot > 0
     AND s.code NOT IN (${moved%,}) ORDER BY s.code DESC LIMIT 2")
-sqlite3 "$tmp/state/replica.db" "UPDATE stock SET snapshot = snapshot + 5 WHERE warehouse =
+sqlite3 -cmd ".timeout 10000" "$tmp/state/replica.db" "UPDATE stock SET snapshot = snapshot + 5 WHERE warehouse =
     (SELECT id FROM warehouses WHERE code = 'US-4PX') AND sku =
     (SELECT id FROM skus WHERE code = '${two[0]}')"
 post stock "{\"changes\":1,\"wh\":\"US-4PX\",\"sku\":\"${two[1]}\",\"delta\":3}" >/dev/null
 # ...and the figures were last written by a clock a day ahead of today's (a clock set back
 # across the restart): the figures read now must still count.
-sqlite3 "$tmp/state/replica.db" "UPDATE stock SET upstream_version = upstream_version + 86400000
+sqlite3 -cmd ".timeout 10000" "$tmp/state/replica.db" "UPDATE stock SET upstream_version = upstream_version + 86400000
     WHERE warehouse = (SELECT id FROM warehouses WHERE code = 'US-4PX')"
 check_eq "$(sql "SELECT COUNT(*) FROM checkpoints WHERE stream = 'wh:US-4PX:outbound'
     AND version < (strftime('%s','now') - 30 * 86400) * 1000")" 1 "US-4PX's outbound checkpoint, set back"

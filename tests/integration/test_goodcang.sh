@@ -303,12 +303,12 @@ payload+="$(mp_str from)$(mp_str ES-MAD)"
 kill -TERM "$tallyd_pid"
 wait "$tallyd_pid" 2>/dev/null
 tallyd_pid=
-sqlite3 "$tmp/state/replica.db" "INSERT INTO outbox(key, target, entity, kind, payload,
+sqlite3 -cmd ".timeout 10000" "$tmp/state/replica.db" "INSERT INTO outbox(key, target, entity, kind, payload,
     next_attempt_at, created_at) VALUES('in:UK-GC:IN-GC-1', 'wh:UK-GC', 'IN-GC-1', 'inbound',
     X'$payload', 0, strftime('%s','now'))"
 # The clock went back a day while tallyd was stopped (as seen from the replica: its UK-GC
 # stock versions, the read times in ms, are a day ahead): fresh reads must still apply.
-sqlite3 "$tmp/state/replica.db" "UPDATE stock SET upstream_version = upstream_version + 86400000
+sqlite3 -cmd ".timeout 10000" "$tmp/state/replica.db" "UPDATE stock SET upstream_version = upstream_version + 86400000
     WHERE warehouse = (SELECT id FROM warehouses WHERE code = 'UK-GC')"
 # While stopped: the replica's figure of one SKU goes wrong (a lost write, a bad restore), and
 # another SKU moves at Goodcang (in its stock log). The first round after the start reconciles:
@@ -323,7 +323,7 @@ mapfile -t two < <(sql "SELECT s.code FROM stock t JOIN skus s ON s.id = t.sku J
     ON w.id = t.warehouse WHERE w.code = 'UK-GC' AND t.snapshot > 0 ORDER BY s.code DESC" |
     grep -vxF -f "$tmp/gc-moved.txt" | head -2)
 check_eq "${#two[@]}" 2 "UK-GC SKUs that never moved (for the drift check)"
-sqlite3 "$tmp/state/replica.db" "UPDATE stock SET snapshot = snapshot + 5 WHERE warehouse =
+sqlite3 -cmd ".timeout 10000" "$tmp/state/replica.db" "UPDATE stock SET snapshot = snapshot + 5 WHERE warehouse =
     (SELECT id FROM warehouses WHERE code = 'UK-GC') AND sku =
     (SELECT id FROM skus WHERE code = '${two[0]:-}')"
 post stock "{\"changes\":1,\"wh\":\"UK-GC\",\"sku\":\"${two[1]:-}\",\"delta\":3}" >/dev/null

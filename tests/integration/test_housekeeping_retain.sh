@@ -43,7 +43,8 @@ S=$(sql "SELECT k.code FROM stock t JOIN skus k ON k.id = t.sku ORDER BY k.code 
 for i in $(seq "$N"); do
     out=$(t receive "$S" 1 --warehouse ES-MAD --id "ret-$i" 2>&1) || bad "receive ret-$i: $out"
 done
-check_eq "$(sql "SELECT COUNT(*) FROM outbox WHERE key LIKE 'ret-%'")" "$N" "rows made"
+# (some may be pruned already: done and 2 s old)
+check_eq "$(sql "SELECT COUNT(*) FROM movements WHERE id LIKE 'ret-%'")" "$N" "movements made"
 wait_until 60 outbox_empty || exit 1
 asked=$(moves_asked)
 [ "$asked" -ge 1 ] && ok || bad "the simulator saw no movement call ($asked)"
@@ -68,7 +69,7 @@ n_retries=$(jq -s 'length' "$tmp/retries.out")
 [ "$n_retries" -gt "$N" ] && ok || bad "too few retries ($n_retries)"
 check_eq "$(jq -s '[.[] | select(.duplicate != true)] | length' "$tmp/retries.out")" 0 \
     "every retry answered as a duplicate"
-check_eq "$(grep -c . "$tmp/retries.err" 2>/dev/null || echo 0)" 0 "retries refused"
+check_eq "$(wc -l <"$tmp/retries.err")" 0 "retries refused ($(head -3 "$tmp/retries.err"))"
 check_eq "$(sql "SELECT COUNT(*) FROM outbox WHERE key LIKE 'ret-%'")" 0 "no row made again"
 check_eq "$(sql "SELECT COUNT(*) FROM movements WHERE id LIKE 'ret-%'")" "$N" "one movement each"
 

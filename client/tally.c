@@ -1239,6 +1239,17 @@ static int run_status(struct cli *cli, const struct args *a)
         } else {
             field("outbox", "%" PRId64 " pending, %" PRId64 " held", x, y);
         }
+        /* Done rows past their retention, deleted by tallyd (README "The outbox"). */
+        if (get_int(ob, "keep_s", &v) && get_int(ob, "pruned", &w)) {
+            fmt_duration(b3, sizeof b3, v);
+            if (get_int(ob, "pruned_at", &x)) {
+                fmt_duration(b2, sizeof b2, (int64_t)time(NULL) - x);
+                field("retention", "done rows kept %s; %" PRId64 " pruned since start, last %s ago",
+                      b3, w, b2);
+            } else {
+                field("retention", "done rows kept %s; none pruned yet", b3);
+            }
+        }
     }
     const msgpack_object *fu = get(s, "fulfilment");
     int64_t f[6], eo = 0, ev = 0;

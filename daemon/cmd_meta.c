@@ -5,6 +5,7 @@
 
 #include "cmd.h"
 #include "coord.h"
+#include "retain.h"
 #include "server.h"
 #include "store.h"
 #include "sync.h"
@@ -135,7 +136,16 @@ int cmd_status(struct rpc_call *c)
     mp_pack_kv_int(pk, "size_bytes", size);
 
     mp_pack_key(pk, "outbox");
-    msgpack_pack_map(pk, 3);
+    msgpack_pack_map(pk, 7);
+    /* The retention of done rows (retain.h): from memory, no count of the table. */
+    mp_pack_kv_int(pk, "keep_s", retain_keep_s(d));
+    mp_pack_kv_int(pk, "pruned", d->retained.pruned);
+    mp_pack_kv_int(pk, "pruned_last", d->retained.last_pruned);
+    mp_pack_key(pk, "pruned_at");
+    if (d->retained.last_at)
+        msgpack_pack_int64(pk, d->retained.last_at);
+    else
+        msgpack_pack_nil(pk);
     mp_pack_kv_int(pk, "pending", counter(st, "outbox_pending"));
     mp_pack_kv_int(pk, "held", counter(st, "outbox_held"));
     /* One probe of the partial index outbox_unsent per target (the targets are named by

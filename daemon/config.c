@@ -34,6 +34,7 @@ void config_defaults(struct tally_config *cfg)
     cfg->retry_max_s = 300;
     cfg->request_timeout_s = 30;
     cfg->reconcile_s = 21600;
+    cfg->outbox_keep_days = 14;
     cfg->mp.catalog_interval_s = 300;
     cfg->mp.orders_interval_s = 60;
     cfg->mp.orders_overlap_s = 300;
@@ -468,6 +469,17 @@ int config_set(struct tally_config *cfg, const char *section, const char *key, c
         if (!strcmp(key, "reconcile_interval")) {
             if ((r = set_num(&n, value, 10, 10, 30 * 86400, errbuf, errlen, key)) == 0)
                 cfg->reconcile_s = (unsigned)n;
+            return r;
+        }
+        if (!strcmp(key, "outbox_keep_days")) {
+            if ((r = set_num(&n, value, 10, 1, 3650, errbuf, errlen, key)) == 0)
+                cfg->outbox_keep_days = (unsigned)n;
+            return r;
+        }
+        /* The retention in seconds, over outbox_keep_days (tests, soak runs). */
+        if (!strcmp(key, "outbox_keep_seconds")) {
+            if ((r = set_num(&n, value, 10, 0, 3650 * 86400, errbuf, errlen, key)) == 0)
+                cfg->outbox_keep_s = (unsigned)n;
             return r;
         }
     } else if (!strcmp(section, "marketplace")) {

@@ -105,6 +105,8 @@ struct tally_config {
     unsigned retry_max_s;       /* [sync] retry_max: cap of the retry backoff (default 300) */
     unsigned request_timeout_s; /* [sync] request_timeout: one request's limit (default 30) */
     unsigned reconcile_s;       /* [sync] reconcile_interval: full re-read of stock (21600) */
+    unsigned outbox_keep_days;  /* [sync] outbox_keep_days: done rows kept this long (14) */
+    unsigned outbox_keep_s;     /* [sync] outbox_keep_seconds: the same in seconds (0: days) */
     struct mp_config mp;
     /* Fulfilment (fulfil.c, README "Fulfilment"). */
     struct alloc_rules alloc;       /* [allocation] max_distance_km, priority, split */

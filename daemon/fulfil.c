@@ -19,6 +19,7 @@
 #include "outbox.h"
 #include "priority.h"
 #include "privacy.h"
+#include "retain.h"
 #include "reserve.h"
 #include "stock.h"
 #include "store.h"
@@ -1620,6 +1621,9 @@ static void on_timer(uv_timer_t *t)
             r != TALLY_E_BUSY)
             log_error("personal-data purge: %s", tally_strerror(r));
     }
+    /* Done outbox rows past their retention (retain.h): write jobs, off the loop; when due. */
+    if ((r = retain_start(d)) != 0)
+        log_error("outbox retention: %s", tally_strerror(r));
 }
 
 int fulfil_start(struct tallyd *d, char *err, size_t errlen)

@@ -653,6 +653,11 @@ static const char *const migrations[] = {
      * the details again only when the list says otherwise. NULL (every order of a replica
      * upgraded to it, one the list gave no update time for, one imported) reads them. */
     "ALTER TABLE orders ADD COLUMN mp_seen TEXT;",
+
+    /* 19: the outbox retention (retain.c) keeps a transfer's origin leg while the notice that
+     * waits for it is not over: the notices of a leg by its movement id, in one seek. The
+     * retention walks the outbox by id, so the drain writes no index for it. */
+    "CREATE INDEX inbound_by_ref ON inbound_notices(ref) WHERE from_wh IS NOT NULL;",
 };
 
 int schema_latest(void)

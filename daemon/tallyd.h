@@ -11,6 +11,7 @@
 #include <uv.h>
 
 #include "config.h"
+#include "retain.h"
 
 struct store;
 struct server;
@@ -21,6 +22,7 @@ struct cover_job;
 struct workers;
 struct gcommit;
 struct titleidx;
+struct retain_job;
 
 /* coord.c: this station's mark and what it knows of other coordinators. */
 struct coord_state {
@@ -49,6 +51,11 @@ struct tallyd {
     struct gcommit *gc;       /* gcommit.c: writes of one loop turn share a commit */
     struct coord_state coord; /* coord.c */
     struct titleidx *titles;  /* titleidx.c: the title index filled in the background */
+
+    /* retain.c: the outbox retention pass in progress (or NULL), and what the passes did */
+    struct retain_job *retain;
+    struct retain_stats retained;
+
     int64_t started_at;
     bool have_writer_gid; /* writer_group resolved to a gid at start */
     gid_t writer_gid;

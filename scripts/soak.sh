@@ -4,7 +4,7 @@
 # minute), then checking that it held up.
 #
 #   scripts/soak.sh [BUILD_DIR] --minutes M [--seconds S] [--rate ORDERS_PER_MIN]
-#                   [--rows N] [--invariants-only] [--keep]
+#                   [--rows N] [--invariants-only] [--keep] [--outbox-keep S]
 #
 # The world: tally-sim with every warehouse kind it serves (ES-MAD and PL-WAW: tally Warehouse API
 # v1; UK-GC: Goodcang; US-4PX: 4PX) and the marketplace (--skus 2000, 50 orders of backlog,
@@ -36,7 +36,9 @@
 # and how many of them have no deadline (deadline NULL or <= 0), orders seen / allocated (an
 # allocation row) / uploaded (a shipment uploaded to the marketplace), stock.get p50 and p99 (us)
 # at one connection over the interval, errors in the interval (failed client calls, error answers
-# to the reader, `tallyd error:` log lines).
+# to the reader, `tallyd error:` log lines), and the outbox's rows in all (done and discarded
+# ones too: what the retention, [sync] outbox_keep_days, keeps bounded; --outbox-keep S sets it
+# to S seconds, `outbox_keep_seconds`, so that a short run shows it pruning).
 #
 # Checks at the end, PASS/FAIL each:
 #   - tallyd alive all along, and every row sampled; it stops cleanly on SIGTERM at the end;
@@ -59,7 +61,7 @@ umask 077 # tallyd refuses a config file or secret file group or others may read
 cd "$(dirname "$0")/.."
 build=build
 if [ $# -gt 0 ] && [ "${1#--}" = "$1" ]; then build=$1; shift; fi
-minutes='' seconds='' rate=230 rows=12 invariants_only=0 keep=0
+minutes='' seconds='' rate=230 rows=12 invariants_only=0 keep=0 outbox_keep=''
 while [ $# -gt 0 ]; do
     case $1 in
     --minutes) minutes=$2; shift 2 ;;
@@ -68,7 +70,8 @@ while [ $# -gt 0 ]; do
     --rows) rows=$2; shift 2 ;;
     --invariants-only) invariants_only=1; shift ;;
     --keep) keep=1; shift ;;
-    *) echo "usage: soak.sh [BUILD_DIR] --minutes M | --seconds S [--rate N] [--rows N] [--invariants-only] [--keep]" >&2; exit 2 ;;
+    --outbox-keep) outbox_keep=$2; shift 2 ;;
+    *) echo "usage: soak.sh [BUILD_DIR] --minutes M | --seconds S [--rate N] [--rows N] [--invariants-only] [--keep] [--outbox-keep S]" >&2; exit 2 ;;
     esac
 done
 if [ -n "$minutes" ]; then total=$((minutes * 60)); elif [ -n "$seconds" ]; then total=$seconds; else
@@ -124,6 +127,7 @@ echo tally-sim-access-token >"$tmp/access.token"
 {
     printf '[station]\nname = SOAK\n[sync]\nretry_max = 2\nrequest_timeout = 3\n'
     printf 'reconcile_interval = 300\n'
+    [ -n "$outbox_keep" ] && printf 'outbox_keep_seconds = %s\n' "$outbox_keep"
     printf '[carriers]\n'
     for c in Correos "La Poste" "Poczta Polska" USPS Correios PostNL "Deutsche Post" \
         "Poste Italiane" DHL UK-RM48 FPX-US-GROUND; do
@@ -235,8 +239,8 @@ bg_pids+=" $!"
 bg_pids+=" $!"
 
 rss_mib() { awk '/^VmRSS:/ { printf "%.1f", $2 / 1024 }' "/proc/$tallyd_pid/status" 2>/dev/null; }
-printf '%7s %8s %7s %5s %6s %7s %7s %7s %8s %8s %6s\n' elapsed rss_MiB outbox exc no_dl \
-    seen alloc upload p50_us p99_us errors | tee "$tmp/table"
+printf '%7s %8s %7s %5s %6s %7s %7s %7s %8s %8s %6s %8s\n' elapsed rss_MiB outbox exc no_dl \
+    seen alloc upload p50_us p99_us errors ob_rows | tee "$tmp/table"
 log_seen=0 err_seen=0 alive=1
 for ((r = 1; r <= rows; r++)); do
     # Row r covers up to t0 + r x interval (the sampling's own time included).
@@ -251,16 +255,17 @@ for ((r = 1; r <= rows; r++)); do
     errn=$(wc -l <"$tmp/errors.log")
     errs=$(( ${qerr:-1} + logn - log_seen + errn - err_seen ))
     log_seen=$logn err_seen=$errn
-    read -r depth exc nodl seen alloc up < <(sql -separator ' ' "SELECT
+    read -r depth exc nodl seen alloc up obrows < <(sql -separator ' ' "SELECT
         (SELECT COUNT(*) FROM outbox WHERE state IN ('pending','inflight','held')),
         (SELECT COUNT(*) FROM exceptions WHERE state <> 'resolved'),
         (SELECT COUNT(*) FROM exceptions WHERE state <> 'resolved' AND (deadline IS NULL OR deadline <= 0)),
         (SELECT COUNT(*) FROM orders),
         (SELECT COUNT(DISTINCT order_ref) FROM allocations),
-        (SELECT COUNT(*) FROM shipments WHERE uploaded_at IS NOT NULL)")
-    printf '%7d %8s %7s %5s %6s %7s %7s %7s %8s %8s %6s\n' $((SECONDS - t0)) "$(rss_mib)" \
+        (SELECT COUNT(*) FROM shipments WHERE uploaded_at IS NOT NULL),
+        (SELECT COUNT(*) FROM outbox)")
+    printf '%7d %8s %7s %5s %6s %7s %7s %7s %8s %8s %6s %8s\n' $((SECONDS - t0)) "$(rss_mib)" \
         "${depth:--}" "${exc:--}" "${nodl:--}" "${seen:--}" "${alloc:--}" "${up:--}" \
-        "${p50:--}" "${p99:--}" "$errs" | tee -a "$tmp/table"
+        "${p50:--}" "${p99:--}" "$errs" "${obrows:--}" | tee -a "$tmp/table"
 done
 for p in $bg_pids; do kill "$p" 2>/dev/null; done
 wait $bg_pids 2>/dev/null
@@ -340,6 +345,9 @@ o1=$(first 3) o3=$(last 3)
 ok=$(awk -v a="$o1" -v b="$o3" 'BEGIN { print (b <= a * 1.5 + 50) ? 1 : 0 }')
 d="outbox depth max first third $o1, last third $o3 (rule: last <= first x 1.5 + 50)"
 [ "$invariants_only" = 1 ] && info outbox_bounded "$d" || check outbox_bounded "$ok" "$d"
+# The table's rows in all, done ones included (not a check: at a retention of days, an hour's
+# soak only shows them grow; with --outbox-keep S shorter than the run they level off).
+echo "info outbox_rows: first row $(col 12 | head -1), last row $(col 12 | tail -1), most $(col 12 | sort -g | tail -1); retention ${outbox_keep:-default} s; $(sql "SELECT COUNT(*) FROM outbox WHERE state IN ('done','discarded')") done or discarded now"
 med=$(col 10 | sort -g | awk '{ v[NR] = $1 } END { if (NR) print v[int((NR + 1) / 2)] }')
 top=$(col 10 | sort -g | tail -1)
 ok=$(awk -v m="${med:-999999}" -v t="${top:-999999}" 'BEGIN { print (m <= 5000 && t <= 20000) ? 1 : 0 }')

@@ -28,6 +28,18 @@ struct titleidx {
     int64_t since_us;
 };
 
+/* The longest writer-lock hold of this module's transactions since it was last logged (µs,
+ * wall clock: what a writer waiting for the lock waits at most). */
+static _Atomic int64_t longest_tx_us;
+
+static void note_tx(int64_t began_us)
+{
+    int64_t held = worker_now_us() - began_us;
+    int64_t cur = atomic_load(&longest_tx_us);
+    while (held > cur && !atomic_compare_exchange_weak(&longest_tx_us, &cur, held))
+        ;
+}
+
 struct title_job {
     struct worker_job job;
     struct titleidx *ti;
@@ -81,6 +93,7 @@ int titleidx_step(struct store *st, int max_rows, int64_t until_cpu_us, int64_t 
     int r = store_begin(st);
     if (r)
         return r;
+    int64_t began = worker_now_us();
     int64_t after = 0;
     for (;;) {
         /* The id CHUNK titles on (or the last one): the range indexed next. */
@@ -115,6 +128,7 @@ int titleidx_step(struct store *st, int max_rows, int64_t until_cpu_us, int64_t 
         r = store_commit(st);
     else
         store_rollback(st);
+    note_tx(began);
     if (r)
         *done = 0;
     return r;
@@ -158,8 +172,9 @@ static void job_done(struct worker_job *job, int status)
         log_warn("title index: %s (tried again in %d ms)", tally_strerror(status),
                  TITLEIDX_TICK_MS);
     if (tj->empty && ti->total > 0) {
-        log_info("title index: %" PRId64 " titles indexed in %.3f s", ti->total,
-                 (double)(worker_now_us() - ti->since_us) / 1e6);
+        log_info("title index: %" PRId64 " titles indexed in %.3f s (longest transaction %.1f ms)",
+                 ti->total, (double)(worker_now_us() - ti->since_us) / 1e6,
+                 (double)atomic_exchange(&longest_tx_us, 0) / 1e3);
         ti->total = 0;
     }
     bool more = status == 0 && !tj->empty;

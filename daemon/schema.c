@@ -653,6 +653,13 @@ static const char *const migrations[] = {
      * the details again only when the list says otherwise. NULL (every order of a replica
      * upgraded to it, one the list gave no update time for, one imported) reads them. */
     "ALTER TABLE orders ADD COLUMN mp_seen TEXT;",
+
+    /* 19: the title index merges its segments in slices of its own (titleidx.h), never inside
+     * an insert: no automatic merging, and a crisis merge (a whole level at once, in the
+     * statement that writes a segment) only once a level holds 64 segments, which the
+     * background job never lets happen. FTS5 keeps both in sku_titles_config. */
+    "INSERT INTO sku_titles(sku_titles, rank) VALUES('automerge', 0);"
+    "INSERT INTO sku_titles(sku_titles, rank) VALUES('crisismerge', 64);",
 };
 
 int schema_latest(void)

@@ -26,20 +26,25 @@ struct titleidx {
     uint64_t seen;        /* others' write jobs at the last tick */
     int64_t total;        /* titles indexed since the queue was last seen empty */
     int64_t since_us;
-    int64_t rest_segs;    /* the index's segments when a job last found nothing to merge */
-    bool merging;         /* titles were indexed since a job last found nothing to merge */
+    int64_t rest_segs; /* the index's segments when a job last found nothing to merge */
+    bool merging;      /* titles were indexed since a job last found nothing to merge */
 };
 
 /* The longest writer-lock hold of this module's transactions since it was last logged (µs,
  * wall clock: what a writer waiting for the lock waits at most). */
-static _Atomic int64_t longest_tx_us;
+static _Atomic int64_t longest_tx_us, longest_tx_cpu_us;
 
-static void note_tx(int64_t began_us)
+static void note_max(_Atomic int64_t *m, int64_t v)
 {
-    int64_t held = worker_now_us() - began_us;
-    int64_t cur = atomic_load(&longest_tx_us);
-    while (held > cur && !atomic_compare_exchange_weak(&longest_tx_us, &cur, held))
+    int64_t cur = atomic_load(m);
+    while (v > cur && !atomic_compare_exchange_weak(m, &cur, v))
         ;
+}
+
+static void note_tx(int64_t began_us, int64_t began_cpu_us)
+{
+    note_max(&longest_tx_us, worker_now_us() - began_us);
+    note_max(&longest_tx_cpu_us, titleidx_cpu_us() - began_cpu_us);
 }
 
 struct title_job {
@@ -104,7 +109,7 @@ int titleidx_step(struct store *st, int max_rows, int64_t until_cpu_us, int64_t 
     int r = store_begin(st);
     if (r)
         return r;
-    int64_t began = worker_now_us();
+    int64_t began = worker_now_us(), began_cpu = titleidx_cpu_us();
     int64_t after = 0;
     for (;;) {
         /* The next titles queued, one statement each: FTS5 keeps them in memory until the
@@ -162,7 +167,7 @@ int titleidx_step(struct store *st, int max_rows, int64_t until_cpu_us, int64_t 
         r = store_commit(st);
     else
         store_rollback(st);
-    note_tx(began);
+    note_tx(began, began_cpu);
     if (r)
         *done = 0;
     return r;
@@ -174,7 +179,7 @@ int titleidx_merge(struct store *st, int64_t until_cpu_us, bool *idle)
     int r = store_begin(st);
     if (r)
         return r;
-    int64_t began = worker_now_us();
+    int64_t began = worker_now_us(), began_cpu = titleidx_cpu_us();
     sqlite3 *db = store_db(st);
     for (;;) {
         sqlite3_stmt *s = store_stmt(st, "INSERT INTO sku_titles(sku_titles, rank)"
@@ -203,7 +208,7 @@ int titleidx_merge(struct store *st, int64_t until_cpu_us, bool *idle)
         r = store_commit(st);
     else
         store_rollback(st);
-    note_tx(began);
+    note_tx(began, began_cpu);
     return r;
 }
 
@@ -263,16 +268,20 @@ static void job_done(struct worker_job *job, int status)
         log_warn("title index: %s (tried again in %d ms)", tally_strerror(status),
                  TITLEIDX_TICK_MS);
     if (tj->empty && ti->total > 0) {
-        log_info("title index: %" PRId64 " titles indexed in %.3f s (longest transaction %.1f ms)",
+        log_info("title index: %" PRId64
+                 " titles indexed in %.3f s (longest transaction %.1f ms, %.1f ms CPU)",
                  ti->total, (double)(worker_now_us() - ti->since_us) / 1e6,
-                 (double)atomic_exchange(&longest_tx_us, 0) / 1e3);
+                 (double)atomic_exchange(&longest_tx_us, 0) / 1e3,
+                 (double)atomic_exchange(&longest_tx_cpu_us, 0) / 1e3);
         ti->total = 0;
         ti->merging = true;
     }
     if (status == 0 && tj->empty && tj->idle) {
         if (ti->merging)
-            log_info("title index: merged, %" PRId64 " segments (longest transaction %.1f ms)",
-                     tj->segs, (double)atomic_exchange(&longest_tx_us, 0) / 1e3);
+            log_info("title index: merged, %" PRId64
+                     " segments (longest transaction %.1f ms, %.1f ms CPU)",
+                     tj->segs, (double)atomic_exchange(&longest_tx_us, 0) / 1e3,
+                     (double)atomic_exchange(&longest_tx_cpu_us, 0) / 1e3);
         ti->merging = false;
         ti->rest_segs = tj->segs;
     }

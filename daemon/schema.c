@@ -658,6 +658,13 @@ static const char *const migrations[] = {
      * waits for it is not over: the notices of a leg by its movement id, in one seek. The
      * retention walks the outbox by id, so the drain writes no index for it. */
     "CREATE INDEX inbound_by_ref ON inbound_notices(ref) WHERE from_wh IS NOT NULL;",
+
+    /* 20: the title index merges its segments in slices of its own (titleidx.h), never inside
+     * an insert: no automatic merging, and a crisis merge (a whole level at once, in the
+     * statement that writes a segment) only once a level holds 64 segments, which the
+     * background job never lets happen. FTS5 keeps both in sku_titles_config. */
+    "INSERT INTO sku_titles(sku_titles, rank) VALUES('automerge', 0);"
+    "INSERT INTO sku_titles(sku_titles, rank) VALUES('crisismerge', 64);",
 };
 
 int schema_latest(void)

@@ -13,8 +13,8 @@
 #include "tallyd.h"
 #include "worker.h"
 
-/* Titles per statement pair (index, then leave the queue); the clock is read between them. */
-#define CHUNK 32
+/* Titles indexed between two looks at the clock and at writers waiting. */
+#define CHUNK 16
 
 struct titleidx {
     struct tallyd *d;
@@ -26,13 +26,34 @@ struct titleidx {
     uint64_t seen;        /* others' write jobs at the last tick */
     int64_t total;        /* titles indexed since the queue was last seen empty */
     int64_t since_us;
+    int64_t rest_segs; /* the index's segments when a job last found nothing to merge */
+    bool merging;      /* titles were indexed since a job last found nothing to merge */
 };
+
+/* The longest writer-lock hold of this module's transactions since it was last logged (µs,
+ * wall clock: what a writer waiting for the lock waits at most). */
+static _Atomic int64_t longest_tx_us, longest_tx_cpu_us;
+
+static void note_max(_Atomic int64_t *m, int64_t v)
+{
+    int64_t cur = atomic_load(m);
+    while (v > cur && !atomic_compare_exchange_weak(m, &cur, v))
+        ;
+}
+
+static void note_tx(int64_t began_us, int64_t began_cpu_us)
+{
+    note_max(&longest_tx_us, worker_now_us() - began_us);
+    note_max(&longest_tx_cpu_us, titleidx_cpu_us() - began_cpu_us);
+}
 
 struct title_job {
     struct worker_job job;
     struct titleidx *ti;
     int64_t done;
-    bool empty;
+    bool empty;   /* the queue is empty */
+    bool idle;    /* and nothing is left to merge */
+    int64_t segs; /* the index's segments at the end */
 };
 
 int64_t titleidx_cpu_us(void)
@@ -47,31 +68,38 @@ int64_t titleidx_behind(struct store *st)
     return store_count(st, "SELECT COUNT(*) FROM sku_titles_todo", 0);
 }
 
-/* Indexes the queued titles with ids in (after, upto] and takes them off the queue. */
-static int index_range(struct store *st, int64_t after, int64_t upto, int64_t *n)
+static int64_t read_varint(const unsigned char *p, int n, int *at)
 {
-    sqlite3_stmt *s = store_stmt(st, "INSERT INTO sku_titles(rowid, title) SELECT s.id, s.title"
-                                     " FROM sku_titles_todo t JOIN skus s ON s.id = t.id"
-                                     " WHERE t.id > ?1 AND t.id <= ?2");
+    int64_t v = 0;
+    for (int i = 0; i < 9 && *at < n; i++) {
+        unsigned char c = p[(*at)++];
+        v = (v << 7) | (c & 0x7f);
+        if (!(c & 0x80))
+            return v;
+    }
+    return -1;
+}
+
+int64_t titleidx_segments(struct store *st)
+{
+    /* The structure record: a 4-byte cookie, [a 4-byte version mark FF 00 00 01 in the
+     * record's second format, SQLite 3.44 and later], then varints nLevel, nSegment, ...;
+     * its rowid is 10 (FTS5_STRUCTURE_ROWID). */
+    sqlite3_stmt *s = store_stmt(st, "SELECT block FROM sku_titles_data WHERE id = 10");
     if (!s)
-        return TALLY_E_STORAGE;
-    sqlite3_bind_int64(s, 1, after);
-    sqlite3_bind_int64(s, 2, upto);
-    int rc = sqlite3_step(s);
+        return -1;
+    int64_t n = -1;
+    if (sqlite3_step(s) == SQLITE_ROW) {
+        const unsigned char *b = sqlite3_column_blob(s, 0);
+        int len = sqlite3_column_bytes(s, 0);
+        int at = 4;
+        if (b && len >= 8 && b[4] == 0xff && b[5] == 0 && b[6] == 0 && b[7] == 1)
+            at = 8;
+        if (b && len > at && read_varint(b, len, &at) >= 0)
+            n = read_varint(b, len, &at);
+    }
     sqlite3_reset(s);
-    if (rc != SQLITE_DONE)
-        return store_error(st, rc, "title index");
-    s = store_stmt(st, "DELETE FROM sku_titles_todo WHERE id > ?1 AND id <= ?2");
-    if (!s)
-        return TALLY_E_STORAGE;
-    sqlite3_bind_int64(s, 1, after);
-    sqlite3_bind_int64(s, 2, upto);
-    rc = sqlite3_step(s);
-    sqlite3_reset(s);
-    if (rc != SQLITE_DONE)
-        return store_error(st, rc, "title queue");
-    *n += sqlite3_changes(store_db(st));
-    return 0;
+    return n;
 }
 
 int titleidx_step(struct store *st, int max_rows, int64_t until_cpu_us, int64_t *done, bool *empty)
@@ -81,30 +109,54 @@ int titleidx_step(struct store *st, int max_rows, int64_t until_cpu_us, int64_t 
     int r = store_begin(st);
     if (r)
         return r;
+    int64_t began = worker_now_us(), began_cpu = titleidx_cpu_us();
     int64_t after = 0;
     for (;;) {
-        /* The id CHUNK titles on (or the last one): the range indexed next. */
-        sqlite3_stmt *s = store_stmt(st, "SELECT id FROM sku_titles_todo WHERE id > ?1"
-                                         " ORDER BY id LIMIT 1 OFFSET ?2");
-        if (!s) {
+        /* The next titles queued, one statement each: FTS5 keeps them in memory until the
+         * commit and writes one segment then (a statement inserting several rows would write
+         * one segment per statement, its statement transaction flushing FTS5's memory). */
+        sqlite3_stmt *s = store_stmt(st, "SELECT t.id, s.title FROM sku_titles_todo t"
+                                         " JOIN skus s ON s.id = t.id WHERE t.id > ?1"
+                                         " ORDER BY t.id LIMIT ?2");
+        sqlite3_stmt *ins = store_stmt(st, "INSERT INTO sku_titles(rowid, title) VALUES(?1, ?2)");
+        sqlite3_stmt *del =
+            store_stmt(st, "DELETE FROM sku_titles_todo WHERE id > ?1 AND id <= ?2");
+        if (!s || !ins || !del) {
             r = TALLY_E_STORAGE;
             break;
         }
         int64_t want = max_rows - *done < CHUNK ? max_rows - *done : CHUNK;
         sqlite3_bind_int64(s, 1, after);
-        sqlite3_bind_int64(s, 2, want - 1);
-        int rc = sqlite3_step(s);
-        int64_t upto = rc == SQLITE_ROW ? sqlite3_column_int64(s, 0) : INT64_MAX;
+        sqlite3_bind_int64(s, 2, want);
+        int64_t upto = after, got = 0;
+        int rc;
+        while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+            upto = sqlite3_column_int64(s, 0);
+            got++;
+            sqlite3_bind_int64(ins, 1, upto);
+            sqlite3_bind_value(ins, 2, sqlite3_column_value(s, 1));
+            rc = sqlite3_step(ins);
+            sqlite3_reset(ins);
+            if (rc != SQLITE_DONE)
+                break;
+        }
         sqlite3_reset(s);
-        if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
+        if (rc != SQLITE_DONE) {
+            r = store_error(st, rc, "title index");
+            break;
+        }
+        /* Off the queue: the titles indexed, and ids of the range whose SKU is gone. */
+        sqlite3_bind_int64(del, 1, after);
+        sqlite3_bind_int64(del, 2, got < want ? INT64_MAX : upto);
+        rc = sqlite3_step(del);
+        sqlite3_reset(del);
+        if (rc != SQLITE_DONE) {
             r = store_error(st, rc, "title queue");
             break;
         }
-        int64_t before = *done;
-        if ((r = index_range(st, after, upto, done)) != 0)
-            break;
-        if (upto == INT64_MAX || *done == before) {
-            *empty = true;
+        *done += sqlite3_changes(store_db(st));
+        if (got < want) {
+            *empty = true; /* we hold the writer lock: nothing was queued meanwhile */
             break;
         }
         after = upto;
@@ -115,9 +167,67 @@ int titleidx_step(struct store *st, int max_rows, int64_t until_cpu_us, int64_t 
         r = store_commit(st);
     else
         store_rollback(st);
+    note_tx(began, began_cpu);
     if (r)
         *done = 0;
     return r;
+}
+
+int titleidx_merge(struct store *st, int64_t until_cpu_us, bool *idle)
+{
+    *idle = false;
+    int r = store_begin(st);
+    if (r)
+        return r;
+    int64_t began = worker_now_us(), began_cpu = titleidx_cpu_us();
+    sqlite3 *db = store_db(st);
+    for (;;) {
+        sqlite3_stmt *s = store_stmt(st, "INSERT INTO sku_titles(sku_titles, rank)"
+                                         " VALUES('merge', " TITLEIDX_MERGE_PAGES_SQL ")");
+        if (!s) {
+            r = TALLY_E_STORAGE;
+            break;
+        }
+        /* The FTS5 documentation: the command did no work when sqlite3_total_changes grew
+         * by less than two. */
+        int64_t before = sqlite3_total_changes64(db);
+        int rc = sqlite3_step(s);
+        sqlite3_reset(s);
+        if (rc != SQLITE_DONE) {
+            r = store_error(st, rc, "title index merge");
+            break;
+        }
+        if (sqlite3_total_changes64(db) - before < 2) {
+            *idle = true;
+            break;
+        }
+        if (titleidx_cpu_us() >= until_cpu_us || store_writer_wanted())
+            break;
+    }
+    if (r == 0)
+        r = store_commit(st);
+    else
+        store_rollback(st);
+    note_tx(began, began_cpu);
+    return r;
+}
+
+int titleidx_work(struct store *st, int64_t until_cpu_us, int64_t *done, bool *empty, bool *idle)
+{
+    *done = 0;
+    *empty = *idle = false;
+    int r = titleidx_step(st, TITLEIDX_BATCH, titleidx_cpu_us() + TITLEIDX_TX_US, done, empty);
+    if (r)
+        return r;
+    /* Then merge what it wrote (and what other writers' deletes wrote), in transactions of
+     * their own: while titles are queued one merge transaction per indexing transaction, so
+     * segments stay few and each merge stays small; once the queue is empty, on until
+     * nothing is left to merge or the time is up. */
+    do {
+        if ((r = titleidx_merge(st, titleidx_cpu_us() + TITLEIDX_MERGE_TX_US, idle)) != 0)
+            return r;
+    } while (*empty && !*idle && titleidx_cpu_us() < until_cpu_us && !store_writer_wanted());
+    return 0;
 }
 
 /* ---- the background job ---- */
@@ -132,15 +242,15 @@ static int job_run(struct worker_job *job, struct store *st)
      * loses the last ones, and their titles are still queued. */
     sqlite3_exec(store_db(st), "PRAGMA synchronous = NORMAL", NULL, NULL, NULL);
     int r = 0;
-    while (!tj->empty && !tj->ti->stopped) {
+    while (!(tj->empty && tj->idle) && !tj->ti->stopped) {
         int64_t n = 0;
-        int64_t now = titleidx_cpu_us();
-        if ((r = titleidx_step(st, TITLEIDX_BATCH, now + TITLEIDX_TX_US, &n, &tj->empty)) != 0)
+        if ((r = titleidx_work(st, start + TITLEIDX_JOB_US, &n, &tj->empty, &tj->idle)) != 0)
             break;
         tj->done += n;
         if (titleidx_cpu_us() - start >= TITLEIDX_JOB_US)
             break;
     }
+    tj->segs = titleidx_segments(st);
     sqlite3_exec(store_db(st),
                  tj->ti->d->cfg.sync_full ? "PRAGMA synchronous = FULL"
                                           : "PRAGMA synchronous = NORMAL",
@@ -158,11 +268,24 @@ static void job_done(struct worker_job *job, int status)
         log_warn("title index: %s (tried again in %d ms)", tally_strerror(status),
                  TITLEIDX_TICK_MS);
     if (tj->empty && ti->total > 0) {
-        log_info("title index: %" PRId64 " titles indexed in %.3f s", ti->total,
-                 (double)(worker_now_us() - ti->since_us) / 1e6);
+        log_info("title index: %" PRId64
+                 " titles indexed in %.3f s (longest transaction %.1f ms, %.1f ms CPU)",
+                 ti->total, (double)(worker_now_us() - ti->since_us) / 1e6,
+                 (double)atomic_exchange(&longest_tx_us, 0) / 1e3,
+                 (double)atomic_exchange(&longest_tx_cpu_us, 0) / 1e3);
         ti->total = 0;
+        ti->merging = true;
     }
-    bool more = status == 0 && !tj->empty;
+    if (status == 0 && tj->empty && tj->idle) {
+        if (ti->merging)
+            log_info("title index: merged, %" PRId64
+                     " segments (longest transaction %.1f ms, %.1f ms CPU)",
+                     tj->segs, (double)atomic_exchange(&longest_tx_us, 0) / 1e3,
+                     (double)atomic_exchange(&longest_tx_cpu_us, 0) / 1e3);
+        ti->merging = false;
+        ti->rest_segs = tj->segs;
+    }
+    bool more = status == 0 && !(tj->empty && tj->idle);
     free(tj);
     /* More to do and no other write job came meanwhile: on at once, not at the next tick. */
     if (more && !ti->stopped && !ti->d->stopping && workers_pending(ti->d) == 0 &&
@@ -201,7 +324,11 @@ static void tick(uv_timer_t *t)
     if (busy && ++ti->skipped < 1000 / TITLEIDX_TICK_MS)
         return;
     ti->skipped = 0;
-    if (store_count(ti->d->store, "SELECT EXISTS(SELECT 1 FROM sku_titles_todo)", 0) > 0)
+    /* Titles queued, or segments written since a job last found nothing to merge (another
+     * writer's title change or delete writes one: FTS5 merges nothing by itself, schema.c
+     * migration 20). */
+    if (store_count(ti->d->store, "SELECT EXISTS(SELECT 1 FROM sku_titles_todo)", 0) > 0 ||
+        titleidx_segments(ti->d->store) > ti->rest_segs)
         submit(ti);
 }
 
@@ -213,6 +340,7 @@ int titleidx_start(struct tallyd *d, char *err, size_t errlen)
         return -1;
     }
     ti->d = d;
+    ti->rest_segs = -1; /* unknown: the first tick looks */
     uv_timer_init(d->loop, &ti->timer);
     ti->timer.data = ti;
     uv_timer_start(&ti->timer, tick, 0, TITLEIDX_TICK_MS);

@@ -6,6 +6,8 @@
  * and of queued SKUs keep the index and the queue exact (FTS5 'integrity-check' once the queue
  * is empty; every SKU indexed or queued, never both). And the upgrade of a replica of schema
  * 15 (every title indexed by the old triggers): its titles stay found, new ones are queued.
+ * And the index's segments (migration 20: FTS5 merges nothing by itself, the job merges in
+ * transactions of its own): bounded after loads and title changes, search still exact.
  */
 #include <signal.h>
 #include <stdio.h>
@@ -160,6 +162,84 @@ static void test_load_during_after(void)
     CHECK(empty);
 }
 
+/* What the background job does (titleidx_work), until the queue is empty and nothing is left
+ * to merge; the most segments seen after any round. */
+static int64_t work_all(void)
+{
+    bool empty = false, idle = false;
+    int64_t most = 0;
+    for (int i = 0; i < 100000 && !(empty && idle); i++) {
+        int64_t n = 0;
+        CHECK_EQ_INT(
+            titleidx_work(d->store, titleidx_cpu_us() + TITLEIDX_JOB_US, &n, &empty, &idle), 0);
+        int64_t segs = titleidx_segments(d->store);
+        if (segs > most)
+            most = segs;
+    }
+    CHECK(empty && idle);
+    return most;
+}
+
+/* catalog.search and the index itself find what a scan of the SKUs finds. */
+static void check_search(const char *q)
+{
+    int64_t want = rh_q64(h, "SELECT COUNT(*) FROM skus WHERE instr(lower(title), lower('%s'))", q);
+    CHECK_EQ_INT(search_hits(q), want);
+    CHECK_EQ_INT(rh_q64(h, "SELECT COUNT(*) FROM sku_titles WHERE sku_titles MATCH '\"%s\"'", q),
+                 want);
+}
+
+/*
+ * Loads of 1,000 titles, each indexed and merged as the job does: the segments stay few
+ * (without the merges, 2 indexing transactions per load would leave 40 of them), the FTS5
+ * structure agrees with the segments in the index's own tables, and search finds exactly what
+ * a scan finds. Then 40 title changes of indexed SKUs, each in a transaction of its own:
+ * each writes a segment (FTS5 merges nothing by itself), and the job merges them again.
+ */
+static void test_segments_bounded(void)
+{
+    rh_open(h);
+    rh_seed_standard(h);
+    CHECK_EQ_INT(rh_q64(h, "SELECT v FROM sku_titles_config WHERE k = 'automerge'"), 0);
+    CHECK_EQ_INT(rh_q64(h, "SELECT v FROM sku_titles_config WHERE k = 'crisismerge'"), 64);
+    int64_t most = 0;
+    for (int k = 0; k < 20; k++) {
+        load(1 + k * 1000, 1000);
+        int64_t m = work_all();
+        if (m > most)
+            most = m;
+        int64_t segs = titleidx_segments(d->store);
+        CHECK(segs >= 1 && segs <= 12);
+        CHECK_EQ_INT(rh_q64(h, "SELECT COUNT(DISTINCT segid) FROM sku_titles_idx"), segs);
+    }
+    printf("segments: %lld after 20 loads, at most %lld between rounds\n",
+           (long long)titleidx_segments(d->store), (long long)most);
+    CHECK(most <= 16);
+    CHECK_EQ_INT(indexed(), 20002);
+    CHECK_EQ_INT(rh_exec(h, "INSERT INTO sku_titles(sku_titles) VALUES('integrity-check')"), 0);
+    check_search("Widget");
+    check_search("widget 1");
+    check_search("zq19999x");
+    check_search("zq777x");
+    check_search("get 12");
+
+    int64_t before = titleidx_segments(d->store);
+    for (int i = 1; i <= 40; i++)
+        RH_EXEC(h, "UPDATE skus SET title = 'Gadget %d renamed' WHERE code = 'TX%d'", i, i * 7);
+    int64_t after = titleidx_segments(d->store);
+    printf("segments: %lld before 40 title changes, %lld after\n", (long long)before,
+           (long long)after);
+    CHECK(after >= before + 40);
+    work_all();
+    CHECK(titleidx_segments(d->store) <= 12);
+    CHECK_EQ_INT(rh_exec(h, "INSERT INTO sku_titles(sku_titles) VALUES('integrity-check')"), 0);
+    check_search("renamed");
+    check_search("Widget");
+    check_search("zq7x");
+    check_search("zq8x");
+    check_exact("after the merges");
+}
+
 /* The child: loads SKUs in transactions of 50 and indexes between them, until killed. */
 static void child_load(const char *path)
 {
@@ -265,6 +345,14 @@ static void test_upgrade(void)
     char err[256];
     CHECK(sqlite3_open(path, &db) == SQLITE_OK);
     CHECK_EQ_INT(schema_migrate_to(db, 0, 15, err, sizeof err), 0);
+    /* FTS5's defaults before migration 20: nothing in its config table */
+    sqlite3_stmt *cs = NULL;
+    CHECK(sqlite3_prepare_v2(db,
+                             "SELECT COUNT(*) FROM sku_titles_config"
+                             " WHERE k IN ('automerge', 'crisismerge')",
+                             -1, &cs, NULL) == SQLITE_OK);
+    CHECK(sqlite3_step(cs) == SQLITE_ROW && sqlite3_column_int(cs, 0) == 0);
+    sqlite3_finalize(cs);
     CHECK(sqlite3_exec(db,
                        "INSERT INTO products(product_id, title, updated_at) VALUES('P', 'p', 0);"
                        "INSERT INTO skus(code, product, title, price_minor, currency, updated_at)"
@@ -276,6 +364,9 @@ static void test_upgrade(void)
     CHECK_EQ_INT(store_schema_version(d->store), schema_latest());
     CHECK_EQ_INT(titleidx_behind(d->store), 0); /* indexed already: nothing queued */
     CHECK_EQ_INT(indexed(), 2);
+    /* migration 20: the index merges only in the job's own transactions */
+    CHECK_EQ_INT(rh_q64(h, "SELECT v FROM sku_titles_config WHERE k = 'automerge'"), 0);
+    CHECK_EQ_INT(rh_q64(h, "SELECT v FROM sku_titles_config WHERE k = 'crisismerge'"), 64);
     CHECK_EQ_INT(search_hits("old lamp"), 1);
     RH_EXEC(h, "INSERT INTO skus(code, product, title, price_minor, currency, updated_at)"
                " VALUES('NEW1', 1, 'New lamp', 1, 'EUR', 0)");
@@ -345,6 +436,7 @@ int main(void)
         return 2;
     d = rh_daemon(h);
     test_load_during_after();
+    test_segments_bounded();
     unsigned seed = (unsigned)time(NULL);
     for (unsigned k = 0; k < 3; k++)
         test_crash(seed + k * 97);

@@ -17,6 +17,7 @@
 #include "store.h"
 #include "tallyd.h"
 #include "tally/protocol.h"
+#include "worker.h"
 
 #define RH_TEXTS 8
 #define RH_TEXT_LEN 1024
@@ -482,4 +483,40 @@ int rh_rewind_schema(const char *path, int version)
         r = sqlite3_exec(db, bump, NULL, NULL, NULL);
     sqlite3_close(db);
     return r == SQLITE_OK ? 0 : -1;
+}
+
+void rh_bare_start(struct tallyd *d, const char *name, bool sync_full, char *dir, size_t cap)
+{
+    char path[256], err[256];
+    snprintf(dir, cap, "/tmp/%s.XXXXXX", name);
+    if (!mkdtemp(dir)) {
+        perror("mkdtemp");
+        exit(2);
+    }
+    snprintf(path, sizeof path, "%s/r.db", dir);
+    d->cfg.sync_full = sync_full;
+    if (store_open(path, sync_full, &d->store, err, sizeof err) != 0) {
+        fprintf(stderr, "store_open: %s\n", err);
+        exit(2);
+    }
+    if (sqlite3_exec(store_db(d->store), "CREATE TABLE t(x INTEGER)", NULL, NULL, NULL) !=
+        SQLITE_OK) {
+        fprintf(stderr, "CREATE TABLE t: %s\n", sqlite3_errmsg(store_db(d->store)));
+        exit(2);
+    }
+    d->loop = uv_default_loop();
+    if (workers_start(d, err, sizeof err) != 0) {
+        fprintf(stderr, "workers_start: %s\n", err);
+        exit(2);
+    }
+}
+
+int rh_bare_end(struct tallyd *d, const char *dir)
+{
+    uv_loop_close(d->loop);
+    store_close(d->store);
+    d->store = NULL;
+    char cmd[300];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    return system(cmd) == 0 ? 0 : 2;
 }

@@ -23,6 +23,7 @@
 #define TALLY_REPLICA_HARNESS_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include <msgpack.h>
@@ -111,5 +112,16 @@ const char *rh_sget(const msgpack_object *m, const char *key);
 bool rh_bget(const msgpack_object *m, const char *key);
 /* True when the field is present and nil. */
 bool rh_is_nil(const msgpack_object *m, const char *key);
+
+/* ---- a bare daemon context (the worker and group-commit tests) ---- */
+
+/* Gives d (zeroed) a replica of its own at r.db in a fresh directory /tmp/<name>.XXXXXX (its
+ * path written to dir, cap bytes) holding one table t(x INTEGER), opened with sync_full (also
+ * d->cfg.sync_full), the default loop, and the worker threads started. A failure ends the
+ * program (exit 2): no test can run without them. */
+void rh_bare_start(struct tallyd *d, const char *name, bool sync_full, char *dir, size_t cap);
+/* After the test's own workers_stop and workers_free (and gcommit's): closes the loop and the
+ * replica and removes the directory. 0, or 2 when it could not be removed. */
+int rh_bare_end(struct tallyd *d, const char *dir);
 
 #endif

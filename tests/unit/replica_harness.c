@@ -485,6 +485,37 @@ int rh_rewind_schema(const char *path, int version)
     return r == SQLITE_OK ? 0 : -1;
 }
 
+bool rh_utf8_ok(const char *s)
+{
+    for (const unsigned char *p = (const unsigned char *)s; *p;) {
+        int n = *p < 0x80             ? 0
+                : (*p & 0xE0) == 0xC0 ? 1
+                : (*p & 0xF0) == 0xE0 ? 2
+                : (*p & 0xF8) == 0xF0 ? 3
+                                      : -1;
+        if (n < 0)
+            return false;
+        p++;
+        for (int i = 0; i < n; i++, p++)
+            if ((*p & 0xC0) != 0x80)
+                return false;
+    }
+    return true;
+}
+
+const char *rh_long_note(int k)
+{
+    static char note[4][TALLY_MAX_TEXT_LEN + 1];
+    if (!note[1][0]) {
+        memset(note[1], 'n', TALLY_MAX_TEXT_LEN);
+        for (size_t i = 0; i + 2 <= TALLY_MAX_TEXT_LEN; i += 2)
+            memcpy(note[2] + i, "\xc3\xa9", 2);
+        for (size_t i = 0; i + 3 <= TALLY_MAX_TEXT_LEN; i += 3)
+            memcpy(note[3] + i, "\xe4\xb8\xad", 3);
+    }
+    return k >= 1 && k <= 3 ? note[k] : NULL;
+}
+
 void rh_bare_start(struct tallyd *d, const char *name, bool sync_full, char *dir, size_t cap)
 {
     char path[256], err[256];

@@ -124,4 +124,14 @@ void rh_bare_start(struct tallyd *d, const char *name, bool sync_full, char *dir
  * replica and removes the directory. 0, or 2 when it could not be removed. */
 int rh_bare_end(struct tallyd *d, const char *dir);
 
+/* ---- text ---- */
+
+/* Whether s is well-formed UTF-8 (sequence lengths and continuation bytes). */
+bool rh_utf8_ok(const char *s);
+/* Notes as long as a text may be (TALLY_MAX_TEXT_LEN bytes), for the tests that a connector
+ * cuts a text at a character's boundary: k = 1 of ASCII 'n's, 2 of 2-byte characters (U+00E9),
+ * 3 of 3-byte characters (U+4E2D; as many whole ones as fit); k = 0 (or any other) NULL, no
+ * note. Static storage, made at the first call. */
+const char *rh_long_note(int k);
+
 #endif

@@ -806,6 +806,74 @@ int th_import(struct th_conn *c, const char *kind, uint32_t nrows, const msgpack
     return TH_OK;
 }
 
+void th_rows_init(struct th_rows *rows)
+{
+    msgpack_sbuffer_init(&rows->sb);
+    msgpack_packer_init(&rows->pk, &rows->sb, msgpack_sbuffer_write);
+    rows->n = 0;
+}
+
+void th_rows_add(struct th_rows *rows, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    th_vpack_map(&rows->pk, fmt, ap);
+    va_end(ap);
+    rows->n++;
+}
+
+void th_rows_free(struct th_rows *rows)
+{
+    msgpack_sbuffer_destroy(&rows->sb);
+    rows->n = 0;
+}
+
+int th_seed(const char *sock, const struct th_rows *warehouses, const struct th_rows *catalog,
+            const struct th_rows *stock)
+{
+    struct th_conn c;
+    if (th_connect(&c, sock) != 0) {
+        fprintf(stderr, "seed: cannot connect to %s\n", sock);
+        th_close(&c);
+        return -1;
+    }
+    const char *kind[3] = {"warehouses", "catalog", "stock"};
+    const struct th_rows *rows[3] = {warehouses, catalog, stock};
+    int rc = 0;
+    for (int i = 0; i < 3 && rc == 0; i++) {
+        struct th_resp r;
+        if (rows[i] && rows[i]->n > 0 &&
+            th_import(&c, kind[i], rows[i]->n, &rows[i]->sb, &r) != TH_OK) {
+            fprintf(stderr, "seed: importing %s failed (said above)\n", kind[i]);
+            rc = -1;
+        }
+    }
+    th_close(&c);
+    return rc;
+}
+
+int th_seed_madrid(const char *sock, const char *prefix, int first, int n, const char *title,
+                   long long on_hand)
+{
+    struct th_rows wh, cat, stock;
+    th_rows_init(&wh);
+    th_rows_init(&cat);
+    th_rows_init(&stock);
+    th_rows_add(&wh, "sss", "code", "ES-MAD", "name", "Madrid", "country", "ES");
+    for (int i = first; i < first + n; i++) {
+        char sku[64];
+        snprintf(sku, sizeof sku, "%s%d", prefix, i);
+        th_rows_add(&cat, "sssis", "sku", sku, "product_id", "P-1", "title", title, "price_minor",
+                    100LL, "currency", "EUR");
+        th_rows_add(&stock, "ssi", "sku", sku, "warehouse", "ES-MAD", "on_hand", on_hand);
+    }
+    int rc = th_seed(sock, &wh, &cat, &stock);
+    th_rows_free(&wh);
+    th_rows_free(&cat);
+    th_rows_free(&stock);
+    return rc;
+}
+
 bool th_hello_ok(struct th_conn *c, int timeout_ms)
 {
     struct th_resp r;

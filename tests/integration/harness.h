@@ -163,6 +163,29 @@ int th_read_response(struct th_conn *c, int timeout_ms, struct th_resp *r);
 int th_import(struct th_conn *c, const char *kind, uint32_t nrows, const msgpack_sbuffer *rows,
               struct th_resp *r);
 
+/* ---- seeding a station ---- */
+
+/* Rows for an import: maps packed back to back (th_rows_add takes th_pack_map's format) and
+ * how many. */
+struct th_rows {
+    msgpack_sbuffer sb;
+    msgpack_packer pk;
+    uint32_t n;
+};
+void th_rows_init(struct th_rows *rows);
+void th_rows_add(struct th_rows *rows, const char *fmt, ...);
+void th_rows_free(struct th_rows *rows);
+/* Seeds a station over a fresh connection to sock: imports the warehouses, then the catalog,
+ * then the stock (the order their references need). 0, or -1 after printing which import
+ * failed and why. */
+int th_seed(const char *sock, const struct th_rows *warehouses, const struct th_rows *catalog,
+            const struct th_rows *stock);
+/* The usual small station: warehouse ES-MAD (Madrid, ES) and n SKUs <prefix><i> for i = first
+ * .. first + n - 1, each of product P-1 titled `title` at 100 EUR cents, with on_hand at
+ * ES-MAD. 0 or -1, as th_seed. */
+int th_seed_madrid(const char *sock, const char *prefix, int first, int n, const char *title,
+                   long long on_hand);
+
 /* A fresh connection to sock gets a correct `status` answer (station, server, connections
  * present and typed). Prints why not. */
 bool th_status_ok(const char *sock);

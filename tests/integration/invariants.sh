@@ -138,17 +138,22 @@ read_pub_state() {
     sql "SELECT 'S', w.code, k.code, t.safety FROM stock t JOIN skus k ON k.id = t.sku
         JOIN warehouses w ON w.id = t.warehouse WHERE t.safety > 0" | tr '|' ' ' >>"$tmp/simstate"
 }
-# pub_over: from the state read_pub_state read, each SKU whose published value is above what is
-# truly available over every warehouse (on hand - live outbound lines - reserved - safety),
-# the first three with their figures; nothing when none is.
-pub_over() {
-    awk '
+# pub_judge [HOT...]: judges $tmp/pub (sku, published) against $tmp/simstate (rows H on hand, O
+# outbound order, B its live lines, R tally's reservations, S safety, optionally P tally's pending
+# overlay, shown in the diagnosis only): a SKU is over when its published value is above what is
+# truly available over every warehouse (sum of max(0, on hand - live outbound lines - reserved
+# for orders the warehouse has not got yet - safety)). Prints "VIOLATION ..." for the first five
+# over, then "RESULT checked over hot_missing equal" (hot_missing: HOT SKUs not published;
+# equal: SKUs published at exactly the available figure).
+pub_judge() {
+    awk -v hot="$*" '
     FNR == NR {
         if ($1 == "H") { onh[$2 " " $3] = $4; wh[$2] = 1 }
         else if ($1 == "O") ob[$2 " " $3] = 1
         else if ($1 == "B") held[$2 " " $3] += $4
         else if ($1 == "R") { if (!(($2 " " $3) in ob)) res[$2 " " $4] += $5 }
         else if ($1 == "S") saf[$2 " " $3] = $4
+        else if ($1 == "P") pend[$2 " " $3] = $4
         next
     }
     {
@@ -157,10 +162,24 @@ pub_over() {
             k = w " " s; a = onh[k] - held[k] - res[k] - saf[k]
             if (a < 0) a = 0
             tot += a
-            why = why sprintf(" %s(on_hand %d, outbound %d, reserved %d, safety %d)", w, onh[k], held[k], res[k], saf[k])
+            why = why sprintf(" %s(on_hand %d, outbound %d, reserved %d, safety %d%s)", w, onh[k],
+                held[k], res[k], saf[k], (k in pend) ? sprintf("; tally pending %d", pend[k]) : "")
         }
-        if (v > tot) { bad++; if (bad <= 3) printf "%s published %d > available %d:%s; ", s, v, tot, why }
+        n++
+        if (v == tot) eq++
+        if (v > tot) { bad++; if (bad <= 5) printf "VIOLATION %s published %d > available %d:%s\n", s, v, tot, why }
+        seen[s] = 1
+    }
+    END {
+        split(hot, h, " "); miss = 0
+        for (i in h) if (!(h[i] in seen)) miss++
+        printf "RESULT %d %d %d %d\n", n, bad + 0, miss, eq + 0
     }' "$tmp/simstate" "$tmp/pub"
+}
+# pub_over: from the state read_pub_state read, each SKU whose published value is above what is
+# truly available (pub_judge), the first three with their figures; nothing when none is.
+pub_over() {
+    pub_judge | awk '/^VIOLATION / && ++k <= 3 { sub(/^VIOLATION /, ""); printf "%s; ", $0 }'
 }
 check_published_le_available() {
     [ "$1" = step ] && return

@@ -212,45 +212,28 @@ static bool wait_connections(long long others, int timeout_ms)
 
 static int seed(void)
 {
-    struct th_conn c;
-    struct th_resp r;
-    if (th_connect(&c, D.sock) != 0) {
-        th_close(&c);
-        return -1;
-    }
-    int rc = 0;
-    struct buf b;
-    buf_init(&b);
-    th_pack_map(&b.pk, "sss", "code", WH[0], "name", "Madrid", "country", "ES");
-    th_pack_map(&b.pk, "sssb", "code", WH[1], "name", "Warsaw", "country", "PL",
-                "serves_marketplace", 0);
-    if (th_import(&c, "warehouses", 2, &b.sb, &r) != TH_OK)
-        rc = -1;
-    buf_free(&b);
-    buf_init(&b);
+    struct th_rows wh, cat, stock;
+    th_rows_init(&wh);
+    th_rows_init(&cat);
+    th_rows_init(&stock);
+    th_rows_add(&wh, "sss", "code", WH[0], "name", "Madrid", "country", "ES");
+    th_rows_add(&wh, "sssb", "code", WH[1], "name", "Warsaw", "country", "PL", "serves_marketplace",
+                0);
     for (int i = 1; i <= NSKU; i++) {
         char sku[16], pid[16], title[64];
         sku_code(i, sku, sizeof sku);
         snprintf(pid, sizeof pid, "P-%03d", (i - 1) / 5);
         snprintf(title, sizeof title, "Abuse item %d", i);
-        th_pack_map(&b.pk, "sssis", "sku", sku, "product_id", pid, "title", title, "price_minor",
+        th_rows_add(&cat, "sssis", "sku", sku, "product_id", pid, "title", title, "price_minor",
                     (long long)(100 + i), "currency", "EUR");
-    }
-    if (rc == 0 && th_import(&c, "catalog", NSKU, &b.sb, &r) != TH_OK)
-        rc = -1;
-    buf_free(&b);
-    buf_init(&b);
-    for (int i = 1; i <= NSKU; i++)
-        for (int w = 0; w < 2; w++) {
-            char sku[16];
-            sku_code(i, sku, sizeof sku);
-            th_pack_map(&b.pk, "ssi", "sku", sku, "warehouse", WH[w], "on_hand",
+        for (int w = 0; w < 2; w++)
+            th_rows_add(&stock, "ssi", "sku", sku, "warehouse", WH[w], "on_hand",
                         seeded_on_hand(i, w));
-        }
-    if (rc == 0 && th_import(&c, "stock", 2 * NSKU, &b.sb, &r) != TH_OK)
-        rc = -1;
-    buf_free(&b);
-    th_close(&c);
+    }
+    int rc = th_seed(D.sock, &wh, &cat, &stock);
+    th_rows_free(&wh);
+    th_rows_free(&cat);
+    th_rows_free(&stock);
     return rc;
 }
 

@@ -228,43 +228,27 @@ static bool check_move_result(const struct move *m, const msgpack_object *res, b
 
 static int seed(void)
 {
-    struct th_conn c;
-    struct th_resp r;
-    if (th_connect(&c, D.sock) != 0) {
-        th_close(&c);
-        return -1;
-    }
-    int rc = 0;
-    msgpack_sbuffer sb;
-    msgpack_packer pk;
-    msgpack_sbuffer_init(&sb);
-    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-    th_pack_map(&pk, "sss", "code", WH[0], "name", "Madrid", "country", "ES");
-    th_pack_map(&pk, "sss", "code", WH[1], "name", "Warsaw", "country", "PL");
-    if (th_import(&c, "warehouses", NWH, &sb, &r) != TH_OK)
-        rc = -1;
-    msgpack_sbuffer_clear(&sb);
+    struct th_rows wh, cat, stock;
+    th_rows_init(&wh);
+    th_rows_init(&cat);
+    th_rows_init(&stock);
+    th_rows_add(&wh, "sss", "code", WH[0], "name", "Madrid", "country", "ES");
+    th_rows_add(&wh, "sss", "code", WH[1], "name", "Warsaw", "country", "PL");
     for (int i = 0; i < NSKU; i++) {
         char sku[16], title[32];
         sku_code(i, sku, sizeof sku);
         snprintf(title, sizeof title, "Crash item %d", i + 1);
-        th_pack_map(&pk, "sssis", "sku", sku, "product_id", "P-1", "title", title, "price_minor",
+        th_rows_add(&cat, "sssis", "sku", sku, "product_id", "P-1", "title", title, "price_minor",
                     100LL, "currency", "EUR");
-    }
-    if (rc == 0 && th_import(&c, "catalog", NSKU, &sb, &r) != TH_OK)
-        rc = -1;
-    msgpack_sbuffer_clear(&sb);
-    for (int i = 0; i < NSKU; i++)
         for (int w = 0; w < NWH; w++) {
-            char sku[16];
-            sku_code(i, sku, sizeof sku);
             seeded[i][w] = model[i][w] = 10 + 5 * i + 3 * w;
-            th_pack_map(&pk, "ssi", "sku", sku, "warehouse", WH[w], "on_hand", seeded[i][w]);
+            th_rows_add(&stock, "ssi", "sku", sku, "warehouse", WH[w], "on_hand", seeded[i][w]);
         }
-    if (rc == 0 && th_import(&c, "stock", NSKU * NWH, &sb, &r) != TH_OK)
-        rc = -1;
-    msgpack_sbuffer_destroy(&sb);
-    th_close(&c);
+    }
+    int rc = th_seed(D.sock, &wh, &cat, &stock);
+    th_rows_free(&wh);
+    th_rows_free(&cat);
+    th_rows_free(&stock);
     return rc;
 }
 

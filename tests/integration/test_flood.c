@@ -34,42 +34,7 @@ static struct th_daemon D;
 
 static int seed(void)
 {
-    struct th_conn c;
-    struct th_resp r;
-    if (th_connect(&c, D.sock) != 0) {
-        th_close(&c);
-        return -1;
-    }
-    int rc = 0;
-    msgpack_sbuffer sb;
-    msgpack_packer pk;
-    msgpack_sbuffer_init(&sb);
-    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-    th_pack_map(&pk, "sss", "code", "ES-MAD", "name", "Madrid", "country", "ES");
-    if (th_import(&c, "warehouses", 1, &sb, &r) != TH_OK)
-        rc = -1;
-    msgpack_sbuffer_clear(&sb);
-    for (int i = 0; i < SKUS; i++) {
-        char sku[16];
-        snprintf(sku, sizeof sku, "F-%d", i);
-        th_pack_map(&pk, "sssis", "sku", sku, "product_id", "P-1", "title", "Flood item",
-                    "price_minor", 100LL, "currency", "EUR");
-    }
-    if (rc == 0 && th_import(&c, "catalog", SKUS, &sb, &r) != TH_OK)
-        rc = -1;
-    msgpack_sbuffer_clear(&sb);
-    for (int i = 0; i < SKUS; i++) {
-        char sku[16];
-        snprintf(sku, sizeof sku, "F-%d", i);
-        th_pack_map(&pk, "ssi", "sku", sku, "warehouse", "ES-MAD", "on_hand", 1000LL);
-    }
-    if (rc == 0 && th_import(&c, "stock", SKUS, &sb, &r) != TH_OK)
-        rc = -1;
-    if (rc)
-        fprintf(stderr, "seed: %s %s\n", r.code, r.message);
-    msgpack_sbuffer_destroy(&sb);
-    th_close(&c);
-    return rc;
+    return th_seed_madrid(D.sock, "F-", 0, SKUS, "Flood item", 1000);
 }
 
 /* The flooder (a child): writes "answers writes bad" to fd `out` when told to stop (SIGTERM

@@ -16,6 +16,9 @@ export LC_ALL=C
 TALLYD=$1 TALLY=$2 SIM=$3
 tmp=$(mktemp -d /tmp/tally-fulfil.XXXXXX)
 . "$(dirname "$0")/synclib.sh"
+# pub_judge (published <= truly available), shared with the randomized tests; the helpers of
+# invariants.sh this test also defines (sql, post, streams_done, quiet) are its own, below.
+. "$(dirname "$0")/invariants.sh"
 t0=$SECONDS
 final_done=
 # On every exit: stop tallyd (SIGTERM, then SIGKILL after 5 s) and the simulator, remove the
@@ -439,38 +442,8 @@ checkpoint() {
         fi
     done
     [ "$stable" = 1 ] || bad "$label: the state did not settle for 2 s"
-    # truly available(sku) = sum over warehouses of max(0, on_hand - units of outbound orders
-    # not shipped or cancelled - tally's reservations for orders the warehouse has not got yet
-    # - safety)
-    awk -v hot="${HOT[*]}" '
-        FNR == NR {
-            if ($1 == "H") { onh[$2 " " $3] = $4; wh[$2] = 1 }
-            else if ($1 == "O") ob[$2 " " $3] = 1
-            else if ($1 == "B") held[$2 " " $3] += $4
-            else if ($1 == "R") { if (!(($2 " " $3) in ob)) res[$2 " " $4] += $5 }
-            else if ($1 == "S") saf[$2 " " $3] = $4
-            else if ($1 == "P") pend[$2 " " $3] = $4
-            next
-        }
-        {
-            s = $1; v = $2; tot = 0; why = ""
-            for (w in wh) {
-                k = w " " s; a = onh[k] - held[k] - res[k] - saf[k]
-                if (a < 0) a = 0
-                tot += a
-                why = why sprintf(" %s(on_hand %d, outbound %d, reserved %d, safety %d; tally pending %d)",
-                    w, onh[k], held[k], res[k], saf[k], pend[k])
-            }
-            n++
-            if (v == tot) eq++
-            if (v > tot) { bad++; if (bad <= 5) printf "VIOLATION %s published %d > available %d:%s\n", s, v, tot, why }
-            seen[s] = 1
-        }
-        END {
-            split(hot, h, " "); miss = 0
-            for (i in h) if (!(h[i] in seen)) miss++
-            printf "RESULT %d %d %d %d\n", n, bad + 0, miss, eq + 0
-        }' "$tmp/simstate" "$tmp/pub" >"$tmp/inv.out"
+    # published <= truly available (invariants.sh pub_judge)
+    pub_judge "${HOT[@]}" >"$tmp/inv.out"
     grep VIOLATION "$tmp/inv.out" >&2
     read -r _ n_checked n_viol n_hotmiss n_equal < <(grep RESULT "$tmp/inv.out")
     check_eq "$n_viol" 0 "$label: SKUs published above the truly available stock (of $n_checked)"

@@ -78,42 +78,7 @@ static long long on_hand(const char *sku)
 
 static int seed(void)
 {
-    struct th_conn c;
-    struct th_resp r;
-    if (th_connect(&c, D.sock) != 0) {
-        th_close(&c);
-        return -1;
-    }
-    int rc = 0;
-    msgpack_sbuffer sb;
-    msgpack_packer pk;
-    msgpack_sbuffer_init(&sb);
-    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-    th_pack_map(&pk, "sss", "code", "ES-MAD", "name", "Madrid", "country", "ES");
-    if (th_import(&c, "warehouses", 1, &sb, &r) != TH_OK)
-        rc = -1;
-    msgpack_sbuffer_clear(&sb);
-    for (int i = 1; i <= 4; i++) {
-        char sku[16];
-        snprintf(sku, sizeof sku, "G-%d", i);
-        th_pack_map(&pk, "sssis", "sku", sku, "product_id", "P-1", "title", "Group item",
-                    "price_minor", 100LL, "currency", "EUR");
-    }
-    if (rc == 0 && th_import(&c, "catalog", 4, &sb, &r) != TH_OK)
-        rc = -1;
-    msgpack_sbuffer_clear(&sb);
-    for (int i = 1; i <= 4; i++) {
-        char sku[16];
-        snprintf(sku, sizeof sku, "G-%d", i);
-        th_pack_map(&pk, "ssi", "sku", sku, "warehouse", "ES-MAD", "on_hand", 5LL);
-    }
-    if (rc == 0 && th_import(&c, "stock", 4, &sb, &r) != TH_OK)
-        rc = -1;
-    if (rc)
-        fprintf(stderr, "seed: %s %s\n", r.code, r.message);
-    msgpack_sbuffer_destroy(&sb);
-    th_close(&c);
-    return rc;
+    return th_seed_madrid(D.sock, "G-", 1, 4, "Group item", 5);
 }
 
 /* Appends a stock.move request. */

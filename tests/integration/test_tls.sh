@@ -10,6 +10,14 @@
 #   4. An answer larger than the cap (an endless body) is cut, reported on that stream only;
 #      the warehouse's other stream has no error; the stream recovers when the server is sane.
 #   5. A `ca_file` that does not exist stops tallyd at start, naming the file.
+#   6. The host name is checked: servers with certificates signed by that same trusted CA, one
+#      for `localhost` alone, one for `other.example` alone. Reached as https://localhost:PORT
+#      (curl resolves `localhost` itself, without /etc/hosts) the first is read and the second
+#      refused; the second reached as https://127.0.0.1:PORT is refused too. The refusals name
+#      the host name in `status` and the log; nothing of theirs is stored, and their server
+#      served no inventory. (With CURLOPT_SSL_VERIFYHOST off this part fails.)
+#   7. An expired certificate (for 127.0.0.1 and localhost, signed by the trusted CA) is
+#      refused the same way, naming the expiry.
 #   test_tls.sh TALLYD TALLY
 set -uo pipefail
 export LC_ALL=C
@@ -17,26 +25,47 @@ TALLYD=$1 TALLY=$2
 umask 077
 tmp=$(mktemp -d /tmp/tally-tls.XXXXXX)
 . "$(dirname "$0")/synclib.sh"
-up_pid=
+up_pids=
 cleanup() {
-    [ -n "$up_pid" ] && kill "$up_pid" 2>/dev/null
+    for p in $up_pids; do kill "$p" 2>/dev/null; done
     sync_cleanup
 }
 trap 'cleanup; echo "test_tls: $((checks - fails)) passed, $fails failed"' EXIT
 
-# ---- the CA and the server's certificate (P-256 keys: quick to make)
+# ---- the CA and the servers' certificates (P-256 keys: quick to make)
 pki=$tmp/pki
 mkdir -p "$pki"
+# leaf NAME CN SAN [openssl ca dates...]: NAME.pem and NAME.key, for SAN, signed by the CA;
+# with dates (-startdate/-enddate) through `openssl ca`, which can issue in the past.
+leaf() {
+    local n=$1 cn=$2 san=$3
+    shift 3
+    openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
+        -keyout "$pki/$n.key" -out "$pki/$n.csr" -subj "/CN=$cn" || return 1
+    printf '[x]\nsubjectAltName=%s\nbasicConstraints=CA:FALSE\n' "$san" >"$pki/$n.ext"
+    printf 'keyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n' >>"$pki/$n.ext"
+    if [ $# = 0 ]; then
+        openssl x509 -req -in "$pki/$n.csr" -CA "$pki/ca.pem" -CAkey "$pki/ca.key" \
+            -CAcreateserial -out "$pki/$n.pem" -days 2 -extfile "$pki/$n.ext" -extensions x
+    else
+        : >"$pki/index.txt"
+        echo 1000 >"$pki/serial"
+        printf '[ca]\ndefault_ca = d\n[d]\ndatabase = %s\nnew_certs_dir = %s\nserial = %s\n' \
+            "$pki/index.txt" "$pki" "$pki/serial" >"$pki/ca.cnf"
+        printf 'default_md = sha256\npolicy = p\n[p]\ncommonName = supplied\n' >>"$pki/ca.cnf"
+        openssl ca -batch -config "$pki/ca.cnf" -cert "$pki/ca.pem" -keyfile "$pki/ca.key" \
+            -in "$pki/$n.csr" -out "$pki/$n.pem" -notext -extfile "$pki/$n.ext" -extensions x "$@"
+    fi
+}
 {
     openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
         -keyout "$pki/ca.key" -out "$pki/ca.pem" -days 2 -subj "/CN=tally test CA" \
         -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign" &&
-        openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
-            -keyout "$pki/srv.key" -out "$pki/srv.csr" -subj "/CN=127.0.0.1" &&
-        printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n' \
-            >"$pki/ext" &&
-        openssl x509 -req -in "$pki/srv.csr" -CA "$pki/ca.pem" -CAkey "$pki/ca.key" \
-            -CAcreateserial -out "$pki/srv.pem" -days 2 -extfile "$pki/ext"
+        leaf srv 127.0.0.1 "IP:127.0.0.1,DNS:localhost" &&
+        leaf name localhost "DNS:localhost" &&
+        leaf other other.example "DNS:other.example" &&
+        leaf expired 127.0.0.1 "IP:127.0.0.1,DNS:localhost" \
+            -startdate 20250101000000Z -enddate 20250102000000Z
 } >"$tmp/openssl.log" 2>&1 || {
     echo "openssl could not make the test CA:" >&2
     cat "$tmp/openssl.log" >&2
@@ -44,19 +73,30 @@ mkdir -p "$pki"
 }
 chmod 644 "$pki/ca.pem" # a CA certificate is public: any mode will do
 
-python3 -u "$(dirname "$0")/hostile_upstream.py" --tls "$pki/srv.pem" "$pki/srv.key" \
-    >"$tmp/up.out" 2>"$tmp/up.err" &
-up_pid=$!
-for _ in $(seq 200); do
-    grep -q listening "$tmp/up.out" 2>/dev/null && break
-    sleep 0.05
-done
-port=$(sed -n 's/.*127\.0\.0\.1:\([0-9]*\).*/\1/p' "$tmp/up.out")
-[ -n "$port" ] || { echo "TLS upstream did not start" >&2; cat "$tmp/up.err" >&2; exit 1; }
-up=https://127.0.0.1:$port
+# serve NAME...: hostile_upstream.py speaking HTTPS with NAME.pem, one for each NAME, started
+# together; sets port_NAME (their pids in up_pids).
+serve() {
+    local n p
+    for n; do
+        python3 -u "$(dirname "$0")/hostile_upstream.py" --tls "$pki/$n.pem" "$pki/$n.key" \
+            >"$tmp/up-$n.out" 2>"$tmp/up-$n.err" &
+        up_pids="$up_pids $!"
+    done
+    for n; do
+        for _ in $(seq 200); do
+            grep -q listening "$tmp/up-$n.out" 2>/dev/null && break
+            sleep 0.05
+        done
+        p=$(sed -n 's/.*127\.0\.0\.1:\([0-9]*\).*/\1/p' "$tmp/up-$n.out")
+        [ -n "$p" ] || { echo "TLS upstream $n did not start" >&2; cat "$tmp/up-$n.err" >&2; exit 1; }
+        printf -v "port_$n" %s "$p"
+    done
+}
+serve srv name other expired
+up=https://127.0.0.1:$port_srv
 uc() { curl -sS --max-time 5 --cacert "$pki/ca.pem" "$@"; }
 mode() { uc "$up/control/mode?m=$1" >/dev/null; }
-hits() { uc "$up/control/hits" | jq -r --arg m "$1" '.[$m] // 0'; }
+hits() { uc "${2:-$up}/control/hits" "${@:3}" | jq -r --arg m "$1" '.[$m] // 0'; } # MODE [URL CURL-ARGS]
 # The premise: the server speaks TLS with this chain (curl, with the CA, gets an answer).
 uc "$up/control/hits" >/dev/null && ok || bad "curl with the test CA cannot reach the server"
 
@@ -75,8 +115,8 @@ stop_tallyd() {
     wait "$tallyd_pid" 2>/dev/null
     tallyd_pid=
 }
-stream_error() { # STREAM: its last error in `status --json` ("" when none)
-    st | jq -r --arg n "wh:HOST-1:$1" '.upstreams[].streams[] | select(.name == $n)
+stream_error() { # STREAM [WAREHOUSE]: its last error in `status --json` ("" when none)
+    st | jq -r --arg n "wh:${2:-HOST-1}:$1" '.upstreams[].streams[] | select(.name == $n)
         | .last_error // ""'
 }
 on_hand() {
@@ -138,6 +178,54 @@ kill -0 "$tallyd_pid" 2>/dev/null && ok || bad "tallyd died on an endless body"
 mode sane
 version=$((version + 1))
 wait_until 40 expect_sane
+stop_tallyd
+
+# ---- 6 and 7. the host name and the expiry: one tallyd, ca_file given, four warehouses at
+# the servers started above (name, other, expired)
+{
+    printf '[station]\nname = TLS-TEST\n[sync]\nretry_max = 2\nrequest_timeout = 3\n'
+    printf 'ca_file = %s\n' "$pki/ca.pem"
+    for w in NAME-OK:localhost:$port_name OTHER-LH:localhost:$port_other \
+        OTHER-IP:127.0.0.1:$port_other EXPIRED:127.0.0.1:$port_expired; do
+        printf '[warehouse %s]\nurl = https://%s\ntoken_file = %s\n' "${w%%:*}" "${w#*:}" "$tmp/wh.token"
+        printf 'inventory_interval = 1\noutbound_interval = 1\n'
+    done
+} >"$tmp/tallyd.conf"
+rows_of() { # WAREHOUSE: its stock rows in the replica
+    sqlite3 -readonly "$tmp/state/replica.db" "SELECT COUNT(*) FROM stock t
+        JOIN warehouses w ON w.id = t.warehouse WHERE w.code = '$1'" 2>/dev/null
+}
+refused() { [ -n "$(stream_error inventory OTHER-LH)" ] && [ -n "$(stream_error inventory OTHER-IP)" ] &&
+    [ -n "$(stream_error inventory EXPIRED)" ]; }
+name_read() { [ "$(rows_of NAME-OK)" = 2 ] && [ -z "$(stream_error inventory NAME-OK)" ]; }
+mv "$tmp/state" "$tmp/state-1" # a replica of its own (these warehouses, no HOST-1)
+start_tallyd
+wait_until 30 name_read
+wait_until 20 refused
+sleep 2 # a few more rounds (interval 1 s): still nothing may be accepted from the refused
+for w in OTHER-LH OTHER-IP EXPIRED; do
+    e=$(stream_error inventory $w)
+    echo "$w: inventory stream error: $e"
+    if [ $w = EXPIRED ]; then
+        [[ "$e" =~ expired ]] && ok || bad "$w: error '$e' does not say the certificate expired"
+    else
+        [[ "$e" =~ host\ name ]] && ok || bad "$w: error '$e' does not name the host name"
+    fi
+    check_eq "$(rows_of $w)" 0 "$w: stock rows stored from a server that should have been refused"
+done
+echo "NAME-OK (certificate for localhost, reached as localhost): $(rows_of NAME-OK) rows, error '$(stream_error inventory NAME-OK)'"
+check_eq "$(rows_of NAME-OK)" 2 "NAME-OK: stock rows read from the server whose name matches"
+# the servers' own counts (the test's curl reaches other.example by --resolve, no /etc/hosts;
+# the expired one only with -k: that certificate is what tallyd is tested on, not curl)
+check_eq "$(hits sane "https://other.example:$port_other" --resolve "other.example:$port_other:127.0.0.1")" 0 \
+    "inventory requests served with the other.example certificate"
+check_eq "$(hits sane "https://127.0.0.1:$port_expired" -k)" 0 \
+    "inventory requests served with the expired certificate"
+[ "$(hits sane "https://localhost:$port_name")" -gt 0 ] && ok ||
+    bad "no inventory request reached the server whose name matches"
+if t status | grep -q "host name"; then ok; else bad "tally status does not show the host name problem"; fi
+grep -q "host name" "$tmp/tallyd.log" && ok || bad "the log does not name the host name problem"
+grep -q "expired" "$tmp/tallyd.log" && ok || bad "the log does not name the expired certificate"
 stop_tallyd
 
 # ---- 5. a ca_file that does not exist: refused at start, naming it

@@ -35,34 +35,7 @@ static struct th_daemon D;
 
 static int seed(void)
 {
-    struct th_conn c;
-    struct th_resp r;
-    if (th_connect(&c, D.sock) != 0) {
-        th_close(&c);
-        return -1;
-    }
-    int rc = 0;
-    msgpack_sbuffer sb;
-    msgpack_packer pk;
-    msgpack_sbuffer_init(&sb);
-    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-    th_pack_map(&pk, "sss", "code", "ES-MAD", "name", "Madrid", "country", "ES");
-    if (th_import(&c, "warehouses", 1, &sb, &r) != TH_OK)
-        rc = -1;
-    msgpack_sbuffer_clear(&sb);
-    th_pack_map(&pk, "sssis", "sku", "M-0", "product_id", "P-1", "title", "Mix item", "price_minor",
-                100LL, "currency", "EUR");
-    if (rc == 0 && th_import(&c, "catalog", 1, &sb, &r) != TH_OK)
-        rc = -1;
-    msgpack_sbuffer_clear(&sb);
-    th_pack_map(&pk, "ssi", "sku", "M-0", "warehouse", "ES-MAD", "on_hand", 1000LL);
-    if (rc == 0 && th_import(&c, "stock", 1, &sb, &r) != TH_OK)
-        rc = -1;
-    if (rc)
-        fprintf(stderr, "seed: %s %s\n", r.code, r.message);
-    msgpack_sbuffer_destroy(&sb);
-    th_close(&c);
-    return rc;
+    return th_seed_madrid(D.sock, "M-", 0, 1, "Mix item", 1000);
 }
 
 /* The batch: msgids first .. first + BATCH - 1; how many are writes in *writes. */

@@ -17,6 +17,7 @@
 #include "store.h"
 #include "tallyd.h"
 #include "tally/protocol.h"
+#include "worker.h"
 
 #define RH_TEXTS 8
 #define RH_TEXT_LEN 1024
@@ -482,4 +483,71 @@ int rh_rewind_schema(const char *path, int version)
         r = sqlite3_exec(db, bump, NULL, NULL, NULL);
     sqlite3_close(db);
     return r == SQLITE_OK ? 0 : -1;
+}
+
+bool rh_utf8_ok(const char *s)
+{
+    for (const unsigned char *p = (const unsigned char *)s; *p;) {
+        int n = *p < 0x80             ? 0
+                : (*p & 0xE0) == 0xC0 ? 1
+                : (*p & 0xF0) == 0xE0 ? 2
+                : (*p & 0xF8) == 0xF0 ? 3
+                                      : -1;
+        if (n < 0)
+            return false;
+        p++;
+        for (int i = 0; i < n; i++, p++)
+            if ((*p & 0xC0) != 0x80)
+                return false;
+    }
+    return true;
+}
+
+const char *rh_long_note(int k)
+{
+    static char note[4][TALLY_MAX_TEXT_LEN + 1];
+    if (!note[1][0]) {
+        memset(note[1], 'n', TALLY_MAX_TEXT_LEN);
+        for (size_t i = 0; i + 2 <= TALLY_MAX_TEXT_LEN; i += 2)
+            memcpy(note[2] + i, "\xc3\xa9", 2);
+        for (size_t i = 0; i + 3 <= TALLY_MAX_TEXT_LEN; i += 3)
+            memcpy(note[3] + i, "\xe4\xb8\xad", 3);
+    }
+    return k >= 1 && k <= 3 ? note[k] : NULL;
+}
+
+void rh_bare_start(struct tallyd *d, const char *name, bool sync_full, char *dir, size_t cap)
+{
+    char path[256], err[256];
+    snprintf(dir, cap, "/tmp/%s.XXXXXX", name);
+    if (!mkdtemp(dir)) {
+        perror("mkdtemp");
+        exit(2);
+    }
+    snprintf(path, sizeof path, "%s/r.db", dir);
+    d->cfg.sync_full = sync_full;
+    if (store_open(path, sync_full, &d->store, err, sizeof err) != 0) {
+        fprintf(stderr, "store_open: %s\n", err);
+        exit(2);
+    }
+    if (sqlite3_exec(store_db(d->store), "CREATE TABLE t(x INTEGER)", NULL, NULL, NULL) !=
+        SQLITE_OK) {
+        fprintf(stderr, "CREATE TABLE t: %s\n", sqlite3_errmsg(store_db(d->store)));
+        exit(2);
+    }
+    d->loop = uv_default_loop();
+    if (workers_start(d, err, sizeof err) != 0) {
+        fprintf(stderr, "workers_start: %s\n", err);
+        exit(2);
+    }
+}
+
+int rh_bare_end(struct tallyd *d, const char *dir)
+{
+    uv_loop_close(d->loop);
+    store_close(d->store);
+    d->store = NULL;
+    char cmd[300];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    return system(cmd) == 0 ? 0 : 2;
 }

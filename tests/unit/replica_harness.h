@@ -23,6 +23,7 @@
 #define TALLY_REPLICA_HARNESS_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include <msgpack.h>
@@ -111,5 +112,26 @@ const char *rh_sget(const msgpack_object *m, const char *key);
 bool rh_bget(const msgpack_object *m, const char *key);
 /* True when the field is present and nil. */
 bool rh_is_nil(const msgpack_object *m, const char *key);
+
+/* ---- a bare daemon context (the worker and group-commit tests) ---- */
+
+/* Gives d (zeroed) a replica of its own at r.db in a fresh directory /tmp/<name>.XXXXXX (its
+ * path written to dir, cap bytes) holding one table t(x INTEGER), opened with sync_full (also
+ * d->cfg.sync_full), the default loop, and the worker threads started. A failure ends the
+ * program (exit 2): no test can run without them. */
+void rh_bare_start(struct tallyd *d, const char *name, bool sync_full, char *dir, size_t cap);
+/* After the test's own workers_stop and workers_free (and gcommit's): closes the loop and the
+ * replica and removes the directory. 0, or 2 when it could not be removed. */
+int rh_bare_end(struct tallyd *d, const char *dir);
+
+/* ---- text ---- */
+
+/* Whether s is well-formed UTF-8 (sequence lengths and continuation bytes). */
+bool rh_utf8_ok(const char *s);
+/* Notes as long as a text may be (TALLY_MAX_TEXT_LEN bytes), for the tests that a connector
+ * cuts a text at a character's boundary: k = 1 of ASCII 'n's, 2 of 2-byte characters (U+00E9),
+ * 3 of 3-byte characters (U+4E2D; as many whole ones as fit); k = 0 (or any other) NULL, no
+ * note. Static storage, made at the first call. */
+const char *rh_long_note(int k);
 
 #endif

@@ -597,25 +597,6 @@ static void test_outbound_windows(void)
  * ends with it, within 500 characters however long the note; the inbound list read back
  * (InboundConsignment.remark) raises the `coordinator` exception for another station's mark,
  * never for this station's own. */
-/* Whether s is well-formed UTF-8 (sequence lengths and continuation bytes). */
-static bool utf8_ok(const char *s)
-{
-    for (const unsigned char *p = (const unsigned char *)s; *p;) {
-        int n = *p < 0x80             ? 0
-                : (*p & 0xE0) == 0xC0 ? 1
-                : (*p & 0xF0) == 0xE0 ? 2
-                : (*p & 0xF8) == 0xF0 ? 3
-                                      : -1;
-        if (n < 0)
-            return false;
-        p++;
-        for (int i = 0; i < n; i++, p++)
-            if ((*p & 0xC0) != 0x80)
-                return false;
-    }
-    return true;
-}
-
 static void test_inbound_mark(void)
 {
     struct rh *h = rh_new("fourpx_mark");
@@ -628,16 +609,8 @@ static void test_inbound_mark(void)
     char err[300] = "", mine[80], ref[TALLY_MAX_ID_LEN + 1];
     CHECK_EQ_INT(coord_start(d, err, sizeof err), 0);
     snprintf(mine, sizeof mine, "%s", coord_mark(d));
-    static char note[TALLY_MAX_TEXT_LEN + 1], note2[TALLY_MAX_TEXT_LEN + 1],
-        note3[TALLY_MAX_TEXT_LEN + 1];
-    memset(note, 'n', TALLY_MAX_TEXT_LEN);
-    note[TALLY_MAX_TEXT_LEN] = 0;
-    /* notes of 2- and 3-byte UTF-8 characters, longer than the remark holds: cut at a
-     * character's boundary (the body stays UTF-8) */
-    for (size_t i = 0; i + 2 <= TALLY_MAX_TEXT_LEN; i += 2)
-        memcpy(note2 + i, "\xc3\xa9", 2);
-    for (size_t i = 0; i + 3 <= TALLY_MAX_TEXT_LEN; i += 3)
-        memcpy(note3 + i, "\xe4\xb8\xad", 3);
+    /* k = 1..3: notes (rh_long_note) of 1-, 2- and 3-byte UTF-8 characters, longer than the
+     * remark holds: cut at a character's boundary (the body stays UTF-8) */
     for (int k = 0; k < 4; k++) {
         msgpack_sbuffer sb;
         msgpack_packer pk;
@@ -653,7 +626,7 @@ static void test_inbound_mark(void)
         mp_pack_kv_int(&pk, "qty", 4);
         mp_pack_kv_str(&pk, "station", mine);
         if (k)
-            mp_pack_kv_str(&pk, "note", k == 1 ? note : k == 2 ? note2 : note3);
+            mp_pack_kv_str(&pk, "note", rh_long_note(k));
         struct jbuf b;
         memset(&b, 0, sizeof b);
         CHECK_EQ_INT(fpx_inbound_body(sb.data, sb.size, "US-4PX", &b, ref, err, sizeof err), 0);
@@ -666,7 +639,7 @@ static void test_inbound_mark(void)
         uint64_t id = 0;
         CHECK_EQ_INT(coord_parse(remark, name, sizeof name, &id), 1);
         CHECK(id == d->coord.id);
-        CHECK(remark && utf8_ok(remark));
+        CHECK(remark && rh_utf8_ok(remark));
         cJSON_Delete(doc);
         jb_free(&b);
         msgpack_sbuffer_destroy(&sb);

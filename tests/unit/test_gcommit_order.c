@@ -15,6 +15,7 @@
 #include <uv.h>
 
 #include "check.h"
+#include "replica_harness.h"
 #include "gcommit.h"
 #include "store.h"
 #include "tally/protocol.h"
@@ -57,19 +58,8 @@ static void on_alive(uv_timer_t *t)
 
 int main(void)
 {
-    char dir[] = "/tmp/tally-gcorder.XXXXXX", path[128], err[256];
-    if (!mkdtemp(dir))
-        return 2;
-    snprintf(path, sizeof path, "%s/r.db", dir);
-    if (store_open(path, true, &d.store, err, sizeof err) != 0) {
-        fprintf(stderr, "store_open: %s\n", err);
-        return 2;
-    }
-    CHECK_EQ_INT(sqlite3_exec(store_db(d.store), "CREATE TABLE t(x INTEGER)", NULL, NULL, NULL),
-                 SQLITE_OK);
-    d.loop = uv_default_loop();
-    d.cfg.sync_full = true;
-    CHECK_EQ_INT(workers_start(&d, err, sizeof err), 0);
+    char dir[64], err[256];
+    rh_bare_start(&d, "tally-gcorder", true, dir, sizeof dir);
     CHECK_EQ_INT(gcommit_start(&d, err, sizeof err), 0);
     struct store *g = gcommit_store(&d);
     CHECK(g != NULL);
@@ -124,11 +114,7 @@ int main(void)
     uv_run(d.loop, UV_RUN_DEFAULT);
     gcommit_free(&d);
     workers_free(&d);
-    uv_loop_close(d.loop);
-    store_close(d.store);
-    char cmd[200];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-    if (system(cmd) != 0)
+    if (rh_bare_end(&d, dir) != 0)
         return 2;
     return check_result("test_gcommit_order");
 }

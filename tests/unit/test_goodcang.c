@@ -612,25 +612,6 @@ static void test_window_garbage_date(void)
  * receiving_desc, never cut by a long note; the GRN list read back by a look-up raises the
  * `coordinator` exception for another station's mark in a row's remark (GrnInfo.remark) or
  * receiving_desc (get_grn_detail's name), never for this station's own. */
-/* Whether s is well-formed UTF-8 (sequence lengths and continuation bytes). */
-static bool utf8_ok(const char *s)
-{
-    for (const unsigned char *p = (const unsigned char *)s; *p;) {
-        int n = *p < 0x80             ? 0
-                : (*p & 0xE0) == 0xC0 ? 1
-                : (*p & 0xF0) == 0xE0 ? 2
-                : (*p & 0xF8) == 0xF0 ? 3
-                                      : -1;
-        if (n < 0)
-            return false;
-        p++;
-        for (int i = 0; i < n; i++, p++)
-            if ((*p & 0xC0) != 0x80)
-                return false;
-    }
-    return true;
-}
-
 static void test_notice_mark(void)
 {
     struct rh *h = rh_new("goodcang_mark");
@@ -645,17 +626,9 @@ static void test_notice_mark(void)
     char mine[80];
     snprintf(mine, sizeof mine, "%s", coord_mark(d));
 
-    /* the body: the mark last, also after a note that fills the text */
-    static char note[TALLY_MAX_TEXT_LEN + 1], note2[TALLY_MAX_TEXT_LEN + 1],
-        note3[TALLY_MAX_TEXT_LEN + 1];
-    memset(note, 'n', TALLY_MAX_TEXT_LEN);
-    note[TALLY_MAX_TEXT_LEN] = 0;
-    /* notes of 2- and 3-byte UTF-8 characters filling the text: cut before the mark at a
-     * character's boundary (the body stays UTF-8; one of the two lands mid-character) */
-    for (size_t i = 0; i + 2 <= TALLY_MAX_TEXT_LEN; i += 2)
-        memcpy(note2 + i, "\xc3\xa9", 2);
-    for (size_t i = 0; i + 3 <= TALLY_MAX_TEXT_LEN; i += 3)
-        memcpy(note3 + i, "\xe4\xb8\xad", 3);
+    /* the body: the mark last, also after a note that fills the text; notes (rh_long_note) of
+     * 2- and 3-byte UTF-8 characters: cut before the mark at a character's boundary (the body
+     * stays UTF-8; one of the two lands mid-character) */
     for (int k = 0; k < 4; k++) {
         msgpack_sbuffer sb;
         msgpack_sbuffer_init(&sb);
@@ -667,7 +640,7 @@ static void test_notice_mark(void)
         pack_lines(&pk);
         pk_kv(&pk, "station", mine);
         if (k)
-            pk_kv(&pk, "note", k == 1 ? note : k == 2 ? note2 : note3);
+            pk_kv(&pk, "note", rh_long_note(k));
         struct push_item it;
         item_of(&it, &sb, OBX_INBOUND);
         struct jbuf b;
@@ -681,7 +654,7 @@ static void test_notice_mark(void)
               !strcmp(desc + strlen(desc) - strlen(tail), tail));
         CHECK(desc && strlen(desc) <= TALLY_MAX_TEXT_LEN);
         CHECK(desc && strncmp(desc, "tally notice IN-GC-7", 20) == 0);
-        CHECK(desc && utf8_ok(desc));
+        CHECK(desc && rh_utf8_ok(desc));
         uint64_t id = 0;
         CHECK_EQ_INT(coord_parse(desc, name, sizeof name, &id), 1);
         CHECK(id == d->coord.id);

@@ -200,47 +200,70 @@ static void test_newer(void)
     sqlite3_close(db);
 }
 
+/* An upgrade test's replica of an older schema: made fresh as `name` in the temp dir (its path
+ * in path), taken back to schema `version` (rh_rewind_schema), then `sql` run on it when not
+ * NULL (rows of that schema); `absent`, when not NULL, must fail there (it reads what the
+ * upgrade adds). */
+static void old_replica(char *path, size_t cap, const char *name, int version, const char *sql,
+                        const char *absent)
+{
+    char err[512] = "";
+    path_of(path, cap, name);
+    struct store *st = NULL;
+    CHECK_EQ_INT(store_open(path, true, &st, err, sizeof err), 0);
+    if (st)
+        store_close(st);
+    CHECK(schema_latest() > version);
+    CHECK_EQ_INT(rh_rewind_schema(path, version), 0);
+    sqlite3 *db = NULL;
+    CHECK_EQ_INT(sqlite3_open(path, &db), SQLITE_OK);
+    if (sql && sqlite3_exec(db, sql, NULL, NULL, NULL) != SQLITE_OK) {
+        fprintf(stderr, "%s (schema %d) setup: %s\n", name, version, sqlite3_errmsg(db));
+        CHECK(false);
+    }
+    if (absent)
+        CHECK(sqlite3_exec(db, absent, NULL, NULL, NULL) != SQLITE_OK);
+    sqlite3_close(db);
+}
+
+/* Opens the replica at path, which upgrades it, and checks it is then at the latest schema:
+ * the store, or NULL (said why). */
+static struct store *upgraded(const char *path)
+{
+    char err[512] = "";
+    struct store *st = NULL;
+    CHECK_EQ_INT(store_open(path, false, &st, err, sizeof err), 0);
+    if (!st) {
+        fprintf(stderr, "store_open %s: %s\n", path, err);
+        return NULL;
+    }
+    CHECK_EQ_INT(store_schema_version(st), schema_latest());
+    return st;
+}
+
 /* An existing replica of schema 4 (before the low-stock indexes), with stock rows in it: the
  * upgrade adds stock_low and stock_low_by_warehouse over the rows already there, holding
  * exactly the rows stock_is_low calls low (out ones whatever the threshold). */
 static void test_upgrade_low_indexes(void)
 {
-    char path[128], err[512] = "";
-    path_of(path, sizeof path, "v4low.db");
-    struct store *st = NULL;
-    CHECK_EQ_INT(store_open(path, true, &st, err, sizeof err), 0);
-    store_close(st);
-    CHECK(schema_latest() >= 5);
-    CHECK_EQ_INT(rh_rewind_schema(path, 4), 0);
-
-    sqlite3 *db;
-    CHECK_EQ_INT(sqlite3_open(path, &db), SQLITE_OK);
-    CHECK_EQ_INT(sqlite3_exec(db,
-                              "INSERT INTO warehouses(id, code, name, country, created_at)"
-                              " VALUES(1, 'A', 'A', 'ES', 1), (2, 'B', 'B', 'ES', 1);"
-                              "INSERT INTO products(id, product_id, title, updated_at)"
-                              " VALUES(1, 'P', 'P', 1);"
-                              "INSERT INTO skus(id, code, product, title, price_minor, currency,"
-                              " updated_at) VALUES(1, 'S1', 1, 't', 1, 'EUR', 1),"
-                              " (2, 'S2', 1, 't', 1, 'EUR', 1);"
-                              /* out (threshold 0), fine, low (3 <= 5), out by reservations */
-                              "INSERT INTO stock(sku, warehouse, snapshot, pending, reserved,"
-                              " safety, threshold) VALUES(1, 1, 0, 0, 0, 0, 0),"
-                              " (1, 2, 9, 0, 0, 0, 0), (2, 1, 4, -1, 0, 0, 5),"
-                              " (2, 2, 2, 0, 2, 1, 0);",
-                              NULL, NULL, NULL),
-                 SQLITE_OK);
-    if (sqlite3_errcode(db) != SQLITE_OK)
-        fprintf(stderr, "v4 setup: %s\n", sqlite3_errmsg(db));
-    sqlite3_close(db);
-
-    st = NULL;
-    CHECK_EQ_INT(store_open(path, false, &st, err, sizeof err), 0);
-    if (!st) {
-        fprintf(stderr, "store_open: %s\n", err);
+    char path[128];
+    old_replica(path, sizeof path, "v4low.db", 4,
+                "INSERT INTO warehouses(id, code, name, country, created_at)"
+                " VALUES(1, 'A', 'A', 'ES', 1), (2, 'B', 'B', 'ES', 1);"
+                "INSERT INTO products(id, product_id, title, updated_at)"
+                " VALUES(1, 'P', 'P', 1);"
+                "INSERT INTO skus(id, code, product, title, price_minor, currency,"
+                " updated_at) VALUES(1, 'S1', 1, 't', 1, 'EUR', 1),"
+                " (2, 'S2', 1, 't', 1, 'EUR', 1);"
+                /* out (threshold 0), fine, low (3 <= 5), out by reservations */
+                "INSERT INTO stock(sku, warehouse, snapshot, pending, reserved,"
+                " safety, threshold) VALUES(1, 1, 0, 0, 0, 0, 0),"
+                " (1, 2, 9, 0, 0, 0, 0), (2, 1, 4, -1, 0, 0, 5),"
+                " (2, 2, 2, 0, 2, 1, 0);",
+                NULL);
+    struct store *st = upgraded(path);
+    if (!st)
         return;
-    }
-    CHECK_EQ_INT(store_schema_version(st), schema_latest());
     CHECK_EQ_INT(one_int(st, "SELECT COUNT(*) FROM sqlite_master WHERE type = 'index' AND"
                              " name IN ('stock_low', 'stock_low_by_warehouse')"),
                  2);
@@ -256,38 +279,24 @@ static void test_upgrade_low_indexes(void)
  * upgrade adds receipt (0: nothing to read) and receipt_error, and the order keeps its data. */
 static void test_upgrade_receipt(void)
 {
-    char path[128], err[512] = "";
-    path_of(path, sizeof path, "v9receipt.db");
-    struct store *st = NULL;
-    CHECK_EQ_INT(store_open(path, true, &st, err, sizeof err), 0);
-    store_close(st);
-    CHECK_EQ_INT(rh_rewind_schema(path, 11), 0);
-    sqlite3 *db;
-    CHECK_EQ_INT(sqlite3_open(path, &db), SQLITE_OK);
-    CHECK_EQ_INT(sqlite3_exec(db,
-                              "INSERT INTO orders(order_id, status, created_at, updated_at,"
-                              " country, currency, buyer_name, address)"
-                              " VALUES('O1', 'WAIT_SELLER_SEND_GOODS', 1, 1, 'ES', 'EUR',"
-                              " 'Ana', 'Calle 1');"
-                              /* pulled masked before masking was recognised: one open, not
-                               * sent yet; one sent already */
-                              "INSERT INTO orders(order_id, status, created_at, updated_at,"
-                              " country, currency, buyer_name, address, postcode, fstate)"
-                              " VALUES('O2', 'WAIT_SELLER_SEND_GOODS', 1, 1, 'ES', 'EUR',"
-                              " 'A** G*****', 'Calle 1', '28***', 'allocated'),"
-                              " ('O3', 'WAIT_SELLER_SEND_GOODS', 1, 1, 'ES', 'EUR',"
-                              " 'A** G*****', 'Calle 1', '28***', 'sent')",
-                              NULL, NULL, NULL),
-                 SQLITE_OK);
-    CHECK(sqlite3_exec(db, "SELECT receipt FROM orders", NULL, NULL, NULL) != SQLITE_OK);
-    sqlite3_close(db);
-    st = NULL;
-    CHECK_EQ_INT(store_open(path, false, &st, err, sizeof err), 0);
-    if (!st) {
-        fprintf(stderr, "store_open: %s\n", err);
+    char path[128];
+    old_replica(path, sizeof path, "v9receipt.db", 11,
+                "INSERT INTO orders(order_id, status, created_at, updated_at,"
+                " country, currency, buyer_name, address)"
+                " VALUES('O1', 'WAIT_SELLER_SEND_GOODS', 1, 1, 'ES', 'EUR',"
+                " 'Ana', 'Calle 1');"
+                /* pulled masked before masking was recognised: one open, not
+                 * sent yet; one sent already */
+                "INSERT INTO orders(order_id, status, created_at, updated_at,"
+                " country, currency, buyer_name, address, postcode, fstate)"
+                " VALUES('O2', 'WAIT_SELLER_SEND_GOODS', 1, 1, 'ES', 'EUR',"
+                " 'A** G*****', 'Calle 1', '28***', 'allocated'),"
+                " ('O3', 'WAIT_SELLER_SEND_GOODS', 1, 1, 'ES', 'EUR',"
+                " 'A** G*****', 'Calle 1', '28***', 'sent')",
+                "SELECT receipt FROM orders");
+    struct store *st = upgraded(path);
+    if (!st)
         return;
-    }
-    CHECK_EQ_INT(store_schema_version(st), schema_latest());
     CHECK_EQ_STR(pragma_text(st, "SELECT order_id || ':' || receipt || ':' ||"
                                  " IFNULL(receipt_error, '-') || ':' || address FROM orders"
                                  " WHERE order_id = 'O1'"),
@@ -307,28 +316,14 @@ static void test_upgrade_receipt(void)
  * in-transit figure yet (NULL, shown as "-"), until a warehouse reports one. */
 static void test_upgrade_inbound(void)
 {
-    char path[128], err[512] = "";
-    path_of(path, sizeof path, "v12inbound.db");
-    struct store *st = NULL;
-    CHECK_EQ_INT(store_open(path, true, &st, err, sizeof err), 0);
-    store_close(st);
-    CHECK_EQ_INT(rh_rewind_schema(path, 12), 0);
-    sqlite3 *db;
-    CHECK_EQ_INT(sqlite3_open(path, &db), SQLITE_OK);
-    CHECK_EQ_INT(sqlite3_exec(db,
-                              "INSERT INTO stock(sku, warehouse, snapshot, upstream_version)"
-                              " VALUES(1, 1, 9, 4)",
-                              NULL, NULL, NULL),
-                 SQLITE_OK);
-    CHECK(sqlite3_exec(db, "SELECT inbound FROM stock", NULL, NULL, NULL) != SQLITE_OK);
-    sqlite3_close(db);
-    st = NULL;
-    CHECK_EQ_INT(store_open(path, false, &st, err, sizeof err), 0);
-    if (!st) {
-        fprintf(stderr, "store_open: %s\n", err);
+    char path[128];
+    old_replica(path, sizeof path, "v12inbound.db", 12,
+                "INSERT INTO stock(sku, warehouse, snapshot, upstream_version)"
+                " VALUES(1, 1, 9, 4)",
+                "SELECT inbound FROM stock");
+    struct store *st = upgraded(path);
+    if (!st)
         return;
-    }
-    CHECK_EQ_INT(store_schema_version(st), schema_latest());
     CHECK_EQ_STR(pragma_text(st, "SELECT snapshot || ':' || upstream_version || ':' ||"
                                  " IFNULL(inbound, '-') FROM stock"),
                  "9:4:-");
@@ -342,23 +337,11 @@ static void test_upgrade_inbound(void)
  * beginning (one row), so the first start after the upgrade does the full pass it always did. */
 static void test_upgrade_fulfil_cursor(void)
 {
-    char path[128], err[512] = "";
-    path_of(path, sizeof path, "v13cursor.db");
-    struct store *st = NULL;
-    CHECK_EQ_INT(store_open(path, true, &st, err, sizeof err), 0);
-    store_close(st);
-    CHECK_EQ_INT(rh_rewind_schema(path, 13), 0);
-    sqlite3 *db;
-    CHECK_EQ_INT(sqlite3_open(path, &db), SQLITE_OK);
-    CHECK(sqlite3_exec(db, "SELECT 1 FROM fulfil_cursor", NULL, NULL, NULL) != SQLITE_OK);
-    sqlite3_close(db);
-    st = NULL;
-    CHECK_EQ_INT(store_open(path, false, &st, err, sizeof err), 0);
-    if (!st) {
-        fprintf(stderr, "store_open: %s\n", err);
+    char path[128];
+    old_replica(path, sizeof path, "v13cursor.db", 13, NULL, "SELECT 1 FROM fulfil_cursor");
+    struct store *st = upgraded(path);
+    if (!st)
         return;
-    }
-    CHECK_EQ_INT(store_schema_version(st), schema_latest());
     CHECK_EQ_STR(pragma_text(st, "SELECT COUNT(*) || ':' || MIN(deadline_by) || ':' ||"
                                  " MIN(retry_by) || ':' || MIN(next_retry) || ':' ||"
                                  " MIN(priority_id) || ':' || MIN(next_priority)"
@@ -375,30 +358,16 @@ static void test_upgrade_fulfil_cursor(void)
  * round did before; the column then takes what the connector records. */
 static void test_upgrade_mp_seen(void)
 {
-    char path[128], err[512] = "";
-    path_of(path, sizeof path, "v15seen.db");
-    struct store *st = NULL;
-    CHECK_EQ_INT(store_open(path, true, &st, err, sizeof err), 0);
-    store_close(st);
-    CHECK_EQ_INT(rh_rewind_schema(path, 15), 0);
-    sqlite3 *db;
-    CHECK_EQ_INT(sqlite3_open(path, &db), SQLITE_OK);
-    CHECK_EQ_INT(sqlite3_exec(db,
-                              "INSERT INTO orders(order_id, status, created_at, updated_at,"
-                              " country, currency, address)"
-                              " VALUES('O1', 'WAIT_SELLER_SEND_GOODS', 1, 1, 'ES', 'EUR',"
-                              " 'Calle 1')",
-                              NULL, NULL, NULL),
-                 SQLITE_OK);
-    CHECK(sqlite3_exec(db, "SELECT mp_seen FROM orders", NULL, NULL, NULL) != SQLITE_OK);
-    sqlite3_close(db);
-    st = NULL;
-    CHECK_EQ_INT(store_open(path, false, &st, err, sizeof err), 0);
-    if (!st) {
-        fprintf(stderr, "store_open: %s\n", err);
+    char path[128];
+    old_replica(path, sizeof path, "v15seen.db", 15,
+                "INSERT INTO orders(order_id, status, created_at, updated_at,"
+                " country, currency, address)"
+                " VALUES('O1', 'WAIT_SELLER_SEND_GOODS', 1, 1, 'ES', 'EUR',"
+                " 'Calle 1')",
+                "SELECT mp_seen FROM orders");
+    struct store *st = upgraded(path);
+    if (!st)
         return;
-    }
-    CHECK_EQ_INT(store_schema_version(st), schema_latest());
     CHECK_EQ_STR(pragma_text(st, "SELECT order_id || ':' || status || ':' || address || ':' ||"
                                  " IFNULL(mp_seen, '-') FROM orders"),
                  "O1:WAIT_SELLER_SEND_GOODS:Calle 1:-");
@@ -631,32 +600,19 @@ static int may_discard(struct store *st, int64_t id)
  */
 static void test_upgrade_sent_at(void)
 {
-    char path[128], err[512] = "";
-    path_of(path, sizeof path, "v4.db");
-    struct store *st = NULL;
-    CHECK_EQ_INT(store_open(path, true, &st, err, sizeof err), 0);
+    char path[128];
+    old_replica(path, sizeof path, "v4.db", 4,
+                "INSERT INTO outbox(key, target, entity, kind, payload,"
+                " next_attempt_at, state, attempts, created_at) VALUES"
+                " ('p0', 'wh:A', 'S', 'movement', x'80', 0, 'pending', 0, 10),"
+                " ('p2', 'wh:A', 'S', 'movement', x'80', 0, 'pending', 2, 11),"
+                " ('in', 'wh:A', 'S', 'movement', x'80', 0, 'inflight', 0, 12),"
+                " ('he', 'wh:A', 'S', 'movement', x'80', 0, 'held', 1, 13),"
+                " ('do', 'wh:A', 'S', 'movement', x'80', 0, 'done', 1, 14);",
+                NULL);
+    struct store *st = upgraded(path);
     if (!st)
         return;
-    store_close(st);
-    st = NULL;
-    CHECK_EQ_INT(rh_rewind_schema(path, 4), 0);
-    sqlite3 *db = NULL;
-    CHECK_EQ_INT(sqlite3_open(path, &db), SQLITE_OK);
-    CHECK_EQ_INT(sqlite3_exec(db,
-                              "INSERT INTO outbox(key, target, entity, kind, payload,"
-                              " next_attempt_at, state, attempts, created_at) VALUES"
-                              " ('p0', 'wh:A', 'S', 'movement', x'80', 0, 'pending', 0, 10),"
-                              " ('p2', 'wh:A', 'S', 'movement', x'80', 0, 'pending', 2, 11),"
-                              " ('in', 'wh:A', 'S', 'movement', x'80', 0, 'inflight', 0, 12),"
-                              " ('he', 'wh:A', 'S', 'movement', x'80', 0, 'held', 1, 13),"
-                              " ('do', 'wh:A', 'S', 'movement', x'80', 0, 'done', 1, 14);",
-                              NULL, NULL, NULL),
-                 SQLITE_OK);
-    sqlite3_close(db);
-    CHECK_EQ_INT(store_open(path, true, &st, err, sizeof err), 0);
-    if (!st)
-        return;
-    CHECK_EQ_INT(store_schema_version(st), schema_latest());
     CHECK_EQ_INT(one_int(st, "SELECT COUNT(*) FROM outbox WHERE sent_at = created_at"
                              " AND key IN ('p0', 'p2', 'in')"),
                  3);
@@ -691,19 +647,11 @@ static void test_upgrade_sent_at(void)
  * pulled (a fulfil waits for the list rather than being checked against nothing). */
 static void test_upgrade_services(void)
 {
-    char path[128], err[512] = "";
-    path_of(path, sizeof path, "v9.db");
-    struct store *st = NULL;
-    CHECK_EQ_INT(store_open(path, true, &st, err, sizeof err), 0);
+    char path[128];
+    old_replica(path, sizeof path, "v9.db", 9, NULL, NULL);
+    struct store *st = upgraded(path);
     if (!st)
         return;
-    store_close(st);
-    st = NULL;
-    CHECK_EQ_INT(rh_rewind_schema(path, 9), 0);
-    CHECK_EQ_INT(store_open(path, true, &st, err, sizeof err), 0);
-    if (!st)
-        return;
-    CHECK_EQ_INT(store_schema_version(st), schema_latest());
     CHECK_EQ_INT(one_int(st, "SELECT COUNT(*) FROM mp_services"), 0);
     CHECK_EQ_INT(one_int(st, "SELECT COUNT(*) FROM mp_services_pull"), 0);
     CHECK_EQ_INT(sqlite3_exec(store_db(st),

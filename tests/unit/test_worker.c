@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "check.h"
+#include "replica_harness.h"
 #include "store.h"
 #include "tally/protocol.h"
 #include "tallyd.h"
@@ -101,19 +102,9 @@ static void on_tick(uv_timer_t *tm)
 
 int main(void)
 {
-    char dir[] = "/tmp/tally-worker.XXXXXX", path[128], err[256];
-    if (!mkdtemp(dir))
-        return 2;
-    snprintf(path, sizeof path, "%s/r.db", dir);
-    if (store_open(path, false, &d.store, err, sizeof err) != 0) {
-        fprintf(stderr, "store_open: %s\n", err);
-        return 2;
-    }
-    CHECK_EQ_INT(sqlite3_exec(store_db(d.store), "CREATE TABLE t(x INTEGER)", NULL, NULL, NULL),
-                 SQLITE_OK);
+    char dir[64];
+    rh_bare_start(&d, "tally-worker", false, dir, sizeof dir);
     loop_thread = pthread_self();
-    d.loop = uv_default_loop();
-    CHECK_EQ_INT(workers_start(&d, err, sizeof err), 0);
 
     struct tjob w[3] = {{.n = 0, .rows = 20}, {.n = 1, .rows = 20}, {.n = 2, .rows = 20}};
     for (int i = 0; i < 3; i++) {
@@ -166,11 +157,7 @@ int main(void)
     CHECK_EQ_STR(order, "65");
 
     workers_free(&d);
-    uv_loop_close(d.loop);
-    store_close(d.store);
-    char cmd[200];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-    if (system(cmd) != 0)
+    if (rh_bare_end(&d, dir) != 0)
         return 2;
     return check_result("test_worker");
 }

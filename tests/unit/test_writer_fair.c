@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "check.h"
+#include "replica_harness.h"
 #include "store.h"
 #include "tally/protocol.h"
 #include "tallyd.h"
@@ -75,18 +76,8 @@ static void on_tick(uv_timer_t *t)
 
 int main(void)
 {
-    char dir[] = "/tmp/tally-wfair.XXXXXX", path[128], err[256];
-    if (!mkdtemp(dir))
-        return 2;
-    snprintf(path, sizeof path, "%s/r.db", dir);
-    if (store_open(path, false, &d.store, err, sizeof err) != 0) {
-        fprintf(stderr, "store_open: %s\n", err);
-        return 2;
-    }
-    CHECK_EQ_INT(sqlite3_exec(store_db(d.store), "CREATE TABLE t(x INTEGER)", NULL, NULL, NULL),
-                 SQLITE_OK);
-    d.loop = uv_default_loop();
-    CHECK_EQ_INT(workers_start(&d, err, sizeof err), 0);
+    char dir[64];
+    rh_bare_start(&d, "tally-wfair", false, dir, sizeof dir);
     struct worker_job job = {.run = run_slices, .done = on_done};
     CHECK_EQ_INT(worker_write(&d, &job), 0);
     uv_timer_t tm;
@@ -103,11 +94,7 @@ int main(void)
     CHECK_EQ_INT((int)store_count(d.store, "SELECT count(*) FROM t", -1), SLICES + 1);
     workers_stop(&d);
     workers_free(&d);
-    uv_loop_close(d.loop);
-    store_close(d.store);
-    char cmd[200];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-    if (system(cmd) != 0)
+    if (rh_bare_end(&d, dir) != 0)
         return 2;
     return check_result("test_writer_fair");
 }

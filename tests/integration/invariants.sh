@@ -41,40 +41,61 @@ viol() {
     VIOL+=("$1|$2")
 }
 
+# fetch URL_PATH FILE [URL_PATH FILE]...: the simulator's control answers into files, in one
+# curl process (each check used to start a curl, a tail and a jq per warehouse: under load
+# every process start costs tens to hundreds of ms, and the crash loop checks after every trial).
+fetch() {
+    local args=()
+    while [ $# -gt 1 ]; do
+        args+=("$base/control/$1" -o "$2")
+        shift 2
+    done
+    curl -sS --max-time 30 "${args[@]}"
+}
+
 check_no_double_shipment() {
-    local w
-    for w in "${WHS[@]}"; do ctl "$base/control/outbound?wh=$w" >"$tmp/ob-$w.json"; done
-    ctl "$base/control/orders" >"$tmp/mporders.json"
-    ctl "$base/control/fulfilments" >"$tmp/fulfil.json"
-    # Units out per order and SKU over every warehouse (outbound orders not cancelled and not
-    # in exception), against the order's lines.
-    local over
-    over=$(jq -rn --slurpfile o "$tmp/mporders.json" '
+    local w a=() obs=()
+    for w in "${WHS[@]}"; do a+=("outbound?wh=$w" "$tmp/ob-$w.json") obs+=("$tmp/ob-$w.json"); done
+    fetch "${a[@]}" orders "$tmp/mporders.json" fulfilments "$tmp/fulfil.json"
+    # In one jq: OVER lines, units out per order and SKU over every warehouse (outbound orders
+    # not cancelled and not in exception) above the order's lines; RECREATED, the outbound
+    # orders created more than once; MAXAPPLIED, the most uploads of a tracking number; UPLOADED
+    # lines, orders with more applied fulfils than their shipped outbound orders (at least 1).
+    local out over="" up="" n=0 maxap=0 line
+    out=$(jq -rn --slurpfile o "$tmp/mporders.json" --slurpfile f "$tmp/fulfil.json" '
         ($o[0].items | map({key: (.order_id | tostring), value: .lines}) | from_entries) as $ord
-        | [inputs | .items[] | select(.status != "cancelled" and .status != "exception")
+        | [inputs | .items[]] as $obs
+        | ([$obs[] | select(.status != "cancelled" and .status != "exception")
            | . as $ob | .lines[] | {id: $ob.id, sku: .sku, qty: .qty}]
-        | group_by(.id + " " + .sku)[]
-        | {id: .[0].id, sku: .[0].sku, qty: (map(.qty) | add), n: length} as $g
-        | ([($ord[$g.id] // [])[] | select(.sku == $g.sku) | .qty] | add // 0) as $want
-        | select($g.qty > $want)
-        | "order \($g.id) SKU \($g.sku): \($g.qty) units in \($g.n) live outbound orders, ordered \($want)"' \
-        "$tmp"/ob-*.json)
+           | group_by(.id + " " + .sku)[]
+           | {id: .[0].id, sku: .[0].sku, qty: (map(.qty) | add), n: length} as $g
+           | ([($ord[$g.id] // [])[] | select(.sku == $g.sku) | .qty] | add // 0) as $want
+           | select($g.qty > $want)
+           | "OVER order \($g.id) SKU \($g.sku): \($g.qty) units in \($g.n) live outbound orders, ordered \($want)"),
+          "RECREATED \([$obs[] | select(.create_count != 1)] | length)",
+          "MAXAPPLIED \($f[0].max_applied_per_tracking // 0)",
+          (($obs | map(select(.status == "shipped") | .id) | group_by(.)
+              | map({key: .[0], value: length}) | from_entries) as $ship
+           | $f[0].orders | to_entries[]
+           | ([.value[] | select(.result == "applied")] | length) as $a
+           | ([$ship[.key] // 0, 1] | max) as $m
+           | select($a > $m) | "UPLOADED order \(.key) uploaded \($a) times, \($m) shipment(s)")' \
+        "${obs[@]}") || { viol no_double_shipment "the simulator's outbound orders, orders or fulfilments unreadable: ${out:0:300}"; return; }
+    while IFS= read -r line; do
+        case $line in
+        OVER\ *) over+="${line#OVER }"$'\n' ;;
+        RECREATED\ *) n=${line#RECREATED } ;;
+        MAXAPPLIED\ *) maxap=${line#MAXAPPLIED } ;;
+        UPLOADED\ *) up+="${line#UPLOADED }"$'\n' ;;
+        esac
+    done <<<"$out"
+    over=${over%$'\n'} up=${up%$'\n'}
     [ -z "$over" ] || viol no_double_shipment "$(echo "$over" | head -3 | paste -sd';' -)$(
         for w in "${WHS[@]}"; do jq -r --arg w "$w" '.items[] | " [\($w) \(.id) \(.status)]"' "$tmp/ob-$w.json"; done |
             grep -F -f <(echo "$over" | awk '{print $2}') | paste -sd' ' -)"
-    local n
-    n=$(jq '[.items[] | select(.create_count != 1)] | length' "$tmp"/ob-*.json | awk '{s += $1} END {print s + 0}')
     [ "$n" = 0 ] || viol no_double_shipment "$n outbound orders created more than once"
-    n=$(jq '.max_applied_per_tracking // 0' "$tmp/fulfil.json")
-    [ "$n" -le 1 ] || viol no_double_shipment "a tracking number uploaded $n times"
-    # Applied fulfils per order <= the order's shipped outbound orders (at least 1).
-    jq -r '.items[] | select(.status == "shipped") | .id' "$tmp"/ob-*.json | sort | uniq -c |
-        awk '{print $2, $1}' >"$tmp/shipped.cnt"
-    over=$(jq -r '.orders | to_entries[] | "\(.key) \([.value[] | select(.result == "applied")] | length)"' \
-        "$tmp/fulfil.json" | awk 'FNR == NR { s[$1] = $2; next }
-            { m = ($1 in s) ? s[$1] : 0; if (m < 1) m = 1; if ($2 > m) print "order " $1 " uploaded " $2 " times, " m " shipment(s)" }' \
-        "$tmp/shipped.cnt" -)
-    [ -z "$over" ] || viol no_double_shipment "$(echo "$over" | head -3 | paste -sd';' -)"
+    [ "$maxap" -le 1 ] || viol no_double_shipment "a tracking number uploaded $maxap times"
+    [ -z "$up" ] || viol no_double_shipment "$(echo "$up" | head -3 | paste -sd';' -)"
     if [ "$1" != step ]; then
         # Every shipment a warehouse reports is listed by orders show.
         local o
@@ -111,11 +132,12 @@ check_exactly_once() {
     [ "$max" -le 1 ] || viol exactly_once "a movement applied $max times: $(jq -c '[.movements | to_entries[] | select(.value > 1) | .key] | .[:5]' "$tmp/mv.json")"
     if [ "$1" = final ]; then
         # acked: "KEY" lines (the simulator's key: the id, or transfer:ID); minus discarded ones.
-        # One jq and one awk for all the keys (a process per key made the end of a long run
-        # take minutes).
+        # (the simulator's count of each, in one jq: one jq per movement took minutes for the
+        # crash loop's thousands)
+        jq -r '.movements | to_entries[] | "\(.key)\t\(.value)"' "$tmp/mv.json" >"$tmp/mv.counts"
         sort -u "$tmp/acked" | grep -vxF -f <(sort -u "$tmp/discarded"; echo '#') |
-            awk 'FNR == NR { c[$1] = $2; next } { n = ($1 in c) ? c[$1] : 0; if (n != 1) print $1 ":" n }' \
-                <(jq -r '.movements | to_entries[] | "\(.key) \(.value)"' "$tmp/mv.json") - >"$tmp/notonce"
+            awk -F'\t' 'FILENAME == ARGV[1] { c[$1] = $2; next }
+                { v = ($0 in c) ? c[$0] : 0; if (v != 1) print $0 ":" v }' "$tmp/mv.counts" - >"$tmp/notonce"
         [ ! -s "$tmp/notonce" ] || viol exactly_once "acknowledged movements not applied exactly once at the end (id:count): $(head -8 "$tmp/notonce" | paste -sd' ' -) ($(wc -l <"$tmp/notonce") in all)"
     fi
 }
@@ -123,20 +145,30 @@ check_exactly_once() {
 # published <= truly available, judged as test_fulfil_sim.sh does: at a quiescent checkpoint,
 # on a state read twice 2 s apart alike (tallyd may still act between two reads).
 read_pub_state() {
-    local w
-    ctl "$base/control/published?all=1&format=csv" | tail -n +2 | awk -F, '$3 > 0 { print $1, $2 }' >"$tmp/pub"
+    local w a=() pst=() pob=()
     for w in "${WHS[@]}"; do
-        ctl "$base/control/stock?wh=$w&format=csv" | tail -n +2 | awk -F, -v w="$w" '{ print "H", w, $1, $2 }'
-        ctl "$base/control/outbound?wh=$w" >"$tmp/pob-$w.json"
-        jq -r --arg w "$w" '.items[] | "O \($w) \(.id)"' "$tmp/pob-$w.json"
-        jq -r --arg w "$w" '.items[] | select(.status != "shipped" and .status != "cancelled")
-            | .lines[] | "B \($w) \(.sku) \(.qty)"' "$tmp/pob-$w.json"
-    done >"$tmp/simstate"
-    sql "SELECT 'R', w.code, o.order_id, k.code, a.qty FROM allocations a
+        a+=("stock?wh=$w&format=csv" "$tmp/pst-$w.csv" "outbound?wh=$w" "$tmp/pob-$w.json")
+        pst+=("$tmp/pst-$w.csv") pob+=("$tmp/pob-$w.json")
+    done
+    fetch "published?all=1&format=csv" "$tmp/pub.csv" "${a[@]}"
+    : >"$tmp/pub"
+    # One process per kind of source: the published values into $tmp/pub; H lines (on hand),
+    # O (an outbound order the warehouse has), B (units of its live outbound orders); R
+    # (tally's reservations), S (safety stock).
+    {
+        awk -F, -v pub="$tmp/pub" '
+            FNR == 1 { f = FILENAME; sub(/.*\/pst-/, "", f); sub(/\.csv$/, "", f); next }
+            FILENAME ~ /\/pub\.csv$/ { if ($3 > 0) print $1, $2 >pub; next }
+            { print "H", f, $1, $2 }' "$tmp/pub.csv" "${pst[@]}"
+        jq -r 'input_filename as $f | ($f | sub(".*/pob-"; "") | sub("\\.json$"; "")) as $w
+            | (.items[] | "O \($w) \(.id)"),
+              (.items[] | select(.status != "shipped" and .status != "cancelled")
+               | .lines[] | "B \($w) \(.sku) \(.qty)")' "${pob[@]}"
+    } >"$tmp/simstate"
+    sql -separator ' ' "SELECT 'R', w.code, o.order_id, k.code, a.qty FROM allocations a
         JOIN orders o ON o.id = a.order_ref JOIN warehouses w ON w.id = a.warehouse
-        JOIN skus k ON k.id = a.sku WHERE a.state = 'reserved'" | tr '|' ' ' >>"$tmp/simstate"
-    sql "SELECT 'S', w.code, k.code, t.safety FROM stock t JOIN skus k ON k.id = t.sku
-        JOIN warehouses w ON w.id = t.warehouse WHERE t.safety > 0" | tr '|' ' ' >>"$tmp/simstate"
+        JOIN skus k ON k.id = a.sku WHERE a.state = 'reserved'" "SELECT 'S', w.code, k.code, t.safety FROM stock t JOIN skus k ON k.id = t.sku
+        JOIN warehouses w ON w.id = t.warehouse WHERE t.safety > 0" >>"$tmp/simstate"
 }
 # pub_judge [HOT...]: judges $tmp/pub (sku, published) against $tmp/simstate (rows H on hand, O
 # outbound order, B its live lines, R tally's reservations, S safety, optionally P tally's pending

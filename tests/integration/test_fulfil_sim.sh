@@ -388,24 +388,33 @@ inject_faults() {
 # read_state: the simulator's published values, stock, outbound orders, and tally's
 # reservations and overlay, into $tmp/pub and $tmp/simstate.
 read_state() {
-    local w
-    ctl "$base/control/published?all=1&format=csv" | tail -n +2 | awk -F, '$3 > 0 { print $1, $2 }' \
-        >"$tmp/pub"
+    # One curl, one awk, one jq and one sqlite3 for the whole state (read at least twice per
+    # checkpoint; under load each process start costs tens to hundreds of ms).
+    local w k a=() st=() ob=()
     for w in "${WHS[@]}"; do
-        ctl "$base/control/stock?wh=$w&format=csv" | tail -n +2 |
-            awk -F, -v w="$w" '{ print "H", w, $1, $2 }'
-        ctl "$base/control/outbound?wh=$w" >"$tmp/ob-$w.json"
-        jq -r --arg w "$w" '.items[] | "O \($w) \(.id)"' "$tmp/ob-$w.json"
-        jq -r --arg w "$w" '.items[] | select(.status != "shipped" and .status != "cancelled")
-            | .lines[] | "B \($w) \(.sku) \(.qty)"' "$tmp/ob-$w.json"
-    done >"$tmp/simstate"
-    sql "SELECT 'R', w.code, o.order_id, k.code, a.qty FROM allocations a
-        JOIN orders o ON o.id = a.order_ref JOIN warehouses w ON w.id = a.warehouse
-        JOIN skus k ON k.id = a.sku WHERE a.state = 'reserved'" | tr '|' ' ' >>"$tmp/simstate"
-    for k in "${!SAFETY[@]}"; do echo "S ${k/|/ } ${SAFETY[$k]}"; done >>"$tmp/simstate"
-    # (tally's own overlay, for the diagnosis only)
-    sql "SELECT 'P', w.code, k.code, t.pending FROM stock t JOIN skus k ON k.id = t.sku
-        JOIN warehouses w ON w.id = t.warehouse WHERE t.pending <> 0" | tr '|' ' ' >>"$tmp/simstate"
+        a+=("$base/control/stock?wh=$w&format=csv" -o "$tmp/st-$w.csv")
+        a+=("$base/control/outbound?wh=$w" -o "$tmp/ob-$w.json")
+        st+=("$tmp/st-$w.csv") ob+=("$tmp/ob-$w.json")
+    done
+    ctl "$base/control/published?all=1&format=csv" -o "$tmp/pub.csv" "${a[@]}"
+    : >"$tmp/pub"
+    {
+        awk -F, -v pub="$tmp/pub" '
+            FNR == 1 { f = FILENAME; sub(/.*\/st-/, "", f); sub(/\.csv$/, "", f); next }
+            FILENAME ~ /\/pub\.csv$/ { if ($3 > 0) print $1, $2 >pub; next }
+            { print "H", f, $1, $2 }' "$tmp/pub.csv" "${st[@]}"
+        jq -r 'input_filename as $f | ($f | sub(".*/ob-"; "") | sub("\\.json$"; "")) as $w
+            | (.items[] | "O \($w) \(.id)"),
+              (.items[] | select(.status != "shipped" and .status != "cancelled")
+               | .lines[] | "B \($w) \(.sku) \(.qty)")' "${ob[@]}"
+        # R: tally's reservations; P: tally's own overlay, for the diagnosis only.
+        sqlite3 -readonly -separator ' ' "$tmp/state/replica.db" "SELECT 'R', w.code, o.order_id, k.code, a.qty
+            FROM allocations a JOIN orders o ON o.id = a.order_ref JOIN warehouses w ON w.id = a.warehouse
+            JOIN skus k ON k.id = a.sku WHERE a.state = 'reserved'" \
+            "SELECT 'P', w.code, k.code, t.pending FROM stock t JOIN skus k ON k.id = t.sku
+            JOIN warehouses w ON w.id = t.warehouse WHERE t.pending <> 0"
+        for k in "${!SAFETY[@]}"; do echo "S ${k/|/ } ${SAFETY[$k]}"; done
+    } >"$tmp/simstate"
 }
 
 # checkpoint LABEL: pause, heal, wait until quiescent, then check every published SKU.
@@ -482,7 +491,8 @@ checkpoint() {
 }
 
 inject_faults
-steps=150 day_end=$((SECONDS + 90)) mv_ok=0 mv_refused=0 dups=0
+# TALLY_FULFIL_STEPS: the day's steps (default 150, a checkpoint every 30; CTest passes fewer).
+steps=${TALLY_FULFIL_STEPS:-150} day_end=$((SECONDS + 90)) mv_ok=0 mv_refused=0 dups=0
 for ((i = 1; i <= steps; i++)); do
     if [ $SECONDS -ge $day_end ]; then
         echo "B: the day cut short at step $i (time bound)"

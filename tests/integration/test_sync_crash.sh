@@ -3,9 +3,13 @@
 # drain, restart it each time, and check that it converges: every inventory page applied once
 # (the rows the streams applied add up to exactly the rows there are), the replica equal to the
 # simulator row for row, and every movement applied upstream exactly once.
-#   test_sync_crash.sh TALLYD TALLY TALLY_SIM [SKUS] [SEED]
+#   test_sync_crash.sh TALLYD TALLY TALLY_SIM [SKUS] [SEED] [MOVES]
+# MOVES (default 1500): the movements recorded while the links are down. tallyd sends a
+# warehouse's outbox in batches (up to 1,000 rows), so any number from a few dozen on makes the
+# same drain: one slow batch per warehouse in flight at each kill; CTest passes 400 (each one is
+# a `tally receive` process, and under the sanitizers that was most of the test's time).
 set -uo pipefail
-TALLYD=$1 TALLY=$2 SIM=$3 SKUS=${4:-100000} SEED=${5:-11}
+TALLYD=$1 TALLY=$2 SIM=$3 SKUS=${4:-100000} SEED=${5:-11} MOVES=${6:-1500}
 tmp=$(mktemp -d /tmp/tally-sync-crash.XXXXXX)
 . "$(dirname "$0")/synclib.sh"
 trap sync_cleanup EXIT
@@ -38,19 +42,19 @@ total=$(sqlite3 -readonly "$tmp/state/replica.db" \
 check_eq "$total" "$rows" "rows applied by the inventory streams (a page applied twice would add)"
 for w in "${WHS[@]}"; do compare_stock "$w"; done
 
-# 2. An outbox drain killed at random: 1500 movements recorded while every link is down, then
+# 2. An outbox drain killed at random: MOVES movements recorded while every link is down, then
 #    the links come back and tallyd is killed again and again while it drains.
 for w in "${WHS[@]}"; do
     ctl -X POST -d "{\"target\":\"wh:$w\",\"up\":false}" "$base/control/link" >/dev/null
 done
 skus=($(sqlite3 -readonly "$tmp/state/replica.db" "SELECT code FROM skus ORDER BY id LIMIT 200"))
 : >"$tmp/ids"
-for i in $(seq 1500); do
+for i in $(seq "$MOVES"); do
     sku=${skus[RANDOM % ${#skus[@]}]} wh=${WHS[RANDOM % 4]}
     t receive "$sku" $((RANDOM % 5 + 1)) --warehouse "$wh" --id "drain-$i" >/dev/null &&
         echo "drain-$i" >>"$tmp/ids"
 done
-check_eq "$(wc -l <"$tmp/ids")" 1500 "movements accepted while every link was down"
+check_eq "$(wc -l <"$tmp/ids")" "$MOVES" "movements accepted while every link was down"
 # Slow answers so that the kills land while requests are in flight.
 ctl -X POST -d '{"target":"wh:*","call":"movements","latency_ms":300}' "$base/control/faults" >/dev/null
 for w in "${WHS[@]}"; do
@@ -73,6 +77,6 @@ missing=$(sort "$tmp/ids" | comm -23 - "$tmp/once" | wc -l)
 check_eq "$missing" 0 "movements not applied exactly once"
 posts=$(ctl "$base/control/stats" | jq '[.requests // {} | to_entries[] | select(.key | contains("movements")) | .value] | add // 0')
 echo "movement requests received by the warehouses: $posts (a request cut by a kill is sent again)"
-echo "crash during sync: initial sync killed $kills times, drain killed 8 times; 1500 movements applied once each"
+echo "crash during sync: initial sync killed $kills times, drain killed 8 times; $MOVES movements applied once each"
 echo "test_sync_crash: $checks checks, $fails failed"
 [ "$fails" = 0 ]

@@ -675,6 +675,9 @@ static void test_many_in_backoff(void)
  * `refused` (indexes). */
 static void answer(struct push_batch *b, int transient, int refused)
 {
+    CHECK(b != NULL);
+    if (!b)
+        return;
     b->outcome = SYNC_OK;
     b->retry_after_s = 3600;
     for (int i = 0; i < b->n; i++) {
@@ -721,8 +724,10 @@ static void test_drain_one_entity(void)
 
     /* A lost answer: the same rows go again once the backoff is over, first. */
     struct push_batch *b = next_batch();
-    if (!b)
+    if (!b) {
+        stop(e);
         return;
+    }
     b->outcome = SYNC_TRANSIENT;
     b->retry_after_s = 3600; /* not due again before the test says so */
     snprintf(b->error, sizeof b->error, "no answer");

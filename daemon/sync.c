@@ -1241,8 +1241,8 @@ void sync_push_done(struct push_batch *b)
      * frees (the next ones of its entities) are found at once. Left where it was, a look that
      * had wandered on past them while they waited behind this batch (each look goes through
      * at most 4 * push_limit + PUSH_LOOK_MIN rows) found them only after going round the
-     * whole outbox, a tick (TICK_MS) per look: a drain of one entity's 100k rows waited most
-     * of its time so (bench_drain.sh). */
+     * whole outbox, a tick (TICK_MS) per look: up to 20 ticks per batch in a drain of one
+     * entity's 100k rows (read from the code; test_sync test_drain_one_entity). */
     for (int i = 0; i < b->n; i++)
         if (b->items[i].outbox_id - 1 < u->push_from)
             u->push_from = b->items[i].outbox_id - 1;

@@ -82,6 +82,8 @@ static struct connector_ops fake = {
     .free = fake_free,
 };
 
+static struct push_batch *next_batch(void);
+
 static struct sync_engine *start(int push_limit)
 {
     struct sync_engine *e = NULL;
@@ -95,8 +97,13 @@ static struct sync_engine *start(int push_limit)
 
 static void stop(struct sync_engine *e)
 {
-    /* Batches still unanswered belong to the test: the engine is stopping, so it frees them. */
+    /* Batches still unanswered (an answer may have handed over the next) are given back as
+     * a stopping connector gives back its abandoned requests: the engine, stopping, frees
+     * them (before its tick handle closes, which frees the engine). */
     sync_stop(e);
+    struct push_batch *b;
+    while ((b = next_batch()) != NULL)
+        sync_push_done(b);
     uv_run(&loop, UV_RUN_DEFAULT);
 }
 

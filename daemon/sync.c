@@ -801,8 +801,23 @@ static bool add_item(struct push_batch *b, sqlite3_stmt *s, const char *kind)
     return true;
 }
 
+static struct push_batch *batch_new(struct upstream *u)
+{
+    struct push_batch *b = calloc(1, sizeof *b);
+    if (!b || !(b->items = calloc((size_t)u->ops->push_limit, sizeof *b->items))) {
+        if (b)
+            free(b->items);
+        free(b);
+        return NULL;
+    }
+    b->u = u;
+    b->retry_after_s = -1;
+    return b;
+}
+
 /*
- * Selects the next batch for upstream u and marks it in flight. Rows are taken oldest first;
+ * Selects the next batch for upstream u and marks it in flight (take_into: in the open
+ * transaction; take_batch: in one of its own). Rows are taken oldest first;
  * the batch has one kind (the first row's that can go) and holds, per entity, a prefix of its
  * waiting rows: once a row of an entity cannot go (in flight, not due yet, or of another
  * kind), no later row of that entity goes either, so each entity's rows reach the upstream in
@@ -816,8 +831,10 @@ static bool add_item(struct push_batch *b, sqlite3_stmt *s, const char *kind)
  * at the oldest row asks outbox_active whether an older row of an entity waits. A row skipped
  * for being of another kind than the batch is where the next look starts, so no kind waits
  * on another for ever.
+ *
+ * take_into: 0 (b->n rows taken, maybe none), or -1 (the transaction must be rolled back).
  */
-static struct push_batch *take_batch(struct upstream *u)
+static int take_into(struct upstream *u, struct push_batch *b)
 {
     struct store *st = u->store;
     int64_t now = store_now(), start = u->push_from, last = start, other = -1;
@@ -832,7 +849,7 @@ static struct push_batch *take_batch(struct upstream *u)
         if (!slots || !used) {
             free(slots);
             free(used);
-            return NULL;
+            return -1;
         }
         free(e->look_slots);
         free(e->look_used);
@@ -844,19 +861,6 @@ static struct push_batch *take_batch(struct upstream *u)
     /* A smaller look (a connector of smaller batches) uses the table's start. */
     struct look l = {
         .slots = e->look_slots, .mask = nslots - 1, .used = e->look_used, .cap = e->look_cap};
-    struct push_batch *b = calloc(1, sizeof *b);
-    if (!b || !(b->items = calloc((size_t)cap, sizeof *b->items))) {
-        if (b)
-            free(b->items);
-        free(b);
-        return NULL;
-    }
-    b->u = u;
-    b->retry_after_s = -1;
-    if (store_begin(st) != 0) {
-        free_batch(b);
-        return NULL;
-    }
     char kind[16] = "";
     bool round = false, whole = false;
     sqlite3_stmt *s = seek_waiting(st, u->name, start);
@@ -959,8 +963,22 @@ static struct push_batch *take_batch(struct upstream *u)
         if (!marked)
             m = NULL;
     }
-    if (!m || store_commit(st) != 0) {
-        store_rollback(st);
+    return ok && (b->n == 0 || m) ? 0 : -1;
+}
+
+/* The next batch for upstream u, its rows marked in flight (committed); NULL when none can
+ * go (or on failure). */
+static struct push_batch *take_batch(struct upstream *u)
+{
+    struct push_batch *b = batch_new(u);
+    if (!b)
+        return NULL;
+    if (store_begin(u->store) != 0) {
+        free_batch(b);
+        return NULL;
+    }
+    if (take_into(u, b) != 0 || b->n == 0 || store_commit(u->store) != 0) {
+        store_rollback(u->store);
         free_batch(b);
         return NULL;
     }
@@ -1052,6 +1070,49 @@ static int record_batch(struct push_batch *b)
     else
         store_rollback(st);
     return r;
+}
+
+/*
+ * Records a batch's outcomes and takes the next batch in one transaction (one commit, one
+ * fsync, where recording then taking were two, with a loop turn between them): 0 and *next
+ * (NULL when no row can go), or a TALLY_E_* code and nothing recorded or taken.
+ */
+static int record_and_take(struct push_batch *b, struct push_batch **next)
+{
+    struct upstream *u = b->u;
+    struct store *st = u->store;
+    int64_t now = store_now();
+    struct push_batch *nb = NULL;
+    *next = NULL;
+    int r = store_begin(st);
+    for (int i = 0; r == 0 && i < b->n; i++)
+        r = record_item(u, &b->items[i], now, b->retry_after_s);
+    if (r == 0 && (!(nb = batch_new(u)) || take_into(u, nb) != 0))
+        r = TALLY_E_STORAGE;
+    if (r == 0)
+        r = store_commit(st);
+    else
+        store_rollback(st);
+    if (r == 0 && nb->n > 0)
+        *next = nb;
+    else if (nb)
+        free_batch(nb);
+    return r;
+}
+
+/* Whether upstream u may send another batch now (run_upstream's rules). */
+static bool push_room(struct upstream *u)
+{
+    struct sync_engine *e = u->engine;
+    if (!u->ops->push || e->stopping || e->unrecorded || e->stale_inflight ||
+        now_ms(e) < u->resume_ms)
+        return false;
+    unsigned max = e->d->cfg.max_parallel, inflight = (unsigned)u->inflight_pushes;
+    for (int i = 0; i < u->ops->nstreams; i++)
+        inflight += u->streams[i].running;
+    if (u->link == LINK_DOWN || u->link == LINK_AUTH_FAILED)
+        max = 1;
+    return inflight < max;
 }
 
 /*
@@ -1176,6 +1237,15 @@ void sync_push_done(struct push_batch *b)
         free_batch(b);
         return;
     }
+    /* The next look starts at this batch's oldest row (or before): the rows its answer
+     * frees (the next ones of its entities) are found at once. Left where it was, a look that
+     * had wandered on past them while they waited behind this batch (each look goes through
+     * at most 4 * push_limit + PUSH_LOOK_MIN rows) found them only after going round the
+     * whole outbox, a tick (TICK_MS) per look: up to 20 ticks per batch in a drain of one
+     * entity's 100k rows (read from the code; test_sync test_drain_one_entity). */
+    for (int i = 0; i < b->n; i++)
+        if (b->items[i].outbox_id - 1 < u->push_from)
+            u->push_from = b->items[i].outbox_id - 1;
     bool auth = b->outcome == SYNC_AUTH;
     for (int i = 0; !auth && b->outcome != SYNC_TRANSIENT && i < b->n; i++)
         if (b->items[i].outcome == SYNC_AUTH) {
@@ -1199,6 +1269,18 @@ void sync_push_done(struct push_batch *b)
             log_warn("%s: %s %s refused: %s", u->name, b->items[i].kind, b->items[i].key,
                      b->items[i].error);
     b->next = NULL;
+    /* Nothing waits to be recorded before it: this answer is recorded and the next batch
+     * taken in one transaction, and sent at once (rows its answer freed, the next of its
+     * entities, among them). On failure, the answer waits to be recorded as below. */
+    struct push_batch *nb;
+    if (!e->unrecorded && push_room(u) && record_and_take(b, &nb) == 0) {
+        free_batch(b);
+        if (nb) {
+            u->inflight_pushes++;
+            u->ops->push(u, nb);
+        }
+        return;
+    }
     *e->unrecorded_tail = b;
     e->unrecorded_tail = &b->next;
     unrecorded_flush(e);

@@ -53,9 +53,14 @@ static int fake_init(struct upstream *u, char *err, size_t errlen)
     return 0;
 }
 
+static void fz_check_batch(const struct push_batch *b, int push_limit);
+static int fz_answering; /* fz_run answering: push_limit of the batches handed over meanwhile */
+
 static void fake_push(struct upstream *u, struct push_batch *b)
 {
     (void)u;
+    if (fz_answering)
+        fz_check_batch(b, fz_answering);
     if (nbatches == MAX_BATCHES) {
         fprintf(stderr, "more batches than the test keeps\n");
         exit(2);
@@ -77,6 +82,8 @@ static struct connector_ops fake = {
     .free = fake_free,
 };
 
+static struct push_batch *next_batch(void);
+
 static struct sync_engine *start(int push_limit)
 {
     struct sync_engine *e = NULL;
@@ -90,8 +97,13 @@ static struct sync_engine *start(int push_limit)
 
 static void stop(struct sync_engine *e)
 {
-    /* Batches still unanswered belong to the test: the engine is stopping, so it frees them. */
+    /* Batches still unanswered (an answer may have handed over the next) are given back as
+     * a stopping connector gives back its abandoned requests: the engine, stopping, frees
+     * them (before its tick handle closes, which frees the engine). */
     sync_stop(e);
+    struct push_batch *b;
+    while ((b = next_batch()) != NULL)
+        sync_push_done(b);
     uv_run(&loop, UV_RUN_DEFAULT);
 }
 
@@ -115,11 +127,12 @@ static const char *batch_keys(const struct push_batch *b)
     return out;
 }
 
-/* Answers every batch handed over as done. */
+/* Answers every batch handed over as done. An answer may hand over the next batch at once
+ * (sync.c record_and_take): those wait for the test. */
 static void answer_all_done(void)
 {
     struct push_batch *b;
-    while ((b = next_batch()) != NULL) {
+    for (int n = nbatches; n > 0 && (b = next_batch()) != NULL; n--) {
         b->outcome = SYNC_OK;
         for (int i = 0; i < b->n; i++)
             b->items[i].outcome = SYNC_OK;
@@ -665,6 +678,114 @@ static void test_many_in_backoff(void)
     stop(e);
 }
 
+/* Answers batch b: every row done but those named in `transient` (due again in an hour) /
+ * `refused` (indexes). */
+static void answer(struct push_batch *b, int transient, int refused)
+{
+    CHECK(b != NULL);
+    if (!b)
+        return;
+    b->outcome = SYNC_OK;
+    b->retry_after_s = 3600;
+    for (int i = 0; i < b->n; i++) {
+        b->items[i].outcome = i == transient ? SYNC_TRANSIENT
+                              : i == refused ? SYNC_PERMANENT
+                                             : SYNC_OK;
+        if (i == transient || i == refused)
+            snprintf(b->items[i].error, sizeof b->items[i].error, "no");
+    }
+    sync_push_done(b);
+}
+
+/*
+ * A drain of one entity's rows (bench_drain.sh: one SKU's movements after an outage), many
+ * more than a look goes through: one batch of it in flight at a time, its rows in order. Each
+ * answer records its rows and hands over the next batch at once, in the same transaction,
+ * without a tick, also after looks had gone on past those rows while they waited behind the
+ * batch. A lost answer sends the same rows again, before any later one; a row refused mid-batch
+ * is held (the rows after it go on); a row to be sent again mid-batch holds back every later
+ * row of its entity not sent yet until it is done.
+ */
+static void test_drain_one_entity(void)
+{
+    fresh();
+    RH_EXEC(h, "WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i < 2999)"
+               " INSERT INTO outbox(key, target, entity, kind, payload, next_attempt_at,"
+               " created_at) SELECT printf('d%%04d', i), 'wh:A', 'S', 'movement', x'80', 0,"
+               " strftime('%%s','now') FROM n");
+    d->cfg.max_parallel = 4;
+    d->cfg.retry_max_s = 60;
+    struct sync_engine *e = start(4);
+    sync_tick(e);
+    CHECK_EQ_STR(taken(), "[d0000,d0001,d0002,d0003]");
+    /* Looks while it is in flight find nothing to send and go on past the entity's rows. */
+    for (int i = 0; i < 3; i++)
+        sync_tick(e);
+    CHECK_EQ_INT(nbatches, 1);
+
+    /* Its answer hands over the next rows at once. */
+    answer(next_batch(), -1, -1);
+    CHECK_EQ_STR(row_state("d0003"), "done");
+    CHECK_EQ_STR(taken(), "[d0004,d0005,d0006,d0007]");
+    CHECK_EQ_STR(row_state("d0004"), "inflight");
+
+    /* A lost answer: the same rows go again once the backoff is over, first. */
+    struct push_batch *b = next_batch();
+    if (!b) {
+        stop(e);
+        return;
+    }
+    b->outcome = SYNC_TRANSIENT;
+    b->retry_after_s = 3600; /* not due again before the test says so */
+    snprintf(b->error, sizeof b->error, "no answer");
+    sync_push_done(b);
+    CHECK_EQ_INT(nbatches, 0);
+    CHECK_EQ_STR(row_state("d0004"), "pending");
+    CHECK_EQ_STR(row_state("d0008"), "pending");
+    RH_EXEC(h, "UPDATE outbox SET next_attempt_at = 0 WHERE key < 'd0008'");
+    fake_u->resume_ms = 0;
+    sync_tick(e);
+    CHECK_EQ_STR(taken(), "[d0004,d0005,d0006,d0007]");
+
+    /* Refused mid-batch: held, and the rows after it go on. */
+    answer(next_batch(), -1, 1);
+    CHECK_EQ_STR(row_state("d0005"), "held");
+    CHECK_EQ_STR(row_state("d0006"), "done");
+    CHECK_EQ_STR(taken(), "[d0008,d0009,d0010,d0011]");
+
+    /* Again later mid-batch: nothing after it goes before it (the rows after it in its batch
+     * the warehouse applied already). */
+    answer(next_batch(), 1, -1);
+    CHECK_EQ_STR(row_state("d0009"), "pending");
+    CHECK_EQ_STR(row_state("d0010"), "done");
+    sync_tick(e);
+    CHECK_EQ_INT(nbatches, 0);
+    CHECK_EQ_STR(row_state("d0012"), "pending");
+    RH_EXEC(h, "UPDATE outbox SET next_attempt_at = 0 WHERE key = 'd0009'");
+    sync_tick(e);
+    CHECK_EQ_STR(taken(), "[d0009,d0012,d0013,d0014]");
+
+    /* The rest drains by answers alone, one batch at a time, in order. */
+    int64_t last = rh_q64(h, "SELECT id - 1 FROM outbox WHERE key = 'd0009'");
+    bool ordered = true, single = true;
+    int answers = 0;
+    while (nbatches > 0 && answers < 1000) {
+        single = single && nbatches == 1;
+        b = next_batch();
+        for (int i = 0; i < b->n; i++) {
+            ordered = ordered && b->items[i].outbox_id > last;
+            last = b->items[i].outbox_id;
+        }
+        answer(b, -1, -1);
+        answers++;
+    }
+    CHECK(ordered);
+    CHECK(single);
+    CHECK_EQ_INT(rh_q64(h, "SELECT COUNT(*) FROM outbox WHERE state = 'done'"), 2999);
+    CHECK_EQ_INT(rh_q64(h, "SELECT COUNT(*) FROM outbox WHERE state <> 'done'"), 1);
+    stop(e);
+}
+
 /* A row of another kind than the batch a look fills is where the next look starts. */
 static void test_other_kind_next(void)
 {
@@ -850,6 +971,9 @@ static void fz_run(uint64_t seed, int push_limit, unsigned parallel)
         int64_t later[MAX_BATCHES * 8];
         int nlater = 0;
         struct push_batch *b;
+        /* An answer may hand over the next batch at once (record_and_take): checked as it is
+         * handed over, and answered in this loop too. */
+        fz_answering = push_limit;
         while ((b = next_batch()) != NULL) {
             b->outcome = SYNC_OK;
             for (int j = 0; j < b->n; j++) {
@@ -864,6 +988,7 @@ static void fz_run(uint64_t seed, int push_limit, unsigned parallel)
             }
             sync_push_done(b);
         }
+        fz_answering = 0;
         if (fault) {
             fault_off();
         } else {
@@ -1309,6 +1434,7 @@ int main(void)
     test_backoff_ahead();
     test_blocked_entity();
     test_many_in_backoff();
+    test_drain_one_entity();
     test_notice_waits_for_leg();
     test_other_kind_next();
     test_random_looks();

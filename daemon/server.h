@@ -73,6 +73,9 @@ unsigned server_conn_owed(void *conn);
 bool server_send_owed(struct server *srv, uint64_t conn_id, const char *data, size_t len);
 /* Sends what server_send_owed appended (one write per connection). */
 void server_flush_owed(struct server *srv);
+/* Takes up the connections whose next request waited for the group commit (rpc_must_wait),
+ * from a loop callback once that commit's answers are sent (gcommit.c). */
+void server_resume_waiting(struct server *srv);
 
 /* The peer's uid (SO_PEERCRED); tallyd's own uid for a NULL connection (tests, fuzzing). */
 uid_t server_conn_uid(void *conn);

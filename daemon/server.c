@@ -81,6 +81,7 @@ struct server {
     bool resume_open; /* resume was initialised and is not yet closed */
     uint64_t yields;  /* conn_yield calls (status: connection_yields) */
     unsigned waiting; /* connections with a request waiting for the group commit */
+    uint64_t waits;   /* requests that waited so (status: commit_waits) */
 };
 
 /* How long a stopping server waits for clients to take their last answers. */
@@ -124,6 +125,11 @@ unsigned server_connections(const struct server *srv)
 uint64_t server_yields(const struct server *srv)
 {
     return srv ? srv->yields : 0;
+}
+
+uint64_t server_waits(const struct server *srv)
+{
+    return srv ? srv->waits : 0;
 }
 
 static void on_conn_closed(uv_handle_t *h)
@@ -307,6 +313,7 @@ static void conn_process(struct conn *c)
             /* Kept, decoded, for server_resume_waiting; nothing more is read meanwhile. */
             c->waiting = true;
             c->srv->waiting++;
+            c->srv->waits++;
             uv_read_stop((uv_stream_t *)&c->pipe);
             conn_flush(c);
             return;

@@ -29,6 +29,8 @@ unsigned server_connections(const struct server *srv);
 /* How many times a connection's turn budget ran out and it yielded the loop to the others
  * (server.c, TURN_REQUESTS), since the server started; 0 for NULL. */
 uint64_t server_yields(const struct server *srv);
+/* Requests that waited for a group commit in flight (rpc_must_wait), since the start. */
+uint64_t server_waits(const struct server *srv);
 /* Whether any connection watches events (so building one is worth it); NULL-safe. */
 bool server_has_watchers(const struct server *srv);
 

@@ -5,6 +5,7 @@
 
 #include "cmd.h"
 #include "coord.h"
+#include "gcommit.h"
 #include "retain.h"
 #include "server.h"
 #include "store.h"
@@ -103,7 +104,7 @@ int cmd_status(struct rpc_call *c)
     if (stat(wal, &sb) == 0)
         size += (int64_t)sb.st_size;
 
-    msgpack_pack_map(pk, 12);
+    msgpack_pack_map(pk, 14);
     mp_pack_kv_str(pk, "station", d->cfg.station);
     mp_pack_kv_str(pk, "server", "tallyd " TALLY_VERSION);
     mp_pack_kv_int(pk, "started_at", d->started_at);
@@ -167,5 +168,11 @@ int cmd_status(struct rpc_call *c)
     sync_pack_status(d->sync, pk);
     mp_pack_kv_int(pk, "connections", server_connections(d->server));
     mp_pack_kv_int(pk, "connection_yields", (int64_t)server_yields(d->server));
+    mp_pack_kv_int(pk, "commit_waits", (int64_t)server_waits(d->server));
+    mp_pack_key(pk, "commit_in_flight");
+    if (gcommit_in_flight(d))
+        msgpack_pack_true(pk);
+    else
+        msgpack_pack_false(pk);
     return 0;
 }

@@ -1,6 +1,7 @@
 /* Group commit: one transaction and one fsync per loop turn of writes (gcommit.h). */
 #include "gcommit.h"
 
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -37,6 +38,23 @@ struct gcommit {
     struct alist out;  /* decided (committed or failed), to send at the end of the turn */
     size_t nheld;
     bool check_open;
+
+    /* The commit thread: it runs the COMMIT of a detached group (store_group_commit_run),
+     * the only thing it ever does, while the loop goes on; uv_async brings the result back. */
+    pthread_t thread;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    bool thread_started;
+    bool quit;           /* under mu: the thread ends */
+    bool job;            /* under mu: a group to commit (set by the loop, cleared by the thread) */
+    bool job_done;       /* under mu: its result is in job_rc */
+    int job_rc;          /* under mu */
+    bool in_flight;      /* loop only: a group detached and not yet ended (commit_end) */
+    struct alist flying; /* loop only: the answers of the group in flight */
+    size_t nflying;
+    uv_async_t async;
+    bool async_open;
+    uint64_t commits_off_loop; /* group commits run on the thread (status, tests) */
 };
 
 static void al_init(struct alist *l)
@@ -76,17 +94,17 @@ static uint32_t answer_msgid(const char *data, size_t len)
     return id;
 }
 
-/* Every held answer becomes the error `code`: its write was not kept. */
-static void fail_held(struct gcommit *g, int code)
+/* Every answer of `list` becomes the error `code`: its write was not kept. */
+static void fail_list(struct gcommit *g, struct alist *list, size_t *n, int code)
 {
     const char *why = code == TALLY_E_DISK_FULL
                           ? "disk full: the replica could not record the change; nothing changed"
                           : "the replica could not record the change; nothing changed";
-    if (g->nheld)
-        log_error("group commit: %zu writes not recorded: %s", g->nheld, tally_strerror(code));
+    if (*n)
+        log_error("group commit: %zu writes not recorded: %s", *n, tally_strerror(code));
     struct alist failed;
     al_init(&failed);
-    for (struct answer *a = g->held.head, *next; a; a = next) {
+    for (struct answer *a = list->head, *next; a; a = next) {
         next = a->next;
         msgpack_sbuffer sb;
         msgpack_sbuffer_init(&sb);
@@ -107,13 +125,107 @@ static void fail_held(struct gcommit *g, int code)
         msgpack_sbuffer_destroy(&sb);
         free(a);
     }
-    al_init(&g->held);
-    g->nheld = 0;
+    al_init(list);
+    *n = 0;
     al_move(&g->out, &failed);
+}
+
+static void fail_held(struct gcommit *g, int code)
+{
+    fail_list(g, &g->held, &g->nheld, code);
+}
+
+/* ---- the commit thread ---- */
+
+/* A test's hook (gcommit.h): runs on the commit thread before each COMMIT. */
+void (*gcommit_test_before_commit)(void);
+
+static void *commit_thread(void *arg)
+{
+    struct gcommit *g = arg;
+    pthread_mutex_lock(&g->mu);
+    for (;;) {
+        while (!g->job && !g->quit)
+            pthread_cond_wait(&g->cv, &g->mu);
+        if (!g->job)
+            break; /* quit, nothing to commit */
+        pthread_mutex_unlock(&g->mu);
+        /* The loop does not touch the group's connection while its group is in flight (no
+         * write runs on it: rpc_must_wait; gcommit_store waits): one thread uses it at a
+         * time, as SQLite's multi-thread mode (SQLITE_OPEN_NOMUTEX, store.c) requires. */
+        if (gcommit_test_before_commit)
+            gcommit_test_before_commit();
+        int rc = store_group_commit_run(g->st);
+        pthread_mutex_lock(&g->mu);
+        g->job = false;
+        g->job_done = true;
+        g->job_rc = rc;
+        pthread_cond_broadcast(&g->cv);
+        uv_async_send(&g->async);
+    }
+    pthread_mutex_unlock(&g->mu);
+    return NULL;
+}
+
+/* The group in flight came back (the thread's result is in): the writer lock is released,
+ * its answers are decided (sent by deliver). */
+static void commit_end(struct gcommit *g, int rc)
+{
+    g->in_flight = false;
+    store_group_commit_end(g->st, rc);
+    if (rc)
+        fail_list(g, &g->flying, &g->nflying, rc);
+    else {
+        al_move(&g->out, &g->flying);
+        g->nflying = 0;
+    }
+}
+
+/* Waits for the group in flight, on the loop (before the loop's own transaction, at a stop):
+ * one COMMIT at most. */
+static void wait_in_flight(struct gcommit *g)
+{
+    if (!g->in_flight)
+        return;
+    pthread_mutex_lock(&g->mu);
+    while (!g->job_done)
+        pthread_cond_wait(&g->cv, &g->mu);
+    g->job_done = false;
+    int rc = g->job_rc;
+    pthread_mutex_unlock(&g->mu);
+    commit_end(g, rc);
+}
+
+/* Hands the open group to the commit thread (at the end of a loop turn). */
+static void dispatch(struct gcommit *g)
+{
+    if (g->in_flight || !g->thread_started)
+        return;
+    if (!store_group_open(g->st)) {
+        int lost = store_group_take_lost(g->st);
+        if (lost)
+            fail_held(g, lost);
+        else
+            al_move(&g->out, &g->held), g->nheld = 0;
+        return;
+    }
+    if (store_group_detach(g->st) != 1)
+        return; /* a write is open (cannot be at the end of a turn); the next turn */
+    al_move(&g->flying, &g->held);
+    g->nflying = g->nheld;
+    g->nheld = 0;
+    g->in_flight = true;
+    g->commits_off_loop++;
+    pthread_mutex_lock(&g->mu);
+    g->job = true;
+    g->job_done = false;
+    pthread_cond_signal(&g->cv);
+    pthread_mutex_unlock(&g->mu);
 }
 
 static int flush(struct gcommit *g)
 {
+    wait_in_flight(g);
     if (!store_group_open(g->st)) {
         int lost = store_group_take_lost(g->st);
         if (lost)
@@ -152,8 +264,32 @@ static void deliver(struct gcommit *g)
 static void on_check(uv_check_t *h)
 {
     struct gcommit *g = h->data;
-    flush(g);
+    if (g->thread_started)
+        dispatch(g);
+    else
+        flush(g);
     deliver(g);
+}
+
+/* The commit thread's result (or nothing left: wait_in_flight took it on the loop). */
+static void on_async(uv_async_t *h)
+{
+    struct gcommit *g = h->data;
+    if (g->in_flight) {
+        pthread_mutex_lock(&g->mu);
+        bool done = g->job_done;
+        int rc = g->job_rc;
+        if (done)
+            g->job_done = false;
+        pthread_mutex_unlock(&g->mu);
+        if (!done)
+            return;
+        commit_end(g, rc);
+    }
+    deliver(g);
+    /* The requests that waited for it: their writes make the next group (committed at the
+     * end of this turn, on the thread), their reads see what was just committed. */
+    server_resume_waiting(g->d->server);
 }
 
 /* The loop's connection is about to begin a transaction: the group goes first, and so do
@@ -171,6 +307,19 @@ static int before_begin(void *arg)
     return 0;
 }
 
+static void stop_thread(struct gcommit *g)
+{
+    if (!g->thread_started)
+        return;
+    wait_in_flight(g);
+    pthread_mutex_lock(&g->mu);
+    g->quit = true;
+    pthread_cond_signal(&g->cv);
+    pthread_mutex_unlock(&g->mu);
+    pthread_join(g->thread, NULL);
+    g->thread_started = false;
+}
+
 int gcommit_start(struct tallyd *d, char *err, size_t errlen)
 {
     struct gcommit *g = calloc(1, sizeof *g);
@@ -181,6 +330,7 @@ int gcommit_start(struct tallyd *d, char *err, size_t errlen)
     g->d = d;
     al_init(&g->held);
     al_init(&g->out);
+    al_init(&g->flying);
     if (store_open_extra(store_path(d->store), d->cfg.sync_full, false, &g->st, err, errlen) != 0) {
         free(g);
         return -1;
@@ -191,6 +341,16 @@ int gcommit_start(struct tallyd *d, char *err, size_t errlen)
     store_keep_held(g->st, true);
     store_group_enable(g->st, true);
     store_set_before_begin(d->store, before_begin, g);
+    pthread_mutex_init(&g->mu, NULL);
+    pthread_cond_init(&g->cv, NULL);
+    uv_async_init(d->loop, &g->async, on_async);
+    g->async.data = g;
+    uv_unref((uv_handle_t *)&g->async); /* it does not keep the loop alive either */
+    g->async_open = true;
+    if (pthread_create(&g->thread, NULL, commit_thread, g) == 0)
+        g->thread_started = true;
+    else
+        log_warn("group commit: no commit thread; groups commit on the loop");
     uv_check_init(d->loop, &g->check);
     g->check.data = g;
     uv_check_start(&g->check, on_check);
@@ -207,6 +367,13 @@ void gcommit_stop(struct tallyd *d)
         return;
     flush(g);
     deliver(g);
+    stop_thread(g);
+    /* Requests that waited for the last commit: answered now (shutting_down for writes). */
+    server_resume_waiting(d->server);
+    if (g->async_open) {
+        g->async_open = false;
+        uv_close((uv_handle_t *)&g->async, NULL);
+    }
     if (g->check_open) {
         g->check_open = false;
         uv_close((uv_handle_t *)&g->check, NULL);
@@ -218,6 +385,8 @@ void gcommit_free(struct tallyd *d)
     struct gcommit *g = d->gc;
     if (!g)
         return;
+    wait_in_flight(g);
+    stop_thread(g);
     if (store_group_open(g->st))
         store_group_commit(g->st); /* nothing can be open here; be sure */
     store_ready_free(store_take_ready(g->st));
@@ -228,6 +397,8 @@ void gcommit_free(struct tallyd *d)
         }
     store_set_before_begin(d->store, NULL, NULL);
     store_close(g->st);
+    pthread_mutex_destroy(&g->mu);
+    pthread_cond_destroy(&g->cv);
     free(g);
     d->gc = NULL;
 }
@@ -236,6 +407,9 @@ struct store *gcommit_store(struct tallyd *d)
 {
     if (!d->gc || d->stopping)
         return NULL;
+    /* Writes wait while a group is in flight (rpc_must_wait); should one come all the same,
+     * it waits here for that commit: the connection is the commit thread's until then. */
+    wait_in_flight(d->gc);
     /* Stock changes mark their SKU for publishing as on the loop's connection (the sync
      * engine turns that on there when it starts: store_set_publish). */
     store_set_publish(d->gc->st, store_publishes(d->store));
@@ -293,5 +467,20 @@ int gcommit_flush(struct tallyd *d)
 
 size_t gcommit_held(const struct tallyd *d)
 {
-    return d->gc ? d->gc->nheld : 0;
+    return d->gc ? d->gc->nheld + d->gc->nflying : 0;
+}
+
+bool gcommit_active(const struct tallyd *d)
+{
+    return d->gc && !d->stopping;
+}
+
+bool gcommit_in_flight(const struct tallyd *d)
+{
+    return d->gc && d->gc->in_flight;
+}
+
+uint64_t gcommit_off_loop(const struct tallyd *d)
+{
+    return d->gc ? d->gc->commits_off_loop : 0;
 }

@@ -59,4 +59,15 @@ int gcommit_flush(struct tallyd *d);
 /* Answers held and not yet sent (tests, status). */
 size_t gcommit_held(const struct tallyd *d);
 
+/* Group commit is running (started, tallyd not stopping). */
+bool gcommit_active(const struct tallyd *d);
+/* A group's COMMIT is running on the commit thread: writes wait (rpc_must_wait). */
+bool gcommit_in_flight(const struct tallyd *d);
+/* Groups handed to the commit thread since the start (tests). */
+uint64_t gcommit_off_loop(const struct tallyd *d);
+
+/* Tests only: when set, the commit thread calls it before each COMMIT (to hold a commit in
+ * flight while the test looks at the loop). NULL in tallyd. */
+extern void (*gcommit_test_before_commit)(void);
+
 #endif

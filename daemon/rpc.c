@@ -68,6 +68,23 @@ const struct rpc_method *rpc_find(const char *name, size_t len)
     return NULL;
 }
 
+bool rpc_must_wait(struct tallyd *d, void *conn, const msgpack_object *msg)
+{
+    if (!conn || !gcommit_active(d))
+        return false;
+    if (msg->type != MSGPACK_OBJECT_ARRAY || msg->via.array.size != 4 ||
+        msg->via.array.ptr[2].type != MSGPACK_OBJECT_STR)
+        return false; /* rpc_handle answers it (an error) */
+    const msgpack_object *a = msg->via.array.ptr;
+    const struct rpc_method *m = rpc_find(a[2].via.str.ptr, a[2].via.str.size);
+    if (!m)
+        return false;
+    /* A write waits while the group's connection commits on its thread (the writer lock is
+     * the group's until then); a read after this connection's own write waits for that
+     * write's answer, so that answers keep the connection's order and the read sees it. */
+    return m->write ? gcommit_in_flight(d) : server_conn_owed(conn) > 0;
+}
+
 const struct rpc_method *rpc_method_at(size_t i)
 {
     return i < sizeof methods / sizeof methods[0] ? &methods[i] : NULL;

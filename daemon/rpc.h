@@ -65,6 +65,12 @@ struct rpc_method {
 
 /* The method table; NULL when unknown. */
 const struct rpc_method *rpc_find(const char *name, size_t len);
+/*
+ * Whether the request `msg` (decoded, not yet handled) from a connection must wait for the
+ * group commit in flight (gcommit.h): the server keeps it, and the connection's later ones,
+ * unhandled until gcommit resumes the connection (server_resume_waiting).
+ */
+bool rpc_must_wait(struct tallyd *d, void *conn, const msgpack_object *msg);
 /* The table's i-th method, NULL past its end: for tests that must cover every method
  * (unit/test_reader_writes.c refuses each write method to a reader). */
 const struct rpc_method *rpc_method_at(size_t i);

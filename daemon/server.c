@@ -56,6 +56,9 @@ struct conn {
     bool eof_wait; /* the peer is done sending: finish once nothing is owed */
     bool ordered;  /* server_hold: its next requests wait for the held answer */
     bool yielded;  /* its turn's budget is spent: reading stopped until on_resume */
+    /* Its next request, decoded in msg, waits for the group commit in flight (rpc_must_wait):
+     * reading stopped until server_resume_waiting. */
+    bool waiting;
     struct conn *prev, *next;
 
     /* Deferred reads' answers still to come (server_conn_defer): owed too, at EOF. */
@@ -77,6 +80,8 @@ struct server {
     uv_idle_t resume; /* takes up yielded connections on the next turn (made when first needed) */
     bool resume_open; /* resume was initialised and is not yet closed */
     uint64_t yields;  /* conn_yield calls (status: connection_yields) */
+    unsigned waiting; /* connections with a request waiting for the group commit */
+    uint64_t waits;   /* requests that waited so (status: commit_waits) */
 };
 
 /* How long a stopping server waits for clients to take their last answers. */
@@ -120,6 +125,11 @@ unsigned server_connections(const struct server *srv)
 uint64_t server_yields(const struct server *srv)
 {
     return srv ? srv->yields : 0;
+}
+
+uint64_t server_waits(const struct server *srv)
+{
+    return srv ? srv->waits : 0;
 }
 
 static void on_conn_closed(uv_handle_t *h)
@@ -273,25 +283,39 @@ static void conn_process(struct conn *c)
     size_t max = d->cfg.max_message_bytes;
     unsigned handled = 0;
     uint64_t t0 = uv_hrtime();
+    bool kept = c->waiting; /* c->msg holds a request decoded earlier, not yet handled */
+    c->waiting = false;
     while (!c->closing && !c->ordered) {
-        const unsigned char *p = (const unsigned char *)c->unp.buffer + c->unp.off;
-        size_t avail = c->unp.used - c->unp.off;
-        if (avail == 0)
-            break;
-        ssize_t n = wire_frame_scan(p, avail, max, TALLY_MAX_DEPTH);
-        if (n == 0)
-            break;
-        if (n < 0) {
-            conn_fatal(c, (int)n,
-                       n == TALLY_E_TOO_LARGE  ? "message exceeds max_message_bytes"
-                       : n == TALLY_E_TOO_DEEP ? "message nested too deeply"
-                                               : "bytes are not valid MessagePack");
-            return;
+        if (!kept) {
+            const unsigned char *p = (const unsigned char *)c->unp.buffer + c->unp.off;
+            size_t avail = c->unp.used - c->unp.off;
+            if (avail == 0)
+                break;
+            ssize_t n = wire_frame_scan(p, avail, max, TALLY_MAX_DEPTH);
+            if (n == 0)
+                break;
+            if (n < 0) {
+                conn_fatal(c, (int)n,
+                           n == TALLY_E_TOO_LARGE  ? "message exceeds max_message_bytes"
+                           : n == TALLY_E_TOO_DEEP ? "message nested too deeply"
+                                                   : "bytes are not valid MessagePack");
+                return;
+            }
+            msgpack_unpack_return ur = msgpack_unpacker_next(&c->unp, &c->msg);
+            if (ur != MSGPACK_UNPACK_SUCCESS) {
+                conn_fatal(c, ur == MSGPACK_UNPACK_NOMEM_ERROR ? TALLY_E_NOMEM : TALLY_E_MALFORMED,
+                           "bytes are not valid MessagePack");
+                return;
+            }
         }
-        msgpack_unpack_return ur = msgpack_unpacker_next(&c->unp, &c->msg);
-        if (ur != MSGPACK_UNPACK_SUCCESS) {
-            conn_fatal(c, ur == MSGPACK_UNPACK_NOMEM_ERROR ? TALLY_E_NOMEM : TALLY_E_MALFORMED,
-                       "bytes are not valid MessagePack");
+        kept = false;
+        if (!c->srv->stopping && rpc_must_wait(d, c, &c->msg.data)) {
+            /* Kept, decoded, for server_resume_waiting; nothing more is read meanwhile. */
+            c->waiting = true;
+            c->srv->waiting++;
+            c->srv->waits++;
+            uv_read_stop((uv_stream_t *)&c->pipe);
+            conn_flush(c);
             return;
         }
         c->in_call = true;
@@ -344,12 +368,12 @@ static void on_resume(uv_idle_t *h)
         if (!c->yielded)
             continue;
         c->yielded = false;
-        if (c->closing || c->ordered || srv->stopping)
-            continue; /* closing; or held (server_send_resume takes it up) */
+        if (c->closing || c->ordered || c->waiting || srv->stopping)
+            continue; /* closing; or held (server_send_resume, server_resume_waiting) */
         conn_process(c);
         if (c->yielded)
             more = true;
-        else if (!c->closing && !c->ordered)
+        else if (!c->closing && !c->ordered && !c->waiting)
             uv_read_start((uv_stream_t *)&c->pipe, on_alloc, on_read);
     }
     if (!more)
@@ -635,7 +659,7 @@ bool server_send_resume(struct server *srv, uint64_t conn_id, const char *data, 
             break;
         }
         conn_process(c); /* the requests that waited, then a flush */
-        if (!c->closing && !c->ordered && !c->yielded)
+        if (!c->closing && !c->ordered && !c->yielded && !c->waiting)
             uv_read_start((uv_stream_t *)&c->pipe, on_alloc, on_read);
         break;
     }
@@ -712,6 +736,27 @@ bool server_send_deferred(struct server *srv, uint64_t conn_id, const char *data
         return data != NULL;
     }
     return false;
+}
+
+void server_resume_waiting(struct server *srv)
+{
+    if (!srv || !srv->waiting)
+        return;
+    /* Connections are taken up in the order they are listed; one that must wait again (a
+     * read after the write it just made) is counted again by conn_process. */
+    unsigned n = srv->waiting;
+    srv->waiting = 0;
+    for (struct conn *c = srv->conns, *next; c && n; c = next) {
+        next = c->next;
+        if (!c->waiting)
+            continue;
+        n--;
+        if (c->closing)
+            continue;
+        conn_process(c);
+        if (!c->closing && !c->ordered && !c->yielded && !c->waiting && !srv->stopping)
+            uv_read_start((uv_stream_t *)&c->pipe, on_alloc, on_read);
+    }
 }
 
 void server_flush_owed(struct server *srv)

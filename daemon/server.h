@@ -29,6 +29,8 @@ unsigned server_connections(const struct server *srv);
 /* How many times a connection's turn budget ran out and it yielded the loop to the others
  * (server.c, TURN_REQUESTS), since the server started; 0 for NULL. */
 uint64_t server_yields(const struct server *srv);
+/* Requests that waited for a group commit in flight (rpc_must_wait), since the start. */
+uint64_t server_waits(const struct server *srv);
 /* Whether any connection watches events (so building one is worth it); NULL-safe. */
 bool server_has_watchers(const struct server *srv);
 
@@ -73,6 +75,9 @@ unsigned server_conn_owed(void *conn);
 bool server_send_owed(struct server *srv, uint64_t conn_id, const char *data, size_t len);
 /* Sends what server_send_owed appended (one write per connection). */
 void server_flush_owed(struct server *srv);
+/* Takes up the connections whose next request waited for the group commit (rpc_must_wait),
+ * from a loop callback once that commit's answers are sent (gcommit.c). */
+void server_resume_waiting(struct server *srv);
 
 /* The peer's uid (SO_PEERCRED); tallyd's own uid for a NULL connection (tests, fuzzing). */
 uid_t server_conn_uid(void *conn);

@@ -691,7 +691,7 @@ static void group_rollback_write(struct store *st)
     }
 }
 
-int store_group_commit(struct store *st)
+int store_group_detach(struct store *st)
 {
     if (!st->group_open)
         return 0;
@@ -700,15 +700,30 @@ int store_group_commit(struct store *st)
         return TALLY_E_BUSY;
     }
     st->group_open = false;
+    return 1;
+}
+
+int store_group_commit_run(struct store *st)
+{
     int r = run_simple(st, "COMMIT", "group commit");
-    if (r != 0) {
-        if (!sqlite3_get_autocommit(st->db))
-            run_simple(st, "ROLLBACK", "rollback");
-        tx_end(st, false);
-        return r;
-    }
-    tx_end(st, true);
-    return 0;
+    if (r != 0 && !sqlite3_get_autocommit(st->db))
+        run_simple(st, "ROLLBACK", "rollback");
+    return r;
+}
+
+void store_group_commit_end(struct store *st, int r)
+{
+    tx_end(st, r == 0);
+}
+
+int store_group_commit(struct store *st)
+{
+    int d = store_group_detach(st);
+    if (d <= 0)
+        return d;
+    int r = store_group_commit_run(st);
+    store_group_commit_end(st, r);
+    return r;
 }
 
 size_t store_held_bytes(const struct store *st)

@@ -108,6 +108,18 @@ bool store_group_in_write(const struct store *st);
 int store_group_commit(struct store *st);
 int store_group_take_lost(struct store *st);
 /*
+ * store_group_commit in three steps, so that the COMMIT (and its fsync) can run on another
+ * thread (gcommit.c's commit thread) while the loop goes on: store_group_detach, on the
+ * thread that owns the connection, closes the group to new writes (1; 0 when none is open;
+ * TALLY_E_BUSY when a write is open, nothing done); store_group_commit_run, on any one thread
+ * while no other uses the connection, runs COMMIT (a failed one rolls back) and returns 0 or
+ * its code; store_group_commit_end, back on the thread that began the group (it holds the
+ * writer lock), releases the writer lock and readies or drops what was held, by that code.
+ */
+int store_group_detach(struct store *st);
+int store_group_commit_run(struct store *st);
+void store_group_commit_end(struct store *st, int r);
+/*
  * Called by store_begin before it begins a transaction of its own (not in group mode); a
  * non-zero return is store_begin's, nothing begun. The loop's connection uses it to commit
  * an open group first: both take the one writer lock, on the same thread.

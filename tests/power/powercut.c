@@ -29,7 +29,11 @@
  *                                "eio-fsync" (xSync fails with EIO), "eio" (both), "full"
  *                                (xWrite fails as on a full disk), "eio-db" (xWrite, xTruncate
  *                                and xSync of the main database file only: in WAL mode only
- *                                checkpoints write it, so commits go on and checkpoints fail).
+ *                                checkpoints write it, so commits go on and checkpoints fail),
+ *                                "hold-sync" (every xSync waits, before doing anything, for
+ *                                as long as the file says so: a commit held in flight),
+ *                                "eio-fsync-once" (the next xSync fails with EIO, and the
+ *                                shim removes PATH: the syncs after it succeed).
  *                                Reads are never failed.
  *   TALLY_POWERCUT_LOG=PATH      one line per cut (what was dropped), for the test's report
  *
@@ -219,7 +223,7 @@ static void maybe_cut(void)
 }
 
 /* The fault in force for file t: 0 none, 'w' eio on write, 's' eio on sync, 'b' both,
- * 'f' full. */
+ * 'f' full, 'h' hold syncs, 'o' one sync fails. */
 static int fault_now(const struct tracked *t)
 {
     if (!g_fault_file)
@@ -234,8 +238,12 @@ static int fault_now(const struct tracked *t)
         return 'b';
     if (!strncmp(buf, "eio-write", 9))
         return 'w';
+    if (!strncmp(buf, "eio-fsync-once", 14))
+        return 'o';
     if (!strncmp(buf, "eio-fsync", 9))
         return 's';
+    if (!strncmp(buf, "hold-sync", 9))
+        return 'h';
     if (!strncmp(buf, "full", 4))
         return 'f';
     if (!strncmp(buf, "eio-db", 6))
@@ -318,13 +326,18 @@ static int p_sync(sqlite3_file *f, int flags)
     struct pfile *p = (struct pfile *)f;
     if (!p->t)
         return p->real->pMethods->xSync(p->real, flags);
+    struct timespec ms = {0, 1000000};
+    while (fault_now(p->t) == 'h')
+        nanosleep(&ms, NULL); /* not under g_mu: other threads' writes go on */
     pthread_mutex_lock(&g_mu);
     maybe_cut();
     if (g_after_syncs && ++g_syncs >= g_after_syncs)
         power_cut("during a sync");
     int fault = fault_now(p->t);
     int rc;
-    if (fault == 's' || fault == 'b') {
+    if (fault == 'o' && unlink(g_fault_file) == 0) {
+        rc = SQLITE_IOERR_FSYNC; /* once: whoever removed the file */
+    } else if (fault == 's' || fault == 'b') {
         rc = SQLITE_IOERR_FSYNC;
     } else {
         rc = p->real->pMethods->xSync(p->real, flags);

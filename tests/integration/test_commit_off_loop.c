@@ -1,0 +1,223 @@
+/*
+ * The group commit's COMMIT runs off the loop (gcommit.h), against a real tallyd whose syncs
+ * the power-cut shim can hold and fail (tests/power/powercut.c, TALLY_FAULT_FILE):
+ *   test_commit_off_loop TALLYD POWERCUT_SO
+ *
+ *  1. every sync is held ("hold-sync"); connection A pipelines two movements: their group's
+ *     COMMIT is in flight (status says commit_in_flight) and neither is answered;
+ *  2. meanwhile connection B's stock.get is answered, from what was committed before (the
+ *     held writes are not in it): the loop does not wait for the disk;
+ *  3. connection C sends a movement and a stock.get: neither is answered while A's commit is
+ *     in flight (C's write waits to make the next group; its read waits for its write);
+ *  4. the held sync fails ("eio-fsync-once"): both of A's movements fail (storage), exactly
+ *     those; C's movement then commits in the next group and is answered OK, and C's
+ *     stock.get after it sees it;
+ *  5. the replica has C's movement and neither of A's; A's next movement succeeds.
+ *
+ * No timing is asserted: the waits below are upper bounds for a loaded machine, and "not
+ * answered yet" is only checked while the sync is held (nothing can answer it then).
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <sqlite3.h>
+
+#include "check.h"
+#include "harness.h"
+
+#define TIMEOUT 15000
+
+static struct th_daemon D;
+static char fault[400];
+
+static long long db_q64(const char *sql)
+{
+    sqlite3 *db;
+    sqlite3_stmt *st;
+    long long v = -1;
+    if (sqlite3_open_v2(D.db, &db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK)
+        return -2;
+    sqlite3_busy_timeout(db, 5000);
+    if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK) {
+        if (sqlite3_step(st) == SQLITE_ROW)
+            v = sqlite3_column_int64(st, 0);
+        sqlite3_finalize(st);
+    }
+    sqlite3_close(db);
+    return v;
+}
+
+/* Writes the fault file whole (rename), so the shim never reads half of it. */
+static int set_fault(const char *word)
+{
+    char tmp[420];
+    snprintf(tmp, sizeof tmp, "%s.tmp", fault);
+    FILE *f = fopen(tmp, "w");
+    if (!f)
+        return -1;
+    fputs(word, f);
+    if (fclose(f) != 0)
+        return -1;
+    return rename(tmp, fault);
+}
+
+static int seed(struct th_conn *c)
+{
+    struct th_resp r;
+    int rc = 0;
+    msgpack_sbuffer sb;
+    msgpack_packer pk;
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    th_pack_map(&pk, "sss", "code", "ES-MAD", "name", "Madrid", "country", "ES");
+    if (th_import(c, "warehouses", 1, &sb, &r) != TH_OK)
+        rc = -1;
+    msgpack_sbuffer_clear(&sb);
+    for (int i = 1; i <= 2; i++) {
+        char sku[16];
+        snprintf(sku, sizeof sku, "H-%d", i);
+        th_pack_map(&pk, "sssis", "sku", sku, "product_id", "P-1", "title", "Held item",
+                    "price_minor", 100LL, "currency", "EUR");
+    }
+    if (rc == 0 && th_import(c, "catalog", 2, &sb, &r) != TH_OK)
+        rc = -1;
+    msgpack_sbuffer_clear(&sb);
+    for (int i = 1; i <= 2; i++) {
+        char sku[16];
+        snprintf(sku, sizeof sku, "H-%d", i);
+        th_pack_map(&pk, "ssi", "sku", sku, "warehouse", "ES-MAD", "on_hand", 5LL);
+    }
+    if (rc == 0 && th_import(c, "stock", 2, &sb, &r) != TH_OK)
+        rc = -1;
+    if (rc)
+        fprintf(stderr, "seed: %s %s\n", r.code, r.message);
+    msgpack_sbuffer_destroy(&sb);
+    return rc;
+}
+
+static void pack_move(msgpack_sbuffer *sb, uint32_t msgid, const char *sku, const char *id)
+{
+    th_pack_request(sb, msgid, "stock.move", "sssis", "kind", "receive", "sku", sku, "warehouse",
+                    "ES-MAD", "qty", 1LL, "id", id);
+}
+
+static long long get_on_hand(const msgpack_object *res)
+{
+    const msgpack_object *a = th_get(res, "warehouses");
+    long long v = -1;
+    if (a && a->type == MSGPACK_OBJECT_ARRAY && a->via.array.size >= 1)
+        th_get_int(&a->via.array.ptr[0], "on_hand", &v);
+    return v;
+}
+
+/* Polls status on c until commit_in_flight is true (bounded). */
+static bool wait_in_flight(struct th_conn *c)
+{
+    for (int i = 0; i < 1500; i++) {
+        struct th_resp r;
+        bool on = false;
+        if (th_call(c, TIMEOUT, &r, "status", "") != TH_OK)
+            return false;
+        if (th_get_bool(r.result, "commit_in_flight", &on) && on)
+            return true;
+        th_sleep_ms(10);
+    }
+    return false;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 3) {
+        fprintf(stderr, "usage: %s TALLYD POWERCUT_SO\n", argv[0]);
+        return 2;
+    }
+    th_setup("test_commit_off_loop", 120);
+    CHECK_EQ_INT(th_daemon_init(&D, argv[1], "offloop"), 0);
+    snprintf(fault, sizeof fault, "%s/fault", D.dir);
+    /* The shim is not instrumented: ASan must not insist on coming first. */
+    const char *asan = getenv("ASAN_OPTIONS");
+    char opts[512];
+    snprintf(opts, sizeof opts, "%s%sverify_asan_link_order=0", asan ? asan : "",
+             asan && *asan ? ":" : "");
+    setenv("ASAN_OPTIONS", opts, 1);
+    setenv("TALLY_FAULT_FILE", fault, 1);
+    setenv("LD_PRELOAD", argv[2], 1);
+    if (th_daemon_start(&D) != 0) {
+        th_daemon_cleanup(&D);
+        return 1;
+    }
+    unsetenv("LD_PRELOAD");
+
+    struct th_conn a, b, c;
+    struct th_resp r;
+    CHECK_EQ_INT(th_connect(&a, D.sock), 0);
+    CHECK_EQ_INT(th_connect(&b, D.sock), 0);
+    CHECK_EQ_INT(th_connect(&c, D.sock), 0);
+    CHECK_EQ_INT(seed(&b), 0);
+    /* Let the import's follow-up write jobs (the title index, after 100 ms without another
+     * write job) finish first: the shim holds every sync, a write job's commit included, and
+     * a job held in its commit keeps the writer lock the group's first write then waits for. */
+    th_sleep_ms(1500);
+
+    /* 1. A's two movements, their commit held at its sync. */
+    CHECK_EQ_INT(set_fault("hold-sync"), 0);
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init(&sb);
+    pack_move(&sb, 1, "H-1", "held-1");
+    pack_move(&sb, 2, "H-1", "held-2");
+    CHECK_EQ_INT(th_send(&a, sb.data, sb.size, TIMEOUT), 0);
+    bool flying = wait_in_flight(&b);
+    CHECK(flying);
+
+    /* 2. A read on another connection is answered meanwhile, from committed data. */
+    CHECK_EQ_INT(th_call(&b, TIMEOUT, &r, "stock.get", "s", "sku", "H-1"), TH_OK);
+    CHECK_EQ_INT(get_on_hand(r.result), 5);
+
+    /* 3. C's write and its read wait; A is not answered either. */
+    msgpack_sbuffer_clear(&sb);
+    pack_move(&sb, 1, "H-2", "next-1");
+    th_pack_request(&sb, 2, "stock.get", "s", "sku", "H-2");
+    CHECK_EQ_INT(th_send(&c, sb.data, sb.size, TIMEOUT), 0);
+    CHECK_EQ_INT(th_read_response(&c, 300, &r), TH_TIMEOUT);
+    CHECK_EQ_INT(th_read_response(&a, 100, &r), TH_TIMEOUT);
+    /* B still answered, with C's write waiting. */
+    CHECK_EQ_INT(th_call(&b, TIMEOUT, &r, "stock.get", "s", "sku", "H-2"), TH_OK);
+    CHECK_EQ_INT(get_on_hand(r.result), 5);
+
+    /* 4. The held sync fails: A's group fails, both its answers; C's commits next. */
+    CHECK_EQ_INT(set_fault("eio-fsync-once"), 0);
+    for (int k = 1; k <= 2; k++) {
+        int o = th_read_response(&a, TIMEOUT, &r);
+        CHECK_EQ_INT(o, TH_ERRRESP);
+        CHECK_EQ_INT((int)r.msgid, k);
+        CHECK_EQ_STR(r.code, "storage");
+    }
+    CHECK_EQ_INT(th_read_response(&c, TIMEOUT, &r), TH_OK);
+    CHECK_EQ_INT((int)r.msgid, 1);
+    CHECK_EQ_INT(th_read_response(&c, TIMEOUT, &r), TH_OK);
+    CHECK_EQ_INT((int)r.msgid, 2);
+    CHECK_EQ_INT(get_on_hand(r.result), 6);
+
+    /* 5. The replica: C's movement, none of A's; A writes again. */
+    CHECK_EQ_INT(access(fault, F_OK), -1); /* the failed sync was the only one */
+    CHECK_EQ_INT(db_q64("SELECT count(*) FROM outbox WHERE key = 'next-1'"), 1);
+    CHECK_EQ_INT(db_q64("SELECT count(*) FROM outbox WHERE key IN ('held-1', 'held-2')"), 0);
+    CHECK_EQ_INT(th_call(&a, TIMEOUT, &r, "stock.move", "sssis", "kind", "receive", "sku", "H-1",
+                         "warehouse", "ES-MAD", "qty", 1LL, "id", "held-3"),
+                 TH_OK);
+    CHECK_EQ_INT(th_call(&b, TIMEOUT, &r, "stock.get", "s", "sku", "H-1"), TH_OK);
+    CHECK_EQ_INT(get_on_hand(r.result), 6);
+
+    msgpack_sbuffer_destroy(&sb);
+    th_close(&a);
+    th_close(&b);
+    th_close(&c);
+    int st = th_daemon_stop(&D, TIMEOUT);
+    CHECK(st == 0);
+    if (check_failures)
+        th_daemon_dump_log(&D, 40);
+    th_daemon_cleanup(&D);
+    return check_result("test_commit_off_loop");
+}

@@ -1112,7 +1112,22 @@ static bool push_room(struct upstream *u)
         inflight += u->streams[i].running;
     if (u->link == LINK_DOWN || u->link == LINK_AUTH_FAILED)
         max = 1;
-    return inflight < max;
+    if (inflight >= max)
+        return false;
+    /* The tick hands a free slot to the streams first, then to a publish, then to the
+     * outbox. A slot taken back by each answer never came free at a tick: a drain kept every
+     * slot until the outbox was empty, and a stream that came due (the orders' round) or the
+     * marketplace stock waited for it (test_sync test_drain_lets_pulls_in). When one of them
+     * may want the slot, it goes back to the tick. */
+    uint64_t now = now_ms(e);
+    for (int i = 0; i < u->ops->nstreams; i++) {
+        const struct stream_state *ss = &u->streams[i];
+        if (!ss->running && !ss->waiting && !(ss->applying && !ss->has_ahead) &&
+            (ss->requested || ss->due_ms <= now))
+            return false;
+    }
+    return !(u->ops->publish && !u->publishing && store_publishes(u->store) &&
+             coord_decides(e->d, NULL, 0));
 }
 
 /*

@@ -1100,6 +1100,8 @@ static int record_and_take(struct push_batch *b, struct push_batch **next)
     return r;
 }
 
+static bool any_row(struct store *st, const char *sql);
+
 /* Whether upstream u may send another batch now (run_upstream's rules). */
 static bool push_room(struct upstream *u)
 {
@@ -1118,7 +1120,8 @@ static bool push_room(struct upstream *u)
      * outbox. A slot taken back by each answer never came free at a tick: a drain kept every
      * slot until the outbox was empty, and a stream that came due (the orders' round) or the
      * marketplace stock waited for it (test_sync test_drain_lets_pulls_in). When one of them
-     * may want the slot, it goes back to the tick. */
+     * may want the slot (a stock figure waits to be published: the partial index
+     * publish_dirty), it goes back to the tick. */
     uint64_t now = now_ms(e);
     for (int i = 0; i < u->ops->nstreams; i++) {
         const struct stream_state *ss = &u->streams[i];
@@ -1127,7 +1130,8 @@ static bool push_room(struct upstream *u)
             return false;
     }
     return !(u->ops->publish && !u->publishing && store_publishes(u->store) &&
-             coord_decides(e->d, NULL, 0));
+             coord_decides(e->d, NULL, 0) &&
+             any_row(u->store, "SELECT 1 FROM publish WHERE dirty = 1 LIMIT 1"));
 }
 
 /*

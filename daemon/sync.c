@@ -1084,6 +1084,10 @@ static int record_and_take(struct push_batch *b, struct push_batch **next)
     int64_t now = store_now();
     struct push_batch *nb = NULL;
     *next = NULL;
+    /* Where the look starts (sync_push_done: at this batch's oldest row). A take rolled back
+     * takes nothing: the look starts there again, not past the rows it did not take (they
+     * would wait for the looks to go round the outbox, a tick each). */
+    int64_t from = u->push_from;
     int r = store_begin(st);
     for (int i = 0; r == 0 && i < b->n; i++)
         r = record_item(u, &b->items[i], now, b->retry_after_s);
@@ -1093,6 +1097,8 @@ static int record_and_take(struct push_batch *b, struct push_batch **next)
         r = store_commit(st);
     else
         store_rollback(st);
+    if (r != 0)
+        u->push_from = from;
     if (r == 0 && nb->n > 0)
         *next = nb;
     else if (nb)

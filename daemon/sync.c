@@ -1084,6 +1084,10 @@ static int record_and_take(struct push_batch *b, struct push_batch **next)
     int64_t now = store_now();
     struct push_batch *nb = NULL;
     *next = NULL;
+    /* Where the look starts (sync_push_done: at this batch's oldest row). A take rolled back
+     * takes nothing: the look starts there again, not past the rows it did not take (they
+     * would wait for the looks to go round the outbox, a tick each). */
+    int64_t from = u->push_from;
     int r = store_begin(st);
     for (int i = 0; r == 0 && i < b->n; i++)
         r = record_item(u, &b->items[i], now, b->retry_after_s);
@@ -1093,12 +1097,16 @@ static int record_and_take(struct push_batch *b, struct push_batch **next)
         r = store_commit(st);
     else
         store_rollback(st);
+    if (r != 0)
+        u->push_from = from;
     if (r == 0 && nb->n > 0)
         *next = nb;
     else if (nb)
         free_batch(nb);
     return r;
 }
+
+static bool any_row(struct store *st, const char *sql);
 
 /* Whether upstream u may send another batch now (run_upstream's rules). */
 static bool push_room(struct upstream *u)
@@ -1112,7 +1120,24 @@ static bool push_room(struct upstream *u)
         inflight += u->streams[i].running;
     if (u->link == LINK_DOWN || u->link == LINK_AUTH_FAILED)
         max = 1;
-    return inflight < max;
+    if (inflight >= max)
+        return false;
+    /* The tick hands a free slot to the streams first, then to a publish, then to the
+     * outbox. A slot taken back by each answer never came free at a tick: a drain kept every
+     * slot until the outbox was empty, and a stream that came due (the orders' round) or the
+     * marketplace stock waited for it (test_sync test_drain_lets_pulls_in). When one of them
+     * may want the slot (a stock figure waits to be published: the partial index
+     * publish_dirty), it goes back to the tick. */
+    uint64_t now = now_ms(e);
+    for (int i = 0; i < u->ops->nstreams; i++) {
+        const struct stream_state *ss = &u->streams[i];
+        if (!ss->running && !ss->waiting && !(ss->applying && !ss->has_ahead) &&
+            (ss->requested || ss->due_ms <= now))
+            return false;
+    }
+    return !(u->ops->publish && !u->publishing && store_publishes(u->store) &&
+             coord_decides(e->d, NULL, 0) &&
+             any_row(u->store, "SELECT 1 FROM publish WHERE dirty = 1 LIMIT 1"));
 }
 
 /*

@@ -11,7 +11,7 @@
  *
  * FTS5 merges segments by itself inside the statement that writes one (automerge, and a
  * crisis merge of a whole level): tens of ms of CPU in one insert, with the writer lock held.
- * Migration 19 turns that off (automerge 0; crisismerge 64, a last resort only), and the job
+ * Migration 20 turns that off (automerge 0; crisismerge 64, a last resort only), and the job
  * merges in transactions of its own instead, a few pages per FTS5 'merge' command
  * (TITLEIDX_MERGE_PAGES; a positive count merges a level once it holds 'usermerge', 4,
  * segments, so their number grows with the log of the titles), one merge transaction after

@@ -786,6 +786,44 @@ static void test_drain_one_entity(void)
     stop(e);
 }
 
+/*
+ * An answer recorded, but the next batch's take fails (its rows cannot be marked in flight):
+ * nothing of the transaction is kept, the answer is recorded alone, and the next look starts
+ * at the answered batch's oldest row again, not past the rows the failed take had looked at
+ * (one entity's later rows would then wait for the looks to go round the outbox, a tick each).
+ */
+static void test_drain_take_fails(void)
+{
+    fresh();
+    /* Older rows, done: the drain's rows are not the outbox's first (a look from the first
+     * row starts there again anyway). */
+    RH_EXEC(h, "WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i < 9)"
+               " INSERT INTO outbox(key, target, entity, kind, payload, next_attempt_at,"
+               " created_at, state) SELECT printf('x%%02d', i), 'wh:A', 'X', 'movement', x'80',"
+               " 0, strftime('%%s','now'), 'done' FROM n");
+    RH_EXEC(h, "WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i < 2999)"
+               " INSERT INTO outbox(key, target, entity, kind, payload, next_attempt_at,"
+               " created_at) SELECT printf('d%%04d', i), 'wh:A', 'S', 'movement', x'80', 0,"
+               " strftime('%%s','now') FROM n");
+    d->cfg.max_parallel = 4;
+    struct sync_engine *e = start(4);
+    sync_tick(e);
+    CHECK_EQ_STR(taken(), "[d0000,d0001,d0002,d0003]");
+    for (int i = 0; i < 3; i++)
+        sync_tick(e); /* looks go on past the entity's rows */
+    RH_EXEC(h, "CREATE TEMP TRIGGER no_take BEFORE UPDATE OF state ON outbox"
+               " WHEN new.state = 'inflight' BEGIN SELECT RAISE(ABORT, 'injected'); END");
+    answer(next_batch(), -1, -1);
+    RH_EXEC(h, "DROP TRIGGER temp.no_take");
+    CHECK_EQ_INT(nbatches, 0);
+    CHECK_EQ_STR(row_state("d0003"), "done"); /* the answer, recorded alone */
+    CHECK_EQ_STR(row_state("d0004"), "pending");
+    sync_tick(e);
+    CHECK_EQ_STR(taken(), "[d0004,d0005,d0006,d0007]");
+    answer_all_done();
+    stop(e);
+}
+
 /* A row of another kind than the batch a look fills is where the next look starts. */
 static void test_other_kind_next(void)
 {
@@ -1075,6 +1113,57 @@ static void test_probe_takes_turns(void)
     CHECK_EQ_INT(pulls_of[0] + pulls_of[1], 20);
     CHECK(pulls_of[1] >= 9);
     CHECK(pulls_of[0] >= 9);
+    stop(e);
+}
+
+/*
+ * A drain keeps every request slot busy with batches that each answer hands over at once
+ * (record_and_take); a stream that comes due meanwhile (the orders' round, a `tally sync`)
+ * still gets a slot at the next tick, as it did when the tick handed out every slot: streams
+ * first. With [sync] max_parallel = 1 the drain otherwise held the one slot until the outbox
+ * was empty, and no page was asked for.
+ */
+static void test_drain_lets_pulls_in(void)
+{
+    fresh();
+    RH_EXEC(h, "WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i < 199)"
+               " INSERT INTO outbox(key, target, entity, kind, payload, next_attempt_at,"
+               " created_at) SELECT printf('p%%04d', i), 'wh:A', printf('E%%d', i %% 7),"
+               " 'movement', x'80', 0, strftime('%%s','now') FROM n");
+    d->cfg.max_parallel = 1;
+    struct connector_ops two = fake;
+    two.nstreams = 2;
+    two.streams = two_streams;
+    two.pull = pull_record;
+    two.push_limit = 4;
+    struct sync_engine *e = NULL;
+    nbatches = 0;
+    pulls_of[0] = pulls_of[1] = 0;
+    pending_pull = -1;
+    CHECK_EQ_INT(sync_start_with(d, &two, "wh:A", &e), 0);
+    if (!e)
+        exit(2);
+    /* No round due yet: the tick gives the slot to the outbox. */
+    for (int k = 0; k < 2; k++)
+        fake_u->streams[k].due_ms = UINT64_MAX;
+    sync_tick(e);
+    CHECK_EQ_INT(nbatches, 1);
+    CHECK_EQ_INT(pulls_of[0] + pulls_of[1], 0);
+    /* The orders' round comes due while a batch is in flight. */
+    fake_u->streams[1].requested = true;
+    for (int step = 0; step < 10 && pulls_of[1] == 0; step++) {
+        struct push_batch *b = next_batch();
+        if (b)
+            answer(b, -1, -1);
+        sync_tick(e);
+    }
+    CHECK_EQ_INT(pulls_of[1], 1);
+    CHECK_EQ_INT(pulls_of[0], 0);
+    /* The drain goes on once the page is in. */
+    int64_t done = rh_q64(h, "SELECT COUNT(*) FROM outbox WHERE state = 'done'");
+    CHECK(done > 0 && done < 200);
+    answer_all_done();
+    pending_pull = -1;
     stop(e);
 }
 
@@ -1435,10 +1524,12 @@ int main(void)
     test_blocked_entity();
     test_many_in_backoff();
     test_drain_one_entity();
+    test_drain_take_fails();
     test_notice_waits_for_leg();
     test_other_kind_next();
     test_random_looks();
     test_probe_takes_turns();
+    test_drain_lets_pulls_in();
     test_page_off_loop();
     rh_free(h);
     uv_loop_close(&loop);

@@ -79,6 +79,9 @@ echo tally-sim-access-token >"$tmp/access.token"
 {
     printf '[station]\nname = CRASH-LOOP\n[sync]\nretry_max = 2\nrequest_timeout = 3\n'
     printf 'reconcile_interval = 10\n'
+    # The outbox retention on, with a retention of seconds: done rows are pruned while trials
+    # kill tallyd (the invariants are read from the ledger and the simulator, not the outbox).
+    printf 'outbox_keep_seconds = 8\n'
     carriers_conf
     printf 'UK-RM48 = CPAM\nFPX-US-GROUND = CPAM\n'
     printf '[warehouse ES-MAD]\nurl = %s/wh/ES-MAD\ntoken_file = %s\ncountry = ES\n' "$base" "$tmp/wh.token"
@@ -363,6 +366,7 @@ echo "crash loop seed $SEED: $ntrials trials, $nkills kills (${ph%, }; migration
     "$dupledger duplicated in the ledger, ${VCOUNT[exactly_once]:-0} not applied upstream exactly once," \
     "${VCOUNT[no_double_shipment]:-0} double orders/uploads, ${VCOUNT[published_le_available]:-0} published above" \
     "available ($samples samples, $resampled judged again), integrity_check ok $integ/$((ntrials - ${KILLS[migration]:-0}))," \
+    "outbox rows left $(sql 'SELECT COUNT(*) FROM outbox') (retention on, 8 s)," \
     "replica == simulator: $same;" \
     "$nviol violations in $((SECONDS - t0)) s"
 [ "$nviol" = 0 ]

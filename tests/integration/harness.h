@@ -192,6 +192,13 @@ bool th_status_ok(const char *sock);
 /* `hello` on c answers protocol 1 and server "tallyd ...". */
 bool th_hello_ok(struct th_conn *c, int timeout_ms);
 
+/* ---- reading the replica (harness_db.c; the test links SQLite) ---- */
+
+/* The first column of the first row of `sql` (its ?1 bound to `arg` when not NULL) on the
+ * replica at `path`, opened read-only with a 5 s busy timeout: -1 when there is no row or the
+ * statement fails (printed), -2 when the replica cannot be opened. */
+long long th_db_int(const char *path, const char *sql, const char *arg);
+
 /* ---- reading objects ---- */
 
 const msgpack_object *th_get(const msgpack_object *map, const char *key);

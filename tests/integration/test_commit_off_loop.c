@@ -34,19 +34,7 @@ static char fault[400];
 
 static long long db_q64(const char *sql)
 {
-    sqlite3 *db;
-    sqlite3_stmt *st;
-    long long v = -1;
-    if (sqlite3_open_v2(D.db, &db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK)
-        return -2;
-    sqlite3_busy_timeout(db, 5000);
-    if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK) {
-        if (sqlite3_step(st) == SQLITE_ROW)
-            v = sqlite3_column_int64(st, 0);
-        sqlite3_finalize(st);
-    }
-    sqlite3_close(db);
-    return v;
+    return th_db_int(D.db, sql, NULL);
 }
 
 /* Writes the fault file whole (rename), so the shim never reads half of it. */

@@ -37,43 +37,15 @@ static struct th_daemon D;
 
 static long long db_q64(const char *sql, const char *arg)
 {
-    sqlite3 *db;
-    sqlite3_stmt *st;
-    long long v = -1;
-    if (sqlite3_open_v2(D.db, &db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK)
-        return -2;
-    sqlite3_busy_timeout(db, 5000);
-    if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK) {
-        if (arg)
-            sqlite3_bind_text(st, 1, arg, -1, SQLITE_TRANSIENT);
-        if (sqlite3_step(st) == SQLITE_ROW)
-            v = sqlite3_column_int64(st, 0);
-        sqlite3_finalize(st);
-    } else {
-        fprintf(stderr, "sqlite: %s: %s\n", sql, sqlite3_errmsg(db));
-    }
-    sqlite3_close(db);
-    return v;
+    return th_db_int(D.db, sql, arg);
 }
 
 static long long on_hand(const char *sku)
 {
-    sqlite3 *db;
-    sqlite3_stmt *st;
-    long long v = -1;
-    if (sqlite3_open_v2(D.db, &db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK)
-        return -2;
-    if (sqlite3_prepare_v2(db,
-                           "SELECT t.snapshot + t.pending FROM stock t JOIN skus s ON s.id = t.sku"
-                           " WHERE s.code = ?1",
-                           -1, &st, NULL) == SQLITE_OK) {
-        sqlite3_bind_text(st, 1, sku, -1, SQLITE_TRANSIENT);
-        if (sqlite3_step(st) == SQLITE_ROW)
-            v = sqlite3_column_int64(st, 0);
-        sqlite3_finalize(st);
-    }
-    sqlite3_close(db);
-    return v;
+    return th_db_int(D.db,
+                     "SELECT t.snapshot + t.pending FROM stock t JOIN skus s ON s.id = t.sku"
+                     " WHERE s.code = ?1",
+                     sku);
 }
 
 static int seed(void)

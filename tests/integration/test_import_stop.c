@@ -27,21 +27,7 @@ static struct th_daemon D;
 
 static long long db_count(const char *like)
 {
-    sqlite3 *db;
-    sqlite3_stmt *st;
-    long long v = -1;
-    if (sqlite3_open_v2(D.db, &db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK)
-        return -2;
-    sqlite3_busy_timeout(db, 5000);
-    if (sqlite3_prepare_v2(db, "SELECT count(*) FROM skus WHERE code LIKE ?1 ESCAPE '\\'", -1, &st,
-                           NULL) == SQLITE_OK) {
-        sqlite3_bind_text(st, 1, like, -1, SQLITE_TRANSIENT);
-        if (sqlite3_step(st) == SQLITE_ROW)
-            v = sqlite3_column_int64(st, 0);
-        sqlite3_finalize(st);
-    }
-    sqlite3_close(db);
-    return v;
+    return th_db_int(D.db, "SELECT count(*) FROM skus WHERE code LIKE ?1 ESCAPE '\\'", like);
 }
 
 /* An import request of ROWS catalog rows whose SKUs start with `prefix`. */

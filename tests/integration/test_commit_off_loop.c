@@ -14,6 +14,7 @@
  *     stock.get after it sees it;
  *     (E, gone meanwhile, had sent a movement and a read: its movement is applied all the same)
  *  5. the replica has C's movement (and E's) and neither of A's; A's next movement succeeds;
+ *  5b. one movement id in the group in flight and in a write waiting for it: a duplicate;
  *  6. SIGTERM while A's next group is held in its commit and C's write waits for it: A's are
  *     answered (and kept), C's is shutting_down (and not applied), tallyd exits 0.
  *
@@ -228,6 +229,26 @@ int main(int argc, char **argv)
                  TH_OK);
     CHECK_EQ_INT(th_call(&b, TIMEOUT, &r, "stock.get", "s", "sku", "H-1"), TH_OK);
     CHECK_EQ_INT(get_on_hand(r.result), 6);
+
+    /* 5b. The same movement id in the group in flight and in a write waiting for it (the
+     * next group): the second sees the first committed, a duplicate; applied once. */
+    CHECK_EQ_INT(set_fault("hold-sync"), 0);
+    msgpack_sbuffer_clear(&sb);
+    pack_move(&sb, 7, "H-1", "dup-1");
+    CHECK_EQ_INT(th_send(&a, sb.data, sb.size, TIMEOUT), 0);
+    flying = wait_in_flight(&b);
+    CHECK(flying);
+    msgpack_sbuffer_clear(&sb);
+    pack_move(&sb, 8, "H-1", "dup-1");
+    CHECK_EQ_INT(th_send(&c, sb.data, sb.size, TIMEOUT), 0);
+    CHECK_EQ_INT(th_read_response(&c, 200, &r), TH_TIMEOUT);
+    CHECK_EQ_INT(unlink(fault), 0);
+    bool dup = true;
+    CHECK_EQ_INT(th_read_response(&a, TIMEOUT, &r), TH_OK);
+    CHECK(th_get_bool(r.result, "duplicate", &dup) && !dup);
+    CHECK_EQ_INT(th_read_response(&c, TIMEOUT, &r), TH_OK);
+    CHECK(th_get_bool(r.result, "duplicate", &dup) && dup);
+    CHECK_EQ_INT(db_q64("SELECT count(*) FROM movements WHERE id = 'dup-1'"), 1);
 
     /* 6. SIGTERM while a group's commit is in flight and another write waits for it: the
      * group in flight is committed and answered (durable), the waiting write is answered

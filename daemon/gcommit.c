@@ -264,11 +264,24 @@ static void deliver(struct gcommit *g)
 static void on_check(uv_check_t *h)
 {
     struct gcommit *g = h->data;
-    if (g->thread_started)
-        dispatch(g);
-    else
-        flush(g);
-    deliver(g);
+    for (int round = 0; round < 64; round++) {
+        if (g->thread_started)
+            dispatch(g);
+        else
+            flush(g);
+        deliver(g);
+        /* A request that waits (rpc_must_wait) is taken up when the commit thread's result
+         * comes back (on_async). When nothing is in flight, none will come: a read that waited
+         * for its connection's write, whose group the loop's own transaction committed in this
+         * turn (before_begin: a page applied, a push answer recorded), or committed just above
+         * without a commit thread, would wait until some other client's write. Take them up
+         * now; what they write makes a group dispatched on the next round. */
+        if (g->in_flight || !server_has_waiting(g->d->server))
+            break;
+        server_resume_waiting(g->d->server);
+        if (!store_group_open(g->st))
+            break; /* nothing new to commit: what still waits is not waiting for this loop */
+    }
 }
 
 /* The commit thread's result (or nothing left: wait_in_flight took it on the loop). */

@@ -59,6 +59,7 @@ struct conn {
     /* Its next request, decoded in msg, waits for the group commit in flight (rpc_must_wait):
      * reading stopped until server_resume_waiting. */
     bool waiting;
+    bool waiting_counted; /* the request in msg was counted in commit_waits already */
     struct conn *prev, *next;
 
     /* Deferred reads' answers still to come (server_conn_defer): owed too, at EOF. */
@@ -311,13 +312,16 @@ static void conn_process(struct conn *c)
         kept = false;
         if (!c->srv->stopping && rpc_must_wait(d, c, &c->msg.data)) {
             /* Kept, decoded, for server_resume_waiting; nothing more is read meanwhile. */
+            if (!c->waiting_counted)
+                c->srv->waits++; /* each request once, however often it is taken up */
             c->waiting = true;
+            c->waiting_counted = true;
             c->srv->waiting++;
-            c->srv->waits++;
             uv_read_stop((uv_stream_t *)&c->pipe);
             conn_flush(c);
             return;
         }
+        c->waiting_counted = false;
         c->in_call = true;
         int hr = rpc_handle(d, c->role, c, &c->msg.data, &c->out);
         c->in_call = false;
@@ -757,6 +761,14 @@ void server_resume_waiting(struct server *srv)
         if (!c->closing && !c->ordered && !c->yielded && !c->waiting && !srv->stopping)
             uv_read_start((uv_stream_t *)&c->pipe, on_alloc, on_read);
     }
+}
+
+bool server_has_waiting(const struct server *srv)
+{
+    for (const struct conn *c = srv && srv->waiting ? srv->conns : NULL; c; c = c->next)
+        if (c->waiting && !c->closing)
+            return true;
+    return false;
 }
 
 void server_flush_owed(struct server *srv)

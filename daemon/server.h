@@ -78,6 +78,8 @@ void server_flush_owed(struct server *srv);
 /* Takes up the connections whose next request waited for the group commit (rpc_must_wait),
  * from a loop callback once that commit's answers are sent (gcommit.c). */
 void server_resume_waiting(struct server *srv);
+/* Whether a connection's request waits so (server_resume_waiting would take it up). */
+bool server_has_waiting(const struct server *srv);
 
 /* The peer's uid (SO_PEERCRED); tallyd's own uid for a NULL connection (tests, fuzzing). */
 uid_t server_conn_uid(void *conn);

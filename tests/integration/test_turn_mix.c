@@ -11,6 +11,8 @@
  * (a) the batch, far over one turn's budget, then EOF: every request answered exactly once,
  *     the events well-formed between answers, the connection closed by tallyd after the last
  *     answer, every write applied once.
+ * (a2) reads only, as many, then EOF: answered in order, and the connection yielded (the
+ *     budget itself: (a)'s reads wait for their writes' commits before it is spent).
  * (b) the same batch, then SIGTERM at once: every request answered at most once, each either
  *     done or shutting_down; the connection ends (no hang on a held or yielded connection);
  *     tallyd exits 0 (under the sanitizers: no error, no leak).
@@ -239,6 +241,37 @@ int main(int argc, char **argv)
     /* The batch went over a turn's budget, or waited for its writes' commits (the group's
      * COMMIT runs on the commit thread: a read after a write waits for it, gcommit.h). */
     CHECK(y1 > y0 || w1 > w0);
+
+    /* (a2) reads only, far over a turn's budget, then EOF. No read waits for a commit here
+     * (none follows a write of its connection), so only the turn budget lets the loop go to
+     * the others: connection_yields must grow. (a) no longer shows it: its reads after writes
+     * wait for the commit thread before a turn's budget is spent (yields 0 -> 0). */
+    {
+        long long ya = yields();
+        struct th_conn rc;
+        CHECK_EQ_INT(th_connect(&rc, D.sock), 0);
+        msgpack_sbuffer_clear(&sb);
+        for (int i = 0; i < BATCH; i++)
+            th_pack_request(&sb, 3000 + (uint32_t)i, "stock.get", "s", "sku", "M-0");
+        CHECK_EQ_INT(th_send(&rc, sb.data, sb.size, TIMEOUT), 0);
+        shutdown(rc.fd, SHUT_WR);
+        int got = 0, wrong = 0, o;
+        uint32_t next = 3000;
+        while ((o = th_read_response(&rc, TIMEOUT, &r)) == TH_OK || o == TH_ERRRESP) {
+            wrong += o != TH_OK || r.msgid != next; /* answered in order, each once */
+            next++;
+            got++;
+        }
+        th_close(&rc);
+        long long yb = yields();
+        printf("(a2) %d reads then EOF: %d answered, %d wrong or out of order; ended %s; yields "
+               "%lld -> %lld\n",
+               BATCH, got, wrong, th_outcome(o), ya, yb);
+        CHECK_EQ_INT(got, BATCH);
+        CHECK_EQ_INT(wrong, 0);
+        CHECK_EQ_INT(o, TH_EOF);
+        CHECK(ya >= 0 && yb > ya);
+    }
 
     /* (b) the batch, then SIGTERM */
     memset(seen, 0, sizeof seen);

@@ -893,6 +893,17 @@ bool th_hello_ok(struct th_conn *c, int timeout_ms)
     return true;
 }
 
+long long th_status_int(const char *sock, const char *key, int timeout_ms)
+{
+    struct th_conn c;
+    struct th_resp r;
+    long long v = -1;
+    if (th_connect(&c, sock) == 0 && th_call(&c, timeout_ms, &r, "status", "") == TH_OK)
+        th_get_int(r.result, key, &v);
+    th_close(&c);
+    return v;
+}
+
 bool th_status_ok(const char *sock)
 {
     struct th_conn c;

@@ -189,6 +189,8 @@ int th_seed_madrid(const char *sock, const char *prefix, int first, int n, const
 /* A fresh connection to sock gets a correct `status` answer (station, server, connections
  * present and typed). Prints why not. */
 bool th_status_ok(const char *sock);
+/* The integer `key` of a `status` answer on a fresh connection to sock (timeout_ms), or -1. */
+long long th_status_int(const char *sock, const char *key, int timeout_ms);
 /* `hello` on c answers protocol 1 and server "tallyd ...". */
 bool th_hello_ok(struct th_conn *c, int timeout_ms);
 

@@ -173,24 +173,12 @@ static long long on_hand(void)
 
 static long long yields(void)
 {
-    struct th_conn c;
-    struct th_resp r;
-    long long v = -1;
-    if (th_connect(&c, D.sock) == 0 && th_call(&c, TIMEOUT, &r, "status", "") == TH_OK)
-        th_get_int(r.result, "connection_yields", &v);
-    th_close(&c);
-    return v;
+    return th_status_int(D.sock, "connection_yields", TIMEOUT);
 }
 
 static long long waits(void)
 {
-    struct th_conn c;
-    struct th_resp r;
-    long long v = -1;
-    if (th_connect(&c, D.sock) == 0 && th_call(&c, TIMEOUT, &r, "status", "") == TH_OK)
-        th_get_int(r.result, "commit_waits", &v);
-    th_close(&c);
-    return v;
+    return th_status_int(D.sock, "commit_waits", TIMEOUT);
 }
 
 int main(int argc, char **argv)

@@ -196,17 +196,25 @@ static void wait_in_flight(struct gcommit *g)
     commit_end(g, rc);
 }
 
+/* No group is open: the held answers go out, or fail with the code of a group that was lost.
+ * Returns that code (0: none lost). */
+static int settle_unopened(struct gcommit *g)
+{
+    int lost = store_group_take_lost(g->st);
+    if (lost)
+        fail_held(g, lost);
+    else
+        al_move(&g->out, &g->held), g->nheld = 0;
+    return lost;
+}
+
 /* Hands the open group to the commit thread (at the end of a loop turn). */
 static void dispatch(struct gcommit *g)
 {
     if (g->in_flight || !g->thread_started)
         return;
     if (!store_group_open(g->st)) {
-        int lost = store_group_take_lost(g->st);
-        if (lost)
-            fail_held(g, lost);
-        else
-            al_move(&g->out, &g->held), g->nheld = 0;
+        settle_unopened(g);
         return;
     }
     if (store_group_detach(g->st) != 1)
@@ -226,14 +234,8 @@ static void dispatch(struct gcommit *g)
 static int flush(struct gcommit *g)
 {
     wait_in_flight(g);
-    if (!store_group_open(g->st)) {
-        int lost = store_group_take_lost(g->st);
-        if (lost)
-            fail_held(g, lost);
-        else
-            al_move(&g->out, &g->held), g->nheld = 0;
-        return lost;
-    }
+    if (!store_group_open(g->st))
+        return settle_unopened(g);
     if (store_group_in_write(g->st))
         return TALLY_E_BUSY;
     int r = store_group_commit(g->st);

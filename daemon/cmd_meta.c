@@ -10,6 +10,7 @@
 #include "server.h"
 #include "store.h"
 #include "sync.h"
+#include "worker.h"
 
 int cmd_hello(struct rpc_call *c)
 {
@@ -104,7 +105,7 @@ int cmd_status(struct rpc_call *c)
     if (stat(wal, &sb) == 0)
         size += (int64_t)sb.st_size;
 
-    msgpack_pack_map(pk, 14);
+    msgpack_pack_map(pk, 17);
     mp_pack_kv_str(pk, "station", d->cfg.station);
     mp_pack_kv_str(pk, "server", "tallyd " TALLY_VERSION);
     mp_pack_kv_int(pk, "started_at", d->started_at);
@@ -171,6 +172,13 @@ int cmd_status(struct rpc_call *c)
     mp_pack_kv_int(pk, "commit_waits", (int64_t)server_waits(d->server));
     mp_pack_key(pk, "commit_in_flight");
     if (gcommit_in_flight(d))
+        msgpack_pack_true(pk);
+    else
+        msgpack_pack_false(pk);
+    mp_pack_kv_int(pk, "checkpoints", (int64_t)workers_checkpoints(d));
+    mp_pack_kv_int(pk, "wal_frames", store_wal_frames());
+    mp_pack_key(pk, "sends_unsynced");
+    if (store_sends_unsynced())
         msgpack_pack_true(pk);
     else
         msgpack_pack_false(pk);

@@ -69,11 +69,13 @@ struct fulfil {
 #define WRITER_WAIT_MS 2
 
 /* A transaction for the pass's own work (not for a caller waiting on it): never waits for a
- * write job's transaction. */
+ * write job's transaction, and is lazy (store.h "Lazy commits"): a decision lost at a power
+ * cut is made again; what it sent was made durable before it left (the take is durable while
+ * a lazy commit's rows wait). */
 static int pass_begin(struct tallyd *d)
 {
     bool held = false;
-    int r = store_begin_nowait(d->store, &held);
+    int r = store_begin_nowait_as(d->store, STORE_LAZY, &held);
     if (held && d->fulfil)
         d->fulfil->writer_held = true;
     return r;

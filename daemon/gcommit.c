@@ -305,6 +305,7 @@ static void on_async(uv_async_t *h)
     /* The requests that waited for it: their writes make the next group (committed at the
      * end of this turn, on the thread), their reads see what was just committed. */
     server_resume_waiting(g->d->server);
+    workers_checkpoint_due(g->d);
 }
 
 /* The loop's connection is about to begin a transaction: the group goes first, and so do
@@ -353,6 +354,7 @@ int gcommit_start(struct tallyd *d, char *err, size_t errlen)
     /* It runs on the loop: it waits for another process's lock no longer than the loop's. */
     sqlite3_busy_timeout(store_db(g->st), STORE_BUSY_MS);
     store_set_writer_lock(g->st, workers_writer_lock(d));
+    store_defer_checkpoints(g->st, NULL, NULL); /* seen on the loop: on_async */
     store_keep_held(g->st, true);
     store_group_enable(g->st, true);
     store_set_before_begin(d->store, before_begin, g);

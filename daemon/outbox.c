@@ -178,6 +178,7 @@ int outbox_append(struct store *st, const char *key, const char *target, const c
     if (rc != SQLITE_DONE)
         return store_error(st, rc, "outbox append");
     *id = sqlite3_last_insert_rowid(store_db(st));
+    store_note_send(st); /* durable before it is taken to be sent (store.h "Lazy commits") */
     return 0;
 }
 

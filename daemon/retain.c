@@ -232,7 +232,7 @@ static int job_run(struct worker_job *job, struct store *st)
     struct retain_job *rj = (struct retain_job *)job;
     int64_t t0 = worker_now_us();
     /* As titleidx.c: a crash loses the last slices' deletes, and the next pass does them. */
-    sqlite3_exec(store_db(st), "PRAGMA synchronous = NORMAL", NULL, NULL, NULL);
+    store_set_durable(st, false);
     int r = 0;
     while (!rj->end && worker_now_us() - t0 < RETAIN_JOB_US) {
         int64_t now = worker_now_us();
@@ -240,9 +240,7 @@ static int job_run(struct worker_job *job, struct store *st)
                              &rj->end)) != 0)
             break;
     }
-    sqlite3_exec(store_db(st),
-                 rj->d->cfg.sync_full ? "PRAGMA synchronous = FULL" : "PRAGMA synchronous = NORMAL",
-                 NULL, NULL, NULL);
+    store_set_durable(st, rj->d->cfg.sync_full);
     return r;
 }
 

@@ -48,7 +48,17 @@ struct store {
     size_t sp_bytes;             /* held_bytes then */
     int (*before_begin)(void *); /* store_set_before_begin */
     void *before_begin_arg;
+    /* Durability (store.h "Lazy commits"). */
+    bool level_full; /* the connection's own level: synchronous = FULL */
+    bool tx_lazy;    /* the open transaction runs at NORMAL (its own level restored at its end) */
+    bool tx_sends;   /* the open transaction appended rows to send (store_note_send) */
+    void (*wal_due)(void *); /* store_defer_checkpoints */
+    void *wal_due_arg;
 };
+
+/* A commit that was not durable appended rows to send, and no durable commit came after it
+ * (store.h "Lazy commits"). Changed only by a thread holding the writer lock. */
+static atomic_bool sends_unsynced;
 
 void store_set_publish(struct store *st, bool on)
 {
@@ -149,6 +159,7 @@ static int open_conn(const char *path, bool sync_full, bool extra, bool readonly
         return -1;
     }
     st->path = strdup(path);
+    st->level_full = sync_full;
     st->held_tail = &st->held;
     st->ready_tail = &st->ready;
     st->nslots = 256;
@@ -261,9 +272,22 @@ static void held_drop(struct store *st)
 }
 
 /* The transaction ended: run what was held for its commit, or drop it. */
+static int run_simple(struct store *st, const char *sql, const char *what);
+
 static void tx_end(struct store *st, bool committed)
 {
     st->in_tx = false;
+    /* Before the writer lock goes: no other transaction commits between. */
+    if (committed && st->tx_sends && (st->tx_lazy || !st->level_full))
+        atomic_store(&sends_unsynced, true);
+    else if (committed && st->level_full && !st->tx_lazy)
+        atomic_store(&sends_unsynced, false); /* durable: so is every commit before it */
+    st->tx_sends = false;
+    if (st->tx_lazy) {
+        st->tx_lazy = false;
+        if (run_simple(st, "PRAGMA synchronous = FULL", "synchronous") != 0)
+            log_error("store: synchronous = FULL not restored after a lazy commit");
+    }
     if (st->locked) {
         st->locked = false;
         pthread_mutex_unlock(st->writer);
@@ -440,7 +464,35 @@ bool store_writer_wanted(void)
 
 static int group_begin(struct store *st);
 
-int store_begin(struct store *st)
+/* Takes the writer lock if needed, sets the transaction's durability and begins. */
+static int begin_as(struct store *st, enum store_durability how)
+{
+    if (st->in_tx) {
+        log_error("begin: a transaction is already open on this connection");
+        return TALLY_E_STORAGE;
+    }
+    if (st->writer && !st->locked)
+        writer_lock(st);
+    /* Under the writer lock: no commit changes sends_unsynced until this one ends. */
+    bool lazy = how == STORE_LAZY || (how == STORE_SEND && !atomic_load(&sends_unsynced));
+    int r = 0;
+    if (lazy && st->level_full) {
+        r = run_simple(st, "PRAGMA synchronous = NORMAL", "synchronous");
+        st->tx_lazy = r == 0;
+    }
+    if (r == 0)
+        r = run_simple(st, "BEGIN IMMEDIATE", "begin");
+    if (r == 0) {
+        held_drop(st); /* nothing can be held outside a transaction; be sure */
+        st->in_tx = true;
+        st->tx_sends = false;
+    } else {
+        tx_end(st, false); /* the level back, the lock released */
+    }
+    return r;
+}
+
+int store_begin_as(struct store *st, enum store_durability how)
 {
     if (st->group)
         return group_begin(st);
@@ -449,20 +501,15 @@ int store_begin(struct store *st)
         if (r)
             return r;
     }
-    if (st->writer && !st->locked)
-        writer_lock(st);
-    int r = run_simple(st, "BEGIN IMMEDIATE", "begin");
-    if (r == 0) {
-        held_drop(st); /* nothing can be held outside a transaction; be sure */
-        st->in_tx = true;
-    } else if (st->locked) {
-        st->locked = false;
-        pthread_mutex_unlock(st->writer);
-    }
-    return r;
+    return begin_as(st, how);
 }
 
-int store_begin_nowait(struct store *st, bool *held_elsewhere)
+int store_begin(struct store *st)
+{
+    return store_begin_as(st, STORE_DURABLE);
+}
+
+int store_begin_nowait_as(struct store *st, enum store_durability how, bool *held_elsewhere)
 {
     if (held_elsewhere)
         *held_elsewhere = false;
@@ -481,7 +528,74 @@ int store_begin_nowait(struct store *st, bool *held_elsewhere)
         }
         st->locked = true;
     }
-    return store_begin(st); /* the lock is held: store_begin does not take it again */
+    /* The lock is held: neither takes it again. */
+    return st->group ? group_begin(st) : begin_as(st, how);
+}
+
+int store_begin_nowait(struct store *st, bool *held_elsewhere)
+{
+    return store_begin_nowait_as(st, STORE_DURABLE, held_elsewhere);
+}
+
+/* Frames in the WAL after the last commit of a connection that defers its checkpoints. */
+static atomic_int wal_frames;
+
+static int defer_hook(void *arg, sqlite3 *db, const char *name, int frames)
+{
+    (void)db;
+    (void)name;
+    struct store *st = arg;
+    atomic_store(&wal_frames, frames);
+    if (st->wal_due && frames >= STORE_CHECKPOINT_FRAMES)
+        st->wal_due(st->wal_due_arg);
+    return SQLITE_OK;
+}
+
+void store_defer_checkpoints(struct store *st, void (*due)(void *), void *arg)
+{
+    st->wal_due = due;
+    st->wal_due_arg = arg;
+    sqlite3_wal_hook(st->db, defer_hook, st); /* replaces the automatic checkpoint */
+}
+
+int store_wal_frames(void)
+{
+    return atomic_load(&wal_frames);
+}
+
+int store_checkpoint_passive(struct store *st, int *log_frames, int *copied)
+{
+    *log_frames = *copied = -1;
+    if (st->in_tx || st->group_open)
+        return TALLY_E_BUSY;
+    int rc = sqlite3_wal_checkpoint_v2(st->db, NULL, SQLITE_CHECKPOINT_PASSIVE, log_frames, copied);
+    if (rc == SQLITE_OK && *log_frames >= 0 && *log_frames == *copied)
+        atomic_store(&wal_frames, 0); /* all copied: the next writer starts the WAL over */
+    if (rc == SQLITE_OK || rc == SQLITE_BUSY)
+        return 0;
+    return store_error(st, rc, "checkpoint");
+}
+
+void store_note_send(struct store *st)
+{
+    if (st->in_tx || st->group_open)
+        st->tx_sends = true;
+}
+
+bool store_sends_unsynced(void)
+{
+    return atomic_load(&sends_unsynced);
+}
+
+int store_set_durable(struct store *st, bool full)
+{
+    if (st->in_tx || st->group_open)
+        return TALLY_E_STORAGE;
+    int r = run_simple(st, full ? "PRAGMA synchronous = FULL" : "PRAGMA synchronous = NORMAL",
+                       "synchronous");
+    if (r == 0)
+        st->level_full = full;
+    return r;
 }
 
 void store_set_writer_lock(struct store *st, pthread_mutex_t *mu)

@@ -86,6 +86,56 @@ void store_rollback(struct store *st);
  * be NULL.
  */
 int store_begin_nowait(struct store *st, bool *held_elsewhere);
+
+/*
+ * Lazy commits. A connection's own level is FULL by default ([sync] synchronous): each COMMIT
+ * is fsynced before it returns. A transaction begun with STORE_LAZY runs at NORMAL: its COMMIT
+ * writes the WAL and returns without an fsync. A process crash (kill -9) loses nothing of it;
+ * a power cut may lose it, with every later commit not durable either, never a part of it
+ * and never an earlier one: the commits that survive a cut are a prefix (WAL frames are
+ * checksummed in a chain; recovery stops at the first one not written), and a durable commit
+ * makes every commit before it durable (it syncs the whole WAL). For work that is redone
+ * when lost, so the loop does not wait for an fsync (DESIGN.md "nothing holds the loop"):
+ * pulled pages (their checkpoint is in the same transaction), push outcomes (the row is sent
+ * again; the upstream deduplicates by key), the fulfilment pass's decisions (made again).
+ *
+ * What leaves the station must be durable before it leaves. Rows to send are appended by
+ * outbox_append, which calls store_note_send: when the transaction is not durable, the
+ * process's sends are unsynced from its commit on, until a durable commit. A transaction
+ * begun with STORE_SEND (the sync engine's take of rows to send) is durable while they are
+ * unsynced, lazy otherwise: whatever it takes was made durable by then. Rows a client wrote
+ * are durable already (acknowledged writes commit at FULL).
+ *
+ * With [sync] synchronous = normal every commit is lazy (the window, tests/README "Power
+ * cuts"). The level changes only outside a transaction (SQLite refuses it inside one).
+ */
+enum store_durability { STORE_DURABLE = 0, STORE_LAZY, STORE_SEND };
+int store_begin_as(struct store *st, enum store_durability how);
+int store_begin_nowait_as(struct store *st, enum store_durability how, bool *held_elsewhere);
+/* The open transaction appends rows that will be sent upstream (outbox.c). */
+void store_note_send(struct store *st);
+/* Sends appended by a commit not durable, no durable commit since (tests, status). */
+bool store_sends_unsynced(void);
+/* Sets the connection's own level (a write job's connection for its bulk work), outside a
+ * transaction: 0, or a TALLY_E_* code and the level unchanged. */
+int store_set_durable(struct store *st, bool full);
+
+/*
+ * Checkpoints off the committing thread. SQLite checkpoints the WAL inside the COMMIT that
+ * takes it past 1000 frames, on whichever connection that is: fsyncs and page copies inside
+ * the loop's commit, or inside a worker's while it holds the writer lock the loop may want.
+ * store_defer_checkpoints turns that off for a connection (tallyd's own) and calls `due` (on
+ * that connection's thread, after its commit) when the WAL holds STORE_CHECKPOINT_FRAMES or
+ * more; store_checkpoint_passive, on a connection with no transaction open, then copies what
+ * it can without waiting for readers or writers (worker.c runs it as a write job). Frames seen
+ * at the last commit of such a connection: store_wal_frames.
+ */
+#define STORE_CHECKPOINT_FRAMES 1000
+void store_defer_checkpoints(struct store *st, void (*due)(void *), void *arg);
+int store_wal_frames(void);
+/* 0 (busy counts as done: another checkpoint runs), or a TALLY_E_* code. */
+int store_checkpoint_passive(struct store *st, int *log_frames, int *copied);
+
 /* Whether a transaction begun by store_begin is open (or, in group mode, the group's). */
 bool store_in_tx(const struct store *st);
 

@@ -334,7 +334,9 @@ static void inventory_round_done(struct upstream *u, const struct stream_state *
 {
     struct store *st = u->store;
     int64_t wh;
-    if (catalog_warehouse_id(st, u->code, strlen(u->code), &wh) != 0 || store_begin(st) != 0)
+    /* Lazy (store.h): lost at a power cut, the next round's end releases them. */
+    if (catalog_warehouse_id(st, u->code, strlen(u->code), &wh) != 0 ||
+        store_begin_as(st, STORE_LAZY) != 0)
         return;
     if (fulfil_inventory_round(u->d, wh, ss->round_started_at) == 0 && store_commit(st) == 0)
         return;
@@ -384,7 +386,7 @@ static int page_run(struct worker_job *job, struct store *st)
      * power cut loses the last slices, never the replica's consistency; the page is then
      * applied again from its checkpoint). Any later commit made durable (an acknowledged write
      * on the loop) makes these durable too: the WAL is synced as a whole. */
-    sqlite3_exec(store_db(st), "PRAGMA synchronous = NORMAL", NULL, NULL, NULL);
+    store_set_durable(st, false);
     int r = checkpoint_load(st, pj->name, &cp);
     bool finished = !pg->apply_slice;
     while (r == 0) {
@@ -410,9 +412,7 @@ static int page_run(struct worker_job *job, struct store *st)
         if (finished)
             break;
     }
-    sqlite3_exec(store_db(st),
-                 pj->sync_full ? "PRAGMA synchronous = FULL" : "PRAGMA synchronous = NORMAL", NULL,
-                 NULL, NULL);
+    store_set_durable(st, pj->sync_full);
     return r;
 }
 
@@ -460,8 +460,9 @@ static int apply_on_loop(struct upstream *u, int i, struct stream_state *ss, str
     struct store *st = u->store;
     struct checkpoint cp;
     int r = checkpoint_load(st, ss->name, &cp);
+    /* Lazy (store.h): lost at a power cut with its checkpoint, the page is pulled again. */
     if (r == 0)
-        r = store_begin(st);
+        r = store_begin_as(st, STORE_LAZY);
     if (r == 0) {
         bool finished = !pg->apply_slice;
         while (r == 0 && !finished)
@@ -973,7 +974,8 @@ static struct push_batch *take_batch(struct upstream *u)
     struct push_batch *b = batch_new(u);
     if (!b)
         return NULL;
-    if (store_begin(u->store) != 0) {
+    /* Durable when rows appended by a lazy commit may be among those taken (store.h). */
+    if (store_begin_as(u->store, STORE_SEND) != 0) {
         free_batch(b);
         return NULL;
     }
@@ -1062,7 +1064,9 @@ static int record_batch(struct push_batch *b)
     struct upstream *u = b->u;
     struct store *st = u->store;
     int64_t now = store_now();
-    int r = store_begin(st);
+    /* Lazy (store.h): an outcome lost at a power cut leaves its rows in flight, sent again
+     * at the next start (as after a kill between the answer and this commit). */
+    int r = store_begin_as(st, STORE_LAZY);
     for (int i = 0; r == 0 && i < b->n; i++)
         r = record_item(u, &b->items[i], now, b->retry_after_s);
     if (r == 0)
@@ -1088,7 +1092,7 @@ static int record_and_take(struct push_batch *b, struct push_batch **next)
      * takes nothing: the look starts there again, not past the rows it did not take (they
      * would wait for the looks to go round the outbox, a tick each). */
     int64_t from = u->push_from;
-    int r = store_begin(st);
+    int r = store_begin_as(st, STORE_SEND);
     for (int i = 0; r == 0 && i < b->n; i++)
         r = record_item(u, &b->items[i], now, b->retry_after_s);
     if (r == 0 && (!(nb = batch_new(u)) || take_into(u, nb) != 0))
@@ -1150,7 +1154,7 @@ static int requeue_batch(struct push_batch *b)
     struct upstream *u = b->u;
     struct store *st = u->store;
     int64_t now = store_now();
-    int r = store_begin(st);
+    int r = store_begin_as(st, STORE_LAZY); /* lost: the rows stay in flight, sent again */
     sqlite3_stmt *s = r ? NULL
                         : store_stmt(st, "UPDATE outbox SET state = 'pending',"
                                          " attempts = attempts + 1, next_attempt_at = ?2 + ?3,"
@@ -1338,7 +1342,7 @@ static struct publish_batch *take_publish(struct upstream *u, int limit)
     }
     b->u = u;
     b->retry_after_s = -1;
-    if (store_begin(st) != 0) {
+    if (store_begin_as(st, STORE_SEND) != 0) {
         free_publish(b);
         return NULL;
     }
@@ -1414,7 +1418,8 @@ void sync_publish_done(struct publish_batch *b)
     }
     link_ok(u);
     struct store *st = u->store;
-    if (store_begin(st) != 0) {
+    /* Lazy (store.h): lost at a power cut, the figures are published again (the same ones). */
+    if (store_begin_as(st, STORE_LAZY) != 0) {
         free_publish(b);
         return;
     }

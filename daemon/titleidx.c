@@ -240,7 +240,7 @@ static int job_run(struct worker_job *job, struct store *st)
     int64_t start = titleidx_cpu_us();
     /* The job's commits need not be fsynced one by one (WAL, synchronous NORMAL): a crash
      * loses the last ones, and their titles are still queued. */
-    sqlite3_exec(store_db(st), "PRAGMA synchronous = NORMAL", NULL, NULL, NULL);
+    store_set_durable(st, false);
     int r = 0;
     while (!(tj->empty && tj->idle) && !tj->ti->stopped) {
         int64_t n = 0;
@@ -251,10 +251,7 @@ static int job_run(struct worker_job *job, struct store *st)
             break;
     }
     tj->segs = titleidx_segments(st);
-    sqlite3_exec(store_db(st),
-                 tj->ti->d->cfg.sync_full ? "PRAGMA synchronous = FULL"
-                                          : "PRAGMA synchronous = NORMAL",
-                 NULL, NULL, NULL);
+    store_set_durable(st, tj->ti->d->cfg.sync_full);
     return r;
 }
 

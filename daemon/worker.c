@@ -3,8 +3,10 @@
 
 #include <pthread.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 #include "log.h"
@@ -27,6 +29,11 @@ struct workers {
     int pending;               /* submitted, done not yet called */
     uint64_t writes_submitted; /* write jobs ever submitted (workers_writes_submitted) */
     bool stopping;
+    /* The WAL checkpoint (store_defer_checkpoints), a write job of its own. */
+    struct worker_job ckpt;
+    bool ckpt_queued;
+    int ckpt_after; /* frames left by the last one that could not copy all: wait for more */
+    uint64_t checkpoints;
 };
 
 int64_t worker_now_us(void)
@@ -57,6 +64,9 @@ static struct worker_job *q_pop(struct jobq *q)
     return j;
 }
 
+static void loop_wal_due(void *arg);
+static int submit(struct tallyd *d, struct worker_job *j, bool is_write);
+
 int workers_start(struct tallyd *d, char *err, size_t errlen)
 {
     struct workers *w = calloc(1, sizeof *w);
@@ -73,8 +83,57 @@ int workers_start(struct tallyd *d, char *err, size_t errlen)
     w->writes.tail = &w->writes.head;
     w->reads.tail = &w->reads.head;
     store_set_writer_lock(d->store, &w->writer);
+    store_defer_checkpoints(d->store, loop_wal_due, d);
     d->workers = w;
     return 0;
+}
+
+static int ckpt_run(struct worker_job *job, struct store *st)
+{
+    (void)job;
+    int log_frames, copied;
+    int r = store_checkpoint_passive(st, &log_frames, &copied);
+    struct workers *w = (struct workers *)((char *)job - offsetof(struct workers, ckpt));
+    /* Read on the loop in ckpt_done (after this job: no race). */
+    w->ckpt_after = r == 0 && log_frames >= 0 && log_frames == copied ? 0 : store_wal_frames();
+    return r;
+}
+
+static void ckpt_done(struct worker_job *job, int status)
+{
+    struct workers *w = (struct workers *)((char *)job - offsetof(struct workers, ckpt));
+    w->ckpt_queued = false;
+    w->checkpoints++;
+    if (status != 0 && status != TALLY_E_SHUTTING_DOWN)
+        log_warn("WAL checkpoint: %s (tried again after the next commits)", tally_strerror(status));
+}
+
+void workers_checkpoint_due(struct tallyd *d)
+{
+    struct workers *w = d->workers;
+    int frames = store_wal_frames();
+    if (!w || w->stopping || d->stopping || w->ckpt_queued || frames < STORE_CHECKPOINT_FRAMES)
+        return;
+    /* One that could not copy everything (a reader holds an older snapshot) is tried again
+     * once the WAL has grown by a quarter of the threshold, not after every commit. */
+    if (w->ckpt_after && frames < w->ckpt_after + STORE_CHECKPOINT_FRAMES / 4)
+        return;
+    memset(&w->ckpt, 0, sizeof w->ckpt);
+    w->ckpt.run = ckpt_run;
+    w->ckpt.done = ckpt_done;
+    /* submit, not worker_write: not counted as another's write (workers_writes_submitted) */
+    if (submit(d, &w->ckpt, true) == 0)
+        w->ckpt_queued = true;
+}
+
+uint64_t workers_checkpoints(const struct tallyd *d)
+{
+    return d->workers ? d->workers->checkpoints : 0;
+}
+
+static void loop_wal_due(void *arg)
+{
+    workers_checkpoint_due(arg);
 }
 
 pthread_mutex_t *workers_writer_lock(struct tallyd *d)
@@ -98,6 +157,7 @@ static struct store *conn_for(struct workers *w, struct worker_job *j, int *stat
     if (j->is_write) {
         store_set_writer_lock(*slot, &w->writer);
         store_keep_held(*slot, true);
+        store_defer_checkpoints(*slot, NULL, NULL); /* seen on the loop: on_after */
     }
     return *slot;
 }
@@ -131,6 +191,7 @@ static void on_after(uv_work_t *req, int uvstatus)
     w->pending--;
     start_next(w);
     j->done(j, status);
+    workers_checkpoint_due(w->d);
 }
 
 static void start_next(struct workers *w)

@@ -75,6 +75,13 @@ int workers_pending(const struct tallyd *d);
 /* Write jobs submitted since the start (a background job sees whether others write). */
 uint64_t workers_writes_submitted(const struct tallyd *d);
 
+/* On the loop, after commits: queues a passive WAL checkpoint as a write job when the WAL has
+ * grown past STORE_CHECKPOINT_FRAMES (store.h "Checkpoints off the committing thread"); one
+ * at a time. tallyd's connections never checkpoint inside their commits. */
+void workers_checkpoint_due(struct tallyd *d);
+/* Checkpoint jobs done since the start (status, tests). */
+uint64_t workers_checkpoints(const struct tallyd *d);
+
 /* Monotonic microseconds, for slicing (CLOCK_MONOTONIC). */
 int64_t worker_now_us(void);
 

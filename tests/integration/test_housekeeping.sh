@@ -8,6 +8,7 @@
 #    is answered, the purge answers with the full count, and neither the database nor its WAL
 #    holds any buyer's name, street or phone afterwards. Importing the orders again brings
 #    none of it back, and a second purge finds nothing.
+# 3. WAL checkpoints run as jobs once the WAL passed 1,000 frames, and keep it near that.
 set -uo pipefail
 TALLYD=$1 TALLY=$2 GEN=$3
 tmp=$(mktemp -d /tmp/tally-hk.XXXXXX)
@@ -130,6 +131,24 @@ expect_eq "$(j purge --older-than 0 | jq -r .orders)" 0 "a second purge"
 # Two purges at once: the second is refused as busy, or runs after the first; never both.
 out=$(j purge --older-than 0 --dry-run 2>&1)
 expect_eq "$?" 0 "a dry run ($out)"
+
+# ---- 3. WAL checkpoints are jobs (store.h "Checkpoints off the committing thread") ----
+# tallyd's commits never checkpoint inside themselves; a job on the writer thread does once the
+# WAL passed 1,000 frames. The writes above and a catalog of 3,000 SKUs take it past that many
+# times: checkpoints ran, and the WAL file (its high-water mark: SQLite reuses it from the
+# start, never shrinks it) stays near one threshold's worth, not the whole of what was written.
+"$GEN" --out "$tmp/big" --skus 3000 --warehouses 2 --orders 0 --seed 12 >/dev/null || exit 1
+for kind in catalog stock; do
+    out=$(t import "$kind" "$tmp/big/$kind.csv" 2>&1)
+    expect_eq "$?" 0 "import the larger $kind ($out)"
+done
+pagesz=$(sqlite3 "$db" "PRAGMA page_size")
+ckpts=$(j status | jq -r .checkpoints)
+[ "$ckpts" -ge 2 ] 2>/dev/null && ok || bad "checkpoint jobs after the writes: $ckpts"
+walsz=$(stat -c %s "$db-wal")
+[ "$walsz" -le $((3 * 1000 * (pagesz + 24))) ] && ok ||
+    bad "WAL file $walsz bytes after the writes ($ckpts checkpoints; page $pagesz)"
+echo "housekeeping: $ckpts checkpoint jobs, WAL file $walsz bytes (page $pagesz)"
 
 kill -TERM "$pid"
 wait "$pid"

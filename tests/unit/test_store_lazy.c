@@ -1,0 +1,196 @@
+/*
+ * Unit: lazy commits (store.h "Lazy commits"). Through a VFS that counts the syncs SQLite asks
+ * for on the replica's files:
+ *  - a durable transaction's commit syncs; a lazy one's does not, and the connection's own
+ *    level (FULL) is back after it, after a rollback and after a failed begin;
+ *  - a lazy commit that appended rows to send marks the sends unsynced; a STORE_SEND
+ *    transaction is then durable (it syncs, and clears the mark), otherwise lazy;
+ *  - a durable commit of any kind clears the mark; a lazy one without rows to send leaves it;
+ *  - on a connection at NORMAL ([sync] synchronous = normal) nothing syncs at commit and the
+ *    mark stays (nothing there is durable at commit);
+ *  - store_set_durable changes the level outside a transaction only.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "check.h"
+#include "outbox.h"
+#include "store.h"
+#include "tally/protocol.h"
+
+/* ---- a VFS that counts xSync on every file it opens ---- */
+
+static sqlite3_vfs *real;
+static int syncs;
+/* Each method table the real VFS hands out (they differ by file), copied with xSync counted. */
+#define TABLES 8
+static struct {
+    const sqlite3_io_methods *orig;
+    sqlite3_io_methods copy;
+} tables[TABLES];
+
+static const sqlite3_io_methods *orig_of(sqlite3_file *f)
+{
+    for (int i = 0; i < TABLES; i++)
+        if (f->pMethods == &tables[i].copy)
+            return tables[i].orig;
+    return NULL;
+}
+
+static int counted_sync(sqlite3_file *f, int flags)
+{
+    syncs++;
+    return orig_of(f)->xSync(f, flags);
+}
+
+static int counting_open(sqlite3_vfs *v, const char *name, sqlite3_file *f, int flags, int *out)
+{
+    (void)v;
+    int rc = real->xOpen(real, name, f, flags, out);
+    if (rc != SQLITE_OK || !f->pMethods)
+        return rc;
+    for (int i = 0; i < TABLES; i++) {
+        if (!tables[i].orig) {
+            tables[i].orig = f->pMethods;
+            tables[i].copy = *f->pMethods;
+            tables[i].copy.xSync = counted_sync;
+        }
+        if (tables[i].orig == f->pMethods) {
+            f->pMethods = &tables[i].copy;
+            return rc;
+        }
+    }
+    abort(); /* more tables than this test expects */
+}
+
+static sqlite3_vfs counting;
+
+static int level(struct store *st)
+{
+    sqlite3_stmt *s = NULL;
+    int v = -1;
+    if (sqlite3_prepare_v2(store_db(st), "PRAGMA synchronous", -1, &s, NULL) == SQLITE_OK &&
+        sqlite3_step(s) == SQLITE_ROW)
+        v = sqlite3_column_int(s, 0);
+    sqlite3_finalize(s);
+    return v;
+}
+
+static int append(struct store *st, const char *key)
+{
+    int64_t id;
+    return outbox_append(st, key, "wh:ES-MAD", "SKU-1", OBX_MOVEMENT, "\x80", 1, &id);
+}
+
+/* Commits one transaction begun as `how` with one row (a row to send when `send`); the syncs
+ * its commit asked for, or -1 when it failed. */
+static int one(struct store *st, enum store_durability how, const char *key, bool send)
+{
+    if (store_begin_as(st, how) != 0)
+        return -1;
+    int r = send ? append(st, key)
+                 : sqlite3_exec(store_db(st), "INSERT INTO t VALUES(1)", NULL, NULL, NULL);
+    if (r != 0) {
+        store_rollback(st);
+        return -1;
+    }
+    int before = syncs;
+    if (store_commit(st) != 0)
+        return -1;
+    return syncs - before;
+}
+
+int main(void)
+{
+    real = sqlite3_vfs_find(NULL);
+    counting = *real;
+    counting.zName = "counting";
+    counting.xOpen = counting_open;
+    sqlite3_vfs_register(&counting, 1);
+
+    char dir[] = "/tmp/tally-lazy.XXXXXX", path[128], path2[128], err[256];
+    if (!mkdtemp(dir))
+        return 2;
+    snprintf(path, sizeof path, "%s/r.db", dir);
+    snprintf(path2, sizeof path2, "%s/n.db", dir);
+    struct store *st = NULL, *nm = NULL;
+    if (store_open(path, true, &st, err, sizeof err) != 0 ||
+        store_open(path2, false, &nm, err, sizeof err) != 0) {
+        fprintf(stderr, "store_open: %s\n", err);
+        return 2;
+    }
+    CHECK_EQ_INT(sqlite3_exec(store_db(st), "CREATE TABLE t(x INTEGER)", NULL, NULL, NULL),
+                 SQLITE_OK);
+    CHECK_EQ_INT(sqlite3_exec(store_db(nm), "CREATE TABLE t(x INTEGER)", NULL, NULL, NULL),
+                 SQLITE_OK);
+    CHECK_EQ_INT(level(st), 2);
+
+    /* Durable: the commit syncs (the WAL). Lazy: it does not, and FULL is back after it. */
+    CHECK(one(st, STORE_DURABLE, NULL, false) >= 1);
+    CHECK_EQ_INT(store_begin_as(st, STORE_LAZY), 0);
+    CHECK_EQ_INT(level(st), 1);
+    CHECK_EQ_INT(store_commit(st), 0);
+    CHECK_EQ_INT(level(st), 2);
+    CHECK_EQ_INT(one(st, STORE_LAZY, NULL, false), 0);
+    CHECK_EQ_INT(level(st), 2);
+    /* ... and after a rollback */
+    CHECK_EQ_INT(store_begin_as(st, STORE_LAZY), 0);
+    store_rollback(st);
+    CHECK_EQ_INT(level(st), 2);
+    CHECK(!store_sends_unsynced());
+
+    /* Nothing unsynced: a take is lazy. */
+    CHECK_EQ_INT(one(st, STORE_SEND, NULL, false), 0);
+    /* A lazy commit appends rows to send: unsynced; a lazy commit without rows leaves it so. */
+    CHECK_EQ_INT(one(st, STORE_LAZY, "m-1", true), 0);
+    CHECK(store_sends_unsynced());
+    CHECK_EQ_INT(one(st, STORE_LAZY, NULL, false), 0);
+    CHECK(store_sends_unsynced());
+    /* A rolled back append marks nothing more (and clears nothing). */
+    CHECK_EQ_INT(store_begin_as(st, STORE_LAZY), 0);
+    CHECK_EQ_INT(append(st, "m-rolled-back"), 0);
+    store_rollback(st);
+    CHECK(store_sends_unsynced());
+    /* The take is durable now (it syncs, so every commit before it is durable), and clears. */
+    CHECK(one(st, STORE_SEND, NULL, false) >= 1);
+    CHECK(!store_sends_unsynced());
+    CHECK_EQ_INT(one(st, STORE_SEND, NULL, false), 0);
+    /* Any durable commit clears, rows of its own or not; a durable append marks nothing. */
+    CHECK_EQ_INT(one(st, STORE_LAZY, "m-2", true), 0);
+    CHECK(store_sends_unsynced());
+    CHECK(one(st, STORE_DURABLE, NULL, false) >= 1);
+    CHECK(!store_sends_unsynced());
+    CHECK(one(st, STORE_DURABLE, "m-3", true) >= 1);
+    CHECK(!store_sends_unsynced());
+
+    /* store_set_durable: refused inside a transaction; outside, the connection's own level
+     * (a write job's bulk work), under which every commit is lazy and sends stay unsynced. */
+    CHECK_EQ_INT(store_begin(st), 0);
+    CHECK(store_set_durable(st, false) != 0);
+    CHECK_EQ_INT(level(st), 2);
+    store_rollback(st);
+    CHECK_EQ_INT(store_set_durable(st, false), 0);
+    CHECK_EQ_INT(level(st), 1);
+    CHECK_EQ_INT(one(st, STORE_DURABLE, "m-4", true), 0);
+    CHECK(store_sends_unsynced());
+    CHECK_EQ_INT(store_set_durable(st, true), 0);
+    CHECK(one(st, STORE_SEND, NULL, false) >= 1);
+    CHECK(!store_sends_unsynced());
+
+    /* [sync] synchronous = normal: no commit syncs, a take neither; the mark stays. */
+    CHECK_EQ_INT(level(nm), 1);
+    CHECK_EQ_INT(one(nm, STORE_DURABLE, "n-1", true), 0);
+    CHECK(store_sends_unsynced());
+    CHECK_EQ_INT(one(nm, STORE_SEND, NULL, false), 0);
+    CHECK(store_sends_unsynced());
+    CHECK_EQ_INT(level(nm), 1);
+
+    store_close(st);
+    store_close(nm);
+    char cmd[160];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    if (system(cmd) != 0)
+        fprintf(stderr, "could not remove %s\n", dir);
+    return check_result("test_store_lazy");
+}

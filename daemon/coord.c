@@ -413,6 +413,18 @@ int coord_outbound_read(struct tallyd *d, const char *code)
 
 int coord_inventory_read(struct tallyd *d, const char *code)
 {
+    /* Recorded once: every later round ends here, and a read needs no transaction (one would
+     * wait for a group commit in flight). */
+    char name[100];
+    snprintf(name, sizeof name, "coord_inv:%s", code);
+    sqlite3_stmt *q = store_stmt(d->store, "SELECT 1 FROM counters WHERE name = ?1");
+    if (q) {
+        sqlite3_bind_text(q, 1, name, -1, SQLITE_TRANSIENT);
+        int rc = sqlite3_step(q);
+        sqlite3_reset(q);
+        if (rc == SQLITE_ROW)
+            return 0;
+    }
     int r = store_begin(d->store);
     if (r == 0 && (r = first_read(d, "coord_inv:", code)) == 0)
         return store_commit(d->store);

@@ -57,6 +57,7 @@ struct fulfil {
     /* A slice found the writer lock held by a write job (an import, a purge): it comes back
      * in WRITER_WAIT_MS rather than have the loop wait for that job's transaction. */
     bool writer_held;
+    bool yielded; /* the pass gave way to a group commit (fulfil_writer_free) */
     /* How long the pass's slices held the loop (wall and the loop thread's CPU), in
      * SLICE_BUCKET_US buckets, logged when a run of slices ends (README "Performance"). */
     struct slice_stats {
@@ -76,8 +77,12 @@ static int pass_begin(struct tallyd *d)
 {
     bool held = false;
     int r = store_begin_nowait_as(d->store, STORE_LAZY, &held);
-    if (held && d->fulfil)
+    /* A write job's transaction, or a group commit (handed to its thread): again in a moment,
+     * or when that commit returns (fulfil_writer_free). */
+    if ((held || store_yielded(d->store)) && d->fulfil)
         d->fulfil->writer_held = true;
+    if (store_yielded(d->store) && d->fulfil)
+        d->fulfil->yielded = true;
     return r;
 }
 
@@ -1669,6 +1674,23 @@ void fulfil_stop(struct tallyd *d)
     uv_idle_stop(&f->idle);
     uv_close((uv_handle_t *)&f->timer, on_closed);
     uv_close((uv_handle_t *)&f->idle, on_closed);
+}
+
+void fulfil_writer_free(struct tallyd *d)
+{
+    struct fulfil *f = d ? d->fulfil : NULL;
+    if (!f || !f->yielded || d->stopping)
+        return;
+    f->yielded = false;
+    f->writer_held = false;
+    bool more = false;
+    int r = timed_slice(f, store_now(), &more);
+    if (r == TALLY_E_BUSY && f->writer_held)
+        uv_timer_start(&f->timer, on_timer, WRITER_WAIT_MS, FULFIL_TICK_MS);
+    else if (r < 0)
+        log_error("fulfilment pass: %s", tally_strerror(r));
+    if (more)
+        uv_idle_start(&f->idle, on_idle);
 }
 
 void fulfil_kick(struct tallyd *d)

@@ -36,6 +36,9 @@ struct fulfil;
 int fulfil_start(struct tallyd *d, char *err, size_t errlen);
 void fulfil_stop(struct tallyd *d); /* NULL-safe */
 void fulfil_kick(struct tallyd *d); /* run a pass soon */
+/* A group commit returned (gcommit.c): a pass that gave way to it runs a slice now, before the
+ * writes that waited for the commit make the next group. */
+void fulfil_writer_free(struct tallyd *d);
 
 /*
  * One whole pass at time `now`: every changed order (state machine), then the orders

@@ -12,7 +12,9 @@
 #include "log.h"
 #include "rpc.h"
 #include "server.h"
+#include "fulfil.h"
 #include "store.h"
+#include "sync.h"
 #include "tally/protocol.h"
 #include "tallyd.h"
 #include "worker.h"
@@ -55,6 +57,7 @@ struct gcommit {
     uv_async_t async;
     bool async_open;
     uint64_t commits_off_loop; /* group commits run on the thread (status, tests) */
+    uint64_t barriers;         /* groups opened by gcommit_barrier */
 };
 
 static void al_init(struct alist *l)
@@ -302,10 +305,48 @@ static void on_async(uv_async_t *h)
         commit_end(g, rc);
     }
     deliver(g);
+    /* The loop's own work that gave way to this commit goes first (no group is open now):
+     * after the waiting writes it would give way again to the group they make. */
+    sync_writer_free(g->d->sync);
+    fulfil_writer_free(g->d);
     /* The requests that waited for it: their writes make the next group (committed at the
      * end of this turn, on the thread), their reads see what was just committed. */
     server_resume_waiting(g->d->server);
     workers_checkpoint_due(g->d);
+}
+
+int gcommit_barrier(struct tallyd *d)
+{
+    struct gcommit *g = d->gc;
+    if (!g || !g->thread_started || d->stopping)
+        return TALLY_E_BUSY;
+    /* A group open or in flight holds the writer lock since its BEGIN: the lazy commits that
+     * ask for a barrier came before it, and its COMMIT syncs them. */
+    if (g->in_flight || store_group_open(g->st))
+        return 0;
+    int r = store_begin(g->st); /* opens a group (group mode) */
+    sqlite3_stmt *s =
+        r ? NULL
+          : store_stmt(g->st, "INSERT INTO counters(name, n) VALUES('sync_barriers', 1)"
+                              " ON CONFLICT(name) DO UPDATE SET n = n + 1");
+    if (r == 0) {
+        int rc = s ? sqlite3_step(s) : SQLITE_ERROR;
+        if (s)
+            sqlite3_reset(s);
+        if (rc == SQLITE_DONE)
+            r = store_commit(g->st); /* the write's savepoint; the group stays open */
+        else {
+            r = TALLY_E_STORAGE;
+            store_rollback(g->st);
+        }
+    }
+    if (r == 0) {
+        g->barriers++;
+        dispatch(g); /* now, not at the end of the turn (a timer's turn may sleep in poll) */
+    } else if (!store_group_in_write(g->st)) {
+        settle_unopened(g);
+    }
+    return r;
 }
 
 /* The loop's connection is about to begin a transaction: the group goes first, and so do
@@ -313,9 +354,16 @@ static void on_async(uv_async_t *h)
  * the group's events, held for the end of the turn, would reach watchers after the events of
  * a later commit (an order's "cancelled" after its "shipped"): watchers hear of changes in
  * the order they were committed. */
-static int before_begin(void *arg)
+static int before_begin(void *arg, bool wait)
 {
     struct gcommit *g = arg;
+    /* The loop's own work that can come back later (store_begin_yield, the fulfilment pass):
+     * the group goes to the commit thread as at the end of the turn, and the work waits for
+     * its result (on_async wakes the sync engine), not for an fsync on the loop. */
+    if (!wait && g->thread_started && (g->in_flight || store_group_open(g->st))) {
+        dispatch(g);
+        return TALLY_E_BUSY;
+    }
     int r = flush(g);
     if (r == TALLY_E_BUSY)
         return TALLY_E_BUSY;

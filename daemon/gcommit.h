@@ -56,6 +56,15 @@ int gcommit_hold(struct tallyd *d, void *conn, const char *data, size_t len);
  * group (nothing done), or the commit's error (the held answers fail with it). */
 int gcommit_flush(struct tallyd *d);
 
+/*
+ * Makes every commit so far durable without an fsync on the loop (store.h "Lazy commits"): 0
+ * when a group commit will (one open or in flight, or one opened now with a small write of its
+ * own, handed to the commit thread at once); its end wakes the sync engine
+ * (sync_writer_free), its durable commit clears store_sends_unsynced. TALLY_E_BUSY when no
+ * commit thread runs (the caller commits durably itself), or the write's error.
+ */
+int gcommit_barrier(struct tallyd *d);
+
 /* Answers held and not yet sent (tests, status). */
 size_t gcommit_held(const struct tallyd *d);
 

@@ -41,17 +41,18 @@ struct store {
     struct held_item *ready, **ready_tail;
     /* Group commit (store_group_enable): store_begin opens a savepoint in one transaction
      * that store_group_commit ends; a write's store_commit releases only its savepoint. */
-    bool group;                  /* group mode on */
-    bool group_open;             /* the group's transaction is open */
-    int group_lost;              /* TALLY_E_* of a group transaction lost, until taken */
-    struct held_item **sp_tail;  /* held_tail when the write's savepoint was taken */
-    size_t sp_bytes;             /* held_bytes then */
-    int (*before_begin)(void *); /* store_set_before_begin */
+    bool group;                        /* group mode on */
+    bool group_open;                   /* the group's transaction is open */
+    int group_lost;                    /* TALLY_E_* of a group transaction lost, until taken */
+    struct held_item **sp_tail;        /* held_tail when the write's savepoint was taken */
+    size_t sp_bytes;                   /* held_bytes then */
+    int (*before_begin)(void *, bool); /* store_set_before_begin */
     void *before_begin_arg;
     /* Durability (store.h "Lazy commits"). */
     bool level_full; /* the connection's own level: synchronous = FULL */
     bool tx_lazy;    /* the open transaction runs at NORMAL (its own level restored at its end) */
     bool tx_sends;   /* the open transaction appended rows to send (store_note_send) */
+    bool yielded;    /* the last store_begin_yield gave way to a group commit */
     void (*wal_due)(void *); /* store_defer_checkpoints */
     void *wal_due_arg;
 };
@@ -497,11 +498,36 @@ int store_begin_as(struct store *st, enum store_durability how)
     if (st->group)
         return group_begin(st);
     if (st->before_begin && !st->in_tx) {
-        int r = st->before_begin(st->before_begin_arg);
+        int r = st->before_begin(st->before_begin_arg, true);
         if (r)
             return r;
     }
     return begin_as(st, how);
+}
+
+int store_begin_yield(struct store *st, enum store_durability how)
+{
+    st->yielded = false;
+    if (st->group)
+        return group_begin(st);
+    if (st->before_begin && !st->in_tx) {
+        int r = st->before_begin(st->before_begin_arg, false);
+        if (r) {
+            st->yielded = r == TALLY_E_BUSY;
+            return r;
+        }
+    }
+    return begin_as(st, how);
+}
+
+bool store_tx_sends(const struct store *st)
+{
+    return st->tx_sends;
+}
+
+bool store_yielded(const struct store *st)
+{
+    return st->yielded;
 }
 
 int store_begin(struct store *st)
@@ -513,12 +539,16 @@ int store_begin_nowait_as(struct store *st, enum store_durability how, bool *hel
 {
     if (held_elsewhere)
         *held_elsewhere = false;
+    st->yielded = false;
     /* The loop's own open group (gcommit.h) holds the writer lock on this very thread: it
-     * is committed first (as store_begin would), so only another thread's lock says busy. */
+     * goes to its commit thread (TALLY_E_BUSY, store_yielded), or is committed first where
+     * none runs (as store_begin would); otherwise only another thread's lock says busy. */
     if (!st->group && st->before_begin && !st->in_tx) {
-        int r = st->before_begin(st->before_begin_arg);
-        if (r)
+        int r = st->before_begin(st->before_begin_arg, false);
+        if (r) {
+            st->yielded = r == TALLY_E_BUSY;
             return r;
+        }
     }
     if (st->writer && !st->locked) {
         if (pthread_mutex_trylock(st->writer) != 0) {
@@ -693,7 +723,7 @@ int store_group_take_lost(struct store *st)
     return r;
 }
 
-void store_set_before_begin(struct store *st, int (*fn)(void *), void *arg)
+void store_set_before_begin(struct store *st, int (*fn)(void *, bool), void *arg)
 {
     st->before_begin = fn;
     st->before_begin_arg = arg;

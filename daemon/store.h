@@ -112,8 +112,20 @@ int store_begin_nowait(struct store *st, bool *held_elsewhere);
 enum store_durability { STORE_DURABLE = 0, STORE_LAZY, STORE_SEND };
 int store_begin_as(struct store *st, enum store_durability how);
 int store_begin_nowait_as(struct store *st, enum store_durability how, bool *held_elsewhere);
+/*
+ * As store_begin_as, for the loop's own work that can come back a moment later: it never waits
+ * for a group commit (the before_begin callback is asked not to wait: an open group is handed
+ * to its commit thread and TALLY_E_BUSY returned, nothing begun). It may still wait for the
+ * writer lock held by a write job's transaction (about WORKER_SLICE_US).
+ */
+int store_begin_yield(struct store *st, enum store_durability how);
+/* The last store_begin_yield or store_begin_nowait(_as) answered TALLY_E_BUSY because it gave
+ * way to a group commit (not because another process holds the database's lock). */
+bool store_yielded(const struct store *st);
 /* The open transaction appends rows that will be sent upstream (outbox.c). */
 void store_note_send(struct store *st);
+/* The open transaction appended such rows (they must not be taken in it unless it is durable). */
+bool store_tx_sends(const struct store *st);
 /* Sends appended by a commit not durable, no durable commit since (tests, status). */
 bool store_sends_unsynced(void);
 /* Sets the connection's own level (a write job's connection for its bulk work), outside a
@@ -172,9 +184,11 @@ void store_group_commit_end(struct store *st, int r);
 /*
  * Called by store_begin before it begins a transaction of its own (not in group mode); a
  * non-zero return is store_begin's, nothing begun. The loop's connection uses it to commit
- * an open group first: both take the one writer lock, on the same thread.
+ * an open group first: both take the one writer lock, on the same thread. `wait` is false for
+ * store_begin_nowait(_as) and store_begin_yield: the callback must not wait for a commit then
+ * (it hands an open group to the commit thread and answers TALLY_E_BUSY).
  */
-void store_set_before_begin(struct store *st, int (*fn)(void *), void *arg);
+void store_set_before_begin(struct store *st, int (*fn)(void *, bool wait), void *arg);
 
 /*
  * Work that must happen only if what the open transaction wrote is kept (announcing it to

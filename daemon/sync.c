@@ -13,6 +13,7 @@
 #include "events.h"
 #include "exceptions.h"
 #include "fulfil.h"
+#include "gcommit.h"
 #include "log.h"
 #include "stock.h"
 #include "store.h"
@@ -35,8 +36,15 @@ struct sync_engine {
     struct push_batch *unrecorded, **unrecorded_tail;
     uint64_t unrecorded_since_ms; /* loop time of the first refusal; 0 when none waits */
     bool stale_inflight; /* rows left 'inflight' by the last run are not pending again yet */
-    int jobs;            /* pages being applied off the loop (page_job) */
-    bool tick_closed;    /* stopped: freed once no job is left too */
+    /* The loop's own work that yielded to a group commit (store_begin_yield: a parked page,
+     * an outcome not recorded yet) or waits for one to make rows durable before they are
+     * taken (sync_barrier): the commit's end wakes the engine (sync_writer_free). */
+    bool wants_writer;
+    bool unrecorded_busy;      /* unrecorded_flush stopped at a group commit, not a fault */
+    uint64_t barrier_since_ms; /* loop time a take first waited for a barrier; 0: none */
+    uint64_t barriers, yields; /* since the start (status, tests) */
+    int jobs;                  /* pages being applied off the loop (page_job) */
+    bool tick_closed;          /* stopped: freed once no job is left too */
     /* take_batch's table of entities, kept from one look to the next: only the slots a look
      * used are cleared after it (a look of a 1,000-row batch has 16,384 slots, 1.5 MB:
      * allocating and clearing it all was about 5 % of tallyd's time in a drain, perf of
@@ -330,15 +338,25 @@ static void start_pull(struct upstream *u, int i)
 
 /* A warehouse's inventory round ended: shipments consumed before it began are in its
  * snapshot now, so their reservations end (fulfil.c). */
-static void inventory_round_done(struct upstream *u, const struct stream_state *ss)
+static void inventory_round_done(struct upstream *u, struct stream_state *ss, int64_t began)
 {
     struct store *st = u->store;
     int64_t wh;
-    /* Lazy (store.h): lost at a power cut, the next round's end releases them. */
-    if (catalog_warehouse_id(st, u->code, strlen(u->code), &wh) != 0 ||
-        store_begin_as(st, STORE_LAZY) != 0)
+    ss->round_done_due = false;
+    /* Lazy (store.h): lost at a power cut, the next round's end releases them. It gives way
+     * to a group commit and is done again at the next tick (sync_tick). */
+    if (catalog_warehouse_id(st, u->code, strlen(u->code), &wh) != 0)
         return;
-    if (fulfil_inventory_round(u->d, wh, ss->round_started_at) == 0 && store_commit(st) == 0)
+    if (store_begin_yield(st, STORE_LAZY) != 0) {
+        if (store_yielded(st)) {
+            ss->round_done_due = true;
+            ss->round_done_began = began; /* a round begun meanwhile is not this one */
+            u->engine->wants_writer = true;
+            u->engine->yields++;
+        }
+        return;
+    }
+    if (fulfil_inventory_round(u->d, wh, began) == 0 && store_commit(st) == 0)
         return;
     store_rollback(st);
     log_error("%s: reservations of shipped orders not released (next round tries again)", u->name);
@@ -460,9 +478,10 @@ static int apply_on_loop(struct upstream *u, int i, struct stream_state *ss, str
     struct store *st = u->store;
     struct checkpoint cp;
     int r = checkpoint_load(st, ss->name, &cp);
-    /* Lazy (store.h): lost at a power cut with its checkpoint, the page is pulled again. */
+    /* Lazy (store.h): lost at a power cut with its checkpoint, the page is pulled again. It
+     * yields to a group commit (TALLY_E_BUSY: page_submit parks it). */
     if (r == 0)
-        r = store_begin_as(st, STORE_LAZY);
+        r = store_begin_yield(st, STORE_LAZY);
     if (r == 0) {
         bool finished = !pg->apply_slice;
         while (r == 0 && !finished)
@@ -484,6 +503,35 @@ static int apply_on_loop(struct upstream *u, int i, struct stream_state *ss, str
     return r;
 }
 
+/* A page that yielded to a group commit waits for it (stream_state.parked). */
+static void park(struct upstream *u, int i, struct pull_page *pg)
+{
+    struct stream_state *ss = &u->streams[i];
+    ss->parked = pg;
+    ss->applying = true;
+    u->engine->wants_writer = true;
+    u->engine->yields++;
+}
+
+/* Applies the pages that yielded (at a tick, or when the commit they gave way to returned). */
+static void unpark(struct sync_engine *e)
+{
+    for (int k = 0; k < e->nups && !e->stopping; k++) {
+        struct upstream *u = &e->ups[k];
+        for (int i = 0; i < u->ops->nstreams; i++) {
+            struct stream_state *ss = &u->streams[i];
+            if (ss->round_done_due)
+                inventory_round_done(u, ss, ss->round_done_began);
+            struct pull_page *pg = ss->parked;
+            if (!pg)
+                continue;
+            ss->parked = NULL;
+            ss->applying = false;
+            page_submit(u, i, pg);
+        }
+    }
+}
+
 static void page_submit(struct upstream *u, int i, struct pull_page *pg)
 {
     struct sync_engine *e = u->engine;
@@ -493,6 +541,10 @@ static void page_submit(struct upstream *u, int i, struct pull_page *pg)
     /* A page waits for the push outcomes the replica could not record yet (see
      * unrecorded_flush): it may already hold their movements. */
     if (e->unrecorded && !unrecorded_flush(e)) {
+        if (e->unrecorded_busy) {
+            park(u, i, pg);
+            return;
+        }
         page_applied(u, i, pg, TALLY_E_STORAGE, "push outcomes not recorded yet");
         return;
     }
@@ -519,6 +571,10 @@ static void page_submit(struct upstream *u, int i, struct pull_page *pg)
         return;
     }
     r = apply_on_loop(u, i, ss, pg, err, sizeof err);
+    if (r == TALLY_E_BUSY && store_yielded(u->store)) {
+        park(u, i, pg);
+        return;
+    }
     page_applied(u, i, pg, r, err);
 }
 
@@ -629,7 +685,7 @@ static void page_applied(struct upstream *u, int i, struct pull_page *pg, int r,
             log_warn("%s: the first read could not be recorded (again at the next round)",
                      ss->name);
         if (u->wh && ss->reconcilable)
-            inventory_round_done(u, ss);
+            inventory_round_done(u, ss, ss->round_started_at);
         if (ss->reconciling || ss->reconcile_ms == 0)
             ss->reconcile_ms = now_ms(e) + (uint64_t)e->d->cfg.reconcile_s * 1000;
         ss->reconciling = false;
@@ -969,17 +1025,60 @@ static int take_into(struct upstream *u, struct push_batch *b)
 
 /* The next batch for upstream u, its rows marked in flight (committed); NULL when none can
  * go (or on failure). */
+/* How long a take waits for barriers before it makes the rows durable itself. */
+#define TAKE_BARRIER_MS 250
+
+enum take_mode { TAKE_LAZY, TAKE_WAIT, TAKE_DURABLE };
+
+/*
+ * How a take of rows to send commits (store.h "Lazy commits"). Lazy when every row it could
+ * take is durable already. Otherwise the rows wait (TAKE_WAIT, nothing taken) for a group
+ * commit on the commit thread, which makes every commit before it durable (gcommit_barrier
+ * opens one when none is open; its end wakes the engine: sync_writer_free); with no commit
+ * thread, or once the take has waited TAKE_BARRIER_MS (lazy commits kept adding rows), the
+ * take itself is durable (TAKE_DURABLE: one fsync on the loop).
+ */
+static bool takes_lazily(const struct sync_engine *e)
+{
+    return !e->d->cfg.sync_full || !store_sends_unsynced();
+}
+
+static enum take_mode take_mode(struct sync_engine *e)
+{
+    if (takes_lazily(e)) {
+        e->barrier_since_ms = 0;
+        return TAKE_LAZY;
+    }
+    uint64_t now = now_ms(e);
+    if (!e->barrier_since_ms)
+        e->barrier_since_ms = now ? now : 1;
+    if (now - e->barrier_since_ms < TAKE_BARRIER_MS && gcommit_barrier(e->d) == 0) {
+        e->wants_writer = true;
+        e->barriers++;
+        return TAKE_WAIT;
+    }
+    return TAKE_DURABLE;
+}
+
 static struct push_batch *take_batch(struct upstream *u)
 {
+    enum take_mode how = take_mode(u->engine);
+    if (how == TAKE_WAIT)
+        return NULL;
     struct push_batch *b = batch_new(u);
     if (!b)
         return NULL;
-    /* Durable when rows appended by a lazy commit may be among those taken (store.h). */
-    if (store_begin_as(u->store, STORE_SEND) != 0) {
+    if ((how == TAKE_LAZY ? store_begin_yield(u->store, STORE_LAZY)
+                          : store_begin_as(u->store, STORE_DURABLE)) != 0) {
+        if (store_yielded(u->store))
+            u->engine->wants_writer = true;
         free_batch(b);
         return NULL;
     }
-    if (take_into(u, b) != 0 || b->n == 0 || store_commit(u->store) != 0) {
+    /* Under the writer lock now: a lazy take still finds every row durable (nothing on another
+     * thread appends rows to send lazily today; if it did, the take waits for the barrier). */
+    if ((how == TAKE_LAZY && !takes_lazily(u->engine)) || take_into(u, b) != 0 || b->n == 0 ||
+        store_commit(u->store) != 0) {
         store_rollback(u->store);
         free_batch(b);
         return NULL;
@@ -1065,8 +1164,9 @@ static int record_batch(struct push_batch *b)
     struct store *st = u->store;
     int64_t now = store_now();
     /* Lazy (store.h): an outcome lost at a power cut leaves its rows in flight, sent again
-     * at the next start (as after a kill between the answer and this commit). */
-    int r = store_begin_as(st, STORE_LAZY);
+     * at the next start (as after a kill between the answer and this commit). It yields to
+     * a group commit (TALLY_E_BUSY, store_yielded): the outcome waits, unrecorded_flush. */
+    int r = store_begin_yield(st, STORE_LAZY);
     for (int i = 0; r == 0 && i < b->n; i++)
         r = record_item(u, &b->items[i], now, b->retry_after_s);
     if (r == 0)
@@ -1092,10 +1192,17 @@ static int record_and_take(struct push_batch *b, struct push_batch **next)
      * takes nothing: the look starts there again, not past the rows it did not take (they
      * would wait for the looks to go round the outbox, a tick each). */
     int64_t from = u->push_from;
-    int r = store_begin_as(st, STORE_SEND);
+    /* Lazy, and yields to a group commit (the answer then waits in `unrecorded`). No take when
+     * rows appended by a lazy commit wait for a barrier, or when recording these answers
+     * appended rows (a fulfilment step): taken by a later transaction, once durable. */
+    int r = store_begin_yield(st, STORE_LAZY);
     for (int i = 0; r == 0 && i < b->n; i++)
         r = record_item(u, &b->items[i], now, b->retry_after_s);
-    if (r == 0 && (!(nb = batch_new(u)) || take_into(u, nb) != 0))
+    if (r == 0 && !(nb = batch_new(u)))
+        r = TALLY_E_NOMEM;
+    /* (take_mode's barrier is asked for by take_batch, outside any transaction: a group's BEGIN
+     * takes the writer lock this transaction holds.) */
+    if (r == 0 && takes_lazily(u->engine) && !store_tx_sends(st) && take_into(u, nb) != 0)
         r = TALLY_E_STORAGE;
     if (r == 0)
         r = store_commit(st);
@@ -1154,7 +1261,7 @@ static int requeue_batch(struct push_batch *b)
     struct upstream *u = b->u;
     struct store *st = u->store;
     int64_t now = store_now();
-    int r = store_begin_as(st, STORE_LAZY); /* lost: the rows stay in flight, sent again */
+    int r = store_begin_yield(st, STORE_LAZY); /* lost: the rows stay in flight, sent again */
     sqlite3_stmt *s = r ? NULL
                         : store_stmt(st, "UPDATE outbox SET state = 'pending',"
                                          " attempts = attempts + 1, next_attempt_at = ?2 + ?3,"
@@ -1209,10 +1316,17 @@ static void all_stopped(struct sync_engine *e, const char *why, const char *deta
 static bool unrecorded_flush(struct sync_engine *e)
 {
     int r = 0, n = 0;
+    e->unrecorded_busy = false;
     while (e->unrecorded) {
         struct push_batch *b = e->unrecorded;
         if ((r = record_batch(b)) == 0) {
             n += b->n;
+        } else if (r == TALLY_E_BUSY && store_yielded(b->u->store)) {
+            /* Gave way to a group commit: recorded when it returns (sync_writer_free). */
+            e->unrecorded_busy = true;
+            e->wants_writer = true;
+            e->yields++;
+            return false;
         } else if (r != TALLY_E_DISK_FULL && r != TALLY_E_NOMEM && requeue_batch(b) == 0) {
             log_error("%s: push outcome not recorded: %s (%d row(s) sent again)", b->u->name,
                       tally_strerror(r), b->n);
@@ -1556,8 +1670,10 @@ void sync_tick(struct sync_engine *e)
 {
     if (e->stopping)
         return;
+    e->wants_writer = false;
     if (e->unrecorded)
         unrecorded_flush(e);
+    unpark(e);
     if (e->stale_inflight)
         stale_inflight_reset(e, false);
     for (int i = 0; i < e->nups; i++)
@@ -1567,6 +1683,20 @@ void sync_tick(struct sync_engine *e)
 static void on_tick(uv_timer_t *t)
 {
     sync_tick(t->data);
+}
+
+void sync_yields(const struct sync_engine *e, uint64_t *yields, uint64_t *barrier_waits)
+{
+    *yields = e ? e->yields : 0;
+    *barrier_waits = e ? e->barriers : 0;
+}
+
+void sync_writer_free(struct sync_engine *e)
+{
+    /* Now, not at a tick: by the next loop turn the writes that waited for this commit make
+     * another group, and what gave way would give way again, for as long as clients write. */
+    if (e && e->wants_writer && !e->stopping)
+        sync_tick(e);
 }
 
 /* ---- set-up ---- */
@@ -1808,6 +1938,11 @@ void sync_stop(struct sync_engine *e)
             if (ss->waiting) {
                 ss->waiting->release(ss->waiting);
                 ss->waiting = NULL;
+            }
+            if (ss->parked) { /* not applied: pulled again at the next start */
+                ss->parked->release(ss->parked);
+                ss->parked = NULL;
+                ss->applying = false;
             }
             if (ss->job)
                 ss->job->cancel = true; /* it ends after its slice; page_done frees the rest */

@@ -36,6 +36,14 @@ void sync_stop(struct sync_engine *e); /* NULL is a no-op */
  */
 int sync_request(struct sync_engine *e, const char *filter, size_t len);
 
+/* A group commit returned (gcommit.c), before the writes that waited for it run: what yielded
+ * to it (a parked page, an outcome not recorded, a take waiting for a barrier) goes on now
+ * (a tick, run at once), while no group is open. */
+void sync_writer_free(struct sync_engine *e);
+/* Since the start: the loop's own transactions that gave way to a group commit, and takes that
+ * waited for one to make their rows durable (status, tests). */
+void sync_yields(const struct sync_engine *e, uint64_t *yields, uint64_t *barrier_waits);
+
 /* Packs the `upstreams` array of the status method. */
 void sync_pack_status(struct sync_engine *e, msgpack_packer *pk);
 

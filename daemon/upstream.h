@@ -199,6 +199,12 @@ struct stream_state {
     struct checkpoint asked; /* the position the request in flight was made from */
     bool drop_inflight;
     struct page_job *job;
+    /* A page applied on the loop that found a group commit open or in flight (store_begin_yield):
+     * it waits here (`applying` set) and is applied when the commit returns, or at the next
+     * tick, so the loop never waits for that commit's fsync. */
+    struct pull_page *parked;
+    bool round_done_due;      /* inventory_round_done gave way to a group commit: again at a tick */
+    int64_t round_done_began; /* ... for the round that began then */
 };
 
 struct sync_engine;

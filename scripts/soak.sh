@@ -347,7 +347,7 @@ d="outbox depth max first third $o1, last third $o3 (rule: last <= first x 1.5 +
 [ "$invariants_only" = 1 ] && info outbox_bounded "$d" || check outbox_bounded "$ok" "$d"
 # The table's rows in all, done ones included (not a check: at a retention of days, an hour's
 # soak only shows them grow; with --outbox-keep S shorter than the run they level off).
-echo "info outbox_rows: first row $(col 12 | head -1), last row $(col 12 | tail -1), most $(col 12 | sort -g | tail -1); retention ${outbox_keep:-default} s; $(sql "SELECT COUNT(*) FROM outbox WHERE state IN ('done','discarded')") done or discarded now"
+echo "info outbox_rows: first row $(col 12 | head -1), last row $(col 12 | tail -1), most $(col 12 | sort -g | tail -1); retention $([ -n "${outbox_keep:-}" ] && echo "$outbox_keep s" || echo "the default, 14 days"); $(sql "SELECT COUNT(*) FROM outbox WHERE state IN ('done','discarded')") done or discarded now"
 med=$(col 10 | sort -g | awk '{ v[NR] = $1 } END { if (NR) print v[int((NR + 1) / 2)] }')
 top=$(col 10 | sort -g | tail -1)
 ok=$(awk -v m="${med:-999999}" -v t="${top:-999999}" 'BEGIN { print (m <= 5000 && t <= 20000) ? 1 : 0 }')

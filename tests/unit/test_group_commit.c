@@ -72,9 +72,10 @@ static int write_x(struct store *g, int x, const char *tag, bool keep)
 static int flushes;
 static struct store *group_of_loop;
 
-static int before_begin(void *arg)
+static int before_begin(void *arg, bool wait)
 {
     (void)arg;
+    (void)wait;
     flushes++;
     return store_group_in_write(group_of_loop) ? TALLY_E_BUSY : store_group_commit(group_of_loop);
 }

@@ -6,11 +6,13 @@
  * out before what the loop's later transaction raises: watchers hear of changes in the order
  * they were committed, or the last event a watcher saw for an order or a SKU is not its state.
  * The group's answers are decided then too: a read on a connection owed a write's answer is
- * answered after that answer (gcommit_flush), not before it.
+ * answered after that answer (gcommit_flush), not before it. The loop's begins that do not
+ * wait give way to the group instead (it goes to the commit thread; they come back after it).
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <uv.h>
 
@@ -79,14 +81,38 @@ int main(void)
     CHECK_EQ_INT((int)store_count(d.store, "SELECT count(*) FROM t", -1), 2);
     CHECK_EQ_INT((int)store_count(d.store, "SELECT count(*) FROM t WHERE x = 1", -1), 1);
 
-    /* The same with the loop's begin that does not wait (the fulfilment pass). */
-    ran[0] = 0;
-    CHECK_EQ_INT(write_tagged(g, 3, "C"), 0);
-    CHECK_EQ_INT(store_begin_nowait(d.store, NULL), 0);
-    CHECK_EQ_INT(store_after_commit(d.store, note, NULL, "D", 1), 0);
-    CHECK_EQ_INT(store_commit(d.store), 0);
-    uv_run(d.loop, UV_RUN_NOWAIT);
-    CHECK_EQ_STR(ran, "CD");
+    /* The loop's begins that do not wait (the fulfilment pass: store_begin_nowait; a page, an
+     * outcome: store_begin_yield) give way instead: the group goes to the commit thread, the
+     * begin answers busy (store_yielded), nothing of the loop's begun; once the commit
+     * returned the begin succeeds, and what the group raised went out first. */
+    for (int k = 0; k < 2; k++) {
+        ran[0] = 0;
+        CHECK_EQ_INT(write_tagged(g, 3 + 10 * k, "C"), 0);
+        CHECK_EQ_INT(k == 0 ? store_begin_nowait(d.store, NULL)
+                            : store_begin_yield(d.store, STORE_LAZY),
+                     TALLY_E_BUSY);
+        CHECK(store_yielded(d.store));
+        CHECK(!store_in_tx(d.store));
+        CHECK(gcommit_in_flight(&d));
+        CHECK_EQ_STR(ran, "");
+        for (int i = 0; i < 5000 && gcommit_in_flight(&d); i++) {
+            uv_run(d.loop, UV_RUN_NOWAIT);
+            usleep(1000);
+        }
+        CHECK(!gcommit_in_flight(&d));
+        CHECK_EQ_STR(ran, "C");
+        CHECK_EQ_INT(
+            k == 0 ? store_begin_nowait(d.store, NULL) : store_begin_yield(d.store, STORE_LAZY), 0);
+        CHECK(!store_yielded(d.store));
+        CHECK_EQ_INT(store_after_commit(d.store, note, NULL, "D", 1), 0);
+        CHECK_EQ_INT(store_commit(d.store), 0);
+        uv_run(d.loop, UV_RUN_NOWAIT);
+        CHECK_EQ_STR(ran, "CD");
+    }
+    /* Without a group, neither gives way. */
+    CHECK_EQ_INT(store_begin_yield(d.store, STORE_LAZY), 0);
+    CHECK(!store_yielded(d.store));
+    store_rollback(d.store);
 
     /* A read on a connection owed an answer commits the group first (rpc.c): what the group
      * raised goes out then, before that read's answer and before the end of the turn. */

@@ -53,6 +53,7 @@ struct store {
     bool tx_lazy;    /* the open transaction runs at NORMAL (its own level restored at its end) */
     bool tx_sends;   /* the open transaction appended rows to send (store_note_send) */
     bool yielded;    /* the last store_begin_yield gave way to a group commit */
+    int64_t tx_changes0;     /* sqlite3_total_changes64 at its begin (state_unsynced) */
     void (*wal_due)(void *); /* store_defer_checkpoints */
     void *wal_due_arg;
 };
@@ -60,6 +61,9 @@ struct store {
 /* A commit that was not durable appended rows to send, and no durable commit came after it
  * (store.h "Lazy commits"). Changed only by a thread holding the writer lock. */
 static atomic_bool sends_unsynced;
+/* As sends_unsynced, for any change at all: a commit that was not durable changed rows, and no
+ * durable commit came after it (STORE_SEND_STATE). Changed only under the writer lock. */
+static atomic_bool state_unsynced;
 
 void store_set_publish(struct store *st, bool on)
 {
@@ -283,6 +287,11 @@ static void tx_end(struct store *st, bool committed)
         atomic_store(&sends_unsynced, true);
     else if (committed && st->level_full && !st->tx_lazy)
         atomic_store(&sends_unsynced, false); /* durable: so is every commit before it */
+    if (committed && (st->tx_lazy || !st->level_full) &&
+        sqlite3_total_changes64(st->db) != st->tx_changes0)
+        atomic_store(&state_unsynced, true);
+    else if (committed && st->level_full && !st->tx_lazy)
+        atomic_store(&state_unsynced, false);
     st->tx_sends = false;
     if (st->tx_lazy) {
         st->tx_lazy = false;
@@ -475,7 +484,8 @@ static int begin_as(struct store *st, enum store_durability how)
     if (st->writer && !st->locked)
         writer_lock(st);
     /* Under the writer lock: no commit changes sends_unsynced until this one ends. */
-    bool lazy = how == STORE_LAZY || (how == STORE_SEND && !atomic_load(&sends_unsynced));
+    bool lazy = how == STORE_LAZY || (how == STORE_SEND && !atomic_load(&sends_unsynced)) ||
+                (how == STORE_SEND_STATE && !atomic_load(&state_unsynced));
     int r = 0;
     if (lazy && st->level_full) {
         r = run_simple(st, "PRAGMA synchronous = NORMAL", "synchronous");
@@ -487,6 +497,7 @@ static int begin_as(struct store *st, enum store_durability how)
         held_drop(st); /* nothing can be held outside a transaction; be sure */
         st->in_tx = true;
         st->tx_sends = false;
+        st->tx_changes0 = sqlite3_total_changes64(st->db);
     } else {
         tx_end(st, false); /* the level back, the lock released */
     }
@@ -615,6 +626,11 @@ void store_note_send(struct store *st)
 bool store_sends_unsynced(void)
 {
     return atomic_load(&sends_unsynced);
+}
+
+bool store_state_unsynced(void)
+{
+    return atomic_load(&state_unsynced);
 }
 
 int store_set_durable(struct store *st, bool full)
@@ -769,6 +785,7 @@ static int group_begin(struct store *st)
         }
         held_drop(st);
         st->group_open = true;
+        st->tx_changes0 = sqlite3_total_changes64(st->db);
     }
     int r = run_simple(st, "SAVEPOINT w", "savepoint");
     if (r) {

@@ -109,7 +109,15 @@ int store_begin_nowait(struct store *st, bool *held_elsewhere);
  * With [sync] synchronous = normal every commit is lazy (the window, tests/README "Power
  * cuts"). The level changes only outside a transaction (SQLite refuses it inside one).
  */
-enum store_durability { STORE_DURABLE = 0, STORE_LAZY, STORE_SEND };
+/*
+ * STORE_SEND_STATE: a take of values computed from the replica's state rather than of rows
+ * appended to send (the marketplace stock figures, sync.c take_publish): any lazy commit that
+ * changed rows (a reservation, a pulled page) may be in them, so it is durable while one is
+ * not yet followed by a durable commit, lazy otherwise. (Were it lazy, a power cut could undo
+ * the state a figure was computed from and the record of its publication, while the
+ * marketplace shows it; a later figure equal to the restored record would not be sent.)
+ */
+enum store_durability { STORE_DURABLE = 0, STORE_LAZY, STORE_SEND, STORE_SEND_STATE };
 int store_begin_as(struct store *st, enum store_durability how);
 int store_begin_nowait_as(struct store *st, enum store_durability how, bool *held_elsewhere);
 /*
@@ -128,6 +136,8 @@ void store_note_send(struct store *st);
 bool store_tx_sends(const struct store *st);
 /* Sends appended by a commit not durable, no durable commit since (tests, status). */
 bool store_sends_unsynced(void);
+/* A commit that was not durable changed rows, no durable commit since (STORE_SEND_STATE). */
+bool store_state_unsynced(void);
 /* Sets the connection's own level (a write job's connection for its bulk work), outside a
  * transaction: 0, or a TALLY_E_* code and the level unchanged. */
 int store_set_durable(struct store *st, bool full);

@@ -1456,7 +1456,8 @@ static struct publish_batch *take_publish(struct upstream *u, int limit)
     }
     b->u = u;
     b->retry_after_s = -1;
-    if (store_begin_as(st, STORE_SEND) != 0) {
+    /* Durable while a lazy commit's changes wait: the figures are computed from them. */
+    if (store_begin_as(st, STORE_SEND_STATE) != 0) {
         free_publish(b);
         return NULL;
     }

@@ -8,7 +8,9 @@
  *  - a durable commit of any kind clears the mark; a lazy one without rows to send leaves it;
  *  - on a connection at NORMAL ([sync] synchronous = normal) nothing syncs at commit and the
  *    mark stays (nothing there is durable at commit);
- *  - store_set_durable changes the level outside a transaction only.
+ *  - store_set_durable changes the level outside a transaction only;
+ *  - a STORE_SEND_STATE take (the marketplace's figures) is durable while a lazy commit that
+ *    changed rows waits, sends or not.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -163,6 +165,31 @@ int main(void)
     CHECK(!store_sends_unsynced());
     CHECK(one(st, STORE_DURABLE, "m-3", true) >= 1);
     CHECK(!store_sends_unsynced());
+
+    /* A take of values computed from the state (the marketplace's stock figures): durable
+     * while a lazy commit that changed rows waits, whether it appended rows to send or not; a
+     * lazy commit that changed nothing leaves it lazy. (A plain take stays lazy there: the
+     * figures would have left computed from a commit a power cut may undo.) */
+    CHECK(!store_state_unsynced());
+    CHECK_EQ_INT(one(st, STORE_SEND_STATE, NULL, false), 0); /* its own change: lazy, marks */
+    CHECK(store_state_unsynced());
+    CHECK(one(st, STORE_DURABLE, NULL, false) >= 1);
+    CHECK(!store_state_unsynced());
+    CHECK_EQ_INT(store_begin_as(st, STORE_LAZY), 0);
+    CHECK_EQ_INT(store_commit(st), 0);
+    CHECK(!store_state_unsynced());
+    CHECK_EQ_INT(one(st, STORE_LAZY, NULL, false), 0); /* a reservation, a pulled page */
+    CHECK(store_state_unsynced());
+    CHECK(!store_sends_unsynced());
+    CHECK_EQ_INT(store_begin_as(st, STORE_SEND), 0);
+    CHECK_EQ_INT(level(st), 1);
+    store_rollback(st);
+    CHECK_EQ_INT(store_begin_as(st, STORE_SEND_STATE), 0);
+    CHECK_EQ_INT(level(st), 2);
+    store_rollback(st);
+    CHECK(store_state_unsynced()); /* a rollback clears nothing */
+    CHECK(one(st, STORE_SEND_STATE, NULL, false) >= 1);
+    CHECK(!store_state_unsynced());
 
     /* store_set_durable: refused inside a transaction; outside, the connection's own level
      * (a write job's bulk work), under which every commit is lazy and sends stay unsynced. */

@@ -40,11 +40,12 @@ struct sync_engine {
      * an outcome not recorded yet) or waits for one to make rows durable before they are
      * taken (sync_barrier): the commit's end wakes the engine (sync_writer_free). */
     bool wants_writer;
-    bool unrecorded_busy;      /* unrecorded_flush stopped at a group commit, not a fault */
-    uint64_t barrier_since_ms; /* loop time a take first waited for a barrier; 0: none */
-    uint64_t barriers, yields; /* since the start (status, tests) */
-    int jobs;                  /* pages being applied off the loop (page_job) */
-    bool tick_closed;          /* stopped: freed once no job is left too */
+    bool unrecorded_busy;          /* unrecorded_flush stopped at a group commit, not a fault */
+    uint64_t barrier_since_ms;     /* loop time a take first waited for a barrier; 0: none */
+    uint64_t pub_barrier_since_ms; /* the same for the marketplace figures (take_publish) */
+    uint64_t barriers, yields;     /* since the start (status, tests) */
+    int jobs;                      /* pages being applied off the loop (page_job) */
+    bool tick_closed;              /* stopped: freed once no job is left too */
     /* take_batch's table of entities, kept from one look to the next: only the slots a look
      * used are cleared after it (a look of a 1,000-row batch has 16,384 slots, 1.5 MB:
      * allocating and clearing it all was about 5 % of tallyd's time in a drain, perf of
@@ -1038,21 +1039,25 @@ enum take_mode { TAKE_LAZY, TAKE_WAIT, TAKE_DURABLE };
  * thread, or once the take has waited TAKE_BARRIER_MS (lazy commits kept adding rows), the
  * take itself is durable (TAKE_DURABLE: one fsync on the loop).
  */
-static bool takes_lazily(const struct sync_engine *e)
+/* `state`: a take of figures computed from the replica's state (the marketplace stock,
+ * take_publish), which any lazy change may be in (store.h STORE_SEND_STATE), rather than of
+ * rows appended to send. */
+static bool takes_lazily(const struct sync_engine *e, bool state)
 {
-    return !e->d->cfg.sync_full || !store_sends_unsynced();
+    return !e->d->cfg.sync_full || !(state ? store_state_unsynced() : store_sends_unsynced());
 }
 
-static enum take_mode take_mode(struct sync_engine *e)
+static enum take_mode take_mode(struct sync_engine *e, bool state)
 {
-    if (takes_lazily(e)) {
-        e->barrier_since_ms = 0;
+    uint64_t *since = state ? &e->pub_barrier_since_ms : &e->barrier_since_ms;
+    if (takes_lazily(e, state)) {
+        *since = 0;
         return TAKE_LAZY;
     }
     uint64_t now = now_ms(e);
-    if (!e->barrier_since_ms)
-        e->barrier_since_ms = now ? now : 1;
-    if (now - e->barrier_since_ms < TAKE_BARRIER_MS && gcommit_barrier(e->d) == 0) {
+    if (!*since)
+        *since = now ? now : 1;
+    if (now - *since < TAKE_BARRIER_MS && gcommit_barrier(e->d) == 0) {
         e->wants_writer = true;
         e->barriers++;
         return TAKE_WAIT;
@@ -1062,7 +1067,7 @@ static enum take_mode take_mode(struct sync_engine *e)
 
 static struct push_batch *take_batch(struct upstream *u)
 {
-    enum take_mode how = take_mode(u->engine);
+    enum take_mode how = take_mode(u->engine, false);
     if (how == TAKE_WAIT)
         return NULL;
     struct push_batch *b = batch_new(u);
@@ -1077,8 +1082,8 @@ static struct push_batch *take_batch(struct upstream *u)
     }
     /* Under the writer lock now: a lazy take still finds every row durable (nothing on another
      * thread appends rows to send lazily today; if it did, the take waits for the barrier). */
-    if ((how == TAKE_LAZY && !takes_lazily(u->engine)) || take_into(u, b) != 0 || b->n == 0 ||
-        store_commit(u->store) != 0) {
+    if ((how == TAKE_LAZY && !takes_lazily(u->engine, false)) || take_into(u, b) != 0 ||
+        b->n == 0 || store_commit(u->store) != 0) {
         store_rollback(u->store);
         free_batch(b);
         return NULL;
@@ -1202,7 +1207,7 @@ static int record_and_take(struct push_batch *b, struct push_batch **next)
         r = TALLY_E_NOMEM;
     /* (take_mode's barrier is asked for by take_batch, outside any transaction: a group's BEGIN
      * takes the writer lock this transaction holds.) */
-    if (r == 0 && takes_lazily(u->engine) && !store_tx_sends(st) && take_into(u, nb) != 0)
+    if (r == 0 && takes_lazily(u->engine, false) && !store_tx_sends(st) && take_into(u, nb) != 0)
         r = TALLY_E_STORAGE;
     if (r == 0)
         r = store_commit(st);
@@ -1446,9 +1451,11 @@ static void free_publish(struct publish_batch *b)
  *   condition, so that the open orders are read from that index.)
  * A value equal to what was last published is not sent again; it just stops being dirty.
  */
-static struct publish_batch *take_publish(struct upstream *u, int limit)
+static struct publish_batch *take_publish(struct upstream *u, int limit, enum take_mode how,
+                                          bool *later)
 {
     struct store *st = u->store;
+    *later = false;
     struct publish_batch *b = calloc(1, sizeof *b);
     if (!b || !(b->items = calloc((size_t)limit, sizeof *b->items))) {
         free(b);
@@ -1456,8 +1463,21 @@ static struct publish_batch *take_publish(struct upstream *u, int limit)
     }
     b->u = u;
     b->retry_after_s = -1;
-    /* Durable while a lazy commit's changes wait: the figures are computed from them. */
-    if (store_begin_as(st, STORE_SEND_STATE) != 0) {
+    /* The figures are computed from the replica's state, which lazy commits may be in: taken
+     * lazily only when a durable commit came after them (take_mode; the barrier), otherwise
+     * durable itself. A lazy take gives way to a group commit (then: later). */
+    int r =
+        how == TAKE_LAZY ? store_begin_yield(st, STORE_LAZY) : store_begin_as(st, STORE_SEND_STATE);
+    if (r == 0 && how == TAKE_LAZY && !takes_lazily(u->engine, true)) {
+        store_rollback(st); /* changed meanwhile (a write job's slice): after its barrier */
+        r = TALLY_E_BUSY;
+        *later = true;
+    }
+    if (r != 0) {
+        if (store_yielded(st)) {
+            *later = true;
+            u->engine->wants_writer = true;
+        }
         free_publish(b);
         return NULL;
     }
@@ -1648,12 +1668,15 @@ static void run_upstream(struct upstream *u)
     }
     if (inflight < max && u->ops->publish && !u->publishing && store_publishes(u->store) &&
         coord_decides(e->d, NULL, 0) && publish_gate(u)) {
-        struct publish_batch *b = take_publish(u, u->ops->publish_limit);
+        enum take_mode how = take_mode(e, true);
+        bool later = how == TAKE_WAIT;
+        struct publish_batch *b =
+            later ? NULL : take_publish(u, u->ops->publish_limit, how, &later);
         if (b) {
             u->publishing = true;
             inflight++;
             u->ops->publish(u, b);
-        } else if (u->orders_stream >= 0) {
+        } else if (!later && u->orders_stream >= 0) {
             u->pub_open = false; /* all sent: what changes from now waits for a round */
         }
     }

@@ -56,7 +56,7 @@ grep -h '^crash loop seed' "${logs[@]}" | awk '
         S += num("available \\([0-9]+ samples"); MM += num("completed [0-9]+, after")
         V += num("; [0-9]+ violations")
         if ($0 ~ /replica == simulator: no/) C++
-        PC += num("[0-9]+ landed,"); PF += num("[0-9]+ fell back"); PB += num("WAL [0-9]+ bytes")
+        PC += num("[0-9]+ landed"); PU += num("[0-9]+ before the replica was open"); PF += num("[0-9]+ fell back"); PB += num("WAL [0-9]+ bytes")
         PS += num("[0-9]+ sectors dropped"); PK += num("[0-9]+ commits dropped")
         PD += num("database [0-9]+ sectors")
         s = $0; sub(/.*kills \(/, "", s); sub(/; migration.*/, "", s)
@@ -66,7 +66,7 @@ grep -h '^crash loop seed' "${logs[@]}" | awk '
     END {
         b = ""; for (p in ph) b = b (b == "" ? "" : ", ") p " " ph[p]
         if (PC + PF > 0)
-            printf "crash-loop: power cuts: %d landed, %d fell back to SIGKILL; they dropped %d WAL bytes beyond the synced size, %d WAL sectors, %d commits, %d database sectors\n", PC, PF, PB, PS, PK, PD
+            printf "crash-loop: power cuts: %d landed (%d before the replica was open), %d fell back to SIGKILL; they dropped %d WAL bytes beyond the synced size, %d WAL sectors, %d commits, %d database sectors\n", PC, PU, PF, PB, PS, PK, PD
         printf "crash-loop: %d trials, %d kills (by phase: %s; %d of the migration kills before the upgrade completed), %d acknowledged writes, %d lost, %d duplicated in the ledger, %d not applied upstream exactly once (0 duplicated upstream unless listed above), %d orders at two warehouses / created or uploaded twice, %d published above available in %d samples, %d runs where the replica did not converge to the simulator; %d violations\n", T, K, b, MM, A, L, D, U, O, P, S, C, V
     }'
 echo "crash-loop: $((SECONDS - t0)) s${failed[*]:+; seeds with a violation or an error: ${failed[*]}}"

@@ -39,8 +39,8 @@
 # loses the lazy commits (store.h "Lazy commits": pages, push outcomes, the fulfilment pass's
 # decisions), so the invariants also check that what is lost with them is redone, never doubled.
 # The acknowledged writes commit at synchronous = full (the default) and must all survive. The
-# totals line then says how many cuts landed (a cut that did not stop tallyd in 3 s falls back
-# to SIGKILL and is counted apart) and what the shim's log says they dropped (WAL bytes beyond
+# totals line then says how many cuts landed (and how many of them before tallyd had opened its
+# replica; a cut that did not stop tallyd in 3 s falls back to SIGKILL and is counted apart) and what the shim's log says they dropped (WAL bytes beyond
 # the synced size, sectors put back, commits whose commit frame was not synced).
 # --check-every K: the two costly checks (orders at two warehouses, the published sample) after
 # every K-th trial only (default 1: after every trial); the others always run after each trial.
@@ -193,7 +193,7 @@ import_orders() {
 msleep() { sleep "$(printf '%d.%03d' $(($1 / 1000)) $(($1 % 1000)))"; }
 # With --power-cut: tallyd under the shim (power_env draws the shim's seed from RANDOM, so a
 # seed's trials are not those of the same seed without --power-cut).
-ncuts=0 nfallback=0 cutlines=0 wal_bytes=0 wal_sectors=0 wal_commits=0 db_sectors=0
+ncuts=0 nfallback=0 nunopened=0 wal_bytes=0 wal_sectors=0 wal_commits=0 db_sectors=0
 power_env() { # power_env DIR: the shim's environment for a tallyd whose trigger is DIR/cut
     local mode=$PMODE
     [ "$mode" = mixed ] && mode=$([ $((RANDOM % 2)) = 0 ] && echo drop || echo torn)
@@ -225,15 +225,18 @@ power_cut_pid() {
     before=$(cut_count)
     touch "$2/cut"
     for i in $(seq 300); do kill -0 "$1" 2>/dev/null || break; sleep 0.01; done
+    local fell=
     if kill -0 "$1" 2>/dev/null; then
         kill -9 "$1" 2>/dev/null
-        nfallback=$((nfallback + 1))
+        nfallback=$((nfallback + 1)) fell=1
     fi
     wait "$1" 2>/dev/null
     rm -f "$2/cut"
     n=$(cut_count)
+    [ -n "$fell" ] || ncuts=$((ncuts + 1))
+    # A cut that logs nothing came before tallyd had opened its replica (nothing to drop).
+    [ -n "$fell" ] || [ "$n" -gt "$before" ] || nunopened=$((nunopened + 1))
     if [ "$n" -gt "$before" ]; then
-        ncuts=$((ncuts + 1))
         # "cut (why) PATH: size A -> B, N unsynced sectors, D dropped[, C commits dropped], ..."
         read -r wb ws wc ds < <(tail -n +$((before + 1)) "$tmp/cuts.log" | awk '
             /^cut / {
@@ -459,6 +462,6 @@ echo "crash loop seed $SEED: $ntrials trials, $nkills kills (${ph%, }; migration
     "available ($samples samples, $resampled judged again), integrity_check ok $integ/$((ntrials - ${KILLS[migration]:-0}))," \
     "outbox rows left $(sql 'SELECT COUNT(*) FROM outbox') (retention on, 8 s)," \
     "replica == simulator: $same;" \
-    ${POWER:+"power cuts ($PMODE): $ncuts landed, $nfallback fell back to SIGKILL, WAL $wal_bytes bytes beyond the synced size and $wal_sectors sectors dropped, $wal_commits commits dropped, database $db_sectors sectors put back;"} \
+    ${POWER:+"power cuts ($PMODE): $ncuts landed ($nunopened before the replica was open), $nfallback fell back to SIGKILL, WAL $wal_bytes bytes beyond the synced size and $wal_sectors sectors dropped, $wal_commits commits dropped, database $db_sectors sectors put back;"} \
     "$nviol violations in $((SECONDS - t0)) s"
 [ "$nviol" = 0 ]

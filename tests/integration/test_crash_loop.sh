@@ -30,7 +30,18 @@
 # At the end (faults off, links up, outbox drained): every acknowledged movement applied
 # upstream exactly once, replica == simulator, published <= available at rest, nothing held.
 #   test_crash_loop.sh TALLYD TALLY TALLY_SIM REWIND_SCHEMA [--trials N] [--seed S]
-#                      [--check-every K] [--verbose]
+#                      [--check-every K] [--verbose] [--power-cut [--shim SO] [--power-mode M]]
+# --power-cut: every "kill" is a power cut instead. tallyd (and the migration trials' second
+# tallyd) run with LD_PRELOAD=tests/power/powercut.so (--shim SO; default: tests/powercut.so
+# beside TALLYD) and a trigger file: at the kill's moment the test creates it, the shim puts back
+# every byte not yet synced (--power-mode drop, the default; torn: each unsynced sector kept or
+# lost at random; mixed: drop or torn per start) and SIGKILLs tallyd. Unlike kill -9, this
+# loses the lazy commits (store.h "Lazy commits": pages, push outcomes, the fulfilment pass's
+# decisions), so the invariants also check that what is lost with them is redone, never doubled.
+# The acknowledged writes commit at synchronous = full (the default) and must all survive. The
+# totals line then says how many cuts landed (and how many of them before tallyd had opened its
+# replica; a cut that did not stop tallyd in 3 s falls back to SIGKILL and is counted apart) and what the shim's log says they dropped (WAL bytes beyond
+# the synced size, sectors put back, commits whose commit frame was not synced).
 # --check-every K: the two costly checks (orders at two warehouses, the published sample) after
 # every K-th trial only (default 1: after every trial); the others always run after each trial.
 # The last line is the totals; exit status 0 when no invariant failed.
@@ -38,19 +49,30 @@ set -uo pipefail
 export LC_ALL=C
 TALLYD=$1 TALLY=$2 SIM=$3 REWIND=$4
 shift 4
-TRIALS=50 SEED=1 VERBOSE= CHECK_EVERY=1
+TRIALS=50 SEED=1 VERBOSE= CHECK_EVERY=1 POWER= SHIM= PMODE=drop
 while [ $# -gt 0 ]; do
     case $1 in
     --trials) TRIALS=$2; shift 2 ;;
     --seed) SEED=$2; shift 2 ;;
     --check-every) CHECK_EVERY=$2; shift 2 ;;
     --verbose) VERBOSE=1; shift ;;
+    --power-cut) POWER=1; shift ;;
+    --shim) SHIM=$2; shift 2 ;;
+    --power-mode) PMODE=$2; shift 2 ;;
     *) echo "test_crash_loop: unknown option $1" >&2; exit 2 ;;
     esac
 done
 HERE=$(cd "$(dirname "$0")" && pwd)
+if [ -n "$POWER" ]; then
+    [ -n "$SHIM" ] || SHIM=$(dirname "$TALLYD")/tests/powercut.so
+    [ -f "$SHIM" ] || { echo "test_crash_loop: no power-cut shim at $SHIM (target tally_powercut)" >&2; exit 2; }
+    SHIM=$(cd "$(dirname "$SHIM")" && pwd)/$(basename "$SHIM")
+    case $PMODE in drop | torn | mixed) ;; *) echo "test_crash_loop: --power-mode drop|torn|mixed" >&2; exit 2 ;; esac
+    # Under the sanitizers the shim is preloaded before the ASan runtime: allow it.
+    export ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}verify_asan_link_order=0"
+fi
 RANDOM=$SEED
-tmp=$(mktemp -d /tmp/tally-crashloop.XXXXXX)
+tmp=$(mktemp -d /tmp/tally-crashloop${POWER:+-power}.XXXXXX)
 . "$HERE/synclib.sh"
 . "$HERE/invariants.sh"
 db=$tmp/state/replica.db
@@ -169,9 +191,75 @@ import_orders() {
     rm -f "$tmp/orders-$1.csv"
 }
 msleep() { sleep "$(printf '%d.%03d' $(($1 / 1000)) $(($1 % 1000)))"; }
+# With --power-cut: tallyd under the shim (power_env draws the shim's seed from RANDOM, so a
+# seed's trials are not those of the same seed without --power-cut).
+ncuts=0 nfallback=0 nunopened=0 wal_bytes=0 wal_sectors=0 wal_commits=0 db_sectors=0
+power_env() { # power_env DIR: the shim's environment for a tallyd whose trigger is DIR/cut
+    local mode=$PMODE
+    [ "$mode" = mixed ] && mode=$([ $((RANDOM % 2)) = 0 ] && echo drop || echo torn)
+    PENV=(TALLY_POWERCUT_FILE="$1/cut" TALLY_POWERCUT_MODE="$mode" TALLY_POWERCUT_SEED="$RANDOM"
+        TALLY_POWERCUT_LOG="$tmp/cuts.log" LD_PRELOAD="$SHIM")
+}
+if [ -n "$POWER" ]; then
+    start_tallyd() {
+        rm -f "$tmp/cut"
+        power_env "$tmp"
+        env "${PENV[@]}" "$TALLYD" --config "$tmp/tallyd.conf" --state-dir "$tmp/state" \
+            --socket "$tmp/tally.sock" --log-level warning 2>>"$tmp/tallyd.log" &
+        tallyd_pid=$!
+        for _ in $(seq 400); do
+            "$TALLY" --socket "$tmp/tally.sock" status >/dev/null 2>&1 && return 0
+            sleep 0.025
+        done
+        echo "tallyd did not start" >&2
+        tail -20 "$tmp/tallyd.log" >&2
+        exit 1
+    }
+fi
+# cut_count: the shim's log lines for the cuts so far (one line per tracked file per cut).
+cut_count() { [ -f "$tmp/cuts.log" ] && wc -l <"$tmp/cuts.log" || echo 0; }
+# power_cut_pid PID DIR: the trigger file DIR/cut created, PID gone within 3 s (else SIGKILL,
+# counted apart); the shim's new log lines summed into the run's figures.
+power_cut_pid() {
+    local before i n
+    before=$(cut_count)
+    touch "$2/cut"
+    for i in $(seq 300); do kill -0 "$1" 2>/dev/null || break; sleep 0.01; done
+    local fell=
+    if kill -0 "$1" 2>/dev/null; then
+        kill -9 "$1" 2>/dev/null
+        nfallback=$((nfallback + 1)) fell=1
+    fi
+    wait "$1" 2>/dev/null
+    rm -f "$2/cut"
+    n=$(cut_count)
+    [ -n "$fell" ] || ncuts=$((ncuts + 1))
+    # A cut that logs nothing came before tallyd had opened its replica (nothing to drop).
+    [ -n "$fell" ] || [ "$n" -gt "$before" ] || nunopened=$((nunopened + 1))
+    if [ "$n" -gt "$before" ]; then
+        # "cut (why) PATH: size A -> B, N unsynced sectors, D dropped[, C commits dropped], ..."
+        read -r wb ws wc ds < <(tail -n +$((before + 1)) "$tmp/cuts.log" | awk '
+            /^cut / {
+                l = $0; sub(/^cut \([^)]*\) /, "", l); split(l, f, " ")
+                path = f[1]; sub(/:$/, "", path)
+                a = f[3]; b = f[5]; sub(/,$/, "", b); d = f[9]; c = 0
+                if (match($0, /[0-9]+ commits dropped/)) c = substr($0, RSTART, RLENGTH) + 0
+                if (path ~ /-wal$/) { wb += (a > b ? a - b : 0); ws += d; wc += c }
+                else if (path !~ /-journal$/) ds += d
+            }
+            END { print wb + 0, ws + 0, wc + 0, ds + 0 }')
+        wal_bytes=$((wal_bytes + wb)) wal_sectors=$((wal_sectors + ws))
+        wal_commits=$((wal_commits + wc)) db_sectors=$((db_sectors + ds))
+        [ -z "$VERBOSE" ] || echo "  cut: WAL $wb bytes beyond the synced size, $ws sectors put back, $wc commits dropped; database $ds sectors put back"
+    fi
+}
 kill_tallyd() {
-    kill -9 "$tallyd_pid" 2>/dev/null
-    wait "$tallyd_pid" 2>/dev/null
+    if [ -n "$POWER" ]; then
+        power_cut_pid "$tallyd_pid" "$tmp"
+    else
+        kill -9 "$tallyd_pid" 2>/dev/null
+        wait "$tallyd_pid" 2>/dev/null
+    fi
     tallyd_pid=
 }
 
@@ -246,11 +334,17 @@ migration_trial() {
     local vs=(6 9 12 14)
     v=${vs[RANDOM % 4]}
     "$REWIND" "$m/replica.db" "$v" || { viol migration "rewind_schema to $v failed"; return; }
-    "$TALLYD" --state-dir "$m" --socket "$m/tally.sock" --log-level error 2>>"$m/tallyd.log" &
+    PENV=()
+    [ -z "$POWER" ] || power_env "$m"
+    env "${PENV[@]}" "$TALLYD" --state-dir "$m" --socket "$m/tally.sock" --log-level error 2>>"$m/tallyd.log" &
     side_pid=$!
     msleep $((RANDOM % 80))
-    kill -9 "$side_pid" 2>/dev/null
-    wait "$side_pid" 2>/dev/null
+    if [ -n "$POWER" ]; then
+        power_cut_pid "$side_pid" "$m"
+    else
+        kill -9 "$side_pid" 2>/dev/null
+        wait "$side_pid" 2>/dev/null
+    fi
     uv=$(sqlite3 -readonly "$m/replica.db" 'PRAGMA user_version')
     if [ "${uv:-0}" -lt "$LATEST" ]; then migmid=$((migmid + 1)); else migdone=$((migdone + 1)); fi
     "$TALLYD" --state-dir "$m" --socket "$m/tally.sock" --log-level error 2>>"$m/tallyd.log" &
@@ -368,5 +462,6 @@ echo "crash loop seed $SEED: $ntrials trials, $nkills kills (${ph%, }; migration
     "available ($samples samples, $resampled judged again), integrity_check ok $integ/$((ntrials - ${KILLS[migration]:-0}))," \
     "outbox rows left $(sql 'SELECT COUNT(*) FROM outbox') (retention on, 8 s)," \
     "replica == simulator: $same;" \
+    ${POWER:+"power cuts ($PMODE): $ncuts landed ($nunopened before the replica was open), $nfallback fell back to SIGKILL, WAL $wal_bytes bytes beyond the synced size and $wal_sectors sectors dropped, $wal_commits commits dropped, database $db_sectors sectors put back;"} \
     "$nviol violations in $((SECONDS - t0)) s"
 [ "$nviol" = 0 ]

@@ -35,7 +35,9 @@
  *                                "eio-fsync-once" (the next xSync fails with EIO, and the
  *                                shim removes PATH: the syncs after it succeed).
  *                                Reads are never failed.
- *   TALLY_POWERCUT_LOG=PATH      one line per cut (what was dropped), for the test's report
+ *   TALLY_POWERCUT_LOG=PATH      one line per tracked file per cut (what was dropped), for
+ *                                the test's report; a WAL's line also says how many commits
+ *                                were not durable ("N commits dropped", "unsynced" in torn mode)
  *
  * What is not modelled: directory operations (a file created or deleted stays so: SQLite
  * syncs the directory itself where it matters), the -shm file (not durable by design: SQLite
@@ -172,6 +174,52 @@ static int save_range(struct tracked *t, int64_t off, int64_t len)
     return 0;
 }
 
+static int sector_saved(const struct tracked *t, int64_t s)
+{
+    size_t byte = (size_t)(s / 8);
+    return byte < t->nbits_bytes && (t->bits[byte] & (1u << (s % 8)));
+}
+
+static uint32_t be32(const unsigned char *p)
+{
+    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+/* For a WAL file (the name ends in "-wal"), before the cut puts anything back: its commit
+ * frames (a frame header whose "size of the database after the commit" is not zero, with the
+ * salts of the WAL header now on the file) that are not durable: past the synced size, or in
+ * a sector written since the last sync, or all of them when the header itself is (a WAL
+ * restarted since the sync). In drop mode a cut loses exactly these commits; -1: not a WAL.
+ * Frame layout: SQLite's file format, "WAL file format" (page size at header offset 8, salts
+ * at 16; a frame's header is 24 bytes, commit size at 4, salts at 8). */
+static long wal_unsynced_commits(const struct tracked *t, int64_t cur)
+{
+    size_t n = strlen(t->path);
+    if (n < 4 || strcmp(t->path + n - 4, "-wal") != 0)
+        return -1;
+    unsigned char h[32];
+    if (cur < 32 || pread(t->fd, h, sizeof h, 0) != (ssize_t)sizeof h)
+        return 0;
+    uint32_t ps = be32(h + 8);
+    if (ps == 1)
+        ps = 65536;
+    if (ps < 512 || ps > 65536 || (ps & (ps - 1)))
+        return 0;
+    int all = t->synced < 32 || sector_saved(t, 0);
+    long c = 0;
+    for (int64_t off = 32; off + 24 + ps <= cur; off += 24 + (int64_t)ps) {
+        unsigned char f[24];
+        if (pread(t->fd, f, sizeof f, off) != (ssize_t)sizeof f)
+            break;
+        if (memcmp(f + 8, h + 16, 8) != 0 || be32(f + 4) == 0)
+            continue;
+        if (all || off + 24 + ps > t->synced || sector_saved(t, off / SECTOR) ||
+            sector_saved(t, (off + 23) / SECTOR))
+            c++;
+    }
+    return c;
+}
+
 /* The cut: every tracked file back to what its last sync made durable, then SIGKILL.
  * Called with g_mu held, so no other thread writes in between; never returns. */
 static void power_cut(const char *why)
@@ -181,6 +229,7 @@ static void power_cut(const char *why)
         int64_t cur = 0;
         if (fd_size(t->fd, &cur) != 0)
             continue;
+        long commits = wal_unsynced_commits(t, cur);
         int64_t size = t->synced;
         if (g_torn && (rnd() & 1))
             size = cur; /* the size change survived */
@@ -204,7 +253,14 @@ static void power_cut(const char *why)
         }
         if (ftruncate(t->fd, size) != 0 && log)
             fprintf(log, "ftruncate %s: %s\n", t->path, strerror(errno));
-        if (log)
+        if (log && commits >= 0)
+            fprintf(log,
+                    "cut (%s) %s: size %lld -> %lld, %zu unsynced sectors, %zu dropped, "
+                    "%ld commits %s, %s\n",
+                    why, t->path, (long long)cur, (long long)size, t->nsv, dropped, commits,
+                    g_torn ? "unsynced" : "dropped",
+                    dropped || size < cur ? "lost unsynced bytes" : "nothing lost");
+        else if (log)
             fprintf(log, "cut (%s) %s: size %lld -> %lld, %zu unsynced sectors, %zu dropped, %s\n",
                     why, t->path, (long long)cur, (long long)size, t->nsv, dropped,
                     dropped || size < cur ? "lost unsynced bytes" : "nothing lost");

@@ -134,17 +134,19 @@ expect_eq "$?" 0 "a dry run ($out)"
 
 # ---- 3. WAL checkpoints are jobs (store.h "Checkpoints off the committing thread") ----
 # tallyd's commits never checkpoint inside themselves; a job on the writer thread does once the
-# WAL passed 1,000 frames. The writes above and a catalog of 3,000 SKUs take it past that many
-# times: checkpoints ran, and the WAL file (its high-water mark: SQLite reuses it from the
-# start, never shrinks it) stays near one threshold's worth, not the whole of what was written.
-"$GEN" --out "$tmp/big" --skus 3000 --warehouses 2 --orders 0 --seed 12 >/dev/null || exit 1
+# WAL passed 1,000 frames. A catalog of 10,000 SKUs writes more than that (3,000 SKUs wrote 973
+# frames in release, 1,021 under ASan, whose slices are smaller): checkpoints ran (1 in release, 3
+# under ASan), and the WAL file (its high-water mark: SQLite reuses it from the start, never
+# shrinks it) stays near one threshold's worth, not the whole of what was written.
+"$GEN" --out "$tmp/big" --skus 10000 --warehouses 2 --orders 0 --seed 12 >/dev/null || exit 1
+c0=$(j status | jq -r .checkpoints)
 for kind in catalog stock; do
     out=$(t import "$kind" "$tmp/big/$kind.csv" 2>&1)
     expect_eq "$?" 0 "import the larger $kind ($out)"
 done
 pagesz=$(sqlite3 "$db" "PRAGMA page_size")
 ckpts=$(j status | jq -r .checkpoints)
-[ "$ckpts" -ge 2 ] 2>/dev/null && ok || bad "checkpoint jobs after the writes: $ckpts"
+[ "$ckpts" -gt "$c0" ] 2>/dev/null && ok || bad "no checkpoint job during the imports: $c0 -> $ckpts"
 walsz=$(stat -c %s "$db-wal")
 [ "$walsz" -le $((3 * 1000 * (pagesz + 24))) ] && ok ||
     bad "WAL file $walsz bytes after the writes ($ckpts checkpoints; page $pagesz)"

@@ -1406,6 +1406,48 @@ static void test_outcome_yields(void)
     CHECK_EQ_INT(rh_stock_figure(h, "snapshot", "S1", "A"), 15);
 }
 
+/* A warehouse's round whose end (reservations of shipped orders released: fulfil.c) gave way to
+ * a group commit is not over yet in `status` (what `tally sync --wait` reads), until that end
+ * is done when the commit returns. */
+static void test_round_end_yields(void)
+{
+    fresh();
+    rh_seed_standard(h);
+    char err[256];
+    CHECK_EQ_INT(workers_start(d, err, sizeof err), 0);
+    struct sync_engine *e = start_inventory();
+    static struct wh_config w;
+    snprintf(w.code, sizeof w.code, "A");
+    fake_u->wh = &w;
+    struct stream_state *ss = &fake_u->streams[0];
+    ss->reconcilable = true;
+    ss->in_round = true; /* as start_pull leaves it */
+    ss->round_started_at = store_now();
+    ss->interval_s = 3600;
+    int64_t held = rh_q64(h, "SELECT MAX(upstream_version) FROM stock");
+    static struct slow_page p;
+    slow_hold = false;
+    slow_make(&p, held + 5, -1); /* the round's last page (no next cursor) */
+    store_set_before_begin(d->store, yielding_before_begin, NULL);
+    yield_on = true;
+    sync_pull_done(fake_u, 0, &p.pg);
+    drain_jobs();
+    CHECK(!ss->applying);
+    CHECK(ss->round_done_due);
+    CHECK(status_says(e, "\xa8in_round\xc3"));
+    CHECK(sync_busy(e, "inventory", 9));
+    yield_on = false;
+    sync_writer_free(e);
+    CHECK(!ss->round_done_due);
+    CHECK(status_says(e, "\xa8in_round\xc2"));
+    store_set_before_begin(d->store, NULL, NULL);
+    fake_u->wh = NULL;
+    stop(e);
+    workers_stop(d);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    workers_free(d);
+}
+
 static void test_page_off_loop(void)
 {
     fresh();
@@ -1626,6 +1668,7 @@ int main(void)
     test_probe_takes_turns();
     test_drain_lets_pulls_in();
     test_page_off_loop();
+    test_round_end_yields();
     rh_free(h);
     uv_loop_close(&loop);
     return check_result("test_sync");

@@ -15,6 +15,10 @@
  *   the checkpoint in the last only; a page that fails between slices (a crash) leaves the
  *   checkpoint where it was, and applied again it converges, each row counted once;
  *   reconciliation on the worker repairs drift and raises its exception.
+ * - The loop's transactions that give way to a group commit (store_begin_yield, driven here by
+ *   a before_begin that answers busy): an outcome and a page wait without an error and are
+ *   done in order when it returns (sync_writer_free); a parked page is released at a stop; a
+ *   round whose end gave way stays in_round (status, `tally sync --wait`) until that end is done.
  */
 #include <inttypes.h>
 #include <pthread.h>

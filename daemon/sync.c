@@ -2013,8 +2013,8 @@ bool sync_busy(struct sync_engine *e, const char *filter, size_t len)
     for (int i = 0; e && i < e->nups; i++)
         for (int j = 0; j < e->ups[i].ops->nstreams; j++) {
             const struct stream_state *ss = &e->ups[i].streams[j];
-            if (matches(ss, filter, len) &&
-                (ss->in_round || ss->requested || ss->running || ss->applying))
+            if (matches(ss, filter, len) && (ss->in_round || ss->requested || ss->running ||
+                                             ss->applying || ss->round_done_due))
                 return true;
         }
     return false;
@@ -2113,7 +2113,9 @@ void sync_pack_status(struct sync_engine *e, msgpack_packer *pk)
             msgpack_pack_map(pk, 11);
             mp_pack_kv_str(pk, "name", ss->name);
             mp_pack_kv_int(pk, "repaired", ss->repaired);
-            mp_pack_kv_bool(pk, "in_round", ss->in_round || ss->requested);
+            /* A round whose end gave way to a group commit (round_done_due) is not over: what
+             * `tally sync --wait` waits for includes the reservations that end releases. */
+            mp_pack_kv_bool(pk, "in_round", ss->in_round || ss->requested || ss->round_done_due);
             pack_opt_time(pk, "last_success_at", ss->last_success_at);
             mp_pack_key(pk, "lag_s");
             if (ss->last_success_at > 0)

@@ -15,6 +15,10 @@
  *   the checkpoint in the last only; a page that fails between slices (a crash) leaves the
  *   checkpoint where it was, and applied again it converges, each row counted once;
  *   reconciliation on the worker repairs drift and raises its exception.
+ * - The loop's transactions that give way to a group commit (store_begin_yield, driven here by
+ *   a before_begin that answers busy): an outcome and a page wait without an error and are
+ *   done in order when it returns (sync_writer_free); a parked page is released at a stop; a
+ *   round whose end gave way stays in_round (status, `tally sync --wait`) until that end is done.
  */
 #include <inttypes.h>
 #include <pthread.h>
@@ -1312,6 +1316,142 @@ static struct sync_engine *start_inventory(void)
     return e;
 }
 
+/* ---- the loop's transactions give way to a group commit (store_begin_yield) ---- */
+
+/* Stands for gcommit.c's before_begin with a group open or in flight: a begin that does not
+ * wait gives way (TALLY_E_BUSY, store_yielded); one that waits goes on. */
+static bool yield_on;
+static int yielding_before_begin(void *arg, bool wait)
+{
+    (void)arg;
+    return yield_on && !wait ? TALLY_E_BUSY : 0;
+}
+
+static int snap_releases;
+static void release_snap_counted(struct pull_page *pg)
+{
+    (void)pg;
+    snap_releases++;
+}
+
+/* A push's outcome and a page that gave way wait, with no error (not "nothing is sent"), and
+ * are done, in order and each once, when the commit returns (sync_writer_free); a stop
+ * releases a page still parked. */
+static void test_outcome_yields(void)
+{
+    rh_open(h);
+    d = rh_daemon(h);
+    d->loop = &loop;
+    rh_seed_standard(h);
+    /* The test's connector with its inventory stream (the engine looks at its streams). */
+    static struct connector_ops ops;
+    ops = fake;
+    ops.push_limit = MAX_BATCHES;
+    ops.nstreams = 1;
+    ops.streams = inv_streams;
+    ops.pull = pull_nothing;
+    nbatches = 0;
+    struct sync_engine *e = NULL;
+    CHECK_EQ_INT(sync_start_with(d, &ops, "wh:A", &e), 0);
+    if (!e)
+        return;
+    fake_u->streams[0].due_ms = UINT64_MAX; /* pulls only when the test says */
+    store_set_before_begin(d->store, yielding_before_begin, NULL);
+    int64_t held = rh_q64(h,
+                          "SELECT upstream_version FROM stock WHERE sku = %lld AND"
+                          " warehouse = %lld",
+                          (long long)rh_sku_id(h, "S1"), (long long)rh_wh_id(h, "A"));
+    CHECK(rh_call(h, "stock.move", "kind=receive", "id=y1", "sku=S1", "warehouse=A", "qty=#5",
+                  NULL) != NULL);
+    sync_tick(e);
+    struct push_batch *b = next_batch();
+    CHECK(b != NULL);
+    if (!b)
+        return;
+    yield_on = true;
+    b->outcome = SYNC_OK;
+    b->items[0].outcome = SYNC_OK;
+    b->items[0].version = held + 1;
+    sync_push_done(b);
+    CHECK_EQ_STR(row_state("y1"), "inflight");
+    CHECK(!status_says(e, "nothing is sent"));
+    uint64_t yields = 0, waits = 0;
+    sync_yields(e, &yields, &waits);
+    CHECK(yields > 0);
+    /* The warehouse's page holds the receive: parked behind the outcome, not applied. */
+    struct snap_page page;
+    make_page(&page, 15, held + 1);
+    sync_pull_done(fake_u, 0, &page.pg);
+    CHECK(fake_u->streams[0].parked == &page.pg);
+    CHECK(fake_u->streams[0].applying);
+    CHECK_EQ_INT(rh_stock_figure(h, "snapshot", "S1", "A"), 10);
+    sync_tick(e); /* still giving way: nothing moves, nothing fails */
+    CHECK(fake_u->streams[0].parked == &page.pg);
+    CHECK_EQ_STR(fake_u->streams[0].last_error, "");
+    /* The commit returned: the outcome first, then the page; the receive counted once. */
+    yield_on = false;
+    sync_writer_free(e);
+    CHECK_EQ_STR(row_state("y1"), "done");
+    CHECK(fake_u->streams[0].parked == NULL);
+    CHECK(!fake_u->streams[0].applying);
+    CHECK_EQ_INT(rh_stock_figure(h, "snapshot", "S1", "A"), 15);
+    CHECK_EQ_INT(rh_stock_figure(h, ON_HAND, "S1", "A"), 15);
+    /* A page parked at a stop is released (the sanitizer build checks nothing leaks). */
+    yield_on = true;
+    snap_releases = 0;
+    make_page(&page, 16, held + 2);
+    page.pg.release = release_snap_counted;
+    sync_pull_done(fake_u, 0, &page.pg);
+    CHECK(fake_u->streams[0].parked == &page.pg);
+    stop(e);
+    CHECK_EQ_INT(snap_releases, 1);
+    yield_on = false;
+    store_set_before_begin(d->store, NULL, NULL);
+    CHECK_EQ_INT(rh_stock_figure(h, "snapshot", "S1", "A"), 15);
+}
+
+/* A warehouse's round whose end (reservations of shipped orders released: fulfil.c) gave way to
+ * a group commit is not over yet in `status` (what `tally sync --wait` reads), until that end
+ * is done when the commit returns. */
+static void test_round_end_yields(void)
+{
+    fresh();
+    rh_seed_standard(h);
+    char err[256];
+    CHECK_EQ_INT(workers_start(d, err, sizeof err), 0);
+    struct sync_engine *e = start_inventory();
+    static struct wh_config w;
+    snprintf(w.code, sizeof w.code, "A");
+    fake_u->wh = &w;
+    struct stream_state *ss = &fake_u->streams[0];
+    ss->reconcilable = true;
+    ss->in_round = true; /* as start_pull leaves it */
+    ss->round_started_at = store_now();
+    ss->interval_s = 3600;
+    int64_t held = rh_q64(h, "SELECT MAX(upstream_version) FROM stock");
+    static struct slow_page p;
+    slow_hold = false;
+    slow_make(&p, held + 5, -1); /* the round's last page (no next cursor) */
+    store_set_before_begin(d->store, yielding_before_begin, NULL);
+    yield_on = true;
+    sync_pull_done(fake_u, 0, &p.pg);
+    drain_jobs();
+    CHECK(!ss->applying);
+    CHECK(ss->round_done_due);
+    CHECK(status_says(e, "\xa8in_round\xc3"));
+    CHECK(sync_busy(e, "inventory", 9));
+    yield_on = false;
+    sync_writer_free(e);
+    CHECK(!ss->round_done_due);
+    CHECK(status_says(e, "\xa8in_round\xc2"));
+    store_set_before_begin(d->store, NULL, NULL);
+    fake_u->wh = NULL;
+    stop(e);
+    workers_stop(d);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    workers_free(d);
+}
+
 static void test_page_off_loop(void)
 {
     fresh();
@@ -1518,6 +1658,7 @@ int main(void)
     test_outcome_of_one_row_fails();
     test_outcome_disk_full_kept();
     test_stop_with_outcome_unrecorded();
+    test_outcome_yields();
     test_start_reset_fails();
     test_start_init_fails();
     test_backoff_ahead();
@@ -1531,6 +1672,7 @@ int main(void)
     test_probe_takes_turns();
     test_drain_lets_pulls_in();
     test_page_off_loop();
+    test_round_end_yields();
     rh_free(h);
     uv_loop_close(&loop);
     return check_result("test_sync");

@@ -18,6 +18,8 @@
 #   F. a publish applied at the marketplace with its answer lost (then refused a while), and
 #      the value back at the one last acknowledged before tally sends again: that value is sent
 #      all the same (the marketplace shows the lost one's), never skipped as already shown.
+#   G. as F, tallyd killed while the publish is on its way (the marketplace applies it): the
+#      next start sends the value all the same.
 # Order A's details come masked (as the simulator sends every order's): its outbound order at
 # the warehouse carries the full ship-to all the same (read with order.receiptinfo.get).
 # The check reads the simulator's history of published values: for each, the units on hand at
@@ -227,4 +229,29 @@ wait_until 30 shows_V
 wait_until 60 quiet
 check_eq "$(published | jq .value)" "$V" "the marketplace's stock once the link is back (F)"
 ctl -X DELETE "$base/control/faults" >/dev/null
+# ===================================================================================== G
+echo "== G: tallyd killed while a publish is on its way; the marketplace applies it"
+# As F, the outcome never recorded: the row is still dirty at the next start, its last
+# acknowledged value V no proof of what the marketplace shows.
+wait_until 60 quiet
+V=$(published | jq .value)
+fault=$(post faults "{\"target\":\"mp\",\"call\":\"$METHOD\",\"latency_ms\":2000}" | jq -r '.ids[0]')
+post stock "{\"changes\":1,\"wh\":\"ES-MAD\",\"sku\":\"$sku\",\"delta\":1}" >/dev/null
+wait_until 60 fired
+kill -9 "$tallyd_pid" && wait "$tallyd_pid" 2>/dev/null
+tallyd_pid=
+shows() { [ "$(published | jq .value)" = "$1" ]; }
+wait_until 10 shows "$((V + 1))"
+ctl -X DELETE "$base/control/faults" >/dev/null
+# The unit leaves the warehouse; tally reads it (the marketplace down meanwhile) before it may
+# publish: its value is V again.
+W1=$(wh_stock)
+post stock "{\"changes\":1,\"wh\":\"ES-MAD\",\"sku\":\"$sku\",\"delta\":-1}" >/dev/null
+post link '{"target":"mp","up":false}' >/dev/null
+start_tallyd
+wait_until 60 replica_has "$((W1 - 1))"
+post link '{"target":"mp","up":true}' >/dev/null
+wait_until 30 shows "$V"
+wait_until 60 quiet
+check_eq "$(published | jq .value)" "$V" "the marketplace's stock after the restart (G)"
 [ "$fails" = 0 ]

@@ -1450,6 +1450,13 @@ static void free_publish(struct publish_batch *b)
  *   [marketplace] publish_buffer (never below 0). (The first IN names orders_open's
  *   condition, so that the open orders are read from that index.)
  * A value equal to what was last published is not sent again; it just stops being dirty.
+ * "Last published" is what the marketplace acknowledged, and only while no send since could
+ * have changed it unseen: a send whose outcome is unknown (its answer lost, a transient failure,
+ * a process killed before the outcome was recorded) leaves published NULL, so that the next
+ * value goes whatever it is (sync_publish_done; the first take of a process forgets published
+ * on the rows an earlier process left dirty: they may have been on their way when it died).
+ * Else a lost send of a higher value, then a value back at the acknowledged one, would leave
+ * the higher one on offer.
  */
 static struct publish_batch *take_publish(struct upstream *u, int limit, enum take_mode how,
                                           bool *later)
@@ -1480,6 +1487,18 @@ static struct publish_batch *take_publish(struct upstream *u, int limit, enum ta
         }
         free_publish(b);
         return NULL;
+    }
+    if (!u->pub_forgot) {
+        sqlite3_stmt *f = store_stmt(
+            st, "UPDATE publish SET published = NULL WHERE dirty = 1 AND published IS NOT NULL");
+        if (!f || sqlite3_step(f) != SQLITE_DONE) {
+            if (f)
+                sqlite3_reset(f);
+            store_rollback(st);
+            free_publish(b);
+            return NULL;
+        }
+        sqlite3_reset(f);
     }
     sqlite3_stmt *s = store_stmt(
         st, "SELECT p.sku, s.code, pr.product_id, p.gen, p.published,"
@@ -1526,11 +1545,35 @@ static struct publish_batch *take_publish(struct upstream *u, int limit, enum ta
         it->gen = gen;
     }
     sqlite3_reset(s);
-    if (store_commit(st) != 0 || b->n == 0) {
+    if (store_commit(st) != 0) {
+        free_publish(b);
+        return NULL;
+    }
+    u->pub_forgot = true;
+    if (b->n == 0) {
         free_publish(b);
         return NULL;
     }
     return b;
+}
+
+/* A batch whose outcome is unknown: its values may show at the marketplace or not; published
+ * forgotten (take_publish). Lazy: lost at a power cut or a kill, the rows are still dirty and
+ * the next process forgets it itself. */
+static void publish_unknown(struct publish_batch *b)
+{
+    struct store *st = b->u->store;
+    if (store_begin_as(st, STORE_LAZY) != 0)
+        return;
+    sqlite3_stmt *s = store_stmt(st, "UPDATE publish SET published = NULL"
+                                     " WHERE sku = (SELECT id FROM skus WHERE code = ?1)");
+    for (int i = 0; s && i < b->n; i++) {
+        sqlite3_bind_text(s, 1, b->items[i].sku, -1, SQLITE_STATIC);
+        sqlite3_step(s);
+        sqlite3_reset(s);
+    }
+    if (store_commit(st) != 0)
+        log_error("%s: publish outcome not recorded", b->u->name);
 }
 
 void sync_publish_done(struct publish_batch *b)
@@ -1548,7 +1591,10 @@ void sync_publish_done(struct publish_batch *b)
             link_auth_failed(u, b->error);
         else
             link_failed(u, b->error, b->retry_after_s);
-        free_publish(b); /* the rows stay dirty and go again with their newest values */
+        /* The rows stay dirty and go again with their newest values, even the value last
+         * acknowledged: the marketplace may have applied this one and only the answer got lost. */
+        publish_unknown(b);
+        free_publish(b);
         return;
     }
     link_ok(u);
@@ -1563,7 +1609,10 @@ void sync_publish_done(struct publish_batch *b)
                                      " WHERE sku = (SELECT id FROM skus WHERE code = ?1)");
     sqlite3_stmt *drop = store_stmt(st, "UPDATE publish SET dirty = 0 WHERE gen = ?2"
                                         " AND sku = (SELECT id FROM skus WHERE code = ?1)");
-    for (int i = 0; s && drop && i < b->n; i++) {
+    /* An item the answer did not settle stays dirty, its value perhaps applied (take_publish). */
+    sqlite3_stmt *unknown = store_stmt(st, "UPDATE publish SET published = NULL"
+                                           " WHERE sku = (SELECT id FROM skus WHERE code = ?1)");
+    for (int i = 0; s && drop && unknown && i < b->n; i++) {
         struct publish_item *it = &b->items[i];
         if (it->outcome == SYNC_OK) {
             sqlite3_bind_text(s, 1, it->sku, -1, SQLITE_STATIC);
@@ -1579,6 +1628,10 @@ void sync_publish_done(struct publish_batch *b)
             sqlite3_bind_int64(drop, 2, it->gen);
             sqlite3_step(drop);
             sqlite3_reset(drop);
+        } else {
+            sqlite3_bind_text(unknown, 1, it->sku, -1, SQLITE_STATIC);
+            sqlite3_step(unknown);
+            sqlite3_reset(unknown);
         }
     }
     if (store_commit(st) != 0)

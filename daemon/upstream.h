@@ -250,6 +250,8 @@ struct upstream {
     bool pub_round_whole;
     uint64_t pub_round_ms; /* loop time the last orders round completed */
     bool freed;            /* ops->free ran (sync_stop, or after its last page job) */
+    /* take_publish forgot published on the rows an earlier process left dirty (once a run). */
+    bool pub_forgot;
     struct stream_state streams[UPSTREAM_MAX_STREAMS];
 };
 

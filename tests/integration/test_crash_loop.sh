@@ -318,7 +318,9 @@ check_trial() {
         awk 'FNR == NR { v[$1] = $2; next } ($1 in v) && v[$1] == $2' "$tmp/pub.first" "$tmp/pub" >"$tmp/pub.same"
         mv "$tmp/pub.same" "$tmp/pub"
         r=$(pub_over)
-        [ -z "$r" ] || viol published_le_available "$r replica's view of ${r%% *} (warehouse snapshot pending reserved safety as_of): $(sql "SELECT group_concat(w.code || ' ' || t.snapshot || ' ' || t.pending || ' ' || t.reserved || ' ' || t.safety || ' ' || coalesce(t.as_of, '-'), ', ') FROM stock t JOIN warehouses w ON w.id = t.warehouse JOIN skus k ON k.id = t.sku WHERE k.code = '${r%% *}'")"
+        # The diagnosis: the replica's stock rows and publish row (value computed last, last
+        # acknowledged, dirty, gen) and the marketplace's last three publishes (value, at_ms).
+        [ -z "$r" ] || viol published_le_available "$r replica's view of ${r%% *} (warehouse snapshot pending reserved safety as_of): $(sql "SELECT group_concat(w.code || ' ' || t.snapshot || ' ' || t.pending || ' ' || t.reserved || ' ' || t.safety || ' ' || coalesce(t.as_of, '-'), ', ') FROM stock t JOIN warehouses w ON w.id = t.warehouse JOIN skus k ON k.id = t.sku WHERE k.code = '${r%% *}'"); publish row (value published dirty gen): $(sql "SELECT p.value || ' ' || coalesce(p.published, 'NULL') || ' ' || p.dirty || ' ' || p.gen FROM publish p JOIN skus k ON k.id = p.sku WHERE k.code = '${r%% *}'"); marketplace's last publishes: $(ctl "$base/control/published?sku=${r%% *}" | jq -c '[.history[-3:][] | [.value, .at_ms]]') at $(date +%s%3N)"
     fi
 }
 

@@ -15,6 +15,11 @@
 #   E. an orders round fails mid-way (the link down) and completes later from the list it read
 #      before: an order placed meanwhile is not in it; stock is published only after a round
 #      that began after the failure.
+#   F. a publish applied at the marketplace with its answer lost (then refused a while), and
+#      the value back at the one last acknowledged before tally sends again: that value is sent
+#      all the same (the marketplace shows the lost one's), never skipped as already shown.
+#   G. as F, tallyd killed while the publish is on its way (the marketplace applies it): the
+#      next start sends the value all the same.
 # Order A's details come masked (as the simulator sends every order's): its outbound order at
 # the warehouse carries the full ship-to all the same (read with order.receiptinfo.get).
 # The check reads the simulator's history of published values: for each, the units on hand at
@@ -195,4 +200,58 @@ wait_until 60 quiet
 check_eq "$(over)" "" "values published above the truly available stock (E)"
 check_eq "$(sql "SELECT COUNT(*) FROM orders WHERE order_id IN ('$X', '$Y')")" 2 \
     "orders X and Y pulled"
+# ===================================================================================== F
+echo "== F: a publish the marketplace applied, its answer lost; the value then goes back"
+# tally does not know what the marketplace shows after a lost answer: a later value equal to
+# the one it last had acknowledged must be sent all the same (not skipped as already shown),
+# else the marketplace keeps the lost publish's higher value (the crash loop's "published above
+# available" with the replica knowing the lower figure). tally's last acknowledged value is V.
+wait_until 60 quiet
+V=$(published | jq .value)
+# The first send of the method is applied with its answer lost; every later one is refused (503,
+# not applied) until that fault is removed: tally's retries change nothing meanwhile.
+ids=$(post faults "[{\"target\":\"mp\",\"call\":\"$METHOD\",\"kind\":\"lost_answer\",\"count\":1},
+    {\"target\":\"mp\",\"call\":\"$METHOD\",\"kind\":\"status\",\"status\":503}]")
+fault=$(jq -r '.ids[0]' <<<"$ids")
+refuse=$(jq -r '.ids[1]' <<<"$ids")
+post stock "{\"changes\":1,\"wh\":\"ES-MAD\",\"sku\":\"$sku\",\"delta\":1}" >/dev/null
+wait_until 60 fired
+check_eq "$(published | jq .value)" "$((V + 1))" "the marketplace's stock after the lost answer"
+# The unit leaves the warehouse and tally reads it: its value is V again.
+W1=$(wh_stock)
+post stock "{\"changes\":1,\"wh\":\"ES-MAD\",\"sku\":\"$sku\",\"delta\":-1}" >/dev/null
+replica_has() { [ "$(sql "SELECT t.snapshot + t.pending FROM stock t JOIN skus s ON s.id = t.sku
+    WHERE s.code = '$sku'")" = "$1" ]; }
+wait_until 60 replica_has "$((W1 - 1))"
+ctl -X DELETE "$base/control/faults/$refuse" >/dev/null
+shows_V() { [ "$(published | jq .value)" = "$V" ]; }
+wait_until 30 shows_V
+wait_until 60 quiet
+check_eq "$(published | jq .value)" "$V" "the marketplace's stock once the link is back (F)"
+ctl -X DELETE "$base/control/faults" >/dev/null
+# ===================================================================================== G
+echo "== G: tallyd killed while a publish is on its way; the marketplace applies it"
+# As F, the outcome never recorded: the row is still dirty at the next start, its last
+# acknowledged value V no proof of what the marketplace shows.
+wait_until 60 quiet
+V=$(published | jq .value)
+fault=$(post faults "{\"target\":\"mp\",\"call\":\"$METHOD\",\"latency_ms\":2000}" | jq -r '.ids[0]')
+post stock "{\"changes\":1,\"wh\":\"ES-MAD\",\"sku\":\"$sku\",\"delta\":1}" >/dev/null
+wait_until 60 fired
+kill -9 "$tallyd_pid" && wait "$tallyd_pid" 2>/dev/null
+tallyd_pid=
+shows() { [ "$(published | jq .value)" = "$1" ]; }
+wait_until 10 shows "$((V + 1))"
+ctl -X DELETE "$base/control/faults" >/dev/null
+# The unit leaves the warehouse; tally reads it (the marketplace down meanwhile) before it may
+# publish: its value is V again.
+W1=$(wh_stock)
+post stock "{\"changes\":1,\"wh\":\"ES-MAD\",\"sku\":\"$sku\",\"delta\":-1}" >/dev/null
+post link '{"target":"mp","up":false}' >/dev/null
+start_tallyd
+wait_until 60 replica_has "$((W1 - 1))"
+post link '{"target":"mp","up":true}' >/dev/null
+wait_until 30 shows "$V"
+wait_until 60 quiet
+check_eq "$(published | jq .value)" "$V" "the marketplace's stock after the restart (G)"
 [ "$fails" = 0 ]

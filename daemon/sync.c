@@ -842,6 +842,7 @@ static int older_waiting(struct store *st, const char *target, const char *entit
 static bool add_item(struct push_batch *b, sqlite3_stmt *s, const char *kind)
 {
     struct push_item *it = &b->items[b->n];
+    memset(it, 0, sizeof *it); /* batch_new leaves them as malloc gave them */
     int len = sqlite3_column_bytes(s, 3);
     it->payload = malloc(len > 0 ? (size_t)len : 1);
     if (!it->payload)
@@ -861,8 +862,12 @@ static bool add_item(struct push_batch *b, sqlite3_stmt *s, const char *kind)
 
 static struct push_batch *batch_new(struct upstream *u)
 {
+    /* The items are not zeroed here (add_item clears each as it fills it): a batch has room for
+     * push_limit rows (1,000 for a warehouse: ~490 KB), and the ticks made one per upstream
+     * ten times a second, mostly to find nothing to take; calloc's memset of it all was the
+     * loop's largest single cost in a soak (perf: batch_new 14 % of the loop thread's CPU). */
     struct push_batch *b = calloc(1, sizeof *b);
-    if (!b || !(b->items = calloc((size_t)u->ops->push_limit, sizeof *b->items))) {
+    if (!b || !(b->items = malloc((size_t)u->ops->push_limit * sizeof *b->items))) {
         if (b)
             free(b->items);
         free(b);

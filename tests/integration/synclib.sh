@@ -55,18 +55,21 @@ carriers_conf() {
     done
 }
 
-start_tallyd() {
-    "$TALLYD" --config "$tmp/tallyd.conf" --state-dir "$tmp/state" --socket "$tmp/tally.sock" \
-        --log-level warning 2>>"$tmp/tallyd.log" &
+# run_tallyd [NAME=VALUE...]: starts tallyd on $tmp with that environment added (the power-cut
+# shim's, say) and waits until it answers; sets tallyd_pid.
+run_tallyd() {
+    env "$@" "$TALLYD" --config "$tmp/tallyd.conf" --state-dir "$tmp/state" \
+        --socket "$tmp/tally.sock" --log-level warning 2>>"$tmp/tallyd.log" &
     tallyd_pid=$!
     for _ in $(seq 400); do
         "$TALLY" --socket "$tmp/tally.sock" status >/dev/null 2>&1 && return 0
         sleep 0.025
     done
     echo "tallyd did not start" >&2
-    cat "$tmp/tallyd.log" >&2
+    tail -20 "$tmp/tallyd.log" >&2
     exit 1
 }
+start_tallyd() { run_tallyd; }
 
 t() { "$TALLY" --socket "$tmp/tally.sock" "$@"; }
 st() { t --json status; }

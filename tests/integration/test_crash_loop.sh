@@ -204,16 +204,7 @@ if [ -n "$POWER" ]; then
     start_tallyd() {
         rm -f "$tmp/cut"
         power_env "$tmp"
-        env "${PENV[@]}" "$TALLYD" --config "$tmp/tallyd.conf" --state-dir "$tmp/state" \
-            --socket "$tmp/tally.sock" --log-level warning 2>>"$tmp/tallyd.log" &
-        tallyd_pid=$!
-        for _ in $(seq 400); do
-            "$TALLY" --socket "$tmp/tally.sock" status >/dev/null 2>&1 && return 0
-            sleep 0.025
-        done
-        echo "tallyd did not start" >&2
-        tail -20 "$tmp/tallyd.log" >&2
-        exit 1
+        run_tallyd "${PENV[@]}"
     }
 fi
 # cut_count: the shim's log lines for the cuts so far (one line per tracked file per cut).

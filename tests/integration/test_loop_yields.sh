@@ -32,15 +32,7 @@ db=$tmp/state/replica.db
 start_sim --skus 20 --seed 7 --warehouses ES-MAD
 write_config ES-MAD
 sed -i 's/^inventory_interval = 2/inventory_interval = 1/' "$tmp/tallyd.conf"
-TALLY_FAULT_FILE=$tmp/fault LD_PRELOAD=$SHIM \
-    "$TALLYD" --config "$tmp/tallyd.conf" --state-dir "$tmp/state" --socket "$tmp/tally.sock" \
-    --log-level warning 2>>"$tmp/tallyd.log" &
-tallyd_pid=$!
-for _ in $(seq 400); do
-    t status >/dev/null 2>&1 && break
-    sleep 0.025
-done
-t status >/dev/null 2>&1 || { echo "tallyd did not start" >&2; cat "$tmp/tallyd.log" >&2; exit 1; }
+run_tallyd TALLY_FAULT_FILE="$tmp/fault" LD_PRELOAD="$SHIM"
 mark_rounds
 wait_until 60 inventory_done
 sku=$(ctl "$base/control/stock?wh=ES-MAD&format=csv" | sed -n 2p | cut -d, -f1)

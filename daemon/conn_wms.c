@@ -612,6 +612,12 @@ static int inventory_slice(struct pull_page *pg, struct store *st, int64_t until
     unsigned n = 0;
     struct inv_row row;
     pg->plain = whfeed_plain(st);
+    /* Outside a reconciliation rows go in batches (whfeed_stock_batch): read into b, applied
+     * when it is full or the rows end. A slice ends only between batches. */
+    bool batch = !c->reconcile;
+    struct whfeed_row b[WHFEED_BATCH];
+    int nb = 0;
+    int64_t bmax = 0;
     int k;
     while ((k = inv_next(c, &row, now)) >= 0) {
         if (k == 0) {
@@ -621,20 +627,45 @@ static int inventory_slice(struct pull_page *pg, struct store *st, int64_t until
                          row.sku[0] ? ": " : "a row with ", row.bad ? row.bad : "unreadable");
             continue;
         }
-        if ((r = whfeed_stock(c->u, st, wh, row.sku, row.on_hand, row.inbound, row.version, row.at,
-                              c->reconcile, pg)) != 0)
-            return r;
-        if (row.version > c->maxv)
-            c->maxv = row.version;
+        if (batch) {
+            struct whfeed_row *w = &b[nb++];
+            memcpy(w->sku, row.sku, sizeof w->sku);
+            w->on_hand = row.on_hand;
+            w->inbound = row.inbound;
+            w->version = row.version;
+            w->at = row.at;
+            if (row.version > bmax)
+                bmax = row.version;
+            if (nb < WHFEED_BATCH)
+                continue;
+            if ((r = whfeed_stock_batch(c->u, st, wh, b, nb, pg)) != 0)
+                return r;
+            nb = 0;
+            n += WHFEED_BATCH - 1;
+            if (bmax > c->maxv)
+                c->maxv = bmax;
+        } else {
+            if ((r = whfeed_stock(c->u, st, wh, row.sku, row.on_hand, row.inbound, row.version,
+                                  row.at, c->reconcile, pg)) != 0)
+                return r;
+            if (row.version > c->maxv)
+                c->maxv = row.version;
+        }
         /* Past until_us the slice goes on while no other thread waits for the writer lock,
          * up to INVENTORY_SLICE_MAX_US: fewer, larger transactions (each commit writes the
-         * pages it touched to the WAL again); a waiter gets the lock within 32 rows. */
-        if ((++n & 31) == 0) {
+         * pages it touched to the WAL again); a waiter gets the lock within 64 rows. */
+        if ((++n & 31) == 0 || batch) {
             int64_t clock = sync_slice_clock_us();
             if (clock >= until_us &&
                 (store_writer_wanted() || clock >= until_us + INVENTORY_SLICE_MAX_US))
                 break;
         }
+    }
+    if (nb > 0) { /* the page's last rows */
+        if ((r = whfeed_stock_batch(c->u, st, wh, b, nb, pg)) != 0)
+            return r;
+        if (bmax > c->maxv)
+            c->maxv = bmax;
     }
     *finished = c->pos >= c->items_end - 1;
     return 0;

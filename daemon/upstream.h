@@ -82,6 +82,9 @@ struct pull_page {
     /* Set by a connector's apply_slice at the start of each transaction from whfeed_plain():
      * whfeed_stock may then apply a row of a SKU the replica knows in one statement. */
     bool plain;
+    /* whfeed_stock_batch: the page's last batch had SKUs new to the replica (the first
+     * warehouse of an initial sync), so the next one makes their placeholders first. */
+    bool batch_new;
 };
 
 struct push_item {

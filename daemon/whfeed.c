@@ -72,6 +72,95 @@ int whfeed_stock(struct upstream *u, struct store *st, int64_t wh, const char *s
     return stock_apply_snapshot_inbound(st, sku_id, wh, on_hand, inbound, version, at);
 }
 
+/* The batch statements of whfeed_stock_batch, for exactly WHFEED_BATCH rows (64). The VALUES
+ * list is the outer loop (CROSS JOIN: SQLite keeps the written order), so rows are applied in
+ * the page's order; each finds its SKU by the skus.code index. */
+#define WF_ROW5 "(?,?,?,?,?)"
+#define WF_ROW5x4 WF_ROW5 "," WF_ROW5 "," WF_ROW5 "," WF_ROW5
+#define WF_ROW5x16 WF_ROW5x4 "," WF_ROW5x4 "," WF_ROW5x4 "," WF_ROW5x4
+#define WF_ROW1x4 "(?),(?),(?),(?)"
+#define WF_ROW1x16 WF_ROW1x4 "," WF_ROW1x4 "," WF_ROW1x4 "," WF_ROW1x4
+_Static_assert(WHFEED_BATCH == 64, "the batch statements are written for 64 rows");
+static const char batch_upsert_sql[] =
+    "INSERT INTO stock(sku, warehouse, snapshot, upstream_version, as_of, inbound)"
+    " SELECT s.id, ?1, v.column2, v.column3, v.column4, v.column5 FROM (VALUES " WF_ROW5x16
+    "," WF_ROW5x16 "," WF_ROW5x16 "," WF_ROW5x16 ") AS v CROSS JOIN skus AS s"
+    " ON s.code = v.column1 WHERE true"
+    " ON CONFLICT(sku, warehouse) DO UPDATE SET"
+    " snapshot = excluded.snapshot, upstream_version = excluded.upstream_version,"
+    " as_of = excluded.as_of, inbound = COALESCE(excluded.inbound, stock.inbound)"
+    " WHERE excluded.upstream_version >= stock.upstream_version";
+static const char batch_placeholders_sql[] =
+    "INSERT INTO skus(code, product, title, price_minor, currency, updated_at)"
+    " SELECT v.column1, p.id, v.column1, 0, 'XXX', ?1 FROM (VALUES " WF_ROW1x16 "," WF_ROW1x16
+    "," WF_ROW1x16 "," WF_ROW1x16 ") AS v CROSS JOIN products AS p"
+    " WHERE p.product_id = '~unlisted' ON CONFLICT(code) DO NOTHING";
+
+/* The batch's upsert (the one-statement path of whfeed_stock for 64 rows): *changed = rows
+ * applied. */
+static int batch_upsert(struct store *st, int64_t wh, const struct whfeed_row *rows, int *changed)
+{
+    sqlite3_stmt *s = store_stmt(st, batch_upsert_sql);
+    if (!s)
+        return TALLY_E_STORAGE;
+    sqlite3_bind_int64(s, 1, wh);
+    for (int i = 0; i < WHFEED_BATCH; i++) {
+        const struct whfeed_row *w = &rows[i];
+        sqlite3_bind_text(s, 2 + 5 * i, w->sku, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(s, 3 + 5 * i, w->on_hand);
+        sqlite3_bind_int64(s, 4 + 5 * i, w->version);
+        sqlite3_bind_int64(s, 5 + 5 * i, w->at);
+        if (w->inbound >= 0)
+            sqlite3_bind_int64(s, 6 + 5 * i, w->inbound);
+    }
+    int rc = sqlite3_step(s);
+    sqlite3_reset(s);
+    if (rc != SQLITE_DONE)
+        return store_error(st, rc, "snapshot");
+    *changed = sqlite3_changes(store_db(st));
+    return 0;
+}
+
+/* The placeholders (catalog_sku_ensure) of the batch's SKUs the replica does not know;
+ * *made = how many. */
+static int batch_placeholders(struct store *st, const struct whfeed_row *rows, int *made)
+{
+    sqlite3_stmt *s = store_stmt(st, batch_placeholders_sql);
+    if (!s)
+        return TALLY_E_STORAGE;
+    sqlite3_bind_int64(s, 1, store_now());
+    for (int i = 0; i < WHFEED_BATCH; i++)
+        sqlite3_bind_text(s, 2 + i, rows[i].sku, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(s);
+    sqlite3_reset(s);
+    if (rc != SQLITE_DONE)
+        return store_error(st, rc, "sku placeholder");
+    *made = sqlite3_changes(store_db(st));
+    return 0;
+}
+
+int whfeed_stock_batch(struct upstream *u, struct store *st, int64_t wh,
+                       const struct whfeed_row *rows, int n, struct pull_page *pg)
+{
+    int r, changed = 0, made = 0;
+    if (n == WHFEED_BATCH && pg->plain) {
+        /* Some SKU may be new (the first warehouse of an initial sync: placeholders first
+         * while the batches before had new ones), or a row older than the figure held. */
+        if (!pg->batch_new && ((r = batch_upsert(st, wh, rows, &changed)) != 0 || changed == n))
+            return r;
+        if ((r = batch_placeholders(st, rows, &made)) != 0)
+            return r;
+        pg->batch_new = made > 0;
+        if ((r = batch_upsert(st, wh, rows, &changed)) != 0 || changed == n)
+            return r;
+    }
+    for (int i = 0; i < n; i++)
+        if ((r = whfeed_stock(u, st, wh, rows[i].sku, rows[i].on_hand, rows[i].inbound,
+                              rows[i].version, rows[i].at, false, pg)) != 0)
+            return r;
+    return 0;
+}
+
 int whfeed_stock_unlogged(struct upstream *u, struct store *st, int64_t wh, const char *sku,
                           int64_t on_hand, int64_t inbound, int64_t version, int64_t at,
                           struct pull_page *pg)

@@ -10,6 +10,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "tally/protocol.h"
 #include "upstream.h"
 
 /* The warehouse's id in the replica for connector u; TALLY_E_* with err filled when missing. */
@@ -30,6 +31,21 @@ int whfeed_stock(struct upstream *u, struct store *st, int64_t wh, const char *s
  * movements_acked index) and this station publishes no stock. Only a write in this same
  * transaction could change that, and a page writes snapshots alone. */
 bool whfeed_plain(struct store *st);
+
+/* Rows applied together: up to WHFEED_BATCH rows of one page, each as whfeed_stock would
+ * apply it outside a reconciliation, in order. On the one-statement path (pull_page.plain) a
+ * full batch costs one statement for rows of SKUs the replica knows, three when some SKU is
+ * new (the upsert, the placeholders of the new SKUs, the upsert again), instead of one to five
+ * per row; a row the batched statements leave unapplied (an older version, a SKU the
+ * placeholders could not give a row) sends the whole batch through whfeed_stock, row by row
+ * (applying a row again at the same version changes nothing). Otherwise row by row. */
+#define WHFEED_BATCH 64
+struct whfeed_row {
+    char sku[TALLY_MAX_ID_LEN + 1];
+    int64_t on_hand, inbound, version, at;
+};
+int whfeed_stock_batch(struct upstream *u, struct store *st, int64_t wh,
+                       const struct whfeed_row *rows, int n, struct pull_page *pg);
 
 /* The same for a warehouse whose versions are read times (Goodcang, 4PX: no figure there has a
  * version of its own, so two reads never share one and whfeed_stock's check cannot match), in

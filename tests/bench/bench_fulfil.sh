@@ -17,6 +17,7 @@
 #                              after start (default 10): what the fulfilment pass of the open
 #                              orders, if it runs at every start, makes a query wait
 #   cli_stock_idle_ms, cli_status_ms: whole process, median of 5, once settled again
+#   cli_floor_ms               the same for a static program that does nothing (the floor)
 #   status_p50_us, status_max_us: the status method at 1 connection for 1 s
 #   rss_kb                     tallyd's resident memory then
 #   purge_orders, purge_seconds, purge_lat_p50_us ... _max_us: `tally purge --older-than 0`
@@ -100,6 +101,7 @@ fig cli_stock_after_start_ms "$(time_cmd_ms 5 "$TALLY" --socket "$tmp/tally.sock
 settle
 fig cli_stock_idle_ms "$(time_cmd_ms 5 "$TALLY" --socket "$tmp/tally.sock" stock "$sku")"
 fig cli_status_ms "$(time_cmd_ms 5 "$TALLY" --socket "$tmp/tally.sock" status)"
+fig cli_floor_ms "$(floor_ms 5)"
 "$RPC" "$tmp/tally.sock" -m status -k '' -c 1 -d 1 --kv status >"$tmp/status"
 fig status_p50_us "$(awk '$1 == "status_p50_us" { print $2 }' "$tmp/status")"
 fig status_max_us "$(awk '$1 == "status_max_us" { print $2 }' "$tmp/status")"

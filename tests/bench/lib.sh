@@ -23,7 +23,7 @@ bench_cleanup() {
 }
 
 bench_init() {
-    for f in "$TALLYD" "$TALLY" "$RPC" "$GEN" "$SIM"; do
+    for f in "$TALLYD" "$TALLY" "$RPC" "$GEN" "$SIM" "$B/tests/proc_time" "$B/tests/noop_static"; do
         [ -x "$f" ] || { echo "$(basename "$0"): $f missing (build first)" >&2; exit 2; }
     done
     tmp=$(mktemp -d "${TMPDIR:-/tmp}/tally-bench.XXXXXX")
@@ -121,16 +121,13 @@ log_ms() {
 # median of the numbers on stdin
 median() { sort -g | awk '{ v[NR] = $1 } END { if (NR) print v[int((NR + 1) / 2)] }'; }
 
-# time_cmd_ms N COMMAND...: median wall time of N runs of a whole process, in ms (3 decimals).
-# The clock is bash's own ($EPOCHREALTIME): reading it with `date` would put the start of a
-# `date` process (a millisecond or more on a loaded machine) inside every measured interval.
+# time_cmd_ms N COMMAND...: median wall time of N runs of a whole process, in ms (3 decimals),
+# timed by tests/proc_time (spawn to exit): from bash, the fork of bash itself (a millisecond
+# or more) would be inside every interval. floor_ms N: the same for a static program that
+# does nothing (tests/noop_static), the floor of any whole-process figure on this machine.
 time_cmd_ms() {
-    local n=$1 i t0 t1
+    local n=$1
     shift
-    for i in $(seq "$n"); do
-        t0=$EPOCHREALTIME
-        "$@" >/dev/null 2>&1
-        t1=$EPOCHREALTIME
-        awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f\n", (b - a) * 1e3 }'
-    done | median
+    "$B/tests/proc_time" "$n" "$@"
 }
+floor_ms() { "$B/tests/proc_time" "$1" "$B/tests/noop_static"; }

@@ -37,6 +37,7 @@ struct store {
     size_t held_bytes;
     pthread_mutex_t *writer; /* store_set_writer_lock: held from begin to commit/rollback */
     bool locked;             /* this connection holds *writer */
+    bool bulk;               /* store_set_bulk: its waits do not count in writer_waiters */
     bool keep_held;          /* store_keep_held: committed work waits in `ready` */
     struct held_item *ready, **ready_tail;
     /* Group commit (store_group_enable): store_begin opens a savepoint in one transaction
@@ -460,11 +461,20 @@ static void writer_lock(struct store *st)
     for (int i = 0; i < 10000 && atomic_load(&writer_waiters) > 0; i++)
         sched_yield();
     if (pthread_mutex_trylock(st->writer) != 0) {
-        atomic_fetch_add(&writer_waiters, 1);
+        /* A bulk connection's wait is not counted (store_set_bulk): bulk jobs do not cut one
+         * another's transactions short, nor yield to one another. */
+        if (!st->bulk)
+            atomic_fetch_add(&writer_waiters, 1);
         pthread_mutex_lock(st->writer);
-        atomic_fetch_sub(&writer_waiters, 1);
+        if (!st->bulk)
+            atomic_fetch_sub(&writer_waiters, 1);
     }
     st->locked = true;
+}
+
+void store_set_bulk(struct store *st, bool bulk)
+{
+    st->bulk = bulk;
 }
 
 bool store_writer_wanted(void)

@@ -53,6 +53,13 @@ void store_set_writer_lock(struct store *st, pthread_mutex_t *mu);
 /* Whether a thread is blocked waiting for the writer lock now: a bulk job holding it ends its
  * transaction early (titleidx.c, the inventory slices) so the waiter gets it at once. */
 bool store_writer_wanted(void);
+/* Marks the connection's transactions as bulk work (the slices of warehouse pages): while its
+ * thread waits for the writer lock it does not count in store_writer_wanted, so bulk jobs do
+ * not end one another's transactions early (four inventory streams at once cut each other's
+ * slices to a millisecond, a commit each, and handed the lock round and round); every other
+ * waiter (the loop, a client's write, a checkpoint, the title index) still does. Set and
+ * cleared outside a transaction by the job that uses the connection. */
+void store_set_bulk(struct store *st, bool bulk);
 
 /*
  * On a worker's connection, work held with store_after_commit must run on the loop, not on

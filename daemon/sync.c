@@ -382,6 +382,8 @@ struct page_job {
     bool sync_full;      /* [store] synchronous = full: restored after the page */
     _Atomic bool cancel; /* tallyd stops: no further slice */
     int64_t slices;
+    /* for the debug log: when it was submitted, started, ended (worker_now_us) and its CPU */
+    int64_t queued_us, start_us, end_us, cpu_us;
     char err[200];
 };
 
@@ -405,7 +407,10 @@ static int page_run(struct worker_job *job, struct store *st)
      * power cut loses the last slices, never the replica's consistency; the page is then
      * applied again from its checkpoint). Any later commit made durable (an acknowledged write
      * on the loop) makes these durable too: the WAL is synced as a whole. */
+    pj->start_us = worker_now_us();
+    int64_t cpu0 = sync_slice_clock_us();
     store_set_durable(st, false);
+    store_set_bulk(st, true);
     int r = checkpoint_load(st, pj->name, &cp);
     bool finished = !pg->apply_slice;
     while (r == 0) {
@@ -431,7 +436,10 @@ static int page_run(struct worker_job *job, struct store *st)
         if (finished)
             break;
     }
+    store_set_bulk(st, false);
     store_set_durable(st, pj->sync_full);
+    pj->cpu_us = sync_slice_clock_us() - cpu0;
+    pj->end_us = worker_now_us();
     return r;
 }
 
@@ -465,8 +473,12 @@ static void page_done(struct worker_job *job, int status)
     char err[200];
     snprintf(err, sizeof err, "%s", pj->err);
     int i = pj->stream;
-    log_debug("%s: page of %" PRId64 " rows applied in %" PRId64 " transactions", pj->name,
-              pg->rows, pj->slices);
+    log_debug("%s: page of %" PRId64 " rows applied in %" PRId64 " transactions, %" PRId64
+              " ms after it was queued, %" PRId64 " ms to apply (CPU %" PRId64 " ms), done %" PRId64
+              " ms ago",
+              pj->name, pg->rows, pj->slices, (pj->start_us - pj->queued_us) / 1000,
+              (pj->end_us - pj->start_us) / 1000, pj->cpu_us / 1000,
+              (worker_now_us() - pj->end_us) / 1000);
     free(pj);
     page_applied(u, i, pg, status, err);
 }
@@ -560,6 +572,7 @@ static void page_submit(struct upstream *u, int i, struct pull_page *pg)
             pj->publish = store_publishes(u->store);
             pj->sync_full = e->d->cfg.sync_full;
             snprintf(pj->name, sizeof pj->name, "%s", ss->name);
+            pj->queued_us = worker_now_us();
             if (worker_write(e->d, &pj->job) == 0) {
                 ss->applying = true;
                 ss->job = pj;

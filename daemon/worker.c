@@ -23,13 +23,17 @@ struct workers {
     pthread_mutex_t writer; /* the process's writer lock (store.h) */
     struct store *wst;      /* the writer connection; used by one job at a time */
     struct store *rst[WORKER_READERS];
+    struct store *cst; /* the checkpoint's connection (JOB_CKPT) */
     bool rbusy[WORKER_READERS];
     struct jobq writes, reads; /* waiting to be handed to the pool */
     bool writing;              /* a write job is in the pool */
     int pending;               /* submitted, done not yet called */
     uint64_t writes_submitted; /* write jobs ever submitted (workers_writes_submitted) */
     bool stopping;
-    /* The WAL checkpoint (store_defer_checkpoints), a write job of its own. */
+    /* The WAL checkpoint (store_defer_checkpoints): a job of its own kind (JOB_CKPT), on a
+     * connection of its own, beside the write jobs: a PASSIVE checkpoint takes no writer lock
+     * (SQLite lets a writer append to the WAL while it copies), so the writer goes on
+     * meanwhile instead of waiting for its copy and its fsyncs in the write queue. */
     struct worker_job ckpt;
     bool ckpt_queued;
     int ckpt_after; /* frames left by the last one that could not copy all: wait for more */
@@ -65,7 +69,10 @@ static struct worker_job *q_pop(struct jobq *q)
 }
 
 static void loop_wal_due(void *arg);
-static int submit(struct tallyd *d, struct worker_job *j, bool is_write);
+/* worker_job.is_write: what a job is */
+enum { JOB_READ = 0, JOB_WRITE = 1, JOB_CKPT = 2 };
+
+static int submit(struct tallyd *d, struct worker_job *j, int kind);
 
 int workers_start(struct tallyd *d, char *err, size_t errlen)
 {
@@ -122,7 +129,7 @@ void workers_checkpoint_due(struct tallyd *d)
     w->ckpt.run = ckpt_run;
     w->ckpt.done = ckpt_done;
     /* submit, not worker_write: not counted as another's write (workers_writes_submitted) */
-    if (submit(d, &w->ckpt, true) == 0)
+    if (submit(d, &w->ckpt, JOB_CKPT) == 0)
         w->ckpt_queued = true;
 }
 
@@ -144,21 +151,24 @@ pthread_mutex_t *workers_writer_lock(struct tallyd *d)
 /* On a worker thread: the job's connection, opened on first use. */
 static struct store *conn_for(struct workers *w, struct worker_job *j, int *status)
 {
-    struct store **slot = j->is_write ? &w->wst : &w->rst[j->slot];
+    struct store **slot = j->is_write == JOB_CKPT    ? &w->cst
+                          : j->is_write == JOB_WRITE ? &w->wst
+                                                     : &w->rst[j->slot];
     if (*slot)
         return *slot;
     char err[300];
-    if (store_open_extra(store_path(w->d->store), w->d->cfg.sync_full, !j->is_write, slot, err,
-                         sizeof err) != 0) {
+    if (store_open_extra(store_path(w->d->store), w->d->cfg.sync_full, j->is_write == JOB_READ,
+                         slot, err, sizeof err) != 0) {
         log_error("worker connection: %s", err);
         *status = TALLY_E_STORAGE;
         return NULL;
     }
-    if (j->is_write) {
+    if (j->is_write == JOB_WRITE) {
         store_set_writer_lock(*slot, &w->writer);
         store_keep_held(*slot, true);
-        store_defer_checkpoints(*slot, NULL, NULL); /* seen on the loop: on_after */
     }
+    if (j->is_write != JOB_READ) /* seen on the loop: on_after */
+        store_defer_checkpoints(*slot, NULL, NULL);
     return *slot;
 }
 
@@ -182,9 +192,9 @@ static void on_after(uv_work_t *req, int uvstatus)
     struct worker_job *j = req->data;
     struct workers *w = j->w;
     int status = uvstatus == UV_ECANCELED ? TALLY_E_SHUTTING_DOWN : j->status;
-    if (j->is_write)
+    if (j->is_write == JOB_WRITE)
         w->writing = false;
-    else
+    else if (j->is_write == JOB_READ)
         w->rbusy[j->slot] = false;
     store_ready_run(j->ready); /* commit order, on the loop */
     j->ready = NULL;
@@ -225,27 +235,34 @@ static void start_next(struct workers *w)
     }
 }
 
-static int submit(struct tallyd *d, struct worker_job *j, bool is_write)
+static int submit(struct tallyd *d, struct worker_job *j, int kind)
 {
     struct workers *w = d->workers;
     if (!w || w->stopping || d->stopping)
         return TALLY_E_SHUTTING_DOWN;
     j->w = w;
-    j->is_write = is_write;
+    j->is_write = kind;
     j->st = NULL;
     j->ready = NULL;
     j->status = 0;
     j->slot = 0;
     j->work.data = j;
     w->pending++;
-    q_push(is_write ? &w->writes : &w->reads, j);
+    if (kind == JOB_CKPT) { /* at once, beside the queues (one at a time: ckpt_queued) */
+        if (uv_queue_work(w->d->loop, &j->work, on_work, on_after) != 0) {
+            w->pending--;
+            return TALLY_E_INTERNAL;
+        }
+        return 0;
+    }
+    q_push(kind == JOB_WRITE ? &w->writes : &w->reads, j);
     start_next(w);
     return 0;
 }
 
 int worker_write(struct tallyd *d, struct worker_job *job)
 {
-    int r = submit(d, job, true);
+    int r = submit(d, job, JOB_WRITE);
     if (r == 0)
         d->workers->writes_submitted++;
     return r;
@@ -258,7 +275,7 @@ uint64_t workers_writes_submitted(const struct tallyd *d)
 
 int worker_read(struct tallyd *d, struct worker_job *job)
 {
-    return submit(d, job, false);
+    return submit(d, job, JOB_READ);
 }
 
 int workers_pending(const struct tallyd *d)
@@ -289,6 +306,7 @@ void workers_free(struct tallyd *d)
     store_close(w->wst);
     for (int i = 0; i < WORKER_READERS; i++)
         store_close(w->rst[i]);
+    store_close(w->cst);
     store_set_writer_lock(d->store, NULL);
     pthread_mutex_destroy(&w->writer);
     free(w);

@@ -37,7 +37,7 @@ struct store_ready;
 
 /* About how long one worker transaction holds the writer lock (microseconds). */
 #define WORKER_SLICE_US 1000
-/* Read jobs at once (libuv's pool has 4 threads; one stays for the writer). */
+/* Read jobs at once (libuv's pool has 4 threads: one stays for the writer, one for a checkpoint). */
 #define WORKER_READERS 2
 
 struct worker_job {
@@ -75,9 +75,11 @@ int workers_pending(const struct tallyd *d);
 /* Write jobs submitted since the start (a background job sees whether others write). */
 uint64_t workers_writes_submitted(const struct tallyd *d);
 
-/* On the loop, after commits: queues a passive WAL checkpoint as a write job when the WAL has
- * grown past STORE_CHECKPOINT_FRAMES (store.h "Checkpoints off the committing thread"); one
- * at a time. tallyd's connections never checkpoint inside their commits. */
+/* On the loop, after commits: starts a passive WAL checkpoint when the WAL has grown past
+ * STORE_CHECKPOINT_FRAMES (store.h "Checkpoints off the committing thread"); one at a time, on
+ * a pool thread and a connection of its own, beside the write jobs (it takes no writer lock:
+ * the writer appends to the WAL meanwhile). tallyd's connections never checkpoint inside their
+ * commits. */
 void workers_checkpoint_due(struct tallyd *d);
 /* Checkpoint jobs done since the start (status, tests). */
 uint64_t workers_checkpoints(const struct tallyd *d);

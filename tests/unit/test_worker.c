@@ -3,7 +3,8 @@
  * connection of their own; what they hold for their commit runs on the loop before their done;
  * a loop transaction and a worker transaction never overlap (the writer lock), and the loop
  * reads committed data while a worker writes; read jobs see committed data on read-only
- * connections and cannot write; a stop cancels queued jobs with TALLY_E_SHUTTING_DOWN.
+ * connections and cannot write; a WAL checkpoint runs beside a write job that holds the write
+ * queue (it takes no writer lock); a stop cancels queued jobs with TALLY_E_SHUTTING_DOWN.
  */
 #include <pthread.h>
 #include <stdatomic.h>
@@ -86,6 +87,44 @@ static void on_done(struct worker_job *job, int status)
 
 static struct tallyd d;
 
+/* A write job that holds the write queue (no transaction) until the loop releases it. */
+static atomic_int release, holding;
+static int run_hold(struct worker_job *job, struct store *st)
+{
+    (void)job;
+    (void)st;
+    atomic_store(&holding, 1);
+    for (int i = 0; i < 10000 && !atomic_load(&release); i++)
+        usleep(1000);
+    return 0;
+}
+
+static uint64_t ckpt_before;
+static bool ckpt_beside; /* a checkpoint completed while the write job still held the queue */
+static int ckpt_commits;
+
+/* Grows the WAL by commits on the loop until a checkpoint has completed (then releases the
+ * held job), or 5 s have passed. */
+static void on_ckpt_tick(uv_timer_t *tm)
+{
+    if (workers_checkpoints(&d) > ckpt_before) {
+        ckpt_beside = !atomic_load(&release);
+        atomic_store(&release, 1);
+        uv_timer_stop(tm);
+        return;
+    }
+    if (++ckpt_commits > 5000) {
+        atomic_store(&release, 1);
+        uv_timer_stop(tm);
+        return;
+    }
+    if (atomic_load(&holding) && store_begin(d.store) == 0) {
+        sqlite3_exec(store_db(d.store), "INSERT INTO t(x) VALUES (-2)", NULL, NULL, NULL);
+        sqlite3_exec(store_db(d.store), "UPDATE t SET x = x WHERE rowid % 7 = 0", NULL, NULL, NULL);
+        store_commit(d.store);
+    }
+}
+
 /* While jobs run, the loop writes and reads too. */
 static void on_tick(uv_timer_t *tm)
 {
@@ -138,6 +177,23 @@ int main(void)
     int64_t all = store_count(d.store, "SELECT count(*) FROM t", -1);
     CHECK_EQ_INT(r1.rows, (int)all);
     CHECK_EQ_INT(r2.rows, (int)all);
+
+    /* A checkpoint does not wait in the write queue: a write job holds it while the loop's
+     * commits grow the WAL past STORE_CHECKPOINT_FRAMES; the checkpoint completes meanwhile. */
+    order[0] = 0;
+    ckpt_before = workers_checkpoints(&d);
+    struct tjob h = {.n = 8};
+    h.job.run = run_hold;
+    h.job.done = on_done;
+    CHECK_EQ_INT(worker_write(&d, &h.job), 0);
+    uv_timer_t ct;
+    uv_timer_init(d.loop, &ct);
+    uv_timer_start(&ct, on_ckpt_tick, 0, 1);
+    uv_run(d.loop, UV_RUN_DEFAULT);
+    CHECK(ckpt_beside);
+    CHECK_EQ_INT(done_status[8], 0);
+    printf("checkpoint beside a held write job: %s after %d loop commits\n",
+           ckpt_beside ? "completed" : "NOT completed", ckpt_commits);
 
     /* A stop cancels what has not started: the second write waits behind the first. */
     order[0] = 0;

@@ -889,15 +889,16 @@ static struct push_batch *batch_new(struct upstream *u)
 static sqlite3_stmt *outbox_ids_in(struct store *st, const struct push_batch *b, int outcome,
                                    const char *sql)
 {
-    char *ids = malloc((size_t)b->n * 21 + 2);
+    size_t cap = (size_t)b->n * 21 + 2; /* "[", up to 20 characters and "," per id, "]" */
+    char *ids = malloc(cap);
     sqlite3_stmt *s = ids ? store_stmt(st, sql) : NULL;
     if (s) {
         size_t len = 0;
         ids[len++] = '[';
         for (int i = 0; i < b->n; i++)
             if (outcome < 0 || b->items[i].outcome == outcome)
-                len += (size_t)sprintf(ids + len, "%s%" PRId64, len > 1 ? "," : "",
-                                       b->items[i].outbox_id);
+                len += (size_t)snprintf(ids + len, cap - len - 1, "%s%" PRId64, len > 1 ? "," : "",
+                                        b->items[i].outbox_id);
         ids[len++] = ']';
         if (sqlite3_bind_text(s, 1, ids, (int)len, SQLITE_TRANSIENT) != SQLITE_OK)
             s = NULL;

@@ -847,7 +847,8 @@ int stock_ack_many(struct store *st, const char *const *ids, const int64_t *vers
         st, "UPDATE movements SET state = 'acked', upstream_version = CASE WHEN j.v > 0"
             " THEN j.v ELSE COALESCE((SELECT MAX(s.upstream_version, 0) FROM stock s"
             " WHERE s.sku = movements.sku AND s.warehouse = movements.warehouse), 0) + 1 END"
-            " FROM (SELECT value ->> 0 AS id, value ->> 1 AS v FROM json_each(?1)) AS j"
+            " FROM (SELECT json_extract(value, '$[0]') AS id,"
+            " json_extract(value, '$[1]') AS v FROM json_each(?1)) AS j"
             " WHERE movements.id = j.id AND movements.leg = 0 AND movements.state = 'pending'");
     if (!s) {
         r = TALLY_E_STORAGE;
@@ -863,7 +864,7 @@ int stock_ack_many(struct store *st, const char *const *ids, const int64_t *vers
     }
     s = store_stmt(st, "SELECT DISTINCT m.sku, m.warehouse, s.upstream_version"
                        " FROM json_each(?1) AS j"
-                       " JOIN movements m ON m.id = j.value ->> 0 AND m.leg = 0"
+                       " JOIN movements m ON m.id = json_extract(j.value, '$[0]') AND m.leg = 0"
                        " JOIN stock s ON s.sku = m.sku AND s.warehouse = m.warehouse"
                        " WHERE m.state = 'acked' AND m.upstream_version <= s.upstream_version");
     if (!s || !(pairs = malloc((size_t)n * sizeof *pairs))) {

@@ -10,6 +10,8 @@
  * - Rows that cannot go (in backoff, in flight, or behind such a row of their entity) never
  *   hide a row that can, however many there are; each entity's rows still go in order.
  * - A seeded random run (TALLY_SYNC_SEED=N replays one) checks both over many looks.
+ * - A batch's answers, recorded set-based (done rows in one statement, their movements
+ *   acknowledged together), leave the replica exactly as the same answers one row at a time.
  * - Pages applied off the loop (pull_page.off_loop): a query is answered from committed data
  *   while a page's write job holds its transaction; the page goes in several transactions with
  *   the checkpoint in the last only; a page that fails between slices (a crash) leaves the

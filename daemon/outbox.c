@@ -311,6 +311,12 @@ int outbox_answered(struct tallyd *d, const char *target, int kind, const char *
     return r;
 }
 
+bool outbox_done_acks_only(int kind, int64_t to_version, int64_t attempts)
+{
+    const struct outbox_rules *k = outbox_rules(kind);
+    return k->ack_movement && !k->notice && k->quiet_first_ok && attempts <= 1 && to_version <= 0;
+}
+
 /* The notices a transfer made whose leg at its origin is row `key` (from_wh names the origin,
  * ref the movement): a notice made by hand has no origin, so a ref of its own never matches. */
 #define SQL_NOTICES_OF_LEG                                                                         \

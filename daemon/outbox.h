@@ -151,6 +151,10 @@ int outbox_may_discard(struct store *st, int64_t id, char *why, size_t cap);
 int outbox_answered(struct tallyd *d, const char *target, int kind, const char *key,
                     const char *entity, bool done, const char *error, int64_t version,
                     int64_t to_version, int64_t attempts);
+/* Whether a done answer (attempt `attempts`, `to_version` as outbox_answered) does nothing
+ * but acknowledge its movement's one leg (stock_ack without a receiving side): such answers
+ * of a batch may be acknowledged together (stock_ack_many) instead of by outbox_answered. */
+bool outbox_done_acks_only(int kind, int64_t to_version, int64_t attempts);
 
 /* 1 when a row of `kind` for `entity` must not be sent yet (an inbound notice whose
  * transfer's leg at the origin is not done: pending, held or given up), 0 when it may go, or a

@@ -169,6 +169,9 @@ int stock_apply_snapshot_inbound(struct store *st, int64_t sku, int64_t wh, int6
 int stock_apply_snapshot_code(struct store *st, const char *sku, int64_t wh, int64_t on_hand,
                               int64_t inbound, int64_t version, int64_t as_of, bool *applied);
 int stock_ack(struct store *st, const char *id, int64_t version, int64_t to_version);
+/* stock_ack of n movements' one leg each (no receiving side), ids[i] at versions[i], in a few
+ * statements for them all (an outbox drain's batch: bench_drain.sh). 0 or a TALLY_E_* code. */
+int stock_ack_many(struct store *st, const char *const *ids, const int64_t *versions, int n);
 int stock_discard(struct store *st, const char *id);
 
 /* Reads the figures of one SKU x warehouse (zeros and 0 returned when there is no row). */

@@ -892,6 +892,43 @@ static struct push_batch *batch_new(struct upstream *u)
 }
 
 /*
+ * A statement over a set of the batch's rows at once: `sql` reads their outbox ids as the JSON
+ * array ?1 (`id IN (SELECT value FROM json_each(?1))`), the rows whose outcome is `outcome`
+ * (-1: every row). One statement for a batch's rows instead of one per row: each statement
+ * opens and closes a statement journal and evaluates the `state` CHECK's list anew, about
+ * half of tallyd's CPU in a drain (perf; bench_drain.sh). The ids are bound as text of the
+ * statement's own (SQLITE_TRANSIENT); ids_done resets it. NULL on failure.
+ */
+static sqlite3_stmt *outbox_ids_in(struct store *st, const struct push_batch *b, int outcome,
+                                   const char *sql)
+{
+    size_t cap = (size_t)b->n * 21 + 2; /* "[", up to 20 characters and "," per id, "]" */
+    char *ids = malloc(cap);
+    sqlite3_stmt *s = ids ? store_stmt(st, sql) : NULL;
+    if (s) {
+        size_t len = 0;
+        ids[len++] = '[';
+        for (int i = 0; i < b->n; i++)
+            if (outcome < 0 || b->items[i].outcome == outcome)
+                len += (size_t)snprintf(ids + len, cap - len - 1, "%s%" PRId64, len > 1 ? "," : "",
+                                        b->items[i].outbox_id);
+        ids[len++] = ']';
+        if (sqlite3_bind_text(s, 1, ids, (int)len, SQLITE_TRANSIENT) != SQLITE_OK)
+            s = NULL;
+    }
+    free(ids);
+    return s;
+}
+
+static void ids_done(sqlite3_stmt *s)
+{
+    if (s) {
+        sqlite3_reset(s);
+        sqlite3_clear_bindings(s);
+    }
+}
+
+/*
  * Selects the next batch for upstream u and marks it in flight (take_into: in the open
  * transaction; take_batch: in one of its own). Rows are taken oldest first;
  * the batch has one kind (the first row's that can go) and holds, per entity, a prefix of its
@@ -1025,21 +1062,17 @@ static int take_into(struct upstream *u, struct push_batch *b)
     /* Taking a row in flight also marks it as possibly sent (outbox_may_discard): no request
      * goes unless every row's mark is committed. The statement sets sent_at itself, as the
      * outbox_sent trigger would (which then has nothing to do): one write of the row, not two
-     * (bench_drain.sh). */
-    sqlite3_stmt *m =
-        ok && b->n > 0
-            ? store_stmt(st, "UPDATE outbox SET state = 'inflight',"
-                             " sent_at = COALESCE(sent_at, CAST(strftime('%s','now') AS INTEGER))"
-                             " WHERE id = ?1")
-            : NULL;
-    for (int i = 0; m && i < b->n; i++) {
-        sqlite3_bind_int64(m, 1, b->items[i].outbox_id);
-        bool marked = sqlite3_step(m) == SQLITE_DONE;
-        sqlite3_reset(m);
-        if (!marked)
-            m = NULL;
+     * (bench_drain.sh). One statement marks the whole batch (outbox_ids_in). */
+    if (ok && b->n > 0) {
+        sqlite3_stmt *m =
+            outbox_ids_in(st, b, -1,
+                          "UPDATE outbox SET state = 'inflight',"
+                          " sent_at = COALESCE(sent_at, CAST(strftime('%s','now') AS INTEGER))"
+                          " WHERE id IN (SELECT value FROM json_each(?1))");
+        ok = m && sqlite3_step(m) == SQLITE_DONE && sqlite3_changes(store_db(st)) == b->n;
+        ids_done(m);
     }
-    return ok && (b->n == 0 || m) ? 0 : -1;
+    return ok ? 0 : -1;
 }
 
 /* The next batch for upstream u, its rows marked in flight (committed); NULL when none can
@@ -1180,6 +1213,71 @@ static int record_item(struct upstream *u, const struct push_item *it, int64_t n
                            it->error, it->version, it->to_version, attempts);
 }
 
+/* Movement ids that go into a JSON string as they are (stock_ack_many); any other takes the
+ * one-by-one path. */
+static bool plain_key(const char *k)
+{
+    for (; *k; k++)
+        if ((unsigned char)*k < 0x20 || (unsigned char)*k >= 0x7f || *k == '"' || *k == '\\')
+            return false;
+    return true;
+}
+
+/*
+ * Records a batch's outcomes in the open transaction: 0 or a TALLY_E_* code (roll back). The
+ * rows done go in one statement, and those whose answer only acknowledges their movement
+ * (outbox_done_acks_only: a drain's rows) are acknowledged together (stock_ack_many); every
+ * other row and answer as record_item (one by one, in the batch's order). The outcomes of
+ * one batch are of different rows, so their order within the transaction changes nothing.
+ */
+static int record_items(struct upstream *u, struct push_batch *b, int64_t now)
+{
+    struct store *st = u->store;
+    int nok = 0;
+    for (int i = 0; i < b->n; i++)
+        nok += b->items[i].outcome == SYNC_OK;
+    if (nok < 2) {
+        int r = 0;
+        for (int i = 0; r == 0 && i < b->n; i++)
+            r = record_item(u, &b->items[i], now, b->retry_after_s);
+        return r;
+    }
+    sqlite3_stmt *s = outbox_ids_in(st, b, SYNC_OK,
+                                    "UPDATE outbox SET state = 'done', done_at = ?2,"
+                                    " attempts = attempts + 1, last_error = NULL"
+                                    " WHERE id IN (SELECT value FROM json_each(?1))");
+    if (!s)
+        return TALLY_E_STORAGE;
+    sqlite3_bind_int64(s, 2, now);
+    int rc = sqlite3_step(s);
+    ids_done(s);
+    if (rc != SQLITE_DONE)
+        return store_error(st, rc, "outbox update");
+    const char **ids = malloc((size_t)nok * sizeof *ids);
+    int64_t *versions = malloc((size_t)nok * sizeof *versions);
+    int nack = 0, r = 0;
+    if (!ids || !versions)
+        r = TALLY_E_NOMEM;
+    for (int i = 0; r == 0 && i < b->n; i++) {
+        const struct push_item *it = &b->items[i];
+        if (it->outcome != SYNC_OK) {
+            r = record_item(u, it, now, b->retry_after_s);
+        } else if (outbox_done_acks_only(it->okind, it->to_version, it->attempts + 1) &&
+                   plain_key(it->key)) {
+            ids[nack] = it->key;
+            versions[nack++] = it->version;
+        } else {
+            r = outbox_answered(u->d, u->name, it->okind, it->key, it->entity, true, it->error,
+                                it->version, it->to_version, it->attempts + 1);
+        }
+    }
+    if (r == 0)
+        r = stock_ack_many(st, ids, versions, nack);
+    free(ids);
+    free(versions);
+    return r;
+}
+
 /* Records a batch's outcomes in one transaction: 0, or a TALLY_E_* code and nothing recorded. */
 static int record_batch(struct push_batch *b)
 {
@@ -1190,8 +1288,8 @@ static int record_batch(struct push_batch *b)
      * at the next start (as after a kill between the answer and this commit). It yields to
      * a group commit (TALLY_E_BUSY, store_yielded): the outcome waits, unrecorded_flush. */
     int r = store_begin_yield(st, STORE_LAZY);
-    for (int i = 0; r == 0 && i < b->n; i++)
-        r = record_item(u, &b->items[i], now, b->retry_after_s);
+    if (r == 0)
+        r = record_items(u, b, now);
     if (r == 0)
         r = store_commit(st);
     else
@@ -1219,8 +1317,8 @@ static int record_and_take(struct push_batch *b, struct push_batch **next)
      * rows appended by a lazy commit wait for a barrier, or when recording these answers
      * appended rows (a fulfilment step): taken by a later transaction, once durable. */
     int r = store_begin_yield(st, STORE_LAZY);
-    for (int i = 0; r == 0 && i < b->n; i++)
-        r = record_item(u, &b->items[i], now, b->retry_after_s);
+    if (r == 0)
+        r = record_items(u, b, now);
     if (r == 0 && !(nb = batch_new(u)))
         r = TALLY_E_NOMEM;
     /* (take_mode's barrier is asked for by take_batch, outside any transaction: a group's BEGIN

@@ -14,7 +14,9 @@
 #   single_move_p50_us, offline_pipelined_per_s, offline_clients_per_s,
 #   drain_movements, drain_seconds (link up to empty, includes tallyd's ≤ 1 s retry backoff),
 #   drain_per_s (from the first row seen done, if half were pending then, else from the
-#   link's return, to the last), curl_one_by_one_per_s
+#   link's return, to the last), drain_tallyd_cpu_us and drain_sim_cpu_us (CPU time, user +
+#   system, per drained movement, from the link's return to the empty outbox),
+#   curl_one_by_one_per_s
 set -euo pipefail
 usage="usage: bench_drain.sh BUILD N [--curl M]"
 B=$(cd "${1:?$usage}" && pwd)
@@ -58,6 +60,7 @@ pending=$(counter outbox_pending)
 [ "$pending" = "$total" ] || die "outbox_pending is $pending, not $total"
 
 t_up=$(now_ns)
+cpu0=$(cpu_s "$tallyd_pid") scpu0=$(cpu_s "$sim_pid")
 ctl -X POST "$base/control/link" -d '{"target":"*","up":true}' >/dev/null
 t sync wh:ES-MAD >/dev/null # overrides the link's backoff
 t_first='' p_first=''
@@ -69,6 +72,7 @@ for _ in $(seq 180000); do
     sleep 0.02
 done
 t_end=$(now_ns)
+cpu1=$(cpu_s "$tallyd_pid") scpu1=$(cpu_s "$sim_pid")
 echo "drain: first row done after $(( (${t_first:-$t_end} - t_up) / 1000000 )) ms, $p_first pending then" >&2
 [ "$p" = 0 ] || die "the outbox did not drain in an hour ($p pending)"
 applied=$(ctl "$base/control/movements?wh=ES-MAD" | jq '[.movements[] | select(. == 1)] | length')
@@ -80,6 +84,10 @@ fig drain_seconds "$(awk -v a="$t_up" -v b="$t_end" 'BEGIN { printf "%.3f\n", (b
 rate=$(awk -v n="$total" -v p="${p_first:-0}" -v up="$t_up" -v a="${t_first:-0}" -v b="$t_end" 'BEGIN {
     if (2 * p >= n && b > a) printf "%d\n", p / ((b - a) / 1e9); else printf "%d\n", n / ((b - up) / 1e9) }')
 fig drain_per_s "$rate"
+# CPU time per drained movement, from the link's return to the empty outbox (what a loaded
+# machine's wall clock hides): tallyd's and the simulator's.
+fig drain_tallyd_cpu_us "$(awk -v n="$total" -v a="$cpu0" -v b="$cpu1" 'BEGIN { printf "%.1f\n", (b - a) * 1e6 / n }')"
+fig drain_sim_cpu_us "$(awk -v n="$total" -v a="$scpu0" -v b="$scpu1" 'BEGIN { printf "%.1f\n", (b - a) * 1e6 / n }')"
 stop_tallyd
 
 # The anchor: one curl, one movement per request, one after another on one connection.

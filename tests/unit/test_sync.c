@@ -10,6 +10,8 @@
  * - Rows that cannot go (in backoff, in flight, or behind such a row of their entity) never
  *   hide a row that can, however many there are; each entity's rows still go in order.
  * - A seeded random run (TALLY_SYNC_SEED=N replays one) checks both over many looks.
+ * - A batch's answers, recorded set-based (done rows in one statement, their movements
+ *   acknowledged together), leave the replica exactly as the same answers one row at a time.
  * - Pages applied off the loop (pull_page.off_loop): a query is answered from committed data
  *   while a page's write job holds its transaction; the page goes in several transactions with
  *   the checkpoint in the last only; a page that fails between slices (a crash) leaves the
@@ -1646,6 +1648,116 @@ static void test_page_off_loop(void)
     workers_free(d);
 }
 
+/*
+ * A batch's answers are recorded set-based (sync.c record_items: the rows done in one
+ * statement, their movements acknowledged together, stock_ack_many; the take's mark in flight
+ * in one statement): the replica ends exactly as when each row goes and is answered alone
+ * (batches of one take the row-by-row path). Answers: done at the held snapshot's version
+ * (settles at once), done at a later version (acknowledged, waits for a page), done without a
+ * version (the held one + 1), refused (held), again later (pending, in backoff), of movements
+ * of two SKUs, one whose stock row at the warehouse the movement made.
+ */
+static const struct {
+    const char *id, *sku, *kind;
+    int qty;
+    int outcome; /* SYNC_* */
+    int version; /* relative to the held snapshot's; -1000: none (0) */
+} ba_rows[] = {
+    {"r1", "S1", "receive", 5, SYNC_OK, 0},        {"r2", "S1", "pick", 2, SYNC_OK, 5},
+    {"r3", "S2", "receive", 1, SYNC_OK, -1000},    {"r4", "S1", "receive", 3, SYNC_PERMANENT, 0},
+    {"r5", "S1", "receive", 7, SYNC_OK, -1000},    {"r6", "S2", "receive", 4, SYNC_OK, 2},
+    {"r7", "S2", "receive", 9, SYNC_TRANSIENT, 0},
+};
+#define BA_ROWS (int)(sizeof ba_rows / sizeof ba_rows[0])
+
+/* Runs the rows through an engine of `push_limit` rows per batch; the replica's outbox,
+ * movements, stock and counters as text (*batches: how many batches went). */
+static const char *batch_answers(int push_limit, int *nb)
+{
+    static char out[4096];
+    fresh();
+    rh_seed_standard(h);
+    RH_EXEC(h, "UPDATE stock SET upstream_version = 10");
+    int64_t held = rh_q64(h,
+                          "SELECT upstream_version FROM stock WHERE sku = %lld AND"
+                          " warehouse = %lld",
+                          (long long)rh_sku_id(h, "S1"), (long long)rh_wh_id(h, "A"));
+    for (int i = 0; i < BA_ROWS; i++) {
+        char id[16], sku[16], kind[24], qty[16];
+        snprintf(id, sizeof id, "id=%s", ba_rows[i].id);
+        snprintf(sku, sizeof sku, "sku=%s", ba_rows[i].sku);
+        snprintf(kind, sizeof kind, "kind=%s", ba_rows[i].kind);
+        snprintf(qty, sizeof qty, "qty=#%d", ba_rows[i].qty);
+        CHECK(rh_call(h, "stock.move", kind, id, sku, "warehouse=A", qty, NULL) != NULL);
+    }
+    struct sync_engine *e = start(push_limit);
+    *nb = 0;
+    sync_tick(e);
+    for (struct push_batch *b; (b = next_batch()) != NULL && *nb < 100;) {
+        ++*nb;
+        b->outcome = SYNC_OK;
+        b->retry_after_s = 3600;
+        for (int i = 0; i < b->n; i++) {
+            struct push_item *it = &b->items[i];
+            for (int k = 0; k < BA_ROWS; k++)
+                if (!strcmp(it->key, ba_rows[k].id)) {
+                    it->outcome = ba_rows[k].outcome;
+                    it->version = ba_rows[k].version == -1000 ? 0 : held + ba_rows[k].version;
+                    if (it->outcome != SYNC_OK)
+                        snprintf(it->error, sizeof it->error, "no (%s)", it->key);
+                }
+        }
+        sync_push_done(b);
+        if (nbatches == 0)
+            sync_tick(e);
+    }
+    stop(e);
+    snprintf(out, sizeof out, "%s | %s | %s | %s",
+             rh_qtext(h, "SELECT group_concat(key || ':' || state || ':' || attempts || ':' ||"
+                         " COALESCE(last_error, '-') || ':' || (sent_at IS NOT NULL) || ':' ||"
+                         " (done_at IS NOT NULL), ' ') FROM (SELECT * FROM outbox ORDER BY key)"),
+             rh_qtext(h,
+                      "SELECT group_concat(id || ':' || leg || ':' || state || ':' ||"
+                      " COALESCE(upstream_version - %lld, '-'), ' ') FROM"
+                      " (SELECT * FROM movements ORDER BY id, leg)",
+                      (long long)held),
+             rh_qtext(h, "SELECT group_concat(sku || ':' || warehouse || ':' || snapshot || ':' ||"
+                         " pending, ' ') FROM (SELECT * FROM stock ORDER BY sku, warehouse)"),
+             rh_qtext(h, "SELECT group_concat(name || '=' || n, ' ') FROM (SELECT * FROM"
+                         " counters WHERE name LIKE 'outbox%%' OR name = 'movements_pending'"
+                         " ORDER BY name)"));
+    return out;
+}
+
+static void test_batch_answers_set_based(void)
+{
+    int one_by_one, together;
+    char alone[4096];
+    snprintf(alone, sizeof alone, "%s", batch_answers(1, &one_by_one));
+    const char *batch = batch_answers(16, &together);
+    CHECK_EQ_INT(one_by_one, BA_ROWS);
+    CHECK_EQ_INT(together, 1);
+    CHECK_EQ_STR(batch, alone);
+    /* ...and what that is, row by row. */
+    CHECK(strstr(batch, "r1:0:settled:0 ") != NULL);       /* at the held version: settled */
+    CHECK(strstr(batch, "r2:0:acked:5 ") != NULL);         /* later: waits for a page */
+    CHECK(strstr(batch, "r5:0:acked:1 ") != NULL);         /* no version: held + 1 */
+    CHECK(strstr(batch, "r4:held:1:no (r4):1:0") != NULL); /* refused */
+    CHECK(strstr(batch, "r4:0:pending:-") != NULL);
+    CHECK(strstr(batch, "r7:pending:1:no (r7):1:0") != NULL); /* again later */
+    CHECK(strstr(batch, "r6:done:1:-:1:1") != NULL);
+    CHECK(strstr(batch, "outbox_held=1 ") != NULL);
+    CHECK(strstr(batch, "outbox_pending=1 ") != NULL);
+    /* The counters as counted. */
+    CHECK_EQ_INT(rh_q64(h, "SELECT n FROM counters WHERE name = 'movements_pending'"),
+                 rh_q64(h, "SELECT COUNT(DISTINCT id) FROM movements WHERE state <> 'settled'"));
+    CHECK_EQ_INT(rh_q64(h, "SELECT n FROM counters WHERE name = 'outbox_pending'"),
+                 rh_q64(h, "SELECT COUNT(*) FROM outbox WHERE state IN ('pending','inflight')"));
+    /* The overlay holds exactly the movements not settled. */
+    CHECK_EQ_INT(rh_q64(h, "SELECT SUM(pending) FROM stock"),
+                 rh_q64(h, "SELECT SUM(delta) FROM movements WHERE state <> 'settled'"));
+}
+
 int main(void)
 {
     h = rh_new("tally-sync");
@@ -1666,6 +1778,7 @@ int main(void)
     test_many_in_backoff();
     test_drain_one_entity();
     test_drain_take_fails();
+    test_batch_answers_set_based();
     test_notice_waits_for_leg();
     test_other_kind_next();
     test_random_looks();

@@ -1,4 +1,6 @@
 /* import */
+#include <pthread.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -10,101 +12,249 @@
 #include "worker.h"
 
 /*
- * An import call runs as a write job (worker.h): its one transaction is applied on the
- * writer's connection, off the loop, so reads are answered meanwhile (WAL) and a write on
- * the loop waits at most for that one call; the caller is answered once it is durable. The
- * rows are copied (packed) into the job: the request's buffer is the connection's. The
- * caller's connection waits (server_hold) so its next requests are handled after the import,
- * as before; other connections are answered meanwhile.
+ * An import call runs as a write job (worker.h): its rows are applied on the writer's
+ * connection, off the loop, so reads are answered meanwhile (WAL) and a write on the loop
+ * waits at most for one call; the caller is answered once it is durable. The rows are copied
+ * (packed) into the job: the request's buffer is the connection's. The caller's connection
+ * waits (server_hold) so its next requests are handled after the import, as before; its next
+ * imports are not kept waiting (pipelined: server.h), other connections are answered meanwhile.
+ *
+ * Calls that arrive while the writer is busy join the job queued and not yet started (up to
+ * IMPORT_JOB_CALLS): it applies them in order, each in a savepoint of one transaction (all or
+ * nothing, as a call of its own), and commits once, so they share the fsync and the pages the
+ * commit writes. Between two calls the transaction is committed early when another thread
+ * waits for the writer lock (store_writer_wanted), so a write on the loop still waits for one
+ * call at most. No call is answered before the commit that holds it returned.
  */
-struct import_job {
-    struct worker_job job; /* first: the job is the import_job */
-    struct tallyd *d;
+#define IMPORT_JOB_CALLS 8
+
+struct import_call {
+    struct import_call *next;
     struct server *srv; /* server_hold'ed: it lives until server_send_resume, even stopping */
     uint64_t conn;
     uint32_t msgid;
     int kind;
     msgpack_sbuffer rows; /* the `rows` array, packed */
     struct import_result res;
+    int status;
     char err[256];
 };
+
+struct import_job {
+    struct worker_job job; /* first: the job is the import_job */
+    struct tallyd *d;
+    pthread_mutex_t mu; /* started, and the list while it is not */
+    bool started;
+    struct import_call *head, **tail;
+    int ncalls;
+};
+
+/* The job queued and not yet started that later calls join (loop only). */
+static struct import_job *open_job;
+
+/* The calls from `from` up to `to` (excluded) that had succeeded were lost with their
+ * transaction (its commit failed, or SQLite rolled it back on its own). */
+static void calls_lost(struct import_call *from, struct import_call *to, int code)
+{
+    for (struct import_call *k = from; k != to; k = k->next)
+        if (k->status == 0) {
+            k->status = code;
+            snprintf(k->err, sizeof k->err, "%s: nothing of this call was written",
+                     tally_strerror(code));
+        }
+}
+
+static int savepoint(struct store *st, const char *sql)
+{
+    sqlite3_stmt *s = store_stmt(st, sql);
+    if (!s)
+        return TALLY_E_STORAGE;
+    int rc = sqlite3_step(s);
+    sqlite3_reset(s);
+    return rc == SQLITE_DONE ? 0 : store_error(st, rc, "import savepoint");
+}
+
+/* One call in a savepoint of the open transaction: 0, or its error (what it wrote undone). */
+static int run_call(struct store *st, struct import_call *k, bool *gone)
+{
+    msgpack_unpacked u;
+    msgpack_unpacked_init(&u);
+    int r = savepoint(st, "SAVEPOINT import_call");
+    if (r) {
+        snprintf(k->err, sizeof k->err, "cannot start a transaction");
+    } else if (msgpack_unpack_next(&u, k->rows.data, k->rows.size, NULL) !=
+               MSGPACK_UNPACK_SUCCESS) {
+        snprintf(k->err, sizeof k->err, "the rows could not be read back");
+        r = TALLY_E_INTERNAL;
+    } else {
+        r = import_rows_in(st, k->kind, &u.data, &k->res, k->err, sizeof k->err);
+    }
+    msgpack_unpacked_destroy(&u);
+    if (r == 0)
+        r = savepoint(st, "RELEASE import_call");
+    else if (!sqlite3_get_autocommit(store_db(st)) &&
+             (savepoint(st, "ROLLBACK TO import_call") != 0 ||
+              savepoint(st, "RELEASE import_call") != 0))
+        *gone = true; /* what the call wrote could not be undone alone */
+    if (sqlite3_get_autocommit(store_db(st)))
+        *gone = true; /* SQLite rolled the transaction back on its own (disk full, ...) */
+    return r;
+}
 
 static int import_run(struct worker_job *job, struct store *st)
 {
     struct import_job *ij = (struct import_job *)job;
-    msgpack_unpacked u;
-    msgpack_unpacked_init(&u);
-    int r;
-    if (msgpack_unpack_next(&u, ij->rows.data, ij->rows.size, NULL) != MSGPACK_UNPACK_SUCCESS) {
-        snprintf(ij->err, sizeof ij->err, "the rows could not be read back");
-        r = TALLY_E_INTERNAL;
-    } else {
-        r = import_rows(st, ij->kind, &u.data, &ij->res, ij->err, sizeof ij->err);
+    pthread_mutex_lock(&ij->mu);
+    ij->started = true; /* the list is fixed from here on */
+    pthread_mutex_unlock(&ij->mu);
+    struct import_call *from = ij->head; /* the first call of the open transaction */
+    bool open = false;
+    for (struct import_call *k = ij->head; k; k = k->next) {
+        if (open && store_writer_wanted()) {
+            /* Another thread waits for the writer lock: it gets it between two calls. */
+            int r = store_commit(st);
+            open = false;
+            if (r)
+                calls_lost(from, k, r);
+        }
+        if (!open) {
+            int r = store_begin(st);
+            if (r) {
+                k->status = r;
+                snprintf(k->err, sizeof k->err, "cannot start a transaction");
+                from = k->next;
+                continue;
+            }
+            open = true;
+            from = k;
+        }
+        bool gone = false;
+        k->status = run_call(st, k, &gone);
+        if (gone) {
+            /* The whole transaction is rolled back (SQLite did, or the savepoint could not
+             * be): the calls before this one in it are lost too. */
+            if (!k->status) {
+                k->status = TALLY_E_STORAGE;
+                snprintf(k->err, sizeof k->err, "the transaction was rolled back");
+            }
+            store_rollback(st);
+            open = false;
+            calls_lost(from, k, k->status);
+        }
     }
-    msgpack_unpacked_destroy(&u);
-    return r;
+    if (open) {
+        int r = store_commit(st);
+        if (r)
+            calls_lost(from, NULL, r);
+    }
+    return 0;
+}
+
+static void answer_call(struct import_call *k, int status)
+{
+    msgpack_sbuffer sb;
+    msgpack_packer pk;
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    if (status == 0)
+        status = k->status;
+    if (status) {
+        if (status == TALLY_E_SHUTTING_DOWN && !k->err[0])
+            snprintf(k->err, sizeof k->err, "tallyd is stopping; nothing of this call was written");
+        else if (!k->err[0])
+            snprintf(k->err, sizeof k->err, "%s", tally_strerror(status));
+        rpc_pack_error(&pk, k->msgid, status, k->err);
+    } else {
+        msgpack_pack_array(&pk, 4);
+        msgpack_pack_int(&pk, TALLY_MSG_RESPONSE);
+        msgpack_pack_uint32(&pk, k->msgid);
+        msgpack_pack_nil(&pk);
+        msgpack_pack_map(&pk, 4);
+        mp_pack_kv_str(&pk, "kind", import_kind_name(k->kind));
+        mp_pack_kv_int(&pk, "rows", k->res.rows);
+        mp_pack_kv_int(&pk, "inserted", k->res.inserted);
+        mp_pack_kv_int(&pk, "updated", k->res.updated);
+    }
+    /* Answered even when tallyd is stopping (done or shutting_down): the server waits for
+     * it (server_hold), so the caller knows whether its rows were written. */
+    if (k->srv)
+        server_send_resume(k->srv, k->conn, sb.data, sb.size);
+    msgpack_sbuffer_destroy(&sb);
 }
 
 static void import_done(struct worker_job *job, int status)
 {
     struct import_job *ij = (struct import_job *)job;
-    msgpack_sbuffer sb;
-    msgpack_packer pk;
-    msgpack_sbuffer_init(&sb);
-    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-    if (status) {
-        if (status == TALLY_E_SHUTTING_DOWN && !ij->err[0])
-            snprintf(ij->err, sizeof ij->err,
-                     "tallyd is stopping; nothing of this call was written");
-        else if (!ij->err[0])
-            snprintf(ij->err, sizeof ij->err, "%s", tally_strerror(status));
-        rpc_pack_error(&pk, ij->msgid, status, ij->err);
-    } else {
-        msgpack_pack_array(&pk, 4);
-        msgpack_pack_int(&pk, TALLY_MSG_RESPONSE);
-        msgpack_pack_uint32(&pk, ij->msgid);
-        msgpack_pack_nil(&pk);
-        msgpack_pack_map(&pk, 4);
-        mp_pack_kv_str(&pk, "kind", import_kind_name(ij->kind));
-        mp_pack_kv_int(&pk, "rows", ij->res.rows);
-        mp_pack_kv_int(&pk, "inserted", ij->res.inserted);
-        mp_pack_kv_int(&pk, "updated", ij->res.updated);
+    if (open_job == ij)
+        open_job = NULL;
+    for (struct import_call *k = ij->head, *next; k; k = next) {
+        next = k->next;
+        answer_call(k, status);
+        msgpack_sbuffer_destroy(&k->rows);
+        free(k);
     }
-    /* Answered even when tallyd is stopping (done or shutting_down): the server waits for
-     * it (server_hold), so the caller knows whether its rows were written. */
-    if (ij->srv)
-        server_send_resume(ij->srv, ij->conn, sb.data, sb.size);
-    msgpack_sbuffer_destroy(&sb);
-    msgpack_sbuffer_destroy(&ij->rows);
+    pthread_mutex_destroy(&ij->mu);
     free(ij);
+}
+
+/* Joins the open job when it has not started: true when k is in it. */
+static bool join_open(struct tallyd *d, struct import_call *k)
+{
+    struct import_job *ij = open_job;
+    if (!ij || ij->d != d || ij->ncalls >= IMPORT_JOB_CALLS)
+        return false;
+    pthread_mutex_lock(&ij->mu);
+    bool joined = !ij->started;
+    if (joined) {
+        *ij->tail = k;
+        ij->tail = &k->next;
+        ij->ncalls++;
+    }
+    pthread_mutex_unlock(&ij->mu);
+    return joined;
 }
 
 /* Hands the call to the writer; RPC_DEFERRED, or an error answered at once. */
 static int import_deferred(struct rpc_call *c, int kind, const msgpack_object *rows)
 {
-    struct import_job *ij = calloc(1, sizeof *ij);
-    if (!ij)
+    struct import_call *k = calloc(1, sizeof *k);
+    if (!k)
         return rpc_fail(c, TALLY_E_NOMEM, "out of memory");
-    ij->job.run = import_run;
-    ij->job.done = import_done;
-    ij->d = c->d;
-    ij->conn = server_conn_id(c->conn);
-    ij->msgid = c->msgid;
-    ij->kind = kind;
-    msgpack_sbuffer_init(&ij->rows);
+    k->conn = server_conn_id(c->conn);
+    k->msgid = c->msgid;
+    k->kind = kind;
+    msgpack_sbuffer_init(&k->rows);
     msgpack_packer pk;
-    msgpack_packer_init(&pk, &ij->rows, msgpack_sbuffer_write);
+    msgpack_packer_init(&pk, &k->rows, msgpack_sbuffer_write);
     if (msgpack_pack_object(&pk, *rows) != 0) {
-        msgpack_sbuffer_destroy(&ij->rows);
-        free(ij);
+        msgpack_sbuffer_destroy(&k->rows);
+        free(k);
         return rpc_fail(c, TALLY_E_NOMEM, "out of memory");
     }
-    ij->srv = c->conn ? c->d->server : NULL; /* held below: answered there, even stopping */
-    int r = worker_write(c->d, &ij->job);
-    if (r) {
-        msgpack_sbuffer_destroy(&ij->rows);
-        free(ij);
-        return rpc_fail(c, r, "tallyd is stopping; nothing was written");
+    k->srv = c->conn ? c->d->server : NULL; /* held below: answered there, even stopping */
+    if (!join_open(c->d, k)) {
+        struct import_job *ij = calloc(1, sizeof *ij);
+        if (!ij || pthread_mutex_init(&ij->mu, NULL) != 0) {
+            free(ij);
+            msgpack_sbuffer_destroy(&k->rows);
+            free(k);
+            return rpc_fail(c, TALLY_E_NOMEM, "out of memory");
+        }
+        ij->job.run = import_run;
+        ij->job.done = import_done;
+        ij->d = c->d;
+        ij->head = k;
+        ij->tail = &k->next;
+        ij->ncalls = 1;
+        int r = worker_write(c->d, &ij->job);
+        if (r) {
+            pthread_mutex_destroy(&ij->mu);
+            free(ij);
+            msgpack_sbuffer_destroy(&k->rows);
+            free(k);
+            return rpc_fail(c, r, "tallyd is stopping; nothing was written");
+        }
+        open_job = ij;
     }
     /* This connection's next requests see what the import wrote, as if it had run inline. */
     server_hold(c->conn);

@@ -60,7 +60,12 @@ bool server_send_deferred(struct server *srv, uint64_t conn_id, const char *data
  * server_hold must be followed by exactly one server_send_resume on the same server, even
  * when the connection is gone or tallyd is stopping: until then the server is not freed
  * (server_stop leaves a held connection open for that answer, then finishes it).
+ * Pipelined imports: while answers are held, the connection's next requests that are imports
+ * (rpc_passes_hold) are still handled, in order, up to SERVER_HOLD_PIPELINE held at once (each
+ * its own server_hold); any other request waits, decoded, until every held answer is sent.
+ * Write jobs run in the order queued, so each import sees the ones before it.
  */
+#define SERVER_HOLD_PIPELINE 8
 void server_hold(void *conn);
 bool server_send_resume(struct server *srv, uint64_t conn_id, const char *data, size_t len);
 

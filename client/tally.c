@@ -4589,9 +4589,10 @@ static const struct command commands[] = {
      "  orders      order_id, status, created_at, ship_by, country, currency, sku, qty,\n"
      "              price_minor, service, buyer_name, address, city, postcode, phone,\n"
      "              buyer_level\n"
-     "Empty cells are left out (optional fields stay unset). Rows are sent 500 per call, each\n"
-     "call all-or-nothing; an order's rows always travel together. Rows are upserts, so\n"
-     "importing a file again is harmless. A refused row is reported with its file line.",
+     "Empty cells are left out (optional fields stay unset). Rows are sent 1000 per call, each\n"
+     "call all-or-nothing, 8 calls in flight; an order's rows always travel together. Rows are\n"
+     "upserts, so importing a file again is harmless. A refused row is reported with its file\n"
+     "line; calls sent after the refused one may have been applied.",
      "tally import catalog catalog.csv"},
     {"help",
      run_help,

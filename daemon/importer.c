@@ -218,20 +218,33 @@ static int import_catalog_row(struct store *st, struct mp_params *p, struct cata
         sqlite3_stmt *s = store_stmt(st, "INSERT INTO products(product_id, title, updated_at)"
                                          " VALUES(?1,?2,?3) ON CONFLICT(product_id) DO UPDATE SET"
                                          " title = CASE WHEN ?4 THEN excluded.title ELSE title END,"
-                                         " updated_at = excluded.updated_at RETURNING id");
+                                         " updated_at = excluded.updated_at");
         if (!s)
             return TALLY_E_STORAGE;
         sqlite3_bind_text(s, 1, pid, -1, SQLITE_STATIC);
         sqlite3_bind_text(s, 2, pt, -1, SQLITE_STATIC);
         sqlite3_bind_int64(s, 3, now);
         sqlite3_bind_int(s, 4, have_pt);
+        /* Its id without RETURNING (an ephemeral table per statement): a new product's is the
+         * last insert rowid (as for the SKU below); an existing one's is looked up. */
+        sqlite3 *db = store_db(st);
+        sqlite3_set_last_insert_rowid(db, 0);
         int rc = sqlite3_step(s);
-        if (rc == SQLITE_ROW) {
-            product = sqlite3_column_int64(s, 0);
-            rc = sqlite3_step(s);
-        }
         sqlite3_reset(s);
-        if (rc != SQLITE_DONE) {
+        product = rc == SQLITE_DONE ? sqlite3_last_insert_rowid(db) : 0;
+        if (rc == SQLITE_DONE && product == 0) {
+            s = store_stmt(st, "SELECT id FROM products WHERE product_id = ?1");
+            if (!s)
+                return TALLY_E_STORAGE;
+            sqlite3_bind_text(s, 1, pid, -1, SQLITE_STATIC);
+            rc = sqlite3_step(s);
+            if (rc == SQLITE_ROW) {
+                product = sqlite3_column_int64(s, 0);
+                rc = SQLITE_DONE;
+            }
+            sqlite3_reset(s);
+        }
+        if (rc != SQLITE_DONE || product == 0) {
             cx->have_product = false;
             return store_error(st, rc, "product upsert");
         }

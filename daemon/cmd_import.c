@@ -1,5 +1,6 @@
 /* import */
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
@@ -50,10 +51,20 @@ struct import_job {
     bool started;
     struct import_call *head, **tail;
     int ncalls;
+    atomic_bool stop;               /* tallyd stops: the calls not begun are not run */
+    struct import_job *prev, *next; /* live jobs (loop only) */
 };
 
-/* The job queued and not yet started that later calls join (loop only). */
-static struct import_job *open_job;
+/* The job queued and not yet started that later calls join, and every job not done yet
+ * (loop only). */
+static struct import_job *open_job, *live_jobs;
+
+void cmd_import_stop(struct tallyd *d)
+{
+    for (struct import_job *ij = live_jobs; ij; ij = ij->next)
+        if (ij->d == d)
+            atomic_store(&ij->stop, true);
+}
 
 /* One call in a transaction of its own, lazy or durable: 0, or its error (nothing written). */
 static int run_call(struct store *st, struct import_call *k, bool durable)
@@ -103,7 +114,15 @@ static int import_run(struct worker_job *job, struct store *st)
     pthread_mutex_unlock(&ij->mu);
     bool unsynced = false; /* a lazy commit not yet followed by a durable one */
     for (struct import_call *k = ij->head; k; k = k->next) {
-        k->status = run_call(st, k, k->next == NULL);
+        if (k != ij->head && atomic_load(&ij->stop)) {
+            /* tallyd stops: the calls not begun are answered at once, none written (its
+             * server waits for those answers a short while only). */
+            k->status = TALLY_E_SHUTTING_DOWN;
+            snprintf(k->err, sizeof k->err, "tallyd is stopping; nothing of this call was written");
+            continue;
+        }
+        /* durable when no later call will run (the next ones are skipped by a stop) */
+        k->status = run_call(st, k, k->next == NULL || atomic_load(&ij->stop));
         if (k->status == 0)
             unsynced = k->next != NULL;
     }
@@ -160,6 +179,12 @@ static void import_done(struct worker_job *job, int status)
     struct import_job *ij = (struct import_job *)job;
     if (open_job == ij)
         open_job = NULL;
+    if (ij->prev)
+        ij->prev->next = ij->next;
+    else
+        live_jobs = ij->next;
+    if (ij->next)
+        ij->next->prev = ij->prev;
     for (struct import_call *k = ij->head, *next; k; k = next) {
         next = k->next;
         answer_call(k, status);
@@ -228,6 +253,10 @@ static int import_deferred(struct rpc_call *c, int kind, const msgpack_object *r
             return rpc_fail(c, r, "tallyd is stopping; nothing was written");
         }
         open_job = ij;
+        ij->next = live_jobs;
+        if (live_jobs)
+            live_jobs->prev = ij;
+        live_jobs = ij;
     }
     /* This connection's next requests see what the import wrote, as if it had run inline. */
     server_hold(c->conn);

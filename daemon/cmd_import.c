@@ -38,7 +38,10 @@ struct import_call {
     uint64_t conn;
     uint32_t msgid;
     int kind;
-    msgpack_sbuffer rows; /* the `rows` array, packed */
+    /* the `rows` array: in the request's own zone (server_take_request), or packed */
+    msgpack_zone *zone;
+    const msgpack_object *obj;
+    msgpack_sbuffer rows;
     struct import_result res;
     int status;
     char err[256];
@@ -71,14 +74,20 @@ static int run_call(struct store *st, struct import_call *k, bool durable)
 {
     msgpack_unpacked u;
     msgpack_unpacked_init(&u);
-    int r;
-    if (msgpack_unpack_next(&u, k->rows.data, k->rows.size, NULL) != MSGPACK_UNPACK_SUCCESS) {
-        snprintf(k->err, sizeof k->err, "the rows could not be read back");
-        r = TALLY_E_INTERNAL;
-    } else if ((r = store_begin_as(st, durable ? STORE_DURABLE : STORE_LAZY)) != 0) {
+    const msgpack_object *rows = k->obj;
+    int r = 0;
+    if (!rows) {
+        if (msgpack_unpack_next(&u, k->rows.data, k->rows.size, NULL) == MSGPACK_UNPACK_SUCCESS)
+            rows = &u.data;
+        else {
+            snprintf(k->err, sizeof k->err, "the rows could not be read back");
+            r = TALLY_E_INTERNAL;
+        }
+    }
+    if (r == 0 && (r = store_begin_as(st, durable ? STORE_DURABLE : STORE_LAZY)) != 0) {
         snprintf(k->err, sizeof k->err, "cannot start a transaction");
-    } else {
-        r = import_rows_in(st, k->kind, &u.data, &k->res, k->err, sizeof k->err);
+    } else if (r == 0) {
+        r = import_rows_in(st, k->kind, rows, &k->res, k->err, sizeof k->err);
         if (r == 0)
             r = store_commit(st);
         else
@@ -174,6 +183,14 @@ static void answer_call(struct import_call *k, int status)
     msgpack_sbuffer_destroy(&sb);
 }
 
+static void call_free(struct import_call *k)
+{
+    if (k->zone)
+        msgpack_zone_free(k->zone);
+    msgpack_sbuffer_destroy(&k->rows);
+    free(k);
+}
+
 static void import_done(struct worker_job *job, int status)
 {
     struct import_job *ij = (struct import_job *)job;
@@ -188,8 +205,7 @@ static void import_done(struct worker_job *job, int status)
     for (struct import_call *k = ij->head, *next; k; k = next) {
         next = k->next;
         answer_call(k, status);
-        msgpack_sbuffer_destroy(&k->rows);
-        free(k);
+        call_free(k);
     }
     pthread_mutex_destroy(&ij->mu);
     free(ij);
@@ -222,20 +238,26 @@ static int import_deferred(struct rpc_call *c, int kind, const msgpack_object *r
     k->msgid = c->msgid;
     k->kind = kind;
     msgpack_sbuffer_init(&k->rows);
-    msgpack_packer pk;
-    msgpack_packer_init(&pk, &k->rows, msgpack_sbuffer_write);
-    if (msgpack_pack_object(&pk, *rows) != 0) {
-        msgpack_sbuffer_destroy(&k->rows);
-        free(k);
-        return rpc_fail(c, TALLY_E_NOMEM, "out of memory");
+    /* The rows stay where the request was decoded (no copy); packed only when its zone
+     * cannot be taken. */
+    k->zone = server_take_request(c->conn);
+    if (k->zone) {
+        k->obj = rows;
+    } else {
+        msgpack_packer pk;
+        msgpack_packer_init(&pk, &k->rows, msgpack_sbuffer_write);
+        if (msgpack_pack_object(&pk, *rows) != 0) {
+            msgpack_sbuffer_destroy(&k->rows);
+            free(k);
+            return rpc_fail(c, TALLY_E_NOMEM, "out of memory");
+        }
     }
     k->srv = c->conn ? c->d->server : NULL; /* held below: answered there, even stopping */
     if (!join_open(c->d, k)) {
         struct import_job *ij = calloc(1, sizeof *ij);
         if (!ij || pthread_mutex_init(&ij->mu, NULL) != 0) {
             free(ij);
-            msgpack_sbuffer_destroy(&k->rows);
-            free(k);
+            call_free(k);
             return rpc_fail(c, TALLY_E_NOMEM, "out of memory");
         }
         ij->job.run = import_run;
@@ -248,8 +270,7 @@ static int import_deferred(struct rpc_call *c, int kind, const msgpack_object *r
         if (r) {
             pthread_mutex_destroy(&ij->mu);
             free(ij);
-            msgpack_sbuffer_destroy(&k->rows);
-            free(k);
+            call_free(k);
             return rpc_fail(c, r, "tallyd is stopping; nothing was written");
         }
         open_job = ij;

@@ -649,6 +649,16 @@ uint64_t server_conn_id(void *conn)
     return conn ? ((struct conn *)conn)->id : 0;
 }
 
+msgpack_zone *server_take_request(void *conn)
+{
+    struct conn *c = conn;
+    if (!c || !c->in_call)
+        return NULL;
+    msgpack_zone *z = c->msg.zone;
+    c->msg.zone = NULL; /* msgpack_unpacked_destroy leaves it alone */
+    return z;
+}
+
 void server_hold(void *conn)
 {
     struct conn *c = conn;

@@ -19,6 +19,8 @@ int cmd_orders_list(struct rpc_call *c);
 int cmd_orders_get(struct rpc_call *c);
 int cmd_outbox_list(struct rpc_call *c);
 int cmd_import(struct rpc_call *c);
+/* tallyd stops: import jobs run the call they are in and answer the others shutting_down. */
+void cmd_import_stop(struct tallyd *d);
 int cmd_sync(struct rpc_call *c);
 int cmd_watch(struct rpc_call *c);
 int cmd_outbox_retry(struct rpc_call *c);

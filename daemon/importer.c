@@ -207,7 +207,7 @@ static int import_catalog_row(struct store *st, struct mp_params *p, struct cata
     msgpack_sbuffer_clear(&cx->attrs);
     if ((r = attributes(p, &cx->attrs)) != 0)
         return r;
-    int64_t now = store_now(), product = 0, id = 0;
+    int64_t now = store_now(), product = 0;
     const char *pt = have_pt ? ptitle : title;
     /* The same product as the row before, with the same title to give it: the upsert would
      * write what it just wrote. */
@@ -218,20 +218,33 @@ static int import_catalog_row(struct store *st, struct mp_params *p, struct cata
         sqlite3_stmt *s = store_stmt(st, "INSERT INTO products(product_id, title, updated_at)"
                                          " VALUES(?1,?2,?3) ON CONFLICT(product_id) DO UPDATE SET"
                                          " title = CASE WHEN ?4 THEN excluded.title ELSE title END,"
-                                         " updated_at = excluded.updated_at RETURNING id");
+                                         " updated_at = excluded.updated_at");
         if (!s)
             return TALLY_E_STORAGE;
         sqlite3_bind_text(s, 1, pid, -1, SQLITE_STATIC);
         sqlite3_bind_text(s, 2, pt, -1, SQLITE_STATIC);
         sqlite3_bind_int64(s, 3, now);
         sqlite3_bind_int(s, 4, have_pt);
+        /* Its id without RETURNING (an ephemeral table per statement): a new product's is the
+         * last insert rowid (as for the SKU below); an existing one's is looked up. */
+        sqlite3 *db = store_db(st);
+        sqlite3_set_last_insert_rowid(db, 0);
         int rc = sqlite3_step(s);
-        if (rc == SQLITE_ROW) {
-            product = sqlite3_column_int64(s, 0);
-            rc = sqlite3_step(s);
-        }
         sqlite3_reset(s);
-        if (rc != SQLITE_DONE) {
+        product = rc == SQLITE_DONE ? sqlite3_last_insert_rowid(db) : 0;
+        if (rc == SQLITE_DONE && product == 0) {
+            s = store_stmt(st, "SELECT id FROM products WHERE product_id = ?1");
+            if (!s)
+                return TALLY_E_STORAGE;
+            sqlite3_bind_text(s, 1, pid, -1, SQLITE_STATIC);
+            rc = sqlite3_step(s);
+            if (rc == SQLITE_ROW) {
+                product = sqlite3_column_int64(s, 0);
+                rc = SQLITE_DONE;
+            }
+            sqlite3_reset(s);
+        }
+        if (rc != SQLITE_DONE || product == 0) {
             cx->have_product = false;
             return store_error(st, rc, "product upsert");
         }
@@ -248,7 +261,7 @@ static int import_catalog_row(struct store *st, struct mp_params *p, struct cata
                        " mp_sku_id = excluded.mp_sku_id, title = excluded.title,"
                        " attributes = excluded.attributes, price_minor = excluded.price_minor,"
                        " currency = excluded.currency, weight_g = excluded.weight_g,"
-                       " updated_at = excluded.updated_at RETURNING id");
+                       " updated_at = excluded.updated_at");
     if (!s)
         return TALLY_E_STORAGE;
     sqlite3_bind_text(s, 1, sku, -1, SQLITE_STATIC);
@@ -262,20 +275,17 @@ static int import_catalog_row(struct store *st, struct mp_params *p, struct cata
     if (have_w)
         sqlite3_bind_int64(s, 8, weight);
     sqlite3_bind_int64(s, 9, now);
-    /* Inserted or updated, without a lookup first: an insert sets the connection's last
-     * insert rowid to the new row's id (a trigger's inserts do not change it once the trigger
-     * is over); the update of an existing row leaves it as it was, here 0. */
+    /* Inserted or updated, without a lookup first and without RETURNING (which collects its
+     * rows before the first is stepped): an insert sets the connection's last insert rowid to
+     * the new row's id (a trigger's inserts do not change it once the trigger is over); the
+     * update of an existing row leaves it as it was, here 0. */
     sqlite3 *db = store_db(st);
     sqlite3_set_last_insert_rowid(db, 0);
     int rc = sqlite3_step(s);
-    if (rc == SQLITE_ROW) {
-        id = sqlite3_column_int64(s, 0);
-        rc = sqlite3_step(s);
-    }
     sqlite3_reset(s);
     if (rc != SQLITE_DONE)
         return store_error(st, rc, "sku upsert");
-    *inserted = id != 0 && sqlite3_last_insert_rowid(db) == id;
+    *inserted = sqlite3_last_insert_rowid(db) != 0;
     return 0;
 }
 
@@ -396,14 +406,31 @@ int import_rows(struct store *st, int kind, const msgpack_object *rows, struct i
         snprintf(err, errlen, "field 'rows' must be an array of 1-%d maps", TALLY_MAX_PAGE);
         return TALLY_E_INVALID_PARAMS;
     }
-    struct catalog_ctx cx = {0};
-    msgpack_sbuffer_init(&cx.attrs);
     int r = store_begin(st);
     if (r) {
         snprintf(err, errlen, "cannot start a transaction");
-        msgpack_sbuffer_destroy(&cx.attrs);
         return r;
     }
+    r = import_rows_in(st, kind, rows, res, err, errlen);
+    if (r == 0)
+        r = store_commit(st);
+    else
+        store_rollback(st);
+    return r;
+}
+
+int import_rows_in(struct store *st, int kind, const msgpack_object *rows,
+                   struct import_result *res, char *err, size_t errlen)
+{
+    memset(res, 0, sizeof *res);
+    if (rows->type != MSGPACK_OBJECT_ARRAY || rows->via.array.size == 0 ||
+        rows->via.array.size > TALLY_MAX_PAGE) {
+        snprintf(err, errlen, "field 'rows' must be an array of 1-%d maps", TALLY_MAX_PAGE);
+        return TALLY_E_INVALID_PARAMS;
+    }
+    struct catalog_ctx cx = {0};
+    msgpack_sbuffer_init(&cx.attrs);
+    int r = 0;
     for (uint32_t i = 0; i < rows->via.array.size && r == 0; i++) {
         char prefix[32];
         snprintf(prefix, sizeof prefix, "row %u: ", i + 1);
@@ -443,9 +470,5 @@ int import_rows(struct store *st, int kind, const msgpack_object *rows, struct i
             res->updated++;
     }
     msgpack_sbuffer_destroy(&cx.attrs);
-    if (r == 0)
-        r = store_commit(st);
-    else
-        store_rollback(st);
     return r;
 }

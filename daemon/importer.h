@@ -27,5 +27,9 @@ struct import_result {
  */
 int import_rows(struct store *st, int kind, const msgpack_object *rows, struct import_result *res,
                 char *err, size_t errlen);
+/* The same inside a transaction the caller opened (and ends): on an error, what the rows
+ * wrote must be undone by the caller (a savepoint rolled back, or the transaction). */
+int import_rows_in(struct store *st, int kind, const msgpack_object *rows,
+                   struct import_result *res, char *err, size_t errlen);
 
 #endif

@@ -16,6 +16,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "cmd.h"
 #include "config.h"
 #include "coord.h"
 #include "fulfil.h"
@@ -81,6 +82,7 @@ static void shutdown_daemon(struct runtime *rt, const char *why)
     rt->d.sync = NULL;
     fulfil_stop(&rt->d);
     titleidx_stop(&rt->d);
+    cmd_import_stop(&rt->d);
     workers_stop(&rt->d);
     uv_close((uv_handle_t *)&rt->sigterm, NULL);
     uv_close((uv_handle_t *)&rt->sigint, NULL);

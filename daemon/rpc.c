@@ -85,6 +85,15 @@ bool rpc_must_wait(struct tallyd *d, void *conn, const msgpack_object *msg)
     return m->write ? gcommit_in_flight(d) : server_conn_owed(conn) > 0;
 }
 
+bool rpc_passes_hold(const msgpack_object *msg)
+{
+    if (msg->type != MSGPACK_OBJECT_ARRAY || msg->via.array.size != 4 ||
+        msg->via.array.ptr[2].type != MSGPACK_OBJECT_STR)
+        return false;
+    const msgpack_object *m = &msg->via.array.ptr[2];
+    return m->via.str.size == 6 && memcmp(m->via.str.ptr, "import", 6) == 0;
+}
+
 const struct rpc_method *rpc_method_at(size_t i)
 {
     return i < sizeof methods / sizeof methods[0] ? &methods[i] : NULL;

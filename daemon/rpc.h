@@ -71,6 +71,9 @@ const struct rpc_method *rpc_find(const char *name, size_t len);
  * unhandled until gcommit resumes the connection (server_resume_waiting).
  */
 bool rpc_must_wait(struct tallyd *d, void *conn, const msgpack_object *msg);
+/* Whether the request `msg` may be handled while the connection's earlier answers are held
+ * (server_hold): an import, which joins the write jobs in order (pipelined imports). */
+bool rpc_passes_hold(const msgpack_object *msg);
 /* The table's i-th method, NULL past its end: for tests that must cover every method
  * (unit/test_reader_writes.c refuses each write method to a reader). */
 const struct rpc_method *rpc_method_at(size_t i);

@@ -54,7 +54,10 @@ struct conn {
     uint64_t id;   /* unique for the server's life: names it for answers sent later */
     unsigned owed; /* answers held by the group commit (server_conn_owe) */
     bool eof_wait; /* the peer is done sending: finish once nothing is owed */
-    bool ordered;  /* server_hold: its next requests wait for the held answer */
+    /* server_hold calls whose server_send_resume has not come: its next requests wait for
+     * those answers, except imports (rpc_passes_hold), up to SERVER_HOLD_PIPELINE held. */
+    unsigned ordered;
+    bool held_msg; /* c->msg holds a request decoded earlier that waits for the held answers */
     bool yielded;  /* its turn's budget is spent: reading stopped until on_resume */
     /* Its next request, decoded in msg, waits for the group commit in flight (rpc_must_wait):
      * reading stopped until server_resume_waiting. */
@@ -276,6 +279,12 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 
 static void conn_yield(struct conn *c);
 
+/* Its requests wait for held answers (server_hold): reading stopped until server_send_resume. */
+static bool conn_held(const struct conn *c)
+{
+    return c->held_msg || c->ordered >= SERVER_HOLD_PIPELINE;
+}
+
 /* Decodes and answers the complete messages in the unpacker's buffer: all of them, or as many
  * as this turn's budget allows (the rest on the next turn: conn_yield). */
 static void conn_process(struct conn *c)
@@ -284,10 +293,13 @@ static void conn_process(struct conn *c)
     size_t max = d->cfg.max_message_bytes;
     unsigned handled = 0;
     uint64_t t0 = uv_hrtime();
-    bool kept = c->waiting; /* c->msg holds a request decoded earlier, not yet handled */
+    bool kept = c->waiting || c->held_msg; /* c->msg holds a request decoded earlier */
     c->waiting = false;
-    while (!c->closing && !c->ordered) {
+    c->held_msg = false;
+    while (!c->closing) {
         if (!kept) {
+            if (c->ordered >= SERVER_HOLD_PIPELINE)
+                break;
             const unsigned char *p = (const unsigned char *)c->unp.buffer + c->unp.off;
             size_t avail = c->unp.used - c->unp.off;
             if (avail == 0)
@@ -310,6 +322,15 @@ static void conn_process(struct conn *c)
             }
         }
         kept = false;
+        if (c->ordered && (c->srv->stopping || c->ordered >= SERVER_HOLD_PIPELINE ||
+                           !rpc_passes_hold(&c->msg.data))) {
+            /* Kept, decoded, until the held answers are sent (server_send_resume): the
+             * connection's order holds; nothing more is read meanwhile. */
+            c->held_msg = true;
+            uv_read_stop((uv_stream_t *)&c->pipe);
+            conn_flush(c);
+            return;
+        }
         if (!c->srv->stopping && rpc_must_wait(d, c, &c->msg.data)) {
             /* Kept, decoded, for server_resume_waiting; nothing more is read meanwhile. */
             if (!c->waiting_counted)
@@ -350,7 +371,7 @@ static void conn_process(struct conn *c)
             conn_flush(c);
         if (++handled >= TURN_REQUESTS ||
             (handled >= TURN_MIN_REQUESTS && uv_hrtime() - t0 >= TURN_NS)) {
-            if (!c->closing && !c->ordered && c->unp.used > c->unp.off)
+            if (!c->closing && !conn_held(c) && c->unp.used > c->unp.off)
                 conn_yield(c);
             break;
         }
@@ -372,12 +393,12 @@ static void on_resume(uv_idle_t *h)
         if (!c->yielded)
             continue;
         c->yielded = false;
-        if (c->closing || c->ordered || c->waiting || srv->stopping)
+        if (c->closing || conn_held(c) || c->waiting || srv->stopping)
             continue; /* closing; or held (server_send_resume, server_resume_waiting) */
         conn_process(c);
         if (c->yielded)
             more = true;
-        else if (!c->closing && !c->ordered && !c->waiting)
+        else if (!c->closing && !conn_held(c) && !c->waiting)
             uv_read_start((uv_stream_t *)&c->pipe, on_alloc, on_read);
     }
     if (!more)
@@ -408,7 +429,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     if (nread < 0) {
         if (nread == UV_ENOBUFS)
             conn_fatal(c, TALLY_E_NOMEM, "out of memory for the read buffer");
-        else if (nread == UV_EOF && (c->owed || c->deferred)) {
+        else if (nread == UV_EOF && (c->owed || c->deferred || c->ordered)) {
             /* Answers to its writes wait for their commit, its deferred reads' for their
              * workers: finish once they are sent. */
             uv_read_stop(s);
@@ -628,6 +649,16 @@ uint64_t server_conn_id(void *conn)
     return conn ? ((struct conn *)conn)->id : 0;
 }
 
+msgpack_zone *server_take_request(void *conn)
+{
+    struct conn *c = conn;
+    if (!c || !c->in_call)
+        return NULL;
+    msgpack_zone *z = c->msg.zone;
+    c->msg.zone = NULL; /* msgpack_unpacked_destroy leaves it alone */
+    return z;
+}
+
 void server_hold(void *conn)
 {
     struct conn *c = conn;
@@ -636,8 +667,10 @@ void server_hold(void *conn)
     c->srv->holds++; /* server_send_resume comes, whatever happens to the connection */
     if (c->closing)
         return;
-    c->ordered = true;
-    uv_read_stop((uv_stream_t *)&c->pipe); /* what is read stays in the unpacker's buffer */
+    /* What is read stays in the unpacker's buffer; below the limit reading goes on, for the
+     * imports that may follow (conn_process keeps any other request until the answers). */
+    if (++c->ordered >= SERVER_HOLD_PIPELINE)
+        uv_read_stop((uv_stream_t *)&c->pipe);
 }
 
 bool server_send_resume(struct server *srv, uint64_t conn_id, const char *data, size_t len)
@@ -653,17 +686,23 @@ bool server_send_resume(struct server *srv, uint64_t conn_id, const char *data, 
         if (c->closing)
             break;
         msgpack_sbuffer_write(&c->out, data, len);
-        c->ordered = false;
+        if (c->ordered)
+            c->ordered--;
         sent = true;
         if (srv->stopping) {
-            /* The held answer was all it waited for (server_stop): its later requests are
+            /* The held answers were all it waited for (server_stop): its later requests are
              * not handled, as a stopping server reads no more. */
             conn_flush(c);
-            conn_finish(c);
+            if (!c->ordered)
+                conn_finish(c);
             break;
         }
         conn_process(c); /* the requests that waited, then a flush */
-        if (!c->closing && !c->ordered && !c->yielded && !c->waiting)
+        if (c->eof_wait && !c->closing && !c->ordered && !c->held_msg && !c->owed && !c->deferred) {
+            conn_finish(c); /* the peer is done sending and has every answer */
+            break;
+        }
+        if (!c->closing && !conn_held(c) && !c->yielded && !c->waiting && !c->eof_wait)
             uv_read_start((uv_stream_t *)&c->pipe, on_alloc, on_read);
         break;
     }
@@ -709,7 +748,7 @@ bool server_send_owed(struct server *srv, uint64_t conn_id, const char *data, si
             msgpack_sbuffer_write(&c->out, data, len);
             sent = true;
         }
-        if (c->owed == 0 && c->deferred == 0 && c->eof_wait && !c->closing) {
+        if (c->owed == 0 && c->deferred == 0 && !c->ordered && c->eof_wait && !c->closing) {
             conn_flush(c);
             conn_finish(c);
         }
@@ -735,7 +774,7 @@ bool server_send_deferred(struct server *srv, uint64_t conn_id, const char *data
         if (data)
             msgpack_sbuffer_write(&c->out, data, len);
         conn_flush(c);
-        if (c->owed == 0 && c->deferred == 0 && c->eof_wait && !c->closing)
+        if (c->owed == 0 && c->deferred == 0 && !c->ordered && c->eof_wait && !c->closing)
             conn_finish(c);
         return data != NULL;
     }
@@ -758,7 +797,7 @@ void server_resume_waiting(struct server *srv)
         if (c->closing)
             continue;
         conn_process(c);
-        if (!c->closing && !c->ordered && !c->yielded && !c->waiting && !srv->stopping)
+        if (!c->closing && !conn_held(c) && !c->yielded && !c->waiting && !srv->stopping)
             uv_read_start((uv_stream_t *)&c->pipe, on_alloc, on_read);
     }
 }

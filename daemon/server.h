@@ -9,6 +9,7 @@
 #include <sys/types.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <msgpack.h>
 
 #include "tallyd.h"
 
@@ -60,7 +61,19 @@ bool server_send_deferred(struct server *srv, uint64_t conn_id, const char *data
  * server_hold must be followed by exactly one server_send_resume on the same server, even
  * when the connection is gone or tallyd is stopping: until then the server is not freed
  * (server_stop leaves a held connection open for that answer, then finishes it).
+ * Pipelined imports: while answers are held, the connection's next requests that are imports
+ * (rpc_passes_hold) are still handled, in order, up to SERVER_HOLD_PIPELINE held at once (each
+ * its own server_hold); any other request waits, decoded, until every held answer is sent.
+ * Write jobs run in the order queued, so each import sees the ones before it.
  */
+#define SERVER_HOLD_PIPELINE 8
+/*
+ * From a handler: takes the zone of the request being handled (its decoded objects and the
+ * read buffer their strings point into, kept by reference), so they outlive the call without a
+ * copy (an import's rows, read by its write job); the taker frees it with msgpack_zone_free, on
+ * the loop. NULL when none can be taken (not in a call): copy then.
+ */
+msgpack_zone *server_take_request(void *conn);
 void server_hold(void *conn);
 bool server_send_resume(struct server *srv, uint64_t conn_id, const char *data, size_t len);
 

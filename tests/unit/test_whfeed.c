@@ -7,7 +7,10 @@
  * SKUs new to the replica (placeholders), a SKU twice in one batch (the later row wins at an
  * equal version), versions older than the figure held (not applied), inbound not reported
  * (the stored figure stays), short batches, and transactions where the one-statement path is
- * closed (an acknowledged movement waits to settle; a publishing station).
+ * closed (an acknowledged movement waits to settle; a publishing station). Also: version 0,
+ * codes that differ only by case, the longest code with quotes and LIKE wildcards, and a
+ * catalog import between pages (a placeholder listed under a product, a SKU the catalog brings
+ * before a row made its placeholder).
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -117,6 +120,10 @@ static void run(unsigned seed, bool publish)
             unsigned k = rnd(pool + 2);
             if (k < 2)
                 snprintf(w->sku, sizeof w->sku, "S%u", k + 1); /* in the catalog */
+            else if (rnd(16) == 0) /* another SKU than N%04u: codes compare case-sensitively */
+                snprintf(w->sku, sizeof w->sku, "n%04u", k);
+            else if (rnd(32) == 0) /* the longest code (TALLY_MAX_ID_LEN), quotes and all */
+                snprintf(w->sku, sizeof w->sku, "L'\"%%_%059u", k);
             else
                 snprintf(w->sku, sizeof w->sku, "N%04u", k);
             if (i > 0 && rnd(10) == 0) /* the same SKU again in this batch */
@@ -124,7 +131,7 @@ static void run(unsigned seed, bool publish)
             w->on_hand = (int64_t)rnd(500) - 20;
             w->inbound = rnd(3) == 0 ? -1 : (int64_t)rnd(50);
             /* versions from a small range: equal and older ones are common */
-            w->version = 1 + (int64_t)rnd((unsigned)round + 3);
+            w->version = rnd(20) == 0 ? 0 : 1 + (int64_t)rnd((unsigned)round + 3);
             w->at = at++;
         }
         int64_t w = wh[rnd(2)];
@@ -139,6 +146,24 @@ static void run(unsigned seed, bool publish)
         } else if (rnd(8) == 0) {
             RH_EXEC(a, "DELETE FROM movements WHERE state = 'acked'");
             RH_EXEC(b, "DELETE FROM movements WHERE state = 'acked'");
+        }
+        /* Between pages a catalog import lists a placeholder (another product and title) or
+         * brings a SKU the rows will name before any row made its placeholder. */
+        if (rnd(6) == 0) {
+            const char *sql = "UPDATE skus SET product = (SELECT id FROM products WHERE"
+                              " product_id = 'P1'), title = 'listed ' || code, price_minor = 5"
+                              " WHERE code = 'N%04u'";
+            unsigned k = 2 + rnd(pool);
+            RH_EXEC(a, sql, k);
+            RH_EXEC(b, sql, k);
+        }
+        if (rnd(6) == 0) {
+            const char *sql = "INSERT OR IGNORE INTO skus(code, product, title, price_minor,"
+                              " currency, updated_at) SELECT 'N%04u', id, 'new', 7, 'EUR', 0"
+                              " FROM products WHERE product_id = 'P1'";
+            unsigned k = 2 + rnd(pool + 40);
+            RH_EXEC(a, sql, k);
+            RH_EXEC(b, sql, k);
         }
         CHECK_EQ_INT(apply(a, &ua, &pa, w, rows, n, true), 0);
         CHECK_EQ_INT(apply(b, &ub, &pb, w, rows, n, false), 0);

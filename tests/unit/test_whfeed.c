@@ -115,6 +115,10 @@ static void run(unsigned seed, bool publish)
         int n = rnd(5) == 0 ? 1 + (int)rnd(WHFEED_BATCH) : WHFEED_BATCH;
         /* a pool that grows, so early rounds make placeholders and later ones update */
         unsigned pool = 40 + (unsigned)round * 8;
+        /* Half the rounds are fresh, as an initial sync is: every version above any held, so
+         * a full batch is applied by the batch statements alone (their figures are what the
+         * replica keeps, nothing row by row re-applies them); the others are stale-heavy. */
+        bool fresh = rnd(2) == 0;
         for (int i = 0; i < n; i++) {
             struct whfeed_row *w = &rows[i];
             unsigned k = rnd(pool + 2);
@@ -126,12 +130,15 @@ static void run(unsigned seed, bool publish)
                 snprintf(w->sku, sizeof w->sku, "L'\"%%_%059u", k);
             else
                 snprintf(w->sku, sizeof w->sku, "N%04u", k);
-            if (i > 0 && rnd(10) == 0) /* the same SKU again in this batch */
-                memcpy(w->sku, rows[rnd((unsigned)i)].sku, sizeof w->sku);
+            int dup = i > 0 && rnd(10) == 0 ? (int)rnd((unsigned)i) : -1;
+            if (dup >= 0) /* the same SKU again in this batch */
+                memcpy(w->sku, rows[dup].sku, sizeof w->sku);
             w->on_hand = (int64_t)rnd(500) - 20;
             w->inbound = rnd(3) == 0 ? -1 : (int64_t)rnd(50);
-            /* versions from a small range: equal and older ones are common */
-            w->version = rnd(20) == 0 ? 0 : 1 + (int64_t)rnd((unsigned)round + 3);
+            if (fresh) /* a repeated SKU at the same version: the later row wins */
+                w->version = dup >= 0 ? rows[dup].version : 1000 * (round + 1) + i;
+            else /* versions from a small range: equal and older ones are common */
+                w->version = rnd(20) == 0 ? 0 : 1 + (int64_t)rnd((unsigned)round + 3);
             w->at = at++;
         }
         int64_t w = wh[rnd(2)];
@@ -180,11 +187,19 @@ static void run(unsigned seed, bool publish)
         free(db);
     }
     CHECK_EQ_INT(mismatches, 0);
+    /* The batch statements did apply rows on their own (not only followed by row by row),
+     * and never where the one-statement path is closed (a publishing station). */
+    if (publish)
+        CHECK_EQ_INT(pa.batched, 0);
+    else
+        CHECK(pa.batched >= 5 * WHFEED_BATCH);
+    CHECK_EQ_INT(pb.batched, 0);
     /* the rows did reach the replica: placeholders made, figures held */
     CHECK(rh_q64(a, "SELECT count(*) FROM skus WHERE code LIKE 'N%%'") > 100);
     CHECK(rh_q64(a, "SELECT count(*) FROM stock WHERE upstream_version > 0") > 100);
-    printf("seed %u%s: %d batches (%d full), replicas equal after each\n", seed,
-           publish ? " (publishing)" : "", batches, full);
+    printf("seed %u%s: %d batches (%d full; %" PRId64 " rows by the batch statements alone),"
+           " replicas equal after each\n",
+           seed, publish ? " (publishing)" : "", batches, full, pa.batched);
     rh_free(a);
     rh_free(b);
 }

@@ -465,8 +465,9 @@ static void page_done(struct worker_job *job, int status)
     char err[200];
     snprintf(err, sizeof err, "%s", pj->err);
     int i = pj->stream;
-    log_debug("%s: page of %" PRId64 " rows applied in %" PRId64 " transactions", pj->name,
-              pg->rows, pj->slices);
+    log_debug("%s: page of %" PRId64 " rows applied in %" PRId64 " transactions (%" PRId64
+              " by batch statements alone)",
+              pj->name, pg->rows, pj->slices, pg->batched);
     free(pj);
     page_applied(u, i, pg, status, err);
 }

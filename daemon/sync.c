@@ -473,10 +473,10 @@ static void page_done(struct worker_job *job, int status)
     char err[200];
     snprintf(err, sizeof err, "%s", pj->err);
     int i = pj->stream;
-    log_debug("%s: page of %" PRId64 " rows applied in %" PRId64 " transactions, %" PRId64
-              " ms after it was queued, %" PRId64 " ms to apply (CPU %" PRId64 " ms), done %" PRId64
-              " ms ago",
-              pj->name, pg->rows, pj->slices, (pj->start_us - pj->queued_us) / 1000,
+    log_debug("%s: page of %" PRId64 " rows applied in %" PRId64 " transactions (%" PRId64
+              " by batch statements alone), %" PRId64 " ms after it was queued, %" PRId64
+              " ms to apply (CPU %" PRId64 " ms), done %" PRId64 " ms ago",
+              pj->name, pg->rows, pj->slices, pg->batched, (pj->start_us - pj->queued_us) / 1000,
               (pj->end_us - pj->start_us) / 1000, pj->cpu_us / 1000,
               (worker_now_us() - pj->end_us) / 1000);
     free(pj);

@@ -85,6 +85,9 @@ struct pull_page {
     /* whfeed_stock_batch: the page's last batch had SKUs new to the replica (the first
      * warehouse of an initial sync), so the next one makes their placeholders first. */
     bool batch_new;
+    /* whfeed_stock_batch: the page's rows its multi-row statements applied (the rest went row
+     * by row); for tests and diagnostics. */
+    int64_t batched;
 };
 
 struct push_item {

@@ -146,13 +146,23 @@ int whfeed_stock_batch(struct upstream *u, struct store *st, int64_t wh,
     if (n == WHFEED_BATCH && pg->plain) {
         /* Some SKU may be new (the first warehouse of an initial sync: placeholders first
          * while the batches before had new ones), or a row older than the figure held. */
-        if (!pg->batch_new && ((r = batch_upsert(st, wh, rows, &changed)) != 0 || changed == n))
-            return r;
+        if (!pg->batch_new) {
+            if ((r = batch_upsert(st, wh, rows, &changed)) != 0)
+                return r;
+            if (changed == n) {
+                pg->batched += n;
+                return 0;
+            }
+        }
         if ((r = batch_placeholders(st, rows, &made)) != 0)
             return r;
         pg->batch_new = made > 0;
-        if ((r = batch_upsert(st, wh, rows, &changed)) != 0 || changed == n)
+        if ((r = batch_upsert(st, wh, rows, &changed)) != 0)
             return r;
+        if (changed == n) {
+            pg->batched += n;
+            return 0;
+        }
     }
     for (int i = 0; i < n; i++)
         if ((r = whfeed_stock(u, st, wh, rows[i].sku, rows[i].on_hand, rows[i].inbound,

@@ -7,7 +7,10 @@
  * SKUs new to the replica (placeholders), a SKU twice in one batch (the later row wins at an
  * equal version), versions older than the figure held (not applied), inbound not reported
  * (the stored figure stays), short batches, and transactions where the one-statement path is
- * closed (an acknowledged movement waits to settle; a publishing station).
+ * closed (an acknowledged movement waits to settle; a publishing station). Also: version 0,
+ * codes that differ only by case, the longest code with quotes and LIKE wildcards, and a
+ * catalog import between pages (a placeholder listed under a product, a SKU the catalog brings
+ * before a row made its placeholder).
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -112,19 +115,30 @@ static void run(unsigned seed, bool publish)
         int n = rnd(5) == 0 ? 1 + (int)rnd(WHFEED_BATCH) : WHFEED_BATCH;
         /* a pool that grows, so early rounds make placeholders and later ones update */
         unsigned pool = 40 + (unsigned)round * 8;
+        /* Half the rounds are fresh, as an initial sync is: every version above any held, so
+         * a full batch is applied by the batch statements alone (their figures are what the
+         * replica keeps, nothing row by row re-applies them); the others are stale-heavy. */
+        bool fresh = rnd(2) == 0;
         for (int i = 0; i < n; i++) {
             struct whfeed_row *w = &rows[i];
             unsigned k = rnd(pool + 2);
             if (k < 2)
                 snprintf(w->sku, sizeof w->sku, "S%u", k + 1); /* in the catalog */
+            else if (rnd(16) == 0) /* another SKU than N%04u: codes compare case-sensitively */
+                snprintf(w->sku, sizeof w->sku, "n%04u", k);
+            else if (rnd(32) == 0) /* the longest code (TALLY_MAX_ID_LEN), quotes and all */
+                snprintf(w->sku, sizeof w->sku, "L'\"%%_%059u", k);
             else
                 snprintf(w->sku, sizeof w->sku, "N%04u", k);
-            if (i > 0 && rnd(10) == 0) /* the same SKU again in this batch */
-                memcpy(w->sku, rows[rnd((unsigned)i)].sku, sizeof w->sku);
+            int dup = i > 0 && rnd(10) == 0 ? (int)rnd((unsigned)i) : -1;
+            if (dup >= 0) /* the same SKU again in this batch */
+                memcpy(w->sku, rows[dup].sku, sizeof w->sku);
             w->on_hand = (int64_t)rnd(500) - 20;
             w->inbound = rnd(3) == 0 ? -1 : (int64_t)rnd(50);
-            /* versions from a small range: equal and older ones are common */
-            w->version = 1 + (int64_t)rnd((unsigned)round + 3);
+            if (fresh) /* a repeated SKU at the same version: the later row wins */
+                w->version = dup >= 0 ? rows[dup].version : 1000 * (round + 1) + i;
+            else /* versions from a small range: equal and older ones are common */
+                w->version = rnd(20) == 0 ? 0 : 1 + (int64_t)rnd((unsigned)round + 3);
             w->at = at++;
         }
         int64_t w = wh[rnd(2)];
@@ -139,6 +153,24 @@ static void run(unsigned seed, bool publish)
         } else if (rnd(8) == 0) {
             RH_EXEC(a, "DELETE FROM movements WHERE state = 'acked'");
             RH_EXEC(b, "DELETE FROM movements WHERE state = 'acked'");
+        }
+        /* Between pages a catalog import lists a placeholder (another product and title) or
+         * brings a SKU the rows will name before any row made its placeholder. */
+        if (rnd(6) == 0) {
+            const char *sql = "UPDATE skus SET product = (SELECT id FROM products WHERE"
+                              " product_id = 'P1'), title = 'listed ' || code, price_minor = 5"
+                              " WHERE code = 'N%04u'";
+            unsigned k = 2 + rnd(pool);
+            RH_EXEC(a, sql, k);
+            RH_EXEC(b, sql, k);
+        }
+        if (rnd(6) == 0) {
+            const char *sql = "INSERT OR IGNORE INTO skus(code, product, title, price_minor,"
+                              " currency, updated_at) SELECT 'N%04u', id, 'new', 7, 'EUR', 0"
+                              " FROM products WHERE product_id = 'P1'";
+            unsigned k = 2 + rnd(pool + 40);
+            RH_EXEC(a, sql, k);
+            RH_EXEC(b, sql, k);
         }
         CHECK_EQ_INT(apply(a, &ua, &pa, w, rows, n, true), 0);
         CHECK_EQ_INT(apply(b, &ub, &pb, w, rows, n, false), 0);
@@ -155,11 +187,19 @@ static void run(unsigned seed, bool publish)
         free(db);
     }
     CHECK_EQ_INT(mismatches, 0);
+    /* The batch statements did apply rows on their own (not only followed by row by row),
+     * and never where the one-statement path is closed (a publishing station). */
+    if (publish)
+        CHECK_EQ_INT(pa.batched, 0);
+    else
+        CHECK(pa.batched >= 5 * WHFEED_BATCH);
+    CHECK_EQ_INT(pb.batched, 0);
     /* the rows did reach the replica: placeholders made, figures held */
     CHECK(rh_q64(a, "SELECT count(*) FROM skus WHERE code LIKE 'N%%'") > 100);
     CHECK(rh_q64(a, "SELECT count(*) FROM stock WHERE upstream_version > 0") > 100);
-    printf("seed %u%s: %d batches (%d full), replicas equal after each\n", seed,
-           publish ? " (publishing)" : "", batches, full);
+    printf("seed %u%s: %d batches (%d full; %" PRId64 " rows by the batch statements alone),"
+           " replicas equal after each\n",
+           seed, publish ? " (publishing)" : "", batches, full, pa.batched);
     rh_free(a);
     rh_free(b);
 }

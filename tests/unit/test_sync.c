@@ -14,6 +14,8 @@
  *   acknowledged together), leave the replica exactly as the same answers one row at a time.
  *   So do they beside a second attempt, an id JSON escapes, a transfer's leg sent as a
  *   movement, an answer older than the snapshot, and a page applied between take and answer.
+ *   A write failing in the middle of the set-based acknowledgement keeps nothing of the answer;
+ *   the rows go again and end as if nothing had failed.
  * - Pages applied off the loop (pull_page.off_loop): a query is answered from committed data
  *   while a page's write job holds its transaction; the page goes in several transactions with
  *   the checkpoint in the last only; a page that fails between slices (a crash) leaves the
@@ -1898,6 +1900,74 @@ static void test_batch_answers_interactions(void)
                  rh_q64(h, "SELECT SUM(delta) FROM movements WHERE state <> 'settled'"));
 }
 
+/*
+ * A write that fails in the middle of the set-based acknowledgement (the movements' UPDATE
+ * aborts at the third of its rows; a disk error or SQLITE_FULL there rolls back the same way):
+ * nothing of the batch's answer is kept (no row done, no movement acknowledged, the overlay and
+ * the counters as before), the rows are put back to waiting (requeue_batch: a failure of these
+ * rows alone) with an attempt counted, and go again; answered then, the replica ends as if
+ * nothing had failed: every movement acknowledged once, the overlay and counters as counted.
+ */
+static void test_batch_ack_fails_midway(void)
+{
+    fresh();
+    rh_seed_standard(h);
+    RH_EXEC(h, "UPDATE stock SET upstream_version = 10");
+    for (int i = 1; i <= 5; i++) {
+        char id[16];
+        snprintf(id, sizeof id, "id=f%d", i);
+        CHECK(rh_call(h, "stock.move", "kind=receive", id, "sku=S1", "warehouse=A", "qty=#2",
+                      NULL) != NULL);
+    }
+    int64_t pending0 = rh_q64(h, "SELECT SUM(pending) FROM stock");
+    int64_t counted0 = rh_q64(h, "SELECT n FROM counters WHERE name = 'movements_pending'");
+    struct sync_engine *e = start(16);
+    sync_tick(e);
+    struct push_batch *b = next_batch();
+    CHECK(b != NULL && b->n == 5);
+    RH_EXEC(h, "CREATE TEMP TRIGGER no_ack BEFORE UPDATE OF state ON movements"
+               " WHEN new.state = 'acked' AND new.id = 'f3'"
+               " BEGIN SELECT RAISE(ABORT, 'injected'); END");
+    if (b) {
+        b->outcome = SYNC_OK;
+        for (int i = 0; i < b->n; i++) {
+            b->items[i].outcome = SYNC_OK;
+            b->items[i].version = 10; /* at the held snapshot: each settles at once */
+        }
+        sync_push_done(b);
+    }
+    RH_EXEC(h, "DROP TRIGGER temp.no_ack");
+    CHECK_EQ_INT(nbatches, 0);
+    CHECK_EQ_STR(rh_qtext(h, "SELECT group_concat(state || ':' || attempts, ' ') FROM"
+                             " (SELECT * FROM outbox ORDER BY key)"),
+                 "pending:1 pending:1 pending:1 pending:1 pending:1");
+    CHECK_EQ_INT(rh_q64(h, "SELECT COUNT(*) FROM movements WHERE state <> 'pending'"), 0);
+    CHECK_EQ_INT(rh_q64(h, "SELECT SUM(pending) FROM stock"), pending0);
+    CHECK_EQ_INT(rh_q64(h, "SELECT n FROM counters WHERE name = 'movements_pending'"), counted0);
+    RH_EXEC(h, "UPDATE outbox SET next_attempt_at = 0 WHERE state = 'pending'");
+    sync_tick(e);
+    b = next_batch();
+    CHECK(b != NULL && b->n == 5);
+    if (b) {
+        b->outcome = SYNC_OK;
+        for (int i = 0; i < b->n; i++) {
+            b->items[i].outcome = SYNC_OK;
+            b->items[i].version = 10;
+        }
+        sync_push_done(b);
+    }
+    stop(e);
+    CHECK_EQ_STR(rh_qtext(h, "SELECT group_concat(state || ':' || attempts, ' ') FROM"
+                             " (SELECT * FROM outbox ORDER BY key)"),
+                 "done:2 done:2 done:2 done:2 done:2");
+    CHECK_EQ_INT(rh_q64(h, "SELECT COUNT(*) FROM movements WHERE state = 'settled'"), 5);
+    CHECK_EQ_INT(rh_q64(h, "SELECT SUM(pending) FROM stock"),
+                 rh_q64(h, "SELECT COALESCE(SUM(delta), 0) FROM movements"
+                           " WHERE state <> 'settled'"));
+    CHECK_EQ_INT(rh_q64(h, "SELECT n FROM counters WHERE name = 'movements_pending'"), 0);
+    CHECK_EQ_INT(rh_q64(h, "SELECT n FROM counters WHERE name = 'outbox_pending'"), 0);
+}
+
 int main(void)
 {
     h = rh_new("tally-sync");
@@ -1920,6 +1990,7 @@ int main(void)
     test_drain_take_fails();
     test_batch_answers_set_based();
     test_batch_answers_interactions();
+    test_batch_ack_fails_midway();
     test_notice_waits_for_leg();
     test_other_kind_next();
     test_random_looks();

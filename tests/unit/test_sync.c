@@ -12,6 +12,12 @@
  * - A seeded random run (TALLY_SYNC_SEED=N replays one) checks both over many looks.
  * - A batch's answers, recorded set-based (done rows in one statement, their movements
  *   acknowledged together), leave the replica exactly as the same answers one row at a time.
+ *   So do they beside a second attempt, an id JSON escapes, a transfer's leg sent as a
+ *   movement, an answer older than the snapshot, and a page applied between take and answer.
+ *   A write failing in the middle of the set-based acknowledgement keeps nothing of the answer;
+ *   the rows go again and end as if nothing had failed.
+ * - A take whose mark in flight misses a row it looked at takes nothing (the set-based mark
+ *   counts its rows): no row goes unmarked.
  * - Pages applied off the loop (pull_page.off_loop): a query is answered from committed data
  *   while a page's write job holds its transaction; the page goes in several transactions with
  *   the checkpoint in the last only; a page that fails between slices (a crash) leaves the
@@ -1758,6 +1764,246 @@ static void test_batch_answers_set_based(void)
                  rh_q64(h, "SELECT SUM(delta) FROM movements WHERE state <> 'settled'"));
 }
 
+/*
+ * The set-based record beside what already existed (second review of it): one batch again
+ * leaves the replica as the same rows one at a time, now with a row answered again later
+ * (its second attempt, done, in the same batch as a first attempt: the one-by-one path beside
+ * the set), an id JSON must escape (a quote and a backslash), a transfer's leg sent as a
+ * movement (two legs: only the origin's is acknowledged), an answer older than the held
+ * snapshot, and a snapshot page applied between the take and the answer (the acknowledgements
+ * settle against the snapshot held when they are recorded).
+ */
+static const struct {
+    const char *id, *sku, *kind;
+    int qty;
+    int first, again; /* SYNC_* of the first attempt and of any later one */
+    int version;      /* relative to the held snapshot at the start; -1000: none (0) */
+} bx_rows[] = {
+    {"x1", "S1", "receive", 5, SYNC_OK, SYNC_OK, 0},
+    {"x2", "S1", "receive", 2, SYNC_TRANSIENT, SYNC_OK, 2},
+    {"x\"3\\", "S1", "receive", 4, SYNC_OK, SYNC_OK, 1},
+    {"x4", "S1", "transfer", 1, SYNC_OK, SYNC_OK, 0},
+    {"x5", "S2", "receive", 3, SYNC_OK, SYNC_OK, -1000},
+    {"x6", "S1", "pick", 1, SYNC_OK, SYNC_OK, -3},
+    {"x7", "S2", "receive", 6, SYNC_OK, SYNC_OK, 4},
+};
+#define BX_ROWS (int)(sizeof bx_rows / sizeof bx_rows[0])
+
+/* Answers every batch handed over (and those its answers hand over) as bx_rows says; the
+ * first answer applies a snapshot of S1 at A at held + 1 before it is recorded. *nb counts
+ * the batches, *largest the most rows in one. */
+static void bx_answer(int64_t held, bool *snap, int *nb, int *largest)
+{
+    for (struct push_batch *b; (b = next_batch()) != NULL && *nb < 100;) {
+        ++*nb;
+        if (b->n > *largest)
+            *largest = b->n;
+        if (!*snap) {
+            *snap = true;
+            struct store *st = d->store;
+            CHECK_EQ_INT(store_begin(st), 0);
+            CHECK_EQ_INT(stock_apply_snapshot(st, rh_sku_id(h, "S1"), rh_wh_id(h, "A"), 20,
+                                              held + 1, store_now()),
+                         0);
+            CHECK_EQ_INT(store_commit(st), 0);
+        }
+        b->outcome = SYNC_OK;
+        b->retry_after_s = 3600;
+        for (int i = 0; i < b->n; i++) {
+            struct push_item *it = &b->items[i];
+            for (int k = 0; k < BX_ROWS; k++)
+                if (!strcmp(it->key, bx_rows[k].id)) {
+                    it->outcome = it->attempts == 0 ? bx_rows[k].first : bx_rows[k].again;
+                    it->version = bx_rows[k].version == -1000 ? 0 : held + bx_rows[k].version;
+                    if (it->outcome != SYNC_OK)
+                        snprintf(it->error, sizeof it->error, "no (%s)", it->key);
+                }
+            if (!strcmp(it->key, "x8"))
+                it->outcome = SYNC_OK, it->version = held + 1;
+        }
+        sync_push_done(b);
+    }
+}
+
+static const char *batch_interactions(int push_limit, int *nb, int *largest)
+{
+    static char out[4096];
+    fresh();
+    rh_seed_standard(h);
+    RH_EXEC(h, "UPDATE stock SET upstream_version = 10");
+    int64_t held = 10;
+    for (int i = 0; i < BX_ROWS; i++) {
+        char id[16], sku[16], kind[24], qty[16];
+        snprintf(id, sizeof id, "id=%s", bx_rows[i].id);
+        snprintf(sku, sizeof sku, "sku=%s", bx_rows[i].sku);
+        snprintf(kind, sizeof kind, "kind=%s", bx_rows[i].kind);
+        snprintf(qty, sizeof qty, "qty=#%d", bx_rows[i].qty);
+        CHECK(rh_call(h, "stock.move", kind, id, sku, "warehouse=A", qty,
+                      strcmp(bx_rows[i].kind, "transfer") ? NULL : "to=B", NULL) != NULL);
+    }
+    /* A transfer into a warehouse that keeps its own stock goes as the origin's movement
+     * (stock.c append_outbox): its movement has two legs, its row is of kind movement. */
+    RH_EXEC(h, "UPDATE outbox SET kind = 'movement' WHERE key = 'x4'");
+    struct sync_engine *e = start(push_limit);
+    *nb = *largest = 0;
+    bool snap = false;
+    sync_tick(e);
+    bx_answer(held, &snap, nb, largest);
+    /* Later: one more movement, and the row in backoff due again (its second attempt). */
+    CHECK(rh_call(h, "stock.move", "kind=receive", "id=x8", "sku=S1", "warehouse=A", "qty=#1",
+                  NULL) != NULL);
+    for (int round = 0; round < 10 && rh_q64(h, "SELECT COUNT(*) FROM outbox WHERE state ="
+                                                " 'pending'") > 0;
+         round++) {
+        RH_EXEC(h, "UPDATE outbox SET next_attempt_at = 0 WHERE state = 'pending'");
+        sync_tick(e);
+        bx_answer(held, &snap, nb, largest);
+    }
+    stop(e);
+    snprintf(out, sizeof out, "%s | %s | %s | %s",
+             rh_qtext(h, "SELECT group_concat(key || ':' || state || ':' || attempts || ':' ||"
+                         " COALESCE(last_error, '-') || ':' || (sent_at IS NOT NULL) || ':' ||"
+                         " (done_at IS NOT NULL), ' ') FROM (SELECT * FROM outbox ORDER BY key)"),
+             rh_qtext(h,
+                      "SELECT group_concat(id || ':' || leg || ':' || state || ':' ||"
+                      " COALESCE(upstream_version - %lld, '-'), ' ') FROM"
+                      " (SELECT * FROM movements ORDER BY id, leg)",
+                      (long long)held),
+             rh_qtext(h, "SELECT group_concat(sku || ':' || warehouse || ':' || snapshot || ':' ||"
+                         " pending || ':' || COALESCE(upstream_version, '-'), ' ') FROM"
+                         " (SELECT * FROM stock ORDER BY sku, warehouse)"),
+             rh_qtext(h, "SELECT group_concat(name || '=' || n, ' ') FROM (SELECT * FROM"
+                         " counters WHERE name LIKE 'outbox%%' OR name = 'movements_pending'"
+                         " ORDER BY name)"));
+    return out;
+}
+
+static void test_batch_answers_interactions(void)
+{
+    int one_by_one, together, largest1, largest;
+    char alone[4096];
+    snprintf(alone, sizeof alone, "%s", batch_interactions(1, &one_by_one, &largest1));
+    const char *batch = batch_interactions(16, &together, &largest);
+    CHECK_EQ_INT(largest1, 1);
+    CHECK_EQ_INT(largest, BX_ROWS); /* the first batch held them all: the set path ran */
+    CHECK(together < one_by_one);
+    CHECK_EQ_STR(batch, alone);
+    CHECK(strstr(batch, "x1:0:settled:0 ") != NULL);     /* at the held version */
+    CHECK(strstr(batch, "x2:0:acked:2 ") != NULL);       /* second attempt, later version */
+    CHECK(strstr(batch, "x\"3\\:0:settled:1 ") != NULL); /* at the snapshot applied meanwhile */
+    CHECK(strstr(batch, "x4:0:settled:0 x4:1:pending:-") != NULL); /* the origin's leg alone */
+    CHECK(strstr(batch, "x6:0:settled:-3 ") != NULL); /* older than the held snapshot */
+    CHECK(strstr(batch, "x2:done:2:-:1:1") != NULL);
+    CHECK_EQ_INT(rh_q64(h, "SELECT n FROM counters WHERE name = 'movements_pending'"),
+                 rh_q64(h, "SELECT COUNT(DISTINCT id) FROM movements WHERE state <> 'settled'"));
+    CHECK_EQ_INT(rh_q64(h, "SELECT n FROM counters WHERE name = 'outbox_pending'"),
+                 rh_q64(h, "SELECT COUNT(*) FROM outbox WHERE state IN ('pending','inflight')"));
+    CHECK_EQ_INT(rh_q64(h, "SELECT SUM(pending) FROM stock"),
+                 rh_q64(h, "SELECT SUM(delta) FROM movements WHERE state <> 'settled'"));
+}
+
+/*
+ * A write that fails in the middle of the set-based acknowledgement (the movements' UPDATE
+ * aborts at the third of its rows; a disk error or SQLITE_FULL there rolls back the same way):
+ * nothing of the batch's answer is kept (no row done, no movement acknowledged, the overlay and
+ * the counters as before), the rows are put back to waiting (requeue_batch: a failure of these
+ * rows alone) with an attempt counted, and go again; answered then, the replica ends as if
+ * nothing had failed: every movement acknowledged once, the overlay and counters as counted.
+ */
+static void test_batch_ack_fails_midway(void)
+{
+    fresh();
+    rh_seed_standard(h);
+    RH_EXEC(h, "UPDATE stock SET upstream_version = 10");
+    for (int i = 1; i <= 5; i++) {
+        char id[16];
+        snprintf(id, sizeof id, "id=f%d", i);
+        CHECK(rh_call(h, "stock.move", "kind=receive", id, "sku=S1", "warehouse=A", "qty=#2",
+                      NULL) != NULL);
+    }
+    int64_t pending0 = rh_q64(h, "SELECT SUM(pending) FROM stock");
+    int64_t counted0 = rh_q64(h, "SELECT n FROM counters WHERE name = 'movements_pending'");
+    struct sync_engine *e = start(16);
+    sync_tick(e);
+    struct push_batch *b = next_batch();
+    CHECK(b != NULL && b->n == 5);
+    RH_EXEC(h, "CREATE TEMP TRIGGER no_ack BEFORE UPDATE OF state ON movements"
+               " WHEN new.state = 'acked' AND new.id = 'f3'"
+               " BEGIN SELECT RAISE(ABORT, 'injected'); END");
+    if (b) {
+        b->outcome = SYNC_OK;
+        for (int i = 0; i < b->n; i++) {
+            b->items[i].outcome = SYNC_OK;
+            b->items[i].version = 10; /* at the held snapshot: each settles at once */
+        }
+        sync_push_done(b);
+    }
+    RH_EXEC(h, "DROP TRIGGER temp.no_ack");
+    CHECK_EQ_INT(nbatches, 0);
+    CHECK_EQ_STR(rh_qtext(h, "SELECT group_concat(state || ':' || attempts, ' ') FROM"
+                             " (SELECT * FROM outbox ORDER BY key)"),
+                 "pending:1 pending:1 pending:1 pending:1 pending:1");
+    CHECK_EQ_INT(rh_q64(h, "SELECT COUNT(*) FROM movements WHERE state <> 'pending'"), 0);
+    CHECK_EQ_INT(rh_q64(h, "SELECT SUM(pending) FROM stock"), pending0);
+    CHECK_EQ_INT(rh_q64(h, "SELECT n FROM counters WHERE name = 'movements_pending'"), counted0);
+    RH_EXEC(h, "UPDATE outbox SET next_attempt_at = 0 WHERE state = 'pending'");
+    sync_tick(e);
+    b = next_batch();
+    CHECK(b != NULL && b->n == 5);
+    if (b) {
+        b->outcome = SYNC_OK;
+        for (int i = 0; i < b->n; i++) {
+            b->items[i].outcome = SYNC_OK;
+            b->items[i].version = 10;
+        }
+        sync_push_done(b);
+    }
+    stop(e);
+    CHECK_EQ_STR(rh_qtext(h, "SELECT group_concat(state || ':' || attempts, ' ') FROM"
+                             " (SELECT * FROM outbox ORDER BY key)"),
+                 "done:2 done:2 done:2 done:2 done:2");
+    CHECK_EQ_INT(rh_q64(h, "SELECT COUNT(*) FROM movements WHERE state = 'settled'"), 5);
+    CHECK_EQ_INT(rh_q64(h, "SELECT SUM(pending) FROM stock"),
+                 rh_q64(h, "SELECT COALESCE(SUM(delta), 0) FROM movements"
+                           " WHERE state <> 'settled'"));
+    CHECK_EQ_INT(rh_q64(h, "SELECT n FROM counters WHERE name = 'movements_pending'"), 0);
+    CHECK_EQ_INT(rh_q64(h, "SELECT n FROM counters WHERE name = 'outbox_pending'"), 0);
+}
+
+/*
+ * A take whose mark in flight does not reach every row it looked at (here a trigger skips one
+ * row's UPDATE, as nothing in tallyd does: a check that the set-based mark counts its rows)
+ * takes nothing: no row goes unless its mark is committed (outbox_may_discard reads it), so
+ * no row is sent that `tally outbox discard` could then give up. Once every mark goes in,
+ * the rows go.
+ */
+static void test_take_marks_every_row(void)
+{
+    fresh();
+    for (int i = 0; i < 4; i++) {
+        char key[16], entity[16];
+        snprintf(key, sizeof key, "k%d", i);
+        snprintf(entity, sizeof entity, "K%d", i);
+        add_row(key, entity, "movement", -1);
+    }
+    struct sync_engine *e = start(8);
+    RH_EXEC(h, "CREATE TEMP TRIGGER skip_mark BEFORE UPDATE OF state ON outbox"
+               " WHEN new.state = 'inflight' AND old.key = 'k2' BEGIN SELECT RAISE(IGNORE); END");
+    sync_tick(e);
+    CHECK_EQ_STR(taken(), "");
+    CHECK_EQ_INT(rh_q64(h, "SELECT COUNT(*) FROM outbox WHERE state = 'pending' AND"
+                           " sent_at IS NULL"),
+                 4);
+    RH_EXEC(h, "DROP TRIGGER temp.skip_mark");
+    sync_tick(e);
+    CHECK_EQ_STR(taken(), "[k0,k1,k2,k3]");
+    CHECK_EQ_INT(rh_q64(h, "SELECT COUNT(*) FROM outbox WHERE state = 'inflight' AND"
+                           " sent_at IS NOT NULL"),
+                 4);
+    answer_all_done();
+    stop(e);
+}
+
 int main(void)
 {
     h = rh_new("tally-sync");
@@ -1779,6 +2025,9 @@ int main(void)
     test_drain_one_entity();
     test_drain_take_fails();
     test_batch_answers_set_based();
+    test_batch_answers_interactions();
+    test_batch_ack_fails_midway();
+    test_take_marks_every_row();
     test_notice_waits_for_leg();
     test_other_kind_next();
     test_random_looks();

@@ -57,8 +57,12 @@ struct conn {
     /* server_hold calls whose server_send_resume has not come: its next requests wait for
      * those answers, except imports (rpc_passes_hold), up to SERVER_HOLD_PIPELINE held. */
     unsigned ordered;
-    bool held_msg; /* c->msg holds a request decoded earlier that waits for the held answers */
-    bool yielded;  /* its turn's budget is spent: reading stopped until on_resume */
+    /* The held answer is that of a request other than an import (a purge): then it is the
+     * only one held, and no request passes it, imports included. */
+    bool hold_strict;
+    bool call_passes; /* the request being handled may pass a hold (rpc_passes_hold) */
+    bool held_msg;    /* c->msg holds a request decoded earlier that waits for the held answers */
+    bool yielded;     /* its turn's budget is spent: reading stopped until on_resume */
     /* Its next request, decoded in msg, waits for the group commit in flight (rpc_must_wait):
      * reading stopped until server_resume_waiting. */
     bool waiting;
@@ -322,8 +326,9 @@ static void conn_process(struct conn *c)
             }
         }
         kept = false;
-        if (c->ordered && (c->srv->stopping || c->ordered >= SERVER_HOLD_PIPELINE ||
-                           !rpc_passes_hold(&c->msg.data))) {
+        bool passes = rpc_passes_hold(&c->msg.data);
+        if (c->ordered &&
+            (c->srv->stopping || c->ordered >= SERVER_HOLD_PIPELINE || c->hold_strict || !passes)) {
             /* Kept, decoded, until the held answers are sent (server_send_resume): the
              * connection's order holds; nothing more is read meanwhile. */
             c->held_msg = true;
@@ -344,6 +349,7 @@ static void conn_process(struct conn *c)
         }
         c->waiting_counted = false;
         c->in_call = true;
+        c->call_passes = passes;
         int hr = rpc_handle(d, c->role, c, &c->msg.data, &c->out);
         c->in_call = false;
         if (c->held_over) {
@@ -667,6 +673,8 @@ void server_hold(void *conn)
     c->srv->holds++; /* server_send_resume comes, whatever happens to the connection */
     if (c->closing)
         return;
+    if (!c->in_call || !c->call_passes)
+        c->hold_strict = true; /* handled only when nothing else was held: held alone */
     /* What is read stays in the unpacker's buffer; below the limit reading goes on, for the
      * imports that may follow (conn_process keeps any other request until the answers). */
     if (++c->ordered >= SERVER_HOLD_PIPELINE)
@@ -688,6 +696,8 @@ bool server_send_resume(struct server *srv, uint64_t conn_id, const char *data, 
         msgpack_sbuffer_write(&c->out, data, len);
         if (c->ordered)
             c->ordered--;
+        if (!c->ordered)
+            c->hold_strict = false;
         sent = true;
         if (srv->stopping) {
             /* The held answers were all it waited for (server_stop): its later requests are

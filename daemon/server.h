@@ -64,7 +64,9 @@ bool server_send_deferred(struct server *srv, uint64_t conn_id, const char *data
  * Pipelined imports: while answers are held, the connection's next requests that are imports
  * (rpc_passes_hold) are still handled, in order, up to SERVER_HOLD_PIPELINE held at once (each
  * its own server_hold); any other request waits, decoded, until every held answer is sent.
- * Write jobs run in the order queued, so each import sees the ones before it.
+ * Write jobs run in the order queued, so each import sees the ones before it. Only an
+ * import's hold is passed so: an import behind a held answer of another method (a purge)
+ * waits for it as any request does.
  */
 #define SERVER_HOLD_PIPELINE 8
 /*

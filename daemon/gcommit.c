@@ -403,6 +403,9 @@ int gcommit_start(struct tallyd *d, char *err, size_t errlen)
     sqlite3_busy_timeout(store_db(g->st), STORE_BUSY_MS);
     store_set_writer_lock(g->st, workers_writer_lock(d));
     store_defer_checkpoints(g->st, NULL, NULL); /* seen on the loop: on_async */
+    /* Clients' writes touch few pages (a movement, its outbox row, counters): a small cache
+     * keeps tallyd within its memory budget (store_set_cache_kib). */
+    store_set_cache_kib(g->st, GCOMMIT_CACHE_KIB);
     store_keep_held(g->st, true);
     store_group_enable(g->st, true);
     store_set_before_begin(d->store, before_begin, g);

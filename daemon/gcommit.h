@@ -21,6 +21,9 @@
 #ifndef TALLY_GCOMMIT_H
 #define TALLY_GCOMMIT_H
 
+/* Page cache of the group commit's connection (KiB). */
+#define GCOMMIT_CACHE_KIB 2048
+
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>

@@ -266,6 +266,17 @@ int store_open_extra(const char *path, bool sync_full, bool readonly, struct sto
     return open_conn(path, sync_full, true, readonly, out, err, errlen);
 }
 
+int store_set_cache_kib(struct store *st, int kib)
+{
+    char sql[48], e[256];
+    snprintf(sql, sizeof sql, "PRAGMA cache_size=-%d", kib > 0 ? kib : 1);
+    if (exec(st->db, sql, e, sizeof e) != SQLITE_OK) {
+        log_error("cache_size: %s", e);
+        return TALLY_E_STORAGE;
+    }
+    return 0;
+}
+
 static void held_drop(struct store *st)
 {
     for (struct held_item *h = st->held, *next; h; h = next) {

@@ -39,6 +39,11 @@ void store_close(struct store *st); /* NULL is a no-op */
  */
 int store_open_extra(const char *path, bool sync_full, bool readonly, struct store **out, char *err,
                      size_t errlen);
+/* The connection's page cache, in KiB (every connection opens with 8 MiB: the loop's, which
+ * answers queries, and the writer's, which applies bulk loads). Connections that do not need
+ * it take less, so that tallyd keeps within its memory budget on a large replica (README
+ * "Performance"): 0 or a TALLY_E_* code. */
+int store_set_cache_kib(struct store *st, int kib);
 
 /*
  * One writer at a time, in the process (README "Architecture"): every connection that writes

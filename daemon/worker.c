@@ -169,6 +169,12 @@ static struct store *conn_for(struct workers *w, struct worker_job *j, int *stat
     }
     if (j->is_write != JOB_READ) /* seen on the loop: on_after */
         store_defer_checkpoints(*slot, NULL, NULL);
+    /* A long read streams through its rows and a checkpoint copies WAL frames past the cache:
+     * neither keeps pages for long (store_set_cache_kib). */
+    if (j->is_write == JOB_READ)
+        store_set_cache_kib(*slot, WORKER_READ_CACHE_KIB);
+    else if (j->is_write == JOB_CKPT)
+        store_set_cache_kib(*slot, WORKER_CKPT_CACHE_KIB);
     return *slot;
 }
 

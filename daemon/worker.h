@@ -37,8 +37,12 @@ struct store_ready;
 
 /* About how long one worker transaction holds the writer lock (microseconds). */
 #define WORKER_SLICE_US 1000
-/* Read jobs at once (libuv's pool has 4 threads: one stays for the writer, one for a checkpoint). */
+/* Read jobs at once (libuv's pool has 4 threads: one stays for the writer, one for a checkpoint).
+ */
 #define WORKER_READERS 2
+/* Page cache of a read job's connection and of the checkpoint's (KiB; store_set_cache_kib). */
+#define WORKER_READ_CACHE_KIB 2048
+#define WORKER_CKPT_CACHE_KIB 256
 
 struct worker_job {
     int (*run)(struct worker_job *job, struct store *st); /* on a worker thread */

@@ -216,17 +216,24 @@ int titleidx_work(struct store *st, int64_t until_cpu_us, int64_t *done, bool *e
 {
     *done = 0;
     *empty = *idle = false;
-    int r = titleidx_step(st, TITLEIDX_BATCH, titleidx_cpu_us() + TITLEIDX_TX_US, done, empty);
-    if (r)
+    int r;
+    /* Too many segments: merge before writing another (below). */
+    if (titleidx_segments(st) <= TITLEIDX_SEGMENTS_HIGH &&
+        (r = titleidx_step(st, TITLEIDX_BATCH, titleidx_cpu_us() + TITLEIDX_TX_US, done, empty)) !=
+            0)
         return r;
     /* Then merge what it wrote (and what other writers' deletes wrote), in transactions of
-     * their own: while titles are queued one merge transaction per indexing transaction, so
-     * segments stay few and each merge stays small; once the queue is empty, on until
-     * nothing is left to merge or the time is up. */
+     * their own: while titles are queued one merge transaction per indexing transaction, and
+     * more while the segments are over TITLEIDX_SEGMENTS_HIGH, so segments stay few and each
+     * merge stays small (one indexing transaction writes a segment faster than one merge
+     * transaction merges it: after a million titles queued, level 0 reached FTS5's crisis
+     * merge, which merged the whole level inside one commit, 1.4-2 s with the writer lock
+     * held); once the queue is empty, on until nothing is left to merge or the time is up. */
     do {
         if ((r = titleidx_merge(st, titleidx_cpu_us() + TITLEIDX_MERGE_TX_US, idle)) != 0)
             return r;
-    } while (*empty && !*idle && titleidx_cpu_us() < until_cpu_us && !store_writer_wanted());
+    } while (!*idle && titleidx_cpu_us() < until_cpu_us && !store_writer_wanted() &&
+             (*empty || titleidx_segments(st) > TITLEIDX_SEGMENTS_HIGH));
     return 0;
 }
 

@@ -45,6 +45,10 @@ struct store;
 #define TITLEIDX_MERGE_PAGES 8
 #define TITLEIDX_MERGE_PAGES_SQL "8"
 #define TITLEIDX_MERGE_TX_US 1000
+/* Segments above which a job merges before it indexes more titles: FTS5's crisis merge
+ * (crisismerge 64 segments in one level, schema.c migration 20) would otherwise merge a whole
+ * level inside the commit of an indexing transaction. */
+#define TITLEIDX_SEGMENTS_HIGH 40
 /* CPU time one job takes at most before it lets other write jobs run (µs). */
 #define TITLEIDX_JOB_US 40000
 /* How often the loop looks at the queue when no job runs (ms). */

@@ -429,6 +429,34 @@ static void test_upgrade_rewound(void)
     CHECK_EQ_INT(rh_exec(h, "INSERT INTO sku_titles(sku_titles) VALUES('integrity-check')"), 0);
 }
 
+/*
+ * A large queue at once (a bulk import's titles): one indexing transaction writes a segment
+ * faster than one merge transaction merges it, so without merging more while the segments are
+ * many they reached FTS5's crisis merge (64 in a level), which merged a whole level inside one
+ * commit with the writer lock held (1.4-2 s after a million titles). The job keeps them at
+ * TITLEIDX_SEGMENTS_HIGH (one more while a step writes its segment).
+ */
+static void test_big_queue(void)
+{
+    rh_open(h);
+    rh_seed_standard(h);
+    int n = getenv("TALLY_TITLEIDX_BIG") ? atoi(getenv("TALLY_TITLEIDX_BIG")) : 40000;
+    /* titles as long and as varied as a real catalog's (tally-gen's): many trigrams each */
+    RH_EXEC(h,
+            "WITH RECURSIVE k(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM k WHERE i < %d)"
+            " INSERT INTO skus(code, product, title, price_minor, currency, updated_at)"
+            " SELECT 'TX' || i, (SELECT id FROM products LIMIT 1), 'Widget ' || i || ' zq' || i"
+            " || 'x LED Desk Lamp with Wireless Charger ' || hex(randomblob(6)) || ', Dimmable,"
+            " Eye-Caring - ' || hex(randomblob(4)) || ' / EU plug', 100, 'EUR', 0 FROM k",
+            n);
+    int64_t most = work_all();
+    printf("segments: at most %lld while %d queued titles were indexed (bound %d)\n",
+           (long long)most, n, TITLEIDX_SEGMENTS_HIGH + 1);
+    CHECK(most <= TITLEIDX_SEGMENTS_HIGH + 1);
+    CHECK_EQ_INT(indexed(), n + 2);
+    check_search("zq777x");
+}
+
 int main(void)
 {
     h = rh_new("test_titleidx");
@@ -437,6 +465,7 @@ int main(void)
     d = rh_daemon(h);
     test_load_during_after();
     test_segments_bounded();
+    test_big_queue();
     unsigned seed = (unsigned)time(NULL);
     for (unsigned k = 0; k < 3; k++)
         test_crash(seed + k * 97);

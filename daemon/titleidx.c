@@ -217,10 +217,20 @@ int titleidx_work(struct store *st, int64_t until_cpu_us, int64_t *done, bool *e
     *done = 0;
     *empty = *idle = false;
     int r;
-    /* Too many segments: merge before writing another (below). */
-    if (titleidx_segments(st) <= TITLEIDX_SEGMENTS_HIGH &&
-        (r = titleidx_step(st, TITLEIDX_BATCH, titleidx_cpu_us() + TITLEIDX_TX_US, done, empty)) !=
-            0)
+    /* Too many segments: merge before writing another (below), and index more only once they
+     * are fewer, or once nothing is left to merge (FTS5 merges a level only when it holds
+     * 'usermerge' segments). */
+    while (titleidx_segments(st) > TITLEIDX_SEGMENTS_HIGH) {
+        if ((r = titleidx_merge(st, titleidx_cpu_us() + TITLEIDX_MERGE_TX_US, idle)) != 0)
+            return r;
+        if (*idle)
+            break;
+        if (titleidx_cpu_us() >= until_cpu_us || store_writer_wanted())
+            return 0; /* on at the job's next turn */
+    }
+    *idle = false;
+    if ((r = titleidx_step(st, TITLEIDX_BATCH, titleidx_cpu_us() + TITLEIDX_TX_US, done, empty)) !=
+        0)
         return r;
     /* Then merge what it wrote (and what other writers' deletes wrote), in transactions of
      * their own: while titles are queued one merge transaction per indexing transaction, and

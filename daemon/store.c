@@ -631,8 +631,13 @@ int store_checkpoint_passive(struct store *st, int *log_frames, int *copied)
     if (st->in_tx || st->group_open)
         return TALLY_E_BUSY;
     int rc = sqlite3_wal_checkpoint_v2(st->db, NULL, SQLITE_CHECKPOINT_PASSIVE, log_frames, copied);
-    if (rc == SQLITE_OK && *log_frames >= 0 && *log_frames == *copied)
-        atomic_store(&wal_frames, 0); /* all copied: the next writer starts the WAL over */
+    /* All copied: the next writer starts the WAL over. But the checkpoint copies (and counts
+     * in log_frames) the frames of the snapshot it began with: a writer on another connection
+     * may have appended more meanwhile (worker.c's checkpoint runs beside the write jobs), and
+     * its hook counted them. Only a count that is still the checkpoint's own goes to 0. */
+    int seen = *log_frames;
+    if (rc == SQLITE_OK && seen >= 0 && seen == *copied)
+        atomic_compare_exchange_strong(&wal_frames, &seen, 0);
     if (rc == SQLITE_OK || rc == SQLITE_BUSY)
         return 0;
     return store_error(st, rc, "checkpoint");

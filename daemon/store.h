@@ -161,8 +161,10 @@ int store_set_durable(struct store *st, bool full);
  * store_defer_checkpoints turns that off for a connection (tallyd's own) and calls `due` (on
  * that connection's thread, after its commit) when the WAL holds STORE_CHECKPOINT_FRAMES or
  * more; store_checkpoint_passive, on a connection with no transaction open, then copies what
- * it can without waiting for readers or writers (worker.c runs it as a write job). Frames seen
- * at the last commit of such a connection: store_wal_frames.
+ * it can without waiting for readers or writers (worker.c runs it on a connection of its own,
+ * beside the write jobs). Frames seen at the last commit of such a connection:
+ * store_wal_frames (a checkpoint that copied all it saw sets it to 0 unless a commit counted
+ * more meanwhile).
  */
 #define STORE_CHECKPOINT_FRAMES 1000
 void store_defer_checkpoints(struct store *st, void (*due)(void *), void *arg);

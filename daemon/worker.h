@@ -40,6 +40,9 @@ struct store_ready;
 /* Read jobs at once (libuv's pool has 4 threads: one stays for the writer, one for a checkpoint).
  */
 #define WORKER_READERS 2
+/* WAL frames (store_wal_frames) from which the next checkpoint runs in the write queue, not
+ * beside it (workers_checkpoint_due). */
+#define WORKER_CKPT_CATCHUP_FRAMES (4 * STORE_CHECKPOINT_FRAMES)
 /* Page cache of a read job's connection and of the checkpoint's (KiB; store_set_cache_kib). */
 #define WORKER_READ_CACHE_KIB 2048
 #define WORKER_CKPT_CACHE_KIB 256
@@ -82,8 +85,9 @@ uint64_t workers_writes_submitted(const struct tallyd *d);
 /* On the loop, after commits: starts a passive WAL checkpoint when the WAL has grown past
  * STORE_CHECKPOINT_FRAMES (store.h "Checkpoints off the committing thread"); one at a time, on
  * a pool thread and a connection of its own, beside the write jobs (it takes no writer lock:
- * the writer appends to the WAL meanwhile). tallyd's connections never checkpoint inside their
- * commits. */
+ * the writer appends to the WAL meanwhile), or in the write queue once the WAL holds
+ * WORKER_CKPT_CATCHUP_FRAMES (so that it starts over). tallyd's connections never checkpoint
+ * inside their commits. */
 void workers_checkpoint_due(struct tallyd *d);
 /* Checkpoint jobs done since the start (status, tests). */
 uint64_t workers_checkpoints(const struct tallyd *d);

@@ -40,9 +40,17 @@ static const sqlite3_io_methods *orig_of(sqlite3_file *f)
     return NULL;
 }
 
+/* Run once at the next xSync, before it (then disarmed): a commit of another connection in the
+ * middle of a checkpoint's copy. */
+static void (*at_next_sync)(void);
+
 static int counted_sync(sqlite3_file *f, int flags)
 {
     syncs++;
+    void (*fn)(void) = at_next_sync;
+    at_next_sync = NULL;
+    if (fn)
+        fn();
     return orig_of(f)->xSync(f, flags);
 }
 
@@ -101,6 +109,78 @@ static int one(struct store *st, enum store_durability how, const char *key, boo
     if (store_commit(st) != 0)
         return -1;
     return syncs - before;
+}
+
+/* The writer of the checkpoint case below: its commit lands while the checkpoint copies. */
+static struct store *ck_writer;
+static int ck_commit_rc = -1;
+
+static void commit_during_checkpoint(void)
+{
+    ck_commit_rc = store_begin_as(ck_writer, STORE_LAZY);
+    for (int i = 0; ck_commit_rc == 0 && i < 5; i++)
+        ck_commit_rc = sqlite3_exec(store_db(ck_writer), "INSERT INTO t VALUES(zeroblob(3000))",
+                                    NULL, NULL, NULL);
+    if (ck_commit_rc == 0)
+        ck_commit_rc = store_commit(ck_writer);
+    else
+        store_rollback(ck_writer);
+}
+
+/*
+ * A PASSIVE checkpoint on a connection of its own (worker.c's JOB_CKPT) beside a writer that
+ * commits while it copies: the checkpoint copies (and reports) the frames of its snapshot
+ * only, so "all copied" does not mean the WAL is empty; store_wal_frames must still count the
+ * frames the writer appended meanwhile (the writer's hook said so), not 0.
+ */
+static void test_checkpoint_beside_writer(const char *dir)
+{
+    char path[160], err[256];
+    snprintf(path, sizeof path, "%s/ck.db", dir);
+    struct store *w = NULL, *ck = NULL;
+    if (store_open(path, false, &w, err, sizeof err) != 0) {
+        fprintf(stderr, "store_open: %s\n", err);
+        CHECK(false);
+        return;
+    }
+    store_defer_checkpoints(w, NULL, NULL);
+    CHECK_EQ_INT(sqlite3_exec(store_db(w), "CREATE TABLE t(x BLOB)", NULL, NULL, NULL), SQLITE_OK);
+    for (int i = 0; i < 10; i++) {
+        CHECK_EQ_INT(store_begin(w), 0);
+        CHECK_EQ_INT(
+            sqlite3_exec(store_db(w), "INSERT INTO t VALUES(zeroblob(3000))", NULL, NULL, NULL),
+            SQLITE_OK);
+        CHECK_EQ_INT(store_commit(w), 0);
+    }
+    int before = store_wal_frames();
+    CHECK(before > 0);
+    if (store_open_extra(path, false, false, &ck, err, sizeof err) != 0) {
+        fprintf(stderr, "store_open_extra: %s\n", err);
+        CHECK(false);
+        store_close(w);
+        return;
+    }
+    store_defer_checkpoints(ck, NULL, NULL);
+    ck_writer = w;
+    at_next_sync = commit_during_checkpoint; /* the checkpoint's sync of the WAL, before copying */
+    int log_frames = -1, copied = -1;
+    CHECK_EQ_INT(store_checkpoint_passive(ck, &log_frames, &copied), 0);
+    at_next_sync = NULL;
+    CHECK_EQ_INT(ck_commit_rc, 0);
+    int after_commit = store_wal_frames(); /* what is in the WAL now */
+    printf("checkpoint beside a writer: %d frames before, copied %d of %d, the writer's commit "
+           "meanwhile, store_wal_frames %d\n",
+           before, copied, log_frames, after_commit);
+    CHECK_EQ_INT(copied, before);
+    /* the truth: a second checkpoint sees the WAL with the writer's frames */
+    int log2 = -1, copied2 = -1;
+    CHECK_EQ_INT(
+        sqlite3_wal_checkpoint_v2(store_db(ck), NULL, SQLITE_CHECKPOINT_PASSIVE, &log2, &copied2),
+        SQLITE_OK);
+    CHECK(log2 > before);
+    CHECK_EQ_INT(after_commit, log2);
+    store_close(ck);
+    store_close(w);
 }
 
 int main(void)
@@ -212,6 +292,8 @@ int main(void)
     CHECK_EQ_INT(one(nm, STORE_SEND, NULL, false), 0);
     CHECK(store_sends_unsynced());
     CHECK_EQ_INT(level(nm), 1);
+
+    test_checkpoint_beside_writer(dir);
 
     store_close(st);
     store_close(nm);

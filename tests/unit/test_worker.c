@@ -125,6 +125,55 @@ static void on_ckpt_tick(uv_timer_t *tm)
     }
 }
 
+/* Write jobs back to back, as an initial sync's pages: each rewrites a few large rows in
+ * BULK_COMMITS commits, and its done submits the next until BULK_FRAMES frames were written.
+ * The largest WAL seen (store_wal_frames, the frames since it last started over). */
+#define BULK_COMMITS 20
+#define BULK_FRAMES 30000
+static struct tjob bulk;
+static int bulk_jobs, bulk_status;
+static int64_t bulk_frames;
+static int bulk_max;
+
+static int run_bulk(struct worker_job *job, struct store *st)
+{
+    (void)job;
+    for (int k = 0; k < BULK_COMMITS; k++) {
+        int r = store_begin(st);
+        if (r)
+            return r;
+        sqlite3_stmt *s =
+            store_stmt(st, "UPDATE big SET b = zeroblob(16000 + ?1 / 8 % 2) WHERE id = ?1 % 8");
+        sqlite3_bind_int(s, 1, bulk_jobs * BULK_COMMITS + k);
+        int rc = sqlite3_step(s);
+        sqlite3_reset(s);
+        if (rc != SQLITE_DONE) {
+            store_rollback(st);
+            return TALLY_E_STORAGE;
+        }
+        int before = store_wal_frames();
+        if ((r = store_commit(st)) != 0)
+            return r;
+        int after = store_wal_frames();
+        fprintf(stderr, "commit %d: %d -> %d\n", k, before, after);
+        bulk_frames += after >= before ? after - before : after; /* or it started over */
+    }
+    return 0;
+}
+
+static void on_bulk_done(struct worker_job *job, int status)
+{
+    (void)job;
+    int f = store_wal_frames();
+    if (f > bulk_max)
+        bulk_max = f;
+    bulk_jobs++;
+    if (status)
+        bulk_status = status;
+    if (status == 0 && bulk_frames < BULK_FRAMES && worker_write(&d, &bulk.job) != 0)
+        bulk_status = TALLY_E_INTERNAL;
+}
+
 /* While jobs run, the loop writes and reads too. */
 static void on_tick(uv_timer_t *tm)
 {
@@ -194,6 +243,28 @@ int main(void)
     CHECK_EQ_INT(done_status[8], 0);
     printf("checkpoint beside a held write job: %s after %d loop commits\n",
            ckpt_beside ? "completed" : "NOT completed", ckpt_commits);
+
+    /* Checkpoints beside write jobs that write without a pause: the WAL still starts over
+     * (a checkpoint beside copies only its snapshot, never the frames appended meanwhile;
+     * from WORKER_CKPT_CATCHUP_FRAMES on one runs in the write queue). */
+    CHECK_EQ_INT(sqlite3_exec(store_db(d.store),
+                              "CREATE TABLE big(id INTEGER PRIMARY KEY, b BLOB);"
+                              "WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n"
+                              " WHERE i < 7) INSERT INTO big SELECT i, zeroblob(16000) FROM n",
+                              NULL, NULL, NULL),
+                 SQLITE_OK);
+    uint64_t ck0 = workers_checkpoints(&d);
+    bulk.job.run = run_bulk;
+    bulk.job.done = on_bulk_done;
+    CHECK_EQ_INT(worker_write(&d, &bulk.job), 0);
+    uv_run(d.loop, UV_RUN_DEFAULT);
+    CHECK_EQ_INT(bulk_status, 0);
+    printf("write jobs back to back: %d jobs, %lld frames written, %llu checkpoints, the WAL "
+           "held at most %d frames\n",
+           bulk_jobs, (long long)bulk_frames, (unsigned long long)(workers_checkpoints(&d) - ck0),
+           bulk_max);
+    CHECK(bulk_frames >= BULK_FRAMES);
+    CHECK(bulk_max <= 3 * WORKER_CKPT_CATCHUP_FRAMES);
 
     /* A stop cancels what has not started: the second write waits behind the first. */
     order[0] = 0;

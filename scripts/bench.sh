@@ -108,6 +108,9 @@ fi
 if [ "$do_build" = 1 ]; then
     scripts/build.sh "$build" >&2
 fi
+# The tree measured, read when it is built: the header is printed at the end, and a commit
+# made meanwhile is not what ran.
+tree_rev="$(git rev-parse --short HEAD 2>/dev/null || echo '?')$(git diff --quiet 2>/dev/null || echo '+changes')"
 if [ -z "$report" ]; then
     B=$(cd "$build" && pwd)
     [ -x "$B/tallyd" ] || { echo "bench.sh: no tallyd in $B (build first, or drop --no-build)" >&2; exit 2; }
@@ -116,7 +119,7 @@ fi
 # --- The machine ------------------------------------------------------------------------------
 state_fs=$(df -PT "${TMPDIR:-/tmp}" | awk 'NR == 2 { print $1 " (" $2 ")" }')
 header() {
-    echo "tally bench, $(date -u '+%Y-%m-%d %H:%M UTC'), commit $(git rev-parse --short HEAD 2>/dev/null || echo '?')$(git diff --quiet 2>/dev/null || echo '+changes'), build $(awk -F= '/^CMAKE_BUILD_TYPE:/ { print $2 }' "${B:-$build}/CMakeCache.txt" 2>/dev/null)"
+    echo "tally bench, $(date -u '+%Y-%m-%d %H:%M UTC'), commit $tree_rev, build $(awk -F= '/^CMAKE_BUILD_TYPE:/ { print $2 }' "${B:-$build}/CMakeCache.txt" 2>/dev/null)"
     echo "machine: $(nproc) CPUs, $(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo), kernel $(uname -r), state dirs on ${TMPDIR:-/tmp}: $state_fs"
     echo "load at start: $load0"
     echo "runs: $runs (each figure the median of the runs), sizes: sync $sync_skus SKUs x 4, import $import_skus SKUs, drain $drain_n movements, fulfil $orders orders on $fulfil_skus SKUs x 4, scale $skus_list"

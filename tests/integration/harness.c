@@ -704,6 +704,33 @@ static void pack_head(msgpack_packer *pk, uint32_t msgid, const char *method)
     msgpack_pack_array(pk, 1);
 }
 
+void th_pack_import_catalog(msgpack_sbuffer *sb, uint32_t msgid, const char *prefix, int nrows,
+                            bool bad_last)
+{
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, sb, msgpack_sbuffer_write);
+    msgpack_pack_array(&pk, 4);
+    msgpack_pack_int(&pk, 0);
+    msgpack_pack_uint32(&pk, msgid);
+    msgpack_pack_str(&pk, 6);
+    msgpack_pack_str_body(&pk, "import", 6);
+    msgpack_pack_array(&pk, 1);
+    msgpack_pack_map(&pk, 2);
+    msgpack_pack_str(&pk, 4);
+    msgpack_pack_str_body(&pk, "kind", 4);
+    msgpack_pack_str(&pk, 7);
+    msgpack_pack_str_body(&pk, "catalog", 7);
+    msgpack_pack_str(&pk, 4);
+    msgpack_pack_str_body(&pk, "rows", 4);
+    msgpack_pack_array(&pk, (uint32_t)nrows);
+    for (int i = 0; i < nrows; i++) {
+        char sku[80];
+        snprintf(sku, sizeof sku, "%s-%d", prefix, i);
+        th_pack_map(&pk, "sssis", "sku", sku, "product_id", "P-1", "title", "Imported item",
+                    "price_minor", 100LL, "currency", bad_last && i == nrows - 1 ? "eur" : "EUR");
+    }
+}
+
 void th_pack_request(msgpack_sbuffer *sb, uint32_t msgid, const char *method, const char *fmt, ...)
 {
     msgpack_packer pk;

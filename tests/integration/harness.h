@@ -162,6 +162,11 @@ int th_read_response(struct th_conn *c, int timeout_ms, struct th_resp *r);
  */
 int th_import(struct th_conn *c, const char *kind, uint32_t nrows, const msgpack_sbuffer *rows,
               struct th_resp *r);
+/* Packs a whole catalog `import` request (msgid `msgid`) of nrows rows whose SKUs are
+ * PREFIX-0 .. PREFIX-(nrows-1), product P-1, 100 EUR; with `bad_last` the last row's currency
+ * is "eur", which the import refuses. For tests that pipeline several calls. */
+void th_pack_import_catalog(msgpack_sbuffer *sb, uint32_t msgid, const char *prefix, int nrows,
+                            bool bad_last);
 
 /* ---- seeding a station ---- */
 

@@ -50,33 +50,6 @@ static int seed(long long n)
     return rc == SQLITE_OK ? 0 : -1;
 }
 
-/* An import request of ROWS catalog rows whose SKUs start with `prefix`. */
-static void pack_import(msgpack_sbuffer *sb, uint32_t msgid, const char *prefix)
-{
-    msgpack_packer pk;
-    msgpack_packer_init(&pk, sb, msgpack_sbuffer_write);
-    msgpack_pack_array(&pk, 4);
-    msgpack_pack_int(&pk, 0);
-    msgpack_pack_uint32(&pk, msgid);
-    msgpack_pack_str(&pk, 6);
-    msgpack_pack_str_body(&pk, "import", 6);
-    msgpack_pack_array(&pk, 1);
-    msgpack_pack_map(&pk, 2);
-    msgpack_pack_str(&pk, 4);
-    msgpack_pack_str_body(&pk, "kind", 4);
-    msgpack_pack_str(&pk, 7);
-    msgpack_pack_str_body(&pk, "catalog", 7);
-    msgpack_pack_str(&pk, 4);
-    msgpack_pack_str_body(&pk, "rows", 4);
-    msgpack_pack_array(&pk, ROWS);
-    for (int i = 0; i < ROWS; i++) {
-        char sku[32];
-        snprintf(sku, sizeof sku, "%s-%d", prefix, i);
-        th_pack_map(&pk, "sssis", "sku", sku, "product_id", "P-1", "title", "Imported item",
-                    "price_minor", 100LL, "currency", "EUR");
-    }
-}
-
 int main(int argc, char **argv)
 {
     if (argc < 2) {
@@ -124,7 +97,7 @@ int main(int argc, char **argv)
         for (int m = 0; m < 8; m++) {
             char prefix[16];
             snprintf(prefix, sizeof prefix, "GONE%d", m);
-            pack_import(&gb, (uint32_t)(m + 1), prefix);
+            th_pack_import_catalog(&gb, (uint32_t)(m + 1), prefix, ROWS, false);
         }
         CHECK_EQ_INT(th_send(&g, gb.data, gb.size - 100, TIMEOUT), 0);
         msgpack_sbuffer_destroy(&gb);
@@ -139,10 +112,10 @@ int main(int argc, char **argv)
         msgpack_sbuffer wb;
         msgpack_sbuffer_init(&wb);
         th_pack_request(&wb, 11, "watch", "");
-        pack_import(&wb, 12, "IH_W1");
-        pack_import(&wb, 13, "IH_W2");
+        th_pack_import_catalog(&wb, 12, "IH_W1", ROWS, false);
+        th_pack_import_catalog(&wb, 13, "IH_W2", ROWS, false);
         th_pack_request(&wb, 14, "status", "");
-        pack_import(&wb, 15, "IH_W3");
+        th_pack_import_catalog(&wb, 15, "IH_W3", ROWS, false);
         CHECK_EQ_INT(th_send(&w, wb.data, wb.size, TIMEOUT), 0);
         msgpack_sbuffer_destroy(&wb);
         uint32_t seen[5] = {0};
@@ -172,8 +145,8 @@ int main(int argc, char **argv)
     msgpack_sbuffer sb;
     msgpack_sbuffer_init(&sb);
     th_pack_request(&sb, 1, "privacy.purge", "i", "older_than_days", 0LL);
-    pack_import(&sb, 2, "IH_A");
-    pack_import(&sb, 3, "IH_B");
+    th_pack_import_catalog(&sb, 2, "IH_A", ROWS, false);
+    th_pack_import_catalog(&sb, 3, "IH_B", ROWS, false);
     th_pack_request(&sb, 4, "status", "");
     CHECK_EQ_INT(th_send(&c, sb.data, sb.size, TIMEOUT), 0);
     msgpack_sbuffer_destroy(&sb);

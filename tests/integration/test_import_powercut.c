@@ -32,32 +32,6 @@
 
 static struct th_daemon D;
 
-static void pack_import(msgpack_sbuffer *sb, uint32_t msgid, const char *prefix, bool bad)
-{
-    msgpack_packer pk;
-    msgpack_packer_init(&pk, sb, msgpack_sbuffer_write);
-    msgpack_pack_array(&pk, 4);
-    msgpack_pack_int(&pk, 0);
-    msgpack_pack_uint32(&pk, msgid);
-    msgpack_pack_str(&pk, 6);
-    msgpack_pack_str_body(&pk, "import", 6);
-    msgpack_pack_array(&pk, 1);
-    msgpack_pack_map(&pk, 2);
-    msgpack_pack_str(&pk, 4);
-    msgpack_pack_str_body(&pk, "kind", 4);
-    msgpack_pack_str(&pk, 7);
-    msgpack_pack_str_body(&pk, "catalog", 7);
-    msgpack_pack_str(&pk, 4);
-    msgpack_pack_str_body(&pk, "rows", 4);
-    msgpack_pack_array(&pk, ROWS);
-    for (int i = 0; i < ROWS; i++) {
-        char sku[40];
-        snprintf(sku, sizeof sku, "%s-%d", prefix, i);
-        th_pack_map(&pk, "sssis", "sku", sku, "product_id", "P-1", "title", "Imported item",
-                    "price_minor", 100LL, "currency", bad && i == ROWS - 1 ? "eur" : "EUR");
-    }
-}
-
 int main(int argc, char **argv)
 {
     if (argc < 3) {
@@ -93,7 +67,8 @@ int main(int argc, char **argv)
             for (int m = 0; m < CALLS; m++) {
                 char prefix[24];
                 snprintf(prefix, sizeof prefix, "T%d_%d_%d", t, k, m);
-                pack_import(&sb, (uint32_t)(m + 1), prefix, k == 1 && m == REFUSED);
+                th_pack_import_catalog(&sb, (uint32_t)(m + 1), prefix, ROWS,
+                                       k == 1 && m == REFUSED);
             }
             CHECK_EQ_INT(th_connect(&c[k], D.sock), 0);
             CHECK_EQ_INT(th_send(&c[k], sb.data, sb.size, TIMEOUT), 0);
@@ -176,7 +151,7 @@ int main(int argc, char **argv)
         for (int m = 0; m < 3; m++) {
             char prefix[24];
             snprintf(prefix, sizeof prefix, "B%d_%d", t, m);
-            pack_import(&sb, (uint32_t)(m + 1), prefix, m == 2);
+            th_pack_import_catalog(&sb, (uint32_t)(m + 1), prefix, ROWS, m == 2);
         }
         CHECK_EQ_INT(th_connect(&c, D.sock), 0);
         CHECK_EQ_INT(th_send(&c, sb.data, sb.size, TIMEOUT), 0);

@@ -30,33 +30,6 @@ static long long db_count(const char *like)
     return th_db_int(D.db, "SELECT count(*) FROM skus WHERE code LIKE ?1 ESCAPE '\\'", like);
 }
 
-/* An import request of ROWS catalog rows whose SKUs start with `prefix`. */
-static void pack_import(msgpack_sbuffer *sb, uint32_t msgid, const char *prefix)
-{
-    msgpack_packer pk;
-    msgpack_packer_init(&pk, sb, msgpack_sbuffer_write);
-    msgpack_pack_array(&pk, 4);
-    msgpack_pack_int(&pk, 0);
-    msgpack_pack_uint32(&pk, msgid);
-    msgpack_pack_str(&pk, 6);
-    msgpack_pack_str_body(&pk, "import", 6);
-    msgpack_pack_array(&pk, 1);
-    msgpack_pack_map(&pk, 2);
-    msgpack_pack_str(&pk, 4);
-    msgpack_pack_str_body(&pk, "kind", 4);
-    msgpack_pack_str(&pk, 7);
-    msgpack_pack_str_body(&pk, "catalog", 7);
-    msgpack_pack_str(&pk, 4);
-    msgpack_pack_str_body(&pk, "rows", 4);
-    msgpack_pack_array(&pk, ROWS);
-    for (int i = 0; i < ROWS; i++) {
-        char sku[32];
-        snprintf(sku, sizeof sku, "%s-%d", prefix, i);
-        th_pack_map(&pk, "sssis", "sku", sku, "product_id", "P-1", "title", "Imported item",
-                    "price_minor", 100LL, "currency", "EUR");
-    }
-}
-
 int main(int argc, char **argv)
 {
     if (argc < 2) {
@@ -75,7 +48,7 @@ int main(int argc, char **argv)
         for (int m = 0; m < CALLS; m++) {
             char prefix[16];
             snprintf(prefix, sizeof prefix, "I%d_%d", k, m);
-            pack_import(&sb, (uint32_t)(m + 1), prefix);
+            th_pack_import_catalog(&sb, (uint32_t)(m + 1), prefix, ROWS, false);
         }
         CHECK_EQ_INT(th_connect(&c[k], D.sock), 0);
         CHECK_EQ_INT(th_send(&c[k], sb.data, sb.size, TIMEOUT), 0);

@@ -1089,14 +1089,23 @@ static int clear_dirty(struct store *st, int64_t ref)
     return rc == SQLITE_DONE ? 0 : store_error(st, rc, "order");
 }
 
-/* Steps orders refs[0..n) in one transaction; all or nothing. With `save`, the rounds'
- * positions in it are written in the same transaction. */
-static int steps_saving(struct tallyd *d, const int64_t *refs, int n, int64_t now, bool dirty,
-                        int *moved, const struct fulfil *save)
+/* A round's position, written in the transaction of the orders it covers: called with how
+ * many of the batch's orders were stepped (the first `done`). */
+typedef int (*save_fn)(struct store *st, void *arg, int done);
+
+/*
+ * Steps orders refs[0..n) in one transaction; all or nothing. Once uv_hrtime() reaches
+ * `until` it stops after the order in hand (at least one is stepped), so a slice holds the
+ * loop for about its budget whatever an order costs (an allocation that raises an exception
+ * costs a few hundred microseconds); *done says how many were stepped, the rest are the next
+ * slice's. With `save`, the round's position is written in the same transaction.
+ */
+static int steps_until(struct tallyd *d, const int64_t *refs, int n, int64_t now, bool dirty,
+                       int *moved, uint64_t until, int *done, save_fn save, void *save_arg)
 {
     struct store *st = d->store;
-    int r = pass_begin(d), k = 0;
-    for (int i = 0; r == 0 && i < n; i++) {
+    int r = pass_begin(d), k = 0, i = 0;
+    while (r == 0 && i < n) {
         struct order o;
         bool changed = false;
         if ((r = order_load(st, refs[i], &o)) != 0)
@@ -1108,26 +1117,34 @@ static int steps_saving(struct tallyd *d, const int64_t *refs, int n, int64_t no
             k++;
         if (r)
             log_error("order %s: fulfilment step failed: %s", o.order_id, tally_strerror(r));
+        else if (++i < n && uv_hrtime() >= until)
+            break;
     }
     if (r == 0 && save)
-        r = cursor_save(st, save);
+        r = save(st, save_arg, i);
     if (r == 0)
         r = store_commit(st);
     else
         store_rollback(st);
-    if (r == 0)
+    if (r == 0) {
         *moved += k;
+        if (done)
+            *done = i;
+    }
     return r;
 }
 
 static int steps(struct tallyd *d, const int64_t *refs, int n, int64_t now, bool dirty, int *moved)
 {
-    return steps_saving(d, refs, n, now, dirty, moved, NULL);
+    return steps_until(d, refs, n, now, dirty, moved, UINT64_MAX, NULL, NULL, NULL);
 }
 
-/* Runs `step` on up to `limit` orders chosen by `sql` (?1 = the limit) in one transaction.
- * A failure on one order rolls the batch back and is reported; the next pass tries again. */
-static int batch(struct tallyd *d, const char *sql, int limit, int64_t now, bool dirty, int *moved)
+/* Runs `step` on up to `limit` orders chosen by `sql` (?1 = the limit) in one transaction,
+ * stopping at `until` (steps_until: those left are chosen again by the next slice). A failure
+ * on one order rolls the batch back and is reported; the next pass tries again. Returns how
+ * many were stepped, or a TALLY_E_* code. */
+static int batch(struct tallyd *d, const char *sql, int limit, int64_t now, bool dirty, int *moved,
+                 uint64_t until)
 {
     struct store *st = d->store;
     int64_t refs[RETRY_BATCH];
@@ -1146,8 +1163,8 @@ static int batch(struct tallyd *d, const char *sql, int limit, int64_t now, bool
         return store_error(st, rc, "fulfilment batch");
     if (n == 0)
         return 0;
-    int moved_here = 0;
-    int r = steps(d, refs, n, now, dirty, &moved_here);
+    int moved_here = 0, done = n;
+    int r = steps_until(d, refs, n, now, dirty, &moved_here, until, &done, NULL, NULL);
     if (r == TALLY_E_BUSY) /* another process holds the lock: nothing changed, all again later */
         return r;
     if (r != 0) {
@@ -1174,18 +1191,24 @@ static int batch(struct tallyd *d, const char *sql, int limit, int64_t now, bool
         r = 0;
     }
     *moved += moved_here;
-    return r ? r : n;
+    return r ? r : done;
 }
 
 /*
  * (The scans here name their index: with fstate IN (...) the planner would otherwise take the
- * per-state index and sort every open order, tens of milliseconds on the loop each time.)
+ * per-state index and sort every open order, tens of milliseconds on the loop each time. And a
+ * scan that goes on from a position must start at it: "+ship_by > 0" keeps that term out of
+ * the index's range, which SQLite would otherwise start at ship_by > 0 rather than at the
+ * position (ship_by, id) > (?3, ?4), reading every order before the position again at each
+ * batch: a round over 80k orders past their ship-by read 600k index entries per batch, 6 ms
+ * each, quadratic in the orders. unit.test_fulfil test_scan_from_position counts the steps.)
  *
  * Orders whose ship-by came within the warning horizon since the last scan, that have not
- * left: one exception each. Goes on from f's position; returns how many it looked at (a full
- * batch: more may be due), or a TALLY_E_* code. Without the timer (tests): from the start.
+ * left: one exception each. Goes on from f's position, until `until` (one at least); returns
+ * how many it looked at, or a TALLY_E_* code; *more: more may be due (a full batch, or
+ * stopped at `until`). Without the timer (tests): from the start.
  */
-static int deadlines(struct tallyd *d, struct fulfil *f, int64_t now)
+static int deadlines(struct tallyd *d, struct fulfil *f, int64_t now, uint64_t until, bool *more)
 {
     struct store *st = d->store;
     int64_t horizon = now + (int64_t)d->cfg.ship_by_warning_h * 3600;
@@ -1193,7 +1216,7 @@ static int deadlines(struct tallyd *d, struct fulfil *f, int64_t now)
     sqlite3_stmt *s =
         store_stmt(st, ORDER_SELECT " INDEXED BY orders_open_by_ship_by WHERE fstate IN "
                                     "('pending','ready','allocated','sent','picked',"
-                                    "'partial') AND ship_by > 0 AND ship_by <= ?1"
+                                    "'partial') AND +ship_by > 0 AND ship_by <= ?1"
                                     " AND (ship_by, id) > (?3, ?4) ORDER BY ship_by, id LIMIT ?2");
     if (!s)
         return TALLY_E_STORAGE;
@@ -1213,12 +1236,18 @@ static int deadlines(struct tallyd *d, struct fulfil *f, int64_t now)
     int r = rc == SQLITE_DONE || rc == SQLITE_ROW ? 0 : store_error(st, rc, "deadlines");
     if (r == 0 && n > 0)
         r = pass_begin(d);
-    for (int i = 0; r == 0 && i < n; i++)
-        r = deadline_raise(d, &os[i], now);
-    if (r == 0 && n > 0 && f) {
+    /* Raised until `until` (one at least): those left are the next slice's. */
+    int k = 0;
+    while (r == 0 && k < n) {
+        r = deadline_raise(d, &os[k++], now);
+        if (r == 0 && k < n && uv_hrtime() >= until)
+            break;
+    }
+    *more = n == RETRY_BATCH || k < n;
+    if (r == 0 && k > 0 && f) {
         /* The new position, kept with the exceptions it covers. */
-        f->deadline_by = os[n - 1].ship_by;
-        f->deadline_id = os[n - 1].ref;
+        f->deadline_by = os[k - 1].ship_by;
+        f->deadline_id = os[k - 1].ref;
         r = cursor_save(st, f);
     }
     if (r == 0 && n > 0) {
@@ -1231,11 +1260,12 @@ static int deadlines(struct tallyd *d, struct fulfil *f, int64_t now)
         f->deadline_id = id;
     }
     free(os);
-    return r ? r : n;
+    return r ? r : k;
 }
 
-/* Rescoring goes round the open orders PRIORITY_BATCH at a time. */
-static int rescore(struct fulfil *f, int64_t now)
+/* Rescoring goes round the open orders PRIORITY_BATCH at a time, each batch until `until`
+ * (one order at least; the next slice goes on from the last one rescored). */
+static int rescore(struct fulfil *f, int64_t now, uint64_t until)
 {
     struct tallyd *d = f->d;
     struct store *st = d->store;
@@ -1257,12 +1287,20 @@ static int rescore(struct fulfil *f, int64_t now)
     sqlite3_reset(s);
     int r = rc == SQLITE_DONE || rc == SQLITE_ROW ? 0 : store_error(st, rc, "priorities");
     int64_t was_cursor = f->priority_cursor, was_next = f->next_priority;
-    f->priority_cursor = n < PRIORITY_BATCH ? 0 : os[n - 1].ref;
-    if (f->priority_cursor == 0) /* round over: the next one in PRIORITY_EVERY_S */
+    if (n == 0) { /* round over: the next one in PRIORITY_EVERY_S */
+        f->priority_cursor = 0;
         f->next_priority = now + PRIORITY_EVERY_S;
+    }
     if (r == 0 && n > 0 && (r = pass_begin(d)) == 0) {
-        for (int i = 0; r == 0 && i < n; i++)
-            r = score(d, &os[i], now);
+        int k = 0;
+        while (r == 0 && k < n) {
+            r = score(d, &os[k++], now);
+            if (r == 0 && k < n && uv_hrtime() >= until)
+                break;
+        }
+        f->priority_cursor = k == n && n < PRIORITY_BATCH ? 0 : os[k - 1].ref;
+        if (f->priority_cursor == 0) /* round over: the next one in PRIORITY_EVERY_S */
+            f->next_priority = now + PRIORITY_EVERY_S;
         if (r == 0)
             r = cursor_save(st, f); /* the position, kept with the scores it covers */
         if (r == 0)
@@ -1351,59 +1389,109 @@ static struct fulfil *engine(struct tallyd *d)
  * in (priority desc, ship-by, id) order, so a round goes past orders that can never be
  * allocated and reaches every waiting one. Returns how many it looked at.
  */
-static int retry_waiting(struct tallyd *d, struct fulfil *f, int64_t now, int *moved)
+/* The retry round's batch: its orders' keys in orders_ready order, for the position. */
+struct retry_keys {
+    struct fulfil *f;
+    int64_t now;
+    int n;
+    int64_t prio[RETRY_BATCH], by[RETRY_BATCH], id[RETRY_BATCH];
+};
+
+/* The retry round's position after the first `done` orders of the batch, written with them:
+ * the last one's key, or the round over when the batch was its last and all were stepped. */
+static int retry_save(struct store *st, void *arg, int done)
+{
+    struct retry_keys *k = arg;
+    struct fulfil *f = k->f;
+    if (done == k->n && k->n < RETRY_BATCH) {
+        f->retry_prio = INT64_MAX, f->retry_by = INT64_MIN, f->retry_id = 0;
+        f->next_retry = k->now + RETRY_EVERY_S;
+    } else if (done > 0) {
+        f->retry_prio = k->prio[done - 1];
+        f->retry_by = k->by[done - 1];
+        f->retry_id = k->id[done - 1];
+    }
+    return cursor_save(st, f);
+}
+
+/* One batch of the orders waiting for stock, from the round's position, stepped until `until`
+ * (one at least). Returns how many were stepped or a TALLY_E_* code; *over: the round is over
+ * (its last orders were stepped). */
+static int retry_waiting(struct tallyd *d, struct fulfil *f, int64_t now, int *moved,
+                         uint64_t until, bool *over)
 {
     struct store *st = d->store;
-    sqlite3_stmt *s = store_stmt(
-        st, "SELECT id FROM orders INDEXED BY orders_ready WHERE fstate = 'ready'"
-            " AND (priority < ?1 OR (priority = ?1 AND (COALESCE(ship_by, 9223372036854775807) > ?2"
-            "   OR (COALESCE(ship_by, 9223372036854775807) = ?2 AND id > ?3))))"
-            " ORDER BY priority DESC, COALESCE(ship_by, 9223372036854775807), id LIMIT ?4");
-    if (!s)
-        return TALLY_E_STORAGE;
-    sqlite3_bind_int64(s, 1, f ? f->retry_prio : INT64_MAX);
-    sqlite3_bind_int64(s, 2, f ? f->retry_by : INT64_MIN);
-    sqlite3_bind_int64(s, 3, f ? f->retry_id : 0);
-    sqlite3_bind_int(s, 4, RETRY_BATCH);
-    int64_t refs[RETRY_BATCH];
-    int n = 0, rc;
-    while ((rc = sqlite3_step(s)) == SQLITE_ROW && n < RETRY_BATCH)
-        refs[n++] = sqlite3_column_int64(s, 0);
-    sqlite3_reset(s);
-    if (rc != SQLITE_DONE && rc != SQLITE_ROW)
-        return store_error(st, rc, "retry");
+    *over = true;
+    /* The orders after the position (prio, by, id) in orders_ready's order (priority DESC,
+     * ship-by, id), read in three parts so that each starts in the index at the position:
+     * the rest of the position's (priority, ship-by), the rest of its priority, then the
+     * lower priorities. (One condition with ORs, or a row value over the index's COALESCE
+     * expression, is not used as the start of the index's range: every batch read all the
+     * orders of its priority before the position again.) */
+    static const char *const sql[3] = {
+        "SELECT id, priority, COALESCE(ship_by, 9223372036854775807) FROM orders"
+        " INDEXED BY orders_ready WHERE fstate = 'ready' AND priority = ?1"
+        " AND COALESCE(ship_by, 9223372036854775807) = ?2 AND id > ?3 ORDER BY id LIMIT ?4",
+        "SELECT id, priority, COALESCE(ship_by, 9223372036854775807) FROM orders"
+        " INDEXED BY orders_ready WHERE fstate = 'ready' AND priority = ?1"
+        " AND COALESCE(ship_by, 9223372036854775807) > ?2"
+        " ORDER BY COALESCE(ship_by, 9223372036854775807), id LIMIT ?4",
+        "SELECT id, priority, COALESCE(ship_by, 9223372036854775807) FROM orders"
+        " INDEXED BY orders_ready WHERE fstate = 'ready' AND priority < ?1"
+        " ORDER BY priority DESC, COALESCE(ship_by, 9223372036854775807), id LIMIT ?4",
+    };
+    struct retry_keys keys = {.f = f, .now = now};
+    int n = 0, rc = SQLITE_DONE;
+    /* The keys are read before any step: a step may change an order's priority. */
+    for (int part = 0; part < 3 && n < RETRY_BATCH; part++) {
+        sqlite3_stmt *s = store_stmt(st, sql[part]);
+        if (!s)
+            return TALLY_E_STORAGE;
+        /* ?2 and ?3 are not in every part: binding an absent parameter is a no-op */
+        sqlite3_bind_int64(s, 1, f ? f->retry_prio : INT64_MAX);
+        sqlite3_bind_int64(s, 2, f ? f->retry_by : INT64_MIN);
+        sqlite3_bind_int64(s, 3, f ? f->retry_id : 0);
+        sqlite3_bind_int(s, 4, RETRY_BATCH - n);
+        while (n < RETRY_BATCH && (rc = sqlite3_step(s)) == SQLITE_ROW) {
+            keys.id[n] = sqlite3_column_int64(s, 0);
+            keys.prio[n] = sqlite3_column_int64(s, 1);
+            keys.by[n] = sqlite3_column_int64(s, 2);
+            n++;
+        }
+        sqlite3_reset(s);
+        if (rc != SQLITE_DONE && rc != SQLITE_ROW)
+            return store_error(st, rc, "retry");
+    }
     if (n == 0)
         return 0;
+    keys.n = n;
     int64_t was_prio = f ? f->retry_prio : 0, was_by = f ? f->retry_by : 0;
     int64_t was_id = f ? f->retry_id : 0, was_next = f ? f->next_retry : 0;
-    if (f && n < RETRY_BATCH) {
-        /* The round's last batch: kept with it, the round over and the next one's time. */
-        f->retry_prio = INT64_MAX, f->retry_by = INT64_MIN, f->retry_id = 0;
-        f->next_retry = now + RETRY_EVERY_S;
-    } else if (f) {
-        /* The position: the last order's key, read before the step may change it. */
-        sqlite3_stmt *k = store_stmt(st, "SELECT priority, COALESCE(ship_by,"
-                                         " 9223372036854775807) FROM orders WHERE id = ?1");
-        if (k) {
-            sqlite3_bind_int64(k, 1, refs[n - 1]);
-            if (sqlite3_step(k) == SQLITE_ROW) {
-                f->retry_prio = sqlite3_column_int64(k, 0);
-                f->retry_by = sqlite3_column_int64(k, 1);
-                f->retry_id = refs[n - 1];
-            }
-            sqlite3_reset(k);
-        }
-    }
-    int r = steps_saving(d, refs, n, now, false, moved, f);
+    int done = n;
+    int r = steps_until(d, keys.id, n, now, false, moved, f ? until : UINT64_MAX, &done,
+                        f ? retry_save : NULL, &keys);
     if (r == TALLY_E_BUSY) { /* another process holds the lock: the same batch again later */
         if (f)
             f->retry_prio = was_prio, f->retry_by = was_by, f->retry_id = was_id,
             f->next_retry = was_next;
         return r;
     }
-    for (int i = 0; r != 0 && i < n; i++) /* one by one, so one bad order holds up nobody */
-        steps(d, &refs[i], 1, now, false, moved);
-    return n;
+    if (r != 0) {
+        /* One by one, so one bad order holds up nobody; the position as if all were stepped. */
+        if (f) {
+            if (n < RETRY_BATCH)
+                f->retry_prio = INT64_MAX, f->retry_by = INT64_MIN, f->retry_id = 0,
+                f->next_retry = now + RETRY_EVERY_S;
+            else
+                f->retry_prio = keys.prio[n - 1], f->retry_by = keys.by[n - 1],
+                f->retry_id = keys.id[n - 1];
+        }
+        for (int i = 0; i < n; i++)
+            steps(d, &keys.id[i], 1, now, false, moved);
+        done = n;
+    }
+    *over = done == n && n < RETRY_BATCH;
+    return done;
 }
 
 /*
@@ -1417,6 +1505,9 @@ static int pass_once(struct tallyd *d, int64_t now, uint64_t budget_ns, bool *mo
     struct fulfil *f = engine(d);
     int moved = 0, r;
     uint64_t t0 = uv_hrtime();
+    /* Each round stops at `until`, after the order in hand: a slice holds the loop for about
+     * budget_ns, plus one order's step, whatever is due. */
+    uint64_t until = budget_ns >= UINT64_MAX - t0 ? UINT64_MAX : t0 + budget_ns;
     *more = false;
     for (;;) {
         /* "fdirty <> 0" lets SQLite use the partial index orders_fdirty (WHERE fdirty <> 0),
@@ -1424,19 +1515,18 @@ static int pass_once(struct tallyd *d, int64_t now, uint64_t budget_ns, bool *mo
          * orders table from its first row past every order already looked at (a pass over
          * 100k orders grew quadratic and held the loop for ms per slice). */
         r = batch(d, "SELECT id FROM orders WHERE fdirty <> 0 AND fdirty = 1 ORDER BY id LIMIT ?1",
-                  FULFIL_BATCH, now, true, &moved);
+                  FULFIL_BATCH, now, true, &moved, until);
         if (r < FULFIL_BATCH)
             break;
-        if (uv_hrtime() - t0 >= budget_ns) {
+        if (uv_hrtime() >= until) {
             *more = true;
             return moved;
         }
     }
     if (r < 0)
         return r;
-        /* The periodic rounds below come in the next slice when this one has used its budget: a
-         * slice holds the loop for about budget_ns, whatever is due. */
-#define OVER_BUDGET() (f && uv_hrtime() - t0 >= budget_ns)
+        /* The periodic rounds below come in the next slice when this one has used its budget. */
+#define OVER_BUDGET() (f && uv_hrtime() >= until)
     if (OVER_BUDGET()) {
         *more = true;
         return moved;
@@ -1453,12 +1543,12 @@ static int pass_once(struct tallyd *d, int64_t now, uint64_t budget_ns, bool *mo
                     store_rollback(d->store);
             }
         }
-        r = coord_decides(d, NULL, 0) ? retry_waiting(d, f, now, &moved) : 0;
+        bool over = true;
+        r = coord_decides(d, NULL, 0) ? retry_waiting(d, f, now, &moved, until, &over) : 0;
         if (r < 0)
             return r;
         if (f) {
-            /* Round over (a short batch): the next in RETRY_EVERY_S; else on at once. */
-            bool over = r < RETRY_BATCH;
+            /* Round over: the next in RETRY_EVERY_S; else on at once. */
             if (over)
                 f->retry_prio = INT64_MAX, f->retry_by = INT64_MIN, f->retry_id = 0;
             f->next_retry = over ? now + RETRY_EVERY_S : now;
@@ -1469,13 +1559,14 @@ static int pass_once(struct tallyd *d, int64_t now, uint64_t budget_ns, bool *mo
         }
     }
     if (!f || now >= f->next_deadline) {
+        bool due = false;
         do {
-            r = deadlines(d, f, now);
+            r = deadlines(d, f, now, f ? until : UINT64_MAX, &due);
         } while (!f && r == RETRY_BATCH);
         if (r < 0)
             return r;
         if (f)
-            f->next_deadline = r == RETRY_BATCH ? now : now + DEADLINE_EVERY_S;
+            f->next_deadline = due ? now : now + DEADLINE_EVERY_S;
         if (OVER_BUDGET()) {
             *more = true;
             return moved;
@@ -1483,7 +1574,7 @@ static int pass_once(struct tallyd *d, int64_t now, uint64_t budget_ns, bool *mo
     }
 #undef OVER_BUDGET
     if (f && now >= f->next_priority) {
-        if ((r = rescore(f, now)) != 0)
+        if ((r = rescore(f, now, until)) != 0)
             return r;
     }
     if (f)

@@ -184,6 +184,8 @@ static struct store *conn_for(struct workers *w, struct worker_job *j, int *stat
         store_set_cache_kib(*slot, WORKER_READ_CACHE_KIB);
     else if (IS_CKPT(j))
         store_set_cache_kib(*slot, WORKER_CKPT_CACHE_KIB);
+    else
+        store_set_cache_kib(*slot, WORKER_WRITE_CACHE_KIB);
     return *slot;
 }
 

@@ -43,9 +43,13 @@ struct store_ready;
 /* WAL frames (store_wal_frames) from which the next checkpoint runs in the write queue, not
  * beside it (workers_checkpoint_due). */
 #define WORKER_CKPT_CATCHUP_FRAMES (4 * STORE_CHECKPOINT_FRAMES)
-/* Page cache of a read job's connection and of the checkpoint's (KiB; store_set_cache_kib). */
+/* Page cache of a read job's connection, of the checkpoint's and of the writer's (KiB;
+ * store_set_cache_kib). The writer's bulk work (pages of inventory, imports) goes through the
+ * tables in key order: 4 MiB instead of the default 8 cost no CPU on a 1M x 4 sync and took
+ * 4 MiB off tallyd's peak RSS. */
 #define WORKER_READ_CACHE_KIB 2048
 #define WORKER_CKPT_CACHE_KIB 256
+#define WORKER_WRITE_CACHE_KIB 4096
 
 struct worker_job {
     int (*run)(struct worker_job *job, struct store *st); /* on a worker thread */

@@ -19,6 +19,7 @@
 
 #include <msgpack.h>
 
+#include "catalog.h"
 #include "check.h"
 #include "codec.h"
 #include "replica_harness.h"
@@ -457,6 +458,42 @@ static void test_big_queue(void)
     check_search("zq777x");
 }
 
+/*
+ * Migration 21's insert trigger (INSERT OR IGNORE into the queue): a queued id left behind
+ * (a replica written without triggers, say) does not make the next SKU's insert fail, by any
+ * of the statements tallyd inserts SKUs with: a placeholder's plain INSERT (catalog_sku_ensure),
+ * an upsert's insert (the catalog import) and its DO NOTHING form (whfeed's batch
+ * placeholders). Each SKU ends up queued once, then indexed.
+ */
+static void test_title_queue_stale(void)
+{
+    rh_open(h);
+    rh_seed_standard(h);
+    drain();
+    static const char *const how[] = {"ensure", "upsert", "nothing"};
+    for (int k = 0; k < 3; k++) {
+        int64_t next = rh_q64(h, "SELECT MAX(id) + 1 FROM skus");
+        RH_EXEC(h, "INSERT INTO sku_titles_todo(id) VALUES(%lld)", (long long)next);
+        int64_t id = 0;
+        if (k == 0) {
+            CHECK_EQ_INT(catalog_sku_ensure(d->store, "STALE0", &id), 0);
+        } else {
+            RH_EXEC(h,
+                    "INSERT INTO skus(code, product, title, price_minor, currency, updated_at)"
+                    " SELECT 'STALE%d', id, 'Stale %s qz%dq', 100, 'EUR', 0 FROM products"
+                    " LIMIT 1 ON CONFLICT(code) DO %s",
+                    k, how[k], k, k == 1 ? "UPDATE SET title = excluded.title" : "NOTHING");
+            id = rh_q64(h, "SELECT id FROM skus WHERE code = 'STALE%d'", k);
+        }
+        CHECK_EQ_INT(id, next);
+        CHECK_EQ_INT(
+            rh_q64(h, "SELECT COUNT(*) FROM sku_titles_todo WHERE id = %lld", (long long)next), 1);
+    }
+    drain();
+    check_exact("after stale queue entries");
+    CHECK_EQ_INT(search_hits("qz2q"), 1);
+}
+
 int main(void)
 {
     h = rh_new("test_titleidx");
@@ -466,6 +503,7 @@ int main(void)
     test_load_during_after();
     test_segments_bounded();
     test_big_queue();
+    test_title_queue_stale();
     unsigned seed = (unsigned)time(NULL);
     for (unsigned k = 0; k < 3; k++)
         test_crash(seed + k * 97);

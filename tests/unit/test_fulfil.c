@@ -2370,6 +2370,32 @@ static void test_release_interactions(void)
  * engine (fulfil_start) is what keeps positions; a restart is fulfil_stop + fulfil_start on
  * the same replica, the positions read back from it.
  */
+/* The pass's engine on a loop of the test's own (fulfil_start: the rounds' positions), and
+ * stopped again: a restart of tallyd as the pass sees it. */
+static void engine_on(uv_loop_t *loop)
+{
+    char err[200];
+    CHECK_EQ_INT(uv_loop_init(loop), 0);
+    d->loop = loop;
+    CHECK_EQ_INT(fulfil_start(d, err, sizeof err), 0);
+}
+
+static void engine_restart(uv_loop_t *loop)
+{
+    char err[200];
+    fulfil_stop(d);
+    uv_run(loop, UV_RUN_DEFAULT);
+    CHECK_EQ_INT(fulfil_start(d, err, sizeof err), 0);
+}
+
+static void engine_off(uv_loop_t *loop)
+{
+    fulfil_stop(d);
+    uv_run(loop, UV_RUN_DEFAULT);
+    CHECK_EQ_INT(uv_loop_close(loop), 0);
+    d->loop = NULL;
+}
+
 static void test_pass_resumes_after_restart(void)
 {
     rh_open(h);
@@ -2383,10 +2409,7 @@ static void test_pass_resumes_after_restart(void)
     add_line("Rd6", "R1", 1);
 
     uv_loop_t loop;
-    CHECK_EQ_INT(uv_loop_init(&loop), 0);
-    d->loop = &loop;
-    char err[200];
-    CHECK_EQ_INT(fulfil_start(d, err, sizeof err), 0);
+    engine_on(&loop);
     pass_at(now);
     pass_at(now);
     CHECK_EQ_INT(open_exc("Rd5", "deadline"), 1);
@@ -2399,9 +2422,7 @@ static void test_pass_resumes_after_restart(void)
                " 'deadline'");
 
     /* a restart */
-    fulfil_stop(d);
-    uv_run(&loop, UV_RUN_DEFAULT);
-    CHECK_EQ_INT(fulfil_start(d, err, sizeof err), 0);
+    engine_restart(&loop);
     /* an order that came while tallyd was down, due before the scan's position */
     add_order("Rd1", "ES", now + 1 * HOUR);
     add_line("Rd1", "R1", 1);
@@ -2415,10 +2436,7 @@ static void test_pass_resumes_after_restart(void)
     CHECK_EQ_INT(open_exc("Rd1", "deadline"), 1);
     CHECK(strcmp(fstate("Rd1"), "new") != 0);
 
-    fulfil_stop(d);
-    uv_run(&loop, UV_RUN_DEFAULT);
-    CHECK_EQ_INT(uv_loop_close(&loop), 0);
-    d->loop = NULL;
+    engine_off(&loop);
 }
 
 /* VM steps of the loop connection's cached statements whose SQL contains `needle`, since the
@@ -2460,18 +2478,13 @@ static void test_scan_from_position(void)
         add_line(oid, "W1", 1);
     }
     uv_loop_t loop;
-    CHECK_EQ_INT(uv_loop_init(&loop), 0);
-    d->loop = &loop;
-    char err[200];
-    CHECK_EQ_INT(fulfil_start(d, err, sizeof err), 0);
+    engine_on(&loop);
     /* the first pass looks at every new order (all wait for stock), raising their deadlines */
     pass_at(now);
     CHECK_EQ_INT(rh_q64(h, "SELECT COUNT(*) FROM orders WHERE fstate = 'ready'"), N);
     /* the deadline round, from the start (its position set back), a batch per pass */
     RH_EXEC(h, "UPDATE fulfil_cursor SET deadline_by = -9223372036854775808, deadline_id = 0");
-    fulfil_stop(d);
-    uv_run(&loop, UV_RUN_DEFAULT);
-    CHECK_EQ_INT(fulfil_start(d, err, sizeof err), 0);
+    engine_restart(&loop);
     scan_steps("orders_open_by_ship_by");
     for (int i = 0; i < N / 24 + 10; i++)
         pass_at(now + 61);
@@ -2499,10 +2512,7 @@ static void test_scan_from_position(void)
     CHECK(dl < 60 * (int64_t)N);
     CHECK(rt < 60 * (int64_t)N);
 
-    fulfil_stop(d);
-    uv_run(&loop, UV_RUN_DEFAULT);
-    CHECK_EQ_INT(uv_loop_close(&loop), 0);
-    d->loop = NULL;
+    engine_off(&loop);
 }
 
 int main(void)

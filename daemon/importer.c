@@ -30,6 +30,26 @@ const char *import_kind_name(int kind)
     return kind >= 0 && kind < 4 ? kind_names[kind] : "?";
 }
 
+/* Checks a string field as `text` does, without copying it: *s and *n point into the request
+ * (not NUL-terminated; never holds a NUL: identifiers and text refuse control characters). */
+static int text_ref(struct mp_params *p, const char *key, bool required, bool id, size_t cap,
+                    const char **s, size_t *n, bool *present)
+{
+    bool have = false;
+    int r = id ? mp_param_id(p, key, required, s, n, &have)
+               : mp_param_str(p, key, required, cap - 1, s, n, &have);
+    if (present)
+        *present = have;
+    if (r || !have)
+        return r;
+    if (*n >= cap) {
+        snprintf(p->err, sizeof p->err, "%sfield '%s' is longer than %zu bytes",
+                 p->prefix ? p->prefix : "", key, cap - 1);
+        return TALLY_E_INVALID_PARAMS;
+    }
+    return 0;
+}
+
 /* Reads a string field into buf (NUL-terminated). `id` selects identifier rules. A value that
  * does not fit `cap` is refused, whatever rules it otherwise passes. */
 static int text(struct mp_params *p, const char *key, bool required, bool id, char *buf, size_t cap,
@@ -38,17 +58,11 @@ static int text(struct mp_params *p, const char *key, bool required, bool id, ch
     const char *s;
     size_t n;
     bool have = false;
-    int r = id ? mp_param_id(p, key, required, &s, &n, &have)
-               : mp_param_str(p, key, required, cap - 1, &s, &n, &have);
+    int r = text_ref(p, key, required, id, cap, &s, &n, &have);
     if (present)
         *present = have;
     if (r || !have)
         return r;
-    if (n >= cap) {
-        snprintf(p->err, sizeof p->err, "%sfield '%s' is longer than %zu bytes",
-                 p->prefix ? p->prefix : "", key, cap - 1);
-        return TALLY_E_INVALID_PARAMS;
-    }
     memcpy(buf, s, n);
     buf[n] = 0;
     return 0;
@@ -175,14 +189,61 @@ static int attributes(struct mp_params *p, msgpack_sbuffer *sb)
 }
 
 /*
- * What one call's catalog rows share: the product of the row before (a product's SKUs are
- * usually next to each other in the file, so its upsert is done once for them, not once per
- * SKU) and the buffer attributes are packed in (reused, not allocated per row).
+ * One catalog row, validated (catalog_read: the row-by-row path and the set-based one read
+ * rows alike): its strings point into the request, not NUL-terminated; pt is the title its
+ * product is given (product_title, else the SKU's title); its attributes are packed at
+ * attrs_off in the call's buffer.
+ */
+struct cat_row {
+    const char *sku, *pid, *title, *pt, *mp;
+    size_t sku_n, pid_n, title_n, pt_n, mp_n;
+    bool have_pt, have_mp, have_w;
+    int64_t price, weight;
+    char currency[5];
+    size_t attrs_off, attrs_len;
+};
+
+/* Reads and validates a catalog row: 0, or an error with its message in p->err. Its
+ * attributes are appended to `attrs`. */
+static int catalog_read(struct mp_params *p, msgpack_sbuffer *attrs, struct cat_row *w)
+{
+    memset(w, 0, sizeof *w);
+    int r;
+    if ((r = text_ref(p, "sku", true, true, TALLY_MAX_ID_LEN + 1, &w->sku, &w->sku_n, NULL)) ||
+        (r = text_ref(p, "product_id", true, true, TALLY_MAX_ID_LEN + 1, &w->pid, &w->pid_n,
+                      NULL)) ||
+        (r = text_ref(p, "title", true, false, TALLY_MAX_TEXT_LEN + 1, &w->title, &w->title_n,
+                      NULL)) ||
+        (r = text_ref(p, "product_title", false, false, TALLY_MAX_TEXT_LEN + 1, &w->pt, &w->pt_n,
+                      &w->have_pt)) ||
+        (r = mp_param_int(p, "price_minor", true, 0, MAX_PRICE_MINOR, &w->price, NULL)) ||
+        (r = iso_code(p, "currency", 3, w->currency)) ||
+        (r = mp_param_int(p, "weight_g", false, 0, 1000000000, &w->weight, &w->have_w)) ||
+        (r = text_ref(p, "mp_sku_id", false, true, TALLY_MAX_ID_LEN + 1, &w->mp, &w->mp_n,
+                      &w->have_mp)))
+        return r;
+    if (!w->have_pt) {
+        w->pt = w->title;
+        w->pt_n = w->title_n;
+    }
+    w->attrs_off = attrs->size;
+    if ((r = attributes(p, attrs)) != 0)
+        return r;
+    w->attrs_len = attrs->size - w->attrs_off;
+    return 0;
+}
+
+/*
+ * What one call's catalog rows share on the row-by-row path: the product of the row before (a
+ * product's SKUs are usually next to each other in the file, so its upsert is done once for
+ * them, not once per SKU) and the buffer attributes are packed in (reused, not allocated per
+ * row).
  */
 struct catalog_ctx {
     bool have_product;
     int64_t product;
     bool have_pt;
+    size_t pid_n, pt_n;
     char pid[TALLY_MAX_ID_LEN + 1], ptitle[TALLY_MAX_TEXT_LEN + 1];
     msgpack_sbuffer attrs;
 };
@@ -190,29 +251,16 @@ struct catalog_ctx {
 static int import_catalog_row(struct store *st, struct mp_params *p, struct catalog_ctx *cx,
                               bool *inserted)
 {
-    char sku[TALLY_MAX_ID_LEN + 1], pid[TALLY_MAX_ID_LEN + 1], mpsku[TALLY_MAX_ID_LEN + 1];
-    char title[TALLY_MAX_TEXT_LEN + 1], ptitle[TALLY_MAX_TEXT_LEN + 1], currency[5];
-    int64_t price = 0, weight = 0;
-    bool have_pt = false, have_mp = false, have_w = false;
-    int r;
-    if ((r = text(p, "sku", true, true, sku, sizeof sku, NULL)) ||
-        (r = text(p, "product_id", true, true, pid, sizeof pid, NULL)) ||
-        (r = text(p, "title", true, false, title, sizeof title, NULL)) ||
-        (r = text(p, "product_title", false, false, ptitle, sizeof ptitle, &have_pt)) ||
-        (r = mp_param_int(p, "price_minor", true, 0, MAX_PRICE_MINOR, &price, NULL)) ||
-        (r = iso_code(p, "currency", 3, currency)) ||
-        (r = mp_param_int(p, "weight_g", false, 0, 1000000000, &weight, &have_w)) ||
-        (r = text(p, "mp_sku_id", false, true, mpsku, sizeof mpsku, &have_mp)))
-        return r;
+    struct cat_row w;
     msgpack_sbuffer_clear(&cx->attrs);
-    if ((r = attributes(p, &cx->attrs)) != 0)
+    int r = catalog_read(p, &cx->attrs, &w);
+    if (r)
         return r;
     int64_t now = store_now(), product = 0;
-    const char *pt = have_pt ? ptitle : title;
     /* The same product as the row before, with the same title to give it: the upsert would
      * write what it just wrote. */
-    if (cx->have_product && strcmp(cx->pid, pid) == 0 && cx->have_pt == have_pt &&
-        strcmp(cx->ptitle, pt) == 0) {
+    if (cx->have_product && cx->pid_n == w.pid_n && memcmp(cx->pid, w.pid, w.pid_n) == 0 &&
+        cx->have_pt == w.have_pt && cx->pt_n == w.pt_n && memcmp(cx->ptitle, w.pt, w.pt_n) == 0) {
         product = cx->product;
     } else {
         sqlite3_stmt *s = store_stmt(st, "INSERT INTO products(product_id, title, updated_at)"
@@ -221,10 +269,10 @@ static int import_catalog_row(struct store *st, struct mp_params *p, struct cata
                                          " updated_at = excluded.updated_at");
         if (!s)
             return TALLY_E_STORAGE;
-        sqlite3_bind_text(s, 1, pid, -1, SQLITE_STATIC);
-        sqlite3_bind_text(s, 2, pt, -1, SQLITE_STATIC);
+        sqlite3_bind_text(s, 1, w.pid, (int)w.pid_n, SQLITE_STATIC);
+        sqlite3_bind_text(s, 2, w.pt, (int)w.pt_n, SQLITE_STATIC);
         sqlite3_bind_int64(s, 3, now);
-        sqlite3_bind_int(s, 4, have_pt);
+        sqlite3_bind_int(s, 4, w.have_pt);
         /* Its id without RETURNING (an ephemeral table per statement): a new product's is the
          * last insert rowid (as for the SKU below); an existing one's is looked up. */
         sqlite3 *db = store_db(st);
@@ -236,7 +284,7 @@ static int import_catalog_row(struct store *st, struct mp_params *p, struct cata
             s = store_stmt(st, "SELECT id FROM products WHERE product_id = ?1");
             if (!s)
                 return TALLY_E_STORAGE;
-            sqlite3_bind_text(s, 1, pid, -1, SQLITE_STATIC);
+            sqlite3_bind_text(s, 1, w.pid, (int)w.pid_n, SQLITE_STATIC);
             rc = sqlite3_step(s);
             if (rc == SQLITE_ROW) {
                 product = sqlite3_column_int64(s, 0);
@@ -250,9 +298,11 @@ static int import_catalog_row(struct store *st, struct mp_params *p, struct cata
         }
         cx->have_product = true;
         cx->product = product;
-        cx->have_pt = have_pt;
-        memcpy(cx->pid, pid, sizeof pid);
-        memcpy(cx->ptitle, pt, strlen(pt) + 1);
+        cx->have_pt = w.have_pt;
+        cx->pid_n = w.pid_n;
+        cx->pt_n = w.pt_n;
+        memcpy(cx->pid, w.pid, w.pid_n);
+        memcpy(cx->ptitle, w.pt, w.pt_n);
     }
     sqlite3_stmt *s =
         store_stmt(st, "INSERT INTO skus(code, product, mp_sku_id, title, attributes, price_minor,"
@@ -264,16 +314,16 @@ static int import_catalog_row(struct store *st, struct mp_params *p, struct cata
                        " updated_at = excluded.updated_at");
     if (!s)
         return TALLY_E_STORAGE;
-    sqlite3_bind_text(s, 1, sku, -1, SQLITE_STATIC);
+    sqlite3_bind_text(s, 1, w.sku, (int)w.sku_n, SQLITE_STATIC);
     sqlite3_bind_int64(s, 2, product);
-    if (have_mp)
-        sqlite3_bind_text(s, 3, mpsku, -1, SQLITE_STATIC);
-    sqlite3_bind_text(s, 4, title, -1, SQLITE_STATIC);
-    sqlite3_bind_blob(s, 5, cx->attrs.data, (int)cx->attrs.size, SQLITE_STATIC);
-    sqlite3_bind_int64(s, 6, price);
-    sqlite3_bind_text(s, 7, currency, -1, SQLITE_STATIC);
-    if (have_w)
-        sqlite3_bind_int64(s, 8, weight);
+    if (w.have_mp)
+        sqlite3_bind_text(s, 3, w.mp, (int)w.mp_n, SQLITE_STATIC);
+    sqlite3_bind_text(s, 4, w.title, (int)w.title_n, SQLITE_STATIC);
+    sqlite3_bind_blob(s, 5, cx->attrs.data + w.attrs_off, (int)w.attrs_len, SQLITE_STATIC);
+    sqlite3_bind_int64(s, 6, w.price);
+    sqlite3_bind_text(s, 7, w.currency, -1, SQLITE_STATIC);
+    if (w.have_w)
+        sqlite3_bind_int64(s, 8, w.weight);
     sqlite3_bind_int64(s, 9, now);
     /* Inserted or updated, without a lookup first and without RETURNING (which collects its
      * rows before the first is stepped): an insert sets the connection's last insert rowid to

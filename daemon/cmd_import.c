@@ -29,6 +29,10 @@
  * (import_barrier). No call is answered before that. (Savepoints in one transaction would share
  * the commit's pages too, but a statement inside a savepoint pays for a statement journal:
  * perf showed more CPU than the fsyncs saved.)
+ *
+ * Catalog calls are applied set-based with the writer's triggers off (importer.h import_call);
+ * the job turns them back on once its calls are done, before the barrier and before any other
+ * job uses the connection (worker.c checks it too).
  */
 #define IMPORT_JOB_CALLS 8
 

@@ -516,11 +516,14 @@ int import_rows_in(struct store *st, int kind, const msgpack_object *rows,
  *
  * Row by row, each catalog row costs a product upsert (once per run of rows of one product), a
  * SKU upsert, and the SKU's triggers, each a sub-program of its own: the counter
- * (count_skus_ins, count_products_ins) and the title queue (skus_title_queue_ins, which
- * reads the table it writes and so builds an ephemeral table per row). A call's rows are
- * applied here by statements over IMPORT_SET_ROWS rows at a time (a VALUES list joined to the
- * tables by code), with the connection's triggers off (store_set_triggers), and what the
- * triggers on the tables written would do is done once per call, set-based:
+ * (count_skus_ins, count_products_ins) and the title queue (skus_title_queue_ins, which reads
+ * the table it writes and so builds an ephemeral table per row); perf showed that, with the
+ * statements' own overhead, to be most of the writer's time during a large import. Here a
+ * call's rows are applied by statements over IMPORT_SET_ROWS rows at a time (a VALUES list:
+ * products by product_id, each once per call; then SKUs, joined to their product, in the rows'
+ * order so that new SKUs get their ids as row by row), with the connection's triggers off
+ * (store_set_triggers), and what the triggers on the tables written would do is done once per
+ * call, set-based:
  *
  *  - count_products_ins, count_skus_ins: the counters move by the rows inserted, the rows
  *    whose id is above the table's largest id before the call (an INTEGER PRIMARY KEY without
@@ -533,9 +536,13 @@ int import_rows_in(struct store *st, int kind, const msgpack_object *rows,
  *    are read, and each gets what the triggers' bodies would do (the same statements, values
  *    bound), before the batch is applied again without the condition.
  *
+ * A product ends as the rows one after another would leave it: a new one with the title of
+ * the first row naming it (its product_title, else its title), then any product's title the
+ * last product_title given for it; each product named is touched (updated_at).
+ *
  * Only where the triggers on those tables are the ones this was written for
- * (import_set_allowed compares their names and SQL with set_triggers_hash below: a migration
- * that changes one closes the set-based path until this code is changed with it and the hash
+ * (import_set_allowed compares their names and SQL by SET_TRIGGERS_HASH: a migration that
+ * changes one closes the set-based path until this code is changed with it and the hash
  * updated; unit.test_import_set says so), and only for a call whose SKU codes are all
  * different (a SKU twice in one call is applied twice, in order, by the row-by-row path).
  * Rows are read and validated before anything is written, with the row-by-row path's messages

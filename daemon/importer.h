@@ -2,6 +2,8 @@
  * Seeding the replica without an upstream: rows of warehouses, catalog, opening stock and
  * orders (read from CSV by `tally import`), validated and upserted in one transaction per call.
  * Imported stock is a snapshot (the baseline a warehouse would report), not a movement.
+ * Catalog calls are applied set-based, 64 rows to a statement, with the triggers' work done
+ * once per call (importer.c "Catalog rows set-based"); every other kind row by row.
  */
 #ifndef TALLY_IMPORTER_H
 #define TALLY_IMPORTER_H

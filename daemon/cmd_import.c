@@ -29,6 +29,10 @@
  * (import_barrier). No call is answered before that. (Savepoints in one transaction would share
  * the commit's pages too, but a statement inside a savepoint pays for a statement journal:
  * perf showed more CPU than the fsyncs saved.)
+ *
+ * Catalog calls are applied set-based with the writer's triggers off (importer.h import_call);
+ * the job turns them back on once its calls are done, before the barrier and before any other
+ * job uses the connection (worker.c checks it too).
  */
 #define IMPORT_JOB_CALLS 8
 
@@ -69,7 +73,9 @@ void cmd_import_stop(struct tallyd *d)
             atomic_store(&ij->stop, true);
 }
 
-/* One call in a transaction of its own, lazy or durable: 0, or its error (nothing written). */
+/* One call in a transaction of its own, lazy or durable: 0, or its error (nothing written).
+ * A catalog call leaves the connection's triggers off (import_call): import_run turns them
+ * back on. */
 static int run_call(struct store *st, struct import_call *k, bool durable)
 {
     msgpack_unpacked u;
@@ -84,15 +90,9 @@ static int run_call(struct store *st, struct import_call *k, bool durable)
             r = TALLY_E_INTERNAL;
         }
     }
-    if (r == 0 && (r = store_begin_as(st, durable ? STORE_DURABLE : STORE_LAZY)) != 0) {
-        snprintf(k->err, sizeof k->err, "cannot start a transaction");
-    } else if (r == 0) {
-        r = import_rows_in(st, k->kind, rows, &k->res, k->err, sizeof k->err);
-        if (r == 0)
-            r = store_commit(st);
-        else
-            store_rollback(st);
-    }
+    if (r == 0)
+        r = import_call(st, k->kind, rows, durable ? STORE_DURABLE : STORE_LAZY, &k->res, k->err,
+                        sizeof k->err);
     msgpack_unpacked_destroy(&u);
     return r;
 }
@@ -135,6 +135,9 @@ static int import_run(struct worker_job *job, struct store *st)
         if (k->status == 0)
             unsynced = k->next != NULL;
     }
+    /* Before anything else is written on this connection (the barrier, the next job; worker.c
+     * makes sure of it too). */
+    store_set_triggers(st, true);
     if (unsynced) {
         int r = import_barrier(st);
         if (r) {

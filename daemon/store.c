@@ -50,10 +50,11 @@ struct store {
     int (*before_begin)(void *, bool); /* store_set_before_begin */
     void *before_begin_arg;
     /* Durability (store.h "Lazy commits"). */
-    bool level_full; /* the connection's own level: synchronous = FULL */
-    bool tx_lazy;    /* the open transaction runs at NORMAL (its own level restored at its end) */
-    bool tx_sends;   /* the open transaction appended rows to send (store_note_send) */
-    bool yielded;    /* the last store_begin_yield gave way to a group commit */
+    bool level_full;   /* the connection's own level: synchronous = FULL */
+    bool tx_lazy;      /* the open transaction runs at NORMAL (its own level restored at its end) */
+    bool tx_sends;     /* the open transaction appended rows to send (store_note_send) */
+    bool yielded;      /* the last store_begin_yield gave way to a group commit */
+    bool triggers_off; /* store_set_triggers(st, false) */
     int64_t tx_changes0;     /* sqlite3_total_changes64 at its begin (state_unsynced) */
     void (*wal_due)(void *); /* store_defer_checkpoints */
     void *wal_due_arg;
@@ -668,6 +669,28 @@ int store_set_durable(struct store *st, bool full)
     if (r == 0)
         st->level_full = full;
     return r;
+}
+
+int store_set_triggers(struct store *st, bool on)
+{
+    if (st->triggers_off == !on)
+        return 0;
+    /* never on a connection whose transactions other writes share (group mode) */
+    if (st->in_tx || st->group_open || (st->group && !on))
+        return TALLY_E_STORAGE;
+    /* SQLite compiles a table's triggers into each statement that writes it, and expires
+     * every prepared statement of the connection when this setting changes: the cached ones
+     * are prepared again, with or without them, at their next step. */
+    int was;
+    if (sqlite3_db_config(st->db, SQLITE_DBCONFIG_ENABLE_TRIGGER, on ? 1 : 0, &was) != SQLITE_OK)
+        return TALLY_E_STORAGE;
+    st->triggers_off = !on;
+    return 0;
+}
+
+bool store_triggers_on(const struct store *st)
+{
+    return !st->triggers_off;
 }
 
 void store_set_writer_lock(struct store *st, pthread_mutex_t *mu)

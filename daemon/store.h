@@ -153,6 +153,16 @@ bool store_state_unsynced(void);
 /* Sets the connection's own level (a write job's connection for its bulk work), outside a
  * transaction: 0, or a TALLY_E_* code and the level unchanged. */
 int store_set_durable(struct store *st, bool full);
+/*
+ * Turns the connection's triggers off or back on (SQLITE_DBCONFIG_ENABLE_TRIGGER), outside a
+ * transaction: 0, or a TALLY_E_* code and the setting unchanged. For one writer only: the
+ * catalog import's set-based statements (importer.c), which do the triggers' work themselves,
+ * once per call, and turn them back on before the connection does anything else (every other
+ * write, on this connection or another, keeps them). Every statement of the connection is
+ * prepared again at its next step after a change.
+ */
+int store_set_triggers(struct store *st, bool on);
+bool store_triggers_on(const struct store *st);
 
 /*
  * Checkpoints off the committing thread. SQLite checkpoints the WAL inside the COMMIT that

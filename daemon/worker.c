@@ -197,6 +197,10 @@ static void on_work(uv_work_t *req)
     if (st) {
         j->st = st;
         status = j->run(j, st);
+        /* No write job leaves the writer's triggers off for the next (store_set_triggers:
+         * the catalog import turns them off for its own statements only). */
+        if (!store_triggers_on(st) && store_set_triggers(st, true) != 0)
+            log_error("the writer's triggers could not be turned back on");
         j->ready = store_take_ready(st);
     }
     j->status = status;

@@ -1204,15 +1204,17 @@ static int batch(struct tallyd *d, const char *sql, int limit, int64_t now, bool
  * each, quadratic in the orders. unit.test_fulfil test_scan_from_position counts the steps.)
  *
  * Orders whose ship-by came within the warning horizon since the last scan, that have not
- * left: one exception each. Goes on from f's position, until `until` (one at least); returns
- * how many it looked at, or a TALLY_E_* code; *more: more may be due (a full batch, or
- * stopped at `until`). Without the timer (tests): from the start.
+ * left: one exception each. Goes on from the position (*pos_by, *pos_id): f's, kept in the
+ * replica with the exceptions it covers, or without the timer (tests) the caller's, from the
+ * start of its pass; until `until` (one at least). Returns how many it looked at, or a
+ * TALLY_E_* code; *more: more may be due (a full batch, or stopped at `until`).
  */
-static int deadlines(struct tallyd *d, struct fulfil *f, int64_t now, uint64_t until, bool *more)
+static int deadlines(struct tallyd *d, struct fulfil *f, int64_t *pos_by, int64_t *pos_id,
+                     int64_t now, uint64_t until, bool *more)
 {
     struct store *st = d->store;
     int64_t horizon = now + (int64_t)d->cfg.ship_by_warning_h * 3600;
-    int64_t by = f ? f->deadline_by : INT64_MIN, id = f ? f->deadline_id : 0;
+    int64_t by = *pos_by, id = *pos_id;
     sqlite3_stmt *s =
         store_stmt(st, ORDER_SELECT " INDEXED BY orders_open_by_ship_by WHERE fstate IN "
                                     "('pending','ready','allocated','sent','picked',"
@@ -1244,20 +1246,21 @@ static int deadlines(struct tallyd *d, struct fulfil *f, int64_t now, uint64_t u
             break;
     }
     *more = n == RETRY_BATCH || k < n;
-    if (r == 0 && k > 0 && f) {
+    if (r == 0 && k > 0) {
         /* The new position, kept with the exceptions it covers. */
-        f->deadline_by = os[k - 1].ship_by;
-        f->deadline_id = os[k - 1].ref;
-        r = cursor_save(st, f);
+        *pos_by = os[k - 1].ship_by;
+        *pos_id = os[k - 1].ref;
+        if (f)
+            r = cursor_save(st, f);
     }
     if (r == 0 && n > 0) {
         r = store_commit(st);
     } else if (n > 0) {
         store_rollback(st);
     }
-    if (r && n > 0 && f) {
-        f->deadline_by = by;
-        f->deadline_id = id;
+    if (r && n > 0) {
+        *pos_by = by;
+        *pos_id = id;
     }
     free(os);
     return r ? r : k;
@@ -1559,9 +1562,12 @@ static int pass_once(struct tallyd *d, int64_t now, uint64_t budget_ns, bool *mo
         }
     }
     if (!f || now >= f->next_deadline) {
+        /* Without the engine the whole round, each batch from where the last one ended. */
+        int64_t by = INT64_MIN, id = 0;
         bool due = false;
         do {
-            r = deadlines(d, f, now, f ? until : UINT64_MAX, &due);
+            r = deadlines(d, f, f ? &f->deadline_by : &by, f ? &f->deadline_id : &id, now,
+                          f ? until : UINT64_MAX, &due);
         } while (!f && r == RETRY_BATCH);
         if (r < 0)
             return r;

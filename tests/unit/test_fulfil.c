@@ -10,6 +10,7 @@
  * outbox rows and their MessagePack payloads, movements, shipments and exceptions.
  */
 #include <pwd.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -2515,6 +2516,60 @@ static void test_scan_from_position(void)
     engine_off(&loop);
 }
 
+static void hang_guard(int sig)
+{
+    (void)sig;
+    static const char msg[] = "FAIL: fulfil_pass did not return (the deadline round read its"
+                              " first batch again and again)\n";
+    if (write(2, msg, sizeof msg - 1) < 0)
+        _exit(1);
+    _exit(1);
+}
+
+/*
+ * fulfil_pass without the engine (no position kept: tests) goes over every order whose ship-by
+ * is near, batch after batch, and returns: each batch goes on from the last one. (It read the
+ * first batch again while that one was full, for ever once 24 orders were due.) Ties on the
+ * ship-by span the batches.
+ */
+static void test_deadlines_without_engine(void)
+{
+    enum { N = 60 };
+    rh_open(h);
+    add_wh("ES-OB", "ES", "outbound");
+    add_sku("D1");
+    set_stock("D1", "ES-OB", 10 * N, 0);
+    int64_t now = store_now();
+    char oid[32];
+    for (int i = 0; i < N; i++) {
+        snprintf(oid, sizeof oid, "DL%03d", i);
+        add_order(oid, "ES", now + (1 + i % 5) * HOUR); /* 12 orders on each ship-by */
+        add_line(oid, "D1", 1);
+    }
+    CHECK(d->fulfil == NULL);
+    /* A pass that never returns fails here rather than at the test runner's timeout. */
+    signal(SIGALRM, hang_guard);
+    alarm(120);
+    pass_at(now);
+    CHECK_EQ_INT(rh_q64(h, "SELECT COUNT(*) FROM exceptions WHERE kind = 'deadline'"
+                           " AND state = 'open'"),
+                 N);
+    /* The operator deals with them all; the next pass's deadline round raises them again, one
+     * each: every due order looked at once, none twice. */
+    RH_EXEC(h, "UPDATE exceptions SET state = 'resolved', resolved_by = 'op' WHERE kind ="
+               " 'deadline'");
+    pass_at(now + 1);
+    alarm(0);
+    signal(SIGALRM, SIG_DFL);
+    CHECK_EQ_INT(rh_q64(h,
+                        "SELECT COUNT(*) FROM (SELECT order_ref FROM exceptions WHERE kind ="
+                        " 'deadline' AND state = 'open' GROUP BY order_ref HAVING COUNT(*) = 1)"),
+                 N);
+    CHECK_EQ_INT(rh_q64(h, "SELECT COUNT(*) FROM exceptions WHERE kind = 'deadline'"
+                           " AND state = 'open'"),
+                 N);
+}
+
 int main(void)
 {
     h = rh_new("tally-fulfil");
@@ -2555,6 +2610,7 @@ int main(void)
     test_release_interactions();
     test_pass_resumes_after_restart();
     test_scan_from_position();
+    test_deadlines_without_engine();
 
     rh_free(h);
     msgpack_unpacked_destroy(&pay);

@@ -2483,13 +2483,20 @@ static void test_scan_from_position(void)
     /* the first pass looks at every new order (all wait for stock), raising their deadlines */
     pass_at(now);
     CHECK_EQ_INT(rh_q64(h, "SELECT COUNT(*) FROM orders WHERE fstate = 'ready'"), N);
-    /* the deadline round, from the start (its position set back), a batch per pass */
-    RH_EXEC(h, "UPDATE fulfil_cursor SET deadline_by = -9223372036854775808, deadline_id = 0");
+    /* the deadline round and a retry round, from the start (their positions set back), a
+     * batch per pass; no stock: every order still waits, each batch of the retry round goes
+     * past the orders before it in orders_ready */
+    RH_EXEC(h, "UPDATE fulfil_cursor SET deadline_by = -9223372036854775808, deadline_id = 0,"
+               " retry_prio = 9223372036854775807, retry_by = -9223372036854775808,"
+               " retry_id = 0, next_retry = 0");
     engine_restart(&loop);
     scan_steps("orders_open_by_ship_by");
+    scan_steps("orders_ready");
     for (int i = 0; i < N / 24 + 10; i++)
         pass_at(now + 61);
     int64_t dl = scan_steps("orders_open_by_ship_by");
+    int64_t rw = scan_steps("orders_ready");
+    CHECK_EQ_INT(rh_q64(h, "SELECT COUNT(*) FROM orders WHERE fstate = 'ready'"), N);
     CHECK_EQ_INT(rh_q64(h, "SELECT deadline_id FROM fulfil_cursor") ==
                      rh_q64(h, "SELECT id FROM orders WHERE ship_by IS NOT NULL"
                                " ORDER BY ship_by DESC, id DESC LIMIT 1"),
@@ -2508,9 +2515,10 @@ static void test_scan_from_position(void)
      * again from the start at each batch, the rounds took N^2/48 entries, 20-40 times that. */
     fprintf(stderr,
             "test_scan_from_position: %d orders: deadline scans %lld VM steps, retry"
-            " scans %lld (%d passes)\n",
-            N, (long long)dl, (long long)rt, passes);
+            " scans %lld all waiting, %lld allocating (%d passes)\n",
+            N, (long long)dl, (long long)rw, (long long)rt, passes);
     CHECK(dl < 60 * (int64_t)N);
+    CHECK(rw < 60 * (int64_t)N);
     CHECK(rt < 60 * (int64_t)N);
 
     engine_off(&loop);

@@ -1197,11 +1197,15 @@ static int batch(struct tallyd *d, const char *sql, int limit, int64_t now, bool
 /*
  * (The scans here name their index: with fstate IN (...) the planner would otherwise take the
  * per-state index and sort every open order, tens of milliseconds on the loop each time. And a
- * scan that goes on from a position must start at it: "+ship_by > 0" keeps that term out of
- * the index's range, which SQLite would otherwise start at ship_by > 0 rather than at the
- * position (ship_by, id) > (?3, ?4), reading every order before the position again at each
- * batch: a round over 80k orders past their ship-by read 600k index entries per batch, 6 ms
- * each, quadratic in the orders. unit.test_fulfil test_scan_from_position counts the steps.)
+ * scan that goes on from a position must start at it, or each batch reads every order before
+ * the position again: a round over 80k orders past their ship-by read 600k index entries per
+ * batch, 6 ms each, quadratic in the orders. So the scan is read in two parts, each a range of
+ * orders_open_by_ship_by from the position: the rest of the position's ship-by (ship_by = ?3
+ * AND id > ?4), then the later ones (ship_by > ?3, at least 0: no ship-by is no deadline). A
+ * row value (ship_by, id) > (?3, ?4) is a range on ship_by alone (id is the rowid, which SQLite
+ * does not take as the index's second column for it), so a batch read the position's ship-by
+ * from its first order again, and with "ship_by > 0" beside it from the first ship-by.
+ * unit.test_fulfil test_scan_from_position and test_deadline_scan_ties count the steps.)
  *
  * Orders whose ship-by came within the warning horizon since the last scan, that have not
  * left: one exception each. Goes on from the position (*pos_by, *pos_id): f's, kept in the
@@ -1215,26 +1219,35 @@ static int deadlines(struct tallyd *d, struct fulfil *f, int64_t *pos_by, int64_
     struct store *st = d->store;
     int64_t horizon = now + (int64_t)d->cfg.ship_by_warning_h * 3600;
     int64_t by = *pos_by, id = *pos_id;
-    sqlite3_stmt *s =
-        store_stmt(st, ORDER_SELECT " INDEXED BY orders_open_by_ship_by WHERE fstate IN "
-                                    "('pending','ready','allocated','sent','picked',"
-                                    "'partial') AND +ship_by > 0 AND ship_by <= ?1"
-                                    " AND (ship_by, id) > (?3, ?4) ORDER BY ship_by, id LIMIT ?2");
-    if (!s)
-        return TALLY_E_STORAGE;
-    sqlite3_bind_int64(s, 1, horizon);
-    sqlite3_bind_int(s, 2, RETRY_BATCH);
-    sqlite3_bind_int64(s, 3, by);
-    sqlite3_bind_int64(s, 4, id);
+    static const char *const sql[2] = {
+        ORDER_SELECT " INDEXED BY orders_open_by_ship_by WHERE fstate IN ('pending','ready',"
+                     "'allocated','sent','picked','partial') AND ship_by = ?3 AND id > ?4"
+                     " AND ship_by <= ?1 ORDER BY id LIMIT ?2",
+        ORDER_SELECT " INDEXED BY orders_open_by_ship_by WHERE fstate IN ('pending','ready',"
+                     "'allocated','sent','picked','partial') AND ship_by > ?3"
+                     " AND ship_by <= ?1 ORDER BY ship_by, id LIMIT ?2",
+    };
     struct order *os = calloc(RETRY_BATCH, sizeof *os);
-    if (!os) {
-        sqlite3_reset(s);
+    if (!os)
         return TALLY_E_NOMEM;
+    int n = 0, rc = SQLITE_DONE;
+    /* the first part only inside a ship-by (none before the first one: 0 or less is none) */
+    for (int part = by > 0 ? 0 : 1; part < 2 && n < RETRY_BATCH; part++) {
+        sqlite3_stmt *s = store_stmt(st, sql[part]);
+        if (!s) {
+            free(os);
+            return TALLY_E_STORAGE;
+        }
+        sqlite3_bind_int64(s, 1, horizon);
+        sqlite3_bind_int(s, 2, RETRY_BATCH - n);
+        sqlite3_bind_int64(s, 3, by > 0 ? by : 0);
+        sqlite3_bind_int64(s, 4, id); /* not in the second part: a no-op there */
+        while (n < RETRY_BATCH && (rc = sqlite3_step(s)) == SQLITE_ROW)
+            order_read(s, &os[n++]);
+        sqlite3_reset(s);
+        if (rc != SQLITE_DONE && rc != SQLITE_ROW)
+            break;
     }
-    int n = 0, rc;
-    while ((rc = sqlite3_step(s)) == SQLITE_ROW && n < RETRY_BATCH)
-        order_read(s, &os[n++]);
-    sqlite3_reset(s);
     int r = rc == SQLITE_DONE || rc == SQLITE_ROW ? 0 : store_error(st, rc, "deadlines");
     if (r == 0 && n > 0)
         r = pass_begin(d);

@@ -2525,6 +2525,58 @@ static void test_scan_from_position(void)
 }
 
 /*
+ * The deadline round starts at its position inside a run of orders with the same ship-by too
+ * (an import's ship-by dates, a marketplace's deadline for a day's orders). The row value
+ * (ship_by, id) > (?3, ?4) is a range on ship_by alone (id, the rowid, is not one of the
+ * index's columns for it): each batch read the position's ship-by from its first order again.
+ * Every order of the round is looked at once, none twice.
+ */
+static void test_deadline_scan_ties(void)
+{
+    enum { N = 1200 };
+    rh_open(h);
+    add_wh("ES-OB", "ES", "outbound");
+    add_sku("T1");
+    set_stock("T1", "ES-OB", N, 0);
+    int64_t now = store_now();
+    char oid[32];
+    for (int i = 0; i < N; i++) {
+        snprintf(oid, sizeof oid, "T%04d", i);
+        add_order(oid, "ES", now - (1 + i % 3) * HOUR); /* three ship-bys, 400 orders each */
+        add_line(oid, "T1", 1);
+    }
+    uv_loop_t loop;
+    engine_on(&loop);
+    /* every order allocated and sent (none left for the retry round), its deadline raised */
+    pass_at(now);
+    CHECK_EQ_INT(rh_q64(h, "SELECT COUNT(*) FROM orders WHERE fstate = 'allocated'"), N);
+    CHECK_EQ_INT(rh_q64(h, "SELECT COUNT(*) FROM exceptions WHERE kind = 'deadline'"), N);
+    /* dealt with; the round from the start raises each again, once */
+    RH_EXEC(h, "UPDATE exceptions SET state = 'resolved', resolved_by = 'op' WHERE kind ="
+               " 'deadline'");
+    RH_EXEC(h, "UPDATE fulfil_cursor SET deadline_by = -9223372036854775808, deadline_id = 0");
+    engine_restart(&loop);
+    scan_steps("orders_open_by_ship_by");
+    for (int i = 0; i < N / 24 + 10; i++)
+        pass_at(now + 61);
+    int64_t dl = scan_steps("orders_open_by_ship_by");
+    CHECK_EQ_INT(rh_q64(h,
+                        "SELECT COUNT(*) FROM (SELECT order_ref FROM exceptions WHERE kind ="
+                        " 'deadline' AND state = 'open' GROUP BY order_ref HAVING COUNT(*) = 1)"),
+                 N);
+    CHECK_EQ_INT(rh_q64(h, "SELECT COUNT(*) FROM exceptions WHERE kind = 'deadline'"), 2 * N);
+    CHECK_EQ_INT(
+        rh_q64(h, "SELECT deadline_id FROM fulfil_cursor"),
+        rh_q64(h, "SELECT MAX(id) FROM orders WHERE ship_by = %lld", (long long)(now - HOUR)));
+    fprintf(stderr,
+            "test_deadline_scan_ties: %d orders on 3 ship-bys: deadline scans %lld VM steps\n", N,
+            (long long)dl);
+    CHECK(dl < 60 * (int64_t)N); /* 20k steps for 1200 ship-bys apart (test_scan_from_position) */
+
+    engine_off(&loop);
+}
+
+/*
  * orders.list due (on the loop when unfiltered): a page read from its cursor starts in
  * orders_due at the cursor, so a page costs the same wherever it is. Its ORs were no range
  * start: each page read every open order of the cursor's priority and above before it again
@@ -2690,6 +2742,7 @@ int main(void)
     test_scan_from_position();
     test_deadlines_without_engine();
     test_due_list_pages_from_cursor();
+    test_deadline_scan_ties();
 
     rh_free(h);
     msgpack_unpacked_destroy(&pay);

@@ -54,39 +54,46 @@ static int parse_cursor(const char *cur, size_t n, int64_t *at, char *id, size_t
 }
 
 /*
- * Packs {items, next_cursor} from a stepped-to-be statement of ORDER_COLS (and, for the due
- * order, the ship-by key after them), limit + 1 rows asked for: the extra row only says that
- * another page follows. Cursors: "<created_at> <order_id>", or for due "<priority> <ship-by
- * key> <order_id>".
+ * Packs {items, next_cursor} from stepped-to-be statements of ORDER_COLS (and, for the due
+ * order, the ship-by key after them), read one after the other, limit + 1 rows asked for: the
+ * extra row only says that another page follows. bind(s, i, left) binds the i-th statement
+ * (left: the rows still wanted) before it is stepped. Cursors: "<created_at> <order_id>", or
+ * for due "<priority> <ship-by key> <order_id>".
  */
-static int pack_page(struct store *st, msgpack_packer *pk, sqlite3_stmt *s, int64_t limit, bool due)
+static int pack_page(struct store *st, msgpack_packer *pk, sqlite3_stmt *const *ss, int ns,
+                     void (*bind)(sqlite3_stmt *s, int i, int64_t left, const void *arg),
+                     const void *arg, int64_t limit, bool due)
 {
     msgpack_pack_map(pk, 2);
     mp_pack_key(pk, "items");
     size_t arr = mp_array_begin(pk);
     uint32_t count = 0;
     bool more = false;
-    int rc;
+    int rc = SQLITE_DONE;
     char cur[160] = "";
-    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-        if (count == limit) {
-            more = true;
-            break;
+    for (int i = 0; i < ns && !more; i++) {
+        sqlite3_stmt *s = ss[i];
+        bind(s, i, limit + 1 - count, arg);
+        while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+            if (count == limit) {
+                more = true;
+                break;
+            }
+            msgpack_pack_map(pk, ORDER_NCOLS);
+            pack_order_summary(pk, s, true);
+            if (due)
+                snprintf(cur, sizeof cur, "%lld %lld %s", (long long)sqlite3_column_int64(s, 11),
+                         (long long)sqlite3_column_int64(s, ORDER_NCOLS),
+                         (const char *)sqlite3_column_text(s, 0));
+            else
+                snprintf(cur, sizeof cur, "%lld %s", (long long)sqlite3_column_int64(s, 2),
+                         (const char *)sqlite3_column_text(s, 0));
+            count++;
         }
-        msgpack_pack_map(pk, ORDER_NCOLS);
-        pack_order_summary(pk, s, true);
-        if (due)
-            snprintf(cur, sizeof cur, "%lld %lld %s", (long long)sqlite3_column_int64(s, 11),
-                     (long long)sqlite3_column_int64(s, ORDER_NCOLS),
-                     (const char *)sqlite3_column_text(s, 0));
-        else
-            snprintf(cur, sizeof cur, "%lld %s", (long long)sqlite3_column_int64(s, 2),
-                     (const char *)sqlite3_column_text(s, 0));
-        count++;
+        sqlite3_reset(s);
+        if (rc != SQLITE_DONE && rc != SQLITE_ROW)
+            return store_error(st, rc, "orders.list");
     }
-    sqlite3_reset(s);
-    if (rc != SQLITE_DONE && rc != SQLITE_ROW)
-        return store_error(st, rc, "orders.list");
     mp_array_end(pk, arr, count);
     mp_pack_key(pk, "next_cursor");
     if (more)
@@ -113,55 +120,82 @@ struct orders_list_args {
     char cid[TALLY_MAX_ID_LEN + 1];
 };
 
+static void bind_due(sqlite3_stmt *s, int part, int64_t left, const void *arg)
+{
+    const struct orders_list_args *a = arg;
+    (void)part; /* ?4 and ?5 are not in every part: binding an absent parameter is a no-op */
+    if (a->has_status)
+        sqlite3_bind_text(s, 1, a->status, (int)a->sn, SQLITE_STATIC);
+    sqlite3_bind_int64(s, 2, a->whid);
+    /* Before every row, without a cursor: a priority above any. */
+    sqlite3_bind_int64(s, 3, a->has_cursor ? a->cprio : INT64_MAX);
+    sqlite3_bind_int64(s, 4, a->has_cursor ? a->cby : INT64_MIN);
+    sqlite3_bind_text(s, 5, a->cid, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(s, 6, left);
+    if (a->has_fstate)
+        sqlite3_bind_text(s, 7, a->fstate, (int)a->fn, SQLITE_STATIC);
+}
+
+static void bind_created(sqlite3_stmt *s, int part, int64_t left, const void *arg)
+{
+    const struct orders_list_args *a = arg;
+    (void)part;
+    sqlite3_bind_int64(s, 1, a->cat);
+    sqlite3_bind_text(s, 2, a->cid, -1, SQLITE_STATIC);
+    if (a->has_status)
+        sqlite3_bind_text(s, 3, a->status, (int)a->sn, SQLITE_STATIC);
+    sqlite3_bind_int64(s, 4, a->whid);
+    sqlite3_bind_int64(s, 5, left);
+    if (a->has_fstate)
+        sqlite3_bind_text(s, 6, a->fstate, (int)a->fn, SQLITE_STATIC);
+}
+
+#define DUE_FROM                                                                                   \
+    "SELECT " ORDER_COLS ", " DUE_BY " FROM orders o INDEXED BY orders_due"                        \
+    " WHERE o.fstate IN ('pending','ready','allocated','sent','picked','partial')"                 \
+    "   AND (?1 IS NULL OR o.status = ?1) AND (?2 = 0 OR o.warehouse = ?2)"                        \
+    "   AND (?7 IS NULL OR o.fstate = ?7)"
+
 /*
  * With due: open orders, most urgent first (priority desc, ship_by asc with unknown last,
  * order_id). Cursor: "<priority> <ship_by or max> <order_id>". Without: by creation.
+ * The due page after a cursor is read in three parts, each a range of orders_due that starts
+ * at the cursor: the rest of the cursor's (priority, ship-by), the rest of its priority, then
+ * the lower priorities. (One condition with ORs is no start for the index's range: each page
+ * read every open order before the cursor again, on the loop.)
  */
 static int orders_list_pack(struct store *st, msgpack_packer *pk, const void *arg, char *err,
                             size_t errlen)
 {
     const struct orders_list_args *a = arg;
-    sqlite3_stmt *s;
+    sqlite3_stmt *s[3];
+    int ns, r;
     if (a->due) {
-        s = store_stmt(
-            st, "SELECT " ORDER_COLS ", " DUE_BY " FROM orders o INDEXED BY orders_due"
-                " WHERE o.fstate IN ('pending','ready','allocated','sent','picked','partial')"
-                "   AND (?1 IS NULL OR o.status = ?1) AND (?2 = 0 OR o.warehouse = ?2)"
-                "   AND (?7 IS NULL OR o.fstate = ?7)"
-                "   AND (o.priority < ?3 OR (o.priority = ?3 AND (" DUE_BY " > ?4"
-                "        OR (" DUE_BY " = ?4 AND o.order_id > ?5))))"
-                " ORDER BY o.priority DESC, " DUE_BY ", o.order_id LIMIT ?6");
-        if (!s)
+        s[0] = store_stmt(st, DUE_FROM " AND o.priority = ?3 AND " DUE_BY " = ?4"
+                                       " AND o.order_id > ?5 ORDER BY o.order_id LIMIT ?6");
+        s[1] = s[0] ? store_stmt(st, DUE_FROM " AND o.priority = ?3 AND " DUE_BY " > ?4"
+                                              " ORDER BY " DUE_BY ", o.order_id LIMIT ?6")
+                    : NULL;
+        s[2] = s[1] ? store_stmt(st, DUE_FROM " AND o.priority < ?3"
+                                              " ORDER BY o.priority DESC, " DUE_BY ", o.order_id"
+                                              " LIMIT ?6")
+                    : NULL;
+        if (!s[2])
             return TALLY_E_STORAGE;
-        if (a->has_status)
-            sqlite3_bind_text(s, 1, a->status, (int)a->sn, SQLITE_STATIC);
-        sqlite3_bind_int64(s, 2, a->whid);
-        /* Before every row, without a cursor: a priority above any. */
-        sqlite3_bind_int64(s, 3, a->has_cursor ? a->cprio : INT64_MAX);
-        sqlite3_bind_int64(s, 4, a->has_cursor ? a->cby : INT64_MIN);
-        sqlite3_bind_text(s, 5, a->cid, -1, SQLITE_STATIC);
-        sqlite3_bind_int64(s, 6, a->limit + 1);
-        if (a->has_fstate)
-            sqlite3_bind_text(s, 7, a->fstate, (int)a->fn, SQLITE_STATIC);
+        ns = 3;
+        r = pack_page(st, pk, s, ns, bind_due, a, a->limit, true);
     } else {
-        s = store_stmt(st, "SELECT " ORDER_COLS " FROM orders o"
-                           " WHERE (o.created_at, o.order_id) > (?1, ?2)"
-                           "   AND (?3 IS NULL OR o.status = ?3)"
-                           "   AND (?4 = 0 OR o.warehouse = ?4)"
-                           "   AND (?6 IS NULL OR o.fstate = ?6)"
-                           " ORDER BY o.created_at, o.order_id LIMIT ?5");
-        if (!s)
+        s[0] = store_stmt(st, "SELECT " ORDER_COLS " FROM orders o"
+                              " WHERE (o.created_at, o.order_id) > (?1, ?2)"
+                              "   AND (?3 IS NULL OR o.status = ?3)"
+                              "   AND (?4 = 0 OR o.warehouse = ?4)"
+                              "   AND (?6 IS NULL OR o.fstate = ?6)"
+                              " ORDER BY o.created_at, o.order_id LIMIT ?5");
+        if (!s[0])
             return TALLY_E_STORAGE;
-        sqlite3_bind_int64(s, 1, a->cat);
-        sqlite3_bind_text(s, 2, a->cid, -1, SQLITE_STATIC);
-        if (a->has_status)
-            sqlite3_bind_text(s, 3, a->status, (int)a->sn, SQLITE_STATIC);
-        sqlite3_bind_int64(s, 4, a->whid);
-        sqlite3_bind_int64(s, 5, a->limit + 1);
-        if (a->has_fstate)
-            sqlite3_bind_text(s, 6, a->fstate, (int)a->fn, SQLITE_STATIC);
+        ns = 1;
+        r = pack_page(st, pk, s, ns, bind_created, a, a->limit, false);
     }
-    int r = pack_page(st, pk, s, a->limit, a->due);
     if (r)
         snprintf(err, errlen, "the replica could not be read");
     return r;

@@ -1197,42 +1197,57 @@ static int batch(struct tallyd *d, const char *sql, int limit, int64_t now, bool
 /*
  * (The scans here name their index: with fstate IN (...) the planner would otherwise take the
  * per-state index and sort every open order, tens of milliseconds on the loop each time. And a
- * scan that goes on from a position must start at it: "+ship_by > 0" keeps that term out of
- * the index's range, which SQLite would otherwise start at ship_by > 0 rather than at the
- * position (ship_by, id) > (?3, ?4), reading every order before the position again at each
- * batch: a round over 80k orders past their ship-by read 600k index entries per batch, 6 ms
- * each, quadratic in the orders. unit.test_fulfil test_scan_from_position counts the steps.)
+ * scan that goes on from a position must start at it, or each batch reads every order before
+ * the position again: a round over 80k orders past their ship-by read 600k index entries per
+ * batch, 6 ms each, quadratic in the orders. So the scan is read in two parts, each a range of
+ * orders_open_by_ship_by from the position: the rest of the position's ship-by (ship_by = ?3
+ * AND id > ?4), then the later ones (ship_by > ?3, at least 0: no ship-by is no deadline). A
+ * row value (ship_by, id) > (?3, ?4) is a range on ship_by alone (id is the rowid, which SQLite
+ * does not take as the index's second column for it), so a batch read the position's ship-by
+ * from its first order again, and with "ship_by > 0" beside it from the first ship-by.
+ * unit.test_fulfil test_scan_from_position and test_deadline_scan_ties count the steps.)
  *
  * Orders whose ship-by came within the warning horizon since the last scan, that have not
- * left: one exception each. Goes on from f's position, until `until` (one at least); returns
- * how many it looked at, or a TALLY_E_* code; *more: more may be due (a full batch, or
- * stopped at `until`). Without the timer (tests): from the start.
+ * left: one exception each. Goes on from the position (*pos_by, *pos_id): f's, kept in the
+ * replica with the exceptions it covers, or without the timer (tests) the caller's, from the
+ * start of its pass; until `until` (one at least). Returns how many it looked at, or a
+ * TALLY_E_* code; *more: more may be due (a full batch, or stopped at `until`).
  */
-static int deadlines(struct tallyd *d, struct fulfil *f, int64_t now, uint64_t until, bool *more)
+static int deadlines(struct tallyd *d, struct fulfil *f, int64_t *pos_by, int64_t *pos_id,
+                     int64_t now, uint64_t until, bool *more)
 {
     struct store *st = d->store;
     int64_t horizon = now + (int64_t)d->cfg.ship_by_warning_h * 3600;
-    int64_t by = f ? f->deadline_by : INT64_MIN, id = f ? f->deadline_id : 0;
-    sqlite3_stmt *s =
-        store_stmt(st, ORDER_SELECT " INDEXED BY orders_open_by_ship_by WHERE fstate IN "
-                                    "('pending','ready','allocated','sent','picked',"
-                                    "'partial') AND +ship_by > 0 AND ship_by <= ?1"
-                                    " AND (ship_by, id) > (?3, ?4) ORDER BY ship_by, id LIMIT ?2");
-    if (!s)
-        return TALLY_E_STORAGE;
-    sqlite3_bind_int64(s, 1, horizon);
-    sqlite3_bind_int(s, 2, RETRY_BATCH);
-    sqlite3_bind_int64(s, 3, by);
-    sqlite3_bind_int64(s, 4, id);
+    int64_t by = *pos_by, id = *pos_id;
+    static const char *const sql[2] = {
+        ORDER_SELECT " INDEXED BY orders_open_by_ship_by WHERE fstate IN ('pending','ready',"
+                     "'allocated','sent','picked','partial') AND ship_by = ?3 AND id > ?4"
+                     " AND ship_by <= ?1 ORDER BY id LIMIT ?2",
+        ORDER_SELECT " INDEXED BY orders_open_by_ship_by WHERE fstate IN ('pending','ready',"
+                     "'allocated','sent','picked','partial') AND ship_by > ?3"
+                     " AND ship_by <= ?1 ORDER BY ship_by, id LIMIT ?2",
+    };
     struct order *os = calloc(RETRY_BATCH, sizeof *os);
-    if (!os) {
-        sqlite3_reset(s);
+    if (!os)
         return TALLY_E_NOMEM;
+    int n = 0, rc = SQLITE_DONE;
+    /* the first part only inside a ship-by (none before the first one: 0 or less is none) */
+    for (int part = by > 0 ? 0 : 1; part < 2 && n < RETRY_BATCH; part++) {
+        sqlite3_stmt *s = store_stmt(st, sql[part]);
+        if (!s) {
+            free(os);
+            return TALLY_E_STORAGE;
+        }
+        sqlite3_bind_int64(s, 1, horizon);
+        sqlite3_bind_int(s, 2, RETRY_BATCH - n);
+        sqlite3_bind_int64(s, 3, by > 0 ? by : 0);
+        sqlite3_bind_int64(s, 4, id); /* not in the second part: a no-op there */
+        while (n < RETRY_BATCH && (rc = sqlite3_step(s)) == SQLITE_ROW)
+            order_read(s, &os[n++]);
+        sqlite3_reset(s);
+        if (rc != SQLITE_DONE && rc != SQLITE_ROW)
+            break;
     }
-    int n = 0, rc;
-    while ((rc = sqlite3_step(s)) == SQLITE_ROW && n < RETRY_BATCH)
-        order_read(s, &os[n++]);
-    sqlite3_reset(s);
     int r = rc == SQLITE_DONE || rc == SQLITE_ROW ? 0 : store_error(st, rc, "deadlines");
     if (r == 0 && n > 0)
         r = pass_begin(d);
@@ -1244,20 +1259,21 @@ static int deadlines(struct tallyd *d, struct fulfil *f, int64_t now, uint64_t u
             break;
     }
     *more = n == RETRY_BATCH || k < n;
-    if (r == 0 && k > 0 && f) {
+    if (r == 0 && k > 0) {
         /* The new position, kept with the exceptions it covers. */
-        f->deadline_by = os[k - 1].ship_by;
-        f->deadline_id = os[k - 1].ref;
-        r = cursor_save(st, f);
+        *pos_by = os[k - 1].ship_by;
+        *pos_id = os[k - 1].ref;
+        if (f)
+            r = cursor_save(st, f);
     }
     if (r == 0 && n > 0) {
         r = store_commit(st);
     } else if (n > 0) {
         store_rollback(st);
     }
-    if (r && n > 0 && f) {
-        f->deadline_by = by;
-        f->deadline_id = id;
+    if (r && n > 0) {
+        *pos_by = by;
+        *pos_id = id;
     }
     free(os);
     return r ? r : k;
@@ -1559,9 +1575,12 @@ static int pass_once(struct tallyd *d, int64_t now, uint64_t budget_ns, bool *mo
         }
     }
     if (!f || now >= f->next_deadline) {
+        /* Without the engine the whole round, each batch from where the last one ended. */
+        int64_t by = INT64_MIN, id = 0;
         bool due = false;
         do {
-            r = deadlines(d, f, now, f ? until : UINT64_MAX, &due);
+            r = deadlines(d, f, f ? &f->deadline_by : &by, f ? &f->deadline_id : &id, now,
+                          f ? until : UINT64_MAX, &due);
         } while (!f && r == RETRY_BATCH);
         if (r < 0)
             return r;

@@ -205,30 +205,43 @@ static int purge_batch(struct store *st, int64_t cutoff, int64_t now, int64_t *n
 
 /*
  * Counts the next slice of orders due (a dry run), after the cursor (finished_at, id) in the
- * order of orders_to_purge; *n gets the slice's count, less than COUNT_SLICE at the end.
+ * order of orders_to_purge; *n gets the slice's count, less than COUNT_SLICE at the end. Read
+ * in two parts, each a range of the index that starts at the cursor: the rest of the cursor's
+ * second (the index's rowid after the cursor's), then the later seconds. (The row value
+ * (finished_at, id) > (?2, ?3) started the range at the cursor's second only, the rowid not
+ * being a column of the index: a slice read every order finished in that second before the
+ * cursor again, thousands when a pass finished an import's orders.)
  */
 static int count_slice(struct store *st, int64_t cutoff, int64_t *after_fin, int64_t *after_id,
                        int64_t *n)
 {
-    sqlite3_stmt *s = store_stmt(st, "SELECT finished_at, id FROM orders"
-                                     " WHERE purged_at IS NULL AND finished_at <= ?1"
-                                     " AND (finished_at, id) > (?2, ?3)"
-                                     " ORDER BY finished_at, id LIMIT ?4");
-    if (!s)
-        return TALLY_E_STORAGE;
-    sqlite3_bind_int64(s, 1, cutoff);
-    sqlite3_bind_int64(s, 2, *after_fin);
-    sqlite3_bind_int64(s, 3, *after_id);
-    sqlite3_bind_int(s, 4, COUNT_SLICE);
-    int rc;
+    static const char *const sql[2] = {
+        "SELECT finished_at, id FROM orders WHERE purged_at IS NULL AND finished_at <= ?1"
+        " AND finished_at = ?2 AND id > ?3 ORDER BY id LIMIT ?4",
+        "SELECT finished_at, id FROM orders WHERE purged_at IS NULL AND finished_at <= ?1"
+        " AND finished_at > ?2 ORDER BY finished_at, id LIMIT ?4",
+    };
+    int64_t fin = *after_fin, id = *after_id;
     *n = 0;
-    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-        *after_fin = sqlite3_column_int64(s, 0);
-        *after_id = sqlite3_column_int64(s, 1);
-        (*n)++;
+    for (int part = 0; part < 2 && *n < COUNT_SLICE; part++) {
+        sqlite3_stmt *s = store_stmt(st, sql[part]);
+        if (!s)
+            return TALLY_E_STORAGE;
+        sqlite3_bind_int64(s, 1, cutoff);
+        sqlite3_bind_int64(s, 2, fin);
+        sqlite3_bind_int64(s, 3, id); /* not in the second part: a no-op there */
+        sqlite3_bind_int64(s, 4, COUNT_SLICE - *n);
+        int rc;
+        while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+            *after_fin = sqlite3_column_int64(s, 0);
+            *after_id = sqlite3_column_int64(s, 1);
+            (*n)++;
+        }
+        sqlite3_reset(s);
+        if (rc != SQLITE_DONE)
+            return store_error(st, rc, "purge count");
     }
-    sqlite3_reset(s);
-    return rc == SQLITE_DONE ? 0 : store_error(st, rc, "purge count");
+    return 0;
 }
 
 /* Whether freed database content is overwritten; -1 when it cannot be read. */

@@ -251,8 +251,10 @@ static void run(unsigned seed)
             ks[i] = k;
         }
         bool dup = n > 2 && rnd(10) == 0;
-        if (dup)
-            ks[1 + rnd(n - 1)] = ks[rnd(n - 1)];
+        if (dup) { /* a row before j named again at j (never a row copied onto itself) */
+            unsigned j = 1 + rnd(n - 1);
+            ks[j] = ks[rnd(j)];
+        }
         /* rows of one product next to each other, as files have them, except in some calls */
         if (rnd(3) != 0)
             for (unsigned i = 1; i < n; i++)

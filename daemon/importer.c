@@ -543,7 +543,9 @@ int import_rows_in(struct store *st, int kind, const msgpack_object *rows,
  * Only where the triggers on those tables are the ones this was written for
  * (import_set_allowed compares their names and SQL by SET_TRIGGERS_HASH: a migration that
  * changes one closes the set-based path until this code is changed with it and the hash
- * updated; unit.test_import_set says so), and only for a call whose SKU codes are all
+ * updated; unit.test_import_set says so; looked at before a call and again inside its
+ * transaction, where no other connection can change a trigger until it ends), and only for a
+ * call whose SKU codes are all
  * different (a SKU twice in one call is applied twice, in order, by the row-by-row path).
  * Rows are read and validated before anything is written, with the row-by-row path's messages
  * (catalog_read); a call is all or nothing either way. unit.test_import_set compares replicas
@@ -871,12 +873,18 @@ static int64_t max_id(struct store *st, const char *sql)
 
 /*
  * Applies the rows read by set_read, in the open transaction, with the connection's triggers
- * off: 0, an error (the caller rolls back), or IMPORT_ROWWISE with nothing written.
+ * off: 0, an error (the caller rolls back), or IMPORT_ROWWISE with nothing written (a trigger
+ * it does not know, a table's largest id near the top of the range).
  */
 static int set_apply(struct store *st, struct cat_set *cs, struct import_result *res)
 {
     if (store_triggers_on(st))
         return TALLY_E_INTERNAL; /* the triggers would do their work twice */
+    /* Again under the transaction's write lock: import_call looked before it began, and
+     * another process (an operator's sqlite3 shell) may have changed a trigger since; from
+     * here on no other connection changes the schema until this one commits. */
+    if (!import_set_allowed(st))
+        return IMPORT_ROWWISE;
     int64_t sku_max = max_id(st, "SELECT COALESCE(max(id), 0) FROM skus");
     int64_t prod_max = max_id(st, "SELECT COALESCE(max(id), 0) FROM products");
     if (sku_max < 0 || prod_max < 0)
@@ -991,6 +999,7 @@ int import_call(struct store *st, int kind, const msgpack_object *rows, enum sto
             set_free(&cs);
             return r;
         }
+        /* (set_apply looks at the triggers again once the transaction has begun) */
         set = r == 0 && !store_in_tx(st) && import_set_allowed(st);
     }
     for (;;) {

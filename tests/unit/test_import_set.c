@@ -15,8 +15,9 @@
  * FTS5's integrity check once their queues are indexed.
  *
  * Also: the set path is open on a fresh replica (its triggers are the ones importer.c does the
- * work of); triggers are back on after an import, for the statements cached meanwhile too;
- * and a connection in group mode never has its triggers turned off.
+ * work of), and closed by a trigger another process adds after import_call looked and before
+ * its transaction began; triggers are back on after an import, for the statements cached
+ * meanwhile too; and a connection in group mode never has its triggers turned off.
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -250,8 +251,10 @@ static void run(unsigned seed)
             ks[i] = k;
         }
         bool dup = n > 2 && rnd(10) == 0;
-        if (dup)
-            ks[1 + rnd(n - 1)] = ks[rnd(n - 1)];
+        if (dup) { /* a row before j named again at j (never a row copied onto itself) */
+            unsigned j = 1 + rnd(n - 1);
+            ks[j] = ks[rnd(j)];
+        }
         /* rows of one product next to each other, as files have them, except in some calls */
         if (rnd(3) != 0)
             for (unsigned i = 1; i < n; i++)
@@ -426,6 +429,62 @@ static void test_triggers_known(void)
     store_close(st);
 }
 
+/* Another process adds a trigger on skus (an operator's sqlite3 shell) after import_call has
+ * looked at the triggers and before its transaction begins: the set path must not run with the
+ * connection's triggers off past a trigger it does not know. The callback store_begin_as runs
+ * first (store_set_before_begin) stands for that moment. */
+static sqlite3 *added_by;
+static int add_trigger_once(void *arg, bool wait)
+{
+    (void)wait;
+    int *done = arg;
+    if (!*done) {
+        *done = 1;
+        CHECK_EQ_INT(sqlite3_exec(added_by,
+                                  "CREATE TRIGGER extra AFTER INSERT ON skus BEGIN"
+                                  " UPDATE counters SET n = n + 1 WHERE name = 'extra'; END;"
+                                  "INSERT INTO counters(name, n) VALUES('extra', 0)",
+                                  NULL, NULL, NULL),
+                     SQLITE_OK);
+    }
+    return 0;
+}
+
+static void test_trigger_added_meanwhile(void)
+{
+    sqlite3 *raw;
+    struct store *st = fresh_store(&raw);
+    CHECK(import_set_allowed(st));
+    int done = 0;
+    added_by = raw;
+    store_set_before_begin(st, add_trigger_once, &done);
+    msgpack_sbuffer sb;
+    msgpack_packer pk;
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    msgpack_pack_array(&pk, 3);
+    for (unsigned k = 1; k <= 3; k++) {
+        skus[k] = (struct gen_sku){.product = k, .price = k};
+        pack_row(&pk, k, 0);
+    }
+    msgpack_unpacked u;
+    msgpack_unpacked_init(&u);
+    CHECK(msgpack_unpack_next(&u, sb.data, sb.size, NULL) == MSGPACK_UNPACK_SUCCESS);
+    struct import_result res;
+    char err[256];
+    CHECK_EQ_INT(import_rows(st, IMPORT_CATALOG, &u.data, &res, err, sizeof err), 0);
+    CHECK_EQ_INT(done, 1);
+    CHECK_EQ_INT(res.inserted, 3);
+    CHECK_EQ_INT(res.set_rows, 0);
+    CHECK_EQ_INT(q64(raw, "SELECT n FROM counters WHERE name = 'extra'"), 3);
+    CHECK_EQ_INT(q64(raw, "SELECT n FROM counters WHERE name = 'skus'"), 3);
+    store_set_before_begin(st, NULL, NULL);
+    msgpack_unpacked_destroy(&u);
+    msgpack_sbuffer_destroy(&sb);
+    sqlite3_close(raw);
+    store_close(st);
+}
+
 /* After a set-based import the connection's triggers fire again, for its cached statements
  * too (prepared while they were off); a connection in group mode keeps them on. */
 static void test_triggers_back(void)
@@ -479,6 +538,7 @@ int main(void)
         return 1;
     }
     test_triggers_known();
+    test_trigger_added_meanwhile();
     test_triggers_back();
     for (unsigned seed = 1; seed <= 4; seed++)
         run(seed);

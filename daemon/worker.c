@@ -56,6 +56,18 @@ static void q_push(struct jobq *q, struct worker_job *j)
     q->tail = &j->next;
 }
 
+/* Ahead of the queue: the catch-up checkpoint (JOB_CKPT_QUEUED) goes before the write jobs
+ * waiting, so that none appends to a WAL past WORKER_CKPT_CATCHUP_FRAMES before it ran. */
+static void q_push_front(struct jobq *q, struct worker_job *j)
+{
+    if (!q->tail)
+        q->tail = &q->head;
+    j->next = q->head;
+    q->head = j;
+    if (!j->next)
+        q->tail = &j->next;
+}
+
 static struct worker_job *q_pop(struct jobq *q)
 {
     struct worker_job *j = q->head;
@@ -96,9 +108,15 @@ int workers_start(struct tallyd *d, char *err, size_t errlen)
     return 0;
 }
 
+void (*worker_test_before_checkpoint)(void);
+
+static void start_next(struct workers *w);
+
 static int ckpt_run(struct worker_job *job, struct store *st)
 {
     (void)job;
+    if (worker_test_before_checkpoint)
+        worker_test_before_checkpoint();
     int log_frames, copied;
     int r = store_checkpoint_passive(st, &log_frames, &copied);
     struct workers *w = (struct workers *)((char *)job - offsetof(struct workers, ckpt));
@@ -114,6 +132,24 @@ static void ckpt_done(struct worker_job *job, int status)
     w->checkpoints++;
     if (status != 0 && status != TALLY_E_SHUTTING_DOWN)
         log_warn("WAL checkpoint: %s (tried again after the next commits)", tally_strerror(status));
+    /* The catch-up one when the WAL is still past its mark, then the write jobs held by
+     * write_held_for_checkpoint. */
+    workers_checkpoint_due(w->d);
+    start_next(w);
+}
+
+/*
+ * The WAL holds WORKER_CKPT_CATCHUP_FRAMES while a checkpoint beside the write jobs still
+ * runs: the next write job waits for it (then the catch-up checkpoint is queued before it,
+ * workers_checkpoint_due). Without this, a checkpoint thread that got no CPU for a while (a
+ * loaded machine: CI ran two tests at once) let write jobs go on back to back with no
+ * catch-up queued (one checkpoint at a time), and the WAL grew without bound
+ * (unit.test_worker: 30,053 frames once; test_ckpt_starved now holds the checkpoint 300 ms).
+ */
+static bool write_held_for_checkpoint(const struct workers *w)
+{
+    return w->ckpt_queued && w->ckpt.is_write == JOB_CKPT &&
+           store_wal_frames() >= WORKER_CKPT_CATCHUP_FRAMES;
 }
 
 void workers_checkpoint_due(struct tallyd *d)
@@ -206,8 +242,6 @@ static void on_work(uv_work_t *req)
     j->status = status;
 }
 
-static void start_next(struct workers *w);
-
 static void on_after(uv_work_t *req, int uvstatus)
 {
     struct worker_job *j = req->data;
@@ -229,7 +263,7 @@ static void start_next(struct workers *w)
 {
     if (w->stopping)
         return;
-    if (!w->writing && w->writes.head) {
+    if (!w->writing && w->writes.head && !write_held_for_checkpoint(w)) {
         struct worker_job *j = q_pop(&w->writes);
         w->writing = true;
         if (uv_queue_work(w->d->loop, &j->work, on_work, on_after) != 0) {
@@ -276,7 +310,10 @@ static int submit(struct tallyd *d, struct worker_job *j, int kind)
         }
         return 0;
     }
-    q_push(kind == JOB_READ ? &w->reads : &w->writes, j);
+    if (kind == JOB_CKPT_QUEUED)
+        q_push_front(&w->writes, j);
+    else
+        q_push(kind == JOB_READ ? &w->reads : &w->writes, j);
     start_next(w);
     return 0;
 }

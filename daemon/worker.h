@@ -43,6 +43,9 @@ struct store_ready;
 /* WAL frames (store_wal_frames) from which the next checkpoint runs in the write queue, not
  * beside it (workers_checkpoint_due). */
 #define WORKER_CKPT_CATCHUP_FRAMES (4 * STORE_CHECKPOINT_FRAMES)
+/* Tests only: when set, a checkpoint job calls it before it copies (a checkpoint thread that
+ * gets no CPU for a while). NULL in tallyd. */
+extern void (*worker_test_before_checkpoint)(void);
 /* Page cache of a read job's connection, of the checkpoint's and of the writer's (KiB;
  * store_set_cache_kib). The writer's bulk work (pages of inventory, imports) goes through the
  * tables in key order: 4 MiB instead of the default 8 cost no CPU on a 1M x 4 sync and took

@@ -457,15 +457,22 @@ int import_rows(struct store *st, int kind, const msgpack_object *rows, struct i
     return r ? r : t;
 }
 
+/* A call's rows: an array of 1 to TALLY_MAX_PAGE maps (each map is read by its kind). */
+static bool rows_ok(const msgpack_object *rows, char *err, size_t errlen)
+{
+    if (rows->type == MSGPACK_OBJECT_ARRAY && rows->via.array.size > 0 &&
+        rows->via.array.size <= TALLY_MAX_PAGE)
+        return true;
+    snprintf(err, errlen, "field 'rows' must be an array of 1-%d maps", TALLY_MAX_PAGE);
+    return false;
+}
+
 int import_rows_in(struct store *st, int kind, const msgpack_object *rows,
                    struct import_result *res, char *err, size_t errlen)
 {
     memset(res, 0, sizeof *res);
-    if (rows->type != MSGPACK_OBJECT_ARRAY || rows->via.array.size == 0 ||
-        rows->via.array.size > TALLY_MAX_PAGE) {
-        snprintf(err, errlen, "field 'rows' must be an array of 1-%d maps", TALLY_MAX_PAGE);
+    if (!rows_ok(rows, err, errlen))
         return TALLY_E_INVALID_PARAMS;
-    }
     struct catalog_ctx cx = {0};
     msgpack_sbuffer_init(&cx.attrs);
     int r = 0;
@@ -983,11 +990,8 @@ int import_call(struct store *st, int kind, const msgpack_object *rows, enum sto
                 struct import_result *res, char *err, size_t errlen)
 {
     memset(res, 0, sizeof *res);
-    if (rows->type != MSGPACK_OBJECT_ARRAY || rows->via.array.size == 0 ||
-        rows->via.array.size > TALLY_MAX_PAGE) {
-        snprintf(err, errlen, "field 'rows' must be an array of 1-%d maps", TALLY_MAX_PAGE);
+    if (!rows_ok(rows, err, errlen))
         return TALLY_E_INVALID_PARAMS;
-    }
     struct cat_set cs = {0};
     msgpack_sbuffer_init(&cs.attrs);
     msgpack_sbuffer_init(&cs.old);

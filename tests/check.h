@@ -6,6 +6,7 @@
 #ifndef TALLY_CHECK_H
 #define TALLY_CHECK_H
 
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -42,6 +43,16 @@ static int check_count;
                     #b, sa_ ? sa_ : "(null)", sb_ ? sb_ : "(null)");                               \
         }                                                                                          \
     } while (0)
+
+/* A seeded xorshift64 draw in 0..n-1 (state updated): the same sequence for the same seed, for
+ * the randomized tests. */
+static inline unsigned check_rnd(uint64_t *state, unsigned n)
+{
+    *state ^= *state << 13;
+    *state ^= *state >> 7;
+    *state ^= *state << 17;
+    return (unsigned)(*state % n);
+}
 
 static inline int check_result(const char *name)
 {

@@ -485,6 +485,18 @@ int rh_rewind_schema(const char *path, int version)
     return r == SQLITE_OK ? 0 : -1;
 }
 
+int64_t rh_vm_steps(struct store *st, const char *needle)
+{
+    int64_t n = 0;
+    sqlite3 *db = store_db(st);
+    for (sqlite3_stmt *s = sqlite3_next_stmt(db, NULL); s; s = sqlite3_next_stmt(db, s)) {
+        const char *sql = sqlite3_sql(s);
+        if (sql && strstr(sql, needle))
+            n += sqlite3_stmt_status(s, SQLITE_STMTSTATUS_VM_STEP, 1);
+    }
+    return n;
+}
+
 bool rh_utf8_ok(const char *s)
 {
     for (const unsigned char *p = (const unsigned char *)s; *p;) {

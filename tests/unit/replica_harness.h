@@ -29,6 +29,7 @@
 #include <msgpack.h>
 
 struct rh;
+struct store;
 struct tallyd;
 
 /* What rh_q64 and rh_iget answer for no row, a NULL, a failed query or a missing field. */
@@ -123,6 +124,11 @@ void rh_bare_start(struct tallyd *d, const char *name, bool sync_full, char *dir
 /* After the test's own workers_stop and workers_free (and gcommit's): closes the loop and the
  * replica and removes the directory. 0, or 2 when it could not be removed. */
 int rh_bare_end(struct tallyd *d, const char *dir);
+
+/* VM steps (SQLITE_STMTSTATUS_VM_STEP) of the connection's cached statements whose SQL
+ * contains `needle`, since the last call (each counter is reset as it is read): how much of an
+ * index a scan read, for tests that a scan starts at its position. */
+int64_t rh_vm_steps(struct store *st, const char *needle);
 
 /* ---- text ---- */
 

@@ -40,10 +40,7 @@ static int db_counter;
 static uint64_t rng = 88172645463325252ULL;
 static unsigned rnd(unsigned n)
 {
-    rng ^= rng << 13;
-    rng ^= rng >> 7;
-    rng ^= rng << 17;
-    return (unsigned)(rng % n);
+    return check_rnd(&rng, n);
 }
 
 static struct store *fresh_store(sqlite3 **raw)
@@ -450,6 +447,21 @@ static int add_trigger_once(void *arg, bool wait)
     return 0;
 }
 
+/* A call of three new SKUs (1, 2, 3), packed into sb and read back into u. */
+static void three_rows(msgpack_sbuffer *sb, msgpack_unpacked *u)
+{
+    msgpack_packer pk;
+    msgpack_sbuffer_init(sb);
+    msgpack_packer_init(&pk, sb, msgpack_sbuffer_write);
+    msgpack_pack_array(&pk, 3);
+    for (unsigned k = 1; k <= 3; k++) {
+        skus[k] = (struct gen_sku){.product = k, .price = k};
+        pack_row(&pk, k, 0);
+    }
+    msgpack_unpacked_init(u);
+    CHECK(msgpack_unpack_next(u, sb->data, sb->size, NULL) == MSGPACK_UNPACK_SUCCESS);
+}
+
 static void test_trigger_added_meanwhile(void)
 {
     sqlite3 *raw;
@@ -459,17 +471,8 @@ static void test_trigger_added_meanwhile(void)
     added_by = raw;
     store_set_before_begin(st, add_trigger_once, &done);
     msgpack_sbuffer sb;
-    msgpack_packer pk;
-    msgpack_sbuffer_init(&sb);
-    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-    msgpack_pack_array(&pk, 3);
-    for (unsigned k = 1; k <= 3; k++) {
-        skus[k] = (struct gen_sku){.product = k, .price = k};
-        pack_row(&pk, k, 0);
-    }
     msgpack_unpacked u;
-    msgpack_unpacked_init(&u);
-    CHECK(msgpack_unpack_next(&u, sb.data, sb.size, NULL) == MSGPACK_UNPACK_SUCCESS);
+    three_rows(&sb, &u);
     struct import_result res;
     char err[256];
     CHECK_EQ_INT(import_rows(st, IMPORT_CATALOG, &u.data, &res, err, sizeof err), 0);
@@ -493,17 +496,8 @@ static void test_triggers_back(void)
     struct store *st = fresh_store(&raw);
     placeholder(st, "EARLY"); /* catalog_sku_ensure's statements prepared with triggers on */
     msgpack_sbuffer sb;
-    msgpack_packer pk;
-    msgpack_sbuffer_init(&sb);
-    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-    msgpack_pack_array(&pk, 3);
-    for (unsigned k = 1; k <= 3; k++) {
-        skus[k] = (struct gen_sku){.product = k, .price = k};
-        pack_row(&pk, k, 0);
-    }
     msgpack_unpacked u;
-    msgpack_unpacked_init(&u);
-    CHECK(msgpack_unpack_next(&u, sb.data, sb.size, NULL) == MSGPACK_UNPACK_SUCCESS);
+    three_rows(&sb, &u);
     struct import_result res;
     char err[256];
     /* left off by import_call: a placeholder made now would be neither counted nor queued */

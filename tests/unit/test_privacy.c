@@ -756,17 +756,10 @@ static void test_checkpoint_writes(void)
 }
 
 /* VM steps of the loop connection's cached statements whose SQL contains `needle`, since the
- * last call (each counter is reset as it is read). */
+ * last call (rh_vm_steps). */
 static int64_t scan_steps(const char *needle)
 {
-    int64_t n = 0;
-    sqlite3 *db = store_db(d->store);
-    for (sqlite3_stmt *s = sqlite3_next_stmt(db, NULL); s; s = sqlite3_next_stmt(db, s)) {
-        const char *sql = sqlite3_sql(s);
-        if (sql && strstr(sql, needle))
-            n += sqlite3_stmt_status(s, SQLITE_STMTSTATUS_VM_STEP, 1);
-    }
-    return n;
+    return rh_vm_steps(d->store, needle);
 }
 
 /*

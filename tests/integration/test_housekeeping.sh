@@ -33,10 +33,9 @@ t() { "$TALLY" --socket "$sock" "$@"; }
 j() { "$TALLY" --socket "$sock" --json "$@"; }
 
 "$GEN" --out "$tmp/data" --skus 40 --warehouses 2 --orders 400 --seed 11 >/dev/null || exit 1
-# Buyer data kept 10 years (the most [privacy] retain_days takes): tally-gen's orders are dated from a fixed day in October 2026, so
-# with the default 30 days the hourly purge that also runs at the start found finished orders
-# to purge once the calendar passed that day + 30, and part 1's purge then met it ("a purge is
-# already running") instead of the lock. The purges here are the test's own (--older-than 0).
+# Buyer data kept 10 years (the most [privacy] retain_days takes): tally-gen's orders are dated
+# from a fixed day in October 2026, so with the default 30 days what the hourly purge finds
+# would change with the calendar. The purges here are the test's own (--older-than 0).
 (umask 077 && printf '[privacy]\nretain_days = 3650\n' >"$tmp/tallyd.conf")
 "$TALLYD" --config "$tmp/tallyd.conf" --state-dir "$tmp/state" --socket "$sock" --station HK-TEST \
     >>"$tmp/tallyd.log" 2>&1 &
@@ -54,6 +53,17 @@ sku=$(sed -n 2p "$tmp/data/catalog.csv" | cut -d, -f1)
 wh=$(sed -n 2p "$tmp/data/warehouses.csv" | cut -d, -f1)
 onhand() { j stock "$sku" | jq -r --arg w "$wh" '.warehouses[] | select(.warehouse == $w) | .on_hand'; }
 before=$(onhand)
+
+# The purge tallyd runs by itself at its first tick (100 ms after the start: the hourly one)
+# is a write job: queued behind the imports, it can still be waiting to begin when the shell
+# below takes the lock, and then part 1's purge meets it ("a purge is already running")
+# instead of the lock (CI, where the imports took well under a second). Wait until it is over:
+# a dry run is refused while another purge runs.
+sleep 0.3
+for _ in $(seq 100); do
+    t purge --dry-run --older-than 3650 >/dev/null 2>&1 && break
+    sleep 0.1
+done
 
 # ---- 1. another process holds the write lock ----
 mkfifo "$tmp/sql.in"

@@ -66,23 +66,9 @@ static void pack_batch(msgpack_sbuffer *sb, uint32_t first, const char *tag, lon
             break;
         case 7:
             if (i % 80 == 39) { /* an import now and then: the connection is held */
-                msgpack_sbuffer_write(sb, "\x94\x00", 2);
-                msgpack_pack_uint32(&pk, id);
-                msgpack_pack_str(&pk, 6);
-                msgpack_pack_str_body(&pk, "import", 6);
-                msgpack_pack_array(&pk, 1);
-                msgpack_pack_map(&pk, 2);
-                msgpack_pack_str(&pk, 4);
-                msgpack_pack_str_body(&pk, "kind", 4);
-                msgpack_pack_str(&pk, 7);
-                msgpack_pack_str_body(&pk, "catalog", 7);
-                msgpack_pack_str(&pk, 4);
-                msgpack_pack_str_body(&pk, "rows", 4);
-                msgpack_pack_array(&pk, 1);
-                char sku[32];
-                snprintf(sku, sizeof sku, "MI-%s-%u", tag, id);
-                th_pack_map(&pk, "sssis", "sku", sku, "product_id", "P-2", "title", "Imported",
-                            "price_minor", 100LL, "currency", "EUR");
+                char prefix[32];
+                snprintf(prefix, sizeof prefix, "MI-%s-%u", tag, id);
+                th_pack_import_catalog(sb, id, prefix, 1, false);
                 break;
             }
             /* fall through */

@@ -1463,7 +1463,7 @@ static int retry_waiting(struct tallyd *d, struct fulfil *f, int64_t now, int *m
         sqlite3_stmt *s = store_stmt(st, sql[part]);
         if (!s)
             return TALLY_E_STORAGE;
-        /* ?2 and ?3 are not in every part: binding an absent parameter is a no-op */
+        /* ?2 and ?3 are unused in the later parts (bound all the same: ?4 is the highest) */
         sqlite3_bind_int64(s, 1, f ? f->retry_prio : INT64_MAX);
         sqlite3_bind_int64(s, 2, f ? f->retry_by : INT64_MIN);
         sqlite3_bind_int64(s, 3, f ? f->retry_id : 0);

@@ -146,10 +146,36 @@ bool store_yielded(const struct store *st);
 void store_note_send(struct store *st);
 /* The open transaction appended such rows (they must not be taken in it unless it is durable). */
 bool store_tx_sends(const struct store *st);
-/* Sends appended by a commit not durable, no durable commit since (tests, status). */
+/* Sends appended by a commit not durable, not made durable since (tests, status). */
 bool store_sends_unsynced(void);
-/* A commit that was not durable changed rows, no durable commit since (STORE_SEND_STATE). */
+/* A commit that was not durable changed rows, not made durable since (STORE_SEND_STATE). */
 bool store_state_unsynced(void);
+
+/*
+ * Syncs. Every commit, on any connection, takes the next number (in commit order, before its
+ * writer lock is released); store_last_seq is that of the connection's last commit. Every
+ * commit numbered up to store_durable_seq is durable: a durable commit raises it to its own
+ * number (it synced the whole WAL), and so does store_synced(n) after a sync of the WAL that
+ * began once commit n had returned (gcommit.c's sync thread reads store_commit_seq, then
+ * syncs). The unsynced states above are kept by these numbers.
+ */
+uint64_t store_commit_seq(void);
+uint64_t store_durable_seq(void);
+uint64_t store_last_seq(const struct store *st);
+void store_synced(uint64_t seq);
+/* Opens the WAL on this connection (a read of the schema's version) and checks that SQLite
+ * hands out its file object: 0 or TALLY_E_STORAGE. The connection must then stay without a
+ * transaction: its only use is store_sync_wal. */
+int store_wal_attach(struct store *st);
+/* Makes everything written to the replica's WAL so far durable, through this connection's
+ * own handle of the WAL file and SQLite's VFS (its xSync, as a commit at synchronous = FULL
+ * syncs the WAL; the power-cut shim sees it): 0, or TALLY_E_STORAGE / TALLY_E_DISK_FULL. Safe
+ * on its own thread while other connections write: it touches no SQLite state but the file's. */
+int store_sync_wal(struct store *st);
+/* On a connection whose committed work runs at once (not store_keep_held): `gate` is offered
+ * the list first and returns true when it takes it (to run it later, with store_ready_run, in
+ * order after work committed before it; gcommit.c), false to let it run now. */
+void store_set_ready_gate(struct store *st, bool (*gate)(void *, struct store_ready *), void *arg);
 /* Sets the connection's own level (a write job's connection for its bulk work), outside a
  * transaction: 0, or a TALLY_E_* code and the level unchanged. */
 int store_set_durable(struct store *st, bool full);

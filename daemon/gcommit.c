@@ -72,6 +72,7 @@ struct gcommit {
     uv_async_t async;
     bool async_open;
     uint64_t commits_off_loop; /* group commits run on the thread (status, tests) */
+    uint64_t commits;          /* groups committed, on the thread or the loop (status) */
     uint64_t barriers;         /* syncs asked for by gcommit_barrier */
 
     /* The sync thread: on a connection of its own (sync_st), it syncs the WAL (store_sync_wal)
@@ -460,6 +461,7 @@ static void settle_commit(struct gcommit *g, int rc, struct alist *answers, size
 {
     size_t k = *n;
     *n = 0;
+    g->commits += rc == 0;
     if (rc) {
         if (k)
             log_error("group commit: %zu writes not recorded: %s", k, tally_strerror(rc));
@@ -896,6 +898,11 @@ bool gcommit_in_flight(const struct tallyd *d)
 uint64_t gcommit_off_loop(const struct tallyd *d)
 {
     return d->gc ? d->gc->commits_off_loop : 0;
+}
+
+uint64_t gcommit_commits(const struct tallyd *d)
+{
+    return d->gc ? d->gc->commits : 0;
 }
 
 uint64_t gcommit_syncs(const struct tallyd *d)

@@ -115,6 +115,8 @@ bool gcommit_committing(const struct tallyd *d);
 bool gcommit_in_flight(const struct tallyd *d);
 /* Groups handed to the commit thread since the start (tests). */
 uint64_t gcommit_off_loop(const struct tallyd *d);
+/* Groups committed since the start, on the commit thread or the loop (status). */
+uint64_t gcommit_commits(const struct tallyd *d);
 /* Syncs of the WAL done by the sync thread since the start (status, tests). */
 uint64_t gcommit_syncs(const struct tallyd *d);
 /* Groups commit at NORMAL and wait for the sync thread (synchronous = full, thread running). */

@@ -115,8 +115,10 @@ int store_begin_nowait(struct store *st, bool *held_elsewhere);
  * outbox_append, which calls store_note_send: when the transaction is not durable, the
  * process's sends are unsynced from its commit on, until a durable commit. A transaction
  * begun with STORE_SEND (the sync engine's take of rows to send) is durable while they are
- * unsynced, lazy otherwise: whatever it takes was made durable by then. Rows a client wrote
- * are durable already (acknowledged writes commit at FULL).
+ * unsynced, lazy otherwise: whatever it takes was made durable by then. Clients' groups
+ * commit at NORMAL too and are answered after a sync (gcommit.h "Syncs"), so their rows are
+ * unsynced until it; the sync engine then takes lazily and sends once a sync covers the take
+ * (sync.c TAKE_PARK).
  *
  * With [sync] synchronous = normal every commit is lazy (the window, tests/README "Power
  * cuts"). The level changes only outside a transaction (SQLite refuses it inside one).
@@ -202,14 +204,14 @@ int store_checkpoint_passive(struct store *st, int *log_frames, int *copied);
 bool store_in_tx(const struct store *st);
 
 /*
- * Group commit (gcommit.h): writes arriving in one loop turn share one transaction and one
- * fsync. With group mode on, store_begin opens the group's transaction if it is not open
- * (BEGIN IMMEDIATE, taking the writer lock) and a SAVEPOINT for the write; store_commit
- * releases the savepoint (nothing is durable yet: the write's answer waits for
- * store_group_commit); store_rollback undoes that write alone, what it held included. Work
- * held with store_after_commit waits for the group's commit. When SQLite rolled the whole
- * transaction back on its own (e.g. SQLITE_FULL), every write of the group is lost:
- * store_group_take_lost then answers its TALLY_E_* code once (0 when none was lost).
+ * Group commit (gcommit.h): writes arriving in one loop turn share one transaction (and the
+ * groups committed during one sync share the next). With group mode on, store_begin opens the
+ * group's transaction if it is not open (BEGIN IMMEDIATE, taking the writer lock) and a
+ * SAVEPOINT for the write; store_commit releases the savepoint (nothing is durable yet: the
+ * write's answer waits for store_group_commit and a sync); store_rollback undoes that write alone,
+ * what it held included. Work held with store_after_commit waits for the group's commit. When
+ * SQLite rolled the whole transaction back on its own (e.g. SQLITE_FULL), every write of the group
+ * is lost: store_group_take_lost then answers its TALLY_E_* code once (0 when none was lost).
  * store_group_commit commits the group (0 when none is open) and releases the writer lock;
  * a failed commit rolls everything back and returns its code.
  */
@@ -220,7 +222,7 @@ bool store_group_in_write(const struct store *st);
 int store_group_commit(struct store *st);
 int store_group_take_lost(struct store *st);
 /*
- * store_group_commit in three steps, so that the COMMIT (and its fsync) can run on another
+ * store_group_commit in three steps, so that the COMMIT can run on another
  * thread (gcommit.c's commit thread) while the loop goes on: store_group_detach, on the
  * thread that owns the connection, closes the group to new writes (1; 0 when none is open;
  * TALLY_E_BUSY when a write is open, nothing done); store_group_commit_run, on any one thread

@@ -187,6 +187,7 @@ for f in $faults; do
         # Kept only when its answer said the change is in the replica (a group committed
         # before its sync failed); refused with "nothing changed" otherwise.
         kept=$(sqlite3 -readonly "$db" "SELECT count(*) FROM movements WHERE id = '$f-during'")
+        echo "$f: the receive during the fault: $kept kept; answered: $during_msg"
         case $during_msg in
         *durable*) check_eq "$kept" 1 "$f: the receive whose sync failed kept, as its answer said" ;;
         *) check_eq "$kept" 0 "$f: the refused receive not kept ($during_msg)" ;;

@@ -313,12 +313,16 @@ static void tx_end(struct store *st, bool committed)
     if (committed) {
         uint64_t seq = atomic_fetch_add(&commit_seq, 1) + 1;
         st->last_seq = seq;
+        bool changed = sqlite3_total_changes64(st->db) != st->tx_changes0;
         if (st->level_full && !st->tx_lazy) {
-            seq_raise(&durable_seq, seq);
+            /* Only a commit that wrote frames syncs the WAL: one that changed nothing wrote
+             * none, synced nothing and vouches for nothing before it. */
+            if (changed)
+                seq_raise(&durable_seq, seq);
         } else {
             if (st->tx_sends)
                 atomic_store(&sends_seq, seq);
-            if (sqlite3_total_changes64(st->db) != st->tx_changes0)
+            if (changed)
                 atomic_store(&state_seq, seq);
         }
     }

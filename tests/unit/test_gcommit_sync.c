@@ -10,7 +10,8 @@
  *  3. the sync released: A's then B's, in commit order, after one sync that covered both;
  *  4. the loop's own lazy transaction, committed while a group waits for its sync: what it
  *     raised goes out behind the group's; a durable commit of the loop's makes the group
- *     durable too (it synced the whole WAL), so the group goes out without its own sync;
+ *     durable too (it synced the whole WAL), so the group goes out without its own sync, but
+ *     a durable commit that changed nothing does not (it synced nothing);
  *  5. a failed sync: the group's events are dropped, its rows stay (committed), its rows to
  *     send stay unsynced; the next group commits at FULL (out at its commit, no sync), the
  *     one after it at NORMAL again (out after a sync).
@@ -197,6 +198,22 @@ int main(void)
     CHECK_EQ_INT((int)(gcommit_syncs(&d) - syncs), 0); /* the held one has not returned */
     atomic_store(&hold, 0);
     CHECK(until(settled));
+    /* ... but not one that changed nothing: it wrote no frame and synced nothing. */
+    ran[0] = 0;
+    atomic_store(&hold, 1);
+    group(9, "K", false);
+    want_entered = 4;
+    CHECK(until(sync_held));
+    CHECK_EQ_INT(store_begin(d.store), 0);
+    CHECK_EQ_INT(store_commit(d.store), 0);
+    for (int i = 0; i < 20; i++) {
+        uv_run(d.loop, UV_RUN_NOWAIT);
+        usleep(1000);
+    }
+    CHECK_EQ_STR(ran, "");
+    atomic_store(&hold, 0);
+    CHECK(until(settled));
+    CHECK_EQ_STR(ran, "K");
 
     /* 5. A failed sync: G's events dropped, its rows kept, its sends unsynced. */
     ran[0] = 0;

@@ -837,7 +837,13 @@ int gcommit_after_call(struct tallyd *d, int r, char *err, size_t errlen)
 int gcommit_hold(struct tallyd *d, void *conn, const char *data, size_t len)
 {
     struct gcommit *g = d->gc;
-    if (!g || !conn || !store_group_open(g->st))
+    if (!g || !conn)
+        return 0;
+    /* No group open: the write's group was committed during the call (the loop's own
+     * transaction went first, before_begin); committed lazily, its answer still waits for the
+     * sync that covers the group's last commit, behind what is queued. */
+    bool committed = !store_group_open(g->st);
+    if (committed && !(g->lazy && store_last_seq(g->st) > store_durable_seq()))
         return 0;
     struct answer *a = malloc(sizeof *a + len);
     if (!a) {
@@ -856,9 +862,16 @@ int gcommit_hold(struct tallyd *d, void *conn, const char *data, size_t len)
     a->msgid = answer_msgid(data, len);
     a->len = len;
     memcpy(a->data, data, len);
+    server_conn_owe(conn);
+    if (committed) {
+        struct alist one;
+        al_init(&one);
+        al_push(&one, a);
+        q_add(g, store_last_seq(g->st), true, &one, 1, NULL);
+        return 1;
+    }
     al_push(&g->held, a);
     g->nheld++;
-    server_conn_owe(conn);
     return 1;
 }
 

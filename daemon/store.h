@@ -156,8 +156,9 @@ bool store_state_unsynced(void);
 /*
  * Syncs. Every commit, on any connection, takes the next number (in commit order, before its
  * writer lock is released); store_last_seq is that of the connection's last commit. Every
- * commit numbered up to store_durable_seq is durable: a durable commit raises it to its own
- * number (it synced the whole WAL), and so does store_synced(n) after a sync of the WAL that
+ * commit numbered up to store_durable_seq is durable: a durable commit that changed rows
+ * raises it to its own number (it synced the whole WAL; one that changed nothing wrote no frame
+ * and synced nothing), and so does store_synced(n) after a sync of the WAL that
  * began once commit n had returned (gcommit.c's sync thread reads store_commit_seq, then
  * syncs). The unsynced states above are kept by these numbers.
  */

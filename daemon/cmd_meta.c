@@ -105,7 +105,7 @@ int cmd_status(struct rpc_call *c)
     if (stat(wal, &sb) == 0)
         size += (int64_t)sb.st_size;
 
-    msgpack_pack_map(pk, 19);
+    msgpack_pack_map(pk, 21);
     mp_pack_kv_str(pk, "station", d->cfg.station);
     mp_pack_kv_str(pk, "server", "tallyd " TALLY_VERSION);
     mp_pack_kv_int(pk, "started_at", d->started_at);
@@ -175,6 +175,8 @@ int cmd_status(struct rpc_call *c)
         msgpack_pack_true(pk);
     else
         msgpack_pack_false(pk);
+    mp_pack_kv_int(pk, "group_commits", (int64_t)gcommit_commits(d));
+    mp_pack_kv_int(pk, "group_syncs", (int64_t)gcommit_syncs(d));
     uint64_t yields, barrier_waits;
     sync_yields(d->sync, &yields, &barrier_waits);
     mp_pack_kv_int(pk, "loop_yields", (int64_t)yields);

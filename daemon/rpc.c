@@ -81,8 +81,11 @@ bool rpc_must_wait(struct tallyd *d, void *conn, const msgpack_object *msg)
         return false;
     /* A write waits while the group's connection commits on its thread (the writer lock is
      * the group's until then); a read after this connection's own write waits for that
-     * write's answer, so that answers keep the connection's order and the read sees it. */
-    return m->write ? gcommit_in_flight(d) : server_conn_owed(conn) > 0;
+     * write's answer (its sync), so that answers keep the connection's order and the read sees
+     * it; so does a bulk write (its own transaction may be durable before that sync). */
+    if (m->write && !is_bulk(m))
+        return gcommit_committing(d);
+    return (m->write && gcommit_committing(d)) || server_conn_owed(conn) > 0;
 }
 
 bool rpc_passes_hold(const msgpack_object *msg)

@@ -579,8 +579,13 @@ static int apply_locked(struct store *st, struct stock_move *m, struct stock_mov
     } else if ((r = append_outbox(st, m, delta, now, &res->outbox_id)) != 0) {
         return r;
     }
-    if ((r = fill_leg(st, &res->legs[0], sku, wh)) != 0)
-        return r;
+    /* Leg 0's figures after the movement: the row read above plus its delta (add_pending
+     * changed nothing else of it), not read again. */
+    struct stock_figures after_f = f;
+    after_f.pending += delta;
+    res->legs[0].on_hand = stock_on_hand(&after_f);
+    res->legs[0].available = stock_available(&after_f);
+    res->legs[0].threshold = after_f.threshold;
     res->legs[0].became_low = !stock_is_low(&f) && res->legs[0].available <= res->legs[0].threshold;
     if (res->nlegs == 2 && (r = fill_leg(st, &res->legs[1], sku, peer)) != 0)
         return r;

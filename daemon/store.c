@@ -56,16 +56,30 @@ struct store {
     bool yielded;      /* the last store_begin_yield gave way to a group commit */
     bool triggers_off; /* store_set_triggers(st, false) */
     int64_t tx_changes0;     /* sqlite3_total_changes64 at its begin (state_unsynced) */
+    uint64_t last_seq;       /* the number of this connection's last commit (store_last_seq) */
     void (*wal_due)(void *); /* store_defer_checkpoints */
     void *wal_due_arg;
+    bool (*ready_gate)(void *, struct store_ready *); /* store_set_ready_gate */
+    void *ready_gate_arg;
 };
 
-/* A commit that was not durable appended rows to send, and no durable commit came after it
- * (store.h "Lazy commits"). Changed only by a thread holding the writer lock. */
-static atomic_bool sends_unsynced;
-/* As sends_unsynced, for any change at all: a commit that was not durable changed rows, and no
- * durable commit came after it (STORE_SEND_STATE). Changed only under the writer lock. */
-static atomic_bool state_unsynced;
+/*
+ * Durability by commit number (store.h "Lazy commits", "Syncs"). Every commit takes the next
+ * number, in commit order (under the writer lock, after its COMMIT
+ * returned); every commit numbered up to durable_seq is durable (a durable commit syncs the
+ * whole WAL, store_synced records a sync of it that began after those commits). sends_seq and
+ * state_seq are the numbers of the last commit that was not durable and appended rows to send,
+ * or changed rows at all: unsynced while above durable_seq. commit_seq, sends_seq and
+ * state_seq change only under the writer lock; durable_seq only grows.
+ */
+static atomic_uint_fast64_t commit_seq, durable_seq, sends_seq, state_seq;
+
+static void seq_raise(atomic_uint_fast64_t *v, uint64_t to)
+{
+    uint_fast64_t cur = atomic_load(v);
+    while (cur < to && !atomic_compare_exchange_weak(v, &cur, to))
+        ;
+}
 
 void store_set_publish(struct store *st, bool on)
 {
@@ -295,16 +309,24 @@ static int run_simple(struct store *st, const char *sql, const char *what);
 static void tx_end(struct store *st, bool committed)
 {
     st->in_tx = false;
-    /* Before the writer lock goes: no other transaction commits between. */
-    if (committed && st->tx_sends && (st->tx_lazy || !st->level_full))
-        atomic_store(&sends_unsynced, true);
-    else if (committed && st->level_full && !st->tx_lazy)
-        atomic_store(&sends_unsynced, false); /* durable: so is every commit before it */
-    if (committed && (st->tx_lazy || !st->level_full) &&
-        sqlite3_total_changes64(st->db) != st->tx_changes0)
-        atomic_store(&state_unsynced, true);
-    else if (committed && st->level_full && !st->tx_lazy)
-        atomic_store(&state_unsynced, false);
+    /* Before the writer lock goes: no other transaction commits between, so numbers follow
+     * the commits' order. A durable commit made every commit before it durable too. */
+    if (committed) {
+        uint64_t seq = atomic_fetch_add(&commit_seq, 1) + 1;
+        st->last_seq = seq;
+        bool changed = sqlite3_total_changes64(st->db) != st->tx_changes0;
+        if (st->level_full && !st->tx_lazy) {
+            /* Only a commit that wrote frames syncs the WAL: one that changed nothing wrote
+             * none, synced nothing and vouches for nothing before it. */
+            if (changed)
+                seq_raise(&durable_seq, seq);
+        } else {
+            if (st->tx_sends)
+                atomic_store(&sends_seq, seq);
+            if (changed)
+                atomic_store(&state_seq, seq);
+        }
+    }
     st->tx_sends = false;
     if (st->tx_lazy) {
         st->tx_lazy = false;
@@ -326,6 +348,9 @@ static void tx_end(struct store *st, bool committed)
         st->ready_tail = &h->next;
         return;
     }
+    if (committed && h && st->ready_gate &&
+        st->ready_gate(st->ready_gate_arg, (struct store_ready *)h))
+        return; /* the gate runs it later (gcommit.c: after what was committed before) */
     while (h) {
         struct held_item *next = h->next;
         if (committed)
@@ -505,9 +530,10 @@ static int begin_as(struct store *st, enum store_durability how)
     }
     if (st->writer && !st->locked)
         writer_lock(st);
-    /* Under the writer lock: no commit changes sends_unsynced until this one ends. */
-    bool lazy = how == STORE_LAZY || (how == STORE_SEND && !atomic_load(&sends_unsynced)) ||
-                (how == STORE_SEND_STATE && !atomic_load(&state_unsynced));
+    /* Under the writer lock: no commit makes sends unsynced until this one ends (a sync
+     * recorded meanwhile only makes more of them durable). */
+    bool lazy = how == STORE_LAZY || (how == STORE_SEND && !store_sends_unsynced()) ||
+                (how == STORE_SEND_STATE && !store_state_unsynced());
     int r = 0;
     if (lazy && st->level_full) {
         r = run_simple(st, "PRAGMA synchronous = NORMAL", "synchronous");
@@ -652,12 +678,67 @@ void store_note_send(struct store *st)
 
 bool store_sends_unsynced(void)
 {
-    return atomic_load(&sends_unsynced);
+    return atomic_load(&sends_seq) > atomic_load(&durable_seq);
 }
 
 bool store_state_unsynced(void)
 {
-    return atomic_load(&state_unsynced);
+    return atomic_load(&state_seq) > atomic_load(&durable_seq);
+}
+
+uint64_t store_commit_seq(void)
+{
+    return atomic_load(&commit_seq);
+}
+
+uint64_t store_durable_seq(void)
+{
+    return atomic_load(&durable_seq);
+}
+
+uint64_t store_last_seq(const struct store *st)
+{
+    return st->last_seq;
+}
+
+void store_synced(uint64_t seq)
+{
+    seq_raise(&durable_seq, seq);
+}
+
+int store_sync_wal(struct store *st)
+{
+    sqlite3_file *f = NULL;
+    int rc = sqlite3_file_control(st->db, "main", SQLITE_FCNTL_JOURNAL_POINTER, &f);
+    if (rc != SQLITE_OK || !f || !f->pMethods) {
+        log_error("sync: the replica's WAL is not open on this connection");
+        return TALLY_E_STORAGE;
+    }
+    /* As SQLite syncs the WAL in a commit at synchronous = FULL (wal.c: the pager's sync
+     * flags, SQLITE_SYNC_NORMAL unless fullfsync is on, which tallyd never sets). */
+    rc = f->pMethods->xSync(f, SQLITE_SYNC_NORMAL);
+    if (rc != SQLITE_OK) {
+        log_error("sync of the replica's WAL failed: %s (%d)", sqlite3_errstr(rc), rc);
+        return (rc & 0xff) == SQLITE_FULL ? TALLY_E_DISK_FULL : TALLY_E_STORAGE;
+    }
+    return 0;
+}
+
+int store_wal_attach(struct store *st)
+{
+    /* A connection opens the WAL at its first read of a WAL database and keeps it open while
+     * it is open: read the schema's version once. */
+    if (user_version(st->db) < 0)
+        return TALLY_E_STORAGE;
+    sqlite3_file *f = NULL;
+    int rc = sqlite3_file_control(st->db, "main", SQLITE_FCNTL_JOURNAL_POINTER, &f);
+    return rc == SQLITE_OK && f && f->pMethods ? 0 : TALLY_E_STORAGE;
+}
+
+void store_set_ready_gate(struct store *st, bool (*gate)(void *, struct store_ready *), void *arg)
+{
+    st->ready_gate = gate;
+    st->ready_gate_arg = arg;
 }
 
 int store_set_durable(struct store *st, bool full)

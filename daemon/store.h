@@ -115,8 +115,10 @@ int store_begin_nowait(struct store *st, bool *held_elsewhere);
  * outbox_append, which calls store_note_send: when the transaction is not durable, the
  * process's sends are unsynced from its commit on, until a durable commit. A transaction
  * begun with STORE_SEND (the sync engine's take of rows to send) is durable while they are
- * unsynced, lazy otherwise: whatever it takes was made durable by then. Rows a client wrote
- * are durable already (acknowledged writes commit at FULL).
+ * unsynced, lazy otherwise: whatever it takes was made durable by then. Clients' groups
+ * commit at NORMAL too and are answered after a sync (gcommit.h "Syncs"), so their rows are
+ * unsynced until it; the sync engine then takes lazily and sends once a sync covers the take
+ * (sync.c TAKE_PARK).
  *
  * With [sync] synchronous = normal every commit is lazy (the window, tests/README "Power
  * cuts"). The level changes only outside a transaction (SQLite refuses it inside one).
@@ -146,10 +148,37 @@ bool store_yielded(const struct store *st);
 void store_note_send(struct store *st);
 /* The open transaction appended such rows (they must not be taken in it unless it is durable). */
 bool store_tx_sends(const struct store *st);
-/* Sends appended by a commit not durable, no durable commit since (tests, status). */
+/* Sends appended by a commit not durable, not made durable since (tests, status). */
 bool store_sends_unsynced(void);
-/* A commit that was not durable changed rows, no durable commit since (STORE_SEND_STATE). */
+/* A commit that was not durable changed rows, not made durable since (STORE_SEND_STATE). */
 bool store_state_unsynced(void);
+
+/*
+ * Syncs. Every commit, on any connection, takes the next number (in commit order, before its
+ * writer lock is released); store_last_seq is that of the connection's last commit. Every
+ * commit numbered up to store_durable_seq is durable: a durable commit that changed rows
+ * raises it to its own number (it synced the whole WAL; one that changed nothing wrote no frame
+ * and synced nothing), and so does store_synced(n) after a sync of the WAL that
+ * began once commit n had returned (gcommit.c's sync thread reads store_commit_seq, then
+ * syncs). The unsynced states above are kept by these numbers.
+ */
+uint64_t store_commit_seq(void);
+uint64_t store_durable_seq(void);
+uint64_t store_last_seq(const struct store *st);
+void store_synced(uint64_t seq);
+/* Opens the WAL on this connection (a read of the schema's version) and checks that SQLite
+ * hands out its file object: 0 or TALLY_E_STORAGE. The connection must then stay without a
+ * transaction: its only use is store_sync_wal. */
+int store_wal_attach(struct store *st);
+/* Makes everything written to the replica's WAL so far durable, through this connection's
+ * own handle of the WAL file and SQLite's VFS (its xSync, as a commit at synchronous = FULL
+ * syncs the WAL; the power-cut shim sees it): 0, or TALLY_E_STORAGE / TALLY_E_DISK_FULL. Safe
+ * on its own thread while other connections write: it touches no SQLite state but the file's. */
+int store_sync_wal(struct store *st);
+/* On a connection whose committed work runs at once (not store_keep_held): `gate` is offered
+ * the list first and returns true when it takes it (to run it later, with store_ready_run, in
+ * order after work committed before it; gcommit.c), false to let it run now. */
+void store_set_ready_gate(struct store *st, bool (*gate)(void *, struct store_ready *), void *arg);
 /* Sets the connection's own level (a write job's connection for its bulk work), outside a
  * transaction: 0, or a TALLY_E_* code and the level unchanged. */
 int store_set_durable(struct store *st, bool full);
@@ -186,14 +215,14 @@ int store_checkpoint_passive(struct store *st, int *log_frames, int *copied);
 bool store_in_tx(const struct store *st);
 
 /*
- * Group commit (gcommit.h): writes arriving in one loop turn share one transaction and one
- * fsync. With group mode on, store_begin opens the group's transaction if it is not open
- * (BEGIN IMMEDIATE, taking the writer lock) and a SAVEPOINT for the write; store_commit
- * releases the savepoint (nothing is durable yet: the write's answer waits for
- * store_group_commit); store_rollback undoes that write alone, what it held included. Work
- * held with store_after_commit waits for the group's commit. When SQLite rolled the whole
- * transaction back on its own (e.g. SQLITE_FULL), every write of the group is lost:
- * store_group_take_lost then answers its TALLY_E_* code once (0 when none was lost).
+ * Group commit (gcommit.h): writes arriving in one loop turn share one transaction (and the
+ * groups committed during one sync share the next). With group mode on, store_begin opens the
+ * group's transaction if it is not open (BEGIN IMMEDIATE, taking the writer lock) and a
+ * SAVEPOINT for the write; store_commit releases the savepoint (nothing is durable yet: the
+ * write's answer waits for store_group_commit and a sync); store_rollback undoes that write alone,
+ * what it held included. Work held with store_after_commit waits for the group's commit. When
+ * SQLite rolled the whole transaction back on its own (e.g. SQLITE_FULL), every write of the group
+ * is lost: store_group_take_lost then answers its TALLY_E_* code once (0 when none was lost).
  * store_group_commit commits the group (0 when none is open) and releases the writer lock;
  * a failed commit rolls everything back and returns its code.
  */
@@ -204,7 +233,7 @@ bool store_group_in_write(const struct store *st);
 int store_group_commit(struct store *st);
 int store_group_take_lost(struct store *st);
 /*
- * store_group_commit in three steps, so that the COMMIT (and its fsync) can run on another
+ * store_group_commit in three steps, so that the COMMIT can run on another
  * thread (gcommit.c's commit thread) while the loop goes on: store_group_detach, on the
  * thread that owns the connection, closes the group to new writes (1; 0 when none is open;
  * TALLY_E_BUSY when a write is open, nothing done); store_group_commit_run, on any one thread

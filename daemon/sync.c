@@ -36,6 +36,9 @@ struct sync_engine {
     struct push_batch *unrecorded, **unrecorded_tail;
     uint64_t unrecorded_since_ms; /* loop time of the first refusal; 0 when none waits */
     bool stale_inflight; /* rows left 'inflight' by the last run are not pending again yet */
+    /* Push batches taken while rows they may hold were not durable yet (TAKE_PARK), oldest
+     * first: sent once a sync covers their take (push_or_park). */
+    struct push_batch *parked, **parked_tail;
     /* The loop's own work that yielded to a group commit (store_begin_yield: a parked page,
      * an outcome not recorded yet) or waits for one to make rows durable before they are
      * taken (sync_barrier): the commit's end wakes the engine (sync_writer_free). */
@@ -1080,15 +1083,20 @@ static int take_into(struct upstream *u, struct push_batch *b)
 /* How long a take waits for barriers before it makes the rows durable itself. */
 #define TAKE_BARRIER_MS 250
 
-enum take_mode { TAKE_LAZY, TAKE_WAIT, TAKE_DURABLE };
+enum take_mode { TAKE_LAZY, TAKE_PARK, TAKE_WAIT, TAKE_DURABLE };
 
 /*
  * How a take of rows to send commits (store.h "Lazy commits"). Lazy when every row it could
- * take is durable already. Otherwise the rows wait (TAKE_WAIT, nothing taken) for a group
- * commit on the commit thread, which makes every commit before it durable (gcommit_barrier
- * opens one when none is open; its end wakes the engine: sync_writer_free); with no commit
- * thread, or once the take has waited TAKE_BARRIER_MS (lazy commits kept adding rows), the
- * take itself is durable (TAKE_DURABLE: one fsync on the loop).
+ * take is durable already. Otherwise, with the group commit's sync thread (gcommit_lazy:
+ * clients' writes themselves commit lazily and are made durable by its syncs), the take is
+ * lazy too and what it took is parked (TAKE_PARK): sent once a sync covers the take's own
+ * commit, which makes every row it took, and every change a figure was computed from,
+ * durable (push_or_park; gcommit_barrier asks for the sync, whose end wakes the engine:
+ * sync_writer_free). Nothing waits on the loop, and clients writing all the time do not keep
+ * the rows from going. Without that thread the rows wait (TAKE_WAIT, nothing taken) for a
+ * commit that makes every commit before it durable; once the take has waited
+ * TAKE_BARRIER_MS (lazy commits kept adding rows), the take itself is durable (TAKE_DURABLE:
+ * one fsync on the loop).
  */
 /* `state`: a take of figures computed from the replica's state (the marketplace stock,
  * take_publish), which any lazy change may be in (store.h STORE_SEND_STATE), rather than of
@@ -1104,6 +1112,10 @@ static enum take_mode take_mode(struct sync_engine *e, bool state)
     if (takes_lazily(e, state)) {
         *since = 0;
         return TAKE_LAZY;
+    }
+    if (gcommit_lazy(e->d)) {
+        *since = 0;
+        return TAKE_PARK;
     }
     uint64_t now = now_ms(e);
     if (!*since)
@@ -1124,22 +1136,86 @@ static struct push_batch *take_batch(struct upstream *u)
     struct push_batch *b = batch_new(u);
     if (!b)
         return NULL;
-    if ((how == TAKE_LAZY ? store_begin_yield(u->store, STORE_LAZY)
-                          : store_begin_as(u->store, STORE_DURABLE)) != 0) {
+    if ((how == TAKE_LAZY || how == TAKE_PARK ? store_begin_yield(u->store, STORE_LAZY)
+                                              : store_begin_as(u->store, STORE_DURABLE)) != 0) {
         if (store_yielded(u->store))
             u->engine->wants_writer = true;
         free_batch(b);
         return NULL;
     }
-    /* Under the writer lock now: a lazy take still finds every row durable (nothing on another
-     * thread appends rows to send lazily today; if it did, the take waits for the barrier). */
-    if ((how == TAKE_LAZY && !takes_lazily(u->engine, false)) || take_into(u, b) != 0 ||
-        b->n == 0 || store_commit(u->store) != 0) {
+    /* Under the writer lock now: a lazy take still finds every row durable, or parks what it
+     * takes (a group committed meanwhile); without a sync thread it waits for the barrier. */
+    bool lazy_ok = how != TAKE_LAZY || takes_lazily(u->engine, false);
+    bool park = how == TAKE_PARK || (!lazy_ok && gcommit_lazy(u->d));
+    if ((!lazy_ok && !park) || take_into(u, b) != 0 || b->n == 0 || store_commit(u->store) != 0) {
         store_rollback(u->store);
         free_batch(b);
         return NULL;
     }
+    b->park_seq = park ? store_last_seq(u->store) : 0;
     return b;
+}
+
+static void free_publish(struct publish_batch *b);
+
+/* Sends a batch taken (its rows marked in flight), or parks it until a sync covers its take
+ * (TAKE_PARK): in flight either way. */
+static void push_or_park(struct upstream *u, struct push_batch *b)
+{
+    struct sync_engine *e = u->engine;
+    if (b->park_seq <= store_durable_seq()) {
+        u->ops->push(u, b);
+        return;
+    }
+    b->next = NULL;
+    *e->parked_tail = b;
+    e->parked_tail = &b->next;
+    e->barriers++;
+    e->wants_writer = true;
+    gcommit_barrier(e->d);
+}
+
+/* Sends the parked batches a sync has covered since, oldest first; at a stop drops them (their
+ * rows stay 'inflight': the next start sends them again). */
+static void unpark_pushes(struct sync_engine *e)
+{
+    uint64_t durable = store_durable_seq();
+    struct push_batch **pp = &e->parked;
+    while (*pp) {
+        struct push_batch *b = *pp;
+        if (!e->stopping && b->park_seq > durable) {
+            pp = &b->next;
+            continue;
+        }
+        *pp = b->next;
+        b->next = NULL;
+        if (e->stopping) {
+            b->u->inflight_pushes--;
+            free_batch(b);
+        } else {
+            b->u->ops->push(b->u, b);
+        }
+    }
+    e->parked_tail = pp;
+    for (int k = 0; k < e->nups; k++) {
+        struct upstream *u = &e->ups[k];
+        struct publish_batch *pb = u->pub_parked;
+        if (!pb || (!e->stopping && pb->park_seq > durable))
+            continue;
+        u->pub_parked = NULL;
+        if (e->stopping) {
+            u->publishing = false;
+            free_publish(pb);
+        } else {
+            u->ops->publish(u, pb);
+        }
+    }
+    /* What still waits is sent from the end of the sync that covers it (sync_writer_free). */
+    bool waiting = e->parked != NULL;
+    for (int k = 0; k < e->nups; k++)
+        waiting = waiting || e->ups[k].pub_parked;
+    if (waiting && !e->stopping)
+        e->wants_writer = true;
 }
 
 static int64_t attempts_of(struct store *st, int64_t id)
@@ -1589,12 +1665,17 @@ static struct publish_batch *take_publish(struct upstream *u, int limit, enum ta
     /* The figures are computed from the replica's state, which lazy commits may be in: taken
      * lazily only when a durable commit came after them (take_mode; the barrier), otherwise
      * durable itself. A lazy take gives way to a group commit (then: later). */
-    int r =
-        how == TAKE_LAZY ? store_begin_yield(st, STORE_LAZY) : store_begin_as(st, STORE_SEND_STATE);
+    int r = how == TAKE_LAZY || how == TAKE_PARK ? store_begin_yield(st, STORE_LAZY)
+                                                 : store_begin_as(st, STORE_SEND_STATE);
+    bool park = how == TAKE_PARK;
     if (r == 0 && how == TAKE_LAZY && !takes_lazily(u->engine, true)) {
-        store_rollback(st); /* changed meanwhile (a write job's slice): after its barrier */
-        r = TALLY_E_BUSY;
-        *later = true;
+        if (gcommit_lazy(u->d)) {
+            park = true; /* changed meanwhile (a group committed): sent after a sync */
+        } else {
+            store_rollback(st); /* changed meanwhile (a write job's slice): after its barrier */
+            r = TALLY_E_BUSY;
+            *later = true;
+        }
     }
     if (r != 0) {
         if (store_yielded(st)) {
@@ -1665,6 +1746,7 @@ static struct publish_batch *take_publish(struct upstream *u, int limit, enum ta
         free_publish(b);
         return NULL;
     }
+    b->park_seq = park ? store_last_seq(st) : 0;
     u->pub_forgot = true;
     if (b->n == 0) {
         free_publish(b);
@@ -1844,7 +1926,15 @@ static void run_upstream(struct upstream *u)
         if (b) {
             u->publishing = true;
             inflight++;
-            u->ops->publish(u, b);
+            if (b->park_seq > store_durable_seq()) {
+                /* Figures computed from changes not yet durable: sent after a sync. */
+                u->pub_parked = b;
+                e->barriers++;
+                e->wants_writer = true;
+                gcommit_barrier(e->d);
+            } else {
+                u->ops->publish(u, b);
+            }
         } else if (!later && u->orders_stream >= 0) {
             u->pub_open = false; /* all sent: what changes from now waits for a round */
         }
@@ -1855,7 +1945,7 @@ static void run_upstream(struct upstream *u)
             break;
         u->inflight_pushes++;
         inflight++;
-        u->ops->push(u, b);
+        push_or_park(u, b);
     }
 }
 
@@ -1867,6 +1957,7 @@ void sync_tick(struct sync_engine *e)
     if (e->unrecorded)
         unrecorded_flush(e);
     unpark(e);
+    unpark_pushes(e);
     if (e->stale_inflight)
         stale_inflight_reset(e, false);
     for (int i = 0; i < e->nups; i++)
@@ -1986,6 +2077,7 @@ static struct sync_engine *engine_new(struct tallyd *d, unsigned n)
     }
     e->d = d;
     e->unrecorded_tail = &e->unrecorded;
+    e->parked_tail = &e->parked;
     if (getrandom(&e->rng, sizeof e->rng, 0) != (ssize_t)sizeof e->rng)
         e->rng = (uint64_t)uv_hrtime();
     stale_inflight_reset(e, true);
@@ -2120,6 +2212,7 @@ void sync_stop(struct sync_engine *e)
     e->stopping = true;
     uv_timer_stop(&e->tick);
     unrecorded_free(e);
+    unpark_pushes(e); /* dropped: their rows go again at the next start */
     /* Abandoned requests leave their rows 'inflight'; the next start sends them again. */
     for (int i = 0; i < e->nups; i++)
         http_close(e->ups[i].http);

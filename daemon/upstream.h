@@ -120,7 +120,9 @@ struct push_batch {
     char error[256];
     long retry_after_s;      /* -1 when none */
     void *data;              /* the connector's */
-    struct push_batch *next; /* the engine's: outcomes waiting to be recorded (sync.c) */
+    struct push_batch *next; /* the engine's: outcomes waiting to be recorded (sync.c), or
+                                batches waiting for a sync (parked) */
+    uint64_t park_seq;       /* sent once commits up to it are durable (sync.c take_batch) */
 };
 
 /* Marketplace stock publishing (the coordinator only): the newest absolute value per SKU. */
@@ -140,7 +142,8 @@ struct publish_batch {
     int outcome; /* for the whole batch when the answer did not say per item */
     char error[256];
     long retry_after_s;
-    void *data; /* the connector's */
+    void *data;        /* the connector's */
+    uint64_t park_seq; /* sent once commits up to it are durable (sync.c take_publish) */
 };
 
 /* What a connector can do (connector_ops.caps; DESIGN.md "Warehouse kinds"): the engine, the
@@ -234,7 +237,8 @@ struct upstream {
     int64_t last_success_at, last_error_at;
     char last_error[256];
     int inflight_pushes;
-    bool publishing; /* a publish batch is in flight (one at a time) */
+    bool publishing;                  /* a publish batch is in flight (one at a time) */
+    struct publish_batch *pub_parked; /* that batch, while it waits for a sync (sync.c) */
     /* The files of its secrets (token, app secret), watched while the link is auth_failed. */
     const char *secret_files[2];
     struct secret_stamp secret_stamps[2];

@@ -9,6 +9,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "gcommit.h"
 #include "log.h"
 #include "store.h"
 #include "tally/protocol.h"
@@ -252,7 +253,7 @@ static void on_after(uv_work_t *req, int uvstatus)
         w->writing = false;
     else if (j->is_write == JOB_READ)
         w->rbusy[j->slot] = false;
-    store_ready_run(j->ready); /* commit order, on the loop */
+    gcommit_run_ready(w->d, j->ready); /* commit order, on the loop (behind groups not synced) */
     j->ready = NULL;
     w->pending--;
     start_next(w);

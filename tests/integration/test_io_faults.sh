@@ -4,6 +4,9 @@
 # replica's writes fail (EIO on write, EIO on fsync, SQLITE_FULL), and, as root, its state
 # directory is a small tmpfs that is filled up for real. For each fault:
 #   - a movement is refused with `storage` (EIO) or `disk_full` (full), exit 1, nothing kept;
+#     with EIO on fsync alone the first one may be kept, its answer saying so (its group
+#     committed, then the sync that was to make it durable failed: gcommit.h "A failed sync"),
+#     and the next one is refused with nothing kept (the groups then commit at FULL);
 #   - reads (stock, status, outbox) keep answering;
 #   - pulled pages are refused (the stream says why) without spinning: `tally sync --wait`
 #     ends, and the page is tried again when due, not thousands of times; with EIO on fsync
@@ -109,6 +112,11 @@ for f in $faults; do
     else
         check_eq "$rc" 1 "$f: a receive's exit code during the fault"
         check_eq "$(jq -r '.error.code' "$tmp/out" 2>/dev/null)" "$want" "$f: a receive's error code"
+        during_msg=$(jq -r '.error.message' "$tmp/out" 2>/dev/null)
+        # The next receive while the fault lasts: refused, and (checked below) not kept.
+        receive "$f-during2"
+        check_eq $? 1 "$f: a second receive's exit code during the fault"
+        check_eq "$(jq -r '.error.code' "$tmp/out" 2>/dev/null)" "$want" "$f: a second receive's error code"
     fi
     # Reads answer.
     t stock "$sku" >/dev/null 2>&1
@@ -175,9 +183,22 @@ for f in $faults; do
     wait_until 30 outbox_empty
     check_eq "$(sqlite3 -readonly "$db" "SELECT state FROM outbox WHERE key = '$f-inflight'")" done \
         "$f: the push in flight at the fault recorded"
-    if [ "$f" != eio-db ]; then
+    if [ "$f" = eio-fsync ]; then
+        # Kept only when its answer said the change is in the replica (a group committed
+        # before its sync failed); refused with "nothing changed" otherwise.
+        kept=$(sqlite3 -readonly "$db" "SELECT count(*) FROM movements WHERE id = '$f-during'")
+        echo "$f: the receive during the fault: $kept kept; answered: $during_msg"
+        case $during_msg in
+        *durable*) check_eq "$kept" 1 "$f: the receive whose sync failed kept, as its answer said" ;;
+        *) check_eq "$kept" 0 "$f: the refused receive not kept ($during_msg)" ;;
+        esac
+    elif [ "$f" != eio-db ]; then
         check_eq "$(sqlite3 -readonly "$db" "SELECT count(*) FROM movements WHERE id = '$f-during'")" 0 \
             "$f: the refused receive not kept"
+    fi
+    if [ "$f" != eio-db ]; then
+        check_eq "$(sqlite3 -readonly "$db" "SELECT count(*) FROM movements WHERE id = '$f-during2'")" 0 \
+            "$f: the second refused receive not kept"
     fi
 done
 

@@ -234,6 +234,14 @@ int main(void)
     CHECK_EQ_INT(append(st, "m-rolled-back"), 0);
     store_rollback(st);
     CHECK(store_sends_unsynced());
+    /* A durable commit that changed nothing writes no frame and syncs nothing: it makes no
+     * commit before it durable (the group commit's answers rely on that: gcommit.h). */
+    int before = syncs;
+    CHECK_EQ_INT(store_begin(st), 0);
+    CHECK_EQ_INT(store_commit(st), 0);
+    CHECK_EQ_INT(syncs - before, 0);
+    CHECK(store_sends_unsynced());
+    CHECK(store_state_unsynced());
     /* The take is durable now (it syncs, so every commit before it is durable), and clears. */
     CHECK(one(st, STORE_SEND, NULL, false) >= 1);
     CHECK(!store_sends_unsynced());

@@ -140,6 +140,32 @@ static uint32_t answer_msgid(const char *data, size_t len)
     return id;
 }
 
+/* The `id` of a success response's result map [1, msgid, nil, {id: str, ...}] into buf ("" when
+ * none): what a write recorded under that id (a movement's, made by tallyd when the client gave
+ * none). */
+static void answer_result_id(const char *data, size_t len, char *buf, size_t cap)
+{
+    buf[0] = 0;
+    msgpack_unpacked u;
+    msgpack_unpacked_init(&u);
+    if (msgpack_unpack_next(&u, data, len, NULL) == MSGPACK_UNPACK_SUCCESS &&
+        u.data.type == MSGPACK_OBJECT_ARRAY && u.data.via.array.size == 4 &&
+        u.data.via.array.ptr[3].type == MSGPACK_OBJECT_MAP) {
+        const msgpack_object_map *m = &u.data.via.array.ptr[3].via.map;
+        for (uint32_t i = 0; i < m->size; i++) {
+            const msgpack_object *k = &m->ptr[i].key, *v = &m->ptr[i].val;
+            if (k->type == MSGPACK_OBJECT_STR && k->via.str.size == 2 &&
+                !memcmp(k->via.str.ptr, "id", 2) && v->type == MSGPACK_OBJECT_STR &&
+                v->via.str.size < cap) {
+                memcpy(buf, v->via.str.ptr, v->via.str.size);
+                buf[v->via.str.size] = 0;
+                break;
+            }
+        }
+    }
+    msgpack_unpacked_destroy(&u);
+}
+
 /* What a failed commit says: nothing of the write was kept. */
 static const char *why_commit(int code)
 {
@@ -153,19 +179,25 @@ static const char *why_commit(int code)
 #define WHY_SYNC                                                                                   \
     "the disk could not make the change durable (sync failed): it is in the replica, but a "       \
     "power cut may undo it; check before repeating it (a movement sent again with the same id "    \
-    "is applied once)"
+    "is applied once: the error's id)"
 
-/* Every answer of `list` becomes the error `code` with `why`, into `failed`. */
-static void fail_into(struct gcommit *g, struct alist *list, int code, const char *why,
+/* Every answer of `list` becomes the error `code` with `why`, into `failed`. `kept`: the
+ * writes are in the replica all the same (a failed sync): each error carries the `id` its
+ * answer's result had, so that a client that gave none can check for it and send it again
+ * with it (applied once) instead of sending it again without one (applied twice). */
+static void fail_into(struct gcommit *g, struct alist *list, int code, const char *why, bool kept,
                       struct alist *failed)
 {
     for (struct answer *a = list->head, *next; a; a = next) {
         next = a->next;
+        char id[TALLY_MAX_ID_LEN + 1] = "";
+        if (kept)
+            answer_result_id(a->data, a->len, id, sizeof id);
         msgpack_sbuffer sb;
         msgpack_sbuffer_init(&sb);
         msgpack_packer pk;
         msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-        rpc_pack_error(&pk, a->msgid, code, why);
+        rpc_pack_error_id(&pk, a->msgid, code, why, id);
         struct answer *e = malloc(sizeof *e + sb.size);
         if (e) {
             e->conn = a->conn;
@@ -215,7 +247,7 @@ static void q_add(struct gcommit *g, uint64_t seq, bool wait_sync, struct alist 
         struct alist failed;
         al_init(&failed);
         if (!ok)
-            fail_into(g, answers, TALLY_E_STORAGE, WHY_SYNC, &failed);
+            fail_into(g, answers, TALLY_E_STORAGE, WHY_SYNC, true, &failed);
         for (struct alist *l = ok ? answers : &failed; l->head;) {
             struct answer *a = l->head;
             l->head = a->next;
@@ -379,7 +411,7 @@ static void sync_end(struct gcommit *g, int rc, uint64_t seq)
                 continue;
             struct alist failed;
             al_init(&failed);
-            fail_into(g, &b->answers, rc, WHY_SYNC, &failed);
+            fail_into(g, &b->answers, rc, WHY_SYNC, true, &failed);
             al_move(&b->answers, &failed);
             failed_n += b->n;
             b->wait_sync = false;
@@ -467,7 +499,7 @@ static void settle_commit(struct gcommit *g, int rc, struct alist *answers, size
             log_error("group commit: %zu writes not recorded: %s", k, tally_strerror(rc));
         struct alist failed;
         al_init(&failed);
-        fail_into(g, answers, rc, why_commit(rc), &failed);
+        fail_into(g, answers, rc, why_commit(rc), false, &failed);
         q_add(g, 0, false, &failed, k, NULL);
         store_ready_free(store_take_ready(g->st));
     } else {
@@ -517,7 +549,7 @@ static int settle_unopened(struct gcommit *g)
         size_t k = g->nheld;
         if (k)
             log_error("group commit: %zu writes not recorded: %s", k, tally_strerror(lost));
-        fail_into(g, &g->held, lost, why_commit(lost), &failed);
+        fail_into(g, &g->held, lost, why_commit(lost), false, &failed);
         g->nheld = 0;
         q_add(g, 0, false, &failed, k, NULL);
     } else {
@@ -822,7 +854,7 @@ int gcommit_after_call(struct tallyd *d, int r, char *err, size_t errlen)
     struct alist failed;
     al_init(&failed);
     size_t k = g->nheld;
-    fail_into(g, &g->held, lost, why_commit(lost), &failed);
+    fail_into(g, &g->held, lost, why_commit(lost), false, &failed);
     g->nheld = 0;
     q_add(g, 0, false, &failed, k, NULL);
     if (r == 0 || r == RPC_DEFERRED) {

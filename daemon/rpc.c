@@ -118,12 +118,21 @@ int rpc_fail(struct rpc_call *c, int code, const char *fmt, ...)
 
 void rpc_pack_error(msgpack_packer *pk, uint32_t msgid, int code, const char *message)
 {
+    rpc_pack_error_id(pk, msgid, code, message, NULL);
+}
+
+void rpc_pack_error_id(msgpack_packer *pk, uint32_t msgid, int code, const char *message,
+                       const char *id)
+{
+    bool with_id = id && *id;
     msgpack_pack_array(pk, 4);
     msgpack_pack_int(pk, TALLY_MSG_RESPONSE);
     msgpack_pack_uint32(pk, msgid);
-    msgpack_pack_map(pk, 2);
+    msgpack_pack_map(pk, with_id ? 3 : 2);
     mp_pack_kv_str(pk, "code", tally_strerror_code(code));
     mp_pack_kv_str(pk, "message", message && *message ? message : tally_strerror(code));
+    if (with_id)
+        mp_pack_kv_str(pk, "id", id);
     msgpack_pack_nil(pk);
 }
 

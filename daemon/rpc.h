@@ -84,6 +84,10 @@ int rpc_fail(struct rpc_call *c, int code, const char *fmt, ...)
 
 /* Packs a whole error response [1, msgid, {code, message}, nil]. */
 void rpc_pack_error(msgpack_packer *pk, uint32_t msgid, int code, const char *message);
+/* The same with an `id` in the error map (NULL or empty: none): the id of what the failed call
+ * recorded all the same (a write whose sync failed, gcommit.c), for the client's retry. */
+void rpc_pack_error_id(msgpack_packer *pk, uint32_t msgid, int code, const char *message,
+                       const char *id);
 
 /*
  * Handles one message decoded from a connection and appends the response to `out`.

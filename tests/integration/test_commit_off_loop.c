@@ -22,6 +22,8 @@
  *  5c. every sync fails ("eio-fsync"): the first movement's group committed before its sync
  *     failed (kept, answered storage); the next groups commit at FULL, so a movement refused
  *     while the disk keeps failing changed nothing; once syncs work again, movements succeed;
+ *  5d. a movement without an id whose sync fails: its error carries the id tallyd made for
+ *     it (kept under it), and sent again with that id it is a duplicate, applied once;
  *  6. SIGTERM while A's group and C's wait for a held sync: both are answered once it returns
  *     (durable) and kept, and tallyd exits 0.
  *
@@ -280,6 +282,30 @@ int main(int argc, char **argv)
                          "warehouse", "ES-MAD", "qty", 1LL, "id", "eio-1"),
                  TH_OK);
     CHECK(th_get_bool(r.result, "duplicate", &dup) && dup); /* kept, applied once */
+
+    /* 5d. A movement without an id whose sync fails: kept under the id tallyd made for it,
+     * which the error says; sent again with that id it is applied once (sent again without one
+     * it would be a second movement). */
+    CHECK_EQ_INT(set_fault("hold-sync"), 0);
+    msgpack_sbuffer_clear(&sb);
+    th_pack_request(&sb, 21, "stock.move", "sssi", "kind", "receive", "sku", "H-1", "warehouse",
+                    "ES-MAD", "qty", 1LL);
+    CHECK_EQ_INT(th_send(&a, sb.data, sb.size, TIMEOUT), 0);
+    flying = wait_in_flight(&b);
+    CHECK(flying);
+    CHECK_EQ_INT(set_fault("eio-fsync-once"), 0);
+    CHECK_EQ_INT(th_read_response(&a, TIMEOUT, &r), TH_ERRRESP);
+    CHECK_EQ_INT((int)r.msgid, 21);
+    CHECK_EQ_STR(r.code, "storage");
+    char made[80] = "";
+    CHECK(th_get_str(r.error, "id", made, sizeof made) && made[0]);
+    const char *q = "SELECT count(*) FROM movements WHERE id = ?";
+    CHECK_EQ_INT(th_db_int(D.db, q, made), 1);
+    CHECK_EQ_INT(th_call(&a, TIMEOUT, &r, "stock.move", "sssis", "kind", "receive", "sku", "H-1",
+                         "warehouse", "ES-MAD", "qty", 1LL, "id", made),
+                 TH_OK);
+    CHECK(th_get_bool(r.result, "duplicate", &dup) && dup);
+    CHECK_EQ_INT(th_db_int(D.db, q, made), 1);
 
     /* 6. SIGTERM while A's group and C's wait for a held sync: both are answered once it
      * returns (durable) and kept, tallyd exits 0. */

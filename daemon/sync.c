@@ -414,6 +414,10 @@ static int page_run(struct worker_job *job, struct store *st)
     int64_t cpu0 = sync_slice_clock_us();
     store_set_durable(st, false);
     store_set_bulk(st, true);
+    /* Without foreign key checks (store_set_foreign_keys): every row a page writes finds its
+     * SKU and warehouse in its own statements (conn_wms.c, whfeed.c), in the slice's
+     * transaction. Kept on when that fails: the page is applied all the same, with them. */
+    store_set_foreign_keys(st, false);
     int r = checkpoint_load(st, pj->name, &cp);
     bool finished = !pg->apply_slice;
     while (r == 0) {
@@ -440,6 +444,10 @@ static int page_run(struct worker_job *job, struct store *st)
             break;
     }
     store_set_bulk(st, false);
+    /* Back on before the connection's next job; when that fails its next transaction tries
+     * again and begins none without them. */
+    if (store_set_foreign_keys(st, true) != 0 && r == 0)
+        r = TALLY_E_STORAGE;
     store_set_durable(st, pj->sync_full);
     pj->cpu_us = sync_slice_clock_us() - cpu0;
     pj->end_us = worker_now_us();
@@ -2172,7 +2180,9 @@ int sync_start(struct tallyd *d, struct sync_engine **out, char *err, size_t err
     }
     uv_timer_init(d->loop, &e->tick);
     e->tick.data = e;
-    uv_timer_start(&e->tick, on_tick, TICK_MS, TICK_MS);
+    /* The first tick at the loop's first turn: a fresh station's initial sync starts at once
+     * (it waited a tick, 100 ms, before: 7% of an initial sync of 100k SKUs x 4). */
+    uv_timer_start(&e->tick, on_tick, 0, TICK_MS);
     if (e->nups)
         log_info("sync: %d upstream(s) configured", e->nups);
     *out = e;

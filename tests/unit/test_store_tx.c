@@ -4,6 +4,8 @@
  * commit, dropped after a rollback, after a failed commit and after SQLite rolled back on its
  * own; run at once outside a transaction. And store_begin_nowait: with the process's writer
  * lock held elsewhere, busy at once and nothing begun; free, a transaction like store_begin's.
+ * And store_set_foreign_keys: off for a job, back on after it, and no transaction begun without
+ * them after a turn back on that failed.
  */
 #include <pthread.h>
 #include <stdio.h>
@@ -116,6 +118,28 @@ int main(void)
     CHECK(pthread_mutex_trylock(&mu) == 0);
     pthread_mutex_unlock(&mu);
     store_set_writer_lock(st, NULL);
+
+    /* store_set_foreign_keys: off for a job, an orphan row is taken; back on, refused. */
+    CHECK_EQ_INT(exec(st, "CREATE TABLE k(p INTEGER REFERENCES p(id))"), SQLITE_OK);
+    CHECK_EQ_INT(store_set_foreign_keys(st, false), 0);
+    CHECK_EQ_INT(store_begin(st), 0);
+    CHECK_EQ_INT(store_set_foreign_keys(st, true), TALLY_E_STORAGE); /* not inside one */
+    CHECK_EQ_INT(exec(st, "INSERT INTO k VALUES(-2)"), SQLITE_OK);
+    CHECK_EQ_INT(store_commit(st), 0);
+    CHECK_EQ_INT(store_set_foreign_keys(st, true), 0);
+    CHECK_EQ_INT(store_begin(st), 0);
+    CHECK(exec(st, "INSERT INTO k VALUES(-3)") != SQLITE_OK);
+    store_rollback(st);
+    /* A turn back on that does not take (here: inside a transaction the store does not know
+     * of, where SQLite ignores the pragma) leaves them off; the next transaction turns them on
+     * first, and none begins without them. */
+    CHECK_EQ_INT(store_set_foreign_keys(st, false), 0);
+    CHECK_EQ_INT(exec(st, "BEGIN"), SQLITE_OK);
+    CHECK_EQ_INT(store_set_foreign_keys(st, true), TALLY_E_STORAGE);
+    CHECK_EQ_INT(exec(st, "COMMIT"), SQLITE_OK);
+    CHECK_EQ_INT(store_begin(st), 0);
+    CHECK(exec(st, "INSERT INTO k VALUES(-4)") != SQLITE_OK);
+    store_rollback(st);
 
     store_close(st);
     char cmd[160];

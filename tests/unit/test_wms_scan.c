@@ -108,11 +108,18 @@ int main(void)
              "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"
              "\",\"on_hand\":1,\"version\":1}," /* 65 bytes */
              "{\"sku\":\"A\",\"on_hand\":\"12\",\"version\":2.0e0,\"inbound\":\"x\"},"
-             "{\"sku\":\"B\",\"on_hand\":1,\"version\":1,\"sku\":\"C\"}" /* the first counts */
+             "{\"sku\":\"B\",\"on_hand\":1,\"version\":1,\"sku\":\"C\"}," /* the first counts */
+             /* plain digits are read without strtod up to 15 of them: a sign, the range,
+              * and a 16-digit one read as before */
+             "{\"sku\":\"D\",\"on_hand\":-5,\"version\":1234567890123456},"
+             "{\"sku\":\"E\",\"on_hand\":999999999999999,\"version\":1},"
+             "{\"sku\":\"F\",\"on_hand\":-0,\"version\":-1},"
+             "{\"sku\":\"H\",\"on_hand\":-1000000000000,\"version\":0}"
              "]}",
              &rows),
         0);
-    CHECK_EQ_INT(rows, 17);
-    CHECK_EQ_STR(rows_of(), "- - - - - - - - - - - - - - - A:12:2:-1:7 B:1:1:-1:7");
+    CHECK_EQ_INT(rows, 21);
+    CHECK_EQ_STR(rows_of(), "- - - - - - - - - - - - - - - A:12:2:-1:7 B:1:1:-1:7"
+                            " D:-5:1234567890123456:-1:7 - - H:-1000000000000:0:-1:7");
     return check_result("test_wms_scan");
 }

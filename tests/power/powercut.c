@@ -33,7 +33,13 @@
  *                                "hold-sync" (every xSync waits, before doing anything, for
  *                                as long as the file says so: a commit held in flight),
  *                                "eio-fsync-once" (the next xSync fails with EIO, and the
- *                                shim removes PATH: the syncs after it succeed).
+ *                                shim removes PATH: the syncs after it succeed),
+ *                                "eio-fsync-wal-once" (the same, for the next xSync of a WAL).
+ *                                A failed sync is modelled as Linux fails one: the kernel
+ *                                drops the pages it could not write and marks them clean, so
+ *                                a later sync that succeeds does not write them. The bytes
+ *                                unsynced at a failed xSync and not written again since are
+ *                                lost at a cut even after a later xSync succeeded.
  *                                Reads are never failed.
  *   TALLY_POWERCUT_LOG=PATH      one line per tracked file per cut (what was dropped), for
  *                                the test's report; a WAL's line also says how many commits
@@ -63,7 +69,8 @@
 
 struct saved {
     int64_t sector;
-    int len; /* bytes of the sector that existed at the last sync */
+    int len;  /* bytes of the sector that existed at the last sync */
+    int lost; /* unsynced at a sync that failed, not written since: a later sync keeps it */
     unsigned char data[SECTOR];
 };
 
@@ -77,6 +84,10 @@ struct tracked {
     size_t nsv, capsv;
     uint8_t *bits; /* which sectors are in sv */
     size_t nbits_bytes;
+    /* Sectors appended past the synced size before a sync that failed and not written since:
+     * the disk holds zeros there whatever a later sync says ("A failed sync" above). */
+    uint8_t *lbits;
+    size_t nlbits_bytes;
     struct tracked *next;
 };
 
@@ -112,13 +123,6 @@ static struct tracked *find_tracked(const char *path)
     return NULL;
 }
 
-static void forget(struct tracked *t)
-{
-    t->nsv = 0;
-    if (t->bits)
-        memset(t->bits, 0, t->nbits_bytes);
-}
-
 static int fd_size(int fd, int64_t *out)
 {
     struct stat sb;
@@ -126,6 +130,69 @@ static int fd_size(int fd, int64_t *out)
         return -1;
     *out = sb.st_size;
     return 0;
+}
+
+/* A sync succeeded: what it wrote is durable. Sectors lost at a failed sync before it stay
+ * lost (it did not write them). */
+static void forget(struct tracked *t)
+{
+    size_t keep = 0;
+    for (size_t i = 0; i < t->nsv; i++) {
+        struct saved *v = &t->sv[i];
+        if (v->lost)
+            t->sv[keep++] = *v;
+        else
+            t->bits[v->sector / 8] &= (uint8_t) ~(1u << (v->sector % 8));
+    }
+    t->nsv = keep;
+}
+
+static int set_bit(uint8_t **bits, size_t *nbytes, int64_t s)
+{
+    size_t byte = (size_t)(s / 8);
+    if (byte >= *nbytes) {
+        size_t n = *nbytes ? *nbytes : 64;
+        while (n <= byte)
+            n *= 2;
+        uint8_t *b = realloc(*bits, n);
+        if (!b)
+            return -1;
+        memset(b + *nbytes, 0, n - *nbytes);
+        *bits = b;
+        *nbytes = n;
+    }
+    (*bits)[byte] |= (uint8_t)(1u << (s % 8));
+    return 0;
+}
+
+static int bit_is(const uint8_t *bits, size_t nbytes, int64_t s)
+{
+    size_t byte = (size_t)(s / 8);
+    return byte < nbytes && (bits[byte] & (1u << (s % 8)));
+}
+
+/* A sync failed: what was unsynced is lost for good (not rewritten by a later sync). */
+static void sync_failed(struct tracked *t)
+{
+    for (size_t i = 0; i < t->nsv; i++)
+        t->sv[i].lost = 1;
+    int64_t cur;
+    if (fd_size(t->fd, &cur) == 0)
+        for (int64_t s = t->synced / SECTOR + (t->synced % SECTOR != 0); s * SECTOR < cur; s++)
+            set_bit(&t->lbits, &t->nlbits_bytes, s);
+}
+
+/* Written again after a failed sync: the next sync that succeeds writes it. */
+static void rewritten(struct tracked *t, int64_t off, int64_t len)
+{
+    for (int64_t s = off / SECTOR; s * SECTOR < off + len; s++) {
+        if (bit_is(t->lbits, t->nlbits_bytes, s))
+            t->lbits[s / 8] &= (uint8_t) ~(1u << (s % 8));
+        if (bit_is(t->bits, t->nbits_bytes, s))
+            for (size_t i = 0; i < t->nsv; i++)
+                if (t->sv[i].sector == s)
+                    t->sv[i].lost = 0;
+    }
 }
 
 /* Saves the synced bytes of sectors [first, last] not saved yet. Called with g_mu held. */
@@ -163,11 +230,14 @@ static int save_range(struct tracked *t, int64_t off, int64_t len)
         int64_t want = t->synced - s * SECTOR;
         if (want > SECTOR)
             want = SECTOR;
-        ssize_t got = pread(t->fd, v->data, (size_t)want, s * SECTOR);
-        if (got != want)
+        /* lost at a failed sync: the disk holds zeros there, not what the file reads */
+        if (bit_is(t->lbits, t->nlbits_bytes, s))
+            memset(v->data, 0, (size_t)want);
+        else if (pread(t->fd, v->data, (size_t)want, s * SECTOR) != want)
             return -1;
         v->sector = s;
         v->len = (int)want;
+        v->lost = 0;
         t->nsv++;
         t->bits[byte] |= (uint8_t)(1u << (s % 8));
     }
@@ -251,6 +321,13 @@ static void power_cut(const char *why)
                     dropped++;
             }
         }
+        /* Appended before a failed sync, never written since: zeros on the disk, whatever
+         * size a later sync made durable. */
+        static const unsigned char zeros[SECTOR];
+        for (int64_t s = 0; (size_t)(s / 8) < t->nlbits_bytes && s * SECTOR < size; s++)
+            if (bit_is(t->lbits, t->nlbits_bytes, s) &&
+                pwrite(t->fd, zeros, SECTOR, s * SECTOR) == SECTOR)
+                dropped++;
         if (ftruncate(t->fd, size) != 0 && log)
             fprintf(log, "ftruncate %s: %s\n", t->path, strerror(errno));
         if (log && commits >= 0)
@@ -294,6 +371,10 @@ static int fault_now(const struct tracked *t)
         return 'b';
     if (!strncmp(buf, "eio-write", 9))
         return 'w';
+    if (!strncmp(buf, "eio-fsync-wal-once", 18)) { /* before "eio-fsync": its prefix */
+        size_t len = strlen(t->path);
+        return len >= 4 && !strcmp(t->path + len - 4, "-wal") ? 'o' : 0;
+    }
     if (!strncmp(buf, "eio-fsync-once", 14))
         return 'o';
     if (!strncmp(buf, "eio-fsync", 9))
@@ -354,6 +435,8 @@ static int p_write(sqlite3_file *f, const void *buf, int n, sqlite3_int64 off)
         rc = SQLITE_IOERR_NOMEM;
     else
         rc = p->real->pMethods->xWrite(p->real, buf, n, off);
+    if (rc == SQLITE_OK)
+        rewritten(p->t, off, n);
     pthread_mutex_unlock(&g_mu);
     return rc;
 }
@@ -393,8 +476,10 @@ static int p_sync(sqlite3_file *f, int flags)
     int rc;
     if (fault == 'o' && unlink(g_fault_file) == 0) {
         rc = SQLITE_IOERR_FSYNC; /* once: whoever removed the file */
+        sync_failed(p->t);
     } else if (fault == 's' || fault == 'b') {
         rc = SQLITE_IOERR_FSYNC;
+        sync_failed(p->t);
     } else {
         rc = p->real->pMethods->xSync(p->real, flags);
         int64_t size;

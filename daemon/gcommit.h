@@ -33,7 +33,9 @@
  * raised it. A read after its connection's own write waits for that write's answer.
  *
  * A failed COMMIT (disk full, storage) fails every answer of its group: nothing of it was
- * kept. A failed sync fails every answer of the groups it covered (none had been sent) and
+ * kept. In tallyd a failed sync of the WAL stops the process where it is seen (store.h
+ * store_set_wal_sync_failed, main.c): nothing below runs. Where no such hook stops it (the
+ * unit tests), a failed sync fails every answer of the groups it covered (none had been sent) and
  * drops their events; their commits had returned, so their changes stay in the replica, not
  * known durable (the answers say so: WHY_SYNC in gcommit.c). tallyd does not retry that sync
  * and answer success (after an fsync error the kernel may have dropped the pages). Until a

@@ -217,6 +217,65 @@ static int lock_state_dir(const char *dir)
     return 0;
 }
 
+/* EX_IOERR (sysexits.h): tallyd stopped because the disk failed to sync the replica's WAL. */
+#define EXIT_WAL_SYNC_FAILED 74
+
+/*
+ * A sync of the WAL failed (store_set_wal_sync_failed): tallyd stops at once, on whichever
+ * thread saw it, without closing the replica (a close may checkpoint, copying frames the disk
+ * may not hold) and without answering what waits (every answer not sent was not
+ * acknowledged: its connection closes, and a write sent again with the same id is applied
+ * once). Going on would acknowledge later commits through syncs that say nothing of the pages
+ * the kernel dropped. At the next start SQLite's recovery of the WAL keeps what the disk holds:
+ * every acknowledged write (each one was covered by a sync that succeeded) and a consistent
+ * replica. systemd starts it again (Restart=on-failure).
+ */
+static char sync_failed_mark[640]; /* STATE_DIR/wal-sync-failed */
+
+static void wal_sync_failed(const char *what, int rc)
+{
+    log_error("%s failed (%s, %d): the disk may not hold what was written since the last sync;"
+              " tallyd stops now (exit %d) and reads the replica again from the disk when it"
+              " starts. Writes not answered were not acknowledged: send them again with their"
+              " ids",
+              what, sqlite3_errstr(rc), rc, EXIT_WAL_SYNC_FAILED);
+    /* For the next start (wal_sync_recover); no sync of its own: lost with a power cut, it
+     * is not needed (nothing unsynced is then left to copy). */
+    int fd = open(sync_failed_mark, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd >= 0)
+        close(fd);
+    _exit(EXIT_WAL_SYNC_FAILED);
+}
+
+/*
+ * At a start after a failed sync (its mark in the state directory): the WAL's frames past the
+ * last sync that succeeded may be in the kernel's page cache only (marked clean, never to be
+ * written), and SQLite's recovery has just read them from there. A checkpoint that empties
+ * the WAL writes them into the database file and syncs it, before anything is appended after
+ * them and acknowledged; a frame read back from the disk as it was is refused by the
+ * recovery's checksums, so the replica is what the disk held, whole. 0, or -1 (the disk still
+ * fails: tallyd does not start; systemd tries again).
+ */
+static int wal_sync_recover(struct store *st)
+{
+    if (access(sync_failed_mark, F_OK) != 0)
+        return 0;
+    int rc = sqlite3_wal_checkpoint_v2(store_db(st), NULL, SQLITE_CHECKPOINT_TRUNCATE, NULL, NULL);
+    if (rc != SQLITE_OK) {
+        log_error("the last run stopped at a failed sync of the WAL, and the checkpoint that"
+                  " writes its frames into the database failed too: %s (%d)",
+                  sqlite3_errstr(rc), rc);
+        return -1;
+    }
+    log_warn("the last run stopped at a failed sync of the WAL: its frames written into the"
+             " database and synced, the WAL emptied, before serving");
+    if (unlink(sync_failed_mark) != 0 && errno != ENOENT) {
+        log_error("%s: %s", sync_failed_mark, strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     static const struct option opts[] = {
@@ -302,9 +361,15 @@ int main(int argc, char **argv)
         return 1;
     char dbpath[600];
     snprintf(dbpath, sizeof dbpath, "%s/replica.db", d->cfg.state_dir);
+    snprintf(sync_failed_mark, sizeof sync_failed_mark, "%s/wal-sync-failed", d->cfg.state_dir);
+    store_set_wal_sync_failed(wal_sync_failed);
     if (store_open(dbpath, d->cfg.sync_full, &d->store, err, sizeof err) != 0) {
         log_error("%s", err);
         return 1;
+    }
+    if (wal_sync_recover(d->store) != 0) {
+        store_close(d->store);
+        return EXIT_WAL_SYNC_FAILED;
     }
     resolve_writer_group(d);
     d->loop = uv_default_loop();

@@ -474,6 +474,8 @@ int store_error(struct store *st, int rc, const char *what)
     return TALLY_E_STORAGE;
 }
 
+static void (*wal_sync_failed)(const char *what, int rc);
+
 static int run_simple(struct store *st, const char *sql, const char *what)
 {
     sqlite3_stmt *s = store_stmt(st, sql);
@@ -481,6 +483,9 @@ static int run_simple(struct store *st, const char *sql, const char *what)
         return TALLY_E_STORAGE;
     int rc = sqlite3_step(s);
     sqlite3_reset(s);
+    /* A COMMIT's fsync is the WAL's: tallyd's commits never checkpoint (store.h). */
+    if (rc == SQLITE_IOERR_FSYNC && !strcmp(sql, "COMMIT") && wal_sync_failed)
+        wal_sync_failed(what, rc);
     if (rc != SQLITE_DONE)
         return store_error(st, rc, what);
     return 0;
@@ -712,6 +717,11 @@ void store_synced(uint64_t seq)
     seq_raise(&durable_seq, seq);
 }
 
+void store_set_wal_sync_failed(void (*hook)(const char *what, int rc))
+{
+    wal_sync_failed = hook;
+}
+
 int store_sync_wal(struct store *st)
 {
     sqlite3_file *f = NULL;
@@ -725,6 +735,8 @@ int store_sync_wal(struct store *st)
     rc = f->pMethods->xSync(f, SQLITE_SYNC_NORMAL);
     if (rc != SQLITE_OK) {
         log_error("sync of the replica's WAL failed: %s (%d)", sqlite3_errstr(rc), rc);
+        if (wal_sync_failed)
+            wal_sync_failed("the sync thread's sync of the WAL", rc);
         return (rc & 0xff) == SQLITE_FULL ? TALLY_E_DISK_FULL : TALLY_E_STORAGE;
     }
     return 0;

@@ -174,6 +174,18 @@ int store_wal_attach(struct store *st);
  * own handle of the WAL file and SQLite's VFS (its xSync, as a commit at synchronous = FULL
  * syncs the WAL; the power-cut shim sees it): 0, or TALLY_E_STORAGE / TALLY_E_DISK_FULL. Safe
  * on its own thread while other connections write: it touches no SQLite state but the file's. */
+/*
+ * A sync of the replica's WAL that failed: the sync thread's (store_sync_wal) or the one inside
+ * a COMMIT at synchronous = FULL (SQLITE_IOERR_FSYNC). After an fsync error the kernel may
+ * have dropped the pages it could not write and marked them clean, so a later sync that
+ * succeeds says nothing of them: commits after them would be acknowledged and still be lost
+ * at a power cut (WAL recovery stops at the first frame that is not on the disk). Only a start
+ * reads what the disk holds. `hook` is called on the thread that saw the failure, with what
+ * failed and SQLite's code; tallyd's stops the process at once (main.c), tests observe it.
+ * Checkpoints (the main database file's syncs) are not this: the WAL keeps the frames until a
+ * checkpoint has synced them, and the next one copies them again.
+ */
+void store_set_wal_sync_failed(void (*hook)(const char *what, int rc));
 int store_sync_wal(struct store *st);
 /* On a connection whose committed work runs at once (not store_keep_held): `gate` is offered
  * the list first and returns true when it takes it (to run it later, with store_ready_run, in

@@ -4,13 +4,9 @@
 # replica's writes fail (EIO on write, EIO on fsync, SQLITE_FULL), and, as root, its state
 # directory is a small tmpfs that is filled up for real. For each fault:
 #   - a movement is refused with `storage` (EIO) or `disk_full` (full), exit 1, nothing kept;
-#     with EIO on fsync alone the first one may be kept, its answer saying so (its group
-#     committed, then the sync that was to make it durable failed: gcommit.h "A failed sync"),
-#     and the next one is refused with nothing kept (the groups then commit at FULL);
 #   - reads (stock, status, outbox) keep answering;
 #   - pulled pages are refused (the stream says why) without spinning: `tally sync --wait`
-#     ends, and the page is tried again when due, not thousands of times; with EIO on fsync
-#     alone they are applied (their commits are lazy, store.h: no fsync);
+#     ends, and the page is tried again when due, not thousands of times;
 #   - a push in flight when the fault starts: its outcome is recorded once the fault ends;
 #   - a purge (which ends with a WAL checkpoint) fails cleanly or does nothing;
 #   - eio-db fails the main database file only, i.e. checkpoints (automatic and the purge's):
@@ -20,6 +16,12 @@
 # empties the WAL. At the end every
 # acknowledged movement is in the ledger once and applied upstream once, the replica equals
 # the simulator, and integrity_check answers ok.
+# Then EIO on fsync (the shim's eio-fsync): the first sync of the WAL that fails stops tallyd
+# at once, exit 74, saying why (main.c wal_sync_failed: after a failed fsync the disk may not
+# hold what was written, and a later sync that succeeds says nothing of it); the write whose
+# sync failed is not acknowledged. Started again without the fault: the WAL is checkpointed
+# before serving (main.c wal_sync_recover), every acknowledged movement is there, the unacknowledged one sent again with its id is applied once (here and
+# upstream), and integrity_check answers ok.
 #   test_io_faults.sh TALLYD TALLY TALLY_SIM POWERCUT_SO
 set -uo pipefail
 TALLYD=$1 TALLY=$2 SIM=$3 SHIM=$4
@@ -44,12 +46,15 @@ trap cleanup EXIT
 
 start_sim --skus 20 --seed 5 --warehouses ES-MAD
 write_config ES-MAD
-TALLY_FAULT_FILE=$tmp/fault LD_PRELOAD=$SHIM \
-    "$TALLYD" --config "$tmp/tallyd.conf" --state-dir "$tmp/state" --socket "$tmp/tally.sock" \
-    --log-level info 2>>"$tmp/tallyd.log" &
-tallyd_pid=$!
-for _ in $(seq 800); do t status >/dev/null 2>&1 && break; sleep 0.025; done
-t status >/dev/null 2>&1 || { echo "tallyd did not start" >&2; tail -20 "$tmp/tallyd.log" >&2; exit 1; }
+start_tallyd() {
+    TALLY_FAULT_FILE=$tmp/fault LD_PRELOAD=$SHIM \
+        "$TALLYD" --config "$tmp/tallyd.conf" --state-dir "$tmp/state" --socket "$tmp/tally.sock" \
+        --log-level info 2>>"$tmp/tallyd.log" &
+    tallyd_pid=$!
+    for _ in $(seq 800); do t status >/dev/null 2>&1 && break; sleep 0.025; done
+    t status >/dev/null 2>&1 || { echo "tallyd did not start" >&2; tail -20 "$tmp/tallyd.log" >&2; exit 1; }
+}
+start_tallyd
 round_mark=0
 wait_until 60 inventory_done
 sku=$(ctl "$base/control/stock?wh=ES-MAD&format=csv" | sed -n 2p | cut -d, -f1)
@@ -84,7 +89,7 @@ fault_on() {
 }
 fault_off() { rm -f "$tmp/fault" "$tmp/state/filler"; }
 
-faults="eio-write eio-fsync full eio-db"
+faults="eio-write full eio-db"
 [ "$tmpfs" = 1 ] && faults="$faults tmpfs"
 for f in $faults; do
     cases=$((cases + 1))
@@ -112,7 +117,6 @@ for f in $faults; do
     else
         check_eq "$rc" 1 "$f: a receive's exit code during the fault"
         check_eq "$(jq -r '.error.code' "$tmp/out" 2>/dev/null)" "$want" "$f: a receive's error code"
-        during_msg=$(jq -r '.error.message' "$tmp/out" 2>/dev/null)
         # The next receive while the fault lasts: refused, and (checked below) not kept.
         receive "$f-during2"
         check_eq $? 1 "$f: a second receive's exit code during the fault"
@@ -133,11 +137,7 @@ for f in $faults; do
     t --timeout 60 sync --wait >/dev/null 2>&1
     rc=$?
     [ "$rc" != 7 ] && [ "$rc" != 3 ] && ok || bad "$f: sync --wait during the fault: exit $rc"
-    if [ "$f" = eio-fsync ]; then
-        # Pages commit lazily (store.h "Lazy commits": no fsync, redone if a power cut loses
-        # them): applied while fsync fails; what must be durable (the receive above) is not.
-        check_eq "$(streams_in_error)" 0 "$f: pages applied (lazy commits need no fsync)"
-    elif [ "$f" != eio-db ]; then
+    if [ "$f" != eio-db ]; then
         check_eq "$([ "$(streams_in_error)" -gt 0 ] && echo yes)" yes "$f: a stream says its page was refused"
     fi
     t status >/dev/null 2>&1
@@ -187,16 +187,7 @@ for f in $faults; do
     wait_until 30 outbox_empty
     check_eq "$(sqlite3 -readonly "$db" "SELECT state FROM outbox WHERE key = '$f-inflight'")" done \
         "$f: the push in flight at the fault recorded"
-    if [ "$f" = eio-fsync ]; then
-        # Kept only when its answer said the change is in the replica (a group committed
-        # before its sync failed); refused with "nothing changed" otherwise.
-        kept=$(sqlite3 -readonly "$db" "SELECT count(*) FROM movements WHERE id = '$f-during'")
-        echo "$f: the receive during the fault: $kept kept; answered: $during_msg"
-        case $during_msg in
-        *durable*) check_eq "$kept" 1 "$f: the receive whose sync failed kept, as its answer said" ;;
-        *) check_eq "$kept" 0 "$f: the refused receive not kept ($during_msg)" ;;
-        esac
-    elif [ "$f" != eio-db ]; then
+    if [ "$f" != eio-db ]; then
         check_eq "$(sqlite3 -readonly "$db" "SELECT count(*) FROM movements WHERE id = '$f-during'")" 0 \
             "$f: the refused receive not kept"
     fi
@@ -223,5 +214,53 @@ check_eq "$(sqlite3 -readonly "$db" 'PRAGMA integrity_check')" ok "integrity_che
 kill -0 "$tallyd_pid" 2>/dev/null
 check_eq $? 0 "tallyd never restarted"
 echo "I/O faults: $cases fault cases ($faults), $(wc -l <"$tmp/acked") writes acknowledged, $(comm -23 "$tmp/acked.s" "$tmp/ledger" | wc -l) lost"
+
+# EIO on fsync: tallyd stops at the first failed sync of the WAL, and starts again whole.
+f=eio-fsync
+cases=$((cases + 1))
+if receive "$f-before"; then echo "$f-before" >>"$tmp/acked"; else
+    bad "$f: the receive before the fault refused: $(cat "$tmp/err")"
+fi
+fault_on "$f"
+receive "$f-during"
+rc=$?
+check_eq "$([ "$rc" != 0 ] && echo refused)" refused "$f: the receive whose sync failed not acknowledged (exit $rc: $(cat "$tmp/out" "$tmp/err"))"
+st=
+for _ in $(seq 400); do kill -0 "$tallyd_pid" 2>/dev/null || break; sleep 0.025; done
+if kill -0 "$tallyd_pid" 2>/dev/null; then
+    bad "$f: tallyd still running after a failed sync"
+    kill -9 "$tallyd_pid"
+fi
+wait "$tallyd_pid"
+st=$?
+tallyd_pid=
+check_eq "$st" 74 "$f: tallyd's exit status after the failed sync"
+check_eq "$(grep -c 'tallyd stops now (exit 74)' "$tmp/tallyd.log")" 1 "$f: the log says why it stopped"
+fault_off
+start_tallyd
+# The start after it: the WAL's frames written into the database and synced before serving
+# (main.c wal_sync_recover), its mark gone.
+check_eq "$(grep -c 'the last run stopped at a failed sync of the WAL: .* the WAL emptied' "$tmp/tallyd.log")" 1 \
+    "$f: the start after it checkpointed the WAL first"
+check_eq "$([ -e "$tmp/state/wal-sync-failed" ] && echo left)" "" "$f: the failed sync's mark removed"
+kept=$(sqlite3 -readonly "$db" "SELECT count(*) FROM movements WHERE id = '$f-during' AND leg = 0")
+echo "$f: the receive whose sync failed: $kept kept (the shim loses nothing without a cut)"
+if receive "$f-during"; then echo "$f-during" >>"$tmp/acked"; ok; else
+    bad "$f: the receive sent again after the restart: $(cat "$tmp/err")"
+fi
+check_eq "$(jq -r '.duplicate' "$tmp/out")" "$([ "$kept" = 1 ] && echo true || echo false)" "$f: sent again: a duplicate exactly when it was kept"
+if receive "$f-after"; then echo "$f-after" >>"$tmp/acked"; ok; else
+    bad "$f: a receive after the restart: $(cat "$tmp/err")"
+fi
+wait_until 30 outbox_empty
+sort "$tmp/acked" >"$tmp/acked.s"
+sqlite3 -readonly "$db" "SELECT id FROM movements WHERE leg = 0" | sort >"$tmp/ledger"
+check_eq "$(comm -23 "$tmp/acked.s" "$tmp/ledger" | wc -l)" 0 "$f: acknowledged movements lost"
+check_eq "$(uniq -d "$tmp/ledger" | wc -l)" 0 "$f: movements twice in the ledger"
+ctl "$base/control/movements?wh=ES-MAD" >"$tmp/mv.json"
+jq -r '.movements | to_entries[] | select(.value == 1) | .key' "$tmp/mv.json" | sort >"$tmp/applied"
+check_eq "$(comm -23 "$tmp/acked.s" "$tmp/applied" | wc -l)" 0 "$f: acknowledged movements not applied upstream once"
+check_eq "$(jq '.max' "$tmp/mv.json")" 1 "$f: the most any movement was applied upstream"
+check_eq "$(sqlite3 -readonly "$db" 'PRAGMA integrity_check')" ok "$f: integrity_check"
 echo "I/O faults: $checks checks, $fails failed"
 [ "$fails" = 0 ]

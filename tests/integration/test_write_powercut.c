@@ -13,12 +13,22 @@
  * it: every movement answered OK is there (once), the overlay is the ledger's sum for every
  * SKU (no movement half applied), every movement has its outbox row, and integrity_check
  * answers ok. The next trial starts tallyd on that replica (its recovery of the WAL).
+ *
+ * A last trial fails one sync of the WAL amid the load (the shim's "eio-fsync-wal-once", which
+ * loses what that sync was to write, as Linux does: a later sync that succeeds does not write
+ * it), then
+ * cuts the power 300 answers later. tallyd must not acknowledge anything
+ * after that failure (main.c wal_sync_failed: it stops, exit 74); had it gone on, the later
+ * answers would be lost at the cut (the WAL's recovery stops at the first frame not on the
+ * disk). Same checks, and tallyd's end: exit 74 or the cut.
  */
 #include <fcntl.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <sqlite3.h>
@@ -90,10 +100,14 @@ int main(int argc, char **argv)
     int trials = argc > 3 ? atoi(argv[3]) : 6;
     if (trials < 1 || trials > 100)
         trials = 6;
+    int failed_sync_trial = trials++; /* the last one */
+    int failed_sync_exit = -1;
     th_setup("test_write_powercut", 600);
     CHECK_EQ_INT(th_daemon_init(&D, argv[1], "write-powercut"), 0);
-    char cut[400], plog[400];
+    char cut[400], plog[400], fault[400];
     snprintf(cut, sizeof cut, "%s/cut", D.dir);
+    snprintf(fault, sizeof fault, "%s/fault", D.dir);
+    setenv("TALLY_FAULT_FILE", fault, 1);
     snprintf(plog, sizeof plog, "%s/powercut.log", D.dir);
     const char *asan = getenv("ASAN_OPTIONS");
     char opts[512];
@@ -110,15 +124,17 @@ int main(int argc, char **argv)
     long long kept_unacked = 0;
     for (int t = 0; t < trials; t++) {
         unlink(cut);
+        unlink(fault);
+        bool fail_sync = t == failed_sync_trial;
         char env[32];
-        if (t % 2) {
+        if (t % 2 && !fail_sync) {
             /* Into a sync some way into the load (a start makes a few syncs of its own). */
             snprintf(env, sizeof env, "%d", 300 + 137 * t);
             setenv("TALLY_POWERCUT_AFTER_SYNCS", env, 1);
         } else {
             unsetenv("TALLY_POWERCUT_AFTER_SYNCS");
         }
-        if (t % 3 == 2) {
+        if (t % 3 == 2 && !fail_sync) {
             setenv("TALLY_POWERCUT_MODE", "torn", 1);
             snprintf(env, sizeof env, "%d", 1000 + t);
             setenv("TALLY_POWERCUT_SEED", env, 1);
@@ -149,7 +165,14 @@ int main(int argc, char **argv)
         }
         /* A file cut once this many answers have come. */
         int cut_after = 500 + 700 * t, answers = 0;
-        bool cut_made = t % 2 == 1; /* odd trials: the shim cuts in a sync */
+        bool cut_made = t % 2 == 1 && !fail_sync; /* odd trials: the shim cuts in a sync */
+        /* the failed-sync trial: a sync of the WAL fails after fail_after answers, the cut
+         * comes 300 answers later, before a checkpoint has let the WAL start over (which
+         * writes its first frames again) */
+        int fail_after = fail_sync ? 1500 : 0;
+        if (fail_sync)
+            cut_after = fail_after + 300;
+        bool fail_made = !fail_sync;
         int64_t deadline = th_now_ms() + 60000;
         for (;;) {
             struct pollfd pf[CONNS + 1];
@@ -186,6 +209,13 @@ int main(int argc, char **argv)
                     answers++;
                     if (o == TH_OK && nacked < MAX_ACKED)
                         acked[nacked++] = (struct acked){t, k, (uint32_t)r.msgid};
+                    if (!fail_made && answers >= fail_after) {
+                        int fd = open(fault, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+                        CHECK(fd >= 0 && write(fd, "eio-fsync-wal-once", 18) == 18);
+                        if (fd >= 0)
+                            close(fd);
+                        fail_made = true;
+                    }
                     if (!cut_made && answers >= cut_after) {
                         make_file(cut);
                         cut_made = true;
@@ -200,7 +230,14 @@ int main(int argc, char **argv)
         for (int k = 0; k <= CONNS; k++)
             th_close(&c[k]);
         int st = th_daemon_reap(&D, TIMEOUT);
-        CHECK(st != 0); /* killed by the cut, not ended some other way */
+        if (fail_sync) {
+            /* stopped at the failed sync (exit 74), or killed by the cut */
+            failed_sync_exit = WIFEXITED(st) ? WEXITSTATUS(st) : -WTERMSIG(st);
+            CHECK(failed_sync_exit == 74 || failed_sync_exit == -SIGKILL);
+            CHECK(access(fault, F_OK) != 0); /* the failure did happen */
+        } else {
+            CHECK(st != 0); /* killed by the cut, not ended some other way */
+        }
         total_acked += nacked - trial_first;
 
         /* The replica as the cut left it (SQLite recovers the WAL on open). */
@@ -249,8 +286,14 @@ int main(int argc, char **argv)
         free(ic);
         sqlite3_close(db);
         printf("trial %d (%s%s): %d answered OK, %lld in the replica, %d of them lost\n", t,
-               t % 2 ? "cut in a sync" : "cut file", t % 3 == 2 ? ", torn" : "",
-               nacked - trial_first, in_replica, trial_lost);
+               fail_sync ? "a sync failed, then a cut file"
+               : t % 2   ? "cut in a sync"
+                         : "cut file",
+               t % 3 == 2 && !fail_sync ? ", torn" : "", nacked - trial_first, in_replica,
+               trial_lost);
+        if (fail_sync)
+            printf("trial %d: tallyd ended %s\n", t,
+                   failed_sync_exit == 74 ? "at the failed sync (exit 74)" : "by the cut");
     }
     printf("%d power cuts amid movements from %d connections (1 pipelining %d): %d answered OK,"
            " %d of them lost; %lld kept without an answer\n",

@@ -219,6 +219,8 @@ static int lock_state_dir(const char *dir)
 
 /* EX_IOERR (sysexits.h): tallyd stopped because the disk failed to sync the replica's WAL. */
 #define EXIT_WAL_SYNC_FAILED 74
+/* How long wal_sync_recover waits for another process's reader (as store_open waits). */
+#define WAL_RECOVER_BUSY_MS 5000
 
 /*
  * A sync of the WAL failed (store_set_wal_sync_failed): tallyd stops at once, on whichever
@@ -254,13 +256,29 @@ static void wal_sync_failed(const char *what, int rc)
  * the WAL writes them into the database file and syncs it, before anything is appended after
  * them and acknowledged; a frame read back from the disk as it was is refused by the
  * recovery's checksums, so the replica is what the disk held, whole. 0, or -1 (the disk still
- * fails: tallyd does not start; systemd tries again).
+ * fails, or a reader of another process stays in the WAL: tallyd does not start; systemd
+ * tries again).
  */
 static int wal_sync_recover(struct store *st)
 {
     if (access(sync_failed_mark, F_OK) != 0)
         return 0;
-    int rc = sqlite3_wal_checkpoint_v2(store_db(st), NULL, SQLITE_CHECKPOINT_TRUNCATE, NULL, NULL);
+    /* Before serving, a reader of another process (an operator's sqlite3 shell in a
+     * transaction) is waited for as long as opening waits, not the loop's STORE_BUSY_MS. */
+    sqlite3 *db = store_db(st);
+    sqlite3_busy_timeout(db, WAL_RECOVER_BUSY_MS);
+    int rc = sqlite3_wal_checkpoint_v2(db, NULL, SQLITE_CHECKPOINT_TRUNCATE, NULL, NULL);
+    sqlite3_busy_timeout(db, STORE_BUSY_MS);
+    if ((rc & 0xff) == SQLITE_BUSY || (rc & 0xff) == SQLITE_LOCKED) {
+        /* Not emptied: a write appended after the frames the disk may not hold would be lost
+         * with them at a power cut, and SQLite starts the WAL over only once no reader is in
+         * it. Not served until then. */
+        log_error("the last run stopped at a failed sync of the WAL, and another process keeps"
+                  " a read transaction open on the replica (%s): its WAL cannot be emptied"
+                  " before serving; tallyd starts once that reader ends",
+                  sqlite3_errstr(rc));
+        return -1;
+    }
     if (rc != SQLITE_OK) {
         log_error("the last run stopped at a failed sync of the WAL, and the checkpoint that"
                   " writes its frames into the database failed too: %s (%d)",

@@ -246,6 +246,11 @@ static void wal_sync_failed(const char *what, int rc)
     int fd = open(sync_failed_mark, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     if (fd >= 0)
         close(fd);
+    else
+        log_error("%s: %s: the next start cannot know it must checkpoint the WAL first; stop"
+                  " it and run `sqlite3 REPLICA 'PRAGMA wal_checkpoint(TRUNCATE)'` before it"
+                  " serves",
+                  sync_failed_mark, strerror(errno));
     _exit(EXIT_WAL_SYNC_FAILED);
 }
 

@@ -334,6 +334,7 @@ static void checkpoint(sqlite3 *db)
     /* Not the pragma: it answers SQLITE_OK with busy = 1 in its row when a reader kept it
      * from completing. */
     int rc = sqlite3_wal_checkpoint_v2(db, NULL, SQLITE_CHECKPOINT_TRUNCATE, NULL, NULL);
+    store_check_sync(rc, "the purge's checkpoint's sync");
     if (rc != SQLITE_OK)
         log_warn("privacy: WAL checkpoint: %s; the old frames are overwritten as the WAL is"
                  " reused",
@@ -385,6 +386,7 @@ static void on_checkpoint_work(uv_work_t *w)
         int log_frames = -1, copied = -1;
         int r =
             sqlite3_wal_checkpoint_v2(db, NULL, SQLITE_CHECKPOINT_PASSIVE, &log_frames, &copied);
+        store_check_sync(r, "the purge's checkpoint's sync");
         if (r == SQLITE_OK && log_frames >= 0 && log_frames == copied) {
             p->backfilled = true;
             break;
@@ -454,6 +456,7 @@ static void try_truncate(struct privacy *p)
     if (!store_in_tx(st) && sqlite3_get_autocommit(db)) {
         sqlite3_busy_handler(db, NULL, NULL);
         rc = sqlite3_wal_checkpoint_v2(db, NULL, SQLITE_CHECKPOINT_TRUNCATE, NULL, NULL);
+        store_check_sync(rc, "the purge's checkpoint's sync");
         sqlite3_busy_timeout(db, STORE_BUSY_MS);
     }
     if (rc == SQLITE_OK) {

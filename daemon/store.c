@@ -669,6 +669,7 @@ int store_checkpoint_passive(struct store *st, int *log_frames, int *copied)
     if (st->in_tx || st->group_open)
         return TALLY_E_BUSY;
     int rc = sqlite3_wal_checkpoint_v2(st->db, NULL, SQLITE_CHECKPOINT_PASSIVE, log_frames, copied);
+    store_check_sync(rc, "a checkpoint's sync");
     /* All copied: the next writer starts the WAL over. But the checkpoint copies (and counts
      * in log_frames) the frames of the snapshot it began with: a writer on another connection
      * may have appended more meanwhile (worker.c's checkpoint runs beside the write jobs), and
@@ -720,6 +721,12 @@ void store_synced(uint64_t seq)
 void store_set_wal_sync_failed(void (*hook)(const char *what, int rc))
 {
     wal_sync_failed = hook;
+}
+
+void store_check_sync(int rc, const char *what)
+{
+    if (rc == SQLITE_IOERR_FSYNC && wal_sync_failed)
+        wal_sync_failed(what, rc);
 }
 
 int store_sync_wal(struct store *st)

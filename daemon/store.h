@@ -182,10 +182,14 @@ int store_wal_attach(struct store *st);
  * at a power cut (WAL recovery stops at the first frame that is not on the disk). Only a start
  * reads what the disk holds. `hook` is called on the thread that saw the failure, with what
  * failed and SQLite's code; tallyd's stops the process at once (main.c), tests observe it.
- * Checkpoints (the main database file's syncs) are not this: the WAL keeps the frames until a
- * checkpoint has synced them, and the next one copies them again.
+ * A checkpoint syncs the WAL before it copies: its failed sync is this too (store_check_sync).
  */
 void store_set_wal_sync_failed(void (*hook)(const char *what, int rc));
+/* Calls that hook when `rc` (SQLite's, extended) is SQLITE_IOERR_FSYNC, for what syncs outside
+ * a COMMIT: a checkpoint (it syncs the WAL before it copies; a failed sync of the database file
+ * after the copy stops tallyd too, as SQLite says the same of both), a write outside an
+ * explicit transaction. */
+void store_check_sync(int rc, const char *what);
 int store_sync_wal(struct store *st);
 /* On a connection whose committed work runs at once (not store_keep_held): `gate` is offered
  * the list first and returns true when it takes it (to run it later, with store_ready_run, in

@@ -2062,6 +2062,8 @@ static void stale_inflight_reset(struct sync_engine *e, bool first)
                           "UPDATE outbox SET state = 'pending', attempts = attempts + 1"
                           " WHERE state = 'inflight'",
                           NULL, NULL, &msg);
+    if (rc != SQLITE_OK) /* an UPDATE outside a transaction commits (and syncs) by itself */
+        store_check_sync(rc, "a commit's sync of the WAL");
     e->stale_inflight = rc != SQLITE_OK;
     if (e->stale_inflight && first)
         log_error("sync: rows in flight at the last stop not reset: %s (nothing is sent until"

@@ -210,13 +210,20 @@ int main(int argc, char **argv)
                     if (o == TH_OK && nacked < MAX_ACKED)
                         acked[nacked++] = (struct acked){t, k, (uint32_t)r.msgid};
                     if (!fail_made && answers >= fail_after) {
-                        int fd = open(fault, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+                        /* whole or not at all: the shim reads an empty file as "eio" */
+                        char tmpf[420];
+                        snprintf(tmpf, sizeof tmpf, "%s.tmp", fault);
+                        int fd = open(tmpf, O_WRONLY | O_CREAT | O_TRUNC, 0600);
                         CHECK(fd >= 0 && write(fd, "eio-fsync-wal-once", 18) == 18);
                         if (fd >= 0)
                             close(fd);
+                        CHECK_EQ_INT(rename(tmpf, fault), 0);
                         fail_made = true;
                     }
-                    if (!cut_made && answers >= cut_after) {
+                    /* the failed-sync trial: the cut only once the sync has failed (the shim
+                     * removes the fault file then) */
+                    if (!cut_made && answers >= cut_after &&
+                        (!fail_sync || access(fault, F_OK) != 0)) {
                         make_file(cut);
                         cut_made = true;
                     }

@@ -375,6 +375,9 @@ static void on_checkpoint_work(uv_work_t *w)
         sqlite3_close(db);
         return;
     }
+    /* SQLite's extended codes: without them a failed sync reads SQLITE_IOERR, not
+     * SQLITE_IOERR_FSYNC, and store_check_sync would not see it. */
+    sqlite3_extended_result_codes(db, 1);
     /* Closing never checkpoints on this connection's own (that could take the lock). */
     sqlite3_db_config(db, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, NULL);
     /* A new connection opens the file, and learns it is in WAL mode, at its first read: a

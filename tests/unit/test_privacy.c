@@ -8,6 +8,8 @@
  * the receipt info), not in an outbound request built later; checked in the database and WAL
  * bytes.
  */
+#include <stdatomic.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -799,6 +801,171 @@ static void test_count_ties(void)
     CHECK(steps < 20 * due);
 }
 
+/* ---- a failed sync of the WAL in the purge's checkpoint stops tallyd ---- */
+
+/* A VFS over the default one whose next sync of a WAL fails (SQLITE_IOERR_FSYNC, as the unix
+ * VFS says a failed fsync), made the default only while the purge's worker opens its own
+ * connection: the store's connection, opened before, keeps the real one. */
+struct ffile {
+    sqlite3_file base;
+    sqlite3_file *real;
+    bool wal;
+};
+
+static sqlite3_vfs *real_vfs;
+static sqlite3_vfs fvfs;
+static atomic_int fail_wal_sync;
+static atomic_int hook_calls, hook_rc;
+static char hook_what[96];
+
+#define REAL(f) (((struct ffile *)(f))->real)
+static int f_close(sqlite3_file *f)
+{
+    return REAL(f)->pMethods->xClose(REAL(f));
+}
+static int f_read(sqlite3_file *f, void *b, int n, sqlite3_int64 o)
+{
+    return REAL(f)->pMethods->xRead(REAL(f), b, n, o);
+}
+static int f_write(sqlite3_file *f, const void *b, int n, sqlite3_int64 o)
+{
+    return REAL(f)->pMethods->xWrite(REAL(f), b, n, o);
+}
+static int f_truncate(sqlite3_file *f, sqlite3_int64 n)
+{
+    return REAL(f)->pMethods->xTruncate(REAL(f), n);
+}
+static int f_sync(sqlite3_file *f, int flags)
+{
+    if (((struct ffile *)f)->wal && atomic_exchange(&fail_wal_sync, 0))
+        return SQLITE_IOERR_FSYNC;
+    return REAL(f)->pMethods->xSync(REAL(f), flags);
+}
+static int f_size(sqlite3_file *f, sqlite3_int64 *n)
+{
+    return REAL(f)->pMethods->xFileSize(REAL(f), n);
+}
+static int f_lock(sqlite3_file *f, int l)
+{
+    return REAL(f)->pMethods->xLock(REAL(f), l);
+}
+static int f_unlock(sqlite3_file *f, int l)
+{
+    return REAL(f)->pMethods->xUnlock(REAL(f), l);
+}
+static int f_reserved(sqlite3_file *f, int *r)
+{
+    return REAL(f)->pMethods->xCheckReservedLock(REAL(f), r);
+}
+static int f_fcntl(sqlite3_file *f, int op, void *a)
+{
+    return REAL(f)->pMethods->xFileControl(REAL(f), op, a);
+}
+static int f_sector(sqlite3_file *f)
+{
+    return REAL(f)->pMethods->xSectorSize(REAL(f));
+}
+static int f_dev(sqlite3_file *f)
+{
+    return REAL(f)->pMethods->xDeviceCharacteristics(REAL(f));
+}
+static int f_shm_map(sqlite3_file *f, int i, int sz, int ext, void volatile **pp)
+{
+    return REAL(f)->pMethods->xShmMap(REAL(f), i, sz, ext, pp);
+}
+static int f_shm_lock(sqlite3_file *f, int o, int n, int fl)
+{
+    return REAL(f)->pMethods->xShmLock(REAL(f), o, n, fl);
+}
+static void f_shm_barrier(sqlite3_file *f)
+{
+    REAL(f)->pMethods->xShmBarrier(REAL(f));
+}
+static int f_shm_unmap(sqlite3_file *f, int del)
+{
+    return REAL(f)->pMethods->xShmUnmap(REAL(f), del);
+}
+static int f_fetch(sqlite3_file *f, sqlite3_int64 o, int n, void **pp)
+{
+    return REAL(f)->pMethods->xFetch(REAL(f), o, n, pp);
+}
+static int f_unfetch(sqlite3_file *f, sqlite3_int64 o, void *p)
+{
+    return REAL(f)->pMethods->xUnfetch(REAL(f), o, p);
+}
+#undef REAL
+
+static const sqlite3_io_methods fmethods = {
+    3,          f_close,       f_read,      f_write, f_truncate, f_sync, f_size,
+    f_lock,     f_unlock,      f_reserved,  f_fcntl, f_sector,   f_dev,  f_shm_map,
+    f_shm_lock, f_shm_barrier, f_shm_unmap, f_fetch, f_unfetch,
+};
+
+static int f_open(sqlite3_vfs *v, const char *name, sqlite3_file *f, int flags, int *out)
+{
+    (void)v;
+    struct ffile *ff = (struct ffile *)f;
+    ff->real = (sqlite3_file *)(ff + 1);
+    ff->wal = (flags & SQLITE_OPEN_WAL) != 0;
+    int rc = real_vfs->xOpen(real_vfs, name, ff->real, flags, out);
+    ff->base.pMethods = ff->real->pMethods ? &fmethods : NULL;
+    return rc;
+}
+
+static void on_sync_failed(const char *what, int rc)
+{
+    snprintf(hook_what, sizeof hook_what, "%s", what);
+    atomic_store(&hook_rc, rc);
+    atomic_fetch_add(&hook_calls, 1); /* tallyd's hook stops it here (main.c) */
+}
+
+/* The checkpoint after a purge, on a worker thread with its own connection, syncs the WAL
+ * before it copies: when that sync fails, the hook is told (tallyd stops: the kernel may have
+ * dropped frames that a later sync would not write). */
+static void test_checkpoint_sync_fails(void)
+{
+    rh_open(h);
+    rh_seed_standard(h);
+    snprintf(db_path, sizeof db_path, "%s", store_path(d->store));
+    for (int i = 0; i < 10; i++) {
+        char id[16];
+        snprintf(id, sizeof id, "F%04d", i);
+        add_order(id, 40 * DAY + i, "finished");
+    }
+    uv_loop_t loop;
+    CHECK_EQ_INT(uv_loop_init(&loop), 0);
+    d->loop = &loop;
+
+    real_vfs = sqlite3_vfs_find(NULL);
+    fvfs = *real_vfs;
+    fvfs.zName = "tally-failsync";
+    fvfs.szOsFile = (int)sizeof(struct ffile) + real_vfs->szOsFile;
+    fvfs.xOpen = f_open;
+    fvfs.pNext = NULL;
+    CHECK_EQ_INT(sqlite3_vfs_register(&fvfs, 1), SQLITE_OK);
+    store_set_wal_sync_failed(on_sync_failed);
+    atomic_store(&hook_calls, 0);
+    atomic_store(&fail_wal_sync, 1);
+
+    done_calls = 0;
+    CHECK_EQ_INT(privacy_purge_start(d, 30, false, on_done, NULL), 0);
+    run_until_done(&loop);
+    CHECK_EQ_INT(done_calls, 1);
+    CHECK_EQ_INT(done_n, 10);
+    CHECK_EQ_INT(atomic_load(&fail_wal_sync), 0); /* the checkpoint did sync the WAL */
+    CHECK_EQ_INT(atomic_load(&hook_calls), 1);
+    CHECK_EQ_INT(atomic_load(&hook_rc), SQLITE_IOERR_FSYNC);
+    CHECK_EQ_STR(hook_what, "the purge's checkpoint's sync");
+
+    store_set_wal_sync_failed(NULL);
+    atomic_store(&fail_wal_sync, 0);
+    sqlite3_vfs_unregister(&fvfs);
+    sqlite3_vfs_register(real_vfs, 1);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    d->loop = NULL;
+    CHECK_EQ_INT(uv_loop_close(&loop), 0);
+}
+
 int main(void)
 {
     h = rh_new("tally-privacy");
@@ -813,6 +980,7 @@ int main(void)
     test_purged_stays_purged();
     test_slices();
     test_checkpoint_writes();
+    test_checkpoint_sync_fails();
     test_count_ties();
 
     rh_free(h);

@@ -704,8 +704,10 @@ int schema_migrate_to(sqlite3 *db, int from, int to, char *err, size_t errlen)
             rc = sqlite3_exec(db, migrations[v], NULL, NULL, &msg);
         if (rc == SQLITE_OK)
             rc = sqlite3_exec(db, bump, NULL, NULL, &msg);
-        if (rc == SQLITE_OK)
+        if (rc == SQLITE_OK) {
             rc = sqlite3_exec(db, "COMMIT", NULL, NULL, &msg);
+            store_check_sync(sqlite3_extended_errcode(db), "a migration's sync of the WAL");
+        }
         if (rc != SQLITE_OK) {
             snprintf(err, errlen, "schema migration %d failed: %s", v + 1,
                      msg ? msg : sqlite3_errstr(rc));

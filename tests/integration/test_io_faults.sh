@@ -262,5 +262,21 @@ jq -r '.movements | to_entries[] | select(.value == 1) | .key' "$tmp/mv.json" | 
 check_eq "$(comm -23 "$tmp/acked.s" "$tmp/applied" | wc -l)" 0 "$f: acknowledged movements not applied upstream once"
 check_eq "$(jq '.max' "$tmp/mv.json")" 1 "$f: the most any movement was applied upstream"
 check_eq "$(sqlite3 -readonly "$db" 'PRAGMA integrity_check')" ok "$f: integrity_check"
+# A clean stop while syncs fail: the last close's checkpoint says nothing of its failed sync, so
+# tallyd syncs the WAL itself first and stops with 74 and the mark, not 0.
+receive "$f-last" && echo "$f-last" >>"$tmp/acked"
+fault_on "$f"
+kill -TERM "$tallyd_pid"
+wait "$tallyd_pid"
+st=$?
+tallyd_pid=
+check_eq "$st" 74 "$f: a stop while syncs fail: exit status"
+check_eq "$([ -e "$tmp/state/wal-sync-failed" ] && echo mark)" mark "$f: a stop while syncs fail: the mark left"
+fault_off
+start_tallyd
+check_eq "$(grep -c 'the last run stopped at a failed sync of the WAL: .* the WAL emptied' "$tmp/tallyd.log")" 2 \
+    "$f: the start after that stop checkpointed the WAL first"
+check_eq "$(sqlite3 -readonly "$db" "SELECT count(*) FROM movements WHERE id = '$f-last' AND leg = 0")" 1 \
+    "$f: the movement acknowledged before that stop kept"
 echo "I/O faults: $checks checks, $fails failed"
 [ "$fails" = 0 ]

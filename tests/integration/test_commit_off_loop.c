@@ -144,6 +144,18 @@ static void settle_start(struct th_conn *c)
     CHECK(free_);
 }
 
+/* Starts tallyd again under the shim and connects a, b and c to it, settled (settle_start). */
+static void restart(const char *shim, struct th_conn *a, struct th_conn *b, struct th_conn *c)
+{
+    setenv("LD_PRELOAD", shim, 1);
+    CHECK_EQ_INT(th_daemon_start(&D), 0);
+    unsetenv("LD_PRELOAD");
+    CHECK_EQ_INT(th_connect(a, D.sock), 0);
+    CHECK_EQ_INT(th_connect(b, D.sock), 0);
+    CHECK_EQ_INT(th_connect(c, D.sock), 0);
+    settle_start(b);
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 3) {
@@ -236,13 +248,7 @@ int main(int argc, char **argv)
 
     /* 5. Started again: the movements committed before the failed sync are there (the shim
      * loses nothing without a cut); sent again with their ids, each is a duplicate. */
-    setenv("LD_PRELOAD", argv[2], 1);
-    CHECK_EQ_INT(th_daemon_start(&D), 0);
-    unsetenv("LD_PRELOAD");
-    CHECK_EQ_INT(th_connect(&a, D.sock), 0);
-    CHECK_EQ_INT(th_connect(&b, D.sock), 0);
-    CHECK_EQ_INT(th_connect(&c, D.sock), 0);
-    settle_start(&b);
+    restart(argv[2], &a, &b, &c);
     CHECK_EQ_INT(db_q64("SELECT count(*) FROM outbox WHERE key = 'next-1'"), 1);
     CHECK_EQ_INT(db_q64("SELECT count(*) FROM outbox WHERE key = 'gone-1'"), 1);
     CHECK_EQ_INT(db_q64("SELECT count(*) FROM outbox WHERE key IN ('held-1', 'held-2')"), 2);
@@ -296,13 +302,9 @@ int main(int argc, char **argv)
     th_close(&c);
     setenv("LD_PRELOAD", argv[2], 1);
     CHECK(th_daemon_start(&D) != 0); /* it stops before serving */
-    CHECK_EQ_INT(unlink(fault), 0);
-    CHECK_EQ_INT(th_daemon_start(&D), 0);
     unsetenv("LD_PRELOAD");
-    CHECK_EQ_INT(th_connect(&a, D.sock), 0);
-    CHECK_EQ_INT(th_connect(&b, D.sock), 0);
-    CHECK_EQ_INT(th_connect(&c, D.sock), 0);
-    settle_start(&b);
+    CHECK_EQ_INT(unlink(fault), 0);
+    restart(argv[2], &a, &b, &c);
     CHECK_EQ_INT(th_call(&a, TIMEOUT, &r, "stock.move", "sssis", "kind", "receive", "sku", "H-1",
                          "warehouse", "ES-MAD", "qty", 1LL, "id", "eio-1"),
                  TH_OK);

@@ -197,15 +197,20 @@ for f in $faults; do
     fi
 done
 
+# ledger_checks [PREFIX]: each acknowledged movement once in the ledger and applied upstream once.
+ledger_checks() {
+    sort "$tmp/acked" >"$tmp/acked.s"
+    sqlite3 -readonly "$db" "SELECT id FROM movements WHERE leg = 0" | sort >"$tmp/ledger"
+    check_eq "$(comm -23 "$tmp/acked.s" "$tmp/ledger" | wc -l)" 0 "${1:-}acknowledged movements lost"
+    check_eq "$(uniq -d "$tmp/ledger" | wc -l)" 0 "${1:-}movements twice in the ledger"
+    ctl "$base/control/movements?wh=ES-MAD" >"$tmp/mv.json"
+    jq -r '.movements | to_entries[] | select(.value == 1) | .key' "$tmp/mv.json" | sort >"$tmp/applied"
+    check_eq "$(comm -23 "$tmp/acked.s" "$tmp/applied" | wc -l)" 0 "${1:-}acknowledged movements not applied upstream once"
+    check_eq "$(jq '.max' "$tmp/mv.json")" 1 "${1:-}the most any movement was applied upstream"
+}
+
 # The end: the same process all along; each acknowledged movement once, here and upstream.
-sort "$tmp/acked" >"$tmp/acked.s"
-sqlite3 -readonly "$db" "SELECT id FROM movements WHERE leg = 0" | sort >"$tmp/ledger"
-check_eq "$(comm -23 "$tmp/acked.s" "$tmp/ledger" | wc -l)" 0 "acknowledged movements lost"
-check_eq "$(uniq -d "$tmp/ledger" | wc -l)" 0 "movements twice in the ledger"
-ctl "$base/control/movements?wh=ES-MAD" >"$tmp/mv.json"
-jq -r '.movements | to_entries[] | select(.value == 1) | .key' "$tmp/mv.json" | sort >"$tmp/applied"
-check_eq "$(comm -23 "$tmp/acked.s" "$tmp/applied" | wc -l)" 0 "acknowledged movements not applied upstream once"
-check_eq "$(jq '.max' "$tmp/mv.json")" 1 "the most any movement was applied upstream"
+ledger_checks
 mark_rounds
 wait_until 60 inventory_done
 wait_until 60 settled
@@ -253,14 +258,7 @@ if receive "$f-after"; then echo "$f-after" >>"$tmp/acked"; ok; else
     bad "$f: a receive after the restart: $(cat "$tmp/err")"
 fi
 wait_until 30 outbox_empty
-sort "$tmp/acked" >"$tmp/acked.s"
-sqlite3 -readonly "$db" "SELECT id FROM movements WHERE leg = 0" | sort >"$tmp/ledger"
-check_eq "$(comm -23 "$tmp/acked.s" "$tmp/ledger" | wc -l)" 0 "$f: acknowledged movements lost"
-check_eq "$(uniq -d "$tmp/ledger" | wc -l)" 0 "$f: movements twice in the ledger"
-ctl "$base/control/movements?wh=ES-MAD" >"$tmp/mv.json"
-jq -r '.movements | to_entries[] | select(.value == 1) | .key' "$tmp/mv.json" | sort >"$tmp/applied"
-check_eq "$(comm -23 "$tmp/acked.s" "$tmp/applied" | wc -l)" 0 "$f: acknowledged movements not applied upstream once"
-check_eq "$(jq '.max' "$tmp/mv.json")" 1 "$f: the most any movement was applied upstream"
+ledger_checks "$f: "
 check_eq "$(sqlite3 -readonly "$db" 'PRAGMA integrity_check')" ok "$f: integrity_check"
 # A clean stop while syncs fail: the last close's checkpoint says nothing of its failed sync, so
 # tallyd syncs the WAL itself first and stops with 74 and the mark, not 0.

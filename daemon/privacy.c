@@ -394,7 +394,7 @@ static void on_checkpoint_work(uv_work_t *w)
             p->backfilled = true;
             break;
         }
-        if (r != SQLITE_OK && r != SQLITE_BUSY) /* busy: another checkpoint is running */
+        if (r != SQLITE_OK && (r & 0xff) != SQLITE_BUSY) /* busy: another checkpoint runs */
             rc = r;
     }
     sqlite3_close(db);

@@ -205,9 +205,22 @@ check_converges() {
     cli status
     p=$(jq '.outbox.pending' "$tmp/out.json")
     [ "$p" = 0 ] || viol converges "outbox still has $p pending rows"
-    p=$(jq '.outbox.held' "$tmp/out.json")
     cli outbox --state held --all
-    [ "$p" = 0 ] || viol converges "outbox has $p held rows: $(jq -c '[.items[] | "\(.key): \(.last_error)"] | .[:4]' "$tmp/out.json")"
+    # Held by design, not a failure to converge: a cancel the warehouse refused because the
+    # order had shipped (409), with the order's cancelled-after-pick exception open for the
+    # operator (conn_wms.c, fulfil.c). Any other held row is.
+    local key err ord bad=()
+    while IFS=$'\t' read -r key err; do
+        ord=${key##*:}
+        if [[ $key == obc:* && $err == *"HTTP 409"* ]] &&
+            [ "$(sql "SELECT count(*) FROM exceptions e JOIN orders o ON o.id = e.order_ref
+                WHERE o.order_id = '${ord//\'/}' AND e.kind = 'cancelled_after_pick'
+                AND e.state = 'open'")" -gt 0 ]; then
+            continue
+        fi
+        bad+=("$key: $err")
+    done < <(jq -r '.items[] | [.key, (.last_error // "")] | @tsv' "$tmp/out.json")
+    [ ${#bad[@]} = 0 ] || viol converges "outbox has ${#bad[@]} held rows: ${bad[*]:0:4}"
 }
 
 # check_all MODE (step | checkpoint | final): every invariant; a violation ends the run.

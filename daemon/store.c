@@ -474,8 +474,6 @@ int store_error(struct store *st, int rc, const char *what)
     return TALLY_E_STORAGE;
 }
 
-static void (*wal_sync_failed)(const char *what, int rc);
-
 static int run_simple(struct store *st, const char *sql, const char *what)
 {
     sqlite3_stmt *s = store_stmt(st, sql);
@@ -484,8 +482,7 @@ static int run_simple(struct store *st, const char *sql, const char *what)
     int rc = sqlite3_step(s);
     sqlite3_reset(s);
     /* A COMMIT's fsync is the WAL's: tallyd's commits never checkpoint (store.h). */
-    if (rc == SQLITE_IOERR_FSYNC && !strcmp(sql, "COMMIT") && wal_sync_failed)
-        wal_sync_failed(what, rc);
+    store_check_sync(rc, what);
     if (rc != SQLITE_DONE)
         return store_error(st, rc, what);
     return 0;
@@ -717,6 +714,8 @@ void store_synced(uint64_t seq)
 {
     seq_raise(&durable_seq, seq);
 }
+
+static void (*wal_sync_failed)(const char *what, int rc);
 
 void store_set_wal_sync_failed(void (*hook)(const char *what, int rc))
 {

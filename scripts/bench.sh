@@ -174,7 +174,7 @@ v() {
         mapfile -t vals
         if [ ${#vals[@]} -eq 0 ]; then
             echo ''
-        elif printf '%s\n' "${vals[@]}" | grep -qx skipped; then
+        elif grep -qx skipped < <(printf '%s\n' "${vals[@]}"); then
             echo skipped
         else
             printf '%s\n' "${vals[@]}" | sort -g | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'

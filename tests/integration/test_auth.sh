@@ -71,7 +71,7 @@ check_eq "$(sql "SELECT COUNT(*) FROM exceptions WHERE state <> 'resolved'
     "the marketplace's credentials exception"
 st | jq -e '.upstreams[] | select(.name == "wh:ES-MAD") | .last_error | test("401")' \
     >/dev/null && ok || bad "status does not say why the warehouse link failed"
-if t status | grep -q auth_failed; then ok; else bad "tally status does not show auth_failed"; fi
+if grep -q auth_failed <<<"$(t status)"; then ok; else bad "tally status does not show auth_failed"; fi
 check_eq "$(ctl "$base/control/movements?wh=ES-MAD" | jq '[.movements | to_entries[]
     | select(.key | startswith("auth-"))] | length')" 0 "movements applied with a refused token"
 

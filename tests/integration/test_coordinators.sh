@@ -134,7 +134,7 @@ wait_until 60 b_blocked
 mark_b=$(tb --json status | jq -r .coordination.mark)
 [ "$mark_b" != "$mark_a" ] && ok || bad "A and B share the mark $mark_a"
 human=$(tb status)
-echo "$human" | grep -q "NOT deciding.*another coordinator: station $mark_a" && ok ||
+grep -q "NOT deciding.*another coordinator: station $mark_a" <<<"$human" && ok ||
     bad "B's status does not say why: $(echo "$human" | grep coordination)"
 exc=$(tb --json exceptions --kind coordinator | jq '[.items[]]')
 [ "$(echo "$exc" | jq length)" = 1 ] && ok || bad "B's coordinator exceptions: $exc"
@@ -172,7 +172,7 @@ pid_b=
 conf "$B" 'coordinator = false\n' 'max_distance_km = 100\npriority = US-LAX, PL-WAW, FR-PAR, ES-MAD\n'
 pid_b=$(start "$B" "$tmp/b.log")
 human=$(tb status)
-echo "$human" | grep -q "coordination.*not the coordinator" && ok ||
+grep -q "coordination.*not the coordinator" <<<"$human" && ok ||
     bad "B's status after the change: $(echo "$human" | grep coordination)"
 check_eq "$(sqb "SELECT COUNT(*) FROM allocations")" 0 "B's allocations after the restart"
 check_eq "$(doubles)" "" "orders held at two warehouses at the end"

@@ -134,7 +134,7 @@ ob_error() {
     st | jq -r '.upstreams[] | select(.name == "wh:UK-GC") | .streams[]
         | select(.name | endswith(":outbound")) | .last_error // ""'
 }
-foreign() { ob_error | grep -q "not a Goodcang answer"; }
+foreign() { grep -q "not a Goodcang answer" <<<"$(ob_error)"; }
 wait_until 30 foreign
 ctl -X DELETE "$base/control/faults/$fault" >/dev/null
 no_ob_error() { [ -z "$(ob_error)" ]; }
@@ -368,7 +368,7 @@ check_eq "$(t --json stock "$sku" | jq '.warehouses[] | select(.warehouse == "UK
     "$(onway)" "$sku's goods on their way to UK-GC in tally stock"
 check_eq "$(t --json stock "$sku" | jq '.warehouses[] | select(.warehouse == "UK-GC")
     | .on_hand == .snapshot + .pending')" true "UK-GC on hand without the goods on their way"
-if t stock "$sku" | grep -q INBOUND; then ok; else bad "no INBOUND column in tally stock"; fi
+if grep -q INBOUND <<<"$(t stock "$sku")"; then ok; else bad "no INBOUND column in tally stock"; fi
 check_eq "$(t --json exceptions --kind stock_drift | jq '.items | length')" 1 \
     "drift exceptions after the reconciliation"
 check_eq "$(t --json exceptions --kind stock_drift | jq -r '.items[0].sku // empty')" "${two[0]:-}" \

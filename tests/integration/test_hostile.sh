@@ -75,7 +75,7 @@ hostile() {
         if [[ "$e" =~ $pattern ]]; then ok; else bad "$m: stream error '$e' does not say /$pattern/"; fi
         echo "$m: stream error after ${dt}s: $e"
     else
-        row_logged() { tail -c +"$((logstart + 1))" "$tmp/tallyd.log" | grep -qE "$pattern"; }
+        row_logged() { grep -qE "$pattern" < <(tail -c +"$((logstart + 1))" "$tmp/tallyd.log"); }
         wait_until 30 row_logged
         dt=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN {printf "%.1f", b - a}')
         wait_until 10 eval '[ "$(on_hand HOST-2)" = $((7 + version)) ]'

@@ -27,7 +27,7 @@ trap cleanup EXIT
 ok() { checks=$((checks + 1)); }
 bad() { checks=$((checks + 1)); fails=$((fails + 1)); echo "FAIL: $*" >&2; }
 expect_eq() { if [ "$1" == "$2" ]; then ok; else bad "$3: expected '$2', got '$1'"; fi; }
-expect_match() { if printf '%s' "$1" | grep -Eq -- "$2"; then ok; else bad "$3: '$2' not in: $1"; fi; }
+expect_match() { if grep -Eq -- "$2" <<<"$1"; then ok; else bad "$3: '$2' not in: $1"; fi; }
 
 t() { "$TALLY" --socket "$sock" "$@"; }
 j() { "$TALLY" --socket "$sock" --json "$@"; }

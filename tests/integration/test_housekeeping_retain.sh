@@ -100,4 +100,4 @@ check_eq "$(sql "SELECT (SELECT n FROM counters WHERE name = 'outbox_pending')
     = (SELECT COUNT(*) FROM outbox WHERE state IN ('pending', 'inflight'))
     AND (SELECT n FROM counters WHERE name = 'outbox_held')
     = (SELECT COUNT(*) FROM outbox WHERE state = 'held')")" 1 "counters equal COUNT(*)"
-t status | grep -q '^ *retention' && ok || bad "tally status shows no retention line"
+grep -q '^ *retention' <<<"$(t status)" && ok || bad "tally status shows no retention line"

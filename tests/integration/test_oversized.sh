@@ -35,7 +35,7 @@ for i in $(seq 300); do # one curl for the 300 requests
     echo 'output = "/dev/null"'
     echo 'write-out = "%{http_code}\\n"'
 done >"$tmp/create.curl"
-curl -sS -K "$tmp/create.curl" | sort | uniq -c | grep -q ' 300 201$' && ok ||
+grep -q ' 300 201$' <<<"$(curl -sS -K "$tmp/create.curl" | sort | uniq -c)" && ok ||
     bad "300 outbound orders not created"
 round_mark=0
 start_tallyd
@@ -55,7 +55,7 @@ ctl -X POST -d '{"target":"mp","call":"aliexpress.solution.product.list.get","ki
 stream_error() { # stream: its last_error
     st | jq -r --arg s "$1" '.upstreams[].streams[] | select(.name == $s) | .last_error // ""'
 }
-refused() { stream_error "$1" | grep -q 'larger than'; }
+refused() { grep -q 'larger than' <<<"$(stream_error "$1")"; }
 wait_until 30 refused wh:ES-MAD:inventory
 wait_until 30 refused mp:catalog
 check_eq "$(st | jq -r '.upstreams[] | select(.name == "wh:ES-MAD") | .link')" up \
@@ -66,7 +66,7 @@ check_eq "$(st | jq -r '.upstreams[] | select(.name == "mp") | .link')" up \
 # The warehouse still takes movements.
 sku=$(sqlite3 -readonly "$tmp/state/replica.db" "SELECT code FROM skus ORDER BY id LIMIT 1")
 t receive "$sku" 3 --warehouse ES-MAD --id over-1 >/dev/null || bad "receive refused"
-applied() { ctl "$base/control/movements" | grep -q '"over-1"'; }
+applied() { grep -q '"over-1"' <<<"$(ctl "$base/control/movements")"; }
 wait_until 20 applied
 # Several refused rounds later the link is still up (no flapping to down and back).
 sleep 3

@@ -91,7 +91,7 @@ reader
 run &
 pid=$!
 while kill -0 "$pid" 2>/dev/null &&
-    ! ls -l "/proc/$pid/fd" 2>/dev/null | grep -q 'replica\.db-wal$'; do
+    ! grep -q 'replica\.db-wal$' < <(ls -l "/proc/$pid/fd" 2>/dev/null); do
     sleep 0.01
 done
 : >"$tmp/release"

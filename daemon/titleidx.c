@@ -51,9 +51,10 @@ struct title_job {
     struct worker_job job;
     struct titleidx *ti;
     int64_t done;
-    bool empty;   /* the queue is empty */
-    bool idle;    /* and nothing is left to merge */
-    int64_t segs; /* the index's segments at the end */
+    bool empty;        /* the queue is empty */
+    bool idle;         /* and nothing is left to merge */
+    int64_t segs;      /* the index's segments at the end */
+    int64_t budget_us; /* CPU time the job may take (TITLEIDX_JOB_US or TITLEIDX_BUSY_JOB_US) */
 };
 
 int64_t titleidx_cpu_us(void)
@@ -249,7 +250,7 @@ int titleidx_work(struct store *st, int64_t until_cpu_us, int64_t *done, bool *e
 
 /* ---- the background job ---- */
 
-static void submit(struct titleidx *ti);
+static void submit(struct titleidx *ti, int64_t budget_us);
 
 static int job_run(struct worker_job *job, struct store *st)
 {
@@ -261,10 +262,10 @@ static int job_run(struct worker_job *job, struct store *st)
     int r = 0;
     while (!(tj->empty && tj->idle) && !tj->ti->stopped) {
         int64_t n = 0;
-        if ((r = titleidx_work(st, start + TITLEIDX_JOB_US, &n, &tj->empty, &tj->idle)) != 0)
+        if ((r = titleidx_work(st, start + tj->budget_us, &n, &tj->empty, &tj->idle)) != 0)
             break;
         tj->done += n;
-        if (titleidx_cpu_us() - start >= TITLEIDX_JOB_US)
+        if (titleidx_cpu_us() - start >= tj->budget_us)
             break;
     }
     tj->segs = titleidx_segments(st);
@@ -304,14 +305,15 @@ static void job_done(struct worker_job *job, int status)
     /* More to do and no other write job came meanwhile: on at once, not at the next tick. */
     if (more && !ti->stopped && !ti->d->stopping && workers_pending(ti->d) == 0 &&
         workers_writes_submitted(ti->d) - ti->own == ti->seen)
-        submit(ti);
+        submit(ti, TITLEIDX_JOB_US);
 }
 
-static void submit(struct titleidx *ti)
+static void submit(struct titleidx *ti, int64_t budget_us)
 {
     struct title_job *tj = calloc(1, sizeof *tj);
     if (!tj)
         return;
+    tj->budget_us = budget_us;
     tj->job.run = job_run;
     tj->job.done = job_done;
     tj->ti = ti;
@@ -343,7 +345,7 @@ static void tick(uv_timer_t *t)
      * migration 20). */
     if (store_count(ti->d->store, "SELECT EXISTS(SELECT 1 FROM sku_titles_todo)", 0) > 0 ||
         titleidx_segments(ti->d->store) > ti->rest_segs)
-        submit(ti);
+        submit(ti, busy ? TITLEIDX_BUSY_JOB_US : TITLEIDX_JOB_US);
 }
 
 int titleidx_start(struct tallyd *d, char *err, size_t errlen)

@@ -79,7 +79,12 @@ struct wms_call {
      * the next row's offset, and what the rows so far found. */
     size_t items_at, items_end, pos;
     int64_t skipped, maxv;
-    char why[160];         /* the first skipped row's SKU and reason */
+    char why[160]; /* the first skipped row's SKU and reason */
+    /* The page's readable rows, read before its write job by inventory_prepare (then the
+     * answer's body is freed); the slices apply them from rows[ri]. NULL: the slices read the
+     * body themselves. */
+    struct whfeed_row *rows;
+    size_t nrows, ri;
     struct call_link link; /* in the connector's list while in flight */
 };
 
@@ -157,6 +162,7 @@ static void call_free(struct wms_call *c)
     http_req_reset(&c->req);
     jb_free(&c->body);
     cJSON_Delete(c->doc);
+    free(c->rows);
     free(c);
 }
 
@@ -614,6 +620,100 @@ static int inv_next(struct wms_call *c, struct inv_row *row, int64_t now)
     return k == 0 ? 1 : 0;
 }
 
+/* The page's rows into c->rows (inventory_prepare); 0, or -1 when out of memory (c->rows
+ * stays NULL). */
+static int read_rows(struct wms_call *c, int64_t nmax, int64_t now)
+{
+    if (nmax <= 0)
+        nmax = 1;
+    struct whfeed_row *rows = malloc((size_t)nmax * sizeof *rows);
+    if (!rows)
+        return -1;
+    size_t n = 0;
+    struct inv_row row;
+    int k;
+    while ((k = inv_next(c, &row, now)) >= 0) {
+        if (k == 0) {
+            if (c->skipped++ == 0)
+                snprintf(c->why, sizeof c->why, "%s%s%s", row.sku[0] ? row.sku : "",
+                         row.sku[0] ? ": " : "a row with ", row.bad ? row.bad : "unreadable");
+            continue;
+        }
+        if (n == (size_t)nmax) { /* more rows than inv_scan counted: cannot be */
+            free(rows);
+            return -1;
+        }
+        struct whfeed_row *w = &rows[n++];
+        memcpy(w->sku, row.sku, sizeof w->sku);
+        w->on_hand = row.on_hand;
+        w->inbound = row.inbound;
+        w->version = row.version;
+        w->at = row.at;
+        if (row.version > c->maxv)
+            c->maxv = row.version;
+    }
+    c->rows = rows;
+    c->nrows = n;
+    c->ri = 0;
+    return 0;
+}
+
+/* pull_page.prepare (upstream.h): on a pool thread before the page's write job, the rows are
+ * read out of the answer, which is then freed (the rows take about its size), so that the
+ * writer only writes them, while the next page is read beside it. */
+static void inventory_prepare(struct pull_page *pg)
+{
+    struct wms_call *c = pg->data;
+    if (c->rows || c->pos != 0)
+        return; /* read already, or a slice has begun reading the body */
+    int64_t skipped = c->skipped, maxv = c->maxv;
+    char why[sizeof c->why];
+    memcpy(why, c->why, sizeof why);
+    if (read_rows(c, pg->rows, store_now()) != 0) {
+        /* the slices read the body themselves, from its start */
+        c->pos = 0;
+        c->skipped = skipped;
+        c->maxv = maxv;
+        memcpy(c->why, why, sizeof why);
+        return;
+    }
+    free(c->req.response);
+    c->req.response = NULL;
+    c->req.response_len = c->req.cap = 0;
+}
+
+/* inventory_slice over the rows inventory_prepare read: the same batches and slice ends. */
+static int prepared_slice(struct wms_call *c, struct pull_page *pg, struct store *st, int64_t wh,
+                          int64_t until_us, bool *finished)
+{
+    int r;
+    unsigned n = 0;
+    while (c->ri < c->nrows) {
+        const struct whfeed_row *w = &c->rows[c->ri];
+        if (!c->reconcile) {
+            size_t m = c->nrows - c->ri < WHFEED_BATCH ? c->nrows - c->ri : WHFEED_BATCH;
+            if ((r = whfeed_stock_batch(c->u, st, wh, w, (int)m, pg)) != 0)
+                return r;
+            c->ri += m;
+        } else {
+            if ((r = whfeed_stock(c->u, st, wh, w->sku, w->on_hand, w->inbound, w->version, w->at,
+                                  true, pg)) != 0)
+                return r;
+            c->ri++;
+            if ((++n & 31) != 0)
+                continue;
+        }
+        /* as inventory_slice: past until_us while nobody waits for the writer lock, on up to
+         * INVENTORY_SLICE_MAX_US */
+        int64_t clock = sync_slice_clock_us();
+        if (clock >= until_us &&
+            (store_writer_wanted() || clock >= until_us + INVENTORY_SLICE_MAX_US))
+            break;
+    }
+    *finished = c->ri >= c->nrows;
+    return 0;
+}
+
 /* Applies the page's inventory rows from where the last call stopped, until `until_us`
  * (sync_slice_clock_us) or the end; *finished once none is left. Uses only `st` and the page (it
  * runs on a worker thread: upstream.h pull_page.off_loop). Every row is applied by version
@@ -626,10 +726,12 @@ static int inventory_slice(struct pull_page *pg, struct store *st, int64_t until
     int r = whfeed_warehouse(c->u, st, &wh, err, errlen);
     if (r)
         return r;
+    pg->plain = whfeed_plain(st);
+    if (c->rows)
+        return prepared_slice(c, pg, st, wh, until_us, finished);
     int64_t now = store_now();
     unsigned n = 0;
     struct inv_row row;
-    pg->plain = whfeed_plain(st);
     /* Outside a reconciliation rows go in batches (whfeed_stock_batch): read into b, applied
      * when it is full or the rows end. A slice ends only between batches. */
     bool batch = !c->reconcile;
@@ -786,6 +888,7 @@ static void on_pulled(struct http_req *r)
              * the loop. */
             pg->off_loop = true;
             pg->apply_slice = inventory_slice;
+            pg->prepare = inventory_prepare;
             snprintf(pg->next_cursor, sizeof pg->next_cursor, "%s", c->new_cursor);
         }
     } else if (pg->outcome == SYNC_OK) {

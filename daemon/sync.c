@@ -458,6 +458,20 @@ static int page_run(struct worker_job *job, struct store *st)
  * engine are freed once nothing of theirs is in use any more. */
 static void engine_free_if_idle(struct sync_engine *e);
 
+/* A page's job (prepare or write) ended while the engine stops: the page is dropped, and the
+ * connector's state freed once none of its pages is in use. */
+static void page_dropped_at_stop(struct upstream *u, struct pull_page *pg)
+{
+    pg->release(pg);
+    bool busy = false;
+    for (int k = 0; k < u->ops->nstreams; k++)
+        busy |= u->streams[k].applying;
+    if (!busy && !u->freed) {
+        u->ops->free(u);
+        u->freed = true;
+    }
+}
+
 static void page_done(struct worker_job *job, int status)
 {
     struct page_job *pj = (struct page_job *)job;
@@ -469,14 +483,7 @@ static void page_done(struct worker_job *job, int status)
     ss->job = NULL;
     e->jobs--;
     if (e->stopping) {
-        pg->release(pg);
-        bool busy = false;
-        for (int k = 0; k < u->ops->nstreams; k++)
-            busy |= u->streams[k].applying;
-        if (!busy && !u->freed) {
-            u->ops->free(u);
-            u->freed = true;
-        }
+        page_dropped_at_stop(u, pg);
         free(pj);
         engine_free_if_idle(e);
         return;
@@ -556,6 +563,61 @@ static void unpark(struct sync_engine *e)
     }
 }
 
+/* A page's prepare (upstream.h) on a pool thread; the page's write job follows from its after. */
+struct prep_job {
+    uv_work_t work;
+    struct upstream *u;
+    int stream;
+    struct pull_page *pg;
+};
+
+static void prep_work(uv_work_t *w)
+{
+    struct prep_job *p = w->data;
+    p->pg->prepare(p->pg);
+}
+
+static void prep_after(uv_work_t *w, int status)
+{
+    (void)status; /* never cancelled: nothing calls uv_cancel on it */
+    struct prep_job *p = w->data;
+    struct upstream *u = p->u;
+    struct sync_engine *e = u->engine;
+    struct stream_state *ss = &u->streams[p->stream];
+    struct pull_page *pg = p->pg;
+    int i = p->stream;
+    free(p);
+    ss->applying = false;
+    e->jobs--;
+    if (e->stopping) {
+        page_dropped_at_stop(u, pg);
+        engine_free_if_idle(e);
+        return;
+    }
+    page_submit(u, i, pg);
+}
+
+/* Starts the page's prepare; false when it cannot (the page goes on without). */
+static bool prep_start(struct upstream *u, int i, struct pull_page *pg)
+{
+    struct sync_engine *e = u->engine;
+    pg->prepared = true;
+    struct prep_job *p = calloc(1, sizeof *p);
+    if (!p)
+        return false;
+    p->u = u;
+    p->stream = i;
+    p->pg = pg;
+    p->work.data = p;
+    if (uv_queue_work(e->d->loop, &p->work, prep_work, prep_after) != 0) {
+        free(p);
+        return false;
+    }
+    u->streams[i].applying = true;
+    e->jobs++;
+    return true;
+}
+
 static void page_submit(struct upstream *u, int i, struct pull_page *pg)
 {
     struct sync_engine *e = u->engine;
@@ -573,6 +635,8 @@ static void page_submit(struct upstream *u, int i, struct pull_page *pg)
         return;
     }
     if (pg->off_loop && e->d->workers) {
+        if (pg->prepare && !pg->prepared && prep_start(u, i, pg))
+            return;
         struct page_job *pj = calloc(1, sizeof *pj);
         if (pj) {
             pj->job.run = page_run;

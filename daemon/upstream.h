@@ -75,6 +75,12 @@ struct pull_page {
     bool off_loop;
     int (*apply_slice)(struct pull_page *pg, struct store *st, int64_t until_us, bool *finished,
                        char *err, size_t errlen);
+    /* Optional, with off_loop: run once on a pool thread before the page's write job, with no
+     * connection (only the page's own data): reads the rows out of the answer, so that the
+     * writer only writes them while the next page is read beside it. When it cannot, it leaves
+     * the page as it was (apply_slice then reads the rows itself). */
+    void (*prepare)(struct pull_page *pg);
+    bool prepared; /* the engine ran prepare (sync.c) */
     /* Pipelining: with `more`, the next page's request may go out before this page is applied,
      * from the same position with this cursor (the page's apply writes that cursor and leaves
      * the version as it was). "" when the connector does not offer it. */

@@ -620,10 +620,18 @@ static int inv_next(struct wms_call *c, struct inv_row *row, int64_t now)
     return k == 0 ? 1 : 0;
 }
 
+/* The shortest row that can be read: every shorter element of "items" is skipped. */
+#define INV_ROW_MIN ((int64_t)sizeof "{\"sku\":\"A\",\"on_hand\":0,\"version\":0}" - 1)
+
 /* The page's rows into c->rows (inventory_prepare); 0, or -1 when out of memory (c->rows
- * stays NULL). */
+ * stays NULL). The array holds at most as many rows as the items' bytes can hold readable ones
+ * (INV_ROW_MIN each), not one per element: a page of short elements that are skipped (`[1,1,
+ * ...]`, 2 bytes each) would otherwise take an array ~50 times the answer's size. */
 static int read_rows(struct wms_call *c, int64_t nmax, int64_t now)
 {
+    int64_t fit = (int64_t)(c->items_end - c->items_at) / INV_ROW_MIN + 1;
+    if (nmax > fit)
+        nmax = fit;
     if (nmax <= 0)
         nmax = 1;
     struct whfeed_row *rows = malloc((size_t)nmax * sizeof *rows);
@@ -639,7 +647,7 @@ static int read_rows(struct wms_call *c, int64_t nmax, int64_t now)
                          row.sku[0] ? ": " : "a row with ", row.bad ? row.bad : "unreadable");
             continue;
         }
-        if (n == (size_t)nmax) { /* more rows than inv_scan counted: cannot be */
+        if (n == (size_t)nmax) { /* more rows than inv_scan counted or fit: cannot be */
             free(rows);
             return -1;
         }

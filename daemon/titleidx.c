@@ -259,6 +259,11 @@ static int job_run(struct worker_job *job, struct store *st)
     /* The job's commits need not be fsynced one by one (WAL, synchronous NORMAL): a crash
      * loses the last ones, and their titles are still queued. */
     store_set_durable(st, false);
+    /* A job during a bulk load takes the whole job's time when the index already has more
+     * segments than a job lets it keep (an import that changes titles writes a segment per
+     * call): FTS5's crisis merge must not be what merges them, inside a commit. */
+    if (tj->budget_us < TITLEIDX_JOB_US && titleidx_segments(st) > TITLEIDX_SEGMENTS_HIGH)
+        tj->budget_us = TITLEIDX_JOB_US;
     int r = 0;
     while (!(tj->empty && tj->idle) && !tj->ti->stopped) {
         int64_t n = 0;

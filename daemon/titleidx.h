@@ -53,7 +53,7 @@ struct store;
 /* CPU time one job takes at most before it lets other write jobs run (µs), and the time of one
  * that runs during a bulk load (once a second, in the load's writer time: an initial sync of
  * 1M SKUs x 4 took 14 s, of which 13 jobs of 40 ms, 4 %; its backlog of 1M titles waits for the
- * load's end all the same). */
+ * load's end all the same), unless the index has more than TITLEIDX_SEGMENTS_HIGH segments then. */
 #define TITLEIDX_JOB_US 40000
 #define TITLEIDX_BUSY_JOB_US 10000
 /* How often the loop looks at the queue when no job runs (ms). */

@@ -20,7 +20,8 @@
  * count grow (titleidx_segments) and runs the job to merge them. No 'optimize': one would
  * rewrite the whole index in one statement. It runs after a tick (TITLEIDX_TICK_MS) in which no
  * other write job was submitted (a bulk load's calls and pages go first; during one it still runs
- * once a second, for a quarter of a job's time: TITLEIDX_BUSY_JOB_US), and from the start (a queue
+ * once a second, for a quarter of a job's time, TITLEIDX_BUSY_JOB_US, unless the index has more
+ * than TITLEIDX_SEGMENTS_HIGH segments at the job's start), and from the start (a queue
  * left by a crash is finished). A title leaves the queue in the transaction that indexes it, so the
  * index and the queue never disagree.
  *
@@ -48,12 +49,14 @@ struct store;
 #define TITLEIDX_MERGE_TX_US 1000
 /* Segments above which a job merges before it indexes more titles: FTS5's crisis merge
  * (crisismerge 64 segments in one level, schema.c migration 20) would otherwise merge a whole
- * level inside the commit of an indexing transaction. */
+ * level inside the commit of an indexing transaction. Above it a job during a bulk load also
+ * takes TITLEIDX_JOB_US, not TITLEIDX_BUSY_JOB_US. */
 #define TITLEIDX_SEGMENTS_HIGH 40
 /* CPU time one job takes at most before it lets other write jobs run (µs), and the time of one
  * that runs during a bulk load (once a second, in the load's writer time: an initial sync of
- * 1M SKUs x 4 took 14 s, of which 13 jobs of 40 ms, 4 %; its backlog of 1M titles waits for the
- * load's end all the same), unless the index has more than TITLEIDX_SEGMENTS_HIGH segments then. */
+ * 1M SKUs x 4 took 14 s, of which 13 jobs of 44 ms, 4 %; its backlog of 1M titles waits for the
+ * load's end all the same), unless the index has more than TITLEIDX_SEGMENTS_HIGH segments at the
+ * job's start. */
 #define TITLEIDX_JOB_US 40000
 #define TITLEIDX_BUSY_JOB_US 10000
 /* How often the loop looks at the queue when no job runs (ms). */

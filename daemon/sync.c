@@ -168,9 +168,14 @@ static void link_ok(struct upstream *u)
     if (was_down && down_for >= OUTAGE_MS) {
         log_info("%s: link is back", u->name);
         events_sync(u->engine->d, u->name, "up", "link is back");
-        /* Catch up at once: every stream runs a round now. */
+        /* Catch up at once: every stream runs a round now, and the rows that failed during the
+         * outage go now, not after their retry backoff (up to retry_max, 300 s by default:
+         * each blocks its entity's later rows meanwhile). */
         for (int i = 0; i < u->ops->nstreams; i++)
             u->streams[i].due_ms = 0;
+        u->lift_backoff = true;
+        u->push_from = 0;
+        u->link_gen++;
     }
 }
 
@@ -337,6 +342,7 @@ static void start_pull(struct upstream *u, int i)
         cp.reconcile = true;
     }
     ss->running = true;
+    ss->pull_gen = u->link_gen;
     u->ops->pull(u, i, &cp);
 }
 
@@ -690,7 +696,7 @@ void sync_pull_done(struct upstream *u, int i, struct pull_page *pg)
             u->pub_round_whole = false;
         if (pg->outcome == SYNC_AUTH)
             link_auth_failed(u, pg->error);
-        else
+        else if (ss->pull_gen == u->link_gen) /* else asked in an outage that is over */
             link_failed(u, pg->error, pg->retry_after_s);
         ss->has_ahead = false;
         pg->release(pg);
@@ -963,6 +969,7 @@ static struct push_batch *batch_new(struct upstream *u)
     }
     b->u = u;
     b->retry_after_s = -1;
+    b->link_gen = u->link_gen;
     return b;
 }
 
@@ -1022,9 +1029,33 @@ static void ids_done(sqlite3_stmt *s)
  *
  * take_into: 0 (b->n rows taken, maybe none), or -1 (the transaction must be rolled back).
  */
+/*
+ * After an outage (upstream.lift_backoff): every row of u waiting out a retry backoff becomes
+ * due, in the take's transaction. A row that failed for a reason of its own (the upstream
+ * answered it "try later") gets one more attempt at the link's return and backs off again.
+ * When the take's transaction is rolled back the rows keep their backoff (as before the
+ * outage ended): the flag is cleared here, not after the commit. 0 or -1.
+ */
+static int lift_backoff(struct upstream *u)
+{
+    u->lift_backoff = false;
+    sqlite3_stmt *s = store_stmt(u->store, "UPDATE outbox SET next_attempt_at = ?2"
+                                           " WHERE state = 'pending' AND next_attempt_at > ?2"
+                                           " AND target = ?1");
+    if (!s)
+        return -1;
+    sqlite3_bind_text(s, 1, u->name, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(s, 2, store_now());
+    int rc = sqlite3_step(s);
+    sqlite3_reset(s);
+    return rc == SQLITE_DONE ? 0 : -1;
+}
+
 static int take_into(struct upstream *u, struct push_batch *b)
 {
     struct store *st = u->store;
+    if (u->lift_backoff && lift_backoff(u) != 0)
+        return -1;
     int64_t now = store_now(), start = u->push_from, last = start, other = -1;
     int cap = u->ops->push_limit, limit = cap, looked = 0, budget = 4 * cap + PUSH_LOOK_MIN;
     struct sync_engine *e = u->engine;
@@ -1305,7 +1336,7 @@ static int64_t attempts_of(struct store *st, int64_t id)
 
 /* Records one row's outcome: done (and the movement acknowledged), held, or due again later. */
 static int record_item(struct upstream *u, const struct push_item *it, int64_t now,
-                       long retry_after_s)
+                       long retry_after_s, bool again_now)
 {
     struct store *st = u->store;
     sqlite3_stmt *s;
@@ -1335,8 +1366,8 @@ static int record_item(struct upstream *u, const struct push_item *it, int64_t n
         s = store_stmt(st, "UPDATE outbox SET state = 'held', attempts = attempts + 1,"
                            " last_error = ?3 WHERE id = ?1");
     } else {
-        delay_s = (int64_t)(backoff_ms(u->engine, (int)attempts) / 1000);
-        if (retry_after_s > delay_s)
+        delay_s = again_now ? 0 : (int64_t)(backoff_ms(u->engine, (int)attempts) / 1000);
+        if (!again_now && retry_after_s > delay_s)
             delay_s = retry_after_s;
         s = store_stmt(st, "UPDATE outbox SET state = 'pending', attempts = attempts + 1,"
                            " last_error = ?3, next_attempt_at = ?2 + ?4 WHERE id = ?1");
@@ -1378,6 +1409,13 @@ static bool plain_key(const char *k)
  * other row and answer as record_item (one by one, in the batch's order). The outcomes of
  * one batch are of different rows, so their order within the transaction changes nothing.
  */
+/* A batch taken before the link came back from an outage that failed for the network: it
+ * failed in that outage, which is over (upstream.link_gen). */
+static bool outage_over(const struct push_batch *b)
+{
+    return b->outcome == SYNC_TRANSIENT && b->link_gen != b->u->link_gen;
+}
+
 static int record_items(struct upstream *u, struct push_batch *b, int64_t now)
 {
     struct store *st = u->store;
@@ -1387,7 +1425,7 @@ static int record_items(struct upstream *u, struct push_batch *b, int64_t now)
     if (nok < 2) {
         int r = 0;
         for (int i = 0; r == 0 && i < b->n; i++)
-            r = record_item(u, &b->items[i], now, b->retry_after_s);
+            r = record_item(u, &b->items[i], now, b->retry_after_s, outage_over(b));
         return r;
     }
     sqlite3_stmt *s = outbox_ids_in(st, b, SYNC_OK,
@@ -1409,7 +1447,7 @@ static int record_items(struct upstream *u, struct push_batch *b, int64_t now)
     for (int i = 0; r == 0 && i < b->n; i++) {
         const struct push_item *it = &b->items[i];
         if (it->outcome != SYNC_OK) {
-            r = record_item(u, it, now, b->retry_after_s);
+            r = record_item(u, it, now, b->retry_after_s, outage_over(b));
         } else if (outbox_done_acks_only(it->okind, it->to_version, it->attempts + 1) &&
                    plain_key(it->key)) {
             ids[nack] = it->key;
@@ -1670,11 +1708,13 @@ void sync_push_done(struct push_batch *b)
             snprintf(b->items[i].error, sizeof b->items[i].error, "%s", b->error);
         }
     }
+    /* A batch sent before the link came back from an outage that failed for the network
+     * failed in that outage: the link stays up and its rows go again at once (outage_over). */
     if (auth)
         link_auth_failed(u, b->error);
-    else if (b->outcome == SYNC_TRANSIENT)
+    else if (b->outcome == SYNC_TRANSIENT && !outage_over(b))
         link_failed(u, b->error, b->retry_after_s);
-    else
+    else if (b->outcome != SYNC_TRANSIENT)
         link_ok(u);
     for (int i = 0; i < b->n; i++)
         if (b->items[i].outcome == SYNC_PERMANENT)
@@ -1734,6 +1774,7 @@ static struct publish_batch *take_publish(struct upstream *u, int limit, enum ta
     }
     b->u = u;
     b->retry_after_s = -1;
+    b->link_gen = u->link_gen;
     /* The figures are computed from the replica's state, which lazy commits may be in: taken
      * lazily only when a durable commit came after them (take_mode; the barrier), otherwise
      * durable itself. A lazy take gives way to a group commit (then: later). */
@@ -1859,7 +1900,7 @@ void sync_publish_done(struct publish_batch *b)
     if (b->outcome == SYNC_TRANSIENT || b->outcome == SYNC_AUTH) {
         if (b->outcome == SYNC_AUTH)
             link_auth_failed(u, b->error);
-        else
+        else if (b->link_gen == u->link_gen) /* else sent in an outage that is over */
             link_failed(u, b->error, b->retry_after_s);
         /* The rows stay dirty and go again with their newest values, even the value last
          * acknowledged: the marketplace may have applied this one and only the answer got lost. */

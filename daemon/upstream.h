@@ -129,6 +129,7 @@ struct push_batch {
     struct push_batch *next; /* the engine's: outcomes waiting to be recorded (sync.c), or
                                 batches waiting for a sync (parked) */
     uint64_t park_seq;       /* sent once commits up to it are durable (sync.c take_batch) */
+    uint64_t link_gen;       /* the upstream's link_gen when taken (sync.c) */
 };
 
 /* Marketplace stock publishing (the coordinator only): the newest absolute value per SKU. */
@@ -150,6 +151,7 @@ struct publish_batch {
     long retry_after_s;
     void *data;        /* the connector's */
     uint64_t park_seq; /* sent once commits up to it are durable (sync.c take_publish) */
+    uint64_t link_gen; /* the upstream's link_gen when taken (sync.c) */
 };
 
 /* What a connector can do (connector_ops.caps; DESIGN.md "Warehouse kinds"): the engine, the
@@ -188,11 +190,12 @@ enum link_state { LINK_UNKNOWN, LINK_UP, LINK_DOWN, LINK_AUTH_FAILED };
 struct page_job; /* sync.c */
 
 struct stream_state {
-    char name[96];   /* checkpoint name: "wh:ES-MAD:inventory" */
-    bool running;    /* a page request is in flight */
-    bool in_round;   /* between the first page and the last of a round */
-    bool requested;  /* `sync` asked for a round */
-    uint64_t due_ms; /* next round (loop time) */
+    char name[96];     /* checkpoint name: "wh:ES-MAD:inventory" */
+    bool running;      /* a page request is in flight */
+    uint64_t pull_gen; /* the upstream's link_gen when its last request went out */
+    bool in_round;     /* between the first page and the last of a round */
+    bool requested;    /* `sync` asked for a round */
+    uint64_t due_ms;   /* next round (loop time) */
     unsigned interval_s;
     int64_t round_rows, round_pages, round_total;
     uint64_t round_started_ms;
@@ -240,6 +243,13 @@ struct upstream {
     int failures;           /* consecutive transport failures */
     uint64_t down_since_ms; /* loop time of the first failure of the current outage */
     uint64_t resume_ms;     /* backoff: nothing is sent before this loop time */
+    /* The link is back after an outage (link_ok, OUTAGE_MS): the next take first makes this
+     * upstream's rows waiting out a retry backoff due (sync.c lift_backoff). */
+    bool lift_backoff;
+    /* Counts the link's returns after an outage. A request that went out before the last one
+     * (its batch's or stream's link_gen is older) and fails for the network failed in the
+     * outage that is over: it neither takes the link down again nor backs its rows off. */
+    uint64_t link_gen;
     int64_t last_success_at, last_error_at;
     char last_error[256];
     int inflight_pushes;

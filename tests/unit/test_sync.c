@@ -568,6 +568,99 @@ static void test_backoff_ahead(void)
     stop(e);
 }
 
+/*
+ * The link back after an outage (OUTAGE_MS): a row that failed during it goes at once, not
+ * after its retry backoff, which held its entity's later rows too (up to retry_max, 300 s by
+ * default; bench_drain.sh saw the drain stop 1.8 s at the link's return with retry_max 1).
+ * After a failure shorter than an outage the row keeps its backoff.
+ */
+static void link_back_case(uint64_t outage_ms, const char *want, const char *a1_state)
+{
+    fresh();
+    add_row("ful:a1", "OA", "fulfil", -1);
+    add_row("ful:a2", "OA", "fulfil", -1);
+    struct sync_engine *e = start(1);
+    sync_tick(e);
+    CHECK_EQ_STR(taken(), "[ful:a1]");
+    struct push_batch *b = next_batch();
+    b->outcome = SYNC_TRANSIENT;
+    snprintf(b->error, sizeof b->error, "no answer: Empty reply from server");
+    sync_push_done(b);
+    CHECK_EQ_INT(fake_u->link, LINK_DOWN);
+    CHECK_EQ_STR(row_state("ful:a1"), "pending");
+    /* as a row retried all through a long outage: its next attempt an hour ahead */
+    RH_EXEC(h, "UPDATE outbox SET attempts = 8, next_attempt_at = %lld WHERE key = 'ful:a1'",
+            (long long)(store_now() + 3600));
+    add_row("ful:b1", "OB", "fulfil", -1);
+    uint64_t now = uv_now(&loop);
+    fake_u->down_since_ms = now > outage_ms ? now - outage_ms : 0;
+    fake_u->resume_ms = 0; /* the link's own backoff is over: a call may go */
+    sync_tick(e);
+    CHECK_EQ_STR(taken(), "[ful:b1]"); /* the only row due */
+    answer_all_done();                 /* it gets through: the link is up */
+    CHECK_EQ_INT(fake_u->link, LINK_UP);
+    sync_tick(e);
+    CHECK_EQ_STR(taken(), want);
+    answer_all_done();
+    sync_tick(e);
+    answer_all_done();
+    CHECK_EQ_STR(row_state("ful:a1"), a1_state);
+    CHECK_EQ_STR(row_state("ful:a2"), a1_state);
+    stop(e);
+}
+
+/*
+ * Batches in flight when the link comes back after an outage: one that then fails for the
+ * network was sent in that outage (bench_drain.sh's slow drain: a batch sent just before the
+ * link was restored came back "Empty reply" just after, took the link down again and held its
+ * entity for its backoff). The link stays up and its row goes again at once; a batch taken
+ * after the return that fails takes the link down as before.
+ */
+static void test_failure_after_outage(void)
+{
+    fresh();
+    add_row("ful:a1", "OA", "fulfil", -1);
+    add_row("ful:b1", "OB", "fulfil", -1);
+    add_row("ful:c1", "OC", "fulfil", -1);
+    struct sync_engine *e = start(1);
+    sync_tick(e);
+    CHECK_EQ_STR(taken(), "[ful:a1][ful:b1][ful:c1]");
+    struct push_batch *a = next_batch(), *b = next_batch(), *c = next_batch();
+    c->outcome = SYNC_TRANSIENT;
+    snprintf(c->error, sizeof c->error, "no answer: Empty reply from server");
+    sync_push_done(c);
+    CHECK_EQ_INT(fake_u->link, LINK_DOWN);
+    uint64_t now = uv_now(&loop);
+    fake_u->down_since_ms = now > 6000 ? now - 6000 : 0; /* an outage, not a failed call */
+    b->outcome = SYNC_OK;
+    b->items[0].outcome = SYNC_OK;
+    sync_push_done(b); /* the link is back */
+    CHECK_EQ_INT(fake_u->link, LINK_UP);
+    a->outcome = SYNC_TRANSIENT;
+    snprintf(a->error, sizeof a->error, "no answer: Empty reply from server");
+    sync_push_done(a); /* sent before the link came back */
+    CHECK_EQ_INT(fake_u->link, LINK_UP);
+    /* both go at once: c1's backoff lifted at the return, a1 given none (its answer is
+     * recorded and the next batch taken in one transaction) */
+    CHECK_EQ_STR(taken(), "[ful:c1][ful:a1]");
+    CHECK_EQ_STR(row_state("ful:a1"), "inflight");
+    /* taken after the return: its failure is the link's again */
+    struct push_batch *c2 = next_batch();
+    c2->outcome = SYNC_TRANSIENT;
+    snprintf(c2->error, sizeof c2->error, "no answer: Empty reply from server");
+    sync_push_done(c2);
+    CHECK_EQ_INT(fake_u->link, LINK_DOWN);
+    answer_all_done();
+    stop(e);
+}
+
+static void test_link_back_lifts_backoff(void)
+{
+    link_back_case(6000, "[ful:a1]", "done");
+    /* a failed call, not an outage: the row's own backoff holds (and its entity with it) */
+    link_back_case(1000, "", "pending");
+}
+
 /* Rows behind their entity's row in backoff (many more than a batch's look used to see) do
  * not hide other entities' rows, and do not go before it; an entity's rows go in order. */
 static void test_blocked_entity(void)
@@ -2020,6 +2113,8 @@ int main(void)
     test_start_reset_fails();
     test_start_init_fails();
     test_backoff_ahead();
+    test_link_back_lifts_backoff();
+    test_failure_after_outage();
     test_blocked_entity();
     test_many_in_backoff();
     test_drain_one_entity();

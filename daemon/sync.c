@@ -179,6 +179,17 @@ static void link_ok(struct upstream *u)
     }
 }
 
+/*
+ * A request that went out before the link came back from an outage (its link_gen older than
+ * the upstream's) and failed for the network: it failed in that outage, which is over. Not one
+ * answered with a Retry-After (a 429 or 503 that says how long to wait): the upstream spoke
+ * after the return, and its word holds for the link and the rows as for any other answer.
+ */
+static bool stale_failure(const struct upstream *u, uint64_t gen, long retry_after_s)
+{
+    return gen != u->link_gen && retry_after_s < 0;
+}
+
 static void link_failed(struct upstream *u, const char *error, long retry_after_s)
 {
     struct sync_engine *e = u->engine;
@@ -696,8 +707,8 @@ void sync_pull_done(struct upstream *u, int i, struct pull_page *pg)
             u->pub_round_whole = false;
         if (pg->outcome == SYNC_AUTH)
             link_auth_failed(u, pg->error);
-        else if (ss->pull_gen == u->link_gen) /* else asked in an outage that is over */
-            link_failed(u, pg->error, pg->retry_after_s);
+        else if (!stale_failure(u, ss->pull_gen, pg->retry_after_s))
+            link_failed(u, pg->error, pg->retry_after_s); /* else asked in an outage over */
         ss->has_ahead = false;
         pg->release(pg);
         return;
@@ -1409,11 +1420,10 @@ static bool plain_key(const char *k)
  * other row and answer as record_item (one by one, in the batch's order). The outcomes of
  * one batch are of different rows, so their order within the transaction changes nothing.
  */
-/* A batch taken before the link came back from an outage that failed for the network: it
- * failed in that outage, which is over (upstream.link_gen). */
+/* A batch taken before the link came back from an outage that failed for the network. */
 static bool outage_over(const struct push_batch *b)
 {
-    return b->outcome == SYNC_TRANSIENT && b->link_gen != b->u->link_gen;
+    return b->outcome == SYNC_TRANSIENT && stale_failure(b->u, b->link_gen, b->retry_after_s);
 }
 
 static int record_items(struct upstream *u, struct push_batch *b, int64_t now)
@@ -1900,8 +1910,8 @@ void sync_publish_done(struct publish_batch *b)
     if (b->outcome == SYNC_TRANSIENT || b->outcome == SYNC_AUTH) {
         if (b->outcome == SYNC_AUTH)
             link_auth_failed(u, b->error);
-        else if (b->link_gen == u->link_gen) /* else sent in an outage that is over */
-            link_failed(u, b->error, b->retry_after_s);
+        else if (!stale_failure(u, b->link_gen, b->retry_after_s))
+            link_failed(u, b->error, b->retry_after_s); /* else sent in an outage over */
         /* The rows stay dirty and go again with their newest values, even the value last
          * acknowledged: the marketplace may have applied this one and only the answer got lost. */
         publish_unknown(b);

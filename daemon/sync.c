@@ -1044,8 +1044,8 @@ static void ids_done(sqlite3_stmt *s)
  * After an outage (upstream.lift_backoff): every row of u waiting out a retry backoff becomes
  * due, in the take's transaction. A row that failed for a reason of its own (the upstream
  * answered it "try later") gets one more attempt at the link's return and backs off again.
- * When the take's transaction is rolled back the rows keep their backoff (as before the
- * outage ended): the flag is cleared here, not after the commit. 0 or -1.
+ * The flag is cleared here; a caller whose transaction is rolled back sets it again (the next
+ * take lifts), and one that takes nothing commits the lift all the same (take_batch). 0 or -1.
  */
 static int lift_backoff(struct upstream *u)
 {
@@ -1261,8 +1261,18 @@ static struct push_batch *take_batch(struct upstream *u)
      * takes (a group committed meanwhile); without a sync thread it waits for the barrier. */
     bool lazy_ok = how != TAKE_LAZY || takes_lazily(u->engine, false);
     bool park = how == TAKE_PARK || (!lazy_ok && gcommit_lazy(u->d));
-    if ((!lazy_ok && !park) || take_into(u, b) != 0 || b->n == 0 || store_commit(u->store) != 0) {
+    /* A take that finds nothing to send still commits the lift of the rows' backoff after an
+     * outage (take_into): its look may end before the rows lifted (behind an entity's many
+     * rows in flight), which the next looks then find due. */
+    bool lifting = u->lift_backoff;
+    if ((!lazy_ok && !park) || take_into(u, b) != 0 || (b->n == 0 && !lifting) ||
+        store_commit(u->store) != 0) {
         store_rollback(u->store);
+        u->lift_backoff = lifting; /* lifted by the next take */
+        free_batch(b);
+        return NULL;
+    }
+    if (b->n == 0) {
         free_batch(b);
         return NULL;
     }
@@ -1509,6 +1519,7 @@ static int record_and_take(struct push_batch *b, struct push_batch **next)
      * takes nothing: the look starts there again, not past the rows it did not take (they
      * would wait for the looks to go round the outbox, a tick each). */
     int64_t from = u->push_from;
+    bool lifting = u->lift_backoff;
     /* Lazy, and yields to a group commit (the answer then waits in `unrecorded`). No take when
      * rows appended by a lazy commit wait for a barrier, or when recording these answers
      * appended rows (a fulfilment step): taken by a later transaction, once durable. */
@@ -1525,8 +1536,10 @@ static int record_and_take(struct push_batch *b, struct push_batch **next)
         r = store_commit(st);
     else
         store_rollback(st);
-    if (r != 0)
+    if (r != 0) {
         u->push_from = from;
+        u->lift_backoff = lifting; /* lifted by the next take */
+    }
     if (r == 0 && nb->n > 0)
         *next = nb;
     else if (nb)

@@ -179,6 +179,17 @@ static void link_ok(struct upstream *u)
     }
 }
 
+/*
+ * A request that went out before the link came back from an outage (its link_gen older than
+ * the upstream's) and failed for the network: it failed in that outage, which is over. Not one
+ * answered with a Retry-After (a 429 or 503 that says how long to wait): the upstream spoke
+ * after the return, and its word holds for the link and the rows as for any other answer.
+ */
+static bool stale_failure(const struct upstream *u, uint64_t gen, long retry_after_s)
+{
+    return gen != u->link_gen && retry_after_s < 0;
+}
+
 static void link_failed(struct upstream *u, const char *error, long retry_after_s)
 {
     struct sync_engine *e = u->engine;
@@ -696,8 +707,8 @@ void sync_pull_done(struct upstream *u, int i, struct pull_page *pg)
             u->pub_round_whole = false;
         if (pg->outcome == SYNC_AUTH)
             link_auth_failed(u, pg->error);
-        else if (ss->pull_gen == u->link_gen) /* else asked in an outage that is over */
-            link_failed(u, pg->error, pg->retry_after_s);
+        else if (!stale_failure(u, ss->pull_gen, pg->retry_after_s))
+            link_failed(u, pg->error, pg->retry_after_s); /* else asked in an outage over */
         ss->has_ahead = false;
         pg->release(pg);
         return;
@@ -1033,8 +1044,8 @@ static void ids_done(sqlite3_stmt *s)
  * After an outage (upstream.lift_backoff): every row of u waiting out a retry backoff becomes
  * due, in the take's transaction. A row that failed for a reason of its own (the upstream
  * answered it "try later") gets one more attempt at the link's return and backs off again.
- * When the take's transaction is rolled back the rows keep their backoff (as before the
- * outage ended): the flag is cleared here, not after the commit. 0 or -1.
+ * The flag is cleared here; a caller whose transaction is rolled back sets it again (the next
+ * take lifts), and one that takes nothing commits the lift all the same (take_batch). 0 or -1.
  */
 static int lift_backoff(struct upstream *u)
 {
@@ -1250,8 +1261,18 @@ static struct push_batch *take_batch(struct upstream *u)
      * takes (a group committed meanwhile); without a sync thread it waits for the barrier. */
     bool lazy_ok = how != TAKE_LAZY || takes_lazily(u->engine, false);
     bool park = how == TAKE_PARK || (!lazy_ok && gcommit_lazy(u->d));
-    if ((!lazy_ok && !park) || take_into(u, b) != 0 || b->n == 0 || store_commit(u->store) != 0) {
+    /* A take that finds nothing to send still commits the lift of the rows' backoff after an
+     * outage (take_into): its look may end before the rows lifted (behind an entity's many
+     * rows in flight), which the next looks then find due. */
+    bool lifting = u->lift_backoff;
+    if ((!lazy_ok && !park) || take_into(u, b) != 0 || (b->n == 0 && !lifting) ||
+        store_commit(u->store) != 0) {
         store_rollback(u->store);
+        u->lift_backoff = lifting; /* lifted by the next take */
+        free_batch(b);
+        return NULL;
+    }
+    if (b->n == 0) {
         free_batch(b);
         return NULL;
     }
@@ -1409,11 +1430,10 @@ static bool plain_key(const char *k)
  * other row and answer as record_item (one by one, in the batch's order). The outcomes of
  * one batch are of different rows, so their order within the transaction changes nothing.
  */
-/* A batch taken before the link came back from an outage that failed for the network: it
- * failed in that outage, which is over (upstream.link_gen). */
+/* A batch taken before the link came back from an outage that failed for the network. */
 static bool outage_over(const struct push_batch *b)
 {
-    return b->outcome == SYNC_TRANSIENT && b->link_gen != b->u->link_gen;
+    return b->outcome == SYNC_TRANSIENT && stale_failure(b->u, b->link_gen, b->retry_after_s);
 }
 
 static int record_items(struct upstream *u, struct push_batch *b, int64_t now)
@@ -1499,6 +1519,7 @@ static int record_and_take(struct push_batch *b, struct push_batch **next)
      * takes nothing: the look starts there again, not past the rows it did not take (they
      * would wait for the looks to go round the outbox, a tick each). */
     int64_t from = u->push_from;
+    bool lifting = u->lift_backoff;
     /* Lazy, and yields to a group commit (the answer then waits in `unrecorded`). No take when
      * rows appended by a lazy commit wait for a barrier, or when recording these answers
      * appended rows (a fulfilment step): taken by a later transaction, once durable. */
@@ -1515,8 +1536,10 @@ static int record_and_take(struct push_batch *b, struct push_batch **next)
         r = store_commit(st);
     else
         store_rollback(st);
-    if (r != 0)
+    if (r != 0) {
         u->push_from = from;
+        u->lift_backoff = lifting; /* lifted by the next take */
+    }
     if (r == 0 && nb->n > 0)
         *next = nb;
     else if (nb)
@@ -1900,8 +1923,8 @@ void sync_publish_done(struct publish_batch *b)
     if (b->outcome == SYNC_TRANSIENT || b->outcome == SYNC_AUTH) {
         if (b->outcome == SYNC_AUTH)
             link_auth_failed(u, b->error);
-        else if (b->link_gen == u->link_gen) /* else sent in an outage that is over */
-            link_failed(u, b->error, b->retry_after_s);
+        else if (!stale_failure(u, b->link_gen, b->retry_after_s))
+            link_failed(u, b->error, b->retry_after_s); /* else sent in an outage over */
         /* The rows stay dirty and go again with their newest values, even the value last
          * acknowledged: the marketplace may have applied this one and only the answer got lost. */
         publish_unknown(b);

@@ -1272,6 +1272,161 @@ static void test_drain_lets_pulls_in(void)
     stop(e);
 }
 
+/*
+ * A request sent before the link came back from an outage, answered after it with a
+ * Retry-After (a 429 or 503 that says how long to wait): the upstream spoke after the return,
+ * and its word holds. The link goes down for that long and the batch's row waits as long, as
+ * for any answer; neither the batch nor the page is taken for one that failed in the outage
+ * (which would send at once to an upstream that asked for two minutes).
+ */
+static void test_retry_after_after_outage(void)
+{
+    fresh();
+    d->cfg.max_parallel = 4;
+    add_row("ful:a1", "OA", "fulfil", -1);
+    add_row("ful:b1", "OB", "fulfil", -1);
+    add_row("ful:c1", "OC", "fulfil", -1);
+    struct sync_engine *e = start(1);
+    sync_tick(e);
+    CHECK_EQ_STR(taken(), "[ful:a1][ful:b1][ful:c1]");
+    struct push_batch *a = next_batch(), *b = next_batch(), *c = next_batch();
+    c->outcome = SYNC_TRANSIENT;
+    snprintf(c->error, sizeof c->error, "no answer: Empty reply from server");
+    sync_push_done(c);
+    uint64_t now = uv_now(&loop);
+    fake_u->down_since_ms = now > 6000 ? now - 6000 : 0; /* an outage, not a failed call */
+    b->outcome = SYNC_OK;
+    b->items[0].outcome = SYNC_OK;
+    sync_push_done(b); /* the link is back */
+    CHECK_EQ_INT(fake_u->link, LINK_UP);
+    a->outcome = SYNC_TRANSIENT;
+    a->retry_after_s = 120;
+    snprintf(a->error, sizeof a->error, "HTTP 429");
+    sync_push_done(a); /* sent before the return, answered after it */
+    CHECK_EQ_INT(fake_u->link, LINK_DOWN);
+    CHECK(fake_u->resume_ms >= uv_now(&loop) + 120000);
+    CHECK_EQ_STR(row_state("ful:a1"), "pending");
+    CHECK(rh_q64(h, "SELECT next_attempt_at FROM outbox WHERE key = 'ful:a1'") >=
+          store_now() + 119);
+    answer_all_done();
+    stop(e);
+
+    /* A page asked before the return, answered after it with a Retry-After. */
+    fresh();
+    d->cfg.max_parallel = 3;
+    add_row("ful:x1", "OX", "fulfil", -1);
+    add_row("ful:y1", "OY", "fulfil", -1);
+    struct connector_ops two = fake;
+    two.nstreams = 2;
+    two.streams = two_streams;
+    two.pull = pull_record;
+    nbatches = 0;
+    pending_pull = -1;
+    e = NULL;
+    CHECK_EQ_INT(sync_start_with(d, &two, "wh:A", &e), 0);
+    if (!e)
+        exit(2);
+    fake_u->streams[1].due_ms = UINT64_MAX;
+    sync_tick(e);
+    CHECK_EQ_INT(pending_pull, 0);
+    CHECK_EQ_STR(taken(), "[ful:x1][ful:y1]");
+    struct push_batch *x = next_batch(), *y = next_batch();
+    x->outcome = SYNC_TRANSIENT;
+    snprintf(x->error, sizeof x->error, "no answer: Empty reply from server");
+    sync_push_done(x);
+    CHECK_EQ_INT(fake_u->link, LINK_DOWN);
+    now = uv_now(&loop);
+    fake_u->down_since_ms = now > 6000 ? now - 6000 : 0;
+    y->outcome = SYNC_OK;
+    y->items[0].outcome = SYNC_OK;
+    sync_push_done(y); /* the link is back */
+    CHECK_EQ_INT(fake_u->link, LINK_UP);
+    static struct pull_page pg;
+    memset(&pg, 0, sizeof pg);
+    pg.outcome = SYNC_TRANSIENT;
+    pg.retry_after_s = 120;
+    pg.release = release_none;
+    snprintf(pg.error, sizeof pg.error, "HTTP 503");
+    pending_pull = -1;
+    sync_pull_done(fake_u, 0, &pg);
+    CHECK_EQ_INT(fake_u->link, LINK_DOWN);
+    CHECK(fake_u->resume_ms >= uv_now(&loop) + 120000);
+    answer_all_done();
+    pending_pull = -1;
+    stop(e);
+}
+
+static int apply_nothing(struct pull_page *pg, struct store *st, struct checkpoint *cp, char *err,
+                         size_t errlen)
+{
+    (void)pg, (void)st, (void)cp, (void)err, (void)errlen;
+    return 0;
+}
+
+/*
+ * The link back after an outage by a page (no push answer, so no record_and_take): the next
+ * take lifts the rows' backoff, but its look ends in one entity's rows behind its row in flight
+ * (more than a look goes through) and takes nothing. The lift is committed all the same, and
+ * the row in backoff past them goes at the next look, not after its backoff (an hour here).
+ */
+static void test_lift_when_take_finds_nothing(void)
+{
+    fresh();
+    d->cfg.max_parallel = 3;
+    RH_EXEC(h, "WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i < 1099)"
+               " INSERT INTO outbox(key, target, entity, kind, payload, next_attempt_at,"
+               " created_at) SELECT printf('a%%04d', i), 'wh:A', 'OA', 'fulfil', x'80', 0,"
+               " strftime('%%s','now') FROM n");
+    add_row("ful:b1", "OB", "fulfil", 3600);
+    add_row("ful:z1", "OZ", "fulfil", -1);
+    struct connector_ops two = fake;
+    two.nstreams = 2;
+    two.streams = two_streams;
+    two.pull = pull_record;
+    nbatches = 0;
+    pending_pull = -1;
+    struct sync_engine *e = NULL;
+    CHECK_EQ_INT(sync_start_with(d, &two, "wh:A", &e), 0);
+    if (!e)
+        exit(2);
+    fake_u->streams[1].due_ms = UINT64_MAX;
+    sync_tick(e);
+    CHECK_EQ_INT(pending_pull, 0);
+    sync_tick(e); /* z1 is past OA's rows: the next look */
+    CHECK_EQ_STR(taken(), "[a0000][ful:z1]");
+    struct push_batch *a = next_batch(), *z = next_batch();
+    if (!z)
+        exit(2);
+    z->outcome = SYNC_TRANSIENT;
+    snprintf(z->error, sizeof z->error, "no answer: Empty reply from server");
+    sync_push_done(z);
+    CHECK_EQ_INT(fake_u->link, LINK_DOWN);
+    uint64_t now = uv_now(&loop);
+    fake_u->down_since_ms = now > 6000 ? now - 6000 : 0; /* an outage, not a failed call */
+    static struct pull_page pg;
+    memset(&pg, 0, sizeof pg);
+    pg.outcome = SYNC_OK;
+    pg.retry_after_s = -1;
+    pg.total = -1;
+    pg.apply = apply_nothing;
+    pg.release = release_none;
+    pending_pull = -1;
+    sync_pull_done(fake_u, 0, &pg); /* the link is back */
+    CHECK_EQ_INT(fake_u->link, LINK_UP);
+    fake_u->streams[1].due_ms = UINT64_MAX; /* one slot for the pull, one for a take */
+    sync_tick(e);                           /* the take's look ends in OA's rows */
+    CHECK_EQ_STR(taken(), "");
+    CHECK(rh_q64(h, "SELECT next_attempt_at FROM outbox WHERE key = 'ful:b1'") <= store_now());
+    pending_pull = -1;
+    sync_tick(e);
+    CHECK_EQ_STR(row_state("ful:b1"), "inflight");
+    if (a)
+        batches[nbatches++] = a;
+    answer_all_done();
+    pending_pull = -1;
+    stop(e);
+}
+
 /* ---- pages applied off the loop ---- */
 
 #define SLOW_ROWS 3
@@ -2115,6 +2270,8 @@ int main(void)
     test_backoff_ahead();
     test_link_back_lifts_backoff();
     test_failure_after_outage();
+    test_retry_after_after_outage();
+    test_lift_when_take_finds_nothing();
     test_blocked_entity();
     test_many_in_backoff();
     test_drain_one_entity();

@@ -1050,9 +1050,10 @@ static void ids_done(sqlite3_stmt *s)
 static int lift_backoff(struct upstream *u)
 {
     u->lift_backoff = false;
-    sqlite3_stmt *s = store_stmt(u->store, "UPDATE outbox SET next_attempt_at = ?2"
-                                           " WHERE state = 'pending' AND next_attempt_at > ?2"
-                                           " AND target = ?1");
+    sqlite3_stmt *s =
+        store_stmt(u->store, "UPDATE outbox SET next_attempt_at = ?2"
+                             " WHERE state = 'pending' AND attempts > 0 AND next_attempt_at > ?2"
+                             " AND target = ?1");
     if (!s)
         return -1;
     sqlite3_bind_text(s, 1, u->name, -1, SQLITE_STATIC);
@@ -1317,6 +1318,7 @@ static void unpark_pushes(struct sync_engine *e)
             b->u->inflight_pushes--;
             free_batch(b);
         } else {
+            b->link_gen = b->u->link_gen; /* it leaves now (outage_over) */
             b->u->ops->push(b->u, b);
         }
     }
@@ -1331,6 +1333,7 @@ static void unpark_pushes(struct sync_engine *e)
             u->publishing = false;
             free_publish(pb);
         } else {
+            pb->link_gen = u->link_gen; /* it leaves now */
             u->ops->publish(u, pb);
         }
     }

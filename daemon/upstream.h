@@ -129,7 +129,7 @@ struct push_batch {
     struct push_batch *next; /* the engine's: outcomes waiting to be recorded (sync.c), or
                                 batches waiting for a sync (parked) */
     uint64_t park_seq;       /* sent once commits up to it are durable (sync.c take_batch) */
-    uint64_t link_gen;       /* the upstream's link_gen when taken (sync.c) */
+    uint64_t link_gen;       /* the upstream's link_gen when taken, or sent if parked (sync.c) */
 };
 
 /* Marketplace stock publishing (the coordinator only): the newest absolute value per SKU. */
@@ -151,7 +151,7 @@ struct publish_batch {
     long retry_after_s;
     void *data;        /* the connector's */
     uint64_t park_seq; /* sent once commits up to it are durable (sync.c take_publish) */
-    uint64_t link_gen; /* the upstream's link_gen when taken (sync.c) */
+    uint64_t link_gen; /* the upstream's link_gen when taken, or sent if parked (sync.c) */
 };
 
 /* What a connector can do (connector_ops.caps; DESIGN.md "Warehouse kinds"): the engine, the

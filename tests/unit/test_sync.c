@@ -1378,6 +1378,8 @@ static void test_lift_when_take_finds_nothing(void)
                " created_at) SELECT printf('a%%04d', i), 'wh:A', 'OA', 'fulfil', x'80', 0,"
                " strftime('%%s','now') FROM n");
     add_row("ful:b1", "OB", "fulfil", 3600);
+    /* in backoff: it failed before (a row never tried is never in the future) */
+    RH_EXEC(h, "UPDATE outbox SET attempts = 3 WHERE key = 'ful:b1'");
     add_row("ful:z1", "OZ", "fulfil", -1);
     struct connector_ops two = fake;
     two.nstreams = 2;

@@ -482,6 +482,12 @@ static void test_upgrade_outbox_counters(void)
                      "SELECT MIN(created_at) FROM outbox WHERE target = 'wh:A'"
                      " AND state NOT IN ('done', 'discarded')",
                      "outbox_unsent"));
+    /* and the rows of an upstream waiting out a backoff are one range of outbox_backoff (the
+     * statement of sync.c lift_backoff, at the link's return after an outage) */
+    CHECK(uses_index(st,
+                     "UPDATE outbox SET next_attempt_at = 5 WHERE state = 'pending'"
+                     " AND attempts > 0 AND next_attempt_at > 5 AND target = 'wh:A'",
+                     "outbox_backoff"));
     store_close(st);
 }
 

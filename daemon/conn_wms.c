@@ -623,6 +623,25 @@ static int inv_next(struct wms_call *c, struct inv_row *row, int64_t now)
 /* The shortest row that can be read: every shorter element of "items" is skipped. */
 #define INV_ROW_MIN ((int64_t)sizeof "{\"sku\":\"A\",\"on_hand\":0,\"version\":0}" - 1)
 
+/* A row read, as whfeed_stock_batch takes it. */
+static void feed_row(struct whfeed_row *w, const struct inv_row *row)
+{
+    memcpy(w->sku, row->sku, sizeof w->sku);
+    w->on_hand = row->on_hand;
+    w->inbound = row->inbound;
+    w->version = row->version;
+    w->at = row->at;
+}
+
+/* An unreadable row skipped: counted, and the first one's reason kept, with its SKU when that
+ * is printable (never raw bytes). */
+static void note_skipped(struct wms_call *c, const struct inv_row *row)
+{
+    if (c->skipped++ == 0)
+        snprintf(c->why, sizeof c->why, "%s%s%s", row->sku[0] ? row->sku : "",
+                 row->sku[0] ? ": " : "a row with ", row->bad ? row->bad : "unreadable");
+}
+
 /* The page's rows into c->rows (inventory_prepare); 0, or -1 when out of memory (c->rows
  * stays NULL). The array holds at most as many rows as the items' bytes can hold readable ones
  * (INV_ROW_MIN each), not one per element: a page of short elements that are skipped (`[1,1,
@@ -642,21 +661,14 @@ static int read_rows(struct wms_call *c, int64_t nmax, int64_t now)
     int k;
     while ((k = inv_next(c, &row, now)) >= 0) {
         if (k == 0) {
-            if (c->skipped++ == 0)
-                snprintf(c->why, sizeof c->why, "%s%s%s", row.sku[0] ? row.sku : "",
-                         row.sku[0] ? ": " : "a row with ", row.bad ? row.bad : "unreadable");
+            note_skipped(c, &row);
             continue;
         }
         if (n == (size_t)nmax) { /* more rows than inv_scan counted or fit: cannot be */
             free(rows);
             return -1;
         }
-        struct whfeed_row *w = &rows[n++];
-        memcpy(w->sku, row.sku, sizeof w->sku);
-        w->on_hand = row.on_hand;
-        w->inbound = row.inbound;
-        w->version = row.version;
-        w->at = row.at;
+        feed_row(&rows[n++], &row);
         if (row.version > c->maxv)
             c->maxv = row.version;
     }
@@ -749,19 +761,11 @@ static int inventory_slice(struct pull_page *pg, struct store *st, int64_t until
     int k;
     while ((k = inv_next(c, &row, now)) >= 0) {
         if (k == 0) {
-            /* the first one's reason, and its SKU when that is printable (never raw bytes) */
-            if (c->skipped++ == 0)
-                snprintf(c->why, sizeof c->why, "%s%s%s", row.sku[0] ? row.sku : "",
-                         row.sku[0] ? ": " : "a row with ", row.bad ? row.bad : "unreadable");
+            note_skipped(c, &row);
             continue;
         }
         if (batch) {
-            struct whfeed_row *w = &b[nb++];
-            memcpy(w->sku, row.sku, sizeof w->sku);
-            w->on_hand = row.on_hand;
-            w->inbound = row.inbound;
-            w->version = row.version;
-            w->at = row.at;
+            feed_row(&b[nb++], &row);
             if (row.version > bmax)
                 bmax = row.version;
             if (nb < WHFEED_BATCH)

@@ -568,6 +568,39 @@ static void test_backoff_ahead(void)
     stop(e);
 }
 
+/* A batch's request came back without an answer (the network): the link goes down. */
+static void fail_for_network(struct push_batch *b)
+{
+    b->outcome = SYNC_TRANSIENT;
+    snprintf(b->error, sizeof b->error, "no answer: Empty reply from server");
+    sync_push_done(b);
+}
+
+/* The link has been down for `ms` (an outage from OUTAGE_MS on, sync.c link_ok). */
+static void down_for(uint64_t ms)
+{
+    uint64_t now = uv_now(&loop);
+    fake_u->down_since_ms = now > ms ? now - ms : 0;
+}
+
+/* Three entities' rows, each taken in a batch of its own, all three in flight. */
+static struct sync_engine *three_in_flight(struct push_batch **a, struct push_batch **b,
+                                           struct push_batch **c)
+{
+    add_row("ful:a1", "OA", "fulfil", -1);
+    add_row("ful:b1", "OB", "fulfil", -1);
+    add_row("ful:c1", "OC", "fulfil", -1);
+    struct sync_engine *e = start(1);
+    sync_tick(e);
+    CHECK_EQ_STR(taken(), "[ful:a1][ful:b1][ful:c1]");
+    *a = next_batch();
+    *b = next_batch();
+    *c = next_batch();
+    if (!*a || !*b || !*c)
+        exit(2);
+    return e;
+}
+
 /*
  * The link back after an outage (OUTAGE_MS): a row that failed during it goes at once, not
  * after its retry backoff, which held its entity's later rows too (up to retry_max, 300 s by
@@ -583,17 +616,14 @@ static void link_back_case(uint64_t outage_ms, const char *want, const char *a1_
     sync_tick(e);
     CHECK_EQ_STR(taken(), "[ful:a1]");
     struct push_batch *b = next_batch();
-    b->outcome = SYNC_TRANSIENT;
-    snprintf(b->error, sizeof b->error, "no answer: Empty reply from server");
-    sync_push_done(b);
+    fail_for_network(b);
     CHECK_EQ_INT(fake_u->link, LINK_DOWN);
     CHECK_EQ_STR(row_state("ful:a1"), "pending");
     /* as a row retried all through a long outage: its next attempt an hour ahead */
     RH_EXEC(h, "UPDATE outbox SET attempts = 8, next_attempt_at = %lld WHERE key = 'ful:a1'",
             (long long)(store_now() + 3600));
     add_row("ful:b1", "OB", "fulfil", -1);
-    uint64_t now = uv_now(&loop);
-    fake_u->down_since_ms = now > outage_ms ? now - outage_ms : 0;
+    down_for(outage_ms);
     fake_u->resume_ms = 0; /* the link's own backoff is over: a call may go */
     sync_tick(e);
     CHECK_EQ_STR(taken(), "[ful:b1]"); /* the only row due */
@@ -619,26 +649,16 @@ static void link_back_case(uint64_t outage_ms, const char *want, const char *a1_
 static void test_failure_after_outage(void)
 {
     fresh();
-    add_row("ful:a1", "OA", "fulfil", -1);
-    add_row("ful:b1", "OB", "fulfil", -1);
-    add_row("ful:c1", "OC", "fulfil", -1);
-    struct sync_engine *e = start(1);
-    sync_tick(e);
-    CHECK_EQ_STR(taken(), "[ful:a1][ful:b1][ful:c1]");
-    struct push_batch *a = next_batch(), *b = next_batch(), *c = next_batch();
-    c->outcome = SYNC_TRANSIENT;
-    snprintf(c->error, sizeof c->error, "no answer: Empty reply from server");
-    sync_push_done(c);
+    struct push_batch *a, *b, *c;
+    struct sync_engine *e = three_in_flight(&a, &b, &c);
+    fail_for_network(c);
     CHECK_EQ_INT(fake_u->link, LINK_DOWN);
-    uint64_t now = uv_now(&loop);
-    fake_u->down_since_ms = now > 6000 ? now - 6000 : 0; /* an outage, not a failed call */
+    down_for(6000); /* an outage, not a failed call */
     b->outcome = SYNC_OK;
     b->items[0].outcome = SYNC_OK;
     sync_push_done(b); /* the link is back */
     CHECK_EQ_INT(fake_u->link, LINK_UP);
-    a->outcome = SYNC_TRANSIENT;
-    snprintf(a->error, sizeof a->error, "no answer: Empty reply from server");
-    sync_push_done(a); /* sent before the link came back */
+    fail_for_network(a); /* sent before the link came back */
     CHECK_EQ_INT(fake_u->link, LINK_UP);
     /* both go at once: c1's backoff lifted at the return, a1 given none (its answer is
      * recorded and the next batch taken in one transaction) */
@@ -646,9 +666,7 @@ static void test_failure_after_outage(void)
     CHECK_EQ_STR(row_state("ful:a1"), "inflight");
     /* taken after the return: its failure is the link's again */
     struct push_batch *c2 = next_batch();
-    c2->outcome = SYNC_TRANSIENT;
-    snprintf(c2->error, sizeof c2->error, "no answer: Empty reply from server");
-    sync_push_done(c2);
+    fail_for_network(c2);
     CHECK_EQ_INT(fake_u->link, LINK_DOWN);
     answer_all_done();
     stop(e);
@@ -1177,6 +1195,23 @@ static void pull_record(struct upstream *u, int stream, const struct checkpoint 
     pending_pull = stream;
 }
 
+/* An engine whose connector has two streams (catalog, orders) that record their pulls. */
+static struct sync_engine *start_two_streams(void)
+{
+    static struct connector_ops two;
+    two = fake;
+    two.nstreams = 2;
+    two.streams = two_streams;
+    two.pull = pull_record;
+    nbatches = 0;
+    pending_pull = -1;
+    struct sync_engine *e = NULL;
+    CHECK_EQ_INT(sync_start_with(d, &two, "wh:A", &e), 0);
+    if (!e)
+        exit(2);
+    return e;
+}
+
 /* Answers the pull in flight as the failing catalog of the report did: transient. */
 static void fail_pending(void)
 {
@@ -1283,18 +1318,10 @@ static void test_retry_after_after_outage(void)
 {
     fresh();
     d->cfg.max_parallel = 4;
-    add_row("ful:a1", "OA", "fulfil", -1);
-    add_row("ful:b1", "OB", "fulfil", -1);
-    add_row("ful:c1", "OC", "fulfil", -1);
-    struct sync_engine *e = start(1);
-    sync_tick(e);
-    CHECK_EQ_STR(taken(), "[ful:a1][ful:b1][ful:c1]");
-    struct push_batch *a = next_batch(), *b = next_batch(), *c = next_batch();
-    c->outcome = SYNC_TRANSIENT;
-    snprintf(c->error, sizeof c->error, "no answer: Empty reply from server");
-    sync_push_done(c);
-    uint64_t now = uv_now(&loop);
-    fake_u->down_since_ms = now > 6000 ? now - 6000 : 0; /* an outage, not a failed call */
+    struct push_batch *a, *b, *c;
+    struct sync_engine *e = three_in_flight(&a, &b, &c);
+    fail_for_network(c);
+    down_for(6000); /* an outage, not a failed call */
     b->outcome = SYNC_OK;
     b->items[0].outcome = SYNC_OK;
     sync_push_done(b); /* the link is back */
@@ -1316,27 +1343,15 @@ static void test_retry_after_after_outage(void)
     d->cfg.max_parallel = 3;
     add_row("ful:x1", "OX", "fulfil", -1);
     add_row("ful:y1", "OY", "fulfil", -1);
-    struct connector_ops two = fake;
-    two.nstreams = 2;
-    two.streams = two_streams;
-    two.pull = pull_record;
-    nbatches = 0;
-    pending_pull = -1;
-    e = NULL;
-    CHECK_EQ_INT(sync_start_with(d, &two, "wh:A", &e), 0);
-    if (!e)
-        exit(2);
+    e = start_two_streams();
     fake_u->streams[1].due_ms = UINT64_MAX;
     sync_tick(e);
     CHECK_EQ_INT(pending_pull, 0);
     CHECK_EQ_STR(taken(), "[ful:x1][ful:y1]");
     struct push_batch *x = next_batch(), *y = next_batch();
-    x->outcome = SYNC_TRANSIENT;
-    snprintf(x->error, sizeof x->error, "no answer: Empty reply from server");
-    sync_push_done(x);
+    fail_for_network(x);
     CHECK_EQ_INT(fake_u->link, LINK_DOWN);
-    now = uv_now(&loop);
-    fake_u->down_since_ms = now > 6000 ? now - 6000 : 0;
+    down_for(6000);
     y->outcome = SYNC_OK;
     y->items[0].outcome = SYNC_OK;
     sync_push_done(y); /* the link is back */
@@ -1381,16 +1396,7 @@ static void test_lift_when_take_finds_nothing(void)
     /* in backoff: it failed before (a row never tried is never in the future) */
     RH_EXEC(h, "UPDATE outbox SET attempts = 3 WHERE key = 'ful:b1'");
     add_row("ful:z1", "OZ", "fulfil", -1);
-    struct connector_ops two = fake;
-    two.nstreams = 2;
-    two.streams = two_streams;
-    two.pull = pull_record;
-    nbatches = 0;
-    pending_pull = -1;
-    struct sync_engine *e = NULL;
-    CHECK_EQ_INT(sync_start_with(d, &two, "wh:A", &e), 0);
-    if (!e)
-        exit(2);
+    struct sync_engine *e = start_two_streams();
     fake_u->streams[1].due_ms = UINT64_MAX;
     sync_tick(e);
     CHECK_EQ_INT(pending_pull, 0);
@@ -1399,12 +1405,9 @@ static void test_lift_when_take_finds_nothing(void)
     struct push_batch *a = next_batch(), *z = next_batch();
     if (!z)
         exit(2);
-    z->outcome = SYNC_TRANSIENT;
-    snprintf(z->error, sizeof z->error, "no answer: Empty reply from server");
-    sync_push_done(z);
+    fail_for_network(z);
     CHECK_EQ_INT(fake_u->link, LINK_DOWN);
-    uint64_t now = uv_now(&loop);
-    fake_u->down_since_ms = now > 6000 ? now - 6000 : 0; /* an outage, not a failed call */
+    down_for(6000); /* an outage, not a failed call */
     static struct pull_page pg;
     memset(&pg, 0, sizeof pg);
     pg.outcome = SYNC_OK;

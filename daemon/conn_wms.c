@@ -697,9 +697,7 @@ static void inventory_prepare(struct pull_page *pg)
         memcpy(c->why, why, sizeof why);
         return;
     }
-    free(c->req.response);
-    c->req.response = NULL;
-    c->req.response_len = c->req.cap = 0;
+    http_req_drop_response(&c->req);
 }
 
 /* inventory_slice over the rows inventory_prepare read: the same batches and slice ends. */

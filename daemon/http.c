@@ -320,16 +320,21 @@ static size_t on_header(char *p, size_t size, size_t n, void *userp)
     return len;
 }
 
+void http_req_drop_response(struct http_req *req)
+{
+    free(req->response);
+    req->response = NULL;
+    req->response_len = req->cap = 0;
+}
+
 void http_req_reset(struct http_req *req)
 {
     if (req->easy)
         curl_easy_cleanup(req->easy);
     curl_slist_free_all(req->headers);
-    free(req->response);
     req->easy = NULL;
     req->headers = NULL;
-    req->response = NULL;
-    req->response_len = req->cap = 0;
+    http_req_drop_response(req);
 }
 
 int http_start(struct http *h, struct http_req *r)

@@ -80,6 +80,9 @@ int http_start(struct http *h, struct http_req *req);
 
 /* Frees the response buffer and private state, so the request can be reused. */
 void http_req_reset(struct http_req *req);
+/* Frees the response buffer alone (a finished request's answer, read into something else);
+ * touches nothing of libcurl's, so any one thread that owns the request may call it. */
+void http_req_drop_response(struct http_req *req);
 
 /* Requests running now. */
 int http_running(const struct http *h);

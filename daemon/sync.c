@@ -1022,25 +1022,6 @@ static void ids_done(sqlite3_stmt *s)
 }
 
 /*
- * Selects the next batch for upstream u and marks it in flight (take_into: in the open
- * transaction; take_batch: in one of its own). Rows are taken oldest first;
- * the batch has one kind (the first row's that can go) and holds, per entity, a prefix of its
- * waiting rows: once a row of an entity cannot go (in flight, not due yet, or of another
- * kind), no later row of that entity goes either, so each entity's rows reach the upstream in
- * order. Rows held for the operator do not block their entity.
- *
- * One look goes through at most 4 * push_limit + PUSH_LOOK_MIN rows. It starts at the oldest
- * row while the oldest rows leave room to fill batches; when a look runs out of rows to go
- * through first, the next goes on after the last row it saw, then round to the oldest rows
- * again: rows that cannot go (in backoff, in flight, behind such a row of their entity),
- * however many, never hide one that can for more than a few looks. A look that did not start
- * at the oldest row asks outbox_active whether an older row of an entity waits. A row skipped
- * for being of another kind than the batch is where the next look starts, so no kind waits
- * on another for ever.
- *
- * take_into: 0 (b->n rows taken, maybe none), or -1 (the transaction must be rolled back).
- */
-/*
  * After an outage (upstream.lift_backoff): every row of u waiting out a retry backoff becomes
  * due, in the take's transaction. A row that failed for a reason of its own (the upstream
  * answered it "try later") gets one more attempt at the link's return and backs off again.
@@ -1063,6 +1044,25 @@ static int lift_backoff(struct upstream *u)
     return rc == SQLITE_DONE ? 0 : -1;
 }
 
+/*
+ * Selects the next batch for upstream u and marks it in flight (take_into: in the open
+ * transaction; take_batch: in one of its own). Rows are taken oldest first;
+ * the batch has one kind (the first row's that can go) and holds, per entity, a prefix of its
+ * waiting rows: once a row of an entity cannot go (in flight, not due yet, or of another
+ * kind), no later row of that entity goes either, so each entity's rows reach the upstream in
+ * order. Rows held for the operator do not block their entity.
+ *
+ * One look goes through at most 4 * push_limit + PUSH_LOOK_MIN rows. It starts at the oldest
+ * row while the oldest rows leave room to fill batches; when a look runs out of rows to go
+ * through first, the next goes on after the last row it saw, then round to the oldest rows
+ * again: rows that cannot go (in backoff, in flight, behind such a row of their entity),
+ * however many, never hide one that can for more than a few looks. A look that did not start
+ * at the oldest row asks outbox_active whether an older row of an entity waits. A row skipped
+ * for being of another kind than the batch is where the next look starts, so no kind waits
+ * on another for ever.
+ *
+ * take_into: 0 (b->n rows taken, maybe none), or -1 (the transaction must be rolled back).
+ */
 static int take_into(struct upstream *u, struct push_batch *b)
 {
     struct store *st = u->store;
@@ -1426,6 +1426,12 @@ static bool plain_key(const char *k)
     return true;
 }
 
+/* A batch taken before the link came back from an outage that failed for the network. */
+static bool outage_over(const struct push_batch *b)
+{
+    return b->outcome == SYNC_TRANSIENT && stale_failure(b->u, b->link_gen, b->retry_after_s);
+}
+
 /*
  * Records a batch's outcomes in the open transaction: 0 or a TALLY_E_* code (roll back). The
  * rows done go in one statement, and those whose answer only acknowledges their movement
@@ -1433,12 +1439,6 @@ static bool plain_key(const char *k)
  * other row and answer as record_item (one by one, in the batch's order). The outcomes of
  * one batch are of different rows, so their order within the transaction changes nothing.
  */
-/* A batch taken before the link came back from an outage that failed for the network. */
-static bool outage_over(const struct push_batch *b)
-{
-    return b->outcome == SYNC_TRANSIENT && stale_failure(b->u, b->link_gen, b->retry_after_s);
-}
-
 static int record_items(struct upstream *u, struct push_batch *b, int64_t now)
 {
     struct store *st = u->store;

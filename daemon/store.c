@@ -815,6 +815,11 @@ int store_set_foreign_keys(struct store *st, bool on)
     return 0;
 }
 
+void store_release_foreign_keys(struct store *st)
+{
+    st->fk_job = false;
+}
+
 bool store_triggers_on(const struct store *st)
 {
     return !st->triggers_off;

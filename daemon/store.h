@@ -214,11 +214,19 @@ bool store_triggers_on(const struct store *st);
  * row's parents are found in its own statements, in the same transaction (a warehouse page:
  * the SKU by its code, or a placeholder made for it; the warehouse by its code, sync.c
  * page_run): the checks cost 15% of the writer's CPU in an initial sync and could never fail
- * there. Everything else keeps them: the job turns them back on before it returns, and a
- * connection where that failed begins no transaction until it succeeds (store_begin_as
- * tries again), so no other write runs without them.
+ * there. Everything else keeps them: the job releases them when it ends
+ * (store_release_foreign_keys), and a connection whose checks are off and not wanted off
+ * begins no transaction until they are back on (store_begin_as turns them on first, and
+ * refuses to begin when that fails), so no other write runs without them.
+ *
+ * Each change is a flag pragma, which expires every statement the connection has prepared:
+ * each is prepared again at its next step (the 64-row batch upsert of a page, 0.1 ms). So
+ * releasing leaves them off: the next job that wants them off (the next page) finds them off
+ * and changes nothing, and any other turns them on (worker.c does so before a write job that
+ * does not say worker_job.fk_off, for its statements outside a transaction too).
  */
 int store_set_foreign_keys(struct store *st, bool on);
+void store_release_foreign_keys(struct store *st);
 
 /*
  * Checkpoints off the committing thread. SQLite checkpoints the WAL inside the COMMIT that

@@ -433,7 +433,10 @@ static int page_run(struct worker_job *job, struct store *st)
     store_set_bulk(st, true);
     /* Without foreign key checks (store_set_foreign_keys): every row a page writes finds its
      * SKU and warehouse in its own statements (conn_wms.c, whfeed.c), in the slice's
-     * transaction. Kept on when that fails: the page is applied all the same, with them. */
+     * transaction. Kept on when that fails: the page is applied all the same, with them.
+     * Off already when the job before was a page's (job.fk_off): turning them off or on is a
+     * flag pragma, which expires every statement the connection has prepared, and a page's
+     * statements (the 64-row batch upsert above all) were prepared again at each page. */
     store_set_foreign_keys(st, false);
     int r = checkpoint_load(st, pj->name, &cp);
     bool finished = !pg->apply_slice;
@@ -461,10 +464,9 @@ static int page_run(struct worker_job *job, struct store *st)
             break;
     }
     store_set_bulk(st, false);
-    /* Back on before the connection's next job; when that fails its next transaction tries
-     * again and begins none without them. */
-    if (store_set_foreign_keys(st, true) != 0 && r == 0)
-        r = TALLY_E_STORAGE;
+    /* Left off for the next page's job: any other job turns them back on before it runs
+     * (worker.c on_work), and no transaction begins without them (store_begin_as). */
+    store_release_foreign_keys(st);
     store_set_durable(st, pj->sync_full);
     pj->cpu_us = sync_slice_clock_us() - cpu0;
     pj->end_us = worker_now_us();
@@ -658,6 +660,7 @@ static void page_submit(struct upstream *u, int i, struct pull_page *pg)
         if (pj) {
             pj->job.run = page_run;
             pj->job.done = page_done;
+            pj->job.fk_off = true;
             pj->u = u;
             pj->stream = i;
             pj->pg = pg;

@@ -234,6 +234,10 @@ static void on_work(uv_work_t *req)
     struct store *st = conn_for(j->w, j, &status);
     if (st) {
         j->st = st;
+        /* A job that runs with them on finds them on, whatever the job before left
+         * (store_release_foreign_keys); when that fails, store_begin_as refuses to begin. */
+        if (j->is_write == JOB_WRITE && !j->fk_off)
+            store_set_foreign_keys(st, true);
         status = j->run(j, st);
         /* No write job leaves the writer's triggers off for the next (store_set_triggers:
          * the catalog import turns them off for its own statements only). */

@@ -28,6 +28,7 @@
 #define TALLY_WORKER_H
 
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <uv.h>
 
@@ -57,6 +58,9 @@ extern void (*worker_test_before_checkpoint)(void);
 struct worker_job {
     int (*run)(struct worker_job *job, struct store *st); /* on a worker thread */
     void (*done)(struct worker_job *job, int status);     /* on the loop */
+    /* A write job that turns foreign keys off and releases them (store_set_foreign_keys):
+     * the worker leaves them off for it; before any other write job it turns them on. */
+    bool fk_off;
     /* private */
     uv_work_t work;
     struct workers *w;

@@ -1446,6 +1446,8 @@ struct slow_page {
     int64_t wh, version, on_hand[SLOW_ROWS];
     const char *sku[SLOW_ROWS];
     int64_t ckpt_rows_seen[SLOW_ROWS]; /* the stored checkpoint's rows_total in each slice */
+    int fk_seen[SLOW_ROWS];            /* PRAGMA foreign_keys in each slice */
+    int reprepared[SLOW_ROWS];         /* times that checkpoint query was prepared again */
 };
 
 static pthread_mutex_t slow_mu = PTHREAD_MUTEX_INITIALIZER;
@@ -1468,8 +1470,13 @@ static int slow_slice(struct pull_page *pg, struct store *st, int64_t until_us, 
     sqlite3_stmt *s =
         store_stmt(st, "SELECT rows_total FROM checkpoints WHERE stream = 'wh:A:inventory'");
     p->ckpt_rows_seen[k] = s && sqlite3_step(s) == SQLITE_ROW ? sqlite3_column_int64(s, 0) : 0;
+    p->reprepared[k] = s ? sqlite3_stmt_status(s, SQLITE_STMTSTATUS_REPREPARE, 0) : -1;
     if (s)
         sqlite3_reset(s);
+    sqlite3_stmt *fk = store_stmt(st, "PRAGMA foreign_keys");
+    p->fk_seen[k] = fk && sqlite3_step(fk) == SQLITE_ROW ? sqlite3_column_int(fk, 0) : -1;
+    if (fk)
+        sqlite3_reset(fk);
     int r = whfeed_stock(fake_u, st, p->wh, p->sku[k], p->on_hand[k], -1, p->version, store_now(),
                          p->reconcile, pg);
     if (k == 0 && slow_hold) {
@@ -1907,6 +1914,88 @@ static void test_page_off_loop(void)
     workers_free(d);
 }
 
+/* A write job that is not a page's: what it finds of foreign keys on the writer's connection,
+ * before it begins and in its transaction (an orphan stock row refused or not). */
+static int probe_fk, probe_orphan_rc;
+static int fk_probe_run(struct worker_job *job, struct store *st)
+{
+    (void)job;
+    sqlite3_stmt *fk = store_stmt(st, "PRAGMA foreign_keys");
+    probe_fk = fk && sqlite3_step(fk) == SQLITE_ROW ? sqlite3_column_int(fk, 0) : -1;
+    if (fk)
+        sqlite3_reset(fk);
+    int r = store_begin(st);
+    if (r)
+        return r;
+    probe_orphan_rc = sqlite3_exec(store_db(st),
+                                   "INSERT INTO stock(sku, warehouse) VALUES(-7, -7)", NULL, NULL,
+                                   NULL);
+    store_rollback(st);
+    return 0;
+}
+
+static void fk_probe_done(struct worker_job *job, int status)
+{
+    (void)job;
+    CHECK_EQ_INT(status, 0);
+}
+
+/* Pages in a row on the writer's connection: foreign keys off in each, and a page prepares
+ * none of its statements again (turning them off and on is a flag pragma, which expired every
+ * statement of the connection twice per page: the 64-row batch upsert was parsed again at
+ * each). A write job that is not a page's finds them on, before it begins and in its
+ * transaction; the page after it finds them off again. */
+static void test_pages_keep_statements(void)
+{
+    fresh();
+    rh_seed_standard(h);
+    char err[256];
+    CHECK_EQ_INT(workers_start(d, err, sizeof err), 0);
+    struct sync_engine *e = start_inventory();
+    int64_t held = rh_q64(h,
+                          "SELECT upstream_version FROM stock WHERE sku = %lld AND"
+                          " warehouse = %lld",
+                          (long long)rh_sku_id(h, "S1"), (long long)rh_wh_id(h, "A"));
+    slow_hold = false;
+    static struct slow_page p;
+    slow_make(&p, held + 1, -1);
+    sync_pull_done(fake_u, 0, &p.pg);
+    drain_jobs();
+    for (int k = 0; k < SLOW_ROWS; k++)
+        CHECK_EQ_INT(p.fk_seen[k], 0);
+    int prepared = p.reprepared[SLOW_ROWS - 1];
+    slow_make(&p, held + 2, -1);
+    sync_pull_done(fake_u, 0, &p.pg);
+    drain_jobs();
+    CHECK_EQ_INT(rh_stock_figure(h, "snapshot", "S2", "A"), 21);
+    for (int k = 0; k < SLOW_ROWS; k++) {
+        CHECK_EQ_INT(p.fk_seen[k], 0);
+        CHECK_EQ_INT(p.reprepared[k], prepared);
+    }
+    static struct worker_job probe;
+    memset(&probe, 0, sizeof probe);
+    probe.run = fk_probe_run;
+    probe.done = fk_probe_done;
+    probe_fk = -1;
+    probe_orphan_rc = SQLITE_OK;
+    CHECK_EQ_INT(worker_write(d, &probe), 0);
+    drain_jobs();
+    CHECK_EQ_INT(probe_fk, 1);
+    CHECK_EQ_INT(probe_orphan_rc, SQLITE_CONSTRAINT_FOREIGNKEY);
+    CHECK_EQ_INT(rh_q64(h, "SELECT count(*) FROM stock WHERE sku = -7"), 0);
+    slow_make(&p, held + 3, -1);
+    sync_pull_done(fake_u, 0, &p.pg);
+    drain_jobs();
+    CHECK_EQ_INT(p.fk_seen[0], 0);
+    CHECK_EQ_INT(rh_stock_figure(h, "snapshot", "S2", "A"), 21);
+    CHECK_EQ_INT(rh_q64(h, "SELECT version FROM checkpoints WHERE stream = 'wh:A:inventory'"),
+                 held + 3);
+    stop(e);
+    workers_stop(d);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    workers_free(d);
+}
+
 /*
  * A batch's answers are recorded set-based (sync.c record_items: the rows done in one
  * statement, their movements acknowledged together, stock_ack_many; the take's mark in flight
@@ -2291,6 +2380,7 @@ int main(void)
     test_probe_takes_turns();
     test_drain_lets_pulls_in();
     test_page_off_loop();
+    test_pages_keep_statements();
     test_round_end_yields();
     rh_free(h);
     uv_loop_close(&loop);

@@ -1927,9 +1927,8 @@ static int fk_probe_run(struct worker_job *job, struct store *st)
     int r = store_begin(st);
     if (r)
         return r;
-    probe_orphan_rc = sqlite3_exec(store_db(st),
-                                   "INSERT INTO stock(sku, warehouse) VALUES(-7, -7)", NULL, NULL,
-                                   NULL);
+    probe_orphan_rc = sqlite3_exec(store_db(st), "INSERT INTO stock(sku, warehouse) VALUES(-7, -7)",
+                                   NULL, NULL, NULL);
     store_rollback(st);
     return 0;
 }

@@ -1995,6 +1995,37 @@ static void test_pages_keep_statements(void)
     workers_free(d);
 }
 
+/* A tick whose upstream has no row in the outbox begins no transaction: take_batch's look takes
+ * the writer lock, so at every tick of an initial sync it waited behind a page's transaction and
+ * cut it short (store_writer_wanted). A row added is taken at the next tick. */
+static int begins;
+static int count_begins(void *arg, bool wait)
+{
+    (void)arg, (void)wait;
+    begins++;
+    return 0;
+}
+
+static void test_empty_outbox_no_begin(void)
+{
+    fresh();
+    struct sync_engine *e = start(1);
+    store_set_before_begin(d->store, count_begins, NULL);
+    begins = 0;
+    sync_tick(e);
+    sync_tick(e);
+    CHECK_EQ_INT(begins, 0);
+    CHECK_EQ_STR(taken(), "");
+    add_row("ful:1", "O1", "fulfil", -1);
+    sync_tick(e);
+    CHECK(begins > 0);
+    CHECK_EQ_STR(taken(), "[ful:1]");
+    answer_all_done();
+    CHECK_EQ_STR(row_state("ful:1"), "done");
+    store_set_before_begin(d->store, NULL, NULL);
+    stop(e);
+}
+
 /*
  * A batch's answers are recorded set-based (sync.c record_items: the rows done in one
  * statement, their movements acknowledged together, stock_ack_many; the take's mark in flight
@@ -2380,6 +2411,7 @@ int main(void)
     test_drain_lets_pulls_in();
     test_page_off_loop();
     test_pages_keep_statements();
+    test_empty_outbox_no_begin();
     test_round_end_yields();
     rh_free(h);
     uv_loop_close(&loop);

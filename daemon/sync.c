@@ -2100,8 +2100,12 @@ static void run_upstream(struct upstream *u)
             u->pub_open = false; /* all sent: what changes from now waits for a round */
         }
     }
-    /* (a lift of the rows' backoff after an outage is committed by a take that finds none) */
-    bool look = u->ops->push && (u->lift_backoff || outbox_has_rows(u));
+    /* (a lift of the rows' backoff after an outage is committed by a take that finds none)
+     * While a group's COMMIT runs on the commit thread, the rows it appends are not seen by
+     * the loop's connection yet: the take goes on and gives way to it (store_begin_yield,
+     * without the writer lock), so that the COMMIT's end wakes the engine (sync_writer_free)
+     * and they go at once, not a tick later. */
+    bool look = u->ops->push && (u->lift_backoff || gcommit_committing(e->d) || outbox_has_rows(u));
     while (inflight < max && look && !e->unrecorded && !e->stale_inflight) {
         struct push_batch *b = take_batch(u);
         if (!b)

@@ -34,9 +34,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <uv.h>
 
 #include "check.h"
+#include "gcommit.h"
 #include "replica_harness.h"
 #include "stock.h"
 #include "store.h"
@@ -2026,6 +2028,78 @@ static void test_empty_outbox_no_begin(void)
     stop(e);
 }
 
+/* A client's row whose group COMMIT runs on the commit thread at the tick: the loop's
+ * connection does not see it yet, and the take gives way to the COMMIT (store_begin_yield), so
+ * that the COMMIT's end wakes the engine (sync_writer_free) and the row goes then, not a tick
+ * later. The look that skips an empty outbox must not skip that. */
+static atomic_int commit_held, commit_entered;
+static void hold_commit(void)
+{
+    atomic_store(&commit_entered, 1);
+    while (atomic_load(&commit_held))
+        usleep(1000);
+}
+
+static void on_alive(uv_timer_t *t)
+{
+    (void)t;
+}
+
+static void test_row_in_flight_group_taken_at_commit(void)
+{
+    fresh();
+    char err[256];
+    CHECK_EQ_INT(workers_start(d, err, sizeof err), 0);
+    CHECK_EQ_INT(gcommit_start(d, err, sizeof err), 0);
+    struct sync_engine *e = start(1);
+    d->sync = e;
+    /* tallyd's loop is kept alive by its listener; here a timer does it, so that one
+     * UV_RUN_NOWAIT is one loop turn, its end-of-turn handle included */
+    uv_timer_t alive;
+    uv_timer_init(&loop, &alive);
+    uv_timer_start(&alive, on_alive, 3600 * 1000, 0);
+    uv_run(&loop, UV_RUN_NOWAIT); /* the engine's first tick: nothing to take */
+    CHECK_EQ_STR(taken(), "");
+    CHECK(!store_yielded(d->store));
+    struct store *g = gcommit_store(d);
+    CHECK(g != NULL);
+    atomic_store(&commit_held, 1);
+    atomic_store(&commit_entered, 0);
+    gcommit_test_before_commit = hold_commit;
+    CHECK_EQ_INT(store_begin(g), 0);
+    char sql[400];
+    snprintf(sql, sizeof sql,
+             "INSERT INTO outbox(key, target, entity, kind, payload, next_attempt_at, created_at)"
+             " VALUES('ful:g', 'wh:A', 'OG', 'fulfil', x'80', %lld, %lld)",
+             (long long)store_now() - 1, (long long)store_now());
+    CHECK_EQ_INT(sqlite3_exec(store_db(g), sql, NULL, NULL, NULL), SQLITE_OK);
+    CHECK_EQ_INT(store_commit(g), 0); /* the group is open */
+    uv_run(&loop, UV_RUN_NOWAIT);     /* the end of the turn: to the commit thread */
+    for (int i = 0; i < 5000 && !atomic_load(&commit_entered); i++)
+        usleep(1000);
+    CHECK(gcommit_committing(d));
+    sync_tick(e);
+    CHECK_EQ_STR(taken(), "");
+    CHECK(store_yielded(d->store)); /* the take gave way to the COMMIT */
+    atomic_store(&commit_held, 0);
+    for (int i = 0; i < 5000 && gcommit_in_flight(d); i++) {
+        uv_run(&loop, UV_RUN_NOWAIT);
+        usleep(1000);
+    }
+    gcommit_test_before_commit = NULL;
+    CHECK_EQ_STR(taken(), "[ful:g]");
+    answer_all_done();
+    CHECK_EQ_STR(row_state("ful:g"), "done");
+    d->sync = NULL;
+    uv_close((uv_handle_t *)&alive, NULL);
+    gcommit_stop(d); /* its handles closed by stop's loop run */
+    stop(e);
+    gcommit_free(d);
+    workers_stop(d);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    workers_free(d);
+}
+
 /*
  * A batch's answers are recorded set-based (sync.c record_items: the rows done in one
  * statement, their movements acknowledged together, stock_ack_many; the take's mark in flight
@@ -2412,6 +2486,7 @@ int main(void)
     test_page_off_loop();
     test_pages_keep_statements();
     test_empty_outbox_no_begin();
+    test_row_in_flight_group_taken_at_commit();
     test_round_end_yields();
     rh_free(h);
     uv_loop_close(&loop);

@@ -153,7 +153,13 @@ int whfeed_skus_begin(struct store *st, struct whfeed_skus *s)
     int rc = sqlite3_step(q);
     s->before = rc == SQLITE_ROW ? sqlite3_column_int64(q, 0) : 0;
     sqlite3_reset(q);
-    return rc == SQLITE_ROW ? 0 : store_error(st, rc, "skus");
+    if (rc != SQLITE_ROW)
+        return store_error(st, rc, "skus");
+    /* New rows take the largest id + 1 only while that is below the largest rowid: past it
+     * SQLite picks free ids at random, below `before`, and whfeed_skus_end would queue none of
+     * them for the title index (a replica restored or written by hand can hold such an id).
+     * Far from it, as the catalog import's set path requires: no transaction makes 2^62. */
+    return s->before >= INT64_MAX / 2 ? 1 : 0;
 }
 
 int whfeed_skus_batch(struct store *st, struct whfeed_skus *s, const struct whfeed_row *rows,

@@ -51,7 +51,8 @@ int whfeed_stock_batch(struct upstream *u, struct store *st, int64_t wh,
  * Placeholders made ahead of a page's slices (pull_page.make_skus), on a connection whose
  * triggers are off, in a transaction of its own (begun by the caller): whfeed_skus_begin (0, 1
  * when the set path is not allowed: the triggers on the tables it writes are not the ones it
- * does the work of, import_set_allowed; or a TALLY_E_* code), whfeed_skus_batch for each
+ * does the work of, import_set_allowed; or skus' largest id is so near the largest rowid that
+ * new ones may be given below it; or a TALLY_E_* code), whfeed_skus_batch for each
  * WHFEED_BATCH rows (the placeholders of their SKUs the replica does not know: *made), then
  * whfeed_skus_end before the commit, which does what the triggers of an insert into skus do
  * (count_skus_ins: the skus counter; skus_title_queue_new: the title index's queue) once for

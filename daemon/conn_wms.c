@@ -85,6 +85,7 @@ struct wms_call {
      * body themselves. */
     struct whfeed_row *rows;
     size_t nrows, ri;
+    size_t si;             /* inventory_make_skus: the next row whose SKU it looks at */
     struct call_link link; /* in the connector's list while in flight */
 };
 
@@ -700,6 +701,41 @@ static void inventory_prepare(struct pull_page *pg)
     http_req_drop_response(&c->req);
 }
 
+/* pull_page.make_skus (upstream.h): the placeholders of the prepared rows' SKUs, 64 rows to a
+ * statement (whfeed_skus_batch), sliced as inventory_slice is; the last rows that do not fill a
+ * batch are left to the slices. A page whose first 64 SKUs are all known (every page of an
+ * initial sync after the first warehouse's, and of every later round) stops there: its SKUs,
+ * if any is new, are made by the slices, one statement for each batch that has one. */
+static int inventory_make_skus(struct pull_page *pg, struct store *st, int64_t until_us, bool *done)
+{
+    struct wms_call *c = pg->data;
+    *done = true;
+    if (!c->rows || c->reconcile || c->si + WHFEED_BATCH > c->nrows)
+        return 0;
+    struct whfeed_skus s;
+    int r = whfeed_skus_begin(st, &s);
+    if (r != 0)
+        return r < 0 ? r : 0; /* not allowed: the slices make them */
+    while (c->si + WHFEED_BATCH <= c->nrows) {
+        bool first = c->si == 0;
+        int made;
+        if ((r = whfeed_skus_batch(st, &s, &c->rows[c->si], &made)) != 0)
+            return r;
+        c->si += WHFEED_BATCH;
+        if (first && made == 0) {
+            c->si = c->nrows;
+            break;
+        }
+        int64_t clock = sync_slice_clock_us();
+        if (clock >= until_us &&
+            (store_writer_wanted() || clock >= until_us + INVENTORY_SLICE_MAX_US)) {
+            *done = c->si + WHFEED_BATCH > c->nrows;
+            break;
+        }
+    }
+    return whfeed_skus_end(st, &s);
+}
+
 /* inventory_slice over the rows inventory_prepare read: the same batches and slice ends. */
 static int prepared_slice(struct wms_call *c, struct pull_page *pg, struct store *st, int64_t wh,
                           int64_t until_us, bool *finished)
@@ -899,6 +935,7 @@ static void on_pulled(struct http_req *r)
             pg->off_loop = true;
             pg->apply_slice = inventory_slice;
             pg->prepare = inventory_prepare;
+            pg->make_skus = inventory_make_skus;
             snprintf(pg->next_cursor, sizeof pg->next_cursor, "%s", c->new_cursor);
         }
     } else if (pg->outcome == SYNC_OK) {

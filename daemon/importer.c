@@ -606,7 +606,9 @@ static const char set_changed_sql[] =
 
 /* FNV-1a (64 bits) of "name\0sql\0" of each trigger on the tables the set statements write
  * (schema 21: skus_title_queue_new, whose work set_apply does by its ON CONFLICT DO NOTHING),
- * in name order: the triggers set_apply does the work of. */
+ * in name order: the triggers set_apply does the work of. whfeed_skus_begin relies on it too
+ * (the placeholders made ahead of a warehouse page: the work of count_skus_ins and
+ * skus_title_queue_new, whfeed_skus_end). */
 #define SET_TRIGGERS_HASH 0xf9f2bc8ea625b8c3ULL
 
 struct cat_product {

@@ -843,6 +843,17 @@ struct store_ready *store_take_ready(struct store *st)
     return (struct store_ready *)h;
 }
 
+struct store_ready *store_ready_join(struct store_ready *a, struct store_ready *b)
+{
+    if (!a)
+        return b;
+    struct held_item *h = (struct held_item *)a;
+    while (h->next)
+        h = h->next;
+    h->next = (struct held_item *)b;
+    return a;
+}
+
 void store_ready_run(struct store_ready *list)
 {
     for (struct held_item *h = (struct held_item *)list, *next; h; h = next) {

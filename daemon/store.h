@@ -77,6 +77,8 @@ void store_keep_held(struct store *st, bool keep);
 struct store_ready *store_take_ready(struct store *st);
 void store_ready_run(struct store_ready *list);
 void store_ready_free(struct store_ready *list);
+/* The list a, then b (either may be NULL). */
+struct store_ready *store_ready_join(struct store_ready *a, struct store_ready *b);
 
 sqlite3 *store_db(struct store *st);
 const char *store_path(const struct store *st);

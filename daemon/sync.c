@@ -417,6 +417,31 @@ int64_t sync_slice_clock_us(void)
     return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
+/* The page's placeholders ahead of its slices (pull_page.make_skus), in transactions of their
+ * own on the write jobs' second connection (worker_bulk_store). Nothing it leaves is lost: the
+ * slices make what it did not (a failure is logged and ends it; a stop ends it too). */
+static void make_skus(struct page_job *pj, struct pull_page *pg)
+{
+    struct store *x = worker_bulk_store(&pj->job);
+    bool done = !x;
+    while (!done && !pj->cancel) {
+        int r = store_begin(x);
+        if (r == 0) {
+            r = pg->make_skus(pg, x, sync_slice_clock_us() + WORKER_SLICE_US, &done);
+            if (r == 0)
+                r = store_commit(x);
+            else
+                store_rollback(x);
+        }
+        if (r != 0) {
+            log_warn("%s: placeholders ahead of the page: %s (its slices make them)", pj->name,
+                     tally_strerror(r));
+            break;
+        }
+        pj->slices++;
+    }
+}
+
 static int page_run(struct worker_job *job, struct store *st)
 {
     struct page_job *pj = (struct page_job *)job;
@@ -439,6 +464,8 @@ static int page_run(struct worker_job *job, struct store *st)
      * statements (the 64-row batch upsert above all) were prepared again at each page. */
     store_set_foreign_keys(st, false);
     int r = checkpoint_load(st, pj->name, &cp);
+    if (r == 0 && pg->make_skus)
+        make_skus(pj, pg);
     bool finished = !pg->apply_slice;
     while (r == 0) {
         if (pj->cancel) { /* the page comes again at the next start (its checkpoint is behind) */

@@ -81,6 +81,12 @@ struct pull_page {
      * the page as it was (apply_slice then reads the rows itself). */
     void (*prepare)(struct pull_page *pg);
     bool prepared; /* the engine ran prepare (sync.c) */
+    /* Optional, with off_loop: called by the page's job before its first slice, in transactions
+     * of its own on the writer's second connection, whose triggers are off (worker_bulk_store),
+     * until it sets *done: makes the placeholders of the page's SKUs the replica does not know
+     * yet, doing the work of the triggers itself (whfeed_skus_begin). The slices then find them;
+     * whatever it leaves (it failed, it stopped early) they make as before, with the triggers. */
+    int (*make_skus)(struct pull_page *pg, struct store *st, int64_t until_us, bool *done);
     /* Pipelining: with `more`, the next page's request may go out before this page is applied,
      * from the same position with this cursor (the page's apply writes that cursor and leaves
      * the version as it was). "" when the connector does not offer it. */

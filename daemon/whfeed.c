@@ -8,6 +8,7 @@
 #include "codec.h"
 #include "coord.h"
 #include "fulfil.h"
+#include "importer.h"
 #include "stock.h"
 #include "tally/protocol.h"
 
@@ -137,6 +138,61 @@ static int batch_placeholders(struct store *st, const struct whfeed_row *rows, i
         return store_error(st, rc, "sku placeholder");
     *made = sqlite3_changes(store_db(st));
     return 0;
+}
+
+int whfeed_skus_begin(struct store *st, struct whfeed_skus *s)
+{
+    s->made = 0;
+    /* The triggers checked in the transaction: no other connection can change one until it
+     * ends. */
+    if (store_triggers_on(st) || !import_set_allowed(st))
+        return 1;
+    sqlite3_stmt *q = store_stmt(st, "SELECT COALESCE(MAX(id), 0) FROM skus");
+    if (!q)
+        return TALLY_E_STORAGE;
+    int rc = sqlite3_step(q);
+    s->before = rc == SQLITE_ROW ? sqlite3_column_int64(q, 0) : 0;
+    sqlite3_reset(q);
+    if (rc != SQLITE_ROW)
+        return store_error(st, rc, "skus");
+    /* New rows take the largest id + 1 only while that is below the largest rowid: past it
+     * SQLite picks free ids at random, below `before`, and whfeed_skus_end would queue none of
+     * them for the title index (a replica restored or written by hand can hold such an id).
+     * Far from it, as the catalog import's set path requires: no transaction makes 2^62. */
+    return s->before >= INT64_MAX / 2 ? 1 : 0;
+}
+
+int whfeed_skus_batch(struct store *st, struct whfeed_skus *s, const struct whfeed_row *rows,
+                      int *made)
+{
+    int r = batch_placeholders(st, rows, made);
+    if (r == 0)
+        s->made += *made;
+    return r;
+}
+
+int whfeed_skus_end(struct store *st, struct whfeed_skus *s)
+{
+    if (s->made == 0)
+        return 0;
+    /* ids of rows inserted without AUTOINCREMENT: above the largest when the transaction
+     * began, which no other writer can change meanwhile (the writer lock) */
+    sqlite3_stmt *q = store_stmt(st, "UPDATE counters SET n = n + ?1 WHERE name = 'skus'");
+    if (!q)
+        return TALLY_E_STORAGE;
+    sqlite3_bind_int64(q, 1, s->made);
+    int rc = sqlite3_step(q);
+    sqlite3_reset(q);
+    if (rc != SQLITE_DONE)
+        return store_error(st, rc, "skus counter");
+    q = store_stmt(st,
+                   "INSERT OR IGNORE INTO sku_titles_todo(id) SELECT id FROM skus WHERE id > ?1");
+    if (!q)
+        return TALLY_E_STORAGE;
+    sqlite3_bind_int64(q, 1, s->before);
+    rc = sqlite3_step(q);
+    sqlite3_reset(q);
+    return rc == SQLITE_DONE ? 0 : store_error(st, rc, "title queue");
 }
 
 int whfeed_stock_batch(struct upstream *u, struct store *st, int64_t wh,

@@ -47,6 +47,27 @@ struct whfeed_row {
 int whfeed_stock_batch(struct upstream *u, struct store *st, int64_t wh,
                        const struct whfeed_row *rows, int n, struct pull_page *pg);
 
+/*
+ * Placeholders made ahead of a page's slices (pull_page.make_skus), on a connection whose
+ * triggers are off, in a transaction of its own (begun by the caller): whfeed_skus_begin (0, 1
+ * when the set path is not allowed: the triggers on the tables it writes are not the ones it
+ * does the work of, import_set_allowed; or skus' largest id is so near the largest rowid that
+ * new ones may be given below it; or a TALLY_E_* code), whfeed_skus_batch for each
+ * WHFEED_BATCH rows (the placeholders of their SKUs the replica does not know: *made), then
+ * whfeed_skus_end before the commit, which does what the triggers of an insert into skus do
+ * (count_skus_ins: the skus counter; skus_title_queue_new: the title index's queue) once for
+ * every SKU the transaction made. An insert into skus with the triggers costs two trigger
+ * programs per row: ~10 % of an initial sync of 1M SKUs x 4 warehouses.
+ */
+struct whfeed_skus {
+    int64_t before; /* skus' largest id when the transaction began: the new ones are above */
+    int64_t made;
+};
+int whfeed_skus_begin(struct store *st, struct whfeed_skus *s);
+int whfeed_skus_batch(struct store *st, struct whfeed_skus *s, const struct whfeed_row *rows,
+                      int *made);
+int whfeed_skus_end(struct store *st, struct whfeed_skus *s);
+
 /* The same for a warehouse whose versions are read times (Goodcang, 4PX: no figure there has a
  * version of its own, so two reads never share one and whfeed_stock's check cannot match), in
  * a reconciliation, for a SKU the warehouse's stock log shows no movement of since the

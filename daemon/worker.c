@@ -25,6 +25,7 @@ struct workers {
     struct store *wst;      /* the writer connection; used by one job at a time */
     struct store *rst[WORKER_READERS];
     struct store *cst; /* the checkpoint's connection (JOB_CKPT) */
+    struct store *xst; /* the write jobs' second connection, triggers off (worker_bulk_store) */
     bool rbusy[WORKER_READERS];
     struct jobq writes, reads; /* waiting to be handed to the pool */
     bool writing;              /* a write job is in the pool */
@@ -227,6 +228,36 @@ static struct store *conn_for(struct workers *w, struct worker_job *j, int *stat
     return *slot;
 }
 
+struct store *worker_bulk_store(struct worker_job *job)
+{
+    struct workers *w = job->w;
+    if (job->is_write != JOB_WRITE || !w->wst)
+        return NULL;
+    if (w->xst)
+        return w->xst;
+    char err[300];
+    struct store *x = NULL;
+    if (store_open_extra(store_path(w->d->store), w->d->cfg.sync_full, false, &x, err,
+                         sizeof err) != 0) {
+        log_error("worker connection: %s", err);
+        return NULL;
+    }
+    /* Its triggers off for good: its statements are prepared without them once. Its commits
+     * are lazy, as a page's slices are: the WAL is synced as a whole by a later durable one. */
+    if (store_set_triggers(x, false) != 0 || store_set_durable(x, false) != 0) {
+        log_error("worker connection: cannot turn its triggers off");
+        store_close(x);
+        return NULL;
+    }
+    store_set_writer_lock(x, &w->writer);
+    store_keep_held(x, true);
+    store_set_bulk(x, true);
+    store_defer_checkpoints(x, NULL, NULL);
+    store_set_cache_kib(x, WORKER_BULK_CACHE_KIB);
+    w->xst = x;
+    return x;
+}
+
 static void on_work(uv_work_t *req)
 {
     struct worker_job *j = req->data;
@@ -244,6 +275,9 @@ static void on_work(uv_work_t *req)
         if (!store_triggers_on(st) && store_set_triggers(st, true) != 0)
             log_error("the writer's triggers could not be turned back on");
         j->ready = store_take_ready(st);
+        /* (worker_bulk_store's commits came before the job's last) */
+        if (j->is_write == JOB_WRITE && j->w->xst)
+            j->ready = store_ready_join(store_take_ready(j->w->xst), j->ready);
     }
     j->status = status;
 }
@@ -371,6 +405,7 @@ void workers_free(struct tallyd *d)
     for (int i = 0; i < WORKER_READERS; i++)
         store_close(w->rst[i]);
     store_close(w->cst);
+    store_close(w->xst);
     store_set_writer_lock(d->store, NULL);
     pthread_mutex_destroy(&w->writer);
     free(w);

@@ -41,6 +41,8 @@ struct store_ready;
 /* Read jobs at once (libuv's pool has 4 threads: one stays for the writer, one for a checkpoint).
  */
 #define WORKER_READERS 2
+/* worker_bulk_store's page cache (KiB): its inserts go through skus in key order. */
+#define WORKER_BULK_CACHE_KIB 1024
 /* WAL frames (store_wal_frames) from which the next checkpoint runs in the write queue, not
  * beside it (workers_checkpoint_due). */
 #define WORKER_CKPT_CATCHUP_FRAMES (4 * STORE_CHECKPOINT_FRAMES)
@@ -86,6 +88,12 @@ pthread_mutex_t *workers_writer_lock(struct tallyd *d);
 
 /* Queue a job; 0, or TALLY_E_SHUTTING_DOWN (stopping: done is not called). */
 int worker_write(struct tallyd *d, struct worker_job *job);
+/* In a write job's run, on its thread: the write jobs' second connection, opened on first use,
+ * whose triggers are off for good (store_set_triggers; commits lazy; the writer lock; bulk:
+ * store_set_bulk), for statements that do their tables' triggers' work themselves
+ * (whfeed_skus_begin); NULL when it cannot be had. Its transactions never overlap the job's
+ * own: one at a time, each begun and ended by the job. */
+struct store *worker_bulk_store(struct worker_job *job);
 int worker_read(struct tallyd *d, struct worker_job *job);
 
 /* Jobs submitted and not done yet (status; tests). */

@@ -1997,6 +1997,92 @@ static void test_pages_keep_statements(void)
     workers_free(d);
 }
 
+/* pull_page.make_skus for slow pages: NEW-1's placeholder made ahead with the set path (a
+ * batch of 64 rows naming it), and what the hook found: its connection and whether its
+ * triggers were on; with make_fail it fails after making it (rolled back). */
+static struct store *made_on;
+static int made_triggers_on = -1, made_calls;
+static bool make_fail;
+static int slow_make_skus(struct pull_page *pg, struct store *st, int64_t until_us, bool *done)
+{
+    (void)pg, (void)until_us;
+    made_on = st;
+    made_triggers_on = store_triggers_on(st);
+    made_calls++;
+    *done = true;
+    struct whfeed_row rows[WHFEED_BATCH];
+    memset(rows, 0, sizeof rows);
+    for (int i = 0; i < WHFEED_BATCH; i++)
+        snprintf(rows[i].sku, sizeof rows[i].sku, "NEW-1");
+    struct whfeed_skus s;
+    int made = 0, r = whfeed_skus_begin(st, &s);
+    if (r == 0)
+        r = whfeed_skus_batch(st, &s, rows, &made);
+    if (r == 0)
+        r = whfeed_skus_end(st, &s);
+    return r == 0 && make_fail ? TALLY_E_STORAGE : r;
+}
+
+static struct store *slices_on;
+static int slices_on_run(struct pull_page *pg, struct store *st, struct checkpoint *cp, char *err,
+                         size_t errlen)
+{
+    slices_on = st;
+    return slow_final(pg, st, cp, err, errlen);
+}
+
+/* A page's placeholders made ahead of its slices (pull_page.make_skus), on the write jobs'
+ * second connection (worker_bulk_store: not the slices', its triggers off), in a transaction
+ * committed before the slices: they find the SKU, and the counter and the title queue are
+ * what the triggers would have made. A hook that fails is rolled back and the page is applied
+ * all the same, the slices making the SKU with the triggers. */
+static void test_placeholders_ahead(void)
+{
+    fresh();
+    rh_seed_standard(h);
+    char err[256];
+    CHECK_EQ_INT(workers_start(d, err, sizeof err), 0);
+    struct sync_engine *e = start_inventory();
+    int64_t held = rh_q64(h,
+                          "SELECT upstream_version FROM stock WHERE sku = %lld AND"
+                          " warehouse = %lld",
+                          (long long)rh_sku_id(h, "S1"), (long long)rh_wh_id(h, "A"));
+    for (int fail = 0; fail < 2; fail++) {
+        if (fail)
+            RH_EXEC(h, "DELETE FROM stock WHERE sku = (SELECT id FROM skus WHERE code = 'NEW-1');"
+                       " DELETE FROM skus WHERE code = 'NEW-1'");
+        int64_t skus0 = rh_q64(h, "SELECT count(*) FROM skus");
+        CHECK_EQ_INT(rh_q64(h, "SELECT n FROM counters WHERE name = 'skus'"), skus0);
+        slow_hold = false;
+        make_fail = fail;
+        made_calls = 0;
+        made_on = slices_on = NULL;
+        static struct slow_page p;
+        slow_make(&p, held + 1 + fail, -1);
+        p.pg.make_skus = slow_make_skus;
+        p.pg.apply = slices_on_run;
+        sync_pull_done(fake_u, 0, &p.pg);
+        drain_jobs();
+        CHECK_EQ_INT(made_calls, 1);
+        CHECK(made_on != NULL && slices_on != NULL && made_on != slices_on);
+        CHECK_EQ_INT(made_triggers_on, 0);
+        CHECK_EQ_INT(rh_stock_figure(h, "snapshot", "NEW-1", "A"), 22);
+        CHECK_EQ_INT(rh_q64(h, "SELECT count(*) FROM skus WHERE code = 'NEW-1'"), 1);
+        CHECK_EQ_INT(rh_q64(h, "SELECT count(*) FROM skus"), skus0 + 1);
+        CHECK_EQ_INT(rh_q64(h, "SELECT n FROM counters WHERE name = 'skus'"), skus0 + 1);
+        CHECK_EQ_INT(rh_q64(h, "SELECT count(*) FROM sku_titles_todo WHERE id ="
+                               " (SELECT id FROM skus WHERE code = 'NEW-1')"),
+                     1);
+        CHECK_EQ_INT(rh_q64(h, "SELECT version FROM checkpoints WHERE stream = 'wh:A:inventory'"),
+                     held + 1 + fail);
+    }
+    make_fail = false;
+    stop(e);
+    workers_stop(d);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    workers_free(d);
+}
+
 /* A tick whose upstream has no row in the outbox begins no transaction: take_batch's look takes
  * the writer lock, so at every tick of an initial sync it waited behind a page's transaction and
  * cut it short (store_writer_wanted). A row added is taken at the next tick. */
@@ -2485,6 +2571,7 @@ int main(void)
     test_drain_lets_pulls_in();
     test_page_off_loop();
     test_pages_keep_statements();
+    test_placeholders_ahead();
     test_empty_outbox_no_begin();
     test_row_in_flight_group_taken_at_commit();
     test_round_end_yields();

@@ -8,6 +8,7 @@
 #include "coord.h"
 #include "cover.h"
 #include "events.h"
+#include "loopread.h"
 #include "cmd.h"
 #include "enums.h"
 #include "reserve.h"
@@ -172,7 +173,7 @@ int cmd_stock_get(struct rpc_call *c)
     int r = mp_param_id(&p, "sku", true, &sku, &n, NULL);
     if (r)
         return rpc_fail(c, r, "%s", p.err);
-    struct store *st = c->d->store;
+    struct store *st = loopread(c->d);
     sqlite3_stmt *s = store_stmt(st, "SELECT s.title, w.code, w.country, w.serves_marketplace,"
                                      " st.snapshot, st.pending, st.reserved, st.safety,"
                                      " st.threshold, st.upstream_version, st.as_of, st.inbound"

@@ -21,6 +21,7 @@
 #include "coord.h"
 #include "fulfil.h"
 #include "gcommit.h"
+#include "loopread.h"
 #include "log.h"
 #include "rpc.h"
 #include "sdnotify.h"
@@ -74,7 +75,8 @@ static void shutdown_daemon(struct runtime *rt, const char *why)
     log_info("%s: stopping", why);
     sd_notify_send("STOPPING=1");
     rt->d.stopping = true;
-    gcommit_stop(&rt->d);   /* this turn's writes commit and are answered before the server stops */
+    gcommit_stop(&rt->d); /* this turn's writes commit and are answered before the server stops */
+    loopread_stop(&rt->d);
     rpc_defer_stop(&rt->d); /* deferred answers, while their connections can take them */
     server_stop(rt->d.server);
     rt->d.server = NULL;
@@ -410,6 +412,7 @@ int main(int argc, char **argv)
         store_close(d->store);
         return 1;
     }
+    loopread_start(d); /* (when it cannot, the loop's connection reads: said in the log) */
     if (gcommit_start(d, err, sizeof err) != 0 || coord_start(d, err, sizeof err) != 0) {
         failed = 1;
     } else if (server_start(d, &d->server, err, sizeof err) != 0) {
@@ -432,9 +435,11 @@ int main(int argc, char **argv)
         uv_close((uv_handle_t *)&rt.sigterm, NULL);
         uv_close((uv_handle_t *)&rt.sigint, NULL);
         gcommit_stop(d);
+        loopread_stop(d);
         workers_stop(d);
         uv_run(d->loop, UV_RUN_DEFAULT);
         gcommit_free(d);
+        loopread_free(d);
         workers_free(d);
         store_close(d->store);
         return 1;
@@ -455,6 +460,7 @@ int main(int argc, char **argv)
     uv_run(d->loop, UV_RUN_DEFAULT);
     uv_loop_close(d->loop);
     gcommit_free(d);
+    loopread_free(d);
     workers_free(d);
     titleidx_free(d);
     /* The last close checkpoints and says nothing of a failed sync: the WAL made durable

@@ -199,6 +199,15 @@ int main(int argc, char **argv)
     CHECK_EQ_INT(th_send(&a, sb.data, sb.size, TIMEOUT), 0);
     bool flying = wait_in_flight(&b);
     CHECK(flying);
+    /* commit_in_flight says so from the group's hand-over to the commit thread, before its
+     * COMMIT returns: the read below is of what is committed, so wait for A's rows to be */
+    bool committed = false;
+    for (int i = 0; i < 1500 && !committed; i++) {
+        committed = db_q64("SELECT count(*) FROM outbox WHERE key IN ('held-1', 'held-2')") == 2;
+        if (!committed)
+            th_sleep_ms(10);
+    }
+    CHECK(committed);
 
     /* 2. A read on another connection is answered meanwhile, from committed data. */
     CHECK_EQ_INT(th_call(&b, TIMEOUT, &r, "stock.get", "s", "sku", "H-1"), TH_OK);

@@ -15,8 +15,9 @@
 
 struct loopread {
     struct store *st;
-    uv_check_t end; /* the turn's end */
-    bool open;      /* a read transaction is open on st */
+    uv_check_t end;      /* the turn's end */
+    uv_prepare_t before; /* before the loop waits (a read after the turn's end, or before it) */
+    bool open;           /* a read transaction is open on st */
     bool stopped;
     /* what was committed when it began: tallyd's commits, and the loop's connection's changes */
     uint64_t seq;
@@ -29,6 +30,7 @@ static void end_tx(struct loopread *lr)
         return;
     lr->open = false;
     uv_check_stop(&lr->end);
+    uv_prepare_stop(&lr->before);
     sqlite3_stmt *s = store_stmt(lr->st, "COMMIT");
     int rc = s ? sqlite3_step(s) : SQLITE_ERROR;
     if (s)
@@ -39,6 +41,11 @@ static void end_tx(struct loopread *lr)
 }
 
 static void on_turn_end(uv_check_t *h)
+{
+    end_tx(h->data);
+}
+
+static void on_before_wait(uv_prepare_t *h)
 {
     end_tx(h->data);
 }
@@ -59,6 +66,9 @@ int loopread_start(struct tallyd *d)
     uv_check_init(d->loop, &lr->end);
     lr->end.data = lr;
     uv_unref((uv_handle_t *)&lr->end);
+    uv_prepare_init(d->loop, &lr->before);
+    lr->before.data = lr;
+    uv_unref((uv_handle_t *)&lr->before);
     d->lread = lr;
     return 0;
 }
@@ -84,6 +94,7 @@ struct store *loopread(struct tallyd *d)
             return d->store;
         lr->open = true;
         uv_check_start(&lr->end, on_turn_end);
+        uv_prepare_start(&lr->before, on_before_wait);
     }
     return lr->st;
 }
@@ -96,6 +107,7 @@ void loopread_stop(struct tallyd *d)
     end_tx(lr);
     lr->stopped = true;
     uv_close((uv_handle_t *)&lr->end, NULL);
+    uv_close((uv_handle_t *)&lr->before, NULL);
 }
 
 void loopread_free(struct tallyd *d)

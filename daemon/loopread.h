@@ -13,7 +13,11 @@
  *   change the loop's own connection made (its total changes), end it first: a client told
  *   that its write is done reads it;
  * - another process's commit (an operator's sqlite3 shell) is seen from the next turn on.
- * It is ended before a turn's end never holds a WAL frame longer than that turn. Its own
+ * It is also ended before the loop waits (a uv_prepare handle): a read made after the turn's
+ * check handle ran (gcommit.c's on_check takes up waiting reads in the check phase) or before
+ * the wait (server.c's on_resume, in the idle phase) would otherwise keep its snapshot over the
+ * wait, for the request that wakes the loop to read, and its WAL frames pinned as long. So it
+ * never holds a WAL frame over a wait, and a commit made while the loop waited is read. Its own
  * connection: a transaction open on the loop's would be in the way of that connection's
  * writes (BEGIN IMMEDIATE, autocommit ones).
  */

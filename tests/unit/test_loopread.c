@@ -8,7 +8,12 @@
  *   the second: a client told its write is done reads it. So is a change the loop's own
  *   connection made outside a transaction.
  * - No transaction outlives its turn; once stopped, stock.get reads the loop's connection.
+ * - Nor does one begun where the loop's check phase has passed or its wait is still to come:
+ *   stock.get answered in a check callback (gcommit.c's on_check takes up waiting requests) or
+ *   in an idle one (server.c's on_resume after a yield) is ended before the loop waits, so a
+ *   commit of another process made meanwhile is read by the request that wakes the loop.
  */
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
@@ -44,6 +49,48 @@ static void raw_exec(const char *path, const char *sql)
 static void on_alive(uv_timer_t *t)
 {
     (void)t;
+}
+
+/* Requests answered outside the loop's poll phase (see the header), and the request that
+ * wakes the loop (an async handle's callback runs in the poll phase, as a socket's read). */
+static struct {
+    struct tallyd *d;
+    const char *path;
+    char sql[300];
+    int64_t before, after;
+    uv_check_t check;
+    uv_idle_t idle;
+    uv_async_t wake;
+    uv_thread_t thread;
+    bool thread_started;
+} ph;
+
+static void on_phase_check(uv_check_t *c)
+{
+    ph.before = available();
+    uv_check_stop(c);
+}
+
+static void on_wake(uv_async_t *a)
+{
+    ph.after = available();
+    uv_stop(a->loop);
+}
+
+/* Another process commits while the loop waits, then a request wakes it. */
+static void commit_then_wake(void *arg)
+{
+    (void)arg;
+    raw_exec(ph.path, ph.sql);
+    uv_async_send(&ph.wake);
+}
+
+static void on_phase_idle(uv_idle_t *i)
+{
+    ph.before = available();
+    uv_idle_stop(i); /* as on_resume once no connection yielded: the loop may then wait */
+    ph.thread_started = uv_thread_create(&ph.thread, commit_then_wake, NULL) == 0;
+    CHECK(ph.thread_started);
 }
 
 static bool read_tx_open(struct tallyd *d)
@@ -121,12 +168,49 @@ int main(void)
         CHECK(q != d->store && sqlite3_get_autocommit(store_db(q)));
     }
 
+    /* A read in the check phase, after the turn's end ran (gcommit.c's on_check answering
+     * waiting reads): its transaction is over before the next turn's wait. */
+    ph.d = d;
+    ph.path = path;
+    uv_check_init(&loop, &ph.check);
+    uv_idle_init(&loop, &ph.idle);
+    uv_async_init(&loop, &ph.wake, on_wake);
+    uv_check_start(&ph.check, on_phase_check);
+    uv_run(&loop, UV_RUN_NOWAIT);
+    CHECK_EQ_INT(ph.before, a2);
+    snprintf(sql, sizeof sql, set_a, 90);
+    raw_exec(path, sql);
+    uv_async_send(&ph.wake);
+    ph.after = -1;
+    uv_run(&loop, UV_RUN_NOWAIT);
+    int64_t a3 = ph.after;
+    CHECK(a3 > a2);
+
+    /* A read in the idle phase (server.c's on_resume): the loop's wait comes after it in the
+     * same turn; another process's commit during the wait is read by the request that ends it. */
+    snprintf(ph.sql, sizeof ph.sql, set_a, 100);
+    uv_idle_start(&ph.idle, on_phase_idle);
+    ph.after = -1;
+    uv_run(&loop, UV_RUN_DEFAULT); /* until the request that wakes it (uv_stop) */
+    if (ph.thread_started)
+        uv_thread_join(&ph.thread);
+    CHECK_EQ_INT(ph.before, a3);
+    CHECK(ph.after > ph.before);
+    uv_run(&loop, UV_RUN_NOWAIT);
+    CHECK(sqlite3_get_autocommit(store_db(q)));
+    uv_close((uv_handle_t *)&ph.check, NULL);
+    uv_close((uv_handle_t *)&ph.idle, NULL);
+    uv_close((uv_handle_t *)&ph.wake, NULL);
+    uv_run(&loop, UV_RUN_NOWAIT);
+    int64_t a4 = available();
+    uv_run(&loop, UV_RUN_NOWAIT);
+
     /* Stopped: the loop's connection. */
     loopread_stop(d);
     CHECK(loopread(d) == d->store);
-    snprintf(sql, sizeof sql, set_a, 80);
+    snprintf(sql, sizeof sql, set_a, 120);
     raw_exec(path, sql);
-    CHECK(available() > a2);
+    CHECK(available() > a4);
     uv_close((uv_handle_t *)&alive, NULL);
     uv_run(&loop, UV_RUN_DEFAULT);
     loopread_free(d);

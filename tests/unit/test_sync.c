@@ -1586,6 +1586,31 @@ static struct sync_engine *start_inventory(void)
     return e;
 }
 
+/* A fresh replica with its workers and an inventory engine (pages applied off the loop);
+ * *held: S1's version at A. */
+static struct sync_engine *start_off_loop(int64_t *held)
+{
+    fresh();
+    rh_seed_standard(h);
+    char err[256];
+    CHECK_EQ_INT(workers_start(d, err, sizeof err), 0);
+    struct sync_engine *e = start_inventory();
+    *held = rh_q64(h,
+                   "SELECT upstream_version FROM stock WHERE sku = %lld AND"
+                   " warehouse = %lld",
+                   (long long)rh_sku_id(h, "S1"), (long long)rh_wh_id(h, "A"));
+    return e;
+}
+
+/* The engine stopped, then the workers, their jobs' ends run. */
+static void stop_off_loop(struct sync_engine *e)
+{
+    stop(e);
+    workers_stop(d);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    workers_free(d);
+}
+
 /* ---- the loop's transactions give way to a group commit (store_begin_yield) ---- */
 
 /* Stands for gcommit.c's before_begin with a group open or in flight: a begin that does not
@@ -1716,23 +1741,13 @@ static void test_round_end_yields(void)
     CHECK(status_says(e, "\xa8in_round\xc2"));
     store_set_before_begin(d->store, NULL, NULL);
     fake_u->wh = NULL;
-    stop(e);
-    workers_stop(d);
-    uv_run(&loop, UV_RUN_DEFAULT);
-    workers_free(d);
+    stop_off_loop(e);
 }
 
 static void test_page_off_loop(void)
 {
-    fresh();
-    rh_seed_standard(h);
-    char err[256];
-    CHECK_EQ_INT(workers_start(d, err, sizeof err), 0);
-    struct sync_engine *e = start_inventory();
-    int64_t held = rh_q64(h,
-                          "SELECT upstream_version FROM stock WHERE sku = %lld AND"
-                          " warehouse = %lld",
-                          (long long)rh_sku_id(h, "S1"), (long long)rh_wh_id(h, "A"));
+    int64_t held;
+    struct sync_engine *e = start_off_loop(&held);
     int64_t rows_before = ckpt_rows();
 
     /* The page's first slice holds its transaction open on the worker... */
@@ -1910,10 +1925,7 @@ static void test_page_off_loop(void)
                  1);
     CHECK(!ss->in_round);
     CHECK_EQ_INT(ss->round_rows, 2 * SLOW_ROWS);
-    stop(e);
-    workers_stop(d);
-    uv_run(&loop, UV_RUN_DEFAULT);
-    workers_free(d);
+    stop_off_loop(e);
 }
 
 /* A write job that is not a page's: what it finds of foreign keys on the writer's connection,
@@ -1948,15 +1960,8 @@ static void fk_probe_done(struct worker_job *job, int status)
  * transaction; the page after it finds them off again. */
 static void test_pages_keep_statements(void)
 {
-    fresh();
-    rh_seed_standard(h);
-    char err[256];
-    CHECK_EQ_INT(workers_start(d, err, sizeof err), 0);
-    struct sync_engine *e = start_inventory();
-    int64_t held = rh_q64(h,
-                          "SELECT upstream_version FROM stock WHERE sku = %lld AND"
-                          " warehouse = %lld",
-                          (long long)rh_sku_id(h, "S1"), (long long)rh_wh_id(h, "A"));
+    int64_t held;
+    struct sync_engine *e = start_off_loop(&held);
     slow_hold = false;
     static struct slow_page p;
     slow_make(&p, held + 1, -1);
@@ -1991,10 +1996,7 @@ static void test_pages_keep_statements(void)
     CHECK_EQ_INT(rh_stock_figure(h, "snapshot", "S2", "A"), 21);
     CHECK_EQ_INT(rh_q64(h, "SELECT version FROM checkpoints WHERE stream = 'wh:A:inventory'"),
                  held + 3);
-    stop(e);
-    workers_stop(d);
-    uv_run(&loop, UV_RUN_DEFAULT);
-    workers_free(d);
+    stop_off_loop(e);
 }
 
 /* pull_page.make_skus for slow pages: NEW-1's placeholder made ahead with the set path (a
@@ -2038,15 +2040,8 @@ static int slices_on_run(struct pull_page *pg, struct store *st, struct checkpoi
  * all the same, the slices making the SKU with the triggers. */
 static void test_placeholders_ahead(void)
 {
-    fresh();
-    rh_seed_standard(h);
-    char err[256];
-    CHECK_EQ_INT(workers_start(d, err, sizeof err), 0);
-    struct sync_engine *e = start_inventory();
-    int64_t held = rh_q64(h,
-                          "SELECT upstream_version FROM stock WHERE sku = %lld AND"
-                          " warehouse = %lld",
-                          (long long)rh_sku_id(h, "S1"), (long long)rh_wh_id(h, "A"));
+    int64_t held;
+    struct sync_engine *e = start_off_loop(&held);
     for (int fail = 0; fail < 2; fail++) {
         if (fail)
             RH_EXEC(h, "DELETE FROM stock WHERE sku = (SELECT id FROM skus WHERE code = 'NEW-1');"
@@ -2077,10 +2072,7 @@ static void test_placeholders_ahead(void)
                      held + 1 + fail);
     }
     make_fail = false;
-    stop(e);
-    workers_stop(d);
-    uv_run(&loop, UV_RUN_DEFAULT);
-    workers_free(d);
+    stop_off_loop(e);
 }
 
 /* A tick whose upstream has no row in the outbox begins no transaction: take_batch's look takes

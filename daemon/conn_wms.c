@@ -710,7 +710,7 @@ static int inventory_make_skus(struct pull_page *pg, struct store *st, int64_t u
 {
     struct wms_call *c = pg->data;
     *done = true;
-    if (!c->rows || c->reconcile || c->si + WHFEED_BATCH > c->nrows)
+    if (!c->rows || c->si + WHFEED_BATCH > c->nrows)
         return 0;
     struct whfeed_skus s;
     int r = whfeed_skus_begin(st, &s);
@@ -935,7 +935,8 @@ static void on_pulled(struct http_req *r)
             pg->off_loop = true;
             pg->apply_slice = inventory_slice;
             pg->prepare = inventory_prepare;
-            pg->make_skus = inventory_make_skus;
+            /* (a reconciliation's rows are applied one by one, their SKUs made there) */
+            pg->make_skus = c->reconcile ? NULL : inventory_make_skus;
             snprintf(pg->next_cursor, sizeof pg->next_cursor, "%s", c->new_cursor);
         }
     } else if (pg->outcome == SYNC_OK) {

@@ -31,12 +31,8 @@ static void end_tx(struct loopread *lr)
     lr->open = false;
     uv_check_stop(&lr->end);
     uv_prepare_stop(&lr->before);
-    sqlite3_stmt *s = store_stmt(lr->st, "COMMIT");
-    int rc = s ? sqlite3_step(s) : SQLITE_ERROR;
-    if (s)
-        sqlite3_reset(s);
     /* (a read transaction's end cannot fail but for misuse; none is left open all the same) */
-    if (rc != SQLITE_DONE && !sqlite3_get_autocommit(store_db(lr->st)))
+    if (store_run(lr->st, "COMMIT", "loop read") != 0 && !sqlite3_get_autocommit(store_db(lr->st)))
         sqlite3_exec(store_db(lr->st), "ROLLBACK", NULL, NULL, NULL);
 }
 
@@ -86,11 +82,7 @@ struct store *loopread(struct tallyd *d)
         /* read before BEGIN: a commit between them is in the snapshot and ends it next time */
         lr->seq = seq;
         lr->changes = changes;
-        sqlite3_stmt *s = store_stmt(lr->st, "BEGIN");
-        int rc = s ? sqlite3_step(s) : SQLITE_ERROR;
-        if (s)
-            sqlite3_reset(s);
-        if (rc != SQLITE_DONE)
+        if (store_run(lr->st, "BEGIN", "loop read") != 0)
             return d->store;
         lr->open = true;
         uv_check_start(&lr->end, on_turn_end);

@@ -474,6 +474,11 @@ int store_error(struct store *st, int rc, const char *what)
     return TALLY_E_STORAGE;
 }
 
+int store_run(struct store *st, const char *sql, const char *what)
+{
+    return run_simple(st, sql, what);
+}
+
 static int run_simple(struct store *st, const char *sql, const char *what)
 {
     sqlite3_stmt *s = store_stmt(st, sql);

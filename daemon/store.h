@@ -80,6 +80,10 @@ void store_ready_free(struct store_ready *list);
 /* The list a, then b (either may be NULL). */
 struct store_ready *store_ready_join(struct store_ready *a, struct store_ready *b);
 
+/* Steps one cached statement that returns no row (BEGIN, COMMIT): 0, or a TALLY_E_* code (said
+ * in the log, as store_error says). */
+int store_run(struct store *st, const char *sql, const char *what);
+
 sqlite3 *store_db(struct store *st);
 const char *store_path(const struct store *st);
 int store_schema_version(struct store *st);

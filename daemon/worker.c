@@ -196,6 +196,27 @@ pthread_mutex_t *workers_writer_lock(struct tallyd *d)
     return d->workers ? &d->workers->writer : NULL;
 }
 
+/* Opens a worker connection into *slot: read-only for a read job's; a write job's takes the
+ * writer lock and keeps what its commits hold for the loop; every one but a read job's defers
+ * its checkpoints (seen on the loop: on_after). 0, or -1 (said in the log). */
+static int open_conn(struct workers *w, int kind, int cache_kib, struct store **slot)
+{
+    char err[300];
+    if (store_open_extra(store_path(w->d->store), w->d->cfg.sync_full, kind == JOB_READ, slot, err,
+                         sizeof err) != 0) {
+        log_error("worker connection: %s", err);
+        return -1;
+    }
+    if (kind == JOB_WRITE) {
+        store_set_writer_lock(*slot, &w->writer);
+        store_keep_held(*slot, true);
+    }
+    if (kind != JOB_READ)
+        store_defer_checkpoints(*slot, NULL, NULL);
+    store_set_cache_kib(*slot, cache_kib);
+    return 0;
+}
+
 /* On a worker thread: the job's connection, opened on first use. */
 static struct store *conn_for(struct workers *w, struct worker_job *j, int *status)
 {
@@ -204,27 +225,15 @@ static struct store *conn_for(struct workers *w, struct worker_job *j, int *stat
                                                      : &w->rst[j->slot];
     if (*slot)
         return *slot;
-    char err[300];
-    if (store_open_extra(store_path(w->d->store), w->d->cfg.sync_full, j->is_write == JOB_READ,
-                         slot, err, sizeof err) != 0) {
-        log_error("worker connection: %s", err);
+    /* A long read streams through its rows and a checkpoint copies WAL frames past the cache:
+     * neither keeps pages for long (store_set_cache_kib). */
+    int cache_kib = j->is_write == JOB_READ ? WORKER_READ_CACHE_KIB
+                    : IS_CKPT(j)            ? WORKER_CKPT_CACHE_KIB
+                                            : WORKER_WRITE_CACHE_KIB;
+    if (open_conn(w, IS_CKPT(j) ? JOB_CKPT : j->is_write, cache_kib, slot) != 0) {
         *status = TALLY_E_STORAGE;
         return NULL;
     }
-    if (j->is_write == JOB_WRITE) {
-        store_set_writer_lock(*slot, &w->writer);
-        store_keep_held(*slot, true);
-    }
-    if (j->is_write != JOB_READ) /* seen on the loop: on_after */
-        store_defer_checkpoints(*slot, NULL, NULL);
-    /* A long read streams through its rows and a checkpoint copies WAL frames past the cache:
-     * neither keeps pages for long (store_set_cache_kib). */
-    if (j->is_write == JOB_READ)
-        store_set_cache_kib(*slot, WORKER_READ_CACHE_KIB);
-    else if (IS_CKPT(j))
-        store_set_cache_kib(*slot, WORKER_CKPT_CACHE_KIB);
-    else
-        store_set_cache_kib(*slot, WORKER_WRITE_CACHE_KIB);
     return *slot;
 }
 
@@ -235,13 +244,9 @@ struct store *worker_bulk_store(struct worker_job *job)
         return NULL;
     if (w->xst)
         return w->xst;
-    char err[300];
     struct store *x = NULL;
-    if (store_open_extra(store_path(w->d->store), w->d->cfg.sync_full, false, &x, err,
-                         sizeof err) != 0) {
-        log_error("worker connection: %s", err);
+    if (open_conn(w, JOB_WRITE, WORKER_BULK_CACHE_KIB, &x) != 0)
         return NULL;
-    }
     /* Its triggers off for good: its statements are prepared without them once. Its commits
      * are lazy, as a page's slices are: the WAL is synced as a whole by a later durable one. */
     if (store_set_triggers(x, false) != 0 || store_set_durable(x, false) != 0) {
@@ -249,11 +254,7 @@ struct store *worker_bulk_store(struct worker_job *job)
         store_close(x);
         return NULL;
     }
-    store_set_writer_lock(x, &w->writer);
-    store_keep_held(x, true);
     store_set_bulk(x, true);
-    store_defer_checkpoints(x, NULL, NULL);
-    store_set_cache_kib(x, WORKER_BULK_CACHE_KIB);
     w->xst = x;
     return x;
 }

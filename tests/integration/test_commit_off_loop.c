@@ -114,6 +114,17 @@ static long long get_on_hand(const msgpack_object *res)
 }
 
 /* Polls status on c until commit_in_flight is true (bounded). */
+/* Until the replica's count says `want` (an upper bound of 15 s, not a timing). */
+static bool wait_count(const char *sql, long long want)
+{
+    for (int i = 0; i < 1500; i++) {
+        if (db_q64(sql) == want)
+            return true;
+        th_sleep_ms(10);
+    }
+    return false;
+}
+
 static bool wait_in_flight(struct th_conn *c)
 {
     for (int i = 0; i < 1500; i++) {
@@ -201,13 +212,7 @@ int main(int argc, char **argv)
     CHECK(flying);
     /* commit_in_flight says so from the group's hand-over to the commit thread, before its
      * COMMIT returns: the read below is of what is committed, so wait for A's rows to be */
-    bool committed = false;
-    for (int i = 0; i < 1500 && !committed; i++) {
-        committed = db_q64("SELECT count(*) FROM outbox WHERE key IN ('held-1', 'held-2')") == 2;
-        if (!committed)
-            th_sleep_ms(10);
-    }
-    CHECK(committed);
+    CHECK(wait_count("SELECT count(*) FROM outbox WHERE key IN ('held-1', 'held-2')", 2));
 
     /* 2. A read on another connection is answered meanwhile, from committed data. */
     CHECK_EQ_INT(th_call(&b, TIMEOUT, &r, "stock.get", "s", "sku", "H-1"), TH_OK);
@@ -218,13 +223,7 @@ int main(int argc, char **argv)
     pack_move(&sb, 1, "H-2", "next-1");
     th_pack_request(&sb, 2, "stock.get", "s", "sku", "H-2");
     CHECK_EQ_INT(th_send(&c, sb.data, sb.size, TIMEOUT), 0);
-    bool overlapped = false;
-    for (int i = 0; i < 1500 && !overlapped; i++) {
-        overlapped = db_q64("SELECT count(*) FROM outbox WHERE key = 'next-1'") == 1;
-        if (!overlapped)
-            th_sleep_ms(10);
-    }
-    CHECK(overlapped);
+    CHECK(wait_count("SELECT count(*) FROM outbox WHERE key = 'next-1'", 1));
     CHECK_EQ_INT(th_read_response(&c, 300, &r), TH_TIMEOUT);
     CHECK_EQ_INT(th_read_response(&a, 100, &r), TH_TIMEOUT);
     /* E sends a movement and a read, and is gone before either is handled: its movement was

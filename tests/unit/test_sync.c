@@ -98,15 +98,21 @@ static struct connector_ops fake = {
 
 static struct push_batch *next_batch(void);
 
-static struct sync_engine *start(int push_limit)
+/* An engine for upstream wh:A with connector `ops`, no batch handed over yet. */
+static struct sync_engine *start_ops(const struct connector_ops *ops)
 {
     struct sync_engine *e = NULL;
-    fake.push_limit = push_limit;
     nbatches = 0;
-    CHECK_EQ_INT(sync_start_with(d, &fake, "wh:A", &e), 0);
+    CHECK_EQ_INT(sync_start_with(d, ops, "wh:A", &e), 0);
     if (!e)
         exit(2);
     return e;
+}
+
+static struct sync_engine *start(int push_limit)
+{
+    fake.push_limit = push_limit;
+    return start_ops(&fake);
 }
 
 static void stop(struct sync_engine *e)
@@ -1205,13 +1211,8 @@ static struct sync_engine *start_two_streams(void)
     two.nstreams = 2;
     two.streams = two_streams;
     two.pull = pull_record;
-    nbatches = 0;
     pending_pull = -1;
-    struct sync_engine *e = NULL;
-    CHECK_EQ_INT(sync_start_with(d, &two, "wh:A", &e), 0);
-    if (!e)
-        exit(2);
-    return e;
+    return start_ops(&two);
 }
 
 /* Answers the pull in flight as the failing catalog of the report did: transient. */
@@ -1240,12 +1241,8 @@ static void test_probe_takes_turns(void)
     two.nstreams = 2;
     two.streams = two_streams;
     two.pull = pull_record;
-    struct sync_engine *e = NULL;
-    nbatches = 0;
     pulls_of[0] = pulls_of[1] = 0;
-    CHECK_EQ_INT(sync_start_with(d, &two, "wh:A", &e), 0);
-    if (!e)
-        exit(2);
+    struct sync_engine *e = start_ops(&two);
     for (int step = 0; step < 20; step++) {
         fake_u->resume_ms = 0; /* the backoff is over */
         sync_tick(e);
@@ -1278,13 +1275,9 @@ static void test_drain_lets_pulls_in(void)
     two.streams = two_streams;
     two.pull = pull_record;
     two.push_limit = 4;
-    struct sync_engine *e = NULL;
-    nbatches = 0;
     pulls_of[0] = pulls_of[1] = 0;
     pending_pull = -1;
-    CHECK_EQ_INT(sync_start_with(d, &two, "wh:A", &e), 0);
-    if (!e)
-        exit(2);
+    struct sync_engine *e = start_ops(&two);
     /* No round due yet: the tick gives the slot to the outbox. */
     for (int k = 0; k < 2; k++)
         fake_u->streams[k].due_ms = UINT64_MAX;
@@ -1578,12 +1571,7 @@ static struct sync_engine *start_inventory(void)
     inv.streams = inv_streams;
     inv.pull = pull_nothing;
     inv.push = NULL; /* no tick waits for the writer a held slice keeps (take_batch's mark) */
-    struct sync_engine *e = NULL;
-    nbatches = 0;
-    CHECK_EQ_INT(sync_start_with(d, &inv, "wh:A", &e), 0);
-    if (!e)
-        exit(2);
-    return e;
+    return start_ops(&inv);
 }
 
 /* A fresh replica with its workers and an inventory engine (pages applied off the loop);

@@ -288,6 +288,9 @@ int main(int argc, char **argv)
                     k = 0;
             }
             if (k) {
+                /* Stamped at the write, not at the read before it: the time this client
+                 * spent decoding the answers just read is not the daemon's. */
+                t = now_ns();
                 if (write(c->fd, burst, req.size * k) != (ssize_t)(req.size * k)) {
                     fprintf(stderr, "bench_rpc: short write\n");
                     return 1;

@@ -1,9 +1,14 @@
-/* The loop's hot reads in one read transaction per turn (loopread.h). */
+/* The loop's hot reads in read transactions of a millisecond or two (loopread.h). */
 #include "loopread.h"
 
+#include <errno.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
+#include <sys/timerfd.h>
+#include <time.h>
+#include <unistd.h>
 
 #include <sqlite3.h>
 #include <uv.h>
@@ -15,13 +20,20 @@
 
 struct loopread {
     struct store *st;
-    uv_check_t end;      /* the turn's end */
-    uv_prepare_t before; /* before the loop waits (a read after the turn's end, or before it) */
-    bool open;           /* a read transaction is open on st */
+    uv_loop_t *loop;
+    /* A timerfd on the loop (not a uv timer: a timer of the loop's turns every wait into one
+     * with a timeout, and a wait with a timeout arms a kernel timer each time, which on a VM
+     * costs more than the read transaction saved; this one is armed once per transaction). */
+    int tfd;
+    uv_poll_t tpoll;
+    uv_check_t end; /* the turn's end: ends the transaction once it is LOOPREAD_HOLD_MS old */
+    bool armed;     /* tfd will expire */
+    bool open;      /* a read transaction is open on st */
     bool stopped;
     /* what was committed when it began: tallyd's commits, and the loop's connection's changes */
     uint64_t seq;
     int64_t changes;
+    uint64_t began; /* the loop's clock (uv_now, milliseconds) when it began */
 };
 
 static void end_tx(struct loopread *lr)
@@ -30,20 +42,47 @@ static void end_tx(struct loopread *lr)
         return;
     lr->open = false;
     uv_check_stop(&lr->end);
-    uv_prepare_stop(&lr->before);
     /* (a read transaction's end cannot fail but for misuse; none is left open all the same) */
     if (store_run(lr->st, "COMMIT", "loop read") != 0 && !sqlite3_get_autocommit(store_db(lr->st)))
         sqlite3_exec(store_db(lr->st), "ROLLBACK", NULL, NULL, NULL);
 }
 
-static void on_turn_end(uv_check_t *h)
+static bool held_long(const struct loopread *lr)
 {
-    end_tx(h->data);
+    return uv_now(lr->loop) - lr->began >= LOOPREAD_HOLD_MS;
 }
 
-static void on_before_wait(uv_prepare_t *h)
+static void arm(struct loopread *lr, uint64_t ms)
 {
-    end_tx(h->data);
+    struct itimerspec its = {
+        .it_value = {.tv_sec = (time_t)(ms / 1000), .tv_nsec = (long)(ms % 1000) * 1000000L}};
+    /* (cannot fail with a valid descriptor and value; if it did, the turn's end and the next
+     * read still end the transaction, only an idle loop would keep it) */
+    lr->armed = timerfd_settime(lr->tfd, 0, &its, NULL) == 0;
+}
+
+static void on_expiry(uv_poll_t *h, int status, int events)
+{
+    (void)status;
+    (void)events;
+    struct loopread *lr = h->data;
+    uint64_t n;
+    while (read(lr->tfd, &n, sizeof n) < 0 && errno == EINTR)
+        ;
+    lr->armed = false;
+    if (!lr->open)
+        return;
+    if (held_long(lr))
+        end_tx(lr);
+    else /* it began after the expiry was set (for one before it) */
+        arm(lr, LOOPREAD_HOLD_MS - (uv_now(lr->loop) - lr->began));
+}
+
+static void on_turn_end(uv_check_t *h)
+{
+    struct loopread *lr = h->data;
+    if (held_long(lr))
+        end_tx(lr);
 }
 
 int loopread_start(struct tallyd *d)
@@ -51,20 +90,29 @@ int loopread_start(struct tallyd *d)
     struct loopread *lr = calloc(1, sizeof *lr);
     if (!lr)
         return -1;
+    lr->tfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+    if (lr->tfd < 0) {
+        log_warn("loop reads on the loop's connection: timerfd: %s", strerror(errno));
+        free(lr);
+        return -1;
+    }
     char err[300];
     if (store_open_extra(store_path(d->store), d->cfg.sync_full, true, &lr->st, err, sizeof err) !=
         0) {
         log_warn("loop reads on the loop's connection: %s", err);
+        close(lr->tfd);
         free(lr);
         return -1;
     }
     store_set_cache_kib(lr->st, WORKER_READ_CACHE_KIB);
+    lr->loop = d->loop;
+    uv_poll_init(d->loop, &lr->tpoll, lr->tfd);
+    lr->tpoll.data = lr;
+    uv_poll_start(&lr->tpoll, UV_READABLE, on_expiry);
+    uv_unref((uv_handle_t *)&lr->tpoll);
     uv_check_init(d->loop, &lr->end);
     lr->end.data = lr;
     uv_unref((uv_handle_t *)&lr->end);
-    uv_prepare_init(d->loop, &lr->before);
-    lr->before.data = lr;
-    uv_unref((uv_handle_t *)&lr->before);
     d->lread = lr;
     return 0;
 }
@@ -76,7 +124,9 @@ struct store *loopread(struct tallyd *d)
         return d->store;
     uint64_t seq = store_commit_seq();
     int64_t changes = sqlite3_total_changes64(store_db(d->store));
-    if (lr->open && (seq != lr->seq || changes != lr->changes))
+    /* (uv_now was taken when the loop's wait returned: the expiry may be due and not yet run
+     * when the loop was held up) */
+    if (lr->open && (seq != lr->seq || changes != lr->changes || held_long(lr)))
         end_tx(lr);
     if (!lr->open) {
         /* read before BEGIN: a commit between them is in the snapshot and ends it next time */
@@ -85,8 +135,10 @@ struct store *loopread(struct tallyd *d)
         if (store_run(lr->st, "BEGIN", "loop read") != 0)
             return d->store;
         lr->open = true;
+        lr->began = uv_now(lr->loop);
         uv_check_start(&lr->end, on_turn_end);
-        uv_prepare_start(&lr->before, on_before_wait);
+        if (!lr->armed)
+            arm(lr, LOOPREAD_HOLD_MS);
     }
     return lr->st;
 }
@@ -98,8 +150,9 @@ void loopread_stop(struct tallyd *d)
         return;
     end_tx(lr);
     lr->stopped = true;
+    uv_poll_stop(&lr->tpoll);
+    uv_close((uv_handle_t *)&lr->tpoll, NULL);
     uv_close((uv_handle_t *)&lr->end, NULL);
-    uv_close((uv_handle_t *)&lr->before, NULL);
 }
 
 void loopread_free(struct tallyd *d)
@@ -109,6 +162,7 @@ void loopread_free(struct tallyd *d)
         return;
     end_tx(lr);
     store_close(lr->st);
+    close(lr->tfd); /* (after its poll handle closed: loopread_stop, then the loop's last run) */
     free(lr);
     d->lread = NULL;
 }

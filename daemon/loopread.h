@@ -1,31 +1,33 @@
 /*
- * The loop's hot reads (stock.get) on a read-only connection of their own, one read
- * transaction for a loop turn's reads instead of one per statement.
+ * The loop's hot reads (stock.get) on a read-only connection of their own, in a read
+ * transaction shared by the reads of a millisecond or two instead of one per statement.
  *
  * A read transaction in WAL mode takes and drops a lock of the WAL index (two fcntl calls)
- * and SQLite begins and ends it: at 50 connections a fifth of the loop's CPU per answer. Here
- * the first read of a turn begins one (BEGIN, the snapshot at its first statement) and the
- * turn's end ends it (a uv_check handle: after the turn's I/O callbacks, so at one connection
- * the end comes after the answer is written, not before). In between every read takes the same
- * snapshot, unless something was committed since it began:
- * - any commit of tallyd's connections (store_commit_seq: the loop's, the group's, the write
- *   jobs', each numbered after its COMMIT returned, before any client is told of it), and any
- *   change the loop's own connection made (its total changes), end it first: a client told
- *   that its write is done reads it;
- * - another process's commit (an operator's sqlite3 shell) is seen from the next turn on.
- * It is also ended before the loop waits (a uv_prepare handle): a read made after the turn's
- * check handle ran (gcommit.c's on_check takes up waiting reads in the check phase) or before
- * the wait (server.c's on_resume, in the idle phase) would otherwise keep its snapshot over the
- * wait, for the request that wakes the loop to read, and its WAL frames pinned as long. So it
- * never holds a WAL frame over a wait, and a commit made while the loop waited is read. Its own
- * connection: a transaction open on the loop's would be in the way of that connection's
- * writes (BEGIN IMMEDIATE, autocommit ones).
+ * and SQLite begins and ends it: about 3 us of the loop's CPU, a tenth of what an answer
+ * costs at one connection, where each request comes in a turn of its own. Here a read with no
+ * transaction open begins one (BEGIN, the snapshot at its first statement), and later reads
+ * take the same snapshot, in this turn or later ones, unless:
+ * - tallyd committed something since it began (store_commit_seq: the loop's, the group's, the
+ *   write jobs' commits, each numbered after its COMMIT returned, before any client is told of
+ *   it), or the loop's own connection changed something (its total changes): it is ended
+ *   first, so a client told that its write is done reads it;
+ * - it is LOOPREAD_HOLD_MS old (the loop's clock, uv_now, whole milliseconds): ended first.
+ * It is also ended at the end of a turn once that old, and by a timer (a timerfd, armed once
+ * per transaction) when the loop waits meanwhile, so an idle loop holds no snapshot. So no WAL
+ * frame stays pinned by it for more than LOOPREAD_HOLD_MS + 1 ms plus a turn (a checkpoint's
+ * TRUNCATE that met it is retried on a timer, privacy.c), and a commit of another process (an
+ * operator's sqlite3 shell: not an interface of tallyd) is read as late as that after it.
+ * Its own connection: a transaction open on the loop's would be in the way of that
+ * connection's writes (BEGIN IMMEDIATE, autocommit ones).
  */
 #ifndef TALLY_LOOPREAD_H
 #define TALLY_LOOPREAD_H
 
 struct tallyd;
 struct store;
+
+/* How long a read transaction of the loop's may serve reads (milliseconds, see above). */
+#define LOOPREAD_HOLD_MS 1
 
 /* Opens the connection (after the replica's migrations) and its handle on d->loop: 0, or -1
  * (said in the log) when it cannot, and then every read stays on d->store. */

@@ -1,22 +1,28 @@
 /*
- * loopread.c: stock.get reads in one read transaction per loop turn, on a read-only connection
- * of its own (loopread.h).
- * - Reads of one turn share its snapshot: a commit by another process (a raw connection, no
- *   store) between two of them is not seen by the second; the turn's end (the loop's check
- *   phase) ends the transaction, and the next read sees it.
- * - A commit of tallyd's between two reads of one turn (stock.move: store_commit_seq) is seen by
- *   the second: a client told its write is done reads it. So is a change the loop's own
- *   connection made outside a transaction.
- * - No transaction outlives its turn; once stopped, stock.get reads the loop's connection.
- * - Nor does one begun where the loop's check phase has passed or its wait is still to come:
- *   stock.get answered in a check callback (gcommit.c's on_check takes up waiting requests) or
- *   in an idle one (server.c's on_resume after a yield) is ended before the loop waits, so a
- *   commit of another process made meanwhile is read by the request that wakes the loop.
+ * loopread.c: stock.get reads in a read transaction shared by the reads of up to
+ * LOOPREAD_HOLD_MS, on a read-only connection of its own (loopread.h).
+ * - Reads share a snapshot while the loop's clock (uv_now: it moves only when the loop runs
+ *   or uv_update_time is called, so these checks do not depend on the machine's speed) has
+ *   not moved LOOPREAD_HOLD_MS past its begin: a commit by another process (a raw connection,
+ *   no store) between two of them is not seen by the second. Once the clock has, the next read
+ *   begins anew and sees it, even when the loop was held up and its expiry has not run yet.
+ * - A snapshot serves reads of later turns too (checked when the turns took less than
+ *   LOOPREAD_HOLD_MS on the loop's clock, which is nearly always).
+ * - A commit of tallyd's between two reads (stock.move: store_commit_seq; a write job's or the
+ *   group's connection) is seen by the second: a client told its write is done reads it. So is
+ *   a change the loop's own connection made outside a transaction.
+ * - An idle loop holds no snapshot: its wait ends the transaction (the timerfd), wherever the
+ *   read that began it ran (a socket's read in the poll phase; gcommit.c's on_check in the check
+ *   phase; server.c's on_resume in the idle phase), and the request that wakes the loop then
+ *   reads what another process committed meanwhile. Without the expiry the loop would wait for
+ *   its hour-long timer: a guard timer stops it and the check fails.
+ * - Once stopped, stock.get reads the loop's connection.
  */
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <sqlite3.h>
 #include <uv.h>
@@ -51,18 +57,12 @@ static void on_alive(uv_timer_t *t)
     (void)t;
 }
 
-/* Requests answered outside the loop's poll phase (see the header), and the request that
- * wakes the loop (an async handle's callback runs in the poll phase, as a socket's read). */
+/* Reads begun outside the loop's poll phase (see the header). */
 static struct {
-    struct tallyd *d;
-    const char *path;
-    char sql[300];
     int64_t before, after;
     uv_check_t check;
     uv_idle_t idle;
     uv_async_t wake;
-    uv_thread_t thread;
-    bool thread_started;
 } ph;
 
 static void on_phase_check(uv_check_t *c)
@@ -71,26 +71,47 @@ static void on_phase_check(uv_check_t *c)
     uv_check_stop(c);
 }
 
+static void on_phase_idle(uv_idle_t *i)
+{
+    ph.before = available();
+    uv_idle_stop(i); /* as on_resume once no connection yielded: the loop may then wait */
+}
+
+/* The request that wakes the loop (an async handle's callback runs in the poll phase, as a
+ * socket's read does). */
 static void on_wake(uv_async_t *a)
 {
     ph.after = available();
     uv_stop(a->loop);
 }
 
-/* Another process commits while the loop waits, then a request wakes it. */
-static void commit_then_wake(void *arg)
+static bool guard_fired;
+
+static void on_guard(uv_timer_t *t)
 {
-    (void)arg;
-    raw_exec(ph.path, ph.sql);
-    uv_async_send(&ph.wake);
+    guard_fired = true;
+    uv_stop(t->loop);
 }
 
-static void on_phase_idle(uv_idle_t *i)
+/* Lets the loop wait, turn by turn, until q's transaction has ended: true; false when 5 s
+ * passed first (the guard's turn would end it, as any turn past the hold does). */
+static bool wait_ended(uv_loop_t *loop, struct store *q)
 {
-    ph.before = available();
-    uv_idle_stop(i); /* as on_resume once no connection yielded: the loop may then wait */
-    ph.thread_started = uv_thread_create(&ph.thread, commit_then_wake, NULL) == 0;
-    CHECK(ph.thread_started);
+    uv_timer_t guard;
+    uv_timer_init(loop, &guard);
+    uv_timer_start(&guard, on_guard, 5000, 0);
+    guard_fired = false;
+    while (!guard_fired && !sqlite3_get_autocommit(store_db(q)))
+        uv_run(loop, UV_RUN_ONCE);
+    bool ended = !guard_fired && sqlite3_get_autocommit(store_db(q));
+    uv_close((uv_handle_t *)&guard, NULL);
+    uv_run(loop, UV_RUN_NOWAIT);
+    return ended;
+}
+
+static void sleep_past_hold(void)
+{
+    usleep((LOOPREAD_HOLD_MS + 2) * 1000);
 }
 
 static bool read_tx_open(struct tallyd *d)
@@ -124,14 +145,37 @@ int main(void)
                         " code = 'S1')";
     char sql[300];
 
-    /* One turn's reads share a snapshot; another process's commit is seen from the next turn. */
+    /* Reads share a snapshot while the loop's clock stands: another process's commit is not
+     * seen. */
     int64_t a0 = available();
     CHECK(read_tx_open(d));
+    struct store *q = loopread(d); /* the connection stock.get reads */
+    CHECK(q != d->store);
     snprintf(sql, sizeof sql, set_a, 40);
     raw_exec(path, sql);
     CHECK_EQ_INT(available(), a0);
-    uv_run(&loop, UV_RUN_NOWAIT); /* the turn's end */
+    /* The clock moved past the hold, the expiry not run yet (a loop held up): the next read
+     * begins anew. */
+    sleep_past_hold();
+    uv_update_time(&loop);
     int64_t a1 = available();
+    CHECK(a1 > a0);
+    /* Later turns within the hold read the same snapshot. */
+    uint64_t t0 = uv_now(&loop);
+    snprintf(sql, sizeof sql, set_a, 45);
+    raw_exec(path, sql);
+    uv_run(&loop, UV_RUN_NOWAIT);
+    uv_run(&loop, UV_RUN_NOWAIT);
+    int64_t a1b = available();
+    if (uv_now(&loop) - t0 < LOOPREAD_HOLD_MS) {
+        CHECK_EQ_INT(a1b, a1);
+        CHECK(!sqlite3_get_autocommit(store_db(q)));
+    }
+    /* ...and a turn past it ends it (the turn's end, or the expiry). */
+    sleep_past_hold();
+    uv_run(&loop, UV_RUN_NOWAIT);
+    CHECK(sqlite3_get_autocommit(store_db(q)));
+    a1 = available();
     CHECK(a1 > a0);
 
     /* tallyd's own commit between two reads of a turn: the second reads it. */
@@ -155,54 +199,42 @@ int main(void)
     int64_t a2 = available();
     CHECK(a2 > a15);
 
-    /* No transaction outlives its turn. */
+    /* An idle loop holds no snapshot: its wait ends it... */
     CHECK(read_tx_open(d));
-    uv_run(&loop, UV_RUN_NOWAIT);
-    struct store *q = NULL;
-    {
-        /* look without opening one: the connection stock.get used */
-        int64_t v = available();
-        CHECK_EQ_INT(v, a2);
-        q = loopread(d);
-        uv_run(&loop, UV_RUN_NOWAIT);
-        CHECK(q != d->store && sqlite3_get_autocommit(store_db(q)));
-    }
+    CHECK(wait_ended(&loop, q));
+    CHECK_EQ_INT(available(), a2);
+    CHECK(wait_ended(&loop, q));
 
-    /* A read in the check phase, after the turn's end ran (gcommit.c's on_check answering
-     * waiting reads): its transaction is over before the next turn's wait. */
-    ph.d = d;
-    ph.path = path;
+    /* ...also one begun in the check phase (gcommit.c's on_check answering waiting reads) or
+     * in the idle phase (server.c's on_resume); and the request that wakes the loop reads what
+     * another process committed during the wait. */
     uv_check_init(&loop, &ph.check);
     uv_idle_init(&loop, &ph.idle);
     uv_async_init(&loop, &ph.wake, on_wake);
-    uv_check_start(&ph.check, on_phase_check);
-    uv_run(&loop, UV_RUN_NOWAIT);
-    CHECK_EQ_INT(ph.before, a2);
-    snprintf(sql, sizeof sql, set_a, 90);
-    raw_exec(path, sql);
-    uv_async_send(&ph.wake);
-    ph.after = -1;
-    uv_run(&loop, UV_RUN_NOWAIT);
-    int64_t a3 = ph.after;
-    CHECK(a3 > a2);
-
-    /* A read in the idle phase (server.c's on_resume): the loop's wait comes after it in the
-     * same turn; another process's commit during the wait is read by the request that ends it. */
-    snprintf(ph.sql, sizeof ph.sql, set_a, 100);
-    uv_idle_start(&ph.idle, on_phase_idle);
-    ph.after = -1;
-    uv_run(&loop, UV_RUN_DEFAULT); /* until the request that wakes it (uv_stop) */
-    if (ph.thread_started)
-        uv_thread_join(&ph.thread);
-    CHECK_EQ_INT(ph.before, a3);
-    CHECK(ph.after > ph.before);
-    uv_run(&loop, UV_RUN_NOWAIT);
-    CHECK(sqlite3_get_autocommit(store_db(q)));
+    int64_t last = a2;
+    for (int phase = 0; phase < 2; phase++) {
+        ph.before = ph.after = -1;
+        if (phase == 0)
+            uv_check_start(&ph.check, on_phase_check);
+        else
+            uv_idle_start(&ph.idle, on_phase_idle);
+        uv_run(&loop, UV_RUN_NOWAIT);
+        CHECK_EQ_INT(ph.before, last);
+        CHECK(wait_ended(&loop, q));
+        snprintf(sql, sizeof sql, set_a, 90 + 10 * phase);
+        raw_exec(path, sql);
+        uv_async_send(&ph.wake);
+        uv_run(&loop, UV_RUN_DEFAULT); /* until the request that wakes it (uv_stop) */
+        CHECK(ph.after > ph.before);
+        last = ph.after;
+        CHECK(wait_ended(&loop, q));
+    }
     uv_close((uv_handle_t *)&ph.check, NULL);
     uv_close((uv_handle_t *)&ph.idle, NULL);
     uv_close((uv_handle_t *)&ph.wake, NULL);
     uv_run(&loop, UV_RUN_NOWAIT);
     int64_t a4 = available();
+    CHECK_EQ_INT(a4, last);
     uv_run(&loop, UV_RUN_NOWAIT);
 
     /* Stopped: the loop's connection. */

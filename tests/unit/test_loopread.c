@@ -15,7 +15,9 @@
  *   read that began it ran (a socket's read in the poll phase; gcommit.c's on_check in the check
  *   phase; server.c's on_resume in the idle phase), and the request that wakes the loop then
  *   reads what another process committed meanwhile. Without the expiry the loop would wait for
- *   its hour-long timer: a guard timer stops it and the check fails.
+ *   its hour-long timer: a guard timer stops it and the check fails. Also when the expiry that
+ *   runs was armed for the transaction before (due, not run yet, when a read past the hold
+ *   began a new one): it is set again for the new one instead of being spent.
  * - Once stopped, stock.get reads the loop's connection.
  */
 #include <stdbool.h>
@@ -204,6 +206,23 @@ int main(void)
     CHECK(wait_ended(&loop, q));
     CHECK_EQ_INT(available(), a2);
     CHECK(wait_ended(&loop, q));
+
+    /* ...also one begun while the expiry armed for the one before it was due and not yet run
+     * (that one ended by a read past the hold): the expiry, early for it, is set again, and the
+     * wait ends it. Tried until the expiry ran in the same millisecond of the loop's clock as
+     * the later one began (else it is old enough and ended at once, which proves nothing). */
+    int rearmed = 0;
+    for (int i = 0; i < 50 && !rearmed; i++) {
+        CHECK(read_tx_open(d)); /* the one before: its expiry is armed */
+        sleep_past_hold();      /* ...and due */
+        uv_update_time(&loop);
+        CHECK_EQ_INT(available(), a2); /* ends it (past the hold), begins the later one */
+        uint64_t began = uv_now(&loop);
+        uv_run(&loop, UV_RUN_NOWAIT); /* the due expiry runs */
+        rearmed = uv_now(&loop) == began && !sqlite3_get_autocommit(store_db(q));
+        CHECK(wait_ended(&loop, q));
+    }
+    CHECK(rearmed);
 
     /* ...also one begun in the check phase (gcommit.c's on_check answering waiting reads) or
      * in the idle phase (server.c's on_resume); and the request that wakes the loop reads what

@@ -16,11 +16,12 @@ TALLYD=$1 TALLY=$2 GEN=$3 RPC=${4:-}
 tmp=$(mktemp -d /tmp/tally-hk.XXXXXX)
 sock=$tmp/tally.sock
 db=$tmp/state/replica.db
-pid= sqpid=
+pid= sqpid= rpc_pid=
 fails=0 checks=0
 
 cleanup() {
     [ -n "$sqpid" ] && kill "$sqpid" 2>/dev/null
+    [ -n "$rpc_pid" ] && kill "$rpc_pid" 2>/dev/null
     [ -n "$pid" ] && kill -9 "$pid" 2>/dev/null
     rm -rf "$tmp"
 }
@@ -116,11 +117,14 @@ norders=$(sqlite3 "$db" "SELECT COUNT(*) FROM orders")
 # (bench_rpc): the loop's read snapshot is then held over turns for up to LOOPREAD_HOLD_MS and
 # taken again at once, as under a scanner's load; the purge's checkpoint must still empty the WAL
 # (checked with the buyer data below), and it must not have given up (its warning).
-rpc_pid=
 if [ -n "$RPC" ]; then
     "$RPC" "$sock" -c 1 -d 600 -k "$sku" --until-file "$tmp/purged" --kv rd >"$tmp/rpc.out" 2>&1 &
     rpc_pid=$!
-    sleep 0.3
+    # connected (the reader's and this status call's connections) before the purge starts
+    for _ in $(seq 200); do
+        [ "$(j status | jq -r '.connections // 0')" -ge 2 ] && break
+        sleep 0.05
+    done
 fi
 j purge --older-than 30 >"$tmp/purge.json" 2>"$tmp/purge.err" &
 ppid=$!
@@ -133,7 +137,9 @@ expect_eq "$?" 0 "tally purge exit status ($(cat "$tmp/purge.err"))"
 if [ -n "$rpc_pid" ]; then
     touch "$tmp/purged"
     wait "$rpc_pid"
-    expect_eq "$?" 0 "the back-to-back reader ($(tr '\n' ' ' <"$tmp/rpc.out"))"
+    rc=$?
+    rpc_pid=
+    expect_eq "$rc" 0 "the back-to-back reader ($(tr '\n' ' ' <"$tmp/rpc.out"))"
     n=$(awk '$1 == "rd_n" { print $2 }' "$tmp/rpc.out")
     [ "${n:-0}" -gt 100 ] && ok || bad "the back-to-back reader answered ${n:-no} reads"
     expect_eq "$(grep -c 'privacy: WAL checkpoint' "$tmp/tallyd.log")" 0 \

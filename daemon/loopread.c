@@ -26,9 +26,8 @@ struct loopread {
      * costs more than the read transaction saved; this one is armed once per transaction). */
     int tfd;
     uv_poll_t tpoll;
-    uv_check_t end; /* the turn's end: ends the transaction once it is LOOPREAD_HOLD_MS old */
-    bool armed;     /* tfd will expire */
-    bool open;      /* a read transaction is open on st */
+    bool armed; /* tfd will expire */
+    bool open;  /* a read transaction is open on st */
     bool stopped;
     /* what was committed when it began: tallyd's commits, and the loop's connection's changes */
     uint64_t seq;
@@ -41,7 +40,6 @@ static void end_tx(struct loopread *lr)
     if (!lr->open)
         return;
     lr->open = false;
-    uv_check_stop(&lr->end);
     /* (a read transaction's end cannot fail but for misuse; none is left open all the same) */
     if (store_run(lr->st, "COMMIT", "loop read") != 0 && !sqlite3_get_autocommit(store_db(lr->st)))
         sqlite3_exec(store_db(lr->st), "ROLLBACK", NULL, NULL, NULL);
@@ -56,8 +54,8 @@ static void arm(struct loopread *lr, uint64_t ms)
 {
     struct itimerspec its = {
         .it_value = {.tv_sec = (time_t)(ms / 1000), .tv_nsec = (long)(ms % 1000) * 1000000L}};
-    /* (cannot fail with a valid descriptor and value; if it did, the turn's end and the next
-     * read still end the transaction, only an idle loop would keep it) */
+    /* (cannot fail with a valid descriptor and value; if it did, the next read would still
+     * end the transaction once that old) */
     lr->armed = timerfd_settime(lr->tfd, 0, &its, NULL) == 0;
 }
 
@@ -76,13 +74,6 @@ static void on_expiry(uv_poll_t *h, int status, int events)
         end_tx(lr);
     else /* it began after the expiry was set (for one before it) */
         arm(lr, LOOPREAD_HOLD_MS - (uv_now(lr->loop) - lr->began));
-}
-
-static void on_turn_end(uv_check_t *h)
-{
-    struct loopread *lr = h->data;
-    if (held_long(lr))
-        end_tx(lr);
 }
 
 int loopread_start(struct tallyd *d)
@@ -110,9 +101,6 @@ int loopread_start(struct tallyd *d)
     lr->tpoll.data = lr;
     uv_poll_start(&lr->tpoll, UV_READABLE, on_expiry);
     uv_unref((uv_handle_t *)&lr->tpoll);
-    uv_check_init(d->loop, &lr->end);
-    lr->end.data = lr;
-    uv_unref((uv_handle_t *)&lr->end);
     d->lread = lr;
     return 0;
 }
@@ -136,7 +124,6 @@ struct store *loopread(struct tallyd *d)
             return d->store;
         lr->open = true;
         lr->began = uv_now(lr->loop);
-        uv_check_start(&lr->end, on_turn_end);
         if (!lr->armed)
             arm(lr, LOOPREAD_HOLD_MS);
     }
@@ -152,7 +139,6 @@ void loopread_stop(struct tallyd *d)
     lr->stopped = true;
     uv_poll_stop(&lr->tpoll);
     uv_close((uv_handle_t *)&lr->tpoll, NULL);
-    uv_close((uv_handle_t *)&lr->end, NULL);
 }
 
 void loopread_free(struct tallyd *d)

@@ -13,11 +13,12 @@
  *   first, so a client told that its write is done reads it;
  * - it is LOOPREAD_HOLD_MS old (the loop's clock, uv_now, whole milliseconds; libuv reads a
  *   coarse clock where the kernel's is 1 ms fine or finer, which may be 1 ms behind): ended first.
- * It is also ended at the end of a turn once that old, and by a timer (a timerfd, armed once
- * per transaction) when the loop waits meanwhile, so an idle loop holds no snapshot. So no WAL
- * frame stays pinned by it for more than about LOOPREAD_HOLD_MS + 2 ms plus a turn (a checkpoint's
- * TRUNCATE that met it is retried on a timer, privacy.c), and a commit of another process (an
- * operator's sqlite3 shell: not an interface of tallyd) is read as late as that after it.
+ * It is also ended by a timer once that old (a timerfd, armed once per transaction, whose
+ * expiry the loop reads in its poll phase whether it waited or not), so an idle loop holds no
+ * snapshot, nor does a busy one for longer. So no WAL frame stays pinned by it for more than
+ * about LOOPREAD_HOLD_MS + 2 ms plus a turn (a checkpoint's TRUNCATE that met it is retried on
+ * a timer, privacy.c), and a commit of another process (an operator's sqlite3 shell: not an
+ * interface of tallyd) is read as late as that after it.
  * Its own connection: a transaction open on the loop's would be in the way of that
  * connection's writes (BEGIN IMMEDIATE, autocommit ones).
  */

@@ -306,8 +306,6 @@ static void held_drop(struct store *st)
 }
 
 /* The transaction ended: run what was held for its commit, or drop it. */
-static int run_simple(struct store *st, const char *sql, const char *what);
-
 static void tx_end(struct store *st, bool committed)
 {
     st->in_tx = false;
@@ -332,7 +330,7 @@ static void tx_end(struct store *st, bool committed)
     st->tx_sends = false;
     if (st->tx_lazy) {
         st->tx_lazy = false;
-        if (run_simple(st, "PRAGMA synchronous = FULL", "synchronous") != 0)
+        if (store_run(st, "PRAGMA synchronous = FULL", "synchronous") != 0)
             log_error("store: synchronous = FULL not restored after a lazy commit");
     }
     if (st->locked) {
@@ -476,11 +474,6 @@ int store_error(struct store *st, int rc, const char *what)
 
 int store_run(struct store *st, const char *sql, const char *what)
 {
-    return run_simple(st, sql, what);
-}
-
-static int run_simple(struct store *st, const char *sql, const char *what)
-{
     sqlite3_stmt *s = store_stmt(st, sql);
     if (!s)
         return TALLY_E_STORAGE;
@@ -549,11 +542,11 @@ static int begin_as(struct store *st, enum store_durability how)
                 (how == STORE_SEND_STATE && !store_state_unsynced());
     int r = 0;
     if (lazy && st->level_full) {
-        r = run_simple(st, "PRAGMA synchronous = NORMAL", "synchronous");
+        r = store_run(st, "PRAGMA synchronous = NORMAL", "synchronous");
         st->tx_lazy = r == 0;
     }
     if (r == 0)
-        r = run_simple(st, "BEGIN IMMEDIATE", "begin");
+        r = store_run(st, "BEGIN IMMEDIATE", "begin");
     if (r == 0) {
         held_drop(st); /* nothing can be held outside a transaction; be sure */
         st->in_tx = true;
@@ -774,8 +767,8 @@ int store_set_durable(struct store *st, bool full)
 {
     if (st->in_tx || st->group_open)
         return TALLY_E_STORAGE;
-    int r = run_simple(st, full ? "PRAGMA synchronous = FULL" : "PRAGMA synchronous = NORMAL",
-                       "synchronous");
+    int r = store_run(st, full ? "PRAGMA synchronous = FULL" : "PRAGMA synchronous = NORMAL",
+                      "synchronous");
     if (r == 0)
         st->level_full = full;
     return r;
@@ -883,7 +876,7 @@ int store_commit(struct store *st)
 {
     if (st->group && st->group_open)
         return group_release(st);
-    int r = run_simple(st, "COMMIT", "commit");
+    int r = store_run(st, "COMMIT", "commit");
     if (r != 0) {
         if (!sqlite3_get_autocommit(st->db))
             store_rollback(st);
@@ -903,7 +896,7 @@ void store_rollback(struct store *st)
     /* SQLite may have rolled back already (e.g. after SQLITE_FULL); the writer lock is
      * released after the rollback, never before. */
     if (!sqlite3_get_autocommit(st->db))
-        run_simple(st, "ROLLBACK", "rollback");
+        store_run(st, "ROLLBACK", "rollback");
     tx_end(st, false);
 }
 
@@ -947,7 +940,7 @@ void store_set_before_begin(struct store *st, int (*fn)(void *, bool), void *arg
 static void group_lose(struct store *st, int code)
 {
     if (!sqlite3_get_autocommit(st->db))
-        run_simple(st, "ROLLBACK", "rollback");
+        store_run(st, "ROLLBACK", "rollback");
     st->group_open = false;
     st->group_lost = code ? code : TALLY_E_STORAGE;
     st->sp_tail = NULL;
@@ -972,7 +965,7 @@ static int group_begin(struct store *st)
     if (!st->group_open) {
         if (st->writer && !st->locked)
             writer_lock(st);
-        int r = run_simple(st, "BEGIN IMMEDIATE", "begin");
+        int r = store_run(st, "BEGIN IMMEDIATE", "begin");
         if (r) {
             if (st->locked) {
                 st->locked = false;
@@ -984,7 +977,7 @@ static int group_begin(struct store *st)
         st->group_open = true;
         st->tx_changes0 = sqlite3_total_changes64(st->db);
     }
-    int r = run_simple(st, "SAVEPOINT w", "savepoint");
+    int r = store_run(st, "SAVEPOINT w", "savepoint");
     if (r) {
         if (sqlite3_get_autocommit(st->db))
             group_lose(st, r);
@@ -1012,7 +1005,7 @@ static int group_release(struct store *st)
         group_rollback_write(st);
         return TALLY_E_STORAGE;
     }
-    int r = run_simple(st, "RELEASE w", "release");
+    int r = store_run(st, "RELEASE w", "release");
     if (r) {
         group_rollback_write(st);
         return r;
@@ -1031,8 +1024,8 @@ static void group_rollback_write(struct store *st)
         group_lose(st, group_code(st)); /* SQLite rolled the whole group back */
         return;
     }
-    if (run_simple(st, "ROLLBACK TO w", "rollback to savepoint") != 0 ||
-        run_simple(st, "RELEASE w", "release") != 0) {
+    if (store_run(st, "ROLLBACK TO w", "rollback to savepoint") != 0 ||
+        store_run(st, "RELEASE w", "release") != 0) {
         group_lose(st, TALLY_E_STORAGE);
         return;
     }
@@ -1063,9 +1056,9 @@ int store_group_detach(struct store *st)
 
 int store_group_commit_run(struct store *st)
 {
-    int r = run_simple(st, "COMMIT", "group commit");
+    int r = store_run(st, "COMMIT", "group commit");
     if (r != 0 && !sqlite3_get_autocommit(st->db))
-        run_simple(st, "ROLLBACK", "rollback");
+        store_run(st, "ROLLBACK", "rollback");
     return r;
 }
 

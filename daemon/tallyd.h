@@ -51,7 +51,7 @@ struct tallyd {
     struct gcommit *gc;       /* gcommit.c: writes of one loop turn share a commit */
     struct coord_state coord; /* coord.c */
     struct titleidx *titles;  /* titleidx.c: the title index filled in the background */
-    struct loopread *lread;   /* loopread.c: the loop's hot reads, a transaction per turn */
+    struct loopread *lread;   /* loopread.c: the loop's hot reads, a snapshot held ~1 ms */
 
     /* retain.c: the outbox retention pass in progress (or NULL), and what the passes did */
     struct retain_job *retain;

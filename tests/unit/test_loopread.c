@@ -186,7 +186,7 @@ int main(void)
     }
     sqlite3_close(raw);
     CHECK(held_over_turns == 1);
-    /* ...and a turn past it ends it (the turn's end, or the expiry). */
+    /* ...and a turn past it ends it (the expiry, read in the turn's poll phase). */
     sleep_past_hold();
     uv_run(&loop, UV_RUN_NOWAIT);
     CHECK(sqlite3_get_autocommit(store_db(q)));

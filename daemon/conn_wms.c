@@ -719,7 +719,7 @@ static int inventory_make_skus(struct pull_page *pg, struct store *st, int64_t u
     while (c->si + WHFEED_BATCH <= c->nrows) {
         bool first = c->si == 0;
         int made;
-        if ((r = whfeed_skus_batch(st, &s, &c->rows[c->si], &made)) != 0)
+        if ((r = whfeed_skus_batch(st, &s, &c->rows[c->si], pg->ids, &made)) != 0)
             return r;
         c->si += WHFEED_BATCH;
         if (first && made == 0) {

@@ -20,6 +20,7 @@
 #include "tally/protocol.h"
 #include "outbox.h"
 #include "upstream.h"
+#include "whfeed.h"
 #include "worker.h"
 
 #define TICK_MS 100
@@ -432,6 +433,7 @@ static void make_skus(struct page_job *pj, struct pull_page *pg)
                 r = store_commit(x);
             else
                 store_rollback(x);
+            whfeed_ids_end(pg->ids, r == 0);
         }
         if (r != 0) {
             log_warn("%s: placeholders ahead of the page: %s (its slices make them)", pj->name,
@@ -463,6 +465,7 @@ static int page_run(struct worker_job *job, struct store *st)
      * flag pragma, which expires every statement the connection has prepared, and a page's
      * statements (the 64-row batch upsert above all) were prepared again at each page. */
     store_set_foreign_keys(st, false);
+    pg->ids = worker_sku_ids(&pj->job);
     int r = checkpoint_load(st, pj->name, &cp);
     if (r == 0 && pg->make_skus)
         make_skus(pj, pg);
@@ -486,6 +489,7 @@ static int page_run(struct worker_job *job, struct store *st)
             r = store_commit(st);
         else
             store_rollback(st);
+        whfeed_ids_end(pg->ids, r == 0);
         pj->slices++;
         if (finished)
             break;
@@ -495,6 +499,7 @@ static int page_run(struct worker_job *job, struct store *st)
      * (worker.c on_work), and no transaction begins without them (store_begin_as). */
     store_release_foreign_keys(st);
     store_set_durable(st, pj->sync_full);
+    pg->ids = NULL; /* (the writer's: another job's thread uses it next) */
     pj->cpu_us = sync_slice_clock_us() - cpu0;
     pj->end_us = worker_now_us();
     return r;
@@ -538,11 +543,12 @@ static void page_done(struct worker_job *job, int status)
     snprintf(err, sizeof err, "%s", pj->err);
     int i = pj->stream;
     log_debug("%s: page of %" PRId64 " rows applied in %" PRId64 " transactions (%" PRId64
-              " by batch statements alone), %" PRId64 " ms after it was queued, %" PRId64
-              " ms to apply (CPU %" PRId64 " ms), done %" PRId64 " ms ago",
-              pj->name, pg->rows, pj->slices, pg->batched, (pj->start_us - pj->queued_us) / 1000,
-              (pj->end_us - pj->start_us) / 1000, pj->cpu_us / 1000,
-              (worker_now_us() - pj->end_us) / 1000);
+              " by batch statements alone, %" PRId64 " of them by SKU id), %" PRId64
+              " ms after it was queued, %" PRId64 " ms to apply (CPU %" PRId64 " ms), done %" PRId64
+              " ms ago",
+              pj->name, pg->rows, pj->slices, pg->batched, pg->by_id,
+              (pj->start_us - pj->queued_us) / 1000, (pj->end_us - pj->start_us) / 1000,
+              pj->cpu_us / 1000, (worker_now_us() - pj->end_us) / 1000);
     free(pj);
     page_applied(u, i, pg, status, err);
 }

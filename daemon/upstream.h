@@ -87,6 +87,10 @@ struct pull_page {
      * yet, doing the work of the triggers itself (whfeed_skus_begin). The slices then find them;
      * whatever it leaves (it failed, it stopped early) they make as before, with the triggers. */
     int (*make_skus)(struct pull_page *pg, struct store *st, int64_t until_us, bool *done);
+    /* In a write job: the SKU ids the writer learnt (whfeed.h whfeed_ids; the job's thread
+     * alone uses it, and ends each of the job's transactions there: whfeed_ids_end); NULL on
+     * the loop. */
+    struct whfeed_ids *ids;
     /* Pipelining: with `more`, the next page's request may go out before this page is applied,
      * from the same position with this cursor (the page's apply writes that cursor and leaves
      * the version as it was). "" when the connector does not offer it. */
@@ -100,6 +104,7 @@ struct pull_page {
     /* whfeed_stock_batch: the page's rows its multi-row statements applied (the rest went row
      * by row); for tests and diagnostics. */
     int64_t batched;
+    int64_t by_id; /* of those, the rows written by their SKUs' ids (whfeed_ids) */
 };
 
 struct push_item {

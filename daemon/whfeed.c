@@ -91,11 +91,25 @@ static const char batch_upsert_sql[] =
     " snapshot = excluded.snapshot, upstream_version = excluded.upstream_version,"
     " as_of = excluded.as_of, inbound = COALESCE(excluded.inbound, stock.inbound)"
     " WHERE excluded.upstream_version >= stock.upstream_version";
+/* The same for rows whose SKU ids are known (whfeed_ids): no lookup of the codes. */
+static const char batch_upsert_ids_sql[] =
+    "INSERT INTO stock(sku, warehouse, snapshot, upstream_version, as_of, inbound)"
+    " SELECT v.column1, ?1, v.column2, v.column3, v.column4, v.column5 FROM (VALUES " WF_ROW5x16
+    "," WF_ROW5x16 "," WF_ROW5x16 "," WF_ROW5x16 ") AS v WHERE true"
+    " ON CONFLICT(sku, warehouse) DO UPDATE SET"
+    " snapshot = excluded.snapshot, upstream_version = excluded.upstream_version,"
+    " as_of = excluded.as_of, inbound = COALESCE(excluded.inbound, stock.inbound)"
+    " WHERE excluded.upstream_version >= stock.upstream_version";
+/* The ids of the batch's SKUs the replica holds (whfeed_ids), in the batch's order. */
+static const char batch_lookup_sql[] =
+    "SELECT s.id, s.code FROM (VALUES " WF_ROW1x16 "," WF_ROW1x16 "," WF_ROW1x16 "," WF_ROW1x16
+    ") AS v CROSS JOIN skus AS s ON s.code = v.column1";
+/* (RETURNING: the new SKUs' ids, for whfeed_ids; the inserted rows only) */
 static const char batch_placeholders_sql[] =
     "INSERT INTO skus(code, product, title, price_minor, currency, updated_at)"
     " SELECT v.column1, p.id, v.column1, 0, 'XXX', ?1 FROM (VALUES " WF_ROW1x16 "," WF_ROW1x16
     "," WF_ROW1x16 "," WF_ROW1x16 ") AS v CROSS JOIN products AS p"
-    " WHERE p.product_id = '~unlisted' ON CONFLICT(code) DO NOTHING";
+    " WHERE p.product_id = '~unlisted' ON CONFLICT(code) DO NOTHING RETURNING id, code";
 
 /* The batch's upsert (the one-statement path of whfeed_stock for 64 rows): *changed = rows
  * applied. */
@@ -122,9 +136,53 @@ static int batch_upsert(struct store *st, int64_t wh, const struct whfeed_row *r
     return 0;
 }
 
+/* The batch's upsert by the SKUs' ids (ids[i] of rows[i]): *changed = rows applied. */
+static int batch_upsert_ids(struct store *st, int64_t wh, const struct whfeed_row *rows,
+                            const int64_t *ids, int *changed)
+{
+    sqlite3_stmt *s = store_stmt(st, batch_upsert_ids_sql);
+    if (!s)
+        return TALLY_E_STORAGE;
+    sqlite3_bind_int64(s, 1, wh);
+    for (int i = 0; i < WHFEED_BATCH; i++) {
+        const struct whfeed_row *w = &rows[i];
+        sqlite3_bind_int64(s, 2 + 5 * i, ids[i]);
+        sqlite3_bind_int64(s, 3 + 5 * i, w->on_hand);
+        sqlite3_bind_int64(s, 4 + 5 * i, w->version);
+        sqlite3_bind_int64(s, 5 + 5 * i, w->at);
+        if (w->inbound >= 0) /* (store_stmt cleared the bindings) */
+            sqlite3_bind_int64(s, 6 + 5 * i, w->inbound);
+    }
+    int rc = sqlite3_step(s);
+    sqlite3_reset(s);
+    if (rc != SQLITE_DONE)
+        return store_error(st, rc, "snapshot");
+    *changed = sqlite3_changes(store_db(st));
+    return 0;
+}
+
+/* Row i of a batch is SKU `code`, of id `id` (a lookup's or an insert's answer): into ids[i]
+ * for the rows of that code whose id is not set yet (one per answer row: a code twice in the
+ * batch is answered twice by a lookup, once by an insert), looked for at *hint first (SQLite
+ * answers in the batch's order, but does not promise it). */
+static void note_id(const struct whfeed_row *rows, int64_t *ids, int *hint, const char *code,
+                    int64_t id)
+{
+    for (int k = 0; k < WHFEED_BATCH; k++) {
+        int i = (*hint + k) % WHFEED_BATCH;
+        if (ids[i] == 0 && strcmp(rows[i].sku, code) == 0) {
+            ids[i] = id;
+            *hint = i + 1;
+            return;
+        }
+    }
+}
+
 /* The placeholders (catalog_sku_ensure) of the batch's SKUs the replica does not know;
- * *made = how many. */
-static int batch_placeholders(struct store *st, const struct whfeed_row *rows, int *made)
+ * *made = how many. Their ids are staged in c, and set in ids[] (when not NULL) for their
+ * rows. */
+static int batch_placeholders(struct store *st, const struct whfeed_row *rows, int64_t *ids,
+                              struct whfeed_ids *c, int *made)
 {
     sqlite3_stmt *s = store_stmt(st, batch_placeholders_sql);
     if (!s)
@@ -132,12 +190,178 @@ static int batch_placeholders(struct store *st, const struct whfeed_row *rows, i
     sqlite3_bind_int64(s, 1, store_now());
     for (int i = 0; i < WHFEED_BATCH; i++)
         sqlite3_bind_text(s, 2 + i, rows[i].sku, -1, SQLITE_STATIC);
-    int rc = sqlite3_step(s);
+    int rc, n = 0, hint = 0;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        n++;
+        const char *code = (const char *)sqlite3_column_text(s, 1);
+        int64_t id = sqlite3_column_int64(s, 0);
+        if (!code)
+            continue;
+        whfeed_ids_stage(c, code, id);
+        if (ids)
+            note_id(rows, ids, &hint, code, id);
+    }
     sqlite3_reset(s);
     if (rc != SQLITE_DONE)
         return store_error(st, rc, "sku placeholder");
-    *made = sqlite3_changes(store_db(st));
+    *made = n;
     return 0;
+}
+
+/* The ids of the batch's SKUs the replica holds, into ids[] (the rows of SKUs it does not
+ * hold keep 0), staged in c. */
+static int batch_lookup(struct store *st, const struct whfeed_row *rows, int64_t *ids,
+                        struct whfeed_ids *c)
+{
+    sqlite3_stmt *s = store_stmt(st, batch_lookup_sql);
+    if (!s)
+        return TALLY_E_STORAGE;
+    for (int i = 0; i < WHFEED_BATCH; i++)
+        sqlite3_bind_text(s, 1 + i, rows[i].sku, -1, SQLITE_STATIC);
+    int rc, hint = 0;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        const char *code = (const char *)sqlite3_column_text(s, 1);
+        int64_t id = sqlite3_column_int64(s, 0);
+        if (!code || id <= 0)
+            continue;
+        whfeed_ids_stage(c, code, id);
+        note_id(rows, ids, &hint, code, id);
+    }
+    sqlite3_reset(s);
+    return rc == SQLITE_DONE ? 0 : store_error(st, rc, "sku lookup");
+}
+
+/* ---- the SKU ids the writer learnt (whfeed_ids) ---- */
+
+_Static_assert(WHFEED_IDS_GEN < 65536, "slots hold an entry's index + 1 in 16 bits");
+struct ids_ent {
+    uint64_t h;
+    int64_t id;
+    char code[WHFEED_IDS_CODE_MAX + 1];
+};
+struct ids_gen {
+    uint32_t n;
+    uint16_t slot[2 * WHFEED_IDS_GEN]; /* open addressing, at most half full; 0 = empty */
+    struct ids_ent ent[WHFEED_IDS_GEN];
+};
+struct whfeed_ids {
+    struct ids_gen g[2];
+    int cur; /* the generation new ones go into; the other is older */
+    uint32_t staged;
+    struct ids_ent stage[WHFEED_IDS_STAGE]; /* found in the open transaction */
+};
+
+/* FNV-1a, folded (the slots take its low bits); *len = the code's length */
+static uint64_t ids_hash(const char *code, size_t *len)
+{
+    uint64_t h = 14695981039346656037ULL;
+    size_t n = 0;
+    for (; code[n]; n++)
+        h = (h ^ (unsigned char)code[n]) * 1099511628211ULL;
+    *len = n;
+    return h ^ (h >> 29);
+}
+
+/* The slot of `code` in g, or of the empty one where it would go. */
+static uint32_t ids_find(const struct ids_gen *g, uint64_t h, const char *code)
+{
+    uint32_t mask = 2 * WHFEED_IDS_GEN - 1, i = (uint32_t)h & mask;
+    while (g->slot[i] != 0) {
+        const struct ids_ent *e = &g->ent[g->slot[i] - 1];
+        if (e->h == h && strcmp(e->code, code) == 0)
+            break;
+        i = (i + 1) & mask;
+    }
+    return i;
+}
+
+/* Keeps e (committed). */
+static void ids_keep(struct whfeed_ids *c, const struct ids_ent *e)
+{
+    struct ids_gen *g = &c->g[c->cur];
+    uint32_t i = ids_find(g, e->h, e->code);
+    if (g->slot[i] != 0) {
+        g->ent[g->slot[i] - 1].id = e->id;
+        return;
+    }
+    if (g->n == WHFEED_IDS_GEN) { /* full: the older one goes, and this one becomes it */
+        c->cur ^= 1;
+        g = &c->g[c->cur];
+        memset(g->slot, 0, sizeof g->slot);
+        g->n = 0;
+        i = ids_find(g, e->h, e->code);
+    }
+    g->ent[g->n] = *e;
+    g->slot[i] = (uint16_t)++g->n;
+}
+
+struct whfeed_ids *whfeed_ids_new(void)
+{
+    return calloc(1, sizeof(struct whfeed_ids));
+}
+
+void whfeed_ids_free(struct whfeed_ids *c)
+{
+    free(c);
+}
+
+void whfeed_ids_stage(struct whfeed_ids *c, const char *code, int64_t id)
+{
+    size_t len;
+    if (!c || c->staged == WHFEED_IDS_STAGE || id <= 0)
+        return;
+    uint64_t h = ids_hash(code, &len);
+    if (len > WHFEED_IDS_CODE_MAX)
+        return;
+    struct ids_ent *e = &c->stage[c->staged++];
+    e->h = h;
+    e->id = id;
+    memcpy(e->code, code, len + 1);
+}
+
+void whfeed_ids_end(struct whfeed_ids *c, bool committed)
+{
+    if (!c)
+        return;
+    for (uint32_t k = 0; committed && k < c->staged; k++)
+        ids_keep(c, &c->stage[k]);
+    c->staged = 0;
+}
+
+int64_t whfeed_ids_get(const struct whfeed_ids *c, const char *code)
+{
+    size_t len;
+    if (!c)
+        return 0;
+    uint64_t h = ids_hash(code, &len);
+    if (len > WHFEED_IDS_CODE_MAX)
+        return 0;
+    for (int k = 0; k < 2; k++) {
+        const struct ids_gen *g = &c->g[c->cur ^ k];
+        uint32_t i = ids_find(g, h, code);
+        if (g->slot[i] != 0)
+            return g->ent[g->slot[i] - 1].id;
+    }
+    return 0;
+}
+
+/* The ids of a full batch's SKUs kept in c into ids[] (0 for the others): how many. */
+static int batch_ids(const struct whfeed_ids *c, const struct whfeed_row *rows, int64_t *ids)
+{
+    int known = 0;
+    for (int i = 0; i < WHFEED_BATCH; i++) {
+        ids[i] = whfeed_ids_get(c, rows[i].sku);
+        known += ids[i] > 0;
+    }
+    return known;
+}
+
+static bool all_known(const int64_t *ids)
+{
+    for (int i = 0; i < WHFEED_BATCH; i++)
+        if (ids[i] <= 0)
+            return false;
+    return true;
 }
 
 int whfeed_skus_begin(struct store *st, struct whfeed_skus *s)
@@ -163,9 +387,9 @@ int whfeed_skus_begin(struct store *st, struct whfeed_skus *s)
 }
 
 int whfeed_skus_batch(struct store *st, struct whfeed_skus *s, const struct whfeed_row *rows,
-                      int *made)
+                      struct whfeed_ids *ids, int *made)
 {
-    int r = batch_placeholders(st, rows, made);
+    int r = batch_placeholders(st, rows, NULL, ids, made);
     if (r == 0)
         s->made += *made;
     return r;
@@ -200,9 +424,35 @@ int whfeed_stock_batch(struct upstream *u, struct store *st, int64_t wh,
 {
     int r, changed = 0, made = 0;
     if (n == WHFEED_BATCH && pg->plain) {
+        /* With a store of ids (a write job): the ids kept, else the codes looked up once
+         * (unless the batch before had new SKUs: then most likely this one too). Every id
+         * known: written by id; a row older than the figure held left unapplied: row by row
+         * (below) decides, as it would after the statements that follow. */
+        int64_t ids[WHFEED_BATCH];
+        bool known = false, looked = false;
+        if (pg->ids) {
+            known = batch_ids(pg->ids, rows, ids) == n;
+            if (!known && !pg->batch_new) {
+                if ((r = batch_lookup(st, rows, ids, pg->ids)) != 0)
+                    return r;
+                known = all_known(ids);
+                looked = true;
+            }
+            if (known) {
+                if ((r = batch_upsert_ids(st, wh, rows, ids, &changed)) != 0)
+                    return r;
+                if (changed == n) {
+                    pg->batched += n;
+                    pg->by_id += n;
+                    return 0;
+                }
+                goto row_by_row;
+            }
+        }
         /* Some SKU may be new (the first warehouse of an initial sync: placeholders first
-         * while the batches before had new ones), or a row older than the figure held. */
-        if (!pg->batch_new) {
+         * while the batches before had new ones, or the lookup found it missing), or a row
+         * older than the figure held. */
+        if (!pg->batch_new && !looked) {
             if ((r = batch_upsert(st, wh, rows, &changed)) != 0)
                 return r;
             if (changed == n) {
@@ -210,16 +460,24 @@ int whfeed_stock_batch(struct upstream *u, struct store *st, int64_t wh,
                 return 0;
             }
         }
-        if ((r = batch_placeholders(st, rows, &made)) != 0)
+        if ((r = batch_placeholders(st, rows, pg->ids ? ids : NULL, pg->ids, &made)) != 0)
             return r;
         pg->batch_new = made > 0;
-        if ((r = batch_upsert(st, wh, rows, &changed)) != 0)
+        /* every id known now (those kept or looked up, those made): by id */
+        if (pg->ids && all_known(ids)) {
+            if ((r = batch_upsert_ids(st, wh, rows, ids, &changed)) != 0)
+                return r;
+            if (changed == n)
+                pg->by_id += n;
+        } else if ((r = batch_upsert(st, wh, rows, &changed)) != 0) {
             return r;
+        }
         if (changed == n) {
             pg->batched += n;
             return 0;
         }
     }
+row_by_row:
     for (int i = 0; i < n; i++)
         if ((r = whfeed_stock(u, st, wh, rows[i].sku, rows[i].on_hand, rows[i].inbound,
                               rows[i].version, rows[i].at, false, pg)) != 0)

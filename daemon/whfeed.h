@@ -38,7 +38,9 @@ bool whfeed_plain(struct store *st);
  * new (the upsert, the placeholders of the new SKUs, the upsert again), instead of one to five
  * per row; a row the batched statements leave unapplied (an older version, a SKU the
  * placeholders could not give a row) sends the whole batch through whfeed_stock, row by row
- * (applying a row again at the same version changes nothing). Otherwise row by row. */
+ * (applying a row again at the same version changes nothing). Otherwise row by row. In a
+ * write job (pull_page.ids, whfeed_ids below) a full batch is written by its SKUs' ids when
+ * they are known, or once looked up. */
 #define WHFEED_BATCH 64
 struct whfeed_row {
     char sku[TALLY_MAX_ID_LEN + 1];
@@ -48,12 +50,45 @@ int whfeed_stock_batch(struct upstream *u, struct store *st, int64_t wh,
                        const struct whfeed_row *rows, int n, struct pull_page *pg);
 
 /*
+ * The SKU ids the writer learnt (pull_page.ids): the ids of the SKUs whfeed_stock_batch looked
+ * up, and of the placeholders it or whfeed_skus_batch made, kept once their transaction
+ * committed, so that the same SKUs in the other warehouses' pages (an initial sync pulls every
+ * warehouse side by side, in the same order of codes) are written by id: a full batch whose 64
+ * ids are all kept takes a statement that looks up no code in the skus index (about a fifth of
+ * the upsert's CPU). A batch with some id not kept looks its codes up once (one statement),
+ * then is written by id as well.
+ *
+ * An id kept is never wrong. A SKU's row keeps its id and its code for good: tallyd never
+ * deletes a SKU nor changes a code (the catalog's and the marketplace's writes are upserts on
+ * the code, ON CONFLICT DO UPDATE). And only ids seen in a transaction that committed are kept:
+ * whfeed_ids_stage holds what the open transaction found, whfeed_ids_end(committed) keeps it or
+ * drops it (a rolled-back insert gives its id back, and another SKU may take it next).
+ *
+ * It keeps the last WHFEED_IDS_GEN to 2 x WHFEED_IDS_GEN SKUs (two generations: the older is
+ * dropped when the newer is full), codes of at most WHFEED_IDS_CODE_MAX bytes (longer ones are
+ * looked up each time), and stages up to WHFEED_IDS_STAGE per transaction; ~1 MiB once full.
+ * One thread at a time (the write jobs', in turn); every function takes NULL (does nothing,
+ * finds nothing).
+ */
+#define WHFEED_IDS_GEN 8192
+#define WHFEED_IDS_STAGE 8192
+#define WHFEED_IDS_CODE_MAX 31
+struct whfeed_ids;
+struct whfeed_ids *whfeed_ids_new(void); /* NULL when out of memory */
+void whfeed_ids_free(struct whfeed_ids *c);
+/* Found in the open transaction: kept at whfeed_ids_end(c, true). */
+void whfeed_ids_stage(struct whfeed_ids *c, const char *code, int64_t id);
+void whfeed_ids_end(struct whfeed_ids *c, bool committed);
+int64_t whfeed_ids_get(const struct whfeed_ids *c, const char *code); /* 0: not kept */
+
+/*
  * Placeholders made ahead of a page's slices (pull_page.make_skus), on a connection whose
  * triggers are off, in a transaction of its own (begun by the caller): whfeed_skus_begin (0, 1
  * when the set path is not allowed: the triggers on the tables it writes are not the ones it
  * does the work of, import_set_allowed; or skus' largest id is so near the largest rowid that
  * new ones may be given below it; or a TALLY_E_* code), whfeed_skus_batch for each
- * WHFEED_BATCH rows (the placeholders of their SKUs the replica does not know: *made), then
+ * WHFEED_BATCH rows (the placeholders of their SKUs the replica does not know: *made; their
+ * ids staged in `ids`, whfeed_ids_stage), then
  * whfeed_skus_end before the commit, which does what the triggers of an insert into skus do
  * (count_skus_ins: the skus counter; skus_title_queue_new: the title index's queue) once for
  * every SKU the transaction made. An insert into skus with the triggers costs two trigger
@@ -65,7 +100,7 @@ struct whfeed_skus {
 };
 int whfeed_skus_begin(struct store *st, struct whfeed_skus *s);
 int whfeed_skus_batch(struct store *st, struct whfeed_skus *s, const struct whfeed_row *rows,
-                      int *made);
+                      struct whfeed_ids *ids, int *made);
 int whfeed_skus_end(struct store *st, struct whfeed_skus *s);
 
 /* The same for a warehouse whose versions are read times (Goodcang, 4PX: no figure there has a

@@ -14,6 +14,7 @@
 #include "store.h"
 #include "tally/protocol.h"
 #include "tallyd.h"
+#include "whfeed.h"
 
 struct jobq {
     struct worker_job *head, **tail;
@@ -26,6 +27,7 @@ struct workers {
     struct store *rst[WORKER_READERS];
     struct store *cst; /* the checkpoint's connection (JOB_CKPT) */
     struct store *xst; /* the write jobs' second connection, triggers off (worker_bulk_store) */
+    struct whfeed_ids *ids; /* worker_sku_ids */
     bool rbusy[WORKER_READERS];
     struct jobq writes, reads; /* waiting to be handed to the pool */
     bool writing;              /* a write job is in the pool */
@@ -259,6 +261,16 @@ struct store *worker_bulk_store(struct worker_job *job)
     return x;
 }
 
+struct whfeed_ids *worker_sku_ids(struct worker_job *job)
+{
+    struct workers *w = job->w;
+    if (job->is_write != JOB_WRITE)
+        return NULL;
+    if (!w->ids)
+        w->ids = whfeed_ids_new();
+    return w->ids;
+}
+
 static void on_work(uv_work_t *req)
 {
     struct worker_job *j = req->data;
@@ -407,6 +419,7 @@ void workers_free(struct tallyd *d)
         store_close(w->rst[i]);
     store_close(w->cst);
     store_close(w->xst);
+    whfeed_ids_free(w->ids);
     store_set_writer_lock(d->store, NULL);
     pthread_mutex_destroy(&w->writer);
     free(w);

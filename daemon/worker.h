@@ -94,6 +94,10 @@ int worker_write(struct tallyd *d, struct worker_job *job);
  * (whfeed_skus_begin); NULL when it cannot be had. Its transactions never overlap the job's
  * own: one at a time, each begun and ended by the job. */
 struct store *worker_bulk_store(struct worker_job *job);
+/* In a write job's run, on its thread: the SKU ids the write jobs learnt (whfeed.h
+ * whfeed_ids), made on first use; NULL when it cannot be had. Write jobs alone use it, one at
+ * a time. */
+struct whfeed_ids *worker_sku_ids(struct worker_job *job);
 int worker_read(struct tallyd *d, struct worker_job *job);
 
 /* Jobs submitted and not done yet (status; tests). */

@@ -2007,7 +2007,7 @@ static int slow_make_skus(struct pull_page *pg, struct store *st, int64_t until_
     struct whfeed_skus s;
     int made = 0, r = whfeed_skus_begin(st, &s);
     if (r == 0)
-        r = whfeed_skus_batch(st, &s, rows, &made);
+        r = whfeed_skus_batch(st, &s, rows, pg->ids, &made);
     if (r == 0)
         r = whfeed_skus_end(st, &s);
     return r == 0 && make_fail ? TALLY_E_STORAGE : r;

@@ -17,6 +17,14 @@
  * skus once per transaction): before half the full batches of the batched replica, the same end
  * state. With a trigger on skus the set path was not written for, it makes nothing (the
  * triggers would not run): the end state is the same again.
+ *
+ * And the SKU ids the writer keeps (whfeed_ids): the placeholders made ahead set their rows'
+ * ids, kept once the transaction committed; a third of the batched replica's batches come with
+ * no id of their own, so their ids come from what was kept. The replicas are equal all the
+ * same, and rows were written by id. Ids of a transaction rolled back are forgotten (another
+ * SKU may take them next): rows are never written to the SKU that took them. The store of ids
+ * keeps the last WHFEED_IDS_GEN to 2 x WHFEED_IDS_GEN codes, no code longer than
+ * WHFEED_IDS_CODE_MAX, no id <= 0.
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -68,7 +76,8 @@ static char *dump(struct rh *h)
 
 /* The placeholders of a full batch's SKUs made ahead on x, a connection to h's replica whose
  * triggers are off, in a transaction of its own; *made: how many (-1: the set path refused). */
-static int make_ahead(struct store *x, const struct whfeed_row *rows, int64_t *made)
+static int make_ahead(struct store *x, const struct whfeed_row *rows, int64_t *made,
+                      struct whfeed_ids *ids)
 {
     if (store_begin(x) != 0)
         return -1;
@@ -81,13 +90,14 @@ static int make_ahead(struct store *x, const struct whfeed_row *rows, int64_t *m
     }
     int m = 0;
     if (r == 0)
-        r = whfeed_skus_batch(x, &s, rows, &m);
+        r = whfeed_skus_batch(x, &s, rows, ids, &m);
     if (r == 0)
         r = whfeed_skus_end(x, &s);
     if (r == 0)
         r = store_commit(x);
     else
         store_rollback(x);
+    whfeed_ids_end(ids, r == 0);
     *made = s.made;
     return r;
 }
@@ -113,16 +123,17 @@ static int apply(struct rh *h, struct upstream *u, struct pull_page *pg, int64_t
         r = store_commit(st);
     else
         store_rollback(st);
+    whfeed_ids_end(pg->ids, r == 0);
     return r;
 }
 
-static void run(unsigned seed, bool publish, bool extra_trigger)
+static int64_t run(unsigned seed, bool publish, bool extra_trigger)
 {
     rng = 88172645463325252ULL ^ ((uint64_t)seed * 0x9E3779B97F4A7C15ULL);
     struct rh *a = rh_new("whfeed-a"), *b = rh_new("whfeed-b");
     CHECK(a && b);
     if (!a || !b)
-        return;
+        return 0;
     rh_open(a);
     rh_open(b);
     rh_seed_standard(a);
@@ -149,6 +160,9 @@ static void run(unsigned seed, bool publish, bool extra_trigger)
     snprintf(ua.code, sizeof ua.code, "A");
     snprintf(ub.code, sizeof ub.code, "A");
     struct pull_page pa = {0}, pb = {0};
+    struct whfeed_ids *ids = whfeed_ids_new();
+    CHECK(ids != NULL);
+    pa.ids = ids;
     int64_t at = 1700000000;
     int mismatches = 0, batches = 0, full = 0;
     for (int round = 0; round < 60; round++) {
@@ -216,12 +230,13 @@ static void run(unsigned seed, bool publish, bool extra_trigger)
         }
         if (x && n == WHFEED_BATCH && (round & 1) == 0) { /* (not rnd: the rows stay as before) */
             int64_t made = 0;
-            CHECK_EQ_INT(make_ahead(x, rows, &made), 0);
+            CHECK_EQ_INT(make_ahead(x, rows, &made, ids), 0);
             if (made < 0)
                 refused++;
             else
                 ahead += made;
         }
+
         CHECK_EQ_INT(apply(a, &ua, &pa, w, rows, n, true), 0);
         CHECK_EQ_INT(apply(b, &ub, &pb, w, rows, n, false), 0);
         batches++;
@@ -243,6 +258,10 @@ static void run(unsigned seed, bool publish, bool extra_trigger)
         CHECK_EQ_INT(pa.batched, 0);
     else
         CHECK(pa.batched >= 5 * WHFEED_BATCH);
+    /* (some by the SKUs' ids: main sums them over the seeds) */
+    if (publish)
+        CHECK_EQ_INT(pa.by_id, 0);
+    whfeed_ids_free(ids);
     CHECK_EQ_INT(pb.batched, 0);
     /* placeholders were made ahead, or (a trigger the set path does not know) none ever */
     if (extra_trigger) {
@@ -257,11 +276,13 @@ static void run(unsigned seed, bool publish, bool extra_trigger)
     CHECK(rh_q64(a, "SELECT count(*) FROM skus WHERE code LIKE 'N%%'") > 100);
     CHECK(rh_q64(a, "SELECT count(*) FROM stock WHERE upstream_version > 0") > 100);
     printf("seed %u%s%s: %d batches (%d full; %" PRId64 " rows by the batch statements alone;"
-           " %" PRId64 " placeholders made ahead), replicas equal after each\n",
+           " %" PRId64 " of them by SKU id; %" PRId64 " placeholders made ahead), replicas equal"
+           " after each\n",
            seed, publish ? " (publishing)" : "", extra_trigger ? " (a trigger unknown)" : "",
-           batches, full, pa.batched, ahead);
+           batches, full, pa.batched, pa.by_id, ahead);
     rh_free(a);
     rh_free(b);
+    return pa.by_id;
 }
 
 /* A replica whose largest SKU id is the largest rowid (9223372036854775807: restored, or
@@ -299,7 +320,7 @@ static void top_id(void)
     }
     int64_t made = 0;
     if (x)
-        CHECK_EQ_INT(make_ahead(x, rows, &made), 0);
+        CHECK_EQ_INT(make_ahead(x, rows, &made, NULL), 0);
     /* then the page's slice, with the triggers, as tallyd applies it */
     struct upstream u = {0};
     snprintf(u.code, sizeof u.code, "A");
@@ -318,12 +339,245 @@ static void top_id(void)
     rh_free(a);
 }
 
+/* 64 rows of SKUs `prefix`00..63, version v. */
+static void rows_named(struct whfeed_row *rows, const char *prefix, int64_t v)
+{
+    memset(rows, 0, WHFEED_BATCH * sizeof *rows);
+    for (int i = 0; i < WHFEED_BATCH; i++) {
+        snprintf(rows[i].sku, sizeof rows[i].sku, "%s%02d", prefix, i);
+        rows[i].on_hand = 100 + i;
+        rows[i].inbound = -1;
+        rows[i].version = v;
+        rows[i].at = 1700000000 + i;
+    }
+}
+
+/* Ids of placeholders whose transaction was rolled back are forgotten: the SKUs a catalog
+ * import adds next take those same ids, and the rows are written to their own SKUs all the
+ * same. Ids of a committed one are kept, and the same SKUs' batch of another warehouse is
+ * written by them; a batch of SKUs the catalog brought is looked up once, then written by id,
+ * and its ids kept. */
+static void ids_rollback(void)
+{
+    struct rh *a = rh_new("whfeed-ids");
+    CHECK(a != NULL);
+    if (!a)
+        return;
+    rh_open(a);
+    rh_seed_standard(a);
+    RH_EXEC(a, "INSERT OR IGNORE INTO products(product_id, title, status, updated_at)"
+               " VALUES('~unlisted', 'SKUs not (yet) in the marketplace catalog', 'unlisted', 0)");
+    struct store *x = NULL;
+    char err[256];
+    CHECK_EQ_INT(
+        store_open_extra(store_path(rh_daemon(a)->store), true, false, &x, err, sizeof err), 0);
+    CHECK(x && store_set_triggers(x, false) == 0);
+    struct whfeed_ids *ids = whfeed_ids_new();
+    CHECK(ids != NULL);
+    if (!x || !ids) {
+        store_close(x);
+        whfeed_ids_free(ids);
+        rh_free(a);
+        return;
+    }
+    int64_t top = rh_q64(a, "SELECT max(id) FROM skus");
+    struct whfeed_row rows[WHFEED_BATCH];
+    rows_named(rows, "R", 5);
+    /* made, then rolled back */
+    struct whfeed_skus s;
+    int made = 0;
+    CHECK_EQ_INT(store_begin(x), 0);
+    CHECK_EQ_INT(whfeed_skus_begin(x, &s), 0);
+    CHECK_EQ_INT(whfeed_skus_batch(x, &s, rows, ids, &made), 0);
+    CHECK_EQ_INT(made, WHFEED_BATCH);
+    CHECK_EQ_INT(whfeed_ids_get(ids, "R00"), 0); /* staged only */
+    CHECK_EQ_INT(whfeed_skus_end(x, &s), 0);
+    store_rollback(x);
+    whfeed_ids_end(ids, false);
+    int left = 0;
+    for (int i = 0; i < WHFEED_BATCH; i++)
+        left += whfeed_ids_get(ids, rows[i].sku) != 0;
+    CHECK_EQ_INT(left, 0);
+    /* other SKUs take the ids the rollback gave back */
+    RH_EXEC(a, "WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i < 63)"
+               " INSERT INTO skus(code, product, title, price_minor, currency, updated_at)"
+               " SELECT printf('Z%%02d', i), p.id, 'z', 1, 'EUR', 0 FROM n, products p"
+               " WHERE p.product_id = 'P1' ORDER BY i");
+    CHECK_EQ_INT(rh_q64(a, "SELECT min(id) FROM skus WHERE code GLOB 'Z*'"), top + 1);
+    struct upstream u = {0};
+    snprintf(u.code, sizeof u.code, "A");
+    struct pull_page pg = {0};
+    pg.ids = ids;
+    int64_t wh = rh_q64(a, "SELECT id FROM warehouses WHERE code = 'A'");
+    CHECK_EQ_INT(apply(a, &u, &pg, wh, rows, WHFEED_BATCH, true), 0);
+    CHECK_EQ_INT(rh_q64(a, "SELECT count(*) FROM stock st JOIN skus k ON k.id = st.sku"
+                           " WHERE k.code GLOB 'R*' AND st.snapshot = 100 + substr(k.code, 2)"),
+                 WHFEED_BATCH);
+    CHECK_EQ_INT(rh_q64(a, "SELECT count(*) FROM stock st JOIN skus k ON k.id = st.sku"
+                           " WHERE k.code GLOB 'Z*'"),
+                 0);
+    /* (the lookup found none: placeholders, then every id known, by id) */
+    CHECK_EQ_INT(pg.by_id, WHFEED_BATCH);
+    CHECK_EQ_INT(whfeed_ids_get(ids, "R05"), rh_q64(a, "SELECT id FROM skus WHERE code = 'R05'"));
+    /* made ahead and committed: kept, and another warehouse's batch of the same SKUs is
+     * written by them, with no lookup */
+    struct whfeed_row q[WHFEED_BATCH];
+    rows_named(q, "Q", 5);
+    int64_t m = 0;
+    CHECK_EQ_INT(make_ahead(x, q, &m, ids), 0);
+    CHECK_EQ_INT(m, WHFEED_BATCH);
+    CHECK_EQ_INT(whfeed_ids_get(ids, "Q07"), rh_q64(a, "SELECT id FROM skus WHERE code = 'Q07'"));
+    rows_named(q, "Q", 6);
+    int64_t wb = rh_q64(a, "SELECT id FROM warehouses WHERE code = 'B'");
+    pg.by_id = 0;
+    CHECK_EQ_INT(apply(a, &u, &pg, wb, q, WHFEED_BATCH, true), 0);
+    CHECK_EQ_INT(pg.by_id, WHFEED_BATCH);
+    CHECK_EQ_INT(rh_q64(a,
+                        "SELECT count(*) FROM stock st JOIN skus k ON k.id = st.sku"
+                        " WHERE k.code GLOB 'Q*' AND st.warehouse = %" PRId64
+                        " AND st.snapshot = 100 + substr(k.code, 2) AND st.upstream_version = 6",
+                        wb),
+                 WHFEED_BATCH);
+    /* an older version among them: row by row decides; the newer figure stays */
+    rows_named(q, "Q", 7);
+    q[3].version = 2;
+    pg.by_id = 0;
+    CHECK_EQ_INT(apply(a, &u, &pg, wb, q, WHFEED_BATCH, true), 0);
+    CHECK_EQ_INT(pg.by_id, 0);
+    CHECK_EQ_INT(rh_q64(a,
+                        "SELECT upstream_version FROM stock st JOIN skus k ON k.id = st.sku"
+                        " WHERE k.code = 'Q03' AND st.warehouse = %" PRId64,
+                        wb),
+                 6);
+    CHECK_EQ_INT(rh_q64(a,
+                        "SELECT count(*) FROM stock WHERE warehouse = %" PRId64
+                        " AND upstream_version = 7",
+                        wb),
+                 WHFEED_BATCH - 1);
+    /* SKUs the catalog brought (not made here): looked up, written by id, kept */
+    RH_EXEC(a, "WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i < 63)"
+               " INSERT INTO skus(code, product, title, price_minor, currency, updated_at)"
+               " SELECT printf('K%%02d', i), p.id, 'k', 1, 'EUR', 0 FROM n, products p"
+               " WHERE p.product_id = 'P1' ORDER BY i DESC");
+    rows_named(q, "K", 3);
+    pg.by_id = 0;
+    pg.batch_new = false;
+    CHECK_EQ_INT(whfeed_ids_get(ids, "K00"), 0);
+    CHECK_EQ_INT(apply(a, &u, &pg, wh, q, WHFEED_BATCH, true), 0);
+    CHECK_EQ_INT(pg.by_id, WHFEED_BATCH);
+    CHECK_EQ_INT(whfeed_ids_get(ids, "K00"), rh_q64(a, "SELECT id FROM skus WHERE code = 'K00'"));
+    CHECK_EQ_INT(rh_q64(a, "SELECT count(*) FROM stock st JOIN skus k ON k.id = st.sku"
+                           " WHERE k.code GLOB 'K*' AND st.snapshot = 100 + substr(k.code, 2)"),
+                 WHFEED_BATCH);
+    /* a transaction that writes by looked-up ids and is rolled back keeps none of them */
+    RH_EXEC(a, "WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i < 63)"
+               " INSERT INTO skus(code, product, title, price_minor, currency, updated_at)"
+               " SELECT printf('J%%02d', i), p.id, 'j', 1, 'EUR', 0 FROM n, products p"
+               " WHERE p.product_id = 'P1'");
+    rows_named(q, "J", 3);
+    struct store *st = rh_daemon(a)->store;
+    CHECK_EQ_INT(store_begin(st), 0);
+    pg.plain = whfeed_plain(st);
+    CHECK_EQ_INT(whfeed_stock_batch(&u, st, wh, q, WHFEED_BATCH, &pg), 0);
+    store_rollback(st);
+    whfeed_ids_end(ids, false);
+    CHECK_EQ_INT(whfeed_ids_get(ids, "J00"), 0);
+    CHECK_EQ_INT(rh_q64(a, "SELECT count(*) FROM stock st JOIN skus k ON k.id = st.sku"
+                           " WHERE k.code GLOB 'J*'"),
+                 0);
+    printf("ids: forgotten after a rollback, kept after a commit, looked up once\n");
+    whfeed_ids_free(ids);
+    store_close(x);
+    rh_free(a);
+}
+
+/* The store of ids alone: what it keeps and for how long. */
+static void ids_store(void)
+{
+    struct whfeed_ids *c = whfeed_ids_new();
+    CHECK(c != NULL);
+    if (!c)
+        return;
+    whfeed_ids_stage(c, "A", 1);
+    CHECK_EQ_INT(whfeed_ids_get(c, "A"), 0); /* staged: not kept yet */
+    whfeed_ids_end(c, true);
+    CHECK_EQ_INT(whfeed_ids_get(c, "A"), 1);
+    CHECK_EQ_INT(whfeed_ids_get(c, "a"), 0);
+    CHECK_EQ_INT(whfeed_ids_get(c, "B"), 0);
+    whfeed_ids_stage(c, "B", 0); /* no id */
+    whfeed_ids_stage(c, "C", 3);
+    whfeed_ids_end(c, false); /* rolled back */
+    whfeed_ids_end(c, true);
+    CHECK_EQ_INT(whfeed_ids_get(c, "B"), 0);
+    CHECK_EQ_INT(whfeed_ids_get(c, "C"), 0);
+    /* NULL: nothing kept, nothing found */
+    whfeed_ids_stage(NULL, "A", 1);
+    whfeed_ids_end(NULL, true);
+    CHECK_EQ_INT(whfeed_ids_get(NULL, "A"), 0);
+    char code[TALLY_MAX_ID_LEN + 1];
+    memset(code, 'x', sizeof code);
+    code[WHFEED_IDS_CODE_MAX] = 0; /* the longest kept */
+    whfeed_ids_stage(c, code, 7);
+    whfeed_ids_end(c, true);
+    CHECK_EQ_INT(whfeed_ids_get(c, code), 7);
+    code[WHFEED_IDS_CODE_MAX] = 'x';
+    code[WHFEED_IDS_CODE_MAX + 1] = 0; /* one more: not kept */
+    whfeed_ids_stage(c, code, 8);
+    whfeed_ids_end(c, true);
+    CHECK_EQ_INT(whfeed_ids_get(c, code), 0);
+    /* 3 x WHFEED_IDS_GEN codes into an empty one: the last two generations' are kept, the
+     * first's are not */
+    whfeed_ids_free(c);
+    c = whfeed_ids_new();
+    CHECK(c != NULL);
+    if (!c)
+        return;
+    int n = 3 * WHFEED_IDS_GEN, kept = 0, old = 0;
+    for (int i = 0; i < n; i++) { /* in transactions of up to WHFEED_IDS_STAGE */
+        snprintf(code, sizeof code, "C%d", i);
+        whfeed_ids_stage(c, code, 1000 + i);
+        if (i % WHFEED_IDS_STAGE == WHFEED_IDS_STAGE - 1 || i == n - 1)
+            whfeed_ids_end(c, true);
+    }
+    for (int i = 0; i < n; i++) {
+        snprintf(code, sizeof code, "C%d", i);
+        int64_t id = whfeed_ids_get(c, code);
+        if (i < WHFEED_IDS_GEN)
+            old += id != 0;
+        else
+            kept += id == 1000 + i;
+    }
+    CHECK_EQ_INT(old, 0);
+    CHECK_EQ_INT(kept, 2 * WHFEED_IDS_GEN);
+    snprintf(code, sizeof code, "C%d", n - 1);
+    whfeed_ids_stage(c, code, 5);
+    whfeed_ids_end(c, true);
+    CHECK_EQ_INT(whfeed_ids_get(c, code), 5);
+    /* more than WHFEED_IDS_STAGE in one transaction: the first WHFEED_IDS_STAGE are kept */
+    for (int i = 0; i < WHFEED_IDS_STAGE + 10; i++) {
+        snprintf(code, sizeof code, "D%d", i);
+        whfeed_ids_stage(c, code, 50000 + i);
+    }
+    whfeed_ids_end(c, true);
+    CHECK_EQ_INT(whfeed_ids_get(c, "D0"), 50000);
+    snprintf(code, sizeof code, "D%d", WHFEED_IDS_STAGE - 1);
+    CHECK_EQ_INT(whfeed_ids_get(c, code), 50000 + WHFEED_IDS_STAGE - 1);
+    snprintf(code, sizeof code, "D%d", WHFEED_IDS_STAGE);
+    CHECK_EQ_INT(whfeed_ids_get(c, code), 0);
+    whfeed_ids_free(c);
+}
+
 int main(void)
 {
+    int64_t by_id = 0;
     for (unsigned seed = 1; seed <= 6; seed++)
-        run(seed, false, false);
+        by_id += run(seed, false, false);
+    /* batches were written by their SKUs' ids (kept, looked up, made) */
+    CHECK(by_id >= 8 * WHFEED_BATCH);
     run(7, true, false);
     run(1, false, true);
     top_id();
+    ids_rollback();
+    ids_store();
     return check_result("test_whfeed");
 }

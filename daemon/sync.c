@@ -460,9 +460,10 @@ static int page_run(struct worker_job *job, struct store *st)
     store_set_bulk(st, true);
     /* Without foreign key checks (store_set_foreign_keys): every row a page writes finds its
      * SKU and warehouse in its own statements (conn_wms.c, whfeed.c), in the slice's
-     * transaction. Kept on when that fails: the page is applied all the same, with them.
-     * Off already when the job before was a page's (job.fk_off): turning them off or on is a
-     * flag pragma, which expires every statement the connection has prepared, and a page's
+     * transaction, or takes its SKU's id from those a committed transaction saw (whfeed_ids:
+     * a SKU's id and code never change). Kept on when that fails: the page is applied all the same,
+     * with them. Off already when the job before was a page's (job.fk_off): turning them off or on
+     * is a flag pragma, which expires every statement the connection has prepared, and a page's
      * statements (the 64-row batch upsert above all) were prepared again at each page. */
     store_set_foreign_keys(st, false);
     pg->ids = worker_sku_ids(&pj->job);

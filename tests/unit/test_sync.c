@@ -2063,6 +2063,151 @@ static void test_placeholders_ahead(void)
     stop_off_loop(e);
 }
 
+/* A page of one full batch (whfeed_stock_batch) of SKUs `prefix`00..63, in one slice, which
+ * fails after writing it when slice_fail is set (its transaction rolled back); with make_ahead,
+ * its placeholders are made ahead (pull_page.make_skus), which then fails (rolled back). */
+struct ids_page {
+    struct pull_page pg;
+    char prefix;
+    bool slice_fail, make_fail;
+    int64_t wh, version;
+    int made_ahead; /* placeholders ids_make_skus made (then rolled back, with make_fail) */
+};
+
+static void ids_rows(const struct ids_page *p, struct whfeed_row *rows)
+{
+    memset(rows, 0, WHFEED_BATCH * sizeof *rows);
+    for (int i = 0; i < WHFEED_BATCH; i++) {
+        snprintf(rows[i].sku, sizeof rows[i].sku, "%c%02d", p->prefix, i);
+        rows[i].on_hand = 100 + i;
+        rows[i].inbound = -1;
+        rows[i].version = p->version;
+        rows[i].at = 1700000000 + i;
+    }
+}
+
+static int ids_slice(struct pull_page *pg, struct store *st, int64_t until_us, bool *finished,
+                     char *err, size_t errlen)
+{
+    struct ids_page *p = (struct ids_page *)pg;
+    (void)until_us;
+    struct whfeed_row rows[WHFEED_BATCH];
+    ids_rows(p, rows);
+    pg->plain = whfeed_plain(st);
+    int r = whfeed_stock_batch(fake_u, st, p->wh, rows, WHFEED_BATCH, pg);
+    if (r == 0 && p->slice_fail) {
+        snprintf(err, errlen, "injected failure after the batch");
+        return TALLY_E_STORAGE;
+    }
+    *finished = true;
+    return r;
+}
+
+static int ids_make_skus(struct pull_page *pg, struct store *st, int64_t until_us, bool *done)
+{
+    struct ids_page *p = (struct ids_page *)pg;
+    (void)until_us;
+    *done = true;
+    struct whfeed_row rows[WHFEED_BATCH];
+    ids_rows(p, rows);
+    struct whfeed_skus s;
+    int made = 0, r = whfeed_skus_begin(st, &s);
+    if (r == 0)
+        r = whfeed_skus_batch(st, &s, rows, pg->ids, &made);
+    if (r == 0)
+        r = whfeed_skus_end(st, &s);
+    p->made_ahead = made;
+    return r == 0 && p->make_fail ? TALLY_E_STORAGE : r;
+}
+
+static void ids_page_make(struct ids_page *p, char prefix, int64_t version)
+{
+    memset(p, 0, sizeof *p);
+    p->pg.outcome = SYNC_OK;
+    p->pg.retry_after_s = -1;
+    p->pg.total = -1;
+    p->pg.rows = WHFEED_BATCH;
+    p->pg.off_loop = true;
+    p->pg.apply_slice = ids_slice;
+    p->pg.apply = slow_final;
+    p->pg.release = slow_release;
+    p->prefix = prefix;
+    p->wh = rh_wh_id(h, "A");
+    p->version = version;
+}
+
+/* Every stock row at A of the SKUs `prefix`* holds its page's figure (100 + its number), and
+ * no stock row names a SKU the replica does not hold. */
+static void ids_check(char prefix, int64_t version)
+{
+    CHECK_EQ_INT(rh_q64(h, "SELECT count(*) FROM skus WHERE code GLOB '%c[0-9][0-9]'", prefix),
+                 WHFEED_BATCH);
+    CHECK_EQ_INT(rh_q64(h,
+                        "SELECT count(*) FROM stock st JOIN skus k ON k.id = st.sku"
+                        " WHERE k.code GLOB '%c[0-9][0-9]' AND st.warehouse = %lld"
+                        " AND st.snapshot = 100 + substr(k.code, 2)"
+                        " AND st.upstream_version = %lld",
+                        prefix, (long long)rh_wh_id(h, "A"), (long long)version),
+                 WHFEED_BATCH);
+    CHECK_EQ_INT(rh_q64(h, "SELECT count(*) FROM stock WHERE sku NOT IN (SELECT id FROM skus)"), 0);
+}
+
+/* The SKU ids the writer keeps (whfeed_ids) come from committed transactions only, whichever
+ * of the page job's transactions staged them: placeholders made ahead on the second connection
+ * and then rolled back (make_skus), a slice that made them and failed (page_run). Their ids go
+ * back; the page applied again, or other SKUs that took those ids, must not be written by
+ * them: rows for SKUs that do not exist (foreign keys are off during pages), or for the wrong
+ * SKU. */
+static void test_ids_of_rolled_back_transactions(void)
+{
+    int64_t held;
+    struct sync_engine *e = start_off_loop(&held);
+    RH_EXEC(h, "INSERT OR IGNORE INTO products(product_id, title, status, updated_at)"
+               " VALUES('~unlisted', 'SKUs not (yet) in the marketplace catalog', 'unlisted', 0)");
+    static struct ids_page p;
+
+    /* placeholders made ahead, rolled back; the page's slice makes them again */
+    ids_page_make(&p, 'R', held + 1);
+    p.make_fail = true;
+    p.pg.make_skus = ids_make_skus;
+    sync_pull_done(fake_u, 0, &p.pg);
+    drain_jobs();
+    CHECK_EQ_INT(p.made_ahead, WHFEED_BATCH);
+    ids_check('R', held + 1);
+    CHECK_EQ_INT(p.pg.by_id, WHFEED_BATCH); /* (looked up, made: by id) */
+
+    /* a slice that made its placeholders and failed; other SKUs take their ids; the page
+     * again */
+    ids_page_make(&p, 'T', held + 2);
+    p.slice_fail = true;
+    sync_pull_done(fake_u, 0, &p.pg);
+    drain_jobs();
+    CHECK(status_says(e, "injected failure after the batch"));
+    CHECK_EQ_INT(rh_q64(h, "SELECT count(*) FROM skus WHERE code GLOB 'T*'"), 0);
+    int64_t top = rh_q64(h, "SELECT max(id) FROM skus");
+    RH_EXEC(h, "WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i < 63)"
+               " INSERT INTO skus(code, product, title, price_minor, currency, updated_at)"
+               " SELECT printf('Z%%02d', i), p.id, 'z', 1, 'EUR', 0 FROM n, products p"
+               " WHERE p.product_id = '~unlisted' ORDER BY i");
+    CHECK_EQ_INT(rh_q64(h, "SELECT min(id) FROM skus WHERE code GLOB 'Z*'"), top + 1);
+    ids_page_make(&p, 'T', held + 2);
+    sync_pull_done(fake_u, 0, &p.pg);
+    drain_jobs();
+    ids_check('T', held + 2);
+    CHECK_EQ_INT(p.pg.by_id, WHFEED_BATCH);
+    CHECK_EQ_INT(rh_q64(h, "SELECT count(*) FROM stock st JOIN skus k ON k.id = st.sku"
+                           " WHERE k.code GLOB 'Z*'"),
+                 0);
+
+    /* kept from the committed ones: the same SKUs' page is written by them */
+    ids_page_make(&p, 'T', held + 3);
+    sync_pull_done(fake_u, 0, &p.pg);
+    drain_jobs();
+    ids_check('T', held + 3);
+    CHECK_EQ_INT(p.pg.by_id, WHFEED_BATCH);
+    stop_off_loop(e);
+}
+
 /* A tick whose upstream has no row in the outbox begins no transaction: take_batch's look takes
  * the writer lock, so at every tick of an initial sync it waited behind a page's transaction and
  * cut it short (store_writer_wanted). A row added is taken at the next tick. */
@@ -2552,6 +2697,7 @@ int main(void)
     test_page_off_loop();
     test_pages_keep_statements();
     test_placeholders_ahead();
+    test_ids_of_rolled_back_transactions();
     test_empty_outbox_no_begin();
     test_row_in_flight_group_taken_at_commit();
     test_round_end_yields();

@@ -345,15 +345,20 @@ int64_t whfeed_ids_get(const struct whfeed_ids *c, const char *code)
     return 0;
 }
 
-/* The ids of a full batch's SKUs kept in c into ids[] (0 for the others): how many. */
+/* The ids of a full batch's SKUs kept in c into ids[] (0 for the others): how many; -1 when
+ * some code is too long to be kept (WHFEED_IDS_CODE_MAX): a lookup would give the other
+ * warehouses' pages nothing, and costs a statement more than the upsert that looks codes up. */
 static int batch_ids(const struct whfeed_ids *c, const struct whfeed_row *rows, int64_t *ids)
 {
     int known = 0;
+    bool too_long = false;
     for (int i = 0; i < WHFEED_BATCH; i++) {
         ids[i] = whfeed_ids_get(c, rows[i].sku);
         known += ids[i] > 0;
+        too_long |=
+            ids[i] == 0 && strnlen(rows[i].sku, WHFEED_IDS_CODE_MAX + 1) > WHFEED_IDS_CODE_MAX;
     }
-    return known;
+    return too_long ? -1 : known;
 }
 
 static bool all_known(const int64_t *ids)
@@ -431,8 +436,9 @@ int whfeed_stock_batch(struct upstream *u, struct store *st, int64_t wh,
         int64_t ids[WHFEED_BATCH];
         bool known = false, looked = false;
         if (pg->ids) {
-            known = batch_ids(pg->ids, rows, ids) == n;
-            if (!known && !pg->batch_new) {
+            int k = batch_ids(pg->ids, rows, ids);
+            known = k == n;
+            if (!known && k >= 0 && !pg->batch_new) {
                 if ((r = batch_lookup(st, rows, ids, pg->ids)) != 0)
                     return r;
                 known = all_known(ids);

@@ -469,6 +469,25 @@ static void ids_rollback(void)
     CHECK_EQ_INT(rh_q64(a, "SELECT count(*) FROM stock st JOIN skus k ON k.id = st.sku"
                            " WHERE k.code GLOB 'K*' AND st.snapshot = 100 + substr(k.code, 2)"),
                  WHFEED_BATCH);
+    /* codes too long to be kept: not looked up (the upsert looks them up itself), not by id */
+    RH_EXEC(a, "WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i < 63)"
+               " INSERT INTO skus(code, product, title, price_minor, currency, updated_at)"
+               " SELECT printf('LONG-%%030d', i), p.id, 'l', 1, 'EUR', 0 FROM n, products p"
+               " WHERE p.product_id = 'P1'");
+    for (int round = 0; round < 2; round++) {
+        rows_named(q, "K", 4 + round);
+        for (int i = 0; i < WHFEED_BATCH; i += 2)
+            snprintf(q[i].sku, sizeof q[i].sku, "LONG-%030d", i);
+        pg.by_id = 0;
+        pg.batched = 0;
+        CHECK_EQ_INT(apply(a, &u, &pg, wh, q, WHFEED_BATCH, true), 0);
+        CHECK_EQ_INT(pg.by_id, 0);
+        CHECK_EQ_INT(pg.batched, WHFEED_BATCH);
+    }
+    CHECK_EQ_INT(rh_q64(a, "SELECT count(*) FROM stock st JOIN skus k ON k.id = st.sku"
+                           " WHERE k.code GLOB 'LONG-*' AND st.upstream_version = 5"),
+                 WHFEED_BATCH / 2);
+    CHECK_EQ_INT(whfeed_ids_get(ids, "LONG-000000000000000000000000000002"), 0);
     /* a transaction that writes by looked-up ids and is rolled back keeps none of them */
     RH_EXEC(a, "WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i < 63)"
                " INSERT INTO skus(code, product, title, price_minor, currency, updated_at)"
@@ -572,8 +591,10 @@ int main(void)
     int64_t by_id = 0;
     for (unsigned seed = 1; seed <= 6; seed++)
         by_id += run(seed, false, false);
-    /* batches were written by their SKUs' ids (kept, looked up, made) */
-    CHECK(by_id >= 8 * WHFEED_BATCH);
+    /* some batches were written by their SKUs' ids (kept, looked up, made: few, since most
+     * batches here hold an older version, or the longest code, which is never kept; ids_rollback
+     * and test_sync check those paths one by one) */
+    CHECK(by_id >= 2 * WHFEED_BATCH);
     run(7, true, false);
     run(1, false, true);
     top_id();

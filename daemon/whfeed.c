@@ -247,8 +247,11 @@ struct ids_gen {
 struct whfeed_ids {
     struct ids_gen g[2];
     int cur; /* the generation new ones go into; the other is older */
-    uint32_t staged;
-    struct ids_ent stage[WHFEED_IDS_STAGE]; /* found in the open transaction */
+    /* The open transaction's ids (whfeed_ids_stage) are the last ones put in: from entry
+     * t_n of generation t_gen on (and the whole of the other one once t_rotated). */
+    bool t_open, t_rotated;
+    int t_gen;
+    uint32_t t_n;
 };
 
 /* FNV-1a, folded (the slots take its low bits); *len = the code's length */
@@ -275,24 +278,17 @@ static uint32_t ids_find(const struct ids_gen *g, uint64_t h, const char *code)
     return i;
 }
 
-/* Keeps e (committed). */
-static void ids_keep(struct whfeed_ids *c, const struct ids_ent *e)
+/* Takes g's entries from `from` on out, the last one first: each was put in after all the
+ * others, so the slots on its probe path from its home to its own were all taken before it,
+ * by entries still there (linear probing), and taking them out leaves every earlier entry's
+ * path whole. */
+static void ids_cut(struct ids_gen *g, uint32_t from)
 {
-    struct ids_gen *g = &c->g[c->cur];
-    uint32_t i = ids_find(g, e->h, e->code);
-    if (g->slot[i] != 0) {
-        g->ent[g->slot[i] - 1].id = e->id;
-        return;
+    while (g->n > from) {
+        const struct ids_ent *e = &g->ent[g->n - 1];
+        g->slot[ids_find(g, e->h, e->code)] = 0;
+        g->n--;
     }
-    if (g->n == WHFEED_IDS_GEN) { /* full: the older one goes, and this one becomes it */
-        c->cur ^= 1;
-        g = &c->g[c->cur];
-        memset(g->slot, 0, sizeof g->slot);
-        g->n = 0;
-        i = ids_find(g, e->h, e->code);
-    }
-    g->ent[g->n] = *e;
-    g->slot[i] = (uint16_t)++g->n;
 }
 
 struct whfeed_ids *whfeed_ids_new(void)
@@ -308,24 +304,49 @@ void whfeed_ids_free(struct whfeed_ids *c)
 void whfeed_ids_stage(struct whfeed_ids *c, const char *code, int64_t id)
 {
     size_t len;
-    if (!c || c->staged == WHFEED_IDS_STAGE || id <= 0)
+    if (!c || id <= 0)
         return;
     uint64_t h = ids_hash(code, &len);
     if (len > WHFEED_IDS_CODE_MAX)
         return;
-    struct ids_ent *e = &c->stage[c->staged++];
+    /* (a code kept already keeps its id: a SKU's never changes) */
+    if (c->g[0].slot[ids_find(&c->g[0], h, code)] != 0 ||
+        c->g[1].slot[ids_find(&c->g[1], h, code)] != 0)
+        return;
+    if (!c->t_open) {
+        c->t_open = true;
+        c->t_rotated = false;
+        c->t_gen = c->cur;
+        c->t_n = c->g[c->cur].n;
+    }
+    struct ids_gen *g = &c->g[c->cur];
+    if (g->n == WHFEED_IDS_GEN) { /* full: the older one goes, and this one becomes it */
+        if (c->t_rotated)
+            return; /* (it holds the transaction's first ones: the rest are not kept) */
+        c->t_rotated = true;
+        c->cur ^= 1;
+        g = &c->g[c->cur];
+        memset(g->slot, 0, sizeof g->slot);
+        g->n = 0;
+    }
+    uint32_t i = ids_find(g, h, code);
+    struct ids_ent *e = &g->ent[g->n];
     e->h = h;
     e->id = id;
     memcpy(e->code, code, len + 1);
+    g->slot[i] = (uint16_t)++g->n;
 }
 
 void whfeed_ids_end(struct whfeed_ids *c, bool committed)
 {
-    if (!c)
+    if (!c || !c->t_open)
         return;
-    for (uint32_t k = 0; committed && k < c->staged; k++)
-        ids_keep(c, &c->stage[k]);
-    c->staged = 0;
+    c->t_open = false;
+    if (committed)
+        return;
+    if (c->t_rotated) /* the generation begun in the transaction: all of it */
+        ids_cut(&c->g[c->t_gen ^ 1], 0);
+    ids_cut(&c->g[c->t_gen], c->t_n);
 }
 
 int64_t whfeed_ids_get(const struct whfeed_ids *c, const char *code)

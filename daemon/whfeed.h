@@ -60,26 +60,29 @@ int whfeed_stock_batch(struct upstream *u, struct store *st, int64_t wh,
  *
  * An id kept is never wrong. A SKU's row keeps its id and its code for good: tallyd never
  * deletes a SKU nor changes a code (the catalog's and the marketplace's writes are upserts on
- * the code, ON CONFLICT DO UPDATE). And only ids seen in a transaction that committed are kept:
- * whfeed_ids_stage holds what the open transaction found, whfeed_ids_end(committed) keeps it or
- * drops it (a rolled-back insert gives its id back, and another SKU may take it next).
+ * the code, ON CONFLICT DO UPDATE). And an id is kept only once the transaction that found it
+ * committed: whfeed_ids_stage puts in what the open transaction found (whfeed_ids_get finds it
+ * there, for that transaction's own statements), whfeed_ids_end(committed) keeps it or takes it
+ * out (a rolled-back insert gives its id back, and another SKU may take it next). Every
+ * transaction of the one thread that stages is ended with whfeed_ids_end before the next
+ * begins.
  *
  * It keeps the last WHFEED_IDS_GEN to 2 x WHFEED_IDS_GEN SKUs (two generations: the older is
- * dropped when the newer is full), codes of at most WHFEED_IDS_CODE_MAX bytes (longer ones are
- * looked up each time), and stages up to WHFEED_IDS_STAGE per transaction; ~1 MiB once full.
+ * dropped when the newer is full; a transaction stages up to one generation's worth), codes of
+ * at most WHFEED_IDS_CODE_MAX bytes (longer ones are looked up each time); ~0.8 MiB once full.
  * One thread at a time (the write jobs', in turn); every function takes NULL (does nothing,
  * finds nothing).
  */
 #define WHFEED_IDS_GEN 8192
-#define WHFEED_IDS_STAGE 8192
 #define WHFEED_IDS_CODE_MAX 31
 struct whfeed_ids;
 struct whfeed_ids *whfeed_ids_new(void); /* NULL when out of memory */
 void whfeed_ids_free(struct whfeed_ids *c);
-/* Found in the open transaction: kept at whfeed_ids_end(c, true). */
+/* Found in the open transaction (a code kept already is left as it is). */
 void whfeed_ids_stage(struct whfeed_ids *c, const char *code, int64_t id);
 void whfeed_ids_end(struct whfeed_ids *c, bool committed);
-int64_t whfeed_ids_get(const struct whfeed_ids *c, const char *code); /* 0: not kept */
+/* 0: not kept nor staged by the open transaction */
+int64_t whfeed_ids_get(const struct whfeed_ids *c, const char *code);
 
 /*
  * Placeholders made ahead of a page's slices (pull_page.make_skus), on a connection whose

@@ -390,7 +390,7 @@ static void ids_rollback(void)
     CHECK_EQ_INT(whfeed_skus_begin(x, &s), 0);
     CHECK_EQ_INT(whfeed_skus_batch(x, &s, rows, ids, &made), 0);
     CHECK_EQ_INT(made, WHFEED_BATCH);
-    CHECK_EQ_INT(whfeed_ids_get(ids, "R00"), 0); /* staged only */
+    CHECK_EQ_INT(whfeed_ids_get(ids, "R00"), top + 1); /* for the transaction itself */
     CHECK_EQ_INT(whfeed_skus_end(x, &s), 0);
     store_rollback(x);
     whfeed_ids_end(ids, false);
@@ -518,14 +518,17 @@ static void ids_store(void)
     if (!c)
         return;
     whfeed_ids_stage(c, "A", 1);
-    CHECK_EQ_INT(whfeed_ids_get(c, "A"), 0); /* staged: not kept yet */
+    CHECK_EQ_INT(whfeed_ids_get(c, "A"), 1); /* for the transaction itself */
     whfeed_ids_end(c, true);
     CHECK_EQ_INT(whfeed_ids_get(c, "A"), 1);
     CHECK_EQ_INT(whfeed_ids_get(c, "a"), 0);
     CHECK_EQ_INT(whfeed_ids_get(c, "B"), 0);
     whfeed_ids_stage(c, "B", 0); /* no id */
     whfeed_ids_stage(c, "C", 3);
+    whfeed_ids_stage(c, "A", 9); /* kept already: left as it is */
+    CHECK_EQ_INT(whfeed_ids_get(c, "C"), 3);
     whfeed_ids_end(c, false); /* rolled back */
+    CHECK_EQ_INT(whfeed_ids_get(c, "A"), 1);
     whfeed_ids_end(c, true);
     CHECK_EQ_INT(whfeed_ids_get(c, "B"), 0);
     CHECK_EQ_INT(whfeed_ids_get(c, "C"), 0);
@@ -552,10 +555,10 @@ static void ids_store(void)
     if (!c)
         return;
     int n = 3 * WHFEED_IDS_GEN, kept = 0, old = 0;
-    for (int i = 0; i < n; i++) { /* in transactions of up to WHFEED_IDS_STAGE */
+    for (int i = 0; i < n; i++) { /* in transactions of 1,000 */
         snprintf(code, sizeof code, "C%d", i);
         whfeed_ids_stage(c, code, 1000 + i);
-        if (i % WHFEED_IDS_STAGE == WHFEED_IDS_STAGE - 1 || i == n - 1)
+        if (i % 1000 == 999 || i == n - 1)
             whfeed_ids_end(c, true);
     }
     for (int i = 0; i < n; i++) {
@@ -568,20 +571,64 @@ static void ids_store(void)
     }
     CHECK_EQ_INT(old, 0);
     CHECK_EQ_INT(kept, 2 * WHFEED_IDS_GEN);
-    snprintf(code, sizeof code, "C%d", n - 1);
+    snprintf(code, sizeof code, "C%d", n - 1); /* kept: staged again, it stays as it was */
     whfeed_ids_stage(c, code, 5);
     whfeed_ids_end(c, true);
-    CHECK_EQ_INT(whfeed_ids_get(c, code), 5);
-    /* more than WHFEED_IDS_STAGE in one transaction: the first WHFEED_IDS_STAGE are kept */
-    for (int i = 0; i < WHFEED_IDS_STAGE + 10; i++) {
+    CHECK_EQ_INT(whfeed_ids_get(c, code), 1000 + n - 1);
+    /* a transaction rolled back across a new generation: the ones kept before it are all
+     * found, none of its own, and the store goes on */
+    whfeed_ids_free(c);
+    c = whfeed_ids_new();
+    CHECK(c != NULL);
+    if (!c)
+        return;
+    for (int i = 0; i < WHFEED_IDS_GEN - 100; i++) {
+        snprintf(code, sizeof code, "E%d", i);
+        whfeed_ids_stage(c, code, 1 + i);
+    }
+    whfeed_ids_end(c, true);
+    for (int i = 0; i < 300; i++) {
+        snprintf(code, sizeof code, "F%d", i);
+        whfeed_ids_stage(c, code, 90000 + i);
+    }
+    CHECK_EQ_INT(whfeed_ids_get(c, "F299"), 90299);
+    whfeed_ids_end(c, false);
+    int found = 0, theirs = 0;
+    for (int i = 0; i < WHFEED_IDS_GEN - 100; i++) {
+        snprintf(code, sizeof code, "E%d", i);
+        found += whfeed_ids_get(c, code) == 1 + i;
+    }
+    for (int i = 0; i < 300; i++) {
+        snprintf(code, sizeof code, "F%d", i);
+        theirs += whfeed_ids_get(c, code) != 0;
+    }
+    CHECK_EQ_INT(found, WHFEED_IDS_GEN - 100);
+    CHECK_EQ_INT(theirs, 0);
+    whfeed_ids_stage(c, "G", 77);
+    whfeed_ids_end(c, true);
+    CHECK_EQ_INT(whfeed_ids_get(c, "G"), 77);
+    CHECK_EQ_INT(whfeed_ids_get(c, "E0"), 1);
+    /* a transaction that stages more than two generations can hold: the first are kept (up to
+     * a generation past where it began), the rest are not, and nothing older is lost but the
+     * generation the store drops as always */
+    whfeed_ids_free(c);
+    c = whfeed_ids_new();
+    CHECK(c != NULL);
+    if (!c)
+        return;
+    n = 2 * WHFEED_IDS_GEN + 10;
+    for (int i = 0; i < n; i++) {
         snprintf(code, sizeof code, "D%d", i);
         whfeed_ids_stage(c, code, 50000 + i);
     }
     whfeed_ids_end(c, true);
-    CHECK_EQ_INT(whfeed_ids_get(c, "D0"), 50000);
-    snprintf(code, sizeof code, "D%d", WHFEED_IDS_STAGE - 1);
-    CHECK_EQ_INT(whfeed_ids_get(c, code), 50000 + WHFEED_IDS_STAGE - 1);
-    snprintf(code, sizeof code, "D%d", WHFEED_IDS_STAGE);
+    kept = 0;
+    for (int i = 0; i < n; i++) {
+        snprintf(code, sizeof code, "D%d", i);
+        kept += whfeed_ids_get(c, code) == 50000 + i;
+    }
+    CHECK_EQ_INT(kept, 2 * WHFEED_IDS_GEN);
+    snprintf(code, sizeof code, "D%d", n - 1);
     CHECK_EQ_INT(whfeed_ids_get(c, code), 0);
     whfeed_ids_free(c);
 }

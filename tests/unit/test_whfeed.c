@@ -633,6 +633,178 @@ static void ids_store(void)
     whfeed_ids_free(c);
 }
 
+/*
+ * The store of ids against a model, at random: transactions of 1 to 28,000 stagings (many
+ * crossing one generation, some past two: a sweep of codes in order, as a sync's), a third rolled
+ * back, codes staged again in their own transaction and after (a code committed keeps its id; one
+ * rolled back comes again with another), a quarter of them codes whose home slot is among the last
+ * or first few of the slot array (one long cluster, wrapping round the end). After every
+ * transaction's end, every code is looked up: found with an id only if a committed transaction
+ * staged it, with that id (the open transaction's own while it runs); and found if the model of the
+ * generations holds it (the newer one filled, the older dropped; a rollback takes out the
+ * transaction's own, and the older generation stays dropped when the transaction had begun a new
+ * one).
+ */
+#define MODEL_PLAIN (3 * WHFEED_IDS_GEN)
+#define MODEL_EDGE 256
+#define MODEL_CODES (MODEL_PLAIN + MODEL_EDGE)
+
+/* the home slot of a code in whfeed.c's store (FNV-1a, folded): only to pick codes that
+ * crowd at the end of the slot array; the checks hold whatever the store's hash is */
+static uint32_t model_home(const char *code)
+{
+    uint64_t h = 14695981039346656037ULL;
+    for (; *code; code++)
+        h = (h ^ (unsigned char)*code) * 1099511628211ULL;
+    return (uint32_t)(h ^ (h >> 29)) & (2 * WHFEED_IDS_GEN - 1);
+}
+
+struct model {
+    char code[MODEL_CODES][16];
+    int64_t kept[MODEL_CODES]; /* a committed transaction's id (0: none) */
+    int64_t open[MODEL_CODES]; /* the open transaction's (0: none) */
+    int in[MODEL_CODES];       /* the generation holding it, -1: none */
+    int g[2][WHFEED_IDS_GEN], n[2], cur;
+    int staged[4 * WHFEED_IDS_GEN], nstaged; /* the open transaction's codes */
+    bool t_open, t_rotated;
+    int t_gen, t_n;
+    int full; /* codes a transaction staged past both generations (not kept) */
+};
+
+static void model_stage(struct model *m, struct whfeed_ids *c, int i, int64_t *next)
+{
+    int64_t id = m->kept[i] ? m->kept[i] : m->open[i];
+    if (!id) {
+        id = m->open[i] = (*next)++;
+        m->staged[m->nstaged++] = i;
+    }
+    whfeed_ids_stage(c, m->code[i], id);
+    if (m->in[i] >= 0)
+        return;
+    if (!m->t_open) {
+        m->t_open = true;
+        m->t_rotated = false;
+        m->t_gen = m->cur;
+        m->t_n = m->n[m->cur];
+    }
+    if (m->n[m->cur] == WHFEED_IDS_GEN) {
+        if (m->t_rotated) {
+            m->full++;
+            return;
+        }
+        m->t_rotated = true;
+        m->cur ^= 1;
+        for (int k = 0; k < m->n[m->cur]; k++)
+            m->in[m->g[m->cur][k]] = -1;
+        m->n[m->cur] = 0;
+    }
+    m->g[m->cur][m->n[m->cur]++] = i;
+    m->in[i] = m->cur;
+}
+
+static void model_cut(struct model *m, int gen, int from)
+{
+    for (; m->n[gen] > from; m->n[gen]--)
+        m->in[m->g[gen][m->n[gen] - 1]] = -1;
+}
+
+static void model_end(struct model *m, struct whfeed_ids *c, bool commit)
+{
+    whfeed_ids_end(c, commit);
+    for (int k = 0; k < m->nstaged; k++) {
+        int i = m->staged[k];
+        if (commit)
+            m->kept[i] = m->open[i];
+        m->open[i] = 0;
+    }
+    m->nstaged = 0;
+    if (m->t_open && !commit) {
+        if (m->t_rotated)
+            model_cut(m, m->t_gen ^ 1, 0);
+        model_cut(m, m->t_gen, m->t_n);
+    }
+    m->t_open = false;
+}
+
+/* Codes found with an id not theirs, and codes the model holds not found. */
+static bool model_check(const struct model *m, const struct whfeed_ids *c, int i, int *wrong,
+                        int *lost)
+{
+    int64_t want = m->kept[i] ? m->kept[i] : m->open[i], got = whfeed_ids_get(c, m->code[i]);
+    bool w = got != 0 && got != want, l = m->in[i] >= 0 && got != want;
+    if ((w || l) && *wrong + *lost == 0)
+        fprintf(stderr, "ids_model: %s: found %" PRId64 ", its id %" PRId64 ", %s\n", m->code[i],
+                got, want, m->in[i] >= 0 ? "held" : "not held");
+    *wrong += w;
+    *lost += l;
+    return !w && !l;
+}
+
+static void ids_model(void)
+{
+    struct model *m = calloc(1, sizeof *m);
+    struct whfeed_ids *c = whfeed_ids_new();
+    CHECK(m && c);
+    if (!m || !c) {
+        free(m);
+        whfeed_ids_free(c);
+        return;
+    }
+    for (int i = 0; i < MODEL_PLAIN; i++)
+        snprintf(m->code[i], sizeof m->code[i], "S%d", i);
+    int edge = MODEL_PLAIN, wraps = 0;
+    for (unsigned k = 0; edge < MODEL_CODES; k++) { /* home among the last 6 slots or first 3 */
+        char code[16];
+        snprintf(code, sizeof code, "W%u", k);
+        uint32_t home = model_home(code);
+        if (home < 3 || home >= 2 * WHFEED_IDS_GEN - 6) {
+            wraps += home < 3;
+            memcpy(m->code[edge++], code, sizeof code);
+        }
+    }
+    CHECK(wraps > 0);
+    for (int i = 0; i < MODEL_CODES; i++)
+        m->in[i] = -1;
+    int64_t next = 1;
+    int wrong = 0, lost = 0, rollbacks = 0, rotated_rollbacks = 0;
+    for (int t = 0; t < 150 && wrong + lost == 0; t++) {
+        unsigned kind = rnd(10);
+        int size = kind < 6   ? 1 + (int)rnd(64)
+                   : kind < 9 ? 64 + (int)rnd(2000)
+                              : 8000 + (int)rnd(20000);
+        int sweep = kind == 9 ? (int)rnd(MODEL_PLAIN) : -1; /* codes in order, as a sync's */
+        for (int k = 0; k < size; k++) {
+            int i;
+            if (sweep >= 0)
+                i = (sweep + k) % MODEL_PLAIN;
+            else if (m->nstaged > 0 && rnd(8) == 0) /* again in its own transaction */
+                i = m->staged[rnd((unsigned)m->nstaged)];
+            else if (rnd(4) == 0)
+                i = MODEL_PLAIN + (int)rnd(MODEL_EDGE);
+            else
+                i = (int)rnd(MODEL_PLAIN);
+            model_stage(m, c, i, &next);
+            model_check(m, c, i, &wrong, &lost);
+            if (rnd(16) == 0) /* any code, while the transaction is open */
+                model_check(m, c, (int)rnd(MODEL_CODES), &wrong, &lost);
+        }
+        bool commit = rnd(3) != 0;
+        rollbacks += !commit;
+        rotated_rollbacks += !commit && m->t_rotated;
+        model_end(m, c, commit);
+        for (int i = 0; i < MODEL_CODES; i++)
+            model_check(m, c, i, &wrong, &lost);
+    }
+    printf("ids model: %" PRId64 " ids staged, %d rollbacks (%d across a new generation), %d "
+           "codes past both generations\n",
+           next - 1, rollbacks, rotated_rollbacks, m->full);
+    CHECK_EQ_INT(wrong, 0);
+    CHECK_EQ_INT(lost, 0);
+    CHECK(rotated_rollbacks > 0 && rollbacks > rotated_rollbacks && m->full > 0);
+    whfeed_ids_free(c);
+    free(m);
+}
+
 int main(void)
 {
     int64_t by_id = 0;
@@ -647,5 +819,6 @@ int main(void)
     top_id();
     ids_rollback();
     ids_store();
+    ids_model();
     return check_result("test_whfeed");
 }

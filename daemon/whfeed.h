@@ -68,8 +68,10 @@ int whfeed_stock_batch(struct upstream *u, struct store *st, int64_t wh,
  * begins.
  *
  * It keeps the last WHFEED_IDS_GEN to 2 x WHFEED_IDS_GEN SKUs (two generations: the older is
- * dropped when the newer is full; a transaction stages up to one generation's worth), codes of
- * at most WHFEED_IDS_CODE_MAX bytes (longer ones are looked up each time); ~0.8 MiB once full.
+ * dropped when the newer is full; a transaction stages what is left of the newer one and one
+ * generation more; one rolled back after it began a generation leaves only the generation it
+ * began in, as it was then), codes of at most WHFEED_IDS_CODE_MAX bytes (longer ones are looked
+ * up each time); ~0.8 MiB once full.
  * One thread at a time (the write jobs', in turn); every function takes NULL (does nothing,
  * finds nothing).
  */

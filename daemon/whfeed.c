@@ -111,42 +111,21 @@ static const char batch_placeholders_sql[] =
     "," WF_ROW1x16 "," WF_ROW1x16 ") AS v CROSS JOIN products AS p"
     " WHERE p.product_id = '~unlisted' ON CONFLICT(code) DO NOTHING RETURNING id, code";
 
-/* The batch's upsert (the one-statement path of whfeed_stock for 64 rows): *changed = rows
- * applied. */
-static int batch_upsert(struct store *st, int64_t wh, const struct whfeed_row *rows, int *changed)
+/* The batch's upsert (the one-statement path of whfeed_stock for 64 rows), finding each row's
+ * SKU by its code, or by ids[i] when ids is not NULL: *changed = rows applied. */
+static int batch_upsert(struct store *st, int64_t wh, const struct whfeed_row *rows,
+                        const int64_t *ids, int *changed)
 {
-    sqlite3_stmt *s = store_stmt(st, batch_upsert_sql);
+    sqlite3_stmt *s = store_stmt(st, ids ? batch_upsert_ids_sql : batch_upsert_sql);
     if (!s)
         return TALLY_E_STORAGE;
     sqlite3_bind_int64(s, 1, wh);
     for (int i = 0; i < WHFEED_BATCH; i++) {
         const struct whfeed_row *w = &rows[i];
-        sqlite3_bind_text(s, 2 + 5 * i, w->sku, -1, SQLITE_STATIC);
-        sqlite3_bind_int64(s, 3 + 5 * i, w->on_hand);
-        sqlite3_bind_int64(s, 4 + 5 * i, w->version);
-        sqlite3_bind_int64(s, 5 + 5 * i, w->at);
-        if (w->inbound >= 0)
-            sqlite3_bind_int64(s, 6 + 5 * i, w->inbound);
-    }
-    int rc = sqlite3_step(s);
-    sqlite3_reset(s);
-    if (rc != SQLITE_DONE)
-        return store_error(st, rc, "snapshot");
-    *changed = sqlite3_changes(store_db(st));
-    return 0;
-}
-
-/* The batch's upsert by the SKUs' ids (ids[i] of rows[i]): *changed = rows applied. */
-static int batch_upsert_ids(struct store *st, int64_t wh, const struct whfeed_row *rows,
-                            const int64_t *ids, int *changed)
-{
-    sqlite3_stmt *s = store_stmt(st, batch_upsert_ids_sql);
-    if (!s)
-        return TALLY_E_STORAGE;
-    sqlite3_bind_int64(s, 1, wh);
-    for (int i = 0; i < WHFEED_BATCH; i++) {
-        const struct whfeed_row *w = &rows[i];
-        sqlite3_bind_int64(s, 2 + 5 * i, ids[i]);
+        if (ids)
+            sqlite3_bind_int64(s, 2 + 5 * i, ids[i]);
+        else
+            sqlite3_bind_text(s, 2 + 5 * i, w->sku, -1, SQLITE_STATIC);
         sqlite3_bind_int64(s, 3 + 5 * i, w->on_hand);
         sqlite3_bind_int64(s, 4 + 5 * i, w->version);
         sqlite3_bind_int64(s, 5 + 5 * i, w->at);
@@ -466,7 +445,7 @@ int whfeed_stock_batch(struct upstream *u, struct store *st, int64_t wh,
                 looked = true;
             }
             if (known) {
-                if ((r = batch_upsert_ids(st, wh, rows, ids, &changed)) != 0)
+                if ((r = batch_upsert(st, wh, rows, ids, &changed)) != 0)
                     return r;
                 if (changed == n) {
                     pg->batched += n;
@@ -480,7 +459,7 @@ int whfeed_stock_batch(struct upstream *u, struct store *st, int64_t wh,
          * while the batches before had new ones, or the lookup found it missing), or a row
          * older than the figure held. */
         if (!pg->batch_new && !looked) {
-            if ((r = batch_upsert(st, wh, rows, &changed)) != 0)
+            if ((r = batch_upsert(st, wh, rows, NULL, &changed)) != 0)
                 return r;
             if (changed == n) {
                 pg->batched += n;
@@ -492,11 +471,11 @@ int whfeed_stock_batch(struct upstream *u, struct store *st, int64_t wh,
         pg->batch_new = made > 0;
         /* every id known now (those kept or looked up, those made): by id */
         if (pg->ids && all_known(ids)) {
-            if ((r = batch_upsert_ids(st, wh, rows, ids, &changed)) != 0)
+            if ((r = batch_upsert(st, wh, rows, ids, &changed)) != 0)
                 return r;
             if (changed == n)
                 pg->by_id += n;
-        } else if ((r = batch_upsert(st, wh, rows, &changed)) != 0) {
+        } else if ((r = batch_upsert(st, wh, rows, NULL, &changed)) != 0) {
             return r;
         }
         if (changed == n) {

@@ -1508,17 +1508,25 @@ static void slow_release(struct pull_page *pg)
     (void)pg;
 }
 
+/* A page of `rows` applied off the loop by `slice`, then slow_final (the checkpoint). */
+static void off_loop_page(struct pull_page *pg, int64_t rows,
+                          int (*slice)(struct pull_page *, struct store *, int64_t, bool *, char *,
+                                       size_t))
+{
+    pg->outcome = SYNC_OK;
+    pg->retry_after_s = -1;
+    pg->total = -1;
+    pg->rows = rows;
+    pg->off_loop = true;
+    pg->apply_slice = slice;
+    pg->apply = slow_final;
+    pg->release = slow_release;
+}
+
 static void slow_make(struct slow_page *p, int64_t version, int fail_at)
 {
     memset(p, 0, sizeof *p);
-    p->pg.outcome = SYNC_OK;
-    p->pg.retry_after_s = -1;
-    p->pg.total = -1;
-    p->pg.rows = SLOW_ROWS;
-    p->pg.off_loop = true;
-    p->pg.apply_slice = slow_slice;
-    p->pg.apply = slow_final;
-    p->pg.release = slow_release;
+    off_loop_page(&p->pg, SLOW_ROWS, slow_slice);
     p->fail_at = fail_at;
     p->wh = rh_wh_id(h, "A");
     p->version = version;
@@ -2123,14 +2131,7 @@ static int ids_make_skus(struct pull_page *pg, struct store *st, int64_t until_u
 static void ids_page_make(struct ids_page *p, char prefix, int64_t version)
 {
     memset(p, 0, sizeof *p);
-    p->pg.outcome = SYNC_OK;
-    p->pg.retry_after_s = -1;
-    p->pg.total = -1;
-    p->pg.rows = WHFEED_BATCH;
-    p->pg.off_loop = true;
-    p->pg.apply_slice = ids_slice;
-    p->pg.apply = slow_final;
-    p->pg.release = slow_release;
+    off_loop_page(&p->pg, WHFEED_BATCH, ids_slice);
     p->prefix = prefix;
     p->wh = rh_wh_id(h, "A");
     p->version = version;

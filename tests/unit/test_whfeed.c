@@ -285,6 +285,21 @@ static int64_t run(unsigned seed, bool publish, bool extra_trigger)
     return pa.by_id;
 }
 
+/* A replica with the standard seed and the product placeholders are listed under; NULL when
+ * it cannot be had (said). */
+static struct rh *seeded(const char *name)
+{
+    struct rh *a = rh_new(name);
+    CHECK(a != NULL);
+    if (!a)
+        return NULL;
+    rh_open(a);
+    rh_seed_standard(a);
+    RH_EXEC(a, "INSERT OR IGNORE INTO products(product_id, title, status, updated_at)"
+               " VALUES('~unlisted', 'SKUs not (yet) in the marketplace catalog', 'unlisted', 0)");
+    return a;
+}
+
 /* A replica whose largest SKU id is the largest rowid (9223372036854775807: restored, or
  * written by hand): SQLite then gives new rows free ids at random, below it, so "the ids above
  * the largest when the transaction began" are not the SKUs the transaction made. The triggers
@@ -293,15 +308,10 @@ static int64_t run(unsigned seed, bool publish, bool extra_trigger)
  * the title index never learns of them. */
 static void top_id(void)
 {
-    struct rh *a = rh_new("whfeed-top");
-    CHECK(a != NULL);
+    struct rh *a = seeded("whfeed-top");
     if (!a)
         return;
-    rh_open(a);
-    rh_seed_standard(a);
-    RH_EXEC(a, "INSERT OR IGNORE INTO products(product_id, title, status, updated_at)"
-               " VALUES('~unlisted', 'SKUs not (yet) in the marketplace catalog', 'unlisted', 0);"
-               " INSERT INTO skus(id, code, product, title, price_minor, currency, updated_at)"
+    RH_EXEC(a, "INSERT INTO skus(id, code, product, title, price_minor, currency, updated_at)"
                " SELECT 9223372036854775807, 'TOP', id, 'TOP', 0, 'XXX', 0 FROM products"
                " WHERE product_id = 'P1'");
     struct store *x = NULL;
@@ -359,14 +369,9 @@ static void rows_named(struct whfeed_row *rows, const char *prefix, int64_t v)
  * and its ids kept. */
 static void ids_rollback(void)
 {
-    struct rh *a = rh_new("whfeed-ids");
-    CHECK(a != NULL);
+    struct rh *a = seeded("whfeed-ids");
     if (!a)
         return;
-    rh_open(a);
-    rh_seed_standard(a);
-    RH_EXEC(a, "INSERT OR IGNORE INTO products(product_id, title, status, updated_at)"
-               " VALUES('~unlisted', 'SKUs not (yet) in the marketplace catalog', 'unlisted', 0)");
     struct store *x = NULL;
     char err[256];
     CHECK_EQ_INT(

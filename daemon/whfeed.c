@@ -289,16 +289,17 @@ void whfeed_ids_stage(struct whfeed_ids *c, const char *code, int64_t id)
     if (len > WHFEED_IDS_CODE_MAX)
         return;
     /* (a code kept already keeps its id: a SKU's never changes) */
-    if (c->g[0].slot[ids_find(&c->g[0], h, code)] != 0 ||
-        c->g[1].slot[ids_find(&c->g[1], h, code)] != 0)
+    struct ids_gen *g = &c->g[c->cur];
+    const struct ids_gen *older = &c->g[c->cur ^ 1];
+    uint32_t i = ids_find(g, h, code); /* and the slot it goes in, unless g is full */
+    if (g->slot[i] != 0 || older->slot[ids_find(older, h, code)] != 0)
         return;
     if (!c->t_open) {
         c->t_open = true;
         c->t_rotated = false;
         c->t_gen = c->cur;
-        c->t_n = c->g[c->cur].n;
+        c->t_n = g->n;
     }
-    struct ids_gen *g = &c->g[c->cur];
     if (g->n == WHFEED_IDS_GEN) { /* full: the older one goes, and this one becomes it */
         if (c->t_rotated)
             return; /* (it holds the transaction's first ones: the rest are not kept) */
@@ -307,8 +308,8 @@ void whfeed_ids_stage(struct whfeed_ids *c, const char *code, int64_t id)
         g = &c->g[c->cur];
         memset(g->slot, 0, sizeof g->slot);
         g->n = 0;
+        i = ids_find(g, h, code);
     }
-    uint32_t i = ids_find(g, h, code);
     struct ids_ent *e = &g->ent[g->n];
     e->h = h;
     e->id = id;

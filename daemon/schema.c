@@ -7,7 +7,10 @@
  *   stock.pending = SUM(movements.delta) over the SKU x warehouse's movements not 'settled'.
  * The local view of a SKU x warehouse is snapshot + pending.
  */
+#include <stdbool.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include "store.h"
 
@@ -686,6 +689,215 @@ static const char *const migrations[] = {
      * a failed attempt and the next: rows that never failed are not. */
     "CREATE INDEX outbox_backoff ON outbox(target, next_attempt_at)"
     "  WHERE state = 'pending' AND attempts > 0;",
+
+    /* 23: the CHECK constraints that list more than two values compare with each instead
+     * (checks_as_comparisons, below; no SQL of its own). */
+    "",
+};
+
+/*
+ * Migration 23. SQLite evaluates `x IN (a, b, c, ...)` of more than two constants by building a
+ * temporary index of the list (OpenEphemeral: a b-tree, its pager and their allocations) each
+ * time a statement that checks it runs; a CHECK constraint is checked by every INSERT, and by
+ * every UPDATE of its column. A movement (stock.move) ran three of them (movements.kind and
+ * .state, outbox.state), about a fifth of the loop's time per movement written; a drain, the
+ * fulfilment pass and an order's every step ran them too. `x = a OR x = b OR ...` is the same
+ * constraint (the same affinity and collation, and NULL passes both), compared in place.
+ *
+ * A table's constraints cannot be altered, and rebuilding the tables (with their indexes and
+ * triggers) would copy every row at the upgrade. A CHECK constraint holds no data: the
+ * definition in sqlite_master is rewritten instead, as SQLite's documentation describes for
+ * such changes (lang_altertable.html, "Making Other Kinds Of Table Schema Changes": in one
+ * transaction, writable_schema on, the table's sql updated, schema_version incremented), in
+ * the migration's transaction. The schema is then read again on this connection
+ * (writable_schema=RESET) and every table's definition prepared by SQLite's own parser before
+ * the commit: a rewrite it could not read fails the migration, rolled back with nothing
+ * changed. Each rewrite is the exact text an earlier migration wrote; one not found as written
+ * (a replica whose schema was edited by hand, or a test's replica taken back to an older
+ * schema, rh_rewind_schema, whose tables keep their newer text) is left as it is: both forms
+ * hold the same rows.
+ */
+struct check_rewrite {
+    const char *table, *from, *to;
+};
+
+static const struct check_rewrite check_rewrites[] = {
+    {"warehouses", "CHECK(fulfilment IN ('station','outbound','none'))",
+     "CHECK(fulfilment = 'station' OR fulfilment = 'outbound' OR fulfilment = 'none')"},
+    {"movements", "CHECK(kind IN     ('receive','pick','adjust','count','transfer','return'))",
+     "CHECK(kind = 'receive' OR kind = 'pick' OR kind = 'adjust' OR kind = 'count'"
+     " OR kind = 'transfer' OR kind = 'return')"},
+    {"movements", "CHECK(state IN ('pending','acked','settled'))",
+     "CHECK(state = 'pending' OR state = 'acked' OR state = 'settled')"},
+    {"orders",
+     "CHECK(fstate IN  ('new','pending','ready','allocated','sent','picked','partial','shipped',"
+     "'uploaded',   'finished','cancelled'))",
+     "CHECK(fstate = 'new' OR fstate = 'pending' OR fstate = 'ready' OR fstate = 'allocated'"
+     " OR fstate = 'sent' OR fstate = 'picked' OR fstate = 'partial' OR fstate = 'shipped'"
+     " OR fstate = 'uploaded' OR fstate = 'finished' OR fstate = 'cancelled')"},
+    {"exceptions", "CHECK(state IN ('open','acknowledged','resolved'))",
+     "CHECK(state = 'open' OR state = 'acknowledged' OR state = 'resolved')"},
+    {"outbox", "CHECK(state IN ('pending','inflight','held','done','discarded'))",
+     "CHECK(state = 'pending' OR state = 'inflight' OR state = 'held' OR state = 'done'"
+     " OR state = 'discarded')"},
+    {"allocations", "CHECK(state IN ('reserved','consumed','shipped'))",
+     "CHECK(state = 'reserved' OR state = 'consumed' OR state = 'shipped')"},
+    {"inbound_notices", "CHECK (state IN ('pending', 'sent', 'refused', 'discarded'))",
+     "CHECK (state = 'pending' OR state = 'sent' OR state = 'refused' OR state = 'discarded')"},
+};
+
+/* Runs one statement of no result (the pragmas below; nothing of input in them). */
+static int run(sqlite3 *db, const char *sql, char *err, size_t errlen)
+{
+    char *msg = NULL;
+    int rc = sqlite3_exec(db, sql, NULL, NULL, &msg);
+    if (rc != SQLITE_OK)
+        snprintf(err, errlen, "%s: %s", sql, msg ? msg : sqlite3_errstr(rc));
+    sqlite3_free(msg);
+    return rc;
+}
+
+/* The table's definition with `r` applied, in a new string (NULL: `from` is not in it exactly
+ * once, or out of memory: *nomem says which). */
+static char *rewrite_one(const char *sql, const struct check_rewrite *r, bool *nomem)
+{
+    const char *at = strstr(sql, r->from);
+    size_t nfrom = strlen(r->from), nto = strlen(r->to), n = strlen(sql);
+    *nomem = false;
+    if (!at || strstr(at + 1, r->from))
+        return NULL;
+    char *out = malloc(n - nfrom + nto + 1);
+    if (!out) {
+        *nomem = true;
+        return NULL;
+    }
+    size_t head = (size_t)(at - sql);
+    memcpy(out, sql, head);
+    memcpy(out + head, r->to, nto);
+    memcpy(out + head + nto, at + nfrom, n - head - nfrom + 1);
+    return out;
+}
+
+static int checks_as_comparisons(sqlite3 *db, char *err, size_t errlen)
+{
+    size_t nr = sizeof check_rewrites / sizeof check_rewrites[0];
+    char *defs[sizeof check_rewrites / sizeof check_rewrites[0]] = {0};
+    sqlite3_stmt *get = NULL, *put = NULL;
+    int rc = sqlite3_prepare_v2(
+        db, "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?1", -1, &get, NULL);
+    int changed = 0;
+    /* The new definitions, table by table (defs[i]: the table of rewrite i, when it is the
+     * first rewrite of its table and some rewrite of it applied). */
+    for (size_t i = 0; rc == SQLITE_OK && i < nr; i++) {
+        bool first = true;
+        for (size_t k = 0; k < i; k++)
+            first &= strcmp(check_rewrites[k].table, check_rewrites[i].table) != 0;
+        if (!first)
+            continue;
+        sqlite3_bind_text(get, 1, check_rewrites[i].table, -1, SQLITE_STATIC);
+        rc = sqlite3_step(get);
+        char *def = NULL;
+        if (rc == SQLITE_ROW && sqlite3_column_text(get, 0)) {
+            def = strdup((const char *)sqlite3_column_text(get, 0));
+            rc = def ? SQLITE_OK : SQLITE_NOMEM;
+        } else if (rc == SQLITE_ROW || rc == SQLITE_DONE) {
+            rc = SQLITE_OK; /* no such table here: nothing to rewrite */
+        }
+        sqlite3_reset(get);
+        bool any = false;
+        for (size_t k = i; def && rc == SQLITE_OK && k < nr; k++) {
+            if (strcmp(check_rewrites[k].table, check_rewrites[i].table) != 0)
+                continue;
+            bool nomem;
+            char *next = rewrite_one(def, &check_rewrites[k], &nomem);
+            if (nomem)
+                rc = SQLITE_NOMEM;
+            if (next) {
+                free(def);
+                def = next;
+                any = true;
+            }
+        }
+        if (any && rc == SQLITE_OK) {
+            defs[i] = def;
+            changed++;
+        } else {
+            free(def);
+        }
+    }
+    sqlite3_finalize(get);
+    if (rc != SQLITE_OK)
+        snprintf(err, errlen, "the CHECK constraints' rewrite: %s", sqlite3_errstr(rc));
+    int version = 0;
+    if (rc == SQLITE_OK && changed > 0) {
+        sqlite3_stmt *v = NULL;
+        rc = sqlite3_prepare_v2(db, "PRAGMA schema_version", -1, &v, NULL);
+        if (rc == SQLITE_OK && (rc = sqlite3_step(v)) == SQLITE_ROW) {
+            version = sqlite3_column_int(v, 0);
+            rc = SQLITE_OK;
+        }
+        sqlite3_finalize(v);
+        if (rc != SQLITE_OK)
+            snprintf(err, errlen, "PRAGMA schema_version: %s", sqlite3_errmsg(db));
+        if (rc == SQLITE_OK)
+            rc = run(db, "PRAGMA writable_schema=ON", err, errlen);
+        if (rc == SQLITE_OK) {
+            rc = sqlite3_prepare_v2(
+                db, "UPDATE sqlite_master SET sql = ?2 WHERE type = 'table' AND name = ?1", -1,
+                &put, NULL);
+            for (size_t i = 0; rc == SQLITE_OK && i < nr; i++) {
+                if (!defs[i])
+                    continue;
+                sqlite3_bind_text(put, 1, check_rewrites[i].table, -1, SQLITE_STATIC);
+                sqlite3_bind_text(put, 2, defs[i], -1, SQLITE_STATIC);
+                rc = sqlite3_step(put);
+                rc = rc == SQLITE_DONE && sqlite3_changes(db) == 1 ? SQLITE_OK
+                     : rc == SQLITE_DONE                           ? SQLITE_CORRUPT
+                                                                   : rc;
+                sqlite3_reset(put);
+            }
+            if (rc != SQLITE_OK)
+                snprintf(err, errlen, "the CHECK constraints' rewrite: %s", sqlite3_errmsg(db));
+            sqlite3_finalize(put);
+        }
+        if (rc == SQLITE_OK) {
+            char bump[64]; /* (an integer read from the replica) */
+            snprintf(bump, sizeof bump, "PRAGMA schema_version=%d", version + 1);
+            rc = run(db, bump, err, errlen);
+        }
+        /* Off in every case, and the schema read again: from the rewritten definitions when
+         * they stand, else (the caller rolls back) from the replica's own. */
+        char ignored[64];
+        int off = run(db, "PRAGMA writable_schema=RESET", rc == SQLITE_OK ? err : ignored,
+                      rc == SQLITE_OK ? errlen : sizeof ignored);
+        if (rc == SQLITE_OK)
+            rc = off;
+    }
+    for (size_t i = 0; i < nr; i++)
+        free(defs[i]);
+    if (rc != SQLITE_OK || changed == 0)
+        return rc;
+    /* Each table's new definition read by SQLite's parser (the schema is loaded again at the
+     * next statement): one it cannot read fails here, before the commit. */
+    sqlite3_stmt *t = NULL;
+    rc =
+        sqlite3_prepare_v2(db, "SELECT name FROM sqlite_master WHERE type = 'table'", -1, &t, NULL);
+    if (rc == SQLITE_OK) {
+        while ((rc = sqlite3_step(t)) == SQLITE_ROW) {
+        }
+    }
+    if (rc == SQLITE_DONE)
+        rc = SQLITE_OK;
+    else
+        snprintf(err, errlen, "the schema after the CHECK constraints' rewrite: %s",
+                 sqlite3_errmsg(db));
+    sqlite3_finalize(t);
+    return rc;
+}
+
+/* Migrations done in C, after their SQL (by migration number - 1). */
+static int (*const migration_code[])(sqlite3 *, char *, size_t) = {
+    [22] = checks_as_comparisons,
 };
 
 int schema_latest(void)
@@ -709,6 +921,11 @@ int schema_migrate_to(sqlite3 *db, int from, int to, char *err, size_t errlen)
         int rc = sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, &msg);
         if (rc == SQLITE_OK)
             rc = sqlite3_exec(db, migrations[v], NULL, NULL, &msg);
+        char cerr[256] = "";
+        if (rc == SQLITE_OK && (size_t)v < sizeof migration_code / sizeof migration_code[0] &&
+            migration_code[v] && (rc = migration_code[v](db, cerr, sizeof cerr)) != SQLITE_OK &&
+            !msg)
+            msg = sqlite3_mprintf("%s", cerr);
         if (rc == SQLITE_OK)
             rc = sqlite3_exec(db, bump, NULL, NULL, &msg);
         if (rc == SQLITE_OK) {

@@ -491,6 +491,183 @@ static void test_upgrade_outbox_counters(void)
     store_close(st);
 }
 
+/* How many times a statement's program opens a temporary b-tree (OpenEphemeral). */
+static int ephemerals(struct store *st, const char *sql)
+{
+    char explain[1024];
+    snprintf(explain, sizeof explain, "EXPLAIN %s", sql);
+    sqlite3_stmt *s;
+    if (sqlite3_prepare_v2(store_db(st), explain, -1, &s, NULL) != SQLITE_OK) {
+        fprintf(stderr, "prepare: %s: %s\n", sqlite3_errmsg(store_db(st)), sql);
+        return -1;
+    }
+    int n = 0;
+    while (sqlite3_step(s) == SQLITE_ROW)
+        n += strcmp((const char *)sqlite3_column_text(s, 1), "OpenEphemeral") == 0;
+    sqlite3_finalize(s);
+    return n;
+}
+
+/* A statement's outcome: SQLITE_OK, or its extended error code (SQLITE_CONSTRAINT_CHECK). */
+static int exec_rc(struct store *st, const char *sql)
+{
+    int rc = sqlite3_exec(store_db(st), sql, NULL, NULL, NULL);
+    return rc == SQLITE_OK ? rc : sqlite3_extended_errcode(store_db(st));
+}
+
+/* A row in every table migration 23 rewrites (check_constraints changes them). */
+static const char check_rows[] =
+    "INSERT INTO warehouses(id, code, name, country, created_at) VALUES(1, 'W-1', 'w', 'ES', 0);"
+    "INSERT INTO products(id, product_id, title, updated_at) VALUES(1, 'P-1', 'p', 0);"
+    "INSERT INTO skus(id, code, product, title, price_minor, currency, updated_at)"
+    " VALUES(1, 'S-1', 1, 't', 1, 'EUR', 0);"
+    "INSERT INTO movements(id, kind, sku, warehouse, qty, delta, created_at)"
+    " VALUES('m-1', 'receive', 1, 1, 1, 1, 0);"
+    "INSERT INTO outbox(key, target, entity, kind, payload, next_attempt_at, created_at)"
+    " VALUES ('k-1', 'wh:W-1', 'S-1', 'movement', x'80', 0, 0);"
+    "INSERT INTO orders(id, order_id, status, created_at, updated_at, country, currency)"
+    " VALUES(1, 'O-1', 'WAIT_SELLER_SEND_GOODS', 0, 0, 'ES', 'EUR');"
+    "INSERT INTO exceptions(kind, message, raised_at, deadline) VALUES('k', 'm', 0, 0);"
+    "INSERT INTO allocations(order_ref, sku, warehouse, qty, created_at) VALUES(1, 1, 1, 1, 0);"
+    "INSERT INTO inbound_notices(id, warehouse, created_at, updated_at) VALUES('n-1', 1, 0, 0);";
+
+/* Each rewritten constraint refuses a value out of its list and takes one in it. */
+static void check_constraints(struct store *st, const char *when)
+{
+    static const char *const refused[] = {
+        "INSERT INTO warehouses(code, name, country, created_at, fulfilment)"
+        " VALUES('X-BAD', 'x', 'ES', 0, 'drone')",
+        "INSERT INTO movements(id, kind, sku, warehouse, qty, delta, created_at)"
+        " VALUES('m-bad', 'teleport', 1, 1, 1, 1, 0)",
+        "UPDATE movements SET state = 'lost' WHERE id = 'm-1'",
+        "UPDATE orders SET fstate = 'lost' WHERE id = 1",
+        "UPDATE exceptions SET state = 'ignored'",
+        "UPDATE outbox SET state = 'lost' WHERE key = 'k-1'",
+        "UPDATE allocations SET state = 'lost'",
+        "UPDATE inbound_notices SET state = 'lost'",
+    };
+    static const char *const accepted[] = {
+        "UPDATE warehouses SET fulfilment = 'outbound' WHERE code = 'W-1'",
+        "UPDATE movements SET state = 'settled' WHERE id = 'm-1'",
+        "UPDATE orders SET fstate = 'cancelled' WHERE id = 1",
+        "UPDATE exceptions SET state = 'resolved'",
+        "UPDATE outbox SET state = 'discarded' WHERE key = 'k-1'",
+        "UPDATE allocations SET state = 'shipped'",
+        "UPDATE inbound_notices SET state = 'refused'",
+    };
+    CHECK_EQ_INT(exec_rc(st, "SAVEPOINT t"), SQLITE_OK);
+    for (size_t i = 0; i < sizeof refused / sizeof refused[0]; i++)
+        if (exec_rc(st, refused[i]) != SQLITE_CONSTRAINT_CHECK) {
+            fprintf(stderr, "%s: not refused by its CHECK: %s\n", when, refused[i]);
+            CHECK(false);
+        }
+    for (size_t i = 0; i < sizeof accepted / sizeof accepted[0]; i++)
+        if (exec_rc(st, accepted[i]) != SQLITE_OK || sqlite3_changes(store_db(st)) != 1) {
+            fprintf(stderr, "%s: refused, or no row: %s: %s\n", when, accepted[i],
+                    sqlite3_errmsg(store_db(st)));
+            CHECK(false);
+        }
+    CHECK_EQ_INT(exec_rc(st, "ROLLBACK TO t"), SQLITE_OK);
+    CHECK_EQ_INT(exec_rc(st, "RELEASE t"), SQLITE_OK);
+}
+
+/* Migration 23 (schema.c checks_as_comparisons): the CHECK constraints that listed more than
+ * two values compare with each, on a fresh replica and on one upgraded from schema 22 with
+ * rows in those tables; they refuse and take what they did; writing a movement or an outbox
+ * row builds no temporary b-tree any more (one per list before); a table whose definition is
+ * not as an earlier migration wrote it is left as it is, and the upgrade goes on. */
+static void test_checks_as_comparisons(void)
+{
+    /* definitions with a CHECK on a list of more than two (`returns` keeps its two) */
+    static const char lists[] =
+        "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name <> 'returns'"
+        " AND (sql LIKE '%CHECK%IN (%' OR sql LIKE '%CHECK%IN  (%'"
+        " OR sql LIKE '%CHECK%IN     (%')";
+    static const char movement[] =
+        "INSERT INTO movements(id, kind, sku, warehouse, qty, delta, created_at)"
+        " VALUES('m-2', 'receive', 1, 1, 1, 1, 0)";
+    static const char outbox_row[] =
+        "INSERT INTO outbox(key, target, entity, kind, payload, next_attempt_at, created_at)"
+        " VALUES ('k-2', 'wh:W-1', 'S-1', 'movement', x'80', 0, 0)";
+    char path[128], err[512] = "";
+    struct store *st = NULL;
+    sqlite3 *db = NULL;
+
+    /* fresh */
+    path_of(path, sizeof path, "v23fresh.db");
+    CHECK_EQ_INT(store_open(path, true, &st, err, sizeof err), 0);
+    if (!st) {
+        fprintf(stderr, "store_open: %s\n", err);
+        return;
+    }
+    CHECK_EQ_INT(one_int(st, lists), 0);
+    CHECK_EQ_INT(ephemerals(st, movement), 0);
+    CHECK_EQ_INT(ephemerals(st, outbox_row), 0);
+    CHECK_EQ_INT(ephemerals(st, "UPDATE outbox SET state = 'done' WHERE id = 1"), 0);
+    CHECK_EQ_INT(exec_rc(st, check_rows), SQLITE_OK);
+    check_constraints(st, "fresh");
+    store_close(st);
+
+    /* upgraded from 22, with a row in every table rewritten */
+    path_of(path, sizeof path, "v22checks.db");
+    CHECK_EQ_INT(sqlite3_open(path, &db), SQLITE_OK);
+    CHECK_EQ_INT(schema_migrate_to(db, 0, 22, err, sizeof err), 0);
+    CHECK_EQ_INT(sqlite3_exec(db, check_rows, NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(db);
+    CHECK_EQ_INT(store_open(path, true, &st, err, sizeof err), 0);
+    if (!st) {
+        fprintf(stderr, "store_open: %s\n", err);
+        return;
+    }
+    CHECK_EQ_INT(store_schema_version(st), schema_latest());
+    CHECK_EQ_INT(one_int(st, lists), 0);
+    CHECK_EQ_INT(ephemerals(st, movement), 0);
+    CHECK_EQ_INT(ephemerals(st, outbox_row), 0);
+    CHECK_EQ_STR(pragma_text(st, "PRAGMA integrity_check"), "ok");
+    CHECK_EQ_INT(one_int(st, "SELECT COUNT(*) FROM movements WHERE id = 'm-1'"), 1);
+    CHECK_EQ_INT(one_int(st, "SELECT COUNT(*) FROM outbox WHERE key = 'k-1'"), 1);
+    check_constraints(st, "upgraded from 22");
+    store_close(st);
+
+    /* at 22, as written: the lists are there (what `lists` looks for) */
+    path_of(path, sizeof path, "v22edited.db");
+    CHECK_EQ_INT(sqlite3_open(path, &db), SQLITE_OK);
+    CHECK_EQ_INT(schema_migrate_to(db, 0, 22, err, sizeof err), 0);
+    sqlite3_stmt *q = NULL;
+    int n22 = -1;
+    if (sqlite3_prepare_v2(db, lists, -1, &q, NULL) == SQLITE_OK && sqlite3_step(q) == SQLITE_ROW)
+        n22 = sqlite3_column_int(q, 0);
+    sqlite3_finalize(q);
+    CHECK_EQ_INT(n22, 7);
+    /* outbox's definition edited (spaces in its list): left as it is, the others rewritten */
+    CHECK_EQ_INT(sqlite3_exec(db,
+                              "PRAGMA writable_schema=ON;"
+                              "UPDATE sqlite_master SET sql = replace(sql,"
+                              " '''pending'',''inflight'',''held'',''done'',''discarded''',"
+                              " '''pending'', ''inflight'', ''held'', ''done'', ''discarded''')"
+                              " WHERE type = 'table' AND name = 'outbox';"
+                              "PRAGMA writable_schema=RESET;",
+                              NULL, NULL, NULL),
+                 SQLITE_OK);
+    CHECK_EQ_INT(sqlite3_changes(db), 1);
+    sqlite3_close(db);
+    CHECK_EQ_INT(store_open(path, true, &st, err, sizeof err), 0);
+    if (!st) {
+        fprintf(stderr, "store_open: %s\n", err);
+        return;
+    }
+    CHECK_EQ_INT(store_schema_version(st), schema_latest());
+    CHECK_EQ_INT(one_int(st, "SELECT COUNT(*) FROM sqlite_master WHERE name = 'outbox'"
+                             " AND sql LIKE '%''pending'', ''inflight'', ''held''%'"),
+                 1);
+    CHECK_EQ_INT(one_int(st, lists), 1);
+    CHECK_EQ_INT(ephemerals(st, movement), 0);
+    CHECK_EQ_INT(ephemerals(st, outbox_row), 1);
+    CHECK_EQ_INT(exec_rc(st, check_rows), SQLITE_OK);
+    check_constraints(st, "outbox edited by hand");
+    store_close(st);
+}
+
 static void test_garbage(void)
 {
     char path[128], err[512] = "";
@@ -721,6 +898,7 @@ int main(void)
     test_upgrade_fulfil_cursor();
     test_upgrade_outbox_counters();
     test_upgrade_mp_seen();
+    test_checks_as_comparisons();
     test_no_wal();
 
     char cmd[128];

@@ -668,6 +668,73 @@ static void test_checks_as_comparisons(void)
     store_close(st);
 }
 
+/* The first column of a statement's first row as text, on a raw connection ("" when none). */
+static const char *db_text(sqlite3 *db, const char *sql)
+{
+    static char out[1 << 16];
+    sqlite3_stmt *s;
+    out[0] = 0;
+    if (sqlite3_prepare_v2(db, sql, -1, &s, NULL) != SQLITE_OK) {
+        fprintf(stderr, "prepare: %s: %s\n", sqlite3_errmsg(db), sql);
+        return out;
+    }
+    if (sqlite3_step(s) == SQLITE_ROW && sqlite3_column_text(s, 0))
+        snprintf(out, sizeof out, "%s", (const char *)sqlite3_column_text(s, 0));
+    sqlite3_finalize(s);
+    return out;
+}
+
+/* Migration 23 that fails (its rewrite refused: with SQLITE_DBCONFIG_DEFENSIVE the connection
+ * cannot write sqlite_master) is rolled back whole: schema_migrate_to says which migration
+ * failed; the replica is still at 22 with its definitions and schema_version as they were; the
+ * connection that ran it is out of its transaction, writable_schema off, and checks the lists
+ * as the replica's own definitions say; the next open completes the upgrade. */
+static void test_checks_rewrite_fails(void)
+{
+    static const char defs[] =
+        "SELECT group_concat(name || ': ' || sql, char(10)) FROM"
+        " (SELECT name, sql FROM sqlite_master WHERE sql IS NOT NULL ORDER BY name)";
+    char path[128], err[512] = "", cookie[32];
+    static char before[1 << 16];
+    sqlite3 *db = NULL;
+    path_of(path, sizeof path, "v22refused.db");
+    CHECK_EQ_INT(sqlite3_open(path, &db), SQLITE_OK);
+    CHECK_EQ_INT(sqlite3_exec(db, "PRAGMA journal_mode=WAL", NULL, NULL, NULL), SQLITE_OK);
+    CHECK_EQ_INT(schema_migrate_to(db, 0, 22, err, sizeof err), 0);
+    CHECK_EQ_INT(sqlite3_exec(db, check_rows, NULL, NULL, NULL), SQLITE_OK);
+    snprintf(before, sizeof before, "%s", db_text(db, defs));
+    snprintf(cookie, sizeof cookie, "%s", db_text(db, "PRAGMA schema_version"));
+    CHECK(strstr(before, "CHECK(state IN ('pending','inflight','held','done','discarded'))"));
+
+    CHECK_EQ_INT(sqlite3_db_config(db, SQLITE_DBCONFIG_DEFENSIVE, 1, NULL), SQLITE_OK);
+    CHECK_EQ_INT(schema_migrate_to(db, 22, 23, err, sizeof err), -1);
+    CHECK(strstr(err, "schema migration 23 failed") != NULL);
+    CHECK_EQ_INT(sqlite3_get_autocommit(db), 1);
+    CHECK_EQ_STR(db_text(db, "PRAGMA writable_schema"), "0");
+    CHECK_EQ_STR(db_text(db, "PRAGMA user_version"), "22");
+    CHECK_EQ_STR(db_text(db, "PRAGMA schema_version"), cookie);
+    CHECK_EQ_STR(db_text(db, defs), before);
+    /* the connection's own schema is the replica's: the list, as it was */
+    CHECK_EQ_INT(sqlite3_exec(db, "UPDATE outbox SET state = 'lost'", NULL, NULL, NULL),
+                 SQLITE_CONSTRAINT);
+    CHECK(strstr(sqlite3_errmsg(db), "state IN ('pending','inflight'") != NULL);
+    CHECK_EQ_STR(db_text(db, "PRAGMA integrity_check"), "ok");
+    CHECK_EQ_INT(sqlite3_close(db), SQLITE_OK);
+
+    struct store *st = NULL;
+    CHECK_EQ_INT(store_open(path, true, &st, err, sizeof err), 0);
+    if (!st) {
+        fprintf(stderr, "store_open: %s\n", err);
+        return;
+    }
+    CHECK_EQ_INT(store_schema_version(st), schema_latest());
+    CHECK_EQ_INT(one_int(st, "SELECT COUNT(*) FROM sqlite_master WHERE name = 'outbox'"
+                             " AND sql LIKE '%CHECK(state = ''pending'' OR%'"),
+                 1);
+    check_constraints(st, "upgraded after a refused rewrite");
+    store_close(st);
+}
+
 static void test_garbage(void)
 {
     char path[128], err[512] = "";
@@ -899,6 +966,7 @@ int main(void)
     test_upgrade_outbox_counters();
     test_upgrade_mp_seen();
     test_checks_as_comparisons();
+    test_checks_rewrite_fails();
     test_no_wal();
 
     char cmd[128];

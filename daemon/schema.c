@@ -691,8 +691,30 @@ static const char *const migrations[] = {
     "  WHERE state = 'pending' AND attempts > 0;",
 
     /* 23: the CHECK constraints that list more than two values compare with each instead
-     * (checks_as_comparisons, below; no SQL of its own). */
-    "",
+     * (checks_as_comparisons, below), and so do the orders' counter triggers: `status NOT IN
+     * (three)` built its temporary index at every order inserted, deleted or whose status
+     * changed (the same value: status is NOT NULL). */
+    "DROP TRIGGER IF EXISTS count_orders_ins;"
+    "DROP TRIGGER IF EXISTS count_orders_del;"
+    "DROP TRIGGER IF EXISTS count_orders_upd;"
+    "CREATE TRIGGER count_orders_ins AFTER INSERT ON orders BEGIN"
+    "  UPDATE counters SET n = n + (new.status <> 'FINISH'"
+    "    AND new.status <> 'WAIT_BUYER_ACCEPT_GOODS' AND new.status <> 'IN_CANCEL')"
+    "    WHERE name = 'orders_open';"
+    "  UPDATE counters SET n = n + 1 WHERE name = 'fstate:' || new.fstate; END;"
+    "CREATE TRIGGER count_orders_del AFTER DELETE ON orders BEGIN"
+    "  UPDATE counters SET n = n - (old.status <> 'FINISH'"
+    "    AND old.status <> 'WAIT_BUYER_ACCEPT_GOODS' AND old.status <> 'IN_CANCEL')"
+    "    WHERE name = 'orders_open';"
+    "  UPDATE counters SET n = n - 1 WHERE name = 'fstate:' || old.fstate; END;"
+    "CREATE TRIGGER count_orders_upd AFTER UPDATE OF status, fstate ON orders"
+    "  WHEN old.status IS NOT new.status OR old.fstate IS NOT new.fstate BEGIN"
+    "  UPDATE counters SET n = n + (new.status <> 'FINISH'"
+    "    AND new.status <> 'WAIT_BUYER_ACCEPT_GOODS' AND new.status <> 'IN_CANCEL')"
+    "    - (old.status <> 'FINISH' AND old.status <> 'WAIT_BUYER_ACCEPT_GOODS'"
+    "    AND old.status <> 'IN_CANCEL') WHERE name = 'orders_open';"
+    "  UPDATE counters SET n = n - 1 WHERE name = 'fstate:' || old.fstate;"
+    "  UPDATE counters SET n = n + 1 WHERE name = 'fstate:' || new.fstate; END;",
 };
 
 /*

@@ -627,6 +627,30 @@ static void test_checks_as_comparisons(void)
     CHECK_EQ_INT(one_int(st, "SELECT COUNT(*) FROM movements WHERE id = 'm-1'"), 1);
     CHECK_EQ_INT(one_int(st, "SELECT COUNT(*) FROM outbox WHERE key = 'k-1'"), 1);
     check_constraints(st, "upgraded from 22");
+    /* the orders' counter triggers compare in place too (a trigger's program is not in its
+     * statement's EXPLAIN: its text says), and count as before */
+    CHECK_EQ_INT(one_int(st, "SELECT COUNT(*) FROM sqlite_master WHERE type = 'trigger'"
+                             " AND tbl_name = 'orders' AND name LIKE 'count_orders_%'"
+                             " AND sql NOT LIKE '%NOT IN%'"),
+                 3);
+    static const char *const order_steps[] = {
+        "INSERT INTO orders(id, order_id, status, created_at, updated_at, country, currency)"
+        " VALUES(2, 'O-2', 'IN_CANCEL', 0, 0, 'ES', 'EUR'),"
+        " (3, 'O-3', 'WAIT_SELLER_SEND_GOODS', 0, 0, 'ES', 'EUR')",
+        "UPDATE orders SET status = 'FINISH' WHERE id = 1",
+        "UPDATE orders SET status = 'WAIT_SELLER_SEND_GOODS' WHERE id = 2",
+        "UPDATE orders SET fstate = 'pending' WHERE id IN (2, 3)",
+        "UPDATE orders SET status = 'WAIT_BUYER_ACCEPT_GOODS', fstate = 'ready' WHERE id = 2",
+        "DELETE FROM orders WHERE id = 3",
+    };
+    for (size_t i = 0; i < sizeof order_steps / sizeof order_steps[0]; i++) {
+        CHECK_EQ_INT(exec_rc(st, order_steps[i]), SQLITE_OK);
+        CHECK_EQ_INT(one_int(st, "SELECT n FROM counters WHERE name = 'orders_open'"),
+                     one_int(st, "SELECT COUNT(*) FROM orders WHERE status NOT IN"
+                                 " ('FINISH', 'WAIT_BUYER_ACCEPT_GOODS', 'IN_CANCEL')"));
+        CHECK_EQ_INT(one_int(st, "SELECT n FROM counters WHERE name = 'fstate:pending'"),
+                     one_int(st, "SELECT COUNT(*) FROM orders WHERE fstate = 'pending'"));
+    }
     store_close(st);
 
     /* at 22, as written: the lists are there (what `lists` looks for) */

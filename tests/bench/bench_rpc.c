@@ -5,7 +5,7 @@
  *
  *   bench_rpc SOCKET [-c CONNECTIONS] [-P PIPELINE] [-d SECONDS] [-m METHOD] [-k SKU]
  *             [-a KEY=VALUE]... [-n COUNT] [--until-file F] [--allow-errors] [--kv PREFIX]
- *             [--size] [--rate R]
+ *             [--size] [--rate R] [--resp KEY]
  *
  * -a adds a parameter to the request (VALUE sent as an integer when it is one, true/false as a
  * boolean, else as a string; -k "" leaves out sku), e.g. -m stock.move -a kind=receive
@@ -19,6 +19,12 @@
  * the requests at R a second in all (the k-th request is not sent before start + k/R; with one
  * connection and -P 1 a light, steady reader, as scripts/soak.sh uses; latency is still measured
  * from each request's send).
+ *
+ * --resp KEY loads a Redis server's socket instead, with the same connections, pipelines, timing
+ * and percentiles: each request is `GET KEY` in RESP, each answer a bulk string (a nil or an
+ * error answer counts as an error). bench_stockget.sh measures Redis GET's latency at one
+ * connection so, beside stock.get's, by one client to the microsecond (redis-benchmark keeps
+ * latencies in buckets of 8 µs at that size).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -41,6 +47,8 @@
 struct bconn {
     int fd;
     msgpack_unpacker unp;
+    char *rbuf; /* --resp: the bytes read and not parsed yet */
+    size_t rlen;
     uint64_t *sent_at; /* ring of send times, P entries */
     unsigned head, inflight;
 };
@@ -71,16 +79,44 @@ static int connect_to(const char *path)
     return fd;
 }
 
+/* --resp: the next whole answer at the start of c->rbuf, consumed: 1 (*err set when it is not
+ * a bulk string), 0 when it has not all arrived yet, -1 when it is not RESP. */
+#define RESP_BUF (1 << 20)
+static int resp_next(struct bconn *c, int *err)
+{
+    char *crlf = c->rlen ? memchr(c->rbuf, '\n', c->rlen) : NULL;
+    if (!crlf)
+        return c->rlen > 64 && c->rbuf[0] == '$' ? -1 : 0;
+    size_t head = (size_t)(crlf - c->rbuf) + 1, used = head;
+    *err = 1;
+    if (c->rbuf[0] == '$') {
+        long long n = strtoll(c->rbuf + 1, NULL, 10);
+        if (n >= 0) {
+            if (n > RESP_BUF / 2)
+                return -1;
+            if (c->rlen < head + (size_t)n + 2)
+                return 0;
+            used = head + (size_t)n + 2;
+            *err = 0;
+        }
+    } else if (c->rbuf[0] != '-' && c->rbuf[0] != '+' && c->rbuf[0] != ':') {
+        return -1;
+    }
+    memmove(c->rbuf, c->rbuf + used, c->rlen - used);
+    c->rlen -= used;
+    return 1;
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 2) {
         fprintf(stderr, "usage: bench_rpc SOCKET [-c N] [-P N] [-d SECONDS] [-m METHOD] [-k SKU] "
                         "[-a KEY=VALUE]... [-n COUNT] [--until-file F] [--allow-errors] "
-                        "[--kv PREFIX] [--size] [--rate R]\n");
+                        "[--kv PREFIX] [--size] [--rate R] [--resp KEY]\n");
         return 2;
     }
     const char *path = argv[1], *method = "stock.get", *sku = "EB-1001-BLK-M";
-    const char *until_file = NULL, *kv = NULL;
+    const char *until_file = NULL, *kv = NULL, *resp = NULL;
     const char *extra[32];
     int nextra = 0, allow_errors = 0, size_only = 0;
     int nconn = 50, pipeline = 1;
@@ -118,6 +154,8 @@ int main(int argc, char **argv)
             kv = v;
         else if (!strcmp(argv[i - 1], "--rate"))
             rate = atof(v);
+        else if (!strcmp(argv[i - 1], "--resp"))
+            resp = v;
         else if (!strcmp(argv[i - 1], "-a")) {
             if (nextra >= (int)(sizeof extra / sizeof *extra) || !strchr(v, '=') || v[0] == '=') {
                 fprintf(stderr, "bench_rpc: -a wants KEY=VALUE (at most 32)\n");
@@ -131,6 +169,10 @@ int main(int argc, char **argv)
     }
     if (size_only)
         nconn = pipeline = 1;
+    if (resp && size_only) {
+        fprintf(stderr, "bench_rpc: --size is for tallyd, not with --resp\n");
+        return 2;
+    }
     /* One request, packed once; the msgid does not matter for a closed-loop load. */
     msgpack_sbuffer req;
     msgpack_packer pk;
@@ -160,6 +202,18 @@ int main(int argc, char **argv)
             mp_pack_strz(&pk, val);
     }
 
+    if (resp) {
+        char line[600];
+        int n =
+            snprintf(line, sizeof line, "*2\r\n$3\r\nGET\r\n$%zu\r\n%s\r\n", strlen(resp), resp);
+        if (n < 0 || (size_t)n >= sizeof line) {
+            fprintf(stderr, "bench_rpc: --resp KEY too long\n");
+            return 2;
+        }
+        msgpack_sbuffer_clear(&req);
+        msgpack_sbuffer_write(&req, line, (size_t)n);
+        method = "GET";
+    }
     struct bconn *cs = calloc((size_t)nconn, sizeof *cs);
     struct pollfd *pfd = calloc((size_t)nconn, sizeof *pfd);
     size_t lat_cap = 1 << 22, nlat = 0;
@@ -170,6 +224,10 @@ int main(int argc, char **argv)
     for (int i = 0; i < nconn; i++) {
         cs[i].fd = connect_to(path);
         msgpack_unpacker_init(&cs[i].unp, 1 << 16);
+        if (resp && !(cs[i].rbuf = malloc(RESP_BUF))) {
+            fprintf(stderr, "bench_rpc: out of memory\n");
+            return 1;
+        }
         cs[i].sent_at = calloc((size_t)pipeline, sizeof(uint64_t));
         pfd[i].fd = cs[i].fd;
         pfd[i].events = POLLIN;
@@ -246,17 +304,38 @@ int main(int argc, char **argv)
             if (!(pfd[i].revents & POLLIN))
                 continue;
             struct bconn *c = &cs[i];
-            msgpack_unpacker_reserve_buffer(&c->unp, 1 << 16);
-            ssize_t r = read(c->fd, msgpack_unpacker_buffer(&c->unp),
-                             msgpack_unpacker_buffer_capacity(&c->unp));
+            ssize_t r;
+            if (resp) {
+                r = read(c->fd, c->rbuf + c->rlen, RESP_BUF - c->rlen);
+            } else {
+                msgpack_unpacker_reserve_buffer(&c->unp, 1 << 16);
+                r = read(c->fd, msgpack_unpacker_buffer(&c->unp),
+                         msgpack_unpacker_buffer_capacity(&c->unp));
+            }
             if (r <= 0) {
-                fprintf(stderr, "bench_rpc: connection closed by tallyd\n");
+                fprintf(stderr, "bench_rpc: connection closed by the server\n");
                 return 1;
             }
-            msgpack_unpacker_buffer_consumed(&c->unp, (size_t)r);
             unsigned got = 0;
             uint64_t t = now_ns();
-            while (msgpack_unpacker_next(&c->unp, &msg) == MSGPACK_UNPACK_SUCCESS) {
+            if (resp) {
+                c->rlen += (size_t)r;
+                int rc, err;
+                while ((rc = resp_next(c, &err)) == 1) {
+                    errors += (uint64_t)err;
+                    if (nlat < lat_cap)
+                        lat[nlat++] = (uint32_t)((t - c->sent_at[c->head]) / 1000);
+                    c->head = (c->head + 1) % (unsigned)pipeline;
+                    got++;
+                }
+                if (rc < 0) {
+                    fprintf(stderr, "bench_rpc: not a RESP answer\n");
+                    return 1;
+                }
+            } else {
+                msgpack_unpacker_buffer_consumed(&c->unp, (size_t)r);
+            }
+            while (!resp && msgpack_unpacker_next(&c->unp, &msg) == MSGPACK_UNPACK_SUCCESS) {
                 const msgpack_object *o = &msg.data;
                 if (o->type != MSGPACK_OBJECT_ARRAY || o->via.array.size != 4 ||
                     o->via.array.ptr[2].type != MSGPACK_OBJECT_NIL)
@@ -321,6 +400,7 @@ out:
     for (int i = 0; i < nconn; i++) {
         close(cs[i].fd);
         msgpack_unpacker_destroy(&cs[i].unp);
+        free(cs[i].rbuf);
         free(cs[i].sent_at);
     }
     free(cs);

@@ -79,31 +79,39 @@ static int connect_to(const char *path)
     return fd;
 }
 
-/* --resp: the next whole answer at the start of c->rbuf, consumed: 1 (*err set when it is not
- * a bulk string), 0 when it has not all arrived yet, -1 when it is not RESP. */
+/* --resp: the next whole answer at the start of the n bytes at b: 1 with *used its length
+ * (*err set when it is not a bulk string: a nil, an error, a status or an integer), 0 when it
+ * has not all arrived yet, -1 when it is not RESP (a line not ending in CRLF, a bulk string not
+ * followed by CRLF, a length that is not a number, another type) or an answer larger than half
+ * the buffer (it would not fit beside the next one). */
 #define RESP_BUF (1 << 20)
-static int resp_next(struct bconn *c, int *err)
+static int resp_next(const char *b, size_t n, size_t *used, int *err)
 {
-    char *crlf = c->rlen ? memchr(c->rbuf, '\n', c->rlen) : NULL;
-    if (!crlf)
-        return c->rlen > 64 && c->rbuf[0] == '$' ? -1 : 0;
-    size_t head = (size_t)(crlf - c->rbuf) + 1, used = head;
-    *err = 1;
-    if (c->rbuf[0] == '$') {
-        long long n = strtoll(c->rbuf + 1, NULL, 10);
-        if (n >= 0) {
-            if (n > RESP_BUF / 2)
-                return -1;
-            if (c->rlen < head + (size_t)n + 2)
-                return 0;
-            used = head + (size_t)n + 2;
-            *err = 0;
-        }
-    } else if (c->rbuf[0] != '-' && c->rbuf[0] != '+' && c->rbuf[0] != ':') {
+    const char *nl = n ? memchr(b, '\n', n) : NULL;
+    if (!nl)
+        return n > 64 && b[0] == '$' ? -1 : 0;
+    size_t head = (size_t)(nl - b) + 1;
+    if (head < 3 || b[head - 2] != '\r')
         return -1;
-    }
-    memmove(c->rbuf, c->rbuf + used, c->rlen - used);
-    c->rlen -= used;
+    *used = head;
+    *err = 1;
+    if (b[0] == '-' || b[0] == '+' || b[0] == ':')
+        return 1;
+    if (b[0] != '$')
+        return -1;
+    char *end;
+    errno = 0;
+    long long len = strtoll(b + 1, &end, 10); /* stops at the '\r' */
+    if (end == b + 1 || end != b + head - 2 || errno || len < -1 || len > RESP_BUF / 2)
+        return -1;
+    if (len == -1) /* nil: no such key */
+        return 1;
+    if (n < head + (size_t)len + 2)
+        return 0;
+    if (b[head + (size_t)len] != '\r' || b[head + (size_t)len + 1] != '\n')
+        return -1;
+    *used = head + (size_t)len + 2;
+    *err = 0;
     return 1;
 }
 
@@ -320,8 +328,10 @@ int main(int argc, char **argv)
             uint64_t t = now_ns();
             if (resp) {
                 c->rlen += (size_t)r;
-                int rc, err;
-                while ((rc = resp_next(c, &err)) == 1) {
+                size_t off = 0, used = 0;
+                int rc, err = 0;
+                while ((rc = resp_next(c->rbuf + off, c->rlen - off, &used, &err)) == 1) {
+                    off += used;
                     errors += (uint64_t)err;
                     if (nlat < lat_cap)
                         lat[nlat++] = (uint32_t)((t - c->sent_at[c->head]) / 1000);
@@ -329,7 +339,17 @@ int main(int argc, char **argv)
                     got++;
                 }
                 if (rc < 0) {
-                    fprintf(stderr, "bench_rpc: not a RESP answer\n");
+                    fprintf(stderr, "bench_rpc: not a RESP answer (or larger than %d bytes)\n",
+                            RESP_BUF / 2);
+                    return 1;
+                }
+                /* The part of an answer not all arrived yet moves to the start, once a read
+                 * (not once an answer: a read brings up to P answers). */
+                memmove(c->rbuf, c->rbuf + off, c->rlen - off);
+                c->rlen -= off;
+                if (c->rlen == RESP_BUF) { /* a line of 1 MiB without its end */
+                    fprintf(stderr, "bench_rpc: not a RESP answer (a line of %d bytes)\n",
+                            RESP_BUF);
                     return 1;
                 }
             } else {

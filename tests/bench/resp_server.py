@@ -1,0 +1,83 @@
+#!/usr/bin/env python3
+"""A scripted RESP server for test_rpc_resp.sh: what bench_rpc --resp reads, cut anywhere.
+
+    resp_server.py SOCKET KEY MODE
+
+Listens on the Unix socket SOCKET; prints "listening" once ready. Every request must be
+`GET KEY` in RESP (anything else: the connection is closed and the server exits 3). The answers
+of a connection are one stream of bytes, written in chunks of 1, 2, 3, 5, 8, 13, ... bytes
+(cycling, up to 64 KiB), so that an answer is split between reads at every place and the
+answers of pipelined requests come several to a read. MODE says what the k-th answer is (k
+from 0, per connection):
+
+    value N      a bulk string of N bytes ($N\\r\\n...\\r\\n)
+    nil N        as value, but every other answer (k odd) is a nil ($-1\\r\\n)
+    err N        as value, but every other answer (k odd) is -ERR wrong
+    trailer      $3\\r\\nfooXY: a bulk string not followed by CRLF
+    noline       1.5 MiB of '-' without a line's end
+    toobig       a bulk string of 600,000 bytes
+
+Python 3 standard library only; one thread per connection; stops on SIGTERM.
+"""
+import os
+import socket
+import sys
+import threading
+
+path, key, mode = sys.argv[1], sys.argv[2].encode(), sys.argv[3].split()
+req = b"*2\r\n$3\r\nGET\r\n$%d\r\n%s\r\n" % (len(key), key)
+
+
+def answer(k):
+    kind = mode[0]
+    if kind == "trailer":
+        return b"$3\r\nfooXY"
+    if kind == "noline":
+        return b"-" * (3 << 19)
+    if kind == "toobig":
+        return b"$600000\r\n" + b"v" * 600000 + b"\r\n"
+    n = int(mode[1])
+    if kind == "nil" and k % 2:
+        return b"$-1\r\n"
+    if kind == "err" and k % 2:
+        return b"-ERR wrong\r\n"
+    return b"$%d\r\n%s\r\n" % (n, bytes((48 + i % 10 for i in range(n))))
+
+
+def serve(conn):
+    sizes, si, k, got = [1, 2, 3, 5, 8, 13, 21, 34, 55, 89, 144, 377, 1000, 65536], 0, 0, b""
+    try:
+        while True:
+            data = conn.recv(65536)
+            if not data:
+                return
+            got += data
+            out = b""
+            while len(got) >= len(req):
+                if got[: len(req)] != req:
+                    sys.stderr.write("resp_server: not GET %r: %r\n" % (key, got[:64]))
+                    os._exit(3)
+                got = got[len(req) :]
+                out += answer(k)
+                k += 1
+            if got and not req.startswith(got):
+                sys.stderr.write("resp_server: not GET %r: %r\n" % (key, got[:64]))
+                os._exit(3)
+            while out:
+                n = sizes[si % len(sizes)]
+                si += 1
+                conn.sendall(out[:n])
+                out = out[n:]
+    except OSError:
+        return
+    finally:
+        conn.close()
+
+
+s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+s.bind(path)
+s.listen(64)
+print("listening", flush=True)
+while True:
+    c, _ = s.accept()
+    threading.Thread(target=serve, args=(c,), daemon=True).start()

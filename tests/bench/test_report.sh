@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# scripts/bench.sh --report prints the stock.get rows of figures kept in each of their forms:
+# the same-client anchor with redis-benchmark's beside it; figures kept before that anchor
+# (their redis_get_* are redis-benchmark's, and the table says so); Redis skipped; a figure
+# missing (exit 1). Measures nothing; checks the table's words, not figures' values.
+#   tests/bench/test_report.sh
+set -euo pipefail
+root=$(cd "$(dirname "$0")/../.." && pwd)
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/tally-report.XXXXXX")
+trap 'rm -rf "$tmp"' EXIT
+fails=0
+bad() { echo "FAIL: $*" >&2; fails=$((fails + 1)); }
+
+tally='stockget_answer_bytes 862
+stockget_c50_rps 134000
+stockget_c1_p50_us 64'
+# kept NAME LINES: a kept directory $tmp/NAME holding rpc.1 (tally's figures and LINES)
+kept() {
+    mkdir "$tmp/$1"
+    printf '%s\n%s\n' "$tally" "$2" >"$tmp/$1/rpc.1"
+}
+# report NAME EXPECT_RC: the table of $tmp/NAME in $tmp/NAME.out
+report() {
+    local rc=0
+    "$root/scripts/bench.sh" --report "$tmp/$1" --no-install --only rpc >"$tmp/$1.out" \
+        2>"$tmp/$1.err" || rc=$?
+    [ "$rc" = "$2" ] || bad "$1: exit $rc, not $2 ($(tail -n 2 "$tmp/$1.err"))"
+}
+has() { grep -qF -- "$2" "$tmp/$1.out" || bad "$1: no '$2' in: $(grep stock.get "$tmp/$1.out")"; }
+hasnt() { ! grep -qF -- "$2" "$tmp/$1.out" || bad "$1: '$2' in: $(grep stock.get "$tmp/$1.out")"; }
+
+kept now 'redis_get_c50_rps 292000
+redis_get_c1_p50_us 49
+redis_bench_c50_rps 117000
+redis_bench_c1_p50_us 55'
+report now 0
+has now 'same client: 292,000 req/s (redis-benchmark: 117,000 req/s) | 0.46×'
+has now 'Redis GET p50, same client: 49 µs (redis-benchmark: 55 µs) | +15 µs'
+
+kept old 'redis_get_c50_rps 113765
+redis_get_c1_p50_us 47'
+report old 0
+hasnt old 'same client:'
+has old 'redis-benchmark (figures kept before the anchor had the same client as stock.get): 113,765 req/s | 1.18×'
+has old 'redis-benchmark (figures kept before the anchor had the same client as stock.get): 47 µs | +17 µs'
+
+kept skipped 'redis_get_c50_rps skipped
+redis_get_c1_p50_us skipped
+redis_bench_c50_rps skipped
+redis_bench_c1_p50_us skipped'
+report skipped 0
+has skipped 'same client: skipped (Redis not installed) | —'
+hasnt skipped 'MISSING'
+
+kept missing 'redis_get_c50_rps 292000
+redis_get_c1_p50_us 49
+redis_bench_c1_p50_us 55'
+report missing 1
+has missing 'redis-benchmark: MISSING'
+
+[ "$fails" = 0 ] || { echo "$fails failed" >&2; exit 1; }
+echo "bench.sh --report: all cases passed"

@@ -3,12 +3,13 @@
 # movements sent one by one with curl.
 #   tests/bench/bench_drain.sh BUILD N [--curl M]
 # tally-sim (1,000 SKUs x 4 warehouses); tallyd syncs, then the link to ES-MAD is cut
-# (POST /control/link) for 6 s at least (an outage: sync.c OUTAGE_MS), and N receive movements
-# of one SKU at ES-MAD are recorded (stock.move, each acknowledged only once durable): the first
-# N/2 pipelined 200 at a time on one connection, the rest from 50 connections at once (what group
-# commit serves), after min(200, N/2) single movements at 1 connection for the latency of one
-# client's movement. Then the link is restored and the outbox drains (its pending counter read
-# from the replica by another connection every 20 ms).
+# (POST /control/link) for 6 s at least (an outage: sync.c OUTAGE_MS; that tallyd logged "link
+# is back" is checked), and N receive movements of one SKU at ES-MAD are recorded (stock.move,
+# each acknowledged only once durable): the first N/2 pipelined 200 at a time on one connection,
+# the rest from 50 connections at once (what group commit serves), after min(200, N/2) single
+# movements at 1 connection for the latency of one client's movement. Then the link is restored
+# and the outbox drains (its pending counter read from the replica by another connection every
+# 20 ms).
 # The anchor: M movements (default min(N, 2000)) posted to the simulator one by one by one curl
 # process on one keep-alive connection (POST /wh/ES-MAD/v1/movements, one movement each).
 # Prints:
@@ -83,6 +84,10 @@ t_end=$(now_ns)
 cpu1=$(cpu_s "$tallyd_pid") scpu1=$(cpu_s "$sim_pid")
 echo "drain: first row done after $(( (${t_first:-$t_end} - t_up) / 1000000 )) ms, $p_first pending then" >&2
 [ "$p" = 0 ] || die "the outbox did not drain in an hour ($p pending)"
+# The cut was an outage to tallyd too: it counts from the first failed call (a little after
+# t_down) to the first answer after the return, and says "link is back" only past OUTAGE_MS.
+grep -q 'wh:ES-MAD: link is back' "$tmp/tallyd.log" ||
+    die "tallyd did not take the cut for an outage (no 'link is back' logged): the rows waited out their backoff"
 applied=$(ctl "$base/control/movements?wh=ES-MAD" | jq '[.movements[] | select(. == 1)] | length')
 [ "$applied" -ge "$total" ] || die "the simulator applied $applied movements, not $total"
 fig drain_movements "$total"

@@ -491,6 +491,20 @@ static void test_upgrade_outbox_counters(void)
     store_close(st);
 }
 
+/* The replica at path opened (and so migrated) at the latest schema; NULL, said, when not. */
+static struct store *open_latest(const char *path)
+{
+    char err[512] = "";
+    struct store *st = NULL;
+    CHECK_EQ_INT(store_open(path, true, &st, err, sizeof err), 0);
+    if (!st) {
+        fprintf(stderr, "store_open: %s\n", err);
+        return NULL;
+    }
+    CHECK_EQ_INT(store_schema_version(st), schema_latest());
+    return st;
+}
+
 /* How many times a statement's program opens a temporary b-tree (OpenEphemeral). */
 static int ephemerals(struct store *st, const char *sql)
 {
@@ -614,12 +628,8 @@ static void test_checks_as_comparisons(void)
     CHECK_EQ_INT(schema_migrate_to(db, 0, 22, err, sizeof err), 0);
     CHECK_EQ_INT(sqlite3_exec(db, check_rows, NULL, NULL, NULL), SQLITE_OK);
     sqlite3_close(db);
-    CHECK_EQ_INT(store_open(path, true, &st, err, sizeof err), 0);
-    if (!st) {
-        fprintf(stderr, "store_open: %s\n", err);
+    if (!(st = open_latest(path)))
         return;
-    }
-    CHECK_EQ_INT(store_schema_version(st), schema_latest());
     CHECK_EQ_INT(one_int(st, lists), 0);
     CHECK_EQ_INT(ephemerals(st, movement), 0);
     CHECK_EQ_INT(ephemerals(st, outbox_row), 0);
@@ -675,12 +685,8 @@ static void test_checks_as_comparisons(void)
                  SQLITE_OK);
     CHECK_EQ_INT(sqlite3_changes(db), 1);
     sqlite3_close(db);
-    CHECK_EQ_INT(store_open(path, true, &st, err, sizeof err), 0);
-    if (!st) {
-        fprintf(stderr, "store_open: %s\n", err);
+    if (!(st = open_latest(path)))
         return;
-    }
-    CHECK_EQ_INT(store_schema_version(st), schema_latest());
     CHECK_EQ_INT(one_int(st, "SELECT COUNT(*) FROM sqlite_master WHERE name = 'outbox'"
                              " AND sql LIKE '%''pending'', ''inflight'', ''held''%'"),
                  1);
@@ -746,12 +752,8 @@ static void test_checks_rewrite_fails(void)
     CHECK_EQ_INT(sqlite3_close(db), SQLITE_OK);
 
     struct store *st = NULL;
-    CHECK_EQ_INT(store_open(path, true, &st, err, sizeof err), 0);
-    if (!st) {
-        fprintf(stderr, "store_open: %s\n", err);
+    if (!(st = open_latest(path)))
         return;
-    }
-    CHECK_EQ_INT(store_schema_version(st), schema_latest());
     CHECK_EQ_INT(one_int(st, "SELECT COUNT(*) FROM sqlite_master WHERE name = 'outbox'"
                              " AND sql LIKE '%CHECK(state = ''pending'' OR%'"),
                  1);

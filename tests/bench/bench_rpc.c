@@ -234,7 +234,7 @@ int main(int argc, char **argv)
         msgpack_unpacker_init(&cs[i].unp, 1 << 16);
         if (resp && !(cs[i].rbuf = malloc(RESP_BUF))) {
             fprintf(stderr, "bench_rpc: out of memory\n");
-            return 1;
+            exit(1); /* exit, not return: main's buffers stay reachable for LeakSanitizer */
         }
         cs[i].sent_at = calloc((size_t)pipeline, sizeof(uint64_t));
         pfd[i].fd = cs[i].fd;
@@ -252,7 +252,7 @@ int main(int argc, char **argv)
         fcntl(c->fd, F_SETFL, fl & ~O_NONBLOCK);
         if (write(c->fd, req.data, req.size) != (ssize_t)req.size) {
             fprintf(stderr, "bench_rpc: short write\n");
-            return 1;
+            exit(1);
         }
         for (;;) {
             msgpack_unpacker_reserve_buffer(&c->unp, 1 << 16);
@@ -260,7 +260,7 @@ int main(int argc, char **argv)
                              msgpack_unpacker_buffer_capacity(&c->unp));
             if (r <= 0) {
                 fprintf(stderr, "bench_rpc: connection closed by tallyd\n");
-                return 1;
+                exit(1);
             }
             msgpack_unpacker_buffer_consumed(&c->unp, (size_t)r);
             total += (size_t)r;
@@ -287,7 +287,7 @@ int main(int argc, char **argv)
             break;
         if (write(cs[i].fd, burst, req.size * k) != (ssize_t)(req.size * k)) {
             fprintf(stderr, "bench_rpc: short write\n");
-            return 1;
+            exit(1);
         }
         for (unsigned p = 0; p < k; p++)
             cs[i].sent_at[p] = t;
@@ -322,7 +322,7 @@ int main(int argc, char **argv)
             }
             if (r <= 0) {
                 fprintf(stderr, "bench_rpc: connection closed by the server\n");
-                return 1;
+                exit(1);
             }
             unsigned got = 0;
             uint64_t t = now_ns();
@@ -341,7 +341,7 @@ int main(int argc, char **argv)
                 if (rc < 0) {
                     fprintf(stderr, "bench_rpc: not a RESP answer (or larger than %d bytes)\n",
                             RESP_BUF / 2);
-                    return 1;
+                    exit(1);
                 }
                 /* The part of an answer not all arrived yet moves to the start, once a read
                  * (not once an answer: a read brings up to P answers). */
@@ -350,7 +350,7 @@ int main(int argc, char **argv)
                 if (c->rlen == RESP_BUF) { /* a line of 1 MiB without its end */
                     fprintf(stderr, "bench_rpc: not a RESP answer (a line of %d bytes)\n",
                             RESP_BUF);
-                    return 1;
+                    exit(1);
                 }
             } else {
                 msgpack_unpacker_buffer_consumed(&c->unp, (size_t)r);
@@ -392,7 +392,7 @@ int main(int argc, char **argv)
                 t = now_ns();
                 if (write(c->fd, burst, req.size * k) != (ssize_t)(req.size * k)) {
                     fprintf(stderr, "bench_rpc: short write\n");
-                    return 1;
+                    exit(1);
                 }
                 unsigned tail = (c->head + c->inflight) % (unsigned)pipeline;
                 for (unsigned j = 0; j < k; j++)

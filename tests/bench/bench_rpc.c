@@ -47,7 +47,7 @@
 struct bconn {
     int fd;
     msgpack_unpacker unp;
-    char *rbuf; /* --resp: the bytes read and not parsed yet */
+    char *rbuf; /* the bytes read and not parsed yet (unp: --size only) */
     size_t rlen;
     uint64_t *sent_at; /* ring of send times, P entries */
     unsigned head, inflight;
@@ -112,6 +112,31 @@ static int resp_next(const char *b, size_t n, size_t *used, int *err)
         return -1;
     *used = head + (size_t)len + 2;
     *err = 0;
+    return 1;
+}
+
+/* tallyd: the next whole answer at the start of the n bytes at b, framed without decoding it
+ * (wire_frame_scan: no allocation, as resp_next does not copy Redis's value): 1 with *used its
+ * length (*err set unless it is [type, msgid, nil, result], an answer without an error), 0 when
+ * it has not all arrived yet, -1 when it is not MessagePack or larger than half the buffer. */
+static int mp_next(const char *b, size_t n, size_t *used, int *err)
+{
+    const unsigned char *u = (const unsigned char *)b;
+    ssize_t len = wire_frame_scan(u, n, RESP_BUF / 2, 64);
+    if (len <= 0)
+        return len == 0 ? 0 : -1;
+    *used = (size_t)len;
+    *err = 1;
+    if (u[0] != 0x94) /* a fixarray of 4 */
+        return 1;
+    size_t at = 1;
+    for (int k = 0; k < 2; k++) { /* the type, the msgid */
+        ssize_t l = wire_frame_scan(u + at, (size_t)len - at, RESP_BUF / 2, 64);
+        if (l <= 0)
+            return -1;
+        at += (size_t)l;
+    }
+    *err = at >= (size_t)len || u[at] != 0xc0; /* the error: nil */
     return 1;
 }
 
@@ -232,7 +257,7 @@ int main(int argc, char **argv)
     for (int i = 0; i < nconn; i++) {
         cs[i].fd = connect_to(path);
         msgpack_unpacker_init(&cs[i].unp, 1 << 16);
-        if (resp && !(cs[i].rbuf = malloc(RESP_BUF))) {
+        if (!(cs[i].rbuf = malloc(RESP_BUF))) {
             fprintf(stderr, "bench_rpc: out of memory\n");
             exit(1); /* exit, not return: main's buffers stay reachable for LeakSanitizer */
         }
@@ -312,25 +337,19 @@ int main(int argc, char **argv)
             if (!(pfd[i].revents & POLLIN))
                 continue;
             struct bconn *c = &cs[i];
-            ssize_t r;
-            if (resp) {
-                r = read(c->fd, c->rbuf + c->rlen, RESP_BUF - c->rlen);
-            } else {
-                msgpack_unpacker_reserve_buffer(&c->unp, 1 << 16);
-                r = read(c->fd, msgpack_unpacker_buffer(&c->unp),
-                         msgpack_unpacker_buffer_capacity(&c->unp));
-            }
+            ssize_t r = read(c->fd, c->rbuf + c->rlen, RESP_BUF - c->rlen);
             if (r <= 0) {
                 fprintf(stderr, "bench_rpc: connection closed by the server\n");
                 exit(1);
             }
             unsigned got = 0;
             uint64_t t = now_ns();
-            if (resp) {
+            {
                 c->rlen += (size_t)r;
                 size_t off = 0, used = 0;
                 int rc, err = 0;
-                while ((rc = resp_next(c->rbuf + off, c->rlen - off, &used, &err)) == 1) {
+                while ((rc = resp ? resp_next(c->rbuf + off, c->rlen - off, &used, &err)
+                                  : mp_next(c->rbuf + off, c->rlen - off, &used, &err)) == 1) {
                     off += used;
                     errors += (uint64_t)err;
                     if (nlat < lat_cap)
@@ -339,8 +358,8 @@ int main(int argc, char **argv)
                     got++;
                 }
                 if (rc < 0) {
-                    fprintf(stderr, "bench_rpc: not a RESP answer (or larger than %d bytes)\n",
-                            RESP_BUF / 2);
+                    fprintf(stderr, "bench_rpc: not a %s answer (or larger than %d bytes)\n",
+                            resp ? "RESP" : "MessagePack", RESP_BUF / 2);
                     exit(1);
                 }
                 /* The part of an answer not all arrived yet moves to the start, once a read
@@ -352,18 +371,6 @@ int main(int argc, char **argv)
                             RESP_BUF);
                     exit(1);
                 }
-            } else {
-                msgpack_unpacker_buffer_consumed(&c->unp, (size_t)r);
-            }
-            while (!resp && msgpack_unpacker_next(&c->unp, &msg) == MSGPACK_UNPACK_SUCCESS) {
-                const msgpack_object *o = &msg.data;
-                if (o->type != MSGPACK_OBJECT_ARRAY || o->via.array.size != 4 ||
-                    o->via.array.ptr[2].type != MSGPACK_OBJECT_NIL)
-                    errors++;
-                if (nlat < lat_cap)
-                    lat[nlat++] = (uint32_t)((t - c->sent_at[c->head]) / 1000);
-                c->head = (c->head + 1) % (unsigned)pipeline;
-                got++;
             }
             done += got;
             c->inflight -= got;

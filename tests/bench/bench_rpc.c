@@ -42,6 +42,7 @@
 #include <msgpack.h>
 
 #include "codec.h"
+#include "tally/protocol.h"
 #include "wire.h"
 
 struct bconn {
@@ -118,20 +119,28 @@ static int resp_next(const char *b, size_t n, size_t *used, int *err)
 /* tallyd: the next whole answer at the start of the n bytes at b, framed without decoding it
  * (wire_frame_scan: no allocation, as resp_next does not copy Redis's value): 1 with *used its
  * length (*err set unless it is [type, msgid, nil, result], an answer without an error), 0 when
- * it has not all arrived yet, -1 when it is not MessagePack or larger than half the buffer. */
+ * it has not all arrived yet, -1 when it is not MessagePack or larger than half the buffer.
+ * The array of 4 is taken in any of its packings (fixarray, array 16, array 32), as a decoder
+ * would: tallyd's msgpack-c packs a fixarray, but MessagePack does not require it. */
 static int mp_next(const char *b, size_t n, size_t *used, int *err)
 {
     const unsigned char *u = (const unsigned char *)b;
-    ssize_t len = wire_frame_scan(u, n, RESP_BUF / 2, 64);
+    ssize_t len = wire_frame_scan(u, n, RESP_BUF / 2, TALLY_MAX_DEPTH);
     if (len <= 0)
         return len == 0 ? 0 : -1;
     *used = (size_t)len;
     *err = 1;
-    if (u[0] != 0x94) /* a fixarray of 4 */
+    size_t at; /* the array's header: it is complete, the whole frame is */
+    if (u[0] == 0x94)
+        at = 1;
+    else if (u[0] == 0xdc && u[1] == 0 && u[2] == 4)
+        at = 3;
+    else if (u[0] == 0xdd && u[1] == 0 && u[2] == 0 && u[3] == 0 && u[4] == 4)
+        at = 5;
+    else /* not an array of 4 */
         return 1;
-    size_t at = 1;
-    for (int k = 0; k < 2; k++) { /* the type, the msgid */
-        ssize_t l = wire_frame_scan(u + at, (size_t)len - at, RESP_BUF / 2, 64);
+    for (int k = 0; k < 2; k++) { /* the type, the msgid: two whole objects inside the frame */
+        ssize_t l = wire_frame_scan(u + at, (size_t)len - at, RESP_BUF / 2, TALLY_MAX_DEPTH);
         if (l <= 0)
             return -1;
         at += (size_t)l;

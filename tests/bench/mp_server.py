@@ -13,6 +13,7 @@ k-th answer is (k from 0, per connection):
     value N      [1, 1, nil, a string of N bytes]; every other answer (k odd) packs the type
                  as an int8 and the msgid as a uint32 (valid, as msgpack-c never packs them)
     err N        as value, but every other answer (k odd) is [1, 1, {code, message}, nil]
+    wide N       as value, with the outer array as an array 16 (k odd) or 32 (k even) of 4
     short N      as value, but every other answer (k odd) is an array of 3 (an error)
     malformed    the reserved byte 0xc1
     toobig       an answer of some 600,000 bytes
@@ -55,6 +56,9 @@ def answer(k):
     if kind == "err" and k % 2:
         return b"\x94\x01\x01\x82" + mstr(b"code") + mstr(b"not_found") + mstr(
             b"message") + mstr(b"no such SKU") + b"\xc0"
+    if kind == "wide":
+        head = b"\xdc\x00\x04" if k % 2 else b"\xdd\x00\x00\x00\x04"
+        return head + b"\x01\x01\xc0" + value
     if kind == "short" and k % 2:
         return b"\x93\x01\x01\xc0"
     return b"\x94\x01\x01\xc0" + value

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # bench_rpc reads tallyd's answers right however they are cut: against mp_server.py (answers
 # split between reads at every place, several pipelined answers to a read), every answer is
-# counted once, an answer with an error (or not an array of 4) as an error, and what is not
-# MessagePack stops it.
+# counted once, an answer with an error (or not an array of 4) as an error, any packing of
+# [type, msgid, nil, result] as none, and what is not MessagePack stops it.
 #   tests/bench/test_rpc_mp.sh BENCH_RPC
 # No figure is judged: counts and exit codes only.
 set -euo pipefail
@@ -62,6 +62,11 @@ serve value 0
 run 0 empty -c 1 -P 8 -n 400
 check empty x_n 400
 check empty x_errors 0
+
+serve wide 100
+run 0 wide -c 1 -P 4 -n 400
+check wide x_n 400
+check wide x_errors 0
 
 serve err 100
 run 1 err -c 1 -P 5 -n 500

@@ -18,13 +18,12 @@ k-th answer is (k from 0, per connection):
     malformed    the reserved byte 0xc1
     toobig       an answer of some 600,000 bytes
 
-Python 3 standard library only; one thread per connection; stops on SIGTERM.
+The socket, the chunks and the threads: scripted_stream.py.
 """
-import os
-import socket
 import struct
 import sys
-import threading
+
+from scripted_stream import serve_forever
 
 path, sku, mode = sys.argv[1], sys.argv[2].encode(), sys.argv[3].split()
 
@@ -64,40 +63,4 @@ def answer(k):
     return b"\x94\x01\x01\xc0" + value
 
 
-def serve(conn):
-    sizes, si, k, got = [1, 2, 3, 5, 8, 13, 21, 34, 55, 89, 144, 377, 1000, 65536], 0, 0, b""
-    try:
-        while True:
-            data = conn.recv(65536)
-            if not data:
-                return
-            got += data
-            out = b""
-            while len(got) >= len(req):
-                if got[: len(req)] != req:
-                    sys.stderr.write("mp_server: not stock.get %r: %r\n" % (sku, got[:64]))
-                    os._exit(3)
-                got = got[len(req) :]
-                out += answer(k)
-                k += 1
-            if got and not req.startswith(got):
-                sys.stderr.write("mp_server: not stock.get %r: %r\n" % (sku, got[:64]))
-                os._exit(3)
-            while out:
-                n = sizes[si % len(sizes)]
-                si += 1
-                conn.sendall(out[:n])
-                out = out[n:]
-    except OSError:
-        return
-    finally:
-        conn.close()
-
-
-s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-s.bind(path)
-s.listen(64)
-print("listening", flush=True)
-while True:
-    c, _ = s.accept()
-    threading.Thread(target=serve, args=(c,), daemon=True).start()
+serve_forever(path, req, answer, "mp_server")

@@ -13,6 +13,9 @@ int cmd_status(struct rpc_call *c);
 int cmd_catalog_get(struct rpc_call *c);
 int cmd_catalog_search(struct rpc_call *c);
 int cmd_stock_get(struct rpc_call *c);
+/* stock.get's answer for `sku` as kept for the data the loop reads now (loopread_answer), or
+ * NULL (then cmd_stock_get reads it): the result object's bytes, *len of them. */
+const void *cmd_stock_get_kept(struct tallyd *d, const char *sku, size_t n, size_t *len);
 int cmd_stock_list(struct rpc_call *c);
 int cmd_stock_move(struct rpc_call *c);
 int cmd_orders_list(struct rpc_call *c);

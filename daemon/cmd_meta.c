@@ -6,6 +6,7 @@
 #include "cmd.h"
 #include "coord.h"
 #include "gcommit.h"
+#include "loopread.h"
 #include "retain.h"
 #include "server.h"
 #include "store.h"
@@ -105,7 +106,7 @@ int cmd_status(struct rpc_call *c)
     if (stat(wal, &sb) == 0)
         size += (int64_t)sb.st_size;
 
-    msgpack_pack_map(pk, 21);
+    msgpack_pack_map(pk, 22);
     mp_pack_kv_str(pk, "station", d->cfg.station);
     mp_pack_kv_str(pk, "server", "tallyd " TALLY_VERSION);
     mp_pack_kv_int(pk, "started_at", d->started_at);
@@ -170,6 +171,7 @@ int cmd_status(struct rpc_call *c)
     mp_pack_kv_int(pk, "connections", server_connections(d->server));
     mp_pack_kv_int(pk, "connection_yields", (int64_t)server_yields(d->server));
     mp_pack_kv_int(pk, "commit_waits", (int64_t)server_waits(d->server));
+    mp_pack_kv_int(pk, "stock_get_kept", (int64_t)loopread_given(d));
     mp_pack_key(pk, "commit_in_flight");
     if (gcommit_in_flight(d))
         msgpack_pack_true(pk);

@@ -18,6 +18,19 @@
 #include "tallyd.h"
 #include "worker.h"
 
+/* Answers kept: a slot per hash of the key (FNV-1a), the later key taking it. 512 slots of a
+ * few warehouses' answer (~0.8 KiB at four) hold a station's busy SKUs in well under 1 MiB,
+ * and never more than 2 MiB (LOOPREAD_ANSWER_MAX each). */
+#define ANSWER_SLOTS 512
+
+struct answer {
+    uint64_t id; /* the data it was read from (struct loopread's id); 0: empty */
+    uint16_t klen;
+    uint16_t len, cap;
+    char key[LOOPREAD_KEY_MAX];
+    unsigned char *bytes;
+};
+
 struct loopread {
     struct store *st;
     uv_loop_t *loop;
@@ -33,7 +46,39 @@ struct loopread {
     uint64_t seq;
     int64_t changes;
     uint64_t began; /* the loop's clock (uv_now, milliseconds) when it began */
+    /* The data the open transaction reads: the same id, the same data (see the header); the
+     * connection's data version when it began, and the last id given. */
+    uint64_t id, last_id;
+    int64_t version;
+    bool version_known;
+    struct answer *answers; /* ANSWER_SLOTS, or NULL (none kept) */
+    uint64_t given;         /* answers given from them (status: stock_get_kept) */
 };
+
+/* Reads the connection's data version inside the transaction just begun (which takes its
+ * snapshot) and names the data it reads: the id of the transaction before when the version is
+ * the same, a new one when not, or when it cannot be read. */
+static void name_data(struct loopread *lr)
+{
+    sqlite3_stmt *s = store_stmt(lr->st, "PRAGMA data_version");
+    bool known = s && sqlite3_step(s) == SQLITE_ROW;
+    int64_t v = known ? sqlite3_column_int64(s, 0) : 0;
+    if (s)
+        sqlite3_reset(s);
+    if (!(known && lr->version_known && v == lr->version && lr->last_id))
+        lr->last_id++;
+    lr->id = lr->last_id;
+    lr->version = v;
+    lr->version_known = known;
+}
+
+static uint32_t key_hash(const char *key, size_t klen)
+{
+    uint32_t h = 2166136261u;
+    for (size_t i = 0; i < klen; i++)
+        h = (h ^ (unsigned char)key[i]) * 16777619u;
+    return h;
+}
 
 static void end_tx(struct loopread *lr)
 {
@@ -96,6 +141,7 @@ int loopread_start(struct tallyd *d)
         return -1;
     }
     store_set_cache_kib(lr->st, WORKER_READ_CACHE_KIB);
+    lr->answers = calloc(ANSWER_SLOTS, sizeof *lr->answers); /* (none: every read reads) */
     lr->loop = d->loop;
     uv_poll_init(d->loop, &lr->tpoll, lr->tfd);
     lr->tpoll.data = lr;
@@ -124,10 +170,53 @@ struct store *loopread(struct tallyd *d)
             return d->store;
         lr->open = true;
         lr->began = uv_now(lr->loop);
+        name_data(lr);
         if (!lr->armed)
             arm(lr, LOOPREAD_HOLD_MS);
     }
     return lr->st;
+}
+
+const void *loopread_answer(struct tallyd *d, const char *key, size_t klen, size_t *len)
+{
+    struct loopread *lr = d->lread;
+    if (!lr || lr->stopped || !lr->open || !lr->answers || klen > LOOPREAD_KEY_MAX)
+        return NULL;
+    const struct answer *a = &lr->answers[key_hash(key, klen) % ANSWER_SLOTS];
+    if (a->id != lr->id || a->klen != klen || memcmp(a->key, key, klen) != 0)
+        return NULL;
+    lr->given++;
+    *len = a->len;
+    return a->bytes;
+}
+
+void loopread_keep(struct tallyd *d, const char *key, size_t klen, const void *answer, size_t len)
+{
+    struct loopread *lr = d->lread;
+    if (!lr || lr->stopped || !lr->open || !lr->answers || klen > LOOPREAD_KEY_MAX ||
+        len > LOOPREAD_ANSWER_MAX)
+        return;
+    struct answer *a = &lr->answers[key_hash(key, klen) % ANSWER_SLOTS];
+    if (len > a->cap) {
+        size_t cap = (len + 255) & ~(size_t)255;
+        unsigned char *b = realloc(a->bytes, cap);
+        if (!b) {
+            a->id = 0; /* (its old bytes stay with it, unused) */
+            return;
+        }
+        a->bytes = b;
+        a->cap = (uint16_t)cap;
+    }
+    memcpy(a->bytes, answer, len);
+    memcpy(a->key, key, klen);
+    a->klen = (uint16_t)klen;
+    a->len = (uint16_t)len;
+    a->id = lr->id;
+}
+
+uint64_t loopread_given(const struct tallyd *d)
+{
+    return d->lread ? d->lread->given : 0;
 }
 
 void loopread_stop(struct tallyd *d)
@@ -147,6 +236,10 @@ void loopread_free(struct tallyd *d)
     if (!lr)
         return;
     end_tx(lr);
+    if (lr->answers)
+        for (size_t i = 0; i < ANSWER_SLOTS; i++)
+            free(lr->answers[i].bytes);
+    free(lr->answers);
     store_close(lr->st);
     close(lr->tfd); /* (after its poll handle closed: loopread_stop, then the loop's last run) */
     free(lr);

@@ -19,11 +19,25 @@
  * about LOOPREAD_HOLD_MS + 2 ms plus a turn (a checkpoint's TRUNCATE that met it is retried on
  * a timer, privacy.c), and a commit of another process (an operator's sqlite3 shell: not an
  * interface of tallyd) is read as late as that after it.
+ *
+ * Answers kept (stock.get's, by SKU): an answer read in one snapshot is the same in any
+ * snapshot holding the same data, so it is kept with the id of the data it was read from and
+ * given again while the id is the same. Each transaction begins by reading the connection's
+ * data version (PRAGMA data_version, which also takes the snapshot): SQLite changes it when any
+ * other connection committed since this one last read, and this connection never writes, so
+ * every commit of tallyd's (the loop's, the group's, the write jobs', the workers') and of any
+ * other process moves it. The same version as the transaction before keeps the id; another one
+ * is a new id, and every answer kept before is stale at once (nothing to walk or free). So an
+ * answer given from here is what the statement would have read in this snapshot, no older:
+ * the rules above for when a snapshot ends hold for it unchanged.
  * Its own connection: a transaction open on the loop's would be in the way of that
  * connection's writes (BEGIN IMMEDIATE, autocommit ones).
  */
 #ifndef TALLY_LOOPREAD_H
 #define TALLY_LOOPREAD_H
+
+#include <stddef.h>
+#include <stdint.h>
 
 struct tallyd;
 struct store;
@@ -37,6 +51,19 @@ int loopread_start(struct tallyd *d);
 /* The connection to read from now, its transaction open and up to date as above; d->store
  * when not started (or when its BEGIN fails). On the loop only. */
 struct store *loopread(struct tallyd *d);
+/* An answer kept for `key` (klen <= LOOPREAD_KEY_MAX bytes) by loopread_keep and read from
+ * data the same as the snapshot loopread() just gave holds: its bytes (valid until the next
+ * loopread_keep), with *len; NULL when there is none (then read it from loopread()'s
+ * connection). Call right after loopread(), on the loop only. */
+#define LOOPREAD_KEY_MAX 64
+#define LOOPREAD_ANSWER_MAX 4096 /* longer answers are not kept */
+const void *loopread_answer(struct tallyd *d, const char *key, size_t klen, size_t *len);
+/* Keeps `answer` (len bytes, copied) for `key`, read from loopread()'s connection in the
+ * snapshot loopread() just gave (call before the next loopread()). It may replace another
+ * key's (a slot per hash). Nothing when reads are on d->store, or the answer or key too long. */
+void loopread_keep(struct tallyd *d, const char *key, size_t klen, const void *answer, size_t len);
+/* Answers given by loopread_answer since tallyd started. */
+uint64_t loopread_given(const struct tallyd *d);
 /* Ends the transaction and closes the handle (before the loop's last run); loopread then
  * answers d->store. */
 void loopread_stop(struct tallyd *d);

@@ -97,6 +97,18 @@ void rpc_pack_error_id(msgpack_packer *pk, uint32_t msgid, int code, const char 
 int rpc_handle(struct tallyd *d, int role, void *conn, const msgpack_object *msg,
                msgpack_sbuffer *out);
 
+/*
+ * The hot read without decoding: when the bytes at p (n of them, the connection's unread
+ * input) begin with the request [0, msgid, "stock.get", [{"sku": S}]] in the encoding tally's
+ * clients and msgpack-c's packer give it (msgid an unsigned integer of up to 32 bits in its
+ * smallest form, S a fixstr or str 8) and stock.get's answer for S is kept for the data the
+ * loop reads now (cmd_stock_get_kept), appends the response to `out`, the same bytes
+ * rpc_handle would, and returns the request's length. Else 0, and the general path takes it
+ * (decoded, checked, dispatched). Only for a connection rpc_handle would answer at once with
+ * nothing else to do first (the caller checks: no answers owed or held, not stopping).
+ */
+size_t rpc_fast_answer(struct tallyd *d, const unsigned char *p, size_t n, msgpack_sbuffer *out);
+
 /* Role names for hello/status. */
 const char *rpc_role_name(int role);
 

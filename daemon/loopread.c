@@ -18,13 +18,17 @@
 #include "tallyd.h"
 #include "worker.h"
 
-/* Answers kept: a slot per hash of the key (FNV-1a), the later key taking it. 512 slots of a
- * few warehouses' answer (~0.8 KiB at four) hold a station's busy SKUs in well under 1 MiB,
- * and never more than 2 MiB (LOOPREAD_ANSWER_MAX each). */
-#define ANSWER_SLOTS 512
+/* Answers kept: two slots per hash of the key (FNV-1a); a key takes its own slot again, else
+ * one holding no answer of the open transaction's data, else the one used longer ago. 4096
+ * slots (about 350 KiB, touched as they are used) for a station's SKUs asked between two
+ * commits; their answers' bytes (~0.9 KiB at four warehouses) at most ANSWER_BYTES in all:
+ * past it an answer is kept only in the room its slot already has. */
+#define ANSWER_SLOTS 4096 /* even */
+#define ANSWER_BYTES (2u << 20)
 
 struct answer {
-    uint64_t id; /* the data it was read from (struct loopread's id); 0: empty */
+    uint64_t id;   /* the data it was read from (struct loopread's id); 0: empty */
+    uint64_t used; /* when it was last kept or given (struct loopread's uses) */
     uint16_t klen;
     uint16_t len, cap;
     char key[LOOPREAD_KEY_MAX];
@@ -52,7 +56,9 @@ struct loopread {
     int64_t version;
     bool version_known;
     struct answer *answers; /* ANSWER_SLOTS, or NULL (none kept) */
+    size_t bytes;           /* their bytes allocated, <= ANSWER_BYTES */
     uint64_t given;         /* answers given from them (status: stock_get_kept) */
+    uint64_t uses;          /* answers kept and given: the clock of their slots' `used` */
 };
 
 /* Reads the connection's data version inside the transaction just begun (which takes its
@@ -177,15 +183,29 @@ struct store *loopread(struct tallyd *d)
     return lr->st;
 }
 
+/* The pair of slots of `key`'s hash. */
+static struct answer *slots_of(struct loopread *lr, const char *key, size_t klen)
+{
+    return &lr->answers[key_hash(key, klen) % (ANSWER_SLOTS / 2) * 2];
+}
+
+static bool holds(const struct answer *a, const char *key, size_t klen)
+{
+    return a->id && a->klen == klen && memcmp(a->key, key, klen) == 0;
+}
+
 const void *loopread_answer(struct tallyd *d, const char *key, size_t klen, size_t *len)
 {
     struct loopread *lr = d->lread;
     if (!lr || lr->stopped || !lr->open || !lr->answers || klen > LOOPREAD_KEY_MAX)
         return NULL;
-    const struct answer *a = &lr->answers[key_hash(key, klen) % ANSWER_SLOTS];
-    if (a->id != lr->id || a->klen != klen || memcmp(a->key, key, klen) != 0)
+    struct answer *a = slots_of(lr, key, klen);
+    if (!holds(a, key, klen))
+        a++;
+    if (a->id != lr->id || !holds(a, key, klen))
         return NULL;
     lr->given++;
+    a->used = ++lr->uses;
     *len = a->len;
     return a->bytes;
 }
@@ -196,14 +216,22 @@ void loopread_keep(struct tallyd *d, const char *key, size_t klen, const void *a
     if (!lr || lr->stopped || !lr->open || !lr->answers || klen > LOOPREAD_KEY_MAX ||
         len > LOOPREAD_ANSWER_MAX)
         return;
-    struct answer *a = &lr->answers[key_hash(key, klen) % ANSWER_SLOTS];
+    struct answer *pair = slots_of(lr, key, klen), *a = pair;
+    if (holds(&pair[1], key, klen))
+        a = &pair[1];
+    else if (!holds(pair, key, klen)) {
+        bool live0 = pair[0].id == lr->id, live1 = pair[1].id == lr->id;
+        if (live0 != live1)
+            a = live0 ? &pair[1] : pair;
+        else
+            a = pair[1].used < pair[0].used ? &pair[1] : pair;
+    }
     if (len > a->cap) {
         size_t cap = (len + 255) & ~(size_t)255;
-        unsigned char *b = realloc(a->bytes, cap);
-        if (!b) {
-            a->id = 0; /* (its old bytes stay with it, unused) */
-            return;
-        }
+        unsigned char *b = lr->bytes - a->cap + cap > ANSWER_BYTES ? NULL : realloc(a->bytes, cap);
+        if (!b)
+            return; /* no room (or memory): the slot keeps what it has, for its key */
+        lr->bytes += cap - a->cap;
         a->bytes = b;
         a->cap = (uint16_t)cap;
     }
@@ -212,6 +240,7 @@ void loopread_keep(struct tallyd *d, const char *key, size_t klen, const void *a
     a->klen = (uint16_t)klen;
     a->len = (uint16_t)len;
     a->id = lr->id;
+    a->used = ++lr->uses;
 }
 
 uint64_t loopread_given(const struct tallyd *d)

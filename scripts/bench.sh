@@ -211,6 +211,14 @@ lat() { # lat GROUP PREFIX: p50 / p99 / p99.9 / max, req/s
     e=$(v "$g" "${p}_rps")
     echo "p50 $(us_ms "$a"), p99 $(us_ms "$b"), p99.9 $(us_ms "$c"), max $(us_ms "$d")${e:+, $(fmt_int "$e") req/s}"
 }
+cpu_note() { # cpu_note CPU_US [CLIENT_PCT]: " (3.04 µs of CPU a request, client at 99%)", or nothing
+    [[ $1 =~ ^[0-9.]+$ ]] || return 0
+    if [[ ${2:-} =~ ^[0-9]+$ ]]; then
+        echo " ($1 µs of the server's CPU a request; the client at $2% of a CPU)"
+    else
+        echo " ($1 µs of the server's CPU a request)"
+    fi
+}
 mib() { [[ $1 =~ ^[0-9]+$ ]] && awk -v k="$1" 'BEGIN { printf "%.1f MiB", k / 1024 }' || echo "$1"; }
 si() { awk -v n="$1" 'BEGIN { if (n >= 1000000 && n % 1000000 == 0) printf "%dM", n / 1e6; else if (n >= 1000 && n % 1000 == 0) printf "%dk", n / 1000; else printf "%d", n }'; }
 
@@ -233,10 +241,22 @@ table() {
             [ "$rb50" = skipped ] || b50=" (redis-benchmark: $(fmt_int "$rb50") req/s)"
             [ "$rb1" = skipped ] || b1=" (redis-benchmark: $rb1 µs)"
         fi
-        local a50="$(fmt_int "$r50") req/s$b50" a1="$rc1 µs$b1"
+        # the server's CPU per request and the client's CPU, when measured (figures kept
+        # before they were have none)
+        local tcpu rcpu
+        tcpu=$(cpu_note "$(v rpc stockget_c50_cpu_us)" "$(v rpc stockget_c50_client_pct)")
+        rcpu=$(cpu_note "$(v rpc redis_get_c50_cpu_us)" "$(v rpc redis_get_c50_client_pct)")
+        local a50="$(fmt_int "$r50") req/s$rcpu$b50" a1="$rc1 µs$b1"
         [ "$r50" = skipped ] && a50='skipped (Redis not installed)'
         [ "$rc1" = skipped ] && a1='skipped (Redis not installed)'
-        echo "| \`stock.get\` at 50 connections | $(fmt_int "$t50") req/s | Redis GET of a same-size value (${tb:-?} B)$who: $a50 | $(ratio "$t50" "$r50") | ≥ 1.0× |"
+        echo "| \`stock.get\` at 50 connections | $(fmt_int "$t50") req/s$tcpu | Redis GET of a same-size value (${tb:-?} B)$who: $a50 | $(ratio "$t50" "$r50") | ≥ 1.0× |"
+        local m50 rm50
+        m50=$(v rpc stockget_many_c50_rps) rm50=$(v rpc redis_get_many_c50_rps)
+        if [ -n "$m50" ]; then
+            local am50="$(fmt_int "$rm50") req/s$(cpu_note "$(v rpc redis_get_many_c50_cpu_us)")"
+            [ "$rm50" = skipped ] && am50='skipped (Redis not installed)'
+            echo "| \`stock.get\` at 50 connections, each asking the station's 1,000 SKUs in turn | $(fmt_int "$m50") req/s$(cpu_note "$(v rpc stockget_many_c50_cpu_us)") | Redis GET of 1,000 keys of that size in turn, same client: $am50 | $(ratio "$m50" "$rm50") | none (the row above is the budget's: one key) |"
+        fi
         echo "| \`stock.get\` at 1 connection, p50 | $tc1 µs | Redis GET p50$who: $a1 | $(diffus "$tc1" "$rc1") | ≤ +10 µs |"
     fi
     if want sync; then

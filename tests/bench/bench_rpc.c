@@ -5,7 +5,7 @@
  *
  *   bench_rpc SOCKET [-c CONNECTIONS] [-P PIPELINE] [-d SECONDS] [-m METHOD] [-k SKU]
  *             [-a KEY=VALUE]... [-n COUNT] [--until-file F] [--allow-errors] [--kv PREFIX]
- *             [--size] [--rate R] [--resp KEY]
+ *             [--size] [--rate R] [--resp KEY] [--keys-file F]
  *
  * -a adds a parameter to the request (VALUE sent as an integer when it is one, true/false as a
  * boolean, else as a string; -k "" leaves out sku), e.g. -m stock.move -a kind=receive
@@ -25,14 +25,22 @@
  * error answer counts as an error). bench_stockget.sh measures Redis GET's latency at one
  * connection so, beside stock.get's, by one client to the microsecond (redis-benchmark keeps
  * latencies in buckets of 8 µs at that size).
+ *
+ * --keys-file F asks for the keys listed in F (one a line, up to 100,000; each the SKU of -k, or
+ * the KEY of --resp), in turn: each connection starts at its own place in the list and takes the
+ * next key for each request it sends. --kv also prints `PREFIX_cpu_pct`: this client's CPU time
+ * (user and system) over the run, in percent of one CPU, which says when the client, not the
+ * server, is the limit.
  */
 #include <errno.h>
+#include <stdbool.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -52,13 +60,113 @@ struct bconn {
     size_t rlen;
     uint64_t *sent_at; /* ring of send times, P entries */
     unsigned head, inflight;
+    unsigned next_key; /* --keys-file: the key of its next request */
 };
+
+/* Appends one request for `key` to req: stock.get's (or METHOD's, with the -a parameters; an
+ * empty key leaves sku out), or with `resp` Redis's GET key. 0, or -1 (said why). */
+static int pack_request(msgpack_sbuffer *req, const char *method, const char *key, bool resp,
+                        const char **extra, int nextra)
+{
+    if (resp) {
+        char line[600];
+        int n = snprintf(line, sizeof line, "*2\r\n$3\r\nGET\r\n$%zu\r\n%s\r\n", strlen(key), key);
+        if (n < 0 || (size_t)n >= sizeof line) {
+            fprintf(stderr, "bench_rpc: --resp KEY too long\n");
+            return -1;
+        }
+        msgpack_sbuffer_write(req, line, (size_t)n);
+        return 0;
+    }
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, req, msgpack_sbuffer_write);
+    msgpack_pack_array(&pk, 4);
+    msgpack_pack_int(&pk, 0);
+    msgpack_pack_uint32(&pk, 1);
+    mp_pack_strz(&pk, method);
+    msgpack_pack_array(&pk, 1);
+    msgpack_pack_map(&pk, (uint32_t)(nextra + (key[0] ? 1 : 0)));
+    if (key[0])
+        mp_pack_kv_str(&pk, "sku", key);
+    for (int i = 0; i < nextra; i++) {
+        const char *eq = strchr(extra[i], '='), *val = eq + 1;
+        char *end;
+        mp_pack_strn(&pk, extra[i], (size_t)(eq - extra[i]));
+        errno = 0;
+        long long n = strtoll(val, &end, 10);
+        if (*val && !*end && !errno)
+            msgpack_pack_int64(&pk, n);
+        else if (!strcmp(val, "true"))
+            msgpack_pack_true(&pk);
+        else if (!strcmp(val, "false"))
+            msgpack_pack_false(&pk);
+        else
+            mp_pack_strz(&pk, val);
+    }
+    return 0;
+}
+
+/* The bytes of c's next k requests: the burst ready (one key), or the next k keys' requests
+ * copied into it; their length in *len. */
+static const char *next_requests(struct bconn *c, unsigned k, const msgpack_sbuffer *req,
+                                 const size_t *koff, int nkeys, char *burst, size_t *len)
+{
+    if (!nkeys) {
+        *len = req->size * k;
+        return burst;
+    }
+    size_t n = 0;
+    for (unsigned j = 0; j < k; j++) {
+        unsigned key = c->next_key;
+        c->next_key = (c->next_key + 1) % (unsigned)nkeys;
+        memcpy(burst + n, req->data + koff[key], koff[key + 1] - koff[key]);
+        n += koff[key + 1] - koff[key];
+    }
+    *len = n;
+    return burst;
+}
 
 static uint64_t now_ns(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static uint64_t cpu_ns(void)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return ((uint64_t)ru.ru_utime.tv_sec + (uint64_t)ru.ru_stime.tv_sec) * 1000000000u +
+           ((uint64_t)ru.ru_utime.tv_usec + (uint64_t)ru.ru_stime.tv_usec) * 1000u;
+}
+
+#define MAX_KEYS 100000
+
+/* The keys of --keys-file, one a line: their count, or -1 (said why). */
+static int read_keys(const char *path, char ***keys)
+{
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        fprintf(stderr, "bench_rpc: %s: %s\n", path, strerror(errno));
+        return -1;
+    }
+    char line[512];
+    int n = 0;
+    *keys = calloc(MAX_KEYS, sizeof **keys);
+    while (*keys && n < MAX_KEYS && fgets(line, sizeof line, f)) {
+        line[strcspn(line, "\r\n")] = 0;
+        if (line[0] && !((*keys)[n++] = strdup(line)))
+            n = -1;
+        if (n < 0)
+            break;
+    }
+    fclose(f);
+    if (n <= 0 || !*keys) {
+        fprintf(stderr, "bench_rpc: %s: no keys\n", path);
+        return -1;
+    }
+    return n;
 }
 
 static int cmp_u32(const void *a, const void *b)
@@ -158,7 +266,7 @@ int main(int argc, char **argv)
         return 2;
     }
     const char *path = argv[1], *method = "stock.get", *sku = "EB-1001-BLK-M";
-    const char *until_file = NULL, *kv = NULL, *resp = NULL;
+    const char *until_file = NULL, *kv = NULL, *resp = NULL, *keys_file = NULL;
     const char *extra[32];
     int nextra = 0, allow_errors = 0, size_only = 0;
     int nconn = 50, pipeline = 1;
@@ -198,6 +306,8 @@ int main(int argc, char **argv)
             rate = atof(v);
         else if (!strcmp(argv[i - 1], "--resp"))
             resp = v;
+        else if (!strcmp(argv[i - 1], "--keys-file"))
+            keys_file = v;
         else if (!strcmp(argv[i - 1], "-a")) {
             if (nextra >= (int)(sizeof extra / sizeof *extra) || !strchr(v, '=') || v[0] == '=') {
                 fprintf(stderr, "bench_rpc: -a wants KEY=VALUE (at most 32)\n");
@@ -215,53 +325,42 @@ int main(int argc, char **argv)
         fprintf(stderr, "bench_rpc: --size is for tallyd, not with --resp\n");
         return 2;
     }
-    /* One request, packed once; the msgid does not matter for a closed-loop load. */
+    /* The requests, packed once (one, or one per key of --keys-file, back to back); the msgid
+     * does not matter for a closed-loop load. */
+    char **keys = NULL;
+    int nkeys = 0;
+    if (keys_file && (nkeys = read_keys(keys_file, &keys)) < 0)
+        return 2;
+    if (keys_file && size_only) {
+        fprintf(stderr, "bench_rpc: --size asks -k's SKU, not with --keys-file\n");
+        return 2;
+    }
     msgpack_sbuffer req;
-    msgpack_packer pk;
     msgpack_sbuffer_init(&req);
-    msgpack_packer_init(&pk, &req, msgpack_sbuffer_write);
-    msgpack_pack_array(&pk, 4);
-    msgpack_pack_int(&pk, 0);
-    msgpack_pack_uint32(&pk, 1);
-    mp_pack_strz(&pk, method);
-    msgpack_pack_array(&pk, 1);
-    msgpack_pack_map(&pk, (uint32_t)(nextra + (sku[0] ? 1 : 0)));
-    if (sku[0])
-        mp_pack_kv_str(&pk, "sku", sku);
-    for (int i = 0; i < nextra; i++) {
-        const char *eq = strchr(extra[i], '='), *val = eq + 1;
-        char *end;
-        mp_pack_strn(&pk, extra[i], (size_t)(eq - extra[i]));
-        errno = 0;
-        long long n = strtoll(val, &end, 10);
-        if (*val && !*end && !errno)
-            msgpack_pack_int64(&pk, n);
-        else if (!strcmp(val, "true"))
-            msgpack_pack_true(&pk);
-        else if (!strcmp(val, "false"))
-            msgpack_pack_false(&pk);
-        else
-            mp_pack_strz(&pk, val);
-    }
-
-    if (resp) {
-        char line[600];
-        int n =
-            snprintf(line, sizeof line, "*2\r\n$3\r\nGET\r\n$%zu\r\n%s\r\n", strlen(resp), resp);
-        if (n < 0 || (size_t)n >= sizeof line) {
-            fprintf(stderr, "bench_rpc: --resp KEY too long\n");
+    size_t *koff = calloc((size_t)(nkeys ? nkeys : 1) + 1, sizeof *koff);
+    for (int k = 0; k < (nkeys ? nkeys : 1); k++) {
+        koff[k] = req.size;
+        if (pack_request(&req, method,
+                         nkeys  ? keys[k]
+                         : resp ? resp
+                                : sku,
+                         resp != NULL, extra, nextra) != 0)
             return 2;
-        }
-        msgpack_sbuffer_clear(&req);
-        msgpack_sbuffer_write(&req, line, (size_t)n);
-        method = "GET";
     }
+    koff[nkeys ? nkeys : 1] = req.size;
+    if (resp)
+        method = "GET";
+    size_t req_max = 0; /* the longest request */
+    for (int k = 0; k < (nkeys ? nkeys : 1); k++)
+        if (koff[k + 1] - koff[k] > req_max)
+            req_max = koff[k + 1] - koff[k];
     struct bconn *cs = calloc((size_t)nconn, sizeof *cs);
     struct pollfd *pfd = calloc((size_t)nconn, sizeof *pfd);
     size_t lat_cap = 1 << 22, nlat = 0;
     uint32_t *lat = malloc(lat_cap * sizeof *lat);
-    char *burst = malloc(req.size * (size_t)pipeline);
-    for (int p = 0; p < pipeline; p++)
+    /* One key: the pipeline's worth of its request, ready; more: made up for each write. */
+    char *burst = malloc(req_max * (size_t)pipeline);
+    for (int p = 0; p < pipeline && !nkeys; p++)
         memcpy(burst + (size_t)p * req.size, req.data, req.size);
     for (int i = 0; i < nconn; i++) {
         cs[i].fd = connect_to(path);
@@ -271,6 +370,7 @@ int main(int argc, char **argv)
             exit(1); /* exit, not return: main's buffers stay reachable for LeakSanitizer */
         }
         cs[i].sent_at = calloc((size_t)pipeline, sizeof(uint64_t));
+        cs[i].next_key = nkeys ? (unsigned)((uint64_t)i * (unsigned)nkeys / (unsigned)nconn) : 0;
         pfd[i].fd = cs[i].fd;
         pfd[i].events = POLLIN;
     }
@@ -311,6 +411,7 @@ int main(int argc, char **argv)
         goto out;
     }
     uint64_t start = now_ns(), end = start + (uint64_t)(secs * 1e9), checked = start;
+    uint64_t cpu0 = cpu_ns();
     /* Prime every connection with its full pipeline (or what -n leaves). */
     for (int i = 0; i < nconn; i++) {
         uint64_t t = now_ns();
@@ -319,7 +420,9 @@ int main(int argc, char **argv)
             k = (unsigned)((uint64_t)max_count - sent);
         if (k == 0)
             break;
-        if (write(cs[i].fd, burst, req.size * k) != (ssize_t)(req.size * k)) {
+        size_t len;
+        const char *b = next_requests(&cs[i], k, &req, koff, nkeys, burst, &len);
+        if (write(cs[i].fd, b, len) != (ssize_t)len) {
             fprintf(stderr, "bench_rpc: short write\n");
             exit(1);
         }
@@ -406,7 +509,9 @@ int main(int argc, char **argv)
                 /* Stamped at the write, not at the read before it: the time this client
                  * spent decoding the answers just read is not the daemon's. */
                 t = now_ns();
-                if (write(c->fd, burst, req.size * k) != (ssize_t)(req.size * k)) {
+                size_t len;
+                const char *b = next_requests(c, k, &req, koff, nkeys, burst, &len);
+                if (write(c->fd, b, len) != (ssize_t)len) {
                     fprintf(stderr, "bench_rpc: short write\n");
                     exit(1);
                 }
@@ -419,6 +524,7 @@ int main(int argc, char **argv)
         }
     }
     double elapsed = (double)(now_ns() - start) / 1e9;
+    double cpu_pct = (double)(cpu_ns() - cpu0) / 1e9 / elapsed * 100;
     qsort(lat, nlat, sizeof *lat, cmp_u32);
     unsigned p50 = nlat ? lat[nlat / 2] : 0, p99 = nlat ? lat[nlat * 99 / 100] : 0,
              p999 = nlat ? lat[nlat * 999 / 1000] : 0, pmax = nlat ? lat[nlat - 1] : 0;
@@ -431,6 +537,8 @@ int main(int argc, char **argv)
                "%s_n %llu\n%s_errors %llu\n",
                kv, (double)done / elapsed, kv, p50, kv, p99, kv, p999, kv, pmax, kv,
                (unsigned long long)done, kv, (unsigned long long)errors);
+    if (kv)
+        printf("%s_cpu_pct %.0f\n", kv, cpu_pct);
 out:
     msgpack_unpacked_destroy(&msg);
     for (int i = 0; i < nconn; i++) {
@@ -443,6 +551,10 @@ out:
     free(pfd);
     free(lat);
     free(burst);
+    free(koff);
+    for (int k = 0; k < nkeys; k++)
+        free(keys[k]);
+    free(keys);
     msgpack_sbuffer_destroy(&req);
     if (size_only)
         return size_rc;

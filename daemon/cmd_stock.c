@@ -216,8 +216,11 @@ int cmd_stock_get(struct rpc_call *c)
     const void *kept = loopread_answer(c->d, sku, n, &kept_len);
     if (kept)
         return c->pk->callback(c->pk->data, kept, kept_len) == 0 ? 0 : TALLY_E_INTERNAL;
-    struct answer_buf b = {.p = NULL, .cap = sizeof b.small};
+    struct answer_buf b; /* (not zeroed: its 2 KiB are written before they are read) */
     b.p = b.small;
+    b.len = 0;
+    b.cap = sizeof b.small;
+    b.failed = false;
     msgpack_packer pk;
     msgpack_packer_init(&pk, &b, answer_write);
     r = stock_get_read(c, st, &pk, sku, n);

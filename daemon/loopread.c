@@ -177,6 +177,11 @@ struct store *loopread(struct tallyd *d)
         lr->open = true;
         lr->began = uv_now(lr->loop);
         name_data(lr);
+        if (sqlite3_get_autocommit(store_db(lr->st))) {
+            /* (an error in it ended the transaction: no snapshot to name, none kept) */
+            lr->open = false;
+            return d->store;
+        }
         if (!lr->armed)
             arm(lr, LOOPREAD_HOLD_MS);
     }

@@ -10,7 +10,10 @@
  *      for the long SKU: every stock.get answer shows the figure of the start plus the moves
  *      before it, every request is answered once (a status sent after them is the next answer).
  *  (b) Two connections, 50 rounds: A asks stock.get S three times (kept, given from the bytes),
- *      B makes a stock.move; once B's answer has arrived, A's next stock.get shows it.
+ *      B makes a stock.move; once B's answer has arrived, A's next stock.get shows it. Then
+ *      every kind of write from B (movements, stock.set, imports of stock and of catalog rows:
+ *      the group commit and write jobs): A's next stock.get is what the replica holds (read
+ *      with SQLite: the title and the row's figures).
  *  (c) Another process's commit (the replica opened with SQLite, the stock row's snapshot
  *      changed) while 600 stock.gets pipelined on another connection are in flight: each of
  *      those answers is whole and shows the figure before or after it, never the one before
@@ -318,6 +321,133 @@ static void case_two_connections(void)
     printf("(b) %d rounds, %d answers wrong; stock_get_kept grew by %lld over %d stock.gets\n",
            ROUNDS, wrong, kept1 - kept0, ROUNDS * 4);
     CHECK(kept1 > kept0);
+    th_close(&a);
+    th_close(&b);
+}
+
+/* Every kind of write B makes (movements and stock.set at the group commit, imports of stock
+ * and catalog rows as write jobs): once its answer has arrived, A's stock.get (read twice
+ * before, so kept) is what the replica holds, read with SQLite: the title and the row's
+ * figures. */
+#define EVERY_ROUNDS 24
+
+struct row_now {
+    char title[64];
+    long long snapshot, pending, reserved, safety, threshold;
+};
+
+static bool db_row(const char *sku, struct row_now *w)
+{
+    sqlite3 *db = NULL;
+    sqlite3_stmt *st = NULL;
+    bool ok = false;
+    if (sqlite3_open_v2(D.db, &db, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK) {
+        sqlite3_busy_timeout(db, 5000);
+        if (sqlite3_prepare_v2(db,
+                               "SELECT s.title, st.snapshot, st.pending, st.reserved, st.safety,"
+                               " st.threshold FROM skus s JOIN stock st ON st.sku = s.id"
+                               " WHERE s.code = ?1",
+                               -1, &st, NULL) == SQLITE_OK) {
+            sqlite3_bind_text(st, 1, sku, -1, SQLITE_STATIC);
+            if (sqlite3_step(st) == SQLITE_ROW) {
+                snprintf(w->title, sizeof w->title, "%s", (const char *)sqlite3_column_text(st, 0));
+                w->snapshot = sqlite3_column_int64(st, 1);
+                w->pending = sqlite3_column_int64(st, 2);
+                w->reserved = sqlite3_column_int64(st, 3);
+                w->safety = sqlite3_column_int64(st, 4);
+                w->threshold = sqlite3_column_int64(st, 5);
+                ok = true;
+            }
+        }
+        sqlite3_finalize(st);
+    }
+    sqlite3_close(db);
+    return ok;
+}
+
+/* The answer's title and figures against the replica's: the number of fields that differ. */
+static int differs(const msgpack_object *res, const struct row_now *w)
+{
+    char title[64] = "";
+    const msgpack_object *wh = th_get(res, "warehouses");
+    if (!th_get_str(res, "title", title, sizeof title) || !wh || wh->type != MSGPACK_OBJECT_ARRAY ||
+        wh->via.array.size != 1)
+        return 99;
+    const msgpack_object *r = &wh->via.array.ptr[0];
+    long long v[6] = {-1, -1, -1, -1, -1, -1};
+    th_get_int(r, "snapshot", &v[0]);
+    th_get_int(r, "pending", &v[1]);
+    th_get_int(r, "reserved", &v[2]);
+    th_get_int(r, "safety", &v[3]);
+    th_get_int(r, "threshold", &v[4]);
+    th_get_int(r, "on_hand", &v[5]);
+    return (strcmp(title, w->title) != 0) + (v[0] != w->snapshot) + (v[1] != w->pending) +
+           (v[2] != w->reserved) + (v[3] != w->safety) + (v[4] != w->threshold) +
+           (v[5] != w->snapshot + w->pending);
+}
+
+static void case_every_write(void)
+{
+    const char *sku = "K-6";
+    struct th_conn a, b;
+    CHECK_EQ_INT(th_connect(&a, D.sock), 0);
+    CHECK_EQ_INT(th_connect(&b, D.sock), 0);
+    int wrong = 0;
+    for (int i = 0; i < EVERY_ROUNDS; i++) {
+        struct th_resp r;
+        for (int k = 0; k < 2; k++)
+            CHECK_EQ_INT(th_call(&a, TIMEOUT, &r, "stock.get", "s", "sku", sku), TH_OK);
+        char id[32], title[48];
+        snprintf(id, sizeof id, "every-%d", i);
+        int rr = TH_IOERR;
+        msgpack_sbuffer rows;
+        msgpack_sbuffer_init(&rows);
+        msgpack_packer pk;
+        msgpack_packer_init(&pk, &rows, msgpack_sbuffer_write);
+        switch (i % 6) {
+        case 0:
+            rr = th_call(&b, TIMEOUT, &r, "stock.move", "ssssi", "id", id, "kind", "receive", "sku",
+                         sku, "warehouse", "ES-MAD", "qty", 3LL);
+            break;
+        case 1:
+            rr = th_call(&b, TIMEOUT, &r, "stock.move", "ssssi", "id", id, "kind", "pick", "sku",
+                         sku, "warehouse", "ES-MAD", "qty", 1LL);
+            break;
+        case 2:
+            rr = th_call(&b, TIMEOUT, &r, "stock.set", "ssii", "sku", sku, "warehouse", "ES-MAD",
+                         "safety", (long long)i, "threshold", (long long)(i + 1));
+            break;
+        case 3: /* a write job's commit */
+            th_pack_map(&pk, "ssi", "sku", sku, "warehouse", "ES-MAD", "on_hand", 2000LL + i);
+            rr = th_import(&b, "stock", 1, &rows, &r);
+            break;
+        case 4: /* the title: another table than the stock row's */
+            snprintf(title, sizeof title, "Kept item, title %d", i);
+            th_pack_map(&pk, "sssis", "sku", sku, "product_id", "P-1", "title", title,
+                        "price_minor", 100LL, "currency", "EUR");
+            rr = th_import(&b, "catalog", 1, &rows, &r);
+            break;
+        default:
+            rr = th_call(&b, TIMEOUT, &r, "stock.move", "sssssi", "id", id, "kind", "adjust", "sku",
+                         sku, "warehouse", "ES-MAD", "reason", "kept test", "qty", -2LL);
+            break;
+        }
+        msgpack_sbuffer_destroy(&rows);
+        CHECK_EQ_INT(rr, TH_OK);
+        if (rr != TH_OK)
+            fprintf(stderr, "(b) write %d: %s %s\n", i % 6, r.code, r.message);
+        struct row_now w;
+        CHECK(db_row(sku, &w));
+        CHECK_EQ_INT(th_call(&a, TIMEOUT, &r, "stock.get", "s", "sku", sku), TH_OK);
+        int n = differs(r.result, &w);
+        CHECK_EQ_INT(n, 0);
+        if (n) {
+            wrong++;
+            fprintf(stderr, "(b) after write %d: %d fields differ from the replica's\n", i % 6, n);
+        }
+    }
+    printf("(b) every kind of write: %d rounds, %d answers unlike the replica\n", EVERY_ROUNDS,
+           wrong);
     th_close(&a);
     th_close(&b);
 }
@@ -652,7 +782,7 @@ static int seed(void)
     th_rows_init(&cat);
     th_rows_init(&stock);
     th_rows_add(&wh, "sss", "code", "ES-MAD", "name", "Madrid", "country", "ES");
-    const char *skus[] = {"K-1", "K-2", "K-3", "K-4", "K-5", LONG_SKU, "T-1"};
+    const char *skus[] = {"K-1", "K-2", "K-3", "K-4", "K-5", "K-6", LONG_SKU, "T-1"};
     for (size_t i = 0; i < sizeof skus / sizeof *skus; i++) {
         th_rows_add(&cat, "sssis", "sku", skus[i], "product_id", "P-1", "title", "Kept item",
                     "price_minor", 100LL, "currency", "EUR");
@@ -693,6 +823,7 @@ int main(int argc, char **argv)
     case_read_your_writes(RUN_DUP, "K-1", "dup");
     case_read_your_writes(RUN_RECEIVE, LONG_SKU, "long");
     case_two_connections();
+    case_every_write();
     case_other_process();
     case_watching();
     case_same_bytes();

@@ -23,7 +23,6 @@
  * slots (about 350 KiB, touched as they are used) for a station's SKUs asked between two
  * commits; their answers' bytes (~0.9 KiB at four warehouses) at most ANSWER_BYTES in all:
  * past it an answer is kept only in the room its slot already has. */
-#define ANSWER_SLOTS 4096 /* even */
 #define ANSWER_BYTES (2u << 20)
 
 struct answer {
@@ -55,7 +54,7 @@ struct loopread {
     uint64_t id, last_id;
     int64_t version;
     bool version_known;
-    struct answer *answers; /* ANSWER_SLOTS, or NULL (none kept) */
+    struct answer *answers; /* LOOPREAD_SLOTS, or NULL (none kept) */
     size_t bytes;           /* their bytes allocated, <= ANSWER_BYTES */
     uint64_t given;         /* answers given from them (status: stock_get_kept) */
     uint64_t uses;          /* answers kept and given: the clock of their slots' `used` */
@@ -147,7 +146,7 @@ int loopread_start(struct tallyd *d)
         return -1;
     }
     store_set_cache_kib(lr->st, WORKER_READ_CACHE_KIB);
-    lr->answers = calloc(ANSWER_SLOTS, sizeof *lr->answers); /* (none: every read reads) */
+    lr->answers = calloc(LOOPREAD_SLOTS, sizeof *lr->answers); /* (none: every read reads) */
     lr->loop = d->loop;
     uv_poll_init(d->loop, &lr->tpoll, lr->tfd);
     lr->tpoll.data = lr;
@@ -191,7 +190,7 @@ struct store *loopread(struct tallyd *d)
 /* The pair of slots of `key`'s hash. */
 static struct answer *slots_of(struct loopread *lr, const char *key, size_t klen)
 {
-    return &lr->answers[key_hash(key, klen) % (ANSWER_SLOTS / 2) * 2];
+    return &lr->answers[key_hash(key, klen) % (LOOPREAD_SLOTS / 2) * 2];
 }
 
 static bool holds(const struct answer *a, const char *key, size_t klen)
@@ -271,7 +270,7 @@ void loopread_free(struct tallyd *d)
         return;
     end_tx(lr);
     if (lr->answers)
-        for (size_t i = 0; i < ANSWER_SLOTS; i++)
+        for (size_t i = 0; i < LOOPREAD_SLOTS; i++)
             free(lr->answers[i].bytes);
     free(lr->answers);
     store_close(lr->st);

@@ -57,6 +57,7 @@ struct store *loopread(struct tallyd *d);
  * connection). Call right after loopread(), on the loop only. */
 #define LOOPREAD_KEY_MAX 64
 #define LOOPREAD_ANSWER_MAX 4096 /* longer answers are not kept */
+#define LOOPREAD_SLOTS 4096      /* answers kept at most, two slots to a hash (even) */
 const void *loopread_answer(struct tallyd *d, const char *key, size_t klen, size_t *len);
 /* Keeps `answer` (len bytes, copied) for `key`, read from loopread()'s connection in the
  * snapshot loopread() just gave (call before the next loopread()). It may replace another

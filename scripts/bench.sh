@@ -32,7 +32,7 @@ cd "$root"
 runs=3 quick=0 build=build-bench do_build=1 install=1 out='' only=() keep='' report=''
 
 skus_list='' sync_skus=100000 import_skus=1000000 drain_n=100000 orders=100000 fulfil_skus=1000000
-rpc_secs=5 redis_req=200000 window=10 set_runs=''
+rpc_secs=3 rpc_rounds=3 redis_req=200000 window=10 set_runs=''
 usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; }
 while [ $# -gt 0 ]; do
     case $1 in
@@ -60,7 +60,7 @@ while [ $# -gt 0 ]; do
 done
 if [ "$quick" = 1 ]; then
     runs=1 sync_skus=1000 import_skus=5000 drain_n=200 orders=300 fulfil_skus=500
-    rpc_secs=1 redis_req=20000 window=1
+    rpc_secs=1 rpc_rounds=1 redis_req=20000 window=1
     skus_list=${skus_list:-500,1000}
 fi
 runs=${set_runs:-$runs}
@@ -146,7 +146,7 @@ cache="$work/cache"
 for r in $(seq "$runs"); do
     [ -n "$report" ] && break
     want rpc && measure rpc "$r" tests/bench/bench_stockget.sh "$B" --seconds "$rpc_secs" \
-        --redis-requests "$redis_req" "${redis_flag[@]}"
+        --rounds "$rpc_rounds" --redis-requests "$redis_req" "${redis_flag[@]}"
     # The sync's rate beside SQLite's from a run with nothing else asking tallyd anything; the
     # latency of a query during a sync from another run (its query client takes a CPU of its
     # own and the loop's time: that run's sync time is printed beside its latency).

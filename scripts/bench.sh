@@ -211,6 +211,16 @@ lat() { # lat GROUP PREFIX: p50 / p99 / p99.9 / max, req/s
     e=$(v "$g" "${p}_rps")
     echo "p50 $(us_ms "$a"), p99 $(us_ms "$b"), p99.9 $(us_ms "$c"), max $(us_ms "$d")${e:+, $(fmt_int "$e") req/s}"
 }
+run_ratios() { # run_ratios GROUP A B: " (runs 1.02×, 1.00×, 0.94×)": A/B of each run, when more than one
+    local r a b out=''
+    [ "$runs" -gt 1 ] || return 0
+    for r in $(seq "$runs"); do
+        a=$(awk -v n="$2" '$1 == n { print $2 }' "$work/$1.$r" 2>/dev/null)
+        b=$(awk -v n="$3" '$1 == n { print $2 }' "$work/$1.$r" 2>/dev/null)
+        out+="${out:+, }$(ratio "$a" "$b")"
+    done
+    echo " (runs $out)"
+}
 cpu_note() { # cpu_note CPU_US [CLIENT_PCT]: " (3.04 µs of CPU a request, client at 99%)", or nothing
     [[ $1 =~ ^[0-9.]+$ ]] || return 0
     if [[ ${2:-} =~ ^[0-9]+$ ]]; then
@@ -249,7 +259,7 @@ table() {
         local a50="$(fmt_int "$r50") req/s$rcpu$b50" a1="$rc1 µs$b1"
         [ "$r50" = skipped ] && a50='skipped (Redis not installed)'
         [ "$rc1" = skipped ] && a1='skipped (Redis not installed)'
-        echo "| \`stock.get\` at 50 connections | $(fmt_int "$t50") req/s$tcpu | Redis GET of a same-size value (${tb:-?} B)$who: $a50 | $(ratio "$t50" "$r50") | ≥ 1.0× |"
+        echo "| \`stock.get\` at 50 connections | $(fmt_int "$t50") req/s$tcpu | Redis GET of a same-size value (${tb:-?} B)$who: $a50 | $(ratio "$t50" "$r50")$(run_ratios rpc stockget_c50_rps redis_get_c50_rps) | ≥ 1.0× |"
         local m50 rm50
         m50=$(v rpc stockget_many_c50_rps) rm50=$(v rpc redis_get_many_c50_rps)
         if [ -n "$m50" ]; then

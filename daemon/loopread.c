@@ -19,10 +19,11 @@
 #include "worker.h"
 
 /* Answers kept: two slots per hash of the key (FNV-1a); a key takes its own slot again, else
- * one holding no answer of the open transaction's data, else the one used longer ago. 4096
- * slots (about 350 KiB, touched as they are used) for a station's SKUs asked between two
- * commits; their answers' bytes (~0.9 KiB at four warehouses) at most ANSWER_BYTES in all:
- * past it an answer is kept only in the room its slot already has. */
+ * the one that has room for it when only one has (past the bound below), else one holding no
+ * answer of the open transaction's data, else the one used longer ago. 4096 slots (384 KiB,
+ * touched as they are used) for a station's SKUs asked between two commits; their answers' bytes
+ * (~0.9 KiB at four warehouses) at most ANSWER_BYTES in all: past it an answer is kept only in the
+ * room its slot already has. */
 #define ANSWER_BYTES (2u << 20)
 
 struct answer {
@@ -198,6 +199,17 @@ static bool holds(const struct answer *a, const char *key, size_t klen)
     return a->id && a->klen == klen && memcmp(a->key, key, klen) == 0;
 }
 
+static size_t cap_for(size_t len)
+{
+    return (len + 255) & ~(size_t)255;
+}
+
+/* Whether slot `a` can take an answer of len bytes: its room, or room to grow within the bound. */
+static bool fits(const struct loopread *lr, const struct answer *a, size_t len)
+{
+    return len <= a->cap || lr->bytes - a->cap + cap_for(len) <= ANSWER_BYTES;
+}
+
 const void *loopread_answer(struct tallyd *d, const char *key, size_t klen, size_t *len)
 {
     struct loopread *lr = d->lread;
@@ -224,15 +236,18 @@ void loopread_keep(struct tallyd *d, const char *key, size_t klen, const void *a
     if (holds(&pair[1], key, klen))
         a = &pair[1];
     else if (!holds(pair, key, klen)) {
+        bool fit0 = fits(lr, pair, len), fit1 = fits(lr, &pair[1], len);
         bool live0 = pair[0].id == lr->id, live1 = pair[1].id == lr->id;
-        if (live0 != live1)
+        if (fit0 != fit1) /* (past the bound: not a slot that would stay as it is) */
+            a = fit0 ? pair : &pair[1];
+        else if (live0 != live1)
             a = live0 ? &pair[1] : pair;
         else
             a = pair[1].used < pair[0].used ? &pair[1] : pair;
     }
     if (len > a->cap) {
-        size_t cap = (len + 255) & ~(size_t)255;
-        unsigned char *b = lr->bytes - a->cap + cap > ANSWER_BYTES ? NULL : realloc(a->bytes, cap);
+        size_t cap = cap_for(len);
+        unsigned char *b = !fits(lr, a, len) ? NULL : realloc(a->bytes, cap);
         if (!b)
             return; /* no room (or memory): the slot keeps what it has, for its key */
         lr->bytes += cap - a->cap;

@@ -61,7 +61,7 @@ struct store *loopread(struct tallyd *d);
 const void *loopread_answer(struct tallyd *d, const char *key, size_t klen, size_t *len);
 /* Keeps `answer` (len bytes, copied) for `key`, read from loopread()'s connection in the
  * snapshot loopread() just gave (call before the next loopread()). It may replace another
- * key's (a slot per hash). Nothing when reads are on d->store, or the answer or key too long. */
+ * key's (two slots per hash). Nothing when reads are on d->store, or the answer or key too long. */
 void loopread_keep(struct tallyd *d, const char *key, size_t klen, const void *answer, size_t len);
 /* Answers given by loopread_answer since tallyd started. */
 uint64_t loopread_given(const struct tallyd *d);

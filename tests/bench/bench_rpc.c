@@ -164,6 +164,10 @@ static int read_keys(const char *path, char ***keys)
     fclose(f);
     if (n <= 0 || !*keys) {
         fprintf(stderr, "bench_rpc: %s: no keys\n", path);
+        for (int k = 0; *keys && k < MAX_KEYS && (*keys)[k]; k++)
+            free((*keys)[k]);
+        free(*keys);
+        *keys = NULL;
         return -1;
     }
     return n;
@@ -329,12 +333,12 @@ int main(int argc, char **argv)
      * does not matter for a closed-loop load. */
     char **keys = NULL;
     int nkeys = 0;
-    if (keys_file && (nkeys = read_keys(keys_file, &keys)) < 0)
-        return 2;
     if (keys_file && size_only) {
         fprintf(stderr, "bench_rpc: --size asks -k's SKU, not with --keys-file\n");
         return 2;
     }
+    if (keys_file && (nkeys = read_keys(keys_file, &keys)) < 0)
+        return 2;
     msgpack_sbuffer req;
     msgpack_sbuffer_init(&req);
     size_t *koff = calloc((size_t)(nkeys ? nkeys : 1) + 1, sizeof *koff);

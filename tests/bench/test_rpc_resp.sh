@@ -30,4 +30,18 @@ rc=0
 "$RPC" "$tmp/none.sock" --resp k:1 --size >/dev/null 2>"$tmp/size.err" || rc=$?
 [ "$rc" = 2 ] && grep -q 'not with --resp' "$tmp/size.err" || bad "--size with --resp: exit $rc"
 
+# --keys-file's refusals exit 2, before connecting, with nothing of theirs left allocated (an
+# ASan build's LeakSanitizer would make it another exit code): a file of no keys, and --size
+: >"$tmp/nokeys"
+printf 'k:1\nk:2\n' >"$tmp/keys"
+for c in nokeys:'no keys' size:'not with --keys-file'; do
+    name=${c%%:*} rc=0
+    extra=()
+    [ "$name" = size ] && extra=(--size)
+    f=$tmp/keys
+    [ "$name" = nokeys ] && f=$tmp/nokeys
+    "$RPC" "$tmp/none.sock" --keys-file "$f" "${extra[@]}" >/dev/null 2>"$tmp/$name.err" || rc=$?
+    [ "$rc" = 2 ] && grep -q "${c#*:}" "$tmp/$name.err" || bad "--keys-file $name: exit $rc"
+done
+
 finish "bench_rpc --resp"

@@ -22,8 +22,11 @@
  * the one that has room for it when only one has (past the bound below), else one holding no
  * answer of the open transaction's data, else the one used longer ago. 4096 slots (384 KiB,
  * touched as they are used) for a station's SKUs asked between two commits; their answers' bytes
- * (~0.9 KiB at four warehouses) at most ANSWER_BYTES in all: past it an answer is kept only in the
- * room its slot already has. */
+ * (~0.9 KiB at four warehouses) at most ANSWER_BYTES in all: past it, room is made by freeing
+ * the bytes of stale slots (answers of older data, which are never given again) from a cursor
+ * that goes round the slots, up to RECLAIM_SCAN of them a time, and failing that an answer is
+ * kept only in the room its slot already has. */
+#define RECLAIM_SCAN 64
 #define ANSWER_BYTES (2u << 20)
 
 struct answer {
@@ -57,6 +60,7 @@ struct loopread {
     bool version_known;
     struct answer *answers; /* LOOPREAD_SLOTS, or NULL (none kept) */
     size_t bytes;           /* their bytes allocated, <= ANSWER_BYTES */
+    unsigned reclaim_at;    /* the slot reclaim looks at next */
     uint64_t given;         /* answers given from them (status: stock_get_kept) */
     uint64_t uses;          /* answers kept and given: the clock of their slots' `used` */
 };
@@ -210,6 +214,23 @@ static bool fits(const struct loopread *lr, const struct answer *a, size_t len)
     return len <= a->cap || lr->bytes - a->cap + cap_for(len) <= ANSWER_BYTES;
 }
 
+/* Past the bound: frees stale slots' bytes (not `keep`'s) until `need` more bytes fit, looking
+ * at RECLAIM_SCAN slots at most. */
+static void reclaim(struct loopread *lr, const struct answer *keep, size_t need)
+{
+    for (int i = 0; i < RECLAIM_SCAN && lr->bytes + need > ANSWER_BYTES; i++) {
+        struct answer *s = &lr->answers[lr->reclaim_at];
+        lr->reclaim_at = (lr->reclaim_at + 1) % LOOPREAD_SLOTS;
+        if (s == keep || !s->cap || s->id == lr->id)
+            continue;
+        lr->bytes -= s->cap;
+        free(s->bytes);
+        s->bytes = NULL;
+        s->cap = s->len = 0;
+        s->id = 0;
+    }
+}
+
 const void *loopread_answer(struct tallyd *d, const char *key, size_t klen, size_t *len)
 {
     struct loopread *lr = d->lread;
@@ -233,6 +254,8 @@ void loopread_keep(struct tallyd *d, const char *key, size_t klen, const void *a
         len > LOOPREAD_ANSWER_MAX)
         return;
     struct answer *pair = slots_of(lr, key, klen), *a = pair;
+    if (!fits(lr, pair, len) && !fits(lr, &pair[1], len))
+        reclaim(lr, NULL, cap_for(len));
     if (holds(&pair[1], key, klen))
         a = &pair[1];
     else if (!holds(pair, key, klen)) {
@@ -247,6 +270,8 @@ void loopread_keep(struct tallyd *d, const char *key, size_t klen, const void *a
     }
     if (len > a->cap) {
         size_t cap = cap_for(len);
+        if (!fits(lr, a, len))
+            reclaim(lr, a, cap - a->cap);
         unsigned char *b = !fits(lr, a, len) ? NULL : realloc(a->bytes, cap);
         if (!b)
             return; /* no room (or memory): the slot keeps what it has, for its key */

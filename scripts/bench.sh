@@ -263,6 +263,7 @@ table() {
         local m50 rm50
         m50=$(v rpc stockget_many_c50_rps) rm50=$(v rpc redis_get_many_c50_rps)
         if [ -n "$m50" ]; then
+            rm50=$(need "$rm50")
             local am50="$(fmt_int "$rm50") req/s$(cpu_note "$(v rpc redis_get_many_c50_cpu_us)")"
             [ "$rm50" = skipped ] && am50='skipped (Redis not installed)'
             echo "| \`stock.get\` at 50 connections, each asking the station's 1,000 SKUs in turn | $(fmt_int "$m50") req/s$(cpu_note "$(v rpc stockget_many_c50_cpu_us)") | Redis GET of 1,000 keys of that size in turn, same client: $am50 | $(ratio "$m50" "$rm50") | none (the row above is the budget's: one key) |"

@@ -63,4 +63,4 @@ def answer(k):
     return b"\x94\x01\x01\xc0" + value
 
 
-serve_forever(path, req, answer, "mp_server")
+serve_forever(path, [req], answer, "mp_server")

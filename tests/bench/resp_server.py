@@ -1,10 +1,11 @@
 #!/usr/bin/env python3
 """A scripted RESP server for test_rpc_resp.sh: what bench_rpc --resp reads, cut anywhere.
 
-    resp_server.py SOCKET KEY MODE
+    resp_server.py SOCKET KEY[,KEY...] MODE
 
 Listens on the Unix socket SOCKET; prints "listening" once ready. Every request must be
-`GET KEY` in RESP (anything else: the connection is closed and the server exits 3). The answers
+`GET KEY` in RESP, with several KEYs each the next of the list after the connection's request
+before (anything else: the connection is closed and the server exits 3). The answers
 of a connection are one stream of bytes, written in chunks of 1, 2, 3, 5, 8, 13, ... bytes
 (cycling, up to 64 KiB), so that an answer is split between reads at every place and the
 answers of pipelined requests come several to a read. MODE says what the k-th answer is (k
@@ -23,8 +24,8 @@ import sys
 
 from scripted_stream import serve_forever
 
-path, key, mode = sys.argv[1], sys.argv[2].encode(), sys.argv[3].split()
-req = b"*2\r\n$3\r\nGET\r\n$%d\r\n%s\r\n" % (len(key), key)
+path, keys, mode = sys.argv[1], sys.argv[2].encode().split(b","), sys.argv[3].split()
+reqs = [b"*2\r\n$3\r\nGET\r\n$%d\r\n%s\r\n" % (len(key), key) for key in keys]
 
 
 def answer(k):
@@ -43,4 +44,4 @@ def answer(k):
     return b"$%d\r\n%s\r\n" % (n, bytes((48 + i % 10 for i in range(n))))
 
 
-serve_forever(path, req, answer, "resp_server")
+serve_forever(path, reqs, answer, "resp_server")

@@ -14,7 +14,7 @@ srv=''
 nsrv=0
 fails=0
 stop_server() {
-    if [ -n "$srv" ]; then kill "$srv" 2>/dev/null; wait "$srv" 2>/dev/null || true; fi
+    if [ -n "$srv" ]; then kill "$srv" 2>/dev/null || true; wait "$srv" 2>/dev/null || true; fi
 }
 cleanup() {
     local rc=$?

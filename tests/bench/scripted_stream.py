@@ -1,10 +1,12 @@
 """What resp_server.py and mp_server.py share: a Unix socket server whose answers are one
 stream of bytes per connection, cut anywhere.
 
-serve_forever(path, req, answer, name) listens on the Unix socket `path`, prints "listening"
-once ready, and runs a thread per connection. Every request must be exactly `req` (anything
-else: the server exits 3, saying so as `name`); the k-th request of a connection (k from 0) is
-answered with answer(k). A connection's answers are written in chunks of 1, 2, 3, 5, 8, 13, ...
+serve_forever(path, reqs, answer, name) listens on the Unix socket `path`, prints "listening"
+once ready, and runs a thread per connection. `reqs` is a list of requests: a connection's
+first request must be one of them, and each later one the next in the list after the one
+before, round (bench_rpc --keys-file: each connection from its own place in the list); with one,
+every request is that one. Anything else: the server exits 3, saying so as `name`. The k-th
+request of a connection (k from 0) is answered with answer(k). A connection's answers are written in chunks of 1, 2, 3, 5, 8, 13, ...
 bytes (cycling, up to 64 KiB), so that an answer is split between reads at every place and the
 answers of pipelined requests come several to a read. Python 3 standard library only; stops on
 SIGTERM.
@@ -22,8 +24,8 @@ def _refuse(name, got):
     os._exit(3)
 
 
-def _serve(conn, req, answer, name):
-    si, k, got = 0, 0, b""
+def _serve(conn, reqs, answer, name):
+    si, k, got, at = 0, 0, b"", None
     try:
         while True:
             data = conn.recv(65536)
@@ -31,14 +33,27 @@ def _serve(conn, req, answer, name):
                 return
             got += data
             out = b""
-            while len(got) >= len(req):
+            while got:
+                if at is None:
+                    # the first request: whichever of reqs it is
+                    whole = [i for i, r in enumerate(reqs) if got.startswith(r)]
+                    if whole:
+                        at = whole[0]
+                    elif not any(r.startswith(got) for r in reqs):
+                        _refuse(name, got)
+                    else:
+                        break
+                req = reqs[at]
+                if len(got) < len(req):
+                    if not req.startswith(got):
+                        _refuse(name, got)
+                    break
                 if got[: len(req)] != req:
                     _refuse(name, got)
                 got = got[len(req) :]
                 out += answer(k)
                 k += 1
-            if got and not req.startswith(got):
-                _refuse(name, got)
+                at = (at + 1) % len(reqs)
             while out:
                 n = SIZES[si % len(SIZES)]
                 si += 1

@@ -2,6 +2,7 @@
 # scripts/bench.sh --report prints the stock.get rows of figures kept in each of their forms:
 # the same-client anchor with redis-benchmark's beside it; figures kept before that anchor
 # (their redis_get_* are redis-benchmark's, and the table says so); Redis skipped; a figure
+# missing (exit 1); the CPU notes, each run's ratio and the 1,000-SKU row, and that row's anchor
 # missing (exit 1). Measures nothing; checks the table's words, not figures' values.
 #   tests/bench/test_report.sh
 set -euo pipefail
@@ -57,6 +58,25 @@ redis_get_c1_p50_us 49
 redis_bench_c1_p50_us 55'
 report missing 1
 has missing 'redis-benchmark: MISSING'
+
+# two runs with the CPU per request, the client's CPU and the 1,000-SKU row: each run's ratio
+# beside the median's, the CPU notes, the row
+mkdir "$tmp/cpu"
+for r in 1 2; do
+    printf '%s\nstockget_c50_cpu_us 3.0%s\nstockget_c50_client_pct 99\nstockget_many_c50_rps 27000%s\nstockget_many_c50_cpu_us 3.5\nredis_get_c50_rps 14%s000\nredis_get_c50_cpu_us 3.1\nredis_get_c50_client_pct 97\nredis_get_c1_p50_us 49\nredis_get_many_c50_rps 250000\nredis_get_many_c50_cpu_us 3.8\nredis_bench_c50_rps 117000\nredis_bench_c1_p50_us 55\n' \
+        "$tally" "$r" "$r" "$((r + 3))" >"$tmp/cpu/rpc.$r"
+done
+report cpu 0
+has cpu '134,000 req/s (3.01 µs of the server'"'"'s CPU a request; the client at 99% of a CPU)'
+has cpu '144,000 req/s (3.1 µs of the server'"'"'s CPU a request; the client at 97% of a CPU)'
+has cpu '| 0.93× (runs 0.93×, 0.92×) |'
+has cpu 'each asking the station'"'"'s 1,000 SKUs in turn | 270,001 req/s (3.5 µs of the server'"'"'s CPU a request)'
+has cpu 'same client: 250,000 req/s (3.8 µs of the server'"'"'s CPU a request) | 1.08×'
+# the 1,000-SKU row with Redis's figure missing: MISSING, exit 1
+mkdir "$tmp/manymiss"
+printf '%s\nstockget_many_c50_rps 270000\nredis_get_c50_rps 292000\nredis_get_c1_p50_us 49\nredis_bench_c50_rps 117000\nredis_bench_c1_p50_us 55\n' "$tally" >"$tmp/manymiss/rpc.1"
+report manymiss 1
+has manymiss 'same client: MISSING req/s'
 
 [ "$fails" = 0 ] || { echo "$fails failed" >&2; exit 1; }
 echo "bench.sh --report: all cases passed"

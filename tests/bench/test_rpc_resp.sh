@@ -44,4 +44,18 @@ for c in nokeys:'no keys' size:'not with --keys-file'; do
     [ "$rc" = 2 ] && grep -q "${c#*:}" "$tmp/$name.err" || bad "--keys-file $name: exit $rc"
 done
 
+# --keys-file asks its keys in turn, each connection from its own place in the list: the server
+# takes a connection's requests only in the list's order, round (another: it exits 3, and the
+# connection's end fails bench_rpc), so the answers all counted say the order held; the same
+# keys in another order fail.
+printf 'k:1\nk:2\nk:3\n' >"$tmp/keys3"
+printf 'k:1\nk:3\nk:2\n' >"$tmp/keys3x"
+KEY=k:1,k:2,k:3
+serve value 100
+counted 0 rot 600 0 -c 2 -P 3 --keys-file "$tmp/keys3"
+counted 0 rot1 301 0 -c 1 -P 1 --keys-file "$tmp/keys3"
+run 1 rot_wrong -c 1 -P 1 -n 300 --keys-file "$tmp/keys3x"
+grep -q 'not the request expected' "$tmp/srv$nsrv.err" || bad "rot_wrong: the server did not refuse"
+KEY=k:1
+
 finish "bench_rpc --resp"

@@ -324,6 +324,10 @@ int main(int argc, char **argv)
             return 2;
         }
     }
+    if (nconn < 1 || pipeline < 1) { /* (epoll_wait refuses a wait for no event: it would spin) */
+        fprintf(stderr, "bench_rpc: -c and -P want at least 1\n");
+        return 2;
+    }
     if (size_only)
         nconn = pipeline = 1;
     if (resp && size_only) {
@@ -458,6 +462,10 @@ int main(int argc, char **argv)
                 break;
         }
         int n = epoll_wait(epfd, evs, nconn, until_file ? 10 : 1000);
+        if (n < 0 && errno != EINTR) {
+            fprintf(stderr, "bench_rpc: epoll_wait: %s\n", strerror(errno));
+            exit(1);
+        }
         if (n <= 0)
             continue;
         for (int e = 0; e < n; e++) {

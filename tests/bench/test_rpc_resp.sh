@@ -30,6 +30,14 @@ rc=0
 "$RPC" "$tmp/none.sock" --resp k:1 --size >/dev/null 2>"$tmp/size.err" || rc=$?
 [ "$rc" = 2 ] && grep -q 'not with --resp' "$tmp/size.err" || bad "--size with --resp: exit $rc"
 
+# -c 0 or -P 0 asks nothing: refused, before connecting (-c 0 would wait on no connection, and
+# epoll_wait refuses to wait for no event: it would spin until -d)
+for a in -c:0 -P:0 -c:-1; do
+    rc=0
+    "$RPC" "$tmp/none.sock" --resp k:1 "${a%%:*}" "${a#*:}" -d 0.3 >/dev/null 2>"$tmp/zero.err" || rc=$?
+    [ "$rc" = 2 ] && grep -q 'at least 1' "$tmp/zero.err" || bad "${a%%:*} ${a#*:}: exit $rc"
+done
+
 # --keys-file's refusals exit 2, before connecting, with nothing of theirs left allocated (an
 # ASan build's LeakSanitizer would make it another exit code): a file of no keys, and --size
 : >"$tmp/nokeys"

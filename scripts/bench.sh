@@ -259,7 +259,7 @@ table() {
         local a50="$(fmt_int "$r50") req/s$rcpu$b50" a1="$rc1 µs$b1"
         [ "$r50" = skipped ] && a50='skipped (Redis not installed)'
         [ "$rc1" = skipped ] && a1='skipped (Redis not installed)'
-        echo "| \`stock.get\` at 50 connections | $(fmt_int "$t50") req/s$tcpu | Redis GET of a same-size value (${tb:-?} B)$who: $a50 | $(ratio "$t50" "$r50")$(run_ratios rpc stockget_c50_rps redis_get_c50_rps) | ≥ 1.0× |"
+        echo "| \`stock.get\` at 50 connections (one client process waiting in epoll: the ratio depends on the client, README Performance) | $(fmt_int "$t50") req/s$tcpu | Redis GET of a same-size value (${tb:-?} B)$who: $a50 | $(ratio "$t50" "$r50")$(run_ratios rpc stockget_c50_rps redis_get_c50_rps) | ≥ 1.0× |"
         local m50 rm50
         m50=$(v rpc stockget_many_c50_rps) rm50=$(v rpc redis_get_many_c50_rps)
         if [ -n "$m50" ]; then

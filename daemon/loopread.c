@@ -75,7 +75,7 @@ static void name_data(struct loopread *lr)
     int64_t v = known ? sqlite3_column_int64(s, 0) : 0;
     if (s)
         sqlite3_reset(s);
-    if (!(known && lr->version_known && v == lr->version && lr->last_id))
+    if (!(known && lr->version_known && v == lr->version)) /* (the first: not known before) */
         lr->last_id++;
     lr->id = lr->last_id;
     lr->version = v;

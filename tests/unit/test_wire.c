@@ -410,6 +410,43 @@ static void test_malformed(void)
     CHECK_EQ_INT(scan("\xc0\xc1", 2, MAXF, TALLY_MAX_DEPTH), 1);
 }
 
+/*
+ * Every lead byte, alone and as the element of an array, followed by zeros (so every length or
+ * count it reads is 0, and the children of a fix container are fixints): the frame's length is
+ * msgpack-c's, every strict prefix is incomplete, and a limit one byte under the frame refuses
+ * it. This pins the scanner's table of fixed sizes against the unpacker, byte by byte.
+ */
+static void test_every_lead(void)
+{
+    for (int b = 0; b < 256; b++) {
+        unsigned char buf[1 + 1 + 40] = {0};
+        for (int inside = 0; inside < 2; inside++) {
+            buf[0] = 0x91; /* the array, when inside */
+            buf[1] = (unsigned char)b;
+            const unsigned char *f = buf + (inside ? 0 : 1);
+            size_t len = sizeof buf - (inside ? 0 : 1);
+            ssize_t n = scan(f, len, MAXF, TALLY_MAX_DEPTH);
+            if (b == 0xc1) {
+                CHECK_EQ_INT(n, TALLY_E_MALFORMED);
+                continue;
+            }
+            msgpack_unpacked u;
+            msgpack_unpacked_init(&u);
+            size_t off = 0;
+            msgpack_unpack_return r = msgpack_unpack_next(&u, (const char *)f, len, &off);
+            msgpack_unpacked_destroy(&u);
+            CHECK(r == MSGPACK_UNPACK_SUCCESS);
+            if (n != (ssize_t)off)
+                fprintf(stderr, "lead 0x%02x (inside %d): %zd, msgpack-c %zu\n", b, inside, n, off);
+            CHECK_EQ_INT(n, (ssize_t)off);
+            for (size_t k = 0; k < off; k++)
+                CHECK_EQ_INT(scan(f, k, MAXF, TALLY_MAX_DEPTH), 0);
+            CHECK_EQ_INT(scan(f, len, off, TALLY_MAX_DEPTH), (ssize_t)off);
+            CHECK_EQ_INT(scan(f, len, off - 1, TALLY_MAX_DEPTH), TALLY_E_TOO_LARGE);
+        }
+    }
+}
+
 static void test_limits(void)
 {
     /* Five bytes of array32 header claiming 2^32-1 elements: refused at once. */
@@ -539,6 +576,7 @@ int main(void)
     test_containers();
     test_depth();
     test_malformed();
+    test_every_lead();
     test_limits();
     test_random();
     return check_result("test_wire");

@@ -15,6 +15,10 @@
 #   to a fifth, for both servers alike); each figure is the median of its rounds. One SKU is
 #   what tallyd answers again from the answer it keeps while nothing is committed (loopread.h);
 #   the 1,000 SKUs show the same with 1,000 answers kept;
+# - from 50 processes of one connection each (bench_rpc -c 1, started together, S seconds), one
+#   SKU, in the same rounds: each process sleeps until its answer comes, as a station's separate
+#   clients do, so the processes and the kernel's scheduling of them, not the server, are the
+#   limit (beside the rate: the server's share of a CPU over the round);
 # - at 1 connection, one SKU, S seconds each: the p50.
 # Beside each rate at 50 connections: the server's CPU per request (user and system of all its
 # threads, from /proc, over the round) and the client's CPU in percent of one CPU (at about
@@ -23,9 +27,11 @@
 # than bench_rpc (at 50 connections on 2 CPUs it, not Redis, is the limit: Redis at about 60 %
 # of a CPU) and it keeps latencies in 8-µs buckets. Prints:
 #   stockget_answer_bytes, stockget_c50_rps, stockget_c50_cpu_us, stockget_c50_client_pct,
-#   stockget_c1_p50_us, stockget_many_c50_rps, stockget_many_c50_cpu_us,
+#   stockget_c1_p50_us, stockget_many_c50_rps, stockget_many_c50_cpu_us, stockget_procs_rps,
+#   stockget_procs_cpu_us, stockget_procs_server_pct,
 #   redis_get_c50_rps, redis_get_c50_cpu_us, redis_get_c50_client_pct, redis_get_c1_p50_us,
-#   redis_get_many_c50_rps, redis_get_many_c50_cpu_us (bench_rpc --resp),
+#   redis_get_many_c50_rps, redis_get_many_c50_cpu_us, redis_get_procs_rps,
+#   redis_get_procs_cpu_us, redis_get_procs_server_pct (bench_rpc --resp),
 #   redis_bench_c50_rps, redis_bench_c1_p50_us (redis-benchmark)
 #   (the redis_* "skipped" when redis-server is not installed)
 set -euo pipefail
@@ -89,6 +95,27 @@ load() {
     awk -v t=$((c1 - c0)) -v hz="$(getconf CLK_TCK)" \
         '$1 == "l_n" && $2 > 0 { printf "l_cpu_us %.2f\n", t / hz * 1e6 / $2 }' "$out" >>"$out"
 }
+# procs PID OUT ARGS...: 50 bench_rpc ARGS processes of one connection each for S seconds; OUT
+# gets l_rps (the sum of theirs), l_n, l_cpu_us (the server's CPU per request) and
+# l_server_pct (the server's CPU over the round, in percent of one CPU)
+procs() {
+    local pid=$1 out=$2 c0 c1 t0 t1 i p ps=()
+    shift 2
+    c0=$(cpu_ticks "$pid")
+    t0=$(now_ns)
+    for i in $(seq 50); do
+        "$RPC" "$@" -c 1 -d "$secs" --kv l >"$out.p$i" &
+        ps+=($!)
+    done
+    for p in "${ps[@]}"; do wait "$p" || die "a bench_rpc process failed ($*)"; done
+    t1=$(now_ns)
+    c1=$(cpu_ticks "$pid")
+    cat "$out".p* | awk -v t=$((c1 - c0)) -v hz="$(getconf CLK_TCK)" -v ns=$((t1 - t0)) '
+        $1 == "l_rps" { r += $2 } $1 == "l_n" { n += $2 }
+        END { if (n > 0) printf "l_rps %d\nl_n %d\nl_cpu_us %.2f\nl_server_pct %d\n", r, n,
+                                 t / hz * 1e6 / n, t / hz * 1e9 / ns * 100 + 0.5 }' >"$out"
+    rm -f "$out".p*
+}
 kv() { awk -v k="$1" '$1 == k { print $2 }' "$2"; }
 # median NAME KEY: the median over the rounds of KEY in $tmp/NAME.* (the lower of the middle
 # two for an even count)
@@ -103,6 +130,8 @@ for r in $(seq "$rounds"); do
     load "$tallyd_pid" "$tmp/m50.$r" "$tmp/tally.sock" --keys-file "$tmp/skus"
     [ "$redis" = 0 ] || load "$redis_pid" "$tmp/rm50.$r" "$tmp/redis.sock" --resp "$key" \
         --keys-file "$tmp/skus"
+    procs "$tallyd_pid" "$tmp/p50.$r" "$tmp/tally.sock" -k "$sku"
+    [ "$redis" = 0 ] || procs "$redis_pid" "$tmp/rp50.$r" "$tmp/redis.sock" --resp "$key"
 done
 "$RPC" "$tmp/tally.sock" -k "$sku" -c 1 -d "$secs" --kv c1 >"$tmp/c1"
 fig stockget_c50_rps "$(median c50 l_rps)"
@@ -111,11 +140,15 @@ fig stockget_c50_client_pct "$(median c50 l_cpu_pct)"
 fig stockget_c1_p50_us "$(kv c1_p50_us "$tmp/c1")"
 fig stockget_many_c50_rps "$(median m50 l_rps)"
 fig stockget_many_c50_cpu_us "$(median m50 l_cpu_us)"
+fig stockget_procs_rps "$(median p50 l_rps)"
+fig stockget_procs_cpu_us "$(median p50 l_cpu_us)"
+fig stockget_procs_server_pct "$(median p50 l_server_pct)"
 stop_tallyd
 
 if [ "$redis" = 0 ]; then
     for f in redis_get_c50_rps redis_get_c50_cpu_us redis_get_c50_client_pct redis_get_c1_p50_us \
-        redis_get_many_c50_rps redis_get_many_c50_cpu_us redis_bench_c50_rps redis_bench_c1_p50_us; do
+        redis_get_many_c50_rps redis_get_many_c50_cpu_us redis_get_procs_rps redis_get_procs_cpu_us \
+        redis_get_procs_server_pct redis_bench_c50_rps redis_bench_c1_p50_us; do
         fig "$f" skipped
     done
     exit 0
@@ -127,6 +160,9 @@ fig redis_get_c50_client_pct "$(median rc50 l_cpu_pct)"
 fig redis_get_c1_p50_us "$(kv rc1_p50_us "$tmp/rc1")"
 fig redis_get_many_c50_rps "$(median rm50 l_rps)"
 fig redis_get_many_c50_cpu_us "$(median rm50 l_cpu_us)"
+fig redis_get_procs_rps "$(median rp50 l_rps)"
+fig redis_get_procs_cpu_us "$(median rp50 l_cpu_us)"
+fig redis_get_procs_server_pct "$(median rp50 l_server_pct)"
 rb() { redis-benchmark -s "$tmp/redis.sock" "$@" --csv | awk -F'"' 'NR == 2 { print $4, $10 }'; }
 read -r rps _ < <(rb -t get -d "$size" -n "$rreq" -c 50)
 fig redis_bench_c50_rps "${rps%.*}"

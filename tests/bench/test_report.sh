@@ -3,6 +3,7 @@
 # the same-client anchor with redis-benchmark's beside it; figures kept before that anchor
 # (their redis_get_* are redis-benchmark's, and the table says so); Redis skipped; a figure
 # missing (exit 1); the CPU notes, each run's ratio and the 1,000-SKU row, and that row's anchor
+# missing (exit 1); the row of 50 processes, absent from figures kept before it, and its anchor
 # missing (exit 1). Measures nothing; checks the table's words, not figures' values.
 #   tests/bench/test_report.sh
 set -euo pipefail
@@ -77,6 +78,21 @@ mkdir "$tmp/manymiss"
 printf '%s\nstockget_many_c50_rps 270000\nredis_get_c50_rps 292000\nredis_get_c1_p50_us 49\nredis_bench_c50_rps 117000\nredis_bench_c1_p50_us 55\n' "$tally" >"$tmp/manymiss/rpc.1"
 report manymiss 1
 has manymiss 'same client: MISSING req/s'
+
+# the row of 50 processes: each run's ratio, the server's CPU and share; without it (figures
+# kept before it was measured) no row; Redis's figure missing: MISSING, exit 1
+mkdir "$tmp/procs" "$tmp/procsmiss"
+for r in 1 2; do
+    printf '%s\nredis_get_c50_rps 144000\nredis_get_c1_p50_us 49\nredis_bench_c50_rps 117000\nredis_bench_c1_p50_us 55\nstockget_procs_rps 10%s000\nstockget_procs_cpu_us 6.1\nstockget_procs_server_pct 69\nredis_get_procs_rps 110000\nredis_get_procs_cpu_us 5.9\nredis_get_procs_server_pct 73\n' \
+        "$tally" "$((r + 4))" >"$tmp/procs/rpc.$r"
+done
+report procs 0
+has procs 'from 50 processes of one connection each (the processes, not the server, are the limit) | 105,000 req/s (6.1 µs of the server'"'"'s CPU a request; the server at 69% of a CPU)'
+has procs 'Redis GET, same processes: 110,000 req/s (5.9 µs of the server'"'"'s CPU a request; the server at 73% of a CPU) | 0.95× (runs 0.95×, 0.96×) |'
+hasnt cpu 'from 50 processes'
+printf '%s\nredis_get_c50_rps 144000\nredis_get_c1_p50_us 49\nredis_bench_c50_rps 117000\nredis_bench_c1_p50_us 55\nstockget_procs_rps 105000\n' "$tally" >"$tmp/procsmiss/rpc.1"
+report procsmiss 1
+has procsmiss 'Redis GET, same processes: MISSING req/s'
 
 [ "$fails" = 0 ] || { echo "$fails failed" >&2; exit 1; }
 echo "bench.sh --report: all cases passed"

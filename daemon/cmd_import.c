@@ -169,10 +169,7 @@ static void answer_call(struct import_call *k, int status)
             snprintf(k->err, sizeof k->err, "%s", tally_strerror(status));
         rpc_pack_error(&pk, k->msgid, status, k->err);
     } else {
-        msgpack_pack_array(&pk, 4);
-        msgpack_pack_int(&pk, TALLY_MSG_RESPONSE);
-        msgpack_pack_uint32(&pk, k->msgid);
-        msgpack_pack_nil(&pk);
+        rpc_pack_result_head(&pk, k->msgid);
         msgpack_pack_map(&pk, 4);
         mp_pack_kv_str(&pk, "kind", import_kind_name(k->kind));
         mp_pack_kv_int(&pk, "rows", k->res.rows);

@@ -57,10 +57,7 @@ static void on_purge_done(struct tallyd *d, void *arg, int r, int64_t n)
         fail(&c, r, pc->dry_run, true, n);
         rpc_pack_error(&pk, pc->msgid, r, c.err);
     } else {
-        msgpack_pack_array(&pk, 4);
-        msgpack_pack_int(&pk, TALLY_MSG_RESPONSE);
-        msgpack_pack_uint32(&pk, pc->msgid);
-        msgpack_pack_nil(&pk);
+        rpc_pack_result_head(&pk, pc->msgid);
         msgpack_pack_map(&pk, 1);
         mp_pack_kv_int(&pk, "orders", n);
     }

@@ -116,6 +116,12 @@ int rpc_fail(struct rpc_call *c, int code, const char *fmt, ...)
     return code;
 }
 
+int rpc_pack_result_head(msgpack_packer *pk, uint32_t msgid)
+{
+    return msgpack_pack_array(pk, 4) || msgpack_pack_int(pk, TALLY_MSG_RESPONSE) ||
+           msgpack_pack_uint32(pk, msgid) || msgpack_pack_nil(pk);
+}
+
 void rpc_pack_error(msgpack_packer *pk, uint32_t msgid, int code, const char *message)
 {
     rpc_pack_error_id(pk, msgid, code, message, NULL);
@@ -294,9 +300,7 @@ size_t rpc_fast_answer(struct tallyd *d, const unsigned char *p, size_t n, msgpa
     size_t was = out->size;
     msgpack_packer pk;
     msgpack_packer_init(&pk, out, msgpack_sbuffer_write);
-    if (msgpack_pack_array(&pk, 4) || msgpack_pack_int(&pk, TALLY_MSG_RESPONSE) ||
-        msgpack_pack_uint32(&pk, msgid) || msgpack_pack_nil(&pk) ||
-        msgpack_sbuffer_write(out, kept, kept_len)) {
+    if (rpc_pack_result_head(&pk, msgid) || msgpack_sbuffer_write(out, kept, kept_len)) {
         out->size = was; /* out of memory: the general path says so */
         return 0;
     }
@@ -371,10 +375,7 @@ int rpc_handle(struct tallyd *d, int role, void *conn, const msgpack_object *msg
     res->size = 0;
     msgpack_packer rpk;
     msgpack_packer_init(&rpk, res, res_write);
-    msgpack_pack_array(&rpk, 4);
-    msgpack_pack_int(&rpk, TALLY_MSG_RESPONSE);
-    msgpack_pack_uint32(&rpk, msgid);
-    msgpack_pack_nil(&rpk);
+    rpc_pack_result_head(&rpk, msgid);
     struct rpc_call call = {
         .d = d, .params = params, .pk = &rpk, .role = role, .conn = conn, .msgid = msgid};
     /* Group commit (gcommit.h): a write called on a connection writes in this turn's shared
@@ -472,10 +473,7 @@ static int read_run(struct worker_job *job, struct store *st)
     struct read_job *j = (struct read_job *)job;
     msgpack_packer pk;
     msgpack_packer_init(&pk, &j->out, msgpack_sbuffer_write);
-    msgpack_pack_array(&pk, 4);
-    msgpack_pack_int(&pk, TALLY_MSG_RESPONSE);
-    msgpack_pack_uint32(&pk, j->msgid);
-    msgpack_pack_nil(&pk);
+    rpc_pack_result_head(&pk, j->msgid);
     sqlite3 *db = store_db(st);
     int rc = sqlite3_exec(db, "BEGIN", NULL, NULL, NULL);
     if (rc != SQLITE_OK)

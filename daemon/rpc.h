@@ -82,6 +82,9 @@ const struct rpc_method *rpc_method_at(size_t i);
 int rpc_fail(struct rpc_call *c, int code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
+/* Packs the head of a successful response, [1, msgid, nil, ...: the result object follows;
+ * nonzero when the packer failed (out of memory). */
+int rpc_pack_result_head(msgpack_packer *pk, uint32_t msgid);
 /* Packs a whole error response [1, msgid, {code, message}, nil]. */
 void rpc_pack_error(msgpack_packer *pk, uint32_t msgid, int code, const char *message);
 /* The same with an `id` in the error map (NULL or empty: none): the id of what the failed call

@@ -242,6 +242,25 @@ const char *rh_qtext(struct rh *h, const char *fmt, ...)
     return b;
 }
 
+int rh_exec_other(struct rh *h, const char *sql)
+{
+    struct store *w = NULL;
+    char err[256];
+    if (store_open_extra(store_path(h->d.store), false, false, &w, err, sizeof err) != 0) {
+        fprintf(stderr, "rh_exec_other: %s\n", err);
+        return -1;
+    }
+    int r = store_begin(w);
+    if (r == 0 && sqlite3_exec(store_db(w), sql, NULL, NULL, NULL) != SQLITE_OK) {
+        fprintf(stderr, "rh_exec_other: %s: %s\n", sqlite3_errmsg(store_db(w)), sql);
+        store_rollback(w);
+        r = -1;
+    } else if (r == 0)
+        r = store_commit(w);
+    store_close(w);
+    return r == 0 ? 0 : -1;
+}
+
 int64_t rh_stock_figure(struct rh *h, const char *expr, const char *sku, const char *wh)
 {
     return rh_q64(h,

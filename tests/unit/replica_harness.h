@@ -70,6 +70,11 @@ int rh_exec(struct rh *h, const char *fmt, ...) __attribute__((format(printf, 2,
             CHECK(!"rh_exec failed");                                                              \
     } while (0)
 
+/* `sql` in a transaction of a connection of its own on the replica (store_open_extra, as a
+ * write job's or the group commit's), committed: a commit the daemon's connections did not
+ * make. 0, or -1 (the error on stderr). */
+int rh_exec_other(struct rh *h, const char *sql);
+
 /* The first column of the first row as an integer. */
 int64_t rh_q64(struct rh *h, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
